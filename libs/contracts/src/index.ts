@@ -1,0 +1,21 @@
+import type { DescFile } from "@bufbuild/protobuf";
+import { file_grpc_health_v1_health } from "./gen/grpc/health/v1/health_pb.js";
+import { file_grpc_reflection_v1_reflection } from "./gen/grpc/reflection/v1/reflection_pb.js";
+import { file_grpc_reflection_v1alpha_reflection } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_meshwork_users_v1_users } from "./gen/meshwork/users/v1/users_pb.js";
+
+/**
+ * Every Meshwork contract file, for code that works on the whole mesh at once: the gateway's
+ * route table, `meshctl`, tests that walk every method. Services import the one file they serve
+ * through its subpath, e.g. `@meshwork/contracts/meshwork/users/v1/users`.
+ */
+export const meshworkFiles: readonly DescFile[] = [file_meshwork_users_v1_users];
+
+/**
+ * The infrastructure contracts every service serves beside its own (health and reflection).
+ */
+export const platformFiles: readonly DescFile[] = [
+  file_grpc_health_v1_health,
+  file_grpc_reflection_v1_reflection,
+  file_grpc_reflection_v1alpha_reflection,
+];

@@ -1,0 +1,75 @@
+import { z } from "zod";
+
+/**
+ * The environment variables every service reads, as a zod shape to spread into a service's own
+ * schema. Each process is one service, so the names are plain (`PORT`, not `USERS_PORT`).
+ */
+export function runtimeEnvShape(defaults: { port: number }) {
+  return {
+    HOST: z.string().min(1).default("127.0.0.1"),
+    PORT: z.coerce.number().int().min(0).max(65535).default(defaults.port),
+    LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+    /** How long in-flight calls get to finish after SIGTERM/SIGINT. */
+    SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+    /** How often readiness checks (database, dependencies) run once the service is up. */
+    HEALTH_CHECK_INTERVAL_MS: z.coerce.number().int().positive().default(5_000),
+    /** Largest request message accepted, in bytes. */
+    READ_MAX_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+    OTEL_TRACES_EXPORTER: z.enum(["none", "console", "otlp"]).default("none"),
+    OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
+    OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
+  };
+}
+
+type RuntimeEnv = z.infer<z.ZodObject<ReturnType<typeof runtimeEnvShape>>>;
+
+/** The runtime's part of a service's configuration. */
+export interface RuntimeConfig {
+  host: string;
+  port: number;
+  logLevel: string;
+  shutdownGraceMs: number;
+  healthCheckIntervalMs: number;
+  readMaxBytes: number;
+  tracesExporter: "none" | "console" | "otlp";
+  otlpEndpoint: string | undefined;
+  sampleRatio: number;
+}
+
+/** Maps the parsed environment to the runtime's configuration. */
+export function toRuntimeConfig(env: RuntimeEnv): RuntimeConfig {
+  return {
+    host: env.HOST,
+    port: env.PORT,
+    logLevel: env.LOG_LEVEL,
+    shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
+    healthCheckIntervalMs: env.HEALTH_CHECK_INTERVAL_MS,
+    readMaxBytes: env.READ_MAX_BYTES,
+    tracesExporter: env.OTEL_TRACES_EXPORTER,
+    otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
+    sampleRatio: env.OTEL_TRACES_SAMPLER_ARG,
+  };
+}
+
+/** Thrown when the environment does not satisfy a service's schema; names every bad variable. */
+export class ConfigError extends Error {
+  override readonly name = "ConfigError";
+}
+
+/**
+ * Parses `env` against `shape` once. A service calls this in its `config.ts` (the only reader of
+ * `process.env`) and passes the result down; it never reads the environment again.
+ */
+export function parseEnv<S extends z.ZodRawShape>(
+  shape: S,
+  env: Record<string, string | undefined> = process.env,
+): z.infer<z.ZodObject<S>> {
+  // Empty strings mean "unset", as in most shells' `FOO= cmd`.
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== ""));
+  const result = z.object(shape).safeParse(cleaned);
+  if (!result.success) {
+    const problems = result.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`);
+    throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
+  }
+  return result.data;
+}

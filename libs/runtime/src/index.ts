@@ -1,0 +1,26 @@
+export {
+  ConfigError,
+  parseEnv,
+  type RuntimeConfig,
+  runtimeEnvShape,
+  toRuntimeConfig,
+} from "./config.js";
+export { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
+export { createErrorInterceptor } from "./interceptors/errors.js";
+export { createReadinessInterceptor } from "./interceptors/readiness.js";
+export {
+  codeName,
+  createTelemetryInterceptor,
+  type TelemetryInterceptorOptions,
+} from "./interceptors/telemetry.js";
+export { createValidationInterceptor } from "./interceptors/validation.js";
+export { createListener, type Listener, type ListenerOptions, type NodeRequestHandler } from "./listener.js";
+export { registerReflectionServices } from "./reflection.js";
+export {
+  createService,
+  type HttpRoute,
+  type ReadinessCheck,
+  runService,
+  type Service,
+  type ServiceOptions,
+} from "./service.js";

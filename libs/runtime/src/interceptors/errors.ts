@@ -1,0 +1,40 @@
+import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "@meshwork/telemetry";
+
+/**
+ * Turns any error that is not a deliberate `ConnectError` into INTERNAL with a fixed message, and
+ * logs the original (with its stack) on the server. Stack traces, SQL and driver messages never
+ * reach a client. Domain errors are mapped to `ConnectError` by each service's port; anything
+ * that escapes that mapping is a bug and is reported as one.
+ */
+export function createErrorInterceptor(logger: Logger): Interceptor {
+  const hide = (err: unknown, procedure: string): ConnectError => {
+    if (err instanceof ConnectError) return err;
+    if (err instanceof Error && err.name === "AbortError") {
+      return new ConnectError("operation was aborted", Code.Canceled);
+    }
+    logger.error({ err, procedure }, "unhandled error");
+    return new ConnectError("internal error", Code.Internal);
+  };
+  return (next) => async (req) => {
+    const procedure = req.url.slice(req.url.lastIndexOf("/", req.url.lastIndexOf("/") - 1));
+    let res: Awaited<ReturnType<typeof next>>;
+    try {
+      res = await next(req);
+    } catch (err) {
+      throw hide(err, procedure);
+    }
+    if (!res.stream) return res;
+    const inner = res.message;
+    return {
+      ...res,
+      message: (async function* () {
+        try {
+          yield* inner;
+        } catch (err) {
+          throw hide(err, procedure);
+        }
+      })(),
+    };
+  };
+}

@@ -1,0 +1,153 @@
+import http from "node:http";
+import http2 from "node:http2";
+import net from "node:net";
+
+/** A request handler that serves both node:http and node:http2 (compat API) requests. */
+export type NodeRequestHandler = (
+  req: http.IncomingMessage | http2.Http2ServerRequest,
+  res: http.ServerResponse | http2.Http2ServerResponse,
+) => void;
+
+export interface ListenerOptions {
+  handler: NodeRequestHandler;
+  /** Largest request header block accepted, in bytes (both protocols). Default 16 KiB. */
+  maxHeaderSize?: number;
+  /** Idle HTTP/1.1 keep-alive connections are closed after this many ms. Default 5000. */
+  keepAliveTimeoutMs?: number;
+}
+
+/** One TCP port speaking HTTP/1.1 and HTTP/2 cleartext (prior knowledge) side by side. */
+export interface Listener {
+  /** Binds; resolves with the port actually bound (useful with port 0). */
+  listen(port: number, host: string): Promise<number>;
+  /** Number of requests being served right now, on either protocol. */
+  readonly inFlight: number;
+  /**
+   * Stops accepting connections and asks every client to go away: HTTP/2 sessions get GOAWAY
+   * (streams already open continue); HTTP/1.1 connections are closed after their next response. Resolves when no request is in flight, or after
+   * `graceMs`, when every remaining connection is destroyed.
+   */
+  close(graceMs: number): Promise<void>;
+}
+
+// The HTTP/2 connection preface starts with "PRI"; no HTTP/1.1 method does.
+const PREFACE_HEAD = Buffer.from("PRI", "latin1");
+
+/**
+ * Creates a listener that sniffs the first bytes of each connection and hands it to an HTTP/2
+ * or an HTTP/1.1 server. `http2.createServer` without TLS speaks only HTTP/2 (its `allowHTTP1`
+ * needs ALPN), so this is how one port serves gRPC (h2c), Connect and gRPC-Web over both, and
+ * plain HTTP/1.1 endpoints such as `/metrics`.
+ */
+export function createListener(options: ListenerOptions): Listener {
+  let inFlight = 0;
+  let draining = false;
+  let idleWaiters: Array<() => void> = [];
+  const sockets = new Set<net.Socket>();
+  const sessions = new Set<http2.Http2Session>();
+  const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
+
+  const track: NodeRequestHandler = (req, res) => {
+    inFlight++;
+    let done = false;
+    const finish = () => {
+      if (done) return;
+      done = true;
+      inFlight--;
+      if (inFlight === 0) {
+        const waiters = idleWaiters;
+        idleWaiters = [];
+        for (const w of waiters) w();
+      }
+    };
+    res.once("close", finish);
+    res.once("finish", finish);
+    if (draining && "shouldKeepAlive" in res) {
+      // An HTTP/1.1 request that arrived on a kept-alive connection while draining: serve it,
+      // then close the connection.
+      res.setHeader("connection", "close");
+    }
+    options.handler(req, res);
+  };
+
+  const h1 = http.createServer({ maxHeaderSize, keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000 }, track);
+  const h2 = http2.createServer(
+    { maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } },
+    track,
+  );
+  h2.on("session", (session) => {
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (draining) session.close();
+  });
+  // A malformed or abusive HTTP/2 peer must not take the process down.
+  h2.on("sessionError", () => {});
+  h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+    if (socket.writable && err.code !== "ECONNRESET") {
+      const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+    } else {
+      socket.destroy();
+    }
+  });
+
+  const tcp = net.createServer((socket) => {
+    sockets.add(socket);
+    socket.once("close", () => sockets.delete(socket));
+    socket.on("error", () => socket.destroy());
+    let head: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      if (head.length < PREFACE_HEAD.length && head.equals(PREFACE_HEAD.subarray(0, head.length))) {
+        return; // could still be HTTP/2: wait for more bytes
+      }
+      socket.off("data", onData);
+      socket.pause();
+      socket.unshift(head);
+      if (head.subarray(0, PREFACE_HEAD.length).equals(PREFACE_HEAD)) {
+        // The HTTP/2 session reads the bytes already buffered on the socket, then the handle.
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+  });
+
+  return {
+    get inFlight() {
+      return inFlight;
+    },
+    listen(port, host) {
+      return new Promise((resolve, reject) => {
+        tcp.once("error", reject);
+        tcp.listen(port, host, () => {
+          tcp.off("error", reject);
+          const addr = tcp.address();
+          resolve(typeof addr === "object" && addr ? addr.port : port);
+        });
+      });
+    },
+    async close(graceMs) {
+      draining = true;
+      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      // HTTP/2 clients get GOAWAY and open new streams elsewhere. Idle HTTP/1.1 connections stay
+      // up: a request racing onto one gets a clean UNAVAILABLE (the runtime is NOT_SERVING) and
+      // `connection: close`, rather than a reset socket.
+      for (const s of sessions) s.close();
+      if (inFlight > 0) {
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(resolve, graceMs);
+          idleWaiters.push(() => {
+            clearTimeout(timer);
+            resolve();
+          });
+        });
+      }
+      for (const s of sessions) s.destroy();
+      for (const s of sockets) s.destroy();
+      await closed;
+    },
+  };
+}

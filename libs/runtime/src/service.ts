@@ -1,0 +1,218 @@
+import type { IncomingMessage, ServerResponse } from "node:http";
+import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
+import type { DescFile, DescService } from "@bufbuild/protobuf";
+import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
+import type { RuntimeConfig } from "./config.js";
+import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
+import { createErrorInterceptor } from "./interceptors/errors.js";
+import { createReadinessInterceptor } from "./interceptors/readiness.js";
+import { createTelemetryInterceptor } from "./interceptors/telemetry.js";
+import { createValidationInterceptor } from "./interceptors/validation.js";
+import { createListener, type Listener } from "./listener.js";
+import { registerReflectionServices } from "./reflection.js";
+
+/** A plain HTTP endpoint served beside the RPCs on the same port (HTTP/1.1 and HTTP/2). */
+export type HttpRoute = (
+  req: IncomingMessage | Http2ServerRequest,
+  res: ServerResponse | Http2ServerResponse,
+) => void | Promise<void>;
+
+/** A named dependency check; throws (or rejects) while the dependency does not answer. */
+export interface ReadinessCheck {
+  name: string;
+  check(): Promise<void>;
+}
+
+export interface ServiceOptions {
+  /** Short service name (`users`): the log `service` field and the telemetry resource name. */
+  name: string;
+  version?: string;
+  config: RuntimeConfig;
+  /** The contract files this service implements, described by reflection. */
+  files: readonly DescFile[];
+  /** The RPC services registered by `routes`, reported by health under their full names. */
+  services: readonly DescService[];
+  routes(router: ConnectRouter): void;
+  /** Extra HTTP endpoints by exact path, e.g. `/.well-known/jwks.json`. */
+  httpRoutes?: Record<string, HttpRoute>;
+  /** Runs once after the port is bound, before the service reports SERVING (migrations). */
+  prepare?: () => Promise<void>;
+  /** Checked before SERVING and then every `healthCheckIntervalMs`. */
+  readiness?: readonly ReadinessCheck[];
+  /** Runs during shutdown after the last call finished (close pools, connections). */
+  onShutdown?: () => Promise<void>;
+  /** Interceptors that run inside the runtime's, closest to the handler. */
+  interceptors?: readonly Interceptor[];
+  /** Supply to share or observe them (tests); created from `config` otherwise. */
+  logger?: Logger;
+  telemetry?: Telemetry;
+}
+
+/** A running (or startable) service process. */
+export interface Service {
+  readonly logger: Logger;
+  readonly telemetry: Telemetry;
+  readonly health: HealthRegistry;
+  /** Binds the port, runs `prepare`, then reports SERVING once readiness checks pass. */
+  start(): Promise<{ port: number; url: string }>;
+  /** Drains and stops: NOT_SERVING, refuse new calls, let in-flight calls finish, close. */
+  shutdown(): Promise<void>;
+}
+
+/**
+ * Builds a service on the Meshwork runtime: one port for HTTP/1.1 and h2c serving Connect,
+ * gRPC and gRPC-Web; health and reflection; the interceptor chain (telemetry, error hiding,
+ * readiness, validation, then the service's own); `GET /metrics` and `GET /healthz`.
+ */
+export function createService(options: ServiceOptions): Service {
+  const { config } = options;
+  const logger = options.logger ?? createLogger({ service: options.name, level: config.logLevel });
+  const telemetry =
+    options.telemetry ??
+    createTelemetry({
+      serviceName: options.name,
+      serviceVersion: options.version,
+      tracesExporter: config.tracesExporter,
+      otlpEndpoint: config.otlpEndpoint,
+      sampleRatio: config.sampleRatio,
+    });
+  const health = new HealthRegistry(options.services.map((s) => s.typeName));
+  const interceptors: Interceptor[] = [
+    createTelemetryInterceptor({ tracer: telemetry.tracer, meter: telemetry.meter, logger }),
+    createErrorInterceptor(logger),
+    createReadinessInterceptor(health),
+    createValidationInterceptor(),
+    ...(options.interceptors ?? []),
+  ];
+  const rpc = connectNodeAdapter({
+    routes(router) {
+      registerHealthService(router, health);
+      registerReflectionServices(router, options.files);
+      options.routes(router);
+    },
+    interceptors,
+    readMaxBytes: config.readMaxBytes,
+    shutdownSignal: undefined,
+  });
+  const httpRoutes: Record<string, HttpRoute> = {
+    "/metrics": (req, res) => telemetry.metricsHandler(req as IncomingMessage, res as ServerResponse),
+    "/healthz": (_req, res) => {
+      const body = JSON.stringify({ status: ServingStatus[health.get("") ?? ServingStatus.NOT_SERVING] });
+      res.writeHead(health.serving ? 200 : 503, { "content-type": "application/json" });
+      res.end(body);
+    },
+    ...options.httpRoutes,
+  };
+
+  let listener: Listener | undefined;
+  let checkTimer: NodeJS.Timeout | undefined;
+  let stopping: Promise<void> | undefined;
+
+  const runChecks = async (): Promise<boolean> => {
+    for (const c of options.readiness ?? []) {
+      try {
+        await c.check();
+      } catch (err) {
+        logger.warn({ check: c.name, err: String(err) }, "readiness check failed");
+        return false;
+      }
+    }
+    return true;
+  };
+
+  const applyChecks = async () => {
+    if (stopping) return;
+    const ok = await runChecks();
+    if (stopping) return;
+    const was = health.serving;
+    health.setAll(ok ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+    if (was !== ok) logger.info({ status: ok ? "SERVING" : "NOT_SERVING" }, "health changed");
+  };
+
+  return {
+    logger,
+    telemetry,
+    health,
+    async start() {
+      listener = createListener({
+        handler(req, res) {
+          const path = req.url?.split("?", 1)[0] ?? "/";
+          const route = req.method === "GET" ? httpRoutes[path] : undefined;
+          if (route) {
+            Promise.resolve(route(req, res)).catch((err) => {
+              logger.error({ err, path }, "http route failed");
+              if (!res.headersSent) res.writeHead(500);
+              res.end();
+            });
+            return;
+          }
+          rpc(req, res);
+        },
+      });
+      const port = await listener.listen(config.port, config.host);
+      const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
+      logger.info({ port, host: config.host, url }, "listening");
+      await options.prepare?.();
+      // Readiness: poll quickly until the first success, then at the configured interval.
+      while (!stopping && !(await runChecks())) {
+        await new Promise((r) => setTimeout(r, 200));
+      }
+      if (!stopping) {
+        health.setAll(ServingStatus.SERVING);
+        logger.info({ status: "SERVING" }, "health changed");
+        checkTimer = setInterval(() => void applyChecks(), config.healthCheckIntervalMs);
+        checkTimer.unref();
+      }
+      return { port, url };
+    },
+    shutdown() {
+      stopping ??= (async () => {
+        clearInterval(checkTimer);
+        health.setAll(ServingStatus.NOT_SERVING);
+        logger.info({ inFlight: listener?.inFlight ?? 0, graceMs: config.shutdownGraceMs }, "draining");
+        health.close();
+        await listener?.close(config.shutdownGraceMs);
+        try {
+          await options.onShutdown?.();
+        } catch (err) {
+          logger.error({ err }, "shutdown hook failed");
+        }
+        logger.info("stopped");
+        await telemetry.shutdown();
+        await new Promise<void>((resolve) => logger.flush(() => resolve()));
+      })();
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Runs a service as the process's main program: starts it, and on SIGTERM or SIGINT shuts it
+ * down gracefully and exits 0. A failure to start is logged and exits 1.
+ */
+export async function runService(service: Service): Promise<void> {
+  let signalled = false;
+  const onSignal = (signal: NodeJS.Signals) => {
+    if (signalled) return;
+    signalled = true;
+    service.logger.info({ signal }, "shutting down");
+    service.shutdown().then(
+      () => process.exit(0),
+      (err) => {
+        service.logger.error({ err }, "shutdown failed");
+        process.exit(1);
+      },
+    );
+  };
+  process.on("SIGTERM", onSignal);
+  process.on("SIGINT", onSignal);
+  try {
+    await service.start();
+  } catch (err) {
+    service.logger.fatal({ err }, "failed to start");
+    await service.shutdown().catch(() => {});
+    process.exit(1);
+  }
+}

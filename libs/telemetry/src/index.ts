@@ -1,0 +1,8 @@
+export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
+export {
+  activeTraceId,
+  createTelemetry,
+  installTelemetryGlobals,
+  type Telemetry,
+  type TelemetryOptions,
+} from "./telemetry.js";

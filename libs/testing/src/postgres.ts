@@ -1,0 +1,47 @@
+import { randomBytes } from "node:crypto";
+import postgres from "postgres";
+
+/**
+ * The maintenance connection tests use to create and drop their own databases. Override with
+ * `MESHWORK_TEST_PG_URL`; the default is this machine's trust-auth server.
+ */
+export function adminUrl(): string {
+  return process.env.MESHWORK_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+}
+
+/** A uniquely named, throw-away name: `prefix_<12 hex>`; safe as an identifier. */
+export function uniqueName(prefix: string): string {
+  return `${prefix}_${randomBytes(6).toString("hex")}`;
+}
+
+/** A database created for one test; `drop()` removes it (closing its connections first). */
+export interface TestDatabase {
+  name: string;
+  url: string;
+  drop(): Promise<void>;
+}
+
+/** Creates a uniquely named database on the real Postgres server. */
+export async function createTestDatabase(prefix = "mw_test"): Promise<TestDatabase> {
+  const name = uniqueName(prefix);
+  const admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+  try {
+    await admin.unsafe(`CREATE DATABASE "${name}"`);
+  } finally {
+    await admin.end();
+  }
+  const url = new URL(adminUrl());
+  url.pathname = `/${name}`;
+  return {
+    name,
+    url: url.toString(),
+    async drop() {
+      const a = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+      try {
+        await a.unsafe(`DROP DATABASE IF EXISTS "${name}" WITH (FORCE)`);
+      } finally {
+        await a.end();
+      }
+    },
+  };
+}

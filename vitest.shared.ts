@@ -1,0 +1,19 @@
+import { defineConfig } from "vitest/config";
+
+/**
+ * The one test configuration of the repository; every package's `vitest.config.ts` re-exports
+ * it. Integration tests start real processes and talk to the real Postgres and NATS of the
+ * machine, which are slow on a loaded two-core CI box: generous timeouts, and tests wait for
+ * conditions rather than sleeping.
+ */
+export default defineConfig({
+  test: {
+    include: ["src/**/*.test.ts", "test/**/*.test.ts"],
+    testTimeout: 60_000,
+    hookTimeout: 120_000,
+    teardownTimeout: 30_000,
+    pool: "forks",
+    reporters: process.env.CI ? ["default", "json"] : ["default"],
+    outputFile: { json: ".vitest/results.json" },
+  },
+});
