@@ -6,6 +6,7 @@ export {
   toRuntimeConfig,
 } from "./config.js";
 export { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
+export { createDeadlineInterceptor } from "./interceptors/deadline.js";
 export { createErrorInterceptor } from "./interceptors/errors.js";
 export { createReadinessInterceptor } from "./interceptors/readiness.js";
 export {

@@ -83,6 +83,9 @@ function startTestService(opts: { ready: () => boolean; slowMs?: () => number })
           throw new ConnectError("invalid credentials", Code.Unauthenticated);
         },
         async listUsers() {
+          // Ignores ctx.signal on purpose: the runtime must enforce the deadline anyway.
+          const wait = opts.slowMs?.() ?? 0;
+          if (wait > 0) await new Promise((resolve) => setTimeout(resolve, wait));
           return { users: [], nextPageToken: "" };
         },
       });
@@ -234,6 +237,16 @@ describe("service runtime over real sockets", () => {
         code: grpc.status.DEADLINE_EXCEEDED,
       });
       client.close();
+      // A client that does not enforce deadlines itself (curl, fetch) still gets the answer in
+      // time, even from a handler that ignores its abort signal.
+      const t0 = Date.now();
+      const res = await fetch(`${url}/meshwork.users.v1.UserService/ListUsers`, {
+        method: "POST",
+        headers: { "content-type": "application/json", "connect-timeout-ms": "150" },
+        body: "{}",
+      });
+      expect(((await res.json()) as { code: string }).code).toBe("deadline_exceeded");
+      expect(Date.now() - t0).toBeLessThan(1_500);
     } finally {
       slow = 0;
     }

@@ -6,6 +6,7 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
+import { createDeadlineInterceptor } from "./interceptors/deadline.js";
 import { createErrorInterceptor } from "./interceptors/errors.js";
 import { createReadinessInterceptor } from "./interceptors/readiness.js";
 import { createTelemetryInterceptor } from "./interceptors/telemetry.js";
@@ -64,7 +65,7 @@ export interface Service {
 /**
  * Builds a service on the Meshwork runtime: one port for HTTP/1.1 and h2c serving Connect,
  * gRPC and gRPC-Web; health and reflection; the interceptor chain (telemetry, error hiding,
- * readiness, validation, then the service's own); `GET /metrics` and `GET /healthz`.
+ * deadline, readiness, validation, then the service's own); `GET /metrics` and `GET /healthz`.
  */
 export function createService(options: ServiceOptions): Service {
   const { config } = options;
@@ -82,6 +83,7 @@ export function createService(options: ServiceOptions): Service {
   const interceptors: Interceptor[] = [
     createTelemetryInterceptor({ tracer: telemetry.tracer, meter: telemetry.meter, logger }),
     createErrorInterceptor(logger),
+    createDeadlineInterceptor(),
     createReadinessInterceptor(health),
     createValidationInterceptor(),
     ...(options.interceptors ?? []),

@@ -1,0 +1,32 @@
+import { randomBytes } from "node:crypto";
+import type { DatabaseHandle } from "@meshwork/db";
+import { createArgon2Hasher } from "./adapters/crypto/argon2-hasher.js";
+import { createJwtIssuer, type KeySet, loadSigningKeys } from "./adapters/crypto/signing-keys.js";
+import type { UsersSchema } from "./adapters/db/schema.js";
+import { createUserRepository } from "./adapters/db/user-repository.js";
+import type { Config } from "./config.js";
+import type { PasswordHasher, TokenIssuer, UserRepository } from "./domain/ports.js";
+
+/** Everything the use cases need, built once at start-up. */
+export interface App {
+  users: UserRepository;
+  hasher: PasswordHasher;
+  tokens: TokenIssuer;
+  keys: KeySet;
+  adminEmails: ReadonlySet<string>;
+  decoyHash: string;
+}
+
+/** Builds the app over a migrated database. */
+export async function createApp(config: Config, database: DatabaseHandle<UsersSchema>): Promise<App> {
+  const hasher = createArgon2Hasher();
+  const keys = await loadSigningKeys(database.db);
+  return {
+    users: createUserRepository(database.db),
+    hasher,
+    tokens: createJwtIssuer(keys, config.tokens),
+    keys,
+    adminEmails: config.adminEmails,
+    decoyHash: await hasher.hash(randomBytes(16).toString("hex")),
+  };
+}

@@ -1,0 +1,33 @@
+import { v7 as uuidv7 } from "uuid";
+import type { PasswordHasher, UserRepository } from "../../domain/ports.js";
+import { normalizeEmail, type User } from "../../domain/user.js";
+
+export interface RegisterUserInput {
+  email: string;
+  password: string;
+  displayName: string;
+}
+
+export interface RegisterUserDeps {
+  users: UserRepository;
+  hasher: PasswordHasher;
+  /** Emails that are granted the `admin` role at registration. */
+  adminEmails: ReadonlySet<string>;
+}
+
+/** Creates an account with a normalised, unique email and a hashed password. */
+export async function registerUser(deps: RegisterUserDeps, input: RegisterUserInput): Promise<User> {
+  const email = normalizeEmail(input.email);
+  const roles = deps.adminEmails.has(email) ? ["customer", "admin"] : ["customer"];
+  const record = {
+    id: uuidv7(),
+    email,
+    displayName: input.displayName.trim(),
+    roles,
+    createdAt: new Date(),
+    passwordHash: await deps.hasher.hash(input.password),
+  };
+  await deps.users.insert(record);
+  const { passwordHash: _hidden, ...user } = record;
+  return user;
+}

@@ -1,0 +1,26 @@
+import type { User, UserRecord } from "./user.js";
+
+/** Storage of accounts. */
+export interface UserRepository {
+  /** Inserts; throws EmailTakenError when the email is already registered. */
+  insert(user: UserRecord): Promise<void>;
+  findById(id: string): Promise<User | undefined>;
+  findByEmail(email: string): Promise<UserRecord | undefined>;
+  /** Up to `limit` users with id greater than `afterId`, in id order. */
+  listAfter(afterId: string | undefined, limit: number): Promise<User[]>;
+}
+
+export interface PasswordHasher {
+  hash(password: string): Promise<string>;
+  verify(hash: string, password: string): Promise<boolean>;
+}
+
+/** An access token and when it stops being valid. */
+export interface IssuedToken {
+  token: string;
+  expiresAt: Date;
+}
+
+export interface TokenIssuer {
+  issue(user: User): Promise<IssuedToken>;
+}

@@ -1,0 +1,74 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import { type User as UserMessage, UserSchema, type UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import type { App } from "../../app.js";
+import { login } from "../../app/commands/login.js";
+import { registerUser } from "../../app/commands/register-user.js";
+import { getUser } from "../../app/queries/get-user.js";
+import { listUsers } from "../../app/queries/list-users.js";
+import {
+  EmailTakenError,
+  InvalidCredentialsError,
+  InvalidPageTokenError,
+  type User,
+  UserNotFoundError,
+} from "../../domain/user.js";
+
+function toMessage(user: User): UserMessage {
+  return create(UserSchema, {
+    id: user.id,
+    email: user.email,
+    displayName: user.displayName,
+    roles: user.roles,
+    createTime: timestampFromDate(user.createdAt),
+  });
+}
+
+/** The one place where the service's domain errors become status codes. */
+function toConnectError(err: unknown): unknown {
+  if (err instanceof EmailTakenError) return new ConnectError(err.message, Code.AlreadyExists);
+  if (err instanceof InvalidCredentialsError) return new ConnectError(err.message, Code.Unauthenticated);
+  if (err instanceof UserNotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof InvalidPageTokenError) return new ConnectError(err.message, Code.InvalidArgument);
+  return err;
+}
+
+async function mapped<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw toConnectError(err);
+  }
+}
+
+/** Translates between the proto messages and the use cases. */
+export function createUserServiceHandlers(app: () => App): ServiceImpl<typeof UserService> {
+  return {
+    registerUser: (req) =>
+      mapped(async () => {
+        const user = await registerUser(app(), {
+          email: req.email,
+          password: req.password,
+          displayName: req.displayName,
+        });
+        return { user: toMessage(user) };
+      }),
+    login: (req) =>
+      mapped(async () => {
+        const issued = await login(app(), { email: req.email, password: req.password });
+        return {
+          accessToken: issued.token,
+          tokenType: "Bearer",
+          expireTime: timestampFromDate(issued.expiresAt),
+          user: toMessage(issued.user),
+        };
+      }),
+    getUser: (req) => mapped(async () => ({ user: toMessage(await getUser(app(), req.id)) })),
+    listUsers: (req) =>
+      mapped(async () => {
+        const page = await listUsers(app(), { pageSize: req.pageSize, pageToken: req.pageToken });
+        return { users: page.users.map(toMessage), nextPageToken: page.nextPageToken };
+      }),
+  };
+}

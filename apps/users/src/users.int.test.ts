@@ -1,0 +1,145 @@
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { UserSchema, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { toJsonString } from "@bufbuild/protobuf";
+import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Backend, createStorage, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
+
+describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backend) => {
+  let storage: Storage;
+  let users: RunningUsers;
+  let client: ReturnType<typeof createClient<typeof UserService>>;
+
+  beforeAll(async () => {
+    storage = await createStorage(backend);
+    users = await startUsers(storage, { USERS_ADMIN_EMAILS: "boss@example.com" });
+    client = createClient(UserService, createConnectTransport({ baseUrl: users.url, httpVersion: "2" }));
+  });
+  afterAll(async () => {
+    await users?.service.shutdown();
+    await storage?.remove();
+  });
+
+  it("registers a user with a normalised email, and refuses the same email again", async () => {
+    const password = "correct horse battery staple";
+    const { user } = await client.registerUser({
+      email: "Ada.Lovelace@Example.COM",
+      password,
+      displayName: " Ada ",
+    });
+    expect(user).toMatchObject({ email: "ada.lovelace@example.com", displayName: "Ada", roles: ["customer"] });
+    expect(user?.id).toMatch(/^[0-9a-f-]{36}$/);
+    expect(user?.createTime).toBeDefined();
+    const again = await client
+      .registerUser({ email: "ada.lovelace@example.com", password, displayName: "Ada 2" })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(again).toMatchObject({ code: Code.AlreadyExists });
+    // The password and its hash are never in a response or a log line.
+    expect(Object.keys(user ?? {})).not.toContain("passwordHash");
+    expect(toJsonString(UserSchema, user!)).not.toContain("argon2");
+    expect(users.logs.join("\n")).not.toContain(password);
+    expect(users.logs.join("\n")).not.toContain("argon2");
+  });
+
+  it("grants the admin role to configured emails", async () => {
+    const { user } = await client.registerUser({
+      email: "Boss@example.com",
+      password: "another secret!",
+      displayName: "Boss",
+    });
+    expect(user?.roles).toEqual(["customer", "admin"]);
+  });
+
+  it("rejects invalid registrations with INVALID_ARGUMENT naming the field", async () => {
+    for (const [req, field] of [
+      [{ email: "not-an-email", password: "long enough", displayName: "X" }, "email"],
+      [{ email: "x@example.com", password: "short", displayName: "X" }, "password"],
+      [{ email: "x@example.com", password: "long enough", displayName: "" }, "display_name"],
+    ] as const) {
+      const err = await client.registerUser(req).catch((e: unknown) => ConnectError.from(e));
+      expect(err).toMatchObject({ code: Code.InvalidArgument });
+      expect((err as ConnectError).rawMessage).toContain(field);
+    }
+  });
+
+  it("logs in with a JWT that verifies against the published JWKS", async () => {
+    await client.registerUser({ email: "grace@example.com", password: "hopper-1906", displayName: "Grace" });
+    const res = await client.login({ email: "GRACE@example.com", password: "hopper-1906" });
+    expect(res.tokenType).toBe("Bearer");
+    const jwks = createRemoteJWKSet(new URL(`${users.url}/.well-known/jwks.json`));
+    const { payload, protectedHeader } = await jwtVerify(res.accessToken, jwks, {
+      issuer: "meshwork-users",
+      audience: "meshwork",
+    });
+    expect(payload.sub).toBe(res.user?.id);
+    expect(payload.roles).toEqual(["customer"]);
+    expect(payload.exp).toBe(Number(res.expireTime?.seconds));
+    expect(protectedHeader.alg).toBe("ES256");
+    expect(protectedHeader.kid).toBeTruthy();
+    const doc = (await (await fetch(`${users.url}/.well-known/jwks.json`)).json()) as {
+      keys: Array<Record<string, unknown>>;
+    };
+    expect(doc.keys.map((k) => k.kid)).toContain(protectedHeader.kid);
+    for (const k of doc.keys) expect(k).not.toHaveProperty("d"); // no private part
+  });
+
+  it("answers a wrong password and an unknown email identically with UNAUTHENTICATED", async () => {
+    await client.registerUser({ email: "linus@example.com", password: "penguins!", displayName: "L" });
+    const wrong = await client
+      .login({ email: "linus@example.com", password: "not-penguins" })
+      .catch((e: unknown) => ConnectError.from(e));
+    const unknown = await client
+      .login({ email: "nobody@example.com", password: "penguins!" })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(wrong).toMatchObject({ code: Code.Unauthenticated });
+    expect(unknown).toMatchObject({ code: Code.Unauthenticated, rawMessage: (wrong as ConnectError).rawMessage });
+  });
+
+  it("gets a user by id, NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed one", async () => {
+    const { user } = await client.registerUser({ email: "get@example.com", password: "password1", displayName: "G" });
+    expect((await client.getUser({ id: user?.id ?? "" })).user?.email).toBe("get@example.com");
+    await expect(client.getUser({ id: "00000000-0000-7000-8000-000000000000" })).rejects.toMatchObject({
+      code: Code.NotFound,
+    });
+    await expect(client.getUser({ id: "42" })).rejects.toMatchObject({ code: Code.InvalidArgument });
+  });
+
+  it("pages through every user exactly once in a stable order", async () => {
+    for (let i = 0; i < 5; i++) {
+      await client.registerUser({ email: `page${i}@example.com`, password: "password1", displayName: `P${i}` });
+    }
+    const all = (await client.listUsers({ pageSize: 100 })).users.map((u) => u.id);
+    const seen: string[] = [];
+    let token = "";
+    let pages = 0;
+    do {
+      const page = await client.listUsers({ pageSize: 3, pageToken: token });
+      expect(page.users.length).toBeLessThanOrEqual(3);
+      seen.push(...page.users.map((u) => u.id));
+      token = page.nextPageToken;
+      pages++;
+    } while (token);
+    expect(seen).toEqual(all);
+    expect(pages).toBe(Math.ceil(all.length / 3));
+    expect(new Set(seen).size).toBe(seen.length);
+    // Above the maximum is coerced, not refused; negative and forged tokens are refused.
+    expect((await client.listUsers({ pageSize: 5000 })).users.length).toBe(all.length);
+    await expect(client.listUsers({ pageSize: -1 })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(client.listUsers({ pageToken: "garbage" })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+    });
+  });
+
+  it("keeps its signing keys across a restart", async () => {
+    const before = await client.login({ email: "grace@example.com", password: "hopper-1906" });
+    const kid = decodeProtectedHeader(before.accessToken).kid;
+    await users.service.shutdown();
+    users = await startUsers(storage);
+    client = createClient(UserService, createConnectTransport({ baseUrl: users.url, httpVersion: "2" }));
+    const jwks = createRemoteJWKSet(new URL(`${users.url}/.well-known/jwks.json`));
+    await jwtVerify(before.accessToken, jwks, { issuer: "meshwork-users", audience: "meshwork" });
+    const after = await client.login({ email: "grace@example.com", password: "hopper-1906" });
+    expect(decodeProtectedHeader(after.accessToken).kid).toBe(kid);
+  });
+});

@@ -1,0 +1,50 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { Writable } from "node:stream";
+import type { Service } from "@meshwork/runtime";
+import { createLogger } from "@meshwork/telemetry";
+import { createTestDatabase, waitFor } from "@meshwork/testing";
+import { loadConfig } from "../src/config.js";
+import { createUsersService } from "../src/server.js";
+
+/** Where a test's users database lives: embedded PGlite, or a fresh database on the real server. */
+export type Backend = "pglite" | "postgres";
+
+export interface Storage {
+  env: Record<string, string>;
+  remove(): Promise<void>;
+}
+
+/** Creates empty storage for one test suite: a temp PGlite directory or a new Postgres database. */
+export async function createStorage(backend: Backend): Promise<Storage> {
+  if (backend === "postgres") {
+    const db = await createTestDatabase("mw_users");
+    return { env: { DATABASE_URL: db.url }, remove: () => db.drop() };
+  }
+  const dir = mkdtempSync(join(tmpdir(), "mw-users-"));
+  return { env: { DATA_DIR: dir }, remove: async () => rmSync(dir, { recursive: true, force: true }) };
+}
+
+/** A users service started in this process on port 0, with its log lines captured. */
+export interface RunningUsers {
+  service: Service;
+  url: string;
+  port: number;
+  logs: string[];
+}
+
+export async function startUsers(storage: Storage, extraEnv: Record<string, string> = {}): Promise<RunningUsers> {
+  const logs: string[] = [];
+  const destination = new Writable({
+    write(chunk, _enc, cb) {
+      logs.push(...String(chunk).split("\n").filter(Boolean));
+      cb();
+    },
+  });
+  const config = loadConfig({ PORT: "0", HEALTH_CHECK_INTERVAL_MS: "1000", ...storage.env, ...extraEnv });
+  const service = await createUsersService(config, { logger: createLogger({ service: "users", destination }) });
+  const { port, url } = await service.start();
+  await waitFor(() => service.health.serving, { what: "users to be SERVING" });
+  return { service, url, port, logs };
+}

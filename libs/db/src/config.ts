@@ -1,0 +1,53 @@
+import { z } from "zod";
+
+/**
+ * The database settings of a service, as a zod shape to spread into its config schema.
+ * With no `DATABASE_URL`, the service runs on embedded PGlite in `DATA_DIR`.
+ */
+export function databaseEnvShape(defaults: { dataDir: string }) {
+  return {
+    DATABASE_URL: z
+      .string()
+      .regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL")
+      .optional(),
+    DATA_DIR: z.string().min(1).default(defaults.dataDir),
+    DB_POOL_MAX: z.coerce.number().int().positive().default(10),
+    DB_POOL_IDLE_TIMEOUT_S: z.coerce.number().int().min(0).default(30),
+    DB_POOL_MAX_LIFETIME_S: z.coerce.number().int().min(0).default(30 * 60),
+    DB_CONNECT_TIMEOUT_S: z.coerce.number().int().positive().default(10),
+  };
+}
+
+type DatabaseEnv = z.infer<z.ZodObject<ReturnType<typeof databaseEnvShape>>>;
+
+/** Where a service's data lives and how its pool behaves. */
+export interface DatabaseConfig {
+  /** A Postgres server URL; undefined means embedded PGlite in `dataDir`. */
+  url: string | undefined;
+  /** PGlite's data directory (used only without `url`). */
+  dataDir: string;
+  pool: {
+    /** Most connections open at once. */
+    max: number;
+    /** Close a connection idle this long (s); 0 keeps it. */
+    idleTimeoutS: number;
+    /** Recycle a connection after this long (s); 0 keeps it forever. */
+    maxLifetimeS: number;
+    /** Give up opening a connection after this long (s). */
+    connectTimeoutS: number;
+  };
+}
+
+/** Maps the parsed environment to a {@link DatabaseConfig}. */
+export function toDatabaseConfig(env: DatabaseEnv): DatabaseConfig {
+  return {
+    url: env.DATABASE_URL,
+    dataDir: env.DATA_DIR,
+    pool: {
+      max: env.DB_POOL_MAX,
+      idleTimeoutS: env.DB_POOL_IDLE_TIMEOUT_S,
+      maxLifetimeS: env.DB_POOL_MAX_LIFETIME_S,
+      connectTimeoutS: env.DB_CONNECT_TIMEOUT_S,
+    },
+  };
+}

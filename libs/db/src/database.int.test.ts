@@ -1,0 +1,91 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
+import { sql } from "drizzle-orm";
+import { pgTable, serial, text } from "drizzle-orm/pg-core";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { DatabaseConfig } from "./config.js";
+import { createUnitOfWork, type DatabaseHandle, isUniqueViolation, openDatabase } from "./database.js";
+
+const items = pgTable("items", { id: serial("id").primaryKey(), name: text("name").notNull().unique() });
+const schema = { items };
+const migrations = fileURLToPath(new URL("../test/fixtures/migrations", import.meta.url));
+
+const pool = { max: 3, idleTimeoutS: 5, maxLifetimeS: 60, connectTimeoutS: 5 };
+
+describe.each(["pglite", "postgres"] as const)("openDatabase on %s", (driver) => {
+  let handle: DatabaseHandle<typeof schema>;
+  let testDb: TestDatabase | undefined;
+  let dataDir: string | undefined;
+
+  beforeAll(async () => {
+    let config: DatabaseConfig;
+    if (driver === "postgres") {
+      testDb = await createTestDatabase("mw_db");
+      config = { url: testDb.url, dataDir: "unused", pool };
+    } else {
+      dataDir = mkdtempSync(join(tmpdir(), "mw-db-"));
+      config = { url: undefined, dataDir, pool };
+    }
+    handle = await openDatabase(config, schema);
+    await handle.migrate(migrations);
+    await handle.migrate(migrations); // idempotent
+  });
+  afterAll(async () => {
+    await handle?.close();
+    await testDb?.drop();
+    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
+  });
+
+  it("reports its driver and answers ping", async () => {
+    expect(handle.driver).toBe(driver);
+    await handle.ping();
+  });
+
+  it("commits a unit of work, and rolls all of it back when it throws", async () => {
+    const uow = createUnitOfWork(handle.db);
+    await uow.run(async (tx) => {
+      await tx.insert(items).values({ name: "a" });
+      await tx.insert(items).values({ name: "b" });
+    });
+    await expect(
+      uow.run(async (tx) => {
+        await tx.insert(items).values({ name: "c" });
+        await tx.insert(items).values({ name: "a" }); // unique violation
+      }),
+    ).rejects.toSatisfy((err: unknown) => isUniqueViolation(err, "items_name_unique"));
+    const names = (await handle.db.select().from(items)).map((r) => r.name).sort();
+    expect(names).toEqual(["a", "b"]);
+  });
+});
+
+describe("postgres.js pool settings", () => {
+  it("never opens more than `max` connections", async () => {
+    const testDb = await createTestDatabase("mw_pool");
+    const handle = await openDatabase({ url: testDb.url, dataDir: "unused", pool }, schema);
+    const observer = postgres(testDb.url.replace(testDb.name, "postgres"), { max: 1 });
+    try {
+      let finished = false;
+      const sleeps = Promise.all(
+        Array.from({ length: 9 }, () => handle.db.execute(sql`select pg_sleep(0.2)`)),
+      ).finally(() => {
+        finished = true;
+      });
+      const samples: number[] = [];
+      while (!finished) {
+        const [row] = await observer`select count(*)::int as n from pg_stat_activity where datname = ${testDb.name}`;
+        samples.push(row?.n ?? 0);
+      }
+      await sleeps;
+      // Nine queries on three connections: the pool was saturated, and never went over.
+      expect(Math.max(...samples)).toBe(pool.max);
+    } finally {
+      await observer.end();
+      await handle.close();
+      await testDb.drop();
+    }
+  });
+});

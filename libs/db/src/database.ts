@@ -1,0 +1,110 @@
+import { mkdirSync } from "node:fs";
+import { PGlite } from "@electric-sql/pglite";
+import { sql } from "drizzle-orm";
+import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg-core";
+import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
+import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
+import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
+import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
+import postgres from "postgres";
+import type { DatabaseConfig } from "./config.js";
+
+/** A Drizzle database over either driver; repositories are written against this type. */
+export type Database<TSchema extends Record<string, unknown>> = PgDatabase<PgQueryResultHKT, TSchema>;
+
+/** A transaction of a {@link Database}. */
+export type Transaction<TSchema extends Record<string, unknown>> = PgTransaction<PgQueryResultHKT, TSchema>;
+
+/** An open database of one service. */
+export interface DatabaseHandle<TSchema extends Record<string, unknown>> {
+  db: Database<TSchema>;
+  /** `postgres` (a server through a postgres.js pool) or `pglite` (embedded). */
+  driver: "postgres" | "pglite";
+  /** Where the data is, for status tables: the URL without its password, or the directory. */
+  location: string;
+  /** Applies the committed drizzle-kit migrations in `folder` (idempotent). */
+  migrate(folder: string): Promise<void>;
+  /** Runs `select 1`; rejects while the database does not answer. */
+  ping(): Promise<void>;
+  /** Closes the pool (waiting for queries in flight, up to 5 s) or the PGlite instance. */
+  close(): Promise<void>;
+}
+
+function redact(url: string): string {
+  const u = new URL(url);
+  if (u.password) u.password = "***";
+  return u.toString();
+}
+
+/**
+ * Opens a service's database: a postgres.js pool with the configured limits when `config.url`
+ * is set, otherwise PGlite in `config.dataDir` (created if missing), so a service needs no
+ * database server to run. Both speak the same SQL and run the same migrations.
+ */
+export async function openDatabase<TSchema extends Record<string, unknown>>(
+  config: DatabaseConfig,
+  schema: TSchema,
+): Promise<DatabaseHandle<TSchema>> {
+  if (config.url) {
+    const client = postgres(config.url, {
+      max: config.pool.max,
+      idle_timeout: config.pool.idleTimeoutS || undefined,
+      max_lifetime: config.pool.maxLifetimeS || null,
+      connect_timeout: config.pool.connectTimeoutS,
+      onnotice: () => {},
+    });
+    const db = drizzlePostgres(client, { schema });
+    return {
+      db: db as unknown as Database<TSchema>,
+      driver: "postgres",
+      location: redact(config.url),
+      migrate: (folder) => migratePostgres(db, { migrationsFolder: folder }),
+      ping: async () => {
+        await client`select 1`;
+      },
+      close: () => client.end({ timeout: 5 }),
+    };
+  }
+  mkdirSync(config.dataDir, { recursive: true });
+  const client = await PGlite.create(config.dataDir);
+  const db = drizzlePglite(client, { schema });
+  return {
+    db: db as unknown as Database<TSchema>,
+    driver: "pglite",
+    location: config.dataDir,
+    migrate: (folder) => migratePglite(db, { migrationsFolder: folder }),
+    ping: async () => {
+      await db.execute(sql`select 1`);
+    },
+    close: () => client.close(),
+  };
+}
+
+/**
+ * Runs use-case work in one transaction. Repositories take the transaction so that everything a
+ * use case writes (its state change and, later, its outbox row) commits or rolls back together.
+ */
+export interface UnitOfWork<TSchema extends Record<string, unknown>> {
+  run<T>(work: (tx: Transaction<TSchema>) => Promise<T>): Promise<T>;
+}
+
+/** Creates a {@link UnitOfWork} over `db`. */
+export function createUnitOfWork<TSchema extends Record<string, unknown>>(
+  db: Database<TSchema>,
+): UnitOfWork<TSchema> {
+  return {
+    run: (work) => db.transaction((tx) => work(tx as Transaction<TSchema>)),
+  };
+}
+
+/** True when `err` (or its cause) is a Postgres unique-violation (23505), from either driver. */
+export function isUniqueViolation(err: unknown, constraint?: string): boolean {
+  for (let e: unknown = err; e instanceof Error || (e && typeof e === "object"); e = (e as { cause?: unknown }).cause) {
+    const pg = e as { code?: string; constraint?: string; constraint_name?: string };
+    if (pg.code === "23505") {
+      return constraint === undefined || (pg.constraint_name ?? pg.constraint) === constraint;
+    }
+    if (!(e as { cause?: unknown }).cause) break;
+  }
+  return false;
+}
