@@ -1,14 +1,14 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
 import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
-import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
+import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 import { createDeadlineInterceptor } from "./interceptors/deadline.js";
 import { createErrorInterceptor } from "./interceptors/errors.js";
-import { createReadinessInterceptor } from "./interceptors/readiness.js";
+import { admittedKey, createReadinessInterceptor } from "./interceptors/readiness.js";
 import { createTelemetryInterceptor } from "./interceptors/telemetry.js";
 import { createValidationInterceptor } from "./interceptors/validation.js";
 import { createListener, type Listener } from "./listener.js";
@@ -84,10 +84,12 @@ export function createService(options: ServiceOptions): Service {
     createTelemetryInterceptor({ tracer: telemetry.tracer, meter: telemetry.meter, logger }),
     createErrorInterceptor(logger),
     createDeadlineInterceptor(),
-    createReadinessInterceptor(health),
+    createReadinessInterceptor(),
     createValidationInterceptor(),
     ...(options.interceptors ?? []),
   ];
+  // Whether each request arrived while SERVING; decided when its headers arrive.
+  const admitted = new WeakMap<object, boolean>();
   const rpc = connectNodeAdapter({
     routes(router) {
       registerHealthService(router, health);
@@ -96,7 +98,7 @@ export function createService(options: ServiceOptions): Service {
     },
     interceptors,
     readMaxBytes: config.readMaxBytes,
-    shutdownSignal: undefined,
+    contextValues: (req) => createContextValues().set(admittedKey, admitted.get(req) ?? health.serving),
   });
   const httpRoutes: Record<string, HttpRoute> = {
     "/metrics": (req, res) => telemetry.metricsHandler(req as IncomingMessage, res as ServerResponse),
@@ -109,6 +111,11 @@ export function createService(options: ServiceOptions): Service {
   };
 
   let listener: Listener | undefined;
+  telemetry.meter
+    .createObservableGauge("http.server.active_requests", {
+      description: "Requests being served (RPCs and plain HTTP), including the scrape itself",
+    })
+    .addCallback((result) => result.observe(listener?.inFlight ?? 0));
   let checkTimer: NodeJS.Timeout | undefined;
   let stopping: Promise<void> | undefined;
 
@@ -150,6 +157,7 @@ export function createService(options: ServiceOptions): Service {
             });
             return;
           }
+          admitted.set(req, health.serving);
           rpc(req, res);
         },
       });

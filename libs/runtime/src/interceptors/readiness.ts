@@ -1,5 +1,4 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import type { HealthRegistry } from "../health.js";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
 
 const alwaysOpen = new Set([
   "grpc.health.v1.Health",
@@ -8,13 +7,20 @@ const alwaysOpen = new Set([
 ]);
 
 /**
- * Refuses calls with UNAVAILABLE while the process is not SERVING (starting up, a dependency
- * down, or draining), so a client retries elsewhere instead of hitting a half-ready service.
- * Health and reflection always answer.
+ * Whether the process was SERVING when the request arrived (its headers were received). The
+ * runtime sets it per request; a call admitted before draining began still completes even if
+ * its body arrives later.
  */
-export function createReadinessInterceptor(health: HealthRegistry): Interceptor {
+export const admittedKey = createContextKey<boolean>(true, { description: "meshwork.admitted" });
+
+/**
+ * Refuses calls with UNAVAILABLE when the process was not SERVING as they arrived (starting up,
+ * a dependency down, or draining), so a client retries elsewhere instead of hitting a
+ * half-ready service. Health and reflection always answer.
+ */
+export function createReadinessInterceptor(): Interceptor {
   return (next) => async (req) => {
-    if (!health.serving && !alwaysOpen.has(req.service.typeName)) {
+    if (!req.contextValues.get(admittedKey) && !alwaysOpen.has(req.service.typeName)) {
       throw new ConnectError("service is not serving (starting up or shutting down)", Code.Unavailable);
     }
     return next(req);
