@@ -85,6 +85,7 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     duration.record(elapsed / 1000, metricAttrs);
     const line = { method, code: name, protocol, duration_ms: Math.round(elapsed * 1000) / 1000 };
     if (serverFaults.has(code as Code)) logger.error(line, "rpc");
+    else if (attrs["rpc.service"] === "grpc.health.v1.Health") logger.debug(line, "rpc"); // probes
     else logger.info(line, "rpc");
     span.end();
   };

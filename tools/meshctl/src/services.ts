@@ -1,0 +1,43 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+
+/** What `meshctl` knows of a service: read from the `meshwork` field of its package.json. */
+export interface ServiceManifest {
+  /** Short name (`users`): process label, database and role suffix. */
+  name: string;
+  /** Default port (overridden by `--ports auto`). */
+  port: number;
+  /** Directory of the service's package. */
+  dir: string;
+  /** Entry point, relative to `dir`. */
+  main: string;
+  /** Whether the service owns a database. */
+  database: boolean;
+}
+
+/**
+ * Finds every service of the repository: each `apps/<name>/package.json` with a `meshwork`
+ * field. A new service is picked up by `meshctl up` as soon as it declares one.
+ */
+export function findServices(root: string): ServiceManifest[] {
+  const apps = join(root, "apps");
+  const found: ServiceManifest[] = [];
+  for (const entry of readdirSync(apps, { withFileTypes: true })) {
+    if (!entry.isDirectory()) continue;
+    let pkg: { meshwork?: { service: string; port: number; main?: string; database?: boolean } };
+    try {
+      pkg = JSON.parse(readFileSync(join(apps, entry.name, "package.json"), "utf8"));
+    } catch {
+      continue;
+    }
+    if (!pkg.meshwork) continue;
+    found.push({
+      name: pkg.meshwork.service,
+      port: pkg.meshwork.port,
+      dir: join(apps, entry.name),
+      main: pkg.meshwork.main ?? "dist/main.js",
+      database: pkg.meshwork.database ?? false,
+    });
+  }
+  return found.sort((a, b) => a.port - b.port);
+}
