@@ -1,4 +1,4 @@
-import { databaseEnvShape, toDatabaseConfig, type DatabaseConfig } from "@meshwork/db";
+import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 import { z } from "zod";
 import type { TokenSettings } from "./adapters/crypto/signing-keys.js";

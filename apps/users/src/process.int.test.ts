@@ -7,7 +7,15 @@ import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { create, createFileRegistry, type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
-import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
+import {
+  grpc,
+  grpcJsClient,
+  grpcJsUnary,
+  loadGrpcJsPackage,
+  type ManagedProcess,
+  startProcess,
+  waitFor,
+} from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -16,8 +24,9 @@ const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 /** Asks the server's reflection service (v1) one question over a grpc-js bidi stream. */
 function reflect(client: grpc.Client, request: Record<string, unknown>): Promise<Record<string, unknown>> {
   return new Promise((resolve, reject) => {
-    const call = (client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, unknown> })
-      .ServerReflectionInfo();
+    const call = (
+      client as unknown as { ServerReflectionInfo(): grpc.ClientDuplexStream<unknown, unknown> }
+    ).ServerReflectionInfo();
     call.on("data", (res) => {
       resolve(res as Record<string, unknown>);
       call.end();
@@ -46,7 +55,11 @@ describe("the users process", () => {
   });
 
   it("answers grpc.health.v1.Health/Check over gRPC", async () => {
-    const health = grpcJsClient(loadGrpcJsPackage("grpc/health/v1/health.proto"), "grpc.health.v1.Health", `127.0.0.1:${port}`);
+    const health = grpcJsClient(
+      loadGrpcJsPackage("grpc/health/v1/health.proto"),
+      "grpc.health.v1.Health",
+      `127.0.0.1:${port}`,
+    );
     try {
       expect(await grpcJsUnary(health, "Check", { service: "meshwork.users.v1.UserService" })).toEqual({
         status: "SERVING",
@@ -64,7 +77,9 @@ describe("the users process", () => {
     );
     try {
       const listed = await reflect(reflection, { list_services: "" });
-      const names = (listed.list_services_response as { service: Array<{ name: string }> }).service.map((s) => s.name);
+      const names = (listed.list_services_response as { service: Array<{ name: string }> }).service.map(
+        (s) => s.name,
+      );
       expect(names).toEqual(
         expect.arrayContaining([
           "meshwork.users.v1.UserService",
@@ -74,9 +89,9 @@ describe("the users process", () => {
         ]),
       );
       const files = await reflect(reflection, { file_containing_symbol: "meshwork.users.v1.UserService" });
-      const protos = (files.file_descriptor_response as { file_descriptor_proto: Buffer[] }).file_descriptor_proto.map(
-        (b) => fromBinary(FileDescriptorProtoSchema, b),
-      );
+      const protos = (
+        files.file_descriptor_response as { file_descriptor_proto: Buffer[] }
+      ).file_descriptor_proto.map((b) => fromBinary(FileDescriptorProtoSchema, b));
       const byName = new Map(protos.map((p) => [p.name, p]));
       const registry = createFileRegistry(protos[0]!, (name) => byName.get(name));
       const service = registry.getService("meshwork.users.v1.UserService");
@@ -160,16 +175,18 @@ describe("the users process", () => {
       req.on("error", reject);
       req.write(body.slice(0, 5));
       // Finish the body only once the service is draining.
-      void proc.waitForLog((l) => l.msg === "draining").then(() => {
-        void waitFor(async () => {
-          try {
-            await fetch(`http://127.0.0.1:${port}/healthz`);
-            return false;
-          } catch {
-            return true; // the listener no longer accepts connections
-          }
-        }).then(() => req.end(body.slice(5)));
-      });
+      void proc
+        .waitForLog((l) => l.msg === "draining")
+        .then(() => {
+          void waitFor(async () => {
+            try {
+              await fetch(`http://127.0.0.1:${port}/healthz`);
+              return false;
+            } catch {
+              return true; // the listener no longer accepts connections
+            }
+          }).then(() => req.end(body.slice(5)));
+        });
     });
     // Wait until the server has the request's headers (it counts it in flight), then stop it.
     // The scrape itself is one active request; the partial call makes two.

@@ -1,7 +1,7 @@
+import { toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { UserSchema, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { toJsonString } from "@bufbuild/protobuf";
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend, createStorage, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
@@ -28,7 +28,11 @@ describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backe
       password,
       displayName: " Ada ",
     });
-    expect(user).toMatchObject({ email: "ada.lovelace@example.com", displayName: "Ada", roles: ["customer"] });
+    expect(user).toMatchObject({
+      email: "ada.lovelace@example.com",
+      displayName: "Ada",
+      roles: ["customer"],
+    });
     expect(user?.id).toMatch(/^[0-9a-f-]{36}$/);
     expect(user?.createTime).toBeDefined();
     const again = await client
@@ -93,11 +97,18 @@ describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backe
       .login({ email: "nobody@example.com", password: "penguins!" })
       .catch((e: unknown) => ConnectError.from(e));
     expect(wrong).toMatchObject({ code: Code.Unauthenticated });
-    expect(unknown).toMatchObject({ code: Code.Unauthenticated, rawMessage: (wrong as ConnectError).rawMessage });
+    expect(unknown).toMatchObject({
+      code: Code.Unauthenticated,
+      rawMessage: (wrong as ConnectError).rawMessage,
+    });
   });
 
   it("gets a user by id, NOT_FOUND for an unknown id, INVALID_ARGUMENT for a malformed one", async () => {
-    const { user } = await client.registerUser({ email: "get@example.com", password: "password1", displayName: "G" });
+    const { user } = await client.registerUser({
+      email: "get@example.com",
+      password: "password1",
+      displayName: "G",
+    });
     expect((await client.getUser({ id: user?.id ?? "" })).user?.email).toBe("get@example.com");
     await expect(client.getUser({ id: "00000000-0000-7000-8000-000000000000" })).rejects.toMatchObject({
       code: Code.NotFound,
@@ -107,7 +118,11 @@ describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backe
 
   it("pages through every user exactly once in a stable order", async () => {
     for (let i = 0; i < 5; i++) {
-      await client.registerUser({ email: `page${i}@example.com`, password: "password1", displayName: `P${i}` });
+      await client.registerUser({
+        email: `page${i}@example.com`,
+        password: "password1",
+        displayName: `P${i}`,
+      });
     }
     const all = (await client.listUsers({ pageSize: 100 })).users.map((u) => u.id);
     const seen: string[] = [];

@@ -19,16 +19,25 @@ const grpcCodeNames = Object.fromEntries(
 ) as Record<number, string>;
 
 function connectCaller(baseUrl: string, useBinaryFormat: boolean): Caller {
-  const client = createClient(UserService, createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat }));
+  const client = createClient(
+    UserService,
+    createConnectTransport({ baseUrl, httpVersion: "2", useBinaryFormat }),
+  );
   return async (method, body, timeoutMs) => {
-    const desc = UserService.method[(method[0]?.toLowerCase() + method.slice(1)) as keyof typeof UserService.method];
+    const desc =
+      UserService.method[(method[0]?.toLowerCase() + method.slice(1)) as keyof typeof UserService.method];
     try {
-      const fn = (client as unknown as Record<string, (r: unknown, o: unknown) => Promise<never>>)[desc.localName]!;
+      const fn = (client as unknown as Record<string, (r: unknown, o: unknown) => Promise<never>>)[
+        desc.localName
+      ]!;
       const res = await fn(fromJson(desc.input, body as JsonValue), { timeoutMs });
       return { ok: toJson(desc.output, res) as Record<string, unknown> };
     } catch (e) {
       const err = ConnectError.from(e);
-      return { code: Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase(), message: err.rawMessage };
+      return {
+        code: Code[err.code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase(),
+        message: err.rawMessage,
+      };
     }
   };
 }
@@ -37,7 +46,10 @@ function camelKeys(v: unknown): unknown {
   if (Array.isArray(v)) return v.map(camelKeys);
   if (v === null || typeof v !== "object") return v;
   return Object.fromEntries(
-    Object.entries(v).map(([k, x]) => [k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()), camelKeys(x)]),
+    Object.entries(v).map(([k, x]) => [
+      k.replace(/_([a-z])/g, (_, c: string) => c.toUpperCase()),
+      camelKeys(x),
+    ]),
   );
 }
 
@@ -108,7 +120,7 @@ describe("users on the wire, three independent clients", () => {
     const email = `wire-${i}@example.com`;
     const reg = await call("RegisterUser", { email, password: "wire-password", displayName: name });
     expect(reg, name).toHaveProperty("ok");
-    const id = ((reg as { ok: { user: { id: string } } }).ok.user).id;
+    const id = (reg as { ok: { user: { id: string } } }).ok.user.id;
 
     const got = await call("GetUser", { id });
     expect(got, name).toMatchObject({ ok: { user: { id, email } } });

@@ -34,7 +34,10 @@ export interface RunningUsers {
   logs: string[];
 }
 
-export async function startUsers(storage: Storage, extraEnv: Record<string, string> = {}): Promise<RunningUsers> {
+export async function startUsers(
+  storage: Storage,
+  extraEnv: Record<string, string> = {},
+): Promise<RunningUsers> {
   const logs: string[] = [];
   const destination = new Writable({
     write(chunk, _enc, cb) {
@@ -43,7 +46,9 @@ export async function startUsers(storage: Storage, extraEnv: Record<string, stri
     },
   });
   const config = loadConfig({ PORT: "0", HEALTH_CHECK_INTERVAL_MS: "1000", ...storage.env, ...extraEnv });
-  const service = await createUsersService(config, { logger: createLogger({ service: "users", destination }) });
+  const service = await createUsersService(config, {
+    logger: createLogger({ service: "users", destination }),
+  });
   const { port, url } = await service.start();
   await waitFor(() => service.health.serving, { what: "users to be SERVING" });
   return { service, url, port, logs };

@@ -194,7 +194,14 @@ function printMessage(m: DescriptorProto, indent: string): string {
     s += `${inner}}\n`;
   }
   if (m.extension.length) throw new Error(`nested extensions in ${m.name} unsupported`);
-  if (m.options && !equals(DescriptorProtoSchema.field.options.message!, m.options, create(DescriptorProtoSchema.field.options.message!))) {
+  if (
+    m.options &&
+    !equals(
+      DescriptorProtoSchema.field.options.message!,
+      m.options,
+      create(DescriptorProtoSchema.field.options.message!),
+    )
+  ) {
     throw new Error(`message options on ${m.name} unsupported`);
   }
   return `${s}${indent}}\n`;
@@ -246,9 +253,13 @@ if (process.argv.includes("--check")) {
   const dir = mkdtempSync(join(tmpdir(), "vendor-protos-"));
   try {
     const image = join(dir, "image.binpb");
-    execFileSync("npx", ["buf", "build", "third_party/proto", "--path", `third_party/proto/${validatePath}`, "-o", image], {
-      stdio: "inherit",
-    });
+    execFileSync(
+      "npx",
+      ["buf", "build", "third_party/proto", "--path", `third_party/proto/${validatePath}`, "-o", image],
+      {
+        stdio: "inherit",
+      },
+    );
     const set = fromBinary(FileDescriptorSetSchema, readFileSync(image));
     const built = set.file.find((f) => f.name === validatePath);
     if (!built) throw new Error("buf did not build validate.proto");

@@ -13,7 +13,11 @@ export function databaseEnvShape(defaults: { dataDir: string }) {
     DATA_DIR: z.string().min(1).default(defaults.dataDir),
     DB_POOL_MAX: z.coerce.number().int().positive().default(10),
     DB_POOL_IDLE_TIMEOUT_S: z.coerce.number().int().min(0).default(30),
-    DB_POOL_MAX_LIFETIME_S: z.coerce.number().int().min(0).default(30 * 60),
+    DB_POOL_MAX_LIFETIME_S: z.coerce
+      .number()
+      .int()
+      .min(0)
+      .default(30 * 60),
     DB_CONNECT_TIMEOUT_S: z.coerce.number().int().positive().default(10),
   };
 }

@@ -76,7 +76,8 @@ describe("postgres.js pool settings", () => {
       });
       const samples: number[] = [];
       while (!finished) {
-        const [row] = await observer`select count(*)::int as n from pg_stat_activity where datname = ${testDb.name}`;
+        const [row] =
+          await observer`select count(*)::int as n from pg_stat_activity where datname = ${testDb.name}`;
         samples.push(row?.n ?? 0);
       }
       await sleeps;

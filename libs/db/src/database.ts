@@ -99,7 +99,11 @@ export function createUnitOfWork<TSchema extends Record<string, unknown>>(
 
 /** True when `err` (or its cause) is a Postgres unique-violation (23505), from either driver. */
 export function isUniqueViolation(err: unknown, constraint?: string): boolean {
-  for (let e: unknown = err; e instanceof Error || (e && typeof e === "object"); e = (e as { cause?: unknown }).cause) {
+  for (
+    let e: unknown = err;
+    e instanceof Error || (e && typeof e === "object");
+    e = (e as { cause?: unknown }).cause
+  ) {
     const pg = e as { code?: string; constraint?: string; constraint_name?: string };
     if (pg.code === "23505") {
       return constraint === undefined || (pg.constraint_name ?? pg.constraint) === constraint;

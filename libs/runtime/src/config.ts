@@ -14,7 +14,11 @@ export function runtimeEnvShape(defaults: { port: number }) {
     /** How often readiness checks (database, dependencies) run once the service is up. */
     HEALTH_CHECK_INTERVAL_MS: z.coerce.number().int().positive().default(5_000),
     /** Largest request message accepted, in bytes. */
-    READ_MAX_BYTES: z.coerce.number().int().positive().default(4 * 1024 * 1024),
+    READ_MAX_BYTES: z.coerce
+      .number()
+      .int()
+      .positive()
+      .default(4 * 1024 * 1024),
     OTEL_TRACES_EXPORTER: z.enum(["none", "console", "otlp"]).default("none"),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
     OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),

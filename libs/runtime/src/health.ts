@@ -1,10 +1,10 @@
-import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import {
   Health,
   type HealthCheckResponse,
-  HealthCheckResponse_ServingStatus as ServingStatus,
   HealthCheckResponseSchema,
+  HealthCheckResponse_ServingStatus as ServingStatus,
 } from "@meshwork/contracts/grpc/health/v1/health";
 
 export { HealthCheckResponse_ServingStatus as ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";

@@ -70,7 +70,10 @@ export function createListener(options: ListenerOptions): Listener {
     options.handler(req, res);
   };
 
-  const h1 = http.createServer({ maxHeaderSize, keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000 }, track);
+  const h1 = http.createServer(
+    { maxHeaderSize, keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000 },
+    track,
+  );
   const h2 = http2.createServer(
     { maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } },
     track,
@@ -85,7 +88,9 @@ export function createListener(options: ListenerOptions): Listener {
   h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
     if (socket.writable && err.code !== "ECONNRESET") {
       const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
-      socket.end(`HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`);
+      socket.end(
+        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+      );
     } else {
       socket.destroy();
     }

@@ -4,10 +4,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcWebTransport } from "@connectrpc/connect-node";
-import {
-  Health,
-  HealthCheckResponse_ServingStatus as HS,
-} from "@meshwork/contracts/grpc/health/v1/health";
+import { Health, HealthCheckResponse_ServingStatus as HS } from "@meshwork/contracts/grpc/health/v1/health";
 import {
   file_meshwork_users_v1_users,
   UserSchema,
@@ -33,7 +30,10 @@ function startTestService(opts: { ready: () => boolean; slowMs?: () => number })
   });
   const exporter = new InMemorySpanExporter();
   const logger = createLogger({ service: "users", destination });
-  const telemetry = createTelemetry({ serviceName: "users", spanProcessors: [new SimpleSpanProcessor(exporter)] });
+  const telemetry = createTelemetry({
+    serviceName: "users",
+    spanProcessors: [new SimpleSpanProcessor(exporter)],
+  });
   const service = createService({
     name: "users",
     config: {
@@ -74,10 +74,14 @@ function startTestService(opts: { ready: () => boolean; slowMs?: () => number })
             });
           }
           if (req.id !== USER_ID) throw new ConnectError(`user ${req.id} not found`, Code.NotFound);
-          return { user: create(UserSchema, { id: USER_ID, email: "a@example.com", createTime: timestampNow() }) };
+          return {
+            user: create(UserSchema, { id: USER_ID, email: "a@example.com", createTime: timestampNow() }),
+          };
         },
         async registerUser() {
-          throw new Error('duplicate key value violates unique constraint "users_email_key" SELECT * FROM users');
+          throw new Error(
+            'duplicate key value violates unique constraint "users_email_key" SELECT * FROM users',
+          );
         },
         async login() {
           throw new ConnectError("invalid credentials", Code.Unauthenticated);
@@ -126,7 +130,10 @@ describe("service runtime over real sockets", () => {
     const watched: HS[] = [];
     const abort = new AbortController();
     const watching = (async () => {
-      for await (const r of health.watch({ service: "meshwork.users.v1.UserService" }, { signal: abort.signal })) {
+      for await (const r of health.watch(
+        { service: "meshwork.users.v1.UserService" },
+        { signal: abort.signal },
+      )) {
         watched.push(r.status);
         if (r.status === HS.SERVING) return;
       }
@@ -233,7 +240,9 @@ describe("service runtime over real sockets", () => {
       expect(Date.now() - began).toBeLessThan(1_500);
       const pkg = loadGrpcJsPackage("meshwork/users/v1/users.proto");
       const client = grpcJsClient(pkg, "meshwork.users.v1.UserService", `127.0.0.1:${port}`);
-      await expect(grpcJsUnary(client, "GetUser", { id: USER_ID }, { deadlineMs: 150 })).rejects.toMatchObject({
+      await expect(
+        grpcJsUnary(client, "GetUser", { id: USER_ID }, { deadlineMs: 150 }),
+      ).rejects.toMatchObject({
         code: grpc.status.DEADLINE_EXCEEDED,
       });
       client.close();
@@ -275,7 +284,9 @@ describe("service runtime over real sockets", () => {
     expect(typeof line.duration_ms).toBe("number");
 
     const metrics = await (await fetch(`${url}/metrics`)).text();
-    expect(metrics).toMatch(/rpc_server_requests_total\{[^}]*rpc_method="GetUser"[^}]*rpc_code="not_found"[^}]*\} \d+/);
+    expect(metrics).toMatch(
+      /rpc_server_requests_total\{[^}]*rpc_method="GetUser"[^}]*rpc_code="not_found"[^}]*\} \d+/,
+    );
     expect(metrics).toMatch(/rpc_server_duration(_seconds)?_bucket\{/);
   });
 
@@ -291,7 +302,9 @@ describe("service runtime over real sockets", () => {
     await waitFor(() => t.entered.count > before, { what: "the call to reach the handler" });
     const stopping = service.shutdown();
     // A call on an HTTP/2 connection that is draining (GOAWAY), and one on a new connection.
-    await expect(grpcJsUnary(grpcClient, "ListUsers", {})).rejects.toMatchObject({ code: grpc.status.UNAVAILABLE });
+    await expect(grpcJsUnary(grpcClient, "ListUsers", {})).rejects.toMatchObject({
+      code: grpc.status.UNAVAILABLE,
+    });
     grpcClient.close();
     const fresh = createClient(
       UserService,

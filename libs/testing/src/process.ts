@@ -10,7 +10,10 @@ export interface ManagedProcess {
   /** stdout lines that parse as JSON objects (pino log lines). */
   logs(): Array<Record<string, unknown>>;
   /** Waits until a JSON log line satisfies `match`, and returns it. */
-  waitForLog(match: (line: Record<string, unknown>) => boolean, timeoutMs?: number): Promise<Record<string, unknown>>;
+  waitForLog(
+    match: (line: Record<string, unknown>) => boolean,
+    timeoutMs?: number,
+  ): Promise<Record<string, unknown>>;
   /** Waits until a raw output line satisfies `match`. */
   waitForLine(match: (line: string) => boolean, timeoutMs?: number): Promise<string>;
   /** Resolves with the exit code (or signal name) once the process has exited. */

@@ -12,7 +12,10 @@ export interface WaitOptions {
  * Polls `probe` until it returns a value other than `undefined`/`false` (or stops throwing),
  * and returns that value. Tests wait for conditions with a deadline, never for fixed sleeps.
  */
-export async function waitFor<T>(probe: () => T | Promise<T>, options: WaitOptions = {}): Promise<Exclude<T, false | undefined>> {
+export async function waitFor<T>(
+  probe: () => T | Promise<T>,
+  options: WaitOptions = {},
+): Promise<Exclude<T, false | undefined>> {
   const deadline = Date.now() + (options.timeoutMs ?? 30_000);
   let lastError: unknown;
   for (;;) {

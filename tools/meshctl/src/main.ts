@@ -1,7 +1,7 @@
 #!/usr/bin/env node
+import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
-import { join } from "node:path";
 import { checkHealth } from "./health.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";

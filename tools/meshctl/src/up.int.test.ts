@@ -6,8 +6,8 @@ import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { adminUrl, startProcess, uniqueName } from "@meshwork/testing";
-import { dropServiceDatabase } from "./provision.js";
 import { afterAll, describe, expect, it } from "vitest";
+import { dropServiceDatabase } from "./provision.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -23,11 +23,17 @@ describe("npm start", () => {
       env: { MESHWORK_HOME: home, DATABASE_URL: "", CI: "true" },
     });
     try {
-      const row = await proc.waitForLine((l) => /^users\s+127\.0\.0\.1:\d+\s+SERVING\s+pglite/.test(l), 120_000);
+      const row = await proc.waitForLine(
+        (l) => /^users\s+127\.0\.0\.1:\d+\s+SERVING\s+pglite/.test(l),
+        120_000,
+      );
       const address = row.split(/\s+/)[1];
       expect(proc.lines.some((l) => /^SERVICE\s+ADDRESS\s+HEALTH\s+DATABASE$/.test(l))).toBe(true);
 
-      const users = createClient(UserService, createConnectTransport({ baseUrl: `http://${address}`, httpVersion: "2" }));
+      const users = createClient(
+        UserService,
+        createConnectTransport({ baseUrl: `http://${address}`, httpVersion: "2" }),
+      );
       const { user } = await users.registerUser({
         email: "npm-start@example.com",
         password: "started-by-npm",
@@ -57,14 +63,26 @@ describe("meshctl up with a Postgres server", () => {
   it("gives each service its own database and role, and the service uses them", async () => {
     const proc = startProcess(
       process.execPath,
-      [join(root, "tools/meshctl/dist/main.js"), "up", "--ports", "auto", "--database-url", adminUrl(), "--db-prefix", prefix],
+      [
+        join(root, "tools/meshctl/dist/main.js"),
+        "up",
+        "--ports",
+        "auto",
+        "--database-url",
+        adminUrl(),
+        "--db-prefix",
+        prefix,
+      ],
       { env: { MESHWORK_HOME: home } },
     );
     try {
       const row = await proc.waitForLine((l) => /^users\s+\S+\s+SERVING\s+postgres/.test(l), 120_000);
       expect(row).toContain(`postgres ${prefix}_users (role ${prefix}_users)`);
       const address = row.split(/\s+/)[1];
-      const users = createClient(UserService, createConnectTransport({ baseUrl: `http://${address}`, httpVersion: "2" }));
+      const users = createClient(
+        UserService,
+        createConnectTransport({ baseUrl: `http://${address}`, httpVersion: "2" }),
+      );
       await users.registerUser({ email: "pg@example.com", password: "on-postgres", displayName: "Pg" });
       expect(await proc.stop("SIGINT")).toBe(0);
     } finally {

@@ -61,7 +61,8 @@ export async function up(options: UpOptions): Promise<number> {
 
   const stopAll = async (signal: NodeJS.Signals) => {
     stopping = true;
-    for (const r of running) if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill(signal);
+    for (const r of running)
+      if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill(signal);
     const killer = setTimeout(() => {
       for (const r of running) if (r.child.exitCode === null) r.child.kill("SIGKILL");
     }, 15_000);
@@ -135,7 +136,9 @@ export async function up(options: UpOptions): Promise<number> {
     // Wait for every service to be SERVING; a service that exits first fails the start.
     const ready = (async () => {
       for (;;) {
-        const states = await Promise.all(running.map((r) => (r.address ? checkHealth(r.address) : "STARTING")));
+        const states = await Promise.all(
+          running.map((r) => (r.address ? checkHealth(r.address) : "STARTING")),
+        );
         if (states.every((s) => s === "SERVING")) return states;
         await new Promise((res) => setTimeout(res, 200));
       }
@@ -175,7 +178,11 @@ export async function up(options: UpOptions): Promise<number> {
     say("stopping");
     const codes = await stopAll("SIGTERM");
     const bad = running.filter((_, i) => codes[i] !== 0);
-    say(bad.length === 0 ? "stopped" : `stopped; ${bad.map((r) => r.manifest.name).join(", ")} did not exit cleanly`);
+    say(
+      bad.length === 0
+        ? "stopped"
+        : `stopped; ${bad.map((r) => r.manifest.name).join(", ")} did not exit cleanly`,
+    );
     return bad.length === 0 ? 0 : 1;
   } catch (err) {
     say(`failed: ${err instanceof Error ? err.message : String(err)}`);

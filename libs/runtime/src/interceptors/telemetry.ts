@@ -1,4 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { Logger } from "@meshwork/telemetry";
 import {
   type Attributes,
   type Context,
@@ -13,7 +14,6 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import type { Logger } from "@meshwork/telemetry";
 
 const headerGetter: TextMapGetter<Headers> = {
   get: (carrier, key) => carrier.get(key) ?? undefined,
@@ -68,15 +68,27 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     description: "Time to serve an RPC, from the first interceptor to the last response byte handed over",
     unit: "s",
     advice: {
-      explicitBucketBoundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      explicitBucketBoundaries: [
+        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
+      ],
     },
   });
 
-  const finish = (span: Span, attrs: Attributes, started: number, method: string, protocol: string, err?: unknown) => {
+  const finish = (
+    span: Span,
+    attrs: Attributes,
+    started: number,
+    method: string,
+    protocol: string,
+    err?: unknown,
+  ) => {
     const code = err === undefined ? 0 : ConnectError.from(err).code;
     const name = codeName(code);
     const elapsed = performance.now() - started;
-    span.setAttribute(protocol === "connect" ? "rpc.connect_rpc.error_code" : "rpc.grpc.status_code", protocol === "connect" ? name : code);
+    span.setAttribute(
+      protocol === "connect" ? "rpc.connect_rpc.error_code" : "rpc.grpc.status_code",
+      protocol === "connect" ? name : code,
+    );
     if (serverFaults.has(code as Code)) {
       span.setStatus({ code: SpanStatusCode.ERROR, message: ConnectError.from(err).rawMessage });
     }
@@ -85,7 +97,8 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     duration.record(elapsed / 1000, metricAttrs);
     const line = { method, code: name, protocol, duration_ms: Math.round(elapsed * 1000) / 1000 };
     if (serverFaults.has(code as Code)) logger.error(line, "rpc");
-    else if (attrs["rpc.service"] === "grpc.health.v1.Health") logger.debug(line, "rpc"); // probes
+    else if (attrs["rpc.service"] === "grpc.health.v1.Health")
+      logger.debug(line, "rpc"); // probes
     else logger.info(line, "rpc");
     span.end();
   };
@@ -102,7 +115,11 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
       "rpc.method": methodName,
     };
     const parent = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
-    const span = tracer.startSpan(`${service}/${methodName}`, { kind: SpanKind.SERVER, attributes: attrs }, parent);
+    const span = tracer.startSpan(
+      `${service}/${methodName}`,
+      { kind: SpanKind.SERVER, attributes: attrs },
+      parent,
+    );
     const ctx: Context = trace.setSpan(parent, span);
     return context.with(ctx, async () => {
       let res: Awaited<ReturnType<typeof next>>;

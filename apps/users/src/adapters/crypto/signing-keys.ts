@@ -22,7 +22,11 @@ export interface KeySet {
  * instance converges on the oldest unretired key, so instances started together agree.
  */
 export async function loadSigningKeys(db: Database<UsersSchema>): Promise<KeySet> {
-  let rows = await db.select().from(signingKeys).where(isNull(signingKeys.retiredAt)).orderBy(asc(signingKeys.createdAt));
+  let rows = await db
+    .select()
+    .from(signingKeys)
+    .where(isNull(signingKeys.retiredAt))
+    .orderBy(asc(signingKeys.createdAt));
   if (rows.length === 0) {
     const { privateKey, publicKey } = await generateKeyPair(ALG, { extractable: true });
     const kid = randomUUID();
@@ -35,7 +39,11 @@ export async function loadSigningKeys(db: Database<UsersSchema>): Promise<KeySet
         publicJwk: { ...(await exportJWK(publicKey)), kid, alg: ALG, use: "sig" },
       })
       .onConflictDoNothing();
-    rows = await db.select().from(signingKeys).where(isNull(signingKeys.retiredAt)).orderBy(asc(signingKeys.createdAt));
+    rows = await db
+      .select()
+      .from(signingKeys)
+      .where(isNull(signingKeys.retiredAt))
+      .orderBy(asc(signingKeys.createdAt));
   }
   const current = rows[0];
   if (!current) throw new Error("no signing key could be stored");

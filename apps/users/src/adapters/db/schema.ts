@@ -7,10 +7,7 @@ export const users = pgTable("users", {
   email: text("email").notNull().unique("users_email_unique"),
   displayName: text("display_name").notNull(),
   passwordHash: text("password_hash").notNull(),
-  roles: text("roles")
-    .array()
-    .notNull()
-    .default(sql`'{}'::text[]`),
+  roles: text("roles").array().notNull().default(sql`'{}'::text[]`),
   createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });
 

@@ -18,7 +18,8 @@ export function createUserRepository(db: Database<UsersSchema>): UserRepository 
       try {
         await db.insert(users).values(user);
       } catch (err) {
-        if (isUniqueViolation(err, "users_email_unique")) throw new EmailTakenError(user.email, { cause: err });
+        if (isUniqueViolation(err, "users_email_unique"))
+          throw new EmailTakenError(user.email, { cause: err });
         throw err;
       }
     },

@@ -1,12 +1,16 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
-import { type User as UserMessage, UserSchema, type UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import type { App } from "../../app.js";
+import {
+  type User as UserMessage,
+  UserSchema,
+  type UserService,
+} from "@meshwork/contracts/meshwork/users/v1/users";
 import { login } from "../../app/commands/login.js";
 import { registerUser } from "../../app/commands/register-user.js";
 import { getUser } from "../../app/queries/get-user.js";
 import { listUsers } from "../../app/queries/list-users.js";
+import type { App } from "../../app.js";
 import {
   EmailTakenError,
   InvalidCredentialsError,

@@ -1,0 +1,75 @@
+import { createServer, type Server } from "node:http";
+import { Writable } from "node:stream";
+import { context, propagation, ROOT_CONTEXT, trace } from "@opentelemetry/api";
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { afterAll, describe, expect, it } from "vitest";
+import { createLogger } from "./logger.js";
+import { createTelemetry } from "./telemetry.js";
+
+function capture() {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk, _enc, cb) {
+      for (const l of String(chunk).split("\n")) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { lines, destination };
+}
+
+describe("telemetry", () => {
+  const exporter = new InMemorySpanExporter();
+  const telemetry = createTelemetry({
+    serviceName: "t",
+    spanProcessors: [new SimpleSpanProcessor(exporter)],
+  });
+  let server: Server | undefined;
+  afterAll(async () => {
+    server?.close();
+    await telemetry.shutdown();
+  });
+
+  it("writes JSON log lines with service, level name, and the active span's ids", async () => {
+    const { lines, destination } = capture();
+    const logger = createLogger({ service: "orders", destination });
+    logger.info({ a: 1 }, "outside");
+    const span = telemetry.tracer.startSpan("work");
+    await context.with(trace.setSpan(ROOT_CONTEXT, span), async () => {
+      await Promise.resolve(); // the context survives an await
+      logger.warn("inside");
+    });
+    span.end();
+    logger.flush();
+    expect(lines[0]).toMatchObject({ service: "orders", level: "info", msg: "outside", a: 1 });
+    expect(lines[0]).not.toHaveProperty("trace_id");
+    expect(lines[1]).toMatchObject({
+      level: "warn",
+      msg: "inside",
+      trace_id: span.spanContext().traceId,
+      span_id: span.spanContext().spanId,
+    });
+    expect(typeof lines[1]?.time).toBe("string");
+  });
+
+  it("propagates W3C trace context in and out", () => {
+    const parent = propagation.extract(ROOT_CONTEXT, {
+      traceparent: "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01",
+    });
+    const span = telemetry.tracer.startSpan("child", {}, parent);
+    const carrier: Record<string, string> = {};
+    propagation.inject(trace.setSpan(ROOT_CONTEXT, span), carrier);
+    span.end();
+    expect(span.spanContext().traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(carrier.traceparent).toMatch(/^00-0af7651916cd43dd8448eb211c80319c-[0-9a-f]{16}-01$/);
+  });
+
+  it("serves metrics in the Prometheus text format", async () => {
+    telemetry.meter.createCounter("jobs.done").add(3, { kind: "x" });
+    server = createServer((req, res) => telemetry.metricsHandler(req, res));
+    await new Promise<void>((r) => server?.listen(0, "127.0.0.1", r));
+    const addr = server.address();
+    const port = typeof addr === "object" && addr ? addr.port : 0;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text).toMatch(/^jobs_done_total\{kind="x"[^}]*\} 3$/m);
+  });
+});
