@@ -2,6 +2,8 @@ import type { DescFile } from "@bufbuild/protobuf";
 import { file_grpc_health_v1_health } from "./gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "./gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_meshwork_notifications_v1_notifications } from "./gen/meshwork/notifications/v1/notifications_pb.js";
+import { file_meshwork_users_v1_events } from "./gen/meshwork/users/v1/events_pb.js";
 import { file_meshwork_users_v1_users } from "./gen/meshwork/users/v1/users_pb.js";
 
 /**
@@ -9,7 +11,11 @@ import { file_meshwork_users_v1_users } from "./gen/meshwork/users/v1/users_pb.j
  * route table, `meshctl`, tests that walk every method. Services import the one file they serve
  * through its subpath, e.g. `@meshwork/contracts/meshwork/users/v1/users`.
  */
-export const meshworkFiles: readonly DescFile[] = [file_meshwork_users_v1_users];
+export const meshworkFiles: readonly DescFile[] = [
+  file_meshwork_users_v1_users,
+  file_meshwork_users_v1_events,
+  file_meshwork_notifications_v1_notifications,
+];
 
 /**
  * The infrastructure contracts every service serves beside its own (health and reflection).

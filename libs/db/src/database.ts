@@ -26,6 +26,11 @@ export interface DatabaseHandle<TSchema extends Record<string, unknown>> {
   migrate(folder: string): Promise<void>;
   /** Runs `select 1`; rejects while the database does not answer. */
   ping(): Promise<void>;
+  /**
+   * Subscribes to `LISTEN channel` (on a dedicated connection for postgres.js, which re-listens
+   * after a reconnect). Returns the function that unsubscribes.
+   */
+  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
   /** Closes the pool (waiting for queries in flight, up to 5 s) or the PGlite instance. */
   close(): Promise<void>;
 }
@@ -62,6 +67,10 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
       ping: async () => {
         await client`select 1`;
       },
+      listen: async (channel, onNotify) => {
+        const sub = await client.listen(channel, onNotify);
+        return () => sub.unlisten();
+      },
       close: () => client.end({ timeout: 5 }),
     };
   }
@@ -76,6 +85,7 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
     ping: async () => {
       await db.execute(sql`select 1`);
     },
+    listen: async (channel, onNotify) => client.listen(channel, onNotify),
     close: () => client.close(),
   };
 }

@@ -1,0 +1,47 @@
+import { z } from "zod";
+
+/** The event settings of a service, as a zod shape to spread into its config schema. */
+export function eventsEnvShape() {
+  return {
+    NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+    /**
+     * Prefix of every stream name and subject this process declares or uses (e.g. `t1234.`), so
+     * several meshes, or tests, can share one NATS server. Empty in a normal deployment.
+     */
+    EVENTS_NAMESPACE: z
+      .string()
+      .regex(/^([a-z0-9_-]+\.)?$/i, "must be empty or a token followed by a dot")
+      .default(""),
+    OUTBOX_BATCH_SIZE: z.coerce.number().int().positive().default(256),
+    /** The relay also polls this often, in case a notification was missed. */
+    OUTBOX_POLL_MS: z.coerce.number().int().positive().default(1_000),
+    /** Sent outbox rows are deleted after this long. */
+    OUTBOX_RETENTION_H: z.coerce.number().positive().default(24),
+    /** Deliveries of one event before it goes to the dead-letter stream. */
+    CONSUMER_MAX_DELIVER: z.coerce.number().int().positive().default(5),
+    /** First redelivery delay; doubles per delivery, capped at 30 s. */
+    CONSUMER_BACKOFF_MS: z.coerce.number().int().positive().default(500),
+  };
+}
+
+type EventsEnv = z.infer<z.ZodObject<ReturnType<typeof eventsEnvShape>>>;
+
+export interface EventsConfig {
+  natsUrl: string;
+  namespace: string;
+  outbox: { batchSize: number; pollMs: number; retentionMs: number };
+  consumer: { maxDeliver: number; backoffMs: number };
+}
+
+export function toEventsConfig(env: EventsEnv): EventsConfig {
+  return {
+    natsUrl: env.NATS_URL,
+    namespace: env.EVENTS_NAMESPACE,
+    outbox: {
+      batchSize: env.OUTBOX_BATCH_SIZE,
+      pollMs: env.OUTBOX_POLL_MS,
+      retentionMs: env.OUTBOX_RETENTION_H * 3_600_000,
+    },
+    consumer: { maxDeliver: env.CONSUMER_MAX_DELIVER, backoffMs: env.CONSUMER_BACKOFF_MS },
+  };
+}

@@ -1,0 +1,138 @@
+import { waitFor } from "@meshwork/testing";
+import { headers as natsHeaders } from "@nats-io/transport-node";
+import { count, eq } from "drizzle-orm";
+import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { effects, inbox } from "../test/fixtures/schema.js";
+import { createEventsFixture, type EventsFixture, registry } from "../test/harness.js";
+import { createEventConsumer, type EventConsumer, type EventHandler } from "./consumer.js";
+import { listDeadLetters, replayDeadLetter } from "./dlq.js";
+import { cloudEventHeaders, type EventEnvelope } from "./envelope.js";
+
+const DURABLE = "effects";
+
+describe("idempotent consumer, retries and dead letters (real Postgres and NATS)", () => {
+  let f: EventsFixture;
+  let consumer: EventConsumer | undefined;
+  beforeEach(async () => {
+    f = await createEventsFixture({ durables: [DURABLE] });
+  });
+  afterEach(async () => {
+    await consumer?.stop();
+    consumer = undefined;
+    await f.close();
+  });
+
+  const start = async (handler: EventHandler, maxDeliver = 3) => {
+    consumer = createEventConsumer({
+      js: f.js,
+      database: f.database,
+      inbox,
+      stream: f.stream,
+      durable: DURABLE,
+      handlers: { "meshwork.users.v1.UserRegistered": handler },
+      registry,
+      maxDeliver,
+      backoffMs: 50,
+      deadLetterSubject: f.dlqSubject,
+      logger: f.logger,
+      tracer: f.telemetry.tracer,
+      meter: f.telemetry.meter,
+    });
+    await consumer.start();
+  };
+
+  /** Publishes an event as the relay would; `msgId` lets a test defeat broker de-duplication. */
+  const publish = async (e: EventEnvelope, msgId = e.id, data = e.data) => {
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(cloudEventHeaders(e))) h.set(k, v);
+    await f.js.publish(e.subject, data, { msgID: msgId, headers: h });
+  };
+
+  const effectCount = async (eventId?: string) =>
+    (
+      await f.database.db
+        .select({ n: count() })
+        .from(effects)
+        .where(eventId ? eq(effects.eventId, eventId) : undefined)
+    )[0]?.n ?? 0;
+
+  const applyEffect: EventHandler = async (message, tx, event) => {
+    await tx
+      .insert(effects)
+      .values({ eventId: event.id, value: (message as { email: string }).email.length });
+  };
+
+  it("applies an event delivered twice exactly once", async () => {
+    await start(applyEffect);
+    const e = f.event(1);
+    await publish(e, `${e.id}-a`);
+    await publish(e, `${e.id}-b`); // the same event again, past the broker's de-duplication
+    const other = f.event(2);
+    await publish(other);
+    await waitFor(async () => (await effectCount(other.id)) === 1);
+    await waitFor(async () => (await f.jsm.consumers.info(f.stream, DURABLE)).num_ack_pending === 0);
+    expect(await effectCount(e.id)).toBe(1);
+    expect(await effectCount()).toBe(2);
+    const inboxRows = await f.database.db.select().from(inbox);
+    expect(inboxRows.map((r) => r.eventId).sort()).toEqual([e.id, other.id].sort());
+  });
+
+  it("retries a failing handler with its effect rolled back each time, then applies it once", async () => {
+    let calls = 0;
+    await start(async (message, tx, event) => {
+      calls++;
+      await applyEffect(message, tx, event);
+      if (event.deliveryCount < 3) throw new Error("downstream hiccup");
+    }, 5);
+    const e = f.event(3);
+    await publish(e);
+    await waitFor(async () => (await effectCount(e.id)) === 1);
+    expect(calls).toBe(3);
+    expect((await f.jsm.streams.info(f.dlqStream)).state.messages).toBe(0);
+  });
+
+  it("dead-letters a poison event after maxDeliver deliveries, and replay re-delivers it", async () => {
+    let broken = true;
+    let calls = 0;
+    await start(async (message, tx, event) => {
+      calls++;
+      if (broken) throw new Error("cannot apply this event");
+      await applyEffect(message, tx, event);
+    }, 3);
+    const poison = f.event(4);
+    await publish(poison);
+    await waitFor(async () => (await f.jsm.streams.info(f.dlqStream)).state.messages === 1, {
+      what: "the poison event in the dead-letter stream",
+    });
+    expect(calls).toBe(3);
+    const [letter] = await listDeadLetters(f.jsm, f.dlqStream);
+    expect(letter).toMatchObject({
+      eventId: poison.id,
+      type: "meshwork.users.v1.UserRegistered",
+      originalSubject: poison.subject,
+      consumer: DURABLE,
+      deliveries: 3,
+      error: "cannot apply this event",
+    });
+    expect(await effectCount()).toBe(0);
+
+    broken = false; // the bug is fixed
+    await replayDeadLetter(f.js, f.jsm, f.dlqStream, letter!.seq);
+    await waitFor(async () => (await effectCount(poison.id)) === 1, { what: "the replayed event applied" });
+    expect(await listDeadLetters(f.jsm, f.dlqStream)).toEqual([]);
+  });
+
+  it("dead-letters an undecodable message at once", async () => {
+    let calls = 0;
+    await start(async () => {
+      calls++;
+    });
+    const e = f.event(5);
+    await publish(e, e.id, new Uint8Array([0xff, 0xff, 0xff, 0xff]));
+    await waitFor(async () => (await f.jsm.streams.info(f.dlqStream)).state.messages === 1);
+    const [letter] = await listDeadLetters(f.jsm, f.dlqStream);
+    expect(letter?.deliveries).toBe(1);
+    expect(letter?.error).toContain("not a valid meshwork.users.v1.UserRegistered");
+    expect(calls).toBe(0);
+  });
+});

@@ -1,0 +1,30 @@
+export { type EventsConfig, eventsEnvShape, toEventsConfig } from "./config.js";
+export {
+  createEventConsumer,
+  DeadLetterHeaders,
+  type EventConsumer,
+  type EventConsumerOptions,
+  type EventContext,
+  type EventHandler,
+} from "./consumer.js";
+export { type DeadLetter, listDeadLetters, replayDeadLetter } from "./dlq.js";
+export {
+  cloudEventHeaders,
+  createEnvelope,
+  decodeEvent,
+  type EventEnvelope,
+  EventHeaders,
+  eventSubject,
+  UndecodableEventError,
+} from "./envelope.js";
+export { type InboxTable, inboxTable } from "./inbox.js";
+export { connectNats } from "./nats.js";
+export {
+  createOutboxRelay,
+  enqueueEvents,
+  type OutboxRelay,
+  type OutboxRelayOptions,
+  type OutboxTable,
+  outboxTable,
+} from "./outbox.js";
+export { type ConsumerSpec, provision, type StreamSpec } from "./topology.js";

@@ -1,0 +1,16 @@
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+
+/**
+ * Connects to NATS and keeps reconnecting for ever: a broker outage must make the outbox grow
+ * and then drain, never stop the service. The first connection is awaited (and retried) too.
+ */
+export async function connectNats(url: string, name: string): Promise<NatsConnection> {
+  return connect({
+    servers: url.split(","),
+    name,
+    maxReconnectAttempts: -1,
+    reconnectTimeWait: 250,
+    waitOnFirstConnect: true,
+    timeout: 5_000,
+  });
+}

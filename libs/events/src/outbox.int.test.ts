@@ -1,0 +1,152 @@
+import { waitFor } from "@meshwork/testing";
+import { count, isNull } from "drizzle-orm";
+import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
+import { outbox } from "../test/fixtures/schema.js";
+import { createEventsFixture, type EventsFixture } from "../test/harness.js";
+import { createOutboxRelay, enqueueEvents, type OutboxRelay } from "./outbox.js";
+
+describe("transactional outbox and relay (real Postgres and NATS)", () => {
+  let f: EventsFixture;
+  const relays: OutboxRelay[] = [];
+  beforeEach(async () => {
+    f = await createEventsFixture();
+  });
+  afterEach(async () => {
+    for (const r of relays.splice(0)) await r.stop();
+    await f.close();
+  });
+
+  const relay = (js = f.js, batchSize = 50) => {
+    const r = createOutboxRelay({
+      database: f.database,
+      table: outbox,
+      js,
+      logger: f.logger,
+      tracer: f.telemetry.tracer,
+      meter: f.telemetry.meter,
+      batchSize,
+      pollMs: 60_000, // only NOTIFY wakes it in these tests, unless stated
+      retentionMs: 3_600_000,
+    });
+    relays.push(r);
+    return r;
+  };
+
+  it("publishes committed events with CloudEvents headers and Nats-Msg-Id, woken by NOTIFY", async () => {
+    const r = relay();
+    await r.start();
+    const events = [f.event(1), f.event(2), f.event(3)];
+    await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, events));
+    await waitFor(async () => (await f.jsm.streams.info(f.stream)).state.messages === 3, {
+      what: "3 messages",
+    });
+    const first = await f.jsm.streams.getMessage(f.stream, { seq: 1 });
+    expect(first?.subject).toBe(events[0]?.subject);
+    expect(first?.header.get("ce-specversion")).toBe("1.0");
+    expect(first?.header.get("ce-id")).toBe(events[0]?.id);
+    expect(first?.header.get("ce-type")).toBe("meshwork.users.v1.UserRegistered");
+    expect(first?.header.get("ce-source")).toBe("/meshwork/test");
+    expect(first?.header.get("ce-time")).toBe(events[0]?.time.toISOString());
+    expect(first?.header.get("content-type")).toBe("application/protobuf");
+    expect(first?.header.get("Nats-Msg-Id")).toBe(events[0]?.id);
+    expect(first?.header.get("traceparent")).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    expect(first?.data).toEqual(events[0]?.data);
+    await waitFor(async () => {
+      const [row] = await f.database.db.select({ n: count() }).from(outbox).where(isNull(outbox.sentAt));
+      return row?.n === 0;
+    });
+  });
+
+  it("publishes nothing for a transaction that rolled back", async () => {
+    const r = relay();
+    await expect(
+      f.database.db.transaction(async (tx) => {
+        await enqueueEvents(tx, outbox, [f.event(1)]);
+        throw new Error("state change failed");
+      }),
+    ).rejects.toThrow("state change failed");
+    await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [f.event(2)]));
+    expect(await r.drainOnce()).toBe(1);
+    expect(await r.drainOnce()).toBe(0);
+    expect((await f.jsm.streams.info(f.stream)).state.messages).toBe(1);
+  });
+
+  it("never has two relays publish the same row (FOR UPDATE SKIP LOCKED)", async () => {
+    const publishes = new Map<string, number>();
+    const spy = (js: typeof f.js) =>
+      new Proxy(js, {
+        get(target, prop, recv) {
+          if (prop !== "publish") return Reflect.get(target, prop, recv);
+          return (subject: string, data: Uint8Array, opts: { msgID: string }) => {
+            publishes.set(opts.msgID, (publishes.get(opts.msgID) ?? 0) + 1);
+            return target.publish(subject, data, opts);
+          };
+        },
+      });
+    const a = relay(spy(f.js), 20);
+    const b = relay(spy(f.js), 20);
+    const total = 400;
+    for (let i = 0; i < total; i += 50) {
+      await f.database.db.transaction((tx) =>
+        enqueueEvents(
+          tx,
+          outbox,
+          Array.from({ length: 50 }, (_, j) => f.event(i + j)),
+        ),
+      );
+    }
+    let sent = 0;
+    while (sent < total) {
+      const [x, y] = await Promise.all([a.drainOnce(), b.drainOnce()]);
+      sent += x + y;
+    }
+    expect(sent).toBe(total);
+    expect(publishes.size).toBe(total);
+    expect([...publishes.values()].every((n) => n === 1)).toBe(true);
+    expect((await f.jsm.streams.info(f.stream)).state.messages).toBe(total);
+  });
+
+  it("falls back to polling when no notification arrives", async () => {
+    const r = createOutboxRelay({
+      database: { ...f.database, listen: async () => async () => {} }, // LISTEN unavailable
+      table: outbox,
+      js: f.js,
+      logger: f.logger,
+      tracer: f.telemetry.tracer,
+      meter: f.telemetry.meter,
+      batchSize: 10,
+      pollMs: 100,
+      retentionMs: 3_600_000,
+    });
+    relays.push(r);
+    await r.start();
+    await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [f.event(7)]));
+    await waitFor(async () => (await f.jsm.streams.info(f.stream)).state.messages === 1);
+  });
+
+  it("prunes sent rows once they are older than the retention period, not before", async () => {
+    vi.useFakeTimers({ toFake: ["Date"] });
+    try {
+      const r = createOutboxRelay({
+        database: f.database,
+        table: outbox,
+        js: f.js,
+        logger: f.logger,
+        tracer: f.telemetry.tracer,
+        meter: f.telemetry.meter,
+        batchSize: 10,
+        pollMs: 60_000,
+        retentionMs: 60_000,
+      });
+      relays.push(r);
+      await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [f.event(1)]));
+      expect(await r.drainOnce()).toBe(1);
+      expect(await r.prune()).toBe(0); // sent just now: kept
+      vi.setSystemTime(Date.now() + 5 * 60_000); // five minutes later
+      expect(await r.prune()).toBe(1);
+      expect((await f.database.db.select({ n: count() }).from(outbox))[0]?.n).toBe(0);
+    } finally {
+      vi.useRealTimers();
+    }
+  });
+});

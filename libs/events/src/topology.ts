@@ -1,0 +1,90 @@
+import {
+  AckPolicy,
+  DeliverPolicy,
+  DiscardPolicy,
+  JetStreamApiError,
+  type JetStreamManager,
+  RetentionPolicy,
+  StorageType,
+} from "@nats-io/jetstream";
+import { nanos } from "@nats-io/transport-node";
+
+/** A stream, declared in code and provisioned at start-up. */
+export interface StreamSpec {
+  name: string;
+  subjects: string[];
+  /** How long messages are kept. Default 7 days. */
+  maxAgeMs?: number;
+  /** The window in which a repeated `Nats-Msg-Id` is dropped. Default 10 minutes. */
+  duplicateWindowMs?: number;
+}
+
+/** A durable pull consumer, declared in code. */
+export interface ConsumerSpec {
+  stream: string;
+  durable: string;
+  /** One subject filter (nats-server 2.9 has no `filter_subjects`); wildcards allowed. */
+  filterSubject: string;
+  /** How long the server waits for an ack before redelivering. Default 30 s. */
+  ackWaitMs?: number;
+  maxAckPending?: number;
+}
+
+const DAY = 86_400_000;
+
+function isNotFound(err: unknown): boolean {
+  return err instanceof JetStreamApiError && err.status === 404;
+}
+
+/**
+ * Creates or updates streams and consumers so the server matches the declaration. Safe to run
+ * from every instance at every start: an existing stream or consumer is updated in place.
+ */
+export async function provision(
+  jsm: JetStreamManager,
+  topology: { streams?: readonly StreamSpec[]; consumers?: readonly ConsumerSpec[] },
+): Promise<void> {
+  for (const s of topology.streams ?? []) {
+    const config = {
+      name: s.name,
+      subjects: s.subjects,
+      retention: RetentionPolicy.Limits,
+      storage: StorageType.File,
+      discard: DiscardPolicy.Old,
+      max_age: nanos(s.maxAgeMs ?? 7 * DAY),
+      duplicate_window: nanos(s.duplicateWindowMs ?? 10 * 60_000),
+      num_replicas: 1,
+    };
+    try {
+      await jsm.streams.info(s.name);
+      await jsm.streams.update(s.name, config);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      try {
+        await jsm.streams.add(config);
+      } catch (addErr) {
+        // Another instance created it in between: fine.
+        if (!(addErr instanceof JetStreamApiError && addErr.code === 10058)) throw addErr;
+      }
+    }
+  }
+  for (const c of topology.consumers ?? []) {
+    const config = {
+      durable_name: c.durable,
+      ack_policy: AckPolicy.Explicit,
+      deliver_policy: DeliverPolicy.All,
+      filter_subject: c.filterSubject,
+      ack_wait: nanos(c.ackWaitMs ?? 30_000),
+      max_ack_pending: c.maxAckPending ?? 1_000,
+      // Redelivery is decided by the consumer code (nak with backoff, then dead letter).
+      max_deliver: -1,
+    };
+    try {
+      await jsm.consumers.info(c.stream, c.durable);
+      await jsm.consumers.update(c.stream, c.durable, config);
+    } catch (err) {
+      if (!isNotFound(err)) throw err;
+      await jsm.consumers.add(c.stream, config);
+    }
+  }
+}

@@ -1,0 +1,101 @@
+import { fileURLToPath } from "node:url";
+import { create, createRegistry } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import {
+  file_meshwork_users_v1_events,
+  UserRegisteredSchema,
+} from "@meshwork/contracts/meshwork/users/v1/events";
+import { type DatabaseHandle, openDatabase } from "@meshwork/db";
+import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { createTestDatabase, type TestDatabase, uniqueName } from "@meshwork/testing";
+import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { createEnvelope, type EventEnvelope } from "../src/envelope.js";
+import { connectNats } from "../src/nats.js";
+import { provision } from "../src/topology.js";
+import { schema } from "./fixtures/schema.js";
+
+export const migrations = fileURLToPath(new URL("./fixtures/drizzle", import.meta.url));
+export const registry = createRegistry(file_meshwork_users_v1_events);
+export const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+
+/** Everything one events test needs, all uniquely named, removed by `close()`. */
+export interface EventsFixture {
+  namespace: string;
+  stream: string;
+  dlqStream: string;
+  dlqSubject: string;
+  testDb: TestDatabase;
+  database: DatabaseHandle<typeof schema>;
+  nc: NatsConnection;
+  js: JetStreamClient;
+  jsm: JetStreamManager;
+  logger: Logger;
+  telemetry: Telemetry;
+  /** A UserRegistered event in this fixture's namespace. */
+  event(n?: number): EventEnvelope;
+  close(): Promise<void>;
+}
+
+export async function createEventsFixture(
+  options: { natsUrl?: string; durables?: string[] } = {},
+): Promise<EventsFixture> {
+  const id = uniqueName("t");
+  const namespace = `${id}.`;
+  const stream = `${id.toUpperCase()}_EVENTS`;
+  const dlqStream = `${id.toUpperCase()}_DLQ`;
+  const testDb = await createTestDatabase("mw_events");
+  const database = await openDatabase(
+    { url: testDb.url, dataDir: "", pool: { max: 5, idleTimeoutS: 5, maxLifetimeS: 60, connectTimeoutS: 5 } },
+    schema,
+  );
+  await database.migrate(migrations);
+  const nc = await connectNats(options.natsUrl ?? natsUrl, `test-${id}`);
+  const jsm = await jetstreamManager(nc);
+  await provision(jsm, {
+    streams: [
+      { name: stream, subjects: [`${namespace}meshwork.>`] },
+      { name: dlqStream, subjects: [`${namespace}dlq.>`] },
+    ],
+    consumers: (options.durables ?? []).map((durable) => ({
+      stream,
+      durable,
+      filterSubject: `${namespace}meshwork.>`,
+      ackWaitMs: 5_000,
+    })),
+  });
+  const logger = createLogger({ service: "events-test", level: process.env.TEST_LOG_LEVEL ?? "silent" });
+  const telemetry = createTelemetry({ serviceName: "events-test" });
+  return {
+    namespace,
+    stream,
+    dlqStream,
+    dlqSubject: `${namespace}dlq.test`,
+    testDb,
+    database,
+    nc,
+    js: jetstream(nc),
+    jsm,
+    logger,
+    telemetry,
+    event: (n = 0) =>
+      createEnvelope(
+        UserRegisteredSchema,
+        create(UserRegisteredSchema, {
+          userId: `00000000-0000-7000-8000-${String(n).padStart(12, "0")}`,
+          email: `u${n}@example.com`,
+          displayName: `U${n}`,
+          registerTime: timestampNow(),
+        }),
+        { source: "/meshwork/test", namespace },
+      ),
+    async close() {
+      await jsm.streams.delete(stream).catch(() => {});
+      await jsm.streams.delete(dlqStream).catch(() => {});
+      await nc.close();
+      await database.close();
+      await testDb.drop();
+      await telemetry.shutdown();
+    },
+  };
+}
