@@ -12,6 +12,13 @@ import type { DatabaseConfig } from "./config.js";
 /** A Drizzle database over either driver; repositories are written against this type. */
 export type Database<TSchema extends Record<string, unknown>> = PgDatabase<PgQueryResultHKT, TSchema>;
 
+/**
+ * A transaction of any service's database, for infrastructure that writes its own tables inside
+ * a service's transaction (the outbox, the inbox).
+ */
+// biome-ignore lint/suspicious/noExplicitAny: any schema by design
+export type AnyTransaction = PgTransaction<PgQueryResultHKT, any, any>;
+
 /** A transaction of a {@link Database}. */
 export type Transaction<TSchema extends Record<string, unknown>> = PgTransaction<PgQueryResultHKT, TSchema>;
 

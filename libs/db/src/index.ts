@@ -1,5 +1,6 @@
 export { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "./config.js";
 export {
+  type AnyTransaction,
   createUnitOfWork,
   type Database,
   type DatabaseHandle,

@@ -59,7 +59,7 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
   const applyEffect: EventHandler = async (message, tx, event) => {
     await tx
       .insert(effects)
-      .values({ eventId: event.id, value: (message as { email: string }).email.length });
+      .values({ eventId: event.id, value: (message as unknown as { email: string }).email.length });
   };
 
   it("applies an event delivered twice exactly once", async () => {

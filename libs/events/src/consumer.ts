@@ -1,5 +1,5 @@
 import type { DescMessage, MessageShape, Registry } from "@bufbuild/protobuf";
-import type { DatabaseHandle, Transaction } from "@meshwork/db";
+import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
@@ -17,8 +17,7 @@ import {
 import { decodeEvent, EventHeaders, UndecodableEventError } from "./envelope.js";
 import type { InboxTable } from "./inbox.js";
 
-// biome-ignore lint/suspicious/noExplicitAny: consumers work with any service's schema
-type AnyTx = Transaction<any>;
+type AnyTx = AnyTransaction;
 
 /** What a handler receives besides the decoded message. */
 export interface EventContext {
@@ -188,7 +187,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
               .onConflictDoNothing()
               .returning({ eventId: inbox.eventId });
             if (fresh.length === 0) return false;
-            await handler(decoded.message, tx as unknown as AnyTx, event);
+            await handler(decoded.message, tx, event);
             return true;
           });
           msg.ack();

@@ -27,4 +27,5 @@ export {
   type OutboxTable,
   outboxTable,
 } from "./outbox.js";
+export { consumerOn, deadLetterSubject, meshStreams, streamName } from "./streams.js";
 export { type ConsumerSpec, provision, type StreamSpec } from "./topology.js";

@@ -1,4 +1,4 @@
-import type { DatabaseHandle, Transaction } from "@meshwork/db";
+import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
@@ -45,8 +45,7 @@ export function outboxTable(name = "outbox") {
 
 export type OutboxTable = ReturnType<typeof outboxTable>;
 
-// biome-ignore lint/suspicious/noExplicitAny: the outbox works with any service's schema
-type AnyTx = Transaction<any>;
+type AnyTx = AnyTransaction;
 
 /**
  * Writes events into the outbox in the caller's transaction, so they exist if and only if the

@@ -2,3 +2,4 @@ export { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "./grpc-js.js
 export { adminUrl, createTestDatabase, type TestDatabase, uniqueName } from "./postgres.js";
 export { type ManagedProcess, type StartOptions, startProcess } from "./process.js";
 export { type WaitOptions, waitFor } from "./wait.js";
+export { startNatsServer, type TestNatsServer } from "./nats-server.js";

@@ -1,0 +1,43 @@
+import type { ConsumerSpec, StreamSpec } from "./topology.js";
+
+/**
+ * The mesh's streams, declared once so that a producer and its consumers provision the same
+ * thing whichever starts first. A stream holds the events of one producing service, on subjects
+ * `<namespace>meshwork.<service>.>`; each consuming service has a dead-letter stream
+ * `DLQ_<SERVICE>` on `<namespace>dlq.<service>.>`.
+ */
+export const meshStreams = {
+  users: (namespace: string): StreamSpec => ({
+    name: streamName(namespace, "USERS"),
+    subjects: [`${namespace}meshwork.users.>`],
+  }),
+  deadLetters: (namespace: string, service: string): StreamSpec => ({
+    name: streamName(namespace, `DLQ_${service.toUpperCase()}`),
+    subjects: [`${namespace}dlq.${service}.>`],
+  }),
+};
+
+/** The subject a consuming service's dead letters are published on. */
+export function deadLetterSubject(namespace: string, service: string, durable: string): string {
+  return `${namespace}dlq.${service}.${durable}`;
+}
+
+/**
+ * A stream's name in a namespace: `USERS`, or `T1A2B_USERS` in namespace `t1a2b.` (stream names
+ * cannot contain dots).
+ */
+export function streamName(namespace: string, base: string): string {
+  return namespace
+    ? `${namespace
+        .slice(0, -1)
+        .toUpperCase()
+        .replace(/[^A-Z0-9_-]/g, "_")}_${base}`
+    : base;
+}
+
+/** The durable consumer a service keeps on another service's stream. */
+export function consumerOn(stream: StreamSpec, durable: string): ConsumerSpec {
+  const subject = stream.subjects[0];
+  if (!subject) throw new Error(`stream ${stream.name} has no subject`);
+  return { stream: stream.name, durable, filterSubject: subject };
+}
