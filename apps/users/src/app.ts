@@ -3,13 +3,15 @@ import type { DatabaseHandle } from "@meshwork/db";
 import { createArgon2Hasher } from "./adapters/crypto/argon2-hasher.js";
 import { createJwtIssuer, type KeySet, loadSigningKeys } from "./adapters/crypto/signing-keys.js";
 import type { UsersSchema } from "./adapters/db/schema.js";
+import { createUsersUnitOfWork } from "./adapters/db/unit-of-work.js";
 import { createUserRepository } from "./adapters/db/user-repository.js";
 import type { Config } from "./config.js";
-import type { PasswordHasher, TokenIssuer, UserRepository } from "./domain/ports.js";
+import type { PasswordHasher, TokenIssuer, UserRepository, UsersUnitOfWork } from "./domain/ports.js";
 
 /** Everything the use cases need, built once at start-up. */
 export interface App {
   users: UserRepository;
+  uow: UsersUnitOfWork;
   hasher: PasswordHasher;
   tokens: TokenIssuer;
   keys: KeySet;
@@ -23,6 +25,7 @@ export async function createApp(config: Config, database: DatabaseHandle<UsersSc
   const keys = await loadSigningKeys(database.db);
   return {
     users: createUserRepository(database.db),
+    uow: createUsersUnitOfWork(database.db, config.events.namespace),
     hasher,
     tokens: createJwtIssuer(keys, config.tokens),
     keys,

@@ -1,4 +1,5 @@
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
+import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 import { z } from "zod";
 import type { TokenSettings } from "./adapters/crypto/signing-keys.js";
@@ -6,6 +7,7 @@ import type { TokenSettings } from "./adapters/crypto/signing-keys.js";
 const shape = {
   ...runtimeEnvShape({ port: 50051 }),
   ...databaseEnvShape({ dataDir: ".meshwork/data/users" }),
+  ...eventsEnvShape(),
   USERS_JWT_ISSUER: z.string().min(1).default("meshwork-users"),
   USERS_JWT_AUDIENCE: z.string().min(1).default("meshwork"),
   USERS_TOKEN_TTL_S: z.coerce.number().int().positive().default(3600),
@@ -16,6 +18,7 @@ const shape = {
 export interface Config {
   runtime: RuntimeConfig;
   db: DatabaseConfig;
+  events: EventsConfig;
   tokens: TokenSettings;
   adminEmails: ReadonlySet<string>;
 }
@@ -26,6 +29,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   return {
     runtime: toRuntimeConfig(e),
     db: toDatabaseConfig(e),
+    events: toEventsConfig(e),
     tokens: { issuer: e.USERS_JWT_ISSUER, audience: e.USERS_JWT_AUDIENCE, ttlSeconds: e.USERS_TOKEN_TTL_S },
     adminEmails: new Set(
       e.USERS_ADMIN_EMAILS.split(",")

@@ -1,8 +1,5 @@
 import { execFile } from "node:child_process";
-import { mkdtempSync, rmSync } from "node:fs";
 import http from "node:http";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
 import { create, createFileRegistry, type DescMessage, fromBinary, toBinary } from "@bufbuild/protobuf";
@@ -17,6 +14,7 @@ import {
   waitFor,
 } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createStorage, type Storage } from "../test/harness.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
@@ -37,21 +35,21 @@ function reflect(client: grpc.Client, request: Record<string, unknown>): Promise
 }
 
 describe("the users process", () => {
-  let dir: string;
+  let storage: Storage;
   let proc: ManagedProcess;
   let port: number;
 
   beforeAll(async () => {
-    dir = mkdtempSync(join(tmpdir(), "mw-users-proc-"));
+    storage = await createStorage("pglite");
     proc = startProcess(process.execPath, [main], {
-      env: { PORT: "0", DATA_DIR: dir, SHUTDOWN_GRACE_MS: "20000" },
+      env: { PORT: "0", SHUTDOWN_GRACE_MS: "20000", ...storage.env },
     });
     port = (await proc.waitForLog((l) => l.msg === "listening")).port as number;
     await proc.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING");
   });
   afterAll(async () => {
     await proc?.stop("SIGKILL");
-    rmSync(dir, { recursive: true, force: true });
+    await storage?.remove();
   });
 
   it("answers grpc.health.v1.Health/Check over gRPC", async () => {

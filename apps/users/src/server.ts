@@ -1,9 +1,12 @@
 import { fileURLToPath } from "node:url";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { openDatabase } from "@meshwork/db";
+import { connectNats, createOutboxRelay, meshStreams, type OutboxRelay, provision } from "@meshwork/events";
 import { createService, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
-import { schema } from "./adapters/db/schema.js";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { outbox, schema } from "./adapters/db/schema.js";
 import { type App, createApp } from "./app.js";
 import type { Config } from "./config.js";
 import { createUserServiceHandlers } from "./ports/rpc/user-service.js";
@@ -12,7 +15,9 @@ const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
 
 /**
  * Wires the users service: its database (migrated before it reports SERVING), its handlers,
- * and the JWKS document at `GET /.well-known/jwks.json`.
+ * the JWKS document at `GET /.well-known/jwks.json`, and the relay that publishes its outbox to
+ * the USERS stream. NATS is needed to start (streams are provisioned then), not to serve: while
+ * NATS is away, registrations keep committing and their events wait in the outbox.
  */
 export async function createUsersService(
   config: Config,
@@ -20,12 +25,14 @@ export async function createUsersService(
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
   let app: App | undefined;
+  let nc: NatsConnection | undefined;
+  let relay: OutboxRelay | undefined;
   // Calls are refused (UNAVAILABLE) until the service is SERVING, which is after `prepare`.
   const ready = (): App => {
     if (!app) throw new Error("users app used before start-up finished");
     return app;
   };
-  return createService({
+  const service: Service = createService({
     name: "users",
     config: config.runtime,
     files: [file_meshwork_users_v1_users],
@@ -48,8 +55,25 @@ export async function createUsersService(
     async prepare() {
       await database.migrate(migrationsFolder);
       app = await createApp(config, database);
+      nc = await connectNats(config.events.natsUrl, "users");
+      await provision(await jetstreamManager(nc), { streams: [meshStreams.users(config.events.namespace)] });
+      relay = createOutboxRelay({
+        database,
+        table: outbox,
+        js: jetstream(nc),
+        logger: service.logger,
+        tracer: service.telemetry.tracer,
+        meter: service.telemetry.meter,
+        ...config.events.outbox,
+      });
+      await relay.start();
     },
     readiness: [{ name: "database", check: () => database.ping() }],
-    onShutdown: () => database.close(),
+    async onShutdown() {
+      await relay?.stop();
+      await nc?.drain();
+      await database.close();
+    },
   });
+  return service;
 }

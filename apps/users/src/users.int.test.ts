@@ -1,7 +1,12 @@
-import { toJsonString } from "@bufbuild/protobuf";
+import { fromBinary, toJsonString } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { UserRegisteredSchema } from "@meshwork/contracts/meshwork/users/v1/events";
 import { UserSchema, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { connectNats, streamName } from "@meshwork/events";
+import { waitFor } from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend, createStorage, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
@@ -10,13 +15,16 @@ describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backe
   let storage: Storage;
   let users: RunningUsers;
   let client: ReturnType<typeof createClient<typeof UserService>>;
+  let nc: NatsConnection;
 
   beforeAll(async () => {
     storage = await createStorage(backend);
     users = await startUsers(storage, { USERS_ADMIN_EMAILS: "boss@example.com" });
     client = createClient(UserService, createConnectTransport({ baseUrl: users.url, httpVersion: "2" }));
+    nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "users-test");
   });
   afterAll(async () => {
+    await nc?.close();
     await users?.service.shutdown();
     await storage?.remove();
   });
@@ -44,6 +52,35 @@ describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backe
     expect(toJsonString(UserSchema, user!)).not.toContain("argon2");
     expect(users.logs.join("\n")).not.toContain(password);
     expect(users.logs.join("\n")).not.toContain("argon2");
+  });
+
+  it("publishes UserRegistered through its outbox, and nothing for a refused registration", async () => {
+    const jsm = await jetstreamManager(nc);
+    const stream = streamName(storage.namespace, "USERS");
+    const { user } = await client.registerUser({
+      email: "events@example.com",
+      password: "publish me",
+      displayName: "Ev",
+    });
+    await expect(
+      client.registerUser({ email: "events@example.com", password: "publish me", displayName: "Ev" }),
+    ).rejects.toMatchObject({ code: Code.AlreadyExists });
+    const msg = await waitFor(() =>
+      jsm.streams
+        .getMessage(stream, { last_by_subj: `${storage.namespace}meshwork.users.v1.UserRegistered` })
+        .then((m) => (m && fromBinary(UserRegisteredSchema, m.data).userId === user?.id ? m : undefined)),
+    );
+    expect(msg.header.get("ce-type")).toBe("meshwork.users.v1.UserRegistered");
+    expect(msg.header.get("ce-source")).toBe("/meshwork/users");
+    expect(fromBinary(UserRegisteredSchema, msg.data)).toMatchObject({
+      email: "events@example.com",
+      displayName: "Ev",
+    });
+    // One event per account: the refused registration rolled its event back with it.
+    const accounts = (await client.listUsers({ pageSize: 100 })).users.length;
+    await waitFor(async () => (await jsm.streams.info(stream)).state.messages === accounts, {
+      what: `${accounts} events on the stream`,
+    });
   });
 
   it("grants the admin role to configured emails", async () => {

@@ -2,9 +2,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
+import { connectNats, streamName } from "@meshwork/events";
 import type { Service } from "@meshwork/runtime";
 import { createLogger } from "@meshwork/telemetry";
-import { createTestDatabase, waitFor } from "@meshwork/testing";
+import { createTestDatabase, uniqueName, waitFor } from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { loadConfig } from "../src/config.js";
 import { createUsersService } from "../src/server.js";
 
@@ -12,18 +14,44 @@ import { createUsersService } from "../src/server.js";
 export type Backend = "pglite" | "postgres";
 
 export interface Storage {
+  /** Environment for the service: its database and a NATS namespace of its own. */
   env: Record<string, string>;
+  namespace: string;
   remove(): Promise<void>;
 }
 
-/** Creates empty storage for one test suite: a temp PGlite directory or a new Postgres database. */
+/**
+ * Creates empty storage for one test suite: a temp PGlite directory or a new Postgres database,
+ * and a unique events namespace on the machine's NATS (its streams are deleted by `remove`).
+ */
 export async function createStorage(backend: Backend): Promise<Storage> {
+  const namespace = `${uniqueName("t")}.`;
+  const removeStreams = async () => {
+    const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "test-cleanup");
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(streamName(namespace, "USERS")).catch(() => {});
+    await nc.close();
+  };
   if (backend === "postgres") {
     const db = await createTestDatabase("mw_users");
-    return { env: { DATABASE_URL: db.url }, remove: () => db.drop() };
+    return {
+      namespace,
+      env: { DATABASE_URL: db.url, EVENTS_NAMESPACE: namespace },
+      remove: async () => {
+        await db.drop();
+        await removeStreams();
+      },
+    };
   }
   const dir = mkdtempSync(join(tmpdir(), "mw-users-"));
-  return { env: { DATA_DIR: dir }, remove: async () => rmSync(dir, { recursive: true, force: true }) };
+  return {
+    namespace,
+    env: { DATA_DIR: dir, EVENTS_NAMESPACE: namespace },
+    remove: async () => {
+      rmSync(dir, { recursive: true, force: true });
+      await removeStreams();
+    },
+  };
 }
 
 /** A users service started in this process on port 0, with its log lines captured. */

@@ -24,3 +24,13 @@ export interface IssuedToken {
 export interface TokenIssuer {
   issue(user: User): Promise<IssuedToken>;
 }
+
+/** The events the users service publishes; written to the outbox, published by the relay. */
+export interface UserEvents {
+  userRegistered(user: User): Promise<void>;
+}
+
+/** Runs work in one transaction: the state change and its events commit together or not at all. */
+export interface UsersUnitOfWork {
+  run<T>(work: (scope: { users: UserRepository; events: UserEvents }) => Promise<T>): Promise<T>;
+}

@@ -1,3 +1,4 @@
+import { outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
 import { jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
@@ -24,5 +25,8 @@ export const signingKeys = pgTable("signing_keys", {
   retiredAt: timestamp("retired_at", { withTimezone: true, mode: "date" }),
 });
 
-export const schema = { users, signingKeys };
+/** Events waiting for the relay (UserRegistered), written in the same transaction as the user. */
+export const outbox = outboxTable();
+
+export const schema = { users, signingKeys, outbox };
 export type UsersSchema = typeof schema;

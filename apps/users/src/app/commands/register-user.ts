@@ -1,5 +1,5 @@
 import { v7 as uuidv7 } from "uuid";
-import type { PasswordHasher, UserRepository } from "../../domain/ports.js";
+import type { PasswordHasher, UsersUnitOfWork } from "../../domain/ports.js";
 import { normalizeEmail, type User } from "../../domain/user.js";
 
 export interface RegisterUserInput {
@@ -9,13 +9,16 @@ export interface RegisterUserInput {
 }
 
 export interface RegisterUserDeps {
-  users: UserRepository;
+  uow: UsersUnitOfWork;
   hasher: PasswordHasher;
   /** Emails that are granted the `admin` role at registration. */
   adminEmails: ReadonlySet<string>;
 }
 
-/** Creates an account with a normalised, unique email and a hashed password. */
+/**
+ * Creates an account with a normalised, unique email and a hashed password, and records
+ * UserRegistered in the same transaction.
+ */
 export async function registerUser(deps: RegisterUserDeps, input: RegisterUserInput): Promise<User> {
   const email = normalizeEmail(input.email);
   const roles = deps.adminEmails.has(email) ? ["customer", "admin"] : ["customer"];
@@ -27,7 +30,10 @@ export async function registerUser(deps: RegisterUserDeps, input: RegisterUserIn
     createdAt: new Date(),
     passwordHash: await deps.hasher.hash(input.password),
   };
-  await deps.users.insert(record);
   const { passwordHash: _hidden, ...user } = record;
+  await deps.uow.run(async ({ users, events }) => {
+    await users.insert(record);
+    await events.userRegistered(user);
+  });
   return user;
 }
