@@ -19,6 +19,12 @@ export type Database<TSchema extends Record<string, unknown>> = PgDatabase<PgQue
 // biome-ignore lint/suspicious/noExplicitAny: any schema by design
 export type AnyTransaction = PgTransaction<PgQueryResultHKT, any, any>;
 
+/**
+ * What a repository needs to run queries: satisfied by a database and by any transaction, so one
+ * repository works inside a use case's transaction and outside it.
+ */
+export type Queryable = Pick<AnyTransaction, "select" | "insert" | "update" | "delete" | "execute">;
+
 /** A transaction of a {@link Database}. */
 export type Transaction<TSchema extends Record<string, unknown>> = PgTransaction<PgQueryResultHKT, TSchema>;
 

@@ -6,6 +6,7 @@ export {
   type DatabaseHandle,
   isUniqueViolation,
   openDatabase,
+  type Queryable,
   type Transaction,
   type UnitOfWork,
 } from "./database.js";

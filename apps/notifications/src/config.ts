@@ -1,0 +1,21 @@
+import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
+import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
+import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
+
+const shape = {
+  ...runtimeEnvShape({ port: 50055 }),
+  ...databaseEnvShape({ dataDir: ".meshwork/data/notifications" }),
+  ...eventsEnvShape(),
+};
+
+export interface Config {
+  runtime: RuntimeConfig;
+  db: DatabaseConfig;
+  events: EventsConfig;
+}
+
+/** Reads the notifications service's configuration from the environment, once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const e = parseEnv(shape, env);
+  return { runtime: toRuntimeConfig(e), db: toDatabaseConfig(e), events: toEventsConfig(e) };
+}

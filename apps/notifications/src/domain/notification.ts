@@ -1,0 +1,24 @@
+/** Something the mesh told a user, made from one domain event. */
+export interface Notification {
+  id: string;
+  userId: string;
+  kind: string;
+  title: string;
+  body: string;
+  eventId: string;
+  createdAt: Date;
+}
+
+export class InvalidPageTokenError extends Error {
+  override readonly name = "InvalidPageTokenError";
+  constructor() {
+    super("page_token is not a token returned by ListNotifications");
+  }
+}
+
+/** Storage of notifications. */
+export interface NotificationRepository {
+  insert(n: Notification): Promise<void>;
+  /** A user's notifications with id lower than `beforeId`, newest first. */
+  listForUser(userId: string, beforeId: string | undefined, limit: number): Promise<Notification[]>;
+}

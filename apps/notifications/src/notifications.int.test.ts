@@ -1,0 +1,90 @@
+import { mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport } from "@connectrpc/connect-node";
+import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { connectNats, streamName } from "@meshwork/events";
+import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const usersMain = fileURLToPath(new URL("../../users/dist/main.js", import.meta.url));
+const notificationsMain = fileURLToPath(new URL("../dist/main.js", import.meta.url));
+
+describe("notifications from users' events (real processes, NATS and databases)", () => {
+  const namespace = `${uniqueName("t")}.`;
+  const dir = mkdtempSync(join(tmpdir(), "mw-notif-"));
+  let users: ManagedProcess;
+  let notifications: ManagedProcess;
+  let usersClient: ReturnType<typeof createClient<typeof UserService>>;
+  let client: ReturnType<typeof createClient<typeof NotificationService>>;
+
+  const start = async (main: string, name: string) => {
+    const p = startProcess(process.execPath, [main], {
+      env: { PORT: "0", DATA_DIR: join(dir, name), EVENTS_NAMESPACE: namespace, DATABASE_URL: "" },
+    });
+    const port = (await p.waitForLog((l) => l.msg === "listening")).port as number;
+    await p.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING");
+    return { p, url: `http://127.0.0.1:${port}` };
+  };
+
+  beforeAll(async () => {
+    const n = await start(notificationsMain, "notifications"); // first: it declares the stream too
+    const u = await start(usersMain, "users");
+    notifications = n.p;
+    users = u.p;
+    client = createClient(NotificationService, createConnectTransport({ baseUrl: n.url, httpVersion: "2" }));
+    usersClient = createClient(UserService, createConnectTransport({ baseUrl: u.url, httpVersion: "2" }));
+  });
+  afterAll(async () => {
+    await users?.stop();
+    await notifications?.stop();
+    const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
+    const jsm = await jetstreamManager(nc);
+    for (const s of ["USERS", "DLQ_NOTIFICATIONS"]) await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+    await nc.close();
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  it("records a notification for a registered user, in the trace of the registration", async () => {
+    const { user } = await usersClient.registerUser({
+      email: "welcome@example.com",
+      password: "welcome-aboard",
+      displayName: "Wel",
+    });
+    const id = user?.id ?? "";
+    const listed = await waitFor(async () => {
+      const res = await client.listNotifications({ userId: id });
+      return res.notifications.length > 0 ? res : undefined;
+    });
+    expect(listed.notifications).toHaveLength(1);
+    expect(listed.notifications[0]).toMatchObject({
+      userId: id,
+      kind: "user.registered",
+      title: "Welcome to Meshwork",
+    });
+    expect(listed.notifications[0]?.body).toContain("welcome@example.com");
+
+    // The same trace on both sides: the users RPC that registered, and the consumer that recorded.
+    const rpc = await users.waitForLog((l) => l.msg === "rpc" && l.method === "/meshwork.users.v1.UserService/RegisterUser");
+    const recorded = await notifications.waitForLog((l) => l.msg === "notification recorded" && l.user_id === id);
+    expect(recorded.trace_id).toBe(rpc.trace_id);
+    expect(recorded.event_id).toBe(listed.notifications[0]?.eventId);
+  });
+
+  it("pages a user's notifications and validates the request", async () => {
+    const { user } = await usersClient.registerUser({ email: "pager@example.com", password: "page-me-1", displayName: "P" });
+    await waitFor(async () => (await client.listNotifications({ userId: user?.id ?? "" })).notifications.length === 1);
+    const page = await client.listNotifications({ userId: user?.id ?? "", pageSize: 1 });
+    expect(page.nextPageToken).toBe("");
+    const nobody = await client.listNotifications({ userId: "00000000-0000-7000-8000-000000000000" });
+    expect(nobody.notifications).toEqual([]);
+    await expect(client.listNotifications({ userId: "nope" })).rejects.toMatchObject({ code: Code.InvalidArgument });
+    await expect(client.listNotifications({ userId: user?.id ?? "", pageToken: "bad" })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+    });
+  });
+});

@@ -1,0 +1,90 @@
+import { fileURLToPath } from "node:url";
+import { createRegistry } from "@bufbuild/protobuf";
+import {
+  file_meshwork_notifications_v1_notifications,
+  NotificationService,
+} from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { file_meshwork_users_v1_events } from "@meshwork/contracts/meshwork/users/v1/events";
+import { openDatabase } from "@meshwork/db";
+import {
+  connectNats,
+  consumerOn,
+  createEventConsumer,
+  deadLetterSubject,
+  type EventConsumer,
+  meshStreams,
+  provision,
+} from "@meshwork/events";
+import { createService, type Service } from "@meshwork/runtime";
+import type { Logger, Telemetry } from "@meshwork/telemetry";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { createNotificationRepository } from "./adapters/db/notification-repository.js";
+import { inbox, schema } from "./adapters/db/schema.js";
+import type { Config } from "./config.js";
+import { onUserRegistered } from "./ports/events/user-registered.js";
+import { createNotificationServiceHandlers } from "./ports/rpc/notification-service.js";
+
+const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const SERVICE = "notifications";
+const DURABLE = "notifications";
+
+/**
+ * Wires the notifications service: its database, ListNotifications, and a durable consumer on
+ * the USERS stream that turns each UserRegistered into a notification, exactly once.
+ */
+export async function createNotificationsService(
+  config: Config,
+  observe: { logger?: Logger; telemetry?: Telemetry } = {},
+): Promise<Service> {
+  const database = await openDatabase(config.db, schema);
+  const ns = config.events.namespace;
+  let nc: NatsConnection | undefined;
+  let consumer: EventConsumer | undefined;
+  const service: Service = createService({
+    name: SERVICE,
+    config: config.runtime,
+    files: [file_meshwork_notifications_v1_notifications],
+    services: [NotificationService],
+    ...observe,
+    routes(router) {
+      router.service(
+        NotificationService,
+        createNotificationServiceHandlers({ notifications: createNotificationRepository(database.db) }),
+      );
+    },
+    async prepare() {
+      await database.migrate(migrationsFolder);
+      nc = await connectNats(config.events.natsUrl, SERVICE);
+      const users = meshStreams.users(ns);
+      const deadLetters = meshStreams.deadLetters(ns, SERVICE);
+      await provision(await jetstreamManager(nc), {
+        streams: [users, deadLetters],
+        consumers: [consumerOn(users, DURABLE)],
+      });
+      consumer = createEventConsumer({
+        js: jetstream(nc),
+        database,
+        inbox,
+        stream: users.name,
+        durable: DURABLE,
+        handlers: { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) },
+        registry: createRegistry(file_meshwork_users_v1_events),
+        maxDeliver: config.events.consumer.maxDeliver,
+        backoffMs: config.events.consumer.backoffMs,
+        deadLetterSubject: deadLetterSubject(ns, SERVICE, DURABLE),
+        logger: service.logger,
+        tracer: service.telemetry.tracer,
+        meter: service.telemetry.meter,
+      });
+      await consumer.start();
+    },
+    readiness: [{ name: "database", check: () => database.ping() }],
+    async onShutdown() {
+      await consumer?.stop();
+      await nc?.drain();
+      await database.close();
+    },
+  });
+  return service;
+}
