@@ -44,7 +44,8 @@ describe("notifications from users' events (real processes, NATS and databases)"
     await notifications?.stop();
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
     const jsm = await jetstreamManager(nc);
-    for (const s of ["USERS", "DLQ_NOTIFICATIONS"]) await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+    for (const s of ["USERS", "DLQ_NOTIFICATIONS"])
+      await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
     await nc.close();
     rmSync(dir, { recursive: true, force: true });
   });
@@ -69,21 +70,35 @@ describe("notifications from users' events (real processes, NATS and databases)"
     expect(listed.notifications[0]?.body).toContain("welcome@example.com");
 
     // The same trace on both sides: the users RPC that registered, and the consumer that recorded.
-    const rpc = await users.waitForLog((l) => l.msg === "rpc" && l.method === "/meshwork.users.v1.UserService/RegisterUser");
-    const recorded = await notifications.waitForLog((l) => l.msg === "notification recorded" && l.user_id === id);
+    const rpc = await users.waitForLog(
+      (l) => l.msg === "rpc" && l.method === "/meshwork.users.v1.UserService/RegisterUser",
+    );
+    const recorded = await notifications.waitForLog(
+      (l) => l.msg === "notification recorded" && l.user_id === id,
+    );
     expect(recorded.trace_id).toBe(rpc.trace_id);
     expect(recorded.event_id).toBe(listed.notifications[0]?.eventId);
   });
 
   it("pages a user's notifications and validates the request", async () => {
-    const { user } = await usersClient.registerUser({ email: "pager@example.com", password: "page-me-1", displayName: "P" });
-    await waitFor(async () => (await client.listNotifications({ userId: user?.id ?? "" })).notifications.length === 1);
+    const { user } = await usersClient.registerUser({
+      email: "pager@example.com",
+      password: "page-me-1",
+      displayName: "P",
+    });
+    await waitFor(
+      async () => (await client.listNotifications({ userId: user?.id ?? "" })).notifications.length === 1,
+    );
     const page = await client.listNotifications({ userId: user?.id ?? "", pageSize: 1 });
     expect(page.nextPageToken).toBe("");
     const nobody = await client.listNotifications({ userId: "00000000-0000-7000-8000-000000000000" });
     expect(nobody.notifications).toEqual([]);
-    await expect(client.listNotifications({ userId: "nope" })).rejects.toMatchObject({ code: Code.InvalidArgument });
-    await expect(client.listNotifications({ userId: user?.id ?? "", pageToken: "bad" })).rejects.toMatchObject({
+    await expect(client.listNotifications({ userId: "nope" })).rejects.toMatchObject({
+      code: Code.InvalidArgument,
+    });
+    await expect(
+      client.listNotifications({ userId: user?.id ?? "", pageToken: "bad" }),
+    ).rejects.toMatchObject({
       code: Code.InvalidArgument,
     });
   });

@@ -2,6 +2,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { dlqList, dlqReplay } from "./dlq.js";
 import { checkHealth } from "./health.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
@@ -19,13 +20,25 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX says otherwise).
   meshctl status
       Health of every service at its default address.
+  meshctl events dlq list [--service NAME]
+      Dead letters (events a consumer gave up on) with their error and delivery count.
+  meshctl events dlq replay --service NAME (SEQ... | --all)
+      Publish dead letters again on their original subject, then remove them.
+
+  NATS: NATS_URL or --nats-url (default nats://127.0.0.1:4222). \`up\` starts the nats-server
+  found on the PATH, with JetStream, when nothing answers there. EVENTS_NAMESPACE prefixes
+  streams and subjects.
 `;
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
-  const { values } = parseArgs({
+  const { values, positionals } = parseArgs({
     args: rest,
+    allowPositionals: true,
     options: {
+      "nats-url": { type: "string" },
+      service: { type: "string" },
+      all: { type: "boolean" },
       ports: { type: "string" },
       "database-url": { type: "string" },
       "log-level": { type: "string" },
@@ -38,6 +51,8 @@ async function main(argv: string[]): Promise<number> {
     return command ? 0 : 2;
   }
   const services = findServices(root);
+  const natsUrl = values["nats-url"] ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+  const namespace = process.env.EVENTS_NAMESPACE ?? "";
   switch (command) {
     case "up": {
       if (values.ports !== undefined && values.ports !== "auto" && values.ports !== "default") {
@@ -50,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
         home: process.env.MESHWORK_HOME ?? join(root, ".meshwork"),
         autoPorts: values.ports === "auto",
         databaseUrl: values["database-url"] ?? (process.env.DATABASE_URL || undefined),
+        natsUrl,
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",
         logLevel: values["log-level"] ?? process.env.LOG_LEVEL ?? "info",
         out: process.stdout,
@@ -64,6 +80,21 @@ async function main(argv: string[]): Promise<number> {
       );
       process.stdout.write(`${renderTable(["SERVICE", "ADDRESS", "HEALTH"], rows)}\n`);
       return rows.every((r) => r[2] === "SERVING") ? 0 : 1;
+    }
+    case "events": {
+      const [area, action, ...args] = positionals;
+      const o = { natsUrl, namespace, service: values.service, out: process.stdout };
+      if (area === "dlq" && action === "list") return dlqList(o);
+      if (area === "dlq" && action === "replay") {
+        const seqs = args.map(Number);
+        if (seqs.some((n) => !Number.isInteger(n) || n <= 0)) {
+          process.stderr.write("replay takes dead-letter sequence numbers (see `meshctl events dlq list`)\n");
+          return 2;
+        }
+        return dlqReplay({ ...o, seqs, all: values.all ?? false });
+      }
+      process.stderr.write(`unknown events command\n\n${usage}`);
+      return 2;
     }
     default:
       process.stderr.write(`unknown command "${command}"\n\n${usage}`);

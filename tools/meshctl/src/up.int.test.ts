@@ -4,16 +4,32 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
+import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { adminUrl, startProcess, uniqueName } from "@meshwork/testing";
+import { connectNats, streamName } from "@meshwork/events";
+import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, describe, expect, it } from "vitest";
 import { dropServiceDatabase } from "./provision.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 
+/** Deletes the streams a mesh run created in its namespace. */
+async function removeStreams(namespace: string): Promise<void> {
+  const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
+  const jsm = await jetstreamManager(nc);
+  for (const s of ["USERS", "DLQ_NOTIFICATIONS"])
+    await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+  await nc.close();
+}
+
 describe("npm start", () => {
   const home = mkdtempSync(join(tmpdir(), "mw-home-"));
-  afterAll(() => rmSync(home, { recursive: true, force: true }));
+  const namespace = `${uniqueName("t")}.`;
+  afterAll(async () => {
+    await removeStreams(namespace);
+    rmSync(home, { recursive: true, force: true });
+  });
 
   it("starts the mesh, prints the table once every service is SERVING, and stops cleanly on Ctrl-C", async () => {
     // Its own process group, so SIGINT reaches npm, meshctl and the services, as Ctrl-C does.
@@ -29,6 +45,9 @@ describe("npm start", () => {
       );
       const address = row.split(/\s+/)[1];
       expect(proc.lines.some((l) => /^SERVICE\s+ADDRESS\s+HEALTH\s+DATABASE$/.test(l))).toBe(true);
+      const notifRow = proc.lines.find((l) => /^notifications\s+127\.0\.0\.1:\d+\s+SERVING\s+pglite/.test(l));
+      expect(notifRow).toBeDefined();
+      expect(proc.lines).toContainEqual(expect.stringMatching(/^nats\s+127\.0\.0\.1:4222\s+UP\s+external/));
 
       const users = createClient(
         UserService,
@@ -41,10 +60,19 @@ describe("npm start", () => {
       });
       expect(user?.email).toBe("npm-start@example.com");
       // Service logs stream through, prefixed with the service name.
-      await proc.waitForLine((l) => l.startsWith("users | ") && l.includes("RegisterUser"));
+      await proc.waitForLine((l) => /^users\s+\| /.test(l) && l.includes("RegisterUser"));
+      // The event reached the notifications service through NATS.
+      const notifications = createClient(
+        NotificationService,
+        createConnectTransport({ baseUrl: `http://${notifRow?.split(/\s+/)[1]}`, httpVersion: "2" }),
+      );
+      await waitFor(
+        async () =>
+          (await notifications.listNotifications({ userId: user?.id ?? "" })).notifications.length === 1,
+      );
 
       await proc.stop("SIGINT");
-      expect(proc.lines).toContainEqual(expect.stringMatching(/^users \| .*"msg":"stopped"/));
+      expect(proc.lines).toContainEqual(expect.stringMatching(/^users\s+\| .*"msg":"stopped"/));
       expect(proc.lines).toContain("meshctl | stopped");
     } finally {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
@@ -55,8 +83,11 @@ describe("npm start", () => {
 describe("meshctl up with a Postgres server", () => {
   const home = mkdtempSync(join(tmpdir(), "mw-home-"));
   const prefix = uniqueName("mwup");
+  const namespace = `${prefix}.`;
   afterAll(async () => {
     await dropServiceDatabase(adminUrl(), `${prefix}_users`);
+    await dropServiceDatabase(adminUrl(), `${prefix}_notifications`);
+    await removeStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
 
@@ -73,7 +104,7 @@ describe("meshctl up with a Postgres server", () => {
         "--db-prefix",
         prefix,
       ],
-      { env: { MESHWORK_HOME: home } },
+      { env: { MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace } },
     );
     try {
       const row = await proc.waitForLine((l) => /^users\s+\S+\s+SERVING\s+postgres/.test(l), 120_000);
@@ -89,4 +120,50 @@ describe("meshctl up with a Postgres server", () => {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
     }
   }, 180_000);
+});
+
+describe("meshctl up without a reachable NATS", () => {
+  const home = mkdtempSync(join(tmpdir(), "mw-home-"));
+  const namespace = `${uniqueName("t")}.`;
+  afterAll(() => rmSync(home, { recursive: true, force: true }));
+  const meshctl = join(root, "tools/meshctl/dist/main.js");
+
+  it("starts the nats-server found on the PATH, in its own store, and stops it afterwards", async () => {
+    const proc = startProcess(process.execPath, [meshctl, "up", "--ports", "auto"], {
+      env: {
+        MESHWORK_HOME: home,
+        NATS_URL: "nats://127.0.0.1:1",
+        EVENTS_NAMESPACE: namespace,
+        DATABASE_URL: "",
+      },
+    });
+    try {
+      const row = await proc.waitForLine((l) => /^nats\s+\S+\s+UP\s+started by meshctl/.test(l), 120_000);
+      expect(row).toContain(join(home, "nats"));
+      const port = Number(row.split(/\s+/)[1]?.split(":")[1]);
+      expect(await proc.stop("SIGINT")).toBe(0);
+      const net = await import("node:net");
+      const open = await new Promise<boolean>((resolve) => {
+        const s = net.connect(port, "127.0.0.1");
+        s.once("connect", () => {
+          s.destroy();
+          resolve(true);
+        });
+        s.once("error", () => resolve(false));
+      });
+      expect(open).toBe(false);
+    } finally {
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    }
+  }, 180_000);
+
+  it("stops with a message saying how to install NATS when there is none", async () => {
+    const proc = startProcess(process.execPath, [meshctl, "up", "--ports", "auto"], {
+      env: { MESHWORK_HOME: home, NATS_URL: "nats://127.0.0.1:1", PATH: "/nonexistent", DATABASE_URL: "" },
+    });
+    expect(await proc.exited).toBe(1);
+    expect(proc.lines.join("\n")).toMatch(
+      /no nats-server was found on the PATH.*apt-get install nats-server/s,
+    );
+  }, 60_000);
 });

@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { checkHealth } from "./health.js";
+import { ensureNats, type NatsHandle } from "./nats.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
 import { renderTable } from "./table.js";
@@ -18,6 +19,8 @@ export interface UpOptions {
   databaseUrl: string | undefined;
   /** Prefix of the per-service database and role names (`<prefix>_<service>`). */
   dbPrefix: string;
+  /** Where NATS is expected (started from the PATH when nothing answers there). */
+  natsUrl: string;
   /** Level for the services' logs. */
   logLevel: string;
   /** Where the mesh's own messages and the services' prefixed logs go. */
@@ -78,10 +81,14 @@ export async function up(options: UpOptions): Promise<number> {
     process.once("SIGTERM", onSignal);
   });
 
+  let nats: NatsHandle | undefined;
   try {
+    nats = await ensureNats({ url: options.natsUrl, home: options.home, autoPort: options.autoPorts });
+    say(`NATS at ${nats.url}: ${nats.detail}`);
     const creds = loadCredentials(options.home);
     for (const [i, manifest] of options.services.entries()) {
       const env: Record<string, string> = {
+        NATS_URL: nats.url,
         PORT: options.autoPorts ? "0" : String(manifest.port),
         LOG_LEVEL: options.logLevel,
       };
@@ -162,7 +169,10 @@ export async function up(options: UpOptions): Promise<number> {
     out.write(
       `\n${renderTable(
         ["SERVICE", "ADDRESS", "HEALTH", "DATABASE"],
-        running.map((r, i) => [r.manifest.name, r.address ?? "-", first.states[i] ?? "?", r.database]),
+        [
+          ...running.map((r, i) => [r.manifest.name, r.address ?? "-", first.states[i] ?? "?", r.database]),
+          ["nats", nats.address, "UP", nats.detail],
+        ],
       )}\n\nmeshctl | the mesh is up; Ctrl-C stops it\n\n`,
     );
 
@@ -189,6 +199,7 @@ export async function up(options: UpOptions): Promise<number> {
     await stopAll("SIGTERM");
     return 1;
   } finally {
+    await nats?.stop();
     if (onSignal) {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);

@@ -1,4 +1,8 @@
-import { InvalidPageTokenError, type Notification, type NotificationRepository } from "../../domain/notification.js";
+import {
+  InvalidPageTokenError,
+  type Notification,
+  type NotificationRepository,
+} from "../../domain/notification.js";
 
 export const DEFAULT_PAGE_SIZE = 20;
 export const MAX_PAGE_SIZE = 100;

@@ -1,0 +1,373 @@
+/**
+ * `npm run bench`: for each scenario, starts each server as its own process (pinned to CPU 0),
+ * drives it with h2load (pinned to CPU 1): first flat out for the max rate, then at a fixed rate
+ * (half the baseline's max) for latency percentiles. Prints a table per scenario and writes all
+ * results to `.bench/results.json`.
+ */
+import { execFile } from "node:child_process";
+import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { availableParallelism, tmpdir } from "node:os";
+import { join } from "node:path";
+import { promisify } from "node:util";
+import { rawGrpcUnary } from "./grpc-client.js";
+import { answersWithoutMessage, ensureH2load, runFixedRate, runMaxRate } from "./h2load.js";
+import {
+  type BenchReport,
+  formatScenario,
+  type LatencyResult,
+  type ScenarioResult,
+  type ServerResult,
+  withRatios,
+  writeReport,
+} from "./report.js";
+import { type PreparedRequest, type Scenario, scenarios } from "./scenarios.js";
+import {
+  type RunningServer,
+  repoRoot,
+  type ServerSpec,
+  type StartContext,
+  stopAllServers,
+} from "./servers.js";
+import { type BenchSettings, readSettings } from "./settings.js";
+
+/** The headers h2load sends with every request (besides its own `user-agent` and `content-length`). */
+const GRPC_HEADERS = { "content-type": "application/grpc", te: "trailers" } as const;
+
+const log = (line: string) => console.log(line);
+
+/** Where servers and h2load run. */
+interface Placement {
+  serverCpu: number | undefined;
+  loadCpu: number | undefined;
+}
+
+async function placement(): Promise<Placement> {
+  if (availableParallelism() < 2) {
+    log("note: fewer than 2 CPUs: servers and h2load are not pinned");
+    return { serverCpu: undefined, loadCpu: undefined };
+  }
+  try {
+    await promisify(execFile)("taskset", ["-c", "0", "true"]);
+    return { serverCpu: 0, loadCpu: 1 };
+  } catch {
+    log("note: taskset not usable (apt-get install -y util-linux): servers and h2load are not pinned");
+    return { serverCpu: undefined, loadCpu: undefined };
+  }
+}
+
+/** Everything a measurement needs besides the server. */
+interface Run {
+  settings: BenchSettings;
+  placement: Placement;
+  workDir: string;
+}
+
+/** Replays h2load's request once and throws unless it gets grpc-status 0 and the right answer. */
+async function verify(server: RunningServer, scenario: Scenario, request: PreparedRequest, when: string) {
+  const answer = await rawGrpcUnary(`${server.url}${scenario.path}`, request.body, {
+    ...GRPC_HEADERS,
+    "user-agent": "h2load",
+  });
+  try {
+    request.check(answer);
+  } catch (err) {
+    throw new Error(`verification ${when} failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  return answer;
+}
+
+/** One started server, ready to be measured: its request written to h2load's body file. */
+interface Target {
+  server: RunningServer;
+  request: PreparedRequest;
+  /** The options every h2load run against this server shares. */
+  common: {
+    url: string;
+    bodyFile: string;
+    headers: string[];
+    wrapper: string[] | undefined;
+    streams: number;
+  };
+  /** Prefix of this server's files in the work directory. */
+  slug: string;
+  /** Size of the verified answer's body (framed message), bytes. */
+  answerBytes: number;
+}
+
+async function prepareTarget(
+  run: Run,
+  scenario: Scenario,
+  spec: ServerSpec,
+  server: RunningServer,
+): Promise<Target> {
+  const request = await scenario.prepare(server, spec);
+  const slug = spec.name.replace(/[^a-z0-9]+/gi, "-").toLowerCase();
+  const bodyFile = join(run.workDir, `${slug}.body`);
+  await writeFile(bodyFile, request.body);
+  const { loadCpu } = run.placement;
+  return {
+    server,
+    request,
+    slug,
+    answerBytes: 0,
+    common: {
+      url: `${server.url}${scenario.path}`,
+      bodyFile,
+      headers: Object.entries(GRPC_HEADERS).map(([k, v]) => `${k}: ${v}`),
+      wrapper: loadCpu === undefined ? undefined : ["taskset", "-c", String(loadCpu)],
+      streams: run.settings.streams,
+    },
+  };
+}
+
+/** Measures the max rate, after a separate warm-up run, into `result`. */
+async function measureMaxRate(
+  run: Run,
+  scenario: Scenario,
+  target: Target,
+  result: ServerResult,
+): Promise<void> {
+  const { settings } = run;
+  const answer = await verify(target.server, scenario, target.request, "before the max-rate run");
+  target.answerBytes = answer.body.byteLength;
+  const flatOut = { ...target.common, clients: settings.clients, warmUpMs: 0 };
+  if (settings.warmUpMs > 0) {
+    log(`  warm-up: ${settings.warmUpMs / 1000}s ...`);
+    await runMaxRate({ ...flatOut, durationMs: settings.warmUpMs });
+  }
+  log(`  max rate: ${settings.durationMs / 1000}s ...`);
+  const { summary: s } = await runMaxRate({ ...flatOut, durationMs: settings.durationMs });
+  const non2xx = s.status["3xx"] + s.status["4xx"] + s.status["5xx"];
+  const withoutMessage = answersWithoutMessage(s, target.answerBytes);
+  result.reqPerSec = s.reqPerSec;
+  result.maxRun = {
+    requests: s.requests.done,
+    succeeded: s.requests.succeeded,
+    failed: s.requests.failed,
+    errored: s.requests.errored,
+    timeout: s.requests.timeout,
+    non2xx,
+    withoutMessage,
+  };
+  log(
+    `  max rate: ${s.reqPerSec.toFixed(0)} req/s (${s.requests.done} requests, ${s.requests.failed} failed)`,
+  );
+  if (s.requests.failed > 0 || non2xx > 0) {
+    result.notes.push(`max-rate run: ${s.requests.failed} failed requests, ${non2xx} non-2xx answers`);
+  }
+  if (withoutMessage > 0) {
+    result.notes.push(`max-rate run: at least ${withoutMessage} answers without a message (gRPC errors)`);
+  }
+}
+
+/**
+ * Measures latency at `rate` req/s. A server slower than the rate is driven at its own max for
+ * the same duration (rather than queueing requests for minutes) and reported as saturated.
+ */
+async function measureLatency(
+  run: Run,
+  scenario: Scenario,
+  target: Target,
+  rate: number,
+  maxRate: number,
+  label: string,
+): Promise<LatencyResult> {
+  const { settings } = run;
+  await verify(target.server, scenario, target.request, `before the fixed-rate run (${label})`);
+  const sustainable = Math.min(rate, maxRate);
+  log(`  latency (${label}): ${Math.round(rate)} req/s for ${settings.durationMs / 1000}s ...`);
+  const { latency: l, summary } = await runFixedRate(
+    {
+      ...target.common,
+      clients: settings.latencyClients,
+      rate,
+      requests: Math.round((sustainable * settings.durationMs) / 1000),
+      logFile: join(run.workDir, `${target.slug}.log`),
+    },
+    Math.min(1000, settings.durationMs / 10),
+  );
+  const saturated = l.achievedRate < rate * 0.95;
+  const withoutMessage = answersWithoutMessage(summary, target.answerBytes);
+  log(
+    `  latency (${label}): p50 ${l.p50Ms.toFixed(2)} ms, p99 ${l.p99Ms.toFixed(2)} ms at ${l.achievedRate.toFixed(0)} req/s` +
+      (saturated ? " (saturated)" : ""),
+  );
+  return {
+    targetRate: rate,
+    achievedRate: l.achievedRate,
+    saturated,
+    count: l.count,
+    failed: l.failed,
+    withoutMessage,
+    p50Ms: l.p50Ms,
+    p90Ms: l.p90Ms,
+    p99Ms: l.p99Ms,
+    p999Ms: l.p999Ms,
+    maxMs: l.maxMs,
+  };
+}
+
+function describeLatency(l: LatencyResult): string {
+  return `p50 ${l.p50Ms.toFixed(2)} ms, p99 ${l.p99Ms.toFixed(2)} ms at ${Math.round(l.achievedRate)} req/s`;
+}
+
+async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult> {
+  const { settings } = run;
+  log(`\n== ${scenario.name} (${scenario.path}) ==`);
+  const selected = scenario.servers.filter(
+    (s) => !settings.servers || settings.servers.some((f) => s.name.toLowerCase().includes(f)),
+  );
+  // The baseline runs first: its max rate sets everyone's latency rate.
+  const order = [...selected].sort(
+    (a, b) => Number(b.name === scenario.baseline) - Number(a.name === scenario.baseline),
+  );
+  const results = new Map<string, ServerResult>();
+  let baselineMax: number | undefined;
+  const latencyRate = (): { rate: number | undefined; source: string } => {
+    if (settings.rate !== undefined) return { rate: settings.rate, source: "MESHWORK_BENCH_RATE" };
+    if (baselineMax !== undefined && baselineMax >= 2) {
+      return { rate: Math.floor(baselineMax / 2), source: `half of ${scenario.baseline}'s max` };
+    }
+    return { rate: undefined, source: `${scenario.baseline} was not measured; set MESHWORK_BENCH_RATE` };
+  };
+  const context: StartContext = { cpu: run.placement.serverCpu, log };
+
+  for (const spec of order) {
+    const result: ServerResult = {
+      server: spec.name,
+      description: spec.description,
+      status: "ok",
+      notes: [],
+    };
+    results.set(spec.name, result);
+    log(`- ${spec.name}`);
+    const why = await spec.unavailable();
+    if (why) {
+      result.status = "skipped";
+      result.notes.push(why);
+      log(`  skipped: ${why}`);
+      continue;
+    }
+    let server: RunningServer | undefined;
+    try {
+      server = await spec.start(context);
+      log(`  started: pid ${server.pid}, ${server.url}`);
+      const target = await prepareTarget(run, scenario, spec, server);
+      await measureMaxRate(run, scenario, target, result);
+      const maxRate = result.reqPerSec ?? 0;
+      if (spec.name === scenario.baseline) baselineMax = maxRate;
+      const { rate, source } = latencyRate();
+      if (rate === undefined) {
+        result.notes.push(`latency not measured: ${source}`);
+      } else {
+        const latency = await measureLatency(run, scenario, target, rate, maxRate, "fixed rate");
+        result.latency = latency;
+        if (latency.failed > 0) result.notes.push(`fixed-rate run: ${latency.failed} failed requests`);
+        if (latency.withoutMessage > 0) {
+          result.notes.push(
+            `fixed-rate run: ${latency.withoutMessage} answers without a message (gRPC errors)`,
+          );
+        }
+        if (latency.saturated && maxRate >= 2) {
+          // Queueing numbers say little about the server: also measure it at half its own max.
+          const own = await measureLatency(
+            run,
+            scenario,
+            target,
+            Math.floor(maxRate / 2),
+            maxRate,
+            "half own max",
+          );
+          result.latencyAtHalfOwnMax = own;
+          result.notes.push(
+            `could not sustain ${Math.round(rate)} req/s (achieved ${Math.round(latency.achievedRate)}): ` +
+              `its latency there is queueing; at half its own max: ${describeLatency(own)}`,
+          );
+        }
+      }
+      await verify(server, scenario, target.request, "after the runs");
+      result.rssMb = await server.rssMb();
+    } catch (err) {
+      result.status = "failed";
+      const message = err instanceof Error ? err.message : String(err);
+      result.notes.push(message);
+      log(`  failed: ${message}`);
+    } finally {
+      await server?.stop();
+    }
+  }
+  const rate = latencyRate();
+  return withRatios({
+    scenario: scenario.name,
+    method: scenario.path,
+    baseline: scenario.baseline,
+    latencyRate: rate.rate,
+    latencyRateSource: rate.source,
+    servers: selected.map((s) => results.get(s.name) as ServerResult),
+  });
+}
+
+async function main(): Promise<number> {
+  const startedAt = new Date();
+  const settings = readSettings();
+  const h2load = await ensureH2load({ log });
+  if (!h2load) {
+    log("cannot run the bench without h2load");
+    return 1;
+  }
+  const where = await placement();
+  const workDir = await mkdtemp(join(tmpdir(), "meshwork-bench-"));
+  const onSignal = (signal: NodeJS.Signals) => {
+    log(`\n${signal}: stopping servers`);
+    void stopAllServers().finally(() => process.exit(130));
+  };
+  process.once("SIGINT", onSignal);
+  process.once("SIGTERM", onSignal);
+
+  const results: ScenarioResult[] = [];
+  try {
+    for (const scenario of scenarios()) {
+      results.push(await runScenario({ settings, placement: where, workDir }, scenario));
+    }
+  } finally {
+    await stopAllServers();
+    await rm(workDir, { recursive: true, force: true });
+  }
+
+  const report: BenchReport = {
+    startedAt: startedAt.toISOString(),
+    finishedAt: new Date().toISOString(),
+    environment: {
+      node: process.version,
+      h2load,
+      cpus: availableParallelism(),
+      serverCpu: where.serverCpu ?? null,
+      loadCpu: where.loadCpu ?? null,
+    },
+    settings: {
+      durationS: settings.durationMs / 1000,
+      warmUpS: settings.warmUpMs / 1000,
+      clients: settings.clients,
+      streams: settings.streams,
+      latencyClients: settings.latencyClients,
+    },
+    scenarios: results,
+  };
+  log("");
+  for (const r of results) log(`${formatScenario(r, report.settings)}\n`);
+  const outFile = settings.outFile ?? join(repoRoot, ".bench", "results.json");
+  await writeReport(outFile, report);
+  log(`results written to ${outFile}`);
+  const failed = results.flatMap((r) => r.servers).filter((s) => s.status === "failed");
+  return failed.length > 0 ? 1 : 0;
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  },
+);

@@ -1,0 +1,76 @@
+import { describe, expect, it } from "vitest";
+import { formatScenario, type LatencyResult, type ScenarioResult, withRatios } from "./report.js";
+
+const latency = (p99Ms: number, saturated = false): LatencyResult => ({
+  targetRate: 1000,
+  achievedRate: saturated ? 400 : 1000,
+  saturated,
+  count: 1000,
+  failed: 0,
+  withoutMessage: 0,
+  p50Ms: p99Ms / 4,
+  p90Ms: p99Ms / 2,
+  p99Ms,
+  p999Ms: p99Ms,
+  maxMs: p99Ms,
+});
+
+const scenario: ScenarioResult = {
+  scenario: "unary GetUser",
+  method: "/meshwork.users.v1.UserService/GetUser",
+  baseline: "grpc-js (in-memory)",
+  latencyRate: 1000,
+  latencyRateSource: "half of grpc-js (in-memory)'s max",
+  servers: [
+    {
+      server: "slow",
+      description: "",
+      status: "ok",
+      notes: ["queueing"],
+      reqPerSec: 500,
+      latency: latency(40, true),
+    },
+    {
+      server: "grpc-js (in-memory)",
+      description: "",
+      status: "ok",
+      notes: [],
+      reqPerSec: 2000,
+      latency: latency(2),
+    },
+    { server: "gone", description: "", status: "skipped", notes: ["not built"] },
+  ],
+};
+
+describe("withRatios", () => {
+  it("divides by the baseline's throughput and p99", () => {
+    const [slow, base, gone] = withRatios(scenario).servers;
+    expect(slow?.reqPerSecRatio).toBe(0.25);
+    expect(slow?.p99Ratio).toBe(20);
+    expect(base?.reqPerSecRatio).toBe(1);
+    expect(gone?.reqPerSecRatio).toBeUndefined();
+  });
+
+  it("leaves ratios out when the baseline was not measured", () => {
+    const noBase = { ...scenario, servers: scenario.servers.filter((s) => s.server !== scenario.baseline) };
+    expect(withRatios(noBase).servers[0]?.reqPerSecRatio).toBeUndefined();
+  });
+});
+
+describe("formatScenario", () => {
+  it("prints one aligned row per server, marks saturated latencies, and lists the notes", () => {
+    const text = formatScenario(withRatios(scenario), {
+      durationS: 10,
+      warmUpS: 2,
+      clients: 4,
+      streams: 32,
+      latencyClients: 10,
+    });
+    const lines = text.split("\n");
+    expect(lines[1]).toMatch(/^server\s+req\/s\s+vs grpc-js\s+p50 ms\s+p99 ms\s+p99 vs grpc-js\s+RSS MB$/);
+    expect(text).toMatch(/^slow\s+500\s+0\.25x\s+10\.00\*\s+40\.00\*\s+20\.00x\*\s+-$/m);
+    expect(text).toMatch(/^gone\s+skipped/m);
+    expect(text).toContain("note: slow: queueing");
+    expect(text).toContain("note: gone: not built");
+  });
+});

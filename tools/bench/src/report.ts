@@ -1,0 +1,165 @@
+/**
+ * Bench results: their shape (also the JSON written to `.bench/results.json`), the ratios
+ * against the baseline, and the table printed to stdout.
+ */
+import { mkdir, writeFile } from "node:fs/promises";
+import { dirname } from "node:path";
+
+/** The fixed-rate latency of one server. */
+export interface LatencyResult {
+  /** Requests per second asked for. */
+  targetRate: number;
+  /** Requests per second actually sent (less than asked when the server could not keep up). */
+  achievedRate: number;
+  /** The server could not sustain `targetRate`: the latencies are mostly queueing. */
+  saturated: boolean;
+  /** Successful requests measured. */
+  count: number;
+  /** Failed streams. */
+  failed: number;
+  /** HTTP-successful answers that carried no message: gRPC errors. */
+  withoutMessage: number;
+  p50Ms: number;
+  p90Ms: number;
+  p99Ms: number;
+  p999Ms: number;
+  maxMs: number;
+}
+
+/** One server's row of a scenario. */
+export interface ServerResult {
+  server: string;
+  description: string;
+  status: "ok" | "skipped" | "failed";
+  /** Why skipped or failed, or a warning about an ok result. */
+  notes: string[];
+  /** Max throughput, completed requests per second. */
+  reqPerSec?: number;
+  /** h2load's counts of the max-rate run. */
+  maxRun?: {
+    requests: number;
+    succeeded: number;
+    failed: number;
+    errored: number;
+    timeout: number;
+    non2xx: number;
+    /** HTTP-successful answers that carried no message: gRPC errors (a lower bound here). */
+    withoutMessage: number;
+  };
+  /** Latency at the scenario's fixed rate. */
+  latency?: LatencyResult;
+  /** Latency at half the server's own max, measured when it could not sustain the fixed rate. */
+  latencyAtHalfOwnMax?: LatencyResult;
+  /** Resident set size after the runs, MiB. */
+  rssMb?: number;
+  /** Throughput / baseline's throughput. */
+  reqPerSecRatio?: number;
+  /** p99 / baseline's p99 (lower is better). */
+  p99Ratio?: number;
+}
+
+/** The results of one scenario. */
+export interface ScenarioResult {
+  scenario: string;
+  method: string;
+  baseline: string;
+  /** The rate the latency was measured at, and where it came from. */
+  latencyRate: number | undefined;
+  latencyRateSource: string;
+  servers: ServerResult[];
+}
+
+/** Everything one run measured, as written to the JSON file. */
+export interface BenchReport {
+  startedAt: string;
+  finishedAt: string;
+  environment: {
+    node: string;
+    h2load: string;
+    cpus: number;
+    /** CPU of the servers and of h2load, or `null` when unpinned. */
+    serverCpu: number | null;
+    loadCpu: number | null;
+  };
+  settings: {
+    durationS: number;
+    warmUpS: number;
+    clients: number;
+    streams: number;
+    latencyClients: number;
+  };
+  scenarios: ScenarioResult[];
+}
+
+/** Fills in each server's ratios against the scenario's baseline (where both numbers exist). */
+export function withRatios(result: ScenarioResult): ScenarioResult {
+  const base = result.servers.find((s) => s.server === result.baseline && s.status === "ok");
+  return {
+    ...result,
+    servers: result.servers.map((s) => {
+      const out: ServerResult = { ...s };
+      delete out.reqPerSecRatio;
+      delete out.p99Ratio;
+      if (base?.reqPerSec && s.reqPerSec !== undefined) out.reqPerSecRatio = s.reqPerSec / base.reqPerSec;
+      if (base?.latency && s.latency && base.latency.p99Ms > 0)
+        out.p99Ratio = s.latency.p99Ms / base.latency.p99Ms;
+      return out;
+    }),
+  };
+}
+
+function fixed(value: number | undefined, digits: number): string {
+  return value === undefined || !Number.isFinite(value) ? "-" : value.toFixed(digits);
+}
+
+function ratio(value: number | undefined): string {
+  return value === undefined || !Number.isFinite(value) ? "-" : `${value.toFixed(2)}x`;
+}
+
+/** Renders rows as a plain-text table, numbers right-aligned. */
+export function renderTable(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
+  const line = (cells: readonly string[]) =>
+    cells.map((c, i) => (i === 0 ? c.padEnd(widths[i] ?? 0) : c.padStart(widths[i] ?? 0))).join("  ");
+  return [line(header), widths.map((w) => "-".repeat(w)).join("  "), ...rows.map(line)].join("\n");
+}
+
+/** The printed report of one scenario: heading, table, and the notes under it. */
+export function formatScenario(result: ScenarioResult, settings: BenchReport["settings"]): string {
+  const baseName = result.baseline.replace(/ \(.*\)$/, "");
+  const header = ["server", "req/s", `vs ${baseName}`, "p50 ms", "p99 ms", `p99 vs ${baseName}`, "RSS MB"];
+  const rows = result.servers.map((s) => {
+    if (s.status !== "ok") return [s.server, s.status, "", "", "", "", ""];
+    const mark = s.latency?.saturated ? "*" : "";
+    return [
+      s.server,
+      fixed(s.reqPerSec, 0),
+      ratio(s.reqPerSecRatio),
+      `${fixed(s.latency?.p50Ms, 2)}${mark}`,
+      `${fixed(s.latency?.p99Ms, 2)}${mark}`,
+      `${ratio(s.p99Ratio)}${s.p99Ratio === undefined ? "" : mark}`,
+      fixed(s.rssMb, 1),
+    ];
+  });
+  const lines = [
+    `== ${result.scenario} (${result.method}) ==`,
+    renderTable(header, rows),
+    "",
+    `max rate: h2load -c ${settings.clients} -m ${settings.streams}, ${settings.durationS}s after a ${settings.warmUpS}s warm-up run;` +
+      ` latency: ${result.latencyRate === undefined ? "not measured" : `${Math.round(result.latencyRate)} req/s`}` +
+      ` (${result.latencyRateSource}), ${settings.latencyClients} connections, ${settings.durationS}s`,
+  ];
+  if (result.servers.some((s) => s.latency?.saturated)) {
+    lines.push(
+      "* could not sustain the latency rate: these latencies are queueing (see achieved rate in the JSON)",
+    );
+  }
+  for (const s of result.servers) for (const note of s.notes) lines.push(`note: ${s.server}: ${note}`);
+  return lines.join("\n");
+}
+
+/** Writes `report` as indented JSON to `path`, creating its directory. */
+export async function writeReport(path: string, report: BenchReport): Promise<void> {
+  await mkdir(dirname(path), { recursive: true });
+  await writeFile(path, `${JSON.stringify(report, null, 2)}\n`);
+}

@@ -1,0 +1,102 @@
+/**
+ * Benchmark scenarios: one RPC, the servers to compare on it, and how to prepare a request for
+ * each server. New scenarios are added to {@link scenarios}.
+ */
+import { randomBytes } from "node:crypto";
+import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError } from "@connectrpc/connect";
+import {
+  GetUserRequestSchema,
+  GetUserResponseSchema,
+  UserService,
+} from "@meshwork/contracts/meshwork/users/v1/users";
+import { FIXED_USER_ID } from "./fixtures/fixed-user.js";
+import { type RawGrpcAnswer, withGrpcClient } from "./grpc-client.js";
+import { grpcFrame } from "./grpc-frame.js";
+import {
+  grpcJsFixture,
+  http2EchoFixture,
+  type RunningServer,
+  runtimeFixture,
+  type ServerSpec,
+  usersService,
+} from "./servers.js";
+
+/** The request h2load sends to one server, and how to tell its answer is right. */
+export interface PreparedRequest {
+  /** The framed gRPC request message (5-byte prefix + serialized message): h2load's body file. */
+  body: Buffer;
+  /** Throws unless `answer` is the successful answer to `body`. */
+  check(answer: RawGrpcAnswer): void;
+}
+
+/** One unary RPC measured against several servers. */
+export interface Scenario {
+  /** Report heading, e.g. `unary GetUser`. */
+  name: string;
+  /** The HTTP/2 path of the method, `/package.Service/Method`. */
+  path: string;
+  /** Name of the server the ratios are taken against; its max rate also sets the latency rate. */
+  baseline: string;
+  /** In report order. */
+  servers: readonly ServerSpec[];
+  /** Creates whatever data the request needs on `server` and returns the request. */
+  prepare(server: RunningServer, spec: ServerSpec): Promise<PreparedRequest>;
+}
+
+/** The account the bench registers on a real users service. */
+export const BENCH_ACCOUNT = {
+  email: "bench@example.com",
+  password: "benchmark-password",
+  displayName: "Bench",
+} as const;
+
+/** Registers the bench account (a unique variant if it exists already) and returns its id. */
+async function registerBenchUser(url: string): Promise<string> {
+  return withGrpcClient(url, UserService, async (users) => {
+    try {
+      const res = await users.registerUser(BENCH_ACCOUNT);
+      if (!res.user?.id) throw new Error("RegisterUser answered without user.id");
+      return res.user.id;
+    } catch (err) {
+      // A database given with MESHWORK_BENCH_DATABASE_URL may keep the account of an earlier run.
+      if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
+      const email = `bench+${randomBytes(4).toString("hex")}@example.com`;
+      const res = await users.registerUser({ ...BENCH_ACCOUNT, email });
+      if (!res.user?.id) throw new Error("RegisterUser answered without user.id");
+      return res.user.id;
+    }
+  });
+}
+
+/** `meshwork.users.v1.UserService/GetUser` of one existing user. */
+export function unaryGetUser(): Scenario {
+  const method = UserService.method.getUser;
+  return {
+    name: "unary GetUser",
+    path: `/${UserService.typeName}/${method.name}`,
+    baseline: grpcJsFixture().name,
+    servers: [usersService(), runtimeFixture(), grpcJsFixture(), http2EchoFixture()],
+    async prepare(server, spec) {
+      const id = spec.data === "seeded" ? await registerBenchUser(server.url) : FIXED_USER_ID;
+      return {
+        body: grpcFrame(toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id }))),
+        check(answer) {
+          if (answer.httpStatus !== 200) throw new Error(`HTTP status ${answer.httpStatus}`);
+          if (answer.grpcStatus !== 0) {
+            throw new Error(`grpc-status ${answer.grpcStatus ?? "missing"}: ${answer.grpcMessage ?? ""}`);
+          }
+          if (!answer.message) throw new Error("grpc-status 0 without a response message");
+          const res = fromBinary(GetUserResponseSchema, answer.message);
+          if (res.user?.id !== id)
+            throw new Error(`answered user ${res.user?.id ?? "(none)"}, asked for ${id}`);
+        },
+      };
+    },
+  };
+}
+
+/** Every scenario, in run order. */
+export function scenarios(): Scenario[] {
+  return [unaryGetUser()];
+}

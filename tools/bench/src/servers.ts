@@ -1,0 +1,298 @@
+/**
+ * The servers a scenario compares, each run as its own child process (pinned to one CPU when
+ * the machine has two): the real users service and the fixture servers of `fixtures/`.
+ */
+
+import { randomBytes } from "node:crypto";
+import { access, mkdtemp, readFile, rm } from "node:fs/promises";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
+import { connectNats, streamName } from "@meshwork/events";
+import { type ManagedProcess, startProcess } from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { withGrpcClient } from "./grpc-client.js";
+
+/** The repository root (this file is `tools/bench/{src,dist}/servers.*`). */
+export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+const fixturesDir = fileURLToPath(new URL("./fixtures/", import.meta.url));
+
+/** A server process that is up and answering. */
+export interface RunningServer {
+  name: string;
+  /** `http://127.0.0.1:<port>` */
+  url: string;
+  pid: number;
+  /** Every stdout/stderr line so far. */
+  lines: readonly string[];
+  /** Resident set size now, in MiB (VmRSS of /proc/<pid>/status); `undefined` if unreadable. */
+  rssMb(): Promise<number | undefined>;
+  /** SIGTERM, then SIGKILL after 5 s; removes the server's temporary files. Idempotent. */
+  stop(): Promise<void>;
+}
+
+/** How servers are started in this run. */
+export interface StartContext {
+  /** CPU to pin the server to with `taskset -c`; `undefined` runs it unpinned. */
+  cpu: number | undefined;
+  /** Reports progress. */
+  log(line: string): void;
+}
+
+/** A server a scenario can measure. */
+export interface ServerSpec {
+  /** Row name in the report. */
+  name: string;
+  /** One line on what it is. */
+  description: string;
+  /**
+   * `fixed`: an in-memory fixture that knows the fixed user; `seeded`: a real service whose data
+   * the scenario must create first.
+   */
+  data: "fixed" | "seeded";
+  /** Why the server cannot run here (it is then skipped with this note), or `undefined`. */
+  unavailable(): Promise<string | undefined>;
+  start(context: StartContext): Promise<RunningServer>;
+}
+
+const STOP_GRACE_MS = 5000;
+
+async function exists(path: string): Promise<boolean> {
+  try {
+    await access(path);
+    return true;
+  } catch {
+    return false;
+  }
+}
+
+/** Reads VmRSS of a process, in MiB. */
+export async function readRssMb(pid: number): Promise<number | undefined> {
+  try {
+    const status = await readFile(`/proc/${pid}/status`, "utf8");
+    const m = /^VmRSS:\s+(\d+)\s+kB/m.exec(status);
+    return m?.[1] ? Number(m[1]) / 1024 : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+/** A TCP port that was free a moment ago on `host`. */
+export function freePort(host = "127.0.0.1"): Promise<number> {
+  return new Promise((resolve, reject) => {
+    const server = net.createServer();
+    server.once("error", reject);
+    server.listen(0, host, () => {
+      const address = server.address();
+      server.close(() => {
+        if (address === null || typeof address === "string") reject(new Error("no port"));
+        else resolve(address.port);
+      });
+    });
+  });
+}
+
+/** Every process started and not yet stopped, for the orchestrator's signal handler. */
+const live = new Set<RunningServer>();
+
+/** Stops every server still running (on SIGINT/SIGTERM of the harness, or after a failure). */
+export async function stopAllServers(): Promise<void> {
+  await Promise.allSettled([...live].map((s) => s.stop()));
+}
+
+async function stopProcess(proc: ManagedProcess): Promise<void> {
+  const { child } = proc;
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  const killer = setTimeout(() => child.kill("SIGKILL"), STOP_GRACE_MS);
+  try {
+    await proc.stop("SIGTERM");
+  } finally {
+    clearTimeout(killer);
+  }
+}
+
+interface LaunchOptions {
+  name: string;
+  script: string;
+  env: Record<string, string | undefined>;
+  context: StartContext;
+  /** Resolves with the port once the server answers; `proc` is the started process. */
+  ready(proc: ManagedProcess): Promise<number>;
+  /** Runs after the process has stopped. */
+  cleanup?: () => Promise<void>;
+}
+
+function exitedError(name: string, proc: ManagedProcess, code: number | string): Error {
+  const tail = proc.lines.slice(-20).join("\n");
+  return new Error(`${name} exited (${code}) before it was ready${tail ? `:\n${tail}` : ""}`);
+}
+
+async function launch(options: LaunchOptions): Promise<RunningServer> {
+  const { cpu } = options.context;
+  const [command, args] =
+    cpu === undefined
+      ? [process.execPath, [options.script]]
+      : ["taskset", ["-c", String(cpu), process.execPath, options.script]];
+  // taskset execs node in place, so the child's pid is the server's.
+  const proc = startProcess(command, args, { env: options.env });
+  let stopped: Promise<void> | undefined;
+  const server: RunningServer = {
+    name: options.name,
+    url: "",
+    pid: proc.child.pid ?? -1,
+    lines: proc.lines,
+    rssMb: () => readRssMb(server.pid),
+    stop() {
+      stopped ??= (async () => {
+        try {
+          await stopProcess(proc);
+        } finally {
+          live.delete(server);
+          await options.cleanup?.();
+        }
+      })();
+      return stopped;
+    },
+  };
+  live.add(server);
+  try {
+    const exited = proc.exited.then((code) => {
+      throw exitedError(options.name, proc, code);
+    });
+    const port = await Promise.race([options.ready(proc), exited]);
+    server.url = `http://127.0.0.1:${port}`;
+    exited.catch(() => {});
+    return server;
+  } catch (err) {
+    await server.stop();
+    throw err;
+  }
+}
+
+/** Waits for the `"msg":"listening"` JSON line every Meshwork process prints, and takes its port. */
+async function listeningPort(proc: ManagedProcess, timeoutMs = 30_000): Promise<number> {
+  const line = await proc.waitForLog((l) => l.msg === "listening" && typeof l.port === "number", timeoutMs);
+  return line.port as number;
+}
+
+/** Polls `grpc.health.v1.Health/Check` (service "") until it answers SERVING. */
+export async function waitForServing(url: string, timeoutMs = 90_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  let last = "no answer yet";
+  while (Date.now() < deadline) {
+    try {
+      const status = await withGrpcClient(
+        url,
+        Health,
+        async (health) => (await health.check({ service: "" })).status,
+      );
+      if (status === HealthCheckResponse_ServingStatus.SERVING) return;
+      last = `status ${HealthCheckResponse_ServingStatus[status]}`;
+    } catch (err) {
+      last = err instanceof Error ? err.message : String(err);
+    }
+    await new Promise((r) => setTimeout(r, 200));
+  }
+  throw new Error(`${url} did not report SERVING within ${timeoutMs} ms (${last})`);
+}
+
+/** A fixture server compiled from `src/fixtures/<file>.ts`. */
+function fixture(name: string, file: string, description: string): ServerSpec {
+  const script = join(fixturesDir, `${file}.js`);
+  return {
+    name,
+    description,
+    data: "fixed",
+    async unavailable() {
+      return (await exists(script)) ? undefined : `${script} not found (run the build first)`;
+    },
+    start(context) {
+      return launch({
+        name,
+        script,
+        env: { HOST: "127.0.0.1", PORT: "0" },
+        context,
+        ready: (proc) => listeningPort(proc),
+      });
+    },
+  };
+}
+
+/** The real users service (`apps/users/dist/main.js`) on a fresh embedded database. */
+export function usersService(): ServerSpec {
+  const script = join(repoRoot, "apps/users/dist/main.js");
+  return {
+    name: "users service",
+    description: "apps/users: the real service, runtime + PGlite (or MESHWORK_BENCH_DATABASE_URL)",
+    data: "seeded",
+    async unavailable() {
+      return (await exists(script)) ? undefined : `${script} not found (build apps/users first)`;
+    },
+    async start(context) {
+      const databaseUrl = process.env.MESHWORK_BENCH_DATABASE_URL;
+      const dataDir = databaseUrl ? undefined : await mkdtemp(join(tmpdir(), "meshwork-bench-users-"));
+      // LOG_LEVEL=warn keeps the per-call `rpc` log line out of the measurement, but it also
+      // hides the `listening` line: so the port is chosen here rather than PORT=0.
+      const port = await freePort();
+      // Its events go to streams of its own, removed afterwards, not the machine's USERS stream.
+      const namespace = `bench${randomBytes(4).toString("hex")}.`;
+      context.log(
+        `  users service: ${databaseUrl ? "DATABASE_URL from MESHWORK_BENCH_DATABASE_URL" : `DATA_DIR=${dataDir}`}`,
+      );
+      return launch({
+        name: "users service",
+        script,
+        env: {
+          HOST: "127.0.0.1",
+          PORT: String(port),
+          LOG_LEVEL: "warn",
+          DATA_DIR: dataDir,
+          DATABASE_URL: databaseUrl,
+          EVENTS_NAMESPACE: namespace,
+        },
+        context,
+        async ready() {
+          const url = `http://127.0.0.1:${port}`;
+          await waitForServing(url);
+          return port;
+        },
+        async cleanup() {
+          if (dataDir) await rm(dataDir, { recursive: true, force: true });
+          const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "bench-cleanup");
+          const jsm = await jetstreamManager(nc);
+          await jsm.streams.delete(streamName(namespace, "USERS")).catch(() => {});
+          await nc.close();
+        },
+      });
+    },
+  };
+}
+
+/** The Meshwork runtime (`createService`, all interceptors on) with an in-memory handler. */
+export function runtimeFixture(): ServerSpec {
+  return fixture(
+    "runtime (in-memory)",
+    "runtime-server",
+    "@meshwork/runtime createService, GetUser from memory",
+  );
+}
+
+/** A bare `@grpc/grpc-js` server with an in-memory handler: the baseline. */
+export function grpcJsFixture(): ServerSpec {
+  return fixture(
+    "grpc-js (in-memory)",
+    "grpc-js-server",
+    "bare @grpc/grpc-js server, same proto, GetUser from memory",
+  );
+}
+
+/** A bare `node:http2` server answering a pre-encoded response: the ceiling. */
+export function http2EchoFixture(): ServerSpec {
+  return fixture(
+    "node:http2 echo",
+    "echo-server",
+    "bare node:http2, fixed pre-encoded gRPC answer to every POST",
+  );
+}

@@ -1,0 +1,80 @@
+import { connectNats, listDeadLetters, replayDeadLetter, streamName } from "@meshwork/events";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { renderTable } from "./table.js";
+
+export interface DlqOptions {
+  natsUrl: string;
+  namespace: string;
+  /** Limit to one consuming service's dead letters. */
+  service?: string;
+  out: NodeJS.WritableStream;
+}
+
+/** The dead-letter streams in the namespace (`DLQ_<SERVICE>`), optionally one service's only. */
+async function dlqStreams(
+  jsm: Awaited<ReturnType<typeof jetstreamManager>>,
+  o: DlqOptions,
+): Promise<string[]> {
+  if (o.service) return [streamName(o.namespace, `DLQ_${o.service.toUpperCase()}`)];
+  const prefix = streamName(o.namespace, "DLQ_");
+  const names: string[] = [];
+  for await (const s of jsm.streams.list()) if (s.config.name.startsWith(prefix)) names.push(s.config.name);
+  return names.sort();
+}
+
+/** `meshctl events dlq list`: every dead letter with its error and delivery count. */
+export async function dlqList(o: DlqOptions): Promise<number> {
+  const nc = await connectNats(o.natsUrl, "meshctl");
+  try {
+    const jsm = await jetstreamManager(nc);
+    const rows: string[][] = [];
+    for (const stream of await dlqStreams(jsm, o)) {
+      for (const l of await listDeadLetters(jsm, stream).catch(() => [])) {
+        rows.push([
+          stream,
+          String(l.seq),
+          l.consumer,
+          l.type,
+          l.eventId,
+          String(l.deliveries),
+          l.time,
+          l.error,
+        ]);
+      }
+    }
+    o.out.write(
+      `${renderTable(["STREAM", "SEQ", "CONSUMER", "TYPE", "EVENT ID", "DELIVERIES", "DEAD SINCE", "ERROR"], rows)}\n`,
+    );
+    o.out.write(`${rows.length} dead letter(s)\n`);
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
+
+/** `meshctl events dlq replay --service S (SEQ... | --all)`: publish again, then remove. */
+export async function dlqReplay(o: DlqOptions & { seqs: number[]; all: boolean }): Promise<number> {
+  if (!o.service) {
+    o.out.write("replay needs --service <consuming service>\n");
+    return 2;
+  }
+  const nc = await connectNats(o.natsUrl, "meshctl");
+  try {
+    const js = jetstream(nc);
+    const jsm = await jetstreamManager(nc);
+    const [stream] = await dlqStreams(jsm, o);
+    if (!stream) return 2;
+    const seqs = o.all ? (await listDeadLetters(jsm, stream)).map((l) => l.seq) : o.seqs;
+    if (seqs.length === 0) {
+      o.out.write("nothing to replay\n");
+      return o.all ? 0 : 2;
+    }
+    for (const seq of seqs) {
+      const l = await replayDeadLetter(js, jsm, stream, seq);
+      o.out.write(`replayed ${stream}#${seq}: ${l.type} ${l.eventId} -> ${l.originalSubject}\n`);
+    }
+    return 0;
+  } finally {
+    await nc.close();
+  }
+}
