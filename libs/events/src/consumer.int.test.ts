@@ -2,11 +2,11 @@ import { waitFor } from "@meshwork/testing";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { count, eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { effects, inbox } from "../test/fixtures/schema.js";
-import { createEventsFixture, type EventsFixture, registry } from "../test/harness.js";
 import { createEventConsumer, type EventConsumer, type EventHandler } from "./consumer.js";
 import { listDeadLetters, replayDeadLetter } from "./dlq.js";
 import { cloudEventHeaders, type EventEnvelope } from "./envelope.js";
+import { createEventsFixture, type EventsFixture, registry } from "./testing/fixture.js";
+import { effects, inbox } from "./testing/schema.js";
 
 const DURABLE = "effects";
 

@@ -1,9 +1,9 @@
 import { waitFor } from "@meshwork/testing";
 import { count, isNull } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { outbox } from "../test/fixtures/schema.js";
-import { createEventsFixture, type EventsFixture } from "../test/harness.js";
 import { createOutboxRelay, enqueueEvents, type OutboxRelay } from "./outbox.js";
+import { createEventsFixture, type EventsFixture } from "./testing/fixture.js";
+import { outbox } from "./testing/schema.js";
 
 describe("transactional outbox and relay (real Postgres and NATS)", () => {
   let f: EventsFixture;

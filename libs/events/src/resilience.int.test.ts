@@ -9,10 +9,10 @@ import {
 import { jetstream } from "@nats-io/jetstream";
 import { count, isNull } from "drizzle-orm";
 import { afterAll, describe, expect, it } from "vitest";
-import { effects, inbox, outbox } from "../test/fixtures/schema.js";
-import { createEventsFixture, type EventsFixture, registry } from "../test/harness.js";
 import { createEventConsumer, type EventConsumer, type EventHandler } from "./consumer.js";
 import { createOutboxRelay, enqueueEvents } from "./outbox.js";
+import { createEventsFixture, type EventsFixture, registry } from "./testing/fixture.js";
+import { effects, inbox, outbox } from "./testing/schema.js";
 
 const relayFixture = fileURLToPath(new URL("../test/fixtures/relay-process.ts", import.meta.url));
 const DURABLE = "effects";

@@ -10,12 +10,13 @@ import { createLogger, createTelemetry, type Logger, type Telemetry } from "@mes
 import { createTestDatabase, type TestDatabase, uniqueName } from "@meshwork/testing";
 import { type JetStreamClient, type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { createEnvelope, type EventEnvelope } from "../src/envelope.js";
-import { connectNats } from "../src/nats.js";
-import { provision } from "../src/topology.js";
-import { schema } from "./fixtures/schema.js";
+import { createEnvelope, type EventEnvelope } from "../envelope.js";
+import { connectNats } from "../nats.js";
+import { provision } from "../topology.js";
+import { schema } from "./schema.js";
 
-export const migrations = fileURLToPath(new URL("./fixtures/drizzle", import.meta.url));
+/** Migrations of the fixture schema (kept beside the package, not compiled). */
+export const migrations = fileURLToPath(new URL("../../test/fixtures/drizzle", import.meta.url));
 export const registry = createRegistry(file_meshwork_users_v1_events);
 export const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 
@@ -37,6 +38,11 @@ export interface EventsFixture {
   close(): Promise<void>;
 }
 
+/**
+ * Creates a throw-away events set-up on the real servers: a unique namespace, its stream and
+ * dead-letter stream (plus any durable consumers asked for), a fresh Postgres database with an
+ * outbox, an inbox and an `effects` table. For tests and benchmarks.
+ */
 export async function createEventsFixture(
   options: { natsUrl?: string; durables?: string[] } = {},
 ): Promise<EventsFixture> {

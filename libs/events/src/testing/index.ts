@@ -1,0 +1,2 @@
+export { createEventsFixture, type EventsFixture, migrations, natsUrl, registry } from "./fixture.js";
+export { effects, inbox, outbox, schema } from "./schema.js";
