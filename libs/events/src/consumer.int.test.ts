@@ -91,6 +91,23 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     expect((await f.jsm.streams.info(f.dlqStream)).state.messages).toBe(0);
   });
 
+  it("isolates a failing event from the others applied in the same batch", async () => {
+    const events = Array.from({ length: 40 }, (_, i) => f.event(100 + i));
+    const poison = events[17]!;
+    await start(async (message, tx, event) => {
+      await applyEffect(message, tx, event);
+      if (event.id === poison.id) throw new Error("this one is broken");
+    }, 2);
+    // Published back to back, they reach the consumer together and are applied in batches.
+    await Promise.all(events.map((e) => publish(e)));
+    await waitFor(async () => (await f.jsm.streams.info(f.dlqStream)).state.messages === 1, {
+      what: "the broken event dead-lettered",
+    });
+    await waitFor(async () => (await effectCount()) === 39);
+    expect(await effectCount(poison.id)).toBe(0);
+    for (const e of events) if (e !== poison) expect(await effectCount(e.id)).toBe(1);
+  });
+
   it("dead-letters a poison event after maxDeliver deliveries, and replay re-delivers it", async () => {
     let broken = true;
     let calls = 0;

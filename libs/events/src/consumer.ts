@@ -4,10 +4,12 @@ import type { Logger } from "@meshwork/telemetry";
 import type { ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import {
+  type Context,
   context,
   type Meter,
   propagation,
   ROOT_CONTEXT,
+  type Span,
   SpanKind,
   SpanStatusCode,
   type TextMapGetter,
@@ -61,6 +63,8 @@ export interface EventConsumerOptions {
   registry: Registry;
   maxDeliver: number;
   backoffMs: number;
+  /** Most events applied in one transaction. Default 256. */
+  maxBatch?: number;
   /** Subject dead letters are published on, e.g. `dlq.notifications`. */
   deadLetterSubject: string;
   logger: Logger;
@@ -82,8 +86,9 @@ const natsGetter: TextMapGetter<JsMsg["headers"]> = {
 
 /**
  * Consumes a durable pull consumer with exactly-once effect on at-least-once delivery: each
- * event's handler runs in a transaction that also inserts (consumer, event id) into the inbox,
- * and a redelivered event whose row exists is acked without running again. A failing handler is
+ * event's handler runs in a transaction (a savepoint of a batch's transaction) that also inserts
+ * (consumer, event id) into the inbox, and a redelivered event whose row exists is acked without
+ * running again. Events that arrive together are applied in one transaction, one commit. A failing handler is
  * nak'ed with exponential backoff; at `maxDeliver` deliveries, or at once for a message that
  * cannot be decoded, the message goes to the dead-letter subject with the error and the delivery
  * count, and is terminated on its stream.
@@ -132,7 +137,19 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
     );
   }
 
-  async function handle(msg: JsMsg): Promise<void> {
+  /** A message that passed the checks and waits to be applied in a batch. */
+  interface Pending {
+    msg: JsMsg;
+    span: Span;
+    ctx: Context;
+    handler: EventHandler;
+    message: ReturnType<typeof decodeEvent>["message"];
+    event: EventContext;
+    outcome?: "applied" | "duplicate" | { error: unknown };
+  }
+
+  /** Opens the message's CONSUMER span and settles what needs no handler; returns the rest. */
+  async function admit(msg: JsMsg): Promise<Pending | undefined> {
     const h = msg.headers;
     const id = h?.get(EventHeaders.id) ?? "";
     const type = h?.get(EventHeaders.type) ?? "";
@@ -153,24 +170,15 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
       },
       parent,
     );
-    await context.with(trace.setSpan(parent, span), async () => {
-      try {
-        const handler = options.handlers[type];
-        if (!id || !handler) {
-          if (!id) {
-            await deadLetter(msg, "the message has no ce-id header");
-          } else {
-            msg.ack(); // an event type this consumer does not handle
-          }
-          return;
-        }
-        let decoded: ReturnType<typeof decodeEvent>;
-        try {
-          decoded = decodeEvent(options.registry, type, msg.data);
-        } catch (err) {
-          await deadLetter(msg, err instanceof Error ? err.message : String(err));
-          return;
-        }
+    const ctx = trace.setSpan(parent, span);
+    const handler = options.handlers[type];
+    try {
+      if (!id) {
+        await context.with(ctx, () => deadLetter(msg, "the message has no ce-id header"));
+      } else if (!handler) {
+        msg.ack(); // an event type this consumer does not handle
+      } else {
+        const decoded = decodeEvent(options.registry, type, msg.data);
         const event: EventContext = {
           id,
           type,
@@ -179,53 +187,122 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
           subject: msg.subject,
           deliveryCount: msg.info.deliveryCount,
         };
-        try {
-          const applied = await database.db.transaction(async (tx) => {
-            const fresh = await tx
-              .insert(inbox)
-              .values({ consumer: options.durable, eventId: id })
-              .onConflictDoNothing()
-              .returning({ eventId: inbox.eventId });
-            if (fresh.length === 0) return false;
-            await handler(decoded.message, tx, event);
-            return true;
-          });
-          msg.ack();
-          if (applied) {
-            processed.add(1, attrs);
-            logger.debug({ event_id: id, type }, "event processed");
-          } else {
-            duplicates.add(1, attrs);
-            span.setAttribute("meshwork.duplicate", true);
-          }
-        } catch (err) {
-          failed.add(1, attrs);
-          span.recordException(err as Error);
-          span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
-          if (msg.info.deliveryCount >= options.maxDeliver) {
-            await deadLetter(msg, err instanceof Error ? err.message : String(err));
-          } else {
-            const delay = Math.min(30_000, options.backoffMs * 2 ** (msg.info.deliveryCount - 1));
-            msg.nak(delay);
-            logger.warn(
-              {
-                event_id: id,
-                type,
-                deliveries: msg.info.deliveryCount,
-                retry_in_ms: delay,
-                err: String(err),
-              },
-              "event handler failed; will retry",
-            );
-          }
-        }
-      } catch (err) {
-        // Dead-lettering itself failed (NATS away): leave the message to be redelivered.
-        logger.error({ err: String(err), event_id: id }, "event could not be settled");
-      } finally {
-        span.end();
+        return { msg, span, ctx, handler, message: decoded.message, event };
       }
-    });
+    } catch (err) {
+      if (err instanceof UndecodableEventError) {
+        await context.with(ctx, () => deadLetter(msg, err.message)).catch((e) => unsettled(e, id));
+      } else {
+        unsettled(err, id);
+      }
+    }
+    span.end();
+    return undefined;
+  }
+
+  function unsettled(err: unknown, id: string): void {
+    // Dead-lettering itself failed (NATS away): the message will be redelivered.
+    logger.error({ err: String(err), event_id: id }, "event could not be settled");
+  }
+
+  /**
+   * Applies a batch in one transaction: one multi-row inbox insert tells which events are new,
+   * their handlers run, one commit (one WAL flush) covers them all. If anything in the batch
+   * fails, the transaction is rolled back and the batch is applied again with each event in a
+   * savepoint of its own, so a failing handler rolls back its own effect and inbox row only.
+   * Acks go out after the commit; failures are nak'ed with backoff or dead-lettered.
+   */
+  async function applyBatch(batch: Pending[]): Promise<void> {
+    try {
+      await database.db.transaction(async (tx) => {
+        const rows = await tx
+          .insert(inbox)
+          .values(batch.map((p) => ({ consumer: options.durable, eventId: p.event.id })))
+          .onConflictDoNothing()
+          .returning({ eventId: inbox.eventId });
+        const fresh = new Set(rows.map((r) => r.eventId));
+        for (const p of batch) {
+          // The first of several deliveries of one event in a batch is the one that applies.
+          if (!fresh.delete(p.event.id)) {
+            p.outcome = "duplicate";
+            continue;
+          }
+          await context.with(p.ctx, () => p.handler(p.message, tx, p.event));
+          p.outcome = "applied";
+        }
+      });
+    } catch (error) {
+      if (batch.length === 1 && batch[0]) batch[0].outcome = { error };
+      else await applyEachInSavepoint(batch);
+    }
+    for (const p of batch) {
+      await context.with(p.ctx, () => settle(p)).catch((e) => unsettled(e, p.event.id));
+      p.span.end();
+    }
+  }
+
+  async function applyEachInSavepoint(batch: Pending[]): Promise<void> {
+    try {
+      await database.db.transaction(async (tx) => {
+        for (const p of batch) {
+          await context.with(p.ctx, async () => {
+            try {
+              const fresh = await tx.transaction(async (sp) => {
+                const rows = await sp
+                  .insert(inbox)
+                  .values({ consumer: options.durable, eventId: p.event.id })
+                  .onConflictDoNothing()
+                  .returning({ eventId: inbox.eventId });
+                if (rows.length === 0) return false;
+                await p.handler(p.message, sp, p.event);
+                return true;
+              });
+              p.outcome = fresh ? "applied" : "duplicate";
+            } catch (error) {
+              p.outcome = { error };
+            }
+          });
+        }
+      });
+    } catch (error) {
+      // The commit itself failed: nothing of the batch was applied.
+      for (const p of batch) p.outcome = { error };
+    }
+  }
+
+  async function settle(p: Pending): Promise<void> {
+    const { msg, span, event } = p;
+    if (p.outcome === "applied" || p.outcome === "duplicate") {
+      msg.ack();
+      if (p.outcome === "applied") {
+        processed.add(1, attrs);
+        logger.debug({ event_id: event.id, type: event.type }, "event processed");
+      } else {
+        duplicates.add(1, attrs);
+        span.setAttribute("meshwork.duplicate", true);
+      }
+      return;
+    }
+    const err = p.outcome?.error;
+    failed.add(1, attrs);
+    span.recordException(err as Error);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+    if (msg.info.deliveryCount >= options.maxDeliver) {
+      await deadLetter(msg, err instanceof Error ? err.message : String(err));
+      return;
+    }
+    const delay = Math.min(30_000, options.backoffMs * 2 ** (msg.info.deliveryCount - 1));
+    msg.nak(delay);
+    logger.warn(
+      {
+        event_id: event.id,
+        type: event.type,
+        deliveries: msg.info.deliveryCount,
+        retry_in_ms: delay,
+        err: String(err),
+      },
+      "event handler failed; will retry",
+    );
   }
 
   return {
@@ -233,9 +310,40 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
       const consumer = await js.consumers.get(options.stream, options.durable);
       messages = await consumer.consume({ max_messages: 256 });
       const iterator = messages;
-      loop = (async () => {
-        for await (const msg of iterator) await handle(msg);
-      })().catch((err) => logger.error({ err: String(err) }, "event consumer stopped"));
+      // The reader queues what arrives; the applier takes everything queued as one batch, so
+      // under load a transaction carries many events and when idle each goes through at once.
+      const queue: JsMsg[] = [];
+      let wake: (() => void) | undefined;
+      let reading = true;
+      const reader = (async () => {
+        for await (const msg of iterator) {
+          queue.push(msg);
+          wake?.();
+        }
+      })()
+        .catch((err) => logger.error({ err: String(err) }, "event consumer stopped"))
+        .finally(() => {
+          reading = false;
+          wake?.();
+        });
+      const applier = (async () => {
+        while (reading || queue.length > 0) {
+          if (queue.length === 0) {
+            await new Promise<void>((resolve) => {
+              wake = resolve;
+            });
+            wake = undefined;
+            continue;
+          }
+          const admitted: Pending[] = [];
+          for (const msg of queue.splice(0, options.maxBatch ?? 256)) {
+            const p = await admit(msg);
+            if (p) admitted.push(p);
+          }
+          if (admitted.length > 0) await applyBatch(admitted);
+        }
+      })();
+      loop = Promise.all([reader, applier]).then(() => {});
     },
     async stop() {
       await messages?.close();

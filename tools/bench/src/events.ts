@@ -1,0 +1,153 @@
+/**
+ * `npm run bench` scenario 2: events from outbox commit to consumer effect, against raw
+ * JetStream async publishing, measured in the same run on the machine's Postgres and NATS.
+ *
+ * - raw: `js.publish` of N messages (the same payload), acks awaited in windows: msgs/s.
+ * - producers: N events committed one per transaction (as a service's business transactions
+ *   would) by C concurrent producers: tx/s, bounded by Postgres' commit (WAL flush) rate.
+ * - pipeline: the relay publishes those N committed events and the idempotent consumer applies
+ *   each (inbox row + effect, batched transactions): N / (last effect - relay start).
+ * - lag: at half the slower of the two, paced, each event's time from commit to effect: p50 / p99.
+ */
+import { writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { createEventConsumer, createOutboxRelay, enqueueEvents } from "@meshwork/events";
+import { createEventsFixture, effects, inbox, outbox, registry } from "@meshwork/events/testing";
+import { count } from "drizzle-orm";
+
+const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 5_000);
+const PRODUCERS = Number(process.env.MESHWORK_BENCH_EVENT_PRODUCERS ?? 8);
+const LAG_SECONDS = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
+const DURABLE = "bench";
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function main(): Promise<void> {
+  const f = await createEventsFixture({ durables: [DURABLE] });
+  const committed = new Map<string, number>();
+  const applied = new Map<string, number>();
+  const relay = createOutboxRelay({
+    database: f.database,
+    table: outbox,
+    js: f.js,
+    logger: f.logger,
+    tracer: f.telemetry.tracer,
+    meter: f.telemetry.meter,
+    batchSize: 256,
+    pollMs: 1_000,
+    retentionMs: 3_600_000,
+  });
+  const consumer = createEventConsumer({
+    js: f.js,
+    database: f.database,
+    inbox,
+    stream: f.stream,
+    durable: DURABLE,
+    handlers: {
+      "meshwork.users.v1.UserRegistered": async (_m, tx, event) => {
+        await tx.insert(effects).values({ eventId: event.id, value: 1 });
+        applied.set(event.id, performance.now());
+      },
+    },
+    registry,
+    maxDeliver: 5,
+    backoffMs: 100,
+    deadLetterSubject: f.dlqSubject,
+    logger: f.logger,
+    tracer: f.telemetry.tracer,
+    meter: f.telemetry.meter,
+  });
+  try {
+    // 1. raw JetStream async publishing (its own subject space, then purged)
+    const sample = f.event(0);
+    const rawStart = performance.now();
+    for (let i = 0; i < N; i += 1_000) {
+      const window = [];
+      for (let j = i; j < Math.min(N, i + 1_000); j++) {
+        window.push(f.js.publish(`${f.namespace}meshwork.raw.x`, sample.data, { msgID: `raw-${j}` }));
+      }
+      await Promise.all(window);
+    }
+    const rawRate = N / ((performance.now() - rawStart) / 1000);
+    await f.jsm.streams.purge(f.stream);
+
+    const commitOne = async (n: number) => {
+      const e = f.event(n);
+      await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [e]));
+      committed.set(e.id, performance.now());
+    };
+
+    // 2a. producers alone: N events, one per transaction, PRODUCERS at a time (relay stopped)
+    const commitStart = performance.now();
+    let next = 0;
+    await Promise.all(
+      Array.from({ length: PRODUCERS }, async () => {
+        while (next < N) await commitOne(next++);
+      }),
+    );
+    const commitRate = N / ((performance.now() - commitStart) / 1000);
+
+    // 2b. the pipeline: relay + consumer drain those N committed events
+    const start = performance.now();
+    await relay.start();
+    await consumer.start();
+    while (applied.size < N) await new Promise((r) => setTimeout(r, 5));
+    const meshRate = N / ((Math.max(...applied.values()) - start) / 1000);
+
+    // 3. lag at half of the mesh's rate, paced
+    committed.clear();
+    applied.clear();
+    const rate = Math.min(meshRate, commitRate) / 2;
+    const total = Math.round(rate * LAG_SECONDS);
+    const paceStart = performance.now();
+    const inflight: Promise<void>[] = [];
+    for (let i = 0; i < total; i++) {
+      const due = paceStart + (i * 1000) / rate;
+      const wait = due - performance.now();
+      if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+      inflight.push(commitOne(N + i));
+      if (inflight.length >= 64) await Promise.all(inflight.splice(0));
+    }
+    await Promise.all(inflight);
+    while (applied.size < total) await new Promise((r) => setTimeout(r, 5));
+    const lags = [...committed].map(([id, t]) => (applied.get(id) ?? Number.NaN) - t).sort((a, b) => a - b);
+    const achieved = total / ((performance.now() - paceStart) / 1000);
+    const [effectsRow] = await f.database.db.select({ n: count() }).from(effects);
+
+    const result = {
+      scenario: "events: outbox commit -> consumer effect",
+      events: N,
+      producers: PRODUCERS,
+      rawPublishPerSec: Math.round(rawRate),
+      commitPerSec: Math.round(commitRate),
+      meshPerSec: Math.round(meshRate),
+      ratioVsRaw: Number((meshRate / rawRate).toFixed(3)),
+      lagAtRatePerSec: Math.round(rate),
+      lagAchievedPerSec: Math.round(achieved),
+      lagP50Ms: Number(percentile(lags, 50).toFixed(2)),
+      lagP99Ms: Number(percentile(lags, 99).toFixed(2)),
+      effectsApplied: effectsRow?.n,
+    };
+    const lines = [
+      `== ${result.scenario} ==`,
+      `raw JetStream async publish   ${result.rawPublishPerSec} msg/s`,
+      `outbox -> relay -> effect     ${result.meshPerSec} events/s   (${result.ratioVsRaw}x raw; goal >= 0.5x)`,
+      `producers commit              ${result.commitPerSec} tx/s (${PRODUCERS} producers, one event per transaction)`,
+      `lag at ${result.lagAtRatePerSec}/s (achieved ${result.lagAchievedPerSec}/s, ${LAG_SECONDS}s)  p50 ${result.lagP50Ms} ms  p99 ${result.lagP99Ms} ms   (goal p99 <= 50 ms)`,
+    ];
+    process.stdout.write(`${lines.join("\n")}\n`);
+    const out = join(process.env.MESHWORK_BENCH_OUT ?? join(process.cwd(), "../../.bench"));
+    await mkdir(out, { recursive: true });
+    writeFileSync(join(out, "events.json"), `${JSON.stringify(result, null, 2)}\n`);
+  } finally {
+    await consumer.stop();
+    await relay.stop();
+    await f.close();
+  }
+}
+
+await main();
