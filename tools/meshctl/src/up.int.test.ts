@@ -36,7 +36,7 @@ describe("npm start", () => {
     const proc = startProcess("npm", ["start", "--", "--ports", "auto"], {
       cwd: root,
       detached: true,
-      env: { MESHWORK_HOME: home, DATABASE_URL: "", CI: "true" },
+      env: { MESHWORK_HOME: home, DATABASE_URL: "", CI: "true", EVENTS_NAMESPACE: namespace },
     });
     try {
       const row = await proc.waitForLine(
