@@ -28,20 +28,22 @@ export async function listDeadLetters(
   const out: DeadLetter[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && out.length < limit; seq++) {
     const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
-    if (!m) continue; // deleted (replayed)
-    const h = m.header;
-    out.push({
-      seq,
-      eventId: h.get(EventHeaders.id),
-      type: h.get(EventHeaders.type),
-      originalSubject: h.get(DeadLetterHeaders.subject),
-      consumer: h.get(DeadLetterHeaders.consumer),
-      deliveries: Number(h.get(DeadLetterHeaders.deliveries) || 0),
-      error: h.get(DeadLetterHeaders.error),
-      time: h.get(DeadLetterHeaders.time),
-    });
+    if (m) out.push(toDeadLetter(seq, m.header)); // missing: deleted (replayed)
   }
   return out;
+}
+
+function toDeadLetter(seq: number, h: { get(key: string): string }): DeadLetter {
+  return {
+    seq,
+    eventId: h.get(EventHeaders.id),
+    type: h.get(EventHeaders.type),
+    originalSubject: h.get(DeadLetterHeaders.subject),
+    consumer: h.get(DeadLetterHeaders.consumer),
+    deliveries: Number(h.get(DeadLetterHeaders.deliveries) || 0),
+    error: h.get(DeadLetterHeaders.error),
+    time: h.get(DeadLetterHeaders.time),
+  };
 }
 
 /**
@@ -57,16 +59,14 @@ export async function replayDeadLetter(
 ): Promise<DeadLetter> {
   const m = await jsm.streams.getMessage(stream, { seq });
   if (!m) throw new Error(`no dead letter ${seq} in ${stream}`);
-  const subject = m.header.get(DeadLetterHeaders.subject);
-  if (!subject) throw new Error(`dead letter ${seq} has no original subject`);
-  const [letter] = (await listDeadLetters(jsm, stream)).filter((l) => l.seq === seq);
+  const letter = toDeadLetter(seq, m.header);
+  if (!letter.originalSubject) throw new Error(`dead letter ${seq} has no original subject`);
   const h = natsHeaders();
   for (const [k, v] of m.header) if (!deadLetterKeys.has(k.toLowerCase())) for (const x of v) h.append(k, x);
-  await js.publish(subject, m.data, {
+  await js.publish(letter.originalSubject, m.data, {
     headers: h,
     msgID: `${m.header.get(EventHeaders.id)}:replay:${stream}:${seq}`,
   });
   await jsm.streams.deleteMessage(stream, seq);
-  if (!letter) throw new Error(`dead letter ${seq} vanished`);
   return letter;
 }

@@ -220,7 +220,12 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     return sent;
   }
 
-  async function refreshBacklog(): Promise<void> {
+  // While batches follow each other back to back, the backlog query runs at most once a second;
+  // it always runs before the relay goes idle, so an idle relay reports the true backlog.
+  let lastRefresh = 0;
+  async function refreshBacklog(busy: boolean): Promise<void> {
+    if (busy && Date.now() - lastRefresh < 1_000) return;
+    lastRefresh = Date.now();
     const [row] = await db
       .select({
         count: sql<number>`count(*)::int`,
@@ -250,7 +255,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         const sent = await drainOnce();
         if (failed > 0) logger.info({ after: failed }, "outbox relay recovered");
         failed = 0;
-        await refreshBacklog();
+        await refreshBacklog(sent >= options.batchSize);
         if (Date.now() - lastPrune >= 60_000) await prune();
         if (sent >= options.batchSize) continue;
         await sleep(options.pollMs);
@@ -260,7 +265,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         if (failed === 1 || failed % 20 === 0) {
           logger.warn({ err: String(err), failures: failed }, "outbox relay could not publish; will retry");
         }
-        await refreshBacklog().catch(() => {});
+        await refreshBacklog(false).catch(() => {});
         await sleep(Math.min(5_000, 100 * 2 ** Math.min(failed, 6)));
       }
     }
