@@ -8,8 +8,19 @@ export type NodeRequestHandler = (
   res: http.ServerResponse | http2.Http2ServerResponse,
 ) => void;
 
+/**
+ * Takes an HTTP/2 stream before the compat request/response objects exist; returns false to
+ * leave it to `handler`. For fast paths that need none of the compat layer.
+ */
+export type Http2StreamHandler = (
+  stream: http2.ServerHttp2Stream,
+  headers: http2.IncomingHttpHeaders,
+) => boolean;
+
 export interface ListenerOptions {
   handler: NodeRequestHandler;
+  /** Offered every HTTP/2 stream first. */
+  streamHandler?: Http2StreamHandler;
   /** Largest request header block accepted, in bytes (both protocols). Default 16 KiB. */
   maxHeaderSize?: number;
   /** Idle HTTP/1.1 keep-alive connections are closed after this many ms. Default 5000. */
@@ -47,10 +58,10 @@ export function createListener(options: ListenerOptions): Listener {
   const sessions = new Set<http2.Http2Session>();
   const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
 
-  const track: NodeRequestHandler = (req, res) => {
+  const begin = () => {
     inFlight++;
     let done = false;
-    const finish = () => {
+    return () => {
       if (done) return;
       done = true;
       inFlight--;
@@ -60,6 +71,10 @@ export function createListener(options: ListenerOptions): Listener {
         for (const w of waiters) w();
       }
     };
+  };
+
+  const track: NodeRequestHandler = (req, res) => {
+    const finish = begin();
     res.once("close", finish);
     res.once("finish", finish);
     if (draining && "shouldKeepAlive" in res) {
@@ -78,6 +93,23 @@ export function createListener(options: ListenerOptions): Listener {
     { maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } },
     track,
   );
+  const streamHandler = options.streamHandler;
+  if (streamHandler) {
+    // Node's own compat dispatcher (it builds Http2ServerRequest/Response, answers CONNECT and
+    // `expect`) stays, but runs only for the streams the fast path declines.
+    const compat = h2.listeners("stream")[0] as (...args: unknown[]) => void;
+    h2.removeListener("stream", compat);
+    h2.on(
+      "stream",
+      (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+        if (streamHandler(stream, headers)) {
+          stream.once("close", begin());
+        } else {
+          compat(stream, headers, ...rest);
+        }
+      },
+    );
+  }
   h2.on("session", (session) => {
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
@@ -98,6 +130,7 @@ export function createListener(options: ListenerOptions): Listener {
 
   const tcp = net.createServer((socket) => {
     sockets.add(socket);
+    socket.setNoDelay(true);
     socket.once("close", () => sockets.delete(socket));
     socket.on("error", () => socket.destroy());
     let head: Buffer = Buffer.alloc(0);

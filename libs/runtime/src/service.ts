@@ -5,6 +5,7 @@ import { type ConnectRouter, createContextValues, type Interceptor } from "@conn
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
+import { GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 import { createDeadlineInterceptor } from "./interceptors/deadline.js";
 import { createErrorInterceptor } from "./interceptors/errors.js";
@@ -46,6 +47,11 @@ export interface ServiceOptions {
   onShutdown?: () => Promise<void>;
   /** Interceptors that run inside the runtime's, closest to the handler. */
   interceptors?: readonly Interceptor[];
+  /**
+   * Serve unary gRPC calls (binary, uncompressed, over HTTP/2) on the runtime's fast path rather
+   * than through the Connect adapter. Same interceptors, answers and trailers; default true.
+   */
+  fastPath?: boolean;
   /** Supply to share or observe them (tests); created from `config` otherwise. */
   logger?: Logger;
   telemetry?: Telemetry;
@@ -90,8 +96,17 @@ export function createService(options: ServiceOptions): Service {
   ];
   // Whether each request arrived while SERVING; decided when its headers arrive.
   const admitted = new WeakMap<object, boolean>();
+  const fast =
+    options.fastPath === false
+      ? undefined
+      : new GrpcUnaryFastPath({
+          interceptors,
+          readMaxBytes: config.readMaxBytes,
+          contextValues: () => createContextValues().set(admittedKey, health.serving),
+        });
   const rpc = connectNodeAdapter({
-    routes(router) {
+    routes(inner) {
+      const router = fast ? fast.record(inner) : inner;
       registerHealthService(router, health);
       registerReflectionServices(router, options.files);
       options.routes(router);
@@ -146,6 +161,7 @@ export function createService(options: ServiceOptions): Service {
     health,
     async start() {
       listener = createListener({
+        streamHandler: fast && ((stream, headers) => fast.handle(stream, headers)),
         handler(req, res) {
           const path = req.url?.split("?", 1)[0] ?? "/";
           const route = req.method === "GET" ? httpRoutes[path] : undefined;

@@ -7,10 +7,13 @@ import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-http";
 import { resourceFromAttributes } from "@opentelemetry/resources";
 import { MeterProvider } from "@opentelemetry/sdk-metrics";
 import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
   BasicTracerProvider,
   BatchSpanProcessor,
   ConsoleSpanExporter,
   ParentBasedSampler,
+  type Sampler,
   type SpanProcessor,
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
@@ -90,7 +93,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
   }
   const tracerProvider = new BasicTracerProvider({
     resource,
-    sampler: new ParentBasedSampler({ root: new TraceIdRatioBasedSampler(options.sampleRatio ?? 1) }),
+    sampler: new ParentBasedSampler({ root: rootSampler(options.sampleRatio ?? 1) }),
     spanProcessors: processors,
   });
   const prometheus = new PrometheusExporter({ preventServerStart: true });
@@ -108,4 +111,11 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
 /** The active span's trace id, or undefined; for log lines and error reports. */
 export function activeTraceId(): string | undefined {
   return trace.getActiveSpan()?.spanContext().traceId;
+}
+
+/** The ratio sampler hashes every trace id; at the ends of the range the answer is fixed. */
+function rootSampler(ratio: number): Sampler {
+  if (ratio >= 1) return new AlwaysOnSampler();
+  if (ratio <= 0) return new AlwaysOffSampler();
+  return new TraceIdRatioBasedSampler(ratio);
 }

@@ -1,4 +1,10 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import {
+  Code,
+  ConnectError,
+  type Interceptor,
+  type StreamResponse,
+  type UnaryResponse,
+} from "@connectrpc/connect";
 
 /**
  * Enforces the caller's deadline (`grpc-timeout`, `connect-timeout-ms`) on the server: when it
@@ -7,20 +13,30 @@ import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
  * same answer as gRPC clients, and no work is answered after its budget ran out.
  */
 export function createDeadlineInterceptor(): Interceptor {
-  return (next) => async (req) => {
-    const signal = req.signal;
-    if (signal.aborted) throw toError(signal.reason);
-    let onAbort: (() => void) | undefined;
-    const aborted = new Promise<never>((_, reject) => {
-      onAbort = () => reject(toError(signal.reason));
-      signal.addEventListener("abort", onAbort, { once: true });
-    });
-    try {
-      return await Promise.race([next(req), aborted]);
-    } finally {
-      if (onAbort) signal.removeEventListener("abort", onAbort);
-    }
+  return (next) => (req) => {
+    // Without a deadline the signal ends only with the call (or the client's reset, after which
+    // no answer reaches anyone): nothing to enforce, and touching the signal is not free.
+    if (!req.header.has("grpc-timeout") && !req.header.has("connect-timeout-ms")) return next(req);
+    return enforce(next, req);
   };
+}
+
+async function enforce<R>(
+  next: (req: R) => Promise<UnaryResponse | StreamResponse>,
+  req: R & { signal: AbortSignal },
+) {
+  const signal = req.signal;
+  if (signal.aborted) throw toError(signal.reason);
+  let onAbort: (() => void) | undefined;
+  const aborted = new Promise<never>((_, reject) => {
+    onAbort = () => reject(toError(signal.reason));
+    signal.addEventListener("abort", onAbort, { once: true });
+  });
+  try {
+    return await Promise.race([next(req), aborted]);
+  } finally {
+    if (onAbort) signal.removeEventListener("abort", onAbort);
+  }
 }
 
 function toError(reason: unknown): ConnectError {

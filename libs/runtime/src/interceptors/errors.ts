@@ -16,25 +16,32 @@ export function createErrorInterceptor(logger: Logger): Interceptor {
     logger.error({ err, procedure }, "unhandled error");
     return new ConnectError("internal error", Code.Internal);
   };
-  return (next) => async (req) => {
-    const procedure = req.url.slice(req.url.lastIndexOf("/", req.url.lastIndexOf("/") - 1));
-    let res: Awaited<ReturnType<typeof next>>;
+  return (next) => (req) => {
+    const procedure = `/${req.service.typeName}/${req.method.name}`;
+    let pending: ReturnType<typeof next>;
     try {
-      res = await next(req);
+      pending = next(req);
     } catch (err) {
-      throw hide(err, procedure);
+      return Promise.reject(hide(err, procedure));
     }
-    if (!res.stream) return res;
-    const inner = res.message;
-    return {
-      ...res,
-      message: (async function* () {
-        try {
-          yield* inner;
-        } catch (err) {
-          throw hide(err, procedure);
-        }
-      })(),
-    };
+    return pending.then(
+      (res) => {
+        if (!res.stream) return res;
+        const inner = res.message;
+        return {
+          ...res,
+          message: (async function* () {
+            try {
+              yield* inner;
+            } catch (err) {
+              throw hide(err, procedure);
+            }
+          })(),
+        };
+      },
+      (err) => {
+        throw hide(err, procedure);
+      },
+    );
   };
 }

@@ -19,9 +19,11 @@ export const admittedKey = createContextKey<boolean>(true, { description: "meshw
  * half-ready service. Health and reflection always answer.
  */
 export function createReadinessInterceptor(): Interceptor {
-  return (next) => async (req) => {
+  return (next) => (req) => {
     if (!req.contextValues.get(admittedKey) && !alwaysOpen.has(req.service.typeName)) {
-      throw new ConnectError("service is not serving (starting up or shutting down)", Code.Unavailable);
+      return Promise.reject(
+        new ConnectError("service is not serving (starting up or shutting down)", Code.Unavailable),
+      );
     }
     return next(req);
   };

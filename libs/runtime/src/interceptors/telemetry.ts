@@ -1,4 +1,12 @@
-import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
+import type { DescMethod } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type Interceptor,
+  type StreamRequest,
+  type StreamResponse,
+  type UnaryRequest,
+} from "@connectrpc/connect";
 import type { Logger } from "@meshwork/telemetry";
 import {
   type Attributes,
@@ -36,7 +44,9 @@ export function codeName(code: Code | 0): string {
   return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
 
-function protocolOf(contentType: string | null): "grpc" | "grpc_web" | "connect" {
+type Protocol = "grpc" | "grpc_web" | "connect";
+
+function protocolOf(contentType: string | null): Protocol {
   if (contentType?.startsWith("application/grpc-web")) return "grpc_web";
   if (contentType?.startsWith("application/grpc")) return "grpc";
   return "connect";
@@ -61,9 +71,16 @@ export interface TelemetryInterceptorOptions {
  */
 export function createTelemetryInterceptor(options: TelemetryInterceptorOptions): Interceptor {
   const { tracer, meter, logger } = options;
-  const requests = meter.createCounter("rpc.server.requests", {
-    description: "RPCs served, by service, method and code",
-  });
+  // Counted here and reported at collection: a counter's `add` hashes its attributes on every
+  // call, which costs more than the rest of this interceptor.
+  const counts = new Map<Attributes, number>();
+  meter
+    .createObservableCounter("rpc.server.requests", {
+      description: "RPCs served, by service, method and code",
+    })
+    .addCallback((result) => {
+      for (const [attrs, n] of counts) result.observe(n, attrs);
+    });
   const duration = meter.createHistogram("rpc.server.duration", {
     description: "Time to serve an RPC, from the first interceptor to the last response byte handed over",
     unit: "s",
@@ -74,92 +91,138 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     },
   });
 
-  const finish = (
-    span: Span,
-    attrs: Attributes,
-    started: number,
-    method: string,
-    protocol: string,
-    err?: unknown,
-  ) => {
-    const code = err === undefined ? 0 : ConnectError.from(err).code;
-    const name = codeName(code);
-    const elapsed = performance.now() - started;
-    span.setAttribute(
-      protocol === "connect" ? "rpc.connect_rpc.error_code" : "rpc.grpc.status_code",
-      protocol === "connect" ? name : code,
-    );
-    if (serverFaults.has(code as Code)) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: ConnectError.from(err).rawMessage });
+  /** Everything about a (method, protocol) pair that does not change between calls. */
+  interface Route {
+    method: string;
+    spanName: string;
+    protocol: Protocol;
+    probe: boolean;
+    attrs: Attributes;
+    /** Metric attributes per status code, made once. */
+    byCode: Map<number, Attributes>;
+  }
+  const routes = new Map<DescMethod, Partial<Record<Protocol, Route>>>();
+  const routeOf = (req: UnaryRequest | StreamRequest): Route => {
+    const protocol = protocolOf(req.header.get("content-type"));
+    let perProtocol = routes.get(req.method);
+    if (!perProtocol) {
+      perProtocol = {};
+      routes.set(req.method, perProtocol);
     }
-    const metricAttrs = { ...attrs, "rpc.code": name };
-    requests.add(1, metricAttrs);
+    let route = perProtocol[protocol];
+    if (!route) {
+      const service = req.service.typeName;
+      const methodName = req.method.name;
+      route = {
+        method: `/${service}/${methodName}`,
+        spanName: `${service}/${methodName}`,
+        protocol,
+        probe: service === "grpc.health.v1.Health",
+        attrs: {
+          "rpc.system": protocol === "connect" ? "connect_rpc" : "grpc",
+          "rpc.service": service,
+          "rpc.method": methodName,
+        },
+        byCode: new Map(),
+      };
+      perProtocol[protocol] = route;
+    }
+    return route;
+  };
+
+  const finish = (span: Span, ctx: Context, route: Route, started: number, err?: unknown) => {
+    const error = err === undefined ? undefined : ConnectError.from(err);
+    const code = error === undefined ? 0 : error.code;
+    const elapsed = performance.now() - started;
+    if (span.isRecording()) {
+      if (route.protocol === "connect") span.setAttribute("rpc.connect_rpc.error_code", codeName(code));
+      else span.setAttribute("rpc.grpc.status_code", code);
+      if (error && serverFaults.has(code as Code)) {
+        span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
+      }
+    }
+    let metricAttrs = route.byCode.get(code);
+    if (!metricAttrs) {
+      metricAttrs = { ...route.attrs, "rpc.code": codeName(code) };
+      route.byCode.set(code, metricAttrs);
+    }
+    counts.set(metricAttrs, (counts.get(metricAttrs) ?? 0) + 1);
     duration.record(elapsed / 1000, metricAttrs);
-    const line = { method, code: name, protocol, duration_ms: Math.round(elapsed * 1000) / 1000 };
-    if (serverFaults.has(code as Code)) logger.error(line, "rpc");
-    else if (attrs["rpc.service"] === "grpc.health.v1.Health")
-      logger.debug(line, "rpc"); // probes
-    else logger.info(line, "rpc");
+    const level = serverFaults.has(code as Code) ? "error" : route.probe ? "debug" : "info";
+    // The line is built only when it will be written.
+    if (logger.isLevelEnabled(level)) {
+      const line = {
+        method: route.method,
+        code: codeName(code),
+        protocol: route.protocol,
+        duration_ms: Math.round(elapsed * 1000) / 1000,
+      };
+      // In the call's context, so the line carries its trace and span ids.
+      context.with(ctx, () => logger[level](line, "rpc"));
+    }
     span.end();
   };
 
-  return (next) => async (req) => {
+  return (next) => (req) => {
     const started = performance.now();
-    const service = req.service.typeName;
-    const methodName = req.method.name;
-    const method = `/${service}/${methodName}`;
-    const protocol = protocolOf(req.header.get("content-type"));
-    const attrs: Attributes = {
-      "rpc.system": protocol === "connect" ? "connect_rpc" : "grpc",
-      "rpc.service": service,
-      "rpc.method": methodName,
-    };
+    const route = routeOf(req);
     const parent = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
-    const span = tracer.startSpan(
-      `${service}/${methodName}`,
-      { kind: SpanKind.SERVER, attributes: attrs },
-      parent,
-    );
+    const span = tracer.startSpan(route.spanName, { kind: SpanKind.SERVER, attributes: route.attrs }, parent);
     const ctx: Context = trace.setSpan(parent, span);
-    return context.with(ctx, async () => {
-      let res: Awaited<ReturnType<typeof next>>;
-      try {
-        res = await next(req);
-      } catch (err) {
-        finish(span, attrs, started, method, protocol, err);
-        throw err;
-      }
-      if (!res.stream) {
-        finish(span, attrs, started, method, protocol);
+    let pending: ReturnType<typeof next>;
+    try {
+      pending = context.with(ctx, next, undefined, req);
+    } catch (err) {
+      finish(span, ctx, route, started, err);
+      return Promise.reject(err);
+    }
+    return pending.then(
+      (res) => {
+        if (res.stream) return measureStream(res, span, ctx, route, started);
+        finish(span, ctx, route, started);
         return res;
-      }
-      const inner = res.message[Symbol.asyncIterator]();
-      let done = false;
-      const end = (err?: unknown) => {
-        if (done) return;
-        done = true;
-        finish(span, attrs, started, method, protocol, err);
-      };
-      // The stream is read after this function returns: run each step in the call's context.
-      const message: AsyncIterable<typeof res extends { message: AsyncIterable<infer M> } ? M : never> = {
-        [Symbol.asyncIterator]: () => ({
-          next: async () => {
-            try {
-              const r = await context.with(ctx, () => inner.next());
-              if (r.done) end();
-              return r;
-            } catch (err) {
-              end(err);
-              throw err;
-            }
-          },
-          return: async (value?: unknown) => {
-            end(new ConnectError("stream closed by the client", Code.Canceled));
-            return (await inner.return?.(value)) ?? { done: true, value: undefined };
-          },
-        }),
-      };
-      return { ...res, message } as typeof res;
-    });
+      },
+      (err) => {
+        finish(span, ctx, route, started, err);
+        throw err;
+      },
+    );
   };
+
+  /** A streaming call ends when its response stream does. */
+  function measureStream(
+    res: StreamResponse,
+    span: Span,
+    ctx: Context,
+    route: Route,
+    started: number,
+  ): StreamResponse {
+    const inner = res.message[Symbol.asyncIterator]();
+    let done = false;
+    const end = (err?: unknown) => {
+      if (done) return;
+      done = true;
+      finish(span, ctx, route, started, err);
+    };
+    // The stream is read after this function returns: run each step in the call's context.
+    const message: AsyncIterable<typeof res extends { message: AsyncIterable<infer M> } ? M : never> = {
+      [Symbol.asyncIterator]: () => ({
+        next: async () => {
+          try {
+            const r = await context.with(ctx, () => inner.next());
+            if (r.done) end();
+            return r;
+          } catch (err) {
+            end(err);
+            throw err;
+          }
+        },
+        return: async (value?: unknown) => {
+          end(new ConnectError("stream closed by the client", Code.Canceled));
+          return (await inner.return?.(value)) ?? { done: true, value: undefined };
+        },
+      }),
+    };
+    return { ...res, message } as typeof res;
+  }
 }
