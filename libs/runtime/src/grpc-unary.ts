@@ -272,6 +272,9 @@ class UnaryCall {
   }
 
   onClose() {
+    // Node keeps a closed stream around for a while; let the call's objects go now.
+    (this.#stream as Partial<CallStream>)[CALL_OF] = undefined;
+    this.#trailer = undefined;
     if (!this.#responded) {
       // The client went away (RST_STREAM) or the session died before the answer.
       this.#responded = true;
@@ -288,7 +291,8 @@ class UnaryCall {
   onData(chunk: Buffer) {
     if (this.#responded) return;
     if (this.#first === undefined) this.#first = chunk;
-    else (this.#more ??= []).push(chunk);
+    else if (this.#more) this.#more.push(chunk);
+    else this.#more = [chunk];
     this.#received += chunk.length;
     if (this.#length < 0 && this.#received >= 5) {
       this.#length = this.#body().readUInt32BE(1);
