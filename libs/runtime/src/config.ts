@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "./client.js";
 
 /**
  * The environment variables every service reads, as a zod shape to spread into a service's own
@@ -22,6 +23,8 @@ export function runtimeEnvShape(defaults: { port: number }) {
     OTEL_TRACES_EXPORTER: z.enum(["none", "console", "otlp"]).default("none"),
     OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
     OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
+    /** The protocol of calls to other services: `grpc` (measured fastest) or `connect`. */
+    RPC_CLIENT_PROTOCOL: z.enum(["grpc", "connect"]).default(DEFAULT_CLIENT_PROTOCOL),
   };
 }
 
@@ -38,6 +41,8 @@ export interface RuntimeConfig {
   tracesExporter: "none" | "console" | "otlp";
   otlpEndpoint: string | undefined;
   sampleRatio: number;
+  /** Protocol of calls to other services; {@link DEFAULT_CLIENT_PROTOCOL} when absent. */
+  clientProtocol?: ClientProtocol;
 }
 
 /** Maps the parsed environment to the runtime's configuration. */
@@ -52,6 +57,7 @@ export function toRuntimeConfig(env: RuntimeEnv): RuntimeConfig {
     tracesExporter: env.OTEL_TRACES_EXPORTER,
     otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
     sampleRatio: env.OTEL_TRACES_SAMPLER_ARG,
+    clientProtocol: env.RPC_CLIENT_PROTOCOL,
   };
 }
 

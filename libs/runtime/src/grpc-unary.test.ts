@@ -13,6 +13,8 @@ import {
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { createClientTransport } from "./client.js";
+import { parseEnv, runtimeEnvShape, toRuntimeConfig } from "./config.js";
 import { ServingStatus } from "./health.js";
 import { createService, type Service } from "./service.js";
 
@@ -402,5 +404,25 @@ describe("gRPC unary fast path", () => {
     );
     expect((await gzip.getUser({ id: OK })).user?.id).toBe(OK);
     expect(fast.fastContexts.slice(before)).toEqual([false, false, false]);
+  });
+
+  it("createClientTransport speaks either protocol, gRPC by default, chosen by RPC_CLIENT_PROTOCOL", async () => {
+    expect(toRuntimeConfig(parseEnv(runtimeEnvShape({ port: 1 }), {})).clientProtocol).toBe("grpc");
+    const connectConfig = toRuntimeConfig(
+      parseEnv(runtimeEnvShape({ port: 1 }), { RPC_CLIENT_PROTOCOL: "connect" }),
+    );
+    expect(connectConfig.clientProtocol).toBe("connect");
+    expect(() => parseEnv(runtimeEnvShape({ port: 1 }), { RPC_CLIENT_PROTOCOL: "carrier-pigeon" })).toThrow(
+      /RPC_CLIENT_PROTOCOL/,
+    );
+
+    const before = fast.fastContexts.length;
+    for (const protocol of [undefined, connectConfig.clientProtocol] as const) {
+      const users = createClient(UserService, createClientTransport({ baseUrl: fast.url, protocol }));
+      expect((await users.getUser({ id: OK })).user?.id).toBe(OK);
+      await expect(users.getUser({ id: MISSING })).rejects.toMatchObject({ code: Code.NotFound });
+    }
+    // gRPC took the fast path; the Connect protocol went through the adapter.
+    expect(fast.fastContexts.slice(before)).toEqual([true, true, false, false]);
   });
 });

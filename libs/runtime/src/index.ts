@@ -1,4 +1,10 @@
 export {
+  type ClientProtocol,
+  type ClientTransportOptions,
+  createClientTransport,
+  DEFAULT_CLIENT_PROTOCOL,
+} from "./client.js";
+export {
   ConfigError,
   parseEnv,
   type RuntimeConfig,

@@ -9,12 +9,20 @@ import { mkdtemp, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, tmpdir } from "node:os";
 import { join } from "node:path";
 import { promisify } from "node:util";
+import {
+  type ClientProtocolResult,
+  formatExtras,
+  measureClientProtocols,
+  measureStreamMemory,
+  type StreamMemoryResult,
+} from "./extras.js";
 import { rawGrpcUnary } from "./grpc-client.js";
 import { answersWithoutMessage, ensureH2load, runFixedRate, runMaxRate } from "./h2load.js";
 import {
   type BenchReport,
   formatScenario,
   type LatencyResult,
+  renderTable,
   type ScenarioResult,
   type ServerResult,
   withRatios,
@@ -22,8 +30,11 @@ import {
 } from "./report.js";
 import { type PreparedRequest, type Scenario, scenarios } from "./scenarios.js";
 import {
+  grpcJsFixture,
+  http2EchoFixture,
   type RunningServer,
   repoRoot,
+  runtimeFixture,
   type ServerSpec,
   type StartContext,
   stopAllServers,
@@ -325,9 +336,37 @@ async function main(): Promise<number> {
   process.once("SIGTERM", onSignal);
 
   const results: ScenarioResult[] = [];
+  let clientProtocols: ClientProtocolResult[] = [];
+  const streamMemory: StreamMemoryResult[] = [];
+  const extrasFailed: string[] = [];
   try {
     for (const scenario of scenarios()) {
       results.push(await runScenario({ settings, placement: where, workDir }, scenario));
+    }
+    const context: StartContext = { cpu: where.serverCpu, log };
+    const wanted = (spec: ServerSpec) =>
+      !settings.servers || settings.servers.some((f) => spec.name.toLowerCase().includes(f));
+    if (wanted(runtimeFixture())) {
+      log("\n== client protocols ==");
+      try {
+        clientProtocols = await measureClientProtocols(runtimeFixture(), context, {
+          loadCpu: where.loadCpu,
+          durationMs: settings.durationMs,
+          warmUpMs: settings.warmUpMs,
+        });
+      } catch (err) {
+        extrasFailed.push(`client protocols: ${err instanceof Error ? err.message : String(err)}`);
+      }
+    }
+    log("\n== memory per 1000 concurrent streams ==");
+    for (const spec of [runtimeFixture(), grpcJsFixture(), http2EchoFixture()].filter(wanted)) {
+      try {
+        const m = await measureStreamMemory(spec, context);
+        log(`- ${spec.name}: ${m.perThousandMb.toFixed(2)} MB per 1k streams`);
+        streamMemory.push(m);
+      } catch (err) {
+        extrasFailed.push(`stream memory, ${spec.name}: ${err instanceof Error ? err.message : String(err)}`);
+      }
     }
   } finally {
     await stopAllServers();
@@ -352,14 +391,18 @@ async function main(): Promise<number> {
       latencyClients: settings.latencyClients,
     },
     scenarios: results,
+    clientProtocols,
+    streamMemory,
   };
   log("");
   for (const r of results) log(`${formatScenario(r, report.settings)}\n`);
+  log(formatExtras(clientProtocols, streamMemory, renderTable));
+  for (const f of extrasFailed) log(`failed: ${f}`);
   const outFile = settings.outFile ?? join(repoRoot, ".bench", "results.json");
   await writeReport(outFile, report);
   log(`results written to ${outFile}`);
   const failed = results.flatMap((r) => r.servers).filter((s) => s.status === "failed");
-  return failed.length > 0 ? 1 : 0;
+  return failed.length > 0 || extrasFailed.length > 0 ? 1 : 0;
 }
 
 main().then(

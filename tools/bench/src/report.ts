@@ -4,6 +4,7 @@
  */
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
+import type { ClientProtocolResult, StreamMemoryResult } from "./extras.js";
 
 /** The fixed-rate latency of one server. */
 export interface LatencyResult {
@@ -89,6 +90,10 @@ export interface BenchReport {
     latencyClients: number;
   };
   scenarios: ScenarioResult[];
+  /** End-to-end client protocol comparison (see extras.ts). */
+  clientProtocols?: ClientProtocolResult[];
+  /** Server memory per 1000 open streams (see extras.ts). */
+  streamMemory?: StreamMemoryResult[];
 }
 
 /** Fills in each server's ratios against the scenario's baseline (where both numbers exist). */

@@ -1,0 +1,51 @@
+import type { Interceptor, Transport } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  type Http2SessionManager,
+} from "@connectrpc/connect-node";
+
+/**
+ * The protocol one service speaks to another (and the gateway to a service): both are binary
+ * Protobuf over one HTTP/2 connection. `grpc` is the default because it measured fastest
+ * end to end on the runtime (`npm run bench`, "client protocols": the runtime serves binary
+ * unary gRPC on its fast path, while Connect-protocol calls go through the Connect adapter).
+ */
+export type ClientProtocol = "grpc" | "connect";
+
+export const DEFAULT_CLIENT_PROTOCOL: ClientProtocol = "grpc";
+
+export interface ClientTransportOptions {
+  /** `http://host:port` of the service. */
+  baseUrl: string;
+  /** Default {@link DEFAULT_CLIENT_PROTOCOL}; services take it from `RPC_CLIENT_PROTOCOL`. */
+  protocol?: ClientProtocol;
+  interceptors?: Interceptor[];
+  /** Applied to calls that set no timeout of their own. */
+  defaultTimeoutMs?: number;
+  /** Largest response message accepted, bytes. */
+  readMaxBytes?: number;
+  /** To share (or close) the HTTP/2 connection; one is made per transport otherwise. */
+  sessionManager?: Http2SessionManager;
+}
+
+/** A transport for calls to another Meshwork service, in the configured protocol. */
+export function createClientTransport(options: ClientTransportOptions): Transport {
+  const common = {
+    baseUrl: options.baseUrl,
+    useBinaryFormat: true,
+    interceptors: options.interceptors,
+    defaultTimeoutMs: options.defaultTimeoutMs,
+    readMaxBytes: options.readMaxBytes,
+    sessionManager: options.sessionManager,
+  };
+  const protocol = options.protocol ?? DEFAULT_CLIENT_PROTOCOL;
+  switch (protocol) {
+    case "grpc":
+      return createGrpcTransport(common);
+    case "connect":
+      return createConnectTransport({ ...common, httpVersion: "2" });
+    default:
+      throw new Error(`unknown client protocol ${JSON.stringify(protocol satisfies never)}`);
+  }
+}
