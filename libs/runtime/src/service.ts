@@ -5,7 +5,7 @@ import { type ConnectRouter, createContextValues, type Interceptor } from "@conn
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
-import { GrpcUnaryFastPath } from "./grpc-unary.js";
+import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 import { createDeadlineInterceptor } from "./interceptors/deadline.js";
 import { createErrorInterceptor } from "./interceptors/errors.js";
@@ -87,7 +87,12 @@ export function createService(options: ServiceOptions): Service {
     });
   const health = new HealthRegistry(options.services.map((s) => s.typeName));
   const interceptors: Interceptor[] = [
-    createTelemetryInterceptor({ tracer: telemetry.tracer, meter: telemetry.meter, logger }),
+    createTelemetryInterceptor({
+      tracer: telemetry.tracer,
+      meter: telemetry.meter,
+      createBoundHistogram: telemetry.createBoundHistogram,
+      logger,
+    }),
     createErrorInterceptor(logger),
     createDeadlineInterceptor(),
     createReadinessInterceptor(),
@@ -102,7 +107,7 @@ export function createService(options: ServiceOptions): Service {
       : new GrpcUnaryFastPath({
           interceptors,
           readMaxBytes: config.readMaxBytes,
-          contextValues: () => createContextValues().set(admittedKey, health.serving),
+          contextValues: () => createCallValues().set(admittedKey, health.serving),
         });
   const rpc = connectNodeAdapter({
     routes(inner) {

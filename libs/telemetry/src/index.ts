@@ -1,3 +1,4 @@
+export type { BoundHistogram, BoundHistogramOptions } from "./histogram.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
 export {
   activeTraceId,

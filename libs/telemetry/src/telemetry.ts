@@ -18,6 +18,7 @@ import {
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
+import { type BoundHistogram, type BoundHistogramOptions, BoundHistogramProducer } from "./histogram.js";
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -39,6 +40,8 @@ export interface TelemetryOptions {
 export interface Telemetry {
   tracer: Tracer;
   meter: Meter;
+  /** A histogram recorded through pre-bound attribute sets (hot paths), exported with the rest. */
+  createBoundHistogram(name: string, options: BoundHistogramOptions): BoundHistogram;
   /** Serves the Prometheus text exposition (`GET /metrics`). */
   metricsHandler(req: IncomingMessage, res: ServerResponse): void;
   /** Flushes pending spans and stops the providers. */
@@ -96,11 +99,13 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     sampler: new ParentBasedSampler({ root: rootSampler(options.sampleRatio ?? 1) }),
     spanProcessors: processors,
   });
-  const prometheus = new PrometheusExporter({ preventServerStart: true });
+  const bound = new BoundHistogramProducer({ name: options.serviceName, version: options.serviceVersion });
+  const prometheus = new PrometheusExporter({ preventServerStart: true, metricProducers: [bound] });
   const meterProvider = new MeterProvider({ resource, readers: [prometheus] });
   return {
     tracer: tracerProvider.getTracer(options.serviceName, options.serviceVersion),
     meter: meterProvider.getMeter(options.serviceName, options.serviceVersion),
+    createBoundHistogram: (name, opts) => bound.create(name, opts),
     metricsHandler: (req, res) => prometheus.getMetricsRequestHandler(req, res),
     async shutdown() {
       await Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]);

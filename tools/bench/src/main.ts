@@ -131,26 +131,29 @@ async function prepareTarget(
   };
 }
 
-/** Measures the max rate, after a separate warm-up run, into `result`. */
+/**
+ * Measures the max rate once (after a separate warm-up run when `warmUp`), records the run's
+ * counts in `result` and returns the rate.
+ */
 async function measureMaxRate(
   run: Run,
   scenario: Scenario,
   target: Target,
   result: ServerResult,
-): Promise<void> {
+  warmUp: boolean,
+  round: string,
+): Promise<number> {
   const { settings } = run;
   const answer = await verify(target.server, scenario, target.request, "before the max-rate run");
   target.answerBytes = answer.body.byteLength;
   const flatOut = { ...target.common, clients: settings.clients, warmUpMs: 0 };
-  if (settings.warmUpMs > 0) {
-    log(`  warm-up: ${settings.warmUpMs / 1000}s ...`);
+  if (warmUp && settings.warmUpMs > 0) {
+    log(`  ${target.server.name}: warm-up ${settings.warmUpMs / 1000}s ...`);
     await runMaxRate({ ...flatOut, durationMs: settings.warmUpMs });
   }
-  log(`  max rate: ${settings.durationMs / 1000}s ...`);
   const { summary: s } = await runMaxRate({ ...flatOut, durationMs: settings.durationMs });
   const non2xx = s.status["3xx"] + s.status["4xx"] + s.status["5xx"];
   const withoutMessage = answersWithoutMessage(s, target.answerBytes);
-  result.reqPerSec = s.reqPerSec;
   result.maxRun = {
     requests: s.requests.done,
     succeeded: s.requests.succeeded,
@@ -161,14 +164,27 @@ async function measureMaxRate(
     withoutMessage,
   };
   log(
-    `  max rate: ${s.reqPerSec.toFixed(0)} req/s (${s.requests.done} requests, ${s.requests.failed} failed)`,
+    `  ${target.server.name}: max rate ${round}: ${s.reqPerSec.toFixed(0)} req/s (${s.requests.done} requests, ${s.requests.failed} failed)`,
   );
   if (s.requests.failed > 0 || non2xx > 0) {
-    result.notes.push(`max-rate run: ${s.requests.failed} failed requests, ${non2xx} non-2xx answers`);
+    result.notes.push(
+      `max-rate run ${round}: ${s.requests.failed} failed requests, ${non2xx} non-2xx answers`,
+    );
   }
   if (withoutMessage > 0) {
-    result.notes.push(`max-rate run: at least ${withoutMessage} answers without a message (gRPC errors)`);
+    result.notes.push(
+      `max-rate run ${round}: at least ${withoutMessage} answers without a message (gRPC errors)`,
+    );
   }
+  return s.reqPerSec;
+}
+
+function median(values: readonly number[]): number {
+  const sorted = [...values].sort((a, b) => a - b);
+  const mid = Math.floor(sorted.length / 2);
+  return sorted.length % 2 === 1
+    ? (sorted[mid] as number)
+    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 /**
@@ -242,70 +258,116 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
     return { rate: undefined, source: `${scenario.baseline} was not measured; set MESHWORK_BENCH_RATE` };
   };
   const context: StartContext = { cpu: run.placement.serverCpu, log };
+  const fail = (result: ServerResult, err: unknown) => {
+    result.status = "failed";
+    const message = err instanceof Error ? err.message : String(err);
+    result.notes.push(message);
+    log(`  ${result.server}: failed: ${message}`);
+  };
 
-  for (const spec of order) {
-    const result: ServerResult = {
-      server: spec.name,
-      description: spec.description,
-      status: "ok",
-      notes: [],
-    };
-    results.set(spec.name, result);
-    log(`- ${spec.name}`);
-    const why = await spec.unavailable();
-    if (why) {
-      result.status = "skipped";
-      result.notes.push(why);
-      log(`  skipped: ${why}`);
-      continue;
+  // Every server of the scenario runs side by side (idle while another is measured).
+  const targets = new Map<string, Target>();
+  try {
+    for (const spec of order) {
+      const result: ServerResult = {
+        server: spec.name,
+        description: spec.description,
+        status: "ok",
+        notes: [],
+      };
+      results.set(spec.name, result);
+      log(`- ${spec.name}`);
+      const why = await spec.unavailable();
+      if (why) {
+        result.status = "skipped";
+        result.notes.push(why);
+        log(`  skipped: ${why}`);
+        continue;
+      }
+      let server: RunningServer | undefined;
+      try {
+        server = await spec.start(context);
+        log(`  started: pid ${server.pid}, ${server.url}`);
+        targets.set(spec.name, await prepareTarget(run, scenario, spec, server));
+      } catch (err) {
+        fail(result, err);
+        await server?.stop();
+      }
     }
-    let server: RunningServer | undefined;
-    try {
-      server = await spec.start(context);
-      log(`  started: pid ${server.pid}, ${server.url}`);
-      const target = await prepareTarget(run, scenario, spec, server);
-      await measureMaxRate(run, scenario, target, result);
-      const maxRate = result.reqPerSec ?? 0;
-      if (spec.name === scenario.baseline) baselineMax = maxRate;
-      const { rate, source } = latencyRate();
-      if (rate === undefined) {
-        result.notes.push(`latency not measured: ${source}`);
-      } else {
-        const latency = await measureLatency(run, scenario, target, rate, maxRate, "fixed rate");
-        result.latency = latency;
-        if (latency.failed > 0) result.notes.push(`fixed-rate run: ${latency.failed} failed requests`);
-        if (latency.withoutMessage > 0) {
-          result.notes.push(
-            `fixed-rate run: ${latency.withoutMessage} answers without a message (gRPC errors)`,
-          );
-        }
-        if (latency.saturated && maxRate >= 2) {
-          // Queueing numbers say little about the server: also measure it at half its own max.
-          const own = await measureLatency(
+
+    // Max rate in rounds, alternating the order, so the machine's slow spells spread evenly.
+    const rounds = new Map<string, number[]>();
+    for (let round = 0; round < settings.rounds; round++) {
+      const names = [...targets.keys()];
+      if (round % 2 === 1) names.reverse();
+      for (const name of names) {
+        const result = results.get(name) as ServerResult;
+        if (result.status !== "ok") continue;
+        try {
+          const rate = await measureMaxRate(
             run,
             scenario,
-            target,
-            Math.floor(maxRate / 2),
-            maxRate,
-            "half own max",
+            targets.get(name) as Target,
+            result,
+            round === 0,
+            `${round + 1}/${settings.rounds}`,
           );
-          result.latencyAtHalfOwnMax = own;
-          result.notes.push(
-            `could not sustain ${Math.round(rate)} req/s (achieved ${Math.round(latency.achievedRate)}): ` +
-              `its latency there is queueing; at half its own max: ${describeLatency(own)}`,
-          );
+          rounds.set(name, [...(rounds.get(name) ?? []), rate]);
+        } catch (err) {
+          fail(result, err);
         }
       }
-      await verify(server, scenario, target.request, "after the runs");
-      result.rssMb = await server.rssMb();
-    } catch (err) {
-      result.status = "failed";
-      const message = err instanceof Error ? err.message : String(err);
-      result.notes.push(message);
-      log(`  failed: ${message}`);
-    } finally {
-      await server?.stop();
     }
+    for (const [name, rates] of rounds) {
+      const result = results.get(name) as ServerResult;
+      result.reqPerSecRounds = rates;
+      result.reqPerSec = median(rates);
+      if (name === scenario.baseline) baselineMax = result.reqPerSec;
+    }
+
+    for (const [name, target] of targets) {
+      const result = results.get(name) as ServerResult;
+      if (result.status !== "ok") continue;
+      try {
+        const maxRate = result.reqPerSec ?? 0;
+        const { rate, source } = latencyRate();
+        if (rate === undefined) {
+          result.notes.push(`latency not measured: ${source}`);
+        } else {
+          log(`- ${name}`);
+          const latency = await measureLatency(run, scenario, target, rate, maxRate, "fixed rate");
+          result.latency = latency;
+          if (latency.failed > 0) result.notes.push(`fixed-rate run: ${latency.failed} failed requests`);
+          if (latency.withoutMessage > 0) {
+            result.notes.push(
+              `fixed-rate run: ${latency.withoutMessage} answers without a message (gRPC errors)`,
+            );
+          }
+          if (latency.saturated && maxRate >= 2) {
+            // Queueing numbers say little about the server: also measure it at half its own max.
+            const own = await measureLatency(
+              run,
+              scenario,
+              target,
+              Math.floor(maxRate / 2),
+              maxRate,
+              "half own max",
+            );
+            result.latencyAtHalfOwnMax = own;
+            result.notes.push(
+              `could not sustain ${Math.round(rate)} req/s (achieved ${Math.round(latency.achievedRate)}): ` +
+                `its latency there is queueing; at half its own max: ${describeLatency(own)}`,
+            );
+          }
+        }
+        await verify(target.server, scenario, target.request, "after the runs");
+        result.rssMb = await target.server.rssMb();
+      } catch (err) {
+        fail(result, err);
+      }
+    }
+  } finally {
+    await Promise.all([...targets.values()].map((t) => t.server.stop()));
   }
   const rate = latencyRate();
   return withRatios({
@@ -389,6 +451,7 @@ async function main(): Promise<number> {
       clients: settings.clients,
       streams: settings.streams,
       latencyClients: settings.latencyClients,
+      rounds: settings.rounds,
     },
     scenarios: results,
     clientProtocols,

@@ -65,7 +65,9 @@ describe("formatScenario", () => {
       clients: 4,
       streams: 32,
       latencyClients: 10,
+      rounds: 3,
     });
+    expect(text).toContain("median of 3 rounds of 10s");
     const lines = text.split("\n");
     expect(lines[1]).toMatch(/^server\s+req\/s\s+vs grpc-js\s+p50 ms\s+p99 ms\s+p99 vs grpc-js\s+RSS MB$/);
     expect(text).toMatch(/^slow\s+500\s+0\.25x\s+10\.00\*\s+40\.00\*\s+20\.00x\*\s+-$/m);

@@ -34,8 +34,10 @@ export interface ServerResult {
   status: "ok" | "skipped" | "failed";
   /** Why skipped or failed, or a warning about an ok result. */
   notes: string[];
-  /** Max throughput, completed requests per second. */
+  /** Max throughput, completed requests per second: the median of the rounds. */
   reqPerSec?: number;
+  /** Max throughput of each round, in the order measured. */
+  reqPerSecRounds?: number[];
   /** h2load's counts of the max-rate run. */
   maxRun?: {
     requests: number;
@@ -88,6 +90,7 @@ export interface BenchReport {
     clients: number;
     streams: number;
     latencyClients: number;
+    rounds: number;
   };
   scenarios: ScenarioResult[];
   /** End-to-end client protocol comparison (see extras.ts). */
@@ -150,7 +153,8 @@ export function formatScenario(result: ScenarioResult, settings: BenchReport["se
     `== ${result.scenario} (${result.method}) ==`,
     renderTable(header, rows),
     "",
-    `max rate: h2load -c ${settings.clients} -m ${settings.streams}, ${settings.durationS}s after a ${settings.warmUpS}s warm-up run;` +
+    `max rate: h2load -c ${settings.clients} -m ${settings.streams}, median of ${settings.rounds} rounds of ${settings.durationS}s` +
+      ` (servers side by side, rounds alternating; a ${settings.warmUpS}s warm-up first);` +
       ` latency: ${result.latencyRate === undefined ? "not measured" : `${Math.round(result.latencyRate)} req/s`}` +
       ` (${result.latencyRateSource}), ${settings.latencyClients} connections, ${settings.durationS}s`,
   ];

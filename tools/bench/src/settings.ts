@@ -15,6 +15,12 @@ export interface BenchSettings {
   streams: number;
   /** Connections of the fixed-rate run (`MESHWORK_BENCH_LATENCY_CLIENTS`, default 10). */
   latencyClients: number;
+  /**
+   * Max-rate rounds per server (`MESHWORK_BENCH_ROUNDS`, default 3): every server of a scenario
+   * runs side by side and the rounds alternate between them, so a slow spell of a noisy machine
+   * hits all of them; the median counts.
+   */
+  rounds: number;
   /** Fixed latency rate, req/s, instead of half the baseline's max (`MESHWORK_BENCH_RATE`). */
   rate: number | undefined;
   /** Only servers whose name contains one of these (`MESHWORK_BENCH_SERVERS`, comma-separated). */
@@ -54,6 +60,7 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     clients: positive(env, "MESHWORK_BENCH_CLIENTS", 4, true),
     streams: positive(env, "MESHWORK_BENCH_STREAMS", 32, true),
     latencyClients: positive(env, "MESHWORK_BENCH_LATENCY_CLIENTS", 10, true),
+    rounds: positive(env, "MESHWORK_BENCH_ROUNDS", 3, true),
     rate,
     servers: servers && servers.length > 0 ? servers : undefined,
     outFile: env.MESHWORK_BENCH_OUT?.trim() || undefined,

@@ -7,7 +7,7 @@ import {
   type StreamResponse,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import type { Logger } from "@meshwork/telemetry";
+import type { Logger, Telemetry } from "@meshwork/telemetry";
 import {
   type Attributes,
   type Context,
@@ -55,6 +55,8 @@ function protocolOf(contentType: string | null): Protocol {
 export interface TelemetryInterceptorOptions {
   tracer: Tracer;
   meter: Meter;
+  /** `Telemetry.createBoundHistogram` of the same telemetry. */
+  createBoundHistogram: Telemetry["createBoundHistogram"];
   logger: Logger;
 }
 
@@ -70,7 +72,7 @@ export interface TelemetryInterceptorOptions {
  * Streaming calls are measured until their response stream ends.
  */
 export function createTelemetryInterceptor(options: TelemetryInterceptorOptions): Interceptor {
-  const { tracer, meter, logger } = options;
+  const { tracer, meter, logger, createBoundHistogram } = options;
   // Counted here and reported at collection: a counter's `add` hashes its attributes on every
   // call, which costs more than the rest of this interceptor.
   const counts = new Map<Attributes, number>();
@@ -81,14 +83,10 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     .addCallback((result) => {
       for (const [attrs, n] of counts) result.observe(n, attrs);
     });
-  const duration = meter.createHistogram("rpc.server.duration", {
+  const duration = createBoundHistogram("rpc.server.duration", {
     description: "Time to serve an RPC, from the first interceptor to the last response byte handed over",
     unit: "s",
-    advice: {
-      explicitBucketBoundaries: [
-        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10,
-      ],
-    },
+    boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
   });
 
   /** Everything about a (method, protocol) pair that does not change between calls. */
@@ -98,8 +96,8 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     protocol: Protocol;
     probe: boolean;
     attrs: Attributes;
-    /** Metric attributes per status code, made once. */
-    byCode: Map<number, Attributes>;
+    /** Metric attributes and duration recorder per status code, made once. */
+    byCode: Map<number, { attrs: Attributes; record: (seconds: number) => void }>;
   }
   const routes = new Map<DescMethod, Partial<Record<Protocol, Route>>>();
   const routeOf = (req: UnaryRequest | StreamRequest): Route => {
@@ -141,13 +139,14 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
         span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
       }
     }
-    let metricAttrs = route.byCode.get(code);
-    if (!metricAttrs) {
-      metricAttrs = { ...route.attrs, "rpc.code": codeName(code) };
-      route.byCode.set(code, metricAttrs);
+    let perCode = route.byCode.get(code);
+    if (!perCode) {
+      const attrs = { ...route.attrs, "rpc.code": codeName(code) };
+      perCode = { attrs, record: duration.bind(attrs) };
+      route.byCode.set(code, perCode);
     }
-    counts.set(metricAttrs, (counts.get(metricAttrs) ?? 0) + 1);
-    duration.record(elapsed / 1000, metricAttrs);
+    counts.set(perCode.attrs, (counts.get(perCode.attrs) ?? 0) + 1);
+    perCode.record(elapsed / 1000);
     const level = serverFaults.has(code as Code) ? "error" : route.probe ? "debug" : "info";
     // The line is built only when it will be written.
     if (logger.isLevelEnabled(level)) {
