@@ -38,6 +38,7 @@ import {
   type ServerSpec,
   type StartContext,
   stopAllServers,
+  waitForQuiet,
 } from "./servers.js";
 import { type BenchSettings, readSettings } from "./settings.js";
 
@@ -295,6 +296,10 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
       }
     }
 
+    const quiet = async () => {
+      const pids = [...targets.values()].map((t) => t.server.pid);
+      if (!(await waitForQuiet(pids))) log("  note: a server stayed busy between runs");
+    };
     // Max rate in rounds, alternating the order, so the machine's slow spells spread evenly.
     const rounds = new Map<string, number[]>();
     for (let round = 0; round < settings.rounds; round++) {
@@ -304,6 +309,7 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
         const result = results.get(name) as ServerResult;
         if (result.status !== "ok") continue;
         try {
+          await quiet();
           const rate = await measureMaxRate(
             run,
             scenario,
@@ -335,6 +341,7 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
           result.notes.push(`latency not measured: ${source}`);
         } else {
           log(`- ${name}`);
+          await quiet();
           const latency = await measureLatency(run, scenario, target, rate, maxRate, "fixed rate");
           result.latency = latency;
           if (latency.failed > 0) result.notes.push(`fixed-rate run: ${latency.failed} failed requests`);

@@ -68,6 +68,40 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/** CPU time a process has used (user + system), in clock ticks; `undefined` if unreadable. */
+export async function readCpuTicks(pid: number): Promise<number | undefined> {
+  try {
+    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    // Fields after the command name (which may hold spaces): state is the 3rd, utime the 14th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    return Number(fields[11]) + Number(fields[12]);
+  } catch {
+    return undefined;
+  }
+}
+
+/**
+ * Waits until none of `pids` uses more than 5% of a CPU over a 300 ms window (at most
+ * `timeoutMs`), so a server that keeps working after its own run (flushing, vacuuming, relaying)
+ * does not steal the CPU of the next one measured. Returns whether they went quiet.
+ */
+export async function waitForQuiet(pids: readonly number[], timeoutMs = 15_000): Promise<boolean> {
+  const windowMs = 300;
+  const deadline = Date.now() + timeoutMs;
+  let before = await Promise.all(pids.map(readCpuTicks));
+  while (Date.now() < deadline) {
+    await new Promise((r) => setTimeout(r, windowMs));
+    const after = await Promise.all(pids.map(readCpuTicks));
+    // Clock ticks are 10 ms on Linux: 5% of 300 ms is 1.5 ticks.
+    const busy = after.some(
+      (t, i) => t !== undefined && before[i] !== undefined && t - (before[i] as number) > 1.5,
+    );
+    if (!busy) return true;
+    before = after;
+  }
+  return false;
+}
+
 /** Reads VmRSS of a process, in MiB. */
 export async function readRssMb(pid: number): Promise<number | undefined> {
   try {
