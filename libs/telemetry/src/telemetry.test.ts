@@ -72,4 +72,57 @@ describe("telemetry", () => {
     const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
     expect(text).toMatch(/^jobs_done_total\{kind="x"[^}]*\} 3$/m);
   });
+
+  it("exports bound histograms with the meter's instruments, buckets inclusive of their bound", async () => {
+    const h = telemetry.createBoundHistogram("work.duration", {
+      description: "how long work took",
+      unit: "s",
+      boundaries: [0.1, 1],
+    });
+    const fast = h.bind({ kind: "fast" });
+    const slow = h.bind({ kind: "slow" });
+    fast(0.05);
+    fast(0.1); // on the bound: in the first bucket
+    slow(0.5);
+    slow(7);
+    h.bind({ kind: "unused" });
+    expect(() =>
+      telemetry.createBoundHistogram("bad", { description: "", unit: "s", boundaries: [1, 1] }),
+    ).toThrow(/ascend/);
+    const addr = server?.address();
+    const port = typeof addr === "object" && addr ? addr.port : 0;
+    const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(text).toMatch(/^# TYPE work_duration histogram$/m);
+    expect(text).toMatch(/^work_duration_bucket\{kind="fast"[^}]*le="0.1"\} 2$/m);
+    expect(text).toMatch(/^work_duration_bucket\{kind="slow"[^}]*le="0.1"\} 0$/m);
+    expect(text).toMatch(/^work_duration_bucket\{kind="slow"[^}]*le="1"\} 1$/m);
+    expect(text).toMatch(/^work_duration_bucket\{kind="slow"[^}]*le="\+Inf"\} 2$/m);
+    expect(text).toMatch(/^work_duration_sum\{kind="slow"[^}]*\} 7.5$/m);
+    expect(text).toMatch(/^work_duration_count\{kind="fast"[^}]*\} 2$/m);
+    expect(text).not.toContain('kind="unused"');
+  });
+
+  it("sends spans over OTLP/HTTP when the exporter is otlp", async () => {
+    const received: string[] = [];
+    const collector = createServer((req, res) => {
+      received.push(`${req.method} ${req.url} ${req.headers["content-type"]}`);
+      req.resume();
+      req.on("end", () => res.writeHead(200, { "content-type": "application/json" }).end("{}"));
+    });
+    await new Promise<void>((r) => collector.listen(0, "127.0.0.1", r));
+    const addr = collector.address();
+    const port = typeof addr === "object" && addr ? addr.port : 0;
+    const otlp = createTelemetry({
+      serviceName: "t-otlp",
+      tracesExporter: "otlp",
+      otlpEndpoint: `http://127.0.0.1:${port}/`,
+    });
+    try {
+      otlp.tracer.startSpan("exported").end();
+      await otlp.shutdown(); // flushes the batch
+      expect(received).toEqual([expect.stringMatching(/^POST \/v1\/traces application\/(json|x-protobuf)$/)]);
+    } finally {
+      collector.close();
+    }
+  });
 });

@@ -133,7 +133,7 @@ async function prepareTarget(
 }
 
 /**
- * Measures the max rate once (after a separate warm-up run when `warmUp`), records the run's
+ * Measures the max rate once (after a separate warm-up run), records the run's
  * counts in `result` and returns the rate.
  */
 async function measureMaxRate(
@@ -141,14 +141,14 @@ async function measureMaxRate(
   scenario: Scenario,
   target: Target,
   result: ServerResult,
-  warmUp: boolean,
   round: string,
 ): Promise<number> {
   const { settings } = run;
   const answer = await verify(target.server, scenario, target.request, "before the max-rate run");
   target.answerBytes = answer.body.byteLength;
   const flatOut = { ...target.common, clients: settings.clients, warmUpMs: 0 };
-  if (warmUp && settings.warmUpMs > 0) {
+  // Before every round: an idle V8 shrinks its heap and drops compiled code meanwhile.
+  if (settings.warmUpMs > 0) {
     log(`  ${target.server.name}: warm-up ${settings.warmUpMs / 1000}s ...`);
     await runMaxRate({ ...flatOut, durationMs: settings.warmUpMs });
   }
@@ -315,7 +315,6 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
             scenario,
             targets.get(name) as Target,
             result,
-            round === 0,
             `${round + 1}/${settings.rounds}`,
           );
           rounds.set(name, [...(rounds.get(name) ?? []), rate]);
@@ -331,27 +330,64 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
       if (name === scenario.baseline) baselineMax = result.reqPerSec;
     }
 
+    // Latency at the fixed rate, in alternating rounds too: a p99 is mostly a few GC pauses, so
+    // one run says little; the round with the median p99 is reported.
+    const { rate, source } = latencyRate();
+    const latencies = new Map<string, LatencyResult[]>();
+    for (let round = 0; rate !== undefined && round < settings.rounds; round++) {
+      const names = [...targets.keys()];
+      if (round % 2 === 1) names.reverse();
+      for (const name of names) {
+        const result = results.get(name) as ServerResult;
+        if (result.status !== "ok") continue;
+        const target = targets.get(name) as Target;
+        try {
+          log(`- ${name}: latency round ${round + 1}/${settings.rounds}`);
+          await quiet();
+          if (settings.warmUpMs > 0) {
+            await runMaxRate({
+              ...target.common,
+              clients: settings.clients,
+              warmUpMs: 0,
+              durationMs: settings.warmUpMs,
+            });
+          }
+          const latency = await measureLatency(
+            run,
+            scenario,
+            target,
+            rate,
+            result.reqPerSec ?? 0,
+            "fixed rate",
+          );
+          latencies.set(name, [...(latencies.get(name) ?? []), latency]);
+        } catch (err) {
+          fail(result, err);
+        }
+      }
+    }
     for (const [name, target] of targets) {
       const result = results.get(name) as ServerResult;
       if (result.status !== "ok") continue;
       try {
         const maxRate = result.reqPerSec ?? 0;
-        const { rate, source } = latencyRate();
-        if (rate === undefined) {
+        const runs = latencies.get(name) ?? [];
+        if (rate === undefined || runs.length === 0) {
           result.notes.push(`latency not measured: ${source}`);
         } else {
-          log(`- ${name}`);
-          await quiet();
-          const latency = await measureLatency(run, scenario, target, rate, maxRate, "fixed rate");
+          const byP99 = [...runs].sort((a, b) => a.p99Ms - b.p99Ms);
+          const latency = byP99[Math.floor((byP99.length - 1) / 2)] as LatencyResult;
           result.latency = latency;
-          if (latency.failed > 0) result.notes.push(`fixed-rate run: ${latency.failed} failed requests`);
-          if (latency.withoutMessage > 0) {
-            result.notes.push(
-              `fixed-rate run: ${latency.withoutMessage} answers without a message (gRPC errors)`,
-            );
+          result.p99Rounds = runs.map((r) => r.p99Ms);
+          const failed = runs.reduce((n, r) => n + r.failed, 0);
+          const withoutMessage = runs.reduce((n, r) => n + r.withoutMessage, 0);
+          if (failed > 0) result.notes.push(`fixed-rate runs: ${failed} failed requests`);
+          if (withoutMessage > 0) {
+            result.notes.push(`fixed-rate runs: ${withoutMessage} answers without a message (gRPC errors)`);
           }
           if (latency.saturated && maxRate >= 2) {
             // Queueing numbers say little about the server: also measure it at half its own max.
+            await quiet();
             const own = await measureLatency(
               run,
               scenario,

@@ -49,7 +49,9 @@ export interface ServerResult {
     /** HTTP-successful answers that carried no message: gRPC errors (a lower bound here). */
     withoutMessage: number;
   };
-  /** Latency at the scenario's fixed rate. */
+  /** p99 of each latency round, in the order measured. */
+  p99Rounds?: number[];
+  /** Latency at the scenario's fixed rate: the round with the median p99. */
   latency?: LatencyResult;
   /** Latency at half the server's own max, measured when it could not sustain the fixed rate. */
   latencyAtHalfOwnMax?: LatencyResult;
@@ -154,8 +156,9 @@ export function formatScenario(result: ScenarioResult, settings: BenchReport["se
     renderTable(header, rows),
     "",
     `max rate: h2load -c ${settings.clients} -m ${settings.streams}, median of ${settings.rounds} rounds of ${settings.durationS}s` +
-      ` (servers side by side, rounds alternating; a ${settings.warmUpS}s warm-up first);` +
-      ` latency: ${result.latencyRate === undefined ? "not measured" : `${Math.round(result.latencyRate)} req/s`}` +
+      ` (servers side by side, rounds alternating, a ${settings.warmUpS}s warm-up before each run);` +
+      ` latency (round with the median p99 of ${settings.rounds}):` +
+      ` ${result.latencyRate === undefined ? "not measured" : `${Math.round(result.latencyRate)} req/s`}` +
       ` (${result.latencyRateSource}), ${settings.latencyClients} connections, ${settings.durationS}s`,
   ];
   if (result.servers.some((s) => s.latency?.saturated)) {
