@@ -2,7 +2,12 @@ import { waitFor } from "@meshwork/testing";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { count, eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { createEventConsumer, type EventConsumer, type EventHandler } from "./consumer.js";
+import {
+  type BatchEventHandler,
+  createEventConsumer,
+  type EventConsumer,
+  type EventHandler,
+} from "./consumer.js";
 import { listDeadLetters, replayDeadLetter } from "./dlq.js";
 import { cloudEventHeaders, type EventEnvelope } from "./envelope.js";
 import { createEventsFixture, type EventsFixture, registry } from "./testing/fixture.js";
@@ -22,7 +27,7 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     await f.close();
   });
 
-  const start = async (handler: EventHandler, maxDeliver = 3) => {
+  const start = async (handler: EventHandler | BatchEventHandler, maxDeliver = 3) => {
     consumer = createEventConsumer({
       js: f.js,
       database: f.database,
@@ -106,6 +111,39 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     await waitFor(async () => (await effectCount()) === 39);
     expect(await effectCount(poison.id)).toBe(0);
     for (const e of events) if (e !== poison) expect(await effectCount(e.id)).toBe(1);
+  });
+
+  it("gives a batch handler many events per call, once each, and isolates a failing one", async () => {
+    const events = Array.from({ length: 60 }, (_, i) => f.event(300 + i));
+    const poison = events[25]!;
+    const calls: number[] = [];
+    await start(
+      {
+        async batch(items, tx) {
+          calls.push(items.length);
+          await tx.insert(effects).values(
+            items.map((it) => ({
+              eventId: it.event.id,
+              value: (it.message as unknown as { email: string }).email.length,
+            })),
+          );
+          if (items.some((it) => it.event.id === poison.id)) throw new Error("this one is broken");
+        },
+      },
+      2,
+    );
+    await publish(events[0]!); // a duplicate delivery in the same run changes nothing
+    await publish(events[0]!, `${events[0]!.id}-again`);
+    await Promise.all(events.slice(1).map((e) => publish(e)));
+    await waitFor(async () => (await f.jsm.streams.info(f.dlqStream)).state.messages === 1, {
+      what: "the broken event dead-lettered",
+    });
+    await waitFor(async () => (await effectCount()) === 59);
+    expect(await effectCount(poison.id)).toBe(0);
+    for (const e of events) if (e !== poison) expect(await effectCount(e.id)).toBe(1);
+    // Several events went in one call (a batch), and single-event calls isolated the poison.
+    expect(Math.max(...calls)).toBeGreaterThan(1);
+    expect(calls).toContain(1);
   });
 
   it("dead-letters a poison event after maxDeliver deliveries, and replay re-delivers it", async () => {

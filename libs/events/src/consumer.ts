@@ -39,6 +39,23 @@ export type EventHandler<Desc extends DescMessage = DescMessage> = (
   event: EventContext,
 ) => Promise<void>;
 
+/** One event of a batch given to a {@link BatchEventHandler}. */
+export interface BatchItem<Desc extends DescMessage = DescMessage> {
+  message: MessageShape<Desc>;
+  event: EventContext;
+}
+
+/**
+ * Applies several events of one type at once, inside the transaction that also records them in
+ * the inbox: for effects that are one statement for many rows (a multi-row insert), which
+ * saves a database round trip per event. Gets consecutive events of its type in stream order;
+ * if it throws, the events are applied again one per call, each in a savepoint of its own, so
+ * a failure stays with its event. It runs in the trace context of the first event.
+ */
+export interface BatchEventHandler<Desc extends DescMessage = DescMessage> {
+  batch(items: BatchItem<Desc>[], tx: AnyTx): Promise<void>;
+}
+
 /** Headers added to a dead letter, beside the original CloudEvents headers. */
 export const DeadLetterHeaders = {
   subject: "dlq-original-subject",
@@ -58,7 +75,7 @@ export interface EventConsumerOptions {
   /** The durable consumer (declared with `provision`). Also the inbox's consumer key. */
   durable: string;
   /** Handlers by event type (full message name); other types on the subject are acked and skipped. */
-  handlers: Record<string, EventHandler>;
+  handlers: Record<string, EventHandler | BatchEventHandler>;
   /** Resolves `ce-type` to a schema. */
   registry: Registry;
   maxDeliver: number;
@@ -142,7 +159,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
     msg: JsMsg;
     span: Span;
     ctx: Context;
-    handler: EventHandler;
+    handler: EventHandler | BatchEventHandler;
     message: ReturnType<typeof decodeEvent>["message"];
     event: EventContext;
     outcome?: "applied" | "duplicate" | { error: unknown };
@@ -221,15 +238,28 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
           .onConflictDoNothing()
           .returning({ eventId: inbox.eventId });
         const fresh = new Set(rows.map((r) => r.eventId));
+        const toApply: Pending[] = [];
         for (const p of batch) {
           // The first of several deliveries of one event in a batch is the one that applies.
-          if (!fresh.delete(p.event.id)) {
-            p.outcome = "duplicate";
+          if (fresh.delete(p.event.id)) toApply.push(p);
+          else p.outcome = "duplicate";
+        }
+        for (let i = 0; i < toApply.length; ) {
+          const p = toApply[i] as Pending;
+          const handler = p.handler;
+          if (typeof handler === "function") {
+            await context.with(p.ctx, () => handler(p.message, tx, p.event));
+            i++;
             continue;
           }
-          await context.with(p.ctx, () => p.handler(p.message, tx, p.event));
-          p.outcome = "applied";
+          // A run of consecutive events of this batch handler's type goes in one call.
+          let end = i + 1;
+          while (end < toApply.length && toApply[end]?.handler === handler) end++;
+          const run = toApply.slice(i, end);
+          await context.with(p.ctx, () => handler.batch(run.map(batchItem), tx));
+          i = end;
         }
+        for (const p of toApply) p.outcome = "applied";
       });
     } catch (error) {
       if (batch.length === 1 && batch[0]) batch[0].outcome = { error };
@@ -239,6 +269,10 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
       await context.with(p.ctx, () => settle(p)).catch((e) => unsettled(e, p.event.id));
       p.span.end();
     }
+  }
+
+  function batchItem(p: Pending): BatchItem {
+    return { message: p.message, event: p.event };
   }
 
   async function applyEachInSavepoint(batch: Pending[]): Promise<void> {
@@ -254,7 +288,9 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
                   .onConflictDoNothing()
                   .returning({ eventId: inbox.eventId });
                 if (rows.length === 0) return false;
-                await p.handler(p.message, sp, p.event);
+                const handler = p.handler;
+                if (typeof handler === "function") await handler(p.message, sp, p.event);
+                else await handler.batch([batchItem(p)], sp);
                 return true;
               });
               p.outcome = fresh ? "applied" : "duplicate";

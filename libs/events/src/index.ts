@@ -1,5 +1,7 @@
 export { type EventsConfig, eventsEnvShape, toEventsConfig } from "./config.js";
 export {
+  type BatchEventHandler,
+  type BatchItem,
   createEventConsumer,
   DeadLetterHeaders,
   type EventConsumer,

@@ -12,5 +12,8 @@ export async function connectNats(url: string, name: string): Promise<NatsConnec
     reconnectTimeWait: 250,
     waitOnFirstConnect: true,
     timeout: 5_000,
+    // Without this, every request (each JetStream publish waits on one) builds two Error
+    // objects up front just to keep their stacks: a tenth of the relay's CPU.
+    noAsyncTraces: true,
   });
 }
