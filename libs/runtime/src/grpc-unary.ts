@@ -25,6 +25,10 @@ import { LazyHeaders } from "./lazy-headers.js";
  * it aborts (building a DOMException) at the end of every call. Those were most of the cost
  * of a small call (issue 7's profile). Everything else (streaming methods, gRPC-Web, Connect,
  * JSON, compression, HTTP/1.1) declines here and goes through the Connect adapter unchanged.
+ *
+ * It uses `@connectrpc/connect/protocol-grpc` helpers (timeout parsing, trailer status), which
+ * Connect marks internal: the runtime pins `@connectrpc/connect` to an exact version, and the
+ * equivalence test (`grpc-unary.test.ts`) is what tells whether an upgrade changed the wire.
  */
 
 type UnarySpec = Extract<MethodImplSpec, { kind: "unary" }>;
