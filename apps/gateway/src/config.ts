@@ -1,0 +1,84 @@
+import { parseEnv } from "@meshwork/runtime";
+import { z } from "zod";
+
+/**
+ * `UPSTREAMS`: endpoints per cluster (a cluster is a service's short name, `users` for
+ * `meshwork.users.v1.UserService`), e.g.
+ * `users=http://127.0.0.1:50051,http://127.0.0.1:50061;notifications=http://127.0.0.1:50055`.
+ */
+export function parseUpstreams(text: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const part of text.split(";").map((p) => p.trim())) {
+    if (!part) continue;
+    const eq = part.indexOf("=");
+    const name = part.slice(0, eq).trim();
+    if (eq <= 0 || !/^[a-z][a-z0-9_.-]*$/.test(name)) {
+      throw new Error(`UPSTREAMS: expected <cluster>=<url>[,<url>...], got ${JSON.stringify(part)}`);
+    }
+    out[name] = part
+      .slice(eq + 1)
+      .split(",")
+      .map((u) => u.trim())
+      .filter(Boolean)
+      .map((u) => {
+        const url = new URL(u);
+        if (url.protocol !== "http:")
+          throw new Error(`UPSTREAMS: ${name}: only http:// (h2c) endpoints, got ${u}`);
+        return url.origin;
+      });
+  }
+  return out;
+}
+
+const shape = {
+  HOST: z.string().min(1).default("127.0.0.1"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** Loopback by default, as Envoy's admin should be. */
+  ADMIN_HOST: z.string().min(1).default("127.0.0.1"),
+  ADMIN_PORT: z.coerce.number().int().min(0).max(65535).default(9901),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  UPSTREAMS: z
+    .string()
+    .default("users=http://127.0.0.1:50051;notifications=http://127.0.0.1:50055")
+    .transform((text, ctx) => {
+      try {
+        return parseUpstreams(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    }),
+  /** Deadline of a call whose client sets none. */
+  DEFAULT_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
+  /** Longest deadline a client may ask for; longer ones are cut to this. */
+  MAX_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
+  SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+};
+
+export interface GatewayConfig {
+  host: string;
+  port: number;
+  adminHost: string;
+  adminPort: number;
+  logLevel: string;
+  upstreams: Record<string, string[]>;
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  shutdownGraceMs: number;
+}
+
+/** Reads the gateway's configuration from the environment, once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
+  const e = parseEnv(shape, env);
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    adminHost: e.ADMIN_HOST,
+    adminPort: e.ADMIN_PORT,
+    logLevel: e.LOG_LEVEL,
+    upstreams: e.UPSTREAMS,
+    defaultTimeoutMs: e.DEFAULT_TIMEOUT_MS,
+    maxTimeoutMs: e.MAX_TIMEOUT_MS,
+    shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+  };
+}

@@ -1,0 +1,352 @@
+import net from "node:net";
+import { Writable } from "node:stream";
+import { create } from "@bufbuild/protobuf";
+import { timestampFromMs } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
+import { meshworkFiles, platformFiles } from "@meshwork/contracts";
+import { Health, HealthCheckResponse_ServingStatus as HS } from "@meshwork/contracts/grpc/health/v1/health";
+import {
+  file_meshwork_users_v1_users,
+  UserSchema,
+  UserService,
+} from "@meshwork/contracts/meshwork/users/v1/users";
+import { createService, type Service } from "@meshwork/runtime";
+import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type GatewayConfig, parseUpstreams } from "./config.js";
+import { createGateway, type Gateway } from "./gateway.js";
+
+const OK = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
+const MISSING = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a12";
+const SLOW = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a14";
+
+function sink() {
+  const lines: Array<Record<string, unknown>> = [];
+  const destination = new Writable({
+    write(chunk, _e, cb) {
+      for (const l of String(chunk).split("\n")) if (l) lines.push(JSON.parse(l));
+      cb();
+    },
+  });
+  return { lines, destination };
+}
+
+/** An in-memory users service: the upstream. It echoes what the gateway sent it. */
+async function startUpstream(): Promise<{
+  service: Service;
+  url: string;
+  seen: Array<Record<string, string | null>>;
+}> {
+  const seen: Array<Record<string, string | null>> = [];
+  const service = createService({
+    name: "users",
+    config: {
+      host: "127.0.0.1",
+      port: 0,
+      logLevel: "silent",
+      shutdownGraceMs: 1_000,
+      healthCheckIntervalMs: 60_000,
+      readMaxBytes: 1024 * 1024,
+      tracesExporter: "none",
+      otlpEndpoint: undefined,
+      sampleRatio: 1,
+    },
+    files: [file_meshwork_users_v1_users],
+    services: [UserService],
+    logger: createLogger({ service: "users", level: "silent" }),
+    telemetry: createTelemetry({ serviceName: "users" }),
+    routes(router) {
+      router.service(UserService, {
+        async getUser(req, ctx) {
+          seen.push({
+            "x-request-id": ctx.requestHeader.get("x-request-id"),
+            "grpc-timeout": ctx.requestHeader.get("grpc-timeout"),
+            "connect-timeout-ms": ctx.requestHeader.get("connect-timeout-ms"),
+            traceparent: ctx.requestHeader.get("traceparent"),
+          });
+          if (req.id === SLOW) {
+            await new Promise<void>((resolve) => {
+              ctx.signal.addEventListener("abort", () => resolve(), { once: true });
+              setTimeout(resolve, 5_000).unref();
+            });
+          }
+          if (req.id !== OK && req.id !== SLOW) throw new ConnectError("user is missing", Code.NotFound);
+          ctx.responseTrailer.set("x-upstream-trailer", "kept");
+          return {
+            user: create(UserSchema, {
+              id: req.id,
+              email: "a@example.com",
+              createTime: timestampFromMs(Date.UTC(2026, 0, 1)),
+            }),
+          };
+        },
+        async listUsers() {
+          return { users: [], nextPageToken: "" };
+        },
+        async registerUser() {
+          throw new ConnectError("not here", Code.Unimplemented);
+        },
+        async login() {
+          throw new ConnectError("not here", Code.Unimplemented);
+        },
+      });
+    },
+  });
+  const { url } = await service.start();
+  return { service, url, seen };
+}
+
+/** A port nothing listens on. */
+async function deadPort(): Promise<number> {
+  const s = net.createServer();
+  await new Promise<void>((r) => s.listen(0, "127.0.0.1", r));
+  const port = (s.address() as net.AddressInfo).port;
+  await new Promise<void>((r) => s.close(() => r()));
+  return port;
+}
+
+describe("gateway (real sockets, a real upstream service)", () => {
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let gateway: Gateway;
+  let url: string;
+  let adminUrl: string;
+  let port: number;
+  let dead: number;
+  const log = sink();
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    dead = await deadPort();
+    const config: GatewayConfig = {
+      host: "127.0.0.1",
+      port: 0,
+      adminHost: "127.0.0.1",
+      adminPort: 0,
+      logLevel: "info",
+      upstreams: parseUpstreams(
+        // users: a dead endpoint first, then the live one (outlier ejection moves traffic);
+        // health: routed to the same service, for a server-streaming call;
+        // notifications: nothing answers.
+        `users=http://127.0.0.1:${dead},${upstream.url};grpc.health.v1=${upstream.url};notifications=http://127.0.0.1:${dead}`,
+      ),
+      defaultTimeoutMs: 400,
+      maxTimeoutMs: 2_000,
+      shutdownGraceMs: 1_000,
+    };
+    gateway = createGateway({
+      config,
+      files: [...meshworkFiles, ...platformFiles],
+      logger: createLogger({ service: "gateway", destination: log.destination }),
+      outlier: { consecutiveFailures: 3, baseEjectionMs: 60_000, maxEjectionMs: 60_000 },
+    });
+    ({ url, adminUrl, port } = await gateway.start());
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.service.shutdown();
+  });
+
+  it("ejects the dead endpoint after consecutive failures, then serves every call from the live one", async () => {
+    const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+    const outcomes: string[] = [];
+    for (let i = 0; i < 10; i++) {
+      outcomes.push(
+        await users.getUser({ id: OK }).then(
+          () => "ok",
+          (e: unknown) => Code[ConnectError.from(e).code] ?? "?",
+        ),
+      );
+    }
+    // Least-request picks the first endpoint while both are idle: three failures eject it.
+    expect(outcomes).toEqual(["Unavailable", "Unavailable", "Unavailable", ...Array(7).fill("ok")]);
+    const clusters = (await (await fetch(`${adminUrl}/clusters?format=json`)).json()) as {
+      clusters: Array<{
+        name: string;
+        endpoints: Array<{ url: string; ejected: boolean; rq_total: number }>;
+      }>;
+    };
+    const users_ = clusters.clusters.find((c) => c.name === "users");
+    expect(users_?.endpoints.map((e) => e.ejected)).toEqual([true, false]);
+    expect(users_?.endpoints[1]?.rq_total).toBe(7);
+    const text = await (await fetch(`${adminUrl}/clusters`)).text();
+    expect(text).toContain(`users::127.0.0.1:${dead}::health_flags::/failed_outlier_check`);
+  });
+
+  it("forwards gRPC (grpc-js), with status, message, trailers, a request id and the deadline upstream", async () => {
+    const pkg = loadGrpcJsPackage("meshwork/users/v1/users.proto");
+    const client = grpcJsClient(pkg, "meshwork.users.v1.UserService", `127.0.0.1:${port}`);
+    try {
+      const before = upstream.seen.length;
+      const ok = await grpcJsUnary<{ user: { id: string } }>(
+        client,
+        "GetUser",
+        { id: OK },
+        {
+          metadata: { "x-request-id": "req-from-client-1" },
+        },
+      );
+      expect(ok.user.id).toBe(OK);
+      expect(upstream.seen[before]).toMatchObject({
+        "x-request-id": "req-from-client-1",
+        "grpc-timeout": "400m",
+      });
+      expect(upstream.seen[before]?.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+      const err = await grpcJsUnary(client, "GetUser", { id: MISSING }).catch((e: grpc.ServiceError) => e);
+      expect(err).toMatchObject({ code: grpc.status.NOT_FOUND, details: "user is missing" });
+      // A generated id when the client sends none (or a malformed one).
+      await grpcJsUnary(
+        client,
+        "GetUser",
+        { id: OK },
+        { metadata: { "x-request-id": "bad id with spaces" } },
+      );
+      expect(upstream.seen.at(-1)?.["x-request-id"]).toMatch(/^[0-9a-f-]{36}$/);
+    } finally {
+      client.close();
+    }
+    const line = await waitFor(() =>
+      log.lines.find((l) => l.msg === "access" && l.request_id === "req-from-client-1"),
+    );
+    expect(line).toMatchObject({
+      method: "/meshwork.users.v1.UserService/GetUser",
+      protocol: "grpc",
+      status: "OK",
+    });
+    expect(typeof line.duration_ms).toBe("number");
+    expect(line.bytes_out).toBeGreaterThan(0);
+  });
+
+  it("forwards Connect (binary over h2, JSON over HTTP/1.1 with fetch) and gRPC-Web", async () => {
+    for (const transport of [
+      createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true }),
+      createGrpcWebTransport({ baseUrl: url, httpVersion: "1.1" }),
+      createGrpcWebTransport({ baseUrl: url, httpVersion: "2" }),
+    ]) {
+      const users = createClient(UserService, transport);
+      expect((await users.getUser({ id: OK })).user?.id).toBe(OK);
+      await expect(users.getUser({ id: MISSING })).rejects.toMatchObject({ code: Code.NotFound });
+    }
+    const res = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-request-id": "curl-1" },
+      body: JSON.stringify({ id: OK }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("x-request-id")).toBe("curl-1");
+    expect(((await res.json()) as { user: { id: string } }).user.id).toBe(OK);
+    const invalid = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{not json",
+    });
+    expect(invalid.status).toBe(400);
+    expect(((await invalid.json()) as { code: string }).code).toBe("invalid_argument");
+  });
+
+  it("forwards a server stream with its messages and trailers", async () => {
+    const health = createClient(Health, createGrpcTransport({ baseUrl: url }));
+    const abort = new AbortController();
+    const statuses: HS[] = [];
+    for await (const r of health.watch({ service: "" }, { signal: abort.signal, timeoutMs: 2_000 })) {
+      statuses.push(r.status);
+      if (statuses.length === 1) break;
+    }
+    expect(statuses).toEqual([HS.SERVING]);
+    const check = await createClient(Health, createGrpcTransport({ baseUrl: url })).check({ service: "" });
+    expect(check.status).toBe(HS.SERVING);
+  });
+
+  it("answers UNIMPLEMENTED for an unknown route and UNAVAILABLE at once for a dead upstream, in the client's protocol", async () => {
+    const pkg = loadGrpcJsPackage("meshwork/users/v1/users.proto");
+    const stray = grpcJsClient(pkg, "meshwork.users.v1.UserService", `127.0.0.1:${port}`);
+    try {
+      // grpc-js speaks to a path no route covers: a made-up service with the users shape.
+      const fn = (
+        stray as unknown as { makeUnaryRequest: grpc.Client["makeUnaryRequest"] }
+      ).makeUnaryRequest.bind(stray);
+      const err = await new Promise<grpc.ServiceError>((resolve) =>
+        fn(
+          "/meshwork.nope.v1.NopeService/Nope",
+          (x: Buffer) => x,
+          (x: Buffer) => x,
+          Buffer.alloc(0),
+          (e) => resolve(e as grpc.ServiceError),
+        ),
+      );
+      expect(err).toMatchObject({ code: grpc.status.UNIMPLEMENTED });
+      expect(err.details).toContain("no route for /meshwork.nope.v1.NopeService/Nope");
+    } finally {
+      stray.close();
+    }
+    const res = await fetch(`${url}/meshwork.nope.v1.NopeService/Nope`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{}",
+    });
+    expect(res.status).toBe(501);
+    expect(await res.json()).toMatchObject({ code: "unimplemented" });
+
+    const began = Date.now();
+    const notifications = await fetch(
+      `${url}/meshwork.notifications.v1.NotificationService/ListNotifications`,
+      {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      },
+    );
+    expect(notifications.status).toBe(503);
+    expect(await notifications.json()).toMatchObject({ code: "unavailable" });
+    expect(Date.now() - began).toBeLessThan(1_000);
+  });
+
+  it("ends a slow call with DEADLINE_EXCEEDED at the route's default deadline, and honours a client's shorter one", async () => {
+    let began = Date.now();
+    const res = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id: SLOW }),
+    });
+    expect(await res.json()).toMatchObject({ code: "deadline_exceeded" });
+    expect(Date.now() - began).toBeGreaterThanOrEqual(350);
+    expect(Date.now() - began).toBeLessThan(2_000);
+    const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+    began = Date.now();
+    await expect(users.getUser({ id: SLOW }, { timeoutMs: 150 })).rejects.toMatchObject({
+      code: Code.DeadlineExceeded,
+    });
+    expect(Date.now() - began).toBeLessThan(350);
+  });
+
+  it("serves its admin endpoints: ready, config dump, Prometheus stats", async () => {
+    expect(await (await fetch(`${adminUrl}/ready`)).text()).toBe("LIVE\n");
+    const dump = (await (await fetch(`${adminUrl}/config_dump`)).json()) as {
+      routes: Array<{ prefix: string; cluster: string }>;
+      defaultTimeoutMs: number;
+    };
+    expect(dump.routes).toContainEqual(
+      expect.objectContaining({ prefix: "/meshwork.users.v1.UserService/", cluster: "users" }),
+    );
+    expect(dump.defaultTimeoutMs).toBe(400);
+    const stats = await (await fetch(`${adminUrl}/stats/prometheus`)).text();
+    expect(stats).toMatch(
+      /gateway_requests_total\{[^}]*route="meshwork.users.v1.UserService"[^}]*code="OK"[^}]*\} \d+/,
+    );
+    expect(stats).toMatch(/gateway_duration_bucket\{/);
+    expect((await fetch(`${adminUrl}/nope`)).status).toBe(404);
+  });
+});
+
+describe("grpcMessage", () => {
+  it("percent-encodes what the gRPC spec says and nothing else", async () => {
+    const { grpcMessage } = await import("./errors.js");
+    expect(grpcMessage("no route for /a.B/C")).toBe("no route for /a.B/C");
+    expect(grpcMessage("100% sûr\n")).toBe("100%25 s%C3%BBr%0A");
+  });
+});

@@ -1,0 +1,116 @@
+import type http from "node:http";
+import type { DescFile } from "@bufbuild/protobuf";
+import { meshworkFiles } from "@meshwork/contracts";
+import { createListener, type Listener } from "@meshwork/runtime";
+import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
+import type { Attributes } from "@opentelemetry/api";
+import { createAdminServer } from "./admin.js";
+import type { GatewayConfig } from "./config.js";
+import { createProxy } from "./proxy.js";
+import { buildRoutes, type Route } from "./routes.js";
+import { type OutlierPolicy, Upstreams } from "./upstreams.js";
+
+export interface GatewayOptions {
+  config: GatewayConfig;
+  /** The contracts routed: a route per service. Default: every Meshwork contract. */
+  files?: readonly DescFile[];
+  logger?: Logger;
+  telemetry?: Telemetry;
+  outlier?: OutlierPolicy;
+}
+
+export interface Gateway {
+  readonly logger: Logger;
+  readonly upstreams: Upstreams;
+  readonly routes: readonly Route[];
+  /** Binds both listeners; resolves with the bound ports. */
+  start(): Promise<{ port: number; url: string; adminPort: number; adminUrl: string }>;
+  /** Stops taking calls, lets those in flight finish (up to the grace period), closes. */
+  stop(): Promise<void>;
+}
+
+/**
+ * The gateway: one public port (HTTP/1.1 and h2c, sniffed per connection) that forwards every
+ * call by its service prefix to an endpoint of that service's cluster, plus the admin listener.
+ */
+export function createGateway(options: GatewayOptions): Gateway {
+  const { config } = options;
+  const logger = options.logger ?? createLogger({ service: "gateway", level: config.logLevel });
+  const telemetry = options.telemetry ?? createTelemetry({ serviceName: "gateway" });
+  const routes = buildRoutes(options.files ?? meshworkFiles);
+  const table = new Map(routes.map((r) => [r.prefix, r]));
+  const upstreams = new Upstreams(config.upstreams, options.outlier);
+
+  const counts = new Map<string, { attrs: Attributes; n: number }>();
+  telemetry.meter
+    .createObservableCounter("gateway.requests", { description: "Calls answered, by route and outcome" })
+    .addCallback((r) => {
+      for (const { attrs, n } of counts.values()) r.observe(n, attrs);
+    });
+  const proxy = createProxy({
+    routes: table,
+    upstreams,
+    defaultTimeoutMs: config.defaultTimeoutMs,
+    maxTimeoutMs: config.maxTimeoutMs,
+    logger,
+    tracer: telemetry.tracer,
+    duration: telemetry.createBoundHistogram("gateway.duration", {
+      description: "Time from a call's headers to its last byte, at the gateway",
+      unit: "s",
+      boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+    }),
+    count(route, code) {
+      const key = `${route}\u0000${code}`;
+      const entry = counts.get(key);
+      if (entry) entry.n++;
+      else counts.set(key, { attrs: { route, code }, n: 1 });
+    },
+  });
+
+  let ready = false;
+  const listener: Listener = createListener({
+    streamHandler(stream, headers) {
+      proxy.stream(stream, headers);
+      return true;
+    },
+    handler(req, res) {
+      proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
+    },
+  });
+  const admin = createAdminServer({
+    routes,
+    upstreams,
+    telemetry,
+    ready: () => ready,
+    config: { defaultTimeoutMs: config.defaultTimeoutMs, maxTimeoutMs: config.maxTimeoutMs },
+  });
+
+  return {
+    logger,
+    upstreams,
+    routes,
+    async start() {
+      const port = await listener.listen(config.port, config.host);
+      const adminPort = await new Promise<number>((resolve, reject) => {
+        admin.once("error", reject);
+        admin.listen(config.adminPort, config.adminHost, () => {
+          const a = admin.address();
+          resolve(typeof a === "object" && a ? a.port : config.adminPort);
+        });
+      });
+      ready = true;
+      const url = `http://${config.host}:${port}`;
+      const adminUrl = `http://${config.adminHost}:${adminPort}`;
+      logger.info({ port, url, adminPort, adminUrl, routes: routes.length }, "listening");
+      return { port, url, adminPort, adminUrl };
+    },
+    async stop() {
+      ready = false;
+      await listener.close(config.shutdownGraceMs);
+      upstreams.close();
+      await new Promise<void>((resolve) => admin.close(() => resolve()));
+      admin.closeAllConnections();
+      await telemetry.shutdown();
+    },
+  };
+}

@@ -1,0 +1,397 @@
+import { randomUUID } from "node:crypto";
+import type http from "node:http";
+import http2 from "node:http2";
+import type { Readable } from "node:stream";
+import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
+import type { BoundHistogram, Logger } from "@meshwork/telemetry";
+import {
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type TextMapGetter,
+  type TextMapSetter,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import { Code, errorAnswer, type Protocol, protocolOf } from "./errors.js";
+import { matchRoute, type Route } from "./routes.js";
+import type { Endpoint, Upstreams } from "./upstreams.js";
+
+export interface ProxyOptions {
+  routes: ReadonlyMap<string, Route>;
+  upstreams: Upstreams;
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  logger: Logger;
+  tracer: Tracer;
+  duration: BoundHistogram;
+  /** Counts answers by route and code (or HTTP status). */
+  count(route: string, code: string): void;
+}
+
+// Connection-specific headers (RFC 9113 8.2.2) and what the gateway sets itself.
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+  "host",
+]);
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+
+const getter: TextMapGetter<http2.IncomingHttpHeaders> = {
+  get: (carrier, key) => {
+    const v = carrier[key];
+    return Array.isArray(v) ? v[0] : v;
+  },
+  keys: (carrier) => Object.keys(carrier),
+};
+const setter: TextMapSetter<http2.OutgoingHttpHeaders> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+/** The client side of one proxied call, over HTTP/2 or HTTP/1.1. */
+interface Downstream {
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly body: Readable;
+  readonly h2: boolean;
+  /** Starts the response; with `trailers`, `finish` later sends them (HTTP/2 only). */
+  respond(status: number, headers: http2.OutgoingHttpHeaders, end: boolean, trailers: boolean): void;
+  write(chunk: Buffer): boolean;
+  onDrain(fn: () => void): void;
+  finish(trailers: http2.OutgoingHttpHeaders | undefined): void;
+  /** Ends it abruptly (the upstream failed mid-response). */
+  reset(): void;
+  onGone(fn: () => void): void;
+  readonly headersSent: boolean;
+}
+
+/** The gateway's request handling: route, pick an endpoint, forward frames both ways. */
+export function createProxy(options: ProxyOptions) {
+  const { routes, upstreams, logger, tracer } = options;
+  const durations = new Map<string, (seconds: number) => void>();
+  const recordDuration = (route: string, seconds: number) => {
+    let record = durations.get(route);
+    if (!record) {
+      record = options.duration.bind({ route });
+      durations.set(route, record);
+    }
+    record(seconds);
+  };
+
+  /** The call's deadline in ms: the client's, capped, or the default. */
+  function deadlineOf(headers: http2.IncomingHttpHeaders): { ms: number; error?: string } {
+    const grpc = headers["grpc-timeout"];
+    const connect = headers["connect-timeout-ms"];
+    let ms: number | undefined;
+    if (typeof grpc === "string") {
+      const t = parseTimeout(grpc, Number.MAX_SAFE_INTEGER);
+      if (t.error) return { ms: 0, error: t.error.rawMessage };
+      ms = t.timeoutMs;
+    } else if (typeof connect === "string") {
+      if (!/^\d{1,10}$/.test(connect)) return { ms: 0, error: `invalid connect-timeout-ms: ${connect}` };
+      ms = Number(connect);
+    }
+    return { ms: Math.min(ms ?? options.defaultTimeoutMs, options.maxTimeoutMs) };
+  }
+
+  function forward(down: Downstream): void {
+    const started = performance.now();
+    const headers = down.headers;
+    const method = String(headers[":method"] ?? "GET");
+    const path = String(headers[":path"] ?? "/");
+    const contentType = headers["content-type"] as string | undefined;
+    const protocol: Protocol = protocolOf(contentType);
+    const incomingId = headers["x-request-id"];
+    const requestId =
+      typeof incomingId === "string" && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
+    const route = matchRoute(routes, path.split("?", 1)[0] ?? path);
+    const routeName = route?.service ?? "(none)";
+
+    const parent = propagation.extract(ROOT_CONTEXT, headers, getter);
+    const span = tracer.startSpan(
+      route ? `gateway ${route.service}` : "gateway (no route)",
+      { kind: SpanKind.SERVER, attributes: { "http.request.method": method, "url.path": path } },
+      parent,
+    );
+    const ctx: Context = trace.setSpan(parent, span);
+
+    let endpoint: Endpoint | undefined;
+    let status = "";
+    let bytesIn = 0;
+    let bytesOut = 0;
+    let done = false;
+    let timer: NodeJS.Timeout | undefined;
+    let upstream: http2.ClientHttp2Stream | undefined;
+
+    const complete = (outcome: string, failure: boolean) => {
+      if (done) return;
+      done = true;
+      if (timer) clearTimeout(timer);
+      if (endpoint) endpoint.active--;
+      status = outcome;
+      const elapsed = performance.now() - started;
+      options.count(routeName, outcome);
+      recordDuration(routeName, elapsed / 1000);
+      if (failure) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      span.setAttribute("rpc.outcome", outcome);
+      span.end();
+      context.with(ctx, () =>
+        logger.info(
+          {
+            method: path,
+            protocol,
+            status,
+            upstream: endpoint?.url,
+            duration_ms: Math.round(elapsed * 1000) / 1000,
+            bytes_in: bytesIn,
+            bytes_out: bytesOut,
+            request_id: requestId,
+          },
+          "access",
+        ),
+      );
+    };
+
+    /** Answers on the gateway's own behalf, unless the response has begun (then resets). */
+    const fail = (code: Code, message: string) => {
+      upstream?.close(http2.constants.NGHTTP2_CANCEL);
+      if (!down.headersSent) {
+        const a = errorAnswer(protocol, contentType, code, message);
+        down.respond(a.status, { ...a.headers, "x-request-id": requestId }, a.body === undefined, false);
+        if (a.body) {
+          down.write(a.body);
+          down.finish(undefined);
+        }
+      } else {
+        down.reset();
+      }
+      complete(Code[code], code === Code.Unavailable || code === Code.DeadlineExceeded);
+    };
+
+    down.onGone(() => {
+      if (done) return;
+      upstream?.close(http2.constants.NGHTTP2_CANCEL);
+      complete("client_gone", false);
+    });
+
+    if (!route) {
+      down.body.resume();
+      fail(Code.Unimplemented, `no route for ${path}`);
+      return;
+    }
+    const deadline = deadlineOf(headers);
+    if (deadline.error) {
+      down.body.resume();
+      fail(Code.InvalidArgument, deadline.error);
+      return;
+    }
+    endpoint = upstreams.pick(route.cluster);
+    if (!endpoint) {
+      down.body.resume();
+      fail(Code.Unavailable, `no endpoint for cluster ${route.cluster}`);
+      return;
+    }
+    const chosen = endpoint;
+    chosen.active++;
+    chosen.total++;
+    span.setAttribute("meshwork.upstream", chosen.url);
+
+    const upHeaders: http2.OutgoingHttpHeaders = {};
+    for (const [k, v] of Object.entries(headers)) {
+      if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":")) continue;
+      upHeaders[k] = v;
+    }
+    upHeaders[":method"] = method;
+    upHeaders[":path"] = path;
+    upHeaders[":scheme"] = "http";
+    upHeaders[":authority"] = new URL(chosen.url).host;
+    upHeaders["x-request-id"] = requestId;
+    upHeaders["x-forwarded-host"] = String(headers[":authority"] ?? headers.host ?? "");
+    // The upstream learns the deadline the gateway enforces, in the client's protocol.
+    delete upHeaders["grpc-timeout"];
+    delete upHeaders["connect-timeout-ms"];
+    if (protocol === "connect" || protocol === "connect-stream")
+      upHeaders["connect-timeout-ms"] = String(deadline.ms);
+    else upHeaders["grpc-timeout"] = `${deadline.ms}m`;
+    propagation.inject(ctx, upHeaders, setter);
+
+    timer = setTimeout(
+      () => fail(Code.DeadlineExceeded, `deadline of ${deadline.ms} ms exceeded at the gateway`),
+      deadline.ms,
+    );
+
+    let up: http2.ClientHttp2Stream;
+    try {
+      up = upstreams.session(chosen).request(upHeaders);
+    } catch (err) {
+      upstreams.failed(chosen);
+      fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${(err as Error).message}`);
+      return;
+    }
+    upstream = up;
+
+    // Request body: client -> upstream, with backpressure.
+    down.body.on("data", (chunk: Buffer) => {
+      bytesIn += chunk.length;
+      if (!up.write(chunk)) {
+        down.body.pause();
+        up.once("drain", () => down.body.resume());
+      }
+    });
+    down.body.once("end", () => up.end());
+
+    let grpcStatus: string | undefined;
+    up.once("response", (h, flags) => {
+      if (done) return;
+      const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+      const out: http2.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(h)) {
+        if (v === undefined || HOP_BY_HOP.has(k) || (k.startsWith(":") && k !== ":status")) continue;
+        out[k] = v;
+      }
+      out["x-request-id"] = requestId;
+      const httpStatus = Number(h[":status"] ?? 502);
+      if (typeof h["grpc-status"] === "string") grpcStatus = h["grpc-status"];
+      const isGrpc =
+        String(h["content-type"] ?? "").startsWith("application/grpc") &&
+        !String(h["content-type"]).startsWith("application/grpc-web");
+      down.respond(httpStatus, out, endStream, isGrpc && !endStream && down.h2);
+      if (endStream) {
+        settle(httpStatus);
+        return;
+      }
+      up.on("data", (chunk: Buffer) => {
+        bytesOut += chunk.length;
+        if (!down.write(chunk)) {
+          up.pause();
+          down.onDrain(() => up.resume());
+        }
+      });
+    });
+    let trailers: http2.IncomingHttpHeaders | undefined;
+    up.once("trailers", (t) => {
+      trailers = t;
+      if (typeof t["grpc-status"] === "string") grpcStatus = t["grpc-status"];
+    });
+    up.once("end", () => {
+      if (done) return;
+      const out: http2.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(trailers ?? {}))
+        if (v !== undefined && !k.startsWith(":")) out[k] = v;
+      down.finish(out);
+      settle(200);
+    });
+    up.once("error", (err: NodeJS.ErrnoException) => {
+      if (done) return;
+      upstreams.failed(chosen);
+      fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${err.code ?? err.message}`);
+    });
+    up.once("close", () => {
+      if (done) return;
+      // Reset by the upstream without an answer (REFUSED_STREAM after GOAWAY, a crash).
+      upstreams.failed(chosen);
+      fail(Code.Unavailable, `upstream ${route.cluster} reset the stream (code ${up.rstCode})`);
+    });
+
+    function settle(httpStatus: number) {
+      const unavailable = grpcStatus === String(Code.Unavailable) || httpStatus === 503;
+      if (unavailable) upstreams.failed(chosen);
+      else upstreams.succeeded(chosen);
+      const outcome =
+        grpcStatus !== undefined ? (Code[Number(grpcStatus)] ?? grpcStatus) : `http_${httpStatus}`;
+      complete(outcome === "0" ? "OK" : outcome, unavailable);
+    }
+  }
+
+  return {
+    /** An HTTP/2 stream from the listener. */
+    stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+      stream.on("error", () => {});
+      let pendingTrailers: http2.OutgoingHttpHeaders | undefined;
+      let wantsTrailers = false;
+      forward({
+        headers,
+        body: stream,
+        h2: true,
+        get headersSent() {
+          return stream.headersSent;
+        },
+        respond(status, h, end, trailers) {
+          if (stream.destroyed) return;
+          wantsTrailers = trailers;
+          stream.respond({ ...h, ":status": status }, { endStream: end, waitForTrailers: trailers });
+          if (trailers) {
+            stream.once("wantTrailers", () => {
+              try {
+                stream.sendTrailers(pendingTrailers ?? { "grpc-status": String(Code.Internal) });
+              } catch {
+                stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+              }
+            });
+          }
+        },
+        write: (chunk) => stream.destroyed || stream.write(chunk),
+        onDrain: (fn) => stream.once("drain", fn),
+        finish(trailers) {
+          pendingTrailers = trailers;
+          if (!stream.destroyed && !stream.writableEnded) stream.end();
+          if (!wantsTrailers) pendingTrailers = undefined;
+        },
+        reset: () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
+        onGone(fn) {
+          stream.once("close", () => {
+            if (!stream.writableFinished) fn();
+          });
+        },
+      });
+    },
+
+    /** An HTTP/1.1 request from the listener (Connect unary, gRPC-Web, plain fetch). */
+    request(req: http.IncomingMessage, res: http.ServerResponse): void {
+      const headers: http2.IncomingHttpHeaders = {
+        ...req.headers,
+        ":method": req.method ?? "GET",
+        ":path": req.url ?? "/",
+        ":authority": req.headers.host ?? "",
+      };
+      forward({
+        headers,
+        body: req,
+        h2: false,
+        get headersSent() {
+          return res.headersSent;
+        },
+        respond(status, h, end) {
+          const plain: Record<string, string | string[]> = {};
+          for (const [k, v] of Object.entries(h))
+            if (v !== undefined && !k.startsWith(":")) plain[k] = v as string | string[];
+          res.writeHead(status, plain);
+          if (end) res.end();
+        },
+        write: (chunk) => res.write(chunk),
+        onDrain: (fn) => res.once("drain", fn),
+        finish: () => {
+          if (!res.writableEnded) res.end();
+        },
+        reset: () => res.destroy(),
+        onGone(fn) {
+          res.once("close", () => {
+            if (!res.writableFinished) fn();
+          });
+        },
+      });
+    },
+  };
+}
+
+export type Proxy = ReturnType<typeof createProxy>;
+export type { Span };

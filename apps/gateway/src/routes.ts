@@ -1,0 +1,40 @@
+import type { DescFile } from "@bufbuild/protobuf";
+
+/** One route: every method of one service, by its `/<package>.<Service>/` path prefix. */
+export interface Route {
+  /** `/meshwork.users.v1.UserService/` */
+  prefix: string;
+  service: string;
+  /** The upstream cluster: the service's short name (`users`). */
+  cluster: string;
+  methods: string[];
+}
+
+/** `meshwork.users.v1` -> `users`; other packages keep their full name. */
+export function clusterOf(packageName: string): string {
+  const m = /^meshwork\.([a-z0-9_]+)\.v\d+$/.exec(packageName);
+  return m?.[1] ?? packageName;
+}
+
+/** The route table: a route per service of the contract files. */
+export function buildRoutes(files: readonly DescFile[]): Route[] {
+  const routes: Route[] = [];
+  for (const file of files) {
+    for (const service of file.services) {
+      routes.push({
+        prefix: `/${service.typeName}/`,
+        service: service.typeName,
+        cluster: clusterOf(file.proto.package),
+        methods: service.methods.map((m) => m.name),
+      });
+    }
+  }
+  return routes;
+}
+
+/** Finds the route of a request path (`/pkg.Service/Method`), or undefined. */
+export function matchRoute(table: ReadonlyMap<string, Route>, path: string): Route | undefined {
+  const end = path.indexOf("/", 1);
+  if (end < 0) return undefined;
+  return table.get(path.slice(0, end + 1));
+}
