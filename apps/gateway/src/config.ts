@@ -48,6 +48,12 @@ const shape = {
         return z.NEVER;
       }
     }),
+  /** The users service's signing keys; tokens are verified against them. */
+  JWKS_URL: z.url().default("http://127.0.0.1:50051/.well-known/jwks.json"),
+  /** After a fetch, an unknown `kid` waits this long before the key set is fetched again. */
+  JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).default(5_000),
+  JWT_ISSUER: z.string().min(1).default("meshwork-users"),
+  JWT_AUDIENCE: z.string().min(1).default("meshwork"),
   /** Deadline of a call whose client sets none. */
   DEFAULT_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   /** Longest deadline a client may ask for; longer ones are cut to this. */
@@ -62,6 +68,10 @@ export interface GatewayConfig {
   adminPort: number;
   logLevel: string;
   upstreams: Record<string, string[]>;
+  jwksUrl: string;
+  jwksCooldownMs: number;
+  jwtIssuer: string;
+  jwtAudience: string;
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
   shutdownGraceMs: number;
@@ -77,6 +87,10 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminPort: e.ADMIN_PORT,
     logLevel: e.LOG_LEVEL,
     upstreams: e.UPSTREAMS,
+    jwksUrl: e.JWKS_URL,
+    jwksCooldownMs: e.JWKS_COOLDOWN_MS,
+    jwtIssuer: e.JWT_ISSUER,
+    jwtAudience: e.JWT_AUDIENCE,
     defaultTimeoutMs: e.DEFAULT_TIMEOUT_MS,
     maxTimeoutMs: e.MAX_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -135,13 +135,26 @@ describe("gateway (real sockets, a real upstream service)", () => {
         // notifications: nothing answers.
         `users=http://127.0.0.1:${dead},${upstream.url};grpc.health.v1=${upstream.url};notifications=http://127.0.0.1:${dead}`,
       ),
+      jwksUrl: "http://127.0.0.1:1/unused",
+      jwksCooldownMs: 5_000,
+      jwtIssuer: "meshwork-users",
+      jwtAudience: "meshwork",
       defaultTimeoutMs: 400,
       maxTimeoutMs: 2_000,
       shutdownGraceMs: 1_000,
     };
+    const files = [...meshworkFiles, ...platformFiles];
     gateway = createGateway({
       config,
-      files: [...meshworkFiles, ...platformFiles],
+      files,
+      // Routing alone here: every method open (auth.int.test.ts covers the contracts' policies).
+      policies: new Map(
+        files.flatMap((f) =>
+          f.services.flatMap((s) =>
+            s.methods.map((m) => [`/${s.typeName}/${m.name}`, { kind: "public" } as const]),
+          ),
+        ),
+      ),
       logger: createLogger({ service: "gateway", destination: log.destination }),
       outlier: { consecutiveFailures: 3, baseEjectionMs: 60_000, maxEjectionMs: 60_000 },
     });

@@ -5,6 +5,7 @@ import { createListener, type Listener } from "@meshwork/runtime";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import type { Attributes } from "@opentelemetry/api";
 import { createAdminServer } from "./admin.js";
+import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
 import { createProxy } from "./proxy.js";
 import { buildRoutes, type Route } from "./routes.js";
@@ -14,6 +15,8 @@ export interface GatewayOptions {
   config: GatewayConfig;
   /** The contracts routed: a route per service. Default: every Meshwork contract. */
   files?: readonly DescFile[];
+  /** Access policies by method path, instead of the contracts' options (tests of routing alone). */
+  policies?: ReadonlyMap<string, Policy>;
   logger?: Logger;
   telemetry?: Telemetry;
   outlier?: OutlierPolicy;
@@ -47,8 +50,16 @@ export function createGateway(options: GatewayOptions): Gateway {
     .addCallback((r) => {
       for (const { attrs, n } of counts.values()) r.observe(n, attrs);
     });
+  const services = (options.files ?? meshworkFiles).flatMap((f) => f.services);
   const proxy = createProxy({
     routes: table,
+    policies: options.policies ?? policiesOf(services),
+    auth: createAuthenticator({
+      jwksUrl: config.jwksUrl,
+      cooldownMs: config.jwksCooldownMs,
+      issuer: config.jwtIssuer,
+      audience: config.jwtAudience,
+    }),
     upstreams,
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,

@@ -17,12 +17,16 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
+import { type Authenticator, type Identity, IdentityHeaders, type Policy } from "./auth.js";
 import { Code, errorAnswer, type Protocol, protocolOf } from "./errors.js";
 import { matchRoute, type Route } from "./routes.js";
 import type { Endpoint, Upstreams } from "./upstreams.js";
 
 export interface ProxyOptions {
   routes: ReadonlyMap<string, Route>;
+  /** Access policy per method path; a path under a route but not here is an unknown method. */
+  policies: ReadonlyMap<string, Policy>;
+  auth: Authenticator;
   upstreams: Upstreams;
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
@@ -44,6 +48,7 @@ const HOP_BY_HOP = new Set([
   "host",
 ]);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const IDENTITY = new Set<string>(Object.values(IdentityHeaders));
 
 const getter: TextMapGetter<http2.IncomingHttpHeaders> = {
   get: (carrier, key) => {
@@ -194,121 +199,153 @@ export function createProxy(options: ProxyOptions) {
       fail(Code.InvalidArgument, deadline.error);
       return;
     }
-    endpoint = upstreams.pick(route.cluster);
-    if (!endpoint) {
-      down.body.resume();
-      fail(Code.Unavailable, `no endpoint for cluster ${route.cluster}`);
-      return;
-    }
-    const chosen = endpoint;
-    chosen.active++;
-    chosen.total++;
-    span.setAttribute("meshwork.upstream", chosen.url);
-
-    const upHeaders: http2.OutgoingHttpHeaders = {};
-    for (const [k, v] of Object.entries(headers)) {
-      if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":")) continue;
-      upHeaders[k] = v;
-    }
-    upHeaders[":method"] = method;
-    upHeaders[":path"] = path;
-    upHeaders[":scheme"] = "http";
-    upHeaders[":authority"] = new URL(chosen.url).host;
-    upHeaders["x-request-id"] = requestId;
-    upHeaders["x-forwarded-host"] = String(headers[":authority"] ?? headers.host ?? "");
-    // The upstream learns the deadline the gateway enforces, in the client's protocol.
-    delete upHeaders["grpc-timeout"];
-    delete upHeaders["connect-timeout-ms"];
-    if (protocol === "connect" || protocol === "connect-stream")
-      upHeaders["connect-timeout-ms"] = String(deadline.ms);
-    else upHeaders["grpc-timeout"] = `${deadline.ms}m`;
-    propagation.inject(ctx, upHeaders, setter);
-
+    // The deadline runs from the call's arrival, authorization included.
+    const deadlineAt = started + deadline.ms;
     timer = setTimeout(
       () => fail(Code.DeadlineExceeded, `deadline of ${deadline.ms} ms exceeded at the gateway`),
       deadline.ms,
     );
-
-    let up: http2.ClientHttp2Stream;
-    try {
-      up = upstreams.session(chosen).request(upHeaders);
-    } catch (err) {
-      upstreams.failed(chosen);
-      fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${(err as Error).message}`);
+    const policy = options.policies.get(path.split("?", 1)[0] ?? path);
+    if (!policy) {
+      down.body.resume();
+      fail(Code.Unimplemented, `unknown method ${path}`);
       return;
     }
-    upstream = up;
+    options.auth.authorize(policy, headers.authorization as string | undefined).then(
+      (result) => {
+        if (done) return;
+        if (!result.ok) {
+          down.body.resume();
+          fail(result.code, result.message);
+          return;
+        }
+        send(result.identity);
+      },
+      (err: unknown) => fail(Code.Internal, `authorization failed: ${String(err)}`),
+    );
 
-    // Request body: client -> upstream, with backpressure.
-    down.body.on("data", (chunk: Buffer) => {
-      bytesIn += chunk.length;
-      if (!up.write(chunk)) {
-        down.body.pause();
-        up.once("drain", () => down.body.resume());
-      }
-    });
-    down.body.once("end", () => up.end());
-
-    let grpcStatus: string | undefined;
-    up.once("response", (h, flags) => {
-      if (done) return;
-      const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-      const out: http2.OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(h)) {
-        if (v === undefined || HOP_BY_HOP.has(k) || (k.startsWith(":") && k !== ":status")) continue;
-        out[k] = v;
-      }
-      out["x-request-id"] = requestId;
-      const httpStatus = Number(h[":status"] ?? 502);
-      if (typeof h["grpc-status"] === "string") grpcStatus = h["grpc-status"];
-      const isGrpc =
-        String(h["content-type"] ?? "").startsWith("application/grpc") &&
-        !String(h["content-type"]).startsWith("application/grpc-web");
-      down.respond(httpStatus, out, endStream, isGrpc && !endStream && down.h2);
-      if (endStream) {
-        settle(httpStatus);
+    function send(identity: Identity | undefined): void {
+      if (!route) return;
+      endpoint = upstreams.pick(route.cluster);
+      if (!endpoint) {
+        down.body.resume();
+        fail(Code.Unavailable, `no endpoint for cluster ${route.cluster}`);
         return;
       }
-      up.on("data", (chunk: Buffer) => {
-        bytesOut += chunk.length;
-        if (!down.write(chunk)) {
-          up.pause();
-          down.onDrain(() => up.resume());
+      const chosen = endpoint;
+      chosen.active++;
+      chosen.total++;
+      span.setAttribute("meshwork.upstream", chosen.url);
+
+      const upHeaders: http2.OutgoingHttpHeaders = {};
+      for (const [k, v] of Object.entries(headers)) {
+        // Identity headers come from the gateway only: a client's own are dropped.
+        if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":") || IDENTITY.has(k)) continue;
+        upHeaders[k] = v;
+      }
+      if (identity) {
+        upHeaders[IdentityHeaders.subject] = identity.subject;
+        upHeaders[IdentityHeaders.roles] = identity.roles.join(",");
+        if (identity.email) upHeaders[IdentityHeaders.email] = identity.email;
+      }
+      upHeaders[":method"] = method;
+      upHeaders[":path"] = path;
+      upHeaders[":scheme"] = "http";
+      upHeaders[":authority"] = new URL(chosen.url).host;
+      upHeaders["x-request-id"] = requestId;
+      upHeaders["x-forwarded-host"] = String(headers[":authority"] ?? headers.host ?? "");
+      // The upstream learns the deadline the gateway enforces, in the client's protocol.
+      delete upHeaders["grpc-timeout"];
+      delete upHeaders["connect-timeout-ms"];
+      propagation.inject(ctx, upHeaders, setter);
+
+      // What is left of the deadline after authorization goes upstream.
+      const remaining = Math.max(1, Math.round(deadlineAt - performance.now()));
+      if (protocol === "connect" || protocol === "connect-stream")
+        upHeaders["connect-timeout-ms"] = String(remaining);
+      else upHeaders["grpc-timeout"] = `${remaining}m`;
+
+      let up: http2.ClientHttp2Stream;
+      try {
+        up = upstreams.session(chosen).request(upHeaders);
+      } catch (err) {
+        upstreams.failed(chosen);
+        fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${(err as Error).message}`);
+        return;
+      }
+      upstream = up;
+
+      // Request body: client -> upstream, with backpressure.
+      down.body.on("data", (chunk: Buffer) => {
+        bytesIn += chunk.length;
+        if (!up.write(chunk)) {
+          down.body.pause();
+          up.once("drain", () => down.body.resume());
         }
       });
-    });
-    let trailers: http2.IncomingHttpHeaders | undefined;
-    up.once("trailers", (t) => {
-      trailers = t;
-      if (typeof t["grpc-status"] === "string") grpcStatus = t["grpc-status"];
-    });
-    up.once("end", () => {
-      if (done) return;
-      const out: http2.OutgoingHttpHeaders = {};
-      for (const [k, v] of Object.entries(trailers ?? {}))
-        if (v !== undefined && !k.startsWith(":")) out[k] = v;
-      down.finish(out);
-      settle(200);
-    });
-    up.once("error", (err: NodeJS.ErrnoException) => {
-      if (done) return;
-      upstreams.failed(chosen);
-      fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${err.code ?? err.message}`);
-    });
-    up.once("close", () => {
-      if (done) return;
-      // Reset by the upstream without an answer (REFUSED_STREAM after GOAWAY, a crash).
-      upstreams.failed(chosen);
-      fail(Code.Unavailable, `upstream ${route.cluster} reset the stream (code ${up.rstCode})`);
-    });
+      down.body.once("end", () => up.end());
 
-    function settle(httpStatus: number) {
-      const unavailable = grpcStatus === String(Code.Unavailable) || httpStatus === 503;
-      if (unavailable) upstreams.failed(chosen);
-      else upstreams.succeeded(chosen);
-      const outcome =
-        grpcStatus !== undefined ? (Code[Number(grpcStatus)] ?? grpcStatus) : `http_${httpStatus}`;
-      complete(outcome === "0" ? "OK" : outcome, unavailable);
+      let grpcStatus: string | undefined;
+      up.once("response", (h, flags) => {
+        if (done) return;
+        const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+        const out: http2.OutgoingHttpHeaders = {};
+        for (const [k, v] of Object.entries(h)) {
+          if (v === undefined || HOP_BY_HOP.has(k) || (k.startsWith(":") && k !== ":status")) continue;
+          out[k] = v;
+        }
+        out["x-request-id"] = requestId;
+        const httpStatus = Number(h[":status"] ?? 502);
+        if (typeof h["grpc-status"] === "string") grpcStatus = h["grpc-status"];
+        const isGrpc =
+          String(h["content-type"] ?? "").startsWith("application/grpc") &&
+          !String(h["content-type"]).startsWith("application/grpc-web");
+        down.respond(httpStatus, out, endStream, isGrpc && !endStream && down.h2);
+        if (endStream) {
+          settle(httpStatus);
+          return;
+        }
+        up.on("data", (chunk: Buffer) => {
+          bytesOut += chunk.length;
+          if (!down.write(chunk)) {
+            up.pause();
+            down.onDrain(() => up.resume());
+          }
+        });
+      });
+      let trailers: http2.IncomingHttpHeaders | undefined;
+      up.once("trailers", (t) => {
+        trailers = t;
+        if (typeof t["grpc-status"] === "string") grpcStatus = t["grpc-status"];
+      });
+      up.once("end", () => {
+        if (done) return;
+        const out: http2.OutgoingHttpHeaders = {};
+        for (const [k, v] of Object.entries(trailers ?? {}))
+          if (v !== undefined && !k.startsWith(":")) out[k] = v;
+        down.finish(out);
+        settle(200);
+      });
+      up.once("error", (err: NodeJS.ErrnoException) => {
+        if (done) return;
+        upstreams.failed(chosen);
+        fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${err.code ?? err.message}`);
+      });
+      up.once("close", () => {
+        if (done) return;
+        // Reset by the upstream without an answer (REFUSED_STREAM after GOAWAY, a crash).
+        upstreams.failed(chosen);
+        fail(Code.Unavailable, `upstream ${route.cluster} reset the stream (code ${up.rstCode})`);
+      });
+
+      function settle(httpStatus: number) {
+        const unavailable = grpcStatus === String(Code.Unavailable) || httpStatus === 503;
+        if (unavailable) upstreams.failed(chosen);
+        else upstreams.succeeded(chosen);
+        const outcome =
+          grpcStatus !== undefined ? (Code[Number(grpcStatus)] ?? grpcStatus) : `http_${httpStatus}`;
+        complete(outcome === "0" ? "OK" : outcome, unavailable);
+      }
     }
   }
 

@@ -2,6 +2,7 @@ import type { DescFile } from "@bufbuild/protobuf";
 import { file_grpc_health_v1_health } from "./gen/grpc/health/v1/health_pb.js";
 import { file_grpc_reflection_v1_reflection } from "./gen/grpc/reflection/v1/reflection_pb.js";
 import { file_grpc_reflection_v1alpha_reflection } from "./gen/grpc/reflection/v1alpha/reflection_pb.js";
+import { file_meshwork_api_v1_access } from "./gen/meshwork/api/v1/access_pb.js";
 import { file_meshwork_notifications_v1_notifications } from "./gen/meshwork/notifications/v1/notifications_pb.js";
 import { file_meshwork_users_v1_events } from "./gen/meshwork/users/v1/events_pb.js";
 import { file_meshwork_users_v1_users } from "./gen/meshwork/users/v1/users_pb.js";
@@ -12,6 +13,7 @@ import { file_meshwork_users_v1_users } from "./gen/meshwork/users/v1/users_pb.j
  * through its subpath, e.g. `@meshwork/contracts/meshwork/users/v1/users`.
  */
 export const meshworkFiles: readonly DescFile[] = [
+  file_meshwork_api_v1_access,
   file_meshwork_users_v1_users,
   file_meshwork_users_v1_events,
   file_meshwork_notifications_v1_notifications,

@@ -1,0 +1,242 @@
+import { createServer, type Server } from "node:http";
+import { create, type DescMethod, type DescService } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { meshworkFiles } from "@meshwork/contracts";
+import {
+  file_meshwork_notifications_v1_notifications,
+  NotificationService,
+} from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { createService, type Service } from "@meshwork/runtime";
+import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { waitFor } from "@meshwork/testing";
+import { exportJWK, generateKeyPair, type JWK, SignJWT, UnsecuredJWT } from "jose";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type Policy, policiesOf } from "./auth.js";
+import { parseUpstreams } from "./config.js";
+import { createGateway, type Gateway } from "./gateway.js";
+
+const ISSUER = "meshwork-users";
+const AUDIENCE = "meshwork";
+const SUBJECT = "5b0e4c1e-2f7a-4d0b-8f6e-9b1f2a3c4d5e";
+
+type KeyPair = Awaited<ReturnType<typeof generateKeyPair>>;
+
+/** A valid request for every method of the contracts, so whatever passes the gateway answers OK. */
+const samples: Record<string, Record<string, unknown>> = {
+  RegisterUser: { email: "a@example.com", password: "long enough pw", displayName: "A" },
+  Login: { email: "a@example.com", password: "long enough pw" },
+  GetUser: { id: SUBJECT },
+  ListUsers: {},
+  ListNotifications: { userId: SUBJECT },
+};
+
+/** The upstream: both services in one process, answering OK and recording identity headers. */
+async function startUpstream() {
+  const seen: Array<{ method: string; subject: string | null; roles: string | null }> = [];
+  const record = (method: string, h: Headers) =>
+    seen.push({ method, subject: h.get("x-meshwork-subject"), roles: h.get("x-meshwork-roles") });
+  const service: Service = createService({
+    name: "upstream",
+    config: {
+      host: "127.0.0.1",
+      port: 0,
+      logLevel: "silent",
+      shutdownGraceMs: 1_000,
+      healthCheckIntervalMs: 60_000,
+      readMaxBytes: 1024 * 1024,
+      tracesExporter: "none",
+      otlpEndpoint: undefined,
+      sampleRatio: 1,
+    },
+    files: [file_meshwork_users_v1_users, file_meshwork_notifications_v1_notifications],
+    services: [UserService, NotificationService],
+    logger: createLogger({ service: "upstream", level: "silent" }),
+    telemetry: createTelemetry({ serviceName: "upstream" }),
+    routes(router) {
+      router.service(UserService, {
+        async registerUser(_r, ctx) {
+          record("RegisterUser", ctx.requestHeader);
+          return {};
+        },
+        async login(_r, ctx) {
+          record("Login", ctx.requestHeader);
+          return { accessToken: "t", tokenType: "Bearer" };
+        },
+        async getUser(_r, ctx) {
+          record("GetUser", ctx.requestHeader);
+          return {};
+        },
+        async listUsers(_r, ctx) {
+          record("ListUsers", ctx.requestHeader);
+          return {};
+        },
+      });
+      router.service(NotificationService, {
+        async listNotifications(_r, ctx) {
+          record("ListNotifications", ctx.requestHeader);
+          return {};
+        },
+      });
+    },
+  });
+  const { url } = await service.start();
+  return { service, url, seen };
+}
+
+describe("authentication and authorisation at the gateway (policies from the contracts)", () => {
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let gateway: Gateway;
+  let url: string;
+  let jwks: Server;
+  const published: JWK[] = [];
+  let fetches = 0;
+  let key: KeyPair;
+  let other: KeyPair;
+
+  const sign = (k: KeyPair, kid: string, claims: { roles: string[]; aud?: string; expSeconds?: number }) =>
+    new SignJWT({ roles: claims.roles, email: "a@example.com" })
+      .setProtectedHeader({ alg: "ES256", kid })
+      .setSubject(SUBJECT)
+      .setIssuer(ISSUER)
+      .setAudience(claims.aud ?? AUDIENCE)
+      .setIssuedAt()
+      .setExpirationTime(Math.floor(Date.now() / 1000) + (claims.expSeconds ?? 600))
+      .sign(k.privateKey);
+
+  beforeAll(async () => {
+    key = await generateKeyPair("ES256");
+    other = await generateKeyPair("ES256");
+    published.push({ ...(await exportJWK(key.publicKey)), kid: "k1", alg: "ES256", use: "sig" });
+    jwks = createServer((_req, res) => {
+      fetches++;
+      res.writeHead(200, { "content-type": "application/json" }).end(JSON.stringify({ keys: published }));
+    });
+    await new Promise<void>((r) => jwks.listen(0, "127.0.0.1", r));
+    const jwksPort = (jwks.address() as { port: number }).port;
+    upstream = await startUpstream();
+    gateway = createGateway({
+      config: {
+        host: "127.0.0.1",
+        port: 0,
+        adminHost: "127.0.0.1",
+        adminPort: 0,
+        logLevel: "silent",
+        upstreams: parseUpstreams(`users=${upstream.url};notifications=${upstream.url}`),
+        jwksUrl: `http://127.0.0.1:${jwksPort}/.well-known/jwks.json`,
+        jwksCooldownMs: 300,
+        jwtIssuer: ISSUER,
+        jwtAudience: AUDIENCE,
+        defaultTimeoutMs: 5_000,
+        maxTimeoutMs: 10_000,
+        shutdownGraceMs: 1_000,
+      },
+      logger: createLogger({ service: "gateway", level: "silent" }),
+    });
+    ({ url } = await gateway.start());
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.service.shutdown();
+    jwks?.close();
+  });
+
+  const call = async (
+    service: DescService,
+    method: DescMethod,
+    authorization?: string,
+    extra: Record<string, string> = {},
+  ) => {
+    const client = createClient(service, createGrpcTransport({ baseUrl: url })) as unknown as Record<
+      string,
+      (req: unknown, opts: { headers: Record<string, string> }) => Promise<unknown>
+    >;
+    const headers: Record<string, string> = { ...extra };
+    if (authorization) headers.authorization = authorization;
+    const fn = client[method.localName];
+    if (!fn) throw new Error(`no ${method.localName}`);
+    try {
+      await fn(create(method.input, samples[method.name] as never), { headers });
+      return "OK";
+    } catch (err) {
+      return Code[ConnectError.from(err).code] as string;
+    }
+  };
+
+  it("every method of every service gives exactly the expected code for every kind of token", async () => {
+    const tokens = {
+      none: undefined,
+      expired: `Bearer ${await sign(key, "k1", { roles: ["customer", "admin"], expSeconds: -120 })}`,
+      "wrong signature": `Bearer ${await sign(other, "k1", { roles: ["customer", "admin"] })}`,
+      "alg none": `Bearer ${new UnsecuredJWT({ roles: ["customer", "admin"] }).setSubject(SUBJECT).setIssuer(ISSUER).setAudience(AUDIENCE).setExpirationTime("10m").encode()}`,
+      "wrong audience": `Bearer ${await sign(key, "k1", { roles: ["customer", "admin"], aud: "someone-else" })}`,
+      valid: `Bearer ${await sign(key, "k1", { roles: ["customer", "admin"] })}`,
+      "valid without the role": `Bearer ${await sign(key, "k1", { roles: ["customer"] })}`,
+    } as const;
+    const expected = (policy: Policy, token: keyof typeof tokens): string => {
+      if (policy.kind === "none") return "PermissionDenied";
+      if (token === "none") return policy.kind === "public" ? "OK" : "Unauthenticated";
+      if (token === "valid") return "OK";
+      if (token === "valid without the role") return policy.kind === "role" ? "PermissionDenied" : "OK";
+      return "Unauthenticated";
+    };
+    const services = meshworkFiles.flatMap((f) => f.services);
+    const policies = policiesOf(services);
+    const got: string[] = [];
+    const want: string[] = [];
+    let rows = 0;
+    for (const service of services) {
+      for (const method of service.methods) {
+        const policy = policies.get(`/${service.typeName}/${method.name}`) as Policy;
+        expect(policy.kind, `${method.name} declares a policy`).not.toBe("none");
+        for (const [name, token] of Object.entries(tokens) as Array<
+          [keyof typeof tokens, string | undefined]
+        >) {
+          rows++;
+          got.push(`${service.name}.${method.name} / ${name}: ${await call(service, method, token)}`);
+          want.push(`${service.name}.${method.name} / ${name}: ${expected(policy, name)}`);
+        }
+      }
+    }
+    expect(got).toEqual(want);
+    expect(rows).toBe(5 * 7);
+    // The policies as declared in the protos.
+    expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
+      RegisterUser: { kind: "public" },
+      Login: { kind: "public" },
+      GetUser: { kind: "authenticated" },
+      ListUsers: { kind: "role", role: "admin" },
+      ListNotifications: { kind: "authenticated" },
+    });
+    // One fetch of the key set served every verification.
+    expect(fetches).toBe(1);
+  });
+
+  it("never lets a spoofed identity header through, and passes the verified one", async () => {
+    const spoof = { "x-meshwork-subject": "someone-else", "x-meshwork-roles": "admin" };
+    const before = upstream.seen.length;
+    expect(await call(UserService, UserService.method.registerUser, undefined, spoof)).toBe("OK");
+    expect(upstream.seen[before]).toEqual({ method: "RegisterUser", subject: null, roles: null });
+    const token = `Bearer ${await sign(key, "k1", { roles: ["customer"] })}`;
+    expect(await call(UserService, UserService.method.getUser, token, spoof)).toBe("OK");
+    expect(upstream.seen[before + 1]).toEqual({ method: "GetUser", subject: SUBJECT, roles: "customer" });
+    // The role claim comes from the token only: a spoofed role header does not open ListUsers.
+    expect(await call(UserService, UserService.method.listUsers, token, spoof)).toBe("PermissionDenied");
+  });
+
+  it("fetches the key set again when a token names a key it has not seen (rotation)", async () => {
+    const rotated = await generateKeyPair("ES256");
+    published.push({ ...(await exportJWK(rotated.publicKey)), kid: "k2", alg: "ES256", use: "sig" });
+    const before = fetches;
+    const token = `Bearer ${await sign(rotated, "k2", { roles: ["customer"] })}`;
+    // Within the cool-down after the last fetch an unknown kid is refused; then it is fetched.
+    await waitFor(async () => (await call(UserService, UserService.method.getUser, token)) === "OK", {
+      what: "the rotated key to be fetched",
+    });
+    expect(fetches).toBeGreaterThan(before);
+    // And a token under an unknown kid that no refetch can find is refused, not an error.
+    const stray = `Bearer ${await sign(rotated, "k9", { roles: ["customer"] })}`;
+    expect(await call(UserService, UserService.method.getUser, stray)).toBe("Unauthenticated");
+  });
+});

@@ -1,0 +1,128 @@
+import { type DescService, getOption, hasOption } from "@bufbuild/protobuf";
+import { Access_Level, access } from "@meshwork/contracts/meshwork/api/v1/access";
+import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from "jose";
+import { Code } from "./errors.js";
+
+/** A method's access policy, read from its `(meshwork.api.v1.access)` option. */
+export type Policy =
+  | { kind: "public" }
+  | { kind: "authenticated" }
+  | { kind: "role"; role: string }
+  /** No policy declared (or an unusable one): denied, never open. */
+  | { kind: "none" };
+
+/** Policies by full method path, `/pkg.Service/Method`. */
+export function policiesOf(services: readonly DescService[]): Map<string, Policy> {
+  const out = new Map<string, Policy>();
+  for (const service of services) {
+    for (const method of service.methods) {
+      let policy: Policy = { kind: "none" };
+      if (hasOption(method, access)) {
+        const a = getOption(method, access);
+        if (a.level === Access_Level.PUBLIC) policy = { kind: "public" };
+        else if (a.level === Access_Level.AUTHENTICATED) policy = { kind: "authenticated" };
+        else if (a.level === Access_Level.ROLE && a.role) policy = { kind: "role", role: a.role };
+      }
+      out.set(`/${service.typeName}/${method.name}`, policy);
+    }
+  }
+  return out;
+}
+
+/** Identity headers the gateway sets upstream (and strips from what clients send). */
+export const IdentityHeaders = {
+  subject: "x-meshwork-subject",
+  roles: "x-meshwork-roles",
+  email: "x-meshwork-email",
+} as const;
+
+export interface Identity {
+  subject: string;
+  roles: string[];
+  email: string | undefined;
+}
+
+export type AuthResult =
+  | { ok: true; identity: Identity | undefined }
+  | { ok: false; code: Code; message: string };
+
+export interface AuthOptions {
+  /** The users service's JWKS document. */
+  jwksUrl: string;
+  /** Least time between two fetches of the key set (an unknown `kid` within it is refused). */
+  cooldownMs: number;
+  issuer: string;
+  audience: string;
+}
+
+/**
+ * Verifies bearer tokens (ES256, issuer and audience checked, `exp` enforced) against the users
+ * service's JWKS — fetched once, cached, and fetched again when a token names an unknown `kid` —
+ * and applies a method's policy.
+ */
+export function createAuthenticator(options: AuthOptions) {
+  const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(options.jwksUrl), {
+    cooldownDuration: options.cooldownMs,
+    cacheMaxAge: 10 * 60_000,
+    timeoutDuration: 2_000,
+  });
+
+  async function verify(token: string): Promise<Identity | { code: Code; message: string }> {
+    try {
+      const { payload } = await jwtVerify(token, keys, {
+        issuer: options.issuer,
+        audience: options.audience,
+        algorithms: ["ES256"],
+        requiredClaims: ["sub", "exp"],
+      });
+      const roles = Array.isArray(payload.roles)
+        ? payload.roles.filter((r): r is string => typeof r === "string")
+        : [];
+      return {
+        subject: String(payload.sub),
+        roles,
+        email: typeof payload.email === "string" ? payload.email : undefined,
+      };
+    } catch (err) {
+      if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JOSENotSupported) {
+        return { code: Code.Unavailable, message: "token keys unavailable" };
+      }
+      if (err instanceof joseErrors.JWTExpired)
+        return { code: Code.Unauthenticated, message: "token expired" };
+      if (err instanceof joseErrors.JWTClaimValidationFailed) {
+        return { code: Code.Unauthenticated, message: `token claim ${err.claim} rejected` };
+      }
+      if (err instanceof joseErrors.JOSEAlgNotAllowed)
+        return { code: Code.Unauthenticated, message: "token algorithm not allowed" };
+      if (err instanceof Error && err.name === "TypeError")
+        return { code: Code.Unavailable, message: "token keys unavailable" };
+      return { code: Code.Unauthenticated, message: "invalid token" };
+    }
+  }
+
+  return {
+    async authorize(policy: Policy, authorization: string | undefined): Promise<AuthResult> {
+      if (policy.kind === "none") {
+        return { ok: false, code: Code.PermissionDenied, message: "method has no access policy" };
+      }
+      const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
+      if (policy.kind === "public") {
+        // No token is fine; a token that is there must verify (as Envoy's `allow_missing`), and
+        // its identity is passed on.
+        if (!token) return { ok: true, identity: undefined };
+        const id = await verify(token);
+        if (!("subject" in id)) return { ok: false, code: id.code, message: id.message };
+        return { ok: true, identity: id };
+      }
+      if (!token) return { ok: false, code: Code.Unauthenticated, message: "missing bearer token" };
+      const id = await verify(token);
+      if (!("subject" in id)) return { ok: false, code: id.code, message: id.message };
+      if (policy.kind === "role" && !id.roles.includes(policy.role)) {
+        return { ok: false, code: Code.PermissionDenied, message: `role ${policy.role} required` };
+      }
+      return { ok: true, identity: id };
+    },
+  };
+}
+
+export type Authenticator = ReturnType<typeof createAuthenticator>;
