@@ -128,6 +128,8 @@ describe("authentication and authorisation at the gateway (policies from the con
         jwksCooldownMs: 300,
         jwtIssuer: ISSUER,
         jwtAudience: AUDIENCE,
+        rateLimits: [],
+        corsOrigins: [],
         defaultTimeoutMs: 5_000,
         maxTimeoutMs: 10_000,
         shutdownGraceMs: 1_000,

@@ -1,5 +1,6 @@
 import { parseEnv } from "@meshwork/runtime";
 import { z } from "zod";
+import { parseRateLimits, type RateRule } from "./ratelimit.js";
 
 /**
  * `UPSTREAMS`: endpoints per cluster (a cluster is a service's short name, `users` for
@@ -54,6 +55,28 @@ const shape = {
   JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).default(5_000),
   JWT_ISSUER: z.string().min(1).default("meshwork-users"),
   JWT_AUDIENCE: z.string().min(1).default("meshwork"),
+  /** See `parseRateLimits`: e.g. `*=100/1s:200;meshwork.users.v1.UserService/Login=5/1m`. Empty: none. */
+  RATE_LIMITS: z
+    .string()
+    .default("")
+    .transform((text, ctx) => {
+      try {
+        return parseRateLimits(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    }),
+  /** Origins browsers may call from, comma-separated; `*` for any. Empty: no CORS. */
+  CORS_ORIGINS: z
+    .string()
+    .default("*")
+    .transform((t) =>
+      t
+        .split(",")
+        .map((o) => o.trim())
+        .filter(Boolean),
+    ),
   /** Deadline of a call whose client sets none. */
   DEFAULT_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   /** Longest deadline a client may ask for; longer ones are cut to this. */
@@ -72,6 +95,8 @@ export interface GatewayConfig {
   jwksCooldownMs: number;
   jwtIssuer: string;
   jwtAudience: string;
+  rateLimits: RateRule[];
+  corsOrigins: string[];
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
   shutdownGraceMs: number;
@@ -91,6 +116,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jwksCooldownMs: e.JWKS_COOLDOWN_MS,
     jwtIssuer: e.JWT_ISSUER,
     jwtAudience: e.JWT_AUDIENCE,
+    rateLimits: e.RATE_LIMITS,
+    corsOrigins: e.CORS_ORIGINS,
     defaultTimeoutMs: e.DEFAULT_TIMEOUT_MS,
     maxTimeoutMs: e.MAX_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

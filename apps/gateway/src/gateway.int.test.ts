@@ -21,6 +21,7 @@ import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@me
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GatewayConfig, parseUpstreams } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
+import { parseRateLimits } from "./ratelimit.js";
 
 const OK = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
 const MISSING = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a12";
@@ -139,6 +140,8 @@ describe("gateway (real sockets, a real upstream service)", () => {
       jwksCooldownMs: 5_000,
       jwtIssuer: "meshwork-users",
       jwtAudience: "meshwork",
+      rateLimits: parseRateLimits("meshwork.users.v1.UserService/ListUsers=4/1s:2"),
+      corsOrigins: ["https://app.example"],
       defaultTimeoutMs: 400,
       maxTimeoutMs: 2_000,
       shutdownGraceMs: 1_000,
@@ -335,6 +338,69 @@ describe("gateway (real sockets, a real upstream service)", () => {
       code: Code.DeadlineExceeded,
     });
     expect(Date.now() - began).toBeLessThan(350);
+  });
+
+  it("holds a route's rate limit per client with RESOURCE_EXHAUSTED and quota headers, and recovers", async () => {
+    const list = () =>
+      fetch(`${url}/meshwork.users.v1.UserService/ListUsers`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: "{}",
+      });
+    expect((await list()).status).toBe(200);
+    expect((await list()).status).toBe(200);
+    const limited = await list();
+    expect(limited.status).toBe(429);
+    expect(await limited.json()).toMatchObject({ code: "resource_exhausted" });
+    expect(limited.headers.get("retry-after")).toBe("1");
+    expect(limited.headers.get("x-ratelimit-limit")).toBe("2");
+    expect(limited.headers.get("x-ratelimit-remaining")).toBe("0");
+    // gRPC clients get the same, as a status.
+    const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+    await expect(users.listUsers({})).rejects.toMatchObject({ code: Code.ResourceExhausted });
+    // Other routes are not limited; the bucket refills (4 a second).
+    expect((await users.getUser({ id: OK })).user?.id).toBe(OK);
+    await waitFor(async () => (await list()).status === 200, { what: "the bucket to refill" });
+  });
+
+  it("answers CORS preflights for allowed origins and exposes the status headers to browsers", async () => {
+    const preflight = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
+      method: "OPTIONS",
+      headers: {
+        origin: "https://app.example",
+        "access-control-request-method": "POST",
+        "access-control-request-headers": "content-type,x-grpc-web,authorization",
+      },
+    });
+    expect(preflight.status).toBe(204);
+    expect(preflight.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    expect(preflight.headers.get("access-control-allow-methods")).toBe("POST, GET");
+    const allowed = preflight.headers.get("access-control-allow-headers")?.toLowerCase() ?? "";
+    for (const h of [
+      "content-type",
+      "x-grpc-web",
+      "authorization",
+      "connect-protocol-version",
+      "grpc-timeout",
+    ]) {
+      expect(allowed).toContain(h);
+    }
+    const res = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
+      method: "POST",
+      headers: { origin: "https://app.example", "content-type": "application/json" },
+      body: JSON.stringify({ id: OK }),
+    });
+    expect(res.status).toBe(200);
+    expect(res.headers.get("access-control-allow-origin")).toBe("https://app.example");
+    const exposed = res.headers.get("access-control-expose-headers")?.toLowerCase() ?? "";
+    for (const h of ["grpc-status", "grpc-message", "x-request-id", "retry-after"])
+      expect(exposed).toContain(h);
+    const stranger = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
+      method: "OPTIONS",
+      headers: { origin: "https://evil.example", "access-control-request-method": "POST" },
+    });
+    expect(stranger.status).toBe(204);
+    expect(stranger.headers.get("access-control-allow-origin")).toBeNull();
   });
 
   it("serves its admin endpoints: ready, config dump, Prometheus stats", async () => {

@@ -8,6 +8,7 @@ import { createAdminServer } from "./admin.js";
 import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
 import { createProxy } from "./proxy.js";
+import { RateLimiter } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
 
@@ -50,6 +51,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     .addCallback((r) => {
       for (const { attrs, n } of counts.values()) r.observe(n, attrs);
     });
+  const limiter = new RateLimiter(config.rateLimits);
   const services = (options.files ?? meshworkFiles).flatMap((f) => f.services);
   const proxy = createProxy({
     routes: table,
@@ -61,6 +63,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       audience: config.jwtAudience,
     }),
     upstreams,
+    limiter,
+    corsOrigins: config.corsOrigins,
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,
     logger,
@@ -93,7 +97,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     upstreams,
     telemetry,
     ready: () => ready,
-    config: { defaultTimeoutMs: config.defaultTimeoutMs, maxTimeoutMs: config.maxTimeoutMs },
+    config: {
+      defaultTimeoutMs: config.defaultTimeoutMs,
+      maxTimeoutMs: config.maxTimeoutMs,
+      rateLimits: config.rateLimits.map((r) => r.text),
+      corsOrigins: config.corsOrigins,
+    },
   });
 
   return {

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type http from "node:http";
 import http2 from "node:http2";
 import type { Readable } from "node:stream";
+import { cors } from "@connectrpc/connect";
 import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
 import type { BoundHistogram, Logger } from "@meshwork/telemetry";
 import {
@@ -19,6 +20,7 @@ import {
 } from "@opentelemetry/api";
 import { type Authenticator, type Identity, IdentityHeaders, type Policy } from "./auth.js";
 import { Code, errorAnswer, type Protocol, protocolOf } from "./errors.js";
+import type { RateLimiter } from "./ratelimit.js";
 import { matchRoute, type Route } from "./routes.js";
 import type { Endpoint, Upstreams } from "./upstreams.js";
 
@@ -27,6 +29,9 @@ export interface ProxyOptions {
   /** Access policy per method path; a path under a route but not here is an unknown method. */
   policies: ReadonlyMap<string, Policy>;
   auth: Authenticator;
+  limiter: RateLimiter;
+  /** Origins browsers may call from (`*` for any); empty: no CORS headers at all. */
+  corsOrigins: readonly string[];
   upstreams: Upstreams;
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
@@ -49,6 +54,15 @@ const HOP_BY_HOP = new Set([
 ]);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const IDENTITY = new Set<string>(Object.values(IdentityHeaders));
+const CORS_ALLOW_HEADERS = [...cors.allowedHeaders, "Authorization", "X-Request-Id"].join(", ");
+const CORS_EXPOSE_HEADERS = [
+  ...cors.exposedHeaders,
+  "X-Request-Id",
+  "Retry-After",
+  "X-RateLimit-Limit",
+  "X-RateLimit-Remaining",
+  "X-RateLimit-Reset",
+].join(", ");
 
 const getter: TextMapGetter<http2.IncomingHttpHeaders> = {
   get: (carrier, key) => {
@@ -68,6 +82,7 @@ interface Downstream {
   readonly headers: http2.IncomingHttpHeaders;
   readonly body: Readable;
   readonly h2: boolean;
+  readonly remoteAddress: string;
   /** Starts the response; with `trailers`, `finish` later sends them (HTTP/2 only). */
   respond(status: number, headers: http2.OutgoingHttpHeaders, end: boolean, trailers: boolean): void;
   write(chunk: Buffer): boolean;
@@ -121,6 +136,44 @@ export function createProxy(options: ProxyOptions) {
     const route = matchRoute(routes, path.split("?", 1)[0] ?? path);
     const routeName = route?.service ?? "(none)";
 
+    // CORS: browsers' preflights are answered here; every answer to an allowed origin carries
+    // the headers a browser client needs to read gRPC-Web and Connect statuses.
+    const origin = typeof headers.origin === "string" ? headers.origin : undefined;
+    const corsAllowed =
+      origin !== undefined && (options.corsOrigins.includes("*") || options.corsOrigins.includes(origin));
+    if (corsAllowed) {
+      const respond = down.respond.bind(down);
+      down.respond = (status, h, end, trailers) =>
+        respond(
+          status,
+          {
+            ...h,
+            "access-control-allow-origin": origin,
+            "access-control-expose-headers": CORS_EXPOSE_HEADERS,
+            vary: "Origin",
+          },
+          end,
+          trailers,
+        );
+    }
+    if (method === "OPTIONS" && headers["access-control-request-method"] !== undefined) {
+      down.body.resume();
+      down.respond(
+        204,
+        corsAllowed
+          ? {
+              "access-control-allow-methods": cors.allowedMethods.join(", "),
+              "access-control-allow-headers": CORS_ALLOW_HEADERS,
+              "access-control-max-age": "7200",
+            }
+          : {},
+        true,
+        false,
+      );
+      options.count("(preflight)", corsAllowed ? "preflight" : "preflight_refused");
+      return;
+    }
+
     const parent = propagation.extract(ROOT_CONTEXT, headers, getter);
     const span = tracer.startSpan(
       route ? `gateway ${route.service}` : "gateway (no route)",
@@ -167,11 +220,16 @@ export function createProxy(options: ProxyOptions) {
     };
 
     /** Answers on the gateway's own behalf, unless the response has begun (then resets). */
-    const fail = (code: Code, message: string) => {
+    const fail = (code: Code, message: string, extra: Record<string, string> = {}) => {
       upstream?.close(http2.constants.NGHTTP2_CANCEL);
       if (!down.headersSent) {
         const a = errorAnswer(protocol, contentType, code, message);
-        down.respond(a.status, { ...a.headers, "x-request-id": requestId }, a.body === undefined, false);
+        down.respond(
+          a.status,
+          { ...a.headers, ...extra, "x-request-id": requestId },
+          a.body === undefined,
+          false,
+        );
         if (a.body) {
           down.write(a.body);
           down.finish(undefined);
@@ -226,6 +284,24 @@ export function createProxy(options: ProxyOptions) {
 
     function send(identity: Identity | undefined): void {
       if (!route) return;
+      const limit = options.limiter.take(
+        path.split("?", 1)[0] ?? path,
+        identity?.subject ?? `ip:${down.remoteAddress}`,
+      );
+      if (!limit.allowed) {
+        down.body.resume();
+        fail(
+          Code.ResourceExhausted,
+          `rate limit ${limit.rule.text} exceeded; retry in ${limit.retryAfterS}s`,
+          {
+            "retry-after": String(limit.retryAfterS),
+            "x-ratelimit-limit": String(limit.rule.burst),
+            "x-ratelimit-remaining": "0",
+            "x-ratelimit-reset": String(limit.retryAfterS),
+          },
+        );
+        return;
+      }
       endpoint = upstreams.pick(route.cluster);
       if (!endpoint) {
         down.body.resume();
@@ -359,6 +435,7 @@ export function createProxy(options: ProxyOptions) {
         headers,
         body: stream,
         h2: true,
+        remoteAddress: stream.session?.socket?.remoteAddress ?? "unknown",
         get headersSent() {
           return stream.headersSent;
         },
@@ -404,6 +481,7 @@ export function createProxy(options: ProxyOptions) {
         headers,
         body: req,
         h2: false,
+        remoteAddress: req.socket.remoteAddress ?? "unknown",
         get headersSent() {
           return res.headersSent;
         },

@@ -1,0 +1,33 @@
+import { describe, expect, it } from "vitest";
+import { parseRateLimits, RateLimiter } from "./ratelimit.js";
+
+describe("rate limits", () => {
+  it("parses rules and names a bad one", () => {
+    const rules = parseRateLimits("*=100/1s:200; meshwork.users.v1.UserService/Login=5/1m ;a.B=10/500ms:1");
+    expect(rules.map((r) => [r.key, r.perSecond, r.burst])).toEqual([
+      ["*", 100, 200],
+      ["meshwork.users.v1.UserService/Login", 5 / 60, 5],
+      ["a.B", 20, 1],
+    ]);
+    expect(() => parseRateLimits("x=ten/1s")).toThrow(/RATE_LIMITS/);
+    expect(() => parseRateLimits("x=0/1s")).toThrow(/positive/);
+  });
+
+  it("takes from a bucket per rule and client, refills with time, and says when to retry", () => {
+    const limiter = new RateLimiter(parseRateLimits("*=1/1s:3;a.B/Slow=1/10s:1"));
+    const at = (s: number) => s * 1000;
+    for (let i = 0; i < 3; i++) expect(limiter.take("/x.Y/Z", "alice", at(0)).allowed).toBe(true);
+    expect(limiter.take("/x.Y/Z", "alice", at(0))).toMatchObject({ allowed: false, retryAfterS: 1 });
+    expect(limiter.take("/x.Y/Z", "bob", at(0)).allowed).toBe(true); // another client
+    expect(limiter.take("/x.Y/Z", "alice", at(1)).allowed).toBe(true); // refilled one token
+    expect(limiter.take("/a.B/Slow", "alice", at(1)).allowed).toBe(true); // its own rule
+    expect(limiter.take("/a.B/Slow", "alice", at(2))).toMatchObject({ allowed: false, retryAfterS: 9 });
+    expect(new RateLimiter([]).take("/x.Y/Z", "alice").allowed).toBe(true);
+  });
+
+  it("forgets idle buckets, so memory follows the active clients", () => {
+    const limiter = new RateLimiter(parseRateLimits("*=1000/1s:10"));
+    for (let i = 0; i < 5000; i++) limiter.take("/x.Y/Z", `client-${i}`, i);
+    expect(limiter.size).toBeLessThan(2048);
+  });
+});

@@ -1,0 +1,101 @@
+/**
+ * `RATE_LIMITS`: token buckets per client (the verified subject, else the client's IP) and per
+ * route, e.g. `*=100/1s:200;meshwork.users.v1.UserService/Login=5/1m:5`: the key is a service
+ * (`pkg.Service`), a method (`pkg.Service/Method`) or `*` (every route without its own rule);
+ * the value is `<tokens>/<period>[:<burst>]` with the period in ms, s, m or h.
+ */
+export interface RateRule {
+  key: string;
+  /** Tokens added per second. */
+  perSecond: number;
+  /** Bucket size: the most calls at once. */
+  burst: number;
+  /** As written, for quota headers and the config dump. */
+  text: string;
+}
+
+const UNIT_MS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 };
+
+export function parseRateLimits(text: string): RateRule[] {
+  const rules: RateRule[] = [];
+  for (const part of text.split(";").map((p) => p.trim())) {
+    if (!part) continue;
+    const m = /^([*]|[A-Za-z_][\w.]*(?:\/\w+)?)\s*=\s*(\d+)\s*\/\s*(\d*)(ms|s|m|h)\s*(?::\s*(\d+))?$/.exec(
+      part,
+    );
+    if (!m)
+      throw new Error(
+        `RATE_LIMITS: expected <route>=<tokens>/<period>[:<burst>], got ${JSON.stringify(part)}`,
+      );
+    const tokens = Number(m[2]);
+    const periodMs = Number(m[3] || "1") * (UNIT_MS[m[4] as string] as number);
+    const burst = m[5] === undefined ? tokens : Number(m[5]);
+    if (tokens <= 0 || periodMs <= 0 || burst <= 0)
+      throw new Error(`RATE_LIMITS: ${part}: every number must be positive`);
+    rules.push({ key: m[1] as string, perSecond: (tokens * 1000) / periodMs, burst, text: part });
+  }
+  return rules;
+}
+
+interface Bucket {
+  tokens: number;
+  updated: number;
+}
+
+export type RateDecision =
+  | { allowed: true; rule: RateRule | undefined; remaining: number }
+  | { allowed: false; rule: RateRule; retryAfterS: number };
+
+/** The buckets. Idle full buckets are dropped now and then, so memory follows active clients. */
+export class RateLimiter {
+  readonly rules: readonly RateRule[];
+  readonly #byKey: Map<string, RateRule>;
+  readonly #buckets = new Map<string, Bucket>();
+  #sinceSweep = 0;
+
+  constructor(rules: readonly RateRule[]) {
+    this.rules = rules;
+    this.#byKey = new Map(rules.map((r) => [r.key, r]));
+  }
+
+  /** The rule for a method path `/pkg.Service/Method`: the method's, else the service's, else `*`. */
+  ruleFor(path: string): RateRule | undefined {
+    const method = path.slice(1);
+    return this.#byKey.get(method) ?? this.#byKey.get(method.split("/", 1)[0] ?? "") ?? this.#byKey.get("*");
+  }
+
+  take(path: string, client: string, now = performance.now()): RateDecision {
+    const rule = this.ruleFor(path);
+    if (!rule) return { allowed: true, rule: undefined, remaining: Number.POSITIVE_INFINITY };
+    const key = `${rule.key}\u0000${client}`;
+    let b = this.#buckets.get(key);
+    if (!b) {
+      b = { tokens: rule.burst, updated: now };
+      this.#buckets.set(key, b);
+      if (++this.#sinceSweep >= 1024) this.#sweep(now);
+    } else {
+      b.tokens = Math.min(rule.burst, b.tokens + ((now - b.updated) / 1000) * rule.perSecond);
+      b.updated = now;
+    }
+    if (b.tokens >= 1) {
+      b.tokens -= 1;
+      return { allowed: true, rule, remaining: Math.floor(b.tokens) };
+    }
+    return { allowed: false, rule, retryAfterS: Math.max(1, Math.ceil((1 - b.tokens) / rule.perSecond)) };
+  }
+
+  /** Buckets tracked now (for the admin page and tests). */
+  get size(): number {
+    return this.#buckets.size;
+  }
+
+  #sweep(now: number) {
+    this.#sinceSweep = 0;
+    for (const [key, b] of this.#buckets) {
+      const rule = this.#byKey.get(key.slice(0, key.indexOf("\u0000")));
+      // Full again (it would start full if made anew): nothing to remember.
+      if (!rule || b.tokens + ((now - b.updated) / 1000) * rule.perSecond >= rule.burst)
+        this.#buckets.delete(key);
+    }
+  }
+}
