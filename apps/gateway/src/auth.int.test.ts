@@ -130,6 +130,8 @@ describe("authentication and authorisation at the gateway (policies from the con
         jwtAudience: AUDIENCE,
         rateLimits: [],
         corsOrigins: [],
+        maxRequestBytes: 1024 * 1024,
+        retryMaxAttempts: 3,
         defaultTimeoutMs: 5_000,
         maxTimeoutMs: 10_000,
         shutdownGraceMs: 1_000,

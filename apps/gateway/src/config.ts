@@ -77,6 +77,14 @@ const shape = {
         .map((o) => o.trim())
         .filter(Boolean),
     ),
+  /** Largest request body forwarded (bytes); a larger one answers RESOURCE_EXHAUSTED. */
+  MAX_REQUEST_BYTES: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(4 * 1024 * 1024),
+  /** Attempts of an idempotent unary call that meets UNAVAILABLE, the first included (1: none). */
+  RETRY_MAX_ATTEMPTS: z.coerce.number().int().min(1).max(10).default(3),
   /** Deadline of a call whose client sets none. */
   DEFAULT_TIMEOUT_MS: z.coerce.number().int().positive().default(15_000),
   /** Longest deadline a client may ask for; longer ones are cut to this. */
@@ -97,6 +105,8 @@ export interface GatewayConfig {
   jwtAudience: string;
   rateLimits: RateRule[];
   corsOrigins: string[];
+  maxRequestBytes: number;
+  retryMaxAttempts: number;
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
   shutdownGraceMs: number;
@@ -118,6 +128,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jwtAudience: e.JWT_AUDIENCE,
     rateLimits: e.RATE_LIMITS,
     corsOrigins: e.CORS_ORIGINS,
+    maxRequestBytes: e.MAX_REQUEST_BYTES,
+    retryMaxAttempts: e.RETRY_MAX_ATTEMPTS,
     defaultTimeoutMs: e.DEFAULT_TIMEOUT_MS,
     maxTimeoutMs: e.MAX_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,

@@ -15,7 +15,7 @@ import {
   UserSchema,
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
-import { createService, type Service } from "@meshwork/runtime";
+import { createService, type Service, ServingStatus } from "@meshwork/runtime";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -142,6 +142,8 @@ describe("gateway (real sockets, a real upstream service)", () => {
       jwtAudience: "meshwork",
       rateLimits: parseRateLimits("meshwork.users.v1.UserService/ListUsers=4/1s:2"),
       corsOrigins: ["https://app.example"],
+      maxRequestBytes: 64 * 1024,
+      retryMaxAttempts: 3,
       defaultTimeoutMs: 400,
       maxTimeoutMs: 2_000,
       shutdownGraceMs: 1_000,
@@ -172,15 +174,22 @@ describe("gateway (real sockets, a real upstream service)", () => {
     const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
     const outcomes: string[] = [];
     for (let i = 0; i < 10; i++) {
+      // RegisterUser is not idempotent: never retried, so each failure reaches the client.
       outcomes.push(
-        await users.getUser({ id: OK }).then(
-          () => "ok",
+        await users.registerUser({ email: "a@example.com", password: "long enough", displayName: "A" }).then(
+          () => "OK",
           (e: unknown) => Code[ConnectError.from(e).code] ?? "?",
         ),
       );
     }
     // Least-request picks the first endpoint while both are idle: three failures eject it.
-    expect(outcomes).toEqual(["Unavailable", "Unavailable", "Unavailable", ...Array(7).fill("ok")]);
+    // (The live upstream answers RegisterUser with UNIMPLEMENTED.)
+    expect(outcomes).toEqual([
+      "Unavailable",
+      "Unavailable",
+      "Unavailable",
+      ...Array(7).fill("Unimplemented"),
+    ]);
     const clusters = (await (await fetch(`${adminUrl}/clusters?format=json`)).json()) as {
       clusters: Array<{
         name: string;
@@ -189,7 +198,7 @@ describe("gateway (real sockets, a real upstream service)", () => {
     };
     const users_ = clusters.clusters.find((c) => c.name === "users");
     expect(users_?.endpoints.map((e) => e.ejected)).toEqual([true, false]);
-    expect(users_?.endpoints[1]?.rq_total).toBe(7);
+    expect(users_?.endpoints.map((e) => e.rq_total)).toEqual([3, 7]);
     const text = await (await fetch(`${adminUrl}/clusters`)).text();
     expect(text).toContain(`users::127.0.0.1:${dead}::health_flags::/failed_outlier_check`);
   });
@@ -427,5 +436,97 @@ describe("grpcMessage", () => {
     const { grpcMessage } = await import("./errors.js");
     expect(grpcMessage("no route for /a.B/C")).toBe("no route for /a.B/C");
     expect(grpcMessage("100% sûr\n")).toBe("100%25 s%C3%BBr%0A");
+  });
+});
+
+describe("gateway retries (idempotent methods, UNAVAILABLE only, bounded attempts)", () => {
+  let a: Awaited<ReturnType<typeof startUpstream>>;
+  let b: Awaited<ReturnType<typeof startUpstream>>;
+  let gateway: Gateway;
+  let url: string;
+  let adminUrl: string;
+  const deads: number[] = [];
+
+  beforeAll(async () => {
+    [a, b] = await Promise.all([startUpstream(), startUpstream()]);
+    for (let i = 0; i < 3; i++) deads.push(await deadPort());
+    const files = [...meshworkFiles];
+    gateway = createGateway({
+      config: {
+        host: "127.0.0.1",
+        port: 0,
+        adminHost: "127.0.0.1",
+        adminPort: 0,
+        logLevel: "silent",
+        upstreams: parseUpstreams(
+          `users=${a.url},${b.url};notifications=${deads.map((p) => `http://127.0.0.1:${p}`).join(",")}`,
+        ),
+        jwksUrl: "http://127.0.0.1:1/unused",
+        jwksCooldownMs: 5_000,
+        jwtIssuer: "meshwork-users",
+        jwtAudience: "meshwork",
+        rateLimits: [],
+        corsOrigins: [],
+        maxRequestBytes: 64 * 1024,
+        retryMaxAttempts: 2,
+        defaultTimeoutMs: 2_000,
+        maxTimeoutMs: 2_000,
+        shutdownGraceMs: 1_000,
+      },
+      files,
+      policies: new Map(
+        files.flatMap((f) =>
+          f.services.flatMap((s) =>
+            s.methods.map((m) => [`/${s.typeName}/${m.name}`, { kind: "public" } as const]),
+          ),
+        ),
+      ),
+      logger: createLogger({ service: "gateway", level: "silent" }),
+      // No ejection here: every call meets the failing endpoint first.
+      outlier: { consecutiveFailures: 1_000, baseEjectionMs: 1, maxEjectionMs: 1 },
+    });
+    ({ url, adminUrl } = await gateway.start());
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await Promise.all([a?.service.shutdown(), b?.service.shutdown()]);
+  });
+
+  it("retries an idempotent call that meets UNAVAILABLE on another endpoint, and never a non-idempotent one", async () => {
+    // Upstream a refuses every call (as while starting or draining): trailers-only UNAVAILABLE.
+    a.service.health.setAll(ServingStatus.NOT_SERVING);
+    try {
+      const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+      const before = b.seen.length;
+      for (let i = 0; i < 4; i++) expect((await users.getUser({ id: OK })).user?.id).toBe(OK);
+      expect(b.seen.length - before).toBe(4);
+      // RegisterUser has side effects: its UNAVAILABLE goes back to the client as it is.
+      await expect(
+        users.registerUser({ email: "a@example.com", password: "long enough", displayName: "A" }),
+      ).rejects.toMatchObject({ code: Code.Unavailable });
+      // Other codes are never retried: NOT_FOUND comes back once.
+      const seen = b.seen.length + a.seen.length;
+      await expect(users.getUser({ id: MISSING })).rejects.toMatchObject({ code: Code.NotFound });
+      expect(b.seen.length + a.seen.length - seen).toBe(1);
+    } finally {
+      a.service.health.setAll(ServingStatus.SERVING);
+    }
+  });
+
+  it("stops after the configured attempts", async () => {
+    const res = await fetch(`${url}/meshwork.notifications.v1.NotificationService/ListNotifications`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ userId: OK }),
+    });
+    expect(res.status).toBe(503);
+    const clusters = (await (await fetch(`${adminUrl}/clusters?format=json`)).json()) as {
+      clusters: Array<{ name: string; endpoints: Array<{ rq_total: number }> }>;
+    };
+    const attempts = clusters.clusters
+      .find((c) => c.name === "notifications")
+      ?.endpoints.map((e) => e.rq_total);
+    expect(attempts?.reduce((x, y) => x + y, 0)).toBe(2);
+    expect(attempts?.filter((n) => n > 1)).toEqual([]); // a retry goes to another endpoint
   });
 });

@@ -65,6 +65,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     upstreams,
     limiter,
     corsOrigins: config.corsOrigins,
+    maxRequestBytes: config.maxRequestBytes,
+    // Envoy's defaults: 25 ms base backoff, a budget of 20% of active calls, at least 3.
+    retry: { maxAttempts: config.retryMaxAttempts, baseBackoffMs: 25, budgetPercent: 20, minConcurrency: 3 },
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,
     logger,
@@ -101,6 +104,13 @@ export function createGateway(options: GatewayOptions): Gateway {
       defaultTimeoutMs: config.defaultTimeoutMs,
       maxTimeoutMs: config.maxTimeoutMs,
       rateLimits: config.rateLimits.map((r) => r.text),
+      maxRequestBytes: config.maxRequestBytes,
+      retry: {
+        maxAttempts: config.retryMaxAttempts,
+        on: ["unavailable"],
+        budgetPercent: 20,
+        minConcurrency: 3,
+      },
       corsOrigins: config.corsOrigins,
     },
   });

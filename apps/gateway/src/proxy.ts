@@ -30,6 +30,9 @@ export interface ProxyOptions {
   policies: ReadonlyMap<string, Policy>;
   auth: Authenticator;
   limiter: RateLimiter;
+  /** Largest request body forwarded; more answers RESOURCE_EXHAUSTED. */
+  maxRequestBytes: number;
+  retry: RetryPolicy;
   /** Origins browsers may call from (`*` for any); empty: no CORS headers at all. */
   corsOrigins: readonly string[];
   upstreams: Upstreams;
@@ -77,6 +80,17 @@ const setter: TextMapSetter<http2.OutgoingHttpHeaders> = {
   },
 };
 
+export interface RetryPolicy {
+  /** Attempts in all, the first included. */
+  maxAttempts: number;
+  /** Backoff before the first retry, doubled for each further one, with jitter. */
+  baseBackoffMs: number;
+  /** Retries in flight at most this percent of the calls in flight... */
+  budgetPercent: number;
+  /** ...or this many, whichever is more. */
+  minConcurrency: number;
+}
+
 /** The client side of one proxied call, over HTTP/2 or HTTP/1.1. */
 interface Downstream {
   readonly headers: http2.IncomingHttpHeaders;
@@ -97,6 +111,17 @@ interface Downstream {
 /** The gateway's request handling: route, pick an endpoint, forward frames both ways. */
 export function createProxy(options: ProxyOptions) {
   const { routes, upstreams, logger, tracer } = options;
+  // Envoy's retry budget: retries in flight at most a share of the calls in flight (or a few).
+  const budget = {
+    active: 0,
+    retries: 0,
+    allow(): boolean {
+      return (
+        this.retries <
+        Math.max(options.retry.minConcurrency, (options.retry.budgetPercent / 100) * this.active)
+      );
+    },
+  };
   const durations = new Map<string, (seconds: number) => void>();
   const recordDuration = (route: string, seconds: number) => {
     let record = durations.get(route);
@@ -133,7 +158,8 @@ export function createProxy(options: ProxyOptions) {
     const incomingId = headers["x-request-id"];
     const requestId =
       typeof incomingId === "string" && REQUEST_ID.test(incomingId) ? incomingId : randomUUID();
-    const route = matchRoute(routes, path.split("?", 1)[0] ?? path);
+    const pathKey = path.split("?", 1)[0] ?? path;
+    const route = matchRoute(routes, pathKey);
     const routeName = route?.service ?? "(none)";
 
     // CORS: browsers' preflights are answered here; every answer to an allowed origin carries
@@ -189,12 +215,15 @@ export function createProxy(options: ProxyOptions) {
     let done = false;
     let timer: NodeJS.Timeout | undefined;
     let upstream: http2.ClientHttp2Stream | undefined;
+    let releaseAttempt: (() => void) | undefined;
+    budget.active++;
 
     const complete = (outcome: string, failure: boolean) => {
       if (done) return;
       done = true;
       if (timer) clearTimeout(timer);
-      if (endpoint) endpoint.active--;
+      releaseAttempt?.();
+      budget.active--;
       status = outcome;
       const elapsed = performance.now() - started;
       options.count(routeName, outcome);
@@ -263,7 +292,7 @@ export function createProxy(options: ProxyOptions) {
       () => fail(Code.DeadlineExceeded, `deadline of ${deadline.ms} ms exceeded at the gateway`),
       deadline.ms,
     );
-    const policy = options.policies.get(path.split("?", 1)[0] ?? path);
+    const policy = options.policies.get(pathKey);
     if (!policy) {
       down.body.resume();
       fail(Code.Unimplemented, `unknown method ${path}`);
@@ -284,10 +313,7 @@ export function createProxy(options: ProxyOptions) {
 
     function send(identity: Identity | undefined): void {
       if (!route) return;
-      const limit = options.limiter.take(
-        path.split("?", 1)[0] ?? path,
-        identity?.subject ?? `ip:${down.remoteAddress}`,
-      );
+      const limit = options.limiter.take(pathKey, identity?.subject ?? `ip:${down.remoteAddress}`);
       if (!limit.allowed) {
         down.body.resume();
         fail(
@@ -302,125 +328,241 @@ export function createProxy(options: ProxyOptions) {
         );
         return;
       }
-      endpoint = upstreams.pick(route.cluster);
-      if (!endpoint) {
-        down.body.resume();
-        fail(Code.Unavailable, `no endpoint for cluster ${route.cluster}`);
-        return;
-      }
-      const chosen = endpoint;
-      chosen.active++;
-      chosen.total++;
-      span.setAttribute("meshwork.upstream", chosen.url);
-
-      const upHeaders: http2.OutgoingHttpHeaders = {};
+      const baseHeaders: http2.OutgoingHttpHeaders = {};
       for (const [k, v] of Object.entries(headers)) {
         // Identity headers come from the gateway only: a client's own are dropped.
         if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":") || IDENTITY.has(k)) continue;
-        upHeaders[k] = v;
+        baseHeaders[k] = v;
       }
       if (identity) {
-        upHeaders[IdentityHeaders.subject] = identity.subject;
-        upHeaders[IdentityHeaders.roles] = identity.roles.join(",");
-        if (identity.email) upHeaders[IdentityHeaders.email] = identity.email;
+        baseHeaders[IdentityHeaders.subject] = identity.subject;
+        baseHeaders[IdentityHeaders.roles] = identity.roles.join(",");
+        if (identity.email) baseHeaders[IdentityHeaders.email] = identity.email;
       }
-      upHeaders[":method"] = method;
-      upHeaders[":path"] = path;
-      upHeaders[":scheme"] = "http";
-      upHeaders[":authority"] = new URL(chosen.url).host;
-      upHeaders["x-request-id"] = requestId;
-      upHeaders["x-forwarded-host"] = String(headers[":authority"] ?? headers.host ?? "");
-      // The upstream learns the deadline the gateway enforces, in the client's protocol.
-      delete upHeaders["grpc-timeout"];
-      delete upHeaders["connect-timeout-ms"];
-      propagation.inject(ctx, upHeaders, setter);
+      baseHeaders[":method"] = method;
+      baseHeaders[":path"] = path;
+      baseHeaders[":scheme"] = "http";
+      baseHeaders["x-request-id"] = requestId;
+      baseHeaders["x-forwarded-host"] = String(headers[":authority"] ?? headers.host ?? "");
+      delete baseHeaders["grpc-timeout"];
+      delete baseHeaders["connect-timeout-ms"];
+      propagation.inject(ctx, baseHeaders, setter);
 
-      // What is left of the deadline after authorization goes upstream.
-      const remaining = Math.max(1, Math.round(deadlineAt - performance.now()));
-      if (protocol === "connect" || protocol === "connect-stream")
-        upHeaders["connect-timeout-ms"] = String(remaining);
-      else upHeaders["grpc-timeout"] = `${remaining}m`;
+      // Retried only if the contract marks the method idempotent, the call is unary (its body
+      // can be kept and sent again) and the answer is UNAVAILABLE before anything was forwarded.
+      const retryable =
+        route.retryable.has(pathKey.slice(pathKey.lastIndexOf("/") + 1)) && protocol !== "connect-stream";
+      const tried = new Set<Endpoint>();
+      let attempt = 0;
 
-      let up: http2.ClientHttp2Stream;
-      try {
-        up = upstreams.session(chosen).request(upHeaders);
-      } catch (err) {
-        upstreams.failed(chosen);
-        fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${(err as Error).message}`);
-        return;
+      const tooLarge = () =>
+        fail(
+          Code.ResourceExhausted,
+          `request larger than the gateway's limit of ${options.maxRequestBytes} bytes`,
+        );
+
+      if (retryable) {
+        // Keep the whole (small) request, to send it again on another endpoint if need be.
+        const chunks: Buffer[] = [];
+        down.body.on("data", (chunk: Buffer) => {
+          bytesIn += chunk.length;
+          if (bytesIn > options.maxRequestBytes) {
+            down.body.pause();
+            tooLarge();
+            return;
+          }
+          chunks.push(chunk);
+        });
+        down.body.once("end", () => {
+          if (!done) tryOnce(Buffer.concat(chunks));
+        });
+      } else {
+        tryOnce(undefined);
       }
-      upstream = up;
 
-      // Request body: client -> upstream, with backpressure.
-      down.body.on("data", (chunk: Buffer) => {
-        bytesIn += chunk.length;
-        if (!up.write(chunk)) {
-          down.body.pause();
-          up.once("drain", () => down.body.resume());
-        }
-      });
-      down.body.once("end", () => up.end());
-
-      let grpcStatus: string | undefined;
-      up.once("response", (h, flags) => {
-        if (done) return;
-        const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
-        const out: http2.OutgoingHttpHeaders = {};
-        for (const [k, v] of Object.entries(h)) {
-          if (v === undefined || HOP_BY_HOP.has(k) || (k.startsWith(":") && k !== ":status")) continue;
-          out[k] = v;
-        }
-        out["x-request-id"] = requestId;
-        const httpStatus = Number(h[":status"] ?? 502);
-        if (typeof h["grpc-status"] === "string") grpcStatus = h["grpc-status"];
-        const isGrpc =
-          String(h["content-type"] ?? "").startsWith("application/grpc") &&
-          !String(h["content-type"]).startsWith("application/grpc-web");
-        down.respond(httpStatus, out, endStream, isGrpc && !endStream && down.h2);
-        if (endStream) {
-          settle(httpStatus);
+      function tryOnce(body: Buffer | undefined): void {
+        if (!route || done) return;
+        attempt++;
+        // Another endpoint than the ones that failed this call, while there is one.
+        const chosen = upstreams.pick(route.cluster, Date.now(), tried);
+        if (!chosen) {
+          down.body.resume();
+          fail(Code.Unavailable, `no endpoint for cluster ${route.cluster}`);
           return;
         }
-        up.on("data", (chunk: Buffer) => {
-          bytesOut += chunk.length;
-          if (!down.write(chunk)) {
-            up.pause();
-            down.onDrain(() => up.resume());
+        const target: Endpoint = chosen;
+        /** This attempt has been given up (retried or failed): its later events change nothing. */
+        let over = false;
+        tried.add(chosen);
+        endpoint = chosen;
+        chosen.active++;
+        chosen.total++;
+        let released = false;
+        const release = () => {
+          if (!released) {
+            released = true;
+            chosen.active--;
           }
-        });
-      });
-      let trailers: http2.IncomingHttpHeaders | undefined;
-      up.once("trailers", (t) => {
-        trailers = t;
-        if (typeof t["grpc-status"] === "string") grpcStatus = t["grpc-status"];
-      });
-      up.once("end", () => {
-        if (done) return;
-        const out: http2.OutgoingHttpHeaders = {};
-        for (const [k, v] of Object.entries(trailers ?? {}))
-          if (v !== undefined && !k.startsWith(":")) out[k] = v;
-        down.finish(out);
-        settle(200);
-      });
-      up.once("error", (err: NodeJS.ErrnoException) => {
-        if (done) return;
-        upstreams.failed(chosen);
-        fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${err.code ?? err.message}`);
-      });
-      up.once("close", () => {
-        if (done) return;
-        // Reset by the upstream without an answer (REFUSED_STREAM after GOAWAY, a crash).
-        upstreams.failed(chosen);
-        fail(Code.Unavailable, `upstream ${route.cluster} reset the stream (code ${up.rstCode})`);
-      });
+        };
+        releaseAttempt = release;
+        span.setAttribute("meshwork.upstream", chosen.url);
+        span.setAttribute("meshwork.attempts", attempt);
 
-      function settle(httpStatus: number) {
-        const unavailable = grpcStatus === String(Code.Unavailable) || httpStatus === 503;
-        if (unavailable) upstreams.failed(chosen);
-        else upstreams.succeeded(chosen);
-        const outcome =
-          grpcStatus !== undefined ? (Code[Number(grpcStatus)] ?? grpcStatus) : `http_${httpStatus}`;
-        complete(outcome === "0" ? "OK" : outcome, unavailable);
+        const upHeaders: http2.OutgoingHttpHeaders = {
+          ...baseHeaders,
+          ":authority": new URL(chosen.url).host,
+        };
+        // What is left of the deadline goes upstream, in the client's protocol.
+        const remaining = Math.max(1, Math.round(deadlineAt - performance.now()));
+        if (protocol === "connect" || protocol === "connect-stream")
+          upHeaders["connect-timeout-ms"] = String(remaining);
+        else upHeaders["grpc-timeout"] = `${remaining}m`;
+
+        /** Whether this failure may be retried (and then retries); false when the caller must answer. */
+        const retried = (reason: string): boolean => {
+          over = true;
+          release();
+          if (!body || attempt >= options.retry.maxAttempts || done || !budget.allow()) return false;
+          budget.retries++;
+          logger.debug({ request_id: requestId, upstream: chosen.url, reason, attempt }, "retrying");
+          const backoff = options.retry.baseBackoffMs * 2 ** (attempt - 1) * (0.5 + Math.random());
+          setTimeout(() => {
+            budget.retries--;
+            tryOnce(body);
+          }, backoff);
+          return true;
+        };
+
+        let up: http2.ClientHttp2Stream;
+        try {
+          up = upstreams.session(chosen).request(upHeaders);
+        } catch (err) {
+          upstreams.failed(chosen);
+          if (!retried("connect"))
+            fail(Code.Unavailable, `upstream ${route.cluster} unavailable: ${(err as Error).message}`);
+          return;
+        }
+        upstream = up;
+        if (body) {
+          up.end(body);
+        } else {
+          // Request body: client -> upstream as it comes, with backpressure.
+          down.body.on("data", (chunk: Buffer) => {
+            bytesIn += chunk.length;
+            if (bytesIn > options.maxRequestBytes) {
+              down.body.pause();
+              tooLarge();
+              return;
+            }
+            if (!up.write(chunk)) {
+              down.body.pause();
+              up.once("drain", () => down.body.resume());
+            }
+          });
+          down.body.once("end", () => up.end());
+        }
+
+        let answered = false;
+        let grpcStatus: string | undefined;
+        // For a retryable call the answer's headers wait for its first byte (or its end), so an
+        // UNAVAILABLE carried in the trailers can still be retried elsewhere.
+        let held: (() => void) | undefined;
+        let httpStatus = 0;
+        up.once("response", (h, flags) => {
+          if (done || over) return;
+          const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+          httpStatus = Number(h[":status"] ?? 502);
+          if (typeof h["grpc-status"] === "string") grpcStatus = h["grpc-status"];
+          // A trailers-only UNAVAILABLE (draining, not ready) has forwarded nothing: retry it.
+          if (endStream && isUnavailable()) {
+            upstreams.failed(chosen);
+            if (retried("unavailable")) return;
+          }
+          const out: http2.OutgoingHttpHeaders = {};
+          for (const [k, v] of Object.entries(h)) {
+            if (v === undefined || HOP_BY_HOP.has(k) || (k.startsWith(":") && k !== ":status")) continue;
+            out[k] = v;
+          }
+          out["x-request-id"] = requestId;
+          const isGrpc =
+            String(h["content-type"] ?? "").startsWith("application/grpc") &&
+            !String(h["content-type"]).startsWith("application/grpc-web");
+          const forwardHeaders = () => {
+            held = undefined;
+            answered = true;
+            down.respond(httpStatus, out, endStream, isGrpc && !endStream && down.h2);
+          };
+          if (endStream) {
+            forwardHeaders();
+            settle(httpStatus);
+            return;
+          }
+          if (body) held = forwardHeaders;
+          else forwardHeaders();
+          up.on("data", (chunk: Buffer) => {
+            if (over || done) return;
+            held?.();
+            bytesOut += chunk.length;
+            if (!down.write(chunk)) {
+              up.pause();
+              down.onDrain(() => up.resume());
+            }
+          });
+        });
+        let trailers: http2.IncomingHttpHeaders | undefined;
+        up.once("trailers", (t) => {
+          trailers = t;
+          if (typeof t["grpc-status"] === "string") grpcStatus = t["grpc-status"];
+        });
+        up.once("end", () => {
+          if (done || over) return;
+          if (held) {
+            // Nothing forwarded yet: an UNAVAILABLE in the trailers may still go elsewhere.
+            if (isUnavailable()) {
+              upstreams.failed(chosen);
+              if (retried("unavailable")) return;
+            }
+            held();
+          }
+          if (!answered) return;
+          const out: http2.OutgoingHttpHeaders = {};
+          for (const [k, v] of Object.entries(trailers ?? {}))
+            if (v !== undefined && !k.startsWith(":")) out[k] = v;
+          down.finish(out);
+          settle(httpStatus);
+        });
+        function isUnavailable(): boolean {
+          return grpcStatus === String(Code.Unavailable) || (grpcStatus === undefined && httpStatus === 503);
+        }
+        const lost = (reason: string) => {
+          if (over) return;
+          if (done || answered) {
+            if (!done && endpoint === chosen) {
+              // Reset mid-answer: nothing can be retried any more.
+              upstreams.failed(chosen);
+              release();
+              fail(Code.Unavailable, `upstream ${route?.cluster} ${reason}`);
+            }
+            return;
+          }
+          upstreams.failed(chosen);
+          if (!retried(reason)) {
+            over = true;
+            fail(Code.Unavailable, `upstream ${route?.cluster} ${reason}`);
+          }
+        };
+        up.once("error", (err: NodeJS.ErrnoException) => lost(`unavailable: ${err.code ?? err.message}`));
+        up.once("close", () => lost(`reset the stream (code ${up.rstCode})`));
+
+        function settle(httpStatus: number) {
+          release();
+          const unavailable = grpcStatus === String(Code.Unavailable) || httpStatus === 503;
+          if (unavailable) upstreams.failed(target);
+          else upstreams.succeeded(target);
+          const outcome =
+            grpcStatus !== undefined ? (Code[Number(grpcStatus)] ?? grpcStatus) : `http_${httpStatus}`;
+          complete(outcome === "0" ? "OK" : outcome, unavailable);
+        }
       }
     }
   }

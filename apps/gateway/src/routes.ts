@@ -1,4 +1,5 @@
 import type { DescFile } from "@bufbuild/protobuf";
+import { MethodOptions_IdempotencyLevel } from "@bufbuild/protobuf/wkt";
 
 /** One route: every method of one service, by its `/<package>.<Service>/` path prefix. */
 export interface Route {
@@ -8,6 +9,8 @@ export interface Route {
   /** The upstream cluster: the service's short name (`users`). */
   cluster: string;
   methods: string[];
+  /** Unary methods the contract marks idempotent (NO_SIDE_EFFECTS or IDEMPOTENT): retryable. */
+  retryable: Set<string>;
 }
 
 /** `meshwork.users.v1` -> `users`; other packages keep their full name. */
@@ -26,6 +29,15 @@ export function buildRoutes(files: readonly DescFile[]): Route[] {
         service: service.typeName,
         cluster: clusterOf(file.proto.package),
         methods: service.methods.map((m) => m.name),
+        retryable: new Set(
+          service.methods
+            .filter(
+              (m) =>
+                m.methodKind === "unary" &&
+                m.idempotency !== MethodOptions_IdempotencyLevel.IDEMPOTENCY_UNKNOWN,
+            )
+            .map((m) => m.name),
+        ),
       });
     }
   }

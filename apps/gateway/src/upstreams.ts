@@ -57,18 +57,21 @@ export class Upstreams {
   }
 
   /**
-   * The endpoint with the fewest requests in flight among those not ejected; when every one is
-   * ejected, the one whose ejection ends first (better a try than a certain failure).
+   * The endpoint with the fewest requests in flight among those not ejected (and not in
+   * `avoid`, the ones a retried call already failed on); when every one is ejected, the one
+   * whose ejection ends first (better a try than a certain failure).
    */
-  pick(cluster: string, now = Date.now()): Endpoint | undefined {
+  pick(cluster: string, now = Date.now(), avoid?: ReadonlySet<Endpoint>): Endpoint | undefined {
     const endpoints = this.clusters.get(cluster);
     if (!endpoints || endpoints.length === 0) return undefined;
     let best: Endpoint | undefined;
     for (const e of endpoints) {
-      if (e.ejectedUntil > now) continue;
+      if (e.ejectedUntil > now || avoid?.has(e)) continue;
       if (!best || e.active < best.active) best = e;
     }
     if (best) return best;
+    // Every endpoint avoided (a retry that has tried them all): any that is not ejected.
+    if (avoid && avoid.size > 0) return this.pick(cluster, now);
     return endpoints.reduce((a, b) => (b.ejectedUntil < a.ejectedUntil ? b : a));
   }
 
