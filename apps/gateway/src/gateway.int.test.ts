@@ -87,8 +87,13 @@ async function startUpstream(): Promise<{
             }),
           };
         },
-        async listUsers() {
-          return { users: [], nextPageToken: "" };
+        async listUsers(req) {
+          // page_size users of about 1 KiB each: a large answer on demand.
+          const pad = "x".repeat(1000);
+          return {
+            users: Array.from({ length: req.pageSize }, (_, i) => ({ id: `${i}`, displayName: pad })),
+            nextPageToken: "",
+          };
         },
         async registerUser() {
           throw new ConnectError("not here", Code.Unimplemented);
@@ -347,6 +352,157 @@ describe("gateway (real sockets, a real upstream service)", () => {
       code: Code.DeadlineExceeded,
     });
     expect(Date.now() - began).toBeLessThan(350);
+  });
+
+  it("survives bad input: oversized, broken prefixes, huge headers, malformed HTTP/2, a client that stops reading", async () => {
+    const h2 = await import("node:http2");
+    const call = (path: string, body: Buffer, headers: Record<string, string> = {}) =>
+      new Promise<{ status: number; grpcStatus?: string; error?: string }>((resolve) => {
+        const session = h2.connect(url);
+        session.on("error", () => {});
+        const req = session.request({
+          ":method": "POST",
+          ":path": path,
+          "content-type": "application/grpc",
+          te: "trailers",
+          ...headers,
+        });
+        const out: { status: number; grpcStatus?: string; error?: string } = { status: 0 };
+        req.on("response", (h) => {
+          out.status = Number(h[":status"]);
+          if (h["grpc-status"] !== undefined) out.grpcStatus = String(h["grpc-status"]);
+        });
+        req.on("trailers", (t) => {
+          out.grpcStatus = String(t["grpc-status"]);
+        });
+        req.on("error", (e: NodeJS.ErrnoException) => {
+          out.error = e.code ?? e.message;
+        });
+        req.resume();
+        req.on("close", () => {
+          session.close();
+          resolve(out);
+        });
+        req.end(body);
+      });
+    const GET = "/meshwork.users.v1.UserService/GetUser";
+    // Over the gateway's request size limit (64 KiB here).
+    const big = Buffer.alloc(100 * 1024);
+    big.writeUInt32BE(big.length - 5, 1);
+    expect(await call(GET, big)).toMatchObject({ grpcStatus: String(Code.ResourceExhausted) });
+    // A length prefix promising more than comes: forwarded as is, refused by the service.
+    const broken = Buffer.from([0, 0, 0, 0, 50, 1, 2, 3]);
+    expect(await call(GET, broken)).toMatchObject({ grpcStatus: String(Code.InvalidArgument) });
+    // Headers far over the listener's limit: refused, nothing else affected.
+    const huge = await call(GET, broken, { "x-huge": "y".repeat(64 * 1024) });
+    expect(huge.grpcStatus === undefined || huge.grpcStatus !== "0").toBe(true);
+    const h1huge = await fetch(`${url}${GET}`, {
+      method: "POST",
+      headers: { "content-type": "application/json", "x-huge": "y".repeat(64 * 1024) },
+      body: "{}",
+    }).then(
+      (r) => r.status,
+      () => 0,
+    );
+    expect([0, 431]).toContain(h1huge);
+    // Malformed HTTP/2: the preface, then frames of garbage.
+    await new Promise<void>((resolve) => {
+      const sock = net.connect(port, "127.0.0.1", () => {
+        sock.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n");
+        sock.write(Buffer.from([0, 0, 4, 0xff, 0xff, 0, 0, 0, 1, 1, 2, 3, 4, 0, 0, 0, 9, 0]));
+        sock.end(Buffer.alloc(512, 0xab));
+      });
+      sock.on("error", () => resolve());
+      sock.on("close", () => resolve());
+      sock.resume();
+    });
+
+    // A client that stops reading a large answer: backpressure holds the upstream, nothing piles up.
+    const session = h2.connect(url, { settings: { initialWindowSize: 16 * 1024 } });
+    session.on("error", () => {});
+    const stuck = session.request({
+      ":method": "POST",
+      ":path": "/meshwork.users.v1.UserService/ListUsers",
+      "content-type": "application/json",
+      "x-request-id": "stuck-reader",
+    });
+    stuck.on("error", () => {});
+    stuck.end(JSON.stringify({ pageSize: 3000 })); // ~3 MB of answer, never read
+    await waitFor(
+      async () => {
+        const c = (await (await fetch(`${adminUrl}/clusters?format=json`)).json()) as {
+          clusters: Array<{ name: string; endpoints: Array<{ rq_active: number }> }>;
+        };
+        return c.clusters.find((x) => x.name === "users")?.endpoints.some((e) => e.rq_active > 0);
+      },
+      { what: "the stuck call in flight" },
+    );
+    stuck.close(h2.constants.NGHTTP2_CANCEL);
+    session.close();
+    const line = await waitFor(() =>
+      log.lines.find((l) => l.msg === "access" && l.request_id === "stuck-reader"),
+    );
+    expect(line.status).toBe("client_gone");
+    expect(line.bytes_out as number).toBeLessThan(1024 * 1024);
+
+    // A bounded fuzz loop: random paths, content types, headers and bodies, over both protocols.
+    let seed = 42;
+    const rand = (n: number) => {
+      seed = (seed * 1103515245 + 12345) & 0x7fffffff;
+      return seed % n;
+    };
+    const paths = [
+      GET,
+      "/meshwork.users.v1.UserService/Nope",
+      "/x",
+      "/",
+      "/meshwork.users.v1.UserService/",
+      "//",
+    ];
+    const types = [
+      "application/grpc",
+      "application/grpc-web+proto",
+      "application/json",
+      "application/proto",
+      "application/connect+proto",
+      "text/plain",
+      "",
+    ];
+    for (let i = 0; i < 150; i++) {
+      const body = Buffer.alloc(rand(300));
+      for (let j = 0; j < body.length; j++) body[j] = rand(256);
+      const path = paths[rand(paths.length)] as string;
+      const ct = types[rand(types.length)] as string;
+      if (rand(2) === 0) {
+        const r = await call(path, body, {
+          "content-type": ct,
+          "grpc-timeout": ["1S", "x", "99999999H"][rand(3)] as string,
+        });
+        expect(r.status === 0 ? r.error : r.status).toBeDefined();
+      } else {
+        const status = await fetch(`${url}${path}`, {
+          method: "POST",
+          headers: { "content-type": ct || "x/y" },
+          body,
+        }).then(
+          (r) => r.status,
+          () => -1,
+        );
+        expect(status).not.toBe(-1);
+      }
+    }
+    // Still serving, nothing left in flight.
+    const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+    expect((await users.getUser({ id: OK })).user?.id).toBe(OK);
+    await waitFor(
+      async () => {
+        const c = (await (await fetch(`${adminUrl}/clusters?format=json`)).json()) as {
+          clusters: Array<{ endpoints: Array<{ rq_active: number }> }>;
+        };
+        return c.clusters.every((x) => x.endpoints.every((e) => e.rq_active === 0));
+      },
+      { what: "no call left in flight" },
+    );
   });
 
   it("holds a route's rate limit per client with RESOURCE_EXHAUSTED and quota headers, and recovers", async () => {
