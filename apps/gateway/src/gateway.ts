@@ -131,7 +131,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       ready = true;
       const url = `http://${config.host}:${port}`;
       const adminUrl = `http://${config.adminHost}:${adminPort}`;
-      logger.info({ port, url, adminPort, adminUrl, routes: routes.length }, "listening");
+      logger.info({ host: config.host, port, url, adminPort, adminUrl, routes: routes.length }, "listening");
       return { port, url, adminPort, adminUrl };
     },
     async stop() {

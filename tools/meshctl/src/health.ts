@@ -15,3 +15,13 @@ export async function checkHealth(address: string, timeoutMs = 1_000): Promise<s
     return "DOWN";
   }
 }
+
+/** `LIVE` when the gateway's admin `/ready` (at `admin`, host:port) answers 200; else `STARTING`. */
+export async function gatewayReady(admin: string, timeoutMs = 1_000): Promise<string> {
+  try {
+    const res = await fetch(`http://${admin}/ready`, { signal: AbortSignal.timeout(timeoutMs) });
+    return res.status === 200 ? "LIVE" : "STARTING";
+  } catch {
+    return "DOWN";
+  }
+}

@@ -3,7 +3,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { dlqList, dlqReplay } from "./dlq.js";
-import { checkHealth } from "./health.js";
+import { checkHealth, gatewayReady } from "./health.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
 import { up } from "./up.js";
@@ -75,11 +75,13 @@ async function main(argv: string[]): Promise<number> {
       const rows = await Promise.all(
         services.map(async (s) => {
           const address = `127.0.0.1:${s.port}`;
+          if (s.kind === "gateway")
+            return [s.name, address, await gatewayReady(`127.0.0.1:${s.adminPort ?? 9901}`)];
           return [s.name, address, await checkHealth(address)];
         }),
       );
       process.stdout.write(`${renderTable(["SERVICE", "ADDRESS", "HEALTH"], rows)}\n`);
-      return rows.every((r) => r[2] === "SERVING") ? 0 : 1;
+      return rows.every((r) => r[2] === "SERVING" || r[2] === "LIVE") ? 0 : 1;
     }
     case "events": {
       const [area, action, ...args] = positionals;

@@ -13,6 +13,13 @@ export interface ServiceManifest {
   main: string;
   /** Whether the service owns a database. */
   database: boolean;
+  /**
+   * `service` (a Meshwork service: health-checked over gRPC) or `gateway` (the edge: started
+   * after the services, pointed at them, ready when its admin `/ready` answers).
+   */
+  kind: "service" | "gateway";
+  /** The gateway's admin port (overridden by `--ports auto`). */
+  adminPort?: number;
 }
 
 /**
@@ -24,7 +31,16 @@ export function findServices(root: string): ServiceManifest[] {
   const found: ServiceManifest[] = [];
   for (const entry of readdirSync(apps, { withFileTypes: true })) {
     if (!entry.isDirectory()) continue;
-    let pkg: { meshwork?: { service: string; port: number; main?: string; database?: boolean } };
+    let pkg: {
+      meshwork?: {
+        service: string;
+        port: number;
+        main?: string;
+        database?: boolean;
+        kind?: "service" | "gateway";
+        adminPort?: number;
+      };
+    };
     try {
       pkg = JSON.parse(readFileSync(join(apps, entry.name, "package.json"), "utf8"));
     } catch {
@@ -37,6 +53,8 @@ export function findServices(root: string): ServiceManifest[] {
       dir: join(apps, entry.name),
       main: pkg.meshwork.main ?? "dist/main.js",
       database: pkg.meshwork.database ?? false,
+      kind: pkg.meshwork.kind ?? "service",
+      adminPort: pkg.meshwork.adminPort,
     });
   }
   return found.sort((a, b) => a.port - b.port);

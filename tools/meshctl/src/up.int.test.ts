@@ -2,8 +2,8 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-node";
+import { Code, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectNats, streamName } from "@meshwork/events";
@@ -48,6 +48,11 @@ describe("npm start", () => {
       const notifRow = proc.lines.find((l) => /^notifications\s+127\.0\.0\.1:\d+\s+SERVING\s+pglite/.test(l));
       expect(notifRow).toBeDefined();
       expect(proc.lines).toContainEqual(expect.stringMatching(/^nats\s+127\.0\.0\.1:4222\s+UP\s+external/));
+      const gatewayRow = proc.lines.find((l) =>
+        /^gateway\s+127\.0\.0\.1:\d+\s+LIVE\s+admin 127\.0\.0\.1:\d+/.test(l),
+      );
+      expect(gatewayRow).toBeDefined();
+      const gateway = `http://${gatewayRow?.split(/\s+/)[1]}`;
 
       const users = createClient(
         UserService,
@@ -70,9 +75,32 @@ describe("npm start", () => {
         async () =>
           (await notifications.listNotifications({ userId: user?.id ?? "" })).notifications.length === 1,
       );
+      // Through the gateway: Login is public; GetUser needs the token Login gave.
+      const edge = createClient(UserService, createGrpcTransport({ baseUrl: gateway }));
+      await expect(edge.getUser({ id: user?.id ?? "" })).rejects.toMatchObject({
+        code: Code.Unauthenticated,
+      });
+      const { accessToken } = await edge.login({
+        email: "npm-start@example.com",
+        password: "started-by-npm",
+      });
+      const me = await edge.getUser(
+        { id: user?.id ?? "" },
+        { headers: { authorization: `Bearer ${accessToken}` } },
+      );
+      expect(me.user?.email).toBe("npm-start@example.com");
+      // curl with JSON over HTTP/1.1, the same token.
+      const res = await fetch(`${gateway}/meshwork.notifications.v1.NotificationService/ListNotifications`, {
+        method: "POST",
+        headers: { "content-type": "application/json", authorization: `Bearer ${accessToken}` },
+        body: JSON.stringify({ userId: user?.id }),
+      });
+      expect(res.status).toBe(200);
+      expect(((await res.json()) as { notifications: unknown[] }).notifications).toHaveLength(1);
 
       await proc.stop("SIGINT");
       expect(proc.lines).toContainEqual(expect.stringMatching(/^users\s+\| .*"msg":"stopped"/));
+      expect(proc.lines).toContainEqual(expect.stringMatching(/^gateway\s+\| .*"msg":"access"/));
       expect(proc.lines).toContain("meshctl | stopped");
     } finally {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");

@@ -2,7 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { checkHealth } from "./health.js";
+import { checkHealth, gatewayReady } from "./health.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -31,6 +31,8 @@ interface Running {
   manifest: ServiceManifest;
   child: ChildProcess;
   address?: string;
+  /** The gateway's admin listener, from its `listening` line. */
+  admin?: string;
   database: string;
   exited: Promise<number | string>;
 }
@@ -86,7 +88,42 @@ export async function up(options: UpOptions): Promise<number> {
     nats = await ensureNats({ url: options.natsUrl, home: options.home, autoPort: options.autoPorts });
     say(`NATS at ${nats.url}: ${nats.detail}`);
     const creds = loadCredentials(options.home);
-    for (const [i, manifest] of options.services.entries()) {
+    const services = options.services.filter((m) => m.kind === "service");
+    const gateways = options.services.filter((m) => m.kind === "gateway");
+    const launch = (manifest: ServiceManifest, env: Record<string, string>, database: string, i: number) => {
+      const entry = join(manifest.dir, manifest.main);
+      if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
+      const child = spawn(process.execPath, ["--enable-source-maps", entry], {
+        cwd: options.root,
+        env: { ...process.env, ...env, DATABASE_URL: env.DATABASE_URL ?? "" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      const r: Running = {
+        manifest,
+        child,
+        database,
+        exited: new Promise((resolve) => child.once("exit", (code, sig) => resolve(code ?? sig ?? -1))),
+      };
+      running.push(r);
+      const label = manifest.name.padEnd(width);
+      const prefix = tty ? `\x1b[${colours[i % colours.length]}m${label}\x1b[0m | ` : `${label} | `;
+      for (const stream of [child.stdout, child.stderr]) {
+        createInterface({ input: stream! }).on("line", (line) => {
+          out.write(`${prefix}${line}\n`);
+          if (!r.address && line.includes('"msg":"listening"')) {
+            try {
+              const parsed = JSON.parse(line) as { host: string; port: number; adminUrl?: string };
+              r.address = `${parsed.host}:${parsed.port}`;
+              if (parsed.adminUrl) r.admin = parsed.adminUrl.replace(/^http:\/\//, "");
+            } catch {
+              // not a log line of ours
+            }
+          }
+        });
+      }
+      return r;
+    };
+    for (const [i, manifest] of services.entries()) {
       const env: Record<string, string> = {
         NATS_URL: nats.url,
         PORT: options.autoPorts ? "0" : String(manifest.port),
@@ -109,44 +146,56 @@ export async function up(options: UpOptions): Promise<number> {
           database = `pglite ${env.DATA_DIR}`;
         }
       }
-      const entry = join(manifest.dir, manifest.main);
-      if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
-      const child = spawn(process.execPath, ["--enable-source-maps", entry], {
-        cwd: options.root,
-        env: { ...process.env, ...env, DATABASE_URL: env.DATABASE_URL ?? "" },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      const r: Running = {
-        manifest,
-        child,
-        database,
-        exited: new Promise((resolve) => child.once("exit", (code, sig) => resolve(code ?? sig ?? -1))),
-      };
-      running.push(r);
-      const label = manifest.name.padEnd(width);
-      const prefix = tty ? `\x1b[${colours[i % colours.length]}m${label}\x1b[0m | ` : `${label} | `;
-      for (const stream of [child.stdout, child.stderr]) {
-        createInterface({ input: stream! }).on("line", (line) => {
-          out.write(`${prefix}${line}\n`);
-          if (!r.address && line.includes('"msg":"listening"')) {
-            try {
-              const parsed = JSON.parse(line) as { host: string; port: number };
-              r.address = `${parsed.host}:${parsed.port}`;
-            } catch {
-              // not a log line of ours
-            }
-          }
-        });
-      }
+      launch(manifest, env, database, i);
     }
 
-    // Wait for every service to be SERVING; a service that exits first fails the start.
+    // Wait for every service to be SERVING, then start the gateway in front of them and wait
+    // for its admin /ready; a process that exits first fails the start.
     const ready = (async () => {
       for (;;) {
         const states = await Promise.all(
           running.map((r) => (r.address ? checkHealth(r.address) : "STARTING")),
         );
-        if (states.every((s) => s === "SERVING")) return states;
+        if (states.every((s) => s === "SERVING")) break;
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      for (const [j, manifest] of gateways.entries()) {
+        const users = running.find((r) => r.manifest.name === "users");
+        launch(
+          manifest,
+          {
+            PORT: options.autoPorts ? "0" : String(manifest.port),
+            ADMIN_PORT: options.autoPorts ? "0" : String(manifest.adminPort ?? 9901),
+            LOG_LEVEL: options.logLevel,
+            UPSTREAMS: running
+              .filter((r) => r.manifest.kind === "service")
+              .map((r) => `${r.manifest.name}=http://${r.address}`)
+              .join(";"),
+            ...(users ? { JWKS_URL: `http://${users.address}/.well-known/jwks.json` } : {}),
+          },
+          "-",
+          services.length + j,
+        );
+      }
+      for (;;) {
+        const states = await Promise.all(
+          running.map((r) =>
+            r.manifest.kind === "gateway"
+              ? r.admin
+                ? gatewayReady(r.admin)
+                : "STARTING"
+              : r.address
+                ? checkHealth(r.address)
+                : "STARTING",
+          ),
+        );
+        if (
+          states.every((s) => s === "SERVING" || s === "LIVE") &&
+          running.length === options.services.length
+        ) {
+          for (const r of running) if (r.manifest.kind === "gateway") r.database = `admin ${r.admin}`;
+          return states;
+        }
         await new Promise((res) => setTimeout(res, 200));
       }
     })();
