@@ -1,8 +1,11 @@
 #!/usr/bin/env node
-import { join } from "node:path";
+import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
+import { meshworkFiles } from "@meshwork/contracts";
 import { dlqList, dlqReplay } from "./dlq.js";
+import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
@@ -20,6 +23,10 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX says otherwise).
   meshctl status
       Health of every service at its default address.
+  meshctl envoy [--check] [--rate-limits SPEC]
+      Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
+      policies, retries and rate limits (SPEC as the gateway's RATE_LIMITS). --check only says
+      whether the committed file is current (exit 1 when stale).
   meshctl events dlq list [--service NAME]
       Dead letters (events a consumer gave up on) with their error and delivery count.
   meshctl events dlq replay --service NAME (SEQ... | --all)
@@ -43,6 +50,8 @@ async function main(argv: string[]): Promise<number> {
       "database-url": { type: "string" },
       "log-level": { type: "string" },
       "db-prefix": { type: "string" },
+      check: { type: "boolean" },
+      "rate-limits": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -82,6 +91,25 @@ async function main(argv: string[]): Promise<number> {
       );
       process.stdout.write(`${renderTable(["SERVICE", "ADDRESS", "HEALTH"], rows)}\n`);
       return rows.every((r) => r[2] === "SERVING" || r[2] === "LIVE") ? 0 : 1;
+    }
+    case "envoy": {
+      const file = join(root, ENVOY_CONFIG_PATH);
+      const rendered = renderEnvoyYaml({
+        files: meshworkFiles,
+        services,
+        rateLimits: values["rate-limits"] ?? process.env.RATE_LIMITS,
+      });
+      const current = existsSync(file) ? readFileSync(file, "utf8") : "";
+      if (values.check) {
+        process.stdout.write(
+          current === rendered ? `${ENVOY_CONFIG_PATH} is current\n` : `${ENVOY_CONFIG_PATH} is stale\n`,
+        );
+        return current === rendered ? 0 : 1;
+      }
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, rendered);
+      process.stdout.write(`wrote ${ENVOY_CONFIG_PATH}\n`);
+      return 0;
     }
     case "events": {
       const [area, action, ...args] = positionals;

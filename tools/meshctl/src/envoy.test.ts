@@ -1,0 +1,99 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { meshworkFiles } from "@meshwork/contracts";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { ENVOY_CONFIG_PATH, renderEnvoyConfig, renderEnvoyYaml } from "./envoy.js";
+import { ENVOY_EXTENSION_PROTOS, EnvoySchema } from "./envoy-schema.js";
+import { findServices } from "./services.js";
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+
+describe("the Envoy config rendered from the route table", () => {
+  let schema: EnvoySchema;
+  beforeAll(() => {
+    schema = EnvoySchema.load(ENVOY_EXTENSION_PROTOS);
+  }, 60_000);
+
+  it("is valid against Envoy's v3 Bootstrap schema, with no unknown field anywhere", () => {
+    const config = parse(readFileSync(join(root, ENVOY_CONFIG_PATH), "utf8"));
+    expect(schema.validate(config)).toEqual([]);
+  });
+
+  it("is the committed file (CI fails while it is stale: run `npm run meshctl -- envoy`)", () => {
+    const committed = readFileSync(join(root, ENVOY_CONFIG_PATH), "utf8");
+    const rendered = renderEnvoyYaml({ files: meshworkFiles, services: findServices(root) });
+    expect(committed).toBe(rendered);
+  });
+
+  it("catches what Envoy would refuse: unknown fields, also inside typed_config, bad kinds and enums", () => {
+    const config = renderEnvoyConfig({ files: meshworkFiles, services: findServices(root) }) as {
+      static_resources: {
+        clusters: Array<Record<string, unknown>>;
+        listeners: Array<Record<string, unknown>>;
+      };
+    };
+    const broken = structuredClone(config);
+    (broken.static_resources.clusters[0] as Record<string, unknown>).lb_polcy = "ROUND_ROBIN";
+    (broken.static_resources.clusters[0] as Record<string, unknown>).connect_timeout = 5;
+    (broken.static_resources.clusters[0] as Record<string, unknown>).type = "DNS_PLEASE";
+    const hcm = (
+      broken.static_resources.listeners[0] as {
+        filter_chains: Array<{ filters: Array<{ typed_config: Record<string, unknown> }> }>;
+      }
+    ).filter_chains[0]?.filters[0]?.typed_config as Record<string, unknown>;
+    hcm.stat_prefx = "edge";
+    const problems = schema.validate(broken);
+    expect(problems).toEqual(
+      expect.arrayContaining([
+        expect.stringMatching(/clusters\[0\]\.lb_polcy: unknown field/),
+        expect.stringMatching(/clusters\[0\]\.connect_timeout: a Duration/),
+        expect.stringMatching(/clusters\[0\]\.type: "DNS_PLEASE" is not a value/),
+        expect.stringMatching(/HttpConnectionManager>\.stat_prefx: unknown field/),
+      ]),
+    );
+    expect(schema.validate({ admin: { address: { "@type": "x" } } })).not.toEqual([]);
+  });
+
+  it("carries the contracts' policies: a route and a JWT rule per method, RBAC for roles, retries for idempotent methods", () => {
+    const yaml = renderEnvoyYaml({
+      files: meshworkFiles,
+      services: findServices(root),
+      rateLimits: "meshwork.users.v1.UserService/Login=5/1m:5",
+    });
+    const config = parse(yaml);
+    expect(schema.validate(config)).toEqual([]);
+    const text = JSON.stringify(config);
+    for (const m of ["RegisterUser", "Login", "GetUser", "ListUsers"]) {
+      expect(text).toContain(`"path":"/meshwork.users.v1.UserService/${m}"`);
+    }
+    const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const routes = hcm.route_config.virtual_hosts[0].routes as Array<{
+      name: string;
+      route: { retry_policy?: unknown };
+      typed_per_filter_config?: unknown;
+    }>;
+    const byName = new Map(routes.map((r) => [r.name.split("/").pop(), r]));
+    expect(byName.get("GetUser")?.route.retry_policy).toBeDefined(); // NO_SIDE_EFFECTS
+    expect(byName.get("Login")?.route.retry_policy).toBeUndefined();
+    expect(byName.get("Login")?.typed_per_filter_config).toBeDefined();
+    const jwt = hcm.http_filters.find(
+      (f: { name: string }) => f.name === "envoy.filters.http.jwt_authn",
+    ).typed_config;
+    const rule = (path: string) =>
+      jwt.rules.find((r: { match: { path: string } }) => r.match.path === path)?.requires;
+    expect(rule("/meshwork.users.v1.UserService/Login")).toEqual({
+      requires_any: { requirements: [{ provider_name: "users" }, { allow_missing: {} }] },
+    });
+    expect(rule("/meshwork.users.v1.UserService/GetUser")).toEqual({ provider_name: "users" });
+    const rbac = hcm.http_filters.find(
+      (f: { name: string }) => f.name === "envoy.filters.http.rbac",
+    ).typed_config;
+    expect(JSON.stringify(rbac.rules.policies["role-admin"])).toContain(
+      "/meshwork.users.v1.UserService/ListUsers",
+    );
+    expect(JSON.stringify(rbac.rules.policies["public-or-authenticated"])).not.toContain("ListUsers");
+    expect(config.admin.address.socket_address).toEqual({ address: "127.0.0.1", port_value: 9901 });
+  });
+});

@@ -1,0 +1,407 @@
+import type { DescFile } from "@bufbuild/protobuf";
+import { buildRoutes, type Policy, parseRateLimits, policiesOf, type RateRule } from "@meshwork/gateway";
+import { stringify } from "yaml";
+import type { ServiceManifest } from "./services.js";
+
+/** Where the rendered file lives in the repository. */
+export const ENVOY_CONFIG_PATH = "infra/envoy/envoy.yaml";
+
+export interface EnvoyOptions {
+  /** The contracts: the same route table the Node gateway builds. */
+  files: readonly DescFile[];
+  /** The services (host name = service name, as in docker-compose; port from the manifest). */
+  services: readonly ServiceManifest[];
+  /** Same syntax as the gateway's `RATE_LIMITS`. */
+  rateLimits?: string;
+  issuer?: string;
+  audience?: string;
+  defaultTimeoutMs?: number;
+  maxTimeoutMs?: number;
+  corsOrigins?: readonly string[];
+  /** Listener port (8080) and admin port (9901). */
+  port?: number;
+  adminPort?: number;
+  /** The admin's address: loopback unless told otherwise, as the Node gateway's. */
+  adminAddress?: string;
+}
+
+const IDENTITY = ["x-meshwork-subject", "x-meshwork-roles", "x-meshwork-email"];
+const EXPOSE = [
+  "grpc-status",
+  "grpc-message",
+  "grpc-status-details-bin",
+  "x-request-id",
+  "retry-after",
+  "x-ratelimit-limit",
+  "x-ratelimit-remaining",
+  "x-ratelimit-reset",
+];
+const ALLOW_HEADERS = [
+  "content-type",
+  "connect-protocol-version",
+  "connect-timeout-ms",
+  "grpc-timeout",
+  "x-grpc-web",
+  "x-user-agent",
+  "authorization",
+  "x-request-id",
+];
+const JWT = "users";
+const type = (name: string) => `type.googleapis.com/${name}`;
+const seconds = (ms: number) => `${ms / 1000}s`;
+
+function jwtRequirement(policy: Policy): Record<string, unknown> | undefined {
+  switch (policy.kind) {
+    case "public":
+      // A token is optional; one that is there must verify (the Node gateway does the same).
+      return { requires_any: { requirements: [{ provider_name: JWT }, { allow_missing: {} }] } };
+    case "authenticated":
+    case "role":
+      return { provider_name: JWT };
+    case "none":
+      return undefined;
+  }
+}
+
+function bucket(rule: RateRule) {
+  // Envoy fills `tokens_per_fill` every `fill_interval`: one token per 1/rate seconds.
+  const intervalMs = Math.max(1, Math.round(1000 / rule.perSecond));
+  return {
+    max_tokens: rule.burst,
+    tokens_per_fill: 1,
+    fill_interval: seconds(intervalMs),
+  };
+}
+
+/**
+ * Renders the Envoy v3 bootstrap that does what the Node gateway does, from the same route table:
+ * a route per method (`/<package>.<Service>/<Method>`) to its service's cluster with the default
+ * timeout, the client's `grpc-timeout` capped, and a retry policy on UNAVAILABLE for methods the
+ * contract marks idempotent; `jwt_authn` with the users service's remote JWKS and a rule per
+ * method from its access policy; `rbac` for role policies (and to deny methods with none);
+ * `local_ratelimit` per route; `grpc_web`; `cors`; identity headers stripped from clients and set
+ * from the token's claims. Clusters speak HTTP/2 with gRPC health checks, outlier detection and
+ * circuit breakers with a retry budget.
+ */
+export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown> {
+  const routes = buildRoutes(options.files);
+  const policies = policiesOf(options.files.flatMap((f) => f.services));
+  const rules = parseRateLimits(options.rateLimits ?? "");
+  const byKey = new Map(rules.map((r) => [r.key, r]));
+  const defaultTimeout = options.defaultTimeoutMs ?? 15_000;
+  const maxTimeout = options.maxTimeoutMs ?? 60_000;
+  const ports = new Map(options.services.map((s) => [s.name, s.port]));
+
+  const envoyRoutes: unknown[] = [];
+  const jwtRules: unknown[] = [];
+  const openPaths: string[] = [];
+  const rolePaths = new Map<string, string[]>();
+  for (const route of routes) {
+    if (!ports.has(route.cluster)) continue; // a contract no running service serves (yet)
+    for (const method of route.methods) {
+      const path = `${route.prefix}${method}`;
+      const policy = policies.get(path) ?? { kind: "none" };
+      const rule = byKey.get(`${route.service}/${method}`) ?? byKey.get(route.service) ?? byKey.get("*");
+      const r: Record<string, unknown> = {
+        name: path,
+        match: { path },
+        route: {
+          cluster: route.cluster,
+          timeout: seconds(defaultTimeout),
+          max_stream_duration: { grpc_timeout_header_max: seconds(maxTimeout) },
+          ...(route.retryable.has(method)
+            ? {
+                retry_policy: {
+                  retry_on: "unavailable,reset,connect-failure,refused-stream",
+                  num_retries: 2,
+                  retry_back_off: { base_interval: "0.025s", max_interval: "0.250s" },
+                  retry_host_predicate: [
+                    {
+                      name: "envoy.retry_host_predicates.previous_hosts",
+                      typed_config: {
+                        "@type": type("envoy.extensions.retry.host.previous_hosts.v3.PreviousHostsPredicate"),
+                      },
+                    },
+                  ],
+                },
+              }
+            : {}),
+        },
+      };
+      if (rule) {
+        r.typed_per_filter_config = {
+          "envoy.filters.http.local_ratelimit": {
+            "@type": type("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"),
+            stat_prefix: "route_rate_limit",
+            token_bucket: bucket(rule),
+            filter_enabled: {
+              runtime_key: "local_rate_limit_enabled",
+              default_value: { numerator: 100, denominator: "HUNDRED" },
+            },
+            filter_enforced: {
+              runtime_key: "local_rate_limit_enforced",
+              default_value: { numerator: 100, denominator: "HUNDRED" },
+            },
+            response_headers_to_add: [
+              {
+                append_action: "OVERWRITE_IF_EXISTS_OR_ADD",
+                header: { key: "x-ratelimit-limit", value: String(rule.burst) },
+              },
+            ],
+          },
+        };
+      }
+      envoyRoutes.push(r);
+      const requirement = jwtRequirement(policy);
+      if (requirement) jwtRules.push({ match: { path }, requires: requirement });
+      if (policy.kind === "public" || policy.kind === "authenticated") openPaths.push(path);
+      if (policy.kind === "role") rolePaths.set(policy.role, [...(rolePaths.get(policy.role) ?? []), path]);
+    }
+  }
+
+  const pathMatchers = (paths: readonly string[]) => paths.map((p) => ({ url_path: { path: { exact: p } } }));
+  const rbacPolicies: Record<string, unknown> = {};
+  if (openPaths.length > 0) {
+    // Authentication of these is jwt_authn's job; RBAC only lets them through.
+    rbacPolicies["public-or-authenticated"] = {
+      permissions: [{ or_rules: { rules: pathMatchers(openPaths) } }],
+      principals: [{ any: true }],
+    };
+  }
+  for (const [role, paths] of rolePaths) {
+    rbacPolicies[`role-${role}`] = {
+      permissions: [{ or_rules: { rules: pathMatchers(paths) } }],
+      principals: [
+        {
+          metadata: {
+            filter: "envoy.filters.http.jwt_authn",
+            path: [{ key: "jwt_payload" }, { key: "roles" }],
+            value: { list_match: { one_of: { string_match: { exact: role } } } },
+          },
+        },
+      ],
+    };
+  }
+
+  const origins = options.corsOrigins ?? ["*"];
+  const hcm = {
+    "@type": type("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
+    stat_prefix: "edge",
+    codec_type: "AUTO",
+    generate_request_id: true,
+    preserve_external_request_id: true,
+    access_log: [
+      {
+        name: "envoy.access_loggers.stdout",
+        typed_config: {
+          "@type": type("envoy.extensions.access_loggers.stream.v3.StdoutAccessLog"),
+          log_format: {
+            json_format: {
+              method: "%REQ(:PATH)%",
+              status: "%RESPONSE_CODE%",
+              grpc_status: "%GRPC_STATUS(NUMBER)%",
+              duration_ms: "%DURATION%",
+              bytes_in: "%BYTES_RECEIVED%",
+              bytes_out: "%BYTES_SENT%",
+              request_id: "%REQ(X-REQUEST-ID)%",
+              trace_id: "%REQ(TRACEPARENT)%",
+              upstream: "%UPSTREAM_HOST%",
+            },
+          },
+        },
+      },
+    ],
+    route_config: {
+      name: "mesh",
+      virtual_hosts: [
+        {
+          name: "mesh",
+          domains: ["*"],
+          routes: envoyRoutes,
+          typed_per_filter_config: {
+            "envoy.filters.http.cors": {
+              "@type": type("envoy.extensions.filters.http.cors.v3.CorsPolicy"),
+              allow_origin_string_match: origins.includes("*")
+                ? [{ safe_regex: { regex: ".*" } }]
+                : origins.map((o) => ({ exact: o })),
+              allow_methods: "POST, GET",
+              allow_headers: ALLOW_HEADERS.join(","),
+              expose_headers: EXPOSE.join(","),
+              max_age: "7200",
+            },
+          },
+        },
+      ],
+    },
+    http_filters: [
+      {
+        // Identity headers come from verified tokens only: whatever a client sends is dropped first.
+        name: "envoy.filters.http.header_mutation",
+        typed_config: {
+          "@type": type("envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"),
+          mutations: { request_mutations: IDENTITY.map((h) => ({ remove: h })) },
+        },
+      },
+      {
+        name: "envoy.filters.http.cors",
+        typed_config: { "@type": type("envoy.extensions.filters.http.cors.v3.Cors") },
+      },
+      {
+        name: "envoy.filters.http.grpc_web",
+        typed_config: { "@type": type("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb") },
+      },
+      {
+        name: "envoy.filters.http.jwt_authn",
+        typed_config: {
+          "@type": type("envoy.extensions.filters.http.jwt_authn.v3.JwtAuthentication"),
+          providers: {
+            [JWT]: {
+              issuer: options.issuer ?? "meshwork-users",
+              audiences: [options.audience ?? "meshwork"],
+              remote_jwks: {
+                http_uri: {
+                  uri: `http://users:${ports.get("users") ?? 50051}/.well-known/jwks.json`,
+                  cluster: "users_jwks",
+                  timeout: "2s",
+                },
+                cache_duration: "600s",
+                async_fetch: {},
+              },
+              forward: true,
+              payload_in_metadata: "jwt_payload",
+              claim_to_headers: [
+                { header_name: "x-meshwork-subject", claim_name: "sub" },
+                { header_name: "x-meshwork-roles", claim_name: "roles" },
+                { header_name: "x-meshwork-email", claim_name: "email" },
+              ],
+            },
+          },
+          rules: jwtRules,
+        },
+      },
+      {
+        // ALLOW with the paths that have a policy: methods without one (and unknown paths) are denied.
+        name: "envoy.filters.http.rbac",
+        typed_config: {
+          "@type": type("envoy.extensions.filters.http.rbac.v3.RBAC"),
+          rules: { action: "ALLOW", policies: rbacPolicies },
+        },
+      },
+      {
+        name: "envoy.filters.http.local_ratelimit",
+        typed_config: {
+          "@type": type("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"),
+          stat_prefix: "edge_rate_limit",
+        },
+      },
+      {
+        name: "envoy.filters.http.router",
+        typed_config: { "@type": type("envoy.extensions.filters.http.router.v3.Router") },
+      },
+    ],
+  };
+
+  const serviceClusters = options.services
+    .filter((s) => s.kind === "service")
+    .map((s) => ({
+      name: s.name,
+      type: "STRICT_DNS",
+      connect_timeout: "1s",
+      lb_policy: "LEAST_REQUEST",
+      typed_extension_protocol_options: {
+        "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+          "@type": type("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+          explicit_http_config: { http2_protocol_options: {} },
+        },
+      },
+      load_assignment: {
+        cluster_name: s.name,
+        endpoints: [
+          {
+            lb_endpoints: [
+              { endpoint: { address: { socket_address: { address: s.name, port_value: s.port } } } },
+            ],
+          },
+        ],
+      },
+      health_checks: [
+        {
+          timeout: "1s",
+          interval: "5s",
+          unhealthy_threshold: 2,
+          healthy_threshold: 1,
+          grpc_health_check: {},
+        },
+      ],
+      outlier_detection: {
+        consecutive_5xx: 5,
+        consecutive_gateway_failure: 5,
+        interval: "1s",
+        base_ejection_time: "1s",
+        max_ejection_time: "30s",
+        max_ejection_percent: 100,
+      },
+      circuit_breakers: {
+        thresholds: [
+          {
+            priority: "DEFAULT",
+            max_connections: 1024,
+            max_pending_requests: 1024,
+            max_requests: 1024,
+            retry_budget: { budget_percent: { value: 20 }, min_retry_concurrency: 3 },
+          },
+        ],
+      },
+    }));
+  const users = options.services.find((s) => s.name === "users");
+  const jwksCluster = {
+    name: "users_jwks",
+    type: "STRICT_DNS",
+    connect_timeout: "1s",
+    load_assignment: {
+      cluster_name: "users_jwks",
+      endpoints: [
+        {
+          lb_endpoints: [
+            {
+              endpoint: {
+                address: { socket_address: { address: "users", port_value: users?.port ?? 50051 } },
+              },
+            },
+          ],
+        },
+      ],
+    },
+  };
+
+  return {
+    admin: {
+      address: {
+        socket_address: {
+          address: options.adminAddress ?? "127.0.0.1",
+          port_value: options.adminPort ?? 9901,
+        },
+      },
+    },
+    static_resources: {
+      listeners: [
+        {
+          name: "edge",
+          address: { socket_address: { address: "0.0.0.0", port_value: options.port ?? 8080 } },
+          filter_chains: [
+            { filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: hcm }] },
+          ],
+        },
+      ],
+      clusters: [...serviceClusters, jwksCluster],
+    },
+  };
+}
+
+/** The file as committed: a header saying where it comes from, then the YAML. */
+export function renderEnvoyYaml(options: EnvoyOptions): string {
+  return `# Generated by \`npm run meshctl -- envoy\` from the contracts in proto/ (the Node gateway's route
+# table, access policies and retry rules). Do not edit: change the protos or meshctl and render it
+# again; a test fails while this file is stale.
+${stringify(renderEnvoyConfig(options), { lineWidth: 0 })}`;
+}
