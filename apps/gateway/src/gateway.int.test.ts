@@ -11,6 +11,10 @@ import {
 import { meshworkFiles, platformFiles } from "@meshwork/contracts";
 import { Health, HealthCheckResponse_ServingStatus as HS } from "@meshwork/contracts/grpc/health/v1/health";
 import {
+  ServerReflection,
+  ServerReflectionRequestSchema,
+} from "@meshwork/contracts/grpc/reflection/v1/reflection";
+import {
   file_meshwork_users_v1_users,
   UserSchema,
   UserService,
@@ -139,7 +143,7 @@ describe("gateway (real sockets, a real upstream service)", () => {
         // users: a dead endpoint first, then the live one (outlier ejection moves traffic);
         // health: routed to the same service, for a server-streaming call;
         // notifications: nothing answers.
-        `users=http://127.0.0.1:${dead},${upstream.url};grpc.health.v1=${upstream.url};notifications=http://127.0.0.1:${dead}`,
+        `users=http://127.0.0.1:${dead},${upstream.url};grpc.health.v1=${upstream.url};grpc.reflection.v1=${upstream.url};notifications=http://127.0.0.1:${dead}`,
       ),
       jwksUrl: "http://127.0.0.1:1/unused",
       jwksCooldownMs: 5_000,
@@ -277,6 +281,21 @@ describe("gateway (real sockets, a real upstream service)", () => {
     });
     expect(invalid.status).toBe(400);
     expect(((await invalid.json()) as { code: string }).code).toBe("invalid_argument");
+  });
+
+  it("forwards a bidirectional stream (server reflection) message by message", async () => {
+    const reflection = createClient(ServerReflection, createGrpcTransport({ baseUrl: url }));
+    const requests = async function* () {
+      yield create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } });
+      yield create(ServerReflectionRequestSchema, {
+        messageRequest: { case: "fileContainingSymbol", value: "meshwork.users.v1.UserService" },
+      });
+    };
+    const answers: string[] = [];
+    for await (const res of reflection.serverReflectionInfo(requests(), { timeoutMs: 2_000 })) {
+      answers.push(res.messageResponse.case ?? "none");
+    }
+    expect(answers).toEqual(["listServicesResponse", "fileDescriptorResponse"]);
   });
 
   it("forwards a server stream with its messages and trailers", async () => {
@@ -583,6 +602,10 @@ describe("gateway (real sockets, a real upstream service)", () => {
       /gateway_requests_total\{[^}]*route="meshwork.users.v1.UserService"[^}]*code="OK"[^}]*\} \d+/,
     );
     expect(stats).toMatch(/gateway_duration_bucket\{/);
+    expect(stats).toMatch(
+      /gateway_upstream_requests_total\{[^}]*upstream="http:\/\/127\.0\.0\.1:\d+"[^}]*code="OK"[^}]*\} \d+/,
+    );
+    expect(stats).toMatch(/gateway_upstream_active\{/);
     expect((await fetch(`${adminUrl}/nope`)).status).toBe(404);
   });
 });

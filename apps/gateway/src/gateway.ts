@@ -46,10 +46,33 @@ export function createGateway(options: GatewayOptions): Gateway {
   const upstreams = new Upstreams(config.upstreams, options.outlier);
 
   const counts = new Map<string, { attrs: Attributes; n: number }>();
+  const upstreamCounts = new Map<string, { attrs: Attributes; n: number }>();
+  const bump = (m: typeof counts, a: string, b: string, attrs: Attributes) => {
+    const key = `${a}\u0000${b}`;
+    const entry = m.get(key);
+    if (entry) entry.n++;
+    else m.set(key, { attrs, n: 1 });
+  };
   telemetry.meter
     .createObservableCounter("gateway.requests", { description: "Calls answered, by route and outcome" })
     .addCallback((r) => {
       for (const { attrs, n } of counts.values()) r.observe(n, attrs);
+    });
+  telemetry.meter
+    .createObservableCounter("gateway.upstream.requests", {
+      description: "Calls answered, by the upstream endpoint that served them and outcome",
+    })
+    .addCallback((r) => {
+      for (const { attrs, n } of upstreamCounts.values()) r.observe(n, attrs);
+    });
+  telemetry.meter
+    .createObservableGauge("gateway.upstream.active", {
+      description: "Calls in flight per upstream endpoint",
+    })
+    .addCallback((r) => {
+      for (const endpoints of upstreams.clusters.values()) {
+        for (const e of endpoints) r.observe(e.active, { upstream: e.url, cluster: e.cluster });
+      }
     });
   const limiter = new RateLimiter(config.rateLimits);
   const services = (options.files ?? meshworkFiles).flatMap((f) => f.services);
@@ -77,11 +100,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       unit: "s",
       boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     }),
-    count(route, code) {
-      const key = `${route}\u0000${code}`;
-      const entry = counts.get(key);
-      if (entry) entry.n++;
-      else counts.set(key, { attrs: { route, code }, n: 1 });
+    count(route, code, upstream) {
+      bump(counts, route, code, { route, code });
+      if (upstream) bump(upstreamCounts, upstream, code, { upstream, code });
     },
   });
 

@@ -41,8 +41,8 @@ export interface ProxyOptions {
   logger: Logger;
   tracer: Tracer;
   duration: BoundHistogram;
-  /** Counts answers by route and code (or HTTP status). */
-  count(route: string, code: string): void;
+  /** Counts answers by route and code (or HTTP status), and by the upstream that gave them. */
+  count(route: string, code: string, upstream?: string): void;
 }
 
 // Connection-specific headers (RFC 9113 8.2.2) and what the gateway sets itself.
@@ -226,7 +226,7 @@ export function createProxy(options: ProxyOptions) {
       budget.active--;
       status = outcome;
       const elapsed = performance.now() - started;
-      options.count(routeName, outcome);
+      options.count(routeName, outcome, endpoint?.url);
       recordDuration(routeName, elapsed / 1000);
       if (failure) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
       span.setAttribute("rpc.outcome", outcome);
