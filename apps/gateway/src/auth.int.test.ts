@@ -243,4 +243,17 @@ describe("authentication and authorisation at the gateway (policies from the con
     const stray = `Bearer ${await sign(rotated, "k9", { roles: ["customer"] })}`;
     expect(await call(UserService, UserService.method.getUser, stray)).toBe("Unauthenticated");
   });
+
+  it("keeps a verified token only until it expires", async () => {
+    const token = `Bearer ${await sign(key, "k1", { roles: ["customer"], expSeconds: 2 })}`;
+    expect(await call(UserService, UserService.method.getUser, token)).toBe("OK");
+    expect(await call(UserService, UserService.method.getUser, token)).toBe("OK"); // from the cache
+    await waitFor(
+      async () => (await call(UserService, UserService.method.getUser, token)) === "Unauthenticated",
+      {
+        what: "the cached token to expire",
+        timeoutMs: 10_000,
+      },
+    );
+  });
 });

@@ -1,6 +1,7 @@
 import { type DescService, getOption, hasOption } from "@bufbuild/protobuf";
 import { Access_Level, access } from "@meshwork/contracts/meshwork/api/v1/access";
 import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from "jose";
+import { LRUCache } from "lru-cache";
 import { Code } from "./errors.js";
 
 /** A method's access policy, read from its `(meshwork.api.v1.access)` option. */
@@ -40,6 +41,8 @@ export interface Identity {
   subject: string;
   roles: string[];
   email: string | undefined;
+  /** The token's `exp`, ms since the epoch. */
+  expiresAt: number;
 }
 
 export type AuthResult =
@@ -67,7 +70,16 @@ export function createAuthenticator(options: AuthOptions) {
     timeoutDuration: 2_000,
   });
 
+  // Verified tokens, until they expire (at most 5 minutes): an ES256 verification costs more
+  // than proxying the call. Failures are not cached: a key can arrive with a refetch.
+  const verified = new LRUCache<string, Identity>({ max: 10_000, ttl: 5 * 60_000, ttlAutopurge: false });
+
   async function verify(token: string): Promise<Identity | { code: Code; message: string }> {
+    const hit = verified.get(token);
+    if (hit) {
+      if (hit.expiresAt > Date.now()) return hit;
+      verified.delete(token);
+    }
     try {
       const { payload } = await jwtVerify(token, keys, {
         issuer: options.issuer,
@@ -78,11 +90,16 @@ export function createAuthenticator(options: AuthOptions) {
       const roles = Array.isArray(payload.roles)
         ? payload.roles.filter((r): r is string => typeof r === "string")
         : [];
-      return {
+      const identity: Identity = {
         subject: String(payload.sub),
         roles,
         email: typeof payload.email === "string" ? payload.email : undefined,
+        expiresAt: (payload.exp as number) * 1000,
       };
+      verified.set(token, identity, {
+        ttl: Math.max(1, Math.min(5 * 60_000, identity.expiresAt - Date.now())),
+      });
+      return identity;
     } catch (err) {
       if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JOSENotSupported) {
         return { code: Code.Unavailable, message: "token keys unavailable" };
