@@ -231,6 +231,7 @@ export function createProxy(options: ProxyOptions) {
       if (failure) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
       span.setAttribute("rpc.outcome", outcome);
       span.end();
+      if (!logger.isLevelEnabled("info")) return;
       context.with(ctx, () =>
         logger.info(
           {
@@ -410,7 +411,7 @@ export function createProxy(options: ProxyOptions) {
 
         const upHeaders: http2.OutgoingHttpHeaders = {
           ...baseHeaders,
-          ":authority": new URL(chosen.url).host,
+          ":authority": chosen.authority,
         };
         // What is left of the deadline goes upstream, in the client's protocol.
         const remaining = Math.max(1, Math.round(deadlineAt - performance.now()));
@@ -570,45 +571,7 @@ export function createProxy(options: ProxyOptions) {
   return {
     /** An HTTP/2 stream from the listener. */
     stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
-      stream.on("error", () => {});
-      let pendingTrailers: http2.OutgoingHttpHeaders | undefined;
-      let wantsTrailers = false;
-      forward({
-        headers,
-        body: stream,
-        h2: true,
-        remoteAddress: stream.session?.socket?.remoteAddress ?? "unknown",
-        get headersSent() {
-          return stream.headersSent;
-        },
-        respond(status, h, end, trailers) {
-          if (stream.destroyed) return;
-          wantsTrailers = trailers;
-          stream.respond({ ...h, ":status": status }, { endStream: end, waitForTrailers: trailers });
-          if (trailers) {
-            stream.once("wantTrailers", () => {
-              try {
-                stream.sendTrailers(pendingTrailers ?? { "grpc-status": String(Code.Internal) });
-              } catch {
-                stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-              }
-            });
-          }
-        },
-        write: (chunk) => stream.destroyed || stream.write(chunk),
-        onDrain: (fn) => stream.once("drain", fn),
-        finish(trailers) {
-          pendingTrailers = trailers;
-          if (!stream.destroyed && !stream.writableEnded) stream.end();
-          if (!wantsTrailers) pendingTrailers = undefined;
-        },
-        reset: () => stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR),
-        onGone(fn) {
-          stream.once("close", () => {
-            if (!stream.writableFinished) fn();
-          });
-        },
-      });
+      forward(new H2Downstream(stream, headers));
     },
 
     /** An HTTP/1.1 request from the listener (Connect unary, gRPC-Web, plain fetch). */
@@ -651,4 +614,72 @@ export function createProxy(options: ProxyOptions) {
 }
 
 export type Proxy = ReturnType<typeof createProxy>;
+
+function ignore() {
+  // Stream errors end in "close", which the proxy handles.
+}
+
+/** The client side over HTTP/2: one object per call, its methods shared. */
+class H2Downstream implements Downstream {
+  readonly h2 = true;
+  readonly body: Readable;
+  readonly remoteAddress: string;
+  #trailers: http2.OutgoingHttpHeaders | undefined;
+  #wantsTrailers = false;
+
+  constructor(
+    readonly stream: http2.ServerHttp2Stream,
+    readonly headers: http2.IncomingHttpHeaders,
+  ) {
+    this.body = stream;
+    this.remoteAddress = stream.session?.socket?.remoteAddress ?? "unknown";
+    stream.on("error", ignore);
+  }
+
+  get headersSent(): boolean {
+    return this.stream.headersSent;
+  }
+
+  respond(status: number, h: http2.OutgoingHttpHeaders, end: boolean, trailers: boolean): void {
+    const stream = this.stream;
+    if (stream.destroyed) return;
+    this.#wantsTrailers = trailers;
+    h[":status"] = status;
+    stream.respond(h, { endStream: end, waitForTrailers: trailers });
+    if (trailers) {
+      stream.once("wantTrailers", () => {
+        try {
+          stream.sendTrailers(this.#trailers ?? { "grpc-status": String(Code.Internal) });
+        } catch {
+          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        }
+      });
+    }
+  }
+
+  write(chunk: Buffer): boolean {
+    return this.stream.destroyed || this.stream.write(chunk);
+  }
+
+  onDrain(fn: () => void): void {
+    this.stream.once("drain", fn);
+  }
+
+  finish(trailers: http2.OutgoingHttpHeaders | undefined): void {
+    this.#trailers = this.#wantsTrailers ? trailers : undefined;
+    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+  }
+
+  reset(): void {
+    this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  onGone(fn: () => void): void {
+    const stream = this.stream;
+    stream.once("close", () => {
+      if (!stream.writableFinished) fn();
+    });
+  }
+}
+
 export type { Span };

@@ -1,9 +1,12 @@
 import http2 from "node:http2";
+import net from "node:net";
 
 /** One upstream endpoint: its HTTP/2 connection, load and health as the gateway sees them. */
 export interface Endpoint {
   cluster: string;
   url: string;
+  /** `host:port`, the `:authority` of requests to it. */
+  authority: string;
   /** Requests in flight to it now. */
   active: number;
   total: number;
@@ -45,6 +48,7 @@ export class Upstreams {
         urls.map((url) => ({
           cluster,
           url,
+          authority: new URL(url).host,
           active: 0,
           total: 0,
           failures: 0,
@@ -78,7 +82,12 @@ export class Upstreams {
   session(endpoint: Endpoint): http2.ClientHttp2Session {
     let session = this.#sessions.get(endpoint);
     if (session && !session.closed && !session.destroyed) return session;
-    session = http2.connect(endpoint.url);
+    // No Nagle on the upstream connection: small frames (a unary answer's trailers) must not
+    // wait for an ACK.
+    session = http2.connect(endpoint.url, {
+      createConnection: (authority) =>
+        net.connect({ host: authority.hostname, port: Number(authority.port), noDelay: true }),
+    });
     const s = session;
     this.#sessions.set(endpoint, s);
     const forget = () => {

@@ -78,6 +78,7 @@ interface Run {
 async function verify(server: RunningServer, scenario: Scenario, request: PreparedRequest, when: string) {
   const answer = await rawGrpcUnary(`${server.url}${scenario.path}`, request.body, {
     ...GRPC_HEADERS,
+    ...request.headers,
     "user-agent": "h2load",
   });
   try {
@@ -125,7 +126,7 @@ async function prepareTarget(
     common: {
       url: `${server.url}${scenario.path}`,
       bodyFile,
-      headers: Object.entries(GRPC_HEADERS).map(([k, v]) => `${k}: ${v}`),
+      headers: Object.entries({ ...GRPC_HEADERS, ...request.headers }).map(([k, v]) => `${k}: ${v}`),
       wrapper: loadCpu === undefined ? undefined : ["taskset", "-c", String(loadCpu)],
       streams: run.settings.streams,
     },

@@ -166,6 +166,16 @@ export function formatScenario(result: ScenarioResult, settings: BenchReport["se
       "* could not sustain the latency rate: these latencies are queueing (see achieved rate in the JSON)",
     );
   }
+  const hop = result.servers.find((s) => s.server === "gateway -> runtime" && s.status === "ok");
+  const direct = result.servers.find((s) => s.server === "runtime (in-memory)" && s.status === "ok");
+  if (hop?.reqPerSec && direct?.reqPerSec) {
+    const added = (q: "p50Ms" | "p99Ms") =>
+      hop.latency && direct.latency ? `+${(hop.latency[q] - direct.latency[q]).toFixed(2)} ms` : "-";
+    lines.push(
+      `through the gateway vs direct to the runtime: ${(hop.reqPerSec / direct.reqPerSec).toFixed(2)}x req/s` +
+        ` (both on the servers' CPU), ${added("p50Ms")} at p50, ${added("p99Ms")} at p99; gateway RSS ${fixed(hop.rssMb, 1)} MB`,
+    );
+  }
   for (const s of result.servers) for (const note of s.notes) lines.push(`note: ${s.server}: ${note}`);
   return lines.join("\n");
 }

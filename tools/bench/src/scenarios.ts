@@ -14,6 +14,7 @@ import { FIXED_USER_ID } from "./fixtures/fixed-user.js";
 import { type RawGrpcAnswer, withGrpcClient } from "./grpc-client.js";
 import { grpcFrame } from "./grpc-frame.js";
 import {
+  gatewayFixture,
   grpcJsFixture,
   http2EchoFixture,
   type RunningServer,
@@ -26,6 +27,8 @@ import {
 export interface PreparedRequest {
   /** The framed gRPC request message (5-byte prefix + serialized message): h2load's body file. */
   body: Buffer;
+  /** Headers besides the gRPC ones (a token for the gateway). */
+  headers?: Record<string, string>;
   /** Throws unless `answer` is the successful answer to `body`. */
   check(answer: RawGrpcAnswer): void;
 }
@@ -76,11 +79,12 @@ export function unaryGetUser(): Scenario {
     name: "unary GetUser",
     path: `/${UserService.typeName}/${method.name}`,
     baseline: grpcJsFixture().name,
-    servers: [usersService(), runtimeFixture(), grpcJsFixture(), http2EchoFixture()],
+    servers: [usersService(), gatewayFixture(), runtimeFixture(), grpcJsFixture(), http2EchoFixture()],
     async prepare(server, spec) {
       const id = spec.data === "seeded" ? await registerBenchUser(server.url) : FIXED_USER_ID;
       return {
         body: grpcFrame(toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id }))),
+        headers: spec.headers?.(server),
         check(answer) {
           if (answer.httpStatus !== 200) throw new Error(`HTTP status ${answer.httpStatus}`);
           if (answer.grpcStatus !== 0) {

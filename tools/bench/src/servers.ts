@@ -52,6 +52,8 @@ export interface ServerSpec {
    * the scenario must create first.
    */
   data: "fixed" | "seeded";
+  /** Headers every request to it needs (a token), once it runs. */
+  headers?(server: RunningServer): Record<string, string>;
   /** Why the server cannot run here (it is then skipped with this note), or `undefined`. */
   unavailable(): Promise<string | undefined>;
   start(context: StartContext): Promise<RunningServer>;
@@ -329,4 +331,50 @@ export function http2EchoFixture(): ServerSpec {
     "echo-server",
     "bare node:http2, fixed pre-encoded gRPC answer to every POST",
   );
+}
+
+/**
+ * The gateway (`apps/gateway`, in the gateway-server fixture) in front of its own runtime
+ * fixture, both pinned to the servers' CPU: against the runtime row, what a hop through the
+ * gateway costs (CPU per call and latency). Requests carry the token the fixture prints.
+ */
+export function gatewayFixture(): ServerSpec {
+  const script = join(fixturesDir, "gateway-server.js");
+  const upstreamSpec = runtimeFixture();
+  return {
+    name: "gateway -> runtime",
+    description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
+    data: "fixed",
+    async unavailable() {
+      return (await exists(script)) ? undefined : `${script} not found (run the build first)`;
+    },
+    headers(server) {
+      for (const line of server.lines) {
+        if (!line.includes('"token"')) continue;
+        try {
+          const token = (JSON.parse(line) as { token?: string }).token;
+          if (token) return { authorization: `Bearer ${token}` };
+        } catch {
+          // not a JSON line
+        }
+      }
+      throw new Error("the gateway fixture printed no token");
+    },
+    async start(context) {
+      const upstream = await upstreamSpec.start(context);
+      try {
+        return await launch({
+          name: "gateway -> runtime",
+          script,
+          env: { HOST: "127.0.0.1", PORT: "0", UPSTREAM_URL: upstream.url },
+          context,
+          ready: (proc) => listeningPort(proc),
+          cleanup: () => upstream.stop(),
+        });
+      } catch (err) {
+        await upstream.stop();
+        throw err;
+      }
+    },
+  };
 }
