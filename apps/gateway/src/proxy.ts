@@ -362,17 +362,20 @@ export function createProxy(options: ProxyOptions) {
           `request larger than the gateway's limit of ${options.maxRequestBytes} bytes`,
         );
 
+      /** Counts a request chunk; over the size limit, stops reading and answers instead. */
+      const admit = (chunk: Buffer): boolean => {
+        bytesIn += chunk.length;
+        if (bytesIn <= options.maxRequestBytes) return true;
+        down.body.pause();
+        tooLarge();
+        return false;
+      };
+
       if (retryable) {
         // Keep the whole (small) request, to send it again on another endpoint if need be.
         const chunks: Buffer[] = [];
         down.body.on("data", (chunk: Buffer) => {
-          bytesIn += chunk.length;
-          if (bytesIn > options.maxRequestBytes) {
-            down.body.pause();
-            tooLarge();
-            return;
-          }
-          chunks.push(chunk);
+          if (admit(chunk)) chunks.push(chunk);
         });
         down.body.once("end", () => {
           if (!done) tryOnce(Buffer.concat(chunks));
@@ -449,12 +452,7 @@ export function createProxy(options: ProxyOptions) {
         } else {
           // Request body: client -> upstream as it comes, with backpressure.
           down.body.on("data", (chunk: Buffer) => {
-            bytesIn += chunk.length;
-            if (bytesIn > options.maxRequestBytes) {
-              down.body.pause();
-              tooLarge();
-              return;
-            }
+            if (!admit(chunk)) return;
             if (!up.write(chunk)) {
               down.body.pause();
               up.once("drain", () => down.body.resume());
