@@ -1,4 +1,5 @@
-import { parseEnv } from "@meshwork/runtime";
+import { readFileSync } from "node:fs";
+import { ConfigError, parseEnv } from "@meshwork/runtime";
 import { z } from "zod";
 import { parseRateLimits, type RateRule } from "./ratelimit.js";
 
@@ -34,6 +35,9 @@ export function parseUpstreams(text: string): Record<string, string[]> {
 const shape = {
   HOST: z.string().min(1).default("127.0.0.1"),
   PORT: z.coerce.number().int().min(0).max(65535).default(8080),
+  /** PEM files: with both, the public port speaks TLS with ALPN (h2 and http/1.1). */
+  TLS_CERT_FILE: z.string().min(1).optional(),
+  TLS_KEY_FILE: z.string().min(1).optional(),
   /** Loopback by default, as Envoy's admin should be. */
   ADMIN_HOST: z.string().min(1).default("127.0.0.1"),
   ADMIN_PORT: z.coerce.number().int().min(0).max(65535).default(9901),
@@ -95,6 +99,8 @@ const shape = {
 export interface GatewayConfig {
   host: string;
   port: number;
+  /** PEM certificate and key; TLS (ALPN h2, http/1.1) when both are set. */
+  tls?: { cert: string; key: string };
   adminHost: string;
   adminPort: number;
   logLevel: string;
@@ -115,7 +121,14 @@ export interface GatewayConfig {
 /** Reads the gateway's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
   const e = parseEnv(shape, env);
+  if (Boolean(e.TLS_CERT_FILE) !== Boolean(e.TLS_KEY_FILE)) {
+    throw new ConfigError("invalid configuration: TLS_CERT_FILE and TLS_KEY_FILE go together");
+  }
   return {
+    tls:
+      e.TLS_CERT_FILE && e.TLS_KEY_FILE
+        ? { cert: readFileSync(e.TLS_CERT_FILE, "utf8"), key: readFileSync(e.TLS_KEY_FILE, "utf8") }
+        : undefined,
     host: e.HOST,
     port: e.PORT,
     adminHost: e.ADMIN_HOST,

@@ -1,5 +1,7 @@
+import { readFileSync } from "node:fs";
 import net from "node:net";
 import { Writable } from "node:stream";
+import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -23,7 +25,7 @@ import { createService, type Service, ServingStatus } from "@meshwork/runtime";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type GatewayConfig, parseUpstreams } from "./config.js";
+import { type GatewayConfig, loadConfig, parseUpstreams } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
 import { parseRateLimits } from "./ratelimit.js";
 
@@ -707,5 +709,90 @@ describe("gateway retries (idempotent methods, UNAVAILABLE only, bounded attempt
       ?.endpoints.map((e) => e.rq_total);
     expect(attempts?.reduce((x, y) => x + y, 0)).toBe(2);
     expect(attempts?.filter((n) => n > 1)).toEqual([]); // a retry goes to another endpoint
+  });
+});
+
+describe("gateway over TLS (ALPN h2 and http/1.1 on one port)", () => {
+  const certFile = fileURLToPath(new URL("../test/tls/localhost.crt", import.meta.url));
+  const keyFile = fileURLToPath(new URL("../test/tls/localhost.key", import.meta.url));
+  let upstream: Awaited<ReturnType<typeof startUpstream>>;
+  let gateway: Gateway;
+  let port: number;
+
+  beforeAll(async () => {
+    upstream = await startUpstream();
+    const config = loadConfig({
+      PORT: "0",
+      ADMIN_PORT: "0",
+      LOG_LEVEL: "silent",
+      UPSTREAMS: `users=${upstream.url}`,
+      TLS_CERT_FILE: certFile,
+      TLS_KEY_FILE: keyFile,
+    });
+    gateway = createGateway({
+      config,
+      policies: new Map(
+        UserService.methods.map((m) => [`/${UserService.typeName}/${m.name}`, { kind: "public" } as const]),
+      ),
+    });
+    ({ port } = await gateway.start());
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await upstream?.service.shutdown();
+  });
+
+  it("negotiates h2 for gRPC and http/1.1 for curl-like clients, and serves both", async () => {
+    const ca = readFileSync(certFile);
+    const h2 = await import("node:http2");
+    const session = h2.connect(`https://localhost:${port}`, { ca });
+    await new Promise<void>((resolve, reject) => {
+      session.once("connect", () => resolve());
+      session.once("error", reject);
+    });
+    expect(session.alpnProtocol).toBe("h2");
+    session.close();
+    const users = createClient(
+      UserService,
+      createGrpcTransport({ baseUrl: `https://localhost:${port}`, nodeOptions: { ca } }),
+    );
+    expect((await users.getUser({ id: OK })).user?.id).toBe(OK);
+
+    const https = await import("node:https");
+    const { status, body, alpn } = await new Promise<{ status: number; body: string; alpn: string }>(
+      (resolve, reject) => {
+        const req = https.request(
+          `https://localhost:${port}/meshwork.users.v1.UserService/GetUser`,
+          {
+            method: "POST",
+            ca,
+            ALPNProtocols: ["http/1.1"],
+            agent: false,
+            headers: { "content-type": "application/json" },
+          },
+          (res) => {
+            const negotiated = String((res.socket as import("node:tls").TLSSocket | null)?.alpnProtocol);
+            const chunks: Buffer[] = [];
+            res.on("data", (c: Buffer) => chunks.push(c));
+            res.on("end", () =>
+              resolve({
+                status: res.statusCode ?? 0,
+                body: Buffer.concat(chunks).toString(),
+                alpn: negotiated,
+              }),
+            );
+          },
+        );
+        req.on("error", reject);
+        req.end(JSON.stringify({ id: OK }));
+      },
+    );
+    expect(alpn).toBe("http/1.1");
+    expect(status).toBe(200);
+    expect(JSON.parse(body).user.id).toBe(OK);
+  });
+
+  it("refuses half a TLS configuration", () => {
+    expect(() => loadConfig({ TLS_CERT_FILE: certFile })).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE/);
   });
 });

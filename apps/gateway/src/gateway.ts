@@ -1,4 +1,5 @@
 import type http from "node:http";
+import type http2 from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createListener, type Listener } from "@meshwork/runtime";
@@ -10,6 +11,7 @@ import type { GatewayConfig } from "./config.js";
 import { createProxy } from "./proxy.js";
 import { RateLimiter } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
+import { createTlsListener } from "./tls.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
 
 export interface GatewayOptions {
@@ -107,15 +109,21 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   let ready = false;
-  const listener: Listener = createListener({
-    streamHandler(stream, headers) {
+  const handlers = {
+    streamHandler(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
       proxy.stream(stream, headers);
       return true;
     },
-    handler(req, res) {
+    handler(
+      req: http.IncomingMessage | http2.Http2ServerRequest,
+      res: http.ServerResponse | http2.Http2ServerResponse,
+    ) {
       proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
     },
-  });
+  };
+  const listener: Listener = config.tls
+    ? createTlsListener({ ...config.tls, ...handlers })
+    : createListener(handlers);
   const admin = createAdminServer({
     routes,
     upstreams,
@@ -150,7 +158,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         });
       });
       ready = true;
-      const url = `http://${config.host}:${port}`;
+      const url = `${config.tls ? "https" : "http"}://${config.host}:${port}`;
       const adminUrl = `http://${config.adminHost}:${adminPort}`;
       logger.info({ host: config.host, port, url, adminPort, adminUrl, routes: routes.length }, "listening");
       return { port, url, adminPort, adminUrl };

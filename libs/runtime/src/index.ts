@@ -21,7 +21,13 @@ export {
   type TelemetryInterceptorOptions,
 } from "./interceptors/telemetry.js";
 export { createValidationInterceptor } from "./interceptors/validation.js";
-export { createListener, type Listener, type ListenerOptions, type NodeRequestHandler } from "./listener.js";
+export {
+  createListener,
+  type Http2StreamHandler,
+  type Listener,
+  type ListenerOptions,
+  type NodeRequestHandler,
+} from "./listener.js";
 export { registerReflectionServices } from "./reflection.js";
 export {
   createService,
