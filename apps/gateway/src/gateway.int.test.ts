@@ -763,12 +763,13 @@ describe("gateway over TLS (ALPN h2 and http/1.1 on one port)", () => {
       (resolve, reject) => {
         const req = https.request(
           `https://localhost:${port}/meshwork.users.v1.UserService/GetUser`,
+          // Offers only http/1.1 (as curl without --http2): ALPN picks it.
           {
             method: "POST",
             ca,
-            ALPNProtocols: ["http/1.1"],
             agent: false,
             headers: { "content-type": "application/json" },
+            ...({ ALPNProtocols: ["http/1.1"] } as object),
           },
           (res) => {
             const negotiated = String((res.socket as import("node:tls").TLSSocket | null)?.alpnProtocol);
