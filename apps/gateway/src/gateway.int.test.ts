@@ -2,7 +2,8 @@ import { readFileSync } from "node:fs";
 import net from "node:net";
 import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
-import { create } from "@bufbuild/protobuf";
+import { setFlagsFromString } from "node:v8";
+import { create, toBinary } from "@bufbuild/protobuf";
 import { timestampFromMs } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import {
@@ -18,6 +19,7 @@ import {
 } from "@meshwork/contracts/grpc/reflection/v1/reflection";
 import {
   file_meshwork_users_v1_users,
+  GetUserRequestSchema,
   UserSchema,
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
@@ -25,6 +27,10 @@ import { createService, type Service, ServingStatus } from "@meshwork/runtime";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// For the leak check: a gc() to call between measurements.
+setFlagsFromString("--expose-gc");
+
 import { type GatewayConfig, loadConfig, parseUpstreams } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
 import { parseRateLimits } from "./ratelimit.js";
@@ -112,6 +118,15 @@ async function startUpstream(): Promise<{
   });
   const { url } = await service.start();
   return { service, url, seen };
+}
+
+/** A framed GetUserRequest for `id`. */
+function frameOf(id: string): Buffer {
+  const bytes = toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id }));
+  const out = Buffer.alloc(5 + bytes.length);
+  out.writeUInt32BE(bytes.length, 1);
+  out.set(bytes, 5);
+  return out;
 }
 
 /** A port nothing listens on. */
@@ -692,6 +707,50 @@ describe("gateway retries (idempotent methods, UNAVAILABLE only, bounded attempt
     } finally {
       a.service.health.setAll(ServingStatus.SERVING);
     }
+  });
+
+  it("keeps no memory per call (a leak check over thousands of calls, good and bad)", async () => {
+    const h2 = await import("node:http2");
+    const gc = (await import("node:vm")).runInNewContext("gc") as () => void;
+    const heap = () => {
+      gc();
+      gc();
+      return process.memoryUsage().heapUsed;
+    };
+    const session = h2.connect(url);
+    session.on("error", () => {});
+    const good = frameOf(OK);
+    const broken = Buffer.from([0, 0, 0, 0, 50, 1, 2, 3]);
+    const one = (i: number) =>
+      new Promise<void>((resolve) => {
+        const req = session.request({
+          ":method": "POST",
+          ":path":
+            i % 5 === 0 ? "/meshwork.users.v1.UserService/Nope" : "/meshwork.users.v1.UserService/GetUser",
+          "content-type": "application/grpc",
+        });
+        req.on("error", () => resolve());
+        req.on("close", () => resolve());
+        req.resume();
+        req.end(i % 2 === 0 ? broken : good);
+      });
+    const run = async (n: number) => {
+      for (let i = 0; i < n; i += 20) await Promise.all(Array.from({ length: 20 }, (_, j) => one(i + j)));
+    };
+    // (The test upstreams record every call they see; that record is cleared before each reading.)
+    const forget = () => {
+      a.seen.length = 0;
+      b.seen.length = 0;
+    };
+    await run(3000);
+    forget();
+    const before = heap();
+    await run(8000);
+    forget();
+    const after = heap();
+    session.close();
+    // A copy of one header block per call would be ~2.5 MB here.
+    expect(after - before).toBeLessThan(1024 * 1024);
   });
 
   it("stops after the configured attempts", async () => {
