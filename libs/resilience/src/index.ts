@@ -1,0 +1,1 @@
+export { createUpstreamPolicy, type UpstreamPolicy, type UpstreamPolicyOptions } from "./policy.js";
