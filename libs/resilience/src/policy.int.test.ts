@@ -254,6 +254,15 @@ describe("resilience policies on real calls", () => {
       const results = await Promise.all(Array.from({ length: 5 }, () => code(users.getUser({ id: A }))));
       expect(results.filter((r) => r === "OK")).toHaveLength(3);
       expect(results.filter((r) => r === "ResourceExhausted")).toHaveLength(2);
+      // A call with no timeout of its own gets the policy's default, enforced on this side too.
+      const short = createUpstreamPolicy(options({ defaultTimeoutMs: 100 }));
+      const hurried = createClient(
+        UserService,
+        createGrpcTransport({ baseUrl: slow.url, interceptors: [short.interceptor] }),
+      );
+      const began = Date.now();
+      expect(await code(hurried.getUser({ id: A }))).toBe("DeadlineExceeded");
+      expect(Date.now() - began).toBeLessThan(290);
     } finally {
       await slow.service.shutdown();
     }

@@ -19,8 +19,6 @@ import {
   handleWhen,
   retry,
   TaskCancelledError,
-  TimeoutStrategy,
-  timeout,
   wrap,
 } from "cockatiel";
 
@@ -169,32 +167,51 @@ export function createUpstreamPolicy(options: UpstreamPolicyOptions): UpstreamPo
 
   const interceptor: Interceptor = (next) => async (req) => {
     // The deadline: the smaller of the call's own and what is left of the incoming one.
-    const candidates = [ownTimeoutMs(req.header), remainingIncomingMs()].filter(
-      (v): v is number => v !== undefined,
-    );
+    const own = ownTimeoutMs(req.header);
+    const incoming = remainingIncomingMs();
+    const shortened = incoming !== undefined && (own === undefined || incoming < own);
     const deadlineMs = Math.max(
       1,
-      Math.floor(candidates.length > 0 ? Math.min(...candidates) : options.defaultTimeoutMs),
+      Math.floor(shortened ? (incoming as number) : (own ?? options.defaultTimeoutMs)),
     );
     const grpc = req.header.has("grpc-timeout") || !req.header.has("connect-timeout-ms");
-    req.header.delete("grpc-timeout");
-    req.header.delete("connect-timeout-ms");
     const started = Date.now();
     const setTimeoutHeader = (r: typeof req) => {
       const left = Math.max(1, deadlineMs - (Date.now() - started));
+      r.header.delete("grpc-timeout");
+      r.header.delete("connect-timeout-ms");
       if (grpc) r.header.set("grpc-timeout", `${left}m`);
       else r.header.set("connect-timeout-ms", String(left));
     };
 
-    const policy = wrap(
-      timeout(deadlineMs, TimeoutStrategy.Aggressive),
-      req.stream || !isIdempotent(req) ? onceOnly : idempotentPolicy,
-    );
+    const policy = req.stream || !isIdempotent(req) ? onceOnly : idempotentPolicy;
+    // The transport already enforces the call's own timeout (its signal is `req.signal`); a
+    // controller of our own is needed only when the deadline is shorter or there is none.
+    let ac: AbortController | undefined;
+    let timer: NodeJS.Timeout | undefined;
+    const onCallerAbort = () => ac?.abort(req.signal.reason);
+    if (shortened || own === undefined) {
+      ac = new AbortController();
+      const controller = ac;
+      if (req.signal.aborted) onCallerAbort();
+      else req.signal.addEventListener("abort", onCallerAbort, { once: true });
+      timer = setTimeout(
+        () =>
+          controller.abort(
+            new ConnectError(
+              `deadline of ${deadlineMs} ms exceeded calling ${upstream}`,
+              Code.DeadlineExceeded,
+            ),
+          ),
+        deadlineMs,
+      );
+    }
+    const signal = ac?.signal ?? req.signal;
     try {
-      return await policy.execute(async ({ signal }) => {
+      return await policy.execute(async () => {
         setTimeoutHeader(req);
         try {
-          return await next({ ...req, signal: AbortSignal.any([req.signal, signal]) });
+          return await next(ac ? { ...req, signal } : req);
         } catch (err) {
           const e = ConnectError.from(err);
           // A RESOURCE_EXHAUSTED with retry-after: wait that long (within the deadline) first.
@@ -204,9 +221,17 @@ export function createUpstreamPolicy(options: UpstreamPolicyOptions): UpstreamPo
           }
           throw e;
         }
-      }, req.signal);
+      }, signal);
     } catch (err) {
-      throw toConnectError(err, deadlineMs);
+      throw toConnectError(
+        signal.aborted && signal.reason instanceof ConnectError ? signal.reason : err,
+        deadlineMs,
+      );
+    } finally {
+      if (ac) {
+        clearTimeout(timer);
+        req.signal.removeEventListener("abort", onCallerAbort);
+      }
     }
   };
 

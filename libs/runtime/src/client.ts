@@ -7,9 +7,11 @@ import {
 
 /**
  * The protocol one service speaks to another (and the gateway to a service): both are binary
- * Protobuf over one HTTP/2 connection. `grpc` is the default because it measured fastest
- * end to end on the runtime (`npm run bench`, "client protocols": the runtime serves binary
- * unary gRPC on its fast path, while Connect-protocol calls go through the Connect adapter).
+ * Protobuf over one HTTP/2 connection. `grpc` is the default because a call costs least CPU in
+ * all with it (`npm run bench`): the runtime serves binary unary gRPC on its fast path (~31 µs
+ * per call against ~105 µs for the Connect protocol through connect-node), while the Node client
+ * costs about the same either way (~200-225 µs; end to end, client-bound, the two measure within
+ * ±10% of each other).
  */
 export type ClientProtocol = "grpc" | "connect";
 

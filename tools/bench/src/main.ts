@@ -459,6 +459,7 @@ async function main(): Promise<number> {
           loadCpu: where.loadCpu,
           durationMs: settings.durationMs,
           warmUpMs: settings.warmUpMs,
+          rounds: settings.rounds,
         });
       } catch (err) {
         extrasFailed.push(`client protocols: ${err instanceof Error ? err.message : String(err)}`);
