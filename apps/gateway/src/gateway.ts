@@ -47,25 +47,36 @@ export function createGateway(options: GatewayOptions): Gateway {
   const table = new Map(routes.map((r) => [r.prefix, r]));
   const upstreams = new Upstreams(config.upstreams, options.outlier);
 
-  const counts = new Map<string, { attrs: Attributes; n: number }>();
-  const upstreamCounts = new Map<string, { attrs: Attributes; n: number }>();
-  const bump = (m: typeof counts, a: string, b: string, attrs: Attributes) => {
-    const key = `${a}\u0000${b}`;
-    const entry = m.get(key);
+  const counts = new Map<string, Map<string, { attrs: Attributes; n: number }>>();
+  const upstreamCounts = new Map<string, Map<string, { attrs: Attributes; n: number }>>();
+  // Two-level maps: no key string to build per call.
+  const bump = (
+    m: Map<string, Map<string, { attrs: Attributes; n: number }>>,
+    a: string,
+    b: string,
+    attrs: () => Attributes,
+  ) => {
+    let inner = m.get(a);
+    if (!inner) {
+      inner = new Map();
+      m.set(a, inner);
+    }
+    const entry = inner.get(b);
     if (entry) entry.n++;
-    else m.set(key, { attrs, n: 1 });
+    else inner.set(b, { attrs: attrs(), n: 1 });
   };
   telemetry.meter
     .createObservableCounter("gateway.requests", { description: "Calls answered, by route and outcome" })
     .addCallback((r) => {
-      for (const { attrs, n } of counts.values()) r.observe(n, attrs);
+      for (const inner of counts.values()) for (const { attrs, n } of inner.values()) r.observe(n, attrs);
     });
   telemetry.meter
     .createObservableCounter("gateway.upstream.requests", {
       description: "Calls answered, by the upstream endpoint that served them and outcome",
     })
     .addCallback((r) => {
-      for (const { attrs, n } of upstreamCounts.values()) r.observe(n, attrs);
+      for (const inner of upstreamCounts.values())
+        for (const { attrs, n } of inner.values()) r.observe(n, attrs);
     });
   telemetry.meter
     .createObservableGauge("gateway.upstream.active", {
@@ -103,8 +114,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     }),
     count(route, code, upstream) {
-      bump(counts, route, code, { route, code });
-      if (upstream) bump(upstreamCounts, upstream, code, { upstream, code });
+      bump(counts, route, code, () => ({ route, code }));
+      if (upstream) bump(upstreamCounts, upstream, code, () => ({ upstream, code }));
     },
   });
 

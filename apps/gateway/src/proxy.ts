@@ -378,7 +378,7 @@ export function createProxy(options: ProxyOptions) {
           if (admit(chunk)) chunks.push(chunk);
         });
         down.body.once("end", () => {
-          if (!done) tryOnce(Buffer.concat(chunks));
+          if (!done) tryOnce(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
         });
       } else {
         tryOnce(undefined);

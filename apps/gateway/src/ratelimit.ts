@@ -46,6 +46,8 @@ export type RateDecision =
   | { allowed: true; rule: RateRule | undefined; remaining: number }
   | { allowed: false; rule: RateRule; retryAfterS: number };
 
+const UNLIMITED: RateDecision = { allowed: true, rule: undefined, remaining: Number.POSITIVE_INFINITY };
+
 /** The buckets. Idle full buckets are dropped now and then, so memory follows active clients. */
 export class RateLimiter {
   readonly rules: readonly RateRule[];
@@ -65,6 +67,7 @@ export class RateLimiter {
   }
 
   take(path: string, client: string, now = performance.now()): RateDecision {
+    if (this.rules.length === 0) return UNLIMITED;
     const rule = this.ruleFor(path);
     if (!rule) return { allowed: true, rule: undefined, remaining: Number.POSITIVE_INFINITY };
     const key = `${rule.key}\u0000${client}`;
