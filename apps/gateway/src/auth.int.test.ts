@@ -9,6 +9,7 @@ import {
 } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { createService, type Service } from "@meshwork/runtime";
+import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { waitFor } from "@meshwork/testing";
 import { exportJWK, generateKeyPair, type JWK, SignJWT, UnsecuredJWT } from "jose";
@@ -39,17 +40,7 @@ async function startUpstream() {
     seen.push({ method, subject: h.get("x-meshwork-subject"), roles: h.get("x-meshwork-roles") });
   const service: Service = createService({
     name: "upstream",
-    config: {
-      host: "127.0.0.1",
-      port: 0,
-      logLevel: "silent",
-      shutdownGraceMs: 1_000,
-      healthCheckIntervalMs: 60_000,
-      readMaxBytes: 1024 * 1024,
-      tracesExporter: "none",
-      otlpEndpoint: undefined,
-      sampleRatio: 1,
-    },
+    config: testRuntimeConfig(),
     files: [file_meshwork_users_v1_users, file_meshwork_notifications_v1_notifications],
     services: [UserService, NotificationService],
     logger: createLogger({ service: "upstream", level: "silent" }),

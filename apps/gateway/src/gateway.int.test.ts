@@ -24,6 +24,7 @@ import {
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
 import { createService, type Service, ServingStatus } from "@meshwork/runtime";
+import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -59,17 +60,7 @@ async function startUpstream(): Promise<{
   const seen: Array<Record<string, string | null>> = [];
   const service = createService({
     name: "users",
-    config: {
-      host: "127.0.0.1",
-      port: 0,
-      logLevel: "silent",
-      shutdownGraceMs: 1_000,
-      healthCheckIntervalMs: 60_000,
-      readMaxBytes: 1024 * 1024,
-      tracesExporter: "none",
-      otlpEndpoint: undefined,
-      sampleRatio: 1,
-    },
+    config: testRuntimeConfig(),
     files: [file_meshwork_users_v1_users],
     services: [UserService],
     logger: createLogger({ service: "users", level: "silent" }),

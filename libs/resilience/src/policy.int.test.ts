@@ -4,6 +4,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { createService, type Service } from "@meshwork/runtime";
+import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,17 +25,7 @@ async function startUpstream(onGetUser?: (id: string, h: Headers) => Promise<unk
   };
   const service: Service = createService({
     name: "upstream",
-    config: {
-      host: "127.0.0.1",
-      port: 0,
-      logLevel: "silent",
-      shutdownGraceMs: 1_000,
-      healthCheckIntervalMs: 60_000,
-      readMaxBytes: 1024 * 1024,
-      tracesExporter: "none",
-      otlpEndpoint: undefined,
-      sampleRatio: 1,
-    },
+    config: testRuntimeConfig(),
     files: [file_meshwork_users_v1_users],
     services: [UserService],
     logger: createLogger({ service: "upstream", level: "silent" }),

@@ -17,6 +17,7 @@ import { createClientTransport } from "./client.js";
 import { parseEnv, runtimeEnvShape, toRuntimeConfig } from "./config.js";
 import { ServingStatus } from "./health.js";
 import { createService, type Service } from "./service.js";
+import { testRuntimeConfig } from "./testing.js";
 
 // What the test handler does is chosen by the requested id.
 const OK = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
@@ -64,17 +65,7 @@ async function startHarness(fastPath: boolean): Promise<Harness> {
   const service = createService({
     name: "users",
     fastPath,
-    config: {
-      host: "127.0.0.1",
-      port: 0,
-      logLevel: "info",
-      shutdownGraceMs: 2_000,
-      healthCheckIntervalMs: 60_000,
-      readMaxBytes: READ_MAX,
-      tracesExporter: "none",
-      otlpEndpoint: undefined,
-      sampleRatio: 1,
-    },
+    config: testRuntimeConfig({ logLevel: "info", shutdownGraceMs: 2_000, readMaxBytes: READ_MAX }),
     files: [file_meshwork_users_v1_users],
     services: [UserService],
     logger: createLogger({ service: "users", destination: sink }),
