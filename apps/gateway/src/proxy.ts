@@ -3,8 +3,7 @@ import type http from "node:http";
 import http2 from "node:http2";
 import type { Readable } from "node:stream";
 import { cors } from "@connectrpc/connect";
-import { parseTimeout } from "@connectrpc/connect/protocol-grpc";
-import type { BoundHistogram, Logger } from "@meshwork/telemetry";
+import { type BoundHistogram, type Logger, requestTimeout } from "@meshwork/telemetry";
 import {
   type Context,
   context,
@@ -134,18 +133,12 @@ export function createProxy(options: ProxyOptions) {
 
   /** The call's deadline in ms: the client's, capped, or the default. */
   function deadlineOf(headers: http2.IncomingHttpHeaders): { ms: number; error?: string } {
-    const grpc = headers["grpc-timeout"];
-    const connect = headers["connect-timeout-ms"];
-    let ms: number | undefined;
-    if (typeof grpc === "string") {
-      const t = parseTimeout(grpc, Number.MAX_SAFE_INTEGER);
-      if (t.error) return { ms: 0, error: t.error.rawMessage };
-      ms = t.timeoutMs;
-    } else if (typeof connect === "string") {
-      if (!/^\d{1,10}$/.test(connect)) return { ms: 0, error: `invalid connect-timeout-ms: ${connect}` };
-      ms = Number(connect);
-    }
-    return { ms: Math.min(ms ?? options.defaultTimeoutMs, options.maxTimeoutMs) };
+    const t = requestTimeout(
+      headers["grpc-timeout"] as string | undefined,
+      headers["connect-timeout-ms"] as string | undefined,
+    );
+    if (t.error) return { ms: 0, error: t.error };
+    return { ms: Math.min(t.ms ?? options.defaultTimeoutMs, options.maxTimeoutMs) };
   }
 
   function forward(down: Downstream): void {

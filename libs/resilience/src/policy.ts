@@ -6,7 +6,7 @@ import {
   type StreamRequest,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import { type Logger, remainingIncomingMs } from "@meshwork/telemetry";
+import { type Logger, remainingIncomingMs, requestTimeout } from "@meshwork/telemetry";
 import type { Meter } from "@opentelemetry/api";
 import {
   BrokenCircuitError,
@@ -64,18 +64,6 @@ const STATE_NAMES = {
   [CircuitState.HalfOpen]: "half-open",
   [CircuitState.Isolated]: "open",
 } as const;
-
-/** The call's own timeout from its request headers (set by the transport from `timeoutMs`). */
-function ownTimeoutMs(header: Headers): number | undefined {
-  const grpc = header.get("grpc-timeout");
-  if (grpc !== null) {
-    const m = /^(\d{1,8})([HMSmun])$/.exec(grpc);
-    if (m)
-      return Number(m[1]) * { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 }[m[2] as "H"];
-  }
-  const connect = header.get("connect-timeout-ms");
-  return connect !== null && /^\d{1,10}$/.test(connect) ? Number(connect) : undefined;
-}
 
 function isIdempotent(req: UnaryRequest | StreamRequest): boolean {
   return req.method.idempotency !== MethodOptions_IdempotencyLevel.IDEMPOTENCY_UNKNOWN;
@@ -167,7 +155,8 @@ export function createUpstreamPolicy(options: UpstreamPolicyOptions): UpstreamPo
 
   const interceptor: Interceptor = (next) => async (req) => {
     // The deadline: the smaller of the call's own and what is left of the incoming one.
-    const own = ownTimeoutMs(req.header);
+    // The call's own timeout, from the header the transport set from its `timeoutMs`.
+    const own = requestTimeout(req.header.get("grpc-timeout"), req.header.get("connect-timeout-ms")).ms;
     const incoming = remainingIncomingMs();
     const shortened = incoming !== undefined && (own === undefined || incoming < own);
     const deadlineMs = Math.max(

@@ -1,4 +1,4 @@
-export { remainingIncomingMs, withIncomingDeadline } from "./deadline.js";
+export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./deadline.js";
 export type { BoundHistogram, BoundHistogramOptions } from "./histogram.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
 export {

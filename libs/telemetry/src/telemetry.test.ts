@@ -3,6 +3,7 @@ import { Writable } from "node:stream";
 import { context, propagation, ROOT_CONTEXT, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, describe, expect, it } from "vitest";
+import { requestTimeout } from "./deadline.js";
 import { createLogger } from "./logger.js";
 import { createTelemetry } from "./telemetry.js";
 
@@ -124,5 +125,14 @@ describe("telemetry", () => {
     } finally {
       collector.close();
     }
+  });
+
+  it("reads a call's timeout from either protocol's header, and names a malformed one", () => {
+    expect(requestTimeout("250m", null)).toEqual({ ms: 250 });
+    expect(requestTimeout("2S", "10")).toEqual({ ms: 2000 }); // gRPC's header wins
+    expect(requestTimeout(undefined, "1500")).toEqual({ ms: 1500 });
+    expect(requestTimeout(null, null)).toEqual({});
+    expect(requestTimeout("soon", null).error).toBe("protocol error: invalid grpc timeout value: soon");
+    expect(requestTimeout(null, "-1").error).toBe("invalid connect-timeout-ms: -1");
   });
 });

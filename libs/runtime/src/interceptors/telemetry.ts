@@ -7,7 +7,7 @@ import {
   type StreamResponse,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import { type Logger, type Telemetry, withIncomingDeadline } from "@meshwork/telemetry";
+import { type Logger, requestTimeout, type Telemetry, withIncomingDeadline } from "@meshwork/telemetry";
 import {
   type Attributes,
   type Context,
@@ -37,20 +37,6 @@ const serverFaults = new Set([
   Code.Unavailable,
   Code.DataLoss,
 ]);
-
-/** The request's deadline header (`grpc-timeout` or `connect-timeout-ms`) in ms, if valid. */
-function deadlineHeaderMs(header: Headers): number | undefined {
-  const grpc = header.get("grpc-timeout");
-  if (grpc !== null) {
-    const m = /^(\d{1,8})([HMSmun])$/.exec(grpc);
-    if (!m) return undefined;
-    const unit = { H: 3_600_000, M: 60_000, S: 1000, m: 1, u: 0.001, n: 0.000001 }[m[2] as "H"];
-    return Number(m[1]) * unit;
-  }
-  const connect = header.get("connect-timeout-ms");
-  if (connect !== null && /^\d{1,10}$/.test(connect)) return Number(connect);
-  return undefined;
-}
 
 /** `not_found` for Code.NotFound: the name Connect uses on the wire. */
 export function codeName(code: Code | 0): string {
@@ -183,7 +169,7 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     const span = tracer.startSpan(route.spanName, { kind: SpanKind.SERVER, attributes: route.attrs }, parent);
     let ctx: Context = trace.setSpan(parent, span);
     // The caller's deadline rides in the context, for outgoing calls made by the handler.
-    const timeout = deadlineHeaderMs(req.header);
+    const timeout = requestTimeout(req.header.get("grpc-timeout"), req.header.get("connect-timeout-ms")).ms;
     if (timeout !== undefined) ctx = withIncomingDeadline(ctx, Date.now() + timeout);
     let pending: ReturnType<typeof next>;
     try {
