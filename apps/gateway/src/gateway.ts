@@ -3,8 +3,13 @@ import type http2 from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createListener, type Listener } from "@meshwork/runtime";
-import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
-import type { Attributes } from "@opentelemetry/api";
+import {
+  type BoundCounter,
+  createLogger,
+  createTelemetry,
+  type Logger,
+  type Telemetry,
+} from "@meshwork/telemetry";
 import { createAdminServer } from "./admin.js";
 import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
@@ -47,37 +52,33 @@ export function createGateway(options: GatewayOptions): Gateway {
   const table = new Map(routes.map((r) => [r.prefix, r]));
   const upstreams = new Upstreams(config.upstreams, options.outlier);
 
-  const counts = new Map<string, Map<string, { attrs: Attributes; n: number }>>();
-  const upstreamCounts = new Map<string, Map<string, { attrs: Attributes; n: number }>>();
-  // Two-level maps: no key string to build per call.
-  const bump = (
-    m: Map<string, Map<string, { attrs: Attributes; n: number }>>,
+  const requests = telemetry.createBoundCounter("gateway.requests", "Calls answered, by route and outcome");
+  const upstreamRequests = telemetry.createBoundCounter(
+    "gateway.upstream.requests",
+    "Calls answered, by the upstream endpoint that served them and outcome",
+  );
+  // Counters bound once per (route or upstream, outcome): two-level maps, no key built per call.
+  const bound = new Map<string, Map<string, () => void>>();
+  const boundUpstream = new Map<string, Map<string, () => void>>();
+  const counterFor = (
+    cache: Map<string, Map<string, () => void>>,
+    counter: BoundCounter,
+    label: "route" | "upstream",
     a: string,
-    b: string,
-    attrs: () => Attributes,
+    code: string,
   ) => {
-    let inner = m.get(a);
+    let inner = cache.get(a);
     if (!inner) {
       inner = new Map();
-      m.set(a, inner);
+      cache.set(a, inner);
     }
-    const entry = inner.get(b);
-    if (entry) entry.n++;
-    else inner.set(b, { attrs: attrs(), n: 1 });
+    let add = inner.get(code);
+    if (!add) {
+      add = counter.bind({ [label]: a, code });
+      inner.set(code, add);
+    }
+    return add;
   };
-  telemetry.meter
-    .createObservableCounter("gateway.requests", { description: "Calls answered, by route and outcome" })
-    .addCallback((r) => {
-      for (const inner of counts.values()) for (const { attrs, n } of inner.values()) r.observe(n, attrs);
-    });
-  telemetry.meter
-    .createObservableCounter("gateway.upstream.requests", {
-      description: "Calls answered, by the upstream endpoint that served them and outcome",
-    })
-    .addCallback((r) => {
-      for (const inner of upstreamCounts.values())
-        for (const { attrs, n } of inner.values()) r.observe(n, attrs);
-    });
   telemetry.meter
     .createObservableGauge("gateway.upstream.active", {
       description: "Calls in flight per upstream endpoint",
@@ -114,8 +115,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       boundaries: [0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
     }),
     count(route, code, upstream) {
-      bump(counts, route, code, () => ({ route, code }));
-      if (upstream) bump(upstreamCounts, upstream, code, () => ({ upstream, code }));
+      counterFor(bound, requests, "route", route, code)();
+      if (upstream) counterFor(boundUpstream, upstreamRequests, "upstream", upstream, code)();
     },
   });
 

@@ -87,12 +87,7 @@ export function createService(options: ServiceOptions): Service {
     });
   const health = new HealthRegistry(options.services.map((s) => s.typeName));
   const interceptors: Interceptor[] = [
-    createTelemetryInterceptor({
-      tracer: telemetry.tracer,
-      meter: telemetry.meter,
-      createBoundHistogram: telemetry.createBoundHistogram,
-      logger,
-    }),
+    createTelemetryInterceptor({ telemetry, logger }),
     createErrorInterceptor(logger),
     createDeadlineInterceptor(),
     createReadinessInterceptor(),

@@ -6,7 +6,9 @@ import {
   type CollectionResult,
   DataPointType,
   type HistogramMetricData,
+  type MetricData,
   type MetricProducer,
+  type SumMetricData,
 } from "@opentelemetry/sdk-metrics";
 
 export interface BoundHistogramOptions {
@@ -44,9 +46,23 @@ interface Instrument {
   series: Series[];
 }
 
-/** The producer behind {@link BoundHistogram}s: give it to the metric readers. */
+/** A monotonic counter for hot paths, bound to attribute sets the same way. */
+export interface BoundCounter {
+  /** An adder for one attribute set; keep it (the set is not copied and must not change). */
+  bind(attributes: Attributes): (n?: number) => void;
+}
+
+interface CounterInstrument {
+  name: string;
+  description: string;
+  startTime: HrTime;
+  series: Array<{ attributes: Attributes; value: number }>;
+}
+
+/** The producer behind {@link BoundHistogram}s and {@link BoundCounter}s: give it to the readers. */
 export class BoundHistogramProducer implements MetricProducer {
   readonly #instruments: Instrument[] = [];
+  readonly #counters: CounterInstrument[] = [];
   readonly #scope: { name: string; version?: string };
 
   constructor(scope: { name: string; version?: string }) {
@@ -87,9 +103,32 @@ export class BoundHistogramProducer implements MetricProducer {
     };
   }
 
+  createCounter(name: string, description: string): BoundCounter {
+    const instrument: CounterInstrument = { name, description, startTime: hrTime(), series: [] };
+    this.#counters.push(instrument);
+    return {
+      bind(attributes) {
+        const s = { attributes, value: 0 };
+        instrument.series.push(s);
+        return (n = 1) => {
+          s.value += n;
+        };
+      },
+    };
+  }
+
   async collect(): Promise<CollectionResult> {
     const endTime = hrTime();
-    const metrics: HistogramMetricData[] = this.#instruments.map((inst) => ({
+    const counters: SumMetricData[] = this.#counters.map((c) => ({
+      descriptor: { name: c.name, description: c.description, unit: "", valueType: ValueType.INT },
+      aggregationTemporality: AggregationTemporality.CUMULATIVE,
+      dataPointType: DataPointType.SUM,
+      isMonotonic: true,
+      dataPoints: c.series
+        .filter((s) => s.value > 0)
+        .map((s) => ({ attributes: s.attributes, startTime: c.startTime, endTime, value: s.value })),
+    }));
+    const histograms: HistogramMetricData[] = this.#instruments.map((inst) => ({
       descriptor: {
         name: inst.name,
         description: inst.options.description,
@@ -117,7 +156,7 @@ export class BoundHistogramProducer implements MetricProducer {
       // The reader keeps its own resource and takes only the scope metrics from here.
       resourceMetrics: {
         resource: resourceFromAttributes({}),
-        scopeMetrics: [{ scope: this.#scope, metrics }],
+        scopeMetrics: [{ scope: this.#scope, metrics: [...counters, ...histograms] as MetricData[] }],
       },
       errors: [],
     };

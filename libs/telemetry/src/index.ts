@@ -1,5 +1,5 @@
 export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./deadline.js";
-export type { BoundHistogram, BoundHistogramOptions } from "./histogram.js";
+export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./histogram.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
 export {
   activeTraceId,

@@ -74,7 +74,7 @@ describe("telemetry", () => {
     expect(text).toMatch(/^jobs_done_total\{kind="x"[^}]*\} 3$/m);
   });
 
-  it("exports bound histograms with the meter's instruments, buckets inclusive of their bound", async () => {
+  it("exports bound histograms and counters with the meter's instruments, buckets inclusive of their bound", async () => {
     const h = telemetry.createBoundHistogram("work.duration", {
       description: "how long work took",
       unit: "s",
@@ -101,6 +101,14 @@ describe("telemetry", () => {
     expect(text).toMatch(/^work_duration_sum\{kind="slow"[^}]*\} 7.5$/m);
     expect(text).toMatch(/^work_duration_count\{kind="fast"[^}]*\} 2$/m);
     expect(text).not.toContain('kind="unused"');
+    const jobs = telemetry.createBoundCounter("bound.jobs", "jobs done");
+    const ok = jobs.bind({ outcome: "ok" });
+    ok();
+    ok(2);
+    jobs.bind({ outcome: "idle" });
+    const again = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+    expect(again).toMatch(/^bound_jobs_total\{outcome="ok"[^}]*\} 3$/m);
+    expect(again).not.toContain('outcome="idle"');
   });
 
   it("sends spans over OTLP/HTTP when the exporter is otlp", async () => {

@@ -18,7 +18,12 @@ import {
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import { ATTR_SERVICE_NAME, ATTR_SERVICE_VERSION } from "@opentelemetry/semantic-conventions";
-import { type BoundHistogram, type BoundHistogramOptions, BoundHistogramProducer } from "./histogram.js";
+import {
+  type BoundCounter,
+  type BoundHistogram,
+  type BoundHistogramOptions,
+  BoundHistogramProducer,
+} from "./histogram.js";
 
 export interface TelemetryOptions {
   serviceName: string;
@@ -42,6 +47,8 @@ export interface Telemetry {
   meter: Meter;
   /** A histogram recorded through pre-bound attribute sets (hot paths), exported with the rest. */
   createBoundHistogram(name: string, options: BoundHistogramOptions): BoundHistogram;
+  /** A counter added to through pre-bound attribute sets (hot paths), exported with the rest. */
+  createBoundCounter(name: string, description: string): BoundCounter;
   /** Serves the Prometheus text exposition (`GET /metrics`). */
   metricsHandler(req: IncomingMessage, res: ServerResponse): void;
   /** Flushes pending spans and stops the providers. */
@@ -114,6 +121,7 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     tracer: tracerProvider.getTracer(options.serviceName, options.serviceVersion),
     meter: meterProvider.getMeter(options.serviceName, options.serviceVersion),
     createBoundHistogram: (name, opts) => bound.create(name, opts),
+    createBoundCounter: (name, description) => bound.createCounter(name, description),
     metricsHandler: (req, res) => prometheus.getMetricsRequestHandler(req, res),
     async shutdown() {
       await Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]);
