@@ -16,7 +16,6 @@ import type { GatewayConfig } from "./config.js";
 import { createProxy } from "./proxy.js";
 import { RateLimiter } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
-import { createTlsListener } from "./tls.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
 
 export interface GatewayOptions {
@@ -133,9 +132,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
     },
   };
-  const listener: Listener = config.tls
-    ? createTlsListener({ ...config.tls, ...handlers })
-    : createListener(handlers);
+  const listener: Listener = createListener({ ...handlers, tls: config.tls });
   const admin = createAdminServer({
     routes,
     upstreams,

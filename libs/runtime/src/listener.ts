@@ -25,9 +25,14 @@ export interface ListenerOptions {
   maxHeaderSize?: number;
   /** Idle HTTP/1.1 keep-alive connections are closed after this many ms. Default 5000. */
   keepAliveTimeoutMs?: number;
+  /**
+   * PEM certificate and key: the port then speaks TLS, with ALPN choosing `h2` or `http/1.1`
+   * (instead of sniffing cleartext).
+   */
+  tls?: { cert: string | Buffer; key: string | Buffer };
 }
 
-/** One TCP port speaking HTTP/1.1 and HTTP/2 cleartext (prior knowledge) side by side. */
+/** One TCP port speaking HTTP/1.1 and HTTP/2 side by side (cleartext by sniffing, or TLS + ALPN). */
 export interface Listener {
   /** Binds; resolves with the port actually bound (useful with port 0). */
   listen(port: number, host: string): Promise<number>;
@@ -89,10 +94,15 @@ export function createListener(options: ListenerOptions): Listener {
     { maxHeaderSize, keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000 },
     track,
   );
-  const h2 = http2.createServer(
-    { maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } },
-    track,
-  );
+  const h2Options = { maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } };
+  // With TLS, one secure server takes both protocols (HTTP/1.1 requests reach `track` as node:http
+  // objects); without, the sniffing TCP server below hands each connection to `h2` or `h1`.
+  const h2: http2.Http2Server | http2.Http2SecureServer = options.tls
+    ? http2.createSecureServer(
+        { ...h2Options, ...options.tls, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"] },
+        track,
+      )
+    : http2.createServer(h2Options, track);
   const streamHandler = options.streamHandler;
   if (streamHandler) {
     // Node's own compat dispatcher (it builds Http2ServerRequest/Response, answers CONNECT and
@@ -128,30 +138,39 @@ export function createListener(options: ListenerOptions): Listener {
     }
   });
 
-  const tcp = net.createServer((socket) => {
+  const accept = (socket: net.Socket) => {
     sockets.add(socket);
-    socket.setNoDelay(true);
     socket.once("close", () => sockets.delete(socket));
-    socket.on("error", () => socket.destroy());
-    let head: Buffer = Buffer.alloc(0);
-    const onData = (chunk: Buffer) => {
-      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-      if (head.length < PREFACE_HEAD.length && head.equals(PREFACE_HEAD.subarray(0, head.length))) {
-        return; // could still be HTTP/2: wait for more bytes
-      }
-      socket.off("data", onData);
-      socket.pause();
-      socket.unshift(head);
-      if (head.subarray(0, PREFACE_HEAD.length).equals(PREFACE_HEAD)) {
-        // The HTTP/2 session reads the bytes already buffered on the socket, then the handle.
-        h2.emit("connection", socket);
-      } else {
-        h1.emit("connection", socket);
-        socket.resume();
-      }
-    };
-    socket.on("data", onData);
-  });
+  };
+  if (options.tls) {
+    h2.on("secureConnection", accept);
+    h2.on("tlsClientError", () => {});
+  }
+  const server: net.Server = options.tls
+    ? h2
+    : net.createServer((socket) => {
+        accept(socket);
+        socket.setNoDelay(true);
+        socket.on("error", () => socket.destroy());
+        let head: Buffer = Buffer.alloc(0);
+        const onData = (chunk: Buffer) => {
+          head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+          if (head.length < PREFACE_HEAD.length && head.equals(PREFACE_HEAD.subarray(0, head.length))) {
+            return; // could still be HTTP/2: wait for more bytes
+          }
+          socket.off("data", onData);
+          socket.pause();
+          socket.unshift(head);
+          if (head.subarray(0, PREFACE_HEAD.length).equals(PREFACE_HEAD)) {
+            // The HTTP/2 session reads the bytes already buffered on the socket, then the handle.
+            h2.emit("connection", socket);
+          } else {
+            h1.emit("connection", socket);
+            socket.resume();
+          }
+        };
+        socket.on("data", onData);
+      });
 
   return {
     get inFlight() {
@@ -159,17 +178,17 @@ export function createListener(options: ListenerOptions): Listener {
     },
     listen(port, host) {
       return new Promise((resolve, reject) => {
-        tcp.once("error", reject);
-        tcp.listen(port, host, () => {
-          tcp.off("error", reject);
-          const addr = tcp.address();
+        server.once("error", reject);
+        server.listen(port, host, () => {
+          server.off("error", reject);
+          const addr = server.address();
           resolve(typeof addr === "object" && addr ? addr.port : port);
         });
       });
     },
     async close(graceMs) {
       draining = true;
-      const closed = new Promise<void>((resolve) => tcp.close(() => resolve()));
+      const closed = new Promise<void>((resolve) => server.close(() => resolve()));
       // HTTP/2 clients get GOAWAY and open new streams elsewhere. Idle HTTP/1.1 connections stay
       // up: a request racing onto one gets a clean UNAVAILABLE (the runtime is NOT_SERVING) and
       // `connection: close`, rather than a reset socket.
