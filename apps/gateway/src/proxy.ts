@@ -9,7 +9,6 @@ import {
   context,
   propagation,
   ROOT_CONTEXT,
-  type Span,
   SpanKind,
   SpanStatusCode,
   type TextMapGetter,
@@ -604,8 +603,6 @@ export function createProxy(options: ProxyOptions) {
   };
 }
 
-export type Proxy = ReturnType<typeof createProxy>;
-
 function ignore() {
   // Stream errors end in "close", which the proxy handles.
 }
@@ -672,5 +669,3 @@ class H2Downstream implements Downstream {
     });
   }
 }
-
-export type { Span };

@@ -8,7 +8,7 @@ import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createUpstreamPolicy, type UpstreamPolicyOptions } from "./policy.js";
+import { createUpstreamPolicy, type UpstreamPolicy, type UpstreamPolicyOptions } from "./policy.js";
 
 const A = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
 const PRECONDITION = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a12";
@@ -77,6 +77,10 @@ function options(overrides: Partial<UpstreamPolicyOptions> = {}): UpstreamPolicy
   };
 }
 
+/** A UserService client to `baseUrl` with `policy` on every call. */
+const through = (baseUrl: string, policy: UpstreamPolicy) =>
+  createClient(UserService, createGrpcTransport({ baseUrl, interceptors: [policy.interceptor] }));
+
 const code = (p: Promise<unknown>) =>
   p.then(
     () => "OK",
@@ -94,10 +98,7 @@ describe("resilience policies on real calls", () => {
 
   it("retries an idempotent call on UNAVAILABLE up to the configured attempts, and no further", async () => {
     const policy = createUpstreamPolicy(options());
-    const users = createClient(
-      UserService,
-      createGrpcTransport({ baseUrl: up.url, interceptors: [policy.interceptor] }),
-    );
+    const users = through(up.url, policy);
     up.state.mode = "unavailable";
     up.state.calls = 0;
     expect(await code(users.getUser({ id: A }))).toBe("Unavailable");
@@ -110,10 +111,7 @@ describe("resilience policies on real calls", () => {
 
   it("never retries a method the proto does not mark idempotent, nor INVALID_ARGUMENT or FAILED_PRECONDITION", async () => {
     const policy = createUpstreamPolicy(options());
-    const users = createClient(
-      UserService,
-      createGrpcTransport({ baseUrl: up.url, interceptors: [policy.interceptor] }),
-    );
+    const users = through(up.url, policy);
     up.state.registers = 0;
     expect(
       await code(users.registerUser({ email: "a@example.com", password: "long enough", displayName: "A" })),
@@ -131,10 +129,7 @@ describe("resilience policies on real calls", () => {
 
   it("honours retry-after on RESOURCE_EXHAUSTED before the retry", async () => {
     const policy = createUpstreamPolicy(options());
-    const users = createClient(
-      UserService,
-      createGrpcTransport({ baseUrl: up.url, interceptors: [policy.interceptor] }),
-    );
+    const users = through(up.url, policy);
     up.state.mode = "busy-once";
     up.state.calls = 0;
     const began = Date.now();
@@ -165,10 +160,7 @@ describe("resilience policies on real calls", () => {
           meter: telemetry.meter,
         }),
       );
-      const users = createClient(
-        UserService,
-        createGrpcTransport({ baseUrl: up.url, interceptors: [policy.interceptor] }),
-      );
+      const users = through(up.url, policy);
       up.state.mode = "unavailable";
       up.state.calls = 0;
       // Two calls of two attempts: the third failure (the second call's first attempt) opens it,
@@ -211,10 +203,7 @@ describe("resilience policies on real calls", () => {
     // Service B is `up`; service A serves GetUser by calling B through the policy, which has a
     // 5 s default: B must see no more than what is left of A's incoming 300 ms.
     const policy = createUpstreamPolicy(options());
-    const b = createClient(
-      UserService,
-      createGrpcTransport({ baseUrl: up.url, interceptors: [policy.interceptor] }),
-    );
+    const b = through(up.url, policy);
     const a = await startUpstream(async (id) => (id === FORWARD ? b.getUser({ id: A }) : undefined));
     try {
       up.state.timeouts = [];
@@ -238,19 +227,13 @@ describe("resilience policies on real calls", () => {
     );
     try {
       const policy = createUpstreamPolicy(options({ bulkhead: { limit: 2, queue: 1 } }));
-      const users = createClient(
-        UserService,
-        createGrpcTransport({ baseUrl: slow.url, interceptors: [policy.interceptor] }),
-      );
+      const users = through(slow.url, policy);
       const results = await Promise.all(Array.from({ length: 5 }, () => code(users.getUser({ id: A }))));
       expect(results.filter((r) => r === "OK")).toHaveLength(3);
       expect(results.filter((r) => r === "ResourceExhausted")).toHaveLength(2);
       // A call with no timeout of its own gets the policy's default, enforced on this side too.
       const short = createUpstreamPolicy(options({ defaultTimeoutMs: 100 }));
-      const hurried = createClient(
-        UserService,
-        createGrpcTransport({ baseUrl: slow.url, interceptors: [short.interceptor] }),
-      );
+      const hurried = through(slow.url, short);
       const began = Date.now();
       expect(await code(hurried.getUser({ id: A }))).toBe("DeadlineExceeded");
       expect(Date.now() - began).toBeLessThan(290);

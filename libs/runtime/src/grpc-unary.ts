@@ -71,11 +71,6 @@ export class GrpcUnaryFastPath {
     this.#options = options;
   }
 
-  /** Number of methods served by the fast path. */
-  get size(): number {
-    return this.#routes.size;
-  }
-
   /**
    * Wraps a router: registrations go on to it unchanged, and unary methods registered without
    * per-service options (which could change protocols or limits) are also served here.

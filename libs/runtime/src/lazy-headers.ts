@@ -69,14 +69,6 @@ export class LazyHeaders implements Headers {
     return value === null ? [] : [value];
   }
 
-  /** Whether no header is set (cheaper than iterating). */
-  get empty(): boolean {
-    if (this.#map) return this.#map.size === 0;
-    if (!this.#raw) return true;
-    for (const key in this.#raw) if (key.charCodeAt(0) !== 58) return false;
-    return true;
-  }
-
   forEach(callback: (value: string, key: string, parent: Headers) => void, thisArg?: unknown): void {
     for (const [key, value] of this.entries()) callback.call(thisArg, value, key, this);
   }
