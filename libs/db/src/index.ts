@@ -10,3 +10,10 @@ export {
   type Transaction,
   type UnitOfWork,
 } from "./database.js";
+export {
+  DEFAULT_PAGE_SIZE,
+  InvalidPageTokenError,
+  keysetTokens,
+  MAX_PAGE_SIZE,
+  pageSize,
+} from "./paging.js";

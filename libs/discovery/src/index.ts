@@ -1,4 +1,19 @@
 export {
+  type DiscoveryConfig,
+  discoveryEnvShape,
+  parseUpstreams,
+  toDiscoveryConfig,
+  upstreamsSchema,
+} from "./config.js";
+export { createDiscovery, type Discovery } from "./discovery.js";
+export {
+  type EndpointState,
+  type EndpointTracker,
+  type EndpointTrackerOptions,
+  trackEndpoints,
+} from "./endpoints.js";
+export { type HealthState, HealthWatch } from "./health-watch.js";
+export {
   DEFAULT_BUCKET,
   DEFAULT_TTL_MS,
   type InstanceRecord,
@@ -8,3 +23,8 @@ export {
   registerInstance,
   watchRegistry,
 } from "./registry.js";
+export {
+  type BalancedTransport,
+  type BalancedTransportOptions,
+  createBalancedTransport,
+} from "./transport.js";

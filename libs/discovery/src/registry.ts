@@ -97,6 +97,11 @@ export interface RegistryWatcher {
   all(): InstanceRecord[];
   /** Resolves once the current contents of the bucket have been read. */
   readonly ready: Promise<void>;
+  /**
+   * Called after every put or delete seen, with the instance's service. (Expiry by TTL is not an
+   * event: readers that care re-read `instances` on a timer too.) Returns an unsubscribe.
+   */
+  onChange(listener: (service: string) => void): () => void;
   stop(): Promise<void>;
 }
 
@@ -107,6 +112,7 @@ export interface RegistryWatcher {
 export async function watchRegistry(options: RegistryOptions): Promise<RegistryWatcher> {
   const { kv, ttlMs } = await openBucket(options);
   const live = new Map<string, InstanceRecord>();
+  const listeners = new Set<(service: string) => void>();
   let markReady: () => void = () => {};
   const ready = new Promise<void>((resolve) => {
     markReady = resolve;
@@ -117,6 +123,7 @@ export async function watchRegistry(options: RegistryOptions): Promise<RegistryW
   const loop = (async () => {
     for await (const e of iter) {
       if (e.isUpdate || e.delta === 0) markReady();
+      const before = live.get(e.key);
       if (e.operation === "PUT") {
         try {
           live.set(e.key, e.json<InstanceRecord>());
@@ -126,11 +133,19 @@ export async function watchRegistry(options: RegistryOptions): Promise<RegistryW
       } else {
         live.delete(e.key);
       }
+      const service = live.get(e.key)?.service ?? before?.service;
+      // A heartbeat of a known instance changes nothing a listener cares about.
+      const news = !before || !live.has(e.key) || before.address !== live.get(e.key)?.address;
+      if (service && news) for (const l of listeners) l(service);
     }
   })();
   const fresh = (r: InstanceRecord, now: number) => now - r.heartbeatAt <= ttlMs;
   return {
     ready,
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
     instances(service) {
       const now = Date.now();
       return [...live.values()].filter((r) => r.service === service && fresh(r, now));

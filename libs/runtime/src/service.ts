@@ -43,6 +43,11 @@ export interface ServiceOptions {
   prepare?: () => Promise<void>;
   /** Checked before SERVING and then every `healthCheckIntervalMs`. */
   readiness?: readonly ReadinessCheck[];
+  /**
+   * Tells the mesh where this instance is, once it is SERVING (discovery's `announce`); the
+   * function it returns withdraws it, at the start of shutdown, before calls drain.
+   */
+  announce?: (where: { host: string; port: number }) => Promise<() => Promise<void>>;
   /** Runs during shutdown after the last call finished (close pools, connections). */
   onShutdown?: () => Promise<void>;
   /** Interceptors that run inside the runtime's, closest to the handler. */
@@ -133,6 +138,7 @@ export function createService(options: ServiceOptions): Service {
     .addCallback((result) => result.observe(listener?.inFlight ?? 0));
   let checkTimer: NodeJS.Timeout | undefined;
   let stopping: Promise<void> | undefined;
+  let withdraw: (() => Promise<void>) | undefined;
 
   const runChecks = async (): Promise<boolean> => {
     for (const c of options.readiness ?? []) {
@@ -190,6 +196,10 @@ export function createService(options: ServiceOptions): Service {
         logger.info({ status: "SERVING" }, "health changed");
         checkTimer = setInterval(() => void applyChecks(), config.healthCheckIntervalMs);
         checkTimer.unref();
+        if (options.announce) {
+          withdraw = await options.announce({ host: config.host, port });
+          logger.info({ port }, "announced");
+        }
       }
       return { port, url };
     },
@@ -197,6 +207,7 @@ export function createService(options: ServiceOptions): Service {
       stopping ??= (async () => {
         clearInterval(checkTimer);
         health.setAll(ServingStatus.NOT_SERVING);
+        await withdraw?.().catch((err) => logger.warn({ err }, "withdrawing from discovery failed"));
         logger.info({ inFlight: listener?.inFlight ?? 0, graceMs: config.shutdownGraceMs }, "draining");
         health.close();
         await listener?.close(config.shutdownGraceMs);

@@ -1,0 +1,57 @@
+import { sql } from "drizzle-orm";
+import { bigint, check, index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+
+/**
+ * The catalogue and its stock. `reserved` counts units held by open reservations; the checks make
+ * overselling impossible even for a buggy query: reserved never exceeds on_hand, neither is
+ * negative.
+ */
+export const products = pgTable(
+  "products",
+  {
+    id: uuid("id").primaryKey(),
+    sku: text("sku").notNull().unique("products_sku_unique"),
+    name: text("name").notNull(),
+    priceMinor: bigint("price_minor", { mode: "number" }).notNull(),
+    currency: text("currency").notNull(),
+    onHand: bigint("on_hand", { mode: "number" }).notNull(),
+    reserved: bigint("reserved", { mode: "number" }).notNull().default(0),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  },
+  (t) => [
+    check("products_stock_ok", sql`${t.reserved} >= 0 AND ${t.reserved} <= ${t.onHand}`),
+    check("products_price_ok", sql`${t.priceMinor} >= 0`),
+  ],
+);
+
+/**
+ * Reservations by the caller's id. A release of an id never reserved leaves a `released` row
+ * with no items, so a late ReserveStock for it is refused.
+ */
+export const reservations = pgTable("reservations", {
+  id: uuid("id").primaryKey(),
+  state: text("state", { enum: ["held", "committed", "released"] }).notNull(),
+  createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+});
+
+export const reservationItems = pgTable(
+  "reservation_items",
+  {
+    reservationId: uuid("reservation_id")
+      .notNull()
+      .references(() => reservations.id),
+    productId: uuid("product_id")
+      .notNull()
+      .references(() => products.id),
+    quantity: bigint("quantity", { mode: "number" }).notNull(),
+  },
+  (t) => [
+    primaryKey({ columns: [t.reservationId, t.productId] }),
+    index("reservation_items_product_idx").on(t.productId),
+    check("reservation_items_quantity_ok", sql`${t.quantity} > 0`),
+  ],
+);
+
+export const schema = { products, reservations, reservationItems };
+export type InventorySchema = typeof schema;

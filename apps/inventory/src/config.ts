@@ -1,0 +1,21 @@
+import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
+import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
+import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
+
+const shape = {
+  ...runtimeEnvShape({ port: 50052 }),
+  ...databaseEnvShape({ dataDir: ".meshwork/data/inventory" }),
+  ...discoveryEnvShape(),
+};
+
+export interface Config {
+  runtime: RuntimeConfig;
+  db: DatabaseConfig;
+  discovery: DiscoveryConfig;
+}
+
+/** Reads the inventory service's configuration from the environment, once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const e = parseEnv(shape, env);
+  return { runtime: toRuntimeConfig(e), db: toDatabaseConfig(e), discovery: toDiscoveryConfig(e) };
+}

@@ -1,0 +1,109 @@
+/** A product with its stock, as the service sees it. */
+export interface Product {
+  id: string;
+  sku: string;
+  name: string;
+  priceMinor: number;
+  currency: string;
+  onHand: number;
+  reserved: number;
+  createdAt: Date;
+}
+
+export type ReservationState = "held" | "committed" | "released";
+
+export interface ReservationItem {
+  productId: string;
+  quantity: number;
+}
+
+export interface Reservation {
+  id: string;
+  state: ReservationState;
+  /** Sorted by product id. */
+  items: ReservationItem[];
+  createdAt: Date;
+}
+
+export class ProductNotFoundError extends Error {
+  override readonly name = "ProductNotFoundError";
+  constructor(readonly productId: string) {
+    super(`product ${productId} not found`);
+  }
+}
+
+export class SkuTakenError extends Error {
+  override readonly name = "SkuTakenError";
+  constructor(
+    readonly sku: string,
+    options?: ErrorOptions,
+  ) {
+    super(`a product with sku ${sku} already exists`, options);
+  }
+}
+
+/** Not enough available units: names the product, what was asked and what is left. */
+export class InsufficientStockError extends Error {
+  override readonly name = "InsufficientStockError";
+  constructor(
+    readonly productId: string,
+    readonly requested: number,
+    readonly available: number,
+  ) {
+    super(`insufficient stock for product ${productId}: requested ${requested}, available ${available}`);
+  }
+}
+
+export class ReservationNotFoundError extends Error {
+  override readonly name = "ReservationNotFoundError";
+  constructor(readonly reservationId: string) {
+    super(`reservation ${reservationId} not found`);
+  }
+}
+
+/** The same reservation id used for a different set of items. */
+export class ReservationConflictError extends Error {
+  override readonly name = "ReservationConflictError";
+  constructor(readonly reservationId: string) {
+    super(`reservation ${reservationId} already exists with other items`);
+  }
+}
+
+/** A transition the reservation's state does not allow (commit after release, and so on). */
+export class ReservationStateError extends Error {
+  override readonly name = "ReservationStateError";
+  constructor(
+    readonly reservationId: string,
+    readonly state: ReservationState,
+    action: string,
+  ) {
+    super(`reservation ${reservationId} is ${state}: cannot ${action} it`);
+  }
+}
+
+/** The same product twice in one reservation. */
+export class DuplicateItemError extends Error {
+  override readonly name = "DuplicateItemError";
+  constructor(readonly productId: string) {
+    super(`items: product ${productId} appears more than once`);
+  }
+}
+
+/** Items in a canonical order (by product id): locks are taken in this order, so never deadlock. */
+export function canonicalItems(items: readonly ReservationItem[]): ReservationItem[] {
+  const sorted = [...items].sort((a, b) =>
+    a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0,
+  );
+  for (let i = 1; i < sorted.length; i++) {
+    if (sorted[i]?.productId === sorted[i - 1]?.productId)
+      throw new DuplicateItemError(sorted[i]?.productId ?? "");
+  }
+  return sorted;
+}
+
+export function sameItems(a: readonly ReservationItem[], b: readonly ReservationItem[]): boolean {
+  return (
+    a.length === b.length &&
+    a.every((x, i) => x.productId === b[i]?.productId && x.quantity === b[i]?.quantity)
+  );
+}

@@ -1,0 +1,57 @@
+import { fileURLToPath } from "node:url";
+import {
+  file_meshwork_inventory_v1_inventory,
+  InventoryService,
+} from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { openDatabase } from "@meshwork/db";
+import { createDiscovery } from "@meshwork/discovery";
+import { createService, type Service } from "@meshwork/runtime";
+import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { createInventoryStore, type InventoryStore } from "./adapters/db/inventory-store.js";
+import { schema } from "./adapters/db/schema.js";
+import type { Config } from "./config.js";
+import { createInventoryServiceHandlers } from "./ports/rpc/inventory-service.js";
+
+const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const SERVICE = "inventory";
+
+/**
+ * Wires the inventory service: its database (migrated before it reports SERVING), the
+ * InventoryService handlers over the stock store, and its entry in the discovery registry.
+ * No other service consumes an inventory event yet, so it has no outbox (see the README).
+ */
+export async function createInventoryService(
+  config: Config,
+  observe: { logger?: Logger; telemetry?: Telemetry } = {},
+): Promise<Service> {
+  const database = await openDatabase(config.db, schema);
+  const store = createInventoryStore(database.db);
+  const discovery = createDiscovery(config.discovery, { service: SERVICE });
+  const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
+  let migrated = false;
+  const ready = (): InventoryStore => {
+    if (!migrated) throw new Error("inventory used before start-up finished");
+    return store;
+  };
+  return createService({
+    name: SERVICE,
+    config: config.runtime,
+    files: [file_meshwork_inventory_v1_inventory],
+    services: [InventoryService],
+    ...observe,
+    logger,
+    routes(router) {
+      router.service(InventoryService, createInventoryServiceHandlers(ready, logger));
+    },
+    async prepare() {
+      await database.migrate(migrationsFolder);
+      migrated = true;
+    },
+    readiness: [{ name: "database", check: () => database.ping() }],
+    announce: (where) => discovery.announce(where),
+    async onShutdown() {
+      await discovery.close();
+      await database.close();
+    },
+  });
+}

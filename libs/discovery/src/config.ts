@@ -1,0 +1,86 @@
+import { z } from "zod";
+
+/**
+ * `UPSTREAMS`: static endpoints per service (its short name), beside or instead of the registry:
+ * `users=http://127.0.0.1:50051,http://127.0.0.1:50061;payments=http://127.0.0.1:50053`.
+ */
+export function parseUpstreams(text: string): Record<string, string[]> {
+  const out: Record<string, string[]> = {};
+  for (const part of text.split(";").map((p) => p.trim())) {
+    if (!part) continue;
+    const eq = part.indexOf("=");
+    const name = part.slice(0, eq).trim();
+    if (eq <= 0 || !/^[a-z][a-z0-9_.-]*$/.test(name)) {
+      throw new Error(`UPSTREAMS: expected <service>=<url>[,<url>...], got ${JSON.stringify(part)}`);
+    }
+    out[name] = part
+      .slice(eq + 1)
+      .split(",")
+      .map((u) => u.trim())
+      .filter(Boolean)
+      .map((u) => {
+        const url = new URL(u);
+        if (url.protocol !== "http:")
+          throw new Error(`UPSTREAMS: ${name}: only http:// (h2c) endpoints, got ${u}`);
+        return url.origin;
+      });
+  }
+  return out;
+}
+
+/** `UPSTREAMS` as a zod schema (default: none). */
+export function upstreamsSchema(defaultText = "") {
+  return z
+    .string()
+    .default(defaultText)
+    .transform((text, ctx) => {
+      try {
+        return parseUpstreams(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    });
+}
+
+/** The discovery settings of a process, as a zod shape to spread into its config schema. */
+export function discoveryEnvShape(defaults: { upstreams?: string } = {}) {
+  return {
+    NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+    /** `registry` (register in and watch the NATS KV bucket) or `static` (UPSTREAMS only). */
+    DISCOVERY: z.enum(["registry", "static"]).default("registry"),
+    /** The KV bucket; tests and side-by-side meshes use their own. */
+    DISCOVERY_BUCKET: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
+      .default("meshwork_registry"),
+    /** A silent instance leaves the registry after this long; it heartbeats three times per TTL. */
+    DISCOVERY_TTL_MS: z.coerce.number().int().min(300).default(10_000),
+    /** The host others reach this instance at; default HOST (127.0.0.1 when HOST is a wildcard). */
+    ADVERTISE_HOST: z.string().min(1).optional(),
+    UPSTREAMS: upstreamsSchema(defaults.upstreams),
+  };
+}
+
+type DiscoveryEnv = z.infer<z.ZodObject<ReturnType<typeof discoveryEnvShape>>>;
+
+export interface DiscoveryConfig {
+  natsUrl: string;
+  mode: "registry" | "static";
+  bucket: string;
+  ttlMs: number;
+  advertiseHost: string | undefined;
+  /** Static endpoints by service short name. */
+  upstreams: Record<string, string[]>;
+}
+
+export function toDiscoveryConfig(env: DiscoveryEnv): DiscoveryConfig {
+  return {
+    natsUrl: env.NATS_URL,
+    mode: env.DISCOVERY,
+    bucket: env.DISCOVERY_BUCKET,
+    ttlMs: env.DISCOVERY_TTL_MS,
+    advertiseHost: env.ADVERTISE_HOST,
+    upstreams: env.UPSTREAMS,
+  };
+}

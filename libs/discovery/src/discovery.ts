@@ -1,0 +1,101 @@
+import { randomUUID } from "node:crypto";
+import type { Interceptor } from "@connectrpc/connect";
+import { connectNats } from "@meshwork/events";
+import type { ClientProtocol } from "@meshwork/runtime";
+import type { NatsConnection } from "@nats-io/transport-node";
+import type { DiscoveryConfig } from "./config.js";
+import { type EndpointTracker, trackEndpoints } from "./endpoints.js";
+import { type RegistryWatcher, registerInstance, watchRegistry } from "./registry.js";
+import { type BalancedTransport, createBalancedTransport } from "./transport.js";
+
+/** What a service process does with discovery: announce itself, and find the services it calls. */
+export interface Discovery {
+  /**
+   * For `createService({ announce })`: registers this instance once it is SERVING; the returned
+   * function deregisters it (at the start of shutdown). A no-op in `static` mode.
+   */
+  announce(where: { host: string; port: number }): Promise<() => Promise<void>>;
+  /** The live endpoint sets (registry and `UPSTREAMS`), opened on first use. */
+  endpoints(): Promise<EndpointTracker>;
+  /** A balanced transport to `service`; see {@link createBalancedTransport}. */
+  transport(
+    service: string,
+    options?: { interceptors?: Interceptor[]; protocol?: ClientProtocol; defaultTimeoutMs?: number },
+  ): Promise<BalancedTransport>;
+  /** Deregisters (if still registered), stops watching, closes the NATS connection. */
+  close(): Promise<void>;
+}
+
+function advertised(config: DiscoveryConfig, host: string): string {
+  if (config.advertiseHost) return config.advertiseHost;
+  if (host === "0.0.0.0" || host === "::" || host === "") return "127.0.0.1";
+  return host.includes(":") ? `[${host}]` : host;
+}
+
+/**
+ * Discovery for one process named `service` (its short name, `payments`), from its config. NATS
+ * is connected on first need (announce or endpoints), not before.
+ */
+export function createDiscovery(
+  config: DiscoveryConfig,
+  self: { service: string; version?: string; protocols?: string[] },
+): Discovery {
+  let nc: Promise<NatsConnection> | undefined;
+  const nats = () => {
+    nc ??= connectNats(config.natsUrl, `${self.service}-discovery`);
+    return nc;
+  };
+  let tracker: Promise<{ tracker: EndpointTracker; watcher?: RegistryWatcher }> | undefined;
+  const deregister = new Set<() => Promise<void>>();
+  const transports: BalancedTransport[] = [];
+
+  const endpoints = async () => {
+    tracker ??= (async () => {
+      let watcher: RegistryWatcher | undefined;
+      if (config.mode === "registry") {
+        watcher = await watchRegistry({ nc: await nats(), bucket: config.bucket, ttlMs: config.ttlMs });
+        await watcher.ready;
+      }
+      return { tracker: trackEndpoints({ registry: watcher, static: config.upstreams }), watcher };
+    })();
+    return (await tracker).tracker;
+  };
+
+  return {
+    async announce(where) {
+      if (config.mode !== "registry") return async () => {};
+      const registration = await registerInstance({
+        nc: await nats(),
+        bucket: config.bucket,
+        ttlMs: config.ttlMs,
+        service: self.service,
+        instanceId: randomUUID(),
+        address: `${advertised(config, where.host)}:${where.port}`,
+        protocols: self.protocols ?? ["grpc", "connect", "grpc-web"],
+        version: self.version ?? "0.0.0",
+      });
+      const stop = async () => {
+        deregister.delete(stop);
+        await registration.stop();
+      };
+      deregister.add(stop);
+      return stop;
+    },
+    endpoints,
+    async transport(service, options = {}) {
+      const t = createBalancedTransport({ service, endpoints: await endpoints(), ...options });
+      transports.push(t);
+      return t;
+    },
+    async close() {
+      for (const stop of [...deregister]) await stop();
+      for (const t of transports) t.close();
+      if (tracker) {
+        const { tracker: tr, watcher } = await tracker;
+        tr.close();
+        await watcher?.stop();
+      }
+      if (nc) await (await nc).close();
+    },
+  };
+}

@@ -1,0 +1,138 @@
+import { type HealthState, HealthWatch } from "./health-watch.js";
+import type { RegistryWatcher } from "./registry.js";
+
+/** One endpoint of a service as a client sees it. */
+export interface EndpointState {
+  service: string;
+  /** `http://host:port`. */
+  url: string;
+  /** From the registry; absent for a static endpoint. */
+  instanceId?: string;
+  source: "registry" | "static";
+  health: HealthState;
+}
+
+export interface EndpointTrackerOptions {
+  /** Instances come and go with the registry... */
+  registry?: RegistryWatcher;
+  /** ...and these are always there (by service short name): `{ users: ["http://127.0.0.1:50051"] }`. */
+  static?: Readonly<Record<string, readonly string[]>>;
+  /**
+   * Follow each endpoint's `grpc.health.v1` status and offer only SERVING ones (default true;
+   * false trusts every endpoint, for servers without the health service).
+   */
+  healthCheck?: boolean;
+  /** How often registry expiry (a missed heartbeat is not an event) is looked for; default 500 ms. */
+  sweepMs?: number;
+}
+
+/** The live endpoint sets of every service a process calls. */
+export interface EndpointTracker {
+  /** Every known endpoint of `service`, healthy or not. */
+  all(service: string): readonly EndpointState[];
+  /** The endpoints calls may go to: SERVING (or every one when health checks are off). */
+  healthy(service: string): readonly EndpointState[];
+  /** Services with at least one endpoint known. */
+  services(): string[];
+  /** Called when a service's set or an endpoint's health changes. Returns an unsubscribe. */
+  onChange(listener: (service: string) => void): () => void;
+  close(): void;
+}
+
+function urlOf(address: string): string {
+  return `http://${address}`;
+}
+
+/**
+ * Keeps, per service, the endpoints from the registry (added and removed as instances register,
+ * deregister or stop heartbeating) and from static configuration, each with its health followed
+ * over a `grpc.health.v1` Watch stream.
+ */
+export function trackEndpoints(options: EndpointTrackerOptions): EndpointTracker {
+  const checkHealth = options.healthCheck ?? true;
+  const byService = new Map<string, Map<string, EndpointState & { watch?: HealthWatch }>>();
+  const listeners = new Set<(service: string) => void>();
+  // The healthy set is read on every call; it is rebuilt only after a change.
+  const healthyCache = new Map<string, readonly EndpointState[]>();
+  const notify = (service: string) => {
+    healthyCache.delete(service);
+    for (const l of listeners) l(service);
+  };
+
+  const add = (service: string, url: string, source: EndpointState["source"], instanceId?: string) => {
+    let set = byService.get(service);
+    if (!set) {
+      set = new Map();
+      byService.set(service, set);
+    }
+    if (set.has(url)) return false;
+    const e: EndpointState & { watch?: HealthWatch } = {
+      service,
+      url,
+      instanceId,
+      source,
+      health: checkHealth ? "UNKNOWN" : "SERVING",
+    };
+    if (checkHealth) {
+      e.watch = new HealthWatch(url, (state) => {
+        e.health = state;
+        notify(service);
+      });
+    }
+    set.set(url, e);
+    return true;
+  };
+
+  for (const [service, urls] of Object.entries(options.static ?? {})) {
+    for (const url of urls) add(service, url, "static");
+  }
+
+  /** Brings one service's registry endpoints in line with the watcher's live instances. */
+  const sync = (service: string) => {
+    const registry = options.registry;
+    if (!registry) return;
+    const live = new Map(registry.instances(service).map((r) => [urlOf(r.address), r]));
+    let changed = false;
+    for (const [url, r] of live) changed = add(service, url, "registry", r.instanceId) || changed;
+    const set = byService.get(service);
+    for (const [url, e] of set ?? []) {
+      if (e.source === "registry" && !live.has(url)) {
+        e.watch?.close();
+        set?.delete(url);
+        changed = true;
+      }
+    }
+    if (changed) notify(service);
+  };
+  const syncAll = () => {
+    const services = new Set([...byService.keys(), ...(options.registry?.all().map((r) => r.service) ?? [])]);
+    for (const s of services) sync(s);
+  };
+  const unsubscribe = options.registry?.onChange(sync);
+  syncAll();
+  const sweep = options.registry ? setInterval(syncAll, options.sweepMs ?? 500) : undefined;
+  sweep?.unref();
+
+  return {
+    all: (service) => [...(byService.get(service)?.values() ?? [])],
+    healthy(service) {
+      let list = healthyCache.get(service);
+      if (!list) {
+        list = [...(byService.get(service)?.values() ?? [])].filter((e) => e.health === "SERVING");
+        healthyCache.set(service, list);
+      }
+      return list;
+    },
+    services: () => [...byService].filter(([, set]) => set.size > 0).map(([s]) => s),
+    onChange(listener) {
+      listeners.add(listener);
+      return () => listeners.delete(listener);
+    },
+    close() {
+      unsubscribe?.();
+      clearInterval(sweep);
+      for (const set of byService.values()) for (const e of set.values()) e.watch?.close();
+      byService.clear();
+    },
+  };
+}

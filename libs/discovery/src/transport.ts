@@ -1,0 +1,209 @@
+import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createContextValues,
+  type Interceptor,
+  type StreamResponse,
+  type Transport,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
+import { Http2SessionManager } from "@connectrpc/connect-node";
+import { type ClientProtocol, createClientTransport, DEFAULT_CLIENT_PROTOCOL } from "@meshwork/runtime";
+import type { EndpointState, EndpointTracker } from "./endpoints.js";
+
+export interface BalancedTransportOptions {
+  /** The service's short name in the registry (`payments`). */
+  service: string;
+  endpoints: EndpointTracker;
+  protocol?: ClientProtocol;
+  /** Run once per call around the endpoint choice: a retry inside them picks again. */
+  interceptors?: Interceptor[];
+  /** Applied to calls that set no timeout of their own. */
+  defaultTimeoutMs?: number;
+  readMaxBytes?: number;
+}
+
+/** A transport that can also report and close what it opened. */
+export interface BalancedTransport extends Transport {
+  /** Calls in flight per endpoint URL. */
+  inFlight(): Record<string, number>;
+  close(): void;
+}
+
+/**
+ * A transport over every healthy endpoint of one service: each call goes to the endpoint with
+ * fewer calls in flight of two picked at random (least-request, "power of two choices"), over
+ * one HTTP/2 connection per endpoint. The interceptors (the resilience policy) wrap the whole
+ * call, so a retried call chooses its endpoint again. With no healthy endpoint the call fails
+ * with UNAVAILABLE naming the service.
+ */
+export function createBalancedTransport(options: BalancedTransportOptions): BalancedTransport {
+  const { service, endpoints } = options;
+  const protocol = options.protocol ?? DEFAULT_CLIENT_PROTOCOL;
+  const grpc = protocol === "grpc";
+  const perEndpoint = new Map<
+    string,
+    { transport: Transport; sessions: Http2SessionManager; active: number }
+  >();
+  const baseUrl = `http://${service}.meshwork.invalid`; // only in `req.url` seen by interceptors
+
+  const slot = (e: EndpointState) => {
+    let s = perEndpoint.get(e.url);
+    if (!s) {
+      const sessions = new Http2SessionManager(e.url);
+      s = {
+        transport: createClientTransport({
+          baseUrl: e.url,
+          protocol,
+          readMaxBytes: options.readMaxBytes,
+          sessionManager: sessions,
+        }),
+        sessions,
+        active: 0,
+      };
+      perEndpoint.set(e.url, s);
+    }
+    return s;
+  };
+  const pick = () => {
+    const list = endpoints.healthy(service);
+    if (list.length === 0) {
+      throw new ConnectError(`no healthy endpoint of ${service}`, Code.Unavailable);
+    }
+    const a = list[Math.floor(Math.random() * list.length)] as EndpointState;
+    if (list.length === 1) return slot(a);
+    let b = list[Math.floor(Math.random() * (list.length - 1))] as EndpointState;
+    if (b === a) b = list[list.length - 1] as EndpointState;
+    const sa = slot(a);
+    const sb = slot(b);
+    return sb.active < sa.active ? sb : sa;
+  };
+  // Forget the connections of endpoints that left.
+  const unsubscribe = endpoints.onChange((s) => {
+    if (s !== service) return;
+    const known = new Set(endpoints.all(service).map((e) => e.url));
+    for (const [url, slot] of perEndpoint) {
+      if (known.has(url)) continue;
+      slot.sessions.abort(); // its calls in flight fail with UNAVAILABLE: retryable elsewhere
+      perEndpoint.delete(url);
+    }
+  });
+
+  const timeoutHeader = (header: Headers, timeoutMs: number | undefined) => {
+    if (timeoutMs === undefined || timeoutMs <= 0) return;
+    if (grpc) header.set("grpc-timeout", `${Math.ceil(timeoutMs)}m`);
+    else header.set("connect-timeout-ms", String(Math.ceil(timeoutMs)));
+  };
+
+  return {
+    async unary<I extends DescMessage, O extends DescMessage>(
+      method: Parameters<Transport["unary"]>[0] & { input: I; output: O },
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      message: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ): Promise<UnaryResponse<I, O>> {
+      const t = timeoutMs ?? options.defaultTimeoutMs;
+      const reqHeader = new Headers(header);
+      timeoutHeader(reqHeader, t);
+      return runUnaryCall<I, O>({
+        interceptors: options.interceptors,
+        signal,
+        timeoutMs: t,
+        req: {
+          stream: false,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: createMethodUrl(baseUrl, method),
+          header: reqHeader,
+          contextValues: contextValues ?? createContextValues(),
+          message,
+        },
+        next: async (req) => {
+          const s = pick();
+          s.active++;
+          try {
+            return await s.transport.unary(
+              method,
+              req.signal,
+              undefined,
+              req.header,
+              req.message,
+              req.contextValues,
+            );
+          } finally {
+            s.active--;
+          }
+        },
+      });
+    },
+    async stream<I extends DescMessage, O extends DescMessage>(
+      method: Parameters<Transport["stream"]>[0] & { input: I; output: O },
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
+    ): Promise<StreamResponse<I, O>> {
+      const t = timeoutMs ?? options.defaultTimeoutMs;
+      const reqHeader = new Headers(header);
+      timeoutHeader(reqHeader, t);
+      return runStreamingCall<I, O>({
+        interceptors: options.interceptors,
+        signal,
+        timeoutMs: t,
+        req: {
+          stream: true,
+          service: method.parent,
+          method,
+          requestMethod: "POST",
+          url: createMethodUrl(baseUrl, method),
+          header: reqHeader,
+          contextValues: contextValues ?? createContextValues(),
+          message: input,
+        },
+        next: async (req) => {
+          const s = pick();
+          s.active++;
+          let res: StreamResponse<I, O>;
+          try {
+            res = await s.transport.stream(
+              method,
+              req.signal,
+              undefined,
+              req.header,
+              req.message,
+              req.contextValues,
+            );
+          } catch (err) {
+            s.active--;
+            throw err;
+          }
+          // In flight until the response stream is read to its end (or abandoned).
+          const inner = res.message;
+          return {
+            ...res,
+            message: (async function* () {
+              try {
+                yield* inner;
+              } finally {
+                s.active--;
+              }
+            })(),
+          };
+        },
+      });
+    },
+    inFlight: () => Object.fromEntries([...perEndpoint].map(([url, s]) => [url, s.active])),
+    close() {
+      unsubscribe();
+      for (const slot of perEndpoint.values()) slot.sessions.abort();
+      perEndpoint.clear();
+    },
+  } as BalancedTransport;
+}
