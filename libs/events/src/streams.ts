@@ -11,6 +11,10 @@ export const meshStreams = {
     name: streamName(namespace, "USERS"),
     subjects: [`${namespace}meshwork.users.>`],
   }),
+  payments: (namespace: string): StreamSpec => ({
+    name: streamName(namespace, "PAYMENTS"),
+    subjects: [`${namespace}meshwork.payments.>`],
+  }),
   deadLetters: (namespace: string, service: string): StreamSpec => ({
     name: streamName(namespace, `DLQ_${service.toUpperCase()}`),
     subjects: [`${namespace}dlq.${service}.>`],

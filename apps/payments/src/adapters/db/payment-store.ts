@@ -1,0 +1,141 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { PaymentRefundedSchema } from "@meshwork/contracts/meshwork/payments/v1/events";
+import type { AnyTransaction, Database, Queryable } from "@meshwork/db";
+import { createEnvelope, enqueueEvents } from "@meshwork/events";
+import { eq } from "drizzle-orm";
+import {
+  type Payment,
+  PaymentConflictError,
+  PaymentDeclinedError,
+  PaymentNotFoundError,
+  type PaymentState,
+  PaymentStateError,
+} from "../../domain/payment.js";
+import type { ProviderOperation, SimulatedProvider } from "../provider/simulated-provider.js";
+import { outbox, type PaymentsSchema, payments } from "./schema.js";
+
+export const EVENT_SOURCE = "/meshwork/payments";
+
+export interface AuthorizeInput {
+  paymentId: string;
+  userId: string;
+  amountMinor: number;
+  currency: string;
+}
+
+async function load(db: Queryable, id: string, lock: boolean): Promise<Payment | undefined> {
+  const q = db.select().from(payments).where(eq(payments.id, id));
+  const [row] = await (lock ? q.for("update") : q);
+  return row;
+}
+
+/** What a repeated AuthorizePayment gets for an existing payment. */
+function replay(existing: Payment, input: AuthorizeInput): Payment {
+  if (existing.userId === null) throw new PaymentStateError(input.paymentId, existing.state, "authorize");
+  if (
+    existing.userId !== input.userId ||
+    existing.amountMinor !== input.amountMinor ||
+    existing.currency !== input.currency
+  ) {
+    throw new PaymentConflictError(input.paymentId);
+  }
+  if (existing.state === "declined")
+    throw new PaymentDeclinedError(existing.id, existing.declineReason ?? "");
+  return existing;
+}
+
+/**
+ * Payments in Postgres, moved through the provider. A provider failure changes nothing (the
+ * call can be retried); every transition locks the payment's row, so concurrent calls about one
+ * payment apply once. A refund writes PaymentRefunded to the outbox in its transaction.
+ */
+export function createPaymentStore(
+  db: Database<PaymentsSchema>,
+  provider: SimulatedProvider,
+  namespace: string,
+) {
+  /** Locks the payment, and moves it `from` -> `to` through the provider; `to` itself is a no-op. */
+  const transition = (
+    id: string,
+    op: ProviderOperation,
+    from: PaymentState,
+    to: PaymentState,
+    after?: (tx: AnyTransaction, p: Payment) => Promise<void>,
+  ): Promise<Payment> =>
+    db.transaction(async (tx) => {
+      const p = await load(tx, id, true);
+      if (!p) throw new PaymentNotFoundError(id);
+      if (p.state === to) return p;
+      if (p.state !== from) throw new PaymentStateError(id, p.state, op);
+      await provider.call(op, p.amountMinor ?? 0);
+      const [row] = await tx
+        .update(payments)
+        .set({ state: to, updatedAt: new Date() })
+        .where(eq(payments.id, id))
+        .returning();
+      if (!row) throw new Error(`payment ${id} vanished`);
+      await after?.(tx, row);
+      return row;
+    });
+
+  return {
+    async authorize(input: AuthorizeInput): Promise<Payment> {
+      const existing = await load(db, input.paymentId, false);
+      if (existing) return replay(existing, input);
+      const outcome = await provider.call("authorize", input.amountMinor);
+      const [row] = await db
+        .insert(payments)
+        .values({
+          id: input.paymentId,
+          userId: input.userId,
+          amountMinor: input.amountMinor,
+          currency: input.currency,
+          state: outcome.declined ? "declined" : "authorized",
+          declineReason: outcome.declined ?? null,
+        })
+        .onConflictDoNothing()
+        .returning();
+      // A concurrent call with the same id (or a void) got there first: answer as it decided.
+      if (!row) return replay((await load(db, input.paymentId, false)) as Payment, input);
+      if (row.state === "declined") throw new PaymentDeclinedError(row.id, row.declineReason ?? "");
+      return row;
+    },
+
+    capture: (id: string) => transition(id, "capture", "authorized", "captured"),
+
+    /** Voids an authorization; for an unknown id, records a voided tombstone. */
+    async void(id: string): Promise<Payment> {
+      const [tombstone] = await db
+        .insert(payments)
+        .values({ id, state: "voided" })
+        .onConflictDoNothing()
+        .returning();
+      if (tombstone) return tombstone;
+      const p = await load(db, id, false);
+      if (p?.state === "declined") return p; // nothing was held
+      return transition(id, "void", "authorized", "voided");
+    },
+
+    refund: (id: string) =>
+      transition(id, "refund", "captured", "refunded", async (tx, p) => {
+        const event = create(PaymentRefundedSchema, {
+          paymentId: p.id,
+          userId: p.userId ?? "",
+          amount: { amountMinor: BigInt(p.amountMinor ?? 0), currency: p.currency ?? "" },
+          refundTime: timestampFromDate(p.updatedAt),
+        });
+        await enqueueEvents(tx, outbox, [
+          createEnvelope(PaymentRefundedSchema, event, { source: EVENT_SOURCE, namespace }),
+        ]);
+      }),
+
+    async get(id: string): Promise<Payment> {
+      const p = await load(db, id, false);
+      if (!p) throw new PaymentNotFoundError(id);
+      return p;
+    },
+  };
+}
+
+export type PaymentStore = ReturnType<typeof createPaymentStore>;

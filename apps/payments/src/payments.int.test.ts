@@ -1,0 +1,180 @@
+import { randomUUID } from "node:crypto";
+import { fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { PaymentRefundedSchema } from "@meshwork/contracts/meshwork/payments/v1/events";
+import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { connectNats, streamName } from "@meshwork/events";
+import type { Service } from "@meshwork/runtime";
+import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "./config.js";
+import { createPaymentsService } from "./server.js";
+
+const failure = (p: Promise<unknown>) =>
+  p.then(
+    () => {
+      throw new Error("expected the call to fail");
+    },
+    (e: unknown) => ConnectError.from(e),
+  );
+
+describe("payments service on the real Postgres and NATS", () => {
+  const namespace = `${uniqueName("t")}.`;
+  let db: TestDatabase;
+  let service: Service;
+  let nc: NatsConnection;
+  let client: ReturnType<typeof createClient<typeof PaymentService>>;
+  let grpcClient: ReturnType<typeof createClient<typeof PaymentService>>;
+  const user = randomUUID();
+  const eur = (amountMinor: bigint) => ({ amountMinor, currency: "EUR" });
+  const healthy = { failureRate: 0, addedLatencyMs: 0, hardDown: false, declineAboveMinor: 100_000n };
+
+  beforeAll(async () => {
+    db = await createTestDatabase("mw_pay");
+    service = await createPaymentsService(
+      loadConfig({
+        PORT: "0",
+        LOG_LEVEL: "silent",
+        DATABASE_URL: db.url,
+        DISCOVERY: "static",
+        EVENTS_NAMESPACE: namespace,
+        PAYMENTS_DECLINE_ABOVE_MINOR: "100000",
+      }),
+    );
+    const { url } = await service.start();
+    client = createClient(PaymentService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+    grpcClient = createClient(PaymentService, createGrpcTransport({ baseUrl: url }));
+    nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "payments-test");
+  });
+  afterAll(async () => {
+    await service?.shutdown();
+    const jsm = await jetstreamManager(nc);
+    await jsm.streams.delete(streamName(namespace, "PAYMENTS")).catch(() => {});
+    await nc?.close();
+    await db?.drop();
+  });
+
+  it("authorizes and captures, idempotently by payment id", async () => {
+    const id = randomUUID();
+    const first = await client.authorizePayment({ paymentId: id, userId: user, amount: eur(2_500n) });
+    expect(first.payment).toMatchObject({
+      id,
+      userId: user,
+      state: PaymentState.AUTHORIZED,
+      amount: eur(2_500n),
+    });
+    const again = await grpcClient.authorizePayment({ paymentId: id, userId: user, amount: eur(2_500n) });
+    expect(again.payment).toEqual(first.payment);
+    const other = await failure(
+      client.authorizePayment({ paymentId: id, userId: user, amount: eur(2_501n) }),
+    );
+    expect(other.code).toBe(Code.AlreadyExists);
+
+    const captured = await Promise.all([
+      client.capturePayment({ paymentId: id }),
+      client.capturePayment({ paymentId: id }),
+    ]);
+    expect(captured.map((c) => c.payment?.state)).toEqual([PaymentState.CAPTURED, PaymentState.CAPTURED]);
+    const voided = await failure(client.voidPayment({ paymentId: id }));
+    expect(voided.code).toBe(Code.FailedPrecondition);
+    expect(voided.rawMessage).toBe(`payment ${id} is captured: cannot void it`);
+    expect((await client.getPayment({ paymentId: id })).payment?.state).toBe(PaymentState.CAPTURED);
+    expect((await failure(client.capturePayment({ paymentId: randomUUID() }))).code).toBe(Code.NotFound);
+  });
+
+  it("declines an amount over the limit with FAILED_PRECONDITION, the same on a retry", async () => {
+    const id = randomUUID();
+    const declined = await failure(
+      client.authorizePayment({ paymentId: id, userId: user, amount: eur(100_001n) }),
+    );
+    expect(declined.code).toBe(Code.FailedPrecondition);
+    expect(declined.rawMessage).toBe(`payment ${id} declined: amount 100001 is over the limit of 100000`);
+    const again = await failure(
+      client.authorizePayment({ paymentId: id, userId: user, amount: eur(100_001n) }),
+    );
+    expect(again.rawMessage).toBe(declined.rawMessage);
+    expect((await client.getPayment({ paymentId: id })).payment).toMatchObject({
+      state: PaymentState.DECLINED,
+      declineReason: "amount 100001 is over the limit of 100000",
+    });
+    // Voiding a declined payment is a no-op; capturing it is refused.
+    expect((await client.voidPayment({ paymentId: id })).payment?.state).toBe(PaymentState.DECLINED);
+    expect((await failure(client.capturePayment({ paymentId: id }))).code).toBe(Code.FailedPrecondition);
+  });
+
+  it("voids an authorization, and a void that came first refuses the late authorization", async () => {
+    const id = randomUUID();
+    await client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) });
+    expect((await client.voidPayment({ paymentId: id })).payment?.state).toBe(PaymentState.VOIDED);
+    expect((await client.voidPayment({ paymentId: id })).payment?.state).toBe(PaymentState.VOIDED);
+    expect((await failure(client.capturePayment({ paymentId: id }))).code).toBe(Code.FailedPrecondition);
+
+    const late = randomUUID();
+    expect((await client.voidPayment({ paymentId: late })).payment?.state).toBe(PaymentState.VOIDED);
+    const refused = await failure(
+      client.authorizePayment({ paymentId: late, userId: user, amount: eur(100n) }),
+    );
+    expect(refused.code).toBe(Code.FailedPrecondition);
+    expect(refused.rawMessage).toBe(`payment ${late} is voided: cannot authorize it`);
+  });
+
+  it("refunds a captured payment once and publishes PaymentRefunded through the outbox", async () => {
+    const id = randomUUID();
+    await client.authorizePayment({ paymentId: id, userId: user, amount: eur(777n) });
+    expect((await failure(client.refundPayment({ paymentId: id }))).code).toBe(Code.FailedPrecondition);
+    await client.capturePayment({ paymentId: id });
+    expect((await client.refundPayment({ paymentId: id })).payment?.state).toBe(PaymentState.REFUNDED);
+    expect((await client.refundPayment({ paymentId: id })).payment?.state).toBe(PaymentState.REFUNDED);
+
+    const jsm = await jetstreamManager(nc);
+    const stream = streamName(namespace, "PAYMENTS");
+    const msg = await waitFor(() =>
+      jsm.streams
+        .getMessage(stream, { last_by_subj: `${namespace}meshwork.payments.v1.PaymentRefunded` })
+        .then((m) => m ?? undefined)
+        .catch(() => undefined),
+    );
+    const event = fromBinary(PaymentRefundedSchema, msg.data);
+    expect(event).toMatchObject({ paymentId: id, userId: user, amount: eur(777n) });
+    expect(msg.header?.get("ce-type")).toBe("meshwork.payments.v1.PaymentRefunded");
+    // Exactly one event for the two refund calls.
+    expect((await jsm.streams.info(stream)).state.messages).toBe(1);
+  });
+
+  it("fails with UNAVAILABLE and records nothing while the provider is down or failing; SetFaults switches it", async () => {
+    await client.setFaults({ faults: { ...healthy, hardDown: true } });
+    expect((await client.getFaults({})).faults?.hardDown).toBe(true);
+    const id = randomUUID();
+    const down = await failure(client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) }));
+    expect(down.code).toBe(Code.Unavailable);
+    expect(down.rawMessage).toBe("payment provider unavailable during authorize: the provider is down");
+    expect((await failure(client.getPayment({ paymentId: id }))).code).toBe(Code.NotFound);
+
+    await client.setFaults({ faults: { ...healthy, failureRate: 1 } });
+    expect(
+      (await failure(client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) }))).code,
+    ).toBe(Code.Unavailable);
+    await client.setFaults({ faults: { ...healthy, addedLatencyMs: 150 } });
+    const t0 = performance.now();
+    await client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) });
+    expect(performance.now() - t0).toBeGreaterThanOrEqual(140);
+    // A capture that fails at the provider leaves the authorization as it was.
+    await client.setFaults({ faults: { ...healthy, hardDown: true } });
+    expect((await failure(client.capturePayment({ paymentId: id }))).code).toBe(Code.Unavailable);
+    expect((await client.getPayment({ paymentId: id })).payment?.state).toBe(PaymentState.AUTHORIZED);
+    await client.setFaults({ faults: healthy });
+    expect((await client.capturePayment({ paymentId: id })).payment?.state).toBe(PaymentState.CAPTURED);
+
+    const bad = await failure(client.setFaults({ faults: { ...healthy, failureRate: 1.5 } }));
+    expect(bad.code).toBe(Code.InvalidArgument);
+    expect(bad.rawMessage).toContain("faults.failure_rate");
+    const badId = await failure(
+      client.authorizePayment({ paymentId: "nope", userId: user, amount: eur(1n) }),
+    );
+    expect(badId.code).toBe(Code.InvalidArgument);
+    expect(badId.rawMessage).toContain("payment_id");
+  });
+});

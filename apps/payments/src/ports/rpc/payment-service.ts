@@ -1,0 +1,117 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import {
+  type Faults as FaultsMessage,
+  FaultsSchema,
+  type Payment as PaymentMessage,
+  PaymentSchema,
+  type PaymentService,
+  PaymentState,
+} from "@meshwork/contracts/meshwork/payments/v1/payments";
+import type { Logger } from "@meshwork/telemetry";
+import type { PaymentStore } from "../../adapters/db/payment-store.js";
+import type { SimulatedProvider } from "../../adapters/provider/simulated-provider.js";
+import {
+  type Faults,
+  type Payment,
+  PaymentConflictError,
+  PaymentDeclinedError,
+  PaymentNotFoundError,
+  PaymentStateError,
+  ProviderUnavailableError,
+} from "../../domain/payment.js";
+
+const STATES = {
+  authorized: PaymentState.AUTHORIZED,
+  captured: PaymentState.CAPTURED,
+  voided: PaymentState.VOIDED,
+  refunded: PaymentState.REFUNDED,
+  declined: PaymentState.DECLINED,
+} as const;
+
+function toPayment(p: Payment): PaymentMessage {
+  return create(PaymentSchema, {
+    id: p.id,
+    userId: p.userId ?? "",
+    amount:
+      p.amountMinor === null ? undefined : { amountMinor: BigInt(p.amountMinor), currency: p.currency ?? "" },
+    state: STATES[p.state],
+    declineReason: p.declineReason ?? "",
+    createTime: timestampFromDate(p.createdAt),
+    updateTime: timestampFromDate(p.updatedAt),
+  });
+}
+
+function toFaults(f: Faults): FaultsMessage {
+  return create(FaultsSchema, {
+    failureRate: f.failureRate,
+    addedLatencyMs: f.addedLatencyMs,
+    hardDown: f.hardDown,
+    declineAboveMinor: BigInt(f.declineAboveMinor),
+  });
+}
+
+/** The one place where the service's domain errors become status codes. */
+function toConnectError(err: unknown): unknown {
+  if (err instanceof PaymentNotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof PaymentConflictError) return new ConnectError(err.message, Code.AlreadyExists);
+  if (err instanceof PaymentDeclinedError || err instanceof PaymentStateError)
+    return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof ProviderUnavailableError) return new ConnectError(err.message, Code.Unavailable);
+  return err;
+}
+
+async function mapped<T>(work: () => Promise<T>): Promise<T> {
+  try {
+    return await work();
+  } catch (err) {
+    throw toConnectError(err);
+  }
+}
+
+/** Translates between the proto messages and the store. */
+export function createPaymentServiceHandlers(
+  store: () => PaymentStore,
+  provider: SimulatedProvider,
+  logger: Logger,
+): ServiceImpl<typeof PaymentService> {
+  return {
+    authorizePayment: (req) =>
+      mapped(async () => {
+        const amountMinor = Number(req.amount?.amountMinor ?? 0n);
+        if (!Number.isSafeInteger(amountMinor)) {
+          throw new ConnectError("amount.amount_minor: out of range", Code.InvalidArgument);
+        }
+        const payment = await store().authorize({
+          paymentId: req.paymentId,
+          userId: req.userId,
+          amountMinor,
+          currency: req.amount?.currency ?? "",
+        });
+        return { payment: toPayment(payment) };
+      }),
+    capturePayment: (req) =>
+      mapped(async () => ({ payment: toPayment(await store().capture(req.paymentId)) })),
+    voidPayment: (req) => mapped(async () => ({ payment: toPayment(await store().void(req.paymentId)) })),
+    refundPayment: (req) => mapped(async () => ({ payment: toPayment(await store().refund(req.paymentId)) })),
+    getPayment: (req) => mapped(async () => ({ payment: toPayment(await store().get(req.paymentId)) })),
+    setFaults(req) {
+      const f = req.faults;
+      if (!f) throw new ConnectError("faults: value is required", Code.InvalidArgument);
+      const declineAboveMinor = Number(f.declineAboveMinor);
+      if (!Number.isSafeInteger(declineAboveMinor)) {
+        throw new ConnectError("faults.decline_above_minor: out of range", Code.InvalidArgument);
+      }
+      provider.faults = {
+        failureRate: f.failureRate,
+        addedLatencyMs: f.addedLatencyMs,
+        hardDown: f.hardDown,
+        declineAboveMinor,
+      };
+      logger.warn({ faults: provider.faults }, "provider faults set");
+      return { faults: toFaults(provider.faults) };
+    },
+    getFaults: () => ({ faults: toFaults(provider.faults) }),
+  };
+}

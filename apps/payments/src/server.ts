@@ -1,0 +1,81 @@
+import { fileURLToPath } from "node:url";
+import {
+  file_meshwork_payments_v1_payments,
+  PaymentService,
+} from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { openDatabase } from "@meshwork/db";
+import { createDiscovery } from "@meshwork/discovery";
+import { connectNats, createOutboxRelay, meshStreams, type OutboxRelay, provision } from "@meshwork/events";
+import { createService, type Service } from "@meshwork/runtime";
+import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { createPaymentStore, type PaymentStore } from "./adapters/db/payment-store.js";
+import { outbox, schema } from "./adapters/db/schema.js";
+import { SimulatedProvider } from "./adapters/provider/simulated-provider.js";
+import type { Config } from "./config.js";
+import { createPaymentServiceHandlers } from "./ports/rpc/payment-service.js";
+
+const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const SERVICE = "payments";
+
+/**
+ * Wires the payments service: its database, the simulated provider with the configured fault
+ * switch, the PaymentService handlers, the relay that publishes its outbox (PaymentRefunded, which
+ * notifications consumes) to the PAYMENTS stream, and its entry in the discovery registry.
+ */
+export async function createPaymentsService(
+  config: Config,
+  observe: { logger?: Logger; telemetry?: Telemetry } = {},
+): Promise<Service> {
+  const database = await openDatabase(config.db, schema);
+  const provider = new SimulatedProvider(config.faults);
+  const store = createPaymentStore(database.db, provider, config.events.namespace);
+  const discovery = createDiscovery(config.discovery, { service: SERVICE });
+  const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
+  let nc: NatsConnection | undefined;
+  let relay: OutboxRelay | undefined;
+  let migrated = false;
+  const ready = (): PaymentStore => {
+    if (!migrated) throw new Error("payments used before start-up finished");
+    return store;
+  };
+  const service: Service = createService({
+    name: SERVICE,
+    config: config.runtime,
+    files: [file_meshwork_payments_v1_payments],
+    services: [PaymentService],
+    ...observe,
+    logger,
+    routes(router) {
+      router.service(PaymentService, createPaymentServiceHandlers(ready, provider, logger));
+    },
+    async prepare() {
+      await database.migrate(migrationsFolder);
+      migrated = true;
+      nc = await connectNats(config.events.natsUrl, SERVICE);
+      await provision(await jetstreamManager(nc), {
+        streams: [meshStreams.payments(config.events.namespace)],
+      });
+      relay = createOutboxRelay({
+        database,
+        table: outbox,
+        js: jetstream(nc),
+        logger,
+        tracer: service.telemetry.tracer,
+        meter: service.telemetry.meter,
+        ...config.events.outbox,
+      });
+      await relay.start();
+    },
+    readiness: [{ name: "database", check: () => database.ping() }],
+    announce: (where) => discovery.announce(where),
+    async onShutdown() {
+      await discovery.close();
+      await relay?.stop();
+      await nc?.drain();
+      await database.close();
+    },
+  });
+  return service;
+}
