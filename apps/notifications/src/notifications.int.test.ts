@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectNats, streamName } from "@meshwork/events";
 import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
@@ -13,18 +14,27 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const usersMain = fileURLToPath(new URL("../../users/dist/main.js", import.meta.url));
 const notificationsMain = fileURLToPath(new URL("../dist/main.js", import.meta.url));
+const paymentsMain = fileURLToPath(new URL("../../payments/dist/main.js", import.meta.url));
 
 describe("notifications from users' events (real processes, NATS and databases)", () => {
   const namespace = `${uniqueName("t")}.`;
   const dir = mkdtempSync(join(tmpdir(), "mw-notif-"));
   let users: ManagedProcess;
   let notifications: ManagedProcess;
+  let payments: ManagedProcess;
+  let paymentsClient: ReturnType<typeof createClient<typeof PaymentService>>;
   let usersClient: ReturnType<typeof createClient<typeof UserService>>;
   let client: ReturnType<typeof createClient<typeof NotificationService>>;
 
   const start = async (main: string, name: string) => {
     const p = startProcess(process.execPath, [main], {
-      env: { PORT: "0", DATA_DIR: join(dir, name), EVENTS_NAMESPACE: namespace, DATABASE_URL: "" },
+      env: {
+        PORT: "0",
+        DATA_DIR: join(dir, name),
+        EVENTS_NAMESPACE: namespace,
+        DATABASE_URL: "",
+        DISCOVERY: "static",
+      },
     });
     const port = (await p.waitForLog((l) => l.msg === "listening")).port as number;
     await p.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING");
@@ -34,17 +44,24 @@ describe("notifications from users' events (real processes, NATS and databases)"
   beforeAll(async () => {
     const n = await start(notificationsMain, "notifications"); // first: it declares the stream too
     const u = await start(usersMain, "users");
+    const pay = await start(paymentsMain, "payments");
     notifications = n.p;
     users = u.p;
+    payments = pay.p;
+    paymentsClient = createClient(
+      PaymentService,
+      createConnectTransport({ baseUrl: pay.url, httpVersion: "2" }),
+    );
     client = createClient(NotificationService, createConnectTransport({ baseUrl: n.url, httpVersion: "2" }));
     usersClient = createClient(UserService, createConnectTransport({ baseUrl: u.url, httpVersion: "2" }));
   });
   afterAll(async () => {
     await users?.stop();
+    await payments?.stop();
     await notifications?.stop();
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
     const jsm = await jetstreamManager(nc);
-    for (const s of ["USERS", "DLQ_NOTIFICATIONS"])
+    for (const s of ["USERS", "PAYMENTS", "DLQ_NOTIFICATIONS"])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
     await nc.close();
     rmSync(dir, { recursive: true, force: true });
@@ -101,5 +118,31 @@ describe("notifications from users' events (real processes, NATS and databases)"
     ).rejects.toMatchObject({
       code: Code.InvalidArgument,
     });
+  });
+
+  it("tells the user about a refund (PaymentRefunded from the payments service)", async () => {
+    const { user } = await usersClient.registerUser({
+      email: "refund@example.com",
+      password: "money-back-1",
+      displayName: "R",
+    });
+    const userId = user?.id ?? "";
+    const paymentId = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+    await paymentsClient.authorizePayment({
+      paymentId,
+      userId,
+      amount: { amountMinor: 12_345n, currency: "EUR" },
+    });
+    await paymentsClient.capturePayment({ paymentId });
+    await paymentsClient.refundPayment({ paymentId });
+    const refund = await waitFor(async () => {
+      const res = await client.listNotifications({ userId });
+      return res.notifications.find((n) => n.kind === "payment.refunded");
+    });
+    expect(refund).toMatchObject({
+      title: "Refund issued",
+      body: `We refunded €123.45 (payment ${paymentId}).`,
+    });
+    await payments.waitForLog((l) => l.msg === "rpc" && String(l.method).endsWith("/RefundPayment"));
   });
 });

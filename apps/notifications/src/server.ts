@@ -4,6 +4,7 @@ import {
   file_meshwork_notifications_v1_notifications,
   NotificationService,
 } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { file_meshwork_payments_v1_events } from "@meshwork/contracts/meshwork/payments/v1/events";
 import { file_meshwork_users_v1_events } from "@meshwork/contracts/meshwork/users/v1/events";
 import { openDatabase } from "@meshwork/db";
 import {
@@ -22,6 +23,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { createNotificationRepository } from "./adapters/db/notification-repository.js";
 import { inbox, schema } from "./adapters/db/schema.js";
 import type { Config } from "./config.js";
+import { onPaymentRefunded } from "./ports/events/payment-refunded.js";
 import { onUserRegistered } from "./ports/events/user-registered.js";
 import { createNotificationServiceHandlers } from "./ports/rpc/notification-service.js";
 
@@ -30,8 +32,9 @@ const SERVICE = "notifications";
 const DURABLE = "notifications";
 
 /**
- * Wires the notifications service: its database, ListNotifications, and a durable consumer on
- * the USERS stream that turns each UserRegistered into a notification, exactly once.
+ * Wires the notifications service: its database, ListNotifications, and durable consumers on
+ * the USERS and PAYMENTS streams that turn each UserRegistered and PaymentRefunded into a
+ * notification, exactly once.
  */
 export async function createNotificationsService(
   config: Config,
@@ -40,7 +43,7 @@ export async function createNotificationsService(
   const database = await openDatabase(config.db, schema);
   const ns = config.events.namespace;
   let nc: NatsConnection | undefined;
-  let consumer: EventConsumer | undefined;
+  let consumers: EventConsumer[] = [];
   const service: Service = createService({
     name: SERVICE,
     config: config.runtime,
@@ -57,31 +60,43 @@ export async function createNotificationsService(
       await database.migrate(migrationsFolder);
       nc = await connectNats(config.events.natsUrl, SERVICE);
       const users = meshStreams.users(ns);
+      const payments = meshStreams.payments(ns);
       const deadLetters = meshStreams.deadLetters(ns, SERVICE);
       await provision(await jetstreamManager(nc), {
-        streams: [users, deadLetters],
-        consumers: [consumerOn(users, DURABLE)],
+        streams: [users, payments, deadLetters],
+        consumers: [consumerOn(users, DURABLE), consumerOn(payments, DURABLE)],
       });
-      consumer = createEventConsumer({
-        js: jetstream(nc),
+      const js = jetstream(nc);
+      const common = {
+        js,
         database,
         inbox,
-        stream: users.name,
         durable: DURABLE,
-        handlers: { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) },
-        registry: createRegistry(file_meshwork_users_v1_events),
+        registry: createRegistry(file_meshwork_users_v1_events, file_meshwork_payments_v1_events),
         maxDeliver: config.events.consumer.maxDeliver,
         backoffMs: config.events.consumer.backoffMs,
         deadLetterSubject: deadLetterSubject(ns, SERVICE, DURABLE),
         logger: service.logger,
         tracer: service.telemetry.tracer,
         meter: service.telemetry.meter,
-      });
-      await consumer.start();
+      };
+      consumers = [
+        createEventConsumer({
+          ...common,
+          stream: users.name,
+          handlers: { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) },
+        }),
+        createEventConsumer({
+          ...common,
+          stream: payments.name,
+          handlers: { "meshwork.payments.v1.PaymentRefunded": onPaymentRefunded(service.logger) },
+        }),
+      ];
+      for (const c of consumers) await c.start();
     },
     readiness: [{ name: "database", check: () => database.ping() }],
     async onShutdown() {
-      await consumer?.stop();
+      for (const c of consumers) await c.stop();
       await nc?.drain();
       await database.close();
     },
