@@ -1,5 +1,6 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { GuardedSessionManager } from "@meshwork/runtime";
 import {
   Health,
   HealthCheckResponse_ServingStatus as Status,
@@ -18,12 +19,12 @@ export class HealthWatch {
   #state: HealthState = "UNKNOWN";
   #closed = false;
   readonly #ac = new AbortController();
-  readonly #sessions: Http2SessionManager;
+  readonly #sessions: GuardedSessionManager;
   readonly #onChange: (state: HealthState) => void;
 
   constructor(url: string, onChange: (state: HealthState) => void) {
     this.#onChange = onChange;
-    this.#sessions = new Http2SessionManager(url);
+    this.#sessions = new GuardedSessionManager(url);
     void this.#run(
       createClient(Health, createGrpcTransport({ baseUrl: url, sessionManager: this.#sessions })),
     );

@@ -10,8 +10,12 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
-import { Http2SessionManager } from "@connectrpc/connect-node";
-import { type ClientProtocol, createClientTransport, DEFAULT_CLIENT_PROTOCOL } from "@meshwork/runtime";
+import {
+  type ClientProtocol,
+  createClientTransport,
+  DEFAULT_CLIENT_PROTOCOL,
+  GuardedSessionManager,
+} from "@meshwork/runtime";
 import type { EndpointState, EndpointTracker } from "./endpoints.js";
 
 export interface BalancedTransportOptions {
@@ -46,14 +50,14 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
   const grpc = protocol === "grpc";
   const perEndpoint = new Map<
     string,
-    { transport: Transport; sessions: Http2SessionManager; active: number }
+    { transport: Transport; sessions: GuardedSessionManager; active: number }
   >();
   const baseUrl = `http://${service}.meshwork.invalid`; // only in `req.url` seen by interceptors
 
   const slot = (e: EndpointState) => {
     let s = perEndpoint.get(e.url);
     if (!s) {
-      const sessions = new Http2SessionManager(e.url);
+      const sessions = new GuardedSessionManager(e.url);
       s = {
         transport: createClientTransport({
           baseUrl: e.url,

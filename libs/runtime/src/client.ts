@@ -1,9 +1,6 @@
+import type http2 from "node:http2";
 import type { Interceptor, Transport } from "@connectrpc/connect";
-import {
-  createConnectTransport,
-  createGrpcTransport,
-  type Http2SessionManager,
-} from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 
 /**
  * The protocol one service speaks to another (and the gateway to a service): both are binary
@@ -27,8 +24,35 @@ export interface ClientTransportOptions {
   defaultTimeoutMs?: number;
   /** Largest response message accepted, bytes. */
   readMaxBytes?: number;
-  /** To share (or close) the HTTP/2 connection; one is made per transport otherwise. */
+  /**
+   * To share (or close) the HTTP/2 connection; a {@link GuardedSessionManager} is made per
+   * transport otherwise.
+   */
   sessionManager?: Http2SessionManager;
+}
+
+const guarded = new WeakSet<http2.Http2Session>();
+const ignore = () => {};
+
+/**
+ * connect-node's HTTP/2 session manager, made safe against a peer's graceful shutdown: when a
+ * server sends GOAWAY while the connection is idle, the manager destroys the session with an
+ * error and, in the same turn, removes its own error listener, so the error would be an uncaught
+ * exception that kills the calling process. Every session this manager opens gets a listener of
+ * its own; errors still reach the streams that were open, and the next call reconnects.
+ */
+export class GuardedSessionManager extends Http2SessionManager {
+  override async request(
+    ...args: Parameters<Http2SessionManager["request"]>
+  ): Promise<http2.ClientHttp2Stream> {
+    const stream = await super.request(...args);
+    const session = stream.session;
+    if (session && !guarded.has(session)) {
+      guarded.add(session);
+      session.on("error", ignore);
+    }
+    return stream;
+  }
 }
 
 /** A transport for calls to another Meshwork service, in the configured protocol. */
@@ -39,7 +63,7 @@ export function createClientTransport(options: ClientTransportOptions): Transpor
     interceptors: options.interceptors,
     defaultTimeoutMs: options.defaultTimeoutMs,
     readMaxBytes: options.readMaxBytes,
-    sessionManager: options.sessionManager,
+    sessionManager: options.sessionManager ?? new GuardedSessionManager(options.baseUrl),
   };
   const protocol = options.protocol ?? DEFAULT_CLIENT_PROTOCOL;
   switch (protocol) {

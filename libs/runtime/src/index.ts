@@ -3,6 +3,7 @@ export {
   type ClientTransportOptions,
   createClientTransport,
   DEFAULT_CLIENT_PROTOCOL,
+  GuardedSessionManager,
 } from "./client.js";
 export {
   ConfigError,

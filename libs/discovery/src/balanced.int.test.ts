@@ -1,0 +1,125 @@
+import { createClient } from "@connectrpc/connect";
+import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { connectNats } from "@meshwork/events";
+import { createService, type Service, ServingStatus } from "@meshwork/runtime";
+import { testRuntimeConfig } from "@meshwork/runtime/testing";
+import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { uniqueName, waitFor } from "@meshwork/testing";
+import { Kvm } from "@nats-io/kv";
+import { afterAll, describe, expect, it } from "vitest";
+import type { DiscoveryConfig } from "./config.js";
+import { createDiscovery, type Discovery } from "./discovery.js";
+
+const ID = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+describe("discovery end to end: announce, watch health, balance (real NATS, real HTTP/2)", () => {
+  const config: DiscoveryConfig = {
+    natsUrl: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
+    mode: "registry",
+    bucket: uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_"),
+    ttlMs: 1_500,
+    advertiseHost: undefined,
+    upstreams: {},
+  };
+  const services: Service[] = [];
+  const discoveries: Discovery[] = [];
+  afterAll(async () => {
+    for (const s of services) await s.shutdown();
+    for (const d of discoveries) await d.close();
+    const nc = await connectNats(config.natsUrl, "cleanup");
+    await new Kvm(nc)
+      .open(config.bucket)
+      .then((kv) => kv.destroy())
+      .catch(() => {});
+    await nc.close();
+  });
+
+  /** A users-shaped instance that answers with its own name, announced in the registry. */
+  const startInstance = async (name: string) => {
+    const discovery = createDiscovery(config, { service: "users", version: "1.2.3" });
+    discoveries.push(discovery);
+    const service = createService({
+      name,
+      config: testRuntimeConfig(),
+      files: [file_meshwork_users_v1_users],
+      services: [UserService],
+      logger: createLogger({ service: name, level: "silent" }),
+      telemetry: createTelemetry({ serviceName: name }),
+      announce: (where) => discovery.announce(where),
+      routes(router) {
+        router.service(UserService, {
+          getUser: async (req) => ({ user: { id: req.id, displayName: name } }),
+        });
+      },
+    });
+    services.push(service);
+    const { port } = await service.start();
+    return { service, port };
+  };
+
+  it("spreads calls over the SERVING instances, skips one that reports NOT_SERVING, and drops one that shuts down at once", async () => {
+    const a = await startInstance("a");
+    const b = await startInstance("b");
+    const caller = createDiscovery(config, { service: "caller" });
+    discoveries.push(caller);
+    const endpoints = await caller.endpoints();
+    await waitFor(() => endpoints.healthy("users").length === 2, { what: "both instances healthy" });
+    expect(
+      endpoints
+        .all("users")
+        .map((e) => e.url)
+        .sort(),
+    ).toEqual([`http://127.0.0.1:${a.port}`, `http://127.0.0.1:${b.port}`].sort());
+    const client = createClient(UserService, await caller.transport("users"));
+    const tally = async (n: number) => {
+      const seen: Record<string, number> = {};
+      await Promise.all(
+        Array.from({ length: n }, async () => {
+          const { user } = await client.getUser({ id: ID });
+          const who = user?.displayName ?? "?";
+          seen[who] = (seen[who] ?? 0) + 1;
+        }),
+      );
+      return seen;
+    };
+    const spread = await tally(200);
+    expect(Object.keys(spread).sort()).toEqual(["a", "b"]);
+    expect(Math.min(spread.a ?? 0, spread.b ?? 0)).toBeGreaterThan(40);
+
+    // b says it is not ready (a failed readiness check): pushed over the Watch stream, no call reaches it.
+    b.service.health.setAll(ServingStatus.NOT_SERVING);
+    await waitFor(() => endpoints.healthy("users").length === 1, { what: "b leaving the healthy set" });
+    expect(await tally(50)).toEqual({ a: 50 });
+    b.service.health.setAll(ServingStatus.SERVING);
+    await waitFor(() => endpoints.healthy("users").length === 2, { what: "b back" });
+
+    // a shuts down gracefully: deregistered at once (long before the TTL), calls keep succeeding.
+    const t0 = Date.now();
+    await a.service.shutdown();
+    await waitFor(() => endpoints.all("users").length === 1, { what: "a deregistered" });
+    expect(Date.now() - t0).toBeLessThan(config.ttlMs);
+    expect(await tally(20)).toEqual({ b: 20 });
+
+    // Nothing healthy: UNAVAILABLE naming the service, at once.
+    await b.service.shutdown();
+    await waitFor(() => endpoints.all("users").length === 0, { what: "b deregistered" });
+    await expect(client.getUser({ id: ID })).rejects.toMatchObject({
+      code: 14,
+      rawMessage: "no healthy endpoint of users",
+    });
+  });
+
+  it("keeps static endpoints from UPSTREAMS beside the registry, health-checked the same way", async () => {
+    const s = await startInstance("static-one");
+    const caller = createDiscovery(
+      { ...config, mode: "static", upstreams: { users: [`http://127.0.0.1:${s.port}`] } },
+      { service: "caller" },
+    );
+    discoveries.push(caller);
+    const endpoints = await caller.endpoints();
+    await waitFor(() => endpoints.healthy("users").length === 1, { what: "the static endpoint healthy" });
+    expect(endpoints.all("users")[0]).toMatchObject({ source: "static", health: "SERVING" });
+    const client = createClient(UserService, await caller.transport("users"));
+    expect((await client.getUser({ id: ID })).user?.displayName).toBe("static-one");
+  });
+});
