@@ -36,6 +36,7 @@ export function createAdminServer(options: AdminOptions): http.Server {
           name,
           endpoints: endpoints.map((e) => ({
             url: e.url,
+            health: e.health,
             rq_active: e.active,
             rq_total: e.total,
             failures: e.failures,
@@ -57,7 +58,9 @@ export function createAdminServer(options: AdminOptions): http.Server {
               `${c.name}::${host}::rq_active::${e.rq_active}`,
               `${c.name}::${host}::rq_total::${e.rq_total}`,
               `${c.name}::${host}::rq_error::${e.failures}`,
-              `${c.name}::${host}::health_flags::${e.ejected ? "/failed_outlier_check" : "healthy"}`,
+              `${c.name}::${host}::health_flags::${
+                e.health !== "SERVING" ? "/failed_active_hc" : e.ejected ? "/failed_outlier_check" : "healthy"
+              }`,
             ];
           }),
         );

@@ -3,11 +3,8 @@ import { create, type DescMethod, type DescService } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { meshworkFiles } from "@meshwork/contracts";
-import {
-  file_meshwork_notifications_v1_notifications,
-  NotificationService,
-} from "@meshwork/contracts/meshwork/notifications/v1/notifications";
-import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { parseUpstreams } from "@meshwork/discovery";
 import { createService, type Service } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
@@ -15,7 +12,6 @@ import { waitFor } from "@meshwork/testing";
 import { exportJWK, generateKeyPair, type JWK, SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Policy, policiesOf } from "./auth.js";
-import { parseUpstreams } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
 
 const ISSUER = "meshwork-users";
@@ -31,9 +27,23 @@ const samples: Record<string, Record<string, unknown>> = {
   GetUser: { id: SUBJECT },
   ListUsers: {},
   ListNotifications: { userId: SUBJECT },
+  CreateProduct: { sku: "SKU-1", name: "Thing", price: { amountMinor: 100n, currency: "EUR" } },
+  GetProduct: { id: SUBJECT },
+  ListProducts: {},
+  AdjustStock: { productId: SUBJECT, delta: 1n },
+  ReserveStock: { reservationId: SUBJECT, items: [{ productId: SUBJECT, quantity: 1n }] },
+  ReleaseReservation: { reservationId: SUBJECT },
+  CommitReservation: { reservationId: SUBJECT },
+  AuthorizePayment: { paymentId: SUBJECT, userId: SUBJECT, amount: { amountMinor: 100n, currency: "EUR" } },
+  CapturePayment: { paymentId: SUBJECT },
+  VoidPayment: { paymentId: SUBJECT },
+  RefundPayment: { paymentId: SUBJECT },
+  GetPayment: { paymentId: SUBJECT },
+  SetFaults: { faults: {} },
+  GetFaults: {},
 };
 
-/** The upstream: both services in one process, answering OK and recording identity headers. */
+/** The upstream: every service of the contracts in one process, answering OK and recording identity headers. */
 async function startUpstream() {
   const seen: Array<{ method: string; subject: string | null; roles: string | null }> = [];
   const record = (method: string, h: Headers) =>
@@ -41,8 +51,8 @@ async function startUpstream() {
   const service: Service = createService({
     name: "upstream",
     config: testRuntimeConfig(),
-    files: [file_meshwork_users_v1_users, file_meshwork_notifications_v1_notifications],
-    services: [UserService, NotificationService],
+    files: meshworkFiles,
+    services: meshworkFiles.flatMap((f) => f.services),
     logger: createLogger({ service: "upstream", level: "silent" }),
     telemetry: createTelemetry({ serviceName: "upstream" }),
     routes(router) {
@@ -64,12 +74,21 @@ async function startUpstream() {
           return {};
         },
       });
-      router.service(NotificationService, {
-        async listNotifications(_r, ctx) {
-          record("ListNotifications", ctx.requestHeader);
-          return {};
-        },
-      });
+      for (const svc of meshworkFiles.flatMap((f) => f.services)) {
+        if (svc.typeName === UserService.typeName) continue;
+        router.service(
+          svc,
+          Object.fromEntries(
+            svc.methods.map((m) => [
+              m.localName,
+              async (_r: unknown, ctx: { requestHeader: Headers }) => {
+                record(m.name, ctx.requestHeader);
+                return {};
+              },
+            ]),
+          ) as never, // one recording handler for every method of every service
+        );
+      }
     },
   });
   const { url } = await service.start();
@@ -114,7 +133,9 @@ describe("authentication and authorisation at the gateway (policies from the con
         adminHost: "127.0.0.1",
         adminPort: 0,
         logLevel: "silent",
-        upstreams: parseUpstreams(`users=${upstream.url};notifications=${upstream.url}`),
+        upstreams: parseUpstreams(
+          ["users", "notifications", "inventory", "payments"].map((c) => `${c}=${upstream.url}`).join(";"),
+        ),
         jwksUrl: `http://127.0.0.1:${jwksPort}/.well-known/jwks.json`,
         jwksCooldownMs: 300,
         jwtIssuer: ISSUER,
@@ -168,13 +189,19 @@ describe("authentication and authorisation at the gateway (policies from the con
       "wrong audience": `Bearer ${await sign(key, "k1", { roles: ["customer", "admin"], aud: "someone-else" })}`,
       valid: `Bearer ${await sign(key, "k1", { roles: ["customer", "admin"] })}`,
       "valid without the role": `Bearer ${await sign(key, "k1", { roles: ["customer"] })}`,
+      "valid service": `Bearer ${await sign(key, "k1", { roles: ["service"] })}`,
     } as const;
+    const roles: Record<string, string[]> = {
+      valid: ["customer", "admin"],
+      "valid without the role": ["customer"],
+      "valid service": ["service"],
+    };
     const expected = (policy: Policy, token: keyof typeof tokens): string => {
       if (policy.kind === "none") return "PermissionDenied";
       if (token === "none") return policy.kind === "public" ? "OK" : "Unauthenticated";
-      if (token === "valid") return "OK";
-      if (token === "valid without the role") return policy.kind === "role" ? "PermissionDenied" : "OK";
-      return "Unauthenticated";
+      const held = roles[token];
+      if (!held) return "Unauthenticated";
+      return policy.kind === "role" && !held.includes(policy.role) ? "PermissionDenied" : "OK";
     };
     const services = meshworkFiles.flatMap((f) => f.services);
     const policies = policiesOf(services);
@@ -195,7 +222,7 @@ describe("authentication and authorisation at the gateway (policies from the con
       }
     }
     expect(got).toEqual(want);
-    expect(rows).toBe(5 * 7);
+    expect(rows).toBe(19 * 8);
     // The policies as declared in the protos.
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },
@@ -203,6 +230,20 @@ describe("authentication and authorisation at the gateway (policies from the con
       GetUser: { kind: "authenticated" },
       ListUsers: { kind: "role", role: "admin" },
       ListNotifications: { kind: "authenticated" },
+      CreateProduct: { kind: "role", role: "admin" },
+      GetProduct: { kind: "public" },
+      ListProducts: { kind: "public" },
+      AdjustStock: { kind: "role", role: "admin" },
+      ReserveStock: { kind: "role", role: "service" },
+      ReleaseReservation: { kind: "role", role: "service" },
+      CommitReservation: { kind: "role", role: "service" },
+      AuthorizePayment: { kind: "role", role: "service" },
+      CapturePayment: { kind: "role", role: "service" },
+      VoidPayment: { kind: "role", role: "service" },
+      RefundPayment: { kind: "role", role: "service" },
+      GetPayment: { kind: "role", role: "admin" },
+      SetFaults: { kind: "role", role: "admin" },
+      GetFaults: { kind: "role", role: "admin" },
     });
     // One fetch of the key set served every verification.
     expect(fetches).toBe(1);

@@ -1,9 +1,10 @@
+import { parseUpstreams } from "@meshwork/discovery";
 import { ConfigError } from "@meshwork/runtime";
 import { describe, expect, it } from "vitest";
-import { loadConfig, parseUpstreams } from "./config.js";
+import { loadConfig } from "./config.js";
 
 describe("gateway config", () => {
-  it("defaults to port 8080, admin on loopback 9901, the services' default ports", () => {
+  it("defaults to port 8080, admin on loopback 9901, endpoints from the discovery registry", () => {
     const c = loadConfig({});
     expect(c).toMatchObject({
       port: 8080,
@@ -11,10 +12,15 @@ describe("gateway config", () => {
       adminPort: 9901,
       defaultTimeoutMs: 15_000,
     });
-    expect(c.upstreams).toEqual({
-      users: ["http://127.0.0.1:50051"],
-      notifications: ["http://127.0.0.1:50055"],
+    expect(c.upstreams).toEqual({});
+    expect(c.discovery).toMatchObject({ mode: "registry", bucket: "meshwork_registry", ttlMs: 10_000 });
+    expect(
+      loadConfig({ DISCOVERY: "static", UPSTREAMS: "users=http://127.0.0.1:50051" }).discovery,
+    ).toMatchObject({
+      mode: "static",
+      upstreams: { users: ["http://127.0.0.1:50051"] },
     });
+    expect(() => loadConfig({ DISCOVERY: "dns" })).toThrow(/DISCOVERY/);
   });
 
   it("reads several endpoints per cluster and names what is wrong", () => {
@@ -22,7 +28,7 @@ describe("gateway config", () => {
       users: ["http://a:1", "http://b:2"],
       "x.y": ["http://c:3"],
     });
-    expect(() => parseUpstreams("users")).toThrow(/<cluster>=<url>/);
+    expect(() => parseUpstreams("users")).toThrow(/<service>=<url>/);
     expect(() => parseUpstreams("users=https://a:1")).toThrow(/only http:\/\//);
     expect(() => loadConfig({ UPSTREAMS: "=http://a:1" })).toThrow(ConfigError);
     expect(() => loadConfig({ UPSTREAMS: "users=not a url" })).toThrow(/UPSTREAMS/);

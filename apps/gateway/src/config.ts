@@ -1,36 +1,8 @@
 import { readFileSync } from "node:fs";
+import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
 import { ConfigError, parseEnv } from "@meshwork/runtime";
 import { z } from "zod";
 import { parseRateLimits, type RateRule } from "./ratelimit.js";
-
-/**
- * `UPSTREAMS`: endpoints per cluster (a cluster is a service's short name, `users` for
- * `meshwork.users.v1.UserService`), e.g.
- * `users=http://127.0.0.1:50051,http://127.0.0.1:50061;notifications=http://127.0.0.1:50055`.
- */
-export function parseUpstreams(text: string): Record<string, string[]> {
-  const out: Record<string, string[]> = {};
-  for (const part of text.split(";").map((p) => p.trim())) {
-    if (!part) continue;
-    const eq = part.indexOf("=");
-    const name = part.slice(0, eq).trim();
-    if (eq <= 0 || !/^[a-z][a-z0-9_.-]*$/.test(name)) {
-      throw new Error(`UPSTREAMS: expected <cluster>=<url>[,<url>...], got ${JSON.stringify(part)}`);
-    }
-    out[name] = part
-      .slice(eq + 1)
-      .split(",")
-      .map((u) => u.trim())
-      .filter(Boolean)
-      .map((u) => {
-        const url = new URL(u);
-        if (url.protocol !== "http:")
-          throw new Error(`UPSTREAMS: ${name}: only http:// (h2c) endpoints, got ${u}`);
-        return url.origin;
-      });
-  }
-  return out;
-}
 
 const shape = {
   HOST: z.string().min(1).default("127.0.0.1"),
@@ -42,17 +14,12 @@ const shape = {
   ADMIN_HOST: z.string().min(1).default("127.0.0.1"),
   ADMIN_PORT: z.coerce.number().int().min(0).max(65535).default(9901),
   LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
-  UPSTREAMS: z
-    .string()
-    .default("users=http://127.0.0.1:50051;notifications=http://127.0.0.1:50055")
-    .transform((text, ctx) => {
-      try {
-        return parseUpstreams(text);
-      } catch (err) {
-        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
-        return z.NEVER;
-      }
-    }),
+  /**
+   * Endpoints come from the discovery registry (`DISCOVERY=registry`, the default: every
+   * instance that announces itself, health-checked) and from static `UPSTREAMS`
+   * (`users=http://127.0.0.1:50051,http://127.0.0.1:50061;payments=...`), health-checked too.
+   */
+  ...discoveryEnvShape(),
   /** The users service's signing keys; tokens are verified against them. */
   JWKS_URL: z.url().default("http://127.0.0.1:50051/.well-known/jwks.json"),
   /** After a fetch, an unknown `kid` waits this long before the key set is fetched again. */
@@ -104,7 +71,13 @@ export interface GatewayConfig {
   adminHost: string;
   adminPort: number;
   logLevel: string;
+  /** Static endpoints per cluster (a service's short name). */
   upstreams: Record<string, string[]>;
+  /**
+   * Where endpoints come from besides `upstreams`, and whether they are health-checked. Absent:
+   * only `upstreams`, trusted without health checks (tests that drive bare upstreams).
+   */
+  discovery?: DiscoveryConfig;
   jwksUrl: string;
   jwksCooldownMs: number;
   jwtIssuer: string;
@@ -135,6 +108,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     adminPort: e.ADMIN_PORT,
     logLevel: e.LOG_LEVEL,
     upstreams: e.UPSTREAMS,
+    discovery: toDiscoveryConfig(e),
     jwksUrl: e.JWKS_URL,
     jwksCooldownMs: e.JWKS_COOLDOWN_MS,
     jwtIssuer: e.JWT_ISSUER,

@@ -32,7 +32,8 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // For the leak check: a gc() to call between measurements.
 setFlagsFromString("--expose-gc");
 
-import { type GatewayConfig, loadConfig, parseUpstreams } from "./config.js";
+import { parseUpstreams } from "@meshwork/discovery";
+import { type GatewayConfig, loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
 import { parseRateLimits } from "./ratelimit.js";
 
@@ -777,6 +778,7 @@ describe("gateway over TLS (ALPN h2 and http/1.1 on one port)", () => {
       ADMIN_PORT: "0",
       LOG_LEVEL: "silent",
       UPSTREAMS: `users=${upstream.url}`,
+      DISCOVERY: "static",
       TLS_CERT_FILE: certFile,
       TLS_KEY_FILE: keyFile,
     });

@@ -2,6 +2,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
 import { meshworkFiles } from "@meshwork/contracts";
+import { createDiscovery, type Discovery } from "@meshwork/discovery";
 import { createListener, type Listener } from "@meshwork/runtime";
 import {
   type BoundCounter,
@@ -49,7 +50,25 @@ export function createGateway(options: GatewayOptions): Gateway {
   const telemetry = options.telemetry ?? createTelemetry({ serviceName: "gateway" });
   const routes = buildRoutes(options.files ?? meshworkFiles);
   const table = new Map(routes.map((r) => [r.prefix, r]));
-  const upstreams = new Upstreams(config.upstreams, options.outlier);
+  const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier);
+  // With discovery, clusters follow the registry and static endpoints, with their health.
+  const discovery: Discovery | undefined = config.discovery
+    ? createDiscovery(config.discovery, { service: "gateway" })
+    : undefined;
+  let unfollow: (() => void) | undefined;
+  const follow = async (d: Discovery) => {
+    const endpoints = await d.endpoints();
+    const apply = (service: string) => {
+      const list = endpoints.all(service).map((e) => ({ url: e.url, health: e.health }));
+      upstreams.setEndpoints(service, list);
+      logger.info(
+        { cluster: service, endpoints: list.map((e) => `${e.url} ${e.health}`) },
+        "cluster endpoints changed",
+      );
+    };
+    for (const s of endpoints.services()) apply(s);
+    unfollow = endpoints.onChange(apply);
+  };
 
   const requests = telemetry.createBoundCounter("gateway.requests", "Calls answered, by route and outcome");
   const upstreamRequests = telemetry.createBoundCounter(
@@ -158,6 +177,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     upstreams,
     routes,
     async start() {
+      if (discovery) await follow(discovery);
       const port = await listener.listen(config.port, config.host);
       const adminPort = await new Promise<number>((resolve, reject) => {
         admin.once("error", reject);
@@ -175,6 +195,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     async stop() {
       ready = false;
       await listener.close(config.shutdownGraceMs);
+      unfollow?.();
+      await discovery?.close();
       upstreams.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       admin.closeAllConnections();

@@ -12,6 +12,11 @@ export interface Endpoint {
   total: number;
   failures: number;
   consecutiveFailures: number;
+  /**
+   * Active health: the endpoint's `grpc.health.v1` status as discovery follows it; only SERVING
+   * endpoints are picked. SERVING for static endpoints the gateway does not health-check.
+   */
+  health: "SERVING" | "NOT_SERVING" | "UNKNOWN";
   /** Passive outlier ejection: not picked before this time (ms since epoch); 0 when in. */
   ejectedUntil: number;
   ejections: number;
@@ -43,40 +48,69 @@ export class Upstreams {
   constructor(config: Record<string, readonly string[]>, policy: OutlierPolicy = defaultOutlierPolicy) {
     this.#policy = policy;
     for (const [cluster, urls] of Object.entries(config)) {
-      this.clusters.set(
+      this.setEndpoints(
         cluster,
-        urls.map((url) => ({
-          cluster,
-          url,
-          authority: new URL(url).host,
-          active: 0,
-          total: 0,
-          failures: 0,
-          consecutiveFailures: 0,
-          ejectedUntil: 0,
-          ejections: 0,
-        })),
+        urls.map((url) => ({ url, health: "SERVING" as const })),
       );
     }
   }
 
   /**
-   * The endpoint with the fewest requests in flight among those not ejected (and not in
-   * `avoid`, the ones a retried call already failed on); when every one is ejected, the one
-   * whose ejection ends first (better a try than a certain failure).
+   * Replaces a cluster's endpoints (discovery calls this as instances come, go, or change
+   * health). An endpoint that stays keeps its counters, ejection state and connection; one that
+   * left has its connection closed once its calls finish.
+   */
+  setEndpoints(cluster: string, list: readonly { url: string; health: Endpoint["health"] }[]): void {
+    const old = new Map((this.clusters.get(cluster) ?? []).map((e) => [e.url, e]));
+    const next = list.map(({ url, health }) => {
+      const kept = old.get(url);
+      old.delete(url);
+      if (kept) {
+        kept.health = health;
+        return kept;
+      }
+      return {
+        cluster,
+        url,
+        authority: new URL(url).host,
+        health,
+        active: 0,
+        total: 0,
+        failures: 0,
+        consecutiveFailures: 0,
+        ejectedUntil: 0,
+        ejections: 0,
+      };
+    });
+    if (next.length > 0) this.clusters.set(cluster, next);
+    else this.clusters.delete(cluster);
+    for (const gone of old.values()) {
+      this.#sessions.get(gone)?.close();
+      this.#sessions.delete(gone);
+    }
+  }
+
+  /**
+   * The endpoint with the fewest requests in flight among the healthy ones not ejected (and not
+   * in `avoid`, the ones a retried call already failed on); when every healthy one is ejected,
+   * the one whose ejection ends first (better a try than a certain failure). An endpoint that is
+   * not SERVING is never picked: with none, there is no endpoint.
    */
   pick(cluster: string, now = Date.now(), avoid?: ReadonlySet<Endpoint>): Endpoint | undefined {
     const endpoints = this.clusters.get(cluster);
     if (!endpoints || endpoints.length === 0) return undefined;
     let best: Endpoint | undefined;
+    let soonest: Endpoint | undefined;
     for (const e of endpoints) {
+      if (e.health !== "SERVING") continue;
+      if (!soonest || e.ejectedUntil < soonest.ejectedUntil) soonest = e;
       if (e.ejectedUntil > now || avoid?.has(e)) continue;
       if (!best || e.active < best.active) best = e;
     }
     if (best) return best;
     // Every endpoint avoided (a retry that has tried them all): any that is not ejected.
     if (avoid && avoid.size > 0) return this.pick(cluster, now);
-    return endpoints.reduce((a, b) => (b.ejectedUntil < a.ejectedUntil ? b : a));
+    return soonest;
   }
 
   session(endpoint: Endpoint): http2.ClientHttp2Session {
