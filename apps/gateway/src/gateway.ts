@@ -68,6 +68,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     };
     for (const s of endpoints.services()) apply(s);
     unfollow = endpoints.onChange(apply);
+    // Ready only once the first health answers are in (or a few seconds passed), so the first
+    // calls do not find every endpoint still UNKNOWN.
+    await endpoints.settled(5_000);
   };
 
   const requests = telemetry.createBoundCounter("gateway.requests", "Calls answered, by route and outcome");

@@ -1,4 +1,5 @@
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
+import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
 import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 
@@ -6,16 +7,23 @@ const shape = {
   ...runtimeEnvShape({ port: 50055 }),
   ...databaseEnvShape({ dataDir: ".meshwork/data/notifications" }),
   ...eventsEnvShape(),
+  ...discoveryEnvShape(),
 };
 
 export interface Config {
   runtime: RuntimeConfig;
   db: DatabaseConfig;
   events: EventsConfig;
+  discovery: DiscoveryConfig;
 }
 
 /** Reads the notifications service's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
   const e = parseEnv(shape, env);
-  return { runtime: toRuntimeConfig(e), db: toDatabaseConfig(e), events: toEventsConfig(e) };
+  return {
+    runtime: toRuntimeConfig(e),
+    db: toDatabaseConfig(e),
+    events: toEventsConfig(e),
+    discovery: toDiscoveryConfig(e),
+  };
 }

@@ -7,6 +7,7 @@ import {
 import { file_meshwork_payments_v1_events } from "@meshwork/contracts/meshwork/payments/v1/events";
 import { file_meshwork_users_v1_events } from "@meshwork/contracts/meshwork/users/v1/events";
 import { openDatabase } from "@meshwork/db";
+import { createDiscovery } from "@meshwork/discovery";
 import {
   connectNats,
   consumerOn,
@@ -41,6 +42,7 @@ export async function createNotificationsService(
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
+  const discovery = createDiscovery(config.discovery, { service: SERVICE });
   const ns = config.events.namespace;
   let nc: NatsConnection | undefined;
   let consumers: EventConsumer[] = [];
@@ -95,7 +97,9 @@ export async function createNotificationsService(
       for (const c of consumers) await c.start();
     },
     readiness: [{ name: "database", check: () => database.ping() }],
+    announce: (where) => discovery.announce(where),
     async onShutdown() {
+      await discovery.close();
       for (const c of consumers) await c.stop();
       await nc?.drain();
       await database.close();

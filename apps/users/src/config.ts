@@ -1,4 +1,5 @@
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
+import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
 import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 import { z } from "zod";
@@ -8,6 +9,7 @@ const shape = {
   ...runtimeEnvShape({ port: 50051 }),
   ...databaseEnvShape({ dataDir: ".meshwork/data/users" }),
   ...eventsEnvShape(),
+  ...discoveryEnvShape(),
   USERS_JWT_ISSUER: z.string().min(1).default("meshwork-users"),
   USERS_JWT_AUDIENCE: z.string().min(1).default("meshwork"),
   USERS_TOKEN_TTL_S: z.coerce.number().int().positive().default(3600),
@@ -19,6 +21,7 @@ export interface Config {
   runtime: RuntimeConfig;
   db: DatabaseConfig;
   events: EventsConfig;
+  discovery: DiscoveryConfig;
   tokens: TokenSettings;
   adminEmails: ReadonlySet<string>;
 }
@@ -30,6 +33,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     runtime: toRuntimeConfig(e),
     db: toDatabaseConfig(e),
     events: toEventsConfig(e),
+    discovery: toDiscoveryConfig(e),
     tokens: { issuer: e.USERS_JWT_ISSUER, audience: e.USERS_JWT_AUDIENCE, ttlSeconds: e.USERS_TOKEN_TTL_S },
     adminEmails: new Set(
       e.USERS_ADMIN_EMAILS.split(",")

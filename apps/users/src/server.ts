@@ -1,6 +1,7 @@
 import { fileURLToPath } from "node:url";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { openDatabase } from "@meshwork/db";
+import { createDiscovery } from "@meshwork/discovery";
 import { connectNats, createOutboxRelay, meshStreams, type OutboxRelay, provision } from "@meshwork/events";
 import { createService, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
@@ -24,6 +25,7 @@ export async function createUsersService(
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
+  const discovery = createDiscovery(config.discovery, { service: "users" });
   let app: App | undefined;
   let nc: NatsConnection | undefined;
   let relay: OutboxRelay | undefined;
@@ -69,7 +71,9 @@ export async function createUsersService(
       await relay.start();
     },
     readiness: [{ name: "database", check: () => database.ping() }],
+    announce: (where) => discovery.announce(where),
     async onShutdown() {
+      await discovery.close();
       await relay?.stop();
       await nc?.drain();
       await database.close();

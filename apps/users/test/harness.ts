@@ -36,7 +36,7 @@ export async function createStorage(backend: Backend): Promise<Storage> {
     const db = await createTestDatabase("mw_users");
     return {
       namespace,
-      env: { DATABASE_URL: db.url, EVENTS_NAMESPACE: namespace },
+      env: { DATABASE_URL: db.url, EVENTS_NAMESPACE: namespace, DISCOVERY: "static" },
       remove: async () => {
         await db.drop();
         await removeStreams();
@@ -46,7 +46,7 @@ export async function createStorage(backend: Backend): Promise<Storage> {
   const dir = mkdtempSync(join(tmpdir(), "mw-users-"));
   return {
     namespace,
-    env: { DATA_DIR: dir, EVENTS_NAMESPACE: namespace },
+    env: { DATA_DIR: dir, EVENTS_NAMESPACE: namespace, DISCOVERY: "static" },
     remove: async () => {
       rmSync(dir, { recursive: true, force: true });
       await removeStreams();

@@ -34,6 +34,12 @@ export interface EndpointTracker {
   healthy(service: string): readonly EndpointState[];
   /** Services with at least one endpoint known. */
   services(): string[];
+  /**
+   * Resolves once every known endpoint's health is known (SERVING or NOT_SERVING), or after
+   * `timeoutMs`: a gateway starting up waits for this before it says it is ready, as Envoy
+   * warms a cluster with its first health checks.
+   */
+  settled(timeoutMs: number): Promise<void>;
   /** Called when a service's set or an endpoint's health changes. Returns an unsubscribe. */
   onChange(listener: (service: string) => void): () => void;
   close(): void;
@@ -127,6 +133,24 @@ export function trackEndpoints(options: EndpointTrackerOptions): EndpointTracker
     onChange(listener) {
       listeners.add(listener);
       return () => listeners.delete(listener);
+    },
+    settled(timeoutMs) {
+      const unknown = () =>
+        [...byService.values()].some((set) => [...set.values()].some((e) => e.health === "UNKNOWN"));
+      if (!unknown()) return Promise.resolve();
+      return new Promise<void>((resolve) => {
+        const done = () => {
+          clearTimeout(timer);
+          listeners.delete(check);
+          resolve();
+        };
+        const check = () => {
+          if (!unknown()) done();
+        };
+        const timer = setTimeout(done, timeoutMs);
+        timer.unref();
+        listeners.add(check);
+      });
     },
     close() {
       unsubscribe?.();

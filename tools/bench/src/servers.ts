@@ -287,6 +287,7 @@ export function usersService(): ServerSpec {
           DATA_DIR: dataDir,
           DATABASE_URL: databaseUrl,
           EVENTS_NAMESPACE: namespace,
+          DISCOVERY: "static",
         },
         context,
         async ready() {

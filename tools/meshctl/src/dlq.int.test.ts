@@ -24,7 +24,14 @@ describe("meshctl events dlq", () => {
 
   beforeAll(async () => {
     notifications = startProcess(process.execPath, [notificationsMain], {
-      env: { PORT: "0", DATA_DIR: dir, EVENTS_NAMESPACE: namespace, DATABASE_URL: "", NATS_URL: natsUrl },
+      env: {
+        PORT: "0",
+        DATA_DIR: dir,
+        EVENTS_NAMESPACE: namespace,
+        DATABASE_URL: "",
+        NATS_URL: natsUrl,
+        DISCOVERY: "static",
+      },
     });
     await notifications.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING");
     nc = await connectNats(natsUrl, "dlq-test");

@@ -7,6 +7,7 @@ import { meshworkFiles } from "@meshwork/contracts";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
+import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
 import { up } from "./up.js";
@@ -22,7 +23,8 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       gets its own database and login role on that server, named <prefix>_<service>
       (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX says otherwise).
   meshctl status
-      Health of every service at its default address.
+      Health of every service at its default address, then every instance in the discovery
+      registry with its address, version, age and health.
   meshctl envoy [--check] [--rate-limits SPEC]
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
       policies, retries and rate limits (SPEC as the gateway's RATE_LIMITS). --check only says
@@ -34,7 +36,8 @@ const usage = `meshctl: run and inspect the Meshwork mesh
 
   NATS: NATS_URL or --nats-url (default nats://127.0.0.1:4222). \`up\` starts the nats-server
   found on the PATH, with JetStream, when nothing answers there. EVENTS_NAMESPACE prefixes
-  streams and subjects.
+  streams and subjects and names the registry bucket (<namespace>_registry, else
+  meshwork_registry; DISCOVERY_BUCKET overrides).
 `;
 
 async function main(argv: string[]): Promise<number> {
@@ -62,6 +65,7 @@ async function main(argv: string[]): Promise<number> {
   const services = findServices(root);
   const natsUrl = values["nats-url"] ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const namespace = process.env.EVENTS_NAMESPACE ?? "";
+  const registryBucket = process.env.DISCOVERY_BUCKET || registryBucketFor(namespace);
   switch (command) {
     case "up": {
       if (values.ports !== undefined && values.ports !== "auto" && values.ports !== "default") {
@@ -75,6 +79,7 @@ async function main(argv: string[]): Promise<number> {
         autoPorts: values.ports === "auto",
         databaseUrl: values["database-url"] ?? (process.env.DATABASE_URL || undefined),
         natsUrl,
+        registryBucket,
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",
         logLevel: values["log-level"] ?? process.env.LOG_LEVEL ?? "info",
         out: process.stdout,
@@ -90,6 +95,17 @@ async function main(argv: string[]): Promise<number> {
         }),
       );
       process.stdout.write(`${renderTable(["SERVICE", "ADDRESS", "HEALTH"], rows)}\n`);
+      const registry = await registryRows(natsUrl, registryBucket);
+      if (registry.ok) {
+        process.stdout.write(
+          `\nregistry ${registryBucket} at ${natsUrl}:\n${renderTable(
+            ["SERVICE", "INSTANCE", "ADDRESS", "VERSION", "UP", "HEALTH"],
+            registry.rows,
+          )}\n`,
+        );
+      } else {
+        process.stdout.write(`\nregistry ${registryBucket} at ${natsUrl}: ${registry.detail}\n`);
+      }
       return rows.every((r) => r[2] === "SERVING" || r[2] === "LIVE") ? 0 : 1;
     }
     case "envoy": {

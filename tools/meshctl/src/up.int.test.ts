@@ -4,22 +4,29 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectNats, streamName } from "@meshwork/events";
 import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
 import { afterAll, describe, expect, it } from "vitest";
 import { dropServiceDatabase } from "./provision.js";
+import { registryBucketFor } from "./registry.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 
-/** Deletes the streams a mesh run created in its namespace. */
+/** Deletes the streams and the registry bucket a mesh run created in its namespace. */
 async function removeStreams(namespace: string): Promise<void> {
   const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
   const jsm = await jetstreamManager(nc);
-  for (const s of ["USERS", "DLQ_NOTIFICATIONS"])
+  for (const s of ["USERS", "PAYMENTS", "DLQ_NOTIFICATIONS"])
     await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+  await new Kvm(nc)
+    .open(registryBucketFor(namespace))
+    .then((kv) => kv.destroy())
+    .catch(() => {});
   await nc.close();
 }
 
@@ -47,6 +54,11 @@ describe("npm start", () => {
       expect(proc.lines.some((l) => /^SERVICE\s+ADDRESS\s+HEALTH\s+DATABASE$/.test(l))).toBe(true);
       const notifRow = proc.lines.find((l) => /^notifications\s+127\.0\.0\.1:\d+\s+SERVING\s+pglite/.test(l));
       expect(notifRow).toBeDefined();
+      for (const name of ["inventory", "payments"]) {
+        expect(proc.lines).toContainEqual(
+          expect.stringMatching(new RegExp(`^${name}\\s+127\\.0\\.0\\.1:\\d+\\s+SERVING\\s+pglite`)),
+        );
+      }
       expect(proc.lines).toContainEqual(expect.stringMatching(/^nats\s+127\.0\.0\.1:4222\s+UP\s+external/));
       const gatewayRow = proc.lines.find((l) =>
         /^gateway\s+127\.0\.0\.1:\d+\s+LIVE\s+admin 127\.0\.0\.1:\d+/.test(l),
@@ -97,6 +109,24 @@ describe("npm start", () => {
       });
       expect(res.status).toBe(200);
       expect(((await res.json()) as { notifications: unknown[] }).notifications).toHaveLength(1);
+      // Inventory found through the registry the services announced themselves in.
+      const catalogue = createClient(InventoryService, createGrpcTransport({ baseUrl: gateway }));
+      expect((await catalogue.listProducts({})).products).toEqual([]);
+      // `meshctl status` lists every instance in the mesh's registry, each SERVING.
+      const status = startProcess(process.execPath, [join(root, "tools/meshctl/dist/main.js"), "status"], {
+        env: { EVENTS_NAMESPACE: namespace },
+      });
+      await status.exited;
+      const rowOf = (name: string) =>
+        new RegExp(`^${name}\\s+[0-9a-f]{8}\\s+127\\.0\\.0\\.1:\\d+\\s+\\S+\\s+\\d+s\\s+SERVING$`);
+      await waitFor(
+        () =>
+          ["inventory", "notifications", "payments", "users"].every((n) =>
+            status.lines.some((l) => rowOf(n).test(l)),
+          ),
+        { what: `every service in the registry table:\n${status.lines.join("\n")}` },
+      );
+      expect(status.lines).toContain(`registry ${registryBucketFor(namespace)} at nats://127.0.0.1:4222:`);
 
       await proc.stop("SIGINT");
       expect(proc.lines).toContainEqual(expect.stringMatching(/^users\s+\| .*"msg":"stopped"/));
@@ -115,6 +145,8 @@ describe("meshctl up with a Postgres server", () => {
   afterAll(async () => {
     await dropServiceDatabase(adminUrl(), `${prefix}_users`);
     await dropServiceDatabase(adminUrl(), `${prefix}_notifications`);
+    await dropServiceDatabase(adminUrl(), `${prefix}_inventory`);
+    await dropServiceDatabase(adminUrl(), `${prefix}_payments`);
     await removeStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
@@ -153,7 +185,10 @@ describe("meshctl up with a Postgres server", () => {
 describe("meshctl up without a reachable NATS", () => {
   const home = mkdtempSync(join(tmpdir(), "mw-home-"));
   const namespace = `${uniqueName("t")}.`;
-  afterAll(() => rmSync(home, { recursive: true, force: true }));
+  afterAll(async () => {
+    await removeStreams(namespace);
+    rmSync(home, { recursive: true, force: true });
+  });
   const meshctl = join(root, "tools/meshctl/dist/main.js");
 
   it("starts the nats-server found on the PATH, in its own store, and stops it afterwards", async () => {

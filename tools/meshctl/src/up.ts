@@ -21,6 +21,8 @@ export interface UpOptions {
   dbPrefix: string;
   /** Where NATS is expected (started from the PATH when nothing answers there). */
   natsUrl: string;
+  /** The discovery registry's KV bucket: every process announces itself there (the gateway reads it). */
+  registryBucket: string;
   /** Level for the services' logs. */
   logLevel: string;
   /** Where the mesh's own messages and the services' prefixed logs go. */
@@ -126,6 +128,7 @@ export async function up(options: UpOptions): Promise<number> {
     for (const [i, manifest] of services.entries()) {
       const env: Record<string, string> = {
         NATS_URL: nats.url,
+        DISCOVERY_BUCKET: options.registryBucket,
         PORT: options.autoPorts ? "0" : String(manifest.port),
         LOG_LEVEL: options.logLevel,
       };
@@ -167,10 +170,9 @@ export async function up(options: UpOptions): Promise<number> {
             PORT: options.autoPorts ? "0" : String(manifest.port),
             ADMIN_PORT: options.autoPorts ? "0" : String(manifest.adminPort ?? 9901),
             LOG_LEVEL: options.logLevel,
-            UPSTREAMS: running
-              .filter((r) => r.manifest.kind === "service")
-              .map((r) => `${r.manifest.name}=http://${r.address}`)
-              .join(";"),
+            // Endpoints from the registry the services announced themselves in.
+            NATS_URL: nats.url,
+            DISCOVERY_BUCKET: options.registryBucket,
             ...(users ? { JWKS_URL: `http://${users.address}/.well-known/jwks.json` } : {}),
           },
           "-",
