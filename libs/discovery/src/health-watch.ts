@@ -1,10 +1,10 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { GuardedSessionManager } from "@meshwork/runtime";
 import {
   Health,
   HealthCheckResponse_ServingStatus as Status,
 } from "@meshwork/contracts/grpc/health/v1/health";
+import { GuardedSessionManager } from "@meshwork/runtime";
 
 /** What the gateway and clients know of one endpoint's `grpc.health.v1` status. */
 export type HealthState = "SERVING" | "NOT_SERVING" | "UNKNOWN";
