@@ -6,6 +6,8 @@ import { file_meshwork_api_v1_access } from "./gen/meshwork/api/v1/access_pb.js"
 import { file_meshwork_common_v1_money } from "./gen/meshwork/common/v1/money_pb.js";
 import { file_meshwork_inventory_v1_inventory } from "./gen/meshwork/inventory/v1/inventory_pb.js";
 import { file_meshwork_notifications_v1_notifications } from "./gen/meshwork/notifications/v1/notifications_pb.js";
+import { file_meshwork_orders_v1_events } from "./gen/meshwork/orders/v1/events_pb.js";
+import { file_meshwork_orders_v1_orders } from "./gen/meshwork/orders/v1/orders_pb.js";
 import { file_meshwork_payments_v1_events } from "./gen/meshwork/payments/v1/events_pb.js";
 import { file_meshwork_payments_v1_payments } from "./gen/meshwork/payments/v1/payments_pb.js";
 import { file_meshwork_users_v1_events } from "./gen/meshwork/users/v1/events_pb.js";
@@ -24,6 +26,8 @@ export const meshworkFiles: readonly DescFile[] = [
   file_meshwork_inventory_v1_inventory,
   file_meshwork_payments_v1_payments,
   file_meshwork_payments_v1_events,
+  file_meshwork_orders_v1_orders,
+  file_meshwork_orders_v1_events,
   file_meshwork_notifications_v1_notifications,
 ];
 

@@ -15,6 +15,10 @@ export const meshStreams = {
     name: streamName(namespace, "PAYMENTS"),
     subjects: [`${namespace}meshwork.payments.>`],
   }),
+  orders: (namespace: string): StreamSpec => ({
+    name: streamName(namespace, "ORDERS"),
+    subjects: [`${namespace}meshwork.orders.>`],
+  }),
   deadLetters: (namespace: string, service: string): StreamSpec => ({
     name: streamName(namespace, `DLQ_${service.toUpperCase()}`),
     subjects: [`${namespace}dlq.${service}.>`],

@@ -113,7 +113,7 @@ export function createPaymentStore(
         .returning();
       if (tombstone) return tombstone;
       const p = await load(db, id, false);
-      if (p?.state === "declined") return p; // nothing was held
+      if (p?.state === "declined" || p?.state === "refunded") return p; // nothing is held
       return transition(id, "void", "authorized", "voided");
     },
 

@@ -436,9 +436,10 @@ export const PaymentService: GenService<{
     output: typeof CapturePaymentResponseSchema;
   },
   /**
-   * VoidPayment releases an authorization. Voiding a voided or declined payment is a no-op; a
-   * captured one answers FAILED_PRECONDITION (refund it instead). Voiding an id never authorized
-   * records it as voided, so an AuthorizePayment arriving late is refused.
+   * VoidPayment releases an authorization. Voiding a voided, declined or refunded payment is a
+   * no-op (nothing is held); a captured one answers FAILED_PRECONDITION (refund it instead).
+   * Voiding an id never authorized records it as voided, so an AuthorizePayment arriving late is
+   * refused.
    *
    * @generated from rpc meshwork.payments.v1.PaymentService.VoidPayment
    */

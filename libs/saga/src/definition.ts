@@ -1,0 +1,48 @@
+import type { AnyTransaction } from "@meshwork/db";
+
+/** What a step sees: the saga's id (every step's idempotency key) and its data. */
+export interface StepContext<D> {
+  sagaId: string;
+  data: D;
+  /** 1 for the first attempt of this step (or compensation). */
+  attempt: number;
+  /** Aborted when the step's timeout passes. */
+  signal: AbortSignal;
+}
+
+export interface SagaStep<D> {
+  name: string;
+  /** Does the step; must be idempotent by `sagaId`. Throw {@link SagaAbort} for a business failure. */
+  action(ctx: StepContext<D>): Promise<void>;
+  /** Undoes it; must be idempotent; retried until it succeeds. */
+  compensate?(ctx: StepContext<D>): Promise<void>;
+}
+
+/** A business failure (no stock, payment declined): no retry, compensate at once, for `reason`. */
+export class SagaAbort extends Error {
+  override readonly name = "SagaAbort";
+}
+
+export interface SagaDefinition<D> {
+  /** Stored with each instance; the executor runs instances of the types it was given. */
+  type: string;
+  steps: readonly SagaStep<D>[];
+  /**
+   * Before a step runs, in a transaction of its own: a reason to stop instead (a cancellation
+   * asked for), or undefined to go on. Whatever it writes (a "capturing" mark) commits with it.
+   */
+  beforeStep?(tx: AnyTransaction, sagaId: string, data: D, step: string): Promise<string | undefined>;
+  /** In the transaction that records a step as done (the order's status). */
+  onStepDone?(tx: AnyTransaction, sagaId: string, data: D, step: string): Promise<void>;
+  /** In the transaction that completes the saga. */
+  onCompleted?(tx: AnyTransaction, sagaId: string, data: D): Promise<void>;
+  /** In the transaction that records the end of compensation, with the failure's reason. */
+  onCompensated?(tx: AnyTransaction, sagaId: string, data: D, reason: string): Promise<void>;
+  /** Attempts of a step before the saga gives up and compensates (compensations never give up). */
+  maxAttempts: number;
+  /** Backoff between attempts: doubles from `initialDelayMs` up to `maxDelayMs`, with jitter. */
+  initialDelayMs: number;
+  maxDelayMs: number;
+  /** A step (or compensation) attempt longer than this fails (and is retried). */
+  stepTimeoutMs: number;
+}

@@ -1,0 +1,381 @@
+import { randomUUID } from "node:crypto";
+import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
+import type { Logger } from "@meshwork/telemetry";
+import {
+  context,
+  type Meter,
+  propagation,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import { and, eq, inArray, isNull, lte, or } from "drizzle-orm";
+import { SagaAbort, type SagaDefinition, type SagaStep } from "./definition.js";
+import type { SagaRow, SagaTable } from "./table.js";
+
+/**
+ * Starts a saga in the caller's transaction, so it exists if and only if the state it drives
+ * commits (the order row, say). The current trace context is kept with it: every step's span
+ * joins the trace of the request that started it. Call the executor's `kick()` after commit to
+ * start at once rather than at the next poll.
+ */
+export async function startSaga<D>(
+  tx: AnyTransaction,
+  table: SagaTable,
+  definition: SagaDefinition<D>,
+  instance: { id: string; data: D },
+): Promise<void> {
+  const carrier: Record<string, string> = {};
+  propagation.inject(context.active(), carrier);
+  await tx.insert(table).values({
+    id: instance.id,
+    type: definition.type,
+    status: "running",
+    data: instance.data as unknown,
+    traceparent: carrier.traceparent ?? null,
+  });
+}
+
+export interface SagaExecutorOptions {
+  // biome-ignore lint/suspicious/noExplicitAny: the executor works with any service's schema
+  database: DatabaseHandle<any>;
+  table: SagaTable;
+  // biome-ignore lint/suspicious/noExplicitAny: definitions of different data types
+  definitions: readonly SagaDefinition<any>[];
+  logger: Logger;
+  tracer: Tracer;
+  meter: Meter;
+  /** How long a claimed saga stays this executor's without progress; then another takes it. */
+  leaseMs: number;
+  /** How often runnable sagas are looked for besides `kick()`. */
+  pollMs: number;
+  /** Sagas claimed (and run side by side) at once. */
+  batchSize: number;
+  /** This executor's name in `lease_owner`; default a random one per process. */
+  owner?: string;
+}
+
+export interface SagaExecutor {
+  start(): Promise<void>;
+  /** Stops claiming, lets the sagas in progress reach their next recorded point, returns. */
+  stop(): Promise<void>;
+  /** Looks for runnable sagas now (after a saga was started). */
+  kick(): void;
+  /** Claims and runs one batch; resolves with how many sagas it worked on (tests). */
+  runOnce(): Promise<number>;
+}
+
+const backoff = (attempt: number, initial: number, max: number) => {
+  const base = Math.min(max, initial * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base / 2 + Math.random() * (base / 2)); // "equal jitter"
+};
+
+const carrierGetter = {
+  keys: (c: Record<string, string>) => Object.keys(c),
+  get: (c: Record<string, string>, k: string) => c[k],
+};
+
+/**
+ * Runs the sagas of a service's database. Each turn claims runnable sagas (`FOR UPDATE SKIP
+ * LOCKED`, with a lease), so several instances share the work and a crashed instance's sagas are
+ * taken over once their lease runs out. A step that fails is retried with backoff up to the
+ * definition's attempts; a {@link SagaAbort} or an exhausted step compensates the completed
+ * steps in reverse; compensations are retried until they succeed. Every recorded change checks
+ * the lease, so an executor that lost its saga stops touching it.
+ */
+export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
+  const { database, table: t, logger, tracer, meter } = options;
+  const db = database.db;
+  const owner = options.owner ?? `executor-${randomUUID()}`;
+  const definitions = new Map(options.definitions.map((d) => [d.type, d]));
+  const outcomes = meter.createCounter("saga.outcomes", {
+    description: "Sagas finished, by type and outcome (completed, compensated)",
+  });
+  const stepFailures = meter.createCounter("saga.step.failures", {
+    description: "Step and compensation attempts that failed, by type, step and phase",
+  });
+  let running = false;
+  let wake: (() => void) | undefined;
+  let loop: Promise<void> | undefined;
+  const inFlight = new Set<Promise<void>>();
+
+  /** Updates the saga if this executor still holds it; false when the lease was lost. */
+  const record = async (
+    id: string,
+    changes: Partial<SagaRow>,
+    also?: (tx: AnyTransaction) => Promise<void>,
+  ): Promise<boolean> =>
+    db.transaction(async (tx: AnyTransaction) => {
+      const [row] = await tx
+        .update(t)
+        .set({ ...changes, updatedAt: new Date() })
+        .where(and(eq(t.id, id), eq(t.leaseOwner, owner)))
+        .returning({ id: t.id });
+      if (!row) return false;
+      await also?.(tx);
+      return true;
+    });
+
+  const lease = () => new Date(Date.now() + options.leaseMs);
+
+  const attempt = async <D>(
+    def: SagaDefinition<D>,
+    row: SagaRow,
+    step: SagaStep<D>,
+    phase: "action" | "compensate",
+  ): Promise<{ ok: true } | { ok: false; err: unknown }> => {
+    const carrier = row.traceparent ? { traceparent: row.traceparent } : {};
+    const parent = propagation.extract(ROOT_CONTEXT, carrier, carrierGetter);
+    const span = tracer.startSpan(
+      `saga ${def.type} ${phase === "action" ? step.name : `compensate ${step.name}`}`,
+      {
+        kind: SpanKind.INTERNAL,
+        attributes: {
+          "saga.type": def.type,
+          "saga.id": row.id,
+          "saga.step": step.name,
+          "saga.phase": phase,
+          "saga.attempt": row.attempts + 1,
+        },
+      },
+      parent,
+    );
+    const signal = AbortSignal.timeout(def.stepTimeoutMs);
+    try {
+      const fn = phase === "action" ? step.action : step.compensate;
+      await context.with(trace.setSpan(parent, span), () =>
+        fn?.({ sagaId: row.id, data: row.data as D, attempt: row.attempts + 1, signal }),
+      );
+      span.setStatus({ code: SpanStatusCode.OK });
+      return { ok: true };
+    } catch (err) {
+      span.recordException(err as Error);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: String((err as Error)?.message ?? err) });
+      stepFailures.add(1, { type: def.type, step: step.name, phase });
+      return { ok: false, err };
+    } finally {
+      span.end();
+    }
+  };
+
+  /** Runs one claimed saga until it finishes, must wait (backoff) or is lost. */
+  const drive = async (initial: SagaRow): Promise<void> => {
+    const def = definitions.get(initial.type);
+    if (!def) return;
+    let row = initial;
+    const data = row.data;
+    for (;;) {
+      if (row.status === "running") {
+        const step = def.steps[row.step];
+        if (!step) {
+          const done = await record(
+            row.id,
+            { status: "completed", leaseOwner: null, leaseUntil: null },
+            (tx) => (def.onCompleted ? def.onCompleted(tx, row.id, data) : Promise.resolve()),
+          );
+          if (done) {
+            outcomes.add(1, { type: def.type, outcome: "completed" });
+            logger.info({ saga_id: row.id, saga_type: def.type }, "saga completed");
+          }
+          return;
+        }
+        if (def.beforeStep) {
+          let reason: string | undefined;
+          const kept = await record(row.id, { leaseUntil: lease() }, async (tx) => {
+            reason = await def.beforeStep?.(tx, row.id, data, step.name);
+          });
+          if (!kept) return;
+          if (reason !== undefined) {
+            const next = await compensateFrom(row, reason);
+            if (!next) return;
+            row = next;
+            continue;
+          }
+        }
+        const result = await attempt(def, row, step, "action");
+        if (result.ok) {
+          const next = { step: row.step + 1, attempts: 0, lastError: null, leaseUntil: lease() };
+          const kept = await record(row.id, next, (tx) =>
+            def.onStepDone ? def.onStepDone(tx, row.id, data, step.name) : Promise.resolve(),
+          );
+          if (!kept) return;
+          logger.info({ saga_id: row.id, saga_type: def.type, step: step.name }, "saga step done");
+          row = { ...row, ...next };
+          continue;
+        }
+        const message = result.err instanceof Error ? result.err.message : String(result.err);
+        if (result.err instanceof SagaAbort) {
+          logger.info(
+            { saga_id: row.id, step: step.name, reason: message },
+            "saga step refused: compensating",
+          );
+          const next = await compensateFrom(row, message);
+          if (!next) return;
+          row = next;
+          continue;
+        }
+        const attempts = row.attempts + 1;
+        if (attempts >= def.maxAttempts) {
+          logger.warn(
+            { saga_id: row.id, step: step.name, attempts, err: message },
+            "saga step gave up: compensating",
+          );
+          const next = await compensateFrom(row, message);
+          if (!next) return;
+          row = next;
+          continue;
+        }
+        logger.info(
+          { saga_id: row.id, step: step.name, attempts, err: message },
+          "saga step failed: will retry",
+        );
+        await record(row.id, {
+          attempts,
+          lastError: message,
+          nextAttemptAt: new Date(Date.now() + backoff(attempts, def.initialDelayMs, def.maxDelayMs)),
+          leaseOwner: null,
+          leaseUntil: null,
+        });
+        return;
+      }
+      if (row.status === "compensating") {
+        if (row.step < 0) {
+          const reason = row.failure ?? "failed";
+          const done = await record(
+            row.id,
+            { status: "compensated", leaseOwner: null, leaseUntil: null },
+            (tx) => (def.onCompensated ? def.onCompensated(tx, row.id, data, reason) : Promise.resolve()),
+          );
+          if (done) {
+            outcomes.add(1, { type: def.type, outcome: "compensated" });
+            logger.info({ saga_id: row.id, saga_type: def.type, reason }, "saga compensated");
+          }
+          return;
+        }
+        const step = def.steps[row.step];
+        const result = step?.compensate ? await attempt(def, row, step, "compensate") : { ok: true as const };
+        if (result.ok) {
+          const next = { step: row.step - 1, attempts: 0, lastError: null, leaseUntil: lease() };
+          if (!(await record(row.id, next))) return;
+          row = { ...row, ...next };
+          continue;
+        }
+        const message = result.err instanceof Error ? result.err.message : String(result.err);
+        const attempts = row.attempts + 1;
+        logger.warn(
+          { saga_id: row.id, step: step?.name, attempts, err: message },
+          "saga compensation failed: will retry",
+        );
+        await record(row.id, {
+          attempts,
+          lastError: message,
+          nextAttemptAt: new Date(Date.now() + backoff(attempts, def.initialDelayMs, def.maxDelayMs)),
+          leaseOwner: null,
+          leaseUntil: null,
+        });
+        return;
+      }
+      return;
+    }
+  };
+
+  /** Switches to compensation of the steps before the current one. */
+  const compensateFrom = async (row: SagaRow, reason: string): Promise<SagaRow | undefined> => {
+    const next = {
+      status: "compensating" as const,
+      step: row.step - 1,
+      attempts: 0,
+      failure: reason,
+      leaseUntil: lease(),
+    };
+    return (await record(row.id, next)) ? { ...row, ...next } : undefined;
+  };
+
+  const claim = async (limit: number): Promise<SagaRow[]> => {
+    const now = new Date();
+    const candidates = db
+      .select({ id: t.id })
+      .from(t)
+      .where(
+        and(
+          inArray(t.status, ["running", "compensating"]),
+          inArray(t.type, [...definitions.keys()]),
+          lte(t.nextAttemptAt, now),
+          or(isNull(t.leaseUntil), lte(t.leaseUntil, now)),
+        ),
+      )
+      .orderBy(t.nextAttemptAt)
+      .limit(limit)
+      .for("update", { skipLocked: true });
+    return db
+      .update(t)
+      .set({ leaseOwner: owner, leaseUntil: lease() })
+      .where(inArray(t.id, candidates))
+      .returning();
+  };
+
+  const launch = (r: SagaRow): Promise<void> => {
+    const p: Promise<void> = drive(r)
+      .catch((err) => logger.error({ err, saga_id: r.id }, "saga run failed"))
+      .finally(() => {
+        inFlight.delete(p);
+        wake?.(); // room for another
+      });
+    inFlight.add(p);
+    return p;
+  };
+
+  /** Claims as many sagas as there is room for and starts them; resolves with how many. */
+  const pump = async (): Promise<number> => {
+    const room = options.batchSize - inFlight.size;
+    if (room <= 0) return 0;
+    const rows = await claim(room);
+    for (const r of rows) void launch(r);
+    return rows.length;
+  };
+
+  const runOnce = async (): Promise<number> => {
+    const rows = await claim(options.batchSize);
+    await Promise.all(rows.map(launch));
+    return rows.length;
+  };
+
+  return {
+    async start() {
+      if (running) return;
+      running = true;
+      loop = (async () => {
+        while (running) {
+          let claimed = 0;
+          try {
+            claimed = await pump();
+          } catch (err) {
+            logger.warn({ err }, "claiming sagas failed");
+          }
+          if (!running) break;
+          if (claimed > 0 && inFlight.size < options.batchSize) continue;
+          await new Promise<void>((resolve) => {
+            const timer = setTimeout(resolve, options.pollMs);
+            wake = () => {
+              clearTimeout(timer);
+              resolve();
+            };
+          });
+          wake = undefined;
+        }
+      })();
+    },
+    async stop() {
+      running = false;
+      wake?.();
+      await loop;
+      await Promise.all(inFlight);
+    },
+    kick() {
+      wake?.();
+    },
+    runOnce,
+  };
+}

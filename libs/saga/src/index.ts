@@ -1,0 +1,3 @@
+export { SagaAbort, type SagaDefinition, type SagaStep, type StepContext } from "./definition.js";
+export { createSagaExecutor, type SagaExecutor, type SagaExecutorOptions, startSaga } from "./executor.js";
+export { type SagaRow, type SagaTable, sagaTable } from "./table.js";

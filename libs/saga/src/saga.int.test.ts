@@ -1,0 +1,260 @@
+import { fileURLToPath } from "node:url";
+import { type DatabaseHandle, openDatabase } from "@meshwork/db";
+import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
+import { and, eq, sql } from "drizzle-orm";
+import { v7 as uuidv7 } from "uuid";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ledger, sagas, schema } from "../test/fixtures/schema.js";
+import { SagaAbort, type SagaDefinition } from "./definition.js";
+import { createSagaExecutor, type SagaExecutor, startSaga } from "./executor.js";
+
+const migrations = fileURLToPath(new URL("../test/fixtures/drizzle", import.meta.url));
+type Data = { label: string };
+
+describe("sagas on the real Postgres", () => {
+  let testDb: TestDatabase;
+  let database: DatabaseHandle<typeof schema>;
+  const telemetry = createTelemetry({ serviceName: "saga-test" });
+  const logger = createLogger({ service: "saga-test", level: "silent" });
+  const executors: SagaExecutor[] = [];
+
+  beforeAll(async () => {
+    testDb = await createTestDatabase("mw_saga");
+    database = await openDatabase(
+      {
+        url: testDb.url,
+        dataDir: "",
+        pool: { max: 10, idleTimeoutS: 0, maxLifetimeS: 0, connectTimeoutS: 10 },
+      },
+      schema,
+    );
+    await database.migrate(migrations);
+  });
+  afterAll(async () => {
+    for (const e of executors) await e.stop();
+    await database?.close();
+    await testDb?.drop();
+  });
+
+  /** Records `entry` for the saga (counting repeats) in `tx` or on its own. */
+  const note = async (
+    sagaId: string,
+    entry: string,
+    tx: Pick<typeof database.db, "insert"> = database.db,
+  ) => {
+    await tx
+      .insert(ledger)
+      .values({ sagaId, entry })
+      .onConflictDoUpdate({
+        target: [ledger.sagaId, ledger.entry],
+        set: { times: sql`${ledger.times} + 1` },
+      });
+  };
+  const entries = async (sagaId: string) =>
+    Object.fromEntries(
+      (await database.db.select().from(ledger).where(eq(ledger.sagaId, sagaId))).map((r) => [
+        r.entry,
+        r.times,
+      ]),
+    );
+  const status = async (id: string) => (await database.db.select().from(sagas).where(eq(sagas.id, id)))[0];
+
+  /** A three-step saga whose behaviour per step comes from `behave`. */
+  const definition = (
+    type: string,
+    behave: Partial<Record<string, (sagaId: string, attempt: number) => Promise<void>>> = {},
+    extra: Partial<SagaDefinition<Data>> = {},
+  ): SagaDefinition<Data> => ({
+    type,
+    steps: ["reserve", "authorize", "capture"].map((name) => ({
+      name,
+      async action({ sagaId, attempt }) {
+        await behave[name]?.(sagaId, attempt);
+        await note(sagaId, name);
+      },
+      async compensate({ sagaId, attempt }) {
+        await behave[`undo ${name}`]?.(sagaId, attempt);
+        await note(sagaId, `undo ${name}`);
+      },
+    })),
+    onStepDone: (tx, id, _d, step) => note(id, `done ${step}`, tx),
+    onCompleted: (tx, id) => note(id, "completed", tx),
+    onCompensated: (tx, id, _d, reason) => note(id, `compensated: ${reason}`, tx),
+    maxAttempts: 3,
+    initialDelayMs: 10,
+    maxDelayMs: 40,
+    stepTimeoutMs: 2_000,
+    ...extra,
+  });
+
+  const executor = (defs: SagaDefinition<Data>[], extra: { leaseMs?: number; owner?: string } = {}) => {
+    const e = createSagaExecutor({
+      database,
+      table: sagas,
+      definitions: defs,
+      logger,
+      tracer: telemetry.tracer,
+      meter: telemetry.meter,
+      leaseMs: extra.leaseMs ?? 10_000,
+      pollMs: 20,
+      batchSize: 16,
+      owner: extra.owner,
+    });
+    executors.push(e);
+    return e;
+  };
+  const start = async (def: SagaDefinition<Data>) => {
+    const id = uuidv7();
+    await database.db.transaction((tx) => startSaga(tx, sagas, def, { id, data: { label: id } }));
+    return id;
+  };
+  const finished = (id: string) =>
+    waitFor(async () => {
+      const s = await status(id);
+      return s && (s.status === "completed" || s.status === "compensated") ? s : undefined;
+    });
+
+  it("runs every step once, in order, recording each in the same transaction as the saga's progress", async () => {
+    const def = definition("happy");
+    const e = executor([def]);
+    await e.start();
+    const id = await start(def);
+    e.kick();
+    expect((await finished(id)).status).toBe("completed");
+    expect(await entries(id)).toEqual({
+      reserve: 1,
+      "done reserve": 1,
+      authorize: 1,
+      "done authorize": 1,
+      capture: 1,
+      "done capture": 1,
+      completed: 1,
+    });
+    await e.stop();
+  });
+
+  it("compensates the completed steps in reverse on a business failure, without retrying it", async () => {
+    const order: string[] = [];
+    const def = definition("refused", {
+      capture: async () => {
+        order.push("capture");
+        throw new SagaAbort("payment declined: over the limit");
+      },
+      "undo authorize": async () => void order.push("undo authorize"),
+      "undo reserve": async () => void order.push("undo reserve"),
+    });
+    const e = executor([def]);
+    await e.start();
+    const id = await start(def);
+    const s = await finished(id);
+    expect(s).toMatchObject({ status: "compensated", failure: "payment declined: over the limit" });
+    expect(order).toEqual(["capture", "undo authorize", "undo reserve"]);
+    const got = await entries(id);
+    expect(got["undo capture"]).toBeUndefined();
+    expect(got["compensated: payment declined: over the limit"]).toBe(1);
+    await e.stop();
+  });
+
+  it("retries a failing step with backoff, and compensates once its attempts are spent; compensations retry until done", async () => {
+    let flaky = 0;
+    const recovers = definition("recovers", {
+      authorize: async (_id, attempt) => {
+        flaky++;
+        if (attempt < 3) throw new Error(`payments unavailable (attempt ${attempt})`);
+      },
+    });
+    let undoAttempts = 0;
+    const givesUp = definition("gives-up", {
+      capture: async () => {
+        throw new Error("payments unavailable: circuit breaker open for payments");
+      },
+      "undo reserve": async () => {
+        undoAttempts++;
+        if (undoAttempts < 4) throw new Error("inventory unavailable");
+      },
+    });
+    const e = executor([recovers, givesUp]);
+    await e.start();
+    const a = await start(recovers);
+    const b = await start(givesUp);
+    expect((await finished(a)).status).toBe("completed");
+    expect(flaky).toBe(3);
+    const s = await finished(b);
+    expect(s).toMatchObject({
+      status: "compensated",
+      failure: "payments unavailable: circuit breaker open for payments",
+    });
+    expect(undoAttempts).toBe(4); // beyond maxAttempts: compensations never give up
+    expect(await entries(b)).toMatchObject({ "undo authorize": 1, "undo reserve": 1 });
+    await e.stop();
+  });
+
+  it("stops before a step when beforeStep gives a reason (a cancellation), and compensates", async () => {
+    const def = definition(
+      "cancelled",
+      {},
+      {
+        beforeStep: async (_tx, _id, _d, step) =>
+          step === "capture" ? "cancelled by the customer" : undefined,
+      },
+    );
+    const e = executor([def]);
+    await e.start();
+    const id = await start(def);
+    expect(await finished(id)).toMatchObject({ status: "compensated", failure: "cancelled by the customer" });
+    const got = await entries(id);
+    expect(got.capture).toBeUndefined();
+    expect(got).toMatchObject({ "undo authorize": 1, "undo reserve": 1 });
+  });
+
+  it("shares the work between executors: each saga runs once", async () => {
+    const def = definition("shared");
+    const a = executor([def], { owner: "a" });
+    const b = executor([def], { owner: "b" });
+    const ids = await Promise.all(Array.from({ length: 40 }, () => start(def)));
+    await Promise.all([a.start(), b.start()]);
+    for (const id of ids) expect((await finished(id)).status).toBe("completed");
+    const rows = await database.db
+      .select()
+      .from(ledger)
+      .where(and(eq(ledger.entry, "capture"), sql`${ledger.sagaId} in ${ids}`));
+    expect(rows).toHaveLength(40);
+    expect(rows.every((r) => r.times === 1)).toBe(true);
+    await Promise.all([a.stop(), b.stop()]);
+  });
+
+  it("takes over a saga whose executor stopped answering once its lease runs out; the old one cannot record", async () => {
+    let hang = true;
+    let release: () => void = () => {};
+    const def = definition(
+      "takeover",
+      {
+        authorize: async () => {
+          if (hang) {
+            hang = false;
+            await new Promise<void>((r) => {
+              release = r;
+            }); // the "crashed" executor never gets past here (until the end)
+          }
+        },
+      },
+      { stepTimeoutMs: 60_000 },
+    );
+    const stuck = executor([def], { owner: "stuck", leaseMs: 300 });
+    const id = await start(def);
+    const stuckRun = stuck.runOnce();
+    await waitFor(async () => (await entries(id))["done reserve"] === 1, { what: "the first step" });
+    const rescuer = executor([def], { owner: "rescuer", leaseMs: 5_000 });
+    await rescuer.start();
+    expect((await finished(id)).status).toBe("completed");
+    // The stuck executor wakes up late: its step ran (idempotent), but it records nothing more.
+    release();
+    await stuckRun;
+    const got = await entries(id);
+    expect(got["done authorize"]).toBe(1);
+    expect(got.completed).toBe(1);
+    expect((await status(id))?.leaseOwner).toBeNull();
+    await rescuer.stop();
+  });
+});
