@@ -7,6 +7,8 @@ export interface Product {
   currency: string;
   onHand: number;
   reserved: number;
+  /** Initial stock plus every adjustment. */
+  received: number;
   createdAt: Date;
 }
 

@@ -81,7 +81,10 @@ export function createInventoryStore(db: Database<InventorySchema>) {
   return {
     async createProduct(p: NewProduct): Promise<Product> {
       try {
-        const [row] = await db.insert(products).values(p).returning();
+        const [row] = await db
+          .insert(products)
+          .values({ ...p, received: p.onHand })
+          .returning();
         if (!row) throw new Error("insert returned no row");
         return row;
       } catch (err) {
@@ -109,7 +112,7 @@ export function createInventoryStore(db: Database<InventorySchema>) {
     async adjustStock(productId: string, delta: number): Promise<Product> {
       const [row] = await db
         .update(products)
-        .set({ onHand: sql`${products.onHand} + ${delta}` })
+        .set({ onHand: sql`${products.onHand} + ${delta}`, received: sql`${products.received} + ${delta}` })
         .where(and(eq(products.id, productId), sql`${products.onHand} + ${delta} >= ${products.reserved}`))
         .returning();
       if (row) return row;

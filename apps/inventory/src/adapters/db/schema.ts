@@ -16,6 +16,11 @@ export const products = pgTable(
     currency: text("currency").notNull(),
     onHand: bigint("on_hand", { mode: "number" }).notNull(),
     reserved: bigint("reserved", { mode: "number" }).notNull().default(0),
+    /**
+     * Units ever received: the initial stock plus every adjustment. Conservation: on_hand is
+     * this minus what committed reservations took (the consistency checker verifies it).
+     */
+    received: bigint("received", { mode: "number" }).notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
   },
   (t) => [
