@@ -4,6 +4,7 @@ import {
   file_meshwork_notifications_v1_notifications,
   NotificationService,
 } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { file_meshwork_orders_v1_events } from "@meshwork/contracts/meshwork/orders/v1/events";
 import { file_meshwork_payments_v1_events } from "@meshwork/contracts/meshwork/payments/v1/events";
 import { file_meshwork_users_v1_events } from "@meshwork/contracts/meshwork/users/v1/events";
 import { openDatabase } from "@meshwork/db";
@@ -24,6 +25,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { createNotificationRepository } from "./adapters/db/notification-repository.js";
 import { inbox, schema } from "./adapters/db/schema.js";
 import type { Config } from "./config.js";
+import { onOrderCancelled, onOrderConfirmed } from "./ports/events/order-outcome.js";
 import { onPaymentRefunded } from "./ports/events/payment-refunded.js";
 import { onUserRegistered } from "./ports/events/user-registered.js";
 import { createNotificationServiceHandlers } from "./ports/rpc/notification-service.js";
@@ -34,8 +36,8 @@ const DURABLE = "notifications";
 
 /**
  * Wires the notifications service: its database, ListNotifications, and durable consumers on
- * the USERS and PAYMENTS streams that turn each UserRegistered and PaymentRefunded into a
- * notification, exactly once.
+ * the USERS, PAYMENTS and ORDERS streams that turn each UserRegistered, PaymentRefunded,
+ * OrderConfirmed and OrderCancelled into a notification, exactly once.
  */
 export async function createNotificationsService(
   config: Config,
@@ -63,10 +65,11 @@ export async function createNotificationsService(
       nc = await connectNats(config.events.natsUrl, SERVICE);
       const users = meshStreams.users(ns);
       const payments = meshStreams.payments(ns);
+      const orders = meshStreams.orders(ns);
       const deadLetters = meshStreams.deadLetters(ns, SERVICE);
       await provision(await jetstreamManager(nc), {
-        streams: [users, payments, deadLetters],
-        consumers: [consumerOn(users, DURABLE), consumerOn(payments, DURABLE)],
+        streams: [users, payments, orders, deadLetters],
+        consumers: [consumerOn(users, DURABLE), consumerOn(payments, DURABLE), consumerOn(orders, DURABLE)],
       });
       const js = jetstream(nc);
       const common = {
@@ -74,7 +77,11 @@ export async function createNotificationsService(
         database,
         inbox,
         durable: DURABLE,
-        registry: createRegistry(file_meshwork_users_v1_events, file_meshwork_payments_v1_events),
+        registry: createRegistry(
+          file_meshwork_users_v1_events,
+          file_meshwork_payments_v1_events,
+          file_meshwork_orders_v1_events,
+        ),
         maxDeliver: config.events.consumer.maxDeliver,
         backoffMs: config.events.consumer.backoffMs,
         deadLetterSubject: deadLetterSubject(ns, SERVICE, DURABLE),
@@ -92,6 +99,15 @@ export async function createNotificationsService(
           ...common,
           stream: payments.name,
           handlers: { "meshwork.payments.v1.PaymentRefunded": onPaymentRefunded(service.logger) },
+        }),
+        createEventConsumer({
+          ...common,
+          stream: orders.name,
+          // OrderPlaced is on the stream too: no handler, so it is acked and skipped.
+          handlers: {
+            "meshwork.orders.v1.OrderConfirmed": onOrderConfirmed(service.logger),
+            "meshwork.orders.v1.OrderCancelled": onOrderCancelled(service.logger),
+          },
         }),
       ];
       for (const c of consumers) await c.start();

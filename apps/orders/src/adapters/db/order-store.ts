@@ -1,0 +1,220 @@
+import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import {
+  OrderCancelledSchema,
+  OrderConfirmedSchema,
+  OrderPlacedSchema,
+} from "@meshwork/contracts/meshwork/orders/v1/events";
+import type { AnyTransaction, Database } from "@meshwork/db";
+import { createEnvelope, enqueueEvents } from "@meshwork/events";
+import { type SagaDefinition, startSaga } from "@meshwork/saga";
+import { and, desc, eq, lt, sql } from "drizzle-orm";
+import {
+  IdempotencyKeyReusedError,
+  type Order,
+  OrderNotFoundError,
+  OrderStateError,
+  type OrderStatus,
+  type PlacementData,
+} from "../../domain/order.js";
+import { type OrdersSchema, orders, outbox, type StoredItem, sagas } from "./schema.js";
+
+export const EVENT_SOURCE = "/meshwork/orders";
+/** `NOTIFY` channel of status changes (payload `<order id>:<status>`, in commit order), for WatchOrder. */
+export const STATUS_CHANNEL = "order_status";
+
+const columns = {
+  id: orders.id,
+  userId: orders.userId,
+  items: orders.items,
+  totalMinor: orders.totalMinor,
+  currency: orders.currency,
+  status: orders.status,
+  cancelReason: orders.cancelReason,
+  createdAt: orders.createdAt,
+  updatedAt: orders.updatedAt,
+};
+
+export interface NewOrder {
+  id: string;
+  userId: string;
+  idempotencyKey: string;
+  requestHash: string;
+  items: StoredItem[];
+  totalMinor: number;
+  currency: string;
+}
+
+/**
+ * Orders in Postgres. Every status change happens in a transaction that also writes the event
+ * for it (when there is one) and a `NOTIFY` for WatchOrder; placement also starts the saga.
+ */
+export function createOrderStore(db: Database<OrdersSchema>, namespace: string) {
+  const event = async <S extends DescMessage>(tx: AnyTransaction, schema: S, message: MessageShape<S>) =>
+    enqueueEvents(tx, outbox, [createEnvelope(schema, message, { source: EVENT_SOURCE, namespace })]);
+  const notify = (tx: AnyTransaction, id: string, status: OrderStatus) =>
+    tx.execute(sql`select pg_notify(${STATUS_CHANNEL}, ${`${id}:${status}`})`);
+
+  const setStatus = async (tx: AnyTransaction, id: string, status: OrderStatus, cancelReason?: string) => {
+    const [row] = await tx
+      .update(orders)
+      .set({ status, updatedAt: new Date(), ...(cancelReason === undefined ? {} : { cancelReason }) })
+      .where(eq(orders.id, id))
+      .returning(columns);
+    if (!row) throw new OrderNotFoundError(id);
+    await notify(tx, id, status);
+    return row as Order;
+  };
+
+  return {
+    async findByKey(userId: string, key: string) {
+      const [row] = await db
+        .select({ ...columns, requestHash: orders.requestHash })
+        .from(orders)
+        .where(and(eq(orders.userId, userId), eq(orders.idempotencyKey, key)));
+      return row as (Order & { requestHash: string }) | undefined;
+    },
+
+    /**
+     * Inserts the order, starts its saga and records OrderPlaced, in one transaction. A
+     * concurrent placement with the same key wins or loses on the unique key: the loser gets the
+     * winner's order (or IdempotencyKeyReusedError when the requests differ).
+     */
+    async place(
+      order: NewOrder,
+      saga: SagaDefinition<PlacementData>,
+    ): Promise<{ order: Order; created: boolean }> {
+      const created = await db.transaction(async (tx) => {
+        const [row] = await tx
+          .insert(orders)
+          .values({ ...order, status: "pending" })
+          .onConflictDoNothing({ target: [orders.userId, orders.idempotencyKey] })
+          .returning(columns);
+        if (!row) return undefined;
+        await startSaga(tx, sagas, saga, {
+          id: order.id,
+          data: {
+            userId: order.userId,
+            items: order.items.map((i) => ({ productId: i.productId, quantity: i.quantity })),
+            totalMinor: order.totalMinor,
+            currency: order.currency,
+          },
+        });
+        await event(
+          tx,
+          OrderPlacedSchema,
+          create(OrderPlacedSchema, {
+            orderId: order.id,
+            userId: order.userId,
+            total: { amountMinor: BigInt(order.totalMinor), currency: order.currency },
+            placeTime: timestampFromDate(row.createdAt),
+          }),
+        );
+        await notify(tx, order.id, "pending");
+        return row as Order;
+      });
+      if (created) return { order: created, created: true };
+      const existing = await this.findByKey(order.userId, order.idempotencyKey);
+      if (!existing) throw new Error(`order for key ${order.idempotencyKey} vanished`);
+      if (existing.requestHash !== order.requestHash)
+        throw new IdempotencyKeyReusedError(order.idempotencyKey);
+      const { requestHash: _h, ...o } = existing;
+      return { order: o, created: false };
+    },
+
+    /** One of the user's orders (another user's is not found). */
+    async get(userId: string, id: string): Promise<Order> {
+      const [row] = await db
+        .select(columns)
+        .from(orders)
+        .where(and(eq(orders.id, id), eq(orders.userId, userId)));
+      if (!row) throw new OrderNotFoundError(id);
+      return row as Order;
+    },
+
+    /** Any order (the saga's hooks, WatchOrder after a notification). */
+    async byId(id: string): Promise<Order | undefined> {
+      const [row] = await db.select(columns).from(orders).where(eq(orders.id, id));
+      return row as Order | undefined;
+    },
+
+    /** The user's orders, newest first (ids are UUIDv7). */
+    async listBefore(userId: string, beforeId: string | undefined, limit: number): Promise<Order[]> {
+      return (await db
+        .select(columns)
+        .from(orders)
+        .where(and(eq(orders.userId, userId), beforeId ? lt(orders.id, beforeId) : undefined))
+        .orderBy(desc(orders.id))
+        .limit(limit)) as Order[];
+    },
+
+    /** Asks the saga to stop; refused once the payment is being captured or the order is done. */
+    async requestCancel(userId: string, id: string): Promise<Order> {
+      return db.transaction(async (tx) => {
+        const [row] = await tx
+          .select({ ...columns, captureStarted: orders.captureStarted })
+          .from(orders)
+          .where(and(eq(orders.id, id), eq(orders.userId, userId)))
+          .for("update");
+        if (!row) throw new OrderNotFoundError(id);
+        const { captureStarted, ...order } = row;
+        if (order.status === "cancelled") return order as Order;
+        if (order.status === "confirmed") throw new OrderStateError(id, "is confirmed");
+        if (captureStarted) throw new OrderStateError(id, "is being paid");
+        await tx
+          .update(orders)
+          .set({ cancelRequested: true, updatedAt: new Date() })
+          .where(eq(orders.id, id));
+        return order as Order;
+      });
+    },
+
+    /**
+     * Before a saga step: a cancellation asked for stops it; before the capture, marks the order
+     * as being paid (from then on it cannot be cancelled). Runs in the saga's transaction.
+     */
+    async beforeStep(tx: AnyTransaction, id: string, step: string): Promise<string | undefined> {
+      const [row] = await tx
+        .select({ cancelRequested: orders.cancelRequested })
+        .from(orders)
+        .where(eq(orders.id, id))
+        .for("update");
+      if (!row) return "the order no longer exists";
+      if (row.cancelRequested) return "cancelled by the customer";
+      if (step === "capture") await tx.update(orders).set({ captureStarted: true }).where(eq(orders.id, id));
+      return undefined;
+    },
+
+    stepDone: (tx: AnyTransaction, id: string, status: OrderStatus) => setStatus(tx, id, status),
+
+    async confirmed(tx: AnyTransaction, id: string): Promise<void> {
+      const o = await setStatus(tx, id, "confirmed");
+      await event(
+        tx,
+        OrderConfirmedSchema,
+        create(OrderConfirmedSchema, {
+          orderId: id,
+          userId: o.userId,
+          total: { amountMinor: BigInt(o.totalMinor), currency: o.currency },
+          confirmTime: timestampFromDate(o.updatedAt),
+        }),
+      );
+    },
+
+    async cancelled(tx: AnyTransaction, id: string, reason: string): Promise<void> {
+      const o = await setStatus(tx, id, "cancelled", reason);
+      await event(
+        tx,
+        OrderCancelledSchema,
+        create(OrderCancelledSchema, {
+          orderId: id,
+          userId: o.userId,
+          reason,
+          cancelTime: timestampFromDate(o.updatedAt),
+        }),
+      );
+    },
+  };
+}
+
+export type OrderStore = ReturnType<typeof createOrderStore>;

@@ -1,0 +1,49 @@
+import { outboxTable } from "@meshwork/events";
+import { sagaTable } from "@meshwork/saga";
+import { bigint, boolean, index, jsonb, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
+
+export interface StoredItem {
+  productId: string;
+  quantity: number;
+  unitPriceMinor: number;
+}
+
+/**
+ * Orders. `(user_id, idempotency_key)` is unique: a repeated PlaceOrder finds its order, and
+ * `request_hash` tells a true repeat from a different request with the same key.
+ */
+export const orders = pgTable(
+  "orders",
+  {
+    id: uuid("id").primaryKey(),
+    userId: uuid("user_id").notNull(),
+    idempotencyKey: text("idempotency_key").notNull(),
+    requestHash: text("request_hash").notNull(),
+    items: jsonb("items").$type<StoredItem[]>().notNull(),
+    totalMinor: bigint("total_minor", { mode: "number" }).notNull(),
+    currency: text("currency").notNull(),
+    status: text("status", {
+      enum: ["pending", "stock_reserved", "payment_authorized", "confirmed", "cancelled"],
+    }).notNull(),
+    cancelReason: text("cancel_reason"),
+    /** The customer asked to cancel: the saga stops before its next step. */
+    cancelRequested: boolean("cancel_requested").notNull().default(false),
+    /** The saga began capturing the payment: too late to cancel. */
+    captureStarted: boolean("capture_started").notNull().default(false),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  },
+  (t) => [
+    unique("orders_user_key_unique").on(t.userId, t.idempotencyKey),
+    index("orders_user_idx").on(t.userId, t.id),
+  ],
+);
+
+/** The placement sagas, changed in the same transactions as the orders they drive. */
+export const sagas = sagaTable();
+
+/** OrderPlaced, OrderConfirmed, OrderCancelled, written with the order's changes. */
+export const outbox = outboxTable();
+
+export const schema = { orders, sagas, outbox };
+export type OrdersSchema = typeof schema;

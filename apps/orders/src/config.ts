@@ -1,0 +1,71 @@
+import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
+import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
+import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
+import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
+import { z } from "zod";
+
+const ms = (d: number) => z.coerce.number().int().positive().default(d);
+
+const shape = {
+  ...runtimeEnvShape({ port: 50054 }),
+  ...databaseEnvShape({ dataDir: ".meshwork/data/orders" }),
+  ...eventsEnvShape(),
+  ...discoveryEnvShape(),
+  /** A claimed saga is this executor's for this long without progress; then another takes it. */
+  SAGA_LEASE_MS: ms(10_000),
+  SAGA_POLL_MS: ms(250),
+  /** Sagas run side by side by one instance. */
+  SAGA_CONCURRENCY: ms(64),
+  /** Attempts of a step before the order is cancelled (compensations never give up). */
+  SAGA_MAX_ATTEMPTS: ms(5),
+  SAGA_RETRY_INITIAL_MS: ms(100),
+  SAGA_RETRY_MAX_MS: ms(2_000),
+  SAGA_STEP_TIMEOUT_MS: ms(5_000),
+  /** Per upstream (inventory, payments): consecutive failures that open its breaker... */
+  UPSTREAM_BREAKER_FAILURES: ms(5),
+  /** ...and how long it stays open before a probe. */
+  UPSTREAM_BREAKER_HALF_OPEN_MS: ms(5_000),
+  UPSTREAM_TIMEOUT_MS: ms(3_000),
+};
+
+export interface Config {
+  runtime: RuntimeConfig;
+  db: DatabaseConfig;
+  events: EventsConfig;
+  discovery: DiscoveryConfig;
+  saga: {
+    leaseMs: number;
+    pollMs: number;
+    concurrency: number;
+    retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
+    stepTimeoutMs: number;
+  };
+  upstream: { breakerFailures: number; halfOpenAfterMs: number; timeoutMs: number };
+}
+
+/** Reads the orders service's configuration from the environment, once. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  const e = parseEnv(shape, env);
+  return {
+    runtime: toRuntimeConfig(e),
+    db: toDatabaseConfig(e),
+    events: toEventsConfig(e),
+    discovery: toDiscoveryConfig(e),
+    saga: {
+      leaseMs: e.SAGA_LEASE_MS,
+      pollMs: e.SAGA_POLL_MS,
+      concurrency: e.SAGA_CONCURRENCY,
+      retry: {
+        maxAttempts: e.SAGA_MAX_ATTEMPTS,
+        initialDelayMs: e.SAGA_RETRY_INITIAL_MS,
+        maxDelayMs: e.SAGA_RETRY_MAX_MS,
+      },
+      stepTimeoutMs: e.SAGA_STEP_TIMEOUT_MS,
+    },
+    upstream: {
+      breakerFailures: e.UPSTREAM_BREAKER_FAILURES,
+      halfOpenAfterMs: e.UPSTREAM_BREAKER_HALF_OPEN_MS,
+      timeoutMs: e.UPSTREAM_TIMEOUT_MS,
+    },
+  };
+}

@@ -1,0 +1,148 @@
+import { fileURLToPath } from "node:url";
+import { type Client, createClient } from "@connectrpc/connect";
+import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
+import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { openDatabase } from "@meshwork/db";
+import { createDiscovery } from "@meshwork/discovery";
+import { connectNats, createOutboxRelay, meshStreams, type OutboxRelay, provision } from "@meshwork/events";
+import { createUpstreamPolicy } from "@meshwork/resilience";
+import { createService, type Service } from "@meshwork/runtime";
+import { createSagaExecutor, type SagaDefinition, type SagaExecutor } from "@meshwork/saga";
+import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { createOrderStore, STATUS_CHANNEL } from "./adapters/db/order-store.js";
+import { outbox, sagas, schema } from "./adapters/db/schema.js";
+import { OrderWatch } from "./app/order-watch.js";
+import { placementSaga } from "./app/placement-saga.js";
+import type { Config } from "./config.js";
+import type { PlacementData } from "./domain/order.js";
+import { createOrderServiceHandlers } from "./ports/rpc/order-service.js";
+
+const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const SERVICE = "orders";
+
+/**
+ * Wires the orders service: its database (orders, sagas, outbox), clients of inventory and
+ * payments found through discovery and each behind its own resilience policy, the placement
+ * saga's executor, the outbox relay (ORDERS stream), WatchOrder's status feed, and its entry in
+ * the registry.
+ */
+export async function createOrdersService(
+  config: Config,
+  observe: { logger?: Logger; telemetry?: Telemetry } = {},
+): Promise<Service> {
+  const database = await openDatabase(config.db, schema);
+  const orders = createOrderStore(database.db, config.events.namespace);
+  const discovery = createDiscovery(config.discovery, { service: SERVICE });
+  const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
+  const telemetry =
+    observe.telemetry ??
+    createTelemetry({
+      serviceName: SERVICE,
+      tracesExporter: config.runtime.tracesExporter,
+      otlpEndpoint: config.runtime.otlpEndpoint,
+      sampleRatio: config.runtime.sampleRatio,
+    });
+  const watch = new OrderWatch();
+  let inventory: Client<typeof InventoryService> | undefined;
+  let payments: Client<typeof PaymentService> | undefined;
+  let saga: SagaDefinition<PlacementData> | undefined;
+  let executor: SagaExecutor | undefined;
+  let relay: OutboxRelay | undefined;
+  let nc: NatsConnection | undefined;
+  let unlisten: (() => Promise<void>) | undefined;
+  const policy = (upstream: string) =>
+    createUpstreamPolicy({
+      upstream,
+      defaultTimeoutMs: config.upstream.timeoutMs,
+      retry: { maxAttempts: 3, initialDelayMs: 25, maxDelayMs: 250 },
+      breaker: {
+        consecutiveFailures: config.upstream.breakerFailures,
+        halfOpenAfterMs: config.upstream.halfOpenAfterMs,
+      },
+      bulkhead: { limit: 256, queue: 1024 },
+      logger,
+      meter: telemetry.meter,
+    });
+  const ready = <T>(v: T | undefined): T => {
+    if (v === undefined) throw new Error("orders used before start-up finished");
+    return v;
+  };
+
+  const service: Service = createService({
+    name: SERVICE,
+    config: config.runtime,
+    files: [file_meshwork_orders_v1_orders],
+    services: [OrderService],
+    logger,
+    telemetry,
+    routes(router) {
+      router.service(
+        OrderService,
+        createOrderServiceHandlers({
+          orders: () => orders,
+          inventory: () => ready(inventory),
+          saga: () => ready(saga),
+          kick: () => executor?.kick(),
+          watch: () => watch,
+        }),
+      );
+    },
+    async prepare() {
+      await database.migrate(migrationsFolder);
+      inventory = createClient(
+        InventoryService,
+        await discovery.transport("inventory", { interceptors: [policy("inventory").interceptor] }),
+      );
+      payments = createClient(
+        PaymentService,
+        await discovery.transport("payments", { interceptors: [policy("payments").interceptor] }),
+      );
+      saga = placementSaga({
+        inventory,
+        payments,
+        orders,
+        retry: config.saga.retry,
+        stepTimeoutMs: config.saga.stepTimeoutMs,
+      });
+      unlisten = await database.listen(STATUS_CHANNEL, (payload) => watch.deliver(payload));
+      nc = await connectNats(config.events.natsUrl, SERVICE);
+      await provision(await jetstreamManager(nc), { streams: [meshStreams.orders(config.events.namespace)] });
+      relay = createOutboxRelay({
+        database,
+        table: outbox,
+        js: jetstream(nc),
+        logger,
+        tracer: telemetry.tracer,
+        meter: telemetry.meter,
+        ...config.events.outbox,
+      });
+      await relay.start();
+      executor = createSagaExecutor({
+        database,
+        table: sagas,
+        definitions: [saga],
+        logger,
+        tracer: telemetry.tracer,
+        meter: telemetry.meter,
+        leaseMs: config.saga.leaseMs,
+        pollMs: config.saga.pollMs,
+        batchSize: config.saga.concurrency,
+      });
+      await executor.start();
+    },
+    readiness: [{ name: "database", check: () => database.ping() }],
+    announce: (where) => discovery.announce(where),
+    async onShutdown() {
+      await executor?.stop();
+      await relay?.stop();
+      await unlisten?.();
+      await discovery.close();
+      await nc?.drain();
+      await database.close();
+    },
+  });
+  return service;
+}

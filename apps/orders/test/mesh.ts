@@ -1,0 +1,128 @@
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
+import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { connectNats, streamName } from "@meshwork/events";
+import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
+import {
+  createTestDatabase,
+  type ManagedProcess,
+  startProcess,
+  type TestDatabase,
+  uniqueName,
+  waitFor,
+} from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+
+const app = (name: string) => fileURLToPath(new URL(`../../${name}/dist/main.js`, import.meta.url));
+const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] as const;
+type Name = (typeof SERVICES)[number];
+
+/**
+ * The whole mesh as real processes on the real Postgres (a database per service) and NATS, each
+ * test run in its own events namespace and registry bucket, with the gateway in front (in this
+ * process). `restart("orders")` starts a service again on the same database.
+ */
+export async function startMesh(env: Partial<Record<Name, Record<string, string>>> = {}) {
+  const namespace = `${uniqueName("t")}.`;
+  const bucket = uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_");
+  const dbs = Object.fromEntries(
+    await Promise.all(
+      SERVICES.map(async (s) => [s, await createTestDatabase(`mw_${s.slice(0, 4)}`)] as const),
+    ),
+  ) as Record<Name, TestDatabase>;
+  const procs = {} as Record<Name, ManagedProcess>;
+  const urls = {} as Record<Name, string>;
+  const start = async (name: Name) => {
+    const p = startProcess(process.execPath, [app(name)], {
+      env: {
+        PORT: "0",
+        DATABASE_URL: dbs[name].url,
+        NATS_URL: natsUrl,
+        EVENTS_NAMESPACE: namespace,
+        DISCOVERY_BUCKET: bucket,
+        DISCOVERY_TTL_MS: "2000",
+        USERS_ADMIN_EMAILS: "admin@example.com",
+        ...env[name],
+      },
+    });
+    procs[name] = p;
+    const port = (await p.waitForLog((l) => l.msg === "listening")).port as number;
+    await p.waitForLog((l) => l.msg === "announced");
+    urls[name] = `http://127.0.0.1:${port}`;
+    return p;
+  };
+  // Notifications first: it declares the streams it consumes too.
+  for (const s of ["notifications", "users", "inventory", "payments", "orders"] as const) await start(s);
+  const gateway: Gateway = createGateway({
+    config: loadConfig({
+      PORT: "0",
+      ADMIN_PORT: "0",
+      LOG_LEVEL: "silent",
+      NATS_URL: natsUrl,
+      DISCOVERY_BUCKET: bucket,
+      DISCOVERY_TTL_MS: "2000",
+      JWKS_URL: `${urls.users}/.well-known/jwks.json`,
+    }),
+  });
+  const { url } = await gateway.start();
+  const edge = createGrpcTransport({ baseUrl: url });
+  const clients = {
+    users: createClient(UserService, edge),
+    inventory: createClient(InventoryService, edge),
+    payments: createClient(PaymentService, edge),
+    orders: createClient(OrderService, edge),
+    notifications: createClient(NotificationService, edge),
+  };
+
+  /** Registers (if new) and logs in; returns the user id and the call options with its token. */
+  const login = async (email: string) => {
+    await clients.users
+      .registerUser({ email, password: "a long password", displayName: email })
+      .catch(() => {});
+    const res = await clients.users.login({ email, password: "a long password" });
+    return { id: res.user?.id ?? "", auth: { headers: { authorization: `Bearer ${res.accessToken}` } } };
+  };
+
+  return {
+    namespace,
+    dbs,
+    procs,
+    urls,
+    gatewayUrl: url,
+    clients,
+    login,
+    start,
+    /** Waits until the gateway routes to a SERVING instance of `name` again. */
+    async routable(name: Name) {
+      await waitFor(
+        () =>
+          gateway.upstreams.clusters.get(name)?.some((e) => e.health === "SERVING" && e.url === urls[name]) ??
+          false,
+        { what: `${name} routable at the gateway` },
+      );
+    },
+    async stop() {
+      await gateway.stop();
+      for (const s of SERVICES) if (procs[s] && procs[s].child.exitCode === null) await procs[s].stop();
+      const nc = await connectNats(natsUrl, "cleanup");
+      const jsm = await jetstreamManager(nc);
+      for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+        await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+      await new Kvm(nc)
+        .open(bucket)
+        .then((kv) => kv.destroy())
+        .catch(() => {});
+      await nc.close();
+      for (const d of Object.values(dbs)) await d.drop();
+    },
+  };
+}
+
+export type Mesh = Awaited<ReturnType<typeof startMesh>>;
