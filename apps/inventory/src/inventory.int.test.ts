@@ -159,6 +159,13 @@ describe("inventory service on the real Postgres", () => {
 
     const committed = await client.commitReservation({ reservationId: id });
     expect(committed.reservation?.state).toBe(ReservationState.COMMITTED);
+    expect((await client.getReservation({ reservationId: id })).reservation).toEqual(committed.reservation);
+    expect((await failure(client.getReservation({ reservationId: randomUUID() }))).code).toBe(Code.NotFound);
+    expect((await client.auditStock({})).products.find((a) => a.productId === p.id)).toMatchObject({
+      onHand: 6n,
+      received: 10n,
+      committed: 4n,
+    });
     await client.commitReservation({ reservationId: id }); // a no-op
     expect((await client.getProduct({ id: p.id })).product).toMatchObject({
       onHand: 6n,
@@ -255,6 +262,18 @@ describe("inventory service on the real Postgres", () => {
     expect(new Set(same.map((r) => r.reservation?.id))).toEqual(new Set([id]));
     expect((await client.getProduct({ id: q.id })).product?.reserved).toBe(2n);
 
+    // The audit agrees: every product's counters match what its reservations say.
+    const { products: audit } = await client.auditStock({});
+    for (const a of audit) {
+      expect(a.onHand).toBe(a.received - a.committed);
+      expect(a.reserved).toBe(a.held);
+    }
+    expect(audit.find((a) => a.productId === p.id)).toMatchObject({
+      onHand: 7n,
+      reserved: 7n,
+      held: 7n,
+      committed: 0n,
+    });
     // And the database agrees: no row anywhere has more reserved than on hand.
     const sql = postgres(db.url, { max: 1 });
     try {

@@ -1,7 +1,8 @@
 import { randomUUID } from "node:crypto";
-import { Code, ConnectError } from "@connectrpc/connect";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
-import { PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Mesh, startMesh } from "../test/mesh.js";
@@ -74,13 +75,7 @@ describe("orders: the placement saga through the gateway (every service a real p
     );
   const stock = async (id: string) => (await mesh.clients.inventory.getProduct({ id })).product;
   const consistent = async () =>
-    expect(
-      await checkConsistency({
-        orders: mesh.dbs.orders.url,
-        inventory: mesh.dbs.inventory.url,
-        payments: mesh.dbs.payments.url,
-      }),
-    ).toEqual([]);
+    expect(await checkConsistency({ ...mesh.clients, admin: admin.auth })).toEqual([]);
 
   it("confirms an order, and WatchOrder through the gateway sees every transition", async () => {
     const mug = await product(5, 1_200n);
@@ -270,4 +265,21 @@ describe("orders: the placement saga through the gateway (every service a real p
       await mesh.clients.payments.setFaults({ faults: healthy }, admin.auth);
     }
   }, 180_000);
+
+  it("the checker names a violation when the services disagree; every user's orders are for admins only", async () => {
+    const denied = await failure(mesh.clients.orders.listOrders({ allUsers: true }, alice.auth));
+    expect(denied.code).toBe(Code.PermissionDenied);
+    // Stock leaving through an adjustment is accounted for (received goes down with it).
+    const p = await product(5);
+    await mesh.clients.inventory.adjustStock({ productId: p, delta: -1n, reason: "damaged" }, admin.auth);
+    await consistent();
+    // A refund behind the orders service's back (straight to payments, past the edge) is not.
+    const { order } = await place(alice, [[p, 1]]);
+    expect((await settled(alice, order?.id ?? "")).status).toBe(OrderStatus.CONFIRMED);
+    const direct = createClient(PaymentService, createGrpcTransport({ baseUrl: mesh.urls.payments }));
+    await direct.refundPayment({ paymentId: order?.id ?? "" });
+    expect(await checkConsistency({ ...mesh.clients, admin: admin.auth })).toEqual([
+      `order ${order?.id} confirmed, but its payment is refunded`,
+    ]);
+  });
 });

@@ -1,5 +1,5 @@
 import { type Database, isUniqueViolation, type Queryable } from "@meshwork/db";
-import { and, asc, eq, gt, inArray, sql } from "drizzle-orm";
+import { and, asc, eq, gt, sql } from "drizzle-orm";
 import {
   canonicalItems,
   InsufficientStockError,
@@ -15,6 +15,15 @@ import {
   sameItems,
 } from "../../domain/inventory.js";
 import { type InventorySchema, products, reservationItems, reservations } from "./schema.js";
+
+export interface StockAudit {
+  productId: string;
+  onHand: number;
+  reserved: number;
+  received: number;
+  committed: number;
+  held: number;
+}
 
 export interface NewProduct {
   id: string;
@@ -188,9 +197,26 @@ export function createInventoryStore(db: Database<InventorySchema>) {
       return r;
     },
 
-    /** Products by id (for checks and tests). */
-    async productsById(ids: string[]): Promise<Product[]> {
-      return ids.length === 0 ? [] : db.select().from(products).where(inArray(products.id, ids));
+    /** Per product: its counters, and the units committed and held by reservations. */
+    async audit(): Promise<StockAudit[]> {
+      const units = (state: ReservationState) =>
+        sql<number>`coalesce(sum(${reservationItems.quantity}) filter (where ${reservations.state} = ${state}), 0)`.mapWith(
+          Number,
+        );
+      return db
+        .select({
+          productId: products.id,
+          onHand: products.onHand,
+          reserved: products.reserved,
+          received: products.received,
+          committed: units("committed"),
+          held: units("held"),
+        })
+        .from(products)
+        .leftJoin(reservationItems, eq(reservationItems.productId, products.id))
+        .leftJoin(reservations, eq(reservations.id, reservationItems.reservationId))
+        .groupBy(products.id)
+        .orderBy(asc(products.id));
     },
   };
 }

@@ -127,6 +127,18 @@ export function createInventoryServiceHandlers(
       }),
     releaseReservation: (req) =>
       mapped(async () => ({ reservation: toReservation(await store().release(req.reservationId)) })),
+    getReservation: (req) =>
+      mapped(async () => ({ reservation: toReservation(await store().getReservation(req.reservationId)) })),
+    auditStock: async () => ({
+      products: (await store().audit()).map((a) => ({
+        productId: a.productId,
+        onHand: BigInt(a.onHand),
+        reserved: BigInt(a.reserved),
+        received: BigInt(a.received),
+        committed: BigInt(a.committed),
+        held: BigInt(a.held),
+      })),
+    }),
     commitReservation: (req) =>
       mapped(async () => ({ reservation: toReservation(await store().commit(req.reservationId)) })),
   };

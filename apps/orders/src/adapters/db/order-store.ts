@@ -138,12 +138,18 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
       return row as Order | undefined;
     },
 
-    /** The user's orders, newest first (ids are UUIDv7). */
-    async listBefore(userId: string, beforeId: string | undefined, limit: number): Promise<Order[]> {
+    /** The user's orders (every user's with `undefined`), newest first (ids are UUIDv7). */
+    async listBefore(
+      userId: string | undefined,
+      beforeId: string | undefined,
+      limit: number,
+    ): Promise<Order[]> {
       return (await db
         .select(columns)
         .from(orders)
-        .where(and(eq(orders.userId, userId), beforeId ? lt(orders.id, beforeId) : undefined))
+        .where(
+          and(userId ? eq(orders.userId, userId) : undefined, beforeId ? lt(orders.id, beforeId) : undefined),
+        )
         .orderBy(desc(orders.id))
         .limit(limit)) as Order[];
     },

@@ -91,6 +91,11 @@ export function callerOf(ctx: HandlerContext): string {
   return subject;
 }
 
+/** The caller's roles, as the gateway verified them (comma-separated). */
+function rolesOf(ctx: HandlerContext): string[] {
+  return (ctx.requestHeader.get("x-meshwork-roles") ?? "").split(",").map((r) => r.trim());
+}
+
 const pages = keysetTokens("o1:", "ListOrders");
 
 export interface OrderHandlerDeps {
@@ -162,7 +167,11 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
       mapped(async () => {
         const size = pageSize(req.pageSize);
         const before = req.pageToken ? pages.decode(req.pageToken) : undefined;
-        const rows = await deps.orders().listBefore(callerOf(ctx), before, size + 1);
+        const caller = callerOf(ctx);
+        if (req.allUsers && !rolesOf(ctx).includes("admin")) {
+          throw new ConnectError("all_users: needs the admin role", Code.PermissionDenied);
+        }
+        const rows = await deps.orders().listBefore(req.allUsers ? undefined : caller, before, size + 1);
         const page = rows.slice(0, size);
         const last = page.at(-1);
         return {

@@ -16,7 +16,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/inventory/v1/inventory.proto.
  */
 export const file_meshwork_inventory_v1_inventory: GenFile = /*@__PURE__*/
-  fileDesc("CiVtZXNod29yay9pbnZlbnRvcnkvdjEvaW52ZW50b3J5LnByb3RvEhVtZXNod29yay5pbnZlbnRvcnkudjEiwQEKB1Byb2R1Y3QSCgoCaWQYASABKAkSCwoDc2t1GAIgASgJEgwKBG5hbWUYAyABKAkSKAoFcHJpY2UYBCABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgFIAEoAxIQCghyZXNlcnZlZBgGIAEoAxIRCglhdmFpbGFibGUYByABKAMSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIq0BChRDcmVhdGVQcm9kdWN0UmVxdWVzdBIpCgNza3UYASABKAlCHLpIGXIXMhVeW0EtWmEtejAtOV8tXXsxLDY0fSQSGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIwCgVwcmljZRgDIAEoCzIZLm1lc2h3b3JrLmNvbW1vbi52MS5Nb25leUIGukgDyAEBEh4KDWluaXRpYWxfc3RvY2sYBCABKANCB7pIBCICKAAiSAoVQ3JlYXRlUHJvZHVjdFJlc3BvbnNlEi8KB3Byb2R1Y3QYASABKAsyHi5tZXNod29yay5pbnZlbnRvcnkudjEuUHJvZHVjdCIpChFHZXRQcm9kdWN0UmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiRQoSR2V0UHJvZHVjdFJlc3BvbnNlEi8KB3Byb2R1Y3QYASABKAsyHi5tZXNod29yay5pbnZlbnRvcnkudjEuUHJvZHVjdCJPChNMaXN0UHJvZHVjdHNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABCJhChRMaXN0UHJvZHVjdHNSZXNwb25zZRIwCghwcm9kdWN0cxgBIAMoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ1ChJBZGp1c3RTdG9ja1JlcXVlc3QSHAoKcHJvZHVjdF9pZBgBIAEoCUIIukgFcgOwAQESJwoFZGVsdGEYAiABKANCGLpIFSITOAAYgJTr3AMogOyUo/z/////ARIYCgZyZWFzb24YAyABKAlCCLpIBXIDGMgBIkYKE0FkanVzdFN0b2NrUmVzcG9uc2USLwoHcHJvZHVjdBgBIAEoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0Ik4KD1Jlc2VydmF0aW9uSXRlbRIcCgpwcm9kdWN0X2lkGAEgASgJQgi6SAVyA7ABARIdCghxdWFudGl0eRgCIAEoA0ILukgIIgYYwIQ9IAAiuQEKC1Jlc2VydmF0aW9uEgoKAmlkGAEgASgJEjUKBWl0ZW1zGAIgAygLMiYubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uSXRlbRI2CgVzdGF0ZRgDIAEoDjInLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvblN0YXRlEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6ChNSZXNlcnZlU3RvY2tSZXF1ZXN0EiAKDnJlc2VydmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABARJBCgVpdGVtcxgCIAMoCzImLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvbkl0ZW1CCrpIB5IBBAgBEGQiTwoUUmVzZXJ2ZVN0b2NrUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iPQoZUmVsZWFzZVJlc2VydmF0aW9uUmVxdWVzdBIgCg5yZXNlcnZhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiVQoaUmVsZWFzZVJlc2VydmF0aW9uUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iPAoYQ29tbWl0UmVzZXJ2YXRpb25SZXF1ZXN0EiAKDnJlc2VydmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJUChlDb21taXRSZXNlcnZhdGlvblJlc3BvbnNlEjcKC3Jlc2VydmF0aW9uGAEgASgLMiIubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uKpIBChBSZXNlcnZhdGlvblN0YXRlEiEKHVJFU0VSVkFUSU9OX1NUQVRFX1VOU1BFQ0lGSUVEEAASGgoWUkVTRVJWQVRJT05fU1RBVEVfSEVMRBABEh8KG1JFU0VSVkFUSU9OX1NUQVRFX0NPTU1JVFRFRBACEh4KGlJFU0VSVkFUSU9OX1NUQVRFX1JFTEVBU0VEEAMy/gYKEEludmVudG9yeVNlcnZpY2USeQoNQ3JlYXRlUHJvZHVjdBIrLm1lc2h3b3JrLmludmVudG9yeS52MS5DcmVhdGVQcm9kdWN0UmVxdWVzdBosLm1lc2h3b3JrLmludmVudG9yeS52MS5DcmVhdGVQcm9kdWN0UmVzcG9uc2UiDYq1GAkIAxIFYWRtaW4SbAoKR2V0UHJvZHVjdBIoLm1lc2h3b3JrLmludmVudG9yeS52MS5HZXRQcm9kdWN0UmVxdWVzdBopLm1lc2h3b3JrLmludmVudG9yeS52MS5HZXRQcm9kdWN0UmVzcG9uc2UiCZACAYq1GAIIARJyCgxMaXN0UHJvZHVjdHMSKi5tZXNod29yay5pbnZlbnRvcnkudjEuTGlzdFByb2R1Y3RzUmVxdWVzdBorLm1lc2h3b3JrLmludmVudG9yeS52MS5MaXN0UHJvZHVjdHNSZXNwb25zZSIJkAIBirUYAggBEnMKC0FkanVzdFN0b2NrEikubWVzaHdvcmsuaW52ZW50b3J5LnYxLkFkanVzdFN0b2NrUmVxdWVzdBoqLm1lc2h3b3JrLmludmVudG9yeS52MS5BZGp1c3RTdG9ja1Jlc3BvbnNlIg2KtRgJCAMSBWFkbWluEnsKDFJlc2VydmVTdG9jaxIqLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZlU3RvY2tSZXF1ZXN0GisubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1Jlc3BvbnNlIhKQAgKKtRgLCAMSB3NlcnZpY2USjQEKElJlbGVhc2VSZXNlcnZhdGlvbhIwLm1lc2h3b3JrLmludmVudG9yeS52MS5SZWxlYXNlUmVzZXJ2YXRpb25SZXF1ZXN0GjEubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlbGVhc2VSZXNlcnZhdGlvblJlc3BvbnNlIhKQAgKKtRgLCAMSB3NlcnZpY2USigEKEUNvbW1pdFJlc2VydmF0aW9uEi8ubWVzaHdvcmsuaW52ZW50b3J5LnYxLkNvbW1pdFJlc2VydmF0aW9uUmVxdWVzdBowLm1lc2h3b3JrLmludmVudG9yeS52MS5Db21taXRSZXNlcnZhdGlvblJlc3BvbnNlIhKQAgKKtRgLCAMSB3NlcnZpY2ViBnByb3RvMw", [file_buf_validate_validate, file_google_protobuf_timestamp, file_meshwork_api_v1_access, file_meshwork_common_v1_money]);
+  fileDesc("CiVtZXNod29yay9pbnZlbnRvcnkvdjEvaW52ZW50b3J5LnByb3RvEhVtZXNod29yay5pbnZlbnRvcnkudjEiwQEKB1Byb2R1Y3QSCgoCaWQYASABKAkSCwoDc2t1GAIgASgJEgwKBG5hbWUYAyABKAkSKAoFcHJpY2UYBCABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgFIAEoAxIQCghyZXNlcnZlZBgGIAEoAxIRCglhdmFpbGFibGUYByABKAMSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIq0BChRDcmVhdGVQcm9kdWN0UmVxdWVzdBIpCgNza3UYASABKAlCHLpIGXIXMhVeW0EtWmEtejAtOV8tXXsxLDY0fSQSGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIwCgVwcmljZRgDIAEoCzIZLm1lc2h3b3JrLmNvbW1vbi52MS5Nb25leUIGukgDyAEBEh4KDWluaXRpYWxfc3RvY2sYBCABKANCB7pIBCICKAAiSAoVQ3JlYXRlUHJvZHVjdFJlc3BvbnNlEi8KB3Byb2R1Y3QYASABKAsyHi5tZXNod29yay5pbnZlbnRvcnkudjEuUHJvZHVjdCIpChFHZXRQcm9kdWN0UmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiRQoSR2V0UHJvZHVjdFJlc3BvbnNlEi8KB3Byb2R1Y3QYASABKAsyHi5tZXNod29yay5pbnZlbnRvcnkudjEuUHJvZHVjdCJPChNMaXN0UHJvZHVjdHNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABCJhChRMaXN0UHJvZHVjdHNSZXNwb25zZRIwCghwcm9kdWN0cxgBIAMoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ1ChJBZGp1c3RTdG9ja1JlcXVlc3QSHAoKcHJvZHVjdF9pZBgBIAEoCUIIukgFcgOwAQESJwoFZGVsdGEYAiABKANCGLpIFSITOAAYgJTr3AMogOyUo/z/////ARIYCgZyZWFzb24YAyABKAlCCLpIBXIDGMgBIkYKE0FkanVzdFN0b2NrUmVzcG9uc2USLwoHcHJvZHVjdBgBIAEoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0Ik4KD1Jlc2VydmF0aW9uSXRlbRIcCgpwcm9kdWN0X2lkGAEgASgJQgi6SAVyA7ABARIdCghxdWFudGl0eRgCIAEoA0ILukgIIgYYwIQ9IAAiuQEKC1Jlc2VydmF0aW9uEgoKAmlkGAEgASgJEjUKBWl0ZW1zGAIgAygLMiYubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uSXRlbRI2CgVzdGF0ZRgDIAEoDjInLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvblN0YXRlEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6ChNSZXNlcnZlU3RvY2tSZXF1ZXN0EiAKDnJlc2VydmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABARJBCgVpdGVtcxgCIAMoCzImLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvbkl0ZW1CCrpIB5IBBAgBEGQiTwoUUmVzZXJ2ZVN0b2NrUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iPQoZUmVsZWFzZVJlc2VydmF0aW9uUmVxdWVzdBIgCg5yZXNlcnZhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiVQoaUmVsZWFzZVJlc2VydmF0aW9uUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iPAoYQ29tbWl0UmVzZXJ2YXRpb25SZXF1ZXN0EiAKDnJlc2VydmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJUChlDb21taXRSZXNlcnZhdGlvblJlc3BvbnNlEjcKC3Jlc2VydmF0aW9uGAEgASgLMiIubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIjkKFUdldFJlc2VydmF0aW9uUmVxdWVzdBIgCg5yZXNlcnZhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUQoWR2V0UmVzZXJ2YXRpb25SZXNwb25zZRI3CgtyZXNlcnZhdGlvbhgBIAEoCzIiLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvbiITChFBdWRpdFN0b2NrUmVxdWVzdCJ2CgpTdG9ja0F1ZGl0EhIKCnByb2R1Y3RfaWQYASABKAkSDwoHb25faGFuZBgCIAEoAxIQCghyZXNlcnZlZBgDIAEoAxIQCghyZWNlaXZlZBgEIAEoAxIRCgljb21taXR0ZWQYBSABKAMSDAoEaGVsZBgGIAEoAyJJChJBdWRpdFN0b2NrUmVzcG9uc2USMwoIcHJvZHVjdHMYASADKAsyIS5tZXNod29yay5pbnZlbnRvcnkudjEuU3RvY2tBdWRpdCqSAQoQUmVzZXJ2YXRpb25TdGF0ZRIhCh1SRVNFUlZBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlJFU0VSVkFUSU9OX1NUQVRFX0hFTEQQARIfChtSRVNFUlZBVElPTl9TVEFURV9DT01NSVRURUQQAhIeChpSRVNFUlZBVElPTl9TVEFURV9SRUxFQVNFRBADMvQIChBJbnZlbnRvcnlTZXJ2aWNlEnkKDUNyZWF0ZVByb2R1Y3QSKy5tZXNod29yay5pbnZlbnRvcnkudjEuQ3JlYXRlUHJvZHVjdFJlcXVlc3QaLC5tZXNod29yay5pbnZlbnRvcnkudjEuQ3JlYXRlUHJvZHVjdFJlc3BvbnNlIg2KtRgJCAMSBWFkbWluEmwKCkdldFByb2R1Y3QSKC5tZXNod29yay5pbnZlbnRvcnkudjEuR2V0UHJvZHVjdFJlcXVlc3QaKS5tZXNod29yay5pbnZlbnRvcnkudjEuR2V0UHJvZHVjdFJlc3BvbnNlIgmQAgGKtRgCCAEScgoMTGlzdFByb2R1Y3RzEioubWVzaHdvcmsuaW52ZW50b3J5LnYxLkxpc3RQcm9kdWN0c1JlcXVlc3QaKy5tZXNod29yay5pbnZlbnRvcnkudjEuTGlzdFByb2R1Y3RzUmVzcG9uc2UiCZACAYq1GAIIARJzCgtBZGp1c3RTdG9jaxIpLm1lc2h3b3JrLmludmVudG9yeS52MS5BZGp1c3RTdG9ja1JlcXVlc3QaKi5tZXNod29yay5pbnZlbnRvcnkudjEuQWRqdXN0U3RvY2tSZXNwb25zZSINirUYCQgDEgVhZG1pbhJ7CgxSZXNlcnZlU3RvY2sSKi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVxdWVzdBorLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZlU3RvY2tSZXNwb25zZSISkAICirUYCwgDEgdzZXJ2aWNlEo0BChJSZWxlYXNlUmVzZXJ2YXRpb24SMC5tZXNod29yay5pbnZlbnRvcnkudjEuUmVsZWFzZVJlc2VydmF0aW9uUmVxdWVzdBoxLm1lc2h3b3JrLmludmVudG9yeS52MS5SZWxlYXNlUmVzZXJ2YXRpb25SZXNwb25zZSISkAICirUYCwgDEgdzZXJ2aWNlEn8KDkdldFJlc2VydmF0aW9uEiwubWVzaHdvcmsuaW52ZW50b3J5LnYxLkdldFJlc2VydmF0aW9uUmVxdWVzdBotLm1lc2h3b3JrLmludmVudG9yeS52MS5HZXRSZXNlcnZhdGlvblJlc3BvbnNlIhCQAgGKtRgJCAMSBWFkbWluEnMKCkF1ZGl0U3RvY2sSKC5tZXNod29yay5pbnZlbnRvcnkudjEuQXVkaXRTdG9ja1JlcXVlc3QaKS5tZXNod29yay5pbnZlbnRvcnkudjEuQXVkaXRTdG9ja1Jlc3BvbnNlIhCQAgGKtRgJCAMSBWFkbWluEooBChFDb21taXRSZXNlcnZhdGlvbhIvLm1lc2h3b3JrLmludmVudG9yeS52MS5Db21taXRSZXNlcnZhdGlvblJlcXVlc3QaMC5tZXNod29yay5pbnZlbnRvcnkudjEuQ29tbWl0UmVzZXJ2YXRpb25SZXNwb25zZSISkAICirUYCwgDEgdzZXJ2aWNlYgZwcm90bzM", [file_buf_validate_validate, file_google_protobuf_timestamp, file_meshwork_api_v1_access, file_meshwork_common_v1_money]);
 
 /**
  * @generated from message meshwork.inventory.v1.Product
@@ -428,6 +428,118 @@ export const CommitReservationResponseSchema: GenMessage<CommitReservationRespon
   messageDesc(file_meshwork_inventory_v1_inventory, 16);
 
 /**
+ * @generated from message meshwork.inventory.v1.GetReservationRequest
+ */
+export type GetReservationRequest = Message<"meshwork.inventory.v1.GetReservationRequest"> & {
+  /**
+   * @generated from field: string reservation_id = 1;
+   */
+  reservationId: string;
+};
+
+/**
+ * Describes the message meshwork.inventory.v1.GetReservationRequest.
+ * Use `create(GetReservationRequestSchema)` to create a new message.
+ */
+export const GetReservationRequestSchema: GenMessage<GetReservationRequest> = /*@__PURE__*/
+  messageDesc(file_meshwork_inventory_v1_inventory, 17);
+
+/**
+ * @generated from message meshwork.inventory.v1.GetReservationResponse
+ */
+export type GetReservationResponse = Message<"meshwork.inventory.v1.GetReservationResponse"> & {
+  /**
+   * @generated from field: meshwork.inventory.v1.Reservation reservation = 1;
+   */
+  reservation?: Reservation | undefined;
+};
+
+/**
+ * Describes the message meshwork.inventory.v1.GetReservationResponse.
+ * Use `create(GetReservationResponseSchema)` to create a new message.
+ */
+export const GetReservationResponseSchema: GenMessage<GetReservationResponse> = /*@__PURE__*/
+  messageDesc(file_meshwork_inventory_v1_inventory, 18);
+
+/**
+ * @generated from message meshwork.inventory.v1.AuditStockRequest
+ */
+export type AuditStockRequest = Message<"meshwork.inventory.v1.AuditStockRequest"> & {
+};
+
+/**
+ * Describes the message meshwork.inventory.v1.AuditStockRequest.
+ * Use `create(AuditStockRequestSchema)` to create a new message.
+ */
+export const AuditStockRequestSchema: GenMessage<AuditStockRequest> = /*@__PURE__*/
+  messageDesc(file_meshwork_inventory_v1_inventory, 19);
+
+/**
+ * @generated from message meshwork.inventory.v1.StockAudit
+ */
+export type StockAudit = Message<"meshwork.inventory.v1.StockAudit"> & {
+  /**
+   * @generated from field: string product_id = 1;
+   */
+  productId: string;
+
+  /**
+   * @generated from field: int64 on_hand = 2;
+   */
+  onHand: bigint;
+
+  /**
+   * @generated from field: int64 reserved = 3;
+   */
+  reserved: bigint;
+
+  /**
+   * Initial stock plus every adjustment.
+   *
+   * @generated from field: int64 received = 4;
+   */
+  received: bigint;
+
+  /**
+   * Units taken by committed reservations.
+   *
+   * @generated from field: int64 committed = 5;
+   */
+  committed: bigint;
+
+  /**
+   * Units held by open reservations.
+   *
+   * @generated from field: int64 held = 6;
+   */
+  held: bigint;
+};
+
+/**
+ * Describes the message meshwork.inventory.v1.StockAudit.
+ * Use `create(StockAuditSchema)` to create a new message.
+ */
+export const StockAuditSchema: GenMessage<StockAudit> = /*@__PURE__*/
+  messageDesc(file_meshwork_inventory_v1_inventory, 20);
+
+/**
+ * @generated from message meshwork.inventory.v1.AuditStockResponse
+ */
+export type AuditStockResponse = Message<"meshwork.inventory.v1.AuditStockResponse"> & {
+  /**
+   * @generated from field: repeated meshwork.inventory.v1.StockAudit products = 1;
+   */
+  products: StockAudit[];
+};
+
+/**
+ * Describes the message meshwork.inventory.v1.AuditStockResponse.
+ * Use `create(AuditStockResponseSchema)` to create a new message.
+ */
+export const AuditStockResponseSchema: GenMessage<AuditStockResponse> = /*@__PURE__*/
+  messageDesc(file_meshwork_inventory_v1_inventory, 21);
+
+/**
  * @generated from enum meshwork.inventory.v1.ReservationState
  */
 export enum ReservationState {
@@ -540,6 +652,27 @@ export const InventoryService: GenService<{
     methodKind: "unary";
     input: typeof ReleaseReservationRequestSchema;
     output: typeof ReleaseReservationResponseSchema;
+  },
+  /**
+   * GetReservation returns one reservation with its items and state, or NOT_FOUND.
+   *
+   * @generated from rpc meshwork.inventory.v1.InventoryService.GetReservation
+   */
+  getReservation: {
+    methodKind: "unary";
+    input: typeof GetReservationRequestSchema;
+    output: typeof GetReservationResponseSchema;
+  },
+  /**
+   * AuditStock returns, per product, the counters and what reservations say of them, for
+   * consistency checks: on_hand must be received - committed, and reserved must be held.
+   *
+   * @generated from rpc meshwork.inventory.v1.InventoryService.AuditStock
+   */
+  auditStock: {
+    methodKind: "unary";
+    input: typeof AuditStockRequestSchema;
+    output: typeof AuditStockResponseSchema;
   },
   /**
    * CommitReservation takes a held reservation's units out of stock for good. Committing a
