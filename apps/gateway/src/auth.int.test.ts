@@ -41,6 +41,13 @@ const samples: Record<string, Record<string, unknown>> = {
   GetPayment: { paymentId: SUBJECT },
   SetFaults: { faults: {} },
   GetFaults: {},
+  GetReservation: { reservationId: SUBJECT },
+  AuditStock: {},
+  PlaceOrder: { idempotencyKey: "key-12345", items: [{ productId: SUBJECT, quantity: 1n }] },
+  GetOrder: { id: SUBJECT },
+  ListOrders: {},
+  CancelOrder: { id: SUBJECT },
+  WatchOrder: { id: SUBJECT },
 };
 
 /** The upstream: every service of the contracts in one process, answering OK and recording identity headers. */
@@ -81,10 +88,15 @@ async function startUpstream() {
           Object.fromEntries(
             svc.methods.map((m) => [
               m.localName,
-              async (_r: unknown, ctx: { requestHeader: Headers }) => {
-                record(m.name, ctx.requestHeader);
-                return {};
-              },
+              m.methodKind === "server_streaming"
+                ? async function* (_r: unknown, ctx: { requestHeader: Headers }) {
+                    record(m.name, ctx.requestHeader);
+                    yield {};
+                  }
+                : async (_r: unknown, ctx: { requestHeader: Headers }) => {
+                    record(m.name, ctx.requestHeader);
+                    return {};
+                  },
             ]),
           ) as never, // one recording handler for every method of every service
         );
@@ -134,7 +146,9 @@ describe("authentication and authorisation at the gateway (policies from the con
         adminPort: 0,
         logLevel: "silent",
         upstreams: parseUpstreams(
-          ["users", "notifications", "inventory", "payments"].map((c) => `${c}=${upstream.url}`).join(";"),
+          ["users", "notifications", "inventory", "payments", "orders"]
+            .map((c) => `${c}=${upstream.url}`)
+            .join(";"),
         ),
         jwksUrl: `http://127.0.0.1:${jwksPort}/.well-known/jwks.json`,
         jwksCooldownMs: 300,
@@ -173,7 +187,9 @@ describe("authentication and authorisation at the gateway (policies from the con
     const fn = client[method.localName];
     if (!fn) throw new Error(`no ${method.localName}`);
     try {
-      await fn(create(method.input, samples[method.name] as never), { headers });
+      const res = fn(create(method.input, samples[method.name] as never), { headers }) as unknown;
+      if (method.methodKind === "server_streaming") for await (const _ of res as AsyncIterable<unknown>);
+      else await res;
       return "OK";
     } catch (err) {
       return Code[ConnectError.from(err).code] as string;
@@ -222,7 +238,7 @@ describe("authentication and authorisation at the gateway (policies from the con
       }
     }
     expect(got).toEqual(want);
-    expect(rows).toBe(19 * 8);
+    expect(rows).toBe(26 * 8);
     // The policies as declared in the protos.
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },
@@ -244,6 +260,13 @@ describe("authentication and authorisation at the gateway (policies from the con
       GetPayment: { kind: "role", role: "admin" },
       SetFaults: { kind: "role", role: "admin" },
       GetFaults: { kind: "role", role: "admin" },
+      GetReservation: { kind: "role", role: "admin" },
+      AuditStock: { kind: "role", role: "admin" },
+      PlaceOrder: { kind: "authenticated" },
+      GetOrder: { kind: "authenticated" },
+      ListOrders: { kind: "authenticated" },
+      CancelOrder: { kind: "authenticated" },
+      WatchOrder: { kind: "authenticated" },
     });
     // One fetch of the key set served every verification.
     expect(fetches).toBe(1);

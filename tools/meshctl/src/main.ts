@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { meshworkFiles } from "@meshwork/contracts";
+import { DEMO_ADMIN, demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
@@ -25,6 +26,11 @@ const usage = `meshctl: run and inspect the Meshwork mesh
   meshctl status
       Health of every service at its default address, then every instance in the discovery
       registry with its address, version, age and health.
+  meshctl demo [--gateway URL]
+      Against a running mesh (default gateway http://127.0.0.1:8080): a customer places orders
+      (two go through, one runs out of stock, one meets a payment failure switched on for it),
+      then the notifications and the consistency checker's verdict. Uses the admin
+      ${DEMO_ADMIN.email}, whom \`up\` grants the admin role.
   meshctl envoy [--check] [--rate-limits SPEC]
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
       policies, retries and rate limits (SPEC as the gateway's RATE_LIMITS). --check only says
@@ -55,6 +61,7 @@ async function main(argv: string[]): Promise<number> {
       "db-prefix": { type: "string" },
       check: { type: "boolean" },
       "rate-limits": { type: "string" },
+      gateway: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -108,6 +115,8 @@ async function main(argv: string[]): Promise<number> {
       }
       return rows.every((r) => r[2] === "SERVING" || r[2] === "LIVE") ? 0 : 1;
     }
+    case "demo":
+      return demo({ gateway: values.gateway ?? "http://127.0.0.1:8080", out: process.stdout });
     case "envoy": {
       const file = join(root, ENVOY_CONFIG_PATH);
       const rendered = renderEnvoyYaml({

@@ -21,7 +21,7 @@ const root = fileURLToPath(new URL("../../../", import.meta.url));
 async function removeStreams(namespace: string): Promise<void> {
   const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
   const jsm = await jetstreamManager(nc);
-  for (const s of ["USERS", "PAYMENTS", "DLQ_NOTIFICATIONS"])
+  for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
     await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
   await new Kvm(nc)
     .open(registryBucketFor(namespace))
@@ -127,6 +127,15 @@ describe("npm start", () => {
         { what: `every service in the registry table:\n${status.lines.join("\n")}` },
       );
       expect(status.lines).toContain(`registry ${registryBucketFor(namespace)} at nats://127.0.0.1:4222:`);
+      // `npm run demo`: orders through the gateway, each outcome, the notifications, the verdict.
+      const demo = startProcess("npm", ["run", "demo", "--", "--gateway", gateway], { cwd: root });
+      expect(await demo.exited).toBe(0);
+      const said = demo.lines.join("\n");
+      expect(said).toMatch(/order 1 \(2 mugs\): .*confirmed\n\s+=> confirmed/);
+      expect(said).toContain("=> cancelled: out of stock: insufficient stock for product");
+      expect(said).toMatch(/=> cancelled: payments unavailable: /);
+      expect(said).toContain("Order confirmed: Your order");
+      expect(said).toContain("checker: consistent");
 
       await proc.stop("SIGINT");
       expect(proc.lines).toContainEqual(expect.stringMatching(/^users\s+\| .*"msg":"stopped"/));
@@ -147,6 +156,7 @@ describe("meshctl up with a Postgres server", () => {
     await dropServiceDatabase(adminUrl(), `${prefix}_notifications`);
     await dropServiceDatabase(adminUrl(), `${prefix}_inventory`);
     await dropServiceDatabase(adminUrl(), `${prefix}_payments`);
+    await dropServiceDatabase(adminUrl(), `${prefix}_orders`);
     await removeStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });

@@ -2,6 +2,7 @@ import { type ChildProcess, spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { DEMO_ADMIN } from "./demo.js";
 import { checkHealth, gatewayReady } from "./health.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { provisionServiceDatabase } from "./provision.js";
@@ -131,6 +132,8 @@ export async function up(options: UpOptions): Promise<number> {
         DISCOVERY_BUCKET: options.registryBucket,
         PORT: options.autoPorts ? "0" : String(manifest.port),
         LOG_LEVEL: options.logLevel,
+        // The admin `meshctl demo` logs in as (add yours: USERS_ADMIN_EMAILS=a@x,b@y).
+        USERS_ADMIN_EMAILS: process.env.USERS_ADMIN_EMAILS || DEMO_ADMIN.email,
       };
       let database = "-";
       if (manifest.database) {
