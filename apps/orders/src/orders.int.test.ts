@@ -5,8 +5,8 @@ import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Mesh, startMesh } from "../test/mesh.js";
 import { checkConsistency } from "./check.js";
+import { type Mesh, startMesh } from "./testing/mesh.js";
 
 const failure = (p: Promise<unknown>) =>
   p.then(

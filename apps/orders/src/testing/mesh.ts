@@ -19,7 +19,8 @@ import {
 import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 
-const app = (name: string) => fileURLToPath(new URL(`../../${name}/dist/main.js`, import.meta.url));
+// apps/orders/{src,dist}/testing -> apps/<name>/dist/main.js
+const app = (name: string) => fileURLToPath(new URL(`../../../${name}/dist/main.js`, import.meta.url));
 const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] as const;
 type Name = (typeof SERVICES)[number];
@@ -27,9 +28,13 @@ type Name = (typeof SERVICES)[number];
 /**
  * The whole mesh as real processes on the real Postgres (a database per service) and NATS, each
  * test run in its own events namespace and registry bucket, with the gateway in front (in this
- * process). `restart("orders")` starts a service again on the same database.
+ * process). `start("orders")` starts a service again on the same database. Used by the orders
+ * tests and the orders benchmark (`@meshwork/orders/testing`).
  */
-export async function startMesh(env: Partial<Record<Name, Record<string, string>>> = {}) {
+export async function startMesh(
+  env: Partial<Record<Name, Record<string, string>>> = {},
+  options: { common?: Record<string, string>; gatewayLogLevel?: string } = {},
+) {
   const namespace = `${uniqueName("t")}.`;
   const bucket = uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_");
   const dbs = Object.fromEntries(
@@ -49,6 +54,7 @@ export async function startMesh(env: Partial<Record<Name, Record<string, string>
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
         USERS_ADMIN_EMAILS: "admin@example.com",
+        ...options.common,
         ...env[name],
       },
     });
@@ -64,7 +70,7 @@ export async function startMesh(env: Partial<Record<Name, Record<string, string>
     config: loadConfig({
       PORT: "0",
       ADMIN_PORT: "0",
-      LOG_LEVEL: "silent",
+      LOG_LEVEL: options.gatewayLogLevel ?? "silent",
       NATS_URL: natsUrl,
       DISCOVERY_BUCKET: bucket,
       DISCOVERY_TTL_MS: "2000",

@@ -1,0 +1,174 @@
+/**
+ * `npm run bench` scenario 3: orders through the gateway with every service running (users,
+ * inventory, payments, orders, notifications as processes on the machine's Postgres and NATS,
+ * the gateway in this process), issue 6's goal: at least 500 orders/s, and p99 from PlaceOrder
+ * to a terminal state at most 100 ms at half that rate.
+ *
+ * - max rate: C customers place orders back to back for the duration; the rate is the orders
+ *   that reached CONFIRMED per second, from the first placement until the last one finished
+ *   (placements alone are reported too).
+ * - latency: at half the max rate, paced; each order's time from the PlaceOrder call to its
+ *   terminal state (the order's last update, read from the orders database afterwards).
+ */
+import { randomUUID } from "node:crypto";
+import { writeFileSync } from "node:fs";
+import { mkdir } from "node:fs/promises";
+import { join } from "node:path";
+import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
+import { startMesh } from "@meshwork/orders/testing";
+import postgres from "postgres";
+
+const DURATION_S = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
+const CONCURRENCY = Number(process.env.MESHWORK_BENCH_ORDER_CLIENTS ?? 64);
+
+function percentile(sorted: number[], p: number): number {
+  if (sorted.length === 0) return Number.NaN;
+  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
+}
+
+async function main(): Promise<void> {
+  console.log("== orders: PlaceOrder through the gateway to a terminal state, every service running ==");
+  const mesh = await startMesh(
+    {
+      orders: { SAGA_CONCURRENCY: "256", SAGA_POLL_MS: "50", DB_POOL_MAX: "20" },
+      inventory: { DB_POOL_MAX: "20" },
+      payments: { DB_POOL_MAX: "20", PAYMENTS_DECLINE_ABOVE_MINOR: "0" },
+    },
+    // Services at their default log level (a line per call); the gateway, in this process,
+    // without its access log (it would fill this report).
+    { gatewayLogLevel: "warn" },
+  );
+  const db = postgres(mesh.dbs.orders.url, { max: 2, onnotice: () => {} });
+  try {
+    const admin = await mesh.login("admin@example.com");
+    const customers = await Promise.all(
+      Array.from({ length: 8 }, (_, i) => mesh.login(`bench-${i}@example.com`)),
+    );
+    const products = await Promise.all(
+      Array.from({ length: 16 }, async (_, i) => {
+        const { product } = await mesh.clients.inventory.createProduct(
+          {
+            sku: `BENCH-${i}-${randomUUID().slice(0, 6)}`,
+            name: `Bench ${i}`,
+            price: { amountMinor: 1_000n, currency: "EUR" },
+            initialStock: 1_000_000_000n,
+          },
+          admin.auth,
+        );
+        return product?.id ?? "";
+      }),
+    );
+    let n = 0;
+    const placeOne = async () => {
+      const i = n++;
+      const who = customers[i % customers.length] ?? customers[0];
+      const started = Date.now();
+      const { order } = await mesh.clients.orders.placeOrder(
+        {
+          idempotencyKey: randomUUID(),
+          items: [{ productId: products[i % products.length] ?? "", quantity: 1n }],
+        },
+        who?.auth ?? {},
+      );
+      return { id: order?.id ?? "", started };
+    };
+    const finished = async (ids: string[], timeoutMs: number) => {
+      const deadline = Date.now() + timeoutMs;
+      for (;;) {
+        const [row] = await db<{ n: string }[]>`
+          select count(*) as n from orders where id = any(${ids}) and status in ('confirmed', 'cancelled')`;
+        if (Number(row?.n) >= ids.length || Date.now() > deadline) return Number(row?.n);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    };
+
+    // Warm-up: a few hundred orders, finished.
+    const warm: string[] = [];
+    await Promise.all(
+      Array.from({ length: 16 }, async () => {
+        for (let k = 0; k < 16; k++) warm.push((await placeOne()).id);
+      }),
+    );
+    await finished(warm, 60_000);
+
+    // Max rate.
+    const placed: Array<{ id: string; started: number }> = [];
+    const t0 = Date.now();
+    const stopAt = t0 + DURATION_S * 1_000;
+    await Promise.all(
+      Array.from({ length: CONCURRENCY }, async () => {
+        while (Date.now() < stopAt) placed.push(await placeOne());
+      }),
+    );
+    const placedIn = (Date.now() - t0) / 1_000;
+    const ids = placed.map((p) => p.id);
+    const done = await finished(ids, 120_000);
+    const [last] = await db<{ t: Date }[]>`select max(updated_at) as t from orders where id = any(${ids})`;
+    const elapsed = ((last?.t?.getTime() ?? Date.now()) - t0) / 1_000;
+    const [outcomes] = await db<{ confirmed: string; cancelled: string }[]>`
+      select count(*) filter (where status = 'confirmed') as confirmed,
+             count(*) filter (where status = 'cancelled') as cancelled
+      from orders where id = any(${ids})`;
+    const maxRate = Number(outcomes?.confirmed ?? 0) / elapsed;
+    console.log(
+      `max rate: ${placed.length} orders placed in ${placedIn.toFixed(1)} s (${(placed.length / placedIn).toFixed(0)}/s accepted), ` +
+        `${done} finished (${outcomes?.confirmed} confirmed, ${outcomes?.cancelled} cancelled) by ${elapsed.toFixed(1)} s: ` +
+        `${maxRate.toFixed(0)} orders/s   (goal >= 500)`,
+    );
+
+    // Latency at half that rate, paced.
+    const rate = Math.max(1, maxRate / 2);
+    const paced: Array<{ id: string; started: number }> = [];
+    const inFlight: Promise<void>[] = [];
+    const p0 = Date.now();
+    for (let k = 0; Date.now() - p0 < DURATION_S * 1_000; k++) {
+      const due = p0 + (k * 1_000) / rate;
+      const wait = due - Date.now();
+      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+      inFlight.push(placeOne().then((p) => void paced.push(p)));
+    }
+    await Promise.all(inFlight);
+    await finished(
+      paced.map((p) => p.id),
+      120_000,
+    );
+    const rows = await db<{ id: string; updated_at: Date; status: string }[]>`
+      select id, updated_at, status from orders where id = any(${paced.map((p) => p.id)})`;
+    const end = new Map(rows.map((r) => [r.id, r.updated_at.getTime()]));
+    const latencies = paced
+      .map((p) => (end.get(p.id) ?? Number.NaN) - p.started)
+      .filter((x) => Number.isFinite(x))
+      .sort((a, b) => a - b);
+    const achieved = paced.length / ((Date.now() - p0) / 1_000);
+    const p50 = percentile(latencies, 50);
+    const p99 = percentile(latencies, 99);
+    console.log(
+      `latency at ${rate.toFixed(0)}/s (achieved ${achieved.toFixed(0)}/s, ${DURATION_S} s): PlaceOrder -> terminal ` +
+        `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms   (goal p99 <= 100 ms)`,
+    );
+    const out = join(process.env.MESHWORK_BENCH_OUT ?? join(process.cwd(), "../../.bench"));
+    await mkdir(out, { recursive: true });
+    writeFileSync(
+      join(out, "orders.json"),
+      `${JSON.stringify(
+        {
+          concurrency: CONCURRENCY,
+          durationS: DURATION_S,
+          placed: placed.length,
+          confirmed: Number(outcomes?.confirmed ?? 0),
+          cancelled: Number(outcomes?.cancelled ?? 0),
+          ordersPerSecond: maxRate,
+          latency: { rate, achieved, p50Ms: p50, p99Ms: p99, orders: latencies.length },
+          statuses: Object.fromEntries(Object.entries(OrderStatus).filter(([k]) => Number.isNaN(Number(k)))),
+        },
+        null,
+        2,
+      )}\n`,
+    );
+  } finally {
+    await db.end();
+    await mesh.stop();
+  }
+}
+
+await main();
