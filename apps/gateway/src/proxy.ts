@@ -102,6 +102,8 @@ interface Downstream {
   finish(trailers: http2.OutgoingHttpHeaders | undefined): void;
   /** Ends it abruptly (the upstream failed mid-response). */
   reset(): void;
+  /** The response was started to end with trailers (gRPC over HTTP/2). */
+  readonly wantsTrailers: boolean;
   onGone(fn: () => void): void;
   readonly headersSent: boolean;
 }
@@ -256,6 +258,9 @@ export function createProxy(options: ProxyOptions) {
           down.write(a.body);
           down.finish(undefined);
         }
+      } else if (down.wantsTrailers) {
+        // A gRPC answer cut off mid-way still ends with a status the client can act on.
+        down.finish({ "grpc-status": String(code), "grpc-message": encodeURIComponent(message) });
       } else {
         down.reset();
       }
@@ -459,6 +464,8 @@ export function createProxy(options: ProxyOptions) {
         // UNAVAILABLE carried in the trailers can still be retried elsewhere.
         let held: (() => void) | undefined;
         let httpStatus = 0;
+        /** A gRPC answer (not gRPC-Web): it must end with trailers. */
+        let grpcAnswer = false;
         up.once("response", (h, flags) => {
           if (done || over) return;
           const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
@@ -478,6 +485,7 @@ export function createProxy(options: ProxyOptions) {
           const isGrpc =
             String(h["content-type"] ?? "").startsWith("application/grpc") &&
             !String(h["content-type"]).startsWith("application/grpc-web");
+          grpcAnswer = isGrpc;
           const forwardHeaders = () => {
             held = undefined;
             answered = true;
@@ -507,6 +515,12 @@ export function createProxy(options: ProxyOptions) {
         });
         up.once("end", () => {
           if (done || over) return;
+          // A gRPC answer that ends without trailers was cut off (the upstream died mid-answer,
+          // its connection closed under it): never pass it on as if complete.
+          if (grpcAnswer && trailers === undefined) {
+            lost("ended the answer without trailers");
+            return;
+          }
           if (held) {
             // Nothing forwarded yet: an UNAVAILABLE in the trailers may still go elsewhere.
             if (isUnavailable()) {
@@ -593,6 +607,7 @@ export function createProxy(options: ProxyOptions) {
           if (!res.writableEnded) res.end();
         },
         reset: () => res.destroy(),
+        wantsTrailers: false,
         onGone(fn) {
           res.once("close", () => {
             if (!res.writableFinished) fn();
@@ -626,6 +641,10 @@ class H2Downstream implements Downstream {
 
   get headersSent(): boolean {
     return this.stream.headersSent;
+  }
+
+  get wantsTrailers(): boolean {
+    return this.#wantsTrailers;
   }
 
   respond(status: number, h: http2.OutgoingHttpHeaders, end: boolean, trailers: boolean): void {

@@ -1,0 +1,100 @@
+import http2 from "node:http2";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { parseUpstreams } from "@meshwork/discovery";
+import { createService, type Service } from "@meshwork/runtime";
+import { testRuntimeConfig } from "@meshwork/runtime/testing";
+import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type GatewayConfig, loadConfig } from "./config.js";
+import { createGateway, type Gateway } from "./gateway.js";
+
+const ID = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+
+/**
+ * An upstream that dies mid-answer: it sends the response headers (and, with `data`, a first
+ * message frame), then its connection is destroyed, as when the process is SIGKILLed.
+ */
+async function startDyingUpstream(data: boolean) {
+  let calls = 0;
+  const server = http2.createServer();
+  server.on("stream", (stream) => {
+    calls++;
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    if (data) stream.write(Buffer.from([0, 0, 0, 0, 2, 0x0a, 0x00]));
+    setImmediate(() => stream.session?.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    calls: () => calls,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+describe("the gateway when an upstream dies mid-answer", () => {
+  let healthy: Service;
+  let healthyUrl: string;
+  const gateways: Gateway[] = [];
+  const dying: Array<Awaited<ReturnType<typeof startDyingUpstream>>> = [];
+
+  beforeAll(async () => {
+    healthy = createService({
+      name: "users",
+      config: testRuntimeConfig(),
+      files: [file_meshwork_users_v1_users],
+      services: [UserService],
+      logger: createLogger({ service: "users", level: "silent" }),
+      telemetry: createTelemetry({ serviceName: "users" }),
+      routes(router) {
+        router.service(UserService, { getUser: async (req) => ({ user: { id: req.id } }) });
+      },
+    });
+    healthyUrl = (await healthy.start()).url;
+  });
+  afterAll(async () => {
+    for (const g of gateways) await g.stop();
+    for (const d of dying) await d.close();
+    await healthy?.shutdown();
+  });
+
+  const gatewayTo = async (upstreams: string) => {
+    const config: GatewayConfig = {
+      ...loadConfig({ PORT: "0", ADMIN_PORT: "0", LOG_LEVEL: "silent", DISCOVERY: "static" }),
+      upstreams: parseUpstreams(upstreams),
+      discovery: undefined, // the endpoints as given, trusted: the dying one must be picked
+    };
+    const gateway = createGateway({
+      config,
+      policies: new Map(
+        UserService.methods.map((m) => [`/${UserService.typeName}/${m.name}`, { kind: "public" } as const]),
+      ),
+    });
+    gateways.push(gateway);
+    const { url } = await gateway.start();
+    return createClient(UserService, createGrpcTransport({ baseUrl: url }));
+  };
+
+  it("retries an idempotent call elsewhere when nothing of the answer was passed on yet", async () => {
+    const bad = await startDyingUpstream(false);
+    dying.push(bad);
+    const client = await gatewayTo(`users=${bad.url},${healthyUrl}`);
+    const { user } = await client.getUser({ id: ID });
+    expect(user?.id).toBe(ID);
+    expect(bad.calls()).toBe(1);
+  });
+
+  it("ends an answer cut off after its first bytes with UNAVAILABLE, not as a complete answer", async () => {
+    const bad = await startDyingUpstream(true);
+    dying.push(bad);
+    const client = await gatewayTo(`users=${bad.url}`);
+    const err = await client.getUser({ id: ID }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.Unavailable);
+    expect(err?.rawMessage).toMatch(/^upstream users /);
+  });
+});
