@@ -156,19 +156,23 @@ export function createUpstreamPolicy(options: UpstreamPolicyOptions): UpstreamPo
   const interceptor: Interceptor = (next) => async (req) => {
     // The deadline: the smaller of the call's own and what is left of the incoming one.
     // The call's own timeout, from the header the transport set from its `timeoutMs`.
-    const own = requestTimeout(req.header.get("grpc-timeout"), req.header.get("connect-timeout-ms")).ms;
+    const grpcTimeout = req.header.get("grpc-timeout");
+    const connectTimeout = grpcTimeout === null ? req.header.get("connect-timeout-ms") : null;
+    const own = requestTimeout(grpcTimeout, connectTimeout).ms;
     const incoming = remainingIncomingMs();
     const shortened = incoming !== undefined && (own === undefined || incoming < own);
     const deadlineMs = Math.max(
       1,
       Math.floor(shortened ? (incoming as number) : (own ?? options.defaultTimeoutMs)),
     );
-    const grpc = req.header.has("grpc-timeout") || !req.header.has("connect-timeout-ms");
+    const grpc = grpcTimeout !== null || connectTimeout === null;
     const started = Date.now();
+    // The header already says the call's own timeout on its first attempt; it is rewritten when
+    // the deadline is another one, and on a retry (with what is left).
+    let attempts = 0;
     const setTimeoutHeader = (r: typeof req) => {
+      if (attempts++ === 0 && !shortened && own !== undefined) return;
       const left = Math.max(1, deadlineMs - (Date.now() - started));
-      r.header.delete("grpc-timeout");
-      r.header.delete("connect-timeout-ms");
       if (grpc) r.header.set("grpc-timeout", `${left}m`);
       else r.header.set("connect-timeout-ms", String(left));
     };
