@@ -166,6 +166,8 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
     if (!def) return;
     let row = initial;
     const data = row.data;
+    /** The step whose beforeStep already ran, in the transaction that recorded the one before. */
+    let checked = -1;
     for (;;) {
       if (row.status === "running") {
         const step = def.steps[row.step];
@@ -181,7 +183,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
           }
           return;
         }
-        if (def.beforeStep) {
+        if (def.beforeStep && checked !== row.step) {
           let reason: string | undefined;
           const kept = await record(row.id, { leaseUntil: lease() }, async (tx) => {
             reason = await def.beforeStep?.(tx, row.id, data, step.name);
@@ -196,13 +198,39 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
         }
         const result = await attempt(def, row, step, "action");
         if (result.ok) {
-          const next = { step: row.step + 1, attempts: 0, lastError: null, leaseUntil: lease() };
-          const kept = await record(row.id, next, (tx) =>
-            def.onStepDone ? def.onStepDone(tx, row.id, data, step.name) : Promise.resolve(),
-          );
+          // One transaction records the step, and either completes the saga or runs the next
+          // step's beforeStep: a saga of n steps commits n + 2 times, not 3n + 1.
+          const following = def.steps[row.step + 1];
+          const next = following
+            ? { step: row.step + 1, attempts: 0, lastError: null, leaseUntil: lease() }
+            : {
+                step: row.step + 1,
+                attempts: 0,
+                lastError: null,
+                status: "completed" as const,
+                leaseOwner: null,
+                leaseUntil: null,
+              };
+          let reason: string | undefined;
+          const kept = await record(row.id, next, async (tx) => {
+            await def.onStepDone?.(tx, row.id, data, step.name);
+            if (!following) await def.onCompleted?.(tx, row.id, data);
+            else if (def.beforeStep) reason = await def.beforeStep(tx, row.id, data, following.name);
+          });
           if (!kept) return;
           logger.info({ saga_id: row.id, saga_type: def.type, step: step.name }, "saga step done");
+          if (!following) {
+            outcomes.add(1, { type: def.type, outcome: "completed" });
+            logger.info({ saga_id: row.id, saga_type: def.type }, "saga completed");
+            return;
+          }
           row = { ...row, ...next };
+          checked = row.step;
+          if (reason !== undefined) {
+            const compensating = await compensateFrom(row, reason);
+            if (!compensating) return;
+            row = compensating;
+          }
           continue;
         }
         const message = result.err instanceof Error ? result.err.message : String(result.err);
