@@ -36,7 +36,13 @@ async function main(): Promise<void> {
     },
     // Services at their default log level (a line per call); the gateway, in this process,
     // without its access log (it would fill this report).
-    { gatewayLogLevel: "warn" },
+    {
+      gatewayLogLevel: "warn",
+      // MESHWORK_BENCH_PROFILE_ORDERS=<dir>: a CPU profile of the orders process, written there.
+      nodeArgs: process.env.MESHWORK_BENCH_PROFILE_ORDERS
+        ? { orders: ["--cpu-prof", `--cpu-prof-dir=${process.env.MESHWORK_BENCH_PROFILE_ORDERS}`] }
+        : {},
+    },
   );
   const db = postgres(mesh.dbs.orders.url, { max: 2, onnotice: () => {} });
   try {

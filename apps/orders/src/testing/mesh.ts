@@ -33,7 +33,12 @@ type Name = (typeof SERVICES)[number];
  */
 export async function startMesh(
   env: Partial<Record<Name, Record<string, string>>> = {},
-  options: { common?: Record<string, string>; gatewayLogLevel?: string } = {},
+  options: {
+    common?: Record<string, string>;
+    gatewayLogLevel?: string;
+    /** Node flags per service (`--cpu-prof` for a profile). */
+    nodeArgs?: Partial<Record<Name, string[]>>;
+  } = {},
 ) {
   const namespace = `${uniqueName("t")}.`;
   const bucket = uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_");
@@ -45,7 +50,7 @@ export async function startMesh(
   const procs = {} as Record<Name, ManagedProcess>;
   const urls = {} as Record<Name, string>;
   const start = async (name: Name) => {
-    const p = startProcess(process.execPath, [app(name)], {
+    const p = startProcess(process.execPath, [...(options.nodeArgs?.[name] ?? []), app(name)], {
       env: {
         PORT: "0",
         DATABASE_URL: dbs[name].url,
