@@ -5,13 +5,11 @@ import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contract
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
-import { connectNats, createOutboxRelay, meshStreams, type OutboxRelay, provision } from "@meshwork/events";
+import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
 import { createService, type Service } from "@meshwork/runtime";
 import { createSagaExecutor, type SagaDefinition, type SagaExecutor } from "@meshwork/saga";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { createOrderStore, STATUS_CHANNEL } from "./adapters/db/order-store.js";
 import { outbox, sagas, schema } from "./adapters/db/schema.js";
 import { OrderWatch } from "./app/order-watch.js";
@@ -50,8 +48,7 @@ export async function createOrdersService(
   let payments: Client<typeof PaymentService> | undefined;
   let saga: SagaDefinition<PlacementData> | undefined;
   let executor: SagaExecutor | undefined;
-  let relay: OutboxRelay | undefined;
-  let nc: NatsConnection | undefined;
+  let publisher: OutboxPublisher | undefined;
   let unlisten: (() => Promise<void>) | undefined;
   const policy = (upstream: string) =>
     createUpstreamPolicy({
@@ -108,18 +105,16 @@ export async function createOrdersService(
         stepTimeoutMs: config.saga.stepTimeoutMs,
       });
       unlisten = await database.listen(STATUS_CHANNEL, (payload) => watch.deliver(payload));
-      nc = await connectNats(config.events.natsUrl, SERVICE);
-      await provision(await jetstreamManager(nc), { streams: [meshStreams.orders(config.events.namespace)] });
-      relay = createOutboxRelay({
+      publisher = await startOutboxPublisher({
+        service: SERVICE,
+        config: config.events,
+        stream: meshStreams.orders(config.events.namespace),
         database,
         table: outbox,
-        js: jetstream(nc),
-        logger,
+        logger: logger,
         tracer: telemetry.tracer,
         meter: telemetry.meter,
-        ...config.events.outbox,
       });
-      await relay.start();
       executor = createSagaExecutor({
         database,
         table: sagas,
@@ -137,10 +132,9 @@ export async function createOrdersService(
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await executor?.stop();
-      await relay?.stop();
+      await publisher?.stop();
       await unlisten?.();
       await discovery.close();
-      await nc?.drain();
       await database.close();
     },
   });

@@ -5,11 +5,9 @@ import {
 } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
-import { connectNats, createOutboxRelay, meshStreams, type OutboxRelay, provision } from "@meshwork/events";
+import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { createPaymentStore, type PaymentStore } from "./adapters/db/payment-store.js";
 import { outbox, schema } from "./adapters/db/schema.js";
 import { SimulatedProvider } from "./adapters/provider/simulated-provider.js";
@@ -33,8 +31,7 @@ export async function createPaymentsService(
   const store = createPaymentStore(database.db, provider, config.events.namespace);
   const discovery = createDiscovery(config.discovery, { service: SERVICE });
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
-  let nc: NatsConnection | undefined;
-  let relay: OutboxRelay | undefined;
+  let publisher: OutboxPublisher | undefined;
   let migrated = false;
   const ready = (): PaymentStore => {
     if (!migrated) throw new Error("payments used before start-up finished");
@@ -53,27 +50,22 @@ export async function createPaymentsService(
     async prepare() {
       await database.migrate(migrationsFolder);
       migrated = true;
-      nc = await connectNats(config.events.natsUrl, SERVICE);
-      await provision(await jetstreamManager(nc), {
-        streams: [meshStreams.payments(config.events.namespace)],
-      });
-      relay = createOutboxRelay({
+      publisher = await startOutboxPublisher({
+        service: SERVICE,
+        config: config.events,
+        stream: meshStreams.payments(config.events.namespace),
         database,
         table: outbox,
-        js: jetstream(nc),
-        logger,
+        logger: logger,
         tracer: service.telemetry.tracer,
         meter: service.telemetry.meter,
-        ...config.events.outbox,
       });
-      await relay.start();
     },
     readiness: [{ name: "database", check: () => database.ping() }],
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();
-      await relay?.stop();
-      await nc?.drain();
+      await publisher?.stop();
       await database.close();
     },
   });

@@ -2,11 +2,9 @@ import { fileURLToPath } from "node:url";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
-import { connectNats, createOutboxRelay, meshStreams, type OutboxRelay, provision } from "@meshwork/events";
+import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import type { NatsConnection } from "@nats-io/transport-node";
 import { outbox, schema } from "./adapters/db/schema.js";
 import { type App, createApp } from "./app.js";
 import type { Config } from "./config.js";
@@ -27,8 +25,7 @@ export async function createUsersService(
   const database = await openDatabase(config.db, schema);
   const discovery = createDiscovery(config.discovery, { service: "users" });
   let app: App | undefined;
-  let nc: NatsConnection | undefined;
-  let relay: OutboxRelay | undefined;
+  let publisher: OutboxPublisher | undefined;
   // Calls are refused (UNAVAILABLE) until the service is SERVING, which is after `prepare`.
   const ready = (): App => {
     if (!app) throw new Error("users app used before start-up finished");
@@ -57,25 +54,22 @@ export async function createUsersService(
     async prepare() {
       await database.migrate(migrationsFolder);
       app = await createApp(config, database);
-      nc = await connectNats(config.events.natsUrl, "users");
-      await provision(await jetstreamManager(nc), { streams: [meshStreams.users(config.events.namespace)] });
-      relay = createOutboxRelay({
+      publisher = await startOutboxPublisher({
+        service: "users",
+        config: config.events,
+        stream: meshStreams.users(config.events.namespace),
         database,
         table: outbox,
-        js: jetstream(nc),
         logger: service.logger,
         tracer: service.telemetry.tracer,
         meter: service.telemetry.meter,
-        ...config.events.outbox,
       });
-      await relay.start();
     },
     readiness: [{ name: "database", check: () => database.ping() }],
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();
-      await relay?.stop();
-      await nc?.drain();
+      await publisher?.stop();
       await database.close();
     },
   });

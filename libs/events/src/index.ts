@@ -29,5 +29,6 @@ export {
   type OutboxTable,
   outboxTable,
 } from "./outbox.js";
+export { type OutboxPublisher, startOutboxPublisher } from "./publisher.js";
 export { consumerOn, deadLetterSubject, meshStreams, streamName } from "./streams.js";
 export { type ConsumerSpec, provision, type StreamSpec } from "./topology.js";
