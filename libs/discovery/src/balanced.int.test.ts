@@ -1,4 +1,5 @@
 import { createClient } from "@connectrpc/connect";
+import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectNats } from "@meshwork/events";
 import { createService, type Service, ServingStatus } from "@meshwork/runtime";
@@ -119,7 +120,15 @@ describe("discovery end to end: announce, watch health, balance (real NATS, real
     const endpoints = await caller.endpoints();
     await waitFor(() => endpoints.healthy("users").length === 1, { what: "the static endpoint healthy" });
     expect(endpoints.all("users")[0]).toMatchObject({ source: "static", health: "SERVING" });
-    const client = createClient(UserService, await caller.transport("users"));
+    const transport = await caller.transport("users");
+    const client = createClient(UserService, transport);
     expect((await client.getUser({ id: ID })).user?.displayName).toBe("static-one");
+    // A server stream through the same transport, counted in flight until it is read to the end.
+    const ac = new AbortController();
+    const watch = createClient(Health, transport).watch({ service: "" }, { signal: ac.signal });
+    const first = await watch[Symbol.asyncIterator]().next();
+    expect(first.value?.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
+    expect(Object.values(transport.inFlight())).toEqual([1]);
+    ac.abort();
   });
 });

@@ -96,10 +96,30 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
     }
   });
 
-  const timeoutHeader = (header: Headers, timeoutMs: number | undefined) => {
-    if (timeoutMs === undefined || timeoutMs <= 0) return;
-    if (grpc) header.set("grpc-timeout", `${Math.ceil(timeoutMs)}m`);
-    else header.set("connect-timeout-ms", String(Math.ceil(timeoutMs)));
+  /** What a unary and a streaming call share: the deadline, its header, the request's frame. */
+  const common = (
+    method: Parameters<Transport["unary"]>[0] | Parameters<Transport["stream"]>[0],
+    timeoutMs: number | undefined,
+    header: ConstructorParameters<typeof Headers>[0] | undefined,
+    contextValues: ContextValues | undefined,
+  ) => {
+    const t = timeoutMs ?? options.defaultTimeoutMs;
+    const reqHeader = new Headers(header);
+    if (t !== undefined && t > 0) {
+      if (grpc) reqHeader.set("grpc-timeout", `${Math.ceil(t)}m`);
+      else reqHeader.set("connect-timeout-ms", String(Math.ceil(t)));
+    }
+    return {
+      timeoutMs: t,
+      req: {
+        service: method.parent,
+        method,
+        requestMethod: "POST",
+        url: createMethodUrl(baseUrl, method),
+        header: reqHeader,
+        contextValues: contextValues ?? createContextValues(),
+      },
+    };
   };
 
   return {
@@ -111,23 +131,12 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
       message: MessageInitShape<I>,
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
-      const t = timeoutMs ?? options.defaultTimeoutMs;
-      const reqHeader = new Headers(header);
-      timeoutHeader(reqHeader, t);
+      const c = common(method, timeoutMs, header, contextValues);
       return runUnaryCall<I, O>({
         interceptors: options.interceptors,
         signal,
-        timeoutMs: t,
-        req: {
-          stream: false,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: createMethodUrl(baseUrl, method),
-          header: reqHeader,
-          contextValues: contextValues ?? createContextValues(),
-          message,
-        },
+        timeoutMs: c.timeoutMs,
+        req: { ...c.req, stream: false, method, message },
         next: async (req) => {
           const s = pick();
           s.active++;
@@ -154,23 +163,12 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
       input: AsyncIterable<MessageInitShape<I>>,
       contextValues?: ContextValues,
     ): Promise<StreamResponse<I, O>> {
-      const t = timeoutMs ?? options.defaultTimeoutMs;
-      const reqHeader = new Headers(header);
-      timeoutHeader(reqHeader, t);
+      const c = common(method, timeoutMs, header, contextValues);
       return runStreamingCall<I, O>({
         interceptors: options.interceptors,
         signal,
-        timeoutMs: t,
-        req: {
-          stream: true,
-          service: method.parent,
-          method,
-          requestMethod: "POST",
-          url: createMethodUrl(baseUrl, method),
-          header: reqHeader,
-          contextValues: contextValues ?? createContextValues(),
-          message: input,
-        },
+        timeoutMs: c.timeoutMs,
+        req: { ...c.req, stream: true, method, message: input },
         next: async (req) => {
           const s = pick();
           s.active++;
