@@ -2,6 +2,8 @@ import { fileURLToPath } from "node:url";
 import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
+import { context, SpanStatusCode, trace } from "@opentelemetry/api";
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { and, eq, sql } from "drizzle-orm";
 import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -256,5 +258,51 @@ describe("sagas on the real Postgres", () => {
     expect(got.completed).toBe(1);
     expect((await status(id))?.leaseOwner).toBeNull();
     await rescuer.stop();
+  });
+
+  it("puts every step and compensation in the trace of the request that started the saga", async () => {
+    const exporter = new InMemorySpanExporter();
+    const traced = createTelemetry({
+      serviceName: "saga-trace",
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+    });
+    const def = definition("traced", {
+      capture: async () => {
+        throw new SagaAbort("payment declined");
+      },
+    });
+    const e = createSagaExecutor({
+      database,
+      table: sagas,
+      definitions: [def],
+      logger,
+      tracer: traced.tracer,
+      meter: traced.meter,
+      leaseMs: 10_000,
+      pollMs: 20,
+      batchSize: 4,
+    });
+    executors.push(e);
+    // Started inside a request's span, as PlaceOrder starts it.
+    const request = traced.tracer.startSpan("PlaceOrder");
+    const id = await context.with(trace.setSpan(context.active(), request), () => start(def));
+    request.end();
+    await e.start();
+    await finished(id);
+    await e.stop();
+    const steps = exporter.getFinishedSpans().filter((s) => s.attributes["saga.id"] === id);
+    expect(steps.map((s) => s.name)).toEqual([
+      "saga traced reserve",
+      "saga traced authorize",
+      "saga traced capture",
+      "saga traced compensate authorize",
+      "saga traced compensate reserve",
+    ]);
+    for (const s of steps) {
+      expect(s.spanContext().traceId).toBe(request.spanContext().traceId);
+      expect(s.parentSpanContext?.spanId).toBe(request.spanContext().spanId);
+    }
+    expect(steps[2]?.status.code).toBe(SpanStatusCode.ERROR);
+    await traced.shutdown();
   });
 });
