@@ -69,20 +69,44 @@ export async function startMesh(
     urls[name] = `http://127.0.0.1:${port}`;
     return p;
   };
-  // Notifications first: it declares the streams it consumes too.
-  for (const s of ["notifications", "users", "inventory", "payments", "orders"] as const) await start(s);
-  const gateway: Gateway = createGateway({
-    config: loadConfig({
-      PORT: "0",
-      ADMIN_PORT: "0",
-      LOG_LEVEL: options.gatewayLogLevel ?? "silent",
-      NATS_URL: natsUrl,
-      DISCOVERY_BUCKET: bucket,
-      DISCOVERY_TTL_MS: "2000",
-      JWKS_URL: `${urls.users}/.well-known/jwks.json`,
-    }),
-  });
-  const { url } = await gateway.start();
+  let gateway: Gateway | undefined;
+  /** Stops what runs and removes what this mesh created (streams, bucket, databases). */
+  const teardown = async () => {
+    await gateway?.stop();
+    for (const s of SERVICES) if (procs[s] && procs[s].child.exitCode === null) await procs[s].stop();
+    const nc = await connectNats(natsUrl, "cleanup");
+    const jsm = await jetstreamManager(nc);
+    for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+      await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+    await new Kvm(nc)
+      .open(bucket)
+      .then((kv) => kv.destroy())
+      .catch(() => {});
+    await nc.close();
+    for (const d of Object.values(dbs)) await d.drop();
+  };
+  let url: string;
+  try {
+    // Notifications first: it declares the streams it consumes too.
+    for (const s of ["notifications", "users", "inventory", "payments", "orders"] as const) await start(s);
+    gateway = createGateway({
+      config: loadConfig({
+        PORT: "0",
+        ADMIN_PORT: "0",
+        LOG_LEVEL: options.gatewayLogLevel ?? "silent",
+        NATS_URL: natsUrl,
+        DISCOVERY_BUCKET: bucket,
+        DISCOVERY_TTL_MS: "2000",
+        JWKS_URL: `${urls.users}/.well-known/jwks.json`,
+      }),
+    });
+    ({ url } = await gateway.start());
+  } catch (err) {
+    // A mesh that failed to start leaves nothing behind either.
+    await teardown().catch(() => {});
+    throw err;
+  }
+  const started = gateway;
   const edge = createGrpcTransport({ baseUrl: url });
   const clients = {
     users: createClient(UserService, edge),
@@ -114,25 +138,12 @@ export async function startMesh(
     async routable(name: Name) {
       await waitFor(
         () =>
-          gateway.upstreams.clusters.get(name)?.some((e) => e.health === "SERVING" && e.url === urls[name]) ??
+          started.upstreams.clusters.get(name)?.some((e) => e.health === "SERVING" && e.url === urls[name]) ??
           false,
         { what: `${name} routable at the gateway` },
       );
     },
-    async stop() {
-      await gateway.stop();
-      for (const s of SERVICES) if (procs[s] && procs[s].child.exitCode === null) await procs[s].stop();
-      const nc = await connectNats(natsUrl, "cleanup");
-      const jsm = await jetstreamManager(nc);
-      for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
-        await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-      await new Kvm(nc)
-        .open(bucket)
-        .then((kv) => kv.destroy())
-        .catch(() => {});
-      await nc.close();
-      for (const d of Object.values(dbs)) await d.drop();
-    },
+    stop: teardown,
   };
 }
 
