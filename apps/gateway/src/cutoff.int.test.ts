@@ -16,14 +16,15 @@ const ID = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
  * An upstream that dies mid-answer: it sends the response headers (and, with `data`, a first
  * message frame), then its connection is destroyed, as when the process is SIGKILLed.
  */
-async function startDyingUpstream(data: boolean) {
+async function startDyingUpstream(data: boolean, stall = false) {
   let calls = 0;
   const server = http2.createServer();
   server.on("stream", (stream) => {
     calls++;
     stream.respond({ ":status": 200, "content-type": "application/grpc" });
     if (data) stream.write(Buffer.from([0, 0, 0, 0, 2, 0x0a, 0x00]));
-    setImmediate(() => stream.session?.destroy());
+    // `stall`: the answer never ends (a stream that outlives its deadline).
+    if (!stall) setImmediate(() => stream.session?.destroy());
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
@@ -60,9 +61,9 @@ describe("the gateway when an upstream dies mid-answer", () => {
     await healthy?.shutdown();
   });
 
-  const gatewayTo = async (upstreams: string) => {
+  const gatewayTo = async (upstreams: string, env: Record<string, string> = {}) => {
     const config: GatewayConfig = {
-      ...loadConfig({ PORT: "0", ADMIN_PORT: "0", LOG_LEVEL: "silent", DISCOVERY: "static" }),
+      ...loadConfig({ PORT: "0", ADMIN_PORT: "0", LOG_LEVEL: "silent", DISCOVERY: "static", ...env }),
       upstreams: parseUpstreams(upstreams),
       discovery: undefined, // the endpoints as given, trusted: the dying one must be picked
     };
@@ -96,5 +97,16 @@ describe("the gateway when an upstream dies mid-answer", () => {
     );
     expect(err?.code).toBe(Code.Unavailable);
     expect(err?.rawMessage).toMatch(/^upstream users /);
+  });
+
+  it("ends an answer that outlives the deadline with DEADLINE_EXCEEDED trailers, not a reset", async () => {
+    const slow = await startDyingUpstream(true, true);
+    dying.push(slow);
+    const client = await gatewayTo(`users=${slow.url}`, { DEFAULT_TIMEOUT_MS: "300" });
+    const err = await client.getUser({ id: ID }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.DeadlineExceeded);
   });
 });
