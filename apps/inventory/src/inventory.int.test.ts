@@ -172,9 +172,21 @@ describe("inventory service on the real Postgres", () => {
       reserved: 0n,
       available: 6n,
     });
-    const release = await failure(client.releaseReservation({ reservationId: id }));
-    expect(release.code).toBe(Code.FailedPrecondition);
-    expect(release.rawMessage).toContain("committed");
+
+    // Released after its commit (an order compensated late): the units come back to stock.
+    const returned = randomUUID();
+    await client.reserveStock({ reservationId: returned, items: [{ productId: p.id, quantity: 1n }] });
+    await client.commitReservation({ reservationId: returned });
+    expect((await client.getProduct({ id: p.id })).product).toMatchObject({ onHand: 5n, reserved: 0n });
+    expect((await client.releaseReservation({ reservationId: returned })).reservation?.state).toBe(
+      ReservationState.RELEASED,
+    );
+    expect((await client.getProduct({ id: p.id })).product).toMatchObject({ onHand: 6n, reserved: 0n });
+    expect((await client.auditStock({})).products.find((a) => a.productId === p.id)).toMatchObject({
+      onHand: 6n,
+      received: 10n,
+      committed: 4n,
+    });
 
     const held = randomUUID();
     await client.reserveStock({ reservationId: held, items });

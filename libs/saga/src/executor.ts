@@ -11,7 +11,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { and, eq, inArray, isNull, lte, or } from "drizzle-orm";
+import { and, eq, inArray, isNull, lte, notInArray, or } from "drizzle-orm";
 import { SagaAbort, type SagaDefinition, type SagaStep } from "./definition.js";
 import type { SagaRow, SagaTable } from "./table.js";
 
@@ -101,9 +101,12 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
   let loop: Promise<void> | undefined;
   const inFlight = new Set<Promise<void>>();
 
-  /** Updates the saga if this executor still holds it; false when the lease was lost. */
+  /**
+   * Updates the saga if this executor still holds it and it is still where `current` says (the
+   * same status and step): false when the lease was lost or the saga moved on without us.
+   */
   const record = async (
-    id: string,
+    current: Pick<SagaRow, "id" | "status" | "step">,
     changes: Partial<SagaRow>,
     also?: (tx: AnyTransaction) => Promise<void>,
   ): Promise<boolean> =>
@@ -111,7 +114,14 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
       const [row] = await tx
         .update(t)
         .set({ ...changes, updatedAt: new Date() })
-        .where(and(eq(t.id, id), eq(t.leaseOwner, owner)))
+        .where(
+          and(
+            eq(t.id, current.id),
+            eq(t.leaseOwner, owner),
+            eq(t.status, current.status),
+            eq(t.step, current.step),
+          ),
+        )
         .returning({ id: t.id });
       if (!row) return false;
       await also?.(tx);
@@ -119,6 +129,11 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
     });
 
   const lease = () => new Date(Date.now() + options.leaseMs);
+  const stepCount = (row: SagaRow) => definitions.get(row.type)?.steps.length ?? 0;
+  /** Sagas this executor is driving now: never claimed again meanwhile, even past their lease. */
+  const driving = new Set<string>();
+  let kicked = false;
+  let stopping = false;
 
   const attempt = async <D>(
     def: SagaDefinition<D>,
@@ -143,11 +158,26 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
       parent,
     );
     const signal = AbortSignal.timeout(def.stepTimeoutMs);
+    // The timeout holds even for a step that ignores its signal.
+    let onAbort: (() => void) | undefined;
+    const timedOut = new Promise<never>((_, reject) => {
+      onAbort = () =>
+        reject(
+          new Error(
+            `${step.name}${phase === "action" ? "" : " compensation"} timed out after ${def.stepTimeoutMs} ms`,
+          ),
+        );
+      signal.addEventListener("abort", onAbort, { once: true });
+    });
+    timedOut.catch(() => {});
     try {
       const fn = phase === "action" ? step.action : step.compensate;
-      await context.with(trace.setSpan(parent, span), () =>
-        fn?.({ sagaId: row.id, data: row.data as D, attempt: row.attempts + 1, signal }),
-      );
+      await Promise.race([
+        context.with(trace.setSpan(parent, span), () =>
+          fn?.({ sagaId: row.id, data: row.data as D, attempt: row.attempts + 1, signal }),
+        ),
+        timedOut,
+      ]);
       span.setStatus({ code: SpanStatusCode.OK });
       return { ok: true };
     } catch (err) {
@@ -156,6 +186,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
       stepFailures.add(1, { type: def.type, step: step.name, phase });
       return { ok: false, err };
     } finally {
+      if (onAbort) signal.removeEventListener("abort", onAbort);
       span.end();
     }
   };
@@ -169,13 +200,16 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
     /** The step whose beforeStep already ran, in the transaction that recorded the one before. */
     let checked = -1;
     for (;;) {
+      if (stopping) {
+        // Stopping: give the saga back at its last recorded point, for whoever runs next.
+        await record(row, { leaseOwner: null, leaseUntil: null });
+        return;
+      }
       if (row.status === "running") {
         const step = def.steps[row.step];
         if (!step) {
-          const done = await record(
-            row.id,
-            { status: "completed", leaseOwner: null, leaseUntil: null },
-            (tx) => (def.onCompleted ? def.onCompleted(tx, row.id, data) : Promise.resolve()),
+          const done = await record(row, { status: "completed", leaseOwner: null, leaseUntil: null }, (tx) =>
+            def.onCompleted ? def.onCompleted(tx, row.id, data) : Promise.resolve(),
           );
           if (done) {
             outcomes.add(1, { type: def.type, outcome: "completed" });
@@ -185,7 +219,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
         }
         if (def.beforeStep && checked !== row.step) {
           let reason: string | undefined;
-          const kept = await record(row.id, { leaseUntil: lease() }, async (tx) => {
+          const kept = await record(row, { leaseUntil: lease() }, async (tx) => {
             reason = await def.beforeStep?.(tx, row.id, data, step.name);
           });
           if (!kept) return;
@@ -212,7 +246,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
                 leaseUntil: null,
               };
           let reason: string | undefined;
-          const kept = await record(row.id, next, async (tx) => {
+          const kept = await record(row, next, async (tx) => {
             await def.onStepDone?.(tx, row.id, data, step.name);
             if (!following) await def.onCompleted?.(tx, row.id, data);
             else if (def.beforeStep) reason = await def.beforeStep(tx, row.id, data, following.name);
@@ -259,7 +293,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
           { saga_id: row.id, step: step.name, attempts, err: message },
           "saga step failed: will retry",
         );
-        await record(row.id, {
+        await record(row, {
           attempts,
           lastError: message,
           nextAttemptAt: new Date(Date.now() + backoff(attempts, def.initialDelayMs, def.maxDelayMs)),
@@ -272,7 +306,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
         if (row.step < 0) {
           const reason = row.failure ?? "failed";
           const done = await record(
-            row.id,
+            row,
             { status: "compensated", leaseOwner: null, leaseUntil: null },
             (tx) => (def.onCompensated ? def.onCompensated(tx, row.id, data, reason) : Promise.resolve()),
           );
@@ -286,7 +320,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
         const result = step?.compensate ? await attempt(def, row, step, "compensate") : { ok: true as const };
         if (result.ok) {
           const next = { step: row.step - 1, attempts: 0, lastError: null, leaseUntil: lease() };
-          if (!(await record(row.id, next))) return;
+          if (!(await record(row, next))) return;
           row = { ...row, ...next };
           continue;
         }
@@ -296,7 +330,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
           { saga_id: row.id, step: step?.name, attempts, err: message },
           "saga compensation failed: will retry",
         );
-        await record(row.id, {
+        await record(row, {
           attempts,
           lastError: message,
           nextAttemptAt: new Date(Date.now() + backoff(attempts, def.initialDelayMs, def.maxDelayMs)),
@@ -309,16 +343,20 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
     }
   };
 
-  /** Switches to compensation of the steps before the current one. */
+  /**
+   * Switches to compensation, starting with the current step: it failed, was refused or was about
+   * to run, and may still have taken effect (an attempt whose answer was lost), so it is undone
+   * too; compensations are idempotent and find nothing to undo when it never happened.
+   */
   const compensateFrom = async (row: SagaRow, reason: string): Promise<SagaRow | undefined> => {
     const next = {
       status: "compensating" as const,
-      step: row.step - 1,
+      step: Math.min(row.step, stepCount(row) - 1),
       attempts: 0,
       failure: reason,
       leaseUntil: lease(),
     };
-    return (await record(row.id, next)) ? { ...row, ...next } : undefined;
+    return (await record(row, next)) ? { ...row, ...next } : undefined;
   };
 
   const claim = async (limit: number): Promise<SagaRow[]> => {
@@ -332,6 +370,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
           inArray(t.type, [...definitions.keys()]),
           lte(t.nextAttemptAt, now),
           or(isNull(t.leaseUntil), lte(t.leaseUntil, now)),
+          driving.size > 0 ? notInArray(t.id, [...driving]) : undefined,
         ),
       )
       .orderBy(t.nextAttemptAt)
@@ -345,9 +384,11 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
   };
 
   const launch = (r: SagaRow): Promise<void> => {
+    driving.add(r.id);
     const p: Promise<void> = drive(r)
       .catch((err) => logger.error({ err, saga_id: r.id }, "saga run failed"))
       .finally(() => {
+        driving.delete(r.id);
         inFlight.delete(p);
         wake?.(); // room for another
       });
@@ -383,7 +424,10 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
             logger.warn({ err }, "claiming sagas failed");
           }
           if (!running) break;
-          if (claimed > 0 && inFlight.size < options.batchSize) continue;
+          if ((claimed > 0 || kicked) && inFlight.size < options.batchSize) {
+            kicked = false;
+            continue;
+          }
           await new Promise<void>((resolve) => {
             const timer = setTimeout(resolve, options.pollMs);
             wake = () => {
@@ -396,12 +440,14 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
       })();
     },
     async stop() {
+      stopping = true;
       running = false;
       wake?.();
       await loop;
       await Promise.all(inFlight);
     },
     kick() {
+      kicked = true; // seen by the loop even when it is not asleep now
       wake?.();
     },
     runOnce,

@@ -153,7 +153,8 @@ describe("sagas on the real Postgres", () => {
     expect(s).toMatchObject({ status: "compensated", failure: "payment declined: over the limit" });
     expect(order).toEqual(["capture", "undo authorize", "undo reserve"]);
     const got = await entries(id);
-    expect(got["undo capture"]).toBeUndefined();
+    // The refused step is undone too (idempotently: it may have half happened).
+    expect(got["undo capture"]).toBe(1);
     expect(got["compensated: payment declined: over the limit"]).toBe(1);
     await e.stop();
   });
@@ -207,7 +208,7 @@ describe("sagas on the real Postgres", () => {
     expect(await finished(id)).toMatchObject({ status: "compensated", failure: "cancelled by the customer" });
     const got = await entries(id);
     expect(got.capture).toBeUndefined();
-    expect(got).toMatchObject({ "undo authorize": 1, "undo reserve": 1 });
+    expect(got).toMatchObject({ "undo capture": 1, "undo authorize": 1, "undo reserve": 1 });
   });
 
   it("shares the work between executors: each saga runs once", async () => {
@@ -295,6 +296,7 @@ describe("sagas on the real Postgres", () => {
       "saga traced reserve",
       "saga traced authorize",
       "saga traced capture",
+      "saga traced compensate capture",
       "saga traced compensate authorize",
       "saga traced compensate reserve",
     ]);
@@ -304,5 +306,60 @@ describe("sagas on the real Postgres", () => {
     }
     expect(steps[2]?.status.code).toBe(SpanStatusCode.ERROR);
     await traced.shutdown();
+  });
+
+  it("fails a step that outlives its timeout even when it ignores its signal, and never runs one saga twice at once", async () => {
+    const hangs = definition(
+      "hangs",
+      { authorize: () => new Promise<void>(() => {}) }, // never settles, ignores the signal
+      { stepTimeoutMs: 100, maxAttempts: 2 },
+    );
+    let running = 0;
+    let most = 0;
+    const slow = definition("slow", {
+      authorize: async () => {
+        running++;
+        most = Math.max(most, running);
+        await new Promise((r) => setTimeout(r, 400));
+        running--;
+      },
+    });
+    // A lease far shorter than the step: the executor must not claim its own saga again.
+    const e = executor([hangs, slow], { leaseMs: 100 });
+    await e.start();
+    const a = await start(hangs);
+    const b = await start(slow);
+    expect(await finished(a)).toMatchObject({
+      status: "compensated",
+      failure: "authorize timed out after 100 ms",
+    });
+    expect((await finished(b)).status).toBe("completed");
+    expect(most).toBe(1);
+    expect((await entries(b)).authorize).toBe(1);
+    await e.stop();
+  });
+
+  it("hands a saga back at its last recorded point when stopped", async () => {
+    let release: () => void = () => {};
+    const def = definition("stopped", {
+      authorize: () =>
+        new Promise<void>((r) => {
+          release = r;
+        }),
+    });
+    const e = executor([def]);
+    await e.start();
+    const id = await start(def);
+    await waitFor(async () => (await entries(id))["done reserve"] === 1, { what: "the first step" });
+    const stopping = e.stop();
+    release();
+    await stopping;
+    // authorize finished and was recorded; capture never started; nobody holds the saga.
+    expect(await status(id)).toMatchObject({ status: "running", step: 2, leaseOwner: null });
+    expect((await entries(id)).capture).toBeUndefined();
+    const next = executor([def]);
+    await next.start();
+    expect((await finished(id)).status).toBe("completed");
+    await next.stop();
   });
 });

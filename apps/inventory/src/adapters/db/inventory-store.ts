@@ -163,7 +163,10 @@ export function createInventoryStore(db: Database<InventorySchema>) {
       });
     },
 
-    /** Gives held units back; a no-op when released; records a tombstone for an unknown id. */
+    /**
+     * Gives held units back (committed ones back to stock); a no-op when released; records a
+     * tombstone for an unknown id.
+     */
     async release(id: string): Promise<Reservation> {
       return db.transaction(async (tx) => {
         const [tombstone] = await tx
@@ -175,7 +178,20 @@ export function createInventoryStore(db: Database<InventorySchema>) {
         const r = await loadReservation(tx, id, true);
         if (!r) throw new Error(`reservation ${id} vanished`);
         if (r.state === "released") return r;
-        if (r.state === "committed") throw new ReservationStateError(id, r.state, "release");
+        if (r.state === "committed") {
+          // Its units left stock: they come back (a compensation after the commit).
+          for (const item of r.items) {
+            await tx
+              .update(products)
+              .set({ onHand: sql`${products.onHand} + ${item.quantity}` })
+              .where(eq(products.id, item.productId));
+          }
+          await tx
+            .update(reservations)
+            .set({ state: "released", updatedAt: new Date() })
+            .where(eq(reservations.id, id));
+          return { ...r, state: "released" as const };
+        }
         return moveReserved(tx, r, "released");
       });
     },

@@ -641,8 +641,9 @@ export const InventoryService: GenService<{
     output: typeof ReserveStockResponseSchema;
   },
   /**
-   * ReleaseReservation gives a held reservation's units back. Releasing a released reservation
-   * is a no-op; releasing a committed one answers FAILED_PRECONDITION. Releasing an id never
+   * ReleaseReservation gives a held reservation's units back; a committed one's units return to
+   * stock (an order undone after its commit). Releasing a released reservation is a no-op.
+   * Releasing an id never
    * reserved records it as released, so a ReserveStock that arrives late (a retry still in
    * flight when its caller gave up and compensated) is refused with FAILED_PRECONDITION.
    *
