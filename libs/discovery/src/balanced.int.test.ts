@@ -129,6 +129,10 @@ describe("discovery end to end: announce, watch health, balance (real NATS, real
     const first = await watch[Symbol.asyncIterator]().next();
     expect(first.value?.status).toBe(HealthCheckResponse_ServingStatus.SERVING);
     expect(Object.values(transport.inFlight())).toEqual([1]);
+    // Abandoned (cancelled, never read again): no longer counted against that endpoint.
     ac.abort();
+    await waitFor(() => Object.values(transport.inFlight())[0] === 0, {
+      what: "the stream to leave the count",
+    });
   });
 });

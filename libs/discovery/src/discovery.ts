@@ -90,12 +90,12 @@ export function createDiscovery(
     async close() {
       for (const stop of [...deregister]) await stop();
       for (const t of transports) t.close();
-      if (tracker) {
-        const { tracker: tr, watcher } = await tracker;
-        tr.close();
-        await watcher?.stop();
-      }
-      if (nc) await (await nc).close();
+      // Whatever failed to open (NATS away at start-up) has nothing to close.
+      const opened = await tracker?.catch(() => undefined);
+      opened?.tracker.close();
+      await opened?.watcher?.stop();
+      const conn = await nc?.catch(() => undefined);
+      await conn?.close();
     },
   };
 }

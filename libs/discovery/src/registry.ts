@@ -73,9 +73,11 @@ export async function registerInstance(
   };
   await beat();
   let stopped = false;
+  /** The heartbeat being written, so a stop can let it land before deleting the key. */
+  let writing: Promise<void> = Promise.resolve();
   const timer = setInterval(
     () => {
-      if (!stopped) beat().catch(() => {}); // NATS away: the next beat tries again
+      if (!stopped) writing = beat().catch(() => {}); // NATS away: the next beat tries again
     },
     Math.max(100, Math.floor(ttlMs / 3)),
   );
@@ -85,6 +87,7 @@ export async function registerInstance(
     async stop() {
       stopped = true;
       clearInterval(timer);
+      await writing; // a put still in flight must not land after the delete
       await kv.delete(key).catch(() => {});
     },
   };

@@ -186,7 +186,16 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
             s.active--;
             throw err;
           }
-          // In flight until the response stream is read to its end (or abandoned).
+          // In flight until the response stream is read to its end, or the call is cancelled
+          // (an abandoned stream's signal aborts), whichever comes first, counted once.
+          let counted = true;
+          const done = () => {
+            if (!counted) return;
+            counted = false;
+            s.active--;
+            req.signal.removeEventListener("abort", done);
+          };
+          req.signal.addEventListener("abort", done, { once: true });
           const inner = res.message;
           return {
             ...res,
@@ -194,7 +203,7 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
               try {
                 yield* inner;
               } finally {
-                s.active--;
+                done();
               }
             })(),
           };
