@@ -104,7 +104,11 @@ export async function createOrdersService(
         retry: config.saga.retry,
         stepTimeoutMs: config.saga.stepTimeoutMs,
       });
-      unlisten = await database.listen(STATUS_CHANNEL, (payload) => watch.deliver(payload));
+      unlisten = await database.listen(
+        STATUS_CHANNEL,
+        (payload) => watch.deliver(payload),
+        () => watch.resync(),
+      );
       publisher = await startOutboxPublisher({
         service: SERVICE,
         config: config.events,

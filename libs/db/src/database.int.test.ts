@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
+import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
 import { sql } from "drizzle-orm";
 import { pgTable, serial, text } from "drizzle-orm/pg-core";
 import postgres from "postgres";
@@ -59,6 +59,33 @@ describe.each(["pglite", "postgres"] as const)("openDatabase on %s", (driver) =>
     ).rejects.toSatisfy((err: unknown) => isUniqueViolation(err, "items_name_unique"));
     const names = (await handle.db.select().from(items)).map((r) => r.name).sort();
     expect(names).toEqual(["a", "b"]);
+  });
+
+  it("says when its LISTEN is in place, again after the connection under it was killed", async () => {
+    const heard: string[] = [];
+    let listening = 0;
+    const unlisten = await handle.listen(
+      "mw_test_channel",
+      (p) => heard.push(p),
+      () => listening++,
+    );
+    expect(listening).toBe(1);
+    await handle.db.execute(sql`select pg_notify('mw_test_channel', 'one')`);
+    await waitFor(() => heard.includes("one"));
+    if (driver === "postgres" && testDb) {
+      // The server drops the listening connection: postgres.js reconnects and listens again.
+      const admin = postgres(testDb.url, { max: 1, onnotice: () => {} });
+      try {
+        await admin`select pg_terminate_backend(pid) from pg_stat_activity
+          where datname = current_database() and pid <> pg_backend_pid() and query ilike 'listen%'`;
+      } finally {
+        await admin.end();
+      }
+      await waitFor(() => listening === 2, { what: "the LISTEN to be re-established" });
+      await handle.db.execute(sql`select pg_notify('mw_test_channel', 'two')`);
+      await waitFor(() => heard.includes("two"));
+    }
+    await unlisten();
   });
 });
 

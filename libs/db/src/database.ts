@@ -43,7 +43,16 @@ export interface DatabaseHandle<TSchema extends Record<string, unknown>> {
    * Subscribes to `LISTEN channel` (on a dedicated connection for postgres.js, which re-listens
    * after a reconnect). Returns the function that unsubscribes.
    */
-  listen(channel: string, onNotify: (payload: string) => void): Promise<() => Promise<void>>;
+  listen(
+    channel: string,
+    onNotify: (payload: string) => void,
+    /**
+     * Called each time the LISTEN is in place: once at first, and again after postgres.js
+     * re-established it on a new connection. Notifications sent in between are lost, so a
+     * listener that must not miss a change re-reads the state here.
+     */
+    onListen?: () => void,
+  ): Promise<() => Promise<void>>;
   /** Closes the pool (waiting for queries in flight, up to 5 s) or the PGlite instance. */
   close(): Promise<void>;
 }
@@ -80,8 +89,8 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
       ping: async () => {
         await client`select 1`;
       },
-      listen: async (channel, onNotify) => {
-        const sub = await client.listen(channel, onNotify);
+      listen: async (channel, onNotify, onListen) => {
+        const sub = await client.listen(channel, onNotify, onListen);
         return () => sub.unlisten();
       },
       close: () => client.end({ timeout: 5 }),
@@ -98,7 +107,12 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
     ping: async () => {
       await db.execute(sql`select 1`);
     },
-    listen: async (channel, onNotify) => client.listen(channel, onNotify),
+    listen: async (channel, onNotify, onListen) => {
+      // In-process: the LISTEN never drops, so it is in place once.
+      const unlisten = await client.listen(channel, onNotify);
+      onListen?.();
+      return unlisten;
+    },
     close: () => client.close(),
   };
 }

@@ -1,7 +1,13 @@
 import type { OrderStatus } from "../domain/order.js";
 
-/** The statuses one watcher has not read yet, as an async iterable. */
-export interface StatusFeed extends AsyncIterable<OrderStatus> {
+/**
+ * What a watcher reads: each status the order passed through, or `resync` when notifications
+ * may have been lost (the LISTEN connection was re-established) and the order must be re-read.
+ */
+export type StatusChange = OrderStatus | "resync";
+
+/** The changes one watcher has not read yet, as an async iterable. */
+export interface StatusFeed extends AsyncIterable<StatusChange> {
   close(): void;
 }
 
@@ -11,7 +17,7 @@ export interface StatusFeed extends AsyncIterable<OrderStatus> {
  * misses nothing and a change committed by another instance of the service is seen too.
  */
 export class OrderWatch {
-  readonly #watchers = new Map<string, Set<(s: OrderStatus) => void>>();
+  readonly #watchers = new Map<string, Set<(s: StatusChange) => void>>();
 
   /** Feed it every notification payload. */
   deliver(payload: string): void {
@@ -21,11 +27,16 @@ export class OrderWatch {
     for (const push of this.#watchers.get(id) ?? []) push(status);
   }
 
+  /** After the LISTEN was re-established: every watcher re-reads its order. */
+  resync(): void {
+    for (const set of this.#watchers.values()) for (const push of set) push("resync");
+  }
+
   subscribe(orderId: string, signal?: AbortSignal): StatusFeed {
-    const queue: OrderStatus[] = [];
-    let waiting: ((r: IteratorResult<OrderStatus>) => void) | undefined;
+    const queue: StatusChange[] = [];
+    let waiting: ((r: IteratorResult<StatusChange>) => void) | undefined;
     let closed = false;
-    const push = (s: OrderStatus) => {
+    const push = (s: StatusChange) => {
       if (waiting) {
         const w = waiting;
         waiting = undefined;
@@ -54,7 +65,7 @@ export class OrderWatch {
           const s = queue.shift();
           if (s !== undefined) return Promise.resolve({ value: s, done: false });
           if (closed) return Promise.resolve({ value: undefined, done: true });
-          return new Promise<IteratorResult<OrderStatus>>((resolve) => {
+          return new Promise<IteratorResult<StatusChange>>((resolve) => {
             waiting = resolve;
           });
         },

@@ -194,7 +194,10 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
         yield { order: toOrderMessage(current) };
         if (TERMINAL.has(current.status)) return;
         // Each status the order passes through, in commit order; older ones are skipped.
-        for await (const status of changes) {
+        for await (const change of changes) {
+          // After a lost notification the order is read again: it may have moved on meanwhile.
+          const status =
+            change === "resync" ? ((await deps.orders().byId(req.id))?.status ?? current.status) : change;
           if (RANK[status] <= RANK[current.status]) continue;
           current = TERMINAL.has(status)
             ? ((await deps.orders().byId(req.id)) ?? { ...current, status })
