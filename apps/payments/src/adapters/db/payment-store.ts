@@ -68,7 +68,7 @@ export function createPaymentStore(
       if (!p) throw new PaymentNotFoundError(id);
       if (p.state === to) return p;
       if (p.state !== from) throw new PaymentStateError(id, p.state, op);
-      await provider.call(op, p.amountMinor ?? 0);
+      await provider.call(op, id, p.amountMinor ?? 0);
       const [row] = await tx
         .update(payments)
         .set({ state: to, updatedAt: new Date() })
@@ -83,7 +83,7 @@ export function createPaymentStore(
     async authorize(input: AuthorizeInput): Promise<Payment> {
       const existing = await load(db, input.paymentId, false);
       if (existing) return replay(existing, input);
-      const outcome = await provider.call("authorize", input.amountMinor);
+      const outcome = await provider.call("authorize", input.paymentId, input.amountMinor);
       const [row] = await db
         .insert(payments)
         .values({

@@ -7,10 +7,16 @@ export type ProviderOperation = "authorize" | "capture" | "void" | "refund";
  * A stand-in for a card processor with a fault switch: every call waits the added latency, then
  * fails when the provider is hard down or (at the failure rate) at random; an authorization above
  * the limit is declined. Tests and demos flip the switch through SetFaults.
+ *
+ * Like a real processor it takes an idempotency key (the payment id): a repeated call for the same
+ * payment and operation (a retry, or two racing calls) gets the first outcome and creates no
+ * second hold, so the service may call it before it has recorded the payment.
  */
 export class SimulatedProvider {
   #faults: Faults;
   readonly #random: () => number;
+  /** Outcomes by `<operation>:<payment id>`: the provider's own idempotency records. */
+  readonly #done = new Map<string, Promise<{ declined?: string }>>();
 
   constructor(faults: Faults, random: () => number = Math.random) {
     this.#faults = { ...faults };
@@ -25,8 +31,37 @@ export class SimulatedProvider {
     this.#faults = { ...f };
   }
 
-  /** Resolves when the provider accepted; `declined` is set for a refused authorization. */
-  async call(op: ProviderOperation, amountMinor = 0, signal?: AbortSignal): Promise<{ declined?: string }> {
+  /** Holds the provider placed (authorizations accepted), for tests. */
+  get holds(): number {
+    let n = 0;
+    for (const key of this.#done.keys()) if (key.startsWith("authorize:")) n++;
+    return n;
+  }
+
+  /**
+   * Resolves when the provider accepted; `declined` is set for a refused authorization. A failed
+   * call (down, random failure) is not remembered: trying again really tries again.
+   */
+  call(
+    op: ProviderOperation,
+    paymentId: string,
+    amountMinor = 0,
+    signal?: AbortSignal,
+  ): Promise<{ declined?: string }> {
+    const key = `${op}:${paymentId}`;
+    const earlier = this.#done.get(key);
+    if (earlier) return earlier;
+    const attempt = this.#attempt(op, amountMinor, signal);
+    this.#done.set(key, attempt);
+    attempt.catch(() => this.#done.delete(key));
+    return attempt;
+  }
+
+  async #attempt(
+    op: ProviderOperation,
+    amountMinor: number,
+    signal?: AbortSignal,
+  ): Promise<{ declined?: string }> {
     const f = this.#faults;
     if (f.addedLatencyMs > 0) await sleep(f.addedLatencyMs, undefined, { signal });
     if (f.hardDown) throw new ProviderUnavailableError(op, "the provider is down");
