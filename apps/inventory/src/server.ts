@@ -5,7 +5,7 @@ import {
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
-import { createService, type Service } from "@meshwork/runtime";
+import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createInventoryStore, type InventoryStore } from "./adapters/db/inventory-store.js";
 import { schema } from "./adapters/db/schema.js";
@@ -13,6 +13,7 @@ import type { Config } from "./config.js";
 import { createInventoryServiceHandlers } from "./ports/rpc/inventory-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const VERSION = packageVersion(import.meta.url);
 const SERVICE = "inventory";
 
 /**
@@ -26,7 +27,7 @@ export async function createInventoryService(
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
   const store = createInventoryStore(database.db);
-  const discovery = createDiscovery(config.discovery, { service: SERVICE });
+  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   let migrated = false;
   const ready = (): InventoryStore => {
@@ -35,6 +36,7 @@ export async function createInventoryService(
   };
   return createService({
     name: SERVICE,
+    version: VERSION,
     config: config.runtime,
     files: [file_meshwork_inventory_v1_inventory],
     services: [InventoryService],

@@ -18,7 +18,7 @@ import {
   meshStreams,
   provision,
 } from "@meshwork/events";
-import { createService, type Service } from "@meshwork/runtime";
+import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -31,6 +31,7 @@ import { onUserRegistered } from "./ports/events/user-registered.js";
 import { createNotificationServiceHandlers } from "./ports/rpc/notification-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const VERSION = packageVersion(import.meta.url);
 const SERVICE = "notifications";
 const DURABLE = "notifications";
 
@@ -44,12 +45,13 @@ export async function createNotificationsService(
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
-  const discovery = createDiscovery(config.discovery, { service: SERVICE });
+  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   const ns = config.events.namespace;
   let nc: NatsConnection | undefined;
   let consumers: EventConsumer[] = [];
   const service: Service = createService({
     name: SERVICE,
+    version: VERSION,
     config: config.runtime,
     files: [file_meshwork_notifications_v1_notifications],
     services: [NotificationService],

@@ -7,7 +7,7 @@ import { openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
-import { createService, type Service } from "@meshwork/runtime";
+import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createSagaExecutor, type SagaDefinition, type SagaExecutor } from "@meshwork/saga";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createOrderStore, STATUS_CHANNEL } from "./adapters/db/order-store.js";
@@ -19,6 +19,7 @@ import type { PlacementData } from "./domain/order.js";
 import { createOrderServiceHandlers } from "./ports/rpc/order-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const VERSION = packageVersion(import.meta.url);
 const SERVICE = "orders";
 
 /**
@@ -33,12 +34,13 @@ export async function createOrdersService(
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
   const orders = createOrderStore(database.db, config.events.namespace);
-  const discovery = createDiscovery(config.discovery, { service: SERVICE });
+  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   const telemetry =
     observe.telemetry ??
     createTelemetry({
       serviceName: SERVICE,
+      serviceVersion: VERSION,
       tracesExporter: config.runtime.tracesExporter,
       otlpEndpoint: config.runtime.otlpEndpoint,
       sampleRatio: config.runtime.sampleRatio,
@@ -70,6 +72,7 @@ export async function createOrdersService(
 
   const service: Service = createService({
     name: SERVICE,
+    version: VERSION,
     config: config.runtime,
     files: [file_meshwork_orders_v1_orders],
     services: [OrderService],

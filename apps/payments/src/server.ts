@@ -6,7 +6,7 @@ import {
 import { openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
-import { createService, type Service } from "@meshwork/runtime";
+import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createPaymentStore, type PaymentStore } from "./adapters/db/payment-store.js";
 import { outbox, schema } from "./adapters/db/schema.js";
@@ -15,6 +15,7 @@ import type { Config } from "./config.js";
 import { createPaymentServiceHandlers } from "./ports/rpc/payment-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const VERSION = packageVersion(import.meta.url);
 const SERVICE = "payments";
 
 /**
@@ -29,7 +30,7 @@ export async function createPaymentsService(
   const database = await openDatabase(config.db, schema);
   const provider = new SimulatedProvider(config.faults);
   const store = createPaymentStore(database.db, provider, config.events.namespace);
-  const discovery = createDiscovery(config.discovery, { service: SERVICE });
+  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   let publisher: OutboxPublisher | undefined;
   let migrated = false;
@@ -39,6 +40,7 @@ export async function createPaymentsService(
   };
   const service: Service = createService({
     name: SERVICE,
+    version: VERSION,
     config: config.runtime,
     files: [file_meshwork_payments_v1_payments],
     services: [PaymentService],

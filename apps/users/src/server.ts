@@ -3,7 +3,7 @@ import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/m
 import { openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
-import { createService, type Service } from "@meshwork/runtime";
+import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
 import { outbox, schema } from "./adapters/db/schema.js";
 import { type App, createApp } from "./app.js";
@@ -11,6 +11,7 @@ import type { Config } from "./config.js";
 import { createUserServiceHandlers } from "./ports/rpc/user-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
+const VERSION = packageVersion(import.meta.url);
 
 /**
  * Wires the users service: its database (migrated before it reports SERVING), its handlers,
@@ -23,7 +24,7 @@ export async function createUsersService(
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
-  const discovery = createDiscovery(config.discovery, { service: "users" });
+  const discovery = createDiscovery(config.discovery, { service: "users", version: VERSION });
   let app: App | undefined;
   let publisher: OutboxPublisher | undefined;
   // Calls are refused (UNAVAILABLE) until the service is SERVING, which is after `prepare`.
@@ -33,6 +34,7 @@ export async function createUsersService(
   };
   const service: Service = createService({
     name: "users",
+    version: VERSION,
     config: config.runtime,
     files: [file_meshwork_users_v1_users],
     services: [UserService],

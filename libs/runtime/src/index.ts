@@ -38,3 +38,4 @@ export {
   type Service,
   type ServiceOptions,
 } from "./service.js";
+export { packageVersion } from "./version.js";

@@ -118,7 +118,7 @@ describe("npm start", () => {
       });
       await status.exited;
       const rowOf = (name: string) =>
-        new RegExp(`^${name}\\s+[0-9a-f]{8}\\s+127\\.0\\.0\\.1:\\d+\\s+\\S+\\s+\\d+s\\s+SERVING$`);
+        new RegExp(`^${name}\\s+[0-9a-f]{8}\\s+127\\.0\\.0\\.1:\\d+\\s+0\\.1\\.0\\s+\\d+s\\s+SERVING$`);
       await waitFor(
         () =>
           ["inventory", "notifications", "payments", "users"].every((n) =>
