@@ -43,19 +43,27 @@ export class HealthWatch {
   async #run(client: ReturnType<typeof createClient<typeof Health>>): Promise<void> {
     let pauseMs = 100;
     while (!this.#closed) {
+      let failed = false;
+      let heard = false;
       try {
         for await (const res of client.watch({ service: "" }, { signal: this.#ac.signal })) {
+          heard = true;
           this.#set(res.status === Status.SERVING ? "SERVING" : "NOT_SERVING");
           pauseMs = 100;
         }
+        failed = !heard; // ended without a word: no better than broken
       } catch (err) {
+        failed = true;
         // A server without the health service is never picked: it cannot say it is ready.
         if (ConnectError.from(err).code === Code.Unimplemented) this.#set("NOT_SERVING");
       }
       if (this.#closed) return;
-      this.#set("UNKNOWN");
-      await new Promise((r) => setTimeout(r, pauseMs).unref());
-      pauseMs = Math.min(pauseMs * 2, 2_000);
+      // A stream the server ended cleanly keeps its last word while it is opened again (a
+      // draining server says NOT_SERVING first); a broken one (connection refused or reset, the
+      // instance killed) is UNKNOWN at once, so no call goes there meanwhile.
+      if (failed) this.#set("UNKNOWN");
+      await new Promise((r) => setTimeout(r, failed ? pauseMs : 50).unref());
+      if (failed) pauseMs = Math.min(pauseMs * 2, 2_000);
     }
   }
 
