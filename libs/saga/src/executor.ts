@@ -158,6 +158,20 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
       parent,
     );
     const signal = AbortSignal.timeout(def.stepTimeoutMs);
+    // While the step runs, the lease is renewed (a third of it at a time), so a step longer than
+    // the lease is not taken over by another executor as if this one had died.
+    const heartbeat = setInterval(
+      () => {
+        db.update(t)
+          .set({ leaseUntil: lease() })
+          .where(
+            and(eq(t.id, row.id), eq(t.leaseOwner, owner), eq(t.status, row.status), eq(t.step, row.step)),
+          )
+          .catch((err: unknown) => logger.warn({ err, saga_id: row.id }, "renewing a saga lease failed"));
+      },
+      Math.max(50, Math.floor(options.leaseMs / 3)),
+    );
+    heartbeat.unref();
     // The timeout holds even for a step that ignores its signal.
     let onAbort: (() => void) | undefined;
     const timedOut = new Promise<never>((_, reject) => {
@@ -186,6 +200,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
       stepFailures.add(1, { type: def.type, step: step.name, phase });
       return { ok: false, err };
     } finally {
+      clearInterval(heartbeat);
       if (onAbort) signal.removeEventListener("abort", onAbort);
       span.end();
     }

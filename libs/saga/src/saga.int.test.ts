@@ -90,9 +90,12 @@ describe("sagas on the real Postgres", () => {
     ...extra,
   });
 
-  const executor = (defs: SagaDefinition<Data>[], extra: { leaseMs?: number; owner?: string } = {}) => {
+  const executor = (
+    defs: SagaDefinition<Data>[],
+    extra: { leaseMs?: number; owner?: string; database?: DatabaseHandle<typeof schema> } = {},
+  ) => {
     const e = createSagaExecutor({
-      database,
+      database: extra.database ?? database,
       table: sagas,
       definitions: defs,
       logger,
@@ -227,7 +230,7 @@ describe("sagas on the real Postgres", () => {
     await Promise.all([a.stop(), b.stop()]);
   });
 
-  it("takes over a saga whose executor stopped answering once its lease runs out; the old one cannot record", async () => {
+  it("takes over a saga whose executor died once its lease runs out; the dead one records nothing", async () => {
     let hang = true;
     let release: () => void = () => {};
     const def = definition(
@@ -238,22 +241,44 @@ describe("sagas on the real Postgres", () => {
             hang = false;
             await new Promise<void>((r) => {
               release = r;
-            }); // the "crashed" executor never gets past here (until the end)
+            }); // the "dying" executor never gets past here (until the end)
           }
         },
       },
       { stepTimeoutMs: 60_000 },
     );
-    const stuck = executor([def], { owner: "stuck", leaseMs: 300 });
+    // The executor that dies has a database connection of its own, closed under it mid-step:
+    // its lease heartbeat stops, as a killed process's would.
+    const own = await openDatabase(
+      {
+        url: testDb.url,
+        dataDir: "",
+        pool: { max: 2, idleTimeoutS: 0, maxLifetimeS: 0, connectTimeoutS: 10 },
+      },
+      schema,
+    );
+    const dying = createSagaExecutor({
+      database: own,
+      table: sagas,
+      definitions: [def],
+      logger,
+      tracer: telemetry.tracer,
+      meter: telemetry.meter,
+      leaseMs: 300,
+      pollMs: 20,
+      batchSize: 4,
+      owner: "dying",
+    });
     const id = await start(def);
-    const stuckRun = stuck.runOnce();
+    const dyingRun = dying.runOnce();
     await waitFor(async () => (await entries(id))["done reserve"] === 1, { what: "the first step" });
+    await own.close();
     const rescuer = executor([def], { owner: "rescuer", leaseMs: 5_000 });
     await rescuer.start();
     expect((await finished(id)).status).toBe("completed");
-    // The stuck executor wakes up late: its step ran (idempotent), but it records nothing more.
+    // The dead executor's step returns late: it ran (idempotent), but nothing more is recorded.
     release();
-    await stuckRun;
+    await dyingRun;
     const got = await entries(id);
     expect(got["done authorize"]).toBe(1);
     expect(got.completed).toBe(1);
@@ -361,5 +386,24 @@ describe("sagas on the real Postgres", () => {
     await next.start();
     expect((await finished(id)).status).toBe("completed");
     await next.stop();
+  });
+
+  it("keeps the lease of a step longer than the lease: another executor does not take it over", async () => {
+    let runs = 0;
+    const def = definition("long", {
+      authorize: async () => {
+        runs++;
+        await new Promise((r) => setTimeout(r, 600));
+      },
+    });
+    const a = executor([def], { owner: "long-a", leaseMs: 150 });
+    const b = executor([def], { owner: "long-b", leaseMs: 150 });
+    const id = await start(def);
+    await a.start();
+    await waitFor(() => runs === 1, { what: "the long step to start" });
+    await b.start();
+    expect((await finished(id)).status).toBe("completed");
+    expect(runs).toBe(1);
+    await Promise.all([a.stop(), b.stop()]);
   });
 });
