@@ -14,14 +14,26 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  * RPC in the error a bad token gets.
  */
 export function keysetTokens(prefix: string, list: string) {
+  const encode = (lastId: string): string => Buffer.from(prefix + lastId).toString("base64url");
   return {
-    encode: (lastId: string): string => Buffer.from(prefix + lastId).toString("base64url"),
     /** The last id of the previous page; throws {@link InvalidPageTokenError}. */
     decode(token: string): string {
       const raw = Buffer.from(token, "base64url").toString();
       const id = raw.slice(prefix.length);
       if (!raw.startsWith(prefix) || !UUID.test(id)) throw new InvalidPageTokenError(list);
       return id;
+    },
+    /**
+     * A page from `rows`, fetched with a limit of `size + 1`: the first `size`, and the token of
+     * the next page when there was one more row (empty on the last page).
+     */
+    page<T extends { id: string }>(rows: readonly T[], size: number): { items: T[]; nextPageToken: string } {
+      const items = rows.slice(0, size);
+      const last = items.at(-1);
+      return {
+        items,
+        nextPageToken: rows.length > size && last ? encode(last.id) : "",
+      };
     },
   };
 }

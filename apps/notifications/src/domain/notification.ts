@@ -9,13 +9,6 @@ export interface Notification {
   createdAt: Date;
 }
 
-export class InvalidPageTokenError extends Error {
-  override readonly name = "InvalidPageTokenError";
-  constructor() {
-    super("page_token is not a token returned by ListNotifications");
-  }
-}
-
 /** Storage of notifications. */
 export interface NotificationRepository {
   insert(n: Notification): Promise<void>;

@@ -41,10 +41,3 @@ export class UserNotFoundError extends Error {
     super(`user ${id} not found`);
   }
 }
-
-export class InvalidPageTokenError extends Error {
-  override readonly name = "InvalidPageTokenError";
-  constructor(options?: ErrorOptions) {
-    super("page_token is not a token returned by ListUsers", options);
-  }
-}

@@ -107,12 +107,8 @@ export function createInventoryServiceHandlers(
           req.pageToken ? pages.decode(req.pageToken) : undefined,
           size + 1,
         );
-        const page = rows.slice(0, size);
-        const last = page.at(-1);
-        return {
-          products: page.map(toProduct),
-          nextPageToken: rows.length > size && last ? pages.encode(last.id) : "",
-        };
+        const { items, nextPageToken } = pages.page(rows, size);
+        return { products: items.map(toProduct), nextPageToken };
       }),
     adjustStock: (req) =>
       mapped(async () => {

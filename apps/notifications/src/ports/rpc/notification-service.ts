@@ -5,8 +5,9 @@ import {
   NotificationSchema,
   type NotificationService,
 } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { InvalidPageTokenError } from "@meshwork/db";
 import { listNotifications } from "../../app/queries/list-notifications.js";
-import { InvalidPageTokenError, type NotificationRepository } from "../../domain/notification.js";
+import type { NotificationRepository } from "../../domain/notification.js";
 
 export function createNotificationServiceHandlers(deps: {
   notifications: NotificationRepository;

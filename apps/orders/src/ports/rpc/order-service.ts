@@ -172,12 +172,8 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
           throw new ConnectError("all_users: needs the admin role", Code.PermissionDenied);
         }
         const rows = await deps.orders().listBefore(req.allUsers ? undefined : caller, before, size + 1);
-        const page = rows.slice(0, size);
-        const last = page.at(-1);
-        return {
-          orders: page.map(toOrderMessage),
-          nextPageToken: rows.length > size && last ? pages.encode(last.id) : "",
-        };
+        const { items, nextPageToken } = pages.page(rows, size);
+        return { orders: items.map(toOrderMessage), nextPageToken };
       }),
     cancelOrder: (req, ctx) =>
       mapped(async () => {

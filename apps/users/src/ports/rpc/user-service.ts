@@ -6,18 +6,13 @@ import {
   UserSchema,
   type UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
+import { InvalidPageTokenError } from "@meshwork/db";
 import { login } from "../../app/commands/login.js";
 import { registerUser } from "../../app/commands/register-user.js";
 import { getUser } from "../../app/queries/get-user.js";
 import { listUsers } from "../../app/queries/list-users.js";
 import type { App } from "../../app.js";
-import {
-  EmailTakenError,
-  InvalidCredentialsError,
-  InvalidPageTokenError,
-  type User,
-  UserNotFoundError,
-} from "../../domain/user.js";
+import { EmailTakenError, InvalidCredentialsError, type User, UserNotFoundError } from "../../domain/user.js";
 
 function toMessage(user: User): UserMessage {
   return create(UserSchema, {
