@@ -12,6 +12,7 @@ export {
   runtimeEnvShape,
   toRuntimeConfig,
 } from "./config.js";
+export { mapErrors } from "./errors.js";
 export { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 export { createDeadlineInterceptor } from "./interceptors/deadline.js";
 export { createErrorInterceptor } from "./interceptors/errors.js";

@@ -11,6 +11,7 @@ import {
   ReservationState,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { InvalidPageTokenError, keysetTokens, pageSize } from "@meshwork/db";
+import { mapErrors } from "@meshwork/runtime";
 import type { Logger } from "@meshwork/telemetry";
 import { v7 as uuidv7 } from "uuid";
 import type { InventoryStore } from "../../adapters/db/inventory-store.js";
@@ -67,13 +68,7 @@ function toConnectError(err: unknown): unknown {
   return err;
 }
 
-async function mapped<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    throw toConnectError(err);
-  }
-}
+const mapped = mapErrors(toConnectError);
 
 /** Quantities travel as int64; the service keeps them as safe JS numbers (validated ranges). */
 const n = (v: bigint) => Number(v);

@@ -9,6 +9,7 @@ import {
   OrderStatus,
 } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { InvalidPageTokenError, keysetTokens, pageSize } from "@meshwork/db";
+import { mapErrors } from "@meshwork/runtime";
 import type { SagaDefinition } from "@meshwork/saga";
 import { v7 as uuidv7 } from "uuid";
 import type { OrderStore } from "../../adapters/db/order-store.js";
@@ -68,13 +69,7 @@ function toConnectError(err: unknown): unknown {
   return err;
 }
 
-async function mapped<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    throw toConnectError(err);
-  }
-}
+const mapped = mapErrors(toConnectError);
 
 /**
  * The caller: the subject the gateway verified and sent upstream (it strips the header from

@@ -9,6 +9,7 @@ import {
   type PaymentService,
   PaymentState,
 } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { mapErrors } from "@meshwork/runtime";
 import type { Logger } from "@meshwork/telemetry";
 import type { PaymentStore } from "../../adapters/db/payment-store.js";
 import type { SimulatedProvider } from "../../adapters/provider/simulated-provider.js";
@@ -62,13 +63,7 @@ function toConnectError(err: unknown): unknown {
   return err;
 }
 
-async function mapped<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    throw toConnectError(err);
-  }
-}
+const mapped = mapErrors(toConnectError);
 
 /** Translates between the proto messages and the store. */
 export function createPaymentServiceHandlers(

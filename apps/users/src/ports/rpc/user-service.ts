@@ -7,6 +7,7 @@ import {
   type UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
 import { InvalidPageTokenError } from "@meshwork/db";
+import { mapErrors } from "@meshwork/runtime";
 import { login } from "../../app/commands/login.js";
 import { registerUser } from "../../app/commands/register-user.js";
 import { getUser } from "../../app/queries/get-user.js";
@@ -33,13 +34,7 @@ function toConnectError(err: unknown): unknown {
   return err;
 }
 
-async function mapped<T>(work: () => Promise<T>): Promise<T> {
-  try {
-    return await work();
-  } catch (err) {
-    throw toConnectError(err);
-  }
-}
+const mapped = mapErrors(toConnectError);
 
 /** Translates between the proto messages and the use cases. */
 export function createUserServiceHandlers(app: () => App): ServiceImpl<typeof UserService> {
