@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { removeRegistry } from "@meshwork/discovery";
 import { connectNats } from "@meshwork/events";
 import {
   createTestDatabase,
@@ -11,7 +12,6 @@ import {
   uniqueName,
   waitFor,
 } from "@meshwork/testing";
-import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
@@ -71,10 +71,7 @@ describe("the gateway on the discovery registry (two real inventory processes, r
     await gateway?.stop();
     for (const p of instances) if (p.child.exitCode === null) await p.stop();
     const nc = await connectNats(natsUrl, "cleanup");
-    await new Kvm(nc)
-      .open(bucket)
-      .then((kv) => kv.destroy())
-      .catch(() => {});
+    await removeRegistry(nc, bucket);
     await nc.close();
     await db?.drop();
   });

@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { createDiscovery, type Discovery } from "@meshwork/discovery";
+import { createDiscovery, type Discovery, removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
@@ -16,7 +16,6 @@ import {
   waitFor,
 } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
@@ -56,10 +55,7 @@ describe("a caller's breaker in front of a failing payments process (real proces
     await payments?.stop();
     const nc = await connectNats(natsUrl, "cleanup");
     await (await jetstreamManager(nc)).streams.delete(streamName(namespace, "PAYMENTS")).catch(() => {});
-    await new Kvm(nc)
-      .open(bucket)
-      .then((kv) => kv.destroy())
-      .catch(() => {});
+    await removeRegistry(nc, bucket);
     await nc.close();
     await db?.drop();
   });

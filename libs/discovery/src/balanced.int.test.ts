@@ -6,10 +6,10 @@ import { createService, type Service, ServingStatus } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { uniqueName, waitFor } from "@meshwork/testing";
-import { Kvm } from "@nats-io/kv";
 import { afterAll, describe, expect, it } from "vitest";
 import type { DiscoveryConfig } from "./config.js";
 import { createDiscovery, type Discovery } from "./discovery.js";
+import { removeRegistry } from "./registry.js";
 
 const ID = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 
@@ -28,10 +28,7 @@ describe("discovery end to end: announce, watch health, balance (real NATS, real
     for (const s of services) await s.shutdown();
     for (const d of discoveries) await d.close();
     const nc = await connectNats(config.natsUrl, "cleanup");
-    await new Kvm(nc)
-      .open(config.bucket)
-      .then((kv) => kv.destroy())
-      .catch(() => {});
+    await removeRegistry(nc, config.bucket);
     await nc.close();
   });
 

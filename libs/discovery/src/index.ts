@@ -21,6 +21,7 @@ export {
   type RegistryOptions,
   type RegistryWatcher,
   registerInstance,
+  removeRegistry,
   watchRegistry,
 } from "./registry.js";
 export {

@@ -2,10 +2,9 @@ import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { connectNats } from "@meshwork/events";
 import { startProcess, uniqueName, waitFor } from "@meshwork/testing";
-import { Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { registerInstance, watchRegistry } from "./registry.js";
+import { registerInstance, removeRegistry, watchRegistry } from "./registry.js";
 
 describe("registry over NATS KV (real NATS)", () => {
   let nc: NatsConnection;
@@ -15,10 +14,7 @@ describe("registry over NATS KV (real NATS)", () => {
     nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "discovery-test");
   });
   afterAll(async () => {
-    await new Kvm(nc)
-      .open(bucket)
-      .then((kv) => kv.destroy())
-      .catch(() => {});
+    await removeRegistry(nc, bucket);
     await nc.close();
   });
 

@@ -163,3 +163,11 @@ export async function watchRegistry(options: RegistryOptions): Promise<RegistryW
     },
   };
 }
+
+/** Removes a registry bucket and every record in it (tests, and tearing a mesh down); absent is fine. */
+export async function removeRegistry(nc: NatsConnection, bucket: string): Promise<void> {
+  await new Kvm(nc)
+    .open(bucket)
+    .then((kv) => kv.destroy())
+    .catch(() => {});
+}

@@ -7,10 +7,10 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 import { afterAll, describe, expect, it } from "vitest";
 import { dropServiceDatabase } from "./provision.js";
 import { registryBucketFor } from "./registry.js";
@@ -23,10 +23,7 @@ async function removeStreams(namespace: string): Promise<void> {
   const jsm = await jetstreamManager(nc);
   for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
     await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-  await new Kvm(nc)
-    .open(registryBucketFor(namespace))
-    .then((kv) => kv.destroy())
-    .catch(() => {});
+  await removeRegistry(nc, registryBucketFor(namespace));
   await nc.close();
 }
 

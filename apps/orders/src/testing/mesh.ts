@@ -6,6 +6,7 @@ import { NotificationService } from "@meshwork/contracts/meshwork/notifications/
 import { OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
 import {
@@ -17,7 +18,6 @@ import {
   waitFor,
 } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { Kvm } from "@nats-io/kv";
 
 // apps/orders/{src,dist}/testing -> apps/<name>/dist/main.js
 const app = (name: string) => fileURLToPath(new URL(`../../../${name}/dist/main.js`, import.meta.url));
@@ -78,10 +78,7 @@ export async function startMesh(
     const jsm = await jetstreamManager(nc);
     for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-    await new Kvm(nc)
-      .open(bucket)
-      .then((kv) => kv.destroy())
-      .catch(() => {});
+    await removeRegistry(nc, bucket);
     await nc.close();
     for (const d of Object.values(dbs)) await d.drop();
   };
