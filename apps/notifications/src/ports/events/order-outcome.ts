@@ -1,8 +1,8 @@
 import type { OrderCancelled, OrderConfirmed } from "@meshwork/contracts/meshwork/orders/v1/events";
 import type { EventHandler } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
+import { formatMoney } from "./money.js";
 import { notificationHandler } from "./notification-handler.js";
-import { formatMoney } from "./payment-refunded.js";
 
 /** OrderConfirmed -> "your order is confirmed". */
 export function onOrderConfirmed(logger: Logger): EventHandler {
