@@ -1,4 +1,5 @@
 import { z } from "zod";
+import { DEFAULT_BUCKET, DEFAULT_TTL_MS } from "./registry.js";
 
 /**
  * `UPSTREAMS`: static endpoints per service (its short name), beside or instead of the registry:
@@ -29,10 +30,10 @@ export function parseUpstreams(text: string): Record<string, string[]> {
 }
 
 /** `UPSTREAMS` as a zod schema (default: none). */
-export function upstreamsSchema(defaultText = "") {
+function upstreamsSchema() {
   return z
     .string()
-    .default(defaultText)
+    .default("")
     .transform((text, ctx) => {
       try {
         return parseUpstreams(text);
@@ -44,7 +45,7 @@ export function upstreamsSchema(defaultText = "") {
 }
 
 /** The discovery settings of a process, as a zod shape to spread into its config schema. */
-export function discoveryEnvShape(defaults: { upstreams?: string } = {}) {
+export function discoveryEnvShape() {
   return {
     NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
     /** `registry` (register in and watch the NATS KV bucket) or `static` (UPSTREAMS only). */
@@ -53,12 +54,12 @@ export function discoveryEnvShape(defaults: { upstreams?: string } = {}) {
     DISCOVERY_BUCKET: z
       .string()
       .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
-      .default("meshwork_registry"),
+      .default(DEFAULT_BUCKET),
     /** A silent instance leaves the registry after this long; it heartbeats three times per TTL. */
-    DISCOVERY_TTL_MS: z.coerce.number().int().min(300).default(10_000),
+    DISCOVERY_TTL_MS: z.coerce.number().int().min(300).default(DEFAULT_TTL_MS),
     /** The host others reach this instance at; default HOST (127.0.0.1 when HOST is a wildcard). */
     ADVERTISE_HOST: z.string().min(1).optional(),
-    UPSTREAMS: upstreamsSchema(defaults.upstreams),
+    UPSTREAMS: upstreamsSchema(),
   };
 }
 

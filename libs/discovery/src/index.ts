@@ -3,7 +3,6 @@ export {
   discoveryEnvShape,
   parseUpstreams,
   toDiscoveryConfig,
-  upstreamsSchema,
 } from "./config.js";
 export { createDiscovery, type Discovery } from "./discovery.js";
 export {

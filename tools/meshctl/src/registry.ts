@@ -1,12 +1,10 @@
-import { watchRegistry } from "@meshwork/discovery";
+import { DEFAULT_BUCKET, watchRegistry } from "@meshwork/discovery";
 import { connectNats } from "@meshwork/events";
 import { checkHealth } from "./health.js";
 
 /** The registry bucket of a mesh: one per events namespace, so side-by-side meshes never mix. */
 export function registryBucketFor(namespace: string): string {
-  return namespace
-    ? `${namespace.slice(0, -1).replace(/[^A-Za-z0-9_-]/g, "_")}_registry`
-    : "meshwork_registry";
+  return namespace ? `${namespace.slice(0, -1).replace(/[^A-Za-z0-9_-]/g, "_")}_registry` : DEFAULT_BUCKET;
 }
 
 function age(ms: number): string {

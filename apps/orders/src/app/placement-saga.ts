@@ -5,7 +5,7 @@ import { SagaAbort, type SagaDefinition } from "@meshwork/saga";
 import type { OrderStore } from "../adapters/db/order-store.js";
 import type { PlacementData } from "../domain/order.js";
 
-export const PLACEMENT = "order-placement";
+const PLACEMENT = "order-placement";
 
 /** A refusal by the other service (no stock, declined): the order cannot go on. */
 const BUSINESS = new Set([Code.FailedPrecondition, Code.NotFound, Code.InvalidArgument, Code.AlreadyExists]);
