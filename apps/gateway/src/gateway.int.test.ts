@@ -308,6 +308,14 @@ describe("gateway (real sockets, a real upstream service)", () => {
     expect(answers).toEqual(["listServicesResponse", "fileDescriptorResponse"]);
   });
 
+  it("passes on an idempotent call's answer larger than what it holds back for a retry, whole", async () => {
+    // ListUsers is retryable, so its answer is held until its end up to 256 KiB, then streamed.
+    const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+    const res = await users.listUsers({ pageSize: 700 });
+    expect(res.users).toHaveLength(700);
+    expect(res.users.at(-1)?.displayName).toBe("x".repeat(1000));
+  });
+
   it("forwards a server stream with its messages and trailers", async () => {
     const health = createClient(Health, createGrpcTransport({ baseUrl: url }));
     const abort = new AbortController();

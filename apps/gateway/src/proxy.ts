@@ -53,6 +53,11 @@ const HOP_BY_HOP = new Set([
   "http2-settings",
   "host",
 ]);
+/**
+ * How much of a retryable call's answer is held back until its end (so that it can still be
+ * retried when the upstream dies before finishing it); a larger answer is streamed as it comes.
+ */
+const HELD_ANSWER_BYTES = 256 * 1024;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const IDENTITY = new Set<string>(Object.values(IdentityHeaders));
 const CORS_ALLOW_HEADERS = [...cors.allowedHeaders, "Authorization", "X-Request-Id"].join(", ");
@@ -460,9 +465,12 @@ export function createProxy(options: ProxyOptions) {
 
         let answered = false;
         let grpcStatus: string | undefined;
-        // For a retryable call the answer's headers wait for its first byte (or its end), so an
-        // UNAVAILABLE carried in the trailers can still be retried elsewhere.
+        // For a retryable call the whole answer (a unary one: one message) is held until its end,
+        // up to HELD_ANSWER_BYTES, so an UNAVAILABLE carried in the trailers, or an upstream that
+        // dies between its message and its trailers, can still be retried elsewhere.
         let held: (() => void) | undefined;
+        let heldChunks: Buffer[] = [];
+        let heldBytes = 0;
         let httpStatus = 0;
         /** A gRPC answer (not gRPC-Web): it must end with trailers. */
         let grpcAnswer = false;
@@ -490,6 +498,16 @@ export function createProxy(options: ProxyOptions) {
             held = undefined;
             answered = true;
             down.respond(httpStatus, out, endStream, isGrpc && !endStream && down.h2);
+            const chunks = heldChunks;
+            heldChunks = [];
+            for (const chunk of chunks) forward(chunk);
+          };
+          const forward = (chunk: Buffer) => {
+            bytesOut += chunk.length;
+            if (!down.write(chunk)) {
+              up.pause();
+              down.onDrain(() => up.resume());
+            }
           };
           if (endStream) {
             forwardHeaders();
@@ -500,12 +518,14 @@ export function createProxy(options: ProxyOptions) {
           else forwardHeaders();
           up.on("data", (chunk: Buffer) => {
             if (over || done) return;
-            held?.();
-            bytesOut += chunk.length;
-            if (!down.write(chunk)) {
-              up.pause();
-              down.onDrain(() => up.resume());
+            if (held) {
+              heldChunks.push(chunk);
+              heldBytes += chunk.length;
+              // A large answer is passed on as it comes: it can no longer be retried.
+              if (heldBytes > HELD_ANSWER_BYTES) held();
+              return;
             }
+            forward(chunk);
           });
         });
         let trailers: http2.IncomingHttpHeaders | undefined;
