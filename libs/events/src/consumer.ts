@@ -16,6 +16,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
+import { sql } from "drizzle-orm";
 import { decodeEvent, EventHeaders, UndecodableEventError } from "./envelope.js";
 import type { InboxTable } from "./inbox.js";
 
@@ -232,9 +233,13 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   async function applyBatch(batch: Pending[]): Promise<void> {
     try {
       await database.db.transaction(async (tx) => {
+        // One statement of one shape whatever the batch's size (the ids as one array parameter):
+        // prepared once, and no per-row query building.
         const rows = await tx
           .insert(inbox)
-          .values(batch.map((p) => ({ consumer: options.durable, eventId: p.event.id })))
+          .select(
+            sql`select ${options.durable}, unnest(${sql.param(batch.map((p) => p.event.id))}::text[]), now()`,
+          )
           .onConflictDoNothing()
           .returning({ eventId: inbox.eventId });
         const fresh = new Set(rows.map((r) => r.eventId));

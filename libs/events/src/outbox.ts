@@ -12,7 +12,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { and, asc, inArray, isNotNull, isNull, lt, sql } from "drizzle-orm";
+import { and, asc, isNotNull, isNull, lt, sql } from "drizzle-orm";
 import { bigserial, customType, index, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { cloudEventHeaders, type EventEnvelope } from "./envelope.js";
 
@@ -208,12 +208,8 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       await tx
         .update(table)
         .set({ sentAt: sql`now()` })
-        .where(
-          inArray(
-            table.seq,
-            rows.map((r) => r.seq),
-          ),
-        );
+        // The claimed rows as one array parameter: one statement shape for every batch size.
+        .where(sql`${table.seq} = any(${sql.param(rows.map((r) => r.seq))}::bigint[])`);
       return rows.length;
     });
     if (sent > 0) published.add(sent);

@@ -13,6 +13,7 @@
  */
 import { writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
+import { Session } from "node:inspector/promises";
 import { join } from "node:path";
 import { createEventConsumer, createOutboxRelay, enqueueEvents } from "@meshwork/events";
 import { createEventsFixture, effects, inbox, outbox, registry } from "@meshwork/events/testing";
@@ -108,11 +109,23 @@ async function main(): Promise<void> {
     const commitRate = N / ((performance.now() - commitStart) / 1000);
 
     // 2b. the pipeline: relay + consumer drain those N committed events
+    // MESHWORK_BENCH_PROFILE_EVENTS=<file>: a CPU profile of this phase alone, written there.
+    const profiler = process.env.MESHWORK_BENCH_PROFILE_EVENTS ? new Session() : undefined;
+    if (profiler) {
+      profiler.connect();
+      await profiler.post("Profiler.enable");
+      await profiler.post("Profiler.start");
+    }
     const start = performance.now();
     await relay.start();
     await consumer.start();
     while (applied.size < N) await new Promise((r) => setTimeout(r, 5));
     const meshRate = N / ((Math.max(...applied.values()) - start) / 1000);
+    if (profiler) {
+      const { profile } = await profiler.post("Profiler.stop");
+      writeFileSync(process.env.MESHWORK_BENCH_PROFILE_EVENTS as string, JSON.stringify(profile));
+      profiler.disconnect();
+    }
 
     // 3. lag at half of the mesh's rate, paced
     committed.clear();
