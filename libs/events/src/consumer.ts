@@ -270,10 +270,20 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
       if (batch.length === 1 && batch[0]) batch[0].outcome = { error };
       else await applyEachInSavepoint(batch);
     }
+    // Settled back to back, with no await between the acks: nats.js writes what was queued in
+    // one microtask, so the acks of a whole batch leave in one socket write, not one each.
+    const waits: Promise<void>[] = [];
     for (const p of batch) {
-      await context.with(p.ctx, () => settle(p)).catch((e) => unsettled(e, p.event.id));
-      p.span.end();
+      let wait: Promise<void> | undefined;
+      try {
+        wait = context.with(p.ctx, () => settle(p));
+      } catch (err) {
+        unsettled(err, p.event.id); // the connection closed under the ack: it will be redelivered
+      }
+      if (wait) waits.push(wait.catch((e) => unsettled(e, p.event.id)).finally(() => p.span.end()));
+      else p.span.end();
     }
+    await Promise.all(waits);
   }
 
   function batchItem(p: Pending): BatchItem {
@@ -311,7 +321,8 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
     }
   }
 
-  async function settle(p: Pending): Promise<void> {
+  /** Acks, naks or dead-letters; returns a promise only when it has to wait (dead-lettering). */
+  function settle(p: Pending): Promise<void> | undefined {
     const { msg, span, event } = p;
     if (p.outcome === "applied" || p.outcome === "duplicate") {
       msg.ack();
@@ -329,8 +340,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
     span.recordException(err as Error);
     span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
     if (msg.info.deliveryCount >= options.maxDeliver) {
-      await deadLetter(msg, err instanceof Error ? err.message : String(err));
-      return;
+      return deadLetter(msg, err instanceof Error ? err.message : String(err));
     }
     const delay = Math.min(30_000, options.backoffMs * 2 ** (msg.info.deliveryCount - 1));
     msg.nak(delay);
