@@ -246,6 +246,12 @@ describe("service runtime over real sockets", () => {
         code: grpc.status.DEADLINE_EXCEEDED,
       });
       client.close();
+      // gRPC (the fast path) to a handler that ignores its signal: answered at the deadline too.
+      const ignoring = grpcJsClient(pkg, "meshwork.users.v1.UserService", `127.0.0.1:${port}`);
+      await expect(grpcJsUnary(ignoring, "ListUsers", {}, { deadlineMs: 150 })).rejects.toMatchObject({
+        code: grpc.status.DEADLINE_EXCEEDED,
+      });
+      ignoring.close();
       // A client that does not enforce deadlines itself (curl, fetch) still gets the answer in
       // time, even from a handler that ignores its abort signal.
       const t0 = Date.now();
@@ -256,6 +262,20 @@ describe("service runtime over real sockets", () => {
       });
       expect(((await res.json()) as { code: string }).code).toBe("deadline_exceeded");
       expect(Date.now() - t0).toBeLessThan(1_500);
+      // Each call is recorded as it ended for its client: DEADLINE_EXCEEDED at the deadline, not
+      // OK once the handler that ignores the deadline finishes.
+      for (const protocol of ["grpc", "connect"]) {
+        const line = await waitFor(() =>
+          t.lines.find(
+            (l) =>
+              l.msg === "rpc" &&
+              l.method === "/meshwork.users.v1.UserService/ListUsers" &&
+              l.protocol === protocol,
+          ),
+        );
+        expect(line.code).toBe("deadline_exceeded");
+        expect(line.duration_ms as number).toBeLessThan(1_000);
+      }
     } finally {
       slow = 0;
     }
