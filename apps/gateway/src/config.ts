@@ -61,6 +61,10 @@ const shape = {
   /** Longest deadline a client may ask for; longer ones are cut to this. */
   MAX_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+  /** Where the gateway's spans go: as for the services (`otlp` to the collector in compose). */
+  OTEL_TRACES_EXPORTER: z.enum(["none", "console", "otlp"]).default("none"),
+  OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
+  OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
 };
 
 export interface GatewayConfig {
@@ -89,6 +93,10 @@ export interface GatewayConfig {
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
   shutdownGraceMs: number;
+  /** Span export, as for the services; absent: none. */
+  tracesExporter?: "none" | "console" | "otlp";
+  otlpEndpoint?: string;
+  sampleRatio?: number;
 }
 
 /** Reads the gateway's configuration from the environment, once. */
@@ -120,5 +128,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultTimeoutMs: e.DEFAULT_TIMEOUT_MS,
     maxTimeoutMs: e.MAX_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    tracesExporter: e.OTEL_TRACES_EXPORTER,
+    otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
+    sampleRatio: e.OTEL_TRACES_SAMPLER_ARG,
   };
 }

@@ -47,7 +47,14 @@ export interface Gateway {
 export function createGateway(options: GatewayOptions): Gateway {
   const { config } = options;
   const logger = options.logger ?? createLogger({ service: "gateway", level: config.logLevel });
-  const telemetry = options.telemetry ?? createTelemetry({ serviceName: "gateway" });
+  const telemetry =
+    options.telemetry ??
+    createTelemetry({
+      serviceName: "gateway",
+      tracesExporter: config.tracesExporter,
+      otlpEndpoint: config.otlpEndpoint,
+      sampleRatio: config.sampleRatio,
+    });
   const routes = buildRoutes(options.files ?? meshworkFiles);
   const table = new Map(routes.map((r) => [r.prefix, r]));
   const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier);
