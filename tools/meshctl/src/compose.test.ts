@@ -1,0 +1,172 @@
+import { existsSync, readFileSync } from "node:fs";
+import { basename, join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { beforeAll, describe, expect, it } from "vitest";
+import { parse } from "yaml";
+import { ENVOY_CONFIG_PATH } from "./envoy.js";
+import { findServices, type ServiceManifest } from "./services.js";
+
+/**
+ * `docker-compose.yml` cannot run here (no Docker engine), so it is checked statically against
+ * the code it deploys: every service of the repository is in it, configured with variables its
+ * own config loader accepts, on its own database and role, reachable at the addresses Envoy,
+ * Prometheus and the collector use.
+ */
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+
+interface ComposeService {
+  image?: string;
+  build?: { context: string; args?: Record<string, string> };
+  environment?: Record<string, string>;
+  volumes?: string[];
+  ports?: string[];
+  depends_on?: Record<string, unknown> | string[];
+  healthcheck?: { test: string[] };
+  command?: string[];
+}
+
+const read = (path: string) => readFileSync(join(root, path), "utf8");
+
+describe("docker-compose.yml", () => {
+  let compose: { services: Record<string, ComposeService>; volumes?: Record<string, unknown> };
+  let manifests: ServiceManifest[];
+  beforeAll(() => {
+    compose = parse(read("docker-compose.yml"), { merge: true });
+    manifests = findServices(root);
+  });
+  const env = (name: string) => compose.services[name]?.environment ?? {};
+
+  it("runs every service of the repository from the one Dockerfile, on its default port", () => {
+    expect(manifests.length).toBeGreaterThanOrEqual(6);
+    for (const m of manifests) {
+      const s = compose.services[m.name];
+      expect(s, `service ${m.name}`).toBeDefined();
+      // The Dockerfile runs apps/$SERVICE/dist/main.js.
+      expect(s?.build).toEqual({ context: ".", args: { SERVICE: basename(m.dir) } });
+      expect(m.main).toBe("dist/main.js");
+      expect(env(m.name).PORT).toBe(String(m.port));
+      expect(env(m.name).HOST).toBe("0.0.0.0");
+      expect(s?.healthcheck?.test.join(" ")).toMatch(m.kind === "gateway" ? /\/ready/ : /\/healthz/);
+    }
+    const dockerfile = read("Dockerfile");
+    expect(dockerfile).toMatch(/ARG SERVICE/);
+    expect(dockerfile).toMatch(/node apps\/\$\{SERVICE\}\/dist\/main\.js/);
+    expect(read(".dockerignore")).toMatch(/node_modules/);
+  });
+
+  it("gives each service with a database its own database and role, and no one else's", () => {
+    const init = read("infra/postgres/init.sql");
+    const owners = new Set<string>();
+    for (const m of manifests) {
+      const url = env(m.name).DATABASE_URL;
+      if (!m.database) {
+        expect(url, m.name).toBeUndefined();
+        continue;
+      }
+      const u = new URL(url ?? "");
+      expect(u.hostname).toBe("postgres");
+      expect(u.username).toBe(m.name);
+      expect(u.pathname).toBe(`/${m.name}`);
+      expect(owners.has(u.username)).toBe(false);
+      owners.add(u.username);
+      expect(init).toContain(`CREATE ROLE ${m.name} LOGIN PASSWORD '${decodeURIComponent(u.password)}';`);
+      expect(init).toContain(`CREATE DATABASE ${m.name} OWNER ${m.name};`);
+      expect(init).toContain(`REVOKE CONNECT ON DATABASE ${m.name} FROM PUBLIC;`);
+    }
+    expect(owners.size).toBe(manifests.filter((m) => m.database).length);
+    expect(compose.services.postgres?.volumes).toContain(
+      "./infra/postgres/init.sql:/docker-entrypoint-initdb.d/10-meshwork.sql:ro",
+    );
+  });
+
+  it("configures each service with variables its own config loader reads", async () => {
+    for (const m of manifests) {
+      const e = env(m.name);
+      const { loadConfig } = (await import(pathToFileURL(join(m.dir, "dist/config.js")).href)) as {
+        loadConfig: (env: Record<string, string>) => Record<string, unknown>;
+      };
+      // Whatever compose sets must come out of the loader: a misspelt variable would be ignored.
+      const c = loadConfig(e) as {
+        runtime?: { host: string; port: number; tracesExporter: string; otlpEndpoint?: string };
+        host?: string;
+        port?: number;
+        tracesExporter?: string;
+        otlpEndpoint?: string;
+        db?: { url?: string };
+        events?: { natsUrl: string };
+        discovery?: { advertiseHost?: string; natsUrl?: string };
+        jwksUrl?: string;
+        adminHost?: string;
+      };
+      const runtime = c.runtime ?? {
+        host: c.host,
+        port: c.port,
+        tracesExporter: c.tracesExporter,
+        otlpEndpoint: c.otlpEndpoint,
+      };
+      expect(runtime, m.name).toMatchObject({
+        host: "0.0.0.0",
+        port: m.port,
+        tracesExporter: "otlp",
+        otlpEndpoint: "http://otel-collector:4318",
+      });
+      if (m.database) expect(c.db?.url).toBe(e.DATABASE_URL);
+      if (c.events) expect(c.events.natsUrl).toBe("nats://nats:4222");
+      if (m.kind === "service") expect(c.discovery?.advertiseHost).toBe(m.name);
+      if (m.kind === "gateway") {
+        expect(c.jwksUrl).toBe(
+          `http://users:${manifests.find((x) => x.name === "users")?.port}/.well-known/jwks.json`,
+        );
+        expect(c.adminHost).toBe("0.0.0.0");
+      }
+    }
+  });
+
+  it("points Envoy, Prometheus and the collector at services that exist, on their ports", () => {
+    const names = new Set(Object.keys(compose.services));
+    const ports = new Map(manifests.map((m) => [m.name, m.port]));
+    const envoy = read(ENVOY_CONFIG_PATH);
+    for (const [, host, port] of envoy.matchAll(/address: ([a-z][\w-]*)\n\s+port_value: (\d+)/g)) {
+      expect(names.has(host as string), `envoy cluster host ${host}`).toBe(true);
+      expect(ports.get(host as string)).toBe(Number(port));
+    }
+    expect(compose.services.envoy?.volumes).toContain(`./${ENVOY_CONFIG_PATH}:/etc/envoy/envoy.yaml:ro`);
+
+    const prometheus = parse(read("infra/prometheus/prometheus.yml")) as {
+      scrape_configs: Array<{ metrics_path: string; static_configs: Array<{ targets: string[] }> }>;
+    };
+    const targets = prometheus.scrape_configs.flatMap((j) =>
+      j.static_configs.flatMap((s) => s.targets.map((t) => ({ target: t, path: j.metrics_path }))),
+    );
+    for (const m of manifests) {
+      const expected =
+        m.kind === "gateway"
+          ? { target: `${m.name}:${m.adminPort}`, path: "/stats/prometheus" }
+          : { target: `${m.name}:${m.port}`, path: "/metrics" };
+      expect(targets).toContainEqual(expected);
+    }
+
+    const collector = parse(read("infra/otel/collector.yaml")) as {
+      receivers: { otlp: { protocols: { http: { endpoint: string } } } };
+      exporters: Record<string, { endpoint: string }>;
+    };
+    expect(collector.receivers.otlp.protocols.http.endpoint).toBe("0.0.0.0:4318");
+    expect(collector.exporters["otlp/jaeger"]?.endpoint).toBe("jaeger:4317");
+    expect(env("jaeger").COLLECTOR_OTLP_ENABLED).toBe("true");
+    expect(read("infra/grafana/provisioning/datasources/datasources.yaml")).toContain(
+      "http://prometheus:9090",
+    );
+  });
+
+  it("mounts only files that exist and depends only on services that exist", () => {
+    for (const [name, s] of Object.entries(compose.services)) {
+      for (const v of s.volumes ?? []) {
+        const source = v.split(":")[0] as string;
+        if (source.startsWith("./")) expect(existsSync(join(root, source)), `${name}: ${source}`).toBe(true);
+        else expect(compose.volumes ?? {}, `${name}: named volume ${source}`).toHaveProperty(source);
+      }
+      const deps = Array.isArray(s.depends_on) ? s.depends_on : Object.keys(s.depends_on ?? {});
+      for (const d of deps) expect(compose.services, `${name} depends on ${d}`).toHaveProperty(d);
+    }
+  });
+});
