@@ -52,18 +52,24 @@ export interface NewOrder {
 export function createOrderStore(db: Database<OrdersSchema>, namespace: string) {
   const event = async <S extends DescMessage>(tx: AnyTransaction, schema: S, message: MessageShape<S>) =>
     enqueueEvents(tx, outbox, [createEnvelope(schema, message, { source: EVENT_SOURCE, namespace })]);
-  const notify = (tx: AnyTransaction, id: string, status: OrderStatus) =>
-    tx.execute(sql`select pg_notify(${STATUS_CHANNEL}, ${`${id}:${status}`})`);
+  /**
+   * The `NOTIFY` of a status change, as a column of the statement's RETURNING list: sent at
+   * commit like a separate `select pg_notify(...)`, one round trip fewer per change.
+   */
+  const notifying = (status: OrderStatus) => ({
+    ...columns,
+    notified: sql`pg_notify(${STATUS_CHANNEL}, ${orders.id}::text || ${`:${status}`})`,
+  });
 
   const setStatus = async (tx: AnyTransaction, id: string, status: OrderStatus, cancelReason?: string) => {
     const [row] = await tx
       .update(orders)
       .set({ status, updatedAt: new Date(), ...(cancelReason === undefined ? {} : { cancelReason }) })
       .where(eq(orders.id, id))
-      .returning(columns);
+      .returning(notifying(status));
     if (!row) throw new OrderNotFoundError(id);
-    await notify(tx, id, status);
-    return row as Order;
+    const { notified: _, ...order } = row;
+    return order as Order;
   };
 
   return {
@@ -89,7 +95,7 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
           .insert(orders)
           .values({ ...order, status: "pending" })
           .onConflictDoNothing({ target: [orders.userId, orders.idempotencyKey] })
-          .returning(columns);
+          .returning(notifying("pending"));
         if (!row) return undefined;
         await startSaga(tx, sagas, saga, {
           id: order.id,
@@ -110,8 +116,8 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
             placeTime: timestampFromDate(row.createdAt),
           }),
         );
-        await notify(tx, order.id, "pending");
-        return row as Order;
+        const { notified: _, ...placed } = row;
+        return placed as Order;
       });
       if (created) return { order: created, created: true };
       const existing = await this.findByKey(order.userId, order.idempotencyKey);
