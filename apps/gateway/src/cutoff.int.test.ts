@@ -1,6 +1,10 @@
 import http2 from "node:http2";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import {
+  createConnectTransport,
+  createGrpcTransport,
+  createGrpcWebTransport,
+} from "@connectrpc/connect-node";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { parseUpstreams } from "@meshwork/discovery";
 import { createService, type Service } from "@meshwork/runtime";
@@ -25,6 +29,34 @@ async function startDyingUpstream(data: boolean, stall = false) {
     if (data) stream.write(Buffer.from([0, 0, 0, 0, 2, 0x0a, 0x00]));
     // `stall`: the answer never ends (a stream that outlives its deadline).
     if (!stall) setImmediate(() => stream.session?.destroy());
+  });
+  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+  const port = (server.address() as { port: number }).port;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    calls: () => calls,
+    close: () => new Promise<void>((r) => server.close(() => r())),
+  };
+}
+
+/**
+ * An upstream whose Connect or gRPC-Web answers stop short: headers and part of the body, then
+ * the stream is closed with NO_ERROR, which Node's client ends like a complete answer.
+ */
+async function startShortUpstream() {
+  let calls = 0;
+  const server = http2.createServer();
+  server.on("stream", (stream, headers) => {
+    calls++;
+    const grpcWeb = String(headers["content-type"]).startsWith("application/grpc-web");
+    if (grpcWeb) {
+      stream.respond({ ":status": 200, "content-type": "application/grpc-web+proto" });
+      stream.write(Buffer.from([0, 0, 0, 0, 2, 0x0a, 0x00])); // a message, no trailer frame
+    } else {
+      stream.respond({ ":status": 200, "content-type": "application/proto", "content-length": "40" });
+      stream.write(Buffer.from([0x0a, 0x26, 0x0a])); // 3 of the 40 bytes announced
+    }
+    setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
@@ -75,7 +107,7 @@ describe("the gateway when an upstream dies mid-answer", () => {
     });
     gateways.push(gateway);
     const { url } = await gateway.start();
-    return createClient(UserService, createGrpcTransport({ baseUrl: url }));
+    return Object.assign(createClient(UserService, createGrpcTransport({ baseUrl: url })), { url });
   };
 
   it("retries an idempotent call elsewhere when nothing of the answer was passed on yet", async () => {
@@ -95,6 +127,21 @@ describe("the gateway when an upstream dies mid-answer", () => {
     // The cut-off answer's message (an empty user) was held back, never passed on.
     expect(user?.id).toBe(ID);
     expect(bad.calls()).toBe(1);
+  });
+
+  it("never passes on a Connect or gRPC-Web answer cut short as whole: it is retried elsewhere", async () => {
+    const short = await startShortUpstream();
+    dying.push(short);
+    const { url } = await gatewayTo(`users=${short.url},${healthyUrl}`);
+    for (const transport of [
+      createGrpcWebTransport({ baseUrl: url, httpVersion: "2" }),
+      createConnectTransport({ baseUrl: url, httpVersion: "2", useBinaryFormat: true }),
+    ]) {
+      const before = short.calls();
+      const { user } = await createClient(UserService, transport).getUser({ id: ID });
+      expect(user?.id).toBe(ID);
+      expect(short.calls()).toBe(before + 1);
+    }
   });
 
   it("ends an answer cut off after its first bytes on every try with UNAVAILABLE, not as a complete answer", async () => {

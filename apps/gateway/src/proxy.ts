@@ -58,6 +58,8 @@ const HOP_BY_HOP = new Set([
  * retried when the upstream dies before finishing it); a larger answer is streamed as it comes.
  */
 const HELD_ANSWER_BYTES = 256 * 1024;
+/** What the gateway holds back in all, over every call; past it answers are streamed as they come. */
+const HELD_TOTAL_BYTES = 64 * 1024 * 1024;
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
 const IDENTITY = new Set<string>(Object.values(IdentityHeaders));
 const CORS_ALLOW_HEADERS = [...cors.allowedHeaders, "Authorization", "X-Request-Id"].join(", ");
@@ -127,6 +129,8 @@ export function createProxy(options: ProxyOptions) {
       );
     },
   };
+  /** Bytes of answers held back for a possible retry, over every call in flight. */
+  let heldTotal = 0;
   const durations = new Map<string, (seconds: number) => void>();
   const recordDuration = (route: string, seconds: number) => {
     let record = durations.get(route);
@@ -403,8 +407,20 @@ export function createProxy(options: ProxyOptions) {
         endpoint = chosen;
         chosen.active++;
         chosen.total++;
+        // For a retryable call the whole answer (a unary one: one message) is held until its end,
+        // up to HELD_ANSWER_BYTES (and while the gateway holds less than HELD_TOTAL_BYTES in all),
+        // so an UNAVAILABLE carried in the trailers, or an upstream that dies between its message
+        // and its trailers, can still be retried elsewhere.
+        let heldChunks: Buffer[] = [];
+        let heldBytes = 0;
+        const dropHeld = () => {
+          heldTotal -= heldBytes;
+          heldBytes = 0;
+          heldChunks = [];
+        };
         let released = false;
         const release = () => {
+          dropHeld();
           if (!released) {
             released = true;
             chosen.active--;
@@ -465,17 +481,15 @@ export function createProxy(options: ProxyOptions) {
 
         let answered = false;
         let grpcStatus: string | undefined;
-        // For a retryable call the whole answer (a unary one: one message) is held until its end,
-        // up to HELD_ANSWER_BYTES, so an UNAVAILABLE carried in the trailers, or an upstream that
-        // dies between its message and its trailers, can still be retried elsewhere.
+        /** Passes the held answer on (headers, then its bytes); set while an answer is held. */
         let held: (() => void) | undefined;
-        let heldChunks: Buffer[] = [];
-        let heldBytes = 0;
+        let answerHeaders: http2.IncomingHttpHeaders = {};
         let httpStatus = 0;
         /** A gRPC answer (not gRPC-Web): it must end with trailers. */
         let grpcAnswer = false;
         up.once("response", (h, flags) => {
           if (done || over) return;
+          answerHeaders = h;
           const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
           httpStatus = Number(h[":status"] ?? 502);
           if (typeof h["grpc-status"] === "string") grpcStatus = h["grpc-status"];
@@ -498,9 +512,12 @@ export function createProxy(options: ProxyOptions) {
             held = undefined;
             answered = true;
             down.respond(httpStatus, out, endStream, isGrpc && !endStream && down.h2);
-            const chunks = heldChunks;
-            heldChunks = [];
-            for (const chunk of chunks) forward(chunk);
+            if (heldBytes > 0) {
+              // One write: a drain listener per held chunk would pile up on a slow client.
+              const bytes = heldChunks.length === 1 ? (heldChunks[0] as Buffer) : Buffer.concat(heldChunks);
+              dropHeld();
+              forward(bytes);
+            }
           };
           const forward = (chunk: Buffer) => {
             bytesOut += chunk.length;
@@ -521,8 +538,10 @@ export function createProxy(options: ProxyOptions) {
             if (held) {
               heldChunks.push(chunk);
               heldBytes += chunk.length;
-              // A large answer is passed on as it comes: it can no longer be retried.
-              if (heldBytes > HELD_ANSWER_BYTES) held();
+              heldTotal += chunk.length;
+              // A large answer (or one past the gateway's total) is passed on as it comes: it
+              // can no longer be retried.
+              if (heldBytes > HELD_ANSWER_BYTES || heldTotal > HELD_TOTAL_BYTES) held();
               return;
             }
             forward(chunk);
@@ -542,10 +561,16 @@ export function createProxy(options: ProxyOptions) {
             return;
           }
           if (held) {
-            // Nothing forwarded yet: an UNAVAILABLE in the trailers may still go elsewhere.
+            // Nothing forwarded yet: an UNAVAILABLE in the trailers may still go elsewhere, and
+            // an answer that is not whole (its stream closed early) is not passed on as if it were.
             if (isUnavailable()) {
               upstreams.failed(chosen);
               if (retried("unavailable")) return;
+            }
+            const incomplete = cutShort(answerHeaders, heldChunks, heldBytes);
+            if (incomplete) {
+              lost(incomplete);
+              return;
             }
             held();
           }
@@ -707,4 +732,31 @@ class H2Downstream implements Downstream {
       if (!stream.writableFinished) fn();
     });
   }
+}
+
+/**
+ * Why a held answer (Connect or gRPC-Web, which carry no HTTP trailers) is not whole though its
+ * stream ended: the upstream's connection may close a stream without an error code, and Node then
+ * ends it as if complete. A gRPC-Web body must be whole frames ending with the trailer frame; a
+ * body with a content-length must have that many bytes. Undefined when it is whole (or cannot
+ * tell).
+ */
+function cutShort(headers: http2.IncomingHttpHeaders, chunks: Buffer[], length: number): string | undefined {
+  const contentType = String(headers["content-type"] ?? "");
+  if (contentType.startsWith("application/grpc-web")) {
+    if (contentType.startsWith("application/grpc-web-text")) return undefined; // base64: not parsed
+    if (length === 0 && headers["grpc-status"] !== undefined) return undefined; // status in headers
+    const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, length);
+    let at = 0;
+    let trailerFrame = false;
+    while (at + 5 <= body.length) {
+      trailerFrame = ((body[at] as number) & 0x80) !== 0;
+      at += 5 + body.readUInt32BE(at + 1);
+    }
+    return at === body.length && trailerFrame ? undefined : "ended the answer before its trailers";
+  }
+  const declared = Number(headers["content-length"]);
+  if (headers["content-length"] !== undefined && Number.isFinite(declared) && declared !== length)
+    return `ended the answer after ${length} of ${declared} bytes`;
+  return undefined;
 }

@@ -279,6 +279,17 @@ describe("gRPC unary fast path", () => {
     expect(slow.fastContexts.some(Boolean)).toBe(false);
   });
 
+  it("keeps a deadline longer than a timer can hold (2^31 - 1 ms) instead of firing it at once", async () => {
+    const session = http2.connect(fast.url);
+    try {
+      // The SLOW handler answers after 3 s unless its call ends first.
+      const a = await rawCall(session, GET_USER, frame(getUser(SLOW)), { "grpc-timeout": "99999999S" });
+      expect(a?.trailers["grpc-status"]).toBe("0");
+    } finally {
+      session.close();
+    }
+  });
+
   it("serves grpc-js and Connect's gRPC client, with large messages both ways", async () => {
     const pkg = loadGrpcJsPackage("meshwork/users/v1/users.proto");
     const client = grpcJsClient(pkg, "meshwork.users.v1.UserService", `127.0.0.1:${fast.port}`);

@@ -179,6 +179,7 @@ export function fastCallEarlyEnd(req: object): Promise<never> | undefined {
   return (req as Partial<CallRequest>)[CALL]?.earlyEnd();
 }
 const ignoreRejection = () => {};
+const MAX_TIMER_MS = 2 ** 31 - 1;
 type CallStream = http2.ServerHttp2Stream & { [CALL_OF]: UnaryCall };
 function onStreamClose(this: CallStream) {
   this[CALL_OF].onClose();
@@ -289,7 +290,10 @@ class UnaryCall {
         this.#onDeadline();
         return;
       }
-      this.#timer = setTimeout(() => this.#onDeadline(), timeout.timeoutMs);
+      // setTimeout takes at most 2^31 - 1 ms (about 24.8 days); a longer deadline never passes
+      // while the call lives, so it gets no timer (a larger value would fire at once).
+      if (timeout.timeoutMs <= MAX_TIMER_MS)
+        this.#timer = setTimeout(() => this.#onDeadline(), timeout.timeoutMs);
     }
     stream.on("data", onStreamData);
     stream.once("end", onStreamEnd);

@@ -46,6 +46,8 @@ describe("docker-compose.yml", () => {
       expect(m.main).toBe("dist/main.js");
       expect(env(m.name).PORT).toBe(String(m.port));
       expect(env(m.name).HOST).toBe("0.0.0.0");
+      // The image has node and no curl: the check is a node one-liner.
+      expect(s?.healthcheck?.test.slice(0, 2)).toEqual(["CMD", "node"]);
       expect(s?.healthcheck?.test.join(" ")).toMatch(m.kind === "gateway" ? /\/ready/ : /\/healthz/);
     }
     const dockerfile = read("Dockerfile");
@@ -94,7 +96,7 @@ describe("docker-compose.yml", () => {
         otlpEndpoint?: string;
         db?: { url?: string };
         events?: { natsUrl: string };
-        discovery?: { advertiseHost?: string; natsUrl?: string };
+        discovery?: { mode?: string; advertiseHost?: string; natsUrl?: string };
         jwksUrl?: string;
         adminHost?: string;
       };
@@ -114,6 +116,7 @@ describe("docker-compose.yml", () => {
       if (c.events) expect(c.events.natsUrl).toBe("nats://nats:4222");
       if (m.kind === "service") expect(c.discovery?.advertiseHost).toBe(m.name);
       if (m.kind === "gateway") {
+        expect(c.discovery).toMatchObject({ mode: "registry", natsUrl: "nats://nats:4222" });
         expect(c.jwksUrl).toBe(
           `http://users:${manifests.find((x) => x.name === "users")?.port}/.well-known/jwks.json`,
         );
@@ -125,10 +128,32 @@ describe("docker-compose.yml", () => {
   it("points Envoy, Prometheus and the collector at services that exist, on their ports", () => {
     const names = new Set(Object.keys(compose.services));
     const ports = new Map(manifests.map((m) => [m.name, m.port]));
-    const envoy = read(ENVOY_CONFIG_PATH);
-    for (const [, host, port] of envoy.matchAll(/address: ([a-z][\w-]*)\n\s+port_value: (\d+)/g)) {
-      expect(names.has(host as string), `envoy cluster host ${host}`).toBe(true);
-      expect(ports.get(host as string)).toBe(Number(port));
+    const envoy = parse(read(ENVOY_CONFIG_PATH)) as {
+      static_resources: {
+        clusters: Array<{
+          name: string;
+          load_assignment: {
+            endpoints: Array<{
+              lb_endpoints: Array<{
+                endpoint: { address: { socket_address: { address: string; port_value: number } } };
+              }>;
+            }>;
+          };
+        }>;
+      };
+    };
+    const upstreams = envoy.static_resources.clusters.flatMap((c) =>
+      c.load_assignment.endpoints.flatMap((e) =>
+        e.lb_endpoints.map((l) => l.endpoint.address.socket_address),
+      ),
+    );
+    // Every service's cluster (and the JWKS one) points at its compose service, on its port.
+    expect(new Set(upstreams.map((a) => a.address))).toEqual(
+      new Set(manifests.filter((m) => m.kind === "service").map((m) => m.name)),
+    );
+    for (const a of upstreams) {
+      expect(names.has(a.address), `envoy upstream ${a.address}`).toBe(true);
+      expect(ports.get(a.address)).toBe(a.port_value);
     }
     expect(compose.services.envoy?.volumes).toContain(`./${ENVOY_CONFIG_PATH}:/etc/envoy/envoy.yaml:ro`);
 
@@ -148,10 +173,17 @@ describe("docker-compose.yml", () => {
 
     const collector = parse(read("infra/otel/collector.yaml")) as {
       receivers: { otlp: { protocols: { http: { endpoint: string } } } };
+      processors: Record<string, unknown>;
       exporters: Record<string, { endpoint: string }>;
+      service: { pipelines: { traces: { receivers: string[]; processors: string[]; exporters: string[] } } };
     };
     expect(collector.receivers.otlp.protocols.http.endpoint).toBe("0.0.0.0:4318");
     expect(collector.exporters["otlp/jaeger"]?.endpoint).toBe("jaeger:4317");
+    // The traces pipeline uses what is defined, and ends at Jaeger.
+    const traces = collector.service.pipelines.traces;
+    for (const r of traces.receivers) expect(collector.receivers).toHaveProperty([r]);
+    for (const p of traces.processors) expect(collector.processors).toHaveProperty([p]);
+    expect(traces.exporters).toEqual(["otlp/jaeger"]);
     expect(env("jaeger").COLLECTOR_OTLP_ENABLED).toBe("true");
     expect(read("infra/grafana/provisioning/datasources/datasources.yaml")).toContain(
       "http://prometheus:9090",
