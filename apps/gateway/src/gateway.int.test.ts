@@ -479,7 +479,7 @@ describe("gateway (real sockets, a real upstream service)", () => {
     const line = await waitFor(() =>
       log.lines.find((l) => l.msg === "access" && l.request_id === "stuck-reader"),
     );
-    expect(line.status).toBe("client_gone");
+    expect(line).toMatchObject({ status: "client_gone" });
     expect(line.bytes_out as number).toBeLessThan(1024 * 1024);
 
     // A bounded fuzz loop: random paths, content types, headers and bodies, over both protocols.

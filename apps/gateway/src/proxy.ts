@@ -710,7 +710,10 @@ class H2Downstream implements Downstream {
   }
 
   write(chunk: Buffer): boolean {
-    return this.stream.destroyed || this.stream.write(chunk);
+    // A stream the client reset takes nothing more: "no room" holds the upstream back until
+    // its "close" ends the call as client_gone (it would otherwise be drained for nothing).
+    if (this.stream.destroyed) return false;
+    return this.stream.write(chunk);
   }
 
   onDrain(fn: () => void): void {
@@ -728,8 +731,17 @@ class H2Downstream implements Downstream {
 
   onGone(fn: () => void): void {
     const stream = this.stream;
+    let gone = false;
+    const once = () => {
+      if (gone) return;
+      gone = true;
+      fn();
+    };
+    // "aborted": the client reset the stream before its answer ended (emitted at once, where
+    // "close" may come later, after writes still queued on the stream are given up).
+    stream.once("aborted", once);
     stream.once("close", () => {
-      if (!stream.writableFinished) fn();
+      if (!stream.writableFinished) once();
     });
   }
 }
