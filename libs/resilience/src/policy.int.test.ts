@@ -1,7 +1,7 @@
 import { createServer } from "node:http";
 import { Writable } from "node:stream";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { createService, type Service } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
@@ -22,6 +22,7 @@ async function startUpstream(onGetUser?: (id: string, h: Headers) => Promise<unk
     calls: 0,
     registers: 0,
     timeouts: [] as string[],
+    connectTimeouts: [] as string[],
   };
   const service: Service = createService({
     name: "upstream",
@@ -35,6 +36,7 @@ async function startUpstream(onGetUser?: (id: string, h: Headers) => Promise<unk
         async getUser(req, ctx) {
           state.calls++;
           state.timeouts.push(ctx.requestHeader.get("grpc-timeout") ?? "");
+          state.connectTimeouts.push(ctx.requestHeader.get("connect-timeout-ms") ?? "");
           const forwarded = await onGetUser?.(req.id, ctx.requestHeader);
           if (forwarded) return forwarded as never;
           if (req.id === PRECONDITION) throw new ConnectError("not now", Code.FailedPrecondition);
@@ -216,6 +218,16 @@ describe("resilience policies on real calls", () => {
       up.state.timeouts = [];
       await b.getUser({ id: A });
       expect(Number(/^(\d+)m$/.exec(up.state.timeouts[0] ?? "")?.[1])).toBeGreaterThan(4_000);
+      // Over the Connect protocol the deadline goes in Connect's own header.
+      up.state.timeouts = [];
+      up.state.connectTimeouts = [];
+      const overConnect = createClient(
+        UserService,
+        createConnectTransport({ baseUrl: up.url, httpVersion: "2", interceptors: [policy.interceptor] }),
+      );
+      await overConnect.getUser({ id: A });
+      expect(up.state.timeouts).toEqual([""]);
+      expect(Number(up.state.connectTimeouts[0])).toBeGreaterThan(4_000);
     } finally {
       await a.service.shutdown();
     }

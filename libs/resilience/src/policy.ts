@@ -165,7 +165,11 @@ export function createUpstreamPolicy(options: UpstreamPolicyOptions): UpstreamPo
       1,
       Math.floor(shortened ? (incoming as number) : (own ?? options.defaultTimeoutMs)),
     );
-    const grpc = grpcTimeout !== null || connectTimeout === null;
+    // The header of the transport's protocol: gRPC and gRPC-Web (`application/grpc...`) say
+    // `grpc-timeout`, the Connect protocol `connect-timeout-ms`.
+    const grpc =
+      grpcTimeout !== null ||
+      (connectTimeout === null && (req.header.get("content-type") ?? "").startsWith("application/grpc"));
     const started = Date.now();
     // The header already says the call's own timeout on its first attempt; it is rewritten when
     // the deadline is another one, and on a retry (with what is left).
