@@ -10,6 +10,7 @@ import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@mes
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { SimulatedProvider } from "./adapters/provider/simulated-provider.js";
 import { loadConfig } from "./config.js";
 import { createPaymentsService } from "./server.js";
 
@@ -26,6 +27,7 @@ describe("payments service on the real Postgres and NATS", () => {
   let db: TestDatabase;
   let service: Service;
   let nc: NatsConnection;
+  let provider: SimulatedProvider;
   let client: ReturnType<typeof createClient<typeof PaymentService>>;
   let grpcClient: ReturnType<typeof createClient<typeof PaymentService>>;
   const user = randomUUID();
@@ -34,16 +36,16 @@ describe("payments service on the real Postgres and NATS", () => {
 
   beforeAll(async () => {
     db = await createTestDatabase("mw_pay");
-    service = await createPaymentsService(
-      loadConfig({
-        PORT: "0",
-        LOG_LEVEL: "silent",
-        DATABASE_URL: db.url,
-        DISCOVERY: "static",
-        EVENTS_NAMESPACE: namespace,
-        PAYMENTS_DECLINE_ABOVE_MINOR: "100000",
-      }),
-    );
+    const config = loadConfig({
+      PORT: "0",
+      LOG_LEVEL: "silent",
+      DATABASE_URL: db.url,
+      DISCOVERY: "static",
+      EVENTS_NAMESPACE: namespace,
+      PAYMENTS_DECLINE_ABOVE_MINOR: "100000",
+    });
+    provider = new SimulatedProvider(config.faults);
+    service = await createPaymentsService(config, {}, provider);
     const { url } = await service.start();
     client = createClient(PaymentService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
     grpcClient = createClient(PaymentService, createGrpcTransport({ baseUrl: url }));
@@ -119,6 +121,25 @@ describe("payments service on the real Postgres and NATS", () => {
     );
     expect(refused.code).toBe(Code.FailedPrecondition);
     expect(refused.rawMessage).toBe(`payment ${late} is voided: cannot authorize it`);
+
+    // A void that wins the race against an authorization already at the provider: the hold the
+    // provider placed meanwhile is released, not left holding the customer's funds.
+    const raced = randomUUID();
+    const holdsBefore = provider.holds;
+    const faults = provider.faults;
+    provider.faults = { ...faults, addedLatencyMs: 300 };
+    try {
+      const authorizing = failure(
+        client.authorizePayment({ paymentId: raced, userId: user, amount: eur(100n) }),
+      );
+      await waitFor(() => provider.asked("authorize", raced), { what: "the authorization at the provider" });
+      expect((await client.voidPayment({ paymentId: raced })).payment?.state).toBe(PaymentState.VOIDED);
+      expect((await authorizing).code).toBe(Code.FailedPrecondition);
+      expect(provider.asked("void", raced)).toBe(true);
+      await waitFor(() => provider.holds === holdsBefore, { what: "the raced hold released" });
+    } finally {
+      provider.faults = faults;
+    }
   });
 
   it("refunds a captured payment once and publishes PaymentRefunded through the outbox", async () => {

@@ -26,12 +26,15 @@ const SERVICE = "payments";
 export async function createPaymentsService(
   config: Config,
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
+  /** A provider of the caller's (tests look at its holds); by default one with `config.faults`. */
+  provider: SimulatedProvider = new SimulatedProvider(config.faults),
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
-  const provider = new SimulatedProvider(config.faults);
-  const store = createPaymentStore(database.db, provider, config.events.namespace);
-  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
+  const store = createPaymentStore(database.db, provider, config.events.namespace, (paymentId, err) =>
+    logger.warn({ payment_id: paymentId, err: String(err) }, "hold left at the provider after a void won"),
+  );
+  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   let publisher: OutboxPublisher | undefined;
   let migrated = false;
   const ready = (): PaymentStore => {

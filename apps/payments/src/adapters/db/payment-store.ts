@@ -54,6 +54,8 @@ export function createPaymentStore(
   db: Database<PaymentsSchema>,
   provider: SimulatedProvider,
   namespace: string,
+  /** A hold that could not be released (the provider failed the void): for the log. */
+  onHoldLeft?: (paymentId: string, err: unknown) => void,
 ) {
   /** Locks the payment, and moves it `from` -> `to` through the provider; `to` itself is a no-op. */
   const transition = (
@@ -96,8 +98,18 @@ export function createPaymentStore(
         })
         .onConflictDoNothing()
         .returning();
-      // A concurrent call with the same id (or a void) got there first: answer as it decided.
-      if (!row) return replay((await load(db, input.paymentId, false)) as Payment, input);
+      if (!row) {
+        // A concurrent call with the same id (or a void) got there first: answer as it decided.
+        const first = (await load(db, input.paymentId, false)) as Payment;
+        if (first.state === "voided" && !outcome.declined) {
+          // A void won the race while this authorization was at the provider: the hold it placed
+          // is released (idempotent at the provider, by payment id), or the funds stay held.
+          await provider.call("void", input.paymentId).catch((err: unknown) => {
+            onHoldLeft?.(input.paymentId, err);
+          });
+        }
+        return replay(first, input);
+      }
       if (row.state === "declined") throw new PaymentDeclinedError(row.id, row.declineReason ?? "");
       return row;
     },

@@ -17,6 +17,8 @@ export class SimulatedProvider {
   readonly #random: () => number;
   /** Outcomes by `<operation>:<payment id>`: the provider's own idempotency records. */
   readonly #done = new Map<string, Promise<{ declined?: string }>>();
+  /** Payments with a hold in place: authorized, not voided. */
+  readonly #held = new Set<string>();
 
   constructor(faults: Faults, random: () => number = Math.random) {
     this.#faults = { ...faults };
@@ -31,11 +33,14 @@ export class SimulatedProvider {
     this.#faults = { ...f };
   }
 
-  /** Holds the provider placed (authorizations accepted), for tests. */
+  /** Holds in place (authorizations accepted and not voided), for tests. */
   get holds(): number {
-    let n = 0;
-    for (const key of this.#done.keys()) if (key.startsWith("authorize:")) n++;
-    return n;
+    return this.#held.size;
+  }
+
+  /** Whether `op` was asked for this payment (and did not fail), for tests. */
+  asked(op: ProviderOperation, paymentId: string): boolean {
+    return this.#done.has(`${op}:${paymentId}`);
   }
 
   /**
@@ -53,7 +58,13 @@ export class SimulatedProvider {
     if (earlier) return earlier;
     const attempt = this.#attempt(op, amountMinor, signal);
     this.#done.set(key, attempt);
-    attempt.catch(() => this.#done.delete(key));
+    attempt.then(
+      (outcome) => {
+        if (op === "authorize" && !outcome.declined) this.#held.add(paymentId);
+        if (op === "void") this.#held.delete(paymentId);
+      },
+      () => this.#done.delete(key),
+    );
     return attempt;
   }
 
