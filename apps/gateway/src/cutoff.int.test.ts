@@ -16,19 +16,15 @@ import { createGateway, type Gateway } from "./gateway.js";
 
 const ID = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 
-/**
- * An upstream that dies mid-answer: it sends the response headers (and, with `data`, a first
- * message frame), then its connection is destroyed, as when the process is SIGKILLed.
- */
-async function startDyingUpstream(data: boolean, stall = false) {
+/** A raw HTTP/2 upstream answering every stream with `answer`; counts the calls. */
+async function startFakeUpstream(
+  answer: (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) => void,
+) {
   let calls = 0;
   const server = http2.createServer();
-  server.on("stream", (stream) => {
+  server.on("stream", (stream, headers) => {
     calls++;
-    stream.respond({ ":status": 200, "content-type": "application/grpc" });
-    if (data) stream.write(Buffer.from([0, 0, 0, 0, 2, 0x0a, 0x00]));
-    // `stall`: the answer never ends (a stream that outlives its deadline).
-    if (!stall) setImmediate(() => stream.session?.destroy());
+    answer(stream, headers);
   });
   await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
   const port = (server.address() as { port: number }).port;
@@ -40,16 +36,24 @@ async function startDyingUpstream(data: boolean, stall = false) {
 }
 
 /**
+ * An upstream that dies mid-answer: it sends the response headers (and, with `data`, a first
+ * message frame), then its connection is destroyed, as when the process is SIGKILLed.
+ */
+const startDyingUpstream = (data: boolean, stall = false) =>
+  startFakeUpstream((stream) => {
+    stream.respond({ ":status": 200, "content-type": "application/grpc" });
+    if (data) stream.write(Buffer.from([0, 0, 0, 0, 2, 0x0a, 0x00]));
+    // `stall`: the answer never ends (a stream that outlives its deadline).
+    if (!stall) setImmediate(() => stream.session?.destroy());
+  });
+
+/**
  * An upstream whose Connect or gRPC-Web answers stop short: headers and part of the body, then
  * the stream is closed with NO_ERROR, which Node's client ends like a complete answer.
  */
-async function startShortUpstream() {
-  let calls = 0;
-  const server = http2.createServer();
-  server.on("stream", (stream, headers) => {
-    calls++;
-    const grpcWeb = String(headers["content-type"]).startsWith("application/grpc-web");
-    if (grpcWeb) {
+const startShortUpstream = () =>
+  startFakeUpstream((stream, headers) => {
+    if (String(headers["content-type"]).startsWith("application/grpc-web")) {
       stream.respond({ ":status": 200, "content-type": "application/grpc-web+proto" });
       stream.write(Buffer.from([0, 0, 0, 0, 2, 0x0a, 0x00])); // a message, no trailer frame
     } else {
@@ -58,14 +62,6 @@ async function startShortUpstream() {
     }
     setImmediate(() => stream.close(http2.constants.NGHTTP2_NO_ERROR));
   });
-  await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
-  const port = (server.address() as { port: number }).port;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    calls: () => calls,
-    close: () => new Promise<void>((r) => server.close(() => r())),
-  };
-}
 
 describe("the gateway when an upstream dies mid-answer", () => {
   let healthy: Service;
