@@ -33,6 +33,7 @@ import {
   grpcJsFixture,
   http2EchoFixture,
   type RunningServer,
+  readCpuTicks,
   repoRoot,
   runtimeFixture,
   type ServerSpec,
@@ -153,7 +154,14 @@ async function measureMaxRate(
     log(`  ${target.server.name}: warm-up ${settings.warmUpMs / 1000}s ...`);
     await runMaxRate({ ...flatOut, durationMs: settings.warmUpMs });
   }
+  const ticksBefore = await readCpuTicks(target.server.pid);
   const { summary: s } = await runMaxRate({ ...flatOut, durationMs: settings.durationMs });
+  const ticksAfter = await readCpuTicks(target.server.pid);
+  if (ticksBefore !== undefined && ticksAfter !== undefined && s.requests.succeeded > 0) {
+    // Clock ticks are 10 ms on Linux.
+    const us = ((ticksAfter - ticksBefore) * 10_000) / s.requests.succeeded;
+    result.cpuUsPerCallRounds = [...(result.cpuUsPerCallRounds ?? []), us];
+  }
   const non2xx = s.status["3xx"] + s.status["4xx"] + s.status["5xx"];
   const withoutMessage = answersWithoutMessage(s, target.answerBytes);
   result.maxRun = {
@@ -328,6 +336,7 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
       const result = results.get(name) as ServerResult;
       result.reqPerSecRounds = rates;
       result.reqPerSec = median(rates);
+      if (result.cpuUsPerCallRounds?.length) result.cpuUsPerCall = median(result.cpuUsPerCallRounds);
       if (name === scenario.baseline) baselineMax = result.reqPerSec;
     }
 

@@ -28,6 +28,7 @@ const scenario: ScenarioResult = {
       status: "ok",
       notes: ["queueing"],
       reqPerSec: 500,
+      cpuUsPerCall: 150,
       latency: latency(40, true),
     },
     {
@@ -36,6 +37,7 @@ const scenario: ScenarioResult = {
       status: "ok",
       notes: [],
       reqPerSec: 2000,
+      cpuUsPerCall: 50,
       latency: latency(2),
     },
     { server: "gone", description: "", status: "skipped", notes: ["not built"] },
@@ -43,9 +45,10 @@ const scenario: ScenarioResult = {
 };
 
 describe("withRatios", () => {
-  it("divides by the baseline's throughput and p99", () => {
+  it("divides by the baseline's throughput, CPU per call and p99", () => {
     const [slow, base, gone] = withRatios(scenario).servers;
     expect(slow?.reqPerSecRatio).toBe(0.25);
+    expect(slow?.cpuRatio).toBe(3);
     expect(slow?.p99Ratio).toBe(20);
     expect(base?.reqPerSecRatio).toBe(1);
     expect(gone?.reqPerSecRatio).toBeUndefined();
@@ -69,8 +72,10 @@ describe("formatScenario", () => {
     });
     expect(text).toContain("median of 3 rounds of 10s");
     const lines = text.split("\n");
-    expect(lines[1]).toMatch(/^server\s+req\/s\s+vs grpc-js\s+p50 ms\s+p99 ms\s+p99 vs grpc-js\s+RSS MB$/);
-    expect(text).toMatch(/^slow\s+500\s+0\.25x\s+10\.00\*\s+40\.00\*\s+20\.00x\*\s+-$/m);
+    expect(lines[1]).toMatch(
+      /^server\s+req\/s\s+vs grpc-js\s+CPU us\/call\s+CPU vs grpc-js\s+p50 ms\s+p99 ms\s+p99 vs grpc-js\s+RSS MB$/,
+    );
+    expect(text).toMatch(/^slow\s+500\s+0\.25x\s+150\.0\s+3\.00x\s+10\.00\*\s+40\.00\*\s+20\.00x\*\s+-$/m);
     expect(text).toMatch(/^gone\s+skipped/m);
     expect(text).toContain("note: slow: queueing");
     expect(text).toContain("note: gone: not built");

@@ -57,8 +57,17 @@ export interface ServerResult {
   latencyAtHalfOwnMax?: LatencyResult;
   /** Resident set size after the runs, MiB. */
   rssMb?: number;
+  /**
+   * CPU time of the server's process per completed call in the max-rate runs, microseconds (the
+   * median of the rounds): steadier than rates on a noisy machine. For the gateway row, the
+   * gateway process alone (its upstream runs in another).
+   */
+  cpuUsPerCall?: number;
+  cpuUsPerCallRounds?: number[];
   /** Throughput / baseline's throughput. */
   reqPerSecRatio?: number;
+  /** CPU per call / baseline's (lower is better). */
+  cpuRatio?: number;
   /** p99 / baseline's p99 (lower is better). */
   p99Ratio?: number;
 }
@@ -110,7 +119,10 @@ export function withRatios(result: ScenarioResult): ScenarioResult {
       const out: ServerResult = { ...s };
       delete out.reqPerSecRatio;
       delete out.p99Ratio;
+      delete out.cpuRatio;
       if (base?.reqPerSec && s.reqPerSec !== undefined) out.reqPerSecRatio = s.reqPerSec / base.reqPerSec;
+      if (base?.cpuUsPerCall && s.cpuUsPerCall !== undefined)
+        out.cpuRatio = s.cpuUsPerCall / base.cpuUsPerCall;
       if (base?.latency && s.latency && base.latency.p99Ms > 0)
         out.p99Ratio = s.latency.p99Ms / base.latency.p99Ms;
       return out;
@@ -137,14 +149,26 @@ export function renderTable(header: readonly string[], rows: readonly (readonly 
 /** The printed report of one scenario: heading, table, and the notes under it. */
 export function formatScenario(result: ScenarioResult, settings: BenchReport["settings"]): string {
   const baseName = result.baseline.replace(/ \(.*\)$/, "");
-  const header = ["server", "req/s", `vs ${baseName}`, "p50 ms", "p99 ms", `p99 vs ${baseName}`, "RSS MB"];
+  const header = [
+    "server",
+    "req/s",
+    `vs ${baseName}`,
+    "CPU us/call",
+    `CPU vs ${baseName}`,
+    "p50 ms",
+    "p99 ms",
+    `p99 vs ${baseName}`,
+    "RSS MB",
+  ];
   const rows = result.servers.map((s) => {
-    if (s.status !== "ok") return [s.server, s.status, "", "", "", "", ""];
+    if (s.status !== "ok") return [s.server, s.status, "", "", "", "", "", "", ""];
     const mark = s.latency?.saturated ? "*" : "";
     return [
       s.server,
       fixed(s.reqPerSec, 0),
       ratio(s.reqPerSecRatio),
+      fixed(s.cpuUsPerCall, 1),
+      ratio(s.cpuRatio),
       `${fixed(s.latency?.p50Ms, 2)}${mark}`,
       `${fixed(s.latency?.p99Ms, 2)}${mark}`,
       `${ratio(s.p99Ratio)}${s.p99Ratio === undefined ? "" : mark}`,
