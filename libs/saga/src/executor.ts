@@ -282,7 +282,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
           }
           continue;
         }
-        const message = result.err instanceof Error ? result.err.message : String(result.err);
+        const message = errorMessage(result.err);
         if (result.err instanceof SagaAbort) {
           logger.info(
             { saga_id: row.id, step: step.name, reason: message },
@@ -308,13 +308,7 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
           { saga_id: row.id, step: step.name, attempts, err: message },
           "saga step failed: will retry",
         );
-        await record(row, {
-          attempts,
-          lastError: message,
-          nextAttemptAt: new Date(Date.now() + backoff(attempts, def.initialDelayMs, def.maxDelayMs)),
-          leaseOwner: null,
-          leaseUntil: null,
-        });
+        await retryLater(def, row, attempts, message);
         return;
       }
       if (row.status === "compensating") {
@@ -339,24 +333,28 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
           row = { ...row, ...next };
           continue;
         }
-        const message = result.err instanceof Error ? result.err.message : String(result.err);
+        const message = errorMessage(result.err);
         const attempts = row.attempts + 1;
         logger.warn(
           { saga_id: row.id, step: step?.name, attempts, err: message },
           "saga compensation failed: will retry",
         );
-        await record(row, {
-          attempts,
-          lastError: message,
-          nextAttemptAt: new Date(Date.now() + backoff(attempts, def.initialDelayMs, def.maxDelayMs)),
-          leaseOwner: null,
-          leaseUntil: null,
-        });
+        await retryLater(def, row, attempts, message);
         return;
       }
       return;
     }
   };
+
+  /** Gives the saga back after a failed attempt, runnable again after the backoff. */
+  const retryLater = <D>(def: SagaDefinition<D>, row: SagaRow, attempts: number, message: string) =>
+    record(row, {
+      attempts,
+      lastError: message,
+      nextAttemptAt: new Date(Date.now() + backoff(attempts, def.initialDelayMs, def.maxDelayMs)),
+      leaseOwner: null,
+      leaseUntil: null,
+    });
 
   /**
    * Switches to compensation, starting with the current step: it failed, was refused or was about
@@ -467,4 +465,8 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
     },
     runOnce,
   };
+}
+
+function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err);
 }
