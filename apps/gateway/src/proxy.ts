@@ -516,10 +516,11 @@ export function createProxy(options: ProxyOptions) {
               // One write: a drain listener per held chunk would pile up on a slow client.
               const bytes = heldChunks.length === 1 ? (heldChunks[0] as Buffer) : Buffer.concat(heldChunks);
               dropHeld();
-              forward(bytes);
+              passOn(bytes);
             }
           };
-          const forward = (chunk: Buffer) => {
+          /** Sends answer bytes to the client, pausing the upstream while the client lags. */
+          const passOn = (chunk: Buffer) => {
             bytesOut += chunk.length;
             if (!down.write(chunk)) {
               up.pause();
@@ -544,7 +545,7 @@ export function createProxy(options: ProxyOptions) {
               if (heldBytes > HELD_ANSWER_BYTES || heldTotal > HELD_TOTAL_BYTES) held();
               return;
             }
-            forward(chunk);
+            passOn(chunk);
           });
         });
         let trailers: http2.IncomingHttpHeaders | undefined;
