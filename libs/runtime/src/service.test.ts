@@ -138,6 +138,9 @@ describe("service runtime over real sockets", () => {
         if (r.status === HS.SERVING) return;
       }
     })();
+    // Flip readiness only once the watch has reported the current status, or the first
+    // message may already be SERVING.
+    await waitFor(() => watched.length > 0, { what: "the first health watch message" });
     ready = true;
     await started;
     await watching;
