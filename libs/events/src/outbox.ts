@@ -61,17 +61,21 @@ export async function enqueueEvents(
   if (events.length === 0) return;
   const trace: Record<string, string> = {};
   propagation.inject(context.active(), trace);
-  await tx.insert(table).values(
-    events.map((e) => ({
-      id: e.id,
-      subject: e.subject,
-      type: e.type,
-      headers: { ...cloudEventHeaders(e), ...trace },
-      payload: e.data,
-      createdAt: e.time,
-    })),
-  );
-  await tx.execute(sql`select pg_notify(${notifyChannel(table)}, '')`);
+  await tx
+    .insert(table)
+    .values(
+      events.map((e) => ({
+        id: e.id,
+        subject: e.subject,
+        type: e.type,
+        headers: { ...cloudEventHeaders(e), ...trace },
+        payload: e.data,
+        createdAt: e.time,
+      })),
+    )
+    // The NOTIFY rides in the RETURNING list: one round trip, not a second `select pg_notify`.
+    // Postgres sends identical notifications of one transaction once, at commit.
+    .returning({ notified: sql`pg_notify(${notifyChannel(table)}, '')` });
 }
 
 function notifyChannel(table: OutboxTable): string {
@@ -216,11 +220,13 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     return sent;
   }
 
-  // While batches follow each other back to back, the backlog query runs at most once a second;
-  // it always runs before the relay goes idle, so an idle relay reports the true backlog.
+  // The backlog query runs at most once a second while events flow (a relay woken for every few
+  // rows would otherwise run it once per batch), and at once when a claim found nothing while a
+  // backlog is on record, so an idle relay soon reports the true backlog.
   let lastRefresh = 0;
-  async function refreshBacklog(busy: boolean): Promise<void> {
-    if (busy && Date.now() - lastRefresh < 1_000) return;
+  async function refreshBacklog(sent: number): Promise<void> {
+    const settled = sent === 0 && (backlog.count > 0 || backlog.oldestAgeSeconds > 0);
+    if (!settled && Date.now() - lastRefresh < 1_000) return;
     lastRefresh = Date.now();
     const [row] = await db
       .select({
@@ -251,7 +257,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         const sent = await drainOnce();
         if (failed > 0) logger.info({ after: failed }, "outbox relay recovered");
         failed = 0;
-        await refreshBacklog(sent >= options.batchSize);
+        await refreshBacklog(sent);
         if (Date.now() - lastPrune >= 60_000) await prune();
         if (sent >= options.batchSize) continue;
         await sleep(options.pollMs);
@@ -261,7 +267,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         if (failed === 1 || failed % 20 === 0) {
           logger.warn({ err: String(err), failures: failed }, "outbox relay could not publish; will retry");
         }
-        await refreshBacklog(false).catch(() => {});
+        await refreshBacklog(-1).catch(() => {});
         await sleep(Math.min(5_000, 100 * 2 ** Math.min(failed, 6)));
       }
     }

@@ -154,6 +154,6 @@ describe("lossless under failures (real Postgres and NATS)", () => {
       (await f.database.db.select({ id: effects.eventId }).from(effects)).map((r) => r.id),
     );
     expect(during.every((id) => applied.has(id))).toBe(true);
-    expect(relay.backlog.count).toBe(0);
+    await waitFor(() => relay.backlog.count === 0, { what: "the relay to report an empty backlog" });
   }, 180_000);
 });
