@@ -8,7 +8,13 @@ import { pgTable, serial, text } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DatabaseConfig } from "./config.js";
-import { createUnitOfWork, type DatabaseHandle, isUniqueViolation, openDatabase } from "./database.js";
+import {
+  createUnitOfWork,
+  type DatabaseHandle,
+  isUniqueViolation,
+  openDatabase,
+  queryRows,
+} from "./database.js";
 
 const items = pgTable("items", { id: serial("id").primaryKey(), name: text("name").notNull().unique() });
 const schema = { items };
@@ -59,6 +65,18 @@ describe.each(["pglite", "postgres"] as const)("openDatabase on %s", (driver) =>
     ).rejects.toSatisfy((err: unknown) => isUniqueViolation(err, "items_name_unique"));
     const names = (await handle.db.select().from(items)).map((r) => r.name).sort();
     expect(names).toEqual(["a", "b"]);
+  });
+
+  it("returns a raw statement's rows, a data-modifying CTE's included, as the driver gives them", async () => {
+    const rows = await queryRows<{ name: string; at: string; n: string | number }>(
+      handle.db,
+      sql`with added as (insert into ${items} (name) values ('raw-1'), ('raw-2') returning name)
+          select name, now() as at, 9007199254740993::int8 as n from added order by name`,
+    );
+    expect(rows.map((r) => r.name)).toEqual(["raw-1", "raw-2"]);
+    expect(typeof rows[0]?.at).toBe("string"); // timestamps as text, for the column's mapper
+    expect(String(rows[0]?.n)).toBe("9007199254740993");
+    expect(await queryRows(handle.db, sql`select 1 where false`)).toEqual([]);
   });
 
   it("says when its LISTEN is in place, again after the connection under it was killed", async () => {

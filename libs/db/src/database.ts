@@ -1,6 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
-import { sql } from "drizzle-orm";
+import { type SQL, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
 import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
@@ -132,6 +132,17 @@ export function createUnitOfWork<TSchema extends Record<string, unknown>>(
   return {
     run: (work) => db.transaction((tx) => work(tx as Transaction<TSchema>)),
   };
+}
+
+/**
+ * Runs one raw statement (`sql\`...\``, for what the query builder cannot say, such as a
+ * data-modifying CTE) and returns its rows from either driver: postgres.js answers an array,
+ * PGlite an object with `rows`. Values come as the drivers give them under Drizzle: timestamps as
+ * text (map them with the column's `mapFromDriverValue`), int8 as text or a number.
+ */
+export async function queryRows<T extends Record<string, unknown>>(db: Queryable, query: SQL): Promise<T[]> {
+  const result: unknown = await db.execute(query);
+  return (Array.isArray(result) ? result : (result as { rows: T[] }).rows) as T[];
 }
 
 /** True when `err` (or its cause) is a Postgres unique-violation (23505), from either driver. */

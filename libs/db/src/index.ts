@@ -7,6 +7,7 @@ export {
   isUniqueViolation,
   openDatabase,
   type Queryable,
+  queryRows,
   type Transaction,
   type UnitOfWork,
 } from "./database.js";
