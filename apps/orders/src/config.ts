@@ -26,6 +26,10 @@ const shape = {
   /** ...and how long it stays open before a probe. */
   UPSTREAM_BREAKER_HALF_OPEN_MS: ms(5_000),
   UPSTREAM_TIMEOUT_MS: ms(3_000),
+  /** How long a product's price is reused at placement (0: ask inventory every time)... */
+  PRODUCT_CACHE_TTL_MS: z.coerce.number().int().nonnegative().default(60_000),
+  /** ...and how many products are remembered. */
+  PRODUCT_CACHE_MAX: ms(10_000),
 };
 
 export interface Config {
@@ -41,6 +45,7 @@ export interface Config {
     stepTimeoutMs: number;
   };
   upstream: { breakerFailures: number; halfOpenAfterMs: number; timeoutMs: number };
+  catalogue: { ttlMs: number; max: number };
 }
 
 /** Reads the orders service's configuration from the environment, once. */
@@ -67,5 +72,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       halfOpenAfterMs: e.UPSTREAM_BREAKER_HALF_OPEN_MS,
       timeoutMs: e.UPSTREAM_TIMEOUT_MS,
     },
+    catalogue: { ttlMs: e.PRODUCT_CACHE_TTL_MS, max: e.PRODUCT_CACHE_MAX },
   };
 }

@@ -10,6 +10,7 @@ import { createUpstreamPolicy } from "@meshwork/resilience";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createSagaExecutor, type SagaDefinition, type SagaExecutor } from "@meshwork/saga";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { createCatalogue } from "./adapters/catalogue.js";
 import { createOrderStore, STATUS_CHANNEL } from "./adapters/db/order-store.js";
 import { outbox, sagas, schema } from "./adapters/db/schema.js";
 import { OrderWatch } from "./app/order-watch.js";
@@ -65,6 +66,11 @@ export async function createOrdersService(
       logger,
       meter: telemetry.meter,
     });
+  const catalogue = createCatalogue(() => ready(inventory), {
+    ttlMs: config.catalogue.ttlMs,
+    max: config.catalogue.max,
+    meter: telemetry.meter,
+  });
   const ready = <T>(v: T | undefined): T => {
     if (v === undefined) throw new Error("orders used before start-up finished");
     return v;
@@ -83,7 +89,7 @@ export async function createOrdersService(
         OrderService,
         createOrderServiceHandlers({
           orders: () => orders,
-          inventory: () => ready(inventory),
+          catalogue: () => catalogue,
           saga: () => ready(saga),
           kick: () => executor?.kick(),
           watch: () => watch,

@@ -1,7 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { type Client, Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
-import type { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { Code, ConnectError, type HandlerContext, type ServiceImpl } from "@connectrpc/connect";
 import {
   type Order as OrderMessage,
   OrderSchema,
@@ -12,6 +11,7 @@ import { InvalidPageTokenError, keysetTokens, pageSize } from "@meshwork/db";
 import { mapErrors } from "@meshwork/runtime";
 import type { SagaDefinition } from "@meshwork/saga";
 import { v7 as uuidv7 } from "uuid";
+import type { Catalogue } from "../../adapters/catalogue.js";
 import type { OrderStore } from "../../adapters/db/order-store.js";
 import type { OrderWatch } from "../../app/order-watch.js";
 import {
@@ -95,7 +95,8 @@ const pages = keysetTokens("o1:", "ListOrders");
 
 export interface OrderHandlerDeps {
   orders: () => OrderStore;
-  inventory: () => Client<typeof InventoryService>;
+  /** Product prices (inventory behind a cache). */
+  catalogue: () => Catalogue;
   saga: () => SagaDefinition<PlacementData>;
   /** Wakes the saga executor after a placement or cancellation commits. */
   kick: () => void;
@@ -119,10 +120,10 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
           return { order: toOrderMessage(existing) };
         }
         // Prices from the catalogue, now: the order keeps them.
-        const products = await Promise.all(
+        const prices = await Promise.all(
           items.map(async (i) => {
             try {
-              return (await deps.inventory().getProduct({ id: i.productId }, { signal: ctx.signal })).product;
+              return await deps.catalogue().price(i.productId);
             } catch (err) {
               const e = ConnectError.from(err);
               if (e.code === Code.NotFound)
@@ -131,7 +132,7 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
             }
           }),
         );
-        const currencies = new Set(products.map((p) => p?.price?.currency ?? ""));
+        const currencies = new Set(prices.map((p) => p.currency));
         if (currencies.size !== 1) {
           throw new InvalidOrderError(
             `items: products are priced in different currencies (${[...currencies].join(", ")})`,
@@ -139,7 +140,7 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
         }
         const stored = items.map((i, n) => ({
           ...i,
-          unitPriceMinor: Number(products[n]?.price?.amountMinor ?? 0n),
+          unitPriceMinor: Number(prices[n]?.amountMinor ?? 0n),
         }));
         const { order } = await deps.orders().place(
           {
