@@ -186,14 +186,22 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
      * as being paid (from then on it cannot be cancelled). Runs in the saga's transaction.
      */
     async beforeStep(tx: AnyTransaction, id: string, step: string): Promise<string | undefined> {
-      const [row] = await tx
-        .select({ cancelRequested: orders.cancelRequested })
-        .from(orders)
-        .where(eq(orders.id, id))
-        .for("update");
+      // Locks the order against a concurrent CancelOrder. Before the capture, the same statement
+      // marks it as being paid, unless a cancellation came first.
+      const [row] =
+        step === "capture"
+          ? await tx
+              .update(orders)
+              .set({ captureStarted: sql`${orders.captureStarted} or not ${orders.cancelRequested}` })
+              .where(eq(orders.id, id))
+              .returning({ cancelRequested: orders.cancelRequested })
+          : await tx
+              .select({ cancelRequested: orders.cancelRequested })
+              .from(orders)
+              .where(eq(orders.id, id))
+              .for("update");
       if (!row) return "the order no longer exists";
       if (row.cancelRequested) return "cancelled by the customer";
-      if (step === "capture") await tx.update(orders).set({ captureStarted: true }).where(eq(orders.id, id));
       return undefined;
     },
 
