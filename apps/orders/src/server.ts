@@ -90,7 +90,7 @@ export async function createOrdersService(
         createOrderServiceHandlers({
           orders: () => orders,
           catalogue: () => catalogue,
-          saga: () => ready(saga),
+          startPlacement: (tx, instance) => ready(executor).startIn(tx, ready(saga), instance),
           kick: () => executor?.kick(),
           watch: () => watch,
         }),

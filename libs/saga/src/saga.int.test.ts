@@ -92,7 +92,12 @@ describe("sagas on the real Postgres", () => {
 
   const executor = (
     defs: SagaDefinition<Data>[],
-    extra: { leaseMs?: number; owner?: string; database?: DatabaseHandle<typeof schema> } = {},
+    extra: {
+      leaseMs?: number;
+      pollMs?: number;
+      owner?: string;
+      database?: DatabaseHandle<typeof schema>;
+    } = {},
   ) => {
     const e = createSagaExecutor({
       database: extra.database ?? database,
@@ -102,7 +107,7 @@ describe("sagas on the real Postgres", () => {
       tracer: telemetry.tracer,
       meter: telemetry.meter,
       leaseMs: extra.leaseMs ?? 10_000,
-      pollMs: 20,
+      pollMs: extra.pollMs ?? 20,
       batchSize: 16,
       owner: extra.owner,
     });
@@ -135,6 +140,82 @@ describe("sagas on the real Postgres", () => {
       capture: 1,
       "done capture": 1,
       completed: 1,
+    });
+    await e.stop();
+  });
+
+  it("starts a saga in the caller's transaction and runs it right after the commit, with no claim and no poll", async () => {
+    const def = definition(
+      "in-place",
+      {},
+      { beforeStep: async (tx, id, _d, step) => void (await note(id, `check ${step}`, tx)) },
+    );
+    // Polls once a minute: only the start itself can make the saga run within the test.
+    const e = executor([def], { pollMs: 60_000 });
+    await e.start();
+    const id = uuidv7();
+    const run = await database.db.transaction(async (tx) => {
+      const go = await e.startIn(tx, def, { id, data: { label: id } });
+      const leased = (await tx.select().from(sagas).where(eq(sagas.id, id)))[0];
+      expect(leased?.leaseOwner).toBeTruthy(); // no other executor can claim it meanwhile
+      expect(await entries(id)).toEqual({}); // the first check is in this uncommitted transaction
+      return go;
+    });
+    expect(await entries(id)).toEqual({ "check reserve": 1 });
+    run();
+    expect((await finished(id)).status).toBe("completed");
+    // The first step's check ran once, in the starting transaction; the others as usual.
+    expect(await entries(id)).toMatchObject({
+      "check reserve": 1,
+      "check authorize": 1,
+      "check capture": 1,
+      completed: 1,
+    });
+
+    // A start whose transaction rolls back leaves nothing behind.
+    const gone = uuidv7();
+    await expect(
+      database.db.transaction(async (tx) => {
+        await e.startIn(tx, def, { id: gone, data: { label: gone } });
+        throw new Error("the caller's work failed");
+      }),
+    ).rejects.toThrow("the caller's work failed");
+    expect(await status(gone)).toBeUndefined();
+    expect(await entries(gone)).toEqual({});
+    await e.stop();
+  });
+
+  it("starts a saga unleased when its executor is not running, and a stop reason at start compensates", async () => {
+    let refuse = false;
+    const def = definition(
+      "in-place-refused",
+      {},
+      { beforeStep: async () => (refuse ? "cancelled by the customer" : undefined) },
+    );
+    const idle = executor([def]);
+    const id = uuidv7();
+    const kick = await database.db.transaction((tx) => idle.startIn(tx, def, { id, data: { label: id } }));
+    expect((await status(id))?.leaseOwner).toBeNull();
+    kick(); // not started: nothing runs, the saga waits for whoever claims it
+    await idle.start();
+    expect((await finished(id)).status).toBe("completed");
+    await idle.stop();
+
+    refuse = true;
+    const e = executor([def], { pollMs: 60_000 });
+    await e.start();
+    const stopped = uuidv7();
+    const run = await database.db.transaction((tx) =>
+      e.startIn(tx, def, { id: stopped, data: { label: stopped } }),
+    );
+    run();
+    const done = await finished(stopped);
+    expect(done.status).toBe("compensated");
+    expect(done.failure).toBe("cancelled by the customer");
+    // The first step never ran; its compensation (a no-op for a step that did not happen) did.
+    expect(await entries(stopped)).toEqual({
+      "undo reserve": 1,
+      "compensated: cancelled by the customer": 1,
     });
     await e.stop();
   });

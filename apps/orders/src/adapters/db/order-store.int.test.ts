@@ -1,18 +1,22 @@
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { type DatabaseHandle, openDatabase } from "@meshwork/db";
-import type { SagaDefinition } from "@meshwork/saga";
+import { type SagaDefinition, startSaga } from "@meshwork/saga";
 import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
 import { eq } from "drizzle-orm";
 import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { OrderStateError, type PlacementData } from "../../domain/order.js";
-import { createOrderStore, type OrderStore } from "./order-store.js";
-import { type OrdersSchema, orders, schema } from "./schema.js";
+import { createOrderStore, type OrderStore, type StartPlacement } from "./order-store.js";
+import { type OrdersSchema, orders, sagas, schema } from "./schema.js";
 
 const migrations = fileURLToPath(new URL("../../../drizzle", import.meta.url));
 /** Only its type is stored with the saga row. */
 const saga = { type: "order-placement", steps: [] } as unknown as SagaDefinition<PlacementData>;
+const startPlacement: StartPlacement = async (tx, instance) => {
+  await startSaga(tx, sagas, saga, instance);
+  return undefined;
+};
 
 describe("order store on Postgres: the checks before each saga step", () => {
   let testDb: TestDatabase;
@@ -49,7 +53,7 @@ describe("order store on Postgres: the checks before each saga step", () => {
         totalMinor: 500,
         currency: "EUR",
       },
-      saga,
+      startPlacement,
     );
     return order.id;
   };

@@ -7,7 +7,6 @@ import {
 } from "@meshwork/contracts/meshwork/orders/v1/events";
 import type { AnyTransaction, Database } from "@meshwork/db";
 import { createEnvelope, enqueueEvents } from "@meshwork/events";
-import { type SagaDefinition, startSaga } from "@meshwork/saga";
 import { and, desc, eq, lt, sql } from "drizzle-orm";
 import {
   IdempotencyKeyReusedError,
@@ -17,7 +16,7 @@ import {
   type OrderStatus,
   type PlacementData,
 } from "../../domain/order.js";
-import { type OrdersSchema, orders, outbox, type StoredItem, sagas } from "./schema.js";
+import { type OrdersSchema, orders, outbox, type StoredItem } from "./schema.js";
 
 export const EVENT_SOURCE = "/meshwork/orders";
 /** `NOTIFY` channel of status changes (payload `<order id>:<status>`, in commit order), for WatchOrder. */
@@ -34,6 +33,12 @@ const columns = {
   createdAt: orders.createdAt,
   updatedAt: orders.updatedAt,
 };
+
+/** Starts the placement saga of an order inside the placing transaction; see `place`. */
+export type StartPlacement = (
+  tx: AnyTransaction,
+  instance: { id: string; data: PlacementData },
+) => Promise<(() => void) | undefined>;
 
 export interface NewOrder {
   id: string;
@@ -88,8 +93,13 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
      */
     async place(
       order: NewOrder,
-      saga: SagaDefinition<PlacementData>,
-    ): Promise<{ order: Order; created: boolean }> {
+      /**
+       * Starts the placement saga in the transaction (the executor's `startIn`, or `startSaga`);
+       * what it returns is called after the commit.
+       */
+      startPlacement: StartPlacement,
+    ): Promise<{ order: Order; created: boolean; run?: () => void }> {
+      let run: (() => void) | undefined;
       const created = await db.transaction(async (tx) => {
         const [row] = await tx
           .insert(orders)
@@ -97,7 +107,7 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
           .onConflictDoNothing({ target: [orders.userId, orders.idempotencyKey] })
           .returning(notifying("pending"));
         if (!row) return undefined;
-        await startSaga(tx, sagas, saga, {
+        run = await startPlacement(tx, {
           id: order.id,
           data: {
             userId: order.userId,
@@ -119,7 +129,7 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
         const { notified: _, ...placed } = row;
         return placed as Order;
       });
-      if (created) return { order: created, created: true };
+      if (created) return { order: created, created: true, run };
       const existing = await this.findByKey(order.userId, order.idempotencyKey);
       if (!existing) throw new Error(`order for key ${order.idempotencyKey} vanished`);
       if (existing.requestHash !== order.requestHash)

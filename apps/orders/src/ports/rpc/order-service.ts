@@ -9,10 +9,9 @@ import {
 } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { InvalidPageTokenError, keysetTokens, pageSize } from "@meshwork/db";
 import { mapErrors } from "@meshwork/runtime";
-import type { SagaDefinition } from "@meshwork/saga";
 import { v7 as uuidv7 } from "uuid";
 import type { Catalogue } from "../../adapters/catalogue.js";
-import type { OrderStore } from "../../adapters/db/order-store.js";
+import type { OrderStore, StartPlacement } from "../../adapters/db/order-store.js";
 import type { OrderWatch } from "../../app/order-watch.js";
 import {
   IdempotencyKeyReusedError,
@@ -20,7 +19,6 @@ import {
   type Order,
   OrderNotFoundError,
   OrderStateError,
-  type PlacementData,
   requestHash,
   TERMINAL,
 } from "../../domain/order.js";
@@ -97,8 +95,9 @@ export interface OrderHandlerDeps {
   orders: () => OrderStore;
   /** Product prices (inventory behind a cache). */
   catalogue: () => Catalogue;
-  saga: () => SagaDefinition<PlacementData>;
-  /** Wakes the saga executor after a placement or cancellation commits. */
+  /** Starts an order's placement saga in the placing transaction (run at once after commit). */
+  startPlacement: StartPlacement;
+  /** Wakes the saga executor after a cancellation commits. */
   kick: () => void;
   watch: () => OrderWatch;
 }
@@ -142,7 +141,7 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
           ...i,
           unitPriceMinor: Number(prices[n]?.amountMinor ?? 0n),
         }));
-        const { order } = await deps.orders().place(
+        const { order, run } = await deps.orders().place(
           {
             id: uuidv7(),
             userId,
@@ -152,9 +151,9 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
             totalMinor: stored.reduce((sum, i) => sum + i.unitPriceMinor * i.quantity, 0),
             currency: [...currencies][0] as string,
           },
-          deps.saga(),
+          deps.startPlacement,
         );
-        deps.kick();
+        run?.();
         return { order: toOrderMessage(order) };
       }),
     getOrder: (req, ctx) =>
