@@ -19,6 +19,12 @@ export function databaseEnvShape(defaults: { dataDir: string }) {
       .min(0)
       .default(30 * 60),
     DB_CONNECT_TIMEOUT_S: z.coerce.number().int().positive().default(10),
+    /**
+     * Run Drizzle's queries as named prepared statements (parsed once per connection). Turn off
+     * behind a pooler in transaction mode (PgBouncer), where a statement prepared on one server
+     * connection is missing on the next.
+     */
+    DB_PREPARE: z.stringbool().default(true),
   };
 }
 
@@ -30,6 +36,11 @@ export interface DatabaseConfig {
   url: string | undefined;
   /** PGlite's data directory (used only without `url`). */
   dataDir: string;
+  /**
+   * Prepared statements for every query on a server (default true): one round trip per query
+   * instead of two, and no parse and plan each time. See `DB_PREPARE`.
+   */
+  prepare?: boolean;
   pool: {
     /** Most connections open at once. */
     max: number;
@@ -47,6 +58,7 @@ export function toDatabaseConfig(env: DatabaseEnv): DatabaseConfig {
   return {
     url: env.DATABASE_URL,
     dataDir: env.DATA_DIR,
+    prepare: env.DB_PREPARE,
     pool: {
       max: env.DB_POOL_MAX,
       idleTimeoutS: env.DB_POOL_IDLE_TIMEOUT_S,

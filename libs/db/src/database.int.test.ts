@@ -3,7 +3,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
-import { sql } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { pgTable, serial, text } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -13,6 +13,7 @@ import {
   type DatabaseHandle,
   isUniqueViolation,
   openDatabase,
+  type Queryable,
   queryRows,
 } from "./database.js";
 
@@ -130,6 +131,60 @@ describe("postgres.js pool settings", () => {
       expect(Math.max(...samples)).toBe(pool.max);
     } finally {
       await observer.end();
+      await handle.close();
+      await testDb.drop();
+    }
+  });
+});
+
+describe("prepared statements on postgres", () => {
+  /** This connection's prepared statements that read `items`, with how often each ran. */
+  const preparedOn = async (db: Queryable) =>
+    (
+      await queryRows<{ statement: string; runs: string | number }>(
+        db,
+        sql`select statement, generic_plans + custom_plans as runs from pg_prepared_statements
+            where statement like '%from "items"%' and statement not like '%pg_prepared_statements%'`,
+      )
+    ).map((r) => ({ statement: r.statement, runs: Number(r.runs) }));
+
+  it("runs Drizzle's queries as named statements, parsed once per connection, in transactions too", async () => {
+    const testDb = await createTestDatabase("mw_prep");
+    // One connection, so every query below meets the statements of the ones before.
+    const handle = await openDatabase(
+      { url: testDb.url, dataDir: "unused", pool: { ...pool, max: 1 } },
+      schema,
+    );
+    try {
+      await handle.migrate(migrations);
+      await handle.db.insert(items).values([{ name: "p1" }, { name: "p2" }]);
+      for (const name of ["p1", "p2", "p1"]) {
+        expect((await handle.db.select().from(items).where(eq(items.name, name)))[0]?.name).toBe(name);
+      }
+      const seen = await preparedOn(handle.db);
+      expect(seen).toHaveLength(1);
+      expect(seen[0]?.runs).toBe(3);
+      await handle.db.transaction(async (tx) => {
+        await tx.select().from(items).where(eq(items.name, "p2"));
+        expect((await preparedOn(tx))[0]?.runs).toBe(4);
+      });
+    } finally {
+      await handle.close();
+      await testDb.drop();
+    }
+  });
+
+  it("leaves them unnamed with prepare off (DB_PREPARE=false, for a pooler in transaction mode)", async () => {
+    const testDb = await createTestDatabase("mw_noprep");
+    const handle = await openDatabase(
+      { url: testDb.url, dataDir: "unused", prepare: false, pool: { ...pool, max: 1 } },
+      schema,
+    );
+    try {
+      await handle.migrate(migrations);
+      await handle.db.select().from(items).where(eq(items.name, "p1"));
+      expect(await preparedOn(handle.db)).toEqual([]);
+    } finally {
       await handle.close();
       await testDb.drop();
     }

@@ -57,6 +57,35 @@ export interface DatabaseHandle<TSchema extends Record<string, unknown>> {
   close(): Promise<void>;
 }
 
+/**
+ * The postgres.js client as Drizzle should see it: every query it runs through `unsafe()` as a
+ * named prepared statement. Drizzle 0.45 asks postgres.js for an unnamed statement unless a query
+ * was `.prepare(name)`d, and postgres.js then sends each parameterised query in two round trips
+ * (Parse + Describe, then Bind + Execute) and Postgres parses and plans it every time; prepared,
+ * a repeated query is one round trip (Bind + Execute) on a cached statement. (Drizzle issue
+ * #6096.) postgres.js keeps the statements per connection and re-prepares one that a migration
+ * invalidated. Transactions and savepoints hand Drizzle a scoped client: wrapped the same way.
+ */
+function preparing<T extends postgres.Sql | postgres.TransactionSql>(sql: T): T {
+  type Run = (...args: unknown[]) => unknown;
+  return new Proxy(sql, {
+    get(target, prop, receiver) {
+      if (prop === "unsafe") {
+        return (query: string, params?: unknown[], options?: postgres.UnsafeQueryOptions) =>
+          target.unsafe(query, params as never, { ...options, prepare: true });
+      }
+      if (prop === "begin" || prop === "savepoint") {
+        const original = Reflect.get(target, prop, receiver) as Run;
+        return (...args: unknown[]) => {
+          const fn = args.pop() as (tx: postgres.TransactionSql) => unknown;
+          return original.call(target, ...args, (tx: postgres.TransactionSql) => fn(preparing(tx)));
+        };
+      }
+      return Reflect.get(target, prop, receiver);
+    },
+  });
+}
+
 function redact(url: string): string {
   const u = new URL(url);
   if (u.password) u.password = "***";
@@ -80,7 +109,7 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
       connect_timeout: config.pool.connectTimeoutS,
       onnotice: () => {},
     });
-    const db = drizzlePostgres(client, { schema });
+    const db = drizzlePostgres(config.prepare === false ? client : preparing(client), { schema });
     return {
       db: db as unknown as Database<TSchema>,
       driver: "postgres",

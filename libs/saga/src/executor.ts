@@ -509,7 +509,8 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
         // Stopping: left leased, it is taken over once the lease runs out. Otherwise it runs
         // even if the executor filled up meanwhile (past its limit only by the starts that
         // committed at that moment).
-        if (!stopping) void launch(row, goOn ? 0 : -1);
+        // Outside the caller's context (a request's): the saga outlives it.
+        if (!stopping) context.with(ROOT_CONTEXT, () => void launch(row, goOn ? 0 : -1));
       };
     },
     runOnce,
