@@ -107,8 +107,8 @@ export function placementSaga(deps: PlacementDeps): SagaDefinition<PlacementData
       if (step === "reserve") await orders.stepDone(tx, id, "stock_reserved");
       if (step === "authorize") await orders.stepDone(tx, id, "payment_authorized");
     },
-    onCompleted: (tx, id) => orders.confirmed(tx, id),
-    onCompensated: (tx, id, _data, reason) => orders.cancelled(tx, id, reason),
+    onCompleted: (tx, id, data) => orders.confirmed(tx, id, data),
+    onCompensated: (tx, id, data, reason) => orders.cancelled(tx, id, data, reason),
     ...deps.retry,
     stepTimeoutMs: deps.stepTimeoutMs,
   };

@@ -19,6 +19,8 @@ import {
 import { type OrdersSchema, orders, outbox, type StoredItem } from "./schema.js";
 
 export const EVENT_SOURCE = "/meshwork/orders";
+/** Rolls back a placement whose idempotency key another placement took first. */
+const KEY_TAKEN = new Error("idempotency key taken");
 /** `NOTIFY` channel of status changes (payload `<order id>:<status>`, in commit order), for WatchOrder. */
 export const STATUS_CHANNEL = "order_status";
 
@@ -66,10 +68,16 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
     notified: sql`pg_notify(${STATUS_CHANNEL}, ${orders.id}::text || ${`:${status}`})`,
   });
 
-  const setStatus = async (tx: AnyTransaction, id: string, status: OrderStatus, cancelReason?: string) => {
+  const setStatus = async (
+    tx: AnyTransaction,
+    id: string,
+    status: OrderStatus,
+    cancelReason?: string,
+    at = new Date(),
+  ) => {
     const [row] = await tx
       .update(orders)
-      .set({ status, updatedAt: new Date(), ...(cancelReason === undefined ? {} : { cancelReason }) })
+      .set({ status, updatedAt: at, ...(cancelReason === undefined ? {} : { cancelReason }) })
       .where(eq(orders.id, id))
       .returning(notifying(status));
     if (!row) throw new OrderNotFoundError(id);
@@ -100,35 +108,50 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
       startPlacement: StartPlacement,
     ): Promise<{ order: Order; created: boolean; run?: () => void }> {
       let run: (() => void) | undefined;
-      const created = await db.transaction(async (tx) => {
-        const [row] = await tx
-          .insert(orders)
-          .values({ ...order, status: "pending" })
-          .onConflictDoNothing({ target: [orders.userId, orders.idempotencyKey] })
-          .returning(notifying("pending"));
-        if (!row) return undefined;
-        run = await startPlacement(tx, {
-          id: order.id,
-          data: {
-            userId: order.userId,
-            items: order.items.map((i) => ({ productId: i.productId, quantity: i.quantity })),
-            totalMinor: order.totalMinor,
-            currency: order.currency,
-          },
+      const createdAt = new Date();
+      const created = await db
+        .transaction(async (tx) => {
+          // The order, its saga (with the first step's check, which reads the order) and its
+          // event go out together, pipelined on the transaction's connection in the order they
+          // are started: the order first. Another placement that won the key makes the insert
+          // a no-op: then the saga and the event are rolled back.
+          const inserting = tx
+            .insert(orders)
+            .values({ ...order, status: "pending", createdAt, updatedAt: createdAt })
+            .onConflictDoNothing({ target: [orders.userId, orders.idempotencyKey] })
+            .returning(notifying("pending"))
+            .then((rows) => rows);
+          const [[row], started] = await Promise.all([
+            inserting,
+            startPlacement(tx, {
+              id: order.id,
+              data: {
+                userId: order.userId,
+                items: order.items.map((i) => ({ productId: i.productId, quantity: i.quantity })),
+                totalMinor: order.totalMinor,
+                currency: order.currency,
+              },
+            }),
+            event(
+              tx,
+              OrderPlacedSchema,
+              create(OrderPlacedSchema, {
+                orderId: order.id,
+                userId: order.userId,
+                total: { amountMinor: BigInt(order.totalMinor), currency: order.currency },
+                placeTime: timestampFromDate(createdAt),
+              }),
+            ),
+          ]);
+          if (!row) throw KEY_TAKEN;
+          run = started;
+          const { notified: _, ...placed } = row;
+          return placed as Order;
+        })
+        .catch((err: unknown) => {
+          if (err === KEY_TAKEN) return undefined;
+          throw err;
         });
-        await event(
-          tx,
-          OrderPlacedSchema,
-          create(OrderPlacedSchema, {
-            orderId: order.id,
-            userId: order.userId,
-            total: { amountMinor: BigInt(order.totalMinor), currency: order.currency },
-            placeTime: timestampFromDate(row.createdAt),
-          }),
-        );
-        const { notified: _, ...placed } = row;
-        return placed as Order;
-      });
       if (created) return { order: created, created: true, run };
       const existing = await this.findByKey(order.userId, order.idempotencyKey);
       if (!existing) throw new Error(`order for key ${order.idempotencyKey} vanished`);
@@ -217,32 +240,40 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
 
     stepDone: (tx: AnyTransaction, id: string, status: OrderStatus) => setStatus(tx, id, status),
 
-    async confirmed(tx: AnyTransaction, id: string): Promise<void> {
-      const o = await setStatus(tx, id, "confirmed");
-      await event(
-        tx,
-        OrderConfirmedSchema,
-        create(OrderConfirmedSchema, {
-          orderId: id,
-          userId: o.userId,
-          total: { amountMinor: BigInt(o.totalMinor), currency: o.currency },
-          confirmTime: timestampFromDate(o.updatedAt),
-        }),
-      );
+    /** Confirms the order and records OrderConfirmed; both statements go out together. */
+    async confirmed(tx: AnyTransaction, id: string, placed: PlacementData): Promise<void> {
+      const at = new Date();
+      await Promise.all([
+        setStatus(tx, id, "confirmed", undefined, at),
+        event(
+          tx,
+          OrderConfirmedSchema,
+          create(OrderConfirmedSchema, {
+            orderId: id,
+            userId: placed.userId,
+            total: { amountMinor: BigInt(placed.totalMinor), currency: placed.currency },
+            confirmTime: timestampFromDate(at),
+          }),
+        ),
+      ]);
     },
 
-    async cancelled(tx: AnyTransaction, id: string, reason: string): Promise<void> {
-      const o = await setStatus(tx, id, "cancelled", reason);
-      await event(
-        tx,
-        OrderCancelledSchema,
-        create(OrderCancelledSchema, {
-          orderId: id,
-          userId: o.userId,
-          reason,
-          cancelTime: timestampFromDate(o.updatedAt),
-        }),
-      );
+    /** Cancels the order with the reason and records OrderCancelled, together. */
+    async cancelled(tx: AnyTransaction, id: string, placed: PlacementData, reason: string): Promise<void> {
+      const at = new Date();
+      await Promise.all([
+        setStatus(tx, id, "cancelled", reason, at),
+        event(
+          tx,
+          OrderCancelledSchema,
+          create(OrderCancelledSchema, {
+            orderId: id,
+            userId: placed.userId,
+            reason,
+            cancelTime: timestampFromDate(at),
+          }),
+        ),
+      ]);
     },
   };
 }
