@@ -85,6 +85,21 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
     return order as Order;
   };
 
+  /**
+   * The order's last status and its event (which carries the same time), sent together
+   * (pipelined on the transaction's connection).
+   */
+  const finish = async (
+    tx: AnyTransaction,
+    id: string,
+    status: "confirmed" | "cancelled",
+    reason: string | undefined,
+    record: (at: Date) => Promise<void>,
+  ): Promise<void> => {
+    const at = new Date();
+    await Promise.all([setStatus(tx, id, status, reason, at), record(at)]);
+  };
+
   return {
     async findByKey(userId: string, key: string) {
       const [row] = await db
@@ -240,11 +255,9 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
 
     stepDone: (tx: AnyTransaction, id: string, status: OrderStatus) => setStatus(tx, id, status),
 
-    /** Confirms the order and records OrderConfirmed; both statements go out together. */
-    async confirmed(tx: AnyTransaction, id: string, placed: PlacementData): Promise<void> {
-      const at = new Date();
-      await Promise.all([
-        setStatus(tx, id, "confirmed", undefined, at),
+    /** Confirms the order and records OrderConfirmed. */
+    confirmed: (tx: AnyTransaction, id: string, placed: PlacementData) =>
+      finish(tx, id, "confirmed", undefined, (at) =>
         event(
           tx,
           OrderConfirmedSchema,
@@ -255,14 +268,11 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
             confirmTime: timestampFromDate(at),
           }),
         ),
-      ]);
-    },
+      ),
 
-    /** Cancels the order with the reason and records OrderCancelled, together. */
-    async cancelled(tx: AnyTransaction, id: string, placed: PlacementData, reason: string): Promise<void> {
-      const at = new Date();
-      await Promise.all([
-        setStatus(tx, id, "cancelled", reason, at),
+    /** Cancels the order with the reason and records OrderCancelled. */
+    cancelled: (tx: AnyTransaction, id: string, placed: PlacementData, reason: string) =>
+      finish(tx, id, "cancelled", reason, (at) =>
         event(
           tx,
           OrderCancelledSchema,
@@ -273,8 +283,7 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
             cancelTime: timestampFromDate(at),
           }),
         ),
-      ]);
-    },
+      ),
   };
 }
 
