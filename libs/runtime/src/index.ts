@@ -13,6 +13,7 @@ export {
   toRuntimeConfig,
 } from "./config.js";
 export { mapErrors } from "./errors.js";
+export { createLeanGrpcTransport, type LeanGrpcTransportOptions } from "./grpc-client.js";
 export { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 export { createDeadlineInterceptor } from "./interceptors/deadline.js";
 export { createErrorInterceptor } from "./interceptors/errors.js";

@@ -1,0 +1,350 @@
+import http2 from "node:http2";
+import {
+  create,
+  type DescMessage,
+  type DescMethodUnary,
+  isMessage,
+  type MessageInitShape,
+  type MessageShape,
+} from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  type ContextValues,
+  createContextValues,
+  type Interceptor,
+  type Transport,
+  type UnaryRequest,
+  type UnaryResponse,
+} from "@connectrpc/connect";
+import {
+  createMethodSerializationLookup,
+  createMethodUrl,
+  type MethodSerializationLookup,
+} from "@connectrpc/connect/protocol";
+import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
+import type { Http2SessionManager } from "@connectrpc/connect-node";
+
+export interface LeanGrpcTransportOptions {
+  baseUrl: string;
+  sessionManager: Http2SessionManager;
+  /** Serves the streaming calls (connect-node's gRPC transport on the same session manager). */
+  streams: Transport;
+  interceptors?: Interceptor[];
+  defaultTimeoutMs?: number;
+  readMaxBytes?: number;
+}
+
+const {
+  NGHTTP2_CANCEL,
+  NGHTTP2_REFUSED_STREAM,
+  NGHTTP2_ENHANCE_YOUR_CALM,
+  NGHTTP2_NO_ERROR,
+  NGHTTP2_STREAM_CLOSED,
+  NGHTTP2_INADEQUATE_SECURITY,
+  NGHTTP2_HTTP_1_1_REQUIRED,
+} = http2.constants;
+const EMPTY = new Uint8Array(0);
+/** The signal of a call with neither deadline nor caller's signal: never aborted. */
+const NEVER = new AbortController().signal;
+/** Node timers hold at most 2^31 - 1 ms; a longer one fires at once. */
+const MAX_TIMER_MS = 2_147_483_647;
+
+/**
+ * A Node error of the connection or the stream as a ConnectError, by the rules of connect-node's
+ * own client (so both transports fail alike): a refused or unresolvable connection is
+ * UNAVAILABLE, a reset or destroyed stream ABORTED, anything else INTERNAL.
+ */
+function fromNodeError(err: unknown): ConnectError {
+  if (err instanceof ConnectError) return err;
+  const codes = new Set<string>();
+  for (let e: unknown = err; e instanceof Error && codes.size < 16; e = e.cause) {
+    const code = (e as NodeJS.ErrnoException).code;
+    if (code) codes.add(code);
+  }
+  const has = (...names: string[]) => names.some((n) => codes.has(n));
+  const code = has(
+    "ERR_STREAM_WRITE_AFTER_END",
+    "ERR_STREAM_DESTROYED",
+    "ERR_HTTP2_INVALID_STREAM",
+    "ECONNRESET",
+  )
+    ? Code.Aborted
+    : has("ETIMEDOUT", "ENOTFOUND", "EAI_AGAIN", "ECONNREFUSED")
+      ? Code.Unavailable
+      : Code.Internal;
+  const ce = ConnectError.from(err, code);
+  if (ce !== err) ce.cause = err;
+  return ce;
+}
+
+/**
+ * A stream reset by the peer, as gRPC maps HTTP/2 error codes (and connect-node with it);
+ * undefined for NO_ERROR and STREAM_CLOSED, which say nothing about the call.
+ */
+function fromResetCode(rstCode: number): ConnectError | undefined {
+  const code =
+    rstCode === NGHTTP2_NO_ERROR || rstCode === NGHTTP2_STREAM_CLOSED
+      ? undefined
+      : rstCode === NGHTTP2_CANCEL
+        ? Code.Canceled
+        : rstCode === NGHTTP2_REFUSED_STREAM
+          ? Code.Unavailable
+          : rstCode === NGHTTP2_ENHANCE_YOUR_CALM
+            ? Code.ResourceExhausted
+            : rstCode === NGHTTP2_INADEQUATE_SECURITY || rstCode === NGHTTP2_HTTP_1_1_REQUIRED
+              ? Code.PermissionDenied
+              : Code.Internal;
+  return code === undefined
+    ? undefined
+    : new ConnectError(`http/2 stream closed with error code 0x${rstCode.toString(16)}`, code);
+}
+
+function toWebHeaders(node: http2.IncomingHttpHeaders): Headers {
+  const h = new Headers();
+  for (const k in node) {
+    if (k.charCodeAt(0) === 58 /* ":" */) continue;
+    const v = node[k];
+    if (v === undefined) continue;
+    if (Array.isArray(v)) for (const e of v) h.append(k, e);
+    else h.append(k, String(v));
+  }
+  return h;
+}
+
+/**
+ * A gRPC transport whose unary calls go straight onto a `node:http2` stream: the request framed
+ * in one write, the answer's bytes gathered until the stream ends, then its trailers checked.
+ * connect-node's transport runs a unary call through the same async-iterable pipeline as a
+ * stream, which costs several times the CPU of the call itself (`npm run bench`, "client
+ * protocols"). The wire, the interceptors, the headers, deadlines and the errors (connect's own
+ * header and trailer checks) are as connect-node's; streaming calls go to connect-node's
+ * transport. No compression is offered, so servers answer uncompressed.
+ */
+export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Transport {
+  const readMaxBytes = options.readMaxBytes ?? 0xffffffff;
+  const serializers = new WeakMap<object, MethodSerializationLookup<DescMessage, DescMessage>>();
+  const lookup = <I extends DescMessage, O extends DescMessage>(method: DescMethodUnary<I, O>) => {
+    let s = serializers.get(method);
+    if (!s) {
+      s = createMethodSerializationLookup(method, undefined, undefined, {
+        readMaxBytes,
+        writeMaxBytes: 0xffffffff,
+      }) as unknown as MethodSerializationLookup<DescMessage, DescMessage>;
+      serializers.set(method, s);
+    }
+    return s as unknown as MethodSerializationLookup<I, O>;
+  };
+
+  const send = <I extends DescMessage, O extends DescMessage>(
+    req: UnaryRequest<I, O>,
+    serialization: MethodSerializationLookup<I, O>,
+  ): Promise<UnaryResponse<I, O>> => {
+    const payload = serialization.getI(true).serialize(req.message);
+    const frame = new Uint8Array(5 + payload.byteLength);
+    new DataView(frame.buffer).setUint32(1, payload.byteLength);
+    frame.set(payload, 5);
+    const url = new URL(req.url);
+    const headers: http2.OutgoingHttpHeaders = {};
+    req.header.forEach((v, k) => {
+      headers[k] = v;
+    });
+    return new Promise<UnaryResponse<I, O>>((resolve, reject) => {
+      let settled = false;
+      let stream: http2.ClientHttp2Stream | undefined;
+      const fail = (err: unknown) => {
+        if (settled) return;
+        settled = true;
+        req.signal.removeEventListener("abort", onAbort);
+        if (stream && !stream.closed) stream.close(NGHTTP2_CANCEL);
+        reject(ConnectError.from(err));
+      };
+      const onAbort = () => {
+        const reason = req.signal.reason;
+        fail(
+          reason instanceof ConnectError
+            ? reason
+            : new ConnectError("the operation was aborted", Code.Canceled, undefined, undefined, reason),
+        );
+      };
+      if (req.signal.aborted) return onAbort();
+      req.signal.addEventListener("abort", onAbort);
+      options.sessionManager.request("POST", url.pathname + url.search, headers, {}).then(
+        (s) => {
+          stream = s;
+          if (settled) {
+            s.close(NGHTTP2_CANCEL);
+            return;
+          }
+          let status = 0;
+          let header = new Headers();
+          let trailer: Headers | undefined;
+          const chunks: Buffer[] = [];
+          let size = 0;
+          s.on("response", (h) => {
+            status = Number(h[":status"] ?? 0);
+            header = toWebHeaders(h);
+          });
+          s.on("data", (chunk: Buffer) => {
+            options.sessionManager.notifyResponseByteRead(s);
+            size += chunk.byteLength;
+            if (size > readMaxBytes + 5) {
+              fail(
+                new ConnectError(
+                  `message size is larger than configured readMaxBytes ${readMaxBytes}`,
+                  Code.ResourceExhausted,
+                ),
+              );
+              return;
+            }
+            chunks.push(chunk);
+          });
+          s.on("trailers", (t) => {
+            trailer = toWebHeaders(t);
+          });
+          s.on("error", (err) => fail(fromNodeError(err)));
+          s.on("close", () => {
+            if (settled) return;
+            const reset = s.rstCode === undefined ? undefined : fromResetCode(s.rstCode);
+            if (reset) return fail(reset);
+            try {
+              resolve(finish(status, header, trailer ?? new Headers(), chunks, size));
+              settled = true;
+              req.signal.removeEventListener("abort", onAbort);
+            } catch (err) {
+              fail(err);
+            }
+          });
+          s.end(frame);
+        },
+        (err: unknown) => fail(fromNodeError(err)),
+      );
+    });
+
+    function finish(
+      status: number,
+      header: Headers,
+      trailer: Headers,
+      chunks: Buffer[],
+      size: number,
+    ): UnaryResponse<I, O> {
+      // A trailers-only answer carries its status in the headers.
+      const { headerError } = validateResponse(status, header);
+      const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
+      let message: MessageShape<O> | undefined;
+      if (body.byteLength > 0) {
+        if (body.byteLength < 5) {
+          throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+        }
+        if ((body[0] as number) & 0b1) {
+          throw new ConnectError(
+            "protocol error: received compressed output without negotiation",
+            Code.Internal,
+          );
+        }
+        const length = body.readUInt32BE(1);
+        if (body.byteLength < 5 + length) {
+          throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
+        }
+        if (body.byteLength > 5 + length) {
+          throw new ConnectError(
+            "protocol error: received extra output message for unary method",
+            Code.Unimplemented,
+          );
+        }
+        message = serialization
+          .getO(true)
+          .parse(length === 0 ? EMPTY : body.subarray(5, 5 + length)) as MessageShape<O>;
+      }
+      validateTrailer(trailer, header);
+      if (message === undefined) {
+        if (headerError) throw headerError;
+        throw new ConnectError(
+          "protocol error: missing output message for unary method",
+          trailer.has("grpc-status") ? Code.Unimplemented : Code.Unknown,
+        );
+      }
+      if (headerError) {
+        throw new ConnectError(
+          "protocol error: received output message for unary method with error status",
+          Code.Unknown,
+        );
+      }
+      return { stream: false, service: req.service, method: req.method, header, message, trailer };
+    }
+  };
+
+  // The interceptors wrap the call once per transport, not once per call (as connect's
+  // applyInterceptors would: the first interceptor outermost).
+  type Unary = (
+    req: UnaryRequest<DescMessage, DescMessage>,
+  ) => Promise<UnaryResponse<DescMessage, DescMessage>>;
+  const call = [...(options.interceptors ?? [])].reverse().reduce<Unary>(
+    (next, interceptor) => interceptor(next as never) as unknown as Unary,
+    (req) => send(req, lookup(req.method as DescMethodUnary<DescMessage, DescMessage>)),
+  );
+
+  return {
+    async unary<I extends DescMessage, O extends DescMessage>(
+      method: DescMethodUnary<I, O>,
+      callerSignal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      input: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ): Promise<UnaryResponse<I, O>> {
+      const timeout =
+        timeoutMs === undefined ? options.defaultTimeoutMs : timeoutMs <= 0 ? undefined : timeoutMs;
+      // The call's signal, aborted by the caller's or by the deadline. Unlike connect's
+      // runUnaryCall it is not aborted when a call succeeds: that costs a DOMException a call,
+      // and nothing listens to a finished call's signal.
+      let signal = NEVER;
+      let controller: AbortController | undefined;
+      let timedOut = false;
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      const onCallerAbort = () => controller?.abort(callerSignal?.reason);
+      if (timeout !== undefined || callerSignal) {
+        controller = new AbortController();
+        signal = controller.signal;
+        if (callerSignal?.aborted) onCallerAbort();
+        else callerSignal?.addEventListener("abort", onCallerAbort);
+        const expire = () => {
+          timedOut = true;
+          controller?.abort(new ConnectError("the operation timed out", Code.DeadlineExceeded));
+        };
+        if (timeout !== undefined && timeout <= 0) expire();
+        // Beyond what a Node timer holds, a deadline is as good as none.
+        else if (timeout !== undefined && timeout <= MAX_TIMER_MS) timer = setTimeout(expire, timeout);
+      }
+      const cleanup = () => {
+        if (timer !== undefined) clearTimeout(timer);
+        callerSignal?.removeEventListener("abort", onCallerAbort);
+      };
+      const req: UnaryRequest<I, O> = {
+        stream: false,
+        service: method.parent,
+        method,
+        requestMethod: "POST",
+        url: createMethodUrl(options.baseUrl, method),
+        header: requestHeader(true, timeout, header),
+        contextValues: contextValues ?? createContextValues(),
+        message: isMessage(input, method.input) ? input : create(method.input, input),
+        signal,
+      };
+      return (call(req as never) as Promise<UnaryResponse<I, O>>).then(
+        (res) => {
+          cleanup();
+          return res;
+        },
+        (err: unknown) => {
+          cleanup();
+          // As connect: past the deadline, the answer is DEADLINE_EXCEEDED whatever failed.
+          const e = ConnectError.from(timedOut ? signal.reason : err);
+          controller?.abort(e);
+          throw e;
+        },
+      );
+    },
+    stream: (...args) => options.streams.stream(...args),
+  };
+}
