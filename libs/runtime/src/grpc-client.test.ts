@@ -21,7 +21,8 @@ const MISSING = "9d6f2a10-3c55-4f0e-8a61-2b7e4c1d9f00";
 describe("the lean gRPC client transport (unary calls straight onto node:http2)", () => {
   let service: Service;
   let url: string;
-  /** Calls of the slow method the server saw end early (cancelled or past their deadline). */
+  /** Calls of the slow method the server began, and those it saw end early (cancelled or late). */
+  const began: string[] = [];
   const cutShort: string[] = [];
   const seenTimeouts: Array<string | null> = [];
 
@@ -53,6 +54,7 @@ describe("the lean gRPC client transport (unary calls straight onto node:http2)"
           async listUsers(req, ctx) {
             if (req.pageSize === 1) {
               // Slow until its deadline or cancellation.
+              began.push(req.pageToken);
               await new Promise<void>((resolve) => {
                 const t = setTimeout(resolve, 10_000);
                 ctx.signal.addEventListener("abort", () => {
@@ -170,7 +172,8 @@ describe("the lean gRPC client transport (unary calls straight onto node:http2)"
     const pending = outcome(() =>
       users.listUsers({ pageSize: 1, pageToken: "cancel" }, { signal: ac.signal }),
     );
-    setImmediate(() => ac.abort());
+    await waitFor(() => began.includes("cancel"), { what: "the server to begin the call" });
+    ac.abort();
     expect(await pending).toMatchObject({ code: "Canceled" });
     await waitFor(() => cutShort.includes("cancel"), { what: "the server to see the cancellation" });
     // An already aborted signal never reaches the server.

@@ -19,6 +19,8 @@ export interface CatalogueOptions {
   /** Products remembered at most (least recently used go first). */
   max: number;
   meter: Meter;
+  /** The clock of the TTL (`performance` by default): tests move it themselves. */
+  clock?: { now(): number };
 }
 
 /** The product prices orders need at placement, from inventory, remembered for a while. */
@@ -62,6 +64,7 @@ export function createCatalogue(
     max: options.max,
     ttl: options.ttlMs,
     fetchMethod: (productId) => load(productId),
+    ...(options.clock ? { perf: options.clock, ttlResolution: 0 } : {}),
   });
   return {
     async price(productId) {
