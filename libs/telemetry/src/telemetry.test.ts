@@ -135,6 +135,36 @@ describe("telemetry", () => {
     }
   });
 
+  it("gives spans ids and sampling flags but records nothing when no processor would see them", () => {
+    const idOnly = createTelemetry({ serviceName: "ids" });
+    const parentId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const incoming = propagation.extract(ROOT_CONTEXT, {
+      traceparent: `00-${parentId}-00f067aa0ba902b7-01`,
+    });
+    const span = idOnly.tracer.startSpan("child", {}, incoming);
+    expect(span.isRecording()).toBe(false);
+    expect(span.spanContext()).toMatchObject({ traceId: parentId, traceFlags: 1 });
+    expect(span.spanContext().spanId).toMatch(/^[0-9a-f]{16}$/);
+    expect(span.spanContext().spanId).not.toBe("00f067aa0ba902b7");
+    // Downstream, the trace goes on from this span.
+    const out: Record<string, string> = {};
+    propagation.inject(trace.setSpan(incoming, span), out);
+    expect(out.traceparent).toBe(`00-${parentId}-${span.spanContext().spanId}-01`);
+    // A new trace of its own, active inside startActiveSpan; a root span ignores the parent.
+    idOnly.tracer.startActiveSpan("root", (root) => {
+      expect(trace.getActiveSpan()).toBe(root);
+      expect(root.spanContext().traceId).toMatch(/^[0-9a-f]{32}$/);
+      expect(root.spanContext().traceId).not.toBe(parentId);
+      expect(root.spanContext().traceFlags).toBe(1);
+    });
+    expect(idOnly.tracer.startSpan("r", { root: true }, incoming).spanContext().traceId).not.toBe(parentId);
+
+    // The configured sampler decides the flag: none of the new traces at 0, a sampled parent always.
+    const never = createTelemetry({ serviceName: "ids", sampleRatio: 0 });
+    expect(never.tracer.startSpan("new").spanContext().traceFlags).toBe(0);
+    expect(never.tracer.startSpan("followed", {}, incoming).spanContext().traceFlags).toBe(1);
+  });
+
   it("reads a call's timeout from either protocol's header, and names a malformed one", () => {
     expect(requestTimeout("250m", null)).toEqual({ ms: 250 });
     expect(requestTimeout("2S", "10")).toEqual({ ms: 2000 }); // gRPC's header wins

@@ -24,13 +24,15 @@ import {
   type BoundHistogramOptions,
   BoundHistogramProducer,
 } from "./histogram.js";
+import { IdOnlyTracer } from "./id-tracer.js";
 
 export interface TelemetryOptions {
   serviceName: string;
   serviceVersion?: string;
   /**
-   * Where spans go: `none` (spans are still created, so trace ids reach logs and downstream
-   * calls), `console`, or `otlp` (OTLP/HTTP to `otlpEndpoint`).
+   * Where spans go: `none` (spans still get ids, so trace ids reach logs and downstream calls,
+   * but are not recorded unless `spanProcessors` are given), `console`, or `otlp` (OTLP/HTTP to
+   * `otlpEndpoint`).
    */
   tracesExporter?: "none" | "console" | "otlp";
   /** Base URL of an OTLP/HTTP receiver, e.g. `http://127.0.0.1:4318`. */
@@ -109,22 +111,24 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
     case "none":
       break;
   }
-  const tracerProvider = new BasicTracerProvider({
-    resource,
-    sampler: new ParentBasedSampler({ root: rootSampler(options.sampleRatio ?? 1) }),
-    spanProcessors: processors,
-  });
+  const sampler = new ParentBasedSampler({ root: rootSampler(options.sampleRatio ?? 1) });
+  // Spans that no processor would see are not built: ids and sampling flags only.
+  const tracerProvider =
+    processors.length > 0
+      ? new BasicTracerProvider({ resource, sampler, spanProcessors: processors })
+      : undefined;
   const bound = new BoundHistogramProducer({ name: options.serviceName, version: options.serviceVersion });
   const prometheus = new PrometheusExporter({ preventServerStart: true, metricProducers: [bound] });
   const meterProvider = new MeterProvider({ resource, readers: [prometheus] });
   return {
-    tracer: tracerProvider.getTracer(options.serviceName, options.serviceVersion),
+    tracer:
+      tracerProvider?.getTracer(options.serviceName, options.serviceVersion) ?? new IdOnlyTracer(sampler),
     meter: meterProvider.getMeter(options.serviceName, options.serviceVersion),
     createBoundHistogram: (name, opts) => bound.create(name, opts),
     createBoundCounter: (name, description) => bound.createCounter(name, description),
     metricsHandler: (req, res) => prometheus.getMetricsRequestHandler(req, res),
     async shutdown() {
-      await Promise.allSettled([tracerProvider.shutdown(), meterProvider.shutdown()]);
+      await Promise.allSettled([tracerProvider?.shutdown(), meterProvider.shutdown()]);
     },
   };
 }
