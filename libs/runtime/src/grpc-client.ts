@@ -24,6 +24,8 @@ import {
 } from "@connectrpc/connect/protocol";
 import { requestHeader, validateResponse, validateTrailer } from "@connectrpc/connect/protocol-grpc";
 import type { Http2SessionManager } from "@connectrpc/connect-node";
+import { frameMessage, headersToNode, MAX_TIMER_MS, unaryMessage } from "./grpc-wire.js";
+import { LazyHeaders } from "./lazy-headers.js";
 
 export interface LeanGrpcTransportOptions {
   baseUrl: string;
@@ -44,11 +46,8 @@ const {
   NGHTTP2_INADEQUATE_SECURITY,
   NGHTTP2_HTTP_1_1_REQUIRED,
 } = http2.constants;
-const EMPTY = new Uint8Array(0);
 /** The signal of a call with neither deadline nor caller's signal: never aborted. */
 const NEVER = new AbortController().signal;
-/** Node timers hold at most 2^31 - 1 ms; a longer one fires at once. */
-const MAX_TIMER_MS = 2_147_483_647;
 
 /**
  * A Node error of the connection or the stream as a ConnectError, by the rules of connect-node's
@@ -100,18 +99,6 @@ function fromResetCode(rstCode: number): ConnectError | undefined {
     : new ConnectError(`http/2 stream closed with error code 0x${rstCode.toString(16)}`, code);
 }
 
-function toWebHeaders(node: http2.IncomingHttpHeaders): Headers {
-  const h = new Headers();
-  for (const k in node) {
-    if (k.charCodeAt(0) === 58 /* ":" */) continue;
-    const v = node[k];
-    if (v === undefined) continue;
-    if (Array.isArray(v)) for (const e of v) h.append(k, e);
-    else h.append(k, String(v));
-  }
-  return h;
-}
-
 /**
  * A gRPC transport whose unary calls go straight onto a `node:http2` stream: the request framed
  * in one write, the answer's bytes gathered until the stream ends, then its trailers checked.
@@ -136,19 +123,25 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
     return s as unknown as MethodSerializationLookup<I, O>;
   };
 
+  /** The request path of each method URL, parsed once (bounded: interceptors may rewrite URLs). */
+  const paths = new Map<string, string>();
+  const pathOf = (url: string) => {
+    let path = paths.get(url);
+    if (path === undefined) {
+      const u = new URL(url);
+      path = u.pathname + u.search;
+      if (paths.size >= 1024) paths.clear();
+      paths.set(url, path);
+    }
+    return path;
+  };
+
   const send = <I extends DescMessage, O extends DescMessage>(
     req: UnaryRequest<I, O>,
     serialization: MethodSerializationLookup<I, O>,
   ): Promise<UnaryResponse<I, O>> => {
-    const payload = serialization.getI(true).serialize(req.message);
-    const frame = new Uint8Array(5 + payload.byteLength);
-    new DataView(frame.buffer).setUint32(1, payload.byteLength);
-    frame.set(payload, 5);
-    const url = new URL(req.url);
-    const headers: http2.OutgoingHttpHeaders = {};
-    req.header.forEach((v, k) => {
-      headers[k] = v;
-    });
+    const frame = frameMessage(serialization.getI(true).serialize(req.message));
+    const headers = headersToNode(req.header, {});
     return new Promise<UnaryResponse<I, O>>((resolve, reject) => {
       let settled = false;
       let stream: http2.ClientHttp2Stream | undefined;
@@ -169,7 +162,7 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
       };
       if (req.signal.aborted) return onAbort();
       req.signal.addEventListener("abort", onAbort);
-      options.sessionManager.request("POST", url.pathname + url.search, headers, {}).then(
+      options.sessionManager.request("POST", pathOf(req.url), headers, {}).then(
         (s) => {
           stream = s;
           if (settled) {
@@ -177,13 +170,13 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
             return;
           }
           let status = 0;
-          let header = new Headers();
+          let header: Headers = new LazyHeaders();
           let trailer: Headers | undefined;
           const chunks: Buffer[] = [];
           let size = 0;
           s.on("response", (h) => {
             status = Number(h[":status"] ?? 0);
-            header = toWebHeaders(h);
+            header = new LazyHeaders(h);
           });
           s.on("data", (chunk: Buffer) => {
             options.sessionManager.notifyResponseByteRead(s);
@@ -200,7 +193,7 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
             chunks.push(chunk);
           });
           s.on("trailers", (t) => {
-            trailer = toWebHeaders(t);
+            trailer = new LazyHeaders(t);
           });
           s.on("error", (err) => fail(fromNodeError(err)));
           s.on("close", () => {
@@ -208,7 +201,7 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
             const reset = s.rstCode === undefined ? undefined : fromResetCode(s.rstCode);
             if (reset) return fail(reset);
             try {
-              resolve(finish(status, header, trailer ?? new Headers(), chunks, size));
+              resolve(finish(status, header, trailer ?? new LazyHeaders(), chunks, size));
               settled = true;
               req.signal.removeEventListener("abort", onAbort);
             } catch (err) {
@@ -233,28 +226,9 @@ export function createLeanGrpcTransport(options: LeanGrpcTransportOptions): Tran
       const body = chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks, size);
       let message: MessageShape<O> | undefined;
       if (body.byteLength > 0) {
-        if (body.byteLength < 5) {
-          throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-        }
-        if ((body[0] as number) & 0b1) {
-          throw new ConnectError(
-            "protocol error: received compressed output without negotiation",
-            Code.Internal,
-          );
-        }
-        const length = body.readUInt32BE(1);
-        if (body.byteLength < 5 + length) {
-          throw new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
-        }
-        if (body.byteLength > 5 + length) {
-          throw new ConnectError(
-            "protocol error: received extra output message for unary method",
-            Code.Unimplemented,
-          );
-        }
-        message = serialization
-          .getO(true)
-          .parse(length === 0 ? EMPTY : body.subarray(5, 5 + length)) as MessageShape<O>;
+        const bytes = unaryMessage(body, "output");
+        if (bytes instanceof ConnectError) throw bytes;
+        message = serialization.getO(true).parse(bytes) as MessageShape<O>;
       }
       validateTrailer(trailer, header);
       if (message === undefined) {

@@ -15,6 +15,14 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import {
+  extraMessage,
+  frameMessage,
+  headersToNode,
+  MAX_TIMER_MS,
+  missingMessage,
+  unaryMessage,
+} from "./grpc-wire.js";
 import { LazyHeaders } from "./lazy-headers.js";
 
 /**
@@ -53,15 +61,6 @@ export interface GrpcUnaryOptions {
 
 const CALL = Symbol("meshwork.fastCall");
 const RESPONSE_CONTENT_TYPE = "application/grpc+proto";
-const COMPRESSED_FLAG = 0b00000001;
-
-// The reasons Connect gives, so both paths answer a client identically.
-const missingMessage = () =>
-  new ConnectError("protocol error: missing input message for unary method", Code.Unimplemented);
-const extraMessage = () =>
-  new ConnectError("protocol error: received extra input message for unary method", Code.Unimplemented);
-const incompleteEnvelope = () =>
-  new ConnectError("protocol error: incomplete envelope", Code.InvalidArgument);
 
 export class GrpcUnaryFastPath {
   readonly #routes = new Map<string, Route>();
@@ -179,7 +178,6 @@ export function fastCallEarlyEnd(req: object): Promise<never> | undefined {
   return (req as Partial<CallRequest>)[CALL]?.earlyEnd();
 }
 const ignoreRejection = () => {};
-const MAX_TIMER_MS = 2 ** 31 - 1;
 type CallStream = http2.ServerHttp2Stream & { [CALL_OF]: UnaryCall };
 function onStreamClose(this: CallStream) {
   this[CALL_OF].onClose();
@@ -344,7 +342,7 @@ class UnaryCall {
     }
     // A second message can only be refused; stop buffering once one is certainly there.
     if (this.#length >= 0 && this.#received > 5 + this.#length + 5 + this.#options.readMaxBytes) {
-      this.#fail(extraMessage());
+      this.#fail(extraMessage("input"));
     }
   }
 
@@ -361,27 +359,14 @@ class UnaryCall {
   onEnd() {
     if (this.#responded) return;
     const received = this.#received;
-    if (received === 0) return this.#fail(missingMessage());
+    if (received === 0) return this.#fail(missingMessage("input"));
     const body = this.#body();
     this.#first = undefined;
-    if (received < 5) return this.#fail(incompleteEnvelope());
-    const length = body.readUInt32BE(1);
-    const end = 5 + length;
-    if (received < end) return this.#fail(incompleteEnvelope());
-    if (received > end) {
-      const rest = received - end;
-      return this.#fail(
-        rest >= 5 && rest >= 5 + body.readUInt32BE(end + 1) ? extraMessage() : incompleteEnvelope(),
-      );
-    }
-    if (((body[0] as number) & COMPRESSED_FLAG) !== 0) {
-      return this.#fail(
-        new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal),
-      );
-    }
+    const bytes = unaryMessage(body, "input");
+    if (bytes instanceof ConnectError) return this.#fail(bytes);
     let message: ReturnType<typeof fromBinary>;
     try {
-      message = fromBinary(this.#route.input, body.subarray(5, end));
+      message = fromBinary(this.#route.input, bytes);
     } catch (e) {
       return this.#fail(
         new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal),
@@ -441,10 +426,7 @@ class UnaryCall {
         new ConnectError(`serialize binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal),
       );
     }
-    const frame = Buffer.allocUnsafe(5 + bytes.length);
-    frame[0] = 0;
-    frame.writeUInt32BE(bytes.length, 1);
-    frame.set(bytes, 5);
+    const frame = frameMessage(bytes);
     const trailer = headersToNode(res.trailer, { "grpc-status": "0" });
     this.#send(headersToNode(res.header, responseHead()), frame, trailer);
   }
@@ -559,12 +541,4 @@ function toConnectError(err: unknown): ConnectError {
 /** What Connect's gRPC handler starts a response with; the handler's headers go on top. */
 function responseHead(): Record<string, string> {
   return { ":status": "200", "content-type": RESPONSE_CONTENT_TYPE };
-}
-
-function headersToNode(h: Headers, target: Record<string, string>): Record<string, string> {
-  if (h instanceof LazyHeaders) return h.writeTo(target);
-  h.forEach((value, key) => {
-    target[key] = value;
-  });
-  return target;
 }
