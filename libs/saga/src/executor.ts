@@ -11,7 +11,7 @@ import {
   type Tracer,
   trace,
 } from "@opentelemetry/api";
-import { and, eq, inArray, isNull, lte, notInArray, or } from "drizzle-orm";
+import { and, eq, inArray, isNull, lte, notInArray, or, TransactionRollbackError } from "drizzle-orm";
 import { SagaAbort, type SagaDefinition, type SagaStep } from "./definition.js";
 import type { SagaRow, SagaTable } from "./table.js";
 
@@ -84,9 +84,6 @@ export interface SagaExecutor {
   runOnce(): Promise<number>;
 }
 
-/** Rolls back a recording transaction whose saga this executor no longer holds. */
-const LEASE_LOST = new Error("saga lease lost");
-
 const backoff = (attempt: number, initial: number, max: number) => {
   const base = Math.min(max, initial * 2 ** Math.max(0, attempt - 1));
   return Math.round(base / 2 + Math.random() * (base / 2)); // "equal jitter"
@@ -151,12 +148,12 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
           .then((rows) => rows);
         const [saga, hooks] = await Promise.allSettled([updating, also?.(tx)]);
         if (saga.status === "rejected") throw saga.reason;
-        if (saga.value.length === 0) throw LEASE_LOST;
+        if (saga.value.length === 0) return tx.rollback(); // the lease was lost
         if (hooks.status === "rejected") throw hooks.reason;
         return true;
       })
       .catch((err: unknown) => {
-        if (err === LEASE_LOST) return false;
+        if (err instanceof TransactionRollbackError) return false;
         throw err;
       });
 
@@ -165,6 +162,10 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
   /** Sagas this executor is driving now: never claimed again meanwhile, even past their lease. */
   const driving = new Set<string>();
   let kicked = false;
+  const kick = () => {
+    kicked = true; // seen by the loop even when it is not asleep now
+    wake?.();
+  };
   let stopping = false;
 
   const attempt = async <D>(
@@ -494,16 +495,9 @@ export function createSagaExecutor(options: SagaExecutorOptions): SagaExecutor {
       await loop;
       await Promise.all(inFlight);
     },
-    kick() {
-      kicked = true; // seen by the loop even when it is not asleep now
-      wake?.();
-    },
+    kick,
     async startIn(tx, definition, instance) {
       const def = definitions.get(definition.type);
-      const kick = () => {
-        kicked = true;
-        wake?.();
-      };
       if (!def || !running || stopping || inFlight.size >= options.batchSize) {
         await startSaga(tx, t, definition, instance);
         return kick;

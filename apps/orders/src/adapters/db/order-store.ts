@@ -7,7 +7,7 @@ import {
 } from "@meshwork/contracts/meshwork/orders/v1/events";
 import type { AnyTransaction, Database } from "@meshwork/db";
 import { createEnvelope, enqueueEvents } from "@meshwork/events";
-import { and, desc, eq, lt, sql } from "drizzle-orm";
+import { and, desc, eq, lt, sql, TransactionRollbackError } from "drizzle-orm";
 import {
   IdempotencyKeyReusedError,
   type Order,
@@ -19,8 +19,6 @@ import {
 import { type OrdersSchema, orders, outbox, type StoredItem } from "./schema.js";
 
 export const EVENT_SOURCE = "/meshwork/orders";
-/** Rolls back a placement whose idempotency key another placement took first. */
-const KEY_TAKEN = new Error("idempotency key taken");
 /** `NOTIFY` channel of status changes (payload `<order id>:<status>`, in commit order), for WatchOrder. */
 export const STATUS_CHANNEL = "order_status";
 
@@ -158,13 +156,13 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
               }),
             ),
           ]);
-          if (!row) throw KEY_TAKEN;
+          if (!row) return tx.rollback(); // another placement took the key
           run = started;
           const { notified: _, ...placed } = row;
           return placed as Order;
         })
         .catch((err: unknown) => {
-          if (err === KEY_TAKEN) return undefined;
+          if (err instanceof TransactionRollbackError) return undefined;
           throw err;
         });
       if (created) return { order: created, created: true, run };
