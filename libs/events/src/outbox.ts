@@ -224,8 +224,8 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   // rows would otherwise run it once per batch), and at once when a claim found nothing while a
   // backlog is on record, so an idle relay soon reports the true backlog.
   let lastRefresh = 0;
-  async function refreshBacklog(sent: number): Promise<void> {
-    const settled = sent === 0 && (backlog.count > 0 || backlog.oldestAgeSeconds > 0);
+  async function refreshBacklog(claimedNothing: boolean): Promise<void> {
+    const settled = claimedNothing && (backlog.count > 0 || backlog.oldestAgeSeconds > 0);
     if (!settled && Date.now() - lastRefresh < 1_000) return;
     lastRefresh = Date.now();
     const [row] = await db
@@ -257,7 +257,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         const sent = await drainOnce();
         if (failed > 0) logger.info({ after: failed }, "outbox relay recovered");
         failed = 0;
-        await refreshBacklog(sent);
+        await refreshBacklog(sent === 0);
         if (Date.now() - lastPrune >= 60_000) await prune();
         if (sent >= options.batchSize) continue;
         await sleep(options.pollMs);
@@ -267,7 +267,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         if (failed === 1 || failed % 20 === 0) {
           logger.warn({ err: String(err), failures: failed }, "outbox relay could not publish; will retry");
         }
-        await refreshBacklog(-1).catch(() => {});
+        await refreshBacklog(false).catch(() => {});
         await sleep(Math.min(5_000, 100 * 2 ** Math.min(failed, 6)));
       }
     }
