@@ -223,10 +223,11 @@ export function createInventoryStore(db: Database<InventorySchema>) {
       );
       const [first] = moved;
       if (first) {
-        const items = moved
-          .filter((m) => m.product_id !== null)
-          .map((m) => ({ productId: m.product_id as string, quantity: Number(m.quantity) }))
-          .sort((a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0));
+        const items = canonicalItems(
+          moved
+            .filter((m) => m.product_id !== null)
+            .map((m) => ({ productId: m.product_id as string, quantity: Number(m.quantity) })),
+        );
         return {
           id,
           state: "committed",
