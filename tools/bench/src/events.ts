@@ -6,23 +6,28 @@
  *   the median of three runs after a warm-up.
  * - producers: N events committed one per transaction (as a service's business transactions
  *   would) by C concurrent producers: tx/s, bounded by Postgres' commit (WAL flush) rate.
- * - pipeline: the relay publishes those N committed events and the idempotent consumer applies
- *   them (inbox rows + effect rows, a batch handler, one transaction per batch):
- *   N / (last effect - relay start).
+ * - pipeline: the relay (in this process, as in the producing service) publishes those N
+ *   committed events and the idempotent consumer (in a process of its own, `events-consumer.ts`,
+ *   as in the consuming service) applies them (inbox rows + effect rows, a batch handler, one
+ *   transaction per batch): N / (last effect - relay start).
  * - lag: at half the slower of the two, paced, each event's time from commit to effect: p50 / p99.
  */
+import { type ChildProcess, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { join } from "node:path";
-import { createEventConsumer, createOutboxRelay, enqueueEvents } from "@meshwork/events";
-import { createEventsFixture, effects, inbox, outbox, registry } from "@meshwork/events/testing";
+import { createOutboxRelay, enqueueEvents } from "@meshwork/events";
+import { createEventsFixture, effects, natsUrl, outbox } from "@meshwork/events/testing";
 import { count } from "drizzle-orm";
+import type { ConsumerReport } from "./events-consumer.js";
 
 const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 5_000);
 const PRODUCERS = Number(process.env.MESHWORK_BENCH_EVENT_PRODUCERS ?? 8);
 const LAG_SECONDS = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const DURABLE = "bench";
+/** Milliseconds since the epoch with sub-ms precision: comparable across processes. */
+const wallClock = () => performance.timeOrigin + performance.now();
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -44,31 +49,43 @@ async function main(): Promise<void> {
     pollMs: 1_000,
     retentionMs: 3_600_000,
   });
-  const consumer = createEventConsumer({
-    js: f.js,
-    database: f.database,
-    inbox,
-    stream: f.stream,
-    durable: DURABLE,
-    handlers: {
-      // A batch handler: one multi-row insert per run of events, as a consumer whose effect is
-      // a row per event would be written.
-      "meshwork.users.v1.UserRegistered": {
-        async batch(items, tx) {
-          await tx.insert(effects).values(items.map((it) => ({ eventId: it.event.id, value: 1 })));
-          const now = performance.now();
-          for (const it of items) applied.set(it.event.id, now);
-        },
+  // The consuming service, in its own process, told the fixture's names; started once the raw
+  // phase's messages (on the durable's subjects too) are purged.
+  let consumer: ChildProcess | undefined;
+  let consumerExited: Promise<never> = new Promise(() => {});
+  const startConsumer = async () => {
+    const child = fork(new URL("./events-consumer.js", import.meta.url), {
+      env: {
+        ...process.env,
+        MESHWORK_BENCH_EVENTS_DB: f.testDb.url,
+        MESHWORK_BENCH_EVENTS_NATS: natsUrl,
+        MESHWORK_BENCH_EVENTS_STREAM: f.stream,
+        MESHWORK_BENCH_EVENTS_DURABLE: DURABLE,
+        MESHWORK_BENCH_EVENTS_DLQ_SUBJECT: f.dlqSubject,
       },
-    },
-    registry,
-    maxDeliver: 5,
-    backoffMs: 100,
-    deadLetterSubject: f.dlqSubject,
-    logger: f.logger,
-    tracer: f.telemetry.tracer,
-    meter: f.telemetry.meter,
-  });
+      stdio: ["ignore", "inherit", "inherit", "ipc"],
+    });
+    consumer = child;
+    consumerExited = new Promise<never>((_, reject) =>
+      child.once("exit", (code, signal) =>
+        reject(new Error(`the consumer process exited (${signal ?? `code ${code}`})`)),
+      ),
+    );
+    consumerExited.catch(() => {}); // awaited wherever the benchmark waits on the consumer
+    const ready = new Promise<void>((resolve) => {
+      child.on("message", (report: ConsumerReport) => {
+        if (report.kind === "ready") resolve();
+        else for (const id of report.ids) applied.set(id, report.at);
+      });
+    });
+    await Promise.race([ready, consumerExited]);
+  };
+  /** Waits until `n` events were applied, failing if the consumer process dies meanwhile. */
+  const appliedAtLeast = async (n: number) => {
+    while (applied.size < n) {
+      await Promise.race([new Promise((r) => setTimeout(r, 5)), consumerExited]);
+    }
+  };
   try {
     // 1. raw JetStream async publishing (its own subject space, then purged): a warm-up, then
     // the median of three runs, as the first publishes of a fresh connection are slow.
@@ -95,7 +112,7 @@ async function main(): Promise<void> {
     const commitOne = async (n: number) => {
       const e = f.event(n);
       await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [e]));
-      committed.set(e.id, performance.now());
+      committed.set(e.id, wallClock());
     };
 
     // 2a. producers alone: N events, one per transaction, PRODUCERS at a time (relay stopped)
@@ -109,17 +126,18 @@ async function main(): Promise<void> {
     const commitRate = N / ((performance.now() - commitStart) / 1000);
 
     // 2b. the pipeline: relay + consumer drain those N committed events
-    // MESHWORK_BENCH_PROFILE_EVENTS=<file>: a CPU profile of this phase alone, written there.
+    await startConsumer();
+    // MESHWORK_BENCH_PROFILE_EVENTS=<file>: a CPU profile of this process (producers and relay)
+    // in this phase alone, written there.
     const profiler = process.env.MESHWORK_BENCH_PROFILE_EVENTS ? new Session() : undefined;
     if (profiler) {
       profiler.connect();
       await profiler.post("Profiler.enable");
       await profiler.post("Profiler.start");
     }
-    const start = performance.now();
+    const start = wallClock();
     await relay.start();
-    await consumer.start();
-    while (applied.size < N) await new Promise((r) => setTimeout(r, 5));
+    await appliedAtLeast(N);
     const meshRate = N / ((Math.max(...applied.values()) - start) / 1000);
     if (profiler) {
       const { profile } = await profiler.post("Profiler.stop");
@@ -142,7 +160,7 @@ async function main(): Promise<void> {
       if (inflight.length >= 64) await Promise.all(inflight.splice(0));
     }
     await Promise.all(inflight);
-    while (applied.size < total) await new Promise((r) => setTimeout(r, 5));
+    await appliedAtLeast(total);
     const lags = [...committed].map(([id, t]) => (applied.get(id) ?? Number.NaN) - t).sort((a, b) => a - b);
     const achieved = total / ((performance.now() - paceStart) / 1000);
     const [effectsRow] = await f.database.db.select({ n: count() }).from(effects);
@@ -173,7 +191,12 @@ async function main(): Promise<void> {
     await mkdir(out, { recursive: true });
     writeFileSync(join(out, "events.json"), `${JSON.stringify(result, null, 2)}\n`);
   } finally {
-    await consumer.stop();
+    if (consumer && consumer.exitCode === null && consumer.signalCode === null) {
+      const child = consumer;
+      const exited = new Promise((r) => child.once("exit", r));
+      child.kill("SIGTERM");
+      await exited;
+    }
     await relay.stop();
     await f.close();
   }
