@@ -6,6 +6,7 @@
  *   the median of three runs after a warm-up.
  * - producers: N events committed one per transaction (as a service's business transactions
  *   would) by C concurrent producers: tx/s, bounded by Postgres' commit (WAL flush) rate.
+ * - warm-up: 2000 events through relay and consumer, not counted.
  * - pipeline: the relay (in this process, as in the producing service) publishes those N
  *   committed events and the idempotent consumer (in a process of its own, `events-consumer.ts`,
  *   as in the consuming service) applies them (inbox rows + effect rows, a batch handler, one
@@ -14,9 +15,9 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { mkdir } from "node:fs/promises";
+import { mkdir, readdir, readFile } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { createOutboxRelay, enqueueEvents } from "@meshwork/events";
 import { createEventsFixture, effects, natsUrl, outbox } from "@meshwork/events/testing";
 import { count } from "drizzle-orm";
@@ -28,6 +29,28 @@ const LAG_SECONDS = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const DURABLE = "bench";
 /** Milliseconds since the epoch with sub-ms precision: comparable across processes. */
 const wallClock = () => performance.timeOrigin + performance.now();
+
+/** Clock ticks (user + system) used so far, summed per group of processes. */
+async function cpuTicksByGroup(groupOf: (pid: number, comm: string) => string | undefined) {
+  const totals = new Map<string, number>();
+  for (const entry of await readdir("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    let stat: string;
+    try {
+      stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const group = groupOf(pid, comm);
+    if (!group) continue;
+    // Fields after the command name: state is the 3rd, utime the 14th, stime the 15th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    totals.set(group, (totals.get(group) ?? 0) + Number(fields[11]) + Number(fields[12]));
+  }
+  return totals;
+}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -64,6 +87,11 @@ async function main(): Promise<void> {
         MESHWORK_BENCH_EVENTS_DLQ_SUBJECT: f.dlqSubject,
       },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
+      // With MESHWORK_BENCH_PROFILE_EVENTS=<file>, the consumer's whole run is profiled too
+      // (`CPU.*.cpuprofile` beside that file).
+      execArgv: process.env.MESHWORK_BENCH_PROFILE_EVENTS
+        ? ["--cpu-prof", `--cpu-prof-dir=${dirname(process.env.MESHWORK_BENCH_PROFILE_EVENTS)}`]
+        : [],
     });
     consumer = child;
     consumerExited = new Promise<never>((_, reject) =>
@@ -115,6 +143,20 @@ async function main(): Promise<void> {
       committed.set(e.id, wallClock());
     };
 
+    // Warm-up of the whole path (the consumer is a fresh process, its code not yet optimised):
+    // 2000 events through relay and consumer, as the raw phase warms up before it counts.
+    await startConsumer();
+    await relay.start();
+    const WARM_UP = 2_000;
+    await Promise.all(
+      Array.from({ length: WARM_UP }, (_, i) =>
+        f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [f.event(1_000_000 + i)])),
+      ),
+    );
+    await appliedAtLeast(WARM_UP);
+    await relay.stop();
+    applied.clear();
+
     // 2a. producers alone: N events, one per transaction, PRODUCERS at a time (relay stopped)
     const commitStart = performance.now();
     let next = 0;
@@ -126,7 +168,6 @@ async function main(): Promise<void> {
     const commitRate = N / ((performance.now() - commitStart) / 1000);
 
     // 2b. the pipeline: relay + consumer drain those N committed events
-    await startConsumer();
     // MESHWORK_BENCH_PROFILE_EVENTS=<file>: a CPU profile of this process (producers and relay)
     // in this phase alone, written there.
     const profiler = process.env.MESHWORK_BENCH_PROFILE_EVENTS ? new Session() : undefined;
@@ -135,10 +176,29 @@ async function main(): Promise<void> {
       await profiler.post("Profiler.enable");
       await profiler.post("Profiler.start");
     }
+    // CPU per event of each process taking part, from /proc (Linux clock ticks of 10 ms).
+    const groupOf = (pid: number, comm: string) =>
+      pid === process.pid
+        ? "relay"
+        : pid === consumer?.pid
+          ? "consumer"
+          : comm === "nats-server"
+            ? "nats"
+            : comm === "postgres"
+              ? "postgres"
+              : undefined;
+    const cpuBefore = await cpuTicksByGroup(groupOf);
     const start = wallClock();
     await relay.start();
     await appliedAtLeast(N);
     const meshRate = N / ((Math.max(...applied.values()) - start) / 1000);
+    const cpuAfter = await cpuTicksByGroup(groupOf);
+    const cpuUsPerEvent = Object.fromEntries(
+      ["relay", "consumer", "nats", "postgres"].map((g) => [
+        g,
+        Math.round((((cpuAfter.get(g) ?? 0) - (cpuBefore.get(g) ?? 0)) * 10_000) / N),
+      ]),
+    ) as Record<"relay" | "consumer" | "nats" | "postgres", number>;
     if (profiler) {
       const { profile } = await profiler.post("Profiler.stop");
       writeFileSync(process.env.MESHWORK_BENCH_PROFILE_EVENTS as string, JSON.stringify(profile));
@@ -173,16 +233,22 @@ async function main(): Promise<void> {
       commitPerSec: Math.round(commitRate),
       meshPerSec: Math.round(meshRate),
       ratioVsRaw: Number((meshRate / rawRate).toFixed(3)),
+      cpuUsPerEvent,
+      // What the goal leaves per event: two cores' time spread over half the raw rate's events.
+      cpuBudgetUsAtGoal: Math.round(4e6 / rawRate),
       lagAtRatePerSec: Math.round(rate),
       lagAchievedPerSec: Math.round(achieved),
       lagP50Ms: Number(percentile(lags, 50).toFixed(2)),
       lagP99Ms: Number(percentile(lags, 99).toFixed(2)),
       effectsApplied: effectsRow?.n,
     };
+    const cpu = cpuUsPerEvent;
+    const cpuSum = cpu.relay + cpu.consumer + cpu.nats + cpu.postgres;
     const lines = [
       `== ${result.scenario} ==`,
       `raw JetStream async publish   ${result.rawPublishPerSec} msg/s`,
       `outbox -> relay -> effect     ${result.meshPerSec} events/s   (${result.ratioVsRaw}x raw; goal >= 0.5x)`,
+      `CPU per event (us)            relay ${cpu.relay}, consumer ${cpu.consumer}, NATS ${cpu.nats}, Postgres ${cpu.postgres}; sum ${cpuSum} (2 cores at 0.5x raw allow ${result.cpuBudgetUsAtGoal})`,
       `producers commit              ${result.commitPerSec} tx/s (${PRODUCERS} producers, one event per transaction)`,
       `lag at ${result.lagAtRatePerSec}/s (achieved ${result.lagAchievedPerSec}/s, ${LAG_SECONDS}s)  p50 ${result.lagP50Ms} ms  p99 ${result.lagP99Ms} ms   (goal p99 <= 50 ms)`,
     ];
