@@ -80,4 +80,35 @@ describe("formatScenario", () => {
     expect(text).toContain("note: slow: queueing");
     expect(text).toContain("note: gone: not built");
   });
+
+  it("compares the gateway and a bare node:http2 proxy with the direct runtime", () => {
+    const row = (server: string, reqPerSec: number) => ({
+      server,
+      description: "",
+      status: "ok" as const,
+      notes: [],
+      reqPerSec,
+      latency: latency(2),
+    });
+    const hops: ScenarioResult = {
+      ...scenario,
+      servers: [
+        row("gateway -> runtime", 2000),
+        row("node:http2 proxy -> runtime", 8000),
+        row("runtime (in-memory)", 20000),
+      ],
+    };
+    const text = formatScenario(withRatios(hops), {
+      durationS: 10,
+      warmUpS: 2,
+      clients: 4,
+      streams: 32,
+      latencyClients: 10,
+      rounds: 3,
+    });
+    expect(text).toContain("through the gateway vs direct to the runtime: 0.10x req/s");
+    expect(text).toContain(
+      "through a bare node:http2 proxy vs direct: 0.40x req/s (the ceiling of a gateway on Node's HTTP/2 stack; the gateway reaches 0.25x of it)",
+    );
+  });
 });

@@ -200,6 +200,16 @@ export function formatScenario(result: ScenarioResult, settings: BenchReport["se
         ` (both on the servers' CPU), ${added("p50Ms")} at p50, ${added("p99Ms")} at p99; gateway RSS ${fixed(hop.rssMb, 1)} MB`,
     );
   }
+  const proxy = result.servers.find((s) => s.server === "node:http2 proxy -> runtime" && s.status === "ok");
+  if (proxy?.reqPerSec && direct?.reqPerSec) {
+    lines.push(
+      `through a bare node:http2 proxy vs direct: ${(proxy.reqPerSec / direct.reqPerSec).toFixed(2)}x req/s` +
+        " (the ceiling of a gateway on Node's HTTP/2 stack" +
+        (hop?.reqPerSec
+          ? `; the gateway reaches ${(hop.reqPerSec / proxy.reqPerSec).toFixed(2)}x of it)`
+          : ")"),
+    );
+  }
   for (const s of result.servers) for (const note of s.notes) lines.push(`note: ${s.server}: ${note}`);
   return lines.join("\n");
 }

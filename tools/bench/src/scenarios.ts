@@ -17,6 +17,7 @@ import {
   gatewayFixture,
   grpcJsFixture,
   http2EchoFixture,
+  proxyFixture,
   type RunningServer,
   runtimeFixture,
   type ServerSpec,
@@ -79,7 +80,14 @@ export function unaryGetUser(): Scenario {
     name: "unary GetUser",
     path: `/${UserService.typeName}/${method.name}`,
     baseline: grpcJsFixture().name,
-    servers: [usersService(), gatewayFixture(), runtimeFixture(), grpcJsFixture(), http2EchoFixture()],
+    servers: [
+      usersService(),
+      gatewayFixture(),
+      proxyFixture(),
+      runtimeFixture(),
+      grpcJsFixture(),
+      http2EchoFixture(),
+    ],
     async prepare(server, spec) {
       const id = spec.data === "seeded" ? await registerBenchUser(server.url) : FIXED_USER_ID;
       return {

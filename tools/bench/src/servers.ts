@@ -335,37 +335,27 @@ export function http2EchoFixture(): ServerSpec {
 }
 
 /**
- * The gateway (`apps/gateway`, in the gateway-server fixture) in front of its own runtime
- * fixture, both pinned to the servers' CPU: against the runtime row, what a hop through the
- * gateway costs (CPU per call and latency). Requests carry the token the fixture prints.
+ * A proxy fixture process (`script`) in front of its own runtime fixture (`UPSTREAM_URL`), both
+ * pinned to the servers' CPU: against the runtime row, what the hop costs.
  */
-export function gatewayFixture(): ServerSpec {
-  const script = join(fixturesDir, "gateway-server.js");
+function inFrontOfRuntime(
+  spec: Pick<ServerSpec, "name" | "description" | "headers"> & { script: string },
+): ServerSpec {
+  const script = join(fixturesDir, spec.script);
   const upstreamSpec = runtimeFixture();
   return {
-    name: "gateway -> runtime",
-    description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
+    name: spec.name,
+    description: spec.description,
     data: "fixed",
+    headers: spec.headers,
     async unavailable() {
       return (await exists(script)) ? undefined : `${script} not found (run the build first)`;
-    },
-    headers(server) {
-      for (const line of server.lines) {
-        if (!line.includes('"token"')) continue;
-        try {
-          const token = (JSON.parse(line) as { token?: string }).token;
-          if (token) return { authorization: `Bearer ${token}` };
-        } catch {
-          // not a JSON line
-        }
-      }
-      throw new Error("the gateway fixture printed no token");
     },
     async start(context) {
       const upstream = await upstreamSpec.start(context);
       try {
         return await launch({
-          name: "gateway -> runtime",
+          name: spec.name,
           script,
           env: { HOST: "127.0.0.1", PORT: "0", UPSTREAM_URL: upstream.url },
           context,
@@ -378,4 +368,41 @@ export function gatewayFixture(): ServerSpec {
       }
     },
   };
+}
+
+/**
+ * The gateway (`apps/gateway`, in the gateway-server fixture) in front of its own runtime
+ * fixture: what a hop through the gateway costs (CPU per call and latency). Requests carry the
+ * token the fixture prints.
+ */
+export function gatewayFixture(): ServerSpec {
+  return inFrontOfRuntime({
+    name: "gateway -> runtime",
+    description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
+    script: "gateway-server.js",
+    headers(server) {
+      for (const line of server.lines) {
+        if (!line.includes('"token"')) continue;
+        try {
+          const token = (JSON.parse(line) as { token?: string }).token;
+          if (token) return { authorization: `Bearer ${token}` };
+        } catch {
+          // not a JSON line
+        }
+      }
+      throw new Error("the gateway fixture printed no token");
+    },
+  });
+}
+
+/**
+ * The ceiling of any gateway on `node:http2`: a bare pass-through proxy (the proxy-server
+ * fixture: no routing, auth, limits, logs or metrics) in front of its own runtime fixture.
+ */
+export function proxyFixture(): ServerSpec {
+  return inFrontOfRuntime({
+    name: "node:http2 proxy -> runtime",
+    description: "bare node:http2 pass-through proxy in front of the runtime fixture (a gateway's ceiling)",
+    script: "proxy-server.js",
+  });
 }
