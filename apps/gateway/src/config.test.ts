@@ -23,6 +23,12 @@ describe("gateway config", () => {
     expect(() => loadConfig({ DISCOVERY: "dns" })).toThrow(/DISCOVERY/);
   });
 
+  it("answers server reflection unless REFLECTION=false", () => {
+    expect(loadConfig({}).reflection).toBe(true);
+    expect(loadConfig({ REFLECTION: "false" }).reflection).toBe(false);
+    expect(() => loadConfig({ REFLECTION: "maybe" })).toThrow(/REFLECTION/);
+  });
+
   it("reads several endpoints per cluster and names what is wrong", () => {
     expect(parseUpstreams(" users = http://a:1 , http://b:2/ ; x.y=http://c:3")).toEqual({
       users: ["http://a:1", "http://b:2"],

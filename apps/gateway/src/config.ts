@@ -61,6 +61,12 @@ const shape = {
   /** Longest deadline a client may ask for; longer ones are cut to this. */
   MAX_TIMEOUT_MS: z.coerce.number().int().positive().default(60_000),
   SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
+  /**
+   * Server reflection (v1 and v1alpha) answered by the gateway itself from the contracts it
+   * routes, so `grpcurl list` and `buf curl` work through the edge. Off: reflection paths are
+   * UNIMPLEMENTED, as behind Envoy.
+   */
+  REFLECTION: z.stringbool().default(true),
   /** Where the gateway's spans go: as for the services (`otlp` to the collector in compose). */
   OTEL_TRACES_EXPORTER: z.enum(["none", "console", "otlp"]).default("none"),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
@@ -93,6 +99,8 @@ export interface GatewayConfig {
   defaultTimeoutMs: number;
   maxTimeoutMs: number;
   shutdownGraceMs: number;
+  /** Whether the gateway answers server reflection for the contracts it routes. Default true. */
+  reflection?: boolean;
   /** Span export, as for the services; absent: none. */
   tracesExporter?: "none" | "console" | "otlp";
   otlpEndpoint?: string;
@@ -128,6 +136,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     defaultTimeoutMs: e.DEFAULT_TIMEOUT_MS,
     maxTimeoutMs: e.MAX_TIMEOUT_MS,
     shutdownGraceMs: e.SHUTDOWN_GRACE_MS,
+    reflection: e.REFLECTION,
     tracesExporter: e.OTEL_TRACES_EXPORTER,
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     sampleRatio: e.OTEL_TRACES_SAMPLER_ARG,

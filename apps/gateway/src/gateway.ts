@@ -1,9 +1,10 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
-import { createListener, type Listener } from "@meshwork/runtime";
+import { createListener, type Listener, registerReflectionServices } from "@meshwork/runtime";
 import {
   type BoundCounter,
   createLogger,
@@ -18,6 +19,11 @@ import { createProxy } from "./proxy.js";
 import { RateLimiter } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
+
+const reflectionPrefixes = [
+  "/grpc.reflection.v1.ServerReflection/",
+  "/grpc.reflection.v1alpha.ServerReflection/",
+];
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -55,8 +61,19 @@ export function createGateway(options: GatewayOptions): Gateway {
       otlpEndpoint: config.otlpEndpoint,
       sampleRatio: config.sampleRatio,
     });
-  const routes = buildRoutes(options.files ?? meshworkFiles);
+  const files = options.files ?? meshworkFiles;
+  const routes = buildRoutes(files);
   const table = new Map(routes.map((r) => [r.prefix, r]));
+  // Reflection of every routed contract, answered here: no single service can describe them all.
+  // A route table that routes reflection itself (to a cluster) keeps that route.
+  const reflection =
+    (config.reflection ?? true) && !reflectionPrefixes.some((p) => table.has(p))
+      ? connectNodeAdapter({ routes: (router) => registerReflectionServices(router, files) })
+      : undefined;
+  const isReflection = (path: string | undefined) =>
+    reflection !== undefined &&
+    path !== undefined &&
+    reflectionPrefixes.some((prefix) => path.startsWith(prefix));
   const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier);
   // With discovery, clusters follow the registry and static endpoints, with their health.
   const discovery: Discovery | undefined = config.discovery
@@ -117,7 +134,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       }
     });
   const limiter = new RateLimiter(config.rateLimits);
-  const services = (options.files ?? meshworkFiles).flatMap((f) => f.services);
+  const services = files.flatMap((f) => f.services);
   const proxy = createProxy({
     routes: table,
     policies: options.policies ?? policiesOf(services),
@@ -151,6 +168,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let ready = false;
   const handlers = {
     streamHandler(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
+      if (isReflection(headers[":path"])) return false; // answered by `handler`, through Connect
       proxy.stream(stream, headers);
       return true;
     },
@@ -158,7 +176,8 @@ export function createGateway(options: GatewayOptions): Gateway {
       req: http.IncomingMessage | http2.Http2ServerRequest,
       res: http.ServerResponse | http2.Http2ServerResponse,
     ) {
-      proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
+      if (reflection && isReflection(req.url)) reflection(req, res);
+      else proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
     },
   };
   const listener: Listener = createListener({ ...handlers, tls: config.tls });
@@ -179,6 +198,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         minConcurrency: 3,
       },
       corsOrigins: config.corsOrigins,
+      reflection: reflection !== undefined,
     },
   });
 

@@ -1,0 +1,174 @@
+import { execFile } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { promisify } from "node:util";
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { FileDescriptorProtoSchema } from "@bufbuild/protobuf/wkt";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { meshworkFiles } from "@meshwork/contracts";
+import {
+  ServerReflection,
+  ServerReflectionRequestSchema,
+} from "@meshwork/contracts/grpc/reflection/v1/reflection";
+import {
+  ServerReflectionRequestSchema as AlphaRequestSchema,
+  ServerReflection as ServerReflectionV1alpha,
+} from "@meshwork/contracts/grpc/reflection/v1alpha/reflection";
+import {
+  file_meshwork_inventory_v1_inventory,
+  InventoryService,
+} from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { parseUpstreams } from "@meshwork/discovery";
+import { createService, type Service } from "@meshwork/runtime";
+import { testRuntimeConfig } from "@meshwork/runtime/testing";
+import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import type { GatewayConfig } from "./config.js";
+import { createGateway, type Gateway } from "./gateway.js";
+
+const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
+const PRODUCT_ID = "0f5b8d2c-6a1e-4c3b-9d7f-2e8a1b4c6d90";
+
+function gatewayConfig(upstream: string, reflection: boolean): GatewayConfig {
+  return {
+    host: "127.0.0.1",
+    port: 0,
+    adminHost: "127.0.0.1",
+    adminPort: 0,
+    logLevel: "silent",
+    upstreams: parseUpstreams(`inventory=${upstream}`),
+    jwksUrl: "http://127.0.0.1:1/unused",
+    jwksCooldownMs: 5_000,
+    jwtIssuer: "meshwork-users",
+    jwtAudience: "meshwork",
+    rateLimits: [],
+    corsOrigins: [],
+    maxRequestBytes: 1024 * 1024,
+    retryMaxAttempts: 3,
+    defaultTimeoutMs: 5_000,
+    maxTimeoutMs: 10_000,
+    shutdownGraceMs: 1_000,
+    reflection,
+  };
+}
+
+async function* once<T>(request: T) {
+  yield request;
+}
+
+describe("server reflection through the gateway (grpcurl list works at the edge)", () => {
+  let upstream: Service;
+  let gateway: Gateway;
+  let closed: Gateway;
+  let url: string;
+  let closedUrl: string;
+
+  beforeAll(async () => {
+    // The only upstream: inventory, with one product; it serves no reflection of the others.
+    upstream = createService({
+      name: "inventory",
+      config: testRuntimeConfig(),
+      files: [file_meshwork_inventory_v1_inventory],
+      services: [InventoryService],
+      logger: createLogger({ service: "inventory", level: "silent" }),
+      telemetry: createTelemetry({ serviceName: "inventory" }),
+      routes(router) {
+        router.service(InventoryService, {
+          listProducts: () => ({
+            products: [{ id: PRODUCT_ID, sku: "MUG-1", name: "Mug", onHand: 3n, available: 3n }],
+          }),
+        });
+      },
+    });
+    const { url: upstreamUrl } = await upstream.start();
+    const logger = createLogger({ service: "gateway", level: "silent" });
+    gateway = createGateway({ config: gatewayConfig(upstreamUrl, true), logger });
+    closed = createGateway({ config: gatewayConfig(upstreamUrl, false), logger });
+    ({ url } = await gateway.start());
+    ({ url: closedUrl } = await closed.start());
+  });
+  afterAll(async () => {
+    await gateway?.stop();
+    await closed?.stop();
+    await upstream?.shutdown();
+  });
+
+  it("lists every routed service and describes each with its dependencies, v1 and v1alpha, with no token", async () => {
+    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: url }));
+    const answers = [];
+    for await (const res of client.serverReflectionInfo(
+      (async function* () {
+        yield create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } });
+        yield create(ServerReflectionRequestSchema, {
+          messageRequest: { case: "fileContainingSymbol", value: "meshwork.orders.v1.OrderService" },
+        });
+      })(),
+      { timeoutMs: 5_000 },
+    )) {
+      answers.push(res);
+    }
+    const [list, file] = answers;
+    expect(list?.messageResponse.case).toBe("listServicesResponse");
+    const listed =
+      list?.messageResponse.case === "listServicesResponse"
+        ? list.messageResponse.value.service.map((s) => s.name)
+        : [];
+    const routed = meshworkFiles.flatMap((f) => f.services.map((s) => s.typeName));
+    expect(routed.length).toBeGreaterThanOrEqual(5);
+    expect(listed).toEqual(expect.arrayContaining([...routed, "grpc.reflection.v1.ServerReflection"]));
+    expect(file?.messageResponse.case).toBe("fileDescriptorResponse");
+    const protos =
+      file?.messageResponse.case === "fileDescriptorResponse"
+        ? file.messageResponse.value.fileDescriptorProto.map((b) => fromBinary(FileDescriptorProtoSchema, b))
+        : [];
+    expect(protos[0]?.name).toBe("meshwork/orders/v1/orders.proto");
+    expect(protos.map((p) => p.name)).toContain("meshwork/common/v1/money.proto");
+
+    const alpha = createClient(ServerReflectionV1alpha, createGrpcTransport({ baseUrl: url }));
+    for await (const res of alpha.serverReflectionInfo(
+      once(create(AlphaRequestSchema, { messageRequest: { case: "listServices", value: "" } })),
+      { timeoutMs: 5_000 },
+    )) {
+      expect(res.messageResponse.case).toBe("listServicesResponse");
+    }
+  });
+
+  it("lets buf curl list the mesh's methods and call one through the gateway from reflection alone", {
+    timeout: 90_000,
+  }, async () => {
+    const bufCurl = (args: string[]) =>
+      promisify(execFile)("npx", ["buf", "curl", "--protocol", "grpc", "--http2-prior-knowledge", ...args], {
+        cwd: repoRoot,
+        timeout: 40_000,
+      });
+    const { stdout: methods } = await bufCurl(["--list-methods", url]);
+    expect(methods.trim().split("\n")).toEqual(
+      expect.arrayContaining([
+        "meshwork.orders.v1.OrderService/PlaceOrder",
+        "meshwork.users.v1.UserService/Login",
+        "meshwork.inventory.v1.InventoryService/ListProducts",
+      ]),
+    );
+    // The schema comes from the gateway's reflection; the call goes on to the inventory upstream.
+    const { stdout } = await bufCurl([
+      "-d",
+      "{}",
+      `${url}/meshwork.inventory.v1.InventoryService/ListProducts`,
+    ]);
+    expect(JSON.parse(stdout)).toMatchObject({ products: [{ id: PRODUCT_ID, sku: "MUG-1", name: "Mug" }] });
+  });
+
+  it("answers UNIMPLEMENTED for reflection when it is turned off (REFLECTION=false), as Envoy does", async () => {
+    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: closedUrl }));
+    const err = await (async () => {
+      for await (const _ of client.serverReflectionInfo(
+        once(create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } })),
+        { timeoutMs: 5_000 },
+      ));
+    })().then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(err?.code).toBe(Code.Unimplemented);
+  });
+});
