@@ -1,3 +1,5 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { waitFor } from "@meshwork/testing";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { count, eq } from "drizzle-orm";
@@ -80,6 +82,38 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     expect(await effectCount()).toBe(2);
     const inboxRows = await f.database.db.select().from(inbox);
     expect(inboxRows.map((r) => r.eventId).sort()).toEqual([e.id, other.id].sort());
+  });
+
+  it("tells the handler when the broker stored the event, and exports the lag from there to the effect", async () => {
+    const seen: Date[] = [];
+    await start(async (message, tx, event) => {
+      seen.push(event.publishTime);
+      await applyEffect(message, tx, event);
+    });
+    const before = Date.now();
+    const e = f.event(7);
+    await publish(e);
+    await waitFor(async () => (await effectCount(e.id)) === 1);
+    await waitFor(async () => (await f.jsm.consumers.info(f.stream, DURABLE)).num_ack_pending === 0);
+    const after = Date.now();
+    expect(seen).toHaveLength(1);
+    // The broker's clock is this machine's: stored after the publish began, before the effect.
+    expect(seen[0]?.getTime()).toBeGreaterThanOrEqual(before - 1);
+    expect(seen[0]?.getTime()).toBeLessThanOrEqual(after);
+
+    const server = createServer((req, res) => f.telemetry.metricsHandler(req, res));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    try {
+      const port = (server.address() as AddressInfo).port;
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      expect(text).toMatch(
+        new RegExp(
+          `events_consumer_lag(_seconds)?_count\\{[^}]*messaging_consumer_group_name="${DURABLE}"[^}]*\\} 1\\b`,
+        ),
+      );
+    } finally {
+      server.close();
+    }
   });
 
   it("retries a failing handler with its effect rolled back each time, then applies it once", async () => {

@@ -31,6 +31,11 @@ export interface EventContext {
   subject: string;
   /** 1 on the first delivery. */
   deliveryCount: number;
+  /**
+   * When the broker stored the event (JetStream's timestamp): the time since then is how far
+   * this consumer lags behind the stream.
+   */
+  publishTime: Date;
 }
 
 /** Applies one event inside the transaction that also records it in the inbox. */
@@ -125,6 +130,15 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   const deadLettered = meter.createCounter("events.consumer.dead_lettered", {
     description: "Events moved to the dead-letter stream",
   });
+  const lag = meter.createHistogram("events.consumer.lag", {
+    description: "Time from the broker storing an event to its effect being committed",
+    unit: "s",
+    advice: {
+      explicitBucketBoundaries: [
+        0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60,
+      ],
+    },
+  });
 
   let messages: ConsumerMessages | undefined;
   let loop: Promise<void> | undefined;
@@ -204,6 +218,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
           time: new Date(h?.get(EventHeaders.time) || Date.now()),
           subject: msg.subject,
           deliveryCount: msg.info.deliveryCount,
+          publishTime: msg.time,
         };
         return { msg, span, ctx, handler, message: decoded.message, event };
       }
@@ -328,6 +343,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
       msg.ack();
       if (p.outcome === "applied") {
         processed.add(1, attrs);
+        lag.record(Math.max(0, Date.now() - event.publishTime.getTime()) / 1000, attrs);
         logger.debug({ event_id: event.id, type: event.type }, "event processed");
       } else {
         duplicates.add(1, attrs);

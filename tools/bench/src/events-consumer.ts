@@ -15,8 +15,11 @@ import { jetstream } from "@nats-io/jetstream";
 /** What the child tells its parent. */
 export type ConsumerReport =
   | { kind: "ready" }
-  /** Events applied by one batch handler call, at `at` (ms since the epoch, sub-ms precision). */
-  | { kind: "applied"; ids: string[]; at: number };
+  /**
+   * Events applied by one batch handler call, at `at` (ms since the epoch, sub-ms precision),
+   * with the time the broker stored each (`published`, ms since the epoch).
+   */
+  | { kind: "applied"; ids: string[]; published: number[]; at: number };
 
 function required(name: string): string {
   const value = process.env[name];
@@ -51,7 +54,12 @@ const consumer = createEventConsumer({
     "meshwork.users.v1.UserRegistered": {
       async batch(items, tx) {
         await tx.insert(effects).values(items.map((it) => ({ eventId: it.event.id, value: 1 })));
-        send({ kind: "applied", ids: items.map((it) => it.event.id), at: wallClock() });
+        send({
+          kind: "applied",
+          ids: items.map((it) => it.event.id),
+          published: items.map((it) => it.event.publishTime.getTime()),
+          at: wallClock(),
+        });
       },
     },
   },
