@@ -15,13 +15,14 @@
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
-import { mkdir, readdir, readFile } from "node:fs/promises";
+import { mkdir } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { dirname, join } from "node:path";
 import { createOutboxRelay, enqueueEvents } from "@meshwork/events";
 import { createEventsFixture, effects, natsUrl, outbox } from "@meshwork/events/testing";
 import { count } from "drizzle-orm";
 import type { ConsumerReport } from "./events-consumer.js";
+import { cpuTicksByGroup } from "./servers.js";
 
 const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 5_000);
 const PRODUCERS = Number(process.env.MESHWORK_BENCH_EVENT_PRODUCERS ?? 8);
@@ -29,28 +30,6 @@ const LAG_SECONDS = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const DURABLE = "bench";
 /** Milliseconds since the epoch with sub-ms precision: comparable across processes. */
 const wallClock = () => performance.timeOrigin + performance.now();
-
-/** Clock ticks (user + system) used so far, summed per group of processes. */
-async function cpuTicksByGroup(groupOf: (pid: number, comm: string) => string | undefined) {
-  const totals = new Map<string, number>();
-  for (const entry of await readdir("/proc")) {
-    const pid = Number(entry);
-    if (!Number.isInteger(pid)) continue;
-    let stat: string;
-    try {
-      stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    } catch {
-      continue; // gone meanwhile
-    }
-    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
-    const group = groupOf(pid, comm);
-    if (!group) continue;
-    // Fields after the command name: state is the 3rd, utime the 14th, stime the 15th.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    totals.set(group, (totals.get(group) ?? 0) + Number(fields[11]) + Number(fields[12]));
-  }
-  return totals;
-}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;

@@ -17,6 +17,7 @@ import { join } from "node:path";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { startMesh } from "@meshwork/orders/testing";
 import postgres from "postgres";
+import { cpuTicksByGroup } from "./servers.js";
 
 const DURATION_S = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const CONCURRENCY = Number(process.env.MESHWORK_BENCH_ORDER_CLIENTS ?? 64);
@@ -97,7 +98,13 @@ async function main(): Promise<void> {
     );
     await finished(warm, 60_000);
 
-    // Max rate.
+    // Max rate, with the CPU each process spends on it (from /proc: 10 ms clock ticks).
+    const groupOf = (pid: number, comm: string) => {
+      if (pid === process.pid) return "gateway+client";
+      for (const [name, proc] of Object.entries(mesh.procs)) if (proc.child.pid === pid) return name;
+      return comm === "postgres" ? "postgres" : comm === "nats-server" ? "nats" : undefined;
+    };
+    const cpuBefore = await cpuTicksByGroup(groupOf);
     const placed: Array<{ id: string; started: number }> = [];
     const t0 = Date.now();
     const stopAt = t0 + DURATION_S * 1_000;
@@ -116,10 +123,26 @@ async function main(): Promise<void> {
              count(*) filter (where status = 'cancelled') as cancelled
       from orders where id = any(${ids})`;
     const maxRate = Number(outcomes?.confirmed ?? 0) / elapsed;
+    const cpuAfter = await cpuTicksByGroup(groupOf);
+    // ms of CPU per finished order (a tick is 10 ms), by process. This process is the gateway and
+    // the bench's clients, and its polls for the last orders to finish count too: an upper bound.
+    const cpuMsPerOrder = Object.fromEntries(
+      [...cpuAfter].map(([g, t]) => [
+        g,
+        Number((((t - (cpuBefore.get(g) ?? 0)) * 10) / Math.max(1, done)).toFixed(2)),
+      ]),
+    );
+    const cpuSum = Object.values(cpuMsPerOrder).reduce((a, b) => a + b, 0);
     console.log(
       `max rate: ${placed.length} orders placed in ${placedIn.toFixed(1)} s (${(placed.length / placedIn).toFixed(0)}/s accepted), ` +
         `${done} finished (${outcomes?.confirmed} confirmed, ${outcomes?.cancelled} cancelled) by ${elapsed.toFixed(1)} s: ` +
         `${maxRate.toFixed(0)} orders/s   (goal >= 500)`,
+    );
+    console.log(
+      `CPU per order (ms): ${Object.entries(cpuMsPerOrder)
+        .sort((a, b) => b[1] - a[1])
+        .map(([g, ms]) => `${g} ${ms}`)
+        .join(", ")}; sum ${cpuSum.toFixed(1)} (2 cores at 500/s allow 4.0)`,
     );
 
     // Latency at half that rate, paced.
@@ -164,6 +187,7 @@ async function main(): Promise<void> {
           confirmed: Number(outcomes?.confirmed ?? 0),
           cancelled: Number(outcomes?.cancelled ?? 0),
           ordersPerSecond: maxRate,
+          cpuMsPerOrder,
           latency: { rate, achieved, p50Ms: p50, p99Ms: p99, orders: latencies.length },
           statuses: Object.fromEntries(Object.entries(OrderStatus).filter(([k]) => Number.isNaN(Number(k)))),
         },

@@ -4,7 +4,7 @@
  */
 
 import { randomBytes } from "node:crypto";
-import { access, mkdtemp, readFile, rm } from "node:fs/promises";
+import { access, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -80,6 +80,32 @@ export async function readCpuTicks(pid: number): Promise<number | undefined> {
   } catch {
     return undefined;
   }
+}
+
+/**
+ * Clock ticks (user + system) every process has used so far, summed per group (`groupOf` names
+ * a process's group from its pid and command name, or leaves it out): for the CPU a whole set of
+ * processes (a service and its Postgres backends, say) spends on a phase of a benchmark.
+ */
+export async function cpuTicksByGroup(groupOf: (pid: number, comm: string) => string | undefined) {
+  const totals = new Map<string, number>();
+  for (const entry of await readdir("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    let stat: string;
+    try {
+      stat = await readFile(`/proc/${pid}/stat`, "utf8");
+    } catch {
+      continue; // gone meanwhile
+    }
+    const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
+    const group = groupOf(pid, comm);
+    if (!group) continue;
+    // Fields after the command name: state is the 3rd, utime the 14th, stime the 15th.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    totals.set(group, (totals.get(group) ?? 0) + Number(fields[11]) + Number(fields[12]));
+  }
+  return totals;
 }
 
 /**
