@@ -11,7 +11,8 @@ export interface Notification {
 
 /** Storage of notifications. */
 export interface NotificationRepository {
-  insert(n: Notification): Promise<void>;
+  /** Stores these notifications in one statement. */
+  insert(notifications: readonly Notification[]): Promise<void>;
   /** A user's notifications with id lower than `beforeId`, newest first. */
   listForUser(userId: string, beforeId: string | undefined, limit: number): Promise<Notification[]>;
 }

@@ -5,8 +5,8 @@ import { notifications } from "./schema.js";
 
 export function createNotificationRepository(db: Queryable): NotificationRepository {
   return {
-    async insert(n: Notification) {
-      await db.insert(notifications).values(n);
+    async insert(ns: readonly Notification[]) {
+      if (ns.length > 0) await db.insert(notifications).values([...ns]);
     },
     async listForUser(userId, beforeId, limit) {
       return db

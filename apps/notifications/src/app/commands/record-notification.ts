@@ -9,12 +9,16 @@ export interface RecordNotificationInput {
   eventId: string;
 }
 
-/** Stores a notification for a user. Runs inside the event's transaction (with its inbox row). */
-export async function recordNotification(
+/**
+ * Stores a notification for each input, in one statement. Runs inside the transaction of the
+ * events they come from (with their inbox rows).
+ */
+export async function recordNotifications(
   deps: { notifications: NotificationRepository },
-  input: RecordNotificationInput,
-): Promise<Notification> {
-  const notification = { id: uuidv7(), createdAt: new Date(), ...input };
-  await deps.notifications.insert(notification);
-  return notification;
+  inputs: readonly RecordNotificationInput[],
+): Promise<Notification[]> {
+  const createdAt = new Date();
+  const recorded = inputs.map((input) => ({ id: uuidv7(), createdAt, ...input }));
+  await deps.notifications.insert(recorded);
+  return recorded;
 }

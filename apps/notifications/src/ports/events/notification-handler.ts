@@ -1,7 +1,7 @@
-import type { EventHandler } from "@meshwork/events";
+import type { BatchEventHandler } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
 import { createNotificationRepository } from "../../adapters/db/notification-repository.js";
-import { recordNotification } from "../../app/commands/record-notification.js";
+import { recordNotifications } from "../../app/commands/record-notification.js";
 
 /** What a notification says, made from one event. */
 export interface NotificationText {
@@ -12,19 +12,26 @@ export interface NotificationText {
 }
 
 /**
- * An event handler that records one notification per event, in the event's transaction (the
- * consumer's inbox row commits with it, so a redelivery adds nothing), and logs it.
+ * An event handler that records one notification per event, in the events' transaction (the
+ * consumer's inbox rows commit with them, so a redelivery adds nothing), and logs each. Events
+ * that arrive together are recorded in one statement.
  */
 export function notificationHandler<E>(
   logger: Logger,
   describe: (event: E) => NotificationText,
-): EventHandler {
-  return async (message, tx, event) => {
-    const text = describe(message as unknown as E);
-    const n = await recordNotification(
-      { notifications: createNotificationRepository(tx) },
-      { ...text, eventId: event.id },
-    );
-    logger.info({ event_id: event.id, user_id: text.userId, notification_id: n.id }, "notification recorded");
+): BatchEventHandler {
+  return {
+    async batch(items, tx) {
+      const recorded = await recordNotifications(
+        { notifications: createNotificationRepository(tx) },
+        items.map((it) => ({ ...describe(it.message as unknown as E), eventId: it.event.id })),
+      );
+      for (const n of recorded) {
+        logger.info(
+          { event_id: n.eventId, user_id: n.userId, notification_id: n.id },
+          "notification recorded",
+        );
+      }
+    },
   };
 }

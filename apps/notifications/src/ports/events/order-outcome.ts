@@ -1,11 +1,11 @@
 import type { OrderCancelled, OrderConfirmed } from "@meshwork/contracts/meshwork/orders/v1/events";
-import type { EventHandler } from "@meshwork/events";
+import type { BatchEventHandler } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
 import { formatMoney } from "./money.js";
 import { notificationHandler } from "./notification-handler.js";
 
 /** OrderConfirmed -> "your order is confirmed". */
-export function onOrderConfirmed(logger: Logger): EventHandler {
+export function onOrderConfirmed(logger: Logger): BatchEventHandler {
   return notificationHandler<OrderConfirmed>(logger, (e) => ({
     userId: e.userId,
     kind: "order.confirmed",
@@ -15,7 +15,7 @@ export function onOrderConfirmed(logger: Logger): EventHandler {
 }
 
 /** OrderCancelled -> "your order was cancelled: <reason>". */
-export function onOrderCancelled(logger: Logger): EventHandler {
+export function onOrderCancelled(logger: Logger): BatchEventHandler {
   return notificationHandler<OrderCancelled>(logger, (e) => ({
     userId: e.userId,
     kind: "order.cancelled",

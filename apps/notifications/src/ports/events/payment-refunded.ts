@@ -1,11 +1,11 @@
 import type { PaymentRefunded } from "@meshwork/contracts/meshwork/payments/v1/events";
-import type { EventHandler } from "@meshwork/events";
+import type { BatchEventHandler } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
 import { formatMoney } from "./money.js";
 import { notificationHandler } from "./notification-handler.js";
 
 /** PaymentRefunded -> a "refund issued" notification. */
-export function onPaymentRefunded(logger: Logger): EventHandler {
+export function onPaymentRefunded(logger: Logger): BatchEventHandler {
   return notificationHandler<PaymentRefunded>(logger, (e) => ({
     userId: e.userId,
     kind: "payment.refunded",
