@@ -18,39 +18,26 @@ import {
   file_meshwork_inventory_v1_inventory,
   InventoryService,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import { parseUpstreams } from "@meshwork/discovery";
 import { createService, type Service } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { GatewayConfig } from "./config.js";
+import { loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
 
 const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const PRODUCT_ID = "0f5b8d2c-6a1e-4c3b-9d7f-2e8a1b4c6d90";
 
-function gatewayConfig(upstream: string, reflection: boolean): GatewayConfig {
-  return {
-    host: "127.0.0.1",
-    port: 0,
-    adminHost: "127.0.0.1",
-    adminPort: 0,
-    logLevel: "silent",
-    upstreams: parseUpstreams(`inventory=${upstream}`),
-    jwksUrl: "http://127.0.0.1:1/unused",
-    jwksCooldownMs: 5_000,
-    jwtIssuer: "meshwork-users",
-    jwtAudience: "meshwork",
-    rateLimits: [],
-    corsOrigins: [],
-    maxRequestBytes: 1024 * 1024,
-    retryMaxAttempts: 3,
-    defaultTimeoutMs: 5_000,
-    maxTimeoutMs: 10_000,
-    shutdownGraceMs: 1_000,
-    reflection,
-  };
-}
+/** The gateway as deployed (its config from the environment), in front of one upstream. */
+const gatewayConfig = (upstream: string, reflection: boolean) =>
+  loadConfig({
+    PORT: "0",
+    ADMIN_PORT: "0",
+    LOG_LEVEL: "silent",
+    DISCOVERY: "static",
+    UPSTREAMS: `inventory=${upstream}`,
+    ...(reflection ? {} : { REFLECTION: "false" }),
+  });
 
 async function* once<T>(request: T) {
   yield request;
