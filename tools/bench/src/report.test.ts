@@ -61,15 +61,10 @@ describe("withRatios", () => {
 });
 
 describe("formatScenario", () => {
+  const settings = { durationS: 10, warmUpS: 2, clients: 4, streams: 32, latencyClients: 10, rounds: 3 };
+
   it("prints one aligned row per server, marks saturated latencies, and lists the notes", () => {
-    const text = formatScenario(withRatios(scenario), {
-      durationS: 10,
-      warmUpS: 2,
-      clients: 4,
-      streams: 32,
-      latencyClients: 10,
-      rounds: 3,
-    });
+    const text = formatScenario(withRatios(scenario), settings);
     expect(text).toContain("median of 3 rounds of 10s");
     const lines = text.split("\n");
     expect(lines[1]).toMatch(
@@ -98,14 +93,7 @@ describe("formatScenario", () => {
         row("runtime (in-memory)", 20000),
       ],
     };
-    const text = formatScenario(withRatios(hops), {
-      durationS: 10,
-      warmUpS: 2,
-      clients: 4,
-      streams: 32,
-      latencyClients: 10,
-      rounds: 3,
-    });
+    const text = formatScenario(withRatios(hops), settings);
     expect(text).toContain("through the gateway vs direct to the runtime: 0.10x req/s");
     expect(text).toContain(
       "through a bare node:http2 proxy vs direct: 0.40x req/s (the ceiling of a gateway on Node's HTTP/2 stack; the gateway reaches 0.25x of it)",
