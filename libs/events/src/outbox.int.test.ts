@@ -1,5 +1,5 @@
 import { waitFor } from "@meshwork/testing";
-import { count, isNull } from "drizzle-orm";
+import { count, isNull, sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createOutboxRelay, enqueueEvents, type OutboxRelay } from "./outbox.js";
 import { createEventsFixture, type EventsFixture } from "./testing/fixture.js";
@@ -104,6 +104,50 @@ describe("transactional outbox and relay (real Postgres and NATS)", () => {
     expect(publishes.size).toBe(total);
     expect([...publishes.values()].every((n) => n === 1)).toBe(true);
     expect((await f.jsm.streams.info(f.stream)).state.messages).toBe(total);
+  });
+
+  it("marks rows sent in a transaction that does not wait for the WAL flush", async () => {
+    // The relay's transaction, seen from inside: the setting in force when it marks rows sent.
+    // The probe is queued on the transaction's connection just before the relay's UPDATE.
+    const settings: string[] = [];
+    const probe = sql`select current_setting('synchronous_commit') as v`;
+    const db = new Proxy(f.database.db, {
+      get(target, prop, receiver) {
+        if (prop !== "transaction") return Reflect.get(target, prop, receiver);
+        return (fn: (tx: typeof target) => Promise<unknown>) =>
+          target.transaction((tx) =>
+            fn(
+              new Proxy(tx, {
+                get(t, p, r) {
+                  if (p === "update") {
+                    void t.execute(probe).then((rows) => {
+                      settings.push(String((rows as unknown as Array<{ v: string }>)[0]?.v));
+                    });
+                  }
+                  return Reflect.get(t, p, r);
+                },
+              }),
+            ),
+          );
+      },
+    });
+    const r = createOutboxRelay({
+      database: { ...f.database, db },
+      table: outbox,
+      js: f.js,
+      logger: f.logger,
+      tracer: f.telemetry.tracer,
+      meter: f.telemetry.meter,
+      batchSize: 10,
+      pollMs: 60_000,
+      retentionMs: 3_600_000,
+    });
+    await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [f.event(1), f.event(2)]));
+    expect(await r.drainOnce()).toBe(2);
+    expect(settings).toEqual(["off"]);
+    // Outside the relay's transaction the server's setting is untouched.
+    const [row] = (await f.database.db.execute(probe)) as unknown as Array<{ v: string }>;
+    expect(row?.v).toBe("on");
   });
 
   it("falls back to polling when no notification arrives", async () => {
