@@ -1,6 +1,13 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
+import {
+  Code,
+  ConnectError,
+  createContextKey,
+  createContextValues,
+  type Interceptor,
+} from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
@@ -24,6 +31,27 @@ const reflectionPrefixes = [
   "/grpc.reflection.v1.ServerReflection/",
   "/grpc.reflection.v1alpha.ServerReflection/",
 ];
+
+/** The calling client's address, for calls the gateway answers itself. */
+const clientAddress = createContextKey("unknown", { description: "client address" });
+
+/** RESOURCE_EXHAUSTED (with `retry-after`) past a route's rate limit, by client address. */
+function rateLimited(limiter: RateLimiter): Interceptor {
+  return (next) => async (req) => {
+    const limit = limiter.take(
+      `/${req.service.typeName}/${req.method.name}`,
+      `ip:${req.contextValues.get(clientAddress)}`,
+    );
+    if (!limit.allowed) {
+      throw new ConnectError(
+        `rate limit ${limit.rule.text} exceeded; retry in ${limit.retryAfterS}s`,
+        Code.ResourceExhausted,
+        { "retry-after": String(limit.retryAfterS), "x-ratelimit-limit": String(limit.rule.burst) },
+      );
+    }
+    return next(req);
+  };
+}
 
 export interface GatewayOptions {
   config: GatewayConfig;
@@ -64,11 +92,22 @@ export function createGateway(options: GatewayOptions): Gateway {
   const files = options.files ?? meshworkFiles;
   const routes = buildRoutes(files);
   const table = new Map(routes.map((r) => [r.prefix, r]));
+  const limiter = new RateLimiter(config.rateLimits);
   // Reflection of every routed contract, answered here: no single service can describe them all.
-  // A route table that routes reflection itself (to a cluster) keeps that route.
+  // A route table that routes reflection itself (to a cluster) keeps that route. Needing no
+  // token, it keeps the edge's other limits: request size (no compressed bombs either), the
+  // longest deadline, and the rate limits by client address.
   const reflection =
     (config.reflection ?? true) && !reflectionPrefixes.some((p) => table.has(p))
-      ? connectNodeAdapter({ routes: (router) => registerReflectionServices(router, files) })
+      ? connectNodeAdapter({
+          routes: (router) => registerReflectionServices(router, files),
+          readMaxBytes: config.maxRequestBytes,
+          acceptCompression: [],
+          maxTimeoutMs: config.maxTimeoutMs,
+          contextValues: (req) =>
+            createContextValues().set(clientAddress, req.socket?.remoteAddress ?? "unknown"),
+          interceptors: [rateLimited(limiter)],
+        })
       : undefined;
   const isReflection = (path: string | undefined) =>
     reflection !== undefined &&
@@ -133,7 +172,6 @@ export function createGateway(options: GatewayOptions): Gateway {
         for (const e of endpoints) r.observe(e.active, { upstream: e.url, cluster: e.cluster });
       }
     });
-  const limiter = new RateLimiter(config.rateLimits);
   const services = files.flatMap((f) => f.services);
   const proxy = createProxy({
     routes: table,

@@ -29,15 +29,37 @@ const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
 const PRODUCT_ID = "0f5b8d2c-6a1e-4c3b-9d7f-2e8a1b4c6d90";
 
 /** The gateway as deployed (its config from the environment), in front of one upstream. */
-const gatewayConfig = (upstream: string, reflection: boolean) =>
+const gatewayConfig = (upstream: string, env: Record<string, string> = {}) =>
   loadConfig({
     PORT: "0",
     ADMIN_PORT: "0",
     LOG_LEVEL: "silent",
     DISCOVERY: "static",
     UPSTREAMS: `inventory=${upstream}`,
-    ...(reflection ? {} : { REFLECTION: "false" }),
+    ...env,
   });
+
+const listServices = () =>
+  create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } });
+
+/** The answers of one reflection stream, or the error it ended with. */
+async function reflect(baseUrl: string, ...requests: ReturnType<typeof listServices>[]) {
+  const client = createClient(ServerReflection, createGrpcTransport({ baseUrl }));
+  const answers = [];
+  try {
+    for await (const res of client.serverReflectionInfo(
+      (async function* () {
+        yield* requests;
+      })(),
+      { timeoutMs: 5_000 },
+    )) {
+      answers.push(res);
+    }
+    return { answers };
+  } catch (err) {
+    return { answers, error: ConnectError.from(err) };
+  }
+}
 
 async function* once<T>(request: T) {
   yield request;
@@ -47,8 +69,10 @@ describe("server reflection through the gateway (grpcurl list works at the edge)
   let upstream: Service;
   let gateway: Gateway;
   let closed: Gateway;
+  let limited: Gateway;
   let url: string;
   let closedUrl: string;
+  let limitedUrl: string;
 
   beforeAll(async () => {
     // The only upstream: inventory, with one product; it serves no reflection of the others.
@@ -69,14 +93,20 @@ describe("server reflection through the gateway (grpcurl list works at the edge)
     });
     const { url: upstreamUrl } = await upstream.start();
     const logger = createLogger({ service: "gateway", level: "silent" });
-    gateway = createGateway({ config: gatewayConfig(upstreamUrl, true), logger });
-    closed = createGateway({ config: gatewayConfig(upstreamUrl, false), logger });
+    gateway = createGateway({ config: gatewayConfig(upstreamUrl), logger });
+    closed = createGateway({ config: gatewayConfig(upstreamUrl, { REFLECTION: "false" }), logger });
+    limited = createGateway({
+      config: gatewayConfig(upstreamUrl, { RATE_LIMITS: "*=2/1m:2", MAX_REQUEST_BYTES: "512" }),
+      logger,
+    });
     ({ url } = await gateway.start());
     ({ url: closedUrl } = await closed.start());
+    ({ url: limitedUrl } = await limited.start());
   });
   afterAll(async () => {
     await gateway?.stop();
     await closed?.stop();
+    await limited?.stop();
     await upstream?.shutdown();
   });
 
@@ -112,12 +142,14 @@ describe("server reflection through the gateway (grpcurl list works at the edge)
     expect(protos.map((p) => p.name)).toContain("meshwork/common/v1/money.proto");
 
     const alpha = createClient(ServerReflectionV1alpha, createGrpcTransport({ baseUrl: url }));
+    const alphaAnswers = [];
     for await (const res of alpha.serverReflectionInfo(
       once(create(AlphaRequestSchema, { messageRequest: { case: "listServices", value: "" } })),
       { timeoutMs: 5_000 },
     )) {
-      expect(res.messageResponse.case).toBe("listServicesResponse");
+      alphaAnswers.push(res.messageResponse.case);
     }
+    expect(alphaAnswers).toEqual(["listServicesResponse"]);
   });
 
   it("lets buf curl list the mesh's methods and call one through the gateway from reflection alone", {
@@ -146,16 +178,25 @@ describe("server reflection through the gateway (grpcurl list works at the edge)
   });
 
   it("answers UNIMPLEMENTED for reflection when it is turned off (REFLECTION=false), as Envoy does", async () => {
-    const client = createClient(ServerReflection, createGrpcTransport({ baseUrl: closedUrl }));
-    const err = await (async () => {
-      for await (const _ of client.serverReflectionInfo(
-        once(create(ServerReflectionRequestSchema, { messageRequest: { case: "listServices", value: "" } })),
-        { timeoutMs: 5_000 },
-      ));
-    })().then(
-      () => undefined,
-      (e: unknown) => ConnectError.from(e),
-    );
-    expect(err?.code).toBe(Code.Unimplemented);
+    const { error } = await reflect(closedUrl, listServices());
+    expect(error?.code).toBe(Code.Unimplemented);
+  });
+
+  it("keeps the edge's request size limit and rate limits for reflection, which needs no token", async () => {
+    // Over MAX_REQUEST_BYTES: refused before it is read whole.
+    const huge = create(ServerReflectionRequestSchema, {
+      messageRequest: { case: "fileContainingSymbol", value: "x".repeat(4_096) },
+    });
+    const tooBig = await reflect(limitedUrl, huge);
+    expect(tooBig.error?.code).toBe(Code.ResourceExhausted);
+    // Two calls pass the `*=2/1m:2` bucket of this client (the refused one above took a token
+    // only if it got that far); past it, RESOURCE_EXHAUSTED with retry-after.
+    const outcomes = [];
+    for (let i = 0; i < 3; i++) outcomes.push(await reflect(limitedUrl, listServices()));
+    const refused = outcomes.find((o) => o.error);
+    expect(refused?.error?.code).toBe(Code.ResourceExhausted);
+    expect(refused?.error?.message).toContain("rate limit *=2/1m:2 exceeded");
+    expect(Number(refused?.error?.metadata.get("retry-after"))).toBeGreaterThanOrEqual(1);
+    expect(outcomes[0]?.answers.map((a) => a.messageResponse.case)).toEqual(["listServicesResponse"]);
   });
 });
