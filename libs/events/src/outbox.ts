@@ -201,11 +201,6 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
 
   async function drainOnce(): Promise<number> {
     const sent = await db.transaction(async (tx) => {
-      // This transaction only marks rows as sent. If a database crash loses that mark, the rows
-      // are published again, which the broker's de-duplication and the consumers' inboxes
-      // absorb; so its commit need not wait for the WAL flush (tens of ms when the disk
-      // stalls), which would hold up the next batch.
-      await tx.execute(sql`set local synchronous_commit = off`);
       const rows = await tx
         .select()
         .from(table)
@@ -214,6 +209,12 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         .limit(options.batchSize)
         .for("update", { skipLocked: true });
       if (rows.length === 0) return 0;
+      // This transaction only marks rows as sent. If a database crash loses that mark, the rows
+      // are published again, which the broker's de-duplication and the consumers' inboxes
+      // absorb; so its commit need not wait for the WAL flush (tens of ms when the disk
+      // stalls), which would hold up the next batch. (Set here, not for empty polls: it only
+      // matters at commit.)
+      await tx.execute(sql`set local synchronous_commit = off`);
       await Promise.all(rows.map(publishRow));
       await tx
         .update(table)
