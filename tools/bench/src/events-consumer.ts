@@ -16,7 +16,7 @@ import { jetstream } from "@nats-io/jetstream";
 export type ConsumerReport =
   | { kind: "ready" }
   /**
-   * Events applied by one batch handler call, at `at` (ms since the epoch, sub-ms precision),
+   * Events applied by one batch handler call, at `at` (ms since the epoch),
    * with the time the broker stored each (`published`, ms since the epoch).
    */
   | { kind: "applied"; ids: string[]; published: number[]; at: number };
@@ -28,7 +28,7 @@ function required(name: string): string {
 }
 
 const send = (report: ConsumerReport) => process.send?.(report);
-const wallClock = () => performance.timeOrigin + performance.now();
+const wallClock = () => Date.now(); // the clock of the parent's commit times and of the broker
 
 const database = await openDatabase(
   {

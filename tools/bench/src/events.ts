@@ -28,8 +28,10 @@ const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 5_000);
 const PRODUCERS = Number(process.env.MESHWORK_BENCH_EVENT_PRODUCERS ?? 8);
 const LAG_SECONDS = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const DURABLE = "bench";
-/** Milliseconds since the epoch with sub-ms precision: comparable across processes. */
-const wallClock = () => performance.timeOrigin + performance.now();
+/** Milliseconds since the epoch: comparable across processes and with the broker's timestamps. */
+const wallClock = () => Date.now();
+/** Longest wait for the consumer to apply what it was sent before the benchmark gives up. */
+const APPLY_TIMEOUT_MS = 180_000;
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -92,11 +94,18 @@ async function main(): Promise<void> {
         }
       });
     });
-    await Promise.race([ready, consumerExited]);
+    const timeout = new Promise<never>((_, reject) =>
+      setTimeout(() => reject(new Error("the consumer process was not ready in 60s")), 60_000).unref(),
+    );
+    await Promise.race([ready, consumerExited, timeout]);
   };
-  /** Waits until `n` events were applied, failing if the consumer process dies meanwhile. */
+  /** Waits until `n` events were applied; fails if the consumer dies or takes too long. */
   const appliedAtLeast = async (n: number) => {
+    const deadline = Date.now() + APPLY_TIMEOUT_MS;
     while (applied.size < n) {
+      if (Date.now() > deadline) {
+        throw new Error(`only ${applied.size} of ${n} events applied after ${APPLY_TIMEOUT_MS / 1000}s`);
+      }
       await Promise.race([new Promise((r) => setTimeout(r, 5)), consumerExited]);
     }
   };
@@ -177,7 +186,9 @@ async function main(): Promise<void> {
     const start = wallClock();
     await relay.start();
     await appliedAtLeast(N);
-    const meshRate = N / ((Math.max(...applied.values()) - start) / 1000);
+    let lastApplied = start;
+    for (const t of applied.values()) if (t > lastApplied) lastApplied = t;
+    const meshRate = N / ((lastApplied - start) / 1000);
     const cpuAfter = await cpuTicksByGroup(groupOf);
     const cpuUsPerEvent = Object.fromEntries(
       ["relay", "consumer", "nats", "postgres"].map((g) => [
@@ -258,7 +269,9 @@ async function main(): Promise<void> {
       const child = consumer;
       const exited = new Promise((r) => child.once("exit", r));
       child.kill("SIGTERM");
+      const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
       await exited;
+      clearTimeout(killer);
     }
     await relay.stop();
     await f.close();

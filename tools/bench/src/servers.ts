@@ -101,9 +101,14 @@ export async function cpuTicksByGroup(groupOf: (pid: number, comm: string) => st
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
     const group = groupOf(pid, comm);
     if (!group) continue;
-    // Fields after the command name: state is the 3rd, utime the 14th, stime the 15th.
+    // Fields after the command name: state is the 3rd, utime the 14th, stime the 15th, and
+    // cutime/cstime (children it has reaped) the 16th/17th. With those, a process that exits
+    // between two readings (a Postgres backend closed by its pool, say) is not lost: its ticks
+    // move to its parent's (the postmaster's), so the group's total still only grows by what
+    // was spent in between.
     const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    totals.set(group, (totals.get(group) ?? 0) + Number(fields[11]) + Number(fields[12]));
+    const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
+    totals.set(group, (totals.get(group) ?? 0) + ticks);
   }
   return totals;
 }
