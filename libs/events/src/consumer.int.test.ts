@@ -2,6 +2,7 @@ import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
 import { waitFor } from "@meshwork/testing";
 import { headers as natsHeaders } from "@nats-io/transport-node";
+import { trace } from "@opentelemetry/api";
 import { count, eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import {
@@ -151,10 +152,13 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     const events = Array.from({ length: 60 }, (_, i) => f.event(300 + i));
     const poison = events[25]!;
     const calls: number[] = [];
+    const spans = new Set<string>();
     await start(
       {
         async batch(items, tx) {
           calls.push(items.length);
+          // Each item carries its own event's CONSUMER span.
+          for (const it of items) spans.add(trace.getSpanContext(it.traceContext)?.spanId ?? "none");
           await tx.insert(effects).values(
             items.map((it) => ({
               eventId: it.event.id,
@@ -178,6 +182,8 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     // Several events went in one call (a batch), and single-event calls isolated the poison.
     expect(Math.max(...calls)).toBeGreaterThan(1);
     expect(calls).toContain(1);
+    expect(spans.has("none")).toBe(false);
+    expect(spans.size).toBeGreaterThanOrEqual(60);
   });
 
   it("dead-letters a poison event after maxDeliver deliveries, and replay re-delivers it", async () => {

@@ -49,6 +49,12 @@ export type EventHandler<Desc extends DescMessage = DescMessage> = (
 export interface BatchItem<Desc extends DescMessage = DescMessage> {
   message: MessageShape<Desc>;
   event: EventContext;
+  /**
+   * The event's own trace context (its CONSUMER span, child of the request that caused it).
+   * The batch runs in the first event's context; run per-event work such as a log line in this
+   * one (`context.with(item.traceContext, ...)`) to keep it in its own trace.
+   */
+  traceContext: Context;
 }
 
 /**
@@ -302,7 +308,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   }
 
   function batchItem(p: Pending): BatchItem {
-    return { message: p.message, event: p.event };
+    return { message: p.message, event: p.event, traceContext: p.ctx };
   }
 
   async function applyEachInSavepoint(batch: Pending[]): Promise<void> {

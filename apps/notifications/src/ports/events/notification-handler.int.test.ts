@@ -3,20 +3,23 @@ import { create } from "@bufbuild/protobuf";
 import { OrderConfirmedSchema } from "@meshwork/contracts/meshwork/orders/v1/events";
 import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import type { BatchItem, EventContext } from "@meshwork/events";
-import { createLogger } from "@meshwork/telemetry";
+import { createLogger, installTelemetryGlobals } from "@meshwork/telemetry";
 import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
+import { ROOT_CONTEXT, TraceFlags, trace } from "@opentelemetry/api";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { notifications, schema } from "../../adapters/db/schema.js";
 import { onOrderConfirmed } from "./order-outcome.js";
 
 const migrations = fileURLToPath(new URL("../../../drizzle", import.meta.url));
 const USER = "0190a6f1-0000-7000-8000-000000000001";
+const traceIdOf = (n: number) => `4bf92f3577b34da6a3ce929d0e0e${String(n).padStart(4, "0")}`;
 
 describe("notification handlers (real Postgres)", () => {
   let testDb: TestDatabase;
   let database: DatabaseHandle<typeof schema>;
 
   beforeAll(async () => {
+    installTelemetryGlobals(); // the context manager, so a log line sees its event's trace
     testDb = await createTestDatabase("mw_notif");
     database = await openDatabase(
       {
@@ -48,11 +51,23 @@ describe("notification handlers (real Postgres)", () => {
       userId: USER,
       total: { amountMinor: 1250n, currency: "EUR" },
     });
-    return { message, event };
+    // Each event in a trace of its own, as if caused by a different request.
+    const traceContext = trace.setSpanContext(ROOT_CONTEXT, {
+      traceId: traceIdOf(n),
+      spanId: "00000000000000aa",
+      traceFlags: TraceFlags.SAMPLED,
+    });
+    return { message, event, traceContext };
   };
 
-  it("records the events that arrive together with one statement, a notification each", async () => {
-    const handler = onOrderConfirmed(createLogger({ service: "notifications", level: "silent" }));
+  it("records the events that arrive together with one statement, a notification each, each logged in its trace", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const handler = onOrderConfirmed(
+      createLogger({
+        service: "notifications",
+        destination: { write: (line: string) => void lines.push(JSON.parse(line)) },
+      }),
+    );
     const items = Array.from({ length: 30 }, (_, i) => item(i));
     let inserts = 0;
     await database.db.transaction(async (tx) => {
@@ -77,5 +92,11 @@ describe("notification handlers (real Postgres)", () => {
         body: `Your order order-${n} is confirmed and paid (€12.50).`,
       });
     });
+    const logged = lines.filter((l) => l.msg === "notification recorded");
+    expect(logged).toHaveLength(30);
+    for (const [n, it] of items.entries()) {
+      const line = logged.find((l) => l.event_id === it.event.id);
+      expect(line?.trace_id).toBe(traceIdOf(n));
+    }
   });
 });

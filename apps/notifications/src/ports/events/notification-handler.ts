@@ -1,5 +1,6 @@
 import type { BatchEventHandler } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
+import { context } from "@opentelemetry/api";
 import { createNotificationRepository } from "../../adapters/db/notification-repository.js";
 import { recordNotifications } from "../../app/commands/record-notification.js";
 
@@ -26,12 +27,16 @@ export function notificationHandler<E>(
         { notifications: createNotificationRepository(tx) },
         items.map((it) => ({ ...describe(it.message as unknown as E), eventId: it.event.id })),
       );
-      for (const n of recorded) {
-        logger.info(
-          { event_id: n.eventId, user_id: n.userId, notification_id: n.id },
-          "notification recorded",
+      recorded.forEach((n, i) => {
+        // Each line in its own event's trace (the batch runs in the first one's).
+        const traceContext = items[i]?.traceContext ?? context.active();
+        context.with(traceContext, () =>
+          logger.info(
+            { event_id: n.eventId, user_id: n.userId, notification_id: n.id },
+            "notification recorded",
+          ),
         );
-      }
+      });
     },
   };
 }
