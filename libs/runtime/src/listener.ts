@@ -193,6 +193,7 @@ export function createListener(options: ListenerOptions): Listener {
       // up: a request racing onto one gets a clean UNAVAILABLE (the runtime is NOT_SERVING) and
       // `connection: close`, rather than a reset socket.
       for (const s of sessions) s.close();
+      const deadline = Date.now() + graceMs;
       if (inFlight > 0) {
         await new Promise<void>((resolve) => {
           const timer = setTimeout(resolve, graceMs);
@@ -201,6 +202,21 @@ export function createListener(options: ListenerOptions): Listener {
             resolve();
           });
         });
+      }
+      // A call that just ended may still have its last frames (trailers) queued in its session:
+      // closed sessions end by themselves once those are written, so wait for that (within the
+      // grace left) before cutting what remains, or the client sees its stream reset.
+      const open = [...sessions].filter((s) => !s.destroyed);
+      const left = deadline - Date.now();
+      if (open.length > 0 && left > 0) {
+        let timer: NodeJS.Timeout | undefined;
+        await Promise.race([
+          Promise.all(open.map((s) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", r))))),
+          new Promise<void>((r) => {
+            timer = setTimeout(r, Math.min(left, 1_000));
+          }),
+        ]);
+        clearTimeout(timer);
       }
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
