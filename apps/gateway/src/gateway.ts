@@ -11,7 +11,14 @@ import {
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
-import { createListener, type Listener, registerReflectionServices } from "@meshwork/runtime";
+import {
+  createListener,
+  HealthRegistry,
+  type Listener,
+  registerHealthService,
+  registerReflectionServices,
+  ServingStatus,
+} from "@meshwork/runtime";
 import {
   type BoundCounter,
   createLogger,
@@ -31,13 +38,18 @@ const reflectionPrefixes = [
   "/grpc.reflection.v1.ServerReflection/",
   "/grpc.reflection.v1alpha.ServerReflection/",
 ];
+const healthPrefix = "/grpc.health.v1.Health/";
 
 /** The calling client's address, for calls the gateway answers itself. */
 const clientAddress = createContextKey("unknown", { description: "client address" });
 
-/** RESOURCE_EXHAUSTED (with `retry-after`) past a route's rate limit, by client address. */
+/**
+ * RESOURCE_EXHAUSTED (with `retry-after`) past a route's rate limit, by client address. Health
+ * checks are not limited: a prober must not be told the gateway is down because it asks often.
+ */
 function rateLimited(limiter: RateLimiter): Interceptor {
   return (next) => async (req) => {
+    if (req.service.typeName === "grpc.health.v1.Health") return next(req);
     const limit = limiter.take(
       `/${req.service.typeName}/${req.method.name}`,
       `ip:${req.contextValues.get(clientAddress)}`,
@@ -93,14 +105,26 @@ export function createGateway(options: GatewayOptions): Gateway {
   const routes = buildRoutes(files);
   const table = new Map(routes.map((r) => [r.prefix, r]));
   const limiter = new RateLimiter(config.rateLimits);
-  // Reflection of every routed contract, answered here: no single service can describe them all.
-  // A route table that routes reflection itself (to a cluster) keeps that route. Needing no
-  // token, it keeps the edge's other limits: request size (no compressed bombs either), the
-  // longest deadline, and the rate limits by client address.
-  const reflection =
-    (config.reflection ?? true) && !reflectionPrefixes.some((p) => table.has(p))
+  // Calls the gateway answers itself, unless the route table routes them to a cluster:
+  // - server reflection of every routed contract (no single service can describe them all),
+  //   unless REFLECTION=false;
+  // - grpc.health.v1.Health for the gateway itself (service ""): SERVING from start until
+  //   stop, for load balancers and probes in front of it.
+  // Needing no token, they keep the edge's other limits: request size (no compressed bombs
+  // either), the longest deadline, and for reflection the rate limits by client address.
+  const health = new HealthRegistry([]);
+  const localPrefixes = [...((config.reflection ?? true) ? reflectionPrefixes : []), healthPrefix].filter(
+    (p) => !table.has(p),
+  );
+  const local =
+    localPrefixes.length > 0
       ? connectNodeAdapter({
-          routes: (router) => registerReflectionServices(router, files),
+          routes(router) {
+            if (localPrefixes.includes(healthPrefix)) registerHealthService(router, health);
+            if (localPrefixes.some((p) => reflectionPrefixes.includes(p))) {
+              registerReflectionServices(router, files);
+            }
+          },
           readMaxBytes: config.maxRequestBytes,
           acceptCompression: [],
           maxTimeoutMs: config.maxTimeoutMs,
@@ -109,10 +133,8 @@ export function createGateway(options: GatewayOptions): Gateway {
           interceptors: [rateLimited(limiter)],
         })
       : undefined;
-  const isReflection = (path: string | undefined) =>
-    reflection !== undefined &&
-    path !== undefined &&
-    reflectionPrefixes.some((prefix) => path.startsWith(prefix));
+  const isLocal = (path: string | undefined) =>
+    local !== undefined && path !== undefined && localPrefixes.some((prefix) => path.startsWith(prefix));
   const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier);
   // With discovery, clusters follow the registry and static endpoints, with their health.
   const discovery: Discovery | undefined = config.discovery
@@ -206,7 +228,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   let ready = false;
   const handlers = {
     streamHandler(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
-      if (isReflection(headers[":path"])) return false; // answered by `handler`, through Connect
+      if (isLocal(headers[":path"])) return false; // answered by `handler`, through Connect
       proxy.stream(stream, headers);
       return true;
     },
@@ -214,7 +236,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       req: http.IncomingMessage | http2.Http2ServerRequest,
       res: http.ServerResponse | http2.Http2ServerResponse,
     ) {
-      if (reflection && isReflection(req.url)) reflection(req, res);
+      if (local && isLocal(req.url)) local(req, res);
       else proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
     },
   };
@@ -236,7 +258,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         minConcurrency: 3,
       },
       corsOrigins: config.corsOrigins,
-      reflection: reflection !== undefined,
+      reflection: localPrefixes.some((p) => reflectionPrefixes.includes(p)),
     },
   });
 
@@ -255,6 +277,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         });
       });
       ready = true;
+      health.set("", ServingStatus.SERVING);
       const url = `${config.tls ? "https" : "http"}://${config.host}:${port}`;
       const adminUrl = `http://${config.adminHost}:${adminPort}`;
       logger.info({ host: config.host, port, url, adminPort, adminUrl, routes: routes.length }, "listening");
@@ -262,6 +285,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     },
     async stop() {
       ready = false;
+      // Watchers see NOT_SERVING, then their streams end (they would hold the drain).
+      health.set("", ServingStatus.NOT_SERVING);
+      health.close();
       await listener.close(config.shutdownGraceMs);
       unfollow?.();
       await discovery?.close();

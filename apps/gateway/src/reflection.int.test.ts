@@ -7,6 +7,10 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { meshworkFiles } from "@meshwork/contracts";
 import {
+  Health,
+  HealthCheckResponse_ServingStatus as Status,
+} from "@meshwork/contracts/grpc/health/v1/health";
+import {
   ServerReflection,
   ServerReflectionRequestSchema,
 } from "@meshwork/contracts/grpc/reflection/v1/reflection";
@@ -73,6 +77,7 @@ describe("server reflection through the gateway (grpcurl list works at the edge)
   let url: string;
   let closedUrl: string;
   let limitedUrl: string;
+  let upstreamUrl: string;
 
   beforeAll(async () => {
     // The only upstream: inventory, with one product; it serves no reflection of the others.
@@ -91,7 +96,7 @@ describe("server reflection through the gateway (grpcurl list works at the edge)
         });
       },
     });
-    const { url: upstreamUrl } = await upstream.start();
+    ({ url: upstreamUrl } = await upstream.start());
     const logger = createLogger({ service: "gateway", level: "silent" });
     gateway = createGateway({ config: gatewayConfig(upstreamUrl), logger });
     closed = createGateway({ config: gatewayConfig(upstreamUrl, { REFLECTION: "false" }), logger });
@@ -198,5 +203,31 @@ describe("server reflection through the gateway (grpcurl list works at the edge)
     expect(refused?.error?.message).toContain("rate limit *=2/1m:2 exceeded");
     expect(Number(refused?.error?.metadata.get("retry-after"))).toBeGreaterThanOrEqual(1);
     expect(outcomes[0]?.answers.map((a) => a.messageResponse.case)).toEqual(["listServicesResponse"]);
+  });
+
+  it("answers grpc.health.v1.Health for itself: SERVING until it stops, then NOT_SERVING and the watch ends", async () => {
+    const health = createClient(Health, createGrpcTransport({ baseUrl: limitedUrl }));
+    // Not rate limited (this gateway allows 2 calls a minute per client): a prober may ask often.
+    for (let i = 0; i < 4; i++) expect((await health.check({ service: "" })).status).toBe(Status.SERVING);
+    const unknown = await health.check({ service: "meshwork.users.v1.UserService" }).then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(unknown?.code).toBe(Code.NotFound);
+
+    const own = createGateway({
+      config: gatewayConfig(upstreamUrl),
+      logger: createLogger({ service: "gateway", level: "silent" }),
+    });
+    const { url: ownUrl } = await own.start();
+    const watcher = createClient(Health, createGrpcTransport({ baseUrl: ownUrl }));
+    const seen: Status[] = [];
+    let stopping: Promise<void> | undefined;
+    for await (const res of watcher.watch({ service: "" }, { timeoutMs: 10_000 })) {
+      seen.push(res.status);
+      stopping ??= own.stop(); // once the watch has reported SERVING
+    }
+    await stopping;
+    expect(seen).toEqual([Status.SERVING, Status.NOT_SERVING]);
   });
 });
