@@ -1,7 +1,7 @@
 import { waitFor } from "@meshwork/testing";
 import { count, isNull, sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
-import { createOutboxRelay, enqueueEvents, type OutboxRelay } from "./outbox.js";
+import { createOutboxRelay, enqueueEvents, type OutboxRelay, type OutboxRelayOptions } from "./outbox.js";
 import { createEventsFixture, type EventsFixture } from "./testing/fixture.js";
 import { outbox } from "./testing/schema.js";
 
@@ -16,7 +16,7 @@ describe("transactional outbox and relay (real Postgres and NATS)", () => {
     await f.close();
   });
 
-  const relay = (js = f.js, batchSize = 50) => {
+  const relay = (js = f.js, batchSize = 50, options: Partial<OutboxRelayOptions> = {}) => {
     const r = createOutboxRelay({
       database: f.database,
       table: outbox,
@@ -27,6 +27,7 @@ describe("transactional outbox and relay (real Postgres and NATS)", () => {
       batchSize,
       pollMs: 60_000, // only NOTIFY wakes it in these tests, unless stated
       retentionMs: 3_600_000,
+      ...options,
     });
     relays.push(r);
     return r;
@@ -131,17 +132,7 @@ describe("transactional outbox and relay (real Postgres and NATS)", () => {
           );
       },
     });
-    const r = createOutboxRelay({
-      database: { ...f.database, db },
-      table: outbox,
-      js: f.js,
-      logger: f.logger,
-      tracer: f.telemetry.tracer,
-      meter: f.telemetry.meter,
-      batchSize: 10,
-      pollMs: 60_000,
-      retentionMs: 3_600_000,
-    });
+    const r = relay(f.js, 10, { database: { ...f.database, db } });
     const setting = async () =>
       ((await f.database.db.execute(probe)) as unknown as Array<{ v: string }>)[0]?.v;
     const before = await setting();
