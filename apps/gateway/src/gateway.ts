@@ -116,14 +116,13 @@ export function createGateway(options: GatewayOptions): Gateway {
   const localPrefixes = [...((config.reflection ?? true) ? reflectionPrefixes : []), healthPrefix].filter(
     (p) => !table.has(p),
   );
+  const servesReflection = localPrefixes.some((p) => reflectionPrefixes.includes(p));
   const local =
     localPrefixes.length > 0
       ? connectNodeAdapter({
           routes(router) {
             if (localPrefixes.includes(healthPrefix)) registerHealthService(router, health);
-            if (localPrefixes.some((p) => reflectionPrefixes.includes(p))) {
-              registerReflectionServices(router, files);
-            }
+            if (servesReflection) registerReflectionServices(router, files);
           },
           readMaxBytes: config.maxRequestBytes,
           acceptCompression: [],
@@ -258,7 +257,7 @@ export function createGateway(options: GatewayOptions): Gateway {
         minConcurrency: 3,
       },
       corsOrigins: config.corsOrigins,
-      reflection: localPrefixes.some((p) => reflectionPrefixes.includes(p)),
+      reflection: servesReflection,
     },
   });
 
