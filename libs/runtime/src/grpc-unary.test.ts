@@ -428,3 +428,63 @@ describe("gRPC unary fast path", () => {
     expect(fast.fastContexts.slice(before)).toEqual([true, true, false, false]);
   });
 });
+
+describe("gRPC unary fast path: the request interceptors see", () => {
+  it("has an own, enumerable signal that spreads, from one getter shared by every call", async () => {
+    // A getter written in a per-call object literal made each request a dictionary-mode object
+    // with a closure of its own, and kept the whole call alive through young-generation GCs
+    // (issue 7: about 2 MB promoted per scavenge at 4k calls/s). The fast path defines `signal`
+    // with one shared getter instead; this pins that, and that spreading keeps it working.
+    const getters = new Set<unknown>();
+    const spreadSignals: boolean[] = [];
+    const service = createService({
+      name: "users",
+      config: testRuntimeConfig({ logLevel: "warn" }),
+      files: [file_meshwork_users_v1_users],
+      services: [UserService],
+      logger: createLogger({ service: "users", destination: new Writable({ write: (_c, _e, cb) => cb() }) }),
+      telemetry: createTelemetry({ serviceName: "users" }),
+      interceptors: [
+        (next) => (req) => {
+          const own = Object.getOwnPropertyDescriptor(req, "signal");
+          getters.add(own?.get ?? own?.value);
+          expect(own?.enumerable).toBe(true);
+          // As @connectrpc/validate does: the copy must still carry the call's signal.
+          const copy = { ...req };
+          spreadSignals.push(copy.signal instanceof AbortSignal && copy.signal === req.signal);
+          return next(copy);
+        },
+      ],
+      routes(router) {
+        router.service(UserService, {
+          async getUser(req, ctx) {
+            if (!(ctx.signal instanceof AbortSignal)) throw new Error("no signal in the handler");
+            return { user: { id: req.id } };
+          },
+          async listUsers() {
+            return { users: [], nextPageToken: "" };
+          },
+          async registerUser() {
+            throw new ConnectError("not in this test", Code.Unimplemented);
+          },
+          async login() {
+            throw new ConnectError("not in this test", Code.Unimplemented);
+          },
+        });
+      },
+    });
+    const { url } = await service.start();
+    try {
+      const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+      for (let i = 0; i < 5; i++) {
+        const res = await users.getUser({ id: OK });
+        expect(res.user?.id).toBe(OK);
+      }
+    } finally {
+      await service.shutdown();
+    }
+    expect(spreadSignals).toEqual([true, true, true, true, true]);
+    expect(getters.size).toBe(1);
+    expect(typeof [...getters][0]).toBe("function");
+  });
+});

@@ -178,6 +178,14 @@ export function fastCallEarlyEnd(req: object): Promise<never> | undefined {
   return (req as Partial<CallRequest>)[CALL]?.earlyEnd();
 }
 const ignoreRejection = () => {};
+/** `signal` of every fast-path request: the call's, created on first read. */
+const SIGNAL_PROPERTY: PropertyDescriptor = {
+  get(this: CallRequest) {
+    return this[CALL].signal;
+  },
+  enumerable: true,
+  configurable: true,
+};
 type CallStream = http2.ServerHttp2Stream & { [CALL_OF]: UnaryCall };
 function onStreamClose(this: CallStream) {
   this[CALL_OF].onClose();
@@ -377,22 +385,24 @@ class UnaryCall {
 
   #invoke(message: ReturnType<typeof fromBinary>) {
     const route = this.#route;
-    const call = this;
-    // An object literal with own properties, as Connect makes it: interceptors may spread it.
-    const req: CallRequest = {
+    // Own properties, as Connect makes them: interceptors may spread the request
+    // (`@connectrpc/validate` does), so `signal` is an own enumerable accessor too. It is defined
+    // with one shared getter, never as a getter in this literal: a literal with a getter is a
+    // dictionary-mode object with a new closure per call, and with it the whole call (its stream,
+    // headers, message) survived young-generation GCs until a full GC. Measured at 4k calls/s:
+    // about 2 MB promoted per scavenge with the literal getter, 0.1-0.25 MB without (issue 7).
+    const req = {
       stream: false,
       service: route.method.parent,
       method: route.method,
       requestMethod: "POST",
       url: route.url(this.#headers[":authority"]),
-      get signal() {
-        return call.signal;
-      },
       header: this.requestHeader,
       contextValues: this.#values,
       message,
       [CALL]: this,
-    };
+    } as Omit<CallRequest, "signal"> as CallRequest;
+    Object.defineProperty(req, "signal", SIGNAL_PROPERTY);
     let pending: Promise<UnaryResponse>;
     try {
       pending = route.next(req);
