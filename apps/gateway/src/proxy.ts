@@ -626,46 +626,75 @@ export function createProxy(options: ProxyOptions) {
 
     /** An HTTP/1.1 request from the listener (Connect unary, gRPC-Web, plain fetch). */
     request(req: http.IncomingMessage, res: http.ServerResponse): void {
-      const headers: http2.IncomingHttpHeaders = {
-        ...req.headers,
-        ":method": req.method ?? "GET",
-        ":path": req.url ?? "/",
-        ":authority": req.headers.host ?? "",
-      };
-      forward({
-        headers,
-        body: req,
-        h2: false,
-        remoteAddress: req.socket.remoteAddress ?? "unknown",
-        get headersSent() {
-          return res.headersSent;
-        },
-        respond(status, h, end) {
-          const plain: Record<string, string | string[]> = {};
-          for (const [k, v] of Object.entries(h))
-            if (v !== undefined && !k.startsWith(":")) plain[k] = v as string | string[];
-          res.writeHead(status, plain);
-          if (end) res.end();
-        },
-        write: (chunk) => res.write(chunk),
-        onDrain: (fn) => res.once("drain", fn),
-        finish: () => {
-          if (!res.writableEnded) res.end();
-        },
-        reset: () => res.destroy(),
-        wantsTrailers: false,
-        onGone(fn) {
-          res.once("close", () => {
-            if (!res.writableFinished) fn();
-          });
-        },
-      });
+      forward(new H1Downstream(req, res));
     },
   };
 }
 
 function ignore() {
   // Stream errors end in "close", which the proxy handles.
+}
+
+/**
+ * The client side over HTTP/1.1: one object per call, its methods shared. A class rather than
+ * an object literal with a getter: such a literal is a dictionary-mode object with a closure of
+ * its own per call, which kept calls alive through young-generation GCs (issue 7).
+ */
+class H1Downstream implements Downstream {
+  readonly h2 = false;
+  readonly wantsTrailers = false;
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly body: Readable;
+  readonly remoteAddress: string;
+
+  constructor(
+    req: http.IncomingMessage,
+    readonly res: http.ServerResponse,
+  ) {
+    this.headers = {
+      ...req.headers,
+      ":method": req.method ?? "GET",
+      ":path": req.url ?? "/",
+      ":authority": req.headers.host ?? "",
+    };
+    this.body = req;
+    this.remoteAddress = req.socket.remoteAddress ?? "unknown";
+  }
+
+  get headersSent(): boolean {
+    return this.res.headersSent;
+  }
+
+  respond(status: number, h: http2.OutgoingHttpHeaders, end: boolean): void {
+    const plain: Record<string, string | string[]> = {};
+    for (const [k, v] of Object.entries(h))
+      if (v !== undefined && !k.startsWith(":")) plain[k] = v as string | string[];
+    this.res.writeHead(status, plain);
+    if (end) this.res.end();
+  }
+
+  write(chunk: Buffer): boolean {
+    return this.res.write(chunk);
+  }
+
+  onDrain(fn: () => void): void {
+    this.res.once("drain", fn);
+  }
+
+  finish(): void {
+    if (!this.res.writableEnded) this.res.end();
+  }
+
+  reset(): void {
+    this.res.destroy();
+  }
+
+  onGone(fn: () => void): void {
+    const res = this.res;
+    res.once("close", () => {
+      if (!res.writableFinished) fn();
+    });
+  }
 }
 
 /** The client side over HTTP/2: one object per call, its methods shared. */
