@@ -213,6 +213,8 @@ async function measureLatency(
   await verify(target.server, scenario, target.request, `before the fixed-rate run (${label})`);
   const sustainable = Math.min(rate, maxRate);
   log(`  latency (${label}): ${Math.round(rate)} req/s for ${settings.durationMs / 1000}s ...`);
+  // The pauses so far are not this run's: the first report resets them.
+  await gcReport(target.server);
   const { latency: l, summary } = await runFixedRate(
     {
       ...target.common,
@@ -223,6 +225,7 @@ async function measureLatency(
     },
     Math.min(1000, settings.durationMs / 10),
   );
+  const gc = await gcReport(target.server);
   const saturated = l.achievedRate < rate * 0.95;
   const withoutMessage = answersWithoutMessage(summary, target.answerBytes);
   log(
@@ -241,7 +244,18 @@ async function measureLatency(
     p99Ms: l.p99Ms,
     p999Ms: l.p999Ms,
     maxMs: l.maxMs,
+    ...(gc ? { gc: { major: gc.major, minor: gc.minor } } : {}),
   };
+}
+
+/** The server's GC pauses since its last report, or `undefined` (not a fixture, or no answer). */
+async function gcReport(server: RunningServer) {
+  try {
+    return await server.gcReport();
+  } catch (err) {
+    log(`  note: ${server.name}: no GC report (${err instanceof Error ? err.message : String(err)})`);
+    return undefined;
+  }
 }
 
 function describeLatency(l: LatencyResult): string {

@@ -99,4 +99,32 @@ describe("formatScenario", () => {
       "through a bare node:http2 proxy vs direct: 0.40x req/s (the ceiling of a gateway on Node's HTTP/2 stack; the gateway reaches 0.25x of it)",
     );
   });
+
+  it("lists each server's GC pauses in its latency run, where the server reported them", () => {
+    const withGc: ScenarioResult = {
+      ...scenario,
+      servers: scenario.servers.map((s) =>
+        s.server === "slow" && s.latency
+          ? {
+              ...s,
+              latency: {
+                ...s.latency,
+                gc: {
+                  major: { count: 2, totalMs: 70.25, maxMs: 41.04 },
+                  minor: { count: 80, totalMs: 412.4, maxMs: 15.26 },
+                },
+              },
+            }
+          : s,
+      ),
+    };
+    const text = formatScenario(withRatios(withGc), settings);
+    expect(text).toContain("GC pauses of each server process in its reported latency run:");
+    expect(text).toContain(
+      "  slow: 2 full (mark-compact), longest 41.0 ms; 80 scavenges, 412 ms in all, longest 15.3 ms",
+    );
+    // grpc-js reported none here: no line for it, and no section at all without reports.
+    expect(text).not.toMatch(/^ {2}grpc-js/m);
+    expect(formatScenario(withRatios(scenario), settings)).not.toContain("GC pauses");
+  });
 });

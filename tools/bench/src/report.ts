@@ -5,6 +5,7 @@
 import { mkdir, writeFile } from "node:fs/promises";
 import { dirname } from "node:path";
 import type { ClientProtocolResult, StreamMemoryResult } from "./extras.js";
+import type { GcPauses } from "./fixtures/fixture-process.js";
 
 /** The fixed-rate latency of one server. */
 export interface LatencyResult {
@@ -25,6 +26,8 @@ export interface LatencyResult {
   p99Ms: number;
   p999Ms: number;
   maxMs: number;
+  /** The server process's GC pauses during the run (fixtures only). */
+  gc?: { major: GcPauses; minor: GcPauses };
 }
 
 /** One server's row of a scenario. */
@@ -209,6 +212,18 @@ export function formatScenario(result: ScenarioResult, settings: BenchReport["se
           ? `; the gateway reaches ${(hop.reqPerSec / proxy.reqPerSec).toFixed(2)}x of it)`
           : ")"),
     );
+  }
+  const withGc = result.servers.flatMap((s) =>
+    s.status === "ok" && s.latency?.gc ? [{ server: s.server, ...s.latency.gc }] : [],
+  );
+  if (withGc.length > 0) {
+    lines.push("GC pauses of each server process in its reported latency run:");
+    for (const { server, major, minor } of withGc) {
+      lines.push(
+        `  ${server}: ${major.count} full (mark-compact)${major.count > 0 ? `, longest ${major.maxMs.toFixed(1)} ms` : ""};` +
+          ` ${minor.count} scavenges, ${minor.totalMs.toFixed(0)} ms in all, longest ${minor.maxMs.toFixed(1)} ms`,
+      );
+    }
   }
   for (const s of result.servers) for (const note of s.notes) lines.push(`note: ${s.server}: ${note}`);
   return lines.join("\n");

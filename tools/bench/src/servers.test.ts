@@ -1,6 +1,7 @@
 import { spawn } from "node:child_process";
+import http2 from "node:http2";
 import { describe, expect, it } from "vitest";
-import { readCpuTicks, waitForQuiet } from "./servers.js";
+import { http2EchoFixture, readCpuTicks, waitForQuiet } from "./servers.js";
 
 describe("waitForQuiet", () => {
   it("waits out a busy process and passes an idle one", async () => {
@@ -20,3 +21,54 @@ describe("waitForQuiet", () => {
     }
   });
 });
+
+describe("fixture GC reports", () => {
+  it("answers each request with the pauses since the previous one, and keeps serving", async () => {
+    const server = await http2EchoFixture().start({ cpu: undefined, log: () => {} });
+    try {
+      // 3000 calls allocate several MB in the server: at least one scavenge.
+      await post(server.url, 3000);
+      const first = await server.gcReport();
+      expect(first?.seq).toBe(1);
+      expect(first?.minor.count).toBeGreaterThan(0);
+      expect(first?.minor.totalMs).toBeGreaterThan(0);
+      expect(first?.minor.maxMs).toBeLessThanOrEqual(first?.minor.totalMs ?? 0);
+      expect(first?.major.count).toBeGreaterThanOrEqual(0);
+      const second = await server.gcReport();
+      expect(second?.seq).toBe(2);
+      // Counted afresh: only what happened between the two requests.
+      expect(second?.minor.count).toBeLessThan(first?.minor.count ?? 0);
+      expect(server.lines.filter((l) => l.includes('"msg":"gc"'))).toHaveLength(2);
+    } finally {
+      await server.stop();
+    }
+  }, 30_000);
+});
+
+/** `count` POSTs of an empty body over one HTTP/2 connection, 100 at a time, each read to its end. */
+async function post(url: string, count: number): Promise<void> {
+  const session = http2.connect(url);
+  try {
+    for (let done = 0; done < count; done += 100) {
+      await Promise.all(
+        Array.from(
+          { length: 100 },
+          () =>
+            new Promise<void>((resolve, reject) => {
+              const req = session.request({
+                ":method": "POST",
+                ":path": "/x",
+                "content-type": "application/grpc",
+              });
+              req.on("error", reject);
+              req.on("end", resolve);
+              req.resume();
+              req.end();
+            }),
+        ),
+      );
+    }
+  } finally {
+    session.close();
+  }
+}

@@ -11,13 +11,15 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
 import { connectNats, streamName } from "@meshwork/events";
-import { type ManagedProcess, startProcess } from "@meshwork/testing";
+import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { GC_REPORT_SIGNAL, type GcReport } from "./fixtures/fixture-process.js";
 import { withGrpcClient } from "./grpc-client.js";
 
 /** The repository root (this file is `tools/bench/{src,dist}/servers.*`). */
 export const repoRoot = fileURLToPath(new URL("../../../", import.meta.url));
-const fixturesDir = fileURLToPath(new URL("./fixtures/", import.meta.url));
+/** The compiled fixtures, also when this module runs from `src/` (the tests). */
+const fixturesDir = fileURLToPath(new URL("../dist/fixtures/", import.meta.url));
 
 /** A server process that is up and answering. */
 export interface RunningServer {
@@ -29,6 +31,11 @@ export interface RunningServer {
   lines: readonly string[];
   /** Resident set size now, in MiB (VmRSS of /proc/<pid>/status); `undefined` if unreadable. */
   rssMb(): Promise<number | undefined>;
+  /**
+   * The GC pauses since the previous call (the first call: since the start). Only fixtures
+   * (`fixtures/fixture-process.ts`) report them; `undefined` for other servers.
+   */
+  gcReport(): Promise<GcReport | undefined>;
   /** SIGTERM, then SIGKILL after 5 s; removes the server's temporary files. Idempotent. */
   stop(): Promise<void>;
 }
@@ -211,6 +218,7 @@ async function launch(options: LaunchOptions): Promise<RunningServer> {
     pid: proc.child.pid ?? -1,
     lines: proc.lines,
     rssMb: () => readRssMb(server.pid),
+    gcReport: async () => undefined,
     stop() {
       stopped ??= (async () => {
         try {
@@ -265,6 +273,31 @@ export async function waitForServing(url: string, timeoutMs = 90_000): Promise<v
   throw new Error(`${url} did not report SERVING within ${timeoutMs} ms (${last})`);
 }
 
+/**
+ * Asks a fixture for its GC pauses since its last report (its {@link GC_REPORT_SIGNAL} handler
+ * prints one `"msg":"gc"` line) and waits for the answer.
+ */
+function fixtureGcReporter(pid: number, lines: readonly string[]): () => Promise<GcReport> {
+  let seq = 0;
+  return async () => {
+    seq++;
+    const want = seq;
+    process.kill(pid, GC_REPORT_SIGNAL);
+    return waitFor(
+      () => {
+        for (let i = lines.length - 1; i >= 0; i--) {
+          const line = lines[i] as string;
+          if (!line.includes('"msg":"gc"')) continue;
+          const gc = (JSON.parse(line) as { gc?: GcReport }).gc;
+          if (gc?.seq === want) return gc;
+        }
+        return undefined;
+      },
+      { timeoutMs: 10_000, what: `GC report ${want} from pid ${pid}` },
+    );
+  };
+}
+
 /** A fixture server compiled from `src/fixtures/<file>.ts`. */
 function fixture(name: string, file: string, description: string): ServerSpec {
   const script = join(fixturesDir, `${file}.js`);
@@ -275,14 +308,16 @@ function fixture(name: string, file: string, description: string): ServerSpec {
     async unavailable() {
       return (await exists(script)) ? undefined : `${script} not found (run the build first)`;
     },
-    start(context) {
-      return launch({
+    async start(context) {
+      const server = await launch({
         name,
         script,
         env: { HOST: "127.0.0.1", PORT: "0" },
         context,
         ready: (proc) => listeningPort(proc),
       });
+      server.gcReport = fixtureGcReporter(server.pid, server.lines);
+      return server;
     },
   };
 }
@@ -385,7 +420,7 @@ function inFrontOfRuntime(
     async start(context) {
       const upstream = await upstreamSpec.start(context);
       try {
-        return await launch({
+        const server = await launch({
           name: spec.name,
           script,
           env: { HOST: "127.0.0.1", PORT: "0", UPSTREAM_URL: upstream.url },
@@ -393,6 +428,9 @@ function inFrontOfRuntime(
           ready: (proc) => listeningPort(proc),
           cleanup: () => upstream.stop(),
         });
+        // The proxy's own pauses (its upstream is another process).
+        server.gcReport = fixtureGcReporter(server.pid, server.lines);
+        return server;
       } catch (err) {
         await upstream.stop();
         throw err;
