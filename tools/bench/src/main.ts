@@ -403,6 +403,7 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
           const latency = byP99[Math.floor((byP99.length - 1) / 2)] as LatencyResult;
           result.latency = latency;
           result.p99Rounds = runs.map((r) => r.p99Ms);
+          result.latencyRounds = runs;
           const failed = runs.reduce((n, r) => n + r.failed, 0);
           const withoutMessage = runs.reduce((n, r) => n + r.withoutMessage, 0);
           if (failed > 0) result.notes.push(`fixed-rate runs: ${failed} failed requests`);

@@ -119,12 +119,48 @@ describe("formatScenario", () => {
       ),
     };
     const text = formatScenario(withRatios(withGc), settings);
-    expect(text).toContain("GC pauses of each server process in its reported latency run:");
+    expect(text).toContain(
+      "GC pauses of each server process in its reported latency run (and p99 of every round):",
+    );
     expect(text).toContain(
       "  slow: 2 full (mark-compact), longest 41.0 ms; 80 scavenges, 412 ms in all, longest 15.3 ms",
     );
     // grpc-js reported none here: no line for it, and no section at all without reports.
     expect(text).not.toMatch(/^ {2}grpc-js/m);
     expect(formatScenario(withRatios(scenario), settings)).not.toContain("GC pauses");
+  });
+
+  it("gives the p99 of every latency round, with the longest full GC of the rounds that had one", () => {
+    const gc = (majorMs: number[]) => ({
+      major: {
+        count: majorMs.length,
+        totalMs: majorMs.reduce((a, b) => a + b, 0),
+        maxMs: Math.max(0, ...majorMs),
+      },
+      minor: { count: 10, totalMs: 20, maxMs: 3 },
+    });
+    const rounds = [
+      { ...latency(293.3), gc: gc([180.4, 20]) },
+      { ...latency(16.9), gc: gc([]) },
+      { ...latency(8.8), gc: gc([]) },
+    ];
+    const withRounds: ScenarioResult = {
+      ...scenario,
+      servers: [
+        {
+          server: "runtime (in-memory)",
+          description: "",
+          status: "ok",
+          notes: [],
+          reqPerSec: 1000,
+          latency: rounds[1],
+          latencyRounds: rounds,
+        },
+      ],
+    };
+    expect(formatScenario(withRatios(withRounds), settings)).toContain(
+      "  runtime (in-memory): 0 full (mark-compact); 10 scavenges, 20 ms in all, longest 3.0 ms;" +
+        " p99 by round 293.3 ms (full GC up to 180 ms), 16.9 ms, 8.8 ms",
+    );
   });
 });

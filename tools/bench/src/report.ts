@@ -54,6 +54,8 @@ export interface ServerResult {
   };
   /** p99 of each latency round, in the order measured. */
   p99Rounds?: number[];
+  /** Every latency round, in the order measured (with each round's GC pauses). */
+  latencyRounds?: LatencyResult[];
   /** Latency at the scenario's fixed rate: the round with the median p99. */
   latency?: LatencyResult;
   /** Latency at half the server's own max, measured when it could not sustain the fixed rate. */
@@ -214,14 +216,26 @@ export function formatScenario(result: ScenarioResult, settings: BenchReport["se
     );
   }
   const withGc = result.servers.flatMap((s) =>
-    s.status === "ok" && s.latency?.gc ? [{ server: s.server, ...s.latency.gc }] : [],
+    s.status === "ok" && s.latency?.gc
+      ? [{ server: s.server, rounds: s.latencyRounds, ...s.latency.gc }]
+      : [],
   );
   if (withGc.length > 0) {
-    lines.push("GC pauses of each server process in its reported latency run:");
-    for (const { server, major, minor } of withGc) {
+    lines.push("GC pauses of each server process in its reported latency run (and p99 of every round):");
+    for (const { server, major, minor, rounds } of withGc) {
+      const perRound =
+        rounds && rounds.length > 1
+          ? `; p99 by round ${rounds
+              .map(
+                (r) =>
+                  `${r.p99Ms.toFixed(1)} ms` +
+                  (r.gc && r.gc.major.count > 0 ? ` (full GC up to ${r.gc.major.maxMs.toFixed(0)} ms)` : ""),
+              )
+              .join(", ")}`
+          : "";
       lines.push(
         `  ${server}: ${major.count} full (mark-compact)${major.count > 0 ? `, longest ${major.maxMs.toFixed(1)} ms` : ""};` +
-          ` ${minor.count} scavenges, ${minor.totalMs.toFixed(0)} ms in all, longest ${minor.maxMs.toFixed(1)} ms`,
+          ` ${minor.count} scavenges, ${minor.totalMs.toFixed(0)} ms in all, longest ${minor.maxMs.toFixed(1)} ms${perRound}`,
       );
     }
   }
