@@ -16,6 +16,7 @@ import {
   measureStreamMemory,
   type StreamMemoryResult,
 } from "./extras.js";
+import { summarizeGc } from "./fixtures/fixture-process.js";
 import { rawGrpcUnary } from "./grpc-client.js";
 import { answersWithoutMessage, ensureH2load, runFixedRate, runMaxRate } from "./h2load.js";
 import {
@@ -215,6 +216,8 @@ async function measureLatency(
   log(`  latency (${label}): ${Math.round(rate)} req/s for ${settings.durationMs / 1000}s ...`);
   // The pauses so far are not this run's: the first report resets them.
   await gcReport(target.server);
+  const skipMs = Math.min(1000, settings.durationMs / 10);
+  const startedAt = Date.now();
   const { latency: l, summary } = await runFixedRate(
     {
       ...target.common,
@@ -223,9 +226,11 @@ async function measureLatency(
       requests: Math.round((sustainable * settings.durationMs) / 1000),
       logFile: join(run.workDir, `${target.slug}.log`),
     },
-    Math.min(1000, settings.durationMs / 10),
+    skipMs,
   );
-  const gc = await gcReport(target.server);
+  const report = await gcReport(target.server);
+  // Only the pauses in the window the latencies were taken from (the first `skipMs` are left out).
+  const gc = report && summarizeGc(report.pauses, startedAt + skipMs);
   const saturated = l.achievedRate < rate * 0.95;
   const withoutMessage = answersWithoutMessage(summary, target.answerBytes);
   log(
@@ -244,7 +249,7 @@ async function measureLatency(
     p99Ms: l.p99Ms,
     p999Ms: l.p999Ms,
     maxMs: l.maxMs,
-    ...(gc ? { gc: { major: gc.major, minor: gc.minor } } : {}),
+    ...(gc ? { gc } : {}),
   };
 }
 

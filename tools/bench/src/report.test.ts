@@ -1,4 +1,5 @@
 import { describe, expect, it } from "vitest";
+import { type GcPause, summarizeGc } from "./fixtures/fixture-process.js";
 import { formatScenario, type LatencyResult, type ScenarioResult, withRatios } from "./report.js";
 
 const latency = (p99Ms: number, saturated = false): LatencyResult => ({
@@ -162,5 +163,26 @@ describe("formatScenario", () => {
       "  runtime (in-memory): 0 full (mark-compact); 10 scavenges, 20 ms in all, longest 3.0 ms;" +
         " p99 by round 293.3 ms (full GC up to 180 ms), 16.9 ms, 8.8 ms",
     );
+  });
+});
+
+describe("summarizeGc", () => {
+  it("sums the pauses by kind, leaving out those that started before the window", () => {
+    const pauses: GcPause[] = [
+      ["major", 1_000, 90],
+      ["minor", 1_500, 4],
+      ["minor", 2_000, 6],
+      ["major", 2_500, 40],
+      ["major", 3_000, 55.5],
+    ];
+    expect(summarizeGc(pauses, 2_000)).toEqual({
+      major: { count: 2, totalMs: 95.5, maxMs: 55.5 },
+      minor: { count: 1, totalMs: 6, maxMs: 6 },
+    });
+    expect(summarizeGc(pauses).major.maxMs).toBe(90);
+    expect(summarizeGc([], 0)).toEqual({
+      major: { count: 0, totalMs: 0, maxMs: 0 },
+      minor: { count: 0, totalMs: 0, maxMs: 0 },
+    });
   });
 });

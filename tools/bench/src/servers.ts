@@ -278,6 +278,8 @@ export async function waitForServing(url: string, timeoutMs = 90_000): Promise<v
  * prints one `"msg":"gc"` line) and waits for the answer.
  */
 function fixtureGcReporter(pid: number, lines: readonly string[]): () => Promise<GcReport> {
+  // process.kill(-1, ...) would signal every process of this user.
+  if (!(pid > 0)) throw new Error(`no pid to ask for GC reports: ${pid}`);
   let seq = 0;
   return async () => {
     seq++;
