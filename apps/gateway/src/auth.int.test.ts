@@ -7,7 +7,7 @@ import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { parseUpstreams } from "@meshwork/discovery";
 import { createService, type Service } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
-import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { createLogger } from "@meshwork/telemetry";
 import { waitFor } from "@meshwork/testing";
 import { exportJWK, generateKeyPair, type JWK, SignJWT, UnsecuredJWT } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -60,8 +60,6 @@ async function startUpstream() {
     config: testRuntimeConfig(),
     files: meshworkFiles,
     services: meshworkFiles.flatMap((f) => f.services),
-    logger: createLogger({ service: "upstream", level: "silent" }),
-    telemetry: createTelemetry({ serviceName: "upstream" }),
     routes(router) {
       router.service(UserService, {
         async registerUser(_r, ctx) {

@@ -9,7 +9,6 @@ import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/m
 import { parseUpstreams } from "@meshwork/discovery";
 import { createService, type Service } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
-import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type GatewayConfig, loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
@@ -75,8 +74,6 @@ describe("the gateway when an upstream dies mid-answer", () => {
       config: testRuntimeConfig(),
       files: [file_meshwork_users_v1_users],
       services: [UserService],
-      logger: createLogger({ service: "users", level: "silent" }),
-      telemetry: createTelemetry({ serviceName: "users" }),
       routes(router) {
         router.service(UserService, { getUser: async (req) => ({ user: { id: req.id } }) });
       },

@@ -25,7 +25,7 @@ import {
 } from "@meshwork/contracts/meshwork/users/v1/users";
 import { createService, type Service, ServingStatus } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
-import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { createLogger } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -64,8 +64,6 @@ async function startUpstream(): Promise<{
     config: testRuntimeConfig(),
     files: [file_meshwork_users_v1_users],
     services: [UserService],
-    logger: createLogger({ service: "users", level: "silent" }),
-    telemetry: createTelemetry({ serviceName: "users" }),
     routes(router) {
       router.service(UserService, {
         async getUser(req, ctx) {

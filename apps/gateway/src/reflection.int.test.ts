@@ -24,7 +24,7 @@ import {
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { createService, type Service } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
-import { createLogger, createTelemetry } from "@meshwork/telemetry";
+import { createLogger } from "@meshwork/telemetry";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
@@ -86,8 +86,6 @@ describe("server reflection through the gateway (grpcurl list works at the edge)
       config: testRuntimeConfig(),
       files: [file_meshwork_inventory_v1_inventory],
       services: [InventoryService],
-      logger: createLogger({ service: "inventory", level: "silent" }),
-      telemetry: createTelemetry({ serviceName: "inventory" }),
       routes(router) {
         router.service(InventoryService, {
           listProducts: () => ({

@@ -4,7 +4,6 @@ import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/m
 import { connectNats } from "@meshwork/events";
 import { createService, type Service, ServingStatus } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
-import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { uniqueName, waitFor } from "@meshwork/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import type { DiscoveryConfig } from "./config.js";
@@ -41,8 +40,6 @@ describe("discovery end to end: announce, watch health, balance (real NATS, real
       config: testRuntimeConfig(),
       files: [file_meshwork_users_v1_users],
       services: [UserService],
-      logger: createLogger({ service: name, level: "silent" }),
-      telemetry: createTelemetry({ serviceName: name }),
       announce: (where) => discovery.announce(where),
       routes(router) {
         router.service(UserService, {

@@ -29,8 +29,6 @@ async function startUpstream(onGetUser?: (id: string, h: Headers) => Promise<unk
     config: testRuntimeConfig(),
     files: [file_meshwork_users_v1_users],
     services: [UserService],
-    logger: createLogger({ service: "upstream", level: "silent" }),
-    telemetry: createTelemetry({ serviceName: "upstream" }),
     routes(router) {
       router.service(UserService, {
         async getUser(req, ctx) {

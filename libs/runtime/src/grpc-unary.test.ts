@@ -439,11 +439,9 @@ describe("gRPC unary fast path: the request interceptors see", () => {
     const spreadSignals: boolean[] = [];
     const service = createService({
       name: "users",
-      config: testRuntimeConfig({ logLevel: "warn" }),
+      config: testRuntimeConfig(),
       files: [file_meshwork_users_v1_users],
       services: [UserService],
-      logger: createLogger({ service: "users", destination: new Writable({ write: (_c, _e, cb) => cb() }) }),
-      telemetry: createTelemetry({ serviceName: "users" }),
       interceptors: [
         (next) => (req) => {
           const own = Object.getOwnPropertyDescriptor(req, "signal");
