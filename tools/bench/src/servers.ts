@@ -77,13 +77,22 @@ async function exists(path: string): Promise<boolean> {
   }
 }
 
+/**
+ * Clock ticks in a `/proc/<pid>/stat` line: user + system, plus (with `reaped`) those of the
+ * children the process has reaped (cutime + cstime).
+ */
+function statTicks(stat: string, reaped: boolean): number {
+  // Fields after the command name (which may hold spaces): state is the 3rd, utime the 14th,
+  // stime the 15th, cutime/cstime the 16th/17th.
+  const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+  const own = Number(fields[11]) + Number(fields[12]);
+  return reaped ? own + Number(fields[13]) + Number(fields[14]) : own;
+}
+
 /** CPU time a process has used (user + system), in clock ticks; `undefined` if unreadable. */
 export async function readCpuTicks(pid: number): Promise<number | undefined> {
   try {
-    const stat = await readFile(`/proc/${pid}/stat`, "utf8");
-    // Fields after the command name (which may hold spaces): state is the 3rd, utime the 14th.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    return Number(fields[11]) + Number(fields[12]);
+    return statTicks(await readFile(`/proc/${pid}/stat`, "utf8"), false);
   } catch {
     return undefined;
   }
@@ -108,14 +117,10 @@ export async function cpuTicksByGroup(groupOf: (pid: number, comm: string) => st
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
     const group = groupOf(pid, comm);
     if (!group) continue;
-    // Fields after the command name: state is the 3rd, utime the 14th, stime the 15th, and
-    // cutime/cstime (children it has reaped) the 16th/17th. With those, a process that exits
-    // between two readings (a Postgres backend closed by its pool, say) is not lost: its ticks
-    // move to its parent's (the postmaster's), so the group's total still only grows by what
-    // was spent in between.
-    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
-    const ticks = Number(fields[11]) + Number(fields[12]) + Number(fields[13]) + Number(fields[14]);
-    totals.set(group, (totals.get(group) ?? 0) + ticks);
+    // With the children it reaped, a process that exits between two readings (a Postgres
+    // backend closed by its pool, say) is not lost: its ticks move to its parent's (the
+    // postmaster's), so the group's total still only grows by what was spent in between.
+    totals.set(group, (totals.get(group) ?? 0) + statTicks(stat, true));
   }
   return totals;
 }
@@ -196,6 +201,8 @@ interface LaunchOptions {
   ready(proc: ManagedProcess): Promise<number>;
   /** Runs after the process has stopped. */
   cleanup?: () => Promise<void>;
+  /** A fixture (`fixtures/fixture-process.ts`): it reports its GC pauses when asked. */
+  reportsGc?: boolean;
 }
 
 function exitedError(name: string, proc: ManagedProcess, code: number | string): Error {
@@ -238,6 +245,7 @@ async function launch(options: LaunchOptions): Promise<RunningServer> {
     });
     const port = await Promise.race([options.ready(proc), exited]);
     server.url = `http://127.0.0.1:${port}`;
+    if (options.reportsGc) server.gcReport = fixtureGcReporter(server.pid, server.lines);
     exited.catch(() => {});
     return server;
   } catch (err) {
@@ -310,16 +318,15 @@ function fixture(name: string, file: string, description: string): ServerSpec {
     async unavailable() {
       return (await exists(script)) ? undefined : `${script} not found (run the build first)`;
     },
-    async start(context) {
-      const server = await launch({
+    start(context) {
+      return launch({
         name,
         script,
         env: { HOST: "127.0.0.1", PORT: "0" },
         context,
         ready: (proc) => listeningPort(proc),
+        reportsGc: true,
       });
-      server.gcReport = fixtureGcReporter(server.pid, server.lines);
-      return server;
     },
   };
 }
@@ -422,17 +429,16 @@ function inFrontOfRuntime(
     async start(context) {
       const upstream = await upstreamSpec.start(context);
       try {
-        const server = await launch({
+        return await launch({
           name: spec.name,
           script,
           env: { HOST: "127.0.0.1", PORT: "0", UPSTREAM_URL: upstream.url },
           context,
           ready: (proc) => listeningPort(proc),
           cleanup: () => upstream.stop(),
+          // The proxy's own pauses (its upstream is another process).
+          reportsGc: true,
         });
-        // The proxy's own pauses (its upstream is another process).
-        server.gcReport = fixtureGcReporter(server.pid, server.lines);
-        return server;
       } catch (err) {
         await upstream.stop();
         throw err;
