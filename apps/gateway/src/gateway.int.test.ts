@@ -23,7 +23,7 @@ import {
   UserSchema,
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
-import { createService, type Service, ServingStatus } from "@meshwork/runtime";
+import { createService, type Service, ServingStatus, StreamTable } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
@@ -36,6 +36,7 @@ import { parseUpstreams } from "@meshwork/discovery";
 import { type GatewayConfig, loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
 import { parseRateLimits } from "./ratelimit.js";
+import type { Endpoint } from "./upstreams.js";
 
 const OK = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
 const MISSING = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a12";
@@ -217,6 +218,15 @@ describe("gateway (real sockets, a real upstream service)", () => {
     expect(users_?.endpoints.map((e) => e.rq_total)).toEqual([3, 7]);
     const text = await (await fetch(`${adminUrl}/clusters`)).text();
     expect(text).toContain(`users::127.0.0.1:${dead}::health_flags::/failed_outlier_check`);
+    // The upstream connection keeps its streams in the runtime's StreamTable, not Node's Map.
+    const live = gateway.upstreams.clusters.get("users")?.[1];
+    const session = gateway.upstreams.session(live as Endpoint) as unknown as Record<
+      symbol,
+      { streams: unknown }
+    >;
+    const state =
+      session[Object.getOwnPropertySymbols(session).find((s) => s.description === "state") as symbol];
+    expect(state?.streams).toBeInstanceOf(StreamTable);
   });
 
   it("forwards gRPC (grpc-js), with status, message, trailers, a request id and the deadline upstream", async () => {

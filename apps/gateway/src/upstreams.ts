@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import net from "node:net";
+import { adoptStreamTable } from "@meshwork/runtime";
 
 /** One upstream endpoint: its HTTP/2 connection, load and health as the gateway sees them. */
 export interface Endpoint {
@@ -123,6 +124,8 @@ export class Upstreams {
         net.connect({ host: authority.hostname, port: Number(authority.port), noDelay: true }),
     });
     const s = session;
+    // Finished upstream streams must not outlive their call (see the runtime's StreamTable).
+    adoptStreamTable(s);
     this.#sessions.set(endpoint, s);
     const forget = () => {
       if (this.#sessions.get(endpoint) === s) this.#sessions.delete(endpoint);

@@ -2,6 +2,7 @@ import type http2 from "node:http2";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
 import { createLeanGrpcTransport } from "./grpc-client.js";
+import { adoptStreamTable } from "./stream-table.js";
 
 /**
  * The protocol one service speaks to another (and the gateway to a service): both are binary
@@ -40,7 +41,8 @@ const ignore = () => {};
  * server sends GOAWAY while the connection is idle, the manager destroys the session with an
  * error and, in the same turn, removes its own error listener, so the error would be an uncaught
  * exception that kills the calling process. Every session this manager opens gets a listener of
- * its own; errors still reach the streams that were open, and the next call reconnects.
+ * its own; errors still reach the streams that were open, and the next call reconnects. Each
+ * session also keeps its streams in a {@link adoptStreamTable | StreamTable}, as the listener's do.
  */
 export class GuardedSessionManager extends Http2SessionManager {
   override async request(
@@ -51,6 +53,7 @@ export class GuardedSessionManager extends Http2SessionManager {
     if (session && !guarded.has(session)) {
       guarded.add(session);
       session.on("error", ignore);
+      adoptStreamTable(session);
     }
     return stream;
   }

@@ -13,6 +13,7 @@ import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClientTransport, GuardedSessionManager } from "./client.js";
 import { createService, type Service } from "./service.js";
+import { StreamTable } from "./stream-table.js";
 import { testRuntimeConfig } from "./testing.js";
 
 const FOUND = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
@@ -193,6 +194,22 @@ describe("the lean gRPC client transport (unary calls straight onto node:http2)"
     });
     const answers = await Promise.all(Array.from({ length: 500 }, () => users.getUser({ id: FOUND })));
     expect(answers.every((a) => a.user?.id === FOUND)).toBe(true);
+  });
+
+  it("keeps each client session's streams in a StreamTable (finished calls are not promoted by young GCs)", async () => {
+    const manager = new GuardedSessionManager(url);
+    const users = createClient(UserService, createClientTransport({ baseUrl: url, sessionManager: manager }));
+    await Promise.all(Array.from({ length: 50 }, () => users.getUser({ id: FOUND })));
+    const stream = await manager.request("POST", `${url}/nowhere`, {}, {});
+    const session = stream.session as unknown as Record<symbol, { streams: unknown }>;
+    const state =
+      session[Object.getOwnPropertySymbols(session).find((s) => s.description === "state") as symbol];
+    expect(state?.streams).toBeInstanceOf(StreamTable);
+    expect((state?.streams as StreamTable<unknown>).size).toBe(1);
+    stream.on("error", () => {});
+    await new Promise<void>((resolve) => stream.close(undefined, () => resolve()));
+    expect((state?.streams as StreamTable<unknown>).size).toBe(0);
+    manager.abort();
   });
 
   it("runs interceptors around the call, serves streams through connect-node, and fails an unreachable server as UNAVAILABLE", async () => {

@@ -40,4 +40,5 @@ export {
   type Service,
   type ServiceOptions,
 } from "./service.js";
+export { adoptStreamTable, StreamTable } from "./stream-table.js";
 export { packageVersion } from "./version.js";

@@ -1,6 +1,7 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import { adoptStreamTable } from "./stream-table.js";
 
 /** A request handler that serves both node:http and node:http2 (compat API) requests. */
 export type NodeRequestHandler = (
@@ -121,6 +122,8 @@ export function createListener(options: ListenerOptions): Listener {
     );
   }
   h2.on("session", (session) => {
+    // Before any stream: keeps finished streams from being promoted by young-generation GCs.
+    adoptStreamTable(session);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     if (draining) session.close();

@@ -1,0 +1,200 @@
+import type http2 from "node:http2";
+import { types } from "node:util";
+
+/**
+ * Why this exists. Node keeps every HTTP/2 session's open streams in a `Map` from stream id to
+ * stream (`session[kState].streams`), with one `set` and one `delete` per stream. Once that Map
+ * has lived through a full GC it sits in V8's old generation, and from then on every rehash of
+ * its hash table (one every few hundred calls under churn) allocates the new table in old space
+ * and leaves the old one behind still holding the streams that were open at that moment. The
+ * old table is garbage, but the young-generation GC treats its slots as roots, so those streams
+ * and everything they reach (request and response state, headers, our call objects) survive
+ * every scavenge and are promoted, to be freed only by the next full GC.
+ *
+ * Measured on this machine with a bare `node:http2` server at about 50k calls/s: from its first
+ * full GC on, 1.4 MB promoted per scavenge (about 9% of all it allocates) and a full GC every
+ * 0.2 s; with the session's Map swapped for a {@link StreamTable}, 0.1 MB and a third of the
+ * full GCs. The runtime's service process went from 0.95 MB to 0.07-0.14 MB per scavenge.
+ * `stream-table.test.ts` reproduces the retention deterministically with `gc({type: "minor"})`.
+ */
+
+/**
+ * A map from HTTP/2 stream id to value, with the part of `Map`'s interface that Node's http2
+ * core uses on `session[kState].streams` (`get`, `set`, `delete`, `size`, `forEach`) plus the
+ * rest of the read side. Open addressing with linear probing over a fixed-size id array and
+ * value array; deleting shifts the following run back so no tombstones build up; growing copies
+ * into new arrays and clears the old value array first. So no array it ever drops still points
+ * at a value: nothing it held outlives its `delete`, whatever generation the table is in.
+ */
+export class StreamTable<V> {
+  /** 0 marks a free slot (stream ids start at 1). */
+  #ids: Int32Array;
+  #values: Array<V | undefined>;
+  #mask: number;
+  #size = 0;
+
+  constructor(capacity = 64) {
+    let cap = 8;
+    while (cap < capacity) cap *= 2;
+    this.#ids = new Int32Array(cap);
+    this.#values = new Array<V | undefined>(cap).fill(undefined);
+    this.#mask = cap - 1;
+  }
+
+  get size(): number {
+    return this.#size;
+  }
+
+  // Client stream ids are odd and server ids even, both increasing: `id >>> 1` puts a window of
+  // consecutive open streams in consecutive slots.
+  #slot(id: number): number {
+    let i = (id >>> 1) & this.#mask;
+    for (;;) {
+      const at = this.#ids[i] as number;
+      if (at === id || at === 0) return i;
+      i = (i + 1) & this.#mask;
+    }
+  }
+
+  get(id: number): V | undefined {
+    return this.#values[this.#slot(id)];
+  }
+
+  has(id: number): boolean {
+    return this.#ids[this.#slot(id)] === id;
+  }
+
+  set(id: number, value: V): this {
+    if (!Number.isInteger(id) || id < 1 || id > 0x7fffffff) {
+      throw new RangeError(`HTTP/2 stream id must be an integer in [1, 2^31-1], got ${id}`);
+    }
+    let i = this.#slot(id);
+    if (this.#ids[i] !== id) {
+      if ((this.#size + 1) * 2 > this.#ids.length) {
+        this.#grow();
+        i = this.#slot(id);
+      }
+      this.#ids[i] = id;
+      this.#size++;
+    }
+    this.#values[i] = value;
+    return this;
+  }
+
+  delete(id: number): boolean {
+    const ids = this.#ids;
+    const values = this.#values;
+    const mask = this.#mask;
+    let hole = this.#slot(id);
+    if (ids[hole] !== id) return false;
+    // Backward-shift deletion: move each later entry of the run into the hole when its home
+    // slot is not between the hole and where it sits.
+    let j = hole;
+    for (;;) {
+      j = (j + 1) & mask;
+      const at = ids[j] as number;
+      if (at === 0) break;
+      const home = (at >>> 1) & mask;
+      const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
+      if (!stays) {
+        ids[hole] = at;
+        values[hole] = values[j];
+        hole = j;
+      }
+    }
+    ids[hole] = 0;
+    values[hole] = undefined;
+    this.#size--;
+    return true;
+  }
+
+  #grow(): void {
+    const ids = this.#ids;
+    const values = this.#values;
+    const cap = ids.length * 2;
+    this.#ids = new Int32Array(cap);
+    this.#values = new Array<V | undefined>(cap).fill(undefined);
+    this.#mask = cap - 1;
+    for (let i = 0; i < ids.length; i++) {
+      const id = ids[i] as number;
+      if (id === 0) continue;
+      const j = this.#slot(id);
+      this.#ids[j] = id;
+      this.#values[j] = values[i];
+    }
+    values.fill(undefined);
+  }
+
+  /** Ids in increasing order, which for one peer's streams is the order they were opened. */
+  #sortedIds(): number[] {
+    const out: number[] = [];
+    for (const id of this.#ids) if (id !== 0) out.push(id);
+    return out.sort((a, b) => a - b);
+  }
+
+  /**
+   * Calls `fn` for the entries present when it starts, in id order, skipping any deleted before
+   * its turn. Node destroys every stream from here when a session goes away, and each destroy
+   * deletes its own entry, so this walks a copy of the ids rather than the slots.
+   */
+  forEach(fn: (value: V, id: number, table: this) => void): void {
+    for (const id of this.#sortedIds()) {
+      const i = this.#slot(id);
+      if (this.#ids[i] === id) fn(this.#values[i] as V, id, this);
+    }
+  }
+
+  *entries(): IterableIterator<[number, V]> {
+    for (const id of this.#sortedIds()) {
+      const i = this.#slot(id);
+      if (this.#ids[i] === id) yield [id, this.#values[i] as V];
+    }
+  }
+
+  *keys(): IterableIterator<number> {
+    for (const [id] of this.entries()) yield id;
+  }
+
+  *values(): IterableIterator<V> {
+    for (const [, value] of this.entries()) yield value;
+  }
+
+  [Symbol.iterator](): IterableIterator<[number, V]> {
+    return this.entries();
+  }
+
+  clear(): void {
+    this.#ids.fill(0);
+    this.#values.fill(undefined);
+    this.#size = 0;
+  }
+}
+
+interface SessionState {
+  streams?: unknown;
+}
+
+/**
+ * Swaps the stream `Map` inside a `node:http2` session (server or client) for a
+ * {@link StreamTable} holding the same entries; see the top of this file for why. Node keeps it
+ * at `session[Symbol(state)].streams` and uses only `get`, `set`, `delete`, `size` and `forEach`
+ * on it (checked against Node 20's `internal/http2/core`). If a Node version lays the session out differently, nothing is changed
+ * and this returns false: the session then works as before, only with more GC.
+ */
+export function adoptStreamTable(session: http2.Http2Session): boolean {
+  const key = Object.getOwnPropertySymbols(session).find((s) => s.description === "state");
+  if (key === undefined) return false;
+  const state = (session as unknown as Record<symbol, SessionState | undefined>)[key];
+  if (typeof state !== "object" || state === null) return false;
+  const streams = state.streams;
+  if (streams instanceof StreamTable) return true;
+  // Node's own Map subclass (a "SafeMap") has no Map.prototype in its chain: no `instanceof`.
+  if (!types.isMap(streams)) return false;
+  const table = new StreamTable<unknown>();
+  for (const [id, stream] of Map.prototype.entries.call(streams) as MapIterator<[unknown, unknown]>) {
+    if (typeof id !== "number") return false;
+    table.set(id, stream);
+  }
+  state.streams = table;
+  return true;
+}
