@@ -23,6 +23,12 @@ describe("gateway config", () => {
     expect(() => loadConfig({ DISCOVERY: "dns" })).toThrow(/DISCOVERY/);
   });
 
+  it("takes the runtime's heap growing percent unless GC_HEAP_GROWING_PERCENT says otherwise", () => {
+    expect(loadConfig({}).heapGrowingPercent).toBe(50);
+    expect(loadConfig({ GC_HEAP_GROWING_PERCENT: "0" }).heapGrowingPercent).toBe(0);
+    expect(() => loadConfig({ GC_HEAP_GROWING_PERCENT: "1001" })).toThrow(/GC_HEAP_GROWING_PERCENT/);
+  });
+
   it("answers server reflection unless REFLECTION=false", () => {
     expect(loadConfig({}).reflection).toBe(true);
     expect(loadConfig({ REFLECTION: "false" }).reflection).toBe(false);

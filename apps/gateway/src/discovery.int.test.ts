@@ -40,10 +40,14 @@ describe("the gateway on the discovery registry (two real inventory processes, r
         NATS_URL: natsUrl,
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: String(ttlMs),
+        GC_HEAP_GROWING_PERCENT: "40",
       },
     });
     instances.push(p);
-    const port = (await p.waitForLog((l) => l.msg === "listening")).port as number;
+    const listening = await p.waitForLog((l) => l.msg === "listening");
+    // The service process took its heap growing percent from the environment.
+    expect(listening.heapGrowingPercent).toBe(40);
+    const port = listening.port as number;
     await p.waitForLog((l) => l.msg === "announced");
     return { p, url: `http://127.0.0.1:${port}` };
   };

@@ -213,6 +213,7 @@ describe("gateway (real sockets, a real upstream service)", () => {
         endpoints: Array<{ url: string; ejected: boolean; rq_total: number }>;
       }>;
     };
+    expect(log.lines.find((l) => l.msg === "listening")?.heapGrowingPercent).toBe(50);
     const users_ = clusters.clusters.find((c) => c.name === "users");
     expect(users_?.endpoints.map((e) => e.ejected)).toEqual([true, false]);
     expect(users_?.endpoints.map((e) => e.rq_total)).toEqual([3, 7]);

@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "./client.js";
+import { DEFAULT_HEAP_GROWING_PERCENT } from "./heap.js";
 
 /**
  * The environment variables every service reads, as a zod shape to spread into a service's own
@@ -25,6 +26,11 @@ export function runtimeEnvShape(defaults: { port: number }) {
     OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
     /** The protocol of calls to other services: `grpc` (measured fastest) or `connect`. */
     RPC_CLIENT_PROTOCOL: z.enum(["grpc", "connect"]).default(DEFAULT_CLIENT_PROTOCOL),
+    /**
+     * How far the heap may grow between full GCs, in percent (V8's `--heap-growing-percent`);
+     * 0 leaves it to V8. Smaller means shorter, more frequent full-GC pauses.
+     */
+    GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).default(DEFAULT_HEAP_GROWING_PERCENT),
   };
 }
 
@@ -43,6 +49,8 @@ export interface RuntimeConfig {
   sampleRatio: number;
   /** Protocol of calls to other services; {@link DEFAULT_CLIENT_PROTOCOL} when absent. */
   clientProtocol?: ClientProtocol;
+  /** V8's heap growing percent for the process; {@link DEFAULT_HEAP_GROWING_PERCENT} when absent. */
+  heapGrowingPercent?: number;
 }
 
 /** Maps the parsed environment to the runtime's configuration. */
@@ -58,6 +66,7 @@ export function toRuntimeConfig(env: RuntimeEnv): RuntimeConfig {
     otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,
     sampleRatio: env.OTEL_TRACES_SAMPLER_ARG,
     clientProtocol: env.RPC_CLIENT_PROTOCOL,
+    heapGrowingPercent: env.GC_HEAP_GROWING_PERCENT,
   };
 }
 

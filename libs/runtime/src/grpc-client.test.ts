@@ -205,10 +205,11 @@ describe("the lean gRPC client transport (unary calls straight onto node:http2)"
     const state =
       session[Object.getOwnPropertySymbols(session).find((s) => s.description === "state") as symbol];
     expect(state?.streams).toBeInstanceOf(StreamTable);
-    expect((state?.streams as StreamTable<unknown>).size).toBe(1);
+    const table = state?.streams as StreamTable<unknown>;
+    expect(table.size).toBe(1);
     stream.on("error", () => {});
     await new Promise<void>((resolve) => stream.close(undefined, () => resolve()));
-    expect((state?.streams as StreamTable<unknown>).size).toBe(0);
+    expect(table.size).toBe(0);
     manager.abort();
   });
 

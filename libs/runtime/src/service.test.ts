@@ -14,6 +14,7 @@ import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEFAULT_HEAP_GROWING_PERCENT } from "./heap.js";
 import { createService, type Service } from "./service.js";
 
 const USER_ID = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
@@ -112,6 +113,8 @@ describe("service runtime over real sockets", () => {
     service = t.service;
     started = service.start();
     const line = await waitFor(() => t.lines.find((l) => l.msg === "listening"));
+    // Started with no heapGrowingPercent of its own: the runtime's default is set and logged.
+    expect(line.heapGrowingPercent).toBe(DEFAULT_HEAP_GROWING_PERCENT);
     port = line.port as number;
     url = `http://127.0.0.1:${port}`;
   });

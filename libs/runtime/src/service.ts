@@ -7,6 +7,7 @@ import { createLogger, createTelemetry, type Logger, type Telemetry } from "@mes
 import type { RuntimeConfig } from "./config.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
+import { DEFAULT_HEAP_GROWING_PERCENT, setHeapGrowingPercent } from "./heap.js";
 import { createDeadlineInterceptor } from "./interceptors/deadline.js";
 import { createErrorInterceptor } from "./interceptors/errors.js";
 import { admittedKey, createReadinessInterceptor } from "./interceptors/readiness.js";
@@ -166,6 +167,8 @@ export function createService(options: ServiceOptions): Service {
     telemetry,
     health,
     async start() {
+      const heapGrowingPercent = config.heapGrowingPercent ?? DEFAULT_HEAP_GROWING_PERCENT;
+      setHeapGrowingPercent(heapGrowingPercent);
       listener = createListener({
         streamHandler: fast && ((stream, headers) => fast.handle(stream, headers)),
         handler(req, res) {
@@ -185,7 +188,7 @@ export function createService(options: ServiceOptions): Service {
       });
       const port = await listener.listen(config.port, config.host);
       const url = `http://${config.host.includes(":") ? `[${config.host}]` : config.host}:${port}`;
-      logger.info({ port, host: config.host, url }, "listening");
+      logger.info({ port, host: config.host, url, heapGrowingPercent }, "listening");
       await options.prepare?.();
       // Readiness: poll quickly until the first success, then at the configured interval.
       while (!stopping && !(await runChecks())) {
