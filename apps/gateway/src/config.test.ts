@@ -24,8 +24,8 @@ describe("gateway config", () => {
   });
 
   it("takes the runtime's heap growing percent unless GC_HEAP_GROWING_PERCENT says otherwise", () => {
-    expect(loadConfig({}).heapGrowingPercent).toBe(50);
-    expect(loadConfig({ GC_HEAP_GROWING_PERCENT: "0" }).heapGrowingPercent).toBe(0);
+    expect(loadConfig({}).heapGrowingPercent).toBe(0);
+    expect(loadConfig({ GC_HEAP_GROWING_PERCENT: "50" }).heapGrowingPercent).toBe(50);
     expect(() => loadConfig({ GC_HEAP_GROWING_PERCENT: "1001" })).toThrow(/GC_HEAP_GROWING_PERCENT/);
   });
 

@@ -28,7 +28,8 @@ export function runtimeEnvShape(defaults: { port: number }) {
     RPC_CLIENT_PROTOCOL: z.enum(["grpc", "connect"]).default(DEFAULT_CLIENT_PROTOCOL),
     /**
      * How far the heap may grow between full GCs, in percent (V8's `--heap-growing-percent`);
-     * 0 leaves it to V8. Smaller means shorter, more frequent full-GC pauses.
+     * 0 (default) leaves it to V8. Smaller means shorter, more frequent full-GC pauses: a lower
+     * worst case and less memory, but more requests delayed by one (see `heap.ts`).
      */
     GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).default(DEFAULT_HEAP_GROWING_PERCENT),
   };

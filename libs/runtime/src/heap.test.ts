@@ -57,12 +57,12 @@ describe("setHeapGrowingPercent", () => {
     }
   });
 
-  it("is configured by GC_HEAP_GROWING_PERCENT, 50 by default, 0 leaving it to V8", () => {
+  it("is configured by GC_HEAP_GROWING_PERCENT, 0 (V8's own choice) by default", () => {
     const config = (env: Record<string, string>) =>
       toRuntimeConfig(parseEnv(runtimeEnvShape({ port: 1 }), env));
     expect(config({}).heapGrowingPercent).toBe(DEFAULT_HEAP_GROWING_PERCENT);
-    expect(DEFAULT_HEAP_GROWING_PERCENT).toBe(50);
-    expect(config({ GC_HEAP_GROWING_PERCENT: "0" }).heapGrowingPercent).toBe(0);
+    expect(DEFAULT_HEAP_GROWING_PERCENT).toBe(0);
+    expect(config({ GC_HEAP_GROWING_PERCENT: "50" }).heapGrowingPercent).toBe(50);
     expect(config({ GC_HEAP_GROWING_PERCENT: "120" }).heapGrowingPercent).toBe(120);
     expect(() => config({ GC_HEAP_GROWING_PERCENT: "lots" })).toThrow(/GC_HEAP_GROWING_PERCENT/);
     expect(() => config({ GC_HEAP_GROWING_PERCENT: "-5" })).toThrow(/GC_HEAP_GROWING_PERCENT/);
