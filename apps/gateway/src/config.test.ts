@@ -23,8 +23,8 @@ describe("gateway config", () => {
     expect(() => loadConfig({ DISCOVERY: "dns" })).toThrow(/DISCOVERY/);
   });
 
-  it("takes the runtime's heap growing percent unless GC_HEAP_GROWING_PERCENT says otherwise", () => {
-    expect(loadConfig({}).heapGrowingPercent).toBe(0);
+  it("leaves V8's heap growth alone unless GC_HEAP_GROWING_PERCENT is set", () => {
+    expect(loadConfig({}).heapGrowingPercent).toBeUndefined();
     expect(loadConfig({ GC_HEAP_GROWING_PERCENT: "50" }).heapGrowingPercent).toBe(50);
     expect(() => loadConfig({ GC_HEAP_GROWING_PERCENT: "1001" })).toThrow(/GC_HEAP_GROWING_PERCENT/);
   });

@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import { ConfigError, DEFAULT_HEAP_GROWING_PERCENT, parseEnv } from "@meshwork/runtime";
+import { ConfigError, parseEnv } from "@meshwork/runtime";
 import { z } from "zod";
 import { parseRateLimits, type RateRule } from "./ratelimit.js";
 
@@ -71,8 +71,8 @@ const shape = {
   OTEL_TRACES_EXPORTER: z.enum(["none", "console", "otlp"]).default("none"),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
   OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
-  /** As for the services: heap growth between full GCs, percent; 0 leaves it to V8. */
-  GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).default(DEFAULT_HEAP_GROWING_PERCENT),
+  /** As for the services: heap growth between full GCs, in percent; unset leaves it to V8. */
+  GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
 };
 
 export interface GatewayConfig {
@@ -107,7 +107,7 @@ export interface GatewayConfig {
   tracesExporter?: "none" | "console" | "otlp";
   otlpEndpoint?: string;
   sampleRatio?: number;
-  /** V8's heap growing percent for the process; the runtime's default when absent. */
+  /** V8's heap growing percent for the process; absent: left to V8. */
   heapGrowingPercent?: number;
 }
 

@@ -23,7 +23,13 @@ import {
   UserSchema,
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
-import { createService, type Service, ServingStatus, StreamTable } from "@meshwork/runtime";
+import {
+  createService,
+  heapGrowingPercent,
+  type Service,
+  ServingStatus,
+  StreamTable,
+} from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
@@ -216,6 +222,7 @@ describe("gateway (real sockets, a real upstream service)", () => {
     };
     // The gateway set (and logged) the heap growing percent of its configuration.
     expect(log.lines.find((l) => l.msg === "listening")?.heapGrowingPercent).toBe(30);
+    expect(heapGrowingPercent()).toBe(30);
     const users_ = clusters.clusters.find((c) => c.name === "users");
     expect(users_?.endpoints.map((e) => e.ejected)).toEqual([true, false]);
     expect(users_?.endpoints.map((e) => e.rq_total)).toEqual([3, 7]);

@@ -13,7 +13,6 @@ import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
 import {
   createListener,
-  DEFAULT_HEAP_GROWING_PERCENT,
   HealthRegistry,
   type Listener,
   registerHealthService,
@@ -268,9 +267,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     upstreams,
     routes,
     async start() {
-      // As in the services: shorter, more frequent full GCs (see the runtime's heap.ts).
-      const heapGrowingPercent = config.heapGrowingPercent ?? DEFAULT_HEAP_GROWING_PERCENT;
-      setHeapGrowingPercent(heapGrowingPercent);
+      // As in the services: V8's heap growth between full GCs, when configured (the runtime's heap.ts).
+      const { heapGrowingPercent } = config;
+      if (heapGrowingPercent !== undefined) setHeapGrowingPercent(heapGrowingPercent);
       if (discovery) await follow(discovery);
       const port = await listener.listen(config.port, config.host);
       const adminPort = await new Promise<number>((resolve, reject) => {

@@ -1,6 +1,5 @@
 import { z } from "zod";
 import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "./client.js";
-import { DEFAULT_HEAP_GROWING_PERCENT } from "./heap.js";
 
 /**
  * The environment variables every service reads, as a zod shape to spread into a service's own
@@ -28,10 +27,10 @@ export function runtimeEnvShape(defaults: { port: number }) {
     RPC_CLIENT_PROTOCOL: z.enum(["grpc", "connect"]).default(DEFAULT_CLIENT_PROTOCOL),
     /**
      * How far the heap may grow between full GCs, in percent (V8's `--heap-growing-percent`);
-     * 0 (default) leaves it to V8. Smaller means shorter, more frequent full-GC pauses: a lower
-     * worst case and less memory, but more requests delayed by one (see `heap.ts`).
+     * unset leaves it to V8. Smaller means shorter, more frequent full-GC pauses: a lower worst
+     * case and less memory, but more requests delayed by one (see `heap.ts`).
      */
-    GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).default(DEFAULT_HEAP_GROWING_PERCENT),
+    GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
   };
 }
 
@@ -50,7 +49,7 @@ export interface RuntimeConfig {
   sampleRatio: number;
   /** Protocol of calls to other services; {@link DEFAULT_CLIENT_PROTOCOL} when absent. */
   clientProtocol?: ClientProtocol;
-  /** V8's heap growing percent for the process; {@link DEFAULT_HEAP_GROWING_PERCENT} when absent. */
+  /** V8's heap growing percent for the process (`setHeapGrowingPercent`); absent: left to V8. */
   heapGrowingPercent?: number;
 }
 

@@ -200,7 +200,7 @@ describe("the lean gRPC client transport (unary calls straight onto node:http2)"
     const manager = new GuardedSessionManager(url);
     const users = createClient(UserService, createClientTransport({ baseUrl: url, sessionManager: manager }));
     await Promise.all(Array.from({ length: 50 }, () => users.getUser({ id: FOUND })));
-    const stream = await manager.request("POST", `${url}/nowhere`, {}, {});
+    const stream = await manager.request("POST", "/nowhere", {}, {});
     const session = stream.session as unknown as Record<symbol, { streams: unknown }>;
     const state =
       session[Object.getOwnPropertySymbols(session).find((s) => s.description === "state") as symbol];

@@ -2,8 +2,9 @@ import v8 from "node:v8";
 
 /**
  * How much V8 lets the old generation grow between full (mark-compact) GCs, in percent of what
- * was live after the last one; 0 (the default) leaves it to V8, which picks a factor of up to 4
- * when its GC looks fast next to the program.
+ * was live after the last one (`GC_HEAP_GROWING_PERCENT`). Unset, the runtime leaves it alone:
+ * V8 picks a factor of up to 4 when its GC looks fast next to the program (or takes
+ * `node --heap-growing-percent=N` from the command line); 0 sets V8's own choice back.
  *
  * Why it matters for a server: Node turns every incoming HTTP/2 header value into an external
  * string, and V8 allocates external strings straight in the old generation. So a busy process
@@ -15,10 +16,15 @@ import v8 from "node:v8";
  * - 50: 21-30 ms every 1.4 s; p99 43 ms, p99.9 56 ms, max 58 ms.
  * - 25: 16-24 ms every 1 s; p99 39 ms, p99.9 50 ms, max 56 ms.
  * At the maximum rate (about 27k calls/s) throughput was the same within noise for 0, 25, 50 and
- * 100, and the heap before a full GC peaked at 81, 43, 46 and 57 MB. So the default keeps the
+ * 100, and the heap before a full GC peaked at 81, 43, 46 and 57 MB. So V8's choice keeps the
  * best p99 and throughput; set a percent to bound the worst pause and the memory.
  */
-export const DEFAULT_HEAP_GROWING_PERCENT = 0;
+let current: number | undefined;
+
+/** What {@link setHeapGrowingPercent} last set in this process; undefined if never. */
+export function heapGrowingPercent(): number | undefined {
+  return current;
+}
 
 /**
  * Sets V8's `--heap-growing-percent` for this process: read by V8 each time it recomputes its
@@ -29,4 +35,5 @@ export function setHeapGrowingPercent(percent: number): void {
     throw new RangeError(`heap growing percent must be an integer in [0, 1000], got ${percent}`);
   }
   v8.setFlagsFromString(`--heap-growing-percent=${percent}`);
+  current = percent;
 }

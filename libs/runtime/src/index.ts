@@ -15,7 +15,7 @@ export {
 export { mapErrors } from "./errors.js";
 export { createLeanGrpcTransport, type LeanGrpcTransportOptions } from "./grpc-client.js";
 export { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
-export { DEFAULT_HEAP_GROWING_PERCENT, setHeapGrowingPercent } from "./heap.js";
+export { heapGrowingPercent, setHeapGrowingPercent } from "./heap.js";
 export { createDeadlineInterceptor } from "./interceptors/deadline.js";
 export { createErrorInterceptor } from "./interceptors/errors.js";
 export { createReadinessInterceptor } from "./interceptors/readiness.js";

@@ -14,8 +14,9 @@ import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { DEFAULT_HEAP_GROWING_PERCENT } from "./heap.js";
+import { heapGrowingPercent, setHeapGrowingPercent } from "./heap.js";
 import { createService, type Service } from "./service.js";
+import { testRuntimeConfig } from "./testing.js";
 
 const USER_ID = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
 
@@ -113,8 +114,8 @@ describe("service runtime over real sockets", () => {
     service = t.service;
     started = service.start();
     const line = await waitFor(() => t.lines.find((l) => l.msg === "listening"));
-    // Started with no heapGrowingPercent of its own: the runtime's default is set and logged.
-    expect(line.heapGrowingPercent).toBe(DEFAULT_HEAP_GROWING_PERCENT);
+    // Started with no heapGrowingPercent: V8's setting is left alone.
+    expect(line.heapGrowingPercent).toBeUndefined();
     port = line.port as number;
     url = `http://127.0.0.1:${port}`;
   });
@@ -340,5 +341,33 @@ describe("service runtime over real sockets", () => {
     expect((await inFlight).user?.id).toBe(USER_ID);
     await stopping;
     expect(t.lines.some((l) => l.msg === "stopped")).toBe(true);
+  });
+});
+
+describe("GC_HEAP_GROWING_PERCENT", () => {
+  it("is set for the process when a service that configures it starts, and logged", async () => {
+    const lines: Array<Record<string, unknown>> = [];
+    const destination = new Writable({
+      write(chunk, _enc, cb) {
+        for (const l of String(chunk).split("\n")) if (l) lines.push(JSON.parse(l));
+        cb();
+      },
+    });
+    const service = createService({
+      name: "heap-test",
+      config: testRuntimeConfig({ heapGrowingPercent: 35, logLevel: "info" }),
+      logger: createLogger({ service: "heap-test", destination }),
+      files: [file_meshwork_users_v1_users],
+      services: [UserService],
+      routes() {},
+    });
+    try {
+      await service.start();
+      expect(heapGrowingPercent()).toBe(35);
+      expect((await waitFor(() => lines.find((l) => l.msg === "listening"))).heapGrowingPercent).toBe(35);
+    } finally {
+      await service.shutdown();
+      setHeapGrowingPercent(0);
+    }
   });
 });

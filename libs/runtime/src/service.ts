@@ -7,7 +7,7 @@ import { createLogger, createTelemetry, type Logger, type Telemetry } from "@mes
 import type { RuntimeConfig } from "./config.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
-import { DEFAULT_HEAP_GROWING_PERCENT, setHeapGrowingPercent } from "./heap.js";
+import { setHeapGrowingPercent } from "./heap.js";
 import { createDeadlineInterceptor } from "./interceptors/deadline.js";
 import { createErrorInterceptor } from "./interceptors/errors.js";
 import { admittedKey, createReadinessInterceptor } from "./interceptors/readiness.js";
@@ -167,8 +167,8 @@ export function createService(options: ServiceOptions): Service {
     telemetry,
     health,
     async start() {
-      const heapGrowingPercent = config.heapGrowingPercent ?? DEFAULT_HEAP_GROWING_PERCENT;
-      setHeapGrowingPercent(heapGrowingPercent);
+      const { heapGrowingPercent } = config;
+      if (heapGrowingPercent !== undefined) setHeapGrowingPercent(heapGrowingPercent);
       listener = createListener({
         streamHandler: fast && ((stream, headers) => fast.handle(stream, headers)),
         handler(req, res) {

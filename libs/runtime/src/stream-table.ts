@@ -1,3 +1,4 @@
+import { getRandomValues } from "node:crypto";
 import type http2 from "node:http2";
 import { types } from "node:util";
 
@@ -22,15 +23,23 @@ import { types } from "node:util";
  * A map from HTTP/2 stream id to value, with the part of `Map`'s interface that Node's http2
  * core uses on `session[kState].streams` (`get`, `set`, `delete`, `size`, `forEach`) plus the
  * rest of the read side. Open addressing with linear probing over a fixed-size id array and
- * value array; deleting shifts the following run back so no tombstones build up; growing copies
- * into new arrays and clears the old value array first. So no array it ever drops still points
- * at a value: nothing it held outlives its `delete`, whatever generation the table is in.
+ * value array, at most half full; deleting shifts the following run back so no tombstones build
+ * up; growing copies into new arrays, then clears the old value array. So no array it ever drops
+ * still points at a value: nothing it held outlives its `delete`, whatever generation the table
+ * is in. Ids are hashed with a random seed per table, so a peer that picks its stream ids cannot
+ * line them up in one probe run.
+ *
+ * Unlike a `Map`, iteration (`forEach`, `entries`, ...) is in id order rather than insertion
+ * order (the same for one peer's streams) and does not visit entries added meanwhile.
  */
 export class StreamTable<V> {
   /** 0 marks a free slot (stream ids start at 1). */
   #ids: Int32Array;
   #values: Array<V | undefined>;
   #mask: number;
+  /** 32 - log2(capacity): the hash's top bits pick the slot. */
+  #shift: number;
+  readonly #seed = getRandomValues(new Uint32Array(1))[0] as number;
   #size = 0;
 
   constructor(capacity = 64) {
@@ -39,16 +48,21 @@ export class StreamTable<V> {
     this.#ids = new Int32Array(cap);
     this.#values = new Array<V | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
+    this.#shift = 32 - Math.log2(cap);
   }
 
   get size(): number {
     return this.#size;
   }
 
-  // Client stream ids are odd and server ids even, both increasing: `id >>> 1` puts a window of
-  // consecutive open streams in consecutive slots.
+  /** Fibonacci hashing of the seeded id: where `id`'s probe run starts. */
+  #home(id: number): number {
+    return Math.imul(id ^ this.#seed, 0x9e3779b1) >>> this.#shift;
+  }
+
+  /** The slot holding `id`, or the free slot that ends its probe run (there always is one). */
   #slot(id: number): number {
-    let i = (id >>> 1) & this.#mask;
+    let i = this.#home(id);
     for (;;) {
       const at = this.#ids[i] as number;
       if (at === id || at === 0) return i;
@@ -57,15 +71,15 @@ export class StreamTable<V> {
   }
 
   get(id: number): V | undefined {
-    return this.#values[this.#slot(id)];
+    return isStreamId(id) ? this.#values[this.#slot(id)] : undefined;
   }
 
   has(id: number): boolean {
-    return this.#ids[this.#slot(id)] === id;
+    return isStreamId(id) && this.#ids[this.#slot(id)] === id;
   }
 
   set(id: number, value: V): this {
-    if (!Number.isInteger(id) || id < 1 || id > 0x7fffffff) {
+    if (!isStreamId(id)) {
       throw new RangeError(`HTTP/2 stream id must be an integer in [1, 2^31-1], got ${id}`);
     }
     let i = this.#slot(id);
@@ -82,6 +96,7 @@ export class StreamTable<V> {
   }
 
   delete(id: number): boolean {
+    if (!isStreamId(id)) return false;
     const ids = this.#ids;
     const values = this.#values;
     const mask = this.#mask;
@@ -94,7 +109,7 @@ export class StreamTable<V> {
       j = (j + 1) & mask;
       const at = ids[j] as number;
       if (at === 0) break;
-      const home = (at >>> 1) & mask;
+      const home = this.#home(at);
       const stays = hole <= j ? hole < home && home <= j : hole < home || home <= j;
       if (!stays) {
         ids[hole] = at;
@@ -115,6 +130,7 @@ export class StreamTable<V> {
     this.#ids = new Int32Array(cap);
     this.#values = new Array<V | undefined>(cap).fill(undefined);
     this.#mask = cap - 1;
+    this.#shift -= 1;
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i] as number;
       if (id === 0) continue;
@@ -168,6 +184,11 @@ export class StreamTable<V> {
     this.#values.fill(undefined);
     this.#size = 0;
   }
+}
+
+/** An HTTP/2 stream id: an integer in [1, 2^31-1]. */
+function isStreamId(id: number): boolean {
+  return (id | 0) === id && id > 0;
 }
 
 interface SessionState {
