@@ -1,6 +1,5 @@
 import { readFileSync } from "node:fs";
 import net from "node:net";
-import { Writable } from "node:stream";
 import { fileURLToPath } from "node:url";
 import { setFlagsFromString } from "node:v8";
 import { create, toBinary } from "@bufbuild/protobuf";
@@ -29,10 +28,11 @@ import {
   type Service,
   ServingStatus,
   StreamTable,
+  sessionStreams,
 } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger } from "@meshwork/telemetry";
-import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
+import { captureLogs, grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 // For the leak check: a gc() to call between measurements.
@@ -47,17 +47,6 @@ import type { Endpoint } from "./upstreams.js";
 const OK = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
 const MISSING = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a12";
 const SLOW = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a14";
-
-function sink() {
-  const lines: Array<Record<string, unknown>> = [];
-  const destination = new Writable({
-    write(chunk, _e, cb) {
-      for (const l of String(chunk).split("\n")) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
-  return { lines, destination };
-}
 
 /** An in-memory users service: the upstream. It echoes what the gateway sent it. */
 async function startUpstream(): Promise<{
@@ -142,7 +131,7 @@ describe("gateway (real sockets, a real upstream service)", () => {
   let adminUrl: string;
   let port: number;
   let dead: number;
-  const log = sink();
+  const log = captureLogs();
 
   beforeAll(async () => {
     upstream = await startUpstream();
@@ -230,13 +219,7 @@ describe("gateway (real sockets, a real upstream service)", () => {
     expect(text).toContain(`users::127.0.0.1:${dead}::health_flags::/failed_outlier_check`);
     // The upstream connection keeps its streams in the runtime's StreamTable, not Node's Map.
     const live = gateway.upstreams.clusters.get("users")?.[1];
-    const session = gateway.upstreams.session(live as Endpoint) as unknown as Record<
-      symbol,
-      { streams: unknown }
-    >;
-    const state =
-      session[Object.getOwnPropertySymbols(session).find((s) => s.description === "state") as symbol];
-    expect(state?.streams).toBeInstanceOf(StreamTable);
+    expect(sessionStreams(gateway.upstreams.session(live as Endpoint))).toBeInstanceOf(StreamTable);
   });
 
   it("forwards gRPC (grpc-js), with status, message, trailers, a request id and the deadline upstream", async () => {

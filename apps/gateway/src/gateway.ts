@@ -269,7 +269,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     async start() {
       // As in the services: V8's heap growth between full GCs, when configured (the runtime's heap.ts).
       const { heapGrowingPercent } = config;
-      if (heapGrowingPercent !== undefined) setHeapGrowingPercent(heapGrowingPercent);
+      setHeapGrowingPercent(heapGrowingPercent);
       if (discovery) await follow(discovery);
       const port = await listener.listen(config.port, config.host);
       const adminPort = await new Promise<number>((resolve, reject) => {

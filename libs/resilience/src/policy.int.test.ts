@@ -1,12 +1,11 @@
 import { createServer } from "node:http";
-import { Writable } from "node:stream";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { createService, type Service } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
-import { waitFor } from "@meshwork/testing";
+import { captureLogs, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createUpstreamPolicy, type UpstreamPolicy, type UpstreamPolicyOptions } from "./policy.js";
 
@@ -139,13 +138,7 @@ describe("resilience policies on real calls", () => {
   });
 
   it("opens the breaker after the threshold, fails fast without a network call, half-opens and closes; logged and exported", async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const destination = new Writable({
-      write(chunk, _e, cb) {
-        for (const l of String(chunk).split("\n")) if (l) lines.push(JSON.parse(l));
-        cb();
-      },
-    });
+    const { lines, destination } = captureLogs();
     const telemetry = createTelemetry({ serviceName: "caller" });
     const metrics = createServer((req, res) => telemetry.metricsHandler(req, res));
     await new Promise<void>((r) => metrics.listen(0, "127.0.0.1", r));

@@ -1,3 +1,4 @@
+import type http2 from "node:http2";
 import net from "node:net";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
@@ -13,7 +14,7 @@ import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { createClientTransport, GuardedSessionManager } from "./client.js";
 import { createService, type Service } from "./service.js";
-import { StreamTable } from "./stream-table.js";
+import { StreamTable, sessionStreams } from "./stream-table.js";
 import { testRuntimeConfig } from "./testing.js";
 
 const FOUND = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
@@ -201,11 +202,8 @@ describe("the lean gRPC client transport (unary calls straight onto node:http2)"
     const users = createClient(UserService, createClientTransport({ baseUrl: url, sessionManager: manager }));
     await Promise.all(Array.from({ length: 50 }, () => users.getUser({ id: FOUND })));
     const stream = await manager.request("POST", "/nowhere", {}, {});
-    const session = stream.session as unknown as Record<symbol, { streams: unknown }>;
-    const state =
-      session[Object.getOwnPropertySymbols(session).find((s) => s.description === "state") as symbol];
-    expect(state?.streams).toBeInstanceOf(StreamTable);
-    const table = state?.streams as StreamTable<unknown>;
+    const table = sessionStreams(stream.session as http2.Http2Session) as StreamTable<unknown>;
+    expect(table).toBeInstanceOf(StreamTable);
     expect(table.size).toBe(1);
     stream.on("error", () => {});
     await new Promise<void>((resolve) => stream.close(undefined, () => resolve()));

@@ -52,6 +52,12 @@ describe("setHeapGrowingPercent", () => {
     expect(heapGrowingPercent()).toBe(20);
   });
 
+  it("leaves the setting alone for a configuration without one", () => {
+    setHeapGrowingPercent(30);
+    setHeapGrowingPercent(undefined);
+    expect(heapGrowingPercent()).toBe(30);
+  });
+
   it("refuses what V8 would not take as a percent", () => {
     for (const bad of [-1, 1.5, 1001, Number.NaN]) {
       expect(() => setHeapGrowingPercent(bad)).toThrow(

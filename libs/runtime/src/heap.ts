@@ -28,9 +28,11 @@ export function heapGrowingPercent(): number | undefined {
 
 /**
  * Sets V8's `--heap-growing-percent` for this process: read by V8 each time it recomputes its
- * heap limits, so it applies from the next full GC on. 0 gives the choice back to V8.
+ * heap limits, so it applies from the next full GC on. 0 gives the choice back to V8; undefined
+ * (a configuration that does not set it) changes nothing.
  */
-export function setHeapGrowingPercent(percent: number): void {
+export function setHeapGrowingPercent(percent: number | undefined): void {
+  if (percent === undefined) return;
   if (!Number.isInteger(percent) || percent < 0 || percent > 1000) {
     throw new RangeError(`heap growing percent must be an integer in [0, 1000], got ${percent}`);
   }

@@ -41,5 +41,5 @@ export {
   type Service,
   type ServiceOptions,
 } from "./service.js";
-export { adoptStreamTable, StreamTable } from "./stream-table.js";
+export { adoptStreamTable, StreamTable, sessionStreams } from "./stream-table.js";
 export { packageVersion } from "./version.js";

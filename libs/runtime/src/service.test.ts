@@ -1,5 +1,4 @@
 import http from "node:http";
-import { Writable } from "node:stream";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -11,7 +10,7 @@ import {
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
-import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
+import { captureLogs, grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { heapGrowingPercent, setHeapGrowingPercent } from "./heap.js";
@@ -23,13 +22,7 @@ const USER_ID = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
 /** A test double of the users handler, in memory; the runtime is what is under test here. */
 function startTestService(opts: { ready: () => boolean; slowMs?: () => number }) {
   const entered = { count: 0 };
-  const lines: Array<Record<string, unknown>> = [];
-  const destination = new Writable({
-    write(chunk, _enc, cb) {
-      for (const l of String(chunk).split("\n")) if (l) lines.push(JSON.parse(l));
-      cb();
-    },
-  });
+  const { lines, destination } = captureLogs();
   const exporter = new InMemorySpanExporter();
   const logger = createLogger({ service: "users", destination });
   const telemetry = createTelemetry({
@@ -346,13 +339,7 @@ describe("service runtime over real sockets", () => {
 
 describe("GC_HEAP_GROWING_PERCENT", () => {
   it("is set for the process when a service that configures it starts, and logged", async () => {
-    const lines: Array<Record<string, unknown>> = [];
-    const destination = new Writable({
-      write(chunk, _enc, cb) {
-        for (const l of String(chunk).split("\n")) if (l) lines.push(JSON.parse(l));
-        cb();
-      },
-    });
+    const { lines, destination } = captureLogs();
     const service = createService({
       name: "heap-test",
       config: testRuntimeConfig({ heapGrowingPercent: 35, logLevel: "info" }),

@@ -168,7 +168,7 @@ export function createService(options: ServiceOptions): Service {
     health,
     async start() {
       const { heapGrowingPercent } = config;
-      if (heapGrowingPercent !== undefined) setHeapGrowingPercent(heapGrowingPercent);
+      setHeapGrowingPercent(heapGrowingPercent);
       listener = createListener({
         streamHandler: fast && ((stream, headers) => fast.handle(stream, headers)),
         handler(req, res) {

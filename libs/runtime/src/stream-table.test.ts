@@ -5,7 +5,7 @@ import { waitFor } from "@meshwork/testing";
 import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { heapGrowingPercent, setHeapGrowingPercent } from "./heap.js";
 import { createListener, type Listener } from "./listener.js";
-import { adoptStreamTable, StreamTable } from "./stream-table.js";
+import { adoptStreamTable, StreamTable, sessionStreams } from "./stream-table.js";
 
 /** A deterministic pseudo-random sequence, so a failure replays. */
 function prng(seed: number): () => number {
@@ -194,12 +194,8 @@ describe("adoptStreamTable", () => {
       );
       expect(bodies.every((b) => b === "ok")).toBe(true);
 
-      const server = session as http2.Http2Session;
-      const state = (server as unknown as Record<symbol, { streams: unknown }>)[
-        Object.getOwnPropertySymbols(server).find((s) => s.description === "state") as symbol
-      ];
-      expect(state?.streams).toBeInstanceOf(StreamTable);
-      const table = state?.streams as StreamTable<unknown>;
+      const table = sessionStreams(session as http2.Http2Session) as StreamTable<unknown>;
+      expect(table).toBeInstanceOf(StreamTable);
       expect(table.size).toBe(0);
 
       // One stream left open, then the client goes away: the server session's destroy walks

@@ -36,9 +36,6 @@ export class StreamTable<V> {
   /** 0 marks a free slot (stream ids start at 1). */
   #ids: Int32Array;
   #values: Array<V | undefined>;
-  #mask: number;
-  /** 32 - log2(capacity): the hash's top bits pick the slot. */
-  #shift: number;
   readonly #seed = getRandomValues(new Uint32Array(1))[0] as number;
   #size = 0;
 
@@ -47,26 +44,29 @@ export class StreamTable<V> {
     while (cap < capacity) cap *= 2;
     this.#ids = new Int32Array(cap);
     this.#values = new Array<V | undefined>(cap).fill(undefined);
-    this.#mask = cap - 1;
-    this.#shift = 32 - Math.log2(cap);
   }
 
   get size(): number {
     return this.#size;
   }
 
-  /** Fibonacci hashing of the seeded id: where `id`'s probe run starts. */
+  /**
+   * Fibonacci hashing of the seeded id: where `id`'s probe run starts. The capacity is a power
+   * of two, 2^k, and the top k bits of the product pick the slot (`clz32(2^k) + 1` = 32 - k).
+   */
   #home(id: number): number {
-    return Math.imul(id ^ this.#seed, 0x9e3779b1) >>> this.#shift;
+    return Math.imul(id ^ this.#seed, 0x9e3779b1) >>> (Math.clz32(this.#ids.length) + 1);
   }
 
   /** The slot holding `id`, or the free slot that ends its probe run (there always is one). */
   #slot(id: number): number {
+    const ids = this.#ids;
+    const mask = ids.length - 1;
     let i = this.#home(id);
     for (;;) {
-      const at = this.#ids[i] as number;
+      const at = ids[i] as number;
       if (at === id || at === 0) return i;
-      i = (i + 1) & this.#mask;
+      i = (i + 1) & mask;
     }
   }
 
@@ -99,7 +99,7 @@ export class StreamTable<V> {
     if (!isStreamId(id)) return false;
     const ids = this.#ids;
     const values = this.#values;
-    const mask = this.#mask;
+    const mask = ids.length - 1;
     let hole = this.#slot(id);
     if (ids[hole] !== id) return false;
     // Backward-shift deletion: move each later entry of the run into the hole when its home
@@ -129,8 +129,6 @@ export class StreamTable<V> {
     const cap = ids.length * 2;
     this.#ids = new Int32Array(cap);
     this.#values = new Array<V | undefined>(cap).fill(undefined);
-    this.#mask = cap - 1;
-    this.#shift -= 1;
     for (let i = 0; i < ids.length; i++) {
       const id = ids[i] as number;
       if (id === 0) continue;
@@ -141,27 +139,20 @@ export class StreamTable<V> {
     values.fill(undefined);
   }
 
-  /** Ids in increasing order, which for one peer's streams is the order they were opened. */
-  #sortedIds(): number[] {
-    const out: number[] = [];
-    for (const id of this.#ids) if (id !== 0) out.push(id);
-    return out.sort((a, b) => a - b);
-  }
-
   /**
    * Calls `fn` for the entries present when it starts, in id order, skipping any deleted before
    * its turn. Node destroys every stream from here when a session goes away, and each destroy
    * deletes its own entry, so this walks a copy of the ids rather than the slots.
    */
   forEach(fn: (value: V, id: number, table: this) => void): void {
-    for (const id of this.#sortedIds()) {
-      const i = this.#slot(id);
-      if (this.#ids[i] === id) fn(this.#values[i] as V, id, this);
-    }
+    for (const [id, value] of this.entries()) fn(value, id, this);
   }
 
+  /** The same walk as {@link forEach}. */
   *entries(): IterableIterator<[number, V]> {
-    for (const id of this.#sortedIds()) {
+    const ids: number[] = [];
+    for (const id of this.#ids) if (id !== 0) ids.push(id);
+    for (const id of ids.sort((a, b) => a - b)) {
       const i = this.#slot(id);
       if (this.#ids[i] === id) yield [id, this.#values[i] as V];
     }
@@ -195,18 +186,29 @@ interface SessionState {
   streams?: unknown;
 }
 
+/** Node's private state of a session (`session[Symbol(state)]`), if it is laid out as expected. */
+function sessionState(session: http2.Http2Session): SessionState | undefined {
+  const key = Object.getOwnPropertySymbols(session).find((s) => s.description === "state");
+  const state = key && (session as unknown as Record<symbol, unknown>)[key];
+  return typeof state === "object" && state !== null ? state : undefined;
+}
+
+/** What holds a session's open streams: Node's `Map`, or the {@link StreamTable} adopted. */
+export function sessionStreams(session: http2.Http2Session): unknown {
+  return sessionState(session)?.streams;
+}
+
 /**
  * Swaps the stream `Map` inside a `node:http2` session (server or client) for a
  * {@link StreamTable} holding the same entries; see the top of this file for why. Node keeps it
  * at `session[Symbol(state)].streams` and uses only `get`, `set`, `delete`, `size` and `forEach`
- * on it (checked against Node 20's `internal/http2/core`). If a Node version lays the session out differently, nothing is changed
- * and this returns false: the session then works as before, only with more GC.
+ * on it (checked against Node 20's `internal/http2/core`). If a Node version lays the session out
+ * differently, nothing is changed and this returns false: the session then works as before, only
+ * with more GC.
  */
 export function adoptStreamTable(session: http2.Http2Session): boolean {
-  const key = Object.getOwnPropertySymbols(session).find((s) => s.description === "state");
-  if (key === undefined) return false;
-  const state = (session as unknown as Record<symbol, SessionState | undefined>)[key];
-  if (typeof state !== "object" || state === null) return false;
+  const state = sessionState(session);
+  if (state === undefined) return false;
   const streams = state.streams;
   if (streams instanceof StreamTable) return true;
   // Node's own Map subclass (a "SafeMap") has no Map.prototype in its chain: no `instanceof`.

@@ -1,4 +1,5 @@
 export { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "./grpc-js.js";
+export { captureLogs, type LogCapture } from "./logs.js";
 export { startNatsServer, type TestNatsServer } from "./nats-server.js";
 export { adminUrl, createTestDatabase, type TestDatabase, uniqueName } from "./postgres.js";
 export { type ManagedProcess, type StartOptions, startProcess } from "./process.js";
