@@ -95,6 +95,10 @@ describe("StreamTable", () => {
     v8.setFlagsFromString("--expose-gc");
     const gc = vm.runInNewContext("gc") as (options?: { type: "major" | "minor" }) => void;
     v8.setFlagsFromString("--no-expose-gc");
+    // Nor V8's pretenuring: once it decides an allocation site's objects live long, it puts them
+    // straight into the old generation, which then grows by all of them whatever keeps them
+    // (seen here under load: 33 MB for a Map and a StreamTable alike, in runs after the first).
+    v8.setFlagsFromString("--no-allocation-site-pretenuring");
     // No full GC of V8's own in the middle of a measurement (it would free what is measured).
     const previous = heapGrowingPercent();
     beforeAll(() => setHeapGrowingPercent(1000));
@@ -131,7 +135,16 @@ describe("StreamTable", () => {
     it("a Map in the old generation keeps finished streams through young GCs (why StreamTable exists)", () => {
       // If this starts failing after a Node upgrade, V8 no longer leaves stale entries in a
       // rehashed Map's old table, and `adoptStreamTable` may no longer be needed.
-      expect(retainedAfterChurn(new Map(), (i) => ({ payload: new Array(200).fill(i) }))).toBeGreaterThan(5);
+      // Three runs, each making its streams at an allocation site of its own (a new function);
+      // a run that a full GC of V8's own lands in measures nothing (about -2 MB), so the most of
+      // the three is compared. Measured here under load: about 33 MB retained in the others.
+      const runs = [1, 2, 3].map(() =>
+        retainedAfterChurn(
+          new Map(),
+          new Function("i", "return { payload: new Array(200).fill(i) };") as (i: number) => unknown,
+        ),
+      );
+      expect(Math.max(...runs)).toBeGreaterThan(5);
     });
 
     it("a StreamTable in the old generation keeps none of them", () => {
