@@ -8,10 +8,11 @@ import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { createPaymentStore, type PaymentStore } from "./adapters/db/payment-store.js";
+import { createPaymentStore } from "./adapters/db/payment-store.js";
 import { outbox, schema } from "./adapters/db/schema.js";
 import { SimulatedProvider } from "./adapters/provider/simulated-provider.js";
 import type { Config } from "./config.js";
+import type { PaymentRepository } from "./domain/ports.js";
 import { createPaymentServiceHandlers } from "./ports/rpc/payment-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
@@ -37,7 +38,7 @@ export async function createPaymentsService(
   const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   let publisher: OutboxPublisher | undefined;
   let migrated = false;
-  const ready = (): PaymentStore => {
+  const ready = (): PaymentRepository => {
     if (!migrated) throw new Error("payments used before start-up finished");
     return store;
   };

@@ -12,6 +12,14 @@ export interface Payment {
   updatedAt: Date;
 }
 
+/** What an authorization asks for; the payment id is the caller's idempotency key. */
+export interface AuthorizeInput {
+  paymentId: string;
+  userId: string;
+  amountMinor: number;
+  currency: string;
+}
+
 /** The simulated provider's behaviour (one per instance). */
 export interface Faults {
   /** 0..1: share of provider calls that fail as if the provider were unreachable. */
