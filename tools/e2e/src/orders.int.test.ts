@@ -3,10 +3,10 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { checkConsistency } from "@meshwork/orders";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkConsistency } from "./check.js";
-import { type Mesh, startMesh } from "./testing/mesh.js";
+import { type Mesh, startMesh } from "./mesh.js";
 
 const failure = (p: Promise<unknown>) =>
   p.then(
