@@ -3,7 +3,7 @@ import {
   file_meshwork_inventory_v1_inventory,
   InventoryService,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import { openDatabase } from "@meshwork/db";
+import { isConnectionError, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
@@ -51,6 +51,7 @@ export async function createInventoryService(
       migrated = true;
     },
     readiness: [{ name: "database", check: () => database.ping() }],
+    unavailableWhen: isConnectionError,
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();

@@ -3,7 +3,7 @@ import {
   file_meshwork_payments_v1_payments,
   PaymentService,
 } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { openDatabase } from "@meshwork/db";
+import { isConnectionError, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
@@ -68,6 +68,7 @@ export async function createPaymentsService(
       });
     },
     readiness: [{ name: "database", check: () => database.ping() }],
+    unavailableWhen: isConnectionError,
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();
