@@ -9,6 +9,7 @@ import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwo
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createPaymentStore } from "./adapters/db/payment-store.js";
+import { createProviderLedger } from "./adapters/db/provider-ledger.js";
 import { outbox, schema } from "./adapters/db/schema.js";
 import { SimulatedProvider } from "./adapters/provider/simulated-provider.js";
 import type { Config } from "./config.js";
@@ -27,10 +28,15 @@ const SERVICE = "payments";
 export async function createPaymentsService(
   config: Config,
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
-  /** A provider of the caller's (tests look at its holds); by default one with `config.faults`. */
-  provider: SimulatedProvider = new SimulatedProvider(config.faults),
+  /**
+   * A provider of the caller's (tests look at its holds); by default one with `config.faults`
+   * whose ledger is the `provider_ledger` table.
+   */
+  given?: SimulatedProvider,
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
+  const ledger = createProviderLedger(database);
+  const provider = given ?? new SimulatedProvider(config.faults, Math.random, ledger);
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   const store = createPaymentStore(database.db, provider, config.events.namespace, (paymentId, err) =>
     logger.warn({ payment_id: paymentId, err: String(err) }, "hold left at the provider after a void won"),
@@ -55,6 +61,7 @@ export async function createPaymentsService(
     },
     async prepare() {
       await database.migrate(migrationsFolder);
+      await ledger.load();
       migrated = true;
       publisher = await startOutboxPublisher({
         service: SERVICE,
@@ -73,6 +80,7 @@ export async function createPaymentsService(
     async onShutdown() {
       await discovery.close();
       await publisher?.stop();
+      await ledger.flush();
       await database.close();
     },
   });

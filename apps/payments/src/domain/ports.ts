@@ -1,4 +1,4 @@
-import type { AuthorizeInput, Faults, Payment } from "./payment.js";
+import type { AuthorizeInput, Faults, LedgerEntry, Payment } from "./payment.js";
 
 /**
  * Payments, moved through the provider: every call is idempotent by payment id, and a provider
@@ -18,4 +18,10 @@ export interface PaymentRepository {
 /** The provider's fault switch (per instance). */
 export interface FaultSwitch {
   faults: Faults;
+}
+
+/** The provider's own books, kept apart from the payments table. */
+export interface ProviderBooks {
+  /** What the provider recorded for a payment, oldest first. */
+  ledger(paymentId: string): Promise<LedgerEntry[]>;
 }

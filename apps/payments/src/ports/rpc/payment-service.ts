@@ -17,6 +17,7 @@ import { refundPayment } from "../../app/commands/refund-payment.js";
 import { setFaults } from "../../app/commands/set-faults.js";
 import { voidPayment } from "../../app/commands/void-payment.js";
 import { getPayment } from "../../app/queries/get-payment.js";
+import { getProviderLedger } from "../../app/queries/get-provider-ledger.js";
 import {
   type Faults,
   type Payment,
@@ -26,7 +27,7 @@ import {
   PaymentStateError,
   ProviderUnavailableError,
 } from "../../domain/payment.js";
-import type { FaultSwitch, PaymentRepository } from "../../domain/ports.js";
+import type { FaultSwitch, PaymentRepository, ProviderBooks } from "../../domain/ports.js";
 
 const STATES = {
   authorized: PaymentState.AUTHORIZED,
@@ -73,7 +74,7 @@ const mapped = mapErrors(toConnectError);
 /** Translates between the proto messages and the use cases. */
 export function createPaymentServiceHandlers(
   store: () => PaymentRepository,
-  provider: FaultSwitch,
+  provider: FaultSwitch & ProviderBooks,
   logger: Logger,
 ): ServiceImpl<typeof PaymentService> {
   return {
@@ -118,5 +119,14 @@ export function createPaymentServiceHandlers(
       return { faults: toFaults(faults) };
     },
     getFaults: () => ({ faults: toFaults(provider.faults) }),
+    getProviderLedger: (req) =>
+      mapped(async () => ({
+        entries: (await getProviderLedger({ provider }, req.paymentId)).map((e) => ({
+          operation: e.operation,
+          amountMinor: BigInt(e.amountMinor),
+          declineReason: e.declineReason ?? "",
+          recordTime: timestampFromDate(e.recordedAt),
+        })),
+      })),
   };
 }
