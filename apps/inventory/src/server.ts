@@ -3,7 +3,7 @@ import {
   file_meshwork_inventory_v1_inventory,
   InventoryService,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import { isConnectionError, openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
@@ -50,8 +50,7 @@ export async function createInventoryService(
       await database.migrate(migrationsFolder);
       migrated = true;
     },
-    readiness: [{ name: "database", check: () => database.ping() }],
-    unavailableWhen: isConnectionError,
+    ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();

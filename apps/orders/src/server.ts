@@ -3,7 +3,7 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { isConnectionError, openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
@@ -144,8 +144,7 @@ export async function createOrdersService(
       });
       await executor.start();
     },
-    readiness: [{ name: "database", check: () => database.ping() }],
-    unavailableWhen: isConnectionError,
+    ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await executor?.stop();

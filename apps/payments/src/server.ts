@@ -3,7 +3,7 @@ import {
   file_meshwork_payments_v1_payments,
   PaymentService,
 } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { isConnectionError, openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
@@ -74,8 +74,7 @@ export async function createPaymentsService(
         meter: service.telemetry.meter,
       });
     },
-    readiness: [{ name: "database", check: () => database.ping() }],
-    unavailableWhen: isConnectionError,
+    ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();

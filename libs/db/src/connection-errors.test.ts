@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { isConnectionError } from "./connection-errors.js";
+import { databaseServiceOptions, isConnectionError } from "./connection-errors.js";
 
 const pg = (code: string, message = "x") => Object.assign(new Error(message), { code });
 
@@ -27,5 +27,21 @@ describe("isConnectionError", () => {
     ["nothing", undefined],
   ])("%s is not", (_what, err) => {
     expect(isConnectionError(err)).toBe(false);
+  });
+});
+
+describe("databaseServiceOptions", () => {
+  it("checks readiness with the database's ping and classifies its connection errors", async () => {
+    let pings = 0;
+    const options = databaseServiceOptions({
+      ping: async () => {
+        pings++;
+      },
+    });
+    expect(options.readiness.map((r) => r.name)).toEqual(["database"]);
+    await options.readiness[0]?.check();
+    expect(pings).toBe(1);
+    expect(options.unavailableWhen(pg("57P01"))).toBe(true);
+    expect(options.unavailableWhen(pg("23505"))).toBe(false);
   });
 });

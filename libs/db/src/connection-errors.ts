@@ -53,3 +53,20 @@ export function isConnectionError(err: unknown): boolean {
   }
   return false;
 }
+
+/**
+ * What a service built on `createService` (`@meshwork/runtime`) takes from its database, spread
+ * into its options: the readiness check (a ping; while it fails the service reports NOT_SERVING)
+ * and `unavailableWhen: isConnectionError`, so a query that loses the database answers UNAVAILABLE.
+ *
+ * `createService({ ..., ...databaseServiceOptions(database) })`
+ */
+export function databaseServiceOptions(database: { ping(): Promise<void> }): {
+  readiness: ReadonlyArray<{ name: string; check(): Promise<void> }>;
+  unavailableWhen: (err: unknown) => boolean;
+} {
+  return {
+    readiness: [{ name: "database", check: () => database.ping() }],
+    unavailableWhen: isConnectionError,
+  };
+}
