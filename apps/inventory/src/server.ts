@@ -3,13 +3,14 @@ import {
   file_meshwork_inventory_v1_inventory,
   InventoryService,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import { openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { createInventoryStore, type InventoryStore } from "./adapters/db/inventory-store.js";
+import { createInventoryStore } from "./adapters/db/inventory-store.js";
 import { schema } from "./adapters/db/schema.js";
 import type { Config } from "./config.js";
+import type { InventoryRepository } from "./domain/ports.js";
 import { createInventoryServiceHandlers } from "./ports/rpc/inventory-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
@@ -30,7 +31,7 @@ export async function createInventoryService(
   const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   let migrated = false;
-  const ready = (): InventoryStore => {
+  const ready = (): InventoryRepository => {
     if (!migrated) throw new Error("inventory used before start-up finished");
     return store;
   };
@@ -49,7 +50,7 @@ export async function createInventoryService(
       await database.migrate(migrationsFolder);
       migrated = true;
     },
-    readiness: [{ name: "database", check: () => database.ping() }],
+    ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();

@@ -2,7 +2,12 @@ import type { Client } from "@connectrpc/connect";
 import { Code, ConnectError } from "@connectrpc/connect";
 import { type InventoryService, ReservationState } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { type OrderService, OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
-import { type PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import {
+  type Payment,
+  type PaymentService,
+  PaymentState,
+  type ProviderLedgerEntry,
+} from "@meshwork/contracts/meshwork/payments/v1/payments";
 
 export interface CheckClients {
   orders: Client<typeof OrderService>;
@@ -18,6 +23,7 @@ export interface CheckClients {
  * minus what committed reservations took, its reserved units what held reservations hold), every
  * confirmed order has a captured payment equal to its total and a committed reservation, every
  * cancelled order has no captured or authorized payment and no held or committed reservation,
+ * every payment is where the payment provider's own ledger says it is (same state, same amount),
  * and no order is left unfinished. Returns one line per violation (none: consistent).
  */
 export async function checkConsistency(c: CheckClients): Promise<string[]> {
@@ -40,12 +46,15 @@ export async function checkConsistency(c: CheckClients): Promise<string[]> {
   do {
     const page = await c.orders.listOrders({ allUsers: true, pageSize: 100, pageToken }, c.admin);
     for (const order of page.orders) {
-      const [pay, res] = await Promise.all([
+      const [pay, res, ledger] = await Promise.all([
         orNotFound(c.payments.getPayment({ paymentId: order.id }, c.admin)).then((r) => r?.payment),
         orNotFound(c.inventory.getReservation({ reservationId: order.id }, c.admin)).then(
           (r) => r?.reservation,
         ),
+        c.payments.getProviderLedger({ paymentId: order.id }, c.admin).then((r) => r.entries),
       ]);
+      const books = compareWithProvider(pay, ledger);
+      if (books) violations.push(`order ${order.id}: ${books}`);
       const payState = pay ? PaymentState[pay.state].toLowerCase() : "missing";
       const resState = res ? ReservationState[res.state].toLowerCase() : "missing";
       if (order.status === OrderStatus.CONFIRMED) {
@@ -76,4 +85,34 @@ export async function checkConsistency(c: CheckClients): Promise<string[]> {
     pageToken = page.nextPageToken;
   } while (pageToken);
   return violations;
+}
+
+/** Where the provider's ledger leaves a payment: its last accepted operation decides. */
+function providerState(ledger: readonly ProviderLedgerEntry[]): string {
+  const did = new Map(ledger.map((e) => [e.operation, e]));
+  if (did.has("refund")) return "refunded";
+  if (did.has("capture")) return "captured";
+  if (did.has("void")) return "voided";
+  const auth = did.get("authorize");
+  if (auth) return auth.declineReason ? "declined" : "authorized";
+  return "missing";
+}
+
+/**
+ * Our payments table against the provider's books: the same state (a void of a payment the
+ * provider never saw is a tombstone on our side only) and, for money that moved, the same amount.
+ */
+function compareWithProvider(
+  pay: Payment | undefined,
+  ledger: readonly ProviderLedgerEntry[],
+): string | undefined {
+  const ours = pay ? PaymentState[pay.state].toLowerCase() : "missing";
+  const theirs = providerState(ledger);
+  if (ours === "voided" && theirs === "missing") return undefined;
+  if (ours !== theirs) return `payments says ${ours}, but the provider's ledger says ${theirs}`;
+  const authorized = ledger.find((e) => e.operation === "authorize");
+  if (pay && authorized && pay.amount && pay.amount.amountMinor !== authorized.amountMinor) {
+    return `payments says ${pay.amount.amountMinor}, but the provider authorized ${authorized.amountMinor}`;
+  }
+  return undefined;
 }

@@ -3,15 +3,15 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createSagaExecutor, type SagaDefinition, type SagaExecutor } from "@meshwork/saga";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { createCatalogue } from "./adapters/catalogue.js";
-import { createOrderStore, STATUS_CHANNEL } from "./adapters/db/order-store.js";
+import { createCatalogue, priceList } from "./adapters/catalogue.js";
+import { createOrderStore, orderRepository, STATUS_CHANNEL } from "./adapters/db/order-store.js";
 import { outbox, sagas, schema } from "./adapters/db/schema.js";
 import { OrderWatch } from "./app/order-watch.js";
 import { placementSaga } from "./app/placement-saga.js";
@@ -71,6 +71,10 @@ export async function createOrdersService(
     max: config.catalogue.max,
     meter: telemetry.meter,
   });
+  const prices = priceList(catalogue);
+  const repository = orderRepository(orders, (tx, instance) =>
+    ready(executor).startIn(tx, ready(saga), instance),
+  );
   const ready = <T>(v: T | undefined): T => {
     if (v === undefined) throw new Error("orders used before start-up finished");
     return v;
@@ -88,9 +92,8 @@ export async function createOrdersService(
       router.service(
         OrderService,
         createOrderServiceHandlers({
-          orders: () => orders,
-          catalogue: () => catalogue,
-          startPlacement: (tx, instance) => ready(executor).startIn(tx, ready(saga), instance),
+          orders: () => repository,
+          catalogue: () => prices,
           kick: () => executor?.kick(),
           watch: () => watch,
         }),
@@ -141,7 +144,7 @@ export async function createOrdersService(
       });
       await executor.start();
     },
-    readiness: [{ name: "database", check: () => database.ping() }],
+    ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await executor?.stop();

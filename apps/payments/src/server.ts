@@ -3,15 +3,17 @@ import {
   file_meshwork_payments_v1_payments,
   PaymentService,
 } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { createPaymentStore, type PaymentStore } from "./adapters/db/payment-store.js";
+import { createPaymentStore } from "./adapters/db/payment-store.js";
+import { createProviderLedger } from "./adapters/db/provider-ledger.js";
 import { outbox, schema } from "./adapters/db/schema.js";
 import { SimulatedProvider } from "./adapters/provider/simulated-provider.js";
 import type { Config } from "./config.js";
+import type { PaymentRepository } from "./domain/ports.js";
 import { createPaymentServiceHandlers } from "./ports/rpc/payment-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
@@ -26,10 +28,15 @@ const SERVICE = "payments";
 export async function createPaymentsService(
   config: Config,
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
-  /** A provider of the caller's (tests look at its holds); by default one with `config.faults`. */
-  provider: SimulatedProvider = new SimulatedProvider(config.faults),
+  /**
+   * A provider of the caller's (tests look at its holds); by default one with `config.faults`
+   * whose ledger is the `provider_ledger` table.
+   */
+  given?: SimulatedProvider,
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
+  const ledger = createProviderLedger(database);
+  const provider = given ?? new SimulatedProvider(config.faults, Math.random, ledger);
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   const store = createPaymentStore(database.db, provider, config.events.namespace, (paymentId, err) =>
     logger.warn({ payment_id: paymentId, err: String(err) }, "hold left at the provider after a void won"),
@@ -37,7 +44,7 @@ export async function createPaymentsService(
   const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   let publisher: OutboxPublisher | undefined;
   let migrated = false;
-  const ready = (): PaymentStore => {
+  const ready = (): PaymentRepository => {
     if (!migrated) throw new Error("payments used before start-up finished");
     return store;
   };
@@ -54,6 +61,7 @@ export async function createPaymentsService(
     },
     async prepare() {
       await database.migrate(migrationsFolder);
+      await ledger.load();
       migrated = true;
       publisher = await startOutboxPublisher({
         service: SERVICE,
@@ -66,11 +74,12 @@ export async function createPaymentsService(
         meter: service.telemetry.meter,
       });
     },
-    readiness: [{ name: "database", check: () => database.ping() }],
+    ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();
       await publisher?.stop();
+      await ledger.flush();
       await database.close();
     },
   });

@@ -1,4 +1,5 @@
 export { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "./config.js";
+export { databaseServiceOptions, isConnectionError } from "./connection-errors.js";
 export {
   type AnyTransaction,
   createUnitOfWork,

@@ -54,6 +54,12 @@ export interface ServiceOptions {
   /** Interceptors that run inside the runtime's, closest to the handler. */
   interceptors?: readonly Interceptor[];
   /**
+   * Recognises errors that mean a dependency cannot be reached (`isConnectionError` from
+   * `@meshwork/db` for the service's database). Such an error that escapes a handler is answered
+   * UNAVAILABLE (retryable) instead of INTERNAL; the driver's message stays in the log.
+   */
+  unavailableWhen?: (err: unknown) => boolean;
+  /**
    * Serve unary gRPC calls (binary, uncompressed, over HTTP/2) on the runtime's fast path rather
    * than through the Connect adapter. Same interceptors, answers and trailers; default true.
    */
@@ -94,7 +100,7 @@ export function createService(options: ServiceOptions): Service {
   const health = new HealthRegistry(options.services.map((s) => s.typeName));
   const interceptors: Interceptor[] = [
     createTelemetryInterceptor({ telemetry, logger }),
-    createErrorInterceptor(logger),
+    createErrorInterceptor(logger, options.unavailableWhen),
     createDeadlineInterceptor(),
     createReadinessInterceptor(),
     createValidationInterceptor(),

@@ -15,7 +15,7 @@ import { writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
-import { startMesh } from "@meshwork/orders/testing";
+import { startMesh } from "@meshwork/e2e";
 import postgres from "postgres";
 import { cpuTicksByGroup } from "./servers.js";
 

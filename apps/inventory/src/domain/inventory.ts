@@ -12,6 +12,29 @@ export interface Product {
   createdAt: Date;
 }
 
+/** A product about to be created, with its initial stock. */
+export interface NewProduct {
+  id: string;
+  sku: string;
+  name: string;
+  priceMinor: number;
+  currency: string;
+  onHand: number;
+}
+
+/** One product's stock next to what its history says it should be. */
+export interface StockAudit {
+  productId: string;
+  onHand: number;
+  reserved: number;
+  /** Initial stock plus every adjustment. */
+  received: number;
+  /** Units taken by committed reservations. */
+  committed: number;
+  /** Units held by held reservations. */
+  held: number;
+}
+
 export type ReservationState = "held" | "committed" | "released";
 
 export interface ReservationItem {

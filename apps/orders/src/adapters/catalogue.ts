@@ -1,13 +1,12 @@
-import type { Client } from "@connectrpc/connect";
+import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import type { Meter } from "@opentelemetry/api";
 import { LRUCache } from "lru-cache";
+import { ProductNotFoundError } from "../domain/order.js";
+import type { Price, PriceList } from "../domain/ports.js";
 
 /** What an order takes from the catalogue for one product. */
-export interface CataloguePrice {
-  amountMinor: bigint;
-  currency: string;
-}
+export type CataloguePrice = Price;
 
 export interface CatalogueOptions {
   /**
@@ -75,6 +74,21 @@ export function createCatalogue(
       else hit();
       if (!price) throw new Error(`no price loaded for product ${productId}`);
       return price;
+    },
+  };
+}
+
+/** The catalogue as placement sees it: inventory's NOT_FOUND becomes ProductNotFoundError. */
+export function priceList(catalogue: Catalogue): PriceList {
+  return {
+    async price(productId) {
+      try {
+        return await catalogue.price(productId);
+      } catch (err) {
+        const e = ConnectError.from(err);
+        if (e.code === Code.NotFound) throw new ProductNotFoundError(productId, { cause: e });
+        throw e;
+      }
     },
   };
 }

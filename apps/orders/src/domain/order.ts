@@ -1,17 +1,33 @@
-import type { StoredItem } from "../adapters/db/schema.js";
-
 export type OrderStatus = "pending" | "stock_reserved" | "payment_authorized" | "confirmed" | "cancelled";
+
+/** One line of an order, with the unit price the catalogue gave when it was placed. */
+export interface OrderItem {
+  productId: string;
+  quantity: number;
+  unitPriceMinor: number;
+}
 
 export interface Order {
   id: string;
   userId: string;
-  items: StoredItem[];
+  items: OrderItem[];
   totalMinor: number;
   currency: string;
   status: OrderStatus;
   cancelReason: string | null;
   createdAt: Date;
   updatedAt: Date;
+}
+
+/** An order about to be stored, with what identifies a repeat of its request. */
+export interface NewOrder {
+  id: string;
+  userId: string;
+  idempotencyKey: string;
+  requestHash: string;
+  items: OrderItem[];
+  totalMinor: number;
+  currency: string;
 }
 
 /** The saga's data: what every step needs, fixed when the order is placed. */
@@ -24,10 +40,30 @@ export interface PlacementData {
 
 export const TERMINAL: ReadonlySet<OrderStatus> = new Set(["confirmed", "cancelled"]);
 
+/** How far along a status is; a watch only moves forward. */
+export const RANK: Readonly<Record<OrderStatus, number>> = {
+  pending: 0,
+  stock_reserved: 1,
+  payment_authorized: 2,
+  confirmed: 3,
+  cancelled: 3,
+};
+
 export class OrderNotFoundError extends Error {
   override readonly name = "OrderNotFoundError";
   constructor(readonly orderId: string) {
     super(`order ${orderId} not found`);
+  }
+}
+
+/** A product the catalogue does not know. */
+export class ProductNotFoundError extends Error {
+  override readonly name = "ProductNotFoundError";
+  constructor(
+    readonly productId: string,
+    options?: ErrorOptions,
+  ) {
+    super(`product ${productId} not found`, options);
   }
 }
 
@@ -48,6 +84,11 @@ export class OrderStateError extends Error {
 
 export class InvalidOrderError extends Error {
   override readonly name = "InvalidOrderError";
+}
+
+/** The caller lacks a role the request needs. */
+export class PermissionDeniedError extends Error {
+  override readonly name = "PermissionDeniedError";
 }
 
 /** A stable hash of what was asked (items in product order), to compare repeats of a key. */

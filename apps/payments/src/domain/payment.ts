@@ -12,6 +12,26 @@ export interface Payment {
   updatedAt: Date;
 }
 
+/** What an authorization asks for; the payment id is the caller's idempotency key. */
+export interface AuthorizeInput {
+  paymentId: string;
+  userId: string;
+  amountMinor: number;
+  currency: string;
+}
+
+export type ProviderOperation = "authorize" | "capture" | "void" | "refund";
+
+/** One call the payment provider accepted, as its own books record it. */
+export interface LedgerEntry {
+  paymentId: string;
+  operation: ProviderOperation;
+  /** What an authorization was for; 0 for the other operations. */
+  amountMinor: number;
+  declineReason: string | null;
+  recordedAt: Date;
+}
+
 /** The simulated provider's behaviour (one per instance). */
 export interface Faults {
   /** 0..1: share of provider calls that fail as if the provider were unreachable. */

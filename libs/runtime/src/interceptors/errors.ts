@@ -5,13 +5,25 @@ import type { Logger } from "@meshwork/telemetry";
  * Turns any error that is not a deliberate `ConnectError` into INTERNAL with a fixed message, and
  * logs the original (with its stack) on the server. Stack traces, SQL and driver messages never
  * reach a client. Domain errors are mapped to `ConnectError` by each service's port; anything
- * that escapes that mapping is a bug and is reported as one.
+ * that escapes that mapping is a bug and is reported as one, except what `unavailable` recognises
+ * (a dependency that cannot be reached, such as a lost database connection): that is UNAVAILABLE,
+ * again with a fixed message, so callers retry what is safe to retry.
  */
-export function createErrorInterceptor(logger: Logger): Interceptor {
+export function createErrorInterceptor(
+  logger: Logger,
+  unavailable: (err: unknown) => boolean = () => false,
+): Interceptor {
   const hide = (err: unknown, procedure: string): ConnectError => {
     if (err instanceof ConnectError) return err;
     if (err instanceof Error && err.name === "AbortError") {
       return new ConnectError("operation was aborted", Code.Canceled);
+    }
+    if (unavailable(err)) {
+      logger.warn({ err, procedure }, "dependency unavailable");
+      return new ConnectError(
+        "service temporarily unavailable: a dependency cannot be reached",
+        Code.Unavailable,
+      );
     }
     logger.error({ err, procedure }, "unhandled error");
     return new ConnectError("internal error", Code.Internal);

@@ -3,6 +3,7 @@ import { and, asc, eq, gt, sql } from "drizzle-orm";
 import {
   canonicalItems,
   InsufficientStockError,
+  type NewProduct,
   type Product,
   ProductNotFoundError,
   type Reservation,
@@ -12,27 +13,10 @@ import {
   type ReservationState,
   ReservationStateError,
   SkuTakenError,
+  type StockAudit,
   sameItems,
 } from "../../domain/inventory.js";
 import { type InventorySchema, products, reservationItems, reservations } from "./schema.js";
-
-export interface StockAudit {
-  productId: string;
-  onHand: number;
-  reserved: number;
-  received: number;
-  committed: number;
-  held: number;
-}
-
-export interface NewProduct {
-  id: string;
-  sku: string;
-  name: string;
-  priceMinor: number;
-  currency: string;
-  onHand: number;
-}
 
 async function loadReservation(db: Queryable, id: string, lock: boolean): Promise<Reservation | undefined> {
   const q = db.select().from(reservations).where(eq(reservations.id, id));

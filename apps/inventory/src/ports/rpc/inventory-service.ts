@@ -10,11 +10,18 @@ import {
   ReservationSchema,
   ReservationState,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import { InvalidPageTokenError, keysetTokens, pageSize } from "@meshwork/db";
+import { InvalidPageTokenError } from "@meshwork/db";
 import { mapErrors } from "@meshwork/runtime";
 import type { Logger } from "@meshwork/telemetry";
-import { v7 as uuidv7 } from "uuid";
-import type { InventoryStore } from "../../adapters/db/inventory-store.js";
+import { adjustStock } from "../../app/commands/adjust-stock.js";
+import { commitReservation } from "../../app/commands/commit-reservation.js";
+import { createProduct } from "../../app/commands/create-product.js";
+import { releaseReservation } from "../../app/commands/release-reservation.js";
+import { reserveStock } from "../../app/commands/reserve-stock.js";
+import { auditStock } from "../../app/queries/audit-stock.js";
+import { getProduct } from "../../app/queries/get-product.js";
+import { getReservation } from "../../app/queries/get-reservation.js";
+import { listProducts } from "../../app/queries/list-products.js";
 import {
   DuplicateItemError,
   InsufficientStockError,
@@ -26,6 +33,7 @@ import {
   ReservationStateError,
   SkuTakenError,
 } from "../../domain/inventory.js";
+import type { InventoryRepository } from "../../domain/ports.js";
 
 const STATES = {
   held: ReservationState.HELD,
@@ -72,11 +80,10 @@ const mapped = mapErrors(toConnectError);
 
 /** Quantities travel as int64; the service keeps them as safe JS numbers (validated ranges). */
 const n = (v: bigint) => Number(v);
-const pages = keysetTokens("p1:", "ListProducts");
 
-/** Translates between the proto messages and the store. */
+/** Translates between the proto messages and the use cases. */
 export function createInventoryServiceHandlers(
-  store: () => InventoryStore,
+  store: () => InventoryRepository,
   logger: Logger,
 ): ServiceImpl<typeof InventoryService> {
   return {
@@ -84,44 +91,55 @@ export function createInventoryServiceHandlers(
       mapped(async () => {
         if (!req.price || !Number.isSafeInteger(n(req.price.amountMinor)))
           throw new ConnectError("price.amount_minor: out of range", Code.InvalidArgument);
-        const product = await store().createProduct({
-          id: uuidv7(),
-          sku: req.sku,
-          name: req.name.trim(),
-          priceMinor: n(req.price.amountMinor),
-          currency: req.price.currency,
-          onHand: n(req.initialStock),
-        });
+        const product = await createProduct(
+          { store: store() },
+          {
+            sku: req.sku,
+            name: req.name,
+            priceMinor: n(req.price.amountMinor),
+            currency: req.price.currency,
+            initialStock: n(req.initialStock),
+          },
+        );
         return { product: toProduct(product) };
       }),
-    getProduct: (req) => mapped(async () => ({ product: toProduct(await store().getProduct(req.id)) })),
+    getProduct: (req) =>
+      mapped(async () => ({ product: toProduct(await getProduct({ store: store() }, req.id)) })),
     listProducts: (req) =>
       mapped(async () => {
-        const size = pageSize(req.pageSize);
-        const rows = await store().listProductsAfter(
-          req.pageToken ? pages.decode(req.pageToken) : undefined,
-          size + 1,
+        const page = await listProducts(
+          { store: store() },
+          { pageSize: req.pageSize, pageToken: req.pageToken },
         );
-        const { items, nextPageToken } = pages.page(rows, size);
-        return { products: items.map(toProduct), nextPageToken };
+        return { products: page.products.map(toProduct), nextPageToken: page.nextPageToken };
       }),
     adjustStock: (req) =>
       mapped(async () => {
-        const product = await store().adjustStock(req.productId, n(req.delta));
-        logger.info({ product_id: req.productId, delta: n(req.delta), reason: req.reason }, "stock adjusted");
+        const product = await adjustStock(
+          { store: store(), logger },
+          { productId: req.productId, delta: n(req.delta), reason: req.reason },
+        );
         return { product: toProduct(product) };
       }),
     reserveStock: (req) =>
       mapped(async () => {
         const items = req.items.map((i) => ({ productId: i.productId, quantity: n(i.quantity) }));
-        return { reservation: toReservation(await store().reserve(req.reservationId, items)) };
+        const reservation = await reserveStock(
+          { store: store() },
+          { reservationId: req.reservationId, items },
+        );
+        return { reservation: toReservation(reservation) };
       }),
     releaseReservation: (req) =>
-      mapped(async () => ({ reservation: toReservation(await store().release(req.reservationId)) })),
+      mapped(async () => ({
+        reservation: toReservation(await releaseReservation({ store: store() }, req.reservationId)),
+      })),
     getReservation: (req) =>
-      mapped(async () => ({ reservation: toReservation(await store().getReservation(req.reservationId)) })),
+      mapped(async () => ({
+        reservation: toReservation(await getReservation({ store: store() }, req.reservationId)),
+      })),
     auditStock: async () => ({
-      products: (await store().audit()).map((a) => ({
+      products: (await auditStock({ store: store() })).map((a) => ({
         productId: a.productId,
         onHand: BigInt(a.onHand),
         reserved: BigInt(a.reserved),
@@ -131,6 +149,8 @@ export function createInventoryServiceHandlers(
       })),
     }),
     commitReservation: (req) =>
-      mapped(async () => ({ reservation: toReservation(await store().commit(req.reservationId)) })),
+      mapped(async () => ({
+        reservation: toReservation(await commitReservation({ store: store() }, req.reservationId)),
+      })),
   };
 }

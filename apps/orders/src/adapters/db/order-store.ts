@@ -10,13 +10,15 @@ import { createEnvelope, enqueueEvents } from "@meshwork/events";
 import { and, desc, eq, lt, sql, TransactionRollbackError } from "drizzle-orm";
 import {
   IdempotencyKeyReusedError,
+  type NewOrder,
   type Order,
   OrderNotFoundError,
   OrderStateError,
   type OrderStatus,
   type PlacementData,
 } from "../../domain/order.js";
-import { type OrdersSchema, orders, outbox, type StoredItem } from "./schema.js";
+import type { OrderRepository } from "../../domain/ports.js";
+import { type OrdersSchema, orders, outbox } from "./schema.js";
 
 export const EVENT_SOURCE = "/meshwork/orders";
 /** `NOTIFY` channel of status changes (payload `<order id>:<status>`, in commit order), for WatchOrder. */
@@ -39,16 +41,6 @@ export type StartPlacement = (
   tx: AnyTransaction,
   instance: { id: string; data: PlacementData },
 ) => Promise<(() => void) | undefined>;
-
-export interface NewOrder {
-  id: string;
-  userId: string;
-  idempotencyKey: string;
-  requestHash: string;
-  items: StoredItem[];
-  totalMinor: number;
-  currency: string;
-}
 
 /**
  * Orders in Postgres. Every status change happens in a transaction that also writes the event
@@ -286,3 +278,15 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
 }
 
 export type OrderStore = ReturnType<typeof createOrderStore>;
+
+/** The store as the use cases see it, with placements starting their saga through `startPlacement`. */
+export function orderRepository(store: OrderStore, startPlacement: StartPlacement): OrderRepository {
+  return {
+    findByKey: (userId, key) => store.findByKey(userId, key),
+    place: (order) => store.place(order, startPlacement),
+    get: (userId, id) => store.get(userId, id),
+    byId: (id) => store.byId(id),
+    listBefore: (userId, beforeId, limit) => store.listBefore(userId, beforeId, limit),
+    requestCancel: (userId, id) => store.requestCancel(userId, id),
+  };
+}

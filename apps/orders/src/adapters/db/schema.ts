@@ -1,12 +1,7 @@
 import { outboxTable } from "@meshwork/events";
 import { sagaTable } from "@meshwork/saga";
 import { bigint, boolean, index, jsonb, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
-
-export interface StoredItem {
-  productId: string;
-  quantity: number;
-  unitPriceMinor: number;
-}
+import type { OrderItem } from "../../domain/order.js";
 
 /**
  * Orders. `(user_id, idempotency_key)` is unique: a repeated PlaceOrder finds its order, and
@@ -19,7 +14,7 @@ export const orders = pgTable(
     userId: uuid("user_id").notNull(),
     idempotencyKey: text("idempotency_key").notNull(),
     requestHash: text("request_hash").notNull(),
-    items: jsonb("items").$type<StoredItem[]>().notNull(),
+    items: jsonb("items").$type<OrderItem[]>().notNull(),
     totalMinor: bigint("total_minor", { mode: "number" }).notNull(),
     currency: text("currency").notNull(),
     status: text("status", {

@@ -7,21 +7,23 @@ import {
   type OrderService,
   OrderStatus,
 } from "@meshwork/contracts/meshwork/orders/v1/orders";
-import { InvalidPageTokenError, keysetTokens, pageSize } from "@meshwork/db";
+import { InvalidPageTokenError } from "@meshwork/db";
 import { mapErrors } from "@meshwork/runtime";
-import { v7 as uuidv7 } from "uuid";
-import type { Catalogue } from "../../adapters/catalogue.js";
-import type { OrderStore, StartPlacement } from "../../adapters/db/order-store.js";
-import type { OrderWatch } from "../../app/order-watch.js";
+import { cancelOrder } from "../../app/commands/cancel-order.js";
+import { placeOrder } from "../../app/commands/place-order.js";
+import { getOrder } from "../../app/queries/get-order.js";
+import { listOrders } from "../../app/queries/list-orders.js";
+import { watchOrder } from "../../app/queries/watch-order.js";
 import {
   IdempotencyKeyReusedError,
   InvalidOrderError,
   type Order,
   OrderNotFoundError,
   OrderStateError,
-  requestHash,
-  TERMINAL,
+  PermissionDeniedError,
+  ProductNotFoundError,
 } from "../../domain/order.js";
+import type { OrderRepository, PriceList, StatusWatch } from "../../domain/ports.js";
 
 const STATUSES = {
   pending: OrderStatus.PENDING,
@@ -48,20 +50,13 @@ export function toOrderMessage(o: Order): OrderMessage {
   });
 }
 
-/** How far along a status is; a watch only moves forward. */
-const RANK: Record<Order["status"], number> = {
-  pending: 0,
-  stock_reserved: 1,
-  payment_authorized: 2,
-  confirmed: 3,
-  cancelled: 3,
-};
-
 /** The one place where the service's domain errors become status codes. */
 function toConnectError(err: unknown): unknown {
-  if (err instanceof OrderNotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof OrderNotFoundError || err instanceof ProductNotFoundError)
+    return new ConnectError(err.message, Code.NotFound);
   if (err instanceof IdempotencyKeyReusedError) return new ConnectError(err.message, Code.AlreadyExists);
   if (err instanceof OrderStateError) return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof PermissionDeniedError) return new ConnectError(err.message, Code.PermissionDenied);
   if (err instanceof InvalidOrderError || err instanceof InvalidPageTokenError)
     return new ConnectError(err.message, Code.InvalidArgument);
   return err;
@@ -89,115 +84,66 @@ function rolesOf(ctx: HandlerContext): string[] {
   return (ctx.requestHeader.get("x-meshwork-roles") ?? "").split(",").map((r) => r.trim());
 }
 
-const pages = keysetTokens("o1:", "ListOrders");
-
 export interface OrderHandlerDeps {
-  orders: () => OrderStore;
+  orders: () => OrderRepository;
   /** Product prices (inventory behind a cache). */
-  catalogue: () => Catalogue;
-  /** Starts an order's placement saga in the placing transaction (run at once after commit). */
-  startPlacement: StartPlacement;
+  catalogue: () => PriceList;
   /** Wakes the saga executor after a cancellation commits. */
   kick: () => void;
-  watch: () => OrderWatch;
+  watch: () => StatusWatch;
 }
 
-/** Translates between the proto messages and the order store. */
+/** Translates between the proto messages and the use cases. */
 export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<typeof OrderService> {
   return {
     placeOrder: (req, ctx) =>
       mapped(async () => {
-        const userId = callerOf(ctx);
-        const items = req.items.map((i) => ({ productId: i.productId, quantity: Number(i.quantity) }));
-        if (new Set(items.map((i) => i.productId)).size !== items.length) {
-          throw new InvalidOrderError("items: a product appears more than once");
-        }
-        const hash = requestHash(items);
-        const existing = await deps.orders().findByKey(userId, req.idempotencyKey);
-        if (existing) {
-          if (existing.requestHash !== hash) throw new IdempotencyKeyReusedError(req.idempotencyKey);
-          return { order: toOrderMessage(existing) };
-        }
-        // Prices from the catalogue, now: the order keeps them.
-        const prices = await Promise.all(
-          items.map(async (i) => {
-            try {
-              return await deps.catalogue().price(i.productId);
-            } catch (err) {
-              const e = ConnectError.from(err);
-              if (e.code === Code.NotFound)
-                throw new ConnectError(`product ${i.productId} not found`, Code.NotFound);
-              throw e;
-            }
-          }),
-        );
-        const currencies = new Set(prices.map((p) => p.currency));
-        if (currencies.size !== 1) {
-          throw new InvalidOrderError(
-            `items: products are priced in different currencies (${[...currencies].join(", ")})`,
-          );
-        }
-        const stored = items.map((i, n) => ({
-          ...i,
-          unitPriceMinor: Number(prices[n]?.amountMinor ?? 0n),
-        }));
-        const { order, run } = await deps.orders().place(
+        const order = await placeOrder(
+          { orders: deps.orders(), catalogue: deps.catalogue() },
           {
-            id: uuidv7(),
-            userId,
+            userId: callerOf(ctx),
             idempotencyKey: req.idempotencyKey,
-            requestHash: hash,
-            items: stored,
-            totalMinor: stored.reduce((sum, i) => sum + i.unitPriceMinor * i.quantity, 0),
-            currency: [...currencies][0] as string,
+            items: req.items.map((i) => ({ productId: i.productId, quantity: Number(i.quantity) })),
           },
-          deps.startPlacement,
         );
-        run?.();
         return { order: toOrderMessage(order) };
       }),
     getOrder: (req, ctx) =>
-      mapped(async () => ({ order: toOrderMessage(await deps.orders().get(callerOf(ctx), req.id)) })),
+      mapped(async () => {
+        const order = await getOrder({ orders: deps.orders() }, { userId: callerOf(ctx), orderId: req.id });
+        return { order: toOrderMessage(order) };
+      }),
     listOrders: (req, ctx) =>
       mapped(async () => {
-        const size = pageSize(req.pageSize);
-        const before = req.pageToken ? pages.decode(req.pageToken) : undefined;
-        const caller = callerOf(ctx);
-        if (req.allUsers && !rolesOf(ctx).includes("admin")) {
-          throw new ConnectError("all_users: needs the admin role", Code.PermissionDenied);
-        }
-        const rows = await deps.orders().listBefore(req.allUsers ? undefined : caller, before, size + 1);
-        const { items, nextPageToken } = pages.page(rows, size);
-        return { orders: items.map(toOrderMessage), nextPageToken };
+        const page = await listOrders(
+          { orders: deps.orders() },
+          {
+            userId: callerOf(ctx),
+            roles: rolesOf(ctx),
+            allUsers: req.allUsers,
+            pageSize: req.pageSize,
+            pageToken: req.pageToken,
+          },
+        );
+        return { orders: page.orders.map(toOrderMessage), nextPageToken: page.nextPageToken };
       }),
     cancelOrder: (req, ctx) =>
       mapped(async () => {
-        const order = await deps.orders().requestCancel(callerOf(ctx), req.id);
-        deps.kick();
+        const order = await cancelOrder(
+          { orders: deps.orders(), kick: deps.kick },
+          { userId: callerOf(ctx), orderId: req.id },
+        );
         return { order: toOrderMessage(order) };
       }),
     async *watchOrder(req, ctx) {
-      const userId = callerOf(ctx);
-      // Subscribe first, then read: a change between the two is in the subscription.
-      const changes = deps.watch().subscribe(req.id, ctx.signal);
+      const updates = watchOrder(
+        { orders: deps.orders(), watch: deps.watch() },
+        { userId: callerOf(ctx), orderId: req.id, signal: ctx.signal },
+      );
       try {
-        let current = await mapped(() => deps.orders().get(userId, req.id));
-        yield { order: toOrderMessage(current) };
-        if (TERMINAL.has(current.status)) return;
-        // Each status the order passes through, in commit order; older ones are skipped.
-        for await (const change of changes) {
-          // After a lost notification the order is read again: it may have moved on meanwhile.
-          const status =
-            change === "resync" ? ((await deps.orders().byId(req.id))?.status ?? current.status) : change;
-          if (RANK[status] <= RANK[current.status]) continue;
-          current = TERMINAL.has(status)
-            ? ((await deps.orders().byId(req.id)) ?? { ...current, status })
-            : { ...current, status };
-          yield { order: toOrderMessage(current) };
-          if (TERMINAL.has(current.status)) return;
-        }
-      } finally {
-        changes.close();
+        for await (const order of updates) yield { order: toOrderMessage(order) };
+      } catch (err) {
+        throw toConnectError(err);
       }
     },
   };

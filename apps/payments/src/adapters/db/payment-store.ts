@@ -5,6 +5,7 @@ import type { AnyTransaction, Database, Queryable } from "@meshwork/db";
 import { createEnvelope, enqueueEvents } from "@meshwork/events";
 import { eq } from "drizzle-orm";
 import {
+  type AuthorizeInput,
   type Payment,
   PaymentConflictError,
   PaymentDeclinedError,
@@ -16,13 +17,6 @@ import type { ProviderOperation, SimulatedProvider } from "../provider/simulated
 import { outbox, type PaymentsSchema, payments } from "./schema.js";
 
 export const EVENT_SOURCE = "/meshwork/payments";
-
-export interface AuthorizeInput {
-  paymentId: string;
-  userId: string;
-  amountMinor: number;
-  currency: string;
-}
 
 async function load(db: Queryable, id: string, lock: boolean): Promise<Payment | undefined> {
   const q = db.select().from(payments).where(eq(payments.id, id));

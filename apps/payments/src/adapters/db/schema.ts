@@ -1,6 +1,6 @@
 import { outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
-import { bigint, check, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigint, check, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
 /**
  * Payments by the caller's id. A void of an id never authorized leaves a `voided` row without
@@ -26,8 +26,26 @@ export const payments = pgTable(
   ],
 );
 
+/**
+ * The simulated provider's own books: one row per call it accepted, keyed like its idempotency
+ * records (operation and payment id), so a repeated call gets the first outcome even after a
+ * restart. Written by the provider, not by the payment store: the consistency checker compares
+ * it with `payments`.
+ */
+export const providerLedger = pgTable(
+  "provider_ledger",
+  {
+    paymentId: uuid("payment_id").notNull(),
+    operation: text("operation", { enum: ["authorize", "capture", "void", "refund"] }).notNull(),
+    amountMinor: bigint("amount_minor", { mode: "number" }).notNull().default(0),
+    declineReason: text("decline_reason"),
+    recordedAt: timestamp("recorded_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+  },
+  (t) => [primaryKey({ name: "provider_ledger_pk", columns: [t.paymentId, t.operation] })],
+);
+
 /** Events waiting for the relay (PaymentRefunded), written in the same transaction as the refund. */
 export const outbox = outboxTable();
 
-export const schema = { payments, outbox };
+export const schema = { payments, providerLedger, outbox };
 export type PaymentsSchema = typeof schema;

@@ -1,7 +1,39 @@
 import { setTimeout as sleep } from "node:timers/promises";
-import { type Faults, ProviderUnavailableError } from "../../domain/payment.js";
+import {
+  type Faults,
+  type LedgerEntry,
+  type ProviderOperation,
+  ProviderUnavailableError,
+} from "../../domain/payment.js";
 
-export type ProviderOperation = "authorize" | "capture" | "void" | "refund";
+export type { LedgerEntry, ProviderOperation };
+
+/**
+ * The provider's own books: its idempotency records, which outlive a restart when they are kept
+ * in a database (`createProviderLedger` in adapters/db), and what the consistency checker reads.
+ */
+export interface ProviderLedger {
+  find(operation: ProviderOperation, paymentId: string): Promise<LedgerEntry | undefined>;
+  /** Records an accepted call unless one is already recorded for it; returns the entry that stands. */
+  record(entry: Omit<LedgerEntry, "recordedAt">): Promise<LedgerEntry>;
+  /** Every entry of a payment, oldest first. */
+  entries(paymentId: string): Promise<LedgerEntry[]>;
+}
+
+/** A ledger that lives as long as the process (unit tests, and tests that look at holds). */
+export function memoryLedger(): ProviderLedger {
+  const entries = new Map<string, LedgerEntry>();
+  return {
+    find: async (op, id) => entries.get(`${op}:${id}`),
+    async record(entry) {
+      const key = `${entry.operation}:${entry.paymentId}`;
+      const stands = entries.get(key) ?? { ...entry, recordedAt: new Date() };
+      entries.set(key, stands);
+      return stands;
+    },
+    entries: async (id) => [...entries.values()].filter((e) => e.paymentId === id),
+  };
+}
 
 /**
  * A stand-in for a card processor with a fault switch: every call waits the added latency, then
@@ -10,19 +42,27 @@ export type ProviderOperation = "authorize" | "capture" | "void" | "refund";
  *
  * Like a real processor it takes an idempotency key (the payment id): a repeated call for the same
  * payment and operation (a retry, or two racing calls) gets the first outcome and creates no
- * second hold, so the service may call it before it has recorded the payment.
+ * second hold, so the service may call it before it has recorded the payment. It keeps its own
+ * books in a `ProviderLedger` (apart from the payments table): in a database, they survive a restart.
  */
 export class SimulatedProvider {
   #faults: Faults;
   readonly #random: () => number;
-  /** Outcomes by `<operation>:<payment id>`: the provider's own idempotency records. */
+  readonly #ledger: ProviderLedger;
+  /** Outcomes by `<operation>:<payment id>` asked of this instance (in flight or done). */
   readonly #done = new Map<string, Promise<{ declined?: string }>>();
-  /** Payments with a hold in place: authorized, not voided. */
+  /** Payments this instance placed a hold for: authorized, not voided. */
   readonly #held = new Set<string>();
 
-  constructor(faults: Faults, random: () => number = Math.random) {
+  constructor(faults: Faults, random: () => number = Math.random, ledger: ProviderLedger = memoryLedger()) {
     this.#faults = { ...faults };
     this.#random = random;
+    this.#ledger = ledger;
+  }
+
+  /** What the provider recorded for a payment, oldest first. */
+  ledger(paymentId: string): Promise<LedgerEntry[]> {
+    return this.#ledger.entries(paymentId);
   }
 
   get faults(): Faults {
@@ -56,7 +96,7 @@ export class SimulatedProvider {
     const key = `${op}:${paymentId}`;
     const earlier = this.#done.get(key);
     if (earlier) return earlier;
-    const attempt = this.#attempt(op, amountMinor, signal);
+    const attempt = this.#once(op, paymentId, amountMinor, signal);
     this.#done.set(key, attempt);
     attempt.then(
       (outcome) => {
@@ -66,6 +106,25 @@ export class SimulatedProvider {
       () => this.#done.delete(key),
     );
     return attempt;
+  }
+
+  /** The recorded outcome if there is one (an earlier process's), else a new attempt, recorded. */
+  async #once(
+    op: ProviderOperation,
+    paymentId: string,
+    amountMinor: number,
+    signal?: AbortSignal,
+  ): Promise<{ declined?: string }> {
+    const earlier = await this.#ledger.find(op, paymentId);
+    const entry =
+      earlier ??
+      (await this.#ledger.record({
+        paymentId,
+        operation: op,
+        amountMinor: op === "authorize" ? amountMinor : 0,
+        declineReason: (await this.#attempt(op, amountMinor, signal)).declined ?? null,
+      }));
+    return entry.declineReason === null ? {} : { declined: entry.declineReason };
   }
 
   async #attempt(

@@ -11,8 +11,13 @@ import {
 } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { mapErrors } from "@meshwork/runtime";
 import type { Logger } from "@meshwork/telemetry";
-import type { PaymentStore } from "../../adapters/db/payment-store.js";
-import type { SimulatedProvider } from "../../adapters/provider/simulated-provider.js";
+import { authorizePayment } from "../../app/commands/authorize-payment.js";
+import { capturePayment } from "../../app/commands/capture-payment.js";
+import { refundPayment } from "../../app/commands/refund-payment.js";
+import { setFaults } from "../../app/commands/set-faults.js";
+import { voidPayment } from "../../app/commands/void-payment.js";
+import { getPayment } from "../../app/queries/get-payment.js";
+import { getProviderLedger } from "../../app/queries/get-provider-ledger.js";
 import {
   type Faults,
   type Payment,
@@ -22,6 +27,7 @@ import {
   PaymentStateError,
   ProviderUnavailableError,
 } from "../../domain/payment.js";
+import type { FaultSwitch, PaymentRepository, ProviderBooks } from "../../domain/ports.js";
 
 const STATES = {
   authorized: PaymentState.AUTHORIZED,
@@ -65,10 +71,10 @@ function toConnectError(err: unknown): unknown {
 
 const mapped = mapErrors(toConnectError);
 
-/** Translates between the proto messages and the store. */
+/** Translates between the proto messages and the use cases. */
 export function createPaymentServiceHandlers(
-  store: () => PaymentStore,
-  provider: SimulatedProvider,
+  store: () => PaymentRepository,
+  provider: FaultSwitch & ProviderBooks,
   logger: Logger,
 ): ServiceImpl<typeof PaymentService> {
   return {
@@ -78,19 +84,22 @@ export function createPaymentServiceHandlers(
         if (!Number.isSafeInteger(amountMinor)) {
           throw new ConnectError("amount.amount_minor: out of range", Code.InvalidArgument);
         }
-        const payment = await store().authorize({
-          paymentId: req.paymentId,
-          userId: req.userId,
-          amountMinor,
-          currency: req.amount?.currency ?? "",
-        });
+        const payment = await authorizePayment(
+          { payments: store() },
+          { paymentId: req.paymentId, userId: req.userId, amountMinor, currency: req.amount?.currency ?? "" },
+        );
         return { payment: toPayment(payment) };
       }),
     capturePayment: (req) =>
-      mapped(async () => ({ payment: toPayment(await store().capture(req.paymentId)) })),
-    voidPayment: (req) => mapped(async () => ({ payment: toPayment(await store().void(req.paymentId)) })),
-    refundPayment: (req) => mapped(async () => ({ payment: toPayment(await store().refund(req.paymentId)) })),
-    getPayment: (req) => mapped(async () => ({ payment: toPayment(await store().get(req.paymentId)) })),
+      mapped(async () => ({
+        payment: toPayment(await capturePayment({ payments: store() }, req.paymentId)),
+      })),
+    voidPayment: (req) =>
+      mapped(async () => ({ payment: toPayment(await voidPayment({ payments: store() }, req.paymentId)) })),
+    refundPayment: (req) =>
+      mapped(async () => ({ payment: toPayment(await refundPayment({ payments: store() }, req.paymentId)) })),
+    getPayment: (req) =>
+      mapped(async () => ({ payment: toPayment(await getPayment({ payments: store() }, req.paymentId)) })),
     setFaults(req) {
       const f = req.faults;
       if (!f) throw new ConnectError("faults: value is required", Code.InvalidArgument);
@@ -98,15 +107,26 @@ export function createPaymentServiceHandlers(
       if (!Number.isSafeInteger(declineAboveMinor)) {
         throw new ConnectError("faults.decline_above_minor: out of range", Code.InvalidArgument);
       }
-      provider.faults = {
-        failureRate: f.failureRate,
-        addedLatencyMs: f.addedLatencyMs,
-        hardDown: f.hardDown,
-        declineAboveMinor,
-      };
-      logger.warn({ faults: provider.faults }, "provider faults set");
-      return { faults: toFaults(provider.faults) };
+      const faults = setFaults(
+        { provider, logger },
+        {
+          failureRate: f.failureRate,
+          addedLatencyMs: f.addedLatencyMs,
+          hardDown: f.hardDown,
+          declineAboveMinor,
+        },
+      );
+      return { faults: toFaults(faults) };
     },
     getFaults: () => ({ faults: toFaults(provider.faults) }),
+    getProviderLedger: (req) =>
+      mapped(async () => ({
+        entries: (await getProviderLedger({ provider }, req.paymentId)).map((e) => ({
+          operation: e.operation,
+          amountMinor: BigInt(e.amountMinor),
+          declineReason: e.declineReason ?? "",
+          recordTime: timestampFromDate(e.recordedAt),
+        })),
+      })),
   };
 }

@@ -3,10 +3,11 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { checkConsistency } from "@meshwork/orders";
 import { waitFor } from "@meshwork/testing";
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkConsistency } from "./check.js";
-import { type Mesh, startMesh } from "./testing/mesh.js";
+import { type Mesh, startMesh } from "./mesh.js";
 
 const failure = (p: Promise<unknown>) =>
   p.then(
@@ -281,5 +282,31 @@ describe("orders: the placement saga through the gateway (every service a real p
     expect(await checkConsistency({ ...mesh.clients, admin: admin.auth })).toEqual([
       `order ${order?.id} confirmed, but its payment is refunded`,
     ]);
+  });
+
+  it("the checker compares the payments table with the provider's ledger, which survives a restart of payments", async () => {
+    const p = await product(5);
+    const { order } = await place(alice, [[p, 1]]);
+    const id = order?.id ?? "";
+    expect((await settled(alice, id)).status).toBe(OrderStatus.CONFIRMED);
+    const ledger = async () =>
+      (await mesh.clients.payments.getProviderLedger({ paymentId: id }, admin.auth)).entries.map(
+        (e) => e.operation,
+      );
+    expect(await ledger()).toEqual(["authorize", "capture"]);
+    // Plant a disagreement in the provider's books, then restart payments so it reads them again.
+    const sql = postgres(mesh.dbs.payments.url, { max: 1, onnotice: () => {} });
+    try {
+      await sql`delete from provider_ledger where payment_id = ${id} and operation = 'capture'`;
+    } finally {
+      await sql.end();
+    }
+    await mesh.procs.payments.stop();
+    await mesh.start("payments");
+    await mesh.routable("payments");
+    expect(await ledger()).toEqual(["authorize"]);
+    expect(await checkConsistency({ ...mesh.clients, admin: admin.auth })).toContain(
+      `order ${id}: payments says captured, but the provider's ledger says authorized`,
+    );
   });
 });

@@ -19,8 +19,8 @@ import {
 } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 
-// apps/orders/{src,dist}/testing -> apps/<name>/dist/main.js
-const app = (name: string) => fileURLToPath(new URL(`../../../${name}/dist/main.js`, import.meta.url));
+// tools/e2e/{src,dist} -> apps/<name>/dist/main.js
+const app = (name: string) => fileURLToPath(new URL(`../../../apps/${name}/dist/main.js`, import.meta.url));
 const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] as const;
 type Name = (typeof SERVICES)[number];
@@ -28,8 +28,8 @@ type Name = (typeof SERVICES)[number];
 /**
  * The whole mesh as real processes on the real Postgres (a database per service) and NATS, each
  * test run in its own events namespace and registry bucket, with the gateway in front (in this
- * process). `start("orders")` starts a service again on the same database. Used by the orders
- * tests and the orders benchmark (`@meshwork/orders/testing`).
+ * process). `start("orders")` starts a service again on the same database. Used by the
+ * end-to-end tests and the orders benchmark.
  */
 export async function startMesh(
   env: Partial<Record<Name, Record<string, string>>> = {},

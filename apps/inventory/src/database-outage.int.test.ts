@@ -1,0 +1,89 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import type { Service } from "@meshwork/runtime";
+import { adminUrl, createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "./config.js";
+import { createInventoryService } from "./server.js";
+
+describe("inventory when its database goes away", () => {
+  let db: TestDatabase;
+  let admin: postgres.Sql;
+  let service: Service;
+  let client: ReturnType<typeof createClient<typeof InventoryService>>;
+
+  beforeAll(async () => {
+    db = await createTestDatabase("mw_invdown");
+    admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
+    service = await createInventoryService(
+      loadConfig({
+        PORT: "0",
+        LOG_LEVEL: "silent",
+        DATABASE_URL: db.url,
+        DISCOVERY: "static",
+        // No readiness check during the test: the answer must come from the failed query itself.
+        HEALTH_CHECK_INTERVAL_MS: "600000",
+      }),
+    );
+    const { url } = await service.start();
+    client = createClient(InventoryService, createGrpcTransport({ baseUrl: url }));
+  });
+  afterAll(async () => {
+    await admin?.unsafe(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS true`).catch(() => {});
+    await service?.shutdown();
+    await admin?.end();
+    await db?.drop();
+  });
+
+  const cutOff = async () => {
+    await admin.unsafe(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS false`);
+    await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${db.name} and pid <> pg_backend_pid()`;
+  };
+
+  it("answers UNAVAILABLE (not INTERNAL) while its connections are cut, and normally once they are back", async () => {
+    const { product } = await client.createProduct({
+      sku: `SKU-${randomUUID().slice(0, 8)}`,
+      name: "Thing",
+      price: { amountMinor: 100n, currency: "EUR" },
+      initialStock: 3n,
+    });
+    const id = product?.id ?? "";
+    await cutOff();
+    try {
+      for (const call of [() => client.getProduct({ id }), () => client.listProducts({})]) {
+        const err = await call().then(
+          () => undefined,
+          (e: unknown) => ConnectError.from(e),
+        );
+        expect(err?.code).toBe(Code.Unavailable);
+        expect(err?.rawMessage).not.toMatch(/terminat|accepting|postgres/i);
+      }
+    } finally {
+      await admin.unsafe(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS true`);
+    }
+    const back = await waitFor(
+      () =>
+        client.getProduct({ id }).then(
+          (r) => r.product,
+          () => undefined,
+        ),
+      { what: "inventory answering again", timeoutMs: 15_000 },
+    );
+    expect(back).toMatchObject({ id, onHand: 3n });
+  });
+
+  it("keeps constraint errors what they are", async () => {
+    const sku = `SKU-${randomUUID().slice(0, 8)}`;
+    const create = () =>
+      client.createProduct({ sku, name: "x", price: { amountMinor: 1n, currency: "EUR" } });
+    await create();
+    const dup = await create().then(
+      () => undefined,
+      (e: unknown) => ConnectError.from(e),
+    );
+    expect(dup?.code).toBe(Code.AlreadyExists);
+  });
+});

@@ -1,0 +1,52 @@
+import { v7 as uuidv7 } from "uuid";
+import { IdempotencyKeyReusedError, InvalidOrderError, type Order, requestHash } from "../../domain/order.js";
+import type { OrderRepository, PriceList } from "../../domain/ports.js";
+
+export interface PlaceOrderInput {
+  userId: string;
+  idempotencyKey: string;
+  items: Array<{ productId: string; quantity: number }>;
+}
+
+export interface PlaceOrderDeps {
+  orders: OrderRepository;
+  catalogue: PriceList;
+}
+
+/**
+ * Places an order at today's catalogue prices and starts its placement saga. A repeat of the
+ * same request with the same key returns the order it placed; another request with that key is
+ * IdempotencyKeyReusedError.
+ */
+export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput): Promise<Order> {
+  const { userId, idempotencyKey, items } = input;
+  if (new Set(items.map((i) => i.productId)).size !== items.length) {
+    throw new InvalidOrderError("items: a product appears more than once");
+  }
+  const hash = requestHash(items);
+  const existing = await deps.orders.findByKey(userId, idempotencyKey);
+  if (existing) {
+    if (existing.requestHash !== hash) throw new IdempotencyKeyReusedError(idempotencyKey);
+    return existing;
+  }
+  // Prices from the catalogue, now: the order keeps them.
+  const prices = await Promise.all(items.map((i) => deps.catalogue.price(i.productId)));
+  const currencies = new Set(prices.map((p) => p.currency));
+  if (currencies.size !== 1) {
+    throw new InvalidOrderError(
+      `items: products are priced in different currencies (${[...currencies].join(", ")})`,
+    );
+  }
+  const stored = items.map((i, n) => ({ ...i, unitPriceMinor: Number(prices[n]?.amountMinor ?? 0n) }));
+  const { order, run } = await deps.orders.place({
+    id: uuidv7(),
+    userId,
+    idempotencyKey,
+    requestHash: hash,
+    items: stored,
+    totalMinor: stored.reduce((sum, i) => sum + i.unitPriceMinor * i.quantity, 0),
+    currency: [...currencies][0] as string,
+  });
+  run?.();
+  return order;
+}

@@ -1,0 +1,73 @@
+import type { DatabaseHandle } from "@meshwork/db";
+import { and, eq } from "drizzle-orm";
+import type { LedgerEntry, ProviderLedger } from "../provider/simulated-provider.js";
+import { type PaymentsSchema, providerLedger } from "./schema.js";
+
+/** The ledger in the database, with what the service must do at start-up and shutdown. */
+export interface StoredProviderLedger extends ProviderLedger {
+  /** Reads the table (after migrations, before the first call). */
+  load(): Promise<void>;
+  /** Waits for entries still being written (PGlite). */
+  flush(): Promise<void>;
+}
+
+const keyOf = (e: { operation: string; paymentId: string }) => `${e.operation}:${e.paymentId}`;
+
+/**
+ * The simulated provider's books in the `provider_ledger` table, read once at start-up and kept
+ * in memory. The provider is called inside the payment's transaction, yet its entries must commit
+ * on their own, as a real provider's would (so the checker can catch the two disagreeing):
+ * - on a Postgres server an entry is inserted on another pooled connection before the call
+ *   answers; another instance's entry for the same call wins (`ON CONFLICT DO NOTHING`, re-read);
+ * - on PGlite, one session that the payment's transaction holds, the entry is written as soon as
+ *   that transaction releases it (awaiting it would deadlock); `flush()` waits for those writes.
+ */
+export function createProviderLedger(database: DatabaseHandle<PaymentsSchema>): StoredProviderLedger {
+  const { db } = database;
+  const entries = new Map<string, LedgerEntry>();
+  const writing = new Set<Promise<unknown>>();
+  const insert = async (entry: LedgerEntry): Promise<LedgerEntry> => {
+    const [row] = await db.insert(providerLedger).values(entry).onConflictDoNothing().returning();
+    if (row) return row;
+    const [standing] = await db
+      .select()
+      .from(providerLedger)
+      .where(
+        and(eq(providerLedger.paymentId, entry.paymentId), eq(providerLedger.operation, entry.operation)),
+      );
+    return standing ?? entry;
+  };
+  return {
+    async load() {
+      for (const row of await db.select().from(providerLedger)) entries.set(keyOf(row), row);
+    },
+    find: async (operation, paymentId) => entries.get(keyOf({ operation, paymentId })),
+    async record(entry) {
+      const key = keyOf(entry);
+      const known = entries.get(key);
+      if (known) return known;
+      const fresh = { ...entry, recordedAt: new Date() };
+      entries.set(key, fresh);
+      if (database.driver === "pglite") {
+        const write = insert(fresh).finally(() => writing.delete(write));
+        writing.add(write);
+        return fresh;
+      }
+      try {
+        const stands = await insert(fresh);
+        entries.set(key, stands);
+        return stands;
+      } catch (err) {
+        entries.delete(key);
+        throw err;
+      }
+    },
+    entries: async (paymentId) =>
+      [...entries.values()]
+        .filter((e) => e.paymentId === paymentId)
+        .sort((a, b) => a.recordedAt.getTime() - b.recordedAt.getTime()),
+    async flush() {
+      await Promise.allSettled([...writing]);
+    },
+  };
+}

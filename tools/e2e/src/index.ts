@@ -1,0 +1,1 @@
+export { type Mesh, startMesh } from "./mesh.js";
