@@ -30,8 +30,8 @@ import {
 import { createAdminServer } from "./admin.js";
 import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
-import { createProxy } from "./proxy.js";
-import { RateLimiter } from "./ratelimit.js";
+import { createProxy } from "./proxy/index.js";
+import { RateLimiter, rateRefusal } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
 
@@ -56,11 +56,8 @@ function rateLimited(limiter: RateLimiter): Interceptor {
       `ip:${req.contextValues.get(clientAddress)}`,
     );
     if (!limit.allowed) {
-      throw new ConnectError(
-        `rate limit ${limit.rule.text} exceeded; retry in ${limit.retryAfterS}s`,
-        Code.ResourceExhausted,
-        { "retry-after": String(limit.retryAfterS), "x-ratelimit-limit": String(limit.rule.burst) },
-      );
+      const refusal = rateRefusal(limit);
+      throw new ConnectError(refusal.message, Code.ResourceExhausted, refusal.headers);
     }
     return next(req);
   };

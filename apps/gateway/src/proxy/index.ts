@@ -1,0 +1,40 @@
+import type http from "node:http";
+import type http2 from "node:http2";
+import { ProxiedCall } from "./call.js";
+import { H1Downstream } from "./downstream-h1.js";
+import { H2Downstream } from "./downstream-h2.js";
+import type { ProxyOptions, ProxyShared } from "./options.js";
+import { RetryBudget } from "./retry.js";
+
+export type { ProxyOptions } from "./options.js";
+export type { RetryPolicy } from "./retry.js";
+
+/** The gateway's request handling: route, pick an endpoint, forward frames both ways. */
+export function createProxy(options: ProxyOptions) {
+  const durations = new Map<string, (seconds: number) => void>();
+  const shared: ProxyShared = {
+    options,
+    budget: new RetryBudget(options.retry),
+    held: { bytes: 0 },
+    recordDuration(route, seconds) {
+      let record = durations.get(route);
+      if (!record) {
+        record = options.duration.bind({ route });
+        durations.set(route, record);
+      }
+      record(seconds);
+    },
+  };
+
+  return {
+    /** An HTTP/2 stream from the listener. */
+    stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+      new ProxiedCall(shared, new H2Downstream(stream, headers)).start();
+    },
+
+    /** An HTTP/1.1 request from the listener (Connect unary, gRPC-Web, plain fetch). */
+    request(req: http.IncomingMessage, res: http.ServerResponse): void {
+      new ProxiedCall(shared, new H1Downstream(req, res)).start();
+    },
+  };
+}
