@@ -8,9 +8,9 @@ import { createLogger, createTelemetry, type Logger, type Telemetry } from "@mes
 import { createAdminServer } from "./admin.js";
 import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
 import type { GatewayConfig } from "./config.js";
-import { createLocalCalls } from "./local.js";
+import { createLocalCalls, type LocalCalls } from "./local.js";
 import { createGatewayMetrics } from "./metrics.js";
-import { createProxy, type RetryPolicy } from "./proxy/index.js";
+import { createProxy, type GatewayProxy, type RetryPolicy } from "./proxy/index.js";
 import { RateLimiter } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
@@ -67,6 +67,25 @@ function listenAdmin(admin: http.Server, port: number, host: string): Promise<nu
       const a = admin.address();
       resolve(typeof a === "object" && a ? a.port : port);
     });
+  });
+}
+
+/** The public port: calls the gateway answers itself go to `local`, every other one is proxied. */
+function createPublicListener(config: GatewayConfig, local: LocalCalls, proxy: GatewayProxy): Listener {
+  return createListener({
+    streamHandler(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
+      if (local.isLocal(headers[":path"])) return false; // answered by `handler`, through Connect
+      proxy.stream(stream, headers);
+      return true;
+    },
+    handler(
+      req: http.IncomingMessage | http2.Http2ServerRequest,
+      res: http.ServerResponse | http2.Http2ServerResponse,
+    ) {
+      if (local.isLocal(req.url)) local.handler(req, res);
+      else proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
+    },
+    tls: config.tls,
   });
 }
 
@@ -142,21 +161,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
 
   let ready = false;
-  const listener: Listener = createListener({
-    streamHandler(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
-      if (local.isLocal(headers[":path"])) return false; // answered by `handler`, through Connect
-      proxy.stream(stream, headers);
-      return true;
-    },
-    handler(
-      req: http.IncomingMessage | http2.Http2ServerRequest,
-      res: http.ServerResponse | http2.Http2ServerResponse,
-    ) {
-      if (local.isLocal(req.url)) local.handler(req, res);
-      else proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
-    },
-    tls: config.tls,
-  });
+  const listener = createPublicListener(config, local, proxy);
   const admin = createAdminServer({
     routes,
     upstreams,

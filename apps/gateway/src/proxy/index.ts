@@ -9,8 +9,16 @@ import { RetryBudget } from "./retry.js";
 export type { ProxyOptions } from "./options.js";
 export type { RetryPolicy } from "./retry.js";
 
+/** The gateway's request handling, for each call from the listener. */
+export interface GatewayProxy {
+  /** An HTTP/2 stream from the listener. */
+  stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
+  /** An HTTP/1.1 request from the listener (Connect unary, gRPC-Web, plain fetch). */
+  request(req: http.IncomingMessage, res: http.ServerResponse): void;
+}
+
 /** The gateway's request handling: route, pick an endpoint, forward frames both ways. */
-export function createProxy(options: ProxyOptions) {
+export function createProxy(options: ProxyOptions): GatewayProxy {
   const durations = new Map<string, (seconds: number) => void>();
   const shared: ProxyShared = {
     options,
@@ -27,13 +35,10 @@ export function createProxy(options: ProxyOptions) {
   };
 
   return {
-    /** An HTTP/2 stream from the listener. */
-    stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void {
+    stream(stream, headers) {
       new ProxiedCall(shared, new H2Downstream(stream, headers)).start();
     },
-
-    /** An HTTP/1.1 request from the listener (Connect unary, gRPC-Web, plain fetch). */
-    request(req: http.IncomingMessage, res: http.ServerResponse): void {
+    request(req, res) {
       new ProxiedCall(shared, new H1Downstream(req, res)).start();
     },
   };
