@@ -1,3 +1,20 @@
+/**
+ * The proxy: one call through the gateway, step by step, and the file for each step.
+ *
+ * 1. `downstream-h2.ts`, `downstream-h1.ts`: the client's side of the call (an HTTP/2 stream or
+ *    an HTTP/1.1 request) behind one interface, `downstream.ts`.
+ * 2. `call.ts` (`ProxiedCall`): the call from its headers to its last byte; `complete()` is the
+ *    one place it finishes (counted, timed, traced, logged).
+ * 3. `admission.ts`: CORS preflight, route, deadline, method policy, then (after the
+ *    authenticator) the rate limit; each refusal a code and a message.
+ * 4. `headers.ts`: what goes upstream (no hop-by-hop or spoofed identity headers, the verified
+ *    identity, what is left of the deadline) and what comes back to the client.
+ * 5. `attempt.ts` (`UpstreamAttempt`): one try on one endpoint, in one state at a time:
+ *    waiting, held, streaming, finished.
+ * 6. `answer.ts`: an answer held back for a retry, whether it came whole, its outcome.
+ * 7. `retry.ts`: whether a failed attempt goes again (idempotent, body kept, attempts and budget
+ *    left) and after what backoff.
+ */
 import type http from "node:http";
 import type http2 from "node:http2";
 import { ProxiedCall } from "./call.js";
