@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseRateLimits, RateLimiter } from "./ratelimit.js";
+import { parseRateLimits, RateLimiter, rateRefusal } from "./ratelimit.js";
 
 describe("rate limits", () => {
   it("parses rules and names a bad one", () => {
@@ -29,5 +29,19 @@ describe("rate limits", () => {
     const limiter = new RateLimiter(parseRateLimits("*=1000/1s:10"));
     for (let i = 0; i < 5000; i++) limiter.take("/x.Y/Z", `client-${i}`, i);
     expect(limiter.size).toBeLessThan(2048);
+  });
+
+  it("refuses in one way wherever the gateway refuses: the rule, when to retry, and quota headers", () => {
+    const [rule] = parseRateLimits("a.B=5/1m:2");
+    if (!rule) throw new Error("no rule");
+    expect(rateRefusal({ rule, retryAfterS: 12 })).toEqual({
+      message: "rate limit a.B=5/1m:2 exceeded; retry in 12s",
+      headers: {
+        "retry-after": "12",
+        "x-ratelimit-limit": "2",
+        "x-ratelimit-remaining": "0",
+        "x-ratelimit-reset": "12",
+      },
+    });
   });
 });

@@ -46,6 +46,26 @@ export type RateDecision =
   | { allowed: true; rule: RateRule | undefined; remaining: number }
   | { allowed: false; rule: RateRule; retryAfterS: number };
 
+/** What the client is told past a rate limit (as RESOURCE_EXHAUSTED): a message and quota headers. */
+export interface RateRefusal {
+  message: string;
+  headers: Record<string, string>;
+}
+
+/** The one refusal past a rate limit, whether the gateway forwards the call or answers it itself. */
+export function rateRefusal(limit: { rule: RateRule; retryAfterS: number }): RateRefusal {
+  const retryAfter = String(limit.retryAfterS);
+  return {
+    message: `rate limit ${limit.rule.text} exceeded; retry in ${retryAfter}s`,
+    headers: {
+      "retry-after": retryAfter,
+      "x-ratelimit-limit": String(limit.rule.burst),
+      "x-ratelimit-remaining": "0",
+      "x-ratelimit-reset": retryAfter,
+    },
+  };
+}
+
 const UNLIMITED: RateDecision = { allowed: true, rule: undefined, remaining: Number.POSITIVE_INFINITY };
 
 /** The buckets. Idle full buckets are dropped now and then, so memory follows active clients. */

@@ -1,0 +1,101 @@
+import type http2 from "node:http2";
+import { cors } from "@connectrpc/connect";
+import { requestTimeout } from "@meshwork/telemetry";
+import type { Identity, Policy } from "../auth.js";
+import { Code } from "../errors.js";
+import { type RateLimiter, rateRefusal } from "../ratelimit.js";
+import type { Route } from "../routes.js";
+import { CORS_ALLOW_HEADERS } from "./headers.js";
+
+/** Why a call is answered by the gateway itself instead of forwarded. */
+export interface Refusal {
+  ok: false;
+  code: Code;
+  message: string;
+  headers?: Record<string, string>;
+}
+
+/** A call that may go on to authorization: its access policy and deadline. */
+export interface Admitted {
+  ok: true;
+  policy: Policy;
+  deadlineMs: number;
+}
+
+/** The call's origin when CORS allows it (every answer to it then carries CORS headers). */
+export function corsOriginOf(
+  headers: http2.IncomingHttpHeaders,
+  corsOrigins: readonly string[],
+): string | undefined {
+  const origin = headers.origin;
+  if (typeof origin !== "string") return undefined;
+  return corsOrigins.includes("*") || corsOrigins.includes(origin) ? origin : undefined;
+}
+
+/** A browser's CORS preflight, answered by the gateway (204) rather than forwarded. */
+export function isPreflight(method: string, headers: http2.IncomingHttpHeaders): boolean {
+  return method === "OPTIONS" && headers["access-control-request-method"] !== undefined;
+}
+
+/** The headers of a preflight's answer: what may be sent, for an allowed origin; none otherwise. */
+export function preflightHeaders(allowed: boolean): http2.OutgoingHttpHeaders {
+  if (!allowed) return {};
+  return {
+    "access-control-allow-methods": cors.allowedMethods.join(", "),
+    "access-control-allow-headers": CORS_ALLOW_HEADERS,
+    "access-control-max-age": "7200",
+  };
+}
+
+/** The call's deadline in ms: the client's, capped, or the default; an error for a malformed one. */
+export function deadlineOf(
+  headers: http2.IncomingHttpHeaders,
+  defaultMs: number,
+  maxMs: number,
+): { ms: number; error?: string } {
+  const t = requestTimeout(
+    headers["grpc-timeout"] as string | undefined,
+    headers["connect-timeout-ms"] as string | undefined,
+  );
+  if (t.error) return { ms: 0, error: t.error };
+  return { ms: Math.min(t.ms ?? defaultMs, maxMs) };
+}
+
+/** What admission reads of the gateway's configuration. */
+export interface AdmissionRules {
+  policies: ReadonlyMap<string, Policy>;
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+}
+
+/**
+ * The checks before authorization, in order: a route for the path, a well-formed deadline, a
+ * known method (one with an access policy).
+ */
+export function admit(
+  rules: AdmissionRules,
+  route: Route | undefined,
+  path: string,
+  pathKey: string,
+  headers: http2.IncomingHttpHeaders,
+): Admitted | Refusal {
+  if (!route) return { ok: false, code: Code.Unimplemented, message: `no route for ${path}` };
+  const deadline = deadlineOf(headers, rules.defaultTimeoutMs, rules.maxTimeoutMs);
+  if (deadline.error) return { ok: false, code: Code.InvalidArgument, message: deadline.error };
+  const policy = rules.policies.get(pathKey);
+  if (!policy) return { ok: false, code: Code.Unimplemented, message: `unknown method ${path}` };
+  return { ok: true, policy, deadlineMs: deadline.ms };
+}
+
+/** The rate limit after authorization: per verified subject, else per client address. */
+export function rateLimit(
+  limiter: RateLimiter,
+  pathKey: string,
+  identity: Identity | undefined,
+  remoteAddress: string,
+): Refusal | undefined {
+  const limit = limiter.take(pathKey, identity?.subject ?? `ip:${remoteAddress}`);
+  if (limit.allowed) return undefined;
+  const refusal = rateRefusal(limit);
+  return { ok: false, code: Code.ResourceExhausted, message: refusal.message, headers: refusal.headers };
+}

@@ -1,0 +1,217 @@
+import http2 from "node:http2";
+import { Code } from "../errors.js";
+import type { Endpoint } from "../upstreams.js";
+import { cutShort, endpointFailed, HeldAnswer, outcomeOf } from "./answer.js";
+import type { ProxiedCall } from "./call.js";
+import { answerHeaders, answerTrailers, isGrpcAnswer } from "./headers.js";
+import { unavailableAnswer } from "./retry.js";
+
+/**
+ * - waiting: the request went upstream, no answer yet;
+ * - held: a retryable call's answer, held back whole until its end (up to a limit) so that an
+ *   UNAVAILABLE in its trailers, or an upstream that dies before its end, can still go elsewhere;
+ * - streaming: the answer's headers went to the client, its bytes follow as they come (nothing
+ *   can be retried any more);
+ * - finished: settled, given up (retried or failed) or the call ended: later events change
+ *   nothing, and the endpoint no longer counts it in flight.
+ */
+export type AttemptState = "waiting" | "held" | "streaming" | "finished";
+
+const EMPTY: http2.IncomingHttpHeaders = Object.freeze({});
+
+/** One try of a call on one upstream endpoint. Its state changes only in {@link #setState}. */
+export class UpstreamAttempt {
+  #state: AttemptState = "waiting";
+  #stream: http2.ClientHttp2Stream | undefined;
+  #held: HeldAnswer | undefined;
+  /** The answer's headers as the upstream sent them, and as they go to the client. */
+  #headers: http2.IncomingHttpHeaders = EMPTY;
+  #out: http2.OutgoingHttpHeaders | undefined;
+  #httpStatus = 0;
+  #grpcStatus: string | undefined;
+  /** A gRPC answer (not gRPC-Web): it must end with trailers. */
+  #grpcAnswer = false;
+  #trailers: http2.IncomingHttpHeaders | undefined;
+
+  constructor(
+    readonly call: ProxiedCall,
+    readonly endpoint: Endpoint,
+    /** The request body, kept whole for a retryable call; undefined when it streams. */
+    readonly body: Buffer | undefined,
+  ) {
+    endpoint.active++;
+    endpoint.total++;
+  }
+
+  get state(): AttemptState {
+    return this.#state;
+  }
+
+  #setState(next: AttemptState): void {
+    if (this.#state === "finished") return;
+    this.#state = next;
+    if (next !== "finished") return;
+    this.#held?.drop();
+    this.endpoint.active--;
+  }
+
+  /** Ends the attempt (idempotent): the endpoint no longer counts it, held bytes are let go. */
+  finish(): void {
+    this.#setState("finished");
+  }
+
+  /** Cancels the upstream stream (the call is answered otherwise, or the client left). */
+  cancel(): void {
+    this.#stream?.close(http2.constants.NGHTTP2_CANCEL);
+  }
+
+  /** Opens the stream upstream and sends the request (whole, or as it comes from the client). */
+  send(headers: http2.OutgoingHttpHeaders): void {
+    const { call, endpoint } = this;
+    const upstreams = call.shared.options.upstreams;
+    let up: http2.ClientHttp2Stream;
+    try {
+      up = upstreams.session(endpoint).request(headers);
+    } catch (err) {
+      upstreams.failed(endpoint);
+      if (!this.#retry("connect"))
+        call.fail(Code.Unavailable, `upstream ${endpoint.cluster} unavailable: ${(err as Error).message}`);
+      return;
+    }
+    this.#stream = up;
+    if (this.body) up.end(this.body);
+    else call.streamBody(up);
+    up.once("response", (h, flags) => this.#onResponse(up, h, flags));
+    up.once("trailers", (t) => this.#onTrailers(t));
+    up.once("end", () => this.#onEnd());
+    up.once("error", (err: NodeJS.ErrnoException) => this.#lost(`unavailable: ${err.code ?? err.message}`));
+    up.once("close", () => this.#lost(`reset the stream (code ${up.rstCode})`));
+  }
+
+  #onResponse(up: http2.ClientHttp2Stream, h: http2.IncomingHttpHeaders, flags: number): void {
+    if (this.#state === "finished") return;
+    this.#headers = h;
+    const endStream = (flags & http2.constants.NGHTTP2_FLAG_END_STREAM) !== 0;
+    this.#httpStatus = Number(h[":status"] ?? 502);
+    if (typeof h["grpc-status"] === "string") this.#grpcStatus = h["grpc-status"];
+    // A trailers-only UNAVAILABLE (draining, not ready) has forwarded nothing: retry it.
+    if (endStream && this.#unavailable()) {
+      this.call.shared.options.upstreams.failed(this.endpoint);
+      if (this.#retry("unavailable")) return;
+    }
+    this.#out = answerHeaders(h, this.call.requestId);
+    this.#grpcAnswer = isGrpcAnswer(h);
+    if (endStream) {
+      this.#forward(true);
+      this.#settle();
+      return;
+    }
+    if (this.body) {
+      this.#held = new HeldAnswer(this.call.shared.held);
+      this.#setState("held");
+    } else {
+      this.#forward(false);
+    }
+    up.on("data", (chunk: Buffer) => this.#onData(up, chunk));
+  }
+
+  #onData(up: http2.ClientHttp2Stream, chunk: Buffer): void {
+    if (this.#state === "held") {
+      // A large answer (or one past the gateway's total) is passed on as it comes: it can no
+      // longer be retried.
+      if (!(this.#held as HeldAnswer).add(chunk)) this.#forward(false);
+    } else if (this.#state === "streaming") {
+      this.#passOn(up, chunk);
+    }
+  }
+
+  #onTrailers(t: http2.IncomingHttpHeaders): void {
+    this.#trailers = t;
+    if (typeof t["grpc-status"] === "string") this.#grpcStatus = t["grpc-status"];
+  }
+
+  #onEnd(): void {
+    if (this.#state === "finished") return;
+    // A gRPC answer that ends without trailers was cut off (the upstream died mid-answer, its
+    // connection closed under it): never pass it on as if complete.
+    if (this.#grpcAnswer && this.#trailers === undefined) {
+      this.#lost("ended the answer without trailers");
+      return;
+    }
+    if (this.#state === "held") {
+      // Nothing forwarded yet: an UNAVAILABLE in the trailers may still go elsewhere, and an
+      // answer that is not whole (its stream closed early) is not passed on as if it were.
+      if (this.#unavailable()) {
+        this.call.shared.options.upstreams.failed(this.endpoint);
+        if (this.#retry("unavailable")) return;
+      }
+      const held = this.#held as HeldAnswer;
+      const incomplete = cutShort(this.#headers, held.chunks, held.bytes);
+      if (incomplete) {
+        this.#lost(incomplete);
+        return;
+      }
+      this.#forward(false);
+    }
+    if (this.#state !== "streaming") return;
+    this.call.down.finish(answerTrailers(this.#trailers));
+    this.#settle();
+  }
+
+  /** The answer's headers go to the client, then whatever was held back (in one write). */
+  #forward(endStream: boolean): void {
+    this.#setState("streaming");
+    const call = this.call;
+    const trailers = this.#grpcAnswer && !endStream && call.down.h2;
+    call.respond(this.#httpStatus, this.#out ?? {}, endStream, trailers);
+    const held = this.#held?.take();
+    if (held && this.#stream) this.#passOn(this.#stream, held);
+  }
+
+  /** Sends answer bytes to the client, pausing the upstream while the client lags. */
+  #passOn(up: http2.ClientHttp2Stream, chunk: Buffer): void {
+    const call = this.call;
+    call.bytesOut += chunk.length;
+    if (!call.down.write(chunk)) {
+      up.pause();
+      call.down.onDrain(() => up.resume());
+    }
+  }
+
+  /** The stream failed (error, reset, or an answer cut short): retried, or the call fails. */
+  #lost(reason: string): void {
+    if (this.#state === "finished") return;
+    const { call, endpoint } = this;
+    call.shared.options.upstreams.failed(endpoint);
+    if (this.#state === "streaming") {
+      // Reset mid-answer: nothing can be retried any more.
+      this.finish();
+      call.fail(Code.Unavailable, `upstream ${endpoint.cluster} ${reason}`);
+      return;
+    }
+    if (!this.#retry(reason)) call.fail(Code.Unavailable, `upstream ${endpoint.cluster} ${reason}`);
+  }
+
+  /** Gives this attempt up for another (true), or leaves the answer to the caller (false). */
+  #retry(reason: string): boolean {
+    if (!this.call.retry(this, reason)) return false;
+    this.finish();
+    return true;
+  }
+
+  #unavailable(): boolean {
+    return unavailableAnswer(this.#grpcStatus, this.#httpStatus);
+  }
+
+  /** The answer ended whole: the endpoint's health is told, and the call completes. */
+  #settle(): void {
+    this.finish();
+    const grpcStatus = this.#grpcStatus;
+    const httpStatus = this.#httpStatus;
+    const failed = endpointFailed(grpcStatus, httpStatus);
+    const upstreams = this.call.shared.options.upstreams;
+    if (failed) upstreams.failed(this.endpoint);
+    else upstreams.succeeded(this.endpoint);
+    this.call.complete(outcomeOf(grpcStatus, httpStatus), failed);
+  }
+}

@@ -1,0 +1,313 @@
+import type http2 from "node:http2";
+import {
+  type Context,
+  context,
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+import type { Identity } from "../auth.js";
+import { Code, errorAnswer, type Protocol, protocolOf } from "../errors.js";
+import { matchRoute, type Route } from "../routes.js";
+import type { Endpoint } from "../upstreams.js";
+import { admit, corsOriginOf, isPreflight, preflightHeaders, type Refusal, rateLimit } from "./admission.js";
+import { UpstreamAttempt } from "./attempt.js";
+import type { Downstream } from "./downstream.js";
+import {
+  attemptHeaders,
+  requestIdOf,
+  traceGetter,
+  traceSetter,
+  upstreamHeaders,
+  withCors,
+} from "./headers.js";
+import type { ProxyShared } from "./options.js";
+import { backoffMs, isRetryable, mayRetry } from "./retry.js";
+
+/**
+ * - admitting: deadline, policy, authorization, rate limit (nothing sent upstream yet);
+ * - forwarding: attempts upstream, one at a time;
+ * - done: answered (or the client gone); later events change nothing.
+ */
+type CallState = "admitting" | "forwarding" | "done";
+
+/**
+ * One call through the gateway, from its headers to its last byte: admission, its attempts
+ * upstream (each an {@link UpstreamAttempt}), and the one place it finishes ({@link complete}).
+ */
+export class ProxiedCall {
+  readonly started = performance.now();
+  readonly method: string;
+  readonly path: string;
+  /** The path without its query: the method's key in the route and policy tables. */
+  readonly pathKey: string;
+  readonly contentType: string | undefined;
+  readonly protocol: Protocol;
+  readonly requestId: string;
+  readonly route: Route | undefined;
+  /** An allowed CORS origin: every answer carries the headers a browser needs to read it. */
+  readonly corsOrigin: string | undefined;
+  #state: CallState = "admitting";
+  #span: Span | undefined;
+  #ctx: Context = ROOT_CONTEXT;
+  #timer: NodeJS.Timeout | undefined;
+  /** When the deadline passes (`performance.now()` clock); it runs from the call's arrival. */
+  #deadlineAt = 0;
+  /** The headers every attempt sends upstream. */
+  #upstreamHeaders: http2.OutgoingHttpHeaders | undefined;
+  /** The latest attempt (earlier ones are finished). */
+  #attempt: UpstreamAttempt | undefined;
+  #attempts = 0;
+  /** Endpoints tried: a retry goes elsewhere while there is somewhere else. */
+  readonly #tried = new Set<Endpoint>();
+  bytesIn = 0;
+  bytesOut = 0;
+
+  constructor(
+    readonly shared: ProxyShared,
+    readonly down: Downstream,
+  ) {
+    const headers = down.headers;
+    this.method = String(headers[":method"] ?? "GET");
+    this.path = String(headers[":path"] ?? "/");
+    this.contentType = headers["content-type"] as string | undefined;
+    this.protocol = protocolOf(this.contentType);
+    this.requestId = requestIdOf(headers);
+    this.pathKey = this.path.split("?", 1)[0] ?? this.path;
+    this.route = matchRoute(shared.options.routes, this.pathKey);
+    this.corsOrigin = corsOriginOf(headers, shared.options.corsOrigins);
+  }
+
+  get done(): boolean {
+    return this.#state === "done";
+  }
+
+  get routeName(): string {
+    return this.route?.service ?? "(none)";
+  }
+
+  /** Admission up to authorization (which goes on in {@link #authorized}). */
+  start(): void {
+    const { options } = this.shared;
+    const headers = this.down.headers;
+    if (isPreflight(this.method, headers)) {
+      this.#preflight();
+      return;
+    }
+    const parent = propagation.extract(ROOT_CONTEXT, headers, traceGetter);
+    const span = options.tracer.startSpan(
+      this.route ? `gateway ${this.route.service}` : "gateway (no route)",
+      { kind: SpanKind.SERVER, attributes: { "http.request.method": this.method, "url.path": this.path } },
+      parent,
+    );
+    this.#span = span;
+    this.#ctx = trace.setSpan(parent, span);
+    this.shared.budget.active++;
+    this.down.onGone(() => this.#gone());
+
+    const admitted = admit(options, this.route, this.path, this.pathKey, headers);
+    if (!admitted.ok) {
+      this.#refuse(admitted);
+      return;
+    }
+    const ms = admitted.deadlineMs;
+    this.#deadlineAt = this.started + ms;
+    this.#timer = setTimeout(
+      () => this.fail(Code.DeadlineExceeded, `deadline of ${ms} ms exceeded at the gateway`),
+      ms,
+    );
+    options.auth.authorize(admitted.policy, headers.authorization as string | undefined).then(
+      (result) => {
+        if (this.done) return;
+        if (result.ok) this.#authorized(result.identity);
+        else this.#refuse({ ok: false, code: result.code, message: result.message });
+      },
+      (err: unknown) => this.fail(Code.Internal, `authorization failed: ${String(err)}`),
+    );
+  }
+
+  /** A CORS preflight: answered here, never forwarded. */
+  #preflight(): void {
+    const allowed = this.corsOrigin !== undefined;
+    this.down.body.resume();
+    this.respond(204, preflightHeaders(allowed), true, false);
+    this.shared.options.count("(preflight)", allowed ? "preflight" : "preflight_refused");
+  }
+
+  /** The rest of admission (the rate limit), then the call goes upstream. */
+  #authorized(identity: Identity | undefined): void {
+    const { options } = this.shared;
+    const refusal = rateLimit(options.limiter, this.pathKey, identity, this.down.remoteAddress);
+    if (refusal) {
+      this.#refuse(refusal);
+      return;
+    }
+    const route = this.route as Route;
+    this.#state = "forwarding";
+    const { method, path, requestId } = this;
+    const base = upstreamHeaders(this.down.headers, { method, path, requestId, identity });
+    propagation.inject(this.#ctx, base, traceSetter);
+    this.#upstreamHeaders = base;
+    // Retried only if the contract marks the method idempotent, the call is unary (its body
+    // can be kept and sent again) and the answer is UNAVAILABLE before anything was forwarded.
+    if (!isRetryable(route, this.pathKey, this.protocol)) {
+      this.#tryOnce(undefined);
+      return;
+    }
+    // Keep the whole (small) request, to send it again on another endpoint if need be.
+    const chunks: Buffer[] = [];
+    this.down.body.on("data", (chunk: Buffer) => {
+      if (this.admitChunk(chunk)) chunks.push(chunk);
+    });
+    this.down.body.once("end", () => {
+      if (!this.done) this.#tryOnce(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+    });
+  }
+
+  #refuse(refusal: Refusal): void {
+    this.down.body.resume();
+    this.fail(refusal.code, refusal.message, refusal.headers);
+  }
+
+  /** Counts a request chunk; over the size limit, stops reading and answers instead. */
+  admitChunk(chunk: Buffer): boolean {
+    this.bytesIn += chunk.length;
+    const max = this.shared.options.maxRequestBytes;
+    if (this.bytesIn <= max) return true;
+    this.down.body.pause();
+    this.fail(Code.ResourceExhausted, `request larger than the gateway's limit of ${max} bytes`);
+    return false;
+  }
+
+  /** Request body: client -> upstream as it comes, with backpressure (a call not retried). */
+  streamBody(up: http2.ClientHttp2Stream): void {
+    const body = this.down.body;
+    body.on("data", (chunk: Buffer) => {
+      if (!this.admitChunk(chunk)) return;
+      if (!up.write(chunk)) {
+        body.pause();
+        up.once("drain", () => body.resume());
+      }
+    });
+    body.once("end", () => up.end());
+  }
+
+  /** One attempt upstream, on another endpoint than the ones that failed this call while there is one. */
+  #tryOnce(body: Buffer | undefined): void {
+    if (this.done) return;
+    const cluster = (this.route as Route).cluster;
+    this.#attempts++;
+    const chosen = this.shared.options.upstreams.pick(cluster, Date.now(), this.#tried);
+    if (!chosen) {
+      this.down.body.resume();
+      this.fail(Code.Unavailable, `no endpoint for cluster ${cluster}`);
+      return;
+    }
+    this.#tried.add(chosen);
+    const attempt = new UpstreamAttempt(this, chosen, body);
+    this.#attempt = attempt;
+    this.#span?.setAttribute("meshwork.upstream", chosen.url);
+    this.#span?.setAttribute("meshwork.attempts", this.#attempts);
+    attempt.send(
+      attemptHeaders(
+        this.#upstreamHeaders as http2.OutgoingHttpHeaders,
+        chosen.authority,
+        this.protocol,
+        this.#deadlineAt - performance.now(),
+      ),
+    );
+  }
+
+  /** Whether a failed attempt goes again (after a backoff); false when the caller must answer. */
+  retry(failed: UpstreamAttempt, reason: string): boolean {
+    const { budget, options } = this.shared;
+    if (this.done || !mayRetry(budget, this.#attempts, failed.body !== undefined)) return false;
+    budget.retries++;
+    const attempt = this.#attempts;
+    options.logger.debug(
+      { request_id: this.requestId, upstream: failed.endpoint.url, reason, attempt },
+      "retrying",
+    );
+    setTimeout(
+      () => {
+        budget.retries--;
+        this.#tryOnce(failed.body);
+      },
+      backoffMs(budget.policy, attempt),
+    );
+    return true;
+  }
+
+  /** Starts the answer to the client (with CORS headers for an allowed origin). */
+  respond(status: number, headers: http2.OutgoingHttpHeaders, end: boolean, trailers: boolean): void {
+    const origin = this.corsOrigin;
+    this.down.respond(status, origin === undefined ? headers : withCors(headers, origin), end, trailers);
+  }
+
+  /** Answers on the gateway's own behalf, unless the response has begun (then ends it so). */
+  fail(code: Code, message: string, extra?: Record<string, string>): void {
+    this.#attempt?.cancel();
+    const down = this.down;
+    if (!down.headersSent) {
+      const a = errorAnswer(this.protocol, this.contentType, code, message);
+      this.respond(
+        a.status,
+        { ...a.headers, ...extra, "x-request-id": this.requestId },
+        a.body === undefined,
+        false,
+      );
+      if (a.body) {
+        down.write(a.body);
+        down.finish(undefined);
+      }
+    } else if (down.wantsTrailers) {
+      // A gRPC answer cut off mid-way still ends with a status the client can act on.
+      down.finish({ "grpc-status": String(code), "grpc-message": encodeURIComponent(message) });
+    } else {
+      down.reset();
+    }
+    this.complete(Code[code], code === Code.Unavailable || code === Code.DeadlineExceeded);
+  }
+
+  #gone(): void {
+    if (this.done) return;
+    this.#attempt?.cancel();
+    this.complete("client_gone", false);
+  }
+
+  /** The one place a call finishes: counted, timed, traced and logged once. */
+  complete(outcome: string, failure: boolean): void {
+    if (this.done) return;
+    this.#state = "done";
+    if (this.#timer) clearTimeout(this.#timer);
+    this.#attempt?.finish();
+    const { options, budget } = this.shared;
+    budget.active--;
+    const elapsed = performance.now() - this.started;
+    const routeName = this.routeName;
+    const endpoint = this.#attempt?.endpoint;
+    options.count(routeName, outcome, endpoint?.url);
+    this.shared.recordDuration(routeName, elapsed / 1000);
+    const span = this.#span;
+    if (span) {
+      if (failure) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
+      span.setAttribute("rpc.outcome", outcome);
+      span.end();
+    }
+    if (!options.logger.isLevelEnabled("info")) return;
+    const entry = {
+      method: this.path,
+      protocol: this.protocol,
+      status: outcome,
+      upstream: endpoint?.url,
+      duration_ms: Math.round(elapsed * 1000) / 1000,
+      bytes_in: this.bytesIn,
+      bytes_out: this.bytesOut,
+      request_id: this.requestId,
+    };
+    context.with(this.#ctx, () => options.logger.info(entry, "access"));
+  }
+}

@@ -1,0 +1,87 @@
+import http2 from "node:http2";
+import type { Readable } from "node:stream";
+import { Code } from "../errors.js";
+import type { Downstream } from "./downstream.js";
+
+function ignore() {
+  // Stream errors end in "close", which the proxy handles.
+}
+
+/** The client side over HTTP/2: one object per call, its methods shared. */
+export class H2Downstream implements Downstream {
+  readonly h2 = true;
+  readonly body: Readable;
+  readonly remoteAddress: string;
+  #trailers: http2.OutgoingHttpHeaders | undefined;
+  #wantsTrailers = false;
+
+  constructor(
+    readonly stream: http2.ServerHttp2Stream,
+    readonly headers: http2.IncomingHttpHeaders,
+  ) {
+    this.body = stream;
+    this.remoteAddress = stream.session?.socket?.remoteAddress ?? "unknown";
+    stream.on("error", ignore);
+  }
+
+  get headersSent(): boolean {
+    return this.stream.headersSent;
+  }
+
+  get wantsTrailers(): boolean {
+    return this.#wantsTrailers;
+  }
+
+  respond(status: number, h: http2.OutgoingHttpHeaders, end: boolean, trailers: boolean): void {
+    const stream = this.stream;
+    if (stream.destroyed) return;
+    this.#wantsTrailers = trailers;
+    h[":status"] = status;
+    stream.respond(h, { endStream: end, waitForTrailers: trailers });
+    if (trailers) {
+      stream.once("wantTrailers", () => {
+        try {
+          stream.sendTrailers(this.#trailers ?? { "grpc-status": String(Code.Internal) });
+        } catch {
+          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        }
+      });
+    }
+  }
+
+  write(chunk: Buffer): boolean {
+    // A stream the client reset takes nothing more: "no room" holds the upstream back until
+    // its "close" ends the call as client_gone (it would otherwise be drained for nothing).
+    if (this.stream.destroyed) return false;
+    return this.stream.write(chunk);
+  }
+
+  onDrain(fn: () => void): void {
+    this.stream.once("drain", fn);
+  }
+
+  finish(trailers: http2.OutgoingHttpHeaders | undefined): void {
+    this.#trailers = this.#wantsTrailers ? trailers : undefined;
+    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+  }
+
+  reset(): void {
+    this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  }
+
+  onGone(fn: () => void): void {
+    const stream = this.stream;
+    let gone = false;
+    const once = () => {
+      if (gone) return;
+      gone = true;
+      fn();
+    };
+    // "aborted": the client reset the stream before its answer ended (emitted at once, where
+    // "close" may come later, after writes still queued on the stream are given up).
+    stream.once("aborted", once);
+    stream.once("close", () => {
+      if (!stream.writableFinished) once();
+    });
+  }
+}

@@ -1,0 +1,21 @@
+import type http2 from "node:http2";
+import type { Readable } from "node:stream";
+
+/** The client side of one proxied call, over HTTP/2 or HTTP/1.1. */
+export interface Downstream {
+  readonly headers: http2.IncomingHttpHeaders;
+  readonly body: Readable;
+  readonly h2: boolean;
+  readonly remoteAddress: string;
+  /** Starts the response; with `trailers`, `finish` later sends them (HTTP/2 only). */
+  respond(status: number, headers: http2.OutgoingHttpHeaders, end: boolean, trailers: boolean): void;
+  write(chunk: Buffer): boolean;
+  onDrain(fn: () => void): void;
+  finish(trailers: http2.OutgoingHttpHeaders | undefined): void;
+  /** Ends it abruptly (the upstream failed mid-response). */
+  reset(): void;
+  /** The response was started to end with trailers (gRPC over HTTP/2). */
+  readonly wantsTrailers: boolean;
+  onGone(fn: () => void): void;
+  readonly headersSent: boolean;
+}

@@ -1,0 +1,138 @@
+import { randomUUID } from "node:crypto";
+import type http2 from "node:http2";
+import { cors } from "@connectrpc/connect";
+import type { TextMapGetter, TextMapSetter } from "@opentelemetry/api";
+import { type Identity, IdentityHeaders } from "../auth.js";
+import type { Protocol } from "../errors.js";
+
+// Connection-specific headers (RFC 9113 8.2.2) and what the gateway sets itself.
+const HOP_BY_HOP = new Set([
+  "connection",
+  "keep-alive",
+  "proxy-connection",
+  "transfer-encoding",
+  "upgrade",
+  "http2-settings",
+  "host",
+]);
+const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
+const IDENTITY = new Set<string>(Object.values(IdentityHeaders));
+
+export const CORS_ALLOW_HEADERS = [...cors.allowedHeaders, "Authorization", "X-Request-Id"].join(", ");
+export const CORS_EXPOSE_HEADERS = [
+  ...cors.exposedHeaders,
+  "X-Request-Id",
+  "Retry-After",
+  "X-RateLimit-Limit",
+  "X-RateLimit-Remaining",
+  "X-RateLimit-Reset",
+].join(", ");
+
+/** Reads W3C trace context from a call's headers. */
+export const traceGetter: TextMapGetter<http2.IncomingHttpHeaders> = {
+  get: (carrier, key) => {
+    const v = carrier[key];
+    return Array.isArray(v) ? v[0] : v;
+  },
+  keys: (carrier) => Object.keys(carrier),
+};
+
+/** Writes W3C trace context into the headers of a call upstream. */
+export const traceSetter: TextMapSetter<http2.OutgoingHttpHeaders> = {
+  set: (carrier, key, value) => {
+    carrier[key] = value;
+  },
+};
+
+/** The client's `x-request-id` when it is a sane one, else a new one. */
+export function requestIdOf(headers: http2.IncomingHttpHeaders): string {
+  const incoming = headers["x-request-id"];
+  return typeof incoming === "string" && REQUEST_ID.test(incoming) ? incoming : randomUUID();
+}
+
+/** What a call carries upstream on every attempt (`:authority` and the deadline come per attempt). */
+export interface UpstreamRequest {
+  method: string;
+  path: string;
+  requestId: string;
+  identity: Identity | undefined;
+}
+
+/**
+ * The headers every attempt of a call sends upstream: the client's, less hop-by-hop ones, its
+ * deadline (the gateway sends what is left of it per attempt) and any identity headers of its
+ * own (only the gateway says who the caller is), plus the verified identity.
+ */
+export function upstreamHeaders(
+  headers: http2.IncomingHttpHeaders,
+  call: UpstreamRequest,
+): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(headers)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":") || IDENTITY.has(k)) continue;
+    out[k] = v;
+  }
+  const { identity } = call;
+  if (identity) {
+    out[IdentityHeaders.subject] = identity.subject;
+    out[IdentityHeaders.roles] = identity.roles.join(",");
+    if (identity.email) out[IdentityHeaders.email] = identity.email;
+  }
+  out[":method"] = call.method;
+  out[":path"] = call.path;
+  out[":scheme"] = "http";
+  out["x-request-id"] = call.requestId;
+  out["x-forwarded-host"] = String(headers[":authority"] ?? headers.host ?? "");
+  delete out["grpc-timeout"];
+  delete out["connect-timeout-ms"];
+  return out;
+}
+
+/** One attempt's headers: the call's, its endpoint's authority, and what is left of the deadline. */
+export function attemptHeaders(
+  base: http2.OutgoingHttpHeaders,
+  authority: string,
+  protocol: Protocol,
+  remainingMs: number,
+): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = { ...base, ":authority": authority };
+  // In the client's protocol, at least 1 ms.
+  const remaining = Math.max(1, Math.round(remainingMs));
+  if (protocol === "connect" || protocol === "connect-stream") out["connect-timeout-ms"] = String(remaining);
+  else out["grpc-timeout"] = `${remaining}m`;
+  return out;
+}
+
+/** An upstream answer's headers as the client gets them: no hop-by-hop ones, the request id added. */
+export function answerHeaders(h: http2.IncomingHttpHeaders, requestId: string): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(h)) {
+    if (v === undefined || HOP_BY_HOP.has(k) || (k.startsWith(":") && k !== ":status")) continue;
+    out[k] = v;
+  }
+  out["x-request-id"] = requestId;
+  return out;
+}
+
+/** An upstream answer's trailers as the client gets them (no pseudo-headers). */
+export function answerTrailers(t: http2.IncomingHttpHeaders | undefined): http2.OutgoingHttpHeaders {
+  const out: http2.OutgoingHttpHeaders = {};
+  for (const [k, v] of Object.entries(t ?? {})) if (v !== undefined && !k.startsWith(":")) out[k] = v;
+  return out;
+}
+
+/** A gRPC answer (not gRPC-Web): one that must end with trailers. */
+export function isGrpcAnswer(h: http2.IncomingHttpHeaders): boolean {
+  const contentType = String(h["content-type"] ?? "");
+  return contentType.startsWith("application/grpc") && !contentType.startsWith("application/grpc-web");
+}
+
+/** Any answer's headers plus what a browser at an allowed origin needs to read it. */
+export function withCors(h: http2.OutgoingHttpHeaders, origin: string): http2.OutgoingHttpHeaders {
+  return {
+    ...h,
+    "access-control-allow-origin": origin,
+    "access-control-expose-headers": CORS_EXPOSE_HEADERS,
+    vary: "Origin",
+  };
+}

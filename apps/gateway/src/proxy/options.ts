@@ -1,0 +1,38 @@
+import type { BoundHistogram, Logger } from "@meshwork/telemetry";
+import type { Tracer } from "@opentelemetry/api";
+import type { Authenticator, Policy } from "../auth.js";
+import type { RateLimiter } from "../ratelimit.js";
+import type { Route } from "../routes.js";
+import type { Upstreams } from "../upstreams.js";
+import type { HeldTotal } from "./answer.js";
+import type { RetryBudget, RetryPolicy } from "./retry.js";
+
+export interface ProxyOptions {
+  routes: ReadonlyMap<string, Route>;
+  /** Access policy per method path; a path under a route but not here is an unknown method. */
+  policies: ReadonlyMap<string, Policy>;
+  auth: Authenticator;
+  limiter: RateLimiter;
+  /** Largest request body forwarded; more answers RESOURCE_EXHAUSTED. */
+  maxRequestBytes: number;
+  retry: RetryPolicy;
+  /** Origins browsers may call from (`*` for any); empty: no CORS headers at all. */
+  corsOrigins: readonly string[];
+  upstreams: Upstreams;
+  defaultTimeoutMs: number;
+  maxTimeoutMs: number;
+  logger: Logger;
+  tracer: Tracer;
+  duration: BoundHistogram;
+  /** Counts answers by route and code (or HTTP status), and by the upstream that gave them. */
+  count(route: string, code: string, upstream?: string): void;
+}
+
+/** What every call of one proxy shares. */
+export interface ProxyShared {
+  readonly options: ProxyOptions;
+  readonly budget: RetryBudget;
+  readonly held: HeldTotal;
+  /** Records a finished call's duration under its route. */
+  recordDuration(route: string, seconds: number): void;
+}
