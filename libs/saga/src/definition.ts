@@ -10,6 +10,7 @@ export interface StepContext<D> {
   signal: AbortSignal;
 }
 
+/** One step of a saga: an action keyed by the saga's id, and how to undo it. */
 export interface SagaStep<D> {
   name: string;
   /** Does the step; must be idempotent by `sagaId`. Throw {@link SagaAbort} for a business failure. */
@@ -23,6 +24,11 @@ export class SagaAbort extends Error {
   override readonly name = "SagaAbort";
 }
 
+/**
+ * A kind of saga: its steps in order, the hooks that change the service's own state in the
+ * saga's transactions, and its retry policy. Given to `createSagaExecutor`; instances are
+ * started with `startSaga` or the executor's `startIn`.
+ */
 export interface SagaDefinition<D> {
   /** Stored with each instance; the executor runs instances of the types it was given. */
   type: string;

@@ -37,5 +37,7 @@ export function sagaTable(name = "sagas") {
   );
 }
 
+/** The Drizzle table of a service's sagas (see {@link sagaTable}). */
 export type SagaTable = ReturnType<typeof sagaTable>;
+/** One saga instance as stored. */
 export type SagaRow = SagaTable["$inferSelect"];
