@@ -124,6 +124,8 @@ export function createLeaseStore(options: {
         status: "compensating" as const,
         step: Math.min(row.step, stepCount - 1),
         attempts: 0,
+        transientAttempts: 0,
+        transientSince: null,
         failure: reason,
         leaseUntil: lease(),
       };

@@ -1,9 +1,9 @@
 import type { AnyTransaction } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import type { Counter } from "@opentelemetry/api";
-import { SagaAbort, type SagaDefinition, type SagaStep } from "./definition.js";
+import { SagaAbort, type SagaDefinition, type SagaStep, SagaUnavailable } from "./definition.js";
 import type { LeaseStore } from "./lease-store.js";
-import { type AttemptDeps, attemptStep } from "./step-attempt.js";
+import { type AttemptDeps, attemptStep, StepTimeoutError } from "./step-attempt.js";
 import type { SagaRow } from "./table.js";
 
 /** What a saga run needs of its executor. */
@@ -25,6 +25,9 @@ export const backoff = (attempt: number, initial: number, max: number): number =
   const base = Math.min(max, initial * 2 ** Math.max(0, attempt - 1));
   return Math.round(base / 2 + Math.random() * (base / 2));
 };
+
+/** A step's counters when it starts afresh. */
+const FRESH_STEP = { attempts: 0, transientAttempts: 0, transientSince: null, lastError: null };
 
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
 
@@ -94,8 +97,9 @@ export class SagaRun<D> {
       );
       return this.compensateFrom(message);
     }
+    if (this.isTransient(result.err)) return this.unavailable(step, message);
     const attempts = row.attempts + 1;
-    if (attempts >= def.maxAttempts) {
+    if (attempts - row.transientAttempts >= def.maxAttempts) {
       this.deps.logger.warn(
         { saga_id: row.id, step: step.name, attempts, err: message },
         "saga step gave up: compensating",
@@ -109,6 +113,42 @@ export class SagaRun<D> {
     return this.retryLater(attempts, message);
   }
 
+  /** A failure that only waits out the transient budget (when the definition has one). */
+  private isTransient(err: unknown): boolean {
+    return (
+      this.def.transientBudgetMs !== undefined &&
+      (err instanceof SagaUnavailable || err instanceof StepTimeoutError)
+    );
+  }
+
+  /**
+   * A transient failure of `step`: retried after a backoff (never past the budget's end, so the
+   * last try is at that moment), without spending its attempts; once the budget, counted from
+   * the step's first transient failure, has passed: compensates. The wait is recorded in the
+   * saga's row, so it survives a restart.
+   */
+  private async unavailable(step: SagaStep<D>, message: string): Promise<Next> {
+    const { def, row } = this;
+    const now = Date.now();
+    const since = row.transientSince ?? new Date(now);
+    const end = since.getTime() + (def.transientBudgetMs ?? 0);
+    const log = { saga_id: row.id, step: step.name, since: since.toISOString(), err: message };
+    if (now >= end) {
+      this.deps.logger.warn(log, "saga step unavailable beyond its budget: compensating");
+      return this.compensateFrom(message);
+    }
+    const transientAttempts = row.transientAttempts + 1;
+    this.deps.logger.info(log, "saga step unavailable: will retry");
+    const delay = backoff(transientAttempts, def.initialDelayMs, def.maxDelayMs);
+    await this.deps.store.retryLater(row, new Date(Math.min(now + delay, end)), {
+      attempts: row.attempts + 1,
+      transientAttempts,
+      transientSince: since,
+      lastError: message,
+    });
+    return "leave";
+  }
+
   /**
    * Records a step as done. One transaction records the step, and either completes the saga or
    * runs the next step's beforeStep: a saga of n steps commits n + 2 times, not 3n + 1.
@@ -116,7 +156,7 @@ export class SagaRun<D> {
   private async stepDone(step: SagaStep<D>): Promise<Next> {
     const { def, row } = this;
     const following = def.steps[row.step + 1];
-    const progress = { step: row.step + 1, attempts: 0, lastError: null };
+    const progress = { step: row.step + 1, ...FRESH_STEP };
     const onStepDone = (tx: AnyTransaction) => def.onStepDone?.(tx, row.id, this.data, step.name);
     const logDone = () =>
       this.deps.logger.info({ saga_id: row.id, saga_type: def.type, step: step.name }, "saga step done");
@@ -141,9 +181,17 @@ export class SagaRun<D> {
     const step = def.steps[row.step];
     const result = step?.compensate
       ? await attemptStep(this.deps.attempt, def, row, step, "compensate")
-      : { ok: true as const };
+      : { ok: true as const, value: undefined };
     if (result.ok) {
-      const next = { step: row.step - 1, attempts: 0, lastError: null, leaseUntil: this.deps.store.lease() };
+      // A compensation that says it undid something (a refund) is remembered for onCompensated.
+      const undone = result.value === true && step ? { undone: [...row.undone, step.name] } : {};
+      const next = {
+        step: row.step - 1,
+        attempts: 0,
+        lastError: null,
+        leaseUntil: this.deps.store.lease(),
+        ...undone,
+      };
       if (!(await this.deps.store.record(row, next))) return "leave";
       this.row = { ...row, ...next };
       return "continue";
@@ -173,7 +221,7 @@ export class SagaRun<D> {
     const hook = (tx: AnyTransaction) =>
       outcome === "completed"
         ? def.onCompleted?.(tx, row.id, this.data)
-        : def.onCompensated?.(tx, row.id, this.data, reason);
+        : def.onCompensated?.(tx, row.id, this.data, reason, row.undone);
     const done = await this.deps.store.record(
       row,
       { ...changes, status: outcome, leaseOwner: null, leaseUntil: null },

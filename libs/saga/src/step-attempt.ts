@@ -22,7 +22,7 @@ export interface AttemptDeps {
 }
 
 /** How one attempt ended. */
-export type AttemptResult = { ok: true } | { ok: false; err: unknown };
+export type AttemptResult = { ok: true; value: unknown } | { ok: false; err: unknown };
 
 const carrierGetter = {
   keys: (c: Record<string, string>) => Object.keys(c),
@@ -67,14 +67,14 @@ export async function attemptStep<D>(
   );
   try {
     const fn = phase === "action" ? step.action : step.compensate;
-    await Promise.race([
+    const value = await Promise.race([
       context.with(trace.setSpan(parent, span), () =>
         fn?.({ sagaId: row.id, data: row.data as D, attempt: row.attempts + 1, signal }),
       ),
       timeout.promise,
     ]);
     span.setStatus({ code: SpanStatusCode.OK });
-    return { ok: true };
+    return { ok: true, value };
   } catch (err) {
     span.recordException(err as Error);
     span.setStatus({ code: SpanStatusCode.ERROR, message: String((err as Error)?.message ?? err) });
