@@ -5,11 +5,13 @@ import { fileURLToPath } from "node:url";
 import { Code, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
+import { OrderCancelledSchema } from "@meshwork/contracts/meshwork/orders/v1/events";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { connectNats, streamName } from "@meshwork/events";
+import { cloudEventHeaders, connectNats, createEnvelope, streamName } from "@meshwork/events";
 import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
-import { jetstreamManager } from "@nats-io/jetstream";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { headers as natsHeaders } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const usersMain = fileURLToPath(new URL("../../users/dist/main.js", import.meta.url));
@@ -61,7 +63,7 @@ describe("notifications from users' events (real processes, NATS and databases)"
     await notifications?.stop();
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
     const jsm = await jetstreamManager(nc);
-    for (const s of ["USERS", "PAYMENTS", "DLQ_NOTIFICATIONS"])
+    for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
     await nc.close();
     rmSync(dir, { recursive: true, force: true });
@@ -144,5 +146,35 @@ describe("notifications from users' events (real processes, NATS and databases)"
       body: `We refunded €123.45 (payment ${paymentId}).`,
     });
     await payments.waitForLog((l) => l.msg === "rpc" && String(l.method).endsWith("/RefundPayment"));
+  });
+  it("says what happened to the money when an order is cancelled: refunded, or nothing charged", async () => {
+    const userId = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a60";
+    const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "orders-test");
+    try {
+      const js = jetstream(nc);
+      const cancel = async (orderId: string, reason: string, paymentRefunded: boolean) => {
+        const e = createEnvelope(
+          OrderCancelledSchema,
+          { $typeName: OrderCancelledSchema.typeName, orderId, userId, reason, paymentRefunded },
+          { source: "/meshwork/orders", namespace },
+        );
+        const h = natsHeaders();
+        for (const [k, v] of Object.entries(cloudEventHeaders(e))) h.set(k, v);
+        await js.publish(e.subject, e.data, { msgID: e.id, headers: h });
+      };
+      await cancel("order-refunded", "inventory unavailable: no healthy endpoint of inventory", true);
+      await cancel("order-voided", "payment declined: over the limit", false);
+    } finally {
+      await nc.close();
+    }
+    const bodies = await waitFor(async () => {
+      const res = await client.listNotifications({ userId });
+      const cancelled = res.notifications.filter((n) => n.kind === "order.cancelled").map((n) => n.body);
+      return cancelled.length === 2 ? cancelled.sort() : undefined;
+    });
+    expect(bodies).toEqual([
+      "Your order order-refunded was cancelled (inventory unavailable: no healthy endpoint of inventory); your payment was refunded in full.",
+      "Your order order-voided was cancelled (payment declined: over the limit); nothing was charged.",
+    ]);
   });
 });

@@ -21,6 +21,12 @@ const shape = {
   SAGA_RETRY_INITIAL_MS: ms(100),
   SAGA_RETRY_MAX_MS: ms(2_000),
   SAGA_STEP_TIMEOUT_MS: ms(5_000),
+  /**
+   * How long a step may find inventory or payments unavailable (down, restarting, breaker open,
+   * timing out) before the order is cancelled, from the step's first such failure; retries
+   * meanwhile back off up to SAGA_RETRY_MAX_MS and do not spend SAGA_MAX_ATTEMPTS.
+   */
+  SAGA_TRANSIENT_BUDGET_MS: ms(60_000),
   /** Per upstream (inventory, payments): consecutive failures that open its breaker... */
   UPSTREAM_BREAKER_FAILURES: ms(5),
   /** ...and how long it stays open before a probe. */
@@ -41,7 +47,7 @@ export interface Config {
     leaseMs: number;
     pollMs: number;
     concurrency: number;
-    retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
+    retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number; transientBudgetMs: number };
     stepTimeoutMs: number;
   };
   upstream: { breakerFailures: number; halfOpenAfterMs: number; timeoutMs: number };
@@ -64,6 +70,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
         maxAttempts: e.SAGA_MAX_ATTEMPTS,
         initialDelayMs: e.SAGA_RETRY_INITIAL_MS,
         maxDelayMs: e.SAGA_RETRY_MAX_MS,
+        transientBudgetMs: e.SAGA_TRANSIENT_BUDGET_MS,
       },
       stepTimeoutMs: e.SAGA_STEP_TIMEOUT_MS,
     },

@@ -10,17 +10,38 @@ export interface StepContext<D> {
   signal: AbortSignal;
 }
 
+/** One step of a saga: an action keyed by the saga's id, and how to undo it. */
 export interface SagaStep<D> {
   name: string;
   /** Does the step; must be idempotent by `sagaId`. Throw {@link SagaAbort} for a business failure. */
   action(ctx: StepContext<D>): Promise<void>;
-  /** Undoes it; must be idempotent; retried until it succeeds. */
-  compensate?(ctx: StepContext<D>): Promise<void>;
+  /**
+   * Undoes it; must be idempotent; retried until it succeeds. Resolving `true` says it undid
+   * something (a payment refunded, not merely found never captured): the step's name is then
+   * kept with the saga and handed to `onCompensated` in `undone`.
+   */
+  compensate?(ctx: StepContext<D>): Promise<unknown>;
 }
 
 /** A business failure (no stock, payment declined): no retry, compensate at once, for `reason`. */
 export class SagaAbort extends Error {
   override readonly name = "SagaAbort";
+}
+
+/**
+ * A kind of saga: its steps in order, the hooks that change the service's own state in the
+ * saga's transactions, and its retry policy. Given to `createSagaExecutor`; instances are
+ * started with `startSaga` or the executor's `startIn`.
+ */
+/**
+ * A transient failure: the other side is unavailable for now (its breaker open, UNAVAILABLE, a
+ * deadline exceeded, a restart). It does not spend the step's `maxAttempts`: the step is
+ * retried (backoff up to `maxDelayMs`) until `transientBudgetMs` has passed since the step's
+ * first transient failure, and compensates only then. Without a budget it counts as any
+ * failure.
+ */
+export class SagaUnavailable extends Error {
+  override readonly name = "SagaUnavailable";
 }
 
 export interface SagaDefinition<D> {
@@ -36,8 +57,17 @@ export interface SagaDefinition<D> {
   onStepDone?(tx: AnyTransaction, sagaId: string, data: D, step: string): Promise<void>;
   /** In the transaction that completes the saga. */
   onCompleted?(tx: AnyTransaction, sagaId: string, data: D): Promise<void>;
-  /** In the transaction that records the end of compensation, with the failure's reason. */
-  onCompensated?(tx: AnyTransaction, sagaId: string, data: D, reason: string): Promise<void>;
+  /**
+   * In the transaction that records the end of compensation, with the failure's reason and the
+   * steps whose compensation said it undid something (see {@link SagaStep.compensate}).
+   */
+  onCompensated?(
+    tx: AnyTransaction,
+    sagaId: string,
+    data: D,
+    reason: string,
+    undone: readonly string[],
+  ): Promise<void>;
   /** Attempts of a step before the saga gives up and compensates (compensations never give up). */
   maxAttempts: number;
   /** Backoff between attempts: doubles from `initialDelayMs` up to `maxDelayMs`, with jitter. */
@@ -45,4 +75,11 @@ export interface SagaDefinition<D> {
   maxDelayMs: number;
   /** A step (or compensation) attempt longer than this fails (and is retried). */
   stepTimeoutMs: number;
+  /**
+   * How long a step may keep failing transiently ({@link SagaUnavailable}, or its own timeout)
+   * before the saga compensates, from the step's first transient failure; such failures do not
+   * count against `maxAttempts`. Kept in the saga's row, so the wait survives a restart.
+   * Undefined: transient failures count as any other.
+   */
+  transientBudgetMs?: number;
 }

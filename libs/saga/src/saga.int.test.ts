@@ -8,7 +8,7 @@ import { and, eq, sql } from "drizzle-orm";
 import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ledger, sagas, schema } from "../test/fixtures/schema.js";
-import { SagaAbort, type SagaDefinition } from "./definition.js";
+import { SagaAbort, type SagaDefinition, SagaUnavailable } from "./definition.js";
 import { createSagaExecutor, type SagaExecutor, startSaga } from "./executor.js";
 
 const migrations = fileURLToPath(new URL("../test/fixtures/drizzle", import.meta.url));
@@ -82,7 +82,10 @@ describe("sagas on the real Postgres", () => {
     })),
     onStepDone: (tx, id, _d, step) => note(id, `done ${step}`, tx),
     onCompleted: (tx, id) => note(id, "completed", tx),
-    onCompensated: (tx, id, _d, reason) => note(id, `compensated: ${reason}`, tx),
+    onCompensated: async (tx, id, _d, reason, undone) => {
+      await note(id, `compensated: ${reason}`, tx);
+      for (const step of undone) await note(id, `undid ${step}`, tx);
+    },
     maxAttempts: 3,
     initialDelayMs: 10,
     maxDelayMs: 40,
@@ -486,5 +489,127 @@ describe("sagas on the real Postgres", () => {
     expect((await finished(id)).status).toBe("completed");
     expect(runs).toBe(1);
     await Promise.all([a.stop(), b.stop()]);
+  });
+  it("waits out a transient failure longer than its attempts allow, within the budget, and the wait is in the row", async () => {
+    let tries = 0;
+    const def = definition(
+      "transient-recovers",
+      {
+        authorize: async () => {
+          tries++;
+          if (tries <= 6)
+            throw new SagaUnavailable("payments unavailable: circuit breaker open for payments");
+        },
+      },
+      { transientBudgetMs: 20_000, initialDelayMs: 20, maxDelayMs: 60 },
+    );
+    // The first executor sees the first failures, then stops while the step waits.
+    const first = executor([def]);
+    await first.start();
+    const id = await start(def);
+    await waitFor(async () => ((await status(id))?.transientAttempts ?? 0) >= 2, {
+      what: "transient failures",
+    });
+    await first.stop();
+    const waiting = await status(id);
+    expect(waiting).toMatchObject({ status: "running", step: 1, leaseOwner: null });
+    expect(waiting?.transientSince).toBeInstanceOf(Date);
+    expect(waiting?.lastError).toBe("payments unavailable: circuit breaker open for payments");
+    // Another executor (a restarted service) goes on from the recorded wait, past maxAttempts (3).
+    const next = executor([def]);
+    await next.start();
+    expect((await finished(id)).status).toBe("completed");
+    expect(tries).toBe(7);
+    expect(await status(id)).toMatchObject({ transientAttempts: 0, transientSince: null });
+    expect(await entries(id)).toMatchObject({ authorize: 1, completed: 1 });
+    await next.stop();
+  });
+
+  it("compensates once a transient failure outlasts its budget, counted from the step's first transient failure", async () => {
+    const tries: number[] = [];
+    const def = definition(
+      "transient-gives-up",
+      {
+        capture: async () => {
+          tries.push(Date.now());
+          throw new SagaUnavailable("payments unavailable: connection refused");
+        },
+      },
+      { transientBudgetMs: 400, initialDelayMs: 10, maxDelayMs: 40 },
+    );
+    const e = executor([def]);
+    await e.start();
+    const id = await start(def);
+    const s = await finished(id);
+    expect(s).toMatchObject({ status: "compensated", failure: "payments unavailable: connection refused" });
+    expect(tries.length).toBeGreaterThan(def.maxAttempts);
+    // The budget runs from the first failed capture: the last try is at its end, not before.
+    const spent = (tries.at(-1) ?? 0) - (tries[0] ?? 0);
+    expect(spent).toBeGreaterThanOrEqual(400);
+    expect(spent).toBeLessThan(5_000);
+    expect(await entries(id)).toMatchObject({ "undo capture": 1, "undo authorize": 1, "undo reserve": 1 });
+    await e.stop();
+  });
+
+  it("with a budget, a refusal still compensates at once and an ordinary error still spends the attempts", async () => {
+    let refusals = 0;
+    const refused = definition(
+      "budget-refused",
+      {
+        authorize: async () => {
+          refusals++;
+          throw new SagaAbort("payment declined");
+        },
+      },
+      { transientBudgetMs: 60_000 },
+    );
+    let errors = 0;
+    const broken = definition(
+      "budget-broken",
+      {
+        authorize: async () => {
+          errors++;
+          throw new Error("internal error in payments");
+        },
+      },
+      { transientBudgetMs: 60_000 },
+    );
+    const e = executor([refused, broken]);
+    await e.start();
+    const a = await start(refused);
+    const b = await start(broken);
+    expect(await finished(a)).toMatchObject({ status: "compensated", failure: "payment declined" });
+    expect(refusals).toBe(1);
+    expect(await finished(b)).toMatchObject({ status: "compensated", failure: "internal error in payments" });
+    expect(errors).toBe(3);
+    await e.stop();
+  });
+
+  it("hands onCompensated the steps whose compensation said it undid something", async () => {
+    const base = definition("undone", {
+      capture: async () => {
+        throw new SagaAbort("stock lost");
+      },
+    });
+    // The capture's undo says it undid something (a refund), the authorization's that it did not
+    // (nothing to void), the reservation's says nothing.
+    const says: Record<string, boolean | undefined> = { capture: true, authorize: false };
+    const def: SagaDefinition<Data> = {
+      ...base,
+      steps: base.steps.map((s) => ({
+        ...s,
+        async compensate(ctx) {
+          await s.compensate?.(ctx);
+          return says[s.name];
+        },
+      })),
+    };
+    const e = executor([def]);
+    await e.start();
+    const id = await start(def);
+    expect(await finished(id)).toMatchObject({ status: "compensated", undone: ["capture"] });
+    expect(await entries(id)).toMatchObject({ "compensated: stock lost": 1, "undid capture": 1 });
+    expect((await entries(id))["undid authorize"]).toBeUndefined();
+    await e.stop();
   });
 });

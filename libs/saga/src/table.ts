@@ -18,6 +18,12 @@ export function sagaTable(name = "sagas") {
       step: integer("step").notNull().default(0),
       /** Attempts of the current step (or compensation) so far. */
       attempts: integer("attempts").notNull().default(0),
+      /** Of those, the transient failures (not counted against the definition's attempts)... */
+      transientAttempts: integer("transient_attempts").notNull().default(0),
+      /** ...and when the first of them happened: the transient budget runs from there. */
+      transientSince: timestamp("transient_since", { withTimezone: true, mode: "date" }),
+      /** The steps whose compensation undid something (a refund), for `onCompensated`. */
+      undone: jsonb("undone").$type<string[]>().notNull().default([]),
       nextAttemptAt: timestamp("next_attempt_at", { withTimezone: true, mode: "date" })
         .notNull()
         .defaultNow(),
@@ -37,5 +43,7 @@ export function sagaTable(name = "sagas") {
   );
 }
 
+/** The Drizzle table of a service's sagas (see {@link sagaTable}). */
 export type SagaTable = ReturnType<typeof sagaTable>;
+/** One saga instance as stored. */
 export type SagaRow = SagaTable["$inferSelect"];

@@ -33,6 +33,8 @@ describe("orders: the placement saga through the gateway (every service a real p
         SAGA_RETRY_MAX_MS: "200",
         UPSTREAM_BREAKER_FAILURES: "3",
         UPSTREAM_BREAKER_HALF_OPEN_MS: "1000",
+        // Payments hard down below cancels the order once it has been unavailable this long.
+        SAGA_TRANSIENT_BUDGET_MS: "1000",
       },
       payments: { PAYMENTS_DECLINE_ABOVE_MINOR: "50000" },
     });

@@ -1,33 +1,51 @@
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
 import type { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import type { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { SagaAbort, type SagaDefinition } from "@meshwork/saga";
+import { SagaAbort, type SagaDefinition, SagaUnavailable } from "@meshwork/saga";
 import type { OrderStore } from "../adapters/db/order-store.js";
 import type { PlacementData } from "../domain/order.js";
 
 const PLACEMENT = "order-placement";
+/** The step that takes the money: its compensation is the refund. */
+const CAPTURE = "capture";
 
 /** A refusal by the other service (no stock, declined): the order cannot go on. */
 const BUSINESS = new Set([Code.FailedPrecondition, Code.NotFound, Code.InvalidArgument, Code.AlreadyExists]);
 
-/** Turns a call's failure into a business abort (with `refused` in front) or a retryable error. */
+/**
+ * The other service is unavailable for now (down, restarting, its breaker open here, too slow,
+ * overloaded): the step waits, up to the saga's transient budget, instead of cancelling.
+ */
+const TRANSIENT = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.ResourceExhausted, Code.Aborted]);
+
+/**
+ * Turns a call's failure into a business abort (with `refused` in front), a transient failure
+ * that waits out the budget, or another error that spends the step's attempts.
+ */
 async function call<T>(upstream: string, refused: string, work: () => Promise<T>): Promise<T> {
   try {
     return await work();
   } catch (err) {
     const e = ConnectError.from(err);
     if (BUSINESS.has(e.code)) throw new SagaAbort(`${refused}: ${e.rawMessage}`);
-    throw new Error(`${upstream} unavailable: ${e.rawMessage}`, { cause: e });
+    const message = `${upstream} unavailable: ${e.rawMessage}`;
+    if (TRANSIENT.has(e.code)) throw new SagaUnavailable(message, { cause: e });
+    throw new Error(message, { cause: e });
   }
 }
 
-/** A compensation that finds nothing to undo in this state is done. */
-async function undo(work: () => Promise<unknown>, nothingToUndo: ReadonlySet<Code>): Promise<void> {
+/**
+ * A compensation: true when it undid something, false when it found nothing to undo in this
+ * state (which is done too).
+ */
+async function undo(work: () => Promise<unknown>, nothingToUndo: ReadonlySet<Code>): Promise<boolean> {
   try {
     await work();
+    return true;
   } catch (err) {
     const e = ConnectError.from(err);
     if (!nothingToUndo.has(e.code)) throw e;
+    return false;
   }
 }
 
@@ -35,7 +53,13 @@ export interface PlacementDeps {
   inventory: Client<typeof InventoryService>;
   payments: Client<typeof PaymentService>;
   orders: OrderStore;
-  retry: { maxAttempts: number; initialDelayMs: number; maxDelayMs: number };
+  retry: {
+    maxAttempts: number;
+    initialDelayMs: number;
+    maxDelayMs: number;
+    /** How long a step may find an upstream unavailable before the order is cancelled. */
+    transientBudgetMs: number;
+  };
   stepTimeoutMs: number;
 }
 
@@ -43,9 +67,12 @@ export interface PlacementDeps {
  * Order placement: reserve stock -> authorize payment -> capture payment and commit the
  * reservation -> confirm. Every call is keyed by the order id (the reservation id and the
  * payment id), so a repeated step has no second effect. No stock or a declined payment cancels
- * the order at once; a step that keeps failing (payments down, its breaker open) cancels it
- * once its attempts are spent. Either way what was done is undone in reverse: refund, void,
- * release.
+ * the order at once. An upstream that is unavailable (down, restarting, its breaker open,
+ * timing out) only delays a step, with backoff capped at `maxDelayMs` (the breaker's half-open
+ * moment is then at most that late), until it has been unavailable for the transient budget
+ * since the step's first such failure; then the order is cancelled. Other errors cancel it
+ * once the step's attempts are spent. Either way what was done is undone in reverse: refund,
+ * void, release; the cancellation says whether the payment was refunded.
  */
 export function placementSaga(deps: PlacementDeps): SagaDefinition<PlacementData> {
   const { inventory, payments, orders } = deps;
@@ -85,7 +112,7 @@ export function placementSaga(deps: PlacementDeps): SagaDefinition<PlacementData
           undo(() => payments.voidPayment({ paymentId: sagaId }, { signal }), new Set()),
       },
       {
-        name: "capture",
+        name: CAPTURE,
         async action({ sagaId, signal }) {
           await call("payments", "payment refused", () =>
             payments.capturePayment({ paymentId: sagaId }, { signal }),
@@ -108,7 +135,8 @@ export function placementSaga(deps: PlacementDeps): SagaDefinition<PlacementData
       if (step === "authorize") await orders.stepDone(tx, id, "payment_authorized");
     },
     onCompleted: (tx, id, data) => orders.confirmed(tx, id, data),
-    onCompensated: (tx, id, data, reason) => orders.cancelled(tx, id, data, reason),
+    onCompensated: (tx, id, data, reason, undone) =>
+      orders.cancelled(tx, id, data, reason, { paymentRefunded: undone.includes(CAPTURE) }),
     ...deps.retry,
     stepTimeoutMs: deps.stepTimeoutMs,
   };

@@ -14,12 +14,17 @@ export function onOrderConfirmed(logger: Logger): BatchEventHandler {
   }));
 }
 
-/** OrderCancelled -> "your order was cancelled: <reason>". */
+/**
+ * OrderCancelled -> "your order was cancelled: <reason>", and what happened to the money: a
+ * payment captured and then refunded is said so ("nothing was charged" would be false).
+ */
 export function onOrderCancelled(logger: Logger): BatchEventHandler {
   return notificationHandler<OrderCancelled>(logger, (e) => ({
     userId: e.userId,
     kind: "order.cancelled",
     title: "Order cancelled",
-    body: `Your order ${e.orderId} was cancelled (${e.reason}); nothing was charged.`,
+    body: e.paymentRefunded
+      ? `Your order ${e.orderId} was cancelled (${e.reason}); your payment was refunded in full.`
+      : `Your order ${e.orderId} was cancelled (${e.reason}); nothing was charged.`,
   }));
 }

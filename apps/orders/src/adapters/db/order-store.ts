@@ -260,8 +260,14 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
         ),
       ),
 
-    /** Cancels the order with the reason and records OrderCancelled. */
-    cancelled: (tx: AnyTransaction, id: string, placed: PlacementData, reason: string) =>
+    /** Cancels the order with the reason and records OrderCancelled (saying if money was refunded). */
+    cancelled: (
+      tx: AnyTransaction,
+      id: string,
+      placed: PlacementData,
+      reason: string,
+      money: { paymentRefunded: boolean } = { paymentRefunded: false },
+    ) =>
       finish(tx, id, "cancelled", reason, (at) =>
         event(
           tx,
@@ -271,6 +277,7 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
             userId: placed.userId,
             reason,
             cancelTime: timestampFromDate(at),
+            paymentRefunded: money.paymentRefunded,
           }),
         ),
       ),

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/orders/v1/events.proto.
  */
 export const file_meshwork_orders_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9vcmRlcnMvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5vcmRlcnMudjEiigEKC09yZGVyUGxhY2VkEhAKCG9yZGVyX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoFdG90YWwYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSLgoKcGxhY2VfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijwEKDk9yZGVyQ29uZmlybWVkEhAKCG9yZGVyX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoFdG90YWwYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSMAoMY29uZmlybV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ0Cg5PcmRlckNhbmNlbGxlZBIQCghvcmRlcl9pZBgBIAEoCRIPCgd1c2VyX2lkGAIgASgJEg4KBnJlYXNvbhgDIAEoCRIvCgtjYW5jZWxfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXBiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9vcmRlcnMvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5vcmRlcnMudjEiigEKC09yZGVyUGxhY2VkEhAKCG9yZGVyX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoFdG90YWwYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSLgoKcGxhY2VfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijwEKDk9yZGVyQ29uZmlybWVkEhAKCG9yZGVyX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoFdG90YWwYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSMAoMY29uZmlybV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKOAQoOT3JkZXJDYW5jZWxsZWQSEAoIb3JkZXJfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSLwoLY2FuY2VsX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEHBheW1lbnRfcmVmdW5kZWQYBSABKAhiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * OrderPlaced: an order was accepted and its saga started.
@@ -112,6 +112,15 @@ export type OrderCancelled = Message<"meshwork.orders.v1.OrderCancelled"> & {
    * @generated from field: google.protobuf.Timestamp cancel_time = 4;
    */
   cancelTime?: Timestamp | undefined;
+
+  /**
+   * The payment had been captured and was refunded in full while the order was undone (the
+   * customer was charged, then paid back). False: nothing was ever charged (an authorization,
+   * if any, was voided).
+   *
+   * @generated from field: bool payment_refunded = 5;
+   */
+  paymentRefunded: boolean;
 };
 
 /**

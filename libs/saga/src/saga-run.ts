@@ -1,0 +1,261 @@
+import type { AnyTransaction } from "@meshwork/db";
+import type { Logger } from "@meshwork/telemetry";
+import type { Counter } from "@opentelemetry/api";
+import { SagaAbort, type SagaDefinition, type SagaStep, SagaUnavailable } from "./definition.js";
+import type { LeaseStore } from "./lease-store.js";
+import { type AttemptDeps, attemptStep, StepTimeoutError } from "./step-attempt.js";
+import type { SagaRow } from "./table.js";
+
+/** What a saga run needs of its executor. */
+export interface SagaRunDeps {
+  store: LeaseStore;
+  attempt: AttemptDeps;
+  logger: Logger;
+  /** Sagas finished, by type and outcome. */
+  outcomes: Counter;
+  /** True once the executor is stopping: the run hands its saga back at the next point. */
+  stopping(): boolean;
+}
+
+/** What a turn of the state machine leads to: go on with the saga, or leave it (done or lost). */
+type Next = "continue" | "leave";
+
+/** Equal-jitter exponential backoff: doubles from `initial` up to `max`. */
+export const backoff = (attempt: number, initial: number, max: number): number => {
+  const base = Math.min(max, initial * 2 ** Math.max(0, attempt - 1));
+  return Math.round(base / 2 + Math.random() * (base / 2));
+};
+
+/** A step's counters when it starts afresh. */
+const FRESH_STEP = { attempts: 0, transientAttempts: 0, transientSince: null, lastError: null };
+
+const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * One claimed saga, driven until it finishes, must wait (a backoff, recorded for whoever runs it
+ * next) or is lost (its lease taken over). Its state is the row as last recorded; each turn
+ * runs one step or compensation and records where that leaves the saga. `finish` is the one
+ * place a saga ends.
+ */
+export class SagaRun<D> {
+  private row: SagaRow;
+  /** The step whose beforeStep already ran, in the transaction that recorded the one before. */
+  private checked: number;
+
+  constructor(
+    private readonly deps: SagaRunDeps,
+    private readonly def: SagaDefinition<D>,
+    initial: SagaRow,
+    alreadyChecked = -1,
+  ) {
+    this.row = initial;
+    this.checked = alreadyChecked;
+  }
+
+  /** Drives the saga until it finishes, waits, is handed back or is lost. */
+  async drive(): Promise<void> {
+    for (;;) {
+      if (this.deps.stopping()) {
+        // Stopping: give the saga back at its last recorded point, for whoever runs next.
+        await this.deps.store.release(this.row);
+        return;
+      }
+      const next =
+        this.row.status === "running"
+          ? await this.forward()
+          : this.row.status === "compensating"
+            ? await this.backward()
+            : "leave";
+      if (next === "leave") return;
+    }
+  }
+
+  private get data(): D {
+    return this.row.data as D;
+  }
+
+  /** A running saga: check and run its next step, or complete it when none is left. */
+  private async forward(): Promise<Next> {
+    const { def, row } = this;
+    const step = def.steps[row.step];
+    if (!step) return this.finish("completed", {});
+    if (def.beforeStep && this.checked !== row.step) {
+      let reason: string | undefined;
+      const kept = await this.deps.store.record(row, { leaseUntil: this.deps.store.lease() }, async (tx) => {
+        reason = await def.beforeStep?.(tx, row.id, this.data, step.name);
+      });
+      if (!kept) return "leave";
+      if (reason !== undefined) return this.compensateFrom(reason);
+    }
+    const result = await attemptStep(this.deps.attempt, def, row, step, "action");
+    if (result.ok) return this.stepDone(step);
+    const message = errorMessage(result.err);
+    if (result.err instanceof SagaAbort) {
+      this.deps.logger.info(
+        { saga_id: row.id, step: step.name, reason: message },
+        "saga step refused: compensating",
+      );
+      return this.compensateFrom(message);
+    }
+    if (this.isTransient(result.err)) return this.unavailable(step, message);
+    const attempts = row.attempts + 1;
+    if (attempts - row.transientAttempts >= def.maxAttempts) {
+      this.deps.logger.warn(
+        { saga_id: row.id, step: step.name, attempts, err: message },
+        "saga step gave up: compensating",
+      );
+      return this.compensateFrom(message);
+    }
+    this.deps.logger.info(
+      { saga_id: row.id, step: step.name, attempts, err: message },
+      "saga step failed: will retry",
+    );
+    return this.retryLater(attempts, message);
+  }
+
+  /** A failure that only waits out the transient budget (when the definition has one). */
+  private isTransient(err: unknown): boolean {
+    return (
+      this.def.transientBudgetMs !== undefined &&
+      (err instanceof SagaUnavailable || err instanceof StepTimeoutError)
+    );
+  }
+
+  /**
+   * A transient failure of `step`: retried after a backoff (never past the budget's end, so the
+   * last try is at that moment), without spending its attempts; once the budget, counted from
+   * the step's first transient failure, has passed: compensates. The wait is recorded in the
+   * saga's row, so it survives a restart.
+   */
+  private async unavailable(step: SagaStep<D>, message: string): Promise<Next> {
+    const { def, row } = this;
+    const now = Date.now();
+    const since = row.transientSince ?? new Date(now);
+    const end = since.getTime() + (def.transientBudgetMs ?? 0);
+    const log = { saga_id: row.id, step: step.name, since: since.toISOString(), err: message };
+    if (now >= end) {
+      this.deps.logger.warn(log, "saga step unavailable beyond its budget: compensating");
+      return this.compensateFrom(message);
+    }
+    const transientAttempts = row.transientAttempts + 1;
+    this.deps.logger.info(log, "saga step unavailable: will retry");
+    const delay = backoff(transientAttempts, def.initialDelayMs, def.maxDelayMs);
+    await this.deps.store.retryLater(row, new Date(Math.min(now + delay, end)), {
+      attempts: row.attempts + 1,
+      transientAttempts,
+      transientSince: since,
+      lastError: message,
+    });
+    return "leave";
+  }
+
+  /**
+   * Records a step as done. One transaction records the step, and either completes the saga or
+   * runs the next step's beforeStep: a saga of n steps commits n + 2 times, not 3n + 1.
+   */
+  private async stepDone(step: SagaStep<D>): Promise<Next> {
+    const { def, row } = this;
+    const following = def.steps[row.step + 1];
+    const progress = { step: row.step + 1, ...FRESH_STEP };
+    const onStepDone = (tx: AnyTransaction) => def.onStepDone?.(tx, row.id, this.data, step.name);
+    const logDone = () =>
+      this.deps.logger.info({ saga_id: row.id, saga_type: def.type, step: step.name }, "saga step done");
+    if (!following) return this.finish("completed", progress, onStepDone, logDone);
+    const next = { ...progress, leaseUntil: this.deps.store.lease() };
+    let reason: string | undefined;
+    const kept = await this.deps.store.record(row, next, async (tx) => {
+      await onStepDone(tx);
+      if (def.beforeStep) reason = await def.beforeStep(tx, row.id, this.data, following.name);
+    });
+    if (!kept) return "leave";
+    logDone();
+    this.row = { ...row, ...next };
+    this.checked = this.row.step;
+    return reason === undefined ? "continue" : this.compensateFrom(reason);
+  }
+
+  /** A compensating saga: undo its current step, or end it when every step is undone. */
+  private async backward(): Promise<Next> {
+    const { def, row } = this;
+    if (row.step < 0) return this.finish("compensated", {});
+    const step = def.steps[row.step];
+    const result = step?.compensate
+      ? await attemptStep(this.deps.attempt, def, row, step, "compensate")
+      : { ok: true as const, value: undefined };
+    if (result.ok) {
+      // A compensation that says it undid something (a refund) is remembered for onCompensated.
+      const undone = result.value === true && step ? { undone: [...row.undone, step.name] } : {};
+      const next = {
+        step: row.step - 1,
+        attempts: 0,
+        lastError: null,
+        leaseUntil: this.deps.store.lease(),
+        ...undone,
+      };
+      if (!(await this.deps.store.record(row, next))) return "leave";
+      this.row = { ...row, ...next };
+      return "continue";
+    }
+    const message = errorMessage(result.err);
+    const attempts = row.attempts + 1;
+    this.deps.logger.warn(
+      { saga_id: row.id, step: step?.name, attempts, err: message },
+      "saga compensation failed: will retry",
+    );
+    return this.retryLater(attempts, message);
+  }
+
+  /**
+   * The one place a saga ends: records the outcome with `changes` and, in the same transaction,
+   * `before` and the definition's hook for it (onCompleted, onCompensated); then counts and logs
+   * it (after `after`) unless the lease was lost meanwhile.
+   */
+  private async finish(
+    outcome: "completed" | "compensated",
+    changes: Partial<SagaRow>,
+    before?: (tx: AnyTransaction) => Promise<void> | undefined,
+    after?: () => void,
+  ): Promise<Next> {
+    const { def, row } = this;
+    const reason = row.failure ?? "failed";
+    const hook = (tx: AnyTransaction) =>
+      outcome === "completed"
+        ? def.onCompleted?.(tx, row.id, this.data)
+        : def.onCompensated?.(tx, row.id, this.data, reason, row.undone);
+    const done = await this.deps.store.record(
+      row,
+      { ...changes, status: outcome, leaseOwner: null, leaseUntil: null },
+      before
+        ? async (tx) => {
+            await before(tx);
+            await hook(tx);
+          }
+        : async (tx) => hook(tx),
+    );
+    if (done) {
+      after?.();
+      this.deps.outcomes.add(1, { type: def.type, outcome });
+      if (outcome === "completed")
+        this.deps.logger.info({ saga_id: row.id, saga_type: def.type }, "saga completed");
+      else this.deps.logger.info({ saga_id: row.id, saga_type: def.type, reason }, "saga compensated");
+    }
+    return "leave";
+  }
+
+  /** Gives the saga back after a failed attempt, runnable again after the backoff. */
+  private async retryLater(attempts: number, message: string): Promise<Next> {
+    const delay = backoff(attempts, this.def.initialDelayMs, this.def.maxDelayMs);
+    await this.deps.store.retryLater(this.row, new Date(Date.now() + delay), {
+      attempts,
+      lastError: message,
+    });
+    return "leave";
+  }
+
+  private async compensateFrom(reason: string): Promise<Next> {
+    const next = await this.deps.store.compensateFrom(this.row, reason, this.def.steps.length);
+    if (!next) return "leave";
+    this.row = next;
+    return "continue";
+  }
+}
