@@ -1,14 +1,15 @@
 import type { Registry } from "@bufbuild/protobuf";
 import type { DatabaseHandle } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
-import type { ConsumerMessages, JetStreamClient } from "@nats-io/jetstream";
+import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Meter, Tracer } from "@opentelemetry/api";
 import { createAdmission } from "./consumer/admission.js";
 import { createBatchApplier } from "./consumer/apply-batch.js";
+import { DatabaseOutage, isConnectionFailure } from "./consumer/database-outage.js";
 import { createDeadLetterer } from "./consumer/dead-letter.js";
 import type { Delivery } from "./consumer/delivery.js";
 import { createSettlement } from "./consumer/failure-policy.js";
-import { runFetchLoop } from "./consumer/fetch-loop.js";
+import { MessageQueue, runFetchLoop } from "./consumer/fetch-loop.js";
 import { createConsumerMetrics } from "./consumer/metrics.js";
 import type { BatchEventHandler, EventHandler } from "./consumer/types.js";
 import type { InboxTable } from "./inbox.js";
@@ -29,7 +30,10 @@ export interface EventConsumerOptions {
   handlers: Record<string, EventHandler | BatchEventHandler>;
   /** Resolves `ce-type` to a schema. */
   registry: Registry;
-  /** Deliveries of a failing event before it is dead-lettered. */
+  /**
+   * Deliveries of a failing event before it is dead-lettered. The durable consumer's server-side
+   * `max_deliver` is set to one more at start, as a backstop.
+   */
   maxDeliver: number;
   /** First redelivery delay of a failing event; doubles per delivery, capped at 30 s. */
   backoffMs: number;
@@ -56,7 +60,12 @@ export interface EventConsumer {
  * running again. Events that arrive together are applied in one transaction, one commit. A failing handler is
  * nak'ed with exponential backoff; at `maxDeliver` deliveries, or at once for a message that
  * cannot be decoded, the message goes to the dead-letter subject with the error and the delivery
- * count, and is terminated on its stream.
+ * count, and is terminated on its stream (a plain `term()`: it is not delivered again).
+ *
+ * An outage of the consumer's own database (connection refused or lost, the server shutting
+ * down) is not the events' fault: the consumer pauses with the batch in hand, keeps its messages
+ * alive on the broker, probes the database with backoff and applies the batch once it answers;
+ * no delivery is nak'ed or dead-lettered for it (see `DatabaseOutage`).
  *
  * The steps live in `consumer/`: the fetch loop, admission (span, decoding), batch application
  * with its savepoint fallback, and the failure policy with dead-lettering.
@@ -75,13 +84,44 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   const apply = createBatchApplier(options);
   const settle = createSettlement({ ...options, metrics, deadLetter });
 
+  const queue = new MessageQueue();
+  let inHand: Delivery[] = [];
+  let outage: DatabaseOutage | undefined;
   let messages: ConsumerMessages | undefined;
   let loop: Promise<void> | undefined;
+
+  /** Applies a batch, riding out outages of the database; `false` when stopped meanwhile. */
+  async function applyThroughOutages(batch: Delivery[], paused: DatabaseOutage): Promise<boolean> {
+    for (let blips = 0; ; ) {
+      await apply(batch);
+      const failure = batch.find((d) => isConnectionFailure(d.error));
+      if (!failure) return true;
+      const verdict = await paused.wait(failure.error);
+      if (verdict === "stopped") return false;
+      // The database answers at once: retry once (a blip already over), then let it count.
+      if (verdict === "reachable" && ++blips > 1) return true;
+      for (const d of batch) d.hold();
+    }
+  }
+
   return {
     async start() {
       const consumer = await js.consumers.get(options.stream, options.durable);
+      const ackWaitMs = await ensureDeliveryLimit(consumer, options);
+      outage = new DatabaseOutage({
+        database: options.database,
+        logger,
+        metrics,
+        keepAliveMs: Math.max(100, Math.floor(ackWaitMs / 3)),
+        keepAlive() {
+          for (const d of inHand) keepWorking(d.msg);
+          queue.forEach(keepWorking);
+        },
+      });
+      const paused = outage;
       messages = await consumer.consume({ max_messages: 256 });
       loop = runFetchLoop({
+        queue,
         messages,
         maxBatch: options.maxBatch ?? 256,
         logger,
@@ -92,16 +132,46 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
             if (d) admitted.push(d);
           }
           if (admitted.length === 0) return;
-          await apply(admitted);
-          await settle(admitted);
+          inHand = admitted;
+          try {
+            if (await applyThroughOutages(admitted, paused)) await settle(admitted);
+            else for (const d of admitted) d.finish(); // left unsettled: the broker redelivers them
+          } finally {
+            inHand = [];
+          }
         },
       });
     },
     async stop() {
+      outage?.stop();
       await messages?.close();
       await loop;
     },
   };
+}
+
+/** Resets a held message's ack timer (`working()`), so the broker does not redeliver it yet. */
+function keepWorking(msg: JsMsg): void {
+  try {
+    msg.working();
+  } catch {
+    // The connection is away: the message will be redelivered, as after a crash.
+  }
+}
+
+/**
+ * Sets the durable consumer's server-side delivery limit to one more than `maxDeliver` (the
+ * delivery the consumer dead-letters at; the extra one gives a dead-lettering that failed, NATS
+ * being away at that moment, one more chance). Returns the consumer's ack wait in ms.
+ */
+async function ensureDeliveryLimit(consumer: Consumer, options: EventConsumerOptions): Promise<number> {
+  const info = await consumer.info(true);
+  const limit = options.maxDeliver + 1;
+  if (info.config.max_deliver !== limit) {
+    const jsm = await options.js.jetstreamManager();
+    await jsm.consumers.update(options.stream, options.durable, { max_deliver: limit });
+  }
+  return Math.round((info.config.ack_wait ?? 30_000_000_000) / 1_000_000);
 }
 
 export { UndecodableEventError } from "./envelope.js";

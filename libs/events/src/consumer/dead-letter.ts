@@ -30,7 +30,8 @@ export interface DeadLettererOptions {
 /**
  * Dead-letters a message: publishes its data and headers with the `dlq-*` headers (de-duplicated
  * per consumer and stream sequence, so a retried dead-lettering stores one letter), then
- * terminates it on its stream. Rejects if the publish fails: the message is then left unsettled
+ * terminates it on its stream with a plain `term()`, which every supported server (2.9 and
+ * 2.10+) honours: a dead-lettered event is not delivered again. Rejects if the publish fails: the message is then left unsettled
  * and comes back after the ack wait.
  */
 export function createDeadLetterer(options: DeadLettererOptions): DeadLetterer {
@@ -48,7 +49,10 @@ export function createDeadLetterer(options: DeadLettererOptions): DeadLetterer {
       headers: h,
       msgID: `dlq:${durable}:${msg.info.stream}:${msg.info.streamSequence}`,
     });
-    msg.term(error.slice(0, 200));
+    // A plain term: nats-server 2.9 ignores the reason form (`+TERM reason`) and redelivers the
+    // message after the ack wait (4 deliveries in 7 s with a 2 s ack wait); the reason travels
+    // in the dead letter's `dlq-error` header instead.
+    msg.term();
     metrics.deadLettered.add(1, metrics.attrs);
     logger.warn(
       {

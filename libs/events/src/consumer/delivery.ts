@@ -6,14 +6,16 @@ import type { BatchEventHandler, BatchItem, EventContext, EventHandler } from ".
 /**
  * Where a delivery stands. `pending`: admitted, waiting for its batch to be applied; `applied`
  * or `duplicate`: its transaction committed (or its inbox row was already there), to be acked;
- * `failed`: its handler or its transaction failed, to be nak'ed or dead-lettered; `finished`:
- * settled (or given up on), its span ended.
+ * `failed`: its handler or its transaction failed, to be nak'ed or dead-lettered; `held`: its
+ * batch met an outage of the consumer's database, to be applied again once it is back (not a
+ * failure of the event); `finished`: settled (or given up on), its span ended.
  */
 export type DeliveryState =
   | { kind: "pending" }
   | { kind: "applied" }
   | { kind: "duplicate" }
   | { kind: "failed"; error: unknown }
+  | { kind: "held" }
   | { kind: "finished" };
 
 /**
@@ -52,6 +54,16 @@ export class Delivery {
   /** Its handler or its transaction failed with `error`. */
   failed(error: unknown): void {
     this.setState({ kind: "failed", error });
+  }
+
+  /** Its batch met an outage of the database: it will be applied again, with no failure counted. */
+  hold(): void {
+    this.setState({ kind: "held" });
+  }
+
+  /** The error of a failed delivery; `undefined` in any other state. */
+  get error(): unknown {
+    return this.s.kind === "failed" ? this.s.error : undefined;
   }
 
   /** The event as a {@link BatchEventHandler} receives it. */

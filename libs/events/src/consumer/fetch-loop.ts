@@ -6,14 +6,20 @@ import type { ConsumerMessages, JsMsg } from "@nats-io/jetstream";
  * everything queued at once, so under load a batch carries many events and when idle each goes
  * through at once.
  */
-class MessageQueue {
+export class MessageQueue {
   private readonly items: JsMsg[] = [];
   private wake: (() => void) | undefined;
   private open = true;
 
+  /** Queues a message read from the broker. */
   put(msg: JsMsg): void {
     this.items.push(msg);
     this.wake?.();
+  }
+
+  /** Calls `fn` on every queued message (to keep them alive on the broker while paused). */
+  forEach(fn: (msg: JsMsg) => void): void {
+    for (const m of this.items) fn(m);
   }
 
   /** No more messages will be put; the applier drains what is queued and stops. */
@@ -37,6 +43,8 @@ class MessageQueue {
 
 /** What {@link runFetchLoop} needs. */
 export interface FetchLoopOptions {
+  /** Where read messages wait; the caller may look into it (see {@link MessageQueue.forEach}). */
+  queue: MessageQueue;
   /** The consumer's message iterator (`consume()`); closing it ends the loop. */
   messages: ConsumerMessages;
   /** Most messages handed to `process` at once. */
@@ -52,7 +60,7 @@ export interface FetchLoopOptions {
  * message has been processed.
  */
 export async function runFetchLoop(options: FetchLoopOptions): Promise<void> {
-  const queue = new MessageQueue();
+  const { queue } = options;
   const reader = (async () => {
     for await (const msg of options.messages) queue.put(msg);
   })()

@@ -1,4 +1,4 @@
-import type { Attributes, Counter, Histogram, Meter } from "@opentelemetry/api";
+import type { Attributes, Counter, Histogram, Meter, UpDownCounter } from "@opentelemetry/api";
 
 /** The consumer's instruments, and the attributes every one of them is recorded with. */
 export interface ConsumerMetrics {
@@ -9,6 +9,8 @@ export interface ConsumerMetrics {
   redelivered: Counter;
   deadLettered: Counter;
   lag: Histogram;
+  databaseOutages: Counter;
+  paused: UpDownCounter;
 }
 
 /** Creates the instruments of the consumer `durable` (one set per consumer, same names for all). */
@@ -25,6 +27,12 @@ export function createConsumerMetrics(meter: Meter, durable: string): ConsumerMe
     }),
     deadLettered: meter.createCounter("events.consumer.dead_lettered", {
       description: "Events moved to the dead-letter stream",
+    }),
+    databaseOutages: meter.createCounter("events.consumer.database_outages", {
+      description: "Pauses because the consumer's own database was unreachable (no event failed for them)",
+    }),
+    paused: meter.createUpDownCounter("events.consumer.paused", {
+      description: "1 while the consumer waits for its database to come back",
     }),
     lag: meter.createHistogram("events.consumer.lag", {
       description: "Time from the broker storing an event to its effect being committed",
