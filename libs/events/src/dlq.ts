@@ -1,6 +1,6 @@
 import type { JetStreamClient, JetStreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { DeadLetterHeaders } from "./consumer.js";
+import { DeadLetterHeaders } from "./consumer/dead-letter.js";
 import { EventHeaders } from "./envelope.js";
 
 /** A dead letter as `meshctl events dlq list` shows it. */

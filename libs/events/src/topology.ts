@@ -28,6 +28,13 @@ export interface ConsumerSpec {
   /** How long the server waits for an ack before redelivering. Default 30 s. */
   ackWaitMs?: number;
   maxAckPending?: number;
+  /**
+   * The server's delivery limit (`max_deliver`): a backstop, so that no message is delivered
+   * without end even if the consumer could not settle it. `createEventConsumer` sets it at start
+   * to one more than its own `maxDeliver` (CONSUMER_MAX_DELIVER), which it dead-letters at; left
+   * out, an existing consumer keeps its limit and a new one starts without one.
+   */
+  maxDeliver?: number;
 }
 
 const DAY = 86_400_000;
@@ -76,15 +83,16 @@ export async function provision(
       filter_subject: c.filterSubject,
       ack_wait: nanos(c.ackWaitMs ?? 30_000),
       max_ack_pending: c.maxAckPending ?? 1_000,
-      // Redelivery is decided by the consumer code (nak with backoff, then dead letter).
-      max_deliver: -1,
     };
     try {
-      await jsm.consumers.info(c.stream, c.durable);
-      await jsm.consumers.update(c.stream, c.durable, config);
+      const existing = await jsm.consumers.info(c.stream, c.durable);
+      // nats-server 2.9 updates max_deliver in place (checked on 2.9.10); the other fields keep
+      // their values when left out.
+      const max_deliver = c.maxDeliver ?? existing.config.max_deliver ?? -1;
+      await jsm.consumers.update(c.stream, c.durable, { ...config, max_deliver });
     } catch (err) {
       if (!isNotFound(err)) throw err;
-      await jsm.consumers.add(c.stream, config);
+      await jsm.consumers.add(c.stream, { ...config, max_deliver: c.maxDeliver ?? -1 });
     }
   }
 }

@@ -41,10 +41,11 @@ export interface EventsFixture {
 /**
  * Creates a throw-away events set-up on the real servers: a unique namespace, its stream and
  * dead-letter stream (plus any durable consumers asked for), a fresh Postgres database with an
- * outbox, an inbox and an `effects` table. For tests and benchmarks.
+ * outbox, an inbox and an `effects` table. For tests and benchmarks. The consumers' ack wait is
+ * `ackWaitMs` (default 5 s).
  */
 export async function createEventsFixture(
-  options: { natsUrl?: string; durables?: string[] } = {},
+  options: { natsUrl?: string; durables?: string[]; ackWaitMs?: number } = {},
 ): Promise<EventsFixture> {
   const id = uniqueName("t");
   const namespace = `${id}.`;
@@ -67,7 +68,7 @@ export async function createEventsFixture(
       stream,
       durable,
       filterSubject: `${namespace}meshwork.>`,
-      ackWaitMs: 5_000,
+      ackWaitMs: options.ackWaitMs ?? 5_000,
     })),
   });
   const logger = createLogger({ service: "events-test", level: process.env.TEST_LOG_LEVEL ?? "silent" });
