@@ -138,7 +138,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier);
   // With discovery, clusters follow the registry and static endpoints, with their health.
   const discovery: Discovery | undefined = config.discovery
-    ? createDiscovery(config.discovery, { service: "gateway" })
+    ? createDiscovery(config.discovery, { service: "gateway" }, { logger, meter: telemetry.meter })
     : undefined;
   let unfollow: (() => void) | undefined;
   const follow = async (d: Discovery) => {
