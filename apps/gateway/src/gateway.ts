@@ -18,8 +18,8 @@ import {
   registerHealthService,
   registerReflectionServices,
   ServingStatus,
-  setHeapGrowingPercent,
 } from "@meshwork/runtime";
+import { setHeapGrowingPercent } from "@meshwork/runtime/internal";
 import {
   type BoundCounter,
   createLogger,
