@@ -254,10 +254,17 @@ describe("meshctl up as a supervisor", () => {
   it("restarts a service killed with SIGKILL at the same address while the rest keeps serving, and shows it in status", async () => {
     const proc = startProcess(
       process.execPath,
-      [join(root, "tools/meshctl/dist/main.js"), "up", "--ports", "auto"],
-      {
-        env: { MESHWORK_HOME: home, DATABASE_URL: "", EVENTS_NAMESPACE: namespace },
-      },
+      [
+        join(root, "tools/meshctl/dist/main.js"),
+        "up",
+        "--ports",
+        "auto",
+        "--database-url",
+        adminUrl(),
+        "--db-prefix",
+        prefix,
+      ],
+      { env: { MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace } },
     );
     try {
       await proc.waitForLine((l) => l === "meshctl | the mesh is up; Ctrl-C stops it", 240_000);
