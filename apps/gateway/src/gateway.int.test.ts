@@ -22,14 +22,8 @@ import {
   UserSchema,
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
-import {
-  createService,
-  heapGrowingPercent,
-  type Service,
-  ServingStatus,
-  StreamTable,
-  sessionStreams,
-} from "@meshwork/runtime";
+import { createService, type Service, ServingStatus } from "@meshwork/runtime";
+import { heapGrowingPercent, StreamTable, sessionStreams } from "@meshwork/runtime/internal";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger } from "@meshwork/telemetry";
 import { captureLogs, grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";

@@ -3,7 +3,8 @@ import type http2 from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
-import { createListener, type Listener, ServingStatus, setHeapGrowingPercent } from "@meshwork/runtime";
+import { createListener, type Listener, ServingStatus } from "@meshwork/runtime";
+import { setHeapGrowingPercent } from "@meshwork/runtime/internal";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createAdminServer } from "./admin.js";
 import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
@@ -133,7 +134,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier);
   // With discovery, clusters follow the registry and static endpoints, with their health.
   const discovery: Discovery | undefined = config.discovery
-    ? createDiscovery(config.discovery, { service: "gateway" })
+    ? createDiscovery(config.discovery, { service: "gateway" }, { logger, meter: telemetry.meter })
     : undefined;
   let unfollow: (() => void) | undefined;
   const metrics = createGatewayMetrics(telemetry, upstreams);

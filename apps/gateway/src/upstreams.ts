@@ -1,6 +1,6 @@
 import http2 from "node:http2";
 import net from "node:net";
-import { adoptStreamTable } from "@meshwork/runtime";
+import { adoptStreamTable } from "@meshwork/runtime/internal";
 
 /** One upstream endpoint: its HTTP/2 connection, load and health as the gateway sees them. */
 export interface Endpoint {

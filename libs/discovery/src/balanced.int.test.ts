@@ -17,7 +17,7 @@ describe("discovery end to end: announce, watch health, balance (real NATS, real
     natsUrl: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
     mode: "registry",
     bucket: uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_"),
-    ttlMs: 1_500,
+    ttlMs: 3_000,
     advertiseHost: undefined,
     upstreams: {},
   };

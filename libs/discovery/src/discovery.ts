@@ -2,7 +2,9 @@ import { randomUUID } from "node:crypto";
 import type { Interceptor } from "@connectrpc/connect";
 import { connectNats } from "@meshwork/events";
 import type { ClientProtocol } from "@meshwork/runtime";
+import { createLogger, type Logger } from "@meshwork/telemetry";
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { Meter } from "@opentelemetry/api";
 import type { DiscoveryConfig } from "./config.js";
 import { type EndpointTracker, trackEndpoints } from "./endpoints.js";
 import { type RegistryWatcher, registerInstance, watchRegistry } from "./registry.js";
@@ -22,6 +24,11 @@ export interface Discovery {
     service: string,
     options?: { interceptors?: Interceptor[]; protocol?: ClientProtocol; defaultTimeoutMs?: number },
   ): Promise<BalancedTransport>;
+  /**
+   * Whether the registry is reachable (always true in `static` mode and before the watch is
+   * opened). While it is not, the last known endpoints stay in use; see {@link watchRegistry}.
+   */
+  registryUp(): boolean;
   /** Deregisters (if still registered), stops watching, closes the NATS connection. */
   close(): Promise<void>;
 }
@@ -32,13 +39,26 @@ function advertised(config: DiscoveryConfig, host: string): string {
   return host.includes(":") ? `[${host}]` : host;
 }
 
+/** Where discovery reports on itself; both optional. */
+export interface DiscoveryObserve {
+  /** Gets one warning when the registry becomes unreachable and one line when it is back (default: a logger of its own). */
+  logger?: Logger;
+  /** Gets the gauge `discovery.registry.up` (`discovery_registry_up` in Prometheus): 1 reachable, 0 not. */
+  meter?: Meter;
+}
+
 /**
  * Discovery for one process named `service` (its short name, `payments`), from its config. NATS
  * is connected on first need (announce or endpoints), not before.
+ *
+ * A registry outage is not an outage of the mesh: callers keep their last known endpoints (their
+ * health streams still decide which are SERVING), the outage is logged once and shows as
+ * `discovery_registry_up 0`, and the endpoint sets are resynced when the registry is back.
  */
 export function createDiscovery(
   config: DiscoveryConfig,
   self: { service: string; version?: string; protocols?: string[] },
+  observe: DiscoveryObserve = {},
 ): Discovery {
   let nc: Promise<NatsConnection> | undefined;
   const nats = () => {
@@ -46,6 +66,31 @@ export function createDiscovery(
     return nc;
   };
   let tracker: Promise<{ tracker: EndpointTracker; watcher?: RegistryWatcher }> | undefined;
+  let watching: RegistryWatcher | undefined;
+  observe.meter
+    ?.createObservableGauge("discovery.registry.up", {
+      description: "1 while the discovery registry (NATS KV) is reachable, 0 during an outage",
+    })
+    .addCallback((r) => r.observe(watching && !watching.up ? 0 : 1, { bucket: config.bucket }));
+  const followStatus = (watcher: RegistryWatcher) => {
+    let logger = observe.logger;
+    let downAt = 0;
+    watcher.onStatus((up) => {
+      logger ??= createLogger({ service: self.service });
+      if (!up) {
+        downAt = Date.now();
+        logger.warn(
+          { bucket: config.bucket },
+          "discovery registry unreachable; calls keep using the last known endpoints",
+        );
+      } else {
+        logger.info(
+          { bucket: config.bucket, down_ms: Date.now() - downAt },
+          "discovery registry reachable again; endpoints resynced",
+        );
+      }
+    });
+  };
   const deregister = new Set<() => Promise<void>>();
   const transports: BalancedTransport[] = [];
 
@@ -55,6 +100,8 @@ export function createDiscovery(
       if (config.mode === "registry") {
         watcher = await watchRegistry({ nc: await nats(), bucket: config.bucket, ttlMs: config.ttlMs });
         await watcher.ready;
+        watching = watcher;
+        followStatus(watcher);
       }
       return { tracker: trackEndpoints({ registry: watcher, static: config.upstreams }), watcher };
     })();
@@ -87,6 +134,7 @@ export function createDiscovery(
       transports.push(t);
       return t;
     },
+    registryUp: () => watching?.up ?? true,
     async close() {
       for (const stop of [...deregister]) await stop();
       for (const t of transports) t.close();

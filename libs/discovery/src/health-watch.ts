@@ -4,7 +4,7 @@ import {
   Health,
   HealthCheckResponse_ServingStatus as Status,
 } from "@meshwork/contracts/grpc/health/v1/health";
-import { GuardedSessionManager } from "@meshwork/runtime";
+import { GuardedSessionManager } from "@meshwork/runtime/internal";
 
 /** What the gateway and clients know of one endpoint's `grpc.health.v1` status. */
 export type HealthState = "SERVING" | "NOT_SERVING" | "UNKNOWN";

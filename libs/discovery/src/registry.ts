@@ -56,7 +56,8 @@ export interface Registration {
 export async function registerInstance(
   options: RegistryOptions & Omit<InstanceRecord, "heartbeatAt" | "startedAt"> & { startedAt?: number },
 ): Promise<Registration> {
-  const { kv, ttlMs } = await openBucket(options);
+  let { kv, ttlMs } = await openBucket(options);
+  let reopen = false;
   const record: InstanceRecord = {
     service: options.service,
     instanceId: options.instanceId,
@@ -68,8 +69,17 @@ export async function registerInstance(
   };
   const key = keyOf(record.service, record.instanceId);
   const beat = async () => {
+    // After a failed beat the bucket is opened again: a NATS that came back without its store
+    // has no bucket until someone creates it.
+    if (reopen) ({ kv, ttlMs } = await openBucket(options));
+    reopen = false;
     record.heartbeatAt = Date.now();
-    await kv.put(key, JSON.stringify(record));
+    try {
+      await kv.put(key, JSON.stringify(record));
+    } catch (err) {
+      reopen = true;
+      throw err;
+    }
   };
   await beat();
   let stopped = false;
@@ -101,67 +111,196 @@ export interface RegistryWatcher {
   /** Resolves once the current contents of the bucket have been read. */
   readonly ready: Promise<void>;
   /**
+   * Whether the registry is reachable now. While it is not, the watcher keeps the instances it
+   * knew (as fresh as they were when it went away): a registry outage must not empty every
+   * caller's endpoint sets, since no call needs the registry.
+   */
+  readonly up: boolean;
+  /**
    * Called after every put or delete seen, with the instance's service. (Expiry by TTL is not an
    * event: readers that care re-read `instances` on a timer too.) Returns an unsubscribe.
    */
   onChange(listener: (service: string) => void): () => void;
+  /** Called when the registry becomes unreachable (`false`) and once it is resynced (`true`). */
+  onStatus(listener: (up: boolean) => void): () => void;
   stop(): Promise<void>;
+}
+
+/** One known instance; `graceUntil` keeps one not seen in a resync until it could have re-heartbeated. */
+interface Known {
+  record: InstanceRecord;
+  graceUntil?: number;
+}
+
+/**
+ * The watcher's link to the registry: `up` (following the bucket), `down` (NATS disconnected:
+ * what was known is frozen) or `resyncing` (reconnected, replaying the bucket; still frozen).
+ */
+type LinkState = { s: "up" } | { s: "down"; since: number } | { s: "resyncing"; since: number };
+
+class Watcher implements RegistryWatcher {
+  readonly ready: Promise<void>;
+  #markReady: () => void = () => {};
+  #link: LinkState = { s: "up" };
+  readonly #live = new Map<string, Known>();
+  readonly #listeners = new Set<(service: string) => void>();
+  readonly #statusListeners = new Set<(up: boolean) => void>();
+  #iter: { stop(): void } | undefined;
+  #loop: Promise<void> = Promise.resolve();
+  #stopped = false;
+  /** Bumped per (re)opened watch, so a stale loop's entries are ignored. */
+  #generation = 0;
+
+  constructor(
+    private readonly options: RegistryOptions,
+    private readonly ttlMs: number,
+  ) {
+    this.ready = new Promise<void>((resolve) => {
+      this.#markReady = resolve;
+    });
+  }
+
+  get up(): boolean {
+    return this.#link.s === "up";
+  }
+
+  /** Opens a watch that replays the bucket, then follows it; `onReplayed` runs once it is read. */
+  async open(onReplayed: (seen: Set<string>) => void): Promise<void> {
+    const generation = ++this.#generation;
+    const { kv } = await openBucket(this.options);
+    const seen = new Set<string>();
+    let replayed = false;
+    const replayDone = () => {
+      if (replayed || generation !== this.#generation) return;
+      replayed = true;
+      onReplayed(seen);
+    };
+    const iter = await kv.watch();
+    this.#iter = iter;
+    // The watch first replays the current values (the last one has delta 0), then follows updates.
+    if ((await kv.status()).values === 0) replayDone();
+    this.#loop = (async () => {
+      for await (const e of iter) {
+        if (generation !== this.#generation) return;
+        seen.add(e.key);
+        this.#apply(e.key, e.operation === "PUT" ? e : undefined);
+        if (e.isUpdate || e.delta === 0) replayDone();
+      }
+    })().catch(() => {});
+  }
+
+  #apply(key: string, put: { json<T>(): T } | undefined): void {
+    const before = this.#live.get(key)?.record;
+    let after: InstanceRecord | undefined;
+    if (put) {
+      try {
+        after = put.json<InstanceRecord>();
+      } catch {
+        after = undefined; // not a record of ours
+      }
+    }
+    if (after) this.#live.set(key, { record: after });
+    else this.#live.delete(key);
+    const service = after?.service ?? before?.service;
+    // A heartbeat of a known instance changes nothing a listener cares about.
+    const news = !before || !after || before.address !== after.address;
+    if (service && news) this.#emit(service);
+  }
+
+  #emit(service: string): void {
+    for (const l of this.#listeners) l(service);
+  }
+
+  #setLink(link: LinkState): void {
+    const wasUp = this.up;
+    this.#link = link;
+    if (wasUp !== this.up) for (const l of this.#statusListeners) l(this.up);
+  }
+
+  /** NATS went away: freeze what is known. */
+  lost(): void {
+    if (this.#stopped || this.#link.s !== "up") return;
+    this.#setLink({ s: "down", since: Date.now() });
+  }
+
+  /** NATS is back: replay the bucket afresh, then follow it again. */
+  async resync(): Promise<void> {
+    if (this.#stopped || this.#link.s === "up") return;
+    const since = this.#link.since;
+    this.#link = { s: "resyncing", since };
+    this.#iter?.stop();
+    await this.#loop;
+    try {
+      await this.open((seen) => {
+        // Not in the bucket now: expired while nobody could heartbeat, or deleted. Kept until a
+        // live instance's heartbeat (every third of the TTL) had time to land; gone after that.
+        const graceUntil = Date.now() + this.ttlMs;
+        for (const [key, k] of this.#live) if (!seen.has(key)) k.graceUntil = graceUntil;
+        this.#setLink({ s: "up" });
+      });
+    } catch {
+      // The registry answers nothing yet (JetStream still starting): the next reconnect, or the
+      // retry below, tries again.
+      this.#link = { s: "down", since };
+      setTimeout(() => void this.resync(), 500).unref();
+    }
+  }
+
+  markReady(): void {
+    this.#markReady();
+  }
+
+  #fresh(k: Known, now: number): boolean {
+    const at = this.#link.s === "up" ? now : this.#link.since;
+    if (at - k.record.heartbeatAt <= this.ttlMs) return true;
+    return k.graceUntil !== undefined && now <= k.graceUntil;
+  }
+
+  instances(service: string): InstanceRecord[] {
+    return this.all().filter((r) => r.service === service);
+  }
+
+  all(): InstanceRecord[] {
+    const now = Date.now();
+    return [...this.#live.values()].filter((k) => this.#fresh(k, now)).map((k) => k.record);
+  }
+
+  onChange(listener: (service: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  onStatus(listener: (up: boolean) => void): () => void {
+    this.#statusListeners.add(listener);
+    return () => this.#statusListeners.delete(listener);
+  }
+
+  async stop(): Promise<void> {
+    this.#stopped = true;
+    this.#generation++;
+    this.#iter?.stop();
+    await this.#loop;
+  }
 }
 
 /**
  * Watches the registry and keeps the live set: puts add or refresh an instance, deletes remove
  * it at once, and an instance whose heartbeat is older than the TTL is dropped when read.
+ *
+ * While NATS is unreachable the set is frozen as it was (nothing expires for want of heartbeats
+ * nobody can write); once NATS is back the bucket is read afresh: instances deleted meanwhile go,
+ * and those missing from it stay one more TTL, time for a live instance to heartbeat again.
  */
 export async function watchRegistry(options: RegistryOptions): Promise<RegistryWatcher> {
-  const { kv, ttlMs } = await openBucket(options);
-  const live = new Map<string, InstanceRecord>();
-  const listeners = new Set<(service: string) => void>();
-  let markReady: () => void = () => {};
-  const ready = new Promise<void>((resolve) => {
-    markReady = resolve;
-  });
-  const iter = await kv.watch();
-  // The watch first replays the current values (the last one has delta 0), then follows updates.
-  if ((await kv.status()).values === 0) markReady();
-  const loop = (async () => {
-    for await (const e of iter) {
-      if (e.isUpdate || e.delta === 0) markReady();
-      const before = live.get(e.key);
-      if (e.operation === "PUT") {
-        try {
-          live.set(e.key, e.json<InstanceRecord>());
-        } catch {
-          live.delete(e.key); // not a record of ours
-        }
-      } else {
-        live.delete(e.key);
-      }
-      const service = live.get(e.key)?.service ?? before?.service;
-      // A heartbeat of a known instance changes nothing a listener cares about.
-      const news = !before || !live.has(e.key) || before.address !== live.get(e.key)?.address;
-      if (service && news) for (const l of listeners) l(service);
+  const watcher = new Watcher(options, options.ttlMs ?? DEFAULT_TTL_MS);
+  void (async () => {
+    for await (const s of options.nc.status()) {
+      if (s.type === "disconnect") watcher.lost();
+      else if (s.type === "reconnect") void watcher.resync();
     }
-  })();
-  const fresh = (r: InstanceRecord, now: number) => now - r.heartbeatAt <= ttlMs;
-  return {
-    ready,
-    onChange(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    instances(service) {
-      const now = Date.now();
-      return [...live.values()].filter((r) => r.service === service && fresh(r, now));
-    },
-    all() {
-      const now = Date.now();
-      return [...live.values()].filter((r) => fresh(r, now));
-    },
-    async stop() {
-      iter.stop();
-      await loop.catch(() => {});
-    },
-  };
+  })().catch(() => {});
+  await watcher.open(() => watcher.markReady());
+  return watcher;
 }
 
 /** Removes a registry bucket and every record in it (tests, and tearing a mesh down); absent is fine. */

@@ -10,12 +10,8 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
-import {
-  type ClientProtocol,
-  createClientTransport,
-  DEFAULT_CLIENT_PROTOCOL,
-  GuardedSessionManager,
-} from "@meshwork/runtime";
+import { type ClientProtocol, createClientTransport, DEFAULT_CLIENT_PROTOCOL } from "@meshwork/runtime";
+import { GuardedSessionManager } from "@meshwork/runtime/internal";
 import type { EndpointState, EndpointTracker } from "./endpoints.js";
 
 export interface BalancedTransportOptions {

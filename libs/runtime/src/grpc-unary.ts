@@ -15,6 +15,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { EARLY_END_SOURCE, type EarlyEndSource } from "./call-end.js";
 import {
   extraMessage,
   frameMessage,
@@ -59,7 +60,8 @@ export interface GrpcUnaryOptions {
   contextValues(): ContextValues;
 }
 
-const CALL = Symbol("meshwork.fastCall");
+/** A request's call object sits under this key; it is also the request's early-end source. */
+const CALL: typeof EARLY_END_SOURCE = EARLY_END_SOURCE;
 const RESPONSE_CONTENT_TYPE = "application/grpc+proto";
 
 export class GrpcUnaryFastPath {
@@ -168,15 +170,6 @@ interface CallRequest extends UnaryRequest {
 // One set of listeners for every stream (no closures per call): the call hangs off the stream.
 const CALL_OF = Symbol("meshwork.call");
 
-/**
- * For the deadline interceptor: a promise rejected with the reason when a fast-path call ends
- * before its answer (deadline passed, client gone), got without creating the call's
- * `AbortSignal` (whose abort at the end of every call builds a DOMException); `undefined` for
- * a call that did not come through the fast path.
- */
-export function fastCallEarlyEnd(req: object): Promise<never> | undefined {
-  return (req as Partial<CallRequest>)[CALL]?.earlyEnd();
-}
 const ignoreRejection = () => {};
 /** `signal` of every fast-path request: the call's, created on first read. */
 const SIGNAL_PROPERTY: PropertyDescriptor = {
@@ -204,7 +197,7 @@ function ignoreError() {
 }
 const noTimeout = () => undefined;
 
-class UnaryCall {
+class UnaryCall implements EarlyEndSource {
   readonly responseHeader = new LazyHeaders();
   readonly responseTrailer = new LazyHeaders();
   readonly requestHeader: LazyHeaders;
@@ -252,7 +245,11 @@ class UnaryCall {
     return this.#controller.signal;
   }
 
-  /** See {@link fastCallEarlyEnd}; never settled when the call completes normally. */
+  /**
+   * For the deadline interceptor (through `callEarlyEnd` in call-end.ts): rejected with the
+   * reason when the call ends before its answer, without creating the call's `AbortSignal`;
+   * never settled when the call completes normally.
+   */
   earlyEnd(): Promise<never> {
     if (!this.#early) {
       let reject: (reason: unknown) => void = ignoreRejection;

@@ -1,9 +1,16 @@
+/**
+ * `@meshwork/runtime`: what a Meshwork service is built with (createService, configuration,
+ * health, reflection, interceptors, client transports). Transport internals (HTTP/2 stream
+ * tables, the guarded session manager, heap tuning) live in `@meshwork/runtime/internal`, which
+ * is not a stable API.
+ *
+ * @packageDocumentation
+ */
 export {
   type ClientProtocol,
   type ClientTransportOptions,
   createClientTransport,
   DEFAULT_CLIENT_PROTOCOL,
-  GuardedSessionManager,
 } from "./client.js";
 export {
   ConfigError,
@@ -15,7 +22,6 @@ export {
 export { mapErrors } from "./errors.js";
 export { createLeanGrpcTransport, type LeanGrpcTransportOptions } from "./grpc-client.js";
 export { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
-export { heapGrowingPercent, setHeapGrowingPercent } from "./heap.js";
 export { createDeadlineInterceptor } from "./interceptors/deadline.js";
 export { createErrorInterceptor } from "./interceptors/errors.js";
 export { createReadinessInterceptor } from "./interceptors/readiness.js";
@@ -41,5 +47,4 @@ export {
   type Service,
   type ServiceOptions,
 } from "./service.js";
-export { adoptStreamTable, StreamTable, sessionStreams } from "./stream-table.js";
 export { packageVersion } from "./version.js";

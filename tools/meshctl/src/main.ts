@@ -11,7 +11,7 @@ import { checkHealth, gatewayReady } from "./health.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
-import { up } from "./up.js";
+import { type SupervisionReport, supervisionFile, supervisionTable, up } from "./up.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -19,13 +19,16 @@ const usage = `meshctl: run and inspect the Meshwork mesh
 
   meshctl up [--ports auto] [--database-url URL] [--db-prefix NAME] [--log-level LEVEL]
       Start every service, wait until all are SERVING, print the status table and stream the
-      logs; Ctrl-C stops everything. Without a database URL (flag or DATABASE_URL) each service
-      keeps its data in embedded PGlite under .meshwork/data/<service>; with one, each service
-      gets its own database and login role on that server, named <prefix>_<service>
+      logs; Ctrl-C stops everything. A process that exits is restarted after a growing pause
+      (0.5 s doubling to 10 s) at the same address; after 5 crashes within 60 s it is left down
+      and reported, and the rest keeps running. Without a database URL (flag or DATABASE_URL)
+      each service keeps its data in embedded PGlite under .meshwork/data/<service>; with one,
+      each service gets its own database and login role on that server, named <prefix>_<service>
       (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX says otherwise).
   meshctl status
-      Health of every service at its default address, then every instance in the discovery
-      registry with its address, version, age and health.
+      Health of every service at its default address, the state of each process under a running
+      \`up\` (running, backing-off, given-up; restarts; last exit), then every instance in the
+      discovery registry with its address, version, age and health.
   meshctl demo [--gateway URL]
       Against a running mesh (default gateway http://127.0.0.1:8080): a customer places orders
       (two go through, one runs out of stock, one meets a payment failure switched on for it),
@@ -45,6 +48,17 @@ const usage = `meshctl: run and inspect the Meshwork mesh
   streams and subjects and names the registry bucket (<namespace>_registry, else
   meshwork_registry; DISCOVERY_BUCKET overrides).
 `;
+
+/** The running `meshctl up`'s view of its processes (crashes, restarts), if one runs. */
+function readSupervision(home: string): SupervisionReport | undefined {
+  try {
+    const report = JSON.parse(readFileSync(supervisionFile(home), "utf8")) as SupervisionReport;
+    process.kill(report.pid, 0); // throws when that `up` is gone (a stale file)
+    return report;
+  } catch {
+    return undefined;
+  }
+}
 
 async function main(argv: string[]): Promise<number> {
   const [command, ...rest] = argv;
@@ -102,6 +116,12 @@ async function main(argv: string[]): Promise<number> {
         }),
       );
       process.stdout.write(`${renderTable(["SERVICE", "ADDRESS", "HEALTH"], rows)}\n`);
+      const supervised = readSupervision(process.env.MESHWORK_HOME ?? join(root, ".meshwork"));
+      if (supervised) {
+        process.stdout.write(
+          `\nsupervised by meshctl up (pid ${supervised.pid}):\n${supervisionTable(supervised.children)}\n`,
+        );
+      }
       const registry = await registryRows(natsUrl, registryBucket);
       if (registry.ok) {
         process.stdout.write(

@@ -1,4 +1,4 @@
-import { mkdtempSync, rmSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -12,8 +12,10 @@ import { connectNats, streamName } from "@meshwork/events";
 import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, describe, expect, it } from "vitest";
+import { checkHealth } from "./health.js";
 import { dropServiceDatabase } from "./provision.js";
 import { registryBucketFor } from "./registry.js";
+import type { SupervisionReport } from "./up.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 
@@ -237,4 +239,80 @@ describe("meshctl up without a reachable NATS", () => {
       /no nats-server was found on the PATH.*apt-get install nats-server/s,
     );
   }, 60_000);
+});
+
+describe("meshctl up as a supervisor", () => {
+  const home = mkdtempSync(join(tmpdir(), "mw-home-"));
+  const prefix = uniqueName("mwsup");
+  const namespace = `${prefix}.`;
+  afterAll(async () => {
+    for (const name of ["users", "notifications", "inventory", "payments", "orders"])
+      await dropServiceDatabase(adminUrl(), `${prefix}_${name}`);
+    await removeStreams(namespace);
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it("restarts a service killed with SIGKILL at the same address while the rest keeps serving, and shows it in status", async () => {
+    const proc = startProcess(
+      process.execPath,
+      [
+        join(root, "tools/meshctl/dist/main.js"),
+        "up",
+        "--ports",
+        "auto",
+        "--database-url",
+        adminUrl(),
+        "--db-prefix",
+        prefix,
+      ],
+      { env: { MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace } },
+    );
+    try {
+      await proc.waitForLine((l) => l === "meshctl | the mesh is up; Ctrl-C stops it", 240_000);
+      const addressOf = (name: string) =>
+        proc.lines
+          .find((l) => new RegExp(`^${name}\\s+127\\.0\\.0\\.1:\\d+\\s+SERVING`).test(l))
+          ?.split(/\s+/)[1];
+      const inventory = addressOf("inventory");
+      const users = addressOf("users");
+      const report = JSON.parse(readFileSync(join(home, "supervisor.json"), "utf8")) as SupervisionReport;
+      const victim = report.children.find((c) => c.name === "inventory");
+      expect(victim).toMatchObject({ state: "running", restarts: 0, address: inventory });
+
+      process.kill(victim?.pid as number, "SIGKILL");
+      await proc.waitForLine((l) =>
+        /^meshctl \| inventory exited with SIGKILL \(crash 1\); restarting in \d+ ms$/.test(l),
+      );
+      // The others keep serving meanwhile.
+      const userClient = createClient(
+        UserService,
+        createConnectTransport({ baseUrl: `http://${users}`, httpVersion: "2" }),
+      );
+      const { user } = await userClient.registerUser({
+        email: "survivor@example.com",
+        password: "kept-serving",
+        displayName: "Survivor",
+      });
+      expect(user?.email).toBe("survivor@example.com");
+      await proc.waitForLine((l) => l === "meshctl | inventory is back (restart 1)", 60_000);
+      expect(await checkHealth(inventory as string)).toBe("SERVING"); // same address as before
+      expect(proc.lines).not.toContainEqual(expect.stringMatching(/stopping/));
+      expect(proc.lines).toContainEqual(expect.stringMatching(/^inventory\s+running\s+1\s+SIGKILL$/));
+
+      // `meshctl status` shows the restart and how the last process ended.
+      const status = startProcess(process.execPath, [join(root, "tools/meshctl/dist/main.js"), "status"], {
+        env: { MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace },
+      });
+      await status.exited;
+      expect(status.lines).toContainEqual(expect.stringMatching(/^supervised by meshctl up \(pid \d+\):$/));
+      expect(status.lines).toContainEqual(expect.stringMatching(/^inventory\s+running\s+1\s+SIGKILL$/));
+      expect(status.lines).toContainEqual(expect.stringMatching(/^users\s+running\s+0\s+-$/));
+
+      expect(await proc.stop("SIGINT")).toBe(0);
+      expect(proc.lines).toContain("meshctl | stopped");
+      expect(existsSync(join(home, "supervisor.json"))).toBe(false);
+    } finally {
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    }
+  }, 300_000);
 });

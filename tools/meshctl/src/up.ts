@@ -1,5 +1,5 @@
-import { type ChildProcess, spawn } from "node:child_process";
-import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { spawn } from "node:child_process";
+import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { DEMO_ADMIN } from "./demo.js";
@@ -7,6 +7,14 @@ import { checkHealth, gatewayReady } from "./health.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
+import {
+  type ChildHandle,
+  type ChildStatus,
+  DEFAULT_RESTART_POLICY,
+  type RestartPolicy,
+  Supervisor,
+  type SupervisorEvent,
+} from "./supervisor.js";
 import { renderTable } from "./table.js";
 
 export interface UpOptions {
@@ -28,16 +36,18 @@ export interface UpOptions {
   logLevel: string;
   /** Where the mesh's own messages and the services' prefixed logs go. */
   out: NodeJS.WritableStream;
+  /** When a crashed process is started again, and when it is left down (default {@link DEFAULT_RESTART_POLICY}). */
+  restartPolicy?: RestartPolicy;
 }
 
 interface Running {
   manifest: ServiceManifest;
-  child: ChildProcess;
+  /** The environment of every start; PORT (and ADMIN_PORT) pinned after the first, so a restart comes back at the same address. */
+  env: Record<string, string>;
   address?: string;
   /** The gateway's admin listener, from its `listening` line. */
   admin?: string;
   database: string;
-  exited: Promise<number | string>;
 }
 
 const colours = [36, 33, 35, 32, 34, 31];
@@ -53,10 +63,38 @@ function saveCredentials(home: string, creds: Record<string, string>): void {
   chmodSync(file, 0o600);
 }
 
+/** The file `meshctl status` reads the supervisor's view from, while `up` runs. */
+export function supervisionFile(home: string): string {
+  return join(home, "supervisor.json");
+}
+
+/** What `up` writes to {@link supervisionFile}. */
+export interface SupervisionReport {
+  pid: number;
+  children: Array<ChildStatus & { address?: string }>;
+}
+
+function describeEvent(e: SupervisorEvent): string {
+  switch (e.type) {
+    case "crashed":
+      return `${e.name} exited with ${e.exit} (crash ${e.crashes}); restarting in ${e.delayMs} ms`;
+    case "restarted":
+      return `${e.name} restarted (restart ${e.restarts}, pid ${e.pid ?? "?"})`;
+    case "back":
+      return `${e.name} is back (restart ${e.restarts})`;
+    case "gave-up":
+      return `${e.name} exited with ${e.exit}: ${e.crashes} crashes within ${Math.round(e.windowMs / 1000)} s; left down (the rest keeps running)`;
+  }
+}
+
 /**
  * Starts every service as its own process, waits until each reports SERVING, prints the status
  * table, streams each service's log lines with its name in front, and on SIGINT/SIGTERM stops
  * them all (SIGTERM, then SIGKILL after 15 s). Resolves with the exit code for the CLI.
+ *
+ * The processes are supervised ({@link Supervisor}): one that exits is started again at the same
+ * address after a growing pause, and one that keeps crashing is left down and reported, while the
+ * rest keeps serving.
  */
 export async function up(options: UpOptions): Promise<number> {
   const { out } = options;
@@ -65,19 +103,22 @@ export async function up(options: UpOptions): Promise<number> {
   const tty = "isTTY" in out && Boolean((out as { isTTY?: boolean }).isTTY);
   const width = Math.max(...options.services.map((s) => s.name.length));
   const running: Running[] = [];
-  let stopping = false;
-
-  const stopAll = async (signal: NodeJS.Signals) => {
-    stopping = true;
-    for (const r of running)
-      if (r.child.exitCode === null && r.child.signalCode === null) r.child.kill(signal);
-    const killer = setTimeout(() => {
-      for (const r of running) if (r.child.exitCode === null) r.child.kill("SIGKILL");
-    }, 15_000);
-    const codes = await Promise.all(running.map((r) => r.exited));
-    clearTimeout(killer);
-    return codes;
+  const supervisor = new Supervisor(options.restartPolicy ?? DEFAULT_RESTART_POLICY);
+  const report = () => {
+    const byName = new Map(running.map((r) => [r.manifest.name, r]));
+    const body: SupervisionReport = {
+      pid: process.pid,
+      children: supervisor.status().map((c) => ({ ...c, address: byName.get(c.name)?.address })),
+    };
+    writeFileSync(supervisionFile(options.home), `${JSON.stringify(body, null, 2)}\n`);
   };
+  supervisor.onChange(report);
+  supervisor.onEvent((e) => {
+    say(describeEvent(e));
+    if (e.type === "back" || e.type === "gave-up")
+      out.write(`\n${supervisionTable(supervisor.status())}\n\n`);
+  });
+  const stopAll = (signal: NodeJS.Signals) => supervisor.stopAll(signal, 15_000);
 
   let onSignal: ((s: NodeJS.Signals) => void) | undefined;
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
@@ -87,6 +128,7 @@ export async function up(options: UpOptions): Promise<number> {
   });
 
   let nats: NatsHandle | undefined;
+  let poller: NodeJS.Timeout | undefined;
   try {
     nats = await ensureNats({ url: options.natsUrl, home: options.home, autoPort: options.autoPorts });
     say(`NATS at ${nats.url}: ${nats.detail}`);
@@ -96,36 +138,84 @@ export async function up(options: UpOptions): Promise<number> {
     const launch = (manifest: ServiceManifest, env: Record<string, string>, database: string, i: number) => {
       const entry = join(manifest.dir, manifest.main);
       if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
-      const child = spawn(process.execPath, ["--enable-source-maps", entry], {
-        cwd: options.root,
-        env: { ...process.env, ...env, DATABASE_URL: env.DATABASE_URL ?? "" },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      const r: Running = {
-        manifest,
-        child,
-        database,
-        exited: new Promise((resolve) => child.once("exit", (code, sig) => resolve(code ?? sig ?? -1))),
-      };
+      const r: Running = { manifest, env, database };
       running.push(r);
       const label = manifest.name.padEnd(width);
       const prefix = tty ? `\x1b[${colours[i % colours.length]}m${label}\x1b[0m | ` : `${label} | `;
+      supervisor.add(manifest.name, () => spawnService(r, entry, prefix));
+      return r;
+    };
+    const spawnService = (r: Running, entry: string, prefix: string): ChildHandle => {
+      const child = spawn(process.execPath, ["--enable-source-maps", entry], {
+        cwd: options.root,
+        env: { ...process.env, ...r.env, DATABASE_URL: r.env.DATABASE_URL ?? "" },
+        stdio: ["ignore", "pipe", "pipe"],
+      });
+      let listening = false;
       for (const stream of [child.stdout, child.stderr]) {
         createInterface({ input: stream! }).on("line", (line) => {
           out.write(`${prefix}${line}\n`);
-          if (!r.address && line.includes('"msg":"listening"')) {
+          if (!listening && line.includes('"msg":"listening"')) {
             try {
               const parsed = JSON.parse(line) as { host: string; port: number; adminUrl?: string };
+              listening = true;
               r.address = `${parsed.host}:${parsed.port}`;
-              if (parsed.adminUrl) r.admin = parsed.adminUrl.replace(/^http:\/\//, "");
+              r.env.PORT = String(parsed.port); // a restart comes back where callers know it
+              if (parsed.adminUrl) {
+                r.admin = parsed.adminUrl.replace(/^http:\/\//, "");
+                r.env.ADMIN_PORT = r.admin.split(":").at(-1) ?? r.env.ADMIN_PORT ?? "0";
+              }
             } catch {
               // not a log line of ours
             }
           }
         });
       }
-      return r;
+      return {
+        pid: child.pid,
+        exited: new Promise((resolve) => child.once("exit", (code, sig) => resolve(code ?? sig ?? -1))),
+        kill: (signal) => {
+          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
+        },
+      };
     };
+    const probe = (r: Running) =>
+      r.manifest.kind === "gateway"
+        ? r.admin
+          ? gatewayReady(r.admin)
+          : Promise.resolve("STARTING")
+        : r.address
+          ? checkHealth(r.address)
+          : Promise.resolve("STARTING");
+    // Every process that is starting (at first, or after a restart) is `running` once it answers.
+    const health = new Map<string, string>();
+    let polling = false;
+    const poll = async () => {
+      if (polling) return;
+      polling = true;
+      try {
+        await Promise.all(
+          running.map(async (r) => {
+            if (supervisor.state(r.manifest.name) !== "starting") return;
+            const state = await probe(r);
+            health.set(r.manifest.name, state);
+            if (state === "SERVING" || state === "LIVE") supervisor.running(r.manifest.name);
+          }),
+        );
+      } finally {
+        polling = false;
+      }
+    };
+    poller = setInterval(() => void poll(), 200);
+    const settled = (names: string[]) =>
+      names.every((n) => {
+        const s = supervisor.state(n);
+        return s === "running" || s === "given-up";
+      });
+    const until = async (names: string[]) => {
+      while (!settled(names)) await new Promise((res) => setTimeout(res, 100));
+    };
+
     for (const [i, manifest] of services.entries()) {
       const env: Record<string, string> = {
         NATS_URL: nats.url,
@@ -155,16 +245,10 @@ export async function up(options: UpOptions): Promise<number> {
       launch(manifest, env, database, i);
     }
 
-    // Wait for every service to be SERVING, then start the gateway in front of them and wait
-    // for its admin /ready; a process that exits first fails the start.
+    // Wait for every service to be SERVING (or left down after crashing in a loop), then start
+    // the gateway in front of them and wait for its admin /ready.
     const ready = (async () => {
-      for (;;) {
-        const states = await Promise.all(
-          running.map((r) => (r.address ? checkHealth(r.address) : "STARTING")),
-        );
-        if (states.every((s) => s === "SERVING")) break;
-        await new Promise((res) => setTimeout(res, 200));
-      }
+      await until(services.map((m) => m.name));
       for (const [j, manifest] of gateways.entries()) {
         const users = running.find((r) => r.manifest.name === "users");
         launch(
@@ -182,66 +266,34 @@ export async function up(options: UpOptions): Promise<number> {
           services.length + j,
         );
       }
-      for (;;) {
-        const states = await Promise.all(
-          running.map((r) =>
-            r.manifest.kind === "gateway"
-              ? r.admin
-                ? gatewayReady(r.admin)
-                : "STARTING"
-              : r.address
-                ? checkHealth(r.address)
-                : "STARTING",
-          ),
-        );
-        if (
-          states.every((s) => s === "SERVING" || s === "LIVE") &&
-          running.length === options.services.length
-        ) {
-          for (const r of running) if (r.manifest.kind === "gateway") r.database = `admin ${r.admin}`;
-          return states;
-        }
-        await new Promise((res) => setTimeout(res, 200));
-      }
+      await until(running.map((r) => r.manifest.name));
     })();
-    const died = Promise.race(running.map((r) => r.exited.then((code) => ({ r, code }))));
     const first = await Promise.race([
-      ready.then((states) => ({ kind: "ready" as const, states })),
-      died.then((d) => ({ kind: "died" as const, ...d })),
+      ready.then(() => ({ kind: "ready" as const })),
       signalled.then((signal) => ({ kind: "signal" as const, signal })),
     ]);
-    if (first.kind === "died") {
-      say(`${first.r.manifest.name} exited with ${first.code} before it was ready; stopping`);
-      await stopAll("SIGTERM");
-      return 1;
-    }
     if (first.kind === "signal") {
       say(`${first.signal}: stopping`);
       await stopAll("SIGTERM");
       return 0;
     }
+    for (const r of running) if (r.manifest.kind === "gateway") r.database = `admin ${r.admin}`;
+    const healthOf = (r: Running) =>
+      supervisor.state(r.manifest.name) === "given-up" ? "GIVEN-UP" : (health.get(r.manifest.name) ?? "?");
     out.write(
       `\n${renderTable(
         ["SERVICE", "ADDRESS", "HEALTH", "DATABASE"],
         [
-          ...running.map((r, i) => [r.manifest.name, r.address ?? "-", first.states[i] ?? "?", r.database]),
+          ...running.map((r) => [r.manifest.name, r.address ?? "-", healthOf(r), r.database]),
           ["nats", nats.address, "UP", nats.detail],
         ],
       )}\n\nmeshctl | the mesh is up; Ctrl-C stops it\n\n`,
     );
 
-    const next = await Promise.race([
-      died.then((d) => ({ kind: "died" as const, ...d })),
-      signalled.then((signal) => ({ kind: "signal" as const, signal })),
-    ]);
-    if (next.kind === "died" && !stopping) {
-      say(`${next.r.manifest.name} exited with ${next.code}; stopping the mesh`);
-      await stopAll("SIGTERM");
-      return 1;
-    }
+    await signalled;
     say("stopping");
-    const codes = await stopAll("SIGTERM");
-    const bad = running.filter((_, i) => codes[i] !== 0);
+    const exits = await stopAll("SIGTERM");
+    const bad = running.filter((r) => exits.get(r.manifest.name) !== 0);
     say(
       bad.length === 0
         ? "stopped"
@@ -253,10 +305,25 @@ export async function up(options: UpOptions): Promise<number> {
     await stopAll("SIGTERM");
     return 1;
   } finally {
+    clearInterval(poller);
+    rmSync(supervisionFile(options.home), { force: true });
     await nats?.stop();
     if (onSignal) {
       process.off("SIGINT", onSignal);
       process.off("SIGTERM", onSignal);
     }
   }
+}
+
+/** The supervisor's view as a table: state, restarts and last exit per process. */
+export function supervisionTable(children: readonly ChildStatus[]): string {
+  return renderTable(
+    ["SERVICE", "STATE", "RESTARTS", "LAST EXIT"],
+    children.map((c) => [
+      c.name,
+      c.state,
+      String(c.restarts),
+      c.lastExit === undefined ? "-" : String(c.lastExit),
+    ]),
+  );
 }

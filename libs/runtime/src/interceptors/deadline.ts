@@ -5,7 +5,7 @@ import {
   type StreamResponse,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { fastCallEarlyEnd } from "../grpc-unary.js";
+import { callEarlyEnd } from "../call-end.js";
 
 /**
  * Enforces the caller's deadline (`grpc-timeout`, `connect-timeout-ms`) on the server: when it
@@ -18,8 +18,9 @@ export function createDeadlineInterceptor(): Interceptor {
     // Without a deadline the signal ends only with the call (or the client's reset, after which
     // no answer reaches anyone): nothing to enforce, and touching the signal is not free.
     if (!req.header.has("grpc-timeout") && !req.header.has("connect-timeout-ms")) return next(req);
-    // The gRPC fast path tells of an early end without an AbortSignal (cheaper by far).
-    const early = fastCallEarlyEnd(req);
+    // A transport that tells of an early end without an AbortSignal (the gRPC fast path) is
+    // cheaper by far to follow.
+    const early = callEarlyEnd(req);
     if (early) return Promise.race([next(req), early.then(undefined, rethrowAsConnectError)]);
     return enforce(next, req);
   };
