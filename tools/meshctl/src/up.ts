@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { DEMO_ADMIN } from "./demo.js";
 import { checkHealth, gatewayReady } from "./health.js";
+import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -26,6 +27,8 @@ export interface UpOptions {
   registryBucket: string;
   /** Level for the services' logs. */
   logLevel: string;
+  /** `host:port` of the embedded trace receiver every process exports spans to, or `off`. */
+  otlp?: string;
   /** Where the mesh's own messages and the services' prefixed logs go. */
   out: NodeJS.WritableStream;
 }
@@ -87,9 +90,14 @@ export async function up(options: UpOptions): Promise<number> {
   });
 
   let nats: NatsHandle | undefined;
+  let telemetry: LocalTelemetry | undefined;
   try {
     nats = await ensureNats({ url: options.natsUrl, home: options.home, autoPort: options.autoPorts });
     say(`NATS at ${nats.url}: ${nats.detail}`);
+    if (options.otlp && options.otlp !== "off") {
+      telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
+      say(`traces: OTLP receiver at ${telemetry.url} (meshctl traces, meshctl trace --last)`);
+    }
     const creds = loadCredentials(options.home);
     const services = options.services.filter((m) => m.kind === "service");
     const gateways = options.services.filter((m) => m.kind === "gateway");
@@ -98,7 +106,7 @@ export async function up(options: UpOptions): Promise<number> {
       if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
       const child = spawn(process.execPath, ["--enable-source-maps", entry], {
         cwd: options.root,
-        env: { ...process.env, ...env, DATABASE_URL: env.DATABASE_URL ?? "" },
+        env: { ...process.env, ...telemetry?.env, ...env, DATABASE_URL: env.DATABASE_URL ?? "" },
         stdio: ["ignore", "pipe", "pipe"],
       });
       const r: Running = {
@@ -113,6 +121,7 @@ export async function up(options: UpOptions): Promise<number> {
       for (const stream of [child.stdout, child.stderr]) {
         createInterface({ input: stream! }).on("line", (line) => {
           out.write(`${prefix}${line}\n`);
+          telemetry?.logLine(manifest.name, line);
           if (!r.address && line.includes('"msg":"listening"')) {
             try {
               const parsed = JSON.parse(line) as { host: string; port: number; adminUrl?: string };
@@ -253,6 +262,7 @@ export async function up(options: UpOptions): Promise<number> {
     await stopAll("SIGTERM");
     return 1;
   } finally {
+    await telemetry?.close();
     await nats?.stop();
     if (onSignal) {
       process.off("SIGINT", onSignal);
