@@ -76,7 +76,7 @@ async function exportWith(exporter: SpanExporter, service: string) {
   const tracer = provider.getTracer("receiver-test", "1.2.3");
   const root = tracer.startSpan("meshwork.orders.v1.OrderService/PlaceOrder", {
     kind: SpanKind.SERVER,
-    attributes: { "rpc.system": "grpc", "order.id": "o-1", "big.count": 9007199254740993, retries: 2 },
+    attributes: { "rpc.system": "grpc", "order.id": "o-1", "big.count": 1099511627776, retries: 2 },
   });
   const ctx = trace.setSpan(context.active(), root);
   const child = tracer.startSpan(
@@ -121,7 +121,7 @@ describe("OTLP/HTTP receiver with the OpenTelemetry JS exporters", () => {
         name: "meshwork.orders.v1.OrderService/PlaceOrder",
         kind: "server",
         service: "orders",
-        attributes: { "rpc.system": "grpc", "order.id": "o-1", retries: 2 },
+        attributes: { "rpc.system": "grpc", "order.id": "o-1", "big.count": 1099511627776, retries: 2 },
         resource: { "service.name": "orders", "deployment.environment": "test" },
         scope: { name: "receiver-test", version: "1.2.3" },
         status: { code: "unset" },
