@@ -4,6 +4,9 @@
  *
  * - grpc/health/v1/health.proto       <- grpc-health-check (ships the file)
  * - grpc/reflection/v1{,alpha}/...    <- @grpc/reflection (ships the files)
+ * - opentelemetry/proto/...            <- @elastic/mockotlpserver (ships opentelemetry-proto v1.4.0):
+ *   OTLP, for the local trace receiver (@meshwork/tracestore)
+ * - google/rpc/status.proto            <- @grpc/grpc-js-xds (ships googleapis): OTLP error bodies
  * - buf/validate/validate.proto       <- @bufbuild/protovalidate, which ships no .proto file but
  *   embeds the file's descriptor; we print it back to .proto source. `--check` compiles the
  *   printed file with buf and verifies its descriptor equals the embedded one, so the printed
@@ -64,6 +67,20 @@ const copies: Array<[string, string]> = [
     join(pkgDir("@grpc/reflection"), "build/proto/grpc/reflection/v1alpha/reflection.proto"),
     "grpc/reflection/v1alpha/reflection.proto",
   ],
+  ...[
+    "common/v1/common.proto",
+    "resource/v1/resource.proto",
+    "trace/v1/trace.proto",
+    "logs/v1/logs.proto",
+    "metrics/v1/metrics.proto",
+    "collector/trace/v1/trace_service.proto",
+    "collector/logs/v1/logs_service.proto",
+    "collector/metrics/v1/metrics_service.proto",
+  ].map((f): [string, string] => [
+    join(pkgDir("@elastic/mockotlpserver"), "opentelemetry/proto", f),
+    `opentelemetry/proto/${f}`,
+  ]),
+  [join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/rpc/status.proto"), "google/rpc/status.proto"],
 ];
 
 // ---- a printer for the subset of proto2 that validate.proto uses ----------------------------

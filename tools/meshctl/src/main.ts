@@ -11,6 +11,7 @@ import { checkHealth, gatewayReady } from "./health.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
+import { logsCommand, traceCommand, tracesCommand } from "./traces.js";
 import { type SupervisionReport, supervisionFile, supervisionTable, up } from "./up.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -25,6 +26,16 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       each service keeps its data in embedded PGlite under .meshwork/data/<service>; with one,
       each service gets its own database and login role on that server, named <prefix>_<service>
       (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX says otherwise).
+      The mesh's spans go to a trace receiver embedded in \`up\` (OTLP/HTTP, protobuf and JSON) at
+      --otlp HOST:PORT (default 127.0.0.1:4318, a free port with --ports auto; \`off\` to not run it).
+  meshctl traces [--limit N] [--service NAME]
+      Recent traces from the running mesh's receiver: root method, services, spans, duration, status.
+  meshctl trace (TRACE-ID | --last | --order ORDER-ID) [--width N]
+      One trace as a waterfall: a row per span under its parent (an event consumer under the span
+      it links to), service, start offset, a bar on the timeline, duration, status; events beneath.
+  meshctl logs --trace TRACE-ID
+      Every log line of every process of the mesh carrying that trace id, in time order.
+      These three ask --receiver URL (else MESHWORK_RECEIVER_URL, else the one \`up\` runs).
   meshctl status
       Health of every service at its default address, the state of each process under a running
       \`up\` (running, backing-off, given-up; restarts; last exit), then every instance in the
@@ -76,6 +87,13 @@ async function main(argv: string[]): Promise<number> {
       check: { type: "boolean" },
       "rate-limits": { type: "string" },
       gateway: { type: "string" },
+      otlp: { type: "string" },
+      receiver: { type: "string" },
+      limit: { type: "string" },
+      last: { type: "boolean" },
+      order: { type: "string" },
+      trace: { type: "string" },
+      width: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -103,9 +121,14 @@ async function main(argv: string[]): Promise<number> {
         registryBucket,
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",
         logLevel: values["log-level"] ?? process.env.LOG_LEVEL ?? "info",
+        otlp: values.otlp ?? (values.ports === "auto" ? "127.0.0.1:0" : "127.0.0.1:4318"),
         out: process.stdout,
       });
     }
+    case "traces":
+    case "trace":
+    case "logs":
+      return traceCommands(command, values, positionals);
     case "status": {
       const rows = await Promise.all(
         services.map(async (s) => {
@@ -174,6 +197,55 @@ async function main(argv: string[]): Promise<number> {
     default:
       process.stderr.write(`unknown command "${command}"\n\n${usage}`);
       return 2;
+  }
+}
+
+async function traceCommands(
+  command: "traces" | "trace" | "logs",
+  values: {
+    receiver?: string;
+    limit?: string;
+    service?: string;
+    last?: boolean;
+    order?: string;
+    trace?: string;
+    width?: string;
+  },
+  positionals: string[],
+): Promise<number> {
+  const o = {
+    receiver: values.receiver,
+    home: process.env.MESHWORK_HOME ?? join(root, ".meshwork"),
+    out: process.stdout,
+    err: process.stderr,
+  };
+  const count = (v: string | undefined, name: string) => {
+    const n = v === undefined ? undefined : Number(v);
+    if (n !== undefined && (!Number.isInteger(n) || n < 1))
+      throw new Error(`--${name} takes a positive integer`);
+    return n;
+  };
+  try {
+    if (command === "traces")
+      return await tracesCommand({ ...o, limit: count(values.limit, "limit"), service: values.service });
+    if (command === "logs") {
+      if (!values.trace) throw new Error("logs takes --trace TRACE-ID");
+      return await logsCommand({ ...o, traceId: values.trace });
+    }
+    const [id] = positionals;
+    if ([id !== undefined, values.last === true, values.order !== undefined].filter(Boolean).length !== 1) {
+      throw new Error("trace takes one of: a trace id, --last, --order ORDER-ID");
+    }
+    return await traceCommand({
+      ...o,
+      traceId: id,
+      last: values.last,
+      order: values.order,
+      width: count(values.width, "width"),
+    });
+  } catch (err) {
+    process.stderr.write(`${(err as Error).message}\n`);
+    return 2;
   }
 }
 

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { DEMO_ADMIN } from "./demo.js";
 import { checkHealth, gatewayReady } from "./health.js";
+import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -34,6 +35,8 @@ export interface UpOptions {
   registryBucket: string;
   /** Level for the services' logs. */
   logLevel: string;
+  /** `host:port` of the embedded trace receiver every process exports spans to, or `off`. */
+  otlp?: string;
   /** Where the mesh's own messages and the services' prefixed logs go. */
   out: NodeJS.WritableStream;
   /** When a crashed process is started again, and when it is left down (default {@link DEFAULT_RESTART_POLICY}). */
@@ -129,9 +132,14 @@ export async function up(options: UpOptions): Promise<number> {
 
   let nats: NatsHandle | undefined;
   let poller: NodeJS.Timeout | undefined;
+  let telemetry: LocalTelemetry | undefined;
   try {
     nats = await ensureNats({ url: options.natsUrl, home: options.home, autoPort: options.autoPorts });
     say(`NATS at ${nats.url}: ${nats.detail}`);
+    if (options.otlp && options.otlp !== "off") {
+      telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
+      say(`traces: OTLP receiver at ${telemetry.url} (meshctl traces, meshctl trace --last)`);
+    }
     const creds = loadCredentials(options.home);
     const services = options.services.filter((m) => m.kind === "service");
     const gateways = options.services.filter((m) => m.kind === "gateway");
@@ -148,13 +156,14 @@ export async function up(options: UpOptions): Promise<number> {
     const spawnService = (r: Running, entry: string, prefix: string): ChildHandle => {
       const child = spawn(process.execPath, ["--enable-source-maps", entry], {
         cwd: options.root,
-        env: { ...process.env, ...r.env, DATABASE_URL: r.env.DATABASE_URL ?? "" },
+        env: { ...process.env, ...telemetry?.env, ...r.env, DATABASE_URL: r.env.DATABASE_URL ?? "" },
         stdio: ["ignore", "pipe", "pipe"],
       });
       let listening = false;
       for (const stream of [child.stdout, child.stderr]) {
         createInterface({ input: stream! }).on("line", (line) => {
           out.write(`${prefix}${line}\n`);
+          telemetry?.logLine(r.manifest.name, line);
           if (!listening && line.includes('"msg":"listening"')) {
             try {
               const parsed = JSON.parse(line) as { host: string; port: number; adminUrl?: string };
@@ -307,6 +316,7 @@ export async function up(options: UpOptions): Promise<number> {
   } finally {
     clearInterval(poller);
     rmSync(supervisionFile(options.home), { force: true });
+    await telemetry?.close();
     await nats?.stop();
     if (onSignal) {
       process.off("SIGINT", onSignal);

@@ -1,0 +1,273 @@
+import type { AttributeValue, StoredSpan, StoredTrace, TraceSummary } from "./model.js";
+
+/** Limits of a {@link TraceStore}. */
+export interface TraceStoreOptions {
+  /** At most this many traces are kept (default 1000). */
+  maxTraces?: number;
+  /** At most about this many bytes of spans are kept, counted as their JSON size (default 64 MiB). */
+  maxBytes?: number;
+}
+
+/** What {@link TraceStore.add} did with a batch of spans. */
+export interface AddResult {
+  accepted: number;
+  /** Spans refused because their trace alone would exceed `maxBytes`. */
+  rejected: number;
+}
+
+/** Counters of a {@link TraceStore}, for status pages and tests. */
+export interface TraceStoreStats {
+  traces: number;
+  spans: number;
+  bytes: number;
+  /** Traces dropped so far to stay within the limits. */
+  evictedTraces: number;
+  /** Spans refused so far (see {@link AddResult.rejected}). */
+  rejectedSpans: number;
+}
+
+/** A query by attribute: spans whose attribute `key` equals `value` (compared as strings). */
+export interface AttributeQuery {
+  key: string;
+  value: string;
+}
+
+interface Entry {
+  spans: Map<string, { span: StoredSpan; bytes: number }>;
+  bytes: number;
+  summary: TraceSummary | undefined;
+}
+
+/**
+ * The recent traces of a mesh, in memory: spans grouped by trace id, bounded by a number of
+ * traces and a number of bytes. When either bound is passed the oldest trace (the one whose
+ * first span arrived first) is dropped whole, so what remains is always whole traces. A span
+ * that arrives twice (an exporter's retry) replaces the first copy.
+ *
+ * Not safe for anything but a single-threaded caller (it is not meant to be shared across
+ * workers); queries are linear in the number of traces, which is fine for the few thousand a
+ * developer's machine keeps.
+ */
+export class TraceStore {
+  readonly maxTraces: number;
+  readonly maxBytes: number;
+  private readonly traces = new Map<string, Entry>();
+  private bytes = 0;
+  private spanCount = 0;
+  private evicted = 0;
+  private rejected = 0;
+
+  constructor(options: TraceStoreOptions = {}) {
+    this.maxTraces = options.maxTraces ?? 1000;
+    this.maxBytes = options.maxBytes ?? 64 * 1024 * 1024;
+    if (!(this.maxTraces >= 1) || !(this.maxBytes >= 1)) throw new RangeError("limits must be at least 1");
+  }
+
+  /** Adds decoded spans, then drops the oldest traces until both limits hold again. */
+  add(spans: readonly StoredSpan[]): AddResult {
+    let accepted = 0;
+    let rejected = 0;
+    const touched = new Set<string>();
+    for (const span of spans) {
+      const bytes = spanBytes(span);
+      let entry = this.traces.get(span.traceId);
+      const previous = entry?.spans.get(span.spanId);
+      if ((entry?.bytes ?? 0) - (previous?.bytes ?? 0) + bytes > this.maxBytes) {
+        rejected++;
+        continue;
+      }
+      if (!entry) {
+        entry = { spans: new Map(), bytes: 0, summary: undefined };
+        this.traces.set(span.traceId, entry);
+      }
+      if (previous) {
+        entry.bytes -= previous.bytes;
+        this.bytes -= previous.bytes;
+        this.spanCount--;
+      }
+      entry.spans.set(span.spanId, { span, bytes });
+      entry.bytes += bytes;
+      entry.summary = undefined;
+      this.bytes += bytes;
+      this.spanCount++;
+      accepted++;
+      touched.add(span.traceId);
+      this.evict(touched);
+    }
+    this.rejected += rejected;
+    return { accepted, rejected };
+  }
+
+  /** Drops oldest traces while a limit is passed; traces of the current batch go last. */
+  private evict(keep: Set<string>): void {
+    while (this.traces.size > this.maxTraces || this.bytes > this.maxBytes) {
+      let victim: string | undefined;
+      for (const id of this.traces.keys()) {
+        if (!keep.has(id)) {
+          victim = id;
+          break;
+        }
+      }
+      // Only traces of this batch are left: drop the oldest of those.
+      victim ??= this.traces.keys().next().value;
+      if (victim === undefined) return;
+      const entry = this.traces.get(victim)!;
+      this.traces.delete(victim);
+      keep.delete(victim);
+      this.bytes -= entry.bytes;
+      this.spanCount -= entry.spans.size;
+      this.evicted++;
+    }
+  }
+
+  /**
+   * The most recent traces first (by their earliest span's start), at most `limit` (default 20),
+   * optionally only those touching `service`.
+   */
+  listTraces(options: { limit?: number; service?: string } = {}): TraceSummary[] {
+    const out: TraceSummary[] = [];
+    for (const [id, entry] of this.traces) {
+      const summary = this.summaryOf(id, entry);
+      if (options.service === undefined || summary.services.includes(options.service)) out.push(summary);
+    }
+    return newestFirst(out).slice(0, options.limit ?? 20);
+  }
+
+  /**
+   * One trace with its spans in start order, and the spans of other traces that link into it,
+   * or undefined when the store does not hold it.
+   */
+  getTrace(traceId: string): StoredTrace | undefined {
+    const id = traceId.toLowerCase();
+    const entry = this.traces.get(id);
+    if (!entry) return undefined;
+    const spans = [...entry.spans.values()].map((s) => s.span);
+    // Spans that start in the same nanosecond: a root before the rest.
+    spans.sort(
+      (a, b) =>
+        compareNano(a.startTimeUnixNano, b.startTimeUnixNano) ||
+        Number(!!a.parentSpanId) - Number(!!b.parentSpanId),
+    );
+    const own = new Set(spans.map((s) => s.spanId));
+    const linked: StoredSpan[] = [];
+    for (const [otherId, other] of this.traces) {
+      if (otherId === id) continue;
+      for (const { span } of other.spans.values())
+        if (span.links.some((l) => l.traceId === id && own.has(l.spanId))) linked.push(span);
+    }
+    linked.sort((a, b) => compareNano(a.startTimeUnixNano, b.startTimeUnixNano));
+    return { summary: this.summaryOf(id, entry), spans, ...(linked.length ? { linked } : {}) };
+  }
+
+  /**
+   * Traces with at least one span (or span resource) whose attribute `key` equals `value`,
+   * most recent first; several queries match a trace that satisfies any of them.
+   */
+  findTraces(options: {
+    attribute: AttributeQuery | readonly AttributeQuery[];
+    limit?: number;
+  }): TraceSummary[] {
+    const queries = Array.isArray(options.attribute)
+      ? (options.attribute as readonly AttributeQuery[])
+      : [options.attribute as AttributeQuery];
+    const out: TraceSummary[] = [];
+    for (const [id, entry] of this.traces) {
+      let hit = false;
+      for (const { span } of entry.spans.values()) {
+        if (
+          queries.some(
+            (q) => matches(span.attributes[q.key], q.value) || matches(span.resource[q.key], q.value),
+          )
+        ) {
+          hit = true;
+          break;
+        }
+      }
+      if (hit) out.push(this.summaryOf(id, entry));
+    }
+    return newestFirst(out).slice(0, options.limit ?? 20);
+  }
+
+  /** Current sizes and what was dropped so far. */
+  stats(): TraceStoreStats {
+    return {
+      traces: this.traces.size,
+      spans: this.spanCount,
+      bytes: this.bytes,
+      evictedTraces: this.evicted,
+      rejectedSpans: this.rejected,
+    };
+  }
+
+  private summaryOf(traceId: string, entry: Entry): TraceSummary {
+    entry.summary ??= summarize(
+      traceId,
+      [...entry.spans.values()].map((s) => s.span),
+    );
+    return entry.summary;
+  }
+}
+
+/** Builds the summary of a trace from its spans (any order). */
+export function summarize(traceId: string, spans: readonly StoredSpan[]): TraceSummary {
+  const ids = new Set(spans.map((s) => s.spanId));
+  let root: StoredSpan | undefined;
+  let earliest: StoredSpan | undefined;
+  let start: bigint | undefined;
+  let end: bigint | undefined;
+  const services = new Set<string>();
+  let errorCount = 0;
+  for (const s of spans) {
+    services.add(s.service);
+    if (s.status.code === "error") errorCount++;
+    const st = BigInt(s.startTimeUnixNano);
+    const en = BigInt(s.endTimeUnixNano);
+    if (start === undefined || st < start) {
+      start = st;
+      earliest = s;
+    }
+    if (end === undefined || en > end) end = en;
+    if (!s.parentSpanId && (!root || compareNano(s.startTimeUnixNano, root.startTimeUnixNano) < 0)) root = s;
+  }
+  // A trace whose root has not arrived shows the earliest span whose parent is missing.
+  const head =
+    root ??
+    spans
+      .filter((s) => !s.parentSpanId || !ids.has(s.parentSpanId))
+      .sort((a, b) => compareNano(a.startTimeUnixNano, b.startTimeUnixNano))[0] ??
+    earliest;
+  return {
+    traceId,
+    rootName: head?.name ?? "",
+    rootService: head?.service ?? "",
+    complete: root !== undefined,
+    services: [...services].sort(),
+    spanCount: spans.length,
+    startTimeUnixNano: String(start ?? 0n),
+    durationMs: start === undefined || end === undefined ? 0 : Number(end - start) / 1e6,
+    status: head?.status.code ?? "unset",
+    errorCount,
+  };
+}
+
+/** Compares two decimal nanosecond strings. */
+export function compareNano(a: string, b: string): number {
+  if (a.length !== b.length) return a.length - b.length;
+  return a < b ? -1 : a > b ? 1 : 0;
+}
+
+function newestFirst(list: TraceSummary[]): TraceSummary[] {
+  return list.sort((a, b) => compareNano(b.startTimeUnixNano, a.startTimeUnixNano));
+}
+
+function matches(v: AttributeValue | undefined, want: string): boolean {
+  if (v === undefined || v === null) return false;
+  if (typeof v === "object") return false;
+  return String(v) === want;
+}
+
+function spanBytes(span: StoredSpan): number {
+  // The resource object is shared by the spans of one request; counting it per span
+  // overestimates a little, which only makes the bound safer.
+  return JSON.stringify(span).length;
+}
