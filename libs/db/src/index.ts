@@ -5,6 +5,7 @@ export {
   type Database,
   type DatabaseHandle,
   isUniqueViolation,
+  observeDatabasePool,
   openDatabase,
   type Queryable,
   queryRows,
