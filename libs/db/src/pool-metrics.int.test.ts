@@ -106,6 +106,17 @@ describe("observeDatabasePool (postgres.js)", () => {
     });
   });
 
+  it("leaves out postgres.js's LISTEN connection, which is not one of the pool's", async () => {
+    const unlisten = await handle.listen("pool_metrics_test", () => {});
+    try {
+      const counts = await scrape(reader);
+      expect(counts["db.client.connection.count{used}"]).toBe(0);
+      expect(counts["db.client.connection.count{idle}"]).toBe(2);
+    } finally {
+      await unlisten();
+    }
+  });
+
   it("leaves nothing counted as waiting after a transaction that failed", async () => {
     await expect(
       handle.db.transaction(async (tx) => {

@@ -5,7 +5,9 @@ import type postgres from "postgres";
  * What a postgres.js pool looks like from outside, gathered for the pool metrics. postgres.js
  * keeps its connection queues private, so the counts come from two places that are exact:
  * - the server's own view (`pg_stat_activity`) of the connections this pool opened, which carry
- *   a unique `application_name`: `active` or `idle in transaction` is in use, `idle` is idle;
+ *   a unique `application_name`: `active` or `idle in transaction` is in use, `idle` is idle
+ *   (postgres.js's LISTEN connection shares the name but is not one of the pool's `max`: its
+ *   last statement is a LISTEN, and it is left out);
  * - this process's own count of transactions waiting for a connection. A transaction holds one
  *   connection from `begin` to commit, so once every connection is held the next one waits.
  *   Single statements are pipelined by postgres.js onto busy connections and do not wait for
@@ -59,7 +61,8 @@ export function createPoolProbe(
       const [row] = await monitor<Array<{ used: number; idle: number }>>`
         select count(*) filter (where state <> 'idle')::int as used,
                count(*) filter (where state = 'idle')::int as idle
-        from pg_stat_activity where application_name = ${applicationName}`;
+        from pg_stat_activity
+        where application_name = ${applicationName} and query !~* '^\\s*(un)?listen\\s'`;
       return { used: row?.used ?? 0, idle: row?.idle ?? 0 };
     },
     async close() {
