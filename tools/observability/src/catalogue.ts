@@ -30,9 +30,11 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
   { name: "rpc_server_requests_total", type: "counter", exporters: SERVICES },
   { name: "rpc_server_duration", type: "histogram", exporters: SERVICES },
   { name: "http_server_active_requests", type: "gauge", exporters: SERVICES },
-  { name: "db_client_connection_count", type: "gauge", exporters: SERVICES },
-  { name: "db_client_connection_pending_requests", type: "gauge", exporters: SERVICES },
-  { name: "db_client_connection_max", type: "gauge", exporters: SERVICES },
+  // The pool of each service that calls observeDatabasePool (libs/db) in its server.ts; users
+  // does, the others are a one-line change each.
+  { name: "db_client_connection_count", type: "gauge", exporters: ["users"] },
+  { name: "db_client_connection_pending_requests", type: "gauge", exporters: ["users"] },
+  { name: "db_client_connection_max", type: "gauge", exporters: ["users"] },
   { name: "users_registered_total", type: "counter", exporters: ["users"] },
   { name: "outbox_backlog", type: "gauge", exporters: OUTBOX },
   { name: "outbox_oldest_age", type: "gauge", exporters: OUTBOX },

@@ -8,6 +8,8 @@ export interface PanelQuery {
   panel: string;
   refId: string;
   expr: string;
+  /** The panel's unit (`percentunit` for a ratio, `s`, `reqps`, ...). */
+  unit?: string;
 }
 
 /** A dashboard JSON file of infra/grafana/dashboards, as Grafana reads it. */
@@ -22,6 +24,7 @@ export interface DashboardFile {
       type: string;
       title: string;
       datasource?: { type: string; uid: string };
+      fieldConfig?: { defaults?: { unit?: string } };
       targets?: Array<{ refId: string; expr: string; datasource?: { type: string; uid: string } }>;
       panels?: unknown[];
     }>;
@@ -47,7 +50,13 @@ export function loadDashboards(dir = dashboardsDir): DashboardFile[] {
 export function panelQueries(dashboards: DashboardFile[]): PanelQuery[] {
   return dashboards.flatMap((d) =>
     d.json.panels.flatMap((p) =>
-      (p.targets ?? []).map((t) => ({ dashboard: d.file, panel: p.title, refId: t.refId, expr: t.expr })),
+      (p.targets ?? []).map((t) => ({
+        dashboard: d.file,
+        panel: p.title,
+        refId: t.refId,
+        expr: t.expr,
+        unit: p.fieldConfig?.defaults?.unit,
+      })),
     ),
   );
 }

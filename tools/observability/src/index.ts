@@ -15,5 +15,6 @@ export {
   panelQueries,
 } from "./dashboards.js";
 export { grafanaDir, prometheusDir, repoRoot } from "./paths.js";
+export { type Sample, type ScrapeTarget, startPrometheus, type TestPrometheus } from "./prometheus.js";
 export { expandGrafanaVariables, metricNames, syntaxErrors } from "./promql.js";
 export { findBinary, promtool, type RunResult } from "./tools.js";
