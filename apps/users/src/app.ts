@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { DatabaseHandle } from "@meshwork/db";
+import type { Meter } from "@opentelemetry/api";
 import { createArgon2Hasher } from "./adapters/crypto/argon2-hasher.js";
 import { createJwtIssuer, type KeySet, loadSigningKeys } from "./adapters/crypto/signing-keys.js";
 import type { UsersSchema } from "./adapters/db/schema.js";
@@ -17,11 +18,20 @@ export interface App {
   keys: KeySet;
   adminEmails: ReadonlySet<string>;
   decoyHash: string;
+  /** Counts a committed registration (`users_registered_total`). */
+  countRegistration(): void;
 }
 
-/** Builds the app over a migrated database. */
-export async function createApp(config: Config, database: DatabaseHandle<UsersSchema>): Promise<App> {
+/** Builds the app over a migrated database; business counters go to `meter`. */
+export async function createApp(
+  config: Config,
+  database: DatabaseHandle<UsersSchema>,
+  meter: Meter,
+): Promise<App> {
   const hasher = createArgon2Hasher();
+  const registered = meter.createCounter("users.registered", {
+    description: "Accounts created (committed registrations)",
+  });
   const keys = await loadSigningKeys(database.db);
   return {
     users: createUserRepository(database.db),
@@ -31,5 +41,6 @@ export async function createApp(config: Config, database: DatabaseHandle<UsersSc
     keys,
     adminEmails: config.adminEmails,
     decoyHash: await hasher.hash(randomBytes(16).toString("hex")),
+    countRegistration: () => registered.add(1),
   };
 }

@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { openDatabase } from "@meshwork/db";
+import { observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
@@ -55,7 +55,8 @@ export async function createUsersService(
     },
     async prepare() {
       await database.migrate(migrationsFolder);
-      app = await createApp(config, database);
+      observeDatabasePool(database, service.telemetry.meter);
+      app = await createApp(config, database, service.telemetry.meter);
       publisher = await startOutboxPublisher({
         service: "users",
         config: config.events,

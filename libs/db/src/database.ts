@@ -1,5 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
+import type { Meter } from "@opentelemetry/api";
 import { type SQL, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -8,6 +9,13 @@ import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
 import type { DatabaseConfig } from "./config.js";
+import {
+  countingWaits,
+  createPoolProbe,
+  type PoolProbe,
+  poolApplicationName,
+  registerPoolMetrics,
+} from "./pool-metrics.js";
 
 /** A Drizzle database over either driver; repositories are written against this type. */
 export type Database<TSchema extends Record<string, unknown>> = PgDatabase<PgQueryResultHKT, TSchema>;
@@ -102,15 +110,26 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
   schema: TSchema,
 ): Promise<DatabaseHandle<TSchema>> {
   if (config.url) {
+    const poolName = decodeURIComponent(new URL(config.url).pathname.slice(1)) || "postgres";
+    const applicationName = poolApplicationName(poolName);
     const client = postgres(config.url, {
       max: config.pool.max,
       idle_timeout: config.pool.idleTimeoutS || undefined,
       max_lifetime: config.pool.maxLifetimeS || null,
       connect_timeout: config.pool.connectTimeoutS,
+      connection: { application_name: applicationName },
       onnotice: () => {},
     });
-    const db = drizzlePostgres(config.prepare === false ? client : preparing(client), { schema });
-    return {
+    const probe = createPoolProbe(
+      config.url,
+      applicationName,
+      config.pool.max,
+      config.pool.connectTimeoutS,
+      postgres,
+    );
+    const counted = countingWaits(client, probe);
+    const db = drizzlePostgres(config.prepare === false ? counted : preparing(counted), { schema });
+    const handle: DatabaseHandle<TSchema> = {
       db: db as unknown as Database<TSchema>,
       driver: "postgres",
       location: redact(config.url),
@@ -122,8 +141,13 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
         const sub = await client.listen(channel, onNotify, onListen);
         return () => sub.unlisten();
       },
-      close: () => client.end({ timeout: 5 }),
+      close: async () => {
+        await client.end({ timeout: 5 });
+        await probe.close();
+      },
     };
+    probes.set(handle, { probe, poolName });
+    return handle;
   }
   mkdirSync(config.dataDir, { recursive: true });
   const client = await PGlite.create(config.dataDir);
@@ -144,6 +168,22 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
     },
     close: () => client.close(),
   };
+}
+
+const probes = new WeakMap<object, { probe: PoolProbe; poolName: string }>();
+
+/**
+ * Exports the connection pool of `database` as OpenTelemetry gauges on `meter` (a service's
+ * meter, so they reach its `GET /metrics`): `db.client.connection.count` by state (`used`,
+ * `idle`), `db.client.connection.pending_requests` (transactions waiting for a connection) and
+ * `db.client.connection.max`, labelled with the pool name (the database's name). Used and idle
+ * are the server's own count of the pool's connections, read at each collection on a monitoring
+ * connection outside the pool; waiting is counted in this process. PGlite is one in-process
+ * session with no pool: nothing is registered for it. Call it once per database.
+ */
+export function observeDatabasePool(database: DatabaseHandle<Record<string, unknown>>, meter: Meter): void {
+  const pool = probes.get(database);
+  if (pool) registerPoolMetrics(meter, pool.probe, pool.poolName);
 }
 
 /**

@@ -6,6 +6,7 @@ export {
   type Database,
   type DatabaseHandle,
   isUniqueViolation,
+  observeDatabasePool,
   openDatabase,
   type Queryable,
   queryRows,

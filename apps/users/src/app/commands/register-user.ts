@@ -13,6 +13,8 @@ export interface RegisterUserDeps {
   hasher: PasswordHasher;
   /** Emails that are granted the `admin` role at registration. */
   adminEmails: ReadonlySet<string>;
+  /** Called once the registration has committed. */
+  countRegistration(): void;
 }
 
 /**
@@ -35,5 +37,6 @@ export async function registerUser(deps: RegisterUserDeps, input: RegisterUserIn
     await users.insert(record);
     await events.userRegistered(user);
   });
+  deps.countRegistration();
   return user;
 }

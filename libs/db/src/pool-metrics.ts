@@ -1,0 +1,137 @@
+import type { Attributes, Meter } from "@opentelemetry/api";
+import type postgres from "postgres";
+
+/**
+ * What a postgres.js pool looks like from outside, gathered for the pool metrics. postgres.js
+ * keeps its connection queues private, so the counts come from two places that are exact:
+ * - the server's own view (`pg_stat_activity`) of the connections this pool opened, which carry
+ *   a unique `application_name`: `active` or `idle in transaction` is in use, `idle` is idle
+ *   (postgres.js's LISTEN connection shares the name but is not one of the pool's `max`: its
+ *   last statement is a LISTEN, and it is left out);
+ * - this process's own count of transactions waiting for a connection. A transaction holds one
+ *   connection from `begin` to commit, so once every connection is held the next one waits.
+ *   Single statements are pipelined by postgres.js onto busy connections and do not wait for
+ *   one to be free, so they are not counted as waiting.
+ */
+export interface PoolProbe {
+  /** Unique per pool and process; set as the connections' `application_name`. */
+  readonly applicationName: string;
+  readonly max: number;
+  /** Transactions whose `begin` waits for a connection. */
+  waiting: number;
+  /** Connections this process opened, by state, as the server sees them (a fresh count each time). */
+  connections(): Promise<{ used: number; idle: number }>;
+  /** Closes what the probe opened (its one monitoring connection). */
+  close(): Promise<void>;
+}
+
+let pools = 0;
+
+/** A unique, recognisable `application_name` for a new pool (at most 63 bytes, as Postgres keeps). */
+export function poolApplicationName(name: string): string {
+  pools += 1;
+  return `meshwork-${name}-${process.pid}-${pools}`.slice(0, 63);
+}
+
+/**
+ * A probe for the pool whose connections carry `applicationName`. The count is read on a
+ * connection of its own (opened at the first read, outside the pool): a pool with every
+ * connection held is exactly when the numbers matter, and a query on it would wait.
+ */
+export function createPoolProbe(
+  url: string,
+  applicationName: string,
+  max: number,
+  connectTimeoutS: number,
+  open: (url: string, options: postgres.Options<Record<string, postgres.PostgresType>>) => postgres.Sql,
+): PoolProbe {
+  let monitor: postgres.Sql | undefined;
+  return {
+    applicationName,
+    max,
+    waiting: 0,
+    async connections() {
+      monitor ??= open(url, {
+        max: 1,
+        idle_timeout: 60,
+        connect_timeout: connectTimeoutS,
+        connection: { application_name: `${applicationName}-monitor` },
+        onnotice: () => {},
+      });
+      const [row] = await monitor<Array<{ used: number; idle: number }>>`
+        select count(*) filter (where state <> 'idle')::int as used,
+               count(*) filter (where state = 'idle')::int as idle
+        from pg_stat_activity
+        where application_name = ${applicationName} and query !~* '^\\s*(un)?listen\\s'`;
+      return { used: row?.used ?? 0, idle: row?.idle ?? 0 };
+    },
+    async close() {
+      await monitor?.end({ timeout: 1 });
+    },
+  };
+}
+
+/**
+ * Wraps a postgres.js pool so `begin` counts the transactions waiting for a connection on
+ * `probe` (from the call until postgres.js hands the transaction its connection).
+ */
+export function countingWaits<T extends postgres.Sql>(sql: T, probe: PoolProbe): T {
+  type Run = (...args: unknown[]) => Promise<unknown>;
+  return new Proxy(sql, {
+    get(target, prop, receiver) {
+      if (prop !== "begin") return Reflect.get(target, prop, receiver);
+      const begin = Reflect.get(target, prop, receiver) as Run;
+      return (...args: unknown[]) => {
+        const fn = args.pop() as (tx: postgres.TransactionSql) => unknown;
+        probe.waiting += 1;
+        let started = false;
+        const start = () => {
+          if (!started) {
+            started = true;
+            probe.waiting -= 1;
+          }
+        };
+        return begin
+          .call(target, ...args, (tx: postgres.TransactionSql) => {
+            start();
+            return fn(tx);
+          })
+          .finally(start); // a begin that failed before it got a connection waits no more
+      };
+    },
+  });
+}
+
+/**
+ * Registers the pool gauges of the OpenTelemetry database-client conventions on `meter`:
+ * `db.client.connection.count` by `db.client.connection.state` (`used`, `idle`),
+ * `db.client.connection.pending_requests` and `db.client.connection.max`, each with
+ * `db.client.connection.pool.name`. The connection counts are read at each collection (one small
+ * query on the probe's own connection); when the server does not answer, they are not reported.
+ */
+export function registerPoolMetrics(meter: Meter, probe: PoolProbe, poolName: string): void {
+  const pool: Attributes = { "db.client.connection.pool.name": poolName };
+  const used: Attributes = { ...pool, "db.client.connection.state": "used" };
+  const idle: Attributes = { ...pool, "db.client.connection.state": "idle" };
+  const count = meter.createObservableGauge("db.client.connection.count", {
+    description: "Connections of the pool, by state (used: running a statement or in a transaction)",
+  });
+  const pending = meter.createObservableGauge("db.client.connection.pending_requests", {
+    description: "Transactions waiting for a connection of the pool",
+  });
+  const max = meter.createObservableGauge("db.client.connection.max", {
+    description: "Most connections the pool opens",
+  });
+  meter.addBatchObservableCallback(
+    async (result) => {
+      result.observe(pending, probe.waiting, pool);
+      result.observe(max, probe.max, pool);
+      const now = await probe.connections().catch(() => undefined);
+      if (now) {
+        result.observe(count, now.used, used);
+        result.observe(count, now.idle, idle);
+      }
+    },
+    [count, pending, max],
+  );
+}

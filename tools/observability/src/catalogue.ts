@@ -1,0 +1,147 @@
+import { readdirSync, readFileSync } from "node:fs";
+import { join } from "node:path";
+import { parse } from "yaml";
+import { prometheusDir } from "./paths.js";
+
+/** A metric family a Meshwork process exports, in Prometheus naming. */
+export interface MetricFamily {
+  name: string;
+  type: "counter" | "gauge" | "histogram";
+  /** The `service` label values of the processes that export it. */
+  exporters: readonly string[];
+  /**
+   * When the family first appears, if not from start-up or the first calls (counters and
+   * histograms exist only once something was recorded): a failure, a retry, a dead letter.
+   */
+  appears?: string;
+}
+
+const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] as const;
+const OUTBOX = ["users", "payments", "orders"] as const;
+
+/**
+ * What the mesh exports, as measured on a running mesh (infra/prometheus/README.md has the
+ * labels). The dashboards and rules may name only these and the recorded series; the metrics
+ * stack test checks this list against what a real Prometheus scrapes from a real mesh, both
+ * ways, so it cannot drift from the code.
+ */
+export const METRIC_FAMILIES: readonly MetricFamily[] = [
+  { name: "target_info", type: "gauge", exporters: [...SERVICES, "gateway"] },
+  { name: "rpc_server_requests_total", type: "counter", exporters: SERVICES },
+  { name: "rpc_server_duration", type: "histogram", exporters: SERVICES },
+  { name: "http_server_active_requests", type: "gauge", exporters: SERVICES },
+  // The pool of each service that calls observeDatabasePool (libs/db) in its server.ts; users
+  // does, the others are a one-line change each.
+  { name: "db_client_connection_count", type: "gauge", exporters: ["users"] },
+  { name: "db_client_connection_pending_requests", type: "gauge", exporters: ["users"] },
+  { name: "db_client_connection_max", type: "gauge", exporters: ["users"] },
+  { name: "users_registered_total", type: "counter", exporters: ["users"] },
+  { name: "outbox_backlog", type: "gauge", exporters: OUTBOX },
+  { name: "outbox_oldest_age", type: "gauge", exporters: OUTBOX },
+  { name: "outbox_published_total", type: "counter", exporters: ["users", "orders"] },
+  {
+    name: "outbox_published_total",
+    type: "counter",
+    exporters: ["payments"],
+    appears: "after the first payment event (a refund)",
+  },
+  {
+    name: "outbox_publish_failures_total",
+    type: "counter",
+    exporters: OUTBOX,
+    appears: "after a failed batch",
+  },
+  { name: "events_consumer_processed_total", type: "counter", exporters: ["notifications"] },
+  { name: "events_consumer_lag", type: "histogram", exporters: ["notifications"] },
+  {
+    name: "events_consumer_duplicates_total",
+    type: "counter",
+    exporters: ["notifications"],
+    appears: "after a redelivered event found in the inbox",
+  },
+  {
+    name: "events_consumer_failed_total",
+    type: "counter",
+    exporters: ["notifications"],
+    appears: "after a handler failure",
+  },
+  {
+    name: "events_consumer_redelivered_total",
+    type: "counter",
+    exporters: ["notifications"],
+    appears: "after a redelivery",
+  },
+  {
+    name: "events_consumer_dead_lettered_total",
+    type: "counter",
+    exporters: ["notifications"],
+    appears: "after the first dead letter",
+  },
+  { name: "saga_outcomes_total", type: "counter", exporters: ["orders"] },
+  {
+    name: "saga_step_failures_total",
+    type: "counter",
+    exporters: ["orders"],
+    appears: "after a failed step attempt",
+  },
+  { name: "resilience_breaker_state", type: "gauge", exporters: ["orders"] },
+  {
+    name: "resilience_retries_total",
+    type: "counter",
+    exporters: ["orders"],
+    appears: "after a retried call",
+  },
+  {
+    name: "resilience_rejections_total",
+    type: "counter",
+    exporters: ["orders"],
+    appears: "after a rejected call",
+  },
+  { name: "cache_requests_total", type: "counter", exporters: ["orders"] },
+  { name: "gateway_requests_total", type: "counter", exporters: ["gateway"] },
+  { name: "gateway_upstream_requests_total", type: "counter", exporters: ["gateway"] },
+  { name: "gateway_duration", type: "histogram", exporters: ["gateway"] },
+  { name: "gateway_upstream_active", type: "gauge", exporters: ["gateway"] },
+];
+
+/** The series names of a family: a histogram is `_bucket`, `_sum` and `_count`. */
+export function seriesNames(family: Pick<MetricFamily, "name" | "type">): string[] {
+  return family.type === "histogram"
+    ? [`${family.name}_bucket`, `${family.name}_sum`, `${family.name}_count`]
+    : [family.name];
+}
+
+/** Series every Prometheus has for a target: `up` and the scrape's own. */
+export const SCRAPE_SERIES = ["up", "scrape_duration_seconds", "scrape_samples_scraped"] as const;
+
+/** A rule of infra/prometheus/rules/*.yml. */
+export interface Rule {
+  file: string;
+  group: string;
+  record?: string;
+  alert?: string;
+  expr: string;
+}
+
+/** Every rule of every rules file. */
+export function loadRules(dir = join(prometheusDir, "rules")): Rule[] {
+  return readdirSync(dir)
+    .filter((f) => f.endsWith(".yml"))
+    .sort()
+    .flatMap((file) => {
+      const doc = parse(readFileSync(join(dir, file), "utf8")) as {
+        groups: Array<{ name: string; rules: Array<{ record?: string; alert?: string; expr: string }> }>;
+      };
+      return doc.groups.flatMap((g) => g.rules.map((r) => ({ file, group: g.name, ...r })));
+    });
+}
+
+/** Every name a query may select: the exported series, the scrape's own, and the recorded ones. */
+export function knownSeriesNames(rules = loadRules()): Set<string> {
+  return new Set([
+    ...METRIC_FAMILIES.flatMap(seriesNames),
+    ...SCRAPE_SERIES,
+    "ALERTS",
+    ...rules.flatMap((r) => (r.record ? [r.record] : [])),
+  ]);
+}
