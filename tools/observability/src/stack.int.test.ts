@@ -8,8 +8,8 @@ import { NotificationService } from "@meshwork/contracts/meshwork/notifications/
 import { OrderService, OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { type Mesh, startMesh } from "@meshwork/e2e";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
-import { type Mesh, startMesh } from "@meshwork/orders/testing";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadRules, METRIC_FAMILIES, SCRAPE_SERIES, seriesNames } from "./catalogue.js";

@@ -1,10 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { checkConsistency } from "@meshwork/orders";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { checkConsistency } from "./check.js";
-import { type Mesh, startMesh } from "./testing/mesh.js";
+import { type Mesh, startMesh } from "./mesh.js";
 
 /** Small enough for a test, far above what the old attempts lasted (5 tries, about 1.5 s). */
 const BUDGET_MS = 20_000;
