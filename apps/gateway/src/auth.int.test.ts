@@ -39,6 +39,7 @@ const samples: Record<string, Record<string, unknown>> = {
   VoidPayment: { paymentId: SUBJECT },
   RefundPayment: { paymentId: SUBJECT },
   GetPayment: { paymentId: SUBJECT },
+  GetProviderLedger: { paymentId: SUBJECT },
   SetFaults: { faults: {} },
   GetFaults: {},
   GetReservation: { reservationId: SUBJECT },
@@ -236,7 +237,7 @@ describe("authentication and authorisation at the gateway (policies from the con
       }
     }
     expect(got).toEqual(want);
-    expect(rows).toBe(26 * 8);
+    expect(rows).toBe(27 * 8);
     // The policies as declared in the protos.
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },
@@ -256,6 +257,7 @@ describe("authentication and authorisation at the gateway (policies from the con
       VoidPayment: { kind: "role", role: "service" },
       RefundPayment: { kind: "role", role: "service" },
       GetPayment: { kind: "role", role: "admin" },
+      GetProviderLedger: { kind: "role", role: "admin" },
       SetFaults: { kind: "role", role: "admin" },
       GetFaults: { kind: "role", role: "admin" },
       GetReservation: { kind: "role", role: "admin" },
