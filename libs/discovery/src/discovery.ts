@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Interceptor } from "@connectrpc/connect";
 import { connectNats } from "@meshwork/events";
 import type { ClientProtocol } from "@meshwork/runtime";
+import type { Telemetry } from "@meshwork/telemetry";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { DiscoveryConfig } from "./config.js";
 import { type EndpointTracker, trackEndpoints } from "./endpoints.js";
@@ -20,7 +21,13 @@ export interface Discovery {
   /** A balanced transport to `service`; see {@link createBalancedTransport}. */
   transport(
     service: string,
-    options?: { interceptors?: Interceptor[]; protocol?: ClientProtocol; defaultTimeoutMs?: number },
+    options?: {
+      interceptors?: Interceptor[];
+      protocol?: ClientProtocol;
+      defaultTimeoutMs?: number;
+      /** The calling service's, for the CLIENT spans; default the one given to `createDiscovery`. */
+      telemetry?: Pick<Telemetry, "tracer">;
+    },
   ): Promise<BalancedTransport>;
   /** Deregisters (if still registered), stops watching, closes the NATS connection. */
   close(): Promise<void>;
@@ -38,7 +45,13 @@ function advertised(config: DiscoveryConfig, host: string): string {
  */
 export function createDiscovery(
   config: DiscoveryConfig,
-  self: { service: string; version?: string; protocols?: string[] },
+  self: {
+    service: string;
+    version?: string;
+    protocols?: string[];
+    /** Records the CLIENT spans of calls through `transport()`; the global provider's if absent. */
+    telemetry?: Pick<Telemetry, "tracer">;
+  },
 ): Discovery {
   let nc: Promise<NatsConnection> | undefined;
   const nats = () => {
@@ -83,7 +96,12 @@ export function createDiscovery(
     },
     endpoints,
     async transport(service, options = {}) {
-      const t = createBalancedTransport({ service, endpoints: await endpoints(), ...options });
+      const t = createBalancedTransport({
+        service,
+        endpoints: await endpoints(),
+        telemetry: self.telemetry,
+        ...options,
+      });
       transports.push(t);
       return t;
     },
