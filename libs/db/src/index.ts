@@ -4,6 +4,7 @@ export {
   createUnitOfWork,
   type Database,
   type DatabaseHandle,
+  type DatabaseObservability,
   isUniqueViolation,
   openDatabase,
   type Queryable,
@@ -18,3 +19,4 @@ export {
   MAX_PAGE_SIZE,
   pageSize,
 } from "./paging.js";
+export { describeStatement } from "./tracing.js";
