@@ -1,7 +1,6 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
 import type { Telemetry } from "@meshwork/telemetry";
-import { trace } from "@opentelemetry/api";
 import { type SQL, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -71,8 +70,8 @@ export interface DatabaseObservability {
   /**
    * Records a CLIENT span per statement (`db.system`, `db.operation.name`, `db.collection.name`,
    * `db.query.text` without parameter values) and a span per transaction, parent of its
-   * statements. Default: the global tracer provider's tracer. With the id-only tracer (nothing
-   * exported) no statement span is made at all.
+   * statements. Default: the process's tracer (`processTracer()`: the service's once its
+   * telemetry started). With the id-only tracer (nothing exported) no span is made at all.
    */
   telemetry?: Pick<Telemetry, "tracer">;
 }
@@ -96,7 +95,7 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
   schema: TSchema,
   observe: DatabaseObservability = {},
 ): Promise<DatabaseHandle<TSchema>> {
-  const tracer = observe.telemetry?.tracer ?? trace.getTracer("@meshwork/db");
+  const tracer = observe.telemetry?.tracer;
   if (config.url) {
     const client = postgres(config.url, {
       max: config.pool.max,

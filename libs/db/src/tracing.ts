@@ -1,5 +1,5 @@
 import type { PGlite, Transaction as PGliteTransaction } from "@electric-sql/pglite";
-import { recordsSpans } from "@meshwork/telemetry";
+import { processTracer, recordsSpans } from "@meshwork/telemetry";
 import {
   type Attributes,
   type Context,
@@ -14,7 +14,8 @@ import type postgres from "postgres";
 
 /** What every statement span of one database says besides its statement. */
 interface Target {
-  tracer: Tracer;
+  /** Read per statement: the process's tracer may start after the database was opened. */
+  tracer: () => Tracer;
   /** `db.namespace`, `server.address`, `server.port`: the same for every statement. */
   attrs: Attributes;
 }
@@ -69,9 +70,12 @@ function statementOf(text: string): Statement {
   return s;
 }
 
-function startStatement(target: Target, text: string, ctx: Context): Span {
+/** A statement's span, or undefined when the tracer records nothing (then nothing is made). */
+function startStatement(target: Target, text: string, ctx: Context): Span | undefined {
+  const tracer = target.tracer();
+  if (!recordsSpans(tracer)) return undefined;
   const s = statementOf(text);
-  return target.tracer.startSpan(
+  return tracer.startSpan(
     s.name,
     {
       kind: SpanKind.CLIENT,
@@ -93,8 +97,10 @@ function end(span: Span, err?: unknown): void {
 
 /** Runs `fn` in a span of its own (a transaction or savepoint) and ends it when `fn` settles. */
 function inTransactionSpan<T>(target: Target, name: string, fn: (ctx: Context) => Promise<T>): Promise<T> {
+  const tracer = target.tracer();
   const parent = context.active();
-  const span = target.tracer.startSpan(
+  if (!recordsSpans(tracer)) return fn(parent);
+  const span = tracer.startSpan(
     name,
     {
       kind: SpanKind.INTERNAL,
@@ -117,9 +123,8 @@ function inTransactionSpan<T>(target: Target, name: string, fn: (ctx: Context) =
     );
 }
 
-/** The tracer when it records anything; undefined when statement spans would only cost. */
-function targetOf(tracer: Tracer, attrs: Attributes): Target | undefined {
-  return recordsSpans(tracer) ? { tracer, attrs } : undefined;
+function targetOf(tracer: Tracer | undefined, attrs: Attributes): Target {
+  return { tracer: tracer ? () => tracer : processTracer, attrs };
 }
 
 /**
@@ -133,10 +138,9 @@ function targetOf(tracer: Tracer, attrs: Attributes): Target | undefined {
  */
 export function instrumentPostgres<T extends postgres.Sql | postgres.TransactionSql>(
   sql: T,
-  options: { prepare: boolean; tracer: Tracer; attrs: Attributes },
+  options: { prepare: boolean; tracer?: Tracer; attrs: Attributes },
 ): T {
   const target = targetOf(options.tracer, options.attrs);
-  if (!target && !options.prepare) return sql;
   type Run = (...args: unknown[]) => unknown;
   const wrap = <S extends postgres.Sql | postgres.TransactionSql>(inner: S): S =>
     new Proxy(inner, {
@@ -144,8 +148,8 @@ export function instrumentPostgres<T extends postgres.Sql | postgres.Transaction
         if (prop === "unsafe") {
           return (query: string, params?: unknown[], opts?: postgres.UnsafeQueryOptions) => {
             const q = t.unsafe(query, params as never, options.prepare ? { ...opts, prepare: true } : opts);
-            if (target) {
-              const span = startStatement(target, query, context.active());
+            const span = startStatement(target, query, context.active());
+            if (span) {
               Promise.prototype.then.call(
                 q,
                 () => end(span),
@@ -159,7 +163,6 @@ export function instrumentPostgres<T extends postgres.Sql | postgres.Transaction
           const original = Reflect.get(t, prop, receiver) as Run;
           return (...args: unknown[]) => {
             const fn = args.pop() as (tx: postgres.TransactionSql) => unknown;
-            if (!target) return original.call(t, ...args, (tx: postgres.TransactionSql) => fn(wrap(tx)));
             return inTransactionSpan(
               target,
               prop === "begin" ? "transaction" : "savepoint",
@@ -182,9 +185,8 @@ export function instrumentPostgres<T extends postgres.Sql | postgres.Transaction
  * and every `transaction` a span whose statements are its children. Patches the instance (which
  * the caller owns) and each transaction object it hands out.
  */
-export function instrumentPglite(client: PGlite, options: { tracer: Tracer; attrs: Attributes }): PGlite {
+export function instrumentPglite(client: PGlite, options: { tracer?: Tracer; attrs: Attributes }): PGlite {
   const target = targetOf(options.tracer, options.attrs);
-  if (!target) return client;
   patchStatements(client, target);
   const transaction = client.transaction.bind(client);
   client.transaction = <T>(fn: (tx: PGliteTransaction) => Promise<T>) =>
@@ -212,6 +214,7 @@ function patchStatements(on: Pick<PGlite, "query" | "exec">, target: Target): vo
 
 function traced<T>(target: Target, text: string, run: () => Promise<T>): Promise<T> {
   const span = startStatement(target, text, context.active());
+  if (!span) return run();
   return run().then(
     (v) => {
       end(span);

@@ -14,6 +14,7 @@ import {
 } from "@opentelemetry/api";
 import { W3CBaggagePropagator } from "@opentelemetry/core";
 import { IdOnlyTracer } from "./id-tracer.js";
+import { processTracer } from "./telemetry.js";
 
 const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => carrier.set(key, value) };
 const baggagePropagator = new W3CBaggagePropagator();
@@ -58,24 +59,24 @@ function routeOf(url: string, service: string, method: string, grpc: boolean): R
  * Streaming calls end their span when the response stream ends.
  *
  * Put it last in a transport's interceptors (closest to the network) so that a retry policy
- * outside it makes one span per attempt. Spans come from `telemetry.tracer`; without it, from the
- * global tracer provider (the one `startTelemetry` registers in a service process).
+ * outside it makes one span per attempt. Spans come from `telemetry.tracer`; without it, from
+ * {@link processTracer} (the service's, in a process whose telemetry `startTelemetry` started).
  *
  * With the id-only tracer (a process that exports nothing) no span object is built: the call
  * gets a span id of its own and its `traceparent` is written directly (the W3C format, whatever
  * propagator is installed), so the trace goes on downstream at the cost of two ids and a string.
  */
 export function createClientTracingInterceptor(telemetry?: { tracer: Tracer }): Interceptor {
-  const tracer = telemetry?.tracer ?? trace.getTracer("@meshwork/telemetry");
-  const idOnly = tracer instanceof IdOnlyTracer ? tracer : undefined;
+  const own = telemetry?.tracer;
   // By URL (endpoint and method), one map per protocol; bounded, as interceptors may rewrite URLs.
   const grpcRoutes = new Map<string, Route>();
   const connectRoutes = new Map<string, Route>();
 
   return (next) => (req) => {
     const ctx = context.active();
-    if (idOnly) {
-      const sc = idOnly.spanContextFor(req.method.name, CLIENT, ctx);
+    const tracer = own ?? processTracer();
+    if (tracer instanceof IdOnlyTracer) {
+      const sc = tracer.spanContextFor(req.method.name, CLIENT, ctx);
       req.header.set("traceparent", `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & TraceFlags.SAMPLED}`);
       if (sc.traceState) req.header.set("tracestate", sc.traceState.serialize());
       if (propagation.getBaggage(ctx)) baggagePropagator.inject(ctx, req.header, headerSetter);

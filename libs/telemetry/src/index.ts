@@ -3,10 +3,13 @@ export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./dea
 export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./histogram.js";
 export { recordsSpans } from "./id-tracer.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
+export type { OtelEnv, OtlpProtocol } from "./otel-env.js";
 export {
   activeTraceId,
   createTelemetry,
   installTelemetryGlobals,
+  processTracer,
+  startTelemetry,
   type Telemetry,
   type TelemetryOptions,
 } from "./telemetry.js";
