@@ -131,52 +131,30 @@ function otlpUrl(env: OtelEnv, signal: "TRACES" | "METRICS", protocol: OtlpProto
 // The exporters are loaded only when used: an OTLP exporter and its encoders are megabytes of
 // heap, which every major GC of a service that exports nothing would otherwise mark.
 
+type TraceExporterModule = typeof import("@opentelemetry/exporter-trace-otlp-proto");
+type MetricExporterModule = typeof import("@opentelemetry/exporter-metrics-otlp-proto");
+
+const TRACE_EXPORTERS: Record<OtlpProtocol, string> = {
+  "http/protobuf": "@opentelemetry/exporter-trace-otlp-proto",
+  "http/json": "@opentelemetry/exporter-trace-otlp-http",
+  grpc: "@opentelemetry/exporter-trace-otlp-grpc",
+};
+const METRIC_EXPORTERS: Record<OtlpProtocol, string> = {
+  "http/protobuf": "@opentelemetry/exporter-metrics-otlp-proto",
+  "http/json": "@opentelemetry/exporter-metrics-otlp-http",
+  grpc: "@opentelemetry/exporter-metrics-otlp-grpc",
+};
+
 function otlpSpanExporter(protocol: OtlpProtocol, url: string | undefined): SpanExporter {
-  const config = url === undefined ? {} : { url };
-  switch (protocol) {
-    case "http/json":
-      return new (
-        loadModule(
-          "@opentelemetry/exporter-trace-otlp-http",
-        ) as typeof import("@opentelemetry/exporter-trace-otlp-http")
-      ).OTLPTraceExporter(config);
-    case "grpc":
-      return new (
-        loadModule(
-          "@opentelemetry/exporter-trace-otlp-grpc",
-        ) as typeof import("@opentelemetry/exporter-trace-otlp-grpc")
-      ).OTLPTraceExporter(config);
-    case "http/protobuf":
-      return new (
-        loadModule(
-          "@opentelemetry/exporter-trace-otlp-proto",
-        ) as typeof import("@opentelemetry/exporter-trace-otlp-proto")
-      ).OTLPTraceExporter(config);
-  }
+  // The three packages export the same constructor shape (their configs differ only in transport
+  // options this code does not set).
+  const { OTLPTraceExporter } = loadModule(TRACE_EXPORTERS[protocol]) as TraceExporterModule;
+  return new OTLPTraceExporter(url === undefined ? {} : { url });
 }
 
 function otlpMetricExporter(protocol: OtlpProtocol, url: string | undefined): PushMetricExporter {
-  const config = url === undefined ? {} : { url };
-  switch (protocol) {
-    case "http/json":
-      return new (
-        loadModule(
-          "@opentelemetry/exporter-metrics-otlp-http",
-        ) as typeof import("@opentelemetry/exporter-metrics-otlp-http")
-      ).OTLPMetricExporter(config);
-    case "grpc":
-      return new (
-        loadModule(
-          "@opentelemetry/exporter-metrics-otlp-grpc",
-        ) as typeof import("@opentelemetry/exporter-metrics-otlp-grpc")
-      ).OTLPMetricExporter(config);
-    case "http/protobuf":
-      return new (
-        loadModule(
-          "@opentelemetry/exporter-metrics-otlp-proto",
-        ) as typeof import("@opentelemetry/exporter-metrics-otlp-proto")
-      ).OTLPMetricExporter(config);
-  }
+  const { OTLPMetricExporter } = loadModule(METRIC_EXPORTERS[protocol]) as MetricExporterModule;
+  return new OTLPMetricExporter(url === undefined ? {} : { url });
 }
 
 /**
