@@ -1,6 +1,7 @@
 import { mkdirSync } from "node:fs";
 import { PGlite } from "@electric-sql/pglite";
 import type { Meter } from "@opentelemetry/api";
+import type { Telemetry } from "@meshwork/telemetry";
 import { type SQL, sql } from "drizzle-orm";
 import type { PgDatabase, PgQueryResultHKT, PgTransaction } from "drizzle-orm/pg-core";
 import { drizzle as drizzlePglite } from "drizzle-orm/pglite";
@@ -16,6 +17,7 @@ import {
   poolApplicationName,
   registerPoolMetrics,
 } from "./pool-metrics.js";
+import { instrumentPglite, instrumentPostgres } from "./tracing.js";
 
 /** A Drizzle database over either driver; repositories are written against this type. */
 export type Database<TSchema extends Record<string, unknown>> = PgDatabase<PgQueryResultHKT, TSchema>;
@@ -65,50 +67,43 @@ export interface DatabaseHandle<TSchema extends Record<string, unknown>> {
   close(): Promise<void>;
 }
 
-/**
- * The postgres.js client as Drizzle should see it: every query it runs through `unsafe()` as a
- * named prepared statement. Drizzle 0.45 asks postgres.js for an unnamed statement unless a query
- * was `.prepare(name)`d, and postgres.js then sends each parameterised query in two round trips
- * (Parse + Describe, then Bind + Execute) and Postgres parses and plans it every time; prepared,
- * a repeated query is one round trip (Bind + Execute) on a cached statement. (Drizzle issue
- * #6096.) postgres.js keeps the statements per connection and re-prepares one that a migration
- * invalidated. Transactions and savepoints hand Drizzle a scoped client: wrapped the same way.
- */
-function preparing<T extends postgres.Sql | postgres.TransactionSql>(sql: T): T {
-  type Run = (...args: unknown[]) => unknown;
-  return new Proxy(sql, {
-    get(target, prop, receiver) {
-      if (prop === "unsafe") {
-        return (query: string, params?: unknown[], options?: postgres.UnsafeQueryOptions) =>
-          target.unsafe(query, params as never, { ...options, prepare: true });
-      }
-      if (prop === "begin" || prop === "savepoint") {
-        const original = Reflect.get(target, prop, receiver) as Run;
-        return (...args: unknown[]) => {
-          const fn = args.pop() as (tx: postgres.TransactionSql) => unknown;
-          return original.call(target, ...args, (tx: postgres.TransactionSql) => fn(preparing(tx)));
-        };
-      }
-      return Reflect.get(target, prop, receiver);
-    },
-  });
-}
-
 function redact(url: string): string {
   const u = new URL(url);
   if (u.password) u.password = "***";
   return u.toString();
 }
 
+/** How a database handle reports what it does. */
+export interface DatabaseObservability {
+  /**
+   * Records a CLIENT span per statement (`db.system`, `db.operation.name`, `db.collection.name`,
+   * `db.query.text` without parameter values) and a span per transaction, parent of its
+   * statements. Default: the process's tracer (`processTracer()`: the service's once its
+   * telemetry started). With the id-only tracer (nothing exported) no span is made at all.
+   */
+  telemetry?: Pick<Telemetry, "tracer">;
+}
+
 /**
  * Opens a service's database: a postgres.js pool with the configured limits when `config.url`
  * is set, otherwise PGlite in `config.dataDir` (created if missing), so a service needs no
- * database server to run. Both speak the same SQL and run the same migrations.
+ * database server to run. Both speak the same SQL and run the same migrations, and both trace
+ * their statements (see {@link DatabaseObservability}).
+ *
+ * On a server, Drizzle's queries run as named prepared statements unless `config.prepare` is
+ * false: Drizzle 0.45 asks postgres.js for an unnamed statement unless a query was
+ * `.prepare(name)`d, and postgres.js then sends each parameterised query in two round trips
+ * (Parse + Describe, then Bind + Execute) and Postgres parses and plans it every time; prepared,
+ * a repeated query is one round trip (Bind + Execute) on a cached statement. (Drizzle issue
+ * #6096.) postgres.js keeps the statements per connection and re-prepares one that a migration
+ * invalidated.
  */
 export async function openDatabase<TSchema extends Record<string, unknown>>(
   config: DatabaseConfig,
   schema: TSchema,
+  observe: DatabaseObservability = {},
 ): Promise<DatabaseHandle<TSchema>> {
+  const tracer = observe.telemetry?.tracer;
   if (config.url) {
     const poolName = decodeURIComponent(new URL(config.url).pathname.slice(1)) || "postgres";
     const applicationName = poolApplicationName(poolName);
@@ -127,8 +122,17 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
       config.pool.connectTimeoutS,
       postgres,
     );
-    const counted = countingWaits(client, probe);
-    const db = drizzlePostgres(config.prepare === false ? counted : preparing(counted), { schema });
+    const u = new URL(config.url);
+    const traced = instrumentPostgres(countingWaits(client, probe), {
+      prepare: config.prepare !== false,
+      tracer,
+      attrs: {
+        "db.namespace": poolName,
+        "server.address": u.hostname,
+        "server.port": Number(u.port || 5432),
+      },
+    });
+    const db = drizzlePostgres(traced, { schema });
     const handle: DatabaseHandle<TSchema> = {
       db: db as unknown as Database<TSchema>,
       driver: "postgres",
@@ -150,7 +154,10 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
     return handle;
   }
   mkdirSync(config.dataDir, { recursive: true });
-  const client = await PGlite.create(config.dataDir);
+  const client = instrumentPglite(await PGlite.create(config.dataDir), {
+    tracer,
+    attrs: { "db.namespace": "postgres" },
+  });
   const db = drizzlePglite(client, { schema });
   return {
     db: db as unknown as Database<TSchema>,

@@ -5,6 +5,7 @@ export {
   createUnitOfWork,
   type Database,
   type DatabaseHandle,
+  type DatabaseObservability,
   isUniqueViolation,
   observeDatabasePool,
   openDatabase,
@@ -20,3 +21,4 @@ export {
   MAX_PAGE_SIZE,
   pageSize,
 } from "./paging.js";
+export { describeStatement } from "./tracing.js";

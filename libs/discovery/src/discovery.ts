@@ -2,7 +2,7 @@ import { randomUUID } from "node:crypto";
 import type { Interceptor } from "@connectrpc/connect";
 import { connectNats } from "@meshwork/events";
 import type { ClientProtocol } from "@meshwork/runtime";
-import { createLogger, type Logger } from "@meshwork/telemetry";
+import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Meter } from "@opentelemetry/api";
 import type { DiscoveryConfig } from "./config.js";
@@ -22,7 +22,13 @@ export interface Discovery {
   /** A balanced transport to `service`; see {@link createBalancedTransport}. */
   transport(
     service: string,
-    options?: { interceptors?: Interceptor[]; protocol?: ClientProtocol; defaultTimeoutMs?: number },
+    options?: {
+      interceptors?: Interceptor[];
+      protocol?: ClientProtocol;
+      defaultTimeoutMs?: number;
+      /** The calling service's, for the CLIENT spans; default the one given to `createDiscovery`. */
+      telemetry?: Pick<Telemetry, "tracer">;
+    },
   ): Promise<BalancedTransport>;
   /**
    * Whether the registry is reachable (always true in `static` mode and before the watch is
@@ -57,7 +63,13 @@ export interface DiscoveryObserve {
  */
 export function createDiscovery(
   config: DiscoveryConfig,
-  self: { service: string; version?: string; protocols?: string[] },
+  self: {
+    service: string;
+    version?: string;
+    protocols?: string[];
+    /** Records the CLIENT spans of calls through `transport()`; the global provider's if absent. */
+    telemetry?: Pick<Telemetry, "tracer">;
+  },
   observe: DiscoveryObserve = {},
 ): Discovery {
   let nc: Promise<NatsConnection> | undefined;
@@ -130,7 +142,12 @@ export function createDiscovery(
     },
     endpoints,
     async transport(service, options = {}) {
-      const t = createBalancedTransport({ service, endpoints: await endpoints(), ...options });
+      const t = createBalancedTransport({
+        service,
+        endpoints: await endpoints(),
+        telemetry: self.telemetry,
+        ...options,
+      });
       transports.push(t);
       return t;
     },

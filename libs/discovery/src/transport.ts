@@ -12,6 +12,7 @@ import {
 import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
 import { type ClientProtocol, createClientTransport, DEFAULT_CLIENT_PROTOCOL } from "@meshwork/runtime";
 import { GuardedSessionManager } from "@meshwork/runtime/internal";
+import type { Telemetry } from "@meshwork/telemetry";
 import type { EndpointState, EndpointTracker } from "./endpoints.js";
 
 export interface BalancedTransportOptions {
@@ -21,6 +22,11 @@ export interface BalancedTransportOptions {
   protocol?: ClientProtocol;
   /** Run once per call around the endpoint choice: a retry inside them picks again. */
   interceptors?: Interceptor[];
+  /**
+   * Whose tracer records the CLIENT span of each attempt (made by each endpoint's transport, so
+   * it names the endpoint that was called); the global tracer provider's when absent.
+   */
+  telemetry?: Pick<Telemetry, "tracer">;
   /** Applied to calls that set no timeout of their own. */
   defaultTimeoutMs?: number;
   readMaxBytes?: number;
@@ -60,6 +66,7 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
           protocol,
           readMaxBytes: options.readMaxBytes,
           sessionManager: sessions,
+          telemetry: options.telemetry,
         }),
         sessions,
         active: 0,

@@ -1,6 +1,7 @@
 import type http2 from "node:http2";
 import type { Interceptor, Transport } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport, Http2SessionManager } from "@connectrpc/connect-node";
+import { createClientTracingInterceptor, type Telemetry } from "@meshwork/telemetry";
 import { createLeanGrpcTransport } from "./grpc-client.js";
 import { adoptStreamTable } from "./stream-table.js";
 
@@ -21,7 +22,13 @@ export interface ClientTransportOptions {
   baseUrl: string;
   /** Default {@link DEFAULT_CLIENT_PROTOCOL}; services take it from `RPC_CLIENT_PROTOCOL`. */
   protocol?: ClientProtocol;
+  /** Run outside the tracing interceptor: a retry policy here makes one CLIENT span per attempt. */
   interceptors?: Interceptor[];
+  /**
+   * Whose tracer records the calls' CLIENT spans (the calling service's); the global tracer
+   * provider's when absent. Trace context is sent either way.
+   */
+  telemetry?: Pick<Telemetry, "tracer">;
   /** Applied to calls that set no timeout of their own. */
   defaultTimeoutMs?: number;
   /** Largest response message accepted, bytes. */
@@ -59,12 +66,16 @@ export class GuardedSessionManager extends Http2SessionManager {
   }
 }
 
-/** A transport for calls to another Meshwork service, in the configured protocol. */
+/**
+ * A transport for calls to another Meshwork service, in the configured protocol. Every call
+ * carries the caller's W3C trace context and is a CLIENT span
+ * ({@link createClientTracingInterceptor}, innermost, after `interceptors`).
+ */
 export function createClientTransport(options: ClientTransportOptions): Transport {
   const common = {
     baseUrl: options.baseUrl,
     useBinaryFormat: true,
-    interceptors: options.interceptors,
+    interceptors: [...(options.interceptors ?? []), createClientTracingInterceptor(options.telemetry)],
     defaultTimeoutMs: options.defaultTimeoutMs,
     readMaxBytes: options.readMaxBytes,
     sessionManager: options.sessionManager ?? new GuardedSessionManager(options.baseUrl),

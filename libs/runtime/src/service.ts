@@ -3,7 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { createLogger, type Logger, startTelemetry, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
@@ -64,7 +64,10 @@ export interface ServiceOptions {
    * than through the Connect adapter. Same interceptors, answers and trailers; default true.
    */
   fastPath?: boolean;
-  /** Supply to share or observe them (tests); created from `config` otherwise. */
+  /**
+   * Supply to share or observe them (tests); created from `config` and the `OTEL_*` variables
+   * otherwise, by `startTelemetry` (the process's telemetry, through `@opentelemetry/sdk-node`).
+   */
   logger?: Logger;
   telemetry?: Telemetry;
 }
@@ -90,7 +93,7 @@ export function createService(options: ServiceOptions): Service {
   const logger = options.logger ?? createLogger({ service: options.name, level: config.logLevel });
   const telemetry =
     options.telemetry ??
-    createTelemetry({
+    startTelemetry({
       serviceName: options.name,
       serviceVersion: options.version,
       tracesExporter: config.tracesExporter,

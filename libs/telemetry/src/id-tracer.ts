@@ -12,6 +12,9 @@ import {
 } from "@opentelemetry/api";
 import { RandomIdGenerator, type Sampler, SamplingDecision } from "@opentelemetry/sdk-trace-base";
 
+const NO_ATTRIBUTES = Object.freeze({});
+const NO_LINKS: never[] = [];
+
 /**
  * The tracer of a process whose spans go nowhere (no exporter, no processor): every span is a
  * non-recording one that still has its own ids in the trace of its parent, and the sampling
@@ -29,6 +32,14 @@ export class IdOnlyTracer implements Tracer {
   }
 
   startSpan(name: string, options: SpanOptions = {}, ctx: Context = context.active()): Span {
+    return trace.wrapSpanContext(this.spanContextFor(name, options, ctx));
+  }
+
+  /**
+   * The ids and flags a span started with `options` in `ctx` would get, without the span object:
+   * for callers that only need to propagate them (the client tracing interceptor's fast path).
+   */
+  spanContextFor(name: string, options: SpanOptions, ctx: Context): SpanContext {
     const parent = options.root ? undefined : trace.getSpanContext(ctx);
     const inherited = parent && isSpanContextValid(parent) ? parent : undefined;
     const traceId = inherited?.traceId ?? this.#ids.generateTraceId();
@@ -37,16 +48,15 @@ export class IdOnlyTracer implements Tracer {
       traceId,
       name,
       options.kind ?? SpanKind.INTERNAL,
-      options.attributes ?? {},
-      options.links ?? [],
+      options.attributes ?? NO_ATTRIBUTES,
+      options.links ?? NO_LINKS,
     ).decision;
-    const spanContext: SpanContext = {
+    return {
       traceId,
       spanId: this.#ids.generateSpanId(),
       traceFlags: decision === SamplingDecision.RECORD_AND_SAMPLED ? TraceFlags.SAMPLED : TraceFlags.NONE,
       traceState: inherited?.traceState,
     };
-    return trace.wrapSpanContext(spanContext);
   }
 
   startActiveSpan<F extends (span: Span) => unknown>(name: string, fn: F): ReturnType<F>;
@@ -73,4 +83,12 @@ export class IdOnlyTracer implements Tracer {
     const span = this.startSpan(name, options, parent);
     return context.with(trace.setSpan(parent, span), fn as (s: Span) => ReturnType<F>, undefined, span);
   }
+}
+
+/**
+ * False for the id-only tracer, whose spans are never recorded: instrumentation whose spans only
+ * matter when recorded (database statements) skips them altogether. True for any other tracer.
+ */
+export function recordsSpans(tracer: Tracer): boolean {
+  return !(tracer instanceof IdOnlyTracer);
 }

@@ -1,10 +1,15 @@
+export { createClientTracingInterceptor } from "./client-tracing.js";
 export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./deadline.js";
 export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./histogram.js";
+export { recordsSpans } from "./id-tracer.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
+export type { OtelEnv, OtlpProtocol } from "./otel-env.js";
 export {
   activeTraceId,
   createTelemetry,
   installTelemetryGlobals,
+  processTracer,
+  startTelemetry,
   type Telemetry,
   type TelemetryOptions,
 } from "./telemetry.js";

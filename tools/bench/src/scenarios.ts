@@ -20,6 +20,7 @@ import {
   proxyFixture,
   type RunningServer,
   runtimeFixture,
+  runtimeTracedFixture,
   type ServerSpec,
   usersService,
 } from "./servers.js";
@@ -85,6 +86,7 @@ export function unaryGetUser(): Scenario {
       gatewayFixture(),
       proxyFixture(),
       runtimeFixture(),
+      runtimeTracedFixture(),
       grpcJsFixture(),
       http2EchoFixture(),
     ],

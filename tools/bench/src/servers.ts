@@ -5,6 +5,7 @@
 
 import { randomBytes } from "node:crypto";
 import { access, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
+import { createServer } from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -389,6 +390,70 @@ export function runtimeFixture(): ServerSpec {
     "runtime-server",
     "@meshwork/runtime createService, GetUser from memory",
   );
+}
+
+/**
+ * An OTLP/HTTP receiver in the bench's own process that reads every export and discards it
+ * (answering success), so a traced server pays for building, batching, encoding and sending its
+ * spans but not for a collector. Counts what arrived.
+ */
+async function startOtlpSink(): Promise<{ url: string; exports: () => number; close: () => Promise<void> }> {
+  let exports = 0;
+  const server = createServer((req, res) => {
+    req.on("data", () => {});
+    req.on("end", () => {
+      exports++;
+      const json = (req.headers["content-type"] ?? "").includes("json");
+      res.writeHead(200, { "content-type": json ? "application/json" : "application/x-protobuf" });
+      res.end(json ? "{}" : "");
+    });
+  });
+  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
+  const { port } = server.address() as net.AddressInfo;
+  return {
+    url: `http://127.0.0.1:${port}`,
+    exports: () => exports,
+    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
+  };
+}
+
+/**
+ * The runtime fixture with every call's span recorded and exported over OTLP (http/protobuf,
+ * batched, as `OTEL_TRACES_EXPORTER=otlp` sets a service up) to a sink that discards them:
+ * against the runtime row, what tracing costs when it exports.
+ */
+export function runtimeTracedFixture(): ServerSpec {
+  const script = join(fixturesDir, "runtime-server.js");
+  const name = "runtime + OTLP traces";
+  return {
+    name,
+    description: "the runtime fixture exporting a span per call over OTLP/HTTP to a discarding sink",
+    data: "fixed",
+    async unavailable() {
+      return (await exists(script)) ? undefined : `${script} not found (run the build first)`;
+    },
+    async start(context) {
+      const sink = await startOtlpSink();
+      return launch({
+        name,
+        script,
+        env: {
+          HOST: "127.0.0.1",
+          PORT: "0",
+          OTEL_TRACES_EXPORTER: "otlp",
+          OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
+          OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+        },
+        context,
+        ready: (proc) => listeningPort(proc),
+        reportsGc: true,
+        async cleanup() {
+          context.log(`${name}: the OTLP sink received ${sink.exports()} exports`);
+          await sink.close();
+        },
+      });
+    },
+  };
 }
 
 /** A bare `@grpc/grpc-js` server with an in-memory handler: the baseline. */

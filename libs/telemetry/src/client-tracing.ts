@@ -1,0 +1,159 @@
+import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import {
+  type Attributes,
+  context,
+  propagation,
+  type Span,
+  SpanKind,
+  type SpanOptions,
+  SpanStatusCode,
+  type TextMapSetter,
+  TraceFlags,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import { W3CBaggagePropagator } from "@opentelemetry/core";
+import { IdOnlyTracer } from "./id-tracer.js";
+import { processTracer } from "./telemetry.js";
+
+const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => carrier.set(key, value) };
+const baggagePropagator = new W3CBaggagePropagator();
+const CLIENT: SpanOptions = Object.freeze({ kind: SpanKind.CLIENT });
+
+/** What a CLIENT span of one method on one endpoint says, computed on its first call. */
+interface Route {
+  spanName: string;
+  grpc: boolean;
+  attrs: Attributes;
+}
+
+/** `not_found` for Code.NotFound: the name the Connect protocol uses on the wire. */
+function codeName(code: Code): string {
+  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
+}
+
+function routeOf(url: string, service: string, method: string, grpc: boolean): Route {
+  const u = new URL(url);
+  const host = u.hostname.startsWith("[") ? u.hostname.slice(1, -1) : u.hostname;
+  const port = u.port === "" ? (u.protocol === "https:" ? 443 : 80) : Number(u.port);
+  return {
+    spanName: `${service}/${method}`,
+    grpc,
+    attrs: {
+      "rpc.system": grpc ? "grpc" : "connect_rpc",
+      "rpc.service": service,
+      "rpc.method": method,
+      "server.address": host,
+      "server.port": port,
+    },
+  };
+}
+
+/**
+ * The client half of distributed tracing, for every transport of the mesh: each call (each
+ * attempt, when it runs inside a retry policy) sends the active context's W3C `traceparent`,
+ * `tracestate` and `baggage` headers, and is a CLIENT span, child of the caller's span, with the
+ * OpenTelemetry RPC conventions (`rpc.system` = `grpc` or `connect_rpc` by the request's
+ * content type, `rpc.service`, `rpc.method`, `server.address`, `server.port`, then
+ * `rpc.grpc.status_code` or `rpc.connect_rpc.error_code`) and an ERROR status when it fails.
+ * Streaming calls end their span when the response stream ends.
+ *
+ * Put it last in a transport's interceptors (closest to the network) so that a retry policy
+ * outside it makes one span per attempt. Spans come from `telemetry.tracer`; without it, from
+ * {@link processTracer} (the service's, in a process whose telemetry `startTelemetry` started).
+ *
+ * With the id-only tracer (a process that exports nothing) no span object is built: the call
+ * gets a span id of its own and its `traceparent` is written directly (the W3C format, whatever
+ * propagator is installed), so the trace goes on downstream at the cost of two ids and a string.
+ */
+export function createClientTracingInterceptor(telemetry?: { tracer: Tracer }): Interceptor {
+  const own = telemetry?.tracer;
+  // By URL (endpoint and method), one map per protocol; bounded, as interceptors may rewrite URLs.
+  const grpcRoutes = new Map<string, Route>();
+  const connectRoutes = new Map<string, Route>();
+
+  return (next) => (req) => {
+    const ctx = context.active();
+    const tracer = own ?? processTracer();
+    if (tracer instanceof IdOnlyTracer) {
+      const sc = tracer.spanContextFor(req.method.name, CLIENT, ctx);
+      req.header.set("traceparent", `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & TraceFlags.SAMPLED}`);
+      if (sc.traceState) req.header.set("tracestate", sc.traceState.serialize());
+      if (propagation.getBaggage(ctx)) baggagePropagator.inject(ctx, req.header, headerSetter);
+      return next(req);
+    }
+    const grpc = req.header.get("content-type")?.startsWith("application/grpc") ?? false;
+    const routes = grpc ? grpcRoutes : connectRoutes;
+    let route = routes.get(req.url);
+    if (!route) {
+      route = routeOf(req.url, req.service.typeName, req.method.name, grpc);
+      if (routes.size >= 1024) routes.clear();
+      routes.set(req.url, route);
+    }
+    const span = tracer.startSpan(route.spanName, { kind: SpanKind.CLIENT, attributes: route.attrs }, ctx);
+    propagation.inject(trace.setSpan(ctx, span), req.header, headerSetter);
+    const r = route;
+    let pending: ReturnType<typeof next>;
+    try {
+      pending = next(req);
+    } catch (err) {
+      finish(span, r, err);
+      throw err;
+    }
+    return pending.then(
+      (res) => {
+        if (res.stream) return endWithStream(res, span, r);
+        finish(span, r);
+        return res;
+      },
+      (err: unknown) => {
+        finish(span, r, err);
+        throw err;
+      },
+    );
+  };
+}
+
+function finish(span: Span, route: Route, err?: unknown): void {
+  if (span.isRecording()) {
+    const error = err === undefined ? undefined : ConnectError.from(err);
+    const code = error?.code ?? 0;
+    if (route.grpc) span.setAttribute("rpc.grpc.status_code", code);
+    else if (error) span.setAttribute("rpc.connect_rpc.error_code", codeName(error.code));
+    if (error) {
+      span.setAttribute("error.type", codeName(error.code));
+      span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
+    }
+  }
+  span.end();
+}
+
+/** A streaming call's span ends with its response stream (read to the end, failed or closed). */
+function endWithStream(res: StreamResponse, span: Span, route: Route): StreamResponse {
+  const inner = res.message[Symbol.asyncIterator]();
+  let done = false;
+  const end = (err?: unknown) => {
+    if (done) return;
+    done = true;
+    finish(span, route, err);
+  };
+  const message = {
+    [Symbol.asyncIterator]: () => ({
+      next: async () => {
+        try {
+          const r = await inner.next();
+          if (r.done) end();
+          return r;
+        } catch (err) {
+          end(err);
+          throw err;
+        }
+      },
+      return: async (value?: unknown) => {
+        end(new ConnectError("stream closed by the client", Code.Canceled));
+        return (await inner.return?.(value)) ?? { done: true as const, value: undefined };
+      },
+    }),
+  };
+  return { ...res, message } as StreamResponse;
+}
