@@ -3,7 +3,7 @@ import {
   file_meshwork_inventory_v1_inventory,
   InventoryService,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import { databaseServiceOptions, openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
@@ -35,7 +35,7 @@ export async function createInventoryService(
     if (!migrated) throw new Error("inventory used before start-up finished");
     return store;
   };
-  return createService({
+  const service: Service = createService({
     name: SERVICE,
     version: VERSION,
     config: config.runtime,
@@ -48,6 +48,7 @@ export async function createInventoryService(
     },
     async prepare() {
       await database.migrate(migrationsFolder);
+      observeDatabasePool(database, service.telemetry.meter);
       migrated = true;
     },
     ...databaseServiceOptions(database),
@@ -57,4 +58,5 @@ export async function createInventoryService(
       await database.close();
     },
   });
+  return service;
 }

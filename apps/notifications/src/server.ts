@@ -7,7 +7,7 @@ import {
 import { file_meshwork_orders_v1_events } from "@meshwork/contracts/meshwork/orders/v1/events";
 import { file_meshwork_payments_v1_events } from "@meshwork/contracts/meshwork/payments/v1/events";
 import { file_meshwork_users_v1_events } from "@meshwork/contracts/meshwork/users/v1/events";
-import { openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import {
   connectNats,
@@ -64,6 +64,7 @@ export async function createNotificationsService(
     },
     async prepare() {
       await database.migrate(migrationsFolder);
+      observeDatabasePool(database, service.telemetry.meter);
       nc = await connectNats(config.events.natsUrl, SERVICE);
       const users = meshStreams.users(ns);
       const payments = meshStreams.payments(ns);
@@ -114,7 +115,7 @@ export async function createNotificationsService(
       ];
       for (const c of consumers) await c.start();
     },
-    readiness: [{ name: "database", check: () => database.ping() }],
+    ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();

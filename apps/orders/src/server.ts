@@ -3,7 +3,7 @@ import { type Client, createClient } from "@connectrpc/connect";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { databaseServiceOptions, openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
@@ -33,9 +33,6 @@ export async function createOrdersService(
   config: Config,
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
-  const database = await openDatabase(config.db, schema);
-  const orders = createOrderStore(database.db, config.events.namespace);
-  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   const telemetry =
     observe.telemetry ??
@@ -46,6 +43,15 @@ export async function createOrdersService(
       otlpEndpoint: config.runtime.otlpEndpoint,
       sampleRatio: config.runtime.sampleRatio,
     });
+  // Orders makes its own telemetry (it needs the meter before the service exists), so its
+  // statements and calls name it instead of the process's global tracer.
+  const database = await openDatabase(config.db, schema, { telemetry });
+  const orders = createOrderStore(database.db, config.events.namespace);
+  const discovery = createDiscovery(
+    config.discovery,
+    { service: SERVICE, version: VERSION, telemetry },
+    { logger, meter: telemetry.meter },
+  );
   const watch = new OrderWatch();
   let inventory: Client<typeof InventoryService> | undefined;
   let payments: Client<typeof PaymentService> | undefined;
@@ -101,6 +107,7 @@ export async function createOrdersService(
     },
     async prepare() {
       await database.migrate(migrationsFolder);
+      observeDatabasePool(database, telemetry.meter);
       inventory = createClient(
         InventoryService,
         await discovery.transport("inventory", { interceptors: [policy("inventory").interceptor] }),

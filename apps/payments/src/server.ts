@@ -3,7 +3,7 @@ import {
   file_meshwork_payments_v1_payments,
   PaymentService,
 } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { databaseServiceOptions, openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
@@ -61,6 +61,7 @@ export async function createPaymentsService(
     },
     async prepare() {
       await database.migrate(migrationsFolder);
+      observeDatabasePool(database, service.telemetry.meter);
       await ledger.load();
       migrated = true;
       publisher = await startOutboxPublisher({

@@ -1,6 +1,6 @@
 import { fileURLToPath } from "node:url";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { observeDatabasePool, openDatabase } from "@meshwork/db";
+import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
@@ -68,7 +68,7 @@ export async function createUsersService(
         meter: service.telemetry.meter,
       });
     },
-    readiness: [{ name: "database", check: () => database.ping() }],
+    ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();

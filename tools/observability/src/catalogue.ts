@@ -30,11 +30,13 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
   { name: "rpc_server_requests_total", type: "counter", exporters: SERVICES },
   { name: "rpc_server_duration", type: "histogram", exporters: SERVICES },
   { name: "http_server_active_requests", type: "gauge", exporters: SERVICES },
-  // The pool of each service that calls observeDatabasePool (libs/db) in its server.ts; users
-  // does, the others are a one-line change each.
-  { name: "db_client_connection_count", type: "gauge", exporters: ["users"] },
-  { name: "db_client_connection_pending_requests", type: "gauge", exporters: ["users"] },
-  { name: "db_client_connection_max", type: "gauge", exporters: ["users"] },
+  // The pool of each service (observeDatabasePool from libs/db, in its server.ts).
+  { name: "db_client_connection_count", type: "gauge", exporters: SERVICES },
+  { name: "db_client_connection_pending_requests", type: "gauge", exporters: SERVICES },
+  { name: "db_client_connection_max", type: "gauge", exporters: SERVICES },
+  // Whether the discovery registry (NATS KV) can be read, from the processes that pass their meter
+  // to createDiscovery.
+  { name: "discovery_registry_up", type: "gauge", exporters: ["orders", "gateway"] },
   { name: "users_registered_total", type: "counter", exporters: ["users"] },
   { name: "outbox_backlog", type: "gauge", exporters: OUTBOX },
   { name: "outbox_oldest_age", type: "gauge", exporters: OUTBOX },
@@ -76,6 +78,18 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
     type: "counter",
     exporters: ["notifications"],
     appears: "after the first dead letter",
+  },
+  {
+    name: "events_consumer_database_outages_total",
+    type: "counter",
+    exporters: ["notifications"],
+    appears: "after the consumer's own database was unreachable",
+  },
+  {
+    name: "events_consumer_paused",
+    type: "gauge",
+    exporters: ["notifications"],
+    appears: "after the consumer's own database was unreachable",
   },
   { name: "saga_outcomes_total", type: "counter", exporters: ["orders"] },
   {
