@@ -13,6 +13,7 @@ describe("isConnectionError", () => {
     ["ECONNREFUSED", pg("ECONNREFUSED")],
     ["ECONNRESET wrapped by Drizzle", new Error("Failed query: select 1", { cause: pg("ECONNRESET") })],
     ["a closed PGlite", new Error("PGlite is closed")],
+    ["the server starting up, with no SQLSTATE", new Error("the database system is starting up")],
   ])("%s is one", (_what, err) => {
     expect(isConnectionError(err)).toBe(true);
   });

@@ -49,6 +49,12 @@ export function isConnectionError(err: unknown): boolean {
         return true;
     }
     if (message === "PGlite is closed") return true;
+    // The server's own words while it stops, starts or recovers, in case no SQLSTATE came with them.
+    if (
+      typeof message === "string" &&
+      /the database system is (shutting down|starting up|in recovery mode)/.test(message)
+    )
+      return true;
     e = (e as { cause?: unknown }).cause;
   }
   return false;

@@ -61,13 +61,14 @@ describe("observeDatabasePool (postgres.js)", () => {
     });
 
     // Two transactions hold both connections; a third waits for one.
-    const gates: Array<() => void> = [];
+    // Which of the first two gets a connection first is up to the pool: gates are by name.
+    const gates = new Map<string, () => void>();
     const entered: string[] = [];
     const hold = (name: string) =>
       handle.db.transaction(async (tx) => {
         entered.push(name);
         await tx.execute(sql`select 1`);
-        await new Promise<void>((resolve) => gates.push(resolve));
+        await new Promise<void>((resolve) => gates.set(name, resolve));
       });
     const a = hold("a");
     const b = hold("b");
@@ -77,7 +78,7 @@ describe("observeDatabasePool (postgres.js)", () => {
         await new Promise((r) => setTimeout(r, 10));
       }
     };
-    await until(() => gates.length === 2);
+    await until(() => gates.size === 2);
     const c = hold("c");
     expect(await scrape(reader)).toEqual({
       "db.client.connection.count{used}": 2,
@@ -85,18 +86,20 @@ describe("observeDatabasePool (postgres.js)", () => {
       "db.client.connection.pending_requests": 1,
       "db.client.connection.max": 2,
     });
-    expect(entered).toEqual(["a", "b"]);
+    expect([...entered].sort()).toEqual(["a", "b"]);
 
     // One commits: the waiting one gets its connection.
-    gates.shift()?.();
+    gates.get("a")?.();
+    gates.delete("a");
     await a;
-    await until(() => gates.length === 2);
+    await until(() => gates.size === 2 && gates.has("c"));
     expect(await scrape(reader)).toMatchObject({
       "db.client.connection.count{used}": 2,
       "db.client.connection.pending_requests": 0,
     });
 
-    for (const g of gates.splice(0)) g();
+    for (const g of gates.values()) g();
+    gates.clear();
     await Promise.all([b, c]);
     expect(await scrape(reader)).toEqual({
       "db.client.connection.count{used}": 0,

@@ -1,11 +1,11 @@
 import type { Registry } from "@bufbuild/protobuf";
-import type { DatabaseHandle } from "@meshwork/db";
+import { type DatabaseHandle, isConnectionError } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Meter, Tracer } from "@opentelemetry/api";
 import { createAdmission } from "./consumer/admission.js";
 import { createBatchApplier } from "./consumer/apply-batch.js";
-import { DatabaseOutage, isConnectionFailure } from "./consumer/database-outage.js";
+import { DatabaseOutage } from "./consumer/database-outage.js";
 import { createDeadLetterer } from "./consumer/dead-letter.js";
 import type { Delivery } from "./consumer/delivery.js";
 import { createSettlement } from "./consumer/failure-policy.js";
@@ -94,7 +94,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   async function applyThroughOutages(batch: Delivery[], paused: DatabaseOutage): Promise<boolean> {
     for (let blips = 0; ; ) {
       await apply(batch);
-      const failure = batch.find((d) => isConnectionFailure(d.error));
+      const failure = batch.find((d) => isConnectionError(d.error));
       if (!failure) return true;
       const verdict = await paused.wait(failure.error);
       if (verdict === "stopped") return false;

@@ -2,50 +2,6 @@ import type { DatabaseHandle } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import type { ConsumerMetrics } from "./metrics.js";
 
-/** Node and postgres.js codes of a connection that could not be made or was lost. */
-const connectionCodes = new Set([
-  "ECONNREFUSED",
-  "ECONNRESET",
-  "EPIPE",
-  "ETIMEDOUT",
-  "EHOSTUNREACH",
-  "ENETUNREACH",
-  "EAI_AGAIN",
-  "CONNECTION_CLOSED",
-  "CONNECTION_ENDED",
-  "CONNECTION_DESTROYED",
-  "CONNECT_TIMEOUT",
-]);
-
-/**
- * SQLSTATEs of a server that is going away, starting, refusing connections or out of them:
- * class 08 (connection exception) is matched by prefix.
- */
-const unavailableStates = new Set([
-  "57P01", // admin_shutdown: terminated (pg_terminate_backend, a fast shutdown)
-  "57P02", // crash_shutdown
-  "57P03", // cannot_connect_now: "the database system is shutting down" / "is starting up"
-  "53300", // too_many_connections
-]);
-
-/**
- * Tells whether `err` (or an error in its `cause` chain, where Drizzle keeps the driver's) says
- * the database could not be reached or the connection was lost, as opposed to a failure of the
- * statement itself (a constraint, a bug in a handler).
- */
-export function isConnectionFailure(err: unknown): boolean {
-  for (let e = err, depth = 0; e instanceof Error && depth < 8; e = e.cause, depth++) {
-    const code = (e as { code?: unknown }).code;
-    if (typeof code === "string") {
-      if (connectionCodes.has(code) || unavailableStates.has(code) || code.startsWith("08")) return true;
-      // 55000 is broad; with this message it is a database closed to connections (ALLOW_CONNECTIONS false).
-      if (code === "55000" && /not currently accepting connections/.test(e.message)) return true;
-    }
-    if (/the database system is (shutting down|starting up|in recovery mode)/.test(e.message)) return true;
-  }
-  return false;
-}
-
 /** What {@link DatabaseOutage} needs. */
 export interface DatabaseOutageOptions {
   // biome-ignore lint/suspicious/noExplicitAny: consumers work with any service's schema
@@ -92,7 +48,7 @@ export class DatabaseOutage {
   }
 
   /**
-   * Called after a batch failed with a connection failure ({@link isConnectionFailure}): returns
+   * Called after a batch failed with a connection failure (`isConnectionError` from `@meshwork/db`): returns
    * at once if the database answers, else pauses until it does (or the consumer stops).
    */
   async wait(error: unknown): Promise<OutageVerdict> {
