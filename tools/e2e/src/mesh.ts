@@ -36,6 +36,8 @@ export async function startMesh(
   options: {
     common?: Record<string, string>;
     gatewayLogLevel?: string;
+    /** More settings for the gateway (it runs in this process), e.g. `OTEL_*`. */
+    gateway?: Record<string, string>;
     /** Node flags per service (`--cpu-prof` for a profile). */
     nodeArgs?: Partial<Record<Name, string[]>>;
   } = {},
@@ -95,6 +97,7 @@ export async function startMesh(
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
         JWKS_URL: `${urls.users}/.well-known/jwks.json`,
+        ...options.gateway,
       }),
     });
     ({ url } = await gateway.start());
