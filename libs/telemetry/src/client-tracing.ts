@@ -14,6 +14,7 @@ import {
 } from "@opentelemetry/api";
 import { W3CBaggagePropagator } from "@opentelemetry/core";
 import { IdOnlyTracer } from "./id-tracer.js";
+import { onStreamEnd } from "./stream-end.js";
 import { processTracer } from "./telemetry.js";
 
 const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => carrier.set(key, value) };
@@ -130,30 +131,5 @@ function finish(span: Span, route: Route, err?: unknown): void {
 
 /** A streaming call's span ends with its response stream (read to the end, failed or closed). */
 function endWithStream(res: StreamResponse, span: Span, route: Route): StreamResponse {
-  const inner = res.message[Symbol.asyncIterator]();
-  let done = false;
-  const end = (err?: unknown) => {
-    if (done) return;
-    done = true;
-    finish(span, route, err);
-  };
-  const message = {
-    [Symbol.asyncIterator]: () => ({
-      next: async () => {
-        try {
-          const r = await inner.next();
-          if (r.done) end();
-          return r;
-        } catch (err) {
-          end(err);
-          throw err;
-        }
-      },
-      return: async (value?: unknown) => {
-        end(new ConnectError("stream closed by the client", Code.Canceled));
-        return (await inner.return?.(value)) ?? { done: true as const, value: undefined };
-      },
-    }),
-  };
-  return { ...res, message } as StreamResponse;
+  return onStreamEnd(res, (err) => finish(span, route, err));
 }

@@ -4,6 +4,7 @@ export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./hist
 export { recordsSpans } from "./id-tracer.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
 export type { OtelEnv, OtlpProtocol } from "./otel-env.js";
+export { onStreamEnd } from "./stream-end.js";
 export {
   activeTraceId,
   createTelemetry,

@@ -7,7 +7,13 @@ import {
   type StreamResponse,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import { type Logger, requestTimeout, type Telemetry, withIncomingDeadline } from "@meshwork/telemetry";
+import {
+  type Logger,
+  onStreamEnd,
+  requestTimeout,
+  type Telemetry,
+  withIncomingDeadline,
+} from "@meshwork/telemetry";
 import {
   type Attributes,
   type Context,
@@ -182,7 +188,7 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     );
   };
 
-  /** A streaming call ends when its response stream does. */
+  /** A streaming call ends when its response stream does; each read runs in the call's context. */
   function measureStream(
     res: StreamResponse,
     span: Span,
@@ -190,32 +196,6 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     route: Route,
     started: number,
   ): StreamResponse {
-    const inner = res.message[Symbol.asyncIterator]();
-    let done = false;
-    const end = (err?: unknown) => {
-      if (done) return;
-      done = true;
-      finish(span, ctx, route, started, err);
-    };
-    // The stream is read after this function returns: run each step in the call's context.
-    const message: AsyncIterable<typeof res extends { message: AsyncIterable<infer M> } ? M : never> = {
-      [Symbol.asyncIterator]: () => ({
-        next: async () => {
-          try {
-            const r = await context.with(ctx, () => inner.next());
-            if (r.done) end();
-            return r;
-          } catch (err) {
-            end(err);
-            throw err;
-          }
-        },
-        return: async (value?: unknown) => {
-          end(new ConnectError("stream closed by the client", Code.Canceled));
-          return (await inner.return?.(value)) ?? { done: true, value: undefined };
-        },
-      }),
-    };
-    return { ...res, message } as typeof res;
+    return onStreamEnd(res, (err) => finish(span, ctx, route, started, err), ctx);
   }
 }
