@@ -9,6 +9,7 @@ import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
+import type { Logger } from "@meshwork/telemetry";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -38,6 +39,8 @@ export async function startMesh(
     gatewayLogLevel?: string;
     /** More settings for the gateway (it runs in this process), e.g. `OTEL_*`. */
     gateway?: Record<string, string>;
+    /** The gateway's logger (to read its lines); default: one at `gatewayLogLevel` on stdout. */
+    gatewayLogger?: Logger;
     /** Node flags per service (`--cpu-prof` for a profile). */
     nodeArgs?: Partial<Record<Name, string[]>>;
   } = {},
@@ -99,6 +102,7 @@ export async function startMesh(
         JWKS_URL: `${urls.users}/.well-known/jwks.json`,
         ...options.gateway,
       }),
+      logger: options.gatewayLogger,
     });
     ({ url } = await gateway.start());
   } catch (err) {

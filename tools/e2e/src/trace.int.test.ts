@@ -1,5 +1,13 @@
 import { randomBytes, randomUUID } from "node:crypto";
+import http2 from "node:http2";
+import type net from "node:net";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { connectNodeAdapter, createGrpcTransport } from "@connectrpc/connect-node";
+import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
+import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { createGateway, loadConfig } from "@meshwork/gateway/embedded";
+import { createLogger } from "@meshwork/telemetry";
 import { waitFor } from "@meshwork/testing";
 import { type Receiver, type StoredSpan, startReceiver } from "@meshwork/tracestore";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -12,6 +20,8 @@ import { type Mesh, startMesh } from "./mesh.js";
 describe("tracing: a PlaceOrder through the gateway is one trace across every process (real processes, real receiver)", () => {
   let receiver: Receiver;
   let mesh: Mesh;
+  /** The JSON lines the gateway (in this process) logs. */
+  const gatewayLines: string[] = [];
 
   beforeAll(async () => {
     receiver = await startReceiver({ port: 0 });
@@ -20,7 +30,18 @@ describe("tracing: a PlaceOrder through the gateway is one trace across every pr
       OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
       OTEL_BSP_SCHEDULE_DELAY: "200",
     };
-    mesh = await startMesh({}, { common: otel, gateway: otel });
+    mesh = await startMesh(
+      {},
+      {
+        common: otel,
+        gateway: otel,
+        gatewayLogger: createLogger({
+          service: "gateway",
+          level: "info",
+          destination: { write: (line: string) => gatewayLines.push(line) },
+        }),
+      },
+    );
     await mesh.routable("orders");
   });
   afterAll(async () => {
@@ -113,5 +134,139 @@ describe("tracing: a PlaceOrder through the gateway is one trace across every pr
     const consumer = spans.find((s) => s.service === "notifications" && s.kind === "consumer");
     const link = consumer?.parentSpanId ?? consumer?.links[0]?.spanId;
     expect(byId.get(link ?? "")?.service).toBe("orders");
+
+    // The gateway's SERVER span is named after the method, and its upstream call is a CLIENT
+    // span under it, whose context orders received.
+    const gatewayServer = spans.find(serverOf("gateway"));
+    expect(gatewayServer?.name).toBe("meshwork.orders.v1.OrderService/PlaceOrder");
+    expect(gatewayServer?.attributes["rpc.method"]).toBe("PlaceOrder");
+    const gatewayClient = byId.get(ordersServer?.parentSpanId ?? "");
+    expect(gatewayClient?.kind).toBe("client");
+    expect(gatewayClient?.parentSpanId).toBe(gatewayServer?.spanId);
+    expect(gatewayClient?.attributes["rpc.grpc.status_code"]).toBe(0);
+
+    // Log lines: every process of the request wrote lines carrying its trace id, each under a
+    // span of that process in the trace (read from the JSON lines each process wrote).
+    const linesOf = (service: string) =>
+      (service === "gateway"
+        ? gatewayLines.map((l) => JSON.parse(l) as Record<string, unknown>)
+        : mesh.procs[service as keyof Mesh["procs"]].logs()
+      ).filter((l) => l.trace_id === traceId);
+    const spanIdsOf = (service: string) =>
+      new Set(spans.filter((s) => s.service === service).map((s) => s.spanId));
+    console.log(
+      JSON.stringify(
+        spans
+          .filter((s) => s.service === "notifications")
+          .map((s) => [s.name, s.kind, s.spanId, s.parentSpanId, s.links]),
+      ),
+    );
+    for (const service of ["gateway", "orders", "inventory", "payments", "notifications"]) {
+      const lines = await waitFor(
+        () => {
+          const found = linesOf(service);
+          return found.length > 0 ? found : undefined;
+        },
+        { what: `a log line of ${service} with trace id ${traceId}`, timeoutMs: 10_000 },
+      );
+      for (const line of lines) {
+        expect(line.service, JSON.stringify(line)).toBe(service);
+        expect(spanIdsOf(service).has(String(line.span_id)), `${service} line ${JSON.stringify(line)}`).toBe(
+          true,
+        );
+      }
+    }
+  });
+
+  it("shows each attempt of a retried call through the gateway as a CLIENT span of its own", async () => {
+    // An instance that is up (SERVING to health checks) but refuses calls with UNAVAILABLE, as
+    // an overloaded one does, first in the cluster: the first attempt fails, the retry goes to
+    // the users process.
+    const refusing = http2.createServer(
+      connectNodeAdapter({
+        routes(router) {
+          router.service(Health, {
+            check: () => ({ status: HealthCheckResponse_ServingStatus.SERVING }),
+            async *watch(_req, ctx) {
+              yield { status: HealthCheckResponse_ServingStatus.SERVING };
+              await new Promise((r) => ctx.signal.addEventListener("abort", r));
+            },
+          });
+          router.service(UserService, {
+            getUser() {
+              throw new ConnectError("overloaded, try another instance", Code.Unavailable);
+            },
+          });
+        },
+      }),
+    );
+    await new Promise<void>((r) => refusing.listen(0, "127.0.0.1", r));
+    const refusingPort = (refusing.address() as net.AddressInfo).port;
+    const usersPort = Number(new URL(mesh.urls.users).port);
+    const gateway = createGateway({
+      config: loadConfig({
+        PORT: "0",
+        ADMIN_PORT: "0",
+        LOG_LEVEL: "silent",
+        DISCOVERY: "static",
+        UPSTREAMS: `users=http://127.0.0.1:${refusingPort},${mesh.urls.users}`,
+        JWKS_URL: `${mesh.urls.users}/.well-known/jwks.json`,
+        OTEL_TRACES_EXPORTER: "otlp",
+        OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+        OTEL_BSP_SCHEDULE_DELAY: "200",
+      }),
+    });
+    const { url } = await gateway.start();
+    try {
+      const bob = await mesh.login(`retry-${randomUUID().slice(0, 8)}@example.com`);
+      const traceId = randomBytes(16).toString("hex");
+      const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+      const res = await users.getUser(
+        { id: bob.id },
+        {
+          headers: { ...bob.auth.headers, traceparent: `00-${traceId}-${randomBytes(8).toString("hex")}-01` },
+        },
+      );
+      expect(res.user?.id).toBe(bob.id);
+
+      const spans = await waitFor(
+        () => {
+          const all = receiver.traces.getTrace(traceId)?.spans ?? [];
+          // The gateway (in this process) flushes its spans every 5 s, the server span last.
+          const done =
+            all.some((s) => s.service === "gateway" && s.kind === "server") &&
+            all.some((s) => s.service === "users" && s.kind === "server");
+          return done ? all : undefined;
+        },
+        { what: `the gateway's and users' spans in trace ${traceId}`, timeoutMs: 30_000 },
+      );
+      const server = spans.find((s) => s.service === "gateway" && s.kind === "server");
+      expect(server?.name).toBe("meshwork.users.v1.UserService/GetUser");
+      const attempts = spans
+        .filter((s) => s.service === "gateway" && s.kind === "client")
+        .sort((a, b) => Number(a.attributes["meshwork.attempt"]) - Number(b.attributes["meshwork.attempt"]));
+      expect(attempts.map((a) => a.attributes["meshwork.attempt"])).toEqual([1, 2]);
+      for (const a of attempts) {
+        expect(a.name).toBe("meshwork.users.v1.UserService/GetUser");
+        expect(a.parentSpanId).toBe(server?.spanId);
+        expect(a.attributes["rpc.system"]).toBe("grpc");
+        expect(a.attributes["rpc.service"]).toBe("meshwork.users.v1.UserService");
+        expect(a.attributes["rpc.method"]).toBe("GetUser");
+        expect(a.attributes["server.address"]).toBe("127.0.0.1");
+      }
+      const [refused, answered] = attempts;
+      expect(refused?.attributes["server.port"]).toBe(refusingPort);
+      expect(refused?.attributes["rpc.grpc.status_code"]).toBe(14);
+      expect(refused?.status.code).toBe("error");
+      expect(answered?.attributes["server.port"]).toBe(usersPort);
+      expect(answered?.attributes["rpc.grpc.status_code"]).toBe(0);
+      expect(answered?.status.code).not.toBe("error");
+      // The users process got the second attempt's context: its SERVER span is that span's child.
+      const usersServer = spans.find((s) => s.service === "users" && s.kind === "server");
+      expect(usersServer?.parentSpanId).toBe(answered?.spanId);
+    } finally {
+      await gateway.stop();
+      refusing.close();
+    }
   });
 });

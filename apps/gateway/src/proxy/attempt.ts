@@ -1,10 +1,12 @@
 import http2 from "node:http2";
+import type { Span } from "@opentelemetry/api";
 import { Code } from "../errors.js";
 import type { Endpoint } from "../upstreams.js";
 import { cutShort, endpointFailed, HeldAnswer, outcomeOf } from "./answer.js";
 import type { ProxiedCall } from "./call.js";
 import { answerHeaders, answerTrailers, isGrpcAnswer } from "./headers.js";
 import { unavailableAnswer } from "./retry.js";
+import { type AttemptFailure, endAttemptSpan } from "./tracing.js";
 
 /**
  * - waiting: the request went upstream, no answer yet;
@@ -32,12 +34,16 @@ export class UpstreamAttempt {
   /** A gRPC answer (not gRPC-Web): it must end with trailers. */
   #grpcAnswer = false;
   #trailers: http2.IncomingHttpHeaders | undefined;
+  /** Why it ended without a whole answer, for its span. */
+  #failure: AttemptFailure | undefined;
 
   constructor(
     readonly call: ProxiedCall,
     readonly endpoint: Endpoint,
     /** The request body, kept whole for a retryable call; undefined when it streams. */
     readonly body: Buffer | undefined,
+    /** Its CLIENT span (ended when it finishes), when the call's span records. */
+    readonly span: Span | undefined,
   ) {
     endpoint.active++;
     endpoint.total++;
@@ -53,6 +59,8 @@ export class UpstreamAttempt {
     if (next !== "finished") return;
     this.#held?.drop();
     this.endpoint.active--;
+    if (this.span)
+      endAttemptSpan(this.span, this.call.protocol, this.#grpcStatus, this.#httpStatus, this.#failure);
   }
 
   /** Ends the attempt (idempotent): the endpoint no longer counts it, held bytes are let go. */
@@ -62,6 +70,7 @@ export class UpstreamAttempt {
 
   /** Cancels the upstream stream (the call is answered otherwise, or the client left). */
   cancel(): void {
+    if (this.#state !== "finished") this.#failure ??= { type: "cancelled", message: "the call ended first" };
     this.#stream?.close(http2.constants.NGHTTP2_CANCEL);
   }
 
@@ -74,6 +83,7 @@ export class UpstreamAttempt {
       up = upstreams.session(endpoint).request(headers);
     } catch (err) {
       upstreams.failed(endpoint);
+      this.#failure = { type: "connect", message: (err as Error).message };
       if (!this.#retry("connect"))
         call.fail(Code.Unavailable, `upstream ${endpoint.cluster} unavailable: ${(err as Error).message}`);
       return;
@@ -182,6 +192,7 @@ export class UpstreamAttempt {
   #lost(reason: string): void {
     if (this.#state === "finished") return;
     const { call, endpoint } = this;
+    this.#failure = { type: "lost", message: reason };
     call.shared.options.upstreams.failed(endpoint);
     if (this.#state === "streaming") {
       // Reset mid-answer: nothing can be retried any more.

@@ -5,7 +5,6 @@ import {
   propagation,
   ROOT_CONTEXT,
   type Span,
-  SpanKind,
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
@@ -52,6 +51,8 @@ export class ProxiedCall {
   readonly corsOrigin: string | undefined;
   #state: CallState = "admitting";
   #span: Span | undefined;
+  /** Whether the call's span records: then each attempt is a CLIENT span of its own. */
+  #recording = false;
   #ctx: Context = ROOT_CONTEXT;
   #timer: NodeJS.Timeout | undefined;
   /** When the deadline passes (`performance.now()` clock); it runs from the call's arrival. */
@@ -98,12 +99,16 @@ export class ProxiedCall {
       return;
     }
     const parent = propagation.extract(ROOT_CONTEXT, headers, traceGetter);
-    const span = options.tracer.startSpan(
-      this.route ? `gateway ${this.route.service}` : "gateway (no route)",
-      { kind: SpanKind.SERVER, attributes: { "http.request.method": this.method, "url.path": this.path } },
+    const span = this.shared.spans.server(
       parent,
+      this.route,
+      this.pathKey,
+      this.protocol,
+      this.method,
+      this.path,
     );
     this.#span = span;
+    this.#recording = span.isRecording();
     this.#ctx = trace.setSpan(parent, span);
     this.shared.budget.active++;
     this.down.onGone(() => this.#gone());
@@ -149,7 +154,8 @@ export class ProxiedCall {
     this.#state = "forwarding";
     const { method, path, requestId } = this;
     const base = upstreamHeaders(this.down.headers, { method, path, requestId, identity });
-    propagation.inject(this.#ctx, base, traceSetter);
+    // A span that records gets a CLIENT span per attempt, whose context goes upstream instead.
+    if (!this.#recording) propagation.inject(this.#ctx, base, traceSetter);
     this.#upstreamHeaders = base;
     // Retried only if the contract marks the method idempotent, the call is unary (its body
     // can be kept and sent again) and the answer is UNAVAILABLE before anything was forwarded.
@@ -207,18 +213,30 @@ export class ProxiedCall {
       return;
     }
     this.#tried.add(chosen);
-    const attempt = new UpstreamAttempt(this, chosen, body);
-    this.#attempt = attempt;
-    this.#span?.setAttribute("meshwork.upstream", chosen.url);
-    this.#span?.setAttribute("meshwork.attempts", this.#attempts);
-    attempt.send(
-      attemptHeaders(
-        this.#upstreamHeaders as http2.OutgoingHttpHeaders,
-        chosen.authority,
-        this.protocol,
-        this.#deadlineAt - performance.now(),
-      ),
+    const headers = attemptHeaders(
+      this.#upstreamHeaders as http2.OutgoingHttpHeaders,
+      chosen.authority,
+      this.protocol,
+      this.#deadlineAt - performance.now(),
     );
+    let span: Span | undefined;
+    if (this.#recording) {
+      const route = this.route as Route;
+      span = this.shared.spans.attempt(
+        this.#ctx,
+        route,
+        this.pathKey,
+        this.protocol,
+        chosen,
+        this.#attempts,
+        headers,
+      );
+      this.#span?.setAttribute("meshwork.upstream", chosen.url);
+      this.#span?.setAttribute("meshwork.attempts", this.#attempts);
+    }
+    const attempt = new UpstreamAttempt(this, chosen, body, span);
+    this.#attempt = attempt;
+    attempt.send(headers);
   }
 
   /** Whether a failed attempt goes again (after a backoff); false when the caller must answer. */
@@ -295,6 +313,10 @@ export class ProxiedCall {
     if (span) {
       if (failure) span.setStatus({ code: SpanStatusCode.ERROR, message: outcome });
       span.setAttribute("rpc.outcome", outcome);
+      if (this.#recording && (this.protocol === "grpc" || this.protocol === "grpc-web")) {
+        const code = outcome === "OK" ? 0 : Code[outcome as keyof typeof Code];
+        if (typeof code === "number") span.setAttribute("rpc.grpc.status_code", code);
+      }
       span.end();
     }
     if (!options.logger.isLevelEnabled("info")) return;

@@ -14,6 +14,8 @@
  * 6. `answer.ts`: an answer held back for a retry, whether it came whole, its outcome.
  * 7. `retry.ts`: whether a failed attempt goes again (idempotent, body kept, attempts and budget
  *    left) and after what backoff.
+ * 8. `tracing.ts`: the call's SERVER span, named after its method, and a CLIENT span per attempt
+ *    (only when the call's span records), whose context goes upstream.
  */
 import type http from "node:http";
 import type http2 from "node:http2";
@@ -22,6 +24,7 @@ import { H1Downstream } from "./downstream-h1.js";
 import { H2Downstream } from "./downstream-h2.js";
 import type { ProxyOptions, ProxyShared } from "./options.js";
 import { RetryBudget } from "./retry.js";
+import { ProxySpans } from "./tracing.js";
 
 export type { ProxyOptions } from "./options.js";
 export type { RetryPolicy } from "./retry.js";
@@ -41,6 +44,7 @@ export function createProxy(options: ProxyOptions): GatewayProxy {
     options,
     budget: new RetryBudget(options.retry),
     held: { bytes: 0 },
+    spans: new ProxySpans(options.tracer),
     recordDuration(route, seconds) {
       let record = durations.get(route);
       if (!record) {

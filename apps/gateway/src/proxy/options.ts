@@ -6,6 +6,7 @@ import type { Route } from "../routes.js";
 import type { Upstreams } from "../upstreams.js";
 import type { HeldTotal } from "./answer.js";
 import type { RetryBudget, RetryPolicy } from "./retry.js";
+import type { ProxySpans } from "./tracing.js";
 
 export interface ProxyOptions {
   routes: ReadonlyMap<string, Route>;
@@ -33,6 +34,8 @@ export interface ProxyShared {
   readonly options: ProxyOptions;
   readonly budget: RetryBudget;
   readonly held: HeldTotal;
+  /** The SERVER span of each call and the CLIENT span of each attempt upstream. */
+  readonly spans: ProxySpans;
   /** Records a finished call's duration under its route. */
   recordDuration(route: string, seconds: number): void;
 }
