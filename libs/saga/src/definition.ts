@@ -68,6 +68,12 @@ export interface SagaDefinition<D> {
     reason: string,
     undone: readonly string[],
   ): Promise<void>;
+  /**
+   * After the transaction that ended the saga committed (never for a run that lost its lease
+   * meanwhile: the run that ends it calls it): for what lives outside the database, such as
+   * business counters. `reason` is the failure's for a compensated saga. Must not throw.
+   */
+  onEnded?(sagaId: string, data: D, outcome: "completed" | "compensated", reason?: string): void;
   /** Attempts of a step before the saga gives up and compensates (compensations never give up). */
   maxAttempts: number;
   /** Backoff between attempts: doubles from `initialDelayMs` up to `maxDelayMs`, with jitter. */

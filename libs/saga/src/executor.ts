@@ -1,7 +1,15 @@
 import { randomUUID } from "node:crypto";
 import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
-import { context, type Meter, ROOT_CONTEXT, type Tracer } from "@opentelemetry/api";
+import {
+  type Context,
+  type Counter,
+  context,
+  type Meter,
+  propagation,
+  ROOT_CONTEXT,
+  type Tracer,
+} from "@opentelemetry/api";
 import type { SagaDefinition } from "./definition.js";
 import { createLeaseStore, type LeaseStore } from "./lease-store.js";
 import { SagaRun, type SagaRunDeps } from "./saga-run.js";
@@ -82,6 +90,7 @@ class SagaLoop implements SagaExecutor {
   private readonly inFlight = new Set<Promise<void>>();
   /** Sagas this executor is driving now: never claimed again meanwhile, even past their lease. */
   private readonly driving = new Set<string>();
+  private readonly started: Counter;
 
   constructor(private readonly options: SagaExecutorOptions) {
     const { logger, meter } = options;
@@ -94,11 +103,19 @@ class SagaLoop implements SagaExecutor {
       logger,
     });
     this.store = store;
+    this.started = meter.createCounter("saga.started", {
+      description: "Sagas started through the executor (counted once their transaction committed), by type",
+    });
     this.runDeps = {
       store,
       logger,
       outcomes: meter.createCounter("saga.outcomes", {
         description: "Sagas finished, by type and outcome (completed, compensated)",
+      }),
+      duration: meter.createHistogram("saga.duration", {
+        description: "Time from a saga's start to its end, by type and outcome (completed, compensated)",
+        unit: "s",
+        advice: { explicitBucketBoundaries: [0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300] },
       }),
       attempt: {
         tracer: options.tracer,
@@ -137,9 +154,13 @@ class SagaLoop implements SagaExecutor {
     instance: { id: string; data: D },
   ): Promise<() => void> {
     const def = this.definitions.get(definition.type);
+    const started = { type: definition.type };
     if (!def || !this.running || this.stopping || this.inFlight.size >= this.options.batchSize) {
       await startSaga(tx, this.options.table, definition, instance);
-      return this.kick;
+      return () => {
+        this.started.add(1, started);
+        this.kick();
+      };
     }
     const first = def.steps[0];
     // The saga's row and the first step's check go out together (pipelined). The step goes
@@ -160,6 +181,7 @@ class SagaLoop implements SagaExecutor {
     if (!row) throw new Error(`saga ${instance.id} was not stored`);
     const goOn = reason === undefined;
     return () => {
+      this.started.add(1, started);
       // Stopping: left leased, it is taken over once the lease runs out. Otherwise it runs
       // even if the executor filled up meanwhile (past its limit only by the starts that
       // committed at that moment).
@@ -181,7 +203,11 @@ class SagaLoop implements SagaExecutor {
   private launch(r: SagaRow, checked = -1): Promise<void> {
     const def = this.definitions.get(r.type);
     this.driving.add(r.id);
-    const run = def ? new SagaRun(this.runDeps, def, r, checked).drive() : Promise.resolve();
+    // In the trace that started the saga: its records, its end (the events its hooks write to
+    // the outbox) and its log lines join the request's trace, as its steps' spans do.
+    const run = def
+      ? context.with(sagaContext(r), () => new SagaRun(this.runDeps, def, r, checked).drive())
+      : Promise.resolve();
     const p: Promise<void> = run
       .catch((err) => this.options.logger.error({ err, saga_id: r.id }, "saga run failed"))
       .finally(() => {
@@ -234,3 +260,14 @@ class SagaLoop implements SagaExecutor {
 }
 
 export { startSaga };
+
+const carrierGetter = {
+  keys: (c: Record<string, string>) => Object.keys(c),
+  get: (c: Record<string, string>, k: string) => c[k],
+};
+
+/** The trace context a saga was started in (its row's `traceparent`), or none. */
+function sagaContext(row: SagaRow): Context {
+  if (!row.traceparent) return ROOT_CONTEXT;
+  return propagation.extract(ROOT_CONTEXT, { traceparent: row.traceparent }, carrierGetter);
+}

@@ -1,6 +1,6 @@
 import type { AnyTransaction } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
-import type { Counter } from "@opentelemetry/api";
+import type { Counter, Histogram } from "@opentelemetry/api";
 import { SagaAbort, type SagaDefinition, type SagaStep, SagaUnavailable } from "./definition.js";
 import type { LeaseStore } from "./lease-store.js";
 import { type AttemptDeps, attemptStep, StepTimeoutError } from "./step-attempt.js";
@@ -13,6 +13,8 @@ export interface SagaRunDeps {
   logger: Logger;
   /** Sagas finished, by type and outcome. */
   outcomes: Counter;
+  /** Seconds from a saga's start (its row's creation) to its end, by type and outcome. */
+  duration: Histogram;
   /** True once the executor is stopping: the run hands its saga back at the next point. */
   stopping(): boolean;
 }
@@ -234,7 +236,10 @@ export class SagaRun<D> {
     );
     if (done) {
       after?.();
-      this.deps.outcomes.add(1, { type: def.type, outcome });
+      def.onEnded?.(row.id, this.data, outcome, outcome === "compensated" ? reason : undefined);
+      const attrs = { type: def.type, outcome };
+      this.deps.outcomes.add(1, attrs);
+      this.deps.duration.record(Math.max(0, Date.now() - row.createdAt.getTime()) / 1000, attrs);
       if (outcome === "completed")
         this.deps.logger.info({ saga_id: row.id, saga_type: def.type }, "saga completed");
       else this.deps.logger.info({ saga_id: row.id, saga_type: def.type, reason }, "saga compensated");

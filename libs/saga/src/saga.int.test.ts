@@ -1,3 +1,4 @@
+import { createServer } from "node:http";
 import { fileURLToPath } from "node:url";
 import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
@@ -370,17 +371,91 @@ describe("sagas on the real Postgres", () => {
     await rescuer.stop();
   });
 
+  it("counts sagas started (once committed), finished by outcome, and their duration; onEnded after the end commits", async () => {
+    const server = createServer((req, res) => telemetry.metricsHandler(req, res));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const { port } = server.address() as { port: number };
+    /** The value of the series `name` whose labels include `labels`, 0 when absent. */
+    const value = async (name: string, labels: string[]) => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith(`${name}{`) && labels.every((label) => l.includes(label)));
+      return line ? Number(line.split(" ").at(-1)) : 0;
+    };
+    try {
+      const ended: string[] = [];
+      const onEnded = (id: string, _d: Data, outcome: string, reason?: string) =>
+        void ended.push(`${id} ${outcome}${reason ? `: ${reason}` : ""}`);
+      const ok = definition("metered-ok", {}, { onEnded });
+      const refused = definition(
+        "metered-refused",
+        {
+          authorize: async () => {
+            throw new SagaAbort("card declined");
+          },
+        },
+        { onEnded },
+      );
+      const e = executor([ok, refused], { pollMs: 60_000 });
+      await e.start();
+      const begin = async (def: SagaDefinition<Data>) => {
+        const id = uuidv7();
+        const go = await database.db.transaction((tx) => e.startIn(tx, def, { id, data: { label: id } }));
+        go();
+        return id;
+      };
+      // A start rolled back is not counted.
+      await expect(
+        database.db.transaction(async (tx) => {
+          await e.startIn(tx, ok, { id: uuidv7(), data: { label: "gone" } });
+          throw new Error("rolled back");
+        }),
+      ).rejects.toThrow("rolled back");
+      expect(await value("saga_started_total", ['type="metered-ok"'])).toBe(0);
+
+      const ids = [await begin(ok), await begin(ok), await begin(refused)];
+      for (const id of ids) await finished(id);
+      // onEnded runs once per saga, after the commit that ended it (the rolled-back one: never).
+      await waitFor(() => ended.length === 3);
+      expect([...ended].sort()).toEqual(
+        [`${ids[0]} completed`, `${ids[1]} completed`, `${ids[2]} compensated: card declined`].sort(),
+      );
+      expect(await value("saga_started_total", ['type="metered-ok"'])).toBe(2);
+      expect(await value("saga_started_total", ['type="metered-refused"'])).toBe(1);
+      const ok2 = ['type="metered-ok"', 'outcome="completed"'];
+      const comp = ['type="metered-refused"', 'outcome="compensated"'];
+      expect(await value("saga_outcomes_total", ok2)).toBe(2);
+      expect(await value("saga_outcomes_total", comp)).toBe(1);
+      expect(await value("saga_duration_count", ok2)).toBe(2);
+      expect(await value("saga_duration_count", comp)).toBe(1);
+      expect(await value("saga_duration_sum", ok2)).toBeGreaterThan(0);
+      await e.stop();
+    } finally {
+      server.close();
+    }
+  });
+
   it("puts every step and compensation in the trace of the request that started the saga", async () => {
     const exporter = new InMemorySpanExporter();
     const traced = createTelemetry({
       serviceName: "saga-trace",
       spanProcessors: [new SimpleSpanProcessor(exporter)],
     });
-    const def = definition("traced", {
-      capture: async () => {
-        throw new SagaAbort("payment declined");
+    const endedIn = new Map<string, string | undefined>();
+    const def = definition(
+      "traced",
+      {
+        capture: async () => {
+          throw new SagaAbort("payment declined");
+        },
       },
-    });
+      {
+        onCompensated: async (_tx, sagaId) => {
+          endedIn.set(sagaId, trace.getActiveSpan()?.spanContext().traceId);
+        },
+      },
+    );
     const e = createSagaExecutor({
       database,
       table: sagas,
@@ -413,6 +488,8 @@ describe("sagas on the real Postgres", () => {
       expect(s.spanContext().traceId).toBe(request.spanContext().traceId);
       expect(s.parentSpanContext?.spanId).toBe(request.spanContext().spanId);
     }
+    // Its end too (what onCompensated writes, an event to the outbox, carries this context).
+    expect(endedIn.get(id)).toBe(request.spanContext().traceId);
     expect(steps[2]?.status.code).toBe(SpanStatusCode.ERROR);
     await traced.shutdown();
   });
