@@ -1,4 +1,4 @@
-import { Code, ConnectError, type Interceptor, type StreamResponse } from "@connectrpc/connect";
+import { ConnectError, type Interceptor } from "@connectrpc/connect";
 import {
   type Attributes,
   context,
@@ -13,9 +13,16 @@ import {
   trace,
 } from "@opentelemetry/api";
 import { W3CBaggagePropagator } from "@opentelemetry/core";
+import {
+  type ClientMethodMetrics,
+  type ClientMetricsSource,
+  clientMetricsOf,
+  codeName,
+  hasBoundInstruments,
+} from "./client-metrics.js";
 import { IdOnlyTracer } from "./id-tracer.js";
 import { onStreamEnd } from "./stream-end.js";
-import { processTracer } from "./telemetry.js";
+import { processTelemetry, processTracer } from "./telemetry.js";
 
 const headerSetter: TextMapSetter<Headers> = { set: (carrier, key, value) => carrier.set(key, value) };
 const baggagePropagator = new W3CBaggagePropagator();
@@ -26,11 +33,6 @@ interface Route {
   spanName: string;
   grpc: boolean;
   attrs: Attributes;
-}
-
-/** `not_found` for Code.NotFound: the name the Connect protocol uses on the wire. */
-function codeName(code: Code): string {
-  return Code[code].replace(/([a-z])([A-Z])/g, "$1_$2").toLowerCase();
 }
 
 function routeOf(url: string, service: string, method: string, grpc: boolean): Route {
@@ -51,13 +53,18 @@ function routeOf(url: string, service: string, method: string, grpc: boolean): R
 }
 
 /**
- * The client half of distributed tracing, for every transport of the mesh: each call (each
- * attempt, when it runs inside a retry policy) sends the active context's W3C `traceparent`,
- * `tracestate` and `baggage` headers, and is a CLIENT span, child of the caller's span, with the
- * OpenTelemetry RPC conventions (`rpc.system` = `grpc` or `connect_rpc` by the request's
- * content type, `rpc.service`, `rpc.method`, `server.address`, `server.port`, then
+ * The client half of distributed tracing and of RED metrics, for every transport of the mesh:
+ * each call (each attempt, when it runs inside a retry policy) sends the active context's W3C
+ * `traceparent`, `tracestate` and `baggage` headers, and is a CLIENT span, child of the caller's
+ * span, with the OpenTelemetry RPC conventions (`rpc.system` = `grpc` or `connect_rpc` by the
+ * request's content type, `rpc.service`, `rpc.method`, `server.address`, `server.port`, then
  * `rpc.grpc.status_code` or `rpc.connect_rpc.error_code`) and an ERROR status when it fails.
  * Streaming calls end their span when the response stream ends.
+ *
+ * Each call is also counted and timed: `rpc.client.requests` and `rpc.client.duration` (see
+ * `client-metrics.ts`), exported with the telemetry given (a whole {@link Telemetry}, whatever
+ * type the caller declares) or, without one, the process's ({@link startTelemetry}); with
+ * neither, calls are not measured.
  *
  * Put it last in a transport's interceptors (closest to the network) so that a retry policy
  * outside it makes one span per attempt. Spans come from `telemetry.tracer`; without it, from
@@ -67,8 +74,11 @@ function routeOf(url: string, service: string, method: string, grpc: boolean): R
  * gets a span id of its own and its `traceparent` is written directly (the W3C format, whatever
  * propagator is installed), so the trace goes on downstream at the cost of two ids and a string.
  */
-export function createClientTracingInterceptor(telemetry?: { tracer: Tracer }): Interceptor {
+export function createClientTracingInterceptor(
+  telemetry?: { tracer: Tracer } & Partial<ClientMetricsSource>,
+): Interceptor {
   const own = telemetry?.tracer;
+  const ownMetrics = hasBoundInstruments(telemetry) ? clientMetricsOf(telemetry) : undefined;
   // By URL (endpoint and method), one map per protocol; bounded, as interceptors may rewrite URLs.
   const grpcRoutes = new Map<string, Route>();
   const connectRoutes = new Map<string, Route>();
@@ -76,14 +86,17 @@ export function createClientTracingInterceptor(telemetry?: { tracer: Tracer }): 
   return (next) => (req) => {
     const ctx = context.active();
     const tracer = own ?? processTracer();
+    const grpc = req.header.get("content-type")?.startsWith("application/grpc") ?? false;
+    const source = ownMetrics ?? metricsOfProcess();
+    const metrics = source?.method(req.service.typeName, req.method, grpc);
     if (tracer instanceof IdOnlyTracer) {
       const sc = tracer.spanContextFor(req.method.name, CLIENT, ctx);
       req.header.set("traceparent", `00-${sc.traceId}-${sc.spanId}-0${sc.traceFlags & TraceFlags.SAMPLED}`);
       if (sc.traceState) req.header.set("tracestate", sc.traceState.serialize());
       if (propagation.getBaggage(ctx)) baggagePropagator.inject(ctx, req.header, headerSetter);
-      return next(req);
+      if (!metrics) return next(req);
+      return measured(next, req, metrics, undefined, undefined);
     }
-    const grpc = req.header.get("content-type")?.startsWith("application/grpc") ?? false;
     const routes = grpc ? grpcRoutes : connectRoutes;
     let route = routes.get(req.url);
     if (!route) {
@@ -93,26 +106,53 @@ export function createClientTracingInterceptor(telemetry?: { tracer: Tracer }): 
     }
     const span = tracer.startSpan(route.spanName, { kind: SpanKind.CLIENT, attributes: route.attrs }, ctx);
     propagation.inject(trace.setSpan(ctx, span), req.header, headerSetter);
-    const r = route;
-    let pending: ReturnType<typeof next>;
-    try {
-      pending = next(req);
-    } catch (err) {
-      finish(span, r, err);
-      throw err;
-    }
-    return pending.then(
-      (res) => {
-        if (res.stream) return endWithStream(res, span, r);
-        finish(span, r);
-        return res;
-      },
-      (err: unknown) => {
-        finish(span, r, err);
-        throw err;
-      },
-    );
+    return measured(next, req, metrics, span, route);
   };
+}
+
+/** The client instruments of the process's telemetry, once {@link startTelemetry} made one. */
+function metricsOfProcess() {
+  const t = processTelemetry();
+  return t ? clientMetricsOf(t) : undefined;
+}
+
+type Next = Parameters<Interceptor>[0];
+type Req = Parameters<Next>[0];
+
+/** Runs the call; when it ends (its response stream, for a stream), ends its span and counts it. */
+function measured(
+  next: Next,
+  req: Req,
+  metrics: ClientMethodMetrics | undefined,
+  span: Span | undefined,
+  route: Route | undefined,
+): ReturnType<Next> {
+  const started = performance.now();
+  const end = (err?: unknown) => {
+    if (metrics) {
+      const code = err === undefined ? 0 : ConnectError.from(err).code;
+      metrics.record(code, (performance.now() - started) / 1000);
+    }
+    if (span && route) finish(span, route, err);
+  };
+  let pending: ReturnType<Next>;
+  try {
+    pending = next(req);
+  } catch (err) {
+    end(err);
+    throw err;
+  }
+  return pending.then(
+    (res) => {
+      if (res.stream) return onStreamEnd(res, end);
+      end();
+      return res;
+    },
+    (err: unknown) => {
+      end(err);
+      throw err;
+    },
+  ) as ReturnType<Next>;
 }
 
 function finish(span: Span, route: Route, err?: unknown): void {
@@ -127,9 +167,4 @@ function finish(span: Span, route: Route, err?: unknown): void {
     }
   }
   span.end();
-}
-
-/** A streaming call's span ends with its response stream (read to the end, failed or closed). */
-function endWithStream(res: StreamResponse, span: Span, route: Route): StreamResponse {
-  return onStreamEnd(res, (err) => finish(span, route, err));
 }

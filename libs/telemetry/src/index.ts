@@ -9,6 +9,7 @@ export {
   activeTraceId,
   createTelemetry,
   installTelemetryGlobals,
+  processTelemetry,
   processTracer,
   startTelemetry,
   type Telemetry,

@@ -164,6 +164,8 @@ export function createTelemetry(options: TelemetryOptions): Telemetry {
 let started = false;
 /** The tracer startTelemetry made for this process, once it ran. */
 let processWide: Tracer | undefined;
+/** The telemetry startTelemetry made for this process, once it ran. */
+let processWideTelemetry: Telemetry | undefined;
 const globalTracer = trace.getTracer("@meshwork/telemetry");
 
 /**
@@ -174,6 +176,14 @@ const globalTracer = trace.getTracer("@meshwork/telemetry");
  */
 export function processTracer(): Tracer {
   return processWide ?? globalTracer;
+}
+
+/**
+ * The telemetry {@link startTelemetry} made for this process, or undefined before it ran: where
+ * instrumentation given no telemetry of its own (client transports) exports its metrics.
+ */
+export function processTelemetry(): Telemetry | undefined {
+  return processWideTelemetry;
 }
 
 /**
@@ -203,9 +213,13 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
     processWide = idOnly;
     const meterProvider = new MeterProvider({ resource: c.resource, readers: c.readers });
     metrics.setGlobalMeterProvider(meterProvider);
-    return telemetryOf(c, idOnly, meterProvider.getMeter(options.serviceName, options.serviceVersion), () =>
-      meterProvider.shutdown(),
+    processWideTelemetry = telemetryOf(
+      c,
+      idOnly,
+      meterProvider.getMeter(options.serviceName, options.serviceVersion),
+      () => meterProvider.shutdown(),
     );
+    return processWideTelemetry;
   }
   const { NodeSDK } = loadModule("@opentelemetry/sdk-node") as typeof import("@opentelemetry/sdk-node");
   const sdk = new NodeSDK({
@@ -229,9 +243,13 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
     tracer = idOnly;
   }
   processWide = tracer;
-  return telemetryOf(c, tracer, metrics.getMeter(options.serviceName, options.serviceVersion), () =>
-    sdk.shutdown(),
+  processWideTelemetry = telemetryOf(
+    c,
+    tracer,
+    metrics.getMeter(options.serviceName, options.serviceVersion),
+    () => sdk.shutdown(),
   );
+  return processWideTelemetry;
 }
 
 /** The active span's trace id, or undefined; for log lines and error reports. */
