@@ -5,6 +5,7 @@ import { headers as natsHeaders } from "@nats-io/transport-node";
 import { trace } from "@opentelemetry/api";
 import { count, eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
+import { observeBacklog } from "./consumer/backlog.js";
 import {
   type BatchEventHandler,
   createEventConsumer,
@@ -215,6 +216,53 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     await replayDeadLetter(f.js, f.jsm, f.dlqStream, letter!.seq);
     await waitFor(async () => (await effectCount(poison.id)) === 1, { what: "the replayed event applied" });
     expect(await listDeadLetters(f.jsm, f.dlqStream)).toEqual([]);
+  });
+
+  it("exports its backlog from the broker: events not yet delivered (lag) and dead letters waiting", async () => {
+    const server = createServer((req, res) => f.telemetry.metricsHandler(req, res));
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const port = (server.address() as AddressInfo).port;
+    /** The gauge's value for this test's consumer, or undefined when not exported. */
+    const gauge = async (name: string) => {
+      const text = await (await fetch(`http://127.0.0.1:${port}/metrics`)).text();
+      const line = text
+        .split("\n")
+        .find((l) => l.startsWith(`${name}{`) && l.includes(`messaging_consumer_group_name="${DURABLE}"`));
+      return line === undefined ? undefined : Number(line.split(" ").at(-1));
+    };
+    try {
+      // Stored before the consumer runs: three events pending, none delivered yet.
+      const stop = observeBacklog({
+        js: f.js,
+        consumer: await f.js.consumers.get(f.stream, DURABLE),
+        durable: DURABLE,
+        deadLetterSubject: f.dlqSubject,
+        meter: f.telemetry.meter,
+        minIntervalMs: 0,
+      });
+      for (const n of [11, 12, 13]) await publish(f.event(n));
+      expect(await gauge("events_consumer_pending")).toBe(3);
+      expect(await gauge("events_dlq_depth")).toBe(0);
+      stop();
+
+      // The running consumer observes its own: applied, the lag is 0; a poison event waits in
+      // the dead-letter stream.
+      await start(async (message, tx, event) => {
+        if (event.id === poison.id) throw new Error("cannot apply this event");
+        await applyEffect(message, tx, event);
+      }, 1);
+      const poison = f.event(14);
+      await publish(poison);
+      await waitFor(async () => (await gauge("events_dlq_depth")) === 1, {
+        what: "the dead-letter depth to be 1",
+        timeoutMs: 15_000,
+      });
+      await waitFor(async () => (await effectCount()) === 3);
+      await waitFor(async () => (await gauge("events_consumer_pending")) === 0, { timeoutMs: 15_000 });
+      expect(await gauge("events_consumer_ack_pending")).toBe(0);
+    } finally {
+      server.close();
+    }
   });
 
   it("dead-letters an undecodable message at once", async () => {

@@ -5,6 +5,7 @@ import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-i
 import type { Meter, Tracer } from "@opentelemetry/api";
 import { createAdmission } from "./consumer/admission.js";
 import { createBatchApplier } from "./consumer/apply-batch.js";
+import { observeBacklog } from "./consumer/backlog.js";
 import { DatabaseOutage } from "./consumer/database-outage.js";
 import { createDeadLetterer } from "./consumer/dead-letter.js";
 import type { Delivery } from "./consumer/delivery.js";
@@ -68,7 +69,8 @@ export interface EventConsumer {
  * no delivery is nak'ed or dead-lettered for it (see `DatabaseOutage`).
  *
  * The steps live in `consumer/`: the fetch loop, admission (span, decoding), batch application
- * with its savepoint fallback, and the failure policy with dead-lettering.
+ * with its savepoint fallback, the failure policy with dead-lettering, and the backlog gauges
+ * (pending, ack pending, dead-letter depth) read from the broker.
  */
 export function createEventConsumer(options: EventConsumerOptions): EventConsumer {
   const { js, logger } = options;
@@ -89,6 +91,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   let outage: DatabaseOutage | undefined;
   let messages: ConsumerMessages | undefined;
   let loop: Promise<void> | undefined;
+  let unobserve: (() => void) | undefined;
 
   /** Applies a batch, riding out outages of the database; `false` when stopped meanwhile. */
   async function applyThroughOutages(batch: Delivery[], paused: DatabaseOutage): Promise<boolean> {
@@ -108,6 +111,13 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
     async start() {
       const consumer = await js.consumers.get(options.stream, options.durable);
       const ackWaitMs = await ensureDeliveryLimit(consumer, options);
+      unobserve = observeBacklog({
+        js,
+        consumer,
+        durable: options.durable,
+        deadLetterSubject: options.deadLetterSubject,
+        meter: options.meter,
+      });
       outage = new DatabaseOutage({
         database: options.database,
         logger,
@@ -143,6 +153,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
       });
     },
     async stop() {
+      unobserve?.();
       outage?.stop();
       await messages?.close();
       await loop;
