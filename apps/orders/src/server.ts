@@ -13,6 +13,7 @@ import { createLogger, createTelemetry, type Logger, type Telemetry } from "@mes
 import { createCatalogue, priceList } from "./adapters/catalogue.js";
 import { createOrderStore, orderRepository, STATUS_CHANNEL } from "./adapters/db/order-store.js";
 import { outbox, sagas, schema } from "./adapters/db/schema.js";
+import { createOrderMetrics } from "./app/order-metrics.js";
 import { OrderWatch } from "./app/order-watch.js";
 import { placementSaga } from "./app/placement-saga.js";
 import type { Config } from "./config.js";
@@ -78,9 +79,15 @@ export async function createOrdersService(
     meter: telemetry.meter,
   });
   const prices = priceList(catalogue);
-  const repository = orderRepository(orders, (tx, instance) =>
-    ready(executor).startIn(tx, ready(saga), instance),
-  );
+  const metrics = createOrderMetrics(telemetry.meter);
+  // Counted when the placement's transaction committed (the function returned runs then).
+  const repository = orderRepository(orders, async (tx, instance) => {
+    const run = await ready(executor).startIn(tx, ready(saga), instance);
+    return () => {
+      metrics.placed(instance.data);
+      run();
+    };
+  });
   const ready = <T>(v: T | undefined): T => {
     if (v === undefined) throw new Error("orders used before start-up finished");
     return v;
@@ -122,6 +129,7 @@ export async function createOrdersService(
         orders,
         retry: config.saga.retry,
         stepTimeoutMs: config.saga.stepTimeoutMs,
+        metrics,
       });
       unlisten = await database.listen(
         STATUS_CHANNEL,

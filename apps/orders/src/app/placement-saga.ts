@@ -4,6 +4,7 @@ import type { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/pa
 import { SagaAbort, type SagaDefinition, SagaUnavailable } from "@meshwork/saga";
 import type { OrderStore } from "../adapters/db/order-store.js";
 import type { PlacementData } from "../domain/order.js";
+import type { OrderMetrics } from "./order-metrics.js";
 
 const PLACEMENT = "order-placement";
 /** The step that takes the money: its compensation is the refund. */
@@ -61,6 +62,8 @@ export interface PlacementDeps {
     transientBudgetMs: number;
   };
   stepTimeoutMs: number;
+  /** Counts confirmations, cancellations and revenue once the saga's end committed. */
+  metrics?: OrderMetrics;
 }
 
 /**
@@ -137,6 +140,10 @@ export function placementSaga(deps: PlacementDeps): SagaDefinition<PlacementData
     onCompleted: (tx, id, data) => orders.confirmed(tx, id, data),
     onCompensated: (tx, id, data, reason, undone) =>
       orders.cancelled(tx, id, data, reason, { paymentRefunded: undone.includes(CAPTURE) }),
+    onEnded(_id, data, outcome, reason) {
+      if (outcome === "completed") deps.metrics?.confirmed(data);
+      else deps.metrics?.cancelled(data, reason ?? "");
+    },
     ...deps.retry,
     stepTimeoutMs: deps.stepTimeoutMs,
   };
