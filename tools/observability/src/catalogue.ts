@@ -54,6 +54,10 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
     appears: "after a failed batch",
   },
   { name: "events_consumer_processed_total", type: "counter", exporters: ["notifications"] },
+  // Read from the broker at each scrape (observeBacklog in libs/events).
+  { name: "events_consumer_pending", type: "gauge", exporters: ["notifications"] },
+  { name: "events_consumer_ack_pending", type: "gauge", exporters: ["notifications"] },
+  { name: "events_dlq_depth", type: "gauge", exporters: ["notifications"] },
   { name: "events_consumer_lag", type: "histogram", exporters: ["notifications"] },
   {
     name: "events_consumer_duplicates_total",
@@ -92,6 +96,18 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
     appears: "after the consumer's own database was unreachable",
   },
   { name: "saga_outcomes_total", type: "counter", exporters: ["orders"] },
+  { name: "saga_started_total", type: "counter", exporters: ["orders"] },
+  { name: "saga_duration", type: "histogram", exporters: ["orders"] },
+  // Business counters of orders (apps/orders/src/app/order-metrics.ts); every test mesh run has
+  // confirmed orders and one cancelled for its stock.
+  { name: "orders_placed_total", type: "counter", exporters: ["orders"] },
+  { name: "orders_confirmed_total", type: "counter", exporters: ["orders"] },
+  { name: "orders_cancelled_total", type: "counter", exporters: ["orders"] },
+  { name: "orders_revenue_captured_total", type: "counter", exporters: ["orders"] },
+  // The client half of RED (the client interceptor of libs/telemetry): orders calls inventory
+  // and payments.
+  { name: "rpc_client_requests_total", type: "counter", exporters: ["orders"] },
+  { name: "rpc_client_duration", type: "histogram", exporters: ["orders"] },
   {
     name: "saga_step_failures_total",
     type: "counter",

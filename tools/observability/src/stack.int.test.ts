@@ -256,6 +256,37 @@ describe.skipIf(!hasPrometheus)("the metrics stack on a running mesh (real Prome
     // another, but every order placed finished one way or the other.
     expect((outcomes.completed ?? 0) + (outcomes.compensated ?? 0)).toBe(ORDERS + 1);
     expect(outcomes.compensated).toBeGreaterThanOrEqual(1);
+    // The business counters agree with the sagas: every order placed is counted once, confirmed
+    // or cancelled (the one of 100 for its stock), its total (9.00 each) captured when confirmed.
+    const total = async (expr: string) =>
+      value(((await prometheus?.query(expr)) ?? [])[0] ?? { value: [0, "0"] });
+    expect(await total("sum(orders_placed_total)")).toBe(ORDERS + 1);
+    expect(await total("sum(saga_started_total)")).toBe(ORDERS + 1);
+    expect(await total("sum(saga_duration_count)")).toBe(ORDERS + 1);
+    const confirmed = await total("sum(orders_confirmed_total)");
+    expect(confirmed).toBe(outcomes.completed ?? 0);
+    expect(await total("sum(orders_cancelled_total)")).toBe(outcomes.compensated);
+    expect(await total('sum(orders_cancelled_total{reason="out_of_stock"})')).toBeGreaterThanOrEqual(1);
+    expect(await total('sum(orders_revenue_captured_total{currency="EUR"})')).toBe(900 * confirmed);
+    // Orders' calls to inventory and payments, client side: at least a reservation and an
+    // authorization per order, each timed.
+    const calls: Record<string, number> = Object.fromEntries(
+      (
+        (await prometheus?.query('sum by (rpc_service) (rpc_client_requests_total{service="orders"})')) ?? []
+      ).map((s) => [s.metric.rpc_service, value(s)]),
+    );
+    expect(calls["meshwork.inventory.v1.InventoryService"]).toBeGreaterThanOrEqual(ORDERS + 1);
+    expect(calls["meshwork.payments.v1.PaymentService"]).toBeGreaterThanOrEqual(ORDERS);
+    expect(await total('sum(rpc_client_duration_count{service="orders"})')).toBe(
+      Object.values(calls).reduce((a, b) => a + b, 0),
+    );
+    // Every event was applied: nothing pending on the broker, nothing dead-lettered.
+    const pending = (await prometheus?.query("events_consumer_pending")) ?? [];
+    expect(pending.length).toBeGreaterThan(0);
+    for (const s of pending) expect(value(s), JSON.stringify(s.metric)).toBe(0);
+    const dlq = (await prometheus?.query("events_dlq_depth")) ?? [];
+    expect(dlq.length).toBeGreaterThan(0);
+    for (const s of dlq) expect(value(s), JSON.stringify(s.metric)).toBe(0);
     const [registered] = (await prometheus?.query("users_registered_total")) ?? [];
     expect(value(registered ?? { value: [0, "0"] })).toBeGreaterThanOrEqual(2); // admin and the test's user
     const pool = await prometheus?.query('db_client_connection_max{service="users"}');
