@@ -1,8 +1,10 @@
 import { createServer } from "node:http";
 import type { AddressInfo } from "node:net";
+import { createTelemetry } from "@meshwork/telemetry";
 import { waitFor } from "@meshwork/testing";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { trace } from "@opentelemetry/api";
+import { SpanKind, trace } from "@opentelemetry/api";
+import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { count, eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
 import { observeBacklog } from "./consumer/backlog.js";
@@ -263,6 +265,49 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     } finally {
       server.close();
     }
+  });
+
+  it("processes an event in a CONSUMER span that is the child of its publish span and links to it", async () => {
+    const exporter = new InMemorySpanExporter();
+    const traced = createTelemetry({
+      serviceName: "events-consumer",
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+    });
+    consumer = createEventConsumer({
+      js: f.js,
+      database: f.database,
+      inbox,
+      stream: f.stream,
+      durable: DURABLE,
+      handlers: { "meshwork.users.v1.UserRegistered": applyEffect },
+      registry,
+      maxDeliver: 3,
+      backoffMs: 50,
+      deadLetterSubject: f.dlqSubject,
+      logger: f.logger,
+      tracer: traced.tracer,
+      meter: f.telemetry.meter,
+    });
+    await consumer.start();
+    // As the relay sends it: the publish span's context in the message's headers.
+    const traceId = "4bf92f3577b34da6a3ce929d0e0e4736";
+    const publishSpanId = "00f067aa0ba902b7";
+    const e = f.event(21);
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(cloudEventHeaders(e))) h.set(k, v);
+    h.set("traceparent", `00-${traceId}-${publishSpanId}-01`);
+    await f.js.publish(e.subject, e.data, { msgID: e.id, headers: h });
+    await waitFor(async () => (await effectCount(e.id)) === 1);
+    const span = await waitFor(() =>
+      exporter.getFinishedSpans().find((s) => s.attributes["messaging.message.id"] === e.id),
+    );
+    expect(span.kind).toBe(SpanKind.CONSUMER);
+    expect(span.name).toBe(`process ${e.subject}`);
+    expect(span.spanContext().traceId).toBe(traceId);
+    expect(span.parentSpanContext?.spanId).toBe(publishSpanId);
+    expect(span.links.map((l) => [l.context.traceId, l.context.spanId])).toEqual([[traceId, publishSpanId]]);
+    expect(span.attributes["messaging.operation.type"]).toBe("process");
+    await traced.shutdown();
   });
 
   it("dead-letters an undecodable message at once", async () => {

@@ -4,6 +4,7 @@ import type { JsMsg } from "@nats-io/jetstream";
 import {
   type Context,
   context,
+  isSpanContextValid,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -82,10 +83,14 @@ function startSpan(
   type: string,
 ): { span: Span; ctx: Context } {
   const parent = propagation.extract(ROOT_CONTEXT, msg.headers, natsGetter);
+  // The messaging conventions: the process span links to the message's creation context (the
+  // relay's publish span), and here is its child too, so it stays in the request's trace.
+  const producer = trace.getSpanContext(parent);
   const span = options.tracer.startSpan(
     `process ${msg.subject}`,
     {
       kind: SpanKind.CONSUMER,
+      links: producer && isSpanContextValid(producer) ? [{ context: producer }] : undefined,
       attributes: {
         "messaging.system": "nats",
         "messaging.operation.type": "process",
