@@ -5,7 +5,6 @@
 
 import { randomBytes } from "node:crypto";
 import { access, mkdtemp, readdir, readFile, rm } from "node:fs/promises";
-import { createServer } from "node:http";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -13,6 +12,7 @@ import { fileURLToPath } from "node:url";
 import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
 import { connectNats, streamName } from "@meshwork/events";
 import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
+import { startReceiver } from "@meshwork/tracestore";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { GC_REPORT_SIGNAL, type GcReport } from "./fixtures/fixture-process.js";
 import { withGrpcClient } from "./grpc-client.js";
@@ -393,63 +393,46 @@ export function runtimeFixture(): ServerSpec {
 }
 
 /**
- * An OTLP/HTTP receiver in the bench's own process that reads every export and discards it
- * (answering success), so a traced server pays for building, batching, encoding and sending its
- * spans but not for a collector. Counts what arrived.
- */
-async function startOtlpSink(): Promise<{ url: string; exports: () => number; close: () => Promise<void> }> {
-  let exports = 0;
-  const server = createServer((req, res) => {
-    req.on("data", () => {});
-    req.on("end", () => {
-      exports++;
-      const json = (req.headers["content-type"] ?? "").includes("json");
-      res.writeHead(200, { "content-type": json ? "application/json" : "application/x-protobuf" });
-      res.end(json ? "{}" : "");
-    });
-  });
-  await new Promise<void>((resolve) => server.listen(0, "127.0.0.1", resolve));
-  const { port } = server.address() as net.AddressInfo;
-  return {
-    url: `http://127.0.0.1:${port}`,
-    exports: () => exports,
-    close: () => new Promise<void>((resolve) => server.close(() => resolve())),
-  };
-}
-
-/**
  * The runtime fixture with every call's span recorded and exported over OTLP (http/protobuf,
- * batched, as `OTEL_TRACES_EXPORTER=otlp` sets a service up) to a sink that discards them:
- * against the runtime row, what tracing costs when it exports.
+ * batched) to the embedded receiver of `@meshwork/tracestore`, set up as `meshctl up` sets up a
+ * mesh under `npm start`: the receiver runs in the supervising process (here the bench's),
+ * decodes every export and keeps the recent traces, and the service gets the environment
+ * `meshctl up` gives it. Against the runtime row (tracing off) in the same run: what seeing
+ * your traces locally costs.
  */
 export function runtimeTracedFixture(): ServerSpec {
   const script = join(fixturesDir, "runtime-server.js");
   const name = "runtime + OTLP traces";
   return {
     name,
-    description: "the runtime fixture exporting a span per call over OTLP/HTTP to a discarding sink",
+    description:
+      "the runtime fixture exporting a span per call over OTLP/HTTP to the embedded trace receiver",
     data: "fixed",
     async unavailable() {
       return (await exists(script)) ? undefined : `${script} not found (run the build first)`;
     },
     async start(context) {
-      const sink = await startOtlpSink();
+      const receiver = await startReceiver({ host: "127.0.0.1", port: 0 });
       return launch({
         name,
         script,
         env: {
           HOST: "127.0.0.1",
           PORT: "0",
+          // What `meshctl up` (tools/meshctl/src/local-telemetry.ts) gives every process.
           OTEL_TRACES_EXPORTER: "otlp",
-          OTEL_EXPORTER_OTLP_ENDPOINT: sink.url,
-          OTEL_EXPORTER_OTLP_PROTOCOL: "http/protobuf",
+          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
+          OTEL_BSP_SCHEDULE_DELAY: "1000",
         },
         context,
         ready: (proc) => listeningPort(proc),
         reportsGc: true,
         async cleanup() {
-          context.log(`${name}: the OTLP sink received ${sink.exports()} exports`);
-          await sink.close();
+          const { traces, spans, evictedTraces } = receiver.traces.stats();
+          context.log(
+            `${name}: the receiver holds ${traces} traces (${spans} spans) and dropped ${evictedTraces} older ones`,
+          );
+          await receiver.close();
         },
       });
     },
