@@ -134,6 +134,8 @@ describe("tracing: a PlaceOrder through the gateway is one trace across every pr
     const consumer = spans.find((s) => s.service === "notifications" && s.kind === "consumer");
     const link = consumer?.parentSpanId ?? consumer?.links[0]?.spanId;
     expect(byId.get(link ?? "")?.service).toBe("orders");
+    // As the messaging conventions say: the process span links to the publish span (its parent).
+    expect(byId.get(consumer?.links[0]?.spanId ?? "")?.kind).toBe("producer");
 
     // The gateway's SERVER span is named after the method, and its upstream call is a CLIENT
     // span under it, whose context orders received.
