@@ -1,8 +1,9 @@
-import { existsSync, readFileSync, symlinkSync } from "node:fs";
+import { cpSync, existsSync, readFileSync, renameSync, rmSync, symlinkSync } from "node:fs";
 import { createRequire } from "node:module";
-import { arch, platform } from "node:os";
+import { arch, platform, tmpdir } from "node:os";
 import { dirname, join, relative } from "node:path";
 import { pathToFileURL } from "node:url";
+import { blockedParent } from "./os-user.js";
 
 /** Paths of the PostgreSQL programs shipped inside the npm package for this platform. */
 export interface PostgresBinaries {
@@ -49,4 +50,38 @@ function hydrateSymlinks(packageDir: string): void {
     if (existsSync(at)) continue;
     symlinkSync(relative(dirname(at), join(packageDir, source)), at);
   }
+}
+
+/**
+ * The binaries as `account` (the server's OS user when running as root) can run them: as they
+ * are, or, when a parent directory of the checkout is closed to that user (a project under
+ * `/root`), a copy in `<tmpdir>/meshwork-postgres-<version>` (made once; PostgreSQL finds its
+ * libraries and share files relative to its own executable).
+ */
+export function binariesFor(
+  bins: PostgresBinaries,
+  account: { uid: number; gid: number },
+  say: (line: string) => void,
+  copyRoot = tmpdir(),
+): PostgresBinaries {
+  if (!blockedParent(bins.postgres, account)) return bins;
+  const native = dirname(dirname(bins.postgres));
+  let version = "unknown";
+  try {
+    version = (JSON.parse(readFileSync(join(native, "..", "package.json"), "utf8")) as { version: string })
+      .version;
+  } catch {
+    // a layout without package.json: still copied, under "unknown"
+  }
+  const target = join(copyRoot, `meshwork-postgres-${version}`);
+  if (!existsSync(join(target, "bin", "postgres"))) {
+    const work = `${target}.${process.pid}`;
+    rmSync(work, { recursive: true, force: true });
+    cpSync(native, work, { recursive: true, verbatimSymlinks: true });
+    rmSync(target, { recursive: true, force: true });
+    renameSync(work, target);
+  }
+  say(`the server's OS user cannot reach the binaries under ${native}: using a copy in ${target}`);
+  const at = (p: string) => join(target, relative(native, p));
+  return { postgres: at(bins.postgres), initdb: at(bins.initdb), pg_ctl: at(bins.pg_ctl) };
 }

@@ -11,7 +11,7 @@ import {
 } from "node:fs";
 import { dirname, join, resolve } from "node:path";
 import postgres from "postgres";
-import { findPostgresBinaries, type PostgresBinaries } from "./binaries.js";
+import { binariesFor, findPostgresBinaries, type PostgresBinaries } from "./binaries.js";
 import { initialise, isInitialised, readState, type ServerState, stateFile } from "./initialise.js";
 import { blockedParent, type ServerAccount, serverAccount } from "./os-user.js";
 import { isLivePostgres, readPostmasterPid } from "./pid-file.js";
@@ -169,8 +169,9 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   const dataDir = resolve(options.dataDir);
   const logFile = options.logFile ?? `${dataDir}.log`;
   const deadline = Date.now() + (options.timeoutMs ?? 60_000);
-  const bins = await findPostgresBinaries();
   const account = serverAccount();
+  const found = await findPostgresBinaries();
+  const bins = account ? binariesFor(found, account, say) : found;
   mkdirSync(dirname(dataDir), { recursive: true });
   mkdirSync(dirname(logFile), { recursive: true });
   if (account) {
