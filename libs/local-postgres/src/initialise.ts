@@ -47,6 +47,7 @@ export async function initialise(
   bins: PostgresBinaries,
   dataDir: string,
   account: ServerAccount | undefined,
+  ephemeral: boolean,
 ): Promise<ServerState> {
   const state: ServerState = { superuser: "postgres", password: randomBytes(18).toString("base64url") };
   const work = `${dataDir}.initdb`;
@@ -72,6 +73,7 @@ export async function initialise(
           "--encoding=UTF8",
           "--locale=C",
           "--no-instructions",
+          ...(ephemeral ? ["--no-sync"] : []),
         ],
         {
           stdio: ["ignore", "pipe", "pipe"],

