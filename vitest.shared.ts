@@ -1,3 +1,4 @@
+import { fileURLToPath } from "node:url";
 import { defineConfig } from "vitest/config";
 
 /**
@@ -13,6 +14,8 @@ export default defineConfig({
     hookTimeout: 120_000,
     teardownTimeout: 30_000,
     pool: "forks",
+    // Postgres for the tests: the machine's, MESHWORK_TEST_PG_URL, or an embedded one started here.
+    globalSetup: [fileURLToPath(new URL("./vitest.global-setup.ts", import.meta.url))],
     reporters: process.env.CI ? ["default", "json"] : ["default"],
     outputFile: { json: ".vitest/results.json" },
   },

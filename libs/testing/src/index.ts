@@ -1,3 +1,8 @@
+export {
+  MACHINE_POSTGRES_URL,
+  resolveTestPostgres,
+  type TestPostgres,
+} from "./embedded-postgres.js";
 export { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "./grpc-js.js";
 export { captureLogs, type LogCapture } from "./logs.js";
 export { startNatsServer, type TestNatsServer } from "./nats-server.js";

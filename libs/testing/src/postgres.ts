@@ -1,12 +1,15 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
+import { MACHINE_POSTGRES_URL } from "./embedded-postgres.js";
 
 /**
  * The maintenance connection tests use to create and drop their own databases. Override with
- * `MESHWORK_TEST_PG_URL`; the default is this machine's trust-auth server.
+ * `MESHWORK_TEST_PG_URL`; the default is this machine's trust-auth server. When that server does
+ * not answer, the vitest global setup starts an embedded one and sets `MESHWORK_TEST_PG_URL`
+ * ({@link resolveTestPostgres}).
  */
 export function adminUrl(): string {
-  return process.env.MESHWORK_TEST_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+  return process.env.MESHWORK_TEST_PG_URL ?? MACHINE_POSTGRES_URL;
 }
 
 /** A uniquely named, throw-away name: `prefix_<12 hex>`; safe as an identifier. */

@@ -332,18 +332,24 @@ function fixture(name: string, file: string, description: string): ServerSpec {
   };
 }
 
-/** The real users service (`apps/users/dist/main.js`) on a fresh embedded database. */
-export function usersService(): ServerSpec {
+/**
+ * The real users service (`apps/users/dist/main.js`) on a fresh PGlite database, or on the
+ * Postgres server of `options.databaseUrl` (else MESHWORK_BENCH_DATABASE_URL).
+ */
+export function usersService(options: { name?: string; databaseUrl?: string } = {}): ServerSpec {
   const script = join(repoRoot, "apps/users/dist/main.js");
+  const name = options.name ?? "users service";
   return {
-    name: "users service",
-    description: "apps/users: the real service, runtime + PGlite (or MESHWORK_BENCH_DATABASE_URL)",
+    name,
+    description: options.databaseUrl
+      ? "apps/users: the real service, runtime + its database on a Postgres server"
+      : "apps/users: the real service, runtime + PGlite (or MESHWORK_BENCH_DATABASE_URL)",
     data: "seeded",
     async unavailable() {
       return (await exists(script)) ? undefined : `${script} not found (build apps/users first)`;
     },
     async start(context) {
-      const databaseUrl = process.env.MESHWORK_BENCH_DATABASE_URL;
+      const databaseUrl = options.databaseUrl ?? process.env.MESHWORK_BENCH_DATABASE_URL;
       const dataDir = databaseUrl ? undefined : await mkdtemp(join(tmpdir(), "meshwork-bench-users-"));
       // LOG_LEVEL=warn keeps the per-call `rpc` log line out of the measurement, but it also
       // hides the `listening` line: so the port is chosen here rather than PORT=0.
@@ -351,10 +357,10 @@ export function usersService(): ServerSpec {
       // Its events go to streams of its own, removed afterwards, not the machine's USERS stream.
       const namespace = `bench${randomBytes(4).toString("hex")}.`;
       context.log(
-        `  users service: ${databaseUrl ? "DATABASE_URL from MESHWORK_BENCH_DATABASE_URL" : `DATA_DIR=${dataDir}`}`,
+        `  ${name}: ${databaseUrl ? `DATABASE_URL ${new URL(databaseUrl).host}${new URL(databaseUrl).pathname}` : `DATA_DIR=${dataDir}`}`,
       );
       return launch({
-        name: "users service",
+        name,
         script,
         env: {
           HOST: "127.0.0.1",

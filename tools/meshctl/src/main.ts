@@ -22,10 +22,11 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       Start every service, wait until all are SERVING, print the status table and stream the
       logs; Ctrl-C stops everything. A process that exits is restarted after a growing pause
       (0.5 s doubling to 10 s) at the same address; after 5 crashes within 60 s it is left down
-      and reported, and the rest keeps running. Without a database URL (flag or DATABASE_URL)
-      each service keeps its data in embedded PGlite under .meshwork/data/<service>; with one,
-      each service gets its own database and login role on that server, named <prefix>_<service>
-      (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX says otherwise).
+      and reported, and the rest keeps running. Each service gets its own database and login
+      role, named <prefix>_<service> (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX
+      says otherwise), on the server of the database URL (flag or DATABASE_URL) or, without one,
+      on an embedded PostgreSQL server that \`up\` runs with its data in .meshwork/postgres, on
+      127.0.0.1:5432 (MESHWORK_PG_PORT; a free port when taken or with --ports auto).
       The mesh's spans go to a trace receiver embedded in \`up\` (OTLP/HTTP, protobuf and JSON) at
       --otlp HOST:PORT (default 127.0.0.1:4318, a free port with --ports auto; \`off\` to not run it).
   meshctl traces [--limit N] [--service NAME]
@@ -111,12 +112,18 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write("--ports takes `auto` or `default`\n");
         return 2;
       }
+      const pgPort = process.env.MESHWORK_PG_PORT ? Number(process.env.MESHWORK_PG_PORT) : undefined;
+      if (pgPort !== undefined && !(Number.isInteger(pgPort) && pgPort > 0 && pgPort < 65536)) {
+        process.stderr.write("MESHWORK_PG_PORT takes a port number (1-65535)\n");
+        return 2;
+      }
       return up({
         root,
         services,
         home: process.env.MESHWORK_HOME ?? join(root, ".meshwork"),
         autoPorts: values.ports === "auto",
         databaseUrl: values["database-url"] ?? (process.env.DATABASE_URL || undefined),
+        postgresPort: pgPort,
         natsUrl,
         registryBucket,
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",

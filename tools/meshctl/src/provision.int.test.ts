@@ -1,9 +1,30 @@
+import { chmodSync, mkdtempSync, rmSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
 import { adminUrl, uniqueName } from "@meshwork/testing";
 import postgres from "postgres";
-import { afterAll, describe, expect, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from "./postgres.js";
 import { dropServiceDatabase, provisionServiceDatabase } from "./provision.js";
 
-describe("a database and a role per service on a real Postgres server", () => {
+/** The embedded server `meshctl up` runs without a database URL, started the same way. */
+let embedded: EmbeddedPostgresHandle | undefined;
+const home = mkdtempSync(join(tmpdir(), "mw-provision-"));
+chmodSync(home, 0o755); // as root the server runs as the OS user postgres
+beforeAll(async () => {
+  embedded = await startEmbeddedPostgres({ home, autoPort: true, say: () => {} });
+});
+afterAll(async () => {
+  await embedded?.stop();
+  rmSync(home, { recursive: true, force: true });
+});
+
+const servers = [
+  { server: "the machine's Postgres server", url: () => adminUrl(), passwords: false },
+  { server: "the embedded server of meshctl up", url: () => embedded?.adminUrl as string, passwords: true },
+];
+
+describe.each(servers)("a database and a role per service on $server", ({ url: adminUrl, passwords }) => {
   const prefix = uniqueName("mwp");
   const created: string[] = [];
   afterAll(async () => {
@@ -36,6 +57,19 @@ describe("a database and a role per service on a real Postgres server", () => {
       });
     } finally {
       await cross.end();
+    }
+
+    if (passwords) {
+      // Password logins: the orders role with the users role's password is refused too.
+      const asOrders = new URL(users.url);
+      asOrders.username = orders.role;
+      asOrders.pathname = `/${orders.database}`;
+      const impostor = postgres(asOrders.toString(), { max: 1, onnotice: () => {}, connect_timeout: 5 });
+      try {
+        await expect(impostor`select 1`).rejects.toMatchObject({ code: "28P01" });
+      } finally {
+        await impostor.end();
+      }
     }
   });
 

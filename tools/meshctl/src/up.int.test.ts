@@ -1,4 +1,4 @@
-import { existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -9,8 +9,10 @@ import { NotificationService } from "@meshwork/contracts/meshwork/notifications/
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
+import { isLivePostgres, readPostmasterPid, startLocalPostgres } from "@meshwork/local-postgres";
 import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
+import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
 import { checkHealth } from "./health.js";
 import { dropServiceDatabase } from "./provision.js";
@@ -18,6 +20,30 @@ import { registryBucketFor } from "./registry.js";
 import type { SupervisionReport } from "./up.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
+
+/**
+ * A throw-away MESHWORK_HOME the embedded Postgres server can use: when the tests run as root the
+ * server runs as the OS user postgres, which must be able to enter the directory (mkdtemp makes
+ * it 0700).
+ */
+function tempHome(): string {
+  const home = mkdtempSync(join(tmpdir(), "mw-home-"));
+  chmodSync(home, 0o755);
+  return home;
+}
+
+/** Whether something accepts connections on 127.0.0.1:`port`. */
+async function portOpen(port: number): Promise<boolean> {
+  const net = await import("node:net");
+  return new Promise<boolean>((resolve) => {
+    const s = net.connect(port, "127.0.0.1");
+    s.once("connect", () => {
+      s.destroy();
+      resolve(true);
+    });
+    s.once("error", () => resolve(false));
+  });
+}
 
 /** Deletes the streams and the registry bucket a mesh run created in its namespace. */
 async function removeStreams(namespace: string): Promise<void> {
@@ -30,14 +56,14 @@ async function removeStreams(namespace: string): Promise<void> {
 }
 
 describe("npm start", () => {
-  const home = mkdtempSync(join(tmpdir(), "mw-home-"));
+  const home = tempHome();
   const namespace = `${uniqueName("t")}.`;
   afterAll(async () => {
     await removeStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
 
-  it("starts the mesh, prints the table once every service is SERVING, and stops cleanly on Ctrl-C", async () => {
+  it("starts the mesh on an embedded Postgres server (a database and role per service), prints the table once every service is SERVING, and stops it all cleanly on Ctrl-C", async () => {
     // Its own process group, so SIGINT reaches npm, meshctl and the services, as Ctrl-C does.
     const proc = startProcess("npm", ["start", "--", "--ports", "auto"], {
       cwd: root,
@@ -45,19 +71,34 @@ describe("npm start", () => {
       env: { MESHWORK_HOME: home, DATABASE_URL: "", CI: "true", EVENTS_NAMESPACE: namespace },
     });
     try {
+      // Each service on its own database and login role of the one embedded server.
       const row = await proc.waitForLine(
-        (l) => /^users\s+127\.0\.0\.1:\d+\s+SERVING\s+pglite/.test(l),
+        (l) =>
+          /^users\s+127\.0\.0\.1:\d+\s+SERVING\s+postgres meshwork_users \(role meshwork_users\)$/.test(l),
         120_000,
       );
       const address = row.split(/\s+/)[1];
       expect(proc.lines.some((l) => /^SERVICE\s+ADDRESS\s+HEALTH\s+DATABASE$/.test(l))).toBe(true);
-      const notifRow = proc.lines.find((l) => /^notifications\s+127\.0\.0\.1:\d+\s+SERVING\s+pglite/.test(l));
+      const notifRow = proc.lines.find((l) =>
+        /^notifications\s+127\.0\.0\.1:\d+\s+SERVING\s+postgres meshwork_notifications \(role meshwork_notifications\)$/.test(
+          l,
+        ),
+      );
       expect(notifRow).toBeDefined();
-      for (const name of ["inventory", "payments"]) {
+      for (const name of ["inventory", "payments", "orders"]) {
         expect(proc.lines).toContainEqual(
-          expect.stringMatching(new RegExp(`^${name}\\s+127\\.0\\.0\\.1:\\d+\\s+SERVING\\s+pglite`)),
+          expect.stringMatching(
+            new RegExp(
+              `^${name}\\s+127\\.0\\.0\\.1:\\d+\\s+SERVING\\s+postgres meshwork_${name} \\(role meshwork_${name}\\)$`,
+            ),
+          ),
         );
       }
+      const pgRow = proc.lines.find((l) => /^postgres\s+127\.0\.0\.1:\d+\s+UP\s+embedded \(pid \d+/.test(l));
+      expect(pgRow).toContain(`data ${join(home, "postgres")}`);
+      const pgPort = Number(pgRow?.split(/\s+/)[1]?.split(":")[1]);
+      const pgPid = readPostmasterPid(join(home, "postgres"))?.pid as number;
+      expect(isLivePostgres(pgPid)).toBe(true);
       expect(proc.lines).toContainEqual(expect.stringMatching(/^nats\s+127\.0\.0\.1:4222\s+UP\s+external/));
       const gatewayRow = proc.lines.find((l) =>
         /^gateway\s+127\.0\.0\.1:\d+\s+LIVE\s+admin 127\.0\.0\.1:\d+/.test(l),
@@ -141,6 +182,11 @@ describe("npm start", () => {
       expect(proc.lines).toContainEqual(expect.stringMatching(/^users\s+\| .*"msg":"stopped"/));
       expect(proc.lines).toContainEqual(expect.stringMatching(/^gateway\s+\| .*"msg":"access"/));
       expect(proc.lines).toContain("meshctl | stopped");
+      // The embedded server stops with the mesh, after the services.
+      expect(proc.lines).toContain("meshctl | postgres stopped");
+      expect(isLivePostgres(pgPid)).toBe(false);
+      expect(await portOpen(pgPort)).toBe(false);
+      expect(existsSync(join(home, "postgres", "postmaster.pid"))).toBe(false);
     } finally {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
     }
@@ -193,7 +239,7 @@ describe("meshctl up with a Postgres server", () => {
 });
 
 describe("meshctl up without a reachable NATS", () => {
-  const home = mkdtempSync(join(tmpdir(), "mw-home-"));
+  const home = tempHome();
   const namespace = `${uniqueName("t")}.`;
   afterAll(async () => {
     await removeStreams(namespace);
@@ -215,16 +261,7 @@ describe("meshctl up without a reachable NATS", () => {
       expect(row).toContain(join(home, "nats"));
       const port = Number(row.split(/\s+/)[1]?.split(":")[1]);
       expect(await proc.stop("SIGINT")).toBe(0);
-      const net = await import("node:net");
-      const open = await new Promise<boolean>((resolve) => {
-        const s = net.connect(port, "127.0.0.1");
-        s.once("connect", () => {
-          s.destroy();
-          resolve(true);
-        });
-        s.once("error", () => resolve(false));
-      });
-      expect(open).toBe(false);
+      expect(await portOpen(port)).toBe(false);
     } finally {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
     }
@@ -315,4 +352,104 @@ describe("meshctl up as a supervisor", () => {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
     }
   }, 300_000);
+});
+
+describe("meshctl up after a meshctl killed with SIGKILL", () => {
+  const home = tempHome();
+  const namespace = `${uniqueName("t")}.`;
+  afterAll(async () => {
+    await removeStreams(namespace);
+    rmSync(home, { recursive: true, force: true });
+  });
+  const meshctl = join(root, "tools/meshctl/dist/main.js");
+  const startUp = () =>
+    startProcess(process.execPath, [meshctl, "up", "--ports", "auto"], {
+      env: { MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace, DATABASE_URL: "" },
+    });
+  const addressOf = (lines: string[], name: string) =>
+    lines
+      .find((l) => new RegExp(`^${name}\\s+127\\.0\\.0\\.1:\\d+\\s+(SERVING|LIVE)`).test(l))
+      ?.split(/\s+/)[1];
+
+  it("starts again over what it left (its embedded server reused, its services stopped), and the users registered before are still there", async () => {
+    const first = startUp();
+    let second: ReturnType<typeof startUp> | undefined;
+    try {
+      await first.waitForLine((l) => l === "meshctl | the mesh is up; Ctrl-C stops it", 240_000);
+      const users = createClient(
+        UserService,
+        createConnectTransport({ baseUrl: `http://${addressOf(first.lines, "users")}`, httpVersion: "2" }),
+      );
+      const { user } = await users.registerUser({
+        email: "kept@example.com",
+        password: "survives-restarts",
+        displayName: "Kept",
+      });
+      const report = JSON.parse(readFileSync(join(home, "supervisor.json"), "utf8")) as SupervisionReport;
+      const servicePids = report.children.map((c) => c.pid as number);
+      const pgPid = readPostmasterPid(join(home, "postgres"))?.pid as number;
+
+      // Killed: no chance to stop anything. Its services and its Postgres server keep running.
+      await first.stop("SIGKILL");
+      expect(isLivePostgres(pgPid)).toBe(true);
+
+      second = startUp();
+      await second.waitForLine((l) => l === "meshctl | the mesh is up; Ctrl-C stops it", 240_000);
+      expect(second.lines).toContainEqual(
+        expect.stringMatching(
+          new RegExp(
+            `^meshctl \\| an earlier meshctl up \\(pid ${first.child.pid}\\) was killed and left .*running: stopping them$`,
+          ),
+        ),
+      );
+      expect(second.lines).toContainEqual(
+        `meshctl | postgres: a server left running by an earlier run holds ${join(home, "postgres")} (pid ${pgPid}, port ${
+          second.lines
+            .find((l) => l.startsWith("postgres "))
+            ?.split(/\s+/)[1]
+            ?.split(":")[1]
+        }): using it`,
+      );
+      // Gone (or a zombie whose new parent has yet to reap it).
+      const running = (pid: number) => {
+        try {
+          return !/^State:\s+Z/m.test(readFileSync(`/proc/${pid}/status`, "utf8"));
+        } catch {
+          return false;
+        }
+      };
+      expect(servicePids.filter(running)).toEqual([]);
+      // The user registered before the kill logs in through the new gateway and reads itself back.
+      const edge = createClient(
+        UserService,
+        createGrpcTransport({ baseUrl: `http://${addressOf(second.lines, "gateway")}` }),
+      );
+      const { accessToken } = await edge.login({ email: "kept@example.com", password: "survives-restarts" });
+      const me = await edge.getUser(
+        { id: user?.id ?? "" },
+        { headers: { authorization: `Bearer ${accessToken}` } },
+      );
+      expect(me.user?.email).toBe("kept@example.com");
+      expect(await second.stop("SIGINT")).toBe(0);
+      expect(isLivePostgres(pgPid)).toBe(false);
+    } finally {
+      if (first.child.exitCode === null) await first.stop("SIGKILL");
+      if (second && second.child.exitCode === null) await second.stop("SIGKILL");
+    }
+
+    // After a clean stop too: the server starts cold from .meshwork/postgres with the user's row.
+    const server = await startLocalPostgres({ dataDir: join(home, "postgres"), port: 0 });
+    try {
+      const url = new URL(server.adminUrl);
+      url.pathname = "/meshwork_users";
+      const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
+      try {
+        expect(await sql`select email from users where email = 'kept@example.com'`).toHaveLength(1);
+      } finally {
+        await sql.end();
+      }
+    } finally {
+      await server.stop();
+    }
+  }, 420_000);
 });

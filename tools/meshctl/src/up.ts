@@ -4,8 +4,10 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { DEMO_ADMIN } from "./demo.js";
 import { checkHealth, gatewayReady } from "./health.js";
+import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
+import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
 import {
@@ -25,8 +27,13 @@ export interface UpOptions {
   home: string;
   /** Bind every service to a free port instead of its default one. */
   autoPorts: boolean;
-  /** An admin URL of a Postgres server: each service gets its own database and role there. */
+  /**
+   * An admin URL of a Postgres server: each service gets its own database and role there.
+   * Without one, `up` runs an embedded Postgres server (`<home>/postgres`) and does the same there.
+   */
   databaseUrl: string | undefined;
+  /** Port of the embedded Postgres server when it is free (default 5432; a free one with `autoPorts`). */
+  postgresPort?: number;
   /** Prefix of the per-service database and role names (`<prefix>_<service>`). */
   dbPrefix: string;
   /** Where NATS is expected (started from the PATH when nothing answers there). */
@@ -103,6 +110,12 @@ export async function up(options: UpOptions): Promise<number> {
   const { out } = options;
   const say = (msg: string) => out.write(`meshctl | ${msg}\n`);
   mkdirSync(options.home, { recursive: true });
+  try {
+    await clearLeftovers(options.home, options.services, say);
+  } catch (err) {
+    say(`failed: ${(err as Error).message}`);
+    return 1;
+  }
   const tty = "isTTY" in out && Boolean((out as { isTTY?: boolean }).isTTY);
   const width = Math.max(...options.services.map((s) => s.name.length));
   const running: Running[] = [];
@@ -133,12 +146,24 @@ export async function up(options: UpOptions): Promise<number> {
   let nats: NatsHandle | undefined;
   let poller: NodeJS.Timeout | undefined;
   let telemetry: LocalTelemetry | undefined;
+  let embedded: EmbeddedPostgresHandle | undefined;
   try {
     nats = await ensureNats({ url: options.natsUrl, home: options.home, autoPort: options.autoPorts });
     say(`NATS at ${nats.url}: ${nats.detail}`);
     if (options.otlp && options.otlp !== "off") {
       telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
       say(`traces: OTLP receiver at ${telemetry.url} (meshctl traces, meshctl trace --last)`);
+    }
+    let adminUrl = options.databaseUrl;
+    if (!adminUrl && options.services.some((m) => m.database)) {
+      embedded = await startEmbeddedPostgres({
+        home: options.home,
+        autoPort: options.autoPorts,
+        port: options.postgresPort,
+        say,
+      });
+      adminUrl = embedded.adminUrl;
+      say(`Postgres at ${embedded.address}: ${embedded.detail}`);
     }
     const creds = loadCredentials(options.home);
     const services = options.services.filter((m) => m.kind === "service");
@@ -235,21 +260,16 @@ export async function up(options: UpOptions): Promise<number> {
         USERS_ADMIN_EMAILS: process.env.USERS_ADMIN_EMAILS || DEMO_ADMIN.email,
       };
       let database = "-";
-      if (manifest.database) {
-        if (options.databaseUrl) {
-          const key = `${options.dbPrefix}_${manifest.name}`;
-          const db = await provisionServiceDatabase(options.databaseUrl, manifest.name, {
-            prefix: options.dbPrefix,
-            password: creds[key],
-          });
-          creds[key] = decodeURIComponent(new URL(db.url).password);
-          saveCredentials(options.home, creds);
-          env.DATABASE_URL = db.url;
-          database = `postgres ${db.database} (role ${db.role})`;
-        } else {
-          env.DATA_DIR = join(options.home, "data", manifest.name);
-          database = `pglite ${env.DATA_DIR}`;
-        }
+      if (manifest.database && adminUrl) {
+        const key = `${options.dbPrefix}_${manifest.name}`;
+        const db = await provisionServiceDatabase(adminUrl, manifest.name, {
+          prefix: options.dbPrefix,
+          password: creds[key],
+        });
+        creds[key] = decodeURIComponent(new URL(db.url).password);
+        saveCredentials(options.home, creds);
+        env.DATABASE_URL = db.url;
+        database = `postgres ${db.database} (role ${db.role})`;
       }
       launch(manifest, env, database, i);
     }
@@ -294,6 +314,7 @@ export async function up(options: UpOptions): Promise<number> {
         ["SERVICE", "ADDRESS", "HEALTH", "DATABASE"],
         [
           ...running.map((r) => [r.manifest.name, r.address ?? "-", healthOf(r), r.database]),
+          ...(embedded ? [["postgres", embedded.address, "UP", embedded.detail]] : []),
           ["nats", nats.address, "UP", nats.detail],
         ],
       )}\n\nmeshctl | the mesh is up; Ctrl-C stops it\n\n`,
@@ -317,6 +338,11 @@ export async function up(options: UpOptions): Promise<number> {
     clearInterval(poller);
     rmSync(supervisionFile(options.home), { force: true });
     await telemetry?.close();
+    // Last, once every service has stopped using it.
+    if (embedded) {
+      await embedded.stop();
+      say("postgres stopped");
+    }
     await nats?.stop();
     if (onSignal) {
       process.off("SIGINT", onSignal);

@@ -1,0 +1,397 @@
+/**
+ * `npm run bench` scenario "local mesh" (issue 17): the mesh as `npm start` runs it, on its one
+ * embedded Postgres server.
+ *
+ * - start: `npm start -- --ports auto` (the build cached) until it prints "the mesh is up" (every
+ *   service SERVING, the gateway LIVE): first with a new home (initdb included), then again.
+ * - memory: every process of the mesh together (meshctl, services, gateway, Postgres: the
+ *   process tree under meshctl; NATS is the machine's), idle and after `npm run demo`. RSS counts
+ *   pages shared between processes (Postgres' shared buffers, Node's code) once per process, so
+ *   PSS (each shared page split between its users) is printed too.
+ * - GetUser: max rate and CPU per call of the users service on the mesh's embedded Postgres (its
+ *   own role and database; CPU of the service plus the Postgres backends serving that database)
+ *   against the users service on PGlite (the old default) and the grpc-js baseline, in this run.
+ */
+import { spawn } from "node:child_process";
+import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { createInterface } from "node:readline";
+import { removeRegistry } from "@meshwork/discovery";
+import { connectNats, streamName } from "@meshwork/events";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { rawGrpcUnary } from "./grpc-client.js";
+import { answersWithoutMessage, ensureH2load, runMaxRate } from "./h2load.js";
+import { renderTable } from "./report.js";
+import { type PreparedRequest, unaryGetUser } from "./scenarios.js";
+import {
+  cpuTicksByGroup,
+  grpcJsFixture,
+  type RunningServer,
+  repoRoot,
+  type ServerSpec,
+  stopAllServers,
+  usersService,
+  waitForQuiet,
+} from "./servers.js";
+import { readSettings } from "./settings.js";
+
+const log = (line: string) => console.log(line);
+const GRPC_HEADERS = { "content-type": "application/grpc", te: "trailers" } as const;
+
+/** A running `npm start`: its lines, its meshctl process, and how long it took to be up. */
+interface Mesh {
+  lines: string[];
+  npmPid: number;
+  upMs: number;
+  /** When meshctl said its first line (the cached build done) and when Postgres was up, ms from the start. */
+  meshctlMs: number;
+  postgresMs: number;
+  exited: Promise<number | string>;
+}
+
+function startMesh(home: string, namespace: string): Promise<Mesh> {
+  const began = performance.now();
+  const child = spawn("npm", ["start", "--", "--ports", "auto"], {
+    cwd: repoRoot,
+    detached: true, // its own process group: SIGINT to it is Ctrl-C
+    stdio: ["ignore", "pipe", "pipe"],
+    env: { ...process.env, MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace, DATABASE_URL: "" },
+  });
+  const lines: string[] = [];
+  let meshctlMs: number | undefined;
+  let postgresMs: number | undefined;
+  const exited = new Promise<number | string>((resolve) =>
+    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
+  );
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(
+      () => reject(new Error(`the mesh was not up within 180 s:\n${lines.slice(-20).join("\n")}`)),
+      180_000,
+    );
+    void exited.then((code) => {
+      clearTimeout(timer);
+      reject(new Error(`npm start exited (${code}) before the mesh was up:\n${lines.slice(-20).join("\n")}`));
+    });
+    for (const stream of [child.stdout, child.stderr]) {
+      createInterface({ input: stream }).on("line", (line) => {
+        lines.push(line);
+        if (line.startsWith("meshctl | ")) meshctlMs ??= performance.now() - began;
+        if (line.startsWith("meshctl | Postgres at ")) postgresMs ??= performance.now() - began;
+        if (line === "meshctl | the mesh is up; Ctrl-C stops it") {
+          clearTimeout(timer);
+          resolve({
+            lines,
+            npmPid: child.pid as number,
+            upMs: performance.now() - began,
+            meshctlMs: meshctlMs ?? Number.NaN,
+            postgresMs: postgresMs ?? Number.NaN,
+            exited,
+          });
+        }
+      });
+    }
+  });
+}
+
+async function stopMesh(mesh: Mesh): Promise<number | string> {
+  try {
+    process.kill(-mesh.npmPid, "SIGINT");
+  } catch {
+    // gone already
+  }
+  const killer = setTimeout(() => {
+    try {
+      process.kill(-mesh.npmPid, "SIGKILL");
+    } catch {
+      // gone
+    }
+  }, 30_000);
+  try {
+    return await mesh.exited;
+  } finally {
+    clearTimeout(killer);
+  }
+}
+
+/** Parent pid of every process. */
+async function parents(): Promise<Map<number, number>> {
+  const map = new Map<number, number>();
+  for (const entry of await readdir("/proc")) {
+    const pid = Number(entry);
+    if (!Number.isInteger(pid)) continue;
+    try {
+      const stat = await readFile(`/proc/${pid}/stat`, "utf8");
+      map.set(pid, Number(stat.slice(stat.lastIndexOf(")") + 2).split(" ")[1]));
+    } catch {
+      // gone meanwhile
+    }
+  }
+  return map;
+}
+
+/** meshctl's pid under `npm start` and every process below it (services, gateway, Postgres). */
+async function meshProcesses(npmPid: number): Promise<number[]> {
+  const ppid = await parents();
+  const below = (root: number): number[] => {
+    const kids = [...ppid].filter(([, p]) => p === root).map(([pid]) => pid);
+    return [root, ...kids.flatMap(below)];
+  };
+  const meshctl = below(npmPid).find((pid) => {
+    try {
+      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("meshctl/dist/main.js\0up");
+    } catch {
+      return false;
+    }
+  });
+  if (!meshctl) throw new Error("no meshctl process under npm start");
+  return below(meshctl);
+}
+
+async function kb(file: string, field: string): Promise<number> {
+  try {
+    const m = new RegExp(`^${field}:\\s+(\\d+)\\s+kB`, "m").exec(await readFile(file, "utf8"));
+    return Number(m?.[1] ?? 0);
+  } catch {
+    return 0;
+  }
+}
+
+interface Memory {
+  processes: number;
+  rssMb: number;
+  pssMb: number;
+  byKind: Record<string, number>;
+}
+
+async function memory(npmPid: number): Promise<Memory> {
+  const pids = await meshProcesses(npmPid);
+  let rss = 0;
+  let pss = 0;
+  const byKind: Record<string, number> = {};
+  for (const pid of pids) {
+    const r = await kb(`/proc/${pid}/status`, "VmRSS");
+    rss += r;
+    pss += await kb(`/proc/${pid}/smaps_rollup`, "Pss");
+    let kind = "?";
+    try {
+      const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
+      kind = cmd.startsWith("postgres") ? "postgres" : (/apps\/([a-z]+)\/dist/.exec(cmd)?.[1] ?? "meshctl");
+    } catch {
+      // gone
+    }
+    byKind[kind] = Math.round(((byKind[kind] ?? 0) + r / 1024) * 10) / 10;
+  }
+  return { processes: pids.length, rssMb: rss / 1024, pssMb: pss / 1024, byKind };
+}
+
+/** One GetUser target: a started server and the request h2load sends it. */
+interface Target {
+  name: string;
+  server: Pick<RunningServer, "url" | "pid">;
+  request: PreparedRequest;
+  /** The processes whose CPU counts for a call (the server, and for Postgres its backends). */
+  counts(pid: number, cmdline: string): boolean;
+}
+
+interface GetUserResult {
+  name: string;
+  reqPerSec: number;
+  cpuUsPerCall: number;
+  failed: number;
+}
+
+async function measureGetUser(target: Target, workDir: string): Promise<GetUserResult> {
+  const settings = readSettings();
+  const bodyFile = join(workDir, `${target.name.replace(/[^a-z0-9]+/gi, "-")}.body`);
+  await writeFile(bodyFile, target.request.body);
+  const verify = async () => {
+    const answer = await rawGrpcUnary(
+      `${target.server.url}/meshwork.users.v1.UserService/GetUser`,
+      target.request.body,
+      {
+        ...GRPC_HEADERS,
+        ...target.request.headers,
+      },
+    );
+    target.request.check(answer);
+    return answer.body.byteLength;
+  };
+  const answerBytes = await verify();
+  const run = {
+    url: `${target.server.url}/meshwork.users.v1.UserService/GetUser`,
+    bodyFile,
+    headers: Object.entries({ ...GRPC_HEADERS, ...target.request.headers }).map(([k, v]) => `${k}: ${v}`),
+    streams: settings.streams,
+    clients: settings.clients,
+    warmUpMs: 0,
+  };
+  if (settings.warmUpMs > 0) await runMaxRate({ ...run, durationMs: settings.warmUpMs });
+  await waitForQuiet([target.server.pid], 10_000);
+  const group = (pid: number) => {
+    try {
+      return target.counts(pid, readFileSync(`/proc/${pid}/cmdline`, "utf8")) ? "target" : undefined;
+    } catch {
+      return undefined;
+    }
+  };
+  const before = (await cpuTicksByGroup(group)).get("target") ?? 0;
+  const { summary } = await runMaxRate({ ...run, durationMs: settings.durationMs });
+  const after = (await cpuTicksByGroup(group)).get("target") ?? 0;
+  await verify();
+  const cpuUsPerCall = ((after - before) * 10_000) / Math.max(1, summary.requests.succeeded);
+  const failed = summary.requests.failed + answersWithoutMessage(summary, answerBytes);
+  log(
+    `  ${target.name}: ${summary.reqPerSec.toFixed(0)} req/s, ${cpuUsPerCall.toFixed(0)} us CPU per call (${failed} failed)`,
+  );
+  return { name: target.name, reqPerSec: summary.reqPerSec, cpuUsPerCall, failed };
+}
+
+async function removeStreams(namespace: string): Promise<void> {
+  const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "bench-cleanup");
+  const jsm = await jetstreamManager(nc);
+  for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+    await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+  await removeRegistry(nc, `${namespace.slice(0, -1).replace(/[^A-Za-z0-9_-]/g, "_")}_registry`);
+  await nc.close();
+}
+
+const addressOf = (lines: string[], name: string) =>
+  lines
+    .find((l) => new RegExp(`^${name}\\s+127\\.0\\.0\\.1:\\d+\\s+(SERVING|LIVE)`).test(l))
+    ?.split(/\s+/)[1];
+
+async function main(): Promise<number> {
+  log("\n== local mesh (npm start on its embedded Postgres server) ==");
+  if (!(await ensureH2load({ log }))) return 1;
+  const home = mkdtempSync(join(tmpdir(), "meshwork-bench-mesh-"));
+  chmodSync(home, 0o755); // as root the embedded server runs as the OS user postgres
+  const workDir = mkdtempSync(join(tmpdir(), "meshwork-bench-mesh-work-"));
+  const namespace = `benchmesh${Date.now().toString(36)}.`;
+  let mesh: Mesh | undefined;
+  const started: RunningServer[] = [];
+  try {
+    mesh = await startMesh(home, namespace);
+    const phases = (m: Mesh) =>
+      `cached build done at ${(m.meshctlMs / 1000).toFixed(1)} s, Postgres up at ${(m.postgresMs / 1000).toFixed(1)} s`;
+    const firstMs = mesh.upMs;
+    log(`- first start (initdb included): ${(firstMs / 1000).toFixed(1)} s (${phases(mesh)})`);
+    const firstStop = await stopMesh(mesh);
+    mesh = await startMesh(home, namespace);
+    const cachedMs = mesh.upMs;
+    log(
+      `- start with the build cached and the cluster initialised: ${(cachedMs / 1000).toFixed(1)} s (${phases(mesh)}; first run stopped with ${firstStop})`,
+    );
+    await new Promise((r) => setTimeout(r, 3_000)); // settle: start-up garbage collected, pools idle
+    const idle = await memory(mesh.npmPid);
+    log(
+      `- memory idle: RSS ${idle.rssMb.toFixed(0)} MB, PSS ${idle.pssMb.toFixed(0)} MB over ${idle.processes} processes ${JSON.stringify(idle.byKind)}`,
+    );
+    const gateway = addressOf(mesh.lines, "gateway");
+    const demo = spawn(
+      process.execPath,
+      [join(repoRoot, "tools/meshctl/dist/main.js"), "demo", "--gateway", `http://${gateway}`],
+      {
+        stdio: "ignore",
+      },
+    );
+    const demoExit = await new Promise((r) => demo.once("exit", (c) => r(c)));
+    const afterDemo = await memory(mesh.npmPid);
+    log(
+      `- memory after npm run demo (exit ${demoExit}): RSS ${afterDemo.rssMb.toFixed(0)} MB, PSS ${afterDemo.pssMb.toFixed(0)} MB ${JSON.stringify(afterDemo.byKind)}`,
+    );
+
+    // GetUser: a users service on the mesh's embedded server (the users role and database `up`
+    // provisioned), one on PGlite, and the grpc-js baseline, side by side.
+    const pidFile = readFileSync(join(home, "postgres", "postmaster.pid"), "utf8").split("\n");
+    const creds = JSON.parse(readFileSync(join(home, "db-credentials.json"), "utf8")) as Record<
+      string,
+      string
+    >;
+    const usersUrl = `postgres://meshwork_users:${encodeURIComponent(creds.meshwork_users ?? "")}@127.0.0.1:${pidFile[3]}/meshwork_users`;
+    const context = { cpu: undefined, log };
+    const scenario = unaryGetUser();
+    const specs: Array<{ spec: ServerSpec; counts: Target["counts"] }> = [
+      {
+        spec: usersService({ name: "users on embedded Postgres", databaseUrl: usersUrl }),
+        counts: (pid, cmd) =>
+          cmd.startsWith("postgres: meshwork_users meshwork_users") || started[0]?.pid === pid,
+      },
+      { spec: usersService({ name: "users on PGlite" }), counts: (pid) => started[1]?.pid === pid },
+      { spec: grpcJsFixture(), counts: (pid) => started[2]?.pid === pid },
+    ];
+    const targets: Target[] = [];
+    for (const { spec, counts } of specs) {
+      const server = await spec.start(context);
+      started.push(server);
+      targets.push({ name: spec.name, server, request: await scenario.prepare(server, spec), counts });
+    }
+    const results: GetUserResult[] = [];
+    for (const t of targets) results.push(await measureGetUser(t, workDir));
+    const [pg, lite, grpcJs] = results as [GetUserResult, GetUserResult, GetUserResult];
+
+    log("");
+    log(
+      renderTable(
+        ["MEASURE", "VALUE", "TARGET"],
+        [
+          ["start, first run (initdb)", `${(firstMs / 1000).toFixed(1)} s`, "<= 10 s"],
+          ["start, build cached", `${(cachedMs / 1000).toFixed(1)} s`, "<= 5 s (PGlite: ~9 s)"],
+          [
+            "memory idle, RSS sum / PSS sum",
+            `${idle.rssMb.toFixed(0)} / ${idle.pssMb.toFixed(0)} MB`,
+            "<= 800 MB (PGlite: 2.1 GB)",
+          ],
+          [
+            "memory after demo, RSS / PSS",
+            `${afterDemo.rssMb.toFixed(0)} / ${afterDemo.pssMb.toFixed(0)} MB`,
+            "<= 800 MB",
+          ],
+        ],
+      ),
+    );
+    log("");
+    log(
+      renderTable(
+        ["GETUSER", "REQ/S", "CPU/CALL", "VS GRPC-JS REQ/S", "FAILED"],
+        results.map((r) => [
+          r.name,
+          r.reqPerSec.toFixed(0),
+          `${r.cpuUsPerCall.toFixed(0)} us`,
+          `${(r.reqPerSec / grpcJs.reqPerSec).toFixed(2)}x`,
+          String(r.failed),
+        ]),
+      ),
+    );
+    log(
+      `embedded Postgres vs PGlite: ${(pg.reqPerSec / lite.reqPerSec).toFixed(1)}x the req/s (target >= 4x), ` +
+        `${(pg.cpuUsPerCall / lite.cpuUsPerCall).toFixed(2)} of the CPU per call (target <= 0.25)`,
+    );
+    const out = join(repoRoot, ".bench", "local-mesh.json");
+    await mkdir(join(repoRoot, ".bench"), { recursive: true });
+    await writeFile(
+      out,
+      `${JSON.stringify({ at: new Date().toISOString(), firstMs, cachedMs, idle, afterDemo, getUser: results }, null, 2)}\n`,
+    );
+    log(`results written to ${out}`);
+    return results.some((r) => r.failed > 0) ? 1 : 0;
+  } finally {
+    await Promise.allSettled(started.map((s) => s.stop()));
+    await stopAllServers();
+    if (mesh) await stopMesh(mesh);
+    await removeStreams(namespace).catch(() => {});
+    rmSync(home, { recursive: true, force: true });
+    rmSync(workDir, { recursive: true, force: true });
+  }
+}
+
+main().then(
+  (code) => {
+    process.exitCode = code;
+  },
+  (err: unknown) => {
+    console.error(err);
+    process.exitCode = 1;
+  },
+);
