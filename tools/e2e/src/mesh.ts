@@ -9,6 +9,7 @@ import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
+import { generateIdentityKey } from "@meshwork/runtime";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -51,6 +52,13 @@ export async function startMesh(
   ) as Record<Name, TestDatabase>;
   const procs = {} as Record<Name, ManagedProcess>;
   const urls = {} as Record<Name, string>;
+  // As `meshctl up` does: a key per issuer (the gateway and each service), every service trusting all.
+  const keys = Object.fromEntries(
+    (["gateway", ...SERVICES] as const).map((n) => [n, generateIdentityKey()]),
+  ) as Record<Name | "gateway", { privateKey: string; publicKey: string }>;
+  const trust = Object.entries(keys)
+    .map(([n, k]) => `${n}=${k.publicKey}`)
+    .join(",");
   const start = async (name: Name) => {
     const p = startProcess(process.execPath, [...(options.nodeArgs?.[name] ?? []), app(name)], {
       env: {
@@ -61,6 +69,8 @@ export async function startMesh(
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
         USERS_ADMIN_EMAILS: "admin@example.com",
+        IDENTITY_TRUST: trust,
+        IDENTITY_KEY: keys[name].privateKey,
         ...options.common,
         ...env[name],
       },
@@ -97,6 +107,7 @@ export async function startMesh(
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
         JWKS_URL: `${urls.users}/.well-known/jwks.json`,
+        IDENTITY_KEY: keys.gateway.privateKey,
         ...options.gateway,
       }),
     });
@@ -127,6 +138,8 @@ export async function startMesh(
 
   return {
     namespace,
+    /** The identity keys of the gateway and of every service (tests sign assertions with them). */
+    keys,
     dbs,
     procs,
     urls,

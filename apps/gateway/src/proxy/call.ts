@@ -148,7 +148,9 @@ export class ProxiedCall {
     const route = this.route as Route;
     this.#state = "forwarding";
     const { method, path, requestId } = this;
-    const base = upstreamHeaders(this.down.headers, { method, path, requestId, identity });
+    // Audience-bound: an assertion for one service is refused by every other.
+    const assertion = identity && options.assert.sign(identity, route.cluster);
+    const base = upstreamHeaders(this.down.headers, { method, path, requestId, assertion });
     propagation.inject(this.#ctx, base, traceSetter);
     this.#upstreamHeaders = base;
     // Retried only if the contract marks the method idempotent, the call is unary (its body
