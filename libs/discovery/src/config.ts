@@ -1,3 +1,4 @@
+import { type NatsCredentials, natsCredentialsEnvShape, toNatsCredentials } from "@meshwork/events";
 import { z } from "zod";
 import { DEFAULT_BUCKET, DEFAULT_TTL_MS } from "./registry.js";
 
@@ -48,6 +49,7 @@ function upstreamsSchema() {
 export function discoveryEnvShape() {
   return {
     NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+    ...natsCredentialsEnvShape(),
     /** `registry` (register in and watch the NATS KV bucket) or `static` (UPSTREAMS only). */
     DISCOVERY: z.enum(["registry", "static"]).default("registry"),
     /** The KV bucket; tests and side-by-side meshes use their own. */
@@ -67,6 +69,8 @@ type DiscoveryEnv = z.infer<z.ZodObject<ReturnType<typeof discoveryEnvShape>>>;
 
 export interface DiscoveryConfig {
   natsUrl: string;
+  /** This process's NATS user (its registry keys are the ones it may write); absent: none. */
+  natsCredentials?: NatsCredentials;
   mode: "registry" | "static";
   bucket: string;
   ttlMs: number;
@@ -78,6 +82,7 @@ export interface DiscoveryConfig {
 export function toDiscoveryConfig(env: DiscoveryEnv): DiscoveryConfig {
   return {
     natsUrl: env.NATS_URL,
+    natsCredentials: toNatsCredentials(env),
     mode: env.DISCOVERY,
     bucket: env.DISCOVERY_BUCKET,
     ttlMs: env.DISCOVERY_TTL_MS,

@@ -74,7 +74,7 @@ export function createDiscovery(
 ): Discovery {
   let nc: Promise<NatsConnection> | undefined;
   const nats = () => {
-    nc ??= connectNats(config.natsUrl, `${self.service}-discovery`);
+    nc ??= connectNats(config.natsUrl, `${self.service}-discovery`, config.natsCredentials);
     return nc;
   };
   let tracker: Promise<{ tracker: EndpointTracker; watcher?: RegistryWatcher }> | undefined;

@@ -8,6 +8,7 @@ import { DEMO_ADMIN, demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
+import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
@@ -105,6 +106,10 @@ async function main(argv: string[]): Promise<number> {
   const natsUrl = values["nats-url"] ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const namespace = process.env.EVENTS_NAMESPACE ?? "";
   const registryBucket = process.env.DISCOVERY_BUCKET || registryBucketFor(namespace);
+  // On a NATS meshctl started, meshctl's own commands connect as its admin user.
+  const natsAdmin = adminNatsCredentials(
+    join(process.env.MESHWORK_HOME ?? join(root, ".meshwork"), "nats-auth"),
+  );
   switch (command) {
     case "up": {
       if (values.ports !== undefined && values.ports !== "auto" && values.ports !== "default") {
@@ -119,6 +124,7 @@ async function main(argv: string[]): Promise<number> {
         databaseUrl: values["database-url"] ?? (process.env.DATABASE_URL || undefined),
         natsUrl,
         registryBucket,
+        namespace,
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",
         logLevel: values["log-level"] ?? process.env.LOG_LEVEL ?? "info",
         otlp: values.otlp ?? (values.ports === "auto" ? "127.0.0.1:0" : "127.0.0.1:4318"),
@@ -145,7 +151,7 @@ async function main(argv: string[]): Promise<number> {
           `\nsupervised by meshctl up (pid ${supervised.pid}):\n${supervisionTable(supervised.children)}\n`,
         );
       }
-      const registry = await registryRows(natsUrl, registryBucket);
+      const registry = await registryRows(natsUrl, registryBucket, natsAdmin);
       if (registry.ok) {
         process.stdout.write(
           `\nregistry ${registryBucket} at ${natsUrl}:\n${renderTable(
@@ -181,7 +187,13 @@ async function main(argv: string[]): Promise<number> {
     }
     case "events": {
       const [area, action, ...args] = positionals;
-      const o = { natsUrl, namespace, service: values.service, out: process.stdout };
+      const o = {
+        natsUrl,
+        natsCredentials: natsAdmin,
+        namespace,
+        service: values.service,
+        out: process.stdout,
+      };
       if (area === "dlq" && action === "list") return dlqList(o);
       if (area === "dlq" && action === "replay") {
         const seqs = args.map(Number);
