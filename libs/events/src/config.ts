@@ -16,7 +16,10 @@ export function natsCredentialsEnvShape() {
 }
 
 /** The credentials of {@link natsCredentialsEnvShape}'s variables; throws when only one is set. */
-export function toNatsCredentials(env: { NATS_USER?: string; NATS_PASSWORD?: string }): NatsCredentials | undefined {
+export function toNatsCredentials(env: {
+  NATS_USER?: string;
+  NATS_PASSWORD?: string;
+}): NatsCredentials | undefined {
   if (env.NATS_USER === undefined && env.NATS_PASSWORD === undefined) return undefined;
   if (env.NATS_USER === undefined || env.NATS_PASSWORD === undefined) {
     throw new Error("invalid configuration: NATS_USER and NATS_PASSWORD go together");
