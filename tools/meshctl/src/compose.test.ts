@@ -125,6 +125,23 @@ describe("docker-compose.yml", () => {
     }
   });
 
+  it("publishes neither NATS nor the gateway's admin listener nor a service's own port on the host", () => {
+    const published = Object.entries(compose.services).flatMap(([name, s]) =>
+      (s.ports ?? []).map((p) => ({ name, container: Number(String(p).split(":").at(-1)?.split("/")[0]) })),
+    );
+    expect(published.filter((p) => p.name === "nats")).toEqual([]);
+    const inside = new Set([
+      4222,
+      6222,
+      8222,
+      ...manifests.flatMap((m) => (m.adminPort ? [m.adminPort] : [])),
+    ]);
+    expect(published.filter((p) => inside.has(p.container))).toEqual([]);
+    // Services are reached through an edge only (the gateway's public port is the one exception).
+    const services = new Set(manifests.filter((m) => m.kind === "service").map((m) => m.name));
+    expect(published.filter((p) => services.has(p.name))).toEqual([]);
+  });
+
   it("points Envoy, Prometheus and the collector at services that exist, on their ports", () => {
     const names = new Set(Object.keys(compose.services));
     const ports = new Map(manifests.map((m) => [m.name, m.port]));
