@@ -4,6 +4,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { meshworkFiles } from "@meshwork/contracts";
+import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
 import { DEMO_ADMIN, demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
@@ -50,13 +51,20 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
       policies, retries and rate limits (SPEC as the gateway's RATE_LIMITS). --check only says
       whether the committed file is current (exit 1 when stale).
+  meshctl secrets [--check]
+      For docker-compose: write .meshwork/compose.env (owner-only; existing values kept) with every
+      process's identity key and NATS password and the trust list, and render
+      infra/nats/nats.conf (users and permissions; no secret in it). Then
+      \`docker compose --env-file .meshwork/compose.env up --build\`. --check only says whether the
+      committed nats.conf is current.
   meshctl events dlq list [--service NAME]
       Dead letters (events a consumer gave up on) with their error and delivery count.
   meshctl events dlq replay --service NAME (SEQ... | --all)
       Publish dead letters again on their original subject, then remove them.
 
   NATS: NATS_URL or --nats-url (default nats://127.0.0.1:4222). \`up\` starts the nats-server
-  found on the PATH, with JetStream, when nothing answers there. EVENTS_NAMESPACE prefixes
+  found on the PATH, with JetStream, when nothing answers there, with a user and permissions per
+  process (.meshwork/nats-auth, owner-only). EVENTS_NAMESPACE prefixes
   streams and subjects and names the registry bucket (<namespace>_registry, else
   meshwork_registry; DISCOVERY_BUCKET overrides).
 `;
@@ -183,6 +191,24 @@ async function main(argv: string[]): Promise<number> {
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(file, rendered);
       process.stdout.write(`wrote ${ENVOY_CONFIG_PATH}\n`);
+      return 0;
+    }
+    case "secrets": {
+      const file = join(root, COMPOSE_NATS_CONFIG_PATH);
+      const rendered = renderComposeNatsConfig(services);
+      const current = existsSync(file) ? readFileSync(file, "utf8") : "";
+      if (values.check) {
+        const fresh = current === rendered;
+        process.stdout.write(`${COMPOSE_NATS_CONFIG_PATH} is ${fresh ? "current" : "stale"}\n`);
+        return fresh ? 0 : 1;
+      }
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, rendered);
+      const envFile = join(process.env.MESHWORK_HOME ?? join(root, ".meshwork"), "compose.env");
+      writeComposeSecrets(envFile, services);
+      process.stdout.write(
+        `wrote ${COMPOSE_NATS_CONFIG_PATH} and ${envFile}\nthen: docker compose --env-file ${envFile} up --build\n`,
+      );
       return 0;
     }
     case "events": {

@@ -96,6 +96,13 @@ export interface NatsUser extends NatsCredentials {
   permissions?: Permissions;
 }
 
+/** A user as a configuration file names it: its password given, or read from the server's environment. */
+export interface ConfigUser {
+  user: string;
+  password: string | { env: string };
+  permissions?: Permissions;
+}
+
 const quote = (s: string) => JSON.stringify(s);
 const list = (xs: readonly string[]) => `[${xs.map(quote).join(", ")}]`;
 
@@ -114,16 +121,24 @@ export function renderNatsConfig(options: {
   host: string;
   port: number;
   storeDir: string;
-  users: NatsUser[];
+  users: readonly ConfigUser[];
+  /** The monitoring port, if any. */
+  httpPort?: number;
+  /** First line(s), as comments. */
+  header?: string;
 }): string {
-  const users = options.users.map(
-    (u) =>
-      `    { user: ${quote(u.user)}, password: ${quote(u.password)}${u.permissions ? `, permissions: ${renderPermissions(u.permissions)}` : ""} }`,
-  );
+  const users = options.users.map((u) => {
+    // An environment variable is referenced unquoted (`$USERS_NATS_PASSWORD`): nats-server reads it.
+    const password = typeof u.password === "string" ? quote(u.password) : `$${u.password.env}`;
+    const permissions = u.permissions ? `, permissions: ${renderPermissions(u.permissions)}` : "";
+    return `    { user: ${quote(u.user)}, password: ${password}${permissions} }`;
+  });
   return [
-    "# Written by meshctl: every process has its own user and permissions. Owner-only: it holds passwords.",
+    options.header ??
+      "# Written by meshctl: every process has its own user and permissions. Owner-only: it holds passwords.",
     `host: ${quote(options.host)}`,
     `port: ${options.port}`,
+    ...(options.httpPort ? [`http_port: ${options.httpPort}`] : []),
     `jetstream { store_dir: ${quote(options.storeDir)} }`,
     "authorization {",
     "  users = [",
