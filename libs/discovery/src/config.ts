@@ -1,4 +1,6 @@
+import type { KeyObject } from "node:crypto";
 import { type NatsCredentials, natsCredentialsEnvShape, toNatsCredentials } from "@meshwork/events";
+import { identityEnvShape } from "@meshwork/runtime";
 import { z } from "zod";
 import { DEFAULT_BUCKET, DEFAULT_TTL_MS } from "./registry.js";
 
@@ -62,6 +64,13 @@ export function discoveryEnvShape() {
     /** The host others reach this instance at; default HOST (127.0.0.1 when HOST is a wildcard). */
     ADVERTISE_HOST: z.string().min(1).optional(),
     UPSTREAMS: upstreamsSchema(),
+    /**
+     * The runtime's identity keys serve the registry too: with `IDENTITY_KEY` an instance signs
+     * its record; with `IDENTITY_TRUST` a reader accepts only records signed by the service they
+     * name (for a NATS where anyone may write the bucket).
+     */
+    IDENTITY_KEY: identityEnvShape().IDENTITY_KEY,
+    IDENTITY_TRUST: identityEnvShape().IDENTITY_TRUST,
   };
 }
 
@@ -77,6 +86,10 @@ export interface DiscoveryConfig {
   advertiseHost: string | undefined;
   /** Static endpoints by service short name. */
   upstreams: Record<string, string[]>;
+  /** This instance's key: its registry record is signed with it. */
+  signingKey?: KeyObject;
+  /** Services' public keys: only records signed by the service they name are used. Absent: all. */
+  trust?: ReadonlyMap<string, KeyObject>;
 }
 
 export function toDiscoveryConfig(env: DiscoveryEnv): DiscoveryConfig {
@@ -88,5 +101,7 @@ export function toDiscoveryConfig(env: DiscoveryEnv): DiscoveryConfig {
     ttlMs: env.DISCOVERY_TTL_MS,
     advertiseHost: env.ADVERTISE_HOST,
     upstreams: env.UPSTREAMS,
+    signingKey: env.IDENTITY_KEY,
+    trust: env.IDENTITY_TRUST,
   };
 }

@@ -33,7 +33,12 @@ export {
   createAssertionSigner,
   createAssertionVerifier,
 } from "./identity/assertion.js";
-export { type IdentityConfig, parseTrust } from "./identity/config.js";
+export {
+  type IdentityConfig,
+  identityEnvShape,
+  parseTrust,
+  toIdentityConfig,
+} from "./identity/config.js";
 export { createCallerInterceptor, createServiceIdentity, type ServiceIdentity } from "./identity/index.js";
 export { callerKey, callerOf, createIdentityInterceptor, IdentityHeaders } from "./identity/interceptor.js";
 export {

@@ -108,6 +108,8 @@ export async function startMesh(
         DISCOVERY_TTL_MS: "2000",
         JWKS_URL: `${urls.users}/.well-known/jwks.json`,
         IDENTITY_KEY: keys.gateway.privateKey,
+        // Registry entries only as each service signed them.
+        IDENTITY_TRUST: trust,
         ...options.gateway,
       }),
     });

@@ -168,7 +168,7 @@ describe("docker-compose.yml", () => {
       expect(env(m.name).IDENTITY_KEY, m.name).toBe(secrets[`${m.name.toUpperCase()}_IDENTITY_KEY`]);
       expect(env(m.name).NATS_USER, m.name).toBe(m.name);
       expect(env(m.name).NATS_PASSWORD, m.name).toBe(secrets[`${m.name.toUpperCase()}_NATS_PASSWORD`]);
-      if (m.kind === "service") expect(env(m.name).IDENTITY_TRUST).toBe(secrets.IDENTITY_TRUST);
+      expect(env(m.name).IDENTITY_TRUST, m.name).toBe(secrets.IDENTITY_TRUST);
     }
     // Every process's public key is trusted, the gateway's among them.
     expect(secrets.IDENTITY_TRUST?.split(",").map((t) => t.split("=")[0])).toEqual(

@@ -18,12 +18,13 @@ export function meshIdentityKeys(file: string, names: readonly string[], edges: 
   // Every service trusts every issuer: the gateway for users, the services for themselves.
   const trust = names.map((n) => `${n}=${keys[n]?.publicKey}`).join(",");
   return {
-    /** `IDENTITY_*` for one process: its own key, and (a service) whom it trusts. */
+    /** `IDENTITY_*` for one process: its own key and whom it trusts (assertions, registry entries). */
     env(name: string, kind: "service" | "gateway"): Record<string, string> {
       const own = keys[name]?.privateKey;
       if (!own) throw new Error(`no identity key for ${name}`);
+      // The gateway trusts the services' keys too: it uses only registry entries they signed.
       return kind === "gateway"
-        ? { IDENTITY_KEY: own, IDENTITY_ISSUER: name }
+        ? { IDENTITY_KEY: own, IDENTITY_ISSUER: name, IDENTITY_TRUST: trust }
         : { IDENTITY_KEY: own, IDENTITY_TRUST: trust, IDENTITY_EDGE_ISSUERS: edges.join(",") };
     },
   };
