@@ -149,6 +149,11 @@ export async function startMesh(
     clients,
     login,
     start,
+    /** The registry bucket of this mesh. */
+    bucket,
+    /** The endpoint URLs the gateway has for `name` (from the registry), with their health. */
+    endpoints: (name: string) =>
+      (started.upstreams.clusters.get(name) ?? []).map((e) => ({ url: e.url, health: e.health })),
     /** Waits until the gateway routes to a SERVING instance of `name` again. */
     async routable(name: Name) {
       await waitFor(

@@ -3,6 +3,8 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OrderService, OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { createRecordSigner, registerInstance } from "@meshwork/discovery";
+import { connectNats } from "@meshwork/events";
 import { checkConsistency } from "@meshwork/orders";
 import { createAssertionSigner, privateKeyFrom } from "@meshwork/runtime";
 import { waitFor } from "@meshwork/testing";
@@ -229,6 +231,39 @@ describe("orders: the placement saga through the gateway (every service a real p
     );
     expect(bad.code).toBe(Code.InvalidArgument);
     await settled(alice, mine?.id ?? "");
+  });
+
+  it("routes only to registry entries signed by their own service (a fake `users` endpoint is ignored)", async () => {
+    // The shared NATS takes anyone's writes: what keeps a fake endpoint out is its signature.
+    const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "e2e-impostor");
+    const entry = (address: string, signWith?: string) =>
+      registerInstance({
+        nc,
+        bucket: mesh.bucket,
+        ttlMs: 2_000,
+        service: "users",
+        instanceId: randomUUID(),
+        address,
+        protocols: ["grpc"],
+        version: "6.6.6",
+        sign: signWith
+          ? createRecordSigner(privateKeyFrom(mesh.keys[signWith as "users"].privateKey))
+          : undefined,
+      });
+    const unsigned = await entry("127.0.0.1:6661");
+    const byOrders = await entry("127.0.0.1:6662", "orders");
+    const byUsers = await entry("127.0.0.1:6663", "users"); // users' own key: taken (not SERVING)
+    try {
+      await waitFor(() => mesh.endpoints("users").some((e) => e.url === "http://127.0.0.1:6663"), {
+        what: "the entry users signed at the gateway",
+      });
+      const urls = mesh.endpoints("users").map((e) => e.url);
+      expect(urls).not.toContain("http://127.0.0.1:6661");
+      expect(urls).not.toContain("http://127.0.0.1:6662");
+    } finally {
+      await Promise.all([unsigned.stop(), byOrders.stop(), byUsers.stop()]);
+      await nc.close();
+    }
   });
 
   it("cancels a pending order on request, before the payment is captured", async () => {
