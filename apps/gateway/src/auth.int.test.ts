@@ -5,8 +5,8 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { meshworkFiles } from "@meshwork/contracts";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { parseUpstreams } from "@meshwork/discovery";
-import { createService, type Service } from "@meshwork/runtime";
-import { testRuntimeConfig } from "@meshwork/runtime/testing";
+import { createService, privateKeyFrom, type Service } from "@meshwork/runtime";
+import { testIdentity, testRuntimeConfig } from "@meshwork/runtime/testing";
 import { createLogger } from "@meshwork/telemetry";
 import { waitFor } from "@meshwork/testing";
 import { exportJWK, generateKeyPair, type JWK, SignJWT, UnsecuredJWT } from "jose";
@@ -19,6 +19,10 @@ const AUDIENCE = "meshwork";
 const SUBJECT = "5b0e4c1e-2f7a-4d0b-8f6e-9b1f2a3c4d5e";
 
 type KeyPair = Awaited<ReturnType<typeof generateKeyPair>>;
+
+/** The gateway's identity key, which the upstream trusts; it answers for every cluster. */
+const identity = testIdentity(["gateway"]);
+const CLUSTERS = ["users", "notifications", "inventory", "payments", "orders"];
 
 /** A valid request for every method of the contracts, so whatever passes the gateway answers OK. */
 const samples: Record<string, Record<string, unknown>> = {
@@ -51,14 +55,17 @@ const samples: Record<string, Record<string, unknown>> = {
   WatchOrder: { id: SUBJECT },
 };
 
-/** The upstream: every service of the contracts in one process, answering OK and recording identity headers. */
+/**
+ * The upstream: every service of the contracts in one process, answering OK and recording the
+ * identity headers, which the runtime sets from the gateway's verified assertion.
+ */
 async function startUpstream() {
   const seen: Array<{ method: string; subject: string | null; roles: string | null }> = [];
   const record = (method: string, h: Headers) =>
     seen.push({ method, subject: h.get("x-meshwork-subject"), roles: h.get("x-meshwork-roles") });
   const service: Service = createService({
     name: "upstream",
-    config: testRuntimeConfig(),
+    config: testRuntimeConfig({ identity: identity.config(undefined, CLUSTERS) }),
     files: meshworkFiles,
     services: meshworkFiles.flatMap((f) => f.services),
     routes(router) {
@@ -144,11 +151,8 @@ describe("authentication and authorisation at the gateway (policies from the con
         adminHost: "127.0.0.1",
         adminPort: 0,
         logLevel: "silent",
-        upstreams: parseUpstreams(
-          ["users", "notifications", "inventory", "payments", "orders"]
-            .map((c) => `${c}=${upstream.url}`)
-            .join(";"),
-        ),
+        upstreams: parseUpstreams(CLUSTERS.map((c) => `${c}=${upstream.url}`).join(";")),
+        identityKey: privateKeyFrom(identity.keys.gateway?.privateKey ?? ""),
         jwksUrl: `http://127.0.0.1:${jwksPort}/.well-known/jwks.json`,
         jwksCooldownMs: 300,
         jwtIssuer: ISSUER,

@@ -1,6 +1,7 @@
+import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import { ConfigError, parseEnv } from "@meshwork/runtime";
+import { ConfigError, parseEnv, privateKeyFrom } from "@meshwork/runtime";
 import { z } from "zod";
 import { parseRateLimits, type RateRule } from "./ratelimit.js";
 
@@ -26,6 +27,27 @@ const shape = {
   JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).default(5_000),
   JWT_ISSUER: z.string().min(1).default("meshwork-users"),
   JWT_AUDIENCE: z.string().min(1).default("meshwork"),
+  /**
+   * The Ed25519 private key (base64url PKCS#8) the gateway signs identity assertions with; the
+   * services trust its public key (`IDENTITY_TRUST=gateway=<key>`). Unset: a key made at start,
+   * which no service trusts (only anonymous calls then work past the gateway).
+   */
+  IDENTITY_KEY: z
+    .string()
+    .transform((text, ctx) => {
+      try {
+        return privateKeyFrom(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    })
+    .optional(),
+  /** The issuer name in its assertions: what services list among their edge issuers. */
+  IDENTITY_ISSUER: z
+    .string()
+    .regex(/^[a-z][a-z0-9_-]*$/)
+    .default("gateway"),
   /** See `parseRateLimits`: e.g. `*=100/1s:200;meshwork.users.v1.UserService/Login=5/1m`. Empty: none. */
   RATE_LIMITS: z
     .string()
@@ -94,6 +116,10 @@ export interface GatewayConfig {
   jwksCooldownMs: number;
   jwtIssuer: string;
   jwtAudience: string;
+  /** Signs identity assertions for the services; absent: a key made at start (and a warning). */
+  identityKey?: KeyObject;
+  /** Default `gateway`. */
+  identityIssuer?: string;
   rateLimits: RateRule[];
   corsOrigins: string[];
   maxRequestBytes: number;
@@ -133,6 +159,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jwksCooldownMs: e.JWKS_COOLDOWN_MS,
     jwtIssuer: e.JWT_ISSUER,
     jwtAudience: e.JWT_AUDIENCE,
+    identityKey: e.IDENTITY_KEY,
+    identityIssuer: e.IDENTITY_ISSUER,
     rateLimits: e.RATE_LIMITS,
     corsOrigins: e.CORS_ORIGINS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,

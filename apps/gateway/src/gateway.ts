@@ -1,9 +1,10 @@
+import { generateKeyPairSync } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
-import { createListener, type Listener, ServingStatus } from "@meshwork/runtime";
+import { createAssertionSigner, createListener, type Listener, ServingStatus } from "@meshwork/runtime";
 import { setHeapGrowingPercent } from "@meshwork/runtime/internal";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createAdminServer } from "./admin.js";
@@ -139,6 +140,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   let unfollow: (() => void) | undefined;
   const metrics = createGatewayMetrics(telemetry, upstreams);
   const retry = retryPolicyOf(config);
+  if (!config.identityKey) {
+    logger.warn(
+      "IDENTITY_KEY is not set: assertions are signed with a key made at start, which no service trusts",
+    );
+  }
   const proxy = createProxy({
     routes: table,
     policies: options.policies ?? policiesOf(files.flatMap((f) => f.services)),
@@ -147,6 +153,10 @@ export function createGateway(options: GatewayOptions): Gateway {
       cooldownMs: config.jwksCooldownMs,
       issuer: config.jwtIssuer,
       audience: config.jwtAudience,
+    }),
+    assert: createAssertionSigner({
+      issuer: config.identityIssuer ?? "gateway",
+      privateKey: config.identityKey ?? generateKeyPairSync("ed25519").privateKey,
     }),
     upstreams,
     limiter,

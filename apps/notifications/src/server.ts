@@ -65,7 +65,7 @@ export async function createNotificationsService(
     async prepare() {
       await database.migrate(migrationsFolder);
       observeDatabasePool(database, service.telemetry.meter);
-      nc = await connectNats(config.events.natsUrl, SERVICE);
+      nc = await connectNats(config.events.natsUrl, SERVICE, config.events.natsCredentials);
       const users = meshStreams.users(ns);
       const payments = meshStreams.payments(ns);
       const orders = meshStreams.orders(ns);

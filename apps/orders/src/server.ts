@@ -117,11 +117,16 @@ export async function createOrdersService(
       observeDatabasePool(database, telemetry.meter);
       inventory = createClient(
         InventoryService,
-        await discovery.transport("inventory", { interceptors: [policy("inventory").interceptor] }),
+        await discovery.transport("inventory", {
+          // The saga calls as the orders service itself (role `service`), signed with its own key.
+          interceptors: [policy("inventory").interceptor, ...service.identity.callsTo("inventory")],
+        }),
       );
       payments = createClient(
         PaymentService,
-        await discovery.transport("payments", { interceptors: [policy("payments").interceptor] }),
+        await discovery.transport("payments", {
+          interceptors: [policy("payments").interceptor, ...service.identity.callsTo("payments")],
+        }),
       );
       saga = placementSaga({
         inventory,

@@ -1,3 +1,6 @@
+import type { KeyObject } from "node:crypto";
+import { type NatsCredentials, natsCredentialsEnvShape, toNatsCredentials } from "@meshwork/events";
+import { identityEnvShape } from "@meshwork/runtime";
 import { z } from "zod";
 import { DEFAULT_BUCKET, DEFAULT_TTL_MS } from "./registry.js";
 
@@ -48,6 +51,7 @@ function upstreamsSchema() {
 export function discoveryEnvShape() {
   return {
     NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+    ...natsCredentialsEnvShape(),
     /** `registry` (register in and watch the NATS KV bucket) or `static` (UPSTREAMS only). */
     DISCOVERY: z.enum(["registry", "static"]).default("registry"),
     /** The KV bucket; tests and side-by-side meshes use their own. */
@@ -60,6 +64,13 @@ export function discoveryEnvShape() {
     /** The host others reach this instance at; default HOST (127.0.0.1 when HOST is a wildcard). */
     ADVERTISE_HOST: z.string().min(1).optional(),
     UPSTREAMS: upstreamsSchema(),
+    /**
+     * The runtime's identity keys serve the registry too: with `IDENTITY_KEY` an instance signs
+     * its record; with `IDENTITY_TRUST` a reader accepts only records signed by the service they
+     * name (for a NATS where anyone may write the bucket).
+     */
+    IDENTITY_KEY: identityEnvShape().IDENTITY_KEY,
+    IDENTITY_TRUST: identityEnvShape().IDENTITY_TRUST,
   };
 }
 
@@ -67,21 +78,30 @@ type DiscoveryEnv = z.infer<z.ZodObject<ReturnType<typeof discoveryEnvShape>>>;
 
 export interface DiscoveryConfig {
   natsUrl: string;
+  /** This process's NATS user (its registry keys are the ones it may write); absent: none. */
+  natsCredentials?: NatsCredentials;
   mode: "registry" | "static";
   bucket: string;
   ttlMs: number;
   advertiseHost: string | undefined;
   /** Static endpoints by service short name. */
   upstreams: Record<string, string[]>;
+  /** This instance's key: its registry record is signed with it. */
+  signingKey?: KeyObject;
+  /** Services' public keys: only records signed by the service they name are used. Absent: all. */
+  trust?: ReadonlyMap<string, KeyObject>;
 }
 
 export function toDiscoveryConfig(env: DiscoveryEnv): DiscoveryConfig {
   return {
     natsUrl: env.NATS_URL,
+    natsCredentials: toNatsCredentials(env),
     mode: env.DISCOVERY,
     bucket: env.DISCOVERY_BUCKET,
     ttlMs: env.DISCOVERY_TTL_MS,
     advertiseHost: env.ADVERTISE_HOST,
     upstreams: env.UPSTREAMS,
+    signingKey: env.IDENTITY_KEY,
+    trust: env.IDENTITY_TRUST,
   };
 }

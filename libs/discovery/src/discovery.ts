@@ -8,6 +8,7 @@ import type { Meter } from "@opentelemetry/api";
 import type { DiscoveryConfig } from "./config.js";
 import { type EndpointTracker, trackEndpoints } from "./endpoints.js";
 import { type RegistryWatcher, registerInstance, watchRegistry } from "./registry.js";
+import { createRecordSigner, createRecordVerifier } from "./signing.js";
 import { type BalancedTransport, createBalancedTransport } from "./transport.js";
 
 /** What a service process does with discovery: announce itself, and find the services it calls. */
@@ -74,7 +75,7 @@ export function createDiscovery(
 ): Discovery {
   let nc: Promise<NatsConnection> | undefined;
   const nats = () => {
-    nc ??= connectNats(config.natsUrl, `${self.service}-discovery`);
+    nc ??= connectNats(config.natsUrl, `${self.service}-discovery`, config.natsCredentials);
     return nc;
   };
   let tracker: Promise<{ tracker: EndpointTracker; watcher?: RegistryWatcher }> | undefined;
@@ -110,7 +111,12 @@ export function createDiscovery(
     tracker ??= (async () => {
       let watcher: RegistryWatcher | undefined;
       if (config.mode === "registry") {
-        watcher = await watchRegistry({ nc: await nats(), bucket: config.bucket, ttlMs: config.ttlMs });
+        watcher = await watchRegistry({
+          nc: await nats(),
+          bucket: config.bucket,
+          ttlMs: config.ttlMs,
+          verify: config.trust && createRecordVerifier(config.trust),
+        });
         await watcher.ready;
         watching = watcher;
         followStatus(watcher);
@@ -127,6 +133,7 @@ export function createDiscovery(
         nc: await nats(),
         bucket: config.bucket,
         ttlMs: config.ttlMs,
+        sign: config.signingKey && createRecordSigner(config.signingKey),
         service: self.service,
         instanceId: randomUUID(),
         address: `${advertised(config, where.host)}:${where.port}`,

@@ -24,6 +24,12 @@ export {
   watchRegistry,
 } from "./registry.js";
 export {
+  createRecordSigner,
+  createRecordVerifier,
+  type RecordSigner,
+  type RecordVerifier,
+} from "./signing.js";
+export {
   type BalancedTransport,
   type BalancedTransportOptions,
   createBalancedTransport,

@@ -1,5 +1,6 @@
 import { type KV, Kvm } from "@nats-io/kv";
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { RecordSigner, RecordVerifier } from "./signing.js";
 
 /** What an instance says of itself in the registry. */
 export interface InstanceRecord {
@@ -25,6 +26,10 @@ export interface RegistryOptions {
    * watchers, on the nats-server 2.9 line). Instances heartbeat three times per TTL.
    */
   ttlMs?: number;
+  /** Registering: signs each record as its service (`signature` beside the fields). */
+  sign?: RecordSigner;
+  /** Watching: a record it refuses (unsigned, or not by its service) is ignored as if absent. */
+  verify?: RecordVerifier;
 }
 
 export const DEFAULT_BUCKET = "meshwork_registry";
@@ -75,7 +80,8 @@ export async function registerInstance(
     reopen = false;
     record.heartbeatAt = Date.now();
     try {
-      await kv.put(key, JSON.stringify(record));
+      const signature = options.sign?.(key, record);
+      await kv.put(key, JSON.stringify(signature ? { ...record, signature } : record));
     } catch (err) {
       reopen = true;
       throw err;
@@ -198,6 +204,7 @@ class Watcher implements RegistryWatcher {
       } catch {
         after = undefined; // not a record of ours
       }
+      if (after && this.options.verify && !this.options.verify(key, after)) after = undefined;
     }
     if (after) this.#live.set(key, { record: after });
     else this.#live.delete(key);

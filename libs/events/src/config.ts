@@ -1,9 +1,37 @@
 import { z } from "zod";
+import type { NatsCredentials } from "./nats.js";
+
+/**
+ * `NATS_USER` and `NATS_PASSWORD`: this process's own NATS user, when the server requires
+ * authentication (as the one `meshctl up` starts does). Both or neither.
+ */
+export function natsCredentialsEnvShape() {
+  return {
+    NATS_USER: z
+      .string()
+      .regex(/^[A-Za-z0-9_-]+$/, "letters, digits, '-' and '_' only")
+      .optional(),
+    NATS_PASSWORD: z.string().min(1).optional(),
+  };
+}
+
+/** The credentials of {@link natsCredentialsEnvShape}'s variables; throws when only one is set. */
+export function toNatsCredentials(env: {
+  NATS_USER?: string;
+  NATS_PASSWORD?: string;
+}): NatsCredentials | undefined {
+  if (env.NATS_USER === undefined && env.NATS_PASSWORD === undefined) return undefined;
+  if (env.NATS_USER === undefined || env.NATS_PASSWORD === undefined) {
+    throw new Error("invalid configuration: NATS_USER and NATS_PASSWORD go together");
+  }
+  return { user: env.NATS_USER, password: env.NATS_PASSWORD };
+}
 
 /** The event settings of a service, as a zod shape to spread into its config schema. */
 export function eventsEnvShape() {
   return {
     NATS_URL: z.string().min(1).default("nats://127.0.0.1:4222"),
+    ...natsCredentialsEnvShape(),
     /**
      * Prefix of every stream name and subject this process declares or uses (e.g. `t1234.`), so
      * several meshes, or tests, can share one NATS server. Empty in a normal deployment.
@@ -28,6 +56,8 @@ type EventsEnv = z.infer<z.ZodObject<ReturnType<typeof eventsEnvShape>>>;
 
 export interface EventsConfig {
   natsUrl: string;
+  /** This service's NATS user; absent: connect without authentication. */
+  natsCredentials?: NatsCredentials;
   namespace: string;
   outbox: { batchSize: number; pollMs: number; retentionMs: number };
   consumer: { maxDeliver: number; backoffMs: number };
@@ -36,6 +66,7 @@ export interface EventsConfig {
 export function toEventsConfig(env: EventsEnv): EventsConfig {
   return {
     natsUrl: env.NATS_URL,
+    natsCredentials: toNatsCredentials(env),
     namespace: env.EVENTS_NAMESPACE,
     outbox: {
       batchSize: env.OUTBOX_BATCH_SIZE,

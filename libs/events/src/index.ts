@@ -1,4 +1,10 @@
-export { type EventsConfig, eventsEnvShape, toEventsConfig } from "./config.js";
+export {
+  type EventsConfig,
+  eventsEnvShape,
+  natsCredentialsEnvShape,
+  toEventsConfig,
+  toNatsCredentials,
+} from "./config.js";
 export {
   type BatchEventHandler,
   type BatchItem,
@@ -20,7 +26,7 @@ export {
   UndecodableEventError,
 } from "./envelope.js";
 export { type InboxTable, inboxTable } from "./inbox.js";
-export { connectNats } from "./nats.js";
+export { connectNats, inboxPrefixOf, type NatsCredentials } from "./nats.js";
 export {
   createOutboxRelay,
   enqueueEvents,

@@ -32,7 +32,7 @@ export async function startOutboxPublisher(options: {
   tracer: Tracer;
   meter: Meter;
 }): Promise<OutboxPublisher> {
-  const nc = await connectNats(options.config.natsUrl, options.service);
+  const nc = await connectNats(options.config.natsUrl, options.service, options.config.natsCredentials);
   try {
     await provision(await jetstreamManager(nc), { streams: [options.stream] });
     const relay = createOutboxRelay({

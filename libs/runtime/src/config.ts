@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "./client.js";
+import { type IdentityConfig, identityEnvShape, toIdentityConfig } from "./identity/config.js";
 
 /**
  * The environment variables every service reads, as a zod shape to spread into a service's own
@@ -31,6 +32,7 @@ export function runtimeEnvShape(defaults: { port: number }) {
      * case and less memory, but more requests delayed by one (see `heap.ts`).
      */
     GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
+    ...identityEnvShape(),
   };
 }
 
@@ -51,6 +53,8 @@ export interface RuntimeConfig {
   clientProtocol?: ClientProtocol;
   /** V8's heap growing percent for the process (`setHeapGrowingPercent`); absent: left to V8. */
   heapGrowingPercent?: number;
+  /** Who this service trusts to say who calls, and its own key; absent: nobody (see `IdentityConfig`). */
+  identity?: IdentityConfig;
 }
 
 /** Maps the parsed environment to the runtime's configuration. */
@@ -67,6 +71,7 @@ export function toRuntimeConfig(env: RuntimeEnv): RuntimeConfig {
     sampleRatio: env.OTEL_TRACES_SAMPLER_ARG,
     clientProtocol: env.RPC_CLIENT_PROTOCOL,
     heapGrowingPercent: env.GC_HEAP_GROWING_PERCENT,
+    identity: toIdentityConfig(env),
   };
 }
 

@@ -22,6 +22,32 @@ export {
 export { mapErrors } from "./errors.js";
 export { createLeanGrpcTransport, type LeanGrpcTransportOptions } from "./grpc-client.js";
 export { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
+export {
+  ASSERTION_HEADER,
+  ASSERTION_LIFETIME_S,
+  AssertionError,
+  type AssertionSigner,
+  type AssertionVerifier,
+  type Caller,
+  type Claims,
+  createAssertionSigner,
+  createAssertionVerifier,
+} from "./identity/assertion.js";
+export {
+  type IdentityConfig,
+  identityEnvShape,
+  parseTrust,
+  toIdentityConfig,
+} from "./identity/config.js";
+export { createCallerInterceptor, createServiceIdentity, type ServiceIdentity } from "./identity/index.js";
+export { callerKey, callerOf, createIdentityInterceptor, IdentityHeaders } from "./identity/interceptor.js";
+export {
+  generateIdentityKey,
+  type IdentityKeyPair,
+  privateKeyFrom,
+  publicKeyFrom,
+  publicKeyText,
+} from "./identity/keys.js";
 export { createDeadlineInterceptor } from "./interceptors/deadline.js";
 export { createErrorInterceptor } from "./interceptors/errors.js";
 export { createReadinessInterceptor } from "./interceptors/readiness.js";

@@ -8,6 +8,7 @@ import type { RuntimeConfig } from "./config.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 import { setHeapGrowingPercent } from "./heap.js";
+import { createServiceIdentity, type ServiceIdentity } from "./identity/index.js";
 import { createDeadlineInterceptor } from "./interceptors/deadline.js";
 import { createErrorInterceptor } from "./interceptors/errors.js";
 import { admittedKey, createReadinessInterceptor } from "./interceptors/readiness.js";
@@ -77,6 +78,8 @@ export interface Service {
   readonly logger: Logger;
   readonly telemetry: Telemetry;
   readonly health: HealthRegistry;
+  /** Verifies who calls (before any handler) and asserts this service in its own calls. */
+  readonly identity: ServiceIdentity;
   /** Binds the port, runs `prepare`, then reports SERVING once readiness checks pass. */
   start(): Promise<{ port: number; url: string }>;
   /** Drains and stops: NOT_SERVING, refuse new calls, let in-flight calls finish, close. */
@@ -86,7 +89,7 @@ export interface Service {
 /**
  * Builds a service on the Meshwork runtime: one port for HTTP/1.1 and h2c serving Connect,
  * gRPC and gRPC-Web; health and reflection; the interceptor chain (telemetry, error hiding,
- * deadline, readiness, validation, then the service's own); `GET /metrics` and `GET /healthz`.
+ * deadline, readiness, identity, validation, then the service's own); `GET /metrics` and `GET /healthz`.
  */
 export function createService(options: ServiceOptions): Service {
   const { config } = options;
@@ -101,11 +104,14 @@ export function createService(options: ServiceOptions): Service {
       sampleRatio: config.sampleRatio,
     });
   const health = new HealthRegistry(options.services.map((s) => s.typeName));
+  const identity = createServiceIdentity(config.identity, options.name, logger);
   const interceptors: Interceptor[] = [
     createTelemetryInterceptor({ telemetry, logger }),
     createErrorInterceptor(logger, options.unavailableWhen),
     createDeadlineInterceptor(),
     createReadinessInterceptor(),
+    // Who calls is settled before validation and before any handler runs.
+    identity.interceptor,
     createValidationInterceptor(),
     ...(options.interceptors ?? []),
   ];
@@ -175,6 +181,7 @@ export function createService(options: ServiceOptions): Service {
     logger,
     telemetry,
     health,
+    identity,
     async start() {
       const { heapGrowingPercent } = config;
       setHeapGrowingPercent(heapGrowingPercent);

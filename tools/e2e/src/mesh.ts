@@ -9,6 +9,7 @@ import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
+import { generateIdentityKey } from "@meshwork/runtime";
 import type { Logger } from "@meshwork/telemetry";
 import {
   createTestDatabase,
@@ -54,6 +55,13 @@ export async function startMesh(
   ) as Record<Name, TestDatabase>;
   const procs = {} as Record<Name, ManagedProcess>;
   const urls = {} as Record<Name, string>;
+  // As `meshctl up` does: a key per issuer (the gateway and each service), every service trusting all.
+  const keys = Object.fromEntries(
+    (["gateway", ...SERVICES] as const).map((n) => [n, generateIdentityKey()]),
+  ) as Record<Name | "gateway", { privateKey: string; publicKey: string }>;
+  const trust = Object.entries(keys)
+    .map(([n, k]) => `${n}=${k.publicKey}`)
+    .join(",");
   const start = async (name: Name) => {
     const p = startProcess(process.execPath, [...(options.nodeArgs?.[name] ?? []), app(name)], {
       env: {
@@ -64,6 +72,8 @@ export async function startMesh(
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
         USERS_ADMIN_EMAILS: "admin@example.com",
+        IDENTITY_TRUST: trust,
+        IDENTITY_KEY: keys[name].privateKey,
         ...options.common,
         ...env[name],
       },
@@ -100,6 +110,9 @@ export async function startMesh(
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
         JWKS_URL: `${urls.users}/.well-known/jwks.json`,
+        IDENTITY_KEY: keys.gateway.privateKey,
+        // Registry entries only as each service signed them.
+        IDENTITY_TRUST: trust,
         ...options.gateway,
       }),
       logger: options.gatewayLogger,
@@ -131,6 +144,8 @@ export async function startMesh(
 
   return {
     namespace,
+    /** The identity keys of the gateway and of every service (tests sign assertions with them). */
+    keys,
     dbs,
     procs,
     urls,
@@ -138,6 +153,11 @@ export async function startMesh(
     clients,
     login,
     start,
+    /** The registry bucket of this mesh. */
+    bucket,
+    /** The endpoint URLs the gateway has for `name` (from the registry), with their health. */
+    endpoints: (name: string) =>
+      (started.upstreams.clusters.get(name) ?? []).map((e) => ({ url: e.url, health: e.health })),
     /** Waits until the gateway routes to a SERVING instance of `name` again. */
     async routable(name: Name) {
       await waitFor(

@@ -1,9 +1,12 @@
 import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
-import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
+import { OrderService, OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { createRecordSigner, registerInstance } from "@meshwork/discovery";
+import { connectNats } from "@meshwork/events";
 import { checkConsistency } from "@meshwork/orders";
+import { createAssertionSigner, privateKeyFrom } from "@meshwork/runtime";
 import { waitFor } from "@meshwork/testing";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -216,11 +219,51 @@ describe("orders: the placement saga through the gateway (every service a real p
     expect((await failure(mesh.clients.orders.getOrder({ id: mine?.id ?? "" }))).code).toBe(
       Code.Unauthenticated,
     );
+    // Straight to orders' own port, past the gateway: an identity header grants nothing.
+    const direct = createClient(OrderService, createGrpcTransport({ baseUrl: mesh.urls.orders }));
+    const forged = { headers: { "x-meshwork-subject": alice.id, "x-meshwork-roles": "admin" } };
+    const refused = await failure(direct.listOrders({ allUsers: true }, forged));
+    expect(refused.code).toBe(Code.Unauthenticated);
+    expect(refused.rawMessage).toMatch(/identity headers are not accepted/);
+    expect((await failure(direct.getOrder({ id: mine?.id ?? "" }))).code).toBe(Code.Unauthenticated);
     const bad = await failure(
       mesh.clients.orders.placeOrder({ idempotencyKey: "short", items: [] }, alice.auth),
     );
     expect(bad.code).toBe(Code.InvalidArgument);
     await settled(alice, mine?.id ?? "");
+  });
+
+  it("routes only to registry entries signed by their own service (a fake `users` endpoint is ignored)", async () => {
+    // The shared NATS takes anyone's writes: what keeps a fake endpoint out is its signature.
+    const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "e2e-impostor");
+    const entry = (address: string, signWith?: string) =>
+      registerInstance({
+        nc,
+        bucket: mesh.bucket,
+        ttlMs: 2_000,
+        service: "users",
+        instanceId: randomUUID(),
+        address,
+        protocols: ["grpc"],
+        version: "6.6.6",
+        sign: signWith
+          ? createRecordSigner(privateKeyFrom(mesh.keys[signWith as "users"].privateKey))
+          : undefined,
+      });
+    const unsigned = await entry("127.0.0.1:6661");
+    const byOrders = await entry("127.0.0.1:6662", "orders");
+    const byUsers = await entry("127.0.0.1:6663", "users"); // users' own key: taken (not SERVING)
+    try {
+      await waitFor(() => mesh.endpoints("users").some((e) => e.url === "http://127.0.0.1:6663"), {
+        what: "the entry users signed at the gateway",
+      });
+      const urls = mesh.endpoints("users").map((e) => e.url);
+      expect(urls).not.toContain("http://127.0.0.1:6661");
+      expect(urls).not.toContain("http://127.0.0.1:6662");
+    } finally {
+      await Promise.all([unsigned.stop(), byOrders.stop(), byUsers.stop()]);
+      await nc.close();
+    }
   });
 
   it("cancels a pending order on request, before the payment is captured", async () => {
@@ -280,7 +323,19 @@ describe("orders: the placement saga through the gateway (every service a real p
     const { order } = await place(alice, [[p, 1]]);
     expect((await settled(alice, order?.id ?? "")).status).toBe(OrderStatus.CONFIRMED);
     const direct = createClient(PaymentService, createGrpcTransport({ baseUrl: mesh.urls.payments }));
-    await direct.refundPayment({ paymentId: order?.id ?? "" });
+    // Payments answers only a caller with the role `service`: without an assertion, refused...
+    expect((await failure(direct.refundPayment({ paymentId: order?.id ?? "" }))).code).toBe(
+      Code.Unauthenticated,
+    );
+    // ...with one signed by a service's key (orders', as a rogue holder of it would), done.
+    const asOrders = createAssertionSigner({
+      issuer: "orders",
+      privateKey: privateKeyFrom(mesh.keys.orders.privateKey),
+    }).sign({ subject: "orders", roles: ["service"] }, "payments");
+    await direct.refundPayment(
+      { paymentId: order?.id ?? "" },
+      { headers: { "x-meshwork-identity": asOrders } },
+    );
     expect(await checkConsistency({ ...mesh.clients, admin: admin.auth })).toEqual([
       `order ${order?.id} confirmed, but its payment is refunded`,
     ]);

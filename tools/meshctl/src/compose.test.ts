@@ -1,8 +1,10 @@
-import { existsSync, readFileSync } from "node:fs";
+import { existsSync, mkdtempSync, readFileSync, rmSync, statSync } from "node:fs";
+import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
+import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
 import { ENVOY_CONFIG_PATH } from "./envoy.js";
 import { findServices, type ServiceManifest } from "./services.js";
 
@@ -30,9 +32,24 @@ const read = (path: string) => readFileSync(join(root, path), "utf8");
 describe("docker-compose.yml", () => {
   let compose: { services: Record<string, ComposeService>; volumes?: Record<string, unknown> };
   let manifests: ServiceManifest[];
+  let secrets: Record<string, string>;
+  /** `${VAR:?message}` references in the file, each a secret compose reads from the env file. */
+  let referenced: string[];
   beforeAll(() => {
-    compose = parse(read("docker-compose.yml"), { merge: true });
     manifests = findServices(root);
+    // As `docker compose --env-file .meshwork/compose.env` does: the secrets `meshctl secrets` made.
+    const dir = mkdtempSync(join(tmpdir(), "mw-compose-"));
+    const envFile = join(dir, "compose.env");
+    secrets = writeComposeSecrets(envFile, manifests);
+    expect(statSync(envFile).mode & 0o777).toBe(0o600);
+    rmSync(dir, { recursive: true, force: true });
+    const text = read("docker-compose.yml");
+    referenced = [...text.matchAll(/\$\{([A-Z0-9_]+):\?[^}]*\}/g)].map((m) => m[1] as string);
+    const interpolated = text.replace(
+      /\$\{([A-Z0-9_]+):\?[^}]*\}/g,
+      (_, name: string) => secrets[name] ?? "",
+    );
+    compose = parse(interpolated, { merge: true });
   });
   const env = (name: string) => compose.services[name]?.environment ?? {};
 
@@ -95,7 +112,7 @@ describe("docker-compose.yml", () => {
         tracesExporter?: string;
         otlpEndpoint?: string;
         db?: { url?: string };
-        events?: { natsUrl: string };
+        events?: { natsUrl: string; natsCredentials?: { user: string } };
         discovery?: { mode?: string; advertiseHost?: string; natsUrl?: string };
         jwksUrl?: string;
         adminHost?: string;
@@ -114,6 +131,7 @@ describe("docker-compose.yml", () => {
       });
       if (m.database) expect(c.db?.url).toBe(e.DATABASE_URL);
       if (c.events) expect(c.events.natsUrl).toBe("nats://nats:4222");
+      if (c.events) expect(c.events.natsCredentials?.user).toBe(m.name);
       if (m.kind === "service") expect(c.discovery?.advertiseHost).toBe(m.name);
       if (m.kind === "gateway") {
         expect(c.discovery).toMatchObject({ mode: "registry", natsUrl: "nats://nats:4222" });
@@ -122,6 +140,51 @@ describe("docker-compose.yml", () => {
         );
         expect(c.adminHost).toBe("0.0.0.0");
       }
+    }
+  });
+
+  it("publishes neither NATS nor the gateway's admin listener nor a service's own port on the host", () => {
+    const published = Object.entries(compose.services).flatMap(([name, s]) =>
+      (s.ports ?? []).map((p) => ({ name, container: Number(String(p).split(":").at(-1)?.split("/")[0]) })),
+    );
+    expect(published.filter((p) => p.name === "nats")).toEqual([]);
+    const inside = new Set([
+      4222,
+      6222,
+      8222,
+      ...manifests.flatMap((m) => (m.adminPort ? [m.adminPort] : [])),
+    ]);
+    expect(published.filter((p) => inside.has(p.container))).toEqual([]);
+    // Services are reached through an edge only (the gateway's public port is the one exception).
+    const services = new Set(manifests.filter((m) => m.kind === "service").map((m) => m.name));
+    expect(published.filter((p) => services.has(p.name))).toEqual([]);
+  });
+
+  it("takes every identity key and NATS password from the secrets file, none written in the file itself", () => {
+    expect(new Set(referenced)).toEqual(new Set(Object.keys(secrets)));
+    const text = read("docker-compose.yml");
+    expect(text).not.toMatch(/^\s*[A-Z_]*(IDENTITY_KEY|NATS_PASSWORD|IDENTITY_TRUST):\s*[^$\s]/m);
+    for (const m of manifests) {
+      expect(env(m.name).IDENTITY_KEY, m.name).toBe(secrets[`${m.name.toUpperCase()}_IDENTITY_KEY`]);
+      expect(env(m.name).NATS_USER, m.name).toBe(m.name);
+      expect(env(m.name).NATS_PASSWORD, m.name).toBe(secrets[`${m.name.toUpperCase()}_NATS_PASSWORD`]);
+      expect(env(m.name).IDENTITY_TRUST, m.name).toBe(secrets.IDENTITY_TRUST);
+    }
+    // Every process's public key is trusted, the gateway's among them.
+    expect(secrets.IDENTITY_TRUST?.split(",").map((t) => t.split("=")[0])).toEqual(
+      manifests.map((m) => m.name),
+    );
+  });
+
+  it("runs NATS with a user per process from the committed configuration, which is current", () => {
+    const nats = compose.services.nats;
+    expect(nats?.command).toEqual(["-c", "/etc/nats/nats.conf"]);
+    expect(nats?.volumes).toContain(`./${COMPOSE_NATS_CONFIG_PATH}:/etc/nats/nats.conf:ro`);
+    expect(read(COMPOSE_NATS_CONFIG_PATH)).toBe(renderComposeNatsConfig(manifests));
+    for (const name of [...manifests.map((m) => m.name), "meshctl"]) {
+      const variable = `${name.toUpperCase()}_NATS_PASSWORD`;
+      expect(nats?.environment?.[variable], variable).toBe(secrets[variable]);
+      expect(read(COMPOSE_NATS_CONFIG_PATH)).toContain(`password: $${variable}`);
     }
   });
 

@@ -1,9 +1,17 @@
-import { connectNats, listDeadLetters, replayDeadLetter, streamName } from "@meshwork/events";
+import {
+  connectNats,
+  listDeadLetters,
+  type NatsCredentials,
+  replayDeadLetter,
+  streamName,
+} from "@meshwork/events";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { renderTable } from "./table.js";
 
 export interface DlqOptions {
   natsUrl: string;
+  /** meshctl's admin user on a NATS it started. */
+  natsCredentials?: NatsCredentials;
   namespace: string;
   /** Limit to one consuming service's dead letters. */
   service?: string;
@@ -24,7 +32,7 @@ async function dlqStreams(
 
 /** `meshctl events dlq list`: every dead letter with its error and delivery count. */
 export async function dlqList(o: DlqOptions): Promise<number> {
-  const nc = await connectNats(o.natsUrl, "meshctl");
+  const nc = await connectNats(o.natsUrl, "meshctl", o.natsCredentials);
   try {
     const jsm = await jetstreamManager(nc);
     const rows: string[][] = [];
@@ -58,7 +66,7 @@ export async function dlqReplay(o: DlqOptions & { seqs: number[]; all: boolean }
     o.out.write("replay needs --service <consuming service>\n");
     return 2;
   }
-  const nc = await connectNats(o.natsUrl, "meshctl");
+  const nc = await connectNats(o.natsUrl, "meshctl", o.natsCredentials);
   try {
     const js = jetstream(nc);
     const jsm = await jetstreamManager(nc);

@@ -4,10 +4,12 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { meshworkFiles } from "@meshwork/contracts";
+import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
 import { DEMO_ADMIN, demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
+import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
@@ -50,13 +52,20 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
       policies, retries and rate limits (SPEC as the gateway's RATE_LIMITS). --check only says
       whether the committed file is current (exit 1 when stale).
+  meshctl secrets [--check]
+      For docker-compose: write .meshwork/compose.env (owner-only; existing values kept) with every
+      process's identity key and NATS password and the trust list, and render
+      infra/nats/nats.conf (users and permissions; no secret in it). Then
+      \`docker compose --env-file .meshwork/compose.env up --build\`. --check only says whether the
+      committed nats.conf is current.
   meshctl events dlq list [--service NAME]
       Dead letters (events a consumer gave up on) with their error and delivery count.
   meshctl events dlq replay --service NAME (SEQ... | --all)
       Publish dead letters again on their original subject, then remove them.
 
   NATS: NATS_URL or --nats-url (default nats://127.0.0.1:4222). \`up\` starts the nats-server
-  found on the PATH, with JetStream, when nothing answers there. EVENTS_NAMESPACE prefixes
+  found on the PATH, with JetStream, when nothing answers there, with a user and permissions per
+  process (.meshwork/nats-auth, owner-only). EVENTS_NAMESPACE prefixes
   streams and subjects and names the registry bucket (<namespace>_registry, else
   meshwork_registry; DISCOVERY_BUCKET overrides).
 `;
@@ -106,6 +115,10 @@ async function main(argv: string[]): Promise<number> {
   const natsUrl = values["nats-url"] ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const namespace = process.env.EVENTS_NAMESPACE ?? "";
   const registryBucket = process.env.DISCOVERY_BUCKET || registryBucketFor(namespace);
+  // On a NATS meshctl started, meshctl's own commands connect as its admin user.
+  const natsAdmin = adminNatsCredentials(
+    join(process.env.MESHWORK_HOME ?? join(root, ".meshwork"), "nats-auth"),
+  );
   switch (command) {
     case "up": {
       if (values.ports !== undefined && values.ports !== "auto" && values.ports !== "default") {
@@ -126,6 +139,7 @@ async function main(argv: string[]): Promise<number> {
         postgresPort: pgPort,
         natsUrl,
         registryBucket,
+        namespace,
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",
         logLevel: values["log-level"] ?? process.env.LOG_LEVEL ?? "info",
         otlp: values.otlp ?? (values.ports === "auto" ? "127.0.0.1:0" : "127.0.0.1:4318"),
@@ -152,7 +166,7 @@ async function main(argv: string[]): Promise<number> {
           `\nsupervised by meshctl up (pid ${supervised.pid}):\n${supervisionTable(supervised.children)}\n`,
         );
       }
-      const registry = await registryRows(natsUrl, registryBucket);
+      const registry = await registryRows(natsUrl, registryBucket, natsAdmin);
       if (registry.ok) {
         process.stdout.write(
           `\nregistry ${registryBucket} at ${natsUrl}:\n${renderTable(
@@ -186,9 +200,33 @@ async function main(argv: string[]): Promise<number> {
       process.stdout.write(`wrote ${ENVOY_CONFIG_PATH}\n`);
       return 0;
     }
+    case "secrets": {
+      const file = join(root, COMPOSE_NATS_CONFIG_PATH);
+      const rendered = renderComposeNatsConfig(services);
+      const current = existsSync(file) ? readFileSync(file, "utf8") : "";
+      if (values.check) {
+        const fresh = current === rendered;
+        process.stdout.write(`${COMPOSE_NATS_CONFIG_PATH} is ${fresh ? "current" : "stale"}\n`);
+        return fresh ? 0 : 1;
+      }
+      mkdirSync(dirname(file), { recursive: true });
+      writeFileSync(file, rendered);
+      const envFile = join(process.env.MESHWORK_HOME ?? join(root, ".meshwork"), "compose.env");
+      writeComposeSecrets(envFile, services);
+      process.stdout.write(
+        `wrote ${COMPOSE_NATS_CONFIG_PATH} and ${envFile}\nthen: docker compose --env-file ${envFile} up --build\n`,
+      );
+      return 0;
+    }
     case "events": {
       const [area, action, ...args] = positionals;
-      const o = { natsUrl, namespace, service: values.service, out: process.stdout };
+      const o = {
+        natsUrl,
+        natsCredentials: natsAdmin,
+        namespace,
+        service: values.service,
+        out: process.stdout,
+      };
       if (area === "dlq" && action === "list") return dlqList(o);
       if (area === "dlq" && action === "replay") {
         const seqs = args.map(Number);

@@ -1,7 +1,9 @@
 import { type ChildProcess, execFileSync, spawn } from "node:child_process";
-import { mkdirSync } from "node:fs";
+import { chmodSync, mkdirSync, writeFileSync } from "node:fs";
 import net from "node:net";
 import { join } from "node:path";
+import type { NatsCredentials } from "@meshwork/events";
+import { type NatsUser, renderNatsConfig } from "./nats-auth.js";
 
 /** The NATS the mesh uses, and who runs it. */
 export interface NatsHandle {
@@ -9,6 +11,11 @@ export interface NatsHandle {
   address: string;
   origin: "external" | "started";
   detail: string;
+  /**
+   * A process's own user on a server meshctl started (which refuses clients without one);
+   * undefined on an external server (its users are the operator's: `NATS_USER`/`NATS_PASSWORD`).
+   */
+  credentials(user: string): NatsCredentials | undefined;
   /** Stops the server if meshctl started it. */
   stop(): Promise<void>;
 }
@@ -53,11 +60,16 @@ export class NatsUnavailableError extends Error {
  * Finds NATS for the mesh: `url` when something answers there; otherwise a `nats-server` from
  * the PATH, started with JetStream and its store under `home/nats`, on the URL's
  * port (or a free one with `autoPort`); otherwise it says how to get one.
+ *
+ * A server meshctl starts requires authentication: its configuration (`home/nats-auth/nats.conf`,
+ * owner-only) has `users`, each with its own password and permissions.
  */
 export async function ensureNats(options: {
   url: string;
   home: string;
   autoPort: boolean;
+  /** The users of a server meshctl starts (see `meshNatsUsers`). */
+  users: readonly NatsUser[];
 }): Promise<NatsHandle> {
   const u = new URL(options.url);
   const host = u.hostname || "127.0.0.1";
@@ -68,6 +80,7 @@ export async function ensureNats(options: {
       address: `${host}:${port}`,
       origin: "external",
       detail: "external (NATS_URL)",
+      credentials: () => undefined,
       stop: async () => {},
     };
   }
@@ -82,9 +95,16 @@ export async function ensureNats(options: {
   const usePort = options.autoPort ? await freePort() : port;
   const store = join(options.home, "nats");
   mkdirSync(store, { recursive: true });
-  const child: ChildProcess = spawn(bin, ["-a", "127.0.0.1", "-p", String(usePort), "-js", "-sd", store], {
-    stdio: "ignore",
-  });
+  const auth = join(options.home, "nats-auth");
+  mkdirSync(auth, { recursive: true, mode: 0o700 });
+  const configFile = join(auth, "nats.conf");
+  writeFileSync(
+    configFile,
+    renderNatsConfig({ host: "127.0.0.1", port: usePort, storeDir: store, users: [...options.users] }),
+    { mode: 0o600 },
+  );
+  chmodSync(configFile, 0o600);
+  const child: ChildProcess = spawn(bin, ["-c", configFile], { stdio: "ignore" });
   const exited = new Promise<void>((resolve) => child.once("exit", () => resolve()));
   for (let i = 0; i < 100 && !(await canConnect("127.0.0.1", usePort)); i++) {
     if (child.exitCode !== null) break;
@@ -98,7 +118,11 @@ export async function ensureNats(options: {
     url: `nats://127.0.0.1:${usePort}`,
     address: `127.0.0.1:${usePort}`,
     origin: "started",
-    detail: `started by meshctl (${bin}, store ${store})`,
+    detail: `started by meshctl (${bin}, store ${store}, a user per process)`,
+    credentials: (user) => {
+      const found = options.users.find((u) => u.user === user);
+      return found && { user: found.user, password: found.password };
+    },
     async stop() {
       if (child.exitCode === null) child.kill("SIGTERM");
       await exited;

@@ -1,5 +1,5 @@
 import { DEFAULT_BUCKET, watchRegistry } from "@meshwork/discovery";
-import { connectNats } from "@meshwork/events";
+import { connectNats, type NatsCredentials } from "@meshwork/events";
 import { checkHealth } from "./health.js";
 
 /** The registry bucket of a mesh: one per events namespace, so side-by-side meshes never mix. */
@@ -22,10 +22,11 @@ function age(ms: number): string {
 export async function registryRows(
   natsUrl: string,
   bucket: string,
+  credentials?: NatsCredentials,
 ): Promise<{ ok: true; rows: string[][] } | { ok: false; detail: string }> {
   let nc: Awaited<ReturnType<typeof connectNats>>;
   try {
-    nc = await connectNats(natsUrl, "meshctl-status");
+    nc = await connectNats(natsUrl, "meshctl-status", credentials);
   } catch (err) {
     return { ok: false, detail: `NATS unreachable (${err instanceof Error ? err.message : String(err)})` };
   }

@@ -118,15 +118,6 @@ describe("npm start", () => {
       expect(user?.email).toBe("npm-start@example.com");
       // Service logs stream through, prefixed with the service name.
       await proc.waitForLine((l) => /^users\s+\| /.test(l) && l.includes("RegisterUser"));
-      // The event reached the notifications service through NATS.
-      const notifications = createClient(
-        NotificationService,
-        createConnectTransport({ baseUrl: `http://${notifRow?.split(/\s+/)[1]}`, httpVersion: "2" }),
-      );
-      await waitFor(
-        async () =>
-          (await notifications.listNotifications({ userId: user?.id ?? "" })).notifications.length === 1,
-      );
       // Through the gateway: Login is public; GetUser needs the token Login gave.
       const edge = createClient(UserService, createGrpcTransport({ baseUrl: gateway }));
       await expect(edge.getUser({ id: user?.id ?? "" })).rejects.toMatchObject({
@@ -136,6 +127,22 @@ describe("npm start", () => {
         email: "npm-start@example.com",
         password: "started-by-npm",
       });
+      // The event reached the notifications service through NATS. Asked of notifications' own
+      // port, ListNotifications wants the caller the gateway asserts: there is none.
+      const direct = createClient(
+        NotificationService,
+        createConnectTransport({ baseUrl: `http://${notifRow?.split(/\s+/)[1]}`, httpVersion: "2" }),
+      );
+      await expect(direct.listNotifications({ userId: user?.id ?? "" })).rejects.toMatchObject({
+        code: Code.Unauthenticated,
+      });
+      const notifications = createClient(NotificationService, createGrpcTransport({ baseUrl: gateway }));
+      const bearer = { headers: { authorization: `Bearer ${accessToken}` } };
+      await waitFor(
+        async () =>
+          (await notifications.listNotifications({ userId: user?.id ?? "" }, bearer)).notifications.length ===
+          1,
+      );
       const me = await edge.getUser(
         { id: user?.id ?? "" },
         { headers: { authorization: `Bearer ${accessToken}` } },
@@ -247,7 +254,7 @@ describe("meshctl up without a reachable NATS", () => {
   });
   const meshctl = join(root, "tools/meshctl/dist/main.js");
 
-  it("starts the nats-server found on the PATH, in its own store, and stops it afterwards", async () => {
+  it("starts the nats-server found on the PATH, in its own store, with a user per process, and stops it afterwards", async () => {
     const proc = startProcess(process.execPath, [meshctl, "up", "--ports", "auto"], {
       env: {
         MESHWORK_HOME: home,
@@ -260,12 +267,37 @@ describe("meshctl up without a reachable NATS", () => {
       const row = await proc.waitForLine((l) => /^nats\s+\S+\s+UP\s+started by meshctl/.test(l), 120_000);
       expect(row).toContain(join(home, "nats"));
       const port = Number(row.split(/\s+/)[1]?.split(":")[1]);
+      // A client without a user is refused...
+      const { connect } = await import("@nats-io/transport-node");
+      await expect(connect({ servers: `nats://127.0.0.1:${port}`, reconnect: false })).rejects.toThrow(
+        /Authorization Violation/i,
+      );
+      // ...while the mesh works on its own users: the registry (the gateway routes), events
+      // (the notifications), the saga's calls between services, as `npm run demo` shows.
+      await proc.waitForLine((l) => l === "meshctl | the mesh is up; Ctrl-C stops it", 120_000);
+      const gatewayRow = proc.lines.find((l) => /^gateway\s+127\.0\.0\.1:\d+\s+LIVE/.test(l));
+      const demo = startProcess(
+        "npm",
+        ["run", "demo", "--", "--gateway", `http://${gatewayRow?.split(/\s+/)[1]}`],
+        {
+          cwd: root,
+        },
+      );
+      expect(await demo.exited).toBe(0);
+      expect(demo.lines.join("\n")).toContain("Order confirmed: Your order");
+      expect(demo.lines.join("\n")).toContain("checker: consistent");
+      // `meshctl status` reads the registry as meshctl's own admin user.
+      const status = startProcess(process.execPath, [meshctl, "status"], {
+        env: { MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace, NATS_URL: `nats://127.0.0.1:${port}` },
+      });
+      await status.exited;
+      expect(status.lines).toContainEqual(expect.stringMatching(/^orders\s+[0-9a-f]{8}\s+127\.0\.0\.1:\d+/));
       expect(await proc.stop("SIGINT")).toBe(0);
       expect(await portOpen(port)).toBe(false);
     } finally {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
     }
-  }, 180_000);
+  }, 240_000);
 
   it("stops with a message saying how to install NATS when there is none", async () => {
     const proc = startProcess(process.execPath, [meshctl, "up", "--ports", "auto"], {

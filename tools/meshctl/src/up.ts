@@ -5,8 +5,10 @@ import { createInterface } from "node:readline";
 import { DEMO_ADMIN } from "./demo.js";
 import { checkHealth, gatewayReady } from "./health.js";
 import { clearLeftovers } from "./leftovers.js";
+import { meshIdentityKeys } from "./identity-keys.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
+import { meshNatsUsers } from "./nats-auth.js";
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -40,6 +42,8 @@ export interface UpOptions {
   natsUrl: string;
   /** The discovery registry's KV bucket: every process announces itself there (the gateway reads it). */
   registryBucket: string;
+  /** `EVENTS_NAMESPACE` of the mesh (the services read it from the environment); default empty. */
+  namespace?: string;
   /** Level for the services' logs. */
   logLevel: string;
   /** `host:port` of the embedded trace receiver every process exports spans to, or `off`. */
@@ -148,7 +152,26 @@ export async function up(options: UpOptions): Promise<number> {
   let telemetry: LocalTelemetry | undefined;
   let embedded: EmbeddedPostgresHandle | undefined;
   try {
-    nats = await ensureNats({ url: options.natsUrl, home: options.home, autoPort: options.autoPorts });
+    const serviceNames = options.services.filter((m) => m.kind === "service").map((m) => m.name);
+    const natsUsers = meshNatsUsers(join(options.home, "nats-auth"), serviceNames, {
+      bucket: options.registryBucket,
+      namespace: options.namespace ?? "",
+    });
+    nats = await ensureNats({
+      url: options.natsUrl,
+      home: options.home,
+      autoPort: options.autoPorts,
+      users: natsUsers,
+    });
+    const natsEnv = (name: string): Record<string, string> => {
+      const c = nats?.credentials(name);
+      return c ? { NATS_USER: c.user, NATS_PASSWORD: c.password } : {};
+    };
+    const identity = meshIdentityKeys(
+      join(options.home, "identity-keys.json"),
+      options.services.map((m) => m.name),
+      options.services.filter((m) => m.kind === "gateway").map((m) => m.name),
+    );
     say(`NATS at ${nats.url}: ${nats.detail}`);
     if (options.otlp && options.otlp !== "off") {
       telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
@@ -258,6 +281,8 @@ export async function up(options: UpOptions): Promise<number> {
         LOG_LEVEL: options.logLevel,
         // The admin `meshctl demo` logs in as (add yours: USERS_ADMIN_EMAILS=a@x,b@y).
         USERS_ADMIN_EMAILS: process.env.USERS_ADMIN_EMAILS || DEMO_ADMIN.email,
+        ...natsEnv(manifest.name),
+        ...identity.env(manifest.name, "service"),
       };
       let database = "-";
       if (manifest.database && adminUrl) {
@@ -290,6 +315,8 @@ export async function up(options: UpOptions): Promise<number> {
             NATS_URL: nats.url,
             DISCOVERY_BUCKET: options.registryBucket,
             ...(users ? { JWKS_URL: `http://${users.address}/.well-known/jwks.json` } : {}),
+            ...natsEnv("gateway"),
+            ...identity.env(manifest.name, "gateway"),
           },
           "-",
           services.length + j,

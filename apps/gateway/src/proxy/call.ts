@@ -153,7 +153,9 @@ export class ProxiedCall {
     const route = this.route as Route;
     this.#state = "forwarding";
     const { method, path, requestId } = this;
-    const base = upstreamHeaders(this.down.headers, { method, path, requestId, identity });
+    // Audience-bound: an assertion for one service is refused by every other.
+    const assertion = identity && options.assert.sign(identity, route.cluster);
+    const base = upstreamHeaders(this.down.headers, { method, path, requestId, assertion });
     // A span that records gets a CLIENT span per attempt, whose context goes upstream instead.
     if (!this.#recording) propagation.inject(this.#ctx, base, traceSetter);
     this.#upstreamHeaders = base;

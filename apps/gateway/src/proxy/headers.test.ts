@@ -10,8 +10,6 @@ import {
   withCors,
 } from "./headers.js";
 
-const identity = { subject: "u-1", roles: ["admin", "user"], email: "a@example.com", expiresAt: 0 };
-
 describe("headers upstream", () => {
   const client = {
     ":method": "POST",
@@ -29,6 +27,7 @@ describe("headers upstream", () => {
     "x-meshwork-subject": "spoofed",
     "x-meshwork-roles": "admin",
     "x-meshwork-email": "spoofed@example.com",
+    "x-meshwork-identity": "spoofed.assertion.sig",
     "grpc-timeout": "5S",
     "connect-timeout-ms": "5000",
     "x-custom": "kept",
@@ -39,7 +38,7 @@ describe("headers upstream", () => {
       method: "POST",
       path: "/a.B/C",
       requestId: "r-1",
-      identity: undefined,
+      assertion: undefined,
     });
     expect(out).toEqual({
       ":method": "POST",
@@ -54,22 +53,21 @@ describe("headers upstream", () => {
     });
   });
 
-  it("says who the caller is from the verified identity only", () => {
-    const out = upstreamHeaders(client, { method: "POST", path: "/a.B/C", requestId: "r-1", identity });
-    expect(out["x-meshwork-subject"]).toBe("u-1");
-    expect(out["x-meshwork-roles"]).toBe("admin,user");
-    expect(out["x-meshwork-email"]).toBe("a@example.com");
-    const noEmail = upstreamHeaders(client, {
+  it("says who the caller is in the gateway's own assertion only, never in plain headers", () => {
+    const out = upstreamHeaders(client, {
       method: "POST",
       path: "/a.B/C",
       requestId: "r-1",
-      identity: { ...identity, email: undefined },
+      assertion: "a.b.c",
     });
-    expect(noEmail["x-meshwork-email"]).toBeUndefined();
+    expect(out["x-meshwork-identity"]).toBe("a.b.c");
+    expect(out["x-meshwork-subject"]).toBeUndefined();
+    expect(out["x-meshwork-roles"]).toBeUndefined();
+    expect(out["x-meshwork-email"]).toBeUndefined();
   });
 
   it("names the host from :authority, else host (HTTP/1.1), else nothing", () => {
-    const call = { method: "GET", path: "/", requestId: "r", identity: undefined };
+    const call = { method: "GET", path: "/", requestId: "r", assertion: undefined };
     expect(upstreamHeaders({ host: "h1.example" }, call)["x-forwarded-host"]).toBe("h1.example");
     expect(upstreamHeaders({}, call)["x-forwarded-host"]).toBe("");
   });

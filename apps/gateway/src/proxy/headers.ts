@@ -1,8 +1,9 @@
 import { randomUUID } from "node:crypto";
 import type http2 from "node:http2";
 import { cors } from "@connectrpc/connect";
+import { ASSERTION_HEADER } from "@meshwork/runtime";
 import type { TextMapGetter, TextMapSetter } from "@opentelemetry/api";
-import { type Identity, IdentityHeaders } from "../auth.js";
+import { IdentityHeaders } from "../auth.js";
 import type { Protocol } from "../errors.js";
 
 // Connection-specific headers (RFC 9113 8.2.2) and what the gateway sets itself.
@@ -16,7 +17,8 @@ const HOP_BY_HOP = new Set([
   "host",
 ]);
 const REQUEST_ID = /^[A-Za-z0-9._:-]{1,128}$/;
-const IDENTITY = new Set<string>(Object.values(IdentityHeaders));
+// Only the gateway says who calls, and only in a signed assertion: a client's are dropped.
+const IDENTITY = new Set<string>([...Object.values(IdentityHeaders), ASSERTION_HEADER]);
 
 export const CORS_ALLOW_HEADERS = [...cors.allowedHeaders, "Authorization", "X-Request-Id"].join(", ");
 export const CORS_EXPOSE_HEADERS = [
@@ -55,13 +57,15 @@ export interface UpstreamRequest {
   method: string;
   path: string;
   requestId: string;
-  identity: Identity | undefined;
+  /** The verified caller as an assertion signed by the gateway for the upstream service. */
+  assertion: string | undefined;
 }
 
 /**
  * The headers every attempt of a call sends upstream: the client's, less hop-by-hop ones, its
- * deadline (the gateway sends what is left of it per attempt) and any identity headers of its
- * own (only the gateway says who the caller is), plus the verified identity.
+ * deadline (the gateway sends what is left of it per attempt) and any identity headers or
+ * assertion of its own (only the gateway says who the caller is), plus the gateway's assertion
+ * of the verified identity.
  */
 export function upstreamHeaders(
   headers: http2.IncomingHttpHeaders,
@@ -72,12 +76,7 @@ export function upstreamHeaders(
     if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":") || IDENTITY.has(k)) continue;
     out[k] = v;
   }
-  const { identity } = call;
-  if (identity) {
-    out[IdentityHeaders.subject] = identity.subject;
-    out[IdentityHeaders.roles] = identity.roles.join(",");
-    if (identity.email) out[IdentityHeaders.email] = identity.email;
-  }
+  if (call.assertion) out[ASSERTION_HEADER] = call.assertion;
   out[":method"] = call.method;
   out[":path"] = call.path;
   out[":scheme"] = "http";

@@ -1,3 +1,4 @@
+import type { AssertionSigner } from "@meshwork/runtime";
 import type { BoundHistogram, Logger } from "@meshwork/telemetry";
 import type { Tracer } from "@opentelemetry/api";
 import type { Authenticator, Policy } from "../auth.js";
@@ -13,6 +14,8 @@ export interface ProxyOptions {
   /** Access policy per method path; a path under a route but not here is an unknown method. */
   policies: ReadonlyMap<string, Policy>;
   auth: Authenticator;
+  /** Signs the verified caller for the upstream service (the only way services learn who calls). */
+  assert: AssertionSigner;
   limiter: RateLimiter;
   /** Largest request body forwarded; more answers RESOURCE_EXHAUSTED. */
   maxRequestBytes: number;

@@ -8,7 +8,7 @@ import {
   OrderStatus,
 } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { InvalidPageTokenError } from "@meshwork/db";
-import { mapErrors } from "@meshwork/runtime";
+import { mapErrors, callerOf as verifiedCaller } from "@meshwork/runtime";
 import { cancelOrder } from "../../app/commands/cancel-order.js";
 import { placeOrder } from "../../app/commands/place-order.js";
 import { getOrder } from "../../app/queries/get-order.js";
@@ -65,23 +65,24 @@ function toConnectError(err: unknown): unknown {
 const mapped = mapErrors(toConnectError);
 
 /**
- * The caller: the subject the gateway verified and sent upstream (it strips the header from
- * clients). A call without it did not come through the gateway's authentication.
+ * The caller: the user the gateway verified, as the runtime read it from the gateway's signed
+ * assertion (identity headers sent by anyone else are refused before any handler runs). A call
+ * without one did not come through the gateway's authentication.
  */
 export function callerOf(ctx: HandlerContext): string {
-  const subject = ctx.requestHeader.get("x-meshwork-subject");
-  if (!subject) {
+  const caller = verifiedCaller(ctx);
+  if (caller?.kind !== "user") {
     throw new ConnectError(
       "no verified caller: call OrderService through the gateway with a token",
       Code.Unauthenticated,
     );
   }
-  return subject;
+  return caller.subject;
 }
 
-/** The caller's roles, as the gateway verified them (comma-separated). */
-function rolesOf(ctx: HandlerContext): string[] {
-  return (ctx.requestHeader.get("x-meshwork-roles") ?? "").split(",").map((r) => r.trim());
+/** The caller's roles, as the gateway verified them. */
+function rolesOf(ctx: HandlerContext): readonly string[] {
+  return verifiedCaller(ctx)?.roles ?? [];
 }
 
 export interface OrderHandlerDeps {

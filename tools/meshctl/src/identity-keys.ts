@@ -1,0 +1,31 @@
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { dirname } from "node:path";
+import { generateIdentityKey, type IdentityKeyPair } from "@meshwork/runtime";
+
+/**
+ * The identity keys of a mesh's processes: an Ed25519 pair for the gateway (it signs the callers
+ * it verified) and one per service (each asserts itself when it calls another). Made once, kept
+ * in `file` readable by the owner only.
+ */
+export function meshIdentityKeys(file: string, names: readonly string[], edges: readonly string[]) {
+  mkdirSync(dirname(file), { recursive: true });
+  const keys = existsSync(file)
+    ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, IdentityKeyPair>)
+    : {};
+  for (const name of names) keys[name] ??= generateIdentityKey();
+  writeFileSync(file, `${JSON.stringify(keys, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  // Every service trusts every issuer: the gateway for users, the services for themselves.
+  const trust = names.map((n) => `${n}=${keys[n]?.publicKey}`).join(",");
+  return {
+    /** `IDENTITY_*` for one process: its own key and whom it trusts (assertions, registry entries). */
+    env(name: string, kind: "service" | "gateway"): Record<string, string> {
+      const own = keys[name]?.privateKey;
+      if (!own) throw new Error(`no identity key for ${name}`);
+      // The gateway trusts the services' keys too: it uses only registry entries they signed.
+      return kind === "gateway"
+        ? { IDENTITY_KEY: own, IDENTITY_ISSUER: name, IDENTITY_TRUST: trust }
+        : { IDENTITY_KEY: own, IDENTITY_TRUST: trust, IDENTITY_EDGE_ISSUERS: edges.join(",") };
+    },
+  };
+}

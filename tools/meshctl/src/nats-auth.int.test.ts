@@ -1,0 +1,163 @@
+import { randomUUID } from "node:crypto";
+import { mkdtempSync, rmSync, statSync } from "node:fs";
+import net from "node:net";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { registerInstance, watchRegistry } from "@meshwork/discovery";
+import { connectNats, consumerOn, meshStreams, provision } from "@meshwork/events";
+import { uniqueName, waitFor } from "@meshwork/testing";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { Kvm } from "@nats-io/kv";
+import { connect, type NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { ensureNats, type NatsHandle } from "./nats.js";
+import { meshNatsUsers } from "./nats-auth.js";
+
+const SERVICES = ["users", "inventory", "payments", "orders", "notifications"];
+
+async function freePort(): Promise<number> {
+  const srv = net.createServer();
+  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
+  const { port } = srv.address() as net.AddressInfo;
+  await new Promise((r) => srv.close(r));
+  return port;
+}
+
+/** Records the permission violations the server reports to one connection. */
+function violations(nc: NatsConnection): string[] {
+  const seen: string[] = [];
+  void (async () => {
+    for await (const s of nc.status()) {
+      if (s.type === "error" && s.error.name === "PermissionViolationError") {
+        const e = s.error as Error & { operation: string; subject: string };
+        seen.push(`${e.operation} ${e.subject}`);
+      }
+    }
+  })();
+  return seen;
+}
+
+const rejected = (p: Promise<unknown>) =>
+  p.then(
+    () => "resolved",
+    (e: unknown) => (e instanceof Error ? e.message : String(e)),
+  );
+
+describe("the NATS meshctl starts: a user per process, each with its own permissions (real nats-server)", () => {
+  const home = mkdtempSync(join(tmpdir(), "mw-nats-auth-"));
+  const bucket = uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_");
+  let nats: NatsHandle;
+  const open: NatsConnection[] = [];
+  const as = async (user: string) => {
+    const nc = await connectNats(nats.url, `test-${user}`, nats.credentials(user));
+    open.push(nc);
+    return nc;
+  };
+
+  beforeAll(async () => {
+    const users = meshNatsUsers(join(home, "nats-auth"), SERVICES, { bucket, namespace: "" });
+    // Nothing answers on this port: ensureNats starts nats-server with the generated config.
+    nats = await ensureNats({ url: `nats://127.0.0.1:${await freePort()}`, home, autoPort: true, users });
+    expect(nats.origin).toBe("started");
+  });
+  afterAll(async () => {
+    for (const nc of open) await nc.close().catch(() => {});
+    await nats?.stop();
+    rmSync(home, { recursive: true, force: true });
+  });
+
+  it("keeps its configuration and passwords owner-only, and refuses a client without a valid user", async () => {
+    for (const f of ["nats-auth/nats.conf", "nats-auth/credentials.json"]) {
+      expect(statSync(join(home, f)).mode & 0o777).toBe(0o600);
+    }
+    const attempt = (opts: { user?: string; pass?: string }) =>
+      rejected(
+        connect({ servers: nats.url, reconnect: false, timeout: 2_000, ...opts }).then((nc) => nc.close()),
+      );
+    expect(await attempt({})).toMatch(/Authorization Violation/i);
+    expect(await attempt({ user: "orders", pass: "guessed" })).toMatch(/Authorization Violation/i);
+    expect(await attempt({ user: "orders", pass: nats.credentials("orders")?.password })).toBe("resolved");
+  });
+
+  it("lets a service announce itself only under its own name: another's key is a permission violation, and readers never see it", async () => {
+    const orders = await as("orders");
+    const users = await as("users");
+    const gateway = await as("gateway");
+    const seen = violations(orders);
+    const real = await registerInstance({
+      nc: users,
+      bucket,
+      service: "users",
+      instanceId: randomUUID(),
+      address: "127.0.0.1:50051",
+      protocols: ["grpc"],
+      version: "1.0.0",
+    });
+    await registerInstance({
+      nc: orders,
+      bucket,
+      service: "orders",
+      instanceId: randomUUID(),
+      address: "127.0.0.1:50054",
+      protocols: ["grpc"],
+      version: "1.0.0",
+    });
+    const watcher = await watchRegistry({ nc: gateway, bucket });
+    await watcher.ready;
+    await waitFor(() => watcher.instances("orders").length === 1 && watcher.instances("users").length === 1, {
+      what: "both real instances at the gateway",
+    });
+
+    // The attack of issue 25: orders' credentials write a fake `users` endpoint, or remove the real one.
+    const kv = await new Kvm(orders).open(bucket);
+    const fake = { service: "users", instanceId: "fake", address: "127.0.0.1:6666", protocols: ["grpc"] };
+    expect(
+      await rejected(
+        kv.put("users.fake", JSON.stringify({ ...fake, heartbeatAt: Date.now() }), { timeout: 1_000 }),
+      ),
+    ).not.toBe("resolved");
+    expect(await rejected(kv.delete(`users.${real.record.instanceId}`))).not.toBe("resolved");
+    await waitFor(() => seen.some((v) => v === `publish $KV.${bucket}.users.fake`), {
+      what: `the server's permission violation (seen: ${seen.join("; ")})`,
+    });
+    expect(watcher.instances("users").map((r) => r.address)).toEqual(["127.0.0.1:50051"]);
+    // And the gateway's user may read the registry but write nothing in it.
+    const asGateway = await new Kvm(gateway).open(bucket);
+    expect(await rejected(asGateway.put("users.fake", "{}", { timeout: 1_000 }))).not.toBe("resolved");
+    await watcher.stop();
+  });
+
+  it("lets a service publish only its own events, and its consumers read what they consume", async () => {
+    const users = await as("users");
+    const orders = await as("orders");
+    const notifications = await as("notifications");
+    const seen = violations(orders);
+    const stream = meshStreams.users("");
+    await provision(await jetstreamManager(users), { streams: [stream] });
+    await jetstream(users).publish("meshwork.users.registered", "real", { msgID: randomUUID() });
+    const forged = jetstream(orders).publish("meshwork.users.registered", "forged", { timeout: 1_000 });
+    expect(await rejected(forged)).not.toBe("resolved");
+    await waitFor(() => seen.includes("publish meshwork.users.registered"), { what: "the violation" });
+    // Nor may it delete or purge another service's stream.
+    expect(await rejected((await jetstreamManager(orders)).streams.delete(stream.name))).not.toBe("resolved");
+
+    // Notifications provisions the stream it consumes and its durable consumer, and reads the one real event.
+    const durable = "notifications";
+    await provision(await jetstreamManager(notifications), {
+      streams: [stream],
+      consumers: [consumerOn(stream, durable)],
+    });
+    const consumer = await jetstream(notifications).consumers.get(stream.name, durable);
+    const batch = await consumer.fetch({ max_messages: 5, expires: 1_000 });
+    const got: string[] = [];
+    for await (const m of batch) {
+      got.push(m.string());
+      m.ack();
+    }
+    expect(got).toEqual(["real"]);
+    // But it may not purge what it reads.
+    expect(await rejected((await jetstreamManager(notifications)).streams.purge(stream.name))).not.toBe(
+      "resolved",
+    );
+  });
+});

@@ -1,0 +1,183 @@
+import { randomBytes } from "node:crypto";
+import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
+import { join } from "node:path";
+import { type NatsCredentials, streamName } from "@meshwork/events";
+
+/**
+ * Streams a service consumes besides its own (its durable consumers live there). Every service
+ * owns `meshwork.<name>.>` (stream `<NAME>`) and `dlq.<name>.>` (stream `DLQ_<NAME>`).
+ */
+const CONSUMES: Record<string, readonly string[]> = {
+  notifications: ["users", "payments", "orders"],
+};
+
+/** The admin user meshctl itself connects as (status, dead letters); never given to a service. */
+export const ADMIN_USER = "meshctl";
+
+export interface Permissions {
+  publish: { allow: string[]; deny?: string[] };
+  subscribe: { allow: string[]; deny?: string[] };
+}
+
+export interface MeshTopology {
+  /** The discovery registry's KV bucket. */
+  bucket: string;
+  /** `EVENTS_NAMESPACE` of the mesh (empty normally). */
+  namespace: string;
+}
+
+/** What a reader of the registry may do on its KV stream: read and watch it, never change it. */
+function registryReader(bucket: string): string[] {
+  const kv = `KV_${bucket}`;
+  return [
+    "$JS.API.INFO",
+    `$JS.API.STREAM.INFO.${kv}`,
+    // Creating the bucket when it is missing (creating an existing stream changes nothing).
+    `$JS.API.STREAM.CREATE.${kv}`,
+    // The watch is an ordered consumer: created, recreated after a gap, deleted, flow-controlled.
+    `$JS.API.CONSUMER.CREATE.${kv}`,
+    `$JS.API.CONSUMER.CREATE.${kv}.>`,
+    `$JS.API.CONSUMER.DELETE.${kv}.>`,
+    `$JS.API.CONSUMER.INFO.${kv}.>`,
+    `$JS.FC.${kv}.>`,
+  ];
+}
+
+/** Provisioning and consuming one events stream (never deleting or purging it). */
+function streamUser(stream: string): string[] {
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.CREATE.${stream}`,
+    `$JS.API.STREAM.UPDATE.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.INFO.${stream}.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`,
+    `$JS.ACK.${stream}.>`,
+  ];
+}
+
+/**
+ * A service's NATS permissions: publish only its own event subjects and dead letters, write only
+ * its own registry keys (`$KV.<bucket>.<service>.>`: the key prefix is the identity, so no other
+ * user can announce an endpoint of this service), use the JetStream API of its own streams and of
+ * those it consumes and read the registry; receive only on its own inbox prefix.
+ */
+export function servicePermissions(service: string, mesh: MeshTopology): Permissions {
+  const ns = mesh.namespace;
+  const streams = [
+    streamName(ns, service.toUpperCase()),
+    streamName(ns, `DLQ_${service.toUpperCase()}`),
+    ...(CONSUMES[service] ?? []).map((s) => streamName(ns, s.toUpperCase())),
+  ];
+  return {
+    publish: {
+      allow: [
+        `${ns}meshwork.${service}.>`,
+        `${ns}dlq.${service}.>`,
+        `$KV.${mesh.bucket}.${service}.>`,
+        ...registryReader(mesh.bucket),
+        ...streams.flatMap(streamUser),
+      ],
+    },
+    subscribe: { allow: [`_INBOX_${service}.>`] },
+  };
+}
+
+/** The gateway's: it reads the registry and nothing else. */
+export function gatewayPermissions(mesh: MeshTopology): Permissions {
+  return { publish: { allow: registryReader(mesh.bucket) }, subscribe: { allow: ["_INBOX_gateway.>"] } };
+}
+
+/** One user of the server's `authorization` block. */
+export interface NatsUser extends NatsCredentials {
+  /** Absent: everything (the admin). */
+  permissions?: Permissions;
+}
+
+/** A user as a configuration file names it: its password given, or read from the server's environment. */
+export interface ConfigUser {
+  user: string;
+  password: string | { env: string };
+  permissions?: Permissions;
+}
+
+const quote = (s: string) => JSON.stringify(s);
+const list = (xs: readonly string[]) => `[${xs.map(quote).join(", ")}]`;
+
+function renderPermissions(p: Permissions): string {
+  const side = (s: { allow: string[]; deny?: string[] }) =>
+    `{ allow: ${list(s.allow)}${s.deny ? `, deny: ${list(s.deny)}` : ""} }`;
+  return `{ publish: ${side(p.publish)}, subscribe: ${side(p.subscribe)} }`;
+}
+
+/**
+ * A nats-server (2.9) configuration: JetStream with its store, loopback only, and an
+ * `authorization` block with one user per process. With no `no_auth_user`, a client without
+ * credentials is refused.
+ */
+export function renderNatsConfig(options: {
+  host: string;
+  port: number;
+  storeDir: string;
+  users: readonly ConfigUser[];
+  /** The monitoring port, if any. */
+  httpPort?: number;
+  /** First line(s), as comments. */
+  header?: string;
+}): string {
+  const users = options.users.map((u) => {
+    // An environment variable is referenced unquoted (`$USERS_NATS_PASSWORD`): nats-server reads it.
+    const password = typeof u.password === "string" ? quote(u.password) : `$${u.password.env}`;
+    const permissions = u.permissions ? `, permissions: ${renderPermissions(u.permissions)}` : "";
+    return `    { user: ${quote(u.user)}, password: ${password}${permissions} }`;
+  });
+  return [
+    options.header ??
+      "# Written by meshctl: every process has its own user and permissions. Owner-only: it holds passwords.",
+    `host: ${quote(options.host)}`,
+    `port: ${options.port}`,
+    ...(options.httpPort ? [`http_port: ${options.httpPort}`] : []),
+    `jetstream { store_dir: ${quote(options.storeDir)} }`,
+    "authorization {",
+    "  users = [",
+    users.join(",\n"),
+    "  ]",
+    "}",
+    "",
+  ].join("\n");
+}
+
+/**
+ * The users of the mesh's NATS: one per service, the gateway, and meshctl's admin. Passwords are
+ * made once (24 random bytes) and kept in `<dir>/credentials.json`, readable by the owner only.
+ */
+export function meshNatsUsers(dir: string, services: readonly string[], mesh: MeshTopology): NatsUser[] {
+  mkdirSync(dir, { recursive: true, mode: 0o700 });
+  const file = join(dir, "credentials.json");
+  const saved = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, string>) : {};
+  const password = (user: string) => {
+    saved[user] ??= randomBytes(24).toString("base64url");
+    return saved[user];
+  };
+  const users: NatsUser[] = [
+    ...services.map((s) => ({ user: s, password: password(s), permissions: servicePermissions(s, mesh) })),
+    { user: "gateway", password: password("gateway"), permissions: gatewayPermissions(mesh) },
+    { user: ADMIN_USER, password: password(ADMIN_USER) },
+  ];
+  writeFileSync(file, `${JSON.stringify(saved, null, 2)}\n`, { mode: 0o600 });
+  chmodSync(file, 0o600);
+  return users;
+}
+
+/**
+ * meshctl's own admin user on the NATS it started (`status`, `events dlq`), if it ever started
+ * one from this home; undefined otherwise (an external NATS, with no users of meshctl's).
+ */
+export function adminNatsCredentials(dir: string): NatsCredentials | undefined {
+  const file = join(dir, "credentials.json");
+  if (!existsSync(file)) return undefined;
+  const password = (JSON.parse(readFileSync(file, "utf8")) as Record<string, string>)[ADMIN_USER];
+  return password ? { user: ADMIN_USER, password } : undefined;
+}
