@@ -8,6 +8,7 @@ import { DEMO_ADMIN, demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
+import { keysRotate } from "./keys.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
@@ -49,6 +50,11 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
       policies, retries and rate limits (SPEC as the gateway's RATE_LIMITS). --check only says
       whether the committed file is current (exit 1 when stale).
+  meshctl keys rotate [--gateway URL] [--token TOKEN]
+      Rotate the users service's token signing key (through the gateway, default
+      http://127.0.0.1:8080, with an admin's access token: --token or MESHWORK_TOKEN). The new
+      key signs from now on; the old one stays in the JWKS document, so the tokens it signed keep
+      working until they expire, and is dropped after the overlap (USERS_KEY_OVERLAP_S).
   meshctl events dlq list [--service NAME]
       Dead letters (events a consumer gave up on) with their error and delivery count.
   meshctl events dlq replay --service NAME (SEQ... | --all)
@@ -94,6 +100,7 @@ async function main(argv: string[]): Promise<number> {
       order: { type: "string" },
       trace: { type: "string" },
       width: { type: "string" },
+      token: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -178,6 +185,18 @@ async function main(argv: string[]): Promise<number> {
       writeFileSync(file, rendered);
       process.stdout.write(`wrote ${ENVOY_CONFIG_PATH}\n`);
       return 0;
+    }
+    case "keys": {
+      if (positionals[0] !== "rotate") {
+        process.stderr.write(`unknown keys command\n\n${usage}`);
+        return 2;
+      }
+      return keysRotate({
+        gateway: values.gateway ?? "http://127.0.0.1:8080",
+        token: values.token ?? process.env.MESHWORK_TOKEN,
+        out: process.stdout,
+        err: process.stderr,
+      });
     }
     case "events": {
       const [area, action, ...args] = positionals;
