@@ -48,7 +48,8 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       ${DEMO_ADMIN.email}, whom \`up\` grants the admin role.
   meshctl envoy [--check] [--rate-limits SPEC]
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
-      policies, retries and rate limits (SPEC as the gateway's RATE_LIMITS). --check only says
+      policies, retries, rate limits (SPEC as the gateway's RATE_LIMITS) and CORS origins
+      (CORS_ORIGINS, as the gateway's; none by default). --check only says
       whether the committed file is current (exit 1 when stale).
   meshctl keys rotate [--gateway URL] [--token TOKEN]
       Rotate the users service's token signing key (through the gateway, default
@@ -173,6 +174,10 @@ async function main(argv: string[]): Promise<number> {
         files: meshworkFiles,
         services,
         rateLimits: values["rate-limits"] ?? process.env.RATE_LIMITS,
+        corsOrigins: (process.env.CORS_ORIGINS ?? "")
+          .split(",")
+          .map((o) => o.trim())
+          .filter(Boolean),
       });
       const current = existsSync(file) ? readFileSync(file, "utf8") : "";
       if (values.check) {
