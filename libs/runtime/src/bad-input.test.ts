@@ -25,8 +25,8 @@ const bodies: ReadonlyArray<[string, Uint8Array, RegExp]> = [
   ["a bad wire type (7)", Uint8Array.of(0x0f, 0x00), /bad field tag.*wire type 7/],
   ["field number 0", Uint8Array.of(0x00, 0x01), /bad field tag.*field no 0/],
   ["invalid UTF-8 in a string field", Uint8Array.of(0x0a, 0x02, 0xc3, 0x28), /not valid UTF-8/],
-  // 20,000 nested groups of an unknown field 15.
-  ["deeply nested groups", new Uint8Array(20_000).fill(0x7b), /nested too deeply/],
+  // 200 nested groups of an unknown field 15 (protobuf-es reads 100 levels).
+  ["deeply nested groups", new Uint8Array(200).fill(0x7b), /nested too deeply/],
 ];
 
 interface Answer {
@@ -206,6 +206,20 @@ describe.each([
         expect(r.body.toString()).toContain(USER_ID);
       }
     });
+  });
+
+  it.each(bodies)("refuses %s in a Connect GET's message", async (_what, body, words) => {
+    const get = (message: Uint8Array) =>
+      fetch(
+        `${url}/meshwork.users.v1.UserService/GetUser?connect=v1&encoding=proto&base64=1&message=${Buffer.from(message).toString("base64url")}`,
+      );
+    const res = await get(body);
+    expect(res.status).toBe(400);
+    const json = (await res.json()) as { code: string; message: string };
+    expect(json.code).toBe("invalid_argument");
+    expect(json.message).toMatch(words);
+    const ok = await get(Uint8Array.of(0x0a, USER_ID.length, ...Buffer.from(USER_ID)));
+    expect(ok.status).toBe(200);
   });
 
   it.each(bodies)(

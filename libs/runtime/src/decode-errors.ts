@@ -113,11 +113,33 @@ async function* replay(head: readonly Uint8Array[], rest?: AsyncIterator<Uint8Ar
 }
 
 /**
+ * A Connect GET (`?encoding=proto&base64=1&message=...`, side-effect-free methods) whose message
+ * does not decode: recorded for the decode-error interceptor, and handed on with an empty message.
+ */
+function guardGet(req: UniversalServerRequest, input: DescMessage): UniversalServerRequest {
+  const at = req.url.indexOf("?");
+  if (at < 0) return req;
+  const query = new URLSearchParams(req.url.slice(at + 1));
+  if (query.get("encoding") !== "proto" || query.has("compression")) return req;
+  const text = query.get("message") ?? "";
+  try {
+    fromBinary(input, query.get("base64") === "1" ? Buffer.from(text, "base64url") : Buffer.from(text));
+    return req;
+  } catch (err) {
+    req.contextValues?.set(decodeFailureKey, decodeError(err));
+    query.set("message", "");
+    query.delete("base64");
+    return { ...req, url: `${req.url.slice(0, at)}?${query.toString()}` };
+  }
+}
+
+/**
  * Wraps a Connect handler so a request message that cannot be decoded is INVALID_ARGUMENT.
  *
  * Connect's own parser answers such a body INTERNAL ("parse binary: premature EOF"), and it parses
  * before any interceptor runs, so no interceptor can change that code. For methods with one
- * request message (unary and server-streaming), in binary, uncompressed, sent with POST, this
+ * request message (unary and server-streaming), in binary, uncompressed (a POST body or a Connect
+ * GET's `message` parameter), this
  * decodes the message once first; when that fails, Connect is handed an empty message instead
  * and `createDecodeErrorInterceptor` answers the call INVALID_ARGUMENT in whatever protocol it
  * came in (Connect, gRPC, gRPC-Web). Everything else passes through untouched. The extra decode
@@ -129,6 +151,7 @@ export function guardDecoding(handler: UniversalHandler, readMaxBytes: number): 
   if (kind !== "unary" && kind !== "server_streaming") return handler;
   const input: DescMessage = handler.method.input;
   const guarded = async (req: UniversalServerRequest) => {
+    if (req.method === "GET") return handler(guardGet(req, input));
     const shape = req.method === "POST" ? bodyShape(req.header.get("content-type")) : undefined;
     const body = req.body;
     if (
