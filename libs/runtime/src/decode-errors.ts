@@ -139,12 +139,12 @@ function guardGet(req: UniversalServerRequest, input: DescMessage): UniversalSer
  * Connect's own parser answers such a body INTERNAL ("parse binary: premature EOF"), and it parses
  * before any interceptor runs, so no interceptor can change that code. For methods with one
  * request message (unary and server-streaming), in binary, uncompressed (a POST body or a Connect
- * GET's `message` parameter), this
- * decodes the message once first; when that fails, Connect is handed an empty message instead
+ * GET's `message` parameter), this decodes the message once first; when that fails, Connect is handed an empty message instead
  * and `createDecodeErrorInterceptor` answers the call INVALID_ARGUMENT in whatever protocol it
  * came in (Connect, gRPC, gRPC-Web). Everything else passes through untouched. The extra decode
- * is the price (about a microsecond for the mesh's small messages, on the adapter path only;
- * unary gRPC on the fast path decodes once).
+ * is the price, on the adapter path only (unary gRPC on the fast path decodes once): 7 µs for a
+ * 248-byte PlaceOrderRequest with five items, measured with a tsx loop of 200,000 decodes on this
+ * shared 2-core machine under load, against 70 µs or more of CPU per call on that path.
  */
 export function guardDecoding(handler: UniversalHandler, readMaxBytes: number): UniversalHandler {
   const kind = handler.method.methodKind;

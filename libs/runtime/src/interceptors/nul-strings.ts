@@ -13,51 +13,59 @@ function fieldValue(field: DescField, message: Fields): unknown {
   return chosen?.case === field.localName ? chosen.value : undefined;
 }
 
-function hasNul(value: unknown): boolean {
-  return typeof value === "string" && value.includes("\0");
+/** A NUL in `value` (a string, or a message of `field`'s type), as the path where it is. */
+function inValue(field: DescField, value: unknown, at: string, depth: number): string | undefined {
+  // Wrapper types (google.protobuf.StringValue) arrive unwrapped, as the string itself.
+  if (typeof value === "string") return value.includes("\0") ? at : undefined;
+  if (field.message && typeof value === "object" && value !== null) {
+    return findNul(field.message, value as Fields, at, depth + 1);
+  }
+  return undefined;
 }
 
 /** The path of the first string field holding a NUL character, e.g. `items[2].product_id`. */
 function findNul(desc: DescMessage, message: Fields, path: string, depth: number): string | undefined {
   if (depth > MAX_DEPTH) return undefined;
   for (const field of desc.fields) {
-    const value = fieldValue(field, message);
-    if (value === undefined || value === null) continue;
-    const name = path ? `${path}.${field.name}` : field.name;
-    const inner = (v: unknown, at: string): string | undefined => {
-      // Wrapper types (google.protobuf.StringValue) arrive unwrapped, as the string itself.
-      if (hasNul(v)) return at;
-      if (field.message && typeof v === "object" && v !== null) {
-        return findNul(field.message, v as Fields, at, depth + 1);
-      }
-      return undefined;
-    };
     switch (field.fieldKind) {
       case "scalar":
-        if (field.scalar === ScalarType.STRING && hasNul(value)) return name;
+        if (field.scalar !== ScalarType.STRING) continue;
         break;
-      case "message": {
-        const found = inner(value, name);
-        if (found) return found;
+      case "enum":
+        continue;
+      // Lists and maps of numbers and enums hold no strings.
+      case "list":
+        if (field.listKind === "enum" || (field.listKind === "scalar" && field.scalar !== ScalarType.STRING))
+          continue;
         break;
-      }
-      case "list": {
-        const items = value as unknown[];
-        for (let i = 0; i < items.length; i++) {
-          const found = inner(items[i], `${name}[${i}]`);
-          if (found) return found;
-        }
-        break;
-      }
       case "map":
-        for (const [key, v] of Object.entries(value as Fields)) {
-          if (hasNul(key)) return `${name} (a key)`;
-          const found = inner(v, `${name}["${key}"]`);
-          if (found) return found;
-        }
+        if (
+          field.mapKey !== ScalarType.STRING &&
+          (field.mapKind === "enum" || (field.mapKind === "scalar" && field.scalar !== ScalarType.STRING))
+        )
+          continue;
         break;
       default:
         break;
+    }
+    const value = fieldValue(field, message);
+    if (value === undefined || value === null) continue;
+    const name = path ? `${path}.${field.name}` : field.name;
+    if (field.fieldKind === "list") {
+      const items = value as unknown[];
+      for (let i = 0; i < items.length; i++) {
+        const found = inValue(field, items[i], `${name}[${i}]`, depth);
+        if (found) return found;
+      }
+    } else if (field.fieldKind === "map") {
+      for (const key in value as Fields) {
+        if (key.includes("\0")) return `${name} (a key)`;
+        const found = inValue(field, (value as Fields)[key], `${name}["${key}"]`, depth);
+        if (found) return found;
+      }
+    } else {
+      const found = inValue(field, value, name, depth);
+      if (found) return found;
     }
   }
   return undefined;
@@ -76,9 +84,13 @@ export function createNulStringInterceptor(): Interceptor {
       throw new ConnectError(`${field}: must not contain a NUL character (\\0)`, Code.InvalidArgument);
     }
   };
-  return (next) => async (req) => {
+  return (next) => (req) => {
     if (!req.stream) {
-      check(req.method.input, req.message);
+      try {
+        check(req.method.input, req.message);
+      } catch (err) {
+        return Promise.reject(err);
+      }
       return next(req);
     }
     const input = req.message;
