@@ -350,6 +350,30 @@ describe("authentication and authorisation at the gateway (policies from the con
     );
   });
 
+  // Issue 25.9: with no origin configured (the default), browsers get no CORS at all.
+  it("refuses every preflight when no CORS origin is configured, and sends no CORS headers", async () => {
+    for (const origin of ["https://app.example", "null", url]) {
+      const res = await fetch(`${url}/meshwork.users.v1.UserService/Login`, {
+        method: "OPTIONS",
+        headers: {
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type",
+        },
+      });
+      expect(res.status).toBe(403);
+      expect(res.headers.get("access-control-allow-origin")).toBeNull();
+      expect(res.headers.get("access-control-allow-headers")).toBeNull();
+    }
+    const call = await fetch(`${url}/meshwork.users.v1.UserService/Login`, {
+      method: "POST",
+      headers: { origin: "https://app.example", "content-type": "application/json" },
+      body: JSON.stringify({ email: "a@example.com", password: "long enough pw" }),
+    });
+    expect(call.status).toBe(200);
+    expect(call.headers.get("access-control-allow-origin")).toBeNull();
+  });
+
   it("keeps a verified token only until it expires", async () => {
     const token = `Bearer ${await sign(key, "k1", { roles: ["customer"], expSeconds: 2 })}`;
     expect(await call(UserService, UserService.method.getUser, token)).toBe("OK");
