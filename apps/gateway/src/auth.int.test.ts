@@ -30,6 +30,7 @@ const samples: Record<string, Record<string, unknown>> = {
   Login: { email: "a@example.com", password: "long enough pw" },
   GetUser: { id: SUBJECT },
   ListUsers: {},
+  RotateSigningKey: {},
   ListNotifications: { userId: SUBJECT },
   CreateProduct: { sku: "SKU-1", name: "Thing", price: { amountMinor: 100n, currency: "EUR" } },
   GetProduct: { id: SUBJECT },
@@ -84,6 +85,10 @@ async function startUpstream() {
         },
         async listUsers(_r, ctx) {
           record("ListUsers", ctx.requestHeader);
+          return {};
+        },
+        async rotateSigningKey(_r, ctx) {
+          record("RotateSigningKey", ctx.requestHeader);
           return {};
         },
       });
@@ -157,6 +162,7 @@ describe("authentication and authorisation at the gateway (policies from the con
         jwksCooldownMs: 300,
         jwtIssuer: ISSUER,
         jwtAudience: AUDIENCE,
+        jwtMaxLifetimeS: 3_600,
         rateLimits: [],
         corsOrigins: [],
         maxRequestBytes: 1024 * 1024,
@@ -241,13 +247,14 @@ describe("authentication and authorisation at the gateway (policies from the con
       }
     }
     expect(got).toEqual(want);
-    expect(rows).toBe(27 * 8);
+    expect(rows).toBe(28 * 8);
     // The policies as declared in the protos.
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },
       Login: { kind: "public" },
       GetUser: { kind: "authenticated" },
       ListUsers: { kind: "role", role: "admin" },
+      RotateSigningKey: { kind: "role", role: "admin" },
       ListNotifications: { kind: "authenticated" },
       CreateProduct: { kind: "role", role: "admin" },
       GetProduct: { kind: "public" },
@@ -301,6 +308,74 @@ describe("authentication and authorisation at the gateway (policies from the con
     // And a token under an unknown kid that no refetch can find is refused, not an error.
     const stray = `Bearer ${await sign(rotated, "k9", { roles: ["customer"] })}`;
     expect(await call(UserService, UserService.method.getUser, stray)).toBe("Unauthenticated");
+  });
+
+  // Issue 25.9: a token may not claim to come from the future, nor to live longer than allowed.
+  it.each([
+    ["issued 2 minutes in the future", { iat: 120, exp: 600 }, "Unauthenticated"],
+    ["issued 10 s in the future (within the clock skew)", { iat: 10, exp: 600 }, "OK"],
+    ["living 2 hours (the maximum is 1)", { iat: 0, exp: 7_200 }, "Unauthenticated"],
+    ["living exactly the maximum", { iat: -60, exp: 3_540 }, "OK"],
+    ["issued long ago, for a day, not yet expired", { iat: -80_000, exp: 6_400 }, "Unauthenticated"],
+    ["without iat", { exp: 600 }, "Unauthenticated"],
+  ] as const)("a token %s: %s", async (_what, times, code) => {
+    const now = Math.floor(Date.now() / 1000);
+    const jwt = new SignJWT({ roles: ["customer"] })
+      .setProtectedHeader({ alg: "ES256", kid: "k1" })
+      .setSubject(SUBJECT)
+      .setIssuer(ISSUER)
+      .setAudience(AUDIENCE)
+      .setExpirationTime(now + times.exp);
+    if ("iat" in times) jwt.setIssuedAt(now + times.iat);
+    const token = `Bearer ${await jwt.sign(key.privateKey)}`;
+    expect(await call(UserService, UserService.method.getUser, token)).toBe(code);
+  });
+
+  it("names why: a future iat and an over-long lifetime", async () => {
+    const now = Math.floor(Date.now() / 1000);
+    const signed = (iat: number, exp: number) =>
+      new SignJWT({ roles: ["customer"] })
+        .setProtectedHeader({ alg: "ES256", kid: "k1" })
+        .setSubject(SUBJECT)
+        .setIssuer(ISSUER)
+        .setAudience(AUDIENCE)
+        .setIssuedAt(iat)
+        .setExpirationTime(exp)
+        .sign(key.privateKey);
+    const client = createClient(UserService, createGrpcTransport({ baseUrl: url }));
+    const reason = async (token: string) =>
+      client.getUser({ id: SUBJECT }, { headers: { authorization: `Bearer ${token}` } }).then(
+        () => "OK",
+        (e: unknown) => ConnectError.from(e).rawMessage,
+      );
+    expect(await reason(await signed(now + 300, now + 900))).toBe("token issued in the future (iat)");
+    expect(await reason(await signed(now, now + 3_601))).toBe(
+      "token lifetime (exp - iat) exceeds the maximum of 3600 s",
+    );
+  });
+
+  // Issue 25.9: with no origin configured (the default), browsers get no CORS at all.
+  it("refuses every preflight when no CORS origin is configured, and sends no CORS headers", async () => {
+    for (const origin of ["https://app.example", "null", url]) {
+      const res = await fetch(`${url}/meshwork.users.v1.UserService/Login`, {
+        method: "OPTIONS",
+        headers: {
+          origin,
+          "access-control-request-method": "POST",
+          "access-control-request-headers": "content-type",
+        },
+      });
+      expect(res.status).toBe(403);
+      expect(res.headers.get("access-control-allow-origin")).toBeNull();
+      expect(res.headers.get("access-control-allow-headers")).toBeNull();
+    }
+    const call = await fetch(`${url}/meshwork.users.v1.UserService/Login`, {
+      method: "POST",
+      headers: { origin: "https://app.example", "content-type": "application/json" },
+      body: JSON.stringify({ email: "a@example.com", password: "long enough pw" }),
+    });
+    expect(call.status).toBe(200);
+    expect(call.headers.get("access-control-allow-origin")).toBeNull();
   });
 
   it("keeps a verified token only until it expires", async () => {

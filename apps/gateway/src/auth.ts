@@ -56,23 +56,42 @@ export interface AuthOptions {
   cooldownMs: number;
   issuer: string;
   audience: string;
+  /**
+   * How long a fetched key set is used before it is fetched again (ms; default 5 minutes): also
+   * the longest a key dropped from the JWKS after a rotation is still accepted here, and the
+   * longest a verified token is remembered.
+   */
+  jwksMaxAgeMs?: number;
+  /** How far in the future a token's `iat` may be, for clocks that differ (s; default 30). */
+  clockSkewS?: number;
+  /** The longest lifetime (`exp` - `iat`) a token may claim (s; default 24 hours). */
+  maxLifetimeS?: number;
 }
 
+export const AUTH_DEFAULTS = { jwksMaxAgeMs: 5 * 60_000, clockSkewS: 30, maxLifetimeS: 24 * 3600 } as const;
+
 /**
- * Verifies bearer tokens (ES256, issuer and audience checked, `exp` enforced) against the users
- * service's JWKS — fetched once, cached, and fetched again when a token names an unknown `kid` —
- * and applies a method's policy.
+ * Verifies bearer tokens (ES256, issuer and audience checked, `exp` enforced, `iat` required and
+ * not in the future beyond the clock skew, a lifetime no longer than the maximum) against the
+ * users service's JWKS — fetched once, used for `jwksMaxAgeMs`, and fetched again when a token
+ * names an unknown `kid` — and applies a method's policy.
  */
 export function createAuthenticator(options: AuthOptions) {
+  const maxAgeMs = options.jwksMaxAgeMs ?? AUTH_DEFAULTS.jwksMaxAgeMs;
+  const skewS = options.clockSkewS ?? AUTH_DEFAULTS.clockSkewS;
+  const maxLifetimeS = options.maxLifetimeS ?? AUTH_DEFAULTS.maxLifetimeS;
   const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(options.jwksUrl), {
     cooldownDuration: options.cooldownMs,
-    cacheMaxAge: 10 * 60_000,
+    cacheMaxAge: maxAgeMs,
     timeoutDuration: 2_000,
   });
 
-  // Verified tokens, until they expire (at most 5 minutes): an ES256 verification costs more
-  // than proxying the call. Failures are not cached: a key can arrive with a refetch.
-  const verified = new LRUCache<string, Identity>({ max: 10_000, ttl: 5 * 60_000, ttlAutopurge: false });
+  // Verified tokens, until they expire and at most as long as a key set is used (so a token of a
+  // key dropped by a rotation stops working when the key set is fetched again): an ES256
+  // verification costs more than proxying the call. Failures are not cached: a key can arrive
+  // with a refetch.
+  const cacheTtlMs = Math.max(1, Math.min(5 * 60_000, maxAgeMs));
+  const verified = new LRUCache<string, Identity>({ max: 10_000, ttl: cacheTtlMs, ttlAutopurge: false });
 
   async function verify(token: string): Promise<Identity | { code: Code; message: string }> {
     const hit = verified.get(token);
@@ -85,8 +104,19 @@ export function createAuthenticator(options: AuthOptions) {
         issuer: options.issuer,
         audience: options.audience,
         algorithms: ["ES256"],
-        requiredClaims: ["sub", "exp"],
+        requiredClaims: ["sub", "exp", "iat"],
       });
+      const iat = payload.iat as number;
+      const exp = payload.exp as number;
+      if (iat > Date.now() / 1000 + skewS) {
+        return { code: Code.Unauthenticated, message: "token issued in the future (iat)" };
+      }
+      if (exp - iat > maxLifetimeS) {
+        return {
+          code: Code.Unauthenticated,
+          message: `token lifetime (exp - iat) exceeds the maximum of ${maxLifetimeS} s`,
+        };
+      }
       const roles = Array.isArray(payload.roles)
         ? payload.roles.filter((r): r is string => typeof r === "string")
         : [];
@@ -97,7 +127,7 @@ export function createAuthenticator(options: AuthOptions) {
         expiresAt: (payload.exp as number) * 1000,
       };
       verified.set(token, identity, {
-        ttl: Math.max(1, Math.min(5 * 60_000, identity.expiresAt - Date.now())),
+        ttl: Math.max(1, Math.min(cacheTtlMs, identity.expiresAt - Date.now())),
       });
       return identity;
     } catch (err) {

@@ -23,6 +23,28 @@ describe("gateway config", () => {
     expect(() => loadConfig({ DISCOVERY: "dns" })).toThrow(/DISCOVERY/);
   });
 
+  // Issue 25.9: browsers get CORS only from origins configured; `*` only when set so.
+  it("allows no CORS origin unless configured, and reads the list", () => {
+    expect(loadConfig({}).corsOrigins).toEqual([]);
+    expect(loadConfig({ CORS_ORIGINS: " https://a.example , https://b.example " }).corsOrigins).toEqual([
+      "https://a.example",
+      "https://b.example",
+    ]);
+    expect(loadConfig({ CORS_ORIGINS: "*" }).corsOrigins).toEqual(["*"]);
+  });
+
+  it("limits token lifetimes and clock skew, with defaults", () => {
+    expect(loadConfig({})).toMatchObject({
+      jwtClockSkewS: 30,
+      jwtMaxLifetimeS: 86_400,
+      jwksMaxAgeMs: 300_000,
+    });
+    expect(
+      loadConfig({ JWT_CLOCK_SKEW_S: "5", JWT_MAX_LIFETIME_S: "3600", JWKS_MAX_AGE_MS: "1000" }),
+    ).toMatchObject({ jwtClockSkewS: 5, jwtMaxLifetimeS: 3600, jwksMaxAgeMs: 1000 });
+    expect(() => loadConfig({ JWT_MAX_LIFETIME_S: "0" })).toThrow(/JWT_MAX_LIFETIME_S/);
+  });
+
   it("leaves V8's heap growth alone unless GC_HEAP_GROWING_PERCENT is set", () => {
     expect(loadConfig({}).heapGrowingPercent).toBeUndefined();
     expect(loadConfig({ GC_HEAP_GROWING_PERCENT: "50" }).heapGrowingPercent).toBe(50);

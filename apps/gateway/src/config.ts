@@ -3,6 +3,7 @@ import { readFileSync } from "node:fs";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
 import { ConfigError, parseEnv, privateKeyFrom } from "@meshwork/runtime";
 import { z } from "zod";
+import { AUTH_DEFAULTS } from "./auth.js";
 import { parseRateLimits, type RateRule } from "./ratelimit.js";
 
 const shape = {
@@ -48,6 +49,12 @@ const shape = {
     .string()
     .regex(/^[a-z][a-z0-9_-]*$/)
     .default("gateway"),
+  /** How long a fetched JWKS is used (ms): the longest a key dropped by a rotation still verifies. */
+  JWKS_MAX_AGE_MS: z.coerce.number().int().positive().default(AUTH_DEFAULTS.jwksMaxAgeMs),
+  /** How far in the future a token's `iat` may be (s). */
+  JWT_CLOCK_SKEW_S: z.coerce.number().int().min(0).default(AUTH_DEFAULTS.clockSkewS),
+  /** The longest lifetime (`exp` - `iat`) a token may claim (s); a longer one is refused. */
+  JWT_MAX_LIFETIME_S: z.coerce.number().int().positive().default(AUTH_DEFAULTS.maxLifetimeS),
   /** See `parseRateLimits`: e.g. `*=100/1s:200;meshwork.users.v1.UserService/Login=5/1m`. Empty: none. */
   RATE_LIMITS: z
     .string()
@@ -60,10 +67,13 @@ const shape = {
         return z.NEVER;
       }
     }),
-  /** Origins browsers may call from, comma-separated; `*` for any. Empty: no CORS. */
+  /**
+   * Origins browsers may call from, comma-separated (`https://app.example.com`); `*` for any,
+   * only when set so. Default empty: no CORS, every preflight refused.
+   */
   CORS_ORIGINS: z
     .string()
-    .default("*")
+    .default("")
     .transform((t) =>
       t
         .split(",")
@@ -120,6 +130,10 @@ export interface GatewayConfig {
   identityKey?: KeyObject;
   /** Default `gateway`. */
   identityIssuer?: string;
+  /** Defaults in `AUTH_DEFAULTS` (auth.ts) when absent. */
+  jwksMaxAgeMs?: number;
+  jwtClockSkewS?: number;
+  jwtMaxLifetimeS?: number;
   rateLimits: RateRule[];
   corsOrigins: string[];
   maxRequestBytes: number;
@@ -161,6 +175,9 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jwtAudience: e.JWT_AUDIENCE,
     identityKey: e.IDENTITY_KEY,
     identityIssuer: e.IDENTITY_ISSUER,
+    jwksMaxAgeMs: e.JWKS_MAX_AGE_MS,
+    jwtClockSkewS: e.JWT_CLOCK_SKEW_S,
+    jwtMaxLifetimeS: e.JWT_MAX_LIFETIME_S,
     rateLimits: e.RATE_LIMITS,
     corsOrigins: e.CORS_ORIGINS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,

@@ -596,8 +596,10 @@ describe("gateway (real sockets, a real upstream service)", () => {
       method: "OPTIONS",
       headers: { origin: "https://evil.example", "access-control-request-method": "POST" },
     });
-    expect(stranger.status).toBe(204);
+    // Issue 25.9: an origin not configured is refused, not merely left without CORS headers.
+    expect(stranger.status).toBe(403);
     expect(stranger.headers.get("access-control-allow-origin")).toBeNull();
+    expect(stranger.headers.get("access-control-allow-methods")).toBeNull();
   });
 
   it("serves its admin endpoints: ready, config dump, Prometheus stats", async () => {

@@ -153,6 +153,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       cooldownMs: config.jwksCooldownMs,
       issuer: config.jwtIssuer,
       audience: config.jwtAudience,
+      jwksMaxAgeMs: config.jwksMaxAgeMs,
+      clockSkewS: config.jwtClockSkewS,
+      maxLifetimeS: config.jwtMaxLifetimeS,
     }),
     assert: createAssertionSigner({
       issuer: config.identityIssuer ?? "gateway",

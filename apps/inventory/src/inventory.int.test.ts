@@ -234,6 +234,41 @@ describe("inventory service on the real Postgres", () => {
     );
   });
 
+  // Issue 25.8: counts stay exact numbers, or the change is refused naming the field.
+  it("keeps 2^53 - 1 units exact, and refuses an adjustment beyond it naming delta", async () => {
+    const max = 9_007_199_254_740_991n;
+    const p = await product(Number(max - 5n));
+    expect(p.onHand).toBe(max - 5n);
+    expect(
+      (await client.adjustStock({ productId: p.id, delta: 5n, reason: "delivery" })).product?.onHand,
+    ).toBe(max);
+    const over = await failure(client.adjustStock({ productId: p.id, delta: 1n, reason: "delivery" }));
+    expect(over.code).toBe(Code.InvalidArgument);
+    expect(over.rawMessage).toMatch(/^delta: 1 would take the units of product .* beyond the most counted/);
+    expect((await client.getProduct({ id: p.id })).product).toMatchObject({ onHand: max, available: max });
+    // A removal still works at the top.
+    expect(
+      (await client.adjustStock({ productId: p.id, delta: -1n, reason: "damage" })).product?.onHand,
+    ).toBe(max - 1n);
+    // A product that is not there is still NOT_FOUND.
+    expect((await failure(client.adjustStock({ productId: randomUUID(), delta: 1n }))).code).toBe(
+      Code.NotFound,
+    );
+  });
+
+  it("refuses a NUL character in a string, naming the field, and stores nothing", async () => {
+    const err = await failure(
+      client.createProduct({
+        sku: `SKU-${randomUUID().slice(0, 8)}`,
+        name: "Mug\0",
+        price: eur(1n),
+        initialStock: 1n,
+      }),
+    );
+    expect(err.code).toBe(Code.InvalidArgument);
+    expect(err.rawMessage).toBe("name: must not contain a NUL character (\\0)");
+  });
+
   it("never oversells the last units under parallel reservations", async () => {
     const p = await product(7);
     const other = await product(100);

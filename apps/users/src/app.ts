@@ -2,7 +2,8 @@ import { randomBytes } from "node:crypto";
 import type { DatabaseHandle } from "@meshwork/db";
 import type { Meter } from "@opentelemetry/api";
 import { createArgon2Hasher } from "./adapters/crypto/argon2-hasher.js";
-import { createJwtIssuer, type KeySet, loadSigningKeys } from "./adapters/crypto/signing-keys.js";
+import { createKeyEncryption } from "./adapters/crypto/key-encryption.js";
+import { createJwtIssuer, createSigningKeys, type SigningKeys } from "./adapters/crypto/signing-keys.js";
 import type { UsersSchema } from "./adapters/db/schema.js";
 import { createUsersUnitOfWork } from "./adapters/db/unit-of-work.js";
 import { createUserRepository } from "./adapters/db/user-repository.js";
@@ -15,7 +16,7 @@ export interface App {
   uow: UsersUnitOfWork;
   hasher: PasswordHasher;
   tokens: TokenIssuer;
-  keys: KeySet;
+  keys: SigningKeys;
   adminEmails: ReadonlySet<string>;
   decoyHash: string;
   /** Counts a committed registration (`users_registered_total`). */
@@ -27,17 +28,23 @@ export async function createApp(
   config: Config,
   database: DatabaseHandle<UsersSchema>,
   meter: Meter,
+  onError: (err: unknown) => void = () => {},
 ): Promise<App> {
   const hasher = createArgon2Hasher();
   const registered = meter.createCounter("users.registered", {
     description: "Accounts created (committed registrations)",
   });
-  const keys = await loadSigningKeys(database.db);
+  const keys = await createSigningKeys(database.db, {
+    encryption: createKeyEncryption(config.keys.encryptionKey),
+    overlapMs: config.keys.overlapMs,
+    refreshMs: config.keys.refreshMs,
+    onError,
+  });
   return {
     users: createUserRepository(database.db),
     uow: createUsersUnitOfWork(database.db, config.events.namespace),
     hasher,
-    tokens: createJwtIssuer(keys, config.tokens),
+    tokens: createJwtIssuer(keys.current, config.tokens),
     keys,
     adminEmails: config.adminEmails,
     decoyHash: await hasher.hash(randomBytes(16).toString("hex")),

@@ -1,8 +1,10 @@
+import { readFileSync } from "node:fs";
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
 import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 import { z } from "zod";
+import { parseKeyEncryptionKey } from "./adapters/crypto/key-encryption.js";
 import type { TokenSettings } from "./adapters/crypto/signing-keys.js";
 
 const shape = {
@@ -13,6 +15,20 @@ const shape = {
   USERS_JWT_ISSUER: z.string().min(1).default("meshwork-users"),
   USERS_JWT_AUDIENCE: z.string().min(1).default("meshwork"),
   USERS_TOKEN_TTL_S: z.coerce.number().int().positive().default(3600),
+  /**
+   * The key encryption key (32 bytes, base64 or hex) that seals the private signing keys in the
+   * database, or a file holding it (`_FILE`, e.g. a mounted Secret). Unset: keys are stored in
+   * the clear (development), and a database holding sealed keys refuses to start.
+   */
+  USERS_KEY_ENCRYPTION_KEY: z.string().optional(),
+  USERS_KEY_ENCRYPTION_KEY_FILE: z.string().optional(),
+  /** How often each instance reloads the signing keys, to follow a rotation (ms). */
+  USERS_KEY_REFRESH_MS: z.coerce.number().int().positive().default(30_000),
+  /**
+   * How long a retired key stays published (s). Default: the token lifetime plus the refresh
+   * interval plus a minute of clock skew, so no token outlives the key that verifies it.
+   */
+  USERS_KEY_OVERLAP_S: z.coerce.number().int().positive().optional(),
   /** Comma-separated emails granted the `admin` role when they register. */
   USERS_ADMIN_EMAILS: z.string().default(""),
 };
@@ -23,6 +39,7 @@ export interface Config {
   events: EventsConfig;
   discovery: DiscoveryConfig;
   tokens: TokenSettings;
+  keys: { encryptionKey: Buffer | undefined; refreshMs: number; overlapMs: number };
   adminEmails: ReadonlySet<string>;
 }
 
@@ -35,10 +52,23 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     events: toEventsConfig(e),
     discovery: toDiscoveryConfig(e),
     tokens: { issuer: e.USERS_JWT_ISSUER, audience: e.USERS_JWT_AUDIENCE, ttlSeconds: e.USERS_TOKEN_TTL_S },
+    keys: {
+      encryptionKey: keyEncryptionKey(e.USERS_KEY_ENCRYPTION_KEY, e.USERS_KEY_ENCRYPTION_KEY_FILE),
+      refreshMs: e.USERS_KEY_REFRESH_MS,
+      overlapMs:
+        (e.USERS_KEY_OVERLAP_S ?? e.USERS_TOKEN_TTL_S + Math.ceil(e.USERS_KEY_REFRESH_MS / 1000) + 60) * 1000,
+    },
     adminEmails: new Set(
       e.USERS_ADMIN_EMAILS.split(",")
         .map((s) => s.trim().toLowerCase())
         .filter(Boolean),
     ),
   };
+}
+
+function keyEncryptionKey(text: string | undefined, file: string | undefined): Buffer | undefined {
+  if (text && file)
+    throw new Error("set USERS_KEY_ENCRYPTION_KEY or USERS_KEY_ENCRYPTION_KEY_FILE, not both");
+  if (file) return parseKeyEncryptionKey(readFileSync(file, "utf8"));
+  return text ? parseKeyEncryptionKey(text) : undefined;
 }

@@ -93,7 +93,13 @@ describe("the users process", () => {
       const byName = new Map(protos.map((p) => [p.name, p]));
       const registry = createFileRegistry(protos[0]!, (name) => byName.get(name));
       const service = registry.getService("meshwork.users.v1.UserService");
-      expect(service?.methods.map((m) => m.name)).toEqual(["RegisterUser", "Login", "GetUser", "ListUsers"]);
+      expect(service?.methods.map((m) => m.name)).toEqual([
+        "RegisterUser",
+        "Login",
+        "GetUser",
+        "ListUsers",
+        "RotateSigningKey",
+      ]);
 
       // Build a gRPC client for RegisterUser from the reflected descriptors alone.
       const method = service!.methods.find((m) => m.name === "RegisterUser")!;

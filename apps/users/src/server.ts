@@ -49,14 +49,22 @@ export async function createUsersService(
           res.end();
           return;
         }
-        res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=300" });
-        res.end(JSON.stringify(app.keys.jwks));
+        // Short: after a rotation the new key is here at once, and a dropped key leaves soon.
+        res.writeHead(200, { "content-type": "application/json", "cache-control": "public, max-age=60" });
+        res.end(JSON.stringify(app.keys.current().jwks));
       },
     },
     async prepare() {
       await database.migrate(migrationsFolder);
       observeDatabasePool(database, service.telemetry.meter);
-      app = await createApp(config, database, service.telemetry.meter);
+      app = await createApp(config, database, service.telemetry.meter, (err) =>
+        service.logger.warn({ err }, "reloading the signing keys failed"),
+      );
+      if (!config.keys.encryptionKey) {
+        service.logger.warn(
+          "signing keys are stored unencrypted: set USERS_KEY_ENCRYPTION_KEY or USERS_KEY_ENCRYPTION_KEY_FILE outside development",
+        );
+      }
       publisher = await startOutboxPublisher({
         service: "users",
         config: config.events,
@@ -71,6 +79,7 @@ export async function createUsersService(
     ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
+      app?.keys.close();
       await discovery.close();
       await publisher?.stop();
       await database.close();

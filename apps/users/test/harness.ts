@@ -77,7 +77,11 @@ export async function startUsers(
   const service = await createUsersService(config, {
     logger: createLogger({ service: "users", destination }),
   });
-  const { port, url } = await service.start();
+  // A start that fails (a key that cannot be opened) leaves nothing listening behind.
+  const { port, url } = await service.start().catch(async (err: unknown) => {
+    await service.shutdown().catch(() => {});
+    throw err;
+  });
   await waitFor(() => service.health.serving, { what: "users to be SERVING" });
   return { service, url, port, logs };
 }

@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { databaseServiceOptions, isConnectionError } from "./connection-errors.js";
+import { databaseServiceOptions, invalidValueOf, isConnectionError } from "./connection-errors.js";
 
 const pg = (code: string, message = "x") => Object.assign(new Error(message), { code });
 
@@ -44,5 +44,29 @@ describe("databaseServiceOptions", () => {
     expect(pings).toBe(1);
     expect(options.unavailableWhen(pg("57P01"))).toBe(true);
     expect(options.unavailableWhen(pg("23505"))).toBe(false);
+    expect(options.invalidWhen(pg("22003", "bigint out of range"))).toBe(
+      "invalid value: bigint out of range",
+    );
+    expect(options.invalidWhen(pg("23505"))).toBeUndefined();
+  });
+});
+
+describe("invalidValueOf", () => {
+  it("names the column when the server does, through Drizzle's wrapping", () => {
+    const err = new Error("Failed query: insert ...", {
+      cause: Object.assign(pg("22001", "value too long for type character varying(3)"), {
+        column_name: "code",
+      }),
+    });
+    expect(invalidValueOf(err)).toBe("invalid value: code: value too long for type character varying(3)");
+  });
+
+  it.each([
+    ["a unique violation", pg("23505")],
+    ["a connection error", pg("08006")],
+    ["a plain error", new Error("boom")],
+    ["nothing", undefined],
+  ])("%s is not a data exception", (_what, err) => {
+    expect(invalidValueOf(err)).toBeUndefined();
   });
 });

@@ -61,18 +61,42 @@ export function isConnectionError(err: unknown): boolean {
 }
 
 /**
+ * What was wrong with a value PostgreSQL refused, when `err` (or an error in its `cause` chain)
+ * is a data exception (SQLSTATE class 22: a number out of range, a NUL byte in text, text that is
+ * not a valid uuid or timestamp, a string too long); undefined for anything else. The text is the
+ * server's message, which describes the value and its type, never the statement or the other
+ * parameters, prefixed with the column when the server names one. The client sent the value, so
+ * services answer INVALID_ARGUMENT with it rather than INTERNAL.
+ */
+export function invalidValueOf(err: unknown): string | undefined {
+  for (let e: unknown = err, depth = 0; e && typeof e === "object" && depth < 8; depth++) {
+    const { code, message, column_name } = e as { code?: unknown; message?: unknown; column_name?: unknown };
+    if (typeof code === "string" && code.length === 5 && code.startsWith("22")) {
+      const what = typeof message === "string" && message ? message : `data exception ${code}`;
+      const column = typeof column_name === "string" && column_name ? `${column_name}: ` : "";
+      return `invalid value: ${column}${what}`;
+    }
+    e = (e as { cause?: unknown }).cause;
+  }
+  return undefined;
+}
+
+/**
  * What a service built on `createService` (`@meshwork/runtime`) takes from its database, spread
  * into its options: the readiness check (a ping; while it fails the service reports NOT_SERVING)
- * and `unavailableWhen: isConnectionError`, so a query that loses the database answers UNAVAILABLE.
+ * `unavailableWhen: isConnectionError`, so a query that loses the database answers UNAVAILABLE, and
+ * `invalidWhen: invalidValueOf`, so a value the database refuses answers INVALID_ARGUMENT.
  *
  * `createService({ ..., ...databaseServiceOptions(database) })`
  */
 export function databaseServiceOptions(database: { ping(): Promise<void> }): {
   readiness: ReadonlyArray<{ name: string; check(): Promise<void> }>;
   unavailableWhen: (err: unknown) => boolean;
+  invalidWhen: (err: unknown) => string | undefined;
 } {
   return {
     readiness: [{ name: "database", check: () => database.ping() }],
     unavailableWhen: isConnectionError,
+    invalidWhen: invalidValueOf,
   };
 }

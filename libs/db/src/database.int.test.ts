@@ -8,6 +8,7 @@ import { pgTable, serial, text } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { DatabaseConfig } from "./config.js";
+import { invalidValueOf, isConnectionError } from "./connection-errors.js";
 import {
   createUnitOfWork,
   type DatabaseHandle,
@@ -50,6 +51,23 @@ describe.each(["pglite", "postgres"] as const)("openDatabase on %s", (driver) =>
   it("reports its driver and answers ping", async () => {
     expect(handle.driver).toBe(driver);
     await handle.ping();
+  });
+
+  // Issue 25.8: what the client sent and the database refuses is INVALID_ARGUMENT, never INTERNAL.
+  it.each([
+    ["a NUL byte in text", sql`select ${"a\u0000b"}::text`, /0x00|invalid byte sequence|null character/i],
+    ["a number beyond bigint", sql`select ${"9223372036854775808"}::bigint`, /out of range/],
+    ["text that is not a uuid", sql`select ${"not-a-uuid"}::uuid`, /invalid input syntax for type uuid/],
+  ])("says what was wrong with %s (a data exception, SQLSTATE class 22)", async (_what, query, words) => {
+    const err = await handle.db.execute(query).then(
+      () => undefined,
+      (e: unknown) => e,
+    );
+    expect(err).toBeDefined();
+    const problem = invalidValueOf(err);
+    expect(problem).toMatch(/^invalid value: /);
+    expect(problem).toMatch(words);
+    expect(isConnectionError(err)).toBe(false);
   });
 
   it("commits a unit of work, and rolls all of it back when it throws", async () => {

@@ -1,5 +1,5 @@
 export { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "./config.js";
-export { databaseServiceOptions, isConnectionError } from "./connection-errors.js";
+export { databaseServiceOptions, invalidValueOf, isConnectionError } from "./connection-errors.js";
 export {
   type AnyTransaction,
   createUnitOfWork,

@@ -16,6 +16,7 @@ import {
 } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
 import { EARLY_END_SOURCE, type EarlyEndSource } from "./call-end.js";
+import { decodeError } from "./decode-errors.js";
 import {
   extraMessage,
   frameMessage,
@@ -373,9 +374,7 @@ class UnaryCall implements EarlyEndSource {
     try {
       message = fromBinary(this.#route.input, bytes);
     } catch (e) {
-      return this.#fail(
-        new ConnectError(`parse binary: ${e instanceof Error ? e.message : String(e)}`, Code.Internal),
-      );
+      return this.#fail(decodeError(e));
     }
     this.#invoke(message);
   }

@@ -5,12 +5,14 @@ import { type ConnectRouter, createContextValues, type Interceptor } from "@conn
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createLogger, type Logger, startTelemetry, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
+import { createDecodeErrorInterceptor, guardDecoding } from "./decode-errors.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 import { setHeapGrowingPercent } from "./heap.js";
 import { createServiceIdentity, type ServiceIdentity } from "./identity/index.js";
 import { createDeadlineInterceptor } from "./interceptors/deadline.js";
 import { createErrorInterceptor } from "./interceptors/errors.js";
+import { createNulStringInterceptor } from "./interceptors/nul-strings.js";
 import { admittedKey, createReadinessInterceptor } from "./interceptors/readiness.js";
 import { createTelemetryInterceptor } from "./interceptors/telemetry.js";
 import { createValidationInterceptor } from "./interceptors/validation.js";
@@ -61,6 +63,12 @@ export interface ServiceOptions {
    */
   unavailableWhen?: (err: unknown) => boolean;
   /**
+   * Recognises errors that mean the client's value was refused further down (`invalidValueOf`
+   * from `@meshwork/db`: a PostgreSQL data exception, class 22) and says what was wrong. Such an
+   * error that escapes a handler is answered INVALID_ARGUMENT with that text instead of INTERNAL.
+   */
+  invalidWhen?: (err: unknown) => string | undefined;
+  /**
    * Serve unary gRPC calls (binary, uncompressed, over HTTP/2) on the runtime's fast path rather
    * than through the Connect adapter. Same interceptors, answers and trailers; default true.
    */
@@ -89,7 +97,10 @@ export interface Service {
 /**
  * Builds a service on the Meshwork runtime: one port for HTTP/1.1 and h2c serving Connect,
  * gRPC and gRPC-Web; health and reflection; the interceptor chain (telemetry, error hiding,
- * deadline, readiness, identity, validation, then the service's own); `GET /metrics` and `GET /healthz`.
+ * decode errors, deadline, readiness, identity, NUL strings, validation, then the service's own);
+ * `GET /metrics` and `GET /healthz`. Bad input is INVALID_ARGUMENT naming the problem, never
+ * INTERNAL: a body that does not decode, a NUL in a string field, a protovalidate rule broken, or
+ * (through `invalidWhen`) a value the database refuses.
  */
 export function createService(options: ServiceOptions): Service {
   const { config } = options;
@@ -107,11 +118,13 @@ export function createService(options: ServiceOptions): Service {
   const identity = createServiceIdentity(config.identity, options.name, logger);
   const interceptors: Interceptor[] = [
     createTelemetryInterceptor({ telemetry, logger }),
-    createErrorInterceptor(logger, options.unavailableWhen),
+    createErrorInterceptor(logger, options.unavailableWhen, options.invalidWhen),
+    createDecodeErrorInterceptor(),
     createDeadlineInterceptor(),
     createReadinessInterceptor(),
     // Who calls is settled before validation and before any handler runs.
     identity.interceptor,
+    createNulStringInterceptor(),
     createValidationInterceptor(),
     ...(options.interceptors ?? []),
   ];
@@ -131,6 +144,11 @@ export function createService(options: ServiceOptions): Service {
       registerHealthService(router, health);
       registerReflectionServices(router, options.files);
       options.routes(router);
+      // Undecodable request bodies answer INVALID_ARGUMENT rather than Connect's INTERNAL.
+      const handlers = inner.handlers;
+      for (let i = 0; i < handlers.length; i++) {
+        handlers[i] = guardDecoding(handlers[i] as (typeof handlers)[number], config.readMaxBytes);
+      }
     },
     interceptors,
     readMaxBytes: config.readMaxBytes,

@@ -17,6 +17,7 @@ export interface EnvoyOptions {
   audience?: string;
   defaultTimeoutMs?: number;
   maxTimeoutMs?: number;
+  /** Origins browsers may call from (`*` for any), as the gateway's CORS_ORIGINS; default none. */
   corsOrigins?: readonly string[];
   /** Listener port (8080) and admin port (9901). */
   port?: number;
@@ -183,7 +184,8 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
     };
   }
 
-  const origins = options.corsOrigins ?? ["*"];
+  // As the Node gateway: no origin is allowed unless configured (issue 25.9).
+  const origins = options.corsOrigins ?? [];
   const hcm = {
     "@type": type("envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager"),
     stat_prefix: "edge",
@@ -264,9 +266,14 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
                   cluster: "users_jwks",
                   timeout: "2s",
                 },
-                cache_duration: "600s",
+                // As the Node gateway's JWKS_MAX_AGE_MS: a key dropped by a rotation leaves within it.
+                cache_duration: "300s",
                 async_fetch: {},
               },
+              // As JWT_MAX_LIFETIME_S and JWT_CLOCK_SKEW_S (Envoy bounds the remaining lifetime,
+              // exp - now; it does not read iat).
+              max_lifetime: "86400s",
+              clock_skew_seconds: 30,
               forward: true,
               payload_in_metadata: "jwt_payload",
               claim_to_headers: [

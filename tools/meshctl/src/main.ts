@@ -10,6 +10,7 @@ import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
 import { adminNatsCredentials } from "./nats-auth.js";
+import { keysRotate } from "./keys.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
@@ -50,7 +51,8 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       ${DEMO_ADMIN.email}, whom \`up\` grants the admin role.
   meshctl envoy [--check] [--rate-limits SPEC]
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
-      policies, retries and rate limits (SPEC as the gateway's RATE_LIMITS). --check only says
+      policies, retries, rate limits (SPEC as the gateway's RATE_LIMITS) and CORS origins
+      (CORS_ORIGINS, as the gateway's; none by default). --check only says
       whether the committed file is current (exit 1 when stale).
   meshctl secrets [--check]
       For docker-compose: write .meshwork/compose.env (owner-only; existing values kept) with every
@@ -58,6 +60,11 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       infra/nats/nats.conf (users and permissions; no secret in it). Then
       \`docker compose --env-file .meshwork/compose.env up --build\`. --check only says whether the
       committed nats.conf is current.
+  meshctl keys rotate [--gateway URL] [--token TOKEN]
+      Rotate the users service's token signing key (through the gateway, default
+      http://127.0.0.1:8080, with an admin's access token: --token or MESHWORK_TOKEN). The new
+      key signs from now on; the old one stays in the JWKS document, so the tokens it signed keep
+      working until they expire, and is dropped after the overlap (USERS_KEY_OVERLAP_S).
   meshctl events dlq list [--service NAME]
       Dead letters (events a consumer gave up on) with their error and delivery count.
   meshctl events dlq replay --service NAME (SEQ... | --all)
@@ -104,6 +111,7 @@ async function main(argv: string[]): Promise<number> {
       order: { type: "string" },
       trace: { type: "string" },
       width: { type: "string" },
+      token: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -187,6 +195,10 @@ async function main(argv: string[]): Promise<number> {
         files: meshworkFiles,
         services,
         rateLimits: values["rate-limits"] ?? process.env.RATE_LIMITS,
+        corsOrigins: (process.env.CORS_ORIGINS ?? "")
+          .split(",")
+          .map((o) => o.trim())
+          .filter(Boolean),
       });
       const current = existsSync(file) ? readFileSync(file, "utf8") : "";
       if (values.check) {
@@ -217,6 +229,18 @@ async function main(argv: string[]): Promise<number> {
         `wrote ${COMPOSE_NATS_CONFIG_PATH} and ${envFile}\nthen: docker compose --env-file ${envFile} up --build\n`,
       );
       return 0;
+    }
+    case "keys": {
+      if (positionals[0] !== "rotate") {
+        process.stderr.write(`unknown keys command\n\n${usage}`);
+        return 2;
+      }
+      return keysRotate({
+        gateway: values.gateway ?? "http://127.0.0.1:8080",
+        token: values.token ?? process.env.MESHWORK_TOKEN,
+        out: process.stdout,
+        err: process.stderr,
+      });
     }
     case "events": {
       const [area, action, ...args] = positionals;

@@ -32,7 +32,7 @@ export function corsOriginOf(
   return corsOrigins.includes("*") || corsOrigins.includes(origin) ? origin : undefined;
 }
 
-/** A browser's CORS preflight, answered by the gateway (204) rather than forwarded. */
+/** A browser's CORS preflight, answered by the gateway (204, or 403 for an origin not allowed) rather than forwarded. */
 export function isPreflight(method: string, headers: http2.IncomingHttpHeaders): boolean {
   return method === "OPTIONS" && headers["access-control-request-method"] !== undefined;
 }

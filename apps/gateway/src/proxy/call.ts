@@ -138,7 +138,8 @@ export class ProxiedCall {
   #preflight(): void {
     const allowed = this.corsOrigin !== undefined;
     this.down.body.resume();
-    this.respond(204, preflightHeaders(allowed), true, false);
+    // An origin not configured is refused outright (403), not answered without CORS headers.
+    this.respond(allowed ? 204 : 403, preflightHeaders(allowed), true, false);
     this.shared.options.count("(preflight)", allowed ? "preflight" : "preflight_refused");
   }
 

@@ -67,6 +67,25 @@ export class SkuTakenError extends Error {
   }
 }
 
+/**
+ * The most units a product counts (on hand, received): 2^53 - 1, the largest the service and every
+ * JavaScript client hold exactly. The contract refuses a larger initial stock the same way.
+ */
+export const MAX_UNITS = Number.MAX_SAFE_INTEGER;
+
+/** An adjustment that would take a product's count beyond MAX_UNITS: refused, never rounded. */
+export class StockOutOfRangeError extends Error {
+  override readonly name = "StockOutOfRangeError";
+  constructor(
+    readonly productId: string,
+    readonly delta: number,
+  ) {
+    super(
+      `delta: ${delta} would take the units of product ${productId} beyond the most counted (${MAX_UNITS})`,
+    );
+  }
+}
+
 /** Not enough available units: names the product, what was asked and what is left. */
 export class InsufficientStockError extends Error {
   override readonly name = "InsufficientStockError";

@@ -91,6 +91,35 @@ export class PermissionDeniedError extends Error {
   override readonly name = "PermissionDeniedError";
 }
 
+/**
+ * The largest amount of minor units an order holds: 2^53 - 1, the largest every service and every
+ * JavaScript client holds exactly (the contracts refuse larger prices the same way).
+ */
+export const MAX_AMOUNT_MINOR = BigInt(Number.MAX_SAFE_INTEGER);
+
+/**
+ * The exact total of an order's lines, computed in integers of any size, so a large quantity
+ * times a large price never rounds or wraps. A total (or a unit price) beyond MAX_AMOUNT_MINOR is
+ * InvalidOrderError naming the field: the order is refused, never stored wrong.
+ */
+export function orderTotal(items: ReadonlyArray<{ quantity: number; unitPriceMinor: bigint }>): number {
+  let total = 0n;
+  for (const [n, item] of items.entries()) {
+    if (item.unitPriceMinor < 0n || item.unitPriceMinor > MAX_AMOUNT_MINOR) {
+      throw new InvalidOrderError(
+        `items[${n}].unit_price: ${item.unitPriceMinor} minor units is beyond the largest amount accepted (${MAX_AMOUNT_MINOR})`,
+      );
+    }
+    total += item.unitPriceMinor * BigInt(item.quantity);
+  }
+  if (total > MAX_AMOUNT_MINOR) {
+    throw new InvalidOrderError(
+      `total: the order comes to ${total} minor units, beyond the largest amount accepted (${MAX_AMOUNT_MINOR})`,
+    );
+  }
+  return Number(total);
+}
+
 /** A stable hash of what was asked (items in product order), to compare repeats of a key. */
 export function requestHash(items: ReadonlyArray<{ productId: string; quantity: number }>): string {
   return [...items]

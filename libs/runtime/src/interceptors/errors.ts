@@ -7,11 +7,14 @@ import type { Logger } from "@meshwork/telemetry";
  * reach a client. Domain errors are mapped to `ConnectError` by each service's port; anything
  * that escapes that mapping is a bug and is reported as one, except what `unavailable` recognises
  * (a dependency that cannot be reached, such as a lost database connection): that is UNAVAILABLE,
- * again with a fixed message, so callers retry what is safe to retry.
+ * again with a fixed message, so callers retry what is safe to retry; and what `invalid` recognises
+ * (a value the database refused, such as a number out of range): that is INVALID_ARGUMENT with the
+ * text `invalid` gives, which must name the problem without quoting the statement.
  */
 export function createErrorInterceptor(
   logger: Logger,
   unavailable: (err: unknown) => boolean = () => false,
+  invalid: (err: unknown) => string | undefined = () => undefined,
 ): Interceptor {
   const hide = (err: unknown, procedure: string): ConnectError => {
     if (err instanceof ConnectError) return err;
@@ -24,6 +27,11 @@ export function createErrorInterceptor(
         "service temporarily unavailable: a dependency cannot be reached",
         Code.Unavailable,
       );
+    }
+    const problem = invalid(err);
+    if (problem !== undefined) {
+      logger.info({ procedure, problem }, "value refused by a dependency");
+      return new ConnectError(problem, Code.InvalidArgument);
     }
     logger.error({ err, procedure }, "unhandled error");
     return new ConnectError("internal error", Code.Internal);

@@ -3,6 +3,7 @@ import { and, asc, eq, gt, sql } from "drizzle-orm";
 import {
   canonicalItems,
   InsufficientStockError,
+  MAX_UNITS,
   type NewProduct,
   type Product,
   ProductNotFoundError,
@@ -14,6 +15,7 @@ import {
   ReservationStateError,
   SkuTakenError,
   type StockAudit,
+  StockOutOfRangeError,
   sameItems,
 } from "../../domain/inventory.js";
 import { type InventorySchema, products, reservationItems, reservations } from "./schema.js";
@@ -106,9 +108,21 @@ export function createInventoryStore(db: Database<InventorySchema>) {
       const [row] = await db
         .update(products)
         .set({ onHand: sql`${products.onHand} + ${delta}`, received: sql`${products.received} + ${delta}` })
-        .where(and(eq(products.id, productId), sql`${products.onHand} + ${delta} >= ${products.reserved}`))
+        .where(
+          and(
+            eq(products.id, productId),
+            sql`${products.onHand} + ${delta} >= ${products.reserved}`,
+            // Counts stay exact numbers (bigint columns read as JS numbers).
+            sql`${products.received} + ${delta} <= ${MAX_UNITS}`,
+            sql`${products.onHand} + ${delta} <= ${MAX_UNITS}`,
+          ),
+        )
         .returning();
       if (row) return row;
+      if (delta > 0) {
+        const [p] = await db.select({ id: products.id }).from(products).where(eq(products.id, productId));
+        if (p) throw new StockOutOfRangeError(productId, delta);
+      }
       return explainShortfall(db, productId, -delta);
     },
 

@@ -32,6 +32,7 @@ import {
   ReservationNotFoundError,
   ReservationStateError,
   SkuTakenError,
+  StockOutOfRangeError,
 } from "../../domain/inventory.js";
 import type { InventoryRepository } from "../../domain/ports.js";
 
@@ -71,7 +72,11 @@ function toConnectError(err: unknown): unknown {
     return new ConnectError(err.message, Code.AlreadyExists);
   if (err instanceof InsufficientStockError || err instanceof ReservationStateError)
     return new ConnectError(err.message, Code.FailedPrecondition);
-  if (err instanceof InvalidPageTokenError || err instanceof DuplicateItemError)
+  if (
+    err instanceof InvalidPageTokenError ||
+    err instanceof DuplicateItemError ||
+    err instanceof StockOutOfRangeError
+  )
     return new ConnectError(err.message, Code.InvalidArgument);
   return err;
 }

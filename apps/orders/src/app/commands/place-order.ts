@@ -1,5 +1,11 @@
 import { v7 as uuidv7 } from "uuid";
-import { IdempotencyKeyReusedError, InvalidOrderError, type Order, requestHash } from "../../domain/order.js";
+import {
+  IdempotencyKeyReusedError,
+  InvalidOrderError,
+  type Order,
+  orderTotal,
+  requestHash,
+} from "../../domain/order.js";
 import type { OrderRepository, PriceList } from "../../domain/ports.js";
 
 export interface PlaceOrderInput {
@@ -37,14 +43,17 @@ export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput): 
       `items: products are priced in different currencies (${[...currencies].join(", ")})`,
     );
   }
-  const stored = items.map((i, n) => ({ ...i, unitPriceMinor: Number(prices[n]?.amountMinor ?? 0n) }));
+  const priced = items.map((i, n) => ({ ...i, unitPriceMinor: prices[n]?.amountMinor ?? 0n }));
+  // Exact, or refused: checked before the unit prices become numbers.
+  const totalMinor = orderTotal(priced);
+  const stored = priced.map((i) => ({ ...i, unitPriceMinor: Number(i.unitPriceMinor) }));
   const { order, run } = await deps.orders.place({
     id: uuidv7(),
     userId,
     idempotencyKey,
     requestHash: hash,
     items: stored,
-    totalMinor: stored.reduce((sum, i) => sum + i.unitPriceMinor * i.quantity, 0),
+    totalMinor,
     currency: [...currencies][0] as string,
   });
   run?.();

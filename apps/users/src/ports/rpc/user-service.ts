@@ -59,6 +59,15 @@ export function createUserServiceHandlers(app: () => App): ServiceImpl<typeof Us
         };
       }),
     getUser: (req) => mapped(async () => ({ user: toMessage(await getUser(app(), req.id)) })),
+    rotateSigningKey: () =>
+      mapped(async () => {
+        const rotation = await app().keys.rotate();
+        return {
+          kid: rotation.kid,
+          retiredKids: rotation.retired,
+          retiredDropTime: timestampFromDate(rotation.retiredDroppedAt),
+        };
+      }),
     listUsers: (req) =>
       mapped(async () => {
         const page = await listUsers(app(), { pageSize: req.pageSize, pageToken: req.pageToken });

@@ -11,7 +11,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/common/v1/money.proto.
  */
 export const file_meshwork_common_v1_money: GenFile = /*@__PURE__*/
-  fileDesc("Ch5tZXNod29yay9jb21tb24vdjEvbW9uZXkucHJvdG8SEm1lc2h3b3JrLmNvbW1vbi52MSJLCgVNb25leRIdCgxhbW91bnRfbWlub3IYASABKANCB7pIBCICKAASIwoIY3VycmVuY3kYAiABKAlCEbpIDnIMMgpeW0EtWl17M30kYgZwcm90bzM", [file_buf_validate_validate]);
+  fileDesc("Ch5tZXNod29yay9jb21tb24vdjEvbW9uZXkucHJvdG8SEm1lc2h3b3JrLmNvbW1vbi52MSJUCgVNb25leRImCgxhbW91bnRfbWlub3IYASABKANCELpIDSILGP////////8PKAASIwoIY3VycmVuY3kYAiABKAlCEbpIDnIMMgpeW0EtWl17M30kYgZwcm90bzM", [file_buf_validate_validate]);
 
 /**
  * An amount of money: an integer number of minor units (cents) of an ISO 4217 currency. Never a
@@ -21,6 +21,10 @@ export const file_meshwork_common_v1_money: GenFile = /*@__PURE__*/
  */
 export type Money = Message<"meshwork.common.v1.Money"> & {
   /**
+   * At most 2^53 - 1: every amount the mesh accepts is held exactly by every service and every
+   * JavaScript client (a larger one is refused with INVALID_ARGUMENT naming the field, never
+   * rounded).
+   *
    * @generated from field: int64 amount_minor = 1;
    */
   amountMinor: bigint;

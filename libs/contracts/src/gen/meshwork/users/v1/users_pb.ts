@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/users/v1/users.proto.
  */
 export const file_meshwork_users_v1_users: GenFile = /*@__PURE__*/
-  fileDesc("Ch1tZXNod29yay91c2Vycy92MS91c2Vycy5wcm90bxIRbWVzaHdvcmsudXNlcnMudjEidwoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDQoFcm9sZXMYBCADKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KE1JlZ2lzdGVyVXNlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFGP4BYAESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAgYgAESHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGGQiPQoUUmVnaXN0ZXJVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiSQoMTG9naW5SZXF1ZXN0EhoKBWVtYWlsGAEgASgJQgu6SAjIAQFyAxj+ARIdCghwYXNzd29yZBgCIAEoCUILukgIyAEBcgMYgAEikQEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBHVzZXIYBCABKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyIiYKDkdldFVzZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI4Cg9HZXRVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiTAoQTGlzdFVzZXJzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiVAoRTGlzdFVzZXJzUmVzcG9uc2USJgoFdXNlcnMYASADKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCTKRAwoLVXNlclNlcnZpY2USZwoMUmVnaXN0ZXJVc2VyEiYubWVzaHdvcmsudXNlcnMudjEuUmVnaXN0ZXJVc2VyUmVxdWVzdBonLm1lc2h3b3JrLnVzZXJzLnYxLlJlZ2lzdGVyVXNlclJlc3BvbnNlIgaKtRgCCAESUgoFTG9naW4SHy5tZXNod29yay51c2Vycy52MS5Mb2dpblJlcXVlc3QaIC5tZXNod29yay51c2Vycy52MS5Mb2dpblJlc3BvbnNlIgaKtRgCCAESWwoHR2V0VXNlchIhLm1lc2h3b3JrLnVzZXJzLnYxLkdldFVzZXJSZXF1ZXN0GiIubWVzaHdvcmsudXNlcnMudjEuR2V0VXNlclJlc3BvbnNlIgmQAgGKtRgCCAISaAoJTGlzdFVzZXJzEiMubWVzaHdvcmsudXNlcnMudjEuTGlzdFVzZXJzUmVxdWVzdBokLm1lc2h3b3JrLnVzZXJzLnYxLkxpc3RVc2Vyc1Jlc3BvbnNlIhCQAgGKtRgJCAMSBWFkbWluYgZwcm90bzM", [file_buf_validate_validate, file_meshwork_api_v1_access, file_google_protobuf_timestamp]);
+  fileDesc("Ch1tZXNod29yay91c2Vycy92MS91c2Vycy5wcm90bxIRbWVzaHdvcmsudXNlcnMudjEidwoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDQoFcm9sZXMYBCADKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KE1JlZ2lzdGVyVXNlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFGP4BYAESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAgYgAESHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGGQiPQoUUmVnaXN0ZXJVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiSQoMTG9naW5SZXF1ZXN0EhoKBWVtYWlsGAEgASgJQgu6SAjIAQFyAxj+ARIdCghwYXNzd29yZBgCIAEoCUILukgIyAEBcgMYgAEikQEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBHVzZXIYBCABKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyIiYKDkdldFVzZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI4Cg9HZXRVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiTAoQTGlzdFVzZXJzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiVAoRTGlzdFVzZXJzUmVzcG9uc2USJgoFdXNlcnMYASADKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIZChdSb3RhdGVTaWduaW5nS2V5UmVxdWVzdCJ0ChhSb3RhdGVTaWduaW5nS2V5UmVzcG9uc2USCwoDa2lkGAEgASgJEhQKDHJldGlyZWRfa2lkcxgCIAMoCRI1ChFyZXRpcmVkX2Ryb3BfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyjQQKC1VzZXJTZXJ2aWNlEmcKDFJlZ2lzdGVyVXNlchImLm1lc2h3b3JrLnVzZXJzLnYxLlJlZ2lzdGVyVXNlclJlcXVlc3QaJy5tZXNod29yay51c2Vycy52MS5SZWdpc3RlclVzZXJSZXNwb25zZSIGirUYAggBElIKBUxvZ2luEh8ubWVzaHdvcmsudXNlcnMudjEuTG9naW5SZXF1ZXN0GiAubWVzaHdvcmsudXNlcnMudjEuTG9naW5SZXNwb25zZSIGirUYAggBElsKB0dldFVzZXISIS5tZXNod29yay51c2Vycy52MS5HZXRVc2VyUmVxdWVzdBoiLm1lc2h3b3JrLnVzZXJzLnYxLkdldFVzZXJSZXNwb25zZSIJkAIBirUYAggCEmgKCUxpc3RVc2VycxIjLm1lc2h3b3JrLnVzZXJzLnYxLkxpc3RVc2Vyc1JlcXVlc3QaJC5tZXNod29yay51c2Vycy52MS5MaXN0VXNlcnNSZXNwb25zZSIQkAIBirUYCQgDEgVhZG1pbhJ6ChBSb3RhdGVTaWduaW5nS2V5EioubWVzaHdvcmsudXNlcnMudjEuUm90YXRlU2lnbmluZ0tleVJlcXVlc3QaKy5tZXNod29yay51c2Vycy52MS5Sb3RhdGVTaWduaW5nS2V5UmVzcG9uc2UiDYq1GAkIAxIFYWRtaW5iBnByb3RvMw", [file_buf_validate_validate, file_meshwork_api_v1_access, file_google_protobuf_timestamp]);
 
 /**
  * A user account as other services see it. The password hash never leaves the service.
@@ -251,6 +251,52 @@ export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE_
   messageDesc(file_meshwork_users_v1_users, 8);
 
 /**
+ * @generated from message meshwork.users.v1.RotateSigningKeyRequest
+ */
+export type RotateSigningKeyRequest = Message<"meshwork.users.v1.RotateSigningKeyRequest"> & {
+};
+
+/**
+ * Describes the message meshwork.users.v1.RotateSigningKeyRequest.
+ * Use `create(RotateSigningKeyRequestSchema)` to create a new message.
+ */
+export const RotateSigningKeyRequestSchema: GenMessage<RotateSigningKeyRequest> = /*@__PURE__*/
+  messageDesc(file_meshwork_users_v1_users, 9);
+
+/**
+ * @generated from message meshwork.users.v1.RotateSigningKeyResponse
+ */
+export type RotateSigningKeyResponse = Message<"meshwork.users.v1.RotateSigningKeyResponse"> & {
+  /**
+   * The key id (JWT `kid`) that signs from now on.
+   *
+   * @generated from field: string kid = 1;
+   */
+  kid: string;
+
+  /**
+   * The keys retired by this rotation: still published, no longer signing.
+   *
+   * @generated from field: repeated string retired_kids = 2;
+   */
+  retiredKids: string[];
+
+  /**
+   * When the retired keys leave the JWKS document (their tokens have expired by then).
+   *
+   * @generated from field: google.protobuf.Timestamp retired_drop_time = 3;
+   */
+  retiredDropTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message meshwork.users.v1.RotateSigningKeyResponse.
+ * Use `create(RotateSigningKeyResponseSchema)` to create a new message.
+ */
+export const RotateSigningKeyResponseSchema: GenMessage<RotateSigningKeyResponse> = /*@__PURE__*/
+  messageDesc(file_meshwork_users_v1_users, 10);
+
+/**
  * UserService owns user accounts and issues the access tokens the rest of the mesh verifies.
  * Its signing keys are published as a JWKS document at GET /.well-known/jwks.json on the
  * service's port.
@@ -299,6 +345,18 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof ListUsersRequestSchema;
     output: typeof ListUsersResponseSchema;
+  },
+  /**
+   * RotateSigningKey makes a new key sign every token from now on. The keys signing until now
+   * are retired: they stay in the JWKS document, so the tokens they signed keep verifying until
+   * they expire, and are dropped (deleted) after the overlap. `meshctl keys rotate` calls it.
+   *
+   * @generated from rpc meshwork.users.v1.UserService.RotateSigningKey
+   */
+  rotateSigningKey: {
+    methodKind: "unary";
+    input: typeof RotateSigningKeyRequestSchema;
+    output: typeof RotateSigningKeyResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_meshwork_users_v1_users, 0);

@@ -1,0 +1,193 @@
+import { type DescMessage, fromBinary } from "@bufbuild/protobuf";
+import { Code, ConnectError, createContextKey, type Interceptor } from "@connectrpc/connect";
+import type { UniversalHandler, UniversalServerRequest } from "@connectrpc/connect/protocol";
+
+/**
+ * What went wrong decoding a request message, in words a client can act on. protobuf-es throws
+ * a RangeError "premature EOF" for a truncated varint or length, "illegal tag" for a bad wire
+ * type or field number 0, a TypeError for a string that is not UTF-8, and "maximum recursion
+ * depth reached" for nesting deeper than it reads.
+ */
+export function describeDecodeError(err: unknown): string {
+  const text = err instanceof Error ? err.message : String(err);
+  if (/not valid for encoding utf-8/i.test(text)) return "a string field is not valid UTF-8";
+  if (/premature EOF/i.test(text)) return "truncated (premature end of a varint or length-delimited field)";
+  if (/illegal tag/i.test(text)) return `bad field tag (${text.replace(/^illegal tag:\s*/i, "")})`;
+  if (/recursion depth/i.test(text)) return "nested too deeply";
+  return text;
+}
+
+/** The one error a request message that cannot be decoded gets, on every protocol. */
+export function decodeError(err: unknown): ConnectError {
+  return new ConnectError(
+    `invalid request message: ${describeDecodeError(err)}`,
+    Code.InvalidArgument,
+    undefined,
+    undefined,
+    err,
+  );
+}
+
+/**
+ * Set on a call whose request body failed to decode; the decode-error interceptor answers it.
+ * Unset (the default) for every well-formed call.
+ */
+const decodeFailureKey = createContextKey<ConnectError | undefined>(undefined, {
+  description: "meshwork.decodeFailure",
+});
+
+/**
+ * Answers a call whose request message could not be decoded with the INVALID_ARGUMENT that
+ * `guardDecoding` recorded, before anything else (readiness, validation, the handler) sees it.
+ */
+export function createDecodeErrorInterceptor(): Interceptor {
+  return (next) => (req) => {
+    const failure = req.contextValues.get(decodeFailureKey);
+    return failure ? Promise.reject(failure) : next(req);
+  };
+}
+
+type BodyShape = "raw" | "enveloped";
+
+/** Binary (Protobuf) request content types, and how their body frames the message. */
+function bodyShape(contentType: string | null): BodyShape | undefined {
+  const type = (contentType ?? "").split(";", 1)[0]?.trim().toLowerCase() ?? "";
+  if (type === "application/proto") return "raw";
+  if (
+    type === "application/grpc" ||
+    type === "application/grpc+proto" ||
+    type === "application/grpc-web" ||
+    type === "application/grpc-web+proto" ||
+    type === "application/connect+proto"
+  )
+    return "enveloped";
+  return undefined;
+}
+
+/** The messages of an enveloped body, or undefined when it is not one to check (compressed, cut). */
+function envelopes(body: Uint8Array): Uint8Array[] | undefined {
+  const out: Uint8Array[] = [];
+  let at = 0;
+  while (at < body.length) {
+    if (body.length - at < 5) return undefined;
+    const flags = body[at] as number;
+    const view = new DataView(body.buffer, body.byteOffset + at + 1, 4);
+    const length = view.getUint32(0);
+    if (flags !== 0 || body.length - at - 5 < length) return undefined;
+    out.push(body.subarray(at + 5, at + 5 + length));
+    at += 5 + length;
+  }
+  return out;
+}
+
+/** Reads the body up to `max` bytes: `complete` false when it is longer (the rest is unread). */
+async function readBody(
+  body: AsyncIterator<Uint8Array>,
+  max: number,
+): Promise<{ chunks: Uint8Array[]; complete: boolean }> {
+  const chunks: Uint8Array[] = [];
+  let size = 0;
+  for (;;) {
+    const r = await body.next();
+    if (r.done) return { chunks, complete: true };
+    chunks.push(r.value);
+    size += r.value.byteLength;
+    // Over the limit: stop looking and let Connect refuse it (it counts the same bytes).
+    if (size > max) return { chunks, complete: false };
+  }
+}
+
+function concat(chunks: readonly Uint8Array[]): Uint8Array {
+  if (chunks.length === 1) return chunks[0] as Uint8Array;
+  return Buffer.concat(chunks);
+}
+
+async function* replay(head: readonly Uint8Array[], rest?: AsyncIterator<Uint8Array>) {
+  yield* head;
+  if (!rest) return;
+  for (;;) {
+    const r = await rest.next();
+    if (r.done) return;
+    yield r.value;
+  }
+}
+
+/**
+ * A Connect GET (`?encoding=proto&base64=1&message=...`, side-effect-free methods) whose message
+ * does not decode: recorded for the decode-error interceptor, and handed on with an empty message.
+ */
+function guardGet(req: UniversalServerRequest, input: DescMessage): UniversalServerRequest {
+  const at = req.url.indexOf("?");
+  if (at < 0) return req;
+  const query = new URLSearchParams(req.url.slice(at + 1));
+  if (query.get("encoding") !== "proto" || query.has("compression")) return req;
+  const text = query.get("message") ?? "";
+  try {
+    fromBinary(input, query.get("base64") === "1" ? Buffer.from(text, "base64url") : Buffer.from(text));
+    return req;
+  } catch (err) {
+    req.contextValues?.set(decodeFailureKey, decodeError(err));
+    query.set("message", "");
+    query.delete("base64");
+    return { ...req, url: `${req.url.slice(0, at)}?${query.toString()}` };
+  }
+}
+
+/**
+ * Wraps a Connect handler so a request message that cannot be decoded is INVALID_ARGUMENT.
+ *
+ * Connect's own parser answers such a body INTERNAL ("parse binary: premature EOF"), and it parses
+ * before any interceptor runs, so no interceptor can change that code. For methods with one
+ * request message (unary and server-streaming), in binary, uncompressed (a POST body or a Connect
+ * GET's `message` parameter), this decodes the message once first; when that fails, Connect is handed an empty message instead
+ * and `createDecodeErrorInterceptor` answers the call INVALID_ARGUMENT in whatever protocol it
+ * came in (Connect, gRPC, gRPC-Web). Everything else passes through untouched. The extra decode
+ * is the price, on the adapter path only (unary gRPC on the fast path decodes once): 7 µs for a
+ * 248-byte PlaceOrderRequest with five items, measured with a tsx loop of 200,000 decodes on this
+ * shared 2-core machine under load, against 70 µs or more of CPU per call on that path.
+ */
+export function guardDecoding(handler: UniversalHandler, readMaxBytes: number): UniversalHandler {
+  const kind = handler.method.methodKind;
+  if (kind !== "unary" && kind !== "server_streaming") return handler;
+  const input: DescMessage = handler.method.input;
+  const guarded = async (req: UniversalServerRequest) => {
+    if (req.method === "GET") return handler(guardGet(req, input));
+    const shape = req.method === "POST" ? bodyShape(req.header.get("content-type")) : undefined;
+    const body = req.body;
+    if (
+      !shape ||
+      req.header.has("content-encoding") ||
+      body === null ||
+      typeof body !== "object" ||
+      !(Symbol.asyncIterator in body)
+    ) {
+      return handler(req);
+    }
+    const iterator = (body as AsyncIterable<Uint8Array>)[Symbol.asyncIterator]();
+    const head = await readBody(iterator, readMaxBytes);
+    if (!head.complete) return handler({ ...req, body: replay(head.chunks, iterator) });
+    const bytes = concat(head.chunks);
+    const messages = shape === "raw" ? [bytes] : envelopes(bytes);
+    let failure: ConnectError | undefined;
+    for (const m of messages ?? []) {
+      try {
+        fromBinary(input, m);
+      } catch (err) {
+        failure = decodeError(err);
+        break;
+      }
+    }
+    if (!failure) return handler({ ...req, body: replay([bytes]) });
+    req.contextValues?.set(decodeFailureKey, failure);
+    const empty = shape === "raw" ? new Uint8Array(0) : new Uint8Array(5);
+    return handler({ ...req, body: replay([empty]) });
+  };
+  return Object.assign(guarded, {
+    requestPath: handler.requestPath,
+    service: handler.service,
+    method: handler.method,
+    protocolNames: handler.protocolNames,
+    allowedMethods: handler.allowedMethods,
+    supportedContentType: handler.supportedContentType,
+  });
+}
