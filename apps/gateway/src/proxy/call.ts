@@ -169,7 +169,7 @@ export class ProxiedCall {
 
   #refuse(refusal: Refusal): void {
     this.down.body.resume();
-    this.fail(refusal.code, refusal.message, refusal.headers);
+    this.fail(refusal.code, refusal.message, refusal.headers, refusal.httpStatus);
   }
 
   /** Counts a request chunk; over the size limit, stops reading and answers instead. */
@@ -247,14 +247,17 @@ export class ProxiedCall {
     this.down.respond(status, origin === undefined ? headers : withCors(headers, origin), end, trailers);
   }
 
-  /** Answers on the gateway's own behalf, unless the response has begun (then ends it so). */
-  fail(code: Code, message: string, extra?: Record<string, string>): void {
+  /**
+   * Answers on the gateway's own behalf, unless the response has begun (then ends it so);
+   * `httpStatus` replaces the code's HTTP status in a Connect unary answer.
+   */
+  fail(code: Code, message: string, extra?: Record<string, string>, httpStatus?: number): void {
     this.#attempt?.cancel();
     const down = this.down;
     if (!down.headersSent) {
       const a = errorAnswer(this.protocol, this.contentType, code, message);
       this.respond(
-        a.status,
+        httpStatus !== undefined && this.protocol === "connect" ? httpStatus : a.status,
         { ...a.headers, ...extra, "x-request-id": this.requestId },
         a.body === undefined,
         false,
