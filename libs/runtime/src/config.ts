@@ -1,5 +1,6 @@
 import { z } from "zod";
 import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "./client.js";
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./connection-limits.js";
 
 /**
  * The environment variables every service reads, as a zod shape to spread into a service's own
@@ -31,6 +32,22 @@ export function runtimeEnvShape(defaults: { port: number }) {
      * case and less memory, but more requests delayed by one (see `heap.ts`).
      */
     GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
+    /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open at once. */
+    MAX_CONCURRENT_STREAMS: z.coerce
+      .number()
+      .int()
+      .positive()
+      .default(DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams),
+    /** A connection's first request headers (and each HTTP/1.1 request's) must arrive within this. */
+    HEADERS_TIMEOUT_MS: z.coerce
+      .number()
+      .int()
+      .positive()
+      .default(DEFAULT_CONNECTION_LIMITS.headersTimeoutMs),
+    /** An HTTP/2 connection with no stream open this long is closed. */
+    IDLE_TIMEOUT_MS: z.coerce.number().int().positive().default(DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
+    /** Connections one client address may hold at once; unset: no limit. */
+    MAX_CONNECTIONS_PER_CLIENT: z.coerce.number().int().positive().optional(),
   };
 }
 
@@ -51,6 +68,8 @@ export interface RuntimeConfig {
   clientProtocol?: ClientProtocol;
   /** V8's heap growing percent for the process (`setHeapGrowingPercent`); absent: left to V8. */
   heapGrowingPercent?: number;
+  /** Limits on the service's connections; each absent one is {@link DEFAULT_CONNECTION_LIMITS}'. */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 /** Maps the parsed environment to the runtime's configuration. */
@@ -67,6 +86,12 @@ export function toRuntimeConfig(env: RuntimeEnv): RuntimeConfig {
     sampleRatio: env.OTEL_TRACES_SAMPLER_ARG,
     clientProtocol: env.RPC_CLIENT_PROTOCOL,
     heapGrowingPercent: env.GC_HEAP_GROWING_PERCENT,
+    connectionLimits: {
+      maxConcurrentStreams: env.MAX_CONCURRENT_STREAMS,
+      headersTimeoutMs: env.HEADERS_TIMEOUT_MS,
+      idleTimeoutMs: env.IDLE_TIMEOUT_MS,
+      maxConnectionsPerAddress: env.MAX_CONNECTIONS_PER_CLIENT ?? Number.POSITIVE_INFINITY,
+    },
   };
 }
 

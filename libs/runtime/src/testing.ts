@@ -19,3 +19,5 @@ export function testRuntimeConfig(overrides: Partial<RuntimeConfig> = {}): Runti
     ...overrides,
   };
 }
+
+export { connectRawH2, FrameType, hpackBlock, type RawH2Client } from "./raw-h2.js";
