@@ -61,6 +61,8 @@ export class ProxiedCall {
   /** The latest attempt (earlier ones are finished). */
   #attempt: UpstreamAttempt | undefined;
   #attempts = 0;
+  /** Counted in its client's calls in flight (released when it completes). */
+  #countedForClient = false;
   /** Endpoints tried: a retry goes elsewhere while there is somewhere else. */
   readonly #tried = new Set<Endpoint>();
   bytesIn = 0;
@@ -107,6 +109,16 @@ export class ProxiedCall {
     this.#ctx = trace.setSpan(parent, span);
     this.shared.budget.active++;
     this.down.onGone(() => this.#gone());
+    const { clientCalls } = this.shared;
+    if (!clientCalls.take(this.down.remoteAddress)) {
+      this.#refuse({
+        ok: false,
+        code: Code.ResourceExhausted,
+        message: `too many calls in flight from this client (limit ${clientCalls.limit})`,
+      });
+      return;
+    }
+    this.#countedForClient = true;
 
     const admitted = admit(options, this.route, this.path, this.pathKey, headers);
     if (!admitted.ok) {
@@ -289,6 +301,7 @@ export class ProxiedCall {
     this.#attempt?.finish();
     const { options, budget } = this.shared;
     budget.active--;
+    if (this.#countedForClient) this.shared.clientCalls.release(this.down.remoteAddress);
     const elapsed = performance.now() - this.started;
     const routeName = this.routeName;
     const endpoint = this.#attempt?.endpoint;
