@@ -91,6 +91,15 @@ export class PermissionDeniedError extends Error {
   override readonly name = "PermissionDeniedError";
 }
 
+/** A user already holds as many WatchOrder streams as one user may. */
+export class TooManyWatchesError extends Error {
+  override readonly name = "TooManyWatchesError";
+
+  constructor(readonly limit: number) {
+    super(`too many WatchOrder streams open for this user (limit ${limit}): close one first`);
+  }
+}
+
 /** A stable hash of what was asked (items in product order), to compare repeats of a key. */
 export function requestHash(items: ReadonlyArray<{ productId: string; quantity: number }>): string {
   return [...items]
