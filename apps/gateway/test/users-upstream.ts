@@ -6,7 +6,7 @@ import {
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
 import { parseUpstreams } from "@meshwork/discovery";
-import { createService, type Service } from "@meshwork/runtime";
+import { createService, type RuntimeConfig, type Service } from "@meshwork/runtime";
 import { testRuntimeConfig } from "@meshwork/runtime/testing";
 import type { GatewayConfig } from "../src/config.js";
 
@@ -33,11 +33,11 @@ export interface UsersUpstream {
  * An in-memory users service for gateway tests: GetUser answers `Ids.ok` with a user, waits on
  * `Ids.slow`, fails with the code `idFailingWith(code)` names, NOT_FOUND otherwise.
  */
-export async function startUsersUpstream(): Promise<UsersUpstream> {
+export async function startUsersUpstream(config: Partial<RuntimeConfig> = {}): Promise<UsersUpstream> {
   const methods: string[] = [];
   const service = createService({
     name: "users",
-    config: testRuntimeConfig(),
+    config: testRuntimeConfig(config),
     files: [file_meshwork_users_v1_users],
     services: [UserService],
     routes(router) {

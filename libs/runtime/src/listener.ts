@@ -128,7 +128,14 @@ export function createListener(options: ListenerOptions): Listener {
   // objects); without, the sniffing TCP server below hands each connection to `h2` or `h1`.
   const h2: http2.Http2Server | http2.Http2SecureServer = options.tls
     ? http2.createSecureServer(
-        { ...h2Options, ...options.tls, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"] },
+        {
+          ...h2Options,
+          ...options.tls,
+          allowHTTP1: true,
+          ALPNProtocols: ["h2", "http/1.1"],
+          // A TLS connection that does not finish its handshake is closed within the header timeout.
+          handshakeTimeout: limits.headersTimeoutMs,
+        },
         track,
       )
     : http2.createServer(h2Options, track);
