@@ -36,7 +36,11 @@ describe("upstream connection pool (issue 25.2)", () => {
       await waitFor(() => first.remoteSettings.maxConcurrentStreams === 10, { what: "the peer's SETTINGS" });
       const streams: http2.ClientHttp2Stream[] = [];
       for (let i = 0; i < 35; i++) {
-        const s = upstreams.request(endpoint, { ":path": `/${i}`, ":method": "POST" }, { endStream: true });
+        const s = upstreams.request(
+          endpoint,
+          { ":path": `/${i}`, ":method": "POST" },
+          { endStream: true },
+        ) as http2.ClientHttp2Stream;
         s.on("error", () => {});
         streams.push(s);
       }
@@ -45,7 +49,11 @@ describe("upstream connection pool (issue 25.2)", () => {
       // Every one of them reached the server: none waits behind a full connection.
       await waitFor(() => upstream.held.length === 35, { what: "35 streams at the server" });
       // Past the cap, a stream waits on the least loaded connection (not a 5th connection).
-      const extra = upstreams.request(endpoint, { ":path": "/x", ":method": "POST" }, { endStream: true });
+      const extra = upstreams.request(
+        endpoint,
+        { ":path": "/x", ":method": "POST" },
+        { endStream: true },
+      ) as http2.ClientHttp2Stream;
       extra.on("error", () => {});
       expect(upstreams.connections(endpoint).sort((a, b) => b - a)).toEqual([10, 10, 10, 6]);
       // Streams that end give their room back.

@@ -1,6 +1,7 @@
 import http2 from "node:http2";
 import net from "node:net";
 import { adoptStreamTable } from "@meshwork/runtime/internal";
+import { headerListSize } from "./proxy/blame.js";
 
 /** One upstream endpoint: its HTTP/2 connection, load and health as the gateway sees them. */
 export interface Endpoint {
@@ -43,6 +44,14 @@ export const defaultOutlierPolicy: OutlierPolicy = {
  */
 const ASSUMED_PEER_STREAMS = 100;
 
+/** Headers over what the upstream connection's peer takes (SETTINGS_MAX_HEADER_LIST_SIZE). */
+export interface HeadersTooLarge {
+  tooLarge: true;
+  /** Their size as HTTP/2 counts it. */
+  size: number;
+  limit: number;
+}
+
 /** Default of {@link UpstreamPoolOptions.maxConnectionsPerEndpoint}. */
 export const DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT = 32;
 
@@ -59,6 +68,12 @@ export interface UpstreamPoolOptions {
 interface PooledSession {
   readonly session: http2.ClientHttp2Session;
   active: number;
+  /**
+   * What the peer said in its SETTINGS (kept from the event: Node's `remoteSettings` getter
+   * reads them from the native session and builds a new object on every call); undefined until it has.
+   */
+  maxStreams: number | undefined;
+  maxHeaderListSize: number | undefined;
 }
 
 /** An endpoint's connections, and the stream limit its connections last said (SETTINGS). */
@@ -68,11 +83,11 @@ interface Pool {
 }
 
 /**
- * The streams `session` takes at once: what its peer said, or, until it has, what the endpoint's
- * other connections said (the HTTP/2 default with none).
+ * The streams a connection takes at once: what its peer said, or, until it has, what the
+ * endpoint's other connections said (the HTTP/2 default with none).
  */
-function capacityOf(session: http2.ClientHttp2Session, pool: Pool): number {
-  return session.remoteSettings.maxConcurrentStreams ?? pool.peerStreams;
+function capacityOf(p: PooledSession, pool: Pool): number {
+  return p.maxStreams ?? pool.peerStreams;
 }
 
 function usable(p: PooledSession): boolean {
@@ -172,13 +187,22 @@ export class Upstreams {
     return this.#pooled(endpoint).session;
   }
 
-  /** Opens a stream to `endpoint` on a connection with room for it, counted while it is open. */
+  /**
+   * Opens a stream to `endpoint` on a connection with room for it, counted while it is open; a
+   * {@link HeadersTooLarge} (nothing opened) when the headers exceed what that connection's peer
+   * said it takes.
+   */
   request(
     endpoint: Endpoint,
     headers: http2.OutgoingHttpHeaders,
     options: http2.ClientSessionRequestOptions,
-  ): http2.ClientHttp2Stream {
+  ): http2.ClientHttp2Stream | HeadersTooLarge {
     const pooled = this.#pooled(endpoint);
+    const limit = pooled.maxHeaderListSize;
+    if (limit !== undefined) {
+      const size = headerListSize(headers);
+      if (size > limit) return { tooLarge: true, size, limit };
+    }
     const stream = pooled.session.request(headers, options);
     pooled.active++;
     stream.once("close", () => {
@@ -201,11 +225,21 @@ export class Upstreams {
     let least: PooledSession | undefined;
     for (const p of pool.sessions) {
       if (!usable(p)) continue;
-      if (p.active < capacityOf(p.session, pool)) return p;
+      if (p.active < capacityOf(p, pool)) return p;
       if (!least || p.active < least.active) least = p;
     }
     if (least && pool.sessions.length >= this.#maxConnections) return least;
-    const opened: PooledSession = { session: this.#connect(endpoint, pool), active: 0 };
+    const opened: PooledSession = {
+      session: this.#connect(endpoint, pool),
+      active: 0,
+      maxStreams: undefined,
+      maxHeaderListSize: undefined,
+    };
+    opened.session.on("remoteSettings", (settings: http2.Settings) => {
+      opened.maxStreams = settings.maxConcurrentStreams;
+      opened.maxHeaderListSize = settings.maxHeaderListSize;
+      if (settings.maxConcurrentStreams !== undefined) pool.peerStreams = settings.maxConcurrentStreams;
+    });
     pool.sessions.push(opened);
     return opened;
   }
@@ -224,9 +258,6 @@ export class Upstreams {
       const at = pool.sessions.findIndex((p) => p.session === s);
       if (at >= 0) pool.sessions.splice(at, 1);
     };
-    s.on("remoteSettings", (settings: http2.Settings) => {
-      if (settings.maxConcurrentStreams !== undefined) pool.peerStreams = settings.maxConcurrentStreams;
-    });
     s.on("error", forget); // reported to the streams that were using it
     s.on("close", forget);
     s.on("goaway", forget);

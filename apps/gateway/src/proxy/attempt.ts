@@ -2,7 +2,7 @@ import http2 from "node:http2";
 import { Code } from "../errors.js";
 import type { Endpoint } from "../upstreams.js";
 import { cutShort, endpointFailed, HeldAnswer, outcomeOf } from "./answer.js";
-import { type Blame, blameOfRequestError, blameOfReset, headerListSize } from "./blame.js";
+import { type Blame, blameOfRequestError, blameOfReset } from "./blame.js";
 import type { ProxiedCall } from "./call.js";
 import { answerHeaders, answerTrailers, isGrpcAnswer } from "./headers.js";
 import { unavailableAnswer } from "./retry.js";
@@ -75,21 +75,20 @@ export class UpstreamAttempt {
     const bodyless = call.method === "GET" || call.method === "HEAD";
     let up: http2.ClientHttp2Stream;
     try {
-      // Headers past what the endpoint said it takes would have the stream reset: the client's
-      // doing, answered as the gateway answers headers over its own limit.
-      const limit = upstreams.session(endpoint).remoteSettings.maxHeaderListSize;
-      const size = headerListSize(headers);
-      if (limit !== undefined && size > limit) {
+      const opened = upstreams.request(endpoint, headers, { endStream: bodyless });
+      if ("tooLarge" in opened) {
+        // Headers past what the endpoint said it takes would have the stream reset: the
+        // client's doing, answered as the gateway answers headers over its own limit.
         this.finish();
         call.fail(
           Code.ResourceExhausted,
-          `request headers of ${size} bytes with the gateway's own exceed the upstream's limit of ${limit}`,
+          `request headers of ${opened.size} bytes with the gateway's own exceed the upstream's limit of ${opened.limit}`,
           undefined,
           431,
         );
         return;
       }
-      up = upstreams.request(endpoint, headers, { endStream: bodyless });
+      up = opened;
     } catch (err) {
       const blame = blameOfRequestError(err as NodeJS.ErrnoException);
       if (!blame.endpoint) {
