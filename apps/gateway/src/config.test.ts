@@ -51,6 +51,39 @@ describe("gateway config", () => {
     expect(() => loadConfig({ GC_HEAP_GROWING_PERCENT: "1001" })).toThrow(/GC_HEAP_GROWING_PERCENT/);
   });
 
+  it("limits what one client holds, with documented defaults each variable overrides", () => {
+    expect(loadConfig({})).toMatchObject({
+      connectionLimits: {
+        maxConcurrentStreams: 100,
+        headersTimeoutMs: 10_000,
+        idleTimeoutMs: 300_000,
+        maxConnectionsPerAddress: 256,
+      },
+      maxCallsPerClient: 256,
+      upstreamMaxConnections: 32,
+    });
+    expect(
+      loadConfig({
+        MAX_CONCURRENT_STREAMS: "10",
+        HEADERS_TIMEOUT_MS: "500",
+        IDLE_TIMEOUT_MS: "1000",
+        MAX_CONNECTIONS_PER_CLIENT: "4",
+        MAX_CALLS_PER_CLIENT: "8",
+        UPSTREAM_MAX_CONNECTIONS: "2",
+      }),
+    ).toMatchObject({
+      connectionLimits: {
+        maxConcurrentStreams: 10,
+        headersTimeoutMs: 500,
+        idleTimeoutMs: 1000,
+        maxConnectionsPerAddress: 4,
+      },
+      maxCallsPerClient: 8,
+      upstreamMaxConnections: 2,
+    });
+    expect(() => loadConfig({ MAX_CALLS_PER_CLIENT: "0" })).toThrow(/MAX_CALLS_PER_CLIENT/);
+  });
+
   it("answers server reflection unless REFLECTION=false", () => {
     expect(loadConfig({}).reflection).toBe(true);
     expect(loadConfig({ REFLECTION: "false" }).reflection).toBe(false);

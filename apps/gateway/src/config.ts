@@ -1,10 +1,33 @@
 import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import { ConfigError, parseEnv, privateKeyFrom } from "@meshwork/runtime";
+import { ConfigError, type ConnectionLimits, parseEnv, privateKeyFrom } from "@meshwork/runtime";
 import { z } from "zod";
 import { AUTH_DEFAULTS } from "./auth.js";
 import { parseRateLimits, type RateRule } from "./ratelimit.js";
+
+/**
+ * What one client may hold at the edge, by default (issue 25.2). A client is an address: behind
+ * a NAT or a proxy many users share one, so raise the per-client limits there.
+ */
+export const GATEWAY_LIMITS = {
+  /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS per connection (Envoy's edge recommendation). */
+  maxConcurrentStreams: 100,
+  /** First bytes, the HTTP/2 preface and first HEADERS, each HTTP/1.1 header block: within 10 s. */
+  headersTimeoutMs: 10_000,
+  /** An HTTP/2 connection without a stream open for 5 minutes is closed. */
+  idleTimeoutMs: 300_000,
+  /**
+   * Connections from one address at once: generous, since clients that open a connection per
+   * call and leave them idle (until the idle timeout) are common; what they can do is bounded
+   * by the calls below.
+   */
+  maxConnectionsPerAddress: 256,
+  /** Calls in flight from one address at once, over all its connections. */
+  maxCallsPerClient: 256,
+  /** HTTP/2 connections to one upstream endpoint at most (each as full as its peer allows). */
+  upstreamMaxConnections: 32,
+} as const;
 
 const shape = {
   HOST: z.string().min(1).default("127.0.0.1"),
@@ -103,6 +126,17 @@ const shape = {
   OTEL_TRACES_EXPORTER: z.enum(["none", "console", "otlp"]).default("none"),
   OTEL_EXPORTER_OTLP_ENDPOINT: z.url().optional(),
   OTEL_TRACES_SAMPLER_ARG: z.coerce.number().min(0).max(1).default(1),
+  /** Limits on what one client holds: see {@link GATEWAY_LIMITS}. */
+  MAX_CONCURRENT_STREAMS: z.coerce.number().int().positive().default(GATEWAY_LIMITS.maxConcurrentStreams),
+  HEADERS_TIMEOUT_MS: z.coerce.number().int().positive().default(GATEWAY_LIMITS.headersTimeoutMs),
+  IDLE_TIMEOUT_MS: z.coerce.number().int().positive().default(GATEWAY_LIMITS.idleTimeoutMs),
+  MAX_CONNECTIONS_PER_CLIENT: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(GATEWAY_LIMITS.maxConnectionsPerAddress),
+  MAX_CALLS_PER_CLIENT: z.coerce.number().int().positive().default(GATEWAY_LIMITS.maxCallsPerClient),
+  UPSTREAM_MAX_CONNECTIONS: z.coerce.number().int().positive().default(GATEWAY_LIMITS.upstreamMaxConnections),
   /** As for the services: heap growth between full GCs, in percent; unset leaves it to V8. */
   GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
 };
@@ -149,6 +183,12 @@ export interface GatewayConfig {
   sampleRatio?: number;
   /** V8's heap growing percent for the process; absent: left to V8. */
   heapGrowingPercent?: number;
+  /** Streams per connection, header and idle timeouts, connections per client; absent ones: {@link GATEWAY_LIMITS}. */
+  connectionLimits?: Partial<ConnectionLimits>;
+  /** Calls one client address may have in flight; absent: {@link GATEWAY_LIMITS}. */
+  maxCallsPerClient?: number;
+  /** HTTP/2 connections to one upstream endpoint at most; absent: {@link GATEWAY_LIMITS}. */
+  upstreamMaxConnections?: number;
 }
 
 /** Reads the gateway's configuration from the environment, once. */
@@ -190,5 +230,13 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     otlpEndpoint: e.OTEL_EXPORTER_OTLP_ENDPOINT,
     sampleRatio: e.OTEL_TRACES_SAMPLER_ARG,
     heapGrowingPercent: e.GC_HEAP_GROWING_PERCENT,
+    connectionLimits: {
+      maxConcurrentStreams: e.MAX_CONCURRENT_STREAMS,
+      headersTimeoutMs: e.HEADERS_TIMEOUT_MS,
+      idleTimeoutMs: e.IDLE_TIMEOUT_MS,
+      maxConnectionsPerAddress: e.MAX_CONNECTIONS_PER_CLIENT,
+    },
+    maxCallsPerClient: e.MAX_CALLS_PER_CLIENT,
+    upstreamMaxConnections: e.UPSTREAM_MAX_CONNECTIONS,
   };
 }

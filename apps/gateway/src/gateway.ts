@@ -4,12 +4,18 @@ import type http2 from "node:http2";
 import type { DescFile } from "@bufbuild/protobuf";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
-import { createAssertionSigner, createListener, type Listener, ServingStatus } from "@meshwork/runtime";
+import {
+  type ConnectionLimits,
+  createAssertionSigner,
+  createListener,
+  type Listener,
+  ServingStatus,
+} from "@meshwork/runtime";
 import { setHeapGrowingPercent } from "@meshwork/runtime/internal";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createAdminServer } from "./admin.js";
 import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
-import type { GatewayConfig } from "./config.js";
+import { GATEWAY_LIMITS, type GatewayConfig } from "./config.js";
 import { createLocalCalls, type LocalCalls } from "./local.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { createProxy, type GatewayProxy, type RetryPolicy } from "./proxy/index.js";
@@ -22,6 +28,26 @@ function retryPolicyOf(config: GatewayConfig): RetryPolicy {
   return { maxAttempts: config.retryMaxAttempts, baseBackoffMs: 25, budgetPercent: 20, minConcurrency: 3 };
 }
 
+/** The limits on what one client holds at the edge: configured, else {@link GATEWAY_LIMITS}. */
+function limitsOf(config: GatewayConfig): ConnectionLimits {
+  const { maxConcurrentStreams, headersTimeoutMs, idleTimeoutMs, maxConnectionsPerAddress } = GATEWAY_LIMITS;
+  return {
+    maxConcurrentStreams,
+    headersTimeoutMs,
+    idleTimeoutMs,
+    maxConnectionsPerAddress,
+    ...config.connectionLimits,
+  };
+}
+
+function maxCallsOf(config: GatewayConfig): number {
+  return config.maxCallsPerClient ?? GATEWAY_LIMITS.maxCallsPerClient;
+}
+
+function upstreamConnectionsOf(config: GatewayConfig): number {
+  return config.upstreamMaxConnections ?? GATEWAY_LIMITS.upstreamMaxConnections;
+}
+
 /** What `/config_dump` shows of the configuration. */
 function configDump(config: GatewayConfig, retry: RetryPolicy, reflection: boolean): Record<string, unknown> {
   return {
@@ -29,6 +55,11 @@ function configDump(config: GatewayConfig, retry: RetryPolicy, reflection: boole
     maxTimeoutMs: config.maxTimeoutMs,
     rateLimits: config.rateLimits.map((r) => r.text),
     maxRequestBytes: config.maxRequestBytes,
+    limits: {
+      ...limitsOf(config),
+      maxCallsPerClient: maxCallsOf(config),
+      upstreamMaxConnections: upstreamConnectionsOf(config),
+    },
     retry: {
       maxAttempts: retry.maxAttempts,
       on: ["unavailable"],
@@ -88,6 +119,7 @@ function createPublicListener(config: GatewayConfig, local: LocalCalls, proxy: G
       else proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
     },
     tls: config.tls,
+    limits: limitsOf(config),
   });
 }
 
@@ -132,7 +164,9 @@ export function createGateway(options: GatewayOptions): Gateway {
   const table = new Map(routes.map((r) => [r.prefix, r]));
   const limiter = new RateLimiter(config.rateLimits);
   const local = createLocalCalls(config, files, table, limiter);
-  const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier);
+  const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier, {
+    maxConnectionsPerEndpoint: upstreamConnectionsOf(config),
+  });
   // With discovery, clusters follow the registry and static endpoints, with their health.
   const discovery: Discovery | undefined = config.discovery
     ? createDiscovery(config.discovery, { service: "gateway" }, { logger, meter: telemetry.meter })
@@ -165,6 +199,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     limiter,
     corsOrigins: config.corsOrigins,
     maxRequestBytes: config.maxRequestBytes,
+    maxCallsPerClient: maxCallsOf(config),
     retry,
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,

@@ -11,6 +11,8 @@ export interface Route {
   methods: string[];
   /** Unary methods the contract marks idempotent (NO_SIDE_EFFECTS or IDEMPOTENT): retryable. */
   retryable: Set<string>;
+  /** Unary methods without side effects (NO_SIDE_EFFECTS): the only ones Connect GET may call. */
+  getAllowed: Set<string>;
 }
 
 /** `meshwork.users.v1` -> `users`; other packages keep their full name. */
@@ -35,6 +37,14 @@ export function buildRoutes(files: readonly DescFile[]): Route[] {
               (m) =>
                 m.methodKind === "unary" &&
                 m.idempotency !== MethodOptions_IdempotencyLevel.IDEMPOTENCY_UNKNOWN,
+            )
+            .map((m) => m.name),
+        ),
+        getAllowed: new Set(
+          service.methods
+            .filter(
+              (m) =>
+                m.methodKind === "unary" && m.idempotency === MethodOptions_IdempotencyLevel.NO_SIDE_EFFECTS,
             )
             .map((m) => m.name),
         ),

@@ -1,6 +1,7 @@
 import http2 from "node:http2";
 import net from "node:net";
 import { adoptStreamTable } from "@meshwork/runtime/internal";
+import { headerListSize } from "./proxy/blame.js";
 
 /** One upstream endpoint: its HTTP/2 connection, load and health as the gateway sees them. */
 export interface Endpoint {
@@ -38,16 +39,79 @@ export const defaultOutlierPolicy: OutlierPolicy = {
 };
 
 /**
- * The endpoints of every cluster, each with one lazily opened HTTP/2 connection (re-opened after
- * it closes), least-request balancing, and passive outlier ejection.
+ * The streams a peer takes at once on one connection before it has said (SETTINGS): nghttp2's
+ * and Node's `peerMaxConcurrentStreams` default.
+ */
+const ASSUMED_PEER_STREAMS = 100;
+
+/** Headers over what the upstream connection's peer takes (SETTINGS_MAX_HEADER_LIST_SIZE). */
+export interface HeadersTooLarge {
+  tooLarge: true;
+  /** Their size as HTTP/2 counts it. */
+  size: number;
+  limit: number;
+}
+
+/** Default of {@link UpstreamPoolOptions.maxConnectionsPerEndpoint}. */
+export const DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT = 32;
+
+export interface UpstreamPoolOptions {
+  /**
+   * HTTP/2 connections the gateway opens to one endpoint at most. A connection takes as many
+   * streams at once as its peer's SETTINGS_MAX_CONCURRENT_STREAMS; when every open one is full,
+   * another is opened, up to this many (then streams wait in the least loaded one).
+   */
+  maxConnectionsPerEndpoint: number;
+}
+
+/** One pooled HTTP/2 connection to an endpoint and the gateway's streams open on it. */
+interface PooledSession {
+  readonly session: http2.ClientHttp2Session;
+  active: number;
+  /**
+   * What the peer said in its SETTINGS (kept from the event: Node's `remoteSettings` getter
+   * reads them from the native session and builds a new object on every call); undefined until it has.
+   */
+  maxStreams: number | undefined;
+  maxHeaderListSize: number | undefined;
+}
+
+/** An endpoint's connections, and the stream limit its connections last said (SETTINGS). */
+interface Pool {
+  readonly sessions: PooledSession[];
+  peerStreams: number;
+}
+
+/**
+ * The streams a connection takes at once: what its peer said, or, until it has, what the
+ * endpoint's other connections said (the HTTP/2 default with none).
+ */
+function capacityOf(p: PooledSession, pool: Pool): number {
+  return p.maxStreams ?? pool.peerStreams;
+}
+
+function usable(p: PooledSession): boolean {
+  return !p.session.closed && !p.session.destroyed;
+}
+
+/**
+ * The endpoints of every cluster, each with a pool of lazily opened HTTP/2 connections (so one
+ * connection's stream limit never caps a service), least-request balancing, and passive outlier
+ * ejection.
  */
 export class Upstreams {
   readonly clusters = new Map<string, Endpoint[]>();
-  readonly #sessions = new Map<Endpoint, http2.ClientHttp2Session>();
+  readonly #pools = new Map<Endpoint, Pool>();
   readonly #policy: OutlierPolicy;
+  readonly #maxConnections: number;
 
-  constructor(config: Record<string, readonly string[]>, policy: OutlierPolicy = defaultOutlierPolicy) {
+  constructor(
+    config: Record<string, readonly string[]>,
+    policy: OutlierPolicy = defaultOutlierPolicy,
+    pool: UpstreamPoolOptions = { maxConnectionsPerEndpoint: DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT },
+  ) {
     this.#policy = policy;
+    this.#maxConnections = pool.maxConnectionsPerEndpoint;
     for (const [cluster, urls] of Object.entries(config)) {
       this.setEndpoints(
         cluster,
@@ -58,8 +122,8 @@ export class Upstreams {
 
   /**
    * Replaces a cluster's endpoints (discovery calls this as instances come, go, or change
-   * health). An endpoint that stays keeps its counters, ejection state and connection; one that
-   * left has its connection closed once its calls finish.
+   * health). An endpoint that stays keeps its counters, ejection state and connections; one that
+   * left has its connections closed once their calls finish.
    */
   setEndpoints(cluster: string, list: readonly { url: string; health: Endpoint["health"] }[]): void {
     const old = new Map((this.clusters.get(cluster) ?? []).map((e) => [e.url, e]));
@@ -86,8 +150,8 @@ export class Upstreams {
     if (next.length > 0) this.clusters.set(cluster, next);
     else this.clusters.delete(cluster);
     for (const gone of old.values()) {
-      this.#sessions.get(gone)?.close();
-      this.#sessions.delete(gone);
+      for (const p of this.#pools.get(gone)?.sessions ?? []) p.session.close();
+      this.#pools.delete(gone);
     }
   }
 
@@ -114,21 +178,85 @@ export class Upstreams {
     return soonest;
   }
 
+  /**
+   * A connection to `endpoint` with room for one more stream: the first open one whose streams
+   * are below its peer's SETTINGS_MAX_CONCURRENT_STREAMS, else a new one (up to the pool's
+   * size), else the least loaded (the stream then waits there for room).
+   */
   session(endpoint: Endpoint): http2.ClientHttp2Session {
-    let session = this.#sessions.get(endpoint);
-    if (session && !session.closed && !session.destroyed) return session;
+    return this.#pooled(endpoint).session;
+  }
+
+  /**
+   * Opens a stream to `endpoint` on a connection with room for it, counted while it is open; a
+   * {@link HeadersTooLarge} (nothing opened) when the headers exceed what that connection's peer
+   * said it takes.
+   */
+  request(
+    endpoint: Endpoint,
+    headers: http2.OutgoingHttpHeaders,
+    options: http2.ClientSessionRequestOptions,
+  ): http2.ClientHttp2Stream | HeadersTooLarge {
+    const pooled = this.#pooled(endpoint);
+    const limit = pooled.maxHeaderListSize;
+    if (limit !== undefined) {
+      const size = headerListSize(headers);
+      if (size > limit) return { tooLarge: true, size, limit };
+    }
+    const stream = pooled.session.request(headers, options);
+    pooled.active++;
+    stream.once("close", () => {
+      pooled.active--;
+    });
+    return stream;
+  }
+
+  /** Connections open to `endpoint` now, with the streams on each (for tests and the admin). */
+  connections(endpoint: Endpoint): number[] {
+    return (this.#pools.get(endpoint)?.sessions ?? []).filter(usable).map((p) => p.active);
+  }
+
+  #pooled(endpoint: Endpoint): PooledSession {
+    let pool = this.#pools.get(endpoint);
+    if (!pool) {
+      pool = { sessions: [], peerStreams: ASSUMED_PEER_STREAMS };
+      this.#pools.set(endpoint, pool);
+    }
+    let least: PooledSession | undefined;
+    for (const p of pool.sessions) {
+      if (!usable(p)) continue;
+      if (p.active < capacityOf(p, pool)) return p;
+      if (!least || p.active < least.active) least = p;
+    }
+    if (least && pool.sessions.length >= this.#maxConnections) return least;
+    const opened: PooledSession = {
+      session: this.#connect(endpoint, pool),
+      active: 0,
+      maxStreams: undefined,
+      maxHeaderListSize: undefined,
+    };
+    opened.session.on("remoteSettings", (settings: http2.Settings) => {
+      opened.maxStreams = settings.maxConcurrentStreams;
+      opened.maxHeaderListSize = settings.maxHeaderListSize;
+      if (settings.maxConcurrentStreams !== undefined) pool.peerStreams = settings.maxConcurrentStreams;
+    });
+    pool.sessions.push(opened);
+    return opened;
+  }
+
+  /** A new connection to `endpoint`, dropped from `pool` when it closes, fails or is told to go away. */
+  #connect(endpoint: Endpoint, pool: Pool): http2.ClientHttp2Session {
     // No Nagle on the upstream connection: small frames (a unary answer's trailers) must not
     // wait for an ACK.
-    session = http2.connect(endpoint.url, {
+    const s = http2.connect(endpoint.url, {
       createConnection: (authority) =>
         net.connect({ host: authority.hostname, port: Number(authority.port), noDelay: true }),
     });
-    const s = session;
     // Finished upstream streams must not outlive their call (see the runtime's StreamTable).
     adoptStreamTable(s);
-    this.#sessions.set(endpoint, s);
     const forget = () => {
-      if (this.#sessions.get(endpoint) === s) this.#sessions.delete(endpoint);
+      const at = pool.sessions.findIndex((p) => p.session === s);
+      if (at >= 0) pool.sessions.splice(at, 1);
     };
     s.on("error", forget); // reported to the streams that were using it
     s.on("close", forget);
@@ -154,7 +282,7 @@ export class Upstreams {
   }
 
   close(): void {
-    for (const s of this.#sessions.values()) s.close();
-    this.#sessions.clear();
+    for (const pool of this.#pools.values()) for (const p of pool.sessions) p.session.close();
+    this.#pools.clear();
   }
 }

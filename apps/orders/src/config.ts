@@ -3,6 +3,7 @@ import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@mes
 import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 import { z } from "zod";
+import { DEFAULT_WATCHES_PER_USER } from "./app/watch-limit.js";
 
 const ms = (d: number) => z.coerce.number().int().positive().default(d);
 
@@ -36,6 +37,8 @@ const shape = {
   PRODUCT_CACHE_TTL_MS: z.coerce.number().int().nonnegative().default(60_000),
   /** ...and how many products are remembered. */
   PRODUCT_CACHE_MAX: ms(10_000),
+  /** WatchOrder streams one user may hold open at once; more are RESOURCE_EXHAUSTED. */
+  WATCH_MAX_PER_USER: ms(DEFAULT_WATCHES_PER_USER),
 };
 
 export interface Config {
@@ -52,6 +55,8 @@ export interface Config {
   };
   upstream: { breakerFailures: number; halfOpenAfterMs: number; timeoutMs: number };
   catalogue: { ttlMs: number; max: number };
+  /** WatchOrder streams one user may hold open at once; absent: DEFAULT_WATCHES_PER_USER. */
+  watchMaxPerUser?: number;
 }
 
 /** Reads the orders service's configuration from the environment, once. */
@@ -80,5 +85,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutMs: e.UPSTREAM_TIMEOUT_MS,
     },
     catalogue: { ttlMs: e.PRODUCT_CACHE_TTL_MS, max: e.PRODUCT_CACHE_MAX },
+    watchMaxPerUser: e.WATCH_MAX_PER_USER,
   };
 }

@@ -16,6 +16,7 @@ import { outbox, sagas, schema } from "./adapters/db/schema.js";
 import { createOrderMetrics } from "./app/order-metrics.js";
 import { OrderWatch } from "./app/order-watch.js";
 import { placementSaga } from "./app/placement-saga.js";
+import { WatchLimit } from "./app/watch-limit.js";
 import type { Config } from "./config.js";
 import type { PlacementData } from "./domain/order.js";
 import { createOrderServiceHandlers } from "./ports/rpc/order-service.js";
@@ -54,6 +55,7 @@ export async function createOrdersService(
     { logger, meter: telemetry.meter },
   );
   const watch = new OrderWatch();
+  const watchLimit = new WatchLimit(config.watchMaxPerUser);
   let inventory: Client<typeof InventoryService> | undefined;
   let payments: Client<typeof PaymentService> | undefined;
   let saga: SagaDefinition<PlacementData> | undefined;
@@ -109,6 +111,7 @@ export async function createOrdersService(
           catalogue: () => prices,
           kick: () => executor?.kick(),
           watch: () => watch,
+          watchLimit,
         }),
       );
     },

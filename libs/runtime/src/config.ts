@@ -1,6 +1,7 @@
 import { z } from "zod";
 import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "./client.js";
 import { type IdentityConfig, identityEnvShape, toIdentityConfig } from "./identity/config.js";
+import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./connection-limits.js";
 
 /**
  * The environment variables every service reads, as a zod shape to spread into a service's own
@@ -33,6 +34,22 @@ export function runtimeEnvShape(defaults: { port: number }) {
      */
     GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
     ...identityEnvShape(),
+    /** HTTP/2 SETTINGS_MAX_CONCURRENT_STREAMS: streams one connection may have open at once. */
+    MAX_CONCURRENT_STREAMS: z.coerce
+      .number()
+      .int()
+      .positive()
+      .default(DEFAULT_CONNECTION_LIMITS.maxConcurrentStreams),
+    /** A connection's first request headers (and each HTTP/1.1 request's) must arrive within this. */
+    HEADERS_TIMEOUT_MS: z.coerce
+      .number()
+      .int()
+      .positive()
+      .default(DEFAULT_CONNECTION_LIMITS.headersTimeoutMs),
+    /** An HTTP/2 connection with no stream open this long is closed. */
+    IDLE_TIMEOUT_MS: z.coerce.number().int().positive().default(DEFAULT_CONNECTION_LIMITS.idleTimeoutMs),
+    /** Connections one client address may hold at once; unset: no limit. */
+    MAX_CONNECTIONS_PER_CLIENT: z.coerce.number().int().positive().optional(),
   };
 }
 
@@ -55,6 +72,8 @@ export interface RuntimeConfig {
   heapGrowingPercent?: number;
   /** Who this service trusts to say who calls, and its own key; absent: nobody (see `IdentityConfig`). */
   identity?: IdentityConfig;
+  /** Limits on the service's connections; each absent one is {@link DEFAULT_CONNECTION_LIMITS}'. */
+  connectionLimits?: Partial<ConnectionLimits>;
 }
 
 /** Maps the parsed environment to the runtime's configuration. */
@@ -72,6 +91,12 @@ export function toRuntimeConfig(env: RuntimeEnv): RuntimeConfig {
     clientProtocol: env.RPC_CLIENT_PROTOCOL,
     heapGrowingPercent: env.GC_HEAP_GROWING_PERCENT,
     identity: toIdentityConfig(env),
+    connectionLimits: {
+      maxConcurrentStreams: env.MAX_CONCURRENT_STREAMS,
+      headersTimeoutMs: env.HEADERS_TIMEOUT_MS,
+      idleTimeoutMs: env.IDLE_TIMEOUT_MS,
+      maxConnectionsPerAddress: env.MAX_CONNECTIONS_PER_CLIENT ?? Number.POSITIVE_INFINITY,
+    },
   };
 }
 

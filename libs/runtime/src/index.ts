@@ -19,6 +19,7 @@ export {
   runtimeEnvShape,
   toRuntimeConfig,
 } from "./config.js";
+export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./connection-limits.js";
 export { mapErrors } from "./errors.js";
 export { createLeanGrpcTransport, type LeanGrpcTransportOptions } from "./grpc-client.js";
 export { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";

@@ -1,6 +1,13 @@
 import http from "node:http";
 import http2 from "node:http2";
 import net from "node:net";
+import {
+  AddressConnections,
+  type ConnectionLimits,
+  DEFAULT_CONNECTION_LIMITS,
+  guardSession,
+  refuseConnection,
+} from "./connection-limits.js";
 import { adoptStreamTable } from "./stream-table.js";
 
 /** A request handler that serves both node:http and node:http2 (compat API) requests. */
@@ -26,6 +33,11 @@ export interface ListenerOptions {
   maxHeaderSize?: number;
   /** Idle HTTP/1.1 keep-alive connections are closed after this many ms. Default 5000. */
   keepAliveTimeoutMs?: number;
+  /**
+   * Streams per connection, header and idle timeouts, connections per client address; each
+   * unset one takes its {@link DEFAULT_CONNECTION_LIMITS} value.
+   */
+  limits?: Partial<ConnectionLimits>;
   /**
    * PEM certificate and key: the port then speaks TLS, with ALPN choosing `h2` or `http/1.1`
    * (instead of sniffing cleartext).
@@ -63,6 +75,8 @@ export function createListener(options: ListenerOptions): Listener {
   const sockets = new Set<net.Socket>();
   const sessions = new Set<http2.Http2Session>();
   const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
+  const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
+  const perAddress = new AddressConnections(limits.maxConnectionsPerAddress);
 
   const begin = () => {
     inFlight++;
@@ -92,15 +106,36 @@ export function createListener(options: ListenerOptions): Listener {
   };
 
   const h1 = http.createServer(
-    { maxHeaderSize, keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000 },
+    {
+      maxHeaderSize,
+      keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
+      // Node checks the header timeout only every `connectionsCheckingInterval` (30 s by
+      // default): check often enough that the timeout means what it says.
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: Math.max(300_000, limits.headersTimeoutMs + 1),
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, limits.headersTimeoutMs / 4)),
+    },
     track,
   );
-  const h2Options = { maxSessionMemory: 64, settings: { maxHeaderListSize: maxHeaderSize } };
+  // `h1` never listens (connections are handed to it), and Node starts the checks of its header
+  // and request timeouts on "listening": start them.
+  h1.emit("listening");
+  const h2Options = {
+    maxSessionMemory: 64,
+    settings: { maxHeaderListSize: maxHeaderSize, maxConcurrentStreams: limits.maxConcurrentStreams },
+  };
   // With TLS, one secure server takes both protocols (HTTP/1.1 requests reach `track` as node:http
   // objects); without, the sniffing TCP server below hands each connection to `h2` or `h1`.
   const h2: http2.Http2Server | http2.Http2SecureServer = options.tls
     ? http2.createSecureServer(
-        { ...h2Options, ...options.tls, allowHTTP1: true, ALPNProtocols: ["h2", "http/1.1"] },
+        {
+          ...h2Options,
+          ...options.tls,
+          allowHTTP1: true,
+          ALPNProtocols: ["h2", "http/1.1"],
+          // A TLS connection that does not finish its handshake is closed within the header timeout.
+          handshakeTimeout: limits.headersTimeoutMs,
+        },
         track,
       )
     : http2.createServer(h2Options, track);
@@ -124,6 +159,7 @@ export function createListener(options: ListenerOptions): Listener {
   h2.on("session", (session) => {
     // Before any stream: keeps finished streams from being promoted by young-generation GCs.
     adoptStreamTable(session);
+    guardSession(session, limits);
     sessions.add(session);
     session.once("close", () => sessions.delete(session));
     if (draining) session.close();
@@ -132,7 +168,8 @@ export function createListener(options: ListenerOptions): Listener {
   h2.on("sessionError", () => {});
   h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
     if (socket.writable && err.code !== "ECONNRESET") {
-      const status = err.code === "HPE_HEADER_OVERFLOW" ? 431 : 400;
+      const status =
+        err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
       socket.end(
         `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
       );
@@ -141,20 +178,33 @@ export function createListener(options: ListenerOptions): Listener {
     }
   });
 
-  const accept = (socket: net.Socket) => {
+  /** Tracks a connection; false when its address is at its limit (the caller refuses it). */
+  const accept = (socket: net.Socket): boolean => {
+    const address = socket.remoteAddress ?? "unknown";
+    if (!perAddress.take(address)) return false;
     sockets.add(socket);
-    socket.once("close", () => sockets.delete(socket));
+    socket.once("close", () => {
+      sockets.delete(socket);
+      perAddress.release(address);
+    });
+    return true;
   };
   if (options.tls) {
-    h2.on("secureConnection", accept);
+    // Over the limit, a TLS connection is cut before its handshake costs anything.
+    h2.prependListener("connection", (socket: net.Socket) => {
+      if (!accept(socket)) socket.destroy();
+    });
     h2.on("tlsClientError", () => {});
   }
   const server: net.Server = options.tls
     ? h2
     : net.createServer((socket) => {
-        accept(socket);
+        const admitted = accept(socket);
         socket.setNoDelay(true);
         socket.on("error", () => socket.destroy());
+        // Until its first bytes tell the protocol, a connection has the header timeout to send them.
+        const silent = () => socket.destroy();
+        socket.setTimeout(limits.headersTimeoutMs, silent);
         let head: Buffer = Buffer.alloc(0);
         const onData = (chunk: Buffer) => {
           head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
@@ -162,9 +212,16 @@ export function createListener(options: ListenerOptions): Listener {
             return; // could still be HTTP/2: wait for more bytes
           }
           socket.off("data", onData);
+          socket.setTimeout(0);
+          socket.off("timeout", silent);
+          const isH2 = head.subarray(0, PREFACE_HEAD.length).equals(PREFACE_HEAD);
+          if (!admitted) {
+            refuseConnection(socket, isH2);
+            return;
+          }
           socket.pause();
           socket.unshift(head);
-          if (head.subarray(0, PREFACE_HEAD.length).equals(PREFACE_HEAD)) {
+          if (isH2) {
             // The HTTP/2 session reads the bytes already buffered on the socket, then the handle.
             h2.emit("connection", socket);
           } else {
@@ -223,6 +280,8 @@ export function createListener(options: ListenerOptions): Listener {
       }
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
+      // Stops `h1`'s timeout checks (it was never listening: the error says so, and is moot).
+      h1.close(() => {});
       await closed;
     },
   };

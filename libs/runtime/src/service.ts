@@ -204,6 +204,7 @@ export function createService(options: ServiceOptions): Service {
       const { heapGrowingPercent } = config;
       setHeapGrowingPercent(heapGrowingPercent);
       listener = createListener({
+        limits: config.connectionLimits,
         streamHandler: fast && ((stream, headers) => fast.handle(stream, headers)),
         handler(req, res) {
           const path = req.url?.split("?", 1)[0] ?? "/";

@@ -60,3 +60,4 @@ export function testIdentity(issuers: readonly string[] = ["gateway"]) {
     },
   };
 }
+export { connectRawH2, FrameType, hpackBlock, type RawH2Client } from "./raw-h2.js";

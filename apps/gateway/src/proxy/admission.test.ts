@@ -10,6 +10,7 @@ const route: Route = {
   cluster: "a",
   methods: ["Get"],
   retryable: new Set(["Get"]),
+  getAllowed: new Set(["Get"]),
 };
 const rules = {
   policies: new Map([["/a.B/Get", { kind: "public" } as const]]),

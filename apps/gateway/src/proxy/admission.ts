@@ -13,6 +13,8 @@ export interface Refusal {
   code: Code;
   message: string;
   headers?: Record<string, string>;
+  /** An HTTP status of its own instead of the code's (a Connect GET to a method with side effects: 405). */
+  httpStatus?: number;
 }
 
 /** A call that may go on to authorization: its access policy and deadline. */
@@ -69,8 +71,25 @@ export interface AdmissionRules {
 }
 
 /**
+ * A request method other than POST: only Connect GET to a unary method without side effects
+ * (NO_SIDE_EFFECTS) is let through, as the services' Connect handlers do; anything else is
+ * refused here with their answer, HTTP 405 and `allow: POST`, before authorization.
+ */
+function methodRefusal(route: Route, method: string, pathKey: string): Refusal | undefined {
+  if (method === "POST") return undefined;
+  const name = pathKey.slice(pathKey.lastIndexOf("/") + 1);
+  if (method === "GET" && route.getAllowed.has(name)) return undefined;
+  const message =
+    method === "GET"
+      ? `${pathKey} has side effects: it takes POST, not GET (GET is for methods marked NO_SIDE_EFFECTS)`
+      : `${pathKey} takes POST, not ${method}`;
+  return { ok: false, code: Code.Unimplemented, message, headers: { allow: "POST" }, httpStatus: 405 };
+}
+
+/**
  * The checks before authorization, in order: a route for the path, a well-formed deadline, a
- * known method (one with an access policy).
+ * known method (one with an access policy), a request method it takes (POST, or GET without side
+ * effects).
  */
 export function admit(
   rules: AdmissionRules,
@@ -84,6 +103,8 @@ export function admit(
   if (deadline.error) return { ok: false, code: Code.InvalidArgument, message: deadline.error };
   const policy = rules.policies.get(pathKey);
   if (!policy) return { ok: false, code: Code.Unimplemented, message: `unknown method ${path}` };
+  const refused = methodRefusal(route, String(headers[":method"] ?? "GET"), pathKey);
+  if (refused) return refused;
   return { ok: true, policy, deadlineMs: deadline.ms };
 }
 

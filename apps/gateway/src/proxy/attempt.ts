@@ -3,6 +3,7 @@ import type { Span } from "@opentelemetry/api";
 import { Code } from "../errors.js";
 import type { Endpoint } from "../upstreams.js";
 import { cutShort, endpointFailed, HeldAnswer, outcomeOf } from "./answer.js";
+import { type Blame, blameOfRequestError, blameOfReset } from "./blame.js";
 import type { ProxiedCall } from "./call.js";
 import { answerHeaders, answerTrailers, isGrpcAnswer } from "./headers.js";
 import { unavailableAnswer } from "./retry.js";
@@ -78,10 +79,32 @@ export class UpstreamAttempt {
   send(headers: http2.OutgoingHttpHeaders): void {
     const { call, endpoint } = this;
     const upstreams = call.shared.options.upstreams;
+    // A Connect GET (or HEAD) carries its request in the query: the stream ends with its
+    // headers, and Node's client ends it so by itself, so no body may be written after.
+    const bodyless = call.method === "GET" || call.method === "HEAD";
     let up: http2.ClientHttp2Stream;
     try {
-      up = upstreams.session(endpoint).request(headers);
+      const opened = upstreams.request(endpoint, headers, { endStream: bodyless });
+      if ("tooLarge" in opened) {
+        // Headers past what the endpoint said it takes would have the stream reset: the
+        // client's doing, answered as the gateway answers headers over its own limit.
+        this.finish();
+        call.fail(
+          Code.ResourceExhausted,
+          `request headers of ${opened.size} bytes with the gateway's own exceed the upstream's limit of ${opened.limit}`,
+          undefined,
+          431,
+        );
+        return;
+      }
+      up = opened;
     } catch (err) {
+      const blame = blameOfRequestError(err as NodeJS.ErrnoException);
+      if (!blame.endpoint) {
+        this.finish();
+        call.fail(blame.code, blame.message, undefined, blame.httpStatus);
+        return;
+      }
       upstreams.failed(endpoint);
       this.#failure = { type: "connect", message: (err as Error).message };
       if (!this.#retry("connect"))
@@ -89,13 +112,22 @@ export class UpstreamAttempt {
       return;
     }
     this.#stream = up;
-    if (this.body) up.end(this.body);
+    if (bodyless) call.down.body.resume();
+    else if (this.body) up.end(this.body);
     else call.streamBody(up);
     up.once("response", (h, flags) => this.#onResponse(up, h, flags));
     up.once("trailers", (t) => this.#onTrailers(t));
     up.once("end", () => this.#onEnd());
-    up.once("error", (err: NodeJS.ErrnoException) => this.#lost(`unavailable: ${err.code ?? err.message}`));
-    up.once("close", () => this.#lost(`reset the stream (code ${up.rstCode})`));
+    up.once("error", (err: NodeJS.ErrnoException) =>
+      this.#lost(`unavailable: ${err.code ?? err.message}`, this.#resetBlame(up)),
+    );
+    up.once("close", () => this.#lost(`reset the stream (code ${up.rstCode})`, this.#resetBlame(up)));
+  }
+
+  /** Whose fault the end of `up` is, when it ended in an error or a reset. */
+  #resetBlame(up: http2.ClientHttp2Stream): Blame {
+    const session = up.session;
+    return blameOfReset(up.rstCode, session !== undefined && !session.destroyed && !session.closed);
   }
 
   #onResponse(up: http2.ClientHttp2Stream, h: http2.IncomingHttpHeaders, flags: number): void {
@@ -188,11 +220,20 @@ export class UpstreamAttempt {
     }
   }
 
-  /** The stream failed (error, reset, or an answer cut short): retried, or the call fails. */
-  #lost(reason: string): void {
+  /**
+   * The stream failed (error, reset, or an answer cut short): retried, or the call fails. Only a
+   * failure that is the endpoint's counts against it; one the request caused is answered as the
+   * client's error and not retried.
+   */
+  #lost(reason: string, blame: Blame = { endpoint: true }): void {
     if (this.#state === "finished") return;
     const { call, endpoint } = this;
     this.#failure = { type: "lost", message: reason };
+    if (!blame.endpoint) {
+      this.finish();
+      call.fail(blame.code, blame.message, undefined, blame.httpStatus);
+      return;
+    }
     call.shared.options.upstreams.failed(endpoint);
     if (this.#state === "streaming") {
       // Reset mid-answer: nothing can be retried any more.

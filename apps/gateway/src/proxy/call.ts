@@ -62,6 +62,8 @@ export class ProxiedCall {
   /** The latest attempt (earlier ones are finished). */
   #attempt: UpstreamAttempt | undefined;
   #attempts = 0;
+  /** Counted in its client's calls in flight (released when it completes). */
+  #countedForClient = false;
   /** Endpoints tried: a retry goes elsewhere while there is somewhere else. */
   readonly #tried = new Set<Endpoint>();
   bytesIn = 0;
@@ -112,6 +114,16 @@ export class ProxiedCall {
     this.#ctx = trace.setSpan(parent, span);
     this.shared.budget.active++;
     this.down.onGone(() => this.#gone());
+    const { clientCalls } = this.shared;
+    if (!clientCalls.take(this.down.remoteAddress)) {
+      this.#refuse({
+        ok: false,
+        code: Code.ResourceExhausted,
+        message: `too many calls in flight from this client (limit ${clientCalls.limit})`,
+      });
+      return;
+    }
+    this.#countedForClient = true;
 
     const admitted = admit(options, this.route, this.path, this.pathKey, headers);
     if (!admitted.ok) {
@@ -178,7 +190,7 @@ export class ProxiedCall {
 
   #refuse(refusal: Refusal): void {
     this.down.body.resume();
-    this.fail(refusal.code, refusal.message, refusal.headers);
+    this.fail(refusal.code, refusal.message, refusal.headers, refusal.httpStatus);
   }
 
   /** Counts a request chunk; over the size limit, stops reading and answers instead. */
@@ -268,14 +280,17 @@ export class ProxiedCall {
     this.down.respond(status, origin === undefined ? headers : withCors(headers, origin), end, trailers);
   }
 
-  /** Answers on the gateway's own behalf, unless the response has begun (then ends it so). */
-  fail(code: Code, message: string, extra?: Record<string, string>): void {
+  /**
+   * Answers on the gateway's own behalf, unless the response has begun (then ends it so);
+   * `httpStatus` replaces the code's HTTP status in a Connect unary answer.
+   */
+  fail(code: Code, message: string, extra?: Record<string, string>, httpStatus?: number): void {
     this.#attempt?.cancel();
     const down = this.down;
     if (!down.headersSent) {
       const a = errorAnswer(this.protocol, this.contentType, code, message);
       this.respond(
-        a.status,
+        httpStatus !== undefined && this.protocol === "connect" ? httpStatus : a.status,
         { ...a.headers, ...extra, "x-request-id": this.requestId },
         a.body === undefined,
         false,
@@ -307,6 +322,7 @@ export class ProxiedCall {
     this.#attempt?.finish();
     const { options, budget } = this.shared;
     budget.active--;
+    if (this.#countedForClient) this.shared.clientCalls.release(this.down.remoteAddress);
     const elapsed = performance.now() - this.started;
     const routeName = this.routeName;
     const endpoint = this.#attempt?.endpoint;

@@ -74,6 +74,9 @@ export function upstreamHeaders(
   const out: http2.OutgoingHttpHeaders = {};
   for (const [k, v] of Object.entries(headers)) {
     if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":") || IDENTITY.has(k)) continue;
+    // HTTP/2 allows `te` only as `trailers` (what gRPC sends); an HTTP/1.1 client's other
+    // transfer codings mean nothing upstream.
+    if (k === "te" && v !== "trailers") continue;
     out[k] = v;
   }
   if (call.assertion) out[ASSERTION_HEADER] = call.assertion;

@@ -6,7 +6,8 @@
  * 2. `call.ts` (`ProxiedCall`): the call from its headers to its last byte; `complete()` is the
  *    one place it finishes (counted, timed, traced, logged).
  * 3. `admission.ts`: CORS preflight, route, deadline, method policy, then (after the
- *    authenticator) the rate limit; each refusal a code and a message.
+ *    authenticator) the rate limit; each refusal a code and a message. Before them all, the
+ *    client's calls in flight (`client-calls.ts`).
  * 4. `headers.ts`: what goes upstream (no hop-by-hop or spoofed identity headers, the verified
  *    identity, what is left of the deadline) and what comes back to the client.
  * 5. `attempt.ts` (`UpstreamAttempt`): one try on one endpoint, in one state at a time:
@@ -20,6 +21,7 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import { ProxiedCall } from "./call.js";
+import { ClientCalls } from "./client-calls.js";
 import { H1Downstream } from "./downstream-h1.js";
 import { H2Downstream } from "./downstream-h2.js";
 import type { ProxyOptions, ProxyShared } from "./options.js";
@@ -45,6 +47,7 @@ export function createProxy(options: ProxyOptions): GatewayProxy {
     budget: new RetryBudget(options.retry),
     held: { bytes: 0 },
     spans: new ProxySpans(options.tracer),
+    clientCalls: new ClientCalls(options.maxCallsPerClient),
     recordDuration(route, seconds) {
       let record = durations.get(route);
       if (!record) {

@@ -6,6 +6,7 @@ import type { RateLimiter } from "../ratelimit.js";
 import type { Route } from "../routes.js";
 import type { Upstreams } from "../upstreams.js";
 import type { HeldTotal } from "./answer.js";
+import type { ClientCalls } from "./client-calls.js";
 import type { RetryBudget, RetryPolicy } from "./retry.js";
 import type { ProxySpans } from "./tracing.js";
 
@@ -19,6 +20,8 @@ export interface ProxyOptions {
   limiter: RateLimiter;
   /** Largest request body forwarded; more answers RESOURCE_EXHAUSTED. */
   maxRequestBytes: number;
+  /** Calls one client address may have in flight at once; more answer RESOURCE_EXHAUSTED. */
+  maxCallsPerClient: number;
   retry: RetryPolicy;
   /** Origins browsers may call from (`*` for any); empty: no CORS headers at all. */
   corsOrigins: readonly string[];
@@ -39,6 +42,7 @@ export interface ProxyShared {
   readonly held: HeldTotal;
   /** The SERVER span of each call and the CLIENT span of each attempt upstream. */
   readonly spans: ProxySpans;
+  readonly clientCalls: ClientCalls;
   /** Records a finished call's duration under its route. */
   recordDuration(route: string, seconds: number): void;
 }

@@ -50,6 +50,7 @@ describe("retry decisions", () => {
       cluster: "a",
       methods: ["Get", "Put"],
       retryable: new Set(["Get"]),
+      getAllowed: new Set(["Get"]),
     };
     expect(isRetryable(route, "/a.B/Get", "grpc")).toBe(true);
     expect(isRetryable(route, "/a.B/Get", "connect")).toBe(true);

@@ -120,6 +120,15 @@ export function orderTotal(items: ReadonlyArray<{ quantity: number; unitPriceMin
   return Number(total);
 }
 
+/** A user already holds as many WatchOrder streams as one user may. */
+export class TooManyWatchesError extends Error {
+  override readonly name = "TooManyWatchesError";
+
+  constructor(readonly limit: number) {
+    super(`too many WatchOrder streams open for this user (limit ${limit}): close one first`);
+  }
+}
+
 /** A stable hash of what was asked (items in product order), to compare repeats of a key. */
 export function requestHash(items: ReadonlyArray<{ productId: string; quantity: number }>): string {
   return [...items]

@@ -14,6 +14,7 @@ import { placeOrder } from "../../app/commands/place-order.js";
 import { getOrder } from "../../app/queries/get-order.js";
 import { listOrders } from "../../app/queries/list-orders.js";
 import { watchOrder } from "../../app/queries/watch-order.js";
+import type { WatchLimit } from "../../app/watch-limit.js";
 import {
   IdempotencyKeyReusedError,
   InvalidOrderError,
@@ -22,6 +23,7 @@ import {
   OrderStateError,
   PermissionDeniedError,
   ProductNotFoundError,
+  TooManyWatchesError,
 } from "../../domain/order.js";
 import type { OrderRepository, PriceList, StatusWatch } from "../../domain/ports.js";
 
@@ -57,6 +59,7 @@ function toConnectError(err: unknown): unknown {
   if (err instanceof IdempotencyKeyReusedError) return new ConnectError(err.message, Code.AlreadyExists);
   if (err instanceof OrderStateError) return new ConnectError(err.message, Code.FailedPrecondition);
   if (err instanceof PermissionDeniedError) return new ConnectError(err.message, Code.PermissionDenied);
+  if (err instanceof TooManyWatchesError) return new ConnectError(err.message, Code.ResourceExhausted);
   if (err instanceof InvalidOrderError || err instanceof InvalidPageTokenError)
     return new ConnectError(err.message, Code.InvalidArgument);
   return err;
@@ -92,6 +95,8 @@ export interface OrderHandlerDeps {
   /** Wakes the saga executor after a cancellation commits. */
   kick: () => void;
   watch: () => StatusWatch;
+  /** WatchOrder streams per user. */
+  watchLimit: WatchLimit;
 }
 
 /** Translates between the proto messages and the use cases. */
@@ -138,7 +143,7 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
       }),
     async *watchOrder(req, ctx) {
       const updates = watchOrder(
-        { orders: deps.orders(), watch: deps.watch() },
+        { orders: deps.orders(), watch: deps.watch(), limit: deps.watchLimit },
         { userId: callerOf(ctx), orderId: req.id, signal: ctx.signal },
       );
       try {
