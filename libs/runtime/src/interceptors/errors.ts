@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import type { Logger } from "@meshwork/telemetry";
+import { errorForLog, type Logger } from "@meshwork/telemetry";
 
 /**
  * Turns any error that is not a deliberate `ConnectError` into INTERNAL with a fixed message, and
@@ -8,6 +8,10 @@ import type { Logger } from "@meshwork/telemetry";
  * that escapes that mapping is a bug and is reported as one, except what `unavailable` recognises
  * (a dependency that cannot be reached, such as a lost database connection): that is UNAVAILABLE,
  * again with a fixed message, so callers retry what is safe to retry.
+ *
+ * The error is logged through `errorForLog`, whatever logger was given: a failed statement's
+ * parameters (Drizzle puts them in the message), Postgres's `detail` (the failing row) and any
+ * hash or token in the text never reach the log line.
  */
 export function createErrorInterceptor(
   logger: Logger,
@@ -19,13 +23,13 @@ export function createErrorInterceptor(
       return new ConnectError("operation was aborted", Code.Canceled);
     }
     if (unavailable(err)) {
-      logger.warn({ err, procedure }, "dependency unavailable");
+      logger.warn({ err: errorForLog(err), procedure }, "dependency unavailable");
       return new ConnectError(
         "service temporarily unavailable: a dependency cannot be reached",
         Code.Unavailable,
       );
     }
-    logger.error({ err, procedure }, "unhandled error");
+    logger.error({ err: errorForLog(err), procedure }, "unhandled error");
     return new ConnectError("internal error", Code.Internal);
   };
   return (next) => (req) => {
