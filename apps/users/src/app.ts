@@ -3,10 +3,12 @@ import type { DatabaseHandle } from "@meshwork/db";
 import type { Meter } from "@opentelemetry/api";
 import { createArgon2Hasher } from "./adapters/crypto/argon2-hasher.js";
 import { createJwtIssuer, type KeySet, loadSigningKeys } from "./adapters/crypto/signing-keys.js";
+import { createAuthAttempts } from "./adapters/db/auth-attempts.js";
 import type { UsersSchema } from "./adapters/db/schema.js";
 import { createUsersUnitOfWork } from "./adapters/db/unit-of-work.js";
 import { createUserRepository } from "./adapters/db/user-repository.js";
 import type { Config } from "./config.js";
+import type { AuthAttempts } from "./domain/auth-attempts.js";
 import type { PasswordHasher, TokenIssuer, UserRepository, UsersUnitOfWork } from "./domain/ports.js";
 
 /** Everything the use cases need, built once at start-up. */
@@ -16,7 +18,7 @@ export interface App {
   hasher: PasswordHasher;
   tokens: TokenIssuer;
   keys: KeySet;
-  adminEmails: ReadonlySet<string>;
+  attempts: AuthAttempts;
   decoyHash: string;
   /** Counts a committed registration (`users_registered_total`). */
   countRegistration(): void;
@@ -39,7 +41,7 @@ export async function createApp(
     hasher,
     tokens: createJwtIssuer(keys, config.tokens),
     keys,
-    adminEmails: config.adminEmails,
+    attempts: createAuthAttempts(database.db, config.authFailures),
     decoyHash: await hasher.hash(randomBytes(16).toString("hex")),
     countRegistration: () => registered.add(1),
   };

@@ -93,7 +93,13 @@ describe("the users process", () => {
       const byName = new Map(protos.map((p) => [p.name, p]));
       const registry = createFileRegistry(protos[0]!, (name) => byName.get(name));
       const service = registry.getService("meshwork.users.v1.UserService");
-      expect(service?.methods.map((m) => m.name)).toEqual(["RegisterUser", "Login", "GetUser", "ListUsers"]);
+      expect(service?.methods.map((m) => m.name)).toEqual([
+        "RegisterUser",
+        "Login",
+        "CreateFirstAdmin",
+        "GetUser",
+        "ListUsers",
+      ]);
 
       // Build a gRPC client for RegisterUser from the reflected descriptors alone.
       const method = service!.methods.find((m) => m.name === "RegisterUser")!;
@@ -159,7 +165,13 @@ describe("the users process", () => {
           port,
           method: "POST",
           path: "/meshwork.users.v1.UserService/ListUsers",
-          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+          headers: {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+            // As the gateway sends it for an admin (ListUsers is for admins).
+            "x-meshwork-subject": "00000000-0000-7000-8000-0000000000ad",
+            "x-meshwork-roles": "admin",
+          },
           agent: false,
         },
         (res) => {

@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -49,6 +50,8 @@ export async function startMesh(
       SERVICES.map(async (s) => [s, await createTestDatabase(`mw_${s.slice(0, 4)}`)] as const),
     ),
   ) as Record<Name, TestDatabase>;
+  // The first admin comes from the bootstrap secret, given to users as a deployment's Secret would be.
+  const bootstrapSecret = randomBytes(32).toString("base64url");
   const procs = {} as Record<Name, ManagedProcess>;
   const urls = {} as Record<Name, string>;
   const start = async (name: Name) => {
@@ -60,7 +63,7 @@ export async function startMesh(
         EVENTS_NAMESPACE: namespace,
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
-        USERS_ADMIN_EMAILS: "admin@example.com",
+        ...(name === "users" ? { USERS_BOOTSTRAP_SECRET: bootstrapSecret } : {}),
         ...options.common,
         ...env[name],
       },
@@ -125,8 +128,20 @@ export async function startMesh(
     return { id: res.user?.id ?? "", auth: { headers: { authorization: `Bearer ${res.accessToken}` } } };
   };
 
+  const ADMIN = { email: "admin@example.com", password: "the first admin of this mesh" };
+  let adminCreated: Promise<unknown> | undefined;
+  /** The mesh's admin: created once through CreateFirstAdmin with the bootstrap secret, then logged in. */
+  const admin = async () => {
+    adminCreated ??= clients.users.createFirstAdmin({ bootstrapSecret, ...ADMIN, displayName: "Admin" });
+    await adminCreated;
+    const res = await clients.users.login(ADMIN);
+    return { id: res.user?.id ?? "", auth: { headers: { authorization: `Bearer ${res.accessToken}` } } };
+  };
+
   return {
     namespace,
+    bootstrapSecret,
+    admin,
     dbs,
     procs,
     urls,
