@@ -2,7 +2,7 @@ import { readFileSync } from "node:fs";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
 import { ConfigError, parseEnv } from "@meshwork/runtime";
 import { z } from "zod";
-import { parseRateLimits, type RateRule } from "./ratelimit.js";
+import { DEFAULT_AUTH_RATE_LIMITS, parseRateLimits, type RateRule } from "./ratelimit.js";
 
 const shape = {
   HOST: z.string().min(1).default("127.0.0.1"),
@@ -26,6 +26,21 @@ const shape = {
   JWKS_COOLDOWN_MS: z.coerce.number().int().min(0).default(5_000),
   JWT_ISSUER: z.string().min(1).default("meshwork-users"),
   JWT_AUDIENCE: z.string().min(1).default("meshwork"),
+  /**
+   * Per client address, for the public authentication methods (method keys only), on by default;
+   * empty turns them off. Same syntax as RATE_LIMITS.
+   */
+  AUTH_RATE_LIMITS: z
+    .string()
+    .default(DEFAULT_AUTH_RATE_LIMITS)
+    .transform((text, ctx) => {
+      try {
+        return parseRateLimits(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    }),
   /** See `parseRateLimits`: e.g. `*=100/1s:200;meshwork.users.v1.UserService/Login=5/1m`. Empty: none. */
   RATE_LIMITS: z
     .string()
@@ -95,6 +110,8 @@ export interface GatewayConfig {
   jwtIssuer: string;
   jwtAudience: string;
   rateLimits: RateRule[];
+  /** AUTH_RATE_LIMITS: per client address, whatever the token. Absent: the defaults (never none by omission). */
+  authRateLimits?: RateRule[];
   corsOrigins: string[];
   maxRequestBytes: number;
   retryMaxAttempts: number;
@@ -134,6 +151,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jwtIssuer: e.JWT_ISSUER,
     jwtAudience: e.JWT_AUDIENCE,
     rateLimits: e.RATE_LIMITS,
+    authRateLimits: e.AUTH_RATE_LIMITS,
     corsOrigins: e.CORS_ORIGINS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     retryMaxAttempts: e.RETRY_MAX_ATTEMPTS,
