@@ -24,6 +24,12 @@ type KeyPair = Awaited<ReturnType<typeof generateKeyPair>>;
 const samples: Record<string, Record<string, unknown>> = {
   RegisterUser: { email: "a@example.com", password: "long enough pw", displayName: "A" },
   Login: { email: "a@example.com", password: "long enough pw" },
+  CreateFirstAdmin: {
+    bootstrapSecret: "a bootstrap secret",
+    email: "a@example.com",
+    password: "long enough password",
+    displayName: "A",
+  },
   GetUser: { id: SUBJECT },
   ListUsers: {},
   ListNotifications: { userId: SUBJECT },
@@ -77,6 +83,10 @@ async function startUpstream() {
         },
         async listUsers(_r, ctx) {
           record("ListUsers", ctx.requestHeader);
+          return {};
+        },
+        async createFirstAdmin(_r, ctx) {
+          record("CreateFirstAdmin", ctx.requestHeader);
           return {};
         },
       });
@@ -154,6 +164,8 @@ describe("authentication and authorisation at the gateway (policies from the con
         jwtIssuer: ISSUER,
         jwtAudience: AUDIENCE,
         rateLimits: [],
+        // Policies, not limits, are under test here: each method is called once per kind of token.
+        authRateLimits: [],
         corsOrigins: [],
         maxRequestBytes: 1024 * 1024,
         retryMaxAttempts: 3,
@@ -237,7 +249,7 @@ describe("authentication and authorisation at the gateway (policies from the con
       }
     }
     expect(got).toEqual(want);
-    expect(rows).toBe(27 * 8);
+    expect(rows).toBe(28 * 8); // 28 methods (CreateFirstAdmin is the 28th)
     // The policies as declared in the protos.
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },

@@ -10,6 +10,7 @@ import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
+import type { Logger } from "@meshwork/telemetry";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -39,6 +40,8 @@ export async function startMesh(
     gatewayLogLevel?: string;
     /** More settings for the gateway (it runs in this process), e.g. `OTEL_*`. */
     gateway?: Record<string, string>;
+    /** The gateway's logger (to read its lines back); else one at `gatewayLogLevel` on stdout. */
+    gatewayLogger?: Logger;
     /** Node flags per service (`--cpu-prof` for a profile). */
     nodeArgs?: Partial<Record<Name, string[]>>;
   } = {},
@@ -92,6 +95,7 @@ export async function startMesh(
     // Notifications first: it declares the streams it consumes too.
     for (const s of ["notifications", "users", "inventory", "payments", "orders"] as const) await start(s);
     gateway = createGateway({
+      ...(options.gatewayLogger ? { logger: options.gatewayLogger } : {}),
       config: loadConfig({
         PORT: "0",
         ADMIN_PORT: "0",
