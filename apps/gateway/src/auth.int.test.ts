@@ -254,6 +254,7 @@ describe("authentication and authorisation at the gateway (policies from the con
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },
       Login: { kind: "public" },
+      CreateFirstAdmin: { kind: "public" },
       GetUser: { kind: "authenticated" },
       ListUsers: { kind: "role", role: "admin" },
       ListNotifications: { kind: "authenticated" },
