@@ -189,6 +189,13 @@ describe("security through the gateway", () => {
       await codeOf(users.registerUser({ email: "alice@example.com", password: bad, displayName: "A" })),
     ).toBe("AlreadyExists");
     expect(await codeOf(users.login({ email: "carol@example.com", password: bad }))).toBe("Unauthenticated");
+    // A failed insert: Postgres refuses a NUL in text, after the password was hashed. Whatever the
+    // answer (INTERNAL today, INVALID_ARGUMENT once NUL bytes are refused up front), the statement's
+    // parameters (the argon2 hash among them) must not be logged.
+    const nul = await codeOf(
+      users.registerUser({ email: "nul@example.com", password: bad, displayName: "a\u0000b" }),
+    );
+    expect(["Internal", "InvalidArgument"]).toContain(nul);
     const forged = `${alice.auth.headers.authorization.slice(0, -6)}AAAAAA`;
     const garbage = "Bearer eyJhbGciOiJub25lIn0.eyJzdWIiOiJyb290In0.";
     secrets.push(forged.slice("Bearer ".length));
