@@ -84,7 +84,13 @@ describe("npm start", () => {
       );
       await waitFor(
         async () =>
-          (await notifications.listNotifications({ userId: user?.id ?? "" })).notifications.length === 1,
+          (
+            await notifications.listNotifications(
+              { userId: user?.id ?? "" },
+              // Straight to the service: the identity the gateway would send for this user.
+              { headers: { "x-meshwork-subject": user?.id ?? "", "x-meshwork-roles": "customer" } },
+            )
+          ).notifications.length === 1,
       );
       // Through the gateway: Login is public; GetUser needs the token Login gave.
       const edge = createClient(UserService, createGrpcTransport({ baseUrl: gateway }));
