@@ -67,6 +67,15 @@ describe("failed authentications per account", () => {
     expect(await attempt("nobody@example.com", "guess")).toMatchObject({ code: Code.ResourceExhausted });
   });
 
+  it("lets no more than 3 of 10 parallel guesses be checked", async () => {
+    const answers = await Promise.all(
+      Array.from({ length: 10 }, (_, i) => attempt("parallel@example.com", `parallel guess ${i}`)),
+    );
+    const codes = answers.map((a) => (a === "ok" ? "ok" : Code[a.code]));
+    expect(codes.filter((c) => c === "Unauthenticated")).toHaveLength(3);
+    expect(codes.filter((c) => c === "ResourceExhausted")).toHaveLength(7);
+  });
+
   it("locks the bootstrap after 3 wrong secrets, the right one included", async () => {
     const { readFileSync } = await import("node:fs");
     const secret = readFileSync(storage.bootstrapFile, "utf8").trim();

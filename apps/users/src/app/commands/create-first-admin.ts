@@ -1,6 +1,5 @@
 import { v7 as uuidv7 } from "uuid";
-import { type AuthAttempts, assertNotLocked, BOOTSTRAP_ACCOUNT } from "../../domain/auth-attempts.js";
-import { BootstrapSecretMismatchError } from "../../domain/bootstrap.js";
+import { type AuthAttempts, BOOTSTRAP_ACCOUNT, beginAttempt } from "../../domain/auth-attempts.js";
 import type { PasswordHasher, UsersUnitOfWork } from "../../domain/ports.js";
 import { normalizeEmail, type User } from "../../domain/user.js";
 
@@ -21,13 +20,13 @@ export interface CreateFirstAdminDeps {
 /**
  * Creates the first admin with the one-time bootstrap secret. The secret is consumed, the account
  * created and UserRegistered recorded in one transaction: all of it or none (a taken email leaves
- * the secret unused). Wrong secrets count as failed authentications of the `bootstrap` account.
+ * the secret unused). Every attempt counts against the `bootstrap` account until one succeeds.
  */
 export async function createFirstAdmin(
   deps: CreateFirstAdminDeps,
   input: CreateFirstAdminInput,
 ): Promise<User> {
-  await assertNotLocked(deps.attempts, BOOTSTRAP_ACCOUNT);
+  await beginAttempt(deps.attempts, BOOTSTRAP_ACCOUNT);
   const record = {
     id: uuidv7(),
     email: normalizeEmail(input.email),
@@ -37,17 +36,12 @@ export async function createFirstAdmin(
     passwordHash: await deps.hasher.hash(input.password),
   };
   const { passwordHash: _hidden, ...user } = record;
-  try {
-    await deps.uow.run(async ({ users, events, bootstrap }) => {
-      await bootstrap.consume(input.bootstrapSecret);
-      await users.insert(record);
-      await events.userRegistered(user);
-    });
-  } catch (err) {
-    if (err instanceof BootstrapSecretMismatchError) await deps.attempts.recordFailure(BOOTSTRAP_ACCOUNT);
-    throw err;
-  }
-  await deps.attempts.reset(BOOTSTRAP_ACCOUNT);
+  await deps.uow.run(async ({ users, events, bootstrap }) => {
+    await bootstrap.consume(input.bootstrapSecret);
+    await users.insert(record);
+    await events.userRegistered(user);
+  });
+  await deps.attempts.succeeded(BOOTSTRAP_ACCOUNT);
   deps.countRegistration();
   return user;
 }

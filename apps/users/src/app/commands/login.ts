@@ -1,4 +1,4 @@
-import { type AuthAttempts, assertNotLocked } from "../../domain/auth-attempts.js";
+import { type AuthAttempts, beginAttempt } from "../../domain/auth-attempts.js";
 import type { IssuedToken, PasswordHasher, TokenIssuer, UserRepository } from "../../domain/ports.js";
 import { InvalidCredentialsError, normalizeEmail, type User } from "../../domain/user.js";
 
@@ -25,14 +25,11 @@ export interface LoginDeps {
  */
 export async function login(deps: LoginDeps, input: LoginInput): Promise<IssuedToken & { user: User }> {
   const email = normalizeEmail(input.email);
-  await assertNotLocked(deps.attempts, email);
+  await beginAttempt(deps.attempts, email);
   const record = await deps.users.findByEmail(email);
   const ok = await deps.hasher.verify(record?.passwordHash ?? deps.decoyHash, input.password);
-  if (!record || !ok) {
-    await deps.attempts.recordFailure(email);
-    throw new InvalidCredentialsError();
-  }
-  await deps.attempts.reset(email);
+  if (!record || !ok) throw new InvalidCredentialsError();
+  await deps.attempts.succeeded(email);
   const { passwordHash: _hidden, ...user } = record;
   return { ...(await deps.tokens.issue(user)), user };
 }
