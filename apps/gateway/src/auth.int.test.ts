@@ -28,6 +28,12 @@ const CLUSTERS = ["users", "notifications", "inventory", "payments", "orders"];
 const samples: Record<string, Record<string, unknown>> = {
   RegisterUser: { email: "a@example.com", password: "long enough pw", displayName: "A" },
   Login: { email: "a@example.com", password: "long enough pw" },
+  CreateFirstAdmin: {
+    bootstrapSecret: "a bootstrap secret",
+    email: "a@example.com",
+    password: "long enough password",
+    displayName: "A",
+  },
   GetUser: { id: SUBJECT },
   ListUsers: {},
   RotateSigningKey: {},
@@ -89,6 +95,10 @@ async function startUpstream() {
         },
         async rotateSigningKey(_r, ctx) {
           record("RotateSigningKey", ctx.requestHeader);
+          return {};
+        },
+        async createFirstAdmin(_r, ctx) {
+          record("CreateFirstAdmin", ctx.requestHeader);
           return {};
         },
       });
@@ -164,6 +174,8 @@ describe("authentication and authorisation at the gateway (policies from the con
         jwtAudience: AUDIENCE,
         jwtMaxLifetimeS: 3_600,
         rateLimits: [],
+        // Policies, not limits, are under test here: each method is called once per kind of token.
+        authRateLimits: [],
         corsOrigins: [],
         maxRequestBytes: 1024 * 1024,
         retryMaxAttempts: 3,
@@ -247,11 +259,12 @@ describe("authentication and authorisation at the gateway (policies from the con
       }
     }
     expect(got).toEqual(want);
-    expect(rows).toBe(28 * 8);
+    expect(rows).toBe(29 * 8); // 29 methods (CreateFirstAdmin and RotateSigningKey the newest)
     // The policies as declared in the protos.
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },
       Login: { kind: "public" },
+      CreateFirstAdmin: { kind: "public" },
       GetUser: { kind: "authenticated" },
       ListUsers: { kind: "role", role: "admin" },
       RotateSigningKey: { kind: "role", role: "admin" },

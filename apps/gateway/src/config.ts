@@ -4,7 +4,7 @@ import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@mes
 import { ConfigError, type ConnectionLimits, parseEnv, privateKeyFrom } from "@meshwork/runtime";
 import { z } from "zod";
 import { AUTH_DEFAULTS } from "./auth.js";
-import { parseRateLimits, type RateRule } from "./ratelimit.js";
+import { DEFAULT_AUTH_RATE_LIMITS, parseRateLimits, type RateRule } from "./ratelimit.js";
 
 /**
  * What one client may hold at the edge, by default (issue 25.2). A client is an address: behind
@@ -78,6 +78,21 @@ const shape = {
   JWT_CLOCK_SKEW_S: z.coerce.number().int().min(0).default(AUTH_DEFAULTS.clockSkewS),
   /** The longest lifetime (`exp` - `iat`) a token may claim (s); a longer one is refused. */
   JWT_MAX_LIFETIME_S: z.coerce.number().int().positive().default(AUTH_DEFAULTS.maxLifetimeS),
+  /**
+   * Per client address, for the public authentication methods (method keys only), on by default;
+   * empty turns them off. Same syntax as RATE_LIMITS.
+   */
+  AUTH_RATE_LIMITS: z
+    .string()
+    .default(DEFAULT_AUTH_RATE_LIMITS)
+    .transform((text, ctx) => {
+      try {
+        return parseRateLimits(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    }),
   /** See `parseRateLimits`: e.g. `*=100/1s:200;meshwork.users.v1.UserService/Login=5/1m`. Empty: none. */
   RATE_LIMITS: z
     .string()
@@ -169,6 +184,8 @@ export interface GatewayConfig {
   jwtClockSkewS?: number;
   jwtMaxLifetimeS?: number;
   rateLimits: RateRule[];
+  /** AUTH_RATE_LIMITS: per client address, whatever the token. Absent: the defaults (never none by omission). */
+  authRateLimits?: RateRule[];
   corsOrigins: string[];
   maxRequestBytes: number;
   retryMaxAttempts: number;
@@ -219,6 +236,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     jwtClockSkewS: e.JWT_CLOCK_SKEW_S,
     jwtMaxLifetimeS: e.JWT_MAX_LIFETIME_S,
     rateLimits: e.RATE_LIMITS,
+    authRateLimits: e.AUTH_RATE_LIMITS,
     corsOrigins: e.CORS_ORIGINS,
     maxRequestBytes: e.MAX_REQUEST_BYTES,
     retryMaxAttempts: e.RETRY_MAX_ATTEMPTS,

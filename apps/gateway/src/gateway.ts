@@ -19,7 +19,7 @@ import { GATEWAY_LIMITS, type GatewayConfig } from "./config.js";
 import { createLocalCalls, type LocalCalls } from "./local.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { createProxy, type GatewayProxy, type RetryPolicy } from "./proxy/index.js";
-import { RateLimiter } from "./ratelimit.js";
+import { DEFAULT_AUTH_RATE_LIMITS, parseRateLimits, RateLimiter, type RateRule } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
 
@@ -48,12 +48,18 @@ function upstreamConnectionsOf(config: GatewayConfig): number {
   return config.upstreamMaxConnections ?? GATEWAY_LIMITS.upstreamMaxConnections;
 }
 
+/** The authentication rate limits: as configured, else the defaults (on unless turned off). */
+function authRulesOf(config: GatewayConfig): RateRule[] {
+  return config.authRateLimits ?? parseRateLimits(DEFAULT_AUTH_RATE_LIMITS);
+}
+
 /** What `/config_dump` shows of the configuration. */
 function configDump(config: GatewayConfig, retry: RetryPolicy, reflection: boolean): Record<string, unknown> {
   return {
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,
     rateLimits: config.rateLimits.map((r) => r.text),
+    authRateLimits: authRulesOf(config).map((r) => r.text),
     maxRequestBytes: config.maxRequestBytes,
     limits: {
       ...limitsOf(config),
@@ -162,7 +168,7 @@ export function createGateway(options: GatewayOptions): Gateway {
   const files = options.files ?? meshworkFiles;
   const routes = buildRoutes(files);
   const table = new Map(routes.map((r) => [r.prefix, r]));
-  const limiter = new RateLimiter(config.rateLimits);
+  const limiter = new RateLimiter(config.rateLimits, authRulesOf(config));
   const local = createLocalCalls(config, files, table, limiter);
   const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier, {
     maxConnectionsPerEndpoint: upstreamConnectionsOf(config),

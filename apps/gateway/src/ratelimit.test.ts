@@ -1,5 +1,5 @@
 import { describe, expect, it } from "vitest";
-import { parseRateLimits, RateLimiter, rateRefusal } from "./ratelimit.js";
+import { DEFAULT_AUTH_RATE_LIMITS, parseRateLimits, RateLimiter, rateRefusal } from "./ratelimit.js";
 
 describe("rate limits", () => {
   it("parses rules and names a bad one", () => {
@@ -23,6 +23,35 @@ describe("rate limits", () => {
     expect(limiter.take("/a.B/Slow", "alice", at(1)).allowed).toBe(true); // its own rule
     expect(limiter.take("/a.B/Slow", "alice", at(2))).toMatchObject({ allowed: false, retryAfterS: 9 });
     expect(new RateLimiter([]).take("/x.Y/Z", "alice").allowed).toBe(true);
+  });
+
+  it("counts the authentication methods per client address whatever token a call carries", () => {
+    const LOGIN = "/meshwork.users.v1.UserService/Login";
+    const limiter = new RateLimiter(
+      parseRateLimits("*=100/1s:100"),
+      parseRateLimits("meshwork.users.v1.UserService/Login=3/1m:3"),
+    );
+    // A fresh subject (a token of a fresh account) per attempt buys no fresh bucket.
+    for (let i = 0; i < 3; i++)
+      expect(limiter.takeForCall(LOGIN, `subject-${i}`, "10.0.0.1", 0).allowed).toBe(true);
+    expect(limiter.takeForCall(LOGIN, "subject-9", "10.0.0.1", 0)).toMatchObject({
+      allowed: false,
+      retryAfterS: 20,
+    });
+    expect(limiter.takeForCall(LOGIN, undefined, "10.0.0.1", 0).allowed).toBe(false);
+    // Another address has its own; other methods keep counting per subject.
+    expect(limiter.takeForCall(LOGIN, undefined, "10.0.0.2", 0).allowed).toBe(true);
+    expect(limiter.takeForCall("/x.Y/Z", "subject-1", "10.0.0.1", 0).allowed).toBe(true);
+  });
+
+  it("limits Login, RegisterUser and CreateFirstAdmin by default, only those", () => {
+    const rules = parseRateLimits(DEFAULT_AUTH_RATE_LIMITS);
+    expect(rules.map((r) => r.key).sort()).toEqual([
+      "meshwork.users.v1.UserService/CreateFirstAdmin",
+      "meshwork.users.v1.UserService/Login",
+      "meshwork.users.v1.UserService/RegisterUser",
+    ]);
+    expect(() => new RateLimiter([], parseRateLimits("*=1/1s"))).toThrow(/name one method/);
   });
 
   it("forgets idle buckets, so memory follows the active clients", () => {

@@ -68,16 +68,60 @@ export function rateRefusal(limit: { rule: RateRule; retryAfterS: number }): Rat
 
 const UNLIMITED: RateDecision = { allowed: true, rule: undefined, remaining: Number.POSITIVE_INFINITY };
 
-/** The buckets. Idle full buckets are dropped now and then, so memory follows active clients. */
+/**
+ * `AUTH_RATE_LIMITS`' default: the public authentication methods, per client address, on unless
+ * configured otherwise (an online guesser gets 30 tries a minute per address, and the users
+ * service locks an account after a few failures on top of it).
+ */
+export const DEFAULT_AUTH_RATE_LIMITS =
+  "meshwork.users.v1.UserService/Login=30/1m:30;" +
+  "meshwork.users.v1.UserService/RegisterUser=10/1m:20;" +
+  "meshwork.users.v1.UserService/CreateFirstAdmin=5/1m:5";
+
+/**
+ * The buckets. Idle full buckets are dropped now and then, so memory follows active clients.
+ *
+ * Two sets of rules: the general ones (`RATE_LIMITS`, per verified subject else per address) and
+ * the authentication ones (`AUTH_RATE_LIMITS`, method keys only), which always count per client
+ * address. A method with an authentication rule is counted per address by the general rules too:
+ * whatever token a Login carries (a fresh account's, say) must not buy a fresh bucket.
+ */
 export class RateLimiter {
   readonly rules: readonly RateRule[];
+  readonly authRules: readonly RateRule[];
   readonly #byKey: Map<string, RateRule>;
   readonly #buckets = new Map<string, Bucket>();
+  readonly #auth: RateLimiter | undefined;
   #sinceSweep = 0;
 
-  constructor(rules: readonly RateRule[]) {
+  constructor(rules: readonly RateRule[], authRules: readonly RateRule[] = []) {
     this.rules = rules;
+    this.authRules = authRules;
     this.#byKey = new Map(rules.map((r) => [r.key, r]));
+    for (const r of authRules) {
+      if (!r.key.includes("/"))
+        throw new Error(`AUTH_RATE_LIMITS: ${r.text}: name one method (pkg.Service/Method)`);
+    }
+    this.#auth = authRules.length > 0 ? new RateLimiter(authRules) : undefined;
+  }
+
+  /**
+   * One call's admission: the authentication rule of its method (per address) first, then the
+   * general rule, per `subject` unless the method has an authentication rule or no subject is
+   * known, then per address.
+   */
+  takeForCall(
+    path: string,
+    subject: string | undefined,
+    address: string,
+    now = performance.now(),
+  ): RateDecision {
+    const byAddress = `ip:${address}`;
+    const auth = this.#auth?.ruleFor(path) ? this.#auth.take(path, byAddress, now) : undefined;
+    if (auth && !auth.allowed) return auth;
+    const general = this.take(path, auth || subject === undefined ? byAddress : subject, now);
+    if (!general.allowed || !auth) return general;
+    return general.remaining <= auth.remaining ? general : auth;
   }
 
   /** The rule for a method path `/pkg.Service/Method`: the method's, else the service's, else `*`. */
@@ -109,7 +153,7 @@ export class RateLimiter {
 
   /** Buckets tracked now (for the admin page and tests). */
   get size(): number {
-    return this.#buckets.size;
+    return this.#buckets.size + (this.#auth?.size ?? 0);
   }
 
   #sweep(now: number) {

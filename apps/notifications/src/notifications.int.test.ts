@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { Code, createClient } from "@connectrpc/connect";
+import { Code, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
 import { OrderCancelledSchema } from "@meshwork/contracts/meshwork/orders/v1/events";
@@ -13,6 +13,17 @@ import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwor
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+const ADMIN = "00000000-0000-7000-8000-0000000000ad";
+
+/** Sends the identity headers the gateway sends upstream for an authenticated caller. */
+function asCaller(subject: string, roles: string): Interceptor {
+  return (next) => (req) => {
+    req.header.set("x-meshwork-subject", subject);
+    req.header.set("x-meshwork-roles", roles);
+    return next(req);
+  };
+}
 
 const usersMain = fileURLToPath(new URL("../../users/dist/main.js", import.meta.url));
 const notificationsMain = fileURLToPath(new URL("../dist/main.js", import.meta.url));
@@ -27,6 +38,7 @@ describe("notifications from users' events (real processes, NATS and databases)"
   let paymentsClient: ReturnType<typeof createClient<typeof PaymentService>>;
   let usersClient: ReturnType<typeof createClient<typeof UserService>>;
   let client: ReturnType<typeof createClient<typeof NotificationService>>;
+  let notificationsUrl = "";
 
   const start = async (main: string, name: string) => {
     const p = startProcess(process.execPath, [main], {
@@ -54,7 +66,12 @@ describe("notifications from users' events (real processes, NATS and databases)"
       PaymentService,
       createConnectTransport({ baseUrl: pay.url, httpVersion: "2" }),
     );
-    client = createClient(NotificationService, createConnectTransport({ baseUrl: n.url, httpVersion: "2" }));
+    // As the gateway would send it for an admin: these tests read several users' notifications.
+    client = createClient(
+      NotificationService,
+      createConnectTransport({ baseUrl: n.url, httpVersion: "2", interceptors: [asCaller(ADMIN, "admin")] }),
+    );
+    notificationsUrl = n.url;
     usersClient = createClient(UserService, createConnectTransport({ baseUrl: u.url, httpVersion: "2" }));
   });
   afterAll(async () => {
@@ -97,6 +114,41 @@ describe("notifications from users' events (real processes, NATS and databases)"
     );
     expect(recorded.trace_id).toBe(rpc.trace_id);
     expect(recorded.event_id).toBe(listed.notifications[0]?.eventId);
+  });
+
+  it("reads a user's notifications for that user and admins only: PERMISSION_DENIED for another, UNAUTHENTICATED with no caller", async () => {
+    const { user } = await usersClient.registerUser({
+      email: "owner@example.com",
+      password: "owner-pass-1",
+      displayName: "O",
+    });
+    const owner = user?.id ?? "";
+    const as = (subject: string | undefined, roles = "customer") =>
+      createClient(
+        NotificationService,
+        createConnectTransport({
+          baseUrl: notificationsUrl,
+          httpVersion: "2",
+          interceptors: subject ? [asCaller(subject, roles)] : [],
+        }),
+      );
+    await waitFor(
+      async () => (await as(owner).listNotifications({ userId: owner })).notifications.length === 1,
+    );
+    const stranger = "00000000-0000-7000-8000-00000000beef";
+    await expect(as(stranger).listNotifications({ userId: owner })).rejects.toMatchObject({
+      code: Code.PermissionDenied,
+    });
+    // The same answer for a user that does not exist: the refusal reveals nothing.
+    await expect(
+      as(stranger).listNotifications({ userId: "00000000-0000-7000-8000-000000000000" }),
+    ).rejects.toMatchObject({ code: Code.PermissionDenied });
+    await expect(as(undefined).listNotifications({ userId: owner })).rejects.toMatchObject({
+      code: Code.Unauthenticated,
+    });
+    expect(
+      (await as(stranger, "customer,admin").listNotifications({ userId: owner })).notifications,
+    ).toHaveLength(1);
   });
 
   it("pages a user's notifications and validates the request", async () => {

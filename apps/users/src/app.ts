@@ -4,10 +4,12 @@ import type { Meter } from "@opentelemetry/api";
 import { createArgon2Hasher } from "./adapters/crypto/argon2-hasher.js";
 import { createKeyEncryption } from "./adapters/crypto/key-encryption.js";
 import { createJwtIssuer, createSigningKeys, type SigningKeys } from "./adapters/crypto/signing-keys.js";
+import { createAuthAttempts } from "./adapters/db/auth-attempts.js";
 import type { UsersSchema } from "./adapters/db/schema.js";
 import { createUsersUnitOfWork } from "./adapters/db/unit-of-work.js";
 import { createUserRepository } from "./adapters/db/user-repository.js";
 import type { Config } from "./config.js";
+import type { AuthAttempts } from "./domain/auth-attempts.js";
 import type { PasswordHasher, TokenIssuer, UserRepository, UsersUnitOfWork } from "./domain/ports.js";
 
 /** Everything the use cases need, built once at start-up. */
@@ -17,7 +19,7 @@ export interface App {
   hasher: PasswordHasher;
   tokens: TokenIssuer;
   keys: SigningKeys;
-  adminEmails: ReadonlySet<string>;
+  attempts: AuthAttempts;
   decoyHash: string;
   /** Counts a committed registration (`users_registered_total`). */
   countRegistration(): void;
@@ -46,7 +48,7 @@ export async function createApp(
     hasher,
     tokens: createJwtIssuer(keys.current, config.tokens),
     keys,
-    adminEmails: config.adminEmails,
+    attempts: createAuthAttempts(database.db, config.authFailures),
     decoyHash: await hasher.hash(randomBytes(16).toString("hex")),
     countRegistration: () => registered.add(1),
   };

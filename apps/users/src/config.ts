@@ -6,6 +6,8 @@ import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "
 import { z } from "zod";
 import { parseKeyEncryptionKey } from "./adapters/crypto/key-encryption.js";
 import type { TokenSettings } from "./adapters/crypto/signing-keys.js";
+import type { AuthFailureLimits } from "./adapters/db/auth-attempts.js";
+import type { BootstrapSettings } from "./adapters/db/bootstrap-store.js";
 
 const shape = {
   ...runtimeEnvShape({ port: 50051 }),
@@ -29,8 +31,23 @@ const shape = {
    * interval plus a minute of clock skew, so no token outlives the key that verifies it.
    */
   USERS_KEY_OVERLAP_S: z.coerce.number().int().positive().optional(),
-  /** Comma-separated emails granted the `admin` role when they register. */
-  USERS_ADMIN_EMAILS: z.string().default(""),
+  /** Removed: an email made admin by registering could be claimed by whoever registers it first. */
+  USERS_ADMIN_EMAILS: z
+    .string()
+    .max(0, "USERS_ADMIN_EMAILS was removed: create the first admin with `meshctl admin create` (see README)")
+    .optional(),
+  /** A file holding the one-time bootstrap secret (a mounted Secret); wins over USERS_BOOTSTRAP_SECRET. */
+  USERS_BOOTSTRAP_SECRET_FILE: z.string().min(1).optional(),
+  USERS_BOOTSTRAP_SECRET: z
+    .string()
+    .min(16, "USERS_BOOTSTRAP_SECRET: at least 16 characters")
+    .max(256)
+    .optional(),
+  /** Where a generated bootstrap secret is written (mode 0600) when none is given. */
+  USERS_BOOTSTRAP_SECRET_OUT: z.string().min(1).default(".meshwork/bootstrap-secret"),
+  /** Failed authentications per account within the window before the account is locked until it ends. */
+  USERS_AUTH_MAX_FAILURES: z.coerce.number().int().positive().default(5),
+  USERS_AUTH_FAILURE_WINDOW_S: z.coerce.number().int().positive().default(900),
 };
 
 export interface Config {
@@ -40,7 +57,8 @@ export interface Config {
   discovery: DiscoveryConfig;
   tokens: TokenSettings;
   keys: { encryptionKey: Buffer | undefined; refreshMs: number; overlapMs: number };
-  adminEmails: ReadonlySet<string>;
+  bootstrap: BootstrapSettings;
+  authFailures: AuthFailureLimits;
 }
 
 /** Reads the users service's configuration from the environment, once. */
@@ -58,11 +76,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       overlapMs:
         (e.USERS_KEY_OVERLAP_S ?? e.USERS_TOKEN_TTL_S + Math.ceil(e.USERS_KEY_REFRESH_MS / 1000) + 60) * 1000,
     },
-    adminEmails: new Set(
-      e.USERS_ADMIN_EMAILS.split(",")
-        .map((s) => s.trim().toLowerCase())
-        .filter(Boolean),
-    ),
+    bootstrap: {
+      secretFile: e.USERS_BOOTSTRAP_SECRET_FILE,
+      secret: e.USERS_BOOTSTRAP_SECRET,
+      outFile: e.USERS_BOOTSTRAP_SECRET_OUT,
+    },
+    authFailures: { maxFailures: e.USERS_AUTH_MAX_FAILURES, windowS: e.USERS_AUTH_FAILURE_WINDOW_S },
   };
 }
 

@@ -96,6 +96,7 @@ describe("the users process", () => {
       expect(service?.methods.map((m) => m.name)).toEqual([
         "RegisterUser",
         "Login",
+        "CreateFirstAdmin",
         "GetUser",
         "ListUsers",
         "RotateSigningKey",
@@ -165,7 +166,13 @@ describe("the users process", () => {
           port,
           method: "POST",
           path: "/meshwork.users.v1.UserService/ListUsers",
-          headers: { "content-type": "application/json", "content-length": Buffer.byteLength(body) },
+          headers: {
+            "content-type": "application/json",
+            "content-length": Buffer.byteLength(body),
+            // As the gateway sends it for an admin (ListUsers is for admins).
+            "x-meshwork-subject": "00000000-0000-7000-8000-0000000000ad",
+            "x-meshwork-roles": "admin",
+          },
           agent: false,
         },
         (res) => {

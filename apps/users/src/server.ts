@@ -5,6 +5,7 @@ import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
+import { prepareBootstrapSecret } from "./adapters/db/bootstrap-store.js";
 import { outbox, schema } from "./adapters/db/schema.js";
 import { type App, createApp } from "./app.js";
 import type { Config } from "./config.js";
@@ -64,6 +65,16 @@ export async function createUsersService(
         service.logger.warn(
           "signing keys are stored unencrypted: set USERS_KEY_ENCRYPTION_KEY or USERS_KEY_ENCRYPTION_KEY_FILE outside development",
         );
+      }
+      const bootstrap = await prepareBootstrapSecret(database.db, config.bootstrap);
+      // The secret itself never reaches a log line: the operator reads the file (or gave it).
+      if (bootstrap.state === "generated") {
+        service.logger.warn(
+          { file: bootstrap.file },
+          "no admin exists yet: a one-time bootstrap secret was written to this file (mode 0600); create the first admin with `meshctl admin create --email <you>`",
+        );
+      } else if (bootstrap.state === "configured") {
+        service.logger.info("no admin exists yet: the configured bootstrap secret creates the first admin");
       }
       publisher = await startOutboxPublisher({
         service: "users",

@@ -1,5 +1,7 @@
+import { readFileSync, statSync } from "node:fs";
+import { dirname } from "node:path";
 import { fromBinary, toJsonString } from "@bufbuild/protobuf";
-import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { Code, ConnectError, createClient, type Interceptor } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { UserRegisteredSchema } from "@meshwork/contracts/meshwork/users/v1/events";
 import { UserSchema, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
@@ -7,20 +9,41 @@ import { connectNats, streamName } from "@meshwork/events";
 import { waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { createRemoteJWKSet, decodeProtectedHeader, jwtVerify } from "jose";
+import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Backend, createStorage, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
+import { loadConfig } from "./config.js";
+
+const ADMIN_ID = "00000000-0000-7000-8000-0000000000ad";
+
+/** The identity headers the gateway sends upstream for an authenticated caller. */
+function asCaller(subject: string, roles = "customer"): Interceptor {
+  return (next) => (req) => {
+    req.header.set("x-meshwork-subject", subject);
+    req.header.set("x-meshwork-roles", roles);
+    return next(req);
+  };
+}
 
 describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backend) => {
   let storage: Storage;
   let users: RunningUsers;
   let client: ReturnType<typeof createClient<typeof UserService>>;
   let nc: NatsConnection;
+  const clientAs = (subject?: string, roles?: string) =>
+    createClient(
+      UserService,
+      createConnectTransport({
+        baseUrl: users.url,
+        httpVersion: "2",
+        interceptors: subject ? [asCaller(subject, roles)] : [],
+      }),
+    );
 
   beforeAll(async () => {
     storage = await createStorage(backend);
-    users = await startUsers(storage, { USERS_ADMIN_EMAILS: "boss@example.com" });
-    client = createClient(UserService, createConnectTransport({ baseUrl: users.url, httpVersion: "2" }));
+    users = await startUsers(storage);
+    client = clientAs(ADMIN_ID, "customer,admin");
     nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "users-test");
   });
   afterAll(async () => {
@@ -83,13 +106,80 @@ describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backe
     });
   });
 
-  it("grants the admin role to configured emails", async () => {
-    const { user } = await client.registerUser({
-      email: "Boss@example.com",
-      password: "another secret!",
-      displayName: "Boss",
+  it("makes no email an admin by registering, not even the old default admin emails", async () => {
+    for (const email of ["admin@meshwork.local", "Admin@Example.com"]) {
+      const { user } = await client.registerUser({ email, password: "claim the admin", displayName: "A" });
+      expect(user?.roles).toEqual(["customer"]);
+      const res = await client.login({ email, password: "claim the admin" });
+      expect(decodeJwt(res.accessToken).roles).toEqual(["customer"]);
+    }
+    expect(() => loadConfig({ USERS_ADMIN_EMAILS: "admin@meshwork.local" })).toThrow(
+      /USERS_ADMIN_EMAILS was removed/,
+    );
+  });
+
+  it("creates the first admin once, with the generated bootstrap secret from an owner-only file", async () => {
+    const file = storage.bootstrapFile;
+    expect(statSync(file).mode & 0o777).toBe(0o600);
+    expect(statSync(dirname(file)).mode & 0o777).toBe(0o700);
+    const secret = readFileSync(file, "utf8").trim();
+    expect(secret.length).toBeGreaterThanOrEqual(43); // 256 bits, base64url
+    const anon = clientAs(undefined);
+    const req = {
+      bootstrapSecret: secret,
+      email: "root@example.com",
+      password: "the first admin!",
+      displayName: "Root",
+    };
+
+    const wrong = await anon
+      .createFirstAdmin({ ...req, bootstrapSecret: `${secret.slice(0, -4)}AAAA` })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(wrong).toMatchObject({ code: Code.PermissionDenied, rawMessage: "wrong bootstrap secret" });
+    // A taken email rolls the whole transaction back: the secret stays unused.
+    await client.registerUser({ email: "taken@example.com", password: "long enough", displayName: "T" });
+    await expect(anon.createFirstAdmin({ ...req, email: "taken@example.com" })).rejects.toMatchObject({
+      code: Code.AlreadyExists,
     });
+
+    const { user } = await anon.createFirstAdmin(req);
     expect(user?.roles).toEqual(["customer", "admin"]);
+    const token = (await anon.login({ email: "root@example.com", password: "the first admin!" })).accessToken;
+    expect(decodeJwt(token).roles).toEqual(["customer", "admin"]);
+
+    const again = await anon
+      .createFirstAdmin({ ...req, email: "second@example.com" })
+      .catch((e: unknown) => ConnectError.from(e));
+    expect(again).toMatchObject({ code: Code.FailedPrecondition });
+    expect((again as ConnectError).rawMessage).toContain("already used");
+    await expect(
+      anon.login({ email: "second@example.com", password: "the first admin!" }),
+    ).rejects.toMatchObject({
+      code: Code.Unauthenticated,
+    });
+    // The secret is never logged.
+    expect(users.logs.join("\n")).not.toContain(secret);
+    expect(users.logs.some((l) => l.includes(file))).toBe(true);
+  });
+
+  it("shows a profile to its user and to admins only; lists users to admins only", async () => {
+    const { user } = await client.registerUser({
+      email: "own@example.com",
+      password: "my profile",
+      displayName: "O",
+    });
+    const id = user?.id ?? "";
+    const other = "00000000-0000-7000-8000-00000000beef";
+    expect((await clientAs(id).getUser({ id })).user?.email).toBe("own@example.com");
+    expect((await clientAs(ADMIN_ID, "customer,admin").getUser({ id })).user?.email).toBe("own@example.com");
+    for (const target of [id, "00000000-0000-7000-8000-000000000000"]) {
+      await expect(clientAs(other).getUser({ id: target })).rejects.toMatchObject({
+        code: Code.PermissionDenied,
+      });
+    }
+    await expect(clientAs(undefined).getUser({ id })).rejects.toMatchObject({ code: Code.Unauthenticated });
+    await expect(clientAs(id).listUsers({})).rejects.toMatchObject({ code: Code.PermissionDenied });
+    await expect(clientAs(undefined).listUsers({})).rejects.toMatchObject({ code: Code.Unauthenticated });
   });
 
   it("rejects invalid registrations with INVALID_ARGUMENT naming the field", async () => {
@@ -188,7 +278,7 @@ describe.each(["pglite", "postgres"] as Backend[])("users service on %s", (backe
     const kid = decodeProtectedHeader(before.accessToken).kid;
     await users.service.shutdown();
     users = await startUsers(storage);
-    client = createClient(UserService, createConnectTransport({ baseUrl: users.url, httpVersion: "2" }));
+    client = clientAs(ADMIN_ID, "customer,admin");
     const jwks = createRemoteJWKSet(new URL(`${users.url}/.well-known/jwks.json`));
     await jwtVerify(before.accessToken, jwks, { issuer: "meshwork-users", audience: "meshwork" });
     const after = await client.login({ email: "grace@example.com", password: "hopper-1906" });

@@ -12,6 +12,12 @@ import { createStorage, type RunningUsers, type Storage, startUsers } from "../t
  * fetch (Connect JSON over HTTP/1.1). Each answers with a JSON body or a code name.
  */
 type Outcome = { ok: Record<string, unknown> } | { code: string; message: string };
+/** What the gateway sends upstream for an authenticated admin (GetUser and ListUsers need a caller). */
+const AS_ADMIN = {
+  "x-meshwork-subject": "00000000-0000-7000-8000-0000000000ad",
+  "x-meshwork-roles": "admin",
+};
+
 type Caller = (method: string, body: Record<string, unknown>, timeoutMs?: number) => Promise<Outcome>;
 
 const grpcCodeNames = Object.fromEntries(
@@ -30,7 +36,7 @@ function connectCaller(baseUrl: string, useBinaryFormat: boolean): Caller {
       const fn = (client as unknown as Record<string, (r: unknown, o: unknown) => Promise<never>>)[
         desc.localName
       ]!;
-      const res = await fn(fromJson(desc.input, body as JsonValue), { timeoutMs });
+      const res = await fn(fromJson(desc.input, body as JsonValue), { timeoutMs, headers: AS_ADMIN });
       return { ok: toJson(desc.output, res) as Record<string, unknown> };
     } catch (e) {
       const err = ConnectError.from(e);
@@ -67,7 +73,7 @@ function grpcJsCaller(port: number): { call: Caller; close(): void } {
         Object.entries(body).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]),
       );
       try {
-        const res = await grpcJsUnary(client, method, snake, { deadlineMs: timeoutMs });
+        const res = await grpcJsUnary(client, method, snake, { deadlineMs: timeoutMs, metadata: AS_ADMIN });
         return { ok: camelKeys(res) as Record<string, unknown> };
       } catch (e) {
         const err = e as grpc.ServiceError;
@@ -79,7 +85,7 @@ function grpcJsCaller(port: number): { call: Caller; close(): void } {
 
 function fetchCaller(baseUrl: string): Caller {
   return async (method, body, timeoutMs) => {
-    const headers: Record<string, string> = { "content-type": "application/json" };
+    const headers: Record<string, string> = { "content-type": "application/json", ...AS_ADMIN };
     if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(timeoutMs);
     const res = await fetch(`${baseUrl}/meshwork.users.v1.UserService/${method}`, {
       method: "POST",

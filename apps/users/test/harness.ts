@@ -17,6 +17,8 @@ export interface Storage {
   /** Environment for the service: its database and a NATS namespace of its own. */
   env: Record<string, string>;
   namespace: string;
+  /** Where the service writes a generated bootstrap secret. */
+  bootstrapFile: string;
   remove(): Promise<void>;
 }
 
@@ -32,21 +34,36 @@ export async function createStorage(backend: Backend): Promise<Storage> {
     await jsm.streams.delete(streamName(namespace, "USERS")).catch(() => {});
     await nc.close();
   };
+  // A generated bootstrap secret goes here, not into the working directory's .meshwork.
+  const dir = mkdtempSync(join(tmpdir(), "mw-users-"));
+  const bootstrapFile = join(dir, "secrets", "bootstrap-secret");
   if (backend === "postgres") {
     const db = await createTestDatabase("mw_users");
     return {
       namespace,
-      env: { DATABASE_URL: db.url, EVENTS_NAMESPACE: namespace, DISCOVERY: "static" },
+      bootstrapFile,
+      env: {
+        DATABASE_URL: db.url,
+        EVENTS_NAMESPACE: namespace,
+        DISCOVERY: "static",
+        USERS_BOOTSTRAP_SECRET_OUT: bootstrapFile,
+      },
       remove: async () => {
         await db.drop();
         await removeStreams();
+        rmSync(dir, { recursive: true, force: true });
       },
     };
   }
-  const dir = mkdtempSync(join(tmpdir(), "mw-users-"));
   return {
     namespace,
-    env: { DATA_DIR: dir, EVENTS_NAMESPACE: namespace, DISCOVERY: "static" },
+    bootstrapFile,
+    env: {
+      DATA_DIR: join(dir, "data"),
+      EVENTS_NAMESPACE: namespace,
+      DISCOVERY: "static",
+      USERS_BOOTSTRAP_SECRET_OUT: bootstrapFile,
+    },
     remove: async () => {
       rmSync(dir, { recursive: true, force: true });
       await removeStreams();

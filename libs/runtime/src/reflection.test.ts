@@ -28,7 +28,7 @@ const reflectionProto = fileURLToPath(
 );
 
 const usersProto = "meshwork/users/v1/users.proto";
-const userServiceMethods = ["RegisterUser", "Login", "GetUser", "ListUsers", "RotateSigningKey"];
+const userServiceMethods = ["RegisterUser", "Login", "CreateFirstAdmin", "GetUser", "ListUsers", "RotateSigningKey"];
 
 function routes(router: ConnectRouter): void {
   router.service(UserService, {});

@@ -3,7 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
-import { createLogger, type Logger, startTelemetry, type Telemetry } from "@meshwork/telemetry";
+import { createLogger, errorForLog, type Logger, startTelemetry, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
 import { createDecodeErrorInterceptor, guardDecoding } from "./decode-errors.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
@@ -211,7 +211,7 @@ export function createService(options: ServiceOptions): Service {
           const route = req.method === "GET" ? httpRoutes[path] : undefined;
           if (route) {
             Promise.resolve(route(req, res)).catch((err) => {
-              logger.error({ err, path }, "http route failed");
+              logger.error({ err: errorForLog(err), path }, "http route failed");
               if (!res.headersSent) res.writeHead(500);
               res.end();
             });

@@ -47,7 +47,7 @@ async function main(): Promise<void> {
   );
   const db = postgres(mesh.dbs.orders.url, { max: 2, onnotice: () => {} });
   try {
-    const admin = await mesh.login("admin@example.com");
+    const admin = await mesh.admin();
     const customers = await Promise.all(
       Array.from({ length: 8 }, (_, i) => mesh.login(`bench-${i}@example.com`)),
     );

@@ -345,6 +345,12 @@ export function usersService(options: { name?: string; databaseUrl?: string } = 
       ? "apps/users: the real service, runtime + its database on a Postgres server"
       : "apps/users: the real service, runtime + PGlite (or MESHWORK_BENCH_DATABASE_URL)",
     data: "seeded",
+    // What the gateway sends upstream for an authenticated admin: GetUser answers the user
+    // themselves or an admin only.
+    headers: () => ({
+      "x-meshwork-subject": "00000000-0000-7000-8000-0000000000ad",
+      "x-meshwork-roles": "admin",
+    }),
     async unavailable() {
       return (await exists(script)) ? undefined : `${script} not found (build apps/users first)`;
     },
@@ -370,6 +376,8 @@ export function usersService(options: { name?: string; databaseUrl?: string } = 
           DATABASE_URL: databaseUrl,
           EVENTS_NAMESPACE: namespace,
           DISCOVERY: "static",
+          // Given, so no generated secret is written to a .meshwork of the working directory.
+          USERS_BOOTSTRAP_SECRET: randomBytes(32).toString("base64url"),
         },
         context,
         async ready() {

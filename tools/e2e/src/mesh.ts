@@ -1,3 +1,4 @@
+import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
@@ -40,7 +41,7 @@ export async function startMesh(
     gatewayLogLevel?: string;
     /** More settings for the gateway (it runs in this process), e.g. `OTEL_*`. */
     gateway?: Record<string, string>;
-    /** The gateway's logger (to read its lines); default: one at `gatewayLogLevel` on stdout. */
+    /** The gateway's logger (to read its lines back); else one at `gatewayLogLevel` on stdout. */
     gatewayLogger?: Logger;
     /** Node flags per service (`--cpu-prof` for a profile). */
     nodeArgs?: Partial<Record<Name, string[]>>;
@@ -53,6 +54,8 @@ export async function startMesh(
       SERVICES.map(async (s) => [s, await createTestDatabase(`mw_${s.slice(0, 4)}`)] as const),
     ),
   ) as Record<Name, TestDatabase>;
+  // The first admin comes from the bootstrap secret, given to users as a deployment's Secret would be.
+  const bootstrapSecret = randomBytes(32).toString("base64url");
   const procs = {} as Record<Name, ManagedProcess>;
   const urls = {} as Record<Name, string>;
   // As `meshctl up` does: a key per issuer (the gateway and each service), every service trusting all.
@@ -71,9 +74,9 @@ export async function startMesh(
         EVENTS_NAMESPACE: namespace,
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
-        USERS_ADMIN_EMAILS: "admin@example.com",
         IDENTITY_TRUST: trust,
         IDENTITY_KEY: keys[name].privateKey,
+        ...(name === "users" ? { USERS_BOOTSTRAP_SECRET: bootstrapSecret } : {}),
         ...options.common,
         ...env[name],
       },
@@ -102,6 +105,7 @@ export async function startMesh(
     // Notifications first: it declares the streams it consumes too.
     for (const s of ["notifications", "users", "inventory", "payments", "orders"] as const) await start(s);
     gateway = createGateway({
+      ...(options.gatewayLogger ? { logger: options.gatewayLogger } : {}),
       config: loadConfig({
         PORT: "0",
         ADMIN_PORT: "0",
@@ -142,10 +146,22 @@ export async function startMesh(
     return { id: res.user?.id ?? "", auth: { headers: { authorization: `Bearer ${res.accessToken}` } } };
   };
 
+  const ADMIN = { email: "admin@example.com", password: "the first admin of this mesh" };
+  let adminCreated: Promise<unknown> | undefined;
+  /** The mesh's admin: created once through CreateFirstAdmin with the bootstrap secret, then logged in. */
+  const admin = async () => {
+    adminCreated ??= clients.users.createFirstAdmin({ bootstrapSecret, ...ADMIN, displayName: "Admin" });
+    await adminCreated;
+    const res = await clients.users.login(ADMIN);
+    return { id: res.user?.id ?? "", auth: { headers: { authorization: `Bearer ${res.accessToken}` } } };
+  };
+
   return {
     namespace,
     /** The identity keys of the gateway and of every service (tests sign assertions with them). */
     keys,
+    bootstrapSecret,
+    admin,
     dbs,
     procs,
     urls,

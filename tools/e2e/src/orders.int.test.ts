@@ -41,7 +41,7 @@ describe("orders: the placement saga through the gateway (every service a real p
       },
       payments: { PAYMENTS_DECLINE_ABOVE_MINOR: "50000" },
     });
-    admin = await mesh.login("admin@example.com");
+    admin = await mesh.admin();
     alice = await mesh.login("alice@example.com");
     await mesh.routable("orders");
   });

@@ -27,7 +27,7 @@ describe("orders: upstream outages shorter than the transient budget delay order
       },
       payments: { PAYMENTS_DECLINE_ABOVE_MINOR: "50000" },
     });
-    admin = await mesh.login("admin@example.com");
+    admin = await mesh.admin();
     bob = await mesh.login("bob@example.com");
     await mesh.routable("orders");
   });

@@ -50,7 +50,7 @@ describe("tracing: a PlaceOrder through the gateway is one trace across every pr
   });
 
   it("has spans from the gateway, orders, inventory, payments, Postgres, the outbox and the notifications consumer, each under its parent", async () => {
-    const admin = await mesh.login("admin@example.com");
+    const admin = await mesh.admin();
     const bob = await mesh.login(`bob-${randomUUID().slice(0, 8)}@example.com`);
     const { product } = await mesh.clients.inventory.createProduct(
       {

@@ -98,6 +98,28 @@ describe("docker-compose.yml", () => {
     );
   });
 
+  it("has no default admin: users takes its one-time bootstrap secret from a compose secret (a file)", () => {
+    const raw = parse(read("docker-compose.yml"), { merge: true }) as {
+      services: Record<string, { secrets?: string[] }>;
+      secrets?: Record<string, { file?: string }>;
+    };
+    for (const name of Object.keys(raw.services)) {
+      expect(
+        Object.keys(env(name)).filter((k) => /ADMIN_EMAILS/.test(k)),
+        name,
+      ).toEqual([]);
+    }
+    expect(read("docker-compose.yml")).not.toMatch(/admin@meshwork\.local/);
+    expect(env("users").USERS_BOOTSTRAP_SECRET_FILE).toBe("/run/secrets/users_bootstrap_secret");
+    expect(env("users").USERS_BOOTSTRAP_SECRET).toBeUndefined();
+    expect(raw.services.users?.secrets).toEqual(["users_bootstrap_secret"]);
+    // Only users holds it.
+    for (const [name, s] of Object.entries(raw.services))
+      if (name !== "users") expect(s.secrets, name).toBeUndefined();
+    expect(raw.secrets?.users_bootstrap_secret?.file).toBe("./.meshwork/users-bootstrap-secret");
+    expect(read(".gitignore")).toMatch(/^\/?\.meshwork\/?$/m);
+  });
+
   it("configures each service with variables its own config loader reads", async () => {
     for (const m of manifests) {
       const e = env(m.name);

@@ -7,12 +7,12 @@ import { OrderService, OrderStatus } from "@meshwork/contracts/meshwork/orders/v
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { checkConsistency } from "@meshwork/orders";
-
-/** The admin `meshctl up` grants (USERS_ADMIN_EMAILS) and the demo logs in as. */
-export const DEMO_ADMIN = { email: "admin@meshwork.local", password: "meshwork-demo-admin" };
+import { demoAdmin, demoAdminFile } from "./admin.js";
 
 export interface DemoOptions {
   gateway: string;
+  /** Where `up` keeps its state: the bootstrap secret, and the demo's own admin once created. */
+  home: string;
   out: NodeJS.WritableStream;
 }
 
@@ -46,11 +46,23 @@ export async function demo(options: DemoOptions): Promise<number> {
       auth: { headers: { authorization: `Bearer ${res.accessToken}` } },
     };
   };
-  const admin = await login(DEMO_ADMIN.email, DEMO_ADMIN.password, "Demo admin");
-  if (!admin.roles.includes("admin")) {
-    say(`${DEMO_ADMIN.email} has no admin role: start the mesh with USERS_ADMIN_EMAILS=${DEMO_ADMIN.email}`);
+  // No admin is built in: the demo makes its own through the bootstrap secret (as an operator
+  // would with `meshctl admin create`), once, and keeps it owner-only for the next runs.
+  const account = await demoAdmin(options.gateway, options.home);
+  if (!account) {
+    say(
+      `no admin for the demo: ${demoAdminFile(options.home)} is missing and the bootstrap secret is spent (an admin exists); start from an empty .meshwork, or give the demo an admin's account in that file`,
+    );
     return 1;
   }
+  const admin = await login(account.email, account.password, "Demo admin");
+  if (!admin.roles.includes("admin")) {
+    say(`${account.email} has no admin role`);
+    return 1;
+  }
+  say(
+    `admin ${account.email} (created by the demo through the bootstrap secret, kept in ${demoAdminFile(options.home)})`,
+  );
   const email = `customer-${randomUUID().slice(0, 8)}@example.com`;
   const customer = await login(email, "a demo password", "Demo customer");
   say(`customer ${email} (${customer.id}) logged in through ${options.gateway}`);

@@ -5,7 +5,8 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { meshworkFiles } from "@meshwork/contracts";
 import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
-import { DEMO_ADMIN, demo } from "./demo.js";
+import { adminCreateCommand } from "./admin.js";
+import { demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
@@ -44,11 +45,18 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       Health of every service at its default address, the state of each process under a running
       \`up\` (running, backing-off, given-up; restarts; last exit), then every instance in the
       discovery registry with its address, version, age and health.
+  meshctl admin create --email EMAIL [--password-file FILE] [--display-name NAME]
+                       [--secret-file FILE] [--gateway URL]
+      Create the first admin through the gateway with the one-time bootstrap secret the users
+      service wrote to .meshwork/bootstrap-secret (or --secret-file) while no admin exists; the
+      password comes from --password-file, else stdin (typed unseen on a terminal). The secret is
+      spent: later admins are granted by admins.
   meshctl demo [--gateway URL]
       Against a running mesh (default gateway http://127.0.0.1:8080): a customer places orders
       (two go through, one runs out of stock, one meets a payment failure switched on for it),
-      then the notifications and the consistency checker's verdict. Uses the admin
-      ${DEMO_ADMIN.email}, whom \`up\` grants the admin role.
+      then the notifications and the consistency checker's verdict. Its admin is one it creates
+      itself through the bootstrap secret on its first run (random password, kept owner-only in
+      .meshwork/demo-admin.json).
   meshctl envoy [--check] [--rate-limits SPEC]
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
       policies, retries, rate limits (SPEC as the gateway's RATE_LIMITS) and CORS origins
@@ -104,6 +112,10 @@ async function main(argv: string[]): Promise<number> {
       check: { type: "boolean" },
       "rate-limits": { type: "string" },
       gateway: { type: "string" },
+      email: { type: "string" },
+      "display-name": { type: "string" },
+      "password-file": { type: "string" },
+      "secret-file": { type: "string" },
       otlp: { type: "string" },
       receiver: { type: "string" },
       limit: { type: "string" },
@@ -120,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
     return command ? 0 : 2;
   }
   const services = findServices(root);
+  const home = process.env.MESHWORK_HOME ?? join(root, ".meshwork");
   const natsUrl = values["nats-url"] ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const namespace = process.env.EVENTS_NAMESPACE ?? "";
   const registryBucket = process.env.DISCOVERY_BUCKET || registryBucketFor(namespace);
@@ -141,7 +154,7 @@ async function main(argv: string[]): Promise<number> {
       return up({
         root,
         services,
-        home: process.env.MESHWORK_HOME ?? join(root, ".meshwork"),
+        home,
         autoPorts: values.ports === "auto",
         databaseUrl: values["database-url"] ?? (process.env.DATABASE_URL || undefined),
         postgresPort: pgPort,
@@ -188,7 +201,23 @@ async function main(argv: string[]): Promise<number> {
       return rows.every((r) => r[2] === "SERVING" || r[2] === "LIVE") ? 0 : 1;
     }
     case "demo":
-      return demo({ gateway: values.gateway ?? "http://127.0.0.1:8080", out: process.stdout });
+      return demo({ gateway: values.gateway ?? "http://127.0.0.1:8080", home, out: process.stdout });
+    case "admin": {
+      if (positionals[0] !== "create") {
+        process.stderr.write("usage: meshctl admin create --email EMAIL [--password-file FILE]\n");
+        return 2;
+      }
+      return adminCreateCommand({
+        gateway: values.gateway ?? "http://127.0.0.1:8080",
+        home,
+        email: values.email,
+        displayName: values["display-name"],
+        passwordFile: values["password-file"],
+        secretFile: values["secret-file"],
+        out: process.stdout,
+        err: process.stderr,
+      });
+    }
     case "envoy": {
       const file = join(root, ENVOY_CONFIG_PATH);
       const rendered = renderEnvoyYaml({

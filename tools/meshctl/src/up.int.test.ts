@@ -1,4 +1,4 @@
-import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
+import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -174,10 +174,51 @@ describe("npm start", () => {
         { what: `every service in the registry table:\n${status.lines.join("\n")}` },
       );
       expect(status.lines).toContain(`registry ${registryBucketFor(namespace)} at nats://127.0.0.1:4222:`);
-      // `npm run demo`: orders through the gateway, each outcome, the notifications, the verdict.
-      const demo = startProcess("npm", ["run", "demo", "--", "--gateway", gateway], { cwd: root });
+      // No admin exists: users wrote a one-time bootstrap secret, owner-only, and logged only where.
+      const secretFile = join(home, "bootstrap-secret");
+      expect(statSync(secretFile).mode & 0o777).toBe(0o600);
+      const secret = readFileSync(secretFile, "utf8").trim();
+      expect(proc.lines.some((l) => l.includes(secretFile))).toBe(true);
+      const meshctl = (args: string[], env: Record<string, string> = {}) =>
+        startProcess(process.execPath, [join(root, "tools/meshctl/dist/main.js"), ...args], {
+          cwd: root,
+          env: { MESHWORK_HOME: home, ...env },
+        });
+      const passwordFile = join(home, "ops-password");
+      writeFileSync(passwordFile, "an operator's password\n", { mode: 0o600 });
+      const wrongSecret = join(home, "wrong-secret");
+      writeFileSync(wrongSecret, "not-the-bootstrap-secret-at-all\n", { mode: 0o600 });
+      const ops = [
+        "admin",
+        "create",
+        "--email",
+        "ops@example.com",
+        "--password-file",
+        passwordFile,
+        "--gateway",
+        gateway,
+      ];
+      const wrong = meshctl([...ops, "--secret-file", wrongSecret]);
+      expect(await wrong.exited).toBe(1);
+      expect(wrong.lines.join("\n")).toContain("PermissionDenied: wrong bootstrap secret");
+
+      // `npm run demo`: it makes its admin through the bootstrap secret (no password in the source),
+      // then orders through the gateway, each outcome, the notifications, the verdict.
+      const demo = startProcess("npm", ["run", "demo", "--", "--gateway", gateway], {
+        cwd: root,
+        env: { MESHWORK_HOME: home },
+      });
       expect(await demo.exited).toBe(0);
       const said = demo.lines.join("\n");
+      expect(said).toMatch(/admin demo-admin-[0-9a-f]{8}@meshwork\.local \(created by the demo/);
+      expect(statSync(join(home, "demo-admin.json")).mode & 0o777).toBe(0o600);
+      expect(existsSync(secretFile)).toBe(false); // spent
+      // Accepted once: the same secret again is refused, precisely.
+      writeFileSync(wrongSecret, secret, { mode: 0o600 });
+      const again = meshctl([...ops, "--secret-file", wrongSecret]);
+      expect(await again.exited).toBe(1);
+      expect(again.lines.join("\n")).toContain("FailedPrecondition: the bootstrap secret was already used");
+      expect(proc.lines.join("\n")).not.toContain(secret);
       expect(said).toMatch(/order 1 \(2 mugs\): .*confirmed\n\s+=> confirmed/);
       expect(said).toContain("=> cancelled: out of stock: insufficient stock for product");
       // Payments down for 3 s, within the saga's transient budget: the order waits and confirms.

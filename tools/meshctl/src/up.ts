@@ -2,7 +2,7 @@ import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { DEMO_ADMIN } from "./demo.js";
+import { bootstrapSecretFile } from "./admin.js";
 import { checkHealth, gatewayReady } from "./health.js";
 import { clearLeftovers } from "./leftovers.js";
 import { meshIdentityKeys } from "./identity-keys.js";
@@ -279,8 +279,9 @@ export async function up(options: UpOptions): Promise<number> {
         DISCOVERY_BUCKET: options.registryBucket,
         PORT: options.autoPorts ? "0" : String(manifest.port),
         LOG_LEVEL: options.logLevel,
-        // The admin `meshctl demo` logs in as (add yours: USERS_ADMIN_EMAILS=a@x,b@y).
-        USERS_ADMIN_EMAILS: process.env.USERS_ADMIN_EMAILS || DEMO_ADMIN.email,
+        // No admin is built in: while none exists, users writes a one-time secret here (0600)
+        // for `meshctl admin create` (and the demo).
+        USERS_BOOTSTRAP_SECRET_OUT: bootstrapSecretFile(options.home),
         ...natsEnv(manifest.name),
         ...identity.env(manifest.name, "service"),
       };

@@ -86,7 +86,7 @@ describe.skipIf(!hasPrometheus)("the metrics stack on a running mesh (real Prome
     const inventory = createClient(InventoryService, transport);
     const payments = createClient(PaymentService, transport);
     const notifications = createClient(NotificationService, transport);
-    const admin = await mesh.login("admin@example.com");
+    const admin = await mesh.admin();
     await users.registerUser({ email: "stack@example.com", password: "a long password", displayName: "S" });
     const login = () => users.login({ email: "stack@example.com", password: "a long password" });
     const auth = { headers: { authorization: `Bearer ${(await login()).accessToken}` } };

@@ -108,14 +108,17 @@ export function admit(
   return { ok: true, policy, deadlineMs: deadline.ms };
 }
 
-/** The rate limit after authorization: per verified subject, else per client address. */
+/**
+ * The rate limit after authorization: per verified subject, else per client address; always per
+ * address for the authentication methods (see `RateLimiter.takeForCall`).
+ */
 export function rateLimit(
   limiter: RateLimiter,
   pathKey: string,
   identity: Identity | undefined,
   remoteAddress: string,
 ): Refusal | undefined {
-  const limit = limiter.take(pathKey, identity?.subject ?? `ip:${remoteAddress}`);
+  const limit = limiter.takeForCall(pathKey, identity?.subject, remoteAddress);
   if (limit.allowed) return undefined;
   const refusal = rateRefusal(limit);
   return { ok: false, code: Code.ResourceExhausted, message: refusal.message, headers: refusal.headers };

@@ -1,3 +1,4 @@
+import type { BootstrapSecrets } from "./bootstrap.js";
 import type { User, UserRecord } from "./user.js";
 
 /** Storage of accounts. */
@@ -32,5 +33,7 @@ export interface UserEvents {
 
 /** Runs work in one transaction: the state change and its events commit together or not at all. */
 export interface UsersUnitOfWork {
-  run<T>(work: (scope: { users: UserRepository; events: UserEvents }) => Promise<T>): Promise<T>;
+  run<T>(
+    work: (scope: { users: UserRepository; events: UserEvents; bootstrap: BootstrapSecrets }) => Promise<T>,
+  ): Promise<T>;
 }

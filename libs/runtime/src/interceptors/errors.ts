@@ -1,5 +1,5 @@
 import { Code, ConnectError, type Interceptor } from "@connectrpc/connect";
-import type { Logger } from "@meshwork/telemetry";
+import { errorForLog, type Logger } from "@meshwork/telemetry";
 
 /**
  * Turns any error that is not a deliberate `ConnectError` into INTERNAL with a fixed message, and
@@ -10,6 +10,10 @@ import type { Logger } from "@meshwork/telemetry";
  * again with a fixed message, so callers retry what is safe to retry; and what `invalid` recognises
  * (a value the database refused, such as a number out of range): that is INVALID_ARGUMENT with the
  * text `invalid` gives, which must name the problem without quoting the statement.
+ *
+ * The error is logged through `errorForLog`, whatever logger was given: a failed statement's
+ * parameters (Drizzle puts them in the message), Postgres's `detail` (the failing row) and any
+ * hash or token in the text never reach the log line.
  */
 export function createErrorInterceptor(
   logger: Logger,
@@ -22,7 +26,7 @@ export function createErrorInterceptor(
       return new ConnectError("operation was aborted", Code.Canceled);
     }
     if (unavailable(err)) {
-      logger.warn({ err, procedure }, "dependency unavailable");
+      logger.warn({ err: errorForLog(err), procedure }, "dependency unavailable");
       return new ConnectError(
         "service temporarily unavailable: a dependency cannot be reached",
         Code.Unavailable,
@@ -33,7 +37,7 @@ export function createErrorInterceptor(
       logger.info({ procedure, problem }, "value refused by a dependency");
       return new ConnectError(problem, Code.InvalidArgument);
     }
-    logger.error({ err, procedure }, "unhandled error");
+    logger.error({ err: errorForLog(err), procedure }, "unhandled error");
     return new ConnectError("internal error", Code.Internal);
   };
   return (next) => (req) => {

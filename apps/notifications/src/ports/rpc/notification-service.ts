@@ -8,12 +8,14 @@ import {
 import { InvalidPageTokenError } from "@meshwork/db";
 import { listNotifications } from "../../app/queries/list-notifications.js";
 import type { NotificationRepository } from "../../domain/notification.js";
+import { assertMayRead, callerOf } from "./caller.js";
 
 export function createNotificationServiceHandlers(deps: {
   notifications: NotificationRepository;
 }): ServiceImpl<typeof NotificationService> {
   return {
-    async listNotifications(req) {
+    async listNotifications(req, ctx) {
+      assertMayRead(callerOf(ctx), req.userId);
       try {
         const page = await listNotifications(deps, {
           userId: req.userId,

@@ -1,6 +1,6 @@
 import { outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
-import { jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { check, integer, jsonb, pgTable, smallint, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
 /** Accounts. Ids are UUIDv7, so ordering by id is ordering by creation. */
 export const users = pgTable("users", {
@@ -25,8 +25,34 @@ export const signingKeys = pgTable("signing_keys", {
   retiredAt: timestamp("retired_at", { withTimezone: true, mode: "date" }),
 });
 
+/**
+ * The one-time secret that creates the first admin: at most one row (id 1), its SHA-256 only
+ * (the secret is random, 256 bits), consumed in the transaction that grants the role.
+ */
+export const bootstrapSecret = pgTable(
+  "bootstrap_secret",
+  {
+    id: smallint("id").primaryKey().default(1),
+    secretHash: text("secret_hash").notNull(),
+    createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    consumedAt: timestamp("consumed_at", { withTimezone: true, mode: "date" }),
+  },
+  (t) => [check("bootstrap_secret_single_row", sql`${t.id} = 1`)],
+);
+
+/**
+ * Failed authentications per account (a normalised email, or `bootstrap`) in the current window:
+ * past the limit, further attempts are refused until the window ends, right password or not.
+ * In the database so every instance of the service counts the same failures.
+ */
+export const authFailures = pgTable("auth_failures", {
+  account: text("account").primaryKey(),
+  failures: integer("failures").notNull(),
+  windowStart: timestamp("window_start", { withTimezone: true, mode: "date" }).notNull(),
+});
+
 /** Events waiting for the relay (UserRegistered), written in the same transaction as the user. */
 export const outbox = outboxTable();
 
-export const schema = { users, signingKeys, outbox };
+export const schema = { users, signingKeys, bootstrapSecret, authFailures, outbox };
 export type UsersSchema = typeof schema;

@@ -4,6 +4,7 @@ import { UserRegisteredSchema } from "@meshwork/contracts/meshwork/users/v1/even
 import type { Database } from "@meshwork/db";
 import { createEnvelope, enqueueEvents } from "@meshwork/events";
 import type { UsersUnitOfWork } from "../../domain/ports.js";
+import { createBootstrapSecrets } from "./bootstrap-store.js";
 import { outbox, type UsersSchema } from "./schema.js";
 import { createUserRepository } from "./user-repository.js";
 
@@ -16,6 +17,7 @@ export function createUsersUnitOfWork(db: Database<UsersSchema>, namespace: stri
       db.transaction((tx) =>
         work({
           users: createUserRepository(tx),
+          bootstrap: createBootstrapSecrets(tx),
           events: {
             async userRegistered(user) {
               const message = create(UserRegisteredSchema, {

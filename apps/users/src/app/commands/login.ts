@@ -1,3 +1,4 @@
+import { type AuthAttempts, beginAttempt } from "../../domain/auth-attempts.js";
 import type { IssuedToken, PasswordHasher, TokenIssuer, UserRepository } from "../../domain/ports.js";
 import { InvalidCredentialsError, normalizeEmail, type User } from "../../domain/user.js";
 
@@ -12,16 +13,23 @@ export interface LoginDeps {
   tokens: TokenIssuer;
   /** A hash of a random password, verified when the email is unknown so both paths cost the same. */
   decoyHash: string;
+  /** Failed logins per account (the normalised email). */
+  attempts: AuthAttempts;
 }
 
 /**
  * Exchanges credentials for an access token. An unknown email and a wrong password fail the
- * same way and take about the same time (a hash is verified either way).
+ * same way and take about the same time (a hash is verified either way), and both count as a
+ * failure of that email: past the limit the email takes no attempt until its window ends, right
+ * password or not (an unknown email is locked alike, so locking reveals nothing either).
  */
 export async function login(deps: LoginDeps, input: LoginInput): Promise<IssuedToken & { user: User }> {
-  const record = await deps.users.findByEmail(normalizeEmail(input.email));
+  const email = normalizeEmail(input.email);
+  await beginAttempt(deps.attempts, email);
+  const record = await deps.users.findByEmail(email);
   const ok = await deps.hasher.verify(record?.passwordHash ?? deps.decoyHash, input.password);
   if (!record || !ok) throw new InvalidCredentialsError();
+  await deps.attempts.succeeded(email);
   const { passwordHash: _hidden, ...user } = record;
   return { ...(await deps.tokens.issue(user)), user };
 }

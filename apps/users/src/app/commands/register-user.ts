@@ -11,19 +11,18 @@ export interface RegisterUserInput {
 export interface RegisterUserDeps {
   uow: UsersUnitOfWork;
   hasher: PasswordHasher;
-  /** Emails that are granted the `admin` role at registration. */
-  adminEmails: ReadonlySet<string>;
   /** Called once the registration has committed. */
   countRegistration(): void;
 }
 
 /**
  * Creates an account with a normalised, unique email and a hashed password, and records
- * UserRegistered in the same transaction.
+ * UserRegistered in the same transaction. Every account starts as a customer: no email is ever
+ * made an admin by registering (the first admin comes from CreateFirstAdmin).
  */
 export async function registerUser(deps: RegisterUserDeps, input: RegisterUserInput): Promise<User> {
   const email = normalizeEmail(input.email);
-  const roles = deps.adminEmails.has(email) ? ["customer", "admin"] : ["customer"];
+  const roles = ["customer"];
   const record = {
     id: uuidv7(),
     email,

@@ -1,4 +1,5 @@
 import { keysetTokens, pageSize } from "@meshwork/db";
+import { assertAdmin, type Caller } from "../../domain/access.js";
 import type { UserRepository } from "../../domain/ports.js";
 import type { User } from "../../domain/user.js";
 
@@ -19,7 +20,12 @@ const tokens = keysetTokens("u1:", "ListUsers");
  * Pages through users in creation order (ids are UUIDv7). The token is opaque to callers: a
  * keyset cursor, so pages stay stable while users are being added.
  */
-export async function listUsers(deps: { users: UserRepository }, input: ListUsersInput): Promise<UserPage> {
+export async function listUsers(
+  deps: { users: UserRepository },
+  caller: Caller,
+  input: ListUsersInput,
+): Promise<UserPage> {
+  assertAdmin(caller, "listing users");
   const size = pageSize(input.pageSize);
   const after = input.pageToken ? tokens.decode(input.pageToken) : undefined;
   const { items, nextPageToken } = tokens.page(await deps.users.listAfter(after, size + 1), size);

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/users/v1/users.proto.
  */
 export const file_meshwork_users_v1_users: GenFile = /*@__PURE__*/
-  fileDesc("Ch1tZXNod29yay91c2Vycy92MS91c2Vycy5wcm90bxIRbWVzaHdvcmsudXNlcnMudjEidwoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDQoFcm9sZXMYBCADKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KE1JlZ2lzdGVyVXNlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFGP4BYAESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAgYgAESHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGGQiPQoUUmVnaXN0ZXJVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiSQoMTG9naW5SZXF1ZXN0EhoKBWVtYWlsGAEgASgJQgu6SAjIAQFyAxj+ARIdCghwYXNzd29yZBgCIAEoCUILukgIyAEBcgMYgAEikQEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBHVzZXIYBCABKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyIiYKDkdldFVzZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI4Cg9HZXRVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiTAoQTGlzdFVzZXJzUmVxdWVzdBIaCglwYWdlX3NpemUYASABKAVCB7pIBBoCKAASHAoKcGFnZV90b2tlbhgCIAEoCUIIukgFcgMYgAQiVAoRTGlzdFVzZXJzUmVzcG9uc2USJgoFdXNlcnMYASADKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSIZChdSb3RhdGVTaWduaW5nS2V5UmVxdWVzdCJ0ChhSb3RhdGVTaWduaW5nS2V5UmVzcG9uc2USCwoDa2lkGAEgASgJEhQKDHJldGlyZWRfa2lkcxgCIAMoCRI1ChFyZXRpcmVkX2Ryb3BfdGltZRgDIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAyjQQKC1VzZXJTZXJ2aWNlEmcKDFJlZ2lzdGVyVXNlchImLm1lc2h3b3JrLnVzZXJzLnYxLlJlZ2lzdGVyVXNlclJlcXVlc3QaJy5tZXNod29yay51c2Vycy52MS5SZWdpc3RlclVzZXJSZXNwb25zZSIGirUYAggBElIKBUxvZ2luEh8ubWVzaHdvcmsudXNlcnMudjEuTG9naW5SZXF1ZXN0GiAubWVzaHdvcmsudXNlcnMudjEuTG9naW5SZXNwb25zZSIGirUYAggBElsKB0dldFVzZXISIS5tZXNod29yay51c2Vycy52MS5HZXRVc2VyUmVxdWVzdBoiLm1lc2h3b3JrLnVzZXJzLnYxLkdldFVzZXJSZXNwb25zZSIJkAIBirUYAggCEmgKCUxpc3RVc2VycxIjLm1lc2h3b3JrLnVzZXJzLnYxLkxpc3RVc2Vyc1JlcXVlc3QaJC5tZXNod29yay51c2Vycy52MS5MaXN0VXNlcnNSZXNwb25zZSIQkAIBirUYCQgDEgVhZG1pbhJ6ChBSb3RhdGVTaWduaW5nS2V5EioubWVzaHdvcmsudXNlcnMudjEuUm90YXRlU2lnbmluZ0tleVJlcXVlc3QaKy5tZXNod29yay51c2Vycy52MS5Sb3RhdGVTaWduaW5nS2V5UmVzcG9uc2UiDYq1GAkIAxIFYWRtaW5iBnByb3RvMw", [file_buf_validate_validate, file_meshwork_api_v1_access, file_google_protobuf_timestamp]);
+  fileDesc("Ch1tZXNod29yay91c2Vycy92MS91c2Vycy5wcm90bxIRbWVzaHdvcmsudXNlcnMudjEidwoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDQoFcm9sZXMYBCADKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KE1JlZ2lzdGVyVXNlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFGP4BYAESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAgYgAESHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGGQiPQoUUmVnaXN0ZXJVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiSQoMTG9naW5SZXF1ZXN0EhoKBWVtYWlsGAEgASgJQgu6SAjIAQFyAxj+ARIdCghwYXNzd29yZBgCIAEoCUILukgIyAEBcgMYgAEikQEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBHVzZXIYBCABKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyIpkBChdDcmVhdGVGaXJzdEFkbWluUmVxdWVzdBIkChBib290c3RyYXBfc2VjcmV0GAEgASgJQgq6SAdyBRAQGIACEhkKBWVtYWlsGAIgASgJQgq6SAdyBRj+AWABEhwKCHBhc3N3b3JkGAMgASgJQgq6SAdyBRAMGIABEh8KDGRpc3BsYXlfbmFtZRgEIAEoCUIJukgGcgQQARhkIkEKGENyZWF0ZUZpcnN0QWRtaW5SZXNwb25zZRIlCgR1c2VyGAEgASgLMhcubWVzaHdvcmsudXNlcnMudjEuVXNlciImCg5HZXRVc2VyUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiOAoPR2V0VXNlclJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyIkwKEExpc3RVc2Vyc1JlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEIlQKEUxpc3RVc2Vyc1Jlc3BvbnNlEiYKBXVzZXJzGAEgAygLMhcubWVzaHdvcmsudXNlcnMudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGQoXUm90YXRlU2lnbmluZ0tleVJlcXVlc3QidAoYUm90YXRlU2lnbmluZ0tleVJlc3BvbnNlEgsKA2tpZBgBIAEoCRIUCgxyZXRpcmVkX2tpZHMYAiADKAkSNQoRcmV0aXJlZF9kcm9wX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMoIFCgtVc2VyU2VydmljZRJnCgxSZWdpc3RlclVzZXISJi5tZXNod29yay51c2Vycy52MS5SZWdpc3RlclVzZXJSZXF1ZXN0GicubWVzaHdvcmsudXNlcnMudjEuUmVnaXN0ZXJVc2VyUmVzcG9uc2UiBoq1GAIIARJSCgVMb2dpbhIfLm1lc2h3b3JrLnVzZXJzLnYxLkxvZ2luUmVxdWVzdBogLm1lc2h3b3JrLnVzZXJzLnYxLkxvZ2luUmVzcG9uc2UiBoq1GAIIARJzChBDcmVhdGVGaXJzdEFkbWluEioubWVzaHdvcmsudXNlcnMudjEuQ3JlYXRlRmlyc3RBZG1pblJlcXVlc3QaKy5tZXNod29yay51c2Vycy52MS5DcmVhdGVGaXJzdEFkbWluUmVzcG9uc2UiBoq1GAIIARJbCgdHZXRVc2VyEiEubWVzaHdvcmsudXNlcnMudjEuR2V0VXNlclJlcXVlc3QaIi5tZXNod29yay51c2Vycy52MS5HZXRVc2VyUmVzcG9uc2UiCZACAYq1GAIIAhJoCglMaXN0VXNlcnMSIy5tZXNod29yay51c2Vycy52MS5MaXN0VXNlcnNSZXF1ZXN0GiQubWVzaHdvcmsudXNlcnMudjEuTGlzdFVzZXJzUmVzcG9uc2UiEJACAYq1GAkIAxIFYWRtaW4SegoQUm90YXRlU2lnbmluZ0tleRIqLm1lc2h3b3JrLnVzZXJzLnYxLlJvdGF0ZVNpZ25pbmdLZXlSZXF1ZXN0GisubWVzaHdvcmsudXNlcnMudjEuUm90YXRlU2lnbmluZ0tleVJlc3BvbnNlIg2KtRgJCAMSBWFkbWluYgZwcm90bzM", [file_buf_validate_validate, file_meshwork_api_v1_access, file_google_protobuf_timestamp]);
 
 /**
  * A user account as other services see it. The password hash never leaves the service.
@@ -166,6 +166,61 @@ export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
   messageDesc(file_meshwork_users_v1_users, 4);
 
 /**
+ * @generated from message meshwork.users.v1.CreateFirstAdminRequest
+ */
+export type CreateFirstAdminRequest = Message<"meshwork.users.v1.CreateFirstAdminRequest"> & {
+  /**
+   * The secret the users service generated (.meshwork/bootstrap-secret locally) or was given.
+   *
+   * @generated from field: string bootstrap_secret = 1;
+   */
+  bootstrapSecret: string;
+
+  /**
+   * @generated from field: string email = 2;
+   */
+  email: string;
+
+  /**
+   * Between 12 and 128 characters.
+   *
+   * @generated from field: string password = 3;
+   */
+  password: string;
+
+  /**
+   * @generated from field: string display_name = 4;
+   */
+  displayName: string;
+};
+
+/**
+ * Describes the message meshwork.users.v1.CreateFirstAdminRequest.
+ * Use `create(CreateFirstAdminRequestSchema)` to create a new message.
+ */
+export const CreateFirstAdminRequestSchema: GenMessage<CreateFirstAdminRequest> = /*@__PURE__*/
+  messageDesc(file_meshwork_users_v1_users, 5);
+
+/**
+ * @generated from message meshwork.users.v1.CreateFirstAdminResponse
+ */
+export type CreateFirstAdminResponse = Message<"meshwork.users.v1.CreateFirstAdminResponse"> & {
+  /**
+   * The new account, with the roles customer and admin.
+   *
+   * @generated from field: meshwork.users.v1.User user = 1;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message meshwork.users.v1.CreateFirstAdminResponse.
+ * Use `create(CreateFirstAdminResponseSchema)` to create a new message.
+ */
+export const CreateFirstAdminResponseSchema: GenMessage<CreateFirstAdminResponse> = /*@__PURE__*/
+  messageDesc(file_meshwork_users_v1_users, 6);
+
+/**
  * @generated from message meshwork.users.v1.GetUserRequest
  */
 export type GetUserRequest = Message<"meshwork.users.v1.GetUserRequest"> & {
@@ -180,7 +235,7 @@ export type GetUserRequest = Message<"meshwork.users.v1.GetUserRequest"> & {
  * Use `create(GetUserRequestSchema)` to create a new message.
  */
 export const GetUserRequestSchema: GenMessage<GetUserRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 5);
+  messageDesc(file_meshwork_users_v1_users, 7);
 
 /**
  * @generated from message meshwork.users.v1.GetUserResponse
@@ -197,7 +252,7 @@ export type GetUserResponse = Message<"meshwork.users.v1.GetUserResponse"> & {
  * Use `create(GetUserResponseSchema)` to create a new message.
  */
 export const GetUserResponseSchema: GenMessage<GetUserResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 6);
+  messageDesc(file_meshwork_users_v1_users, 8);
 
 /**
  * @generated from message meshwork.users.v1.ListUsersRequest
@@ -224,7 +279,7 @@ export type ListUsersRequest = Message<"meshwork.users.v1.ListUsersRequest"> & {
  * Use `create(ListUsersRequestSchema)` to create a new message.
  */
 export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 7);
+  messageDesc(file_meshwork_users_v1_users, 9);
 
 /**
  * @generated from message meshwork.users.v1.ListUsersResponse
@@ -248,7 +303,7 @@ export type ListUsersResponse = Message<"meshwork.users.v1.ListUsersResponse"> &
  * Use `create(ListUsersResponseSchema)` to create a new message.
  */
 export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 8);
+  messageDesc(file_meshwork_users_v1_users, 10);
 
 /**
  * @generated from message meshwork.users.v1.RotateSigningKeyRequest
@@ -261,7 +316,7 @@ export type RotateSigningKeyRequest = Message<"meshwork.users.v1.RotateSigningKe
  * Use `create(RotateSigningKeyRequestSchema)` to create a new message.
  */
 export const RotateSigningKeyRequestSchema: GenMessage<RotateSigningKeyRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 9);
+  messageDesc(file_meshwork_users_v1_users, 11);
 
 /**
  * @generated from message meshwork.users.v1.RotateSigningKeyResponse
@@ -294,7 +349,7 @@ export type RotateSigningKeyResponse = Message<"meshwork.users.v1.RotateSigningK
  * Use `create(RotateSigningKeyResponseSchema)` to create a new message.
  */
 export const RotateSigningKeyResponseSchema: GenMessage<RotateSigningKeyResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 10);
+  messageDesc(file_meshwork_users_v1_users, 12);
 
 /**
  * UserService owns user accounts and issues the access tokens the rest of the mesh verifies.
@@ -327,7 +382,23 @@ export const UserService: GenService<{
     output: typeof LoginResponseSchema;
   },
   /**
-   * GetUser returns one user, or NOT_FOUND.
+   * CreateFirstAdmin creates the first admin account, once, with the one-time bootstrap secret:
+   * the users service generates it while no admin exists (written owner-only to a file, never
+   * logged) or takes it from configuration (a deployment's Secret). It is consumed in the same
+   * transaction that creates the admin. A wrong secret answers PERMISSION_DENIED; a secret
+   * already used (or an admin that already exists) FAILED_PRECONDITION; a taken email
+   * ALREADY_EXISTS (the secret stays unused). `meshctl admin create` calls it.
+   *
+   * @generated from rpc meshwork.users.v1.UserService.CreateFirstAdmin
+   */
+  createFirstAdmin: {
+    methodKind: "unary";
+    input: typeof CreateFirstAdminRequestSchema;
+    output: typeof CreateFirstAdminResponseSchema;
+  },
+  /**
+   * GetUser returns one user (the caller themselves, or anyone for an admin; PERMISSION_DENIED
+   * otherwise, whether the user exists or not), or NOT_FOUND.
    *
    * @generated from rpc meshwork.users.v1.UserService.GetUser
    */
@@ -337,7 +408,7 @@ export const UserService: GenService<{
     output: typeof GetUserResponseSchema;
   },
   /**
-   * ListUsers pages through users in a stable order (creation time, then id).
+   * ListUsers pages through users in a stable order (creation time, then id); admins only.
    *
    * @generated from rpc meshwork.users.v1.UserService.ListUsers
    */
