@@ -1,7 +1,7 @@
 import { z } from "zod";
 import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "./client.js";
-import { type IdentityConfig, identityEnvShape, toIdentityConfig } from "./identity/config.js";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./connection-limits.js";
+import { type IdentityConfig, identityEnvShape, toIdentityConfig } from "./identity/config.js";
 
 /**
  * The environment variables every service reads, as a zod shape to spread into a service's own

@@ -28,7 +28,14 @@ const reflectionProto = fileURLToPath(
 );
 
 const usersProto = "meshwork/users/v1/users.proto";
-const userServiceMethods = ["RegisterUser", "Login", "CreateFirstAdmin", "GetUser", "ListUsers", "RotateSigningKey"];
+const userServiceMethods = [
+  "RegisterUser",
+  "Login",
+  "CreateFirstAdmin",
+  "GetUser",
+  "ListUsers",
+  "RotateSigningKey",
+];
 
 function routes(router: ConnectRouter): void {
   router.service(UserService, {});
