@@ -9,6 +9,7 @@ import { OrderCancelledSchema } from "@meshwork/contracts/meshwork/orders/v1/eve
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { cloudEventHeaders, connectNats, createEnvelope, streamName } from "@meshwork/events";
+import { testIdentity } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
@@ -16,11 +17,15 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
 const ADMIN = "00000000-0000-7000-8000-0000000000ad";
 
-/** Sends the identity headers the gateway sends upstream for an authenticated caller. */
+/** The gateway's key, as the notifications process of these tests trusts it (`IDENTITY_TRUST`). */
+const identity = testIdentity(["gateway"]);
+
+/** Sends the signed identity assertion the gateway sends upstream for an authenticated caller. */
 function asCaller(subject: string, roles: string): Interceptor {
   return (next) => (req) => {
-    req.header.set("x-meshwork-subject", subject);
-    req.header.set("x-meshwork-roles", roles);
+    for (const [name, value] of Object.entries(identity.headers("notifications", subject, roles))) {
+      req.header.set(name, value);
+    }
     return next(req);
   };
 }
@@ -48,6 +53,8 @@ describe("notifications from users' events (real processes, NATS and databases)"
         EVENTS_NAMESPACE: namespace,
         DATABASE_URL: "",
         DISCOVERY: "static",
+        // Only notifications checks callers here: the tests call payments' admin methods directly.
+        ...(name === "notifications" ? { IDENTITY_TRUST: identity.trustText } : {}),
       },
     });
     const port = (await p.waitForLog((l) => l.msg === "listening")).port as number;

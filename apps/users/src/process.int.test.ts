@@ -14,7 +14,7 @@ import {
   waitFor,
 } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createStorage, type Storage } from "../test/harness.js";
+import { createStorage, identity, type Storage } from "../test/harness.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
@@ -42,7 +42,7 @@ describe("the users process", () => {
   beforeAll(async () => {
     storage = await createStorage("pglite");
     proc = startProcess(process.execPath, [main], {
-      env: { PORT: "0", SHUTDOWN_GRACE_MS: "20000", ...storage.env },
+      env: { PORT: "0", SHUTDOWN_GRACE_MS: "20000", IDENTITY_TRUST: identity.trustText, ...storage.env },
     });
     port = (await proc.waitForLog((l) => l.msg === "listening")).port as number;
     await proc.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING");
@@ -170,8 +170,7 @@ describe("the users process", () => {
             "content-type": "application/json",
             "content-length": Buffer.byteLength(body),
             // As the gateway sends it for an admin (ListUsers is for admins).
-            "x-meshwork-subject": "00000000-0000-7000-8000-0000000000ad",
-            "x-meshwork-roles": "admin",
+            ...identity.headers("users", "00000000-0000-7000-8000-0000000000ad", "admin"),
           },
           agent: false,
         },

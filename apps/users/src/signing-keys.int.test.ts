@@ -6,7 +6,7 @@ import { waitFor } from "@meshwork/testing";
 import { createLocalJWKSet, decodeProtectedHeader, type JSONWebKeySet, jwtVerify } from "jose";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createStorage, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
+import { createStorage, identity, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
 
 // Issue 25.9: the signing keys are sealed at rest with a configured key, and rotate with an overlap.
 
@@ -101,7 +101,11 @@ describe("the users service's signing keys on the real Postgres", () => {
     try {
       const old = await login();
       const oldKid = decodeProtectedHeader(old.accessToken).kid as string;
-      const rotation = await client().rotateSigningKey({});
+      // RotateSigningKey is for admins: the service itself checks (as the gateway does).
+      const rotation = await client().rotateSigningKey(
+        {},
+        { headers: identity.headers("users", "00000000-0000-7000-8000-0000000000ad", "admin") },
+      );
       expect(rotation.kid).not.toBe(oldKid);
       expect(rotation.retiredKids).toEqual([oldKid]);
       const fresh = await login();

@@ -11,16 +11,24 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createRemoteJWKSet, decodeJwt, decodeProtectedHeader, jwtVerify } from "jose";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { type Backend, createStorage, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
+import {
+  type Backend,
+  createStorage,
+  identity,
+  type RunningUsers,
+  type Storage,
+  startUsers,
+} from "../test/harness.js";
 import { loadConfig } from "./config.js";
 
 const ADMIN_ID = "00000000-0000-7000-8000-0000000000ad";
 
-/** The identity headers the gateway sends upstream for an authenticated caller. */
+/** The signed identity assertion the gateway sends upstream for an authenticated caller. */
 function asCaller(subject: string, roles = "customer"): Interceptor {
   return (next) => (req) => {
-    req.header.set("x-meshwork-subject", subject);
-    req.header.set("x-meshwork-roles", roles);
+    for (const [name, value] of Object.entries(identity.headers("users", subject, roles))) {
+      req.header.set(name, value);
+    }
     return next(req);
   };
 }

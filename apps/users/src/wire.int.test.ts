@@ -4,7 +4,7 @@ import { createConnectTransport } from "@connectrpc/connect-node";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createStorage, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
+import { createStorage, identity, type RunningUsers, type Storage, startUsers } from "../test/harness.js";
 
 /**
  * The same calls through three independent client stacks, on the wire: the generated Connect
@@ -13,10 +13,7 @@ import { createStorage, type RunningUsers, type Storage, startUsers } from "../t
  */
 type Outcome = { ok: Record<string, unknown> } | { code: string; message: string };
 /** What the gateway sends upstream for an authenticated admin (GetUser and ListUsers need a caller). */
-const AS_ADMIN = {
-  "x-meshwork-subject": "00000000-0000-7000-8000-0000000000ad",
-  "x-meshwork-roles": "admin",
-};
+const asAdmin = () => identity.headers("users", "00000000-0000-7000-8000-0000000000ad", "admin");
 
 type Caller = (method: string, body: Record<string, unknown>, timeoutMs?: number) => Promise<Outcome>;
 
@@ -36,7 +33,7 @@ function connectCaller(baseUrl: string, useBinaryFormat: boolean): Caller {
       const fn = (client as unknown as Record<string, (r: unknown, o: unknown) => Promise<never>>)[
         desc.localName
       ]!;
-      const res = await fn(fromJson(desc.input, body as JsonValue), { timeoutMs, headers: AS_ADMIN });
+      const res = await fn(fromJson(desc.input, body as JsonValue), { timeoutMs, headers: asAdmin() });
       return { ok: toJson(desc.output, res) as Record<string, unknown> };
     } catch (e) {
       const err = ConnectError.from(e);
@@ -73,7 +70,7 @@ function grpcJsCaller(port: number): { call: Caller; close(): void } {
         Object.entries(body).map(([k, v]) => [k.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`), v]),
       );
       try {
-        const res = await grpcJsUnary(client, method, snake, { deadlineMs: timeoutMs, metadata: AS_ADMIN });
+        const res = await grpcJsUnary(client, method, snake, { deadlineMs: timeoutMs, metadata: asAdmin() });
         return { ok: camelKeys(res) as Record<string, unknown> };
       } catch (e) {
         const err = e as grpc.ServiceError;
@@ -85,7 +82,7 @@ function grpcJsCaller(port: number): { call: Caller; close(): void } {
 
 function fetchCaller(baseUrl: string): Caller {
   return async (method, body, timeoutMs) => {
-    const headers: Record<string, string> = { "content-type": "application/json", ...AS_ADMIN };
+    const headers: Record<string, string> = { "content-type": "application/json", ...asAdmin() };
     if (timeoutMs !== undefined) headers["connect-timeout-ms"] = String(timeoutMs);
     const res = await fetch(`${baseUrl}/meshwork.users.v1.UserService/${method}`, {
       method: "POST",

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { Writable } from "node:stream";
 import { connectNats, streamName } from "@meshwork/events";
 import type { Service } from "@meshwork/runtime";
+import { testIdentity } from "@meshwork/runtime/testing";
 import { createLogger } from "@meshwork/telemetry";
 import { createTestDatabase, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -71,6 +72,12 @@ export async function createStorage(backend: Backend): Promise<Storage> {
   };
 }
 
+/**
+ * The gateway's key as the users service of every test trusts it (`IDENTITY_TRUST`): tests call
+ * the service's port with `identity.headers("users", subject, roles)` where the gateway would.
+ */
+export const identity = testIdentity(["gateway"]);
+
 /** A users service started in this process on port 0, with its log lines captured. */
 export interface RunningUsers {
   service: Service;
@@ -90,7 +97,13 @@ export async function startUsers(
       cb();
     },
   });
-  const config = loadConfig({ PORT: "0", HEALTH_CHECK_INTERVAL_MS: "1000", ...storage.env, ...extraEnv });
+  const config = loadConfig({
+    PORT: "0",
+    HEALTH_CHECK_INTERVAL_MS: "1000",
+    IDENTITY_TRUST: identity.trustText,
+    ...storage.env,
+    ...extraEnv,
+  });
   const service = await createUsersService(config, {
     logger: createLogger({ service: "users", destination }),
   });

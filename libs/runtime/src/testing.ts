@@ -58,6 +58,14 @@ export function testIdentity(issuers: readonly string[] = ["gateway"]) {
       if (!signer) throw new Error(`no test key for ${issuer}`);
       return signer.sign(claims, audience);
     },
+    /**
+     * The header a call to `audience` carries for a caller the gateway verified: what a test sends
+     * straight to a service's port in place of the gateway.
+     */
+    headers(audience: string, subject: string, roles: string | readonly string[] = ["customer"]) {
+      const list = typeof roles === "string" ? roles.split(",").filter(Boolean) : roles;
+      return { "x-meshwork-identity": this.assert("gateway", { subject, roles: list }, audience) };
+    },
   };
 }
 export { connectRawH2, FrameType, hpackBlock, type RawH2Client } from "./raw-h2.js";

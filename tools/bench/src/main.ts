@@ -128,7 +128,10 @@ async function prepareTarget(
     common: {
       url: `${server.url}${scenario.path}`,
       bodyFile,
-      headers: Object.entries({ ...GRPC_HEADERS, ...request.headers }).map(([k, v]) => `${k}: ${v}`),
+      // A getter: the request's headers may change during a run (a fresh identity assertion).
+      get headers() {
+        return Object.entries({ ...GRPC_HEADERS, ...request.headers }).map(([k, v]) => `${k}: ${v}`);
+      },
       wrapper: loadCpu === undefined ? undefined : ["taskset", "-c", String(loadCpu)],
       streams: run.settings.streams,
     },

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
 import { connectNats, streamName } from "@meshwork/events";
+import { testIdentity } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
 import { startReceiver } from "@meshwork/tracestore";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -332,6 +333,9 @@ function fixture(name: string, file: string, description: string): ServerSpec {
   };
 }
 
+/** The gateway's key as the bench's users service trusts it (calls go straight to its port). */
+const benchIdentity = testIdentity(["gateway"]);
+
 /**
  * The real users service (`apps/users/dist/main.js`) on a fresh PGlite database, or on the
  * Postgres server of `options.databaseUrl` (else MESHWORK_BENCH_DATABASE_URL).
@@ -345,12 +349,9 @@ export function usersService(options: { name?: string; databaseUrl?: string } = 
       ? "apps/users: the real service, runtime + its database on a Postgres server"
       : "apps/users: the real service, runtime + PGlite (or MESHWORK_BENCH_DATABASE_URL)",
     data: "seeded",
-    // What the gateway sends upstream for an authenticated admin: GetUser answers the user
-    // themselves or an admin only.
-    headers: () => ({
-      "x-meshwork-subject": "00000000-0000-7000-8000-0000000000ad",
-      "x-meshwork-roles": "admin",
-    }),
+    // What the gateway sends upstream for an authenticated admin (a signed assertion the service
+    // trusts): GetUser answers the user themselves or an admin only.
+    headers: () => benchIdentity.headers("users", "00000000-0000-7000-8000-0000000000ad", "admin"),
     async unavailable() {
       return (await exists(script)) ? undefined : `${script} not found (build apps/users first)`;
     },
@@ -378,6 +379,7 @@ export function usersService(options: { name?: string; databaseUrl?: string } = 
           DISCOVERY: "static",
           // Given, so no generated secret is written to a .meshwork of the working directory.
           USERS_BOOTSTRAP_SECRET: randomBytes(32).toString("base64url"),
+          IDENTITY_TRUST: benchIdentity.trustText,
         },
         context,
         async ready() {

@@ -7,7 +7,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import { createService, type Service } from "@meshwork/runtime";
-import { testRuntimeConfig } from "@meshwork/runtime/testing";
+import { testIdentity, testRuntimeConfig } from "@meshwork/runtime/testing";
 import { type SagaDefinition, startSaga } from "@meshwork/saga";
 import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
 import { v7 as uuidv7 } from "uuid";
@@ -22,6 +22,7 @@ import { createOrderServiceHandlers } from "./order-service.js";
 setFlagsFromString("--expose-gc");
 const gc = runInNewContext("gc") as () => void;
 
+const identity = testIdentity(["gateway"]);
 const migrations = fileURLToPath(new URL("../../../drizzle", import.meta.url));
 const saga = { type: "order-placement", steps: [] } as unknown as SagaDefinition<PlacementData>;
 const startPlacement: StartPlacement = async (tx, instance) => {
@@ -79,7 +80,8 @@ describe("WatchOrder streams per user (issue 25.2)", () => {
     const watch = new OrderWatch();
     service = createService({
       name: "orders",
-      config: testRuntimeConfig(),
+      // Trusts the test's gateway key: callers arrive as the gateway's signed assertion.
+      config: testRuntimeConfig({ identity: identity.config() }),
       files: [file_meshwork_orders_v1_orders],
       services: [OrderService],
       routes(router) {
@@ -107,7 +109,7 @@ describe("WatchOrder streams per user (issue 25.2)", () => {
 
   it(`holds ${PER_USER} per user, refuses the rest with RESOURCE_EXHAUSTED, serves other users, heap bounded`, async () => {
     const orders = createClient(OrderService, createGrpcTransport({ baseUrl: url }));
-    const as = (user: string) => ({ headers: { "x-meshwork-subject": user }, signal: abort.signal });
+    const as = (user: string) => ({ headers: identity.headers("orders", user), signal: abort.signal });
     const abort = new AbortController();
     /** Opens a watch; resolves with "open" at its first message (the stream stays open), or the code. */
     const open = (user: string, signal = abort.signal): Promise<string> => {
