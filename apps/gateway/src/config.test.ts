@@ -84,6 +84,22 @@ describe("gateway config", () => {
     expect(() => loadConfig({ MAX_CALLS_PER_CLIENT: "0" })).toThrow(/MAX_CALLS_PER_CLIENT/);
   });
 
+  it("limits the authentication methods per address by default; AUTH_RATE_LIMITS=off turns that off, empty does not", () => {
+    const base = { DISCOVERY: "static", UPSTREAMS: "users=http://127.0.0.1:1" };
+    const keys = (env: Record<string, string>) =>
+      loadConfig({ ...base, ...env }).authRateLimits?.map((r) => r.key);
+    const defaults = [
+      "meshwork.users.v1.UserService/Login",
+      "meshwork.users.v1.UserService/RegisterUser",
+      "meshwork.users.v1.UserService/CreateFirstAdmin",
+    ];
+    expect(keys({})).toEqual(defaults);
+    // An empty variable reads as unset (a stray `AUTH_RATE_LIMITS=` never disarms the defence).
+    expect(keys({ AUTH_RATE_LIMITS: "" })).toEqual(defaults);
+    expect(keys({ AUTH_RATE_LIMITS: "off" })).toEqual([]);
+    expect(keys({ AUTH_RATE_LIMITS: "meshwork.users.v1.UserService/Login=5/1m" })).toEqual([defaults[0]]);
+  });
+
   it("answers server reflection unless REFLECTION=false", () => {
     expect(loadConfig({}).reflection).toBe(true);
     expect(loadConfig({ REFLECTION: "false" }).reflection).toBe(false);

@@ -80,12 +80,14 @@ const shape = {
   JWT_MAX_LIFETIME_S: z.coerce.number().int().positive().default(AUTH_DEFAULTS.maxLifetimeS),
   /**
    * Per client address, for the public authentication methods (method keys only), on by default;
-   * empty turns them off. Same syntax as RATE_LIMITS.
+   * `off` turns them off (an empty value is taken as unset, so it cannot). Same syntax as
+   * RATE_LIMITS.
    */
   AUTH_RATE_LIMITS: z
     .string()
     .default(DEFAULT_AUTH_RATE_LIMITS)
     .transform((text, ctx) => {
+      if (text.trim() === "off") return [];
       try {
         return parseRateLimits(text);
       } catch (err) {
