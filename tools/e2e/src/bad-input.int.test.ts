@@ -4,6 +4,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { createAssertionSigner, privateKeyFrom } from "@meshwork/runtime";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type Mesh, startMesh } from "./mesh.js";
@@ -68,7 +69,7 @@ describe("bad input through the gateway and at each service (every service a rea
   beforeAll(async () => {
     // No decline threshold: the largest amount must be authorized and captured.
     mesh = await startMesh({ payments: { PAYMENTS_DECLINE_ABOVE_MINOR: "0" } });
-    admin = await mesh.login("admin@example.com");
+    admin = await mesh.admin();
     alice = await mesh.login("alice@example.com");
     token = admin.auth.headers.authorization.replace(/^Bearer /, "");
     await mesh.routable("orders");
@@ -146,13 +147,17 @@ describe("bad input through the gateway and at each service (every service a rea
       PaymentService,
       createConnectTransport({ baseUrl: mesh.urls.payments, httpVersion: "2" }),
     );
+    // As orders calls it east-west: an assertion signed with orders' key (role service).
+    const asOrders = createAssertionSigner({
+      issuer: "orders",
+      privateKey: privateKeyFrom(mesh.keys.orders.privateKey),
+    }).sign({ subject: "orders", roles: ["service"] }, "payments");
     for (const amountMinor of [MAX_EXACT + 2n, INT64_MAX]) {
       const err = await failure(
-        payments.authorizePayment({
-          paymentId: randomUUID(),
-          userId: alice.id,
-          amount: { amountMinor, currency: "EUR" },
-        }),
+        payments.authorizePayment(
+          { paymentId: randomUUID(), userId: alice.id, amount: { amountMinor, currency: "EUR" } },
+          { headers: { "x-meshwork-identity": asOrders } },
+        ),
       );
       expect(err?.code).toBe(Code.InvalidArgument);
       expect(err?.rawMessage).toContain("amount.amount_minor");

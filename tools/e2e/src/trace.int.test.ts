@@ -221,6 +221,8 @@ describe("tracing: a PlaceOrder through the gateway is one trace across every pr
         DISCOVERY: "static",
         UPSTREAMS: `users=http://127.0.0.1:${refusingPort},${mesh.urls.users}`,
         JWKS_URL: `${mesh.urls.users}/.well-known/jwks.json`,
+        // The mesh's gateway key: its services trust assertions signed with it only.
+        IDENTITY_KEY: mesh.keys.gateway.privateKey,
         OTEL_TRACES_EXPORTER: "otlp",
         OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
         OTEL_BSP_SCHEDULE_DELAY: "200",

@@ -5,6 +5,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectNats, streamName } from "@meshwork/events";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
+import { testIdentity } from "@meshwork/runtime/testing";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -42,6 +43,9 @@ function sink() {
   };
 }
 
+const identity = testIdentity(["gateway"]);
+const bootstrapSecret = randomBytes(32).toString("base64url");
+
 describe("meshctl keys rotate (a users process and the gateway)", () => {
   let db: TestDatabase;
   let users: ManagedProcess;
@@ -59,7 +63,10 @@ describe("meshctl keys rotate (a users process and the gateway)", () => {
         NATS_URL: natsUrl,
         EVENTS_NAMESPACE: namespace,
         DISCOVERY: "static",
-        USERS_ADMIN_EMAILS: "admin@example.com",
+        // The first admin comes from the one-time bootstrap secret (no default admin).
+        USERS_BOOTSTRAP_SECRET: bootstrapSecret,
+        // Callers arrive as the gateway's signed assertion (the gateway below signs with its key).
+        IDENTITY_TRUST: identity.trustText,
         USERS_KEY_ENCRYPTION_KEY: randomBytes(32).toString("base64"),
         USERS_TOKEN_TTL_S: "600",
         USERS_KEY_OVERLAP_S: "3",
@@ -79,6 +86,7 @@ describe("meshctl keys rotate (a users process and the gateway)", () => {
         JWKS_URL: `${usersUrl}/.well-known/jwks.json`,
         JWKS_COOLDOWN_MS: "100",
         JWKS_MAX_AGE_MS: "500",
+        IDENTITY_KEY: identity.keys.gateway?.privateKey,
       }),
     });
     ({ url } = await gateway.start());
@@ -122,6 +130,12 @@ describe("meshctl keys rotate (a users process and the gateway)", () => {
   });
 
   it("rotates with an overlap: old-key tokens work until it ends, new-key tokens work, then old ones are refused", async () => {
+    await client().createFirstAdmin({
+      bootstrapSecret,
+      email: "admin@example.com",
+      password: PASSWORD,
+      displayName: "Admin",
+    });
     const admin = await login("admin@example.com");
     const alice = await login("alice@example.com");
     const oldKid = kidOf(alice.token);

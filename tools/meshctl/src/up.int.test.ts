@@ -320,9 +320,8 @@ describe("meshctl up without a reachable NATS", () => {
       const demo = startProcess(
         "npm",
         ["run", "demo", "--", "--gateway", `http://${gatewayRow?.split(/\s+/)[1]}`],
-        {
-          cwd: root,
-        },
+        // The demo's admin comes from the bootstrap secret users wrote under this mesh's home.
+        { cwd: root, env: { MESHWORK_HOME: home } },
       );
       expect(await demo.exited).toBe(0);
       expect(demo.lines.join("\n")).toContain("Order confirmed: Your order");

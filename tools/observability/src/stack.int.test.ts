@@ -52,6 +52,8 @@ describe.skipIf(!hasPrometheus)("the metrics stack on a running mesh (real Prome
           .map(([name, url]) => `${name}=${url}`)
           .join(";"),
         JWKS_URL: `${mesh.urls.users}/.well-known/jwks.json`,
+        // The mesh's gateway key: its services trust assertions signed with it only.
+        IDENTITY_KEY: mesh.keys.gateway.privateKey,
       }),
     });
     const edge = await gateway.start();
