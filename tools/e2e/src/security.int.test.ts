@@ -69,6 +69,9 @@ describe("security through the gateway", () => {
     // users.ListUsers: admins only.
     expect(await codeOf(users.listUsers({}, alice.auth))).toBe("PermissionDenied");
     expect((await users.listUsers({ pageSize: 100 }, admin.auth)).users.length).toBeGreaterThanOrEqual(3);
+    // users.RotateSigningKey: admins only (the admin's rotation is covered by meshctl's keys test).
+    expect(await codeOf(users.rotateSigningKey({}, alice.auth))).toBe("PermissionDenied");
+    expect(await codeOf(users.rotateSigningKey({}))).toBe("Unauthenticated");
     // users.CreateFirstAdmin: public, and once (the mesh's admin used it).
     expect(
       await codeOf(
