@@ -41,7 +41,13 @@ export {
   toIdentityConfig,
 } from "./identity/config.js";
 export { createCallerInterceptor, createServiceIdentity, type ServiceIdentity } from "./identity/index.js";
-export { callerKey, callerOf, createIdentityInterceptor, IdentityHeaders } from "./identity/interceptor.js";
+export {
+  callerKey,
+  callerOf,
+  createIdentityInterceptor,
+  IdentityHeaders,
+  requireCaller,
+} from "./identity/interceptor.js";
 export {
   generateIdentityKey,
   type IdentityKeyPair,

@@ -27,6 +27,21 @@ export function callerOf(ctx: Pick<HandlerContext, "values">): Caller | undefine
   return ctx.values.get(callerKey);
 }
 
+/**
+ * The verified caller of a call, or UNAUTHENTICATED naming `service`: for methods that return a
+ * user's data, which a call that did not come through the gateway's authentication never gets.
+ */
+export function requireCaller(ctx: Pick<HandlerContext, "values">, service: string): Caller {
+  const caller = ctx.values.get(callerKey);
+  if (!caller) {
+    throw new ConnectError(
+      `no verified caller: call ${service} through the gateway with a token`,
+      Code.Unauthenticated,
+    );
+  }
+  return caller;
+}
+
 type Policy =
   | { kind: "public" }
   | { kind: "authenticated" }

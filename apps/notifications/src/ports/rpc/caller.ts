@@ -1,6 +1,7 @@
 import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import { requireCaller } from "@meshwork/runtime";
 
-/** Who is calling: the subject and roles the gateway verified (it strips these headers from clients). */
+/** Who is calling: the subject and roles the runtime verified (the gateway's signed assertion). */
 export interface Caller {
   subject: string;
   roles: readonly string[];
@@ -8,17 +9,7 @@ export interface Caller {
 
 /** The verified caller, or UNAUTHENTICATED for a call that did not come through the gateway's authentication. */
 export function callerOf(ctx: HandlerContext): Caller {
-  const subject = ctx.requestHeader.get("x-meshwork-subject");
-  if (!subject) {
-    throw new ConnectError(
-      "no verified caller: call NotificationService through the gateway with a token",
-      Code.Unauthenticated,
-    );
-  }
-  const roles = (ctx.requestHeader.get("x-meshwork-roles") ?? "")
-    .split(",")
-    .map((r) => r.trim())
-    .filter(Boolean);
+  const { subject, roles } = requireCaller(ctx, "NotificationService");
   return { subject, roles };
 }
 

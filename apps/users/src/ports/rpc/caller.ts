@@ -1,22 +1,12 @@
-import { Code, ConnectError, type HandlerContext } from "@connectrpc/connect";
+import type { HandlerContext } from "@connectrpc/connect";
+import { requireCaller } from "@meshwork/runtime";
 import type { Caller } from "../../domain/access.js";
 
 /**
- * The caller the gateway authenticated: it verifies the token, strips these headers from clients
- * and sends the token's subject and roles upstream. A call without a subject did not come
- * through the gateway's authentication, so a method that returns a user's data refuses it.
+ * The caller the runtime verified (the gateway's signed assertion), or UNAUTHENTICATED: a method
+ * that returns a user's data refuses a call that did not come through the gateway's authentication.
  */
 export function callerOf(ctx: HandlerContext): Caller {
-  const subject = ctx.requestHeader.get("x-meshwork-subject");
-  if (!subject) {
-    throw new ConnectError(
-      "no verified caller: call UserService through the gateway with a token",
-      Code.Unauthenticated,
-    );
-  }
-  const roles = (ctx.requestHeader.get("x-meshwork-roles") ?? "")
-    .split(",")
-    .map((r) => r.trim())
-    .filter(Boolean);
+  const { subject, roles } = requireCaller(ctx, "UserService");
   return { subject, roles };
 }
