@@ -292,9 +292,8 @@ async function main(): Promise<number> {
     const demo = spawn(
       process.execPath,
       [join(repoRoot, "tools/meshctl/dist/main.js"), "demo", "--gateway", `http://${gateway}`],
-      {
-        stdio: "ignore",
-      },
+      // The demo makes its admin from the bootstrap secret users wrote under this mesh's home.
+      { stdio: "ignore", env: { ...process.env, MESHWORK_HOME: home } },
     );
     const demoExit = await new Promise((r) => demo.once("exit", (c) => r(c)));
     const afterDemo = await memory(mesh.npmPid);
