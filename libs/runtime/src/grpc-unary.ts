@@ -170,6 +170,9 @@ interface CallRequest extends UnaryRequest {
 
 // One set of listeners for every stream (no closures per call): the call hangs off the stream.
 const CALL_OF = Symbol("meshwork.call");
+/** How close to its deadline a client's CANCEL counts as the client timing out: a tenth of the timeout, within these bounds. */
+const DEADLINE_SLACK_MIN_MS = 5;
+const DEADLINE_SLACK_MAX_MS = 50;
 
 const ignoreRejection = () => {};
 /** `signal` of every fast-path request: the call's, created on first read. */
@@ -213,6 +216,7 @@ class UnaryCall implements EarlyEndSource {
   #aborted = false;
   #abortedEarly = false;
   #deadline: number | undefined;
+  #timeoutMs = 0;
   #timer: NodeJS.Timeout | undefined;
   #early: { promise: Promise<never>; reject: (reason: unknown) => void } | undefined;
   #responded = false;
@@ -290,6 +294,7 @@ class UnaryCall implements EarlyEndSource {
     }
     if (timeout.timeoutMs !== undefined) {
       this.#deadline = Date.now() + timeout.timeoutMs;
+      this.#timeoutMs = timeout.timeoutMs;
       if (timeout.timeoutMs <= 0) {
         this.#onDeadline();
         return;
@@ -309,6 +314,20 @@ class UnaryCall implements EarlyEndSource {
     this.#fail(err);
   }
 
+  /**
+   * A gRPC client resets the stream (CANCEL) when its own deadline passes. Its clock started before
+   * the request left, so that reset can arrive a little before this side's timer for the same
+   * deadline fires; a reset that close to the deadline is the client timing out, not cancelling.
+   */
+  #clientDeadlinePassed(): boolean {
+    const deadline = this.#deadline;
+    if (deadline === undefined) return false;
+    const remaining = deadline - Date.now();
+    return (
+      remaining <= Math.min(DEADLINE_SLACK_MAX_MS, Math.max(DEADLINE_SLACK_MIN_MS, this.#timeoutMs / 10))
+    );
+  }
+
   onClose() {
     // Node keeps a closed stream around for a while; let the call's objects go now.
     (this.#stream as Partial<CallStream>)[CALL_OF] = undefined;
@@ -318,7 +337,9 @@ class UnaryCall implements EarlyEndSource {
       this.#responded = true;
       this.#abort(
         this.#stream.rstCode === 8 /* CANCEL */
-          ? new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled)
+          ? this.#clientDeadlinePassed()
+            ? new ConnectError("the operation timed out", Code.DeadlineExceeded)
+            : new ConnectError("http/2 stream closed with error code CANCEL (0x8)", Code.Canceled)
           : undefined,
         true,
       );

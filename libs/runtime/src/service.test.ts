@@ -1,4 +1,5 @@
 import http from "node:http";
+import http2 from "node:http2";
 import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
@@ -277,6 +278,54 @@ describe("service runtime over real sockets", () => {
         expect(line.duration_ms as number).toBeLessThan(1_000);
       }
     } finally {
+      slow = 0;
+    }
+  });
+
+  it("records a gRPC client's reset at its deadline as DEADLINE_EXCEEDED, an earlier one as CANCELLED", async () => {
+    await started;
+    slow = 5_000;
+    const session = http2.connect(url);
+    try {
+      const frame = Buffer.alloc(5 + 38);
+      frame.writeUInt32BE(38, 1);
+      frame[5] = 0x0a; // field 1 (id), length-delimited
+      frame[6] = 36;
+      frame.write(USER_ID, 7, "ascii");
+      const calls = () =>
+        t.lines.filter(
+          (l) =>
+            l.msg === "rpc" && l.method === "/meshwork.users.v1.UserService/GetUser" && l.protocol === "grpc",
+        );
+      // Sends a call with this timeout, resets it (CANCEL, as grpc-js does at its deadline) when
+      // `resetAfterMs` have passed since it was sent, and returns the code the server recorded.
+      const resetCall = async (timeoutMs: number, resetAfterMs: number) => {
+        const before = calls().length;
+        const entered = t.entered.count;
+        const sent = Date.now();
+        const stream = session.request({
+          ":method": "POST",
+          ":path": "/meshwork.users.v1.UserService/GetUser",
+          "content-type": "application/grpc",
+          te: "trailers",
+          "grpc-timeout": `${timeoutMs}m`,
+        });
+        stream.on("error", () => {});
+        stream.end(frame);
+        await waitFor(() => t.entered.count > entered || undefined);
+        const left = resetAfterMs - (Date.now() - sent);
+        if (left > 0) await new Promise((resolve) => setTimeout(resolve, left));
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        const line = await waitFor(() => calls()[before]);
+        return line.code;
+      };
+      // Reset long before the deadline: the client cancelled.
+      expect(await resetCall(2_000, 0)).toBe("canceled");
+      // Reset 15 ms before this side's timer for the deadline: the client's clock started first,
+      // so this is the client's deadline passing, recorded as such (it was "canceled" before).
+      expect(await resetCall(300, 285)).toBe("deadline_exceeded");
+    } finally {
+      session.close();
       slow = 0;
     }
   });
