@@ -214,10 +214,14 @@ function exitedError(name: string, proc: ManagedProcess, code: number | string):
 
 async function launch(options: LaunchOptions): Promise<RunningServer> {
   const { cpu } = options.context;
+  // With MESHWORK_BENCH_PROFILE_SERVERS=<dir>, every server process writes a CPU profile of its
+  // whole run there (`CPU.*.cpuprofile`, open it in Chrome's DevTools).
+  const profileDir = process.env.MESHWORK_BENCH_PROFILE_SERVERS;
+  const node = profileDir
+    ? [process.execPath, "--cpu-prof", `--cpu-prof-dir=${profileDir}`, options.script]
+    : [process.execPath, options.script];
   const [command, args] =
-    cpu === undefined
-      ? [process.execPath, [options.script]]
-      : ["taskset", ["-c", String(cpu), process.execPath, options.script]];
+    cpu === undefined ? [node[0] as string, node.slice(1)] : ["taskset", ["-c", String(cpu), ...node]];
   // taskset execs node in place, so the child's pid is the server's.
   const proc = startProcess(command, args, { env: options.env });
   let stopped: Promise<void> | undefined;
