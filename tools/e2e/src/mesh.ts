@@ -183,6 +183,19 @@ export async function startMesh(
         { what: `${name} routable at the gateway` },
       );
     },
+    /**
+     * What to read when a test fails: the gateway's view of each cluster and the last `n` output
+     * lines of every service (a failure on a loaded CI machine cannot be re-run to look).
+     */
+    diagnose(n = 40): string {
+      const out: string[] = [];
+      for (const s of SERVICES) {
+        const eps = (started.upstreams.clusters.get(s) ?? []).map((e) => `${e.url} ${e.health}`).join(", ");
+        out.push(`== ${s} (gateway sees: ${eps || "none"}; exit ${procs[s]?.child.exitCode ?? "-"})`);
+        out.push(...(procs[s]?.lines.slice(-n) ?? []));
+      }
+      return out.join("\n");
+    },
     stop: teardown,
   };
 }

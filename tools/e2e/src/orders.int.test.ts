@@ -9,7 +9,7 @@ import { checkConsistency } from "@meshwork/orders";
 import { createAssertionSigner, privateKeyFrom } from "@meshwork/runtime";
 import { waitFor } from "@meshwork/testing";
 import postgres from "postgres";
-import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { afterAll, afterEach, beforeAll, describe, expect, it } from "vitest";
 import { type Mesh, startMesh } from "./mesh.js";
 
 const failure = (p: Promise<unknown>) =>
@@ -44,6 +44,10 @@ describe("orders: the placement saga through the gateway (every service a real p
     admin = await mesh.admin();
     alice = await mesh.login("alice@example.com");
     await mesh.routable("orders");
+  });
+  afterEach((ctx) => {
+    // A failure here is often a loaded machine's: print what the processes said, to read it later.
+    if (ctx.task.result?.state === "fail") console.error(mesh?.diagnose());
   });
   afterAll(async () => {
     await mesh?.stop();
