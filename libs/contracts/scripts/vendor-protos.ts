@@ -81,6 +81,28 @@ const copies: Array<[string, string]> = [
     `opentelemetry/proto/${f}`,
   ]),
   [join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/rpc/status.proto"), "google/rpc/status.proto"],
+  // Envoy's external authorization API and what it imports, for the edge's ext_authz server
+  // (apps/gateway/src/ext-authz.ts): Envoy asks it to authorize each call and to sign the caller.
+  ...[
+    ["envoy-api", "envoy/service/auth/v3/external_auth.proto"],
+    ["envoy-api", "envoy/service/auth/v3/attribute_context.proto"],
+    ["envoy-api", "envoy/annotations/deprecation.proto"],
+    ["envoy-api", "envoy/config/core/v3/address.proto"],
+    ["envoy-api", "envoy/config/core/v3/backoff.proto"],
+    ["envoy-api", "envoy/config/core/v3/base.proto"],
+    ["envoy-api", "envoy/config/core/v3/extension.proto"],
+    ["envoy-api", "envoy/config/core/v3/http_uri.proto"],
+    ["envoy-api", "envoy/config/core/v3/socket_option.proto"],
+    ["envoy-api", "envoy/type/v3/http_status.proto"],
+    ["envoy-api", "envoy/type/v3/percent.proto"],
+    ["envoy-api", "envoy/type/v3/semantic_version.proto"],
+    ["xds", "udpa/annotations/migrate.proto"],
+    ["xds", "udpa/annotations/status.proto"],
+    ["xds", "udpa/annotations/versioning.proto"],
+    ["xds", "xds/annotations/v3/status.proto"],
+    ["xds", "xds/core/v3/context_params.proto"],
+    ["protoc-gen-validate", "validate/validate.proto"],
+  ].map(([dep, f]): [string, string] => [join(pkgDir("@grpc/grpc-js-xds"), "deps", dep as string, f as string), f as string]),
 ];
 
 // ---- a printer for the subset of proto2 that validate.proto uses ----------------------------
