@@ -154,6 +154,12 @@ const shape = {
     .default(GATEWAY_LIMITS.maxConnectionsPerAddress),
   MAX_CALLS_PER_CLIENT: z.coerce.number().int().positive().default(GATEWAY_LIMITS.maxCallsPerClient),
   UPSTREAM_MAX_CONNECTIONS: z.coerce.number().int().positive().default(GATEWAY_LIMITS.upstreamMaxConnections),
+  /**
+   * A port for Envoy's ext_authz filter (`envoy.service.auth.v3.Authorization`, gRPC over h2c)
+   * on HOST: Envoy at the edge asks it to authorize each call and gets the identity assertion the
+   * services need. Unset: none. Only Envoy may reach it (compose publishes it nowhere).
+   */
+  EXT_AUTHZ_PORT: z.coerce.number().int().min(0).max(65535).optional(),
   /** As for the services: heap growth between full GCs, in percent; unset leaves it to V8. */
   GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
 };
@@ -165,6 +171,8 @@ export interface GatewayConfig {
   tls?: { cert: string; key: string };
   adminHost: string;
   adminPort: number;
+  /** Envoy's ext_authz server on `host` (port 0: any free port); absent: none. */
+  extAuthzPort?: number;
   logLevel: string;
   /** Static endpoints per cluster (a service's short name). */
   upstreams: Record<string, string[]>;
@@ -225,6 +233,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     port: e.PORT,
     adminHost: e.ADMIN_HOST,
     adminPort: e.ADMIN_PORT,
+    extAuthzPort: e.EXT_AUTHZ_PORT,
     logLevel: e.LOG_LEVEL,
     upstreams: e.UPSTREAMS,
     discovery: toDiscoveryConfig(e),

@@ -1,6 +1,7 @@
 import { generateKeyPairSync } from "node:crypto";
 import type http from "node:http";
 import type http2 from "node:http2";
+import type { AddressInfo } from "node:net";
 import type { DescFile } from "@bufbuild/protobuf";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
@@ -16,6 +17,7 @@ import { createLogger, createTelemetry, type Logger, type Telemetry } from "@mes
 import { createAdminServer } from "./admin.js";
 import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
 import { GATEWAY_LIMITS, type GatewayConfig } from "./config.js";
+import { createExtAuthzServer } from "./ext-authz.js";
 import { createLocalCalls, type LocalCalls } from "./local.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { createProxy, type GatewayProxy, type RetryPolicy } from "./proxy/index.js";
@@ -145,7 +147,14 @@ export interface Gateway {
   readonly upstreams: Upstreams;
   readonly routes: readonly Route[];
   /** Binds both listeners; resolves with the bound ports. */
-  start(): Promise<{ port: number; url: string; adminPort: number; adminUrl: string }>;
+  start(): Promise<{
+    port: number;
+    url: string;
+    adminPort: number;
+    adminUrl: string;
+    /** The ext_authz server's port, when EXT_AUTHZ_PORT is set. */
+    extAuthzPort: number | undefined;
+  }>;
   /** Stops taking calls, lets those in flight finish (up to the grace period), closes. */
   stop(): Promise<void>;
 }
@@ -185,22 +194,37 @@ export function createGateway(options: GatewayOptions): Gateway {
       "IDENTITY_KEY is not set: assertions are signed with a key made at start, which no service trusts",
     );
   }
+  const policies = options.policies ?? policiesOf(files.flatMap((f) => f.services));
+  // One authenticator (its verified-token cache) and one signer for the proxy and Envoy's ext_authz.
+  const auth = createAuthenticator({
+    jwksUrl: config.jwksUrl,
+    cooldownMs: config.jwksCooldownMs,
+    issuer: config.jwtIssuer,
+    audience: config.jwtAudience,
+    jwksMaxAgeMs: config.jwksMaxAgeMs,
+    clockSkewS: config.jwtClockSkewS,
+    maxLifetimeS: config.jwtMaxLifetimeS,
+  });
+  const assert = createAssertionSigner({
+    issuer: config.identityIssuer ?? "gateway",
+    privateKey: config.identityKey ?? generateKeyPairSync("ed25519").privateKey,
+  });
+  const extAuthz =
+    config.extAuthzPort === undefined
+      ? undefined
+      : createExtAuthzServer({
+          routes: table,
+          rules: { policies, defaultTimeoutMs: config.defaultTimeoutMs, maxTimeoutMs: config.maxTimeoutMs },
+          auth,
+          assert,
+          limiter,
+          logger,
+        });
   const proxy = createProxy({
     routes: table,
-    policies: options.policies ?? policiesOf(files.flatMap((f) => f.services)),
-    auth: createAuthenticator({
-      jwksUrl: config.jwksUrl,
-      cooldownMs: config.jwksCooldownMs,
-      issuer: config.jwtIssuer,
-      audience: config.jwtAudience,
-      jwksMaxAgeMs: config.jwksMaxAgeMs,
-      clockSkewS: config.jwtClockSkewS,
-      maxLifetimeS: config.jwtMaxLifetimeS,
-    }),
-    assert: createAssertionSigner({
-      issuer: config.identityIssuer ?? "gateway",
-      privateKey: config.identityKey ?? generateKeyPairSync("ed25519").privateKey,
-    }),
+    policies,
+    auth,
+    assert,
     upstreams,
     limiter,
     corsOrigins: config.corsOrigins,
@@ -236,15 +260,32 @@ export function createGateway(options: GatewayOptions): Gateway {
       if (discovery) unfollow = await followDiscovery(discovery, upstreams, logger);
       const port = await listener.listen(config.port, config.host);
       const adminPort = await listenAdmin(admin, config.adminPort, config.adminHost);
+      let extAuthzPort: number | undefined;
+      if (extAuthz) {
+        await new Promise<void>((resolve, reject) => {
+          extAuthz.once("error", reject);
+          extAuthz.listen(config.extAuthzPort, config.host, () => resolve());
+        });
+        extAuthzPort = (extAuthz.address() as AddressInfo).port;
+      }
       ready = true;
       local.health.set("", ServingStatus.SERVING);
       const url = `${config.tls ? "https" : "http"}://${config.host}:${port}`;
       const adminUrl = `http://${config.adminHost}:${adminPort}`;
       logger.info(
-        { host: config.host, port, url, adminPort, adminUrl, routes: routes.length, heapGrowingPercent },
+        {
+          host: config.host,
+          port,
+          url,
+          adminPort,
+          adminUrl,
+          extAuthzPort,
+          routes: routes.length,
+          heapGrowingPercent,
+        },
         "listening",
       );
-      return { port, url, adminPort, adminUrl };
+      return { port, url, adminPort, adminUrl, extAuthzPort };
     },
     async stop() {
       ready = false;
@@ -256,6 +297,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       await discovery?.close();
       upstreams.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
+      if (extAuthz?.listening) await new Promise<void>((resolve) => extAuthz.close(() => resolve()));
       admin.closeAllConnections();
       await telemetry.shutdown();
     },

@@ -232,13 +232,18 @@ describe("docker-compose.yml", () => {
         e.lb_endpoints.map((l) => l.endpoint.address.socket_address),
       ),
     );
-    // Every service's cluster (and the JWKS one) points at its compose service, on its port.
+    // Every service's cluster (and the JWKS one) points at its compose service, on its port; the
+    // ext_authz one at the gateway, on the EXT_AUTHZ_PORT compose gives it.
     expect(new Set(upstreams.map((a) => a.address))).toEqual(
-      new Set(manifests.filter((m) => m.kind === "service").map((m) => m.name)),
+      new Set([...manifests.filter((m) => m.kind === "service").map((m) => m.name), "gateway"]),
     );
     for (const a of upstreams) {
       expect(names.has(a.address), `envoy upstream ${a.address}`).toBe(true);
-      expect(ports.get(a.address)).toBe(a.port_value);
+      const port =
+        a.address === "gateway"
+          ? Number(compose.services.gateway?.environment?.EXT_AUTHZ_PORT)
+          : ports.get(a.address);
+      expect(port).toBe(a.port_value);
     }
     expect(compose.services.envoy?.volumes).toContain(`./${ENVOY_CONFIG_PATH}:/etc/envoy/envoy.yaml:ro`);
 

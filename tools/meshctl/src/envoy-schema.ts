@@ -168,6 +168,7 @@ export const ENVOY_EXTENSION_PROTOS = [
   "envoy/extensions/filters/http/router/v3/router.proto",
   "envoy/extensions/filters/http/jwt_authn/v3/config.proto",
   "envoy/extensions/filters/http/rbac/v3/rbac.proto",
+  "envoy/extensions/filters/http/ext_authz/v3/ext_authz.proto",
   "envoy/extensions/filters/http/cors/v3/cors.proto",
   "envoy/extensions/filters/http/grpc_web/v3/grpc_web.proto",
   "envoy/extensions/filters/http/local_ratelimit/v3/local_rate_limit.proto",

@@ -96,4 +96,48 @@ describe("the Envoy config rendered from the route table", () => {
     expect(JSON.stringify(rbac.rules.policies["public-or-authenticated"])).not.toContain("ListUsers");
     expect(config.admin.address.socket_address).toEqual({ address: "127.0.0.1", port_value: 9901 });
   });
+
+  it("asks the Node gateway's ext_authz server about every call (fail closed), where compose runs it, and drops clients' identity headers", () => {
+    const config = renderEnvoyConfig({ files: meshworkFiles, services: findServices(root) }) as {
+      static_resources: { clusters: Array<{ name: string; load_assignment: unknown }>; listeners: unknown[] };
+    };
+    const hcm = (
+      config.static_resources.listeners[0] as {
+        filter_chains: Array<{
+          filters: Array<{
+            typed_config: { http_filters: Array<{ name: string; typed_config: Record<string, unknown> }> };
+          }>;
+        }>;
+      }
+    ).filter_chains[0]?.filters[0]?.typed_config;
+    const names = hcm?.http_filters.map((f) => f.name) ?? [];
+    // After the client's identity headers are dropped, before the router.
+    expect(names.indexOf("envoy.filters.http.ext_authz")).toBeGreaterThan(
+      names.indexOf("envoy.filters.http.header_mutation"),
+    );
+    expect(names.indexOf("envoy.filters.http.ext_authz")).toBeLessThan(
+      names.indexOf("envoy.filters.http.router"),
+    );
+    const extAuthz = hcm?.http_filters.find((f) => f.name === "envoy.filters.http.ext_authz")?.typed_config;
+    expect(extAuthz).toMatchObject({
+      transport_api_version: "V3",
+      failure_mode_allow: false,
+      grpc_service: { envoy_grpc: { cluster_name: "edge_authz" } },
+    });
+    const dropped = JSON.stringify(
+      hcm?.http_filters.find((f) => f.name === "envoy.filters.http.header_mutation")?.typed_config,
+    );
+    expect(dropped).toContain('"remove":"x-meshwork-identity"');
+    // The cluster points at the compose file's gateway, on the EXT_AUTHZ_PORT it is given there.
+    const compose = parse(readFileSync(join(root, "docker-compose.yml"), "utf8")) as {
+      services: Record<string, { environment?: Record<string, string>; depends_on?: unknown }>;
+    };
+    const port = Number(compose.services.gateway?.environment?.EXT_AUTHZ_PORT);
+    expect(port).toBeGreaterThan(0);
+    const cluster = config.static_resources.clusters.find((c) => c.name === "edge_authz");
+    expect(JSON.stringify(cluster?.load_assignment)).toContain(
+      JSON.stringify({ address: "gateway", port_value: port }),
+    );
+    expect(JSON.stringify(compose.services.envoy?.depends_on)).toContain("gateway");
+  });
 });

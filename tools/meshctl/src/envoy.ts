@@ -24,9 +24,18 @@ export interface EnvoyOptions {
   adminPort?: number;
   /** The admin's address: loopback unless told otherwise, as the Node gateway's. */
   adminAddress?: string;
+  /**
+   * The Node gateway's ext_authz server (its EXT_AUTHZ_PORT), which authorizes every call and
+   * signs the identity assertion the services require; default `gateway:9191` as in compose.
+   */
+  extAuthz?: { host: string; port: number };
 }
 
-const IDENTITY = ["x-meshwork-subject", "x-meshwork-roles", "x-meshwork-email"];
+/** Where Envoy asks for authorization by default: the compose file's gateway, EXT_AUTHZ_PORT. */
+export const DEFAULT_EXT_AUTHZ = { host: "gateway", port: 9191 } as const;
+
+// The assertion too: only ext_authz's answer may set it (a client's, even a valid one it kept, is dropped).
+const IDENTITY = ["x-meshwork-identity", "x-meshwork-subject", "x-meshwork-roles", "x-meshwork-email"];
 const EXPOSE = [
   "grpc-status",
   "grpc-message",
@@ -48,6 +57,7 @@ const ALLOW_HEADERS = [
   "x-request-id",
 ];
 const JWT = "users";
+const EXT_AUTHZ_CLUSTER = "edge_authz";
 const type = (name: string) => `type.googleapis.com/${name}`;
 const seconds = (ms: number) => `${ms / 1000}s`;
 
@@ -80,8 +90,9 @@ function bucket(rule: RateRule) {
  * timeout, the client's `grpc-timeout` capped, and a retry policy on UNAVAILABLE for methods the
  * contract marks idempotent; `jwt_authn` with the users service's remote JWKS and a rule per
  * method from its access policy; `rbac` for role policies (and to deny methods with none);
- * `local_ratelimit` per route; `grpc_web`; `cors`; identity headers stripped from clients and set
- * from the token's claims. Clusters speak HTTP/2 with gRPC health checks, outlier detection and
+ * `ext_authz` asking the Node gateway's ext_authz server, which applies the gateway's rules and
+ * adds the signed identity assertion the services require; `local_ratelimit` per route;
+ * `grpc_web`; `cors`; identity headers (the assertion too) stripped from clients. Clusters speak HTTP/2 with gRPC health checks, outlier detection and
  * circuit breakers with a retry budget.
  */
 export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown> {
@@ -295,6 +306,19 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
         },
       },
       {
+        // The Node gateway's rules from its own code (policy, token with iat and lifetime checks,
+        // per-subject / per-address rate limits), and the signed identity assertion the services
+        // require: Envoy cannot sign one. Fails closed.
+        name: "envoy.filters.http.ext_authz",
+        typed_config: {
+          "@type": type("envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"),
+          transport_api_version: "V3",
+          grpc_service: { envoy_grpc: { cluster_name: EXT_AUTHZ_CLUSTER }, timeout: "1s" },
+          failure_mode_allow: false,
+          status_on_error: { code: "ServiceUnavailable" },
+        },
+      },
+      {
         name: "envoy.filters.http.local_ratelimit",
         typed_config: {
           "@type": type("envoy.extensions.filters.http.local_ratelimit.v3.LocalRateLimit"),
@@ -381,6 +405,29 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
     },
   };
 
+  const authz = options.extAuthz ?? DEFAULT_EXT_AUTHZ;
+  const extAuthzCluster = {
+    name: EXT_AUTHZ_CLUSTER,
+    type: "STRICT_DNS",
+    connect_timeout: "1s",
+    typed_extension_protocol_options: {
+      "envoy.extensions.upstreams.http.v3.HttpProtocolOptions": {
+        "@type": type("envoy.extensions.upstreams.http.v3.HttpProtocolOptions"),
+        explicit_http_config: { http2_protocol_options: {} },
+      },
+    },
+    load_assignment: {
+      cluster_name: EXT_AUTHZ_CLUSTER,
+      endpoints: [
+        {
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: authz.host, port_value: authz.port } } } },
+          ],
+        },
+      ],
+    },
+  };
+
   return {
     admin: {
       address: {
@@ -400,7 +447,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
           ],
         },
       ],
-      clusters: [...serviceClusters, jwksCluster],
+      clusters: [...serviceClusters, jwksCluster, extAuthzCluster],
     },
   };
 }

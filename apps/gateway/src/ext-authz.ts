@@ -1,0 +1,154 @@
+import http2 from "node:http2";
+import { create } from "@bufbuild/protobuf";
+import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
+import { connectNodeAdapter } from "@connectrpc/connect-node";
+import {
+  type HeaderValueOption,
+  HeaderValueOption_HeaderAppendAction,
+  HeaderValueOptionSchema,
+} from "@meshwork/contracts/envoy/config/core/v3/base";
+import type { AttributeContext_HttpRequest } from "@meshwork/contracts/envoy/service/auth/v3/attribute_context";
+import {
+  Authorization,
+  type CheckRequest,
+  type CheckResponse,
+  CheckResponseSchema,
+} from "@meshwork/contracts/envoy/service/auth/v3/external_auth";
+import { StatusCode } from "@meshwork/contracts/envoy/type/v3/http_status";
+import { ASSERTION_HEADER, type AssertionSigner } from "@meshwork/runtime";
+import type { Logger } from "@meshwork/telemetry";
+import type { Authenticator, Policy } from "./auth.js";
+import { type AdmissionRules, admit, type Refusal, rateLimit } from "./proxy/admission.js";
+import type { RateLimiter } from "./ratelimit.js";
+import { matchRoute, type Route } from "./routes.js";
+
+/**
+ * What Envoy needs to be the edge of a zero-trust mesh: services accept a caller only in an
+ * identity assertion signed by a key they trust, and Envoy cannot sign one. Envoy's `ext_authz`
+ * filter asks this server (`envoy.service.auth.v3.Authorization/Check`, gRPC) about every call
+ * before it is routed; the answer applies the very rules of the Node gateway, from the same code:
+ * the method's access policy from the contracts, the bearer token verified against the users
+ * service's JWKS (issuer, audience, `exp`, `iat` not in the future, the longest lifetime), the
+ * per-subject / per-address rate limits, a malformed deadline refused. An allowed call gets the
+ * gateway's assertion for its upstream service (audience-bound) as `x-meshwork-identity`,
+ * which Envoy adds to the request it forwards; a refused one gets the HTTP status Envoy answers
+ * with (gRPC clients see the code Envoy maps it to: 401 UNAUTHENTICATED, 403 PERMISSION_DENIED,
+ * 429 UNAVAILABLE, 404 UNIMPLEMENTED).
+ */
+export interface ExtAuthzOptions {
+  routes: ReadonlyMap<string, Route>;
+  rules: AdmissionRules;
+  auth: Authenticator;
+  assert: AssertionSigner;
+  limiter: RateLimiter;
+  logger: Logger;
+}
+
+/** The HTTP status Envoy answers a refused call with, per code (Connect's mapping, as the Node gateway's). */
+const HTTP_STATUS: Partial<Record<Code, StatusCode>> = {
+  [Code.InvalidArgument]: StatusCode.BadRequest,
+  [Code.Unauthenticated]: StatusCode.Unauthorized,
+  [Code.PermissionDenied]: StatusCode.Forbidden,
+  [Code.Unimplemented]: StatusCode.NotFound,
+  [Code.ResourceExhausted]: StatusCode.TooManyRequests,
+  [Code.Unavailable]: StatusCode.ServiceUnavailable,
+  [Code.DeadlineExceeded]: StatusCode.GatewayTimeout,
+};
+
+function header(key: string, value: string): HeaderValueOption {
+  return create(HeaderValueOptionSchema, {
+    header: { key, value },
+    appendAction: HeaderValueOption_HeaderAppendAction.OVERWRITE_IF_EXISTS_OR_ADD,
+  });
+}
+
+/** The request's headers as Node's `IncomingHttpHeaders` (lower-case names, pseudo-headers too). */
+function headersOf(http: AttributeContext_HttpRequest): http2.IncomingHttpHeaders {
+  const out: Record<string, string> = {};
+  // Envoy sends `headers`, or `header_map` when its `encode_raw_headers` is on.
+  for (const [k, v] of Object.entries(http.headers)) out[k.toLowerCase()] = v;
+  for (const h of http.headerMap?.headers ?? []) {
+    const v = h.value || Buffer.from(h.rawValue).toString("latin1");
+    const k = h.key.toLowerCase();
+    out[k] = k in out ? `${out[k]},${v}` : v;
+  }
+  out[":method"] = http.method || out[":method"] || "";
+  out[":path"] = http.path || out[":path"] || "";
+  return out;
+}
+
+function refused(refusal: Refusal): CheckResponse {
+  return create(CheckResponseSchema, {
+    status: { code: refusal.code, message: refusal.message },
+    httpResponse: {
+      case: "deniedResponse",
+      value: {
+        status: { code: refusal.httpStatus ?? HTTP_STATUS[refusal.code] ?? StatusCode.Forbidden },
+        headers: Object.entries(refusal.headers ?? {}).map(([k, v]) => header(k, v)),
+        body: refusal.message,
+      },
+    },
+  });
+}
+
+/** Decides one call: the Check of Envoy's ext_authz. */
+export function createExtAuthz(options: ExtAuthzOptions) {
+  const { routes, rules, auth, assert, limiter } = options;
+  return async function check(req: CheckRequest): Promise<CheckResponse> {
+    const http = req.attributes?.request?.http;
+    if (!http?.path) {
+      throw new ConnectError(
+        "attributes.request.http.path is required (the call to authorize)",
+        Code.InvalidArgument,
+      );
+    }
+    const headers = headersOf(http);
+    const path = http.path;
+    const pathKey = path.split("?", 1)[0] ?? path;
+    const route = matchRoute(routes, pathKey);
+    const admitted = admit(rules, route, path, pathKey, headers);
+    if (!admitted.ok) return refused(admitted);
+    const policy: Policy = admitted.policy;
+    const result = await auth.authorize(policy, headers.authorization as string | undefined);
+    if (!result.ok) return refused({ ok: false, code: result.code, message: result.message });
+    const address = req.attributes?.source?.address?.address;
+    const remote = address?.case === "socketAddress" ? address.value.address : "";
+    const limited = rateLimit(limiter, pathKey, result.identity, remote);
+    if (limited) return refused(limited);
+    const cluster = (route as Route).cluster;
+    return create(CheckResponseSchema, {
+      status: { code: 0 },
+      httpResponse: {
+        case: "okResponse",
+        value: {
+          // Anonymous calls (public methods) go on without one, as through the Node gateway.
+          headers: result.identity ? [header(ASSERTION_HEADER, assert.sign(result.identity, cluster))] : [],
+        },
+      },
+    });
+  };
+}
+
+/** The ext_authz gRPC server (h2c), for Envoy only: bind it where clients cannot reach it. */
+export function createExtAuthzServer(options: ExtAuthzOptions): http2.Http2Server {
+  const check = createExtAuthz(options);
+  const handler = connectNodeAdapter({
+    grpc: true,
+    grpcWeb: false,
+    connect: false,
+    routes(router: ConnectRouter) {
+      router.service(Authorization, {
+        async check(req) {
+          try {
+            return await check(req);
+          } catch (err) {
+            if (err instanceof ConnectError) throw err;
+            options.logger.error({ err }, "ext_authz check failed");
+            throw new ConnectError("authorization failed", Code.Internal);
+          }
+        },
+      });
+    },
+  });
+  return http2.createServer(handler);
+}
