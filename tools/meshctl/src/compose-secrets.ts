@@ -50,7 +50,7 @@ export function renderComposeNatsConfig(manifests: readonly ServiceManifest[]): 
 
 /**
  * The secrets `docker compose --env-file <file> up` needs: each process's identity key and NATS
- * password, and the trust list (every process's public key). Values already in `file` are kept;
+ * password, the trust list (every process's public key) and the key that seals users' signing keys. Values already in `file` are kept;
  * missing ones are made. The file is readable by the owner only.
  */
 export function writeComposeSecrets(
@@ -74,6 +74,8 @@ export function writeComposeSecrets(
     trust.push(`${m.name}=${publicKeyText(privateKeyFrom(values[variable]))}`);
   }
   values.IDENTITY_TRUST = trust.join(",");
+  // Seals users' JWT signing keys in its database (AES-256-GCM).
+  values.USERS_KEY_ENCRYPTION_KEY ??= randomBytes(32).toString("base64");
   mkdirSync(dirname(file), { recursive: true });
   const body = Object.entries(values)
     .map(([k, v]) => `${k}=${v}`)

@@ -182,7 +182,7 @@ describe("docker-compose.yml", () => {
     expect(published.filter((p) => services.has(p.name))).toEqual([]);
   });
 
-  it("takes every identity key and NATS password from the secrets file, none written in the file itself", () => {
+  it("takes every identity key, NATS password and the key encryption key from the secrets file, none written in the file itself", () => {
     expect(new Set(referenced)).toEqual(new Set(Object.keys(secrets)));
     const text = read("docker-compose.yml");
     expect(text).not.toMatch(/^\s*[A-Z_]*(IDENTITY_KEY|NATS_PASSWORD|IDENTITY_TRUST):\s*[^$\s]/m);
@@ -192,6 +192,10 @@ describe("docker-compose.yml", () => {
       expect(env(m.name).NATS_PASSWORD, m.name).toBe(secrets[`${m.name.toUpperCase()}_NATS_PASSWORD`]);
       expect(env(m.name).IDENTITY_TRUST, m.name).toBe(secrets.IDENTITY_TRUST);
     }
+    // Users seals its signing keys at rest with a key from the secrets file (32 bytes).
+    expect(env("users").USERS_KEY_ENCRYPTION_KEY).toBe(secrets.USERS_KEY_ENCRYPTION_KEY);
+    expect(Buffer.from(secrets.USERS_KEY_ENCRYPTION_KEY ?? "", "base64")).toHaveLength(32);
+    expect(text).not.toMatch(/^\s*USERS_KEY_ENCRYPTION_KEY:\s*[^$\s]/m);
     // Every process's public key is trusted, the gateway's among them.
     expect(secrets.IDENTITY_TRUST?.split(",").map((t) => t.split("=")[0])).toEqual(
       manifests.map((m) => m.name),

@@ -1,5 +1,6 @@
+import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
-import { dirname } from "node:path";
+import { dirname, join } from "node:path";
 import { generateIdentityKey, type IdentityKeyPair } from "@meshwork/runtime";
 
 /**
@@ -28,4 +29,19 @@ export function meshIdentityKeys(file: string, names: readonly string[], edges: 
         : { IDENTITY_KEY: own, IDENTITY_TRUST: trust, IDENTITY_EDGE_ISSUERS: edges.join(",") };
     },
   };
+}
+
+/**
+ * The key that seals users' JWT signing keys in its database (USERS_KEY_ENCRYPTION_KEY_FILE):
+ * 32 random bytes, made once per mesh home, owner-only. Keys stored in the clear by an older mesh
+ * are sealed in place when users starts with it.
+ */
+export function meshKeyEncryptionKeyFile(home: string): string {
+  const file = join(home, "users-key-encryption-key");
+  if (!existsSync(file)) {
+    mkdirSync(home, { recursive: true });
+    writeFileSync(file, `${randomBytes(32).toString("base64")}\n`, { mode: 0o600, flag: "wx" });
+  }
+  chmodSync(file, 0o600);
+  return file;
 }

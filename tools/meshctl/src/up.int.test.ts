@@ -517,6 +517,13 @@ describe("meshctl up after a meshctl killed with SIGKILL", () => {
       const sql = postgres(url.toString(), { max: 1, onnotice: () => {} });
       try {
         expect(await sql`select email from users where email = 'kept@example.com'`).toHaveLength(1);
+        // The signing keys are sealed at rest, with the mesh's own key encryption key (owner-only).
+        const keys = await sql<
+          { sealed: string | null }[]
+        >`select private_jwk->>'sealed' as sealed from signing_keys`;
+        expect(keys.length).toBeGreaterThan(0);
+        expect(keys.map((k) => k.sealed)).toEqual(keys.map(() => "A256GCM"));
+        expect(statSync(join(home, "users-key-encryption-key")).mode & 0o777).toBe(0o600);
       } finally {
         await sql.end();
       }

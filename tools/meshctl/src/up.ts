@@ -4,7 +4,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { bootstrapSecretFile } from "./admin.js";
 import { checkHealth, gatewayReady } from "./health.js";
-import { meshIdentityKeys } from "./identity-keys.js";
+import { meshIdentityKeys, meshKeyEncryptionKeyFile } from "./identity-keys.js";
 import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
@@ -172,6 +172,7 @@ export async function up(options: UpOptions): Promise<number> {
       options.services.map((m) => m.name),
       options.services.filter((m) => m.kind === "gateway").map((m) => m.name),
     );
+    const keyEncryptionKeyFile = meshKeyEncryptionKeyFile(options.home);
     say(`NATS at ${nats.url}: ${nats.detail}`);
     if (options.otlp && options.otlp !== "off") {
       telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
@@ -282,6 +283,8 @@ export async function up(options: UpOptions): Promise<number> {
         // No admin is built in: while none exists, users writes a one-time secret here (0600)
         // for `meshctl admin create` (and the demo).
         USERS_BOOTSTRAP_SECRET_OUT: bootstrapSecretFile(options.home),
+        // Users' signing keys are sealed at rest with this mesh's own key encryption key.
+        USERS_KEY_ENCRYPTION_KEY_FILE: keyEncryptionKeyFile,
         ...natsEnv(manifest.name),
         ...identity.env(manifest.name, "service"),
       };
