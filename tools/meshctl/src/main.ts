@@ -8,7 +8,7 @@ import { adminCreateCommand } from "./admin.js";
 import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
 import { demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
-import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
+import { ENVOY_CONFIG_PATH, ENVOY_DESCRIPTORS_PATH, renderDescriptorSet, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { keysRotate } from "./keys.js";
 import { adminNatsCredentials } from "./nats-auth.js";
@@ -246,15 +246,21 @@ async function main(argv: string[]): Promise<number> {
           .filter(Boolean),
       });
       const current = existsSync(file) ? readFileSync(file, "utf8") : "";
+      // The transcoder's descriptor set, beside the config.
+      const pbFile = join(root, ENVOY_DESCRIPTORS_PATH);
+      const pb = Buffer.from(renderDescriptorSet(meshworkFiles));
+      const pbCurrent = existsSync(pbFile) && readFileSync(pbFile).equals(pb);
       if (values.check) {
         process.stdout.write(
           current === rendered ? `${ENVOY_CONFIG_PATH} is current\n` : `${ENVOY_CONFIG_PATH} is stale\n`,
         );
-        return current === rendered ? 0 : 1;
+        process.stdout.write(`${ENVOY_DESCRIPTORS_PATH} is ${pbCurrent ? "current" : "stale"}\n`);
+        return current === rendered && pbCurrent ? 0 : 1;
       }
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(file, rendered);
-      process.stdout.write(`wrote ${ENVOY_CONFIG_PATH}\n`);
+      writeFileSync(pbFile, pb);
+      process.stdout.write(`wrote ${ENVOY_CONFIG_PATH} and ${ENVOY_DESCRIPTORS_PATH}\n`);
       return 0;
     }
     case "secrets": {
