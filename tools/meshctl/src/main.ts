@@ -15,6 +15,7 @@ import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { stranglerCommand } from "./strangler.js";
+import { stranglerDemo } from "./strangler-demo.js";
 import { renderTable } from "./table.js";
 import { logsCommand, traceCommand, tracesCommand } from "./traces.js";
 import { type SupervisionReport, supervisionFile, supervisionTable, up } from "./up.js";
@@ -53,6 +54,9 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       password comes from --password-file, else stdin (typed unseen on a terminal). The secret is
       spent: later admins are granted by admins.
   meshctl demo [--gateway URL]
+  meshctl demo strangler [--gateway URL] [--gateway-admin URL]
+      The strangler-fig migration of the catalogue: all on legacy, backfill, shadow and the diff
+      report, the reads cut over to 25% then 100%, the verdict.
       Against a running mesh (default gateway http://127.0.0.1:8080): a customer places orders
       (two go through, one runs out of stock, one meets a payment failure switched on for it),
       then the notifications and the consistency checker's verdict. Its admin is one it creates
@@ -217,6 +221,15 @@ async function main(argv: string[]): Promise<number> {
         err: process.stderr,
       });
     case "demo":
+      if (positionals[0] === "strangler") {
+        return stranglerDemo({
+          gateway: values.gateway ?? "http://127.0.0.1:8080",
+          admin: values["gateway-admin"] ?? process.env.GATEWAY_ADMIN_URL ?? "http://127.0.0.1:9901",
+          home,
+          out: process.stdout,
+          err: process.stderr,
+        });
+      }
       return demo({ gateway: values.gateway ?? "http://127.0.0.1:8080", home, out: process.stdout });
     case "admin": {
       if (positionals[0] !== "create") {
