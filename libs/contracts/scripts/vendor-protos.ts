@@ -84,7 +84,10 @@ const copies: Array<[string, string]> = [
   ]),
   [join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/rpc/status.proto"), "google/rpc/status.proto"],
   [join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/api/http.proto"), "google/api/http.proto"],
-  [join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/api/annotations.proto"), "google/api/annotations.proto"],
+  [
+    join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/api/annotations.proto"),
+    "google/api/annotations.proto",
+  ],
 ];
 
 // ---- a printer for the subset of proto2 that validate.proto uses ----------------------------
