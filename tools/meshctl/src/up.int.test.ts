@@ -260,6 +260,7 @@ describe("meshctl up with a Postgres server", () => {
     await dropServiceDatabase(adminUrl(), `${prefix}_inventory`);
     await dropServiceDatabase(adminUrl(), `${prefix}_payments`);
     await dropServiceDatabase(adminUrl(), `${prefix}_orders`);
+    await dropServiceDatabase(adminUrl(), `${prefix}_legacy`);
     await removeStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
