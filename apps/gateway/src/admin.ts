@@ -1,6 +1,8 @@
 import http from "node:http";
 import type { Telemetry } from "@meshwork/telemetry";
 import type { Route } from "./routes.js";
+import { stranglerAdmin } from "./strangler/admin.js";
+import type { Strangler } from "./strangler/strangler.js";
 import type { Upstreams } from "./upstreams.js";
 
 export interface AdminOptions {
@@ -10,6 +12,8 @@ export interface AdminOptions {
   /** Whether the gateway takes traffic (false while starting and draining). */
   ready(): boolean;
   config: Record<string, unknown>;
+  /** The legacy API's cutover (`/strangler...`), when the gateway serves one. */
+  strangler?: Strangler;
 }
 
 /**
@@ -20,6 +24,7 @@ export interface AdminOptions {
 export function createAdminServer(options: AdminOptions): http.Server {
   return http.createServer((req, res) => {
     const url = new URL(req.url ?? "/", "http://admin");
+    if (options.strangler && stranglerAdmin(options.strangler, req, res, url.pathname)) return;
     if (req.method !== "GET") {
       res.writeHead(405, { allow: "GET" }).end();
       return;

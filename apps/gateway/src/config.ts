@@ -5,6 +5,8 @@ import { ConfigError, type ConnectionLimits, parseEnv, privateKeyFrom } from "@m
 import { z } from "zod";
 import { AUTH_DEFAULTS } from "./auth.js";
 import { DEFAULT_AUTH_RATE_LIMITS, parseRateLimits, type RateRule } from "./ratelimit.js";
+import { parseRouteSettings } from "./strangler/settings.js";
+import type { RouteSetting } from "./strangler/strangler.js";
 
 /**
  * What one client may hold at the edge, by default (issue 25.2). A client is an address: behind
@@ -160,6 +162,20 @@ const shape = {
    * services need. Unset: none. Only Envoy may reach it (compose publishes it nowhere).
    */
   EXT_AUTHZ_PORT: z.coerce.number().int().min(0).max(65535).optional(),
+  /** The legacy monolith behind the REST API under `/api/` (strangler fig); unset: the new services answer it all. */
+  STRANGLER_LEGACY_URL: z.url().optional(),
+  /** Initial cutover per REST route: `ListProducts=0,shadow;GetProduct=25` (see strangler/settings.ts). */
+  STRANGLER_ROUTES: z
+    .string()
+    .default("")
+    .transform((text, ctx) => {
+      try {
+        return parseRouteSettings(text);
+      } catch (err) {
+        ctx.addIssue({ code: "custom", message: err instanceof Error ? err.message : String(err) });
+        return z.NEVER;
+      }
+    }),
   /** As for the services: heap growth between full GCs, in percent; unset leaves it to V8. */
   GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
 };
@@ -216,6 +232,8 @@ export interface GatewayConfig {
   maxCallsPerClient?: number;
   /** HTTP/2 connections to one upstream endpoint at most; absent: {@link GATEWAY_LIMITS}. */
   upstreamMaxConnections?: number;
+  /** The strangler fig: the monolith's URL and each REST route's initial weight and shadow. */
+  strangler?: { legacyUrl?: string; routes: ReadonlyMap<string, RouteSetting> };
 }
 
 /** Reads the gateway's configuration from the environment, once. */
@@ -267,5 +285,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     maxCallsPerClient: e.MAX_CALLS_PER_CLIENT,
     upstreamMaxConnections: e.UPSTREAM_MAX_CONNECTIONS,
+    strangler: { legacyUrl: e.STRANGLER_LEGACY_URL, routes: e.STRANGLER_ROUTES },
   };
 }

@@ -23,6 +23,7 @@ import { createGatewayMetrics } from "./metrics.js";
 import { createProxy, type GatewayProxy, type RetryPolicy } from "./proxy/index.js";
 import { DEFAULT_AUTH_RATE_LIMITS, parseRateLimits, RateLimiter, type RateRule } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
+import { Strangler } from "./strangler/strangler.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
 
 /** Retries as Envoy does by default: 25 ms base backoff, a budget of 20% of active calls, at least 3. */
@@ -112,10 +113,16 @@ function listenAdmin(admin: http.Server, port: number, host: string): Promise<nu
 }
 
 /** The public port: calls the gateway answers itself go to `local`, every other one is proxied. */
-function createPublicListener(config: GatewayConfig, local: LocalCalls, proxy: GatewayProxy): Listener {
+function createPublicListener(
+  config: GatewayConfig,
+  local: LocalCalls,
+  proxy: GatewayProxy,
+  strangler: Strangler,
+): Listener {
   return createListener({
     streamHandler(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders) {
       if (local.isLocal(headers[":path"])) return false; // answered by `handler`, through Connect
+      if (strangler.handles(headers[":path"])) return false; // the legacy REST API, by `handler`
       proxy.stream(stream, headers);
       return true;
     },
@@ -124,6 +131,7 @@ function createPublicListener(config: GatewayConfig, local: LocalCalls, proxy: G
       res: http.ServerResponse | http2.Http2ServerResponse,
     ) {
       if (local.isLocal(req.url)) local.handler(req, res);
+      else if (strangler.handles(req.url)) strangler.handle(req, res);
       else proxy.request(req as http.IncomingMessage, res as http.ServerResponse);
     },
     tls: config.tls,
@@ -146,6 +154,8 @@ export interface Gateway {
   readonly logger: Logger;
   readonly upstreams: Upstreams;
   readonly routes: readonly Route[];
+  /** The legacy REST API's routes and their cutover. */
+  readonly strangler: Strangler;
   /** Binds both listeners; resolves with the bound ports. */
   start(): Promise<{
     port: number;
@@ -239,20 +249,31 @@ export function createGateway(options: GatewayOptions): Gateway {
     count: metrics.count,
   });
 
+  const strangler = new Strangler({
+    files,
+    legacyUrl: config.strangler?.legacyUrl,
+    prefix: "/api/",
+    routes: config.strangler?.routes ?? new Map(),
+    maxRequestBytes: config.maxRequestBytes,
+    dispatch: (down) => proxy.dispatch(down),
+    logger,
+  });
   let ready = false;
-  const listener = createPublicListener(config, local, proxy);
+  const listener = createPublicListener(config, local, proxy, strangler);
   const admin = createAdminServer({
     routes,
     upstreams,
     telemetry,
     ready: () => ready,
     config: configDump(config, retry, local.servesReflection),
+    strangler,
   });
 
   return {
     logger,
     upstreams,
     routes,
+    strangler,
     async start() {
       // As in the services: V8's heap growth between full GCs, when configured (the runtime's heap.ts).
       const { heapGrowingPercent } = config;
@@ -296,6 +317,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       unfollow?.();
       await discovery?.close();
       upstreams.close();
+      strangler.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       if (extAuthz?.listening) await new Promise<void>((resolve) => extAuthz.close(() => resolve()));
       admin.closeAllConnections();

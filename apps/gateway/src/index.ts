@@ -2,3 +2,4 @@
 export { type Policy, policiesOf } from "./auth.js";
 export { parseRateLimits, type RateRule } from "./ratelimit.js";
 export { buildRoutes, clusterOf, type Route } from "./routes.js";
+export { type HttpRoute, httpRoutesOf } from "./strangler/http-rules.js";

@@ -7,6 +7,8 @@
  * - opentelemetry/proto/...            <- @elastic/mockotlpserver (ships opentelemetry-proto v1.4.0):
  *   OTLP, for the local trace receiver (@meshwork/tracestore)
  * - google/rpc/status.proto            <- @grpc/grpc-js-xds (ships googleapis): OTLP error bodies
+ * - google/api/{http,annotations}.proto <- @grpc/grpc-js-xds (ships googleapis): the REST mapping
+ *   (`google.api.http`) of the methods that replace the legacy monolith's endpoints
  * - buf/validate/validate.proto       <- @bufbuild/protovalidate, which ships no .proto file but
  *   embeds the file's descriptor; we print it back to .proto source. `--check` compiles the
  *   printed file with buf and verifies its descriptor equals the embedded one, so the printed
@@ -103,6 +105,11 @@ const copies: Array<[string, string]> = [
     ["xds", "xds/core/v3/context_params.proto"],
     ["protoc-gen-validate", "validate/validate.proto"],
   ].map(([dep, f]): [string, string] => [join(pkgDir("@grpc/grpc-js-xds"), "deps", dep as string, f as string), f as string]),
+  [join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/api/http.proto"), "google/api/http.proto"],
+  [
+    join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/api/annotations.proto"),
+    "google/api/annotations.proto",
+  ],
 ];
 
 // ---- a printer for the subset of proto2 that validate.proto uses ----------------------------

@@ -36,7 +36,8 @@ describe("docker-compose.yml", () => {
   /** `${VAR:?message}` references in the file, each a secret compose reads from the env file. */
   let referenced: string[];
   beforeAll(() => {
-    manifests = findServices(root);
+    // The legacy monolith runs under `meshctl up` only; docker-compose has no place for it yet.
+    manifests = findServices(root).filter((m) => m.kind !== "legacy");
     // As `docker compose --env-file .meshwork/compose.env` does: the secrets `meshctl secrets` made.
     const dir = mkdtempSync(join(tmpdir(), "mw-compose-"));
     const envFile = join(dir, "compose.env");
@@ -237,11 +238,12 @@ describe("docker-compose.yml", () => {
       ),
     );
     // Every service's cluster (and the JWKS one) points at its compose service, on its port; the
-    // ext_authz one at the gateway, on the EXT_AUTHZ_PORT compose gives it.
-    expect(new Set(upstreams.map((a) => a.address))).toEqual(
+    // ext_authz one at the gateway, on the EXT_AUTHZ_PORT compose gives it. The legacy cluster
+    // (strangler fig) points at the monolith, which compose does not run yet.
+    expect(new Set(upstreams.map((a) => a.address).filter((a) => a !== "legacy"))).toEqual(
       new Set([...manifests.filter((m) => m.kind === "service").map((m) => m.name), "gateway"]),
     );
-    for (const a of upstreams) {
+    for (const a of upstreams.filter((u) => u.address !== "legacy")) {
       expect(names.has(a.address), `envoy upstream ${a.address}`).toBe(true);
       const port =
         a.address === "gateway"

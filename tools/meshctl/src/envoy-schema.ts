@@ -176,4 +176,5 @@ export const ENVOY_EXTENSION_PROTOS = [
   "envoy/extensions/upstreams/http/v3/http_protocol_options.proto",
   "envoy/extensions/access_loggers/stream/v3/stream.proto",
   "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
+  "envoy/extensions/filters/http/grpc_json_transcoder/v3/transcoder.proto",
 ];

@@ -141,3 +141,72 @@ describe("the Envoy config rendered from the route table", () => {
     expect(JSON.stringify(compose.services.envoy?.depends_on)).toContain("gateway");
   });
 });
+
+// biome-ignore lint/suspicious/noExplicitAny: the rendered config, read field by field
+type Json = any;
+
+describe("the legacy REST API in the Envoy config (strangler fig)", () => {
+  it("splits each REST route between the monolith and the transcoded RPC by runtime weights, with the descriptor set committed", async () => {
+    const { renderDescriptorSet, ENVOY_DESCRIPTORS_PATH } = await import("./envoy.js");
+    const { fromBinary } = await import("@bufbuild/protobuf");
+    const { FileDescriptorSetSchema } = await import("@bufbuild/protobuf/wkt");
+    const config = renderEnvoyConfig({ files: meshworkFiles, services: findServices(root) }) as Json;
+    const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const routes = hcm.route_config.virtual_hosts[0].routes as Array<Json>;
+    const list = routes.find((r) => r.name === "strangler ListProducts");
+    expect(list.match).toEqual({
+      safe_regex: { regex: "^/api/products$" },
+      headers: [{ name: ":method", string_match: { exact: "GET" } }],
+    });
+    expect(list.route.weighted_clusters.runtime_key_prefix).toBe("strangler.ListProducts");
+    expect(list.route.weighted_clusters.clusters.map((c: Json) => [c.name, c.weight])).toEqual([
+      ["legacy", 100],
+      ["inventory", 0],
+    ]);
+    // The legacy side is not transcoded; the REST routes come before the gRPC ones.
+    expect(
+      list.route.weighted_clusters.clusters[0].typed_per_filter_config[
+        "envoy.filters.http.grpc_json_transcoder"
+      ].disabled,
+    ).toBe(true);
+    expect(routes.findIndex((r) => r.name === "strangler legacy-only")).toBeLessThan(
+      routes.findIndex((r) => r.name?.startsWith("/meshwork.")),
+    );
+    const transcoder = hcm.http_filters.find(
+      (f: Json) => f.name === "envoy.filters.http.grpc_json_transcoder",
+    );
+    expect(transcoder.typed_config.services).toEqual([
+      "meshwork.inventory.v1.InventoryService",
+      "meshwork.orders.v1.OrderService",
+      "meshwork.users.v1.UserService",
+    ]);
+    expect(transcoder.typed_config.print_options).toEqual({
+      preserve_proto_field_names: true,
+      always_print_primitive_fields: true,
+    });
+    // Before authentication: jwt_authn and RBAC see the RPC's path.
+    const names = hcm.http_filters.map((f: Json) => f.name);
+    expect(names.indexOf("envoy.filters.http.grpc_json_transcoder")).toBeLessThan(
+      names.indexOf("envoy.filters.http.jwt_authn"),
+    );
+    expect(
+      config.static_resources.clusters.find((c: Json) => c.name === "legacy").health_checks[0]
+        .http_health_check,
+    ).toEqual({ path: "/healthz" });
+    // The descriptor set holds every transcoded service with its imports (google/api/http.proto among them).
+    const committed = readFileSync(join(root, ENVOY_DESCRIPTORS_PATH));
+    expect(committed.equals(Buffer.from(renderDescriptorSet(meshworkFiles)))).toBe(true);
+    const set = fromBinary(FileDescriptorSetSchema, committed);
+    const names2 = set.file.map((f) => f.name);
+    expect(names2).toEqual(
+      expect.arrayContaining([
+        "google/api/http.proto",
+        "google/api/annotations.proto",
+        "meshwork/inventory/v1/inventory.proto",
+      ]),
+    );
+    expect(names2.indexOf("google/api/http.proto")).toBeLessThan(
+      names2.indexOf("meshwork/inventory/v1/inventory.proto"),
+    );
+  });
+});

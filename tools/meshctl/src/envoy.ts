@@ -1,10 +1,51 @@
-import type { DescFile } from "@bufbuild/protobuf";
-import { buildRoutes, type Policy, parseRateLimits, policiesOf, type RateRule } from "@meshwork/gateway";
+import { create, type DescFile, toBinary } from "@bufbuild/protobuf";
+import { FileDescriptorSetSchema } from "@bufbuild/protobuf/wkt";
+import {
+  buildRoutes,
+  clusterOf,
+  httpRoutesOf,
+  type Policy,
+  parseRateLimits,
+  policiesOf,
+  type RateRule,
+} from "@meshwork/gateway";
 import { stringify } from "yaml";
 import type { ServiceManifest } from "./services.js";
 
 /** Where the rendered file lives in the repository. */
 export const ENVOY_CONFIG_PATH = "infra/envoy/envoy.yaml";
+/** The contracts as a FileDescriptorSet, for Envoy's gRPC-JSON transcoder (rendered beside the config). */
+export const ENVOY_DESCRIPTORS_PATH = "infra/envoy/meshwork.pb";
+/** Where Envoy finds that file (mounted beside envoy.yaml). */
+const DESCRIPTORS_IN_ENVOY = "/etc/envoy/meshwork.pb";
+
+/**
+ * Every contract file and its imports, dependencies first, as one FileDescriptorSet: what Envoy's
+ * `grpc_json_transcoder` reads its `google.api.http` rules and message shapes from.
+ */
+export function renderDescriptorSet(files: readonly DescFile[]): Uint8Array {
+  const seen = new Set<string>();
+  const ordered: DescFile[] = [];
+  const visit = (f: DescFile) => {
+    if (seen.has(f.name)) return;
+    seen.add(f.name);
+    for (const d of f.dependencies) visit(d);
+    ordered.push(f);
+  };
+  for (const f of files) visit(f);
+  return toBinary(
+    FileDescriptorSetSchema,
+    create(FileDescriptorSetSchema, { file: ordered.map((f) => f.proto) }),
+  );
+}
+
+/** `/api/products/{id}` -> an anchored RE2 regex for the path (variables match one segment). */
+function templateRegex(template: string): string {
+  return `^${template
+    .split("/")
+    .map((seg) => (/^\{.*\}$/.test(seg) ? "[^/]+" : seg.replace(/[.*+?^${}()|[\]\\]/g, "\\$&")))
+    .join("/")}$`;
+}
 
 export interface EnvoyOptions {
   /** The contracts: the same route table the Node gateway builds. */
@@ -171,7 +212,71 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
     }
   }
 
-  const pathMatchers = (paths: readonly string[]) => paths.map((p) => ({ url_path: { path: { exact: p } } }));
+  // The legacy REST API (strangler fig): each route a weighted split between the monolith (the
+  // transcoder off) and the new service (transcoded, then routed by its gRPC path as above). The
+  // weights start all on legacy, as the Node gateway's without STRANGLER_ROUTES, and move at run
+  // time through Envoy's runtime (`/runtime_modify?strangler.<Method>.new=30&strangler.<Method>.legacy=70`),
+  // picked by the `x-meshwork-sticky` header's value when a client (or an outer proxy) sends one.
+  const legacy = options.services.find((s) => s.kind === "legacy");
+  const restRoutes: unknown[] = [];
+  if (legacy) {
+    for (const rest of httpRoutesOf(options.files).filter((r) => r.template.startsWith("/api/"))) {
+      const newCluster = clusterOf(rest.method.parent.file.proto.package);
+      if (!ports.has(newCluster)) continue;
+      restRoutes.push({
+        name: `strangler ${rest.name}`,
+        match: {
+          safe_regex: { regex: templateRegex(rest.template) },
+          headers: [{ name: ":method", string_match: { exact: rest.verb } }],
+        },
+        route: {
+          timeout: seconds(defaultTimeout),
+          weighted_clusters: {
+            runtime_key_prefix: `strangler.${rest.name}`,
+            header_name: "x-meshwork-sticky",
+            clusters: [
+              {
+                name: legacy.name,
+                weight: 100,
+                typed_per_filter_config: {
+                  "envoy.filters.http.grpc_json_transcoder": {
+                    "@type": type("envoy.config.route.v3.FilterConfig"),
+                    disabled: true,
+                  },
+                },
+              },
+              { name: newCluster, weight: 0 },
+            ],
+          },
+        },
+      });
+    }
+    // Paths of the legacy API no method declares: the monolith's alone.
+    restRoutes.push({
+      name: "strangler legacy-only",
+      match: { prefix: "/api/" },
+      route: { cluster: legacy.name, timeout: seconds(defaultTimeout) },
+      typed_per_filter_config: {
+        "envoy.filters.http.grpc_json_transcoder": {
+          "@type": type("envoy.config.route.v3.FilterConfig"),
+          disabled: true,
+        },
+      },
+    });
+    // The monolith authenticates its own calls: RBAC lets its paths through.
+    openPaths.push("/api/");
+  }
+  envoyRoutes.unshift(...restRoutes);
+  const transcodedServices = [
+    ...new Set(
+      httpRoutesOf(options.files)
+        .filter((r) => r.template.startsWith("/api/"))
+        .map((r) => r.method.parent.typeName),
+    ),
+  ].sort();
+
+  const pathMatchers = (paths: readonly string[]) =>
+    paths.map((p) => ({ url_path: { path: p.endsWith("/") ? { prefix: p } : { exact: p } } }));
   const rbacPolicies: Record<string, unknown> = {};
   if (openPaths.length > 0) {
     // Authentication of these is jwt_authn's job; RBAC only lets them through.
@@ -263,6 +368,27 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
         name: "envoy.filters.http.grpc_web",
         typed_config: { "@type": type("envoy.extensions.filters.http.grpc_web.v3.GrpcWeb") },
       },
+      ...(legacy
+        ? [
+            {
+              // REST/JSON to the RPCs of the contracts' google.api.http rules, as the Node gateway's
+              // transcoder: proto field names, every field printed; then the route is matched again
+              // by the gRPC path, so the filters below see the RPC.
+              name: "envoy.filters.http.grpc_json_transcoder",
+              typed_config: {
+                "@type": type("envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"),
+                proto_descriptor: DESCRIPTORS_IN_ENVOY,
+                services: transcodedServices,
+                print_options: { preserve_proto_field_names: true, always_print_primitive_fields: true },
+                convert_grpc_status: true,
+                request_validation_options: {
+                  reject_unknown_method: false,
+                  reject_unknown_query_parameters: true,
+                },
+              },
+            },
+          ]
+        : []),
       {
         name: "envoy.filters.http.jwt_authn",
         typed_config: {
@@ -384,6 +510,39 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
         ],
       },
     }));
+  const legacyClusters = legacy
+    ? [
+        {
+          name: legacy.name,
+          type: "STRICT_DNS",
+          connect_timeout: "1s",
+          lb_policy: "LEAST_REQUEST",
+          load_assignment: {
+            cluster_name: legacy.name,
+            endpoints: [
+              {
+                lb_endpoints: [
+                  {
+                    endpoint: {
+                      address: { socket_address: { address: legacy.name, port_value: legacy.port } },
+                    },
+                  },
+                ],
+              },
+            ],
+          },
+          health_checks: [
+            {
+              timeout: "1s",
+              interval: "5s",
+              unhealthy_threshold: 2,
+              healthy_threshold: 1,
+              http_health_check: { path: "/healthz" },
+            },
+          ],
+        },
+      ]
+    : [];
   const users = options.services.find((s) => s.name === "users");
   const jwksCluster = {
     name: "users_jwks",
@@ -447,7 +606,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
           ],
         },
       ],
-      clusters: [...serviceClusters, jwksCluster, extAuthzCluster],
+      clusters: [...serviceClusters, ...legacyClusters, jwksCluster, extAuthzCluster],
     },
   };
 }

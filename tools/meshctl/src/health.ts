@@ -25,3 +25,13 @@ export async function gatewayReady(admin: string, timeoutMs = 1_000): Promise<st
     return "DOWN";
   }
 }
+
+/** `SERVING` once the legacy monolith answers `GET /healthz` at `address` (`host:port`). */
+export async function legacyHealth(address: string, timeoutMs = 1_000): Promise<string> {
+  try {
+    const res = await fetch(`http://${address}/healthz`, { signal: AbortSignal.timeout(timeoutMs) });
+    return res.status === 200 ? "SERVING" : "NOT_SERVING";
+  } catch {
+    return "DOWN";
+  }
+}

@@ -8,12 +8,14 @@ import { adminCreateCommand } from "./admin.js";
 import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
 import { demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
-import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
-import { checkHealth, gatewayReady } from "./health.js";
+import { ENVOY_CONFIG_PATH, ENVOY_DESCRIPTORS_PATH, renderDescriptorSet, renderEnvoyYaml } from "./envoy.js";
+import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { keysRotate } from "./keys.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
+import { stranglerCommand } from "./strangler.js";
+import { stranglerDemo } from "./strangler-demo.js";
 import { renderTable } from "./table.js";
 import { logsCommand, traceCommand, tracesCommand } from "./traces.js";
 import { type SupervisionReport, supervisionFile, supervisionTable, up } from "./up.js";
@@ -52,11 +54,18 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       password comes from --password-file, else stdin (typed unseen on a terminal). The secret is
       spent: later admins are granted by admins.
   meshctl demo [--gateway URL]
+  meshctl demo strangler [--gateway URL] [--gateway-admin URL]
+      The strangler-fig migration of the catalogue: all on legacy, backfill, shadow and the diff
+      report, the reads cut over to 25% then 100%, the verdict.
       Against a running mesh (default gateway http://127.0.0.1:8080): a customer places orders
       (two go through, one runs out of stock, one meets a payment failure switched on for it),
       then the notifications and the consistency checker's verdict. Its admin is one it creates
       itself through the bootstrap secret on its first run (random password, kept owner-only in
       .meshwork/demo-admin.json).
+  meshctl strangler status|set <route> <percent>|shadow <route> on|off|diffs <route> [--gateway-admin URL]
+      The legacy REST API's cutover at the gateway (admin default http://127.0.0.1:9901): per
+      route its side, weight, shadow, traffic share, diff rate and latency of both sides; move a
+      route's users to the new service by percent (sticky per user), shadow it, read its diffs.
   meshctl envoy [--check] [--rate-limits SPEC]
       Render infra/envoy/envoy.yaml (Envoy v3) from the contracts: the gateway's routes, access
       policies, retries, rate limits (SPEC as the gateway's RATE_LIMITS) and CORS origins
@@ -112,6 +121,7 @@ async function main(argv: string[]): Promise<number> {
       check: { type: "boolean" },
       "rate-limits": { type: "string" },
       gateway: { type: "string" },
+      "gateway-admin": { type: "string" },
       email: { type: "string" },
       "display-name": { type: "string" },
       "password-file": { type: "string" },
@@ -132,6 +142,8 @@ async function main(argv: string[]): Promise<number> {
     return command ? 0 : 2;
   }
   const services = findServices(root);
+  // docker-compose runs the mesh without the legacy monolith (meshctl up runs it).
+  const composeServices = services.filter((s) => s.kind !== "legacy");
   const home = process.env.MESHWORK_HOME ?? join(root, ".meshwork");
   const natsUrl = values["nats-url"] ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const namespace = process.env.EVENTS_NAMESPACE ?? "";
@@ -177,6 +189,7 @@ async function main(argv: string[]): Promise<number> {
           const address = `127.0.0.1:${s.port}`;
           if (s.kind === "gateway")
             return [s.name, address, await gatewayReady(`127.0.0.1:${s.adminPort ?? 9901}`)];
+          if (s.kind === "legacy") return [s.name, address, await legacyHealth(address)];
           return [s.name, address, await checkHealth(address)];
         }),
       );
@@ -200,7 +213,23 @@ async function main(argv: string[]): Promise<number> {
       }
       return rows.every((r) => r[2] === "SERVING" || r[2] === "LIVE") ? 0 : 1;
     }
+    case "strangler":
+      return stranglerCommand(positionals, {
+        admin: values["gateway-admin"] ?? process.env.GATEWAY_ADMIN_URL ?? "http://127.0.0.1:9901",
+        limit: values.limit ? Number(values.limit) : undefined,
+        out: process.stdout,
+        err: process.stderr,
+      });
     case "demo":
+      if (positionals[0] === "strangler") {
+        return stranglerDemo({
+          gateway: values.gateway ?? "http://127.0.0.1:8080",
+          admin: values["gateway-admin"] ?? process.env.GATEWAY_ADMIN_URL ?? "http://127.0.0.1:9901",
+          home,
+          out: process.stdout,
+          err: process.stderr,
+        });
+      }
       return demo({ gateway: values.gateway ?? "http://127.0.0.1:8080", home, out: process.stdout });
     case "admin": {
       if (positionals[0] !== "create") {
@@ -230,20 +259,26 @@ async function main(argv: string[]): Promise<number> {
           .filter(Boolean),
       });
       const current = existsSync(file) ? readFileSync(file, "utf8") : "";
+      // The transcoder's descriptor set, beside the config.
+      const pbFile = join(root, ENVOY_DESCRIPTORS_PATH);
+      const pb = Buffer.from(renderDescriptorSet(meshworkFiles));
+      const pbCurrent = existsSync(pbFile) && readFileSync(pbFile).equals(pb);
       if (values.check) {
         process.stdout.write(
           current === rendered ? `${ENVOY_CONFIG_PATH} is current\n` : `${ENVOY_CONFIG_PATH} is stale\n`,
         );
-        return current === rendered ? 0 : 1;
+        process.stdout.write(`${ENVOY_DESCRIPTORS_PATH} is ${pbCurrent ? "current" : "stale"}\n`);
+        return current === rendered && pbCurrent ? 0 : 1;
       }
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(file, rendered);
-      process.stdout.write(`wrote ${ENVOY_CONFIG_PATH}\n`);
+      writeFileSync(pbFile, pb);
+      process.stdout.write(`wrote ${ENVOY_CONFIG_PATH} and ${ENVOY_DESCRIPTORS_PATH}\n`);
       return 0;
     }
     case "secrets": {
       const file = join(root, COMPOSE_NATS_CONFIG_PATH);
-      const rendered = renderComposeNatsConfig(services);
+      const rendered = renderComposeNatsConfig(composeServices);
       const current = existsSync(file) ? readFileSync(file, "utf8") : "";
       if (values.check) {
         const fresh = current === rendered;
@@ -253,7 +288,7 @@ async function main(argv: string[]): Promise<number> {
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(file, rendered);
       const envFile = join(process.env.MESHWORK_HOME ?? join(root, ".meshwork"), "compose.env");
-      writeComposeSecrets(envFile, services);
+      writeComposeSecrets(envFile, composeServices);
       process.stdout.write(
         `wrote ${COMPOSE_NATS_CONFIG_PATH} and ${envFile}\nthen: docker compose --env-file ${envFile} up --build\n`,
       );

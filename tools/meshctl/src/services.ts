@@ -15,9 +15,11 @@ export interface ServiceManifest {
   database: boolean;
   /**
    * `service` (a Meshwork service: health-checked over gRPC) or `gateway` (the edge: started
-   * after the services, pointed at them, ready when its admin `/ready` answers).
+   * after the services, pointed at them, ready when its admin `/ready` answers) or `legacy` (the
+   * REST monolith of the strangler-fig migration: started with the services, ready when its
+   * `GET /healthz` answers; the gateway gets its URL).
    */
-  kind: "service" | "gateway";
+  kind: "service" | "gateway" | "legacy";
   /** The gateway's admin port (overridden by `--ports auto`). */
   adminPort?: number;
 }
@@ -37,7 +39,7 @@ export function findServices(root: string): ServiceManifest[] {
         port: number;
         main?: string;
         database?: boolean;
-        kind?: "service" | "gateway";
+        kind?: "service" | "gateway" | "legacy";
         adminPort?: number;
       };
     };

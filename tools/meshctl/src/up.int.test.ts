@@ -105,6 +105,15 @@ describe("npm start", () => {
       );
       expect(gatewayRow).toBeDefined();
       const gateway = `http://${gatewayRow?.split(/\s+/)[1]}`;
+      // The legacy monolith runs too, on its own database, and the REST API starts on it.
+      expect(proc.lines).toContainEqual(
+        expect.stringMatching(
+          /^legacy\s+127\.0\.0\.1:\d+\s+SERVING\s+postgres meshwork_legacy \(role meshwork_legacy\)$/,
+        ),
+      );
+      const legacyCatalogue = await fetch(`${gateway}/api/products`);
+      expect(legacyCatalogue.headers.get("x-meshwork-side")).toBe("legacy");
+      expect(((await legacyCatalogue.json()) as { products: unknown[] }).products).toHaveLength(6);
 
       const users = createClient(
         UserService,
@@ -251,6 +260,7 @@ describe("meshctl up with a Postgres server", () => {
     await dropServiceDatabase(adminUrl(), `${prefix}_inventory`);
     await dropServiceDatabase(adminUrl(), `${prefix}_payments`);
     await dropServiceDatabase(adminUrl(), `${prefix}_orders`);
+    await dropServiceDatabase(adminUrl(), `${prefix}_legacy`);
     await removeStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });

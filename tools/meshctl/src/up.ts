@@ -3,7 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { bootstrapSecretFile } from "./admin.js";
-import { checkHealth, gatewayReady } from "./health.js";
+import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { meshIdentityKeys, meshKeyEncryptionKeyFile } from "./identity-keys.js";
 import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
@@ -190,7 +190,8 @@ export async function up(options: UpOptions): Promise<number> {
       say(`Postgres at ${embedded.address}: ${embedded.detail}`);
     }
     const creds = loadCredentials(options.home);
-    const services = options.services.filter((m) => m.kind === "service");
+    // The legacy monolith starts with the services (it owns a database like them).
+    const services = options.services.filter((m) => m.kind === "service" || m.kind === "legacy");
     const gateways = options.services.filter((m) => m.kind === "gateway");
     const launch = (manifest: ServiceManifest, env: Record<string, string>, database: string, i: number) => {
       const entry = join(manifest.dir, manifest.main);
@@ -243,7 +244,9 @@ export async function up(options: UpOptions): Promise<number> {
           ? gatewayReady(r.admin)
           : Promise.resolve("STARTING")
         : r.address
-          ? checkHealth(r.address)
+          ? r.manifest.kind === "legacy"
+            ? legacyHealth(r.address)
+            : checkHealth(r.address)
           : Promise.resolve("STARTING");
     // Every process that is starting (at first, or after a restart) is `running` once it answers.
     const health = new Map<string, string>();
@@ -309,6 +312,7 @@ export async function up(options: UpOptions): Promise<number> {
       await until(services.map((m) => m.name));
       for (const [j, manifest] of gateways.entries()) {
         const users = running.find((r) => r.manifest.name === "users");
+        const legacy = running.find((r) => r.manifest.kind === "legacy" && r.address);
         launch(
           manifest,
           {
@@ -319,6 +323,8 @@ export async function up(options: UpOptions): Promise<number> {
             NATS_URL: nats.url,
             DISCOVERY_BUCKET: options.registryBucket,
             ...(users ? { JWKS_URL: `http://${users.address}/.well-known/jwks.json` } : {}),
+            // The REST API under /api/ starts on the monolith (meshctl strangler moves it).
+            ...(legacy ? { STRANGLER_LEGACY_URL: `http://${legacy.address}` } : {}),
             ...natsEnv("gateway"),
             ...identity.env(manifest.name, "gateway"),
           },

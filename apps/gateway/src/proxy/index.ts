@@ -22,6 +22,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import { ProxiedCall } from "./call.js";
 import { ClientCalls } from "./client-calls.js";
+import type { Downstream } from "./downstream.js";
 import { H1Downstream } from "./downstream-h1.js";
 import { H2Downstream } from "./downstream-h2.js";
 import type { ProxyOptions, ProxyShared } from "./options.js";
@@ -37,6 +38,8 @@ export interface GatewayProxy {
   stream(stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders): void;
   /** An HTTP/1.1 request from the listener (Connect unary, gRPC-Web, plain fetch). */
   request(req: http.IncomingMessage, res: http.ServerResponse): void;
+  /** A call the gateway makes itself (a transcoded REST call), on a downstream of its own. */
+  dispatch(down: Downstream): void;
 }
 
 /** The gateway's request handling: route, pick an endpoint, forward frames both ways. */
@@ -64,6 +67,9 @@ export function createProxy(options: ProxyOptions): GatewayProxy {
     },
     request(req, res) {
       new ProxiedCall(shared, new H1Downstream(req, res)).start();
+    },
+    dispatch(down) {
+      new ProxiedCall(shared, down).start();
     },
   };
 }

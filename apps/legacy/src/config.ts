@@ -1,0 +1,44 @@
+import { z } from "zod";
+
+const shape = z.object({
+  HOST: z.string().min(1).default("127.0.0.1"),
+  PORT: z.coerce.number().int().min(0).max(65535).default(8090),
+  /** The monolith's one database: users, products, stock and orders in one schema. */
+  DATABASE_URL: z.string().regex(/^postgres(ql)?:\/\//, "must be a postgres:// URL"),
+  LOG_LEVEL: z.enum(["trace", "debug", "info", "warn", "error", "fatal", "silent"]).default("info"),
+  /**
+   * The HMAC secret of the monolith's own session tokens (HS256 JWTs, at least 32 characters).
+   * Unset: one made at start (tokens then die with the process).
+   */
+  LEGACY_TOKEN_SECRET: z.string().min(32).optional(),
+  /** Seed the demo catalogue, customers and orders when the database is empty. */
+  LEGACY_SEED: z.enum(["true", "false"]).default("true"),
+});
+
+export interface LegacyConfig {
+  host: string;
+  port: number;
+  databaseUrl: string;
+  logLevel: string;
+  tokenSecret: string | undefined;
+  seed: boolean;
+}
+
+/** Reads the monolith's configuration from the environment, once; a bad value names the variable. */
+export function loadConfig(env: Record<string, string | undefined> = process.env): LegacyConfig {
+  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
+  const parsed = shape.safeParse(cleaned);
+  if (!parsed.success) {
+    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+    throw new Error(`bad configuration: ${problems}`);
+  }
+  const e = parsed.data;
+  return {
+    host: e.HOST,
+    port: e.PORT,
+    databaseUrl: e.DATABASE_URL,
+    logLevel: e.LOG_LEVEL,
+    tokenSecret: e.LEGACY_TOKEN_SECRET,
+    seed: e.LEGACY_SEED === "true",
+  };
+}

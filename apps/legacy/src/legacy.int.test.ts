@@ -1,0 +1,184 @@
+import { fileURLToPath } from "node:url";
+import {
+  createTestDatabase,
+  type ManagedProcess,
+  startProcess,
+  type TestDatabase,
+  waitFor,
+} from "@meshwork/testing";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { DEMO_PASSWORD, SEED } from "./seed.js";
+
+const main = fileURLToPath(new URL("./main.ts", import.meta.url));
+let db: TestDatabase;
+let proc: ManagedProcess;
+let base: string;
+
+async function call(method: string, path: string, body?: unknown, token?: string) {
+  const res = await fetch(`${base}${path}`, {
+    method,
+    headers: {
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  // biome-ignore lint/suspicious/noExplicitAny: JSON answers read in assertions
+  return { status: res.status, body: (await res.json()) as Record<string, any> };
+}
+
+beforeAll(async () => {
+  db = await createTestDatabase("mw_legacy");
+  proc = startProcess(process.execPath, ["--import", "tsx", main], {
+    env: { DATABASE_URL: db.url, PORT: "0", LOG_LEVEL: "info", LEGACY_TOKEN_SECRET: "x".repeat(40) },
+  });
+  const line = await proc.waitForLog((l) => l.msg === "listening");
+  base = `http://127.0.0.1:${line.port}`;
+});
+
+afterAll(async () => {
+  await proc?.stop();
+  await db?.drop();
+});
+
+describe("the legacy monolith", () => {
+  it("is seeded with the demo catalogue, pages through it in creation order", async () => {
+    const first = await call("GET", "/api/products?page_size=4");
+    expect(first.status).toBe(200);
+    expect(first.body.products.map((p: { sku: string }) => p.sku)).toEqual(
+      SEED.products.slice(0, 4).map((p) => p.sku),
+    );
+    expect(first.body.products[0]).toMatchObject({
+      id: SEED.products[0].id,
+      price: { amount_minor: 2999, currency: "EUR" },
+      on_hand: 40,
+      reserved: 0,
+      available: 40,
+    });
+    const second = await call("GET", `/api/products?page_token=${first.body.next_page_token}`);
+    expect(second.body.products).toHaveLength(2);
+    expect(second.body.next_page_token).toBe("");
+  });
+
+  it("answers bad input and unknown ids with precise codes", async () => {
+    expect(await call("GET", "/api/products/nope")).toMatchObject({
+      status: 400,
+      body: { error: "invalid_argument", message: "id: value must be a valid UUID" },
+    });
+    expect((await call("GET", "/api/products/5d1c0a7e-0000-4000-8000-0000000000ff")).status).toBe(404);
+    expect((await call("GET", "/api/products?page_size=-1")).body.error).toBe("invalid_argument");
+    expect((await call("GET", "/api/products?page_token=zzz")).body.message).toMatch(/page_token/);
+    const bad = await call("POST", "/api/users", { email: "x@y.z", password: "short", display_name: "X" });
+    expect(bad).toMatchObject({ status: 400, body: { error: "invalid_argument" } });
+    expect(bad.body.message).toMatch(/password/);
+    const res = await fetch(`${base}/api/login`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: "{nope",
+    });
+    expect(res.status).toBe(400);
+    expect(((await res.json()) as { error: string }).error).toBe("invalid_argument");
+  });
+
+  it("registers, logs in, places an order that takes stock, and keeps orders private", async () => {
+    const reg = await call("POST", "/api/users", {
+      email: "New@Legacy.example",
+      password: "long-enough-pass",
+      display_name: "New",
+    });
+    expect(reg.status).toBe(200);
+    expect(reg.body).toMatchObject({ email: "new@legacy.example", roles: ["customer"] });
+    expect(
+      (
+        await call("POST", "/api/users", {
+          email: "new@legacy.example",
+          password: "long-enough-pass",
+          display_name: "N",
+        })
+      ).status,
+    ).toBe(409);
+    expect(
+      (await call("POST", "/api/login", { email: "new@legacy.example", password: "wrong-pass!" })).status,
+    ).toBe(401);
+    const login = await call("POST", "/api/login", {
+      email: "new@legacy.example",
+      password: "long-enough-pass",
+    });
+    expect(login.body.token_type).toBe("Bearer");
+    const token = login.body.access_token as string;
+
+    const teapot = SEED.products[1];
+    const order = await call(
+      "POST",
+      "/api/orders",
+      { idempotency_key: "order-key-001", items: [{ product_id: teapot.id, quantity: 2 }] },
+      token,
+    );
+    expect(order.status).toBe(200);
+    expect(order.body).toMatchObject({
+      user_id: reg.body.id,
+      status: "ORDER_STATUS_CONFIRMED",
+      total: { amount_minor: 2 * teapot.price, currency: "EUR" },
+      items: [
+        { product_id: teapot.id, quantity: 2, unit_price: { amount_minor: teapot.price, currency: "EUR" } },
+      ],
+    });
+    const again = await call(
+      "POST",
+      "/api/orders",
+      { idempotency_key: "order-key-001", items: [{ product_id: teapot.id, quantity: 2 }] },
+      token,
+    );
+    expect(again.body.id).toBe(order.body.id);
+    expect((await call("GET", `/api/products/${teapot.id}`)).body.on_hand).toBe(teapot.stock - 2);
+    const cosy = SEED.products[5];
+    expect(
+      await call(
+        "POST",
+        "/api/orders",
+        { idempotency_key: "order-key-002", items: [{ product_id: cosy.id, quantity: 1 }] },
+        token,
+      ),
+    ).toMatchObject({
+      status: 400,
+      body: { error: "failed_precondition", message: `out of stock: ${cosy.sku}` },
+    });
+
+    expect((await call("GET", `/api/orders/${order.body.id}`, undefined, token)).body.id).toBe(order.body.id);
+    const mine = await call("GET", `/api/users/${reg.body.id}/orders`, undefined, token);
+    expect(mine.body.orders.map((o: { id: string }) => o.id)).toEqual([order.body.id]);
+    expect((await call("GET", `/api/orders/${order.body.id}`)).status).toBe(401);
+    const ada = await call("POST", "/api/login", { email: SEED.users[0].email, password: DEMO_PASSWORD });
+    expect((await call("GET", `/api/orders/${order.body.id}`, undefined, ada.body.access_token)).status).toBe(
+      403,
+    );
+    expect((await call("GET", `/api/users/${reg.body.id}`, undefined, ada.body.access_token)).status).toBe(
+      403,
+    );
+    expect((await call("GET", `/api/users/${reg.body.id}`, undefined, token)).body.email).toBe(
+      "new@legacy.example",
+    );
+  });
+
+  it("captures every catalogue and stock change into its CDC outbox, whoever makes it", async () => {
+    const sql = postgres(db.url, { max: 1, onnotice: () => {} });
+    try {
+      const mug = SEED.products[2];
+      // a back-office script writing straight to the table: the trigger still sees it
+      await sql`UPDATE stock SET on_hand = 7, updated_at = now() WHERE product_id = ${mug.id}`;
+      const row = await waitFor(
+        async () =>
+          (
+            await sql<{ event_type: string; payload: { on_hand: number; sku: string } }[]>`
+              SELECT event_type, payload FROM cdc_outbox WHERE aggregate_id = ${mug.id} ORDER BY seq DESC LIMIT 1`
+          )[0],
+        { what: "an outbox row for the mug" },
+      );
+      expect(row.event_type).toBe("legacy.product.changed");
+      expect(row.payload).toMatchObject({ sku: mug.sku, on_hand: 7 });
+    } finally {
+      await sql.end();
+    }
+  });
+});

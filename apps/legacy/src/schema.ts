@@ -1,0 +1,105 @@
+import type { Sql } from "postgres";
+
+/**
+ * The monolith's schema, as monoliths have it: one schema, foreign keys across what are in the
+ * mesh four services' data (users, products, stock, orders). Applied in order at start-up; each
+ * step runs once (recorded in `schema_migrations`).
+ *
+ * Step 2 is the change data capture the migration adds to the monolith: triggers on the
+ * catalogue and stock tables write a row into `cdc_outbox` in the same transaction as the change,
+ * whoever made it (the monolith, a back-office script, a psql session). The relay publishes those
+ * rows to JetStream; the monolith's own code never writes to the outbox.
+ */
+export const MIGRATIONS: readonly string[] = [
+  `CREATE TABLE users (
+     id uuid PRIMARY KEY,
+     email text NOT NULL UNIQUE,
+     display_name text NOT NULL,
+     password_hash text NOT NULL,
+     roles text[] NOT NULL DEFAULT '{customer}',
+     created_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE TABLE products (
+     id uuid PRIMARY KEY,
+     sku text NOT NULL UNIQUE,
+     name text NOT NULL,
+     price_minor bigint NOT NULL CHECK (price_minor >= 0),
+     currency char(3) NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE TABLE stock (
+     product_id uuid PRIMARY KEY REFERENCES products(id) ON DELETE CASCADE,
+     on_hand bigint NOT NULL CHECK (on_hand >= 0),
+     updated_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE TABLE orders (
+     id uuid PRIMARY KEY,
+     user_id uuid NOT NULL REFERENCES users(id),
+     idempotency_key text NOT NULL,
+     status text NOT NULL,
+     total_minor bigint NOT NULL,
+     currency char(3) NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     updated_at timestamptz NOT NULL DEFAULT now(),
+     UNIQUE (user_id, idempotency_key)
+   );
+   CREATE TABLE order_items (
+     order_id uuid NOT NULL REFERENCES orders(id) ON DELETE CASCADE,
+     product_id uuid NOT NULL REFERENCES products(id),
+     quantity bigint NOT NULL CHECK (quantity > 0),
+     unit_price_minor bigint NOT NULL,
+     PRIMARY KEY (order_id, product_id)
+   );
+   CREATE INDEX orders_user ON orders (user_id, created_at);`,
+  `CREATE TABLE cdc_outbox (
+     seq bigserial PRIMARY KEY,
+     event_id uuid NOT NULL DEFAULT gen_random_uuid() UNIQUE,
+     event_type text NOT NULL,
+     aggregate_id uuid NOT NULL,
+     payload jsonb NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     sent_at timestamptz
+   );
+   CREATE INDEX cdc_outbox_unsent ON cdc_outbox (seq) WHERE sent_at IS NULL;
+   CREATE FUNCTION cdc_product_state(pid uuid) RETURNS jsonb LANGUAGE sql STABLE AS $$
+     SELECT jsonb_build_object(
+       'id', p.id, 'sku', p.sku, 'name', p.name,
+       'price_minor', p.price_minor, 'currency', p.currency,
+       'on_hand', COALESCE(s.on_hand, 0),
+       'create_time', p.created_at, 'update_time', GREATEST(p.updated_at, s.updated_at))
+     FROM products p LEFT JOIN stock s ON s.product_id = p.id WHERE p.id = pid
+   $$;
+   CREATE FUNCTION cdc_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+   DECLARE pid uuid;
+   BEGIN
+     IF TG_TABLE_NAME = 'products' THEN pid := NEW.id; ELSE pid := NEW.product_id; END IF;
+     INSERT INTO cdc_outbox (event_type, aggregate_id, payload)
+       VALUES ('legacy.product.changed', pid, cdc_product_state(pid));
+     PERFORM pg_notify('cdc_outbox', '');
+     RETURN NULL;
+   END $$;
+   CREATE TRIGGER products_cdc AFTER INSERT OR UPDATE ON products
+     FOR EACH ROW EXECUTE FUNCTION cdc_capture();
+   CREATE TRIGGER stock_cdc AFTER INSERT OR UPDATE ON stock
+     FOR EACH ROW EXECUTE FUNCTION cdc_capture();`,
+];
+
+/** Applies the migrations not applied yet, in one transaction each, serialised by an advisory lock. */
+export async function migrate(sql: Sql): Promise<number> {
+  let applied = 0;
+  await sql.begin(async (tx) => {
+    await tx`SELECT pg_advisory_xact_lock(hashtext('legacy-migrations'))`;
+    await tx`CREATE TABLE IF NOT EXISTS schema_migrations (version int PRIMARY KEY, applied_at timestamptz NOT NULL DEFAULT now())`;
+    const done = new Set(
+      (await tx<{ version: number }[]>`SELECT version FROM schema_migrations`).map((r) => r.version),
+    );
+    for (const [i, step] of MIGRATIONS.entries()) {
+      if (done.has(i + 1)) continue;
+      await tx.unsafe(step);
+      await tx`INSERT INTO schema_migrations (version) VALUES (${i + 1})`;
+      applied++;
+    }
+  });
+  return applied;
+}
