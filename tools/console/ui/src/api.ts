@@ -49,11 +49,24 @@ export function usePolled<T>(load: () => Promise<T>, everyMs: number | undefined
   return { value, error, reload: () => setTick((t) => t + 1) };
 }
 
-/** A stable colour per service name. */
+/** Distinct hues, handed out to service names in a stable order. */
+const PALETTE = [
+  "#2f6fde",
+  "#e0701c",
+  "#1f9d55",
+  "#c0262d",
+  "#8a4fd1",
+  "#0f9aa8",
+  "#b58900",
+  "#d6338a",
+  "#5b6573",
+];
+
+/** A stable colour per service name (the same name always gets the same colour). */
 export function serviceColour(service: string): string {
-  let h = 0;
-  for (const c of service) h = (h * 31 + c.charCodeAt(0)) % 360;
-  return `hsl(${(h * 7) % 360} 62% 48%)`;
+  let h = 4; // a seed under which the mesh's six processes get six different colours
+  for (const c of service) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  return PALETTE[h % PALETTE.length] ?? "#5b6573";
 }
 
 export function formatMs(ms: number): string {

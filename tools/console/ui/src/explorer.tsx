@@ -147,7 +147,7 @@ function MethodPanel({ m, schemas }: { m: Method; schemas: Map<string, Schema> }
         </span>
         {m.serverStreaming && <span class="badge">server stream</span>}
       </p>
-      <div class="cols">
+      <div class="method-cols">
         <div>
           <h4>Request {m.inputType}</h4>
           <SchemaTable name={m.inputType} schemas={schemas} />

@@ -100,6 +100,7 @@ export function Resilience() {
             <th>Seq</th>
             <th>Consumer</th>
             <th>Type</th>
+            <th>Event id</th>
             <th>Deliveries</th>
             <th>Error</th>
             <th />
@@ -112,6 +113,7 @@ export function Resilience() {
               <td class="num">{String(d.seq)}</td>
               <td>{d.consumer}</td>
               <td>{d.type}</td>
+              <td>{d.eventId}</td>
               <td class="num">{d.deliveries}</td>
               <td class="wrap">{d.error}</td>
               <td>
