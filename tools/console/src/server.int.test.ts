@@ -155,11 +155,39 @@ describe("the console server", () => {
       { service: "orders", msg: "placing", spanId: "00000000000000b2", offsetMs: 20 },
     ]);
 
+    // The flow map from the same trace: gateway -> orders -> payments.
+    const map = await client.getFlowMap({});
+    expect(map.edges.map((e) => [e.from, e.to, e.kind, Number(e.calls), Number(e.errors)])).toEqual([
+      ["service:gateway", "service:orders", "rpc", 1, 0],
+      ["service:orders", "service:payments", "rpc", 1, 1],
+    ]);
+
     await expect(client.getTrace({ traceId: "nope" })).rejects.toMatchObject({ code: Code.InvalidArgument });
     await expect(client.getTrace({ traceId: "f".repeat(32) })).rejects.toMatchObject({ code: Code.NotFound });
   });
 
   it("keeps answering while parts of the mesh are down, and says which", async () => {
+    // The receiver gone: the flow map says so rather than failing.
+    const gone = await startConsole({
+      port: 0,
+      gatewayUrl: "http://127.0.0.1:9",
+      receiverUrl: `http://127.0.0.1:${await closedPort()}`,
+      natsUrl,
+      registryBucket: `${namespace.slice(0, -1)}_registry`,
+      namespace,
+    });
+    try {
+      const c = createClient(
+        ConsoleService,
+        createConnectTransport({ baseUrl: gone.url, httpVersion: "1.1" }),
+      );
+      expect((await c.getFlowMap({})).problem).toMatch(
+        /the trace receiver at http:\/\/127\.0\.0\.1:\d+ does not answer/,
+      );
+      expect((await c.listTraces({})).problem).toMatch(/does not answer/);
+    } finally {
+      await gone.close();
+    }
     const api = await client.describeApi({});
     expect(api.services).toEqual([]);
     expect(api.problem).toMatch(/server reflection through the gateway at http:\/\/127\.0\.0\.1:\d+ failed/);

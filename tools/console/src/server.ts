@@ -9,10 +9,12 @@ import { connectNodeAdapter } from "@connectrpc/connect-node";
 import {
   ConsoleService,
   ControlProcessRequest_Action,
+  GetFlowMapResponseSchema,
   InvokeStreamResponseSchema,
 } from "@meshwork/contracts/meshwork/console/v1/console";
 import type { NatsCredentials } from "@meshwork/events";
 import { Explorer } from "./explorer.js";
+import { flowMap } from "./flow.js";
 import { MeshView, type ProcessControl } from "./mesh.js";
 import { ReceiverClient } from "./traces.js";
 
@@ -79,6 +81,14 @@ function routes(mesh: MeshView, receiver: ReceiverClient, explorer: Explorer) {
         }
       },
       getResilience: () => mesh.resilience(),
+      getFlowMap: async (req) => {
+        const limit = req.traces > 0 ? Math.min(req.traces, 500) : 100;
+        try {
+          return flowMap(await receiver.recentTraces(limit));
+        } catch (err) {
+          return create(GetFlowMapResponseSchema, { problem: ConnectError.from(err).rawMessage });
+        }
+      },
       replayDeadLetter: async (req) => {
         if (req.seq <= 0n)
           throw new ConnectError("seq: a dead letter's sequence is a positive number", Code.InvalidArgument);

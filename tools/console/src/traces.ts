@@ -57,6 +57,21 @@ export class ReceiverClient {
     return create(ListTracesResponseSchema, { traces: kept.slice(0, limit).map(summaryMessage) });
   }
 
+  /** The `limit` most recent whole traces (fetched eight at a time; one gone meanwhile is skipped). */
+  async recentTraces(limit: number): Promise<StoredTrace[]> {
+    const { status, body } = await this.#get<{ traces: StoredSummary[] }>(`/api/traces?limit=${limit}`);
+    if (status !== 200) throw new ConnectError(body.error ?? `receiver answered ${status}`, Code.Internal);
+    const out: StoredTrace[] = [];
+    const ids = body.traces.map((t) => t.traceId);
+    for (let i = 0; i < ids.length; i += 8) {
+      const got = await Promise.all(
+        ids.slice(i, i + 8).map((id) => this.#get<{ trace: StoredTrace }>(`/api/traces/${id}`)),
+      );
+      for (const g of got) if (g.status === 200) out.push(g.body.trace);
+    }
+    return out;
+  }
+
   async getTrace(traceId: string): Promise<GetTraceResponse> {
     const id = traceId.toLowerCase();
     if (!/^[0-9a-f]{32}$/.test(id)) {

@@ -182,6 +182,18 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     await page.locator('[data-testid="span"]').first().click();
     await until('[data-testid="span-detail"]', "toContain", "rpc.");
     await shot("3-trace");
+    // The flow map drawn from what was observed: the gateway calls orders, orders calls payments.
+    await page.click('[data-testid="nav-flow"]');
+    for (const [from, to] of [
+      ["service:gateway", "service:orders"],
+      ["service:orders", "service:inventory"],
+      ["service:orders", "service:payments"],
+    ]) {
+      await page
+        .locator(`[data-testid="flow-edge"][data-from="${from}"][data-to="${to}"]`)
+        .waitFor({ timeout: 30_000 });
+    }
+    await shot("3b-flow-map");
 
     // Bad input: the field is named, the page stays.
     await page.goBack();

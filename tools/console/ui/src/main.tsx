@@ -1,6 +1,7 @@
 import { render } from "preact";
 import { useEffect, useState } from "preact/hooks";
 import { Explorer } from "./explorer.js";
+import { FlowMap } from "./flow.js";
 import { LoginPanel } from "./login.js";
 import { Resilience } from "./resilience.js";
 import { Services } from "./services.js";
@@ -24,6 +25,7 @@ const PAGES = [
   ["services", "Services"],
   ["explorer", "API explorer"],
   ["traces", "Traces"],
+  ["flow", "Flow map"],
   ["resilience", "Resilience & events"],
 ] as const;
 
@@ -47,6 +49,7 @@ function App() {
         {page === "services" && <Services />}
         {page === "explorer" && <Explorer service={route[1]} method={route[2]} />}
         {page === "traces" && (route[1] ? <TraceDetail traceId={route[1]} /> : <Traces />)}
+        {page === "flow" && <FlowMap />}
         {page === "resilience" && <Resilience />}
       </main>
     </div>
