@@ -279,7 +279,8 @@ export class Explorer {
       yield { end: parsed.error };
       return;
     }
-    const call = this.#call(req, signal);
+    // A stream lives longer than a unary call: a minute unless the page says otherwise.
+    const call = this.#call({ ...req, timeoutMs: req.timeoutMs > 0 ? req.timeoutMs : 60_000 }, signal);
     const client = createClient(desc.parent, this.#transport) as unknown as Record<
       string,
       (input: unknown, options: object) => AsyncIterable<unknown>

@@ -50,6 +50,21 @@ describe("reading /metrics", () => {
     expect(redFigures([])).toEqual({ requests: 0, errors: 0, meanMs: 0, methods: [] });
   });
 
+  it("RED of the gateway by route, from its admin's metrics", () => {
+    const gateway =
+      parsePrometheusText(`gateway_requests_total{route="/meshwork.orders.v1.OrderService/PlaceOrder",code="ok"} 4
+gateway_requests_total{route="/meshwork.orders.v1.OrderService/PlaceOrder",code="unauthenticated"} 1
+gateway_duration_seconds_sum{route="/meshwork.orders.v1.OrderService/PlaceOrder"} 0.5
+gateway_duration_seconds_count{route="/meshwork.orders.v1.OrderService/PlaceOrder"} 5
+`);
+    expect(redFigures(gateway)).toEqual({
+      requests: 5,
+      errors: 1,
+      meanMs: 100,
+      methods: [{ method: "/meshwork.orders.v1.OrderService/PlaceOrder", requests: 5, errors: 1 }],
+    });
+  });
+
   it("breaker state per upstream, outbox backlog and consumer backlog", () => {
     expect(breakerStates(samples)).toEqual([
       { upstream: "inventory", state: "closed" },

@@ -38,22 +38,27 @@ export interface Red {
   methods: Array<{ method: string; requests: number; errors: number }>;
 }
 
-/** RED from `rpc_server_requests_total` and `rpc_server_duration_*`; health probes left out. */
+/**
+ * RED from `rpc_server_requests_total` and `rpc_server_duration_*` (a service), or
+ * `gateway_requests_total` and `gateway_duration_*` by route (the gateway's admin); health
+ * probes left out.
+ */
 export function redFigures(samples: readonly Sample[]): Red {
   const methods = new Map<string, { requests: number; errors: number }>();
   let sum = 0;
   let count = 0;
   for (const s of samples) {
     if (s.labels.rpc_service === "grpc.health.v1.Health") continue;
-    if (s.name === "rpc_server_requests_total") {
-      const key = `${s.labels.rpc_service ?? "?"}/${s.labels.rpc_method ?? "?"}`;
+    if (s.name === "rpc_server_requests_total" || s.name === "gateway_requests_total") {
+      const key = s.labels.route ?? `${s.labels.rpc_service ?? "?"}/${s.labels.rpc_method ?? "?"}`;
+      if (key.includes("grpc.health.v1.Health")) continue;
       const m = methods.get(key) ?? { requests: 0, errors: 0 };
       m.requests += s.value;
-      if ((s.labels.rpc_code ?? "ok") !== "ok") m.errors += s.value;
+      if ((s.labels.rpc_code ?? s.labels.code ?? "ok").toLowerCase() !== "ok") m.errors += s.value;
       methods.set(key, m);
-    } else if (/^rpc_server_duration(_seconds)?_sum$/.test(s.name)) {
+    } else if (/^(rpc_server|gateway)_duration(_seconds)?_sum$/.test(s.name)) {
       sum += s.value;
-    } else if (/^rpc_server_duration(_seconds)?_count$/.test(s.name)) {
+    } else if (/^(rpc_server|gateway)_duration(_seconds)?_count$/.test(s.name)) {
       count += s.value;
     }
   }

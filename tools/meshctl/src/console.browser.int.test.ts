@@ -171,6 +171,31 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     await until('[data-testid="result"]', "toContain", "grpc-status");
     await shot("2-explorer-place-order");
 
+    // WatchOrder streams the order's statuses into the page until it is confirmed.
+    await page.click('[data-testid="method-meshwork.orders.v1.OrderService/WatchOrder"]');
+    await until('[data-testid="access"]', "toContain", "authenticated");
+    await page.fill('[data-testid="editor"]', JSON.stringify({ id: response.order.id }));
+    await page.click('[data-testid="send"]');
+    await until('[data-testid="stream"]', "toContain", "ORDER_STATUS_CONFIRMED", 60_000);
+    await until('[data-testid="result-code"]', "toBe", "OK", 60_000);
+    await shot("2b-watch-order");
+    await page.click('[data-testid="method-meshwork.orders.v1.OrderService/PlaceOrder"]');
+    await waitFor(
+      async () => (await page.locator('[data-testid="editor"]').inputValue()).includes("idempotencyKey"),
+      {
+        what: "PlaceOrder's template in the editor",
+      },
+    );
+    await page.fill(
+      '[data-testid="editor"]',
+      JSON.stringify({
+        idempotencyKey: randomUUID(),
+        items: [{ productId: product?.id, quantity: 1, unitPrice: { amountMinor: 1200, currency: "EUR" } }],
+      }),
+    );
+    await page.click('[data-testid="send"]');
+    await until('[data-testid="result-code"]', "toBe", "OK", 30_000);
+
     // Its trace: spans of four services (the gateway, orders, inventory, payments) in one waterfall.
     await page.click('[data-testid="open-trace"]');
     for (const service of ["gateway", "orders", "inventory", "payments"]) {
@@ -196,7 +221,8 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     await shot("3b-flow-map");
 
     // Bad input: the field is named, the page stays.
-    await page.goBack();
+    await page.click('[data-testid="nav-explorer"]');
+    await page.click('[data-testid="method-meshwork.orders.v1.OrderService/PlaceOrder"]');
     await page.locator('[data-testid="editor"]').waitFor();
     await page.fill(
       '[data-testid="editor"]',

@@ -58,7 +58,7 @@ function Headers({ title, list }: { title: string; list: readonly { name: string
   );
 }
 
-function Result({ r, streamed }: { r: InvokeResponse; streamed: string[] }) {
+function Result({ r }: { r: InvokeResponse }) {
   return (
     <div class="result" data-testid="result">
       <p>
@@ -72,14 +72,6 @@ function Result({ r, streamed }: { r: InvokeResponse; streamed: string[] }) {
         <p class="error" data-testid="result-field">
           field: <code>{r.field}</code>
         </p>
-      )}
-      {streamed.length > 0 && (
-        <div data-testid="stream">
-          <h4>Stream ({streamed.length} messages)</h4>
-          {streamed.map((m, i) => (
-            <pre key={i}>{m}</pre>
-          ))}
-        </div>
       )}
       {r.responseJson && <pre data-testid="response">{r.responseJson}</pre>}
       {r.sent && (
@@ -172,7 +164,18 @@ function MethodPanel({ m, schemas }: { m: Method; schemas: Map<string, Schema> }
             <span class="note">{session ? `as ${session.email}` : "no token: log in above"}</span>
           </p>
           {error && <p class="error">{error}</p>}
-          {result && <Result r={result} streamed={streamed} />}
+          {streamed.length > 0 && (
+            <div data-testid="stream">
+              <h4>
+                Stream ({streamed.length} {streamed.length === 1 ? "message" : "messages"}
+                {result ? "" : ", open"})
+              </h4>
+              {streamed.map((m, i) => (
+                <pre key={i}>{m}</pre>
+              ))}
+            </div>
+          )}
+          {result && <Result r={result} />}
         </div>
       </div>
     </div>
