@@ -49,23 +49,26 @@ export function usePolled<T>(load: () => Promise<T>, everyMs: number | undefined
   return { value, error, reload: () => setTick((t) => t + 1) };
 }
 
-/** Distinct hues, handed out to service names in a stable order. */
-const PALETTE = [
-  "#2f6fde",
-  "#e0701c",
-  "#1f9d55",
-  "#c0262d",
-  "#8a4fd1",
-  "#0f9aa8",
-  "#b58900",
-  "#d6338a",
-  "#5b6573",
-];
+/** Distinct hues (no grey: grey is for databases in the flow map). */
+const PALETTE = ["#b58900", "#2f6fde", "#d6338a", "#8a4fd1", "#e0701c", "#0f9aa8", "#1f9d55", "#c0262d"];
+
+/** The mesh's own processes get a colour each; any other name a stable one from its hash. */
+const KNOWN: Record<string, number> = {
+  gateway: 0,
+  users: 1,
+  inventory: 2,
+  payments: 3,
+  orders: 4,
+  notifications: 5,
+};
 
 /** A stable colour per service name (the same name always gets the same colour). */
 export function serviceColour(service: string): string {
-  let h = 4; // a seed under which the mesh's six processes get six different colours
-  for (const c of service) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  let h = KNOWN[service];
+  if (h === undefined) {
+    h = 7;
+    for (const c of service) h = (h * 31 + c.charCodeAt(0)) >>> 0;
+  }
   return PALETTE[h % PALETTE.length] ?? "#5b6573";
 }
 

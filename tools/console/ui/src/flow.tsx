@@ -20,6 +20,9 @@ function layout(nodes: readonly FlowNode[], edges: readonly FlowEdge[]) {
     }
     if (!changed) break;
   }
+  // Databases in a column of their own, after everything else.
+  const deepest = Math.max(0, ...nodes.filter((n) => n.kind !== "database").map((n) => depth.get(n.id) ?? 0));
+  for (const n of nodes) if (n.kind === "database") depth.set(n.id, deepest + 1);
   const columns = new Map<number, FlowNode[]>();
   for (const n of nodes) {
     const d = depth.get(n.id) ?? 0;
@@ -96,8 +99,11 @@ export function FlowMap() {
                 marker-end="url(#arrow)"
               />
               <text
-                x={(x1 + x2) / 2}
-                y={(y1 + y2) / 2 - 4}
+                x={x1 + (x2 - x1) * 0.55}
+                y={y1 + (y2 - y1) * 0.55 - 4}
+                paint-order="stroke"
+                stroke="#f6f7f9"
+                stroke-width={3}
                 font-size="11"
                 text-anchor="middle"
                 fill={errors ? "#c0262d" : "#3b4452"}
