@@ -6,6 +6,7 @@ import { parseArgs } from "node:util";
 import { meshworkFiles } from "@meshwork/contracts";
 import { adminCreateCommand } from "./admin.js";
 import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
+import { consoleCommand, DEFAULT_CONSOLE_ADDRESS } from "./console.js";
 import { demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, ENVOY_DESCRIPTORS_PATH, renderDescriptorSet, renderEnvoyYaml } from "./envoy.js";
@@ -35,6 +36,12 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       127.0.0.1:5432 (MESHWORK_PG_PORT; a free port when taken or with --ports auto).
       The mesh's spans go to a trace receiver embedded in \`up\` (OTLP/HTTP, protobuf and JSON) at
       --otlp HOST:PORT (default 127.0.0.1:4318, a free port with --ports auto; \`off\` to not run it).
+      The web console (services, API explorer, traces, resilience) at --console HOST:PORT
+      (default 127.0.0.1:9400, loopback only; a free port with --ports auto; \`off\` to not run it).
+  meshctl console [--listen HOST:PORT] [--gateway URL] [--receiver URL]
+      The web console against a mesh that is already running (default 127.0.0.1:9400; the gateway
+      and receiver \`up\` noted, else 127.0.0.1:8080 and 127.0.0.1:4318). Stopping and restarting
+      processes is in the console \`up\` runs itself.
   meshctl traces [--limit N] [--service NAME]
       Recent traces from the running mesh's receiver: root method, services, spans, duration, status.
   meshctl trace (TRACE-ID | --last | --order ORDER-ID) [--width N]
@@ -127,6 +134,8 @@ async function main(argv: string[]): Promise<number> {
       "password-file": { type: "string" },
       "secret-file": { type: "string" },
       otlp: { type: "string" },
+      console: { type: "string" },
+      listen: { type: "string" },
       receiver: { type: "string" },
       limit: { type: "string" },
       last: { type: "boolean" },
@@ -176,9 +185,22 @@ async function main(argv: string[]): Promise<number> {
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",
         logLevel: values["log-level"] ?? process.env.LOG_LEVEL ?? "info",
         otlp: values.otlp ?? (values.ports === "auto" ? "127.0.0.1:0" : "127.0.0.1:4318"),
+        console: values.console ?? (values.ports === "auto" ? "127.0.0.1:0" : DEFAULT_CONSOLE_ADDRESS),
         out: process.stdout,
       });
     }
+    case "console":
+      return consoleCommand({
+        home,
+        address: values.listen ?? DEFAULT_CONSOLE_ADDRESS,
+        gateway: values.gateway,
+        receiver: values.receiver,
+        natsUrl,
+        registryBucket,
+        namespace,
+        out: process.stdout,
+        err: process.stderr,
+      });
     case "traces":
     case "trace":
     case "logs":

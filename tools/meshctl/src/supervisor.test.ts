@@ -157,4 +157,38 @@ describe("Supervisor", () => {
     const exits = await supervisor.stopAll("SIGTERM");
     expect(exits.get("sleeper")).toBe("SIGTERM");
   });
+  it("stops one child on request and keeps it down, then restarts it (and a running one after its exit)", async () => {
+    const { supervisor, events, spawned, add, last } = supervise();
+    add("payments");
+    add("orders");
+    supervisor.running("payments");
+    supervisor.running("orders");
+
+    await supervisor.stop("payments");
+    expect(supervisor.state("payments")).toBe("stopped");
+    expect(spawned.payments?.[0]?.signals).toEqual(["SIGTERM"]);
+    // Stopped on purpose: no crash, no restart, the other child untouched.
+    await new Promise((r) => setTimeout(r, 60));
+    expect(spawned.payments).toHaveLength(1);
+    expect(events.filter((e) => e.type === "crashed")).toEqual([]);
+    expect(supervisor.state("orders")).toBe("running");
+
+    supervisor.restart("payments");
+    expect(spawned.payments).toHaveLength(2);
+    expect(supervisor.state("payments")).toBe("starting");
+    expect(events).toContainEqual({
+      type: "restarted",
+      name: "payments",
+      restarts: 1,
+      pid: last("payments").pid,
+    });
+
+    // A running child: SIGTERM, and a new process once the old one has exited.
+    const old = last("orders");
+    supervisor.restart("orders");
+    expect(old.signals).toEqual(["SIGTERM"]);
+    await waitFor(() => spawned.orders?.length === 2, { timeoutMs: 5_000 });
+    expect(supervisor.state("orders")).toBe("starting");
+    expect(supervisor.status().find((c) => c.name === "orders")?.restarts).toBe(1);
+  });
 });

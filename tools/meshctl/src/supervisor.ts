@@ -69,6 +69,8 @@ interface Child {
   lastExit?: number | string;
   crashes: number[];
   timer?: NodeJS.Timeout;
+  /** Asked to restart while running: start again once the old process has exited. */
+  restartOnExit?: boolean;
 }
 
 export class Supervisor {
@@ -147,6 +149,51 @@ export class Supervisor {
     return new Map([...this.#children.values()].map((c) => [c.name, c.lastExit ?? 0]));
   }
 
+  /**
+   * Stops one child on an operator's request (the console): `signal` now, SIGKILL after
+   * `killAfterMs`; it stays `stopped` (no restart) until {@link restart}. Resolves on its exit.
+   */
+  async stop(name: string, signal: NodeJS.Signals = "SIGTERM", killAfterMs = 15_000): Promise<void> {
+    const child = this.#children.get(name);
+    if (!child) throw new Error(`${name} is not supervised`);
+    child.restartOnExit = false;
+    clearTimeout(child.timer);
+    if (child.state === "backing-off" || child.state === "given-up") {
+      this.#set(child, "stopped");
+      return;
+    }
+    const handle = child.handle;
+    if (!handle || (child.state !== "starting" && child.state !== "running" && child.state !== "stopping"))
+      return;
+    this.#set(child, "stopping");
+    handle.kill(signal);
+    const killer = setTimeout(() => handle.kill("SIGKILL"), killAfterMs);
+    await handle.exited.finally(() => clearTimeout(killer));
+  }
+
+  /**
+   * Starts one child again on an operator's request: a stopped or given-up child now (its crash
+   * count forgotten), a running one once it has exited after SIGTERM.
+   */
+  restart(name: string): void {
+    const child = this.#children.get(name);
+    if (!child) throw new Error(`${name} is not supervised`);
+    if (this.#stopping) return;
+    if (child.state === "starting" || child.state === "running" || child.state === "stopping") {
+      child.restartOnExit = true;
+      if (child.state !== "stopping") {
+        this.#set(child, "stopping");
+        child.handle?.kill("SIGTERM");
+      }
+      return;
+    }
+    clearTimeout(child.timer);
+    child.crashes = [];
+    child.restarts++;
+    this.#start(child);
+    this.#emit({ type: "restarted", name: child.name, restarts: child.restarts, pid: child.handle?.pid });
+  }
+
   #start(child: Child): void {
     let handle: ChildHandle;
     try {
@@ -166,6 +213,10 @@ export class Supervisor {
     child.lastExit = exit;
     if (this.#stopping || child.state === "stopping") {
       this.#set(child, "stopped");
+      if (child.restartOnExit && !this.#stopping) {
+        child.restartOnExit = false;
+        this.restart(child.name);
+      }
       return;
     }
     const now = this.now();

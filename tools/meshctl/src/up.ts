@@ -3,12 +3,13 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync }
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { bootstrapSecretFile } from "./admin.js";
+import { startMeshConsole, supervisorControl } from "./console.js";
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { meshIdentityKeys, meshKeyEncryptionKeyFile } from "./identity-keys.js";
 import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
-import { meshNatsUsers } from "./nats-auth.js";
+import { adminNatsCredentials, meshNatsUsers } from "./nats-auth.js";
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -48,6 +49,8 @@ export interface UpOptions {
   logLevel: string;
   /** `host:port` of the embedded trace receiver every process exports spans to, or `off`. */
   otlp?: string;
+  /** `host:port` of the web console (`off` for none; default none). */
+  console?: string;
   /** Where the mesh's own messages and the services' prefixed logs go. */
   out: NodeJS.WritableStream;
   /** When a crashed process is started again, and when it is left down (default {@link DEFAULT_RESTART_POLICY}). */
@@ -151,6 +154,7 @@ export async function up(options: UpOptions): Promise<number> {
   let poller: NodeJS.Timeout | undefined;
   let telemetry: LocalTelemetry | undefined;
   let embedded: EmbeddedPostgresHandle | undefined;
+  let meshConsole: Awaited<ReturnType<typeof startMeshConsole>> | undefined;
   try {
     const serviceNames = options.services.filter((m) => m.kind === "service").map((m) => m.name);
     const natsUsers = meshNatsUsers(join(options.home, "nats-auth"), serviceNames, {
@@ -344,6 +348,24 @@ export async function up(options: UpOptions): Promise<number> {
       return 0;
     }
     for (const r of running) if (r.manifest.kind === "gateway") r.database = `admin ${r.admin}`;
+    if (options.console && options.console !== "off") {
+      const gateway = running.find((r) => r.manifest.kind === "gateway");
+      meshConsole = await startMeshConsole({
+        address: options.console,
+        gatewayUrl: `http://${gateway?.address ?? "127.0.0.1:8080"}`,
+        receiverUrl: telemetry?.url ?? "http://127.0.0.1:4318",
+        natsUrl: nats.url,
+        natsCredentials: adminNatsCredentials(join(options.home, "nats-auth")),
+        registryBucket: options.registryBucket,
+        namespace: options.namespace ?? "",
+        processes: supervisorControl(supervisor, () => new Map(running.map((r) => [r.manifest.name, r]))),
+      }).catch((err: Error) => {
+        say(
+          `console: cannot listen on ${options.console} (${err.message}); the mesh runs without it (--console host:port)`,
+        );
+        return undefined;
+      });
+    }
     const healthOf = (r: Running) =>
       supervisor.state(r.manifest.name) === "given-up" ? "GIVEN-UP" : (health.get(r.manifest.name) ?? "?");
     out.write(
@@ -354,7 +376,7 @@ export async function up(options: UpOptions): Promise<number> {
           ...(embedded ? [["postgres", embedded.address, "UP", embedded.detail]] : []),
           ["nats", nats.address, "UP", nats.detail],
         ],
-      )}\n\nmeshctl | the mesh is up; Ctrl-C stops it\n\n`,
+      )}\n\n${meshConsole ? `meshctl | console: ${meshConsole.url}\n` : ""}meshctl | the mesh is up; Ctrl-C stops it\n\n`,
     );
 
     await signalled;
@@ -373,6 +395,7 @@ export async function up(options: UpOptions): Promise<number> {
     return 1;
   } finally {
     clearInterval(poller);
+    await meshConsole?.close();
     rmSync(supervisionFile(options.home), { force: true });
     await telemetry?.close();
     // Last, once every service has stopped using it.
