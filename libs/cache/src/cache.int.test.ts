@@ -161,8 +161,10 @@ describe.each([
     const values = await Promise.all(all);
     expect(values.every((v) => v?.id === id)).toBe(true);
     expect(a.stats().loads.count + b.stats().loads.count).toBe(calls);
-    expect(a.stats().loads.count).toBe(1);
-    expect(b.stats().loads.count).toBe(1);
+    // One load per process at most: a process whose L2 read came after the other's fill made none.
+    expect(a.stats().loads.count).toBeLessThanOrEqual(1);
+    expect(b.stats().loads.count).toBeLessThanOrEqual(1);
+    expect(calls).toBeGreaterThanOrEqual(1);
   });
 
   it("remembers a missing key for the negative TTL, then asks the source again", async () => {

@@ -66,6 +66,16 @@ export interface Cache<T> {
    */
   get(key: string, load: () => Promise<T | undefined>): Promise<T | undefined>;
   /**
+   * The value of `key` from L1 when it holds one at `minVersion` or newer (a listing that read
+   * the current versions from the source asks this), else undefined. Counted as an L1 hit or miss.
+   */
+  getLocal(key: string, minVersion: number): T | undefined;
+  /**
+   * Stores a value just read from the source (a listing's rows) in L1 and L2, unless an
+   * invalidation already announced a newer version.
+   */
+  put(key: string, value: T): void;
+  /**
    * The source changed `key`, now at `version`: drops this process's entry (unless it is already
    * at that version or newer) and leaves a tombstone in L2 that refuses anything older. From now
    * on a load that returns an older version (it started before the change) is not stored.
@@ -219,6 +229,25 @@ export function createCache<Desc extends DescMessage>(
       });
   };
 
+  const store = (key: string, slot: Slot<T>, value: T | undefined): void => {
+    if (slot.version < floorOf(key)) {
+      stats.staleRefused++;
+      staleRefused.add(1, { cache });
+      return;
+    }
+    if (slot.kind === "missing" && negativeTtlMs <= 0) return;
+    const ttl = jittered(slot.kind === "value" ? options.ttlMs : negativeTtlMs);
+    const payload =
+      slot.kind === "value" && value !== undefined ? toBinary(options.schema, value) : new Uint8Array();
+    keepLocal(key, slot, payload.byteLength + HEADER_BYTES, ttl);
+    // Not awaited: the caller has its value; the shared tier is filled behind it.
+    void offerShared(
+      key,
+      { kind: slot.kind, version: slot.version, expiresAt: Date.now() + ttl, payload },
+      ttl,
+    );
+  };
+
   const loadFromSource = async (key: string, load: () => Promise<T | undefined>): Promise<Slot<T>> => {
     const started = performance.now();
     let value: T | undefined;
@@ -239,22 +268,7 @@ export function createCache<Desc extends DescMessage>(
       value === undefined
         ? { kind: "missing", version: 0, value: undefined }
         : { kind: "value", version: options.version(value), value };
-    if (slot.version < floorOf(key)) {
-      stats.staleRefused++;
-      staleRefused.add(1, { cache });
-      return slot;
-    }
-    const ttl = jittered(slot.kind === "value" ? options.ttlMs : negativeTtlMs);
-    if (slot.kind === "missing" && negativeTtlMs <= 0) return slot;
-    const payload =
-      slot.kind === "value" && value !== undefined ? toBinary(options.schema, value) : new Uint8Array();
-    keepLocal(key, slot, payload.byteLength + HEADER_BYTES, ttl);
-    // Not awaited: the caller has its value; the shared tier is filled behind it.
-    void offerShared(
-      key,
-      { kind: slot.kind, version: slot.version, expiresAt: Date.now() + ttl, payload },
-      ttl,
-    );
+    store(key, slot, value);
     return slot;
   };
 
@@ -277,6 +291,25 @@ export function createCache<Desc extends DescMessage>(
         inflight.set(key, flight);
       }
       return (await flight).value;
+    },
+
+    getLocal(key, minVersion) {
+      const slot = local.get(key);
+      if (slot?.kind === "value" && slot.version >= minVersion) {
+        stats.local.hits++;
+        requests.add(1, l1Hit);
+        return slot.value;
+      }
+      stats.local.misses++;
+      requests.add(1, l1Miss);
+      return undefined;
+    },
+
+    put(key, value) {
+      const version = options.version(value);
+      const cur = local.peek(key);
+      if (cur && cur.version > version) return;
+      store(key, { kind: "value", version, value }, value);
     },
 
     async invalidate(key, version) {

@@ -1,4 +1,5 @@
 export { type Cache, type CacheOptions, type CacheStats, createCache } from "./cache.js";
+export { type CacheConfig, cacheBucket, cacheEnvShape, openSharedTier, toCacheConfig } from "./config.js";
 export { decodeEntry, type Entry, type EntryKind, encodeEntry, supersedes } from "./entry.js";
 export {
   type FeedEvent,
