@@ -195,7 +195,10 @@ export async function createOrdersService(
             const ev = fromBinary(ProductUpdatedSchema, e.data);
             await cache.invalidate(ev.productId, Number(ev.version));
             // Price changes are rare admin actions: one line each says when this instance applied it.
-            logger.info({ product_id: ev.productId, version: Number(ev.version) }, "product change applied to the price cache");
+            logger.info(
+              { product_id: ev.productId, version: Number(ev.version) },
+              "product change applied to the price cache",
+            );
           },
         });
         await Promise.race([feed.attached, new Promise((r) => setTimeout(r, 10_000).unref())]);

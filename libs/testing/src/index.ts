@@ -6,7 +6,7 @@ export {
 export { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "./grpc-js.js";
 export { captureLogs, type LogCapture } from "./logs.js";
 export { startNatsServer, type TestNatsServer } from "./nats-server.js";
-export { startRedisServer, type TestRedisServer } from "./redis-server.js";
 export { adminUrl, createTestDatabase, type TestDatabase, uniqueName } from "./postgres.js";
 export { type ManagedProcess, type StartOptions, startProcess } from "./process.js";
+export { startRedisServer, type TestRedisServer } from "./redis-server.js";
 export { type WaitOptions, waitFor } from "./wait.js";
