@@ -3,17 +3,20 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import type { Service } from "@meshwork/runtime";
-import { adminUrl, createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
+import { adminUrl, createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "./config.js";
 import { createInventoryService } from "./server.js";
+import { removeMeshState } from "./test-mesh.js";
 
 describe("inventory when its database goes away", () => {
   let db: TestDatabase;
   let admin: postgres.Sql;
   let service: Service;
   let client: ReturnType<typeof createClient<typeof InventoryService>>;
+
+  const namespace = `${uniqueName("t")}.`;
 
   beforeAll(async () => {
     db = await createTestDatabase("mw_invdown");
@@ -24,6 +27,7 @@ describe("inventory when its database goes away", () => {
         LOG_LEVEL: "silent",
         DATABASE_URL: db.url,
         DISCOVERY: "static",
+        EVENTS_NAMESPACE: namespace,
         // No readiness check during the test: the answer must come from the failed query itself.
         HEALTH_CHECK_INTERVAL_MS: "600000",
       }),
@@ -34,6 +38,7 @@ describe("inventory when its database goes away", () => {
   afterAll(async () => {
     await admin?.unsafe(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS true`).catch(() => {});
     await service?.shutdown();
+    await removeMeshState(namespace);
     await admin?.end();
     await db?.drop();
   });

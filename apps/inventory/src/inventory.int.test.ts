@@ -3,11 +3,12 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService, ReservationState } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import type { Service } from "@meshwork/runtime";
-import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
+import { createTestDatabase, type TestDatabase, uniqueName } from "@meshwork/testing";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "./config.js";
 import { createInventoryService } from "./server.js";
+import { removeMeshState } from "./test-mesh.js";
 
 const failure = (p: Promise<unknown>) =>
   p.then(
@@ -24,6 +25,8 @@ describe("inventory service on the real Postgres", () => {
   let grpcClient: ReturnType<typeof createClient<typeof InventoryService>>;
   const eur = (amountMinor: bigint) => ({ amountMinor, currency: "EUR" });
 
+  const namespace = `${uniqueName("t")}.`;
+
   beforeAll(async () => {
     db = await createTestDatabase("mw_inv");
     service = await createInventoryService(
@@ -32,6 +35,7 @@ describe("inventory service on the real Postgres", () => {
         LOG_LEVEL: "silent",
         DATABASE_URL: db.url,
         DISCOVERY: "static",
+        EVENTS_NAMESPACE: namespace,
         DB_POOL_MAX: "20",
       }),
     );
@@ -41,6 +45,7 @@ describe("inventory service on the real Postgres", () => {
   });
   afterAll(async () => {
     await service?.shutdown();
+    await removeMeshState(namespace);
     await db?.drop();
   });
 

@@ -1,17 +1,22 @@
 import { fileURLToPath } from "node:url";
+import { fromBinary } from "@bufbuild/protobuf";
+import { createCache, type InvalidationFeed, openSharedTier, startInvalidationFeed } from "@meshwork/cache";
+import { ProductUpdatedSchema, StockChangedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import {
   file_meshwork_inventory_v1_inventory,
   InventoryService,
+  ProductSchema,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
+import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
-import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createInventoryStore } from "./adapters/db/inventory-store.js";
-import { schema } from "./adapters/db/schema.js";
+import { outbox, schema } from "./adapters/db/schema.js";
 import type { Config } from "./config.js";
 import type { InventoryRepository } from "./domain/ports.js";
-import { createInventoryServiceHandlers } from "./ports/rpc/inventory-service.js";
+import { createInventoryServiceHandlers, type ProductCache } from "./ports/rpc/inventory-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
 const VERSION = packageVersion(import.meta.url);
@@ -19,21 +24,46 @@ const SERVICE = "inventory";
 
 /**
  * Wires the inventory service: its database (migrated before it reports SERVING), the
- * InventoryService handlers over the stock store, and its entry in the discovery registry.
- * No other service consumes an inventory event yet, so it has no outbox (see the README).
+ * InventoryService handlers over the stock store, the outbox relay (INVENTORY stream:
+ * ProductUpdated, StockChanged), the product cache (L1, L2 on NATS KV or Redis, invalidated by
+ * this instance's own writes at once and by every instance's events through the feed), and its
+ * entry in the discovery registry.
  */
 export async function createInventoryService(
   config: Config,
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
-  const database = await openDatabase(config.db, schema);
-  const store = createInventoryStore(database.db);
-  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
+  // The cache's metrics need the meter before the service exists.
+  const telemetry =
+    observe.telemetry ??
+    createTelemetry({
+      serviceName: SERVICE,
+      serviceVersion: VERSION,
+      tracesExporter: config.runtime.tracesExporter,
+      otlpEndpoint: config.runtime.otlpEndpoint,
+      sampleRatio: config.runtime.sampleRatio,
+    });
+  const database = await openDatabase(config.db, schema, { telemetry });
+  let cache: ProductCache | undefined;
+  const store = createInventoryStore(database.db, {
+    namespace: config.events.namespace,
+    // This instance drops what it changed at once; the others hear of it through the feed.
+    onChanged: (changes) => {
+      for (const c of changes) void cache?.invalidate(c.productId, c.version);
+    },
+  });
+  const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION, telemetry });
   let migrated = false;
+  let publisher: OutboxPublisher | undefined;
+  let feed: InvalidationFeed | undefined;
   const ready = (): InventoryRepository => {
     if (!migrated) throw new Error("inventory used before start-up finished");
     return store;
+  };
+  const productCache = (): ProductCache => {
+    if (!cache) throw new Error("inventory used before start-up finished");
+    return cache;
   };
   const service: Service = createService({
     name: SERVICE,
@@ -41,19 +71,69 @@ export async function createInventoryService(
     config: config.runtime,
     files: [file_meshwork_inventory_v1_inventory],
     services: [InventoryService],
-    ...observe,
     logger,
+    telemetry,
     routes(router) {
-      router.service(InventoryService, createInventoryServiceHandlers(ready, logger));
+      router.service(InventoryService, createInventoryServiceHandlers(ready, logger, productCache));
     },
     async prepare() {
       await database.migrate(migrationsFolder);
-      observeDatabasePool(database, service.telemetry.meter);
+      observeDatabasePool(database, telemetry.meter);
+      const stream = meshStreams.inventory(config.events.namespace);
+      publisher = await startOutboxPublisher({
+        service: SERVICE,
+        config: config.events,
+        stream,
+        database,
+        table: outbox,
+        logger,
+        tracer: telemetry.tracer,
+        meter: telemetry.meter,
+      });
+      cache = createCache({
+        name: "products",
+        schema: ProductSchema,
+        version: (p) => Number(p.version),
+        ttlMs: config.cache.ttlMs,
+        negativeTtlMs: config.cache.negativeTtlMs,
+        local: { maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes },
+        shared: await openSharedTier(config.cache, {
+          nc: publisher.nc,
+          namespace: config.events.namespace,
+          service: SERVICE,
+        }),
+        sharedTimeoutMs: config.cache.sharedTimeoutMs,
+        meter: telemetry.meter,
+        logger,
+      });
+      const products = cache;
+      feed = startInvalidationFeed({
+        nc: publisher.nc,
+        stream: stream.name,
+        filterSubject: stream.subjects[0] ?? "",
+        logger,
+        onEvent: (e) => {
+          if (e.type === ProductUpdatedSchema.typeName) {
+            const ev = fromBinary(ProductUpdatedSchema, e.data);
+            return products.invalidate(ev.productId, Number(ev.version));
+          }
+          if (e.type === StockChangedSchema.typeName) {
+            const ev = fromBinary(StockChangedSchema, e.data);
+            return products.invalidate(ev.productId, Number(ev.version));
+          }
+        },
+      });
+      // Serving before the feed is attached would let a change go unheard; NATS answered the
+      // publisher a moment ago, so this is quick (bounded anyway: the feed keeps trying).
+      await Promise.race([feed.attached, new Promise((r) => setTimeout(r, 10_000).unref())]);
       migrated = true;
     },
     ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
+      await feed?.stop();
+      await cache?.close();
+      await publisher?.stop();
       await discovery.close();
       await database.close();
     },

@@ -1,3 +1,4 @@
+import { type CacheConfig, cacheEnvShape, toCacheConfig } from "@meshwork/cache";
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
 import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
@@ -12,6 +13,8 @@ const shape = {
   ...databaseEnvShape({ dataDir: ".meshwork/data/orders" }),
   ...eventsEnvShape(),
   ...discoveryEnvShape(),
+  /** The product cache's shared tier and bounds (its TTL and size are the two PRODUCT_CACHE_* below). */
+  ...cacheEnvShape(),
   /** A claimed saga is this executor's for this long without progress; then another takes it. */
   SAGA_LEASE_MS: ms(10_000),
   SAGA_POLL_MS: ms(250),
@@ -33,7 +36,10 @@ const shape = {
   /** ...and how long it stays open before a probe. */
   UPSTREAM_BREAKER_HALF_OPEN_MS: ms(5_000),
   UPSTREAM_TIMEOUT_MS: ms(3_000),
-  /** How long a product's price is reused at placement (0: ask inventory every time)... */
+  /**
+   * How long a product's price is reused at placement (0: ask inventory every time); a price
+   * change drops it at once through inventory's ProductUpdated...
+   */
   PRODUCT_CACHE_TTL_MS: z.coerce.number().int().nonnegative().default(60_000),
   /** ...and how many products are remembered. */
   PRODUCT_CACHE_MAX: ms(10_000),
@@ -55,6 +61,8 @@ export interface Config {
   };
   upstream: { breakerFailures: number; halfOpenAfterMs: number; timeoutMs: number };
   catalogue: { ttlMs: number; max: number };
+  /** The product cache's shared tier, negative TTL, byte bound and deadline. */
+  cache: CacheConfig;
   /** WatchOrder streams one user may hold open at once; absent: DEFAULT_WATCHES_PER_USER. */
   watchMaxPerUser?: number;
 }
@@ -85,6 +93,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       timeoutMs: e.UPSTREAM_TIMEOUT_MS,
     },
     catalogue: { ttlMs: e.PRODUCT_CACHE_TTL_MS, max: e.PRODUCT_CACHE_MAX },
+    cache: toCacheConfig(e),
     watchMaxPerUser: e.WATCH_MAX_PER_USER,
   };
 }

@@ -1,11 +1,24 @@
 import { fileURLToPath } from "node:url";
+import { fromBinary } from "@bufbuild/protobuf";
 import { type Client, createClient } from "@connectrpc/connect";
-import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import {
+  type Cache,
+  createCache,
+  type InvalidationFeed,
+  openSharedTier,
+  startInvalidationFeed,
+} from "@meshwork/cache";
+import { ProductUpdatedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
+import {
+  InventoryService,
+  type Product,
+  ProductSchema,
+} from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
-import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
+import { eventSubject, meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createSagaExecutor, type SagaDefinition, type SagaExecutor } from "@meshwork/saga";
@@ -75,12 +88,11 @@ export async function createOrdersService(
       logger,
       meter: telemetry.meter,
     });
-  const catalogue = createCatalogue(() => ready(inventory), {
-    ttlMs: config.catalogue.ttlMs,
-    max: config.catalogue.max,
-    meter: telemetry.meter,
-  });
-  const prices = priceList(catalogue);
+  let products: Cache<Product> | undefined;
+  let feed: InvalidationFeed | undefined;
+  // Placement reads prices through `catalogue`, built once the cache's shared tier is open.
+  let catalogue: ReturnType<typeof createCatalogue> | undefined;
+  const prices = priceList({ price: (id) => ready(catalogue).price(id) });
   const metrics = createOrderMetrics(telemetry.meter);
   // Counted when the placement's transaction committed (the function returned runs then).
   const repository = orderRepository(orders, async (tx, instance) => {
@@ -154,6 +166,44 @@ export async function createOrdersService(
         tracer: telemetry.tracer,
         meter: telemetry.meter,
       });
+      if (config.catalogue.ttlMs > 0) {
+        products = createCache({
+          name: "products",
+          schema: ProductSchema,
+          version: (p) => Number(p.version),
+          ttlMs: config.catalogue.ttlMs,
+          negativeTtlMs: config.cache.negativeTtlMs,
+          local: { maxEntries: config.catalogue.max, maxBytes: config.cache.maxBytes },
+          shared: await openSharedTier(config.cache, {
+            nc: publisher.nc,
+            namespace: config.events.namespace,
+            service: SERVICE,
+          }),
+          sharedTimeoutMs: config.cache.sharedTimeoutMs,
+          meter: telemetry.meter,
+          logger,
+        });
+        const cache = products;
+        // Every instance follows inventory's price changes on its own ordered consumer.
+        const inventoryStream = meshStreams.inventory(config.events.namespace);
+        feed = startInvalidationFeed({
+          nc: publisher.nc,
+          stream: inventoryStream.name,
+          filterSubject: eventSubject(config.events.namespace, ProductUpdatedSchema.typeName),
+          logger,
+          onEvent: async (e) => {
+            const ev = fromBinary(ProductUpdatedSchema, e.data);
+            await cache.invalidate(ev.productId, Number(ev.version));
+            // Price changes are rare admin actions: one line each says when this instance applied it.
+            logger.info(
+              { product_id: ev.productId, version: Number(ev.version) },
+              "product change applied to the price cache",
+            );
+          },
+        });
+        await Promise.race([feed.attached, new Promise((r) => setTimeout(r, 10_000).unref())]);
+      }
+      catalogue = createCatalogue(() => ready(inventory), products);
       executor = createSagaExecutor({
         database,
         table: sagas,
@@ -171,6 +221,8 @@ export async function createOrdersService(
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await executor?.stop();
+      await feed?.stop();
+      await products?.close();
       await publisher?.stop();
       await unlisten?.();
       await discovery.close();

@@ -15,6 +15,10 @@ export const meshStreams = {
     name: streamName(namespace, "PAYMENTS"),
     subjects: [`${namespace}meshwork.payments.>`],
   }),
+  inventory: (namespace: string): StreamSpec => ({
+    name: streamName(namespace, "INVENTORY"),
+    subjects: [`${namespace}meshwork.inventory.>`],
+  }),
   orders: (namespace: string): StreamSpec => ({
     name: streamName(namespace, "ORDERS"),
     subjects: [`${namespace}meshwork.orders.>`],

@@ -2,6 +2,7 @@ import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { cacheBucket } from "@meshwork/cache";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
 import { OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
@@ -94,8 +95,10 @@ export async function startMesh(
     for (const s of SERVICES) if (procs[s] && procs[s].child.exitCode === null) await procs[s].stop();
     const nc = await connectNats(natsUrl, "cleanup");
     const jsm = await jetstreamManager(nc);
-    for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+    for (const s of ["USERS", "INVENTORY", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+    for (const s of ["inventory", "orders"])
+      await jsm.streams.delete(`KV_${cacheBucket(namespace, s)}`).catch(() => {});
     await removeRegistry(nc, bucket);
     await nc.close();
     for (const d of Object.values(dbs)) await d.drop();

@@ -5,6 +5,7 @@ import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { meshworkFiles } from "@meshwork/contracts";
 import { adminCreateCommand } from "./admin.js";
+import { fetchCacheRows } from "./cache-status.js";
 import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
 import { consoleCommand, DEFAULT_CONSOLE_ADDRESS } from "./console.js";
 import { demo } from "./demo.js";
@@ -220,6 +221,18 @@ async function main(argv: string[]): Promise<number> {
       if (supervised) {
         process.stdout.write(
           `\nsupervised by meshctl up (pid ${supervised.pid}):\n${supervisionTable(supervised.children)}\n`,
+        );
+      }
+      const caches = (
+        await Promise.all(
+          services
+            .filter((s) => s.kind !== "gateway")
+            .map((s) => fetchCacheRows(s.name, `127.0.0.1:${s.port}`)),
+        )
+      ).flat();
+      if (caches.length > 0) {
+        process.stdout.write(
+          `\ncaches:\n${renderTable(["SERVICE", "CACHE", "L1 HIT", "L2 HIT", "LOADS", "AVG LOAD", "EVICTIONS", "SHARED"], caches)}\n`,
         );
       }
       const registry = await registryRows(natsUrl, registryBucket, natsAdmin);

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
+import { cacheBucket } from "@meshwork/cache";
 import { type NatsCredentials, streamName } from "@meshwork/events";
 
 /**
@@ -10,6 +11,41 @@ import { type NatsCredentials, streamName } from "@meshwork/events";
 const CONSUMES: Record<string, readonly string[]> = {
   notifications: ["users", "payments", "orders"],
 };
+
+/**
+ * Streams a service follows with an ordered consumer of each instance (the cache's invalidation
+ * feed, libs/cache): orders drops changed prices on inventory's ProductUpdated, inventory its own
+ * products on its events.
+ */
+const FOLLOWS: Record<string, readonly string[]> = {
+  inventory: ["inventory"],
+  orders: ["inventory"],
+};
+
+/** Following a stream: ordered consumers are created, re-created after a gap, and deleted. */
+function streamFollower(stream: string): string[] {
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}`,
+    `$JS.API.CONSUMER.CREATE.${stream}.>`,
+    `$JS.API.CONSUMER.DELETE.${stream}.>`,
+    `$JS.API.CONSUMER.INFO.${stream}.>`,
+    `$JS.API.CONSUMER.MSG.NEXT.${stream}.>`,
+  ];
+}
+
+/** The service's own cache bucket (the shared tier on NATS KV): create, read, write its keys. */
+function cacheBucketUser(bucket: string): string[] {
+  const kv = `KV_${bucket}`;
+  return [
+    `$KV.${bucket}.>`,
+    `$JS.API.STREAM.INFO.${kv}`,
+    `$JS.API.STREAM.CREATE.${kv}`,
+    `$JS.API.STREAM.MSG.GET.${kv}`,
+    `$JS.API.DIRECT.GET.${kv}`,
+    `$JS.API.DIRECT.GET.${kv}.>`,
+  ];
+}
 
 /** The admin user meshctl itself connects as (status, dead letters); never given to a service. */
 export const ADMIN_USER = "meshctl";
@@ -79,6 +115,8 @@ export function servicePermissions(service: string, mesh: MeshTopology): Permiss
         `$KV.${mesh.bucket}.${service}.>`,
         ...registryReader(mesh.bucket),
         ...streams.flatMap(streamUser),
+        ...(FOLLOWS[service] ?? []).flatMap((s) => streamFollower(streamName(ns, s.toUpperCase()))),
+        ...cacheBucketUser(cacheBucket(ns, service)),
       ],
     },
     subscribe: { allow: [`_INBOX_${service}.>`] },

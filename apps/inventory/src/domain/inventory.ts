@@ -10,6 +10,27 @@ export interface Product {
   /** Initial stock plus every adjustment. */
   received: number;
   createdAt: Date;
+  /** Grows by one with every change (name, price, stock). */
+  version: number;
+}
+
+/** A product's id and current version: what a listing reads before the products themselves. */
+export interface ProductRef {
+  id: string;
+  version: number;
+}
+
+/** What UpdateProduct changes; an absent field is kept. */
+export interface ProductChanges {
+  name?: string;
+  priceMinor?: number;
+  currency?: string;
+}
+
+/** A product's version after a change committed, for caches to drop older copies. */
+export interface ProductChanged {
+  productId: string;
+  version: number;
 }
 
 /** A product about to be created, with its initial stock. */
@@ -122,6 +143,14 @@ export class ReservationStateError extends Error {
     action: string,
   ) {
     super(`reservation ${reservationId} is ${state}: cannot ${action} it`);
+  }
+}
+
+/** An UpdateProduct that changes nothing. */
+export class NothingToUpdateError extends Error {
+  override readonly name = "NothingToUpdateError";
+  constructor() {
+    super("name or price: give at least one to change");
   }
 }
 

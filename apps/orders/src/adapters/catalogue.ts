@@ -1,79 +1,44 @@
 import { type Client, Code, ConnectError } from "@connectrpc/connect";
-import type { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import type { Meter } from "@opentelemetry/api";
-import { LRUCache } from "lru-cache";
+import type { Cache } from "@meshwork/cache";
+import type { InventoryService, Product } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { ProductNotFoundError } from "../domain/order.js";
 import type { Price, PriceList } from "../domain/ports.js";
 
 /** What an order takes from the catalogue for one product. */
 export type CataloguePrice = Price;
 
-export interface CatalogueOptions {
-  /**
-   * How long a price is reused, in ms; 0 asks inventory on every placement. Prices cannot change
-   * through InventoryService today (a product keeps the price it was created with), so the TTL
-   * only bounds how stale a price could be if that ever changes.
-   */
-  ttlMs: number;
-  /** Products remembered at most (least recently used go first). */
-  max: number;
-  meter: Meter;
-  /** The clock of the TTL (`performance` by default): tests move it themselves. */
-  clock?: { now(): number };
-}
-
-/** The product prices orders need at placement, from inventory, remembered for a while. */
+/** The product prices orders need at placement, from inventory, through the product cache. */
 export interface Catalogue {
-  /** The product's price; rejects with inventory's error (NOT_FOUND for an unknown product). */
+  /** The product's price; rejects with NOT_FOUND for an unknown product, or inventory's error. */
   price(productId: string): Promise<CataloguePrice>;
 }
 
 /**
- * A read-through cache of product prices in front of `InventoryService.GetProduct`: an LRU
- * bounded in entries and age, with single-flight loading (placements of the same product that
- * miss together make one call). Failures, NOT_FOUND included, are never remembered, so a product
- * created a moment later is found. Hits and misses are counted in `cache.requests`.
+ * Product prices read through `cache` (L1 in this process, L2 shared by every orders instance)
+ * in front of `InventoryService.GetProduct`. The cache holds inventory's Product message with
+ * its version; inventory's ProductUpdated events drop a changed product in every instance (see
+ * the server's invalidation feed), so a price change reaches placement within moments instead of
+ * a TTL. Concurrent placements that miss together make one call. An unknown product is
+ * remembered for the cache's short negative TTL; errors never are. `cache` undefined: inventory
+ * is asked every time (PRODUCT_CACHE_TTL_MS=0).
  */
 export function createCatalogue(
   inventory: () => Client<typeof InventoryService>,
-  options: CatalogueOptions,
+  cache: Cache<Product> | undefined,
 ): Catalogue {
-  const load = async (productId: string): Promise<CataloguePrice> => {
-    const { product } = await inventory().getProduct({ id: productId });
-    return { amountMinor: product?.price?.amountMinor ?? 0n, currency: product?.price?.currency ?? "" };
+  const load = async (productId: string): Promise<Product | undefined> => {
+    try {
+      return (await inventory().getProduct({ id: productId })).product;
+    } catch (err) {
+      if (ConnectError.from(err).code === Code.NotFound) return undefined;
+      throw err;
+    }
   };
-  const requests = options.meter.createCounter("cache.requests", {
-    description: "Cache look-ups, by cache, tier and result (hit, miss)",
-  });
-  const counted = (result: "hit" | "miss") => {
-    const attrs = { cache: "product_prices", tier: "memory", result };
-    return () => requests.add(1, attrs);
-  };
-  const hit = counted("hit");
-  const miss = counted("miss");
-  if (options.ttlMs <= 0) {
-    return {
-      price(productId) {
-        miss();
-        return load(productId);
-      },
-    };
-  }
-  const cache = new LRUCache<string, CataloguePrice>({
-    max: options.max,
-    ttl: options.ttlMs,
-    fetchMethod: (productId) => load(productId),
-    ...(options.clock ? { perf: options.clock, ttlResolution: 0 } : {}),
-  });
   return {
     async price(productId) {
-      const status: LRUCache.Status<string, CataloguePrice> = {};
-      const price = await cache.fetch(productId, { status });
-      // A look-up that joined another's load in flight made no call of its own: a hit.
-      if (status.fetch === "miss" || status.fetch === "stale") miss();
-      else hit();
-      if (!price) throw new Error(`no price loaded for product ${productId}`);
-      return price;
+      const product = cache ? await cache.get(productId, () => load(productId)) : await load(productId);
+      if (!product) throw new ConnectError(`product ${productId} not found`, Code.NotFound);
+      return { amountMinor: product.price?.amountMinor ?? 0n, currency: product.price?.currency ?? "" };
     },
   };
 }

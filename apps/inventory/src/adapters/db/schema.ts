@@ -1,3 +1,4 @@
+import { outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
 import { bigint, check, index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
@@ -22,6 +23,8 @@ export const products = pgTable(
      */
     received: bigint("received", { mode: "number" }).notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    /** Grows by one with every change of the row: caches compare it, events carry it. */
+    version: bigint("version", { mode: "number" }).notNull().default(1),
   },
   (t) => [
     check("products_stock_ok", sql`${t.reserved} >= 0 AND ${t.reserved} <= ${t.onHand}`),
@@ -58,5 +61,8 @@ export const reservationItems = pgTable(
   ],
 );
 
-export const schema = { products, reservations, reservationItems };
+/** Events (ProductUpdated, StockChanged) written with the change they describe. */
+export const outbox = outboxTable();
+
+export const schema = { products, reservations, reservationItems, outbox };
 export type InventorySchema = typeof schema;

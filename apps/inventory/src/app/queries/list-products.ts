@@ -1,5 +1,5 @@
 import { keysetTokens, pageSize } from "@meshwork/db";
-import type { Product } from "../../domain/inventory.js";
+import type { ProductRef } from "../../domain/inventory.js";
 import type { InventoryRepository } from "../../domain/ports.js";
 
 export interface ListProductsInput {
@@ -9,7 +9,8 @@ export interface ListProductsInput {
 }
 
 export interface ProductPage {
-  products: Product[];
+  /** The page's products by id and current version (the caller reads them, through its cache). */
+  products: ProductRef[];
   nextPageToken: string;
 }
 
@@ -21,7 +22,7 @@ export async function listProducts(
   input: ListProductsInput,
 ): Promise<ProductPage> {
   const size = pageSize(input.pageSize);
-  const rows = await deps.store.listProductsAfter(
+  const rows = await deps.store.listProductRefsAfter(
     input.pageToken ? pages.decode(input.pageToken) : undefined,
     size + 1,
   );

@@ -1,6 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, type ServiceImpl } from "@connectrpc/connect";
+import type { Cache } from "@meshwork/cache";
 import { MoneySchema } from "@meshwork/contracts/meshwork/common/v1/money";
 import {
   type InventoryService,
@@ -18,6 +19,7 @@ import { commitReservation } from "../../app/commands/commit-reservation.js";
 import { createProduct } from "../../app/commands/create-product.js";
 import { releaseReservation } from "../../app/commands/release-reservation.js";
 import { reserveStock } from "../../app/commands/reserve-stock.js";
+import { updateProduct } from "../../app/commands/update-product.js";
 import { auditStock } from "../../app/queries/audit-stock.js";
 import { getProduct } from "../../app/queries/get-product.js";
 import { getReservation } from "../../app/queries/get-reservation.js";
@@ -25,6 +27,7 @@ import { listProducts } from "../../app/queries/list-products.js";
 import {
   DuplicateItemError,
   InsufficientStockError,
+  NothingToUpdateError,
   type Product,
   ProductNotFoundError,
   type Reservation,
@@ -52,6 +55,7 @@ function toProduct(p: Product): ProductMessage {
     reserved: BigInt(p.reserved),
     available: BigInt(p.onHand - p.reserved),
     createTime: timestampFromDate(p.createdAt),
+    version: BigInt(p.version),
   });
 }
 
@@ -75,7 +79,8 @@ function toConnectError(err: unknown): unknown {
   if (
     err instanceof InvalidPageTokenError ||
     err instanceof DuplicateItemError ||
-    err instanceof StockOutOfRangeError
+    err instanceof StockOutOfRangeError ||
+    err instanceof NothingToUpdateError
   )
     return new ConnectError(err.message, Code.InvalidArgument);
   return err;
@@ -86,11 +91,25 @@ const mapped = mapErrors(toConnectError);
 /** Quantities travel as int64; the service keeps them as safe JS numbers (validated ranges). */
 const n = (v: bigint) => Number(v);
 
+/** The product read path's cache: products by id, as the contract's message. */
+export type ProductCache = Cache<ProductMessage>;
+
 /** Translates between the proto messages and the use cases. */
 export function createInventoryServiceHandlers(
   store: () => InventoryRepository,
   logger: Logger,
+  cache: () => ProductCache,
 ): ServiceImpl<typeof InventoryService> {
+  /** A product through the cache; undefined when the store has none. */
+  const cachedProduct = (id: string) =>
+    cache().get(id, async () => {
+      try {
+        return toProduct(await getProduct({ store: store() }, id));
+      } catch (err) {
+        if (err instanceof ProductNotFoundError) return undefined;
+        throw err;
+      }
+    });
   return {
     createProduct: (req) =>
       mapped(async () => {
@@ -109,14 +128,47 @@ export function createInventoryServiceHandlers(
         return { product: toProduct(product) };
       }),
     getProduct: (req) =>
-      mapped(async () => ({ product: toProduct(await getProduct({ store: store() }, req.id)) })),
+      mapped(async () => {
+        const product = await cachedProduct(req.id);
+        if (!product) throw new ProductNotFoundError(req.id);
+        return { product };
+      }),
     listProducts: (req) =>
       mapped(async () => {
+        // The page's ids and versions come from the store; the products themselves from L1 when
+        // it holds them at that version, the rest in one query (which refills the cache).
         const page = await listProducts(
           { store: store() },
           { pageSize: req.pageSize, pageToken: req.pageToken },
         );
-        return { products: page.products.map(toProduct), nextPageToken: page.nextPageToken };
+        const missing = page.products.filter((p) => !cache().getLocal(p.id, p.version)).map((p) => p.id);
+        const loaded = new Map<string, ProductMessage>();
+        for (const p of missing.length > 0 ? await store().getProducts(missing) : []) {
+          const message = toProduct(p);
+          cache().put(p.id, message);
+          loaded.set(p.id, message);
+        }
+        const products = page.products.flatMap((p) => {
+          const m = loaded.get(p.id) ?? cache().getLocal(p.id, p.version);
+          return m ? [m] : [];
+        });
+        return { products, nextPageToken: page.nextPageToken };
+      }),
+    updateProduct: (req) =>
+      mapped(async () => {
+        if (req.price && !Number.isSafeInteger(n(req.price.amountMinor)))
+          throw new ConnectError("price.amount_minor: out of range", Code.InvalidArgument);
+        const product = await updateProduct(
+          { store: store() },
+          {
+            id: req.id,
+            ...(req.name !== undefined ? { name: req.name } : {}),
+            ...(req.price
+              ? { price: { amountMinor: n(req.price.amountMinor), currency: req.price.currency } }
+              : {}),
+          },
+        );
+        return { product: toProduct(product) };
       }),
     adjustStock: (req) =>
       mapped(async () => {
