@@ -227,11 +227,14 @@ describe("docker-compose.yml", () => {
         }>;
       };
     };
-    const upstreams = envoy.static_resources.clusters.flatMap((c) =>
-      c.load_assignment.endpoints.flatMap((e) =>
-        e.lb_endpoints.map((l) => l.endpoint.address.socket_address),
-      ),
-    );
+    // (`envoy_admin` is Envoy's own admin on loopback, behind the admin_proxy listener.)
+    const upstreams = envoy.static_resources.clusters
+      .filter((c) => c.name !== "envoy_admin")
+      .flatMap((c) =>
+        c.load_assignment.endpoints.flatMap((e) =>
+          e.lb_endpoints.map((l) => l.endpoint.address.socket_address),
+        ),
+      );
     // Every service's cluster (and the JWKS one) points at its compose service, on its port.
     expect(new Set(upstreams.map((a) => a.address))).toEqual(
       new Set(manifests.filter((m) => m.kind === "service").map((m) => m.name)),

@@ -24,7 +24,16 @@ export interface EnvoyOptions {
   adminPort?: number;
   /** The admin's address: loopback unless told otherwise, as the Node gateway's. */
   adminAddress?: string;
+  /**
+   * Port of the `admin_proxy` listener (9902): the admin's read-only `/ready` and
+   * `/stats/prometheus` on every address, for probes and Prometheus, while the admin itself
+   * (which can also drain, quit and change runtime values) stays on loopback.
+   */
+  adminProxyPort?: number;
 }
+
+/** The admin paths the `admin_proxy` listener exposes (exact paths, GET only). */
+export const ADMIN_PROXY_PATHS = ["/ready", "/stats/prometheus"] as const;
 
 const IDENTITY = ["x-meshwork-subject", "x-meshwork-roles", "x-meshwork-email"];
 const EXPOSE = [
@@ -381,12 +390,67 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
     },
   };
 
+  const adminPort = options.adminPort ?? 9901;
+  const adminCluster = {
+    name: "envoy_admin",
+    type: "STATIC",
+    connect_timeout: "0.25s",
+    load_assignment: {
+      cluster_name: "envoy_admin",
+      endpoints: [
+        {
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: adminPort } } } },
+          ],
+        },
+      ],
+    },
+  };
+  const adminProxy = {
+    name: "admin_proxy",
+    address: { socket_address: { address: "0.0.0.0", port_value: options.adminProxyPort ?? 9902 } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: "envoy.filters.network.http_connection_manager",
+            typed_config: {
+              "@type": type(
+                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+              ),
+              stat_prefix: "admin_proxy",
+              route_config: {
+                name: "admin_proxy",
+                virtual_hosts: [
+                  {
+                    name: "admin_proxy",
+                    domains: ["*"],
+                    routes: ADMIN_PROXY_PATHS.map((path) => ({
+                      match: { path, headers: [{ name: ":method", string_match: { exact: "GET" } }] },
+                      route: { cluster: "envoy_admin" },
+                    })),
+                  },
+                ],
+              },
+              http_filters: [
+                {
+                  name: "envoy.filters.http.router",
+                  typed_config: { "@type": type("envoy.extensions.filters.http.router.v3.Router") },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
+
   return {
     admin: {
       address: {
         socket_address: {
           address: options.adminAddress ?? "127.0.0.1",
-          port_value: options.adminPort ?? 9901,
+          port_value: adminPort,
         },
       },
     },
@@ -399,8 +463,9 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
             { filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: hcm }] },
           ],
         },
+        adminProxy,
       ],
-      clusters: [...serviceClusters, jwksCluster],
+      clusters: [...serviceClusters, jwksCluster, adminCluster],
     },
   };
 }

@@ -10,6 +10,7 @@ import { demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady } from "./health.js";
+import { K8S_DEV_SECRETS_DIR, renderK8s, writeK8sSecrets } from "./k8s.js";
 import { keysRotate } from "./keys.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
@@ -68,6 +69,13 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       infra/nats/nats.conf (users and permissions; no secret in it). Then
       \`docker compose --env-file .meshwork/compose.env up --build\`. --check only says whether the
       committed nats.conf is current.
+  meshctl k8s [--check] [--secrets]
+      Render the parts of infra/k8s/base that follow from the services of the repository (a
+      Deployment, headless Service, ServiceAccount, PDB, HPA, NetworkPolicy and Postgres per
+      service; the NATS cluster's users and passwords; the dev overlay's Secret list). --check
+      only says whether the committed files are current. --secrets writes the dev overlay's
+      owner-only env files (keys, passwords; existing values kept) into
+      infra/k8s/overlays/dev/secrets/, git-ignored.
   meshctl keys rotate [--gateway URL] [--token TOKEN]
       Rotate the users service's token signing key (through the gateway, default
       http://127.0.0.1:8080, with an admin's access token: --token or MESHWORK_TOKEN). The new
@@ -124,6 +132,7 @@ async function main(argv: string[]): Promise<number> {
       trace: { type: "string" },
       width: { type: "string" },
       token: { type: "string" },
+      secrets: { type: "boolean" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -239,6 +248,28 @@ async function main(argv: string[]): Promise<number> {
       mkdirSync(dirname(file), { recursive: true });
       writeFileSync(file, rendered);
       process.stdout.write(`wrote ${ENVOY_CONFIG_PATH}\n`);
+      return 0;
+    }
+    case "k8s": {
+      let stale = 0;
+      for (const [path, content] of renderK8s(services)) {
+        const file = join(root, path);
+        const current = existsSync(file) ? readFileSync(file, "utf8") : "";
+        if (values.check) {
+          if (current !== content) stale++;
+          process.stdout.write(`${path} is ${current === content ? "current" : "stale"}\n`);
+          continue;
+        }
+        if (current === content) continue;
+        mkdirSync(dirname(file), { recursive: true });
+        writeFileSync(file, content);
+        process.stdout.write(`wrote ${path}\n`);
+      }
+      if (values.check) return stale === 0 ? 0 : 1;
+      if (values.secrets) {
+        writeK8sSecrets(join(root, K8S_DEV_SECRETS_DIR), services);
+        process.stdout.write(`wrote the Secrets' env files in ${K8S_DEV_SECRETS_DIR}\n`);
+      }
       return 0;
     }
     case "secrets": {
