@@ -85,7 +85,9 @@ describe("docker-compose.yml through a real Compose implementation", () => {
       }
     }
     expect(resolved.services.users?.secrets?.map((s) => s.source)).toEqual(["users_bootstrap_secret"]);
-    expect(resolved.services.envoy?.ports).toEqual([expect.objectContaining({ published: 8080, target: 8080 })]);
+    expect(resolved.services.envoy?.ports).toEqual([
+      expect.objectContaining({ published: 8080, target: 8080 }),
+    ]);
   });
 
   it("is refused by Compose when broken: a misspelt key, a wrong type, a missing secret variable", async () => {
@@ -96,7 +98,10 @@ describe("docker-compose.yml through a real Compose implementation", () => {
       return file;
     };
     expect(
-      await failure(broken("misspelt.yml", text.replace("stop_grace_period: 15s", "stop_grace_perod: 15s")), envFile),
+      await failure(
+        broken("misspelt.yml", text.replace("stop_grace_period: 15s", "stop_grace_perod: 15s")),
+        envFile,
+      ),
     ).toMatch(/Unsupported config option for services\.\w+: 'stop_grace_perod'/);
     expect(
       await failure(broken("type.yml", text.replace("      retries: 30", "      retries: [30]")), envFile),
@@ -109,6 +114,8 @@ describe("docker-compose.yml through a real Compose implementation", () => {
         .filter((l) => !l.startsWith("ORDERS_IDENTITY_KEY="))
         .join("\n"),
     );
-    expect(await failure(join(root, "docker-compose.yml"), partial)).toMatch(/run npm run meshctl -- secrets/);
+    expect(await failure(join(root, "docker-compose.yml"), partial)).toMatch(
+      /run npm run meshctl -- secrets/,
+    );
   }, 60_000);
 });
