@@ -17,13 +17,14 @@ import { registryBucketFor, registryRows } from "./registry.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
 import { logsCommand, traceCommand, tracesCommand } from "./traces.js";
-import { type SupervisionReport, supervisionFile, supervisionTable, up } from "./up.js";
+import { parseReplicas, type SupervisionReport, supervisionFile, supervisionTable, up } from "./up.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 
 const usage = `meshctl: run and inspect the Meshwork mesh
 
   meshctl up [--ports auto] [--database-url URL] [--db-prefix NAME] [--log-level LEVEL]
+             [--replicas SERVICE=N,...]
       Start every service, wait until all are SERVING, print the status table and stream the
       logs; Ctrl-C stops everything. A process that exits is restarted after a growing pause
       (0.5 s doubling to 10 s) at the same address; after 5 crashes within 60 s it is left down
@@ -34,6 +35,9 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       127.0.0.1:5432 (MESHWORK_PG_PORT; a free port when taken or with --ports auto).
       The mesh's spans go to a trace receiver embedded in \`up\` (OTLP/HTTP, protobuf and JSON) at
       --otlp HOST:PORT (default 127.0.0.1:4318, a free port with --ports auto; \`off\` to not run it).
+      --replicas orders=3,inventory=2 runs several instances of a service (a scale-out rehearsal):
+      the first at the service's port, the others (orders#2, orders#3) on free ports, one
+      database; each announces itself in the registry and the gateway and callers balance.
   meshctl traces [--limit N] [--service NAME]
       Recent traces from the running mesh's receiver: root method, services, spans, duration, status.
   meshctl trace (TRACE-ID | --last | --order ORDER-ID) [--width N]
@@ -133,6 +137,7 @@ async function main(argv: string[]): Promise<number> {
       width: { type: "string" },
       token: { type: "string" },
       secrets: { type: "boolean" },
+      replicas: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -160,7 +165,15 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write("MESHWORK_PG_PORT takes a port number (1-65535)\n");
         return 2;
       }
+      let replicas: Record<string, number> = {};
+      try {
+        replicas = parseReplicas(values.replicas ?? "", services);
+      } catch (err) {
+        process.stderr.write(`${(err as Error).message}\n`);
+        return 2;
+      }
       return up({
+        replicas,
         root,
         services,
         home,
