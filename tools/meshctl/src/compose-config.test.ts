@@ -63,7 +63,7 @@ describe("docker-compose.yml through a real Compose implementation", () => {
     envFile = join(dir, "compose.env");
     secrets = writeComposeSecrets(envFile, manifests);
     resolved = parse(await config(join(root, "docker-compose.yml"), envFile)) as Resolved;
-  }, 60_000);
+  }, 180_000);
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("is a valid Compose file: Compose loads it, merges its anchors and fills every variable from the secrets file", () => {
@@ -117,5 +117,5 @@ describe("docker-compose.yml through a real Compose implementation", () => {
     expect(await failure(join(root, "docker-compose.yml"), partial)).toMatch(
       /run npm run meshctl -- secrets/,
     );
-  }, 60_000);
+  }, 300_000);
 });
