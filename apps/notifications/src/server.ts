@@ -66,10 +66,12 @@ export async function createNotificationsService(
       await database.migrate(migrationsFolder);
       observeDatabasePool(database, service.telemetry.meter);
       nc = await connectNats(config.events.natsUrl, SERVICE, config.events.natsCredentials);
-      const users = meshStreams.users(ns);
-      const payments = meshStreams.payments(ns);
-      const orders = meshStreams.orders(ns);
-      const deadLetters = meshStreams.deadLetters(ns, SERVICE);
+      // The same replicas as the producers declare them (STREAM_REPLICAS is set mesh-wide).
+      const copies = { replicas: config.events.streamReplicas };
+      const users = meshStreams.users(ns, copies);
+      const payments = meshStreams.payments(ns, copies);
+      const orders = meshStreams.orders(ns, copies);
+      const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
       await provision(await jetstreamManager(nc), {
         streams: [users, payments, orders, deadLetters],
         consumers: [consumerOn(users, DURABLE), consumerOn(payments, DURABLE), consumerOn(orders, DURABLE)],

@@ -159,7 +159,7 @@ export async function createOrdersService(
       publisher = await startOutboxPublisher({
         service: SERVICE,
         config: config.events,
-        stream: meshStreams.orders(config.events.namespace),
+        stream: meshStreams.orders(config.events.namespace, { replicas: config.events.streamReplicas }),
         database,
         table: outbox,
         logger: logger,

@@ -67,7 +67,7 @@ export async function createPaymentsService(
       publisher = await startOutboxPublisher({
         service: SERVICE,
         config: config.events,
-        stream: meshStreams.payments(config.events.namespace),
+        stream: meshStreams.payments(config.events.namespace, { replicas: config.events.streamReplicas }),
         database,
         table: outbox,
         logger: logger,

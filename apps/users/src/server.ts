@@ -79,7 +79,7 @@ export async function createUsersService(
       publisher = await startOutboxPublisher({
         service: "users",
         config: config.events,
-        stream: meshStreams.users(config.events.namespace),
+        stream: meshStreams.users(config.events.namespace, { replicas: config.events.streamReplicas }),
         database,
         table: outbox,
         logger: service.logger,

@@ -208,3 +208,29 @@ describe("prepared statements on postgres", () => {
     }
   });
 });
+
+describe("migrations of instances starting together (postgres)", () => {
+  it("applies them once, one instance after the other, and every instance starts", async () => {
+    const testDb = await createTestDatabase("mw_migrate_race");
+    const handles = await Promise.all(
+      Array.from({ length: 4 }, () => openDatabase({ url: testDb.url, dataDir: "unused", pool }, schema)),
+    );
+    try {
+      // Four replicas of one service migrating at the same moment: none fails on a table another
+      // is creating (without the lock, one of them died on CREATE TABLE "items").
+      const results = await Promise.allSettled(handles.map((h) => h.migrate(migrations)));
+      expect(results.filter((r) => r.status === "rejected")).toEqual([]);
+      const applied = await queryRows<{ n: number }>(
+        handles[0]?.db as Queryable,
+        sql`select count(*)::int as n from drizzle.__drizzle_migrations`,
+      );
+      expect(applied[0]?.n).toBeGreaterThan(0);
+      await handles[1]?.db.insert(items).values({ name: "after the race" });
+      // The lock is not left held: a later start migrates at once.
+      await handles[2]?.migrate(migrations);
+    } finally {
+      await Promise.all(handles.map((h) => h.close()));
+      await testDb.drop();
+    }
+  });
+});

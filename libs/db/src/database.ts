@@ -98,6 +98,33 @@ export interface DatabaseObservability {
  * #6096.) postgres.js keeps the statements per connection and re-prepares one that a migration
  * invalidated.
  */
+/** The advisory lock every instance of a service takes around its migrations. */
+const MIGRATION_LOCK = "meshwork:migrations";
+
+/**
+ * Runs the migrations under a session advisory lock, on one connection of its own: instances of
+ * a service starting together (a Deployment's replicas, `meshctl up --replicas`) apply them one
+ * after the other, and the later ones find them applied. Without it, two instances raced on the
+ * first CREATE TABLE and one failed to start (seen in the scale-out rehearsal).
+ */
+async function migrateLocked(url: string, connectTimeoutS: number, applicationName: string, folder: string) {
+  const one = postgres(url, {
+    max: 1,
+    idle_timeout: 0,
+    connect_timeout: connectTimeoutS,
+    connection: { application_name: `${applicationName}-migrate` },
+    onnotice: () => {},
+  });
+  try {
+    await one`select pg_advisory_lock(hashtext(${MIGRATION_LOCK}))`;
+    await migratePostgres(drizzlePostgres(one), { migrationsFolder: folder });
+    await one`select pg_advisory_unlock(hashtext(${MIGRATION_LOCK}))`;
+  } finally {
+    // Closing the session also releases the lock should a migration have failed.
+    await one.end({ timeout: 5 });
+  }
+}
+
 export async function openDatabase<TSchema extends Record<string, unknown>>(
   config: DatabaseConfig,
   schema: TSchema,
@@ -137,7 +164,8 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
       db: db as unknown as Database<TSchema>,
       driver: "postgres",
       location: redact(config.url),
-      migrate: (folder) => migratePostgres(db, { migrationsFolder: folder }),
+      migrate: (folder) =>
+        migrateLocked(config.url as string, config.pool.connectTimeoutS, applicationName, folder),
       ping: async () => {
         await client`select 1`;
       },

@@ -61,6 +61,8 @@ export function discoveryEnvShape() {
       .default(DEFAULT_BUCKET),
     /** A silent instance leaves the registry after this long; it heartbeats three times per TTL. */
     DISCOVERY_TTL_MS: z.coerce.number().int().min(300).default(DEFAULT_TTL_MS),
+    /** Copies of the registry bucket on a NATS cluster (as the event streams: 3 in production). */
+    STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
     /** The host others reach this instance at; default HOST (127.0.0.1 when HOST is a wildcard). */
     ADVERTISE_HOST: z.string().min(1).optional(),
     UPSTREAMS: upstreamsSchema(),
@@ -83,6 +85,8 @@ export interface DiscoveryConfig {
   mode: "registry" | "static";
   bucket: string;
   ttlMs: number;
+  /** Copies of the registry bucket when this process creates it (STREAM_REPLICAS). */
+  replicas?: number;
   advertiseHost: string | undefined;
   /** Static endpoints by service short name. */
   upstreams: Record<string, string[]>;
@@ -99,6 +103,7 @@ export function toDiscoveryConfig(env: DiscoveryEnv): DiscoveryConfig {
     mode: env.DISCOVERY,
     bucket: env.DISCOVERY_BUCKET,
     ttlMs: env.DISCOVERY_TTL_MS,
+    replicas: env.STREAM_REPLICAS,
     advertiseHost: env.ADVERTISE_HOST,
     upstreams: env.UPSTREAMS,
     signingKey: env.IDENTITY_KEY,

@@ -115,6 +115,7 @@ export function createDiscovery(
           nc: await nats(),
           bucket: config.bucket,
           ttlMs: config.ttlMs,
+          replicas: config.replicas,
           verify: config.trust && createRecordVerifier(config.trust),
         });
         await watcher.ready;
@@ -133,6 +134,7 @@ export function createDiscovery(
         nc: await nats(),
         bucket: config.bucket,
         ttlMs: config.ttlMs,
+        replicas: config.replicas,
         sign: config.signingKey && createRecordSigner(config.signingKey),
         service: self.service,
         instanceId: randomUUID(),

@@ -26,6 +26,11 @@ export interface RegistryOptions {
    * watchers, on the nats-server 2.9 line). Instances heartbeat three times per TTL.
    */
   ttlMs?: number;
+  /**
+   * Copies of the bucket on a NATS cluster, when this process is the one to create it (the
+   * same STREAM_REPLICAS as the streams: 3 in production). Default 1.
+   */
+  replicas?: number;
   /** Registering: signs each record as its service (`signature` beside the fields). */
   sign?: RecordSigner;
   /** Watching: a record it refuses (unsigned, or not by its service) is ignored as if absent. */
@@ -37,7 +42,11 @@ export const DEFAULT_TTL_MS = 10_000;
 
 async function openBucket(options: RegistryOptions): Promise<{ kv: KV; ttlMs: number }> {
   const ttlMs = options.ttlMs ?? DEFAULT_TTL_MS;
-  const kv = await new Kvm(options.nc).create(options.bucket ?? DEFAULT_BUCKET, { history: 1, ttl: ttlMs });
+  const kv = await new Kvm(options.nc).create(options.bucket ?? DEFAULT_BUCKET, {
+    history: 1,
+    ttl: ttlMs,
+    replicas: options.replicas ?? 1,
+  });
   return { kv, ttlMs };
 }
 

@@ -45,6 +45,12 @@ export function eventsEnvShape() {
     OUTBOX_POLL_MS: z.coerce.number().int().positive().default(1_000),
     /** Sent outbox rows are deleted after this long. */
     OUTBOX_RETENTION_H: z.coerce.number().positive().default(24),
+    /**
+     * Copies of each stream this service declares (its own stream, its dead-letter stream) on a
+     * NATS cluster: 3 in production (infra/k8s prod), so an acknowledged event survives a node.
+     * A single server takes 1 only.
+     */
+    STREAM_REPLICAS: z.coerce.number().int().min(1).max(5).default(1),
     /** Deliveries of one event before it goes to the dead-letter stream. */
     CONSUMER_MAX_DELIVER: z.coerce.number().int().positive().default(5),
     /** First redelivery delay; doubles per delivery, capped at 30 s. */
@@ -59,6 +65,8 @@ export interface EventsConfig {
   /** This service's NATS user; absent: connect without authentication. */
   natsCredentials?: NatsCredentials;
   namespace: string;
+  /** Replicas of the streams this service declares (STREAM_REPLICAS; 1 on a single server). */
+  streamReplicas?: number;
   outbox: { batchSize: number; pollMs: number; retentionMs: number };
   consumer: { maxDeliver: number; backoffMs: number };
 }
@@ -68,6 +76,7 @@ export function toEventsConfig(env: EventsEnv): EventsConfig {
     natsUrl: env.NATS_URL,
     natsCredentials: toNatsCredentials(env),
     namespace: env.EVENTS_NAMESPACE,
+    streamReplicas: env.STREAM_REPLICAS,
     outbox: {
       batchSize: env.OUTBOX_BATCH_SIZE,
       pollMs: env.OUTBOX_POLL_MS,

@@ -36,5 +36,5 @@ export {
   outboxTable,
 } from "./outbox.js";
 export { type OutboxPublisher, startOutboxPublisher } from "./publisher.js";
-export { consumerOn, deadLetterSubject, meshStreams, streamName } from "./streams.js";
+export { consumerOn, deadLetterSubject, meshStreams, type StreamOptions, streamName } from "./streams.js";
 export { type ConsumerSpec, provision, type StreamSpec } from "./topology.js";

@@ -7,27 +7,38 @@ import type { ConsumerSpec, StreamSpec } from "./topology.js";
  * `DLQ_<SERVICE>` on `<namespace>dlq.<service>.>`.
  */
 export const meshStreams = {
-  users: (namespace: string): StreamSpec => ({
+  users: (namespace: string, options?: StreamOptions): StreamSpec => ({
     name: streamName(namespace, "USERS"),
     subjects: [`${namespace}meshwork.users.>`],
+    ...replicas(options),
   }),
-  payments: (namespace: string): StreamSpec => ({
+  payments: (namespace: string, options?: StreamOptions): StreamSpec => ({
     name: streamName(namespace, "PAYMENTS"),
     subjects: [`${namespace}meshwork.payments.>`],
+    ...replicas(options),
   }),
   inventory: (namespace: string): StreamSpec => ({
     name: streamName(namespace, "INVENTORY"),
     subjects: [`${namespace}meshwork.inventory.>`],
   }),
-  orders: (namespace: string): StreamSpec => ({
+  orders: (namespace: string, options?: StreamOptions): StreamSpec => ({
     name: streamName(namespace, "ORDERS"),
     subjects: [`${namespace}meshwork.orders.>`],
+    ...replicas(options),
   }),
-  deadLetters: (namespace: string, service: string): StreamSpec => ({
+  deadLetters: (namespace: string, service: string, options?: StreamOptions): StreamSpec => ({
     name: streamName(namespace, `DLQ_${service.toUpperCase()}`),
     subjects: [`${namespace}dlq.${service}.>`],
+    ...replicas(options),
   }),
 };
+
+/** How a service declares a mesh stream: `replicas` from its STREAM_REPLICAS (`config.events.streamReplicas`). */
+export interface StreamOptions {
+  replicas?: number;
+}
+
+const replicas = (options?: StreamOptions) => (options?.replicas ? { replicas: options.replicas } : {});
 
 /** The subject a consuming service's dead letters are published on. */
 export function deadLetterSubject(namespace: string, service: string, durable: string): string {

@@ -17,6 +17,8 @@ export interface StreamSpec {
   maxAgeMs?: number;
   /** The window in which a repeated `Nats-Msg-Id` is dropped. Default 10 minutes. */
   duplicateWindowMs?: number;
+  /** Copies on a NATS cluster (`num_replicas`). Default 1; a single server allows 1 only. */
+  replicas?: number;
 }
 
 /** A durable pull consumer, declared in code. */
@@ -60,7 +62,7 @@ export async function provision(
       discard: DiscardPolicy.Old,
       max_age: nanos(s.maxAgeMs ?? 7 * DAY),
       duplicate_window: nanos(s.duplicateWindowMs ?? 10 * 60_000),
-      num_replicas: 1,
+      num_replicas: s.replicas ?? 1,
     };
     try {
       await jsm.streams.info(s.name);

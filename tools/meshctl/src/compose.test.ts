@@ -232,11 +232,14 @@ describe("docker-compose.yml", () => {
         }>;
       };
     };
-    const upstreams = envoy.static_resources.clusters.flatMap((c) =>
-      c.load_assignment.endpoints.flatMap((e) =>
-        e.lb_endpoints.map((l) => l.endpoint.address.socket_address),
-      ),
-    );
+    // (`envoy_admin` is Envoy's own admin on loopback, behind the admin_proxy listener.)
+    const upstreams = envoy.static_resources.clusters
+      .filter((c) => c.name !== "envoy_admin")
+      .flatMap((c) =>
+        c.load_assignment.endpoints.flatMap((e) =>
+          e.lb_endpoints.map((l) => l.endpoint.address.socket_address),
+        ),
+      );
     // Every service's cluster (and the JWKS one) points at its compose service, on its port; the
     // ext_authz one at the gateway, on the EXT_AUTHZ_PORT compose gives it. The legacy cluster
     // (strangler fig) points at the monolith, which compose does not run yet.

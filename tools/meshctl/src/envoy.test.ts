@@ -210,3 +210,44 @@ describe("the legacy REST API in the Envoy config (strangler fig)", () => {
     );
   });
 });
+
+describe("Envoy's admin beyond loopback", () => {
+  it("exposes only the admin's GET /ready and /stats/prometheus beyond loopback (the admin_proxy listener)", () => {
+    const config = renderEnvoyConfig({ files: meshworkFiles, services: findServices(root) }) as {
+      admin: { address: { socket_address: { address: string } } };
+      static_resources: {
+        listeners: Array<{
+          name: string;
+          address: { socket_address: { address: string; port_value: number } };
+          filter_chains: Array<{ filters: Array<{ typed_config: { route_config: unknown } }> }>;
+        }>;
+        clusters: Array<{ name: string; load_assignment: unknown }>;
+      };
+    };
+    expect(config.admin.address.socket_address.address).toBe("127.0.0.1");
+    const proxy = config.static_resources.listeners.find((l) => l.name === "admin_proxy");
+    expect(proxy?.address.socket_address).toEqual({ address: "0.0.0.0", port_value: 9902 });
+    if (!proxy) throw new Error("no admin_proxy listener");
+    const filter = proxy.filter_chains[0]?.filters[0];
+    if (!filter) throw new Error("no filter on admin_proxy");
+    const routes = (
+      filter.typed_config.route_config as {
+        virtual_hosts: Array<{
+          routes: Array<{
+            match: { path?: string; prefix?: string; headers: unknown[] };
+            route: { cluster: string };
+          }>;
+        }>;
+      }
+    ).virtual_hosts.flatMap((v) => v.routes);
+    // Exact paths (no prefix, so /quitquitquit, /drain_listeners or /runtime_modify never match), GET only.
+    expect(routes.map((r) => r.match.path)).toEqual(["/ready", "/stats/prometheus"]);
+    for (const r of routes) {
+      expect(r.match.prefix).toBeUndefined();
+      expect(r.match.headers).toEqual([{ name: ":method", string_match: { exact: "GET" } }]);
+      expect(r.route.cluster).toBe("envoy_admin");
+    }
+    const admin = config.static_resources.clusters.find((c) => c.name === "envoy_admin");
+    expect(JSON.stringify(admin?.load_assignment)).toContain('"address":"127.0.0.1","port_value":9901');
+  });
+});

@@ -70,6 +70,12 @@ export interface EnvoyOptions {
    * signs the identity assertion the services require; default `gateway:9191` as in compose.
    */
   extAuthz?: { host: string; port: number };
+  /**
+   * Port of the `admin_proxy` listener (9902): the admin's read-only `/ready` and
+   * `/stats/prometheus` on every address, for probes and Prometheus, while the admin itself
+   * (which can also drain, quit and change runtime values) stays on loopback.
+   */
+  adminProxyPort?: number;
 }
 
 /** Where Envoy asks for authorization by default: the compose file's gateway, EXT_AUTHZ_PORT. */
@@ -77,6 +83,10 @@ export const DEFAULT_EXT_AUTHZ = { host: "gateway", port: 9191 } as const;
 
 // The assertion too: only ext_authz's answer may set it (a client's, even a valid one it kept, is dropped).
 const IDENTITY = ["x-meshwork-identity", "x-meshwork-subject", "x-meshwork-roles", "x-meshwork-email"];
+
+/** The admin paths the `admin_proxy` listener exposes (exact paths, GET only). */
+export const ADMIN_PROXY_PATHS = ["/ready", "/stats/prometheus"] as const;
+
 const EXPOSE = [
   "grpc-status",
   "grpc-message",
@@ -586,13 +596,67 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
       ],
     },
   };
+  const adminPort = options.adminPort ?? 9901;
+  const adminCluster = {
+    name: "envoy_admin",
+    type: "STATIC",
+    connect_timeout: "0.25s",
+    load_assignment: {
+      cluster_name: "envoy_admin",
+      endpoints: [
+        {
+          lb_endpoints: [
+            { endpoint: { address: { socket_address: { address: "127.0.0.1", port_value: adminPort } } } },
+          ],
+        },
+      ],
+    },
+  };
+  const adminProxy = {
+    name: "admin_proxy",
+    address: { socket_address: { address: "0.0.0.0", port_value: options.adminProxyPort ?? 9902 } },
+    filter_chains: [
+      {
+        filters: [
+          {
+            name: "envoy.filters.network.http_connection_manager",
+            typed_config: {
+              "@type": type(
+                "envoy.extensions.filters.network.http_connection_manager.v3.HttpConnectionManager",
+              ),
+              stat_prefix: "admin_proxy",
+              route_config: {
+                name: "admin_proxy",
+                virtual_hosts: [
+                  {
+                    name: "admin_proxy",
+                    domains: ["*"],
+                    routes: ADMIN_PROXY_PATHS.map((path) => ({
+                      match: { path, headers: [{ name: ":method", string_match: { exact: "GET" } }] },
+                      route: { cluster: "envoy_admin" },
+                    })),
+                  },
+                ],
+              },
+              http_filters: [
+                {
+                  name: "envoy.filters.http.router",
+                  typed_config: { "@type": type("envoy.extensions.filters.http.router.v3.Router") },
+                },
+              ],
+            },
+          },
+        ],
+      },
+    ],
+  };
 
   return {
     admin: {
       address: {
         socket_address: {
           address: options.adminAddress ?? "127.0.0.1",
-          port_value: options.adminPort ?? 9901,
+          port_value: adminPort,
         },
       },
     },
@@ -605,8 +669,9 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
             { filters: [{ name: "envoy.filters.network.http_connection_manager", typed_config: hcm }] },
           ],
         },
+        adminProxy,
       ],
-      clusters: [...serviceClusters, ...legacyClusters, jwksCluster, extAuthzCluster],
+      clusters: [...serviceClusters, ...legacyClusters, jwksCluster, extAuthzCluster, adminCluster],
     },
   };
 }

@@ -50,7 +50,8 @@ export async function clearLeftovers(
     );
   }
   const left = report.children.flatMap((c) => {
-    const manifest = services.find((s) => s.name === c.name);
+    // `orders#2`: a further instance of orders (`up --replicas`).
+    const manifest = services.find((s) => s.name === c.name.split("#")[0]);
     if (!c.pid || !manifest || !alive(c.pid)) return [];
     return commandLine(c.pid)?.includes(join(manifest.dir, manifest.main))
       ? [{ name: c.name, pid: c.pid }]

@@ -12,6 +12,7 @@ import { demo } from "./demo.js";
 import { dlqList, dlqReplay } from "./dlq.js";
 import { ENVOY_CONFIG_PATH, ENVOY_DESCRIPTORS_PATH, renderDescriptorSet, renderEnvoyYaml } from "./envoy.js";
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
+import { K8S_DEV_SECRETS_DIR, renderK8s, writeK8sSecrets } from "./k8s.js";
 import { keysRotate } from "./keys.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
@@ -20,13 +21,14 @@ import { stranglerCommand } from "./strangler.js";
 import { stranglerDemo } from "./strangler-demo.js";
 import { renderTable } from "./table.js";
 import { logsCommand, traceCommand, tracesCommand } from "./traces.js";
-import { type SupervisionReport, supervisionFile, supervisionTable, up } from "./up.js";
+import { parseReplicas, type SupervisionReport, supervisionFile, supervisionTable, up } from "./up.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 
 const usage = `meshctl: run and inspect the Meshwork mesh
 
   meshctl up [--ports auto] [--database-url URL] [--db-prefix NAME] [--log-level LEVEL]
+             [--replicas SERVICE=N,...]
       Start every service, wait until all are SERVING, print the status table and stream the
       logs; Ctrl-C stops everything. A process that exits is restarted after a growing pause
       (0.5 s doubling to 10 s) at the same address; after 5 crashes within 60 s it is left down
@@ -43,6 +45,9 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       The web console against a mesh that is already running (default 127.0.0.1:9400; the gateway
       and receiver \`up\` noted, else 127.0.0.1:8080 and 127.0.0.1:4318). Stopping and restarting
       processes is in the console \`up\` runs itself.
+      --replicas orders=3,inventory=2 runs several instances of a service (a scale-out rehearsal):
+      the first at the service's port, the others (orders#2, orders#3) on free ports, one
+      database; each announces itself in the registry and the gateway and callers balance.
   meshctl traces [--limit N] [--service NAME]
       Recent traces from the running mesh's receiver: root method, services, spans, duration, status.
   meshctl trace (TRACE-ID | --last | --order ORDER-ID) [--width N]
@@ -85,6 +90,13 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       infra/nats/nats.conf (users and permissions; no secret in it). Then
       \`docker compose --env-file .meshwork/compose.env up --build\`. --check only says whether the
       committed nats.conf is current.
+  meshctl k8s [--check] [--secrets]
+      Render the parts of infra/k8s/base that follow from the services of the repository (a
+      Deployment, headless Service, ServiceAccount, PDB, HPA, NetworkPolicy and Postgres per
+      service; the NATS cluster's users and passwords; the dev overlay's Secret list). --check
+      only says whether the committed files are current. --secrets writes the dev overlay's
+      owner-only env files (keys, passwords; existing values kept) into
+      infra/k8s/overlays/dev/secrets/, git-ignored.
   meshctl keys rotate [--gateway URL] [--token TOKEN]
       Rotate the users service's token signing key (through the gateway, default
       http://127.0.0.1:8080, with an admin's access token: --token or MESHWORK_TOKEN). The new
@@ -144,6 +156,8 @@ async function main(argv: string[]): Promise<number> {
       trace: { type: "string" },
       width: { type: "string" },
       token: { type: "string" },
+      secrets: { type: "boolean" },
+      replicas: { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -173,7 +187,15 @@ async function main(argv: string[]): Promise<number> {
         process.stderr.write("MESHWORK_PG_PORT takes a port number (1-65535)\n");
         return 2;
       }
+      let replicas: Record<string, number> = {};
+      try {
+        replicas = parseReplicas(values.replicas ?? "", services);
+      } catch (err) {
+        process.stderr.write(`${(err as Error).message}\n`);
+        return 2;
+      }
       return up({
+        replicas,
         root,
         services,
         home,
@@ -309,6 +331,28 @@ async function main(argv: string[]): Promise<number> {
       writeFileSync(file, rendered);
       writeFileSync(pbFile, pb);
       process.stdout.write(`wrote ${ENVOY_CONFIG_PATH} and ${ENVOY_DESCRIPTORS_PATH}\n`);
+      return 0;
+    }
+    case "k8s": {
+      let stale = 0;
+      for (const [path, content] of renderK8s(services)) {
+        const file = join(root, path);
+        const current = existsSync(file) ? readFileSync(file, "utf8") : "";
+        if (values.check) {
+          if (current !== content) stale++;
+          process.stdout.write(`${path} is ${current === content ? "current" : "stale"}\n`);
+          continue;
+        }
+        if (current === content) continue;
+        mkdirSync(dirname(file), { recursive: true });
+        writeFileSync(file, content);
+        process.stdout.write(`wrote ${path}\n`);
+      }
+      if (values.check) return stale === 0 ? 0 : 1;
+      if (values.secrets) {
+        writeK8sSecrets(join(root, K8S_DEV_SECRETS_DIR), services);
+        process.stdout.write(`wrote the Secrets' env files in ${K8S_DEV_SECRETS_DIR}\n`);
+      }
       return 0;
     }
     case "secrets": {

@@ -55,10 +55,54 @@ export interface UpOptions {
   out: NodeJS.WritableStream;
   /** When a crashed process is started again, and when it is left down (default {@link DEFAULT_RESTART_POLICY}). */
   restartPolicy?: RestartPolicy;
+  /**
+   * Instances per service (`{ orders: 3 }`; 1 when absent): a scale-out rehearsal on one
+   * machine. The first instance keeps the service's name and port; the others are
+   * `<service>#2`, `#3`, ... on free ports. All share the service's database, and each announces
+   * itself in the registry, so the gateway and the callers balance over them.
+   */
+  replicas?: Readonly<Record<string, number>>;
+}
+
+/** The supervised name of one instance: `orders` for the first, `orders#2` for the second, ... */
+export function instanceName(service: string, index: number): string {
+  return index === 0 ? service : `${service}#${index + 1}`;
+}
+
+/**
+ * Parses `--replicas orders=3,inventory=2` against the services of the repository: a known
+ * service (not the gateway), a whole number of instances from 1 to 16.
+ */
+export function parseReplicas(spec: string, services: readonly ServiceManifest[]): Record<string, number> {
+  const out: Record<string, number> = {};
+  for (const part of spec
+    .split(",")
+    .map((p) => p.trim())
+    .filter(Boolean)) {
+    const m = /^([a-z0-9-]+)=(\d+)$/.exec(part);
+    if (!m) throw new Error(`--replicas: "${part}" is not SERVICE=COUNT (e.g. orders=3)`);
+    const [, name, count] = m as unknown as [string, string, string];
+    const manifest = services.find((s) => s.name === name);
+    if (!manifest) {
+      throw new Error(
+        `--replicas: no service "${name}" (services: ${services
+          .filter((s) => s.kind === "service")
+          .map((s) => s.name)
+          .join(", ")})`,
+      );
+    }
+    if (manifest.kind !== "service") throw new Error(`--replicas: ${name} is the edge; it runs once`);
+    const n = Number(count);
+    if (n < 1 || n > 16) throw new Error(`--replicas: ${name}=${count}: from 1 to 16 instances`);
+    out[name] = n;
+  }
+  return out;
 }
 
 interface Running {
   manifest: ServiceManifest;
+  /** The supervised name: the service's, or `<service>#<n>` for its further instances. */
+  name: string;
   /** The environment of every start; PORT (and ADMIN_PORT) pinned after the first, so a restart comes back at the same address. */
   env: Record<string, string>;
   address?: string;
@@ -124,11 +168,13 @@ export async function up(options: UpOptions): Promise<number> {
     return 1;
   }
   const tty = "isTTY" in out && Boolean((out as { isTTY?: boolean }).isTTY);
-  const width = Math.max(...options.services.map((s) => s.name.length));
+  const width = Math.max(
+    ...options.services.map((s) => instanceName(s.name, (options.replicas?.[s.name] ?? 1) - 1).length),
+  );
   const running: Running[] = [];
   const supervisor = new Supervisor(options.restartPolicy ?? DEFAULT_RESTART_POLICY);
   const report = () => {
-    const byName = new Map(running.map((r) => [r.manifest.name, r]));
+    const byName = new Map(running.map((r) => [r.name, r]));
     const body: SupervisionReport = {
       pid: process.pid,
       children: supervisor.status().map((c) => ({ ...c, address: byName.get(c.name)?.address })),
@@ -197,14 +243,20 @@ export async function up(options: UpOptions): Promise<number> {
     // The legacy monolith starts with the services (it owns a database like them).
     const services = options.services.filter((m) => m.kind === "service" || m.kind === "legacy");
     const gateways = options.services.filter((m) => m.kind === "gateway");
-    const launch = (manifest: ServiceManifest, env: Record<string, string>, database: string, i: number) => {
+    const launch = (
+      manifest: ServiceManifest,
+      env: Record<string, string>,
+      database: string,
+      i: number,
+      name = manifest.name,
+    ) => {
       const entry = join(manifest.dir, manifest.main);
       if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
-      const r: Running = { manifest, env, database };
+      const r: Running = { manifest, name, env, database };
       running.push(r);
-      const label = manifest.name.padEnd(width);
+      const label = name.padEnd(width);
       const prefix = tty ? `\x1b[${colours[i % colours.length]}m${label}\x1b[0m | ` : `${label} | `;
-      supervisor.add(manifest.name, () => spawnService(r, entry, prefix));
+      supervisor.add(name, () => spawnService(r, entry, prefix));
       return r;
     };
     const spawnService = (r: Running, entry: string, prefix: string): ChildHandle => {
@@ -261,10 +313,10 @@ export async function up(options: UpOptions): Promise<number> {
       try {
         await Promise.all(
           running.map(async (r) => {
-            if (supervisor.state(r.manifest.name) !== "starting") return;
+            if (supervisor.state(r.name) !== "starting") return;
             const state = await probe(r);
-            health.set(r.manifest.name, state);
-            if (state === "SERVING" || state === "LIVE") supervisor.running(r.manifest.name);
+            health.set(r.name, state);
+            if (state === "SERVING" || state === "LIVE") supervisor.running(r.name);
           }),
         );
       } finally {
@@ -307,13 +359,18 @@ export async function up(options: UpOptions): Promise<number> {
         env.DATABASE_URL = db.url;
         database = `postgres ${db.database} (role ${db.role})`;
       }
-      launch(manifest, env, database, i);
+      // Further instances: the same database, each on a free port (announced in the registry).
+      const count = options.replicas?.[manifest.name] ?? 1;
+      for (let k = 0; k < count; k++) {
+        const instanceEnv = k === 0 ? env : { ...env, PORT: "0" };
+        launch(manifest, instanceEnv, database, i, instanceName(manifest.name, k));
+      }
     }
 
     // Wait for every service to be SERVING (or left down after crashing in a loop), then start
     // the gateway in front of them and wait for its admin /ready.
     const ready = (async () => {
-      await until(services.map((m) => m.name));
+      await until(running.map((r) => r.name));
       for (const [j, manifest] of gateways.entries()) {
         const users = running.find((r) => r.manifest.name === "users");
         const legacy = running.find((r) => r.manifest.kind === "legacy" && r.address);
@@ -336,7 +393,7 @@ export async function up(options: UpOptions): Promise<number> {
           services.length + j,
         );
       }
-      await until(running.map((r) => r.manifest.name));
+      await until(running.map((r) => r.name));
     })();
     const first = await Promise.race([
       ready.then(() => ({ kind: "ready" as const })),
@@ -367,12 +424,12 @@ export async function up(options: UpOptions): Promise<number> {
       });
     }
     const healthOf = (r: Running) =>
-      supervisor.state(r.manifest.name) === "given-up" ? "GIVEN-UP" : (health.get(r.manifest.name) ?? "?");
+      supervisor.state(r.name) === "given-up" ? "GIVEN-UP" : (health.get(r.name) ?? "?");
     out.write(
       `\n${renderTable(
         ["SERVICE", "ADDRESS", "HEALTH", "DATABASE"],
         [
-          ...running.map((r) => [r.manifest.name, r.address ?? "-", healthOf(r), r.database]),
+          ...running.map((r) => [r.name, r.address ?? "-", healthOf(r), r.database]),
           ...(embedded ? [["postgres", embedded.address, "UP", embedded.detail]] : []),
           ["nats", nats.address, "UP", nats.detail],
         ],
@@ -382,12 +439,8 @@ export async function up(options: UpOptions): Promise<number> {
     await signalled;
     say("stopping");
     const exits = await stopAll("SIGTERM");
-    const bad = running.filter((r) => exits.get(r.manifest.name) !== 0);
-    say(
-      bad.length === 0
-        ? "stopped"
-        : `stopped; ${bad.map((r) => r.manifest.name).join(", ")} did not exit cleanly`,
-    );
+    const bad = running.filter((r) => exits.get(r.name) !== 0);
+    say(bad.length === 0 ? "stopped" : `stopped; ${bad.map((r) => r.name).join(", ")} did not exit cleanly`);
     return bad.length === 0 ? 0 : 1;
   } catch (err) {
     say(`failed: ${err instanceof Error ? err.message : String(err)}`);
