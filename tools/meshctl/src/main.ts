@@ -13,6 +13,8 @@ import { checkHealth, gatewayReady } from "./health.js";
 import { keysRotate } from "./keys.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
+import { InvalidServiceSpecError } from "./scaffold/names.js";
+import { newService } from "./scaffold/new-service.js";
 import { findServices } from "./services.js";
 import { renderTable } from "./table.js";
 import { logsCommand, traceCommand, tracesCommand } from "./traces.js";
@@ -33,6 +35,14 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       127.0.0.1:5432 (MESHWORK_PG_PORT; a free port when taken or with --ports auto).
       The mesh's spans go to a trace receiver embedded in \`up\` (OTLP/HTTP, protobuf and JSON) at
       --otlp HOST:PORT (default 127.0.0.1:4318, a free port with --ports auto; \`off\` to not run it).
+  meshctl new service NAME [--port N] [--publishes-events] [--consumes-events SERVICE,...]
+      Add a service: its proto (access policy and idempotency level on every method), generated
+      code, apps/NAME in the house layout (config, server, ports/rpc, app/commands and queries,
+      domain, adapters/db with schema and first migration, tests), linked as a workspace, built,
+      and registered with the gateway's route table, Envoy, docker-compose, compose's Postgres,
+      NATS and Prometheus, and \`meshctl up\`. --publishes-events adds an outbox and an ItemCreated
+      event; --consumes-events adds durable consumers with an inbox on those services' streams.
+      Also \`npm run new -- service NAME\`.
   meshctl traces [--limit N] [--service NAME]
       Recent traces from the running mesh's receiver: root method, services, spans, duration, status.
   meshctl trace (TRACE-ID | --last | --order ORDER-ID) [--width N]
@@ -85,6 +95,40 @@ const usage = `meshctl: run and inspect the Meshwork mesh
   meshwork_registry; DISCOVERY_BUCKET overrides).
 `;
 
+/** `meshctl new service NAME ...`: exit 2 with the reason for a refused name or port. */
+function newCommand(
+  positionals: string[],
+  values: { port?: string; "publishes-events"?: boolean; "consumes-events"?: string },
+): number {
+  const [what, name] = positionals;
+  if (what !== "service" || !name || positionals.length > 2) {
+    process.stderr.write(
+      "usage: meshctl new service NAME [--port N] [--publishes-events] [--consumes-events SERVICE,...]\n",
+    );
+    return 2;
+  }
+  try {
+    const { spec, written } = newService({
+      root,
+      name,
+      port: values.port,
+      publishesEvents: values["publishes-events"],
+      consumesEvents: values["consumes-events"],
+      say: (line) => process.stdout.write(`${line}\n`),
+    });
+    process.stdout.write(
+      `\nwrote:\n${written.map((f) => `  ${f}`).join("\n")}\n\nnext: npm test -w @meshwork/${spec.name}, then npm start (it serves on ${spec.port}); commit it all.\n`,
+    );
+    return 0;
+  } catch (err) {
+    if (err instanceof InvalidServiceSpecError) {
+      process.stderr.write(`meshctl new service: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
 /** The running `meshctl up`'s view of its processes (crashes, restarts), if one runs. */
 function readSupervision(home: string): SupervisionReport | undefined {
   try {
@@ -124,6 +168,9 @@ async function main(argv: string[]): Promise<number> {
       trace: { type: "string" },
       width: { type: "string" },
       token: { type: "string" },
+      port: { type: "string" },
+      "publishes-events": { type: "boolean" },
+      "consumes-events": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -167,6 +214,8 @@ async function main(argv: string[]): Promise<number> {
         out: process.stdout,
       });
     }
+    case "new":
+      return newCommand(positionals, values);
     case "traces":
     case "trace":
     case "logs":

@@ -20,6 +20,8 @@ export interface ServiceManifest {
   kind: "service" | "gateway";
   /** The gateway's admin port (overridden by `--ports auto`). */
   adminPort?: number;
+  /** Services whose event streams it consumes (its NATS user may read them); absent: the built-in table. */
+  consumes?: string[];
 }
 
 /**
@@ -39,6 +41,7 @@ export function findServices(root: string): ServiceManifest[] {
         database?: boolean;
         kind?: "service" | "gateway";
         adminPort?: number;
+        consumes?: string[];
       };
     };
     try {
@@ -55,6 +58,7 @@ export function findServices(root: string): ServiceManifest[] {
       database: pkg.meshwork.database ?? false,
       kind: pkg.meshwork.kind ?? "service",
       adminPort: pkg.meshwork.adminPort,
+      ...(pkg.meshwork.consumes ? { consumes: pkg.meshwork.consumes } : {}),
     });
   }
   return found.sort((a, b) => a.port - b.port);

@@ -152,7 +152,9 @@ export async function up(options: UpOptions): Promise<number> {
   let telemetry: LocalTelemetry | undefined;
   let embedded: EmbeddedPostgresHandle | undefined;
   try {
-    const serviceNames = options.services.filter((m) => m.kind === "service").map((m) => m.name);
+    const serviceNames = options.services
+      .filter((m) => m.kind === "service")
+      .map((m) => ({ name: m.name, consumes: m.consumes }));
     const natsUsers = meshNatsUsers(join(options.home, "nats-auth"), serviceNames, {
       bucket: options.registryBucket,
       namespace: options.namespace ?? "",
