@@ -95,7 +95,7 @@ describe("meshctl new service, in a temporary copy of the repository", () => {
       ],
       repo,
     );
-  }, 600_000);
+  }, 1_200_000);
 
   afterAll(async () => {
     for (const service of ["users", "inventory", "payments", "orders", "notifications", NAME])
@@ -258,7 +258,8 @@ describe("meshctl new service, in a temporary copy of the repository", () => {
       expect(((await created.json()) as { item: { ownerId: string } }).item.ownerId).toBe(login.user.id);
       expect(await proc.stop("SIGINT")).toBe(0);
     } finally {
-      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+      // SIGINT, not SIGKILL: meshctl stops the services it started (a killed one would orphan them).
+      if (proc.child.exitCode === null) await proc.stop("SIGINT");
     }
   }, 600_000);
 });
