@@ -31,7 +31,11 @@ export function renderComposeNatsConfig(manifests: readonly ServiceManifest[]): 
   const users: ConfigUser[] = [
     ...manifests
       .filter((m) => m.kind === "service")
-      .map((m) => ({ user: m.name, password: env(m.name), permissions: servicePermissions(m.name, mesh) })),
+      .map((m) => ({
+        user: m.name,
+        password: env(m.name),
+        permissions: servicePermissions(m.name, mesh, m.consumes),
+      })),
     ...manifests
       .filter((m) => m.kind === "gateway")
       .map((m) => ({ user: m.name, password: env(m.name), permissions: gatewayPermissions(mesh) })),

@@ -16,6 +16,8 @@ import { K8S_DEV_SECRETS_DIR, renderK8s, writeK8sSecrets } from "./k8s.js";
 import { keysRotate } from "./keys.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
+import { InvalidServiceSpecError } from "./scaffold/names.js";
+import { newService } from "./scaffold/new-service.js";
 import { findServices } from "./services.js";
 import { stranglerCommand } from "./strangler.js";
 import { stranglerDemo } from "./strangler-demo.js";
@@ -48,6 +50,14 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       --replicas orders=3,inventory=2 runs several instances of a service (a scale-out rehearsal):
       the first at the service's port, the others (orders#2, orders#3) on free ports, one
       database; each announces itself in the registry and the gateway and callers balance.
+  meshctl new service NAME [--port N] [--publishes-events] [--consumes-events SERVICE,...]
+      Add a service: its proto (access policy and idempotency level on every method), generated
+      code, apps/NAME in the house layout (config, server, ports/rpc, app/commands and queries,
+      domain, adapters/db with schema and first migration, tests), linked as a workspace, built,
+      and registered with the gateway's route table, Envoy, docker-compose, compose's Postgres,
+      NATS and Prometheus, and \`meshctl up\`. --publishes-events adds an outbox and an ItemCreated
+      event; --consumes-events adds durable consumers with an inbox on those services' streams.
+      Also \`npm run new -- service NAME\`.
   meshctl traces [--limit N] [--service NAME]
       Recent traces from the running mesh's receiver: root method, services, spans, duration, status.
   meshctl trace (TRACE-ID | --last | --order ORDER-ID) [--width N]
@@ -114,6 +124,40 @@ const usage = `meshctl: run and inspect the Meshwork mesh
   meshwork_registry; DISCOVERY_BUCKET overrides).
 `;
 
+/** `meshctl new service NAME ...`: exit 2 with the reason for a refused name or port. */
+function newCommand(
+  positionals: string[],
+  values: { port?: string; "publishes-events"?: boolean; "consumes-events"?: string },
+): number {
+  const [what, name] = positionals;
+  if (what !== "service" || !name || positionals.length > 2) {
+    process.stderr.write(
+      "usage: meshctl new service NAME [--port N] [--publishes-events] [--consumes-events SERVICE,...]\n",
+    );
+    return 2;
+  }
+  try {
+    const { spec, written } = newService({
+      root,
+      name,
+      port: values.port,
+      publishesEvents: values["publishes-events"],
+      consumesEvents: values["consumes-events"],
+      say: (line) => process.stdout.write(`${line}\n`),
+    });
+    process.stdout.write(
+      `\nwrote:\n${written.map((f) => `  ${f}`).join("\n")}\n\nnext: npm test -w @meshwork/${spec.name}, then npm start (it serves on ${spec.port}); commit it all.\n`,
+    );
+    return 0;
+  } catch (err) {
+    if (err instanceof InvalidServiceSpecError) {
+      process.stderr.write(`meshctl new service: ${err.message}\n`);
+      return 2;
+    }
+    throw err;
+  }
+}
+
 /** The running `meshctl up`'s view of its processes (crashes, restarts), if one runs. */
 function readSupervision(home: string): SupervisionReport | undefined {
   try {
@@ -158,6 +202,9 @@ async function main(argv: string[]): Promise<number> {
       token: { type: "string" },
       secrets: { type: "boolean" },
       replicas: { type: "string" },
+      port: { type: "string" },
+      "publishes-events": { type: "boolean" },
+      "consumes-events": { type: "string" },
       help: { type: "boolean", short: "h" },
     },
   });
@@ -224,6 +271,8 @@ async function main(argv: string[]): Promise<number> {
         out: process.stdout,
         err: process.stderr,
       });
+    case "new":
+      return newCommand(positionals, values);
     case "traces":
     case "trace":
     case "logs":

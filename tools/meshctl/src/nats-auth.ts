@@ -6,7 +6,9 @@ import { type NatsCredentials, streamName } from "@meshwork/events";
 
 /**
  * Streams a service consumes besides its own (its durable consumers live there). Every service
- * owns `meshwork.<name>.>` (stream `<NAME>`) and `dlq.<name>.>` (stream `DLQ_<NAME>`).
+ * owns `meshwork.<name>.>` (stream `<NAME>`) and `dlq.<name>.>` (stream `DLQ_<NAME>`). A service
+ * can also declare them in its package.json (`"meshwork": { "consumes": [...] }`, what
+ * `meshctl new service --consumes-events` writes), which the callers pass in.
  */
 const CONSUMES: Record<string, readonly string[]> = {
   notifications: ["users", "payments", "orders"],
@@ -100,12 +102,16 @@ function streamUser(stream: string): string[] {
  * user can announce an endpoint of this service), use the JetStream API of its own streams and of
  * those it consumes and read the registry; receive only on its own inbox prefix.
  */
-export function servicePermissions(service: string, mesh: MeshTopology): Permissions {
+export function servicePermissions(
+  service: string,
+  mesh: MeshTopology,
+  consumes: readonly string[] = CONSUMES[service] ?? [],
+): Permissions {
   const ns = mesh.namespace;
   const streams = [
     streamName(ns, service.toUpperCase()),
     streamName(ns, `DLQ_${service.toUpperCase()}`),
-    ...(CONSUMES[service] ?? []).map((s) => streamName(ns, s.toUpperCase())),
+    ...consumes.map((s) => streamName(ns, s.toUpperCase())),
   ];
   return {
     publish: {
@@ -191,7 +197,11 @@ export function renderNatsConfig(options: {
  * The users of the mesh's NATS: one per service, the gateway, and meshctl's admin. Passwords are
  * made once (24 random bytes) and kept in `<dir>/credentials.json`, readable by the owner only.
  */
-export function meshNatsUsers(dir: string, services: readonly string[], mesh: MeshTopology): NatsUser[] {
+export function meshNatsUsers(
+  dir: string,
+  services: readonly (string | { name: string; consumes?: readonly string[] })[],
+  mesh: MeshTopology,
+): NatsUser[] {
   mkdirSync(dir, { recursive: true, mode: 0o700 });
   const file = join(dir, "credentials.json");
   const saved = existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, string>) : {};
@@ -200,7 +210,14 @@ export function meshNatsUsers(dir: string, services: readonly string[], mesh: Me
     return saved[user];
   };
   const users: NatsUser[] = [
-    ...services.map((s) => ({ user: s, password: password(s), permissions: servicePermissions(s, mesh) })),
+    ...services.map((entry) => {
+      const s = typeof entry === "string" ? { name: entry } : entry;
+      return {
+        user: s.name,
+        password: password(s.name),
+        permissions: servicePermissions(s.name, mesh, s.consumes),
+      };
+    }),
     { user: "gateway", password: password("gateway"), permissions: gatewayPermissions(mesh) },
     { user: ADMIN_USER, password: password(ADMIN_USER) },
   ];

@@ -22,6 +22,8 @@ export interface ServiceManifest {
   kind: "service" | "gateway" | "legacy";
   /** The gateway's admin port (overridden by `--ports auto`). */
   adminPort?: number;
+  /** Services whose event streams it consumes (its NATS user may read them); absent: the built-in table. */
+  consumes?: string[];
 }
 
 /**
@@ -41,6 +43,7 @@ export function findServices(root: string): ServiceManifest[] {
         database?: boolean;
         kind?: "service" | "gateway" | "legacy";
         adminPort?: number;
+        consumes?: string[];
       };
     };
     try {
@@ -57,6 +60,7 @@ export function findServices(root: string): ServiceManifest[] {
       database: pkg.meshwork.database ?? false,
       kind: pkg.meshwork.kind ?? "service",
       adminPort: pkg.meshwork.adminPort,
+      ...(pkg.meshwork.consumes ? { consumes: pkg.meshwork.consumes } : {}),
     });
   }
   return found.sort((a, b) => a.port - b.port);

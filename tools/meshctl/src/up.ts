@@ -202,7 +202,9 @@ export async function up(options: UpOptions): Promise<number> {
   let embedded: EmbeddedPostgresHandle | undefined;
   let meshConsole: Awaited<ReturnType<typeof startMeshConsole>> | undefined;
   try {
-    const serviceNames = options.services.filter((m) => m.kind === "service").map((m) => m.name);
+    const serviceNames = options.services
+      .filter((m) => m.kind === "service")
+      .map((m) => ({ name: m.name, consumes: m.consumes }));
     const natsUsers = meshNatsUsers(join(options.home, "nats-auth"), serviceNames, {
       bucket: options.registryBucket,
       namespace: options.namespace ?? "",
