@@ -79,7 +79,8 @@ describe("infra/k8s", () => {
   let work: string;
 
   beforeAll(() => {
-    services = findServices(root);
+    // The legacy monolith (strangler fig) runs under `meshctl up` only, not in compose or k8s yet.
+    services = findServices(root).filter((m) => m.kind !== "legacy");
     // The dev overlay reads its Secrets from git-ignored env files: build a copy of infra/ with
     // freshly made ones, as `meshctl k8s --secrets` writes them.
     work = mkdtempSync(join(tmpdir(), "mw-k8s-"));
@@ -410,7 +411,7 @@ describe("infra/k8s", () => {
 
   it("mounts Envoy's config from a ConfigMap equal to the file `meshctl envoy` renders, balancing over headless Services", () => {
     const committed = readFileSync(join(root, ENVOY_CONFIG_PATH), "utf8");
-    expect(committed).toBe(renderEnvoyYaml({ files: meshworkFiles, services }));
+    expect(committed).toBe(renderEnvoyYaml({ files: meshworkFiles, services: findServices(root) }));
     for (const [overlay, b] of overlays()) {
       const cm = generated(b, "ConfigMap", "envoy-config");
       expect(cm?.data?.["envoy.yaml"], overlay).toBe(committed);
@@ -436,7 +437,10 @@ describe("infra/k8s", () => {
           }>;
         };
       };
-      for (const cluster of config.static_resources.clusters.filter((x) => x.type === "STRICT_DNS")) {
+      // (The legacy monolith's cluster has no Service here: k8s does not run the monolith yet.)
+      for (const cluster of config.static_resources.clusters.filter(
+        (x) => x.type === "STRICT_DNS" && x.name !== "legacy",
+      )) {
         for (const e of cluster.load_assignment.endpoints.flatMap((x) => x.lb_endpoints)) {
           const { address, port_value } = e.endpoint.address.socket_address;
           const svc = b.get("Service", address);

@@ -4,6 +4,7 @@ import { join } from "node:path";
 import { DEFAULT_BUCKET } from "@meshwork/discovery";
 import { generateIdentityKey, privateKeyFrom, publicKeyText } from "@meshwork/runtime";
 import { stringify } from "yaml";
+import { DEFAULT_EXT_AUTHZ } from "./envoy.js";
 import {
   ADMIN_USER,
   type ConfigUser,
@@ -107,6 +108,8 @@ function env(m: ServiceManifest, services: readonly ServiceManifest[]): unknown[
       // Probes and Prometheus reach the admin listener on the pod's address.
       { name: "ADMIN_HOST", value: "0.0.0.0" },
       { name: "JWKS_URL", value: `http://users:${users?.port ?? 50051}/.well-known/jwks.json` },
+      // Envoy's ext_authz filter asks here: the gateway's rules and the signed identity assertion.
+      { name: "EXT_AUTHZ_PORT", value: String(DEFAULT_EXT_AUTHZ.port) },
     ];
   }
   return [
@@ -115,7 +118,11 @@ function env(m: ServiceManifest, services: readonly ServiceManifest[]): unknown[
     { name: "ADVERTISE_HOST", valueFrom: { fieldRef: { fieldPath: "status.podIP" } } },
     ...(m.database ? [secretEnv("DATABASE_URL", secretName(m.name))] : []),
     ...(m.name === "users"
-      ? [{ name: "USERS_BOOTSTRAP_SECRET_FILE", value: `${BOOTSTRAP_FILE_DIR}/${BOOTSTRAP_FILE}` }]
+      ? [
+          { name: "USERS_BOOTSTRAP_SECRET_FILE", value: `${BOOTSTRAP_FILE_DIR}/${BOOTSTRAP_FILE}` },
+          // Seals the JWT signing keys in its database.
+          secretEnv("USERS_KEY_ENCRYPTION_KEY", secretName(m.name)),
+        ]
       : []),
   ];
 }
@@ -222,7 +229,12 @@ function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]
               imagePullPolicy: "IfNotPresent",
               ports: [
                 { name: gateway ? "http" : "grpc", containerPort: rpcPort, protocol: "TCP" },
-                ...(gateway ? [{ name: "admin", containerPort: metricsPort, protocol: "TCP" }] : []),
+                ...(gateway
+                  ? [
+                      { name: "admin", containerPort: metricsPort, protocol: "TCP" },
+                      { name: "authz", containerPort: DEFAULT_EXT_AUTHZ.port, protocol: "TCP" },
+                    ]
+                  : []),
               ],
               env: env(m, services),
               resources: {
@@ -262,7 +274,17 @@ function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]
           targetPort: gateway ? "http" : "grpc",
           ...(gateway ? {} : { appProtocol: "kubernetes.io/h2c" }),
         },
-        ...(gateway ? [{ name: "admin", port: metricsPort, targetPort: "admin" }] : []),
+        ...(gateway
+          ? [
+              { name: "admin", port: metricsPort, targetPort: "admin" },
+              {
+                name: "authz",
+                port: DEFAULT_EXT_AUTHZ.port,
+                targetPort: "authz",
+                appProtocol: "kubernetes.io/h2c",
+              },
+            ]
+          : []),
       ],
     },
   };
@@ -272,6 +294,8 @@ function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]
     ? [
         { ports: [{ protocol: "TCP", port: rpcPort }] },
         { from: [podsNamed("prometheus")], ports: [{ protocol: "TCP", port: metricsPort }] },
+        // Only Envoy asks the ext_authz server.
+        { from: [podsNamed("envoy")], ports: [{ protocol: "TCP", port: DEFAULT_EXT_AUTHZ.port }] },
       ]
     : [
         {
@@ -587,6 +611,7 @@ export function writeK8sSecrets(
     const s = load(secretName(m.name));
     s.NATS_PASSWORD ??= random();
     s.IDENTITY_KEY ??= generateIdentityKey().privateKey;
+    if (m.name === "users") s.USERS_KEY_ENCRYPTION_KEY ??= randomBytes(32).toString("base64");
     trust.push(`${m.name}=${publicKeyText(privateKeyFrom(s.IDENTITY_KEY))}`);
     if (m.database) {
       const p = load(postgresSecretName(m.name));

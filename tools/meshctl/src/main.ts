@@ -384,7 +384,9 @@ async function main(argv: string[]): Promise<number> {
     }
     case "k8s": {
       let stale = 0;
-      for (const [path, content] of renderK8s(services)) {
+      // The legacy monolith (strangler fig) runs under `meshctl up` only, as in compose.
+      const deployed = services.filter((m) => m.kind !== "legacy");
+      for (const [path, content] of renderK8s(deployed)) {
         const file = join(root, path);
         const current = existsSync(file) ? readFileSync(file, "utf8") : "";
         if (values.check) {
@@ -399,7 +401,7 @@ async function main(argv: string[]): Promise<number> {
       }
       if (values.check) return stale === 0 ? 0 : 1;
       if (values.secrets) {
-        writeK8sSecrets(join(root, K8S_DEV_SECRETS_DIR), services);
+        writeK8sSecrets(join(root, K8S_DEV_SECRETS_DIR), deployed);
         process.stdout.write(`wrote the Secrets' env files in ${K8S_DEV_SECRETS_DIR}\n`);
       }
       return 0;

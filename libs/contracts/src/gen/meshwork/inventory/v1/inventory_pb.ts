@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/inventory/v1/inventory.proto.
  */
 export const file_meshwork_inventory_v1_inventory: GenFile = /*@__PURE__*/
-  fileDesc("CiVtZXNod29yay9pbnZlbnRvcnkvdjEvaW52ZW50b3J5LnByb3RvEhVtZXNod29yay5pbnZlbnRvcnkudjEiwQEKB1Byb2R1Y3QSCgoCaWQYASABKAkSCwoDc2t1GAIgASgJEgwKBG5hbWUYAyABKAkSKAoFcHJpY2UYBCABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgFIAEoAxIQCghyZXNlcnZlZBgGIAEoAxIRCglhdmFpbGFibGUYByABKAMSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIrYBChRDcmVhdGVQcm9kdWN0UmVxdWVzdBIpCgNza3UYASABKAlCHLpIGXIXMhVeW0EtWmEtejAtOV8tXXsxLDY0fSQSGAoEbmFtZRgCIAEoCUIKukgHcgUQARjIARIwCgVwcmljZRgDIAEoCzIZLm1lc2h3b3JrLmNvbW1vbi52MS5Nb25leUIGukgDyAEBEicKDWluaXRpYWxfc3RvY2sYBCABKANCELpIDSILGP////////8PKAAiSAoVQ3JlYXRlUHJvZHVjdFJlc3BvbnNlEi8KB3Byb2R1Y3QYASABKAsyHi5tZXNod29yay5pbnZlbnRvcnkudjEuUHJvZHVjdCIpChFHZXRQcm9kdWN0UmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiRQoSR2V0UHJvZHVjdFJlc3BvbnNlEi8KB3Byb2R1Y3QYASABKAsyHi5tZXNod29yay5pbnZlbnRvcnkudjEuUHJvZHVjdCJPChNMaXN0UHJvZHVjdHNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABCJhChRMaXN0UHJvZHVjdHNSZXNwb25zZRIwCghwcm9kdWN0cxgBIAMoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0EhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSJ1ChJBZGp1c3RTdG9ja1JlcXVlc3QSHAoKcHJvZHVjdF9pZBgBIAEoCUIIukgFcgOwAQESJwoFZGVsdGEYAiABKANCGLpIFSITOAAYgJTr3AMogOyUo/z/////ARIYCgZyZWFzb24YAyABKAlCCLpIBXIDGMgBIkYKE0FkanVzdFN0b2NrUmVzcG9uc2USLwoHcHJvZHVjdBgBIAEoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0Ik4KD1Jlc2VydmF0aW9uSXRlbRIcCgpwcm9kdWN0X2lkGAEgASgJQgi6SAVyA7ABARIdCghxdWFudGl0eRgCIAEoA0ILukgIIgYYwIQ9IAAiuQEKC1Jlc2VydmF0aW9uEgoKAmlkGAEgASgJEjUKBWl0ZW1zGAIgAygLMiYubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uSXRlbRI2CgVzdGF0ZRgDIAEoDjInLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvblN0YXRlEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6ChNSZXNlcnZlU3RvY2tSZXF1ZXN0EiAKDnJlc2VydmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABARJBCgVpdGVtcxgCIAMoCzImLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvbkl0ZW1CCrpIB5IBBAgBEGQiTwoUUmVzZXJ2ZVN0b2NrUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iPQoZUmVsZWFzZVJlc2VydmF0aW9uUmVxdWVzdBIgCg5yZXNlcnZhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiVQoaUmVsZWFzZVJlc2VydmF0aW9uUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iPAoYQ29tbWl0UmVzZXJ2YXRpb25SZXF1ZXN0EiAKDnJlc2VydmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJUChlDb21taXRSZXNlcnZhdGlvblJlc3BvbnNlEjcKC3Jlc2VydmF0aW9uGAEgASgLMiIubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIjkKFUdldFJlc2VydmF0aW9uUmVxdWVzdBIgCg5yZXNlcnZhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUQoWR2V0UmVzZXJ2YXRpb25SZXNwb25zZRI3CgtyZXNlcnZhdGlvbhgBIAEoCzIiLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvbiITChFBdWRpdFN0b2NrUmVxdWVzdCJ2CgpTdG9ja0F1ZGl0EhIKCnByb2R1Y3RfaWQYASABKAkSDwoHb25faGFuZBgCIAEoAxIQCghyZXNlcnZlZBgDIAEoAxIQCghyZWNlaXZlZBgEIAEoAxIRCgljb21taXR0ZWQYBSABKAMSDAoEaGVsZBgGIAEoAyJJChJBdWRpdFN0b2NrUmVzcG9uc2USMwoIcHJvZHVjdHMYASADKAsyIS5tZXNod29yay5pbnZlbnRvcnkudjEuU3RvY2tBdWRpdCqSAQoQUmVzZXJ2YXRpb25TdGF0ZRIhCh1SRVNFUlZBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlJFU0VSVkFUSU9OX1NUQVRFX0hFTEQQARIfChtSRVNFUlZBVElPTl9TVEFURV9DT01NSVRURUQQAhIeChpSRVNFUlZBVElPTl9TVEFURV9SRUxFQVNFRBADMq4JChBJbnZlbnRvcnlTZXJ2aWNlEnkKDUNyZWF0ZVByb2R1Y3QSKy5tZXNod29yay5pbnZlbnRvcnkudjEuQ3JlYXRlUHJvZHVjdFJlcXVlc3QaLC5tZXNod29yay5pbnZlbnRvcnkudjEuQ3JlYXRlUHJvZHVjdFJlc3BvbnNlIg2KtRgJCAMSBWFkbWluEo8BCgpHZXRQcm9kdWN0EigubWVzaHdvcmsuaW52ZW50b3J5LnYxLkdldFByb2R1Y3RSZXF1ZXN0GikubWVzaHdvcmsuaW52ZW50b3J5LnYxLkdldFByb2R1Y3RSZXNwb25zZSIskAIBirUYAggBgtPkkwIdYgdwcm9kdWN0EhIvYXBpL3Byb2R1Y3RzL3tpZH0ShwEKDExpc3RQcm9kdWN0cxIqLm1lc2h3b3JrLmludmVudG9yeS52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0GisubWVzaHdvcmsuaW52ZW50b3J5LnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIh6QAgGKtRgCCAGC0+STAg8SDS9hcGkvcHJvZHVjdHMScwoLQWRqdXN0U3RvY2sSKS5tZXNod29yay5pbnZlbnRvcnkudjEuQWRqdXN0U3RvY2tSZXF1ZXN0GioubWVzaHdvcmsuaW52ZW50b3J5LnYxLkFkanVzdFN0b2NrUmVzcG9uc2UiDYq1GAkIAxIFYWRtaW4SewoMUmVzZXJ2ZVN0b2NrEioubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1JlcXVlc3QaKy5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVzcG9uc2UiEpACAoq1GAsIAxIHc2VydmljZRKNAQoSUmVsZWFzZVJlc2VydmF0aW9uEjAubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlbGVhc2VSZXNlcnZhdGlvblJlcXVlc3QaMS5tZXNod29yay5pbnZlbnRvcnkudjEuUmVsZWFzZVJlc2VydmF0aW9uUmVzcG9uc2UiEpACAoq1GAsIAxIHc2VydmljZRJ/Cg5HZXRSZXNlcnZhdGlvbhIsLm1lc2h3b3JrLmludmVudG9yeS52MS5HZXRSZXNlcnZhdGlvblJlcXVlc3QaLS5tZXNod29yay5pbnZlbnRvcnkudjEuR2V0UmVzZXJ2YXRpb25SZXNwb25zZSIQkAIBirUYCQgDEgVhZG1pbhJzCgpBdWRpdFN0b2NrEigubWVzaHdvcmsuaW52ZW50b3J5LnYxLkF1ZGl0U3RvY2tSZXF1ZXN0GikubWVzaHdvcmsuaW52ZW50b3J5LnYxLkF1ZGl0U3RvY2tSZXNwb25zZSIQkAIBirUYCQgDEgVhZG1pbhKKAQoRQ29tbWl0UmVzZXJ2YXRpb24SLy5tZXNod29yay5pbnZlbnRvcnkudjEuQ29tbWl0UmVzZXJ2YXRpb25SZXF1ZXN0GjAubWVzaHdvcmsuaW52ZW50b3J5LnYxLkNvbW1pdFJlc2VydmF0aW9uUmVzcG9uc2UiEpACAoq1GAsIAxIHc2VydmljZWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_meshwork_api_v1_access, file_meshwork_common_v1_money]);
+  fileDesc("CiVtZXNod29yay9pbnZlbnRvcnkvdjEvaW52ZW50b3J5LnByb3RvEhVtZXNod29yay5pbnZlbnRvcnkudjEi0gEKB1Byb2R1Y3QSCgoCaWQYASABKAkSCwoDc2t1GAIgASgJEgwKBG5hbWUYAyABKAkSKAoFcHJpY2UYBCABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgFIAEoAxIQCghyZXNlcnZlZBgGIAEoAxIRCglhdmFpbGFibGUYByABKAMSLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEg8KB3ZlcnNpb24YCSABKAMitgEKFENyZWF0ZVByb2R1Y3RSZXF1ZXN0EikKA3NrdRgBIAEoCUIcukgZchcyFV5bQS1aYS16MC05Xy1dezEsNjR9JBIYCgRuYW1lGAIgASgJQgq6SAdyBRABGMgBEjAKBXByaWNlGAMgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5Qga6SAPIAQESJwoNaW5pdGlhbF9zdG9jaxgEIAEoA0IQukgNIgsY/////////w8oACJIChVDcmVhdGVQcm9kdWN0UmVzcG9uc2USLwoHcHJvZHVjdBgBIAEoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0IikKEUdldFByb2R1Y3RSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASJFChJHZXRQcm9kdWN0UmVzcG9uc2USLwoHcHJvZHVjdBgBIAEoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0Ik8KE0xpc3RQcm9kdWN0c1JlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEImEKFExpc3RQcm9kdWN0c1Jlc3BvbnNlEjAKCHByb2R1Y3RzGAEgAygLMh4ubWVzaHdvcmsuaW52ZW50b3J5LnYxLlByb2R1Y3QSFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIn4KFFVwZGF0ZVByb2R1Y3RSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABARIdCgRuYW1lGAIgASgJQgq6SAdyBRABGMgBSACIAQESKAoFcHJpY2UYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXlCBwoFX25hbWUiSAoVVXBkYXRlUHJvZHVjdFJlc3BvbnNlEi8KB3Byb2R1Y3QYASABKAsyHi5tZXNod29yay5pbnZlbnRvcnkudjEuUHJvZHVjdCJ1ChJBZGp1c3RTdG9ja1JlcXVlc3QSHAoKcHJvZHVjdF9pZBgBIAEoCUIIukgFcgOwAQESJwoFZGVsdGEYAiABKANCGLpIFSITOAAYgJTr3AMogOyUo/z/////ARIYCgZyZWFzb24YAyABKAlCCLpIBXIDGMgBIkYKE0FkanVzdFN0b2NrUmVzcG9uc2USLwoHcHJvZHVjdBgBIAEoCzIeLm1lc2h3b3JrLmludmVudG9yeS52MS5Qcm9kdWN0Ik4KD1Jlc2VydmF0aW9uSXRlbRIcCgpwcm9kdWN0X2lkGAEgASgJQgi6SAVyA7ABARIdCghxdWFudGl0eRgCIAEoA0ILukgIIgYYwIQ9IAAiuQEKC1Jlc2VydmF0aW9uEgoKAmlkGAEgASgJEjUKBWl0ZW1zGAIgAygLMiYubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uSXRlbRI2CgVzdGF0ZRgDIAEoDjInLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvblN0YXRlEi8KC2NyZWF0ZV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJ6ChNSZXNlcnZlU3RvY2tSZXF1ZXN0EiAKDnJlc2VydmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABARJBCgVpdGVtcxgCIAMoCzImLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvbkl0ZW1CCrpIB5IBBAgBEGQiTwoUUmVzZXJ2ZVN0b2NrUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iPQoZUmVsZWFzZVJlc2VydmF0aW9uUmVxdWVzdBIgCg5yZXNlcnZhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiVQoaUmVsZWFzZVJlc2VydmF0aW9uUmVzcG9uc2USNwoLcmVzZXJ2YXRpb24YASABKAsyIi5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2YXRpb24iPAoYQ29tbWl0UmVzZXJ2YXRpb25SZXF1ZXN0EiAKDnJlc2VydmF0aW9uX2lkGAEgASgJQgi6SAVyA7ABASJUChlDb21taXRSZXNlcnZhdGlvblJlc3BvbnNlEjcKC3Jlc2VydmF0aW9uGAEgASgLMiIubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmF0aW9uIjkKFUdldFJlc2VydmF0aW9uUmVxdWVzdBIgCg5yZXNlcnZhdGlvbl9pZBgBIAEoCUIIukgFcgOwAQEiUQoWR2V0UmVzZXJ2YXRpb25SZXNwb25zZRI3CgtyZXNlcnZhdGlvbhgBIAEoCzIiLm1lc2h3b3JrLmludmVudG9yeS52MS5SZXNlcnZhdGlvbiITChFBdWRpdFN0b2NrUmVxdWVzdCJ2CgpTdG9ja0F1ZGl0EhIKCnByb2R1Y3RfaWQYASABKAkSDwoHb25faGFuZBgCIAEoAxIQCghyZXNlcnZlZBgDIAEoAxIQCghyZWNlaXZlZBgEIAEoAxIRCgljb21taXR0ZWQYBSABKAMSDAoEaGVsZBgGIAEoAyJJChJBdWRpdFN0b2NrUmVzcG9uc2USMwoIcHJvZHVjdHMYASADKAsyIS5tZXNod29yay5pbnZlbnRvcnkudjEuU3RvY2tBdWRpdCqSAQoQUmVzZXJ2YXRpb25TdGF0ZRIhCh1SRVNFUlZBVElPTl9TVEFURV9VTlNQRUNJRklFRBAAEhoKFlJFU0VSVkFUSU9OX1NUQVRFX0hFTEQQARIfChtSRVNFUlZBVElPTl9TVEFURV9DT01NSVRURUQQAhIeChpSRVNFUlZBVElPTl9TVEFURV9SRUxFQVNFRBADMqkKChBJbnZlbnRvcnlTZXJ2aWNlEnkKDUNyZWF0ZVByb2R1Y3QSKy5tZXNod29yay5pbnZlbnRvcnkudjEuQ3JlYXRlUHJvZHVjdFJlcXVlc3QaLC5tZXNod29yay5pbnZlbnRvcnkudjEuQ3JlYXRlUHJvZHVjdFJlc3BvbnNlIg2KtRgJCAMSBWFkbWluEo8BCgpHZXRQcm9kdWN0EigubWVzaHdvcmsuaW52ZW50b3J5LnYxLkdldFByb2R1Y3RSZXF1ZXN0GikubWVzaHdvcmsuaW52ZW50b3J5LnYxLkdldFByb2R1Y3RSZXNwb25zZSIskAIBirUYAggBgtPkkwIdYgdwcm9kdWN0EhIvYXBpL3Byb2R1Y3RzL3tpZH0ShwEKDExpc3RQcm9kdWN0cxIqLm1lc2h3b3JrLmludmVudG9yeS52MS5MaXN0UHJvZHVjdHNSZXF1ZXN0GisubWVzaHdvcmsuaW52ZW50b3J5LnYxLkxpc3RQcm9kdWN0c1Jlc3BvbnNlIh6QAgGKtRgCCAGC0+STAg8SDS9hcGkvcHJvZHVjdHMSeQoNVXBkYXRlUHJvZHVjdBIrLm1lc2h3b3JrLmludmVudG9yeS52MS5VcGRhdGVQcm9kdWN0UmVxdWVzdBosLm1lc2h3b3JrLmludmVudG9yeS52MS5VcGRhdGVQcm9kdWN0UmVzcG9uc2UiDYq1GAkIAxIFYWRtaW4ScwoLQWRqdXN0U3RvY2sSKS5tZXNod29yay5pbnZlbnRvcnkudjEuQWRqdXN0U3RvY2tSZXF1ZXN0GioubWVzaHdvcmsuaW52ZW50b3J5LnYxLkFkanVzdFN0b2NrUmVzcG9uc2UiDYq1GAkIAxIFYWRtaW4SewoMUmVzZXJ2ZVN0b2NrEioubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlc2VydmVTdG9ja1JlcXVlc3QaKy5tZXNod29yay5pbnZlbnRvcnkudjEuUmVzZXJ2ZVN0b2NrUmVzcG9uc2UiEpACAoq1GAsIAxIHc2VydmljZRKNAQoSUmVsZWFzZVJlc2VydmF0aW9uEjAubWVzaHdvcmsuaW52ZW50b3J5LnYxLlJlbGVhc2VSZXNlcnZhdGlvblJlcXVlc3QaMS5tZXNod29yay5pbnZlbnRvcnkudjEuUmVsZWFzZVJlc2VydmF0aW9uUmVzcG9uc2UiEpACAoq1GAsIAxIHc2VydmljZRJ/Cg5HZXRSZXNlcnZhdGlvbhIsLm1lc2h3b3JrLmludmVudG9yeS52MS5HZXRSZXNlcnZhdGlvblJlcXVlc3QaLS5tZXNod29yay5pbnZlbnRvcnkudjEuR2V0UmVzZXJ2YXRpb25SZXNwb25zZSIQkAIBirUYCQgDEgVhZG1pbhJzCgpBdWRpdFN0b2NrEigubWVzaHdvcmsuaW52ZW50b3J5LnYxLkF1ZGl0U3RvY2tSZXF1ZXN0GikubWVzaHdvcmsuaW52ZW50b3J5LnYxLkF1ZGl0U3RvY2tSZXNwb25zZSIQkAIBirUYCQgDEgVhZG1pbhKKAQoRQ29tbWl0UmVzZXJ2YXRpb24SLy5tZXNod29yay5pbnZlbnRvcnkudjEuQ29tbWl0UmVzZXJ2YXRpb25SZXF1ZXN0GjAubWVzaHdvcmsuaW52ZW50b3J5LnYxLkNvbW1pdFJlc2VydmF0aW9uUmVzcG9uc2UiEpACAoq1GAsIAxIHc2VydmljZWIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_meshwork_api_v1_access, file_meshwork_common_v1_money]);
 
 /**
  * @generated from message meshwork.inventory.v1.Product
@@ -70,6 +70,14 @@ export type Product = Message<"meshwork.inventory.v1.Product"> & {
    * @generated from field: google.protobuf.Timestamp create_time = 8;
    */
   createTime?: Timestamp | undefined;
+
+  /**
+   * Grows by one with every change of the product (name, price or stock): caches keep it with a
+   * copy and never replace a newer copy with an older one.
+   *
+   * @generated from field: int64 version = 9;
+   */
+  version: bigint;
 };
 
 /**
@@ -218,6 +226,54 @@ export const ListProductsResponseSchema: GenMessage<ListProductsResponse> = /*@_
   messageDesc(file_meshwork_inventory_v1_inventory, 6);
 
 /**
+ * @generated from message meshwork.inventory.v1.UpdateProductRequest
+ */
+export type UpdateProductRequest = Message<"meshwork.inventory.v1.UpdateProductRequest"> & {
+  /**
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * The new name; absent: unchanged.
+   *
+   * @generated from field: optional string name = 2;
+   */
+  name?: string | undefined;
+
+  /**
+   * The new price; absent: unchanged. Its currency may differ from the old one.
+   *
+   * @generated from field: meshwork.common.v1.Money price = 3;
+   */
+  price?: Money | undefined;
+};
+
+/**
+ * Describes the message meshwork.inventory.v1.UpdateProductRequest.
+ * Use `create(UpdateProductRequestSchema)` to create a new message.
+ */
+export const UpdateProductRequestSchema: GenMessage<UpdateProductRequest> = /*@__PURE__*/
+  messageDesc(file_meshwork_inventory_v1_inventory, 7);
+
+/**
+ * @generated from message meshwork.inventory.v1.UpdateProductResponse
+ */
+export type UpdateProductResponse = Message<"meshwork.inventory.v1.UpdateProductResponse"> & {
+  /**
+   * @generated from field: meshwork.inventory.v1.Product product = 1;
+   */
+  product?: Product | undefined;
+};
+
+/**
+ * Describes the message meshwork.inventory.v1.UpdateProductResponse.
+ * Use `create(UpdateProductResponseSchema)` to create a new message.
+ */
+export const UpdateProductResponseSchema: GenMessage<UpdateProductResponse> = /*@__PURE__*/
+  messageDesc(file_meshwork_inventory_v1_inventory, 8);
+
+/**
  * @generated from message meshwork.inventory.v1.AdjustStockRequest
  */
 export type AdjustStockRequest = Message<"meshwork.inventory.v1.AdjustStockRequest"> & {
@@ -246,7 +302,7 @@ export type AdjustStockRequest = Message<"meshwork.inventory.v1.AdjustStockReque
  * Use `create(AdjustStockRequestSchema)` to create a new message.
  */
 export const AdjustStockRequestSchema: GenMessage<AdjustStockRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 7);
+  messageDesc(file_meshwork_inventory_v1_inventory, 9);
 
 /**
  * @generated from message meshwork.inventory.v1.AdjustStockResponse
@@ -263,7 +319,7 @@ export type AdjustStockResponse = Message<"meshwork.inventory.v1.AdjustStockResp
  * Use `create(AdjustStockResponseSchema)` to create a new message.
  */
 export const AdjustStockResponseSchema: GenMessage<AdjustStockResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 8);
+  messageDesc(file_meshwork_inventory_v1_inventory, 10);
 
 /**
  * @generated from message meshwork.inventory.v1.ReservationItem
@@ -285,7 +341,7 @@ export type ReservationItem = Message<"meshwork.inventory.v1.ReservationItem"> &
  * Use `create(ReservationItemSchema)` to create a new message.
  */
 export const ReservationItemSchema: GenMessage<ReservationItem> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 9);
+  messageDesc(file_meshwork_inventory_v1_inventory, 11);
 
 /**
  * @generated from message meshwork.inventory.v1.Reservation
@@ -317,7 +373,7 @@ export type Reservation = Message<"meshwork.inventory.v1.Reservation"> & {
  * Use `create(ReservationSchema)` to create a new message.
  */
 export const ReservationSchema: GenMessage<Reservation> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 10);
+  messageDesc(file_meshwork_inventory_v1_inventory, 12);
 
 /**
  * @generated from message meshwork.inventory.v1.ReserveStockRequest
@@ -343,7 +399,7 @@ export type ReserveStockRequest = Message<"meshwork.inventory.v1.ReserveStockReq
  * Use `create(ReserveStockRequestSchema)` to create a new message.
  */
 export const ReserveStockRequestSchema: GenMessage<ReserveStockRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 11);
+  messageDesc(file_meshwork_inventory_v1_inventory, 13);
 
 /**
  * @generated from message meshwork.inventory.v1.ReserveStockResponse
@@ -360,7 +416,7 @@ export type ReserveStockResponse = Message<"meshwork.inventory.v1.ReserveStockRe
  * Use `create(ReserveStockResponseSchema)` to create a new message.
  */
 export const ReserveStockResponseSchema: GenMessage<ReserveStockResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 12);
+  messageDesc(file_meshwork_inventory_v1_inventory, 14);
 
 /**
  * @generated from message meshwork.inventory.v1.ReleaseReservationRequest
@@ -377,7 +433,7 @@ export type ReleaseReservationRequest = Message<"meshwork.inventory.v1.ReleaseRe
  * Use `create(ReleaseReservationRequestSchema)` to create a new message.
  */
 export const ReleaseReservationRequestSchema: GenMessage<ReleaseReservationRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 13);
+  messageDesc(file_meshwork_inventory_v1_inventory, 15);
 
 /**
  * @generated from message meshwork.inventory.v1.ReleaseReservationResponse
@@ -394,7 +450,7 @@ export type ReleaseReservationResponse = Message<"meshwork.inventory.v1.ReleaseR
  * Use `create(ReleaseReservationResponseSchema)` to create a new message.
  */
 export const ReleaseReservationResponseSchema: GenMessage<ReleaseReservationResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 14);
+  messageDesc(file_meshwork_inventory_v1_inventory, 16);
 
 /**
  * @generated from message meshwork.inventory.v1.CommitReservationRequest
@@ -411,7 +467,7 @@ export type CommitReservationRequest = Message<"meshwork.inventory.v1.CommitRese
  * Use `create(CommitReservationRequestSchema)` to create a new message.
  */
 export const CommitReservationRequestSchema: GenMessage<CommitReservationRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 15);
+  messageDesc(file_meshwork_inventory_v1_inventory, 17);
 
 /**
  * @generated from message meshwork.inventory.v1.CommitReservationResponse
@@ -428,7 +484,7 @@ export type CommitReservationResponse = Message<"meshwork.inventory.v1.CommitRes
  * Use `create(CommitReservationResponseSchema)` to create a new message.
  */
 export const CommitReservationResponseSchema: GenMessage<CommitReservationResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 16);
+  messageDesc(file_meshwork_inventory_v1_inventory, 18);
 
 /**
  * @generated from message meshwork.inventory.v1.GetReservationRequest
@@ -445,7 +501,7 @@ export type GetReservationRequest = Message<"meshwork.inventory.v1.GetReservatio
  * Use `create(GetReservationRequestSchema)` to create a new message.
  */
 export const GetReservationRequestSchema: GenMessage<GetReservationRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 17);
+  messageDesc(file_meshwork_inventory_v1_inventory, 19);
 
 /**
  * @generated from message meshwork.inventory.v1.GetReservationResponse
@@ -462,7 +518,7 @@ export type GetReservationResponse = Message<"meshwork.inventory.v1.GetReservati
  * Use `create(GetReservationResponseSchema)` to create a new message.
  */
 export const GetReservationResponseSchema: GenMessage<GetReservationResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 18);
+  messageDesc(file_meshwork_inventory_v1_inventory, 20);
 
 /**
  * @generated from message meshwork.inventory.v1.AuditStockRequest
@@ -475,7 +531,7 @@ export type AuditStockRequest = Message<"meshwork.inventory.v1.AuditStockRequest
  * Use `create(AuditStockRequestSchema)` to create a new message.
  */
 export const AuditStockRequestSchema: GenMessage<AuditStockRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 19);
+  messageDesc(file_meshwork_inventory_v1_inventory, 21);
 
 /**
  * @generated from message meshwork.inventory.v1.StockAudit
@@ -523,7 +579,7 @@ export type StockAudit = Message<"meshwork.inventory.v1.StockAudit"> & {
  * Use `create(StockAuditSchema)` to create a new message.
  */
 export const StockAuditSchema: GenMessage<StockAudit> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 20);
+  messageDesc(file_meshwork_inventory_v1_inventory, 22);
 
 /**
  * @generated from message meshwork.inventory.v1.AuditStockResponse
@@ -540,7 +596,7 @@ export type AuditStockResponse = Message<"meshwork.inventory.v1.AuditStockRespon
  * Use `create(AuditStockResponseSchema)` to create a new message.
  */
 export const AuditStockResponseSchema: GenMessage<AuditStockResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_inventory_v1_inventory, 21);
+  messageDesc(file_meshwork_inventory_v1_inventory, 23);
 
 /**
  * @generated from enum meshwork.inventory.v1.ReservationState
@@ -618,6 +674,18 @@ export const InventoryService: GenService<{
     methodKind: "unary";
     input: typeof ListProductsRequestSchema;
     output: typeof ListProductsResponseSchema;
+  },
+  /**
+   * UpdateProduct changes a product's name and/or price (at least one). The product's version
+   * grows by one and ProductUpdated is published (through the outbox), so every cache of the
+   * product drops it.
+   *
+   * @generated from rpc meshwork.inventory.v1.InventoryService.UpdateProduct
+   */
+  updateProduct: {
+    methodKind: "unary";
+    input: typeof UpdateProductRequestSchema;
+    output: typeof UpdateProductResponseSchema;
   },
   /**
    * AdjustStock adds (positive delta) or removes (negative delta) units on hand. Removing more
