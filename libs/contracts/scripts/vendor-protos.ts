@@ -104,7 +104,10 @@ const copies: Array<[string, string]> = [
     ["xds", "xds/annotations/v3/status.proto"],
     ["xds", "xds/core/v3/context_params.proto"],
     ["protoc-gen-validate", "validate/validate.proto"],
-  ].map(([dep, f]): [string, string] => [join(pkgDir("@grpc/grpc-js-xds"), "deps", dep as string, f as string), f as string]),
+  ].map(([dep, f]): [string, string] => [
+    join(pkgDir("@grpc/grpc-js-xds"), "deps", dep as string, f as string),
+    f as string,
+  ]),
   [join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/api/http.proto"), "google/api/http.proto"],
   [
     join(pkgDir("@grpc/grpc-js-xds"), "deps/googleapis/google/api/annotations.proto"),

@@ -3,7 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
-import { uniqueName, waitFor } from "@meshwork/testing";
+import { freePort, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -24,14 +24,6 @@ const loadEventsConfig = (env: Record<string, string>) => {
 };
 
 const bin = process.env.MESHWORK_NATS_SERVER ?? "/usr/sbin/nats-server";
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const addr = srv.address();
-  await new Promise((r) => srv.close(r));
-  return typeof addr === "object" && addr ? addr.port : 0;
-}
 
 interface Node {
   name: string;

@@ -1,3 +1,4 @@
+export { freePort } from "@meshwork/local-postgres";
 export {
   MACHINE_POSTGRES_URL,
   resolveTestPostgres,

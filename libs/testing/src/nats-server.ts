@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { freePort } from "@meshwork/local-postgres";
 import { waitFor } from "./wait.js";
 
 /** A private nats-server with JetStream, for tests that stop and restart the broker. */
@@ -15,14 +16,6 @@ export interface TestNatsServer {
   start(): Promise<void>;
   /** Stops it and removes its store. */
   remove(): Promise<void>;
-}
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const addr = srv.address();
-  await new Promise((r) => srv.close(r));
-  return typeof addr === "object" && addr ? addr.port : 0;
 }
 
 async function accepts(port: number): Promise<boolean> {

@@ -1,11 +1,10 @@
 import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
-import net from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { registerInstance, watchRegistry } from "@meshwork/discovery";
 import { connectNats, consumerOn, meshStreams, provision } from "@meshwork/events";
-import { uniqueName, waitFor } from "@meshwork/testing";
+import { freePort, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
@@ -14,14 +13,6 @@ import { ensureNats, type NatsHandle } from "./nats.js";
 import { meshNatsUsers } from "./nats-auth.js";
 
 const SERVICES = ["users", "inventory", "payments", "orders", "notifications"];
-
-async function freePort(): Promise<number> {
-  const srv = net.createServer();
-  await new Promise<void>((r) => srv.listen(0, "127.0.0.1", r));
-  const { port } = srv.address() as net.AddressInfo;
-  await new Promise((r) => srv.close(r));
-  return port;
-}
 
 /** Records the permission violations the server reports to one connection. */
 function violations(nc: NatsConnection): string[] {
