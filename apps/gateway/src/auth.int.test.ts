@@ -41,6 +41,7 @@ const samples: Record<string, Record<string, unknown>> = {
   CreateProduct: { sku: "SKU-1", name: "Thing", price: { amountMinor: 100n, currency: "EUR" } },
   GetProduct: { id: SUBJECT },
   ListProducts: {},
+  UpdateProduct: { id: SUBJECT, name: "Renamed" },
   AdjustStock: { productId: SUBJECT, delta: 1n },
   ReserveStock: { reservationId: SUBJECT, items: [{ productId: SUBJECT, quantity: 1n }] },
   ReleaseReservation: { reservationId: SUBJECT },
@@ -259,7 +260,7 @@ describe("authentication and authorisation at the gateway (policies from the con
       }
     }
     expect(got).toEqual(want);
-    expect(rows).toBe(29 * 8); // 29 methods (CreateFirstAdmin and RotateSigningKey the newest)
+    expect(rows).toBe(30 * 8); // 30 methods (UpdateProduct the newest)
     // The policies as declared in the protos.
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },
@@ -272,6 +273,7 @@ describe("authentication and authorisation at the gateway (policies from the con
       CreateProduct: { kind: "role", role: "admin" },
       GetProduct: { kind: "public" },
       ListProducts: { kind: "public" },
+      UpdateProduct: { kind: "role", role: "admin" },
       AdjustStock: { kind: "role", role: "admin" },
       ReserveStock: { kind: "role", role: "service" },
       ReleaseReservation: { kind: "role", role: "service" },

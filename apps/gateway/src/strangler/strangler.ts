@@ -18,6 +18,8 @@ export const DEFAULT_IGNORE = [
   "**.create_time",
   "**.update_time",
   "**.expire_time",
+  // A product's version (what the caches compare) exists on the new side only.
+  "**.version",
   "access_token",
   "message",
   "next_page_token",
