@@ -17,7 +17,9 @@ export interface MetricFamily {
 }
 
 const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] as const;
-const OUTBOX = ["users", "payments", "orders"] as const;
+const OUTBOX = ["users", "payments", "orders", "inventory"] as const;
+/** The services that read products through libs/cache. */
+const CACHED = ["inventory", "orders"] as const;
 
 /**
  * What the mesh exports, as measured on a running mesh (infra/prometheus/README.md has the
@@ -40,7 +42,8 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
   { name: "users_registered_total", type: "counter", exporters: ["users"] },
   { name: "outbox_backlog", type: "gauge", exporters: OUTBOX },
   { name: "outbox_oldest_age", type: "gauge", exporters: OUTBOX },
-  { name: "outbox_published_total", type: "counter", exporters: ["users", "orders"] },
+  // Inventory publishes StockChanged for every reservation the mesh's orders make.
+  { name: "outbox_published_total", type: "counter", exporters: ["users", "orders", "inventory"] },
   {
     name: "outbox_published_total",
     type: "counter",
@@ -94,6 +97,35 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
     type: "gauge",
     exporters: ["notifications"],
     appears: "after the consumer's own database was unreachable",
+  },
+  // The product cache (libs/cache) of inventory and orders: reads per tier and outcome, loads from
+  // the source, the tiers' size and whether the shared tier answers.
+  { name: "cache_requests_total", type: "counter", exporters: CACHED },
+  { name: "cache_loads_total", type: "counter", exporters: CACHED },
+  { name: "cache_load_duration", type: "histogram", exporters: CACHED },
+  { name: "cache_l1_entries", type: "gauge", exporters: CACHED },
+  { name: "cache_l1_bytes", type: "gauge", exporters: CACHED },
+  { name: "cache_shared_up", type: "gauge", exporters: CACHED },
+  // Inventory drops a product on each StockChanged (every reservation); orders on ProductUpdated.
+  { name: "cache_invalidations_total", type: "counter", exporters: ["inventory"] },
+  {
+    name: "cache_invalidations_total",
+    type: "counter",
+    exporters: ["orders"],
+    appears: "after a product update (UpdateProduct)",
+  },
+  { name: "cache_evictions_total", type: "counter", exporters: CACHED, appears: "when L1 is full" },
+  {
+    name: "cache_stale_refused_total",
+    type: "counter",
+    exporters: CACHED,
+    appears: "after a load older than a newer version was refused",
+  },
+  {
+    name: "cache_shared_outages_total",
+    type: "counter",
+    exporters: CACHED,
+    appears: "after the shared tier (NATS KV or Redis) was unreachable",
   },
   { name: "saga_outcomes_total", type: "counter", exporters: ["orders"] },
   { name: "saga_started_total", type: "counter", exporters: ["orders"] },
