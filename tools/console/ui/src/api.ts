@@ -1,12 +1,17 @@
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport } from "@connectrpc/connect-web";
+import { createGrpcWebTransport } from "@connectrpc/connect-web";
 import { ConsoleService } from "@meshwork/contracts/meshwork/console/v1/console";
 import { useEffect, useState } from "preact/hooks";
 
-/** The console's own API, served by the same origin as the page. */
+/**
+ * The console's own API, served by the same origin as the page, over gRPC-Web: its errors come in
+ * trailers of an HTTP 200, so an expected answer such as NOT_FOUND for a trace the receiver has not
+ * stored yet (the page polls until it has) is not also an HTTP 404 the browser logs as a failed
+ * resource load (which the browser test, rightly, counts as a page error).
+ */
 export const consoleApi = createClient(
   ConsoleService,
-  createConnectTransport({ baseUrl: window.location.origin }),
+  createGrpcWebTransport({ baseUrl: window.location.origin }),
 );
 
 /** A sentence for any failure of a console call (the page never goes blank on one). */
