@@ -1,6 +1,9 @@
+import { spawnSync } from "node:child_process";
 import { readFileSync } from "node:fs";
+import { createRequire } from "node:module";
 import { fileURLToPath } from "node:url";
 import { describe, expect, it } from "vitest";
+import { NODE_SDK_MODULE } from "./telemetry.js";
 
 /**
  * Every process of the mesh loads the OpenTelemetry SDK at start-up. Its experimental packages
@@ -26,5 +29,24 @@ describe("the OpenTelemetry install", () => {
     expect(copies.size).toBeGreaterThan(10); // the lock was read, and it holds the SDK
     const duplicated = [...copies].filter(([, paths]) => paths.length > 1);
     expect(duplicated, "align the versions in the package.json files, then npm dedupe").toEqual([]);
+  });
+
+  it("loads NodeSDK from its own module: the SDK's class, without the declarative-configuration code", () => {
+    const load = createRequire(import.meta.url);
+    const own = load(NODE_SDK_MODULE) as { NodeSDK: unknown };
+    const index = load("@opentelemetry/sdk-node") as { NodeSDK: unknown };
+    expect(own.NodeSDK).toBeTypeOf("function");
+    expect(own.NodeSDK).toBe(index.NodeSDK);
+    // In a fresh process: what loading it pulls in.
+    const loaded = (module: string) =>
+      spawnSync(
+        process.execPath,
+        ["-e", `require(${JSON.stringify(module)});console.log(Object.keys(require.cache).join("\\n"))`],
+        { cwd: fileURLToPath(new URL("..", import.meta.url)), encoding: "utf8" },
+      ).stdout.split("\n");
+    const configuration = (files: string[]) =>
+      files.filter((f) => f.includes("@opentelemetry/configuration")).length;
+    expect(configuration(loaded("@opentelemetry/sdk-node"))).toBeGreaterThan(0); // what the index costs
+    expect(configuration(loaded(NODE_SDK_MODULE))).toBe(0);
   });
 });

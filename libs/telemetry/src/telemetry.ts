@@ -27,6 +27,16 @@ import {
 
 const loadModule = createRequire(import.meta.url);
 
+/**
+ * `NodeSDK` from its own module rather than the package's index. The index also loads the SDK's
+ * declarative-configuration entry point (`startNodeSDK`: `@opentelemetry/configuration`, 780 kB of
+ * generated schema, and `yaml`), which this library does not use; measured on the users service
+ * exporting to `meshctl up`'s receiver, that was about a quarter of its start-up. The package has
+ * no `exports` map, so the path is public to Node; `telemetry.test.ts` checks it is the SDK's own
+ * `NodeSDK`.
+ */
+export const NODE_SDK_MODULE = "@opentelemetry/sdk-node/build/src/sdk.js";
+
 export interface TelemetryOptions {
   /** The default `service.name`; `OTEL_SERVICE_NAME` (or `OTEL_RESOURCE_ATTRIBUTES`) wins. */
   serviceName: string;
@@ -221,7 +231,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
     );
     return processWideTelemetry;
   }
-  const { NodeSDK } = loadModule("@opentelemetry/sdk-node") as typeof import("@opentelemetry/sdk-node");
+  const { NodeSDK } = loadModule(NODE_SDK_MODULE) as typeof import("@opentelemetry/sdk-node");
   const sdk = new NodeSDK({
     resource: c.resource,
     autoDetectResources: false, // the resource above already holds OTEL_RESOURCE_ATTRIBUTES
