@@ -10,6 +10,7 @@ import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { adminNatsCredentials, meshNatsUsers } from "./nats-auth.js";
+import { meshNodeArgs } from "./node-args.js";
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -262,7 +263,7 @@ export async function up(options: UpOptions): Promise<number> {
       return r;
     };
     const spawnService = (r: Running, entry: string, prefix: string): ChildHandle => {
-      const child = spawn(process.execPath, ["--enable-source-maps", entry], {
+      const child = spawn(process.execPath, [...meshNodeArgs(), entry], {
         cwd: options.root,
         env: { ...process.env, ...telemetry?.env, ...r.env, DATABASE_URL: r.env.DATABASE_URL ?? "" },
         stdio: ["ignore", "pipe", "pipe"],
