@@ -313,7 +313,12 @@ async function main(): Promise<number> {
     const scenario = unaryGetUser();
     const specs: Array<{ spec: ServerSpec; counts: Target["counts"] }> = [
       {
-        spec: usersService({ name: "users on embedded Postgres", databaseUrl: usersUrl }),
+        spec: usersService({
+          name: "users on embedded Postgres",
+          databaseUrl: usersUrl,
+          // The mesh's users sealed its signing keys with the mesh's key encryption key.
+          keyEncryptionKeyFile: join(home, "users-key-encryption-key"),
+        }),
         counts: (pid, cmd) =>
           cmd.startsWith("postgres: meshwork_users meshwork_users") || started[0]?.pid === pid,
       },

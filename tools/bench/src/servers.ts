@@ -344,7 +344,14 @@ const benchIdentity = testIdentity(["gateway"]);
  * The real users service (`apps/users/dist/main.js`) on a fresh PGlite database, or on the
  * Postgres server of `options.databaseUrl` (else MESHWORK_BENCH_DATABASE_URL).
  */
-export function usersService(options: { name?: string; databaseUrl?: string } = {}): ServerSpec {
+export function usersService(
+  options: {
+    name?: string;
+    databaseUrl?: string;
+    /** The key users' signing keys are sealed with in that database (a mesh's own, from its home). */
+    keyEncryptionKeyFile?: string;
+  } = {},
+): ServerSpec {
   const script = join(repoRoot, "apps/users/dist/main.js");
   const name = options.name ?? "users service";
   return {
@@ -384,6 +391,7 @@ export function usersService(options: { name?: string; databaseUrl?: string } = 
           // Given, so no generated secret is written to a .meshwork of the working directory.
           USERS_BOOTSTRAP_SECRET: randomBytes(32).toString("base64url"),
           IDENTITY_TRUST: benchIdentity.trustText,
+          USERS_KEY_ENCRYPTION_KEY_FILE: options.keyEncryptionKeyFile,
         },
         context,
         async ready() {

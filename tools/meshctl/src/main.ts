@@ -169,10 +169,10 @@ function readSupervision(home: string): SupervisionReport | undefined {
   }
 }
 
-async function main(argv: string[]): Promise<number> {
-  const [command, ...rest] = argv;
-  const { values, positionals } = parseArgs({
-    args: rest,
+/** The command line after the command: every option any command takes (each command checks its own). */
+function parseOptions(args: string[]) {
+  return parseArgs({
+    args,
     allowPositionals: true,
     options: {
       "nats-url": { type: "string" },
@@ -208,6 +208,22 @@ async function main(argv: string[]): Promise<number> {
       help: { type: "boolean", short: "h" },
     },
   });
+}
+
+async function main(argv: string[]): Promise<number> {
+  const [command, ...rest] = argv;
+  let parsed: ReturnType<typeof parseOptions>;
+  try {
+    parsed = parseOptions(rest);
+  } catch (err) {
+    // parseArgs' own errors (ERR_PARSE_ARGS_*) are the user's input: one line, not a stack.
+    if (!String((err as { code?: unknown }).code).startsWith("ERR_PARSE_ARGS")) throw err;
+    process.stderr.write(
+      `meshctl ${command ?? ""}: ${(err as Error).message}\n(meshctl help lists the options)\n`,
+    );
+    return 2;
+  }
+  const { values, positionals } = parsed;
   if (values.help || !command || command === "help") {
     process.stdout.write(usage);
     return command ? 0 : 2;
