@@ -1,5 +1,6 @@
 import http2 from "node:http2";
 import net from "node:net";
+import { recordFailure, recordSuccess } from "@meshwork/discovery";
 import { adoptStreamTable } from "@meshwork/runtime/internal";
 import { headerListSize } from "./proxy/blame.js";
 
@@ -102,7 +103,7 @@ function usable(p: PooledSession): boolean {
 export class Upstreams {
   readonly clusters = new Map<string, Endpoint[]>();
   readonly #pools = new Map<Endpoint, Pool>();
-  readonly #policy: OutlierPolicy;
+  readonly #policy: OutlierPolicy & { maxEjectedPercent: number };
   readonly #maxConnections: number;
 
   constructor(
@@ -110,7 +111,8 @@ export class Upstreams {
     policy: OutlierPolicy = defaultOutlierPolicy,
     pool: UpstreamPoolOptions = { maxConnectionsPerEndpoint: DEFAULT_MAX_CONNECTIONS_PER_ENDPOINT },
   ) {
-    this.#policy = policy;
+    // The gateway lets every endpoint of a cluster be ejected: `pick` then tries the one back soonest.
+    this.#policy = { ...policy, maxEjectedPercent: 100 };
     this.#maxConnections = pool.maxConnectionsPerEndpoint;
     for (const [cluster, urls] of Object.entries(config)) {
       this.setEndpoints(
@@ -267,18 +269,13 @@ export class Upstreams {
   }
 
   succeeded(endpoint: Endpoint): void {
-    endpoint.consecutiveFailures = 0;
+    recordSuccess(endpoint);
   }
 
   failed(endpoint: Endpoint, now = Date.now()): void {
     endpoint.failures++;
-    endpoint.consecutiveFailures++;
-    if (endpoint.consecutiveFailures >= this.#policy.consecutiveFailures) {
-      const ms = Math.min(this.#policy.maxEjectionMs, this.#policy.baseEjectionMs * 2 ** endpoint.ejections);
-      endpoint.ejections++;
-      endpoint.ejectedUntil = now + ms;
-      endpoint.consecutiveFailures = 0;
-    }
+    // The mesh's one outlier rule: the balanced transport between services uses it too.
+    recordFailure(endpoint, this.#policy, now);
   }
 
   close(): void {

@@ -7,6 +7,7 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import type { Meter } from "@opentelemetry/api";
 import type { DiscoveryConfig } from "./config.js";
 import { type EndpointTracker, trackEndpoints } from "./endpoints.js";
+import type { OutlierPolicy } from "./outliers.js";
 import { type RegistryWatcher, registerInstance, watchRegistry } from "./registry.js";
 import { createRecordSigner, createRecordVerifier } from "./signing.js";
 import { type BalancedTransport, createBalancedTransport } from "./transport.js";
@@ -29,6 +30,8 @@ export interface Discovery {
       defaultTimeoutMs?: number;
       /** The calling service's, for the CLIENT spans; default the one given to `createDiscovery`. */
       telemetry?: Pick<Telemetry, "tracer">;
+      /** Passive outlier ejection of this service's endpoints; see {@link createBalancedTransport}. */
+      outliers?: OutlierPolicy | false;
     },
   ): Promise<BalancedTransport>;
   /**
@@ -155,6 +158,8 @@ export function createDiscovery(
         service,
         endpoints: await endpoints(),
         telemetry: self.telemetry,
+        logger: observe.logger,
+        meter: observe.meter,
         ...options,
       });
       transports.push(t);

@@ -13,6 +13,15 @@ export {
 } from "./endpoints.js";
 export { type HealthState, HealthWatch } from "./health-watch.js";
 export {
+  DEFAULT_OUTLIER_POLICY,
+  isEjected,
+  newOutlierState,
+  type OutlierPolicy,
+  type OutlierState,
+  recordFailure,
+  recordSuccess,
+} from "./outliers.js";
+export {
   DEFAULT_BUCKET,
   DEFAULT_TTL_MS,
   type InstanceRecord,

@@ -12,8 +12,18 @@ import {
 import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
 import { type ClientProtocol, createClientTransport, DEFAULT_CLIENT_PROTOCOL } from "@meshwork/runtime";
 import { GuardedSessionManager } from "@meshwork/runtime/internal";
-import type { Telemetry } from "@meshwork/telemetry";
+import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
+import type { Meter } from "@opentelemetry/api";
 import type { EndpointState, EndpointTracker } from "./endpoints.js";
+import {
+  DEFAULT_OUTLIER_POLICY,
+  isEjected,
+  newOutlierState,
+  type OutlierPolicy,
+  type OutlierState,
+  recordFailure,
+  recordSuccess,
+} from "./outliers.js";
 
 export interface BalancedTransportOptions {
   /** The service's short name in the registry (`payments`). */
@@ -30,12 +40,34 @@ export interface BalancedTransportOptions {
   /** Applied to calls that set no timeout of their own. */
   defaultTimeoutMs?: number;
   readMaxBytes?: number;
+  /** Passive outlier ejection ({@link DEFAULT_OUTLIER_POLICY} unless given); `false` turns it off. */
+  outliers?: OutlierPolicy | false;
+  /** Where an ejection is logged (one line per ejection); a logger of the service's own when absent. */
+  logger?: Logger;
+  /** Counts ejections (`discovery.outlier.ejections`, by service). */
+  meter?: Meter;
 }
+
+/**
+ * Failures that are the endpoint's fault: it is down or unreachable (UNAVAILABLE), broken
+ * (INTERNAL, UNKNOWN, DATA_LOSS) or did not answer within the call's deadline. A refusal of the
+ * request (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED...) or a call the caller cancelled says
+ * nothing about the endpoint.
+ */
+const ENDPOINT_FAULTS: ReadonlySet<Code> = new Set([
+  Code.Unavailable,
+  Code.Internal,
+  Code.Unknown,
+  Code.DataLoss,
+  Code.DeadlineExceeded,
+]);
 
 /** A transport that can also report and close what it opened. */
 export interface BalancedTransport extends Transport {
   /** Calls in flight per endpoint URL. */
   inFlight(): Record<string, number>;
+  /** Outlier ejection per endpoint URL: whether it is out of the choice now, for how long, how often. */
+  outliers(): Record<string, { ejected: boolean; ejectedForMs: number; ejections: number }>;
   close(): void;
 }
 
@@ -45,6 +77,11 @@ export interface BalancedTransport extends Transport {
  * one HTTP/2 connection per endpoint. The interceptors (the resilience policy) wrap the whole
  * call, so a retried call chooses its endpoint again. With no healthy endpoint the call fails
  * with UNAVAILABLE naming the service.
+ *
+ * An endpoint that is SERVING but fails calls in a row by its own fault ({@link ENDPOINT_FAULTS})
+ * is ejected from the choice for a while ({@link OutlierPolicy}), so one bad instance does not
+ * fail every other call and open the caller's circuit breaker for the whole service. When every
+ * healthy endpoint is ejected, they are tried anyway.
  */
 export function createBalancedTransport(options: BalancedTransportOptions): BalancedTransport {
   const { service, endpoints } = options;
@@ -52,8 +89,22 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
   const grpc = protocol === "grpc";
   const perEndpoint = new Map<
     string,
-    { transport: Transport; sessions: GuardedSessionManager; active: number }
+    {
+      transport: Transport;
+      sessions: GuardedSessionManager;
+      active: number;
+      outlier: OutlierState;
+      url: string;
+    }
   >();
+  const outliers = options.outliers === false ? undefined : (options.outliers ?? DEFAULT_OUTLIER_POLICY);
+  /** The latest time an ejection ends: before it, some endpoint may be out of the choice. */
+  let ejectedUntil = 0;
+  let logger = options.logger;
+  const ejections = options.meter?.createCounter("discovery.outlier.ejections", {
+    description:
+      "Endpoints ejected from calls between services after consecutive failures, by upstream service",
+  });
   const baseUrl = `http://${service}.meshwork.invalid`; // only in `req.url` seen by interceptors
 
   const slot = (e: EndpointState) => {
@@ -70,15 +121,24 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
         }),
         sessions,
         active: 0,
+        outlier: newOutlierState(),
+        url: e.url,
       };
       perEndpoint.set(e.url, s);
     }
     return s;
   };
   const pick = () => {
-    const list = endpoints.healthy(service);
+    let list = endpoints.healthy(service);
     if (list.length === 0) {
       throw new ConnectError(`no healthy endpoint of ${service}`, Code.Unavailable);
+    }
+    if (ejectedUntil > 0) {
+      const now = Date.now();
+      if (ejectedUntil > now) {
+        const inChoice = list.filter((e) => !isEjected(slot(e).outlier, now));
+        if (inChoice.length > 0) list = inChoice; // all ejected: better a try than a certain failure
+      } else ejectedUntil = 0;
     }
     const a = list[Math.floor(Math.random() * list.length)] as EndpointState;
     if (list.length === 1) return slot(a);
@@ -87,6 +147,25 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
     const sa = slot(a);
     const sb = slot(b);
     return sb.active < sa.active ? sb : sa;
+  };
+  type Slot = ReturnType<typeof slot>;
+  const succeeded = (s: Slot) => {
+    if (outliers) recordSuccess(s.outlier);
+  };
+  const failed = (s: Slot, err: unknown) => {
+    if (!outliers || !ENDPOINT_FAULTS.has(ConnectError.from(err).code)) return;
+    const now = Date.now();
+    const healthy = endpoints.healthy(service);
+    const ejectedNow = healthy.filter((e) => e.url !== s.url && isEjected(slot(e).outlier, now)).length;
+    const ms = recordFailure(s.outlier, outliers, now, { ejectedNow, total: healthy.length });
+    if (ms === 0) return;
+    ejectedUntil = Math.max(ejectedUntil, s.outlier.ejectedUntil);
+    ejections?.add(1, { upstream: service });
+    logger ??= createLogger({ service: `${service}-client` });
+    logger.warn(
+      { upstream: service, endpoint: s.url, ejection_ms: ms, ejections: s.outlier.ejections },
+      "endpoint ejected after consecutive failures",
+    );
   };
   // Forget the connections of endpoints that left.
   const unsubscribe = endpoints.onChange((s) => {
@@ -144,7 +223,7 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
           const s = pick();
           s.active++;
           try {
-            return await s.transport.unary(
+            const res = await s.transport.unary(
               method,
               req.signal,
               undefined,
@@ -152,6 +231,11 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
               req.message,
               req.contextValues,
             );
+            succeeded(s);
+            return res;
+          } catch (err) {
+            failed(s, err);
+            throw err;
           } finally {
             s.active--;
           }
@@ -187,6 +271,7 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
             );
           } catch (err) {
             s.active--;
+            failed(s, err);
             throw err;
           }
           // In flight until the response stream is read to its end, or the call is cancelled
@@ -205,6 +290,10 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
             message: (async function* () {
               try {
                 yield* inner;
+                succeeded(s);
+              } catch (err) {
+                failed(s, err);
+                throw err;
               } finally {
                 done();
               }
@@ -214,6 +303,19 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
       });
     },
     inFlight: () => Object.fromEntries([...perEndpoint].map(([url, s]) => [url, s.active])),
+    outliers: () => {
+      const now = Date.now();
+      return Object.fromEntries(
+        [...perEndpoint].map(([url, s]) => [
+          url,
+          {
+            ejected: isEjected(s.outlier, now),
+            ejectedForMs: Math.max(0, s.outlier.ejectedUntil - now),
+            ejections: s.outlier.ejections,
+          },
+        ]),
+      );
+    },
     close() {
       unsubscribe();
       for (const slot of perEndpoint.values()) slot.sessions.abort();

@@ -39,6 +39,12 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
   // Whether the discovery registry (NATS KV) can be read, from the processes that pass their meter
   // to createDiscovery.
   { name: "discovery_registry_up", type: "gauge", exporters: ["orders", "gateway"] },
+  {
+    name: "discovery_outlier_ejections_total",
+    type: "counter",
+    exporters: ["orders"],
+    appears: "after an endpoint of inventory or payments was ejected (consecutive failures)",
+  },
   { name: "users_registered_total", type: "counter", exporters: ["users"] },
   { name: "outbox_backlog", type: "gauge", exporters: OUTBOX },
   { name: "outbox_oldest_age", type: "gauge", exporters: OUTBOX },
