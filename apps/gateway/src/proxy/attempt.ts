@@ -40,6 +40,7 @@ export class UpstreamAttempt {
   #failure: AttemptFailure | undefined;
   /** The code in a Connect error answer's body (its first chunk), for its span and metrics. */
   #connectCode: Code | undefined;
+  /** When it went upstream: its `rpc.client.duration` runs to its end (an answer's last byte). */
   readonly #started = performance.now();
 
   constructor(
