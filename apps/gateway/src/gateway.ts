@@ -245,6 +245,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     maxTimeoutMs: config.maxTimeoutMs,
     logger,
     tracer: telemetry.tracer,
+    clientMetrics: telemetry,
     duration: metrics.duration,
     count: metrics.count,
   });

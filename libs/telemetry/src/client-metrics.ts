@@ -25,7 +25,7 @@ export interface ClientMethodMetrics {
  * from the call's start to its answer, or to the end of its response stream). One set per
  * telemetry, whatever the number of transports (one per endpoint with discovery) using it.
  */
-class ClientMetrics {
+export class ClientMetrics {
   readonly #requests;
   readonly #duration;
   /** Per method, one entry per protocol: [connect, grpc]. */
@@ -33,6 +33,7 @@ class ClientMetrics {
     DescMethod,
     [ClientMethodMetrics | undefined, ClientMethodMetrics | undefined]
   >();
+  readonly #named = new Map<string, ClientMethodMetrics>();
 
   constructor(source: ClientMetricsSource) {
     this.#requests = source.createBoundCounter(
@@ -47,6 +48,7 @@ class ClientMetrics {
     });
   }
 
+  /** One method's recorders, by its descriptor (the interceptor's key: no string built per call). */
   method(service: string, method: DescMethod, grpc: boolean): ClientMethodMetrics {
     let pair = this.#methods.get(method);
     if (!pair) {
@@ -56,12 +58,27 @@ class ClientMetrics {
     const i = grpc ? 1 : 0;
     let m = pair[i];
     if (!m) {
+      m = this.named(service, method.name, grpc);
+      pair[i] = m;
+    }
+    return m;
+  }
+
+  /**
+   * One method's recorders, by its names, for a caller without descriptors (the gateway's
+   * proxy, which forwards frames): look it up once per method and keep it, not once per call.
+   * Both lookups share one set per method, so no series is bound twice.
+   */
+  named(service: string, method: string, grpc: boolean): ClientMethodMetrics {
+    const key = `${grpc ? "g" : "c"}${service}/${method}`;
+    let m = this.#named.get(key);
+    if (!m) {
       m = this.#bind({
         "rpc.system": grpc ? "grpc" : "connect_rpc",
         "rpc.service": service,
-        "rpc.method": method.name,
+        "rpc.method": method,
       });
-      pair[i] = m;
+      this.#named.set(key, m);
     }
     return m;
   }

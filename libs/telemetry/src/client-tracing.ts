@@ -42,14 +42,54 @@ function routeOf(url: string, service: string, method: string, grpc: boolean): R
   return {
     spanName: `${service}/${method}`,
     grpc,
-    attrs: {
-      "rpc.system": grpc ? "grpc" : "connect_rpc",
-      "rpc.service": service,
-      "rpc.method": method,
-      "server.address": host,
-      "server.port": port,
-    },
+    attrs: rpcClientAttributes(service, method, grpc, host, port),
   };
+}
+
+/**
+ * What a CLIENT span of one RPC says at its start, by the OpenTelemetry RPC conventions: the
+ * protocol (`grpc`, or `connect_rpc` for the Connect protocol), the method, and the endpoint
+ * actually called (`server.address` without IPv6 brackets, `server.port`). Its name is
+ * `<service>/<method>`. Shared by every client of the mesh: the interceptor and the gateway.
+ */
+export function rpcClientAttributes(
+  service: string,
+  method: string,
+  grpc: boolean,
+  address: string,
+  port: number,
+): Attributes {
+  return {
+    "rpc.system": grpc ? "grpc" : "connect_rpc",
+    "rpc.service": service,
+    "rpc.method": method,
+    "server.address": address,
+    "server.port": port,
+  };
+}
+
+/**
+ * Ends a CLIENT span with the call's status `code` (0 when it succeeded): `rpc.grpc.status_code`
+ * for gRPC, `rpc.connect_rpc.error_code` for a failed Connect call, and on failure `error.type`
+ * (`errorType`, or the code's name) and an ERROR status with `message`.
+ */
+export function endClientSpan(
+  span: Span,
+  grpc: boolean,
+  code: number,
+  message?: string,
+  errorType?: string,
+): void {
+  if (span.isRecording()) {
+    if (grpc) span.setAttribute("rpc.grpc.status_code", code);
+    else if (code !== 0) span.setAttribute("rpc.connect_rpc.error_code", codeName(code));
+    if (code !== 0) {
+      const type = errorType ?? codeName(code);
+      span.setAttribute("error.type", type);
+      span.setStatus({ code: SpanStatusCode.ERROR, message: message ?? type });
+    }
+  }
+  span.end();
 }
 
 /**
@@ -156,15 +196,10 @@ function measured(
 }
 
 function finish(span: Span, route: Route, err?: unknown): void {
-  if (span.isRecording()) {
-    const error = err === undefined ? undefined : ConnectError.from(err);
-    const code = error?.code ?? 0;
-    if (route.grpc) span.setAttribute("rpc.grpc.status_code", code);
-    else if (error) span.setAttribute("rpc.connect_rpc.error_code", codeName(error.code));
-    if (error) {
-      span.setAttribute("error.type", codeName(error.code));
-      span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
-    }
+  if (err === undefined) {
+    endClientSpan(span, route.grpc, 0);
+    return;
   }
-  span.end();
+  const error = ConnectError.from(err);
+  endClientSpan(span, route.grpc, error.code, error.rawMessage);
 }

@@ -1,4 +1,11 @@
-export { createClientTracingInterceptor } from "./client-tracing.js";
+export {
+  type ClientMethodMetrics,
+  type ClientMetrics,
+  type ClientMetricsSource,
+  clientMetricsOf,
+  codeName,
+} from "./client-metrics.js";
+export { createClientTracingInterceptor, endClientSpan, rpcClientAttributes } from "./client-tracing.js";
 export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./deadline.js";
 export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./histogram.js";
 export { recordsSpans } from "./id-tracer.js";

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
 import { connectNats, streamName } from "@meshwork/events";
+import { generateIdentityKey } from "@meshwork/runtime";
 import { testIdentity } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
 import { startReceiver } from "@meshwork/tracestore";
@@ -315,7 +316,12 @@ function fixtureGcReporter(pid: number, lines: readonly string[]): () => Promise
 }
 
 /** A fixture server compiled from `src/fixtures/<file>.ts`. */
-function fixture(name: string, file: string, description: string): ServerSpec {
+function fixture(
+  name: string,
+  file: string,
+  description: string,
+  env: Record<string, string> = {},
+): ServerSpec {
   const script = join(fixturesDir, `${file}.js`);
   return {
     name,
@@ -328,7 +334,7 @@ function fixture(name: string, file: string, description: string): ServerSpec {
       return launch({
         name,
         script,
-        env: { HOST: "127.0.0.1", PORT: "0" },
+        env: { ...env, HOST: "127.0.0.1", PORT: "0" },
         context,
         ready: (proc) => listeningPort(proc),
         reportsGc: true,
@@ -490,10 +496,18 @@ export function http2EchoFixture(): ServerSpec {
  * pinned to the servers' CPU: against the runtime row, what the hop costs.
  */
 function inFrontOfRuntime(
-  spec: Pick<ServerSpec, "name" | "description" | "headers"> & { script: string },
+  spec: Pick<ServerSpec, "name" | "description" | "headers"> & { script: string; asserts?: boolean },
 ): ServerSpec {
   const script = join(fixturesDir, spec.script);
-  const upstreamSpec = runtimeFixture();
+  // A proxy that asserts its callers (the gateway) does so with a key the runtime trusts, as in
+  // the mesh; behind one that does not, the runtime trusts no one and enforces no policy.
+  const key = generateIdentityKey();
+  const upstreamSpec = fixture(
+    "runtime (in-memory)",
+    "runtime-server",
+    "the upstream",
+    spec.asserts ? { IDENTITY_TRUST: `gateway=${key.publicKey}`, IDENTITY_AUDIENCE: "users" } : {},
+  );
   return {
     name: spec.name,
     description: spec.description,
@@ -508,7 +522,12 @@ function inFrontOfRuntime(
         return await launch({
           name: spec.name,
           script,
-          env: { HOST: "127.0.0.1", PORT: "0", UPSTREAM_URL: upstream.url },
+          env: {
+            HOST: "127.0.0.1",
+            PORT: "0",
+            UPSTREAM_URL: upstream.url,
+            ...(spec.asserts ? { IDENTITY_KEY: key.privateKey } : {}),
+          },
           context,
           ready: (proc) => listeningPort(proc),
           cleanup: () => upstream.stop(),
@@ -533,6 +552,7 @@ export function gatewayFixture(): ServerSpec {
     name: "gateway -> runtime",
     description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
     script: "gateway-server.js",
+    asserts: true,
     headers(server) {
       for (const line of server.lines) {
         if (!line.includes('"token"')) continue;

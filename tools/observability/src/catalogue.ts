@@ -143,9 +143,9 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
   { name: "orders_cancelled_total", type: "counter", exporters: ["orders"] },
   { name: "orders_revenue_captured_total", type: "counter", exporters: ["orders"] },
   // The client half of RED (the client interceptor of libs/telemetry): orders calls inventory
-  // and payments.
-  { name: "rpc_client_requests_total", type: "counter", exporters: ["orders"] },
-  { name: "rpc_client_duration", type: "histogram", exporters: ["orders"] },
+  // and payments; the gateway counts each attempt upstream with the same instruments.
+  { name: "rpc_client_requests_total", type: "counter", exporters: ["orders", "gateway"] },
+  { name: "rpc_client_duration", type: "histogram", exporters: ["orders", "gateway"] },
   {
     name: "saga_step_failures_total",
     type: "counter",

@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import type { ClientMethodMetrics } from "@meshwork/telemetry";
 import type { Span } from "@opentelemetry/api";
 import { Code } from "../errors.js";
 import type { Endpoint } from "../upstreams.js";
@@ -7,7 +8,7 @@ import { type Blame, blameOfRequestError, blameOfReset } from "./blame.js";
 import type { ProxiedCall } from "./call.js";
 import { answerHeaders, answerTrailers, isGrpcAnswer } from "./headers.js";
 import { unavailableAnswer } from "./retry.js";
-import { type AttemptFailure, endAttemptSpan } from "./tracing.js";
+import { type AttemptFailure, attemptCode, connectErrorCode, endAttemptSpan } from "./tracing.js";
 
 /**
  * - waiting: the request went upstream, no answer yet;
@@ -37,6 +38,10 @@ export class UpstreamAttempt {
   #trailers: http2.IncomingHttpHeaders | undefined;
   /** Why it ended without a whole answer, for its span. */
   #failure: AttemptFailure | undefined;
+  /** The code in a Connect error answer's body (its first chunk), for its span and metrics. */
+  #connectCode: Code | undefined;
+  /** When it went upstream: its `rpc.client.duration` runs to its end (an answer's last byte). */
+  readonly #started = performance.now();
 
   constructor(
     readonly call: ProxiedCall,
@@ -45,6 +50,8 @@ export class UpstreamAttempt {
     readonly body: Buffer | undefined,
     /** Its CLIENT span (ended when it finishes), when the call's span records. */
     readonly span: Span | undefined,
+    /** Its method's `rpc.client.*` recorders (each attempt is counted and timed). */
+    readonly calls: ClientMethodMetrics | undefined,
   ) {
     endpoint.active++;
     endpoint.total++;
@@ -60,8 +67,12 @@ export class UpstreamAttempt {
     if (next !== "finished") return;
     this.#held?.drop();
     this.endpoint.active--;
-    if (this.span)
-      endAttemptSpan(this.span, this.call.protocol, this.#grpcStatus, this.#httpStatus, this.#failure);
+    const { span, calls } = this;
+    if (!span && !calls) return;
+    const protocol = this.call.protocol;
+    const code = attemptCode(protocol, this.#grpcStatus, this.#httpStatus, this.#failure, this.#connectCode);
+    calls?.record(code, (performance.now() - this.#started) / 1000);
+    if (span) endAttemptSpan(span, protocol, code, this.#httpStatus, this.#failure);
   }
 
   /** Ends the attempt (idempotent): the endpoint no longer counts it, held bytes are let go. */
@@ -158,6 +169,9 @@ export class UpstreamAttempt {
   }
 
   #onData(up: http2.ClientHttp2Stream, chunk: Buffer): void {
+    // A Connect error answer names its code in its body (its HTTP status is ambiguous).
+    if (this.#httpStatus !== 200 && this.#connectCode === undefined && this.call.protocol === "connect")
+      this.#connectCode = connectErrorCode(chunk, this.#httpStatus);
     if (this.#state === "held") {
       // A large answer (or one past the gateway's total) is passed on as it comes: it can no
       // longer be retried.

@@ -249,7 +249,8 @@ export class ProxiedCall {
       this.#span?.setAttribute("meshwork.upstream", chosen.url);
       this.#span?.setAttribute("meshwork.attempts", this.#attempts);
     }
-    const attempt = new UpstreamAttempt(this, chosen, body, span);
+    const calls = this.shared.spans.calls(this.route as Route, this.pathKey, this.protocol);
+    const attempt = new UpstreamAttempt(this, chosen, body, span, calls);
     this.#attempt = attempt;
     attempt.send(headers);
   }

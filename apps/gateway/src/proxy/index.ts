@@ -16,10 +16,13 @@
  * 7. `retry.ts`: whether a failed attempt goes again (idempotent, body kept, attempts and budget
  *    left) and after what backoff.
  * 8. `tracing.ts`: the call's SERVER span, named after its method, and a CLIENT span per attempt
- *    (only when the call's span records), whose context goes upstream.
+ *    (only when the call's span records), whose context goes upstream; each attempt is also
+ *    counted and timed (`rpc.client.requests`, `rpc.client.duration`), with the helpers and
+ *    instruments of `@meshwork/telemetry`'s client interceptor.
  */
 import type http from "node:http";
 import type http2 from "node:http2";
+import { clientMetricsOf } from "@meshwork/telemetry";
 import { ProxiedCall } from "./call.js";
 import { ClientCalls } from "./client-calls.js";
 import type { Downstream } from "./downstream.js";
@@ -49,7 +52,7 @@ export function createProxy(options: ProxyOptions): GatewayProxy {
     options,
     budget: new RetryBudget(options.retry),
     held: { bytes: 0 },
-    spans: new ProxySpans(options.tracer),
+    spans: new ProxySpans(options.tracer, options.clientMetrics && clientMetricsOf(options.clientMetrics)),
     clientCalls: new ClientCalls(options.maxCallsPerClient),
     recordDuration(route, seconds) {
       let record = durations.get(route);

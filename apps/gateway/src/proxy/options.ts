@@ -1,5 +1,5 @@
 import type { AssertionSigner } from "@meshwork/runtime";
-import type { BoundHistogram, Logger } from "@meshwork/telemetry";
+import type { BoundHistogram, ClientMetricsSource, Logger } from "@meshwork/telemetry";
 import type { Tracer } from "@opentelemetry/api";
 import type { Authenticator, Policy } from "../auth.js";
 import type { RateLimiter } from "../ratelimit.js";
@@ -30,6 +30,8 @@ export interface ProxyOptions {
   maxTimeoutMs: number;
   logger: Logger;
   tracer: Tracer;
+  /** Where each attempt upstream is counted and timed (`rpc.client.*`); none: not measured. */
+  clientMetrics?: ClientMetricsSource;
   duration: BoundHistogram;
   /** Counts answers by route and code (or HTTP status), and by the upstream that gave them. */
   count(route: string, code: string, upstream?: string): void;
