@@ -171,9 +171,7 @@ export function createAuthenticator(options: AuthOptions) {
   }
 
   return {
-    /** The key set cache's counts and this process's fetches of the JWKS document. */
-    jwksStats: () => jwks.stats(),
-    /** Closes the key set cache (not the shared tier's connection, which the caller owns). */
+    /** Closes the key set cache and its shared tier. */
     close: () => jwks.close(),
     async authorize(policy: Policy, authorization: string | undefined): Promise<AuthResult> {
       if (policy.kind === "none") {

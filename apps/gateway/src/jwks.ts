@@ -3,7 +3,6 @@ import { fromJson, type JsonObject, toJson } from "@bufbuild/protobuf";
 import { type Struct, StructSchema } from "@bufbuild/protobuf/wkt";
 import {
   type Cache,
-  type CacheStats,
   cacheBucket,
   createCache,
   createNatsKvTier,
@@ -89,10 +88,8 @@ export function createJwks(options: JwksOptions) {
   let lastAttempt = 0;
   let memo: KeySet | undefined;
   let refreshing: Promise<KeySet> | undefined;
-  let fetches = 0;
 
   const load = async (): Promise<Struct> => {
-    fetches++;
     let doc: unknown;
     try {
       const res = await fetch(options.url, {
@@ -159,10 +156,6 @@ export function createJwks(options: JwksOptions) {
 
   return {
     getKey,
-    /** The cache's counts (as its metrics, `cache="jwks"`) and this process's fetches of the document. */
-    stats(): CacheStats & { fetches: number } {
-      return { ...cache.stats(), fetches };
-    },
     close: () => cache.close(),
   };
 }
