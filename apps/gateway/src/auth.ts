@@ -1,8 +1,11 @@
 import { type DescService, getOption, hasOption } from "@bufbuild/protobuf";
+import type { SharedTier } from "@meshwork/cache";
 import { Access_Level, access } from "@meshwork/contracts/meshwork/api/v1/access";
-import { createRemoteJWKSet, type JWTVerifyGetKey, errors as joseErrors, jwtVerify } from "jose";
+import type { Meter } from "@opentelemetry/api";
+import { errors as joseErrors, jwtVerify } from "jose";
 import { LRUCache } from "lru-cache";
 import { Code } from "./errors.js";
+import { createJwks, JwksUnavailableError } from "./jwks.js";
 
 /** A method's access policy, read from its `(meshwork.api.v1.access)` option. */
 export type Policy =
@@ -66,6 +69,16 @@ export interface AuthOptions {
   clockSkewS?: number;
   /** The longest lifetime (`exp` - `iat`) a token may claim (s; default 24 hours). */
   maxLifetimeS?: number;
+  /**
+   * The shared tier the key set is cached in besides this process (NATS KV or Redis), so
+   * gateways fetch it once between them; absent: each process fetches its own.
+   */
+  shared?: SharedTier;
+  /** Deadline of one shared-tier call (ms; default 100): past it the key set is fetched directly. */
+  sharedTimeoutMs?: number;
+  /** For the key set cache's metrics (`cache_*{cache="jwks"}`). */
+  meter?: Meter;
+  logger?: { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 }
 
 export const AUTH_DEFAULTS = { jwksMaxAgeMs: 5 * 60_000, clockSkewS: 30, maxLifetimeS: 24 * 3600 } as const;
@@ -73,17 +86,23 @@ export const AUTH_DEFAULTS = { jwksMaxAgeMs: 5 * 60_000, clockSkewS: 30, maxLife
 /**
  * Verifies bearer tokens (ES256, issuer and audience checked, `exp` enforced, `iat` required and
  * not in the future beyond the clock skew, a lifetime no longer than the maximum) against the
- * users service's JWKS — fetched once, used for `jwksMaxAgeMs`, and fetched again when a token
- * names an unknown `kid` — and applies a method's policy.
+ * users service's JWKS — cached in this process and the shared tier (see `jwks.ts`), used for
+ * `jwksMaxAgeMs` after its fetch, and fetched again when a token names an unknown `kid` — and
+ * applies a method's policy.
  */
 export function createAuthenticator(options: AuthOptions) {
   const maxAgeMs = options.jwksMaxAgeMs ?? AUTH_DEFAULTS.jwksMaxAgeMs;
   const skewS = options.clockSkewS ?? AUTH_DEFAULTS.clockSkewS;
   const maxLifetimeS = options.maxLifetimeS ?? AUTH_DEFAULTS.maxLifetimeS;
-  const keys: JWTVerifyGetKey = createRemoteJWKSet(new URL(options.jwksUrl), {
-    cooldownDuration: options.cooldownMs,
-    cacheMaxAge: maxAgeMs,
-    timeoutDuration: 2_000,
+  const jwks = createJwks({
+    url: options.jwksUrl,
+    cooldownMs: options.cooldownMs,
+    maxAgeMs,
+    timeoutMs: 2_000,
+    shared: options.shared,
+    sharedTimeoutMs: options.sharedTimeoutMs,
+    meter: options.meter,
+    logger: options.logger,
   });
 
   // Verified tokens, until they expire and at most as long as a key set is used (so a token of a
@@ -100,7 +119,7 @@ export function createAuthenticator(options: AuthOptions) {
       verified.delete(token);
     }
     try {
-      const { payload } = await jwtVerify(token, keys, {
+      const { payload } = await jwtVerify(token, jwks.getKey, {
         issuer: options.issuer,
         audience: options.audience,
         algorithms: ["ES256"],
@@ -131,7 +150,11 @@ export function createAuthenticator(options: AuthOptions) {
       });
       return identity;
     } catch (err) {
-      if (err instanceof joseErrors.JWKSTimeout || err instanceof joseErrors.JOSENotSupported) {
+      if (
+        err instanceof JwksUnavailableError ||
+        err instanceof joseErrors.JWKSTimeout ||
+        err instanceof joseErrors.JOSENotSupported
+      ) {
         return { code: Code.Unavailable, message: "token keys unavailable" };
       }
       if (err instanceof joseErrors.JWTExpired)
@@ -148,6 +171,8 @@ export function createAuthenticator(options: AuthOptions) {
   }
 
   return {
+    /** Closes the key set cache and its shared tier. */
+    close: () => jwks.close(),
     async authorize(policy: Policy, authorization: string | undefined): Promise<AuthResult> {
       if (policy.kind === "none") {
         return { ok: false, code: Code.PermissionDenied, message: "method has no access policy" };

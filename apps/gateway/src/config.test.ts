@@ -116,4 +116,31 @@ describe("gateway config", () => {
     expect(() => loadConfig({ UPSTREAMS: "=http://a:1" })).toThrow(ConfigError);
     expect(() => loadConfig({ UPSTREAMS: "users=not a url" })).toThrow(/UPSTREAMS/);
   });
+
+  // Issue 18.3: where gateways share the JWKS they fetch.
+  it("shares the JWKS on NATS KV with the registry, on Redis with REDIS_URL, else not at all", () => {
+    expect(loadConfig({}).jwksShared).toEqual({
+      kind: "nats",
+      natsUrl: "nats://127.0.0.1:4222",
+      credentials: undefined,
+      namespace: "",
+    });
+    expect(loadConfig({ DISCOVERY: "static" }).jwksShared).toEqual({ kind: "none" });
+    expect(
+      loadConfig({ DISCOVERY: "static", CACHE_SHARED: "nats", EVENTS_NAMESPACE: "t1." }).jwksShared,
+    ).toMatchObject({ kind: "nats", namespace: "t1." });
+    expect(loadConfig({ REDIS_URL: "redis://r:6379" }).jwksShared).toEqual({
+      kind: "redis",
+      url: "redis://r:6379",
+      namespace: "",
+    });
+    expect(loadConfig({ REDIS_URL: "redis://r:6379", CACHE_SHARED: "none" }).jwksShared).toEqual({
+      kind: "none",
+    });
+    expect(loadConfig({}).jwksSharedTimeoutMs).toBe(100);
+    expect(() => loadConfig({ CACHE_SHARED: "redis" })).toThrow(/CACHE_SHARED=redis needs REDIS_URL/);
+    expect(() => loadConfig({ CACHE_SHARED: "memcached" })).toThrow(/CACHE_SHARED/);
+    expect(() => loadConfig({ REDIS_URL: "http://r" })).toThrow(/REDIS_URL/);
+    expect(() => loadConfig({ EVENTS_NAMESPACE: "t1" })).toThrow(/EVENTS_NAMESPACE/);
+  });
 });

@@ -1,6 +1,8 @@
 import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { cacheEnvShape } from "@meshwork/cache";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
+import type { NatsCredentials } from "@meshwork/events";
 import { ConfigError, type ConnectionLimits, parseEnv, privateKeyFrom } from "@meshwork/runtime";
 import { z } from "zod";
 import { AUTH_DEFAULTS } from "./auth.js";
@@ -76,6 +78,20 @@ const shape = {
     .default("gateway"),
   /** How long a fetched JWKS is used (ms): the longest a key dropped by a rotation still verifies. */
   JWKS_MAX_AGE_MS: z.coerce.number().int().positive().default(AUTH_DEFAULTS.jwksMaxAgeMs),
+  /**
+   * Where gateways share the fetched JWKS (the cache's shared tier): `nats` (a KV bucket,
+   * `cache-gateway`), `redis` (`REDIS_URL`) or `none`. Default: `redis` with REDIS_URL, else `nats`
+   * with the discovery registry (NATS is there anyway), else `none`.
+   */
+  CACHE_SHARED: cacheEnvShape().CACHE_SHARED,
+  REDIS_URL: cacheEnvShape().REDIS_URL,
+  /** Deadline of one call to the shared tier; past it the JWKS is fetched directly. */
+  CACHE_SHARED_TIMEOUT_MS: cacheEnvShape().CACHE_SHARED_TIMEOUT_MS,
+  /** As for the services: prefixes the cache bucket (or Redis keys) of meshes sharing a server. */
+  EVENTS_NAMESPACE: z
+    .string()
+    .regex(/^([a-z0-9_-]+\.)?$/i, "must be empty or a token followed by a dot")
+    .default(""),
   /** How far in the future a token's `iat` may be (s). */
   JWT_CLOCK_SKEW_S: z.coerce.number().int().min(0).default(AUTH_DEFAULTS.clockSkewS),
   /** The longest lifetime (`exp` - `iat`) a token may claim (s); a longer one is refused. */
@@ -207,6 +223,10 @@ export interface GatewayConfig {
   identityIssuer?: string;
   /** Defaults in `AUTH_DEFAULTS` (auth.ts) when absent. */
   jwksMaxAgeMs?: number;
+  /** The shared tier of the JWKS cache (see jwks.ts); absent or `none`: each process fetches its own. */
+  jwksShared?: JwksSharedConfig;
+  /** Deadline of one call to that shared tier (ms; default 100). */
+  jwksSharedTimeoutMs?: number;
   jwtClockSkewS?: number;
   jwtMaxLifetimeS?: number;
   rateLimits: RateRule[];
@@ -236,12 +256,35 @@ export interface GatewayConfig {
   strangler?: { legacyUrl?: string; routes: ReadonlyMap<string, RouteSetting> };
 }
 
+/** Where gateways share the fetched JWKS; `namespace` prefixes the bucket or the keys. */
+export type JwksSharedConfig =
+  | { kind: "nats"; natsUrl: string; credentials?: NatsCredentials; namespace: string }
+  | { kind: "redis"; url: string; namespace: string }
+  | { kind: "none" };
+
 /** Reads the gateway's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
   const e = parseEnv(shape, env);
   if (Boolean(e.TLS_CERT_FILE) !== Boolean(e.TLS_KEY_FILE)) {
     throw new ConfigError("invalid configuration: TLS_CERT_FILE and TLS_KEY_FILE go together");
   }
+  const discovery = toDiscoveryConfig(e);
+  const sharedKind =
+    e.CACHE_SHARED ?? (e.REDIS_URL ? "redis" : discovery.mode === "registry" ? "nats" : "none");
+  if (sharedKind === "redis" && !e.REDIS_URL) {
+    throw new ConfigError("invalid configuration: CACHE_SHARED=redis needs REDIS_URL");
+  }
+  const jwksShared: JwksSharedConfig =
+    sharedKind === "redis"
+      ? { kind: "redis", url: e.REDIS_URL as string, namespace: e.EVENTS_NAMESPACE }
+      : sharedKind === "nats"
+        ? {
+            kind: "nats",
+            natsUrl: discovery.natsUrl,
+            credentials: discovery.natsCredentials,
+            namespace: e.EVENTS_NAMESPACE,
+          }
+        : { kind: "none" };
   return {
     tls:
       e.TLS_CERT_FILE && e.TLS_KEY_FILE
@@ -254,7 +297,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     extAuthzPort: e.EXT_AUTHZ_PORT,
     logLevel: e.LOG_LEVEL,
     upstreams: e.UPSTREAMS,
-    discovery: toDiscoveryConfig(e),
+    discovery,
     jwksUrl: e.JWKS_URL,
     jwksCooldownMs: e.JWKS_COOLDOWN_MS,
     jwtIssuer: e.JWT_ISSUER,
@@ -262,6 +305,8 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     identityKey: e.IDENTITY_KEY,
     identityIssuer: e.IDENTITY_ISSUER,
     jwksMaxAgeMs: e.JWKS_MAX_AGE_MS,
+    jwksShared,
+    jwksSharedTimeoutMs: e.CACHE_SHARED_TIMEOUT_MS,
     jwtClockSkewS: e.JWT_CLOCK_SKEW_S,
     jwtMaxLifetimeS: e.JWT_MAX_LIFETIME_S,
     rateLimits: e.RATE_LIMITS,

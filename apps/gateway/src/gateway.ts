@@ -15,9 +15,10 @@ import {
 import { setHeapGrowingPercent } from "@meshwork/runtime/internal";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createAdminServer } from "./admin.js";
-import { createAuthenticator, type Policy, policiesOf } from "./auth.js";
+import { AUTH_DEFAULTS, createAuthenticator, type Policy, policiesOf } from "./auth.js";
 import { GATEWAY_LIMITS, type GatewayConfig } from "./config.js";
 import { createExtAuthzServer } from "./ext-authz.js";
+import { openJwksSharedTier } from "./jwks.js";
 import { createLocalCalls, type LocalCalls } from "./local.js";
 import { createGatewayMetrics } from "./metrics.js";
 import { createProxy, type GatewayProxy, type RetryPolicy } from "./proxy/index.js";
@@ -205,6 +206,9 @@ export function createGateway(options: GatewayOptions): Gateway {
     );
   }
   const policies = options.policies ?? policiesOf(files.flatMap((f) => f.services));
+  const jwksShared = openJwksSharedTier(config.jwksShared, {
+    maxAgeMs: config.jwksMaxAgeMs ?? AUTH_DEFAULTS.jwksMaxAgeMs,
+  });
   // One authenticator (its verified-token cache) and one signer for the proxy and Envoy's ext_authz.
   const auth = createAuthenticator({
     jwksUrl: config.jwksUrl,
@@ -214,6 +218,11 @@ export function createGateway(options: GatewayOptions): Gateway {
     jwksMaxAgeMs: config.jwksMaxAgeMs,
     clockSkewS: config.jwtClockSkewS,
     maxLifetimeS: config.jwtMaxLifetimeS,
+    // The key set is cached here and in the shared tier, so gateways fetch it once between them.
+    shared: jwksShared,
+    sharedTimeoutMs: config.jwksSharedTimeoutMs,
+    meter: telemetry.meter,
+    logger,
   });
   const assert = createAssertionSigner({
     issuer: config.identityIssuer ?? "gateway",
@@ -280,6 +289,9 @@ export function createGateway(options: GatewayOptions): Gateway {
       const { heapGrowingPercent } = config;
       setHeapGrowingPercent(heapGrowingPercent);
       if (discovery) unfollow = await followDiscovery(discovery, upstreams, logger);
+      // The JWKS cache's shared tier connects now if it can (the first calls then find it), but
+      // the gateway does not wait on it for long: without it, the key set is fetched directly.
+      await jwksShared?.warm(2_000);
       const port = await listener.listen(config.port, config.host);
       const adminPort = await listenAdmin(admin, config.adminPort, config.adminHost);
       let extAuthzPort: number | undefined;
@@ -321,6 +333,7 @@ export function createGateway(options: GatewayOptions): Gateway {
       strangler.close();
       await new Promise<void>((resolve) => admin.close(() => resolve()));
       if (extAuthz?.listening) await new Promise<void>((resolve) => extAuthz.close(() => resolve()));
+      await auth.close();
       admin.closeAllConnections();
       await telemetry.shutdown();
     },

@@ -197,4 +197,29 @@ describe("h2load arguments", () => {
     expect(args).toContain("--log-file=/tmp/log");
     expect(args).not.toContain("-D");
   });
+
+  it("sends GETs to the URIs of an input file, without a body, when given one", () => {
+    const args = maxRateArgs({
+      ...base,
+      bodyFile: "",
+      inputFile: "/tmp/uris",
+      headers: [],
+      clients: 4,
+      durationMs: 1000,
+      warmUpMs: 0,
+    });
+    expect(args).toEqual(["-t", "1", "-c", "4", "-m", "32", "-D", "1000ms", "-i", "/tmp/uris"]);
+    const fixed = fixedRateArgs({
+      ...base,
+      bodyFile: "",
+      inputFile: "/tmp/uris",
+      clients: 2,
+      rate: 10,
+      requests: 10,
+      logFile: "/tmp/log",
+    });
+    expect(fixed.slice(-2)).toEqual(["-i", "/tmp/uris"]);
+    expect(fixed).not.toContain("-d");
+    expect(fixed).not.toContain(base.url);
+  });
 });

@@ -265,8 +265,13 @@ export async function ensureH2load(options: H2loadInstall): Promise<string | und
 interface RunBase {
   /** Full URL of the method, e.g. `http://127.0.0.1:4000/pkg.Service/Method`. */
   url: string;
-  /** File with the request body (the framed gRPC message). */
+  /** File with the request body (the framed gRPC message); empty: none (GET requests). */
   bodyFile: string;
+  /**
+   * A file of URIs, one a line, used in turn instead of `url` (`-i`): GET requests that differ
+   * in their query (Connect GET, the message in the URL), so each request can name another key.
+   */
+  inputFile?: string;
   /** Extra request headers, `name: value`. */
   headers: readonly string[];
   /** Prefix the command with, e.g. `["taskset", "-c", "1"]`. */
@@ -318,10 +323,9 @@ export function maxRateArgs(run: MaxRateRun): string[] {
     "-D",
     `${Math.max(1, Math.round(run.durationMs))}ms`,
     ...(run.warmUpMs > 0 ? [`--warm-up-time=${Math.round(run.warmUpMs)}ms`] : []),
-    "-d",
-    run.bodyFile,
+    ...(run.bodyFile ? ["-d", run.bodyFile] : []),
     ...run.headers.flatMap((h) => ["-H", h]),
-    run.url,
+    ...(run.inputFile ? ["-i", run.inputFile] : [run.url]),
   ];
 }
 
@@ -343,10 +347,9 @@ export function fixedRateArgs(run: FixedRateRun): string[] {
     String(total),
     `--rps=${perClient.toFixed(3)}`,
     `--log-file=${run.logFile}`,
-    "-d",
-    run.bodyFile,
+    ...(run.bodyFile ? ["-d", run.bodyFile] : []),
     ...run.headers.flatMap((h) => ["-H", h]),
-    run.url,
+    ...(run.inputFile ? ["-i", run.inputFile] : [run.url]),
   ];
 }
 

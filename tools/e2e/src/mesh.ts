@@ -97,7 +97,7 @@ export async function startMesh(
     const jsm = await jetstreamManager(nc);
     for (const s of ["USERS", "INVENTORY", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-    for (const s of ["inventory", "orders"])
+    for (const s of ["inventory", "orders", "gateway"])
       await jsm.streams.delete(`KV_${cacheBucket(namespace, s)}`).catch(() => {});
     await removeRegistry(nc, bucket);
     await nc.close();
@@ -114,6 +114,8 @@ export async function startMesh(
         ADMIN_PORT: "0",
         LOG_LEVEL: options.gatewayLogLevel ?? "silent",
         NATS_URL: natsUrl,
+        // The gateway's JWKS cache bucket is this mesh's too.
+        EVENTS_NAMESPACE: namespace,
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: "2000",
         JWKS_URL: `${urls.users}/.well-known/jwks.json`,

@@ -1,5 +1,7 @@
+import { createServer } from "node:http";
+import type { AddressInfo } from "node:net";
 import { describe, expect, it } from "vitest";
-import { cacheFigures, cacheRows } from "./cache-status.js";
+import { cacheFigures, cacheRows, fetchCacheRows } from "./cache-status.js";
 
 const page = `# HELP cache_requests_total Cache look-ups
 # TYPE cache_requests_total counter
@@ -32,5 +34,22 @@ describe("meshctl status: the caches of a service from its /metrics", () => {
       ["inventory", "products", "90.0% (90/100)", "60.0% (6/10)", "4", "2.5 ms", "3", "DOWN"],
     ]);
     expect(cacheFigures("up 1\n")).toEqual([]);
+  });
+
+  it("reads the gateway's JWKS cache from its admin page", async () => {
+    const jwks = page.replaceAll('cache="products"', 'cache="jwks"');
+    const server = createServer((req, res) =>
+      req.url === "/stats/prometheus" ? res.end(jwks) : res.writeHead(404).end(),
+    );
+    await new Promise<void>((r) => server.listen(0, "127.0.0.1", r));
+    const address = `127.0.0.1:${(server.address() as AddressInfo).port}`;
+    try {
+      expect(await fetchCacheRows("gateway", address, "/stats/prometheus")).toEqual([
+        ["gateway", "jwks", "90.0% (90/100)", "60.0% (6/10)", "4", "2.5 ms", "3", "DOWN"],
+      ]);
+      expect(await fetchCacheRows("gateway", address)).toEqual([]);
+    } finally {
+      server.close();
+    }
   });
 });

@@ -77,10 +77,17 @@ export function cacheRows(service: string, figures: readonly CacheFigures[]): st
   ]);
 }
 
-/** The cache rows of the service answering `GET /metrics` at `address` (none when it does not answer). */
-export async function fetchCacheRows(service: string, address: string): Promise<string[][]> {
+/**
+ * The cache rows of the process answering `GET <path>` at `address` (a service's `/metrics`, the
+ * gateway's admin `/stats/prometheus`); none when it does not answer.
+ */
+export async function fetchCacheRows(
+  service: string,
+  address: string,
+  path = "/metrics",
+): Promise<string[][]> {
   try {
-    const res = await fetch(`http://${address}/metrics`, { signal: AbortSignal.timeout(2_000) });
+    const res = await fetch(`http://${address}${path}`, { signal: AbortSignal.timeout(2_000) });
     if (!res.ok) return [];
     return cacheRows(service, cacheFigures(await res.text()));
   } catch {

@@ -312,9 +312,12 @@ async function main(argv: string[]): Promise<number> {
       }
       const caches = (
         await Promise.all(
-          services
-            .filter((s) => s.kind !== "gateway")
-            .map((s) => fetchCacheRows(s.name, `127.0.0.1:${s.port}`)),
+          services.map((s) =>
+            s.kind === "gateway"
+              ? // The gateway's JWKS cache, on its admin listener.
+                fetchCacheRows(s.name, `127.0.0.1:${s.adminPort ?? 9901}`, "/stats/prometheus")
+              : fetchCacheRows(s.name, `127.0.0.1:${s.port}`),
+          ),
         )
       ).flat();
       if (caches.length > 0) {

@@ -2,6 +2,7 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { cacheBucket, createNatsKvTier, encodeEntry } from "@meshwork/cache";
 import { registerInstance, watchRegistry } from "@meshwork/discovery";
 import { connectNats, consumerOn, meshStreams, provision } from "@meshwork/events";
 import { freePort, uniqueName, waitFor } from "@meshwork/testing";
@@ -150,5 +151,31 @@ describe("the NATS meshctl starts: a user per process, each with its own permiss
     expect(await rejected((await jetstreamManager(notifications)).streams.purge(stream.name))).not.toBe(
       "resolved",
     );
+  });
+
+  it("lets the gateway use its own cache bucket (the shared JWKS) and no service's", async () => {
+    const gateway = await as("gateway");
+    const entry = encodeEntry({
+      kind: "value",
+      version: 1,
+      expiresAt: Date.now() + 60_000,
+      payload: new Uint8Array([1]),
+    });
+    const own = await createNatsKvTier({ nc: gateway, bucket: cacheBucket("", "gateway"), maxTtlMs: 60_000 });
+    expect(await own.offer("jwks.set.x", entry, 60_000)).toBe(true);
+    expect(new Uint8Array((await own.get("jwks.set.x")) ?? [])).toEqual(entry);
+    // Orders' cache bucket (orders creates it) is not the gateway's to read or write.
+    const orders = await createNatsKvTier({
+      nc: await as("orders"),
+      bucket: cacheBucket("", "orders"),
+      maxTtlMs: 60_000,
+    });
+    await orders.offer("product.x", entry, 60_000);
+    const theirs = await createNatsKvTier({
+      nc: gateway,
+      bucket: cacheBucket("", "orders"),
+      maxTtlMs: 60_000,
+    });
+    expect(await rejected(theirs.offer("product.x", entry, 60_000))).not.toBe("resolved");
   });
 });

@@ -129,9 +129,17 @@ export function servicePermissions(
   };
 }
 
-/** The gateway's: it reads the registry and nothing else. */
+/**
+ * The gateway's: it reads the registry (never writes it) and uses its own cache bucket, where the
+ * gateways share the users service's JWKS.
+ */
 export function gatewayPermissions(mesh: MeshTopology): Permissions {
-  return { publish: { allow: registryReader(mesh.bucket) }, subscribe: { allow: ["_INBOX_gateway.>"] } };
+  return {
+    publish: {
+      allow: [...registryReader(mesh.bucket), ...cacheBucketUser(cacheBucket(mesh.namespace, "gateway"))],
+    },
+    subscribe: { allow: ["_INBOX_gateway.>"] },
+  };
 }
 
 /** One user of the server's `authorization` block. */

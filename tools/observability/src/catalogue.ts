@@ -20,6 +20,8 @@ const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] a
 const OUTBOX = ["users", "payments", "orders", "inventory"] as const;
 /** The services that read products through libs/cache. */
 const CACHED = ["inventory", "orders"] as const;
+/** With the gateway, whose JWKS goes through libs/cache too (cache="jwks"). */
+const CACHING = [...CACHED, "gateway"] as const;
 
 /**
  * What the mesh exports, as measured on a running mesh (infra/prometheus/README.md has the
@@ -106,12 +108,25 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
   },
   // The product cache (libs/cache) of inventory and orders: reads per tier and outcome, loads from
   // the source, the tiers' size and whether the shared tier answers.
-  { name: "cache_requests_total", type: "counter", exporters: CACHED },
-  { name: "cache_loads_total", type: "counter", exporters: CACHED },
-  { name: "cache_load_duration", type: "histogram", exporters: CACHED },
-  { name: "cache_l1_entries", type: "gauge", exporters: CACHED },
-  { name: "cache_l1_bytes", type: "gauge", exporters: CACHED },
+  // The gateway's JWKS cache reads (and loads) on the first call with a token.
+  { name: "cache_requests_total", type: "counter", exporters: CACHING },
+  { name: "cache_loads_total", type: "counter", exporters: CACHING },
+  { name: "cache_load_duration", type: "histogram", exporters: CACHING },
+  { name: "cache_l1_entries", type: "gauge", exporters: CACHING },
+  { name: "cache_l1_bytes", type: "gauge", exporters: CACHING },
   { name: "cache_shared_up", type: "gauge", exporters: CACHED },
+  {
+    name: "cache_shared_up",
+    type: "gauge",
+    exporters: ["gateway"],
+    appears: "when the gateway shares its JWKS cache (CACHE_SHARED nats or redis, the mesh's default)",
+  },
+  {
+    name: "cache_invalidations_total",
+    type: "counter",
+    exporters: ["gateway"],
+    appears: "after a token with an unknown kid made the gateway fetch the JWKS again",
+  },
   // Inventory drops a product on each StockChanged (every reservation); orders on ProductUpdated.
   { name: "cache_invalidations_total", type: "counter", exporters: ["inventory"] },
   {
@@ -120,17 +135,17 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
     exporters: ["orders"],
     appears: "after a product update (UpdateProduct)",
   },
-  { name: "cache_evictions_total", type: "counter", exporters: CACHED, appears: "when L1 is full" },
+  { name: "cache_evictions_total", type: "counter", exporters: CACHING, appears: "when L1 is full" },
   {
     name: "cache_stale_refused_total",
     type: "counter",
-    exporters: CACHED,
+    exporters: CACHING,
     appears: "after a load older than a newer version was refused",
   },
   {
     name: "cache_shared_outages_total",
     type: "counter",
-    exporters: CACHED,
+    exporters: CACHING,
     appears: "after the shared tier (NATS KV or Redis) was unreachable",
   },
   { name: "saga_outcomes_total", type: "counter", exporters: ["orders"] },
