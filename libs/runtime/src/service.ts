@@ -5,7 +5,7 @@ import { type ConnectRouter, createContextValues, type Interceptor } from "@conn
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createLogger, errorForLog, type Logger, startTelemetry, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
-import { createDecodeErrorInterceptor, guardDecoding } from "./decode-errors.js";
+import { createDecodeErrorInterceptor, defaultCompression, guardDecoding } from "./decode-errors.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 import { setHeapGrowingPercent } from "./heap.js";
@@ -147,9 +147,15 @@ export function createService(options: ServiceOptions): Service {
       // Undecodable request bodies answer INVALID_ARGUMENT rather than Connect's INTERNAL.
       const handlers = inner.handlers;
       for (let i = 0; i < handlers.length; i++) {
-        handlers[i] = guardDecoding(handlers[i] as (typeof handlers)[number], config.readMaxBytes);
+        handlers[i] = guardDecoding(
+          handlers[i] as (typeof handlers)[number],
+          config.readMaxBytes,
+          defaultCompression,
+        );
       }
     },
+    // The compressions guardDecoding reads too (gzip, brotli: connect-node's default).
+    acceptCompression: [...defaultCompression],
     interceptors,
     readMaxBytes: config.readMaxBytes,
     contextValues: (req) => createContextValues().set(admittedKey, admitted.get(req) ?? health.serving),
