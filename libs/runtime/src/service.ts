@@ -223,6 +223,11 @@ export function createService(options: ServiceOptions): Service {
             });
             return;
           }
+          const contentType = req.headers["content-type"];
+          if (typeof contentType === "string" && contentType.startsWith("application/grpc-web-text")) {
+            refuseGrpcWebText(contentType, res);
+            return;
+          }
           admitted.set(req, health.serving);
           rpc(req, res);
         },
@@ -296,4 +301,20 @@ export async function runService(service: Service): Promise<void> {
     await service.shutdown().catch(() => {});
     process.exit(1);
   }
+}
+
+/**
+ * gRPC-Web's text mode (base64 bodies, `application/grpc-web-text`) is not served (connect-node
+ * reads binary gRPC-Web only, and answered a bare HTTP 415 that clients read as UNKNOWN): it is
+ * UNIMPLEMENTED, trailers-only, naming the content type to send instead.
+ */
+function refuseGrpcWebText(contentType: string, res: ServerResponse | Http2ServerResponse): void {
+  res.writeHead(200, {
+    "content-type": contentType,
+    "grpc-status": "12",
+    "grpc-message": encodeURIComponent(
+      "gRPC-Web text (application/grpc-web-text, base64) is not supported: send application/grpc-web+proto",
+    ),
+  });
+  res.end();
 }
