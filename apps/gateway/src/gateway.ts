@@ -47,6 +47,10 @@ function maxCallsOf(config: GatewayConfig): number {
   return config.maxCallsPerClient ?? GATEWAY_LIMITS.maxCallsPerClient;
 }
 
+function maxBufferedBytesOf(config: GatewayConfig): number {
+  return config.maxBufferedBytesPerClient ?? GATEWAY_LIMITS.maxBufferedBytesPerClient;
+}
+
 function upstreamConnectionsOf(config: GatewayConfig): number {
   return config.upstreamMaxConnections ?? GATEWAY_LIMITS.upstreamMaxConnections;
 }
@@ -67,6 +71,7 @@ function configDump(config: GatewayConfig, retry: RetryPolicy, reflection: boole
     limits: {
       ...limitsOf(config),
       maxCallsPerClient: maxCallsOf(config),
+      maxBufferedBytesPerClient: maxBufferedBytesOf(config),
       upstreamMaxConnections: upstreamConnectionsOf(config),
     },
     retry: {
@@ -240,6 +245,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     corsOrigins: config.corsOrigins,
     maxRequestBytes: config.maxRequestBytes,
     maxCallsPerClient: maxCallsOf(config),
+    maxBufferedBytesPerClient: maxBufferedBytesOf(config),
     retry,
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,
