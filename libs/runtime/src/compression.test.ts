@@ -238,6 +238,16 @@ function describeCompression(target: () => { url: string; unhandled: () => unkno
     });
   });
 
+  it("a compressed body larger than the limit once decompressed (a gzip bomb) is RESOURCE_EXHAUSTED", async () => {
+    // 8 MiB of zeros (past the 1 MiB limit of these tests) in about 8 KiB of gzip.
+    const zeros = new Uint8Array(zlib.gzipSync(Buffer.alloc(8 * 1024 * 1024)));
+    expect(zeros.length).toBeLessThan(64 * 1024);
+    const g = grpcStatus(await h2Send(url(), grpcHeaders("gzip"), envelope(zeros, 1)));
+    expect(g.code).toBe(Code.ResourceExhausted);
+    const c = await h2Send(url(), connectUnary("gzip"), zeros);
+    expect(JSON.parse(c.body.toString())).toMatchObject({ code: "resource_exhausted" });
+  });
+
   it("a body that does not decompress is INVALID_ARGUMENT", async () => {
     expect(grpcStatus(await h2Send(url(), grpcHeaders("gzip"), envelope(good, 1)))).toMatchObject({
       code: Code.InvalidArgument,
