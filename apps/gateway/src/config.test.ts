@@ -60,6 +60,7 @@ describe("gateway config", () => {
         maxConnectionsPerAddress: 256,
       },
       maxCallsPerClient: 256,
+      maxBufferedBytesPerClient: 16 * 1024 * 1024,
       upstreamMaxConnections: 32,
     });
     expect(
@@ -69,6 +70,7 @@ describe("gateway config", () => {
         IDLE_TIMEOUT_MS: "1000",
         MAX_CONNECTIONS_PER_CLIENT: "4",
         MAX_CALLS_PER_CLIENT: "8",
+        MAX_BUFFERED_BYTES_PER_CLIENT: "65536",
         UPSTREAM_MAX_CONNECTIONS: "2",
       }),
     ).toMatchObject({
@@ -79,6 +81,7 @@ describe("gateway config", () => {
         maxConnectionsPerAddress: 4,
       },
       maxCallsPerClient: 8,
+      maxBufferedBytesPerClient: 65536,
       upstreamMaxConnections: 2,
     });
     expect(() => loadConfig({ MAX_CALLS_PER_CLIENT: "0" })).toThrow(/MAX_CALLS_PER_CLIENT/);

@@ -29,6 +29,11 @@ export const GATEWAY_LIMITS = {
   maxConnectionsPerAddress: 256,
   /** Calls in flight from one address at once, over all its connections. */
   maxCallsPerClient: 256,
+  /**
+   * Bytes the gateway holds for one address at once: request bodies kept whole for a retry and
+   * answers held back until their end (16 MiB).
+   */
+  maxBufferedBytesPerClient: 16 * 1024 * 1024,
   /** HTTP/2 connections to one upstream endpoint at most (each as full as its peer allows). */
   upstreamMaxConnections: 32,
 } as const;
@@ -171,6 +176,11 @@ const shape = {
     .positive()
     .default(GATEWAY_LIMITS.maxConnectionsPerAddress),
   MAX_CALLS_PER_CLIENT: z.coerce.number().int().positive().default(GATEWAY_LIMITS.maxCallsPerClient),
+  MAX_BUFFERED_BYTES_PER_CLIENT: z.coerce
+    .number()
+    .int()
+    .positive()
+    .default(GATEWAY_LIMITS.maxBufferedBytesPerClient),
   UPSTREAM_MAX_CONNECTIONS: z.coerce.number().int().positive().default(GATEWAY_LIMITS.upstreamMaxConnections),
   /**
    * A port for Envoy's ext_authz filter (`envoy.service.auth.v3.Authorization`, gRPC over h2c)
@@ -250,6 +260,8 @@ export interface GatewayConfig {
   connectionLimits?: Partial<ConnectionLimits>;
   /** Calls one client address may have in flight; absent: {@link GATEWAY_LIMITS}. */
   maxCallsPerClient?: number;
+  /** Bytes held for one client address at once (retry copies, held answers); absent: {@link GATEWAY_LIMITS}. */
+  maxBufferedBytesPerClient?: number;
   /** HTTP/2 connections to one upstream endpoint at most; absent: {@link GATEWAY_LIMITS}. */
   upstreamMaxConnections?: number;
   /** The strangler fig: the monolith's URL and each REST route's initial weight and shadow. */
@@ -329,6 +341,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       maxConnectionsPerAddress: e.MAX_CONNECTIONS_PER_CLIENT,
     },
     maxCallsPerClient: e.MAX_CALLS_PER_CLIENT,
+    maxBufferedBytesPerClient: e.MAX_BUFFERED_BYTES_PER_CLIENT,
     upstreamMaxConnections: e.UPSTREAM_MAX_CONNECTIONS,
     strangler: { legacyUrl: e.STRANGLER_LEGACY_URL, routes: e.STRANGLER_ROUTES },
   };

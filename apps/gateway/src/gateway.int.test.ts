@@ -769,6 +769,8 @@ describe("gateway retries (idempotent methods, UNAVAILABLE only, bounded attempt
   });
 });
 
+const TLS_HEADERS_TIMEOUT_MS = 1_000;
+
 describe("gateway over TLS (ALPN h2 and http/1.1 on one port)", () => {
   const certFile = fileURLToPath(new URL("../test/tls/localhost.crt", import.meta.url));
   const keyFile = fileURLToPath(new URL("../test/tls/localhost.key", import.meta.url));
@@ -786,6 +788,7 @@ describe("gateway over TLS (ALPN h2 and http/1.1 on one port)", () => {
       DISCOVERY: "static",
       TLS_CERT_FILE: certFile,
       TLS_KEY_FILE: keyFile,
+      HEADERS_TIMEOUT_MS: String(TLS_HEADERS_TIMEOUT_MS),
     });
     gateway = createGateway({
       config,
@@ -850,6 +853,48 @@ describe("gateway over TLS (ALPN h2 and http/1.1 on one port)", () => {
     expect(status).toBe(200);
     expect(JSON.parse(body).user.id).toBe(OK);
   });
+
+  it("closes a TLS connection that does not finish its handshake, or its HTTP/1.1 headers (408), or its HTTP/2 preface, within the header timeout", async () => {
+    const ca = readFileSync(certFile);
+    const tls = await import("node:tls");
+    const started = Date.now();
+    /** Resolves with what the server sent and when it closed (ms after the start). */
+    const closed = (socket: net.Socket) =>
+      new Promise<{ ms: number; text: string }>((resolve) => {
+        let text = "";
+        socket.on("data", (c: Buffer) => {
+          text += c.toString("latin1");
+        });
+        socket.on("error", () => {});
+        socket.once("close", () => resolve({ ms: Date.now() - started, text }));
+      });
+    const secure = (alpn: string) =>
+      new Promise<import("node:tls").TLSSocket>((resolve, reject) => {
+        const socket = tls.connect({ host: "localhost", port, ca, ALPNProtocols: [alpn] }, () =>
+          resolve(socket),
+        );
+        socket.once("error", reject);
+      });
+    // No handshake at all: a TCP connection that sends nothing.
+    const silent = closed(net.connect({ host: "127.0.0.1", port }));
+    // Handshake done, HTTP/1.1 negotiated, half a header block.
+    const h1 = await secure("http/1.1");
+    expect(h1.alpnProtocol).toBe("http/1.1");
+    const h1Closed = closed(h1);
+    h1.write("POST /meshwork.users.v1.UserService/GetUser HTTP/1.1\r\nhost: localhost\r\nx-slow: ");
+    // Handshake done, h2 negotiated, the preface and nothing more.
+    const h2 = await secure("h2");
+    expect(h2.alpnProtocol).toBe("h2");
+    const h2Closed = closed(h2);
+    h2.write("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n\0\0\0\x04\0\0\0\0\0");
+    const [a, b, c] = await Promise.all([silent, h1Closed, h2Closed]);
+    // Closed after the timeout (1 s here), not at once, and long before Node's own 60 s.
+    for (const r of [a, b, c]) {
+      expect(r.ms).toBeGreaterThanOrEqual(TLS_HEADERS_TIMEOUT_MS - 100);
+      expect(r.ms).toBeLessThan(TLS_HEADERS_TIMEOUT_MS + 5_000);
+    }
+    expect(b.text).toMatch(/^HTTP\/1\.1 408 /);
+  }, 30_000);
 
   it("refuses half a TLS configuration", () => {
     expect(() => loadConfig({ TLS_CERT_FILE: certFile })).toThrow(/TLS_CERT_FILE and TLS_KEY_FILE/);

@@ -48,6 +48,10 @@ function maxCallsOf(config: GatewayConfig): number {
   return config.maxCallsPerClient ?? GATEWAY_LIMITS.maxCallsPerClient;
 }
 
+function maxBufferedBytesOf(config: GatewayConfig): number {
+  return config.maxBufferedBytesPerClient ?? GATEWAY_LIMITS.maxBufferedBytesPerClient;
+}
+
 function upstreamConnectionsOf(config: GatewayConfig): number {
   return config.upstreamMaxConnections ?? GATEWAY_LIMITS.upstreamMaxConnections;
 }
@@ -68,6 +72,7 @@ function configDump(config: GatewayConfig, retry: RetryPolicy, reflection: boole
     limits: {
       ...limitsOf(config),
       maxCallsPerClient: maxCallsOf(config),
+      maxBufferedBytesPerClient: maxBufferedBytesOf(config),
       upstreamMaxConnections: upstreamConnectionsOf(config),
     },
     retry: {
@@ -249,6 +254,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     corsOrigins: config.corsOrigins,
     maxRequestBytes: config.maxRequestBytes,
     maxCallsPerClient: maxCallsOf(config),
+    maxBufferedBytesPerClient: maxBufferedBytesOf(config),
     retry,
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,

@@ -7,7 +7,7 @@ import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectRawH2, type RawH2Client } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Ids, startUsersUpstream, type UsersUpstream } from "../test/users-upstream.js";
+import { Ids, LARGE_PAGE, startUsersUpstream, type UsersUpstream } from "../test/users-upstream.js";
 
 /**
  * Issue 25.2, scaled down: each attack is mounted on real sockets against the gateway in a
@@ -19,6 +19,8 @@ const STREAMS_PER_CONNECTION = 100;
 const CALLS_PER_CLIENT = 100;
 const CONNECTIONS_PER_CLIENT = 10;
 const HEADERS_TIMEOUT_MS = 1_000;
+/** Bytes the gateway holds for one client (retry copies, held answers): 8 MiB here, 16 MiB by default. */
+const BUFFERED_BYTES_PER_CLIENT = 8 * 1024 * 1024;
 /** The stated bound (README, "Limits on connections and streams"): RSS growth under each attack. */
 const RSS_GROWTH_BOUND_MB = 64;
 
@@ -87,9 +89,14 @@ async function underAttack(
 }
 
 /** A Node HTTP/2 client connection from `localAddress` (it keeps to the server's stream limit). */
-function h2From(url: string, localAddress: string): http2.ClientHttp2Session {
+function h2From(
+  url: string,
+  localAddress: string,
+  options: http2.ClientSessionOptions = {},
+): http2.ClientHttp2Session {
   const { hostname, port } = new URL(url);
   const session = http2.connect(url, {
+    ...options,
     createConnection: () => net.connect({ host: hostname, port: Number(port), localAddress }),
   });
   session.on("error", () => {});
@@ -125,6 +132,7 @@ describe("no single-client outage at the gateway (issue 25.2)", () => {
         MAX_CALLS_PER_CLIENT: String(CALLS_PER_CLIENT),
         MAX_CONNECTIONS_PER_CLIENT: String(CONNECTIONS_PER_CLIENT),
         HEADERS_TIMEOUT_MS: String(HEADERS_TIMEOUT_MS),
+        MAX_BUFFERED_BYTES_PER_CLIENT: String(BUFFERED_BYTES_PER_CLIENT),
         DEFAULT_TIMEOUT_MS: "60000",
         // The attack calls RegisterUser: its default per-address limit (issue 25.5) would answer it
         // before the connection and call limits this test is about.
@@ -230,6 +238,126 @@ describe("no single-client outage at the gateway (issue 25.2)", () => {
       // (c)
       expect(growthMb).toBeLessThan(RSS_GROWTH_BOUND_MB);
       console.log(`many-connection flood: RSS growth ${growthMb.toFixed(1)} MB`);
+    } finally {
+      for (const s of sessions) s.destroy();
+    }
+    await waitFor(async () => (await heldUpstream()) === 0, { what: "the held calls let go" });
+  }, 60_000);
+
+  it("large request bodies sent slowly on 100 streams: the client's held bytes stop at its limit, the rest RESOURCE_EXHAUSTED; others served", async () => {
+    // GetUser is idempotent, so the gateway keeps each body whole until it ends (to send it again
+    // on another endpoint): 100 bodies of 1 MiB that never end were 100 MB held for one client.
+    const BODY = 1024 * 1024;
+    const sessions: http2.ClientHttp2Session[] = [];
+    const answers = new Map<string, number>();
+    const messages = new Set<string>();
+    const pending = new Set<http2.ClientHttp2Stream>();
+    let state = "";
+    const { growthMb, victim } = await underAttack(child, url, async () => {
+      const head = Buffer.alloc(5);
+      head.writeUInt32BE(4 * 1024 * 1024 - 5, 1); // declares more than it will ever send
+      const payload = Buffer.alloc(BODY, 0x41);
+      for (let c = 0; c < CONNECTIONS_PER_CLIENT; c++) {
+        // (Its 10 MiB of bodies per connection are more than Node's default session memory, 10 MB.)
+        const session = h2From(url, ATTACKER, { maxSessionMemory: 100 });
+        sessions.push(session);
+        for (let i = 0; i < CALLS_PER_CLIENT / CONNECTIONS_PER_CLIENT; i++) {
+          const stream = session.request({
+            ...HOLDING_CALL,
+            ":path": "/meshwork.users.v1.UserService/GetUser",
+          });
+          pending.add(stream);
+          stream.on("error", () => {});
+          stream.on("close", () => pending.delete(stream));
+          stream.on("response", (h) => {
+            pending.delete(stream);
+            const key = String(h["grpc-status"] ?? h[":status"]);
+            answers.set(key, (answers.get(key) ?? 0) + 1);
+            messages.add(decodeURIComponent(String(h["grpc-message"] ?? "")));
+          });
+          stream.write(head);
+          stream.write(payload);
+        }
+      }
+      // In place: every call either refused or holding its whole 1 MiB in the gateway.
+      await waitFor(
+        () => {
+          const unsent = [...pending].reduce((n, s) => n + s.writableLength, 0);
+          state = `pending ${pending.size} (unsent ${unsent}), answers ${JSON.stringify(Object.fromEntries(answers))}`;
+          return pending.size + (answers.get("8") ?? 0) === CALLS_PER_CLIENT && unsent === 0;
+        },
+        { what: "the attack in place", timeoutMs: 60_000 },
+      ).catch((e: Error) => {
+        throw new Error(`${e.message}: ${state}`);
+      });
+    });
+    try {
+      // (b) at most 8 MiB held: at most 8 bodies of 1 MiB kept (some refused part-way), every
+      // other call RESOURCE_EXHAUSTED naming the limit.
+      expect(pending.size).toBeLessThanOrEqual(Math.floor(BUFFERED_BYTES_PER_CLIENT / BODY));
+      expect(Object.fromEntries(answers)).toEqual({ "8": CALLS_PER_CLIENT - pending.size });
+      expect(messages).toEqual(
+        new Set([`too many request bytes held for this client (limit ${BUFFERED_BYTES_PER_CLIENT} bytes)`]),
+      );
+      // (a)
+      expect(new Set(victim)).toEqual(new Set(["OK"]));
+      // (c)
+      expect(growthMb).toBeLessThan(RSS_GROWTH_BOUND_MB);
+      console.log(`large slow bodies: RSS growth ${growthMb.toFixed(1)} MB, ${pending.size} bodies held`);
+    } finally {
+      for (const s of sessions) s.destroy();
+    }
+  }, 90_000);
+
+  // Known open (issue 25.2), skipped until fixed: the gateway pauses each upstream stream whose
+  // answer the client does not read, so the service holds the rest of those answers in its
+  // HTTP/2 session; past the session's memory limit (64 MB) the service refuses new streams on
+  // that connection (ERR_HTTP2_STREAM_ERROR), and the other client's calls sharing it fail
+  // UNAVAILABLE. A fix keeps reading upstream into the client's byte budget and resets the
+  // calls of a client past it, keeping them counted until their answers are flushed.
+  it.skip("large answers a client never reads, on 60 streams: memory bounded; others served", async () => {
+    // ListUsers of 2,000 users: ~2 MB each, 120 MB for the 60 if the gateway read them all in.
+    const request = Buffer.alloc(5 + 3);
+    request.writeUInt32BE(3, 1);
+    request.set([0x08, 0xd0, 0x0f], 5); // page_size = 2000
+    expect(2_000).toBeGreaterThanOrEqual(LARGE_PAGE);
+    const CALLS = 60;
+    const sessions: http2.ClientHttp2Session[] = [];
+    let answered = 0;
+    let held = 0;
+    const { growthMb, victim } = await underAttack(child, url, async () => {
+      for (let c = 0; c < 6; c++) {
+        const session = h2From(url, ATTACKER);
+        sessions.push(session);
+        for (let i = 0; i < CALLS / 6; i++) {
+          const stream = session.request({
+            ...HOLDING_CALL,
+            ":path": "/meshwork.users.v1.UserService/ListUsers",
+          });
+          stream.on("error", () => {});
+          stream.pause(); // never read: no WINDOW_UPDATE past the first 64 KiB
+          stream.on("response", () => {
+            answered++;
+          });
+          stream.end(request);
+        }
+      }
+      // In place: every answer started, every call still open upstream (its answer not taken).
+      await waitFor(
+        async () => {
+          held = await heldUpstream();
+          return answered === CALLS && held >= CALLS;
+        },
+        { what: `the attack in place (answered ${answered}, held upstream ${held})`, timeoutMs: 30_000 },
+      );
+    });
+    try {
+      expect(answered).toBe(CALLS);
+      // (a)
+      expect(new Set(victim)).toEqual(new Set(["OK"]));
+      // (c)
+      expect(growthMb).toBeLessThan(RSS_GROWTH_BOUND_MB);
+      console.log(`unread large answers: RSS growth ${growthMb.toFixed(1)} MB`);
     } finally {
       for (const s of sessions) s.destroy();
     }

@@ -22,6 +22,9 @@ export function idFailingWith(code: Code): string {
   return `0b9a4a7e-8a43-4a55-9d2b-${String(code).padStart(12, "0")}`;
 }
 
+/** ListUsers with a page size from this up answers that many users of ~1 KB each. */
+export const LARGE_PAGE = 1_000;
+
 export interface UsersUpstream {
   service: Service;
   url: string;
@@ -31,7 +34,8 @@ export interface UsersUpstream {
 
 /**
  * An in-memory users service for gateway tests: GetUser answers `Ids.ok` with a user, waits on
- * `Ids.slow`, fails with the code `idFailingWith(code)` names, NOT_FOUND otherwise.
+ * `Ids.slow`, fails with the code `idFailingWith(code)` names, NOT_FOUND otherwise; ListUsers
+ * answers nobody, or a large page from `LARGE_PAGE` up.
  */
 export async function startUsersUpstream(config: Partial<RuntimeConfig> = {}): Promise<UsersUpstream> {
   const methods: string[] = [];
@@ -57,8 +61,13 @@ export async function startUsersUpstream(config: Partial<RuntimeConfig> = {}): P
           if (code > 0 && code < 17) throw new ConnectError(`failing with ${Code[code]}`, code as Code);
           throw new ConnectError("user is missing", Code.NotFound);
         },
-        async listUsers() {
-          return { users: [], nextPageToken: "" };
+        async listUsers(req) {
+          // From LARGE_PAGE users up, that many users with 1 KB names: a large answer.
+          const n = req.pageSize >= LARGE_PAGE ? req.pageSize : 0;
+          const users = Array.from({ length: n }, () =>
+            create(UserSchema, { id: Ids.ok, email: "a@example.com", displayName: "n".repeat(1_000) }),
+          );
+          return { users, nextPageToken: "" };
         },
         async registerUser() {
           throw new ConnectError("email taken", Code.AlreadyExists);

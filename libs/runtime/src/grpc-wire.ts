@@ -45,7 +45,13 @@ export function unaryMessage(body: Buffer, side: Side): Uint8Array | ConnectErro
     return rest >= 5 && rest >= 5 + body.readUInt32BE(end + 1) ? extraMessage(side) : incompleteEnvelope();
   }
   if (((body[0] as number) & COMPRESSED_FLAG) !== 0) {
-    return new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
+    // A server's answer so framed is the server's fault; a client's request, bad input.
+    return side === "input"
+      ? new ConnectError(
+          "invalid request message: compressed (flag 1) but grpc-encoding names no compression",
+          Code.InvalidArgument,
+        )
+      : new ConnectError("received compressed envelope, but do not know how to decompress", Code.Internal);
   }
   return body.subarray(5, end);
 }

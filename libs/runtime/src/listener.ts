@@ -139,6 +139,15 @@ export function createListener(options: ListenerOptions): Listener {
         track,
       )
     : http2.createServer(h2Options, track);
+  if (options.tls) {
+    // HTTP/1.1 over TLS is served by the secure server itself (allowHTTP1), with Node's own
+    // header timeout (60 s, checked every 30 s) unless set here: the same limits as `h1`.
+    Object.assign(h2, {
+      headersTimeout: limits.headersTimeoutMs,
+      requestTimeout: Math.max(300_000, limits.headersTimeoutMs + 1),
+      connectionsCheckingInterval: Math.max(100, Math.min(1_000, limits.headersTimeoutMs / 4)),
+    });
+  }
   const streamHandler = options.streamHandler;
   if (streamHandler) {
     // Node's own compat dispatcher (it builds Http2ServerRequest/Response, answers CONNECT and
@@ -166,7 +175,7 @@ export function createListener(options: ListenerOptions): Listener {
   });
   // A malformed or abusive HTTP/2 peer must not take the process down.
   h2.on("sessionError", () => {});
-  h1.on("clientError", (err: NodeJS.ErrnoException, socket: net.Socket) => {
+  const onClientError = (err: NodeJS.ErrnoException, socket: net.Socket) => {
     if (socket.writable && err.code !== "ECONNRESET") {
       const status =
         err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
@@ -176,7 +185,10 @@ export function createListener(options: ListenerOptions): Listener {
     } else {
       socket.destroy();
     }
-  });
+  };
+  h1.on("clientError", onClientError);
+  // HTTP/1.1 over TLS: the secure server's own (its default answer leaves the connection to linger).
+  if (options.tls) h2.on("clientError", onClientError);
 
   /** Tracks a connection; false when its address is at its limit (the caller refuses it). */
   const accept = (socket: net.Socket): boolean => {
@@ -194,7 +206,9 @@ export function createListener(options: ListenerOptions): Listener {
     h2.prependListener("connection", (socket: net.Socket) => {
       if (!accept(socket)) socket.destroy();
     });
-    h2.on("tlsClientError", () => {});
+    // A handshake that failed or did not finish in time (handshakeTimeout): Node reports it, and
+    // leaves the connection open unless told.
+    h2.on("tlsClientError", (_err: Error, socket: net.Socket) => socket.destroy());
   }
   const server: net.Server = options.tls
     ? h2

@@ -5,7 +5,7 @@ import { type ConnectRouter, createContextValues, type Interceptor } from "@conn
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createLogger, errorForLog, type Logger, startTelemetry, type Telemetry } from "@meshwork/telemetry";
 import type { RuntimeConfig } from "./config.js";
-import { createDecodeErrorInterceptor, guardDecoding } from "./decode-errors.js";
+import { createDecodeErrorInterceptor, defaultCompression, guardDecoding } from "./decode-errors.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry, registerHealthService, ServingStatus } from "./health.js";
 import { setHeapGrowingPercent } from "./heap.js";
@@ -147,9 +147,15 @@ export function createService(options: ServiceOptions): Service {
       // Undecodable request bodies answer INVALID_ARGUMENT rather than Connect's INTERNAL.
       const handlers = inner.handlers;
       for (let i = 0; i < handlers.length; i++) {
-        handlers[i] = guardDecoding(handlers[i] as (typeof handlers)[number], config.readMaxBytes);
+        handlers[i] = guardDecoding(
+          handlers[i] as (typeof handlers)[number],
+          config.readMaxBytes,
+          defaultCompression,
+        );
       }
     },
+    // The compressions guardDecoding reads too (gzip, brotli: connect-node's default).
+    acceptCompression: [...defaultCompression],
     interceptors,
     readMaxBytes: config.readMaxBytes,
     contextValues: (req) => createContextValues().set(admittedKey, admitted.get(req) ?? health.serving),
@@ -215,6 +221,11 @@ export function createService(options: ServiceOptions): Service {
               if (!res.headersSent) res.writeHead(500);
               res.end();
             });
+            return;
+          }
+          const contentType = req.headers["content-type"];
+          if (typeof contentType === "string" && contentType.startsWith("application/grpc-web-text")) {
+            refuseGrpcWebText(contentType, res);
             return;
           }
           admitted.set(req, health.serving);
@@ -290,4 +301,20 @@ export async function runService(service: Service): Promise<void> {
     await service.shutdown().catch(() => {});
     process.exit(1);
   }
+}
+
+/**
+ * gRPC-Web's text mode (base64 bodies, `application/grpc-web-text`) is not served (connect-node
+ * reads binary gRPC-Web only, and answered a bare HTTP 415 that clients read as UNKNOWN): it is
+ * UNIMPLEMENTED, trailers-only, naming the content type to send instead.
+ */
+function refuseGrpcWebText(contentType: string, res: ServerResponse | Http2ServerResponse): void {
+  res.writeHead(200, {
+    "content-type": contentType,
+    "grpc-status": "12",
+    "grpc-message": encodeURIComponent(
+      "gRPC-Web text (application/grpc-web-text, base64) is not supported: send application/grpc-web+proto",
+    ),
+  });
+  res.end();
 }

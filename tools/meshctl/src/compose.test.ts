@@ -166,7 +166,7 @@ describe("docker-compose.yml", () => {
     }
   });
 
-  it("publishes neither NATS nor the gateway's admin listener nor a service's own port on the host", () => {
+  it("publishes neither NATS nor the gateway's admin listener nor a service's own port on the host, and the observability UIs on its loopback only", () => {
     const published = Object.entries(compose.services).flatMap(([name, s]) =>
       (s.ports ?? []).map((p) => ({ name, container: Number(String(p).split(":").at(-1)?.split("/")[0]) })),
     );
@@ -181,6 +181,12 @@ describe("docker-compose.yml", () => {
     // Services are reached through an edge only (the gateway's public port is the one exception).
     const services = new Set(manifests.filter((m) => m.kind === "service").map((m) => m.name));
     expect(published.filter((p) => services.has(p.name))).toEqual([]);
+    // The observability UIs (traces, metrics, dashboards: no authentication) on the loopback only.
+    for (const name of ["jaeger", "prometheus", "grafana"]) {
+      const ports = compose.services[name]?.ports ?? [];
+      expect(ports.length).toBeGreaterThan(0);
+      for (const p of ports) expect(String(p)).toMatch(/^127\.0\.0\.1:/);
+    }
   });
 
   it("takes every identity key, NATS password and the key encryption key from the secrets file, none written in the file itself", () => {

@@ -87,9 +87,16 @@ function methodRefusal(route: Route, method: string, pathKey: string): Refusal |
 }
 
 /**
+ * gRPC-Web's text mode (base64 bodies): no service reads it (connect-node serves binary gRPC-Web
+ * only and answers a bare HTTP 415, which clients read as UNKNOWN), so it is UNIMPLEMENTED here.
+ */
+const GRPC_WEB_TEXT_UNSUPPORTED =
+  "gRPC-Web text (application/grpc-web-text, base64) is not supported: send application/grpc-web+proto";
+
+/**
  * The checks before authorization, in order: a route for the path, a well-formed deadline, a
  * known method (one with an access policy), a request method it takes (POST, or GET without side
- * effects).
+ * effects), a content type the services read (not gRPC-Web text).
  */
 export function admit(
   rules: AdmissionRules,
@@ -105,6 +112,8 @@ export function admit(
   if (!policy) return { ok: false, code: Code.Unimplemented, message: `unknown method ${path}` };
   const refused = methodRefusal(route, String(headers[":method"] ?? "GET"), pathKey);
   if (refused) return refused;
+  if (String(headers["content-type"] ?? "").startsWith("application/grpc-web-text"))
+    return { ok: false, code: Code.Unimplemented, message: GRPC_WEB_TEXT_UNSUPPORTED };
   return { ok: true, policy, deadlineMs: deadline.ms };
 }
 

@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
 import { cutShort, endpointFailed, HeldAnswer, outcomeOf } from "./answer.js";
+import { ClientCalls } from "./client-calls.js";
 
 /** A gRPC-Web frame: flags, length, payload. */
 function frame(flags: number, payload: Buffer): Buffer {
@@ -12,7 +13,7 @@ function frame(flags: number, payload: Buffer): Buffer {
 describe("held answers", () => {
   it("holds chunks within the answer's and the gateway's limits, and hands them over in one buffer", () => {
     const total = { bytes: 0 };
-    const held = new HeldAnswer(total, 10, 100);
+    const held = new HeldAnswer(total, undefined, 10, 100);
     expect(held.add(Buffer.from("abcd"))).toBe(true);
     expect(held.add(Buffer.from("efgh"))).toBe(true);
     expect([held.bytes, total.bytes]).toEqual([8, 8]);
@@ -24,12 +25,28 @@ describe("held answers", () => {
 
   it("stops holding once the gateway holds too much over every call, and gives it back when dropped", () => {
     const total = { bytes: 95 };
-    const held = new HeldAnswer(total, 10, 100);
+    const held = new HeldAnswer(total, undefined, 10, 100);
     expect(held.add(Buffer.from("abcd"))).toBe(true);
     expect(held.add(Buffer.from("ef"))).toBe(false);
     held.drop();
     expect(total.bytes).toBe(95);
     expect(held.bytes).toBe(0);
+  });
+
+  it("counts what it holds for its client, stops holding past the client's limit, and gives it back", () => {
+    const clients = new ClientCalls(10, 6);
+    const client = {
+      holdBytes: (n: number) => clients.hold("10.0.0.1", n),
+      unholdBytes: (n: number) => clients.unhold("10.0.0.1", n),
+    };
+    const total = { bytes: 0 };
+    const held = new HeldAnswer(total, client, 100, 1000);
+    expect(held.add(Buffer.from("abcd"))).toBe(true);
+    expect(clients.held("10.0.0.1")).toBe(4);
+    expect(held.add(Buffer.from("efg"))).toBe(false); // 7 bytes past the client's 6: streamed from here
+    expect(clients.held("10.0.0.1")).toBe(4);
+    expect(held.take()?.toString()).toBe("abcdefg");
+    expect([clients.held("10.0.0.1"), total.bytes]).toEqual([0, 0]);
   });
 
   it("hands a single chunk over as it is", () => {

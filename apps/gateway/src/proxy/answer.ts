@@ -14,16 +14,26 @@ export interface HeldTotal {
   bytes: number;
 }
 
+/** Counts bytes held for one client (its address) against that client's limit. */
+export interface ClientBytes {
+  /** Counts `bytes`; false (not counted) past the client's limit. */
+  holdBytes(bytes: number): boolean;
+  unholdBytes(bytes: number): void;
+}
+
 /**
- * The bytes of one answer held back for a possible retry, counted in the gateway's total while
- * held.
+ * The bytes of one answer held back for a possible retry, counted in the gateway's total and in
+ * its client's bytes while held.
  */
 export class HeldAnswer {
   #chunks: Buffer[] = [];
   #bytes = 0;
+  /** The part of `#bytes` counted for the client (all of it until the client's limit is met). */
+  #clientBytes = 0;
 
   constructor(
     readonly total: HeldTotal,
+    readonly client?: ClientBytes,
     readonly limit = HELD_ANSWER_BYTES,
     readonly totalLimit = HELD_TOTAL_BYTES,
   ) {}
@@ -36,12 +46,17 @@ export class HeldAnswer {
     return this.#chunks;
   }
 
-  /** Holds a chunk; false once this answer (or the gateway's total) holds too much to go on. */
+  /**
+   * Holds a chunk; false once this answer (or the gateway's total, or its client's bytes) holds
+   * too much to go on.
+   */
   add(chunk: Buffer): boolean {
     this.#chunks.push(chunk);
     this.#bytes += chunk.length;
     this.total.bytes += chunk.length;
-    return this.#bytes <= this.limit && this.total.bytes <= this.totalLimit;
+    const counted = this.client === undefined || this.client.holdBytes(chunk.length);
+    if (counted) this.#clientBytes += chunk.length;
+    return counted && this.#bytes <= this.limit && this.total.bytes <= this.totalLimit;
   }
 
   /** The held bytes as one buffer (one write downstream), no longer held; undefined when none. */
@@ -56,6 +71,8 @@ export class HeldAnswer {
   /** Lets go of the held bytes. */
   drop(): void {
     this.total.bytes -= this.#bytes;
+    this.client?.unholdBytes(this.#clientBytes);
+    this.#clientBytes = 0;
     this.#bytes = 0;
     this.#chunks = [];
   }

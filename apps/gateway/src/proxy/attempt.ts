@@ -160,7 +160,7 @@ export class UpstreamAttempt {
       return;
     }
     if (this.body) {
-      this.#held = new HeldAnswer(this.call.shared.held);
+      this.#held = new HeldAnswer(this.call.shared.held, this.call);
       this.#setState("held");
     } else {
       this.#forward(false);

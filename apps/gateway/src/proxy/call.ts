@@ -13,6 +13,7 @@ import { Code, errorAnswer, type Protocol, protocolOf } from "../errors.js";
 import { matchRoute, type Route } from "../routes.js";
 import type { Endpoint } from "../upstreams.js";
 import { admit, corsOriginOf, isPreflight, preflightHeaders, type Refusal, rateLimit } from "./admission.js";
+import type { ClientBytes } from "./answer.js";
 import { UpstreamAttempt } from "./attempt.js";
 import type { Downstream } from "./downstream.js";
 import {
@@ -37,7 +38,7 @@ type CallState = "admitting" | "forwarding" | "done";
  * One call through the gateway, from its headers to its last byte: admission, its attempts
  * upstream (each an {@link UpstreamAttempt}), and the one place it finishes ({@link complete}).
  */
-export class ProxiedCall {
+export class ProxiedCall implements ClientBytes {
   readonly started = performance.now();
   readonly method: string;
   readonly path: string;
@@ -64,6 +65,8 @@ export class ProxiedCall {
   #attempts = 0;
   /** Counted in its client's calls in flight (released when it completes). */
   #countedForClient = false;
+  /** Bytes counted as held for its client (its body kept for a retry, a held answer), released by the time it completes. */
+  #clientBytes = 0;
   /** Endpoints tried: a retry goes elsewhere while there is somewhere else. */
   readonly #tried = new Set<Endpoint>();
   bytesIn = 0;
@@ -181,7 +184,7 @@ export class ProxiedCall {
     // Keep the whole (small) request, to send it again on another endpoint if need be.
     const chunks: Buffer[] = [];
     this.down.body.on("data", (chunk: Buffer) => {
-      if (this.admitChunk(chunk)) chunks.push(chunk);
+      if (!this.done && this.admitChunk(chunk) && this.#keepForRetry(chunk)) chunks.push(chunk);
     });
     this.down.body.once("end", () => {
       if (!this.done) this.#tryOnce(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
@@ -201,6 +204,34 @@ export class ProxiedCall {
     this.down.body.pause();
     this.fail(Code.ResourceExhausted, `request larger than the gateway's limit of ${max} bytes`);
     return false;
+  }
+
+  /**
+   * Counts a request chunk kept for a retry in its client's bytes; past the client's limit, keeps
+   * nothing more and answers RESOURCE_EXHAUSTED instead (one client's slow, large bodies on many
+   * streams would otherwise each be held whole).
+   */
+  #keepForRetry(chunk: Buffer): boolean {
+    if (this.holdBytes(chunk.length)) return true;
+    this.fail(
+      Code.ResourceExhausted,
+      `too many request bytes held for this client (limit ${this.shared.clientCalls.bytesLimit} bytes)`,
+    );
+    // The client is told to stop sending (HTTP/2); what still comes is read and dropped.
+    this.down.stopBody?.();
+    return false;
+  }
+
+  holdBytes(bytes: number): boolean {
+    if (!this.shared.clientCalls.hold(this.down.remoteAddress, bytes)) return false;
+    this.#clientBytes += bytes;
+    return true;
+  }
+
+  unholdBytes(bytes: number): void {
+    const n = Math.min(bytes, this.#clientBytes);
+    this.#clientBytes -= n;
+    this.shared.clientCalls.unhold(this.down.remoteAddress, n);
   }
 
   /** Request body: client -> upstream as it comes, with backpressure (a call not retried). */
@@ -324,6 +355,7 @@ export class ProxiedCall {
     const { options, budget } = this.shared;
     budget.active--;
     if (this.#countedForClient) this.shared.clientCalls.release(this.down.remoteAddress);
+    if (this.#clientBytes > 0) this.unholdBytes(this.#clientBytes);
     const elapsed = performance.now() - this.started;
     const routeName = this.routeName;
     const endpoint = this.#attempt?.endpoint;

@@ -1,12 +1,19 @@
 /**
- * Calls in flight per client address, against a limit: one client (one address) cannot hold
- * more than its share of the gateway and of the upstream connections, however many connections
- * and streams it opens (issue 25.2). A call past the limit is answered RESOURCE_EXHAUSTED at once.
+ * What each client address has in the gateway, against limits (issue 25.2): its calls in flight,
+ * and the bytes held for it (request bodies kept whole for a retry, answers held back until their
+ * end). One client (one address) cannot hold more than its share of the gateway and of the
+ * upstream connections, however many connections and streams it opens. A call past the call
+ * limit is answered RESOURCE_EXHAUSTED at once; what a call may hold past the byte limit is up
+ * to its caller (`ProxiedCall`).
  */
 export class ClientCalls {
   readonly #inFlight = new Map<string, number>();
+  readonly #held = new Map<string, number>();
 
-  constructor(readonly limit: number) {}
+  constructor(
+    readonly limit: number,
+    readonly bytesLimit = Number.POSITIVE_INFINITY,
+  ) {}
 
   /** Counts a call from `address`; false (not counted) when the address is at its limit. */
   take(address: string): boolean {
@@ -25,5 +32,26 @@ export class ClientCalls {
   /** Calls in flight from `address` now. */
   count(address: string): number {
     return this.#inFlight.get(address) ?? 0;
+  }
+
+  /** Counts `bytes` held for `address`; false (not counted) when that would pass the byte limit. */
+  hold(address: string, bytes: number): boolean {
+    const n = this.#held.get(address) ?? 0;
+    if (n + bytes > this.bytesLimit) return false;
+    this.#held.set(address, n + bytes);
+    return true;
+  }
+
+  /** No longer holds `bytes` for `address`. */
+  unhold(address: string, bytes: number): void {
+    if (bytes <= 0) return;
+    const n = (this.#held.get(address) ?? 0) - bytes;
+    if (n <= 0) this.#held.delete(address);
+    else this.#held.set(address, n);
+  }
+
+  /** Bytes held for `address` now. */
+  held(address: string): number {
+    return this.#held.get(address) ?? 0;
   }
 }

@@ -69,6 +69,10 @@ export class H2Downstream implements Downstream {
     this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
   }
 
+  stopBody(): void {
+    if (!this.stream.destroyed) this.stream.close(http2.constants.NGHTTP2_NO_ERROR);
+  }
+
   onGone(fn: () => void): void {
     const stream = this.stream;
     let gone = false;

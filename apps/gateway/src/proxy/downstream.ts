@@ -14,6 +14,11 @@ export interface Downstream {
   finish(trailers: http2.OutgoingHttpHeaders | undefined): void;
   /** Ends it abruptly (the upstream failed mid-response). */
   reset(): void;
+  /**
+   * After a complete answer, asks the client to stop sending the rest of its request (HTTP/2:
+   * RST_STREAM NO_ERROR, RFC 9113 section 8.1). Absent: the rest is read and dropped.
+   */
+  stopBody?(): void;
   /** The response was started to end with trailers (gRPC over HTTP/2). */
   readonly wantsTrailers: boolean;
   onGone(fn: () => void): void;

@@ -22,6 +22,11 @@ export interface ProxyOptions {
   maxRequestBytes: number;
   /** Calls one client address may have in flight at once; more answer RESOURCE_EXHAUSTED. */
   maxCallsPerClient: number;
+  /**
+   * Bytes held for one client address at once: request bodies kept for a retry (past it the call
+   * is RESOURCE_EXHAUSTED) and answers held back for one (past it they are streamed as they come).
+   */
+  maxBufferedBytesPerClient: number;
   retry: RetryPolicy;
   /** Origins browsers may call from (`*` for any); empty: no CORS headers at all. */
   corsOrigins: readonly string[];
