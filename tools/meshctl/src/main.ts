@@ -14,6 +14,7 @@ import { ENVOY_CONFIG_PATH, ENVOY_DESCRIPTORS_PATH, renderDescriptorSet, renderE
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { K8S_DEV_SECRETS_DIR, renderK8s, writeK8sSecrets } from "./k8s.js";
 import { keysRotate } from "./keys.js";
+import { type LogLevel, parseLogLevel } from "./log-level.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import { InvalidServiceSpecError } from "./scaffold/names.js";
@@ -31,8 +32,10 @@ const usage = `meshctl: run and inspect the Meshwork mesh
 
   meshctl up [--ports auto] [--database-url URL] [--db-prefix NAME] [--log-level LEVEL]
              [--replicas SERVICE=N,...]
-      Start every service, wait until all are SERVING, print the status table and stream the
-      logs; Ctrl-C stops everything. A process that exits is restarted after a growing pause
+      Start every service, wait until all are SERVING (saying every 30 s which it still waits
+      for, and why), print the status table and stream the logs at --log-level (LOG_LEVEL,
+      default info; the processes log info at least, since up reads their "listening" line);
+      Ctrl-C stops everything. When every process has been left down, up says so and exits 1. A process that exits is restarted after a growing pause
       (0.5 s doubling to 10 s) at the same address; after 5 crashes within 60 s it is left down
       and reported, and the rest keeps running. Each service gets its own database and login
       role, named <prefix>_<service> (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX
@@ -55,7 +58,7 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       code, apps/NAME in the house layout (config, server, ports/rpc, app/commands and queries,
       domain, adapters/db with schema and first migration, tests), linked as a workspace, built,
       and registered with the gateway's route table, Envoy, docker-compose, compose's Postgres,
-      NATS and Prometheus, and \`meshctl up\`. --publishes-events adds an outbox and an ItemCreated
+      NATS and Prometheus, Kubernetes (infra/k8s), and \`meshctl up\`. --publishes-events adds an outbox and an ItemCreated
       event; --consumes-events adds durable consumers with an inbox on those services' streams.
       Also \`npm run new -- service NAME\`.
   meshctl traces [--limit N] [--service NAME]
@@ -235,8 +238,10 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       let replicas: Record<string, number> = {};
+      let logLevel: LogLevel;
       try {
         replicas = parseReplicas(values.replicas ?? "", services);
+        logLevel = parseLogLevel(values["log-level"] ?? (process.env.LOG_LEVEL || "info"));
       } catch (err) {
         process.stderr.write(`${(err as Error).message}\n`);
         return 2;
@@ -253,7 +258,7 @@ async function main(argv: string[]): Promise<number> {
         registryBucket,
         namespace,
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",
-        logLevel: values["log-level"] ?? process.env.LOG_LEVEL ?? "info",
+        logLevel,
         otlp: values.otlp ?? (values.ports === "auto" ? "127.0.0.1:0" : "127.0.0.1:4318"),
         console: values.console ?? (values.ports === "auto" ? "127.0.0.1:0" : DEFAULT_CONSOLE_ADDRESS),
         out: process.stdout,
