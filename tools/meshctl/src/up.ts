@@ -2,7 +2,9 @@ import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { BUILD_COMMIT_VAR } from "@meshwork/runtime";
 import { bootstrapSecretFile } from "./admin.js";
+import { sourceCommit } from "./build-commit.js";
 import { startMeshConsole, supervisorControl } from "./console.js";
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { meshIdentityKeys, meshKeyEncryptionKeyFile } from "./identity-keys.js";
@@ -277,10 +279,20 @@ export async function up(options: UpOptions): Promise<number> {
       supervisor.add(name, () => spawnService(r, entry, prefix));
       return r;
     };
+    // What every process reports as the commit it runs (meshwork_build_info, its registry record):
+    // the tree it starts from, unless the caller says otherwise.
+    const commit = process.env[BUILD_COMMIT_VAR] || sourceCommit(options.root);
+    const buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
     const spawnService = (r: Running, entry: string, prefix: string): ChildHandle => {
       const child = spawn(process.execPath, ["--enable-source-maps", entry], {
         cwd: options.root,
-        env: { ...process.env, ...telemetry?.env, ...r.env, DATABASE_URL: r.env.DATABASE_URL ?? "" },
+        env: {
+          ...process.env,
+          ...buildEnv,
+          ...telemetry?.env,
+          ...r.env,
+          DATABASE_URL: r.env.DATABASE_URL ?? "",
+        },
         stdio: ["ignore", "pipe", "pipe"],
       });
       let listening = false;
