@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -17,6 +18,7 @@ import { keysRotate } from "./keys.js";
 import { type LogLevel, parseLogLevel } from "./log-level.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
+import { releaseCheck } from "./release/check.js";
 import { InvalidServiceSpecError } from "./scaffold/names.js";
 import { newService } from "./scaffold/new-service.js";
 import { findServices } from "./services.js";
@@ -110,6 +112,11 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       only says whether the committed files are current. --secrets writes the dev overlay's
       owner-only env files (keys, passwords; existing values kept) into
       infra/k8s/overlays/dev/secrets/, git-ignored.
+  meshctl release check [--against GIT-REF]
+      \`buf breaking\` against GIT-REF (default: the merge base of HEAD and main, as CI) with the
+      release rule: a breaking change to a service's contract needs a pending major changeset of
+      that service (\`npx changeset\`); one outside any service's contract is refused. Exit 1 when
+      refused, with each finding and its verdict.
   meshctl keys rotate [--gateway URL] [--token TOKEN]
       Rotate the users service's token signing key (through the gateway, default
       http://127.0.0.1:8080, with an admin's access token: --token or MESHWORK_TOKEN). The new
@@ -205,6 +212,7 @@ async function main(argv: string[]): Promise<number> {
       token: { type: "string" },
       secrets: { type: "boolean" },
       replicas: { type: "string" },
+      against: { type: "string" },
       port: { type: "string" },
       "publishes-events": { type: "boolean" },
       "consumes-events": { type: "string" },
@@ -428,6 +436,24 @@ async function main(argv: string[]): Promise<number> {
         `wrote ${COMPOSE_NATS_CONFIG_PATH} and ${envFile}\nthen: docker compose --env-file ${envFile} up --build\n`,
       );
       return 0;
+    }
+    case "release": {
+      if (positionals[0] !== "check") {
+        process.stderr.write("usage: meshctl release check [--against GIT-REF]\n");
+        return 2;
+      }
+      let against = values.against;
+      if (!against) {
+        const base = spawnSync("git", ["merge-base", "HEAD", "main"], { cwd: root, encoding: "utf8" });
+        if (base.status !== 0) {
+          process.stderr.write(
+            "meshctl release check: no merge base with main here: give --against GIT-REF\n",
+          );
+          return 2;
+        }
+        against = base.stdout.trim();
+      }
+      return releaseCheck({ root, against, say: (l) => process.stdout.write(`${l}\n`) });
     }
     case "keys": {
       if (positionals[0] !== "rotate") {
