@@ -1,6 +1,6 @@
 # syntax=docker/dockerfile:1
 # One image per Meshwork service, all from this one template:
-#   docker build --build-arg SERVICE=users -t meshwork/users .
+#   docker build --build-arg SERVICE=users --build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD) -t meshwork/users .
 # The first stage prunes the workspace to the service and the libraries it depends on
 # (`turbo prune --docker`), so an image holds no other app's source and a change to another
 # service leaves this one's layers cached. tools/meshctl/src/images.test.ts runs the same prune
@@ -39,6 +39,11 @@ WORKDIR /app
 # Production dependencies only, and this service with its libraries (built).
 COPY --from=build --chown=node:node /app /app
 USER node
+# The commit the image is built from (--build-arg GIT_COMMIT=$(git rev-parse --short=12 HEAD)):
+# reported in meshwork_build_info and the registry record beside the package's version. After
+# the copy, so a new commit alone rebuilds no layer with content.
+ARG GIT_COMMIT=
+ENV MESHWORK_BUILD_COMMIT=${GIT_COMMIT}
 # grpc.health.v1 Health/Check on the service's own port (the gateway's image answers it too).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=12 \
   CMD ["sh", "-c", "exec node libs/runtime/dist/health-probe.js 127.0.0.1:${PORT:-50051}"]

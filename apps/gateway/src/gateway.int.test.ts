@@ -621,6 +621,10 @@ describe("gateway (real sockets, a real upstream service)", () => {
       /gateway_upstream_requests_total\{[^}]*upstream="http:\/\/127\.0\.0\.1:\d+"[^}]*code="OK"[^}]*\} \d+/,
     );
     expect(stats).toMatch(/gateway_upstream_active\{/);
+    // The gateway package's version (the build's commit unknown here: MESHWORK_BUILD_COMMIT unset).
+    expect(stats).toMatch(
+      /meshwork_build_info\{[^}]*service_name="gateway"[^}]*version="\d+\.\d+\.\d+"[^}]*\} 1\n/,
+    );
     expect((await fetch(`${adminUrl}/nope`)).status).toBe(404);
   });
 });

@@ -6,10 +6,13 @@ import type { DescFile } from "@bufbuild/protobuf";
 import { meshworkFiles } from "@meshwork/contracts";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
 import {
+  buildCommit,
   type ConnectionLimits,
   createAssertionSigner,
   createListener,
   type Listener,
+  observeBuildInfo,
+  packageVersion,
   ServingStatus,
 } from "@meshwork/runtime";
 import { setHeapGrowingPercent } from "@meshwork/runtime/internal";
@@ -175,6 +178,9 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/** The gateway package's version (`meshwork_build_info`, its registry record, telemetry). */
+const VERSION = packageVersion(import.meta.url);
+
 /**
  * The gateway: one public port (HTTP/1.1 and h2c, sniffed per connection) that forwards every
  * call by its service prefix to an endpoint of that service's cluster, plus the admin listener.
@@ -186,10 +192,12 @@ export function createGateway(options: GatewayOptions): Gateway {
     options.telemetry ??
     createTelemetry({
       serviceName: "gateway",
+      serviceVersion: VERSION,
       tracesExporter: config.tracesExporter,
       otlpEndpoint: config.otlpEndpoint,
       sampleRatio: config.sampleRatio,
     });
+  observeBuildInfo(telemetry.meter, { service: "gateway", version: VERSION, commit: buildCommit() });
   const files = options.files ?? meshworkFiles;
   const routes = buildRoutes(files);
   const table = new Map(routes.map((r) => [r.prefix, r]));
@@ -200,7 +208,11 @@ export function createGateway(options: GatewayOptions): Gateway {
   });
   // With discovery, clusters follow the registry and static endpoints, with their health.
   const discovery: Discovery | undefined = config.discovery
-    ? createDiscovery(config.discovery, { service: "gateway" }, { logger, meter: telemetry.meter })
+    ? createDiscovery(
+        config.discovery,
+        { service: "gateway", version: VERSION },
+        { logger, meter: telemetry.meter },
+      )
     : undefined;
   let unfollow: (() => void) | undefined;
   const metrics = createGatewayMetrics(telemetry, upstreams);

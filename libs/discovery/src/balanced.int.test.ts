@@ -8,7 +8,7 @@ import { uniqueName, waitFor } from "@meshwork/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import type { DiscoveryConfig } from "./config.js";
 import { createDiscovery, type Discovery } from "./discovery.js";
-import { removeRegistry } from "./registry.js";
+import { removeRegistry, watchRegistry } from "./registry.js";
 
 const ID = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
 
@@ -51,6 +51,22 @@ describe("discovery end to end: announce, watch health, balance (real NATS, real
     const { port } = await service.start();
     return { service, port };
   };
+
+  it("announces the package's version with the build's commit as semver build metadata", async () => {
+    const discovery = createDiscovery(config, { service: "versioned", version: "1.2.3", commit: "abc1234" });
+    discoveries.push(discovery);
+    const withdraw = await discovery.announce({ host: "127.0.0.1", port: 1 });
+    const nc = await connectNats(config.natsUrl, "version-check");
+    try {
+      const watcher = await watchRegistry({ nc, bucket: config.bucket });
+      await watcher.ready;
+      expect(watcher.all().find((r) => r.service === "versioned")?.version).toBe("1.2.3+abc1234");
+      await watcher.stop();
+    } finally {
+      await withdraw();
+      await nc.close();
+    }
+  });
 
   it("spreads calls over the SERVING instances, skips one that reports NOT_SERVING, and drops one that shuts down at once", async () => {
     const a = await startInstance("a");

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import type { Interceptor } from "@connectrpc/connect";
 import { connectNats } from "@meshwork/events";
-import type { ClientProtocol } from "@meshwork/runtime";
+import { buildCommit, type ClientProtocol, versionWithCommit } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
 import type { NatsConnection } from "@nats-io/transport-node";
 import type { Meter } from "@opentelemetry/api";
@@ -69,7 +69,10 @@ export function createDiscovery(
   config: DiscoveryConfig,
   self: {
     service: string;
+    /** The package's version; announced with the commit as semver build metadata (`0.4.1+3f2a9c1`). */
     version?: string;
+    /** The commit it was built from; default `MESHWORK_BUILD_COMMIT` (`buildCommit` of the runtime). */
+    commit?: string;
     protocols?: string[];
     /** Records the CLIENT spans of calls through `transport()`; the global provider's if absent. */
     telemetry?: Pick<Telemetry, "tracer">;
@@ -143,7 +146,7 @@ export function createDiscovery(
         instanceId: randomUUID(),
         address: `${advertised(config, where.host)}:${where.port}`,
         protocols: self.protocols ?? ["grpc", "connect", "grpc-web"],
-        version: self.version ?? "0.0.0",
+        version: versionWithCommit(self.version ?? "0.0.0", self.commit ?? buildCommit()),
       });
       const stop = async () => {
         deregister.delete(stop);

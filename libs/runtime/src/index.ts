@@ -80,4 +80,11 @@ export {
   type Service,
   type ServiceOptions,
 } from "./service.js";
-export { packageVersion } from "./version.js";
+export {
+  BUILD_COMMIT_VAR,
+  type BuildInfo,
+  buildCommit,
+  observeBuildInfo,
+  packageVersion,
+  versionWithCommit,
+} from "./version.js";

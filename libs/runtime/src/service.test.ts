@@ -32,6 +32,8 @@ function startTestService(opts: { ready: () => boolean; slowMs?: () => number })
   });
   const service = createService({
     name: "users",
+    version: "2.3.4",
+    commit: "abc1234def56",
     config: {
       host: "127.0.0.1",
       port: 0,
@@ -357,6 +359,11 @@ describe("service runtime over real sockets", () => {
       /rpc_server_requests_total\{[^}]*rpc_method="GetUser"[^}]*rpc_code="not_found"[^}]*\} \d+/,
     );
     expect(metrics).toMatch(/rpc_server_duration(_seconds)?_bucket\{/);
+    // What it runs: its package's version and the commit it was built from.
+    expect(metrics).toMatch(/# TYPE meshwork_build_info gauge/);
+    expect(metrics).toMatch(
+      /meshwork_build_info\{[^}]*service_name="users"[^}]*version="2\.3\.4"[^}]*commit="abc1234def56"[^}]*\} 1\n/,
+    );
   });
 
   it("drains on shutdown: the in-flight call completes, new calls are refused", async () => {

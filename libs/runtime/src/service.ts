@@ -18,6 +18,7 @@ import { createTelemetryInterceptor } from "./interceptors/telemetry.js";
 import { createValidationInterceptor } from "./interceptors/validation.js";
 import { createListener, type Listener } from "./listener.js";
 import { registerReflectionServices } from "./reflection.js";
+import { buildCommit, observeBuildInfo } from "./version.js";
 
 /** A plain HTTP endpoint served beside the RPCs on the same port (HTTP/1.1 and HTTP/2). */
 export type HttpRoute = (
@@ -34,7 +35,10 @@ export interface ReadinessCheck {
 export interface ServiceOptions {
   /** Short service name (`users`): the log `service` field and the telemetry resource name. */
   name: string;
+  /** The service package's version (`packageVersion(import.meta.url)`): telemetry, `meshwork_build_info`. */
   version?: string;
+  /** The commit it was built from; default {@link buildCommit} (`MESHWORK_BUILD_COMMIT`). */
+  commit?: string;
   config: RuntimeConfig;
   /** The contract files this service implements, described by reflection. */
   files: readonly DescFile[];
@@ -170,6 +174,11 @@ export function createService(options: ServiceOptions): Service {
     ...options.httpRoutes,
   };
 
+  observeBuildInfo(telemetry.meter, {
+    service: options.name,
+    version: options.version ?? "0.0.0",
+    commit: options.commit ?? buildCommit(),
+  });
   let listener: Listener | undefined;
   telemetry.meter
     .createObservableGauge("http.server.active_requests", {

@@ -49,6 +49,9 @@ describe("one image per service, from its pruned workspace", () => {
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     const final = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
     expect(final).toMatch(/^USER node$/m);
+    // The build's commit reaches the process (meshwork_build_info, the registry record).
+    expect(final).toMatch(/^ARG GIT_COMMIT=$/m);
+    expect(final).toMatch(/MESHWORK_BUILD_COMMIT=\$\{GIT_COMMIT\}/);
     expect(final).not.toMatch(/^COPY \. /m);
     expect(final).toMatch(
       /^HEALTHCHECK .*\n.*node libs\/runtime\/dist\/health-probe\.js 127\.0\.0\.1:\$\{PORT/m,

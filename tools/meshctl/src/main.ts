@@ -1,4 +1,5 @@
 #!/usr/bin/env node
+import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readFileSync, writeFileSync } from "node:fs";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -14,8 +15,10 @@ import { ENVOY_CONFIG_PATH, ENVOY_DESCRIPTORS_PATH, renderDescriptorSet, renderE
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { K8S_DEV_SECRETS_DIR, renderK8s, writeK8sSecrets } from "./k8s.js";
 import { keysRotate } from "./keys.js";
+import { type LogLevel, parseLogLevel } from "./log-level.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { registryBucketFor, registryRows } from "./registry.js";
+import { releaseCheck } from "./release/check.js";
 import { InvalidServiceSpecError } from "./scaffold/names.js";
 import { newService } from "./scaffold/new-service.js";
 import { findServices } from "./services.js";
@@ -31,8 +34,10 @@ const usage = `meshctl: run and inspect the Meshwork mesh
 
   meshctl up [--ports auto] [--database-url URL] [--db-prefix NAME] [--log-level LEVEL]
              [--replicas SERVICE=N,...]
-      Start every service, wait until all are SERVING, print the status table and stream the
-      logs; Ctrl-C stops everything. A process that exits is restarted after a growing pause
+      Start every service, wait until all are SERVING (saying every 30 s which it still waits
+      for, and why), print the status table and stream the logs at --log-level (LOG_LEVEL,
+      default info; the processes log info at least, since up reads their "listening" line);
+      Ctrl-C stops everything. When every process has been left down, up says so and exits 1. A process that exits is restarted after a growing pause
       (0.5 s doubling to 10 s) at the same address; after 5 crashes within 60 s it is left down
       and reported, and the rest keeps running. Each service gets its own database and login
       role, named <prefix>_<service> (prefix "meshwork" unless --db-prefix or MESHWORK_DB_PREFIX
@@ -55,7 +60,7 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       code, apps/NAME in the house layout (config, server, ports/rpc, app/commands and queries,
       domain, adapters/db with schema and first migration, tests), linked as a workspace, built,
       and registered with the gateway's route table, Envoy, docker-compose, compose's Postgres,
-      NATS and Prometheus, and \`meshctl up\`. --publishes-events adds an outbox and an ItemCreated
+      NATS and Prometheus, Kubernetes (infra/k8s), and \`meshctl up\`. --publishes-events adds an outbox and an ItemCreated
       event; --consumes-events adds durable consumers with an inbox on those services' streams.
       Also \`npm run new -- service NAME\`.
   meshctl traces [--limit N] [--service NAME]
@@ -107,6 +112,11 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       only says whether the committed files are current. --secrets writes the dev overlay's
       owner-only env files (keys, passwords; existing values kept) into
       infra/k8s/overlays/dev/secrets/, git-ignored.
+  meshctl release check [--against GIT-REF]
+      \`buf breaking\` against GIT-REF (default: the merge base of HEAD and main, as CI) with the
+      release rule: a breaking change to a service's contract needs a pending major changeset of
+      that service (\`npx changeset\`); one outside any service's contract is refused. Exit 1 when
+      refused, with each finding and its verdict.
   meshctl keys rotate [--gateway URL] [--token TOKEN]
       Rotate the users service's token signing key (through the gateway, default
       http://127.0.0.1:8080, with an admin's access token: --token or MESHWORK_TOKEN). The new
@@ -202,6 +212,7 @@ function parseOptions(args: string[]) {
       token: { type: "string" },
       secrets: { type: "boolean" },
       replicas: { type: "string" },
+      against: { type: "string" },
       port: { type: "string" },
       "publishes-events": { type: "boolean" },
       "consumes-events": { type: "string" },
@@ -251,8 +262,10 @@ async function main(argv: string[]): Promise<number> {
         return 2;
       }
       let replicas: Record<string, number> = {};
+      let logLevel: LogLevel;
       try {
         replicas = parseReplicas(values.replicas ?? "", services);
+        logLevel = parseLogLevel(values["log-level"] ?? (process.env.LOG_LEVEL || "info"));
       } catch (err) {
         process.stderr.write(`${(err as Error).message}\n`);
         return 2;
@@ -269,7 +282,7 @@ async function main(argv: string[]): Promise<number> {
         registryBucket,
         namespace,
         dbPrefix: values["db-prefix"] ?? process.env.MESHWORK_DB_PREFIX ?? "meshwork",
-        logLevel: values["log-level"] ?? process.env.LOG_LEVEL ?? "info",
+        logLevel,
         otlp: values.otlp ?? (values.ports === "auto" ? "127.0.0.1:0" : "127.0.0.1:4318"),
         console: values.console ?? (values.ports === "auto" ? "127.0.0.1:0" : DEFAULT_CONSOLE_ADDRESS),
         out: process.stdout,
@@ -442,6 +455,24 @@ async function main(argv: string[]): Promise<number> {
         `wrote ${COMPOSE_NATS_CONFIG_PATH} and ${envFile}\nthen: docker compose --env-file ${envFile} up --build\n`,
       );
       return 0;
+    }
+    case "release": {
+      if (positionals[0] !== "check") {
+        process.stderr.write("usage: meshctl release check [--against GIT-REF]\n");
+        return 2;
+      }
+      let against = values.against;
+      if (!against) {
+        const base = spawnSync("git", ["merge-base", "HEAD", "main"], { cwd: root, encoding: "utf8" });
+        if (base.status !== 0) {
+          process.stderr.write(
+            "meshctl release check: no merge base with main here: give --against GIT-REF\n",
+          );
+          return 2;
+        }
+        against = base.stdout.trim();
+      }
+      return releaseCheck({ root, against, say: (l) => process.stdout.write(`${l}\n`) });
     }
     case "keys": {
       if (positionals[0] !== "rotate") {

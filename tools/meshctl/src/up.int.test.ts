@@ -1,3 +1,4 @@
+import { spawnSync } from "node:child_process";
 import { chmodSync, existsSync, mkdtempSync, readFileSync, rmSync, statSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -168,13 +169,21 @@ describe("npm start", () => {
       // Inventory found through the registry the services announced themselves in.
       const catalogue = createClient(InventoryService, createGrpcTransport({ baseUrl: gateway }));
       expect((await catalogue.listProducts({})).products).toEqual([]);
-      // `meshctl status` lists every instance in the mesh's registry, each SERVING.
+      // `meshctl status` lists every instance in the mesh's registry, each SERVING, with the
+      // version of its package and the commit of the tree up started it from.
       const status = startProcess(process.execPath, [join(root, "tools/meshctl/dist/main.js"), "status"], {
         env: { EVENTS_NAMESPACE: namespace },
       });
       await status.exited;
+      const head = spawnSync("git", ["rev-parse", "--short=12", "HEAD"], {
+        cwd: root,
+        encoding: "utf8",
+      }).stdout.trim();
+      expect(head).toMatch(/^[0-9a-f]{12}$/);
       const rowOf = (name: string) =>
-        new RegExp(`^${name}\\s+[0-9a-f]{8}\\s+127\\.0\\.0\\.1:\\d+\\s+0\\.1\\.0\\s+\\d+s\\s+SERVING$`);
+        new RegExp(
+          `^${name}\\s+[0-9a-f]{8}\\s+127\\.0\\.0\\.1:\\d+\\s+0\\.1\\.0\\+${head}(-dirty)?\\s+\\d+s\\s+SERVING$`,
+        );
       await waitFor(
         () =>
           ["inventory", "notifications", "payments", "users"].every((n) =>

@@ -2,12 +2,15 @@ import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
+import { BUILD_COMMIT_VAR } from "@meshwork/runtime";
 import { bootstrapSecretFile } from "./admin.js";
+import { sourceCommit } from "./build-commit.js";
 import { startMeshConsole, supervisorControl } from "./console.js";
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { meshIdentityKeys, meshKeyEncryptionKeyFile } from "./identity-keys.js";
 import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
+import { childLogLevel, type LogLevel, shownAt } from "./log-level.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { adminNatsCredentials, meshNatsUsers } from "./nats-auth.js";
 import { meshNodeArgs } from "./node-args.js";
@@ -46,8 +49,11 @@ export interface UpOptions {
   registryBucket: string;
   /** `EVENTS_NAMESPACE` of the mesh (the services read it from the environment); default empty. */
   namespace?: string;
-  /** Level for the services' logs. */
-  logLevel: string;
+  /**
+   * Level of the services' log lines `up` shows (and keeps for `meshctl logs`). The processes
+   * themselves log at `info` at least: `up` reads their `listening` line.
+   */
+  logLevel: LogLevel;
   /** `host:port` of the embedded trace receiver every process exports spans to, or `off`. */
   otlp?: string;
   /** `host:port` of the web console (`off` for none; default none). */
@@ -63,6 +69,8 @@ export interface UpOptions {
    * itself in the registry, so the gateway and the callers balance over them.
    */
   replicas?: Readonly<Record<string, number>>;
+  /** While processes are still starting, say which and why every this many ms (default 30 s). */
+  progressEveryMs?: number;
 }
 
 /** The supervised name of one instance: `orders` for the first, `orders#2` for the second, ... */
@@ -189,6 +197,16 @@ export async function up(options: UpOptions): Promise<number> {
       out.write(`\n${supervisionTable(supervisor.status())}\n\n`);
   });
   const stopAll = (signal: NodeJS.Signals) => supervisor.stopAll(signal, 15_000);
+  /** Set once `up` is on its way out: waits end, no further process is started. */
+  let stopping = false;
+  // Resolves when the last process still up is left down: nothing runs any more, so `up` ends.
+  const everyProcessDown = new Promise<void>((resolve) =>
+    supervisor.onEvent((e) => {
+      if (e.type !== "gave-up") return;
+      const states = supervisor.status().map((c) => c.state);
+      if (states.every((s) => s === "given-up" || s === "stopped")) resolve();
+    }),
+  );
 
   let onSignal: ((s: NodeJS.Signals) => void) | undefined;
   const signalled = new Promise<NodeJS.Signals>((resolve) => {
@@ -262,17 +280,29 @@ export async function up(options: UpOptions): Promise<number> {
       supervisor.add(name, () => spawnService(r, entry, prefix));
       return r;
     };
+    // What every process reports as the commit it runs (meshwork_build_info, its registry record):
+    // the tree it starts from, unless the caller says otherwise.
+    const commit = process.env[BUILD_COMMIT_VAR] || sourceCommit(options.root);
+    const buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
     const spawnService = (r: Running, entry: string, prefix: string): ChildHandle => {
       const child = spawn(process.execPath, [...meshNodeArgs(), entry], {
         cwd: options.root,
-        env: { ...process.env, ...telemetry?.env, ...r.env, DATABASE_URL: r.env.DATABASE_URL ?? "" },
+        env: {
+          ...process.env,
+          ...buildEnv,
+          ...telemetry?.env,
+          ...r.env,
+          DATABASE_URL: r.env.DATABASE_URL ?? "",
+        },
         stdio: ["ignore", "pipe", "pipe"],
       });
       let listening = false;
       for (const stream of [child.stdout, child.stderr]) {
         createInterface({ input: stream! }).on("line", (line) => {
-          out.write(`${prefix}${line}\n`);
-          telemetry?.logLine(r.manifest.name, line);
+          if (shownAt(line, options.logLevel)) {
+            out.write(`${prefix}${line}\n`);
+            telemetry?.logLine(r.manifest.name, line);
+          }
           if (!listening && line.includes('"msg":"listening"')) {
             try {
               const parsed = JSON.parse(line) as { host: string; port: number; adminUrl?: string };
@@ -332,16 +362,40 @@ export async function up(options: UpOptions): Promise<number> {
         const s = supervisor.state(n);
         return s === "running" || s === "given-up";
       });
-    const until = async (names: string[]) => {
-      while (!settled(names)) await new Promise((res) => setTimeout(res, 100));
+    // What a process that is not up yet is waiting for, in words.
+    const waitingFor = (r: Running) => {
+      const state = supervisor.state(r.name);
+      if (state === "backing-off") return `${r.name} (crashed; restarting)`;
+      if (!r.address && !r.admin) return `${r.name} (no "listening" line from it yet)`;
+      return `${r.name} (${health.get(r.name) ?? "no health answer yet"})`;
     };
+    const progressEvery = options.progressEveryMs ?? 30_000;
+    // Until every process named is running or left down; says every `progressEvery` which are
+    // not, and gives up (rejects) once `up` is stopping.
+    const until = async (names: string[]) => {
+      const since = Date.now();
+      let next = since + progressEvery;
+      while (!settled(names)) {
+        if (stopping) throw new Error("stopping");
+        if (Date.now() >= next) {
+          next += progressEvery;
+          const waiting = running.filter((r) => names.includes(r.name) && !settled([r.name]));
+          say(
+            `still waiting after ${Math.round((Date.now() - since) / 1000)} s for: ${waiting.map(waitingFor).join(", ")}`,
+          );
+        }
+        await new Promise((res) => setTimeout(res, 100));
+      }
+    };
+    // None of `names` is running: each was left down after crashing in a loop.
+    const allDown = (names: string[]) => names.every((n) => supervisor.state(n) === "given-up");
 
     for (const [i, manifest] of services.entries()) {
       const env: Record<string, string> = {
         NATS_URL: nats.url,
         DISCOVERY_BUCKET: options.registryBucket,
         PORT: options.autoPorts ? "0" : String(manifest.port),
-        LOG_LEVEL: options.logLevel,
+        LOG_LEVEL: childLogLevel(options.logLevel),
         // No admin is built in: while none exists, users writes a one-time secret here (0600)
         // for `meshctl admin create` (and the demo).
         USERS_BOOTSTRAP_SECRET_OUT: bootstrapSecretFile(options.home),
@@ -374,6 +428,10 @@ export async function up(options: UpOptions): Promise<number> {
     // the gateway in front of them and wait for its admin /ready.
     const ready = (async () => {
       await until(running.map((r) => r.name));
+      if (running.length > 0 && allDown(running.map((r) => r.name)))
+        throw new Error(
+          `every process exited and was left down after ${(options.restartPolicy ?? DEFAULT_RESTART_POLICY).maxCrashes} crashes: see their output above`,
+        );
       for (const [j, manifest] of gateways.entries()) {
         const users = running.find((r) => r.manifest.name === "users");
         const legacy = running.find((r) => r.manifest.kind === "legacy" && r.address);
@@ -382,7 +440,7 @@ export async function up(options: UpOptions): Promise<number> {
           {
             PORT: options.autoPorts ? "0" : String(manifest.port),
             ADMIN_PORT: options.autoPorts ? "0" : String(manifest.adminPort ?? 9901),
-            LOG_LEVEL: options.logLevel,
+            LOG_LEVEL: childLogLevel(options.logLevel),
             // Endpoints from the registry the services announced themselves in.
             NATS_URL: nats.url,
             DISCOVERY_BUCKET: options.registryBucket,
@@ -397,12 +455,16 @@ export async function up(options: UpOptions): Promise<number> {
         );
       }
       await until(running.map((r) => r.name));
+      if (allDown(running.map((r) => r.name)))
+        throw new Error("every process exited and was left down: see their output above");
     })();
+    ready.catch(() => {}); // when a signal came first; otherwise the race below has its error
     const first = await Promise.race([
       ready.then(() => ({ kind: "ready" as const })),
       signalled.then((signal) => ({ kind: "signal" as const, signal })),
     ]);
     if (first.kind === "signal") {
+      stopping = true;
       say(`${first.signal}: stopping`);
       await stopAll("SIGTERM");
       return 0;
@@ -439,13 +501,23 @@ export async function up(options: UpOptions): Promise<number> {
       )}\n\n${meshConsole ? `meshctl | console: ${meshConsole.url}\n` : ""}meshctl | the mesh is up; Ctrl-C stops it\n\n`,
     );
 
-    await signalled;
+    const end = await Promise.race([
+      signalled.then(() => "signal" as const),
+      everyProcessDown.then(() => "down" as const),
+    ]);
+    stopping = true;
+    if (end === "down") {
+      say("every process has exited and was left down after crashing in a loop: stopping (exit 1)");
+      await stopAll("SIGTERM");
+      return 1;
+    }
     say("stopping");
     const exits = await stopAll("SIGTERM");
     const bad = running.filter((r) => exits.get(r.name) !== 0);
     say(bad.length === 0 ? "stopped" : `stopped; ${bad.map((r) => r.name).join(", ")} did not exit cleanly`);
     return bad.length === 0 ? 0 : 1;
   } catch (err) {
+    stopping = true;
     say(`failed: ${err instanceof Error ? err.message : String(err)}`);
     await stopAll("SIGTERM");
     return 1;

@@ -31,6 +31,8 @@ const CACHING = [...CACHED, "gateway"] as const;
  */
 export const METRIC_FAMILIES: readonly MetricFamily[] = [
   { name: "target_info", type: "gauge", exporters: [...SERVICES, "gateway"] },
+  // What each process runs: its package's version and build commit (observeBuildInfo, libs/runtime).
+  { name: "meshwork_build_info", type: "gauge", exporters: [...SERVICES, "gateway"] },
   { name: "rpc_server_requests_total", type: "counter", exporters: SERVICES },
   { name: "rpc_server_duration", type: "histogram", exporters: SERVICES },
   { name: "http_server_active_requests", type: "gauge", exporters: SERVICES },

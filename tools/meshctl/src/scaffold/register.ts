@@ -56,7 +56,7 @@ export interface RegistrationStep {
 
 const fileSymbol = (service: string, file: string) => `file_meshwork_${service}_v1_${file}`;
 
-/** Every registration, in order. Add a step here (Kubernetes manifests, ...) and every new service gets it. */
+/** Every registration, in order. Add a step here and every new service gets it. */
 export const registrationSteps: readonly RegistrationStep[] = [
   {
     name: "contracts",
@@ -195,6 +195,16 @@ export const registrationSteps: readonly RegistrationStep[] = [
     apply(_root, _s, tools) {
       tools.meshctl(["envoy"]);
       return ["infra/envoy/envoy.yaml"];
+    },
+  },
+  {
+    name: "k8s",
+    describe: (s) =>
+      `infra/k8s/base: Deployment, headless Service, ServiceAccount, PDB, HPA, NetworkPolicy and Postgres for ${s.name}, its NATS user in the cluster's config, its Secret in the dev overlay (rendered: \`meshctl k8s\`)`,
+    after: "build",
+    apply(_root, _s, tools) {
+      tools.meshctl(["k8s"]);
+      return ["infra/k8s/"];
     },
   },
 ];

@@ -1,0 +1,163 @@
+import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath, pathToFileURL } from "node:url";
+import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
+import { afterAll, describe, expect, it } from "vitest";
+import type { ServiceManifest } from "./services.js";
+import type { UpOptions } from "./up.js";
+
+const root = fileURLToPath(new URL("../../../", import.meta.url));
+
+/**
+ * A stand-in process `up` supervises (kind `legacy`: ready when `GET /healthz` answers), logging
+ * like pino with numeric levels and honouring LOG_LEVEL as the mesh's processes do:
+ * FAKE_MODE=crash exits 3 at once; serve listens on PORT, logs `listening` (info), an info and a
+ * warn line, and exits 4 after FAKE_EXIT_AFTER_MS if set; mute serves but never says where.
+ */
+const FAKE = `
+import { createServer } from "node:http";
+const ranks = { trace: 10, debug: 20, info: 30, warn: 40, error: 50, fatal: 60, silent: Infinity };
+const min = ranks[process.env.LOG_LEVEL ?? "info"];
+const log = (level, fields, msg) => {
+  if (level >= min) console.log(JSON.stringify({ level, time: Date.now(), service: "fake", ...fields, msg }));
+};
+if (process.env.FAKE_MODE === "crash") {
+  console.error("fake: cannot start (on purpose)");
+  process.exit(3);
+}
+const server = createServer((req, res) => res.writeHead(req.url === "/healthz" ? 200 : 404).end());
+server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
+  if (process.env.FAKE_MODE === "mute") return;
+  log(30, { host: "127.0.0.1", port: server.address().port }, "listening");
+  log(30, {}, "fake-info-line");
+  log(40, {}, "fake-warn-line");
+  const after = Number(process.env.FAKE_EXIT_AFTER_MS ?? 0);
+  if (after > 0) setTimeout(() => process.exit(4), after);
+});
+process.on("SIGTERM", () => server.close(() => process.exit(0)));
+`;
+
+/** Runs `up` (the built one) in its own process over the given stand-ins, as `meshctl up` would. */
+const DRIVER = `
+import { up } from ${JSON.stringify(pathToFileURL(join(root, "tools/meshctl/dist/up.js")).href)};
+const options = JSON.parse(process.argv[2]);
+process.exitCode = await up({ ...options, out: process.stdout });
+`;
+
+describe("meshctl up, when its processes do not come up or stay up", () => {
+  const dir = mkdtempSync(join(tmpdir(), "mw-up-life-"));
+  writeFileSync(join(dir, "fake.mjs"), FAKE);
+  writeFileSync(join(dir, "driver.mjs"), DRIVER);
+  const procs: ManagedProcess[] = [];
+  afterAll(async () => {
+    for (const p of procs) if (p.child.exitCode === null) await p.stop("SIGKILL");
+    rmSync(dir, { recursive: true, force: true });
+  });
+
+  const fake = (name: string): ServiceManifest => ({
+    name,
+    port: 0,
+    dir,
+    main: "fake.mjs",
+    database: false,
+    kind: "legacy",
+  });
+  const start = (
+    names: string[],
+    env: Record<string, string>,
+    options: Partial<Omit<UpOptions, "out" | "services">> = {},
+  ) => {
+    const home = join(dir, uniqueName("home"));
+    const spec: Omit<UpOptions, "out"> = {
+      root: dir,
+      services: names.map(fake),
+      home,
+      autoPorts: true,
+      databaseUrl: undefined,
+      dbPrefix: "unused",
+      natsUrl: process.env.NATS_URL ?? "nats://127.0.0.1:4222",
+      registryBucket: uniqueName("unused"),
+      logLevel: "info",
+      otlp: "off",
+      console: "off",
+      restartPolicy: { initialDelayMs: 20, maxDelayMs: 50, maxCrashes: 3, windowMs: 60_000 },
+      ...options,
+    };
+    const proc = startProcess(process.execPath, [join(dir, "driver.mjs"), JSON.stringify(spec)], {
+      cwd: dir,
+      env,
+    });
+    procs.push(proc);
+    return proc;
+  };
+  /** The process's exit, or a failure with what it printed when it does not end in time. */
+  const exitOf = async (proc: ManagedProcess, timeoutMs = 60_000) => {
+    const code = await Promise.race([
+      proc.exited,
+      new Promise<"still running">((r) => setTimeout(() => r("still running"), timeoutMs).unref()),
+    ]);
+    if (code === "still running") {
+      throw new Error(`up did not exit within ${timeoutMs} ms; it said:\n${proc.lines.join("\n")}`);
+    }
+    return code;
+  };
+
+  it("exits 1 and says so when every process crashes until it is left down (it does not sit waiting)", async () => {
+    const proc = start(["alpha", "beta"], { FAKE_MODE: "crash" });
+    expect(await exitOf(proc)).toBe(1);
+    const out = proc.lines.join("\n");
+    expect(out).toMatch(/alpha exited with 3: 3 crashes within 60 s; left down/);
+    expect(out).toMatch(/beta exited with 3: 3 crashes within 60 s; left down/);
+    expect(out).toMatch(/failed: every process exited and was left down after 3 crashes/);
+    expect(out).not.toContain("the mesh is up");
+  }, 90_000);
+
+  it("exits 1 once the last running process has crashed in a loop after the mesh was up", async () => {
+    const proc = start(["gamma"], { FAKE_MODE: "serve", FAKE_EXIT_AFTER_MS: "300" });
+    await proc
+      .waitForLine((l) => l.includes("the mesh is up"), 60_000)
+      .catch((err: Error) => {
+        throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+      });
+    expect(await exitOf(proc)).toBe(1);
+    expect(proc.lines.join("\n")).toMatch(
+      /every process has exited and was left down after crashing in a loop: stopping \(exit 1\)/,
+    );
+  }, 90_000);
+
+  it("says which processes it still waits for and why, and a Ctrl-C while waiting ends it", async () => {
+    const proc = start(["delta"], { FAKE_MODE: "mute" }, { progressEveryMs: 500 });
+    await proc
+      .waitForLine(
+        (l) => /still waiting after \d+ s for: delta \(no "listening" line from it yet\)/.test(l),
+        30_000,
+      )
+      .catch((err: Error) => {
+        throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+      });
+    proc.child.kill("SIGINT");
+    expect(await exitOf(proc, 30_000)).toBe(0);
+    expect(proc.lines.join("\n")).toContain("SIGINT: stopping");
+  }, 90_000);
+
+  it("shows the level asked for (--log-level warn) and still learns each address from the info-level listening line", async () => {
+    const proc = start(["epsilon"], { FAKE_MODE: "serve" }, { logLevel: "warn" });
+    try {
+      const row = await proc
+        .waitForLine((l) => /^epsilon\s+127\.0\.0\.1:\d+\s+SERVING/.test(l), 60_000)
+        .catch((err: Error) => {
+          throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+        });
+      const port = row.split(/\s+/)[1]?.split(":")[1];
+      await waitFor(() => proc.lines.some((l) => l.includes("fake-warn-line")), { timeoutMs: 10_000 });
+      expect(proc.lines.some((l) => l.includes("fake-info-line"))).toBe(false);
+      expect(proc.lines.some((l) => l.includes('"msg":"listening"'))).toBe(false);
+      expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      proc.child.kill("SIGINT");
+      expect(await exitOf(proc, 30_000)).toBe(0);
+    } finally {
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    }
+  }, 90_000);
+});
