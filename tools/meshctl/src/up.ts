@@ -427,8 +427,16 @@ export async function up(options: UpOptions): Promise<number> {
     // Wait for every service to be SERVING (or left down after crashing in a loop), then start
     // the gateway in front of them and wait for its admin /ready.
     const ready = (async () => {
-      await until(running.map((r) => r.name));
-      if (running.length > 0 && allDown(running.map((r) => r.name)))
+      // The gateway needs the addresses of users (its JWKS) and of the monolith only: it starts
+      // once those are up, while the other services still start (it follows the registry, where
+      // each announces itself when SERVING). Starting it after all of them made it the last
+      // one to load on a machine whose start-up is CPU-bound.
+      const serviceNames = running.map((r) => r.name);
+      await until(
+        running.filter((r) => r.manifest.name === "users" || r.manifest.kind === "legacy").map((r) => r.name),
+      );
+      const everyServiceDown = () => running.length > 0 && allDown(serviceNames);
+      if (everyServiceDown())
         throw new Error(
           `every process exited and was left down after ${(options.restartPolicy ?? DEFAULT_RESTART_POLICY).maxCrashes} crashes: see their output above`,
         );
@@ -455,6 +463,10 @@ export async function up(options: UpOptions): Promise<number> {
         );
       }
       await until(running.map((r) => r.name));
+      if (everyServiceDown())
+        throw new Error(
+          `every process exited and was left down after ${(options.restartPolicy ?? DEFAULT_RESTART_POLICY).maxCrashes} crashes: see their output above`,
+        );
       if (allDown(running.map((r) => r.name)))
         throw new Error("every process exited and was left down: see their output above");
     })();
