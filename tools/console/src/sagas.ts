@@ -20,7 +20,7 @@ import { OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 export class SagaView {
   readonly #orders;
 
-  constructor(gatewayUrl: string) {
+  constructor(readonly gatewayUrl: string) {
     this.#orders = createClient(OrderService, createGrpcTransport({ baseUrl: gatewayUrl }));
   }
 
@@ -35,15 +35,27 @@ export class SagaView {
   }
 
   async list(req: ListSagasRequest): Promise<ListSagasResponse> {
-    const res = await this.#orders.listSagas(
-      { states: req.states, pageSize: req.pageSize, pageToken: req.pageToken },
-      this.#options(req.token),
-    );
+    const options = this.#options(req.token);
+    const res = await this.#orders
+      .listSagas({ states: req.states, pageSize: req.pageSize, pageToken: req.pageToken }, options)
+      .catch((err: unknown) => this.#failed("ListSagas", err));
     return create(ListSagasResponseSchema, { sagas: res.sagas, nextPageToken: res.nextPageToken });
   }
 
   async get(req: GetSagaRequest): Promise<GetSagaResponse> {
-    const res = await this.#orders.getSaga({ id: req.id }, this.#options(req.token));
+    const options = this.#options(req.token);
+    const res = await this.#orders
+      .getSaga({ id: req.id }, options)
+      .catch((err: unknown) => this.#failed("GetSaga", err));
     return create(GetSagaResponseSchema, { saga: res.saga });
+  }
+
+  /** The mesh's answer with its code, saying where it came from (the page shows the message). */
+  #failed(method: string, err: unknown): never {
+    const e = ConnectError.from(err);
+    throw new ConnectError(
+      `orders' ${method} through the gateway at ${this.gatewayUrl}: ${e.rawMessage}`,
+      e.code,
+    );
   }
 }
