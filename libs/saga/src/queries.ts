@@ -126,6 +126,8 @@ export function describeSagaSteps(row: SagaRow, stepNames: readonly string[]): S
     else if (done) status = "done";
     else if (lastAction && ENDING.has(lastAction.outcome)) status = "failed";
     else if (lastAction?.outcome === "stopped") status = "stopped";
+    // Passed by a running or completed saga (also a saga older than its history: none recorded).
+    else if (row.status === "completed" || (row.status === "running" && i < row.step)) status = "done";
     else if (current && row.status === "running")
       status = row.transientSince ? "waiting" : row.attempts > 0 ? "retrying" : "running";
     else status = ended ? "skipped" : "pending";
