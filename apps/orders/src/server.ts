@@ -21,7 +21,12 @@ import { createDiscovery } from "@meshwork/discovery";
 import { eventSubject, meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
-import { createSagaExecutor, type SagaDefinition, type SagaExecutor } from "@meshwork/saga";
+import {
+  createSagaExecutor,
+  createSagaQueries,
+  type SagaDefinition,
+  type SagaExecutor,
+} from "@meshwork/saga";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createCatalogue, priceList } from "./adapters/catalogue.js";
 import { createOrderStore, orderRepository, STATUS_CHANNEL } from "./adapters/db/order-store.js";
@@ -62,6 +67,7 @@ export async function createOrdersService(
   // statements and calls name it instead of the process's global tracer.
   const database = await openDatabase(config.db, schema, { telemetry });
   const orders = createOrderStore(database.db, config.events.namespace);
+  const sagaQueries = createSagaQueries({ database, table: sagas });
   const discovery = createDiscovery(
     config.discovery,
     { service: SERVICE, version: VERSION, telemetry },
@@ -124,6 +130,8 @@ export async function createOrdersService(
           kick: () => executor?.kick(),
           watch: () => watch,
           watchLimit,
+          sagas: () => sagaQueries,
+          sagaSteps: () => ready(saga).steps.map((s) => s.name),
         }),
       );
     },

@@ -6,5 +6,14 @@ export {
   type StepContext,
 } from "./definition.js";
 export { createSagaExecutor, type SagaExecutor, type SagaExecutorOptions } from "./executor.js";
+export {
+  createSagaQueries,
+  describeSagaSteps,
+  type SagaListFilter,
+  type SagaQueries,
+  type SagaStepStatus,
+  type SagaStepView,
+  type SagaSummary,
+} from "./queries.js";
 export { startSaga } from "./start.js";
-export { type SagaRow, type SagaTable, sagaTable } from "./table.js";
+export { type SagaHistoryEntry, type SagaRow, type SagaTable, sagaTable } from "./table.js";

@@ -1,7 +1,7 @@
 import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
-import { and, eq, inArray, isNull, lte, notInArray, or, TransactionRollbackError } from "drizzle-orm";
-import type { SagaRow, SagaTable } from "./table.js";
+import { and, eq, inArray, isNull, lte, notInArray, or, sql, TransactionRollbackError } from "drizzle-orm";
+import type { SagaHistoryEntry, SagaRow, SagaTable } from "./table.js";
 
 /** Where a saga is: every change is checked against it (same status and step, still ours). */
 export type SagaPosition = Pick<SagaRow, "id" | "status" | "step">;
@@ -18,26 +18,41 @@ export interface LeaseStore {
   /**
    * Updates the saga if this executor still holds it and it is still at `current`, with `also`
    * in the same transaction: false when the lease was lost or the saga moved on without us.
+   * `log` is appended to the saga's history in the same statement.
    */
   record(
     current: SagaPosition,
-    changes: Partial<SagaRow>,
+    changes: SagaChanges,
     also?: (tx: AnyTransaction) => Promise<void>,
+    log?: readonly SagaHistoryEntry[],
   ): Promise<boolean>;
   /** Leases up to `limit` runnable sagas of `types` (never those in `excluding`). */
   claim(limit: number, types: readonly string[], excluding: ReadonlySet<string>): Promise<SagaRow[]>;
   /** Renews the lease of a saga still at `current` (a heartbeat during a long step). */
   renew(current: SagaPosition): void;
   /** Gives the saga back, runnable again at `at`, with the changes of the failed attempt. */
-  retryLater(current: SagaPosition, at: Date, changes: Partial<SagaRow>): Promise<boolean>;
+  retryLater(
+    current: SagaPosition,
+    at: Date,
+    changes: SagaChanges,
+    log?: readonly SagaHistoryEntry[],
+  ): Promise<boolean>;
   /** Gives the saga back at its last recorded point (the executor stops). */
   release(current: SagaPosition): Promise<boolean>;
   /**
    * Switches to compensation from the current step (clamped to the last one): it failed, was
    * refused or was about to run, and may still have taken effect, so it is undone too.
    */
-  compensateFrom(row: SagaRow, reason: string, stepCount: number): Promise<SagaRow | undefined>;
+  compensateFrom(
+    row: SagaRow,
+    reason: string,
+    stepCount: number,
+    log?: readonly SagaHistoryEntry[],
+  ): Promise<SagaRow | undefined>;
 }
+
+/** A change to a saga's row; its history only grows, through `log`. */
+export type SagaChanges = Partial<Omit<SagaRow, "history">>;
 
 /** The lease store of one executor over a service's sagas table. */
 export function createLeaseStore(options: {
@@ -59,7 +74,11 @@ export function createLeaseStore(options: {
       eq(t.step, current.step),
     );
 
-  const record: LeaseStore["record"] = (current, changes, also) =>
+  // Appended in the UPDATE itself: no round trip of its own, and never out of step with the row.
+  const appended = (log: readonly SagaHistoryEntry[] | undefined) =>
+    log && log.length > 0 ? { history: sql`${t.history} || ${JSON.stringify(log)}::jsonb` } : {};
+
+  const record: LeaseStore["record"] = (current, changes, also, log) =>
     db
       .transaction(async (tx: AnyTransaction) => {
         // The saga's update and the hooks' first statement go out together (pipelined on the
@@ -68,7 +87,7 @@ export function createLeaseStore(options: {
         // (taken over), the hooks' work is rolled back with the rest.
         const updating = tx
           .update(t)
-          .set({ ...changes, updatedAt: new Date() })
+          .set({ ...changes, ...appended(log), updatedAt: new Date() })
           .where(at(current))
           .returning({ id: t.id })
           .then((rows) => rows);
@@ -116,10 +135,15 @@ export function createLeaseStore(options: {
         .where(at(current))
         .catch((err: unknown) => logger.warn({ err, saga_id: current.id }, "renewing a saga lease failed"));
     },
-    retryLater: (current, when, changes) =>
-      record(current, { ...changes, nextAttemptAt: when, leaseOwner: null, leaseUntil: null }),
+    retryLater: (current, when, changes, log) =>
+      record(
+        current,
+        { ...changes, nextAttemptAt: when, leaseOwner: null, leaseUntil: null },
+        undefined,
+        log,
+      ),
     release: (current) => record(current, { leaseOwner: null, leaseUntil: null }),
-    async compensateFrom(row, reason, stepCount) {
+    async compensateFrom(row, reason, stepCount, log) {
       const next = {
         status: "compensating" as const,
         step: Math.min(row.step, stepCount - 1),
@@ -129,7 +153,7 @@ export function createLeaseStore(options: {
         failure: reason,
         leaseUntil: lease(),
       };
-      return (await record(row, next)) ? { ...row, ...next } : undefined;
+      return (await record(row, next, undefined, log)) ? { ...row, ...next } : undefined;
     },
   };
 }

@@ -4,7 +4,7 @@ import type { Counter, Histogram } from "@opentelemetry/api";
 import { SagaAbort, type SagaDefinition, type SagaStep, SagaUnavailable } from "./definition.js";
 import type { LeaseStore } from "./lease-store.js";
 import { type AttemptDeps, attemptStep, StepTimeoutError } from "./step-attempt.js";
-import type { SagaRow } from "./table.js";
+import type { SagaHistoryEntry, SagaRow } from "./table.js";
 
 /** What a saga run needs of its executor. */
 export interface SagaRunDeps {
@@ -32,6 +32,35 @@ export const backoff = (attempt: number, initial: number, max: number): number =
 const FRESH_STEP = { attempts: 0, transientAttempts: 0, transientSince: null, lastError: null };
 
 const errorMessage = (err: unknown): string => (err instanceof Error ? err.message : String(err));
+
+/**
+ * Failed attempts of one step kept in the history: a compensation is retried until it succeeds,
+ * so a long outage would grow the row without end. Later attempts still update the row's
+ * `attempts` and `last_error`; the entry that ends the step is always kept.
+ */
+export const HISTORY_ATTEMPTS = 20;
+
+/** A history entry for `step`, now. */
+function entry(
+  step: string,
+  phase: SagaHistoryEntry["phase"],
+  outcome: SagaHistoryEntry["outcome"],
+  attempt: number,
+  extra: { error?: string; retryAt?: Date } = {},
+): SagaHistoryEntry[] {
+  if ((outcome === "failed" || outcome === "unavailable") && attempt > HISTORY_ATTEMPTS) return [];
+  return [
+    {
+      step,
+      phase,
+      outcome,
+      attempt,
+      at: new Date().toISOString(),
+      ...(extra.error !== undefined ? { error: extra.error } : {}),
+      ...(extra.retryAt ? { retryAt: extra.retryAt.toISOString() } : {}),
+    },
+  ];
+}
 
 /**
  * One claimed saga, driven until it finishes, must wait (a backoff, recorded for whoever runs it
@@ -87,32 +116,39 @@ export class SagaRun<D> {
         reason = await def.beforeStep?.(tx, row.id, this.data, step.name);
       });
       if (!kept) return "leave";
-      if (reason !== undefined) return this.compensateFrom(reason);
+      if (reason !== undefined)
+        return this.compensateFrom(reason, entry(step.name, "action", "stopped", 0, { error: reason }));
     }
     const result = await attemptStep(this.deps.attempt, def, row, step, "action");
-    if (result.ok) return this.stepDone(step);
+    const attempts = row.attempts + 1;
+    if (result.ok) return this.stepDone(step, attempts);
     const message = errorMessage(result.err);
     if (result.err instanceof SagaAbort) {
       this.deps.logger.info(
         { saga_id: row.id, step: step.name, reason: message },
         "saga step refused: compensating",
       );
-      return this.compensateFrom(message);
+      return this.compensateFrom(
+        message,
+        entry(step.name, "action", "refused", attempts, { error: message }),
+      );
     }
     if (this.isTransient(result.err)) return this.unavailable(step, message);
-    const attempts = row.attempts + 1;
     if (attempts - row.transientAttempts >= def.maxAttempts) {
       this.deps.logger.warn(
         { saga_id: row.id, step: step.name, attempts, err: message },
         "saga step gave up: compensating",
       );
-      return this.compensateFrom(message);
+      return this.compensateFrom(
+        message,
+        entry(step.name, "action", "gave_up", attempts, { error: message }),
+      );
     }
     this.deps.logger.info(
       { saga_id: row.id, step: step.name, attempts, err: message },
       "saga step failed: will retry",
     );
-    return this.retryLater(attempts, message);
+    return this.retryLater(step.name, "action", attempts, message);
   }
 
   /** A failure that only waits out the transient budget (when the definition has one). */
@@ -135,19 +171,21 @@ export class SagaRun<D> {
     const since = row.transientSince ?? new Date(now);
     const end = since.getTime() + (def.transientBudgetMs ?? 0);
     const log = { saga_id: row.id, step: step.name, since: since.toISOString(), err: message };
+    const attempt = row.attempts + 1;
     if (now >= end) {
       this.deps.logger.warn(log, "saga step unavailable beyond its budget: compensating");
-      return this.compensateFrom(message);
+      return this.compensateFrom(message, entry(step.name, "action", "gave_up", attempt, { error: message }));
     }
     const transientAttempts = row.transientAttempts + 1;
     this.deps.logger.info(log, "saga step unavailable: will retry");
     const delay = backoff(transientAttempts, def.initialDelayMs, def.maxDelayMs);
-    await this.deps.store.retryLater(row, new Date(Math.min(now + delay, end)), {
-      attempts: row.attempts + 1,
-      transientAttempts,
-      transientSince: since,
-      lastError: message,
-    });
+    const retryAt = new Date(Math.min(now + delay, end));
+    await this.deps.store.retryLater(
+      row,
+      retryAt,
+      { attempts: attempt, transientAttempts, transientSince: since, lastError: message },
+      entry(step.name, "action", "unavailable", attempt, { error: message, retryAt }),
+    );
     return "leave";
   }
 
@@ -155,25 +193,33 @@ export class SagaRun<D> {
    * Records a step as done. One transaction records the step, and either completes the saga or
    * runs the next step's beforeStep: a saga of n steps commits n + 2 times, not 3n + 1.
    */
-  private async stepDone(step: SagaStep<D>): Promise<Next> {
+  private async stepDone(step: SagaStep<D>, attempt: number): Promise<Next> {
     const { def, row } = this;
+    const done = entry(step.name, "action", "done", attempt);
     const following = def.steps[row.step + 1];
     const progress = { step: row.step + 1, ...FRESH_STEP };
     const onStepDone = (tx: AnyTransaction) => def.onStepDone?.(tx, row.id, this.data, step.name);
     const logDone = () =>
       this.deps.logger.info({ saga_id: row.id, saga_type: def.type, step: step.name }, "saga step done");
-    if (!following) return this.finish("completed", progress, onStepDone, logDone);
+    if (!following) return this.finish("completed", progress, onStepDone, logDone, done);
     const next = { ...progress, leaseUntil: this.deps.store.lease() };
     let reason: string | undefined;
-    const kept = await this.deps.store.record(row, next, async (tx) => {
-      await onStepDone(tx);
-      if (def.beforeStep) reason = await def.beforeStep(tx, row.id, this.data, following.name);
-    });
+    const kept = await this.deps.store.record(
+      row,
+      next,
+      async (tx) => {
+        await onStepDone(tx);
+        if (def.beforeStep) reason = await def.beforeStep(tx, row.id, this.data, following.name);
+      },
+      done,
+    );
     if (!kept) return "leave";
     logDone();
     this.row = { ...row, ...next };
     this.checked = this.row.step;
-    return reason === undefined ? "continue" : this.compensateFrom(reason);
+    return reason === undefined
+      ? "continue"
+      : this.compensateFrom(reason, entry(following.name, "action", "stopped", 0, { error: reason }));
   }
 
   /** A compensating saga: undo its current step, or end it when every step is undone. */
@@ -184,9 +230,11 @@ export class SagaRun<D> {
     const result = step?.compensate
       ? await attemptStep(this.deps.attempt, def, row, step, "compensate")
       : { ok: true as const, value: undefined };
+    const attempts = row.attempts + 1;
     if (result.ok) {
       // A compensation that says it undid something (a refund) is remembered for onCompensated.
-      const undone = result.value === true && step ? { undone: [...row.undone, step.name] } : {};
+      const didUndo = result.value === true && step !== undefined;
+      const undone = didUndo ? { undone: [...row.undone, step.name] } : {};
       const next = {
         step: row.step - 1,
         attempts: 0,
@@ -194,17 +242,21 @@ export class SagaRun<D> {
         leaseUntil: this.deps.store.lease(),
         ...undone,
       };
-      if (!(await this.deps.store.record(row, next))) return "leave";
+      // A step without a compensation has nothing to record: nothing ran.
+      const log =
+        step?.compensate !== undefined
+          ? entry(step.name, "compensate", didUndo ? "undone" : "done", attempts)
+          : undefined;
+      if (!(await this.deps.store.record(row, next, undefined, log))) return "leave";
       this.row = { ...row, ...next };
       return "continue";
     }
     const message = errorMessage(result.err);
-    const attempts = row.attempts + 1;
     this.deps.logger.warn(
       { saga_id: row.id, step: step?.name, attempts, err: message },
       "saga compensation failed: will retry",
     );
-    return this.retryLater(attempts, message);
+    return this.retryLater(step?.name ?? String(row.step), "compensate", attempts, message);
   }
 
   /**
@@ -217,6 +269,7 @@ export class SagaRun<D> {
     changes: Partial<SagaRow>,
     before?: (tx: AnyTransaction) => Promise<void> | undefined,
     after?: () => void,
+    log?: readonly SagaHistoryEntry[],
   ): Promise<Next> {
     const { def, row } = this;
     const reason = row.failure ?? "failed";
@@ -233,6 +286,7 @@ export class SagaRun<D> {
             await hook(tx);
           }
         : async (tx) => hook(tx),
+      log,
     );
     if (done) {
       after?.();
@@ -248,17 +302,25 @@ export class SagaRun<D> {
   }
 
   /** Gives the saga back after a failed attempt, runnable again after the backoff. */
-  private async retryLater(attempts: number, message: string): Promise<Next> {
+  private async retryLater(
+    step: string,
+    phase: SagaHistoryEntry["phase"],
+    attempts: number,
+    message: string,
+  ): Promise<Next> {
     const delay = backoff(attempts, this.def.initialDelayMs, this.def.maxDelayMs);
-    await this.deps.store.retryLater(this.row, new Date(Date.now() + delay), {
-      attempts,
-      lastError: message,
-    });
+    const retryAt = new Date(Date.now() + delay);
+    await this.deps.store.retryLater(
+      this.row,
+      retryAt,
+      { attempts, lastError: message },
+      entry(step, phase, "failed", attempts, { error: message, retryAt }),
+    );
     return "leave";
   }
 
-  private async compensateFrom(reason: string): Promise<Next> {
-    const next = await this.deps.store.compensateFrom(this.row, reason, this.def.steps.length);
+  private async compensateFrom(reason: string, log: readonly SagaHistoryEntry[]): Promise<Next> {
+    const next = await this.deps.store.compensateFrom(this.row, reason, this.def.steps.length, log);
     if (!next) return "leave";
     this.row = next;
     return "continue";

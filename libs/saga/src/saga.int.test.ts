@@ -11,6 +11,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ledger, sagas, schema } from "../test/fixtures/schema.js";
 import { SagaAbort, type SagaDefinition, SagaUnavailable } from "./definition.js";
 import { createSagaExecutor, type SagaExecutor, startSaga } from "./executor.js";
+import { createSagaQueries, describeSagaSteps } from "./queries.js";
 
 const migrations = fileURLToPath(new URL("../test/fixtures/drizzle", import.meta.url));
 type Data = { label: string };
@@ -688,5 +689,72 @@ describe("sagas on the real Postgres", () => {
     expect(await entries(id)).toMatchObject({ "compensated: stock lost": 1, "undid capture": 1 });
     expect((await entries(id))["undid authorize"]).toBeUndefined();
     await e.stop();
+  });
+  it("keeps each step's history (attempts, errors, waits, compensations) and answers it read-only", async () => {
+    let authorizeCalls = 0;
+    const def = definition(
+      "history",
+      {
+        // Fails once (retried), then is unavailable once (a transient wait), then refuses.
+        authorize: async () => {
+          authorizeCalls += 1;
+          if (authorizeCalls === 1) throw new Error("connection reset");
+          if (authorizeCalls === 2) throw new SagaUnavailable("payments unavailable");
+          throw new SagaAbort("payment declined: card expired");
+        },
+      },
+      { transientBudgetMs: 60_000 },
+    );
+    const e = executor([def]);
+    await e.start();
+    const id = await start(def);
+    const happy = definition("history-happy");
+    const other = await start(happy);
+    e.kick();
+    expect((await finished(id)).status).toBe("compensated");
+
+    const queries = createSagaQueries({ database, table: sagas });
+    const row = await queries.get(id);
+    if (!row) throw new Error("saga not found");
+    expect(row.history.map((h) => `${h.phase} ${h.step} ${h.outcome} #${h.attempt}`)).toEqual([
+      "action reserve done #1",
+      "action authorize failed #1",
+      "action authorize unavailable #2",
+      "action authorize refused #3",
+      "compensate authorize done #1",
+      "compensate reserve done #1",
+    ]);
+    const failed = row.history[1];
+    expect(failed?.error).toBe("connection reset");
+    expect(Date.parse(failed?.retryAt ?? "")).toBeGreaterThanOrEqual(Date.parse(failed?.at ?? ""));
+    expect(row.history[2]?.error).toBe("payments unavailable");
+
+    const steps = describeSagaSteps(row, ["reserve", "authorize", "capture"]);
+    expect(steps.map((s) => [s.name, s.status, s.attempts, s.compensationAttempts])).toEqual([
+      ["reserve", "compensated", 1, 1],
+      ["authorize", "compensated", 3, 1],
+      ["capture", "skipped", 0, 0],
+    ]);
+    expect(steps[1]?.lastError).toBe("payment declined: card expired");
+    expect(steps[0]?.doneAt).toBeInstanceOf(Date);
+    expect(steps[0]?.compensatedAt?.getTime()).toBeGreaterThanOrEqual(steps[0]?.doneAt?.getTime() ?? 0);
+
+    // Listed newest first, filtered by status, without the history; paged by id.
+    await e.stop();
+    const mine = [id, other].sort().reverse();
+    const listed = await queries.list({ types: ["history", "history-happy"], limit: 10 });
+    expect(listed.map((s) => s.id)).toEqual(mine);
+    expect(listed[0]).not.toHaveProperty("history");
+    expect(
+      (await queries.list({ types: ["history", "history-happy"], statuses: ["compensated"], limit: 10 })).map(
+        (s) => s.id,
+      ),
+    ).toEqual([id]);
+    expect(
+      (await queries.list({ types: ["history", "history-happy"], beforeId: mine[0], limit: 10 })).map(
+        (s) => s.id,
+      ),
+    ).toEqual([mine[1]]);
+    expect(await queries.get(uuidv7())).toBeUndefined();
   });
 });

@@ -43,6 +43,7 @@ import {
   type Method,
   type Schema,
 } from "@meshwork/contracts/meshwork/console/v1/console";
+import { type ApiComments, loadApiComments } from "./api-comments.js";
 
 /** Services the explorer leaves out: the mesh's plumbing, not its API. */
 const HIDDEN = new Set([
@@ -88,6 +89,61 @@ export function inDependencyOrder(files: ReadonlyMap<string, FileDescriptorProto
   return out;
 }
 
+/**
+ * The catalogue of `services` (as reflection described them): every method with its policy,
+ * idempotency, template and comment, and the schema of every message they refer to, with the
+ * comments of messages and fields from `comments`.
+ */
+export function describeServices(
+  services: readonly DescService[],
+  comments: ApiComments,
+): DescribeApiResponse {
+  const schemas = new Map<string, Schema>();
+  const collect = (m: DescMessage) => {
+    if (schemas.has(m.typeName)) return;
+    schemas.set(m.typeName, {
+      $typeName: "meshwork.console.v1.Schema",
+      fullName: m.typeName,
+      comment: comments[m.typeName] ?? "",
+      fields: m.fields.map((f) => ({
+        $typeName: "meshwork.console.v1.Field",
+        name: f.name,
+        jsonName: f.jsonName,
+        type: fieldType(f),
+        repeated: f.fieldKind === "list",
+        map: f.fieldKind === "map",
+        kind: fieldMessage(f) ? "message" : fieldEnumName(f) ? "enum" : "scalar",
+        comment: comments[`${m.typeName}.${f.name}`] ?? "",
+      })),
+    });
+    for (const f of m.fields) {
+      const sub = fieldMessage(f);
+      if (sub) collect(sub);
+    }
+  };
+  const out = services.map((s) => ({
+    fullName: s.typeName,
+    methods: s.methods.map((m): Method => {
+      collect(m.input);
+      collect(m.output);
+      return {
+        $typeName: "meshwork.console.v1.Method",
+        name: m.name,
+        path: `/${s.typeName}/${m.name}`,
+        inputType: m.input.typeName,
+        outputType: m.output.typeName,
+        serverStreaming: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
+        clientStreaming: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
+        access: accessOf(m),
+        idempotency: MethodOptions_IdempotencyLevel[m.idempotency] ?? "IDEMPOTENCY_UNKNOWN",
+        templateJson: JSON.stringify(template(m.input, 0), null, 2),
+        comment: comments[`${s.typeName}.${m.name}`] ?? "",
+      };
+    }),
+  }));
+  return create(DescribeApiResponseSchema, { services: out, schemas: [...schemas.values()] });
+}
+
 /** What reflection described: the registry of every file and the services in it. */
 interface Described {
   registry: Registry;
@@ -103,7 +159,14 @@ export class Explorer {
   readonly #transport: Transport;
   #described: Described | undefined;
 
-  constructor(readonly gatewayUrl: string) {
+  /**
+   * `comments`: the contracts' comments by full name (reflection carries none); by default the
+   * ones written at build time.
+   */
+  constructor(
+    readonly gatewayUrl: string,
+    private readonly comments: ApiComments = loadApiComments(),
+  ) {
     this.#transport = createGrpcTransport({ baseUrl: gatewayUrl });
   }
 
@@ -158,49 +221,7 @@ export class Explorer {
         problem: `server reflection through the gateway at ${this.gatewayUrl} failed: ${ConnectError.from(err).rawMessage}`,
       });
     }
-    const { services } = this.#described;
-    const schemas = new Map<string, Schema>();
-    const collect = (m: DescMessage) => {
-      if (schemas.has(m.typeName)) return;
-      schemas.set(m.typeName, {
-        $typeName: "meshwork.console.v1.Schema",
-        fullName: m.typeName,
-        fields: m.fields.map((f) => ({
-          $typeName: "meshwork.console.v1.Field",
-          name: f.name,
-          jsonName: f.jsonName,
-          type: fieldType(f),
-          repeated: f.fieldKind === "list",
-          map: f.fieldKind === "map",
-          kind: fieldMessage(f) ? "message" : fieldEnumName(f) ? "enum" : "scalar",
-        })),
-      });
-      for (const f of m.fields) {
-        const sub = fieldMessage(f);
-        if (sub) collect(sub);
-      }
-    };
-    const out = services.map((s) => ({
-      fullName: s.typeName,
-      methods: s.methods.map((m): Method => {
-        collect(m.input);
-        collect(m.output);
-        return {
-          $typeName: "meshwork.console.v1.Method",
-          name: m.name,
-          path: `/${s.typeName}/${m.name}`,
-          inputType: m.input.typeName,
-          outputType: m.output.typeName,
-          serverStreaming: m.methodKind === "server_streaming" || m.methodKind === "bidi_streaming",
-          clientStreaming: m.methodKind === "client_streaming" || m.methodKind === "bidi_streaming",
-          access: accessOf(m),
-          idempotency: MethodOptions_IdempotencyLevel[m.idempotency] ?? "IDEMPOTENCY_UNKNOWN",
-          templateJson: JSON.stringify(template(m.input, 0), null, 2),
-          comment: "",
-        };
-      }),
-    }));
-    return create(DescribeApiResponseSchema, { services: out, schemas: [...schemas.values()] });
+    return describeServices(this.#described.services, this.comments);
   }
 
   async #method(service: string, method: string): Promise<{ desc: DescMethod; registry: Registry }> {

@@ -195,6 +195,19 @@ describe("the console server", () => {
       .invoke({ service: "meshwork.users.v1.UserService", method: "Login", requestJson: "{}" })
       .catch((e: unknown) => ConnectError.from(e));
     expect(call).toMatchObject({ code: Code.Unavailable });
+    // Sagas: an operator's token is needed before anything is sent; the gateway down is named.
+    await expect(client.listSagas({})).rejects.toMatchObject({
+      code: Code.Unauthenticated,
+      rawMessage: expect.stringContaining("admin role"),
+    });
+    await expect(
+      client.getSaga({ token: "an-admin-token", id: "01a24b27-d03a-76f6-a631-b784be8d1136" }),
+    ).rejects.toMatchObject({
+      code: Code.Unavailable,
+      rawMessage: expect.stringMatching(
+        /^orders' GetSaga through the gateway at http:\/\/127\.0\.0\.1:\d+: /,
+      ),
+    });
     const instances = await client.listInstances({});
     expect(instances.instances).toMatchObject([
       { service: "payments", health: "DOWN", processState: "stopped", controllable: true },

@@ -16,6 +16,7 @@ import type { NatsCredentials } from "@meshwork/events";
 import { Explorer } from "./explorer.js";
 import { flowMap } from "./flow.js";
 import { MeshView, type ProcessControl } from "./mesh.js";
+import { SagaView } from "./sagas.js";
 import { ReceiverClient } from "./traces.js";
 
 /** Where the console finds the mesh it shows. */
@@ -55,7 +56,7 @@ const TYPES: Record<string, string> = {
   ".json": "application/json",
 };
 
-function routes(mesh: MeshView, receiver: ReceiverClient, explorer: Explorer) {
+function routes(mesh: MeshView, receiver: ReceiverClient, explorer: Explorer, sagas: SagaView) {
   return (router: ConnectRouter) =>
     router.service(ConsoleService, {
       listInstances: () => mesh.instances(),
@@ -94,6 +95,8 @@ function routes(mesh: MeshView, receiver: ReceiverClient, explorer: Explorer) {
           throw new ConnectError("seq: a dead letter's sequence is a positive number", Code.InvalidArgument);
         return { originalSubject: await mesh.replay(req.stream, Number(req.seq)) };
       },
+      listSagas: (req) => sagas.list(req),
+      getSaga: (req) => sagas.get(req),
     });
 }
 
@@ -140,7 +143,7 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
   const explorer = new Explorer(options.gatewayUrl.replace(/\/$/, ""));
   const uiDir = options.uiDir ?? fileURLToPath(new URL("../dist/ui/", import.meta.url));
   const api = connectNodeAdapter({
-    routes: routes(mesh, receiver, explorer),
+    routes: routes(mesh, receiver, explorer, new SagaView(options.gatewayUrl.replace(/\/$/, ""))),
     fallback: staticFiles(normalize(uiDir)) as unknown as NonNullable<
       Parameters<typeof connectNodeAdapter>[0]["fallback"]
     >,

@@ -21,8 +21,8 @@ import { registryBucketFor } from "./registry.js";
 /**
  * The console in a real browser (Debian's Chromium driven by playwright-core) against a whole
  * mesh started by `meshctl up`: log in, place an order from the explorer and open its trace,
- * refuse a bad request with the field named, see the breaker to payments open, replay a dead
- * letter, stop and restart a service. Any console error in the page fails the test; screenshots
+ * refuse a bad request with the field named, open the order's saga and its steps, see the breaker
+ * to payments open, replay a dead letter, stop and restart a service. Any console error in the page fails the test; screenshots
  * are kept in tools/meshctl/test-results/console/.
  */
 const root = fileURLToPath(new URL("../../../", import.meta.url));
@@ -159,6 +159,9 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     await page.click('[data-testid="method-meshwork.orders.v1.OrderService/PlaceOrder"]');
     await until('[data-testid="access"]', "toContain", "authenticated");
     await until('[data-testid="idempotency"]', "toContain", "IDEMPOTENT");
+    // The contract's comments, which reflection does not carry, come from the console's build.
+    await until('[data-testid="method-comment"]', "toContain", "PlaceOrder creates an order in PENDING");
+    await until('[data-testid="field-comment"]', "toContain", "Chosen by the client");
     const template = JSON.parse(await page.locator('[data-testid="editor"]').inputValue()) as Record<
       string,
       unknown
@@ -176,6 +179,9 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     const response = JSON.parse((await page.locator('[data-testid="response"]').textContent()) ?? "{}");
     expect(response.order.id).toMatch(/^[0-9a-f-]{36}$/);
     await until('[data-testid="result"]', "toContain", "grpc-status");
+    await expect(page.locator('[data-testid="open-saga"]').getAttribute("href")).resolves.toBe(
+      `#/sagas/${response.order.id}`,
+    );
     await shot("2-explorer-place-order");
 
     // WatchOrder streams the order's statuses into the page until it is confirmed.
@@ -214,6 +220,8 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     await page.locator('[data-testid="span"]').first().click();
     await until('[data-testid="span-detail"]', "toContain", "rpc.");
     await shot("3-trace");
+    // The trace links to the saga its request started (its steps' spans name it).
+    await page.locator('[data-testid="trace-saga"]').waitFor({ timeout: 30_000 });
     // The flow map drawn from what was observed: the gateway calls orders, orders calls payments.
     await page.click('[data-testid="nav-flow"]');
     for (const [from, to] of [
@@ -279,6 +287,33 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
       { faults: { hardDown: false } },
       { headers: { authorization: `Bearer ${accessToken}` } },
     );
+
+    // Sagas are an operator's view: the shopper is told so; the admin logs in from the page and
+    // opens the first order's saga from the list: three steps done, each with its history.
+    await page.click('[data-testid="nav-sagas"]');
+    await until('[data-testid="sagas-login"]', "toContain", "admin role");
+    await page.click('[data-testid="session"] button');
+    await page.fill('input[name="email"]', admin.email);
+    await page.fill('input[name="password"]', admin.password);
+    await page.click('[data-testid="login"]');
+    await page.locator('[data-testid="session"]').waitFor();
+    const row = page.locator(`[data-testid="saga-row"][data-id="${response.order.id}"]`);
+    await row.waitFor({ timeout: 30_000 });
+    await expect(row.textContent()).resolves.toContain("completed");
+    await row.locator("a").first().click();
+    await until('[data-testid="saga-state"]', "toBe", "COMPLETED");
+    for (const step of ["reserve", "authorize", "capture"]) {
+      await page.locator(`[data-testid="saga-step"][data-step="${step}"][data-status="DONE"]`).waitFor();
+    }
+    await expect(
+      page
+        .locator('[data-testid="saga-step"][data-step="capture"] [data-testid="saga-event"]')
+        .first()
+        .textContent(),
+    ).resolves.toContain("done (attempt");
+    await shot("5b-saga");
+    await page.click('[data-testid="saga-trace"]');
+    await page.locator('[data-testid="span"][data-service="orders"]').first().waitFor({ timeout: 30_000 });
     expect(pageErrors).toEqual([]);
   }, 300_000);
 

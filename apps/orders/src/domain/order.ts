@@ -86,6 +86,14 @@ export class InvalidOrderError extends Error {
   override readonly name = "InvalidOrderError";
 }
 
+/** No saga with this id (the order's id). */
+export class SagaNotFoundError extends Error {
+  override readonly name = "SagaNotFoundError";
+  constructor(readonly sagaId: string) {
+    super(`saga ${sagaId} not found`);
+  }
+}
+
 /** The caller lacks a role the request needs. */
 export class PermissionDeniedError extends Error {
   override readonly name = "PermissionDeniedError";

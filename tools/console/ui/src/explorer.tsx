@@ -25,6 +25,11 @@ function SchemaTable({
             <td>
               {f.repeated ? "repeated " : ""}
               {f.type}
+              {f.comment && (
+                <div class="note comment" data-testid="field-comment">
+                  {f.comment}
+                </div>
+              )}
               {f.kind === "message" && depth < 2 && !f.type.startsWith("google.") && (
                 <SchemaTable name={f.type} schemas={schemas} depth={depth + 1} />
               )}
@@ -58,7 +63,18 @@ function Headers({ title, list }: { title: string; list: readonly { name: string
   );
 }
 
+/** The order an answer is about (`{"order": {"id": ...}}`), whose saga the page can open. */
+function orderIdOf(json: string): string | undefined {
+  try {
+    const id = (JSON.parse(json) as { order?: { id?: unknown } }).order?.id;
+    return typeof id === "string" ? id : undefined;
+  } catch {
+    return undefined;
+  }
+}
+
 function Result({ r }: { r: InvokeResponse }) {
+  const orderId = r.responseJson ? orderIdOf(r.responseJson) : undefined;
   return (
     <div class="result" data-testid="result">
       <p>
@@ -82,6 +98,14 @@ function Result({ r }: { r: InvokeResponse }) {
             <a href={`#/traces/${r.traceId}`} data-testid="open-trace">
               Trace {r.traceId}
             </a>
+            {orderId && (
+              <>
+                {" · "}
+                <a href={`#/sagas/${orderId}`} data-testid="open-saga">
+                  Saga of order {orderId}
+                </a>
+              </>
+            )}
           </p>
         </>
       )}
@@ -130,6 +154,11 @@ function MethodPanel({ m, schemas }: { m: Method; schemas: Map<string, Schema> }
       <h3>
         <code>{m.path}</code>
       </h3>
+      {m.comment && (
+        <p class="comment" data-testid="method-comment">
+          {m.comment}
+        </p>
+      )}
       <p class="badges">
         <span class="badge" data-testid="access">
           access: {m.access}

@@ -4,11 +4,15 @@ import { Explorer } from "./explorer.js";
 import { FlowMap } from "./flow.js";
 import { LoginPanel } from "./login.js";
 import { Resilience } from "./resilience.js";
+import { SagaDetail, Sagas } from "./sagas.js";
 import { Services } from "./services.js";
 import { TraceDetail, Traces } from "./traces.js";
 import "./styles.css";
 
-/** `#/services`, `#/explorer/<service>/<method>`, `#/traces`, `#/traces/<id>`, `#/resilience`. */
+/**
+ * `#/services`, `#/explorer/<service>/<method>`, `#/traces`, `#/traces/<id>`, `#/flow`,
+ * `#/resilience`, `#/sagas`, `#/sagas/<id>`.
+ */
 function useRoute(): string[] {
   const read = () =>
     window.location.hash.replace(/^#\/?/, "").split("/").filter(Boolean).map(decodeURIComponent);
@@ -27,6 +31,7 @@ const PAGES = [
   ["traces", "Traces"],
   ["flow", "Flow map"],
   ["resilience", "Resilience & events"],
+  ["sagas", "Sagas"],
 ] as const;
 
 function App() {
@@ -51,6 +56,7 @@ function App() {
         {page === "traces" && (route[1] ? <TraceDetail traceId={route[1]} /> : <Traces />)}
         {page === "flow" && <FlowMap />}
         {page === "resilience" && <Resilience />}
+        {page === "sagas" && (route[1] ? <SagaDetail id={route[1]} /> : <Sagas />)}
       </main>
     </div>
   );

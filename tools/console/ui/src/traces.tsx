@@ -151,6 +151,10 @@ export function TraceDetail({ traceId }: { traceId: string }) {
   const { value, error } = usePolled(() => consoleApi.getTrace({ traceId }), 1500, [traceId]);
   const total = value?.summary?.durationMs ?? 0;
   const services = [...new Set((value?.spans ?? []).map((s) => s.service))];
+  // The saga the trace's request started (its steps' spans carry saga.id).
+  const sagaId = (value?.spans ?? [])
+    .map((s) => (JSON.parse(s.attributesJson || "{}") as Record<string, unknown>)["saga.id"])
+    .find((v): v is string => typeof v === "string");
   return (
     <section>
       <h2>
@@ -166,6 +170,14 @@ export function TraceDetail({ traceId }: { traceId: string }) {
           <p data-testid="trace-summary">
             {value.summary?.rootName} · {value.spans.length} spans · {formatMs(total)} ·{" "}
             <span data-testid="trace-services">{services.join(", ")}</span>
+            {sagaId && (
+              <>
+                {" · "}
+                <a href={`#/sagas/${sagaId}`} data-testid="trace-saga">
+                  its saga
+                </a>
+              </>
+            )}
           </p>
           <div class="trace">
             <table class="grid waterfall" data-testid="waterfall">

@@ -9,10 +9,13 @@ import {
 } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { InvalidPageTokenError } from "@meshwork/db";
 import { mapErrors, callerOf as verifiedCaller } from "@meshwork/runtime";
+import type { SagaQueries } from "@meshwork/saga";
 import { cancelOrder } from "../../app/commands/cancel-order.js";
 import { placeOrder } from "../../app/commands/place-order.js";
 import { getOrder } from "../../app/queries/get-order.js";
+import { getSaga } from "../../app/queries/get-saga.js";
 import { listOrders } from "../../app/queries/list-orders.js";
+import { listSagas } from "../../app/queries/list-sagas.js";
 import { watchOrder } from "../../app/queries/watch-order.js";
 import type { WatchLimit } from "../../app/watch-limit.js";
 import {
@@ -23,9 +26,11 @@ import {
   OrderStateError,
   PermissionDeniedError,
   ProductNotFoundError,
+  SagaNotFoundError,
   TooManyWatchesError,
 } from "../../domain/order.js";
 import type { OrderRepository, PriceList, StatusWatch } from "../../domain/ports.js";
+import { stateOf, toSagaMessage, toSagaSummaryMessage } from "./saga-messages.js";
 
 const STATUSES = {
   pending: OrderStatus.PENDING,
@@ -54,7 +59,11 @@ export function toOrderMessage(o: Order): OrderMessage {
 
 /** The one place where the service's domain errors become status codes. */
 function toConnectError(err: unknown): unknown {
-  if (err instanceof OrderNotFoundError || err instanceof ProductNotFoundError)
+  if (
+    err instanceof OrderNotFoundError ||
+    err instanceof ProductNotFoundError ||
+    err instanceof SagaNotFoundError
+  )
     return new ConnectError(err.message, Code.NotFound);
   if (err instanceof IdempotencyKeyReusedError) return new ConnectError(err.message, Code.AlreadyExists);
   if (err instanceof OrderStateError) return new ConnectError(err.message, Code.FailedPrecondition);
@@ -97,6 +106,10 @@ export interface OrderHandlerDeps {
   watch: () => StatusWatch;
   /** WatchOrder streams per user. */
   watchLimit: WatchLimit;
+  /** The placement sagas, read-only (ListSagas, GetSaga). */
+  sagas: () => SagaQueries;
+  /** The placement saga's step names, in order. */
+  sagaSteps: () => readonly string[];
 }
 
 /** Translates between the proto messages and the use cases. */
@@ -140,6 +153,30 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
           { userId: callerOf(ctx), orderId: req.id },
         );
         return { order: toOrderMessage(order) };
+      }),
+    listSagas: (req, ctx) =>
+      mapped(async () => {
+        callerOf(ctx);
+        const page = await listSagas(
+          { sagas: deps.sagas() },
+          {
+            roles: rolesOf(ctx),
+            states: req.states.map(stateOf),
+            pageSize: req.pageSize,
+            pageToken: req.pageToken,
+          },
+        );
+        const steps = deps.sagaSteps();
+        return {
+          sagas: page.sagas.map((s) => toSagaSummaryMessage(s, steps)),
+          nextPageToken: page.nextPageToken,
+        };
+      }),
+    getSaga: (req, ctx) =>
+      mapped(async () => {
+        callerOf(ctx);
+        const row = await getSaga({ sagas: deps.sagas() }, { roles: rolesOf(ctx), sagaId: req.id });
+        return { saga: toSagaMessage(row, deps.sagaSteps()) };
       }),
     async *watchOrder(req, ctx) {
       const updates = watchOrder(

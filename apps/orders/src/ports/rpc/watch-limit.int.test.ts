@@ -95,6 +95,10 @@ describe("WatchOrder streams per user (issue 25.2)", () => {
             kick: () => {},
             watch: () => watch,
             watchLimit: new WatchLimit(PER_USER),
+            sagas: () => {
+              throw new Error("not used");
+            },
+            sagaSteps: () => [],
           }),
         );
       },

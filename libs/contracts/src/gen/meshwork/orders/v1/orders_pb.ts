@@ -17,7 +17,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/orders/v1/orders.proto.
  */
 export const file_meshwork_orders_v1_orders: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9vcmRlcnMvdjEvb3JkZXJzLnByb3RvEhJtZXNod29yay5vcmRlcnMudjEidgoJT3JkZXJJdGVtEhwKCnByb2R1Y3RfaWQYASABKAlCCLpIBXIDsAEBEhwKCHF1YW50aXR5GAIgASgDQgq6SAciBRjoByAAEi0KCnVuaXRfcHJpY2UYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkipgIKBU9yZGVyEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSLAoFaXRlbXMYAyADKAsyHS5tZXNod29yay5vcmRlcnMudjEuT3JkZXJJdGVtEigKBXRvdGFsGAQgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5Ei8KBnN0YXR1cxgFIAEoDjIfLm1lc2h3b3JrLm9yZGVycy52MS5PcmRlclN0YXR1cxIVCg1jYW5jZWxfcmVhc29uGAYgASgJEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicgoRUGxhY2VPcmRlclJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEjgKBWl0ZW1zGAIgAygLMh0ubWVzaHdvcmsub3JkZXJzLnYxLk9yZGVySXRlbUIKukgHkgEECAEQMiI+ChJQbGFjZU9yZGVyUmVzcG9uc2USKAoFb3JkZXIYASABKAsyGS5tZXNod29yay5vcmRlcnMudjEuT3JkZXIiJwoPR2V0T3JkZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI8ChBHZXRPcmRlclJlc3BvbnNlEigKBW9yZGVyGAEgASgLMhkubWVzaHdvcmsub3JkZXJzLnYxLk9yZGVyImAKEUxpc3RPcmRlcnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBIRCglhbGxfdXNlcnMYAyABKAgiWAoSTGlzdE9yZGVyc1Jlc3BvbnNlEikKBm9yZGVycxgBIAMoCzIZLm1lc2h3b3JrLm9yZGVycy52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKgoSQ2FuY2VsT3JkZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI/ChNDYW5jZWxPcmRlclJlc3BvbnNlEigKBW9yZGVyGAEgASgLMhkubWVzaHdvcmsub3JkZXJzLnYxLk9yZGVyIikKEVdhdGNoT3JkZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI+ChJXYXRjaE9yZGVyUmVzcG9uc2USKAoFb3JkZXIYASABKAsyGS5tZXNod29yay5vcmRlcnMudjEuT3JkZXIqwwEKC09yZGVyU3RhdHVzEhwKGE9SREVSX1NUQVRVU19VTlNQRUNJRklFRBAAEhgKFE9SREVSX1NUQVRVU19QRU5ESU5HEAESHwobT1JERVJfU1RBVFVTX1NUT0NLX1JFU0VSVkVEEAISIwofT1JERVJfU1RBVFVTX1BBWU1FTlRfQVVUSE9SSVpFRBADEhoKFk9SREVSX1NUQVRVU19DT05GSVJNRUQQBBIaChZPUkRFUl9TVEFUVVNfQ0FOQ0VMTEVEEAUy0gQKDE9yZGVyU2VydmljZRKDAQoKUGxhY2VPcmRlchIlLm1lc2h3b3JrLm9yZGVycy52MS5QbGFjZU9yZGVyUmVxdWVzdBomLm1lc2h3b3JrLm9yZGVycy52MS5QbGFjZU9yZGVyUmVzcG9uc2UiJpACAoq1GAIIAoLT5JMCFzoBKmIFb3JkZXIiCy9hcGkvb3JkZXJzEn8KCEdldE9yZGVyEiMubWVzaHdvcmsub3JkZXJzLnYxLkdldE9yZGVyUmVxdWVzdBokLm1lc2h3b3JrLm9yZGVycy52MS5HZXRPcmRlclJlc3BvbnNlIiiQAgGKtRgCCAKC0+STAhliBW9yZGVyEhAvYXBpL29yZGVycy97aWR9EmYKCkxpc3RPcmRlcnMSJS5tZXNod29yay5vcmRlcnMudjEuTGlzdE9yZGVyc1JlcXVlc3QaJi5tZXNod29yay5vcmRlcnMudjEuTGlzdE9yZGVyc1Jlc3BvbnNlIgmQAgGKtRgCCAISaQoLQ2FuY2VsT3JkZXISJi5tZXNod29yay5vcmRlcnMudjEuQ2FuY2VsT3JkZXJSZXF1ZXN0GicubWVzaHdvcmsub3JkZXJzLnYxLkNhbmNlbE9yZGVyUmVzcG9uc2UiCZACAoq1GAIIAhJoCgpXYXRjaE9yZGVyEiUubWVzaHdvcmsub3JkZXJzLnYxLldhdGNoT3JkZXJSZXF1ZXN0GiYubWVzaHdvcmsub3JkZXJzLnYxLldhdGNoT3JkZXJSZXNwb25zZSIJkAIBirUYAggCMAFiBnByb3RvMw", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_meshwork_api_v1_access, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9vcmRlcnMvdjEvb3JkZXJzLnByb3RvEhJtZXNod29yay5vcmRlcnMudjEidgoJT3JkZXJJdGVtEhwKCnByb2R1Y3RfaWQYASABKAlCCLpIBXIDsAEBEhwKCHF1YW50aXR5GAIgASgDQgq6SAciBRjoByAAEi0KCnVuaXRfcHJpY2UYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkipgIKBU9yZGVyEgoKAmlkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSLAoFaXRlbXMYAyADKAsyHS5tZXNod29yay5vcmRlcnMudjEuT3JkZXJJdGVtEigKBXRvdGFsGAQgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5Ei8KBnN0YXR1cxgFIAEoDjIfLm1lc2h3b3JrLm9yZGVycy52MS5PcmRlclN0YXR1cxIVCg1jYW5jZWxfcmVhc29uGAYgASgJEi8KC2NyZWF0ZV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAicgoRUGxhY2VPcmRlclJlcXVlc3QSIwoPaWRlbXBvdGVuY3lfa2V5GAEgASgJQgq6SAdyBRAIGIABEjgKBWl0ZW1zGAIgAygLMh0ubWVzaHdvcmsub3JkZXJzLnYxLk9yZGVySXRlbUIKukgHkgEECAEQMiI+ChJQbGFjZU9yZGVyUmVzcG9uc2USKAoFb3JkZXIYASABKAsyGS5tZXNod29yay5vcmRlcnMudjEuT3JkZXIiJwoPR2V0T3JkZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI8ChBHZXRPcmRlclJlc3BvbnNlEigKBW9yZGVyGAEgASgLMhkubWVzaHdvcmsub3JkZXJzLnYxLk9yZGVyImAKEUxpc3RPcmRlcnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABBIRCglhbGxfdXNlcnMYAyABKAgiWAoSTGlzdE9yZGVyc1Jlc3BvbnNlEikKBm9yZGVycxgBIAMoCzIZLm1lc2h3b3JrLm9yZGVycy52MS5PcmRlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiKgoSQ2FuY2VsT3JkZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI/ChNDYW5jZWxPcmRlclJlc3BvbnNlEigKBW9yZGVyGAEgASgLMhkubWVzaHdvcmsub3JkZXJzLnYxLk9yZGVyIikKEVdhdGNoT3JkZXJSZXF1ZXN0EhQKAmlkGAEgASgJQgi6SAVyA7ABASI+ChJXYXRjaE9yZGVyUmVzcG9uc2USKAoFb3JkZXIYASABKAsyGS5tZXNod29yay5vcmRlcnMudjEuT3JkZXIi4AEKCVNhZ2FFdmVudBIMCgRzdGVwGAEgASgJEhQKDGNvbXBlbnNhdGlvbhgCIAEoCBI1CgdvdXRjb21lGAMgASgOMiQubWVzaHdvcmsub3JkZXJzLnYxLlNhZ2FFdmVudE91dGNvbWUSDwoHYXR0ZW1wdBgEIAEoBRIoCgR0aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBINCgVlcnJvchgGIAEoCRIuCgpyZXRyeV90aW1lGAcgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKlAgoIU2FnYVN0ZXASDAoEbmFtZRgBIAEoCRIyCgZzdGF0dXMYAiABKA4yIi5tZXNod29yay5vcmRlcnMudjEuU2FnYVN0ZXBTdGF0dXMSEAoIYXR0ZW1wdHMYAyABKAUSHQoVY29tcGVuc2F0aW9uX2F0dGVtcHRzGAQgASgFEhIKCmxhc3RfZXJyb3IYBSABKAkSLQoJZG9uZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIzCg9jb21wZW5zYXRlX3RpbWUYByABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi4KB2hpc3RvcnkYCCADKAsyHS5tZXNod29yay5vcmRlcnMudjEuU2FnYUV2ZW50IowECgRTYWdhEgoKAmlkGAEgASgJEgwKBHR5cGUYAiABKAkSLAoFc3RhdGUYAyABKA4yHS5tZXNod29yay5vcmRlcnMudjEuU2FnYVN0YXRlEhQKDGN1cnJlbnRfc3RlcBgEIAEoCRIQCghhdHRlbXB0cxgFIAEoBRIPCgdmYWlsdXJlGAYgASgJEhIKCmxhc3RfZXJyb3IYByABKAkSNQoRbmV4dF9hdHRlbXB0X3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEjUKEXVuYXZhaWxhYmxlX3NpbmNlGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBITCgtsZWFzZV9vd25lchgKIAEoCRI1ChFsZWFzZV9leHBpcmVfdGltZRgLIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIdHJhY2VfaWQYDCABKAkSFAoMdW5kb25lX3N0ZXBzGA0gAygJEi8KC2NyZWF0ZV90aW1lGA4gASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgPIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASKwoFc3RlcHMYECADKAsyHC5tZXNod29yay5vcmRlcnMudjEuU2FnYVN0ZXAijAEKEExpc3RTYWdhc1JlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEEj4KBnN0YXRlcxgDIAMoDjIdLm1lc2h3b3JrLm9yZGVycy52MS5TYWdhU3RhdGVCD7pIDJIBCSIHggEEEAEgACJVChFMaXN0U2FnYXNSZXNwb25zZRInCgVzYWdhcxgBIAMoCzIYLm1lc2h3b3JrLm9yZGVycy52MS5TYWdhEhcKD25leHRfcGFnZV90b2tlbhgCIAEoCSImCg5HZXRTYWdhUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiOQoPR2V0U2FnYVJlc3BvbnNlEiYKBHNhZ2EYASABKAsyGC5tZXNod29yay5vcmRlcnMudjEuU2FnYSrDAQoLT3JkZXJTdGF0dXMSHAoYT1JERVJfU1RBVFVTX1VOU1BFQ0lGSUVEEAASGAoUT1JERVJfU1RBVFVTX1BFTkRJTkcQARIfChtPUkRFUl9TVEFUVVNfU1RPQ0tfUkVTRVJWRUQQAhIjCh9PUkRFUl9TVEFUVVNfUEFZTUVOVF9BVVRIT1JJWkVEEAMSGgoWT1JERVJfU1RBVFVTX0NPTkZJUk1FRBAEEhoKFk9SREVSX1NUQVRVU19DQU5DRUxMRUQQBSqSAQoJU2FnYVN0YXRlEhoKFlNBR0FfU1RBVEVfVU5TUEVDSUZJRUQQABIWChJTQUdBX1NUQVRFX1JVTk5JTkcQARIbChdTQUdBX1NUQVRFX0NPTVBFTlNBVElORxACEhgKFFNBR0FfU1RBVEVfQ09NUExFVEVEEAMSGgoWU0FHQV9TVEFURV9DT01QRU5TQVRFRBAEKuQCCg5TYWdhU3RlcFN0YXR1cxIgChxTQUdBX1NURVBfU1RBVFVTX1VOU1BFQ0lGSUVEEAASHAoYU0FHQV9TVEVQX1NUQVRVU19QRU5ESU5HEAESHAoYU0FHQV9TVEVQX1NUQVRVU19TS0lQUEVEEAISHAoYU0FHQV9TVEVQX1NUQVRVU19SVU5OSU5HEAMSHQoZU0FHQV9TVEVQX1NUQVRVU19SRVRSWUlORxAEEhwKGFNBR0FfU1RFUF9TVEFUVVNfV0FJVElORxAFEhkKFVNBR0FfU1RFUF9TVEFUVVNfRE9ORRAGEhsKF1NBR0FfU1RFUF9TVEFUVVNfRkFJTEVEEAcSHAoYU0FHQV9TVEVQX1NUQVRVU19TVE9QUEVEEAgSIQodU0FHQV9TVEVQX1NUQVRVU19DT01QRU5TQVRJTkcQCRIgChxTQUdBX1NURVBfU1RBVFVTX0NPTVBFTlNBVEVEEAoqlQIKEFNhZ2FFdmVudE91dGNvbWUSIgoeU0FHQV9FVkVOVF9PVVRDT01FX1VOU1BFQ0lGSUVEEAASGwoXU0FHQV9FVkVOVF9PVVRDT01FX0RPTkUQARIdChlTQUdBX0VWRU5UX09VVENPTUVfVU5ET05FEAISHQoZU0FHQV9FVkVOVF9PVVRDT01FX0ZBSUxFRBADEiIKHlNBR0FfRVZFTlRfT1VUQ09NRV9VTkFWQUlMQUJMRRAEEh4KGlNBR0FfRVZFTlRfT1VUQ09NRV9SRUZVU0VEEAUSHgoaU0FHQV9FVkVOVF9PVVRDT01FX0dBVkVfVVAQBhIeChpTQUdBX0VWRU5UX09VVENPTUVfU1RPUFBFRBAHMqQGCgxPcmRlclNlcnZpY2USgwEKClBsYWNlT3JkZXISJS5tZXNod29yay5vcmRlcnMudjEuUGxhY2VPcmRlclJlcXVlc3QaJi5tZXNod29yay5vcmRlcnMudjEuUGxhY2VPcmRlclJlc3BvbnNlIiaQAgKKtRgCCAKC0+STAhc6ASpiBW9yZGVyIgsvYXBpL29yZGVycxJ/CghHZXRPcmRlchIjLm1lc2h3b3JrLm9yZGVycy52MS5HZXRPcmRlclJlcXVlc3QaJC5tZXNod29yay5vcmRlcnMudjEuR2V0T3JkZXJSZXNwb25zZSIokAIBirUYAggCgtPkkwIZYgVvcmRlchIQL2FwaS9vcmRlcnMve2lkfRJmCgpMaXN0T3JkZXJzEiUubWVzaHdvcmsub3JkZXJzLnYxLkxpc3RPcmRlcnNSZXF1ZXN0GiYubWVzaHdvcmsub3JkZXJzLnYxLkxpc3RPcmRlcnNSZXNwb25zZSIJkAIBirUYAggCEmkKC0NhbmNlbE9yZGVyEiYubWVzaHdvcmsub3JkZXJzLnYxLkNhbmNlbE9yZGVyUmVxdWVzdBonLm1lc2h3b3JrLm9yZGVycy52MS5DYW5jZWxPcmRlclJlc3BvbnNlIgmQAgKKtRgCCAISaAoKV2F0Y2hPcmRlchIlLm1lc2h3b3JrLm9yZGVycy52MS5XYXRjaE9yZGVyUmVxdWVzdBomLm1lc2h3b3JrLm9yZGVycy52MS5XYXRjaE9yZGVyUmVzcG9uc2UiCZACAYq1GAIIAjABEmoKCUxpc3RTYWdhcxIkLm1lc2h3b3JrLm9yZGVycy52MS5MaXN0U2FnYXNSZXF1ZXN0GiUubWVzaHdvcmsub3JkZXJzLnYxLkxpc3RTYWdhc1Jlc3BvbnNlIhCQAgGKtRgJCAMSBWFkbWluEmQKB0dldFNhZ2ESIi5tZXNod29yay5vcmRlcnMudjEuR2V0U2FnYVJlcXVlc3QaIy5tZXNod29yay5vcmRlcnMudjEuR2V0U2FnYVJlc3BvbnNlIhCQAgGKtRgJCAMSBWFkbWluYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_google_protobuf_timestamp, file_meshwork_api_v1_access, file_meshwork_common_v1_money]);
 
 /**
  * @generated from message meshwork.orders.v1.OrderItem
@@ -308,6 +308,338 @@ export const WatchOrderResponseSchema: GenMessage<WatchOrderResponse> = /*@__PUR
   messageDesc(file_meshwork_orders_v1_orders, 11);
 
 /**
+ * One entry of a saga's history.
+ *
+ * @generated from message meshwork.orders.v1.SagaEvent
+ */
+export type SagaEvent = Message<"meshwork.orders.v1.SagaEvent"> & {
+  /**
+   * @generated from field: string step = 1;
+   */
+  step: string;
+
+  /**
+   * True for the step's compensation, false for its action.
+   *
+   * @generated from field: bool compensation = 2;
+   */
+  compensation: boolean;
+
+  /**
+   * @generated from field: meshwork.orders.v1.SagaEventOutcome outcome = 3;
+   */
+  outcome: SagaEventOutcome;
+
+  /**
+   * Which attempt of the step (or of its compensation); 0 for STOPPED.
+   *
+   * @generated from field: int32 attempt = 4;
+   */
+  attempt: number;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp time = 5;
+   */
+  time?: Timestamp | undefined;
+
+  /**
+   * @generated from field: string error = 6;
+   */
+  error: string;
+
+  /**
+   * When the next attempt is due (FAILED, UNAVAILABLE).
+   *
+   * @generated from field: google.protobuf.Timestamp retry_time = 7;
+   */
+  retryTime?: Timestamp | undefined;
+};
+
+/**
+ * Describes the message meshwork.orders.v1.SagaEvent.
+ * Use `create(SagaEventSchema)` to create a new message.
+ */
+export const SagaEventSchema: GenMessage<SagaEvent> = /*@__PURE__*/
+  messageDesc(file_meshwork_orders_v1_orders, 12);
+
+/**
+ * One step of a saga, in the order the saga runs them.
+ *
+ * @generated from message meshwork.orders.v1.SagaStep
+ */
+export type SagaStep = Message<"meshwork.orders.v1.SagaStep"> & {
+  /**
+   * @generated from field: string name = 1;
+   */
+  name: string;
+
+  /**
+   * @generated from field: meshwork.orders.v1.SagaStepStatus status = 2;
+   */
+  status: SagaStepStatus;
+
+  /**
+   * Attempts of the action so far.
+   *
+   * @generated from field: int32 attempts = 3;
+   */
+  attempts: number;
+
+  /**
+   * Attempts of its compensation so far; 0 when it was never undone.
+   *
+   * @generated from field: int32 compensation_attempts = 4;
+   */
+  compensationAttempts: number;
+
+  /**
+   * The latest error of the step or its compensation.
+   *
+   * @generated from field: string last_error = 5;
+   */
+  lastError: string;
+
+  /**
+   * When the action succeeded.
+   *
+   * @generated from field: google.protobuf.Timestamp done_time = 6;
+   */
+  doneTime?: Timestamp | undefined;
+
+  /**
+   * When its compensation succeeded.
+   *
+   * @generated from field: google.protobuf.Timestamp compensate_time = 7;
+   */
+  compensateTime?: Timestamp | undefined;
+
+  /**
+   * The step's entries of the saga's history, oldest first. The first 20 failed attempts of a
+   * step are kept; later ones only count in attempts and last_error.
+   *
+   * @generated from field: repeated meshwork.orders.v1.SagaEvent history = 8;
+   */
+  history: SagaEvent[];
+};
+
+/**
+ * Describes the message meshwork.orders.v1.SagaStep.
+ * Use `create(SagaStepSchema)` to create a new message.
+ */
+export const SagaStepSchema: GenMessage<SagaStep> = /*@__PURE__*/
+  messageDesc(file_meshwork_orders_v1_orders, 13);
+
+/**
+ * An order's placement saga, as the orders service stores it.
+ *
+ * @generated from message meshwork.orders.v1.Saga
+ */
+export type Saga = Message<"meshwork.orders.v1.Saga"> & {
+  /**
+   * Also the order's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+
+  /**
+   * @generated from field: string type = 2;
+   */
+  type: string;
+
+  /**
+   * @generated from field: meshwork.orders.v1.SagaState state = 3;
+   */
+  state: SagaState;
+
+  /**
+   * The step running or being undone; empty once the saga has ended.
+   *
+   * @generated from field: string current_step = 4;
+   */
+  currentStep: string;
+
+  /**
+   * Attempts of the current step (or compensation) so far.
+   *
+   * @generated from field: int32 attempts = 5;
+   */
+  attempts: number;
+
+  /**
+   * Why it is compensating, or why it was compensated.
+   *
+   * @generated from field: string failure = 6;
+   */
+  failure: string;
+
+  /**
+   * The latest error of the current step.
+   *
+   * @generated from field: string last_error = 7;
+   */
+  lastError: string;
+
+  /**
+   * When the current step is next tried (while running or compensating).
+   *
+   * @generated from field: google.protobuf.Timestamp next_attempt_time = 8;
+   */
+  nextAttemptTime?: Timestamp | undefined;
+
+  /**
+   * Since when the current step has been unavailable (the transient budget runs from there).
+   *
+   * @generated from field: google.protobuf.Timestamp unavailable_since = 9;
+   */
+  unavailableSince?: Timestamp | undefined;
+
+  /**
+   * The orders instance working on it now, if any, until lease_expire_time.
+   *
+   * @generated from field: string lease_owner = 10;
+   */
+  leaseOwner: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp lease_expire_time = 11;
+   */
+  leaseExpireTime?: Timestamp | undefined;
+
+  /**
+   * The trace of the request that placed the order: every step is a span in it.
+   *
+   * @generated from field: string trace_id = 12;
+   */
+  traceId: string;
+
+  /**
+   * The steps whose compensation undid something (a refund).
+   *
+   * @generated from field: repeated string undone_steps = 13;
+   */
+  undoneSteps: string[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 14;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 15;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * Every step in order (GetSaga only; empty in ListSagas).
+   *
+   * @generated from field: repeated meshwork.orders.v1.SagaStep steps = 16;
+   */
+  steps: SagaStep[];
+};
+
+/**
+ * Describes the message meshwork.orders.v1.Saga.
+ * Use `create(SagaSchema)` to create a new message.
+ */
+export const SagaSchema: GenMessage<Saga> = /*@__PURE__*/
+  messageDesc(file_meshwork_orders_v1_orders, 14);
+
+/**
+ * @generated from message meshwork.orders.v1.ListSagasRequest
+ */
+export type ListSagasRequest = Message<"meshwork.orders.v1.ListSagasRequest"> & {
+  /**
+   * Maximum number of sagas to return; 0 means the default (20). Values above 100 are coerced
+   * to 100.
+   *
+   * @generated from field: int32 page_size = 1;
+   */
+  pageSize: number;
+
+  /**
+   * The next_page_token of a previous response, or empty for the first page.
+   *
+   * @generated from field: string page_token = 2;
+   */
+  pageToken: string;
+
+  /**
+   * Only sagas in these states; empty for all.
+   *
+   * @generated from field: repeated meshwork.orders.v1.SagaState states = 3;
+   */
+  states: SagaState[];
+};
+
+/**
+ * Describes the message meshwork.orders.v1.ListSagasRequest.
+ * Use `create(ListSagasRequestSchema)` to create a new message.
+ */
+export const ListSagasRequestSchema: GenMessage<ListSagasRequest> = /*@__PURE__*/
+  messageDesc(file_meshwork_orders_v1_orders, 15);
+
+/**
+ * @generated from message meshwork.orders.v1.ListSagasResponse
+ */
+export type ListSagasResponse = Message<"meshwork.orders.v1.ListSagasResponse"> & {
+  /**
+   * @generated from field: repeated meshwork.orders.v1.Saga sagas = 1;
+   */
+  sagas: Saga[];
+
+  /**
+   * Empty on the last page.
+   *
+   * @generated from field: string next_page_token = 2;
+   */
+  nextPageToken: string;
+};
+
+/**
+ * Describes the message meshwork.orders.v1.ListSagasResponse.
+ * Use `create(ListSagasResponseSchema)` to create a new message.
+ */
+export const ListSagasResponseSchema: GenMessage<ListSagasResponse> = /*@__PURE__*/
+  messageDesc(file_meshwork_orders_v1_orders, 16);
+
+/**
+ * @generated from message meshwork.orders.v1.GetSagaRequest
+ */
+export type GetSagaRequest = Message<"meshwork.orders.v1.GetSagaRequest"> & {
+  /**
+   * The saga's id, which is the order's id.
+   *
+   * @generated from field: string id = 1;
+   */
+  id: string;
+};
+
+/**
+ * Describes the message meshwork.orders.v1.GetSagaRequest.
+ * Use `create(GetSagaRequestSchema)` to create a new message.
+ */
+export const GetSagaRequestSchema: GenMessage<GetSagaRequest> = /*@__PURE__*/
+  messageDesc(file_meshwork_orders_v1_orders, 17);
+
+/**
+ * @generated from message meshwork.orders.v1.GetSagaResponse
+ */
+export type GetSagaResponse = Message<"meshwork.orders.v1.GetSagaResponse"> & {
+  /**
+   * @generated from field: meshwork.orders.v1.Saga saga = 1;
+   */
+  saga?: Saga | undefined;
+};
+
+/**
+ * Describes the message meshwork.orders.v1.GetSagaResponse.
+ * Use `create(GetSagaResponseSchema)` to create a new message.
+ */
+export const GetSagaResponseSchema: GenMessage<GetSagaResponse> = /*@__PURE__*/
+  messageDesc(file_meshwork_orders_v1_orders, 18);
+
+/**
  * @generated from enum meshwork.orders.v1.OrderStatus
  */
 export enum OrderStatus {
@@ -357,6 +689,206 @@ export enum OrderStatus {
  */
 export const OrderStatusSchema: GenEnum<OrderStatus> = /*@__PURE__*/
   enumDesc(file_meshwork_orders_v1_orders, 0);
+
+/**
+ * Where a placement saga is.
+ *
+ * @generated from enum meshwork.orders.v1.SagaState
+ */
+export enum SagaState {
+  /**
+   * @generated from enum value: SAGA_STATE_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Running its steps forward.
+   *
+   * @generated from enum value: SAGA_STATE_RUNNING = 1;
+   */
+  RUNNING = 1,
+
+  /**
+   * A step failed, was refused or the order was cancelled: undoing the steps in reverse.
+   *
+   * @generated from enum value: SAGA_STATE_COMPENSATING = 2;
+   */
+  COMPENSATING = 2,
+
+  /**
+   * Every step done: the order is confirmed.
+   *
+   * @generated from enum value: SAGA_STATE_COMPLETED = 3;
+   */
+  COMPLETED = 3,
+
+  /**
+   * Every step undone: the order is cancelled.
+   *
+   * @generated from enum value: SAGA_STATE_COMPENSATED = 4;
+   */
+  COMPENSATED = 4,
+}
+
+/**
+ * Describes the enum meshwork.orders.v1.SagaState.
+ */
+export const SagaStateSchema: GenEnum<SagaState> = /*@__PURE__*/
+  enumDesc(file_meshwork_orders_v1_orders, 1);
+
+/**
+ * Where one step of a saga is.
+ *
+ * @generated from enum meshwork.orders.v1.SagaStepStatus
+ */
+export enum SagaStepStatus {
+  /**
+   * @generated from enum value: SAGA_STEP_STATUS_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * Not reached yet; the saga is still going.
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_PENDING = 1;
+   */
+  PENDING = 1,
+
+  /**
+   * Never run: the saga ended before it.
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_SKIPPED = 2;
+   */
+  SKIPPED = 2,
+
+  /**
+   * The current step, not failed so far.
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_RUNNING = 3;
+   */
+  RUNNING = 3,
+
+  /**
+   * The current step: an attempt failed and the next one waits for its backoff.
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_RETRYING = 4;
+   */
+  RETRYING = 4,
+
+  /**
+   * The current step: the other side is unavailable, and the saga waits within its transient
+   * budget before it gives up.
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_WAITING = 5;
+   */
+  WAITING = 5,
+
+  /**
+   * @generated from enum value: SAGA_STEP_STATUS_DONE = 6;
+   */
+  DONE = 6,
+
+  /**
+   * Refused (out of stock, payment declined), or given up after its attempts or budget.
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_FAILED = 7;
+   */
+  FAILED = 7,
+
+  /**
+   * The saga was stopped before this step ran (the customer cancelled).
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_STOPPED = 8;
+   */
+  STOPPED = 8,
+
+  /**
+   * Being undone now.
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_COMPENSATING = 9;
+   */
+  COMPENSATING = 9,
+
+  /**
+   * Undone.
+   *
+   * @generated from enum value: SAGA_STEP_STATUS_COMPENSATED = 10;
+   */
+  COMPENSATED = 10,
+}
+
+/**
+ * Describes the enum meshwork.orders.v1.SagaStepStatus.
+ */
+export const SagaStepStatusSchema: GenEnum<SagaStepStatus> = /*@__PURE__*/
+  enumDesc(file_meshwork_orders_v1_orders, 2);
+
+/**
+ * What happened to a step (or its compensation) at one moment.
+ *
+ * @generated from enum meshwork.orders.v1.SagaEventOutcome
+ */
+export enum SagaEventOutcome {
+  /**
+   * @generated from enum value: SAGA_EVENT_OUTCOME_UNSPECIFIED = 0;
+   */
+  UNSPECIFIED = 0,
+
+  /**
+   * The step, or its compensation, succeeded.
+   *
+   * @generated from enum value: SAGA_EVENT_OUTCOME_DONE = 1;
+   */
+  DONE = 1,
+
+  /**
+   * A compensation that undid something (the payment refunded).
+   *
+   * @generated from enum value: SAGA_EVENT_OUTCOME_UNDONE = 2;
+   */
+  UNDONE = 2,
+
+  /**
+   * An attempt failed; the next is at retry_time.
+   *
+   * @generated from enum value: SAGA_EVENT_OUTCOME_FAILED = 3;
+   */
+  FAILED = 3,
+
+  /**
+   * A transient failure (the other side unavailable): waited out until retry_time.
+   *
+   * @generated from enum value: SAGA_EVENT_OUTCOME_UNAVAILABLE = 4;
+   */
+  UNAVAILABLE = 4,
+
+  /**
+   * The step refused (a business failure): compensation starts.
+   *
+   * @generated from enum value: SAGA_EVENT_OUTCOME_REFUSED = 5;
+   */
+  REFUSED = 5,
+
+  /**
+   * Attempts spent or the transient budget passed: compensation starts.
+   *
+   * @generated from enum value: SAGA_EVENT_OUTCOME_GAVE_UP = 6;
+   */
+  GAVE_UP = 6,
+
+  /**
+   * The saga was stopped before the step (a cancellation): compensation starts.
+   *
+   * @generated from enum value: SAGA_EVENT_OUTCOME_STOPPED = 7;
+   */
+  STOPPED = 7,
+}
+
+/**
+ * Describes the enum meshwork.orders.v1.SagaEventOutcome.
+ */
+export const SagaEventOutcomeSchema: GenEnum<SagaEventOutcome> = /*@__PURE__*/
+  enumDesc(file_meshwork_orders_v1_orders, 3);
 
 /**
  * OrderService takes orders and sees them through: placing an order starts a durable saga in
@@ -424,6 +956,30 @@ export const OrderService: GenService<{
     methodKind: "server_streaming";
     input: typeof WatchOrderRequestSchema;
     output: typeof WatchOrderResponseSchema;
+  },
+  /**
+   * ListSagas pages through the order-placement sagas for operators, newest first, optionally
+   * only those in the given states: each with its state, current step, attempts and latest
+   * error (steps are left empty: GetSaga has them). Needs the admin role, else PERMISSION_DENIED.
+   *
+   * @generated from rpc meshwork.orders.v1.OrderService.ListSagas
+   */
+  listSagas: {
+    methodKind: "unary";
+    input: typeof ListSagasRequestSchema;
+    output: typeof ListSagasResponseSchema;
+  },
+  /**
+   * GetSaga returns an order's placement saga (its id is the order's id) with every step's
+   * status, attempts, times and errors, the compensations and the transient waits, oldest first.
+   * Needs the admin role, else PERMISSION_DENIED; an unknown id answers NOT_FOUND.
+   *
+   * @generated from rpc meshwork.orders.v1.OrderService.GetSaga
+   */
+  getSaga: {
+    methodKind: "unary";
+    input: typeof GetSagaRequestSchema;
+    output: typeof GetSagaResponseSchema;
   },
 }> = /*@__PURE__*/
   serviceDesc(file_meshwork_orders_v1_orders, 0);

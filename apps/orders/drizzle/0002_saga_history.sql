@@ -1,0 +1,1 @@
+ALTER TABLE "sagas" ADD COLUMN "history" jsonb DEFAULT '[]'::jsonb NOT NULL;
