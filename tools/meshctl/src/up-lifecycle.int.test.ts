@@ -36,6 +36,9 @@ server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
   if (after > 0) setTimeout(() => process.exit(4), after);
 });
 process.on("SIGTERM", () => server.close(() => process.exit(0)));
+// Orphaned (its up killed by a failing test): gone too, rather than left serving.
+const parent = process.ppid;
+setInterval(() => { if (process.ppid !== parent) process.exit(0); }, 500).unref();
 `;
 
 /** Runs `up` (the built one) in its own process over the given stand-ins, as `meshctl up` would. */
@@ -51,7 +54,13 @@ describe("meshctl up, when its processes do not come up or stay up", () => {
   writeFileSync(join(dir, "driver.mjs"), DRIVER);
   const procs: ManagedProcess[] = [];
   afterAll(async () => {
-    for (const p of procs) if (p.child.exitCode === null) await p.stop("SIGKILL");
+    for (const p of procs) {
+      if (p.child.exitCode !== null) continue;
+      p.child.kill("SIGINT"); // up stops its processes; SIGKILL after a bound
+      const killer = setTimeout(() => p.child.kill("SIGKILL"), 20_000);
+      await p.exited;
+      clearTimeout(killer);
+    }
     rmSync(dir, { recursive: true, force: true });
   });
 
