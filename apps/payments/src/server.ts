@@ -16,6 +16,9 @@ import type { Config } from "./config.js";
 import type { PaymentRepository } from "./domain/ports.js";
 import { createPaymentServiceHandlers } from "./ports/rpc/payment-service.js";
 
+/** Connections of the provider ledger's own pool (its writes are one short INSERT each). */
+export const LEDGER_POOL_MAX = 2;
+
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
 const VERSION = packageVersion(import.meta.url);
 const SERVICE = "payments";
@@ -35,7 +38,15 @@ export async function createPaymentsService(
   given?: SimulatedProvider,
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
-  const ledger = createProviderLedger(database);
+  // On a Postgres server the provider's entries are written on connections of their own: a
+  // payment's transaction holds a pooled connection while it waits for its entry, so writing the
+  // entry through the same pool deadlocks once as many payments run at once as the pool has
+  // connections (every one waits for a connection none will give back). Seen when a restarted
+  // orders resumed its sagas in a burst: payments answered nothing that touched its database.
+  const ledgerDatabase = config.db.url
+    ? await openDatabase({ ...config.db, pool: { ...config.db.pool, max: LEDGER_POOL_MAX } }, schema)
+    : database;
+  const ledger = createProviderLedger(database, ledgerDatabase);
   const provider = given ?? new SimulatedProvider(config.faults, Math.random, ledger);
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   const store = createPaymentStore(database.db, provider, config.events.namespace, (paymentId, err) =>
@@ -81,6 +92,7 @@ export async function createPaymentsService(
       await discovery.close();
       await publisher?.stop();
       await ledger.flush();
+      if (ledgerDatabase !== database) await ledgerDatabase.close();
       await database.close();
     },
   });

@@ -17,13 +17,18 @@ const keyOf = (e: { operation: string; paymentId: string }) => `${e.operation}:$
  * The simulated provider's books in the `provider_ledger` table, read once at start-up and kept
  * in memory. The provider is called inside the payment's transaction, yet its entries must commit
  * on their own, as a real provider's would (so the checker can catch the two disagreeing):
- * - on a Postgres server an entry is inserted on another pooled connection before the call
- *   answers; another instance's entry for the same call wins (`ON CONFLICT DO NOTHING`, re-read);
+ * - on a Postgres server an entry is inserted through `writer`, a pool of its own, before the call
+ *   answers (through the payments' pool it deadlocks once every connection is held by a payment
+ *   waiting for its entry); another instance's entry for the same call wins (`ON CONFLICT DO
+ *   NOTHING`, re-read);
  * - on PGlite, one session that the payment's transaction holds, the entry is written as soon as
  *   that transaction releases it (awaiting it would deadlock); `flush()` waits for those writes.
  */
-export function createProviderLedger(database: DatabaseHandle<PaymentsSchema>): StoredProviderLedger {
-  const { db } = database;
+export function createProviderLedger(
+  database: DatabaseHandle<PaymentsSchema>,
+  writer: DatabaseHandle<PaymentsSchema> = database,
+): StoredProviderLedger {
+  const { db } = writer;
   const entries = new Map<string, LedgerEntry>();
   const writing = new Set<Promise<unknown>>();
   const insert = async (entry: LedgerEntry): Promise<LedgerEntry> => {
