@@ -126,7 +126,7 @@ describe("WatchOrder streams per user (issue 25.2)", () => {
           const err = ConnectError.from(e);
           return err.code === Code.ResourceExhausted && err.rawMessage.includes(`limit ${PER_USER}`)
             ? "ResourceExhausted"
-            : (Code[err.code] ?? "?");
+            : `${Code[err.code] ?? "?"}: ${err.rawMessage}`; // a failure names what the stream said
         },
       );
     };
