@@ -8,6 +8,9 @@ import { defineConfig } from "vitest/config";
  * conditions rather than sleeping.
  */
 export default defineConfig({
+  // TypeScript's CommonJS modules (`.cts`, e.g. libs/telemetry's otel-modules.cts) are TypeScript
+  // too; Vite's default transform covers `.ts`/`.mts`/`.tsx` only.
+  oxc: { include: /\.(m|c)?tsx?$/ },
   test: {
     include: ["src/**/*.test.ts", "test/**/*.test.ts"],
     testTimeout: 60_000,

@@ -48,5 +48,8 @@ describe("the OpenTelemetry install", () => {
       files.filter((f) => f.includes("@opentelemetry/configuration")).length;
     expect(configuration(loaded("@opentelemetry/sdk-node"))).toBeGreaterThan(0); // what the index costs
     expect(configuration(loaded(NODE_SDK_MODULE))).toBe(0);
+    // The loader a bundle follows names that module by a literal require.
+    const modules = readFileSync(fileURLToPath(new URL("./otel-modules.cts", import.meta.url)), "utf8");
+    expect(modules).toContain(`require(${JSON.stringify(NODE_SDK_MODULE)})`);
   });
 });

@@ -1,4 +1,3 @@
-import { createRequire } from "node:module";
 import type { Attributes } from "@opentelemetry/api";
 import {
   ConsoleMetricExporter,
@@ -19,14 +18,13 @@ import {
   type SpanProcessor,
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
+import otelModules from "./otel-modules.cjs";
 
 /** The OTLP transports the specification names (`OTEL_EXPORTER_OTLP_PROTOCOL`). */
 export type OtlpProtocol = "http/protobuf" | "http/json" | "grpc";
 
 /** Where the standard `OTEL_*` variables are read from: the process's environment by default. */
 export type OtelEnv = Readonly<Record<string, string | undefined>>;
-
-const loadModule = createRequire(import.meta.url);
 
 function value(env: OtelEnv, name: string): string | undefined {
   const v = env[name]?.trim();
@@ -131,29 +129,15 @@ function otlpUrl(env: OtelEnv, signal: "TRACES" | "METRICS", protocol: OtlpProto
 // The exporters are loaded only when used: an OTLP exporter and its encoders are megabytes of
 // heap, which every major GC of a service that exports nothing would otherwise mark.
 
-type TraceExporterModule = typeof import("@opentelemetry/exporter-trace-otlp-proto");
-type MetricExporterModule = typeof import("@opentelemetry/exporter-metrics-otlp-proto");
-
-const TRACE_EXPORTERS: Record<OtlpProtocol, string> = {
-  "http/protobuf": "@opentelemetry/exporter-trace-otlp-proto",
-  "http/json": "@opentelemetry/exporter-trace-otlp-http",
-  grpc: "@opentelemetry/exporter-trace-otlp-grpc",
-};
-const METRIC_EXPORTERS: Record<OtlpProtocol, string> = {
-  "http/protobuf": "@opentelemetry/exporter-metrics-otlp-proto",
-  "http/json": "@opentelemetry/exporter-metrics-otlp-http",
-  grpc: "@opentelemetry/exporter-metrics-otlp-grpc",
-};
-
 function otlpSpanExporter(protocol: OtlpProtocol, url: string | undefined): SpanExporter {
   // The three packages export the same constructor shape (their configs differ only in transport
   // options this code does not set).
-  const { OTLPTraceExporter } = loadModule(TRACE_EXPORTERS[protocol]) as TraceExporterModule;
+  const { OTLPTraceExporter } = otelModules.traceExporter[protocol]();
   return new OTLPTraceExporter(url === undefined ? {} : { url });
 }
 
 function otlpMetricExporter(protocol: OtlpProtocol, url: string | undefined): PushMetricExporter {
-  const { OTLPMetricExporter } = loadModule(METRIC_EXPORTERS[protocol]) as MetricExporterModule;
+  const { OTLPMetricExporter } = otelModules.metricExporter[protocol]();
   return new OTLPMetricExporter(url === undefined ? {} : { url });
 }
 

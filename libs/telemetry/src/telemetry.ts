@@ -1,5 +1,4 @@
 import type { IncomingMessage, ServerResponse } from "node:http";
-import { createRequire } from "node:module";
 import { context, type Meter, metrics, propagation, type Tracer, trace } from "@opentelemetry/api";
 import { AsyncLocalStorageContextManager } from "@opentelemetry/context-async-hooks";
 import { CompositePropagator, W3CBaggagePropagator, W3CTraceContextPropagator } from "@opentelemetry/core";
@@ -24,16 +23,15 @@ import {
   spanProcessorsFor,
   tracesExportersFromEnv,
 } from "./otel-env.js";
-
-const loadModule = createRequire(import.meta.url);
+import otelModules from "./otel-modules.cjs";
 
 /**
  * `NodeSDK` from its own module rather than the package's index. The index also loads the SDK's
  * declarative-configuration entry point (`startNodeSDK`: `@opentelemetry/configuration`, 780 kB of
  * generated schema, and `yaml`), which this library does not use; measured on the users service
  * exporting to `meshctl up`'s receiver, that was about a quarter of its start-up. The package has
- * no `exports` map, so the path is public to Node; `telemetry.test.ts` checks it is the SDK's own
- * `NodeSDK`.
+ * no `exports` map, so the path is public to Node; `install.test.ts` checks it is the SDK's own
+ * `NodeSDK`, and that `otel-modules.cts` (which loads it) names this module.
  */
 export const NODE_SDK_MODULE = "@opentelemetry/sdk-node/build/src/sdk.js";
 
@@ -231,7 +229,7 @@ export function startTelemetry(options: TelemetryOptions): Telemetry {
     );
     return processWideTelemetry;
   }
-  const { NodeSDK } = loadModule(NODE_SDK_MODULE) as typeof import("@opentelemetry/sdk-node");
+  const { NodeSDK } = otelModules.nodeSdk();
   const sdk = new NodeSDK({
     resource: c.resource,
     autoDetectResources: false, // the resource above already holds OTEL_RESOURCE_ATTRIBUTES

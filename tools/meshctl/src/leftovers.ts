@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
+import { bundleOf } from "./node-args.js";
 import type { ServiceManifest } from "./services.js";
 import { type SupervisionReport, supervisionFile } from "./up.js";
 
@@ -53,9 +54,10 @@ export async function clearLeftovers(
     // `orders#2`: a further instance of orders (`up --replicas`).
     const manifest = services.find((s) => s.name === c.name.split("#")[0]);
     if (!c.pid || !manifest || !alive(c.pid)) return [];
-    return commandLine(c.pid)?.includes(join(manifest.dir, manifest.main))
-      ? [{ name: c.name, pid: c.pid }]
-      : [];
+    // Started from its entry point or from the bundle beside it.
+    const entry = join(manifest.dir, manifest.main);
+    const line = commandLine(c.pid);
+    return line?.includes(entry) || line?.includes(bundleOf(entry)) ? [{ name: c.name, pid: c.pid }] : [];
   });
   if (left.length === 0) return;
   say(

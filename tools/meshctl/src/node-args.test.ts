@@ -1,10 +1,17 @@
 import { spawnSync } from "node:child_process";
-import { describe, expect, it } from "vitest";
-import { meshNodeArgs, SEMI_SPACE_MB } from "./node-args.js";
+import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { afterAll, describe, expect, it } from "vitest";
+import { bundleOf, meshNodeArgs, SEMI_SPACE_MB, serviceEntry } from "./node-args.js";
 
 describe("meshNodeArgs", () => {
   it("starts a mesh process with source maps and a small young generation", () => {
     expect(meshNodeArgs("")).toEqual(["--enable-source-maps", `--max-semi-space-size=${SEMI_SPACE_MB}`]);
+  });
+
+  it("starts a bundle without source maps (Node 20 would parse its map at start-up)", () => {
+    expect(meshNodeArgs("", true)).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB}`]);
   });
 
   it("leaves the young generation to NODE_OPTIONS when it sets one", () => {
@@ -27,5 +34,38 @@ describe("meshNodeArgs", () => {
     // New space holds two semi-spaces plus V8's own pages: at most a few times the semi-space.
     expect(small).toBeLessThanOrEqual(3 * SEMI_SPACE_MB * 1024 * 1024);
     expect(usual).toBeGreaterThan(small);
+  });
+});
+
+describe("serviceEntry", () => {
+  const dir = mkdtempSync(join(tmpdir(), "meshwork-entry-"));
+  mkdirSync(join(dir, "dist"));
+  const main = join(dir, "dist/main.js");
+  const bundle = join(dir, "dist/main.bundle.js");
+  afterAll(() => rmSync(dir, { recursive: true, force: true }));
+
+  it("runs the entry point when there is no bundle", () => {
+    writeFileSync(main, "");
+    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    expect(bundleOf(main)).toBe(bundle);
+  });
+
+  it("runs the bundle beside it when it is as new as the entry point", () => {
+    writeFileSync(bundle, "");
+    const now = new Date();
+    utimesSync(main, now, now);
+    utimesSync(bundle, now, now);
+    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
+    expect(serviceEntry(dir, "dist/main.js", { MESHWORK_BUNDLE: "0" })).toEqual({
+      file: main,
+      bundled: false,
+    });
+  });
+
+  it("ignores a bundle older than the entry point (tsc ran since)", () => {
+    const now = Date.now() / 1000;
+    utimesSync(bundle, now - 60, now - 60);
+    utimesSync(main, now, now);
+    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
   });
 });

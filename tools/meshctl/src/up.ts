@@ -13,7 +13,7 @@ import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { childLogLevel, type LogLevel, shownAt } from "./log-level.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { adminNatsCredentials, meshNatsUsers } from "./nats-auth.js";
-import { meshNodeArgs } from "./node-args.js";
+import { meshNodeArgs, type ServiceEntry, serviceEntry } from "./node-args.js";
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -271,8 +271,9 @@ export async function up(options: UpOptions): Promise<number> {
       i: number,
       name = manifest.name,
     ) => {
-      const entry = join(manifest.dir, manifest.main);
-      if (!existsSync(entry)) throw new Error(`${entry} does not exist: run \`npm run build\` first`);
+      const entry = serviceEntry(manifest.dir, manifest.main);
+      if (!existsSync(entry.file))
+        throw new Error(`${entry.file} does not exist: run \`npm run build\` first`);
       const r: Running = { manifest, name, env, database };
       running.push(r);
       const label = name.padEnd(width);
@@ -284,8 +285,8 @@ export async function up(options: UpOptions): Promise<number> {
     // the tree it starts from, unless the caller says otherwise.
     const commit = process.env[BUILD_COMMIT_VAR] || sourceCommit(options.root);
     const buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
-    const spawnService = (r: Running, entry: string, prefix: string): ChildHandle => {
-      const child = spawn(process.execPath, [...meshNodeArgs(), entry], {
+    const spawnService = (r: Running, entry: ServiceEntry, prefix: string): ChildHandle => {
+      const child = spawn(process.execPath, [...meshNodeArgs(undefined, entry.bundled), entry.file], {
         cwd: options.root,
         env: {
           ...process.env,
