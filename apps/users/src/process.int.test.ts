@@ -18,6 +18,8 @@ import { createStorage, identity, type Storage } from "../test/harness.js";
 
 const root = fileURLToPath(new URL("../../../", import.meta.url));
 const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
+// What `meshctl up` starts: the same service bundled into one file (tools/bundle).
+const bundle = fileURLToPath(new URL("../dist/main.bundle.js", import.meta.url));
 
 /** Asks the server's reflection service (v1) one question over a grpc-js bidi stream. */
 function reflect(client: grpc.Client, request: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -34,14 +36,17 @@ function reflect(client: grpc.Client, request: Record<string, unknown>): Promise
   });
 }
 
-describe("the users process", () => {
+describe.each([
+  ["entry point", main],
+  ["bundle", bundle],
+])("the users process (%s)", (_, entry) => {
   let storage: Storage;
   let proc: ManagedProcess;
   let port: number;
 
   beforeAll(async () => {
     storage = await createStorage("pglite");
-    proc = startProcess(process.execPath, [main], {
+    proc = startProcess(process.execPath, [entry], {
       env: { PORT: "0", SHUTDOWN_GRACE_MS: "20000", IDENTITY_TRUST: identity.trustText, ...storage.env },
     });
     port = (await proc.waitForLog((l) => l.msg === "listening")).port as number;

@@ -1,6 +1,6 @@
 #!/usr/bin/env node
 /**
- * `meshwork-bundle [entry] [outfile]`: bundles a service's built entry point (default
+ * `meshwork-bundle [--external PKG]... [entry] [outfile]`: bundles a service's built entry point (default
  * `dist/main.js`) and everything it imports into one ES module (default `dist/main.bundle.js`),
  * which `meshctl up` starts instead of the entry point when it is there.
  *
@@ -11,16 +11,25 @@
  * unbundled (43% in Node's module loader) and 1.1 s bundled; SERVING after 2.7 s and 1.1 s.
  *
  * The bundle lives beside the entry point, so paths a service resolves from its own module
- * (`new URL("../drizzle", import.meta.url)`, its package.json) resolve as before. Native addons
- * stay outside (they are loaded from node_modules at run time), as do the OTLP/gRPC exporters. CommonJS code inside the bundle
+ * (`new URL("../drizzle", import.meta.url)`, its package.json) resolve as before. Native addons,
+ * PGlite and the OTLP/gRPC exporters stay outside (loaded from node_modules at run time). CommonJS code inside the bundle
  * gets a real `require` (for Node built-ins and anything left outside), `__filename` and
  * `__dirname` (the bundle's own). No source map by default: Node 20 parses a bundle's map eagerly
  * under `--enable-source-maps` (0.4 s of the 1.1 s above); `BUNDLE_SOURCEMAP=linked` writes one
  * for debugging a bundled process.
+ *
+ * A package that finds files beside its own modules (`new URL("./x.json", import.meta.url)`)
+ * must stay outside the bundle: `--external PKG` (meshctl keeps `@meshwork/console`, whose UI and
+ * contract comments sit in its own `dist`).
  */
+import { parseArgs } from "node:util";
 import { build } from "esbuild";
 
-const [entry = "dist/main.js", outfile = "dist/main.bundle.js"] = process.argv.slice(2);
+const { values, positionals } = parseArgs({
+  options: { external: { type: "string", multiple: true, default: [] } },
+  allowPositionals: true,
+});
+const [entry = "dist/main.js", outfile = "dist/main.bundle.js"] = positionals;
 const started = performance.now();
 const sourcemap = process.env.BUNDLE_SOURCEMAP || false;
 const result = await build({
@@ -30,9 +39,17 @@ const result = await build({
   platform: "node",
   format: "esm",
   target: "node20",
-  // Native addons load from node_modules; the OTLP/gRPC exporters (only with
-  // OTEL_EXPORTER_OTLP_PROTOCOL=grpc) would add @grpc/grpc-js, a megabyte every process parses.
-  external: ["@node-rs/*", "*.node", "@opentelemetry/exporter-*-otlp-grpc"],
+  // Native addons load from node_modules. PGlite finds its WebAssembly and data files beside its
+  // own modules. The OTLP/gRPC exporters (only with OTEL_EXPORTER_OTLP_PROTOCOL=grpc) would add
+  // @grpc/grpc-js, a megabyte every process parses.
+  external: [
+    "@node-rs/*",
+    "*.node",
+    "@electric-sql/pglite",
+    "@electric-sql/pglite/*",
+    "@opentelemetry/exporter-*-otlp-grpc",
+    ...values.external,
+  ],
   banner: {
     js: [
       'import { createRequire as __bundleRequire } from "node:module";',

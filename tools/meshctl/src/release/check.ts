@@ -91,8 +91,10 @@ export function releaseCheck(options: ReleaseCheckOptions): 0 | 1 | 2 {
 }
 
 // `tsx tools/meshctl/src/release/check.ts --against REF`: what .ci/run calls (before anything is
-// built; this file imports nothing of the workspace).
-if (process.argv[1] && resolve(process.argv[1]) === fileURLToPath(import.meta.url)) {
+// built; this file imports nothing of the workspace). Run as this very file: inside meshctl's
+// bundle `import.meta.url` is the bundle's, which is then `argv[1]` too.
+const self = fileURLToPath(import.meta.url);
+if (process.argv[1] && resolve(process.argv[1]) === self && /[\\/]check\.[jt]s$/.test(self)) {
   const at = process.argv.indexOf("--against");
   const against = at > 0 ? process.argv[at + 1] : undefined;
   if (!against) {
