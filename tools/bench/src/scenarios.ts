@@ -16,6 +16,7 @@ import { grpcFrame } from "./grpc-frame.js";
 import {
   gatewayFixture,
   grpcJsFixture,
+  grpcJsPostgresFixture,
   http2EchoFixture,
   proxyFixture,
   type RunningServer,
@@ -23,6 +24,7 @@ import {
   runtimeTracedFixture,
   type ServerSpec,
   usersService,
+  usersServiceOnPostgres,
 } from "./servers.js";
 
 /** The request h2load sends to one server, and how to tell its answer is right. */
@@ -74,12 +76,13 @@ async function registerBenchUser(url: string): Promise<string> {
   });
 }
 
+const getUserMethod = UserService.method.getUser;
+
 /** `meshwork.users.v1.UserService/GetUser` of one existing user. */
 export function unaryGetUser(): Scenario {
-  const method = UserService.method.getUser;
   return {
     name: "unary GetUser",
-    path: `/${UserService.typeName}/${method.name}`,
+    path: `/${UserService.typeName}/${getUserMethod.name}`,
     baseline: grpcJsFixture().name,
     servers: [
       usersService(),
@@ -90,30 +93,47 @@ export function unaryGetUser(): Scenario {
       grpcJsFixture(),
       http2EchoFixture(),
     ],
-    async prepare(server, spec) {
-      const id = spec.data === "seeded" ? await registerBenchUser(server.url) : FIXED_USER_ID;
-      return {
-        body: grpcFrame(toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id }))),
-        // Asked at each use: a signed identity assertion expires (60 s), a bench run lasts longer.
-        get headers() {
-          return spec.headers?.(server);
-        },
-        check(answer) {
-          if (answer.httpStatus !== 200) throw new Error(`HTTP status ${answer.httpStatus}`);
-          if (answer.grpcStatus !== 0) {
-            throw new Error(`grpc-status ${answer.grpcStatus ?? "missing"}: ${answer.grpcMessage ?? ""}`);
-          }
-          if (!answer.message) throw new Error("grpc-status 0 without a response message");
-          const res = fromBinary(GetUserResponseSchema, answer.message);
-          if (res.user?.id !== id)
-            throw new Error(`answered user ${res.user?.id ?? "(none)"}, asked for ${id}`);
-        },
-      };
+    prepare: prepareGetUser,
+  };
+}
+
+/**
+ * GetUser on a Postgres server (issue 24): the users service against a bare grpc-js server
+ * running the same SQL through postgres.js with the same pool size, each on a database of its
+ * own on the same server. Goal: at least 0.8x the bare server's req/s, at most 1.3x its CPU per
+ * call.
+ */
+export function unaryGetUserOnPostgres(): Scenario {
+  return {
+    name: "unary GetUser on Postgres",
+    path: `/${UserService.typeName}/${getUserMethod.name}`,
+    baseline: grpcJsPostgresFixture().name,
+    servers: [usersServiceOnPostgres(), grpcJsPostgresFixture()],
+    prepare: prepareGetUser,
+  };
+}
+
+async function prepareGetUser(server: RunningServer, spec: ServerSpec): Promise<PreparedRequest> {
+  const id = spec.data === "seeded" ? await registerBenchUser(server.url) : FIXED_USER_ID;
+  return {
+    body: grpcFrame(toBinary(GetUserRequestSchema, create(GetUserRequestSchema, { id }))),
+    // Asked at each use: a signed identity assertion expires (60 s), a bench run lasts longer.
+    get headers() {
+      return spec.headers?.(server);
+    },
+    check(answer) {
+      if (answer.httpStatus !== 200) throw new Error(`HTTP status ${answer.httpStatus}`);
+      if (answer.grpcStatus !== 0) {
+        throw new Error(`grpc-status ${answer.grpcStatus ?? "missing"}: ${answer.grpcMessage ?? ""}`);
+      }
+      if (!answer.message) throw new Error("grpc-status 0 without a response message");
+      const res = fromBinary(GetUserResponseSchema, answer.message);
+      if (res.user?.id !== id) throw new Error(`answered user ${res.user?.id ?? "(none)"}, asked for ${id}`);
     },
   };
 }
 
 /** Every scenario, in run order. */
 export function scenarios(): Scenario[] {
-  return [unaryGetUser()];
+  return [unaryGetUser(), unaryGetUserOnPostgres()];
 }

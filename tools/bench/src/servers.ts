@@ -16,6 +16,7 @@ import { testIdentity } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
 import { startReceiver } from "@meshwork/tracestore";
 import { jetstreamManager } from "@nats-io/jetstream";
+import postgres from "postgres";
 import { GC_REPORT_SIGNAL, type GcReport } from "./fixtures/fixture-process.js";
 import { withGrpcClient } from "./grpc-client.js";
 
@@ -480,6 +481,77 @@ export function grpcJsFixture(): ServerSpec {
     "grpc-js-server",
     "bare @grpc/grpc-js server, same proto, GetUser from memory",
   );
+}
+
+/**
+ * A bare grpc-js server running the users service's GetUser query through postgres.js, same
+ * pool size (`fixtures/grpc-js-pg-server.ts`): the ceiling of a database-backed RPC.
+ */
+export function grpcJsPostgresFixture(): ServerSpec {
+  return onFreshDatabase((databaseUrl) =>
+    fixture(
+      "grpc-js + postgres",
+      "grpc-js-pg-server",
+      "bare @grpc/grpc-js server, GetUser runs the users service's SQL through postgres.js (pool 10)",
+      { DATABASE_URL: databaseUrl },
+    ),
+  );
+}
+
+/** The users service on a database of its own on the Postgres server (see {@link onFreshDatabase}). */
+export function usersServiceOnPostgres(): ServerSpec {
+  return onFreshDatabase((databaseUrl) => usersService({ name: "users service (Postgres)", databaseUrl }));
+}
+
+/**
+ * The server of `make(url)` on a database of its own: created on the Postgres server of
+ * MESHWORK_BENCH_PG_URL (an admin URL; default the machine's
+ * `postgres://postgres@127.0.0.1:5432/postgres`) before it starts, dropped after it stops. The
+ * row is skipped, saying why, when no server answers there.
+ */
+export function onFreshDatabase(make: (databaseUrl: string) => ServerSpec): ServerSpec {
+  const adminUrl = process.env.MESHWORK_BENCH_PG_URL ?? "postgres://postgres@127.0.0.1:5432/postgres";
+  const shape = make(adminUrl);
+  const admin = () => postgres(adminUrl, { max: 1, connect_timeout: 5, onnotice: () => {} });
+  return {
+    ...shape,
+    async unavailable() {
+      const sql = admin();
+      try {
+        await sql`select 1`;
+      } catch (err) {
+        return `no Postgres server at ${new URL(adminUrl).host} (MESHWORK_BENCH_PG_URL): ${(err as Error).message}`;
+      } finally {
+        await sql.end({ timeout: 1 });
+      }
+      return shape.unavailable();
+    },
+    async start(context) {
+      const name = `bench_${randomBytes(4).toString("hex")}`;
+      const url = new URL(adminUrl);
+      url.pathname = `/${name}`;
+      const sql = admin();
+      const drop = async () => {
+        await sql.unsafe(`drop database if exists ${name} with (force)`).catch(() => {});
+        await sql.end({ timeout: 1 });
+      };
+      await sql.unsafe(`create database ${name}`);
+      let server: RunningServer;
+      try {
+        server = await make(url.toString()).start(context);
+      } catch (err) {
+        await drop();
+        throw err;
+      }
+      const stop = server.stop.bind(server);
+      let stopped: Promise<void> | undefined;
+      server.stop = () => {
+        stopped ??= stop().finally(drop);
+        return stopped;
+      };
+      return server;
+    },
+  };
 }
 
 /** A bare `node:http2` server answering a pre-encoded response: the ceiling. */
