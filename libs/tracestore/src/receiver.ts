@@ -9,7 +9,10 @@ import { ExportTraceServiceResponseSchema } from "@meshwork/contracts/openteleme
 import { LogStore } from "./log-store.js";
 import {
   countDataPoints,
+  type DecodedSpans,
   decodeOtlp,
+  type EncodedSpans,
+  encodedSpansFromProtobuf,
   encodingOf,
   logLinesFromRequest,
   OtlpDecodeError,
@@ -103,8 +106,15 @@ export function createReceiverHandler(
       }
       const body = await readBody(req, maxBodyBytes);
       if (signal === "traces") {
-        const decoded = spansFromRequest(decodeOtlp(otlpSchemas.traces, body, encoding));
-        const added = traces.add(decoded.spans);
+        // Protobuf spans are kept encoded until read (see encodedSpansFromProtobuf).
+        const decoded =
+          encoding === "protobuf"
+            ? encodedSpansFromProtobuf(body)
+            : spansFromRequest(decodeOtlp(otlpSchemas.traces, body, encoding));
+        const added =
+          encoding === "protobuf"
+            ? traces.addEncoded((decoded as EncodedSpans).spans)
+            : traces.add((decoded as DecodedSpans).spans);
         const rejected = decoded.rejected + added.rejected;
         const message = [
           decoded.reason,
