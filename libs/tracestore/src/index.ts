@@ -27,7 +27,13 @@ export {
   type SpanOrigin,
   spansFromRequest,
 } from "./otlp.js";
-export { createReceiverHandler, type Receiver, type ReceiverOptions, startReceiver } from "./receiver.js";
+export {
+  createReceiverHandler,
+  exporterEnv,
+  type Receiver,
+  type ReceiverOptions,
+  startReceiver,
+} from "./receiver.js";
 export { type SpanRow, spanRows } from "./span-tree.js";
 export {
   type AddResult,

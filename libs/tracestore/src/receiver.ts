@@ -212,6 +212,20 @@ export function createReceiverHandler(
 }
 
 /**
+ * What a process needs in its environment to export its spans to the receiver at `url` (the
+ * standard `OTEL_*` variables): what `meshctl up` gives every process of the mesh, and what the
+ * bench's traced row gives its service.
+ */
+export function exporterEnv(url: string): Record<string, string> {
+  return {
+    OTEL_TRACES_EXPORTER: "otlp",
+    OTEL_EXPORTER_OTLP_ENDPOINT: url,
+    // Spans reach the store within a second instead of the SDK's default five.
+    OTEL_BSP_SCHEDULE_DELAY: "1000",
+  };
+}
+
+/**
  * Serves {@link createReceiverHandler} on `host:port` (default 127.0.0.1:4318, OTLP/HTTP's
  * port; 0 picks a free one). Resolves once listening.
  */
