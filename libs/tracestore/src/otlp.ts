@@ -339,7 +339,8 @@ export interface EncodedSpans {
  *
  * @throws OtlpDecodeError with what is wrong when the body is not a valid message.
  */
-export function encodedSpansFromProtobuf(body: Uint8Array): EncodedSpans {
+export function encodedSpansFromProtobuf(bytes: Uint8Array): EncodedSpans {
+  const body = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
   const spans: EncodedSpan[] = [];
   let rejected = 0;
   let reason: string | undefined;
@@ -431,48 +432,56 @@ function messageEnd(reader: BinaryReader): number {
   return end;
 }
 
-/** One span's ids, links and bytes, or why its ids are invalid. */
+/**
+ * One span's ids, links and bytes, or why its ids are invalid. The span's own fields are walked
+ * by position, with no closure, tuple or view per field: this runs once per span received.
+ */
 function encodedSpan(
   reader: BinaryReader,
-  body: Uint8Array,
+  body: Buffer,
   start: number,
   end: number,
   origin: SpanOrigin,
 ): EncodedSpan | string {
   reader.pos = start;
-  let traceId: Uint8Array = EMPTY;
-  let spanId: Uint8Array = EMPTY;
+  let traceAt = 0;
+  let traceLength = 0;
+  let spanAt = 0;
+  let spanLength = 0;
   let parentLength = 0;
   let links: EncodedSpan["links"];
-  forEachField(reader, end, (field, wireType) => {
-    if (wireType !== WireType.LengthDelimited) return false;
-    if (field === 1) traceId = reader.bytes();
-    else if (field === 2) spanId = reader.bytes();
-    else if (field === 4) parentLength = reader.bytes().length;
+  while (reader.pos < end) {
+    const tag = readTag(reader);
+    const field = tag >>> 3;
+    if ((tag & 7) !== WireType.LengthDelimited) {
+      skipScalar(reader, body, tag);
+      continue;
+    }
+    const length = reader.uint32();
+    const at = reader.pos;
+    reader.pos += length;
+    if (reader.pos > end) throw new Error("premature end of a nested message");
+    if (field === 1) {
+      traceAt = at;
+      traceLength = length;
+    } else if (field === 2) {
+      spanAt = at;
+      spanLength = length;
+    } else if (field === 4) parentLength = length;
     else if (field === 13) {
-      const linkEnd = messageEnd(reader);
-      let linkTrace: Uint8Array = EMPTY;
-      let linkSpan: Uint8Array = EMPTY;
-      forEachField(reader, linkEnd, (f, wt) => {
-        if (wt !== WireType.LengthDelimited) return false;
-        if (f === 1) linkTrace = reader.bytes();
-        else if (f === 2) linkSpan = reader.bytes();
-        else return false;
-        return true;
-      });
-      // As in the decoded form: links with malformed ids are left out.
-      if (linkTrace.length === 16 && linkSpan.length === 8) {
+      const link = linkTarget(reader, body, at, at + length);
+      if (link) {
         links ??= [];
-        links.push({ traceId: hex(linkTrace), spanId: hex(linkSpan) });
+        links.push(link);
       }
-    } else return false;
-    return true;
-  });
+    }
+  }
+  if (reader.pos !== end) throw new Error("premature end of a nested message");
   if (
-    traceId.length !== 16 ||
-    traceId.every((b) => b === 0) ||
-    spanId.length !== 8 ||
-    spanId.every((b) => b === 0) ||
+    traceLength !== 16 ||
+    allZero(body, traceAt, traceLength) ||
+    spanLength !== 8 ||
+    allZero(body, spanAt, spanLength) ||
     (parentLength !== 0 && parentLength !== 8)
   ) {
     return invalidIds(fromBinary(SpanSchema, body.subarray(start, end))) as string;
@@ -481,12 +490,71 @@ function encodedSpan(
   const bytes = new Uint8Array(end - start);
   bytes.set(body.subarray(start, end));
   return {
-    traceId: hex(traceId),
-    spanId: hex(spanId),
+    traceId: body.toString("hex", traceAt, traceAt + 16),
+    spanId: body.toString("hex", spanAt, spanAt + 8),
     bytes,
     origin,
     ...(links ? { links } : {}),
   };
+}
+
+/** A link's target, when its ids are well formed (as in the decoded form, others are left out). */
+function linkTarget(
+  reader: BinaryReader,
+  body: Buffer,
+  start: number,
+  end: number,
+): { traceId: string; spanId: string } | undefined {
+  const after = reader.pos;
+  reader.pos = start;
+  let traceAt = -1;
+  let spanAt = -1;
+  while (reader.pos < end) {
+    const tag = readTag(reader);
+    if ((tag & 7) !== WireType.LengthDelimited) {
+      skipScalar(reader, body, tag);
+      continue;
+    }
+    const length = reader.uint32();
+    const at = reader.pos;
+    reader.pos += length;
+    if (reader.pos > end) throw new Error("premature end of a nested message");
+    if (tag >>> 3 === 1) traceAt = length === 16 ? at : -1;
+    else if (tag >>> 3 === 2) spanAt = length === 8 ? at : -1;
+  }
+  if (reader.pos !== end) throw new Error("premature end of a nested message");
+  reader.pos = after;
+  if (traceAt < 0 || spanAt < 0) return undefined;
+  return {
+    traceId: body.toString("hex", traceAt, traceAt + 16),
+    spanId: body.toString("hex", spanAt, spanAt + 8),
+  };
+}
+
+/** A tag, checked as protobuf-es's `BinaryReader.tag()` checks it, without the tuple. */
+function readTag(reader: BinaryReader): number {
+  const tag = reader.uint32();
+  if (tag >>> 3 === 0 || (tag & 7) > 5)
+    throw new Error(`illegal tag: field no ${tag >>> 3} wire type ${tag & 7}`);
+  return tag;
+}
+
+/** Skips a field that is not length-delimited. */
+function skipScalar(reader: BinaryReader, body: Uint8Array, tag: number): void {
+  const wireType = tag & 7;
+  if (wireType === WireType.Varint) {
+    while (body[reader.pos++]! & 0x80) {
+      // continuation bytes
+    }
+  } else if (wireType === WireType.Bit64) reader.pos += 8;
+  else if (wireType === WireType.Bit32) reader.pos += 4;
+  else reader.skip(wireType, tag >>> 3); // groups (deprecated) and what it refuses
+  if (reader.pos > body.length) throw new Error("premature EOF");
+}
+
+function allZero(body: Uint8Array, at: number, length: number): boolean {
+  for (let i = at; i < at + length; i++) if (body[i] !== 0) return false;
+  return true;
 }
 
 /**
