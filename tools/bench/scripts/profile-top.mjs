@@ -25,7 +25,10 @@ for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n
 
 // Microseconds per node: each sample is charged the delta to the next one.
 const time = new Map();
-profile.samples.forEach((id, i) => time.set(id, (time.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0)));
+for (let i = 0; i < profile.samples.length; i++) {
+  const id = profile.samples[i];
+  time.set(id, (time.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
+}
 
 const where = (url) => url.replace(/^file:\/\//, "").replace(/.*node_modules\//, "");
 const packageOf = (url) => {
