@@ -14,15 +14,26 @@ export type {
 export {
   attributesOf,
   type DecodedSpans,
+  decodeEncodedSpan,
   decodeOtlp,
+  type EncodedSpan,
+  type EncodedSpans,
+  encodedSpansFromProtobuf,
   encodingOf,
   logLinesFromRequest,
   OtlpDecodeError,
   type OtlpEncoding,
   otlpSchemas,
+  type SpanOrigin,
   spansFromRequest,
 } from "./otlp.js";
-export { createReceiverHandler, type Receiver, type ReceiverOptions, startReceiver } from "./receiver.js";
+export {
+  createReceiverHandler,
+  exporterEnv,
+  type Receiver,
+  type ReceiverOptions,
+  startReceiver,
+} from "./receiver.js";
 export { type SpanRow, spanRows } from "./span-tree.js";
 export {
   type AddResult,

@@ -9,7 +9,10 @@ import { ExportTraceServiceResponseSchema } from "@meshwork/contracts/openteleme
 import { LogStore } from "./log-store.js";
 import {
   countDataPoints,
+  type DecodedSpans,
   decodeOtlp,
+  type EncodedSpans,
+  encodedSpansFromProtobuf,
   encodingOf,
   logLinesFromRequest,
   OtlpDecodeError,
@@ -103,8 +106,15 @@ export function createReceiverHandler(
       }
       const body = await readBody(req, maxBodyBytes);
       if (signal === "traces") {
-        const decoded = spansFromRequest(decodeOtlp(otlpSchemas.traces, body, encoding));
-        const added = traces.add(decoded.spans);
+        // Protobuf spans are kept encoded until read (see encodedSpansFromProtobuf).
+        const decoded =
+          encoding === "protobuf"
+            ? encodedSpansFromProtobuf(body)
+            : spansFromRequest(decodeOtlp(otlpSchemas.traces, body, encoding));
+        const added =
+          encoding === "protobuf"
+            ? traces.addEncoded((decoded as EncodedSpans).spans)
+            : traces.add((decoded as DecodedSpans).spans);
         const rejected = decoded.rejected + added.rejected;
         const message = [
           decoded.reason,
@@ -198,6 +208,20 @@ export function createReceiverHandler(
     sendJson(res, 404, {
       error: `no such path ${url.pathname}: OTLP goes to /v1/traces, /v1/logs, /v1/metrics`,
     });
+  };
+}
+
+/**
+ * What a process needs in its environment to export its spans to the receiver at `url` (the
+ * standard `OTEL_*` variables): what `meshctl up` gives every process of the mesh, and what the
+ * bench's traced row gives its service.
+ */
+export function exporterEnv(url: string): Record<string, string> {
+  return {
+    OTEL_TRACES_EXPORTER: "otlp",
+    OTEL_EXPORTER_OTLP_ENDPOINT: url,
+    // Spans reach the store within a second instead of the SDK's default five.
+    OTEL_BSP_SCHEDULE_DELAY: "1000",
   };
 }
 

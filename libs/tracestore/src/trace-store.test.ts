@@ -47,6 +47,19 @@ describe("TraceStore", () => {
     expect(store.getTrace(tid(4))).toBeDefined();
   });
 
+  it("drops traces a batch did not touch before the batch's own, once per batch", () => {
+    const store = new TraceStore({ maxTraces: 2 });
+    store.add([span(1, 1)]);
+    store.add([span(2, 1)]);
+    // Trace 1 is the oldest, but this batch adds to it: trace 2 goes instead.
+    store.add([span(3, 1), span(1, 2, { parentSpanId: sid(1) })]);
+    expect(store.listTraces().map((t) => t.traceId)).toEqual([tid(3), tid(1)]);
+    // A batch of more traces than the store holds keeps its newest.
+    store.add([span(4, 1), span(5, 1), span(6, 1)]);
+    expect(store.listTraces().map((t) => t.traceId)).toEqual([tid(6), tid(5)]);
+    expect(store.stats()).toMatchObject({ traces: 2, spans: 2, evictedTraces: 4 });
+  });
+
   it("drops the oldest traces first when the spans pass maxBytes, and refuses a span its trace cannot hold", () => {
     const one = JSON.stringify(span(1, 1)).length;
     const store = new TraceStore({ maxBytes: one * 4 + 10 });

@@ -1,10 +1,14 @@
-import type { AttributeValue, StoredSpan, StoredTrace, TraceSummary } from "./model.js";
+import type { AttributeValue, StoredLink, StoredSpan, StoredTrace, TraceSummary } from "./model.js";
+import { decodeEncodedSpan, type EncodedSpan } from "./otlp.js";
 
 /** Limits of a {@link TraceStore}. */
 export interface TraceStoreOptions {
   /** At most this many traces are kept (default 1000). */
   maxTraces?: number;
-  /** At most about this many bytes of spans are kept, counted as their JSON size (default 64 MiB). */
+  /**
+   * At most about this many bytes of spans are kept (default 64 MiB), counted as their JSON size
+   * for spans added decoded, as their protobuf size plus their resource's for spans kept encoded.
+   */
   maxBytes?: number;
 }
 
@@ -32,8 +36,25 @@ export interface AttributeQuery {
   value: string;
 }
 
+/** A span as kept: decoded (added as a {@link StoredSpan}) or encoded (decoded when read). */
+interface Held {
+  decoded: StoredSpan | undefined;
+  encoded: EncodedSpan | undefined;
+  bytes: number;
+}
+
+function spanOf(held: Held): StoredSpan {
+  return held.decoded ?? decodeEncodedSpan(held.encoded as EncodedSpan);
+}
+
+const NO_LINKS: readonly Pick<StoredLink, "traceId" | "spanId">[] = [];
+
+function linksOf(held: Held): readonly Pick<StoredLink, "traceId" | "spanId">[] {
+  return held.decoded?.links ?? held.encoded?.links ?? NO_LINKS;
+}
+
 interface Entry {
-  spans: Map<string, { span: StoredSpan; bytes: number }>;
+  spans: Map<string, Held>;
   bytes: number;
   summary: TraceSummary | undefined;
 }
@@ -65,11 +86,31 @@ export class TraceStore {
 
   /** Adds decoded spans, then drops the oldest traces until both limits hold again. */
   add(spans: readonly StoredSpan[]): AddResult {
+    return this.#addAll(spans, (span) => ({ decoded: span, encoded: undefined, bytes: spanBytes(span) }));
+  }
+
+  /**
+   * Adds spans as the receiver read them from a protobuf request, kept encoded until read (see
+   * `encodedSpansFromProtobuf`), then drops the oldest traces until both limits hold again.
+   */
+  addEncoded(spans: readonly EncodedSpan[]): AddResult {
+    return this.#addAll(spans, (span) => ({
+      decoded: undefined,
+      encoded: span,
+      bytes: span.bytes.length + span.origin.resourceBytes + ENCODED_OVERHEAD,
+    }));
+  }
+
+  #addAll<S extends { traceId: string; spanId: string }>(
+    spans: readonly S[],
+    hold: (s: S) => Held,
+  ): AddResult {
     let accepted = 0;
     let rejected = 0;
     const touched = new Set<string>();
     for (const span of spans) {
-      const bytes = spanBytes(span);
+      const held = hold(span);
+      const { bytes } = held;
       let entry = this.traces.get(span.traceId);
       const previous = entry?.spans.get(span.spanId);
       if ((entry?.bytes ?? 0) - (previous?.bytes ?? 0) + bytes > this.maxBytes) {
@@ -85,38 +126,38 @@ export class TraceStore {
         this.bytes -= previous.bytes;
         this.spanCount--;
       }
-      entry.spans.set(span.spanId, { span, bytes });
+      entry.spans.set(span.spanId, held);
       entry.bytes += bytes;
       entry.summary = undefined;
       this.bytes += bytes;
       this.spanCount++;
       accepted++;
       touched.add(span.traceId);
-      this.evict(touched);
     }
+    this.evict(touched);
     this.rejected += rejected;
     return { accepted, rejected };
   }
 
-  /** Drops oldest traces while a limit is passed; traces of the current batch go last. */
+  /**
+   * Drops oldest traces while a limit is passed; traces of the current batch go last. Runs once
+   * per batch (so a store may hold one batch more until it returns), with one pass over the
+   * traces in arrival order: a new iterator per dropped trace re-walks the slots of the traces
+   * dropped before it, which cost a receiver at the bench's rate more than storing the spans.
+   */
   private evict(keep: Set<string>): void {
-    while (this.traces.size > this.maxTraces || this.bytes > this.maxBytes) {
-      let victim: string | undefined;
-      for (const id of this.traces.keys()) {
-        if (!keep.has(id)) {
-          victim = id;
-          break;
-        }
+    const over = () => this.traces.size > this.maxTraces || this.bytes > this.maxBytes;
+    if (!over()) return;
+    for (const pass of [false, true]) {
+      // First pass: traces this batch did not touch; then, if that was not enough, the batch's own.
+      for (const [id, entry] of this.traces) {
+        if (!over()) return;
+        if (!pass && keep.has(id)) continue;
+        this.traces.delete(id);
+        this.bytes -= entry.bytes;
+        this.spanCount -= entry.spans.size;
+        this.evicted++;
       }
-      // Only traces of this batch are left: drop the oldest of those.
-      victim ??= this.traces.keys().next().value;
-      if (victim === undefined) return;
-      const entry = this.traces.get(victim)!;
-      this.traces.delete(victim);
-      keep.delete(victim);
-      this.bytes -= entry.bytes;
-      this.spanCount -= entry.spans.size;
-      this.evicted++;
     }
   }
 
@@ -141,7 +182,7 @@ export class TraceStore {
     const id = traceId.toLowerCase();
     const entry = this.traces.get(id);
     if (!entry) return undefined;
-    const spans = [...entry.spans.values()].map((s) => s.span);
+    const spans = [...entry.spans.values()].map(spanOf);
     // Spans that start in the same nanosecond: a root before the rest.
     spans.sort(
       (a, b) =>
@@ -152,8 +193,8 @@ export class TraceStore {
     const linked: StoredSpan[] = [];
     for (const [otherId, other] of this.traces) {
       if (otherId === id) continue;
-      for (const { span } of other.spans.values())
-        if (span.links.some((l) => l.traceId === id && own.has(l.spanId))) linked.push(span);
+      for (const held of other.spans.values())
+        if (linksOf(held).some((l) => l.traceId === id && own.has(l.spanId))) linked.push(spanOf(held));
     }
     linked.sort((a, b) => compareNano(a.startTimeUnixNano, b.startTimeUnixNano));
     return { summary: this.summaryOf(id, entry), spans, ...(linked.length ? { linked } : {}) };
@@ -173,7 +214,8 @@ export class TraceStore {
     const out: TraceSummary[] = [];
     for (const [id, entry] of this.traces) {
       let hit = false;
-      for (const { span } of entry.spans.values()) {
+      for (const held of entry.spans.values()) {
+        const span = spanOf(held);
         if (
           queries.some(
             (q) => matches(span.attributes[q.key], q.value) || matches(span.resource[q.key], q.value),
@@ -200,10 +242,7 @@ export class TraceStore {
   }
 
   private summaryOf(traceId: string, entry: Entry): TraceSummary {
-    entry.summary ??= summarize(
-      traceId,
-      [...entry.spans.values()].map((s) => s.span),
-    );
+    entry.summary ??= summarize(traceId, [...entry.spans.values()].map(spanOf));
     return entry.summary;
   }
 }
@@ -265,6 +304,12 @@ function matches(v: AttributeValue | undefined, want: string): boolean {
   if (typeof v === "object") return false;
   return String(v) === want;
 }
+
+/**
+ * What an encoded span is counted for besides its bytes and its resource's: about what its
+ * index entry and the objects around its bytes take.
+ */
+const ENCODED_OVERHEAD = 160;
 
 /** Each resource's serialised size, measured once: the spans of one export share one object. */
 const resourceBytes = new WeakMap<object, number>();

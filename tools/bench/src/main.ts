@@ -161,10 +161,12 @@ async function measureMaxRate(
   const ticksBefore = await readCpuTicks(target.server.pid);
   const { summary: s } = await runMaxRate({ ...flatOut, durationMs: settings.durationMs });
   const ticksAfter = await readCpuTicks(target.server.pid);
+  let cpu = "";
   if (ticksBefore !== undefined && ticksAfter !== undefined && s.requests.succeeded > 0) {
     // Clock ticks are 10 ms on Linux.
     const us = ((ticksAfter - ticksBefore) * 10_000) / s.requests.succeeded;
     result.cpuUsPerCallRounds = [...(result.cpuUsPerCallRounds ?? []), us];
+    cpu = `, ${us.toFixed(1)} us CPU per call`;
   }
   const non2xx = s.status["3xx"] + s.status["4xx"] + s.status["5xx"];
   const withoutMessage = answersWithoutMessage(s, target.answerBytes);
@@ -178,7 +180,7 @@ async function measureMaxRate(
     withoutMessage,
   };
   log(
-    `  ${target.server.name}: max rate ${round}: ${s.reqPerSec.toFixed(0)} req/s (${s.requests.done} requests, ${s.requests.failed} failed)`,
+    `  ${target.server.name}: max rate ${round}: ${s.reqPerSec.toFixed(0)} req/s${cpu} (${s.requests.done} requests, ${s.requests.failed} failed)`,
   );
   if (s.requests.failed > 0 || non2xx > 0) {
     result.notes.push(
@@ -484,7 +486,7 @@ async function main(): Promise<number> {
     const context: StartContext = { cpu: where.serverCpu, log };
     const wanted = (spec: ServerSpec) =>
       !settings.servers || settings.servers.some((f) => spec.name.toLowerCase().includes(f));
-    if (wanted(runtimeFixture())) {
+    if (settings.extras && wanted(runtimeFixture())) {
       log("\n== client protocols ==");
       try {
         clientProtocols = await measureClientProtocols(runtimeFixture(), context, {
@@ -497,8 +499,9 @@ async function main(): Promise<number> {
         extrasFailed.push(`client protocols: ${err instanceof Error ? err.message : String(err)}`);
       }
     }
-    log("\n== memory per 1000 concurrent streams ==");
-    for (const spec of [runtimeFixture(), grpcJsFixture(), http2EchoFixture()].filter(wanted)) {
+    const memorySpecs = settings.extras ? [runtimeFixture(), grpcJsFixture(), http2EchoFixture()] : [];
+    if (memorySpecs.length > 0) log("\n== memory per 1000 concurrent streams ==");
+    for (const spec of memorySpecs.filter(wanted)) {
       try {
         const m = await measureStreamMemory(spec, context);
         log(`- ${spec.name}: ${m.perThousandMb.toFixed(2)} MB per 1k streams`);

@@ -14,7 +14,7 @@ import { connectNats, streamName } from "@meshwork/events";
 import { generateIdentityKey } from "@meshwork/runtime";
 import { testIdentity } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
-import { startReceiver } from "@meshwork/tracestore";
+import { exporterEnv, startReceiver } from "@meshwork/tracestore";
 import { jetstreamManager } from "@nats-io/jetstream";
 import postgres from "postgres";
 import { GC_REPORT_SIGNAL, type GcReport } from "./fixtures/fixture-process.js";
@@ -448,30 +448,50 @@ export function runtimeTracedFixture(): ServerSpec {
     },
     async start(context) {
       const receiver = await startReceiver({ host: "127.0.0.1", port: 0 });
-      return launch({
+      let served: number | undefined;
+      const server = await launch({
         name,
         script,
         env: {
           HOST: "127.0.0.1",
           PORT: "0",
-          // What `meshctl up` (tools/meshctl/src/local-telemetry.ts) gives every process.
-          OTEL_TRACES_EXPORTER: "otlp",
-          OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-          OTEL_BSP_SCHEDULE_DELAY: "1000",
+          // What `meshctl up` gives every process.
+          ...exporterEnv(receiver.url),
         },
         context,
         ready: (proc) => listeningPort(proc),
         reportsGc: true,
         async cleanup() {
+          // Every call is a trace of one span: all of them should have reached the receiver
+          // (the batch processor drops spans when its queue is full).
           const { traces, spans, evictedTraces } = receiver.traces.stats();
+          const received = traces + evictedTraces;
           context.log(
-            `${name}: the receiver holds ${traces} traces (${spans} spans) and dropped ${evictedTraces} older ones`,
+            `${name}: the receiver holds ${traces} traces (${spans} spans) and dropped ${evictedTraces} older ones; ` +
+              `${received} spans received for ${served ?? "?"} calls served` +
+              (served !== undefined && received < served ? ` (${served - received} spans lost)` : ""),
           );
           await receiver.close();
         },
       });
+      const stop = server.stop;
+      server.stop = async () => {
+        served ??= await servedCalls(server.url).catch(() => undefined);
+        await stop();
+      };
+      return server;
     },
   };
+}
+
+/** How many calls a runtime process has served: the sum of its `rpc_server_requests_total`. */
+async function servedCalls(url: string): Promise<number> {
+  const text = await (await fetch(`${url}/metrics`)).text();
+  let total = 0;
+  for (const line of text.split("\n")) {
+    if (line.startsWith("rpc_server_requests_total")) total += Number(line.slice(line.lastIndexOf(" ") + 1));
+  }
+  return total;
 }
 
 /** A bare `@grpc/grpc-js` server with an in-memory handler: the baseline. */

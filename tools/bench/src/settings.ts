@@ -25,6 +25,11 @@ export interface BenchSettings {
   rate: number | undefined;
   /** Only servers whose name contains one of these (`MESHWORK_BENCH_SERVERS`, comma-separated). */
   servers: string[] | undefined;
+  /**
+   * Whether the extras (client protocols, memory per 1000 streams) run after the scenarios
+   * (`MESHWORK_BENCH_EXTRAS`, default on; `off` skips them when only a scenario's table is wanted).
+   */
+  extras: boolean;
   /** Where the JSON results go (`MESHWORK_BENCH_OUT`, default `<repo>/.bench/results.json`). */
   outFile: string | undefined;
 }
@@ -64,5 +69,6 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     rate,
     servers: servers && servers.length > 0 ? servers : undefined,
     outFile: env.MESHWORK_BENCH_OUT?.trim() || undefined,
+    extras: env.MESHWORK_BENCH_EXTRAS?.trim().toLowerCase() !== "off",
   };
 }

@@ -1,6 +1,6 @@
 import { createWriteStream, mkdirSync, rmSync, type WriteStream, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { type Receiver, startReceiver } from "@meshwork/tracestore";
+import { exporterEnv, type Receiver, startReceiver } from "@meshwork/tracestore";
 
 /** The mesh's own trace receiver, as `meshctl up` runs it. */
 export interface LocalTelemetry {
@@ -47,12 +47,7 @@ export async function startLocalTelemetry(options: {
   const files = new Map<string, WriteStream>();
   return {
     url: receiver.url,
-    env: {
-      OTEL_TRACES_EXPORTER: "otlp",
-      OTEL_EXPORTER_OTLP_ENDPOINT: receiver.url,
-      // Spans reach the store within a second instead of the SDK's default five.
-      OTEL_BSP_SCHEDULE_DELAY: "1000",
-    },
+    env: exporterEnv(receiver.url),
     logLine(service, line) {
       receiver.logs.addRaw(service, line);
       let file = files.get(service);
