@@ -15,6 +15,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { endInSlices } from "./answer-slices.js";
 import { EARLY_END_SOURCE, type EarlyEndSource } from "./call-end.js";
 import { decodeError } from "./decode-errors.js";
 import {
@@ -493,43 +494,6 @@ class UnaryCall implements EarlyEndSource {
       this.#stream.close(2 /* INTERNAL_ERROR */);
     }
   }
-}
-
-/** The largest piece of an answer handed to a stream's HTTP/2 session at once. */
-export const ANSWER_SLICE_BYTES = 64 * 1024;
-
-/**
- * Ends `stream` with `data`, handing it to the HTTP/2 session one slice at a time, each when the
- * peer has taken the one before (within its flow-control window). Node counts what a session
- * holds unsent against its memory limit (`maxSessionMemory`) and, past it, refuses every new
- * stream on that connection. Written whole, a few large answers a peer does not read yet (a
- * gateway's connection carries every client's calls) refused everybody else's calls (issue
- * 25.2); in slices, a session holds at most one slice per answering stream.
- */
-export function endInSlices(stream: http2.ServerHttp2Stream, data: Buffer): void {
-  if (data.length <= ANSWER_SLICE_BYTES) {
-    stream.end(data);
-    return;
-  }
-  let at = 0;
-  const next = (): void => {
-    if (stream.destroyed) return;
-    for (;;) {
-      const to = Math.min(at + ANSWER_SLICE_BYTES, data.length);
-      const slice = data.subarray(at, to);
-      at = to;
-      if (at === data.length) {
-        stream.end(slice);
-        return;
-      }
-      // A slice is larger than the stream's buffer (16 KiB), so this waits for each one.
-      if (!stream.write(slice)) {
-        stream.once("drain", next);
-        return;
-      }
-    }
-  };
-  next();
 }
 
 /**
