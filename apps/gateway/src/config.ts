@@ -30,8 +30,8 @@ export const GATEWAY_LIMITS = {
   /** Calls in flight from one address at once, over all its connections. */
   maxCallsPerClient: 256,
   /**
-   * Bytes the gateway holds for one address at once: request bodies kept whole for a retry and
-   * answers held back until their end (16 MiB).
+   * Bytes the gateway holds for one address at once: request bodies kept whole for a retry,
+   * answers held back until their end, and answers the client has not taken yet (16 MiB).
    */
   maxBufferedBytesPerClient: 16 * 1024 * 1024,
   /** HTTP/2 connections to one upstream endpoint at most (each as full as its peer allows). */
@@ -260,7 +260,7 @@ export interface GatewayConfig {
   connectionLimits?: Partial<ConnectionLimits>;
   /** Calls one client address may have in flight; absent: {@link GATEWAY_LIMITS}. */
   maxCallsPerClient?: number;
-  /** Bytes held for one client address at once (retry copies, held answers); absent: {@link GATEWAY_LIMITS}. */
+  /** Bytes held for one client address at once (retry copies, held answers, unread answers); absent: {@link GATEWAY_LIMITS}. */
   maxBufferedBytesPerClient?: number;
   /** HTTP/2 connections to one upstream endpoint at most; absent: {@link GATEWAY_LIMITS}. */
   upstreamMaxConnections?: number;

@@ -7,7 +7,7 @@ import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectRawH2, type RawH2Client } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { Ids, startUsersUpstream, type UsersUpstream } from "../test/users-upstream.js";
+import { Ids, LARGE_PAGE, startUsersUpstream, type UsersUpstream } from "../test/users-upstream.js";
 
 /**
  * Issue 25.2, scaled down: each attack is mounted on real sockets against the gateway in a
@@ -53,14 +53,23 @@ function rssMb(child: ManagedProcess): number {
 async function underAttack(
   child: ManagedProcess,
   url: string,
-  attack: () => Promise<void>,
-): Promise<{ growthMb: number; victim: string[] }> {
+  attack: (victim: readonly string[]) => Promise<void>,
+  victimTimeoutMs = 5_000,
+): Promise<{ growthMb: number; victim: string[]; slowestMs: number }> {
   const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
-  const call = () =>
-    users.getUser({ id: Ids.ok }, { timeoutMs: 5_000 }).then(
-      () => "OK",
-      (e: unknown) => Code[ConnectError.from(e).code] ?? "?",
-    );
+  let slowestMs = 0;
+  const call = () => {
+    const started = performance.now();
+    return users
+      .getUser({ id: Ids.ok }, { timeoutMs: victimTimeoutMs })
+      .then(
+        () => "OK",
+        (e: unknown) => Code[ConnectError.from(e).code] ?? "?",
+      )
+      .finally(() => {
+        slowestMs = Math.max(slowestMs, performance.now() - started);
+      });
+  };
   for (let i = 0; i < 20; i++) await call(); // warm: connections, JIT
   const before = rssMb(child);
   let peak = before;
@@ -76,7 +85,7 @@ async function underAttack(
     while (attacking) victim.push(await call());
   })();
   try {
-    await attack();
+    await attack(victim);
     // Served while the attack holds what it got: a few more calls after it is in place.
     const target = victim.length + 10;
     await waitFor(() => victim.length >= target, { what: "calls served under attack" });
@@ -85,7 +94,7 @@ async function underAttack(
     await served;
     await sampler;
   }
-  return { growthMb: peak - before, victim };
+  return { growthMb: peak - before, victim, slowestMs };
 }
 
 /** A Node HTTP/2 client connection from `localAddress` (it keeps to the server's stream limit). */
@@ -101,6 +110,41 @@ function h2From(
   });
   session.on("error", () => {});
   return session;
+}
+
+/** Outcomes counted by name. */
+function tally(outcomes: readonly string[]): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const o of outcomes) counts[o] = (counts[o] ?? 0) + 1;
+  return counts;
+}
+
+/** One gRPC GetUser of `Ids.ok` from `localAddress` on a connection of its own: its grpc-status. */
+async function getUserFrom(url: string, localAddress: string): Promise<string> {
+  const session = h2From(url, localAddress);
+  try {
+    const id = Buffer.from(Ids.ok);
+    const body = Buffer.alloc(5 + 2 + id.length);
+    body.writeUInt32BE(2 + id.length, 1);
+    body.set([0x0a, id.length], 5);
+    body.set(id, 7);
+    const stream = session.request({ ...HOLDING_CALL, ":path": "/meshwork.users.v1.UserService/GetUser" });
+    stream.on("error", () => {});
+    stream.resume();
+    stream.end(body);
+    return await new Promise<string>((resolve) => {
+      let status = "none";
+      stream.on("response", (h) => {
+        if (h["grpc-status"] !== undefined) status = String(h["grpc-status"]);
+      });
+      stream.on("trailers", (t) => {
+        status = String(t["grpc-status"]);
+      });
+      stream.on("close", () => resolve(status));
+    });
+  } finally {
+    session.close();
+  }
 }
 
 describe("no single-client outage at the gateway (issue 25.2)", () => {
@@ -308,6 +352,106 @@ describe("no single-client outage at the gateway (issue 25.2)", () => {
       for (const s of sessions) s.destroy();
     }
   }, 90_000);
+
+  // page_size = 2000, as a gRPC message and as a Connect unary body.
+  const LIST_2000 = Buffer.from([0x08, 0xd0, 0x0f]);
+  it.each([
+    {
+      protocol: "gRPC",
+      headers: HOLDING_CALL,
+      body: Buffer.concat([Buffer.from([0, 0, 0, 0, LIST_2000.length]), LIST_2000]),
+    },
+    {
+      protocol: "Connect",
+      headers: {
+        ...HOLDING_CALL,
+        "content-type": "application/proto",
+        "connect-protocol-version": "1",
+        te: undefined,
+      },
+      body: LIST_2000,
+    },
+  ])(
+    "large answers a client never reads ($protocol), 60 over 6 connections: the gateway takes them off the service, holds at most the client's limit of them and resets the rest; others served",
+    async ({ headers, body: request }) => {
+      // ListUsers of page_size 2,000: ~2 MB each, 126 MB for the 60. Paused upstream (as the gateway
+      // did before), they stayed in the service's HTTP/2 session, past its 64 MB: the service then
+      // refused new streams on that connection, which the other client's calls shared.
+      const PAGE = 2_000;
+      expect(PAGE).toBeGreaterThanOrEqual(LARGE_PAGE);
+      const CALLS = 60;
+      const CONNECTIONS = 6;
+      const sessions: http2.ClientHttp2Session[] = [];
+      const streams: http2.ClientHttp2Stream[] = [];
+      const responded = new Set<http2.ClientHttp2Stream>();
+      const resets = new Map<number, number>();
+      let state = "";
+      // The service still makes and sends these answers (tens of MB) until they are reset: on a
+      // loaded machine that can delay the other client's calls by seconds, hence its 20 s deadline.
+      // What must not happen is a call failing (before, they failed UNAVAILABLE at once).
+      const { growthMb, victim, slowestMs } = await underAttack(
+        child,
+        url,
+        async (served) => {
+          for (let c = 0; c < CONNECTIONS; c++) {
+            const session = h2From(url, ATTACKER);
+            sessions.push(session);
+            for (let i = 0; i < CALLS / CONNECTIONS; i++) {
+              const stream = session.request({
+                ...headers,
+                ":path": "/meshwork.users.v1.UserService/ListUsers",
+              });
+              streams.push(stream);
+              stream.on("error", () => {});
+              stream.pause(); // never read: no WINDOW_UPDATE past the first 64 KiB
+              stream.on("response", () => responded.add(stream));
+              stream.on("close", () => resets.set(stream.rstCode, (resets.get(stream.rstCode) ?? 0) + 1));
+              stream.end(request);
+            }
+          }
+          // In place: every call reset or answering, and none of them open upstream any more (the
+          // service holds none of these answers).
+          await waitFor(
+            async () => {
+              const held = await heldUpstream();
+              const closed = streams.filter((s) => s.closed).length;
+              const answering = streams.filter((s) => !s.closed && responded.has(s)).length;
+              state = `closed ${closed} ${JSON.stringify(Object.fromEntries(resets))}, answering ${answering}, upstream ${held}, other client ${JSON.stringify(tally(served))}`;
+              return closed + answering === CALLS && held <= 1;
+            },
+            { what: "the attack in place", timeoutMs: 30_000 },
+          ).catch((e: Error) => {
+            throw new Error(`${e.message}: ${state}`);
+          });
+        },
+        20_000,
+      );
+      try {
+        // (b) the gateway holds at most 8 MiB of answers the client has not taken: at most 4 of
+        // ~2 MB each (less the 64 KiB the client's window took), every other call reset with
+        // ENHANCE_YOUR_CALM (RESOURCE_EXHAUSTED to a gRPC client).
+        const kept = streams.filter((s) => !s.closed).length;
+        expect(kept).toBeLessThanOrEqual(Math.floor(BUFFERED_BYTES_PER_CLIENT / (PAGE * 1_000 - 65_535)));
+        expect(Object.fromEntries(resets)).toEqual({
+          [http2.constants.NGHTTP2_ENHANCE_YOUR_CALM]: CALLS - kept,
+        });
+        // (a)
+        expect(tally(victim)).toEqual({ OK: victim.length });
+        // (c)
+        expect(growthMb).toBeLessThan(RSS_GROWTH_BOUND_MB);
+        console.log(
+          `unread large answers (${headers["content-type"]}): RSS growth ${growthMb.toFixed(1)} MB, ${kept} answers held, the other client's slowest call ${slowestMs.toFixed(0)} ms`,
+        );
+      } finally {
+        for (const s of sessions) s.destroy();
+      }
+      // Its calls and bytes are let go with its connections: the same address is served again.
+      await waitFor(async () => (await getUserFrom(url, ATTACKER)) === "0", {
+        what: "the attacker's address served again",
+      });
+    },
+    90_000,
+  );
 
   it("half-sent headers, bare prefaces and silent connections are closed after the header timeout; others served", async () => {
     const openedAt = Date.now();

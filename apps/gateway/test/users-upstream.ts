@@ -22,8 +22,14 @@ export function idFailingWith(code: Code): string {
   return `0b9a4a7e-8a43-4a55-9d2b-${String(code).padStart(12, "0")}`;
 }
 
-/** ListUsers with a page size from this up answers that many users of ~1 KB each. */
+/**
+ * ListUsers with a page size from this up answers about that many KB, in users of 100 KB each:
+ * few long strings, so that the service spends little time encoding it (2,000 users of 1 KB took
+ * it 20-40 ms an answer, long enough for 60 of them to delay other calls by seconds).
+ */
 export const LARGE_PAGE = 1_000;
+
+const LONG_NAME = "n".repeat(100_000);
 
 export interface UsersUpstream {
   service: Service;
@@ -62,10 +68,10 @@ export async function startUsersUpstream(config: Partial<RuntimeConfig> = {}): P
           throw new ConnectError("user is missing", Code.NotFound);
         },
         async listUsers(req) {
-          // From LARGE_PAGE users up, that many users with 1 KB names: a large answer.
-          const n = req.pageSize >= LARGE_PAGE ? req.pageSize : 0;
+          // From LARGE_PAGE up, about page_size KB: a large answer.
+          const n = req.pageSize >= LARGE_PAGE ? Math.ceil(req.pageSize / 100) : 0;
           const users = Array.from({ length: n }, () =>
-            create(UserSchema, { id: Ids.ok, email: "a@example.com", displayName: "n".repeat(1_000) }),
+            create(UserSchema, { id: Ids.ok, email: "a@example.com", displayName: LONG_NAME }),
           );
           return { users, nextPageToken: "" };
         },

@@ -7,6 +7,7 @@ import { compressionGzip, createConnectTransport, createGrpcTransport } from "@c
 import {
   file_meshwork_users_v1_users,
   GetUserRequestSchema,
+  ListUsersRequestSchema,
   UserSchema,
   UserService,
 } from "@meshwork/contracts/meshwork/users/v1/users";
@@ -387,6 +388,60 @@ describe("gRPC unary fast path", () => {
     );
     expect(fast.gate.peak).toBe(1000);
   });
+
+  it.each([
+    ["the fast path", () => fast],
+    ["the Connect adapter", () => slow],
+  ])(
+    "hands a large answer to the session in slices (%s): answers a client does not read leave its connection open to other calls",
+    async (_, harness) => {
+      // 40 answers of ~2 MB that the client does not read: 80 MB, past the session's memory limit
+      // (maxSessionMemory, 64 MB) if each went into the session whole, and Node then refuses every
+      // new stream on the connection (RST_STREAM ENHANCE_YOUR_CALM).
+      const session = http2.connect(harness().url);
+      session.on("error", () => {});
+      try {
+        const list = frame(
+          toBinary(ListUsersRequestSchema, create(ListUsersRequestSchema, { pageSize: 2_000 })),
+        );
+        let answering = 0;
+        const unread = Array.from({ length: 40 }, () => {
+          const s = session.request({
+            ":method": "POST",
+            ":path": LIST_USERS,
+            "content-type": "application/grpc",
+            te: "trailers",
+          });
+          s.on("error", () => {});
+          s.pause();
+          s.on("response", () => answering++);
+          s.end(list);
+          return s;
+        });
+        await waitFor(() => answering === 40, { what: "40 answers started" });
+        const answer = await rawCall(session, GET_USER, frame(getUser(OK)));
+        expect(answer.trailers["grpc-status"]).toBe("0");
+        // Each unread answer is whole once read.
+        const sizes = await Promise.all(
+          unread.map(
+            (s) =>
+              new Promise<number>((resolve) => {
+                let n = 0;
+                s.on("data", (c: Buffer) => {
+                  n += c.length;
+                });
+                s.on("end", () => resolve(n));
+                s.resume();
+              }),
+          ),
+        );
+        expect(new Set(sizes).size).toBe(1);
+        expect(sizes[0]).toBeGreaterThan(2_000_000);
+      } finally {
+        session.destroy();
+      }
+    },
+  );
 
   it("leaves everything but binary unary gRPC to the Connect adapter", async () => {
     const before = fast.fastContexts.length;

@@ -15,6 +15,7 @@ import {
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { parseTimeout, setTrailerStatus } from "@connectrpc/connect/protocol-grpc";
+import { endInSlices } from "./answer-slices.js";
 import { EARLY_END_SOURCE, type EarlyEndSource } from "./call-end.js";
 import { decodeError } from "./decode-errors.js";
 import {
@@ -476,7 +477,7 @@ class UnaryCall implements EarlyEndSource {
     try {
       stream.respond(header, { waitForTrailers: true });
       stream.once("wantTrailers", onWantTrailers);
-      if (frame) stream.end(frame);
+      if (frame) endInSlices(stream, frame);
       else stream.end();
     } catch {
       // Invalid header values from a handler, or the stream went away meanwhile.

@@ -4,6 +4,7 @@ import type { DescFile, DescService } from "@bufbuild/protobuf";
 import { type ConnectRouter, createContextValues, type Interceptor } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
 import { createLogger, errorForLog, type Logger, startTelemetry, type Telemetry } from "@meshwork/telemetry";
+import { sliceLargeWrites } from "./answer-slices.js";
 import type { RuntimeConfig } from "./config.js";
 import { createDecodeErrorInterceptor, defaultCompression, guardDecoding } from "./decode-errors.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
@@ -238,6 +239,7 @@ export function createService(options: ServiceOptions): Service {
             return;
           }
           admitted.set(req, health.serving);
+          if ("stream" in res) sliceLargeWrites(res);
           rpc(req, res);
         },
       });

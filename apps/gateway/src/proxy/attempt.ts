@@ -165,10 +165,10 @@ export class UpstreamAttempt {
     } else {
       this.#forward(false);
     }
-    up.on("data", (chunk: Buffer) => this.#onData(up, chunk));
+    up.on("data", (chunk: Buffer) => this.#onData(chunk));
   }
 
-  #onData(up: http2.ClientHttp2Stream, chunk: Buffer): void {
+  #onData(chunk: Buffer): void {
     // A Connect error answer names its code in its body (its HTTP status is ambiguous).
     if (this.#httpStatus !== 200 && this.#connectCode === undefined && this.call.protocol === "connect")
       this.#connectCode = connectErrorCode(chunk, this.#httpStatus);
@@ -177,7 +177,7 @@ export class UpstreamAttempt {
       // longer be retried.
       if (!(this.#held as HeldAnswer).add(chunk)) this.#forward(false);
     } else if (this.#state === "streaming") {
-      this.#passOn(up, chunk);
+      this.call.passOn(chunk);
     }
   }
 
@@ -221,17 +221,7 @@ export class UpstreamAttempt {
     const trailers = this.#grpcAnswer && !endStream && call.down.h2;
     call.respond(this.#httpStatus, this.#out ?? {}, endStream, trailers);
     const held = this.#held?.take();
-    if (held && this.#stream) this.#passOn(this.#stream, held);
-  }
-
-  /** Sends answer bytes to the client, pausing the upstream while the client lags. */
-  #passOn(up: http2.ClientHttp2Stream, chunk: Buffer): void {
-    const call = this.call;
-    call.bytesOut += chunk.length;
-    if (!call.down.write(chunk)) {
-      up.pause();
-      call.down.onDrain(() => up.resume());
-    }
+    if (held) call.passOn(held);
   }
 
   /**
@@ -278,6 +268,6 @@ export class UpstreamAttempt {
     const upstreams = this.call.shared.options.upstreams;
     if (failed) upstreams.failed(this.endpoint);
     else upstreams.succeeded(this.endpoint);
-    this.call.complete(outcomeOf(grpcStatus, httpStatus), failed);
+    this.call.answered(outcomeOf(grpcStatus, httpStatus), failed);
   }
 }

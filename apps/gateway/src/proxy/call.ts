@@ -1,4 +1,4 @@
-import type http2 from "node:http2";
+import http2 from "node:http2";
 import {
   type Context,
   context,
@@ -67,6 +67,11 @@ export class ProxiedCall implements ClientBytes {
   #countedForClient = false;
   /** Bytes counted as held for its client (its body kept for a retry, a held answer), released by the time it completes. */
   #clientBytes = 0;
+  /**
+   * Answer bytes written to the client that it has not taken, counted in its client's bytes;
+   * counted only once Node's write buffer is full (the client lags), so 0 on the usual path.
+   */
+  #unread = 0;
   /** Endpoints tried: a retry goes elsewhere while there is somewhere else. */
   readonly #tried = new Set<Endpoint>();
   bytesIn = 0;
@@ -247,6 +252,63 @@ export class ProxiedCall implements ClientBytes {
     body.once("end", () => up.end());
   }
 
+  /**
+   * Sends answer bytes to the client; false when that reset the call. The upstream is never
+   * paused for a client that does not take its answer: a paused stream leaves the rest of its
+   * answer in the service's HTTP/2 session, which every client's calls share, and past that
+   * session's memory the service refuses new streams on it (issue 25.2). The gateway takes the
+   * answer instead, counts what the client has not taken in its client's bytes, and resets the
+   * call once that passes the client's limit.
+   */
+  passOn(chunk: Buffer): boolean {
+    this.bytesOut += chunk.length;
+    if (this.down.write(chunk) && this.#unread === 0) return true;
+    return this.#lagging();
+  }
+
+  /** The client lags: its backlog is counted (what it took since is let go). */
+  #lagging(): boolean {
+    const backlog = this.down.backlog;
+    const more = backlog - this.#unread;
+    if (more > 0 && !this.holdBytes(more)) {
+      this.#tooSlow();
+      return false;
+    }
+    if (more < 0) this.unholdBytes(-more);
+    // Entered with a write that found the buffer full, so "drain" comes once the client took it.
+    if (this.#unread === 0 && backlog > 0) this.down.onDrain(() => this.#drained());
+    this.#unread = backlog;
+    return true;
+  }
+
+  #drained(): void {
+    if (this.done) return;
+    this.unholdBytes(this.#unread);
+    this.#unread = 0;
+  }
+
+  /** Past its client's limit: reset (what it has not taken is dropped), RESOURCE_EXHAUSTED. */
+  #tooSlow(): void {
+    this.shared.options.logger.debug(
+      { request_id: this.requestId, unread: this.down.backlog, limit: this.shared.clientCalls.bytesLimit },
+      "client does not take its answers: call reset",
+    );
+    this.#attempt?.cancel();
+    // ENHANCE_YOUR_CALM: a gRPC client reports RESOURCE_EXHAUSTED.
+    this.down.reset(http2.constants.NGHTTP2_ENHANCE_YOUR_CALM);
+    this.complete(Code[Code.ResourceExhausted], false);
+  }
+
+  /**
+   * The answer came whole from upstream (and went to the client's side): the call completes when
+   * the client has taken it. Until then it stays counted in its client's calls and bytes, and its
+   * deadline still resets it.
+   */
+  answered(outcome: string, failure: boolean): void {
+    if (this.#unread === 0) this.complete(outcome, failure);
+    else this.down.onFlushed(() => this.complete(outcome, failure));
+  }
+
   /** One attempt upstream, on another endpoint than the ones that failed this call while there is one. */
   #tryOnce(body: Buffer | undefined): void {
     if (this.done) return;
@@ -331,10 +393,11 @@ export class ProxiedCall implements ClientBytes {
         down.write(a.body);
         down.finish(undefined);
       }
-    } else if (down.wantsTrailers) {
+    } else if (down.wantsTrailers && this.#unread === 0) {
       // A gRPC answer cut off mid-way still ends with a status the client can act on.
       down.finish({ "grpc-status": String(code), "grpc-message": encodeURIComponent(message) });
     } else {
+      // (Also a client that lags: its trailers would wait behind what it has not taken.)
       down.reset();
     }
     this.complete(Code[code], code === Code.Unavailable || code === Code.DeadlineExceeded);

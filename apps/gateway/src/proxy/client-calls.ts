@@ -1,7 +1,7 @@
 /**
  * What each client address has in the gateway, against limits (issue 25.2): its calls in flight,
  * and the bytes held for it (request bodies kept whole for a retry, answers held back until their
- * end). One client (one address) cannot hold more than its share of the gateway and of the
+ * end, answers it has not taken yet). One client (one address) cannot hold more than its share of the gateway and of the
  * upstream connections, however many connections and streams it opens. A call past the call
  * limit is answered RESOURCE_EXHAUSTED at once; what a call may hold past the byte limit is up
  * to its caller (`ProxiedCall`).

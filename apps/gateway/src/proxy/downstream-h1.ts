@@ -2,6 +2,7 @@ import type http from "node:http";
 import type http2 from "node:http2";
 import type { Readable } from "node:stream";
 import type { Downstream } from "./downstream.js";
+import { onceFlushed } from "./downstream-h2.js";
 
 /**
  * The client side over HTTP/1.1: one object per call, its methods shared. A class rather than
@@ -45,8 +46,16 @@ export class H1Downstream implements Downstream {
     return this.res.write(chunk);
   }
 
+  get backlog(): number {
+    return this.res.writableLength;
+  }
+
   onDrain(fn: () => void): void {
     this.res.once("drain", fn);
+  }
+
+  onFlushed(fn: () => void): void {
+    onceFlushed(this.res, fn);
   }
 
   finish(): void {

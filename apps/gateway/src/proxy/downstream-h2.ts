@@ -1,10 +1,26 @@
 import http2 from "node:http2";
-import type { Readable } from "node:stream";
+import type { Readable, Writable } from "node:stream";
 import { Code } from "../errors.js";
 import type { Downstream } from "./downstream.js";
 
 function ignore() {
   // Stream errors end in "close", which the proxy handles.
+}
+
+/** Calls `fn` once `stream` has handed on everything written and its end, or is gone. */
+export function onceFlushed(stream: Writable, fn: () => void): void {
+  if (stream.writableFinished || stream.destroyed) {
+    fn();
+    return;
+  }
+  let called = false;
+  const once = () => {
+    if (called) return;
+    called = true;
+    fn();
+  };
+  stream.once("finish", once);
+  stream.once("close", once);
 }
 
 /** The client side over HTTP/2: one object per call, its methods shared. */
@@ -56,8 +72,19 @@ export class H2Downstream implements Downstream {
     return this.stream.write(chunk);
   }
 
+  get backlog(): number {
+    const stream = this.stream;
+    // A Node HTTP/2 write completes when nghttp2 has framed its bytes (within the window), so
+    // the writable side's length is what the client has not taken.
+    return stream.destroyed ? 0 : stream.writableLength;
+  }
+
   onDrain(fn: () => void): void {
     this.stream.once("drain", fn);
+  }
+
+  onFlushed(fn: () => void): void {
+    onceFlushed(this.stream, fn);
   }
 
   finish(trailers: http2.OutgoingHttpHeaders | undefined): void {
@@ -65,8 +92,8 @@ export class H2Downstream implements Downstream {
     if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
   }
 
-  reset(): void {
-    this.stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+  reset(code: number = http2.constants.NGHTTP2_INTERNAL_ERROR): void {
+    this.stream.close(code);
   }
 
   stopBody(): void {

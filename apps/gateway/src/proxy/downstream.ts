@@ -10,10 +10,20 @@ export interface Downstream {
   /** Starts the response; with `trailers`, `finish` later sends them (HTTP/2 only). */
   respond(status: number, headers: http2.OutgoingHttpHeaders, end: boolean, trailers: boolean): void;
   write(chunk: Buffer): boolean;
+  /**
+   * Answer bytes written that the client has not taken yet: queued in the gateway, beyond what
+   * the client's flow-control window (HTTP/2) or the socket has taken.
+   */
+  readonly backlog: number;
   onDrain(fn: () => void): void;
   finish(trailers: http2.OutgoingHttpHeaders | undefined): void;
-  /** Ends it abruptly (the upstream failed mid-response). */
-  reset(): void;
+  /** Calls `fn` once, when everything written (and the end) has been taken, or the client is gone. */
+  onFlushed(fn: () => void): void;
+  /**
+   * Ends it abruptly, dropping what the client has not taken: the upstream failed mid-response
+   * (HTTP/2: RST_STREAM INTERNAL_ERROR), or `code` (HTTP/2 only; HTTP/1.1 closes the connection).
+   */
+  reset(code?: number): void;
   /**
    * After a complete answer, asks the client to stop sending the rest of its request (HTTP/2:
    * RST_STREAM NO_ERROR, RFC 9113 section 8.1). Absent: the rest is read and dropped.

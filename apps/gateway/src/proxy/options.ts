@@ -24,7 +24,8 @@ export interface ProxyOptions {
   maxCallsPerClient: number;
   /**
    * Bytes held for one client address at once: request bodies kept for a retry (past it the call
-   * is RESOURCE_EXHAUSTED) and answers held back for one (past it they are streamed as they come).
+   * is RESOURCE_EXHAUSTED), answers held back for one (past it they are streamed as they come),
+   * and answers written that the client has not taken (past it the call is reset).
    */
   maxBufferedBytesPerClient: number;
   retry: RetryPolicy;

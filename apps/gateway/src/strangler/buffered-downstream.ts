@@ -56,7 +56,14 @@ export class BufferedDownstream implements Downstream {
     return true;
   }
 
+  /** Everything written is collected at once: the gateway's own call never lags. */
+  readonly backlog = 0;
+
   onDrain(): void {}
+
+  onFlushed(fn: () => void): void {
+    fn();
+  }
 
   finish(): void {
     this.#done(false);
