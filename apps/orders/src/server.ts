@@ -65,7 +65,7 @@ export async function createOrdersService(
     });
   // Orders makes its own telemetry (it needs the meter before the service exists), so its
   // statements and calls name it instead of the process's global tracer.
-  const database = await openDatabase(config.db, schema, { telemetry });
+  const database = await openDatabase(config.db, schema, { telemetry, logger });
   const orders = createOrderStore(database.db, config.events.namespace);
   const sagaQueries = createSagaQueries({ database, table: sagas });
   const discovery = createDiscovery(

@@ -1,5 +1,8 @@
 import { z } from "zod";
 
+/** Default of `DB_POOL_WAIT_TIMEOUT_MS`. */
+export const DEFAULT_POOL_WAIT_TIMEOUT_MS = 5_000;
+
 /**
  * The database settings of a service, as a zod shape to spread into its config schema.
  * With no `DATABASE_URL`, the service runs on embedded PGlite in `DATA_DIR`.
@@ -19,6 +22,12 @@ export function databaseEnvShape(defaults: { dataDir: string }) {
       .min(0)
       .default(30 * 60),
     DB_CONNECT_TIMEOUT_S: z.coerce.number().int().positive().default(10),
+    /**
+     * Longest wait of a transaction for a pooled connection (ms) before it fails UNAVAILABLE;
+     * 0 waits forever. A few seconds: more than a healthy pool ever makes anyone wait, and less
+     * than a caller's deadline, so an exhausted or deadlocked pool is seen as such.
+     */
+    DB_POOL_WAIT_TIMEOUT_MS: z.coerce.number().int().min(0).default(DEFAULT_POOL_WAIT_TIMEOUT_MS),
     /**
      * Run Drizzle's queries as named prepared statements (parsed once per connection). Turn off
      * behind a pooler in transaction mode (PgBouncer), where a statement prepared on one server
@@ -50,6 +59,11 @@ export interface DatabaseConfig {
     maxLifetimeS: number;
     /** Give up opening a connection after this long (s). */
     connectTimeoutS: number;
+    /**
+     * Fail a transaction UNAVAILABLE when it waited this long (ms) for a connection; 0 waits
+     * forever. Default {@link DEFAULT_POOL_WAIT_TIMEOUT_MS}.
+     */
+    waitTimeoutMs?: number;
   };
 }
 
@@ -64,6 +78,7 @@ export function toDatabaseConfig(env: DatabaseEnv): DatabaseConfig {
       idleTimeoutS: env.DB_POOL_IDLE_TIMEOUT_S,
       maxLifetimeS: env.DB_POOL_MAX_LIFETIME_S,
       connectTimeoutS: env.DB_CONNECT_TIMEOUT_S,
+      waitTimeoutMs: env.DB_POOL_WAIT_TIMEOUT_MS,
     },
   };
 }

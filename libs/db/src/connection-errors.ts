@@ -49,6 +49,8 @@ export function isConnectionError(err: unknown): boolean {
         return true;
     }
     if (message === "PGlite is closed") return true;
+    // No pooled connection within the wait bound (PoolWaitTimeoutError, pool-metrics.ts).
+    if ((e as { name?: unknown }).name === "PoolWaitTimeoutError") return true;
     // The server's own words while it stops, starts or recovers, in case no SQLSTATE came with them.
     if (
       typeof message === "string" &&

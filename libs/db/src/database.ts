@@ -9,7 +9,7 @@ import { migrate as migratePglite } from "drizzle-orm/pglite/migrator";
 import { drizzle as drizzlePostgres } from "drizzle-orm/postgres-js";
 import { migrate as migratePostgres } from "drizzle-orm/postgres-js/migrator";
 import postgres from "postgres";
-import type { DatabaseConfig } from "./config.js";
+import { type DatabaseConfig, DEFAULT_POOL_WAIT_TIMEOUT_MS } from "./config.js";
 import {
   countingWaits,
   createPoolProbe,
@@ -82,7 +82,22 @@ export interface DatabaseObservability {
    * telemetry started). With the id-only tracer (nothing exported) no span is made at all.
    */
   telemetry?: Pick<Telemetry, "tracer">;
+  /**
+   * Where the pool says, once per episode, that transactions are refused for want of a free
+   * connection (warn) and that one got a connection again (info). Default: a JSON line on stderr.
+   */
+  logger?: {
+    warn(fields: Record<string, unknown>, msg: string): void;
+    info(fields: Record<string, unknown>, msg: string): void;
+  };
 }
+
+const stderrLogger = {
+  warn: (fields: Record<string, unknown>, msg: string) =>
+    process.stderr.write(`${JSON.stringify({ level: "warn", ...fields, msg })}\n`),
+  info: (fields: Record<string, unknown>, msg: string) =>
+    process.stderr.write(`${JSON.stringify({ level: "info", ...fields, msg })}\n`),
+};
 
 /**
  * Opens a service's database: a postgres.js pool with the configured limits when `config.url`
@@ -150,7 +165,16 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
       postgres,
     );
     const u = new URL(config.url);
-    const traced = instrumentPostgres(countingWaits(client, probe), {
+    const logger = observe.logger ?? stderrLogger;
+    const waits = countingWaits(client, probe, {
+      poolName,
+      waitTimeoutMs: config.pool.waitTimeoutMs ?? DEFAULT_POOL_WAIT_TIMEOUT_MS,
+      onEpisode: (event, detail) =>
+        event === "exhausted"
+          ? logger.warn(detail, "database pool exhausted: transactions refused UNAVAILABLE")
+          : logger.info(detail, "database pool has free connections again"),
+    });
+    const traced = instrumentPostgres(waits, {
       prepare: config.prepare !== false,
       tracer,
       attrs: {

@@ -1,4 +1,9 @@
-export { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "./config.js";
+export {
+  type DatabaseConfig,
+  DEFAULT_POOL_WAIT_TIMEOUT_MS,
+  databaseEnvShape,
+  toDatabaseConfig,
+} from "./config.js";
 export { databaseServiceOptions, invalidValueOf, isConnectionError } from "./connection-errors.js";
 export {
   type AnyTransaction,
@@ -21,4 +26,5 @@ export {
   MAX_PAGE_SIZE,
   pageSize,
 } from "./paging.js";
+export { PoolWaitTimeoutError } from "./pool-metrics.js";
 export { describeStatement } from "./tracing.js";

@@ -58,6 +58,7 @@ describe("observeDatabasePool (postgres.js)", () => {
       "db.client.connection.count{idle}": 0,
       "db.client.connection.pending_requests": 0,
       "db.client.connection.max": 2,
+      "db.client.connection.timeouts": 0,
     });
 
     // Two transactions hold both connections; a third waits for one.
@@ -85,6 +86,7 @@ describe("observeDatabasePool (postgres.js)", () => {
       "db.client.connection.count{idle}": 0,
       "db.client.connection.pending_requests": 1,
       "db.client.connection.max": 2,
+      "db.client.connection.timeouts": 0,
     });
     expect([...entered].sort()).toEqual(["a", "b"]);
 
@@ -106,6 +108,7 @@ describe("observeDatabasePool (postgres.js)", () => {
       "db.client.connection.count{idle}": 2,
       "db.client.connection.pending_requests": 0,
       "db.client.connection.max": 2,
+      "db.client.connection.timeouts": 0,
     });
   });
 

@@ -1,3 +1,4 @@
+import { Code, ConnectError } from "@connectrpc/connect";
 import type { Attributes, Meter } from "@opentelemetry/api";
 import type postgres from "postgres";
 
@@ -19,6 +20,8 @@ export interface PoolProbe {
   readonly max: number;
   /** Transactions whose `begin` waits for a connection. */
   waiting: number;
+  /** Transactions refused since the start because no connection came within the wait bound. */
+  timeouts: number;
   /** Connections this process opened, by state, as the server sees them (a fresh count each time). */
   connections(): Promise<{ used: number; idle: number }>;
   /** Closes what the probe opened (its one monitoring connection). */
@@ -50,6 +53,7 @@ export function createPoolProbe(
     applicationName,
     max,
     waiting: 0,
+    timeouts: 0,
     async connections() {
       monitor ??= open(url, {
         max: 1,
@@ -72,31 +76,112 @@ export function createPoolProbe(
 }
 
 /**
- * Wraps a postgres.js pool so `begin` counts the transactions waiting for a connection on
- * `probe` (from the call until postgres.js hands the transaction its connection).
+ * Why a transaction was refused: the pool gave it no connection within the wait bound, every
+ * connection stayed held (a pool too small for the load, or a deadlock: transactions holding
+ * connections while they wait for another). It is the `cause` of the UNAVAILABLE ConnectError the
+ * caller gets (connect's `instanceof ConnectError` accepts no subclass), so breakers count it and
+ * retries go elsewhere, rather than a call hanging until its caller's deadline.
  */
-export function countingWaits<T extends postgres.Sql>(sql: T, probe: PoolProbe): T {
+export class PoolWaitTimeoutError extends Error {
+  override name = "PoolWaitTimeoutError";
+  constructor(
+    readonly pool: string,
+    readonly waitedMs: number,
+    readonly max: number,
+  ) {
+    super(`database pool ${pool}: no connection free after waiting ${waitedMs} ms (all ${max} in use)`);
+  }
+}
+
+/** The UNAVAILABLE error of a transaction refused after its wait (cause: {@link PoolWaitTimeoutError}). */
+function poolWaitTimeout(pool: string, waitedMs: number, max: number): ConnectError {
+  const cause = new PoolWaitTimeoutError(pool, waitedMs, max);
+  return new ConnectError(cause.message, Code.Unavailable, undefined, undefined, cause);
+}
+
+/** How {@link countingWaits} bounds and reports the wait for a connection. */
+export interface PoolWaitOptions {
+  /** The pool's name in errors and logs (the database's name). */
+  poolName: string;
+  /** Longest wait of a transaction for a connection (ms); 0 waits forever. */
+  waitTimeoutMs: number;
+  /**
+   * Told once per episode: when a first transaction is refused (`exhausted`, with the wait), and
+   * when a transaction gets a connection again (`recovered`, with how many were refused).
+   */
+  onEpisode?: (event: "exhausted" | "recovered", detail: Record<string, unknown>) => void;
+}
+
+/**
+ * Wraps a postgres.js pool so `begin` counts the transactions waiting for a connection on
+ * `probe` (from the call until postgres.js hands the transaction its connection), and refuses a
+ * transaction that waited longer than `wait.waitTimeoutMs` with UNAVAILABLE ({@link PoolWaitTimeoutError}).
+ * postgres.js bounds only the opening of a connection (`connect_timeout`), not the wait in its
+ * queue, and a queued `begin` cannot be taken out of that queue: when it gets its connection
+ * after all, it rolls back at once, giving the connection back.
+ */
+export function countingWaits<T extends postgres.Sql>(sql: T, probe: PoolProbe, wait?: PoolWaitOptions): T {
   type Run = (...args: unknown[]) => Promise<unknown>;
+  let refused = 0; // in the current episode
   return new Proxy(sql, {
     get(target, prop, receiver) {
       if (prop !== "begin") return Reflect.get(target, prop, receiver);
       const begin = Reflect.get(target, prop, receiver) as Run;
       return (...args: unknown[]) => {
         const fn = args.pop() as (tx: postgres.TransactionSql) => unknown;
+        const startedAt = performance.now();
         probe.waiting += 1;
         let started = false;
+        let gaveUp = false;
         const start = () => {
           if (!started) {
             started = true;
             probe.waiting -= 1;
           }
         };
-        return begin
+        const run = begin
           .call(target, ...args, (tx: postgres.TransactionSql) => {
             start();
+            // Its caller was already told no: roll back, giving the connection back.
+            if (gaveUp) throw new Error("transaction abandoned after its wait for a connection");
+            if (refused > 0 && wait) {
+              wait.onEpisode?.("recovered", {
+                pool: wait.poolName,
+                refused,
+                waitedMs: Math.round(performance.now() - startedAt),
+              });
+              refused = 0;
+            }
             return fn(tx);
           })
           .finally(start); // a begin that failed before it got a connection waits no more
+        if (!wait || wait.waitTimeoutMs <= 0) return run;
+        return new Promise((resolve, reject) => {
+          const timer = setTimeout(() => {
+            if (started) return;
+            gaveUp = true;
+            start();
+            probe.timeouts += 1;
+            refused += 1;
+            if (refused === 1)
+              wait.onEpisode?.("exhausted", {
+                pool: wait.poolName,
+                waitTimeoutMs: wait.waitTimeoutMs,
+                max: probe.max,
+              });
+            reject(poolWaitTimeout(wait.poolName, wait.waitTimeoutMs, probe.max));
+          }, wait.waitTimeoutMs);
+          run.then(
+            (v) => {
+              clearTimeout(timer);
+              resolve(v);
+            },
+            (err) => {
+              clearTimeout(timer);
+              if (!gaveUp) reject(err);
+            },
+          );
+        });
       };
     },
   });
@@ -122,16 +207,20 @@ export function registerPoolMetrics(meter: Meter, probe: PoolProbe, poolName: st
   const max = meter.createObservableGauge("db.client.connection.max", {
     description: "Most connections the pool opens",
   });
+  const timeouts = meter.createObservableCounter("db.client.connection.timeouts", {
+    description: "Transactions refused (UNAVAILABLE) after waiting the bound for a connection",
+  });
   meter.addBatchObservableCallback(
     async (result) => {
       result.observe(pending, probe.waiting, pool);
       result.observe(max, probe.max, pool);
+      result.observe(timeouts, probe.timeouts, pool);
       const now = await probe.connections().catch(() => undefined);
       if (now) {
         result.observe(count, now.used, used);
         result.observe(count, now.idle, idle);
       }
     },
-    [count, pending, max],
+    [count, pending, max, timeouts],
   );
 }

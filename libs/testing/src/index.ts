@@ -9,5 +9,6 @@ export { captureLogs, type LogCapture } from "./logs.js";
 export { startNatsServer, type TestNatsServer } from "./nats-server.js";
 export { adminUrl, createTestDatabase, type TestDatabase, uniqueName } from "./postgres.js";
 export { type ManagedProcess, type StartOptions, startProcess } from "./process.js";
+export { guardGroup, killGroup, releaseGroup } from "./process-guard.js";
 export { startRedisServer, type TestRedisServer } from "./redis-server.js";
 export { type WaitOptions, waitFor } from "./wait.js";

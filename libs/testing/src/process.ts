@@ -1,5 +1,6 @@
 import { type ChildProcess, spawn } from "node:child_process";
 import { createInterface } from "node:readline";
+import { guardGroup, killGroup, releaseGroup } from "./process-guard.js";
 import { waitFor } from "./wait.js";
 
 /** A child process whose output lines are kept for assertions. */
@@ -18,25 +19,40 @@ export interface ManagedProcess {
   waitForLine(match: (line: string) => boolean, timeoutMs?: number): Promise<string>;
   /** Resolves with the exit code (or signal name) once the process has exited. */
   exited: Promise<number | string>;
-  /** Sends `signal` and waits for the exit. */
-  stop(signal?: NodeJS.Signals): Promise<number | string>;
+  /**
+   * Sends `signal` and waits for the exit (SIGKILL to the whole group after `killAfterMs`, 30 s
+   * by default), then kills whatever of its process group is left.
+   */
+  stop(signal?: NodeJS.Signals, killAfterMs?: number): Promise<number | string>;
 }
 
 export interface StartOptions {
   env?: Record<string, string | undefined>;
   cwd?: string;
-  /** Start in its own process group, so `signal` can reach the whole tree (like Ctrl-C). */
+  /**
+   * `stop(signal)` signals the whole process group (like Ctrl-C) rather than the child alone.
+   * Either way the child leads a process group of its own, which dies with the test process.
+   */
   detached?: boolean;
 }
 
-/** Starts `command args` and collects its output. Always `stop()` it in a `finally`/`afterAll`. */
+/**
+ * Starts `command args` and collects its output. Always `stop()` it in a `finally`/`afterAll`.
+ *
+ * The child leads a process group of its own, and that group is killed when this process exits,
+ * however it exits (see `guardGroup`): a test that fails before its teardown, or a vitest worker
+ * that is killed, leaves no process behind (a failed end-to-end run once left orders, payments and
+ * notifications running, loading Postgres through later CI runs).
+ */
 export function startProcess(command: string, args: string[], options: StartOptions = {}): ManagedProcess {
   const child = spawn(command, args, {
     cwd: options.cwd,
     env: { ...process.env, ...options.env },
     stdio: ["ignore", "pipe", "pipe"],
-    detached: options.detached ?? false,
+    detached: true,
   });
+  const pgid = child.pid;
+  if (pgid) guardGroup(pgid);
   const lines: string[] = [];
   for (const stream of [child.stdout, child.stderr]) {
     if (stream) createInterface({ input: stream }).on("line", (l) => lines.push(l));
@@ -62,12 +78,19 @@ export function startProcess(command: string, args: string[], options: StartOpti
     waitForLine: (match, timeoutMs = 60_000) =>
       waitFor(() => lines.find(match), { timeoutMs, what: `an output line from ${command}` }),
     exited,
-    async stop(signal = "SIGTERM") {
+    async stop(signal = "SIGTERM", killAfterMs = 30_000) {
       if (child.exitCode === null && child.signalCode === null) {
-        if (options.detached && child.pid) process.kill(-child.pid, signal);
+        if (options.detached && pgid) killGroup(pgid, signal);
         else child.kill(signal);
       }
-      return exited;
+      const killer = setTimeout(() => pgid && killGroup(pgid), killAfterMs);
+      const result = await exited.finally(() => clearTimeout(killer));
+      // What it started and left (its own children, in its group) goes with it.
+      if (pgid) {
+        killGroup(pgid);
+        releaseGroup(pgid);
+      }
+      return result;
     },
   };
 }

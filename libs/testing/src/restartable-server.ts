@@ -3,6 +3,7 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { freePort } from "@meshwork/local-postgres";
+import { guardGroup, releaseGroup } from "./process-guard.js";
 import { waitFor } from "./wait.js";
 
 /** A private server process on a free loopback port, for tests that stop and restart it. */
@@ -32,7 +33,9 @@ export async function startRestartableServer(options: {
   const port = await freePort();
   let child: ChildProcess | undefined;
   const start = async () => {
-    child = spawn(options.bin, options.args(port, dir), { stdio: "ignore" });
+    // Its own process group, killed should this process end without stopping it.
+    child = spawn(options.bin, options.args(port, dir), { stdio: "ignore", detached: true });
+    if (child.pid) guardGroup(child.pid);
     await waitFor(() => options.ready(port), { what: `${options.name} on port ${port}` });
   };
   const stop = async () => {
@@ -42,6 +45,7 @@ export async function startRestartableServer(options: {
       c.once("exit", () => resolve());
       c.kill("SIGTERM");
     });
+    if (c.pid) releaseGroup(c.pid);
   };
   await start();
   return {

@@ -14,14 +14,14 @@
  * - L1 hit: the defaults: every read finds the product in the process.
  *
  * Each tier: a warm-up (which also fills the tiers), the max rate (h2load flat out), then the
- * latency at half of that tier's max rate (h2load at a fixed rate, p50 / p99 from its log). The
- * cache's own counts (from the process's /metrics) are printed, so a tier that did not behave as
- * intended shows. MESHWORK_BENCH_DURATION_S sets each run's length.
+ * latency at half of that tier's max rate (PACERS h2load processes at a fixed rate, p50 / p99 from
+ * their logs). The cache's own counts (from the process's /metrics) are printed, so a tier that
+ * did not behave as intended shows. MESHWORK_BENCH_DURATION_S sets each run's length.
  */
 
 import { execFile } from "node:child_process";
 import { randomUUID } from "node:crypto";
-import { mkdtemp, rm, writeFile } from "node:fs/promises";
+import { mkdtemp, readFile, rm, writeFile } from "node:fs/promises";
 import { availableParallelism, loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -41,10 +41,27 @@ import { jetstreamManager } from "@nats-io/jetstream";
 // The inventory service's own store and schema, to seed the products without an admin.
 import { createInventoryStore } from "../../../apps/inventory/dist/adapters/db/inventory-store.js";
 import { schema } from "../../../apps/inventory/dist/adapters/db/schema.js";
-import { ensureH2load, runFixedRate, runMaxRate } from "./h2load.js";
+import {
+  ensureH2load,
+  type H2loadLogEntry,
+  parseLatencyLog,
+  runFixedRate,
+  runMaxRate,
+  summarizeLatencies,
+} from "./h2load.js";
 import { readSettings } from "./settings.js";
 
 const PRODUCTS = 1_000;
+/**
+ * h2load processes that share the fixed-rate run, each on one connection with the products in
+ * its own rotated order (so no two ask for the same product at once: no single-flight merging).
+ * h2load paces `--rps` in bursts every 10 ms: with one connection, half of the L1 tier's max
+ * arrived as one burst of ~1% of a second's requests every 10 ms, and the last of each burst
+ * waited for the whole burst, so the cached tiers' p99 measured h2load's pacing (4-7x the
+ * uncached read's, whose rate and bursts are ten times smaller). Eight pacers started 1 ms apart
+ * send bursts eight times smaller, interleaved.
+ */
+const PACERS = 8;
 const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const inventoryMain = fileURLToPath(new URL("../../../apps/inventory/dist/main.js", import.meta.url));
 const migrations = fileURLToPath(new URL("../../../apps/inventory/drizzle", import.meta.url));
@@ -178,13 +195,18 @@ async function main(): Promise<void> {
       await database.close();
     }
 
-    for (const tier of TIERS) {
+    // MESHWORK_BENCH_CACHE_TIERS="uncached,L1 hit" runs only those (uncached first, for the ratios).
+    const only = process.env.MESHWORK_BENCH_CACHE_TIERS?.split(",").map((t) => t.trim());
+    // MESHWORK_BENCH_CPU_PROF=DIR: each inventory process writes a CPU profile there.
+    const prof = process.env.MESHWORK_BENCH_CPU_PROF;
+    for (const tier of TIERS.filter((t) => !only || only.includes(t.name))) {
       const namespace = `${uniqueName("bc")}.`;
       namespaces.push(namespace);
       const [command, ...prefix] = [...pin.server, process.execPath];
       // A port chosen here: at LOG_LEVEL warn (no line per call) there is no "listening" line.
       const port = await freePort();
-      proc = startProcess(command as string, [...prefix, inventoryMain], {
+      const profArgs = prof ? [`--cpu-prof`, `--cpu-prof-dir=${prof}`] : [];
+      proc = startProcess(command as string, [...prefix, ...profArgs, inventoryMain], {
         env: {
           PORT: String(port),
           DATABASE_URL: db.url,
@@ -201,15 +223,11 @@ async function main(): Promise<void> {
       });
       const url = `http://127.0.0.1:${port}`;
       const uris = join(work, "uris.txt");
-      await writeFile(
-        uris,
-        ids
-          .map(
-            (id) =>
-              `${url}${METHOD}?connect=v1&encoding=json&message=${encodeURIComponent(JSON.stringify({ id }))}`,
-          )
-          .join("\n"),
+      const lines = ids.map(
+        (id) =>
+          `${url}${METHOD}?connect=v1&encoding=json&message=${encodeURIComponent(JSON.stringify({ id }))}`,
       );
+      await writeFile(uris, lines.join("\n"));
       // One request by hand, once the process answers: the answer must be the product.
       const one = `${url}${METHOD}?connect=v1&encoding=json&message=${encodeURIComponent(JSON.stringify({ id: ids[0] }))}`;
       const started = proc;
@@ -250,7 +268,7 @@ async function main(): Promise<void> {
         await runMaxRate({ ...common, clients: 1, durationMs: settings.warmUpMs, warmUpMs: 0 });
       }
       const before = await cacheCounts(url);
-      const { summary } = await runMaxRate({
+      const { summary, output } = await runMaxRate({
         ...common,
         clients: 1,
         durationMs: settings.durationMs,
@@ -258,14 +276,37 @@ async function main(): Promise<void> {
       });
       const during = cacheDelta(before, await cacheCounts(url));
       const maxRate = summary.reqPerSec;
+      for (const l of output.split("\n").filter((x) => /^(finished in|requests:|status codes:)/.test(x)))
+        log(`  h2load: ${l}`);
       const rate = Math.max(1, Math.floor(maxRate / 2));
       log(
         `  max ${maxRate.toFixed(0)} req/s (${summary.requests.failed} failed); latency at ${rate} req/s ...`,
       );
-      const { latency, summary: fixed } = await runFixedRate(
-        { ...common, clients: 1, rate, requests: Math.round((rate * settings.durationMs) / 1000), logFile },
-        Math.min(1000, settings.durationMs / 10),
+      const pacerRate = rate / PACERS;
+      const pacers = await Promise.all(
+        Array.from({ length: PACERS }, async (_, i) => {
+          const file = join(work, `uris-${i}.txt`);
+          const from = Math.floor((i * ids.length) / PACERS);
+          await writeFile(file, [...lines.slice(from), ...lines.slice(0, from)].join("\n"));
+          await new Promise((r) => setTimeout(r, i)); // 1 ms apart: their bursts interleave
+          return runFixedRate(
+            {
+              ...common,
+              inputFile: file,
+              clients: 1,
+              rate: pacerRate,
+              requests: Math.round((pacerRate * settings.durationMs) / 1000),
+              logFile: join(work, `latency-${i}.log`),
+            },
+            0,
+          );
+        }),
       );
+      const entries: H2loadLogEntry[] = [];
+      for (let i = 0; i < PACERS; i++)
+        entries.push(...parseLatencyLog(await readFile(join(work, `latency-${i}.log`), "utf8")));
+      const latency = summarizeLatencies(entries, Math.min(1000, settings.durationMs / 10));
+      const fixed = { requests: { failed: pacers.reduce((n, p) => n + p.summary.requests.failed, 0) } };
       results.push({
         name: tier.name,
         maxRate,
@@ -294,7 +335,7 @@ async function main(): Promise<void> {
   const uncached = results.find((r) => r.name === "uncached")?.maxRate ?? Number.NaN;
   log(
     `\ncache over RPC: GetProduct (Connect GET, ${PRODUCTS} products in turn), one connection of ${STREAMS(settings)} streams flat out, ` +
-      `then at half each tier's max; load average ${loadavg()
+      `then at half each tier's max (${PACERS} h2load pacers, one connection each); load average ${loadavg()
         .map((l) => l.toFixed(1))
         .join(" ")}`,
   );

@@ -365,7 +365,11 @@ async function runH2load(args: string[], wrapper: readonly string[] | undefined)
   });
   const output = Buffer.concat(chunks).toString("utf8");
   if (code !== 0) throw new Error(`h2load exited with ${code}:\n${output.slice(-2000)}`);
-  return { summary: parseH2loadOutput(output), output, args };
+  try {
+    return { summary: parseH2loadOutput(output), output, args };
+  } catch (err) {
+    throw new Error(`${(err as Error).message}; h2load ${args.join(" ")} said:\n${output.slice(-2000)}`);
+  }
 }
 
 /** Runs h2load flat out for `durationMs` after `warmUpMs` of warm-up. */

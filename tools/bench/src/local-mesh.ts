@@ -20,6 +20,7 @@ import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
+import { guardGroup, killGroup, releaseGroup } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { rawGrpcUnary } from "./grpc-client.js";
 import { answersWithoutMessage, ensureH2load, runMaxRate } from "./h2load.js";
@@ -59,6 +60,8 @@ function startMesh(home: string, namespace: string): Promise<Mesh> {
     stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace, DATABASE_URL: "" },
   });
+  // Killed with this process however it ends (a failed bench, Ctrl-C of the bench, SIGKILL).
+  if (child.pid) guardGroup(child.pid);
   const lines: string[] = [];
   let meshctlMs: number | undefined;
   let postgresMs: number | undefined;
@@ -109,7 +112,10 @@ async function stopMesh(mesh: Mesh): Promise<number | string> {
     }
   }, 30_000);
   try {
-    return await mesh.exited;
+    const code = await mesh.exited;
+    killGroup(mesh.npmPid); // whatever of the mesh outlived npm
+    releaseGroup(mesh.npmPid);
+    return code;
   } finally {
     clearTimeout(killer);
   }

@@ -91,8 +91,13 @@ export async function startMesh(
   let gateway: Gateway | undefined;
   /** Stops what runs and removes what this mesh created (streams, bucket, databases). */
   const teardown = async () => {
-    await gateway?.stop();
-    for (const s of SERVICES) if (procs[s] && procs[s].child.exitCode === null) await procs[s].stop();
+    // The processes go first and whatever else fails: a mesh left running loads Postgres and NATS
+    // for every later run (each is also killed when this process exits, see startProcess).
+    try {
+      await gateway?.stop();
+    } finally {
+      await Promise.all(SERVICES.map((s) => procs[s]?.stop("SIGTERM", 15_000)));
+    }
     const nc = await connectNats(natsUrl, "cleanup");
     const jsm = await jetstreamManager(nc);
     for (const s of ["USERS", "INVENTORY", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
