@@ -38,6 +38,10 @@ type CallState = "admitting" | "forwarding" | "done";
  * One call through the gateway, from its headers to its last byte: admission, its attempts
  * upstream (each an {@link UpstreamAttempt}), and the one place it finishes ({@link complete}).
  */
+/** Why gRPC over HTTP/1.1 is refused at the edge. */
+export const GRPC_OVER_HTTP1 =
+  "gRPC needs HTTP/2 (its status travels in trailers): call over h2c (HTTP/2 prior knowledge), or use gRPC-Web (application/grpc-web+proto) or Connect over HTTP/1.1";
+
 export class ProxiedCall implements ClientBytes {
   readonly started = performance.now();
   readonly method: string;
@@ -128,6 +132,13 @@ export class ProxiedCall implements ClientBytes {
     }
     this.#countedForClient = true;
 
+    // gRPC ends every answer with trailers, which HTTP/1.1 cannot carry to this client: its status
+    // would be lost (an answer without grpc-status). Refused with the status in the headers, which
+    // it can read, naming what to use instead.
+    if (this.protocol === "grpc" && !this.down.h2) {
+      this.#refuse({ ok: false, code: Code.Unimplemented, message: GRPC_OVER_HTTP1 });
+      return;
+    }
     const admitted = admit(options, this.route, this.path, this.pathKey, headers);
     if (!admitted.ok) {
       this.#refuse(admitted);
