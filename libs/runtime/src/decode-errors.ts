@@ -97,7 +97,7 @@ function encodingHeader(shape: BodyShape, contentType: string | null): string {
 /**
  * The request messages of a body, decompressed, or why they cannot be read: a compressed
  * envelope whose compression no header names is a bad request (INVALID_ARGUMENT). Undefined when
- * this cannot tell (a cut envelope, a flag it does not know, a body that does not decompress):
+ * this cannot tell (a cut envelope, a body over the size limit):
  * Connect then reads the body itself and answers as it does.
  */
 async function requestMessages(
@@ -108,14 +108,19 @@ async function requestMessages(
   readMaxBytes: number,
 ): Promise<Uint8Array[] | ConnectError | undefined> {
   try {
-    if (shape === "raw") return [compression ? await compression.decompress(bytes, readMaxBytes) : bytes];
+    if (shape === "raw") return [compression ? await decompressed(compression, bytes, readMaxBytes) : bytes];
     const frames = envelopes(bytes);
     if (!frames) return undefined;
     const out: Uint8Array[] = [];
     for (const { flags, data } of frames) {
       if (flags === 0) out.push(data);
-      else if (flags !== COMPRESSED_FLAG) return undefined;
-      else if (compression) out.push(await compression.decompress(data, readMaxBytes));
+      else if (flags !== COMPRESSED_FLAG) {
+        // Connect reads such a message anyway, and one that does not decode was INTERNAL.
+        return new ConnectError(
+          `invalid request message: envelope flags 0x${flags.toString(16).padStart(2, "0")} (a request message has 0, or 1 when compressed)`,
+          Code.InvalidArgument,
+        );
+      } else if (compression) out.push(await decompressed(compression, data, readMaxBytes));
       else
         return new ConnectError(
           `invalid request message: compressed (flag 1) but ${encodingName} names no compression`,
@@ -123,8 +128,32 @@ async function requestMessages(
         );
     }
     return out;
-  } catch {
+  } catch (err) {
+    // A body that is not what its encoding says is the client's mistake; Connect answered it
+    // INTERNAL ("decompression failed"). Over the size limit, Connect answers RESOURCE_EXHAUSTED.
+    if (err instanceof NotCompressedAsSaid) {
+      return new ConnectError(
+        `invalid request message: the body does not decompress as ${err.encoding}`,
+        Code.InvalidArgument,
+      );
+    }
     return undefined;
+  }
+}
+
+class NotCompressedAsSaid extends Error {
+  constructor(readonly encoding: string) {
+    super(`not ${encoding}`);
+  }
+}
+
+/** Decompresses; a failure other than the size limit becomes {@link NotCompressedAsSaid}. */
+async function decompressed(compression: Compression, bytes: Uint8Array, readMaxBytes: number) {
+  try {
+    return await compression.decompress(bytes, readMaxBytes);
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.ResourceExhausted) throw err;
+    throw new NotCompressedAsSaid(compression.name);
   }
 }
 

@@ -4,6 +4,8 @@ export {
   resolveTestPostgres,
   type TestPostgres,
 } from "./embedded-postgres.js";
+export { fuzzParameters, fuzzRuns, loadCorpus } from "./fuzz.js";
+export { type FuzzRequest, fuzzRequestArb } from "./fuzz-requests.js";
 export { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "./grpc-js.js";
 export { captureLogs, type LogCapture } from "./logs.js";
 export { startNatsServer, type TestNatsServer } from "./nats-server.js";
@@ -11,3 +13,4 @@ export { adminUrl, createTestDatabase, type TestDatabase, uniqueName } from "./p
 export { type ManagedProcess, type StartOptions, startProcess } from "./process.js";
 export { startRedisServer, type TestRedisServer } from "./redis-server.js";
 export { type WaitOptions, waitFor } from "./wait.js";
+export { answerStatus, isInternal, type RawAnswer, rawExchange } from "./wire.js";
