@@ -162,7 +162,8 @@ describe("JWT parsing", () => {
         }
         const started = Date.now();
         const r = await auth.authorize({ kind: "role", role: "admin" }, `Bearer ${token}`);
-        expect(Date.now() - started).toBeLessThan(2_000);
+        // Within the gateway's default call deadline (5 s), even on a loaded machine.
+        expect(Date.now() - started).toBeLessThan(5_000);
         if (!r.ok) {
           expect([Code.Unauthenticated, Code.PermissionDenied], `${Code[r.code]}: ${r.message}`).toContain(
             r.code,

@@ -255,7 +255,10 @@ export class ProxiedCall implements ClientBytes {
         up.once("drain", () => body.resume());
       }
     });
-    body.once("end", () => up.end());
+    // An empty request (END_STREAM on its headers) has ended already, while authorization ran:
+    // waiting for its "end" hung the call until its deadline (found by fuzzing, issue 26.3).
+    if (body.readableEnded) up.end();
+    else body.once("end", () => up.end());
   }
 
   /** One attempt upstream, on another endpoint than the ones that failed this call while there is one. */
