@@ -51,7 +51,8 @@ export function createDecodeErrorInterceptor(): Interceptor {
   };
 }
 
-type BodyShape = "raw" | "enveloped";
+/** `enveloped-json`: JSON messages in envelopes, whose framing (flags, compression) is checked here. */
+type BodyShape = "raw" | "enveloped" | "enveloped-json";
 
 /** Binary (Protobuf) request content types, and how their body frames the message. */
 function bodyShape(contentType: string | null): BodyShape | undefined {
@@ -65,6 +66,12 @@ function bodyShape(contentType: string | null): BodyShape | undefined {
     type === "application/connect+proto"
   )
     return "enveloped";
+  if (
+    type === "application/grpc+json" ||
+    type === "application/grpc-web+json" ||
+    type === "application/connect+json"
+  )
+    return "enveloped-json";
   return undefined;
 }
 
@@ -272,7 +279,8 @@ export function guardDecoding(
     const bytes = concat(head.chunks);
     const messages = await requestMessages(bytes, shape, compression, encodingName, readMaxBytes);
     let failure: ConnectError | undefined = messages instanceof ConnectError ? messages : undefined;
-    for (const m of Array.isArray(messages) ? messages : []) {
+    // JSON messages are Connect's to decode; only their framing was checked here.
+    for (const m of Array.isArray(messages) && shape !== "enveloped-json" ? messages : []) {
       try {
         fromBinary(input, m);
       } catch (err) {
@@ -285,6 +293,8 @@ export function guardDecoding(
     req.contextValues?.set(decodeFailureKey, failure);
     // An empty message, uncompressed: an envelope with flag 0, a Connect body without its encoding.
     if (shape === "enveloped") return handler({ ...req, body: replay([new Uint8Array(5)]) });
+    if (shape === "enveloped-json")
+      return handler({ ...req, body: replay([Uint8Array.of(0, 0, 0, 0, 2, 0x7b, 0x7d)]) });
     const header = new Headers(req.header);
     header.delete("content-encoding");
     return handler({ ...req, header, body: replay([new Uint8Array(0)]) });
