@@ -192,6 +192,11 @@ export class ProxiedCall implements ClientBytes {
       this.#tryOnce(undefined);
       return;
     }
+    // An empty request has ended already, while authorization ran (see streamBody).
+    if (this.down.body.readableEnded) {
+      this.#tryOnce(Buffer.alloc(0));
+      return;
+    }
     // Keep the whole (small) request, to send it again on another endpoint if need be.
     const chunks: Buffer[] = [];
     this.down.body.on("data", (chunk: Buffer) => {
