@@ -118,8 +118,21 @@ export function createAuthenticator(options: AuthOptions) {
       if (hit.expiresAt > Date.now()) return hit;
       verified.delete(token);
     }
+    // Whether a failure came from the key set (unreachable, unusable: UNAVAILABLE) rather than
+    // from the token (a `crit` header jose does not support, a malformed header: UNAUTHENTICATED).
+    let keysFailed = false;
+    const getKey: typeof jwks.getKey = async (header, t) => {
+      try {
+        return await jwks.getKey(header, t);
+      } catch (err) {
+        const noMatch =
+          err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys;
+        if (!noMatch) keysFailed = true;
+        throw err;
+      }
+    };
     try {
-      const { payload } = await jwtVerify(token, jwks.getKey, {
+      const { payload } = await jwtVerify(token, getKey, {
         issuer: options.issuer,
         audience: options.audience,
         algorithms: ["ES256"],
@@ -153,9 +166,12 @@ export function createAuthenticator(options: AuthOptions) {
       if (
         err instanceof JwksUnavailableError ||
         err instanceof joseErrors.JWKSTimeout ||
-        err instanceof joseErrors.JOSENotSupported
+        (keysFailed && err instanceof joseErrors.JOSENotSupported)
       ) {
         return { code: Code.Unavailable, message: "token keys unavailable" };
+      }
+      if (err instanceof joseErrors.JOSENotSupported) {
+        return { code: Code.Unauthenticated, message: `token not supported: ${err.message}` };
       }
       if (err instanceof joseErrors.JWTExpired)
         return { code: Code.Unauthenticated, message: "token expired" };
@@ -164,7 +180,7 @@ export function createAuthenticator(options: AuthOptions) {
       }
       if (err instanceof joseErrors.JOSEAlgNotAllowed)
         return { code: Code.Unauthenticated, message: "token algorithm not allowed" };
-      if (err instanceof Error && err.name === "TypeError")
+      if (keysFailed && err instanceof Error && err.name === "TypeError")
         return { code: Code.Unavailable, message: "token keys unavailable" };
       return { code: Code.Unauthenticated, message: "invalid token" };
     }

@@ -51,7 +51,8 @@ export function createDecodeErrorInterceptor(): Interceptor {
   };
 }
 
-type BodyShape = "raw" | "enveloped";
+/** `enveloped-json`: JSON messages in envelopes, whose framing (flags, compression) is checked here. */
+type BodyShape = "raw" | "enveloped" | "enveloped-json";
 
 /** Binary (Protobuf) request content types, and how their body frames the message. */
 function bodyShape(contentType: string | null): BodyShape | undefined {
@@ -65,6 +66,12 @@ function bodyShape(contentType: string | null): BodyShape | undefined {
     type === "application/connect+proto"
   )
     return "enveloped";
+  if (
+    type === "application/grpc+json" ||
+    type === "application/grpc-web+json" ||
+    type === "application/connect+json"
+  )
+    return "enveloped-json";
   return undefined;
 }
 
@@ -97,7 +104,7 @@ function encodingHeader(shape: BodyShape, contentType: string | null): string {
 /**
  * The request messages of a body, decompressed, or why they cannot be read: a compressed
  * envelope whose compression no header names is a bad request (INVALID_ARGUMENT). Undefined when
- * this cannot tell (a cut envelope, a flag it does not know, a body that does not decompress):
+ * this cannot tell (a cut envelope, a body over the size limit):
  * Connect then reads the body itself and answers as it does.
  */
 async function requestMessages(
@@ -108,14 +115,19 @@ async function requestMessages(
   readMaxBytes: number,
 ): Promise<Uint8Array[] | ConnectError | undefined> {
   try {
-    if (shape === "raw") return [compression ? await compression.decompress(bytes, readMaxBytes) : bytes];
+    if (shape === "raw") return [compression ? await decompressed(compression, bytes, readMaxBytes) : bytes];
     const frames = envelopes(bytes);
     if (!frames) return undefined;
     const out: Uint8Array[] = [];
     for (const { flags, data } of frames) {
       if (flags === 0) out.push(data);
-      else if (flags !== COMPRESSED_FLAG) return undefined;
-      else if (compression) out.push(await compression.decompress(data, readMaxBytes));
+      else if (flags !== COMPRESSED_FLAG) {
+        // Connect reads such a message anyway, and one that does not decode was INTERNAL.
+        return new ConnectError(
+          `invalid request message: envelope flags 0x${flags.toString(16).padStart(2, "0")} (a request message has 0, or 1 when compressed)`,
+          Code.InvalidArgument,
+        );
+      } else if (compression) out.push(await decompressed(compression, data, readMaxBytes));
       else
         return new ConnectError(
           `invalid request message: compressed (flag 1) but ${encodingName} names no compression`,
@@ -123,8 +135,32 @@ async function requestMessages(
         );
     }
     return out;
-  } catch {
+  } catch (err) {
+    // A body that is not what its encoding says is the client's mistake; Connect answered it
+    // INTERNAL ("decompression failed"). Over the size limit, Connect answers RESOURCE_EXHAUSTED.
+    if (err instanceof NotCompressedAsSaid) {
+      return new ConnectError(
+        `invalid request message: the body does not decompress as ${err.encoding}`,
+        Code.InvalidArgument,
+      );
+    }
     return undefined;
+  }
+}
+
+class NotCompressedAsSaid extends Error {
+  constructor(readonly encoding: string) {
+    super(`not ${encoding}`);
+  }
+}
+
+/** Decompresses; a failure other than the size limit becomes {@link NotCompressedAsSaid}. */
+async function decompressed(compression: Compression, bytes: Uint8Array, readMaxBytes: number) {
+  try {
+    return await compression.decompress(bytes, readMaxBytes);
+  } catch (err) {
+    if (err instanceof ConnectError && err.code === Code.ResourceExhausted) throw err;
+    throw new NotCompressedAsSaid(compression.name);
   }
 }
 
@@ -243,7 +279,8 @@ export function guardDecoding(
     const bytes = concat(head.chunks);
     const messages = await requestMessages(bytes, shape, compression, encodingName, readMaxBytes);
     let failure: ConnectError | undefined = messages instanceof ConnectError ? messages : undefined;
-    for (const m of Array.isArray(messages) ? messages : []) {
+    // JSON messages are Connect's to decode; only their framing was checked here.
+    for (const m of Array.isArray(messages) && shape !== "enveloped-json" ? messages : []) {
       try {
         fromBinary(input, m);
       } catch (err) {
@@ -256,6 +293,8 @@ export function guardDecoding(
     req.contextValues?.set(decodeFailureKey, failure);
     // An empty message, uncompressed: an envelope with flag 0, a Connect body without its encoding.
     if (shape === "enveloped") return handler({ ...req, body: replay([new Uint8Array(5)]) });
+    if (shape === "enveloped-json")
+      return handler({ ...req, body: replay([Uint8Array.of(0, 0, 0, 0, 2, 0x7b, 0x7d)]) });
     const header = new Headers(req.header);
     header.delete("content-encoding");
     return handler({ ...req, header, body: replay([new Uint8Array(0)]) });

@@ -9,6 +9,7 @@ export { createSagaExecutor, type SagaExecutor, type SagaExecutorOptions } from 
 export {
   createSagaQueries,
   describeSagaSteps,
+  readSagaHistory,
   type SagaListFilter,
   type SagaQueries,
   type SagaStepStatus,

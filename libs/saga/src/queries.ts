@@ -98,6 +98,40 @@ export interface SagaStepView {
 }
 
 const ENDING: ReadonlySet<SagaHistoryEntry["outcome"]> = new Set(["refused", "gave_up"]);
+const OUTCOMES: ReadonlySet<unknown> = new Set<SagaHistoryEntry["outcome"]>([
+  "done",
+  "undone",
+  "failed",
+  "unavailable",
+  "refused",
+  "gave_up",
+  "stopped",
+]);
+
+const isTime = (v: unknown): boolean => typeof v === "string" && !Number.isNaN(Date.parse(v));
+
+function isHistoryEntry(e: unknown): e is SagaHistoryEntry {
+  if (!e || typeof e !== "object") return false;
+  const x = e as Record<string, unknown>;
+  return (
+    typeof x.step === "string" &&
+    (x.phase === "action" || x.phase === "compensate") &&
+    OUTCOMES.has(x.outcome) &&
+    Number.isSafeInteger(x.attempt) &&
+    isTime(x.at) &&
+    (x.error === undefined || typeof x.error === "string") &&
+    (x.retryAt === undefined || isTime(x.retryAt))
+  );
+}
+
+/**
+ * A saga's stored history (the row's `history` jsonb), keeping only well-formed entries: a row
+ * written by another version of the code, or edited by hand, must not break reading the saga (an
+ * entry with an unreadable time made GetSaga fail INTERNAL).
+ */
+export function readSagaHistory(value: unknown): SagaHistoryEntry[] {
+  return Array.isArray(value) ? value.filter(isHistoryEntry) : [];
+}
 
 /**
  * Each step of `stepNames` (the definition's steps, in order) as it stands in `row`: its status,
@@ -106,8 +140,9 @@ const ENDING: ReadonlySet<SagaHistoryEntry["outcome"]> = new Set(["refused", "ga
  */
 export function describeSagaSteps(row: SagaRow, stepNames: readonly string[]): SagaStepView[] {
   const ended = row.status === "completed" || row.status === "compensated";
+  const stored = readSagaHistory(row.history);
   return stepNames.map((name, i) => {
-    const history = row.history.filter((e) => e.step === name);
+    const history = stored.filter((e) => e.step === name);
     const actions = history.filter((e) => e.phase === "action");
     const compensations = history.filter((e) => e.phase === "compensate");
     const current = row.step === i;

@@ -38,6 +38,10 @@ type CallState = "admitting" | "forwarding" | "done";
  * One call through the gateway, from its headers to its last byte: admission, its attempts
  * upstream (each an {@link UpstreamAttempt}), and the one place it finishes ({@link complete}).
  */
+/** Why gRPC over HTTP/1.1 is refused at the edge. */
+export const GRPC_OVER_HTTP1 =
+  "gRPC needs HTTP/2 (its status travels in trailers): call over h2c (HTTP/2 prior knowledge), or use gRPC-Web (application/grpc-web+proto) or Connect over HTTP/1.1";
+
 export class ProxiedCall implements ClientBytes {
   readonly started = performance.now();
   readonly method: string;
@@ -133,6 +137,13 @@ export class ProxiedCall implements ClientBytes {
     }
     this.#countedForClient = true;
 
+    // gRPC ends every answer with trailers, which HTTP/1.1 cannot carry to this client: its status
+    // would be lost (an answer without grpc-status). Refused with the status in the headers, which
+    // it can read, naming what to use instead.
+    if (this.protocol === "grpc" && !this.down.h2) {
+      this.#refuse({ ok: false, code: Code.Unimplemented, message: GRPC_OVER_HTTP1 });
+      return;
+    }
     const admitted = admit(options, this.route, this.path, this.pathKey, headers);
     if (!admitted.ok) {
       this.#refuse(admitted);
@@ -184,6 +195,11 @@ export class ProxiedCall implements ClientBytes {
     // can be kept and sent again) and the answer is UNAVAILABLE before anything was forwarded.
     if (!isRetryable(route, this.pathKey, this.protocol)) {
       this.#tryOnce(undefined);
+      return;
+    }
+    // An empty request has ended already, while authorization ran (see streamBody).
+    if (this.down.body.readableEnded) {
+      this.#tryOnce(Buffer.alloc(0));
       return;
     }
     // Keep the whole (small) request, to send it again on another endpoint if need be.
@@ -249,7 +265,10 @@ export class ProxiedCall implements ClientBytes {
         up.once("drain", () => body.resume());
       }
     });
-    body.once("end", () => up.end());
+    // An empty request (END_STREAM on its headers) has ended already, while authorization ran:
+    // waiting for its "end" hung the call until its deadline (found by fuzzing, issue 26.3).
+    if (body.readableEnded) up.end();
+    else body.once("end", () => up.end());
   }
 
   /**
