@@ -45,7 +45,6 @@ export const ALLOWED_LONG_FUNCTIONS: readonly AllowedLongFunction[] = [
   }, // 190 lines
   {
     file: "libs/events/src/outbox.ts",
-    name: "createOutboxRelay",
     reason: "pending: not split yet (issue 22)",
   }, // 177 lines
   { file: "libs/runtime/src/service.ts", name: "createService", reason: "pending: not split yet (issue 22)" }, // 176 lines
