@@ -19,7 +19,6 @@ export const ALLOWED_LONG_FUNCTIONS: readonly AllowedLongFunction[] = [
   }, // 240 lines
   {
     file: "apps/orders/src/adapters/db/order-store.ts",
-    name: "createOrderStore",
     reason: "pending: not split yet (issue 22)",
   }, // 237 lines
   {
