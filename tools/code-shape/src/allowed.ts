@@ -100,7 +100,6 @@ export const ALLOWED_LONG_FUNCTIONS: readonly AllowedLongFunction[] = [
   }, // 100 lines
   {
     file: "apps/payments/src/adapters/db/payment-store.ts",
-    name: "createPaymentStore",
     reason: "pending: not split yet (issue 22)",
   }, // 99 lines
   { file: "apps/gateway/src/jwks.ts", name: "createJwks", reason: "pending: not split yet (issue 22)" }, // 91 lines
