@@ -55,52 +55,118 @@ function urlOf(address: string): string {
  * over a `grpc.health.v1` Watch stream.
  */
 export function trackEndpoints(options: EndpointTrackerOptions): EndpointTracker {
-  const checkHealth = options.healthCheck ?? true;
-  const byService = new Map<string, Map<string, EndpointState & { watch?: HealthWatch }>>();
-  const listeners = new Set<(service: string) => void>();
-  // The healthy set is read on every call; it is rebuilt only after a change.
-  const healthyCache = new Map<string, readonly EndpointState[]>();
-  const notify = (service: string) => {
-    healthyCache.delete(service);
-    for (const l of listeners) l(service);
-  };
+  return new EndpointTable(options);
+}
 
-  const add = (service: string, url: string, source: EndpointState["source"], instanceId?: string) => {
-    let set = byService.get(service);
+type TrackedEndpoint = EndpointState & { watch?: HealthWatch };
+
+class EndpointTable implements EndpointTracker {
+  readonly #options: EndpointTrackerOptions;
+  readonly #checkHealth: boolean;
+  readonly #byService = new Map<string, Map<string, TrackedEndpoint>>();
+  readonly #listeners = new Set<(service: string) => void>();
+  // The healthy set is read on every call; it is rebuilt only after a change.
+  readonly #healthyCache = new Map<string, readonly EndpointState[]>();
+  readonly #unsubscribe: (() => void) | undefined;
+  readonly #sweep: NodeJS.Timeout | undefined;
+
+  constructor(options: EndpointTrackerOptions) {
+    this.#options = options;
+    this.#checkHealth = options.healthCheck ?? true;
+    for (const [service, urls] of Object.entries(options.static ?? {})) {
+      for (const url of urls) this.#add(service, url, "static");
+    }
+    this.#unsubscribe = options.registry?.onChange((service) => this.#sync(service));
+    this.#syncAll();
+    this.#sweep = options.registry ? setInterval(() => this.#syncAll(), options.sweepMs ?? 500) : undefined;
+    this.#sweep?.unref();
+  }
+
+  all(service: string): readonly EndpointState[] {
+    return [...(this.#byService.get(service)?.values() ?? [])];
+  }
+
+  healthy(service: string): readonly EndpointState[] {
+    let list = this.#healthyCache.get(service);
+    if (!list) {
+      list = [...(this.#byService.get(service)?.values() ?? [])].filter((e) => e.health === "SERVING");
+      this.#healthyCache.set(service, list);
+    }
+    return list;
+  }
+
+  services(): string[] {
+    return [...this.#byService].filter(([, set]) => set.size > 0).map(([s]) => s);
+  }
+
+  onChange(listener: (service: string) => void): () => void {
+    this.#listeners.add(listener);
+    return () => this.#listeners.delete(listener);
+  }
+
+  settled(timeoutMs: number): Promise<void> {
+    const unknown = () =>
+      [...this.#byService.values()].some((set) => [...set.values()].some((e) => e.health === "UNKNOWN"));
+    if (!unknown()) return Promise.resolve();
+    return new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#listeners.delete(check);
+        resolve();
+      };
+      const check = () => {
+        if (!unknown()) done();
+      };
+      const timer = setTimeout(done, timeoutMs);
+      timer.unref();
+      this.#listeners.add(check);
+    });
+  }
+
+  close(): void {
+    this.#unsubscribe?.();
+    clearInterval(this.#sweep);
+    for (const set of this.#byService.values()) for (const e of set.values()) e.watch?.close();
+    this.#byService.clear();
+  }
+
+  #notify(service: string): void {
+    this.#healthyCache.delete(service);
+    for (const l of this.#listeners) l(service);
+  }
+
+  #add(service: string, url: string, source: EndpointState["source"], instanceId?: string): boolean {
+    let set = this.#byService.get(service);
     if (!set) {
       set = new Map();
-      byService.set(service, set);
+      this.#byService.set(service, set);
     }
     if (set.has(url)) return false;
-    const e: EndpointState & { watch?: HealthWatch } = {
+    const e: TrackedEndpoint = {
       service,
       url,
       instanceId,
       source,
-      health: checkHealth ? "UNKNOWN" : "SERVING",
+      health: this.#checkHealth ? "UNKNOWN" : "SERVING",
     };
-    if (checkHealth) {
+    if (this.#checkHealth) {
       e.watch = new HealthWatch(url, (state) => {
         e.health = state;
-        notify(service);
+        this.#notify(service);
       });
     }
     set.set(url, e);
     return true;
-  };
-
-  for (const [service, urls] of Object.entries(options.static ?? {})) {
-    for (const url of urls) add(service, url, "static");
   }
 
   /** Brings one service's registry endpoints in line with the watcher's live instances. */
-  const sync = (service: string) => {
-    const registry = options.registry;
+  #sync(service: string): void {
+    const registry = this.#options.registry;
     if (!registry) return;
     const live = new Map(registry.instances(service).map((r) => [urlOf(r.address), r]));
     let changed = false;
-    for (const [url, r] of live) changed = add(service, url, "registry", r.instanceId) || changed;
-    const set = byService.get(service);
+    for (const [url, r] of live) changed = this.#add(service, url, "registry", r.instanceId) || changed;
+    const set = this.#byService.get(service);
     for (const [url, e] of set ?? []) {
       if (e.source === "registry" && !live.has(url)) {
         e.watch?.close();
@@ -108,55 +174,11 @@ export function trackEndpoints(options: EndpointTrackerOptions): EndpointTracker
         changed = true;
       }
     }
-    if (changed) notify(service);
-  };
-  const syncAll = () => {
-    const services = new Set([...byService.keys(), ...(options.registry?.all().map((r) => r.service) ?? [])]);
-    for (const s of services) sync(s);
-  };
-  const unsubscribe = options.registry?.onChange(sync);
-  syncAll();
-  const sweep = options.registry ? setInterval(syncAll, options.sweepMs ?? 500) : undefined;
-  sweep?.unref();
+    if (changed) this.#notify(service);
+  }
 
-  return {
-    all: (service) => [...(byService.get(service)?.values() ?? [])],
-    healthy(service) {
-      let list = healthyCache.get(service);
-      if (!list) {
-        list = [...(byService.get(service)?.values() ?? [])].filter((e) => e.health === "SERVING");
-        healthyCache.set(service, list);
-      }
-      return list;
-    },
-    services: () => [...byService].filter(([, set]) => set.size > 0).map(([s]) => s),
-    onChange(listener) {
-      listeners.add(listener);
-      return () => listeners.delete(listener);
-    },
-    settled(timeoutMs) {
-      const unknown = () =>
-        [...byService.values()].some((set) => [...set.values()].some((e) => e.health === "UNKNOWN"));
-      if (!unknown()) return Promise.resolve();
-      return new Promise<void>((resolve) => {
-        const done = () => {
-          clearTimeout(timer);
-          listeners.delete(check);
-          resolve();
-        };
-        const check = () => {
-          if (!unknown()) done();
-        };
-        const timer = setTimeout(done, timeoutMs);
-        timer.unref();
-        listeners.add(check);
-      });
-    },
-    close() {
-      unsubscribe?.();
-      clearInterval(sweep);
-      for (const set of byService.values()) for (const e of set.values()) e.watch?.close();
-      byService.clear();
-    },
-  };
+  #syncAll(): void {
+    const registered = this.#options.registry?.all().map((r) => r.service) ?? [];
+    for (const s of new Set([...this.#byService.keys(), ...registered])) this.#sync(s);
+  }
 }

@@ -1,29 +1,21 @@
 import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
 import {
-  Code,
-  ConnectError,
   type ContextValues,
   createContextValues,
   type Interceptor,
+  type StreamRequest,
   type StreamResponse,
   type Transport,
+  type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
 import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
-import { type ClientProtocol, createClientTransport, DEFAULT_CLIENT_PROTOCOL } from "@meshwork/runtime";
-import { GuardedSessionManager } from "@meshwork/runtime/internal";
-import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "@meshwork/runtime";
+import type { Logger, Telemetry } from "@meshwork/telemetry";
 import type { Meter } from "@opentelemetry/api";
-import type { EndpointState, EndpointTracker } from "./endpoints.js";
-import {
-  DEFAULT_OUTLIER_POLICY,
-  isEjected,
-  newOutlierState,
-  type OutlierPolicy,
-  type OutlierState,
-  recordFailure,
-  recordSuccess,
-} from "./outliers.js";
+import { ENDPOINT_FAULTS, EndpointPool } from "./endpoint-pool.js";
+import type { EndpointTracker } from "./endpoints.js";
+import { DEFAULT_OUTLIER_POLICY, type OutlierPolicy } from "./outliers.js";
 
 export interface BalancedTransportOptions {
   /** The service's short name in the registry (`payments`). */
@@ -48,20 +40,6 @@ export interface BalancedTransportOptions {
   meter?: Meter;
 }
 
-/**
- * Failures that are the endpoint's fault: it is down or unreachable (UNAVAILABLE), broken
- * (INTERNAL, UNKNOWN, DATA_LOSS) or did not answer within the call's deadline. A refusal of the
- * request (INVALID_ARGUMENT, NOT_FOUND, PERMISSION_DENIED...) or a call the caller cancelled says
- * nothing about the endpoint.
- */
-const ENDPOINT_FAULTS: ReadonlySet<Code> = new Set([
-  Code.Unavailable,
-  Code.Internal,
-  Code.Unknown,
-  Code.DataLoss,
-  Code.DeadlineExceeded,
-]);
-
 /** A transport that can also report and close what it opened. */
 export interface BalancedTransport extends Transport {
   /** Calls in flight per endpoint URL. */
@@ -84,108 +62,80 @@ export interface BalancedTransport extends Transport {
  * healthy endpoint is ejected, they are tried anyway.
  */
 export function createBalancedTransport(options: BalancedTransportOptions): BalancedTransport {
-  const { service, endpoints } = options;
+  const { service } = options;
   const protocol = options.protocol ?? DEFAULT_CLIENT_PROTOCOL;
-  const grpc = protocol === "grpc";
-  const perEndpoint = new Map<
-    string,
-    {
-      transport: Transport;
-      sessions: GuardedSessionManager;
-      active: number;
-      outlier: OutlierState;
-      url: string;
-    }
-  >();
-  const outliers = options.outliers === false ? undefined : (options.outliers ?? DEFAULT_OUTLIER_POLICY);
-  /** The latest time an ejection ends: before it, some endpoint may be out of the choice. */
-  let ejectedUntil = 0;
-  let logger = options.logger;
-  const ejections = options.meter?.createCounter("discovery.outlier.ejections", {
-    description:
-      "Endpoints ejected from calls between services after consecutive failures, by upstream service",
+  const pool = new EndpointPool({
+    service,
+    endpoints: options.endpoints,
+    protocol,
+    readMaxBytes: options.readMaxBytes,
+    telemetry: options.telemetry,
+    outliers: options.outliers === false ? undefined : (options.outliers ?? DEFAULT_OUTLIER_POLICY),
+    logger: options.logger,
+    ejections: options.meter?.createCounter("discovery.outlier.ejections", {
+      description:
+        "Endpoints ejected from calls between services after consecutive failures, by upstream service",
+    }),
   });
-  const baseUrl = `http://${service}.meshwork.invalid`; // only in `req.url` seen by interceptors
+  const frame = requestFrame(
+    `http://${service}.meshwork.invalid`,
+    protocol === "grpc",
+    options.defaultTimeoutMs,
+  );
 
-  const slot = (e: EndpointState) => {
-    let s = perEndpoint.get(e.url);
-    if (!s) {
-      const sessions = new GuardedSessionManager(e.url);
-      s = {
-        transport: createClientTransport({
-          baseUrl: e.url,
-          protocol,
-          readMaxBytes: options.readMaxBytes,
-          sessionManager: sessions,
-          telemetry: options.telemetry,
-        }),
-        sessions,
-        active: 0,
-        outlier: newOutlierState(),
-        url: e.url,
-      };
-      perEndpoint.set(e.url, s);
-    }
-    return s;
-  };
-  const pick = () => {
-    let list = endpoints.healthy(service);
-    if (list.length === 0) {
-      throw new ConnectError(`no healthy endpoint of ${service}`, Code.Unavailable);
-    }
-    if (ejectedUntil > 0) {
-      const now = Date.now();
-      if (ejectedUntil > now) {
-        const inChoice = list.filter((e) => !isEjected(slot(e).outlier, now));
-        if (inChoice.length > 0) list = inChoice; // all ejected: better a try than a certain failure
-      } else ejectedUntil = 0;
-    }
-    const a = list[Math.floor(Math.random() * list.length)] as EndpointState;
-    if (list.length === 1) return slot(a);
-    let b = list[Math.floor(Math.random() * (list.length - 1))] as EndpointState;
-    if (b === a) b = list[list.length - 1] as EndpointState;
-    const sa = slot(a);
-    const sb = slot(b);
-    return sb.active < sa.active ? sb : sa;
-  };
-  type Slot = ReturnType<typeof slot>;
-  const succeeded = (s: Slot) => {
-    if (outliers) recordSuccess(s.outlier);
-  };
-  const failed = (s: Slot, err: unknown) => {
-    if (!outliers || !ENDPOINT_FAULTS.has(ConnectError.from(err).code)) return;
-    const now = Date.now();
-    const healthy = endpoints.healthy(service);
-    const ejectedNow = healthy.filter((e) => e.url !== s.url && isEjected(slot(e).outlier, now)).length;
-    const ms = recordFailure(s.outlier, outliers, now, { ejectedNow, total: healthy.length });
-    if (ms === 0) return;
-    ejectedUntil = Math.max(ejectedUntil, s.outlier.ejectedUntil);
-    ejections?.add(1, { upstream: service });
-    logger ??= createLogger({ service: `${service}-client` });
-    logger.warn(
-      { upstream: service, endpoint: s.url, ejection_ms: ms, ejections: s.outlier.ejections },
-      "endpoint ejected after consecutive failures",
-    );
-  };
-  // Forget the connections of endpoints that left.
-  const unsubscribe = endpoints.onChange((s) => {
-    if (s !== service) return;
-    const known = new Set(endpoints.all(service).map((e) => e.url));
-    for (const [url, slot] of perEndpoint) {
-      if (known.has(url)) continue;
-      slot.sessions.abort(); // its calls in flight fail with UNAVAILABLE: retryable elsewhere
-      perEndpoint.delete(url);
-    }
-  });
+  return {
+    async unary<I extends DescMessage, O extends DescMessage>(
+      method: Parameters<Transport["unary"]>[0] & { input: I; output: O },
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      message: MessageInitShape<I>,
+      contextValues?: ContextValues,
+    ): Promise<UnaryResponse<I, O>> {
+      const c = frame(method, timeoutMs, header, contextValues);
+      return runUnaryCall<I, O>({
+        interceptors: options.interceptors,
+        signal,
+        timeoutMs: c.timeoutMs,
+        req: { ...c.req, stream: false, method, message },
+        next: (req) => unaryToEndpoint(pool, req),
+      });
+    },
+    async stream<I extends DescMessage, O extends DescMessage>(
+      method: Parameters<Transport["stream"]>[0] & { input: I; output: O },
+      signal: AbortSignal | undefined,
+      timeoutMs: number | undefined,
+      header: ConstructorParameters<typeof Headers>[0] | undefined,
+      input: AsyncIterable<MessageInitShape<I>>,
+      contextValues?: ContextValues,
+    ): Promise<StreamResponse<I, O>> {
+      const c = frame(method, timeoutMs, header, contextValues);
+      return runStreamingCall<I, O>({
+        interceptors: options.interceptors,
+        signal,
+        timeoutMs: c.timeoutMs,
+        req: { ...c.req, stream: true, method, message: input },
+        next: (req) => streamToEndpoint(pool, req),
+      });
+    },
+    inFlight: () => pool.inFlight(),
+    outliers: () => pool.outliers(),
+    close: () => pool.close(),
+  } as BalancedTransport;
+}
 
-  /** What a unary and a streaming call share: the deadline, its header, the request's frame. */
-  const common = (
+/**
+ * What a unary and a streaming call share: the deadline, its header, the request's frame (its
+ * `url` on `baseUrl`, seen only by interceptors).
+ */
+function requestFrame(baseUrl: string, grpc: boolean, defaultTimeoutMs: number | undefined) {
+  return (
     method: Parameters<Transport["unary"]>[0] | Parameters<Transport["stream"]>[0],
     timeoutMs: number | undefined,
     header: ConstructorParameters<typeof Headers>[0] | undefined,
     contextValues: ContextValues | undefined,
   ) => {
-    const t = timeoutMs ?? options.defaultTimeoutMs;
+    const t = timeoutMs ?? defaultTimeoutMs;
     const reqHeader = new Headers(header);
     if (t !== undefined && t > 0) {
       if (grpc) reqHeader.set("grpc-timeout", `${Math.ceil(t)}m`);
@@ -203,123 +153,79 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
       },
     };
   };
+}
 
+/** One attempt of a unary call, on the endpoint the pool picks now. */
+async function unaryToEndpoint<I extends DescMessage, O extends DescMessage>(
+  pool: EndpointPool,
+  req: UnaryRequest<I, O>,
+): Promise<UnaryResponse<I, O>> {
+  const s = pool.pick();
+  s.active++;
+  try {
+    const res = await s.transport.unary(
+      req.method,
+      req.signal,
+      undefined,
+      req.header,
+      req.message,
+      req.contextValues,
+    );
+    pool.succeeded(s);
+    return res;
+  } catch (err) {
+    pool.failed(s, err);
+    throw err;
+  } finally {
+    s.active--;
+  }
+}
+
+/** One attempt of a streaming call, on the endpoint the pool picks now. */
+async function streamToEndpoint<I extends DescMessage, O extends DescMessage>(
+  pool: EndpointPool,
+  req: StreamRequest<I, O>,
+): Promise<StreamResponse<I, O>> {
+  const s = pool.pick();
+  s.active++;
+  let res: StreamResponse<I, O>;
+  try {
+    res = await s.transport.stream(
+      req.method,
+      req.signal,
+      undefined,
+      req.header,
+      req.message,
+      req.contextValues,
+    );
+  } catch (err) {
+    s.active--;
+    pool.failed(s, err);
+    throw err;
+  }
+  // In flight until the response stream is read to its end, or the call is cancelled
+  // (an abandoned stream's signal aborts), whichever comes first, counted once.
+  let counted = true;
+  const done = () => {
+    if (!counted) return;
+    counted = false;
+    s.active--;
+    req.signal.removeEventListener("abort", done);
+  };
+  req.signal.addEventListener("abort", done, { once: true });
+  const inner = res.message;
   return {
-    async unary<I extends DescMessage, O extends DescMessage>(
-      method: Parameters<Transport["unary"]>[0] & { input: I; output: O },
-      signal: AbortSignal | undefined,
-      timeoutMs: number | undefined,
-      header: ConstructorParameters<typeof Headers>[0] | undefined,
-      message: MessageInitShape<I>,
-      contextValues?: ContextValues,
-    ): Promise<UnaryResponse<I, O>> {
-      const c = common(method, timeoutMs, header, contextValues);
-      return runUnaryCall<I, O>({
-        interceptors: options.interceptors,
-        signal,
-        timeoutMs: c.timeoutMs,
-        req: { ...c.req, stream: false, method, message },
-        next: async (req) => {
-          const s = pick();
-          s.active++;
-          try {
-            const res = await s.transport.unary(
-              method,
-              req.signal,
-              undefined,
-              req.header,
-              req.message,
-              req.contextValues,
-            );
-            succeeded(s);
-            return res;
-          } catch (err) {
-            failed(s, err);
-            throw err;
-          } finally {
-            s.active--;
-          }
-        },
-      });
-    },
-    async stream<I extends DescMessage, O extends DescMessage>(
-      method: Parameters<Transport["stream"]>[0] & { input: I; output: O },
-      signal: AbortSignal | undefined,
-      timeoutMs: number | undefined,
-      header: ConstructorParameters<typeof Headers>[0] | undefined,
-      input: AsyncIterable<MessageInitShape<I>>,
-      contextValues?: ContextValues,
-    ): Promise<StreamResponse<I, O>> {
-      const c = common(method, timeoutMs, header, contextValues);
-      return runStreamingCall<I, O>({
-        interceptors: options.interceptors,
-        signal,
-        timeoutMs: c.timeoutMs,
-        req: { ...c.req, stream: true, method, message: input },
-        next: async (req) => {
-          const s = pick();
-          s.active++;
-          let res: StreamResponse<I, O>;
-          try {
-            res = await s.transport.stream(
-              method,
-              req.signal,
-              undefined,
-              req.header,
-              req.message,
-              req.contextValues,
-            );
-          } catch (err) {
-            s.active--;
-            failed(s, err);
-            throw err;
-          }
-          // In flight until the response stream is read to its end, or the call is cancelled
-          // (an abandoned stream's signal aborts), whichever comes first, counted once.
-          let counted = true;
-          const done = () => {
-            if (!counted) return;
-            counted = false;
-            s.active--;
-            req.signal.removeEventListener("abort", done);
-          };
-          req.signal.addEventListener("abort", done, { once: true });
-          const inner = res.message;
-          return {
-            ...res,
-            message: (async function* () {
-              try {
-                yield* inner;
-                succeeded(s);
-              } catch (err) {
-                failed(s, err);
-                throw err;
-              } finally {
-                done();
-              }
-            })(),
-          };
-        },
-      });
-    },
-    inFlight: () => Object.fromEntries([...perEndpoint].map(([url, s]) => [url, s.active])),
-    outliers: () => {
-      const now = Date.now();
-      return Object.fromEntries(
-        [...perEndpoint].map(([url, s]) => [
-          url,
-          {
-            ejected: isEjected(s.outlier, now),
-            ejectedForMs: Math.max(0, s.outlier.ejectedUntil - now),
-            ejections: s.outlier.ejections,
-          },
-        ]),
-      );
-    },
-    close() {
-      unsubscribe();
-      for (const slot of perEndpoint.values()) slot.sessions.abort();
-      perEndpoint.clear();
-    },
-  } as BalancedTransport;
+    ...res,
+    message: (async function* () {
+      try {
+        yield* inner;
+        pool.succeeded(s);
+      } catch (err) {
+        pool.failed(s, err);
+        throw err;
+      } finally {
+        done();
+      }
+    })(),
+  };
 }

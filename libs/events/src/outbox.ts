@@ -1,20 +1,14 @@
 import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import type { JetStreamClient } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/transport-node";
-import {
-  context,
-  type Meter,
-  propagation,
-  ROOT_CONTEXT,
-  SpanKind,
-  SpanStatusCode,
-  type Tracer,
-  trace,
-} from "@opentelemetry/api";
-import { and, asc, isNotNull, isNull, lt, sql } from "drizzle-orm";
+import { context, type Meter, propagation, type Tracer } from "@opentelemetry/api";
+import { sql } from "drizzle-orm";
 import { bigserial, customType, index, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { cloudEventHeaders, type EventEnvelope } from "./envelope.js";
+import { createRelayMetrics } from "./outbox-relay/metrics.js";
+import { type OutboxRow, publishRow } from "./outbox-relay/publish-row.js";
+import { claimAndPublish, pruneSent, readBacklog } from "./outbox-relay/rows.js";
+import { Wakeup } from "./outbox-relay/wakeup.js";
 
 const bytea = customType<{ data: Uint8Array; driverData: Uint8Array }>({
   dataType: () => "bytea",
@@ -122,144 +116,45 @@ export interface OutboxRelay {
  * the stream's duplicate window drops the repeats, and consumers' inboxes absorb the rest.
  */
 export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
-  const { database, table, js, logger, tracer, meter } = options;
+  const { database, table, js, logger, tracer } = options;
   const db = database.db;
-  const published = meter.createCounter("outbox.published", { description: "Events published by the relay" });
-  const failures = meter.createCounter("outbox.publish_failures", {
-    description: "Relay batches that failed",
-  });
-  const backlog = { count: 0, oldestAgeSeconds: 0 };
-  meter.createObservableGauge("outbox.backlog", { description: "Unsent outbox rows" }).addCallback((r) => {
-    r.observe(backlog.count);
-  });
-  meter
-    .createObservableGauge("outbox.oldest_age", {
-      description: "Age of the oldest unsent outbox row",
-      unit: "s",
-    })
-    .addCallback((r) => r.observe(backlog.oldestAgeSeconds));
-
+  const metrics = createRelayMetrics(options.meter);
+  const { backlog } = metrics;
+  const publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
+  const publish = (row: OutboxRow) => publishRow(js, tracer, row, publishTimeoutMs);
+  const wakeup = new Wakeup();
   let running = false;
   let loop: Promise<void> | undefined;
   let unlisten: (() => Promise<void>) | undefined;
-  let pending = false;
-  let wake: (() => void) | undefined;
   let lastPrune = 0;
-
-  const sleep = (ms: number) =>
-    new Promise<void>((resolve) => {
-      if (pending || !running) return resolve();
-      const timer = setTimeout(done, ms);
-      function done() {
-        clearTimeout(timer);
-        wake = undefined;
-        resolve();
-      }
-      wake = done;
-    });
-
-  const notify = () => {
-    pending = true;
-    wake?.();
-  };
-
-  async function publishRow(row: typeof table.$inferSelect): Promise<void> {
-    const parent = propagation.extract(ROOT_CONTEXT, row.headers);
-    const span = tracer.startSpan(
-      `publish ${row.subject}`,
-      {
-        kind: SpanKind.PRODUCER,
-        attributes: {
-          "messaging.system": "nats",
-          "messaging.operation.type": "send",
-          "messaging.destination.name": row.subject,
-          "messaging.message.id": row.id,
-          "cloudevents.event_type": row.type,
-        },
-      },
-      parent,
-    );
-    const h = natsHeaders();
-    for (const [k, v] of Object.entries(row.headers))
-      if (k !== "traceparent" && k !== "tracestate") h.set(k, v);
-    propagation.inject(trace.setSpan(parent, span), h, { set: (c, k, v) => c.set(k, v) });
-    try {
-      const ack = await js.publish(row.subject, row.payload, {
-        msgID: row.id,
-        headers: h,
-        timeout: options.publishTimeoutMs ?? 5_000,
-      });
-      span.setAttribute("messaging.nats.duplicate", ack.duplicate);
-      span.setAttribute("messaging.nats.stream.sequence", ack.seq);
-    } catch (err) {
-      span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
-      throw err;
-    } finally {
-      span.end();
-    }
-  }
+  let lastRefresh = 0;
 
   async function drainOnce(): Promise<number> {
-    const sent = await db.transaction(async (tx) => {
-      const rows = await tx
-        .select()
-        .from(table)
-        .where(isNull(table.sentAt))
-        .orderBy(asc(table.seq))
-        .limit(options.batchSize)
-        .for("update", { skipLocked: true });
-      if (rows.length === 0) return 0;
-      // This transaction only marks rows as sent. If a database crash loses that mark, the rows
-      // are published again, which the broker's de-duplication and the consumers' inboxes
-      // absorb; so its commit need not wait for the WAL flush (tens of ms when the disk
-      // stalls), which would hold up the next batch. (Set here, not for empty polls: it only
-      // matters at commit.)
-      await tx.execute(sql`set local synchronous_commit = off`);
-      await Promise.all(rows.map(publishRow));
-      await tx
-        .update(table)
-        .set({ sentAt: sql`now()` })
-        // The claimed rows as one array parameter: one statement shape for every batch size.
-        .where(sql`${table.seq} = any(${sql.param(rows.map((r) => r.seq))}::bigint[])`);
-      return rows.length;
-    });
-    if (sent > 0) published.add(sent);
+    const sent = await claimAndPublish(db, table, options.batchSize, publish);
+    if (sent > 0) metrics.published.add(sent);
     return sent;
   }
 
   // The backlog query runs at most once a second while events flow (a relay woken for every few
   // rows would otherwise run it once per batch), and at once when a claim found nothing while a
   // backlog is on record, so an idle relay soon reports the true backlog.
-  let lastRefresh = 0;
   async function refreshBacklog(claimedNothing: boolean): Promise<void> {
     const settled = claimedNothing && (backlog.count > 0 || backlog.oldestAgeSeconds > 0);
     if (!settled && Date.now() - lastRefresh < 1_000) return;
     lastRefresh = Date.now();
-    const [row] = await db
-      .select({
-        count: sql<number>`count(*)::int`,
-        oldest: sql<string | null>`min(${table.createdAt})::text`,
-      })
-      .from(table)
-      .where(isNull(table.sentAt));
-    backlog.count = row?.count ?? 0;
-    backlog.oldestAgeSeconds = row?.oldest ? Math.max(0, (Date.now() - Date.parse(row.oldest)) / 1000) : 0;
+    Object.assign(backlog, await readBacklog(db, table));
   }
 
-  async function prune(): Promise<number> {
+  function prune(): Promise<number> {
     lastPrune = Date.now();
-    const cutoff = new Date(Date.now() - options.retentionMs);
-    const deleted = await db
-      .delete(table)
-      .where(and(isNotNull(table.sentAt), lt(table.sentAt, cutoff)))
-      .returning({ seq: table.seq });
-    return deleted.length;
+    return pruneSent(db, table, options.retentionMs);
   }
 
   async function run(): Promise<void> {
+    const isRunning = () => running;
     let failed = 0;
     while (running) {
-      pending = false;
+      wakeup.clear();
       try {
         const sent = await drainOnce();
         if (failed > 0) logger.info({ after: failed }, "outbox relay recovered");
@@ -267,15 +162,15 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
         await refreshBacklog(sent === 0);
         if (Date.now() - lastPrune >= 60_000) await prune();
         if (sent >= options.batchSize) continue;
-        await sleep(options.pollMs);
+        await wakeup.sleep(options.pollMs, isRunning);
       } catch (err) {
         failed++;
-        failures.add(1);
+        metrics.failures.add(1);
         if (failed === 1 || failed % 20 === 0) {
           logger.warn({ err: String(err), failures: failed }, "outbox relay could not publish; will retry");
         }
         await refreshBacklog(false).catch(() => {});
-        await sleep(Math.min(5_000, 100 * 2 ** Math.min(failed, 6)));
+        await wakeup.sleep(Math.min(5_000, 100 * 2 ** Math.min(failed, 6)), isRunning);
       }
     }
   }
@@ -287,12 +182,12 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
     async start() {
       if (running) return;
       running = true;
-      unlisten = await database.listen(notifyChannel(table), notify);
+      unlisten = await database.listen(notifyChannel(table), () => wakeup.notify());
       loop = run();
     },
     async stop() {
       running = false;
-      wake?.();
+      wakeup.interrupt();
       await loop;
       await unlisten?.();
     },

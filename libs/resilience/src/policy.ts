@@ -6,21 +6,21 @@ import {
   type StreamRequest,
   type UnaryRequest,
 } from "@connectrpc/connect";
-import { type Logger, remainingIncomingMs, requestTimeout } from "@meshwork/telemetry";
+import type { Logger } from "@meshwork/telemetry";
 import type { Meter } from "@opentelemetry/api";
 import {
   BrokenCircuitError,
   BulkheadRejectedError,
   bulkhead,
-  CircuitState,
-  ConsecutiveBreaker,
-  circuitBreaker,
   ExponentialBackoff,
   handleWhen,
+  type IPolicy,
   retry,
   TaskCancelledError,
   wrap,
 } from "cockatiel";
+import { createBreaker, STATE_NAMES } from "./breaker.js";
+import { callDeadline, deadlineSignal, writeTimeoutHeader } from "./deadline.js";
 
 export interface UpstreamPolicyOptions {
   /** The upstream's name (`payments`): in metrics, logs and error messages. */
@@ -57,13 +57,6 @@ export interface UpstreamPolicy {
 }
 
 const RETRYABLE = new Set([Code.Unavailable, Code.ResourceExhausted]);
-const BREAKER_FAILURES = new Set([Code.Unavailable, Code.DeadlineExceeded, Code.Internal, Code.Unknown]);
-const STATE_NAMES = {
-  [CircuitState.Closed]: "closed",
-  [CircuitState.Open]: "open",
-  [CircuitState.HalfOpen]: "half-open",
-  [CircuitState.Isolated]: "open",
-} as const;
 
 function isIdempotent(req: UnaryRequest | StreamRequest): boolean {
   return req.method.idempotency !== MethodOptions_IdempotencyLevel.IDEMPOTENCY_UNKNOWN;
@@ -87,38 +80,13 @@ function retryAfterMs(err: ConnectError): number | undefined {
  * deadline and the breaker, never a retry.
  */
 export function createUpstreamPolicy(options: UpstreamPolicyOptions): UpstreamPolicy {
-  const { upstream, logger, meter } = options;
+  const { upstream, meter } = options;
   const attrs = { upstream };
   const retries = meter.createCounter("resilience.retries", { description: "Calls retried, by upstream" });
   const rejections = meter.createCounter("resilience.rejections", {
     description: "Calls refused without a network call (breaker open, bulkhead full), by upstream and reason",
   });
-
-  const breaker = circuitBreaker(
-    handleWhen((err) => err instanceof ConnectError && BREAKER_FAILURES.has(err.code)),
-    {
-      halfOpenAfter: options.breaker.halfOpenAfterMs,
-      breaker: new ConsecutiveBreaker(options.breaker.consecutiveFailures),
-    },
-  );
-  breaker.onStateChange((state) => {
-    const name = STATE_NAMES[state];
-    (state === CircuitState.Open ? logger.warn.bind(logger) : logger.info.bind(logger))(
-      { upstream, state: name },
-      "circuit breaker state changed",
-    );
-  });
-  meter
-    .createObservableGauge("resilience.breaker.state", {
-      description: "Circuit breaker state by upstream: 0 closed, 1 open, 2 half-open",
-    })
-    .addCallback((r) =>
-      r.observe(
-        breaker.state === CircuitState.HalfOpen ? 2 : breaker.state === CircuitState.Closed ? 0 : 1,
-        attrs,
-      ),
-    );
-
+  const breaker = createBreaker(upstream, options.breaker, options.logger, meter);
   const slots = bulkhead(options.bulkhead.limit, options.bulkhead.queue);
   const retrying = retry(
     handleWhen((err) => err instanceof ConnectError && RETRYABLE.has(err.code)),
@@ -131,89 +99,73 @@ export function createUpstreamPolicy(options: UpstreamPolicyOptions): UpstreamPo
     },
   );
   retrying.onRetry(() => retries.add(1, attrs));
-  const idempotentPolicy = wrap(slots, retrying, breaker);
-  const onceOnly = wrap(slots, breaker);
-
+  const policies: Policies = { idempotent: wrap(slots, retrying, breaker), onceOnly: wrap(slots, breaker) };
   const toConnectError = (err: unknown, deadlineMs: number): ConnectError => {
-    if (err instanceof ConnectError) return err;
-    if (err instanceof BrokenCircuitError) {
-      rejections.add(1, { ...attrs, reason: "breaker_open" });
-      return new ConnectError(`circuit breaker open for ${upstream}`, Code.Unavailable);
-    }
-    if (err instanceof BulkheadRejectedError) {
-      rejections.add(1, { ...attrs, reason: "bulkhead_full" });
-      return new ConnectError(`too many calls in flight to ${upstream}`, Code.ResourceExhausted);
-    }
-    if (err instanceof TaskCancelledError) {
-      return new ConnectError(
-        `deadline of ${deadlineMs} ms exceeded calling ${upstream}`,
-        Code.DeadlineExceeded,
-      );
-    }
-    return ConnectError.from(err);
+    if (err instanceof BrokenCircuitError) rejections.add(1, { ...attrs, reason: "breaker_open" });
+    if (err instanceof BulkheadRejectedError) rejections.add(1, { ...attrs, reason: "bulkhead_full" });
+    return policyErrorToConnect(err, upstream, deadlineMs);
   };
+  return {
+    interceptor: policyInterceptor(options, policies, toConnectError),
+    get breakerState() {
+      return STATE_NAMES[breaker.state];
+    },
+  };
+}
 
-  const interceptor: Interceptor = (next) => async (req) => {
-    // The deadline: the smaller of the call's own and what is left of the incoming one.
-    // The call's own timeout, from the header the transport set from its `timeoutMs`.
-    const grpcTimeout = req.header.get("grpc-timeout");
-    const connectTimeout = grpcTimeout === null ? req.header.get("connect-timeout-ms") : null;
-    const own = requestTimeout(grpcTimeout, connectTimeout).ms;
-    const incoming = remainingIncomingMs();
-    const shortened = incoming !== undefined && (own === undefined || incoming < own);
-    const deadlineMs = Math.max(
-      1,
-      Math.floor(shortened ? (incoming as number) : (own ?? options.defaultTimeoutMs)),
+interface Policies {
+  /** Bulkhead, retry and breaker: for unary calls of methods the proto marks idempotent. */
+  idempotent: IPolicy;
+  /** Bulkhead and breaker: streams and methods that must not run twice. */
+  onceOnly: IPolicy;
+}
+
+/** What a call refused or ended by a policy answers (a ConnectError passes through unchanged). */
+function policyErrorToConnect(err: unknown, upstream: string, deadlineMs: number): ConnectError {
+  if (err instanceof ConnectError) return err;
+  if (err instanceof BrokenCircuitError) {
+    return new ConnectError(`circuit breaker open for ${upstream}`, Code.Unavailable);
+  }
+  if (err instanceof BulkheadRejectedError) {
+    return new ConnectError(`too many calls in flight to ${upstream}`, Code.ResourceExhausted);
+  }
+  if (err instanceof TaskCancelledError) {
+    return new ConnectError(
+      `deadline of ${deadlineMs} ms exceeded calling ${upstream}`,
+      Code.DeadlineExceeded,
     );
-    // The header of the transport's protocol: gRPC and gRPC-Web (`application/grpc...`) say
-    // `grpc-timeout`, the Connect protocol `connect-timeout-ms`.
-    const grpc =
-      grpcTimeout !== null ||
-      (connectTimeout === null && (req.header.get("content-type") ?? "").startsWith("application/grpc"));
+  }
+  return ConnectError.from(err);
+}
+
+/** The interceptor: the call's deadline, then the call through its policy, attempt by attempt. */
+function policyInterceptor(
+  options: UpstreamPolicyOptions,
+  policies: Policies,
+  toConnectError: (err: unknown, deadlineMs: number) => ConnectError,
+): Interceptor {
+  return (next) => async (req) => {
+    const deadline = callDeadline(req, options.defaultTimeoutMs);
     const started = Date.now();
+    const policy = req.stream || !isIdempotent(req) ? policies.onceOnly : policies.idempotent;
+    // The transport already enforces the call's own timeout (its signal is `req.signal`); a
+    // signal of our own is needed only when the deadline is shorter or there is none.
+    const own = deadline.shortened || deadline.own === undefined;
+    const timed = own ? deadlineSignal(req.signal, deadline.ms, options.upstream) : undefined;
+    const signal = timed?.signal ?? req.signal;
     // The header already says the call's own timeout on its first attempt; it is rewritten when
     // the deadline is another one, and on a retry (with what is left).
     let attempts = 0;
-    const setTimeoutHeader = (r: typeof req) => {
-      if (attempts++ === 0 && !shortened && own !== undefined) return;
-      const left = Math.max(1, deadlineMs - (Date.now() - started));
-      if (grpc) r.header.set("grpc-timeout", `${left}m`);
-      else r.header.set("connect-timeout-ms", String(left));
-    };
-
-    const policy = req.stream || !isIdempotent(req) ? onceOnly : idempotentPolicy;
-    // The transport already enforces the call's own timeout (its signal is `req.signal`); a
-    // controller of our own is needed only when the deadline is shorter or there is none.
-    let ac: AbortController | undefined;
-    let timer: NodeJS.Timeout | undefined;
-    const onCallerAbort = () => ac?.abort(req.signal.reason);
-    if (shortened || own === undefined) {
-      ac = new AbortController();
-      const controller = ac;
-      if (req.signal.aborted) onCallerAbort();
-      else req.signal.addEventListener("abort", onCallerAbort, { once: true });
-      timer = setTimeout(
-        () =>
-          controller.abort(
-            new ConnectError(
-              `deadline of ${deadlineMs} ms exceeded calling ${upstream}`,
-              Code.DeadlineExceeded,
-            ),
-          ),
-        deadlineMs,
-      );
-    }
-    const signal = ac?.signal ?? req.signal;
     try {
       return await policy.execute(async () => {
-        setTimeoutHeader(req);
+        if (attempts++ > 0 || own) writeTimeoutHeader(req, deadline, started);
         try {
-          return await next(ac ? { ...req, signal } : req);
+          return await next(timed ? { ...req, signal } : req);
         } catch (err) {
           const e = ConnectError.from(err);
           // A RESOURCE_EXHAUSTED with retry-after: wait that long (within the deadline) first.
           const wait = e.code === Code.ResourceExhausted ? retryAfterMs(e) : undefined;
-          if (wait !== undefined && Date.now() - started + wait < deadlineMs) {
+          if (wait !== undefined && Date.now() - started + wait < deadline.ms) {
             await new Promise((r) => setTimeout(r, wait));
           }
           throw e;
@@ -222,20 +174,10 @@ export function createUpstreamPolicy(options: UpstreamPolicyOptions): UpstreamPo
     } catch (err) {
       throw toConnectError(
         signal.aborted && signal.reason instanceof ConnectError ? signal.reason : err,
-        deadlineMs,
+        deadline.ms,
       );
     } finally {
-      if (ac) {
-        clearTimeout(timer);
-        req.signal.removeEventListener("abort", onCallerAbort);
-      }
+      timed?.release();
     }
-  };
-
-  return {
-    interceptor,
-    get breakerState() {
-      return STATE_NAMES[breaker.state];
-    },
   };
 }

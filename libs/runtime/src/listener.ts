@@ -76,7 +76,6 @@ export function createListener(options: ListenerOptions): Listener {
   const sessions = new Set<http2.Http2Session>();
   const maxHeaderSize = options.maxHeaderSize ?? 16 * 1024;
   const limits: ConnectionLimits = { ...DEFAULT_CONNECTION_LIMITS, ...options.limits };
-  const perAddress = new AddressConnections(limits.maxConnectionsPerAddress);
 
   const begin = () => {
     inFlight++;
@@ -105,161 +104,24 @@ export function createListener(options: ListenerOptions): Listener {
     options.handler(req, res);
   };
 
-  const h1 = http.createServer(
-    {
-      maxHeaderSize,
-      keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000,
-      // Node checks the header timeout only every `connectionsCheckingInterval` (30 s by
-      // default): check often enough that the timeout means what it says.
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: Math.max(300_000, limits.headersTimeoutMs + 1),
-      connectionsCheckingInterval: Math.max(100, Math.min(1_000, limits.headersTimeoutMs / 4)),
-    },
-    track,
-  );
-  // `h1` never listens (connections are handed to it), and Node starts the checks of its header
-  // and request timeouts on "listening": start them.
-  h1.emit("listening");
-  const h2Options = {
-    maxSessionMemory: 64,
-    settings: { maxHeaderListSize: maxHeaderSize, maxConcurrentStreams: limits.maxConcurrentStreams },
-  };
-  // With TLS, one secure server takes both protocols (HTTP/1.1 requests reach `track` as node:http
-  // objects); without, the sniffing TCP server below hands each connection to `h2` or `h1`.
-  const h2: http2.Http2Server | http2.Http2SecureServer = options.tls
-    ? http2.createSecureServer(
-        {
-          ...h2Options,
-          ...options.tls,
-          allowHTTP1: true,
-          ALPNProtocols: ["h2", "http/1.1"],
-          // A TLS connection that does not finish its handshake is closed within the header timeout.
-          handshakeTimeout: limits.headersTimeoutMs,
-        },
-        track,
-      )
-    : http2.createServer(h2Options, track);
-  if (options.tls) {
-    // HTTP/1.1 over TLS is served by the secure server itself (allowHTTP1), with Node's own
-    // header timeout (60 s, checked every 30 s) unless set here: the same limits as `h1`.
-    Object.assign(h2, {
-      headersTimeout: limits.headersTimeoutMs,
-      requestTimeout: Math.max(300_000, limits.headersTimeoutMs + 1),
-      connectionsCheckingInterval: Math.max(100, Math.min(1_000, limits.headersTimeoutMs / 4)),
-    });
-  }
-  const streamHandler = options.streamHandler;
-  if (streamHandler) {
-    // Node's own compat dispatcher (it builds Http2ServerRequest/Response, answers CONNECT and
-    // `expect`) stays, but runs only for the streams the fast path declines.
-    const compat = h2.listeners("stream")[0] as (...args: unknown[]) => void;
-    h2.removeListener("stream", compat);
-    h2.on(
-      "stream",
-      (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
-        if (streamHandler(stream, headers)) {
-          stream.once("close", begin());
-        } else {
-          compat(stream, headers, ...rest);
-        }
-      },
-    );
-  }
-  h2.on("session", (session) => {
-    // Before any stream: keeps finished streams from being promoted by young-generation GCs.
-    adoptStreamTable(session);
-    guardSession(session, limits);
-    sessions.add(session);
-    session.once("close", () => sessions.delete(session));
-    if (draining) session.close();
-  });
-  // A malformed or abusive HTTP/2 peer must not take the process down.
-  h2.on("sessionError", () => {});
-  const onClientError = (err: NodeJS.ErrnoException, socket: net.Socket) => {
-    if (socket.writable && err.code !== "ECONNRESET") {
-      const status =
-        err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
-      socket.end(
-        `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
-      );
-    } else {
-      socket.destroy();
-    }
-  };
-  h1.on("clientError", onClientError);
-  // HTTP/1.1 over TLS: the secure server's own (its default answer leaves the connection to linger).
-  if (options.tls) h2.on("clientError", onClientError);
-
-  /** Tracks a connection; false when its address is at its limit (the caller refuses it). */
-  const accept = (socket: net.Socket): boolean => {
-    const address = socket.remoteAddress ?? "unknown";
-    if (!perAddress.take(address)) return false;
-    sockets.add(socket);
-    socket.once("close", () => {
-      sockets.delete(socket);
-      perAddress.release(address);
-    });
-    return true;
-  };
+  const h1 = createHttp1Server(options, limits, maxHeaderSize, track);
+  const h2 = createHttp2Server(options, limits, maxHeaderSize, track);
+  if (options.streamHandler) takeFastStreams(h2, options.streamHandler, begin);
+  trackSessions(h2, sessions, limits, () => draining);
+  const accept = connectionAdmission(limits.maxConnectionsPerAddress, sockets);
   if (options.tls) {
     // Over the limit, a TLS connection is cut before its handshake costs anything.
     h2.prependListener("connection", (socket: net.Socket) => {
       if (!accept(socket)) socket.destroy();
     });
-    // A handshake that failed or did not finish in time (handshakeTimeout): Node reports it, and
-    // leaves the connection open unless told.
-    h2.on("tlsClientError", (_err: Error, socket: net.Socket) => socket.destroy());
   }
-  const server: net.Server = options.tls
-    ? h2
-    : net.createServer((socket) => {
-        const admitted = accept(socket);
-        socket.setNoDelay(true);
-        socket.on("error", () => socket.destroy());
-        // Until its first bytes tell the protocol, a connection has the header timeout to send them.
-        const silent = () => socket.destroy();
-        socket.setTimeout(limits.headersTimeoutMs, silent);
-        let head: Buffer = Buffer.alloc(0);
-        const onData = (chunk: Buffer) => {
-          head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
-          if (head.length < PREFACE_HEAD.length && head.equals(PREFACE_HEAD.subarray(0, head.length))) {
-            return; // could still be HTTP/2: wait for more bytes
-          }
-          socket.off("data", onData);
-          socket.setTimeout(0);
-          socket.off("timeout", silent);
-          const isH2 = head.subarray(0, PREFACE_HEAD.length).equals(PREFACE_HEAD);
-          if (!admitted) {
-            refuseConnection(socket, isH2);
-            return;
-          }
-          socket.pause();
-          socket.unshift(head);
-          if (isH2) {
-            // The HTTP/2 session reads the bytes already buffered on the socket, then the handle.
-            h2.emit("connection", socket);
-          } else {
-            h1.emit("connection", socket);
-            socket.resume();
-          }
-        };
-        socket.on("data", onData);
-      });
+  const server: net.Server = options.tls ? h2 : createSniffingServer(h1, h2, accept, limits.headersTimeoutMs);
 
   return {
     get inFlight() {
       return inFlight;
     },
-    listen(port, host) {
-      return new Promise((resolve, reject) => {
-        server.once("error", reject);
-        server.listen(port, host, () => {
-          server.off("error", reject);
-          const addr = server.address();
-          resolve(typeof addr === "object" && addr ? addr.port : port);
-        });
-      });
-    },
+    listen: (port, host) => listenOn(server, port, host),
     async close(graceMs) {
       draining = true;
       const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -277,21 +139,7 @@ export function createListener(options: ListenerOptions): Listener {
           });
         });
       }
-      // A call that just ended may still have its last frames (trailers) queued in its session:
-      // closed sessions end by themselves once those are written, so wait for that (within the
-      // grace left) before cutting what remains, or the client sees its stream reset.
-      const open = [...sessions].filter((s) => !s.destroyed);
-      const left = deadline - Date.now();
-      if (open.length > 0 && left > 0) {
-        let timer: NodeJS.Timeout | undefined;
-        await Promise.race([
-          Promise.all(open.map((s) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", r))))),
-          new Promise<void>((r) => {
-            timer = setTimeout(r, Math.min(left, 1_000));
-          }),
-        ]);
-        clearTimeout(timer);
-      }
+      await closedSessions(sessions, deadline - Date.now());
       for (const s of sessions) s.destroy();
       for (const s of sockets) s.destroy();
       // Stops `h1`'s timeout checks (it was never listening: the error says so, and is moot).
@@ -299,4 +147,222 @@ export function createListener(options: ListenerOptions): Listener {
       await closed;
     },
   };
+}
+
+/** Keeps the set of open HTTP/2 sessions, each guarded; one that opens while draining is closed. */
+function trackSessions(
+  h2: http2.Http2Server | http2.Http2SecureServer,
+  sessions: Set<http2.Http2Session>,
+  limits: ConnectionLimits,
+  draining: () => boolean,
+): void {
+  h2.on("session", (session) => {
+    // Before any stream: keeps finished streams from being promoted by young-generation GCs.
+    adoptStreamTable(session);
+    guardSession(session, limits);
+    sessions.add(session);
+    session.once("close", () => sessions.delete(session));
+    if (draining()) session.close();
+  });
+}
+
+/**
+ * Tracks a connection in `sockets`; false when its address is at its limit (the caller refuses
+ * it). Its address's count drops when it closes.
+ */
+function connectionAdmission(maxPerAddress: number, sockets: Set<net.Socket>) {
+  const perAddress = new AddressConnections(maxPerAddress);
+  return (socket: net.Socket): boolean => {
+    const address = socket.remoteAddress ?? "unknown";
+    if (!perAddress.take(address)) return false;
+    sockets.add(socket);
+    socket.once("close", () => {
+      sockets.delete(socket);
+      perAddress.release(address);
+    });
+    return true;
+  };
+}
+
+/** The timeouts of HTTP/1.1 requests, on `h1` and on the TLS server that also takes HTTP/1.1. */
+function http1Timeouts(limits: ConnectionLimits) {
+  return {
+    headersTimeout: limits.headersTimeoutMs,
+    requestTimeout: Math.max(300_000, limits.headersTimeoutMs + 1),
+    // Node checks the header timeout only every `connectionsCheckingInterval` (30 s by
+    // default): check often enough that the timeout means what it says.
+    connectionsCheckingInterval: Math.max(100, Math.min(1_000, limits.headersTimeoutMs / 4)),
+  };
+}
+
+/** The HTTP/1.1 server the sniffing server hands plain connections to (it never listens itself). */
+function createHttp1Server(
+  options: ListenerOptions,
+  limits: ConnectionLimits,
+  maxHeaderSize: number,
+  track: NodeRequestHandler,
+): http.Server {
+  const h1 = http.createServer(
+    { maxHeaderSize, keepAliveTimeout: options.keepAliveTimeoutMs ?? 5000, ...http1Timeouts(limits) },
+    track,
+  );
+  // `h1` never listens (connections are handed to it), and Node starts the checks of its header
+  // and request timeouts on "listening": start them.
+  h1.emit("listening");
+  h1.on("clientError", answerClientError);
+  return h1;
+}
+
+/**
+ * The HTTP/2 server. With TLS, one secure server takes both protocols (HTTP/1.1 requests reach
+ * `track` as node:http objects); without, the sniffing TCP server hands each connection to it
+ * or to the HTTP/1.1 server.
+ */
+function createHttp2Server(
+  options: ListenerOptions,
+  limits: ConnectionLimits,
+  maxHeaderSize: number,
+  track: NodeRequestHandler,
+): http2.Http2Server | http2.Http2SecureServer {
+  const h2Options = {
+    maxSessionMemory: 64,
+    settings: { maxHeaderListSize: maxHeaderSize, maxConcurrentStreams: limits.maxConcurrentStreams },
+  };
+  if (!options.tls) {
+    const h2 = http2.createServer(h2Options, track);
+    // A malformed or abusive HTTP/2 peer must not take the process down.
+    h2.on("sessionError", () => {});
+    return h2;
+  }
+  const h2 = http2.createSecureServer(
+    {
+      ...h2Options,
+      ...options.tls,
+      allowHTTP1: true,
+      ALPNProtocols: ["h2", "http/1.1"],
+      // A TLS connection that does not finish its handshake is closed within the header timeout.
+      handshakeTimeout: limits.headersTimeoutMs,
+    },
+    track,
+  );
+  // HTTP/1.1 over TLS is served by the secure server itself (allowHTTP1), with Node's own
+  // header timeout (60 s, checked every 30 s) unless set here: the same limits as `h1`.
+  Object.assign(h2, http1Timeouts(limits));
+  h2.on("sessionError", () => {});
+  // HTTP/1.1 over TLS: the secure server's own (its default answer leaves the connection to linger).
+  h2.on("clientError", answerClientError);
+  // A handshake that failed or did not finish in time (handshakeTimeout): Node reports it, and
+  // leaves the connection open unless told.
+  h2.on("tlsClientError", (_err: Error, socket: net.Socket) => socket.destroy());
+  return h2;
+}
+
+/**
+ * Node's own compat dispatcher (it builds Http2ServerRequest/Response, answers CONNECT and
+ * `expect`) stays, but runs only for the streams the fast path declines.
+ */
+function takeFastStreams(
+  h2: http2.Http2Server | http2.Http2SecureServer,
+  streamHandler: Http2StreamHandler,
+  begin: () => () => void,
+): void {
+  const compat = h2.listeners("stream")[0] as (...args: unknown[]) => void;
+  h2.removeListener("stream", compat);
+  h2.on(
+    "stream",
+    (stream: http2.ServerHttp2Stream, headers: http2.IncomingHttpHeaders, ...rest: unknown[]) => {
+      if (streamHandler(stream, headers)) {
+        stream.once("close", begin());
+      } else {
+        compat(stream, headers, ...rest);
+      }
+    },
+  );
+}
+
+/** A bad HTTP/1.1 request gets its status and `connection: close`; a reset connection is dropped. */
+function answerClientError(err: NodeJS.ErrnoException, socket: net.Socket): void {
+  if (socket.writable && err.code !== "ECONNRESET") {
+    const status =
+      err.code === "HPE_HEADER_OVERFLOW" ? 431 : err.code === "ERR_HTTP_REQUEST_TIMEOUT" ? 408 : 400;
+    socket.end(
+      `HTTP/1.1 ${status} ${http.STATUS_CODES[status]}\r\nconnection: close\r\ncontent-length: 0\r\n\r\n`,
+    );
+  } else {
+    socket.destroy();
+  }
+}
+
+/**
+ * The TCP server of a listener without TLS: reads each connection's first bytes and hands it to
+ * `h2` (the HTTP/2 preface) or `h1`; refuses it there when `accept` said its address is full.
+ */
+function createSniffingServer(
+  h1: http.Server,
+  h2: http2.Http2Server | http2.Http2SecureServer,
+  accept: (socket: net.Socket) => boolean,
+  headersTimeoutMs: number,
+): net.Server {
+  return net.createServer((socket) => {
+    const admitted = accept(socket);
+    socket.setNoDelay(true);
+    socket.on("error", () => socket.destroy());
+    // Until its first bytes tell the protocol, a connection has the header timeout to send them.
+    const silent = () => socket.destroy();
+    socket.setTimeout(headersTimeoutMs, silent);
+    let head: Buffer = Buffer.alloc(0);
+    const onData = (chunk: Buffer) => {
+      head = head.length === 0 ? chunk : Buffer.concat([head, chunk]);
+      if (head.length < PREFACE_HEAD.length && head.equals(PREFACE_HEAD.subarray(0, head.length))) {
+        return; // could still be HTTP/2: wait for more bytes
+      }
+      socket.off("data", onData);
+      socket.setTimeout(0);
+      socket.off("timeout", silent);
+      const isH2 = head.subarray(0, PREFACE_HEAD.length).equals(PREFACE_HEAD);
+      if (!admitted) {
+        refuseConnection(socket, isH2);
+        return;
+      }
+      socket.pause();
+      socket.unshift(head);
+      if (isH2) {
+        // The HTTP/2 session reads the bytes already buffered on the socket, then the handle.
+        h2.emit("connection", socket);
+      } else {
+        h1.emit("connection", socket);
+        socket.resume();
+      }
+    };
+    socket.on("data", onData);
+  });
+}
+
+function listenOn(server: net.Server, port: number, host: string): Promise<number> {
+  return new Promise((resolve, reject) => {
+    server.once("error", reject);
+    server.listen(port, host, () => {
+      server.off("error", reject);
+      const addr = server.address();
+      resolve(typeof addr === "object" && addr ? addr.port : port);
+    });
+  });
+}
+
+/**
+ * A call that just ended may still have its last frames (trailers) queued in its session: closed
+ * sessions end by themselves once those are written, so wait for that (within `leftMs`, at most
+ * a second) before cutting what remains, or the client sees its stream reset.
+ */
+async function closedSessions(sessions: Set<http2.Http2Session>, leftMs: number): Promise<void> {
+  const open = [...sessions].filter((s) => !s.destroyed);
+  if (open.length === 0 || leftMs <= 0) return;
+  let timer: NodeJS.Timeout | undefined;
+  await Promise.race([
+    Promise.all(open.map((s) => new Promise<void>((r) => (s.destroyed ? r() : s.once("close", r))))),
+    new Promise<void>((r) => {
+      timer = setTimeout(r, Math.min(leftMs, 1_000));
+    }),
+  ]);
+  clearTimeout(timer);
 }

@@ -54,6 +54,9 @@ export interface LeaseStore {
 /** A change to a saga's row; its history only grows, through `log`. */
 export type SagaChanges = Partial<Omit<SagaRow, "history">>;
 
+// biome-ignore lint/suspicious/noExplicitAny: the executor works with any service's schema
+type AnyDb = DatabaseHandle<any>["db"];
+
 /** The lease store of one executor over a service's sagas table. */
 export function createLeaseStore(options: {
   // biome-ignore lint/suspicious/noExplicitAny: the executor works with any service's schema
@@ -66,69 +69,16 @@ export function createLeaseStore(options: {
   const { table: t, owner, logger } = options;
   const db = options.database.db;
   const lease = () => new Date(Date.now() + options.leaseMs);
-  const at = (current: SagaPosition) =>
-    and(
-      eq(t.id, current.id),
-      eq(t.leaseOwner, owner),
-      eq(t.status, current.status),
-      eq(t.step, current.step),
-    );
-
-  // Appended in the UPDATE itself: no round trip of its own, and never out of step with the row.
-  const appended = (log: readonly SagaHistoryEntry[] | undefined) =>
-    log && log.length > 0 ? { history: sql`${t.history} || ${JSON.stringify(log)}::jsonb` } : {};
-
+  const at = (current: SagaPosition) => heldAt(t, owner, current);
   const record: LeaseStore["record"] = (current, changes, also, log) =>
-    db
-      .transaction(async (tx: AnyTransaction) => {
-        // The saga's update and the hooks' first statement go out together (pipelined on the
-        // transaction's connection, in the order they are started: the saga's row is locked
-        // first, as everywhere else): one round trip fewer. When the lease turns out lost
-        // (taken over), the hooks' work is rolled back with the rest.
-        const updating = tx
-          .update(t)
-          .set({ ...changes, ...appended(log), updatedAt: new Date() })
-          .where(at(current))
-          .returning({ id: t.id })
-          .then((rows) => rows);
-        const [saga, hooks] = await Promise.allSettled([updating, also?.(tx)]);
-        if (saga.status === "rejected") throw saga.reason;
-        if (saga.value.length === 0) return tx.rollback(); // the lease was lost
-        if (hooks.status === "rejected") throw hooks.reason;
-        return true;
-      })
-      .catch((err: unknown) => {
-        if (err instanceof TransactionRollbackError) return false;
-        throw err;
-      });
+    recordIfHeld(db, t, at(current), changes, also, log);
 
   return {
     owner,
     lease,
     record,
-    claim(limit, types, excluding) {
-      const now = new Date();
-      const candidates = db
-        .select({ id: t.id })
-        .from(t)
-        .where(
-          and(
-            inArray(t.status, ["running", "compensating"]),
-            inArray(t.type, [...types]),
-            lte(t.nextAttemptAt, now),
-            or(isNull(t.leaseUntil), lte(t.leaseUntil, now)),
-            excluding.size > 0 ? notInArray(t.id, [...excluding]) : undefined,
-          ),
-        )
-        .orderBy(t.nextAttemptAt)
-        .limit(limit)
-        .for("update", { skipLocked: true });
-      return db
-        .update(t)
-        .set({ leaseOwner: owner, leaseUntil: lease() })
-        .where(inArray(t.id, candidates))
-        .returning();
-    },
+    claim: (limit, types, excluding) =>
+      claimDue(db, t, { owner, leaseUntil: lease() }, limit, types, excluding),
     renew(current) {
       db.update(t)
         .set({ leaseUntil: lease() })
@@ -156,4 +106,86 @@ export function createLeaseStore(options: {
       return (await record(row, next, undefined, log)) ? { ...row, ...next } : undefined;
     },
   };
+}
+
+/** The saga's row, only while `owner` holds it and it is still at `current`. */
+function heldAt(t: SagaTable, owner: string, current: SagaPosition) {
+  return and(
+    eq(t.id, current.id),
+    eq(t.leaseOwner, owner),
+    eq(t.status, current.status),
+    eq(t.step, current.step),
+  );
+}
+
+/**
+ * `LeaseStore.record`: the update where `held` matches, with `also` in the same transaction;
+ * false (and `also` rolled back) when no row matched.
+ */
+function recordIfHeld(
+  db: AnyDb,
+  t: SagaTable,
+  held: ReturnType<typeof heldAt>,
+  changes: SagaChanges,
+  also: ((tx: AnyTransaction) => Promise<unknown>) | undefined,
+  log: readonly SagaHistoryEntry[] | undefined,
+): Promise<boolean> {
+  // The history is appended in the UPDATE itself: no round trip of its own, and never out of
+  // step with the row.
+  const appended =
+    log && log.length > 0 ? { history: sql`${t.history} || ${JSON.stringify(log)}::jsonb` } : {};
+  return db
+    .transaction(async (tx: AnyTransaction) => {
+      // The saga's update and the hooks' first statement go out together (pipelined on the
+      // transaction's connection, in the order they are started: the saga's row is locked
+      // first, as everywhere else): one round trip fewer. When the lease turns out lost
+      // (taken over), the hooks' work is rolled back with the rest.
+      const updating = tx
+        .update(t)
+        .set({ ...changes, ...appended, updatedAt: new Date() })
+        .where(held)
+        .returning({ id: t.id })
+        .then((rows) => rows);
+      const [saga, hooks] = await Promise.allSettled([updating, also?.(tx)]);
+      if (saga.status === "rejected") throw saga.reason;
+      if (saga.value.length === 0) return tx.rollback(); // the lease was lost
+      if (hooks.status === "rejected") throw hooks.reason;
+      return true;
+    })
+    .catch((err: unknown) => {
+      if (err instanceof TransactionRollbackError) return false;
+      throw err;
+    });
+}
+
+/** `LeaseStore.claim`: leases up to `limit` due sagas of `types` nobody holds, skipping locked rows. */
+function claimDue(
+  db: AnyDb,
+  t: SagaTable,
+  lease: { owner: string; leaseUntil: Date },
+  limit: number,
+  types: Iterable<string>,
+  excluding: ReadonlySet<string>,
+) {
+  const now = new Date();
+  const candidates = db
+    .select({ id: t.id })
+    .from(t)
+    .where(
+      and(
+        inArray(t.status, ["running", "compensating"]),
+        inArray(t.type, [...types]),
+        lte(t.nextAttemptAt, now),
+        or(isNull(t.leaseUntil), lte(t.leaseUntil, now)),
+        excluding.size > 0 ? notInArray(t.id, [...excluding]) : undefined,
+      ),
+    )
+    .orderBy(t.nextAttemptAt)
+    .limit(limit)
+    .for("update", { skipLocked: true });
+  return db
+    .update(t)
+    .set({ leaseOwner: lease.owner, leaseUntil: lease.leaseUntil })
+    .where(inArray(t.id, candidates))
+    .returning();
 }

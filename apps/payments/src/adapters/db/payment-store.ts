@@ -51,64 +51,10 @@ export function createPaymentStore(
   /** A hold that could not be released (the provider failed the void): for the log. */
   onHoldLeft?: (paymentId: string, err: unknown) => void,
 ) {
-  /** Locks the payment, and moves it `from` -> `to` through the provider; `to` itself is a no-op. */
-  const transition = (
-    id: string,
-    op: ProviderOperation,
-    from: PaymentState,
-    to: PaymentState,
-    after?: (tx: AnyTransaction, p: Payment) => Promise<void>,
-  ): Promise<Payment> =>
-    db.transaction(async (tx) => {
-      const p = await load(tx, id, true);
-      if (!p) throw new PaymentNotFoundError(id);
-      if (p.state === to) return p;
-      if (p.state !== from) throw new PaymentStateError(id, p.state, op);
-      await provider.call(op, id, p.amountMinor ?? 0);
-      const [row] = await tx
-        .update(payments)
-        .set({ state: to, updatedAt: new Date() })
-        .where(eq(payments.id, id))
-        .returning();
-      if (!row) throw new Error(`payment ${id} vanished`);
-      await after?.(tx, row);
-      return row;
-    });
-
   return {
-    async authorize(input: AuthorizeInput): Promise<Payment> {
-      const existing = await load(db, input.paymentId, false);
-      if (existing) return replay(existing, input);
-      const outcome = await provider.call("authorize", input.paymentId, input.amountMinor);
-      const [row] = await db
-        .insert(payments)
-        .values({
-          id: input.paymentId,
-          userId: input.userId,
-          amountMinor: input.amountMinor,
-          currency: input.currency,
-          state: outcome.declined ? "declined" : "authorized",
-          declineReason: outcome.declined ?? null,
-        })
-        .onConflictDoNothing()
-        .returning();
-      if (!row) {
-        // A concurrent call with the same id (or a void) got there first: answer as it decided.
-        const first = (await load(db, input.paymentId, false)) as Payment;
-        if (first.state === "voided" && !outcome.declined) {
-          // A void won the race while this authorization was at the provider: the hold it placed
-          // is released (idempotent at the provider, by payment id), or the funds stay held.
-          await provider.call("void", input.paymentId).catch((err: unknown) => {
-            onHoldLeft?.(input.paymentId, err);
-          });
-        }
-        return replay(first, input);
-      }
-      if (row.state === "declined") throw new PaymentDeclinedError(row.id, row.declineReason ?? "");
-      return row;
-    },
+    authorize: (input: AuthorizeInput) => authorize(db, provider, input, onHoldLeft),
 
-    capture: (id: string) => transition(id, "capture", "authorized", "captured"),
+    capture: (id: string) => transition(db, provider, id, "capture", "authorized", "captured"),
 
     /** Voids an authorization; for an unknown id, records a voided tombstone. */
     async void(id: string): Promise<Payment> {
@@ -120,11 +66,11 @@ export function createPaymentStore(
       if (tombstone) return tombstone;
       const p = await load(db, id, false);
       if (p?.state === "declined" || p?.state === "refunded") return p; // nothing is held
-      return transition(id, "void", "authorized", "voided");
+      return transition(db, provider, id, "void", "authorized", "voided");
     },
 
     refund: (id: string) =>
-      transition(id, "refund", "captured", "refunded", async (tx, p) => {
+      transition(db, provider, id, "refund", "captured", "refunded", async (tx, p) => {
         const event = create(PaymentRefundedSchema, {
           paymentId: p.id,
           userId: p.userId ?? "",
@@ -142,6 +88,74 @@ export function createPaymentStore(
       return p;
     },
   };
+}
+
+/**
+ * Authorizes a new payment at the provider and records it (authorized or declined); a repeated
+ * call answers as the first one decided.
+ */
+async function authorize(
+  db: Database<PaymentsSchema>,
+  provider: SimulatedProvider,
+  input: AuthorizeInput,
+  onHoldLeft: ((paymentId: string, err: unknown) => void) | undefined,
+): Promise<Payment> {
+  const existing = await load(db, input.paymentId, false);
+  if (existing) return replay(existing, input);
+  const outcome = await provider.call("authorize", input.paymentId, input.amountMinor);
+  const [row] = await db
+    .insert(payments)
+    .values({
+      id: input.paymentId,
+      userId: input.userId,
+      amountMinor: input.amountMinor,
+      currency: input.currency,
+      state: outcome.declined ? "declined" : "authorized",
+      declineReason: outcome.declined ?? null,
+    })
+    .onConflictDoNothing()
+    .returning();
+  if (!row) {
+    // A concurrent call with the same id (or a void) got there first: answer as it decided.
+    const first = (await load(db, input.paymentId, false)) as Payment;
+    if (first.state === "voided" && !outcome.declined) {
+      // A void won the race while this authorization was at the provider: the hold it placed
+      // is released (idempotent at the provider, by payment id), or the funds stay held.
+      await provider.call("void", input.paymentId).catch((err: unknown) => {
+        onHoldLeft?.(input.paymentId, err);
+      });
+    }
+    return replay(first, input);
+  }
+  if (row.state === "declined") throw new PaymentDeclinedError(row.id, row.declineReason ?? "");
+  return row;
+}
+
+/** Locks the payment, and moves it `from` -> `to` through the provider; `to` itself is a no-op. */
+function transition(
+  db: Database<PaymentsSchema>,
+  provider: SimulatedProvider,
+  id: string,
+  op: ProviderOperation,
+  from: PaymentState,
+  to: PaymentState,
+  after?: (tx: AnyTransaction, p: Payment) => Promise<void>,
+): Promise<Payment> {
+  return db.transaction(async (tx) => {
+    const p = await load(tx, id, true);
+    if (!p) throw new PaymentNotFoundError(id);
+    if (p.state === to) return p;
+    if (p.state !== from) throw new PaymentStateError(id, p.state, op);
+    await provider.call(op, id, p.amountMinor ?? 0);
+    const [row] = await tx
+      .update(payments)
+      .set({ state: to, updatedAt: new Date() })
+      .where(eq(payments.id, id))
+      .returning();
+    if (!row) throw new Error(`payment ${id} vanished`);
+    await after?.(tx, row);
+    return row;
+  });
 }
 
 export type PaymentStore = ReturnType<typeof createPaymentStore>;

@@ -1,0 +1,108 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { OrderPlacedSchema } from "@meshwork/contracts/meshwork/orders/v1/events";
+import type { AnyTransaction, Database } from "@meshwork/db";
+import { and, eq, TransactionRollbackError } from "drizzle-orm";
+import {
+  IdempotencyKeyReusedError,
+  type NewOrder,
+  type Order,
+  type PlacementData,
+} from "../../domain/order.js";
+import { columns, notifying, recordEvent } from "./order-rows.js";
+import { type OrdersSchema, orders } from "./schema.js";
+
+/** Starts the placement saga of an order inside the placing transaction; see `placeOrder`. */
+export type StartPlacement = (
+  tx: AnyTransaction,
+  instance: { id: string; data: PlacementData },
+) => Promise<(() => void) | undefined>;
+
+/** The user's order placed with an idempotency key, with the hash of the request that placed it. */
+export async function findByKey(db: Database<OrdersSchema>, userId: string, key: string) {
+  const [row] = await db
+    .select({ ...columns, requestHash: orders.requestHash })
+    .from(orders)
+    .where(and(eq(orders.userId, userId), eq(orders.idempotencyKey, key)));
+  return row as (Order & { requestHash: string }) | undefined;
+}
+
+/**
+ * Inserts the order, starts its saga and records OrderPlaced, in one transaction. A concurrent
+ * placement with the same key wins or loses on the unique key: the loser gets the winner's order
+ * (or IdempotencyKeyReusedError when the requests differ). `startPlacement` starts the placement
+ * saga in the transaction (the executor's `startIn`, or `startSaga`); what it returns is called
+ * after the commit.
+ */
+export async function placeOrder(
+  db: Database<OrdersSchema>,
+  namespace: string,
+  order: NewOrder,
+  startPlacement: StartPlacement,
+): Promise<{ order: Order; created: boolean; run?: () => void }> {
+  let run: (() => void) | undefined;
+  const created = await db
+    .transaction(async (tx) => {
+      const placed = await insertPlaced(tx, namespace, order, startPlacement);
+      if (!placed) return tx.rollback(); // another placement took the key
+      run = placed.run;
+      return placed.order;
+    })
+    .catch((err: unknown) => {
+      if (err instanceof TransactionRollbackError) return undefined;
+      throw err;
+    });
+  if (created) return { order: created, created: true, run };
+  const existing = await findByKey(db, order.userId, order.idempotencyKey);
+  if (!existing) throw new Error(`order for key ${order.idempotencyKey} vanished`);
+  if (existing.requestHash !== order.requestHash) throw new IdempotencyKeyReusedError(order.idempotencyKey);
+  const { requestHash: _h, ...o } = existing;
+  return { order: o, created: false };
+}
+
+/**
+ * The order, its saga (with the first step's check, which reads the order) and its event go out
+ * together, pipelined on the transaction's connection in the order they are started: the order
+ * first. Undefined when another placement won the key (the insert is a no-op): the caller rolls
+ * the saga and the event back.
+ */
+async function insertPlaced(
+  tx: AnyTransaction,
+  namespace: string,
+  order: NewOrder,
+  startPlacement: StartPlacement,
+): Promise<{ order: Order; run: (() => void) | undefined } | undefined> {
+  const createdAt = new Date();
+  const inserting = tx
+    .insert(orders)
+    .values({ ...order, status: "pending", createdAt, updatedAt: createdAt })
+    .onConflictDoNothing({ target: [orders.userId, orders.idempotencyKey] })
+    .returning(notifying("pending"))
+    .then((rows) => rows);
+  const [[row], started] = await Promise.all([
+    inserting,
+    startPlacement(tx, {
+      id: order.id,
+      data: {
+        userId: order.userId,
+        items: order.items.map((i) => ({ productId: i.productId, quantity: i.quantity })),
+        totalMinor: order.totalMinor,
+        currency: order.currency,
+      },
+    }),
+    recordEvent(
+      tx,
+      namespace,
+      OrderPlacedSchema,
+      create(OrderPlacedSchema, {
+        orderId: order.id,
+        userId: order.userId,
+        total: { amountMinor: BigInt(order.totalMinor), currency: order.currency },
+        placeTime: timestampFromDate(createdAt),
+      }),
+    ),
+  ]);
+  if (!row) return undefined;
+  const { notified: _, ...placed } = row;
+  return { order: placed as Order, run: started };
+}

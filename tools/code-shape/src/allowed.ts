@@ -1,0 +1,83 @@
+import type { AllowedLongFunction } from "./function-lengths.js";
+
+/**
+ * Functions allowed over the bar, each with its reason. Only what truly cannot be split belongs
+ * here for good. "pending" entries are debts still to pay (issue 22): ones other work is changing
+ * right now, and ones not split yet. The test fails when an entry is no longer needed, so the list
+ * only shrinks; line counts in the comments are from when each entry was added.
+ */
+export const ALLOWED_LONG_FUNCTIONS: readonly AllowedLongFunction[] = [
+  {
+    file: "apps/inventory/src/adapters/db/inventory-store.ts",
+    name: "createInventoryStore",
+    reason: "pending: being changed in another branch now; split it after that lands (issue 22)",
+  }, // 335 lines
+  { file: "libs/cache/src/cache.ts", name: "createCache", reason: "pending: not split yet (issue 22)" }, // 245 lines
+  {
+    file: "apps/legacy/src/app.ts",
+    name: "createLegacyApp",
+    reason: "pending: being changed in another branch now; split it after that lands (issue 22)",
+  }, // 197 lines
+  {
+    file: "apps/orders/src/server.ts",
+    name: "createOrdersService",
+    reason: "pending: not split yet (issue 22)",
+  }, // 190 lines
+  { file: "apps/gateway/src/gateway.ts", name: "createGateway", reason: "pending: not split yet (issue 22)" }, // 172 lines
+  {
+    file: "libs/runtime/src/interceptors/telemetry.ts",
+    name: "createTelemetryInterceptor",
+    reason: "pending: being changed in another branch now; split it after that lands (issue 22)",
+  }, // 126 lines
+  {
+    file: "libs/tracestore/src/receiver.ts",
+    name: "createReceiverHandler",
+    reason: "pending: not split yet (issue 22)",
+  }, // 123 lines
+  {
+    file: "apps/inventory/src/ports/rpc/inventory-service.ts",
+    name: "createInventoryServiceHandlers",
+    reason: "pending: being changed in another branch now; split it after that lands (issue 22)",
+  }, // 116 lines
+  {
+    file: "libs/discovery/src/discovery.ts",
+    name: "createDiscovery",
+    reason: "pending: not split yet (issue 22)",
+  }, // 116 lines
+  {
+    file: "apps/inventory/src/server.ts",
+    name: "createInventoryService",
+    reason: "pending: being changed in another branch now; split it after that lands (issue 22)",
+  }, // 111 lines
+  {
+    file: "apps/gateway/src/auth.ts",
+    name: "createAuthenticator",
+    reason: "pending: not split yet (issue 22)",
+  }, // 106 lines
+  {
+    file: "libs/local-postgres/src/server.ts",
+    name: "startLocalPostgres",
+    reason: "pending: not split yet (issue 22)",
+  }, // 100 lines
+  { file: "apps/gateway/src/jwks.ts", name: "createJwks", reason: "pending: not split yet (issue 22)" }, // 91 lines
+  {
+    file: "apps/orders/src/server.ts",
+    name: "createOrdersService > prepare",
+    reason: "pending: not split yet (issue 22)",
+  }, // 90 lines
+  {
+    file: "apps/notifications/src/server.ts",
+    name: "createNotificationsService",
+    reason: "pending: not split yet (issue 22)",
+  }, // 88 lines
+  {
+    file: "libs/events/src/consumer.ts",
+    name: "createEventConsumer",
+    reason: "pending: not split yet (issue 22)",
+  }, // 88 lines
+  {
+    file: "libs/cache/src/invalidation-feed.ts",
+    name: "startInvalidationFeed",
+    reason: "pending: not split yet (issue 22)",
+  }, // 82 lines
+];
