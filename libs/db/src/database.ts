@@ -145,68 +145,80 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
   schema: TSchema,
   observe: DatabaseObservability = {},
 ): Promise<DatabaseHandle<TSchema>> {
+  return config.url
+    ? openServerDatabase(config.url, config, schema, observe)
+    : openPgliteDatabase(config.dataDir, schema, observe);
+}
+
+/** A Postgres server through a postgres.js pool: waits bounded, statements traced and prepared. */
+function openServerDatabase<TSchema extends Record<string, unknown>>(
+  url: string,
+  config: DatabaseConfig,
+  schema: TSchema,
+  observe: DatabaseObservability,
+): DatabaseHandle<TSchema> {
   const tracer = observe.telemetry?.tracer;
-  if (config.url) {
-    const poolName = decodeURIComponent(new URL(config.url).pathname.slice(1)) || "postgres";
-    const applicationName = poolApplicationName(poolName);
-    const client = postgres(config.url, {
-      max: config.pool.max,
-      idle_timeout: config.pool.idleTimeoutS || undefined,
-      max_lifetime: config.pool.maxLifetimeS || null,
-      connect_timeout: config.pool.connectTimeoutS,
-      connection: { application_name: applicationName },
-      onnotice: () => {},
-    });
-    const probe = createPoolProbe(
-      config.url,
-      applicationName,
-      config.pool.max,
-      config.pool.connectTimeoutS,
-      postgres,
-    );
-    const u = new URL(config.url);
-    const logger = observe.logger ?? stderrLogger;
-    const waits = countingWaits(client, probe, {
-      poolName,
-      waitTimeoutMs: config.pool.waitTimeoutMs ?? DEFAULT_POOL_WAIT_TIMEOUT_MS,
-      onEpisode: (event, detail) =>
-        event === "exhausted"
-          ? logger.warn(detail, "database pool exhausted: transactions refused UNAVAILABLE")
-          : logger.info(detail, "database pool has free connections again"),
-    });
-    const traced = instrumentPostgres(waits, {
-      prepare: config.prepare !== false,
-      tracer,
-      attrs: {
-        "db.namespace": poolName,
-        "server.address": u.hostname,
-        "server.port": Number(u.port || 5432),
-      },
-    });
-    const db = drizzlePostgres(traced, { schema });
-    const handle: DatabaseHandle<TSchema> = {
-      db: db as unknown as Database<TSchema>,
-      driver: "postgres",
-      location: redact(config.url),
-      migrate: (folder) =>
-        migrateLocked(config.url as string, config.pool.connectTimeoutS, applicationName, folder),
-      ping: async () => {
-        await client`select 1`;
-      },
-      listen: async (channel, onNotify, onListen) => {
-        const sub = await client.listen(channel, onNotify, onListen);
-        return () => sub.unlisten();
-      },
-      close: async () => {
-        await client.end({ timeout: 5 });
-        await probe.close();
-      },
-    };
-    probes.set(handle, { probe, poolName });
-    return handle;
-  }
-  mkdirSync(config.dataDir, { recursive: true });
-  const client = instrumentPglite(await PGlite.create(config.dataDir), {
+  const poolName = decodeURIComponent(new URL(url).pathname.slice(1)) || "postgres";
+  const applicationName = poolApplicationName(poolName);
+  const client = postgres(url, {
+    max: config.pool.max,
+    idle_timeout: config.pool.idleTimeoutS || undefined,
+    max_lifetime: config.pool.maxLifetimeS || null,
+    connect_timeout: config.pool.connectTimeoutS,
+    connection: { application_name: applicationName },
+    onnotice: () => {},
+  });
+  const probe = createPoolProbe(url, applicationName, config.pool.max, config.pool.connectTimeoutS, postgres);
+  const u = new URL(url);
+  const logger = observe.logger ?? stderrLogger;
+  const waits = countingWaits(client, probe, {
+    poolName,
+    waitTimeoutMs: config.pool.waitTimeoutMs ?? DEFAULT_POOL_WAIT_TIMEOUT_MS,
+    onEpisode: (event, detail) =>
+      event === "exhausted"
+        ? logger.warn(detail, "database pool exhausted: transactions refused UNAVAILABLE")
+        : logger.info(detail, "database pool has free connections again"),
+  });
+  const traced = instrumentPostgres(waits, {
+    prepare: config.prepare !== false,
+    tracer,
+    attrs: {
+      "db.namespace": poolName,
+      "server.address": u.hostname,
+      "server.port": Number(u.port || 5432),
+    },
+  });
+  const db = drizzlePostgres(traced, { schema });
+  const handle: DatabaseHandle<TSchema> = {
+    db: db as unknown as Database<TSchema>,
+    driver: "postgres",
+    location: redact(url),
+    migrate: (folder) => migrateLocked(url, config.pool.connectTimeoutS, applicationName, folder),
+    ping: async () => {
+      await client`select 1`;
+    },
+    listen: async (channel, onNotify, onListen) => {
+      const sub = await client.listen(channel, onNotify, onListen);
+      return () => sub.unlisten();
+    },
+    close: async () => {
+      await client.end({ timeout: 5 });
+      await probe.close();
+    },
+  };
+  probes.set(handle, { probe, poolName });
+  return handle;
+}
+
+/** PGlite, in process, with its data in `dataDir`. */
+async function openPgliteDatabase<TSchema extends Record<string, unknown>>(
+  dataDir: string,
+  schema: TSchema,
+  observe: DatabaseObservability,
+): Promise<DatabaseHandle<TSchema>> {
+  const tracer = observe.telemetry?.tracer;
+  mkdirSync(dataDir, { recursive: true });
+  const client = instrumentPglite(await PGlite.create(dataDir), {
     tracer,
     attrs: { "db.namespace": "postgres" },
   });
@@ -214,7 +226,7 @@ export async function openDatabase<TSchema extends Record<string, unknown>>(
   return {
     db: db as unknown as Database<TSchema>,
     driver: "pglite",
-    location: config.dataDir,
+    location: dataDir,
     migrate: (folder) => migratePglite(db, { migrationsFolder: folder }),
     ping: async () => {
       await db.execute(sql`select 1`);
