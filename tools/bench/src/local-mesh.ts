@@ -146,7 +146,8 @@ async function meshProcesses(npmPid: number): Promise<number[]> {
   };
   const meshctl = below(npmPid).find((pid) => {
     try {
-      return readFileSync(`/proc/${pid}/cmdline`, "utf8").includes("meshctl/dist/main.js\0up");
+      // `npm start` runs meshctl from its bundle (tools/bundle); `node dist/main.js up` works too.
+      return /meshctl\/dist\/main(\.bundle)?\.js\0up/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
     } catch {
       return false;
     }
