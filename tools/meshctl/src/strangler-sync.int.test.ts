@@ -40,7 +40,12 @@ let lsql: postgres.Sql;
 const text = () => {
   let s = "";
   return {
-    stream: { write: (c: string) => ((s += c), true) } as unknown as NodeJS.WritableStream,
+    stream: {
+      write: (c: string) => {
+        s += c;
+        return true;
+      },
+    } as unknown as NodeJS.WritableStream,
     get: () => s,
   };
 };
