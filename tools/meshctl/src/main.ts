@@ -367,6 +367,8 @@ async function main(argv: string[]): Promise<number> {
           gateway: values.gateway ?? "http://127.0.0.1:8080",
           admin: values["gateway-admin"] ?? process.env.GATEWAY_ADMIN_URL ?? "http://127.0.0.1:9901",
           home,
+          nats: { natsUrl, natsCredentials: natsAdmin, namespace },
+          legacyDatabaseUrl: findLegacyDatabaseUrl(home),
           out: process.stdout,
           err: process.stderr,
         });
