@@ -53,7 +53,16 @@ describe.skipIf(!process.env.MESHWORK_TEST_SCALE && !process.env.MESHWORK_SCALE_
         await dropServiceDatabase(adminUrl(), `${prefix}_${name}`);
       const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
       const jsm = await jetstreamManager(nc);
-      for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+      for (const s of [
+        "USERS",
+        "PAYMENTS",
+        "ORDERS",
+        "DLQ_NOTIFICATIONS",
+        "INVENTORY",
+        "LEGACY",
+        "DLQ_INVENTORY",
+        "DLQ_LEGACY",
+      ])
         await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
       await removeRegistry(nc, registryBucketFor(namespace));
       await nc.close();

@@ -50,7 +50,16 @@ async function portOpen(port: number): Promise<boolean> {
 async function removeStreams(namespace: string): Promise<void> {
   const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
   const jsm = await jetstreamManager(nc);
-  for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+  for (const s of [
+    "USERS",
+    "PAYMENTS",
+    "ORDERS",
+    "DLQ_NOTIFICATIONS",
+    "INVENTORY",
+    "LEGACY",
+    "DLQ_INVENTORY",
+    "DLQ_LEGACY",
+  ])
     await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
   await removeRegistry(nc, registryBucketFor(namespace));
   await nc.close();
