@@ -1,5 +1,5 @@
 import { fileURLToPath } from "node:url";
-import { fromBinary } from "@bufbuild/protobuf";
+import { createRegistry, fromBinary } from "@bufbuild/protobuf";
 import { createCache, type InvalidationFeed, openSharedTier, startInvalidationFeed } from "@meshwork/cache";
 import { ProductUpdatedSchema, StockChangedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import {
@@ -7,20 +7,35 @@ import {
   InventoryService,
   ProductSchema,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
+import { file_meshwork_legacy_v1_events } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
-import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
+import {
+  consumerOn,
+  createEventConsumer,
+  deadLetterSubject,
+  type EventConsumer,
+  meshStreams,
+  type OutboxPublisher,
+  provision,
+  startOutboxPublisher,
+} from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { createInventoryStore } from "./adapters/db/inventory-store.js";
-import { outbox, schema } from "./adapters/db/schema.js";
+import { type InventorySchema, inbox, outbox, schema } from "./adapters/db/schema.js";
 import type { Config } from "./config.js";
 import type { InventoryRepository } from "./domain/ports.js";
+import { onLegacyProductChanged } from "./ports/events/legacy-product-changed.js";
 import { createInventoryServiceHandlers, type ProductCache } from "./ports/rpc/inventory-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
 const VERSION = packageVersion(import.meta.url);
 const SERVICE = "inventory";
+/** The durable consumer on the LEGACY stream (the monolith's change data capture). */
+export const LEGACY_SYNC_DURABLE = "inventory-legacy-sync";
 
 /**
  * Wires the inventory service: its database (migrated before it reports SERVING), the
@@ -57,6 +72,7 @@ export async function createInventoryService(
   let migrated = false;
   let publisher: OutboxPublisher | undefined;
   let feed: InvalidationFeed | undefined;
+  let legacySync: EventConsumer | undefined;
   const ready = (): InventoryRepository => {
     if (!migrated) throw new Error("inventory used before start-up finished");
     return store;
@@ -123,6 +139,7 @@ export async function createInventoryService(
           }
         },
       });
+      legacySync = await startLegacySync(config, publisher.nc, database, logger, telemetry);
       // Serving before the feed is attached would let a change go unheard; NATS answered the
       // publisher a moment ago, so this is quick (bounded anyway: the feed keeps trying).
       await Promise.race([feed.attached, new Promise((r) => setTimeout(r, 10_000).unref())]);
@@ -131,6 +148,7 @@ export async function createInventoryService(
     ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
+      await legacySync?.stop();
       await feed?.stop();
       await cache?.close();
       await publisher?.stop();
@@ -139,4 +157,43 @@ export async function createInventoryService(
     },
   });
   return service;
+}
+
+/**
+ * Strangler fig, reads first: a durable consumer on the LEGACY stream applies the monolith's
+ * captured product changes (and backfill snapshots) here, idempotently by capture sequence.
+ * The stream is declared here too, so inventory starts whether or not the monolith runs.
+ */
+async function startLegacySync(
+  config: Config,
+  nc: NatsConnection,
+  database: DatabaseHandle<InventorySchema>,
+  logger: Logger,
+  telemetry: Telemetry,
+): Promise<EventConsumer> {
+  const ns = config.events.namespace;
+  const copies = { replicas: config.events.streamReplicas };
+  const legacy = meshStreams.legacy(ns, copies);
+  const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
+  await provision(await jetstreamManager(nc), {
+    streams: [legacy, deadLetters],
+    consumers: [consumerOn(legacy, LEGACY_SYNC_DURABLE)],
+  });
+  const consumer = createEventConsumer({
+    js: jetstream(nc),
+    database,
+    inbox,
+    stream: legacy.name,
+    durable: LEGACY_SYNC_DURABLE,
+    registry: createRegistry(file_meshwork_legacy_v1_events),
+    handlers: { "meshwork.legacy.v1.ProductChanged": onLegacyProductChanged(ns, logger) },
+    maxDeliver: config.events.consumer.maxDeliver,
+    backoffMs: config.events.consumer.backoffMs,
+    deadLetterSubject: deadLetterSubject(ns, SERVICE, LEGACY_SYNC_DURABLE),
+    logger,
+    tracer: telemetry.tracer,
+    meter: telemetry.meter,
+  });
+  await consumer.start();
+  return consumer;
 }

@@ -4,12 +4,14 @@ import { jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { Redis } from "ioredis";
 
-/** For tests: removes what an inventory of `namespace` left on NATS (its stream, its cache bucket). */
+/** For tests: removes what an inventory of `namespace` left on NATS (its streams, its cache bucket). */
 export async function removeMeshState(namespace: string): Promise<void> {
   const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "inventory-test");
   try {
     const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(streamName(namespace, "INVENTORY")).catch(() => {});
+    // Its own stream, and those its legacy sync declares (the monolith's CDC, its dead letters).
+    for (const base of ["INVENTORY", "LEGACY", "DLQ_INVENTORY"])
+      await jsm.streams.delete(streamName(namespace, base)).catch(() => {});
     await (await new Kvm(nc).open(cacheBucket(namespace, "inventory"))).destroy().catch(() => {});
   } finally {
     await nc.close();

@@ -1,3 +1,4 @@
+import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
 import { z } from "zod";
 
 const shape = z.object({
@@ -22,6 +23,11 @@ export interface LegacyConfig {
   logLevel: string;
   tokenSecret: string | undefined;
   seed: boolean;
+  /**
+   * NATS for the migration's data sync (the CDC relay out, the reverse sync in); absent without
+   * `NATS_URL`: the monolith then runs alone, as before the migration began.
+   */
+  events: EventsConfig | undefined;
 }
 
 /** Reads the monolith's configuration from the environment, once; a bad value names the variable. */
@@ -33,6 +39,15 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     throw new Error(`bad configuration: ${problems}`);
   }
   const e = parsed.data;
+  let events: EventsConfig | undefined;
+  if (cleaned.NATS_URL) {
+    const ev = z.object(eventsEnvShape()).safeParse(cleaned);
+    if (!ev.success) {
+      const problems = ev.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+      throw new Error(`bad configuration: ${problems}`);
+    }
+    events = toEventsConfig(ev.data);
+  }
   return {
     host: e.HOST,
     port: e.PORT,
@@ -40,5 +55,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     logLevel: e.LOG_LEVEL,
     tokenSecret: e.LEGACY_TOKEN_SECRET,
     seed: e.LEGACY_SEED === "true",
+    events,
   };
 }

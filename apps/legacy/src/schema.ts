@@ -83,6 +83,46 @@ export const MIGRATIONS: readonly string[] = [
      FOR EACH ROW EXECUTE FUNCTION cdc_capture();
    CREATE TRIGGER stock_cdc AFTER INSERT OR UPDATE ON stock
      FOR EACH ROW EXECUTE FUNCTION cdc_capture();`,
+  // Step 3: the relay's side. `cdc_events` has the mesh's outbox shape (libs/events
+  // `outboxTable`): the translator turns each cdc_outbox row into a Protobuf ProductChanged row
+  // here, and the mesh's own outbox relay publishes it. A change made by the reverse sync (the
+  // new services' events applied back into this database) runs with `meshwork.origin = 'mesh'`
+  // and is not captured: without that marker it would travel back to the mesh, and loop.
+  // `mesh_sync` is the reverse sync's high-water marks per product (the inventory row's version
+  // of the last name/price and of the last stock applied); `mesh_inbox` its consumer's inbox.
+  `CREATE TABLE cdc_events (
+     seq bigserial PRIMARY KEY,
+     id uuid NOT NULL UNIQUE,
+     subject text NOT NULL,
+     type text NOT NULL,
+     headers jsonb NOT NULL,
+     payload bytea NOT NULL,
+     created_at timestamptz NOT NULL DEFAULT now(),
+     sent_at timestamptz
+   );
+   CREATE INDEX cdc_events_unsent_idx ON cdc_events (seq) WHERE sent_at IS NULL;
+   CREATE TABLE mesh_sync (
+     product_id uuid PRIMARY KEY,
+     name_version bigint NOT NULL DEFAULT 0,
+     stock_version bigint NOT NULL DEFAULT 0,
+     applied_at timestamptz NOT NULL DEFAULT now()
+   );
+   CREATE TABLE mesh_inbox (
+     consumer text NOT NULL,
+     event_id text NOT NULL,
+     processed_at timestamptz NOT NULL DEFAULT now(),
+     CONSTRAINT mesh_inbox_pk PRIMARY KEY (consumer, event_id)
+   );
+   CREATE OR REPLACE FUNCTION cdc_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+   DECLARE pid uuid;
+   BEGIN
+     IF current_setting('meshwork.origin', true) = 'mesh' THEN RETURN NULL; END IF;
+     IF TG_TABLE_NAME = 'products' THEN pid := NEW.id; ELSE pid := NEW.product_id; END IF;
+     INSERT INTO cdc_outbox (event_type, aggregate_id, payload)
+       VALUES ('legacy.product.changed', pid, cdc_product_state(pid));
+     PERFORM pg_notify('cdc_outbox', '');
+     RETURN NULL;
+   END $$;`,
 ];
 
 /** Applies the migrations not applied yet, in one transaction each, serialised by an advisory lock. */

@@ -26,6 +26,15 @@ export const meshStreams = {
     subjects: [`${namespace}meshwork.orders.>`],
     ...replicas(options),
   }),
+  /**
+   * The legacy monolith's change data capture (strangler fig): apps/legacy relays its database's
+   * `cdc_outbox` here, the new services apply it.
+   */
+  legacy: (namespace: string, options?: StreamOptions): StreamSpec => ({
+    name: streamName(namespace, "LEGACY"),
+    subjects: [`${namespace}meshwork.legacy.>`],
+    ...replicas(options),
+  }),
   deadLetters: (namespace: string, service: string, options?: StreamOptions): StreamSpec => ({
     name: streamName(namespace, `DLQ_${service.toUpperCase()}`),
     subjects: [`${namespace}dlq.${service}.>`],

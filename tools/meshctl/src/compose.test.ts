@@ -238,9 +238,10 @@ describe("docker-compose.yml", () => {
         }>;
       };
     };
-    // (`envoy_admin` is Envoy's own admin on loopback, behind the admin_proxy listener.)
+    // (`envoy_admin` is Envoy's own admin on loopback, behind the admin_proxy listener;
+    // `strangler_shadow` its own loopback listener that transcodes mirrored requests.)
     const upstreams = envoy.static_resources.clusters
-      .filter((c) => c.name !== "envoy_admin")
+      .filter((c) => c.name !== "envoy_admin" && c.name !== "strangler_shadow")
       .flatMap((c) =>
         c.load_assignment.endpoints.flatMap((e) =>
           e.lb_endpoints.map((l) => l.endpoint.address.socket_address),

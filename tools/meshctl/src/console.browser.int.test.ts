@@ -88,7 +88,16 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     clearTimeout(late);
     const nc = await connectNats(natsUrl, "console-test-cleanup");
     const jsm = await jetstreamManager(nc);
-    for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+    for (const s of [
+      "USERS",
+      "PAYMENTS",
+      "ORDERS",
+      "DLQ_NOTIFICATIONS",
+      "INVENTORY",
+      "LEGACY",
+      "DLQ_INVENTORY",
+      "DLQ_LEGACY",
+    ])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
     await removeRegistry(nc, registryBucketFor(namespace));
     await nc.close();

@@ -211,6 +211,58 @@ describe("the legacy REST API in the Envoy config (strangler fig)", () => {
   });
 });
 
+describe("shadow traffic in the Envoy config (strangler fig)", () => {
+  it("mirrors each shadowable REST read through a loopback transcoding hop, off until its runtime key says 100", () => {
+    const config = renderEnvoyConfig({ files: meshworkFiles, services: findServices(root) }) as Json;
+    const edge = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+    const routes = edge.route_config.virtual_hosts[0].routes as Array<Json>;
+    const list = routes.find((r) => r.name === "strangler ListProducts");
+    expect(list.route.request_mirror_policies).toEqual([
+      {
+        cluster: "strangler_shadow",
+        runtime_fraction: {
+          default_value: { numerator: 0, denominator: "HUNDRED" },
+          runtime_key: "strangler.ListProducts.shadow",
+        },
+      },
+    ]);
+    // A write is never mirrored: it would run twice.
+    const place = routes.find((r) => r.name === "strangler PlaceOrder");
+    expect(place).toBeDefined();
+    expect(place.route.request_mirror_policies).toBeUndefined();
+
+    // The mirror's cluster is Envoy's own loopback listener, which transcodes then routes to the new side.
+    const cluster = config.static_resources.clusters.find((c: Json) => c.name === "strangler_shadow");
+    const hopAddress = cluster.load_assignment.endpoints[0].lb_endpoints[0].endpoint.address.socket_address;
+    const hop = config.static_resources.listeners.find((l: Json) => l.name === "strangler_shadow");
+    expect(hop.address.socket_address).toEqual(hopAddress);
+    expect(hopAddress.address).toBe("127.0.0.1");
+    const hcm = hop.filter_chains[0].filters[0].typed_config;
+    expect(hcm.http_filters.map((f: Json) => f.name)).toEqual([
+      "envoy.filters.http.grpc_json_transcoder",
+      "envoy.filters.http.router",
+    ]);
+    // The same transcoder as the edge's (descriptor set, services, print options).
+    const edgeTranscoder = edge.http_filters.find(
+      (f: Json) => f.name === "envoy.filters.http.grpc_json_transcoder",
+    );
+    expect(hcm.http_filters[0].typed_config).toEqual(edgeTranscoder.typed_config);
+    const hopRoutes = hcm.route_config.virtual_hosts[0].routes as Array<Json>;
+    expect(hopRoutes.find((r) => r.name === "shadow ListProducts")).toMatchObject({
+      match: { safe_regex: { regex: "^/api/products$" } },
+      route: { cluster: "inventory" },
+    });
+    // Once transcoded, the request is routed again by its gRPC path, to the new service.
+    expect(hopRoutes).toContainEqual(
+      expect.objectContaining({
+        match: { prefix: "/meshwork.inventory.v1.InventoryService/", grpc: {} },
+        route: expect.objectContaining({ cluster: "inventory" }),
+      }),
+    );
+    expect(hopRoutes.some((r) => r.route.cluster === "legacy")).toBe(false);
+  });
+});
+
 describe("Envoy's admin beyond loopback", () => {
   it("exposes only the admin's GET /ready and /stats/prometheus beyond loopback (the admin_proxy listener)", () => {
     const config = renderEnvoyConfig({ files: meshworkFiles, services: findServices(root) }) as {

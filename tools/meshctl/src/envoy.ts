@@ -10,6 +10,7 @@ import {
   type RateRule,
 } from "@meshwork/gateway";
 import { stringify } from "yaml";
+import { renderShadowHop, type ShadowedRoute, shadowMirrorPolicy } from "./envoy-shadow.js";
 import type { ServiceManifest } from "./services.js";
 
 /** Where the rendered file lives in the repository. */
@@ -76,6 +77,8 @@ export interface EnvoyOptions {
    * (which can also drain, quit and change runtime values) stays on loopback.
    */
   adminProxyPort?: number;
+  /** Port of the loopback `strangler_shadow` listener that transcodes mirrored requests (9903). */
+  shadowPort?: number;
 }
 
 /** Where Envoy asks for authorization by default: the compose file's gateway, EXT_AUTHZ_PORT. */
@@ -229,10 +232,21 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
   // picked by the `x-meshwork-sticky` header's value when a client (or an outer proxy) sends one.
   const legacy = options.services.find((s) => s.kind === "legacy");
   const restRoutes: unknown[] = [];
+  const shadowed: ShadowedRoute[] = [];
   if (legacy) {
     for (const rest of httpRoutesOf(options.files).filter((r) => r.template.startsWith("/api/"))) {
       const newCluster = clusterOf(rest.method.parent.file.proto.package);
       if (!ports.has(newCluster)) continue;
+      // Reads only are shadowed (as the Node gateway's `shadowable`): a write must not run twice.
+      const shadowable = rest.verb === "GET";
+      if (shadowable)
+        shadowed.push({
+          name: rest.name,
+          regex: templateRegex(rest.template),
+          verb: rest.verb,
+          cluster: newCluster,
+          service: rest.method.parent.typeName,
+        });
       restRoutes.push({
         name: `strangler ${rest.name}`,
         match: {
@@ -258,6 +272,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
               { name: newCluster, weight: 0 },
             ],
           },
+          ...(shadowable ? { request_mirror_policies: shadowMirrorPolicy(rest.name) } : {}),
         },
       });
     }
@@ -284,6 +299,27 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
         .map((r) => r.method.parent.typeName),
     ),
   ].sort();
+
+  const transcoderConfig = {
+    "@type": type("envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"),
+    proto_descriptor: DESCRIPTORS_IN_ENVOY,
+    services: transcodedServices,
+    print_options: { preserve_proto_field_names: true, always_print_primitive_fields: true },
+    convert_grpc_status: true,
+    request_validation_options: {
+      reject_unknown_method: false,
+      reject_unknown_query_parameters: true,
+    },
+  };
+  const shadowHop =
+    shadowed.length > 0
+      ? renderShadowHop({
+          routes: shadowed,
+          port: options.shadowPort ?? 9903,
+          timeout: seconds(defaultTimeout),
+          transcoder: transcoderConfig,
+        })
+      : undefined;
 
   const pathMatchers = (paths: readonly string[]) =>
     paths.map((p) => ({ url_path: { path: p.endsWith("/") ? { prefix: p } : { exact: p } } }));
@@ -385,17 +421,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
               // transcoder: proto field names, every field printed; then the route is matched again
               // by the gRPC path, so the filters below see the RPC.
               name: "envoy.filters.http.grpc_json_transcoder",
-              typed_config: {
-                "@type": type("envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"),
-                proto_descriptor: DESCRIPTORS_IN_ENVOY,
-                services: transcodedServices,
-                print_options: { preserve_proto_field_names: true, always_print_primitive_fields: true },
-                convert_grpc_status: true,
-                request_validation_options: {
-                  reject_unknown_method: false,
-                  reject_unknown_query_parameters: true,
-                },
-              },
+              typed_config: transcoderConfig,
             },
           ]
         : []),
@@ -670,8 +696,16 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
           ],
         },
         adminProxy,
+        ...(shadowHop ? [shadowHop.listener] : []),
       ],
-      clusters: [...serviceClusters, ...legacyClusters, jwksCluster, extAuthzCluster, adminCluster],
+      clusters: [
+        ...serviceClusters,
+        ...legacyClusters,
+        ...(shadowHop ? [shadowHop.cluster] : []),
+        jwksCluster,
+        extAuthzCluster,
+        adminCluster,
+      ],
     },
   };
 }

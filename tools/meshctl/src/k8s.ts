@@ -547,7 +547,12 @@ export function renderK8sNatsConfig(services: readonly ServiceManifest[]): strin
   const users: ConfigUser[] = [
     ...services
       .filter((m) => m.kind === "service")
-      .map((m) => ({ user: m.name, password: pw(m.name), permissions: servicePermissions(m.name, mesh) })),
+      .map((m) => ({
+        user: m.name,
+        password: pw(m.name),
+        // The streams its package.json declares it consumes (inventory: the legacy CDC) too.
+        permissions: servicePermissions(m.name, mesh, m.consumes),
+      })),
     ...services
       .filter((m) => m.kind === "gateway")
       .map((m) => ({ user: m.name, password: pw(m.name), permissions: gatewayPermissions(mesh) })),

@@ -22,7 +22,7 @@ import { releaseCheck } from "./release/check.js";
 import { InvalidServiceSpecError } from "./scaffold/names.js";
 import { newService } from "./scaffold/new-service.js";
 import { findServices } from "./services.js";
-import { stranglerCommand } from "./strangler.js";
+import { findLegacyDatabaseUrl, stranglerCommand } from "./strangler.js";
 import { stranglerDemo } from "./strangler-demo.js";
 import { renderTable } from "./table.js";
 import { logsCommand, traceCommand, tracesCommand } from "./traces.js";
@@ -354,6 +354,9 @@ async function main(argv: string[]): Promise<number> {
     case "strangler":
       return stranglerCommand(positionals, {
         admin: values["gateway-admin"] ?? process.env.GATEWAY_ADMIN_URL ?? "http://127.0.0.1:9901",
+        gateway: values.gateway ?? "http://127.0.0.1:8080",
+        nats: { natsUrl, natsCredentials: natsAdmin, namespace },
+        legacyDatabaseUrl: findLegacyDatabaseUrl(home),
         limit: values.limit ? Number(values.limit) : undefined,
         out: process.stdout,
         err: process.stderr,
@@ -364,6 +367,8 @@ async function main(argv: string[]): Promise<number> {
           gateway: values.gateway ?? "http://127.0.0.1:8080",
           admin: values["gateway-admin"] ?? process.env.GATEWAY_ADMIN_URL ?? "http://127.0.0.1:9901",
           home,
+          nats: { natsUrl, natsCredentials: natsAdmin, namespace },
+          legacyDatabaseUrl: findLegacyDatabaseUrl(home),
           out: process.stdout,
           err: process.stderr,
         });

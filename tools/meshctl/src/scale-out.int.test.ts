@@ -46,11 +46,20 @@ describe("meshctl up --replicas: instances killed under load", () => {
   const prefix = uniqueName("mwscale");
   const namespace = `${prefix}.`;
   afterAll(async () => {
-    for (const name of ["users", "notifications", "inventory", "payments", "orders"])
+    for (const name of ["users", "notifications", "inventory", "payments", "orders", "legacy"])
       await dropServiceDatabase(adminUrl(), `${prefix}_${name}`);
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
     const jsm = await jetstreamManager(nc);
-    for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+    for (const s of [
+      "USERS",
+      "PAYMENTS",
+      "ORDERS",
+      "DLQ_NOTIFICATIONS",
+      "INVENTORY",
+      "LEGACY",
+      "DLQ_INVENTORY",
+      "DLQ_LEGACY",
+    ])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
     await removeRegistry(nc, registryBucketFor(namespace));
     await nc.close();

@@ -4,12 +4,16 @@ import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inve
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { demoAdmin, demoAdminFile } from "./admin.js";
 import { stranglerCommand } from "./strangler.js";
+import type { NatsTarget } from "./strangler-sync.js";
 
 export interface StranglerDemoOptions {
   gateway: string;
   /** The gateway's admin (`http://127.0.0.1:9901`). */
   admin: string;
   home: string;
+  /** For the backfill and the sync lag: the broker and the legacy database (as `meshctl up` leaves them). */
+  nats?: NatsTarget;
+  legacyDatabaseUrl?: string;
   out: NodeJS.WritableStream;
   err: NodeJS.WritableStream;
 }
@@ -31,7 +35,14 @@ interface LegacyProduct {
 export async function stranglerDemo(options: StranglerDemoOptions): Promise<number> {
   const say = (line = "") => options.out.write(`${line}\n`);
   const cli = (...args: string[]) =>
-    stranglerCommand(args, { admin: options.admin, out: options.out, err: options.err });
+    stranglerCommand(args, {
+      admin: options.admin,
+      gateway: options.gateway,
+      nats: options.nats,
+      legacyDatabaseUrl: options.legacyDatabaseUrl,
+      out: options.out,
+      err: options.err,
+    });
   const rest = async (path: string, cookie: string) => {
     const res = await fetch(`${options.gateway}${path}`, { headers: { cookie: `mw_sticky=${cookie}` } });
     return {
@@ -57,45 +68,10 @@ export async function stranglerDemo(options: StranglerDemoOptions): Promise<numb
   const catalogue = legacyList.body.products as LegacyProduct[];
   say(`GET /api/products -> ${catalogue.length} products, answered by legacy`);
 
-  say("\n== 2. Backfill: the new inventory gets legacy's catalogue (through its API, as an admin)");
-  const account = await demoAdmin(options.gateway, options.home);
-  if (!account) {
-    options.err.write(
-      `no admin: the bootstrap secret is gone and ${demoAdminFile(options.home)} does not exist\n`,
-    );
-    return 1;
-  }
-  const edge = createGrpcTransport({ baseUrl: options.gateway });
-  const { accessToken } = await createClient(UserService, edge).login(account);
-  const inventory = createClient(InventoryService, edge);
-  const have = new Set<string>();
-  for (let token = ""; ; ) {
-    const page = await inventory.listProducts({ pageSize: 100, pageToken: token });
-    for (const p of page.products) have.add(p.sku);
-    token = page.nextPageToken;
-    if (!token) break;
-  }
-  let copied = 0;
-  for (const p of catalogue) {
-    if (have.has(p.sku)) continue;
-    await inventory
-      .createProduct(
-        {
-          sku: p.sku,
-          name: p.name,
-          price: { amountMinor: BigInt(p.price.amount_minor), currency: p.price.currency },
-          initialStock: BigInt(p.on_hand),
-        },
-        { headers: { authorization: `Bearer ${accessToken}` } },
-      )
-      .then(
-        () => copied++,
-        (err: unknown) => {
-          if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
-        },
-      );
-  }
-  say(`${copied} products copied (${catalogue.length - copied} were there already)`);
+  if (options.legacyDatabaseUrl && options.nats) {
+    say("\n== 2. Backfill: the new inventory gets legacy's catalogue, then the CDC keeps it in sync");
+    if ((await cli("backfill")) !== 0) return 1;
+  } else if ((await copyThroughApi(options, catalogue, say)) !== 0) return 1;
 
   say("\n== 3. Shadow the catalogue: legacy answers, the new side's answer is compared");
   await fetch(`${options.admin}/strangler/routes/ListProducts/diffs`, { method: "DELETE" });
@@ -148,4 +124,52 @@ export async function stranglerDemo(options: StranglerDemoOptions): Promise<numb
       `the new service's answers ${same ? "match" : "do NOT match"} legacy's catalogue`,
   );
   return ok ? 0 : 1;
+}
+
+/** Without the legacy database at hand (a mesh not started by `meshctl up`): copy through inventory's API. */
+async function copyThroughApi(
+  options: StranglerDemoOptions,
+  catalogue: LegacyProduct[],
+  say: (line?: string) => void,
+): Promise<number> {
+  say("\n== 2. Backfill: the new inventory gets legacy's catalogue (through its API, as an admin)");
+  const account = await demoAdmin(options.gateway, options.home);
+  if (!account) {
+    options.err.write(
+      `no admin: the bootstrap secret is gone and ${demoAdminFile(options.home)} does not exist\n`,
+    );
+    return 1;
+  }
+  const edge = createGrpcTransport({ baseUrl: options.gateway });
+  const { accessToken } = await createClient(UserService, edge).login(account);
+  const inventory = createClient(InventoryService, edge);
+  const have = new Set<string>();
+  for (let token = ""; ; ) {
+    const page = await inventory.listProducts({ pageSize: 100, pageToken: token });
+    for (const p of page.products) have.add(p.sku);
+    token = page.nextPageToken;
+    if (!token) break;
+  }
+  let copied = 0;
+  for (const p of catalogue) {
+    if (have.has(p.sku)) continue;
+    await inventory
+      .createProduct(
+        {
+          sku: p.sku,
+          name: p.name,
+          price: { amountMinor: BigInt(p.price.amount_minor), currency: p.price.currency },
+          initialStock: BigInt(p.on_hand),
+        },
+        { headers: { authorization: `Bearer ${accessToken}` } },
+      )
+      .then(
+        () => copied++,
+        (err: unknown) => {
+          if (ConnectError.from(err).code !== Code.AlreadyExists) throw err;
+        },
+      );
+  }
+  say(`${copied} products copied (${catalogue.length - copied} were there already)`);
+  return 0;
 }

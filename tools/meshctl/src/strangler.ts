@@ -1,3 +1,16 @@
+import { readFileSync } from "node:fs";
+import { join } from "node:path";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import {
+  backfill,
+  type CatalogueVersions,
+  formatLag,
+  type NatsTarget,
+  readSyncLag,
+  type SyncLag,
+} from "./strangler-sync.js";
 import { renderTable } from "./table.js";
 
 /** A route as the gateway's admin `/strangler` reports it. */
@@ -16,6 +29,12 @@ interface RouteStatus {
 export interface StranglerCommandOptions {
   /** The gateway's admin address (`http://127.0.0.1:9901`). */
   admin: string;
+  /** The gateway (`http://127.0.0.1:8080`): backfill reads the new catalogue through it. */
+  gateway?: string;
+  /** The broker, for the sync lag and the backfill's wait; absent: no sync lag shown. */
+  nats?: NatsTarget;
+  /** The legacy database (`LEGACY_DATABASE_URL`, or the file `meshctl up` writes in MESHWORK_HOME). */
+  legacyDatabaseUrl?: string;
   out: NodeJS.WritableStream;
   err: NodeJS.WritableStream;
 }
@@ -24,6 +43,7 @@ const usage = `usage: meshctl strangler status
        meshctl strangler set <route> <percent>      0-100 of users to the new service (sticky per user)
        meshctl strangler shadow <route> on|off      legacy answers; the new service's answer is compared
        meshctl strangler diffs <route> [--limit N]  the differing fields counted, the latest samples
+       meshctl strangler backfill                   legacy's catalogue into inventory, then the CDC keeps it
   (--gateway-admin http://127.0.0.1:9901 or GATEWAY_ADMIN_URL for another gateway)
 `;
 
@@ -36,7 +56,14 @@ function sideOf(r: RouteStatus): string {
 }
 
 /** The status table: per route its side, weight, shadow, traffic share, diff rate and latency of both sides. */
-export function renderStatus(status: { legacy: string | null; routes: RouteStatus[] }): string {
+export function renderStatus(
+  status: { legacy: string | null; routes: RouteStatus[] },
+  lags: readonly SyncLag[] = [],
+): string {
+  const lagOf = (route: string) => {
+    const l = lags.find((x) => x.routes.includes(route));
+    return l ? formatLag(l) : "-";
+  };
   const rows = status.routes.map((r) => [
     r.name,
     r.pattern,
@@ -49,9 +76,10 @@ export function renderStatus(status: { legacy: string | null; routes: RouteStatu
     `${ms(r.latency_ms.legacy.p50)} / ${ms(r.latency_ms.legacy.p95)}`,
     `${ms(r.latency_ms.new.p50)} / ${ms(r.latency_ms.new.p95)}`,
     `${ms(r.latency_ms.shadow.p50)}`,
-    "-",
+    lagOf(r.name),
   ]);
-  return `legacy: ${status.legacy ?? "(none: the new services answer every route)"}\n${renderTable(
+  const flows = lags.map((l) => `sync ${l.flow}: ${formatLag(l)}\n`).join("");
+  return `legacy: ${status.legacy ?? "(none: the new services answer every route)"}\n${flows}${renderTable(
     [
       "ROUTE",
       "PATTERN",
@@ -92,7 +120,8 @@ export async function stranglerCommand(
     switch (sub) {
       case "status": {
         const r = await call(admin, "GET", "/strangler");
-        out.write(renderStatus(r.body));
+        const lags = options.nats ? await readSyncLag(options.nats).catch(() => []) : [];
+        out.write(renderStatus(r.body, lags));
         return 0;
       }
       case "set": {
@@ -173,11 +202,7 @@ export async function stranglerCommand(
         return 0;
       }
       case "backfill":
-        err.write(
-          "meshctl strangler backfill: not built yet (issue 19.4, data sync): the legacy database's\n" +
-            "CDC outbox (cdc_outbox) fills, but nothing relays or applies it to inventory yet\n",
-        );
-        return 1;
+        return await backfillCommand(options);
       default:
         err.write(usage);
         return 2;
@@ -186,6 +211,64 @@ export async function stranglerCommand(
     err.write(
       `the gateway's admin at ${admin} does not answer: ${e instanceof Error ? e.message : String(e)}\n`,
     );
+    return 1;
+  }
+}
+
+/** Where `meshctl up` leaves the legacy database's URL (mode 0600), for `strangler backfill`. */
+export function legacyDatabaseUrlFile(home: string): string {
+  return join(home, "legacy-database-url");
+}
+
+/** LEGACY_DATABASE_URL, else the file `meshctl up` wrote; undefined when neither exists. */
+export function findLegacyDatabaseUrl(home: string, env = process.env): string | undefined {
+  if (env.LEGACY_DATABASE_URL) return env.LEGACY_DATABASE_URL;
+  try {
+    return readFileSync(legacyDatabaseUrlFile(home), "utf8").trim() || undefined;
+  } catch {
+    return undefined;
+  }
+}
+
+async function catalogueVia(gateway: string): Promise<CatalogueVersions> {
+  const inventory = createClient(InventoryService, createGrpcTransport({ baseUrl: gateway }));
+  const versions: CatalogueVersions = new Map();
+  for (let token = ""; ; ) {
+    const page = await inventory.listProducts({ pageSize: 100, pageToken: token });
+    for (const p of page.products) versions.set(p.id, Number(p.version));
+    token = page.nextPageToken;
+    if (!token) return versions;
+  }
+}
+
+async function backfillCommand(options: StranglerCommandOptions): Promise<number> {
+  const { out, err } = options;
+  if (!options.legacyDatabaseUrl || !options.nats || !options.gateway) {
+    err.write(
+      "meshctl strangler backfill: needs the legacy database (LEGACY_DATABASE_URL, or a mesh started by\n" +
+        "meshctl up), NATS (--nats-url) and the gateway (--gateway)\n",
+    );
+    return 2;
+  }
+  const gateway = options.gateway;
+  out.write("backfill: legacy's products and stock -> inventory (snapshots through the CDC relay)\n");
+  try {
+    const r = await backfill({
+      ...options.nats,
+      legacyDatabaseUrl: options.legacyDatabaseUrl,
+      catalogue: () => catalogueVia(gateway),
+      out,
+    });
+    out.write(
+      `${r.products} products snapshotted` +
+        (r.firstSeq === null ? "" : ` (capture sequence ${r.firstSeq}-${r.lastSeq})`) +
+        `; inventory applied them in ${r.appliedInMs} ms: ` +
+        `${r.created} created, ${r.updated} updated, ${r.unchanged} unchanged\n` +
+        "from now on the CDC keeps inventory in sync (meshctl strangler status: SYNC LAG)\n",
+    );
+    return 0;
+  } catch (e) {
+    err.write(`meshctl strangler backfill: ${e instanceof Error ? e.message : String(e)}\n`);
     return 1;
   }
 }

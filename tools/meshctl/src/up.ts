@@ -17,6 +17,7 @@ import { meshNodeArgs, type ServiceEntry, serviceEntry } from "./node-args.js";
 import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
+import { legacyDatabaseUrlFile } from "./strangler.js";
 import {
   type ChildHandle,
   type ChildStatus,
@@ -221,8 +222,10 @@ export async function up(options: UpOptions): Promise<number> {
   let embedded: EmbeddedPostgresHandle | undefined;
   let meshConsole: Awaited<ReturnType<typeof startMeshConsole>> | undefined;
   try {
+    // The legacy monolith has a NATS user too: it relays its change data capture (LEGACY stream)
+    // and applies the new services' events back into its tables (the reverse sync).
     const serviceNames = options.services
-      .filter((m) => m.kind === "service")
+      .filter((m) => m.kind === "service" || m.kind === "legacy")
       .map((m) => ({ name: m.name, consumes: m.consumes }));
     const natsUsers = meshNatsUsers(join(options.home, "nats-auth"), serviceNames, {
       bucket: options.registryBucket,
@@ -416,6 +419,9 @@ export async function up(options: UpOptions): Promise<number> {
         saveCredentials(options.home, creds);
         env.DATABASE_URL = db.url;
         database = `postgres ${db.database} (role ${db.role})`;
+        // `meshctl strangler backfill` reads the monolith's catalogue from here.
+        if (manifest.kind === "legacy")
+          writeFileSync(legacyDatabaseUrlFile(options.home), `${db.url}\n`, { mode: 0o600 });
       }
       // Further instances: the same database, each on a free port (announced in the registry).
       const count = options.replicas?.[manifest.name] ?? 1;

@@ -1,4 +1,4 @@
-import { outboxTable } from "@meshwork/events";
+import { inboxTable, outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
 import { bigint, check, index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
@@ -64,5 +64,18 @@ export const reservationItems = pgTable(
 /** Events (ProductUpdated, StockChanged) written with the change they describe. */
 export const outbox = outboxTable();
 
-export const schema = { products, reservations, reservationItems, outbox };
+/**
+ * Strangler fig: the legacy monolith's change data capture applied here, per product the
+ * highest capture sequence applied (an older or repeated ProductChanged is dropped).
+ */
+export const legacySync = pgTable("legacy_sync", {
+  productId: uuid("product_id").primaryKey(),
+  sequence: bigint("sequence", { mode: "number" }).notNull(),
+  appliedAt: timestamp("applied_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+});
+
+/** Events consumed (the legacy CDC), recorded with their effect. */
+export const inbox = inboxTable();
+
+export const schema = { products, reservations, reservationItems, outbox, legacySync, inbox };
 export type InventorySchema = typeof schema;

@@ -1,0 +1,113 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampNow } from "@bufbuild/protobuf/wkt";
+import { ProductUpdatedSchema, StockChangedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
+import type { ProductChanged } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import type { AnyTransaction } from "@meshwork/db";
+import { createEnvelope, type EventEnvelope, enqueueEvents } from "@meshwork/events";
+import { eq, sql } from "drizzle-orm";
+import { legacySync, outbox, products } from "./schema.js";
+
+/**
+ * The `ce-source` of the events inventory writes when it applies a legacy change: the origin
+ * marker the legacy side's reverse sync reads to leave them alone (they came from legacy).
+ */
+export const LEGACY_SYNC_SOURCE = "meshwork/inventory/legacy-sync";
+
+/** What applying one captured legacy change did. */
+export type LegacyApplyOutcome = "created" | "updated" | "unchanged" | "stale";
+
+/**
+ * Applies a product's state captured in the legacy database, in the consumer's transaction.
+ * Idempotent and order-proof: the capture `sequence` is recorded per product and an event not
+ * newer than the recorded one is dropped (`stale`); a state equal to the row's changes nothing
+ * (no version, no event: a second backfill is a no-op). A change bumps the version and writes
+ * ProductUpdated / StockChanged with the origin marker, so caches drop the old copy. Units on
+ * hand follow legacy; `received` moves by the same delta, keeping the conservation check true.
+ */
+export async function applyLegacyProduct(
+  tx: AnyTransaction,
+  e: ProductChanged,
+  namespace: string,
+): Promise<LegacyApplyOutcome> {
+  const claimed = await tx
+    .insert(legacySync)
+    .values({ productId: e.productId, sequence: Number(e.sequence) })
+    .onConflictDoUpdate({
+      target: legacySync.productId,
+      set: { sequence: Number(e.sequence), appliedAt: sql`now()` },
+      setWhere: sql`${legacySync.sequence} < ${Number(e.sequence)}`,
+    })
+    .returning({ productId: legacySync.productId });
+  if (claimed.length === 0) return "stale";
+
+  const state = {
+    sku: e.sku,
+    name: e.name,
+    priceMinor: Number(e.price?.amountMinor ?? 0n),
+    currency: e.price?.currency ?? "",
+    onHand: Number(e.onHand),
+  };
+  const [row] = await tx.select().from(products).where(eq(products.id, e.productId)).for("update");
+  let outcome: LegacyApplyOutcome;
+  let after: typeof products.$inferSelect | undefined;
+  let nameChanged = true;
+  let stockChanged = true;
+  if (!row) {
+    [after] = await tx
+      .insert(products)
+      .values({ id: e.productId, ...state, received: state.onHand })
+      .returning();
+    outcome = "created";
+  } else {
+    nameChanged =
+      row.sku !== state.sku ||
+      row.name !== state.name ||
+      row.priceMinor !== state.priceMinor ||
+      row.currency !== state.currency;
+    stockChanged = row.onHand !== state.onHand;
+    if (!nameChanged && !stockChanged) return "unchanged";
+    [after] = await tx
+      .update(products)
+      .set({
+        ...state,
+        received: sql`${products.received} + ${state.onHand - row.onHand}`,
+        version: sql`${products.version} + 1`,
+      })
+      .where(eq(products.id, e.productId))
+      .returning();
+    outcome = "updated";
+  }
+  if (!after) throw new Error(`product ${e.productId} vanished while applying a legacy change`);
+  const events: EventEnvelope[] = [];
+  const options = { source: LEGACY_SYNC_SOURCE, namespace };
+  if (nameChanged)
+    events.push(
+      createEnvelope(
+        ProductUpdatedSchema,
+        create(ProductUpdatedSchema, {
+          productId: after.id,
+          version: BigInt(after.version),
+          name: after.name,
+          price: { amountMinor: BigInt(after.priceMinor), currency: after.currency },
+          updateTime: timestampNow(),
+        }),
+        options,
+      ),
+    );
+  if (stockChanged)
+    events.push(
+      createEnvelope(
+        StockChangedSchema,
+        create(StockChangedSchema, {
+          productId: after.id,
+          version: BigInt(after.version),
+          onHand: BigInt(after.onHand),
+          reserved: BigInt(after.reserved),
+          available: BigInt(after.onHand - after.reserved),
+        }),
+        options,
+      ),
+    );
+  await enqueueEvents(tx, outbox, events);
+  return outcome;
+}

@@ -1,0 +1,205 @@
+import { create } from "@bufbuild/protobuf";
+import { timestampFromDate } from "@bufbuild/protobuf/wkt";
+import { ProductChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import { type DatabaseHandle, queryRows } from "@meshwork/db";
+import {
+  createEnvelope,
+  type EventEnvelope,
+  type EventsConfig,
+  enqueueEvents,
+  inboxTable,
+  meshStreams,
+  type OutboxPublisher,
+  outboxTable,
+  startOutboxPublisher,
+} from "@meshwork/events";
+import type { Logger } from "@meshwork/telemetry";
+import { metrics, trace } from "@opentelemetry/api";
+import { sql } from "drizzle-orm";
+
+/** The mesh-shaped outbox the translator fills and the mesh's relay publishes (schema step 3). */
+export const cdcEvents = outboxTable("cdc_events");
+/** The reverse sync's inbox (exactly-once effect of the new services' events). */
+export const meshInbox = inboxTable("mesh_inbox");
+export const cdcSchema = { cdcEvents, meshInbox };
+export type CdcDatabase = DatabaseHandle<typeof cdcSchema>;
+
+const SOURCE = "meshwork/legacy";
+
+/** A product's state as the trigger's `cdc_product_state` writes it (jsonb). */
+interface CapturedState {
+  id: string;
+  sku: string;
+  name: string;
+  price_minor: number | string;
+  currency: string;
+  on_hand: number | string;
+  create_time: string;
+  update_time: string | null;
+}
+
+type CapturedRow = {
+  seq: string | number;
+  event_id: string;
+  event_type: string;
+  payload: CapturedState;
+  created_at: Date | string;
+};
+
+/** A captured row as the Protobuf event the mesh reads. */
+export function toProductChanged(row: CapturedRow, namespace: string): EventEnvelope {
+  const p = row.payload;
+  return createEnvelope(
+    ProductChangedSchema,
+    create(ProductChangedSchema, {
+      productId: p.id,
+      sequence: BigInt(row.seq),
+      sku: p.sku,
+      name: p.name,
+      price: { amountMinor: BigInt(p.price_minor), currency: p.currency.trim() },
+      onHand: BigInt(p.on_hand),
+      createTime: timestampFromDate(new Date(p.create_time)),
+      updateTime: timestampFromDate(new Date(p.update_time ?? p.create_time)),
+      snapshot: row.event_type === "legacy.product.snapshot",
+    }),
+    { source: SOURCE, namespace, id: row.event_id, time: new Date(row.created_at) },
+  );
+}
+
+/**
+ * Moves what the triggers captured (`cdc_outbox`, JSON written by plpgsql) into `cdc_events` as
+ * Protobuf ProductChanged rows, one batch per transaction: claimed with SKIP LOCKED, written to
+ * the mesh outbox (whose NOTIFY wakes the relay), marked handed over. The trigger cannot encode
+ * Protobuf; everything after this step is the mesh's own outbox relay, unchanged.
+ */
+export function createCdcTranslator(options: {
+  database: CdcDatabase;
+  namespace: string;
+  logger: Logger;
+  batchSize: number;
+  pollMs: number;
+  retentionMs: number;
+}) {
+  const { database, namespace, logger } = options;
+  const db = database.db;
+  let running = false;
+  let loop: Promise<void> | undefined;
+  let unlisten: (() => Promise<void>) | undefined;
+  let wake: (() => void) | undefined;
+  let pending = false;
+  let lastPrune = 0;
+
+  async function translateOnce(): Promise<number> {
+    return db.transaction(async (tx) => {
+      const rows = await queryRows<CapturedRow>(
+        tx,
+        sql`select seq, event_id, event_type, payload, created_at from cdc_outbox
+            where sent_at is null order by seq limit ${options.batchSize} for update skip locked`,
+      );
+      if (rows.length === 0) return 0;
+      await enqueueEvents(
+        tx,
+        cdcEvents,
+        rows.map((r) => toProductChanged(r, namespace)),
+      );
+      await tx.execute(
+        sql`update cdc_outbox set sent_at = now()
+            where seq = any(${sql.param(rows.map((r) => String(r.seq)))}::bigint[])`,
+      );
+      return rows.length;
+    });
+  }
+
+  async function run(): Promise<void> {
+    let failed = 0;
+    while (running) {
+      pending = false;
+      try {
+        const n = await translateOnce();
+        failed = 0;
+        if (Date.now() - lastPrune > 60_000) {
+          lastPrune = Date.now();
+          await db.execute(
+            sql`delete from cdc_outbox where sent_at < now() - ${`${Math.round(options.retentionMs / 1000)} seconds`}::interval`,
+          );
+        }
+        if (n >= options.batchSize) continue;
+      } catch (err) {
+        failed++;
+        if (failed === 1 || failed % 20 === 0)
+          logger.warn({ err: String(err), failures: failed }, "cdc translator failed; will retry");
+      }
+      await new Promise<void>((resolve) => {
+        if (pending || !running) return resolve();
+        const timer = setTimeout(done, failed > 0 ? Math.min(5_000, 100 * 2 ** failed) : options.pollMs);
+        function done() {
+          clearTimeout(timer);
+          wake = undefined;
+          resolve();
+        }
+        wake = done;
+      });
+    }
+  }
+
+  return {
+    translateOnce,
+    async start() {
+      running = true;
+      unlisten = await database.listen("cdc_outbox", () => {
+        pending = true;
+        wake?.();
+      });
+      loop = run();
+    },
+    async stop() {
+      running = false;
+      wake?.();
+      await loop;
+      await unlisten?.();
+    },
+  };
+}
+
+/** The CDC relay of the monolith, started: translator plus the mesh's outbox relay. */
+export interface CdcRelay {
+  readonly publisher: OutboxPublisher;
+  stop(): Promise<void>;
+}
+
+/**
+ * Starts relaying the legacy database's change data capture onto the LEGACY stream: the
+ * translator (cdc_outbox -> cdc_events) and libs/events' outbox publisher (cdc_events ->
+ * JetStream, `Nats-Msg-Id` = the captured row's event id, so a repeat is dropped by the broker).
+ */
+export async function startCdcRelay(options: {
+  database: CdcDatabase;
+  events: EventsConfig;
+  logger: Logger;
+}): Promise<CdcRelay> {
+  const { database, events, logger } = options;
+  const translator = createCdcTranslator({
+    database,
+    namespace: events.namespace,
+    logger,
+    ...events.outbox,
+  });
+  const publisher = await startOutboxPublisher({
+    service: "legacy",
+    config: events,
+    stream: meshStreams.legacy(events.namespace, { replicas: events.streamReplicas }),
+    database,
+    table: cdcEvents,
+    logger,
+    tracer: trace.getTracer("meshwork-legacy"),
+    meter: metrics.getMeter("meshwork-legacy"),
+  });
+  await translator.start();
+  return {
+    publisher,
+    async stop() {
+      await translator.stop();
+      await publisher.stop();
+    },
+  };
+}
