@@ -8,6 +8,16 @@ import type { AllowedLongFunction } from "./function-lengths.js";
  */
 export const ALLOWED_LONG_FUNCTIONS: readonly AllowedLongFunction[] = [
   {
+    file: "apps/legacy/src/sync/cdc-relay.ts",
+    name: "createCdcTranslator",
+    reason: "pending: new with the strangler data sync, landed with this bar; not split yet (issue 22)",
+  }, // 88 lines
+  {
+    file: "apps/inventory/src/adapters/db/legacy-sync.ts",
+    name: "applyLegacyProduct",
+    reason: "pending: new with the strangler data sync, landed with this bar; not split yet (issue 22)",
+  }, // 87 lines
+  {
     file: "apps/inventory/src/adapters/db/inventory-store.ts",
     name: "createInventoryStore",
     reason: "pending: being changed in another branch now; split it after that lands (issue 22)",
