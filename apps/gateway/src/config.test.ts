@@ -61,6 +61,7 @@ describe("gateway config", () => {
       },
       maxCallsPerClient: 256,
       maxBufferedBytesPerClient: 16 * 1024 * 1024,
+      maxBufferedBytesTotal: 256 * 1024 * 1024,
       upstreamMaxConnections: 32,
     });
     expect(
@@ -71,6 +72,7 @@ describe("gateway config", () => {
         MAX_CONNECTIONS_PER_CLIENT: "4",
         MAX_CALLS_PER_CLIENT: "8",
         MAX_BUFFERED_BYTES_PER_CLIENT: "65536",
+        MAX_BUFFERED_BYTES_TOTAL: "1048576",
         UPSTREAM_MAX_CONNECTIONS: "2",
       }),
     ).toMatchObject({
@@ -82,6 +84,7 @@ describe("gateway config", () => {
       },
       maxCallsPerClient: 8,
       maxBufferedBytesPerClient: 65536,
+      maxBufferedBytesTotal: 1048576,
       upstreamMaxConnections: 2,
     });
     expect(() => loadConfig({ MAX_CALLS_PER_CLIENT: "0" })).toThrow(/MAX_CALLS_PER_CLIENT/);

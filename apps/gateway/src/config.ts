@@ -34,6 +34,8 @@ export const GATEWAY_LIMITS = {
    * answers held back until their end, and answers the client has not taken yet (16 MiB).
    */
   maxBufferedBytesPerClient: 16 * 1024 * 1024,
+  /** The same bytes for every address together (256 MiB): many addresses cannot add up past it. */
+  maxBufferedBytesTotal: 256 * 1024 * 1024,
   /** HTTP/2 connections to one upstream endpoint at most (each as full as its peer allows). */
   upstreamMaxConnections: 32,
 } as const;
@@ -181,6 +183,7 @@ const shape = {
     .int()
     .positive()
     .default(GATEWAY_LIMITS.maxBufferedBytesPerClient),
+  MAX_BUFFERED_BYTES_TOTAL: z.coerce.number().int().positive().default(GATEWAY_LIMITS.maxBufferedBytesTotal),
   UPSTREAM_MAX_CONNECTIONS: z.coerce.number().int().positive().default(GATEWAY_LIMITS.upstreamMaxConnections),
   /**
    * A port for Envoy's ext_authz filter (`envoy.service.auth.v3.Authorization`, gRPC over h2c)
@@ -262,6 +265,8 @@ export interface GatewayConfig {
   maxCallsPerClient?: number;
   /** Bytes held for one client address at once (retry copies, held answers, unread answers); absent: {@link GATEWAY_LIMITS}. */
   maxBufferedBytesPerClient?: number;
+  /** The same bytes for all addresses together; absent: {@link GATEWAY_LIMITS}. */
+  maxBufferedBytesTotal?: number;
   /** HTTP/2 connections to one upstream endpoint at most; absent: {@link GATEWAY_LIMITS}. */
   upstreamMaxConnections?: number;
   /** The strangler fig: the monolith's URL and each REST route's initial weight and shadow. */
@@ -342,6 +347,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     maxCallsPerClient: e.MAX_CALLS_PER_CLIENT,
     maxBufferedBytesPerClient: e.MAX_BUFFERED_BYTES_PER_CLIENT,
+    maxBufferedBytesTotal: e.MAX_BUFFERED_BYTES_TOTAL,
     upstreamMaxConnections: e.UPSTREAM_MAX_CONNECTIONS,
     strangler: { legacyUrl: e.STRANGLER_LEGACY_URL, routes: e.STRANGLER_ROUTES },
   };

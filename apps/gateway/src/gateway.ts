@@ -55,6 +55,10 @@ function maxBufferedBytesOf(config: GatewayConfig): number {
   return config.maxBufferedBytesPerClient ?? GATEWAY_LIMITS.maxBufferedBytesPerClient;
 }
 
+function maxBufferedTotalOf(config: GatewayConfig): number {
+  return config.maxBufferedBytesTotal ?? GATEWAY_LIMITS.maxBufferedBytesTotal;
+}
+
 function upstreamConnectionsOf(config: GatewayConfig): number {
   return config.upstreamMaxConnections ?? GATEWAY_LIMITS.upstreamMaxConnections;
 }
@@ -76,6 +80,7 @@ function configDump(config: GatewayConfig, retry: RetryPolicy, reflection: boole
       ...limitsOf(config),
       maxCallsPerClient: maxCallsOf(config),
       maxBufferedBytesPerClient: maxBufferedBytesOf(config),
+      maxBufferedBytesTotal: maxBufferedTotalOf(config),
       upstreamMaxConnections: upstreamConnectionsOf(config),
     },
     retry: {
@@ -267,6 +272,7 @@ export function createGateway(options: GatewayOptions): Gateway {
     maxRequestBytes: config.maxRequestBytes,
     maxCallsPerClient: maxCallsOf(config),
     maxBufferedBytesPerClient: maxBufferedBytesOf(config),
+    maxBufferedBytesTotal: maxBufferedTotalOf(config),
     retry,
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,

@@ -9,10 +9,18 @@
 export class ClientCalls {
   readonly #inFlight = new Map<string, number>();
   readonly #held = new Map<string, number>();
+  #heldTotal = 0;
 
+  /**
+   * @param limit calls in flight per address
+   * @param bytesLimit bytes held per address
+   * @param totalBytesLimit bytes held for all addresses together: many addresses (a botnet, an
+   *   IPv6 prefix) each within `bytesLimit` still cannot grow the gateway past it
+   */
   constructor(
     readonly limit: number,
     readonly bytesLimit = Number.POSITIVE_INFINITY,
+    readonly totalBytesLimit = Number.POSITIVE_INFINITY,
   ) {}
 
   /** Counts a call from `address`; false (not counted) when the address is at its limit. */
@@ -34,20 +42,31 @@ export class ClientCalls {
     return this.#inFlight.get(address) ?? 0;
   }
 
-  /** Counts `bytes` held for `address`; false (not counted) when that would pass the byte limit. */
+  /**
+   * Counts `bytes` held for `address`; false (not counted) when that would pass the address's
+   * byte limit or the gateway's total.
+   */
   hold(address: string, bytes: number): boolean {
     const n = this.#held.get(address) ?? 0;
-    if (n + bytes > this.bytesLimit) return false;
+    if (n + bytes > this.bytesLimit || this.#heldTotal + bytes > this.totalBytesLimit) return false;
     this.#held.set(address, n + bytes);
+    this.#heldTotal += bytes;
     return true;
   }
 
   /** No longer holds `bytes` for `address`. */
   unhold(address: string, bytes: number): void {
     if (bytes <= 0) return;
-    const n = (this.#held.get(address) ?? 0) - bytes;
+    const had = this.#held.get(address) ?? 0;
+    const n = had - bytes;
+    this.#heldTotal -= Math.min(had, bytes);
     if (n <= 0) this.#held.delete(address);
     else this.#held.set(address, n);
+  }
+
+  /** Bytes held for all addresses now. */
+  heldTotal(): number {
+    return this.#heldTotal;
   }
 
   /** Bytes held for `address` now. */

@@ -53,7 +53,11 @@ export function createProxy(options: ProxyOptions): GatewayProxy {
     budget: new RetryBudget(options.retry),
     held: { bytes: 0 },
     spans: new ProxySpans(options.tracer, options.clientMetrics && clientMetricsOf(options.clientMetrics)),
-    clientCalls: new ClientCalls(options.maxCallsPerClient, options.maxBufferedBytesPerClient),
+    clientCalls: new ClientCalls(
+      options.maxCallsPerClient,
+      options.maxBufferedBytesPerClient,
+      options.maxBufferedBytesTotal,
+    ),
     recordDuration(route, seconds) {
       let record = durations.get(route);
       if (!record) {

@@ -28,6 +28,8 @@ export interface ProxyOptions {
    * and answers written that the client has not taken (past it the call is reset).
    */
   maxBufferedBytesPerClient: number;
+  /** The same bytes for all addresses together (past it as past one address's limit). */
+  maxBufferedBytesTotal: number;
   retry: RetryPolicy;
   /** Origins browsers may call from (`*` for any); empty: no CORS headers at all. */
   corsOrigins: readonly string[];
