@@ -359,9 +359,11 @@ async function runH2load(args: string[], wrapper: readonly string[] | undefined)
   const chunks: Buffer[] = [];
   child.stdout.on("data", (c: Buffer) => chunks.push(c));
   child.stderr.on("data", (c: Buffer) => chunks.push(c));
+  // "close", not "exit": a process can exit before its stdout is read to the end, and then the
+  // summary (the last lines) is missing from what was collected (seen with 8 h2loads at once).
   const code = await new Promise<number | string>((resolve, reject) => {
     child.once("error", reject);
-    child.once("exit", (c, s) => resolve(c ?? s ?? -1));
+    child.once("close", (c, s) => resolve(c ?? s ?? -1));
   });
   const output = Buffer.concat(chunks).toString("utf8");
   if (code !== 0) throw new Error(`h2load exited with ${code}:\n${output.slice(-2000)}`);
