@@ -1,12 +1,31 @@
 #!/usr/bin/env node
+import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { DEFAULTS, formatReport, runChaos } from "./chaos.js";
+import { formatSoak, runSoak } from "./soak.js";
+
+const say = (line: string) => process.stdout.write(`${line}\n`);
+
+/** `soak [--minutes M] [--rate R]`: exit 0 when the verdict passes. */
+async function soak(args: string[]): Promise<number> {
+  const { values } = parseArgs({ args, options: { minutes: { type: "string" }, rate: { type: "string" } } });
+  const minutes = Number(values.minutes ?? "30");
+  if (!(minutes > 0)) throw new Error(`--minutes: "${values.minutes}" is not a positive number`);
+  const rate = values.rate === undefined ? undefined : Number(values.rate);
+  if (rate !== undefined && !(rate > 0)) throw new Error(`--rate: "${values.rate}" is not a positive number`);
+  const report = await runSoak({ minutes, ...(rate ? { rate } : {}), probeSeconds: 10, say });
+  say(formatSoak(report, loadavg()));
+  return report.verdict.pass ? 0 : 1;
+}
 
 /** `chaos [--orders N] [--seed S] [--clients C] [--faults F]`: one run, its report, exit 1 on a violation. */
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
+  if (command === "soak") return soak(rest);
   if (command !== "chaos") {
-    process.stderr.write("usage: meshwork-chaos chaos [--orders N] [--seed S] [--clients C] [--faults F]\n");
+    process.stderr.write(
+      "usage: meshwork-chaos chaos [--orders N] [--seed S] [--clients C] [--faults F] | soak [--minutes M] [--rate R]\n",
+    );
     return 2;
   }
   const { values } = parseArgs({
@@ -33,7 +52,7 @@ async function main(): Promise<number> {
     // About one fault per 15 orders, at least the default handful.
     faults: num(values.faults, Math.max(DEFAULTS.faults, Math.floor(orders / 15)), "faults"),
     quiescenceMs: Math.max(DEFAULTS.quiescenceMs, orders * 50),
-    say: (line) => process.stdout.write(`${line}\n`),
+    say,
   });
   process.stdout.write(`${formatReport(report)}\n`);
   return report.violations.length === 0 && report.faults.every((f) => !f.error) ? 0 : 1;
