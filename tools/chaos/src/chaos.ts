@@ -4,7 +4,7 @@ import { type Mesh, type Name, startMesh } from "@meshwork/e2e";
 import { checkConsistency } from "@meshwork/orders";
 import type { ManagedProcess } from "@meshwork/testing";
 import postgres from "postgres";
-import { startPrivateInfra } from "./infra.js";
+import { cleanups, startPrivateInfra } from "./infra.js";
 import { eventViolations, type Observed } from "./invariants.js";
 import { describeFault, type Fault, KILLABLE, type Killable, planFaults } from "./plan.js";
 import { createRng } from "./rng.js";
@@ -70,6 +70,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
   process.env.MESHWORK_TEST_PG_URL = infra.postgresUrl;
   let mesh: Mesh | undefined;
   const slots = {} as Record<Killable, ManagedProcess[]>;
+  const cleanup = async () => {
+    if (previousPg === undefined) delete process.env.MESHWORK_TEST_PG_URL;
+    else process.env.MESHWORK_TEST_PG_URL = previousPg;
+    for (const { proc } of mesh?.instances ?? [])
+      if (proc.child.exitCode === null) proc.child.kill("SIGCONT");
+    // No graceful teardown needed: the servers and every database go with the private infra.
+    for (const { proc } of mesh?.instances ?? [])
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    await mesh?.stop().catch(() => {});
+    await infra.remove();
+  };
+  cleanups.add(cleanup);
   try {
     const { freePort } = await import("@meshwork/testing");
     mesh = await startMesh(
@@ -252,6 +264,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       await sleep(1_000);
     }
     const settled = Date.now();
+    // A process that died without being killed is a finding too: say how it ended.
+    for (const s of KILLABLE) {
+      slots[s].forEach((p, i) => {
+        if (p.child.exitCode !== null || p.child.signalCode !== null) {
+          const last = p.lines.slice(-6).map((l) => `    ${l.slice(0, 400)}`);
+          violations.push(
+            `${s}#${i} exited (${p.child.exitCode ?? p.child.signalCode}) without being killed:\n${last.join("\n")}`,
+          );
+        }
+      });
+    }
     const final = await observe();
     await o.afterCheck?.({ mesh: m, check });
     return {
@@ -273,15 +296,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       },
     };
   } finally {
-    if (previousPg === undefined) delete process.env.MESHWORK_TEST_PG_URL;
-    else process.env.MESHWORK_TEST_PG_URL = previousPg;
-    for (const { proc } of mesh?.instances ?? [])
-      if (proc.child.exitCode === null) proc.child.kill("SIGCONT");
-    // No graceful teardown needed: the servers and every database go with the private infra.
-    for (const { proc } of mesh?.instances ?? [])
-      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
-    await mesh?.stop().catch(() => {});
-    await infra.remove();
+    cleanups.delete(cleanup);
+    await cleanup();
   }
 }
 

@@ -19,6 +19,12 @@ export interface PrivateInfra {
   remove(): Promise<void>;
 }
 
+/**
+ * What must stop if the driver is told to stop (SIGINT, SIGTERM) in the middle of a run: each
+ * run adds its clean-up here and removes it when it has run.
+ */
+export const cleanups = new Set<() => Promise<void>>();
+
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 export async function startPrivateInfra(say: (line: string) => void = () => {}): Promise<PrivateInfra> {

@@ -2,6 +2,7 @@
 import { loadavg } from "node:os";
 import { parseArgs } from "node:util";
 import { DEFAULTS, formatReport, runChaos } from "./chaos.js";
+import { cleanups } from "./infra.js";
 import { formatSoak, runSoak } from "./soak.js";
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
@@ -56,6 +57,13 @@ async function main(): Promise<number> {
   });
   process.stdout.write(`${formatReport(report)}\n`);
   return report.violations.length === 0 && report.faults.every((f) => !f.error) ? 0 : 1;
+}
+
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  process.once(signal, () => {
+    process.stderr.write(`${signal}: stopping every process this run started\n`);
+    void Promise.allSettled([...cleanups].map((c) => c())).then(() => process.exit(130));
+  });
 }
 
 main().then(

@@ -1,7 +1,7 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { startMesh } from "@meshwork/e2e";
-import { startPrivateInfra } from "./infra.js";
+import { cleanups, startPrivateInfra } from "./infra.js";
 import { type SoakVerdict, type SoakWindow, soakVerdict } from "./soak-verdict.js";
 
 export interface SoakOptions {
@@ -42,6 +42,15 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
   const previousPg = process.env.MESHWORK_TEST_PG_URL;
   process.env.MESHWORK_TEST_PG_URL = infra.postgresUrl;
   let mesh: Awaited<ReturnType<typeof startMesh>> | undefined;
+  const cleanup = async () => {
+    if (previousPg === undefined) delete process.env.MESHWORK_TEST_PG_URL;
+    else process.env.MESHWORK_TEST_PG_URL = previousPg;
+    for (const { proc } of mesh?.instances ?? [])
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    await mesh?.stop().catch(() => {});
+    await infra.remove();
+  };
+  cleanups.add(cleanup);
   try {
     mesh = await startMesh({}, { natsUrl: infra.natsUrl, gateway: { AUTH_RATE_LIMITS: "off" } });
     const m = mesh;
@@ -150,12 +159,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     await Promise.all(inflight);
     return { ...(maxRate !== undefined ? { maxRate } : {}), rate, windows, verdict: soakVerdict(windows) };
   } finally {
-    if (previousPg === undefined) delete process.env.MESHWORK_TEST_PG_URL;
-    else process.env.MESHWORK_TEST_PG_URL = previousPg;
-    for (const { proc } of mesh?.instances ?? [])
-      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
-    await mesh?.stop().catch(() => {});
-    await infra.remove();
+    cleanups.delete(cleanup);
+    await cleanup();
   }
 }
 
