@@ -1,4 +1,5 @@
 import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { type Mesh, type Name, startMesh } from "@meshwork/e2e";
 import { checkConsistency } from "@meshwork/orders";
@@ -16,6 +17,8 @@ export interface ChaosOptions {
   faults: number;
   replicas: Partial<Record<Killable, number>>;
   ackWaitMs: number;
+  /** The fault kinds to draw from (default all). */
+  kinds?: readonly Fault["kind"][];
   /** How long the mesh may take to settle after the load. */
   quiescenceMs: number;
   say: (line: string) => void;
@@ -31,6 +34,8 @@ export interface ChaosReport {
     confirmed: number;
     cancelled: number;
     failedCalls: number;
+    /** The commonest failures the clients saw, with counts. */
+    errors: Array<[string, number]>;
   };
   faults: Array<{ atOrder: number; what: string; tookMs: number; error?: string }>;
   violations: string[];
@@ -120,10 +125,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const orders = Array.from({ length: o.orders }, (_, i) => ({
       user: i % o.clients,
       key: `chaos-${o.seed}-${i}-${randomUUID()}`,
-      items: Array.from({ length: rng.int(1, 2) }, () => ({
-        productId: rng.pick(products),
-        quantity: BigInt(rng.int(1, 3)),
-      })),
+      // Distinct products: the same product twice is refused (INVALID_ARGUMENT).
+      items: [...new Set(Array.from({ length: rng.int(1, 2) }, () => rng.pick(products)))].map(
+        (productId) => ({
+          productId,
+          quantity: BigInt(rng.int(1, 3)),
+        }),
+      ),
     }));
     const setupDone = Date.now();
     o.say(
@@ -134,6 +142,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const keysSent = new Map<string, number>();
     let started = 0;
     let failedCalls = 0;
+    const errorKinds = new Map<string, number>();
     let next = 0;
     const client = async () => {
       for (;;) {
@@ -152,8 +161,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             );
             acknowledged.set(job.key, res.order?.id ?? "");
             break;
-          } catch {
+          } catch (err) {
             failedCalls++;
+            const e = ConnectError.from(err);
+            const what = `${Code[e.code]}: ${e.rawMessage.slice(0, 120)}`;
+            errorKinds.set(what, (errorKinds.get(what) ?? 0) + 1);
+            // A refusal of the request itself is not a fault to wait out.
+            if (e.code === Code.InvalidArgument || e.code === Code.PermissionDenied) break;
             if (Date.now() > deadline) break;
             await sleep(250);
           }
@@ -285,6 +299,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         confirmed: final.orders.filter((x) => x.status === "confirmed").length,
         cancelled: final.orders.filter((x) => x.status === "cancelled").length,
         failedCalls,
+        errors: [...errorKinds].sort((a, b) => b[1] - a[1]).slice(0, 8),
       },
       faults,
       violations,
@@ -306,6 +321,7 @@ export function formatReport(r: ChaosReport): string {
   const lines = [
     `chaos report: seed ${r.seed} (repeat with --seed ${r.seed} --orders ${r.orders.planned})`,
     `orders: ${r.orders.planned} planned, ${r.orders.acknowledged} acknowledged, ${r.orders.confirmed} confirmed, ${r.orders.cancelled} cancelled; ${r.orders.failedCalls} failed calls retried`,
+    ...r.orders.errors.map(([what, n]) => `  ${n} x ${what}`),
     `time: setup ${r.seconds.setup.toFixed(1)} s, load ${r.seconds.load.toFixed(1)} s, quiescence ${r.seconds.quiescence.toFixed(1)} s, total ${r.seconds.total.toFixed(1)} s`,
     `faults (${r.faults.length}):`,
     ...r.faults.map(

@@ -11,6 +11,8 @@ describe("the fault plan", () => {
     expect(planFaults(createRng(7), opts)).toEqual(a);
     expect(planFaults(createRng(8), opts)).not.toEqual(a);
     expect(new Set(a.map((p) => p.fault.kind)).size).toBe(5);
+    const some = planFaults(createRng(7), { ...opts, kinds: ["kill", "restart-nats"] });
+    expect(new Set(some.map((p) => p.fault.kind))).toEqual(new Set(["kill", "restart-nats"]));
     for (const p of a) {
       expect(p.atOrder).toBeGreaterThanOrEqual(1);
       expect(p.atOrder).toBeLessThanOrEqual(36);

@@ -25,6 +25,8 @@ export interface PlanOptions {
   replicas: Partial<Record<Killable, number>>;
   /** The consumers' ack wait: a pause lasts longer than it, so the server redelivers. */
   ackWaitMs: number;
+  /** The kinds to draw from (default all). */
+  kinds?: readonly Fault["kind"][];
 }
 
 /**
@@ -59,14 +61,14 @@ export function planFaults(rng: Rng, o: PlanOptions): PlannedFault[] {
       forMs: rng.int(1_000, 5_000),
     }),
   };
-  const kinds = Object.keys(draw) as Fault["kind"][];
+  const kinds = [...(o.kinds ?? (Object.keys(draw) as Fault["kind"][]))];
   // Shuffle the kinds for the first round, then draw freely (kills weigh double: the common case).
   const order = [...kinds];
   for (let i = order.length - 1; i > 0; i--) {
     const j = rng.int(0, i);
     [order[i], order[j]] = [order[j] as Fault["kind"], order[i] as Fault["kind"]];
   }
-  const weighted: Fault["kind"][] = [...kinds, "kill"];
+  const weighted: Fault["kind"][] = kinds.includes("kill") ? [...kinds, "kill"] : kinds;
   const points = Array.from({ length: o.faults }, () => rng.int(1, Math.max(1, Math.floor(o.orders * 0.9))));
   points.sort((a, b) => a - b);
   return points.map((atOrder, i) => ({ atOrder, fault: draw[order[i] ?? rng.pick(weighted)]() }));
