@@ -112,35 +112,38 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     let errors = 0;
     const inflight = new Set<Promise<void>>();
     let nextWindow = began + windowMs;
+    const sample = () => {
+      const sorted = [...lat].sort((a, b) => a - b);
+      const rss: Record<string, number> = { "driver+gateway": process.memoryUsage().rss / 1_048_576 };
+      for (const [name, p] of Object.entries(m.procs)) {
+        const v = rssMb(p.child.pid);
+        if (v !== undefined) rss[name] = v;
+      }
+      const w = {
+        atS: (Date.now() - began) / 1000,
+        calls: lat.length + errors,
+        errors,
+        p50Ms: quantile(sorted, 0.5),
+        p99Ms: quantile(sorted, 0.99),
+        rssMb: rss,
+      };
+      windows.push(w);
+      o.say(
+        `  ${w.atS.toFixed(0)} s: ${w.calls} calls, ${w.errors} errors, p50 ${w.p50Ms.toFixed(1)} ms, p99 ${w.p99Ms.toFixed(1)} ms, RSS ${Object.entries(
+          rss,
+        )
+          .map(([k2, v]) => `${k2} ${v.toFixed(0)}`)
+          .join(", ")} MB`,
+      );
+      lat = [];
+      errors = 0;
+    };
     for (let k = 0; ; k++) {
       const due = began + (k * 1000) / rate;
       if (due >= began + totalMs) break;
       while (Date.now() < due) {
         if (Date.now() >= nextWindow) {
-          const sorted = [...lat].sort((a, b) => a - b);
-          const rss: Record<string, number> = { "driver+gateway": process.memoryUsage().rss / 1_048_576 };
-          for (const [name, p] of Object.entries(m.procs)) {
-            const v = rssMb(p.child.pid);
-            if (v !== undefined) rss[name] = v;
-          }
-          const w = {
-            atS: (Date.now() - began) / 1000,
-            calls: lat.length + errors,
-            errors,
-            p50Ms: quantile(sorted, 0.5),
-            p99Ms: quantile(sorted, 0.99),
-            rssMb: rss,
-          };
-          windows.push(w);
-          o.say(
-            `  ${w.atS.toFixed(0)} s: ${w.calls} calls, ${w.errors} errors, p50 ${w.p50Ms.toFixed(1)} ms, p99 ${w.p99Ms.toFixed(1)} ms, RSS ${Object.entries(
-              rss,
-            )
-              .map(([k2, v]) => `${k2} ${v.toFixed(0)}`)
-              .join(", ")} MB`,
-          );
-          lat = [];
-          errors = 0;
+          sample();
           nextWindow += windowMs;
         }
         await sleep(Math.max(0, Math.min(due - Date.now(), 50)));
@@ -157,6 +160,7 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       void call.finally(() => inflight.delete(call));
     }
     await Promise.all(inflight);
+    sample();
     return { ...(maxRate !== undefined ? { maxRate } : {}), rate, windows, verdict: soakVerdict(windows) };
   } finally {
     cleanups.delete(cleanup);
