@@ -29,7 +29,8 @@ describe("chaos", () => {
     });
     console.log(formatReport(report));
     expect(report.faults.length).toBe(DEFAULTS.faults);
-    expect(new Set(report.faults.map((f) => f.what.split(" ")[0])).size).toBeGreaterThanOrEqual(4);
+    expect(new Set(report.faults.map((f) => f.what.split(" ")[0])).size).toBe(4);
+    expect(report.faults.filter((f) => f.what.startsWith("Postgres"))).toEqual([]);
     expect(report.faults.filter((f) => f.error)).toEqual([]);
     expect(report.orders.acknowledged).toBe(DEFAULTS.orders);
     expect(report.orders.confirmed + report.orders.cancelled).toBe(DEFAULTS.orders);

@@ -69,6 +69,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     faults: o.faults,
     replicas: o.replicas,
     ackWaitMs: o.ackWaitMs,
+    ...(o.kinds ? { kinds: o.kinds } : {}),
   });
   const infra = await startPrivateInfra();
   const previousPg = process.env.MESHWORK_TEST_PG_URL;
