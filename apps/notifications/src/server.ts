@@ -74,7 +74,9 @@ export async function createNotificationsService(
       const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
       await provision(await jetstreamManager(nc), {
         streams: [users, payments, orders, deadLetters],
-        consumers: [consumerOn(users, DURABLE), consumerOn(payments, DURABLE), consumerOn(orders, DURABLE)],
+        consumers: [users, payments, orders].map((s) =>
+          consumerOn(s, DURABLE, { ackWaitMs: config.events.consumer.ackWaitMs }),
+        ),
       });
       const js = jetstream(nc);
       const common = {

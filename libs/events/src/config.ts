@@ -55,6 +55,11 @@ export function eventsEnvShape() {
     CONSUMER_MAX_DELIVER: z.coerce.number().int().positive().default(5),
     /** First redelivery delay; doubles per delivery, capped at 30 s. */
     CONSUMER_BACKOFF_MS: z.coerce.number().int().positive().default(500),
+    /**
+     * How long the server waits for a consumer's ack before it redelivers to another instance.
+     * Short in chaos runs, so a paused (SIGSTOP) instance's events move on within the run.
+     */
+    CONSUMER_ACK_WAIT_MS: z.coerce.number().int().positive().default(30_000),
   };
 }
 
@@ -68,7 +73,7 @@ export interface EventsConfig {
   /** Replicas of the streams this service declares (STREAM_REPLICAS; 1 on a single server). */
   streamReplicas?: number;
   outbox: { batchSize: number; pollMs: number; retentionMs: number };
-  consumer: { maxDeliver: number; backoffMs: number };
+  consumer: { maxDeliver: number; backoffMs: number; ackWaitMs: number };
 }
 
 export function toEventsConfig(env: EventsEnv): EventsConfig {
@@ -82,6 +87,10 @@ export function toEventsConfig(env: EventsEnv): EventsConfig {
       pollMs: env.OUTBOX_POLL_MS,
       retentionMs: env.OUTBOX_RETENTION_H * 3_600_000,
     },
-    consumer: { maxDeliver: env.CONSUMER_MAX_DELIVER, backoffMs: env.CONSUMER_BACKOFF_MS },
+    consumer: {
+      maxDeliver: env.CONSUMER_MAX_DELIVER,
+      backoffMs: env.CONSUMER_BACKOFF_MS,
+      ackWaitMs: env.CONSUMER_ACK_WAIT_MS,
+    },
   };
 }

@@ -68,8 +68,12 @@ export function streamName(namespace: string, base: string): string {
 }
 
 /** The durable consumer a service keeps on another service's stream. */
-export function consumerOn(stream: StreamSpec, durable: string): ConsumerSpec {
+export function consumerOn(
+  stream: StreamSpec,
+  durable: string,
+  options: { ackWaitMs?: number } = {},
+): ConsumerSpec {
   const subject = stream.subjects[0];
   if (!subject) throw new Error(`stream ${stream.name} has no subject`);
-  return { stream: stream.name, durable, filterSubject: subject };
+  return { stream: stream.name, durable, filterSubject: subject, ...options };
 }

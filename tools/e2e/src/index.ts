@@ -1,1 +1,1 @@
-export { type Mesh, startMesh } from "./mesh.js";
+export { type Mesh, type Name, startMesh } from "./mesh.js";

@@ -25,9 +25,8 @@ import { jetstreamManager } from "@nats-io/jetstream";
 
 // tools/e2e/{src,dist} -> apps/<name>/dist/main.js
 const app = (name: string) => fileURLToPath(new URL(`../../../apps/${name}/dist/main.js`, import.meta.url));
-const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] as const;
-type Name = (typeof SERVICES)[number];
+export type Name = (typeof SERVICES)[number];
 
 /**
  * The whole mesh as real processes on the real Postgres (a database per service) and NATS, each
@@ -46,8 +45,11 @@ export async function startMesh(
     gatewayLogger?: Logger;
     /** Node flags per service (`--cpu-prof` for a profile). */
     nodeArgs?: Partial<Record<Name, string[]>>;
+    /** The NATS server (default `NATS_URL`, else the machine's on 4222). */
+    natsUrl?: string;
   } = {},
 ) {
+  const natsUrl = options.natsUrl ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const namespace = `${uniqueName("t")}.`;
   const bucket = uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_");
   const dbs = Object.fromEntries(
@@ -66,7 +68,10 @@ export async function startMesh(
   const trust = Object.entries(keys)
     .map(([n, k]) => `${n}=${k.publicKey}`)
     .join(",");
-  const start = async (name: Name) => {
+  /** Every instance started, replicas and killed ones included (teardown stops those alive). */
+  const instances: Array<{ name: Name; proc: ManagedProcess }> = [];
+  /** Starts one more instance of `name` on its database and waits until it has announced itself. */
+  const spawn = async (name: Name) => {
     const p = startProcess(process.execPath, [...(options.nodeArgs?.[name] ?? []), app(name)], {
       env: {
         PORT: "0",
@@ -82,11 +87,16 @@ export async function startMesh(
         ...env[name],
       },
     });
-    procs[name] = p;
+    instances.push({ name, proc: p });
     const port = (await p.waitForLog((l) => l.msg === "listening")).port as number;
     await p.waitForLog((l) => l.msg === "announced");
-    urls[name] = `http://127.0.0.1:${port}`;
-    return p;
+    return { proc: p, url: `http://127.0.0.1:${port}` };
+  };
+  const start = async (name: Name) => {
+    const { proc, url } = await spawn(name);
+    procs[name] = proc;
+    urls[name] = url;
+    return proc;
   };
   let gateway: Gateway | undefined;
   /** Stops what runs and removes what this mesh created (streams, bucket, databases). */
@@ -96,7 +106,11 @@ export async function startMesh(
     try {
       await gateway?.stop();
     } finally {
-      await Promise.all(SERVICES.map((s) => procs[s]?.stop("SIGTERM", 15_000)));
+      await Promise.all(
+        instances
+          .filter(({ proc }) => proc.child.exitCode === null)
+          .map(({ proc }) => proc.stop("SIGTERM", 15_000)),
+      );
     }
     const nc = await connectNats(natsUrl, "cleanup");
     const jsm = await jetstreamManager(nc);
@@ -179,6 +193,9 @@ export async function startMesh(
     clients,
     login,
     start,
+    /** Starts another instance of `name` (a replica); `procs` and `urls` keep the first. */
+    spawn,
+    instances,
     /** The registry bucket of this mesh. */
     bucket,
     /** The endpoint URLs the gateway has for `name` (from the registry), with their health. */

@@ -1,5 +1,5 @@
 import type { DatabaseHandle } from "@meshwork/db";
-import { and, eq } from "drizzle-orm";
+import { and, asc, eq } from "drizzle-orm";
 import type { LedgerEntry, ProviderLedger } from "../provider/simulated-provider.js";
 import { type PaymentsSchema, providerLedger } from "./schema.js";
 
@@ -67,10 +67,19 @@ export function createProviderLedger(
         throw err;
       }
     },
+    // On a server the table is read: with several payments instances, this one's memory lacks
+    // what the others recorded since it loaded (a chaos run saw "captured, but the provider's
+    // ledger says missing" when the checker's call reached the other replica).
     entries: async (paymentId) =>
-      [...entries.values()]
-        .filter((e) => e.paymentId === paymentId)
-        .sort((a, b) => a.recordedAt.getTime() - b.recordedAt.getTime()),
+      database.driver === "pglite"
+        ? [...entries.values()]
+            .filter((e) => e.paymentId === paymentId)
+            .sort((a, b) => a.recordedAt.getTime() - b.recordedAt.getTime())
+        : db
+            .select()
+            .from(providerLedger)
+            .where(eq(providerLedger.paymentId, paymentId))
+            .orderBy(asc(providerLedger.recordedAt)),
     async flush() {
       await Promise.allSettled([...writing]);
     },

@@ -1,0 +1,40 @@
+import postgres from "postgres";
+import { describe, expect, it } from "vitest";
+import { type ChaosReport, DEFAULTS, formatReport, runChaos } from "./chaos.js";
+
+describe("chaos", () => {
+  it("a short seeded run: every invariant holds after kills, restarts, a paused consumer and payment faults; a planted duplicate is caught", async () => {
+    let planted: string[] = [];
+    const report: ChaosReport = await runChaos({
+      ...DEFAULTS,
+      seed: 20261206,
+      // Postgres restarts are left out of the CI run: postgres.js 3.4.10 can crash a service when
+      // its server goes away (a deferred write to a closed socket throws from setImmediate:
+      // porsager/postgres#1154, #1208, unmerged fixes #1168/#1176). `npm run chaos` draws them
+      // and reports the crash as an instance that "exited without being killed".
+      kinds: ["kill", "restart-nats", "pause-consumer", "payment-faults"],
+      say: (line) => console.log(line),
+      async afterCheck({ mesh, check }) {
+        // Plant a duplicate side effect: a second notification for one finished order.
+        const sql = postgres(mesh.dbs.notifications.url, { max: 1, onnotice: () => {} });
+        try {
+          await sql`insert into notifications (id, user_id, kind, title, body, event_id)
+            select gen_random_uuid(), user_id, kind, title, body, event_id || '-planted'
+            from notifications where kind like 'order.%' limit 1`;
+        } finally {
+          await sql.end();
+        }
+        planted = await check();
+      },
+    });
+    console.log(formatReport(report));
+    expect(report.faults.length).toBe(DEFAULTS.faults);
+    expect(new Set(report.faults.map((f) => f.what.split(" ")[0])).size).toBe(4);
+    expect(report.faults.filter((f) => f.what.startsWith("Postgres"))).toEqual([]);
+    expect(report.faults.filter((f) => f.error)).toEqual([]);
+    expect(report.orders.acknowledged).toBe(DEFAULTS.orders);
+    expect(report.orders.confirmed + report.orders.cancelled).toBe(DEFAULTS.orders);
+    expect(report.violations).toEqual([]);
+    expect(planted.filter((v) => /: 2 notifications/.test(v))).toHaveLength(1);
+  }, 300_000);
+});

@@ -1,0 +1,337 @@
+import { randomUUID } from "node:crypto";
+import { Code, ConnectError } from "@connectrpc/connect";
+import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
+import { type Mesh, type Name, startMesh } from "@meshwork/e2e";
+import { checkConsistency } from "@meshwork/orders";
+import type { ManagedProcess } from "@meshwork/testing";
+import postgres from "postgres";
+import { cleanups, startPrivateInfra } from "./infra.js";
+import { eventViolations, type Observed } from "./invariants.js";
+import { describeFault, type Fault, KILLABLE, type Killable, planFaults } from "./plan.js";
+import { createRng } from "./rng.js";
+
+export interface ChaosOptions {
+  seed: number;
+  orders: number;
+  clients: number;
+  faults: number;
+  replicas: Partial<Record<Killable, number>>;
+  ackWaitMs: number;
+  /** The fault kinds to draw from (default all). */
+  kinds?: readonly Fault["kind"][];
+  /** How long the mesh may take to settle after the load. */
+  quiescenceMs: number;
+  say: (line: string) => void;
+  /** Runs after the check with the mesh still up (the test plants a violation here). */
+  afterCheck?: (ctx: { mesh: Mesh; check: () => Promise<string[]> }) => Promise<void>;
+}
+
+export interface ChaosReport {
+  seed: number;
+  orders: {
+    planned: number;
+    acknowledged: number;
+    confirmed: number;
+    cancelled: number;
+    failedCalls: number;
+    /** The commonest failures the clients saw, with counts. */
+    errors: Array<[string, number]>;
+  };
+  faults: Array<{ atOrder: number; what: string; tookMs: number; error?: string }>;
+  violations: string[];
+  seconds: { setup: number; load: number; quiescence: number; total: number };
+}
+
+export const DEFAULTS: Omit<ChaosOptions, "seed" | "say"> = {
+  orders: 40,
+  clients: 4,
+  faults: 6,
+  replicas: { orders: 2, payments: 2, notifications: 2 },
+  ackWaitMs: 2_000,
+  quiescenceMs: 120_000,
+};
+
+const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+const statusOf = (s: OrderStatus) =>
+  s === OrderStatus.CONFIRMED ? "confirmed" : s === OrderStatus.CANCELLED ? "cancelled" : "open";
+
+/**
+ * One chaos run: private NATS and Postgres, the whole mesh as processes (with replicas), N orders
+ * from several clients through the gateway while the seeded plan kills and restarts processes,
+ * restarts NATS and Postgres, pauses a consumer past its ack wait and switches payment faults on;
+ * then it waits for quiescence and checks the invariants. Everything started dies in `finally`.
+ */
+export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
+  const began = Date.now();
+  const rng = createRng(o.seed);
+  const plan = planFaults(rng, {
+    orders: o.orders,
+    faults: o.faults,
+    replicas: o.replicas,
+    ackWaitMs: o.ackWaitMs,
+    ...(o.kinds ? { kinds: o.kinds } : {}),
+  });
+  const infra = await startPrivateInfra();
+  const previousPg = process.env.MESHWORK_TEST_PG_URL;
+  process.env.MESHWORK_TEST_PG_URL = infra.postgresUrl;
+  let mesh: Mesh | undefined;
+  const slots = {} as Record<Killable, ManagedProcess[]>;
+  const cleanup = async () => {
+    if (previousPg === undefined) delete process.env.MESHWORK_TEST_PG_URL;
+    else process.env.MESHWORK_TEST_PG_URL = previousPg;
+    for (const { proc } of mesh?.instances ?? [])
+      if (proc.child.exitCode === null) proc.child.kill("SIGCONT");
+    // No graceful teardown needed: the servers and every database go with the private infra.
+    for (const { proc } of mesh?.instances ?? [])
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    await mesh?.stop().catch(() => {});
+    await infra.remove();
+  };
+  cleanups.add(cleanup);
+  try {
+    const { freePort } = await import("@meshwork/testing");
+    mesh = await startMesh(
+      // users on a fixed port: the gateway's JWKS URL must survive a restart of users.
+      { users: { PORT: String(await freePort()) } },
+      {
+        natsUrl: infra.natsUrl,
+        common: { CONSUMER_ACK_WAIT_MS: String(o.ackWaitMs), DB_CONNECT_TIMEOUT_S: "5" },
+        gateway: { AUTH_RATE_LIMITS: "off" },
+      },
+    );
+    const m = mesh;
+    for (const s of KILLABLE) {
+      slots[s] = [m.procs[s]];
+      for (let i = 1; i < (o.replicas[s] ?? 1); i++) slots[s].push((await m.spawn(s)).proc);
+    }
+    const admin = await m.admin();
+    const products: string[] = [];
+    for (let i = 0; i < 6; i++) {
+      const { product } = await m.clients.inventory.createProduct(
+        {
+          sku: `CHAOS-${o.seed}-${i}-${randomUUID().slice(0, 4)}`,
+          name: `chaos ${i}`,
+          price: { amountMinor: BigInt(rng.int(100, 5_000)), currency: "EUR" },
+          initialStock: BigInt(rng.int(Math.ceil(o.orders / 8), Math.ceil(o.orders / 2))),
+        },
+        admin.auth,
+      );
+      products.push(product?.id ?? "");
+    }
+    const users = await Promise.all(
+      Array.from({ length: o.clients }, (_, i) =>
+        m.login(`chaos-${i}-${randomUUID().slice(0, 6)}@example.com`),
+      ),
+    );
+    const orders = Array.from({ length: o.orders }, (_, i) => ({
+      user: i % o.clients,
+      key: `chaos-${o.seed}-${i}-${randomUUID()}`,
+      // Distinct products: the same product twice is refused (INVALID_ARGUMENT).
+      items: [...new Set(Array.from({ length: rng.int(1, 2) }, () => rng.pick(products)))].map(
+        (productId) => ({
+          productId,
+          quantity: BigInt(rng.int(1, 3)),
+        }),
+      ),
+    }));
+    const setupDone = Date.now();
+    o.say(
+      `seed ${o.seed}: mesh up in ${((setupDone - began) / 1000).toFixed(1)} s; ${plan.length} faults planned`,
+    );
+
+    const acknowledged = new Map<string, string>();
+    const keysSent = new Map<string, number>();
+    let started = 0;
+    let failedCalls = 0;
+    const errorKinds = new Map<string, number>();
+    let next = 0;
+    const client = async () => {
+      for (;;) {
+        const job = orders[next++];
+        if (!job) return;
+        started++;
+        const user = users[job.user];
+        if (!user) return;
+        keysSent.set(user.id, (keysSent.get(user.id) ?? 0) + 1);
+        const deadline = Date.now() + 90_000;
+        for (;;) {
+          try {
+            const res = await m.clients.orders.placeOrder(
+              { idempotencyKey: job.key, items: job.items },
+              { ...user.auth, timeoutMs: 10_000 },
+            );
+            acknowledged.set(job.key, res.order?.id ?? "");
+            break;
+          } catch (err) {
+            failedCalls++;
+            const e = ConnectError.from(err);
+            const what = `${Code[e.code]}: ${e.rawMessage.slice(0, 120)}`;
+            errorKinds.set(what, (errorKinds.get(what) ?? 0) + 1);
+            // A refusal of the request itself is not a fault to wait out.
+            if (e.code === Code.InvalidArgument || e.code === Code.PermissionDenied) break;
+            if (Date.now() > deadline) break;
+            await sleep(250);
+          }
+        }
+      }
+    };
+    const faults: ChaosReport["faults"] = [];
+    const runFault = async (f: Fault) => {
+      switch (f.kind) {
+        case "kill": {
+          const list = slots[f.service];
+          const victim = list[f.instance];
+          await victim?.stop("SIGKILL");
+          await sleep(f.downMs);
+          list[f.instance] =
+            f.instance === 0 ? await m.start(f.service as Name) : (await m.spawn(f.service as Name)).proc;
+          return;
+        }
+        case "restart-nats":
+          return infra.restartNats(f.downMs);
+        case "restart-postgres":
+          return infra.restartPostgres(f.downMs);
+        case "pause-consumer": {
+          const p = slots.notifications[f.instance];
+          const pid = p?.child.pid;
+          if (!pid || p.child.exitCode !== null) return;
+          process.kill(pid, "SIGSTOP");
+          try {
+            await sleep(f.pauseMs);
+          } finally {
+            process.kill(pid, "SIGCONT");
+          }
+          return;
+        }
+        case "payment-faults": {
+          const faults = {
+            failureRate: f.failureRate,
+            addedLatencyMs: f.latencyMs,
+            hardDown: false,
+            declineAboveMinor: 0n,
+          };
+          await m.clients.payments.setFaults({ faults }, admin.auth);
+          try {
+            await sleep(f.forMs);
+          } finally {
+            await m.clients.payments.setFaults(
+              { faults: { ...faults, failureRate: 0, addedLatencyMs: 0 } },
+              admin.auth,
+            );
+          }
+        }
+      }
+    };
+    const driver = async () => {
+      for (const p of plan) {
+        while (started < p.atOrder) await sleep(20);
+        const t = Date.now();
+        const what = describeFault(p.fault);
+        o.say(`  at order ${p.atOrder}: ${what}`);
+        try {
+          await runFault(p.fault);
+          faults.push({ atOrder: p.atOrder, what, tookMs: Date.now() - t });
+        } catch (err) {
+          faults.push({ atOrder: p.atOrder, what, tookMs: Date.now() - t, error: String(err) });
+        }
+      }
+    };
+    await Promise.all([driver(), ...Array.from({ length: o.clients * 2 }, client)]);
+    const loadDone = Date.now();
+
+    const observe = async (): Promise<Observed> => {
+      const all: Observed["orders"][number][] = [];
+      let pageToken = "";
+      do {
+        const page = await m.clients.orders.listOrders(
+          { allUsers: true, pageSize: 100, pageToken },
+          admin.auth,
+        );
+        for (const x of page.orders) all.push({ id: x.id, userId: x.userId, status: statusOf(x.status) });
+        pageToken = page.nextPageToken;
+      } while (pageToken);
+      const sql = postgres(m.dbs.notifications.url, { max: 1, onnotice: () => {} });
+      try {
+        const rows = await sql<{ userId: string; kind: string; body: string; eventId: string }[]>`
+          select user_id as "userId", kind, body, event_id as "eventId" from notifications`;
+        return {
+          orders: all,
+          acknowledged,
+          keysSent,
+          users: users.map((u) => u.id),
+          notifications: [...rows],
+        };
+      } finally {
+        await sql.end();
+      }
+    };
+    const check = async () => [
+      ...(await checkConsistency({ ...m.clients, admin: admin.auth })),
+      ...eventViolations(await observe()),
+    ];
+    // Quiescence: every saga finished and every outcome notified, or the deadline.
+    const settleBy = Date.now() + o.quiescenceMs;
+    let violations: string[] = [];
+    for (;;) {
+      violations = await check().catch((err: unknown) => [`check failed: ${String(err)}`]);
+      const unsettled = violations.filter((v) => / is still |never notified|check failed/.test(v));
+      if (unsettled.length === 0 || Date.now() > settleBy) break;
+      await sleep(1_000);
+    }
+    const settled = Date.now();
+    // A process that died without being killed is a finding too: say how it ended.
+    for (const s of KILLABLE) {
+      slots[s].forEach((p, i) => {
+        if (p.child.exitCode !== null || p.child.signalCode !== null) {
+          const last = p.lines.slice(-6).map((l) => `    ${l.slice(0, 400)}`);
+          violations.push(
+            `${s}#${i} exited (${p.child.exitCode ?? p.child.signalCode}) without being killed:\n${last.join("\n")}`,
+          );
+        }
+      });
+    }
+    const final = await observe();
+    await o.afterCheck?.({ mesh: m, check });
+    return {
+      seed: o.seed,
+      orders: {
+        planned: o.orders,
+        acknowledged: acknowledged.size,
+        confirmed: final.orders.filter((x) => x.status === "confirmed").length,
+        cancelled: final.orders.filter((x) => x.status === "cancelled").length,
+        failedCalls,
+        errors: [...errorKinds].sort((a, b) => b[1] - a[1]).slice(0, 8),
+      },
+      faults,
+      violations,
+      seconds: {
+        setup: (setupDone - began) / 1000,
+        load: (loadDone - setupDone) / 1000,
+        quiescence: (settled - loadDone) / 1000,
+        total: (Date.now() - began) / 1000,
+      },
+    };
+  } finally {
+    cleanups.delete(cleanup);
+    await cleanup();
+  }
+}
+
+/** The report as text: the seed first, so a failing run can be repeated. */
+export function formatReport(r: ChaosReport): string {
+  const lines = [
+    `chaos report: seed ${r.seed} (repeat with --seed ${r.seed} --orders ${r.orders.planned})`,
+    `orders: ${r.orders.planned} planned, ${r.orders.acknowledged} acknowledged, ${r.orders.confirmed} confirmed, ${r.orders.cancelled} cancelled; ${r.orders.failedCalls} failed calls retried`,
+    ...r.orders.errors.map(([what, n]) => `  ${n} x ${what}`),
+    `time: setup ${r.seconds.setup.toFixed(1)} s, load ${r.seconds.load.toFixed(1)} s, quiescence ${r.seconds.quiescence.toFixed(1)} s, total ${r.seconds.total.toFixed(1)} s`,
+    `faults (${r.faults.length}):`,
+    ...r.faults.map(
+      (f) => `  at order ${f.atOrder}: ${f.what} (${f.tookMs} ms)${f.error ? ` FAILED: ${f.error}` : ""}`,
+    ),
+    r.violations.length === 0
+      ? "invariants: all hold (sagas terminal, stock conserved, captures match, cancellations clean, events applied exactly once)"
+      : `invariants: ${r.violations.length} violation(s)`,
+    ...r.violations.map((v) => `  violation: ${v}`),
+  ];
+  return lines.join("\n");
+}
