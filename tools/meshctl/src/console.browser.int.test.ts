@@ -8,15 +8,14 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers } from "@nats-io/transport-node";
 import { type Browser, chromium, type Page } from "playwright-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { removeMeshStreams } from "../test/mesh-cleanup.js";
 import { demoAdmin } from "./admin.js";
-import { registryBucketFor } from "./registry.js";
 
 /**
  * The console in a real browser (Debian's Chromium driven by playwright-core) against a whole
@@ -86,21 +85,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     }, 60_000);
     await stopped;
     clearTimeout(late);
-    const nc = await connectNats(natsUrl, "console-test-cleanup");
-    const jsm = await jetstreamManager(nc);
-    for (const s of [
-      "USERS",
-      "PAYMENTS",
-      "ORDERS",
-      "DLQ_NOTIFICATIONS",
-      "INVENTORY",
-      "LEGACY",
-      "DLQ_INVENTORY",
-      "DLQ_LEGACY",
-    ])
-      await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-    await removeRegistry(nc, registryBucketFor(namespace));
-    await nc.close();
+    await removeMeshStreams(namespace, { natsUrl });
     rmSync(home, { recursive: true, force: true });
   }, 180_000);
 

@@ -9,12 +9,10 @@ import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inve
 import { OrderService, OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { removeRegistry } from "@meshwork/discovery";
-import { connectNats, streamName } from "@meshwork/events";
 import { checkConsistency } from "@meshwork/orders";
 import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, describe, expect, it, onTestFailed } from "vitest";
+import { removeMeshStreams } from "../test/mesh-cleanup.js";
 import { demoAdmin } from "./admin.js";
 import { adminNatsCredentials } from "./nats-auth.js";
 import { dropServiceDatabase } from "./provision.js";
@@ -48,21 +46,7 @@ describe("meshctl up --replicas: instances killed under load", () => {
   afterAll(async () => {
     for (const name of ["users", "notifications", "inventory", "payments", "orders", "legacy"])
       await dropServiceDatabase(adminUrl(), `${prefix}_${name}`);
-    const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
-    const jsm = await jetstreamManager(nc);
-    for (const s of [
-      "USERS",
-      "PAYMENTS",
-      "ORDERS",
-      "DLQ_NOTIFICATIONS",
-      "INVENTORY",
-      "LEGACY",
-      "DLQ_INVENTORY",
-      "DLQ_LEGACY",
-    ])
-      await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-    await removeRegistry(nc, registryBucketFor(namespace));
-    await nc.close();
+    await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
 

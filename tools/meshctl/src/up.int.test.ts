@@ -8,13 +8,11 @@ import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { NotificationService } from "@meshwork/contracts/meshwork/notifications/v1/notifications";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { removeRegistry } from "@meshwork/discovery";
-import { connectNats, streamName } from "@meshwork/events";
 import { isLivePostgres, readPostmasterPid, startLocalPostgres } from "@meshwork/local-postgres";
 import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
-import { jetstreamManager } from "@nats-io/jetstream";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
+import { removeMeshStreams } from "../test/mesh-cleanup.js";
 import { checkHealth } from "./health.js";
 import { dropServiceDatabase } from "./provision.js";
 import { registryBucketFor } from "./registry.js";
@@ -46,30 +44,11 @@ async function portOpen(port: number): Promise<boolean> {
   });
 }
 
-/** Deletes the streams and the registry bucket a mesh run created in its namespace. */
-async function removeStreams(namespace: string): Promise<void> {
-  const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
-  const jsm = await jetstreamManager(nc);
-  for (const s of [
-    "USERS",
-    "PAYMENTS",
-    "ORDERS",
-    "DLQ_NOTIFICATIONS",
-    "INVENTORY",
-    "LEGACY",
-    "DLQ_INVENTORY",
-    "DLQ_LEGACY",
-  ])
-    await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-  await removeRegistry(nc, registryBucketFor(namespace));
-  await nc.close();
-}
-
 describe("npm start", () => {
   const home = tempHome();
   const namespace = `${uniqueName("t")}.`;
   afterAll(async () => {
-    await removeStreams(namespace);
+    await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
 
@@ -282,7 +261,7 @@ describe("meshctl up with a Postgres server", () => {
     await dropServiceDatabase(adminUrl(), `${prefix}_payments`);
     await dropServiceDatabase(adminUrl(), `${prefix}_orders`);
     await dropServiceDatabase(adminUrl(), `${prefix}_legacy`);
-    await removeStreams(namespace);
+    await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
 
@@ -321,7 +300,7 @@ describe("meshctl up without a reachable NATS", () => {
   const home = tempHome();
   const namespace = `${uniqueName("t")}.`;
   afterAll(async () => {
-    await removeStreams(namespace);
+    await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
   const meshctl = join(root, "tools/meshctl/dist/main.js");
@@ -388,7 +367,7 @@ describe("meshctl up as a supervisor", () => {
   afterAll(async () => {
     for (const name of ["users", "notifications", "inventory", "payments", "orders", "legacy"])
       await dropServiceDatabase(adminUrl(), `${prefix}_${name}`);
-    await removeStreams(namespace);
+    await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
 
@@ -461,7 +440,7 @@ describe("meshctl up after a meshctl killed with SIGKILL", () => {
   const home = tempHome();
   const namespace = `${uniqueName("t")}.`;
   afterAll(async () => {
-    await removeStreams(namespace);
+    await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
   const meshctl = join(root, "tools/meshctl/dist/main.js");

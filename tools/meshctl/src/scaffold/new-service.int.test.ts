@@ -14,13 +14,10 @@ import {
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { removeRegistry } from "@meshwork/discovery";
-import { connectNats, streamName } from "@meshwork/events";
 import { adminUrl, startProcess, uniqueName } from "@meshwork/testing";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
+import { removeMeshStreams } from "../../test/mesh-cleanup.js";
 import { dropServiceDatabase } from "../provision.js";
-import { registryBucketFor } from "../registry.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -98,21 +95,9 @@ describe("meshctl new service, in a temporary copy of the repository", () => {
   }, 600_000);
 
   afterAll(async () => {
-    for (const service of ["users", "inventory", "payments", "orders", "notifications", NAME])
+    for (const service of ["users", "inventory", "payments", "orders", "notifications", "legacy", NAME])
       await dropServiceDatabase(adminUrl(), `${prefix}_${service}`);
-    const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
-    const jsm = await jetstreamManager(nc);
-    for (const s of [
-      "USERS",
-      "PAYMENTS",
-      "ORDERS",
-      "DLQ_NOTIFICATIONS",
-      NAME.toUpperCase(),
-      `DLQ_${NAME.toUpperCase()}`,
-    ])
-      await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-    await removeRegistry(nc, registryBucketFor(namespace));
-    await nc.close();
+    await removeMeshStreams(namespace, { extra: [NAME.toUpperCase(), `DLQ_${NAME.toUpperCase()}`] });
     rmSync(base, { recursive: true, force: true });
   });
 
