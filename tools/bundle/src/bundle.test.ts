@@ -1,0 +1,91 @@
+import { spawnSync } from "node:child_process";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { afterEach, describe, expect, it } from "vitest";
+
+const bin = fileURLToPath(new URL("./bundle.mjs", import.meta.url));
+
+/**
+ * A package the shape of a service: an ES module entry point in dist/ that reads a file beside
+ * its package (as a service finds its migrations), and a CommonJS dependency that knows its own
+ * file and loads another dependency only when asked (as libs/telemetry loads the OTel SDK).
+ */
+function service(): string {
+  const dir = mkdtempSync(join(tmpdir(), "meshwork-bundle-"));
+  const file = (path: string, text: string) => {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  };
+  file("package.json", JSON.stringify({ type: "module" }));
+  file("data.txt", "beside the package");
+  // Each dependency's own package.json makes it CommonJS (the service's says "module").
+  file("node_modules/lazy-dep/package.json", JSON.stringify({ name: "lazy-dep", main: "index.js" }));
+  file("node_modules/cjs-dep/package.json", JSON.stringify({ name: "cjs-dep", main: "index.js" }));
+  file(
+    "node_modules/lazy-dep/index.js",
+    "globalThis.lazyLoaded = true;\nmodule.exports = { loaded: true };\n",
+  );
+  file(
+    "node_modules/cjs-dep/index.js",
+    'exports.where = () => __filename;\nexports.load = () => require("lazy-dep");\n',
+  );
+  file(
+    "dist/main.js",
+    [
+      'import { readFileSync } from "node:fs";',
+      'import { load, where } from "cjs-dep";',
+      'const data = readFileSync(new URL("../data.txt", import.meta.url), "utf8");',
+      "const before = globalThis.lazyLoaded ?? false;",
+      "const lazy = load().loaded;",
+      "console.log(JSON.stringify({ data, before, lazy, where: where() }));",
+    ].join("\n"),
+  );
+  return dir;
+}
+
+function bundle(dir: string, ...args: string[]) {
+  return spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: "utf8" });
+}
+
+describe("meshwork-bundle", () => {
+  const dirs: string[] = [];
+  afterEach(() => {
+    for (const d of dirs.splice(0)) rmSync(d, { recursive: true, force: true });
+  });
+
+  it("writes dist/main.bundle.js, which runs with no node_modules, finds files beside its package and loads lazily", () => {
+    const dir = service();
+    dirs.push(dir);
+    const built = bundle(dir);
+    expect(built.status, built.stderr).toBe(0);
+    expect(built.stdout).toMatch(/dist\/main\.js -> dist\/main\.bundle\.js: \d+ modules/);
+    rmSync(join(dir, "node_modules"), { recursive: true }); // everything it needs is inside
+    const run = spawnSync(process.execPath, [join(dir, "dist/main.bundle.js")], { encoding: "utf8" });
+    expect(run.status, run.stderr).toBe(0);
+    const out = JSON.parse(run.stdout) as { data: string; before: boolean; lazy: boolean; where: string };
+    expect(out.data).toBe("beside the package");
+    expect(out.before).toBe(false); // the CommonJS module ran only when required
+    expect(out.lazy).toBe(true);
+    expect(out.where).toBe(join(dir, "dist/main.bundle.js")); // __filename is the bundle's
+  });
+
+  it("leaves a package named by --external outside the bundle", () => {
+    const dir = service();
+    dirs.push(dir);
+    const built = bundle(dir, "--external", "cjs-dep");
+    expect(built.status, built.stderr).toBe(0);
+    const text = readFileSync(join(dir, "dist/main.bundle.js"), "utf8");
+    expect(text).not.toContain("lazyLoaded = true");
+    expect(text).toMatch(/from "cjs-dep"/);
+  });
+
+  it("fails, naming the entry point, when there is none", () => {
+    const dir = mkdtempSync(join(tmpdir(), "meshwork-bundle-"));
+    dirs.push(dir);
+    const built = bundle(dir, "dist/nothing.js");
+    expect(built.status).not.toBe(0);
+    expect(built.stderr).toContain("dist/nothing.js");
+  });
+});
