@@ -158,9 +158,9 @@ describe.each([
     expect(outages?.dataPoints.reduce((sum, p) => sum + Number(p.value), 0)).toBe(1);
   });
 
-  it.runIf(makeServer === redisServer)(
-    "falls through to the source when the tier answers later than its deadline",
-    async () => {
+  // Redis only (defined, not skipped, for it): a stopped NATS server refuses at once.
+  if (makeServer === redisServer)
+    it("falls through to the source when the tier answers later than its deadline", async () => {
       const server = await makeServer();
       cleanups.push(() => server.remove());
       const c = createCache({
@@ -180,6 +180,5 @@ describe.each([
       expect(performance.now() - started).toBeLessThan(3_000);
       expect(c.stats().shared.up).toBe(false);
       expect(c.stats().shared.errors).toBeGreaterThanOrEqual(1);
-    },
-  );
+    });
 });
