@@ -449,7 +449,10 @@ describe("gateway (real sockets, a real upstream service)", () => {
       sock.resume();
     });
 
-    // A client that stops reading a large answer: backpressure holds the upstream, nothing piles up.
+    // A client that stops reading a large answer: the gateway takes the answer off the service
+    // (a paused upstream stream would leave it in the service's HTTP/2 session, which every
+    // client shares: issue 25.2) and counts what the client has not taken against its limit; the
+    // call ends when the client goes.
     const session = h2.connect(url, { settings: { initialWindowSize: 16 * 1024 } });
     session.on("error", () => {});
     const stuck = session.request({
@@ -457,25 +460,29 @@ describe("gateway (real sockets, a real upstream service)", () => {
       ":path": "/meshwork.users.v1.UserService/ListUsers",
       "content-type": "application/json",
       "x-request-id": "stuck-reader",
+      "connect-timeout-ms": "2000", // the most the gateway allows: the answer takes its time to encode
     });
     stuck.on("error", () => {});
+    const answering = new Promise((resolve) => stuck.once("response", resolve));
     stuck.end(JSON.stringify({ pageSize: 3000 })); // ~3 MB of answer, never read
+    await answering;
     await waitFor(
       async () => {
         const c = (await (await fetch(`${adminUrl}/clusters?format=json`)).json()) as {
           clusters: Array<{ name: string; endpoints: Array<{ rq_active: number }> }>;
         };
-        return c.clusters.find((x) => x.name === "users")?.endpoints.some((e) => e.rq_active > 0);
+        return c.clusters.find((x) => x.name === "users")?.endpoints.every((e) => e.rq_active === 0);
       },
-      { what: "the stuck call in flight" },
+      { what: "the service done with the stuck reader's call, which the client has not read" },
     );
     stuck.close(h2.constants.NGHTTP2_CANCEL);
     session.close();
     const line = await waitFor(() =>
       log.lines.find((l) => l.msg === "access" && l.request_id === "stuck-reader"),
     );
-    expect(line).toMatchObject({ status: "client_gone" });
-    expect(line.bytes_out as number).toBeLessThan(1024 * 1024);
+    // The call ended when its client went (or, on a slow machine, at its deadline first), with
+    // the answer taken from the service and not read.
+    expect(["client_gone", "DeadlineExceeded"]).toContain(line.status);
 
     // A bounded fuzz loop: random paths, content types, headers and bodies, over both protocols.
     let seed = 42;
