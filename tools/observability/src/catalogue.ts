@@ -40,6 +40,8 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
   { name: "db_client_connection_count", type: "gauge", exporters: SERVICES },
   { name: "db_client_connection_pending_requests", type: "gauge", exporters: SERVICES },
   { name: "db_client_connection_max", type: "gauge", exporters: SERVICES },
+  // Transactions refused after waiting DB_POOL_WAIT_TIMEOUT_MS for a connection (0 until one is).
+  { name: "db_client_connection_timeouts_total", type: "counter", exporters: SERVICES },
   // Whether the discovery registry (NATS KV) can be read, from the processes that pass their meter
   // to createDiscovery.
   { name: "discovery_registry_up", type: "gauge", exporters: ["orders", "gateway"] },
