@@ -34,14 +34,14 @@ import { backoffMs, isRetryable, mayRetry } from "./retry.js";
  */
 type CallState = "admitting" | "forwarding" | "done";
 
-/**
- * One call through the gateway, from its headers to its last byte: admission, its attempts
- * upstream (each an {@link UpstreamAttempt}), and the one place it finishes ({@link complete}).
- */
 /** Why gRPC over HTTP/1.1 is refused at the edge. */
 export const GRPC_OVER_HTTP1 =
   "gRPC needs HTTP/2 (its status travels in trailers): call over h2c (HTTP/2 prior knowledge), or use gRPC-Web (application/grpc-web+proto) or Connect over HTTP/1.1";
 
+/**
+ * One call through the gateway, from its headers to its last byte: admission, its attempts
+ * upstream (each an {@link UpstreamAttempt}), and the one place it finishes ({@link complete}).
+ */
 export class ProxiedCall implements ClientBytes {
   readonly started = performance.now();
   readonly method: string;
