@@ -20,6 +20,11 @@ const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] a
 const OUTBOX = ["users", "payments", "orders", "inventory"] as const;
 /** The services that read products through libs/cache. */
 const CACHED = ["inventory", "orders"] as const;
+/**
+ * The services with a durable consumer: notifications (users', orders' and payments' events) and
+ * inventory (legacy's captured changes, the strangler's data sync).
+ */
+const CONSUMING = ["notifications", "inventory"] as const;
 /** With the gateway, whose JWKS goes through libs/cache too (cache="jwks"). */
 const CACHING = [...CACHED, "gateway"] as const;
 
@@ -69,45 +74,57 @@ export const METRIC_FAMILIES: readonly MetricFamily[] = [
     appears: "after a failed batch",
   },
   { name: "events_consumer_processed_total", type: "counter", exporters: ["notifications"] },
+  {
+    name: "events_consumer_processed_total",
+    type: "counter",
+    exporters: ["inventory"],
+    appears: "after the first change captured in the legacy monolith (the strangler's data sync)",
+  },
   // Read from the broker at each scrape (observeBacklog in libs/events).
-  { name: "events_consumer_pending", type: "gauge", exporters: ["notifications"] },
-  { name: "events_consumer_ack_pending", type: "gauge", exporters: ["notifications"] },
-  { name: "events_dlq_depth", type: "gauge", exporters: ["notifications"] },
+  { name: "events_consumer_pending", type: "gauge", exporters: CONSUMING },
+  { name: "events_consumer_ack_pending", type: "gauge", exporters: CONSUMING },
+  { name: "events_dlq_depth", type: "gauge", exporters: CONSUMING },
   { name: "events_consumer_lag", type: "histogram", exporters: ["notifications"] },
+  {
+    name: "events_consumer_lag",
+    type: "histogram",
+    exporters: ["inventory"],
+    appears: "after the first change captured in the legacy monolith (the strangler's data sync)",
+  },
   {
     name: "events_consumer_duplicates_total",
     type: "counter",
-    exporters: ["notifications"],
+    exporters: CONSUMING,
     appears: "after a redelivered event found in the inbox",
   },
   {
     name: "events_consumer_failed_total",
     type: "counter",
-    exporters: ["notifications"],
+    exporters: CONSUMING,
     appears: "after a handler failure",
   },
   {
     name: "events_consumer_redelivered_total",
     type: "counter",
-    exporters: ["notifications"],
+    exporters: CONSUMING,
     appears: "after a redelivery",
   },
   {
     name: "events_consumer_dead_lettered_total",
     type: "counter",
-    exporters: ["notifications"],
+    exporters: CONSUMING,
     appears: "after the first dead letter",
   },
   {
     name: "events_consumer_database_outages_total",
     type: "counter",
-    exporters: ["notifications"],
+    exporters: CONSUMING,
     appears: "after the consumer's own database was unreachable",
   },
   {
     name: "events_consumer_paused",
     type: "gauge",
-    exporters: ["notifications"],
+    exporters: CONSUMING,
     appears: "after the consumer's own database was unreachable",
   },
   // The product cache (libs/cache) of inventory and orders: reads per tier and outcome, loads from
