@@ -351,35 +351,13 @@ export function encodedSpansFromProtobuf(bytes: Uint8Array): EncodedSpans {
       // ResourceSpans: the resource comes first in every encoder's output, but the wire format
       // does not promise it, so the scope groups are read once the resource is known.
       const end = messageEnd(reader);
-      let resourceBytes: Uint8Array = EMPTY;
-      const scopes: Array<[number, number]> = [];
-      forEachField(reader, end, (f, wt) => {
-        if (wt !== WireType.LengthDelimited) return false;
-        if (f === 1) resourceBytes = reader.bytes();
-        else if (f === 2) {
-          const scopeEnd = messageEnd(reader);
-          scopes.push([reader.pos, scopeEnd]);
-          reader.pos = scopeEnd;
-        } else return false;
-        return true;
-      });
+      const { head: resourceBytes, parts: scopes } = headAndParts(reader, end);
       const resource = attributesOf(fromBinary(ResourceSchema, resourceBytes).attributes);
       const serviceName = resource["service.name"];
       const service = typeof serviceName === "string" && serviceName ? serviceName : "unknown_service";
       for (const [scopeStart, scopeEnd] of scopes) {
         reader.pos = scopeStart;
-        let scopeBytes: Uint8Array = EMPTY;
-        const spanRanges: Array<[number, number]> = [];
-        forEachField(reader, scopeEnd, (f, wt) => {
-          if (wt !== WireType.LengthDelimited) return false;
-          if (f === 1) scopeBytes = reader.bytes();
-          else if (f === 2) {
-            const spanEnd = messageEnd(reader);
-            spanRanges.push([reader.pos, spanEnd]);
-            reader.pos = spanEnd;
-          } else return false;
-          return true;
-        });
+        const { head: scopeBytes, parts: spanRanges } = headAndParts(reader, scopeEnd);
         const s = fromBinary(InstrumentationScopeSchema, scopeBytes);
         const origin: SpanOrigin = {
           service,
@@ -422,6 +400,30 @@ function forEachField(
     if (!read(field, wireType)) reader.skip(wireType, field);
   }
   if (reader.pos !== end) throw new Error("premature end of a nested message");
+}
+
+/**
+ * Reads a message up to `end` shaped as ResourceSpans and ScopeSpans are: field 1 one message
+ * (its bytes, `head`), field 2 a repeated message (where each is, `parts`, not read yet); other
+ * fields are skipped.
+ */
+function headAndParts(
+  reader: BinaryReader,
+  end: number,
+): { head: Uint8Array; parts: Array<[number, number]> } {
+  let head: Uint8Array = EMPTY;
+  const parts: Array<[number, number]> = [];
+  forEachField(reader, end, (field, wireType) => {
+    if (wireType !== WireType.LengthDelimited) return false;
+    if (field === 1) head = reader.bytes();
+    else if (field === 2) {
+      const partEnd = messageEnd(reader);
+      parts.push([reader.pos, partEnd]);
+      reader.pos = partEnd;
+    } else return false;
+    return true;
+  });
+  return { head, parts };
 }
 
 /** Reads a length prefix and returns where the nested message ends. */
