@@ -12,10 +12,9 @@ import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { checkConsistency } from "@meshwork/orders";
 import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { afterAll, describe, expect, it, onTestFailed } from "vitest";
-import { removeMeshStreams } from "../test/mesh-cleanup.js";
+import { dropMeshDatabases, removeMeshStreams } from "../test/mesh-cleanup.js";
 import { demoAdmin } from "./admin.js";
 import { adminNatsCredentials } from "./nats-auth.js";
-import { dropServiceDatabase } from "./provision.js";
 import { registryBucketFor, registryRows } from "./registry.js";
 import type { SupervisionReport } from "./up.js";
 
@@ -44,8 +43,7 @@ describe("meshctl up --replicas: instances killed under load", () => {
   const prefix = uniqueName("mwscale");
   const namespace = `${prefix}.`;
   afterAll(async () => {
-    for (const name of ["users", "notifications", "inventory", "payments", "orders", "legacy"])
-      await dropServiceDatabase(adminUrl(), `${prefix}_${name}`);
+    await dropMeshDatabases(prefix);
     await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });

@@ -12,9 +12,8 @@ import { isLivePostgres, readPostmasterPid, startLocalPostgres } from "@meshwork
 import { adminUrl, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import postgres from "postgres";
 import { afterAll, describe, expect, it } from "vitest";
-import { removeMeshStreams } from "../test/mesh-cleanup.js";
+import { dropMeshDatabases, removeMeshStreams } from "../test/mesh-cleanup.js";
 import { checkHealth } from "./health.js";
-import { dropServiceDatabase } from "./provision.js";
 import { registryBucketFor } from "./registry.js";
 import type { SupervisionReport } from "./up.js";
 
@@ -255,12 +254,7 @@ describe("meshctl up with a Postgres server", () => {
   const prefix = uniqueName("mwup");
   const namespace = `${prefix}.`;
   afterAll(async () => {
-    await dropServiceDatabase(adminUrl(), `${prefix}_users`);
-    await dropServiceDatabase(adminUrl(), `${prefix}_notifications`);
-    await dropServiceDatabase(adminUrl(), `${prefix}_inventory`);
-    await dropServiceDatabase(adminUrl(), `${prefix}_payments`);
-    await dropServiceDatabase(adminUrl(), `${prefix}_orders`);
-    await dropServiceDatabase(adminUrl(), `${prefix}_legacy`);
+    await dropMeshDatabases(prefix);
     await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });
@@ -365,8 +359,7 @@ describe("meshctl up as a supervisor", () => {
   const prefix = uniqueName("mwsup");
   const namespace = `${prefix}.`;
   afterAll(async () => {
-    for (const name of ["users", "notifications", "inventory", "payments", "orders", "legacy"])
-      await dropServiceDatabase(adminUrl(), `${prefix}_${name}`);
+    await dropMeshDatabases(prefix);
     await removeMeshStreams(namespace);
     rmSync(home, { recursive: true, force: true });
   });

@@ -1,6 +1,8 @@
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
+import { adminUrl } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
+import { dropServiceDatabase } from "../src/provision.js";
 import { registryBucketFor } from "../src/registry.js";
 
 /**
@@ -32,4 +34,20 @@ export async function removeMeshStreams(
   } finally {
     await nc.close();
   }
+}
+
+/** The processes of a mesh that own a database `meshctl up` provisions (`<prefix>_<name>`). */
+export const MESH_DATABASES = [
+  "users",
+  "notifications",
+  "inventory",
+  "payments",
+  "orders",
+  "legacy",
+] as const;
+
+/** Drops the database and role of each (and `extra`) provisioned with `prefix` on the test server. */
+export async function dropMeshDatabases(prefix: string, extra: readonly string[] = []): Promise<void> {
+  for (const name of [...MESH_DATABASES, ...extra])
+    await dropServiceDatabase(adminUrl(), `${prefix}_${name}`);
 }

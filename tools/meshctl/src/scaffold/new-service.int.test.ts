@@ -16,8 +16,7 @@ import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { adminUrl, startProcess, uniqueName } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it, onTestFailed } from "vitest";
-import { removeMeshStreams } from "../../test/mesh-cleanup.js";
-import { dropServiceDatabase } from "../provision.js";
+import { dropMeshDatabases, removeMeshStreams } from "../../test/mesh-cleanup.js";
 
 const root = fileURLToPath(new URL("../../../../", import.meta.url));
 
@@ -95,8 +94,7 @@ describe("meshctl new service, in a temporary copy of the repository", () => {
   }, 600_000);
 
   afterAll(async () => {
-    for (const service of ["users", "inventory", "payments", "orders", "notifications", "legacy", NAME])
-      await dropServiceDatabase(adminUrl(), `${prefix}_${service}`);
+    await dropMeshDatabases(prefix, [NAME]);
     await removeMeshStreams(namespace, { extra: [NAME.toUpperCase(), `DLQ_${NAME.toUpperCase()}`] });
     rmSync(base, { recursive: true, force: true });
   });
