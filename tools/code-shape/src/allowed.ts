@@ -64,11 +64,6 @@ export const ALLOWED_LONG_FUNCTIONS: readonly AllowedLongFunction[] = [
     name: "createAuthenticator",
     reason: "pending: not split yet (issue 22)",
   }, // 106 lines
-  {
-    file: "libs/local-postgres/src/server.ts",
-    name: "startLocalPostgres",
-    reason: "pending: not split yet (issue 22)",
-  }, // 100 lines
   { file: "apps/gateway/src/jwks.ts", name: "createJwks", reason: "pending: not split yet (issue 22)" }, // 91 lines
   {
     file: "apps/orders/src/server.ts",
