@@ -394,6 +394,21 @@ export async function up(options: UpOptions): Promise<number> {
     // None of `names` is running: each was left down after crashing in a loop.
     const allDown = (names: string[]) => names.every((n) => supervisor.state(n) === "given-up");
 
+    // Every database is provisioned at once (a connection each), and each service starts as soon
+    // as its own is ready: one after the other, they delayed the last service's start by the sum.
+    const provisioned = new Map(
+      services
+        .filter((m) => m.database && adminUrl)
+        .map((m) => {
+          const password = creds[`${options.dbPrefix}_${m.name}`];
+          const p = provisionServiceDatabase(adminUrl as string, m.name, {
+            prefix: options.dbPrefix,
+            password,
+          });
+          p.catch(() => {}); // awaited below, in order; a failure there ends `up`
+          return [m.name, p] as const;
+        }),
+    );
     for (const [i, manifest] of services.entries()) {
       const env: Record<string, string> = {
         NATS_URL: nats.url,
@@ -409,12 +424,10 @@ export async function up(options: UpOptions): Promise<number> {
         ...identity.env(manifest.name, "service"),
       };
       let database = "-";
-      if (manifest.database && adminUrl) {
+      const provisioning = provisioned.get(manifest.name);
+      if (provisioning) {
         const key = `${options.dbPrefix}_${manifest.name}`;
-        const db = await provisionServiceDatabase(adminUrl, manifest.name, {
-          prefix: options.dbPrefix,
-          password: creds[key],
-        });
+        const db = await provisioning;
         creds[key] = decodeURIComponent(new URL(db.url).password);
         saveCredentials(options.home, creds);
         env.DATABASE_URL = db.url;
