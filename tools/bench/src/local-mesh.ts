@@ -15,7 +15,7 @@
 import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
-import { tmpdir } from "node:os";
+import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
 import { removeRegistry } from "@meshwork/discovery";
@@ -24,7 +24,7 @@ import { guardGroup, killGroup, releaseGroup } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { rawGrpcUnary } from "./grpc-client.js";
 import { answersWithoutMessage, ensureH2load, runMaxRate } from "./h2load.js";
-import { renderTable } from "./report.js";
+import { median, renderTable } from "./report.js";
 import { type PreparedRequest, unaryGetUser } from "./scenarios.js";
 import {
   cpuTicksByGroup,
@@ -69,10 +69,11 @@ function startMesh(home: string, namespace: string): Promise<Mesh> {
     child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
   );
   return new Promise((resolve, reject) => {
-    const timer = setTimeout(
-      () => reject(new Error(`the mesh was not up within 180 s:\n${lines.slice(-20).join("\n")}`)),
-      180_000,
-    );
+    const timer = setTimeout(() => {
+      // Not left running (a build under npm start can outlast the bench otherwise).
+      if (child.pid) killGroup(child.pid);
+      reject(new Error(`the mesh was not up within 180 s:\n${lines.slice(-20).join("\n")}`));
+    }, 180_000);
     void exited.then((code) => {
       clearTimeout(timer);
       reject(new Error(`npm start exited (${code}) before the mesh was up:\n${lines.slice(-20).join("\n")}`));
@@ -146,8 +147,11 @@ async function meshProcesses(npmPid: number): Promise<number[]> {
   };
   const meshctl = below(npmPid).find((pid) => {
     try {
-      // `npm start` runs meshctl from its bundle (tools/bundle); `node dist/main.js up` works too.
-      return /meshctl\/dist\/main(\.bundle)?\.js\0up/.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"));
+      // `npm start` runs meshctl's bundle inside tools/meshctl/start.mjs (which checks the build
+      // first); `node dist/main.bundle.js up` or `node dist/main.js up` work too.
+      return /meshctl\/(start\.mjs|dist\/main(\.bundle)?\.js\0up)/.test(
+        readFileSync(`/proc/${pid}/cmdline`, "utf8"),
+      );
     } catch {
       return false;
     }
@@ -204,37 +208,52 @@ interface Target {
 
 interface GetUserResult {
   name: string;
+  /** Medians of the rounds. */
   reqPerSec: number;
   cpuUsPerCall: number;
+  reqPerSecRounds: number[];
+  cpuUsPerCallRounds: number[];
   failed: number;
 }
 
-async function measureGetUser(target: Target, workDir: string): Promise<GetUserResult> {
+/** One GetUser target ready to measure: its h2load run, and a check of one answer. */
+interface Prepared {
+  target: Target;
+  run: Omit<Parameters<typeof runMaxRate>[0], "durationMs">;
+  verify(): Promise<number>;
+  answerBytes: number;
+}
+
+async function prepareGetUser(target: Target, workDir: string): Promise<Prepared> {
   const settings = readSettings();
+  const url = `${target.server.url}/meshwork.users.v1.UserService/GetUser`;
   const bodyFile = join(workDir, `${target.name.replace(/[^a-z0-9]+/gi, "-")}.body`);
   await writeFile(bodyFile, target.request.body);
+  const headers = { ...GRPC_HEADERS, ...target.request.headers };
   const verify = async () => {
-    const answer = await rawGrpcUnary(
-      `${target.server.url}/meshwork.users.v1.UserService/GetUser`,
-      target.request.body,
-      {
-        ...GRPC_HEADERS,
-        ...target.request.headers,
-      },
-    );
+    const answer = await rawGrpcUnary(url, target.request.body, headers);
     target.request.check(answer);
     return answer.body.byteLength;
   };
   const answerBytes = await verify();
   const run = {
-    url: `${target.server.url}/meshwork.users.v1.UserService/GetUser`,
+    url,
     bodyFile,
-    headers: Object.entries({ ...GRPC_HEADERS, ...target.request.headers }).map(([k, v]) => `${k}: ${v}`),
+    headers: Object.entries(headers).map(([k, v]) => `${k}: ${v}`),
     streams: settings.streams,
     clients: settings.clients,
     warmUpMs: 0,
   };
   if (settings.warmUpMs > 0) await runMaxRate({ ...run, durationMs: settings.warmUpMs });
+  return { target, run, verify, answerBytes };
+}
+
+/** One max-rate round against one target: req/s, CPU per call of its processes, failures. */
+async function getUserRound(
+  p: Prepared,
+  round: string,
+): Promise<{ reqPerSec: number; cpuUsPerCall: number; failed: number }> {
+  const { target } = p;
   await waitForQuiet([target.server.pid], 10_000);
   const group = (pid: number) => {
     try {
@@ -244,15 +263,55 @@ async function measureGetUser(target: Target, workDir: string): Promise<GetUserR
     }
   };
   const before = (await cpuTicksByGroup(group)).get("target") ?? 0;
-  const { summary } = await runMaxRate({ ...run, durationMs: settings.durationMs });
+  const { summary } = await runMaxRate({ ...p.run, durationMs: readSettings().durationMs });
   const after = (await cpuTicksByGroup(group)).get("target") ?? 0;
-  await verify();
+  await p.verify();
   const cpuUsPerCall = ((after - before) * 10_000) / Math.max(1, summary.requests.succeeded);
-  const failed = summary.requests.failed + answersWithoutMessage(summary, answerBytes);
+  const failed = summary.requests.failed + answersWithoutMessage(summary, p.answerBytes);
   log(
-    `  ${target.name}: ${summary.reqPerSec.toFixed(0)} req/s, ${cpuUsPerCall.toFixed(0)} us CPU per call (${failed} failed)`,
+    `  ${target.name} (round ${round}): ${summary.reqPerSec.toFixed(0)} req/s, ${cpuUsPerCall.toFixed(0)} us CPU per call (${failed} failed)`,
   );
-  return { name: target.name, reqPerSec: summary.reqPerSec, cpuUsPerCall, failed };
+  return { reqPerSec: summary.reqPerSec, cpuUsPerCall, failed };
+}
+
+/**
+ * Every target in `MESHWORK_BENCH_ROUNDS` rounds, the order reversed every other round, so a
+ * slow spell of a loaded machine falls on all of them alike; medians per target, and the
+ * per-round ratios of the first target to the second (`ratios`, compared within one round).
+ */
+async function measureGetUsers(
+  targets: Target[],
+  workDir: string,
+): Promise<{ results: GetUserResult[]; ratios: Array<{ reqPerSec: number; cpu: number }> }> {
+  const prepared: Prepared[] = [];
+  for (const t of targets) prepared.push(await prepareGetUser(t, workDir));
+  const rounds = readSettings().rounds;
+  const byTarget = prepared.map(
+    () => [] as Array<{ reqPerSec: number; cpuUsPerCall: number; failed: number }>,
+  );
+  for (let r = 0; r < rounds; r++) {
+    const order = prepared.map((_, i) => i);
+    if (r % 2 === 1) order.reverse();
+    for (const i of order)
+      byTarget[i]?.push(await getUserRound(prepared[i] as Prepared, `${r + 1}/${rounds}`));
+  }
+  const results = prepared.map((p, i) => {
+    const rs = byTarget[i] ?? [];
+    return {
+      name: p.target.name,
+      reqPerSec: median(rs.map((x) => x.reqPerSec)),
+      cpuUsPerCall: median(rs.map((x) => x.cpuUsPerCall)),
+      reqPerSecRounds: rs.map((x) => x.reqPerSec),
+      cpuUsPerCallRounds: rs.map((x) => x.cpuUsPerCall),
+      failed: rs.reduce((n, x) => n + x.failed, 0),
+    };
+  });
+  const [a = [], b = []] = byTarget;
+  const ratios = a.map((x, r) => ({
+    reqPerSec: x.reqPerSec / (b[r]?.reqPerSec ?? Number.NaN),
+    cpu: x.cpuUsPerCall / (b[r]?.cpuUsPerCall ?? Number.NaN),
+  }));
+  return { results, ratios };
 }
 
 async function removeStreams(namespace: string): Promise<void> {
@@ -338,9 +397,8 @@ async function main(): Promise<number> {
       started.push(server);
       targets.push({ name: spec.name, server, request: await scenario.prepare(server, spec), counts });
     }
-    const results: GetUserResult[] = [];
-    for (const t of targets) results.push(await measureGetUser(t, workDir));
-    const [pg, lite, grpcJs] = results as [GetUserResult, GetUserResult, GetUserResult];
+    const { results, ratios } = await measureGetUsers(targets, workDir);
+    const [, , grpcJs] = results as [GetUserResult, GetUserResult, GetUserResult];
 
     log("");
     log(
@@ -375,15 +433,17 @@ async function main(): Promise<number> {
         ]),
       ),
     );
+    const rateRatio = median(ratios.map((r) => r.reqPerSec));
+    const cpuRatio = median(ratios.map((r) => r.cpu));
     log(
-      `embedded Postgres vs PGlite: ${(pg.reqPerSec / lite.reqPerSec).toFixed(1)}x the req/s (target >= 4x), ` +
-        `${(pg.cpuUsPerCall / lite.cpuUsPerCall).toFixed(2)} of the CPU per call (target <= 0.25)`,
+      `embedded Postgres vs PGlite, median of ${ratios.length} interleaved rounds: ${rateRatio.toFixed(1)}x the req/s (target >= 4x; rounds ${ratios.map((r) => r.reqPerSec.toFixed(1)).join(", ")}), ` +
+        `${cpuRatio.toFixed(2)} of the CPU per call (target <= 0.25; rounds ${ratios.map((r) => r.cpu.toFixed(2)).join(", ")})`,
     );
     const out = join(repoRoot, ".bench", "local-mesh.json");
     await mkdir(join(repoRoot, ".bench"), { recursive: true });
     await writeFile(
       out,
-      `${JSON.stringify({ at: new Date().toISOString(), firstMs, cachedMs, idle, afterDemo, getUser: results }, null, 2)}\n`,
+      `${JSON.stringify({ at: new Date().toISOString(), load: loadavg(), firstMs, cachedMs, idle, afterDemo, getUser: results, getUserRatios: { reqPerSec: rateRatio, cpu: cpuRatio, rounds: ratios } }, null, 2)}\n`,
     );
     log(`results written to ${out}`);
     return results.some((r) => r.failed > 0) ? 1 : 0;

@@ -23,6 +23,7 @@ import {
   type BenchReport,
   formatScenario,
   type LatencyResult,
+  median,
   renderTable,
   type ScenarioResult,
   type ServerResult,
@@ -193,14 +194,6 @@ async function measureMaxRate(
     );
   }
   return s.reqPerSec;
-}
-
-function median(values: readonly number[]): number {
-  const sorted = [...values].sort((a, b) => a - b);
-  const mid = Math.floor(sorted.length / 2);
-  return sorted.length % 2 === 1
-    ? (sorted[mid] as number)
-    : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
 }
 
 /**
