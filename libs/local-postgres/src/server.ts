@@ -36,6 +36,8 @@ export interface LocalPostgresOptions {
    * disk, and a crash of the machine may lose or corrupt the data. Default false.
    */
   ephemeral?: boolean;
+  /** Further server settings (`name=value`, each passed as `-c`), e.g. smaller memory for a laptop. */
+  settings?: readonly string[];
 }
 
 /** A running local server. */
@@ -333,7 +335,10 @@ export async function startLocalPostgres(options: LocalPostgresOptions): Promise
   const state = await ensureCluster(bins, dataDir, account, options.ephemeral ?? false, say);
   const reused = await leftBehind(state, dataDir, deadline, say);
   if (reused) return handleOf(state, dataDir, account, reused.pid, reused.port, "reused");
-  const settings = options.ephemeral ? ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] : [];
+  const settings = [
+    ...(options.ephemeral ? ["fsync=off", "synchronous_commit=off", "full_page_writes=off"] : []),
+    ...(options.settings ?? []),
+  ];
   const plan = { bins, dataDir, account, logFile, deadline, state, settings, say };
   const started = await launch(plan, options.port ?? 5432);
   return handleOf(state, dataDir, account, started.pid, started.port, "started");
