@@ -87,6 +87,27 @@ describe("npm start", () => {
       const pgPort = Number(pgRow?.split(/\s+/)[1]?.split(":")[1]);
       const pgPid = readPostmasterPid(join(home, "postgres"))?.pid as number;
       expect(isLivePostgres(pgPid)).toBe(true);
+      // It runs with the laptop-sized settings (no I/O workers, small shared buffers).
+      const superuser = JSON.parse(readFileSync(`${join(home, "postgres")}.json`, "utf8")) as {
+        superuser: string;
+        password: string;
+      };
+      const su = postgres({
+        host: "127.0.0.1",
+        port: pgPort,
+        user: superuser.superuser,
+        password: superuser.password,
+        database: "postgres",
+        max: 1,
+        onnotice: () => {},
+      });
+      try {
+        const [io] = await su`show io_method`;
+        const [buffers] = await su`show shared_buffers`;
+        expect([io?.io_method, buffers?.shared_buffers]).toEqual(["sync", "32MB"]);
+      } finally {
+        await su.end();
+      }
       expect(proc.lines).toContainEqual(expect.stringMatching(/^nats\s+127\.0\.0\.1:4222\s+UP\s+external/));
       const gatewayRow = proc.lines.find((l) =>
         /^gateway\s+127\.0\.0\.1:\d+\s+LIVE\s+admin 127\.0\.0\.1:\d+/.test(l),

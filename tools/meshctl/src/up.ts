@@ -14,7 +14,7 @@ import { childLogLevel, type LogLevel, shownAt } from "./log-level.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { adminNatsCredentials, meshNatsUsers } from "./nats-auth.js";
 import { meshNodeArgs, type ServiceEntry, serviceEntry } from "./node-args.js";
-import { type EmbeddedPostgresHandle, startEmbeddedPostgres } from "./postgres.js";
+import { type EmbeddedPostgresHandle, localPoolEnv, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
 import { legacyDatabaseUrlFile } from "./strangler.js";
@@ -420,6 +420,7 @@ export async function up(options: UpOptions): Promise<number> {
         USERS_BOOTSTRAP_SECRET_OUT: bootstrapSecretFile(options.home),
         // Users' signing keys are sealed at rest with this mesh's own key encryption key.
         USERS_KEY_ENCRYPTION_KEY_FILE: keyEncryptionKeyFile,
+        ...localPoolEnv(),
         ...natsEnv(manifest.name),
         ...identity.env(manifest.name, "service"),
       };
