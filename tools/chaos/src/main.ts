@@ -7,14 +7,27 @@ import { formatSoak, runSoak } from "./soak.js";
 
 const say = (line: string) => process.stdout.write(`${line}\n`);
 
-/** `soak [--minutes M] [--rate R]`: exit 0 when the verdict passes. */
+/** `soak [--minutes M] [--rate R] [--warmup-minutes W]`: exit 0 when the verdict passes. */
 async function soak(args: string[]): Promise<number> {
-  const { values } = parseArgs({ args, options: { minutes: { type: "string" }, rate: { type: "string" } } });
+  const { values } = parseArgs({
+    args,
+    options: { minutes: { type: "string" }, rate: { type: "string" }, "warmup-minutes": { type: "string" } },
+  });
   const minutes = Number(values.minutes ?? "30");
   if (!(minutes > 0)) throw new Error(`--minutes: "${values.minutes}" is not a positive number`);
   const rate = values.rate === undefined ? undefined : Number(values.rate);
   if (rate !== undefined && !(rate > 0)) throw new Error(`--rate: "${values.rate}" is not a positive number`);
-  const report = await runSoak({ minutes, ...(rate ? { rate } : {}), probeSeconds: 10, say });
+  const warmup = values["warmup-minutes"];
+  const warmupS = warmup === undefined ? undefined : Number(warmup) * 60;
+  if (warmupS !== undefined && !(warmupS >= 0 && warmupS < minutes * 60))
+    throw new Error(`--warmup-minutes: "${warmup}" is not a number from 0 to under --minutes`);
+  const report = await runSoak({
+    minutes,
+    ...(rate ? { rate } : {}),
+    ...(warmupS !== undefined ? { warmupS } : {}),
+    probeSeconds: 10,
+    say,
+  });
   say(formatSoak(report, loadavg()));
   return report.verdict.pass ? 0 : 1;
 }
@@ -25,7 +38,7 @@ async function main(): Promise<number> {
   if (command === "soak") return soak(rest);
   if (command !== "chaos") {
     process.stderr.write(
-      "usage: meshwork-chaos chaos [--orders N] [--seed S] [--clients C] [--faults F] | soak [--minutes M] [--rate R]\n",
+      "usage: meshwork-chaos chaos [--orders N] [--seed S] [--clients C] [--faults F] | soak [--minutes M] [--rate R] [--warmup-minutes W]\n",
     );
     return 2;
   }

@@ -1,14 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { readFileSync } from "node:fs";
+import { loadavg } from "node:os";
 import { startMesh } from "@meshwork/e2e";
 import { cleanups, startPrivateInfra } from "./infra.js";
-import { type SoakVerdict, type SoakWindow, soakVerdict } from "./soak-verdict.js";
+import { defaultWarmupS, type SoakVerdict, type SoakWindow, soakVerdict } from "./soak-verdict.js";
 
 export interface SoakOptions {
   minutes: number;
   /** Orders per second; absent: half the rate measured first with `probeSeconds` of closed-loop load. */
   rate?: number;
   probeSeconds: number;
+  /** Seconds from the start of the load left out of the latency and memory verdict (default: a fifth of the run, at most 5 minutes). */
+  warmupS?: number;
   say: (line: string) => void;
 }
 
@@ -105,6 +108,8 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
       );
     }
     const totalMs = o.minutes * 60_000;
+    const warmupS = o.warmupS ?? defaultWarmupS(totalMs / 1000);
+    o.say(`warm-up: the first ${warmupS.toFixed(0)} s are left out of the latency and memory verdict`);
     const windowMs = Math.min(60_000, totalMs / 5);
     const windows: SoakWindow[] = [];
     const began = Date.now();
@@ -126,10 +131,11 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
         p50Ms: quantile(sorted, 0.5),
         p99Ms: quantile(sorted, 0.99),
         rssMb: rss,
+        load1: loadavg()[0] ?? 0,
       };
       windows.push(w);
       o.say(
-        `  ${w.atS.toFixed(0)} s: ${w.calls} calls, ${w.errors} errors, p50 ${w.p50Ms.toFixed(1)} ms, p99 ${w.p99Ms.toFixed(1)} ms, RSS ${Object.entries(
+        `  ${w.atS.toFixed(0)} s: ${w.calls} calls, ${w.errors} errors, p50 ${w.p50Ms.toFixed(1)} ms, p99 ${w.p99Ms.toFixed(1)} ms, load ${w.load1.toFixed(1)}, RSS ${Object.entries(
           rss,
         )
           .map(([k2, v]) => `${k2} ${v.toFixed(0)}`)
@@ -161,7 +167,12 @@ export async function runSoak(o: SoakOptions): Promise<SoakReport> {
     }
     await Promise.all(inflight);
     sample();
-    return { ...(maxRate !== undefined ? { maxRate } : {}), rate, windows, verdict: soakVerdict(windows) };
+    return {
+      ...(maxRate !== undefined ? { maxRate } : {}),
+      rate,
+      windows,
+      verdict: soakVerdict(windows, { warmupS }),
+    };
   } finally {
     cleanups.delete(cleanup);
     await cleanup();
@@ -172,8 +183,9 @@ export function formatSoak(r: SoakReport, loadAverage: number[]): string {
   const v = r.verdict;
   return [
     `soak report: ${r.windows.length} windows at ${r.rate.toFixed(1)} orders/s${r.maxRate ? ` (half the measured max ${r.maxRate.toFixed(1)}/s)` : ""}; load average ${loadAverage.map((x) => x.toFixed(1)).join(" ")}`,
+    `judged: ${v.judgedWindows} of ${r.windows.length} windows, those after a ${v.warmupS.toFixed(0)} s warm-up (errors count over the whole run)`,
     `errors: ${v.errors}; p99 drift (last third vs first, after warm-up): ${(v.p99Drift * 100).toFixed(0)}% (goal <= 20%)`,
-    `memory growth over the run (fitted): ${Object.entries(v.memoryGrowthMb)
+    `memory growth after the warm-up (fitted): ${Object.entries(v.memoryGrowthMb)
       .map(([k, g]) => `${k} ${g.toFixed(1)} MB`)
       .join(", ")}`,
     v.pass ? "verdict: PASS" : `verdict: FAIL (${v.reasons.join("; ")})`,
