@@ -41,7 +41,11 @@ async function loadOrder(sql: Sql, id: string): Promise<ReturnType<typeof orderJ
   return orderJson(order, items);
 }
 
-/** Places the order in one transaction (stock locked, decremented, order confirmed at once). */
+/**
+ * Places the order in one transaction (stock locked, decremented, order confirmed at once). The
+ * product rows are locked with the stock, in id order: the CDC trigger locks a product before it
+ * captures, so taking stock first and the product later could deadlock with a writer of both.
+ */
 async function placeOrder(tx: TransactionSql, cmd: PlaceOrder): Promise<string> {
   const ids = cmd.items.map((i) => i.product_id.toLowerCase());
   const [again] = await tx<{ id: string }[]>`
@@ -49,7 +53,7 @@ async function placeOrder(tx: TransactionSql, cmd: PlaceOrder): Promise<string> 
   if (again) return again.id;
   const stock = await tx<(ProductRow & { product_id: string })[]>`
     SELECT p.id, p.sku, p.price_minor, p.currency, s.on_hand FROM products p
-    JOIN stock s ON s.product_id = p.id WHERE p.id IN ${tx(ids)} ORDER BY p.id FOR UPDATE OF s`;
+    JOIN stock s ON s.product_id = p.id WHERE p.id IN ${tx(ids)} ORDER BY p.id FOR NO KEY UPDATE OF p, s`;
   const byId = new Map(stock.map((s) => [s.id, s]));
   let total = 0;
   let currency = "";
