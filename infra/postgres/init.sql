@@ -22,3 +22,9 @@ REVOKE CONNECT ON DATABASE orders FROM PUBLIC;
 CREATE ROLE notifications LOGIN PASSWORD 'notifications';
 CREATE DATABASE notifications OWNER notifications;
 REVOKE CONNECT ON DATABASE notifications FROM PUBLIC;
+
+-- The monolith of the strangler-fig migration (apps/legacy): its one database, holding users,
+-- products, stock and orders, and the CDC outbox its triggers fill.
+CREATE ROLE legacy LOGIN PASSWORD 'legacy';
+CREATE DATABASE legacy OWNER legacy;
+REVOKE CONNECT ON DATABASE legacy FROM PUBLIC;

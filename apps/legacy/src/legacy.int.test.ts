@@ -181,4 +181,48 @@ describe("the legacy monolith", () => {
       await sql.end();
     }
   });
+
+  it("captures concurrent changes of one product in order: the newest capture holds both", async () => {
+    // Two real transactions on one product, one on products and one on stock, overlapping. Each
+    // trigger used to capture a state missing the other's change; the later sequence then carried
+    // the old name. Now the second capture waits for the first transaction and sees both.
+    const opts = { max: 1, onnotice: () => {} };
+    const [a, b, probe] = [postgres(db.url, opts), postgres(db.url, opts), postgres(db.url, opts)];
+    try {
+      const lamp = SEED.products[3];
+      const [before] = await probe<
+        { on_hand: string }[]
+      >`SELECT on_hand FROM stock WHERE product_id = ${lamp.id}`;
+      const [bpid] = await b<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+      await a.unsafe("BEGIN");
+      await a`UPDATE products SET name = 'Lamp, renamed', updated_at = now() WHERE id = ${lamp.id}`;
+      await b.unsafe("BEGIN");
+      let settled = false;
+      const stockUpdate =
+        b`UPDATE stock SET on_hand = on_hand + 5, updated_at = now() WHERE product_id = ${lamp.id}`
+          .execute()
+          .finally(() => {
+            settled = true;
+          });
+      // Either b finished (no lock in the trigger) or it waits for a's row lock.
+      await waitFor(
+        async () =>
+          settled ||
+          (
+            await probe<
+              { w: string | null }[]
+            >`SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = ${bpid!.pid}`
+          )[0]?.w === "Lock",
+        { what: "the stock update to finish or wait for the product's lock" },
+      );
+      await a.unsafe("COMMIT");
+      await stockUpdate;
+      await b.unsafe("COMMIT");
+      const [last] = await probe<{ payload: { name: string; on_hand: number } }[]>`
+        SELECT payload FROM cdc_outbox WHERE aggregate_id = ${lamp.id} ORDER BY seq DESC LIMIT 1`;
+      expect(last?.payload).toMatchObject({ name: "Lamp, renamed", on_hand: Number(before!.on_hand) + 5 });
+    } finally {
+      await Promise.all([a.end(), b.end(), probe.end()]);
+    }
+  });
 });

@@ -8,7 +8,8 @@ import type { Sql } from "postgres";
  * Step 2 is the change data capture the migration adds to the monolith: triggers on the
  * catalogue and stock tables write a row into `cdc_outbox` in the same transaction as the change,
  * whoever made it (the monolith, a back-office script, a psql session). The relay publishes those
- * rows to JetStream; the monolith's own code never writes to the outbox.
+ * rows to JetStream; the monolith's own code never writes to the outbox. Step 4 makes the capture
+ * lock the product row first, so concurrent changes of one product are captured in order.
  */
 export const MIGRATIONS: readonly string[] = [
   `CREATE TABLE users (
@@ -118,6 +119,24 @@ export const MIGRATIONS: readonly string[] = [
    BEGIN
      IF current_setting('meshwork.origin', true) = 'mesh' THEN RETURN NULL; END IF;
      IF TG_TABLE_NAME = 'products' THEN pid := NEW.id; ELSE pid := NEW.product_id; END IF;
+     INSERT INTO cdc_outbox (event_type, aggregate_id, payload)
+       VALUES ('legacy.product.changed', pid, cdc_product_state(pid));
+     PERFORM pg_notify('cdc_outbox', '');
+     RETURN NULL;
+   END $$;`,
+  // Step 4: the capture takes the product row's lock before it reads the state. Without it two
+  // transactions on one product, one on \`products\` and one on \`stock\`, each captured a state
+  // missing the other's uncommitted change, and the higher sequence won with stale data. With it
+  // the second waits for the first to commit and then reads (a fresh snapshot per statement in
+  // READ COMMITTED) a state holding both, under the higher sequence. NO KEY UPDATE: what an
+  // UPDATE of products takes itself, and it does not block foreign-key checks (KEY SHARE). The
+  // lock comes before the origin check, so a reverse-sync write is ordered the same way.
+  `CREATE OR REPLACE FUNCTION cdc_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+   DECLARE pid uuid;
+   BEGIN
+     IF TG_TABLE_NAME = 'products' THEN pid := NEW.id; ELSE pid := NEW.product_id; END IF;
+     PERFORM 1 FROM products WHERE id = pid FOR NO KEY UPDATE;
+     IF current_setting('meshwork.origin', true) = 'mesh' THEN RETURN NULL; END IF;
      INSERT INTO cdc_outbox (event_type, aggregate_id, payload)
        VALUES ('legacy.product.changed', pid, cdc_product_state(pid));
      PERFORM pg_notify('cdc_outbox', '');

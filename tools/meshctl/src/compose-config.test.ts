@@ -58,8 +58,8 @@ describe("docker-compose.yml through a real Compose implementation", () => {
   let resolved: Resolved;
 
   beforeAll(async () => {
-    // The legacy monolith runs under `meshctl up` only; docker-compose has no place for it yet.
-    manifests = findServices(root).filter((m) => m.kind !== "legacy");
+    // Every process, the legacy monolith (strangler fig) among them.
+    manifests = findServices(root);
     dir = mkdtempSync(join(tmpdir(), "mw-compose-config-"));
     envFile = join(dir, "compose.env");
     secrets = writeComposeSecrets(envFile, manifests);
@@ -74,17 +74,26 @@ describe("docker-compose.yml through a real Compose implementation", () => {
       const env = s?.environment ?? {};
       // Interpolated from the env file meshctl secrets writes, as `docker compose --env-file` does.
       expect(env.NATS_PASSWORD, m.name).toBe(secrets[`${m.name.toUpperCase()}_NATS_PASSWORD`]);
-      expect(env.IDENTITY_KEY, m.name).toBe(secrets[`${m.name.toUpperCase()}_IDENTITY_KEY`]);
-      expect(env.IDENTITY_TRUST, m.name).toBe(secrets.IDENTITY_TRUST);
+      // The monolith has no mesh identity; its session-token secret comes from the file too.
+      const legacy = m.kind === "legacy";
+      expect(env.IDENTITY_KEY, m.name).toBe(
+        legacy ? undefined : secrets[`${m.name.toUpperCase()}_IDENTITY_KEY`],
+      );
+      expect(env.IDENTITY_TRUST, m.name).toBe(legacy ? undefined : secrets.IDENTITY_TRUST);
+      if (legacy) expect(env.LEGACY_TOKEN_SECRET).toBe(secrets.LEGACY_TOKEN_SECRET);
       expect(String(env.PORT), m.name).toBe(String(m.port));
       expect(JSON.stringify(resolved)).not.toContain("${");
-      if (m.kind === "service") {
+      if (m.kind !== "gateway") {
         // The `x-service` anchor merged in: waits for a healthy Postgres, drains within its grace.
         expect(s?.depends_on?.postgres?.condition, m.name).toBe("service_healthy");
         expect(s?.stop_grace_period, m.name).toBe("15s");
-        expect(env.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://otel-collector:4318");
+        if (!legacy) expect(env.OTEL_EXPORTER_OTLP_ENDPOINT).toBe("http://otel-collector:4318");
       }
     }
+    // The monolith answers /healthz once it is migrated and listening; the edges wait for it.
+    expect(resolved.services.legacy?.healthcheck?.test.join(" ")).toMatch(/\/healthz/);
+    expect(resolved.services.gateway?.depends_on?.legacy?.condition).toBe("service_healthy");
+    expect(resolved.services.envoy?.depends_on?.legacy?.condition).toBe("service_healthy");
     expect(resolved.services.users?.secrets?.map((s) => s.source)).toEqual(["users_bootstrap_secret"]);
     expect(resolved.services.envoy?.ports).toEqual([
       expect.objectContaining({ published: 8080, target: 8080 }),

@@ -29,8 +29,10 @@ export function renderComposeNatsConfig(manifests: readonly ServiceManifest[]): 
   const mesh = { bucket: DEFAULT_BUCKET, namespace: "" };
   const env = (name: string) => ({ env: composeVariable(name, "NATS_PASSWORD") });
   const users: ConfigUser[] = [
+    // The legacy monolith relays its change data capture (LEGACY) and reverse-syncs the streams
+    // it consumes: a user like a service's.
     ...manifests
-      .filter((m) => m.kind === "service")
+      .filter((m) => m.kind === "service" || m.kind === "legacy")
       .map((m) => ({
         user: m.name,
         password: env(m.name),
@@ -54,8 +56,9 @@ export function renderComposeNatsConfig(manifests: readonly ServiceManifest[]): 
 
 /**
  * The secrets `docker compose --env-file <file> up` needs: each process's identity key and NATS
- * password, the trust list (every process's public key) and the key that seals users' signing keys. Values already in `file` are kept;
- * missing ones are made. The file is readable by the owner only.
+ * password, the trust list (every process's public key), the key that seals users' signing keys
+ * and the legacy monolith's session-token secret. Values already in `file` are kept; missing ones
+ * are made. The file is readable by the owner only.
  */
 export function writeComposeSecrets(
   file: string,
@@ -72,7 +75,9 @@ export function writeComposeSecrets(
     values[composeVariable(name, "NATS_PASSWORD")] ??= randomBytes(24).toString("base64url");
   }
   const trust: string[] = [];
-  for (const m of manifests) {
+  // The monolith is no mesh process: it signs no identity assertion and trusts none. Its own
+  // secret is the HS256 key of its session tokens.
+  for (const m of manifests.filter((x) => x.kind !== "legacy")) {
     const variable = composeVariable(m.name, "IDENTITY_KEY");
     values[variable] ??= generateIdentityKey().privateKey;
     trust.push(`${m.name}=${publicKeyText(privateKeyFrom(values[variable]))}`);
@@ -80,6 +85,8 @@ export function writeComposeSecrets(
   values.IDENTITY_TRUST = trust.join(",");
   // Seals users' JWT signing keys in its database (AES-256-GCM).
   values.USERS_KEY_ENCRYPTION_KEY ??= randomBytes(32).toString("base64");
+  if (manifests.some((m) => m.kind === "legacy"))
+    values.LEGACY_TOKEN_SECRET ??= randomBytes(32).toString("base64url");
   mkdirSync(dirname(file), { recursive: true });
   const body = Object.entries(values)
     .map(([k, v]) => `${k}=${v}`)

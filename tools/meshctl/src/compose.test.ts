@@ -36,8 +36,9 @@ describe("docker-compose.yml", () => {
   /** `${VAR:?message}` references in the file, each a secret compose reads from the env file. */
   let referenced: string[];
   beforeAll(() => {
-    // The legacy monolith runs under `meshctl up` only; docker-compose has no place for it yet.
-    manifests = findServices(root).filter((m) => m.kind !== "legacy");
+    // Every process, the legacy monolith (strangler fig) among them.
+    manifests = findServices(root);
+    expect(manifests.map((m) => m.kind)).toContain("legacy");
     // As `docker compose --env-file .meshwork/compose.env` does: the secrets `meshctl secrets` made.
     const dir = mkdtempSync(join(tmpdir(), "mw-compose-"));
     const envFile = join(dir, "compose.env");
@@ -135,10 +136,12 @@ describe("docker-compose.yml", () => {
         tracesExporter?: string;
         otlpEndpoint?: string;
         db?: { url?: string };
+        databaseUrl?: string;
         events?: { natsUrl: string; natsCredentials?: { user: string } };
         discovery?: { mode?: string; advertiseHost?: string; natsUrl?: string };
         jwksUrl?: string;
         adminHost?: string;
+        strangler?: { legacyUrl?: string };
       };
       const runtime = c.runtime ?? {
         host: c.host,
@@ -146,13 +149,19 @@ describe("docker-compose.yml", () => {
         tracesExporter: c.tracesExporter,
         otlpEndpoint: c.otlpEndpoint,
       };
+      // The monolith exports no traces (it predates the mesh); the rest do.
       expect(runtime, m.name).toMatchObject({
         host: "0.0.0.0",
         port: m.port,
-        tracesExporter: "otlp",
-        otlpEndpoint: "http://otel-collector:4318",
+        ...(m.kind === "legacy"
+          ? {}
+          : { tracesExporter: "otlp", otlpEndpoint: "http://otel-collector:4318" }),
       });
-      if (m.database) expect(c.db?.url).toBe(e.DATABASE_URL);
+      if (m.database) expect(c.db?.url ?? c.databaseUrl, m.name).toBe(e.DATABASE_URL);
+      if (m.kind === "legacy") {
+        expect(c.events, "legacy's CDC relay and reverse sync").toBeDefined();
+        expect(c).toMatchObject({ tokenSecret: secrets.LEGACY_TOKEN_SECRET });
+      }
       if (c.events) expect(c.events.natsUrl).toBe("nats://nats:4222");
       if (c.events) expect(c.events.natsCredentials?.user).toBe(m.name);
       if (m.kind === "service") expect(c.discovery?.advertiseHost).toBe(m.name);
@@ -162,6 +171,8 @@ describe("docker-compose.yml", () => {
           `http://users:${manifests.find((x) => x.name === "users")?.port}/.well-known/jwks.json`,
         );
         expect(c.adminHost).toBe("0.0.0.0");
+        const legacy = manifests.find((x) => x.kind === "legacy");
+        expect(c.strangler?.legacyUrl).toBe(`http://${legacy?.name}:${legacy?.port}`);
       }
     }
   });
@@ -179,7 +190,7 @@ describe("docker-compose.yml", () => {
     ]);
     expect(published.filter((p) => inside.has(p.container))).toEqual([]);
     // Services are reached through an edge only (the gateway's public port is the one exception).
-    const services = new Set(manifests.filter((m) => m.kind === "service").map((m) => m.name));
+    const services = new Set(manifests.filter((m) => m.kind !== "gateway").map((m) => m.name));
     expect(published.filter((p) => services.has(p.name))).toEqual([]);
     // The observability UIs (traces, metrics, dashboards: no authentication) on the loopback only.
     for (const name of ["jaeger", "prometheus", "grafana"]) {
@@ -193,20 +204,26 @@ describe("docker-compose.yml", () => {
     expect(new Set(referenced)).toEqual(new Set(Object.keys(secrets)));
     const text = read("docker-compose.yml");
     expect(text).not.toMatch(/^\s*[A-Z_]*(IDENTITY_KEY|NATS_PASSWORD|IDENTITY_TRUST):\s*[^$\s]/m);
+    const mesh = manifests.filter((m) => m.kind !== "legacy");
     for (const m of manifests) {
-      expect(env(m.name).IDENTITY_KEY, m.name).toBe(secrets[`${m.name.toUpperCase()}_IDENTITY_KEY`]);
       expect(env(m.name).NATS_USER, m.name).toBe(m.name);
       expect(env(m.name).NATS_PASSWORD, m.name).toBe(secrets[`${m.name.toUpperCase()}_NATS_PASSWORD`]);
-      expect(env(m.name).IDENTITY_TRUST, m.name).toBe(secrets.IDENTITY_TRUST);
+      // The monolith neither signs nor checks identity assertions: no key, no trust list.
+      const identity = mesh.includes(m);
+      expect(env(m.name).IDENTITY_KEY, m.name).toBe(
+        identity ? secrets[`${m.name.toUpperCase()}_IDENTITY_KEY`] : undefined,
+      );
+      expect(env(m.name).IDENTITY_TRUST, m.name).toBe(identity ? secrets.IDENTITY_TRUST : undefined);
     }
+    // Its session tokens' secret comes from the secrets file too (users will verify them).
+    expect(env("legacy").LEGACY_TOKEN_SECRET).toBe(secrets.LEGACY_TOKEN_SECRET);
+    expect(secrets.LEGACY_TOKEN_SECRET?.length).toBeGreaterThanOrEqual(32);
     // Users seals its signing keys at rest with a key from the secrets file (32 bytes).
     expect(env("users").USERS_KEY_ENCRYPTION_KEY).toBe(secrets.USERS_KEY_ENCRYPTION_KEY);
     expect(Buffer.from(secrets.USERS_KEY_ENCRYPTION_KEY ?? "", "base64")).toHaveLength(32);
     expect(text).not.toMatch(/^\s*USERS_KEY_ENCRYPTION_KEY:\s*[^$\s]/m);
     // Every process's public key is trusted, the gateway's among them.
-    expect(secrets.IDENTITY_TRUST?.split(",").map((t) => t.split("=")[0])).toEqual(
-      manifests.map((m) => m.name),
-    );
+    expect(secrets.IDENTITY_TRUST?.split(",").map((t) => t.split("=")[0])).toEqual(mesh.map((m) => m.name));
   });
 
   it("runs NATS with a user per process from the committed configuration, which is current", () => {
@@ -248,12 +265,12 @@ describe("docker-compose.yml", () => {
         ),
       );
     // Every service's cluster (and the JWKS one) points at its compose service, on its port; the
-    // ext_authz one at the gateway, on the EXT_AUTHZ_PORT compose gives it. The legacy cluster
-    // (strangler fig) points at the monolith, which compose does not run yet.
-    expect(new Set(upstreams.map((a) => a.address).filter((a) => a !== "legacy"))).toEqual(
-      new Set([...manifests.filter((m) => m.kind === "service").map((m) => m.name), "gateway"]),
+    // ext_authz one at the gateway, on the EXT_AUTHZ_PORT compose gives it; the legacy cluster
+    // (strangler fig) at the monolith.
+    expect(new Set(upstreams.map((a) => a.address))).toEqual(
+      new Set([...manifests.filter((m) => m.kind !== "gateway").map((m) => m.name), "gateway"]),
     );
-    for (const a of upstreams.filter((u) => u.address !== "legacy")) {
+    for (const a of upstreams) {
       expect(names.has(a.address), `envoy upstream ${a.address}`).toBe(true);
       const port =
         a.address === "gateway"
@@ -269,7 +286,8 @@ describe("docker-compose.yml", () => {
     const targets = prometheus.scrape_configs.flatMap((j) =>
       j.static_configs.flatMap((s) => s.targets.map((t) => ({ target: t, path: j.metrics_path }))),
     );
-    for (const m of manifests) {
+    // The monolith serves no /metrics (the strangler's figures are the gateway's).
+    for (const m of manifests.filter((x) => x.kind !== "legacy")) {
       const expected =
         m.kind === "gateway"
           ? { target: `${m.name}:${m.adminPort}`, path: "/stats/prometheus" }

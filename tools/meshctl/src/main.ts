@@ -240,8 +240,8 @@ async function main(argv: string[]): Promise<number> {
     return command ? 0 : 2;
   }
   const services = findServices(root);
-  // docker-compose runs the mesh without the legacy monolith (meshctl up runs it).
-  const composeServices = services.filter((s) => s.kind !== "legacy");
+  // docker-compose runs every process of the repository, the legacy monolith among them.
+  const composeServices = services;
   const home = process.env.MESHWORK_HOME ?? join(root, ".meshwork");
   const natsUrl = values["nats-url"] ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const namespace = process.env.EVENTS_NAMESPACE ?? "";

@@ -77,11 +77,16 @@ beforeAll(async () => {
   await legacy.waitForLog((l) => l.msg === "listening", 60_000);
   // The seeded catalogue predates the migration: what the relay published of it is purged, so
   // inventory starts empty and only the backfill can bring it.
+  // Both stages, in one snapshot: a row still in cdc_outbox (not yet translated) would be
+  // published after the purge and reach inventory before the backfill.
   await waitFor(
     async () =>
-      (await lsql<{ n: number }[]>`select count(*)::int as n from cdc_events where sent_at is null`)[0]?.n ===
-      0,
-    { what: "legacy's relay to publish the seed's captured rows", timeoutMs: 30_000 },
+      (
+        await lsql<{ n: number }[]>`
+          select ((select count(*) from cdc_outbox where sent_at is null)
+               + (select count(*) from cdc_events where sent_at is null))::int as n`
+      )[0]?.n === 0,
+    { what: "legacy's relay to translate and publish the seed's captured rows", timeoutMs: 30_000 },
   );
   const nc = await connectNats(natsUrl, "test");
   await (await jetstreamManager(nc)).streams.purge(streamName(namespace, "LEGACY"));

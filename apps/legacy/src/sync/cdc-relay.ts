@@ -66,99 +66,120 @@ export function toProductChanged(row: CapturedRow, namespace: string): EventEnve
   );
 }
 
-/**
- * Moves what the triggers captured (`cdc_outbox`, JSON written by plpgsql) into `cdc_events` as
- * Protobuf ProductChanged rows, one batch per transaction: claimed with SKIP LOCKED, written to
- * the mesh outbox (whose NOTIFY wakes the relay), marked handed over. The trigger cannot encode
- * Protobuf; everything after this step is the mesh's own outbox relay, unchanged.
- */
-export function createCdcTranslator(options: {
+interface TranslatorOptions {
   database: CdcDatabase;
   namespace: string;
   logger: Logger;
   batchSize: number;
   pollMs: number;
   retentionMs: number;
-}) {
-  const { database, namespace, logger } = options;
-  const db = database.db;
-  let running = false;
-  let loop: Promise<void> | undefined;
-  let unlisten: (() => Promise<void>) | undefined;
-  let wake: (() => void) | undefined;
-  let pending = false;
-  let lastPrune = 0;
+}
 
-  async function translateOnce(): Promise<number> {
-    return db.transaction(async (tx) => {
-      const rows = await queryRows<CapturedRow>(
-        tx,
-        sql`select seq, event_id, event_type, payload, created_at from cdc_outbox
-            where sent_at is null order by seq limit ${options.batchSize} for update skip locked`,
-      );
-      if (rows.length === 0) return 0;
-      await enqueueEvents(
-        tx,
-        cdcEvents,
-        rows.map((r) => toProductChanged(r, namespace)),
-      );
-      await tx.execute(
-        sql`update cdc_outbox set sent_at = now()
-            where seq = any(${sql.param(rows.map((r) => String(r.seq)))}::bigint[])`,
-      );
-      return rows.length;
-    });
+/** One batch: claimed with SKIP LOCKED, written to the mesh outbox, marked handed over. */
+async function translateBatch(options: TranslatorOptions): Promise<number> {
+  return options.database.db.transaction(async (tx) => {
+    const rows = await queryRows<CapturedRow>(
+      tx,
+      sql`select seq, event_id, event_type, payload, created_at from cdc_outbox
+          where sent_at is null order by seq limit ${options.batchSize} for update skip locked`,
+    );
+    if (rows.length === 0) return 0;
+    await enqueueEvents(
+      tx,
+      cdcEvents,
+      rows.map((r) => toProductChanged(r, options.namespace)),
+    );
+    await tx.execute(
+      sql`update cdc_outbox set sent_at = now()
+          where seq = any(${sql.param(rows.map((r) => String(r.seq)))}::bigint[])`,
+    );
+    return rows.length;
+  });
+}
+
+async function pruneHandedOver(options: TranslatorOptions): Promise<void> {
+  const age = `${Math.round(options.retentionMs / 1000)} seconds`;
+  await options.database.db.execute(sql`delete from cdc_outbox where sent_at < now() - ${age}::interval`);
+}
+
+/**
+ * Moves what the triggers captured (`cdc_outbox`, JSON written by plpgsql) into `cdc_events` as
+ * Protobuf ProductChanged rows, one batch per transaction: claimed with SKIP LOCKED, written to
+ * the mesh outbox (whose NOTIFY wakes the relay), marked handed over. The trigger cannot encode
+ * Protobuf; everything after this step is the mesh's own outbox relay, unchanged.
+ */
+export class CdcTranslator {
+  private running = false;
+  private loop: Promise<void> | undefined;
+  private unlisten: (() => Promise<void>) | undefined;
+  private wake: (() => void) | undefined;
+  private pending = false;
+  private lastPrune = 0;
+
+  constructor(private readonly options: TranslatorOptions) {}
+
+  translateOnce(): Promise<number> {
+    return translateBatch(this.options);
   }
 
-  async function run(): Promise<void> {
+  async start(): Promise<void> {
+    this.running = true;
+    this.unlisten = await this.options.database.listen("cdc_outbox", () => {
+      this.pending = true;
+      this.wake?.();
+    });
+    this.loop = this.run();
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.wake?.();
+    await this.loop;
+    await this.unlisten?.();
+  }
+
+  private async run(): Promise<void> {
     let failed = 0;
-    while (running) {
-      pending = false;
+    while (this.running) {
+      this.pending = false;
       try {
-        const n = await translateOnce();
+        const n = await this.translateOnce();
         failed = 0;
-        if (Date.now() - lastPrune > 60_000) {
-          lastPrune = Date.now();
-          await db.execute(
-            sql`delete from cdc_outbox where sent_at < now() - ${`${Math.round(options.retentionMs / 1000)} seconds`}::interval`,
-          );
+        if (Date.now() - this.lastPrune > 60_000) {
+          this.lastPrune = Date.now();
+          await pruneHandedOver(this.options);
         }
-        if (n >= options.batchSize) continue;
+        if (n >= this.options.batchSize) continue;
       } catch (err) {
         failed++;
         if (failed === 1 || failed % 20 === 0)
-          logger.warn({ err: String(err), failures: failed }, "cdc translator failed; will retry");
+          this.options.logger.warn(
+            { err: String(err), failures: failed },
+            "cdc translator failed; will retry",
+          );
       }
-      await new Promise<void>((resolve) => {
-        if (pending || !running) return resolve();
-        const timer = setTimeout(done, failed > 0 ? Math.min(5_000, 100 * 2 ** failed) : options.pollMs);
-        function done() {
-          clearTimeout(timer);
-          wake = undefined;
-          resolve();
-        }
-        wake = done;
-      });
+      await this.idle(failed > 0 ? Math.min(5_000, 100 * 2 ** failed) : this.options.pollMs);
     }
   }
 
-  return {
-    translateOnce,
-    async start() {
-      running = true;
-      unlisten = await database.listen("cdc_outbox", () => {
-        pending = true;
-        wake?.();
-      });
-      loop = run();
-    },
-    async stop() {
-      running = false;
-      wake?.();
-      await loop;
-      await unlisten?.();
-    },
-  };
+  /** Waits for a NOTIFY, stop() or `ms`, whichever comes first. */
+  private idle(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      if (this.pending || !this.running) return resolve();
+      const done = () => {
+        clearTimeout(timer);
+        this.wake = undefined;
+        resolve();
+      };
+      const timer = setTimeout(done, ms);
+      this.wake = done;
+    });
+  }
+}
+
+/** Creates the translator (not started). */
+export function createCdcTranslator(options: TranslatorOptions): CdcTranslator {
+  return new CdcTranslator(options);
 }
 
 /** The CDC relay of the monolith, started: translator plus the mesh's outbox relay. */

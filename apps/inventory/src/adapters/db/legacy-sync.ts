@@ -16,19 +16,11 @@ export const LEGACY_SYNC_SOURCE = "meshwork/inventory/legacy-sync";
 /** What applying one captured legacy change did. */
 export type LegacyApplyOutcome = "created" | "updated" | "unchanged" | "stale";
 
-/**
- * Applies a product's state captured in the legacy database, in the consumer's transaction.
- * Idempotent and order-proof: the capture `sequence` is recorded per product and an event not
- * newer than the recorded one is dropped (`stale`); a state equal to the row's changes nothing
- * (no version, no event: a second backfill is a no-op). A change bumps the version and writes
- * ProductUpdated / StockChanged with the origin marker, so caches drop the old copy. Units on
- * hand follow legacy; `received` moves by the same delta, keeping the conservation check true.
- */
-export async function applyLegacyProduct(
-  tx: AnyTransaction,
-  e: ProductChanged,
-  namespace: string,
-): Promise<LegacyApplyOutcome> {
+type ProductRow = typeof products.$inferSelect;
+type LegacyState = Pick<ProductRow, "sku" | "name" | "priceMinor" | "currency" | "onHand">;
+
+/** Records `e.sequence` for its product unless a newer or equal one is recorded: false = stale. */
+async function claimSequence(tx: AnyTransaction, e: ProductChanged): Promise<boolean> {
   const claimed = await tx
     .insert(legacySync)
     .values({ productId: e.productId, sequence: Number(e.sequence) })
@@ -38,49 +30,28 @@ export async function applyLegacyProduct(
       setWhere: sql`${legacySync.sequence} < ${Number(e.sequence)}`,
     })
     .returning({ productId: legacySync.productId });
-  if (claimed.length === 0) return "stale";
+  return claimed.length > 0;
+}
 
-  const state = {
+function stateOf(e: ProductChanged): LegacyState {
+  return {
     sku: e.sku,
     name: e.name,
     priceMinor: Number(e.price?.amountMinor ?? 0n),
     currency: e.price?.currency ?? "",
     onHand: Number(e.onHand),
   };
-  const [row] = await tx.select().from(products).where(eq(products.id, e.productId)).for("update");
-  let outcome: LegacyApplyOutcome;
-  let after: typeof products.$inferSelect | undefined;
-  let nameChanged = true;
-  let stockChanged = true;
-  if (!row) {
-    [after] = await tx
-      .insert(products)
-      .values({ id: e.productId, ...state, received: state.onHand })
-      .returning();
-    outcome = "created";
-  } else {
-    nameChanged =
-      row.sku !== state.sku ||
-      row.name !== state.name ||
-      row.priceMinor !== state.priceMinor ||
-      row.currency !== state.currency;
-    stockChanged = row.onHand !== state.onHand;
-    if (!nameChanged && !stockChanged) return "unchanged";
-    [after] = await tx
-      .update(products)
-      .set({
-        ...state,
-        received: sql`${products.received} + ${state.onHand - row.onHand}`,
-        version: sql`${products.version} + 1`,
-      })
-      .where(eq(products.id, e.productId))
-      .returning();
-    outcome = "updated";
-  }
-  if (!after) throw new Error(`product ${e.productId} vanished while applying a legacy change`);
+}
+
+/** The events a change writes: ProductUpdated if the catalogue fields moved, StockChanged if stock did. */
+function changeEvents(
+  after: ProductRow,
+  changed: { name: boolean; stock: boolean },
+  namespace: string,
+): EventEnvelope[] {
   const events: EventEnvelope[] = [];
   const options = { source: LEGACY_SYNC_SOURCE, namespace };
-  if (nameChanged)
+  if (changed.name)
     events.push(
       createEnvelope(
         ProductUpdatedSchema,
@@ -94,7 +65,7 @@ export async function applyLegacyProduct(
         options,
       ),
     );
-  if (stockChanged)
+  if (changed.stock)
     events.push(
       createEnvelope(
         StockChangedSchema,
@@ -108,6 +79,51 @@ export async function applyLegacyProduct(
         options,
       ),
     );
-  await enqueueEvents(tx, outbox, events);
-  return outcome;
+  return events;
+}
+
+/**
+ * Applies a product's state captured in the legacy database, in the consumer's transaction.
+ * Idempotent and order-proof: the capture `sequence` is recorded per product and an event not
+ * newer than the recorded one is dropped (`stale`); a state equal to the row's changes nothing
+ * (no version, no event: a second backfill is a no-op). A change bumps the version and writes
+ * ProductUpdated / StockChanged with the origin marker, so caches drop the old copy. Units on
+ * hand follow legacy; `received` moves by the same delta, keeping the conservation check true.
+ */
+export async function applyLegacyProduct(
+  tx: AnyTransaction,
+  e: ProductChanged,
+  namespace: string,
+): Promise<LegacyApplyOutcome> {
+  if (!(await claimSequence(tx, e))) return "stale";
+  const state = stateOf(e);
+  const [row] = await tx.select().from(products).where(eq(products.id, e.productId)).for("update");
+  let after: ProductRow | undefined;
+  const changed = { name: true, stock: true };
+  if (!row) {
+    [after] = await tx
+      .insert(products)
+      .values({ id: e.productId, ...state, received: state.onHand })
+      .returning();
+  } else {
+    changed.name =
+      row.sku !== state.sku ||
+      row.name !== state.name ||
+      row.priceMinor !== state.priceMinor ||
+      row.currency !== state.currency;
+    changed.stock = row.onHand !== state.onHand;
+    if (!changed.name && !changed.stock) return "unchanged";
+    [after] = await tx
+      .update(products)
+      .set({
+        ...state,
+        received: sql`${products.received} + ${state.onHand - row.onHand}`,
+        version: sql`${products.version} + 1`,
+      })
+      .where(eq(products.id, e.productId))
+      .returning();
+  }
+  if (!after) throw new Error(`product ${e.productId} vanished while applying a legacy change`);
+  await enqueueEvents(tx, outbox, changeEvents(after, changed, namespace));
+  return row ? "updated" : "created";
 }
