@@ -8,7 +8,9 @@ import {
   type UnaryRequest,
 } from "@connectrpc/connect";
 import {
+  type LeanSpanStarter,
   type Logger,
+  leanSpanStarter,
   onStreamEnd,
   requestTimeout,
   type Telemetry,
@@ -75,6 +77,10 @@ export interface TelemetryInterceptorOptions {
  */
 export function createTelemetryInterceptor(options: TelemetryInterceptorOptions): Interceptor {
   const { tracer } = options.telemetry;
+  // The SDK's pipeline with fewer objects per call when the tracer is the SDK's (see leanSpanStarter).
+  const startSpan: LeanSpanStarter =
+    leanSpanStarter(tracer) ??
+    ((name, kind, attributes, parent) => tracer.startSpan(name, { kind, attributes }, parent));
   const routeOf = createRouteTable();
   const finish = createFinisher(options);
 
@@ -82,7 +88,7 @@ export function createTelemetryInterceptor(options: TelemetryInterceptorOptions)
     const started = performance.now();
     const route = routeOf(req);
     const parent = propagation.extract(ROOT_CONTEXT, req.header, headerGetter);
-    const span = tracer.startSpan(route.spanName, { kind: SpanKind.SERVER, attributes: route.attrs }, parent);
+    const span = startSpan(route.spanName, SpanKind.SERVER, route.attrs, parent);
     let ctx: Context = trace.setSpan(parent, span);
     // The caller's deadline rides in the context, for outgoing calls made by the handler.
     const timeout = requestTimeout(req.header.get("grpc-timeout"), req.header.get("connect-timeout-ms")).ms;
@@ -149,11 +155,12 @@ function createRouteTable(): (req: UnaryRequest | StreamRequest) => Route {
         spanName: `${service}/${methodName}`,
         protocol,
         probe: service === "grpc.health.v1.Health",
-        attrs: {
+        // Frozen: every span of the route starts with this very object (see leanSpanStarter).
+        attrs: Object.freeze({
           "rpc.system": protocol === "connect" ? "connect_rpc" : "grpc",
           "rpc.service": service,
           "rpc.method": methodName,
-        },
+        }),
         byCode: new Map(),
       };
       perProtocol[protocol] = route;
