@@ -9,6 +9,7 @@ export { createClientTracingInterceptor, endClientSpan, rpcClientAttributes } fr
 export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./deadline.js";
 export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./histogram.js";
 export { recordsSpans } from "./id-tracer.js";
+export { type LeanSpanStarter, leanSpanStarter } from "./lean-span.js";
 export { errorForLog, type LoggedError, REDACT_PATHS, scrubText } from "./log-safety.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
 export type { OtelEnv, OtlpProtocol } from "./otel-env.js";

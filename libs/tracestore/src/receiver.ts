@@ -83,132 +83,160 @@ const signals = {
 export function createReceiverHandler(
   options: ReceiverOptions = {},
 ): (req: IncomingMessage, res: ServerResponse) => void {
-  const traces = options.traces ?? new TraceStore();
-  const logs = options.logs ?? new LogStore();
-  const maxBodyBytes = options.maxBodyBytes ?? 16 * 1024 * 1024;
-
-  const exportRequest = async (
-    signal: "traces" | "logs" | "metrics",
-    req: IncomingMessage,
-    res: ServerResponse,
-  ) => {
-    const encoding = encodingOf(req.headers["content-type"]);
-    try {
-      if (req.method !== "POST") {
-        res.setHeader("allow", "POST");
-        throw new HttpError(405, `${req.method} is not allowed on ${req.url}: OTLP exports are POSTed`);
-      }
-      if (!encoding) {
-        throw new HttpError(
-          415,
-          `unsupported content type "${req.headers["content-type"] ?? ""}": use application/x-protobuf or application/json`,
-        );
-      }
-      const body = await readBody(req, maxBodyBytes);
-      if (signal === "traces") {
-        // Protobuf spans are kept encoded until read (see encodedSpansFromProtobuf).
-        const decoded =
-          encoding === "protobuf"
-            ? encodedSpansFromProtobuf(body)
-            : spansFromRequest(decodeOtlp(otlpSchemas.traces, body, encoding));
-        const added =
-          encoding === "protobuf"
-            ? traces.addEncoded((decoded as EncodedSpans).spans)
-            : traces.add((decoded as DecodedSpans).spans);
-        const rejected = decoded.rejected + added.rejected;
-        const message = [
-          decoded.reason,
-          added.rejected
-            ? `${added.rejected} spans refused: their trace exceeds the store's byte limit`
-            : undefined,
-        ]
-          .filter(Boolean)
-          .join("; ");
-        respond(res, 200, encoding, ExportTraceServiceResponseSchema, {
-          ...(rejected ? { partialSuccess: { rejectedSpans: BigInt(rejected), errorMessage: message } } : {}),
-        });
-      } else if (signal === "logs") {
-        for (const line of logLinesFromRequest(decodeOtlp(otlpSchemas.logs, body, encoding))) logs.add(line);
-        respond(res, 200, encoding, ExportLogsServiceResponseSchema, {});
-      } else {
-        const points = countDataPoints(decodeOtlp(otlpSchemas.metrics, body, encoding));
-        respond(res, 200, encoding, ExportMetricsServiceResponseSchema, {
-          ...(points
-            ? {
-                partialSuccess: {
-                  rejectedDataPoints: BigInt(points),
-                  errorMessage:
-                    "this receiver keeps traces and logs only; scrape metrics from each process's /metrics",
-                },
-              }
-            : {}),
-        });
-      }
-    } catch (err) {
-      const status = err instanceof HttpError ? err.status : err instanceof OtlpDecodeError ? 400 : 500;
-      const message =
-        err instanceof HttpError || err instanceof OtlpDecodeError ? err.message : "internal error";
-      // The body of a refused request may still be arriving: close the connection after answering.
-      if (!req.readableEnded) res.setHeader("connection", "close");
-      respond(res, status, encoding ?? "json", StatusSchema, { code: grpcCodeFor(status), message });
-      if (!req.readableEnded) req.resume();
-    }
+  const stores: Stores = {
+    traces: options.traces ?? new TraceStore(),
+    logs: options.logs ?? new LogStore(),
+    maxBodyBytes: options.maxBodyBytes ?? 16 * 1024 * 1024,
   };
-
-  const api = (req: IncomingMessage, res: ServerResponse, url: URL) => {
-    if (req.method !== "GET") {
-      res.setHeader("allow", "GET");
-      return sendJson(res, 405, { error: `${req.method} is not allowed on ${url.pathname}` });
-    }
-    const q = url.searchParams;
-    if (url.pathname === "/api/traces") {
-      const limit = q.has("limit") ? Number(q.get("limit")) : 20;
-      if (!Number.isInteger(limit) || limit < 1)
-        return sendJson(res, 400, { error: "limit must be a positive integer" });
-      const attrs: AttributeQuery[] = [];
-      for (const a of q.getAll("attribute")) {
-        const i = a.indexOf("=");
-        if (i <= 0) return sendJson(res, 400, { error: `attribute must be key=value, not "${a}"` });
-        attrs.push({ key: a.slice(0, i), value: a.slice(i + 1) });
-      }
-      const service = q.get("service") ?? undefined;
-      const list = attrs.length
-        ? traces.findTraces({ attribute: attrs, limit: Number.MAX_SAFE_INTEGER })
-        : traces.listTraces({ limit: Number.MAX_SAFE_INTEGER });
-      const filtered = service ? list.filter((t) => t.services.includes(service)) : list;
-      return sendJson(res, 200, { traces: filtered.slice(0, limit) });
-    }
-    const m = /^\/api\/traces\/([^/]+)$/.exec(url.pathname);
-    if (m) {
-      const id = decodeURIComponent(m[1]!).toLowerCase();
-      if (!/^[0-9a-f]{32}$/.test(id)) return sendJson(res, 400, { error: "a trace id is 32 hex digits" });
-      const trace = traces.getTrace(id);
-      return trace
-        ? sendJson(res, 200, { trace })
-        : sendJson(res, 404, { error: `trace ${id} is not in the store` });
-    }
-    if (url.pathname === "/api/logs") {
-      const id = (q.get("trace_id") ?? "").toLowerCase();
-      if (!/^[0-9a-f]{32}$/.test(id)) return sendJson(res, 400, { error: "trace_id must be 32 hex digits" });
-      return sendJson(res, 200, { lines: logs.forTrace(id) });
-    }
-    if (url.pathname === "/api/stats")
-      return sendJson(res, 200, { traces: traces.stats(), logs: logs.stats() });
-    return sendJson(res, 404, { error: `no such path ${url.pathname}` });
-  };
-
   return (req, res) => {
     const url = new URL(req.url ?? "/", "http://receiver");
     const signal = signals[url.pathname as keyof typeof signals];
     if (signal) {
-      void exportRequest(signal, req, res);
+      void exportRequest(stores, signal, req, res);
       return;
     }
-    if (url.pathname.startsWith("/api/")) return api(req, res, url);
+    if (url.pathname.startsWith("/api/")) return serveApi(stores, req, res, url);
     sendJson(res, 404, {
       error: `no such path ${url.pathname}: OTLP goes to /v1/traces, /v1/logs, /v1/metrics`,
     });
   };
+}
+
+/** What a receiver's handler keeps: its two stores and its body size limit. */
+interface Stores {
+  traces: TraceStore;
+  logs: LogStore;
+  maxBodyBytes: number;
+}
+
+/** One OTLP export request: read, decoded, stored and answered; any failure answered with its status. */
+async function exportRequest(
+  stores: Stores,
+  signal: "traces" | "logs" | "metrics",
+  req: IncomingMessage,
+  res: ServerResponse,
+): Promise<void> {
+  const encoding = encodingOf(req.headers["content-type"]);
+  try {
+    if (req.method !== "POST") {
+      res.setHeader("allow", "POST");
+      throw new HttpError(405, `${req.method} is not allowed on ${req.url}: OTLP exports are POSTed`);
+    }
+    if (!encoding) {
+      throw new HttpError(
+        415,
+        `unsupported content type "${req.headers["content-type"] ?? ""}": use application/x-protobuf or application/json`,
+      );
+    }
+    const body = await readBody(req, stores.maxBodyBytes);
+    if (signal === "traces") exportTraces(stores.traces, body, encoding, res);
+    else if (signal === "logs") {
+      for (const line of logLinesFromRequest(decodeOtlp(otlpSchemas.logs, body, encoding)))
+        stores.logs.add(line);
+      respond(res, 200, encoding, ExportLogsServiceResponseSchema, {});
+    } else exportMetrics(body, encoding, res);
+  } catch (err) {
+    const status = err instanceof HttpError ? err.status : err instanceof OtlpDecodeError ? 400 : 500;
+    const message =
+      err instanceof HttpError || err instanceof OtlpDecodeError ? err.message : "internal error";
+    // The body of a refused request may still be arriving: close the connection after answering.
+    if (!req.readableEnded) res.setHeader("connection", "close");
+    respond(res, status, encoding ?? "json", StatusSchema, { code: grpcCodeFor(status), message });
+    if (!req.readableEnded) req.resume();
+  }
+}
+
+/** Stores the spans of a trace export and answers it, naming the spans refused and why. */
+function exportTraces(
+  traces: TraceStore,
+  body: Uint8Array,
+  encoding: OtlpEncoding,
+  res: ServerResponse,
+): void {
+  // Protobuf spans are kept encoded until read (see encodedSpansFromProtobuf).
+  const decoded =
+    encoding === "protobuf"
+      ? encodedSpansFromProtobuf(body)
+      : spansFromRequest(decodeOtlp(otlpSchemas.traces, body, encoding));
+  const added =
+    encoding === "protobuf"
+      ? traces.addEncoded((decoded as EncodedSpans).spans)
+      : traces.add((decoded as DecodedSpans).spans);
+  const rejected = decoded.rejected + added.rejected;
+  const message = [
+    decoded.reason,
+    added.rejected
+      ? `${added.rejected} spans refused: their trace exceeds the store's byte limit`
+      : undefined,
+  ]
+    .filter(Boolean)
+    .join("; ");
+  respond(res, 200, encoding, ExportTraceServiceResponseSchema, {
+    ...(rejected ? { partialSuccess: { rejectedSpans: BigInt(rejected), errorMessage: message } } : {}),
+  });
+}
+
+/** Decodes a metrics export and refuses its data points as a partial success. */
+function exportMetrics(body: Uint8Array, encoding: OtlpEncoding, res: ServerResponse): void {
+  const points = countDataPoints(decodeOtlp(otlpSchemas.metrics, body, encoding));
+  respond(res, 200, encoding, ExportMetricsServiceResponseSchema, {
+    ...(points
+      ? {
+          partialSuccess: {
+            rejectedDataPoints: BigInt(points),
+            errorMessage:
+              "this receiver keeps traces and logs only; scrape metrics from each process's /metrics",
+          },
+        }
+      : {}),
+  });
+}
+
+/** The JSON API under `/api/` (see {@link createReceiverHandler}). */
+function serveApi(stores: Stores, req: IncomingMessage, res: ServerResponse, url: URL) {
+  const { traces, logs } = stores;
+  if (req.method !== "GET") {
+    res.setHeader("allow", "GET");
+    return sendJson(res, 405, { error: `${req.method} is not allowed on ${url.pathname}` });
+  }
+  const q = url.searchParams;
+  if (url.pathname === "/api/traces") return listTraces(traces, q, res);
+  const m = /^\/api\/traces\/([^/]+)$/.exec(url.pathname);
+  if (m) {
+    const id = decodeURIComponent(m[1]!).toLowerCase();
+    if (!/^[0-9a-f]{32}$/.test(id)) return sendJson(res, 400, { error: "a trace id is 32 hex digits" });
+    const trace = traces.getTrace(id);
+    return trace
+      ? sendJson(res, 200, { trace })
+      : sendJson(res, 404, { error: `trace ${id} is not in the store` });
+  }
+  if (url.pathname === "/api/logs") {
+    const id = (q.get("trace_id") ?? "").toLowerCase();
+    if (!/^[0-9a-f]{32}$/.test(id)) return sendJson(res, 400, { error: "trace_id must be 32 hex digits" });
+    return sendJson(res, 200, { lines: logs.forTrace(id) });
+  }
+  if (url.pathname === "/api/stats")
+    return sendJson(res, 200, { traces: traces.stats(), logs: logs.stats() });
+  return sendJson(res, 404, { error: `no such path ${url.pathname}` });
+}
+
+/** `GET /api/traces`: the most recent traces, filtered by service and attributes. */
+function listTraces(traces: TraceStore, q: URLSearchParams, res: ServerResponse) {
+  const limit = q.has("limit") ? Number(q.get("limit")) : 20;
+  if (!Number.isInteger(limit) || limit < 1)
+    return sendJson(res, 400, { error: "limit must be a positive integer" });
+  const attrs: AttributeQuery[] = [];
+  for (const a of q.getAll("attribute")) {
+    const i = a.indexOf("=");
+    if (i <= 0) return sendJson(res, 400, { error: `attribute must be key=value, not "${a}"` });
+    attrs.push({ key: a.slice(0, i), value: a.slice(i + 1) });
+  }
+  const service = q.get("service") ?? undefined;
+  const list = attrs.length
+    ? traces.findTraces({ attribute: attrs, limit: Number.MAX_SAFE_INTEGER })
+    : traces.listTraces({ limit: Number.MAX_SAFE_INTEGER });
+  const filtered = service ? list.filter((t) => t.services.includes(service)) : list;
+  return sendJson(res, 200, { traces: filtered.slice(0, limit) });
 }
 
 /**

@@ -1,0 +1,188 @@
+import {
+  type Attributes,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
+import {
+  AlwaysOffSampler,
+  BasicTracerProvider,
+  InMemorySpanExporter,
+  type ReadableSpan,
+  SimpleSpanProcessor,
+  type SpanLimits,
+} from "@opentelemetry/sdk-trace-base";
+import { describe, expect, it } from "vitest";
+import { IdOnlyTracer } from "./id-tracer.js";
+import { leanSpanStarter } from "./lean-span.js";
+import { createTelemetry } from "./telemetry.js";
+
+const start: Attributes = Object.freeze({
+  "rpc.system": "grpc",
+  "rpc.service": "s.v1.S",
+  "rpc.method": "Get",
+});
+const remoteParent = () =>
+  trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: "0af7651916cd43dd8448eb211c80319c",
+    spanId: "b7ad6b7169203331",
+    traceFlags: 1,
+    isRemote: true,
+  });
+
+function pipeline(spanLimits?: SpanLimits) {
+  const exporter = new InMemorySpanExporter();
+  const started: ReadableSpan[] = [];
+  const provider = new BasicTracerProvider({
+    spanLimits,
+    spanProcessors: [
+      {
+        onStart: (s) => started.push(s as unknown as ReadableSpan),
+        onEnd: () => {},
+        forceFlush: async () => {},
+        shutdown: async () => {},
+      },
+      new SimpleSpanProcessor(exporter),
+    ],
+  });
+  const tracer = provider.getTracer("lean-test", "1.0.0");
+  const lean = leanSpanStarter(tracer);
+  if (!lean) throw new Error("the SDK's tracer was not recognised");
+  return { exporter, started, tracer, lean };
+}
+
+/** The same calls on either span. */
+function exercise(span: Span): void {
+  span.setAttribute("rpc.grpc.status_code", 13);
+  span.setAttribute("long", "abcdefghij");
+  span.setAttributes({ "a.b": true, bad: {} as never });
+  span.addEvent("first", { n: 1, m: "x" });
+  span.recordException(Object.assign(new Error("boom"), { name: "BoomError" }));
+  span.addLink({
+    context: { traceId: "1".repeat(32), spanId: "2".repeat(16), traceFlags: 1 },
+    attributes: { k: "v" },
+  });
+  span.setStatus({ code: SpanStatusCode.ERROR, message: "failed" });
+  span.updateName("renamed");
+  span.end();
+  span.setAttribute("after.end", 1); // ignored, as the SDK's span does
+}
+
+/** What an exporter reads of a span, without the parts that differ between two spans (ids, times). */
+function view(span: ReadableSpan) {
+  return {
+    name: span.name,
+    kind: span.kind,
+    traceId: span.spanContext().traceId,
+    traceFlags: span.spanContext().traceFlags,
+    parent: span.parentSpanContext?.spanId,
+    status: span.status,
+    attributes: span.attributes,
+    events: span.events.map((e) => ({
+      ...e,
+      time: undefined,
+      attributes: { ...e.attributes, "exception.stacktrace": undefined },
+    })),
+    links: span.links,
+    ended: span.ended,
+    resource: span.resource,
+    scope: span.instrumentationScope,
+    dropped: [span.droppedAttributesCount, span.droppedEventsCount, span.droppedLinksCount],
+  };
+}
+
+describe("leanSpanStarter", () => {
+  it("hands the processors a span an exporter reads as it reads the SDK's own span after the same calls", () => {
+    const { exporter, started, tracer, lean } = pipeline();
+    exercise(tracer.startSpan("call", { kind: SpanKind.SERVER, attributes: start }, remoteParent()));
+    exercise(lean("call", SpanKind.SERVER, start, remoteParent()));
+    const [sdk, mine] = exporter.getFinishedSpans();
+    expect(started).toHaveLength(2);
+    expect(started[1]).toBe(mine);
+    expect(view(mine!)).toEqual(view(sdk!));
+    expect(mine!.attributes).toMatchObject({ "rpc.method": "Get", "rpc.grpc.status_code": 13, "a.b": true });
+    expect(mine!.parentSpanContext?.spanId).toBe("b7ad6b7169203331");
+    expect(mine!.spanContext().spanId).not.toBe(sdk!.spanContext().spanId);
+    // The start attributes the span was given are left as they were.
+    expect(start).toEqual({ "rpc.system": "grpc", "rpc.service": "s.v1.S", "rpc.method": "Get" });
+  });
+
+  it("applies the provider's span limits as the SDK does", () => {
+    const limits: SpanLimits = {
+      attributeCountLimit: 4,
+      attributeValueLengthLimit: 3,
+      eventCountLimit: 1,
+      linkCountLimit: 0,
+    };
+    const { exporter, tracer, lean } = pipeline(limits);
+    exercise(tracer.startSpan("call", { kind: SpanKind.SERVER, attributes: start }));
+    exercise(lean("call", SpanKind.SERVER, start, ROOT_CONTEXT));
+    const [sdk, mine] = exporter.getFinishedSpans();
+    expect(view(mine!)).toEqual({ ...view(sdk!), traceId: mine!.spanContext().traceId });
+    expect(mine!.attributes).toEqual({
+      "rpc.system": "grp",
+      "rpc.service": "s.v",
+      "rpc.method": "Get",
+      "rpc.grpc.status_code": 13,
+    });
+    expect(mine!.droppedAttributesCount).toBe(2);
+    expect(mine!.events.map((e) => e.name)).toEqual(["exception"]);
+    expect(mine!.droppedLinksCount).toBe(1);
+  });
+
+  it("keeps times as the SDK's span has them: wall clock, end after start, duration their difference", () => {
+    const { exporter, lean } = pipeline();
+    const before = Date.now();
+    const span = lean("call", SpanKind.SERVER, start, ROOT_CONTEXT);
+    for (let i = 0; i < 1e5; i++) Math.sqrt(i);
+    span.end();
+    const after = Date.now();
+    const [mine] = exporter.getFinishedSpans();
+    const ms = (t: readonly [number, number]) => t[0] * 1000 + t[1] / 1e6;
+    expect(ms(mine!.startTime)).toBeGreaterThanOrEqual(before - 1);
+    expect(ms(mine!.endTime)).toBeLessThanOrEqual(after + 1);
+    expect(ms(mine!.endTime)).toBeGreaterThanOrEqual(ms(mine!.startTime));
+    expect(ms(mine!.duration)).toBeCloseTo(ms(mine!.endTime) - ms(mine!.startTime), 3);
+    expect(mine!.duration[1]).toBeLessThan(1e9);
+  });
+
+  it("asks the tracer's sampler: a dropped span records nothing and reaches no processor, its ids still propagate", () => {
+    const exporter = new InMemorySpanExporter();
+    const started: unknown[] = [];
+    const provider = new BasicTracerProvider({
+      sampler: new AlwaysOffSampler(),
+      spanProcessors: [
+        {
+          onStart: (s) => started.push(s),
+          onEnd: () => {},
+          forceFlush: async () => {},
+          shutdown: async () => {},
+        },
+        new SimpleSpanProcessor(exporter),
+      ],
+    });
+    const lean = leanSpanStarter(provider.getTracer("t"))!;
+    const span = lean("call", SpanKind.SERVER, start, remoteParent());
+    expect(span.isRecording()).toBe(false);
+    expect(span.spanContext().traceId).toBe("0af7651916cd43dd8448eb211c80319c");
+    expect(span.spanContext().traceFlags).toBe(0);
+    span.end();
+    expect(started).toHaveLength(0);
+    expect(exporter.getFinishedSpans()).toHaveLength(0);
+  });
+
+  it("recognises the SDK tracer a service's telemetry makes when spans are recorded", async () => {
+    const telemetry = createTelemetry({
+      serviceName: "lean",
+      spanProcessors: [new SimpleSpanProcessor(new InMemorySpanExporter())],
+    });
+    expect(leanSpanStarter(telemetry.tracer)).toBeTypeOf("function");
+    await telemetry.shutdown();
+  });
+
+  it("is not used for a tracer that is not the SDK's", () => {
+    expect(leanSpanStarter(new IdOnlyTracer(new AlwaysOffSampler()))).toBeUndefined();
+  });
+});
