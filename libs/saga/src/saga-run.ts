@@ -208,8 +208,14 @@ export class SagaRun<D> {
       row,
       next,
       async (tx) => {
-        await onStepDone(tx);
-        if (def.beforeStep) reason = await def.beforeStep(tx, row.id, this.data, following.name);
+        // Both hooks' statements go out together (pipelined on the transaction's connection, in
+        // this order): one round trip fewer per step. Should the first fail, the transaction
+        // is rolled back with the second's work.
+        const [, checked] = await Promise.all([
+          onStepDone(tx),
+          def.beforeStep?.(tx, row.id, this.data, following.name),
+        ]);
+        reason = checked;
       },
       done,
     );

@@ -149,6 +149,44 @@ describe("sagas on the real Postgres", () => {
     await e.stop();
   });
 
+  it("sends a step's onStepDone and the next step's beforeStep together, in that order, in one transaction", async () => {
+    // Per step: whether onStepDone's statement had finished when the next beforeStep was called.
+    const doneFinished = new Map<string, boolean>();
+    const finishedSteps = new Set<string>();
+    const def = definition(
+      "pipelined-hooks",
+      {},
+      {
+        onStepDone: async (tx, id, _d, step) => {
+          await note(id, `done ${step}`, tx);
+          finishedSteps.add(step);
+        },
+        beforeStep: async (tx, id, _d, step) => {
+          const order = ["reserve", "authorize", "capture"];
+          const previous = order[order.indexOf(step) - 1];
+          if (!previous) return undefined;
+          doneFinished.set(step, finishedSteps.has(previous));
+          // In order on the connection: the check sees the step recorded as done.
+          const [row] = await tx
+            .select({ times: ledger.times })
+            .from(ledger)
+            .where(and(eq(ledger.sagaId, id), eq(ledger.entry, `done ${previous}`)));
+          return row?.times === 1 ? undefined : `done ${previous} not seen`;
+        },
+      },
+    );
+    const e = executor([def]);
+    await e.start();
+    const id = await start(def);
+    e.kick();
+    const s = await finished(id);
+    expect(s.failure ?? null).toBeNull();
+    expect(s.status).toBe("completed");
+    // Without the pipelining, each beforeStep would start only once onStepDone had finished.
+    expect(Object.fromEntries(doneFinished)).toEqual({ authorize: false, capture: false });
+    await e.stop();
+  });
+
   it("starts a saga in the caller's transaction and runs it right after the commit, with no claim and no poll", async () => {
     const def = definition(
       "in-place",

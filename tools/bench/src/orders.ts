@@ -17,10 +17,15 @@ import { join } from "node:path";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { startMesh } from "@meshwork/e2e";
 import postgres from "postgres";
+import { runDbosPeer } from "./orders-dbos.js";
 import { cpuTicksByGroup } from "./servers.js";
 
 const DURATION_S = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const CONCURRENCY = Number(process.env.MESHWORK_BENCH_ORDER_CLIENTS ?? 64);
+/** MESHWORK_BENCH_DBOS=0 leaves out the DBOS peer (issue 24.2). */
+const PEER = process.env.MESHWORK_BENCH_DBOS !== "0";
+/** MESHWORK_BENCH_ORDERS_LATENCY=0 leaves out the paced latency run. */
+const LATENCY = process.env.MESHWORK_BENCH_ORDERS_LATENCY !== "0";
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -145,36 +150,67 @@ async function main(): Promise<void> {
         .join(", ")}; sum ${cpuSum.toFixed(1)} (2 cores at 500/s allow 4.0)`,
     );
 
-    // Latency at half that rate, paced.
-    const rate = Math.max(1, maxRate / 2);
-    const paced: Array<{ id: string; started: number }> = [];
-    const inFlight: Promise<void>[] = [];
-    const p0 = Date.now();
-    for (let k = 0; Date.now() - p0 < DURATION_S * 1_000; k++) {
-      const due = p0 + (k * 1_000) / rate;
-      const wait = due - Date.now();
-      if (wait > 0) await new Promise((r) => setTimeout(r, wait));
-      inFlight.push(placeOne().then((p) => void paced.push(p)));
+    // The same saga on DBOS Transact, against the same services, in the same run.
+    const peer = PEER
+      ? await runDbosPeer(mesh, {
+          customers: customers.map((c) => c.id),
+          products,
+          concurrency: CONCURRENCY,
+          durationS: DURATION_S,
+        })
+      : undefined;
+    if (peer) {
+      const peerCpu = peer.cpuMsPerOrder["dbos-orders"] ?? Number.NaN;
+      const ownCpu = cpuMsPerOrder.orders ?? Number.NaN;
+      console.log(
+        `DBOS peer: ${peer.placed} placed, ${peer.confirmed} confirmed, ${peer.cancelled} cancelled: ` +
+          `${peer.ordersPerSecond.toFixed(0)} orders/s; CPU per order (ms): ${Object.entries(
+            peer.cpuMsPerOrder,
+          )
+            .sort((a, b) => b[1] - a[1])
+            .map(([g, ms]) => `${g} ${ms}`)
+            .join(", ")}`,
+      );
+      console.log(
+        `Meshwork / DBOS: orders/s ${(maxRate / peer.ordersPerSecond).toFixed(2)}x (goal >= 1.0), ` +
+          `orders process CPU per order ${ownCpu} ms vs ${peerCpu} ms: ${(ownCpu / peerCpu).toFixed(2)}x (goal <= 1.0)`,
+      );
     }
-    await Promise.all(inFlight);
-    await finished(
-      paced.map((p) => p.id),
-      120_000,
-    );
-    const rows = await db<{ id: string; updated_at: Date; status: string }[]>`
-      select id, updated_at, status from orders where id = any(${paced.map((p) => p.id)})`;
-    const end = new Map(rows.map((r) => [r.id, r.updated_at.getTime()]));
-    const latencies = paced
-      .map((p) => (end.get(p.id) ?? Number.NaN) - p.started)
-      .filter((x) => Number.isFinite(x))
-      .sort((a, b) => a - b);
-    const achieved = paced.length / ((Date.now() - p0) / 1_000);
-    const p50 = percentile(latencies, 50);
-    const p99 = percentile(latencies, 99);
-    console.log(
-      `latency at ${rate.toFixed(0)}/s (achieved ${achieved.toFixed(0)}/s, ${DURATION_S} s): PlaceOrder -> terminal ` +
-        `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms   (goal p99 <= 100 ms)`,
-    );
+
+    let latency: Record<string, number> | undefined;
+    if (LATENCY) {
+      // Latency at half that rate, paced.
+      const rate = Math.max(1, maxRate / 2);
+      const paced: Array<{ id: string; started: number }> = [];
+      const inFlight: Promise<void>[] = [];
+      const p0 = Date.now();
+      for (let k = 0; Date.now() - p0 < DURATION_S * 1_000; k++) {
+        const due = p0 + (k * 1_000) / rate;
+        const wait = due - Date.now();
+        if (wait > 0) await new Promise((r) => setTimeout(r, wait));
+        inFlight.push(placeOne().then((p) => void paced.push(p)));
+      }
+      await Promise.all(inFlight);
+      await finished(
+        paced.map((p) => p.id),
+        120_000,
+      );
+      const rows = await db<{ id: string; updated_at: Date; status: string }[]>`
+        select id, updated_at, status from orders where id = any(${paced.map((p) => p.id)})`;
+      const end = new Map(rows.map((r) => [r.id, r.updated_at.getTime()]));
+      const latencies = paced
+        .map((p) => (end.get(p.id) ?? Number.NaN) - p.started)
+        .filter((x) => Number.isFinite(x))
+        .sort((a, b) => a - b);
+      const achieved = paced.length / ((Date.now() - p0) / 1_000);
+      const p50 = percentile(latencies, 50);
+      const p99 = percentile(latencies, 99);
+      console.log(
+        `latency at ${rate.toFixed(0)}/s (achieved ${achieved.toFixed(0)}/s, ${DURATION_S} s): PlaceOrder -> terminal ` +
+          `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms   (goal p99 <= 100 ms)`,
+      );
+      latency = { rate, achieved, p50Ms: p50, p99Ms: p99, orders: latencies.length };
+    }
     const out = join(process.env.MESHWORK_BENCH_OUT ?? join(process.cwd(), "../../.bench"));
     await mkdir(out, { recursive: true });
     writeFileSync(
@@ -188,7 +224,8 @@ async function main(): Promise<void> {
           cancelled: Number(outcomes?.cancelled ?? 0),
           ordersPerSecond: maxRate,
           cpuMsPerOrder,
-          latency: { rate, achieved, p50Ms: p50, p99Ms: p99, orders: latencies.length },
+          latency,
+          dbosPeer: peer,
           statuses: Object.fromEntries(Object.entries(OrderStatus).filter(([k]) => Number.isNaN(Number(k)))),
         },
         null,
