@@ -2,7 +2,7 @@ import { type DescService, getOption, hasOption } from "@bufbuild/protobuf";
 import type { SharedTier } from "@meshwork/cache";
 import { Access_Level, access } from "@meshwork/contracts/meshwork/api/v1/access";
 import type { Meter } from "@opentelemetry/api";
-import { errors as joseErrors, jwtVerify } from "jose";
+import { type JWTPayload, errors as joseErrors, jwtVerify } from "jose";
 import { LRUCache } from "lru-cache";
 import { Code } from "./errors.js";
 import { createJwks, JwksUnavailableError } from "./jwks.js";
@@ -83,6 +83,82 @@ export interface AuthOptions {
 
 export const AUTH_DEFAULTS = { jwksMaxAgeMs: 5 * 60_000, clockSkewS: 30, maxLifetimeS: 24 * 3600 } as const;
 
+type Failure = { code: Code; message: string };
+
+/** The identity a verified token's claims carry, or why they are refused. */
+function identityOf(payload: JWTPayload, skewS: number, maxLifetimeS: number): Identity | Failure {
+  const iat = payload.iat as number;
+  const exp = payload.exp as number;
+  if (iat > Date.now() / 1000 + skewS) {
+    return { code: Code.Unauthenticated, message: "token issued in the future (iat)" };
+  }
+  if (exp - iat > maxLifetimeS) {
+    return {
+      code: Code.Unauthenticated,
+      message: `token lifetime (exp - iat) exceeds the maximum of ${maxLifetimeS} s`,
+    };
+  }
+  const roles = Array.isArray(payload.roles)
+    ? payload.roles.filter((r): r is string => typeof r === "string")
+    : [];
+  return {
+    subject: String(payload.sub),
+    roles,
+    email: typeof payload.email === "string" ? payload.email : undefined,
+    expiresAt: exp * 1000,
+  };
+}
+
+/** The code and message of a failed verification; `keysFailed`: the key set, not the token, failed. */
+function failureOf(err: unknown, keysFailed: boolean): Failure {
+  if (
+    err instanceof JwksUnavailableError ||
+    err instanceof joseErrors.JWKSTimeout ||
+    (keysFailed && err instanceof joseErrors.JOSENotSupported)
+  ) {
+    return { code: Code.Unavailable, message: "token keys unavailable" };
+  }
+  if (err instanceof joseErrors.JOSENotSupported) {
+    return { code: Code.Unauthenticated, message: `token not supported: ${err.message}` };
+  }
+  if (err instanceof joseErrors.JWTExpired) return { code: Code.Unauthenticated, message: "token expired" };
+  if (err instanceof joseErrors.JWTClaimValidationFailed) {
+    return { code: Code.Unauthenticated, message: `token claim ${err.claim} rejected` };
+  }
+  if (err instanceof joseErrors.JOSEAlgNotAllowed)
+    return { code: Code.Unauthenticated, message: "token algorithm not allowed" };
+  if (keysFailed && err instanceof Error && err.name === "TypeError")
+    return { code: Code.Unavailable, message: "token keys unavailable" };
+  return { code: Code.Unauthenticated, message: "invalid token" };
+}
+
+/** Applies `policy` to the bearer token of `authorization`, verified by `verify`. */
+async function authorizeWith(
+  verify: (token: string) => Promise<Identity | Failure>,
+  policy: Policy,
+  authorization: string | undefined,
+): Promise<AuthResult> {
+  if (policy.kind === "none") {
+    return { ok: false, code: Code.PermissionDenied, message: "method has no access policy" };
+  }
+  const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
+  if (policy.kind === "public") {
+    // No token is fine; a token that is there must verify (as Envoy's `allow_missing`), and
+    // its identity is passed on.
+    if (!token) return { ok: true, identity: undefined };
+    const id = await verify(token);
+    if (!("subject" in id)) return { ok: false, code: id.code, message: id.message };
+    return { ok: true, identity: id };
+  }
+  if (!token) return { ok: false, code: Code.Unauthenticated, message: "missing bearer token" };
+  const id = await verify(token);
+  if (!("subject" in id)) return { ok: false, code: id.code, message: id.message };
+  if (policy.kind === "role" && !id.roles.includes(policy.role)) {
+    return { ok: false, code: Code.PermissionDenied, message: `role ${policy.role} required` };
+  }
+  return { ok: true, identity: id };
+}
+
 /**
  * Verifies bearer tokens (ES256, issuer and audience checked, `exp` enforced, `iat` required and
  * not in the future beyond the clock skew, a lifetime no longer than the maximum) against the
@@ -112,7 +188,7 @@ export function createAuthenticator(options: AuthOptions) {
   const cacheTtlMs = Math.max(1, Math.min(5 * 60_000, maxAgeMs));
   const verified = new LRUCache<string, Identity>({ max: 10_000, ttl: cacheTtlMs, ttlAutopurge: false });
 
-  async function verify(token: string): Promise<Identity | { code: Code; message: string }> {
+  async function verify(token: string): Promise<Identity | Failure> {
     const hit = verified.get(token);
     if (hit) {
       if (hit.expiresAt > Date.now()) return hit;
@@ -138,78 +214,22 @@ export function createAuthenticator(options: AuthOptions) {
         algorithms: ["ES256"],
         requiredClaims: ["sub", "exp", "iat"],
       });
-      const iat = payload.iat as number;
-      const exp = payload.exp as number;
-      if (iat > Date.now() / 1000 + skewS) {
-        return { code: Code.Unauthenticated, message: "token issued in the future (iat)" };
-      }
-      if (exp - iat > maxLifetimeS) {
-        return {
-          code: Code.Unauthenticated,
-          message: `token lifetime (exp - iat) exceeds the maximum of ${maxLifetimeS} s`,
-        };
-      }
-      const roles = Array.isArray(payload.roles)
-        ? payload.roles.filter((r): r is string => typeof r === "string")
-        : [];
-      const identity: Identity = {
-        subject: String(payload.sub),
-        roles,
-        email: typeof payload.email === "string" ? payload.email : undefined,
-        expiresAt: (payload.exp as number) * 1000,
-      };
+      const identity = identityOf(payload, skewS, maxLifetimeS);
+      if (!("subject" in identity)) return identity;
       verified.set(token, identity, {
         ttl: Math.max(1, Math.min(cacheTtlMs, identity.expiresAt - Date.now())),
       });
       return identity;
     } catch (err) {
-      if (
-        err instanceof JwksUnavailableError ||
-        err instanceof joseErrors.JWKSTimeout ||
-        (keysFailed && err instanceof joseErrors.JOSENotSupported)
-      ) {
-        return { code: Code.Unavailable, message: "token keys unavailable" };
-      }
-      if (err instanceof joseErrors.JOSENotSupported) {
-        return { code: Code.Unauthenticated, message: `token not supported: ${err.message}` };
-      }
-      if (err instanceof joseErrors.JWTExpired)
-        return { code: Code.Unauthenticated, message: "token expired" };
-      if (err instanceof joseErrors.JWTClaimValidationFailed) {
-        return { code: Code.Unauthenticated, message: `token claim ${err.claim} rejected` };
-      }
-      if (err instanceof joseErrors.JOSEAlgNotAllowed)
-        return { code: Code.Unauthenticated, message: "token algorithm not allowed" };
-      if (keysFailed && err instanceof Error && err.name === "TypeError")
-        return { code: Code.Unavailable, message: "token keys unavailable" };
-      return { code: Code.Unauthenticated, message: "invalid token" };
+      return failureOf(err, keysFailed);
     }
   }
 
   return {
     /** Closes the key set cache and its shared tier. */
     close: () => jwks.close(),
-    async authorize(policy: Policy, authorization: string | undefined): Promise<AuthResult> {
-      if (policy.kind === "none") {
-        return { ok: false, code: Code.PermissionDenied, message: "method has no access policy" };
-      }
-      const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
-      if (policy.kind === "public") {
-        // No token is fine; a token that is there must verify (as Envoy's `allow_missing`), and
-        // its identity is passed on.
-        if (!token) return { ok: true, identity: undefined };
-        const id = await verify(token);
-        if (!("subject" in id)) return { ok: false, code: id.code, message: id.message };
-        return { ok: true, identity: id };
-      }
-      if (!token) return { ok: false, code: Code.Unauthenticated, message: "missing bearer token" };
-      const id = await verify(token);
-      if (!("subject" in id)) return { ok: false, code: id.code, message: id.message };
-      if (policy.kind === "role" && !id.roles.includes(policy.role)) {
-        return { ok: false, code: Code.PermissionDenied, message: `role ${policy.role} required` };
-      }
-      return { ok: true, identity: id };
-    },
+    authorize: (policy: Policy, authorization: string | undefined): Promise<AuthResult> =>
+      authorizeWith(verify, policy, authorization),
   };
 }
 

@@ -186,14 +186,9 @@ export interface Gateway {
 /** The gateway package's version (`meshwork_build_info`, its registry record, telemetry). */
 const VERSION = packageVersion(import.meta.url);
 
-/**
- * The gateway: one public port (HTTP/1.1 and h2c, sniffed per connection) that forwards every
- * call by its service prefix to an endpoint of that service's cluster, plus the admin listener.
- */
-export function createGateway(options: GatewayOptions): Gateway {
+function telemetryOf(options: GatewayOptions): Telemetry {
   const { config } = options;
-  const logger = options.logger ?? createLogger({ service: "gateway", level: config.logLevel });
-  const telemetry =
+  return (
     options.telemetry ??
     createTelemetry({
       serviceName: "gateway",
@@ -201,33 +196,27 @@ export function createGateway(options: GatewayOptions): Gateway {
       tracesExporter: config.tracesExporter,
       otlpEndpoint: config.otlpEndpoint,
       sampleRatio: config.sampleRatio,
-    });
-  observeBuildInfo(telemetry.meter, { service: "gateway", version: VERSION, commit: buildCommit() });
-  const files = options.files ?? meshworkFiles;
-  const routes = buildRoutes(files);
-  const table = new Map(routes.map((r) => [r.prefix, r]));
-  const limiter = new RateLimiter(config.rateLimits, authRulesOf(config));
-  const local = createLocalCalls(config, files, table, limiter);
-  const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier, {
-    maxConnectionsPerEndpoint: upstreamConnectionsOf(config),
-  });
-  // With discovery, clusters follow the registry and static endpoints, with their health.
-  const discovery: Discovery | undefined = config.discovery
-    ? createDiscovery(
-        config.discovery,
-        { service: "gateway", version: VERSION },
-        { logger, meter: telemetry.meter },
-      )
-    : undefined;
-  let unfollow: (() => void) | undefined;
-  const metrics = createGatewayMetrics(telemetry, upstreams);
-  const retry = retryPolicyOf(config);
+    })
+  );
+}
+
+/** With discovery, clusters follow the registry and static endpoints, with their health. */
+function discoveryOf(config: GatewayConfig, logger: Logger, telemetry: Telemetry): Discovery | undefined {
+  if (!config.discovery) return undefined;
+  return createDiscovery(
+    config.discovery,
+    { service: "gateway", version: VERSION },
+    { logger, meter: telemetry.meter },
+  );
+}
+
+/** The key set's shared tier, the authenticator over it and the signer of verified identities. */
+function createIdentity(config: GatewayConfig, telemetry: Telemetry, logger: Logger) {
   if (!config.identityKey) {
     logger.warn(
       "IDENTITY_KEY is not set: assertions are signed with a key made at start, which no service trusts",
     );
   }
-  const policies = options.policies ?? policiesOf(files.flatMap((f) => f.services));
   const jwksShared = openJwksSharedTier(config.jwksShared, {
     maxAgeMs: config.jwksMaxAgeMs ?? AUTH_DEFAULTS.jwksMaxAgeMs,
   });
@@ -250,39 +239,181 @@ export function createGateway(options: GatewayOptions): Gateway {
     issuer: config.identityIssuer ?? "gateway",
     privateKey: config.identityKey ?? generateKeyPairSync("ed25519").privateKey,
   });
-  const extAuthz =
-    config.extAuthzPort === undefined
-      ? undefined
-      : createExtAuthzServer({
-          routes: table,
-          rules: { policies, defaultTimeoutMs: config.defaultTimeoutMs, maxTimeoutMs: config.maxTimeoutMs },
-          auth,
-          assert,
-          limiter,
-          logger,
-        });
-  const proxy = createProxy({
-    routes: table,
-    policies,
-    auth,
-    assert,
-    upstreams,
-    limiter,
+  return { jwksShared, auth, assert };
+}
+
+type GatewayIdentity = ReturnType<typeof createIdentity>;
+
+/** What the proxy and Envoy's ext_authz server are built from. */
+interface ProxyParts {
+  config: GatewayConfig;
+  table: ReadonlyMap<string, Route>;
+  policies: ReadonlyMap<string, Policy>;
+  identity: GatewayIdentity;
+  upstreams: Upstreams;
+  limiter: RateLimiter;
+  retry: RetryPolicy;
+  logger: Logger;
+  telemetry: Telemetry;
+  metrics: ReturnType<typeof createGatewayMetrics>;
+}
+
+function extAuthzOf(p: ProxyParts): http2.Http2Server | undefined {
+  if (p.config.extAuthzPort === undefined) return undefined;
+  const { config } = p;
+  return createExtAuthzServer({
+    routes: p.table,
+    rules: {
+      policies: p.policies,
+      defaultTimeoutMs: config.defaultTimeoutMs,
+      maxTimeoutMs: config.maxTimeoutMs,
+    },
+    auth: p.identity.auth,
+    assert: p.identity.assert,
+    limiter: p.limiter,
+    logger: p.logger,
+  });
+}
+
+function proxyOf(p: ProxyParts): GatewayProxy {
+  const { config } = p;
+  return createProxy({
+    routes: p.table,
+    policies: p.policies,
+    auth: p.identity.auth,
+    assert: p.identity.assert,
+    upstreams: p.upstreams,
+    limiter: p.limiter,
     corsOrigins: config.corsOrigins,
     maxRequestBytes: config.maxRequestBytes,
     maxCallsPerClient: maxCallsOf(config),
     maxBufferedBytesPerClient: maxBufferedBytesOf(config),
     maxBufferedBytesTotal: maxBufferedTotalOf(config),
-    retry,
+    retry: p.retry,
     defaultTimeoutMs: config.defaultTimeoutMs,
     maxTimeoutMs: config.maxTimeoutMs,
-    logger,
-    tracer: telemetry.tracer,
-    clientMetrics: telemetry,
-    duration: metrics.duration,
-    count: metrics.count,
+    logger: p.logger,
+    tracer: p.telemetry.tracer,
+    clientMetrics: p.telemetry,
+    duration: p.metrics.duration,
+    count: p.metrics.count,
   });
+}
 
+/** Everything a built gateway starts and stops, and whether it is ready. */
+interface GatewayParts {
+  config: GatewayConfig;
+  logger: Logger;
+  telemetry: Telemetry;
+  routes: readonly Route[];
+  local: LocalCalls;
+  upstreams: Upstreams;
+  discovery: Discovery | undefined;
+  identity: GatewayIdentity;
+  strangler: Strangler;
+  listener: Listener;
+  admin: http.Server;
+  extAuthz: http2.Http2Server | undefined;
+  state: { ready: boolean; unfollow: (() => void) | undefined };
+}
+
+type Started = Awaited<ReturnType<Gateway["start"]>>;
+
+async function listenExtAuthz(extAuthz: http2.Http2Server | undefined, config: GatewayConfig) {
+  if (!extAuthz) return undefined;
+  await new Promise<void>((resolve, reject) => {
+    extAuthz.once("error", reject);
+    extAuthz.listen(config.extAuthzPort, config.host, () => resolve());
+  });
+  return (extAuthz.address() as AddressInfo).port;
+}
+
+async function startGateway(p: GatewayParts): Promise<Started> {
+  const { config } = p;
+  // As in the services: V8's heap growth between full GCs, when configured (the runtime's heap.ts).
+  const { heapGrowingPercent } = config;
+  setHeapGrowingPercent(heapGrowingPercent);
+  if (p.discovery) p.state.unfollow = await followDiscovery(p.discovery, p.upstreams, p.logger);
+  // The JWKS cache's shared tier connects now if it can (the first calls then find it), but
+  // the gateway does not wait on it for long: without it, the key set is fetched directly.
+  await p.identity.jwksShared?.warm(2_000);
+  const port = await p.listener.listen(config.port, config.host);
+  const adminPort = await listenAdmin(p.admin, config.adminPort, config.adminHost);
+  const extAuthzPort = await listenExtAuthz(p.extAuthz, config);
+  p.state.ready = true;
+  p.local.health.set("", ServingStatus.SERVING);
+  const url = `${config.tls ? "https" : "http"}://${config.host}:${port}`;
+  const adminUrl = `http://${config.adminHost}:${adminPort}`;
+  p.logger.info(
+    {
+      host: config.host,
+      port,
+      url,
+      adminPort,
+      adminUrl,
+      extAuthzPort,
+      routes: p.routes.length,
+      heapGrowingPercent,
+    },
+    "listening",
+  );
+  return { port, url, adminPort, adminUrl, extAuthzPort };
+}
+
+async function stopGateway(p: GatewayParts): Promise<void> {
+  p.state.ready = false;
+  // Watchers see NOT_SERVING, then their streams end (they would hold the drain).
+  p.local.health.set("", ServingStatus.NOT_SERVING);
+  p.local.health.close();
+  await p.listener.close(p.config.shutdownGraceMs);
+  p.state.unfollow?.();
+  await p.discovery?.close();
+  p.upstreams.close();
+  p.strangler.close();
+  await new Promise<void>((resolve) => p.admin.close(() => resolve()));
+  const { extAuthz } = p;
+  if (extAuthz?.listening) await new Promise<void>((resolve) => extAuthz.close(() => resolve()));
+  await p.identity.auth.close();
+  p.admin.closeAllConnections();
+  await p.telemetry.shutdown();
+}
+
+/**
+ * The gateway: one public port (HTTP/1.1 and h2c, sniffed per connection) that forwards every
+ * call by its service prefix to an endpoint of that service's cluster, plus the admin listener.
+ */
+export function createGateway(options: GatewayOptions): Gateway {
+  const { config } = options;
+  const logger = options.logger ?? createLogger({ service: "gateway", level: config.logLevel });
+  const telemetry = telemetryOf(options);
+  observeBuildInfo(telemetry.meter, { service: "gateway", version: VERSION, commit: buildCommit() });
+  const files = options.files ?? meshworkFiles;
+  const routes = buildRoutes(files);
+  const table = new Map(routes.map((r) => [r.prefix, r]));
+  const limiter = new RateLimiter(config.rateLimits, authRulesOf(config));
+  const local = createLocalCalls(config, files, table, limiter);
+  const upstreams = new Upstreams(config.discovery ? {} : config.upstreams, options.outlier, {
+    maxConnectionsPerEndpoint: upstreamConnectionsOf(config),
+  });
+  const discovery = discoveryOf(config, logger, telemetry);
+  const metrics = createGatewayMetrics(telemetry, upstreams);
+  const retry = retryPolicyOf(config);
+  const policies = options.policies ?? policiesOf(files.flatMap((f) => f.services));
+  const identity = createIdentity(config, telemetry, logger);
+  const parts: ProxyParts = {
+    config,
+    table,
+    policies,
+    identity,
+    upstreams,
+    limiter,
+    retry,
+    logger,
+    telemetry,
+    metrics,
+  };
+  const extAuthz = extAuthzOf(parts);
+  const proxy = proxyOf(parts);
   const strangler = new Strangler({
     files,
     legacyUrl: config.strangler?.legacyUrl,
@@ -292,74 +423,38 @@ export function createGateway(options: GatewayOptions): Gateway {
     dispatch: (down) => proxy.dispatch(down),
     logger,
   });
-  let ready = false;
+  const state: GatewayParts["state"] = { ready: false, unfollow: undefined };
   const listener = createPublicListener(config, local, proxy, strangler);
   const admin = createAdminServer({
     routes,
     upstreams,
     telemetry,
-    ready: () => ready,
+    ready: () => state.ready,
     config: configDump(config, retry, local.servesReflection),
     strangler,
   });
 
+  const running: GatewayParts = {
+    config,
+    logger,
+    telemetry,
+    routes,
+    local,
+    upstreams,
+    discovery,
+    identity,
+    strangler,
+    listener,
+    admin,
+    extAuthz,
+    state,
+  };
   return {
     logger,
     upstreams,
     routes,
     strangler,
-    async start() {
-      // As in the services: V8's heap growth between full GCs, when configured (the runtime's heap.ts).
-      const { heapGrowingPercent } = config;
-      setHeapGrowingPercent(heapGrowingPercent);
-      if (discovery) unfollow = await followDiscovery(discovery, upstreams, logger);
-      // The JWKS cache's shared tier connects now if it can (the first calls then find it), but
-      // the gateway does not wait on it for long: without it, the key set is fetched directly.
-      await jwksShared?.warm(2_000);
-      const port = await listener.listen(config.port, config.host);
-      const adminPort = await listenAdmin(admin, config.adminPort, config.adminHost);
-      let extAuthzPort: number | undefined;
-      if (extAuthz) {
-        await new Promise<void>((resolve, reject) => {
-          extAuthz.once("error", reject);
-          extAuthz.listen(config.extAuthzPort, config.host, () => resolve());
-        });
-        extAuthzPort = (extAuthz.address() as AddressInfo).port;
-      }
-      ready = true;
-      local.health.set("", ServingStatus.SERVING);
-      const url = `${config.tls ? "https" : "http"}://${config.host}:${port}`;
-      const adminUrl = `http://${config.adminHost}:${adminPort}`;
-      logger.info(
-        {
-          host: config.host,
-          port,
-          url,
-          adminPort,
-          adminUrl,
-          extAuthzPort,
-          routes: routes.length,
-          heapGrowingPercent,
-        },
-        "listening",
-      );
-      return { port, url, adminPort, adminUrl, extAuthzPort };
-    },
-    async stop() {
-      ready = false;
-      // Watchers see NOT_SERVING, then their streams end (they would hold the drain).
-      local.health.set("", ServingStatus.NOT_SERVING);
-      local.health.close();
-      await listener.close(config.shutdownGraceMs);
-      unfollow?.();
-      await discovery?.close();
-      upstreams.close();
-      strangler.close();
-      await new Promise<void>((resolve) => admin.close(() => resolve()));
-      if (extAuthz?.listening) await new Promise<void>((resolve) => extAuthz.close(() => resolve()));
-      await auth.close();
-      admin.closeAllConnections();
-      await telemetry.shutdown();
-    },
+    start: () => startGateway(running),
+    stop: () => stopGateway(running),
   };
 }

@@ -57,6 +57,29 @@ const fetchedAtOf = (s: Struct): number => {
   return v?.case === "numberValue" ? v.value : 0;
 };
 
+/** Fetches the users service's JWKS document; throws {@link JwksUnavailableError} when it is not one. */
+async function fetchJwksDocument(url: string, timeoutMs: number): Promise<JSONWebKeySet> {
+  let doc: unknown;
+  try {
+    const res = await fetch(url, {
+      headers: { accept: "application/json" },
+      redirect: "error",
+      signal: AbortSignal.timeout(timeoutMs),
+    });
+    if (res.status !== 200) throw new JwksUnavailableError(`JWKS answered HTTP ${res.status}`);
+    doc = await res.json();
+  } catch (err) {
+    if (err instanceof JwksUnavailableError) throw err;
+    throw new JwksUnavailableError(`JWKS fetch failed: ${err instanceof Error ? err.message : String(err)}`);
+  }
+  try {
+    createLocalJWKSet(doc as JSONWebKeySet);
+  } catch {
+    throw new JwksUnavailableError("JWKS document is not a JSON Web Key Set");
+  }
+  return doc as JSONWebKeySet;
+}
+
 /**
  * The users service's JWKS behind the multi-level cache: an in-process tier in each gateway over
  * the shared tier, so N gateways make one fetch per max age between them, not N. The document is
@@ -90,30 +113,11 @@ export function createJwks(options: JwksOptions) {
   let refreshing: Promise<KeySet> | undefined;
 
   const load = async (): Promise<Struct> => {
-    let doc: unknown;
-    try {
-      const res = await fetch(options.url, {
-        headers: { accept: "application/json" },
-        redirect: "error",
-        signal: AbortSignal.timeout(timeoutMs),
-      });
-      if (res.status !== 200) throw new JwksUnavailableError(`JWKS answered HTTP ${res.status}`);
-      doc = await res.json();
-    } catch (err) {
-      if (err instanceof JwksUnavailableError) throw err;
-      throw new JwksUnavailableError(
-        `JWKS fetch failed: ${err instanceof Error ? err.message : String(err)}`,
-      );
-    }
-    try {
-      createLocalJWKSet(doc as JSONWebKeySet);
-    } catch {
-      throw new JwksUnavailableError("JWKS document is not a JSON Web Key Set");
-    }
+    const doc = await fetchJwksDocument(options.url, timeoutMs);
     // Versions only grow, even when two fetches fall in one millisecond.
     const fetchedAt = Math.max(Date.now(), newest + 1);
     newest = fetchedAt;
-    return fromJson(StructSchema, { fetchedAt, jwks: doc as JsonObject });
+    return fromJson(StructSchema, { fetchedAt, jwks: doc as unknown as JsonObject });
   };
 
   const keySetOf = (s: Struct | undefined): KeySet => {

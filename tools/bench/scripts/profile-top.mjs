@@ -6,12 +6,22 @@
  * functions matching regular expressions.
  *
  *   node scripts/profile-top.mjs CPU.*.cpuprofile [count] [--incl 'startSpan,serializeTraceExportRequest']
+ *     [--since 'ProxiedCall' [--skip 2]]
+ *
+ * `--since REGEX` leaves out every sample before the first whose stack has a function matching
+ * it (`name url`), and `--skip S` the S seconds after that one too: the steady state of a bench
+ * run without the process's start (module loading, compilation), which on a loaded machine can
+ * take more CPU than the calls measured.
  */
 import { readFileSync } from "node:fs";
 
 const args = process.argv.slice(2);
 const inclAt = args.indexOf("--incl");
 const incl = inclAt >= 0 ? (args.splice(inclAt, 2)[1] ?? "").split(",").filter(Boolean) : [];
+const sinceAt = args.indexOf("--since");
+const since = sinceAt >= 0 ? new RegExp(args.splice(sinceAt, 2)[1] ?? "") : undefined;
+const skipAt = args.indexOf("--skip");
+const skipUs = skipAt >= 0 ? Number(args.splice(skipAt, 2)[1] ?? 0) * 1e6 : 0;
 const [file, countArg] = args;
 if (!file) {
   console.error("usage: profile-top.mjs <file.cpuprofile> [count] [--incl regex,regex]");
@@ -23,9 +33,31 @@ const nodes = new Map(profile.nodes.map((n) => [n.id, n]));
 const parent = new Map();
 for (const n of profile.nodes) for (const c of n.children ?? []) parent.set(c, n.id);
 
+/** Whether the stack of node `id` has a function matching `re`. */
+const stackMatches = (id, re) => {
+  for (let cur = id; cur !== undefined; cur = parent.get(cur)) {
+    const { functionName, url } = nodes.get(cur).callFrame;
+    if (re.test(`${functionName} ${url}`)) return true;
+  }
+  return false;
+};
+
+// The first sample counted: with --since, the first whose stack matches, plus --skip seconds.
+let first = 0;
+if (since) {
+  first = profile.samples.findIndex((id) => stackMatches(id, since));
+  if (first < 0) {
+    console.error(`no sample's stack matches ${since.source}`);
+    process.exit(1);
+  }
+  for (let skipped = 0; skipped < skipUs && first < profile.samples.length; first++) {
+    skipped += profile.timeDeltas[first + 1] ?? 0;
+  }
+}
+
 // Microseconds per node: each sample is charged the delta to the next one.
 const time = new Map();
-for (let i = 0; i < profile.samples.length; i++) {
+for (let i = first; i < profile.samples.length; i++) {
   const id = profile.samples[i];
   time.set(id, (time.get(id) ?? 0) + (profile.timeDeltas[i] ?? 0));
 }
