@@ -1,12 +1,12 @@
 import type { Registry } from "@bufbuild/protobuf";
-import { type DatabaseHandle, isConnectionError } from "@meshwork/db";
+import type { DatabaseHandle } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import type { Consumer, ConsumerMessages, JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import type { Meter, Tracer } from "@opentelemetry/api";
 import { createAdmission } from "./consumer/admission.js";
 import { createBatchApplier } from "./consumer/apply-batch.js";
 import { observeBacklog } from "./consumer/backlog.js";
-import { DatabaseOutage } from "./consumer/database-outage.js";
+import { applyThroughOutages, DatabaseOutage } from "./consumer/database-outage.js";
 import { createDeadLetterer } from "./consumer/dead-letter.js";
 import type { Delivery } from "./consumer/delivery.js";
 import { createSettlement } from "./consumer/failure-policy.js";
@@ -93,17 +93,20 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   let loop: Promise<void> | undefined;
   let unobserve: (() => void) | undefined;
 
-  /** Applies a batch, riding out outages of the database; `false` when stopped meanwhile. */
-  async function applyThroughOutages(batch: Delivery[], paused: DatabaseOutage): Promise<boolean> {
-    for (let blips = 0; ; ) {
-      await apply(batch);
-      const failure = batch.find((d) => isConnectionError(d.error));
-      if (!failure) return true;
-      const verdict = await paused.wait(failure.error);
-      if (verdict === "stopped") return false;
-      // The database answers at once: retry once (a blip already over), then let it count.
-      if (verdict === "reachable" && ++blips > 1) return true;
-      for (const d of batch) d.hold();
+  /** Admits a fetched batch, applies it (riding out outages of the database) and settles it. */
+  async function processBatch(batch: JsMsg[], paused: DatabaseOutage): Promise<void> {
+    const admitted: Delivery[] = [];
+    for (const msg of batch) {
+      const d = await admit(msg);
+      if (d) admitted.push(d);
+    }
+    if (admitted.length === 0) return;
+    inHand = admitted;
+    try {
+      if (await applyThroughOutages(apply, admitted, paused)) await settle(admitted);
+      else for (const d of admitted) d.finish(); // left unsettled: the broker redelivers them
+    } finally {
+      inHand = [];
     }
   }
 
@@ -135,21 +138,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
         messages,
         maxBatch: options.maxBatch ?? 256,
         logger,
-        async process(batch) {
-          const admitted: Delivery[] = [];
-          for (const msg of batch) {
-            const d = await admit(msg);
-            if (d) admitted.push(d);
-          }
-          if (admitted.length === 0) return;
-          inHand = admitted;
-          try {
-            if (await applyThroughOutages(admitted, paused)) await settle(admitted);
-            else for (const d of admitted) d.finish(); // left unsettled: the broker redelivers them
-          } finally {
-            inHand = [];
-          }
-        },
+        process: (batch) => processBatch(batch, paused),
       });
     },
     async stop() {

@@ -45,11 +45,6 @@ export const ALLOWED_LONG_FUNCTIONS: readonly AllowedLongFunction[] = [
     reason: "pending: not split yet (issue 22)",
   }, // 88 lines
   {
-    file: "libs/events/src/consumer.ts",
-    name: "createEventConsumer",
-    reason: "pending: not split yet (issue 22)",
-  }, // 88 lines
-  {
     file: "libs/cache/src/invalidation-feed.ts",
     name: "startInvalidationFeed",
     reason: "pending: not split yet (issue 22)",

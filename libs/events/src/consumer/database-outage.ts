@@ -1,5 +1,7 @@
-import type { DatabaseHandle } from "@meshwork/db";
+import { type DatabaseHandle, isConnectionError } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
+import type { BatchApplier } from "./apply-batch.js";
+import type { Delivery } from "./delivery.js";
 import type { ConsumerMetrics } from "./metrics.js";
 
 /** What {@link DatabaseOutage} needs. */
@@ -116,5 +118,28 @@ export class DatabaseOutage {
         resolve();
       };
     });
+  }
+}
+
+/**
+ * Applies a batch with `apply`, riding out outages of the database: a batch that met a
+ * connection failure is held and applied again once `outage` says the database answers. Resolves
+ * `true` when the batch is to be settled, `false` when the consumer stopped meanwhile (the batch
+ * is left unsettled, for the broker to redeliver).
+ */
+export async function applyThroughOutages(
+  apply: BatchApplier,
+  batch: Delivery[],
+  outage: DatabaseOutage,
+): Promise<boolean> {
+  for (let blips = 0; ; ) {
+    await apply(batch);
+    const failure = batch.find((d) => isConnectionError(d.error));
+    if (!failure) return true;
+    const verdict = await outage.wait(failure.error);
+    if (verdict === "stopped") return false;
+    // The database answers at once: retry once (a blip already over), then let it count.
+    if (verdict === "reachable" && ++blips > 1) return true;
+    for (const d of batch) d.hold();
   }
 }
