@@ -34,7 +34,6 @@ export const ALLOWED_LONG_FUNCTIONS: readonly AllowedLongFunction[] = [
     reason: "pending: being changed in another branch now; split it after that lands (issue 22)",
   }, // 111 lines
   {
-  {
     file: "apps/orders/src/server.ts",
     name: "createOrdersService > prepare",
     reason: "pending: not split yet (issue 22)",
