@@ -1,6 +1,7 @@
 import { type DescMessage, fromBinary, type MessageShape, toBinary } from "@bufbuild/protobuf";
-import { type Attributes, type Meter, metrics } from "@opentelemetry/api";
+import { type Meter, metrics } from "@opentelemetry/api";
 import { LRUCache } from "lru-cache";
+import { type CacheMetrics, createCacheMetrics } from "./cache-metrics.js";
 import { decodeEntry, type Entry, encodeEntry, HEADER_BYTES } from "./entry.js";
 import { SharedHealth, UNAVAILABLE } from "./shared-health.js";
 import type { SharedTier } from "./shared-tier.js";
@@ -100,245 +101,239 @@ const NAME = /^[a-z0-9][a-z0-9_-]{0,62}$/;
 export function createCache<Desc extends DescMessage>(
   options: CacheOptions<Desc>,
 ): Cache<MessageShape<Desc>> {
-  type T = MessageShape<Desc>;
   if (!NAME.test(options.name)) throw new Error(`cache name ${JSON.stringify(options.name)}: use [a-z0-9_-]`);
-  const jitter = Math.min(0.5, Math.max(0, options.jitter ?? 0.1));
-  const negativeTtlMs = options.negativeTtlMs ?? Math.min(options.ttlMs, 5_000);
-  const meter = options.meter ?? metrics.getMeter("@meshwork/cache");
-  const logger: Log = options.logger ?? { warn() {}, info() {} };
-  const cache = options.name;
-  const shared = options.shared;
-  const stats: CacheStats = {
-    local: { hits: 0, misses: 0, evictions: 0, size: 0, bytes: 0 },
-    shared: { hits: 0, misses: 0, errors: 0, refused: 0, up: true, adapter: shared?.adapter },
-    loads: { count: 0, failures: 0, totalMs: 0 },
-    invalidations: 0,
-    staleRefused: 0,
-  };
+  return new TieredCache(options);
+}
 
-  const requests = meter.createCounter("cache.requests", {
-    description: "Cache look-ups, by cache, tier (l1, l2) and result (hit, miss)",
-  });
-  const loadsCounter = meter.createCounter("cache.loads", {
-    description: "Loads from the source after a miss in every tier, by cache and result",
-  });
-  const loadTime = meter.createHistogram("cache.load.duration", {
-    description: "Time of a load from the source",
-    unit: "ms",
-  });
-  const evictions = meter.createCounter("cache.evictions", {
-    description: "L1 entries dropped for room (evict) or age (expire)",
-  });
-  const invalidations = meter.createCounter("cache.invalidations", {
-    description: "Invalidations applied (an event said the source changed a key)",
-  });
-  const staleRefused = meter.createCounter("cache.stale_refused", {
-    description: "Loaded values older than an invalidation already seen: returned, not stored",
-  });
-  const outages = meter.createCounter("cache.shared.outages", {
-    description: "Times the shared tier became unavailable (errors or deadline)",
-  });
-  const a = (extra: Attributes): Attributes => ({ cache, ...extra });
-  const l1Hit = a({ tier: "l1", result: "hit" });
-  const l1Miss = a({ tier: "l1", result: "miss" });
-  const l2Hit = a({ tier: "l2", result: "hit" });
-  const l2Miss = a({ tier: "l2", result: "miss" });
-  meter
-    .createObservableGauge("cache.l1.entries", { description: "Entries in the in-process tier" })
-    .addCallback((r) => r.observe(local.size, { cache }));
-  meter
-    .createObservableGauge("cache.l1.bytes", { description: "Bytes held by the in-process tier", unit: "By" })
-    .addCallback((r) => r.observe(local.calculatedSize, { cache }));
-  if (shared) {
-    meter
-      .createObservableGauge("cache.shared.up", {
-        description: "1 while the shared tier answers, 0 during an outage",
-      })
-      .addCallback((r) => r.observe(health?.up === false ? 0 : 1, { cache, adapter: shared.adapter }));
+/**
+ * The cache of {@link createCache}: L1 (`local`), L2 through `health`, the versions invalidations
+ * announced (`floors`), and the loads in flight (one per key).
+ */
+class TieredCache<Desc extends DescMessage> implements Cache<MessageShape<Desc>> {
+  private readonly jitter: number;
+  private readonly negativeTtlMs: number;
+  private readonly cache: string;
+  private readonly shared: SharedTier | undefined;
+  private readonly counts: CacheStats;
+  private readonly m: CacheMetrics;
+  private readonly health: SharedHealth | undefined;
+  private readonly local: LRUCache<string, Slot<MessageShape<Desc>>>;
+  // The newest version an invalidation announced per key: loads older than it are not stored.
+  private readonly floors = new LRUCache<string, number>({ max: 100_000, ttl: 10 * 60_000 });
+  private readonly inflight = new Map<string, Promise<Slot<MessageShape<Desc>>>>();
+
+  constructor(private readonly options: CacheOptions<Desc>) {
+    this.jitter = Math.min(0.5, Math.max(0, options.jitter ?? 0.1));
+    this.negativeTtlMs = options.negativeTtlMs ?? Math.min(options.ttlMs, 5_000);
+    const meter = options.meter ?? metrics.getMeter("@meshwork/cache");
+    const logger: Log = options.logger ?? { warn() {}, info() {} };
+    const cache = options.name;
+    const shared = options.shared;
+    this.cache = cache;
+    this.shared = shared;
+    this.counts = {
+      local: { hits: 0, misses: 0, evictions: 0, size: 0, bytes: 0 },
+      shared: { hits: 0, misses: 0, errors: 0, refused: 0, up: true, adapter: shared?.adapter },
+      loads: { count: 0, failures: 0, totalMs: 0 },
+      invalidations: 0,
+      staleRefused: 0,
+    };
+    this.m = createCacheMetrics(meter, cache, shared?.adapter, {
+      l1Entries: () => this.local.size,
+      l1Bytes: () => this.local.calculatedSize,
+      ...(shared ? { sharedUp: () => this.health?.up !== false } : {}),
+    });
+    this.health = shared
+      ? new SharedHealth({
+          cache,
+          adapter: shared.adapter,
+          timeoutMs: options.sharedTimeoutMs ?? 100,
+          probeEveryMs: options.sharedProbeMs ?? 1_000,
+          logger,
+          outages: this.m.outages,
+        })
+      : undefined;
+    this.local = new LRUCache<string, Slot<MessageShape<Desc>>>({
+      max: options.local?.maxEntries ?? 10_000,
+      maxSize: options.local?.maxBytes ?? 32 * 1024 * 1024,
+      // Checked on read, so an expired entry is a miss at once (no timer per entry).
+      ttlAutopurge: false,
+      allowStale: false,
+      dispose: (_slot, _key, reason) => {
+        if (reason === "evict" || reason === "expire") {
+          this.counts.local.evictions++;
+          this.m.evictions.add(1, this.m.attributes({ tier: "l1", reason }));
+        }
+      },
+    });
   }
 
-  const health = shared
-    ? new SharedHealth({
-        cache,
-        adapter: shared.adapter,
-        timeoutMs: options.sharedTimeoutMs ?? 100,
-        probeEveryMs: options.sharedProbeMs ?? 1_000,
-        logger,
-        outages,
-      })
-    : undefined;
+  async get(key: string, load: () => Promise<MessageShape<Desc> | undefined>) {
+    const slot = this.local.get(key);
+    if (slot) {
+      this.counts.local.hits++;
+      this.m.requests.add(1, this.m.l1Hit);
+      return slot.value;
+    }
+    this.counts.local.misses++;
+    this.m.requests.add(1, this.m.l1Miss);
+    let flight = this.inflight.get(key);
+    if (!flight) {
+      flight = this.fill(key, load).finally(() => this.inflight.delete(key));
+      this.inflight.set(key, flight);
+    }
+    return (await flight).value;
+  }
 
-  const local = new LRUCache<string, Slot<T>>({
-    max: options.local?.maxEntries ?? 10_000,
-    maxSize: options.local?.maxBytes ?? 32 * 1024 * 1024,
-    // Checked on read, so an expired entry is a miss at once (no timer per entry).
-    ttlAutopurge: false,
-    allowStale: false,
-    dispose: (_slot, _key, reason) => {
-      if (reason === "evict" || reason === "expire") {
-        stats.local.evictions++;
-        evictions.add(1, a({ tier: "l1", reason }));
-      }
-    },
-  });
-  // The newest version an invalidation announced per key: loads older than it are not stored.
-  const floors = new LRUCache<string, number>({ max: 100_000, ttl: 10 * 60_000 });
-  const inflight = new Map<string, Promise<Slot<T>>>();
+  getLocal(key: string, minVersion: number) {
+    const slot = this.local.get(key);
+    if (slot?.kind === "value" && slot.version >= minVersion) {
+      this.counts.local.hits++;
+      this.m.requests.add(1, this.m.l1Hit);
+      return slot.value;
+    }
+    this.counts.local.misses++;
+    this.m.requests.add(1, this.m.l1Miss);
+    return undefined;
+  }
 
-  const jittered = (ttl: number) => Math.max(1, Math.round(ttl * (1 - Math.random() * jitter)));
-  const sharedKey = (key: string) => `${cache}.${key}`;
-  const floorOf = (key: string) => floors.get(key) ?? 0;
+  put(key: string, value: MessageShape<Desc>) {
+    const version = this.options.version(value);
+    const cur = this.local.peek(key);
+    if (cur && cur.version > version) return;
+    this.store(key, { kind: "value", version, value }, value);
+  }
 
-  const keepLocal = (key: string, slot: Slot<T>, bytes: number, ttlMs: number) => {
+  async invalidate(key: string, version: number) {
+    this.counts.invalidations++;
+    this.m.invalidations.add(1, { cache: this.cache });
+    if (version > this.floorOf(key)) this.floors.set(key, version);
+    const cur = this.local.peek(key);
+    if (cur && (cur.version < version || cur.kind === "missing")) this.local.delete(key);
+    const ttl = Math.max(this.options.ttlMs, this.negativeTtlMs);
+    await this.offerShared(
+      key,
+      { kind: "tombstone", version, expiresAt: Date.now() + ttl, payload: new Uint8Array() },
+      ttl,
+    );
+  }
+
+  clearLocal() {
+    this.local.clear();
+  }
+
+  stats() {
+    this.counts.local.size = this.local.size;
+    this.counts.local.bytes = this.local.calculatedSize;
+    this.counts.shared.up = this.health?.up ?? true;
+    return structuredClone(this.counts);
+  }
+
+  async close() {
+    await this.shared?.close();
+  }
+
+  private jittered(ttl: number) {
+    return Math.max(1, Math.round(ttl * (1 - Math.random() * this.jitter)));
+  }
+
+  private sharedKey(key: string) {
+    return `${this.cache}.${key}`;
+  }
+
+  private floorOf(key: string) {
+    return this.floors.get(key) ?? 0;
+  }
+
+  private keepLocal(key: string, slot: Slot<MessageShape<Desc>>, bytes: number, ttlMs: number) {
     if (ttlMs <= 0) return;
-    local.set(key, slot, { ttl: ttlMs, size: Math.max(1, bytes + key.length * 2) });
-  };
+    this.local.set(key, slot, { ttl: ttlMs, size: Math.max(1, bytes + key.length * 2) });
+  }
 
-  const fromShared = async (key: string): Promise<Slot<T> | undefined> => {
+  private async fromShared(key: string): Promise<Slot<MessageShape<Desc>> | undefined> {
+    const { shared, health } = this;
     if (!shared || !health) return undefined;
-    const got = await health.call("get", () => shared.get(sharedKey(key)));
+    const got = await health.call("get", () => shared.get(this.sharedKey(key)));
     if (got === UNAVAILABLE) {
-      stats.shared.errors++;
+      this.counts.shared.errors++;
       return undefined;
     }
     const now = Date.now();
     const e = got ? decodeEntry(got) : undefined;
-    if (!e || e.kind === "tombstone" || e.expiresAt <= now || e.version < floorOf(key)) {
-      stats.shared.misses++;
-      requests.add(1, l2Miss);
+    if (!e || e.kind === "tombstone" || e.expiresAt <= now || e.version < this.floorOf(key)) {
+      this.counts.shared.misses++;
+      this.m.requests.add(1, this.m.l2Miss);
       return undefined;
     }
-    stats.shared.hits++;
-    requests.add(1, l2Hit);
-    const slot: Slot<T> =
+    this.counts.shared.hits++;
+    this.m.requests.add(1, this.m.l2Hit);
+    const slot: Slot<MessageShape<Desc>> =
       e.kind === "value"
-        ? { kind: "value", version: e.version, value: fromBinary(options.schema, e.payload) }
+        ? { kind: "value", version: e.version, value: fromBinary(this.options.schema, e.payload) }
         : { kind: "missing", version: e.version, value: undefined };
-    keepLocal(key, slot, e.payload.byteLength + HEADER_BYTES, e.expiresAt - now);
+    this.keepLocal(key, slot, e.payload.byteLength + HEADER_BYTES, e.expiresAt - now);
     return slot;
-  };
+  }
 
-  const offerShared = (key: string, entry: Entry, ttlMs: number): Promise<unknown> => {
+  private offerShared(key: string, entry: Entry, ttlMs: number): Promise<unknown> {
+    const { shared, health } = this;
     if (!shared || !health) return Promise.resolve();
     const bytes = encodeEntry(entry);
     return health
-      .call("offer", () => shared.offer(sharedKey(key), bytes, ttlMs))
+      .call("offer", () => shared.offer(this.sharedKey(key), bytes, ttlMs))
       .then((r) => {
-        if (r === UNAVAILABLE) stats.shared.errors++;
-        else if (!r) stats.shared.refused++;
+        if (r === UNAVAILABLE) this.counts.shared.errors++;
+        else if (!r) this.counts.shared.refused++;
       });
-  };
+  }
 
-  const store = (key: string, slot: Slot<T>, value: T | undefined): void => {
-    if (slot.version < floorOf(key)) {
-      stats.staleRefused++;
-      staleRefused.add(1, { cache });
+  private store(key: string, slot: Slot<MessageShape<Desc>>, value: MessageShape<Desc> | undefined): void {
+    if (slot.version < this.floorOf(key)) {
+      this.counts.staleRefused++;
+      this.m.staleRefused.add(1, { cache: this.cache });
       return;
     }
-    if (slot.kind === "missing" && negativeTtlMs <= 0) return;
-    const ttl = jittered(slot.kind === "value" ? options.ttlMs : negativeTtlMs);
+    if (slot.kind === "missing" && this.negativeTtlMs <= 0) return;
+    const ttl = this.jittered(slot.kind === "value" ? this.options.ttlMs : this.negativeTtlMs);
     const payload =
-      slot.kind === "value" && value !== undefined ? toBinary(options.schema, value) : new Uint8Array();
-    keepLocal(key, slot, payload.byteLength + HEADER_BYTES, ttl);
+      slot.kind === "value" && value !== undefined ? toBinary(this.options.schema, value) : new Uint8Array();
+    this.keepLocal(key, slot, payload.byteLength + HEADER_BYTES, ttl);
     // Not awaited: the caller has its value; the shared tier is filled behind it.
-    void offerShared(
+    void this.offerShared(
       key,
       { kind: slot.kind, version: slot.version, expiresAt: Date.now() + ttl, payload },
       ttl,
     );
-  };
+  }
 
-  const loadFromSource = async (key: string, load: () => Promise<T | undefined>): Promise<Slot<T>> => {
+  private async loadFromSource(
+    key: string,
+    load: () => Promise<MessageShape<Desc> | undefined>,
+  ): Promise<Slot<MessageShape<Desc>>> {
     const started = performance.now();
-    let value: T | undefined;
+    let value: MessageShape<Desc> | undefined;
     try {
       value = await load();
     } catch (err) {
-      stats.loads.failures++;
-      loadsCounter.add(1, a({ result: "error" }));
+      this.counts.loads.failures++;
+      this.m.loads.add(1, this.m.attributes({ result: "error" }));
       throw err;
     } finally {
       const ms = performance.now() - started;
-      stats.loads.count++;
-      stats.loads.totalMs += ms;
-      loadTime.record(ms, { cache });
+      this.counts.loads.count++;
+      this.counts.loads.totalMs += ms;
+      this.m.loadTime.record(ms, { cache: this.cache });
     }
-    loadsCounter.add(1, a({ result: value === undefined ? "missing" : "found" }));
-    const slot: Slot<T> =
+    this.m.loads.add(1, this.m.attributes({ result: value === undefined ? "missing" : "found" }));
+    const slot: Slot<MessageShape<Desc>> =
       value === undefined
         ? { kind: "missing", version: 0, value: undefined }
-        : { kind: "value", version: options.version(value), value };
-    store(key, slot, value);
+        : { kind: "value", version: this.options.version(value), value };
+    this.store(key, slot, value);
     return slot;
-  };
+  }
 
-  const fill = async (key: string, load: () => Promise<T | undefined>): Promise<Slot<T>> =>
-    (await fromShared(key)) ?? loadFromSource(key, load);
-
-  return {
-    async get(key, load) {
-      const slot = local.get(key);
-      if (slot) {
-        stats.local.hits++;
-        requests.add(1, l1Hit);
-        return slot.value;
-      }
-      stats.local.misses++;
-      requests.add(1, l1Miss);
-      let flight = inflight.get(key);
-      if (!flight) {
-        flight = fill(key, load).finally(() => inflight.delete(key));
-        inflight.set(key, flight);
-      }
-      return (await flight).value;
-    },
-
-    getLocal(key, minVersion) {
-      const slot = local.get(key);
-      if (slot?.kind === "value" && slot.version >= minVersion) {
-        stats.local.hits++;
-        requests.add(1, l1Hit);
-        return slot.value;
-      }
-      stats.local.misses++;
-      requests.add(1, l1Miss);
-      return undefined;
-    },
-
-    put(key, value) {
-      const version = options.version(value);
-      const cur = local.peek(key);
-      if (cur && cur.version > version) return;
-      store(key, { kind: "value", version, value }, value);
-    },
-
-    async invalidate(key, version) {
-      stats.invalidations++;
-      invalidations.add(1, { cache });
-      if (version > floorOf(key)) floors.set(key, version);
-      const cur = local.peek(key);
-      if (cur && (cur.version < version || cur.kind === "missing")) local.delete(key);
-      const ttl = Math.max(options.ttlMs, negativeTtlMs);
-      await offerShared(
-        key,
-        { kind: "tombstone", version, expiresAt: Date.now() + ttl, payload: new Uint8Array() },
-        ttl,
-      );
-    },
-
-    clearLocal() {
-      local.clear();
-    },
-
-    stats() {
-      stats.local.size = local.size;
-      stats.local.bytes = local.calculatedSize;
-      stats.shared.up = health?.up ?? true;
-      return structuredClone(stats);
-    },
-
-    async close() {
-      await shared?.close();
-    },
-  };
+  private async fill(key: string, load: () => Promise<MessageShape<Desc> | undefined>) {
+    return (await this.fromShared(key)) ?? this.loadFromSource(key, load);
+  }
 }

@@ -1,4 +1,4 @@
-import { DeliverPolicy, jetstream } from "@nats-io/jetstream";
+import { DeliverPolicy, type JetStreamClient, type JsMsg, jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 
 type Log = { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
@@ -43,84 +43,101 @@ export interface InvalidationFeed {
  * it applied, so an outage delays invalidations but loses none the stream still holds.
  */
 export function startInvalidationFeed(options: InvalidationFeedOptions): InvalidationFeed {
-  const logger: Log = options.logger ?? { warn() {}, info() {} };
-  const js = jetstream(options.nc);
-  let running = true;
-  let lastSeq = 0;
-  let applied = 0;
-  let stopCurrent: (() => void) | undefined;
-  let wake: (() => void) | undefined;
-  let markAttached: () => void = () => {};
-  const attached = new Promise<void>((resolve) => {
-    markAttached = resolve;
-  });
+  return new OrderedFeed(options);
+}
 
-  const pause = (ms: number) =>
-    new Promise<void>((resolve) => {
+/** The feed of {@link startInvalidationFeed}: a loop that (re-)attaches a consumer and applies its events. */
+class OrderedFeed implements InvalidationFeed {
+  readonly attached: Promise<void>;
+  private appliedCount = 0;
+  private running = true;
+  private lastSeq = 0;
+  private stopCurrent: (() => void) | undefined;
+  private wake: (() => void) | undefined;
+  private markAttached: () => void = () => {};
+  private readonly logger: Log;
+  private readonly loop: Promise<void>;
+
+  constructor(private readonly options: InvalidationFeedOptions) {
+    this.logger = options.logger ?? { warn() {}, info() {} };
+    this.attached = new Promise<void>((resolve) => {
+      this.markAttached = resolve;
+    });
+    this.loop = this.run();
+  }
+
+  get applied(): number {
+    return this.appliedCount;
+  }
+
+  async stop(): Promise<void> {
+    this.running = false;
+    this.stopCurrent?.();
+    this.wake?.();
+    await this.loop;
+  }
+
+  private async run(): Promise<void> {
+    const js = jetstream(this.options.nc);
+    let failures = 0;
+    while (this.running) {
+      try {
+        await this.follow(js);
+        failures = 0;
+      } catch (err) {
+        if (failures++ === 0)
+          this.logger.warn(
+            { stream: this.options.stream, err: String(err) },
+            "cache invalidation feed detached; re-attaching",
+          );
+      }
+      if (this.running) await this.pause(this.options.retryMs ?? 500);
+    }
+  }
+
+  private pause(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
       const t = setTimeout(resolve, ms);
-      wake = () => {
+      this.wake = () => {
         clearTimeout(t);
         resolve();
       };
     });
+  }
 
-  async function follow(): Promise<void> {
+  private async follow(js: JetStreamClient): Promise<void> {
+    const { options } = this;
     const consumer = await js.consumers.get(options.stream, {
       filter_subjects: options.filterSubject,
-      ...(lastSeq > 0
-        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: lastSeq + 1 }
+      ...(this.lastSeq > 0
+        ? { deliver_policy: DeliverPolicy.StartSequence, opt_start_seq: this.lastSeq + 1 }
         : { deliver_policy: DeliverPolicy.New }),
     });
     const messages = await consumer.consume();
-    stopCurrent = () => void messages.stop();
-    markAttached();
+    this.stopCurrent = () => void messages.stop();
+    this.markAttached();
     for await (const m of messages) {
-      try {
-        await options.onEvent({
-          subject: m.subject,
-          type: m.headers?.get("ce-type") || m.subject,
-          data: m.data,
-          seq: m.seq,
-        });
-        applied++;
-      } catch (err) {
-        logger.warn(
-          { stream: options.stream, seq: m.seq, err: String(err) },
-          "cache invalidation event skipped",
-        );
-      }
-      lastSeq = m.seq;
-      if (!running) break;
+      await this.apply(m);
+      this.lastSeq = m.seq;
+      if (!this.running) break;
     }
   }
 
-  const loop = (async () => {
-    let failures = 0;
-    while (running) {
-      try {
-        await follow();
-        failures = 0;
-      } catch (err) {
-        if (failures++ === 0)
-          logger.warn(
-            { stream: options.stream, err: String(err) },
-            "cache invalidation feed detached; re-attaching",
-          );
-      }
-      if (running) await pause(options.retryMs ?? 500);
+  /** Applies one event; a throw is logged and the event skipped. */
+  private async apply(m: JsMsg): Promise<void> {
+    try {
+      await this.options.onEvent({
+        subject: m.subject,
+        type: m.headers?.get("ce-type") || m.subject,
+        data: m.data,
+        seq: m.seq,
+      });
+      this.appliedCount++;
+    } catch (err) {
+      this.logger.warn(
+        { stream: this.options.stream, seq: m.seq, err: String(err) },
+        "cache invalidation event skipped",
+      );
     }
-  })();
-
-  return {
-    attached,
-    get applied() {
-      return applied;
-    },
-    async stop() {
-      running = false;
-      stopCurrent?.();
-      wake?.();
-      await loop;
-    },
-  };
+  }
 }
