@@ -20,6 +20,9 @@ ARG SERVICE
 WORKDIR /app
 # Dependencies first (the pruned package.json files and lockfile): cached until they change.
 COPY --from=prune /pruned/json/ ./
+# The root's postinstall applies these to node_modules (patch-package): postgres.js 3.4.10 must not
+# crash a service when its server goes away (porsager/postgres#1154, #1208).
+COPY patches ./patches
 RUN npm ci --no-audit --no-fund
 COPY --from=prune /pruned/full/ ./
 # The shared compiler settings and the contracts' sources (build runs `generate`, which checks

@@ -45,7 +45,8 @@ describe("one image per service, from its pruned workspace", () => {
     const stages = [...dockerfile.matchAll(/^FROM \S+(?: AS (\w+))?$/gm)].map((m) => m[1] ?? "final");
     expect(stages).toEqual(["prune", "build", "final"]);
     expect(dockerfile).toMatch(/turbo prune "@meshwork\/\$\{SERVICE\}" --docker/);
-    expect(dockerfile).toMatch(/COPY --from=prune \/pruned\/json\/ \.\/\nRUN npm ci/);
+    // The root's postinstall patches postgres.js (patch-package): the patches must be there before npm ci.
+    expect(dockerfile).toMatch(/COPY --from=prune \/pruned\/json\/ \.\/\n(?:#.*\n)*COPY patches \.\/patches\nRUN npm ci/);
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     const final = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
     expect(final).toMatch(/^USER node$/m);
