@@ -15,6 +15,7 @@ import {
   postgresHost,
   postgresSecretName,
   renderK8s,
+  secretName,
   writeK8sSecrets,
 } from "./k8s.js";
 import {
@@ -79,8 +80,9 @@ describe("infra/k8s", () => {
   let work: string;
 
   beforeAll(() => {
-    // The legacy monolith (strangler fig) runs under `meshctl up` only, not in compose or k8s yet.
-    services = findServices(root).filter((m) => m.kind !== "legacy");
+    // Every process, the legacy monolith (strangler fig) among them.
+    services = findServices(root);
+    expect(services.map((m) => m.kind)).toContain("legacy");
     // The dev overlay reads its Secrets from git-ignored env files: build a copy of infra/ with
     // freshly made ones, as `meshctl k8s --secrets` writes them.
     work = mkdtempSync(join(tmpdir(), "mw-k8s-"));
@@ -198,6 +200,11 @@ describe("infra/k8s", () => {
           if (m.kind === "service") {
             // Native gRPC probes: grpc.health.v1.Health/Check on the service's own port.
             expect(c[probe]?.grpc?.port, `${where} ${probe}`).toBe(m.port);
+          } else if (m.kind === "legacy") {
+            // The monolith's HTTP health route, on its own port.
+            expect(c[probe]?.httpGet, `${where} ${probe}`).toMatchObject({ path: "/healthz", port: "http" });
+            const named = c.ports.find((p: { name: string }) => p.name === "http");
+            expect(named?.containerPort, where).toBe(m.port);
           } else {
             expect(c[probe]?.httpGet, `${where} ${probe}`).toMatchObject({ path: "/ready", port: "admin" });
           }
@@ -223,8 +230,10 @@ describe("infra/k8s", () => {
           runtime?: { shutdownGraceMs: number };
           shutdownGraceMs?: number;
         };
-        const drainMs = config.runtime?.shutdownGraceMs ?? config.shutdownGraceMs;
-        expect(drainMs, where).toBeGreaterThan(0);
+        // (The monolith has no drain setting: Fastify's close waits for requests in flight.)
+        const drainMs =
+          config.runtime?.shutdownGraceMs ?? config.shutdownGraceMs ?? (m.kind === "legacy" ? 0 : undefined);
+        expect(drainMs, where).toBeGreaterThanOrEqual(m.kind === "legacy" ? 0 : 1);
         const preStop = c.lifecycle?.preStop?.exec?.command as string[];
         expect(preStop?.[0], where).toBe("sleep");
         const preStopS = Number(preStop[1]);
@@ -252,8 +261,12 @@ describe("infra/k8s", () => {
         expect(svc.spec.clusterIP, where).toBe("None");
         expect(svc.spec.selector).toEqual(d.spec.selector.matchLabels);
         expect(svc.spec.ports.map((p: { port: number }) => p.port)).toContain(m.port);
-        // Prometheus finds its metrics from the annotations.
+        // Prometheus finds its metrics from the annotations (the monolith has none to scrape).
         const a = d.spec.template.metadata.annotations;
+        if (m.kind === "legacy") {
+          expect(a, where).toBeUndefined();
+          continue;
+        }
         expect(a["prometheus.io/scrape"]).toBe("true");
         expect(Number(a["prometheus.io/port"])).toBe(m.kind === "gateway" ? m.adminPort : m.port);
         expect(a["prometheus.io/path"]).toBe(m.kind === "gateway" ? "/stats/prometheus" : "/metrics");
@@ -282,13 +295,18 @@ describe("infra/k8s", () => {
           discovery?: { advertiseHost?: string; natsUrl?: string; replicas?: number; mode?: string };
           jwksUrl?: string;
           adminHost?: string;
+          databaseUrl?: string;
+          tokenSecret?: string;
+          strangler?: { legacyUrl?: string };
         };
         const runtime = c.runtime ?? c;
+        // The monolith exports no traces; the rest do.
         expect(runtime, where).toMatchObject({
           host: "0.0.0.0",
           port: m.port,
-          tracesExporter: "otlp",
-          otlpEndpoint: "http://otel-collector:4318",
+          ...(m.kind === "legacy"
+            ? {}
+            : { tracesExporter: "otlp", otlpEndpoint: "http://otel-collector:4318" }),
         });
         expect(b.get("Service", "otel-collector").spec.ports.map((p: { port: number }) => p.port)).toContain(
           4318,
@@ -313,7 +331,7 @@ describe("infra/k8s", () => {
           expect(effect(name), `${where}: ${name} has no effect on the loaded config`).toBe(true);
         }
         if (m.database) {
-          expect(c.db?.url).toBe(env.DATABASE_URL);
+          expect(c.db?.url ?? c.databaseUrl, where).toBe(env.DATABASE_URL);
           const u = new URL(env.DATABASE_URL as string);
           // Its own Postgres, database and role; the password is the one that Postgres gives the role.
           expect(u.hostname).toBe(postgresHost(m.name));
@@ -343,7 +361,16 @@ describe("infra/k8s", () => {
             if (c.events) expect(c.events.streamReplicas, where).toBe(3);
             expect(c.discovery?.replicas, where).toBe(3);
           }
+        } else if (m.kind === "legacy") {
+          // Its CDC relay and reverse sync run (NATS configured), its LEGACY stream R3 in prod,
+          // and its session tokens outlive a pod (a secret, not one made at start).
+          expect(c.events, where).toBeDefined();
+          if (overlay === "prod") expect(c.events?.streamReplicas, where).toBe(3);
+          expect(c.tokenSecret, where).toBe(secrets.get(secretName(m.name))?.LEGACY_TOKEN_SECRET);
+          expect(env.IDENTITY_KEY, where).toBeUndefined();
         } else {
+          const legacy = services.find((s) => s.kind === "legacy");
+          expect(c.strangler?.legacyUrl, where).toBe(`http://${legacy?.name}:${legacy?.port}`);
           expect(c.discovery).toMatchObject({ mode: "registry", natsUrl: "nats://nats:4222" });
           const users = services.find((s) => s.name === "users");
           expect(c.jwksUrl).toBe(`http://users:${users?.port}/.well-known/jwks.json`);
@@ -389,6 +416,14 @@ describe("infra/k8s", () => {
             ]),
           );
         }
+        if (m.kind === "legacy") {
+          // The monolith: the edges on its HTTP port (the strangler routes); from it, its
+          // database and NATS only.
+          expect(new Set(reachers(self, m.port)), where).toEqual(new Set(["envoy", ...edges]));
+          expect(new Set(reachable(self)), where).toEqual(
+            new Set([`${postgresHost(m.name)}:5432`, "nats:4222"]),
+          );
+        }
         if (m.database) {
           expect(reachers(pod(postgresHost(m.name)), 5432), where).toEqual([m.name]);
         }
@@ -402,7 +437,9 @@ describe("infra/k8s", () => {
       expect(new Set(reachers(pod("nats"), 4222))).toEqual(new Set(services.map((s) => s.name)));
       expect(reachers(pod("nats"), 6222)).toEqual([]); // one pod stands for the three: its peers are itself
       expect(allowed(policies, pod("nats"), pod("nats"), { port: 6222 })).toBe(true);
-      expect(new Set(reachers(pod("otel-collector"), 4318))).toEqual(new Set(services.map((s) => s.name)));
+      expect(new Set(reachers(pod("otel-collector"), 4318))).toEqual(
+        new Set(services.filter((s) => s.kind !== "legacy").map((s) => s.name)),
+      );
       expect(reachers(pod("jaeger"), 4317)).toEqual(["otel-collector"]);
       // Envoy's listener is open to clients; its admin proxy to Prometheus only.
       expect(reachers(pod("envoy"), 9902)).toEqual(["prometheus"]);
@@ -437,10 +474,7 @@ describe("infra/k8s", () => {
           }>;
         };
       };
-      // (The legacy monolith's cluster has no Service here: k8s does not run the monolith yet.)
-      for (const cluster of config.static_resources.clusters.filter(
-        (x) => x.type === "STRICT_DNS" && x.name !== "legacy",
-      )) {
+      for (const cluster of config.static_resources.clusters.filter((x) => x.type === "STRICT_DNS")) {
         for (const e of cluster.load_assignment.endpoints.flatMap((x) => x.lb_endpoints)) {
           const { address, port_value } = e.endpoint.address.socket_address;
           const svc = b.get("Service", address);

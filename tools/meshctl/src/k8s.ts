@@ -89,8 +89,26 @@ const secretEnv = (name: string, secret: string, key = name) => ({
   valueFrom: { secretKeyRef: { name: secret, key } },
 });
 
+/**
+ * The legacy monolith's variables: its database, its NATS user (CDC relay, reverse sync) and its
+ * session-token secret. It has no mesh identity and exports no traces.
+ */
+function legacyEnv(m: ServiceManifest): unknown[] {
+  return [
+    { name: "HOST", value: "0.0.0.0" },
+    { name: "PORT", value: String(m.port) },
+    secretEnv("DATABASE_URL", secretName(m.name)),
+    { name: "NATS_URL", value: "nats://nats:4222" },
+    { name: "NATS_USER", value: m.name },
+    secretEnv("NATS_PASSWORD", secretName(m.name)),
+    secretEnv("LEGACY_TOKEN_SECRET", secretName(m.name)),
+  ];
+}
+
 function env(m: ServiceManifest, services: readonly ServiceManifest[]): unknown[] {
+  if (m.kind === "legacy") return legacyEnv(m);
   const users = services.find((s) => s.name === "users");
+  const legacy = services.find((s) => s.kind === "legacy");
   const common: unknown[] = [
     { name: "HOST", value: "0.0.0.0" },
     { name: "PORT", value: String(m.port) },
@@ -110,6 +128,8 @@ function env(m: ServiceManifest, services: readonly ServiceManifest[]): unknown[
       { name: "JWKS_URL", value: `http://users:${users?.port ?? 50051}/.well-known/jwks.json` },
       // Envoy's ext_authz filter asks here: the gateway's rules and the signed identity assertion.
       { name: "EXT_AUTHZ_PORT", value: String(DEFAULT_EXT_AUTHZ.port) },
+      // The monolith behind the strangler routes (weights and shadow: meshctl strangler).
+      ...(legacy ? [{ name: "STRANGLER_LEGACY_URL", value: `http://${legacy.name}:${legacy.port}` }] : []),
     ];
   }
   return [
@@ -160,6 +180,8 @@ const podsNamed = (...names: string[]) =>
 
 function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]): unknown[] {
   const gateway = m.kind === "gateway";
+  // The monolith is a service of the deployment too (prod's patches of services apply to it).
+  const legacy = m.kind === "legacy";
   const component = gateway ? "edge" : "service";
   const l = labels(m.name, component);
   const rpcPort = m.port;
@@ -169,7 +191,11 @@ function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]
     httpGet: { path: "/ready", port: "admin" },
     ...extra,
   });
-  const probe = gateway ? readyProbe : grpcProbe;
+  const healthProbe = (extra: Record<string, number>) => ({
+    httpGet: { path: "/healthz", port: "http" },
+    ...extra,
+  });
+  const probe = gateway ? readyProbe : legacy ? healthProbe : grpcProbe;
   const callers = services.filter((s) => s.kind === "service" && callsOf(s).includes(m.name));
   const callees = callsOf(m);
 
@@ -194,12 +220,17 @@ function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]
       strategy: { type: "RollingUpdate", rollingUpdate: { maxUnavailable: 0, maxSurge: 1 } },
       template: {
         metadata: {
-          labels: { ...l, [NATS_CLIENT_LABEL]: "true", [OTLP_CLIENT_LABEL]: "true" },
-          annotations: {
-            "prometheus.io/scrape": "true",
-            "prometheus.io/port": String(metricsPort),
-            "prometheus.io/path": gateway ? "/stats/prometheus" : "/metrics",
-          },
+          // The monolith exports neither metrics nor spans (the strangler's figures are the gateway's).
+          labels: { ...l, [NATS_CLIENT_LABEL]: "true", ...(legacy ? {} : { [OTLP_CLIENT_LABEL]: "true" }) },
+          ...(legacy
+            ? {}
+            : {
+                annotations: {
+                  "prometheus.io/scrape": "true",
+                  "prometheus.io/port": String(metricsPort),
+                  "prometheus.io/path": gateway ? "/stats/prometheus" : "/metrics",
+                },
+              }),
         },
         spec: {
           serviceAccountName: m.name,
@@ -228,7 +259,7 @@ function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]
               image: `meshwork/${m.name}:latest`,
               imagePullPolicy: "IfNotPresent",
               ports: [
-                { name: gateway ? "http" : "grpc", containerPort: rpcPort, protocol: "TCP" },
+                { name: gateway || legacy ? "http" : "grpc", containerPort: rpcPort, protocol: "TCP" },
                 ...(gateway
                   ? [
                       { name: "admin", containerPort: metricsPort, protocol: "TCP" },
@@ -269,10 +300,10 @@ function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]
       selector: { [NAME]: m.name },
       ports: [
         {
-          name: gateway ? "http" : "grpc",
+          name: gateway || legacy ? "http" : "grpc",
           port: rpcPort,
-          targetPort: gateway ? "http" : "grpc",
-          ...(gateway ? {} : { appProtocol: "kubernetes.io/h2c" }),
+          targetPort: gateway || legacy ? "http" : "grpc",
+          ...(gateway || legacy ? {} : { appProtocol: "kubernetes.io/h2c" }),
         },
         ...(gateway
           ? [
@@ -303,19 +334,20 @@ function serviceObjects(m: ServiceManifest, services: readonly ServiceManifest[]
           from: [podsNamed("envoy", ...edges, ...callers.map((c) => c.name))],
           ports: [{ protocol: "TCP", port: rpcPort }],
         },
-        // GET /metrics is on the RPC port.
-        { from: [podsNamed("prometheus")], ports: [{ protocol: "TCP", port: rpcPort }] },
+        // GET /metrics is on the RPC port (the monolith has none).
+        ...(legacy ? [] : [{ from: [podsNamed("prometheus")], ports: [{ protocol: "TCP", port: rpcPort }] }]),
       ];
   const egress: unknown[] = [
     dnsEgress,
     { to: [podsNamed("nats")], ports: [{ protocol: "TCP", port: 4222 }] },
-    { to: [podsNamed("otel-collector")], ports: [{ protocol: "TCP", port: 4318 }] },
+    ...(legacy ? [] : [{ to: [podsNamed("otel-collector")], ports: [{ protocol: "TCP", port: 4318 }] }]),
   ];
   if (m.database) {
     egress.push({ to: [podsNamed(postgresHost(m.name))], ports: [{ protocol: "TCP", port: 5432 }] });
   }
+  // The gateway's strangler routes reach the monolith too.
   const upstreams = gateway
-    ? services.filter((s) => s.kind === "service")
+    ? services.filter((s) => s.kind === "service" || s.kind === "legacy")
     : services.filter((s) => callees.includes(s.name));
   for (const u of upstreams) {
     egress.push({ to: [podsNamed(u.name)], ports: [{ protocol: "TCP", port: u.port }] });
@@ -545,8 +577,9 @@ export function renderK8sNatsConfig(services: readonly ServiceManifest[]): strin
   const mesh = { bucket: DEFAULT_BUCKET, namespace: "" };
   const pw = (name: string) => ({ env: natsPasswordVariable(name) });
   const users: ConfigUser[] = [
+    // The monolith's user too: its CDC relay publishes LEGACY, its reverse sync reads INVENTORY.
     ...services
-      .filter((m) => m.kind === "service")
+      .filter((m) => m.kind === "service" || m.kind === "legacy")
       .map((m) => ({
         user: m.name,
         password: pw(m.name),
@@ -615,9 +648,14 @@ export function writeK8sSecrets(
   for (const m of services) {
     const s = load(secretName(m.name));
     s.NATS_PASSWORD ??= random();
-    s.IDENTITY_KEY ??= generateIdentityKey().privateKey;
+    if (m.kind === "legacy") {
+      // No mesh identity; the HS256 secret of its session tokens instead.
+      s.LEGACY_TOKEN_SECRET ??= randomBytes(32).toString("base64url");
+    } else {
+      s.IDENTITY_KEY ??= generateIdentityKey().privateKey;
+      trust.push(`${m.name}=${publicKeyText(privateKeyFrom(s.IDENTITY_KEY))}`);
+    }
     if (m.name === "users") s.USERS_KEY_ENCRYPTION_KEY ??= randomBytes(32).toString("base64");
-    trust.push(`${m.name}=${publicKeyText(privateKeyFrom(s.IDENTITY_KEY))}`);
     if (m.database) {
       const p = load(postgresSecretName(m.name));
       p.POSTGRES_PASSWORD ??= random();

@@ -421,8 +421,8 @@ async function main(argv: string[]): Promise<number> {
     }
     case "k8s": {
       let stale = 0;
-      // The legacy monolith (strangler fig) runs under `meshctl up` only, as in compose.
-      const deployed = services.filter((m) => m.kind !== "legacy");
+      // Every process, the legacy monolith (strangler fig) among them.
+      const deployed = services;
       for (const [path, content] of renderK8s(deployed)) {
         const file = join(root, path);
         const current = existsSync(file) ? readFileSync(file, "utf8") : "";
