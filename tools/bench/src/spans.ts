@@ -1,0 +1,106 @@
+/**
+ * What a traced call's SERVER span costs its process, in CPU per span (issue 15.8): the span the
+ * runtime's telemetry interceptor makes (started under a remote parent with the route's frozen
+ * attributes, given its status code, ended), batched by the SDK's BatchSpanProcessor and exported
+ * by the OTLP/protobuf exporter (as `OTEL_TRACES_EXPORTER=otlp` sets it up) to the embedded
+ * receiver in another process, as under `meshctl up`. Three ways, in alternating rounds, medians:
+ * - `sdk`: the SDK's own `Tracer.startSpan`;
+ * - `lean`: `leanSpanStarter` (what the interceptor uses), same tracer and pipeline;
+ * - `ids only`: tracing off (the id-only tracer), for scale.
+ * Spans are made in bursts of 1000 with the event loop turned between them, so the exporter's
+ * timers and sockets run as in a server; the CPU of the whole process is counted.
+ * `node tools/bench/dist/spans.js` (about half a minute; not part of `npm run bench`);
+ * `SPANS_PER_ROUND` (default 100000), `SPANS_ROUNDS` (default 5).
+ */
+import { spawn } from "node:child_process";
+import { fileURLToPath } from "node:url";
+import { createTelemetry, leanSpanStarter } from "@meshwork/telemetry";
+import { type Attributes, ROOT_CONTEXT, type Span, SpanKind, type Tracer, trace } from "@opentelemetry/api";
+
+const perRound = Number(process.env.SPANS_PER_ROUND ?? 100_000);
+const rounds = Number(process.env.SPANS_ROUNDS ?? 5);
+const name = "meshwork.users.v1.UserService/GetUser";
+const attributes: Attributes = Object.freeze({
+  "rpc.system": "grpc",
+  "rpc.service": "meshwork.users.v1.UserService",
+  "rpc.method": "GetUser",
+});
+const parent = trace.setSpanContext(ROOT_CONTEXT, {
+  traceId: "0af7651916cd43dd8448eb211c80319c",
+  spanId: "b7ad6b7169203331",
+  traceFlags: 1,
+  isRemote: true,
+});
+
+/** The embedded receiver in a process of its own; resolves with its URL and a stop function. */
+async function startReceiverProcess(): Promise<{ url: string; stop: () => void }> {
+  const script = `import { startReceiver } from "@meshwork/tracestore";
+const r = await startReceiver({ host: "127.0.0.1", port: 0 });
+console.log(r.url);
+process.on("SIGTERM", () => r.close().then(() => process.exit(0)));`;
+  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
+    cwd: fileURLToPath(new URL("..", import.meta.url)),
+    stdio: ["ignore", "pipe", "inherit"],
+  });
+  const url = await new Promise<string>((resolve, reject) => {
+    child.once("exit", (code) => reject(new Error(`the receiver exited (${code}) before listening`)));
+    child.stdout.once("data", (d) => resolve(String(d).trim()));
+  });
+  return { url, stop: () => child.kill("SIGTERM") };
+}
+
+function ending(span: Span): void {
+  if (span.isRecording()) span.setAttribute("rpc.grpc.status_code", 0);
+  span.end();
+}
+
+/** CPU µs per span over one round of `perRound` spans. */
+async function round(makeSpan: () => void): Promise<number> {
+  const before = process.cpuUsage();
+  for (let i = 0; i < perRound; i += 1000) {
+    for (let j = 0; j < 1000; j++) makeSpan();
+    await new Promise((resolve) => setImmediate(resolve));
+  }
+  const used = process.cpuUsage(before);
+  return (used.user + used.system) / perRound;
+}
+
+const median = (values: number[]) =>
+  [...values].sort((a, b) => a - b)[Math.floor(values.length / 2)] ?? Number.NaN;
+
+const receiver = await startReceiverProcess();
+const traced = createTelemetry({
+  serviceName: "bench-spans",
+  tracesExporter: "otlp",
+  otlpEndpoint: receiver.url,
+  env: { OTEL_BSP_SCHEDULE_DELAY: "1000" },
+});
+const off = createTelemetry({ serviceName: "bench-spans-off", tracesExporter: "none" });
+try {
+  const tracer: Tracer = traced.tracer;
+  const lean = leanSpanStarter(tracer);
+  if (!lean) throw new Error("leanSpanStarter does not recognise the SDK's tracer");
+  const ways: Record<string, () => void> = {
+    sdk: () => ending(tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent)),
+    lean: () => ending(lean(name, SpanKind.SERVER, attributes, parent)),
+    "ids only": () => ending(off.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent)),
+  };
+  const results = new Map<string, number[]>(Object.keys(ways).map((w) => [w, []]));
+  for (const fn of Object.values(ways)) await round(fn); // warm-up
+  for (let r = 0; r < rounds; r++) {
+    const order = r % 2 === 0 ? Object.keys(ways) : Object.keys(ways).reverse();
+    for (const w of order) results.get(w)?.push(await round(ways[w] as () => void));
+  }
+  console.log(
+    `CPU per SERVER span, exported over OTLP/protobuf (median of ${rounds} rounds of ${perRound}):`,
+  );
+  for (const [w, values] of results) {
+    console.log(
+      `${w.padEnd(10)} ${median(values).toFixed(2).padStart(7)} µs   rounds: ${values.map((v) => v.toFixed(2)).join(" ")}`,
+    );
+  }
+} finally {
+  await traced.shutdown();
+  await off.shutdown();
+  receiver.stop();
+}
