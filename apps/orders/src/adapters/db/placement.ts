@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { OrderPlacedSchema } from "@meshwork/contracts/meshwork/orders/v1/events";
 import type { AnyTransaction, Database } from "@meshwork/db";
-import { and, eq, TransactionRollbackError } from "drizzle-orm";
+import { and, eq, sql, TransactionRollbackError } from "drizzle-orm";
 import {
   IdempotencyKeyReusedError,
   type NewOrder,
@@ -18,12 +18,29 @@ export type StartPlacement = (
   instance: { id: string; data: PlacementData },
 ) => Promise<(() => void) | undefined>;
 
-/** The user's order placed with an idempotency key, with the hash of the request that placed it. */
-export async function findByKey(db: Database<OrdersSchema>, userId: string, key: string) {
-  const [row] = await db
+/**
+ * PlaceOrder's lookup by idempotency key, built once per database (as users' GetUser query is):
+ * Drizzle otherwise builds its SQL text from its parts on every placement.
+ */
+function prepareFindByKey(db: Database<OrdersSchema>) {
+  return db
     .select({ ...columns, requestHash: orders.requestHash })
     .from(orders)
-    .where(and(eq(orders.userId, userId), eq(orders.idempotencyKey, key)));
+    .where(
+      and(eq(orders.userId, sql.placeholder("userId")), eq(orders.idempotencyKey, sql.placeholder("key"))),
+    )
+    .prepare("orders_find_by_key");
+}
+const findByKeyQueries = new WeakMap<Database<OrdersSchema>, ReturnType<typeof prepareFindByKey>>();
+
+/** The user's order placed with an idempotency key, with the hash of the request that placed it. */
+export async function findByKey(db: Database<OrdersSchema>, userId: string, key: string) {
+  let query = findByKeyQueries.get(db);
+  if (!query) {
+    query = prepareFindByKey(db);
+    findByKeyQueries.set(db, query);
+  }
+  const [row] = await query.execute({ userId, key });
   return row as (Order & { requestHash: string }) | undefined;
 }
 

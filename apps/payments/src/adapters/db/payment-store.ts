@@ -3,7 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentRefundedSchema } from "@meshwork/contracts/meshwork/payments/v1/events";
 import type { AnyTransaction, Database, Queryable } from "@meshwork/db";
 import { createEnvelope, enqueueEvents } from "@meshwork/events";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import {
   type AuthorizeInput,
   type Payment,
@@ -21,6 +21,30 @@ export const EVENT_SOURCE = "/meshwork/payments";
 async function load(db: Queryable, id: string, lock: boolean): Promise<Payment | undefined> {
   const q = db.select().from(payments).where(eq(payments.id, id));
   const [row] = await (lock ? q.for("update") : q);
+  return row;
+}
+
+/**
+ * AuthorizePayment's first read (outside a transaction), built once per database: Drizzle
+ * otherwise builds its SQL text from its parts on every call.
+ */
+function prepareLoad(db: Database<PaymentsSchema>) {
+  return db
+    .select()
+    .from(payments)
+    .where(eq(payments.id, sql.placeholder("id")))
+    .prepare("payments_load");
+}
+const loadQueries = new WeakMap<Database<PaymentsSchema>, ReturnType<typeof prepareLoad>>();
+
+/** `load(db, id, false)`, through the prepared query. */
+async function loadUnlocked(db: Database<PaymentsSchema>, id: string): Promise<Payment | undefined> {
+  let query = loadQueries.get(db);
+  if (!query) {
+    query = prepareLoad(db);
+    loadQueries.set(db, query);
+  }
+  const [row] = await query.execute({ id });
   return row;
 }
 
@@ -100,7 +124,7 @@ async function authorize(
   input: AuthorizeInput,
   onHoldLeft: ((paymentId: string, err: unknown) => void) | undefined,
 ): Promise<Payment> {
-  const existing = await load(db, input.paymentId, false);
+  const existing = await loadUnlocked(db, input.paymentId);
   if (existing) return replay(existing, input);
   const outcome = await provider.call("authorize", input.paymentId, input.amountMinor);
   const [row] = await db
