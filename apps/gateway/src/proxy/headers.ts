@@ -72,8 +72,10 @@ export function upstreamHeaders(
   call: UpstreamRequest,
 ): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":") || IDENTITY.has(k)) continue;
+  // for-in, not Object.entries: no array of pairs per call (the header objects have no inherited keys).
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || k.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(k) || IDENTITY.has(k)) continue;
     // HTTP/2 allows `te` only as `trailers` (what gRPC sends); an HTTP/1.1 client's other
     // transfer codings mean nothing upstream.
     if (k === "te" && v !== "trailers") continue;
@@ -108,8 +110,9 @@ export function attemptHeaders(
 /** An upstream answer's headers as the client gets them: no hop-by-hop ones, the request id added. */
 export function answerHeaders(h: http2.IncomingHttpHeaders, requestId: string): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || (k.startsWith(":") && k !== ":status")) continue;
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined || HOP_BY_HOP.has(k) || (k.charCodeAt(0) === 58 && k !== ":status")) continue;
     out[k] = v;
   }
   out["x-request-id"] = requestId;
@@ -119,7 +122,11 @@ export function answerHeaders(h: http2.IncomingHttpHeaders, requestId: string): 
 /** An upstream answer's trailers as the client gets them (no pseudo-headers). */
 export function answerTrailers(t: http2.IncomingHttpHeaders | undefined): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(t ?? {})) if (v !== undefined && !k.startsWith(":")) out[k] = v;
+  if (t === undefined) return out;
+  for (const k in t) {
+    const v = t[k];
+    if (v !== undefined && k.charCodeAt(0) !== 58) out[k] = v;
+  }
   return out;
 }
 
