@@ -99,7 +99,21 @@ export function attemptHeaders(
   protocol: Protocol,
   remainingMs: number,
 ): http2.OutgoingHttpHeaders {
-  const out: http2.OutgoingHttpHeaders = { ...base, ":authority": authority };
+  return setAttempt({ ...base }, authority, protocol, remainingMs);
+}
+
+/**
+ * Sets an attempt's authority and what is left of the deadline on `out` itself: the first
+ * attempt's headers are the call's own object, with no copy (Node's `request` copies them
+ * anyway); a retry takes a copy ({@link attemptHeaders}) and sets the same keys again.
+ */
+export function setAttempt(
+  out: http2.OutgoingHttpHeaders,
+  authority: string,
+  protocol: Protocol,
+  remainingMs: number,
+): http2.OutgoingHttpHeaders {
+  out[":authority"] = authority;
   // In the client's protocol, at least 1 ms.
   const remaining = Math.max(1, Math.round(remainingMs));
   if (protocol === "connect" || protocol === "connect-stream") out["connect-timeout-ms"] = String(remaining);
