@@ -3,9 +3,9 @@ import type { SharedTier } from "@meshwork/cache";
 import { Access_Level, access } from "@meshwork/contracts/meshwork/api/v1/access";
 import type { Meter } from "@opentelemetry/api";
 import { type JWTPayload, errors as joseErrors, jwtVerify } from "jose";
-import { LRUCache } from "lru-cache";
 import { Code } from "./errors.js";
 import { createJwks, JwksUnavailableError } from "./jwks.js";
+import { type KeySetKeys, VerifiedTokens } from "./verified-tokens.js";
 
 /** A method's access policy, read from its `(meshwork.api.v1.access)` option. */
 export type Policy =
@@ -132,26 +132,35 @@ function failureOf(err: unknown, keysFailed: boolean): Failure {
   return { code: Code.Unauthenticated, message: "invalid token" };
 }
 
-/** Applies `policy` to the bearer token of `authorization`, verified by `verify`. */
-async function authorizeWith(
-  verify: (token: string) => Promise<Identity | Failure>,
+/** The token of an `authorization: Bearer <token>` header. */
+function bearerOf(authorization: string | undefined): string | undefined {
+  if (authorization === undefined) return undefined;
+  return /^Bearer\s+(\S+)$/i.exec(authorization)?.[1];
+}
+
+/**
+ * Applies `policy` to the bearer token of `authorization`: its identity is `verified` when given
+ * (the token was just verified), else what `known` says of it; undefined when the token must
+ * still be verified.
+ */
+function decide(
   policy: Policy,
   authorization: string | undefined,
-): Promise<AuthResult> {
+  known: (token: string) => Identity | undefined,
+  verified?: Identity | Failure,
+): AuthResult | undefined {
   if (policy.kind === "none") {
     return { ok: false, code: Code.PermissionDenied, message: "method has no access policy" };
   }
-  const token = /^Bearer\s+(\S+)$/i.exec(authorization ?? "")?.[1];
-  if (policy.kind === "public") {
-    // No token is fine; a token that is there must verify (as Envoy's `allow_missing`), and
-    // its identity is passed on.
-    if (!token) return { ok: true, identity: undefined };
-    const id = await verify(token);
-    if (!("subject" in id)) return { ok: false, code: id.code, message: id.message };
-    return { ok: true, identity: id };
+  const token = bearerOf(authorization);
+  // For a public method no token is fine; a token that is there must verify (as Envoy's
+  // `allow_missing`), and its identity is passed on.
+  if (!token) {
+    if (policy.kind === "public") return { ok: true, identity: undefined };
+    return { ok: false, code: Code.Unauthenticated, message: "missing bearer token" };
   }
-  if (!token) return { ok: false, code: Code.Unauthenticated, message: "missing bearer token" };
-  const id = await verify(token);
+  const id = verified ?? known(token);
+  if (id === undefined) return undefined;
   if (!("subject" in id)) return { ok: false, code: id.code, message: id.message };
   if (policy.kind === "role" && !id.roles.includes(policy.role)) {
     return { ok: false, code: Code.PermissionDenied, message: `role ${policy.role} required` };
@@ -181,25 +190,20 @@ export function createAuthenticator(options: AuthOptions) {
     logger: options.logger,
   });
 
-  // Verified tokens, until they expire and at most as long as a key set is used (so a token of a
-  // key dropped by a rotation stops working when the key set is fetched again): an ES256
-  // verification costs more than proxying the call. Failures are not cached: a key can arrive
-  // with a refetch.
-  const cacheTtlMs = Math.max(1, Math.min(5 * 60_000, maxAgeMs));
-  const verified = new LRUCache<string, Identity>({ max: 10_000, ttl: cacheTtlMs, ttlAutopurge: false });
+  // An ES256 verification costs more than proxying the call: verified tokens are kept (see
+  // VerifiedTokens for how long). Failures are not kept: a key can arrive with a refetch.
+  const verified = new VerifiedTokens(10_000, maxAgeMs);
 
   async function verify(token: string): Promise<Identity | Failure> {
-    const hit = verified.get(token);
-    if (hit) {
-      if (hit.expiresAt > Date.now()) return hit;
-      verified.delete(token);
-    }
     // Whether a failure came from the key set (unreachable, unusable: UNAVAILABLE) rather than
     // from the token (a `crit` header jose does not support, a malformed header: UNAUTHENTICATED).
     let keysFailed = false;
+    let used: { set: KeySetKeys; kid: string | undefined } | undefined;
     const getKey: typeof jwks.getKey = async (header, t) => {
       try {
-        return await jwks.getKey(header, t);
+        const { key, set } = await jwks.resolve(header, t);
+        used = { set, kid: header.kid };
+        return key;
       } catch (err) {
         const noMatch =
           err instanceof joseErrors.JWKSNoMatchingKey || err instanceof joseErrors.JWKSMultipleMatchingKeys;
@@ -215,21 +219,32 @@ export function createAuthenticator(options: AuthOptions) {
         requiredClaims: ["sub", "exp", "iat"],
       });
       const identity = identityOf(payload, skewS, maxLifetimeS);
-      if (!("subject" in identity)) return identity;
-      verified.set(token, identity, {
-        ttl: Math.max(1, Math.min(cacheTtlMs, identity.expiresAt - Date.now())),
-      });
+      if ("subject" in identity && used) verified.set(token, identity, used.set, used.kid, Date.now());
       return identity;
     } catch (err) {
       return failureOf(err, keysFailed);
     }
   }
 
+  /** A token's identity when it needs no verification now (verified before), else undefined. */
+  const known = (token: string): Identity | undefined => verified.get(token, jwks.latest(), Date.now());
+
   return {
     /** Closes the key set cache and its shared tier. */
     close: () => jwks.close(),
-    authorize: (policy: Policy, authorization: string | undefined): Promise<AuthResult> =>
-      authorizeWith(verify, policy, authorization),
+    /**
+     * The policy's answer when it is known without waiting (no token needed or none given, or a
+     * token verified before and still usable); undefined when the token must be verified first
+     * ({@link authorize}). The proxy's usual path: no promise per call.
+     */
+    authorizeNow: (policy: Policy, authorization: string | undefined): AuthResult | undefined =>
+      decide(policy, authorization, known),
+    async authorize(policy: Policy, authorization: string | undefined): Promise<AuthResult> {
+      const now = decide(policy, authorization, known);
+      if (now) return now;
+      const token = bearerOf(authorization) as string;
+      return decide(policy, authorization, () => undefined, await verify(token)) as AuthResult;
+    },
   };
 }
 

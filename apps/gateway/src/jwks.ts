@@ -13,6 +13,7 @@ import { connectNats } from "@meshwork/events";
 import type { Meter } from "@opentelemetry/api";
 import { createLocalJWKSet, type JSONWebKeySet, type JWTVerifyGetKey, errors as joseErrors } from "jose";
 import type { JwksSharedConfig } from "./config.js";
+import type { KeySetKeys } from "./verified-tokens.js";
 
 type Log = { warn(obj: object, msg: string): void; info(obj: object, msg: string): void };
 
@@ -46,10 +47,21 @@ export function jwksCacheKey(url: string): string {
   return `set.${createHash("sha256").update(url).digest("hex").slice(0, 32)}`;
 }
 
-interface KeySet {
+interface KeySet extends KeySetKeys {
   /** When it was fetched from the users service, ms since the epoch: also its cache version. */
   fetchedAt: number;
   getKey: JWTVerifyGetKey;
+}
+
+type Key = Awaited<ReturnType<JWTVerifyGetKey>>;
+
+/** Each key's material (its JWK as JSON) by `kid`, for the verified-token cache. */
+function keysOf(jwks: JSONWebKeySet): Map<string, string> {
+  const keys = new Map<string, string>();
+  for (const k of Array.isArray(jwks.keys) ? jwks.keys : []) {
+    if (typeof k.kid === "string") keys.set(k.kid, JSON.stringify(k));
+  }
+  return keys;
 }
 
 const fetchedAtOf = (s: Struct): number => {
@@ -126,7 +138,7 @@ export function createJwks(options: JwksOptions) {
     if (memo?.fetchedAt === fetchedAt) return memo;
     newest = Math.max(newest, fetchedAt);
     const jwks = (toJson(StructSchema, s) as unknown as { jwks: JSONWebKeySet }).jwks;
-    memo = { fetchedAt, getKey: createLocalJWKSet(jwks) };
+    memo = { fetchedAt, getKey: createLocalJWKSet(jwks), keys: keysOf(jwks) };
     return memo;
   };
 
@@ -145,21 +157,27 @@ export function createJwks(options: JwksOptions) {
     return refreshing;
   };
 
-  const getKey: JWTVerifyGetKey = async (header, token) => {
+  /** The key for a token's header, and the key set it came from. */
+  const resolve = async (
+    ...[header, token]: Parameters<JWTVerifyGetKey>
+  ): Promise<{ key: Key; set: KeySet }> => {
     const set = await current();
     try {
-      return await set.getKey(header, token);
+      return { key: await set.getKey(header, token), set };
     } catch (err) {
       if (!(err instanceof joseErrors.JWKSNoMatchingKey)) throw err;
       const now = Date.now();
       if (now - set.fetchedAt < options.cooldownMs || now - lastAttempt < options.cooldownMs) throw err;
       const fresh = await refresh(set);
-      return fresh.getKey(header, token);
+      return { key: await fresh.getKey(header, token), set: fresh };
     }
   };
 
   return {
-    getKey,
+    getKey: (async (header, token) => (await resolve(header, token)).key) as JWTVerifyGetKey,
+    resolve,
+    /** The key set in use now (the latest one read), if any was read yet. */
+    latest: (): KeySetKeys | undefined => memo,
     close: () => cache.close(),
   };
 }

@@ -8,7 +8,7 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
-import type { Identity } from "../auth.js";
+import type { AuthResult, Identity } from "../auth.js";
 import { Code, errorAnswer, type Protocol, protocolOf } from "../errors.js";
 import { matchRoute, type Route } from "../routes.js";
 import type { Endpoint } from "../upstreams.js";
@@ -19,6 +19,7 @@ import type { Downstream } from "./downstream.js";
 import {
   attemptHeaders,
   requestIdOf,
+  setAttempt,
   traceGetter,
   traceSetter,
   upstreamHeaders,
@@ -76,8 +77,10 @@ export class ProxiedCall implements ClientBytes {
    * counted only once Node's write buffer is full (the client lags), so 0 on the usual path.
    */
   #unread = 0;
-  /** Endpoints tried: a retry goes elsewhere while there is somewhere else. */
-  readonly #tried = new Set<Endpoint>();
+  /** Endpoints tried: a retry goes elsewhere while there is somewhere else (made on a retry only). */
+  #tried: Set<Endpoint> | undefined;
+  /** The endpoint of the first attempt (most calls make only one: no set for them). */
+  #first: Endpoint | undefined;
   bytesIn = 0;
   bytesOut = 0;
 
@@ -91,7 +94,8 @@ export class ProxiedCall implements ClientBytes {
     this.contentType = headers["content-type"] as string | undefined;
     this.protocol = protocolOf(this.contentType);
     this.requestId = requestIdOf(headers);
-    this.pathKey = this.path.split("?", 1)[0] ?? this.path;
+    const query = this.path.indexOf("?");
+    this.pathKey = query < 0 ? this.path : this.path.slice(0, query);
     this.route = matchRoute(shared.options.routes, this.pathKey);
     this.corsOrigin = corsOriginOf(headers, shared.options.corsOrigins);
   }
@@ -155,14 +159,23 @@ export class ProxiedCall implements ClientBytes {
       () => this.fail(Code.DeadlineExceeded, `deadline of ${ms} ms exceeded at the gateway`),
       ms,
     );
-    options.auth.authorize(admitted.policy, headers.authorization as string | undefined).then(
-      (result) => {
-        if (this.done) return;
-        if (result.ok) this.#authorized(result.identity);
-        else this.#refuse({ ok: false, code: result.code, message: result.message });
-      },
+    const authorization = headers.authorization as string | undefined;
+    // A token verified before is answered at once (no promise per call); others are verified.
+    const now = options.auth.authorizeNow(admitted.policy, authorization);
+    if (now) {
+      this.#afterAuth(now);
+      return;
+    }
+    options.auth.authorize(admitted.policy, authorization).then(
+      (result) => this.#afterAuth(result),
       (err: unknown) => this.fail(Code.Internal, `authorization failed: ${String(err)}`),
     );
+  }
+
+  #afterAuth(result: AuthResult): void {
+    if (this.done) return;
+    if (result.ok) this.#authorized(result.identity);
+    else this.#refuse({ ok: false, code: result.code, message: result.message });
   }
 
   /** A CORS preflight: answered here, never forwarded. */
@@ -333,14 +346,17 @@ export class ProxiedCall implements ClientBytes {
     if (this.done) return;
     const cluster = (this.route as Route).cluster;
     this.#attempts++;
+    if (this.#first && !this.#tried) this.#tried = new Set([this.#first]);
     const chosen = this.shared.options.upstreams.pick(cluster, Date.now(), this.#tried);
     if (!chosen) {
       this.down.body.resume();
       this.fail(Code.Unavailable, `no endpoint for cluster ${cluster}`);
       return;
     }
-    this.#tried.add(chosen);
-    const headers = attemptHeaders(
+    if (this.#tried) this.#tried.add(chosen);
+    else this.#first = chosen;
+    // The first attempt sends the call's headers object itself (one copy less per call).
+    const headers = (this.#attempts === 1 ? setAttempt : attemptHeaders)(
       this.#upstreamHeaders as http2.OutgoingHttpHeaders,
       chosen.authority,
       this.protocol,

@@ -72,8 +72,10 @@ export function upstreamHeaders(
   call: UpstreamRequest,
 ): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(headers)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || k.startsWith(":") || IDENTITY.has(k)) continue;
+  // for-in, not Object.entries: no array of pairs per call (the header objects have no inherited keys).
+  for (const k in headers) {
+    const v = headers[k];
+    if (v === undefined || k.charCodeAt(0) === 58 /* : */ || HOP_BY_HOP.has(k) || IDENTITY.has(k)) continue;
     // HTTP/2 allows `te` only as `trailers` (what gRPC sends); an HTTP/1.1 client's other
     // transfer codings mean nothing upstream.
     if (k === "te" && v !== "trailers") continue;
@@ -97,7 +99,21 @@ export function attemptHeaders(
   protocol: Protocol,
   remainingMs: number,
 ): http2.OutgoingHttpHeaders {
-  const out: http2.OutgoingHttpHeaders = { ...base, ":authority": authority };
+  return setAttempt({ ...base }, authority, protocol, remainingMs);
+}
+
+/**
+ * Sets an attempt's authority and what is left of the deadline on `out` itself: the first
+ * attempt's headers are the call's own object, with no copy (Node's `request` copies them
+ * anyway); a retry takes a copy ({@link attemptHeaders}) and sets the same keys again.
+ */
+export function setAttempt(
+  out: http2.OutgoingHttpHeaders,
+  authority: string,
+  protocol: Protocol,
+  remainingMs: number,
+): http2.OutgoingHttpHeaders {
+  out[":authority"] = authority;
   // In the client's protocol, at least 1 ms.
   const remaining = Math.max(1, Math.round(remainingMs));
   if (protocol === "connect" || protocol === "connect-stream") out["connect-timeout-ms"] = String(remaining);
@@ -108,8 +124,9 @@ export function attemptHeaders(
 /** An upstream answer's headers as the client gets them: no hop-by-hop ones, the request id added. */
 export function answerHeaders(h: http2.IncomingHttpHeaders, requestId: string): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(h)) {
-    if (v === undefined || HOP_BY_HOP.has(k) || (k.startsWith(":") && k !== ":status")) continue;
+  for (const k in h) {
+    const v = h[k];
+    if (v === undefined || HOP_BY_HOP.has(k) || (k.charCodeAt(0) === 58 && k !== ":status")) continue;
     out[k] = v;
   }
   out["x-request-id"] = requestId;
@@ -119,7 +136,11 @@ export function answerHeaders(h: http2.IncomingHttpHeaders, requestId: string): 
 /** An upstream answer's trailers as the client gets them (no pseudo-headers). */
 export function answerTrailers(t: http2.IncomingHttpHeaders | undefined): http2.OutgoingHttpHeaders {
   const out: http2.OutgoingHttpHeaders = {};
-  for (const [k, v] of Object.entries(t ?? {})) if (v !== undefined && !k.startsWith(":")) out[k] = v;
+  if (t === undefined) return out;
+  for (const k in t) {
+    const v = t[k];
+    if (v !== undefined && k.charCodeAt(0) !== 58) out[k] = v;
+  }
   return out;
 }
 
