@@ -8,7 +8,7 @@ import { createBatchApplier } from "./consumer/apply-batch.js";
 import { observeBacklog } from "./consumer/backlog.js";
 import { applyThroughOutages, DatabaseOutage } from "./consumer/database-outage.js";
 import { createDeadLetterer } from "./consumer/dead-letter.js";
-import type { Delivery } from "./consumer/delivery.js";
+import { Delivery } from "./consumer/delivery.js";
 import { createSettlement } from "./consumer/failure-policy.js";
 import { MessageQueue, runFetchLoop } from "./consumer/fetch-loop.js";
 import { createConsumerMetrics } from "./consumer/metrics.js";
@@ -97,8 +97,9 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   async function processBatch(batch: JsMsg[], paused: DatabaseOutage): Promise<void> {
     const admitted: Delivery[] = [];
     for (const msg of batch) {
-      const d = await admit(msg);
-      if (d) admitted.push(d);
+      const d = admit(msg);
+      if (d instanceof Delivery) admitted.push(d);
+      else if (d) await d; // settled on the spot (dead-lettered)
     }
     if (admitted.length === 0) return;
     inHand = admitted;
@@ -132,7 +133,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
         },
       });
       const paused = outage;
-      messages = await consumer.consume({ max_messages: 256 });
+      messages = await consumer.consume({ max_messages: 256, callback: (msg) => queue.put(msg) });
       loop = runFetchLoop({
         queue,
         messages,

@@ -1,4 +1,5 @@
 import { waitFor } from "@meshwork/testing";
+import type { NatsConnection, PublishOptions } from "@nats-io/transport-node";
 import { count, isNull, sql } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it, vi } from "vitest";
 import { createOutboxRelay, enqueueEvents, type OutboxRelay, type OutboxRelayOptions } from "./outbox.js";
@@ -74,16 +75,24 @@ describe("transactional outbox and relay (real Postgres and NATS)", () => {
 
   it("never has two relays publish the same row (FOR UPDATE SKIP LOCKED)", async () => {
     const publishes = new Map<string, number>();
-    const spy = (js: typeof f.js) =>
-      new Proxy(js, {
+    // The relay publishes through the JetStream client's connection (acks pipelined on a reply
+    // subscription): count what it sends there, by Nats-Msg-Id.
+    const spy = (js: typeof f.js) => {
+      const nc = (js as unknown as { nc: NatsConnection }).nc;
+      const counted = new Proxy(nc, {
         get(target, prop, recv) {
           if (prop !== "publish") return Reflect.get(target, prop, recv);
-          return (subject: string, data: Uint8Array, opts: { msgID: string }) => {
-            publishes.set(opts.msgID, (publishes.get(opts.msgID) ?? 0) + 1);
+          return (subject: string, data: Uint8Array, opts: PublishOptions) => {
+            const id = opts.headers?.get("Nats-Msg-Id") ?? "";
+            publishes.set(id, (publishes.get(id) ?? 0) + 1);
             return target.publish(subject, data, opts);
           };
         },
       });
+      return new Proxy(js, {
+        get: (target, prop, recv) => (prop === "nc" ? counted : Reflect.get(target, prop, recv)),
+      });
+    };
     const a = relay(spy(f.js), 20);
     const b = relay(spy(f.js), 20);
     const total = 400;
@@ -105,6 +114,15 @@ describe("transactional outbox and relay (real Postgres and NATS)", () => {
     expect(publishes.size).toBe(total);
     expect([...publishes.values()].every((n) => n === 1)).toBe(true);
     expect((await f.jsm.streams.info(f.stream)).state.messages).toBe(total);
+  });
+
+  it("fails the batch and leaves its rows unsent when the broker refuses a message (no stream on its subject)", async () => {
+    const r = relay();
+    const stray = { ...f.event(1), subject: `${f.namespace}nostream.${f.stream}` };
+    await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [f.event(2), stray]));
+    await expect(r.drainOnce()).rejects.toThrow(/no stream/);
+    const [row] = await f.database.db.select({ n: count() }).from(outbox).where(isNull(outbox.sentAt));
+    expect(row?.n).toBe(2);
   });
 
   it("marks rows sent in a transaction that does not wait for the WAL flush", async () => {

@@ -5,8 +5,9 @@ import { context, type Meter, propagation, type Tracer } from "@opentelemetry/ap
 import { sql } from "drizzle-orm";
 import { bigserial, customType, index, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { cloudEventHeaders, type EventEnvelope } from "./envelope.js";
+import { AckPipeline } from "./outbox-relay/ack-pipeline.js";
 import { createRelayMetrics } from "./outbox-relay/metrics.js";
-import { type OutboxRow, publishRow } from "./outbox-relay/publish-row.js";
+import { type OutboxRow, publishRows } from "./outbox-relay/publish-row.js";
 import { claimAndPublish, pruneSent, readBacklog } from "./outbox-relay/rows.js";
 import { Wakeup } from "./outbox-relay/wakeup.js";
 
@@ -89,7 +90,7 @@ export interface OutboxRelayOptions {
   batchSize: number;
   pollMs: number;
   retentionMs: number;
-  /** How long to wait for the broker's ack of one publish. Default 5 s. */
+  /** How long to wait for the broker's acks of a batch's publishes. Default 5 s. */
   publishTimeoutMs?: number;
 }
 
@@ -110,7 +111,8 @@ export interface OutboxRelay {
 /**
  * Creates the relay of one service's outbox. Each turn claims up to `batchSize` unsent rows
  * with `FOR UPDATE SKIP LOCKED` (so several instances never publish the same row at once),
- * publishes them with `Nats-Msg-Id` = event id, waits for every ack, and marks them sent in the
+ * publishes them with `Nats-Msg-Id` = event id (back to back, acks pipelined on one reply
+ * subscription), waits for every ack, and marks them sent in the
  * same transaction, committed without waiting for the WAL flush (a lost mark only means a
  * repeated publish). If the process dies mid-batch the rows stay unsent and are published again:
  * the stream's duplicate window drops the repeats, and consumers' inboxes absorb the rest.
@@ -121,7 +123,8 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
   const metrics = createRelayMetrics(options.meter);
   const { backlog } = metrics;
   const publishTimeoutMs = options.publishTimeoutMs ?? 5_000;
-  const publish = (row: OutboxRow) => publishRow(js, tracer, row, publishTimeoutMs);
+  const pipeline = AckPipeline.of(js);
+  const publish = (rows: OutboxRow[]) => publishRows(pipeline, tracer, rows, publishTimeoutMs);
   const wakeup = new Wakeup();
   let running = false;
   let loop: Promise<void> | undefined;
@@ -189,6 +192,7 @@ export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {
       running = false;
       wakeup.interrupt();
       await loop;
+      pipeline.close();
       await unlisten?.();
     },
   };

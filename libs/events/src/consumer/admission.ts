@@ -34,9 +34,11 @@ export interface AdmissionOptions {
 /**
  * Opens a message's CONSUMER span and settles what needs no handler: a message with no event id
  * and one that cannot be decoded are dead-lettered, a type with no handler is acked and skipped.
- * Returns a {@link Delivery} for the rest, or `undefined` when the message is already settled.
+ * Returns a {@link Delivery} for the rest; `undefined` when the message is already settled, or a
+ * promise when settling it has to wait (dead-lettering). Synchronous on the common path: an
+ * async step per message cost a promise each (and an async-hooks init under the context manager).
  */
-export type Admission = (msg: JsMsg) => Promise<Delivery | undefined>;
+export type Admission = (msg: JsMsg) => Delivery | Promise<void> | undefined;
 
 const natsGetter: TextMapGetter<JsMsg["headers"]> = {
   get: (carrier, key) => carrier?.get(key) || undefined,
@@ -46,33 +48,43 @@ const natsGetter: TextMapGetter<JsMsg["headers"]> = {
 /** Creates the admission step of a consumer. */
 export function createAdmission(options: AdmissionOptions): Admission {
   const { logger, metrics, deadLetter } = options;
-  return async (msg) => {
+  return (msg) => {
     const h = msg.headers;
     const id = h?.get(EventHeaders.id) ?? "";
     const type = h?.get(EventHeaders.type) ?? "";
     if (msg.info.deliveryCount > 1) metrics.redelivered.add(1, metrics.attrs);
     const { span, ctx } = startSpan(options, msg, id, type);
     const handler = options.handlers[type];
-    try {
-      if (!id) {
-        await context.with(ctx, () => deadLetter(msg, "the message has no ce-id header"));
-      } else if (!handler) {
+    if (!id) {
+      return context
+        .with(ctx, () => deadLetter(msg, "the message has no ce-id header"))
+        .catch((e) => reportUnsettled(logger, e, id))
+        .finally(() => span.end());
+    }
+    if (!handler) {
+      try {
         msg.ack(); // an event type this consumer does not handle
-      } else {
-        const decoded = decodeEvent(options.registry, type, msg.data);
-        return new Delivery(msg, span, ctx, handler, decoded.message, eventContext(msg, id, type));
-      }
-    } catch (err) {
-      if (err instanceof UndecodableEventError) {
-        await context
-          .with(ctx, () => deadLetter(msg, err.message))
-          .catch((e) => reportUnsettled(logger, e, id));
-      } else {
+      } catch (err) {
         reportUnsettled(logger, err, id);
       }
+      span.end();
+      return undefined;
     }
-    span.end();
-    return undefined;
+    let message: Delivery["message"];
+    try {
+      message = decodeEvent(options.registry, type, msg.data).message;
+    } catch (err) {
+      if (err instanceof UndecodableEventError) {
+        return context
+          .with(ctx, () => deadLetter(msg, err.message))
+          .catch((e) => reportUnsettled(logger, e, id))
+          .finally(() => span.end());
+      }
+      reportUnsettled(logger, err, id);
+      span.end();
+      return undefined;
+    }
+    return new Delivery(msg, span, ctx, handler, message, eventContext(msg, id, type));
   };
 }
 

@@ -45,7 +45,10 @@ export class MessageQueue {
 export interface FetchLoopOptions {
   /** Where read messages wait; the caller may look into it (see {@link MessageQueue.forEach}). */
   queue: MessageQueue;
-  /** The consumer's message iterator (`consume()`); closing it ends the loop. */
+  /**
+   * The consumer's messages (`consume()` with a callback that puts each message in `queue`);
+   * closing them ends the loop.
+   */
   messages: ConsumerMessages;
   /** Most messages handed to `process` at once. */
   maxBatch: number;
@@ -55,16 +58,20 @@ export interface FetchLoopOptions {
 }
 
 /**
- * Reads the consumer's messages into a queue and hands what is queued to `process`, one batch at
- * a time. Resolves once the iterator has ended (closed, or failed: logged) and every queued
- * message has been processed.
+ * Hands what the queue holds to `process`, one batch at a time. Resolves once the consumer's
+ * messages have ended (closed, or failed: logged) and every queued message has been processed.
+ *
+ * The messages come in through `consume()`'s callback rather than its async iterator: the
+ * iterator costs a promise and a generator step per message, and the queue takes every message
+ * at once anyway.
  */
 export async function runFetchLoop(options: FetchLoopOptions): Promise<void> {
   const { queue } = options;
-  const reader = (async () => {
-    for await (const msg of options.messages) queue.put(msg);
-  })()
-    .catch((err) => options.logger.error({ err: String(err) }, "event consumer stopped"))
+  const reader = options.messages
+    .closed()
+    .then((err) => {
+      if (err) options.logger.error({ err: String(err) }, "event consumer stopped");
+    })
     .finally(() => queue.close());
   const applier = (async () => {
     for (let batch = await queue.take(options.maxBatch); batch; batch = await queue.take(options.maxBatch)) {

@@ -1,6 +1,14 @@
-import type { JetStreamClient } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { propagation, ROOT_CONTEXT, SpanKind, SpanStatusCode, type Tracer, trace } from "@opentelemetry/api";
+import {
+  propagation,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  SpanStatusCode,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
+import type { AckPipeline, OutgoingMessage } from "./ack-pipeline.js";
 
 /** The columns of an outbox row the relay publishes. */
 export interface OutboxRow {
@@ -11,16 +19,45 @@ export interface OutboxRow {
   payload: Uint8Array;
 }
 
+/** The header JetStream de-duplicates on. */
+const MSG_ID = "Nats-Msg-Id";
+
 /**
- * Publishes one outbox row with `Nats-Msg-Id` = event id and waits for the broker's ack, in a
- * PRODUCER span that continues the trace stored with the row (the request that caused the event).
+ * Publishes a batch of outbox rows with `Nats-Msg-Id` = event id, each in a PRODUCER span that
+ * continues the trace stored with its row (the request that caused the event), and waits for
+ * the broker's ack of every one (at most `timeoutMs` for the whole batch, acks pipelined: see
+ * {@link AckPipeline}). Rejects with the first failure once every row has an answer.
  */
-export async function publishRow(
-  js: JetStreamClient,
+export async function publishRows(
+  pipeline: AckPipeline,
   tracer: Tracer,
-  row: OutboxRow,
+  rows: readonly OutboxRow[],
   timeoutMs: number,
 ): Promise<void> {
+  const spans: Span[] = [];
+  const messages = rows.map((row) => {
+    const { span, message } = prepare(tracer, row);
+    spans.push(span);
+    return message;
+  });
+  const outcomes = await pipeline.publishAll(messages, timeoutMs);
+  let failure: Error | undefined;
+  outcomes.forEach((outcome, i) => {
+    const span = spans[i] as Span;
+    if (outcome instanceof Error) {
+      span.setStatus({ code: SpanStatusCode.ERROR, message: String(outcome) });
+      failure ??= outcome;
+    } else {
+      span.setAttribute("messaging.nats.duplicate", outcome.duplicate);
+      span.setAttribute("messaging.nats.stream.sequence", outcome.seq);
+    }
+    span.end();
+  });
+  if (failure) throw failure;
+}
+
+/** Opens a row's PRODUCER span and builds its message: the row's headers, the span's trace context. */
+function prepare(tracer: Tracer, row: OutboxRow): { span: Span; message: OutgoingMessage } {
   const parent = propagation.extract(ROOT_CONTEXT, row.headers);
   const span = tracer.startSpan(
     `publish ${row.subject}`,
@@ -39,15 +76,7 @@ export async function publishRow(
   const h = natsHeaders();
   for (const [k, v] of Object.entries(row.headers))
     if (k !== "traceparent" && k !== "tracestate") h.set(k, v);
+  h.set(MSG_ID, row.id);
   propagation.inject(trace.setSpan(parent, span), h, { set: (c, k, v) => c.set(k, v) });
-  try {
-    const ack = await js.publish(row.subject, row.payload, { msgID: row.id, headers: h, timeout: timeoutMs });
-    span.setAttribute("messaging.nats.duplicate", ack.duplicate);
-    span.setAttribute("messaging.nats.stream.sequence", ack.seq);
-  } catch (err) {
-    span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
-    throw err;
-  } finally {
-    span.end();
-  }
+  return { span, message: { subject: row.subject, payload: row.payload, headers: h } };
 }

@@ -8,14 +8,14 @@ type AnyDb = DatabaseHandle<any>["db"];
 
 /**
  * Claims up to `batchSize` unsent rows with `FOR UPDATE SKIP LOCKED` (so several instances never
- * publish the same row at once), hands them to `publish`, and marks them sent in the same
+ * publish the same row at once), hands them to `publish` (all at once), and marks them sent in the same
  * transaction. Resolves with how many rows it sent.
  */
 export async function claimAndPublish(
   db: AnyDb,
   table: OutboxTable,
   batchSize: number,
-  publish: (row: OutboxRow) => Promise<void>,
+  publish: (rows: OutboxRow[]) => Promise<void>,
 ): Promise<number> {
   return db.transaction(async (tx) => {
     const rows = await tx
@@ -32,7 +32,7 @@ export async function claimAndPublish(
     // stalls), which would hold up the next batch. (Set here, not for empty polls: it only
     // matters at commit.)
     await tx.execute(sql`set local synchronous_commit = off`);
-    await Promise.all(rows.map(publish));
+    await publish(rows);
     await tx
       .update(table)
       .set({ sentAt: sql`now()` })
