@@ -18,7 +18,6 @@ import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
 import { createInterface } from "node:readline";
-import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { guardGroup, killGroup, releaseGroup } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
@@ -317,12 +316,19 @@ async function measureGetUsers(
   return { results, ratios };
 }
 
+/**
+ * Removes what the mesh left on the machine's NATS: every stream of its namespace (the services'
+ * events, dead letters, the strangler's sync) and its KV buckets (registry, caches).
+ */
 async function removeStreams(namespace: string): Promise<void> {
   const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "bench-cleanup");
   const jsm = await jetstreamManager(nc);
-  for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
-    await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
-  await removeRegistry(nc, `${namespace.slice(0, -1).replace(/[^A-Za-z0-9_-]/g, "_")}_registry`);
+  const streams = streamName(namespace, "");
+  const buckets = `KV_${namespace.slice(0, -1).replace(/[^A-Za-z0-9_-]/g, "_")}_`;
+  const names: string[] = [];
+  for await (const s of jsm.streams.list()) names.push(s.config.name);
+  for (const name of names.filter((n) => n.startsWith(streams) || n.startsWith(buckets)))
+    await jsm.streams.delete(name).catch(() => {});
   await nc.close();
 }
 

@@ -63,7 +63,7 @@ describe("npm start", () => {
       const row = await proc.waitForLine(
         (l) =>
           /^users\s+127\.0\.0\.1:\d+\s+SERVING\s+postgres meshwork_users \(role meshwork_users\)$/.test(l),
-        120_000,
+        240_000,
       );
       const address = row.split(/\s+/)[1];
       expect(proc.lines.some((l) => /^SERVICE\s+ADDRESS\s+HEALTH\s+DATABASE$/.test(l))).toBe(true);
@@ -267,7 +267,7 @@ describe("npm start", () => {
     } finally {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
     }
-  }, 180_000);
+  }, 360_000);
 });
 
 describe("meshctl up with a Postgres server", () => {
@@ -296,7 +296,7 @@ describe("meshctl up with a Postgres server", () => {
       { env: { MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace } },
     );
     try {
-      const row = await proc.waitForLine((l) => /^users\s+\S+\s+SERVING\s+postgres/.test(l), 120_000);
+      const row = await proc.waitForLine((l) => /^users\s+\S+\s+SERVING\s+postgres/.test(l), 240_000);
       expect(row).toContain(`postgres ${prefix}_users (role ${prefix}_users)`);
       const address = row.split(/\s+/)[1];
       const users = createClient(
@@ -308,7 +308,7 @@ describe("meshctl up with a Postgres server", () => {
     } finally {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
     }
-  }, 180_000);
+  }, 300_000);
 });
 
 describe("meshctl up without a reachable NATS", () => {
