@@ -20,8 +20,8 @@ const migrations = fileURLToPath(new URL("../test/fixtures/migrations", import.m
  * deferred with setImmediate ran after `closed()` had dropped the socket: "Cannot read properties
  * of null (reading 'write')", porsager/postgres#1154; and the array-type fetch of a connection
  * that died on it left an unhandled rejection). Both escape every caller, so this test watches
- * the process itself while it restarts a private Postgres (never the shared one) three times
- * under a pool kept busy with transactions and single statements. Without
+ * the process itself while it restarts a private Postgres (never the shared one) four times
+ * under a pool kept busy with transactions (two workers in three) and single statements. Without
  * patches/postgres+3.4.10.patch it fails (the error lands in `escaped`, and vitest reports it).
  */
 describe("a pool whose Postgres server restarts under load", () => {
@@ -65,9 +65,12 @@ describe("a pool whose Postgres server restarts under load", () => {
     const worker = async (k: number) => {
       while (!stop) {
         try {
-          if (k % 2 === 0)
+          if (k % 3 !== 0)
             await handle.db.transaction(async (tx) => {
               await tx.insert(items).values({ name: `w${k}-${n++}-${"x".repeat(k * 40)}` });
+              // The caller's own work inside the transaction: a connection that closes now is
+              // written to after closed() dropped its socket (porsager/postgres#1208's path).
+              await new Promise((r) => setTimeout(r, 10));
               await tx.execute(sql`select count(*) from items where name = ${`w${k}`}`);
             });
           else await handle.db.execute(sql`select ${k}::int as k, pg_sleep(0.001)`);
@@ -84,7 +87,7 @@ describe("a pool whose Postgres server restarts under load", () => {
         () => false,
       );
     try {
-      for (let i = 0; i < 3; i++) {
+      for (let i = 0; i < 4; i++) {
         // Load first, then the server goes away (fast shutdown) and comes back on the same port.
         const before = n;
         await waitFor(() => n >= before + 20, { timeoutMs: 60_000 });

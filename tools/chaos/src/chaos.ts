@@ -52,6 +52,24 @@ export const DEFAULTS: Omit<ChaosOptions, "seed" | "say"> = {
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
+
+/**
+ * Calls a fault switch until a payments instance answers, 30 s at most: while both instances are
+ * killed or not yet SERVING again the gateway has no endpoint for them (seed 20261207 of 2000
+ * orders: "no endpoint for cluster payments" at order 1026 left a payment fault unapplied).
+ */
+async function whenReachable(call: () => Promise<unknown>, timeoutMs = 30_000): Promise<void> {
+  const deadline = Date.now() + timeoutMs;
+  for (;;) {
+    try {
+      await call();
+      return;
+    } catch (err) {
+      if (!(err instanceof ConnectError) || err.code !== Code.Unavailable || Date.now() > deadline) throw err;
+      await sleep(200);
+    }
+  }
+}
 const statusOf = (s: OrderStatus) =>
   s === OrderStatus.CONFIRMED ? "confirmed" : s === OrderStatus.CANCELLED ? "cancelled" : "open";
 
@@ -210,14 +228,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             hardDown: false,
             declineAboveMinor: 0n,
           };
-          await m.clients.payments.setFaults({ faults }, admin.auth);
+          await whenReachable(() => m.clients.payments.setFaults({ faults }, admin.auth));
           try {
             await sleep(f.forMs);
           } finally {
-            await m.clients.payments.setFaults(
-              { faults: { ...faults, failureRate: 0, addedLatencyMs: 0 } },
-              admin.auth,
-            );
+            const off = { ...faults, failureRate: 0, addedLatencyMs: 0 };
+            await whenReachable(() => m.clients.payments.setFaults({ faults: off }, admin.auth));
           }
         }
       }

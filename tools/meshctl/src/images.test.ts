@@ -46,7 +46,9 @@ describe("one image per service, from its pruned workspace", () => {
     expect(stages).toEqual(["prune", "build", "final"]);
     expect(dockerfile).toMatch(/turbo prune "@meshwork\/\$\{SERVICE\}" --docker/);
     // The root's postinstall patches postgres.js (patch-package): the patches must be there before npm ci.
-    expect(dockerfile).toMatch(/COPY --from=prune \/pruned\/json\/ \.\/\n(?:#.*\n)*COPY patches \.\/patches\nRUN npm ci/);
+    expect(dockerfile).toMatch(
+      /COPY --from=prune \/pruned\/json\/ \.\/\n(?:#.*\n)*COPY patches \.\/patches\nRUN npm ci/,
+    );
     expect(dockerfile).toMatch(/npm prune --omit=dev/);
     const final = dockerfile.slice(dockerfile.lastIndexOf("\nFROM "));
     expect(final).toMatch(/^USER node$/m);
