@@ -3,6 +3,7 @@ import type { DatabaseHandle } from "@meshwork/db";
 import type { Meter } from "@opentelemetry/api";
 import { createArgon2Hasher } from "./adapters/crypto/argon2-hasher.js";
 import { createKeyEncryption } from "./adapters/crypto/key-encryption.js";
+import { createLegacyTokenVerifier } from "./adapters/crypto/legacy-tokens.js";
 import { createJwtIssuer, createSigningKeys, type SigningKeys } from "./adapters/crypto/signing-keys.js";
 import { createAuthAttempts } from "./adapters/db/auth-attempts.js";
 import type { UsersSchema } from "./adapters/db/schema.js";
@@ -10,7 +11,13 @@ import { createUsersUnitOfWork } from "./adapters/db/unit-of-work.js";
 import { createUserRepository } from "./adapters/db/user-repository.js";
 import type { Config } from "./config.js";
 import type { AuthAttempts } from "./domain/auth-attempts.js";
-import type { PasswordHasher, TokenIssuer, UserRepository, UsersUnitOfWork } from "./domain/ports.js";
+import type {
+  LegacyTokenVerifier,
+  PasswordHasher,
+  TokenIssuer,
+  UserRepository,
+  UsersUnitOfWork,
+} from "./domain/ports.js";
 
 /** Everything the use cases need, built once at start-up. */
 export interface App {
@@ -20,6 +27,8 @@ export interface App {
   tokens: TokenIssuer;
   keys: SigningKeys;
   attempts: AuthAttempts;
+  /** The legacy monolith's session tokens; absent without LEGACY_TOKEN_SECRET. */
+  legacyTokens: LegacyTokenVerifier | undefined;
   decoyHash: string;
   /** Counts a committed registration (`users_registered_total`). */
   countRegistration(): void;
@@ -49,6 +58,7 @@ export async function createApp(
     tokens: createJwtIssuer(keys.current, config.tokens),
     keys,
     attempts: createAuthAttempts(database.db, config.authFailures),
+    legacyTokens: config.legacyTokenSecret ? createLegacyTokenVerifier(config.legacyTokenSecret) : undefined,
     decoyHash: await hasher.hash(randomBytes(16).toString("hex")),
     countRegistration: () => registered.add(1),
   };

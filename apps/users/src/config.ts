@@ -48,6 +48,11 @@ const shape = {
   /** Failed authentications per account within the window before the account is locked until it ends. */
   USERS_AUTH_MAX_FAILURES: z.coerce.number().int().positive().default(5),
   USERS_AUTH_FAILURE_WINDOW_S: z.coerce.number().int().positive().default(900),
+  /**
+   * The legacy monolith's session-token secret (HS256, the same value apps/legacy signs with):
+   * ExchangeLegacyToken verifies old sessions with it. Unset: the exchange is unavailable.
+   */
+  LEGACY_TOKEN_SECRET: z.string().min(32, "LEGACY_TOKEN_SECRET: at least 32 characters").optional(),
 };
 
 export interface Config {
@@ -59,6 +64,7 @@ export interface Config {
   keys: { encryptionKey: Buffer | undefined; refreshMs: number; overlapMs: number };
   bootstrap: BootstrapSettings;
   authFailures: AuthFailureLimits;
+  legacyTokenSecret: string | undefined;
 }
 
 /** Reads the users service's configuration from the environment, once. */
@@ -82,6 +88,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       outFile: e.USERS_BOOTSTRAP_SECRET_OUT,
     },
     authFailures: { maxFailures: e.USERS_AUTH_MAX_FAILURES, windowS: e.USERS_AUTH_FAILURE_WINDOW_S },
+    legacyTokenSecret: e.LEGACY_TOKEN_SECRET,
   };
 }
 

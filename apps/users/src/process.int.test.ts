@@ -102,6 +102,7 @@ describe.each([
         "RegisterUser",
         "Login",
         "CreateFirstAdmin",
+        "ExchangeLegacyToken",
         "GetUser",
         "ListUsers",
         "RotateSigningKey",

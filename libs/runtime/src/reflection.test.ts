@@ -32,6 +32,7 @@ const userServiceMethods = [
   "RegisterUser",
   "Login",
   "CreateFirstAdmin",
+  "ExchangeLegacyToken",
   "GetUser",
   "ListUsers",
   "RotateSigningKey",

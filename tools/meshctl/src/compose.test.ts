@@ -217,6 +217,8 @@ describe("docker-compose.yml", () => {
     }
     // Its session tokens' secret comes from the secrets file too (users will verify them).
     expect(env("legacy").LEGACY_TOKEN_SECRET).toBe(secrets.LEGACY_TOKEN_SECRET);
+    // Users checks old sessions with the same secret (ExchangeLegacyToken).
+    expect(env("users").LEGACY_TOKEN_SECRET).toBe(secrets.LEGACY_TOKEN_SECRET);
     expect(secrets.LEGACY_TOKEN_SECRET?.length).toBeGreaterThanOrEqual(32);
     // Users seals its signing keys at rest with a key from the secrets file (32 bytes).
     expect(env("users").USERS_KEY_ENCRYPTION_KEY).toBe(secrets.USERS_KEY_ENCRYPTION_KEY);

@@ -45,3 +45,18 @@ export function meshKeyEncryptionKeyFile(home: string): string {
   chmodSync(file, 0o600);
   return file;
 }
+
+/**
+ * The legacy monolith's session-token secret (LEGACY_TOKEN_SECRET), shared by the monolith (it
+ * signs sessions) and users (ExchangeLegacyToken verifies them): made once per mesh home,
+ * owner-only, so old sessions survive a restart and can be exchanged for mesh tokens.
+ */
+export function meshLegacyTokenSecret(home: string): string {
+  const file = join(home, "legacy-token-secret");
+  if (!existsSync(file)) {
+    mkdirSync(home, { recursive: true });
+    writeFileSync(file, `${randomBytes(32).toString("base64url")}\n`, { mode: 0o600, flag: "wx" });
+  }
+  chmodSync(file, 0o600);
+  return readFileSync(file, "utf8").trim();
+}

@@ -368,6 +368,9 @@ describe("infra/k8s", () => {
           if (overlay === "prod") expect(c.events?.streamReplicas, where).toBe(3);
           expect(c.tokenSecret, where).toBe(secrets.get(secretName(m.name))?.LEGACY_TOKEN_SECRET);
           expect(env.IDENTITY_KEY, where).toBeUndefined();
+          // Users verifies the monolith's sessions with the same secret (ExchangeLegacyToken).
+          const users = resolve(containerOf(b.get("Deployment", "users")).env);
+          expect(users.LEGACY_TOKEN_SECRET, where).toBe(c.tokenSecret);
         } else {
           const legacy = services.find((s) => s.kind === "legacy");
           expect(c.strangler?.legacyUrl, where).toBe(`http://${legacy?.name}:${legacy?.port}`);

@@ -142,6 +142,8 @@ function env(m: ServiceManifest, services: readonly ServiceManifest[]): unknown[
           { name: "USERS_BOOTSTRAP_SECRET_FILE", value: `${BOOTSTRAP_FILE_DIR}/${BOOTSTRAP_FILE}` },
           // Seals the JWT signing keys in its database.
           secretEnv("USERS_KEY_ENCRYPTION_KEY", secretName(m.name)),
+          // ExchangeLegacyToken checks the monolith's session tokens with the monolith's secret.
+          ...(legacy ? [secretEnv("LEGACY_TOKEN_SECRET", secretName(legacy.name))] : []),
         ]
       : []),
   ];

@@ -7,7 +7,7 @@ import { bootstrapSecretFile } from "./admin.js";
 import { sourceCommit } from "./build-commit.js";
 import { startMeshConsole, supervisorControl } from "./console.js";
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
-import { meshIdentityKeys, meshKeyEncryptionKeyFile } from "./identity-keys.js";
+import { meshIdentityKeys, meshKeyEncryptionKeyFile, meshLegacyTokenSecret } from "./identity-keys.js";
 import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { childLogLevel, type LogLevel, shownAt } from "./log-level.js";
@@ -247,6 +247,7 @@ export async function up(options: UpOptions): Promise<number> {
       options.services.filter((m) => m.kind === "gateway").map((m) => m.name),
     );
     const keyEncryptionKeyFile = meshKeyEncryptionKeyFile(options.home);
+    const legacyTokenSecret = meshLegacyTokenSecret(options.home);
     say(`NATS at ${nats.url}: ${nats.detail}`);
     if (options.otlp && options.otlp !== "off") {
       telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
@@ -423,6 +424,10 @@ export async function up(options: UpOptions): Promise<number> {
         ...localPoolEnv(),
         ...natsEnv(manifest.name),
         ...identity.env(manifest.name, "service"),
+        // One session-token secret for the monolith (it signs) and users (ExchangeLegacyToken).
+        ...(manifest.kind === "legacy" || manifest.name === "users"
+          ? { LEGACY_TOKEN_SECRET: legacyTokenSecret }
+          : {}),
       };
       let database = "-";
       const provisioning = provisioned.get(manifest.name);

@@ -22,6 +22,12 @@ export interface IssuedToken {
   expiresAt: Date;
 }
 
+/** Checks the legacy monolith's session tokens (strangler fig: an old client's session moves over). */
+export interface LegacyTokenVerifier {
+  /** The token's user id, or undefined when it does not verify or has expired. */
+  verify(token: string): Promise<{ userId: string } | undefined>;
+}
+
 export interface TokenIssuer {
   issue(user: User): Promise<IssuedToken>;
 }

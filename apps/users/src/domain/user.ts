@@ -41,3 +41,27 @@ export class UserNotFoundError extends Error {
     super(`user ${id} not found`);
   }
 }
+
+/** A legacy session token that does not verify (signature, issuer, algorithm, expiry). */
+export class InvalidLegacyTokenError extends Error {
+  override readonly name = "InvalidLegacyTokenError";
+  constructor() {
+    super("legacy_token: the legacy session token is invalid or expired");
+  }
+}
+
+/** A valid legacy token whose user this service does not hold (not synced from legacy yet). */
+export class LegacyUserUnknownError extends Error {
+  override readonly name = "LegacyUserUnknownError";
+  constructor(readonly id: string) {
+    super(`user ${id} of the legacy token is not known here yet (not synced from legacy)`);
+  }
+}
+
+/** The service was started without LEGACY_TOKEN_SECRET: it cannot check legacy tokens. */
+export class LegacyExchangeUnavailableError extends Error {
+  override readonly name = "LegacyExchangeUnavailableError";
+  constructor() {
+    super("legacy token exchange is not configured (LEGACY_TOKEN_SECRET is unset)");
+  }
+}

@@ -9,6 +9,7 @@ import {
 import { InvalidPageTokenError } from "@meshwork/db";
 import { mapErrors } from "@meshwork/runtime";
 import { createFirstAdmin } from "../../app/commands/create-first-admin.js";
+import { exchangeLegacyToken } from "../../app/commands/exchange-legacy-token.js";
 import { login } from "../../app/commands/login.js";
 import { registerUser } from "../../app/commands/register-user.js";
 import { getUser } from "../../app/queries/get-user.js";
@@ -17,7 +18,15 @@ import type { App } from "../../app.js";
 import { AccessDeniedError } from "../../domain/access.js";
 import { TooManyFailuresError } from "../../domain/auth-attempts.js";
 import { BootstrapSecretMismatchError, BootstrapUnavailableError } from "../../domain/bootstrap.js";
-import { EmailTakenError, InvalidCredentialsError, type User, UserNotFoundError } from "../../domain/user.js";
+import {
+  EmailTakenError,
+  InvalidCredentialsError,
+  InvalidLegacyTokenError,
+  LegacyExchangeUnavailableError,
+  LegacyUserUnknownError,
+  type User,
+  UserNotFoundError,
+} from "../../domain/user.js";
 import { callerOf } from "./caller.js";
 
 function toMessage(user: User): UserMessage {
@@ -35,6 +44,10 @@ function toConnectError(err: unknown): unknown {
   if (err instanceof EmailTakenError) return new ConnectError(err.message, Code.AlreadyExists);
   if (err instanceof InvalidCredentialsError) return new ConnectError(err.message, Code.Unauthenticated);
   if (err instanceof UserNotFoundError) return new ConnectError(err.message, Code.NotFound);
+  if (err instanceof InvalidLegacyTokenError) return new ConnectError(err.message, Code.Unauthenticated);
+  if (err instanceof LegacyUserUnknownError) return new ConnectError(err.message, Code.FailedPrecondition);
+  if (err instanceof LegacyExchangeUnavailableError)
+    return new ConnectError(err.message, Code.FailedPrecondition);
   if (err instanceof TooManyFailuresError) {
     // The client (and the gateway, which forwards it) learns when to come back.
     return new ConnectError(err.message, Code.ResourceExhausted, { "retry-after": String(err.retryAfterS) });
@@ -74,6 +87,16 @@ export function createUserServiceHandlers(app: () => App): ServiceImpl<typeof Us
     login: (req) =>
       mapped(async () => {
         const issued = await login(app(), { email: req.email, password: req.password });
+        return {
+          accessToken: issued.token,
+          tokenType: "Bearer",
+          expireTime: timestampFromDate(issued.expiresAt),
+          user: toMessage(issued.user),
+        };
+      }),
+    exchangeLegacyToken: (req) =>
+      mapped(async () => {
+        const issued = await exchangeLegacyToken(app(), req.legacyToken);
         return {
           accessToken: issued.token,
           tokenType: "Bearer",

@@ -15,7 +15,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/users/v1/users.proto.
  */
 export const file_meshwork_users_v1_users: GenFile = /*@__PURE__*/
-  fileDesc("Ch1tZXNod29yay91c2Vycy92MS91c2Vycy5wcm90bxIRbWVzaHdvcmsudXNlcnMudjEidwoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDQoFcm9sZXMYBCADKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KE1JlZ2lzdGVyVXNlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFGP4BYAESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAgYgAESHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGGQiPQoUUmVnaXN0ZXJVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiSQoMTG9naW5SZXF1ZXN0EhoKBWVtYWlsGAEgASgJQgu6SAjIAQFyAxj+ARIdCghwYXNzd29yZBgCIAEoCUILukgIyAEBcgMYgAEikQEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBHVzZXIYBCABKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyIpkBChdDcmVhdGVGaXJzdEFkbWluUmVxdWVzdBIkChBib290c3RyYXBfc2VjcmV0GAEgASgJQgq6SAdyBRAQGIACEhkKBWVtYWlsGAIgASgJQgq6SAdyBRj+AWABEhwKCHBhc3N3b3JkGAMgASgJQgq6SAdyBRAMGIABEh8KDGRpc3BsYXlfbmFtZRgEIAEoCUIJukgGcgQQARhkIkEKGENyZWF0ZUZpcnN0QWRtaW5SZXNwb25zZRIlCgR1c2VyGAEgASgLMhcubWVzaHdvcmsudXNlcnMudjEuVXNlciImCg5HZXRVc2VyUmVxdWVzdBIUCgJpZBgBIAEoCUIIukgFcgOwAQEiOAoPR2V0VXNlclJlc3BvbnNlEiUKBHVzZXIYASABKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyIkwKEExpc3RVc2Vyc1JlcXVlc3QSGgoJcGFnZV9zaXplGAEgASgFQge6SAQaAigAEhwKCnBhZ2VfdG9rZW4YAiABKAlCCLpIBXIDGIAEIlQKEUxpc3RVc2Vyc1Jlc3BvbnNlEiYKBXVzZXJzGAEgAygLMhcubWVzaHdvcmsudXNlcnMudjEuVXNlchIXCg9uZXh0X3BhZ2VfdG9rZW4YAiABKAkiGQoXUm90YXRlU2lnbmluZ0tleVJlcXVlc3QidAoYUm90YXRlU2lnbmluZ0tleVJlc3BvbnNlEgsKA2tpZBgBIAEoCRIUCgxyZXRpcmVkX2tpZHMYAiADKAkSNQoRcmV0aXJlZF9kcm9wX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wMtAFCgtVc2VyU2VydmljZRKCAQoMUmVnaXN0ZXJVc2VyEiYubWVzaHdvcmsudXNlcnMudjEuUmVnaXN0ZXJVc2VyUmVxdWVzdBonLm1lc2h3b3JrLnVzZXJzLnYxLlJlZ2lzdGVyVXNlclJlc3BvbnNlIiGKtRgCCAGC0+STAhU6ASpiBHVzZXIiCi9hcGkvdXNlcnMSZwoFTG9naW4SHy5tZXNod29yay51c2Vycy52MS5Mb2dpblJlcXVlc3QaIC5tZXNod29yay51c2Vycy52MS5Mb2dpblJlc3BvbnNlIhuKtRgCCAGC0+STAg86ASoiCi9hcGkvbG9naW4ScwoQQ3JlYXRlRmlyc3RBZG1pbhIqLm1lc2h3b3JrLnVzZXJzLnYxLkNyZWF0ZUZpcnN0QWRtaW5SZXF1ZXN0GisubWVzaHdvcmsudXNlcnMudjEuQ3JlYXRlRmlyc3RBZG1pblJlc3BvbnNlIgaKtRgCCAESeAoHR2V0VXNlchIhLm1lc2h3b3JrLnVzZXJzLnYxLkdldFVzZXJSZXF1ZXN0GiIubWVzaHdvcmsudXNlcnMudjEuR2V0VXNlclJlc3BvbnNlIiaQAgGKtRgCCAKC0+STAhdiBHVzZXISDy9hcGkvdXNlcnMve2lkfRJoCglMaXN0VXNlcnMSIy5tZXNod29yay51c2Vycy52MS5MaXN0VXNlcnNSZXF1ZXN0GiQubWVzaHdvcmsudXNlcnMudjEuTGlzdFVzZXJzUmVzcG9uc2UiEJACAYq1GAkIAxIFYWRtaW4SegoQUm90YXRlU2lnbmluZ0tleRIqLm1lc2h3b3JrLnVzZXJzLnYxLlJvdGF0ZVNpZ25pbmdLZXlSZXF1ZXN0GisubWVzaHdvcmsudXNlcnMudjEuUm90YXRlU2lnbmluZ0tleVJlc3BvbnNlIg2KtRgJCAMSBWFkbWluYgZwcm90bzM", [file_buf_validate_validate, file_google_api_annotations, file_meshwork_api_v1_access, file_google_protobuf_timestamp]);
+  fileDesc("Ch1tZXNod29yay91c2Vycy92MS91c2Vycy5wcm90bxIRbWVzaHdvcmsudXNlcnMudjEidwoEVXNlchIKCgJpZBgBIAEoCRINCgVlbWFpbBgCIAEoCRIUCgxkaXNwbGF5X25hbWUYAyABKAkSDQoFcm9sZXMYBCADKAkSLwoLY3JlYXRlX3RpbWUYBSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wIm8KE1JlZ2lzdGVyVXNlclJlcXVlc3QSGQoFZW1haWwYASABKAlCCrpIB3IFGP4BYAESHAoIcGFzc3dvcmQYAiABKAlCCrpIB3IFEAgYgAESHwoMZGlzcGxheV9uYW1lGAMgASgJQgm6SAZyBBABGGQiPQoUUmVnaXN0ZXJVc2VyUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiSQoMTG9naW5SZXF1ZXN0EhoKBWVtYWlsGAEgASgJQgu6SAjIAQFyAxj+ARIdCghwYXNzd29yZBgCIAEoCUILukgIyAEBcgMYgAEikQEKDUxvZ2luUmVzcG9uc2USFAoMYWNjZXNzX3Rva2VuGAEgASgJEhIKCnRva2VuX3R5cGUYAiABKAkSLwoLZXhwaXJlX3RpbWUYAyABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEiUKBHVzZXIYBCABKAsyFy5tZXNod29yay51c2Vycy52MS5Vc2VyIj4KGkV4Y2hhbmdlTGVnYWN5VG9rZW5SZXF1ZXN0EiAKDGxlZ2FjeV90b2tlbhgBIAEoCUIKukgHcgUQARiAICKfAQobRXhjaGFuZ2VMZWdhY3lUb2tlblJlc3BvbnNlEhQKDGFjY2Vzc190b2tlbhgBIAEoCRISCgp0b2tlbl90eXBlGAIgASgJEi8KC2V4cGlyZV90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIlCgR1c2VyGAQgASgLMhcubWVzaHdvcmsudXNlcnMudjEuVXNlciKZAQoXQ3JlYXRlRmlyc3RBZG1pblJlcXVlc3QSJAoQYm9vdHN0cmFwX3NlY3JldBgBIAEoCUIKukgHcgUQEBiAAhIZCgVlbWFpbBgCIAEoCUIKukgHcgUY/gFgARIcCghwYXNzd29yZBgDIAEoCUIKukgHcgUQDBiAARIfCgxkaXNwbGF5X25hbWUYBCABKAlCCbpIBnIEEAEYZCJBChhDcmVhdGVGaXJzdEFkbWluUmVzcG9uc2USJQoEdXNlchgBIAEoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXIiJgoOR2V0VXNlclJlcXVlc3QSFAoCaWQYASABKAlCCLpIBXIDsAEBIjgKD0dldFVzZXJSZXNwb25zZRIlCgR1c2VyGAEgASgLMhcubWVzaHdvcmsudXNlcnMudjEuVXNlciJMChBMaXN0VXNlcnNSZXF1ZXN0EhoKCXBhZ2Vfc2l6ZRgBIAEoBUIHukgEGgIoABIcCgpwYWdlX3Rva2VuGAIgASgJQgi6SAVyAxiABCJUChFMaXN0VXNlcnNSZXNwb25zZRImCgV1c2VycxgBIAMoCzIXLm1lc2h3b3JrLnVzZXJzLnYxLlVzZXISFwoPbmV4dF9wYWdlX3Rva2VuGAIgASgJIhkKF1JvdGF0ZVNpZ25pbmdLZXlSZXF1ZXN0InQKGFJvdGF0ZVNpZ25pbmdLZXlSZXNwb25zZRILCgNraWQYASABKAkSFAoMcmV0aXJlZF9raWRzGAIgAygJEjUKEXJldGlyZWRfZHJvcF90aW1lGAMgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcDLOBgoLVXNlclNlcnZpY2USggEKDFJlZ2lzdGVyVXNlchImLm1lc2h3b3JrLnVzZXJzLnYxLlJlZ2lzdGVyVXNlclJlcXVlc3QaJy5tZXNod29yay51c2Vycy52MS5SZWdpc3RlclVzZXJSZXNwb25zZSIhirUYAggBgtPkkwIVOgEqYgR1c2VyIgovYXBpL3VzZXJzEmcKBUxvZ2luEh8ubWVzaHdvcmsudXNlcnMudjEuTG9naW5SZXF1ZXN0GiAubWVzaHdvcmsudXNlcnMudjEuTG9naW5SZXNwb25zZSIbirUYAggBgtPkkwIPOgEqIgovYXBpL2xvZ2luEnMKEENyZWF0ZUZpcnN0QWRtaW4SKi5tZXNod29yay51c2Vycy52MS5DcmVhdGVGaXJzdEFkbWluUmVxdWVzdBorLm1lc2h3b3JrLnVzZXJzLnYxLkNyZWF0ZUZpcnN0QWRtaW5SZXNwb25zZSIGirUYAggBEnwKE0V4Y2hhbmdlTGVnYWN5VG9rZW4SLS5tZXNod29yay51c2Vycy52MS5FeGNoYW5nZUxlZ2FjeVRva2VuUmVxdWVzdBouLm1lc2h3b3JrLnVzZXJzLnYxLkV4Y2hhbmdlTGVnYWN5VG9rZW5SZXNwb25zZSIGirUYAggBEngKB0dldFVzZXISIS5tZXNod29yay51c2Vycy52MS5HZXRVc2VyUmVxdWVzdBoiLm1lc2h3b3JrLnVzZXJzLnYxLkdldFVzZXJSZXNwb25zZSImkAIBirUYAggCgtPkkwIXYgR1c2VyEg8vYXBpL3VzZXJzL3tpZH0SaAoJTGlzdFVzZXJzEiMubWVzaHdvcmsudXNlcnMudjEuTGlzdFVzZXJzUmVxdWVzdBokLm1lc2h3b3JrLnVzZXJzLnYxLkxpc3RVc2Vyc1Jlc3BvbnNlIhCQAgGKtRgJCAMSBWFkbWluEnoKEFJvdGF0ZVNpZ25pbmdLZXkSKi5tZXNod29yay51c2Vycy52MS5Sb3RhdGVTaWduaW5nS2V5UmVxdWVzdBorLm1lc2h3b3JrLnVzZXJzLnYxLlJvdGF0ZVNpZ25pbmdLZXlSZXNwb25zZSINirUYCQgDEgVhZG1pbmIGcHJvdG8z", [file_buf_validate_validate, file_google_api_annotations, file_meshwork_api_v1_access, file_google_protobuf_timestamp]);
 
 /**
  * A user account as other services see it. The password hash never leaves the service.
@@ -167,6 +167,61 @@ export const LoginResponseSchema: GenMessage<LoginResponse> = /*@__PURE__*/
   messageDesc(file_meshwork_users_v1_users, 4);
 
 /**
+ * @generated from message meshwork.users.v1.ExchangeLegacyTokenRequest
+ */
+export type ExchangeLegacyTokenRequest = Message<"meshwork.users.v1.ExchangeLegacyTokenRequest"> & {
+  /**
+   * The monolith's session token, as its POST /api/login answered it (without "Bearer ").
+   *
+   * @generated from field: string legacy_token = 1;
+   */
+  legacyToken: string;
+};
+
+/**
+ * Describes the message meshwork.users.v1.ExchangeLegacyTokenRequest.
+ * Use `create(ExchangeLegacyTokenRequestSchema)` to create a new message.
+ */
+export const ExchangeLegacyTokenRequestSchema: GenMessage<ExchangeLegacyTokenRequest> = /*@__PURE__*/
+  messageDesc(file_meshwork_users_v1_users, 5);
+
+/**
+ * @generated from message meshwork.users.v1.ExchangeLegacyTokenResponse
+ */
+export type ExchangeLegacyTokenResponse = Message<"meshwork.users.v1.ExchangeLegacyTokenResponse"> & {
+  /**
+   * A JWT signed with the service's current key, for the legacy token's user.
+   *
+   * @generated from field: string access_token = 1;
+   */
+  accessToken: string;
+
+  /**
+   * Always "Bearer".
+   *
+   * @generated from field: string token_type = 2;
+   */
+  tokenType: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp expire_time = 3;
+   */
+  expireTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: meshwork.users.v1.User user = 4;
+   */
+  user?: User | undefined;
+};
+
+/**
+ * Describes the message meshwork.users.v1.ExchangeLegacyTokenResponse.
+ * Use `create(ExchangeLegacyTokenResponseSchema)` to create a new message.
+ */
+export const ExchangeLegacyTokenResponseSchema: GenMessage<ExchangeLegacyTokenResponse> = /*@__PURE__*/
+  messageDesc(file_meshwork_users_v1_users, 6);
+
+/**
  * @generated from message meshwork.users.v1.CreateFirstAdminRequest
  */
 export type CreateFirstAdminRequest = Message<"meshwork.users.v1.CreateFirstAdminRequest"> & {
@@ -200,7 +255,7 @@ export type CreateFirstAdminRequest = Message<"meshwork.users.v1.CreateFirstAdmi
  * Use `create(CreateFirstAdminRequestSchema)` to create a new message.
  */
 export const CreateFirstAdminRequestSchema: GenMessage<CreateFirstAdminRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 5);
+  messageDesc(file_meshwork_users_v1_users, 7);
 
 /**
  * @generated from message meshwork.users.v1.CreateFirstAdminResponse
@@ -219,7 +274,7 @@ export type CreateFirstAdminResponse = Message<"meshwork.users.v1.CreateFirstAdm
  * Use `create(CreateFirstAdminResponseSchema)` to create a new message.
  */
 export const CreateFirstAdminResponseSchema: GenMessage<CreateFirstAdminResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 6);
+  messageDesc(file_meshwork_users_v1_users, 8);
 
 /**
  * @generated from message meshwork.users.v1.GetUserRequest
@@ -236,7 +291,7 @@ export type GetUserRequest = Message<"meshwork.users.v1.GetUserRequest"> & {
  * Use `create(GetUserRequestSchema)` to create a new message.
  */
 export const GetUserRequestSchema: GenMessage<GetUserRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 7);
+  messageDesc(file_meshwork_users_v1_users, 9);
 
 /**
  * @generated from message meshwork.users.v1.GetUserResponse
@@ -253,7 +308,7 @@ export type GetUserResponse = Message<"meshwork.users.v1.GetUserResponse"> & {
  * Use `create(GetUserResponseSchema)` to create a new message.
  */
 export const GetUserResponseSchema: GenMessage<GetUserResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 8);
+  messageDesc(file_meshwork_users_v1_users, 10);
 
 /**
  * @generated from message meshwork.users.v1.ListUsersRequest
@@ -280,7 +335,7 @@ export type ListUsersRequest = Message<"meshwork.users.v1.ListUsersRequest"> & {
  * Use `create(ListUsersRequestSchema)` to create a new message.
  */
 export const ListUsersRequestSchema: GenMessage<ListUsersRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 9);
+  messageDesc(file_meshwork_users_v1_users, 11);
 
 /**
  * @generated from message meshwork.users.v1.ListUsersResponse
@@ -304,7 +359,7 @@ export type ListUsersResponse = Message<"meshwork.users.v1.ListUsersResponse"> &
  * Use `create(ListUsersResponseSchema)` to create a new message.
  */
 export const ListUsersResponseSchema: GenMessage<ListUsersResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 10);
+  messageDesc(file_meshwork_users_v1_users, 12);
 
 /**
  * @generated from message meshwork.users.v1.RotateSigningKeyRequest
@@ -317,7 +372,7 @@ export type RotateSigningKeyRequest = Message<"meshwork.users.v1.RotateSigningKe
  * Use `create(RotateSigningKeyRequestSchema)` to create a new message.
  */
 export const RotateSigningKeyRequestSchema: GenMessage<RotateSigningKeyRequest> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 11);
+  messageDesc(file_meshwork_users_v1_users, 13);
 
 /**
  * @generated from message meshwork.users.v1.RotateSigningKeyResponse
@@ -350,7 +405,7 @@ export type RotateSigningKeyResponse = Message<"meshwork.users.v1.RotateSigningK
  * Use `create(RotateSigningKeyResponseSchema)` to create a new message.
  */
 export const RotateSigningKeyResponseSchema: GenMessage<RotateSigningKeyResponse> = /*@__PURE__*/
-  messageDesc(file_meshwork_users_v1_users, 12);
+  messageDesc(file_meshwork_users_v1_users, 14);
 
 /**
  * UserService owns user accounts and issues the access tokens the rest of the mesh verifies.
@@ -396,6 +451,22 @@ export const UserService: GenService<{
     methodKind: "unary";
     input: typeof CreateFirstAdminRequestSchema;
     output: typeof CreateFirstAdminResponseSchema;
+  },
+  /**
+   * ExchangeLegacyToken trades a session token of the legacy monolith (an HS256 JWT with issuer
+   * "legacy", checked with the secret the monolith signs with) for an access token of this
+   * service for the same user id, with the roles this service holds for that user: during the
+   * strangler-fig migration an old client's session keeps working on the mesh side. A token that
+   * does not verify or has expired answers UNAUTHENTICATED; a user this service does not know
+   * (not synced from legacy yet), or a service configured without the monolith's secret,
+   * FAILED_PRECONDITION.
+   *
+   * @generated from rpc meshwork.users.v1.UserService.ExchangeLegacyToken
+   */
+  exchangeLegacyToken: {
+    methodKind: "unary";
+    input: typeof ExchangeLegacyTokenRequestSchema;
+    output: typeof ExchangeLegacyTokenResponseSchema;
   },
   /**
    * GetUser returns one user (the caller themselves, or anyone for an admin; PERMISSION_DENIED
