@@ -18,7 +18,7 @@ import {
   provision,
   startOutboxPublisher,
 } from "@meshwork/events";
-import { createService, packageVersion, type Service } from "@meshwork/runtime";
+import { createService, packageVersion, type Service, telemetryOptions } from "@meshwork/runtime";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
@@ -48,7 +48,8 @@ export async function createInventoryService(
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
   // The cache's metrics need the meter before the service exists.
-  const { logger, telemetry } = observability(config, observe);
+  const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
+  const telemetry = observe.telemetry ?? createTelemetry(telemetryOptions(SERVICE, VERSION, config.runtime));
   const database = await openDatabase(config.db, schema, { telemetry });
   let cache: ProductCache | undefined;
   const store = createInventoryStore(database.db, {
@@ -145,21 +146,6 @@ async function startLegacySync(
   });
   await consumer.start();
   return consumer;
-}
-
-/** The service's logger and telemetry: the caller's, or made here (from `config.runtime`). */
-function observability(config: Config, observe: { logger?: Logger; telemetry?: Telemetry }) {
-  const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
-  const telemetry =
-    observe.telemetry ??
-    createTelemetry({
-      serviceName: SERVICE,
-      serviceVersion: VERSION,
-      tracesExporter: config.runtime.tracesExporter,
-      otlpEndpoint: config.runtime.otlpEndpoint,
-      sampleRatio: config.runtime.sampleRatio,
-    });
-  return { logger, telemetry };
 }
 
 /** The outbox relay to the INVENTORY stream (ProductUpdated, StockChanged). */
