@@ -1,11 +1,9 @@
 import { fileURLToPath } from "node:url";
-import { createRegistry, fromBinary } from "@bufbuild/protobuf";
-import { createCache, type InvalidationFeed, openSharedTier, startInvalidationFeed } from "@meshwork/cache";
-import { ProductUpdatedSchema, StockChangedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
+import { createRegistry } from "@bufbuild/protobuf";
+import type { InvalidationFeed } from "@meshwork/cache";
 import {
   file_meshwork_inventory_v1_inventory,
   InventoryService,
-  ProductSchema,
 } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { file_meshwork_legacy_v1_events } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
@@ -20,10 +18,11 @@ import {
   provision,
   startOutboxPublisher,
 } from "@meshwork/events";
-import { createService, packageVersion, type Service } from "@meshwork/runtime";
+import { createService, packageVersion, type Service, telemetryOptions } from "@meshwork/runtime";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { followProductEvents, openProductCache } from "./adapters/cache/product-cache.js";
 import { createInventoryStore } from "./adapters/db/inventory-store.js";
 import { type InventorySchema, inbox, outbox, schema } from "./adapters/db/schema.js";
 import type { Config } from "./config.js";
@@ -48,17 +47,9 @@ export async function createInventoryService(
   config: Config,
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
-  const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   // The cache's metrics need the meter before the service exists.
-  const telemetry =
-    observe.telemetry ??
-    createTelemetry({
-      serviceName: SERVICE,
-      serviceVersion: VERSION,
-      tracesExporter: config.runtime.tracesExporter,
-      otlpEndpoint: config.runtime.otlpEndpoint,
-      sampleRatio: config.runtime.sampleRatio,
-    });
+  const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
+  const telemetry = observe.telemetry ?? createTelemetry(telemetryOptions(SERVICE, VERSION, config.runtime));
   const database = await openDatabase(config.db, schema, { telemetry });
   let cache: ProductCache | undefined;
   const store = createInventoryStore(database.db, {
@@ -95,50 +86,9 @@ export async function createInventoryService(
     async prepare() {
       await database.migrate(migrationsFolder);
       observeDatabasePool(database, telemetry.meter);
-      const stream = meshStreams.inventory(config.events.namespace);
-      publisher = await startOutboxPublisher({
-        service: SERVICE,
-        config: config.events,
-        stream,
-        database,
-        table: outbox,
-        logger,
-        tracer: telemetry.tracer,
-        meter: telemetry.meter,
-      });
-      cache = createCache({
-        name: "products",
-        schema: ProductSchema,
-        version: (p) => Number(p.version),
-        ttlMs: config.cache.ttlMs,
-        negativeTtlMs: config.cache.negativeTtlMs,
-        local: { maxEntries: config.cache.maxEntries, maxBytes: config.cache.maxBytes },
-        shared: await openSharedTier(config.cache, {
-          nc: publisher.nc,
-          namespace: config.events.namespace,
-          service: SERVICE,
-        }),
-        sharedTimeoutMs: config.cache.sharedTimeoutMs,
-        meter: telemetry.meter,
-        logger,
-      });
-      const products = cache;
-      feed = startInvalidationFeed({
-        nc: publisher.nc,
-        stream: stream.name,
-        filterSubject: stream.subjects[0] ?? "",
-        logger,
-        onEvent: (e) => {
-          if (e.type === ProductUpdatedSchema.typeName) {
-            const ev = fromBinary(ProductUpdatedSchema, e.data);
-            return products.invalidate(ev.productId, Number(ev.version));
-          }
-          if (e.type === StockChangedSchema.typeName) {
-            const ev = fromBinary(StockChangedSchema, e.data);
-            return products.invalidate(ev.productId, Number(ev.version));
-          }
-        },
-      });
+      publisher = await startInventoryOutbox(config, database, logger, telemetry);
+      cache = await openProductCache(config, publisher.nc, SERVICE, telemetry, logger);
+      feed = followProductEvents(cache, publisher.nc, meshStreams.inventory(config.events.namespace), logger);
       legacySync = await startLegacySync(config, publisher.nc, database, logger, telemetry);
       // Serving before the feed is attached would let a change go unheard; NATS answered the
       // publisher a moment ago, so this is quick (bounded anyway: the feed keeps trying).
@@ -196,4 +146,23 @@ async function startLegacySync(
   });
   await consumer.start();
   return consumer;
+}
+
+/** The outbox relay to the INVENTORY stream (ProductUpdated, StockChanged). */
+function startInventoryOutbox(
+  config: Config,
+  database: DatabaseHandle<InventorySchema>,
+  logger: Logger,
+  telemetry: Telemetry,
+): Promise<OutboxPublisher> {
+  return startOutboxPublisher({
+    service: SERVICE,
+    config: config.events,
+    stream: meshStreams.inventory(config.events.namespace),
+    database,
+    table: outbox,
+    logger,
+    tracer: telemetry.tracer,
+    meter: telemetry.meter,
+  });
 }

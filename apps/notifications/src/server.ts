@@ -7,7 +7,7 @@ import {
 import { file_meshwork_orders_v1_events } from "@meshwork/contracts/meshwork/orders/v1/events";
 import { file_meshwork_payments_v1_events } from "@meshwork/contracts/meshwork/payments/v1/events";
 import { file_meshwork_users_v1_events } from "@meshwork/contracts/meshwork/users/v1/events";
-import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
+import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import {
   connectNats,
@@ -23,7 +23,7 @@ import type { Logger, Telemetry } from "@meshwork/telemetry";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createNotificationRepository } from "./adapters/db/notification-repository.js";
-import { inbox, schema } from "./adapters/db/schema.js";
+import { inbox, type NotificationsSchema, schema } from "./adapters/db/schema.js";
 import type { Config } from "./config.js";
 import { onOrderCancelled, onOrderConfirmed } from "./ports/events/order-outcome.js";
 import { onPaymentRefunded } from "./ports/events/payment-refunded.js";
@@ -46,7 +46,6 @@ export async function createNotificationsService(
 ): Promise<Service> {
   const database = await openDatabase(config.db, schema);
   const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
-  const ns = config.events.namespace;
   let nc: NatsConnection | undefined;
   let consumers: EventConsumer[] = [];
   const service: Service = createService({
@@ -66,57 +65,7 @@ export async function createNotificationsService(
       await database.migrate(migrationsFolder);
       observeDatabasePool(database, service.telemetry.meter);
       nc = await connectNats(config.events.natsUrl, SERVICE, config.events.natsCredentials);
-      // The same replicas as the producers declare them (STREAM_REPLICAS is set mesh-wide).
-      const copies = { replicas: config.events.streamReplicas };
-      const users = meshStreams.users(ns, copies);
-      const payments = meshStreams.payments(ns, copies);
-      const orders = meshStreams.orders(ns, copies);
-      const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
-      await provision(await jetstreamManager(nc), {
-        streams: [users, payments, orders, deadLetters],
-        consumers: [users, payments, orders].map((s) =>
-          consumerOn(s, DURABLE, { ackWaitMs: config.events.consumer.ackWaitMs }),
-        ),
-      });
-      const js = jetstream(nc);
-      const common = {
-        js,
-        database,
-        inbox,
-        durable: DURABLE,
-        registry: createRegistry(
-          file_meshwork_users_v1_events,
-          file_meshwork_payments_v1_events,
-          file_meshwork_orders_v1_events,
-        ),
-        maxDeliver: config.events.consumer.maxDeliver,
-        backoffMs: config.events.consumer.backoffMs,
-        deadLetterSubject: deadLetterSubject(ns, SERVICE, DURABLE),
-        logger: service.logger,
-        tracer: service.telemetry.tracer,
-        meter: service.telemetry.meter,
-      };
-      consumers = [
-        createEventConsumer({
-          ...common,
-          stream: users.name,
-          handlers: { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) },
-        }),
-        createEventConsumer({
-          ...common,
-          stream: payments.name,
-          handlers: { "meshwork.payments.v1.PaymentRefunded": onPaymentRefunded(service.logger) },
-        }),
-        createEventConsumer({
-          ...common,
-          stream: orders.name,
-          // OrderPlaced is on the stream too: no handler, so it is acked and skipped.
-          handlers: {
-            "meshwork.orders.v1.OrderConfirmed": onOrderConfirmed(service.logger),
-            "meshwork.orders.v1.OrderCancelled": onOrderCancelled(service.logger),
-          },
-        }),
-      ];
+      consumers = await createConsumers(config, nc, database, service);
       for (const c of consumers) await c.start();
     },
     ...databaseServiceOptions(database),
@@ -129,4 +78,67 @@ export async function createNotificationsService(
     },
   });
   return service;
+}
+
+/**
+ * Provisions the USERS, PAYMENTS and ORDERS streams (as their producers declare them) with this
+ * service's durable consumer on each, and the consumers that turn their events into notifications.
+ */
+async function createConsumers(
+  config: Config,
+  nc: NatsConnection,
+  database: DatabaseHandle<NotificationsSchema>,
+  service: Service,
+): Promise<EventConsumer[]> {
+  const ns = config.events.namespace;
+  // The same replicas as the producers declare them (STREAM_REPLICAS is set mesh-wide).
+  const copies = { replicas: config.events.streamReplicas };
+  const users = meshStreams.users(ns, copies);
+  const payments = meshStreams.payments(ns, copies);
+  const orders = meshStreams.orders(ns, copies);
+  const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
+  await provision(await jetstreamManager(nc), {
+    streams: [users, payments, orders, deadLetters],
+    consumers: [users, payments, orders].map((s) =>
+      consumerOn(s, DURABLE, { ackWaitMs: config.events.consumer.ackWaitMs }),
+    ),
+  });
+  const common = {
+    js: jetstream(nc),
+    database,
+    inbox,
+    durable: DURABLE,
+    registry: createRegistry(
+      file_meshwork_users_v1_events,
+      file_meshwork_payments_v1_events,
+      file_meshwork_orders_v1_events,
+    ),
+    maxDeliver: config.events.consumer.maxDeliver,
+    backoffMs: config.events.consumer.backoffMs,
+    deadLetterSubject: deadLetterSubject(ns, SERVICE, DURABLE),
+    logger: service.logger,
+    tracer: service.telemetry.tracer,
+    meter: service.telemetry.meter,
+  };
+  return [
+    createEventConsumer({
+      ...common,
+      stream: users.name,
+      handlers: { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) },
+    }),
+    createEventConsumer({
+      ...common,
+      stream: payments.name,
+      handlers: { "meshwork.payments.v1.PaymentRefunded": onPaymentRefunded(service.logger) },
+    }),
+    createEventConsumer({
+      ...common,
+      stream: orders.name,
+      // OrderPlaced is on the stream too: no handler, so it is acked and skipped.
+      handlers: {
+        "meshwork.orders.v1.OrderConfirmed": onOrderConfirmed(service.logger),
+        "meshwork.orders.v1.OrderCancelled": onOrderCancelled(service.logger),
+      },
+    }),
+  ];
 }

@@ -1,26 +1,14 @@
 import { fileURLToPath } from "node:url";
-import { fromBinary } from "@bufbuild/protobuf";
-import { type Client, createClient } from "@connectrpc/connect";
-import {
-  type Cache,
-  createCache,
-  type InvalidationFeed,
-  openSharedTier,
-  startInvalidationFeed,
-} from "@meshwork/cache";
-import { ProductUpdatedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
-import {
-  InventoryService,
-  type Product,
-  ProductSchema,
-} from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { createClient } from "@connectrpc/connect";
+import type { Cache, InvalidationFeed } from "@meshwork/cache";
+import { InventoryService, type Product } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
-import { databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
-import { createDiscovery } from "@meshwork/discovery";
-import { eventSubject, meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
+import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
+import { createDiscovery, type Discovery } from "@meshwork/discovery";
+import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
-import { createService, packageVersion, type Service } from "@meshwork/runtime";
+import { createService, packageVersion, type Service, telemetryOptions } from "@meshwork/runtime";
 import {
   createSagaExecutor,
   createSagaQueries,
@@ -30,7 +18,8 @@ import {
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
 import { createCatalogue, priceList } from "./adapters/catalogue.js";
 import { createOrderStore, orderRepository, STATUS_CHANNEL } from "./adapters/db/order-store.js";
-import { outbox, sagas, schema } from "./adapters/db/schema.js";
+import { type OrdersSchema, outbox, sagas, schema } from "./adapters/db/schema.js";
+import { openPriceCache } from "./adapters/price-cache.js";
 import { createOrderMetrics } from "./app/order-metrics.js";
 import { OrderWatch } from "./app/order-watch.js";
 import { placementSaga } from "./app/placement-saga.js";
@@ -54,15 +43,7 @@ export async function createOrdersService(
   observe: { logger?: Logger; telemetry?: Telemetry } = {},
 ): Promise<Service> {
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
-  const telemetry =
-    observe.telemetry ??
-    createTelemetry({
-      serviceName: SERVICE,
-      serviceVersion: VERSION,
-      tracesExporter: config.runtime.tracesExporter,
-      otlpEndpoint: config.runtime.otlpEndpoint,
-      sampleRatio: config.runtime.sampleRatio,
-    });
+  const telemetry = observe.telemetry ?? createTelemetry(telemetryOptions(SERVICE, VERSION, config.runtime));
   // Orders makes its own telemetry (it needs the meter before the service exists), so its
   // statements and calls name it instead of the process's global tracer.
   const database = await openDatabase(config.db, schema, { telemetry, logger });
@@ -75,43 +56,19 @@ export async function createOrdersService(
   );
   const watch = new OrderWatch();
   const watchLimit = new WatchLimit(config.watchMaxPerUser);
-  let inventory: Client<typeof InventoryService> | undefined;
-  let payments: Client<typeof PaymentService> | undefined;
-  let saga: SagaDefinition<PlacementData> | undefined;
-  let executor: SagaExecutor | undefined;
-  let publisher: OutboxPublisher | undefined;
-  let unlisten: (() => Promise<void>) | undefined;
-  const policy = (upstream: string) =>
-    createUpstreamPolicy({
-      upstream,
-      defaultTimeoutMs: config.upstream.timeoutMs,
-      retry: { maxAttempts: 3, initialDelayMs: 25, maxDelayMs: 250 },
-      breaker: {
-        consecutiveFailures: config.upstream.breakerFailures,
-        halfOpenAfterMs: config.upstream.halfOpenAfterMs,
-      },
-      bulkhead: { limit: 256, queue: 1024 },
-      logger,
-      meter: telemetry.meter,
-    });
-  let products: Cache<Product> | undefined;
-  let feed: InvalidationFeed | undefined;
+  // Made by `prepare`: what needs the database migrated, NATS and the other services.
+  const parts: OrdersParts = {};
   // Placement reads prices through `catalogue`, built once the cache's shared tier is open.
-  let catalogue: ReturnType<typeof createCatalogue> | undefined;
-  const prices = priceList({ price: (id) => ready(catalogue).price(id) });
+  const prices = priceList({ price: (id) => ready(parts.catalogue).price(id) });
   const metrics = createOrderMetrics(telemetry.meter);
   // Counted when the placement's transaction committed (the function returned runs then).
   const repository = orderRepository(orders, async (tx, instance) => {
-    const run = await ready(executor).startIn(tx, ready(saga), instance);
+    const run = await ready(parts.executor).startIn(tx, ready(parts.saga), instance);
     return () => {
       metrics.placed(instance.data);
       run();
     };
   });
-  const ready = <T>(v: T | undefined): T => {
-    if (v === undefined) throw new Error("orders used before start-up finished");
-    return v;
-  };
 
   const service: Service = createService({
     name: SERVICE,
@@ -127,115 +84,180 @@ export async function createOrdersService(
         createOrderServiceHandlers({
           orders: () => repository,
           catalogue: () => prices,
-          kick: () => executor?.kick(),
+          kick: () => parts.executor?.kick(),
           watch: () => watch,
           watchLimit,
           sagas: () => sagaQueries,
-          sagaSteps: () => ready(saga).steps.map((s) => s.name),
+          sagaSteps: () => ready(parts.saga).steps.map((s) => s.name),
         }),
       );
     },
     async prepare() {
       await database.migrate(migrationsFolder);
       observeDatabasePool(database, telemetry.meter);
-      inventory = createClient(
-        InventoryService,
-        await discovery.transport("inventory", {
-          // The saga calls as the orders service itself (role `service`), signed with its own key.
-          interceptors: [policy("inventory").interceptor, ...service.identity.callsTo("inventory")],
-        }),
-      );
-      payments = createClient(
-        PaymentService,
-        await discovery.transport("payments", {
-          interceptors: [policy("payments").interceptor, ...service.identity.callsTo("payments")],
-        }),
-      );
-      saga = placementSaga({
-        inventory,
-        payments,
+      await prepareOrders(parts, {
+        config,
+        database,
+        discovery,
+        service,
         orders,
-        retry: config.saga.retry,
-        stepTimeoutMs: config.saga.stepTimeoutMs,
+        watch,
         metrics,
-      });
-      unlisten = await database.listen(
-        STATUS_CHANNEL,
-        (payload) => watch.deliver(payload),
-        () => watch.resync(),
-      );
-      publisher = await startOutboxPublisher({
-        service: SERVICE,
-        config: config.events,
-        stream: meshStreams.orders(config.events.namespace, { replicas: config.events.streamReplicas }),
-        database,
-        table: outbox,
-        logger: logger,
-        tracer: telemetry.tracer,
-        meter: telemetry.meter,
-      });
-      if (config.catalogue.ttlMs > 0) {
-        products = createCache({
-          name: "products",
-          schema: ProductSchema,
-          version: (p) => Number(p.version),
-          ttlMs: config.catalogue.ttlMs,
-          negativeTtlMs: config.cache.negativeTtlMs,
-          local: { maxEntries: config.catalogue.max, maxBytes: config.cache.maxBytes },
-          shared: await openSharedTier(config.cache, {
-            nc: publisher.nc,
-            namespace: config.events.namespace,
-            service: SERVICE,
-          }),
-          sharedTimeoutMs: config.cache.sharedTimeoutMs,
-          meter: telemetry.meter,
-          logger,
-        });
-        const cache = products;
-        // Every instance follows inventory's price changes on its own ordered consumer.
-        const inventoryStream = meshStreams.inventory(config.events.namespace);
-        feed = startInvalidationFeed({
-          nc: publisher.nc,
-          stream: inventoryStream.name,
-          filterSubject: eventSubject(config.events.namespace, ProductUpdatedSchema.typeName),
-          logger,
-          onEvent: async (e) => {
-            const ev = fromBinary(ProductUpdatedSchema, e.data);
-            await cache.invalidate(ev.productId, Number(ev.version));
-            // Price changes are rare admin actions: one line each says when this instance applied it.
-            logger.info(
-              { product_id: ev.productId, version: Number(ev.version) },
-              "product change applied to the price cache",
-            );
-          },
-        });
-        await Promise.race([feed.attached, new Promise((r) => setTimeout(r, 10_000).unref())]);
-      }
-      catalogue = createCatalogue(() => ready(inventory), products);
-      executor = createSagaExecutor({
-        database,
-        table: sagas,
-        definitions: [saga],
         logger,
-        tracer: telemetry.tracer,
-        meter: telemetry.meter,
-        leaseMs: config.saga.leaseMs,
-        pollMs: config.saga.pollMs,
-        batchSize: config.saga.concurrency,
+        telemetry,
       });
-      await executor.start();
     },
     ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),
     async onShutdown() {
-      await executor?.stop();
-      await feed?.stop();
-      await products?.close();
-      await publisher?.stop();
-      await unlisten?.();
+      await stopOrders(parts);
       await discovery.close();
       await database.close();
     },
   });
   return service;
+}
+
+/**
+ * Clients of inventory and payments, found through discovery, each behind its own resilience
+ * policy; the saga calls as the orders service itself (role `service`), signed with its own key.
+ */
+async function upstreamClients(
+  config: Config,
+  discovery: Discovery,
+  service: Service,
+  logger: Logger,
+  telemetry: Telemetry,
+) {
+  const policy = (upstream: string) =>
+    createUpstreamPolicy({
+      upstream,
+      defaultTimeoutMs: config.upstream.timeoutMs,
+      retry: { maxAttempts: 3, initialDelayMs: 25, maxDelayMs: 250 },
+      breaker: {
+        consecutiveFailures: config.upstream.breakerFailures,
+        halfOpenAfterMs: config.upstream.halfOpenAfterMs,
+      },
+      bulkhead: { limit: 256, queue: 1024 },
+      logger,
+      meter: telemetry.meter,
+    });
+  const transport = (upstream: string) =>
+    discovery.transport(upstream, {
+      interceptors: [policy(upstream).interceptor, ...service.identity.callsTo(upstream)],
+    });
+  return {
+    inventory: createClient(InventoryService, await transport("inventory")),
+    payments: createClient(PaymentService, await transport("payments")),
+  };
+}
+
+/** The outbox relay to the ORDERS stream. */
+function startOrdersOutbox(
+  config: Config,
+  database: DatabaseHandle<OrdersSchema>,
+  logger: Logger,
+  telemetry: Telemetry,
+): Promise<OutboxPublisher> {
+  return startOutboxPublisher({
+    service: SERVICE,
+    config: config.events,
+    stream: meshStreams.orders(config.events.namespace, { replicas: config.events.streamReplicas }),
+    database,
+    table: outbox,
+    logger: logger,
+    tracer: telemetry.tracer,
+    meter: telemetry.meter,
+  });
+}
+
+/** The executor of the placement saga (`SAGA_*`). */
+function placementExecutor(
+  config: Config,
+  database: DatabaseHandle<OrdersSchema>,
+  saga: SagaDefinition<PlacementData>,
+  logger: Logger,
+  telemetry: Telemetry,
+): SagaExecutor {
+  return createSagaExecutor({
+    database,
+    table: sagas,
+    definitions: [saga],
+    logger,
+    tracer: telemetry.tracer,
+    meter: telemetry.meter,
+    leaseMs: config.saga.leaseMs,
+    pollMs: config.saga.pollMs,
+    batchSize: config.saga.concurrency,
+  });
+}
+
+/** A part `prepare` makes; a call before start-up finished fails. */
+function ready<T>(v: T | undefined): T {
+  if (v === undefined) throw new Error("orders used before start-up finished");
+  return v;
+}
+
+/** What `prepare` starts, and `onShutdown` stops in reverse. */
+interface OrdersParts {
+  saga?: SagaDefinition<PlacementData>;
+  executor?: SagaExecutor;
+  publisher?: OutboxPublisher;
+  unlisten?: () => Promise<void>;
+  products?: Cache<Product>;
+  feed?: InvalidationFeed;
+  catalogue?: ReturnType<typeof createCatalogue>;
+}
+
+/**
+ * Start-up once the database is migrated: clients of inventory and payments, the placement saga,
+ * WatchOrder's status feed, the outbox relay, the price cache, and the saga executor.
+ */
+async function prepareOrders(
+  parts: OrdersParts,
+  deps: {
+    config: Config;
+    database: DatabaseHandle<OrdersSchema>;
+    discovery: Discovery;
+    service: Service;
+    orders: ReturnType<typeof createOrderStore>;
+    watch: OrderWatch;
+    metrics: ReturnType<typeof createOrderMetrics>;
+    logger: Logger;
+    telemetry: Telemetry;
+  },
+): Promise<void> {
+  const { config, database, discovery, service, orders, watch, metrics, logger, telemetry } = deps;
+  const { inventory, payments } = await upstreamClients(config, discovery, service, logger, telemetry);
+  parts.saga = placementSaga({
+    inventory,
+    payments,
+    orders,
+    retry: config.saga.retry,
+    stepTimeoutMs: config.saga.stepTimeoutMs,
+    metrics,
+  });
+  parts.unlisten = await database.listen(
+    STATUS_CHANNEL,
+    (payload) => watch.deliver(payload),
+    () => watch.resync(),
+  );
+  parts.publisher = await startOrdersOutbox(config, database, logger, telemetry);
+  const priceCache = await openPriceCache(config, parts.publisher.nc, SERVICE, telemetry, logger);
+  parts.products = priceCache?.products;
+  parts.feed = priceCache?.feed;
+  if (parts.feed)
+    await Promise.race([parts.feed.attached, new Promise((r) => setTimeout(r, 10_000).unref())]);
+  parts.catalogue = createCatalogue(() => inventory, parts.products);
+  parts.executor = placementExecutor(config, database, parts.saga, logger, telemetry);
+  await parts.executor.start();
+}
+
+/** Stops what {@link prepareOrders} started, the executor first. */
+async function stopOrders(parts: OrdersParts): Promise<void> {
+  await parts.executor?.stop();
+  await parts.feed?.stop();
+  await parts.products?.close();
+  await parts.publisher?.stop();
+  await parts.unlisten?.();
 }

@@ -57,6 +57,19 @@ export interface DiscoveryObserve {
   meter?: Meter;
 }
 
+/** The process that uses discovery, as it announces itself. */
+export interface DiscoverySelf {
+  /** Its short name (`payments`): names its registry records, its NATS connection and its logs. */
+  service: string;
+  /** The package's version; announced with the commit as semver build metadata (`0.4.1+3f2a9c1`). */
+  version?: string;
+  /** The commit it was built from; default `MESHWORK_BUILD_COMMIT` (`buildCommit` of the runtime). */
+  commit?: string;
+  protocols?: string[];
+  /** Records the CLIENT spans of calls through `transport()`; the global provider's if absent. */
+  telemetry?: Pick<Telemetry, "tracer">;
+}
+
 /**
  * Discovery for one process named `service` (its short name, `payments`), from its config. NATS
  * is connected on first need (announce or endpoints), not before.
@@ -67,16 +80,7 @@ export interface DiscoveryObserve {
  */
 export function createDiscovery(
   config: DiscoveryConfig,
-  self: {
-    service: string;
-    /** The package's version; announced with the commit as semver build metadata (`0.4.1+3f2a9c1`). */
-    version?: string;
-    /** The commit it was built from; default `MESHWORK_BUILD_COMMIT` (`buildCommit` of the runtime). */
-    commit?: string;
-    protocols?: string[];
-    /** Records the CLIENT spans of calls through `transport()`; the global provider's if absent. */
-    telemetry?: Pick<Telemetry, "tracer">;
-  },
+  self: DiscoverySelf,
   observe: DiscoveryObserve = {},
 ): Discovery {
   let nc: Promise<NatsConnection> | undefined;
@@ -91,63 +95,21 @@ export function createDiscovery(
       description: "1 while the discovery registry (NATS KV) is reachable, 0 during an outage",
     })
     .addCallback((r) => r.observe(watching && !watching.up ? 0 : 1, { bucket: config.bucket }));
-  const followStatus = (watcher: RegistryWatcher) => {
-    let logger = observe.logger;
-    let downAt = 0;
-    watcher.onStatus((up) => {
-      logger ??= createLogger({ service: self.service });
-      if (!up) {
-        downAt = Date.now();
-        logger.warn(
-          { bucket: config.bucket },
-          "discovery registry unreachable; calls keep using the last known endpoints",
-        );
-      } else {
-        logger.info(
-          { bucket: config.bucket, down_ms: Date.now() - downAt },
-          "discovery registry reachable again; endpoints resynced",
-        );
-      }
-    });
-  };
   const deregister = new Set<() => Promise<void>>();
   const transports: BalancedTransport[] = [];
 
   const endpoints = async () => {
-    tracker ??= (async () => {
-      let watcher: RegistryWatcher | undefined;
-      if (config.mode === "registry") {
-        watcher = await watchRegistry({
-          nc: await nats(),
-          bucket: config.bucket,
-          ttlMs: config.ttlMs,
-          replicas: config.replicas,
-          verify: config.trust && createRecordVerifier(config.trust),
-        });
-        await watcher.ready;
-        watching = watcher;
-        followStatus(watcher);
-      }
-      return { tracker: trackEndpoints({ registry: watcher, static: config.upstreams }), watcher };
-    })();
+    tracker ??= openEndpoints(config, nats, (watcher) => {
+      watching = watcher;
+      logRegistryStatus(watcher, config.bucket, self.service, observe.logger);
+    });
     return (await tracker).tracker;
   };
 
   return {
     async announce(where) {
       if (config.mode !== "registry") return async () => {};
-      const registration = await registerInstance({
-        nc: await nats(),
-        bucket: config.bucket,
-        ttlMs: config.ttlMs,
-        replicas: config.replicas,
-        sign: config.signingKey && createRecordSigner(config.signingKey),
-        service: self.service,
-        instanceId: randomUUID(),
-        address: `${advertised(config, where.host)}:${where.port}`,
-        protocols: self.protocols ?? ["grpc", "connect", "grpc-web"],
-        version: versionWithCommit(self.version ?? "0.0.0", self.commit ?? buildCommit()),
-      });
+      const registration = await registerSelf(config, self, await nats(), where);
       const stop = async () => {
         deregister.delete(stop);
         await registration.stop();
@@ -180,4 +142,64 @@ export function createDiscovery(
       await conn?.close();
     },
   };
+}
+
+/** One warning when the registry becomes unreachable, one line when it is back. */
+function logRegistryStatus(watcher: RegistryWatcher, bucket: string, service: string, given?: Logger): void {
+  let logger = given;
+  let downAt = 0;
+  watcher.onStatus((up) => {
+    logger ??= createLogger({ service });
+    if (!up) {
+      downAt = Date.now();
+      logger.warn({ bucket }, "discovery registry unreachable; calls keep using the last known endpoints");
+    } else {
+      logger.info(
+        { bucket, down_ms: Date.now() - downAt },
+        "discovery registry reachable again; endpoints resynced",
+      );
+    }
+  });
+}
+
+/** The endpoint sets: `UPSTREAMS`, plus the registry's watch in `registry` mode (handed to `onWatch` once ready). */
+async function openEndpoints(
+  config: DiscoveryConfig,
+  nats: () => Promise<NatsConnection>,
+  onWatch: (watcher: RegistryWatcher) => void,
+): Promise<{ tracker: EndpointTracker; watcher?: RegistryWatcher }> {
+  let watcher: RegistryWatcher | undefined;
+  if (config.mode === "registry") {
+    watcher = await watchRegistry({
+      nc: await nats(),
+      bucket: config.bucket,
+      ttlMs: config.ttlMs,
+      replicas: config.replicas,
+      verify: config.trust && createRecordVerifier(config.trust),
+    });
+    await watcher.ready;
+    onWatch(watcher);
+  }
+  return { tracker: trackEndpoints({ registry: watcher, static: config.upstreams }), watcher };
+}
+
+/** Registers this instance in the registry, under a fresh instance id. */
+function registerSelf(
+  config: DiscoveryConfig,
+  self: DiscoverySelf,
+  nc: NatsConnection,
+  where: { host: string; port: number },
+) {
+  return registerInstance({
+    nc,
+    bucket: config.bucket,
+    ttlMs: config.ttlMs,
+    replicas: config.replicas,
+    sign: config.signingKey && createRecordSigner(config.signingKey),
+    service: self.service,
+    instanceId: randomUUID(),
+    address: `${advertised(config, where.host)}:${where.port}`,
+    protocols: self.protocols ?? ["grpc", "connect", "grpc-web"],
+    version: versionWithCommit(self.version ?? "0.0.0", self.commit ?? buildCommit()),
+  });
 }

@@ -4,7 +4,7 @@ export {
   parseUpstreams,
   toDiscoveryConfig,
 } from "./config.js";
-export { createDiscovery, type Discovery, type DiscoveryObserve } from "./discovery.js";
+export { createDiscovery, type Discovery, type DiscoveryObserve, type DiscoverySelf } from "./discovery.js";
 export {
   type EndpointState,
   type EndpointTracker,

@@ -1,3 +1,4 @@
+import type { TelemetryOptions } from "@meshwork/telemetry";
 import { z } from "zod";
 import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "./client.js";
 import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./connection-limits.js";
@@ -121,4 +122,23 @@ export function parseEnv<S extends z.ZodRawShape>(
     throw new ConfigError(`invalid configuration: ${problems.join("; ")}`);
   }
   return result.data;
+}
+
+/**
+ * The telemetry of service `name` at `version` as its configuration asks (`OTEL_*`): what
+ * `createService` starts, and what a service that needs its meter before the service exists
+ * (for a cache's metrics, say) passes to `createTelemetry` itself.
+ */
+export function telemetryOptions(
+  name: string,
+  version: string | undefined,
+  config: RuntimeConfig,
+): TelemetryOptions {
+  return {
+    serviceName: name,
+    serviceVersion: version,
+    tracesExporter: config.tracesExporter,
+    otlpEndpoint: config.otlpEndpoint,
+    sampleRatio: config.sampleRatio,
+  };
 }

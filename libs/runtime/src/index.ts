@@ -17,6 +17,7 @@ export {
   parseEnv,
   type RuntimeConfig,
   runtimeEnvShape,
+  telemetryOptions,
   toRuntimeConfig,
 } from "./config.js";
 export { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./connection-limits.js";

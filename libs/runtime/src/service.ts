@@ -3,7 +3,7 @@ import type { Http2ServerRequest, Http2ServerResponse } from "node:http2";
 import type { DescFile, DescService } from "@bufbuild/protobuf";
 import type { ConnectRouter, Interceptor } from "@connectrpc/connect";
 import { createLogger, type Logger, startTelemetry, type Telemetry } from "@meshwork/telemetry";
-import type { RuntimeConfig } from "./config.js";
+import { type RuntimeConfig, telemetryOptions } from "./config.js";
 import { createCallValues, GrpcUnaryFastPath } from "./grpc-unary.js";
 import { HealthRegistry } from "./health.js";
 import { createServiceIdentity, type ServiceIdentity } from "./identity/index.js";
@@ -107,14 +107,7 @@ export function createService(options: ServiceOptions): Service {
   const { config } = options;
   const logger = options.logger ?? createLogger({ service: options.name, level: config.logLevel });
   const telemetry =
-    options.telemetry ??
-    startTelemetry({
-      serviceName: options.name,
-      serviceVersion: options.version,
-      tracesExporter: config.tracesExporter,
-      otlpEndpoint: config.otlpEndpoint,
-      sampleRatio: config.sampleRatio,
-    });
+    options.telemetry ?? startTelemetry(telemetryOptions(options.name, options.version, config));
   const health = new HealthRegistry(options.services.map((s) => s.typeName));
   const identity = createServiceIdentity(config.identity, options.name, logger);
   const interceptors = serviceInterceptors(options, telemetry, logger, identity);

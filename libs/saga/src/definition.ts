@@ -29,11 +29,6 @@ export class SagaAbort extends Error {
 }
 
 /**
- * A kind of saga: its steps in order, the hooks that change the service's own state in the
- * saga's transactions, and its retry policy. Given to `createSagaExecutor`; instances are
- * started with `startSaga` or the executor's `startIn`.
- */
-/**
  * A transient failure: the other side is unavailable for now (its breaker open, UNAVAILABLE, a
  * deadline exceeded, a restart). It does not spend the step's `maxAttempts`: the step is
  * retried (backoff up to `maxDelayMs`) until `transientBudgetMs` has passed since the step's
@@ -44,6 +39,11 @@ export class SagaUnavailable extends Error {
   override readonly name = "SagaUnavailable";
 }
 
+/**
+ * A kind of saga: its steps in order, the hooks that change the service's own state in the
+ * saga's transactions, and its retry policy. Given to `createSagaExecutor`; instances are
+ * started with `startSaga` or the executor's `startIn`.
+ */
 export interface SagaDefinition<D> {
   /** Stored with each instance; the executor runs instances of the types it was given. */
   type: string;

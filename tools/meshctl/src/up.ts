@@ -1,25 +1,21 @@
-import { spawn } from "node:child_process";
 import { chmodSync, existsSync, mkdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { BUILD_COMMIT_VAR } from "@meshwork/runtime";
 import { bootstrapSecretFile } from "./admin.js";
 import { sourceCommit } from "./build-commit.js";
 import { startMeshConsole, supervisorControl } from "./console.js";
-import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import { meshIdentityKeys, meshKeyEncryptionKeyFile, meshLegacyTokenSecret } from "./identity-keys.js";
 import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
-import { childLogLevel, type LogLevel, shownAt } from "./log-level.js";
+import { childLogLevel, type LogLevel } from "./log-level.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { adminNatsCredentials, meshNatsUsers } from "./nats-auth.js";
-import { meshNodeArgs, type ServiceEntry, serviceEntry } from "./node-args.js";
+import { serviceEntry } from "./node-args.js";
 import { type EmbeddedPostgresHandle, localPoolEnv, startEmbeddedPostgres } from "./postgres.js";
-import { provisionServiceDatabase } from "./provision.js";
+import { provisionServiceDatabase, type ServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
 import { legacyDatabaseUrlFile } from "./strangler.js";
 import {
-  type ChildHandle,
   type ChildStatus,
   DEFAULT_RESTART_POLICY,
   type RestartPolicy,
@@ -27,6 +23,7 @@ import {
   type SupervisorEvent,
 } from "./supervisor.js";
 import { renderTable } from "./table.js";
+import { colours, probeChild, type Running, spawnChild } from "./up-children.js";
 
 export interface UpOptions {
   root: string;
@@ -109,20 +106,6 @@ export function parseReplicas(spec: string, services: readonly ServiceManifest[]
   return out;
 }
 
-interface Running {
-  manifest: ServiceManifest;
-  /** The supervised name: the service's, or `<service>#<n>` for its further instances. */
-  name: string;
-  /** The environment of every start; PORT (and ADMIN_PORT) pinned after the first, so a restart comes back at the same address. */
-  env: Record<string, string>;
-  address?: string;
-  /** The gateway's admin listener, from its `listening` line. */
-  admin?: string;
-  database: string;
-}
-
-const colours = [36, 33, 35, 32, 34, 31];
-
 function loadCredentials(home: string): Record<string, string> {
   const file = join(home, "db-credentials.json");
   return existsSync(file) ? (JSON.parse(readFileSync(file, "utf8")) as Record<string, string>) : {};
@@ -168,8 +151,7 @@ function describeEvent(e: SupervisorEvent): string {
  * rest keeps serving.
  */
 export async function up(options: UpOptions): Promise<number> {
-  const { out } = options;
-  const say = (msg: string) => out.write(`meshctl | ${msg}\n`);
+  const say = (msg: string) => options.out.write(`meshctl | ${msg}\n`);
   mkdirSync(options.home, { recursive: true });
   try {
     await clearLeftovers(options.home, options.services, say);
@@ -177,51 +159,127 @@ export async function up(options: UpOptions): Promise<number> {
     say(`failed: ${(err as Error).message}`);
     return 1;
   }
-  const tty = "isTTY" in out && Boolean((out as { isTTY?: boolean }).isTTY);
-  const width = Math.max(
-    ...options.services.map((s) => instanceName(s.name, (options.replicas?.[s.name] ?? 1) - 1).length),
-  );
-  const running: Running[] = [];
-  const supervisor = new Supervisor(options.restartPolicy ?? DEFAULT_RESTART_POLICY);
-  const report = () => {
-    const byName = new Map(running.map((r) => [r.name, r]));
+  return new MeshRun(options, say).run();
+}
+
+/** What the services and the gateway are started with: NATS users, identity keys, the databases' admin URL. */
+interface MeshInfrastructure {
+  natsEnv(name: string): Record<string, string>;
+  identity: ReturnType<typeof meshIdentityKeys>;
+  keyEncryptionKeyFile: string;
+  /** One session-token secret for the monolith (it signs) and users (ExchangeLegacyToken). */
+  legacyTokenSecret: string;
+  adminUrl: string | undefined;
+  creds: Record<string, string>;
+}
+
+/**
+ * One run of `up`, a step per method: infrastructure (NATS, trace receiver, Postgres), the
+ * services, the gateway once users and the monolith are up, the console and the table, then the
+ * wait for a signal (or for every process to be left down), and the clean-up.
+ */
+class MeshRun {
+  private readonly running: Running[] = [];
+  private readonly supervisor: Supervisor;
+  /** The last health answer of each process that was starting. */
+  private readonly health = new Map<string, string>();
+  /** Set once `up` is on its way out: waits end, no further process is started. */
+  private stopping = false;
+  private polling = false;
+  private readonly tty: boolean;
+  private readonly width: number;
+  private readonly signalled: Promise<NodeJS.Signals>;
+  private onSignal: ((s: NodeJS.Signals) => void) | undefined;
+  // Resolves when the last process still up is left down: nothing runs any more, so `up` ends.
+  private readonly everyProcessDown: Promise<void>;
+  private nats: NatsHandle | undefined;
+  private poller: NodeJS.Timeout | undefined;
+  private telemetry: LocalTelemetry | undefined;
+  private embedded: EmbeddedPostgresHandle | undefined;
+  private meshConsole: Awaited<ReturnType<typeof startMeshConsole>> | undefined;
+  private buildEnv: Record<string, string> = {};
+
+  constructor(
+    private readonly options: UpOptions,
+    private readonly say: (msg: string) => void,
+  ) {
+    const { out } = options;
+    this.tty = "isTTY" in out && Boolean((out as { isTTY?: boolean }).isTTY);
+    this.width = Math.max(
+      ...options.services.map((s) => instanceName(s.name, (options.replicas?.[s.name] ?? 1) - 1).length),
+    );
+    const supervisor = new Supervisor(options.restartPolicy ?? DEFAULT_RESTART_POLICY);
+    this.supervisor = supervisor;
+    supervisor.onChange(() => this.report());
+    supervisor.onEvent((e) => {
+      say(describeEvent(e));
+      if (e.type === "back" || e.type === "gave-up")
+        out.write(`\n${supervisionTable(supervisor.status())}\n\n`);
+    });
+    this.everyProcessDown = new Promise<void>((resolve) =>
+      supervisor.onEvent((e) => {
+        if (e.type !== "gave-up") return;
+        const states = supervisor.status().map((c) => c.state);
+        if (states.every((s) => s === "given-up" || s === "stopped")) resolve();
+      }),
+    );
+    this.signalled = new Promise<NodeJS.Signals>((resolve) => {
+      this.onSignal = (s) => resolve(s);
+      process.once("SIGINT", this.onSignal);
+      process.once("SIGTERM", this.onSignal);
+    });
+  }
+
+  async run(): Promise<number> {
+    try {
+      const infra = await this.startInfrastructure();
+      // What every process reports as the commit it runs (meshwork_build_info, its registry
+      // record): the tree it starts from, unless the caller says otherwise.
+      const commit = process.env[BUILD_COMMIT_VAR] || sourceCommit(this.options.root);
+      this.buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
+      this.poller = setInterval(() => void this.poll(), 200);
+      await this.startServices(infra);
+      const ready = this.startGateways(infra);
+      ready.catch(() => {}); // when a signal came first; otherwise the race below has its error
+      const first = await Promise.race([
+        ready.then(() => ({ kind: "ready" as const })),
+        this.signalled.then((signal) => ({ kind: "signal" as const, signal })),
+      ]);
+      if (first.kind === "signal") {
+        this.stopping = true;
+        this.say(`${first.signal}: stopping`);
+        await this.stopAll("SIGTERM");
+        return 0;
+      }
+      await this.showMesh();
+      return await this.untilEnd();
+    } catch (err) {
+      this.stopping = true;
+      this.say(`failed: ${err instanceof Error ? err.message : String(err)}`);
+      await this.stopAll("SIGTERM");
+      return 1;
+    } finally {
+      await this.cleanUp();
+    }
+  }
+
+  private stopAll(signal: NodeJS.Signals) {
+    return this.supervisor.stopAll(signal, 15_000);
+  }
+
+  /** Writes {@link supervisionFile} for `meshctl status`. */
+  private report(): void {
+    const byName = new Map(this.running.map((r) => [r.name, r]));
     const body: SupervisionReport = {
       pid: process.pid,
-      children: supervisor.status().map((c) => ({ ...c, address: byName.get(c.name)?.address })),
+      children: this.supervisor.status().map((c) => ({ ...c, address: byName.get(c.name)?.address })),
     };
-    writeFileSync(supervisionFile(options.home), `${JSON.stringify(body, null, 2)}\n`);
-  };
-  supervisor.onChange(report);
-  supervisor.onEvent((e) => {
-    say(describeEvent(e));
-    if (e.type === "back" || e.type === "gave-up")
-      out.write(`\n${supervisionTable(supervisor.status())}\n\n`);
-  });
-  const stopAll = (signal: NodeJS.Signals) => supervisor.stopAll(signal, 15_000);
-  /** Set once `up` is on its way out: waits end, no further process is started. */
-  let stopping = false;
-  // Resolves when the last process still up is left down: nothing runs any more, so `up` ends.
-  const everyProcessDown = new Promise<void>((resolve) =>
-    supervisor.onEvent((e) => {
-      if (e.type !== "gave-up") return;
-      const states = supervisor.status().map((c) => c.state);
-      if (states.every((s) => s === "given-up" || s === "stopped")) resolve();
-    }),
-  );
+    writeFileSync(supervisionFile(this.options.home), `${JSON.stringify(body, null, 2)}\n`);
+  }
 
-  let onSignal: ((s: NodeJS.Signals) => void) | undefined;
-  const signalled = new Promise<NodeJS.Signals>((resolve) => {
-    onSignal = (s) => resolve(s);
-    process.once("SIGINT", onSignal);
-    process.once("SIGTERM", onSignal);
-  });
-
-  let nats: NatsHandle | undefined;
-  let poller: NodeJS.Timeout | undefined;
-  let telemetry: LocalTelemetry | undefined;
-  let embedded: EmbeddedPostgresHandle | undefined;
-  let meshConsole: Awaited<ReturnType<typeof startMeshConsole>> | undefined;
-  try {
+  /** NATS (with a user per process), the identity keys, the trace receiver and Postgres. */
+  private async startInfrastructure(): Promise<MeshInfrastructure> {
+    const { options, say } = this;
     // The legacy monolith has a NATS user too: it relays its change data capture (LEGACY stream)
     // and applies the new services' events back into its tables (the reverse sync).
     const serviceNames = options.services
@@ -231,14 +289,15 @@ export async function up(options: UpOptions): Promise<number> {
       bucket: options.registryBucket,
       namespace: options.namespace ?? "",
     });
-    nats = await ensureNats({
+    const nats = await ensureNats({
       url: options.natsUrl,
       home: options.home,
       autoPort: options.autoPorts,
       users: natsUsers,
     });
+    this.nats = nats;
     const natsEnv = (name: string): Record<string, string> => {
-      const c = nats?.credentials(name);
+      const c = nats.credentials(name);
       return c ? { NATS_USER: c.user, NATS_PASSWORD: c.password } : {};
     };
     const identity = meshIdentityKeys(
@@ -250,169 +309,129 @@ export async function up(options: UpOptions): Promise<number> {
     const legacyTokenSecret = meshLegacyTokenSecret(options.home);
     say(`NATS at ${nats.url}: ${nats.detail}`);
     if (options.otlp && options.otlp !== "off") {
-      telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
-      say(`traces: OTLP receiver at ${telemetry.url} (meshctl traces, meshctl trace --last)`);
+      this.telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
+      say(`traces: OTLP receiver at ${this.telemetry.url} (meshctl traces, meshctl trace --last)`);
     }
-    let adminUrl = options.databaseUrl;
-    if (!adminUrl && options.services.some((m) => m.database)) {
-      embedded = await startEmbeddedPostgres({
-        home: options.home,
-        autoPort: options.autoPorts,
-        port: options.postgresPort,
-        say,
-      });
-      adminUrl = embedded.adminUrl;
-      say(`Postgres at ${embedded.address}: ${embedded.detail}`);
-    }
-    const creds = loadCredentials(options.home);
-    // The legacy monolith starts with the services (it owns a database like them).
-    const services = options.services.filter((m) => m.kind === "service" || m.kind === "legacy");
-    const gateways = options.services.filter((m) => m.kind === "gateway");
-    const launch = (
-      manifest: ServiceManifest,
-      env: Record<string, string>,
-      database: string,
-      i: number,
-      name = manifest.name,
-    ) => {
-      const entry = serviceEntry(manifest.dir, manifest.main);
-      if (!existsSync(entry.file))
-        throw new Error(`${entry.file} does not exist: run \`npm run build\` first`);
-      const r: Running = { manifest, name, env, database };
-      running.push(r);
-      const label = name.padEnd(width);
-      const prefix = tty ? `\x1b[${colours[i % colours.length]}m${label}\x1b[0m | ` : `${label} | `;
-      supervisor.add(name, () => spawnService(r, entry, prefix));
-      return r;
+    const adminUrl = await this.startPostgres();
+    return {
+      natsEnv,
+      identity,
+      keyEncryptionKeyFile,
+      legacyTokenSecret,
+      adminUrl,
+      creds: loadCredentials(options.home),
     };
-    // What every process reports as the commit it runs (meshwork_build_info, its registry record):
-    // the tree it starts from, unless the caller says otherwise.
-    const commit = process.env[BUILD_COMMIT_VAR] || sourceCommit(options.root);
-    const buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
-    const spawnService = (r: Running, entry: ServiceEntry, prefix: string): ChildHandle => {
-      const child = spawn(process.execPath, [...meshNodeArgs(undefined, entry.bundled), entry.file], {
-        cwd: options.root,
-        env: {
-          ...process.env,
-          ...buildEnv,
-          ...telemetry?.env,
-          ...r.env,
-          DATABASE_URL: r.env.DATABASE_URL ?? "",
-        },
-        stdio: ["ignore", "pipe", "pipe"],
-      });
-      let listening = false;
-      for (const stream of [child.stdout, child.stderr]) {
-        createInterface({ input: stream! }).on("line", (line) => {
-          if (shownAt(line, options.logLevel)) {
-            out.write(`${prefix}${line}\n`);
-            telemetry?.logLine(r.manifest.name, line);
-          }
-          if (!listening && line.includes('"msg":"listening"')) {
-            try {
-              const parsed = JSON.parse(line) as { host: string; port: number; adminUrl?: string };
-              listening = true;
-              r.address = `${parsed.host}:${parsed.port}`;
-              r.env.PORT = String(parsed.port); // a restart comes back where callers know it
-              if (parsed.adminUrl) {
-                r.admin = parsed.adminUrl.replace(/^http:\/\//, "");
-                r.env.ADMIN_PORT = r.admin.split(":").at(-1) ?? r.env.ADMIN_PORT ?? "0";
-              }
-            } catch {
-              // not a log line of ours
-            }
-          }
-        });
-      }
-      return {
-        pid: child.pid,
-        exited: new Promise((resolve) => child.once("exit", (code, sig) => resolve(code ?? sig ?? -1))),
-        kill: (signal) => {
-          if (child.exitCode === null && child.signalCode === null) child.kill(signal);
-        },
-      };
-    };
-    const probe = (r: Running) =>
-      r.manifest.kind === "gateway"
-        ? r.admin
-          ? gatewayReady(r.admin)
-          : Promise.resolve("STARTING")
-        : r.address
-          ? r.manifest.kind === "legacy"
-            ? legacyHealth(r.address)
-            : checkHealth(r.address)
-          : Promise.resolve("STARTING");
-    // Every process that is starting (at first, or after a restart) is `running` once it answers.
-    const health = new Map<string, string>();
-    let polling = false;
-    const poll = async () => {
-      if (polling) return;
-      polling = true;
-      try {
-        await Promise.all(
-          running.map(async (r) => {
-            if (supervisor.state(r.name) !== "starting") return;
-            const state = await probe(r);
-            health.set(r.name, state);
-            if (state === "SERVING" || state === "LIVE") supervisor.running(r.name);
-          }),
-        );
-      } finally {
-        polling = false;
-      }
-    };
-    poller = setInterval(() => void poll(), 200);
-    const settled = (names: string[]) =>
-      names.every((n) => {
-        const s = supervisor.state(n);
-        return s === "running" || s === "given-up";
-      });
-    // What a process that is not up yet is waiting for, in words.
-    const waitingFor = (r: Running) => {
-      const state = supervisor.state(r.name);
-      if (state === "backing-off") return `${r.name} (crashed; restarting)`;
-      if (!r.address && !r.admin) return `${r.name} (no "listening" line from it yet)`;
-      return `${r.name} (${health.get(r.name) ?? "no health answer yet"})`;
-    };
-    const progressEvery = options.progressEveryMs ?? 30_000;
-    // Until every process named is running or left down; says every `progressEvery` which are
-    // not, and gives up (rejects) once `up` is stopping.
-    const until = async (names: string[]) => {
-      const since = Date.now();
-      let next = since + progressEvery;
-      while (!settled(names)) {
-        if (stopping) throw new Error("stopping");
-        if (Date.now() >= next) {
-          next += progressEvery;
-          const waiting = running.filter((r) => names.includes(r.name) && !settled([r.name]));
-          say(
-            `still waiting after ${Math.round((Date.now() - since) / 1000)} s for: ${waiting.map(waitingFor).join(", ")}`,
-          );
-        }
-        await new Promise((res) => setTimeout(res, 100));
-      }
-    };
-    // None of `names` is running: each was left down after crashing in a loop.
-    const allDown = (names: string[]) => names.every((n) => supervisor.state(n) === "given-up");
+  }
 
-    // Every database is provisioned at once (a connection each), and each service starts as soon
-    // as its own is ready: one after the other, they delayed the last service's start by the sum.
-    const provisioned = new Map(
-      services
-        .filter((m) => m.database && adminUrl)
-        .map((m) => {
-          const password = creds[`${options.dbPrefix}_${m.name}`];
-          const p = provisionServiceDatabase(adminUrl as string, m.name, {
-            prefix: options.dbPrefix,
-            password,
-          });
-          p.catch(() => {}); // awaited below, in order; a failure there ends `up`
-          return [m.name, p] as const;
-        }),
+  /** The databases' admin URL: the one given, or an embedded server's when a service needs one. */
+  private async startPostgres(): Promise<string | undefined> {
+    const { options } = this;
+    if (options.databaseUrl || !options.services.some((m) => m.database)) return options.databaseUrl;
+    const embedded = await startEmbeddedPostgres({
+      home: options.home,
+      autoPort: options.autoPorts,
+      port: options.postgresPort,
+      say: this.say,
+    });
+    this.embedded = embedded;
+    this.say(`Postgres at ${embedded.address}: ${embedded.detail}`);
+    return embedded.adminUrl;
+  }
+
+  /** Adds one process to the supervisor (which starts it). */
+  private launch(
+    manifest: ServiceManifest,
+    env: Record<string, string>,
+    database: string,
+    i: number,
+    name = manifest.name,
+  ): Running {
+    const entry = serviceEntry(manifest.dir, manifest.main);
+    if (!existsSync(entry.file)) throw new Error(`${entry.file} does not exist: run \`npm run build\` first`);
+    const r: Running = { manifest, name, env, database };
+    this.running.push(r);
+    const label = name.padEnd(this.width);
+    const prefix = this.tty ? `\x1b[${colours[i % colours.length]}m${label}\x1b[0m | ` : `${label} | `;
+    const { root, logLevel, out } = this.options;
+    this.supervisor.add(name, () =>
+      spawnChild(r, entry, prefix, {
+        root,
+        logLevel,
+        out,
+        buildEnv: this.buildEnv,
+        telemetry: this.telemetry,
+      }),
     );
+    return r;
+  }
+
+  /** Every process that is starting (at first, or after a restart) is `running` once it answers. */
+  private async poll(): Promise<void> {
+    if (this.polling) return;
+    this.polling = true;
+    try {
+      await Promise.all(
+        this.running.map(async (r) => {
+          if (this.supervisor.state(r.name) !== "starting") return;
+          const state = await probeChild(r);
+          this.health.set(r.name, state);
+          if (state === "SERVING" || state === "LIVE") this.supervisor.running(r.name);
+        }),
+      );
+    } finally {
+      this.polling = false;
+    }
+  }
+
+  private settled(names: string[]): boolean {
+    return names.every((n) => {
+      const s = this.supervisor.state(n);
+      return s === "running" || s === "given-up";
+    });
+  }
+
+  /** None of `names` is running: each was left down after crashing in a loop. */
+  private allDown(names: string[]): boolean {
+    return names.every((n) => this.supervisor.state(n) === "given-up");
+  }
+
+  /** What a process that is not up yet is waiting for, in words. */
+  private waitingFor(r: Running): string {
+    const state = this.supervisor.state(r.name);
+    if (state === "backing-off") return `${r.name} (crashed; restarting)`;
+    if (!r.address && !r.admin) return `${r.name} (no "listening" line from it yet)`;
+    return `${r.name} (${this.health.get(r.name) ?? "no health answer yet"})`;
+  }
+
+  /**
+   * Until every process named is running or left down; says every `progressEveryMs` which are
+   * not, and gives up (rejects) once `up` is stopping.
+   */
+  private async until(names: string[]): Promise<void> {
+    const progressEvery = this.options.progressEveryMs ?? 30_000;
+    const since = Date.now();
+    let next = since + progressEvery;
+    while (!this.settled(names)) {
+      if (this.stopping) throw new Error("stopping");
+      if (Date.now() >= next) {
+        next += progressEvery;
+        const waiting = this.running.filter((r) => names.includes(r.name) && !this.settled([r.name]));
+        this.say(
+          `still waiting after ${Math.round((Date.now() - since) / 1000)} s for: ${waiting.map((r) => this.waitingFor(r)).join(", ")}`,
+        );
+      }
+      await new Promise((res) => setTimeout(res, 100));
+    }
+  }
+
+  /** The services and the monolith (it owns a database like them), each instance of each. */
+  private async startServices(infra: MeshInfrastructure): Promise<void> {
+    const { options } = this;
+    const services = options.services.filter((m) => m.kind === "service" || m.kind === "legacy");
+    const provisioned = this.provisionDatabases(services, infra);
     for (const [i, manifest] of services.entries()) {
       const env: Record<string, string> = {
-        NATS_URL: nats.url,
+        NATS_URL: this.nats?.url ?? "",
         DISCOVERY_BUCKET: options.registryBucket,
         PORT: options.autoPorts ? "0" : String(manifest.port),
         LOG_LEVEL: childLogLevel(options.logLevel),
@@ -420,159 +439,197 @@ export async function up(options: UpOptions): Promise<number> {
         // for `meshctl admin create` (and the demo).
         USERS_BOOTSTRAP_SECRET_OUT: bootstrapSecretFile(options.home),
         // Users' signing keys are sealed at rest with this mesh's own key encryption key.
-        USERS_KEY_ENCRYPTION_KEY_FILE: keyEncryptionKeyFile,
+        USERS_KEY_ENCRYPTION_KEY_FILE: infra.keyEncryptionKeyFile,
         ...localPoolEnv(),
-        ...natsEnv(manifest.name),
-        ...identity.env(manifest.name, "service"),
-        // One session-token secret for the monolith (it signs) and users (ExchangeLegacyToken).
+        ...infra.natsEnv(manifest.name),
+        ...infra.identity.env(manifest.name, "service"),
         ...(manifest.kind === "legacy" || manifest.name === "users"
-          ? { LEGACY_TOKEN_SECRET: legacyTokenSecret }
+          ? { LEGACY_TOKEN_SECRET: infra.legacyTokenSecret }
           : {}),
       };
-      let database = "-";
-      const provisioning = provisioned.get(manifest.name);
-      if (provisioning) {
-        const key = `${options.dbPrefix}_${manifest.name}`;
-        const db = await provisioning;
-        creds[key] = decodeURIComponent(new URL(db.url).password);
-        saveCredentials(options.home, creds);
-        env.DATABASE_URL = db.url;
-        database = `postgres ${db.database} (role ${db.role})`;
-        // `meshctl strangler backfill` reads the monolith's catalogue from here.
-        if (manifest.kind === "legacy")
-          writeFileSync(legacyDatabaseUrlFile(options.home), `${db.url}\n`, { mode: 0o600 });
-      }
+      const database = await this.useDatabase(manifest, env, provisioned.get(manifest.name));
       // Further instances: the same database, each on a free port (announced in the registry).
       const count = options.replicas?.[manifest.name] ?? 1;
       for (let k = 0; k < count; k++) {
         const instanceEnv = k === 0 ? env : { ...env, PORT: "0" };
-        launch(manifest, instanceEnv, database, i, instanceName(manifest.name, k));
+        this.launch(manifest, instanceEnv, database, i, instanceName(manifest.name, k));
       }
     }
+  }
 
-    // Wait for every service to be SERVING (or left down after crashing in a loop), then start
-    // the gateway in front of them and wait for its admin /ready.
-    const ready = (async () => {
-      // The gateway needs the addresses of users (its JWKS) and of the monolith only: it starts
-      // once those are up, while the other services still start (it follows the registry, where
-      // each announces itself when SERVING). Starting it after all of them made it the last
-      // one to load on a machine whose start-up is CPU-bound.
-      const serviceNames = running.map((r) => r.name);
-      await until(
-        running.filter((r) => r.manifest.name === "users" || r.manifest.kind === "legacy").map((r) => r.name),
-      );
-      const everyServiceDown = () => running.length > 0 && allDown(serviceNames);
-      if (everyServiceDown())
-        throw new Error(
-          `every process exited and was left down after ${(options.restartPolicy ?? DEFAULT_RESTART_POLICY).maxCrashes} crashes: see their output above`,
-        );
-      for (const [j, manifest] of gateways.entries()) {
-        const users = running.find((r) => r.manifest.name === "users");
-        const legacy = running.find((r) => r.manifest.kind === "legacy" && r.address);
-        launch(
-          manifest,
-          {
-            PORT: options.autoPorts ? "0" : String(manifest.port),
-            ADMIN_PORT: options.autoPorts ? "0" : String(manifest.adminPort ?? 9901),
-            LOG_LEVEL: childLogLevel(options.logLevel),
-            // Endpoints from the registry the services announced themselves in.
-            NATS_URL: nats.url,
-            DISCOVERY_BUCKET: options.registryBucket,
-            ...(users ? { JWKS_URL: `http://${users.address}/.well-known/jwks.json` } : {}),
-            // The REST API under /api/ starts on the monolith (meshctl strangler moves it).
-            ...(legacy ? { STRANGLER_LEGACY_URL: `http://${legacy.address}` } : {}),
-            ...natsEnv("gateway"),
-            ...identity.env(manifest.name, "gateway"),
-          },
-          "-",
-          services.length + j,
-        );
-      }
-      await until(running.map((r) => r.name));
-      if (everyServiceDown())
-        throw new Error(
-          `every process exited and was left down after ${(options.restartPolicy ?? DEFAULT_RESTART_POLICY).maxCrashes} crashes: see their output above`,
-        );
-      if (allDown(running.map((r) => r.name)))
-        throw new Error("every process exited and was left down: see their output above");
-    })();
-    ready.catch(() => {}); // when a signal came first; otherwise the race below has its error
-    const first = await Promise.race([
-      ready.then(() => ({ kind: "ready" as const })),
-      signalled.then((signal) => ({ kind: "signal" as const, signal })),
-    ]);
-    if (first.kind === "signal") {
-      stopping = true;
-      say(`${first.signal}: stopping`);
-      await stopAll("SIGTERM");
-      return 0;
-    }
-    for (const r of running) if (r.manifest.kind === "gateway") r.database = `admin ${r.admin}`;
-    if (options.console && options.console !== "off") {
-      const gateway = running.find((r) => r.manifest.kind === "gateway");
-      meshConsole = await startMeshConsole({
-        address: options.console,
-        gatewayUrl: `http://${gateway?.address ?? "127.0.0.1:8080"}`,
-        receiverUrl: telemetry?.url ?? "http://127.0.0.1:4318",
-        natsUrl: nats.url,
-        natsCredentials: adminNatsCredentials(join(options.home, "nats-auth")),
-        registryBucket: options.registryBucket,
-        namespace: options.namespace ?? "",
-        processes: supervisorControl(supervisor, () => new Map(running.map((r) => [r.manifest.name, r]))),
-      }).catch((err: Error) => {
-        say(
-          `console: cannot listen on ${options.console} (${err.message}); the mesh runs without it (--console host:port)`,
-        );
-        return undefined;
+  /**
+   * Every service's own database and role, provisioned at once (a connection each), so each
+   * service starts as soon as its own is ready: one after the other, they delayed the last
+   * service's start by the sum. Each promise is awaited in `useDatabase`, in order.
+   */
+  private provisionDatabases(
+    services: ServiceManifest[],
+    infra: MeshInfrastructure,
+  ): Map<string, Promise<ServiceDatabase>> {
+    const { options } = this;
+    const { adminUrl, creds } = infra;
+    const provisioned = new Map<string, Promise<ServiceDatabase>>();
+    if (!adminUrl) return provisioned;
+    for (const m of services.filter((s) => s.database)) {
+      const key = `${options.dbPrefix}_${m.name}`;
+      const p = provisionServiceDatabase(adminUrl, m.name, {
+        prefix: options.dbPrefix,
+        password: creds[key],
+      }).then((db) => {
+        creds[key] = decodeURIComponent(new URL(db.url).password);
+        saveCredentials(options.home, creds);
+        return db;
       });
+      p.catch(() => {}); // awaited in useDatabase, in order; a failure there ends `up`
+      provisioned.set(m.name, p);
     }
+    return provisioned;
+  }
+
+  /** The service's own database (DATABASE_URL in `env`) once provisioned; its description for the table. */
+  private async useDatabase(
+    manifest: ServiceManifest,
+    env: Record<string, string>,
+    provisioning: Promise<ServiceDatabase> | undefined,
+  ): Promise<string> {
+    if (!provisioning) return "-";
+    const db = await provisioning;
+    env.DATABASE_URL = db.url;
+    // `meshctl strangler backfill` reads the monolith's catalogue from here.
+    if (manifest.kind === "legacy")
+      writeFileSync(legacyDatabaseUrlFile(this.options.home), `${db.url}\n`, { mode: 0o600 });
+    return `postgres ${db.database} (role ${db.role})`;
+  }
+
+  /**
+   * Waits for users and the monolith, starts the gateway in front of them, and waits for every
+   * process to be SERVING (or left down after crashing in a loop) and the gateway's admin /ready.
+   */
+  private async startGateways(infra: MeshInfrastructure): Promise<void> {
+    // The gateway needs the addresses of users (its JWKS) and of the monolith only: it starts
+    // once those are up, while the other services still start (it follows the registry, where
+    // each announces itself when SERVING). Starting it after all of them made it the last
+    // one to load on a machine whose start-up is CPU-bound.
+    const serviceNames = this.running.map((r) => r.name);
+    const servicesCount = this.options.services.filter(
+      (m) => m.kind === "service" || m.kind === "legacy",
+    ).length;
+    await this.until(
+      this.running
+        .filter((r) => r.manifest.name === "users" || r.manifest.kind === "legacy")
+        .map((r) => r.name),
+    );
+    this.failWhenEveryServiceDown(serviceNames);
+    const gateways = this.options.services.filter((m) => m.kind === "gateway");
+    for (const [j, manifest] of gateways.entries())
+      this.launch(manifest, this.gatewayEnv(manifest, infra), "-", servicesCount + j);
+    await this.until(this.running.map((r) => r.name));
+    this.failWhenEveryServiceDown(serviceNames);
+    if (this.allDown(this.running.map((r) => r.name)))
+      throw new Error("every process exited and was left down: see their output above");
+  }
+
+  private failWhenEveryServiceDown(serviceNames: string[]): void {
+    if (this.running.length > 0 && this.allDown(serviceNames))
+      throw new Error(
+        `every process exited and was left down after ${(this.options.restartPolicy ?? DEFAULT_RESTART_POLICY).maxCrashes} crashes: see their output above`,
+      );
+  }
+
+  private gatewayEnv(manifest: ServiceManifest, infra: MeshInfrastructure): Record<string, string> {
+    const { options } = this;
+    const users = this.running.find((r) => r.manifest.name === "users");
+    const legacy = this.running.find((r) => r.manifest.kind === "legacy" && r.address);
+    return {
+      PORT: options.autoPorts ? "0" : String(manifest.port),
+      ADMIN_PORT: options.autoPorts ? "0" : String(manifest.adminPort ?? 9901),
+      LOG_LEVEL: childLogLevel(options.logLevel),
+      // Endpoints from the registry the services announced themselves in.
+      NATS_URL: this.nats?.url ?? "",
+      DISCOVERY_BUCKET: options.registryBucket,
+      ...(users ? { JWKS_URL: `http://${users.address}/.well-known/jwks.json` } : {}),
+      // The REST API under /api/ starts on the monolith (meshctl strangler moves it).
+      ...(legacy ? { STRANGLER_LEGACY_URL: `http://${legacy.address}` } : {}),
+      ...infra.natsEnv("gateway"),
+      ...infra.identity.env(manifest.name, "gateway"),
+    };
+  }
+
+  /** The console (when asked for) and the table of every process, once the mesh is up. */
+  private async showMesh(): Promise<void> {
+    const { options, running, nats, embedded } = this;
+    for (const r of running) if (r.manifest.kind === "gateway") r.database = `admin ${r.admin}`;
+    if (options.console && options.console !== "off")
+      this.meshConsole = await this.startConsole(options.console);
     const healthOf = (r: Running) =>
-      supervisor.state(r.name) === "given-up" ? "GIVEN-UP" : (health.get(r.name) ?? "?");
-    out.write(
+      this.supervisor.state(r.name) === "given-up" ? "GIVEN-UP" : (this.health.get(r.name) ?? "?");
+    options.out.write(
       `\n${renderTable(
         ["SERVICE", "ADDRESS", "HEALTH", "DATABASE"],
         [
           ...running.map((r) => [r.name, r.address ?? "-", healthOf(r), r.database]),
           ...(embedded ? [["postgres", embedded.address, "UP", embedded.detail]] : []),
-          ["nats", nats.address, "UP", nats.detail],
+          ["nats", nats?.address ?? "-", "UP", nats?.detail ?? ""],
         ],
-      )}\n\n${meshConsole ? `meshctl | console: ${meshConsole.url}\n` : ""}meshctl | the mesh is up; Ctrl-C stops it\n\n`,
+      )}\n\n${this.meshConsole ? `meshctl | console: ${this.meshConsole.url}\n` : ""}meshctl | the mesh is up; Ctrl-C stops it\n\n`,
     );
+  }
 
+  private startConsole(address: string) {
+    const { options, running } = this;
+    const gateway = running.find((r) => r.manifest.kind === "gateway");
+    return startMeshConsole({
+      address,
+      gatewayUrl: `http://${gateway?.address ?? "127.0.0.1:8080"}`,
+      receiverUrl: this.telemetry?.url ?? "http://127.0.0.1:4318",
+      natsUrl: this.nats?.url ?? "",
+      natsCredentials: adminNatsCredentials(join(options.home, "nats-auth")),
+      registryBucket: options.registryBucket,
+      namespace: options.namespace ?? "",
+      processes: supervisorControl(this.supervisor, () => new Map(running.map((r) => [r.manifest.name, r]))),
+    }).catch((err: Error) => {
+      this.say(
+        `console: cannot listen on ${address} (${err.message}); the mesh runs without it (--console host:port)`,
+      );
+      return undefined;
+    });
+  }
+
+  /** Until a signal, or until every process is left down; stops them all. The exit code. */
+  private async untilEnd(): Promise<number> {
     const end = await Promise.race([
-      signalled.then(() => "signal" as const),
-      everyProcessDown.then(() => "down" as const),
+      this.signalled.then(() => "signal" as const),
+      this.everyProcessDown.then(() => "down" as const),
     ]);
-    stopping = true;
+    this.stopping = true;
     if (end === "down") {
-      say("every process has exited and was left down after crashing in a loop: stopping (exit 1)");
-      await stopAll("SIGTERM");
+      this.say("every process has exited and was left down after crashing in a loop: stopping (exit 1)");
+      await this.stopAll("SIGTERM");
       return 1;
     }
-    say("stopping");
-    const exits = await stopAll("SIGTERM");
-    const bad = running.filter((r) => exits.get(r.name) !== 0);
-    say(bad.length === 0 ? "stopped" : `stopped; ${bad.map((r) => r.name).join(", ")} did not exit cleanly`);
+    this.say("stopping");
+    const exits = await this.stopAll("SIGTERM");
+    const bad = this.running.filter((r) => exits.get(r.name) !== 0);
+    this.say(
+      bad.length === 0 ? "stopped" : `stopped; ${bad.map((r) => r.name).join(", ")} did not exit cleanly`,
+    );
     return bad.length === 0 ? 0 : 1;
-  } catch (err) {
-    stopping = true;
-    say(`failed: ${err instanceof Error ? err.message : String(err)}`);
-    await stopAll("SIGTERM");
-    return 1;
-  } finally {
-    clearInterval(poller);
-    await meshConsole?.close();
-    rmSync(supervisionFile(options.home), { force: true });
-    await telemetry?.close();
+  }
+
+  private async cleanUp(): Promise<void> {
+    clearInterval(this.poller);
+    await this.meshConsole?.close();
+    rmSync(supervisionFile(this.options.home), { force: true });
+    await this.telemetry?.close();
     // Last, once every service has stopped using it.
-    if (embedded) {
-      await embedded.stop();
-      say("postgres stopped");
+    if (this.embedded) {
+      await this.embedded.stop();
+      this.say("postgres stopped");
     }
-    await nats?.stop();
-    if (onSignal) {
-      process.off("SIGINT", onSignal);
-      process.off("SIGTERM", onSignal);
+    await this.nats?.stop();
+    if (this.onSignal) {
+      process.off("SIGINT", this.onSignal);
+      process.off("SIGTERM", this.onSignal);
     }
   }
 }
