@@ -10,7 +10,7 @@ import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import type { Mesh } from "@meshwork/e2e";
-import { createTestDatabase, startProcess } from "@meshwork/testing";
+import { createTestDatabase, type ManagedProcess, startProcess } from "@meshwork/testing";
 import postgres from "postgres";
 import { cpuTicksByGroup } from "./servers.js";
 
@@ -49,20 +49,24 @@ export async function runDbosPeer(
     createTestDatabase("mw_dbos_app"),
     createTestDatabase("mw_dbos_sys"),
   ]);
-  const proc = startProcess(process.execPath, [APP], {
-    env: {
-      APP_DATABASE_URL: appDb.url,
-      DBOS_SYSTEM_DATABASE_URL: systemDb.url,
-      INVENTORY_URL: mesh.urls.inventory,
-      PAYMENTS_URL: mesh.urls.payments,
-      ORDERS_IDENTITY_KEY: mesh.keys.orders.privateKey,
-      // 20 connections in all, as the orders service has (DB_POOL_MAX=20).
-      APP_POOL_MAX: "10",
-      SYSTEM_POOL_MAX: "10",
-    },
-  });
-  const db = postgres(appDb.url, { max: 2, onnotice: () => {} });
+  // The bench's own connection is opened before the peer takes its 20: the machine's Postgres
+  // is shared, and its connection limit may be reached meanwhile.
+  const db = postgres(appDb.url, { max: 1, onnotice: () => {} });
+  let proc: ManagedProcess | undefined;
   try {
+    await db`select 1`;
+    proc = startProcess(process.execPath, [APP], {
+      env: {
+        APP_DATABASE_URL: appDb.url,
+        DBOS_SYSTEM_DATABASE_URL: systemDb.url,
+        INVENTORY_URL: mesh.urls.inventory,
+        PAYMENTS_URL: mesh.urls.payments,
+        ORDERS_IDENTITY_KEY: mesh.keys.orders.privateKey,
+        // 20 connections in all, as the orders service has (DB_POOL_MAX=20).
+        APP_POOL_MAX: "10",
+        SYSTEM_POOL_MAX: "10",
+      },
+    });
     const port = (await proc.waitForLog((l) => l.msg === "listening", 60_000)).port as number;
     const client = createClient(OrderService, createGrpcTransport({ baseUrl: `http://127.0.0.1:${port}` }));
     const { customers, products } = options;
@@ -126,7 +130,7 @@ export async function runDbosPeer(
     };
   } finally {
     await db.end();
-    await proc.stop("SIGTERM", 10_000);
+    await proc?.stop("SIGTERM", 10_000);
     await Promise.all([appDb.drop(), systemDb.drop()]);
   }
 }

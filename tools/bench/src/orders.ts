@@ -22,6 +22,7 @@ import { cpuTicksByGroup } from "./servers.js";
 
 const DURATION_S = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const CONCURRENCY = Number(process.env.MESHWORK_BENCH_ORDER_CLIENTS ?? 64);
+const DISCOVERY_TTL_MS = process.env.MESHWORK_BENCH_DISCOVERY_TTL_MS ?? "10000";
 /** MESHWORK_BENCH_DBOS=0 leaves out the DBOS peer (issue 24.2). */
 const PEER = process.env.MESHWORK_BENCH_DBOS !== "0";
 /** MESHWORK_BENCH_ORDERS_LATENCY=0 leaves out the paced latency run. */
@@ -43,6 +44,10 @@ async function main(): Promise<void> {
     // Services at their default log level (a line per call); the gateway, in this process,
     // without its access log (it would fill this report).
     {
+      // On a loaded machine (load average 30+) a 2 s registry TTL drops live services between
+      // their heartbeats, and placements fail with "no endpoint": the bench waits longer.
+      common: { DISCOVERY_TTL_MS: DISCOVERY_TTL_MS },
+      gateway: { DISCOVERY_TTL_MS: DISCOVERY_TTL_MS },
       gatewayLogLevel: "warn",
       // MESHWORK_BENCH_PROFILE_ORDERS=<dir>: a CPU profile of the orders process, written there.
       nodeArgs: process.env.MESHWORK_BENCH_PROFILE_ORDERS
