@@ -35,6 +35,7 @@ const samples: Record<string, Record<string, unknown>> = {
     displayName: "A",
   },
   GetUser: { id: SUBJECT },
+  ExchangeLegacyToken: { legacyToken: "a legacy session token" },
   ListUsers: {},
   RotateSigningKey: {},
   ListNotifications: { userId: SUBJECT },
@@ -102,6 +103,10 @@ async function startUpstream() {
         },
         async createFirstAdmin(_r, ctx) {
           record("CreateFirstAdmin", ctx.requestHeader);
+          return {};
+        },
+        async exchangeLegacyToken(_r, ctx) {
+          record("ExchangeLegacyToken", ctx.requestHeader);
           return {};
         },
       });
@@ -266,12 +271,13 @@ describe("authentication and authorisation at the gateway (policies from the con
       }
     }
     expect(got).toEqual(want);
-    expect(rows).toBe(32 * 8); // 32 methods (ListSagas and GetSaga the newest)
+    expect(rows).toBe(33 * 8); // 33 methods (ExchangeLegacyToken the newest)
     // The policies as declared in the protos.
     expect(Object.fromEntries([...policies].map(([k, v]) => [k.split("/")[2], v]))).toEqual({
       RegisterUser: { kind: "public" },
       Login: { kind: "public" },
       CreateFirstAdmin: { kind: "public" },
+      ExchangeLegacyToken: { kind: "public" },
       GetUser: { kind: "authenticated" },
       ListUsers: { kind: "role", role: "admin" },
       RotateSigningKey: { kind: "role", role: "admin" },

@@ -44,10 +44,11 @@ describe("rate limits", () => {
     expect(limiter.takeForCall("/x.Y/Z", "subject-1", "10.0.0.1", 0).allowed).toBe(true);
   });
 
-  it("limits Login, RegisterUser and CreateFirstAdmin by default, only those", () => {
+  it("limits Login, RegisterUser, CreateFirstAdmin and ExchangeLegacyToken by default, only those", () => {
     const rules = parseRateLimits(DEFAULT_AUTH_RATE_LIMITS);
     expect(rules.map((r) => r.key).sort()).toEqual([
       "meshwork.users.v1.UserService/CreateFirstAdmin",
+      "meshwork.users.v1.UserService/ExchangeLegacyToken",
       "meshwork.users.v1.UserService/Login",
       "meshwork.users.v1.UserService/RegisterUser",
     ]);

@@ -76,7 +76,9 @@ const UNLIMITED: RateDecision = { allowed: true, rule: undefined, remaining: Num
 export const DEFAULT_AUTH_RATE_LIMITS =
   "meshwork.users.v1.UserService/Login=30/1m:30;" +
   "meshwork.users.v1.UserService/RegisterUser=10/1m:20;" +
-  "meshwork.users.v1.UserService/CreateFirstAdmin=5/1m:5";
+  "meshwork.users.v1.UserService/CreateFirstAdmin=5/1m:5;" +
+  // A legacy session traded for a mesh token: a credential check like Login.
+  "meshwork.users.v1.UserService/ExchangeLegacyToken=30/1m:30";
 
 /**
  * The buckets. Idle full buckets are dropped now and then, so memory follows active clients.
