@@ -63,8 +63,9 @@ const BOOTSTRAP_FILE = "users_bootstrap_secret";
 export const postgresHost = (service: string) => `${service}-postgres`;
 
 /**
- * The services a service calls (east-west), read from its source: each `.transport("<name>"`
- * of the discovery client outside tests. The NetworkPolicies open exactly these paths.
+ * The services a service calls (east-west), read from its source: each `transport("<name>"`
+ * outside tests, the discovery client's method or a local helper of that name wrapping it (as
+ * orders' `upstreamClients` does). The NetworkPolicies open exactly these paths.
  */
 export function callsOf(manifest: ServiceManifest): string[] {
   const found = new Set<string>();
@@ -73,7 +74,7 @@ export function callsOf(manifest: ServiceManifest): string[] {
       const path = join(dir, e.name);
       if (e.isDirectory()) walk(path);
       else if (e.name.endsWith(".ts") && !/\.test\.ts$/.test(e.name)) {
-        for (const m of readFileSync(path, "utf8").matchAll(/\.transport\(\s*"([a-z0-9-]+)"/g)) {
+        for (const m of readFileSync(path, "utf8").matchAll(/(?<![\w$])transport\(\s*"([a-z0-9-]+)"/g)) {
           found.add(m[1] as string);
         }
       }
