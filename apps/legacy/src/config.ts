@@ -30,24 +30,25 @@ export interface LegacyConfig {
   events: EventsConfig | undefined;
 }
 
+/** A schema's reading of `env`, or an error naming every bad variable. */
+function parseOrThrow<T>(schema: z.ZodType<T>, env: Record<string, string>): T {
+  const parsed = schema.safeParse(env);
+  if (parsed.success) return parsed.data;
+  const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
+  throw new Error(`bad configuration: ${problems}`);
+}
+
 /** Reads the monolith's configuration from the environment, once; a bad value names the variable. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): LegacyConfig {
-  const cleaned = Object.fromEntries(Object.entries(env).filter(([, v]) => v !== undefined && v !== ""));
-  const parsed = shape.safeParse(cleaned);
-  if (!parsed.success) {
-    const problems = parsed.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-    throw new Error(`bad configuration: ${problems}`);
-  }
-  const e = parsed.data;
-  let events: EventsConfig | undefined;
-  if (cleaned.NATS_URL) {
-    const ev = z.object(eventsEnvShape()).safeParse(cleaned);
-    if (!ev.success) {
-      const problems = ev.error.issues.map((i) => `${i.path.join(".")}: ${i.message}`).join("; ");
-      throw new Error(`bad configuration: ${problems}`);
-    }
-    events = toEventsConfig(ev.data);
-  }
+  // Empty strings mean "unset", as in most shells' `FOO= cmd`.
+  const cleaned = Object.fromEntries(
+    Object.entries(env).filter((kv): kv is [string, string] => kv[1] !== undefined && kv[1] !== ""),
+  );
+  const e = parseOrThrow(shape, cleaned);
+  // NATS for the data sync only when NATS_URL is given (the monolith also runs alone).
+  const events = cleaned.NATS_URL
+    ? toEventsConfig(parseOrThrow(z.object(eventsEnvShape()), cleaned))
+    : undefined;
   return {
     host: e.HOST,
     port: e.PORT,
