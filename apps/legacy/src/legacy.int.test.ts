@@ -1,4 +1,6 @@
 import { fileURLToPath } from "node:url";
+import { create } from "@bufbuild/protobuf";
+import { StockChangedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -6,9 +8,11 @@ import {
   type TestDatabase,
   waitFor,
 } from "@meshwork/testing";
+import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_PASSWORD, SEED } from "./seed.js";
+import { applyStockChanged } from "./sync/reverse-sync.js";
 
 const main = fileURLToPath(new URL("./main.ts", import.meta.url));
 let db: TestDatabase;
@@ -223,6 +227,52 @@ describe("the legacy monolith", () => {
       expect(last?.payload).toMatchObject({ name: "Lamp, renamed", on_hand: Number(before!.on_hand) + 5 });
     } finally {
       await Promise.all([a.end(), b.end(), probe.end()]);
+    }
+  });
+
+  it("writes a reverse-synced stock change in the monolith's lock order: it never deadlocks with an order", async () => {
+    // The order path locks a product's row, then its stock row; the capture trigger locks the
+    // product after any stock write. A reverse-sync StockChanged that updated stock first would
+    // hold the stock row while its trigger waited for the product: deadlock (40P01) against an
+    // order that holds the product and asks for the stock. It takes the product's lock first.
+    const opts = { max: 1, onnotice: () => {} };
+    const [order, syncClient, probe] = [
+      postgres(db.url, opts),
+      postgres(db.url, opts),
+      postgres(db.url, opts),
+    ];
+    try {
+      const chair = SEED.products[1];
+      const [spid] = await syncClient<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
+      await order.unsafe("BEGIN");
+      await order`SELECT 1 FROM products WHERE id = ${chair.id} FOR NO KEY UPDATE`; // the order's first lock
+      let settled = false;
+      const change = create(StockChangedSchema, { productId: chair.id, version: 1_000_000n, onHand: 77n });
+      const applied = drizzle(syncClient)
+        .transaction((tx) => applyStockChanged(tx as never, change, { source: "meshwork/inventory" }))
+        .finally(() => {
+          settled = true;
+        });
+      await waitFor(
+        async () =>
+          settled ||
+          (
+            await probe<
+              { w: string | null }[]
+            >`SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = ${spid!.pid}`
+          )[0]?.w === "Lock",
+        { what: "the reverse sync to wait for the product's lock" },
+      );
+      expect(settled).toBe(false); // it waits for the order, holding nothing the order needs
+      await order`SELECT 1 FROM stock WHERE product_id = ${chair.id} FOR NO KEY UPDATE`; // the order's second lock
+      await order.unsafe("COMMIT");
+      expect(await applied).toBe("applied");
+      const [row] = await probe<
+        { on_hand: string }[]
+      >`SELECT on_hand FROM stock WHERE product_id = ${chair.id}`;
+      expect(Number(row?.on_hand)).toBe(77);
+    } finally {
+      await Promise.all([order.end(), syncClient.end(), probe.end()]);
     }
   });
 });

@@ -85,6 +85,11 @@ export async function applyStockChanged(
   event: Pick<EventContext, "source">,
 ): Promise<"applied" | "skipped"> {
   if (event.source === LEGACY_SYNC_SOURCE) return "skipped";
+  // The lock order of the monolith: a product's row before its stock row (the order path locks
+  // both in that order, and the capture trigger locks the product after any stock write). Updating
+  // stock first would hold the stock row while the trigger waits for the product: a deadlock with
+  // a concurrent order on the same product.
+  await tx.execute(sql`select 1 from products where id = ${e.productId} for no key update`);
   if (!(await claimVersion(tx, e.productId, "stock_version", e.version))) return "skipped";
   await markOrigin(tx);
   await tx.execute(
