@@ -98,6 +98,7 @@ describe("gateway config", () => {
       "meshwork.users.v1.UserService/Login",
       "meshwork.users.v1.UserService/RegisterUser",
       "meshwork.users.v1.UserService/CreateFirstAdmin",
+      "meshwork.users.v1.UserService/ExchangeLegacyToken",
     ];
     expect(keys({})).toEqual(defaults);
     // An empty variable reads as unset (a stray `AUTH_RATE_LIMITS=` never disarms the defence).
