@@ -49,8 +49,12 @@ export interface SagaDefinition<D> {
   type: string;
   steps: readonly SagaStep<D>[];
   /**
-   * Before a step runs, in a transaction of its own: a reason to stop instead (a cancellation
-   * asked for), or undefined to go on. Whatever it writes (a "capturing" mark) commits with it.
+   * Before a step runs: a reason to stop instead (a cancellation asked for), or undefined to go
+   * on. Whatever it writes (a "capturing" mark) commits with its transaction: the one that starts
+   * the saga (first step), else the one that records the step before as done. In the latter it is
+   * started together with that step's `onStepDone` (one round trip fewer per step): its first
+   * statement is sent after `onStepDone`'s first and sees what that wrote, but the two hooks run
+   * concurrently after that, so neither may depend on the other's later statements.
    */
   beforeStep?(tx: AnyTransaction, sagaId: string, data: D, step: string): Promise<string | undefined>;
   /** In the transaction that records a step as done (the order's status). */

@@ -208,14 +208,17 @@ export class SagaRun<D> {
       row,
       next,
       async (tx) => {
-        // Both hooks' statements go out together (pipelined on the transaction's connection, in
-        // this order): one round trip fewer per step. Should the first fail, the transaction
-        // is rolled back with the second's work.
-        const [, checked] = await Promise.all([
+        // Both hooks start together, so their first statements go out pipelined on the
+        // transaction's connection, in this order: one round trip fewer per step (see
+        // SagaDefinition.beforeStep for what a hook may rely on). Both are settled before the
+        // transaction ends, whichever fails, so neither runs a statement after the rollback.
+        const [done, checked] = await Promise.allSettled([
           onStepDone(tx),
           def.beforeStep?.(tx, row.id, this.data, following.name),
         ]);
-        reason = checked;
+        if (done.status === "rejected") throw done.reason;
+        if (checked.status === "rejected") throw checked.reason;
+        reason = checked.value;
       },
       done,
     );
