@@ -7,7 +7,7 @@
  * 1.7-2.1 s of a cached start measured here. This script skips turbo when no input of any
  * workspace package (its files outside node_modules, dist and .turbo) and no file of the root's
  * (package.json, package-lock.json, turbo.json, tsconfig.base.json, buf*.yaml, proto/,
- * third_party/) changed since the last build it ran (`node_modules/.cache/meshwork/start-stamp`,
+ * third_party/, patches/) changed since the last build it ran (`node_modules/.cache/meshwork/start-stamp`,
  * holding the time that build began), and meshctl's bundle is there. Anything newer, or no stamp:
  * it runs turbo as before (a cache hit when the change did not matter) and writes the stamp.
  * `MESHWORK_START_BUILD=always` runs turbo every time.
@@ -26,7 +26,8 @@ const ROOT_FILES = [
   "buf.yaml",
   "buf.gen.yaml",
 ];
-const ROOT_DIRS = ["proto", "third_party"];
+// patches/: patch-package's patches are applied at install and bundled into every service.
+const ROOT_DIRS = ["proto", "third_party", "patches"];
 const WORKSPACES = ["apps", "libs", "tools"];
 
 /** The stamp file of the repository at `root`. */
@@ -34,7 +35,11 @@ export function stampFile(root) {
   return join(root, "node_modules", ".cache", "meshwork", "start-stamp");
 }
 
-/** The first file under `dir` (skipping build outputs) modified after `sinceMs`, or undefined. */
+/**
+ * The first file under `dir` (skipping build outputs) modified after `sinceMs`, or a directory
+ * below `dir` whose entries changed since (a file added, deleted or renamed: a rename keeps the
+ * file's own time), or undefined.
+ */
 function newerIn(dir, sinceMs) {
   let entries;
   try {
@@ -46,6 +51,7 @@ function newerIn(dir, sinceMs) {
     if (SKIP.has(e.name)) continue;
     const path = join(dir, e.name);
     if (e.isDirectory()) {
+      if (statSync(path).mtimeMs > sinceMs) return `${path}/`;
       const found = newerIn(path, sinceMs);
       if (found) return found;
     } else if (e.isFile() && statSync(path).mtimeMs > sinceMs) return path;

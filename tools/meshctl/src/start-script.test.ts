@@ -1,4 +1,4 @@
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
@@ -23,7 +23,16 @@ function repo(stampMs: number | undefined): string {
   write("apps/users/node_modules/dep/index.js");
   write("tools/meshctl/dist/main.bundle.js");
   write("proto/meshwork/users/v1/users.proto");
+  write("patches/postgres+3.4.10.patch");
   const old = new Date(Date.now() - 60_000);
+  const age = (dir: string) => {
+    for (const e of readdirSync(dir, { withFileTypes: true })) {
+      const path = join(dir, e.name);
+      if (e.isDirectory()) age(path);
+      utimesSync(path, old, old);
+    }
+  };
+  age(root);
   for (const f of [
     "package.json",
     "apps/users/src/main.ts",
@@ -66,6 +75,18 @@ describe("npm start's build check (tools/meshctl/start.mjs)", () => {
       touch(root, rel);
       expect(buildNeeded(root)).toBe(said);
     }
+  });
+
+  it("builds when a patch changes, or a source file is deleted or renamed", () => {
+    let root = repo(Date.now());
+    touch(root, "patches/postgres+3.4.10.patch");
+    expect(buildNeeded(root)).toBe("patches/postgres+3.4.10.patch changed");
+    root = repo(Date.now());
+    rmSync(join(root, "apps/users/src/main.ts"));
+    expect(buildNeeded(root)).toBe("apps/users/src/ changed");
+    root = repo(Date.now());
+    renameSync(join(root, "apps/users/src/main.ts"), join(root, "apps/users/src/server.ts"));
+    expect(buildNeeded(root)).toBe("apps/users/src/ changed");
   });
 
   it("ignores build outputs and installed dependencies", () => {
