@@ -32,6 +32,38 @@ async function call(method: string, path: string, body?: unknown, token?: string
   return { status: res.status, body: (await res.json()) as Record<string, any> };
 }
 
+/**
+ * Resolves once `work` has settled or the backend `pid` waits for a lock (seen through `probe`);
+ * says which: true when it settled.
+ */
+async function settledOrWaitingForLock(
+  probe: postgres.Sql,
+  pid: number,
+  work: Promise<unknown>,
+  what: string,
+): Promise<boolean> {
+  let settled = false;
+  work.then(
+    () => {
+      settled = true;
+    },
+    () => {
+      settled = true;
+    },
+  );
+  await waitFor(
+    async () =>
+      settled ||
+      (
+        await probe<
+          { w: string | null }[]
+        >`SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = ${pid}`
+      )[0]?.w === "Lock",
+    { what },
+  );
+  return settled;
+}
+
 beforeAll(async () => {
   db = await createTestDatabase("mw_legacy");
   proc = startProcess(process.execPath, ["--import", "tsx", main], {
@@ -201,23 +233,14 @@ describe("the legacy monolith", () => {
       await a.unsafe("BEGIN");
       await a`UPDATE products SET name = 'Lamp, renamed', updated_at = now() WHERE id = ${lamp.id}`;
       await b.unsafe("BEGIN");
-      let settled = false;
       const stockUpdate =
-        b`UPDATE stock SET on_hand = on_hand + 5, updated_at = now() WHERE product_id = ${lamp.id}`
-          .execute()
-          .finally(() => {
-            settled = true;
-          });
+        b`UPDATE stock SET on_hand = on_hand + 5, updated_at = now() WHERE product_id = ${lamp.id}`.execute();
       // Either b finished (no lock in the trigger) or it waits for a's row lock.
-      await waitFor(
-        async () =>
-          settled ||
-          (
-            await probe<
-              { w: string | null }[]
-            >`SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = ${bpid!.pid}`
-          )[0]?.w === "Lock",
-        { what: "the stock update to finish or wait for the product's lock" },
+      await settledOrWaitingForLock(
+        probe,
+        bpid!.pid,
+        stockUpdate,
+        "the stock update to finish or wait for the product's lock",
       );
       await a.unsafe("COMMIT");
       await stockUpdate;
@@ -246,22 +269,15 @@ describe("the legacy monolith", () => {
       const [spid] = await syncClient<{ pid: number }[]>`SELECT pg_backend_pid() AS pid`;
       await order.unsafe("BEGIN");
       await order`SELECT 1 FROM products WHERE id = ${chair.id} FOR NO KEY UPDATE`; // the order's first lock
-      let settled = false;
       const change = create(StockChangedSchema, { productId: chair.id, version: 1_000_000n, onHand: 77n });
-      const applied = drizzle(syncClient)
-        .transaction((tx) => applyStockChanged(tx as never, change, { source: "meshwork/inventory" }))
-        .finally(() => {
-          settled = true;
-        });
-      await waitFor(
-        async () =>
-          settled ||
-          (
-            await probe<
-              { w: string | null }[]
-            >`SELECT wait_event_type AS w FROM pg_stat_activity WHERE pid = ${spid!.pid}`
-          )[0]?.w === "Lock",
-        { what: "the reverse sync to wait for the product's lock" },
+      const applied = drizzle(syncClient).transaction((tx) =>
+        applyStockChanged(tx as never, change, { source: "meshwork/inventory" }),
+      );
+      const settled = await settledOrWaitingForLock(
+        probe,
+        spid!.pid,
+        applied,
+        "the reverse sync to wait for the product's lock",
       );
       expect(settled).toBe(false); // it waits for the order, holding nothing the order needs
       await order`SELECT 1 FROM stock WHERE product_id = ${chair.id} FOR NO KEY UPDATE`; // the order's second lock
