@@ -66,8 +66,10 @@ describe("lossless under failures (real Postgres and NATS)", () => {
     const consumer = startConsumer(f);
     await consumer.start();
     cleanups.push(() => consumer.stop());
-    const total = 3_000;
-    const ids = await enqueueMany(f, total, 100);
+    // Enough for several kills to land mid-batch: the relay publishes a batch of 500 with its
+    // acks pipelined, and on a quiet machine drained 3,000 in two short lives.
+    const total = 12_000;
+    const ids = await enqueueMany(f, total, 200);
 
     let kills = 0;
     let midBatchKills = 0;
