@@ -26,9 +26,10 @@ import { answersWithoutMessage, ensureH2load, runMaxRate } from "./h2load.js";
 import { median, renderTable } from "./report.js";
 import { type PreparedRequest, unaryGetUser } from "./scenarios.js";
 import {
-  cpuTicksByGroup,
+  cpuTicksSpent,
   grpcJsFixture,
   type RunningServer,
+  readCpu,
   repoRoot,
   type ServerSpec,
   stopAllServers,
@@ -264,11 +265,11 @@ async function getUserRound(
       return undefined;
     }
   };
-  const before = (await cpuTicksByGroup(group)).get("target") ?? 0;
+  const before = await readCpu(group);
   const { summary } = await runMaxRate({ ...p.run, durationMs: readSettings().durationMs });
-  const after = (await cpuTicksByGroup(group)).get("target") ?? 0;
+  const spent = cpuTicksSpent(before, await readCpu(group)).get("target") ?? 0;
   await p.verify();
-  const cpuUsPerCall = ((after - before) * 10_000) / Math.max(1, summary.requests.succeeded);
+  const cpuUsPerCall = (spent * 10_000) / Math.max(1, summary.requests.succeeded);
   const failed = summary.requests.failed + answersWithoutMessage(summary, p.answerBytes);
   log(
     `  ${target.name} (round ${round}): ${summary.reqPerSec.toFixed(0)} req/s, ${cpuUsPerCall.toFixed(0)} us CPU per call (${failed} failed)`,

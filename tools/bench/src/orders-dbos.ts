@@ -12,7 +12,7 @@ import { OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import type { Mesh } from "@meshwork/e2e";
 import { createTestDatabase, type ManagedProcess, startProcess } from "@meshwork/testing";
 import postgres from "postgres";
-import { cpuTicksByGroup } from "./servers.js";
+import { cpuTicksSpent, readCpu } from "./servers.js";
 
 const APP = fileURLToPath(new URL("./dbos-orders.js", import.meta.url));
 
@@ -98,7 +98,7 @@ export async function runDbosPeer(
       for (const [name, s] of Object.entries(mesh.procs)) if (s.child.pid === p) return name;
       return comm === "postgres" ? "postgres" : undefined;
     };
-    const cpuBefore = await cpuTicksByGroup(groupOf);
+    const cpuBefore = await readCpu(groupOf);
     const placed: string[] = [];
     const t0 = Date.now();
     const stopAt = t0 + options.durationS * 1_000;
@@ -108,7 +108,7 @@ export async function runDbosPeer(
       }),
     );
     const done = await finished(db, placed, 120_000);
-    const cpuAfter = await cpuTicksByGroup(groupOf);
+    const cpuSpent = cpuTicksSpent(cpuBefore, await readCpu(groupOf));
     const [row] = await db<{ t: Date; confirmed: string; cancelled: string }[]>`
       select max(updated_at) as t,
              count(*) filter (where status = 'confirmed') as confirmed,
@@ -116,10 +116,7 @@ export async function runDbosPeer(
       from orders where id = any(${placed}::uuid[])`;
     const elapsed = ((row?.t?.getTime() ?? Date.now()) - t0) / 1_000;
     const cpuMsPerOrder = Object.fromEntries(
-      [...cpuAfter].map(([g, t]) => [
-        g,
-        Number((((t - (cpuBefore.get(g) ?? 0)) * 10) / Math.max(1, done)).toFixed(2)),
-      ]),
+      [...cpuSpent].map(([g, t]) => [g, Number(((t * 10) / Math.max(1, done)).toFixed(2))]),
     );
     return {
       placed: placed.length,

@@ -18,7 +18,7 @@ import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { startMesh } from "@meshwork/e2e";
 import postgres from "postgres";
 import { runDbosPeer } from "./orders-dbos.js";
-import { cpuTicksByGroup } from "./servers.js";
+import { cpuTicksSpent, readCpu } from "./servers.js";
 
 const DURATION_S = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const CONCURRENCY = Number(process.env.MESHWORK_BENCH_ORDER_CLIENTS ?? 64);
@@ -114,7 +114,7 @@ async function main(): Promise<void> {
       for (const [name, proc] of Object.entries(mesh.procs)) if (proc.child.pid === pid) return name;
       return comm === "postgres" ? "postgres" : comm === "nats-server" ? "nats" : undefined;
     };
-    const cpuBefore = await cpuTicksByGroup(groupOf);
+    const cpuBefore = await readCpu(groupOf);
     const placed: Array<{ id: string; started: number }> = [];
     const t0 = Date.now();
     const stopAt = t0 + DURATION_S * 1_000;
@@ -133,14 +133,11 @@ async function main(): Promise<void> {
              count(*) filter (where status = 'cancelled') as cancelled
       from orders where id = any(${ids})`;
     const maxRate = Number(outcomes?.confirmed ?? 0) / elapsed;
-    const cpuAfter = await cpuTicksByGroup(groupOf);
+    const cpuSpent = cpuTicksSpent(cpuBefore, await readCpu(groupOf));
     // ms of CPU per finished order (a tick is 10 ms), by process. This process is the gateway and
     // the bench's clients, and its polls for the last orders to finish count too: an upper bound.
     const cpuMsPerOrder = Object.fromEntries(
-      [...cpuAfter].map(([g, t]) => [
-        g,
-        Number((((t - (cpuBefore.get(g) ?? 0)) * 10) / Math.max(1, done)).toFixed(2)),
-      ]),
+      [...cpuSpent].map(([g, t]) => [g, Number(((t * 10) / Math.max(1, done)).toFixed(2))]),
     );
     const cpuSum = Object.values(cpuMsPerOrder).reduce((a, b) => a + b, 0);
     console.log(

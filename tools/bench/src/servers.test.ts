@@ -1,7 +1,14 @@
 import { spawn } from "node:child_process";
 import http2 from "node:http2";
 import { describe, expect, it } from "vitest";
-import { http2EchoFixture, readCpuTicks, waitForQuiet } from "./servers.js";
+import {
+  type CpuReading,
+  cpuTicksSpent,
+  http2EchoFixture,
+  readCpu,
+  readCpuTicks,
+  waitForQuiet,
+} from "./servers.js";
 
 describe("waitForQuiet", () => {
   it("waits out a busy process and passes an idle one", async () => {
@@ -19,6 +26,42 @@ describe("waitForQuiet", () => {
       busy.kill("SIGKILL");
       idle.kill("SIGKILL");
     }
+  });
+});
+
+describe("cpuTicksSpent", () => {
+  const reading = (...ps: Array<[key: string, group: string, ppid: number, ticks: number]>): CpuReading =>
+    new Map(
+      ps.map(([key, group, ppid, ticks]) => [key, { group, pid: Number(key.split("/")[0]), ppid, ticks }]),
+    );
+
+  it("never goes negative when processes exit between the readings, and counts what they spent via their parent", () => {
+    const before = reading(
+      ["100/1", "postgres", 1, 500], // a postmaster (its reaped children's ticks included)
+      ["101/2", "postgres", 100, 40], // a backend that exits in between, reaped by the postmaster
+      ["102/3", "postgres", 100, 30], // a backend that stays
+      ["200/4", "postgres", 7, 900], // another test's cluster, stopped in between (its parent is no postgres)
+      ["201/5", "postgres", 200, 80],
+      ["300/6", "relay", 1, 1_000],
+    );
+    const after = reading(
+      ["100/1", "postgres", 1, 500 + 40 + 5], // reaped the backend: its 40 ticks from before plus 5 since
+      ["102/3", "postgres", 100, 30 + 7],
+      ["103/9", "postgres", 100, 3], // a backend started in between
+      ["300/6", "relay", 1, 1_000 + 20],
+    );
+    // Group totals would say 585 - 1550 = -965 for Postgres.
+    expect(Object.fromEntries(cpuTicksSpent(before, after))).toEqual({ postgres: 5 + 7 + 3, relay: 20 });
+  });
+
+  it("counts a reused pid as a new process, and reads this process from /proc", async () => {
+    const before = reading(["400/10", "x", 1, 70]);
+    const after = reading(["400/11", "x", 1, 4]);
+    expect(cpuTicksSpent(before, after).get("x")).toBe(4);
+    const self = await readCpu((pid) => (pid === process.pid ? "self" : undefined));
+    expect([...self.values()]).toEqual([
+      expect.objectContaining({ group: "self", pid: process.pid, ppid: process.ppid }),
+    ]);
   });
 });
 

@@ -102,13 +102,27 @@ export async function readCpuTicks(pid: number): Promise<number | undefined> {
   }
 }
 
+/** One process in a {@link readCpu} reading: its group, parent, and ticks (with reaped children). */
+interface ProcessTicks {
+  group: string;
+  pid: number;
+  ppid: number;
+  ticks: number;
+}
+
+/** Clock ticks of every process of a group, by process (`pid/start time`, so a reused pid is new). */
+export type CpuReading = Map<string, ProcessTicks>;
+
 /**
- * Clock ticks (user + system) every process has used so far, summed per group (`groupOf` names
- * a process's group from its pid and command name, or leaves it out): for the CPU a whole set of
- * processes (a service and its Postgres backends, say) spends on a phase of a benchmark.
+ * Clock ticks (user + system, and those of reaped children) every process of a group has used so
+ * far (`groupOf` names a process's group from its pid and command name, or leaves it out). Two
+ * readings around a phase of a benchmark give the CPU a whole set of processes (a service and its
+ * Postgres backends, say) spent on it: {@link cpuTicksSpent}.
  */
-export async function cpuTicksByGroup(groupOf: (pid: number, comm: string) => string | undefined) {
-  const totals = new Map<string, number>();
+export async function readCpu(
+  groupOf: (pid: number, comm: string) => string | undefined,
+): Promise<CpuReading> {
+  const reading: CpuReading = new Map();
   for (const entry of await readdir("/proc")) {
     const pid = Number(entry);
     if (!Number.isInteger(pid)) continue;
@@ -121,12 +135,42 @@ export async function cpuTicksByGroup(groupOf: (pid: number, comm: string) => st
     const comm = stat.slice(stat.indexOf("(") + 1, stat.lastIndexOf(")"));
     const group = groupOf(pid, comm);
     if (!group) continue;
-    // With the children it reaped, a process that exits between two readings (a Postgres
-    // backend closed by its pool, say) is not lost: its ticks move to its parent's (the
-    // postmaster's), so the group's total still only grows by what was spent in between.
-    totals.set(group, (totals.get(group) ?? 0) + statTicks(stat, true));
+    // Fields after the command name: ppid is the 4th field, starttime the 22nd.
+    const fields = stat.slice(stat.lastIndexOf(")") + 2).split(" ");
+    reading.set(`${pid}/${fields[19]}`, {
+      group,
+      pid,
+      ppid: Number(fields[1]),
+      ticks: statTicks(stat, true),
+    });
   }
-  return totals;
+  return reading;
+}
+
+/**
+ * Ticks each group spent between two {@link readCpu} readings, never negative. Summing group
+ * totals is not enough: a process that exits between the readings (a Postgres backend closed by
+ * its pool; a whole Postgres cluster of another test on this shared machine) takes its ticks out
+ * of the second total unless a parent in the group reaped it in time, and the readings are not
+ * atomic. So each process counts what it spent itself: its growth, or all of it when it started
+ * in between. A process that exited in between counts through its parent's reaped-children ticks
+ * when that parent is in the group (less what the child had at the first reading), else not at
+ * all: its last moments are lost rather than its whole past subtracted.
+ */
+export function cpuTicksSpent(before: CpuReading, after: CpuReading): Map<string, number> {
+  const spent = new Map<string, number>();
+  const byPid = new Map([...after.values()].map((p) => [p.pid, p]));
+  const pastChildren = new Map<ProcessTicks, number>(); // a parent -> ticks its exited children had before
+  for (const [key, p] of before) {
+    const parent = after.has(key) ? undefined : byPid.get(p.ppid);
+    if (parent && parent.group === p.group)
+      pastChildren.set(parent, (pastChildren.get(parent) ?? 0) + p.ticks);
+  }
+  for (const [key, p] of after) {
+    const grown = p.ticks - (before.get(key)?.ticks ?? 0) - (pastChildren.get(p) ?? 0);
+    spent.set(p.group, (spent.get(p.group) ?? 0) + Math.max(0, grown));
+  }
+  return spent;
 }
 
 /**
