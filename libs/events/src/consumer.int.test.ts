@@ -323,4 +323,24 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     expect(letter?.error).toContain("not a valid meshwork.users.v1.UserRegistered");
     expect(calls).toBe(0);
   });
+
+  it("dead-letters an event whose ce-time header is not a timestamp, naming the header; applies a valid one", async () => {
+    const times: Date[] = [];
+    await start(async (_message, _tx, event) => {
+      times.push(event.time);
+    });
+    const bad = f.event(6);
+    const h = natsHeaders();
+    for (const [k, v] of Object.entries(cloudEventHeaders(bad))) h.set(k, v);
+    h.set("ce-time", "yesterday");
+    await f.js.publish(bad.subject, bad.data, { msgID: bad.id, headers: h });
+    const good = f.event(7);
+    await publish(good);
+    await waitFor(async () => (await f.jsm.streams.info(f.dlqStream)).state.messages === 1);
+    const [letter] = await listDeadLetters(f.jsm, f.dlqStream);
+    expect(letter?.deliveries).toBe(1);
+    expect(letter?.error).toBe('the message\'s ce-time header is not an RFC 3339 timestamp: "yesterday"');
+    await waitFor(() => times.length === 1);
+    expect(times.map((t) => t.toISOString())).toEqual([good.time.toISOString()]);
+  });
 });

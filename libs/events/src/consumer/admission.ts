@@ -47,7 +47,7 @@ const natsGetter: TextMapGetter<JsMsg["headers"]> = {
 
 /** Creates the admission step of a consumer. */
 export function createAdmission(options: AdmissionOptions): Admission {
-  const { logger, metrics, deadLetter } = options;
+  const { logger, metrics } = options;
   return (msg) => {
     const h = msg.headers;
     const id = h?.get(EventHeaders.id) ?? "";
@@ -55,12 +55,8 @@ export function createAdmission(options: AdmissionOptions): Admission {
     if (msg.info.deliveryCount > 1) metrics.redelivered.add(1, metrics.attrs);
     const { span, ctx } = startSpan(options, msg, id, type);
     const handler = options.handlers[type];
-    if (!id) {
-      return context
-        .with(ctx, () => deadLetter(msg, "the message has no ce-id header"))
-        .catch((e) => reportUnsettled(logger, e, id))
-        .finally(() => span.end());
-    }
+    const reject = (reason: string) => deadLetterNow(options, msg, reason, span, ctx, id);
+    if (!id) return reject("the message has no ce-id header");
     if (!handler) {
       try {
         msg.ack(); // an event type this consumer does not handle
@@ -70,22 +66,34 @@ export function createAdmission(options: AdmissionOptions): Admission {
       span.end();
       return undefined;
     }
+    const time = eventTime(h?.get(EventHeaders.time));
+    if (typeof time === "string") return reject(time);
     let message: Delivery["message"];
     try {
       message = decodeEvent(options.registry, type, msg.data).message;
     } catch (err) {
-      if (err instanceof UndecodableEventError) {
-        return context
-          .with(ctx, () => deadLetter(msg, err.message))
-          .catch((e) => reportUnsettled(logger, e, id))
-          .finally(() => span.end());
-      }
+      if (err instanceof UndecodableEventError) return reject(err.message);
       reportUnsettled(logger, err, id);
       span.end();
       return undefined;
     }
-    return new Delivery(msg, span, ctx, handler, message, eventContext(msg, id, type));
+    return new Delivery(msg, span, ctx, handler, message, eventContext(msg, id, type, time));
   };
+}
+
+/** Dead-letters a malformed message under its span (ended once settled). */
+function deadLetterNow(
+  options: AdmissionOptions,
+  msg: JsMsg,
+  reason: string,
+  span: Span,
+  ctx: Context,
+  id: string,
+): Promise<void> {
+  return context
+    .with(ctx, () => options.deadLetter(msg, reason))
+    .catch((e) => reportUnsettled(options.logger, e, id))
+    .finally(() => span.end());
 }
 
 function startSpan(
@@ -117,13 +125,29 @@ function startSpan(
   return { span, ctx: trace.setSpan(parent, span) };
 }
 
-function eventContext(msg: JsMsg, id: string, type: string): EventContext {
+/** An RFC 3339 timestamp, as CloudEvents' `time` attribute is (what the publisher writes). */
+const RFC3339 = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d+)?(Z|[+-]\d{2}:\d{2})$/i;
+
+/**
+ * The event's `ce-time`: now when the header is absent (CloudEvents makes it optional), else the
+ * timestamp it holds; a string (the dead-letter reason) when it holds no valid RFC 3339 time,
+ * which handlers would otherwise get as an Invalid Date.
+ */
+function eventTime(header: string | undefined): Date | string {
+  if (!header) return new Date();
+  const time = new Date(header);
+  if (!RFC3339.test(header) || Number.isNaN(time.getTime()))
+    return `the message's ce-time header is not an RFC 3339 timestamp: ${JSON.stringify(header.slice(0, 64))}`;
+  return time;
+}
+
+function eventContext(msg: JsMsg, id: string, type: string, time: Date): EventContext {
   const h = msg.headers;
   return {
     id,
     type,
     source: h?.get(EventHeaders.source) ?? "",
-    time: new Date(h?.get(EventHeaders.time) || Date.now()),
+    time,
     subject: msg.subject,
     deliveryCount: msg.info.deliveryCount,
     publishTime: msg.time,
