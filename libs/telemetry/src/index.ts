@@ -13,6 +13,13 @@ export { type LeanSpanStarter, leanSpanStarter } from "./lean-span.js";
 export { errorForLog, type LoggedError, REDACT_PATHS, scrubText } from "./log-safety.js";
 export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
 export type { OtelEnv, OtlpProtocol } from "./otel-env.js";
+export {
+  type BatchLimits,
+  batchLimitsFromEnv,
+  type OtlpBytesExporterOptions,
+  OtlpBytesSpanProcessor,
+} from "./otlp-bytes-processor.js";
+export { OtlpWriter, writeResource, writeScope, writeSpan } from "./otlp-writer.js";
 export { onStreamEnd } from "./stream-end.js";
 export {
   activeTraceId,

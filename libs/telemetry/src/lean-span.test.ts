@@ -10,7 +10,10 @@ import {
   AlwaysOffSampler,
   BasicTracerProvider,
   InMemorySpanExporter,
+  ParentBasedSampler,
   type ReadableSpan,
+  type Sampler,
+  SamplingDecision,
   SimpleSpanProcessor,
   type SpanLimits,
 } from "@opentelemetry/sdk-trace-base";
@@ -180,6 +183,31 @@ describe("leanSpanStarter", () => {
     });
     expect(leanSpanStarter(telemetry.tracer)).toBeTypeOf("function");
     await telemetry.shutdown();
+  });
+
+  it("hands a sampler of the user's own a copy of the shared start attributes, and keeps what it writes", () => {
+    const writing: Sampler = {
+      shouldSample(_ctx, _traceId, _name, _kind, attributes) {
+        attributes["sampler.note"] = "seen";
+        return { decision: SamplingDecision.RECORD_AND_SAMPLED };
+      },
+      toString: () => "writing",
+    };
+    for (const sampler of [writing, new ParentBasedSampler({ root: writing })]) {
+      const exporter = new InMemorySpanExporter();
+      const provider = new BasicTracerProvider({
+        sampler,
+        spanProcessors: [new SimpleSpanProcessor(exporter)],
+      });
+      const lean = leanSpanStarter(provider.getTracer("t"))!;
+      // A frozen object throws when written to (ES modules are strict): it must not reach the sampler.
+      lean("call", SpanKind.SERVER, start, ROOT_CONTEXT).end();
+      lean("call", SpanKind.SERVER, start, ROOT_CONTEXT).end();
+      expect(Object.keys(start)).toEqual(["rpc.system", "rpc.service", "rpc.method"]);
+      const spans = exporter.getFinishedSpans();
+      expect(spans).toHaveLength(2);
+      for (const span of spans) expect(span.attributes).toEqual({ ...start, "sampler.note": "seen" });
+    }
   });
 
   it("is not used for a tracer that is not the SDK's", () => {

@@ -25,12 +25,16 @@ import {
   sanitizeAttributes,
 } from "@opentelemetry/core";
 import type { Resource } from "@opentelemetry/resources";
-import type {
-  ReadableSpan,
-  Sampler,
-  SpanLimits,
-  SpanProcessor,
-  TimedEvent,
+import {
+  AlwaysOffSampler,
+  AlwaysOnSampler,
+  ParentBasedSampler,
+  type ReadableSpan,
+  type Sampler,
+  type SpanLimits,
+  type SpanProcessor,
+  type TimedEvent,
+  TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 
 /**
@@ -64,6 +68,32 @@ function sdkPartsOf(tracer: Tracer): SdkTracerParts | undefined {
   return t as SdkTracerParts;
 }
 
+/**
+ * Whether `sampler` is one of the SDK's own, which read the attributes they are given and never
+ * write them (a parent-based sampler counts when every sampler it delegates to is one).
+ */
+function isSdkSampler(sampler: Sampler): boolean {
+  if (
+    sampler instanceof AlwaysOnSampler ||
+    sampler instanceof AlwaysOffSampler ||
+    sampler instanceof TraceIdRatioBasedSampler
+  ) {
+    return true;
+  }
+  if (!(sampler instanceof ParentBasedSampler)) return false;
+  const parts = sampler as unknown as Record<string, Sampler | undefined>;
+  return [
+    "_root",
+    "_remoteParentSampled",
+    "_remoteParentNotSampled",
+    "_localParentSampled",
+    "_localParentNotSampled",
+  ].every((field) => {
+    const delegate = parts[field];
+    return delegate !== undefined && delegate !== sampler && isSdkSampler(delegate);
+  });
+}
+
 /** Starts a span of `kind` named `name` with `attributes` (not copied: never mutate them) under `parent`. */
 export type LeanSpanStarter = (name: string, kind: SpanKind, attributes: Attributes, parent: Context) => Span;
 
@@ -84,6 +114,9 @@ export function leanSpanStarter(tracer: Tracer): LeanSpanStarter | undefined {
   const sdk = sdkPartsOf(tracer);
   if (!sdk) return undefined;
   const limits = sdk._spanLimits;
+  // A sampler of the user's own may write into the attributes it is given: not the shared,
+  // frozen start attributes then, but a copy of them.
+  const ownSampler = isSdkSampler(sdk._sampler);
   const withinLimits = new WeakMap<Attributes, boolean>();
   /** Whether start attributes can be kept as given: valid, and inside the count and length limits. */
   const keepable = (attributes: Attributes): boolean => {
@@ -107,7 +140,9 @@ export function leanSpanStarter(tracer: Tracer): LeanSpanStarter | undefined {
     const validParent = parentContext && isSpanContextValid(parentContext) ? parentContext : undefined;
     const spanId = sdk._idGenerator.generateSpanId();
     const traceId = validParent ? validParent.traceId : sdk._idGenerator.generateTraceId();
-    const sampled = sdk._sampler.shouldSample(parent, traceId, name, kind, attributes, []);
+    // As the SDK's tracer: what a sampler writes into the attributes it is given stays on the span.
+    const given = ownSampler ? attributes : { ...attributes };
+    const sampled = sdk._sampler.shouldSample(parent, traceId, name, kind, given, []);
     const recordEnd = sdk._tracerMetrics?.startSpan(parentContext, sampled.decision);
     const spanContext: SpanContext = {
       traceId,
@@ -119,11 +154,15 @@ export function leanSpanStarter(tracer: Tracer): LeanSpanStarter | undefined {
     if (sampled.decision === SamplingDecision.NOT_RECORD) return trace.wrapSpanContext(spanContext);
     const span = new LeanSpan(sdk, spanContext, name, kind, validParent, recordEnd);
     const extra = sampled.attributes;
-    if (keepable(attributes) && (extra === undefined || Object.keys(extra).length === 0)) {
+    if (
+      given === attributes &&
+      keepable(attributes) &&
+      (extra === undefined || Object.keys(extra).length === 0)
+    ) {
       span.attributes = attributes;
       span.attributeCount = -1;
     } else {
-      span.setAttributes(sanitizeAttributes(attributes));
+      span.setAttributes(sanitizeAttributes(given));
       if (extra) span.setAttributes(sanitizeAttributes(extra));
     }
     sdk._spanProcessor.onStart(span, parent);

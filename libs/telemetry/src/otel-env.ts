@@ -19,6 +19,13 @@ import {
   TraceIdRatioBasedSampler,
 } from "@opentelemetry/sdk-trace-base";
 import otelModules from "./otel-modules.cjs";
+import {
+  batchLimitsFromEnv,
+  OtlpBytesSpanProcessor,
+  otlpBytesApplies,
+  otlpHeadersFromEnv,
+  otlpTimeoutFromEnv,
+} from "./otlp-bytes-processor.js";
 
 /** The OTLP transports the specification names (`OTEL_EXPORTER_OTLP_PROTOCOL`). */
 export type OtlpProtocol = "http/protobuf" | "http/json" | "grpc";
@@ -143,7 +150,10 @@ function otlpMetricExporter(protocol: OtlpProtocol, url: string | undefined): Pu
 
 /**
  * The span processors of `exporters` (`otlp`, `console`, `none`): one batch processor per OTLP
- * exporter in the selected protocol, a simple one for the console.
+ * exporter in the selected protocol, a simple one for the console. OTLP over http/protobuf is
+ * exported by {@link OtlpBytesSpanProcessor} (spans encoded when they end) unless a setting it
+ * does not implement is set (compression, TLS client files); http/json and gRPC by the SDK's
+ * `BatchSpanProcessor` and exporter.
  */
 export function spanProcessorsFor(
   exporters: readonly string[],
@@ -154,9 +164,20 @@ export function spanProcessorsFor(
   for (const name of new Set(exporters)) {
     if (name === "otlp") {
       const protocol = otlpProtocol(env, "TRACES", otlp.protocol);
-      processors.push(
-        new BatchSpanProcessor(otlpSpanExporter(protocol, otlpUrl(env, "TRACES", protocol, otlp.endpoint))),
-      );
+      const url = otlpUrl(env, "TRACES", protocol, otlp.endpoint);
+      const bytesUrl = url ?? "http://localhost:4318/v1/traces";
+      if (protocol === "http/protobuf" && otlpBytesApplies(env, bytesUrl)) {
+        processors.push(
+          new OtlpBytesSpanProcessor({
+            url: bytesUrl,
+            headers: otlpHeadersFromEnv(env),
+            timeoutMillis: otlpTimeoutFromEnv(env),
+            ...batchLimitsFromEnv(env),
+          }),
+        );
+      } else {
+        processors.push(new BatchSpanProcessor(otlpSpanExporter(protocol, url)));
+      }
     } else if (name === "console") {
       processors.push(new SimpleSpanProcessor(new ConsoleSpanExporter()));
     } else if (name !== "none") {

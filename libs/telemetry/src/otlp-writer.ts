@@ -1,0 +1,307 @@
+import type { Attributes, AttributeValue, HrTime, Link, SpanContext } from "@opentelemetry/api";
+import type { InstrumentationScope } from "@opentelemetry/core";
+import type { Resource } from "@opentelemetry/resources";
+import type { ReadableSpan, TimedEvent } from "@opentelemetry/sdk-trace-base";
+
+/**
+ * A protobuf writer for the OTLP trace messages (opentelemetry/proto/trace/v1, common/v1,
+ * resource/v1), appending to one growing buffer: an ended span is encoded straight into its
+ * batch's bytes, so a batch waiting for export holds no span objects. Nested messages reserve one
+ * length byte and move their body when it turns out longer than 127 bytes (rare for a span's
+ * parts), so nothing is measured twice.
+ */
+export class OtlpWriter {
+  buf: Buffer;
+  pos = 0;
+
+  constructor(capacity = 16 * 1024) {
+    this.buf = Buffer.allocUnsafe(capacity);
+  }
+
+  /** The bytes written so far (a view: copy it before writing more). */
+  bytes(): Buffer {
+    return this.buf.subarray(0, this.pos);
+  }
+
+  reset(): void {
+    this.pos = 0;
+  }
+
+  ensure(n: number): void {
+    if (this.pos + n <= this.buf.length) return;
+    const next = Buffer.allocUnsafe(Math.max(this.buf.length * 2, this.pos + n));
+    this.buf.copy(next, 0, 0, this.pos);
+    this.buf = next;
+  }
+
+  /** An unsigned varint below 2^53. */
+  varint(value: number): void {
+    this.ensure(10);
+    let v = value;
+    while (v > 0x7f) {
+      this.buf[this.pos++] = (v % 128) | 0x80;
+      v = Math.floor(v / 128);
+    }
+    this.buf[this.pos++] = v;
+  }
+
+  /** An int64 varint (negative numbers as ten-byte two's complement), as protobuf writes int64. */
+  int64(value: number): void {
+    if (value >= 0 && value <= Number.MAX_SAFE_INTEGER) {
+      this.varint(value);
+      return;
+    }
+    let v = BigInt.asUintN(64, BigInt(Math.trunc(value)));
+    this.ensure(10);
+    while (v > 0x7fn) {
+      this.buf[this.pos++] = Number(v & 0x7fn) | 0x80;
+      v >>= 7n;
+    }
+    this.buf[this.pos++] = Number(v);
+  }
+
+  tag(field: number, wireType: number): void {
+    this.varint((field << 3) | wireType);
+  }
+
+  fixed32(value: number): void {
+    this.ensure(4);
+    this.buf.writeUInt32LE(value >>> 0, this.pos);
+    this.pos += 4;
+  }
+
+  double(value: number): void {
+    this.ensure(8);
+    this.buf.writeDoubleLE(value, this.pos);
+    this.pos += 8;
+  }
+
+  /** Nanoseconds since the epoch of an `[s, ns]` time as fixed64, exactly (beyond 2^53). */
+  hrTime(time: HrTime): void {
+    const s = time[0];
+    const a = (s % 65536) * 1e9 + time[1]; // < 2^47
+    const b = Math.floor(s / 65536) * 1e9; // < 2^47
+    const c = (b % 65536) * 65536 + a; // < 2^49
+    const lo = c % 4294967296;
+    const hi = Math.floor(b / 65536) + Math.floor(c / 4294967296);
+    this.ensure(8);
+    this.buf.writeUInt32LE(lo, this.pos);
+    this.buf.writeUInt32LE(hi >>> 0, this.pos + 4);
+    this.pos += 8;
+  }
+
+  /** A length-delimited string field. */
+  string(field: number, value: string): void {
+    this.tag(field, 2);
+    const n = value.length;
+    if (n < 128) {
+      // ASCII (the usual case) is written as it is read; anything else through Buffer.write.
+      this.ensure(n + 1);
+      const start = this.pos;
+      let p = start + 1;
+      for (let i = 0; i < n; i++) {
+        const c = value.charCodeAt(i);
+        if (c >= 0x80) {
+          p = -1;
+          break;
+        }
+        this.buf[p++] = c;
+      }
+      if (p >= 0) {
+        this.buf[start] = n;
+        this.pos = p;
+        return;
+      }
+    }
+    const len = Buffer.byteLength(value);
+    this.varint(len);
+    this.ensure(len);
+    this.pos += this.buf.write(value, this.pos, "utf8");
+  }
+
+  /** A length-delimited field holding the bytes of a hex id (trace or span id). */
+  hexId(field: number, hex: string): void {
+    const n = hex.length >>> 1;
+    this.tag(field, 2);
+    this.ensure(n + 1);
+    this.buf[this.pos++] = n;
+    for (let i = 0; i < n; i++) {
+      this.buf[this.pos++] = (hexDigit(hex.charCodeAt(2 * i)) << 4) | hexDigit(hex.charCodeAt(2 * i + 1));
+    }
+  }
+
+  /** Starts a nested message of `field`: returns where its length goes, for {@link end}. */
+  begin(field: number): number {
+    this.tag(field, 2);
+    this.ensure(1);
+    return this.pos++;
+  }
+
+  /** Ends the nested message begun at `at`, writing its length. */
+  end(at: number): void {
+    const len = this.pos - at - 1;
+    if (len < 128) {
+      this.buf[at] = len;
+      return;
+    }
+    let extra = 1;
+    for (let v = len >>> 14; v > 0; v >>>= 7) extra++;
+    this.ensure(extra);
+    this.buf.copy(this.buf, at + 1 + extra, at + 1, this.pos);
+    let p = at;
+    let v = len;
+    while (v > 0x7f) {
+      this.buf[p++] = (v & 0x7f) | 0x80;
+      v >>>= 7;
+    }
+    this.buf[p] = v;
+    this.pos += extra;
+  }
+}
+
+function hexDigit(c: number): number {
+  // 0-9, a-f, A-F; anything else reads as garbage bits, as an invalid id would anyway.
+  return c <= 57 ? c - 48 : (c | 0x20) - 87;
+}
+
+/** An AnyValue message's fields (common/v1). */
+function writeAnyValue(w: OtlpWriter, value: AttributeValue | undefined | null): void {
+  switch (typeof value) {
+    case "string":
+      w.string(1, value);
+      return;
+    case "boolean":
+      w.tag(2, 0);
+      w.varint(value ? 1 : 0);
+      return;
+    case "number":
+      if (Number.isInteger(value)) {
+        w.tag(3, 0);
+        w.int64(value);
+      } else {
+        w.tag(4, 1);
+        w.double(value);
+      }
+      return;
+  }
+  if (Array.isArray(value)) {
+    const array = w.begin(5);
+    for (const item of value) {
+      const at = w.begin(1);
+      writeAnyValue(w, item);
+      w.end(at);
+    }
+    w.end(array);
+  }
+}
+
+/** `attributes` as repeated KeyValue in `field`. */
+export function writeAttributes(w: OtlpWriter, field: number, attributes: Attributes): void {
+  for (const key in attributes) {
+    const at = w.begin(field);
+    w.string(1, key);
+    const value = w.begin(2);
+    writeAnyValue(w, attributes[key]);
+    w.end(value);
+    w.end(at);
+  }
+}
+
+/** Span flags as OTLP defines them: the W3C trace flags, and whether the parent was remote. */
+function spanFlags(traceFlags: number, isRemote: boolean | undefined): number {
+  return (traceFlags & 0xff) | 0x100 | (isRemote ? 0x200 : 0);
+}
+
+function writeEvent(w: OtlpWriter, event: TimedEvent): void {
+  const at = w.begin(11);
+  w.tag(1, 1);
+  w.hrTime(event.time);
+  w.string(2, event.name);
+  if (event.attributes) writeAttributes(w, 3, event.attributes);
+  if (event.droppedAttributesCount) {
+    w.tag(4, 0);
+    w.varint(event.droppedAttributesCount);
+  }
+  w.end(at);
+}
+
+function writeLink(w: OtlpWriter, link: Link): void {
+  const at = w.begin(13);
+  const ctx = link.context;
+  w.hexId(1, ctx.traceId);
+  w.hexId(2, ctx.spanId);
+  const state = ctx.traceState?.serialize();
+  if (state) w.string(3, state);
+  if (link.attributes) writeAttributes(w, 4, link.attributes);
+  if (link.droppedAttributesCount) {
+    w.tag(5, 0);
+    w.varint(link.droppedAttributesCount);
+  }
+  w.tag(6, 5);
+  w.fixed32(spanFlags(ctx.traceFlags, ctx.isRemote));
+  w.end(at);
+}
+
+function writeCount(w: OtlpWriter, field: number, count: number): void {
+  if (count > 0) {
+    w.tag(field, 0);
+    w.varint(count);
+  }
+}
+
+/**
+ * One `Span` (trace/v1) as field 2 of a ScopeSpans message, with what the SDK's OTLP transform
+ * takes from a `ReadableSpan`: ids, trace state, parent, name, kind, times, attributes, events,
+ * links, status, dropped counts and flags.
+ */
+export function writeSpan(w: OtlpWriter, span: ReadableSpan): void {
+  const at = w.begin(2);
+  const ctx: SpanContext = span.spanContext();
+  w.hexId(1, ctx.traceId);
+  w.hexId(2, ctx.spanId);
+  const state = ctx.traceState?.serialize();
+  if (state) w.string(3, state);
+  const parent = span.parentSpanContext;
+  if (parent?.spanId) w.hexId(4, parent.spanId);
+  w.string(5, span.name);
+  w.tag(6, 0);
+  w.varint(span.kind + 1);
+  w.tag(7, 1);
+  w.hrTime(span.startTime);
+  w.tag(8, 1);
+  w.hrTime(span.endTime);
+  writeAttributes(w, 9, span.attributes);
+  writeCount(w, 10, span.droppedAttributesCount);
+  for (const event of span.events) writeEvent(w, event);
+  writeCount(w, 12, span.droppedEventsCount);
+  for (const link of span.links) writeLink(w, link);
+  writeCount(w, 14, span.droppedLinksCount);
+  // Always present, as the SDK writes it.
+  const status = span.status;
+  const s = w.begin(15);
+  if (status.message) w.string(2, status.message);
+  if (status.code !== 0) {
+    w.tag(3, 0);
+    w.varint(status.code);
+  }
+  w.end(s);
+  w.tag(16, 5);
+  w.fixed32(spanFlags(ctx.traceFlags, parent?.isRemote));
+  w.end(at);
+}
+
+/** A `Resource` message (resource/v1) as field 1 of ResourceSpans, its schema URL as field 3. */
+export function writeResource(w: OtlpWriter, resource: Resource): { schemaUrl?: string } {
+  const at = w.begin(1);
+  writeAttributes(w, 1, resource.attributes);
+  w.end(at);
+  return { schemaUrl: resource.schemaUrl };
+}
+
+/** An `InstrumentationScope` message (common/v1) as field 1 of ScopeSpans. */
+export function writeScope(w: OtlpWriter, scope: InstrumentationScope): void {
+  const at = w.begin(1);
+  w.string(1, scope.name);
+  if (scope.version) w.string(2, scope.version);
+  w.end(at);
+}
