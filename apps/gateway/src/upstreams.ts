@@ -207,7 +207,8 @@ export class Upstreams {
     }
     const stream = pooled.session.request(headers, options);
     pooled.active++;
-    stream.once("close", () => {
+    // `on`: "close" comes once, and `once` would wrap the listener in another closure per call.
+    stream.on("close", () => {
       pooled.active--;
     });
     return stream;

@@ -276,13 +276,18 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
     (a, b) => Number(b.name === scenario.baseline) - Number(a.name === scenario.baseline),
   );
   const results = new Map<string, ServerResult>();
-  let baselineMax: number | undefined;
+  // The server whose max sets the latency rate: the scenario's choice when it runs, else the baseline.
+  const rateFrom =
+    scenario.latencyRateFrom && selected.some((s) => s.name === scenario.latencyRateFrom)
+      ? scenario.latencyRateFrom
+      : scenario.baseline;
+  let rateFromMax: number | undefined;
   const latencyRate = (): { rate: number | undefined; source: string } => {
     if (settings.rate !== undefined) return { rate: settings.rate, source: "MESHWORK_BENCH_RATE" };
-    if (baselineMax !== undefined && baselineMax >= 2) {
-      return { rate: Math.floor(baselineMax / 2), source: `half of ${scenario.baseline}'s max` };
+    if (rateFromMax !== undefined && rateFromMax >= 2) {
+      return { rate: Math.floor(rateFromMax / 2), source: `half of ${rateFrom}'s max` };
     }
-    return { rate: undefined, source: `${scenario.baseline} was not measured; set MESHWORK_BENCH_RATE` };
+    return { rate: undefined, source: `${rateFrom} was not measured; set MESHWORK_BENCH_RATE` };
   };
   const context: StartContext = { cpu: run.placement.serverCpu, log };
   const fail = (result: ServerResult, err: unknown) => {
@@ -354,7 +359,7 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
       result.reqPerSecRounds = rates;
       result.reqPerSec = median(rates);
       if (result.cpuUsPerCallRounds?.length) result.cpuUsPerCall = median(result.cpuUsPerCallRounds);
-      if (name === scenario.baseline) baselineMax = result.reqPerSec;
+      if (name === rateFrom) rateFromMax = result.reqPerSec;
     }
 
     // Latency at the fixed rate, in alternating rounds too: a p99 is mostly a few GC pauses, so

@@ -215,6 +215,7 @@ export function formatScenario(result: ScenarioResult, settings: BenchReport["se
           : ")"),
     );
   }
+  if (hop && proxy) lines.push(...gatewayVsProxy(hop, proxy));
   const withGc = result.servers.flatMap((s) =>
     s.status === "ok" && s.latency?.gc
       ? [{ server: s.server, rounds: s.latencyRounds, ...s.latency.gc }]
@@ -257,4 +258,28 @@ export function median(values: readonly number[]): number {
   return sorted.length % 2 === 1
     ? (sorted[mid] as number)
     : ((sorted[mid - 1] as number) + (sorted[mid] as number)) / 2;
+}
+
+/** `a[i] / b[i]` for each round both measured, to two decimals. */
+function perRound(a: readonly number[] | undefined, b: readonly number[] | undefined): string {
+  if (!a || !b) return "-";
+  const n = Math.min(a.length, b.length);
+  const ratios: number[] = [];
+  for (let i = 0; i < n; i++) ratios.push((a[i] as number) / (b[i] as number));
+  return ratios.length === 0
+    ? "-"
+    : `${ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(ratios).toFixed(2)})`;
+}
+
+/**
+ * Issue 23's ratios, gateway over the bare proxy, round by round (the rounds alternate, so each
+ * pair ran seconds apart): throughput, CPU per call and p99 at the latency rate.
+ */
+function gatewayVsProxy(hop: ServerResult, proxy: ServerResult): string[] {
+  return [
+    "gateway / bare proxy, by round:",
+    `  req/s ${perRound(hop.reqPerSecRounds, proxy.reqPerSecRounds)}`,
+    `  CPU us/call ${perRound(hop.cpuUsPerCallRounds, proxy.cpuUsPerCallRounds)}`,
+    `  p99 ${perRound(hop.p99Rounds, proxy.p99Rounds)}`,
+  ];
 }

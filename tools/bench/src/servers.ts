@@ -678,6 +678,9 @@ function inFrontOfRuntime(
   };
 }
 
+/** The gateway row's name. */
+export const GATEWAY_SERVER = "gateway -> runtime";
+
 /**
  * The gateway (`apps/gateway`, in the gateway-server fixture) in front of its own runtime
  * fixture: what a hop through the gateway costs (CPU per call and latency). Requests carry the
@@ -685,7 +688,7 @@ function inFrontOfRuntime(
  */
 export function gatewayFixture(): ServerSpec {
   return inFrontOfRuntime({
-    name: "gateway -> runtime",
+    name: GATEWAY_SERVER,
     description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
     script: "gateway-server.js",
     asserts: true,

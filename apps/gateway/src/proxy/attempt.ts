@@ -126,13 +126,15 @@ export class UpstreamAttempt {
     if (bodyless) call.down.body.resume();
     else if (this.body) up.end(this.body);
     else call.streamBody(up);
-    up.once("response", (h, flags) => this.#onResponse(up, h, flags));
-    up.once("trailers", (t) => this.#onTrailers(t));
-    up.once("end", () => this.#onEnd());
-    up.once("error", (err: NodeJS.ErrnoException) =>
+    // `on`, not `once`: each of these comes at most once per stream (and the handlers ignore a
+    // finished attempt), and `once` wraps every listener in a closure of its own per call.
+    up.on("response", (h, flags) => this.#onResponse(up, h, flags));
+    up.on("trailers", (t) => this.#onTrailers(t));
+    up.on("end", () => this.#onEnd());
+    up.on("error", (err: NodeJS.ErrnoException) =>
       this.#lost(`unavailable: ${err.code ?? err.message}`, this.#resetBlame(up)),
     );
-    up.once("close", () => this.#lost(`reset the stream (code ${up.rstCode})`, this.#resetBlame(up)));
+    up.on("close", () => this.#lost(`reset the stream (code ${up.rstCode})`, this.#resetBlame(up)));
   }
 
   /** Whose fault the end of `up` is, when it ended in an error or a reset. */

@@ -1,7 +1,6 @@
 import http2 from "node:http2";
 import {
   type Context,
-  context,
   propagation,
   ROOT_CONTEXT,
   type Span,
@@ -35,6 +34,20 @@ import { backoffMs, isRetryable, mayRetry } from "./retry.js";
  */
 type CallState = "admitting" | "forwarding" | "done";
 
+/** One access log line's fields (the logger adds `service`, `level`, `time`, `msg`). */
+interface AccessEntry {
+  method: string;
+  protocol: Protocol;
+  status: string;
+  upstream: string | undefined;
+  duration_ms: number;
+  bytes_in: number;
+  bytes_out: number;
+  request_id: string;
+  trace_id?: string;
+  span_id?: string;
+}
+
 /** Why gRPC over HTTP/1.1 is refused at the edge. */
 export const GRPC_OVER_HTTP1 =
   "gRPC needs HTTP/2 (its status travels in trailers): call over h2c (HTTP/2 prior knowledge), or use gRPC-Web (application/grpc-web+proto) or Connect over HTTP/1.1";
@@ -60,9 +73,11 @@ export class ProxiedCall implements ClientBytes {
   /** Whether the call's span records: then each attempt is a CLIENT span of its own. */
   #recording = false;
   #ctx: Context = ROOT_CONTEXT;
-  #timer: NodeJS.Timeout | undefined;
+  /** Whether its deadline is in the proxy's {@link Deadlines} (until it completes or expires). */
+  #timed = false;
   /** When the deadline passes (`performance.now()` clock); it runs from the call's arrival. */
   #deadlineAt = 0;
+  #deadlineMs = 0;
   /** The headers every attempt sends upstream. */
   #upstreamHeaders: http2.OutgoingHttpHeaders | undefined;
   /** The latest attempt (earlier ones are finished). */
@@ -102,6 +117,16 @@ export class ProxiedCall implements ClientBytes {
 
   get done(): boolean {
     return this.#state === "done";
+  }
+
+  get deadlineAt(): number {
+    return this.#deadlineAt;
+  }
+
+  /** Its deadline passed (told by the proxy's {@link Deadlines}). */
+  expire(): void {
+    this.#timed = false;
+    this.fail(Code.DeadlineExceeded, `deadline of ${this.#deadlineMs} ms exceeded at the gateway`);
   }
 
   get routeName(): string {
@@ -153,12 +178,10 @@ export class ProxiedCall implements ClientBytes {
       this.#refuse(admitted);
       return;
     }
-    const ms = admitted.deadlineMs;
-    this.#deadlineAt = this.started + ms;
-    this.#timer = setTimeout(
-      () => this.fail(Code.DeadlineExceeded, `deadline of ${ms} ms exceeded at the gateway`),
-      ms,
-    );
+    this.#deadlineMs = admitted.deadlineMs;
+    this.#deadlineAt = this.started + admitted.deadlineMs;
+    this.#timed = true;
+    this.shared.deadlines.add(this);
     const authorization = headers.authorization as string | undefined;
     // A token verified before is answered at once (no promise per call); others are verified.
     const now = options.auth.authorizeNow(admitted.policy, authorization);
@@ -448,7 +471,10 @@ export class ProxiedCall implements ClientBytes {
   complete(outcome: string, failure: boolean): void {
     if (this.done) return;
     this.#state = "done";
-    if (this.#timer) clearTimeout(this.#timer);
+    if (this.#timed) {
+      this.#timed = false;
+      this.shared.deadlines.delete(this);
+    }
     this.#attempt?.finish();
     const { options, budget } = this.shared;
     budget.active--;
@@ -470,7 +496,7 @@ export class ProxiedCall implements ClientBytes {
       span.end();
     }
     if (!options.logger.isLevelEnabled("info")) return;
-    const entry = {
+    const entry: AccessEntry = {
       method: this.path,
       protocol: this.protocol,
       status: outcome,
@@ -480,6 +506,14 @@ export class ProxiedCall implements ClientBytes {
       bytes_out: this.bytesOut,
       request_id: this.requestId,
     };
-    context.with(this.#ctx, () => options.logger.info(entry, "access"));
+    if (span) {
+      // The ids the logger's mixin would take from the call's context, set here: entering the
+      // context per call (context.with, an AsyncLocalStorage run and a closure) only to read
+      // them back cost more than the line's own fields.
+      const ids = span.spanContext();
+      entry.trace_id = ids.traceId;
+      entry.span_id = ids.spanId;
+    }
+    this.shared.accessLog().info(entry, "access");
   }
 }

@@ -73,7 +73,8 @@ export class H2Downstream implements Downstream {
     h[":status"] = status;
     stream.respond(h, { endStream: end, waitForTrailers: trailers });
     if (trailers) {
-      stream.once("wantTrailers", () => {
+      // `on`: it comes once per stream (`once` would add a wrapper closure per call).
+      stream.on("wantTrailers", () => {
         try {
           stream.sendTrailers(this.#trailers ?? { "grpc-status": String(Code.Internal) });
         } catch {
@@ -128,8 +129,9 @@ export class H2Downstream implements Downstream {
     };
     // "aborted": the client reset the stream before its answer ended (emitted at once, where
     // "close" may come later, after writes still queued on the stream are given up).
-    stream.once("aborted", once);
-    stream.once("close", () => {
+    // `on`: each comes at most once, and `once` guards the rest (no wrapper closures per call).
+    stream.on("aborted", once);
+    stream.on("close", () => {
       if (!stream.writableFinished) once();
     });
   }

@@ -22,9 +22,10 @@
  */
 import type http from "node:http";
 import type http2 from "node:http2";
-import { clientMetricsOf } from "@meshwork/telemetry";
+import { clientMetricsOf, type Logger } from "@meshwork/telemetry";
 import { ProxiedCall } from "./call.js";
 import { ClientCalls } from "./client-calls.js";
+import { Deadlines } from "./deadlines.js";
 import type { Downstream } from "./downstream.js";
 import { H1Downstream } from "./downstream-h1.js";
 import { H2Downstream } from "./downstream-h2.js";
@@ -48,6 +49,7 @@ export interface GatewayProxy {
 /** The gateway's request handling: route, pick an endpoint, forward frames both ways. */
 export function createProxy(options: ProxyOptions): GatewayProxy {
   const durations = new Map<string, (seconds: number) => void>();
+  let accessLog: Logger | undefined;
   const shared: ProxyShared = {
     options,
     budget: new RetryBudget(options.retry),
@@ -58,6 +60,12 @@ export function createProxy(options: ProxyOptions): GatewayProxy {
       options.maxBufferedBytesPerClient,
       options.maxBufferedBytesTotal,
     ),
+    deadlines: new Deadlines(),
+    accessLog() {
+      // A child takes its parent's level when made: made again if the level changed since.
+      if (accessLog?.level !== options.logger.level) accessLog = options.logger.child({}, { redact: [] });
+      return accessLog;
+    },
     recordDuration(route, seconds) {
       let record = durations.get(route);
       if (!record) {
