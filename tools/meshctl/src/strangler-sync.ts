@@ -149,15 +149,13 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
     }
     const snapped = await snapshotUsers(sql, o.batchSize ?? 500, o.out);
     users = snapped.users;
-    if (snapped.lastSeq !== null) {
-      firstSeq ??= snapped.firstSeq;
-      lastSeq = Math.max(lastSeq ?? 0, snapped.lastSeq);
-    }
+    // The reported range is the products'; the wait below covers the users' rows too.
+    const waitSeq = Math.max(lastSeq ?? 0, snapped.lastSeq ?? 0);
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     // 1. Relayed: every snapshot row has left legacy's outboxes (translated, then published).
     for (;;) {
       const [left] = await sql<{ n: number }[]>`
-        select (select count(*) from cdc_outbox where sent_at is null and seq <= ${lastSeq ?? 0})::int
+        select (select count(*) from cdc_outbox where sent_at is null and seq <= ${waitSeq})::int
              + (select count(*) from cdc_events where sent_at is null)::int as n`;
       if ((left?.n ?? 0) === 0) break;
       if (Date.now() > deadline)
