@@ -142,6 +142,26 @@ export const MIGRATIONS: readonly string[] = [
      PERFORM pg_notify('cdc_outbox', '');
      RETURN NULL;
    END $$;`,
+  // Step 5: users follow the traffic. A trigger on `users` captures the account (its id, email,
+  // name, password hash and creation time) into the same cdc_outbox, as 'legacy.user.changed';
+  // the translator turns it into a UserChanged for the users service. Only the columns the mesh
+  // keeps fire it (a roles change does not: legacy's roles are not copied).
+  `CREATE FUNCTION cdc_user_state(uid uuid) RETURNS jsonb LANGUAGE sql STABLE AS $$
+     SELECT jsonb_build_object(
+       'id', u.id, 'email', u.email, 'display_name', u.display_name,
+       'password_hash', u.password_hash, 'create_time', u.created_at)
+     FROM users u WHERE u.id = uid
+   $$;
+   CREATE FUNCTION cdc_capture_user() RETURNS trigger LANGUAGE plpgsql AS $$
+   BEGIN
+     IF current_setting('meshwork.origin', true) = 'mesh' THEN RETURN NULL; END IF;
+     INSERT INTO cdc_outbox (event_type, aggregate_id, payload)
+       VALUES ('legacy.user.changed', NEW.id, cdc_user_state(NEW.id));
+     PERFORM pg_notify('cdc_outbox', '');
+     RETURN NULL;
+   END $$;
+   CREATE TRIGGER users_cdc AFTER INSERT OR UPDATE OF email, display_name, password_hash ON users
+     FOR EACH ROW EXECUTE FUNCTION cdc_capture_user();`,
 ];
 
 /** Applies the migrations not applied yet, in one transaction each, serialised by an advisory lock. */

@@ -25,6 +25,7 @@ import { readSyncLag } from "./strangler-sync.js";
 // sync) and the inventory service, each on its own database, over the shared NATS.
 const legacyMain = fileURLToPath(new URL("../../../apps/legacy/dist/main.js", import.meta.url));
 const inventoryMain = fileURLToPath(new URL("../../../apps/inventory/dist/main.js", import.meta.url));
+const usersMain = fileURLToPath(new URL("../../../apps/users/dist/main.js", import.meta.url));
 const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 /** The bound a legacy write must reach inventory within (measured figures are printed). */
 const SYNC_BOUND_MS = 5_000;
@@ -32,6 +33,9 @@ const SYNC_BOUND_MS = 5_000;
 const namespace = `${uniqueName("sg")}.`;
 let legacyDb: TestDatabase;
 let inventoryDb: TestDatabase;
+let usersDb: TestDatabase;
+let users: ManagedProcess | undefined;
+let usql: postgres.Sql;
 let legacy: ManagedProcess | undefined;
 let inventory: ManagedProcess | undefined;
 let inventoryUrl: string;
@@ -69,6 +73,8 @@ const client = () => createClient(InventoryService, createGrpcTransport({ baseUr
 beforeAll(async () => {
   legacyDb = await createTestDatabase("mw_sync_legacy");
   inventoryDb = await createTestDatabase("mw_sync_inv");
+  usersDb = await createTestDatabase("mw_sync_users");
+  usql = postgres(usersDb.url, { max: 1, onnotice: () => {} });
   lsql = postgres(legacyDb.url, { max: 2, onnotice: () => {} });
   const common = { NATS_URL: natsUrl, EVENTS_NAMESPACE: namespace, PORT: "0", LOG_LEVEL: "info" };
   legacy = startProcess(process.execPath, [legacyMain], {
@@ -94,6 +100,17 @@ beforeAll(async () => {
   inventory = startProcess(process.execPath, [inventoryMain], {
     env: { ...common, DATABASE_URL: inventoryDb.url, DISCOVERY: "static", CACHE_SHARED: "none" },
   });
+  // The users service too: the backfill brings legacy's users there (their captures were purged).
+  users = startProcess(process.execPath, [usersMain], {
+    env: {
+      ...common,
+      DATABASE_URL: usersDb.url,
+      DISCOVERY: "static",
+      USERS_BOOTSTRAP_SECRET: "b".repeat(32),
+      LEGACY_TOKEN_SECRET: "s".repeat(40),
+    },
+  });
+  await users.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING", 90_000);
   const line = await inventory.waitForLog((l) => l.msg === "listening", 60_000);
   inventoryUrl = `http://127.0.0.1:${line.port}`;
   await waitFor(
@@ -110,7 +127,9 @@ beforeAll(async () => {
 
 afterAll(async () => {
   await inventory?.stop();
+  await users?.stop();
   await legacy?.stop();
+  await usql?.end({ timeout: 5 });
   await lsql?.end({ timeout: 5 });
   const nc = await connectNats(natsUrl, "test");
   const jsm = await jetstreamManager(nc);
@@ -119,6 +138,7 @@ afterAll(async () => {
     if (s.config.name.startsWith(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
   await nc.close();
   await inventoryDb?.drop();
+  await usersDb?.drop();
   await legacyDb?.drop();
 });
 
@@ -132,6 +152,12 @@ describe("strangler data sync (legacy CDC -> inventory, reverse sync back)", () 
     expect(first.err).toBe("");
     expect(first.code).toBe(0);
     expect(first.out).toContain(`${products} created, 0 updated, 0 unchanged`);
+    // Legacy's users too, with their ids: the users service applied every one of them.
+    const legacyUsers = (await lsql<{ id: string }[]>`select id from users order by id`).map((r) => r.id);
+    expect(legacyUsers.length).toBeGreaterThan(0);
+    expect(first.out).toContain(`${legacyUsers.length} users snapshotted; the users service applied them`);
+    const meshUsers = (await usql<{ id: string }[]>`select id from users order by id`).map((r) => r.id);
+    expect(meshUsers).toEqual(legacyUsers);
     const [kettle] = await lsql<{ id: string; name: string; price_minor: string; on_hand: string }[]>`
       select p.id, p.name, p.price_minor, s.on_hand from products p join stock s on s.product_id = p.id
       where p.sku = 'LEG-KETTLE'`;
@@ -142,6 +168,7 @@ describe("strangler data sync (legacy CDC -> inventory, reverse sync back)", () 
     const second = await backfillOnce();
     expect(second.code).toBe(0);
     expect(second.out).toContain(`0 created, 0 updated, ${products} unchanged`);
+    expect(second.out).toContain(`${legacyUsers.length} users snapshotted; the users service applied them`);
     expect((await client().getProduct({ id: kettle!.id })).product?.version).toBe(copied.version);
     process.stdout.write(`backfill: ${first.out}second: ${second.out}`);
   }, 120_000);

@@ -14,6 +14,12 @@ export const SYNC_FLOWS = [
     durable: "inventory-legacy-sync",
     routes: ["GetProduct", "ListProducts"],
   },
+  {
+    name: "legacy -> users (CDC)",
+    stream: "LEGACY",
+    durable: "users-legacy-sync",
+    routes: ["GetUser"],
+  },
   { name: "inventory -> legacy (reverse)", stream: "INVENTORY", durable: "legacy-reverse-sync", routes: [] },
 ] as const;
 
@@ -87,6 +93,10 @@ export interface BackfillOptions extends NatsTarget {
 
 export interface BackfillReport {
   products: number;
+  /** Legacy's users snapshotted (to the users service, with their legacy ids and password hashes). */
+  users: number;
+  /** Whether the users service's consumer applied them (false: it has no consumer on LEGACY yet). */
+  usersApplied: boolean;
   firstSeq: number | null;
   lastSeq: number | null;
   created: number;
@@ -108,6 +118,7 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
   const before = await o.catalogue();
   const sql = postgres(o.legacyDatabaseUrl, { max: 1, onnotice: () => {} });
   let products = 0;
+  let users = 0;
   let firstSeq: number | null = null;
   let lastSeq: number | null = null;
   const ids: string[] = [];
@@ -136,11 +147,15 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
           .at(-1) ?? cursor;
       o.out.write(`  ${products} products snapshotted (through ${cursor})\n`);
     }
+    const snapped = await snapshotUsers(sql, o.batchSize ?? 500, o.out);
+    users = snapped.users;
+    // The reported range is the products'; the wait below covers the users' rows too.
+    const waitSeq = Math.max(lastSeq ?? 0, snapped.lastSeq ?? 0);
     const deadline = Date.now() + (o.timeoutMs ?? 60_000);
     // 1. Relayed: every snapshot row has left legacy's outboxes (translated, then published).
     for (;;) {
       const [left] = await sql<{ n: number }[]>`
-        select (select count(*) from cdc_outbox where sent_at is null and seq <= ${lastSeq ?? 0})::int
+        select (select count(*) from cdc_outbox where sent_at is null and seq <= ${waitSeq})::int
              + (select count(*) from cdc_events where sent_at is null)::int as n`;
       if ((left?.n ?? 0) === 0) break;
       if (Date.now() > deadline)
@@ -152,12 +167,14 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
   } finally {
     await sql.end({ timeout: 5 });
   }
-  // 2. Applied: inventory's consumer has nothing pending on the LEGACY stream.
+  // 2. Applied: inventory's consumer (and users', when it runs) has nothing pending on LEGACY.
+  let usersApplied = false;
   const deadline = Date.now() + (o.timeoutMs ?? 60_000);
   const nc = await connectNats(o.natsUrl, "meshctl", o.natsCredentials);
   try {
     const jsm = await jetstreamManager(nc);
     const stream = streamName(o.namespace, "LEGACY");
+    usersApplied = await waitUsersApplied(jsm, stream, users, deadline);
     for (;;) {
       const behind = await flowLag(jsm, stream, "inventory-legacy-sync").catch(() => null);
       if (behind === 0) break;
@@ -185,5 +202,59 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
     else if (was !== version) updated++;
     else unchanged++;
   }
-  return { products, firstSeq, lastSeq, created, updated, unchanged, appliedInMs };
+  return { products, users, usersApplied, firstSeq, lastSeq, created, updated, unchanged, appliedInMs };
+}
+
+/** Snapshots every legacy user into cdc_outbox (id order, batches): the users service's backfill. */
+async function snapshotUsers(
+  sql: postgres.Sql,
+  batchSize: number,
+  out: NodeJS.WritableStream,
+): Promise<{ users: number; firstSeq: number | null; lastSeq: number | null }> {
+  let users = 0;
+  let firstSeq: number | null = null;
+  let lastSeq: number | null = null;
+  let cursor = "00000000-0000-0000-0000-000000000000";
+  for (;;) {
+    const rows = await sql.begin(
+      (tx) => tx<{ seq: string; aggregate_id: string }[]>`
+        insert into cdc_outbox (event_type, aggregate_id, payload)
+        select 'legacy.user.snapshot', u.id, cdc_user_state(u.id)
+          from users u where u.id > ${cursor} order by u.id limit ${batchSize}
+        returning seq, aggregate_id`,
+    );
+    if (rows.length === 0) break;
+    await sql`select pg_notify('cdc_outbox', '')`;
+    users += rows.length;
+    const seqs = rows.map((r) => Number(r.seq));
+    firstSeq ??= Math.min(...seqs);
+    lastSeq = Math.max(lastSeq ?? 0, ...seqs);
+    cursor =
+      rows
+        .map((r) => r.aggregate_id)
+        .sort()
+        .at(-1) ?? cursor;
+    out.write(`  ${users} users snapshotted (through ${cursor})\n`);
+  }
+  return { users, firstSeq, lastSeq };
+}
+
+/**
+ * Waits until the users service's consumer has applied what is on LEGACY; false at once when
+ * it has no consumer (the users service never ran against this stream), so products still load.
+ */
+async function waitUsersApplied(
+  jsm: JetStreamManager,
+  stream: string,
+  users: number,
+  deadline: number,
+): Promise<boolean> {
+  if (users === 0) return true;
+  for (;;) {
+    const behind = await flowLag(jsm, stream, "users-legacy-sync").catch(() => null);
+    if (behind === null) return false;
+    if (behind === 0) return true;
+    if (Date.now() > deadline) throw new Error(`users still has ${behind} legacy users to apply`);
+    await new Promise((r) => setTimeout(r, 50));
+  }
 }

@@ -8,6 +8,7 @@ import { BufferedDownstream } from "./buffered-downstream.js";
 import { type RouteState, RouteStats, type Side, sideOf } from "./cutover.js";
 import { diffJson } from "./diff.js";
 import { findHttpRoute, type HttpRoute, httpRoutesOf } from "./http-rules.js";
+import { LegacySessions, legacySessionOf } from "./legacy-sessions.js";
 import { buildRequest, printResponse, restError, restErrorOf, TranscodeError } from "./transcode.js";
 
 /**
@@ -115,9 +116,12 @@ export class Strangler {
   readonly stats = new Map<string, RouteStats>();
   readonly #agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
   readonly #legacy: URL | undefined;
+  /** Old clients' legacy sessions traded for mesh tokens on routes the new services answer. */
+  readonly sessions: LegacySessions;
 
   constructor(options: StranglerOptions) {
     this.#options = options;
+    this.sessions = new LegacySessions(options.dispatch);
     this.#legacy = options.legacyUrl ? new URL(options.legacyUrl) : undefined;
     this.#http = httpRoutesOf(options.files).filter((r) => r.template.startsWith(options.prefix));
     for (const route of this.#http) {
@@ -406,6 +410,21 @@ export class Strangler {
     for (const name of ["authorization", "traceparent", "tracestate", "x-request-id", "connect-timeout-ms"]) {
       const v = req.headers[name];
       if (typeof v === "string") headers[name] = v;
+    }
+    // An old client's legacy session: the new service gets the same user's mesh identity.
+    const session = legacySessionOf(req.headers.authorization);
+    if (session) {
+      const trace: http2.IncomingHttpHeaders = {};
+      for (const name of ["traceparent", "tracestate", "x-request-id"] as const)
+        if (headers[name] !== undefined) trace[name] = headers[name];
+      const x = await this.sessions.exchange(
+        session.token,
+        session.expMs,
+        req.socket.remoteAddress ?? "unknown",
+        trace,
+      );
+      if (!x.ok) return json(x.status, x.body);
+      headers.authorization = x.authorization;
     }
     const down = new BufferedDownstream(headers, message, req.socket.remoteAddress ?? "unknown");
     this.#options.dispatch(down);

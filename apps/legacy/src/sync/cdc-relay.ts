@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ProductChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import { ProductChangedSchema, UserChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { type DatabaseHandle, queryRows } from "@meshwork/db";
 import {
   createEnvelope,
@@ -38,6 +38,15 @@ interface CapturedState {
   update_time: string | null;
 }
 
+/** A user's account as the trigger's `cdc_user_state` writes it (jsonb, schema step 5). */
+interface CapturedUser {
+  id: string;
+  email: string;
+  display_name: string;
+  password_hash: string;
+  create_time: string;
+}
+
 type CapturedRow = {
   seq: string | number;
   event_id: string;
@@ -45,6 +54,31 @@ type CapturedRow = {
   payload: CapturedState;
   created_at: Date | string;
 };
+
+/** A captured user row as the UserChanged the users service reads. */
+export function toUserChanged(row: CapturedRow, namespace: string): EventEnvelope {
+  const u = row.payload as unknown as CapturedUser;
+  return createEnvelope(
+    UserChangedSchema,
+    create(UserChangedSchema, {
+      userId: u.id,
+      sequence: BigInt(row.seq),
+      email: u.email,
+      displayName: u.display_name,
+      passwordHash: u.password_hash,
+      createTime: timestampFromDate(new Date(u.create_time)),
+      snapshot: row.event_type === "legacy.user.snapshot",
+    }),
+    { source: SOURCE, namespace, id: row.event_id, time: new Date(row.created_at) },
+  );
+}
+
+/** A captured row (a product's or a user's, by its event type) as the event the mesh reads. */
+export function toMeshEvent(row: CapturedRow, namespace: string): EventEnvelope {
+  return row.event_type.startsWith("legacy.user.")
+    ? toUserChanged(row, namespace)
+    : toProductChanged(row, namespace);
+}
 
 /** A captured row as the Protobuf event the mesh reads. */
 export function toProductChanged(row: CapturedRow, namespace: string): EventEnvelope {
@@ -87,7 +121,7 @@ async function translateBatch(options: TranslatorOptions): Promise<number> {
     await enqueueEvents(
       tx,
       cdcEvents,
-      rows.map((r) => toProductChanged(r, options.namespace)),
+      rows.map((r) => toMeshEvent(r, options.namespace)),
     );
     await tx.execute(
       sql`update cdc_outbox set sent_at = now()

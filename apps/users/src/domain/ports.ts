@@ -7,6 +7,8 @@ export interface UserRepository {
   insert(user: UserRecord): Promise<void>;
   findById(id: string): Promise<User | undefined>;
   findByEmail(email: string): Promise<UserRecord | undefined>;
+  /** Replaces the password hash if it is still `from` (a concurrent change wins); true if replaced. */
+  replacePasswordHash(id: string, from: string, to: string): Promise<boolean>;
   /** Up to `limit` users with id greater than `afterId`, in id order. */
   listAfter(afterId: string | undefined, limit: number): Promise<User[]>;
 }
@@ -14,6 +16,8 @@ export interface UserRepository {
 export interface PasswordHasher {
   hash(password: string): Promise<string>;
   verify(hash: string, password: string): Promise<boolean>;
+  /** True for a hash of another scheme (legacy's scrypt): re-hash it after a successful login. */
+  needsRehash(hash: string): boolean;
 }
 
 /** An access token and when it stops being valid. */
@@ -26,6 +30,8 @@ export interface IssuedToken {
 export interface LegacyTokenVerifier {
   /** The token's user id, or undefined when it does not verify or has expired. */
   verify(token: string): Promise<{ userId: string } | undefined>;
+  /** The `sub` the token claims, NOT verified (it only names the account an attempt counts against). */
+  claimedSubject(token: string): string | undefined;
 }
 
 export interface TokenIssuer {

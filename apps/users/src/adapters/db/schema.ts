@@ -1,6 +1,6 @@
-import { outboxTable } from "@meshwork/events";
+import { inboxTable, outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
-import { check, integer, jsonb, pgTable, smallint, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigint, check, integer, jsonb, pgTable, smallint, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
 /** Accounts. Ids are UUIDv7, so ordering by id is ordering by creation. */
 export const users = pgTable("users", {
@@ -54,5 +54,23 @@ export const authFailures = pgTable("auth_failures", {
 /** Events waiting for the relay (UserRegistered), written in the same transaction as the user. */
 export const outbox = outboxTable();
 
-export const schema = { users, signingKeys, bootstrapSecret, authFailures, outbox };
+/**
+ * Strangler fig: the legacy monolith's users applied here (UserChanged, by CDC or backfill), per
+ * user the highest capture sequence applied, so an older or repeated capture is dropped. The
+ * fingerprint (SHA-256) of the last legacy password hash applied tells a password changed in
+ * legacy from a repeat of the one already re-hashed here. `conflict`: why the last capture could
+ * not be applied (its email belongs to another account of this service), else null.
+ */
+export const legacyUserSync = pgTable("legacy_user_sync", {
+  userId: uuid("user_id").primaryKey(),
+  sequence: bigint("sequence", { mode: "number" }).notNull(),
+  passwordFingerprint: text("password_fingerprint").notNull(),
+  conflict: text("conflict"),
+  appliedAt: timestamp("applied_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+});
+
+/** Events consumed (the legacy CDC's UserChanged), recorded with their effect. */
+export const inbox = inboxTable();
+
+export const schema = { users, signingKeys, bootstrapSecret, authFailures, outbox, legacyUserSync, inbox };
 export type UsersSchema = typeof schema;

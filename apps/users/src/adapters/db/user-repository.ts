@@ -1,5 +1,5 @@
 import { type Database, isUniqueViolation } from "@meshwork/db";
-import { asc, eq, gt, sql } from "drizzle-orm";
+import { and, asc, eq, gt, sql } from "drizzle-orm";
 import type { UserRepository } from "../../domain/ports.js";
 import { EmailTakenError, type User, type UserRecord } from "../../domain/user.js";
 import { type UsersSchema, users } from "./schema.js";
@@ -46,6 +46,14 @@ export function createUserRepository(db: Database<UsersSchema>): UserRepository 
     async findByEmail(email: string): Promise<UserRecord | undefined> {
       const [row] = await db.select().from(users).where(eq(users.email, email)).limit(1);
       return row;
+    },
+    async replacePasswordHash(id: string, from: string, to: string): Promise<boolean> {
+      const rows = await db
+        .update(users)
+        .set({ passwordHash: to })
+        .where(and(eq(users.id, id), eq(users.passwordHash, from)))
+        .returning({ id: users.id });
+      return rows.length > 0;
     },
     async listAfter(afterId: string | undefined, limit: number): Promise<User[]> {
       return db

@@ -21,7 +21,9 @@ export interface LoginDeps {
  * Exchanges credentials for an access token. An unknown email and a wrong password fail the
  * same way and take about the same time (a hash is verified either way), and both count as a
  * failure of that email: past the limit the email takes no attempt until its window ends, right
- * password or not (an unknown email is locked alike, so locking reveals nothing either).
+ * password or not (an unknown email is locked alike, so locking reveals nothing either). A user
+ * synced from the legacy monolith logs in with their legacy password; that hash is then replaced
+ * by an Argon2id one (compare-and-set: a password changed meanwhile is left alone).
  */
 export async function login(deps: LoginDeps, input: LoginInput): Promise<IssuedToken & { user: User }> {
   const email = normalizeEmail(input.email);
@@ -30,6 +32,13 @@ export async function login(deps: LoginDeps, input: LoginInput): Promise<IssuedT
   const ok = await deps.hasher.verify(record?.passwordHash ?? deps.decoyHash, input.password);
   if (!record || !ok) throw new InvalidCredentialsError();
   await deps.attempts.succeeded(email);
+  // A hash synced from legacy (scrypt) moves to this service's scheme at the first login.
+  if (deps.hasher.needsRehash(record.passwordHash))
+    await deps.users.replacePasswordHash(
+      record.id,
+      record.passwordHash,
+      await deps.hasher.hash(input.password),
+    );
   const { passwordHash: _hidden, ...user } = record;
   return { ...(await deps.tokens.issue(user)), user };
 }

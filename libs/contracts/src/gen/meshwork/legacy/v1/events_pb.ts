@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/legacy/v1/events.proto.
  */
 export const file_meshwork_legacy_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEigAIKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEigAIKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIIrQBCgtVc2VyQ2hhbmdlZBIPCgd1c2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEg0KBWVtYWlsGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIaCg1wYXNzd29yZF9oYXNoGAUgASgJQgOAAQESLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAcgASgIYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * ProductChanged: a product's state in the legacy database after a change of its row or of its
@@ -81,4 +81,64 @@ export type ProductChanged = Message<"meshwork.legacy.v1.ProductChanged"> & {
  */
 export const ProductChangedSchema: GenMessage<ProductChanged> = /*@__PURE__*/
   messageDesc(file_meshwork_legacy_v1_events, 0);
+
+/**
+ * UserChanged: a user's account in the legacy database after a change of its row (registration,
+ * a new email, name or password), or a snapshot of it written by `meshctl strangler backfill`.
+ * The users service keeps legacy's user id, so a legacy session's `sub` names the same account
+ * on both sides; like ProductChanged, the newest `sequence` per user wins.
+ *
+ * @generated from message meshwork.legacy.v1.UserChanged
+ */
+export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
+  /**
+   * @generated from field: string user_id = 1;
+   */
+  userId: string;
+
+  /**
+   * The legacy cdc_outbox row's sequence: grows with every captured change.
+   *
+   * @generated from field: int64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: string email = 3;
+   */
+  email: string;
+
+  /**
+   * @generated from field: string display_name = 4;
+   */
+  displayName: string;
+
+  /**
+   * Legacy's own password hash (`scrypt$<salt>$<key>`), never the password: the users service
+   * verifies a legacy user's first mesh login with it and re-hashes to its own scheme. Only the
+   * users service consumes this event; it must never be logged or copied into another event.
+   *
+   * @generated from field: string password_hash = 5;
+   */
+  passwordHash: string;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 6;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * Written by a backfill rather than by a change of the row.
+   *
+   * @generated from field: bool snapshot = 7;
+   */
+  snapshot: boolean;
+};
+
+/**
+ * Describes the message meshwork.legacy.v1.UserChanged.
+ * Use `create(UserChangedSchema)` to create a new message.
+ */
+export const UserChangedSchema: GenMessage<UserChanged> = /*@__PURE__*/
+  messageDesc(file_meshwork_legacy_v1_events, 1);
 

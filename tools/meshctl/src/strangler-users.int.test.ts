@@ -1,0 +1,281 @@
+import { randomBytes } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { Code, ConnectError, createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
+import { connectNats, streamName } from "@meshwork/events";
+import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
+import { testIdentity } from "@meshwork/runtime/testing";
+import {
+  createTestDatabase,
+  type ManagedProcess,
+  startProcess,
+  type TestDatabase,
+  uniqueName,
+  waitFor,
+} from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
+import { decodeJwt, SignJWT } from "jose";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+
+// Issue 19, identity follows the traffic, on real processes: the legacy monolith (its CDC relay),
+// the users service (its LEGACY consumer, Login, ExchangeLegacyToken) and the gateway's strangler
+// routes, each service on its own database, over the shared NATS.
+const legacyMain = fileURLToPath(new URL("../../../apps/legacy/dist/main.js", import.meta.url));
+const usersMain = fileURLToPath(new URL("../../../apps/users/dist/main.js", import.meta.url));
+const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+/** The bound a legacy user change must reach the users service within (figures are printed). */
+const SYNC_BOUND_MS = 5_000;
+const SECRET = randomBytes(24).toString("base64url").padEnd(40, "x");
+const MAX_FAILURES = 3;
+const identity = testIdentity(["gateway"]);
+const namespace = `${uniqueName("su")}.`;
+
+let legacyDb: TestDatabase;
+let usersDb: TestDatabase;
+let legacy: ManagedProcess | undefined;
+let users: ManagedProcess | undefined;
+let gateway: Gateway | undefined;
+let legacyUrl: string;
+let usersUrl: string;
+let url: string;
+let adminUrl: string;
+let lsql: postgres.Sql;
+let usql: postgres.Sql;
+
+const usersClient = () => createClient(UserService, createGrpcTransport({ baseUrl: usersUrl }));
+const codeOf = (p: Promise<unknown>) =>
+  p.then(
+    () => "OK",
+    (e: unknown) => Code[ConnectError.from(e).code],
+  );
+
+async function legacyPost(path: string, body: unknown) {
+  const res = await fetch(`${legacyUrl}${path}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify(body),
+  });
+  // biome-ignore lint/suspicious/noExplicitAny: JSON answers read in assertions
+  return { status: res.status, body: (await res.json()) as any };
+}
+
+/** Registers a user through legacy's own API and logs in there: a real legacy session. */
+async function legacyUser(tag: string, password = "old legacy password") {
+  const email = `${tag}.${randomBytes(4).toString("hex")}@example.com`;
+  const created = await legacyPost("/api/users", { email, password, display_name: `Legacy ${tag}` });
+  expect(created.status).toBe(200);
+  const started = performance.now();
+  const login = await legacyPost("/api/login", { email, password });
+  expect(login.status).toBe(200);
+  return {
+    id: created.body.id as string,
+    email,
+    password,
+    token: login.body.access_token as string,
+    started,
+  };
+}
+
+const meshRow = async (id: string) =>
+  (
+    await usql<{ email: string; display_name: string; password_hash: string; roles: string[] }[]>`
+      select email, display_name, password_hash, roles from users where id = ${id}`
+  )[0];
+
+/** Waits until the users service holds `id` in a state `ok` accepts; the ms it took since `from`. */
+async function synced(
+  id: string,
+  from: number,
+  ok: (r: NonNullable<Awaited<ReturnType<typeof meshRow>>>) => boolean,
+) {
+  await waitFor(
+    async () => {
+      const r = await meshRow(id);
+      return !!r && ok(r);
+    },
+    { what: `legacy user ${id} in the users service`, timeoutMs: 30_000, intervalMs: 20 },
+  );
+  return Math.round(performance.now() - from);
+}
+
+async function setRoute(route: string, weight: number) {
+  const res = await fetch(`${adminUrl}/strangler/routes/${route}`, {
+    method: "POST",
+    headers: { "content-type": "application/json" },
+    body: JSON.stringify({ weight }),
+  });
+  expect(res.status).toBe(200);
+}
+
+async function getViaGateway(path: string, authorization: string) {
+  const res = await fetch(`${url}${path}`, { headers: { authorization } });
+  // biome-ignore lint/suspicious/noExplicitAny: JSON answers read in assertions
+  return { status: res.status, side: res.headers.get("x-meshwork-side"), body: (await res.json()) as any };
+}
+
+beforeAll(async () => {
+  [legacyDb, usersDb] = await Promise.all([createTestDatabase("mw_su_l"), createTestDatabase("mw_su_u")]);
+  lsql = postgres(legacyDb.url, { max: 2, onnotice: () => {} });
+  usql = postgres(usersDb.url, { max: 2, onnotice: () => {} });
+  const common = { NATS_URL: natsUrl, EVENTS_NAMESPACE: namespace, PORT: "0", LEGACY_TOKEN_SECRET: SECRET };
+  legacy = startProcess(process.execPath, [legacyMain], { env: { ...common, DATABASE_URL: legacyDb.url } });
+  users = startProcess(process.execPath, [usersMain], {
+    env: {
+      ...common,
+      DATABASE_URL: usersDb.url,
+      DISCOVERY: "static",
+      IDENTITY_TRUST: identity.trustText,
+      USERS_BOOTSTRAP_SECRET: randomBytes(32).toString("base64url"),
+      USERS_AUTH_MAX_FAILURES: String(MAX_FAILURES),
+    },
+  });
+  const [l, u] = await Promise.all([
+    legacy.waitForLog((x) => x.msg === "listening", 90_000),
+    users.waitForLog((x) => x.msg === "listening", 90_000),
+  ]);
+  legacyUrl = `http://127.0.0.1:${l.port}`;
+  usersUrl = `http://127.0.0.1:${u.port}`;
+  await users.waitForLog((x) => x.msg === "health changed" && x.status === "SERVING", 90_000);
+  gateway = createGateway({
+    config: loadConfig({
+      PORT: "0",
+      ADMIN_PORT: "0",
+      LOG_LEVEL: "silent",
+      DISCOVERY: "static",
+      UPSTREAMS: `users=${usersUrl}`,
+      JWKS_URL: `${usersUrl}/.well-known/jwks.json`,
+      IDENTITY_KEY: identity.keys.gateway?.privateKey,
+      STRANGLER_LEGACY_URL: legacyUrl,
+    }),
+  });
+  ({ url, adminUrl } = await gateway.start());
+}, 180_000);
+
+afterAll(async () => {
+  await gateway?.stop();
+  await Promise.all([legacy?.stop(), users?.stop()]);
+  await lsql?.end({ timeout: 5 });
+  await usql?.end({ timeout: 5 });
+  const nc = await connectNats(natsUrl, "test");
+  const jsm = await jetstreamManager(nc);
+  const prefix = streamName(namespace, "");
+  for await (const s of jsm.streams.list())
+    if (s.config.name.startsWith(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
+  await nc.close();
+  await Promise.all([usersDb?.drop(), legacyDb?.drop()]);
+});
+
+describe("strangler identity: legacy users -> users, their passwords and sessions on the mesh", () => {
+  it("a user registered in legacy shows up in users (legacy's id, a customer) within the bound, and so does a change", async () => {
+    const u = await legacyUser("sync");
+    const created = await synced(u.id, u.started, () => true);
+    const row = await meshRow(u.id);
+    expect(row).toMatchObject({ email: u.email, display_name: "Legacy sync", roles: ["customer"] });
+    const changedAt = performance.now();
+    const newEmail = `moved.${u.email}`;
+    await lsql`update users set email = ${newEmail}, display_name = 'Renamed' where id = ${u.id}`;
+    const changed = await synced(
+      u.id,
+      changedAt,
+      (r) => r.email === newEmail && r.display_name === "Renamed",
+    );
+    process.stdout.write(`legacy -> users: created in ${created} ms, email/name change in ${changed} ms\n`);
+    expect(created).toBeLessThan(SYNC_BOUND_MS);
+    expect(changed).toBeLessThan(SYNC_BOUND_MS);
+  });
+
+  it("a legacy user logs in to the mesh with the old password, which is then re-hashed to Argon2id", async () => {
+    const u = await legacyUser("login", "my old password 1");
+    await synced(u.id, u.started, () => true);
+    expect((await meshRow(u.id))?.password_hash).toMatch(/^scrypt\$/);
+    expect(await codeOf(usersClient().login({ email: u.email, password: "wrong password" }))).toBe(
+      "Unauthenticated",
+    );
+    const res = await usersClient().login({ email: u.email, password: "my old password 1" });
+    expect(decodeJwt(res.accessToken).sub).toBe(u.id);
+    expect((await meshRow(u.id))?.password_hash).toMatch(/^\$argon2id\$/);
+    // The re-hashed password still works, and a repeat of the same legacy capture does not undo it.
+    await lsql`update users set display_name = 'Again' where id = ${u.id}`;
+    await synced(u.id, performance.now(), (r) => r.display_name === "Again");
+    expect((await meshRow(u.id))?.password_hash).toMatch(/^\$argon2id\$/);
+    expect((await usersClient().login({ email: u.email, password: "my old password 1" })).user?.id).toBe(
+      u.id,
+    );
+  });
+
+  it("exchanges a real legacy session (POST /api/login) for a mesh token of the same user", async () => {
+    const u = await legacyUser("exchange");
+    await synced(u.id, u.started, () => true);
+    const res = await usersClient().exchangeLegacyToken({ legacyToken: u.token });
+    expect(decodeJwt(res.accessToken)).toMatchObject({ sub: u.id, roles: ["customer"] });
+    expect(res.user?.email).toBe(u.email);
+  });
+
+  it("locks the exchange like Login: past the limit even a valid session is refused, and Login too", async () => {
+    const u = await legacyUser("lockout");
+    await synced(u.id, u.started, () => true);
+    const forged = await new SignJWT({})
+      .setProtectedHeader({ alg: "HS256" })
+      .setSubject(u.id)
+      .setIssuer("legacy")
+      .setExpirationTime("10m")
+      .sign(new TextEncoder().encode("not-the-secret-".padEnd(40, "z")));
+    for (let i = 0; i < MAX_FAILURES; i++)
+      expect(await codeOf(usersClient().exchangeLegacyToken({ legacyToken: forged }))).toBe(
+        "Unauthenticated",
+      );
+    expect(await codeOf(usersClient().exchangeLegacyToken({ legacyToken: u.token }))).toBe(
+      "ResourceExhausted",
+    );
+    expect(await codeOf(usersClient().login({ email: u.email, password: u.password }))).toBe(
+      "ResourceExhausted",
+    );
+  });
+
+  it("leaves a mesh account alone when a legacy user has its email: the conflict is recorded", async () => {
+    const email = `taken.${randomBytes(4).toString("hex")}@example.com`;
+    const mesh = await usersClient().registerUser({
+      email,
+      password: "mesh password 1",
+      displayName: "Mesh",
+    });
+    const created = await legacyPost("/api/users", {
+      email,
+      password: "legacy password",
+      display_name: "Old",
+    });
+    expect(created.status).toBe(200);
+    await waitFor(
+      async () =>
+        (await usql`select 1 from legacy_user_sync where user_id = ${created.body.id}`).length === 1,
+      { what: "the conflicting capture applied", timeoutMs: 30_000 },
+    );
+    const [sync] = await usql<{ conflict: string | null }[]>`
+      select conflict from legacy_user_sync where user_id = ${created.body.id}`;
+    expect(sync?.conflict).toMatch(/another account/);
+    expect(await meshRow(created.body.id)).toBeUndefined();
+    expect(await meshRow(mesh.user?.id ?? "")).toMatchObject({ email, display_name: "Mesh" });
+  });
+
+  it("the gateway exchanges a legacy session on a route at 100% and forwards it untouched at 0%", async () => {
+    const u = await legacyUser("gateway");
+    await synced(u.id, u.started, () => true);
+    const bearer = `Bearer ${u.token}`;
+    await setRoute("GetUser", 100);
+    const fromNew = await getViaGateway(`/api/users/${u.id}`, bearer);
+    expect(fromNew).toMatchObject({ status: 200, side: "new", body: { id: u.id, email: u.email } });
+    expect(gateway?.strangler.sessions.size).toBe(1);
+    expect((await getViaGateway(`/api/users/${u.id}`, bearer)).status).toBe(200);
+    expect(gateway?.strangler.sessions.size).toBe(1); // served from the cache
+    const bad = `${u.token.slice(0, -4)}AAAA`;
+    const refused = await getViaGateway(`/api/users/${u.id}`, `Bearer ${bad}`);
+    expect(refused).toMatchObject({ status: 401, side: "new", body: { error: "unauthenticated" } });
+    expect(gateway?.strangler.sessions.size).toBe(1); // a failure is not cached
+    await setRoute("GetUser", 0);
+    // Legacy accepts only its own session: a 200 from it shows the token arrived untouched.
+    const fromLegacy = await getViaGateway(`/api/users/${u.id}`, bearer);
+    expect(fromLegacy).toMatchObject({ status: 200, side: "legacy", body: { id: u.id, email: u.email } });
+  });
+});
