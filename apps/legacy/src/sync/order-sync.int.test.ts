@@ -120,10 +120,12 @@ beforeAll(async () => {
       LEGACY_TOKEN_SECRET: "s".repeat(40),
     },
   });
-  const line = await legacy.waitForLog((l) => l.msg === "listening", 120_000).catch((err: unknown) => {
-    process.stderr.write(`legacy's output:\n${legacy.lines.slice(-20).join("\n")}\n`);
-    throw err;
-  });
+  const line = await legacy
+    .waitForLog((l) => l.msg === "listening", 120_000)
+    .catch((err: unknown) => {
+      process.stderr.write(`legacy's output:\n${legacy.lines.slice(-20).join("\n")}\n`);
+      throw err;
+    });
   base = `http://127.0.0.1:${line.port}`;
   const login = await fetch(`${base}/api/login`, {
     method: "POST",
