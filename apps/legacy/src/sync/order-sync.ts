@@ -62,12 +62,25 @@ async function markOrigin(tx: AnyTransaction): Promise<void> {
   await tx.execute(sql`select set_config('meshwork.origin', 'mesh', true)`);
 }
 
+/**
+ * Serialises the events of one order across legacy replicas sharing the durable consumer: without
+ * it an OrderConfirmed applied in one process while another's OrderPlaced is uncommitted would
+ * find no row to update, and the placement would then commit PENDING for good. Held until the
+ * batch's transaction ends; a later statement sees what the other committed (READ COMMITTED).
+ */
+async function lockOrder(tx: AnyTransaction, orderId: string): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('legacy-order-sync'), hashtext(${orderId}))`);
+}
+
 async function rows<T>(tx: AnyTransaction, query: ReturnType<typeof sql>): Promise<T[]> {
   return (await tx.execute(query)) as unknown as T[];
 }
 
 /** OrderPlaced -> a new order in the monolith's tables (PENDING, or the terminal status seen first). */
 export async function applyOrderPlaced(tx: AnyTransaction, e: OrderPlaced): Promise<"applied" | "skipped"> {
+  // An OrderPlaced from before the event carried its items cannot make legacy's order lines.
+  if (e.items.length === 0) return "skipped";
+  await lockOrder(tx, e.orderId);
   const productIds = e.items.map((i) => i.productId.toLowerCase());
   const known = await rows<{ users: string; products: string }>(
     tx,
@@ -106,6 +119,7 @@ export async function applyOrderEnded(
   e: OrderConfirmed | OrderCancelled,
   status: "ORDER_STATUS_CONFIRMED" | "ORDER_STATUS_CANCELLED",
 ): Promise<"applied" | "skipped"> {
+  await lockOrder(tx, e.orderId);
   const claimed = await rows<{ order_id: string }>(
     tx,
     sql`insert into mesh_order_sync (order_id, status) values (${e.orderId}, ${status})
