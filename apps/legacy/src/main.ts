@@ -6,6 +6,7 @@ import { loadConfig } from "./config.js";
 import { migrate } from "./schema.js";
 import { seed } from "./seed.js";
 import { cdcSchema, startCdcRelay } from "./sync/cdc-relay.js";
+import { startOrderSync } from "./sync/order-sync.js";
 import { startReverseSync } from "./sync/reverse-sync.js";
 
 const config = loadConfig();
@@ -32,8 +33,10 @@ const sync = config.events
       );
       const relay = await startCdcRelay({ database, events, logger });
       const reverse = await startReverseSync({ database, events, nc: relay.publisher.nc, logger });
+      const orders = await startOrderSync({ database, events, nc: relay.publisher.nc, logger });
       return {
         async stop() {
+          await orders.stop();
           await reverse.stop();
           await relay.stop();
           await database.close();

@@ -230,6 +230,22 @@ describe("shadow traffic in the Envoy config (strangler fig)", () => {
     const place = routes.find((r) => r.name === "strangler PlaceOrder");
     expect(place).toBeDefined();
     expect(place.route.request_mirror_policies).toBeUndefined();
+    // The orders routes: weighted between legacy and orders, the two reads mirrored, each under
+    // its own runtime keys; the user's orders list is matched before nothing else takes its path.
+    for (const [name, regex] of [
+      ["GetOrder", "^/api/orders/[^/]+$"],
+      ["ListOrders", "^/api/users/[^/]+/orders$"],
+    ] as const) {
+      const read = routes.find((r) => r.name === `strangler ${name}`);
+      expect(read.match).toMatchObject({ safe_regex: { regex } });
+      expect(read.route.weighted_clusters.runtime_key_prefix).toBe(`strangler.${name}`);
+      expect(read.route.weighted_clusters.clusters.map((c: Json) => [c.name, c.weight])).toEqual([
+        ["legacy", 100],
+        ["orders", 0],
+      ]);
+      expect(read.route.request_mirror_policies[0].runtime_fraction.runtime_key).toBe(`strangler.${name}.shadow`);
+    }
+    expect(place.route.weighted_clusters.clusters.map((c: Json) => c.name)).toEqual(["legacy", "orders"]);
 
     // The mirror's cluster is Envoy's own loopback listener, which transcodes then routes to the new side.
     const cluster = config.static_resources.clusters.find((c: Json) => c.name === "strangler_shadow");

@@ -108,8 +108,10 @@ export async function stranglerDemo(options: StranglerDemoOptions): Promise<numb
   await cli("status");
 
   say("\n== 5. Orders");
-  say("Orders stay on legacy: the monolith's session tokens are not the mesh's JWTs, so the order");
-  say("routes move once identity has (see the README, 'Moving off the monolith').");
+  say("PlaceOrder, GetOrder and ListOrders are in the table (above); legacy's order sync copies the");
+  say("mesh's orders into its tables once POST /api/orders moves. They stay on legacy here: an old");
+  say("client's legacy session is not a mesh JWT, so they move once the gateway exchanges it (see the");
+  say("README, 'Moving off the monolith', steps 7 and 8).");
 
   const legacySaw = now.legacy - before.legacy;
   const same = after.every(

@@ -21,6 +21,14 @@ export const SYNC_FLOWS = [
     routes: ["GetUser"],
   },
   { name: "inventory -> legacy (reverse)", stream: "INVENTORY", durable: "legacy-reverse-sync", routes: [] },
+  // Legacy's copy of the mesh's orders (once POST /api/orders is cut over): its lag is how far a
+  // shadowed or legacy-answered orders read can be behind.
+  {
+    name: "orders -> legacy (reverse)",
+    stream: "ORDERS",
+    durable: "legacy-order-sync",
+    routes: ["GetOrder", "ListOrders"],
+  },
 ] as const;
 
 export interface SyncLag {

@@ -1,3 +1,5 @@
+import { orderedItems, sameOrderStatus } from "./order-rules.js";
+
 /** One field where the two sides' answers differ. */
 export interface FieldDiff {
   /** `products[2].price.amount_minor`; `(status)` for the HTTP status. */
@@ -35,14 +37,16 @@ function show(path: readonly string[]): string {
 /**
  * Compares two JSON answers field by field and returns where they differ (at most `limit`),
  * skipping the fields the rules ignore. Objects compare by key (a key on one side only is a
- * difference), arrays by position (and length).
+ * difference), arrays by position (and length); the orders routes' rules (`order-rules.ts`) map
+ * the saga's statuses and the order of an order's items.
  */
 export function diffJson(legacy: unknown, next: unknown, rules: readonly string[], limit = 20): FieldDiff[] {
   const out: FieldDiff[] = [];
   const walk = (a: unknown, b: unknown, path: string[]) => {
     if (out.length >= limit || ignored(path, rules)) return;
     if (Array.isArray(a) && Array.isArray(b)) {
-      for (let i = 0; i < Math.max(a.length, b.length); i++) walk(a[i], b[i], [...path, String(i)]);
+      const [la, lb] = [orderedItems(path, a), orderedItems(path, b)];
+      for (let i = 0; i < Math.max(la.length, lb.length); i++) walk(la[i], lb[i], [...path, String(i)]);
       return;
     }
     if (isObject(a) && isObject(b)) {
@@ -50,7 +54,7 @@ export function diffJson(legacy: unknown, next: unknown, rules: readonly string[
       for (const k of [...keys].sort()) walk(a[k], b[k], [...path, k]);
       return;
     }
-    if (a !== b) out.push({ path: show(path), legacy: a, new: b });
+    if (a !== b && !sameOrderStatus(path, a, b)) out.push({ path: show(path), legacy: a, new: b });
   };
   walk(legacy, next, []);
   return out;

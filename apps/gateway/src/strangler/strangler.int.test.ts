@@ -338,9 +338,14 @@ describe("the strangler fig at the gateway (real legacy, inventory and gateway p
   });
 
   it("forwards routes no method declares to legacy, and refuses bad cutover changes with a precise answer", async () => {
+    const elsewhere = await get("/api/stores/1");
+    expect(elsewhere).toMatchObject({ status: 404, side: "legacy" });
+    expect(gateway.strangler.stats.get("legacy-only")?.requests.legacy).toBeGreaterThan(0);
+    // The user's orders list is ListOrders now (a declared route), at 0%: legacy answers it.
     const ada = SEED.users[0];
     const unauth = await get(`/api/users/${ada.id}/orders`);
     expect(unauth).toMatchObject({ status: 401, side: "legacy", body: { error: "unauthenticated" } });
+    expect(gateway.strangler.stats.get("ListOrders")?.requests.legacy).toBe(1);
 
     expect(await admin("POST", "/strangler/routes/ListProducts", { weight: 150 })).toMatchObject({
       status: 400,

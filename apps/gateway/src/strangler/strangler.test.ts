@@ -17,6 +17,7 @@ describe("REST rules from the contracts", () => {
       "GET /api/products -> ListProducts",
       "GET /api/products/{id} -> GetProduct",
       "GET /api/users/{id} -> GetUser",
+      "GET /api/users/{user_id}/orders -> ListOrders",
       "POST /api/login -> Login",
       "POST /api/orders -> PlaceOrder",
       "POST /api/users -> RegisterUser",
@@ -38,7 +39,8 @@ describe("REST rules from the contracts", () => {
     expect(matchTemplate(parseTemplate("/api/products/{id}"), "/api/products/")).toBeUndefined();
     expect(matchTemplate(parseTemplate("/api/products/{id}"), "/api/products/1/x")).toBeUndefined();
     expect(matchTemplate(parseTemplate("/v1/{name=**}"), "/v1/a/b")).toEqual(new Map([["name", "a/b"]]));
-    expect(findHttpRoute(routes, "GET", "/api/users/1/orders")).toBeUndefined();
+    expect(findHttpRoute(routes, "GET", "/api/users/1/orders")?.vars).toEqual(new Map([["user_id", "1"]]));
+    expect(findHttpRoute(routes, "GET", "/api/users/1/carts")).toBeUndefined();
     expect(findHttpRoute(routes, "DELETE", "/api/products/1")).toBeUndefined();
     expect(() => parseTemplate("api/x")).toThrow(/must start with/);
   });

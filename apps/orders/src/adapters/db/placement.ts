@@ -116,6 +116,11 @@ async function insertPlaced(
         userId: order.userId,
         total: { amountMinor: BigInt(order.totalMinor), currency: order.currency },
         placeTime: timestampFromDate(createdAt),
+        items: order.items.map((i) => ({
+          productId: i.productId,
+          quantity: BigInt(i.quantity),
+          unitPrice: { amountMinor: BigInt(i.unitPriceMinor), currency: order.currency },
+        })),
       }),
     ),
   ]);

@@ -7,6 +7,8 @@ export interface ListOrdersInput {
   roles: readonly string[];
   /** Every user's orders: needs the admin role. */
   allUsers: boolean;
+  /** Only this user's orders (the legacy REST path's user); empty means the caller's. */
+  ofUser?: string;
   /** 0 means the default; larger than the maximum is coerced to it. */
   pageSize: number;
   pageToken: string;
@@ -29,7 +31,11 @@ export async function listOrders(
   if (input.allUsers && !input.roles.includes("admin")) {
     throw new PermissionDeniedError("all_users: needs the admin role");
   }
-  const rows = await deps.orders.listBefore(input.allUsers ? undefined : input.userId, before, size + 1);
+  const owner = input.ofUser || input.userId;
+  if (!input.allUsers && owner !== input.userId && !input.roles.includes("admin")) {
+    throw new PermissionDeniedError("user_id: another user's orders need the admin role");
+  }
+  const rows = await deps.orders.listBefore(input.allUsers ? undefined : owner, before, size + 1);
   const { items, nextPageToken } = pages.page(rows, size);
   return { orders: items, nextPageToken };
 }

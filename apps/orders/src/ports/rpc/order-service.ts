@@ -140,6 +140,7 @@ export function createOrderServiceHandlers(deps: OrderHandlerDeps): ServiceImpl<
             userId: callerOf(ctx),
             roles: rolesOf(ctx),
             allUsers: req.allUsers,
+            ofUser: req.userId,
             pageSize: req.pageSize,
             pageToken: req.pageToken,
           },

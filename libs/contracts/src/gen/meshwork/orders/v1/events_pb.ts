@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/orders/v1/events.proto.
  */
 export const file_meshwork_orders_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9vcmRlcnMvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5vcmRlcnMudjEiigEKC09yZGVyUGxhY2VkEhAKCG9yZGVyX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoFdG90YWwYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSLgoKcGxhY2VfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXAijwEKDk9yZGVyQ29uZmlybWVkEhAKCG9yZGVyX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoFdG90YWwYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSMAoMY29uZmlybV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKOAQoOT3JkZXJDYW5jZWxsZWQSEAoIb3JkZXJfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSLwoLY2FuY2VsX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEHBheW1lbnRfcmVmdW5kZWQYBSABKAhiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9vcmRlcnMvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5vcmRlcnMudjEivgEKC09yZGVyUGxhY2VkEhAKCG9yZGVyX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoFdG90YWwYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSLgoKcGxhY2VfdGltZRgEIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASMgoFaXRlbXMYBSADKAsyIy5tZXNod29yay5vcmRlcnMudjEuT3JkZXJQbGFjZWRJdGVtImYKD09yZGVyUGxhY2VkSXRlbRISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgDEi0KCnVuaXRfcHJpY2UYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkijwEKDk9yZGVyQ29uZmlybWVkEhAKCG9yZGVyX2lkGAEgASgJEg8KB3VzZXJfaWQYAiABKAkSKAoFdG90YWwYAyABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSMAoMY29uZmlybV90aW1lGAQgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKOAQoOT3JkZXJDYW5jZWxsZWQSEAoIb3JkZXJfaWQYASABKAkSDwoHdXNlcl9pZBgCIAEoCRIOCgZyZWFzb24YAyABKAkSLwoLY2FuY2VsX3RpbWUYBCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhgKEHBheW1lbnRfcmVmdW5kZWQYBSABKAhiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * OrderPlaced: an order was accepted and its saga started.
@@ -41,6 +41,14 @@ export type OrderPlaced = Message<"meshwork.orders.v1.OrderPlaced"> & {
    * @generated from field: google.protobuf.Timestamp place_time = 4;
    */
   placeTime?: Timestamp | undefined;
+
+  /**
+   * What was ordered, at the prices the order was placed at (a reader that keeps its own copy
+   * of the order, such as the monolith's reverse sync during the strangler migration, needs them).
+   *
+   * @generated from field: repeated meshwork.orders.v1.OrderPlacedItem items = 5;
+   */
+  items: OrderPlacedItem[];
 };
 
 /**
@@ -49,6 +57,35 @@ export type OrderPlaced = Message<"meshwork.orders.v1.OrderPlaced"> & {
  */
 export const OrderPlacedSchema: GenMessage<OrderPlaced> = /*@__PURE__*/
   messageDesc(file_meshwork_orders_v1_events, 0);
+
+/**
+ * One line of a placed order.
+ *
+ * @generated from message meshwork.orders.v1.OrderPlacedItem
+ */
+export type OrderPlacedItem = Message<"meshwork.orders.v1.OrderPlacedItem"> & {
+  /**
+   * @generated from field: string product_id = 1;
+   */
+  productId: string;
+
+  /**
+   * @generated from field: int64 quantity = 2;
+   */
+  quantity: bigint;
+
+  /**
+   * @generated from field: meshwork.common.v1.Money unit_price = 3;
+   */
+  unitPrice?: Money | undefined;
+};
+
+/**
+ * Describes the message meshwork.orders.v1.OrderPlacedItem.
+ * Use `create(OrderPlacedItemSchema)` to create a new message.
+ */
+export const OrderPlacedItemSchema: GenMessage<OrderPlacedItem> = /*@__PURE__*/
+  messageDesc(file_meshwork_orders_v1_events, 1);
 
 /**
  * OrderConfirmed: the order is paid and its stock taken.
@@ -82,7 +119,7 @@ export type OrderConfirmed = Message<"meshwork.orders.v1.OrderConfirmed"> & {
  * Use `create(OrderConfirmedSchema)` to create a new message.
  */
 export const OrderConfirmedSchema: GenMessage<OrderConfirmed> = /*@__PURE__*/
-  messageDesc(file_meshwork_orders_v1_events, 1);
+  messageDesc(file_meshwork_orders_v1_events, 2);
 
 /**
  * OrderCancelled: the order stopped; everything it held was given back.
@@ -128,5 +165,5 @@ export type OrderCancelled = Message<"meshwork.orders.v1.OrderCancelled"> & {
  * Use `create(OrderCancelledSchema)` to create a new message.
  */
 export const OrderCancelledSchema: GenMessage<OrderCancelled> = /*@__PURE__*/
-  messageDesc(file_meshwork_orders_v1_events, 2);
+  messageDesc(file_meshwork_orders_v1_events, 3);
 
