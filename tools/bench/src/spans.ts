@@ -1,11 +1,13 @@
 /**
  * What a traced call's SERVER span costs its process, in CPU per span (issue 15.8): the span the
  * runtime's telemetry interceptor makes (started under a remote parent with the route's frozen
- * attributes, given its status code, ended), batched by the SDK's BatchSpanProcessor and exported
- * by the OTLP/protobuf exporter (as `OTEL_TRACES_EXPORTER=otlp` sets it up) to the embedded
- * receiver in another process, as under `meshctl up`. Three ways, in alternating rounds, medians:
- * - `sdk`: the SDK's own `Tracer.startSpan`;
+ * attributes, given its status code, ended) and exported over OTLP/protobuf to the embedded
+ * receiver in another process, as under `meshctl up`. Four ways, in alternating rounds, medians:
+ * - `sdk`: the SDK's own `Tracer.startSpan`, exported as `OTEL_TRACES_EXPORTER=otlp` sets it up
+ *   (`OtlpBytesSpanProcessor`: encoded when it ends, batches kept as bytes);
  * - `lean`: `leanSpanStarter` (what the interceptor uses), same tracer and pipeline;
+ * - `lean+sdk`: `leanSpanStarter`, exported by the SDK's `BatchSpanProcessor` and OTLP/protobuf
+ *   exporter instead (the export path before `OtlpBytesSpanProcessor`);
  * - `ids only`: tracing off (the id-only tracer), for scale.
  * Spans are made in bursts of 1000 with the event loop turned between them, so the exporter's
  * timers and sockets run as in a server; the CPU of the whole process is counted.
@@ -16,6 +18,8 @@ import { spawn } from "node:child_process";
 import { fileURLToPath } from "node:url";
 import { createTelemetry, leanSpanStarter } from "@meshwork/telemetry";
 import { type Attributes, ROOT_CONTEXT, type Span, SpanKind, type Tracer, trace } from "@opentelemetry/api";
+import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
+import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
 
 const perRound = Number(process.env.SPANS_PER_ROUND ?? 100_000);
 const rounds = Number(process.env.SPANS_ROUNDS ?? 5);
@@ -76,13 +80,24 @@ const traced = createTelemetry({
   env: { OTEL_BSP_SCHEDULE_DELAY: "1000" },
 });
 const off = createTelemetry({ serviceName: "bench-spans-off", tracesExporter: "none" });
+const sdkExport = createTelemetry({
+  serviceName: "bench-spans-sdk-export",
+  tracesExporter: "none",
+  spanProcessors: [
+    new BatchSpanProcessor(new OTLPTraceExporter({ url: `${receiver.url}/v1/traces` }), {
+      scheduledDelayMillis: 1000,
+    }),
+  ],
+});
 try {
   const tracer: Tracer = traced.tracer;
   const lean = leanSpanStarter(tracer);
-  if (!lean) throw new Error("leanSpanStarter does not recognise the SDK's tracer");
+  const leanSdk = leanSpanStarter(sdkExport.tracer);
+  if (!lean || !leanSdk) throw new Error("leanSpanStarter does not recognise the SDK's tracer");
   const ways: Record<string, () => void> = {
     sdk: () => ending(tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent)),
     lean: () => ending(lean(name, SpanKind.SERVER, attributes, parent)),
+    "lean+sdk": () => ending(leanSdk(name, SpanKind.SERVER, attributes, parent)),
     "ids only": () => ending(off.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent)),
   };
   const results = new Map<string, number[]>(Object.keys(ways).map((w) => [w, []]));
@@ -101,6 +116,7 @@ try {
   }
 } finally {
   await traced.shutdown();
+  await sdkExport.shutdown();
   await off.shutdown();
   receiver.stop();
 }
