@@ -174,6 +174,8 @@ interface Memory {
   rssMb: number;
   pssMb: number;
   byKind: Record<string, number>;
+  /** Postgres backends serving a service's connection (`postgres: meshwork_<svc> ...`). */
+  connections: number;
 }
 
 async function memory(npmPid: number): Promise<Memory> {
@@ -181,6 +183,7 @@ async function memory(npmPid: number): Promise<Memory> {
   let rss = 0;
   let pss = 0;
   const byKind: Record<string, number> = {};
+  let connections = 0;
   for (const pid of pids) {
     const r = await kb(`/proc/${pid}/status`, "VmRSS");
     rss += r;
@@ -189,12 +192,13 @@ async function memory(npmPid: number): Promise<Memory> {
     try {
       const cmd = readFileSync(`/proc/${pid}/cmdline`, "utf8");
       kind = cmd.startsWith("postgres") ? "postgres" : (/apps\/([a-z]+)\/dist/.exec(cmd)?.[1] ?? "meshctl");
+      if (cmd.startsWith("postgres: meshwork_")) connections++;
     } catch {
       // gone
     }
     byKind[kind] = Math.round(((byKind[kind] ?? 0) + r / 1024) * 10) / 10;
   }
-  return { processes: pids.length, rssMb: rss / 1024, pssMb: pss / 1024, byKind };
+  return { processes: pids.length, rssMb: rss / 1024, pssMb: pss / 1024, byKind, connections };
 }
 
 /** One GetUser target: a started server and the request h2load sends it. */
@@ -338,6 +342,16 @@ const addressOf = (lines: string[], name: string) =>
     .find((l) => new RegExp(`^${name}\\s+127\\.0\\.0\\.1:\\d+\\s+(SERVING|LIVE)`).test(l))
     ?.split(/\s+/)[1];
 
+/**
+ * How long after the mesh is up idle memory is read: the services' pool idle timeout
+ * (`DB_POOL_IDLE_TIMEOUT_S`, 5 s in a local mesh unless set) and 2 s more, so the pooled
+ * connections opened while starting have closed.
+ */
+function idleSettleMs(env: NodeJS.ProcessEnv = process.env): number {
+  const timeoutS = Number(env.DB_POOL_IDLE_TIMEOUT_S || 5);
+  return (Number.isFinite(timeoutS) && timeoutS >= 0 ? timeoutS : 5) * 1000 + 2_000;
+}
+
 async function main(): Promise<number> {
   log("\n== local mesh (npm start on its embedded Postgres server) ==");
   log(
@@ -364,10 +378,13 @@ async function main(): Promise<number> {
     log(
       `- start with the build cached and the cluster initialised: ${(cachedMs / 1000).toFixed(1)} s (${phases(mesh)}; first run stopped with ${firstStop})`,
     );
-    await new Promise((r) => setTimeout(r, 3_000)); // settle: start-up garbage collected, pools idle
+    // Idle means after the local mesh's pool idle timeout: the connections the services opened
+    // while starting are closed then (each a Postgres backend of ~15 MB RSS). Read 3 s after up,
+    // they were still open and counted.
+    await new Promise((r) => setTimeout(r, idleSettleMs()));
     const idle = await memory(mesh.npmPid);
     log(
-      `- memory idle: RSS ${idle.rssMb.toFixed(0)} MB, PSS ${idle.pssMb.toFixed(0)} MB over ${idle.processes} processes ${JSON.stringify(idle.byKind)}`,
+      `- memory idle (${(idleSettleMs() / 1000).toFixed(0)} s after up, pools idle): RSS ${idle.rssMb.toFixed(0)} MB, PSS ${idle.pssMb.toFixed(0)} MB over ${idle.processes} processes, ${idle.connections} database connections open ${JSON.stringify(idle.byKind)}`,
     );
     const gateway = addressOf(mesh.lines, "gateway");
     const demo = spawn(
@@ -379,7 +396,7 @@ async function main(): Promise<number> {
     const demoExit = await new Promise((r) => demo.once("exit", (c) => r(c)));
     const afterDemo = await memory(mesh.npmPid);
     log(
-      `- memory after npm run demo (exit ${demoExit}): RSS ${afterDemo.rssMb.toFixed(0)} MB, PSS ${afterDemo.pssMb.toFixed(0)} MB ${JSON.stringify(afterDemo.byKind)}`,
+      `- memory after npm run demo (exit ${demoExit}; read at once): RSS ${afterDemo.rssMb.toFixed(0)} MB, PSS ${afterDemo.pssMb.toFixed(0)} MB, ${afterDemo.connections} database connections open ${JSON.stringify(afterDemo.byKind)}`,
     );
 
     // GetUser: a users service on the mesh's embedded server (the users role and database `up`

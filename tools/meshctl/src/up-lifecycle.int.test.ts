@@ -14,6 +14,8 @@ const root = fileURLToPath(new URL("../../../", import.meta.url));
  * like pino with numeric levels and honouring LOG_LEVEL as the mesh's processes do:
  * FAKE_MODE=crash exits 3 at once; serve listens on PORT, logs `listening` (info), an info and a
  * warn line, and exits 4 after FAKE_EXIT_AFTER_MS if set; mute serves but never says where.
+ * `/healthz` answers 503 until FAKE_READY_AFTER_MS after listening (when set). Started as a
+ * gateway (`up` gives it ADMIN_PORT), it names itself its admin listener and `/ready` answers 200.
  */
 const FAKE = `
 import { createServer } from "node:http";
@@ -26,10 +28,18 @@ if (process.env.FAKE_MODE === "crash") {
   console.error("fake: cannot start (on purpose)");
   process.exit(3);
 }
-const server = createServer((req, res) => res.writeHead(req.url === "/healthz" ? 200 : 404).end());
+const gateway = process.env.ADMIN_PORT !== undefined;
+let readyAt = Infinity;
+const server = createServer((req, res) => {
+  if (gateway && req.url === "/ready") return res.writeHead(200).end();
+  if (req.url === "/healthz") return res.writeHead(Date.now() >= readyAt ? 200 : 503).end();
+  res.writeHead(404).end();
+});
 server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
   if (process.env.FAKE_MODE === "mute") return;
-  log(30, { host: "127.0.0.1", port: server.address().port }, "listening");
+  readyAt = gateway ? 0 : Date.now() + Number(process.env.FAKE_READY_AFTER_MS ?? 0);
+  const port = server.address().port;
+  log(30, { host: "127.0.0.1", port, ...(gateway ? { adminUrl: "http://127.0.0.1:" + port } : {}) }, "listening");
   log(30, {}, "fake-info-line");
   log(40, {}, "fake-warn-line");
   const after = Number(process.env.FAKE_EXIT_AFTER_MS ?? 0);
@@ -64,23 +74,23 @@ describe("meshctl up, when its processes do not come up or stay up", () => {
     rmSync(dir, { recursive: true, force: true });
   });
 
-  const fake = (name: string): ServiceManifest => ({
+  const fake = (name: string, kind: ServiceManifest["kind"] = "legacy"): ServiceManifest => ({
     name,
     port: 0,
     dir,
     main: "fake.mjs",
     database: false,
-    kind: "legacy",
+    kind,
   });
   const start = (
-    names: string[],
+    names: Array<string | ServiceManifest>,
     env: Record<string, string>,
     options: Partial<Omit<UpOptions, "out" | "services">> = {},
   ) => {
     const home = join(dir, uniqueName("home"));
     const spec: Omit<UpOptions, "out"> = {
       root: dir,
-      services: names.map(fake),
+      services: names.map((n) => (typeof n === "string" ? fake(n) : n)),
       home,
       autoPorts: true,
       databaseUrl: undefined,
@@ -163,6 +173,50 @@ describe("meshctl up, when its processes do not come up or stay up", () => {
       expect(proc.lines.some((l) => l.includes("fake-info-line"))).toBe(false);
       expect(proc.lines.some((l) => l.includes('"msg":"listening"'))).toBe(false);
       expect((await fetch(`http://127.0.0.1:${port}/healthz`)).status).toBe(200);
+      proc.child.kill("SIGINT");
+      expect(await exitOf(proc, 30_000)).toBe(0);
+    } finally {
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    }
+  }, 90_000);
+
+  it("sees a process ready as soon as it says it listens, not at its next health poll", async () => {
+    // One poll in ten minutes: only the "listening" line can bring the mesh up within the test.
+    const proc = start(["zeta", "theta"], { FAKE_MODE: "serve" }, { pollEveryMs: 600_000 });
+    try {
+      await proc
+        .waitForLine((l) => l.includes("the mesh is up"), 60_000)
+        .catch((err: Error) => {
+          throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+        });
+      proc.child.kill("SIGINT");
+      expect(await exitOf(proc, 30_000)).toBe(0);
+    } finally {
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    }
+  }, 90_000);
+
+  it("starts the gateway once the monolith listens, before it is SERVING", async () => {
+    const readyAfterMs = 8_000;
+    const proc = start([fake("iota"), fake("edge", "gateway")], {
+      FAKE_MODE: "serve",
+      FAKE_READY_AFTER_MS: String(readyAfterMs),
+    });
+    try {
+      await proc
+        .waitForLine((l) => l.includes("the mesh is up"), 60_000)
+        .catch((err: Error) => {
+          throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+        });
+      const listenedAt = (name: string) => {
+        const line = proc.lines.find((l) => l.startsWith(`${name} `) && l.includes('"msg":"listening"'));
+        return (JSON.parse(line?.slice(line.indexOf("{")) ?? "{}") as { time?: number }).time ?? Number.NaN;
+      };
+      // Before, the gateway was started once the monolith answered /healthz: at least
+      // readyAfterMs after it listened.
+      expect(listenedAt("edge") - listenedAt("iota")).toBeLessThan(readyAfterMs);
+      expect(proc.lines.some((l) => /^iota\s+127\.0\.0\.1:\d+\s+SERVING/.test(l))).toBe(true);
+      expect(proc.lines.some((l) => /^edge\s+127\.0\.0\.1:\d+\s+LIVE/.test(l))).toBe(true);
       proc.child.kill("SIGINT");
       expect(await exitOf(proc, 30_000)).toBe(0);
     } finally {

@@ -69,6 +69,11 @@ export interface UpOptions {
   replicas?: Readonly<Record<string, number>>;
   /** While processes are still starting, say which and why every this many ms (default 30 s). */
   progressEveryMs?: number;
+  /**
+   * How often the health of a starting process is asked (default 200 ms). A process that says
+   * it listens or that its health changed is asked at once as well.
+   */
+  pollEveryMs?: number;
 }
 
 /** The supervised name of one instance: `orders` for the first, `orders#2` for the second, ... */
@@ -186,6 +191,10 @@ class MeshRun {
   /** Set once `up` is on its way out: waits end, no further process is started. */
   private stopping = false;
   private polling = false;
+  /** A process said it listens or changed health while a poll ran: poll again once it ends. */
+  private pollAgain = false;
+  /** Waits in {@link until}, woken by any change of a process (its state, its address). */
+  private readonly waiters = new Set<() => void>();
   private readonly tty: boolean;
   private readonly width: number;
   private readonly signalled: Promise<NodeJS.Signals>;
@@ -210,7 +219,10 @@ class MeshRun {
     );
     const supervisor = new Supervisor(options.restartPolicy ?? DEFAULT_RESTART_POLICY);
     this.supervisor = supervisor;
-    supervisor.onChange(() => this.report());
+    supervisor.onChange(() => {
+      this.report();
+      this.wake();
+    });
     supervisor.onEvent((e) => {
       say(describeEvent(e));
       if (e.type === "back" || e.type === "gave-up")
@@ -237,7 +249,7 @@ class MeshRun {
       // record): the tree it starts from, unless the caller says otherwise.
       const commit = process.env[BUILD_COMMIT_VAR] || sourceCommit(this.options.root);
       this.buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
-      this.poller = setInterval(() => void this.poll(), 200);
+      this.poller = setInterval(() => void this.poll(), this.options.pollEveryMs ?? 200);
       await this.startServices(infra);
       const ready = this.startGateways(infra);
       ready.catch(() => {}); // when a signal came first; otherwise the race below has its error
@@ -360,27 +372,61 @@ class MeshRun {
         out,
         buildEnv: this.buildEnv,
         telemetry: this.telemetry,
+        onReadyHint: () => {
+          this.wake();
+          void this.poll(true);
+        },
       }),
     );
     return r;
   }
 
-  /** Every process that is starting (at first, or after a restart) is `running` once it answers. */
-  private async poll(): Promise<void> {
-    if (this.polling) return;
+  /**
+   * Every process that is starting (at first, or after a restart) is `running` once it answers.
+   * Runs every 200 ms, and at once when a process says it listens or changed health (`hinted`).
+   */
+  private async poll(hinted = false): Promise<void> {
+    if (this.polling) {
+      if (hinted) this.pollAgain = true;
+      return;
+    }
     this.polling = true;
     try {
-      await Promise.all(
-        this.running.map(async (r) => {
-          if (this.supervisor.state(r.name) !== "starting") return;
-          const state = await probeChild(r);
-          this.health.set(r.name, state);
-          if (state === "SERVING" || state === "LIVE") this.supervisor.running(r.name);
-        }),
-      );
+      do {
+        this.pollAgain = false;
+        await Promise.all(
+          this.running.map(async (r) => {
+            if (this.supervisor.state(r.name) !== "starting") return;
+            const state = await probeChild(r);
+            this.health.set(r.name, state);
+            if (state === "SERVING" || state === "LIVE") this.supervisor.running(r.name);
+          }),
+        );
+      } while (this.pollAgain && !this.stopping);
     } finally {
       this.polling = false;
     }
+  }
+
+  /** Ends the current waits of {@link until}: something changed. */
+  private wake(): void {
+    for (const w of this.waiters) w();
+    this.waiters.clear();
+  }
+
+  /** Until something changes (see {@link wake}), or `ms` at most. */
+  private changeOrAfter(ms: number): Promise<void> {
+    return new Promise<void>((resolve) => {
+      const timer = setTimeout(() => {
+        this.waiters.delete(done);
+        resolve();
+      }, ms);
+      const done = () => {
+        clearTimeout(timer);
+        resolve();
+      };
+      this.waiters.add(done);
+    });
   }
 
   private settled(names: string[]): boolean {
@@ -388,6 +434,11 @@ class MeshRun {
       const s = this.supervisor.state(n);
       return s === "running" || s === "given-up";
     });
+  }
+
+  /** Whether the process `name` has said where it listens. */
+  private listening(name: string): boolean {
+    return this.running.some((r) => r.name === name && r.address !== undefined);
   }
 
   /** None of `names` is running: each was left down after crashing in a loop. */
@@ -407,20 +458,20 @@ class MeshRun {
    * Until every process named is running or left down; says every `progressEveryMs` which are
    * not, and gives up (rejects) once `up` is stopping.
    */
-  private async until(names: string[]): Promise<void> {
+  private async until(names: string[], done = (ns: string[]) => this.settled(ns)): Promise<void> {
     const progressEvery = this.options.progressEveryMs ?? 30_000;
     const since = Date.now();
     let next = since + progressEvery;
-    while (!this.settled(names)) {
+    while (!done(names)) {
       if (this.stopping) throw new Error("stopping");
       if (Date.now() >= next) {
         next += progressEvery;
-        const waiting = this.running.filter((r) => names.includes(r.name) && !this.settled([r.name]));
+        const waiting = this.running.filter((r) => names.includes(r.name) && !done([r.name]));
         this.say(
           `still waiting after ${Math.round((Date.now() - since) / 1000)} s for: ${waiting.map((r) => this.waitingFor(r)).join(", ")}`,
         );
       }
-      await new Promise((res) => setTimeout(res, 100));
+      await this.changeOrAfter(100);
     }
   }
 
@@ -506,10 +557,11 @@ class MeshRun {
    * process to be SERVING (or left down after crashing in a loop) and the gateway's admin /ready.
    */
   private async startGateways(infra: MeshInfrastructure): Promise<void> {
-    // The gateway needs the addresses of users (its JWKS) and of the monolith only: it starts
-    // once those are up, while the other services still start (it follows the registry, where
-    // each announces itself when SERVING). Starting it after all of them made it the last
-    // one to load on a machine whose start-up is CPU-bound.
+    // The gateway needs the addresses of users (its JWKS, fetched when a token first needs it)
+    // and of the monolith only: it starts once those two listen, while every service still
+    // starts (it follows the registry, where each announces itself when SERVING), and is LIVE
+    // once its own listeners are. Waiting for users to be SERVING as well (its migrations, keys
+    // and streams) kept the gateway, the last process to load, on the start's critical path.
     const serviceNames = this.running.map((r) => r.name);
     const servicesCount = this.options.services.filter(
       (m) => m.kind === "service" || m.kind === "legacy",
@@ -518,6 +570,7 @@ class MeshRun {
       this.running
         .filter((r) => r.manifest.name === "users" || r.manifest.kind === "legacy")
         .map((r) => r.name),
+      (names) => names.every((n) => this.listening(n) || this.supervisor.state(n) === "given-up"),
     );
     this.failWhenEveryServiceDown(serviceNames);
     const gateways = this.options.services.filter((m) => m.kind === "gateway");
