@@ -77,11 +77,10 @@ export async function createUsersService(
       app = await createApp(config, database, service.telemetry.meter, (err) =>
         service.logger.warn({ err }, "reloading the signing keys failed"),
       );
-      if (!config.keys.encryptionKey) {
+      if (!config.keys.encryptionKey)
         service.logger.warn(
           "signing keys are stored unencrypted: set USERS_KEY_ENCRYPTION_KEY or USERS_KEY_ENCRYPTION_KEY_FILE outside development",
         );
-      }
       const bootstrap = await prepareBootstrapSecret(database.db, config.bootstrap);
       // The secret itself never reaches a log line: the operator reads the file (or gave it).
       if (bootstrap.state === "generated") {

@@ -243,7 +243,9 @@ describe("shadow traffic in the Envoy config (strangler fig)", () => {
         ["legacy", 100],
         ["orders", 0],
       ]);
-      expect(read.route.request_mirror_policies[0].runtime_fraction.runtime_key).toBe(`strangler.${name}.shadow`);
+      expect(read.route.request_mirror_policies[0].runtime_fraction.runtime_key).toBe(
+        `strangler.${name}.shadow`,
+      );
     }
     expect(place.route.weighted_clusters.clusters.map((c: Json) => c.name)).toEqual(["legacy", "orders"]);
 

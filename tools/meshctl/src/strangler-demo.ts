@@ -4,6 +4,7 @@ import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inve
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { demoAdmin, demoAdminFile } from "./admin.js";
 import { stranglerCommand } from "./strangler.js";
+import { addIgnore, ordersStep } from "./strangler-demo-orders.js";
 import type { NatsTarget } from "./strangler-sync.js";
 
 export interface StranglerDemoOptions {
@@ -19,6 +20,7 @@ export interface StranglerDemoOptions {
 }
 
 interface LegacyProduct {
+  id: string;
   sku: string;
   name: string;
   price: { amount_minor: number; currency: string };
@@ -28,8 +30,10 @@ interface LegacyProduct {
 /**
  * The migration of the catalogue, against the running mesh: all traffic on legacy; the new
  * inventory loaded with legacy's catalogue; the catalogue shadowed and the diff report read; the
- * reads cut over (25%, then 100%); then the checker's verdict: legacy saw none of the catalogue's
- * requests after the cutover and the new side answered every one the same as legacy would.
+ * reads cut over (25%, then 100%); then the orders (a legacy customer's order placed by the mesh,
+ * copied into legacy's tables, the shadowed read without a diff, back to legacy at 0%); then the
+ * checker's verdict: legacy saw none of the catalogue's requests after the cutover, the new side
+ * answered every one the same as legacy would, and the orders' step held.
  * Exit 0 when that holds.
  */
 export async function stranglerDemo(options: StranglerDemoOptions): Promise<number> {
@@ -76,11 +80,7 @@ export async function stranglerDemo(options: StranglerDemoOptions): Promise<numb
   say("\n== 3. Shadow the catalogue: legacy answers, the new side's answer is compared");
   await fetch(`${options.admin}/strangler/routes/ListProducts/diffs`, { method: "DELETE" });
   const ignore = ["**.create_time", "**.update_time", "next_page_token", "message", "products.*.id"];
-  await fetch(`${options.admin}/strangler/routes/ListProducts`, {
-    method: "POST",
-    headers: { "content-type": "application/json" },
-    body: JSON.stringify({ ignore }),
-  });
+  await addIgnore(options.admin, "ListProducts", ignore);
   if ((await cli("shadow", "ListProducts", "on")) !== 0) return 1;
   for (let i = 0; i < 20; i++) await rest(`/api/products?page_size=${catalogue.length}`, `demo-${i}`);
   // The last comparisons finish after their answers: wait for all 20 (5 s at most).
@@ -107,11 +107,11 @@ export async function stranglerDemo(options: StranglerDemoOptions): Promise<numb
   const now = await stats();
   await cli("status");
 
-  say("\n== 5. Orders");
-  say("PlaceOrder, GetOrder and ListOrders are in the table (above); legacy's order sync copies the");
-  say("mesh's orders into its tables once POST /api/orders moves. They stay on legacy here: an old");
-  say("client's legacy session is not a mesh JWT, so they move once the gateway exchanges it (see the");
-  say("README, 'Moving off the monolith', steps 7 and 8).");
+  say("\n== 5. Orders: cut the write over, shadow the reads, the order arrives in legacy");
+  const product = catalogue.find((p) => p.on_hand > 0);
+  const orders = product
+    ? await ordersStep({ gateway: options.gateway, admin: options.admin, cli, say }, product.id)
+    : { ok: false, problems: ["legacy has no product in stock"] };
 
   const legacySaw = now.legacy - before.legacy;
   const same = after.every(
@@ -120,10 +120,13 @@ export async function stranglerDemo(options: StranglerDemoOptions): Promise<numb
       JSON.stringify((a.body.products as LegacyProduct[]).map((p) => [p.sku, p.price, p.on_hand])) ===
         JSON.stringify(catalogue.map((p) => [p.sku, p.price, p.on_hand])),
   );
-  const ok = legacySaw === 0 && after.every((a) => a.side === "new") && same;
+  const ok = legacySaw === 0 && after.every((a) => a.side === "new") && same && orders.ok;
   say(
     `\nverdict: ${ok ? "OK" : "FAILED"}: at 100% legacy saw ${legacySaw} of ${after.length} catalogue requests; ` +
-      `the new service's answers ${same ? "match" : "do NOT match"} legacy's catalogue`,
+      `the new service's answers ${same ? "match" : "do NOT match"} legacy's catalogue; ` +
+      (orders.ok
+        ? "orders: placed by the mesh with a legacy session, in legacy's tables, no diff on GetOrder, back on legacy at 0%"
+        : `orders: ${orders.problems.join("; ")}`),
   );
   return ok ? 0 : 1;
 }
