@@ -234,7 +234,7 @@ describe("strangler identity: legacy users -> users, their passwords and session
     );
   });
 
-  it("leaves a mesh account alone when a legacy user has its email: the conflict is recorded", async () => {
+  it("leaves a mesh account alone when a legacy user has its email: the conflict is recorded, and the gateway serves that user from legacy", async () => {
     const email = `taken.${randomBytes(4).toString("hex")}@example.com`;
     const mesh = await usersClient().registerUser({
       email,
@@ -257,6 +257,22 @@ describe("strangler identity: legacy users -> users, their passwords and session
     expect(sync?.conflict).toMatch(/another account/);
     expect(await meshRow(created.body.id)).toBeUndefined();
     expect(await meshRow(mesh.user?.id ?? "")).toMatchObject({ email, display_name: "Mesh" });
+    // The mesh cannot hold this user yet (the exchange answers FAILED_PRECONDITION): on a route at
+    // 100% the gateway serves their legacy session from legacy, not a 400, and counts it.
+    const login = await legacyPost("/api/login", { email, password: "legacy password" });
+    expect(login.status).toBe(200);
+    await setRoute("GetUser", 100);
+    try {
+      const before = gateway?.strangler.stats.get("GetUser")?.fallbacks ?? 0;
+      const served = await getViaGateway(
+        `/api/users/${created.body.id}`,
+        `Bearer ${login.body.access_token}`,
+      );
+      expect(served).toMatchObject({ status: 200, side: "legacy", body: { id: created.body.id, email } });
+      expect(gateway?.strangler.stats.get("GetUser")?.fallbacks).toBe(before + 1);
+    } finally {
+      await setRoute("GetUser", 0);
+    }
   });
 
   it("the gateway exchanges a legacy session on a route at 100% and forwards it untouched at 0%", async () => {

@@ -49,6 +49,11 @@ export class RouteStats {
   requests = { legacy: 0, new: 0 };
   latency = { legacy: new Latencies(), new: new Latencies() };
   shadow = { compared: 0, differed: 0, failed: 0, latency: new Latencies() };
+  /**
+   * Requests for the new side that legacy answered because the caller's legacy session could not
+   * be exchanged yet (the user not synced into users, or an email conflict): FAILED_PRECONDITION.
+   */
+  fallbacks = 0;
   /** Count per differing field path. */
   readonly fields = new Map<string, number>();
   /** The most recent differences, newest last ({@link SAMPLES} at most). */

@@ -17,7 +17,7 @@ const EXPIRY_SLACK_MS = 5_000;
 /** The exchange's outcome: the mesh `authorization` header, or the REST error the client gets. */
 export type ExchangeOutcome =
   | { ok: true; authorization: string }
-  | { ok: false; status: number; body: JsonObject };
+  | { ok: false; status: number; body: JsonObject; notExchangeable?: boolean };
 
 /** The legacy session in a bearer header (a JWT with issuer `legacy`), unverified; else undefined. */
 export function legacySessionOf(
@@ -104,7 +104,14 @@ export class LegacySessions {
     this.dispatch(down);
     const answer = await down.answer;
     if (answer.reset) return { ok: false, ...restError(Code.Unavailable, "the identity exchange broke off") };
-    if (answer.status !== 200) return { ok: false, ...restErrorOf(answer.status, answer.body) };
+    if (answer.status !== 200) {
+      const e = restErrorOf(answer.status, answer.body);
+      // FAILED_PRECONDITION: a valid session of a user the mesh does not hold yet (not synced, or
+      // an email conflict); the route falls back to legacy for that caller.
+      return e.body.error === "failed_precondition"
+        ? { ok: false, ...e, notExchangeable: true }
+        : { ok: false, ...e };
+    }
     const r = fromBinary(ExchangeLegacyTokenResponseSchema, answer.body);
     const authorization = `Bearer ${r.accessToken}`;
     const meshExpMs = r.expireTime ? timestampMs(r.expireTime) : Date.now();

@@ -51,6 +51,8 @@ interface RestAnswer {
   status: number;
   contentType: string;
   body: Buffer;
+  /** The new side could not serve this caller yet (a legacy session not exchangeable): ask legacy. */
+  fallback?: boolean;
 }
 
 const HOP_BY_HOP = new Set([
@@ -291,6 +293,14 @@ export class Strangler {
     const side: Side = this.#legacy ? sideOf(route.name, key, state.weight) : "new";
     if (side === "new") {
       const answer = await this.#callNew(req, route, vars, url, body);
+      if (answer.fallback && this.#legacy) {
+        // A legacy user the mesh cannot serve yet keeps being served where they were.
+        const old = await this.#callLegacy(req, url, body);
+        stats.fallbacks++;
+        stats.record("legacy", performance.now() - started);
+        this.#send(res, old, "legacy");
+        return;
+      }
       stats.record("new", performance.now() - started);
       this.#send(res, answer, "new");
       return;
@@ -423,7 +433,7 @@ export class Strangler {
         req.socket.remoteAddress ?? "unknown",
         trace,
       );
-      if (!x.ok) return json(x.status, x.body);
+      if (!x.ok) return { ...json(x.status, x.body), fallback: x.notExchangeable === true };
       headers.authorization = x.authorization;
     }
     const down = new BufferedDownstream(headers, message, req.socket.remoteAddress ?? "unknown");
@@ -460,6 +470,7 @@ export class Strangler {
         return {
           ...s,
           requests: st.requests,
+          fallbacks: st.fallbacks,
           share_new: total === 0 ? null : st.requests.new / total,
           latency_ms: {
             legacy: { p50: st.latency.legacy.quantile(0.5), p95: st.latency.legacy.quantile(0.95) },
