@@ -21,10 +21,11 @@ const OUTBOX = ["users", "payments", "orders", "inventory"] as const;
 /** The services that read products through libs/cache. */
 const CACHED = ["inventory", "orders"] as const;
 /**
- * The services with a durable consumer: notifications (users', orders' and payments' events) and
- * inventory (legacy's captured changes, the strangler's data sync).
+ * The services with a durable consumer: notifications (users', orders' and payments' events),
+ * inventory (legacy's captured products, the strangler's data sync) and users (legacy's captured
+ * users).
  */
-const CONSUMING = ["notifications", "inventory"] as const;
+const CONSUMING = ["notifications", "inventory", "users"] as const;
 /** With the gateway, whose JWKS goes through libs/cache too (cache="jwks"). */
 const CACHING = [...CACHED, "gateway"] as const;
 
