@@ -17,7 +17,7 @@ import {
   waitFor,
 } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/transport-node";
+import { nanos, headers as natsHeaders } from "@nats-io/transport-node";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_PASSWORD, SEED } from "../seed.js";
@@ -108,7 +108,22 @@ async function drained(): Promise<void> {
   }
 }
 
+/** The ORDERS stream as its owner (the orders service) made it: settings legacy must not change. */
+const OWNERS_MAX_AGE_MS = 3 * 86_400_000;
+const OWNERS_DESCRIPTION = "the orders service's events (its own config)";
+
 beforeAll(async () => {
+  const nc = await connectNats(natsUrl, "test");
+  try {
+    await (await jetstreamManager(nc)).streams.add({
+      name: streamName(namespace, "ORDERS"),
+      subjects: [`${namespace}meshwork.orders.>`],
+      max_age: nanos(OWNERS_MAX_AGE_MS),
+      description: OWNERS_DESCRIPTION,
+    });
+  } finally {
+    await nc.close();
+  }
   db = await createTestDatabase("mw_ordsync");
   lsql = postgres(db.url, { max: 2, onnotice: () => {} });
   legacy = startProcess(process.execPath, ["--import", "tsx", main], {
@@ -148,6 +163,30 @@ afterAll(async () => {
 });
 
 describe("the orders reverse sync (mesh order events -> legacy's orders tables)", () => {
+  it("consumes the orders service's stream without changing it, and leaves a missing INVENTORY stream to its owner", async () => {
+    const nc = await connectNats(natsUrl, "test");
+    try {
+      const jsm = await jetstreamManager(nc);
+      // Legacy's durable exists (the sync started), yet the stream keeps its owner's config: a
+      // declaration from legacy would set max_age back to 7 days (and num_replicas to 1).
+      await jsm.consumers.info(streamName(namespace, "ORDERS"), "legacy-order-sync");
+      const orders = await jsm.streams.info(streamName(namespace, "ORDERS"));
+      expect(orders.config.max_age).toBe(nanos(OWNERS_MAX_AGE_MS));
+      expect(orders.config.description).toBe(OWNERS_DESCRIPTION);
+      expect(orders.config.num_replicas).toBe(1);
+      // Inventory has not made its stream in this namespace: legacy waits for it, creates none.
+      const missing = await jsm.streams.info(streamName(namespace, "INVENTORY")).catch((e: unknown) => e);
+      expect(missing).toBeInstanceOf(Error);
+      expect(
+        legacy
+          .logs()
+          .some((l) => l.stream === streamName(namespace, "INVENTORY") && /not found/.test(String(l.msg))),
+      ).toBe(true);
+    } finally {
+      await nc.close();
+    }
+  });
+
   it("copies a mesh order into legacy's tables within the bound, then its confirmation; stock untouched, nothing captured", async () => {
     const id = randomUUID();
     const stockBefore = await stockOf();

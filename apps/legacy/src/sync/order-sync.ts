@@ -8,20 +8,19 @@ import {
 } from "@meshwork/contracts/meshwork/orders/v1/events";
 import type { AnyTransaction } from "@meshwork/db";
 import {
-  consumerOn,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
   type EventsConfig,
   meshStreams,
-  provision,
 } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { metrics, trace } from "@opentelemetry/api";
 import { sql } from "drizzle-orm";
 import { type CdcDatabase, meshInbox } from "./cdc-relay.js";
+import { consumeForeignStream } from "./foreign-stream.js";
 
 /**
  * The reverse sync of orders (strangler fig, writes): once `POST /api/orders` is cut over, the
@@ -148,37 +147,43 @@ export async function startOrderSync(options: {
     await tx.execute(sql.raw(ORDER_SYNC_SCHEMA));
   });
   const ns = events.namespace;
+  // The orders service's stream: consumed, never declared here (its owner sets its replicas).
   const orders = meshStreams.orders(ns);
   const deadLetters = meshStreams.deadLetters(ns, "legacy", { replicas: events.streamReplicas });
-  await provision(await jetstreamManager(nc), {
-    streams: [orders, deadLetters],
-    consumers: [consumerOn(orders, DURABLE)],
-  });
-  const consumer = createEventConsumer({
-    js: jetstream(nc),
-    database,
-    inbox: meshInbox,
-    stream: orders.name,
+  const make = () =>
+    createEventConsumer({
+      js: jetstream(nc),
+      database,
+      inbox: meshInbox,
+      stream: orders.name,
+      durable: DURABLE,
+      registry: createRegistry(file_meshwork_orders_v1_events),
+      handlers: {
+        "meshwork.orders.v1.OrderPlaced": async (m, tx) => {
+          if ((await applyOrderPlaced(tx, m as OrderPlaced)) === "skipped")
+            logger.debug({ order: (m as OrderPlaced).orderId }, "order sync: placed order left out or seen");
+        },
+        "meshwork.orders.v1.OrderConfirmed": async (m, tx) => {
+          await applyOrderEnded(tx, m as OrderConfirmed, "ORDER_STATUS_CONFIRMED");
+        },
+        "meshwork.orders.v1.OrderCancelled": async (m, tx) => {
+          await applyOrderEnded(tx, m as OrderCancelled, "ORDER_STATUS_CANCELLED");
+        },
+      },
+      maxDeliver: events.consumer.maxDeliver,
+      backoffMs: events.consumer.backoffMs,
+      deadLetterSubject: deadLetterSubject(ns, "legacy", DURABLE),
+      logger,
+      tracer: trace.getTracer("meshwork-legacy"),
+      meter: metrics.getMeter("meshwork-legacy"),
+    });
+  const consumer = consumeForeignStream({
+    nc,
+    stream: orders,
     durable: DURABLE,
-    registry: createRegistry(file_meshwork_orders_v1_events),
-    handlers: {
-      "meshwork.orders.v1.OrderPlaced": async (m, tx) => {
-        if ((await applyOrderPlaced(tx, m as OrderPlaced)) === "skipped")
-          logger.debug({ order: (m as OrderPlaced).orderId }, "order sync: placed order left out or seen");
-      },
-      "meshwork.orders.v1.OrderConfirmed": async (m, tx) => {
-        await applyOrderEnded(tx, m as OrderConfirmed, "ORDER_STATUS_CONFIRMED");
-      },
-      "meshwork.orders.v1.OrderCancelled": async (m, tx) => {
-        await applyOrderEnded(tx, m as OrderCancelled, "ORDER_STATUS_CANCELLED");
-      },
-    },
-    maxDeliver: events.consumer.maxDeliver,
-    backoffMs: events.consumer.backoffMs,
-    deadLetterSubject: deadLetterSubject(ns, "legacy", DURABLE),
+    deadLetters,
     logger,
-    tracer: trace.getTracer("meshwork-legacy"),
-    meter: metrics.getMeter("meshwork-legacy"),
+    consumer: make,
   });
   await consumer.start();
   return consumer;
