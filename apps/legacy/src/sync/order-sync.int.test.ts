@@ -18,9 +18,11 @@ import {
 } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { nanos, headers as natsHeaders } from "@nats-io/transport-node";
+import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_PASSWORD, SEED } from "../seed.js";
+import { applyOrderEnded, applyOrderPlaced } from "./order-sync.js";
 
 // The orders reverse sync on a real legacy process over the shared NATS: the orders service's
 // events are published onto the ORDERS stream as its outbox relay publishes them.
@@ -257,5 +259,64 @@ describe("the orders reverse sync (mesh order events -> legacy's orders tables)"
     await drained();
     const n = (await lsql<{ n: number }[]>`select count(*)::int as n from orders where id = ${id}`)[0]?.n;
     expect(n).toBe(0);
+  }, 30_000);
+
+  it("cannot deadlock two replicas whose batches hold the same orders' events in opposite orders", async () => {
+    // Replica 1's batch is [A placed, B confirmed], replica 2's [B placed, A confirmed], each one
+    // transaction. With a lock per order taken in event order, 1 holds A and waits for B while 2
+    // holds B and waits for A: Postgres aborts one (40P01) and its events are redelivered, each
+    // abort a step towards the dead letters. The sync's one lock per batch makes 2 wait for 1.
+    const [a, b] = [randomUUID(), randomUUID()];
+    const opts = { max: 1, onnotice: () => {} };
+    const [r1, r2] = [postgres(db.url, opts), postgres(db.url, opts)];
+    const deferred = () => {
+      let resolve = () => {};
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      return { promise, resolve };
+    };
+    const [firstPlaced, secondPlaced, go] = [deferred(), deferred(), deferred()];
+    try {
+      const [p2] = await r2<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const one = drizzle(r1).transaction(async (tx) => {
+        await applyOrderPlaced(tx as never, placed(a));
+        firstPlaced.resolve();
+        await go.promise;
+        await applyOrderEnded(tx as never, confirmed(b), "ORDER_STATUS_CONFIRMED");
+      });
+      await firstPlaced.promise;
+      const two = drizzle(r2).transaction(async (tx) => {
+        await applyOrderPlaced(tx as never, placed(b));
+        secondPlaced.resolve();
+        await go.promise;
+        await applyOrderEnded(tx as never, confirmed(a), "ORDER_STATUS_CONFIRMED");
+      });
+      const outcomes = Promise.allSettled([one, two]);
+      let placedAtOnce = false;
+      void secondPlaced.promise.then(() => {
+        placedAtOnce = true;
+      });
+      await waitFor(
+        async () =>
+          placedAtOnce ||
+          (
+            await lsql<
+              { w: string | null }[]
+            >`select wait_event_type as w from pg_stat_activity where pid = ${p2!.pid}`
+          )[0]?.w === "Lock",
+        { what: "replica 2 to place B or to wait for replica 1" },
+      );
+      expect(placedAtOnce).toBe(false); // replica 2 waits for replica 1's batch, holding nothing
+      go.resolve();
+      expect(
+        (await outcomes).map((o) => (o.status === "rejected" ? String(o.reason?.cause ?? o.reason) : "ok")),
+      ).toEqual(["ok", "ok"]);
+      for (const id of [a, b]) expect((await legacyOrder(id)).body.status).toBe("ORDER_STATUS_CONFIRMED");
+    } finally {
+      go.resolve();
+      await r1.end({ timeout: 5 });
+      await r2.end({ timeout: 5 });
+    }
   }, 30_000);
 });
