@@ -1,7 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ProductChangedSchema, UserChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { describe, expect, it } from "vitest";
-import { redactLegacyUserDeadLetter } from "./legacy-user-changed.js";
+import { onLegacyUserChanged, redactLegacyUserDeadLetter } from "./legacy-user-changed.js";
 
 // Review finding 1: a dead-lettered user capture must not keep legacy's password hash.
 describe("redactLegacyUserDeadLetter", () => {
@@ -24,5 +24,13 @@ describe("redactLegacyUserDeadLetter", () => {
     ).toEqual(new Uint8Array());
     const p = toBinary(ProductChangedSchema, create(ProductChangedSchema, { productId: "p-1" }));
     expect(redactLegacyUserDeadLetter(ProductChangedSchema.typeName, p)).toBe(p);
+  });
+
+  it("a replayed redacted letter (blank hash) is refused, never applied as an empty password", async () => {
+    const handler = onLegacyUserChanged({} as never);
+    const e = create(UserChangedSchema, { userId: "u-1", email: "a@example.com", passwordHash: "" });
+    await expect(handler(e, {} as never, { time: new Date() } as never)).rejects.toThrow(
+      /without a password hash/,
+    );
   });
 });

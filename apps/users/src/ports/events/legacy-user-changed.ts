@@ -11,6 +11,9 @@ import { applyLegacyUser } from "../../adapters/db/legacy-user-sync.js";
 export function onLegacyUserChanged(logger: Logger): EventHandler {
   return async (message, tx, event) => {
     const e = message as UserChanged;
+    // Legacy's users always have a hash: a blank one is a redacted dead letter replayed.
+    if (!e.passwordHash)
+      throw new Error("UserChanged without a password hash (a redacted dead letter?): not applied");
     const outcome = await applyLegacyUser(tx, e);
     const fields = {
       userId: e.userId,
