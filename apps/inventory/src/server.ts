@@ -9,7 +9,6 @@ import { file_meshwork_legacy_v1_events } from "@meshwork/contracts/meshwork/leg
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import {
-  consumerOn,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
@@ -110,8 +109,15 @@ export async function createInventoryService(
 }
 
 /**
- * Strangler fig, reads first: a durable consumer on the LEGACY stream applies the monolith's
- * captured product changes (and backfill snapshots) here, idempotently by capture sequence.
+ * The only LEGACY subject inventory's consumer reads: the stream also carries UserChanged (with
+ * legacy's password hashes), which must never be delivered here.
+ */
+export const legacyProductsSubject = (ns: string) => `${ns}meshwork.legacy.v1.ProductChanged`;
+
+/**
+ * Strangler fig, reads first: a durable consumer on the LEGACY stream (its ProductChanged
+ * subject only) applies the monolith's captured product changes (and backfill snapshots) here,
+ * idempotently by capture sequence.
  * The stream is declared here too, so inventory starts whether or not the monolith runs.
  */
 async function startLegacySync(
@@ -127,7 +133,9 @@ async function startLegacySync(
   const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
   await provision(await jetstreamManager(nc), {
     streams: [legacy, deadLetters],
-    consumers: [consumerOn(legacy, LEGACY_SYNC_DURABLE)],
+    consumers: [
+      { stream: legacy.name, durable: LEGACY_SYNC_DURABLE, filterSubject: legacyProductsSubject(ns) },
+    ],
   });
   const consumer = createEventConsumer({
     js: jetstream(nc),

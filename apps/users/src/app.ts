@@ -1,5 +1,6 @@
 import { randomBytes } from "node:crypto";
 import type { DatabaseHandle } from "@meshwork/db";
+import type { Logger } from "@meshwork/telemetry";
 import type { Meter } from "@opentelemetry/api";
 import { createArgon2Hasher } from "./adapters/crypto/argon2-hasher.js";
 import { createKeyEncryption } from "./adapters/crypto/key-encryption.js";
@@ -30,16 +31,18 @@ export interface App {
   /** The legacy monolith's session tokens; absent without LEGACY_TOKEN_SECRET. */
   legacyTokens: LegacyTokenVerifier | undefined;
   decoyHash: string;
+  /** Warnings of the use cases (never with secrets), e.g. a failed re-hash at login. */
+  logger: Pick<Logger, "warn">;
   /** Counts a committed registration (`users_registered_total`). */
   countRegistration(): void;
 }
 
-/** Builds the app over a migrated database; business counters go to `meter`. */
+/** Builds the app over a migrated database; business counters go to `meter`, warnings to `logger`. */
 export async function createApp(
   config: Config,
   database: DatabaseHandle<UsersSchema>,
   meter: Meter,
-  onError: (err: unknown) => void = () => {},
+  logger: Pick<Logger, "warn">,
 ): Promise<App> {
   const hasher = createArgon2Hasher();
   const registered = meter.createCounter("users.registered", {
@@ -49,7 +52,7 @@ export async function createApp(
     encryption: createKeyEncryption(config.keys.encryptionKey),
     overlapMs: config.keys.overlapMs,
     refreshMs: config.keys.refreshMs,
-    onError,
+    onError: (err) => logger.warn({ err }, "reloading the signing keys failed"),
   });
   return {
     users: createUserRepository(database.db),
@@ -60,6 +63,7 @@ export async function createApp(
     attempts: createAuthAttempts(database.db, config.authFailures),
     legacyTokens: config.legacyTokenSecret ? createLegacyTokenVerifier(config.legacyTokenSecret) : undefined,
     decoyHash: await hasher.hash(randomBytes(16).toString("hex")),
+    logger,
     countRegistration: () => registered.add(1),
   };
 }

@@ -30,7 +30,7 @@ describe("ExchangeLegacyToken", () => {
   let client: ReturnType<typeof createClient<typeof UserService>>;
   const code = (p: Promise<unknown>) =>
     p.then(
-      () => Code[0],
+      () => "OK",
       (e: unknown) => Code[ConnectError.from(e).code],
     );
 
@@ -87,5 +87,30 @@ describe("ExchangeLegacyToken", () => {
       .catch((e: unknown) => ConnectError.from(e));
     expect(err).toMatchObject({ code: Code.FailedPrecondition });
     expect((err as ConnectError).rawMessage).toMatch(/not synced from legacy/);
+  });
+
+  // Review finding 3: the signature is checked before the account is charged.
+  it("never counts a forged token against the user it names; a verified session still meets Login's lock", async () => {
+    const { user } = await client.registerUser({
+      email: "third.client@example.com",
+      password: "long enough password",
+      displayName: "Third",
+    });
+    const id = user!.id;
+    const forged = await legacyToken(id, { secret: "not-the-secret-".padEnd(48, "z") });
+    // Default USERS_AUTH_MAX_FAILURES is 5: well past it.
+    for (let i = 0; i < 8; i++)
+      expect(await code(client.exchangeLegacyToken({ legacyToken: forged }))).toBe("Unauthenticated");
+    expect(await code(client.exchangeLegacyToken({ legacyToken: await legacyToken(id) }))).toBe("OK");
+    expect(
+      await code(client.login({ email: "third.client@example.com", password: "long enough password" })),
+    ).toBe("OK");
+    for (let i = 0; i < 5; i++)
+      expect(
+        await code(client.login({ email: "third.client@example.com", password: "wrong password 1" })),
+      ).toBe("Unauthenticated");
+    expect(await code(client.exchangeLegacyToken({ legacyToken: await legacyToken(id) }))).toBe(
+      "ResourceExhausted",
+    );
   });
 });

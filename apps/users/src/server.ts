@@ -21,7 +21,7 @@ import { prepareBootstrapSecret } from "./adapters/db/bootstrap-store.js";
 import { inbox, outbox, schema, type UsersSchema } from "./adapters/db/schema.js";
 import { type App, createApp } from "./app.js";
 import type { Config } from "./config.js";
-import { onLegacyUserChanged } from "./ports/events/legacy-user-changed.js";
+import { onLegacyUserChanged, redactLegacyUserDeadLetter } from "./ports/events/legacy-user-changed.js";
 import { createUserServiceHandlers } from "./ports/rpc/user-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
@@ -74,9 +74,7 @@ export async function createUsersService(
     async prepare() {
       await database.migrate(migrationsFolder);
       observeDatabasePool(database, service.telemetry.meter);
-      app = await createApp(config, database, service.telemetry.meter, (err) =>
-        service.logger.warn({ err }, "reloading the signing keys failed"),
-      );
+      app = await createApp(config, database, service.telemetry.meter, service.logger);
       if (!config.keys.encryptionKey)
         service.logger.warn(
           "signing keys are stored unencrypted: set USERS_KEY_ENCRYPTION_KEY or USERS_KEY_ENCRYPTION_KEY_FILE outside development",
@@ -147,6 +145,7 @@ async function startLegacyUserSync(
     maxDeliver: config.events.consumer.maxDeliver,
     backoffMs: config.events.consumer.backoffMs,
     deadLetterSubject: deadLetterSubject(ns, "users", LEGACY_USER_SYNC_DURABLE),
+    redactDeadLetter: redactLegacyUserDeadLetter,
     logger: service.logger,
     tracer: service.telemetry.tracer,
     meter: service.telemetry.meter,

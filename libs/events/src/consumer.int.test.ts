@@ -33,8 +33,13 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     await f.close();
   });
 
-  const start = async (handler: EventHandler | BatchEventHandler, maxDeliver = 3) => {
+  const start = async (
+    handler: EventHandler | BatchEventHandler,
+    maxDeliver = 3,
+    redactDeadLetter?: (type: string, data: Uint8Array) => Uint8Array,
+  ) => {
     consumer = createEventConsumer({
+      redactDeadLetter,
       js: f.js,
       database: f.database,
       inbox,
@@ -218,6 +223,30 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     await replayDeadLetter(f.js, f.jsm, f.dlqStream, letter!.seq);
     await waitFor(async () => (await effectCount(poison.id)) === 1, { what: "the replayed event applied" });
     expect(await listDeadLetters(f.jsm, f.dlqStream)).toEqual([]);
+  });
+
+  it("stores a dead letter redacted: its data through redactDeadLetter, its error without query parameters", async () => {
+    const seen: string[] = [];
+    const redact = (type: string, _data: Uint8Array) => {
+      seen.push(type);
+      return new TextEncoder().encode("redacted");
+    };
+    await start(
+      async () => {
+        throw new Error("Failed query: insert into t (h) values ($1)\nparams: scrypt$c2FsdA$a2V5");
+      },
+      1,
+      redact,
+    );
+    await publish(f.event(5));
+    await waitFor(async () => (await f.jsm.streams.info(f.dlqStream)).state.messages === 1, {
+      what: "the failing event in the dead-letter stream",
+    });
+    const [letter] = await listDeadLetters(f.jsm, f.dlqStream);
+    expect(seen).toEqual(["meshwork.users.v1.UserRegistered"]);
+    expect(letter?.error).toBe("Failed query: insert into t (h) values ($1) params: [redacted]");
+    const stored = await f.jsm.streams.getMessage(f.dlqStream, { seq: letter!.seq });
+    expect(new TextDecoder().decode(stored?.data)).toBe("redacted");
   });
 
   it("exports its backlog from the broker: events not yet delivered (lag) and dead letters waiting", async () => {

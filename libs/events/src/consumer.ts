@@ -42,6 +42,8 @@ export interface EventConsumerOptions {
   maxBatch?: number;
   /** Subject dead letters are published on, e.g. `dlq.notifications`. */
   deadLetterSubject: string;
+  /** Rewrites a dead letter's data by event type before it is stored (blanks secrets). */
+  redactDeadLetter?: (type: string, data: Uint8Array) => Uint8Array;
   logger: Logger;
   tracer: Tracer;
   meter: Meter;
@@ -81,6 +83,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
     subject: options.deadLetterSubject,
     logger,
     metrics,
+    redact: options.redactDeadLetter,
   });
   const admit = createAdmission({ ...options, metrics, deadLetter });
   const apply = createBatchApplier(options);

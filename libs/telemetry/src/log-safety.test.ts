@@ -39,6 +39,11 @@ describe("log safety", () => {
     expect(out).toContain("invalid input syntax for type uuid: [redacted]");
   });
 
+  it("masks the legacy monolith's scrypt hashes (synced to users by the strangler fig)", () => {
+    const out = scrubText("apply failed for scrypt$c2FsdHNhbHQ$a2V5a2V5a2V5 (row 3)");
+    expect(out).toBe("apply failed for [redacted] (row 3)");
+  });
+
   it("logs an error from an allowlist: no params, parameters or detail, causes kept", () => {
     const cause = Object.assign(new Error('duplicate key value violates unique constraint "u"'), {
       code: "23505",

@@ -26,6 +26,8 @@ const SECRET_PATTERNS: readonly RegExp[] = [
   // argon2 / bcrypt / scrypt-style password hashes
   /\$argon2(?:id|i|d)\$[^\s'"\]}]*/g,
   /\$2[aby]\$\d\d\$[./A-Za-z0-9]{53}/g,
+  // the legacy monolith's scrypt hashes (`scrypt$<salt>$<key>`), synced to users (strangler fig)
+  /\bscrypt\$[^\s'"\]}]*/g,
   // JWTs (three base64url parts, the first a JSON header)
   /eyJ[\w-]*\.[\w-]+\.[\w-]*/g,
   // Authorization header values

@@ -15,6 +15,13 @@ const CONSUMES: Record<string, readonly string[]> = {
 };
 
 /**
+ * Services that consume other services' streams without declaring them: legacy's syncs (ORDERS,
+ * INVENTORY) only add their durable consumers, so that the owner alone sets the stream's config
+ * (its replicas above all). They get no STREAM.CREATE/UPDATE on those streams.
+ */
+const CONSUMES_WITHOUT_DECLARING: ReadonlySet<string> = new Set(["legacy"]);
+
+/**
  * Streams a service follows with an ordered consumer of each instance (the cache's invalidation
  * feed, libs/cache): orders drops changed prices on inventory's ProductUpdated, inventory its own
  * products on its events.
@@ -83,10 +90,14 @@ function registryReader(bucket: string): string[] {
 
 /** Provisioning and consuming one events stream (never deleting or purging it). */
 function streamUser(stream: string): string[] {
+  const [info, ...consume] = streamConsumer(stream);
+  return [info ?? "", `$JS.API.STREAM.CREATE.${stream}`, `$JS.API.STREAM.UPDATE.${stream}`, ...consume];
+}
+
+/** Consuming one events stream another service declares: its durable consumers only. */
+function streamConsumer(stream: string): string[] {
   return [
     `$JS.API.STREAM.INFO.${stream}`,
-    `$JS.API.STREAM.CREATE.${stream}`,
-    `$JS.API.STREAM.UPDATE.${stream}`,
     `$JS.API.CONSUMER.CREATE.${stream}`,
     `$JS.API.CONSUMER.CREATE.${stream}.>`,
     `$JS.API.CONSUMER.DURABLE.CREATE.${stream}.>`,
@@ -108,11 +119,8 @@ export function servicePermissions(
   consumes: readonly string[] = CONSUMES[service] ?? [],
 ): Permissions {
   const ns = mesh.namespace;
-  const streams = [
-    streamName(ns, service.toUpperCase()),
-    streamName(ns, `DLQ_${service.toUpperCase()}`),
-    ...consumes.map((s) => streamName(ns, s.toUpperCase())),
-  ];
+  const own = [streamName(ns, service.toUpperCase()), streamName(ns, `DLQ_${service.toUpperCase()}`)];
+  const consumed = consumes.map((s) => streamName(ns, s.toUpperCase()));
   return {
     publish: {
       allow: [
@@ -120,7 +128,8 @@ export function servicePermissions(
         `${ns}dlq.${service}.>`,
         `$KV.${mesh.bucket}.${service}.>`,
         ...registryReader(mesh.bucket),
-        ...streams.flatMap(streamUser),
+        ...own.flatMap(streamUser),
+        ...consumed.flatMap(CONSUMES_WITHOUT_DECLARING.has(service) ? streamConsumer : streamUser),
         ...(FOLLOWS[service] ?? []).flatMap((s) => streamFollower(streamName(ns, s.toUpperCase()))),
         ...cacheBucketUser(cacheBucket(ns, service)),
       ],

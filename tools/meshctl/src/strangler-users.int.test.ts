@@ -213,7 +213,7 @@ describe("strangler identity: legacy users -> users, their passwords and session
     expect(res.user?.email).toBe(u.email);
   });
 
-  it("locks the exchange like Login: past the limit even a valid session is refused, and Login too", async () => {
+  it("locks the exchange like Login, but forged tokens never count: only failed logins lock a valid session out", async () => {
     const u = await legacyUser("lockout");
     await synced(u.id, u.started, () => true);
     const forged = await new SignJWT({})
@@ -222,8 +222,13 @@ describe("strangler identity: legacy users -> users, their passwords and session
       .setIssuer("legacy")
       .setExpirationTime("10m")
       .sign(new TextEncoder().encode("not-the-secret-".padEnd(40, "z")));
-    for (let i = 0; i < MAX_FAILURES; i++)
+    for (let i = 0; i <= MAX_FAILURES; i++)
       expect(await codeOf(usersClient().exchangeLegacyToken({ legacyToken: forged }))).toBe(
+        "Unauthenticated",
+      );
+    expect((await usersClient().exchangeLegacyToken({ legacyToken: u.token })).user?.id).toBe(u.id);
+    for (let i = 0; i < MAX_FAILURES; i++)
+      expect(await codeOf(usersClient().login({ email: u.email, password: "not my password" }))).toBe(
         "Unauthenticated",
       );
     expect(await codeOf(usersClient().exchangeLegacyToken({ legacyToken: u.token }))).toBe(

@@ -17,10 +17,12 @@ import {
   waitFor,
 } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/transport-node";
+import { nanos, headers as natsHeaders } from "@nats-io/transport-node";
+import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { DEMO_PASSWORD, SEED } from "../seed.js";
+import { applyOrderEnded, applyOrderPlaced } from "./order-sync.js";
 
 // The orders reverse sync on a real legacy process over the shared NATS: the orders service's
 // events are published onto the ORDERS stream as its outbox relay publishes them.
@@ -108,7 +110,22 @@ async function drained(): Promise<void> {
   }
 }
 
+/** The ORDERS stream as its owner (the orders service) made it: settings legacy must not change. */
+const OWNERS_MAX_AGE_MS = 3 * 86_400_000;
+const OWNERS_DESCRIPTION = "the orders service's events (its own config)";
+
 beforeAll(async () => {
+  const nc = await connectNats(natsUrl, "test");
+  try {
+    await (await jetstreamManager(nc)).streams.add({
+      name: streamName(namespace, "ORDERS"),
+      subjects: [`${namespace}meshwork.orders.>`],
+      max_age: nanos(OWNERS_MAX_AGE_MS),
+      description: OWNERS_DESCRIPTION,
+    });
+  } finally {
+    await nc.close();
+  }
   db = await createTestDatabase("mw_ordsync");
   lsql = postgres(db.url, { max: 2, onnotice: () => {} });
   legacy = startProcess(process.execPath, ["--import", "tsx", main], {
@@ -148,6 +165,30 @@ afterAll(async () => {
 });
 
 describe("the orders reverse sync (mesh order events -> legacy's orders tables)", () => {
+  it("consumes the orders service's stream without changing it, and leaves a missing INVENTORY stream to its owner", async () => {
+    const nc = await connectNats(natsUrl, "test");
+    try {
+      const jsm = await jetstreamManager(nc);
+      // Legacy's durable exists (the sync started), yet the stream keeps its owner's config: a
+      // declaration from legacy would set max_age back to 7 days (and num_replicas to 1).
+      await jsm.consumers.info(streamName(namespace, "ORDERS"), "legacy-order-sync");
+      const orders = await jsm.streams.info(streamName(namespace, "ORDERS"));
+      expect(orders.config.max_age).toBe(nanos(OWNERS_MAX_AGE_MS));
+      expect(orders.config.description).toBe(OWNERS_DESCRIPTION);
+      expect(orders.config.num_replicas).toBe(1);
+      // Inventory has not made its stream in this namespace: legacy waits for it, creates none.
+      const missing = await jsm.streams.info(streamName(namespace, "INVENTORY")).catch((e: unknown) => e);
+      expect(missing).toBeInstanceOf(Error);
+      expect(
+        legacy
+          .logs()
+          .some((l) => l.stream === streamName(namespace, "INVENTORY") && /not found/.test(String(l.msg))),
+      ).toBe(true);
+    } finally {
+      await nc.close();
+    }
+  });
+
   it("copies a mesh order into legacy's tables within the bound, then its confirmation; stock untouched, nothing captured", async () => {
     const id = randomUUID();
     const stockBefore = await stockOf();
@@ -218,5 +259,64 @@ describe("the orders reverse sync (mesh order events -> legacy's orders tables)"
     await drained();
     const n = (await lsql<{ n: number }[]>`select count(*)::int as n from orders where id = ${id}`)[0]?.n;
     expect(n).toBe(0);
+  }, 30_000);
+
+  it("cannot deadlock two replicas whose batches hold the same orders' events in opposite orders", async () => {
+    // Replica 1's batch is [A placed, B confirmed], replica 2's [B placed, A confirmed], each one
+    // transaction. With a lock per order taken in event order, 1 holds A and waits for B while 2
+    // holds B and waits for A: Postgres aborts one (40P01) and its events are redelivered, each
+    // abort a step towards the dead letters. The sync's one lock per batch makes 2 wait for 1.
+    const [a, b] = [randomUUID(), randomUUID()];
+    const opts = { max: 1, onnotice: () => {} };
+    const [r1, r2] = [postgres(db.url, opts), postgres(db.url, opts)];
+    const deferred = () => {
+      let resolve = () => {};
+      const promise = new Promise<void>((r) => {
+        resolve = r;
+      });
+      return { promise, resolve };
+    };
+    const [firstPlaced, secondPlaced, go] = [deferred(), deferred(), deferred()];
+    try {
+      const [p2] = await r2<{ pid: number }[]>`select pg_backend_pid() as pid`;
+      const one = drizzle(r1).transaction(async (tx) => {
+        await applyOrderPlaced(tx as never, placed(a));
+        firstPlaced.resolve();
+        await go.promise;
+        await applyOrderEnded(tx as never, confirmed(b), "ORDER_STATUS_CONFIRMED");
+      });
+      await firstPlaced.promise;
+      const two = drizzle(r2).transaction(async (tx) => {
+        await applyOrderPlaced(tx as never, placed(b));
+        secondPlaced.resolve();
+        await go.promise;
+        await applyOrderEnded(tx as never, confirmed(a), "ORDER_STATUS_CONFIRMED");
+      });
+      const outcomes = Promise.allSettled([one, two]);
+      let placedAtOnce = false;
+      void secondPlaced.promise.then(() => {
+        placedAtOnce = true;
+      });
+      await waitFor(
+        async () =>
+          placedAtOnce ||
+          (
+            await lsql<
+              { w: string | null }[]
+            >`select wait_event_type as w from pg_stat_activity where pid = ${p2!.pid}`
+          )[0]?.w === "Lock",
+        { what: "replica 2 to place B or to wait for replica 1" },
+      );
+      expect(placedAtOnce).toBe(false); // replica 2 waits for replica 1's batch, holding nothing
+      go.resolve();
+      expect(
+        (await outcomes).map((o) => (o.status === "rejected" ? String(o.reason?.cause ?? o.reason) : "ok")),
+      ).toEqual(["ok", "ok"]);
+      for (const id of [a, b]) expect((await legacyOrder(id)).body.status).toBe("ORDER_STATUS_CONFIRMED");
+    } finally {
+      go.resolve();
+      await r1.end({ timeout: 5 });
+      await r2.end({ timeout: 5 });
+    }
   }, 30_000);
 });

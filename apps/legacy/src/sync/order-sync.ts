@@ -8,20 +8,19 @@ import {
 } from "@meshwork/contracts/meshwork/orders/v1/events";
 import type { AnyTransaction } from "@meshwork/db";
 import {
-  consumerOn,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
   type EventsConfig,
   meshStreams,
-  provision,
 } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { metrics, trace } from "@opentelemetry/api";
 import { sql } from "drizzle-orm";
 import { type CdcDatabase, meshInbox } from "./cdc-relay.js";
+import { consumeForeignStream } from "./foreign-stream.js";
 
 /**
  * The reverse sync of orders (strangler fig, writes): once `POST /api/orders` is cut over, the
@@ -63,13 +62,19 @@ async function markOrigin(tx: AnyTransaction): Promise<void> {
 }
 
 /**
- * Serialises the events of one order across legacy replicas sharing the durable consumer: without
- * it an OrderConfirmed applied in one process while another's OrderPlaced is uncommitted would
- * find no row to update, and the placement would then commit PENDING for good. Held until the
- * batch's transaction ends; a later statement sees what the other committed (READ COMMITTED).
+ * Serialises the order sync's batches across legacy replicas sharing the durable consumer: one
+ * lock for the whole sync, taken by a batch's first order event and held until the batch's
+ * transaction ends (savepoints do not release it). Without it an OrderConfirmed applied in one
+ * process while another's OrderPlaced is uncommitted would find no row to update, and the
+ * placement would then commit PENDING for good. One lock rather than one per order: a batch's
+ * handlers run per event type, so its orders cannot all be locked up front in a sorted order, and
+ * locks per order taken in event order let two replicas' batches ([A placed, B confirmed] and
+ * [B placed, A confirmed]) deadlock, each abort a step towards the dead letters. A later
+ * statement sees what the other committed (READ COMMITTED). The cost, replicas applying one batch
+ * at a time, is small for the monolith's reports (a batch is one commit).
  */
-async function lockOrder(tx: AnyTransaction, orderId: string): Promise<void> {
-  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('legacy-order-sync'), hashtext(${orderId}))`);
+async function lockSync(tx: AnyTransaction): Promise<void> {
+  await tx.execute(sql`select pg_advisory_xact_lock(hashtext('legacy-order-sync'))`);
 }
 
 async function rows<T>(tx: AnyTransaction, query: ReturnType<typeof sql>): Promise<T[]> {
@@ -80,7 +85,7 @@ async function rows<T>(tx: AnyTransaction, query: ReturnType<typeof sql>): Promi
 export async function applyOrderPlaced(tx: AnyTransaction, e: OrderPlaced): Promise<"applied" | "skipped"> {
   // An OrderPlaced from before the event carried its items cannot make legacy's order lines.
   if (e.items.length === 0) return "skipped";
-  await lockOrder(tx, e.orderId);
+  await lockSync(tx);
   const productIds = e.items.map((i) => i.productId.toLowerCase());
   const known = await rows<{ users: string; products: string }>(
     tx,
@@ -119,7 +124,7 @@ export async function applyOrderEnded(
   e: OrderConfirmed | OrderCancelled,
   status: "ORDER_STATUS_CONFIRMED" | "ORDER_STATUS_CANCELLED",
 ): Promise<"applied" | "skipped"> {
-  await lockOrder(tx, e.orderId);
+  await lockSync(tx);
   const claimed = await rows<{ order_id: string }>(
     tx,
     sql`insert into mesh_order_sync (order_id, status) values (${e.orderId}, ${status})
@@ -148,37 +153,43 @@ export async function startOrderSync(options: {
     await tx.execute(sql.raw(ORDER_SYNC_SCHEMA));
   });
   const ns = events.namespace;
+  // The orders service's stream: consumed, never declared here (its owner sets its replicas).
   const orders = meshStreams.orders(ns);
   const deadLetters = meshStreams.deadLetters(ns, "legacy", { replicas: events.streamReplicas });
-  await provision(await jetstreamManager(nc), {
-    streams: [orders, deadLetters],
-    consumers: [consumerOn(orders, DURABLE)],
-  });
-  const consumer = createEventConsumer({
-    js: jetstream(nc),
-    database,
-    inbox: meshInbox,
-    stream: orders.name,
+  const make = () =>
+    createEventConsumer({
+      js: jetstream(nc),
+      database,
+      inbox: meshInbox,
+      stream: orders.name,
+      durable: DURABLE,
+      registry: createRegistry(file_meshwork_orders_v1_events),
+      handlers: {
+        "meshwork.orders.v1.OrderPlaced": async (m, tx) => {
+          if ((await applyOrderPlaced(tx, m as OrderPlaced)) === "skipped")
+            logger.debug({ order: (m as OrderPlaced).orderId }, "order sync: placed order left out or seen");
+        },
+        "meshwork.orders.v1.OrderConfirmed": async (m, tx) => {
+          await applyOrderEnded(tx, m as OrderConfirmed, "ORDER_STATUS_CONFIRMED");
+        },
+        "meshwork.orders.v1.OrderCancelled": async (m, tx) => {
+          await applyOrderEnded(tx, m as OrderCancelled, "ORDER_STATUS_CANCELLED");
+        },
+      },
+      maxDeliver: events.consumer.maxDeliver,
+      backoffMs: events.consumer.backoffMs,
+      deadLetterSubject: deadLetterSubject(ns, "legacy", DURABLE),
+      logger,
+      tracer: trace.getTracer("meshwork-legacy"),
+      meter: metrics.getMeter("meshwork-legacy"),
+    });
+  const consumer = consumeForeignStream({
+    nc,
+    stream: orders,
     durable: DURABLE,
-    registry: createRegistry(file_meshwork_orders_v1_events),
-    handlers: {
-      "meshwork.orders.v1.OrderPlaced": async (m, tx) => {
-        if ((await applyOrderPlaced(tx, m as OrderPlaced)) === "skipped")
-          logger.debug({ order: (m as OrderPlaced).orderId }, "order sync: placed order left out or seen");
-      },
-      "meshwork.orders.v1.OrderConfirmed": async (m, tx) => {
-        await applyOrderEnded(tx, m as OrderConfirmed, "ORDER_STATUS_CONFIRMED");
-      },
-      "meshwork.orders.v1.OrderCancelled": async (m, tx) => {
-        await applyOrderEnded(tx, m as OrderCancelled, "ORDER_STATUS_CANCELLED");
-      },
-    },
-    maxDeliver: events.consumer.maxDeliver,
-    backoffMs: events.consumer.backoffMs,
-    deadLetterSubject: deadLetterSubject(ns, "legacy", DURABLE),
+    deadLetters,
     logger,
-    tracer: trace.getTracer("meshwork-legacy"),
-    meter: metrics.getMeter("meshwork-legacy"),
+    consumer: make,
   });
   await consumer.start();
   return consumer;

@@ -6,21 +6,20 @@ import {
 } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import type { AnyTransaction } from "@meshwork/db";
 import {
-  consumerOn,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
   type EventContext,
   type EventsConfig,
   meshStreams,
-  provision,
 } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { metrics, trace } from "@opentelemetry/api";
 import { sql } from "drizzle-orm";
 import { type CdcDatabase, meshInbox } from "./cdc-relay.js";
+import { consumeForeignStream } from "./foreign-stream.js";
 
 /**
  * The `ce-source` of the events inventory writes when it applies a change captured here. The
@@ -114,34 +113,39 @@ export async function startReverseSync(options: {
 }): Promise<EventConsumer> {
   const { database, events, nc, logger } = options;
   const ns = events.namespace;
-  const copies = { replicas: events.streamReplicas };
+  // The inventory service's stream: consumed, never declared here (its owner sets its config).
   const inventory = meshStreams.inventory(ns);
-  const deadLetters = meshStreams.deadLetters(ns, "legacy", copies);
-  await provision(await jetstreamManager(nc), {
-    streams: [inventory, deadLetters],
-    consumers: [consumerOn(inventory, DURABLE)],
-  });
-  const consumer = createEventConsumer({
-    js: jetstream(nc),
-    database,
-    inbox: meshInbox,
-    stream: inventory.name,
+  const deadLetters = meshStreams.deadLetters(ns, "legacy", { replicas: events.streamReplicas });
+  const make = () =>
+    createEventConsumer({
+      js: jetstream(nc),
+      database,
+      inbox: meshInbox,
+      stream: inventory.name,
+      durable: DURABLE,
+      registry: createRegistry(file_meshwork_inventory_v1_events),
+      handlers: {
+        "meshwork.inventory.v1.ProductUpdated": async (m, tx, event) => {
+          await applyProductUpdated(tx, m as ProductUpdated, event);
+        },
+        "meshwork.inventory.v1.StockChanged": async (m, tx, event) => {
+          await applyStockChanged(tx, m as StockChanged, event);
+        },
+      },
+      maxDeliver: events.consumer.maxDeliver,
+      backoffMs: events.consumer.backoffMs,
+      deadLetterSubject: deadLetterSubject(ns, "legacy", DURABLE),
+      logger,
+      tracer: trace.getTracer("meshwork-legacy"),
+      meter: metrics.getMeter("meshwork-legacy"),
+    });
+  const consumer = consumeForeignStream({
+    nc,
+    stream: inventory,
     durable: DURABLE,
-    registry: createRegistry(file_meshwork_inventory_v1_events),
-    handlers: {
-      "meshwork.inventory.v1.ProductUpdated": async (m, tx, event) => {
-        await applyProductUpdated(tx, m as ProductUpdated, event);
-      },
-      "meshwork.inventory.v1.StockChanged": async (m, tx, event) => {
-        await applyStockChanged(tx, m as StockChanged, event);
-      },
-    },
-    maxDeliver: events.consumer.maxDeliver,
-    backoffMs: events.consumer.backoffMs,
-    deadLetterSubject: deadLetterSubject(ns, "legacy", DURABLE),
+    deadLetters,
     logger,
-    tracer: trace.getTracer("meshwork-legacy"),
-    meter: metrics.getMeter("meshwork-legacy"),
+    consumer: make,
   });
   await consumer.start();
   return consumer;

@@ -30,8 +30,6 @@ export interface IssuedToken {
 export interface LegacyTokenVerifier {
   /** The token's user id, or undefined when it does not verify or has expired. */
   verify(token: string): Promise<{ userId: string } | undefined>;
-  /** The `sub` the token claims, NOT verified (it only names the account an attempt counts against). */
-  claimedSubject(token: string): string | undefined;
 }
 
 export interface TokenIssuer {

@@ -1,4 +1,4 @@
-import type { Logger } from "@meshwork/telemetry";
+import { type Logger, scrubText } from "@meshwork/telemetry";
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
 import { EventHeaders } from "../envelope.js";
@@ -25,6 +25,11 @@ export interface DeadLettererOptions {
   subject: string;
   logger: Logger;
   metrics: ConsumerMetrics;
+  /**
+   * Rewrites a dead letter's data before it is stored, by event type (`ce-type`): e.g. to blank a
+   * secret field, so the dead-letter stream and whoever can read it never hold it.
+   */
+  redact?: (type: string, data: Uint8Array) => Uint8Array;
 }
 
 /**
@@ -43,9 +48,14 @@ export function createDeadLetterer(options: DeadLettererOptions): DeadLetterer {
     h.set(DeadLetterHeaders.stream, msg.info.stream);
     h.set(DeadLetterHeaders.consumer, durable);
     h.set(DeadLetterHeaders.deliveries, String(msg.info.deliveryCount));
-    h.set(DeadLetterHeaders.error, error.slice(0, 1024).replace(/[\r\n]+/g, " "));
+    // Scrubbed: a failed query's message carries its parameters (hashes, tokens).
+    const reason = scrubText(error);
+    h.set(DeadLetterHeaders.error, reason.slice(0, 1024).replace(/[\r\n]+/g, " "));
     h.set(DeadLetterHeaders.time, new Date().toISOString());
-    await js.publish(options.subject, msg.data, {
+    const data = options.redact
+      ? options.redact(msg.headers?.get(EventHeaders.type) ?? "", msg.data)
+      : msg.data;
+    await js.publish(options.subject, data, {
       headers: h,
       msgID: `dlq:${durable}:${msg.info.stream}:${msg.info.streamSequence}`,
     });
@@ -59,7 +69,7 @@ export function createDeadLetterer(options: DeadLettererOptions): DeadLetterer {
         event_id: msg.headers?.get(EventHeaders.id),
         subject: msg.subject,
         deliveries: msg.info.deliveryCount,
-        error,
+        error: reason,
       },
       "event dead-lettered",
     );

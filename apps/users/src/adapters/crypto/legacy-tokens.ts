@@ -1,4 +1,4 @@
-import { decodeJwt, jwtVerify } from "jose";
+import { jwtVerify } from "jose";
 import type { LegacyTokenVerifier } from "../../domain/ports.js";
 
 /**
@@ -17,14 +17,6 @@ export function createLegacyTokenVerifier(secret: string): LegacyTokenVerifier {
           requiredClaims: ["sub", "exp"],
         });
         return typeof payload.sub === "string" ? { userId: payload.sub } : undefined;
-      } catch {
-        return undefined;
-      }
-    },
-    claimedSubject(token) {
-      try {
-        const { sub } = decodeJwt(token);
-        return typeof sub === "string" && sub ? sub : undefined;
       } catch {
         return undefined;
       }

@@ -1,0 +1,56 @@
+import { connectNats, streamName } from "@meshwork/events";
+import type { Service } from "@meshwork/runtime";
+import { createTestDatabase, type TestDatabase, uniqueName } from "@meshwork/testing";
+import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { loadConfig } from "./config.js";
+import { createInventoryService, LEGACY_SYNC_DURABLE } from "./server.js";
+import { removeMeshState } from "./test-mesh.js";
+
+// Review finding 1: the LEGACY stream also carries the monolith's users (UserChanged, with
+// legacy's password hashes); inventory's consumer must never be delivered one.
+describe("inventory's legacy consumer", () => {
+  let db: TestDatabase;
+  let service: Service;
+  let nc: NatsConnection;
+  let jsm: JetStreamManager;
+  const namespace = `${uniqueName("t")}.`;
+
+  beforeAll(async () => {
+    db = await createTestDatabase("mw_inv_subj");
+    service = await createInventoryService(
+      loadConfig({
+        PORT: "0",
+        LOG_LEVEL: "silent",
+        DATABASE_URL: db.url,
+        DISCOVERY: "static",
+        EVENTS_NAMESPACE: namespace,
+      }),
+    );
+    await service.start();
+    nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "inventory-subjects-test");
+    jsm = await jetstreamManager(nc);
+  });
+  afterAll(async () => {
+    await service?.shutdown();
+    await nc?.close();
+    await removeMeshState(namespace);
+    await db?.drop();
+  });
+
+  it("reads only ProductChanged: a UserChanged on the LEGACY stream is neither pending nor delivered", async () => {
+    const stream = streamName(namespace, "LEGACY");
+    const before = await jsm.consumers.info(stream, LEGACY_SYNC_DURABLE);
+    expect(before.config.filter_subject).toBe(`${namespace}meshwork.legacy.v1.ProductChanged`);
+    const ack = await jetstream(nc).publish(
+      `${namespace}meshwork.legacy.v1.UserChanged`,
+      new TextEncoder().encode("a user capture (stands for one with a password hash)"),
+    );
+    expect(ack.stream).toBe(stream);
+    const after = await jsm.consumers.info(stream, LEGACY_SYNC_DURABLE);
+    expect(after.num_pending).toBe(0);
+    expect(after.num_ack_pending).toBe(0);
+    expect(after.delivered.consumer_seq).toBe(before.delivered.consumer_seq);
+  });
+});

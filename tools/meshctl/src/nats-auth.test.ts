@@ -1,0 +1,27 @@
+import { describe, expect, it } from "vitest";
+import { servicePermissions } from "./nats-auth.js";
+
+const mesh = { bucket: "meshwork_registry", namespace: "" };
+
+describe("servicePermissions: who may declare a stream", () => {
+  it("lets legacy consume ORDERS and INVENTORY but never create or update them (their owners set their replicas)", () => {
+    const allow = servicePermissions("legacy", mesh, ["inventory", "orders"]).publish.allow;
+    for (const stream of ["ORDERS", "INVENTORY"]) {
+      expect(allow).toContain(`$JS.API.STREAM.INFO.${stream}`);
+      expect(allow).toContain(`$JS.API.CONSUMER.DURABLE.CREATE.${stream}.>`);
+      expect(allow).toContain(`$JS.ACK.${stream}.>`);
+      expect(allow).not.toContain(`$JS.API.STREAM.CREATE.${stream}`);
+      expect(allow).not.toContain(`$JS.API.STREAM.UPDATE.${stream}`);
+    }
+    // Its own streams it declares.
+    for (const stream of ["LEGACY", "DLQ_LEGACY"]) {
+      expect(allow).toContain(`$JS.API.STREAM.CREATE.${stream}`);
+      expect(allow).toContain(`$JS.API.STREAM.UPDATE.${stream}`);
+    }
+  });
+
+  it("keeps the owner's and the other consumers' rights as they were", () => {
+    expect(servicePermissions("orders", mesh).publish.allow).toContain("$JS.API.STREAM.UPDATE.ORDERS");
+    expect(servicePermissions("notifications", mesh).publish.allow).toContain("$JS.API.STREAM.UPDATE.ORDERS");
+  });
+});
