@@ -88,8 +88,9 @@ export async function startMesh(
       },
     });
     instances.push({ name, proc: p });
-    const port = (await p.waitForLog((l) => l.msg === "listening")).port as number;
-    await p.waitForLog((l) => l.msg === "announced");
+    // 120 s: CI runs several packages' process-starting tests at once on two cores.
+    const port = (await p.waitForLog((l) => l.msg === "listening", 120_000)).port as number;
+    await p.waitForLog((l) => l.msg === "announced", 120_000);
     return { proc: p, url: `http://127.0.0.1:${port}` };
   };
   const start = async (name: Name) => {
