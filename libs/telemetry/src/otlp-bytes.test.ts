@@ -244,6 +244,33 @@ describe("which exporter exports OTLP", () => {
 });
 
 describe("OtlpWriter", () => {
+  it("writes an integer attribute beyond int64 as a double, not its wrapped low 64 bits", async () => {
+    const memory = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(memory)] });
+    provider
+      .getTracer("t")
+      .startSpan("s", {
+        attributes: { huge: 2 ** 64, low: -(2 ** 63) - 4096, edge: -(2 ** 63), top: 2 ** 62 },
+      })
+      .end();
+    const lean = new OtlpBytesSpanProcessor({
+      url: sink.url,
+      headers: {},
+      timeoutMillis: 5000,
+      ...batchLimitsFromEnv({}),
+    });
+    for (const span of memory.getFinishedSpans()) lean.onEnd(span);
+    await lean.forceFlush();
+    await lean.shutdown();
+    const request = fromBinary(ExportTraceServiceRequestSchema, sink.bodies[0] as Buffer);
+    const attributes = request.resourceSpans[0]?.scopeSpans[0]?.spans[0]?.attributes ?? [];
+    const value = (key: string) => attributes.find((a) => a.key === key)?.value?.value;
+    expect(value("huge")).toEqual({ case: "doubleValue", value: 2 ** 64 });
+    expect(value("low")).toEqual({ case: "doubleValue", value: -(2 ** 63) - 4096 });
+    expect(value("edge")).toEqual({ case: "intValue", value: -(2n ** 63n) });
+    expect(value("top")).toEqual({ case: "intValue", value: 2n ** 62n });
+  });
+
   it("writes a nested message longer than 127 bytes with a multi-byte length", () => {
     const w = new OtlpWriter(4);
     const at = w.begin(1);

@@ -164,6 +164,9 @@ function hexDigit(c: number): number {
   return c <= 57 ? c - 48 : (c | 0x20) - 87;
 }
 
+/** 2^63: the first integer int64 cannot hold. */
+const INT64_LIMIT = 2 ** 63;
+
 /** An AnyValue message's fields (common/v1). */
 function writeAnyValue(w: OtlpWriter, value: AttributeValue | undefined | null): void {
   switch (typeof value) {
@@ -175,7 +178,9 @@ function writeAnyValue(w: OtlpWriter, value: AttributeValue | undefined | null):
       w.varint(value ? 1 : 0);
       return;
     case "number":
-      if (Number.isInteger(value)) {
+      // An integer outside int64 (|n| >= 2^63) is written as a double: protobuf's int64 writers
+      // (the SDK's included) keep its low 64 bits, a wrapped and wrong number.
+      if (Number.isInteger(value) && value >= -INT64_LIMIT && value < INT64_LIMIT) {
         w.tag(3, 0);
         w.int64(value);
       } else {
