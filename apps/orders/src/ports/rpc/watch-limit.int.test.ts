@@ -55,7 +55,10 @@ describe("WatchOrder streams per user (issue 25.2)", () => {
       {
         url: testDb.url,
         dataDir: "unused",
-        pool: { max: 3, idleTimeoutS: 5, maxLifetimeS: 60, connectTimeoutS: 5 },
+        // Generous idle and connect bounds: the 16 watches below open the pool's connections at
+        // once, and on a loaded CI machine (load 20+) a 5 s connect timed out (CONNECT_TIMEOUT,
+        // answered INTERNAL here, where the test's service has no connection-error mapping).
+        pool: { max: 3, idleTimeoutS: 120, maxLifetimeS: 600, connectTimeoutS: 60 },
       },
       schema,
     );
