@@ -219,8 +219,8 @@ describe("gateway (real sockets, a real upstream service)", () => {
   it("forwards gRPC (grpc-js), with status, message, trailers, a request id and the deadline upstream", async () => {
     const pkg = loadGrpcJsPackage("meshwork/users/v1/users.proto");
     const client = grpcJsClient(pkg, "meshwork.users.v1.UserService", `127.0.0.1:${port}`);
+    const before = upstream.seen.length;
     try {
-      const before = upstream.seen.length;
       const ok = await grpcJsUnary<{ user: { id: string } }>(
         client,
         "GetUser",
@@ -259,6 +259,12 @@ describe("gateway (real sockets, a real upstream service)", () => {
     });
     expect(typeof line.duration_ms).toBe("number");
     expect(line.bytes_out).toBeGreaterThan(0);
+    expect(line.bytes_in).toBeGreaterThan(0);
+    expect(line.upstream).toMatch(/^https?:\/\/127\.0\.0\.1:\d+/);
+    // The line joins the call's trace: the same trace id the gateway sent upstream.
+    const sent = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(upstream.seen[before]?.traceparent ?? "");
+    expect(line.trace_id).toBe(sent?.[1]);
+    expect(line.span_id).toMatch(/^[0-9a-f]{16}$/);
   });
 
   it("forwards Connect (binary over h2, JSON over HTTP/1.1 with fetch) and gRPC-Web", async () => {
