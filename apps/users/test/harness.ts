@@ -32,7 +32,8 @@ export async function createStorage(backend: Backend): Promise<Storage> {
   const removeStreams = async () => {
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "test-cleanup");
     const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(streamName(namespace, "USERS")).catch(() => {});
+    for (const stream of ["USERS", "DLQ_USERS"])
+      await jsm.streams.delete(streamName(namespace, stream)).catch(() => {});
     await nc.close();
   };
   // A generated bootstrap secret goes here, not into the working directory's .meshwork.
