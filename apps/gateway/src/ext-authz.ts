@@ -21,6 +21,7 @@ import type { Authenticator, Policy } from "./auth.js";
 import { type AdmissionRules, admit, type Refusal, rateLimit } from "./proxy/admission.js";
 import type { RateLimiter } from "./ratelimit.js";
 import { matchRoute, type Route } from "./routes.js";
+import { type ExchangeOutcome, type LegacySessions, legacySessionOf } from "./strangler/legacy-sessions.js";
 
 /**
  * What Envoy needs to be the edge of a zero-trust mesh: services accept a caller only in an
@@ -42,7 +43,21 @@ export interface ExtAuthzOptions {
   assert: AssertionSigner;
   limiter: RateLimiter;
   logger: Logger;
+  /**
+   * The strangler's legacy-session exchange (the Node gateway's own, so one cache serves both):
+   * a call Envoy transcoded from the legacy REST API that carries a legacy session gets the
+   * same user's mesh token as its `authorization`; absent, legacy sessions are refused.
+   */
+  sessions?: LegacySessions;
 }
+
+/**
+ * The path of the legacy REST API Envoy's grpc_json_transcoder rewrote into this RPC (it sets
+ * `x-envoy-original-path`; the edge drops a client's own first): only such calls, the routes the
+ * new side answers, have their legacy session exchanged, as through the Node gateway.
+ */
+const ORIGINAL_PATH = "x-envoy-original-path";
+const REST_PREFIX = "/api/";
 
 /** The HTTP status Envoy answers a refused call with, per code (Connect's mapping, as the Node gateway's). */
 const HTTP_STATUS: Partial<Record<Code, StatusCode>> = {
@@ -91,6 +106,44 @@ function refused(refusal: Refusal): CheckResponse {
   });
 }
 
+/** A failed exchange as the old REST client expects it: legacy's status and JSON error shape. */
+function refusedRest(x: Extract<ExchangeOutcome, { ok: false }>): CheckResponse {
+  const name = String(x.body.error ?? "unknown").replace(/(^|_)([a-z])/g, (_m, _u, c: string) =>
+    c.toUpperCase(),
+  );
+  const code = (Code as unknown as Record<string, number>)[name] ?? Code.Unknown;
+  return create(CheckResponseSchema, {
+    status: { code, message: String(x.body.message ?? "") },
+    httpResponse: {
+      case: "deniedResponse",
+      value: {
+        status: { code: x.status as StatusCode },
+        headers: [header("content-type", "application/json")],
+        body: JSON.stringify(x.body),
+      },
+    },
+  });
+}
+
+/**
+ * The mesh authorization for a call Envoy transcoded from the legacy REST API with a legacy
+ * session (the exchange's outcome), or undefined when the call has none to exchange.
+ */
+async function exchangeLegacySession(
+  sessions: LegacySessions | undefined,
+  headers: http2.IncomingHttpHeaders,
+  remote: string,
+): Promise<ExchangeOutcome | undefined> {
+  const original = headers[ORIGINAL_PATH];
+  if (!sessions || typeof original !== "string" || !original.startsWith(REST_PREFIX)) return undefined;
+  const session = legacySessionOf(headers.authorization as string | undefined);
+  if (!session) return undefined;
+  const trace: http2.IncomingHttpHeaders = {};
+  for (const name of ["traceparent", "tracestate", "x-request-id"])
+    if (typeof headers[name] === "string") trace[name] = headers[name];
+  return sessions.exchange(session.token, session.expMs, remote, trace);
+}
+
 /** Decides one call: the Check of Envoy's ext_authz. */
 export function createExtAuthz(options: ExtAuthzOptions) {
   const { routes, rules, auth, assert, limiter } = options;
@@ -109,10 +162,16 @@ export function createExtAuthz(options: ExtAuthzOptions) {
     const admitted = admit(rules, route, path, pathKey, headers);
     if (!admitted.ok) return refused(admitted);
     const policy: Policy = admitted.policy;
-    const result = await auth.authorize(policy, headers.authorization as string | undefined);
-    if (!result.ok) return refused({ ok: false, code: result.code, message: result.message });
     const address = req.attributes?.source?.address?.address;
     const remote = address?.case === "socketAddress" ? address.value.address : "";
+    // A legacy session on a REST route the new side answers: the same user's mesh token replaces
+    // it (Envoy's jwt_authn, after this filter, then verifies that token). A user the mesh cannot
+    // hold yet (FAILED_PRECONDITION) gets the REST error: Envoy cannot fall back to legacy here.
+    const exchanged = await exchangeLegacySession(options.sessions, headers, remote);
+    if (exchanged && !exchanged.ok) return refusedRest(exchanged);
+    const authorization = exchanged?.authorization ?? (headers.authorization as string | undefined);
+    const result = await auth.authorize(policy, authorization);
+    if (!result.ok) return refused({ ok: false, code: result.code, message: result.message });
     const limited = rateLimit(limiter, pathKey, result.identity, remote);
     if (limited) return refused(limited);
     const cluster = (route as Route).cluster;
@@ -121,8 +180,11 @@ export function createExtAuthz(options: ExtAuthzOptions) {
       httpResponse: {
         case: "okResponse",
         value: {
-          // Anonymous calls (public methods) go on without one, as through the Node gateway.
-          headers: result.identity ? [header(ASSERTION_HEADER, assert.sign(result.identity, cluster))] : [],
+          headers: [
+            ...(exchanged ? [header("authorization", authorization as string)] : []),
+            // Anonymous calls (public methods) go on without one, as through the Node gateway.
+            ...(result.identity ? [header(ASSERTION_HEADER, assert.sign(result.identity, cluster))] : []),
+          ],
         },
       },
     });

@@ -27,6 +27,7 @@ import { createGatewayMetrics } from "./metrics.js";
 import { createProxy, type GatewayProxy, type RetryPolicy } from "./proxy/index.js";
 import { DEFAULT_AUTH_RATE_LIMITS, parseRateLimits, RateLimiter, type RateRule } from "./ratelimit.js";
 import { buildRoutes, type Route } from "./routes.js";
+import type { LegacySessions } from "./strangler/legacy-sessions.js";
 import { Strangler } from "./strangler/strangler.js";
 import { type OutlierPolicy, Upstreams } from "./upstreams.js";
 
@@ -258,7 +259,7 @@ interface ProxyParts {
   metrics: ReturnType<typeof createGatewayMetrics>;
 }
 
-function extAuthzOf(p: ProxyParts): http2.Http2Server | undefined {
+function extAuthzOf(p: ProxyParts, sessions: LegacySessions): http2.Http2Server | undefined {
   if (p.config.extAuthzPort === undefined) return undefined;
   const { config } = p;
   return createExtAuthzServer({
@@ -272,6 +273,7 @@ function extAuthzOf(p: ProxyParts): http2.Http2Server | undefined {
     assert: p.identity.assert,
     limiter: p.limiter,
     logger: p.logger,
+    sessions,
   });
 }
 
@@ -412,7 +414,6 @@ export function createGateway(options: GatewayOptions): Gateway {
     telemetry,
     metrics,
   };
-  const extAuthz = extAuthzOf(parts);
   const proxy = proxyOf(parts);
   const strangler = new Strangler({
     files,
@@ -423,6 +424,8 @@ export function createGateway(options: GatewayOptions): Gateway {
     dispatch: (down) => proxy.dispatch(down),
     logger,
   });
+  // Envoy's ext_authz exchanges legacy sessions with the strangler's cache.
+  const extAuthz = extAuthzOf(parts, strangler.sessions);
   const state: GatewayParts["state"] = { ready: false, unfollow: undefined };
   const listener = createPublicListener(config, local, proxy, strangler);
   const admin = createAdminServer({

@@ -5,17 +5,17 @@ import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/m
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import {
+  consumeForeignStream,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
   meshStreams,
   type OutboxPublisher,
-  provision,
   startOutboxPublisher,
 } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type ConsumerInfo, JetStreamApiError, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { prepareBootstrapSecret } from "./adapters/db/bootstrap-store.js";
 import { inbox, outbox, schema, type UsersSchema } from "./adapters/db/schema.js";
@@ -26,7 +26,7 @@ import { createUserServiceHandlers } from "./ports/rpc/user-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
 const VERSION = packageVersion(import.meta.url);
-/** The durable consumer of the legacy monolith's users on the LEGACY stream. */
+/** The durable consumer of the legacy monolith's users on the LEGACY_USERS stream. */
 export const LEGACY_USER_SYNC_DURABLE = "users-legacy-sync";
 
 /**
@@ -115,9 +115,11 @@ export async function createUsersService(
 }
 
 /**
- * Strangler fig, identity follows the traffic: a durable consumer on the LEGACY stream (only
- * its UserChanged subject) applies the monolith's users here, idempotently by capture sequence.
- * The stream is declared here too, so users starts whether or not the monolith runs.
+ * Strangler fig, identity follows the traffic: a durable consumer on legacy's LEGACY_USERS stream
+ * applies the monolith's users here, idempotently by capture sequence. Legacy owns that stream:
+ * users never declares it (its NATS user may not) and waits for it if legacy has not created it
+ * yet, so users starts whether or not the monolith runs. An older mesh's user captures on LEGACY
+ * are drained first (see {@link drainOldLegacyUserSync}).
  */
 async function startLegacyUserSync(
   config: Config,
@@ -127,29 +129,78 @@ async function startLegacyUserSync(
 ): Promise<EventConsumer> {
   const ns = config.events.namespace;
   const copies = { replicas: config.events.streamReplicas };
-  const legacy = meshStreams.legacy(ns, copies);
   const deadLetters = meshStreams.deadLetters(ns, "users", copies);
-  const filterSubject = `${ns}meshwork.legacy.v1.UserChanged`;
-  await provision(await jetstreamManager(nc), {
-    streams: [legacy, deadLetters],
-    consumers: [{ stream: legacy.name, durable: LEGACY_USER_SYNC_DURABLE, filterSubject }],
-  });
-  const consumer = createEventConsumer({
-    js: jetstream(nc),
-    database,
-    inbox,
-    stream: legacy.name,
+  const consumerOf = (stream: string) =>
+    createEventConsumer({
+      js: jetstream(nc),
+      database,
+      inbox,
+      stream,
+      durable: LEGACY_USER_SYNC_DURABLE,
+      registry: createRegistry(file_meshwork_legacy_v1_events),
+      handlers: { "meshwork.legacy.v1.UserChanged": onLegacyUserChanged(service.logger) },
+      maxDeliver: config.events.consumer.maxDeliver,
+      backoffMs: config.events.consumer.backoffMs,
+      deadLetterSubject: deadLetterSubject(ns, "users", LEGACY_USER_SYNC_DURABLE),
+      redactDeadLetter: redactLegacyUserDeadLetter,
+      logger: service.logger,
+      tracer: service.telemetry.tracer,
+      meter: service.telemetry.meter,
+    });
+  const legacyUsers = meshStreams.legacyUsers(ns, copies);
+  const current = consumeForeignStream({
+    nc,
+    stream: legacyUsers,
     durable: LEGACY_USER_SYNC_DURABLE,
-    registry: createRegistry(file_meshwork_legacy_v1_events),
-    handlers: { "meshwork.legacy.v1.UserChanged": onLegacyUserChanged(service.logger) },
-    maxDeliver: config.events.consumer.maxDeliver,
-    backoffMs: config.events.consumer.backoffMs,
-    deadLetterSubject: deadLetterSubject(ns, "users", LEGACY_USER_SYNC_DURABLE),
-    redactDeadLetter: redactLegacyUserDeadLetter,
+    deadLetters,
     logger: service.logger,
-    tracer: service.telemetry.tracer,
-    meter: service.telemetry.meter,
+    consumer: () => consumerOf(legacyUsers.name),
   });
+  const old = await drainOldLegacyUserSync(nc, meshStreams.legacy(ns).name, service.logger, consumerOf);
+  await current.start();
+  return {
+    start: async () => {},
+    async stop() {
+      await current.stop();
+      await old?.stop();
+    },
+  };
+}
+
+/**
+ * Upgrade from a mesh whose legacy published UserChanged on LEGACY (`meshwork.legacy.v1.UserChanged`):
+ * if users' old durable there still exists, it keeps consuming it (what was not applied at the
+ * upgrade, and what a legacy not upgraded yet still publishes), so no capture is lost; the capture
+ * sequence guard makes the order between the two streams irrelevant. Once LEGACY holds no
+ * UserChanged at all (they age out with its 7-day max_age) and nothing is pending, the old durable
+ * is deleted at start and never comes back. A mesh that never had it creates nothing.
+ */
+async function drainOldLegacyUserSync(
+  nc: NatsConnection,
+  stream: string,
+  logger: Logger,
+  consumerOf: (stream: string) => EventConsumer,
+): Promise<EventConsumer | undefined> {
+  const jsm = await jetstreamManager(nc);
+  let info: ConsumerInfo;
+  try {
+    info = await jsm.consumers.info(stream, LEGACY_USER_SYNC_DURABLE);
+  } catch (err) {
+    if (err instanceof JetStreamApiError && err.status === 404) return undefined;
+    throw err;
+  }
+  const subject = info.config.filter_subject ?? "";
+  const held = (await jsm.streams.info(stream, { subjects_filter: subject })).state.subjects?.[subject] ?? 0;
+  if (held === 0 && info.num_pending + info.num_ack_pending === 0) {
+    await jsm.consumers.delete(stream, LEGACY_USER_SYNC_DURABLE);
+    logger.info({ stream, durable: LEGACY_USER_SYNC_DURABLE }, "old legacy user sync drained: deleted");
+    return undefined;
+  }
+  logger.info(
+    { stream, durable: LEGACY_USER_SYNC_DURABLE, held, pending: info.num_pending },
+    "draining the legacy user captures an older legacy left on its shared stream",
+  );
+  const consumer = consumerOf(stream);
   await consumer.start();
   return consumer;
 }

@@ -33,7 +33,7 @@ export async function createStorage(backend: Backend): Promise<Storage> {
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "test-cleanup");
     const jsm = await jetstreamManager(nc);
     // Every stream of the namespace: USERS, and what the service declared beside it (its dead
-    // letters, the legacy captures it consumes), so nothing is left on the shared server.
+    // letters, and any legacy stream a test created), so nothing is left on the shared server.
     const prefix = streamName(namespace, "");
     for await (const name of jsm.streams.names()) {
       if (name.startsWith(prefix)) await jsm.streams.delete(name).catch(() => {});

@@ -25,6 +25,7 @@ export {
   eventSubject,
   UndecodableEventError,
 } from "./envelope.js";
+export { consumeForeignStream } from "./foreign-stream.js";
 export { type InboxTable, inboxTable } from "./inbox.js";
 export { connectNats, inboxPrefixOf, type NatsCredentials } from "./nats.js";
 export {

@@ -25,6 +25,8 @@ export async function startOutboxPublisher(options: {
   service: string;
   config: EventsConfig;
   stream: StreamSpec;
+  /** Other streams the service owns and publishes this outbox's rows to (legacy's LEGACY_USERS). */
+  alsoStreams?: readonly StreamSpec[];
   // biome-ignore lint/suspicious/noExplicitAny: any service's schema
   database: DatabaseHandle<any>;
   table: OutboxTable;
@@ -34,7 +36,9 @@ export async function startOutboxPublisher(options: {
 }): Promise<OutboxPublisher> {
   const nc = await connectNats(options.config.natsUrl, options.service, options.config.natsCredentials);
   try {
-    await provision(await jetstreamManager(nc), { streams: [options.stream] });
+    await provision(await jetstreamManager(nc), {
+      streams: [options.stream, ...(options.alsoStreams ?? [])],
+    });
     const relay = createOutboxRelay({
       database: options.database,
       table: options.table,

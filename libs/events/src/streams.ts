@@ -35,6 +35,19 @@ export const meshStreams = {
     subjects: [`${namespace}meshwork.legacy.>`],
     ...replicas(options),
   }),
+  /**
+   * The legacy monolith's captured users (UserChanged, with legacy's scrypt password hash): a
+   * stream of their own, kept 24 h (long enough for the users service to be down a day; a
+   * longer gap is what `meshctl strangler backfill` re-syncs), on which only the users service
+   * may consume. Legacy declares it and publishes to it; its NATS user, like every other
+   * service's but users', has no consumer rights on it (tools/meshctl nats-auth.ts).
+   */
+  legacyUsers: (namespace: string, options?: StreamOptions): StreamSpec => ({
+    name: streamName(namespace, "LEGACY_USERS"),
+    subjects: [`${namespace}meshwork.legacy_users.>`],
+    maxAgeMs: 24 * 3_600_000,
+    ...replicas(options),
+  }),
   deadLetters: (namespace: string, service: string, options?: StreamOptions): StreamSpec => ({
     name: streamName(namespace, `DLQ_${service.toUpperCase()}`),
     subjects: [`${namespace}dlq.${service}.>`],

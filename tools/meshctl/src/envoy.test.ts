@@ -184,11 +184,30 @@ describe("the legacy REST API in the Envoy config (strangler fig)", () => {
       preserve_proto_field_names: true,
       always_print_primitive_fields: true,
     });
-    // Before authentication: jwt_authn and RBAC see the RPC's path.
+    // Before authentication: ext_authz, jwt_authn and RBAC see the RPC's path.
     const names = hcm.http_filters.map((f: Json) => f.name);
     expect(names.indexOf("envoy.filters.http.grpc_json_transcoder")).toBeLessThan(
       names.indexOf("envoy.filters.http.jwt_authn"),
     );
+    // The legacy-session exchange (review finding 4): ext_authz runs after the transcoder and
+    // before jwt_authn and RBAC, so the mesh token it sets as `authorization` is what they check.
+    expect(names.indexOf("envoy.filters.http.grpc_json_transcoder")).toBeLessThan(
+      names.indexOf("envoy.filters.http.ext_authz"),
+    );
+    expect(names.indexOf("envoy.filters.http.ext_authz")).toBeLessThan(
+      names.indexOf("envoy.filters.http.jwt_authn"),
+    );
+    expect(names.indexOf("envoy.filters.http.jwt_authn")).toBeLessThan(
+      names.indexOf("envoy.filters.http.rbac"),
+    );
+    // It trusts `x-envoy-original-path` (the transcoder's) only: a client's is dropped first.
+    expect(JSON.stringify(hcm.http_filters[0].typed_config)).toContain('"remove":"x-envoy-original-path"');
+    // What legacy answers skips ext_authz (legacy authenticates its own calls; ext_authz has no
+    // route for /api/ paths), on the split and on the legacy-only paths; the new side does not.
+    const legacyOnly = routes.find((r) => r.name === "strangler legacy-only");
+    for (const skipping of [list.route.weighted_clusters.clusters[0], legacyOnly])
+      expect(skipping.typed_per_filter_config["envoy.filters.http.ext_authz"].disabled).toBe(true);
+    expect(list.route.weighted_clusters.clusters[1].typed_per_filter_config).toBeUndefined();
     expect(
       config.static_resources.clusters.find((c: Json) => c.name === "legacy").health_checks[0]
         .http_health_check,

@@ -87,6 +87,10 @@ export const DEFAULT_EXT_AUTHZ = { host: "gateway", port: 9191 } as const;
 // The assertion too: only ext_authz's answer may set it (a client's, even a valid one it kept, is dropped).
 const IDENTITY = ["x-meshwork-identity", "x-meshwork-subject", "x-meshwork-roles", "x-meshwork-email"];
 
+// Set by the transcoder on the REST calls it rewrites; ext_authz exchanges legacy sessions on
+// those only, so a client's own is dropped first.
+const ORIGINAL_PATH = "x-envoy-original-path";
+
 /** The admin paths the `admin_proxy` listener exposes (exact paths, GET only). */
 export const ADMIN_PROXY_PATHS = ["/ready", "/stats/prometheus"] as const;
 
@@ -114,6 +118,20 @@ const JWT = "users";
 const EXT_AUTHZ_CLUSTER = "edge_authz";
 const type = (name: string) => `type.googleapis.com/${name}`;
 const seconds = (ms: number) => `${ms / 1000}s`;
+
+/**
+ * What a call the monolith answers skips: the transcoder (it stays REST) and ext_authz (legacy
+ * authenticates its own calls and reads no assertion; the Node gateway forwards them untouched,
+ * and ext_authz has no route for `/api/` paths, so it would refuse them all). Fresh objects per
+ * use: a shared one would be rendered as YAML anchors.
+ */
+function legacySideFilters(): Record<string, unknown> {
+  const disabled = () => ({ "@type": type("envoy.config.route.v3.FilterConfig"), disabled: true });
+  return {
+    "envoy.filters.http.grpc_json_transcoder": disabled(),
+    "envoy.filters.http.ext_authz": disabled(),
+  };
+}
 
 function jwtRequirement(policy: Policy): Record<string, unknown> | undefined {
   switch (policy.kind) {
@@ -259,16 +277,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
             runtime_key_prefix: `strangler.${rest.name}`,
             header_name: "x-meshwork-sticky",
             clusters: [
-              {
-                name: legacy.name,
-                weight: 100,
-                typed_per_filter_config: {
-                  "envoy.filters.http.grpc_json_transcoder": {
-                    "@type": type("envoy.config.route.v3.FilterConfig"),
-                    disabled: true,
-                  },
-                },
-              },
+              { name: legacy.name, weight: 100, typed_per_filter_config: legacySideFilters() },
               { name: newCluster, weight: 0 },
             ],
           },
@@ -281,12 +290,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
       name: "strangler legacy-only",
       match: { prefix: "/api/" },
       route: { cluster: legacy.name, timeout: seconds(defaultTimeout) },
-      typed_per_filter_config: {
-        "envoy.filters.http.grpc_json_transcoder": {
-          "@type": type("envoy.config.route.v3.FilterConfig"),
-          disabled: true,
-        },
-      },
+      typed_per_filter_config: legacySideFilters(),
     });
     // The monolith authenticates its own calls: RBAC lets its paths through.
     openPaths.push("/api/");
@@ -403,7 +407,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
         name: "envoy.filters.http.header_mutation",
         typed_config: {
           "@type": type("envoy.extensions.filters.http.header_mutation.v3.HeaderMutation"),
-          mutations: { request_mutations: IDENTITY.map((h) => ({ remove: h })) },
+          mutations: { request_mutations: [...IDENTITY, ORIGINAL_PATH].map((h) => ({ remove: h })) },
         },
       },
       {
@@ -425,6 +429,21 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
             },
           ]
         : []),
+      {
+        // The Node gateway's rules from its own code (policy, token with iat and lifetime checks,
+        // per-subject / per-address rate limits), and the signed identity assertion the services
+        // require: Envoy cannot sign one. Fails closed. Before jwt_authn: on a REST call the new
+        // side answers, it trades an old client's legacy session for the same user's mesh token
+        // (set as `authorization`), which jwt_authn and RBAC then check as any other.
+        name: "envoy.filters.http.ext_authz",
+        typed_config: {
+          "@type": type("envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"),
+          transport_api_version: "V3",
+          grpc_service: { envoy_grpc: { cluster_name: EXT_AUTHZ_CLUSTER }, timeout: "1s" },
+          failure_mode_allow: false,
+          status_on_error: { code: "ServiceUnavailable" },
+        },
+      },
       {
         name: "envoy.filters.http.jwt_authn",
         typed_config: {
@@ -465,19 +484,6 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
         typed_config: {
           "@type": type("envoy.extensions.filters.http.rbac.v3.RBAC"),
           rules: { action: "ALLOW", policies: rbacPolicies },
-        },
-      },
-      {
-        // The Node gateway's rules from its own code (policy, token with iat and lifetime checks,
-        // per-subject / per-address rate limits), and the signed identity assertion the services
-        // require: Envoy cannot sign one. Fails closed.
-        name: "envoy.filters.http.ext_authz",
-        typed_config: {
-          "@type": type("envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"),
-          transport_api_version: "V3",
-          grpc_service: { envoy_grpc: { cluster_name: EXT_AUTHZ_CLUSTER }, timeout: "1s" },
-          failure_mode_allow: false,
-          status_on_error: { code: "ServiceUnavailable" },
         },
       },
       {

@@ -2,18 +2,24 @@ import { randomUUID } from "node:crypto";
 import { mkdtempSync, rmSync, statSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { cacheBucket, createNatsKvTier, encodeEntry } from "@meshwork/cache";
 import { registerInstance, watchRegistry } from "@meshwork/discovery";
 import { connectNats, consumerOn, meshStreams, provision } from "@meshwork/events";
 import { freePort, uniqueName, waitFor } from "@meshwork/testing";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { AckPolicy, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { Kvm } from "@nats-io/kv";
 import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { meshNatsUsers } from "./nats-auth.js";
+import { findServices } from "./services.js";
 
-const SERVICES = ["users", "inventory", "payments", "orders", "notifications"];
+// The repository's processes with a NATS user, each with the streams its package.json consumes
+// (users: legacy_users and legacy; inventory: legacy; legacy: inventory and orders).
+const SERVICES = findServices(fileURLToPath(new URL("../../..", import.meta.url)))
+  .filter((m) => m.kind === "service" || m.kind === "legacy")
+  .map((m) => ({ name: m.name, consumes: m.consumes }));
 
 /** Records the permission violations the server reports to one connection. */
 function violations(nc: NatsConnection): string[] {
@@ -151,6 +157,68 @@ describe("the NATS meshctl starts: a user per process, each with its own permiss
     expect(await rejected((await jetstreamManager(notifications)).streams.purge(stream.name))).not.toBe(
       "resolved",
     );
+  });
+
+  it("keeps legacy's captured users (LEGACY_USERS, password hashes) to the users service: legacy declares and publishes, inventory and legacy cannot read it", async () => {
+    const legacy = await as("legacy");
+    const users = await as("users");
+    const inventory = await as("inventory");
+    const legacyUsers = meshStreams.legacyUsers("");
+    // Legacy owns both capture streams (its CDC relay declares them); users may not declare it.
+    await provision(await jetstreamManager(legacy), { streams: [meshStreams.legacy(""), legacyUsers] });
+    expect(await rejected(provision(await jetstreamManager(users), { streams: [legacyUsers] }))).not.toBe(
+      "resolved",
+    );
+    const info = await (await jetstreamManager(legacy)).streams.info(legacyUsers.name);
+    expect(info.config.max_age).toBe(24 * 3_600 * 1e9);
+    const ack = await jetstream(legacy).publish("meshwork.legacy_users.v1.UserChanged", "scrypt$hash", {
+      msgID: randomUUID(),
+    });
+    expect(ack.stream).toBe(legacyUsers.name);
+
+    // Users: its durable (and its own dead letters), and the capture.
+    await provision(await jetstreamManager(users), {
+      streams: [meshStreams.deadLetters("", "users")],
+      consumers: [consumerOn(legacyUsers, "users-legacy-sync")],
+    });
+    const consumer = await jetstream(users).consumers.get(legacyUsers.name, "users-legacy-sync");
+    const m = await consumer.next({ expires: 2_000 });
+    expect(m?.string()).toBe("scrypt$hash");
+    m?.ack();
+
+    // Inventory and legacy: no consumer of any kind (durable, ephemeral, ordered), no direct read.
+    for (const [who, nc] of [
+      ["inventory", inventory],
+      ["legacy", legacy],
+    ] as const) {
+      const jsm = await jetstreamManager(nc);
+      const attempts: Record<string, () => Promise<unknown>> = {
+        durable: () =>
+          jsm.consumers.add(legacyUsers.name, {
+            durable_name: `${who}-peek`,
+            ack_policy: AckPolicy.Explicit,
+          }),
+        ephemeral: () => jsm.consumers.add(legacyUsers.name, { ack_policy: AckPolicy.None }),
+        ordered: async () => (await jetstream(nc).consumers.get(legacyUsers.name)).next({ expires: 1_000 }),
+        read: () => jsm.streams.getMessage(legacyUsers.name, { seq: 1 }),
+        "users' durable": async () =>
+          (await jetstream(nc).consumers.get(legacyUsers.name, "users-legacy-sync")).next({ expires: 1_000 }),
+      };
+      for (const [how, attempt] of Object.entries(attempts)) {
+        const outcome = await rejected(attempt().then((r) => (r ? "resolved" : "nothing")));
+        expect(`${who} ${how}: ${outcome}`).not.toMatch(/: (resolved|nothing)$/);
+      }
+      // A subscription on the subject itself (core NATS) is refused too.
+      const seen = violations(nc);
+      nc.subscribe("meshwork.legacy_users.>");
+      await waitFor(() => seen.some((v) => v.startsWith("subscription meshwork.legacy_users.>")), {
+        what: `${who}'s subscription refused (seen: ${seen.join("; ")})`,
+      });
+    }
+    const consumers = await (await jetstreamManager(await as("meshctl"))).consumers
+      .list(legacyUsers.name)
+      .next();
+    expect(consumers.map((c) => c.name)).toEqual(["users-legacy-sync"]);
   });
 
   it("lets the gateway use its own cache bucket (the shared JWKS) and no service's", async () => {

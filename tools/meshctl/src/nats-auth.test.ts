@@ -24,4 +24,20 @@ describe("servicePermissions: who may declare a stream", () => {
     expect(servicePermissions("orders", mesh).publish.allow).toContain("$JS.API.STREAM.UPDATE.ORDERS");
     expect(servicePermissions("notifications", mesh).publish.allow).toContain("$JS.API.STREAM.UPDATE.ORDERS");
   });
+
+  it("gives LEGACY_USERS (legacy's captured users, with password hashes) consumers to users only", () => {
+    const consumerRights = (allow: string[]) =>
+      allow.filter((a) => /^\$JS\.(API\.CONSUMER|API\.STREAM\.MSG|API\.DIRECT|ACK)\b.*LEGACY_USERS/.test(a));
+    const legacy = servicePermissions("legacy", mesh, ["inventory", "orders"]).publish.allow;
+    expect(legacy).toContain("meshwork.legacy_users.>");
+    expect(legacy).toContain("$JS.API.STREAM.CREATE.LEGACY_USERS");
+    expect(consumerRights(legacy)).toEqual([]);
+    expect(consumerRights(servicePermissions("inventory", mesh, ["legacy"]).publish.allow)).toEqual([]);
+    const users = servicePermissions("users", mesh, ["legacy_users", "legacy"]).publish.allow;
+    expect(users).toContain("$JS.API.CONSUMER.DURABLE.CREATE.LEGACY_USERS.>");
+    expect(users).toContain("$JS.API.CONSUMER.DELETE.LEGACY.users-legacy-sync");
+    // Users consumes them without declaring them: legacy alone sets their max_age and replicas.
+    expect(users).not.toContain("$JS.API.STREAM.CREATE.LEGACY_USERS");
+    expect(users).not.toContain("$JS.API.STREAM.UPDATE.LEGACY");
+  });
 });

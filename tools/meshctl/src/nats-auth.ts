@@ -16,10 +16,37 @@ const CONSUMES: Record<string, readonly string[]> = {
 
 /**
  * Services that consume other services' streams without declaring them: legacy's syncs (ORDERS,
- * INVENTORY) only add their durable consumers, so that the owner alone sets the stream's config
- * (its replicas above all). They get no STREAM.CREATE/UPDATE on those streams.
+ * INVENTORY) and users' (LEGACY_USERS, and its old durable on LEGACY) only add their durable
+ * consumers, so that the owner alone sets the stream's config (its replicas and max_age above
+ * all). They get no STREAM.CREATE/UPDATE on those streams.
  */
-const CONSUMES_WITHOUT_DECLARING: ReadonlySet<string> = new Set(["legacy"]);
+const CONSUMES_WITHOUT_DECLARING: ReadonlySet<string> = new Set(["legacy", "users"]);
+
+/**
+ * Streams a service owns besides `<NAME>` on which it may declare and publish but never consume:
+ * legacy's captured users (LEGACY_USERS, `meshwork.legacy_users.>`, with legacy's password
+ * hashes), which only the users service reads (it lists `legacy_users` in its `consumes`).
+ */
+const PUBLISHES_ONLY: Record<string, readonly string[]> = {
+  legacy: ["legacy_users"],
+};
+
+/**
+ * Durable consumers a service deletes once drained: users' old `users-legacy-sync` on LEGACY,
+ * from before legacy's users had a stream of their own (apps/users server.ts).
+ */
+const RETIRES: Record<string, readonly { stream: string; durable: string }[]> = {
+  users: [{ stream: "legacy", durable: "users-legacy-sync" }],
+};
+
+/** Declaring a stream and nothing else: no consumer can be created or read on it. */
+function streamDeclarer(stream: string): string[] {
+  return [
+    `$JS.API.STREAM.INFO.${stream}`,
+    `$JS.API.STREAM.CREATE.${stream}`,
+    `$JS.API.STREAM.UPDATE.${stream}`,
+  ];
+}
 
 /**
  * Streams a service follows with an ordered consumer of each instance (the cache's invalidation
@@ -121,15 +148,21 @@ export function servicePermissions(
   const ns = mesh.namespace;
   const own = [streamName(ns, service.toUpperCase()), streamName(ns, `DLQ_${service.toUpperCase()}`)];
   const consumed = consumes.map((s) => streamName(ns, s.toUpperCase()));
+  const publishesOnly = PUBLISHES_ONLY[service] ?? [];
   return {
     publish: {
       allow: [
         `${ns}meshwork.${service}.>`,
+        ...publishesOnly.map((s) => `${ns}meshwork.${s}.>`),
         `${ns}dlq.${service}.>`,
         `$KV.${mesh.bucket}.${service}.>`,
         ...registryReader(mesh.bucket),
         ...own.flatMap(streamUser),
         ...consumed.flatMap(CONSUMES_WITHOUT_DECLARING.has(service) ? streamConsumer : streamUser),
+        ...publishesOnly.flatMap((s) => streamDeclarer(streamName(ns, s.toUpperCase()))),
+        ...(RETIRES[service] ?? []).map(
+          (r) => `$JS.API.CONSUMER.DELETE.${streamName(ns, r.stream.toUpperCase())}.${r.durable}`,
+        ),
         ...(FOLLOWS[service] ?? []).flatMap((s) => streamFollower(streamName(ns, s.toUpperCase()))),
         ...cacheBucketUser(cacheBucket(ns, service)),
       ],

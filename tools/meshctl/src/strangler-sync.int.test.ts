@@ -95,7 +95,8 @@ beforeAll(async () => {
     { what: "legacy's relay to translate and publish the seed's captured rows", timeoutMs: 30_000 },
   );
   const nc = await connectNats(natsUrl, "test");
-  await (await jetstreamManager(nc)).streams.purge(streamName(namespace, "LEGACY"));
+  for (const stream of ["LEGACY", "LEGACY_USERS"])
+    await (await jetstreamManager(nc)).streams.purge(streamName(namespace, stream));
   await nc.close();
   inventory = startProcess(process.execPath, [inventoryMain], {
     env: { ...common, DATABASE_URL: inventoryDb.url, DISCOVERY: "static", CACHE_SHARED: "none" },

@@ -16,7 +16,7 @@ export const SYNC_FLOWS = [
   },
   {
     name: "legacy -> users (CDC)",
-    stream: "LEGACY",
+    stream: "LEGACY_USERS",
     durable: "users-legacy-sync",
     routes: ["GetUser"],
   },
@@ -175,14 +175,15 @@ export async function backfill(o: BackfillOptions): Promise<BackfillReport> {
   } finally {
     await sql.end({ timeout: 5 });
   }
-  // 2. Applied: inventory's consumer (and users', when it runs) has nothing pending on LEGACY.
+  // 2. Applied: inventory's consumer has nothing pending on LEGACY (and users', when it runs, on
+  // LEGACY_USERS).
   let usersApplied = false;
   const deadline = Date.now() + (o.timeoutMs ?? 60_000);
   const nc = await connectNats(o.natsUrl, "meshctl", o.natsCredentials);
   try {
     const jsm = await jetstreamManager(nc);
     const stream = streamName(o.namespace, "LEGACY");
-    usersApplied = await waitUsersApplied(jsm, stream, users, deadline);
+    usersApplied = await waitUsersApplied(jsm, streamName(o.namespace, "LEGACY_USERS"), users, deadline);
     for (;;) {
       const behind = await flowLag(jsm, stream, "inventory-legacy-sync").catch(() => null);
       if (behind === 0) break;
@@ -248,7 +249,7 @@ async function snapshotUsers(
 }
 
 /**
- * Waits until the users service's consumer has applied what is on LEGACY; false at once when
+ * Waits until the users service's consumer has applied what is on LEGACY_USERS; false at once when
  * it has no consumer (the users service never ran against this stream), so products still load.
  */
 async function waitUsersApplied(

@@ -8,6 +8,9 @@ import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embed
 import { testIdentity } from "@meshwork/runtime/testing";
 import {
   createTestDatabase,
+  grpcJsClient,
+  grpcJsUnary,
+  loadGrpcJsPackage,
   type ManagedProcess,
   startProcess,
   type TestDatabase,
@@ -15,7 +18,7 @@ import {
   waitFor,
 } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
-import { decodeJwt, SignJWT } from "jose";
+import { createRemoteJWKSet, decodeJwt, jwtVerify, SignJWT } from "jose";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -24,6 +27,7 @@ import { afterAll, beforeAll, describe, expect, it } from "vitest";
 // routes, each service on its own database, over the shared NATS.
 const legacyMain = fileURLToPath(new URL("../../../apps/legacy/dist/main.js", import.meta.url));
 const usersMain = fileURLToPath(new URL("../../../apps/users/dist/main.js", import.meta.url));
+const gatewayMain = fileURLToPath(new URL("../../../apps/gateway/dist/main.js", import.meta.url));
 const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 /** The bound a legacy user change must reach the users service within (figures are printed). */
 const SYNC_BOUND_MS = 5_000;
@@ -299,4 +303,112 @@ describe("strangler identity: legacy users -> users, their passwords and session
     const fromLegacy = await getViaGateway(`/api/users/${u.id}`, bearer);
     expect(fromLegacy).toMatchObject({ status: 200, side: "legacy", body: { id: u.id, email: u.email } });
   });
+
+  // Review finding 4: behind Envoy, jwt_authn refused an old client's legacy session on a route
+  // the new side answers. Envoy's ext_authz (run before jwt_authn) now exchanges it.
+  it("Envoy's ext_authz (a gateway process) gives a legacy session on a transcoded REST call the same user's mesh token; a bad one gets legacy's 401", async () => {
+    const u = await legacyUser("envoy");
+    await synced(u.id, u.started, () => true);
+    const gw = startProcess(process.execPath, [gatewayMain], {
+      env: {
+        HOST: "127.0.0.1",
+        PORT: "0",
+        ADMIN_PORT: "0",
+        EXT_AUTHZ_PORT: "0",
+        LOG_LEVEL: "info",
+        DISCOVERY: "static",
+        UPSTREAMS: `users=${usersUrl}`,
+        JWKS_URL: `${usersUrl}/.well-known/jwks.json`,
+        IDENTITY_KEY: identity.keys.gateway?.privateKey ?? "",
+        STRANGLER_LEGACY_URL: legacyUrl,
+      },
+    });
+    let authz: ReturnType<typeof grpcJsClient> | undefined;
+    try {
+      const { extAuthzPort } = await gw.waitForLog((x) => x.msg === "listening", 90_000);
+      authz = grpcJsClient(
+        loadGrpcJsPackage("envoy/service/auth/v3/external_auth.proto"),
+        "envoy.service.auth.v3.Authorization",
+        `127.0.0.1:${extAuthzPort}`,
+      );
+      const client = authz;
+      // The Check Envoy sends once its transcoder rewrote `GET /api/users/{id}` into GetUser.
+      const check = (authorization: string, originalPath: string | null = `/api/users/${u.id}`) =>
+        grpcJsUnary<CheckAnswer>(client, "Check", {
+          attributes: {
+            source: { address: { socket_address: { address: "10.0.0.9", port_value: 40_000 } } },
+            request: {
+              http: {
+                method: "POST",
+                path: "/meshwork.users.v1.UserService/GetUser",
+                headers: {
+                  ":authority": "edge.example.com",
+                  "content-type": "application/grpc",
+                  authorization,
+                  ...(originalPath
+                    ? { "x-envoy-original-path": originalPath, "x-envoy-original-method": "GET" }
+                    : {}),
+                },
+              },
+            },
+          },
+        });
+      const ok = await check(`Bearer ${u.token}`);
+      expect(ok).toMatchObject({ status: { code: 0 }, http_response: "ok_response" });
+      const set = added(ok);
+      const mesh = set.authorization?.replace(/^Bearer /, "") ?? "";
+      // A mesh token of the same user, signed by the users service (what jwt_authn then verifies).
+      const { payload } = await jwtVerify(
+        mesh,
+        createRemoteJWKSet(new URL(`${usersUrl}/.well-known/jwks.json`)),
+        {
+          issuer: "meshwork-users",
+          audience: "meshwork",
+        },
+      );
+      expect(payload).toMatchObject({ sub: u.id, roles: ["customer"] });
+      // Forwarded as Envoy would, with the assertion set beside it, the users service serves that user.
+      const got = await usersClient().getUser(
+        { id: u.id },
+        { headers: { "x-meshwork-identity": set["x-meshwork-identity"] ?? "" } },
+      );
+      expect(got.user?.email).toBe(u.email);
+      // The same cache rules as the Node gateway: the second Check is answered from the cache.
+      expect(added(await check(`Bearer ${u.token}`)).authorization).toBe(set.authorization);
+      // A bad session: legacy's 401 shape (JSON), as the Node gateway answers it.
+      const bad = await check(`Bearer ${u.token.slice(0, -4)}AAAA`);
+      expect(bad.http_response).toBe("denied_response");
+      expect(bad.status.code).toBe(Code.Unauthenticated);
+      expect(bad.denied_response?.status.code).toBe("Unauthorized");
+      expect(JSON.parse(bad.denied_response?.body ?? "{}")).toMatchObject({ error: "unauthenticated" });
+      expect(bad.denied_response?.headers.map((h) => [h.header.key, h.header.value])).toContainEqual([
+        "content-type",
+        "application/json",
+      ]);
+      // A legacy session on a gRPC call (not transcoded from the REST API) is not exchanged.
+      const direct = await check(`Bearer ${u.token}`, null);
+      expect(direct).toMatchObject({
+        status: { code: Code.Unauthenticated },
+        http_response: "denied_response",
+      });
+    } finally {
+      authz?.close();
+      await gw.stop();
+    }
+  });
 });
+
+/** Envoy's CheckResponse as grpc-js decodes it (keepCase, enums as strings). */
+interface CheckAnswer {
+  status: { code: number; message: string };
+  ok_response?: { headers: Array<{ header: { key: string; value: string } }> };
+  denied_response?: {
+    status: { code: string };
+    body: string;
+    headers: Array<{ header: { key: string; value: string } }>;
+  };
+  http_response: "ok_response" | "denied_response";
+}
+
+const added = (a: CheckAnswer): Record<string, string> =>
+  Object.fromEntries((a.ok_response?.headers ?? []).map((h) => [h.header.key, h.header.value]));

@@ -269,7 +269,7 @@ async function backfillCommand(options: StranglerCommandOptions): Promise<number
         `${r.users} users snapshotted; ` +
         (r.usersApplied
           ? "the users service applied them (legacy ids and passwords kept)\n"
-          : "the users service is not consuming LEGACY yet: they wait on the stream\n") +
+          : "the users service is not consuming LEGACY_USERS yet: they wait on the stream (24 h)\n") +
         "from now on the CDC keeps inventory in sync (meshctl strangler status: SYNC LAG)\n",
     );
     return 0;

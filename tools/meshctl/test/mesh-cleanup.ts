@@ -16,6 +16,7 @@ export const MESH_STREAMS = [
   "DLQ_NOTIFICATIONS",
   "INVENTORY",
   "LEGACY",
+  "LEGACY_USERS",
   "DLQ_INVENTORY",
   "DLQ_LEGACY",
 ] as const;

@@ -55,10 +55,15 @@ type CapturedRow = {
   created_at: Date | string;
 };
 
-/** A captured user row as the UserChanged the users service reads. */
+/**
+ * A captured user row as the UserChanged the users service reads, on the LEGACY_USERS stream
+ * (`meshwork.legacy_users.v1.UserChanged`, not its type's `meshwork.legacy.v1.UserChanged`,
+ * which is LEGACY's, readable by every consumer of the products): it carries legacy's password
+ * hash. The consumer dispatches on `ce-type`, which stays the type's name.
+ */
 export function toUserChanged(row: CapturedRow, namespace: string): EventEnvelope {
   const u = row.payload as unknown as CapturedUser;
-  return createEnvelope(
+  const envelope = createEnvelope(
     UserChangedSchema,
     create(UserChangedSchema, {
       userId: u.id,
@@ -71,6 +76,7 @@ export function toUserChanged(row: CapturedRow, namespace: string): EventEnvelop
     }),
     { source: SOURCE, namespace, id: row.event_id, time: new Date(row.created_at) },
   );
+  return { ...envelope, subject: `${namespace}meshwork.legacy_users.v1.UserChanged` };
 }
 
 /** A captured row (a product's or a user's, by its event type) as the event the mesh reads. */
@@ -223,7 +229,8 @@ export interface CdcRelay {
 }
 
 /**
- * Starts relaying the legacy database's change data capture onto the LEGACY stream: the
+ * Starts relaying the legacy database's change data capture onto the LEGACY stream (users onto
+ * LEGACY_USERS, both declared here: legacy owns them): the
  * translator (cdc_outbox -> cdc_events) and libs/events' outbox publisher (cdc_events ->
  * JetStream, `Nats-Msg-Id` = the captured row's event id, so a repeat is dropped by the broker).
  */
@@ -243,6 +250,7 @@ export async function startCdcRelay(options: {
     service: "legacy",
     config: events,
     stream: meshStreams.legacy(events.namespace, { replicas: events.streamReplicas }),
+    alsoStreams: [meshStreams.legacyUsers(events.namespace, { replicas: events.streamReplicas })],
     database,
     table: cdcEvents,
     logger,

@@ -8,6 +8,7 @@ import {
 } from "@meshwork/contracts/meshwork/orders/v1/events";
 import type { AnyTransaction } from "@meshwork/db";
 import {
+  consumeForeignStream,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
@@ -20,7 +21,6 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { metrics, trace } from "@opentelemetry/api";
 import { sql } from "drizzle-orm";
 import { type CdcDatabase, meshInbox } from "./cdc-relay.js";
-import { consumeForeignStream } from "./foreign-stream.js";
 
 /**
  * The reverse sync of orders (strangler fig, writes): once `POST /api/orders` is cut over, the

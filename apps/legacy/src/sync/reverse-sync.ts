@@ -6,6 +6,7 @@ import {
 } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import type { AnyTransaction } from "@meshwork/db";
 import {
+  consumeForeignStream,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
@@ -19,7 +20,6 @@ import type { NatsConnection } from "@nats-io/transport-node";
 import { metrics, trace } from "@opentelemetry/api";
 import { sql } from "drizzle-orm";
 import { type CdcDatabase, meshInbox } from "./cdc-relay.js";
-import { consumeForeignStream } from "./foreign-stream.js";
 
 /**
  * The `ce-source` of the events inventory writes when it applies a change captured here. The

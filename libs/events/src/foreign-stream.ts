@@ -1,26 +1,23 @@
-import {
-  type ConsumerSpec,
-  consumerOn,
-  type EventConsumer,
-  provision,
-  type StreamSpec,
-} from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
 import { JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import type { EventConsumer } from "./consumer.js";
+import { consumerOn } from "./streams.js";
+import { type ConsumerSpec, provision, type StreamSpec } from "./topology.js";
 
 /** How often a missing stream is looked for again. */
 const RETRY_MS = 2_000;
 
 /**
- * A consumer of another service's stream (ORDERS, INVENTORY): the sync never declares or updates
- * that stream, whose owner sets its config (`num_replicas` from its STREAM_REPLICAS among
- * others); declaring it here would reset what the owner chose on every legacy start. Only its
- * own durable consumer and its own dead-letter stream are provisioned.
+ * A consumer of another service's stream (legacy's syncs of ORDERS and INVENTORY, users' of
+ * LEGACY_USERS): it never declares or updates that stream, whose owner sets its config
+ * (`num_replicas` from its STREAM_REPLICAS, `max_age`); declaring it here would reset what the
+ * owner chose on every start, and the consumer's NATS user has no right to. Only its own durable
+ * consumer (filtered to the stream's first subject) and its own dead-letter stream are provisioned.
  *
- * Until the owner has created the stream (the owning service not deployed yet, or starting after
- * legacy), the consumer waits: it looks again every 2 s, with one warning, and starts once the
- * stream is there. Legacy itself is not held up (its sync of a later migration step waits).
+ * Until the owner has created the stream (the owning service not deployed yet, or starting
+ * later), the consumer waits: it looks again every 2 s, with one warning, and starts once the
+ * stream is there. The consuming service itself is not held up.
  */
 export function consumeForeignStream(options: {
   nc: NatsConnection;
