@@ -1,5 +1,5 @@
 import type { AnyTransaction, Database } from "@meshwork/db";
-import { and, asc, desc, eq, sql } from "drizzle-orm";
+import { and, desc, eq, sql } from "drizzle-orm";
 import {
   type NewOrder,
   type Order,
@@ -47,9 +47,10 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
 
     /**
      * The user's orders (every user's with `undefined`), newest first: by creation time, then id,
-     * as legacy lists them (`created_at DESC, id`). Not by id alone: the orders copied from legacy
-     * keep its random (v4) ids. `beforeId` is the last order of the previous page; its row gives
-     * the keyset position exactly (the token stays the id).
+     * as legacy lists them (`created_at DESC`). Not by id alone: the orders copied from legacy keep
+     * its random (v4) ids. Ties of the same microsecond go by id descending (legacy: ascending),
+     * so that `orders_user_created_idx` serves the page backwards. `beforeId` is the last order of
+     * the previous page; its row gives the keyset position exactly (the token stays the id).
      */
     async listBefore(
       userId: string | undefined,
@@ -57,15 +58,13 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
       limit: number,
     ): Promise<Order[]> {
       const after = beforeId
-        ? sql`(${orders.createdAt} < (select o.created_at from orders o where o.id = ${beforeId})
-              or (${orders.createdAt} = (select o.created_at from orders o where o.id = ${beforeId})
-                  and ${orders.id} > ${beforeId}))`
+        ? sql`(${orders.createdAt}, ${orders.id}) < (select o.created_at, o.id from orders o where o.id = ${beforeId})`
         : undefined;
       return (await db
         .select(columns)
         .from(orders)
         .where(and(userId ? eq(orders.userId, userId) : undefined, after))
-        .orderBy(desc(orders.createdAt), asc(orders.id))
+        .orderBy(desc(orders.createdAt), desc(orders.id))
         .limit(limit)) as Order[];
     },
 
