@@ -162,6 +162,47 @@ export const MIGRATIONS: readonly string[] = [
    END $$;
    CREATE TRIGGER users_cdc AFTER INSERT OR UPDATE OF email, display_name, password_hash ON users
      FOR EACH ROW EXECUTE FUNCTION cdc_capture_user();`,
+  // Step 6: orders follow the traffic. An order and its lines are written by several statements
+  // (the order row, then each line), so the capture is a constraint trigger deferred to commit:
+  // it reads the order with all its lines, once per order and transaction (a later firing in the
+  // same transaction finds the row it wrote, by xmin, and stops). It takes the order row's lock
+  // first, like step 4 for products, so two transactions changing one order are captured in
+  // commit order with the later state under the higher sequence. Orders from the mesh are never
+  // captured back: the order sync writes under `meshwork.origin = 'mesh'` (still set when the
+  // deferred trigger runs at commit) and keys them `mesh:<id>`, and either stops the capture.
+  `CREATE FUNCTION cdc_order_state(oid uuid) RETURNS jsonb LANGUAGE sql STABLE AS $$
+     SELECT jsonb_build_object(
+       'id', o.id, 'user_id', o.user_id, 'idempotency_key', o.idempotency_key, 'status', o.status,
+       'total_minor', o.total_minor, 'currency', o.currency,
+       'create_time', o.created_at, 'update_time', o.updated_at,
+       'items', COALESCE((SELECT jsonb_agg(jsonb_build_object(
+                  'product_id', i.product_id, 'quantity', i.quantity,
+                  'unit_price_minor', i.unit_price_minor) ORDER BY i.product_id)
+                FROM order_items i WHERE i.order_id = o.id), '[]'::jsonb))
+     FROM orders o WHERE o.id = oid
+   $$;
+   CREATE FUNCTION cdc_capture_order() RETURNS trigger LANGUAGE plpgsql AS $$
+   DECLARE oid uuid; okey text;
+   BEGIN
+     IF TG_TABLE_NAME = 'orders' THEN oid := NEW.id;
+     ELSIF TG_OP = 'DELETE' THEN oid := OLD.order_id;
+     ELSE oid := NEW.order_id; END IF;
+     SELECT idempotency_key INTO okey FROM orders WHERE id = oid FOR NO KEY UPDATE;
+     IF NOT FOUND OR okey LIKE 'mesh:%' THEN RETURN NULL; END IF;
+     IF current_setting('meshwork.origin', true) = 'mesh' THEN RETURN NULL; END IF;
+     IF EXISTS (SELECT 1 FROM cdc_outbox WHERE aggregate_id = oid
+                  AND event_type = 'legacy.order.changed' AND xmin = pg_current_xact_id()::xid) THEN
+       RETURN NULL;
+     END IF;
+     INSERT INTO cdc_outbox (event_type, aggregate_id, payload)
+       VALUES ('legacy.order.changed', oid, cdc_order_state(oid));
+     PERFORM pg_notify('cdc_outbox', '');
+     RETURN NULL;
+   END $$;
+   CREATE CONSTRAINT TRIGGER orders_cdc AFTER INSERT OR UPDATE ON orders
+     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cdc_capture_order();
+   CREATE CONSTRAINT TRIGGER order_items_cdc AFTER INSERT OR UPDATE OR DELETE ON order_items
+     DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cdc_capture_order();`,
 ];
 
 /** Applies the migrations not applied yet, in one transaction each, serialised by an advisory lock. */

@@ -1,12 +1,22 @@
 import { fileURLToPath } from "node:url";
+import { createRegistry } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import type { Cache, InvalidationFeed } from "@meshwork/cache";
 import { InventoryService, type Product } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { file_meshwork_legacy_v1_events } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { file_meshwork_orders_v1_orders, OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
-import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
+import {
+  createEventConsumer,
+  deadLetterSubject,
+  type EventConsumer,
+  meshStreams,
+  type OutboxPublisher,
+  provision,
+  startOutboxPublisher,
+} from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
 import { createService, packageVersion, type Service, telemetryOptions } from "@meshwork/runtime";
 import {
@@ -16,9 +26,11 @@ import {
   type SagaExecutor,
 } from "@meshwork/saga";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import type { NatsConnection } from "@nats-io/transport-node";
 import { createCatalogue, priceList } from "./adapters/catalogue.js";
 import { createOrderStore, orderRepository, STATUS_CHANNEL } from "./adapters/db/order-store.js";
-import { type OrdersSchema, outbox, sagas, schema } from "./adapters/db/schema.js";
+import { inbox, type OrdersSchema, outbox, sagas, schema } from "./adapters/db/schema.js";
 import { openPriceCache } from "./adapters/price-cache.js";
 import { createOrderMetrics } from "./app/order-metrics.js";
 import { OrderWatch } from "./app/order-watch.js";
@@ -26,11 +38,14 @@ import { placementSaga } from "./app/placement-saga.js";
 import { WatchLimit } from "./app/watch-limit.js";
 import type { Config } from "./config.js";
 import type { PlacementData } from "./domain/order.js";
+import { onLegacyOrderChanged } from "./ports/events/legacy-order-changed.js";
 import { createOrderServiceHandlers } from "./ports/rpc/order-service.js";
 
 const migrationsFolder = fileURLToPath(new URL("../drizzle", import.meta.url));
 const VERSION = packageVersion(import.meta.url);
 const SERVICE = "orders";
+/** The durable consumer of the legacy monolith's orders on the LEGACY stream. */
+export const LEGACY_ORDER_SYNC_DURABLE = "orders-legacy-sync";
 
 /**
  * Wires the orders service: its database (orders, sagas, outbox), clients of inventory and
@@ -171,6 +186,51 @@ function startOrdersOutbox(
   });
 }
 
+/**
+ * Strangler fig, orders follow the traffic: a durable consumer on the LEGACY stream (only its
+ * OrderChanged subject) copies the monolith's orders here, idempotently by capture sequence. The
+ * stream is declared here too, so orders starts whether or not the monolith runs.
+ */
+async function startLegacyOrderSync(
+  config: Config,
+  nc: NatsConnection,
+  database: DatabaseHandle<OrdersSchema>,
+  logger: Logger,
+  telemetry: Telemetry,
+): Promise<EventConsumer> {
+  const ns = config.events.namespace;
+  const copies = { replicas: config.events.streamReplicas };
+  const legacy = meshStreams.legacy(ns, copies);
+  const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
+  await provision(await jetstreamManager(nc), {
+    streams: [legacy, deadLetters],
+    consumers: [
+      {
+        stream: legacy.name,
+        durable: LEGACY_ORDER_SYNC_DURABLE,
+        filterSubject: `${ns}meshwork.legacy.v1.OrderChanged`,
+      },
+    ],
+  });
+  const consumer = createEventConsumer({
+    js: jetstream(nc),
+    database,
+    inbox,
+    stream: legacy.name,
+    durable: LEGACY_ORDER_SYNC_DURABLE,
+    registry: createRegistry(file_meshwork_legacy_v1_events),
+    handlers: { "meshwork.legacy.v1.OrderChanged": onLegacyOrderChanged(logger) },
+    maxDeliver: config.events.consumer.maxDeliver,
+    backoffMs: config.events.consumer.backoffMs,
+    deadLetterSubject: deadLetterSubject(ns, SERVICE, LEGACY_ORDER_SYNC_DURABLE),
+    logger,
+    tracer: telemetry.tracer,
+    meter: telemetry.meter,
+  });
+  await consumer.start();
+  return consumer;
+}
+
 /** The executor of the placement saga (`SAGA_*`). */
 function placementExecutor(
   config: Config,
@@ -207,6 +267,7 @@ interface OrdersParts {
   products?: Cache<Product>;
   feed?: InvalidationFeed;
   catalogue?: ReturnType<typeof createCatalogue>;
+  legacySync?: EventConsumer;
 }
 
 /**
@@ -243,6 +304,7 @@ async function prepareOrders(
     () => watch.resync(),
   );
   parts.publisher = await startOrdersOutbox(config, database, logger, telemetry);
+  parts.legacySync = await startLegacyOrderSync(config, parts.publisher.nc, database, logger, telemetry);
   const priceCache = await openPriceCache(config, parts.publisher.nc, SERVICE, telemetry, logger);
   parts.products = priceCache?.products;
   parts.feed = priceCache?.feed;
@@ -256,6 +318,7 @@ async function prepareOrders(
 /** Stops what {@link prepareOrders} started, the executor first. */
 async function stopOrders(parts: OrdersParts): Promise<void> {
   await parts.executor?.stop();
+  await parts.legacySync?.stop();
   await parts.feed?.stop();
   await parts.products?.close();
   await parts.publisher?.stop();

@@ -115,7 +115,18 @@ export async function startMesh(
     }
     const nc = await connectNats(natsUrl, "cleanup");
     const jsm = await jetstreamManager(nc);
-    for (const s of ["USERS", "INVENTORY", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])
+    // LEGACY and DLQ_USERS/DLQ_ORDERS: users and orders declare the strangler's capture stream
+    // and their consumers' dead letters whether or not a monolith runs.
+    for (const s of [
+      "USERS",
+      "INVENTORY",
+      "PAYMENTS",
+      "ORDERS",
+      "DLQ_NOTIFICATIONS",
+      "LEGACY",
+      "DLQ_USERS",
+      "DLQ_ORDERS",
+    ])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
     for (const s of ["inventory", "orders", "gateway"])
       await jsm.streams.delete(`KV_${cacheBucket(namespace, s)}`).catch(() => {});

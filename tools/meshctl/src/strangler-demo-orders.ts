@@ -156,7 +156,91 @@ export async function ordersStep(o: OrdersStepOptions, productId: string): Promi
   });
   o.say(`back at 0%: POST /api/orders -> ${back.status} from the ${back.side} side`);
   if (back.side !== "legacy" || back.status !== 200) problems.push("at 0% the order did not go to legacy");
+  else problems.push(...(await legacyOrderOnMesh(o, customer, back.body.id as string)));
   return { ok: problems.length === 0, problems };
+}
+
+const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+/** Legacy prints `09:09:00.000Z`, proto3 JSON `09:09:00Z`: the same instant (README, the orders move). */
+const sameInstant = (a: unknown, b: unknown) =>
+  typeof a === "string" &&
+  typeof b === "string" &&
+  RFC3339_UTC.test(a) &&
+  RFC3339_UTC.test(b) &&
+  Date.parse(a) === Date.parse(b);
+
+/** The first path where two JSON values differ ("" when they are equal; times as instants). */
+export function firstDifference(a: unknown, b: unknown, path = ""): string {
+  if (typeof a !== "object" || typeof b !== "object" || a === null || b === null)
+    return a === b || sameInstant(a, b) ? "" : `${path || "."}: ${JSON.stringify(a)} != ${JSON.stringify(b)}`;
+  const keys = new Set([...Object.keys(a), ...Object.keys(b)]);
+  for (const k of keys) {
+    const d = firstDifference(
+      (a as Record<string, unknown>)[k],
+      (b as Record<string, unknown>)[k],
+      `${path}.${k}`,
+    );
+    if (d) return d;
+  }
+  return "";
+}
+
+/** A route's answer at 0% (legacy) and at 100% (the new side), for the one sticky demo user. */
+async function bothSides(o: OrdersStepOptions, route: string, path: string, token: string) {
+  await o.cli("set", route, "0");
+  const legacy = await call(o.gateway, "GET", path, token);
+  await o.cli("set", route, "100");
+  const mesh = await call(o.gateway, "GET", path, token);
+  await o.cli("set", route, "0");
+  return { legacy, mesh };
+}
+
+/**
+ * An order placed in legacy reaches the orders service (legacy -> orders CDC: under its legacy
+ * id, no saga), and the cut-over GetOrder and ListOrders answer it exactly as legacy does (times
+ * included), the shadowed GetOrder without a difference.
+ */
+async function legacyOrderOnMesh(
+  o: OrdersStepOptions,
+  customer: { id: string; token: string },
+  orderId: string,
+): Promise<string[]> {
+  const problems: string[] = [];
+  const path = `/api/orders/${orderId}`;
+  await o.cli("set", "GetOrder", "100");
+  const t = Date.now();
+  const there = await until(async () => {
+    const g = await call(o.gateway, "GET", path, customer.token);
+    return g.side === "new" && g.status === 200 ? g : undefined;
+  }, ORDER_SYNC_BOUND_MS);
+  if (!there)
+    return [`legacy's order ${orderId} is not in the orders service after ${ORDER_SYNC_BOUND_MS} ms`];
+  o.say(
+    `legacy's order ${orderId} is in the orders service ${Date.now() - t} ms later (legacy -> orders CDC)`,
+  );
+  const got = await bothSides(o, "GetOrder", path, customer.token);
+  const getDiff = firstDifference(got.legacy.body, got.mesh.body);
+  o.say(
+    `GET /api/orders/{id}: legacy and the new side answer ${getDiff ? `differently (${getDiff})` : "the same"}`,
+  );
+  if (getDiff || got.mesh.side !== "new") problems.push(`GetOrder of a legacy order differs: ${getDiff}`);
+  const listed = await bothSides(o, "ListOrders", `/api/users/${customer.id}/orders`, customer.token);
+  type Listed = { id: string };
+  const ids = (a: Answer) => ((a.body.orders ?? []) as Listed[]).map((x) => x.id);
+  const entry = (a: Answer) => ((a.body.orders ?? []) as Listed[]).find((x) => x.id === orderId);
+  const listDiff = firstDifference(entry(listed.legacy), entry(listed.mesh));
+  o.say(
+    `GET /api/users/{id}/orders: ${ids(listed.mesh).length} orders on the new side in legacy's order ` +
+      `(${ids(listed.mesh).join(", ") === ids(listed.legacy).join(", ") ? "same" : "NOT the same"}), ` +
+      `the legacy order ${listDiff ? `differs (${listDiff})` : "the same"}`,
+  );
+  if (listDiff || !entry(listed.mesh))
+    problems.push(`ListOrders' copy of a legacy order differs: ${listDiff}`);
+  if (ids(listed.mesh).join() !== ids(listed.legacy).join())
+    problems.push(`ListOrders lists ${ids(listed.mesh)} on the new side, legacy ${ids(listed.legacy)}`);
+  problems.push(...(await shadowRead(o, customer.token, orderId)));
+  return problems;
 }
 
 /** `GET /api/orders/{id}` shadowed: the client gets legacy's answer, the mesh's is compared. */

@@ -257,12 +257,13 @@ describe("strangler data sync (legacy CDC -> inventory, reverse sync back)", () 
     // The reverse sync's write carried the origin marker: the trigger captured nothing, so
     // nothing travels back to inventory (its version moved once, by the adjustment).
     expect(await captured()).toBe(capturedBefore);
-    // The orders flow has not started: no orders service runs here, and legacy does not make the
-    // orders service's stream itself (it only adds its consumer once the owner has).
+    // The orders flows have not started: no orders service runs here (so no legacy -> orders
+    // consumer), and legacy does not make the orders service's stream itself (it only adds its
+    // consumer once the owner has).
     await waitFor(
       async () =>
         (await readSyncLag({ natsUrl, namespace })).every((l) =>
-          l.flow.startsWith("orders") ? l.behind === null : l.behind === 0,
+          l.flow.includes("orders") ? l.behind === null : l.behind === 0,
         ),
       { what: "both flows idle" },
     );

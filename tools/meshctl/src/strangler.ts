@@ -43,7 +43,7 @@ const usage = `usage: meshctl strangler status
        meshctl strangler set <route> <percent>      0-100 of users to the new service (sticky per user)
        meshctl strangler shadow <route> on|off      legacy answers; the new service's answer is compared
        meshctl strangler diffs <route> [--limit N]  the differing fields counted, the latest samples
-       meshctl strangler backfill                   catalogue -> inventory, users -> users; then the CDC
+       meshctl strangler backfill                   catalogue -> inventory, users -> users, orders -> orders; then the CDC
   (--gateway-admin http://127.0.0.1:9901 or GATEWAY_ADMIN_URL for another gateway)
 `;
 
@@ -252,7 +252,7 @@ async function backfillCommand(options: StranglerCommandOptions): Promise<number
   }
   const gateway = options.gateway;
   out.write(
-    "backfill: legacy's products and stock -> inventory, its users -> users (snapshots through the CDC relay)\n",
+    "backfill: legacy's products and stock -> inventory, its users -> users, its orders -> orders (snapshots through the CDC relay)\n",
   );
   try {
     const r = await backfill({
@@ -270,6 +270,10 @@ async function backfillCommand(options: StranglerCommandOptions): Promise<number
         (r.usersApplied
           ? "the users service applied them (legacy ids and passwords kept)\n"
           : "the users service is not consuming LEGACY_USERS yet: they wait on the stream (24 h)\n") +
+        `${r.orders} orders snapshotted; ` +
+        (r.ordersApplied
+          ? "the orders service applied them (legacy ids kept, no saga)\n"
+          : "the orders service is not consuming LEGACY yet: they wait on the stream\n") +
         "from now on the CDC keeps inventory in sync (meshctl strangler status: SYNC LAG)\n",
     );
     return 0;

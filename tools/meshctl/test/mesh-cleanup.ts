@@ -19,6 +19,8 @@ export const MESH_STREAMS = [
   "LEGACY_USERS",
   "DLQ_INVENTORY",
   "DLQ_LEGACY",
+  "DLQ_USERS",
+  "DLQ_ORDERS",
 ] as const;
 
 /** Deletes the streams (those above and `extra`) and the registry bucket of a mesh's namespace. */

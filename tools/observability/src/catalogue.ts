@@ -22,10 +22,10 @@ const OUTBOX = ["users", "payments", "orders", "inventory"] as const;
 const CACHED = ["inventory", "orders"] as const;
 /**
  * The services with a durable consumer: notifications (users', orders' and payments' events),
- * inventory (legacy's captured products, the strangler's data sync) and users (legacy's captured
- * users).
+ * inventory (legacy's captured products, the strangler's data sync), users (legacy's captured
+ * users) and orders (legacy's captured orders).
  */
-const CONSUMING = ["notifications", "inventory", "users"] as const;
+const CONSUMING = ["notifications", "inventory", "users", "orders"] as const;
 /** With the gateway, whose JWKS goes through libs/cache too (cache="jwks"). */
 const CACHING = [...CACHED, "gateway"] as const;
 

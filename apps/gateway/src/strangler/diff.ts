@@ -38,7 +38,8 @@ function show(path: readonly string[]): string {
  * Compares two JSON answers field by field and returns where they differ (at most `limit`),
  * skipping the fields the rules ignore. Objects compare by key (a key on one side only is a
  * difference), arrays by position (and length); the orders routes' rules (`order-rules.ts`) map
- * the saga's statuses and the order of an order's items.
+ * the saga's statuses and the order of an order's items; times compare as instants
+ * ({@link sameInstant}).
  */
 export function diffJson(legacy: unknown, next: unknown, rules: readonly string[], limit = 20): FieldDiff[] {
   const out: FieldDiff[] = [];
@@ -54,10 +55,26 @@ export function diffJson(legacy: unknown, next: unknown, rules: readonly string[
       for (const k of [...keys].sort()) walk(a[k], b[k], [...path, k]);
       return;
     }
-    if (a !== b && !sameOrderStatus(path, a, b)) out.push({ path: show(path), legacy: a, new: b });
+    if (a !== b && !sameOrderStatus(path, a, b) && !sameInstant(a, b))
+      out.push({ path: show(path), legacy: a, new: b });
   };
   walk(legacy, next, []);
   return out;
+}
+
+/** An RFC 3339 time in UTC as both sides print one (`2024-01-15T09:09:00Z`, `...00.000Z`, `...00.123456Z`). */
+const RFC3339_UTC = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}(\.\d{1,9})?Z$/;
+
+/**
+ * Whether two differing strings are the same instant. The monolith prints its times with
+ * milliseconds always (`Date#toISOString`: `09:09:00.000Z`); the transcoder prints proto3 JSON,
+ * whose Timestamp drops a zero fraction (`09:09:00Z`) and may carry 6 or 9 digits. Legacy's times
+ * hold milliseconds, so they are compared to the millisecond.
+ */
+export function sameInstant(legacy: unknown, next: unknown): boolean {
+  if (typeof legacy !== "string" || typeof next !== "string") return false;
+  if (!RFC3339_UTC.test(legacy) || !RFC3339_UTC.test(next)) return false;
+  return Date.parse(legacy) === Date.parse(next);
 }
 
 function isObject(v: unknown): v is Record<string, unknown> {

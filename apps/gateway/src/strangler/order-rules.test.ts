@@ -86,4 +86,17 @@ describe("the orders routes' comparison rules", () => {
     // Other arrays still compare by position.
     expect(diffJson({ products: [1, 2] }, { products: [2, 1] }, [])).toHaveLength(2);
   });
+
+  it("compares times as instants: legacy's milliseconds against proto3 JSON's shortest form (an old legacy order)", () => {
+    const at = (t: string) => order("ORDER_STATUS_CONFIRMED", [P1, P2], { create_time: t, update_time: t });
+    expect(diffJson(at("2024-01-15T09:09:00.000Z"), at("2024-01-15T09:09:00Z"), [])).toEqual([]);
+    expect(diffJson(at("2024-01-15T09:09:00.120Z"), at("2024-01-15T09:09:00.120Z"), [])).toEqual([]);
+    expect(diffJson(at("2024-01-15T09:09:00.120Z"), at("2024-01-15T09:09:00.120000Z"), [])).toEqual([]);
+    expect(diffJson(at("2024-01-15T09:09:00.000Z"), at("2024-01-15T09:09:01Z"), [])).toEqual([
+      { path: "create_time", legacy: "2024-01-15T09:09:00.000Z", new: "2024-01-15T09:09:01Z" },
+      { path: "update_time", legacy: "2024-01-15T09:09:00.000Z", new: "2024-01-15T09:09:01Z" },
+    ]);
+    // Only times: other strings compare as they are.
+    expect(diffJson({ sku: "2024" }, { sku: "2024.0" }, [])).toHaveLength(1);
+  });
 });

@@ -1,6 +1,10 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
-import { ProductChangedSchema, UserChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import {
+  OrderChangedSchema,
+  ProductChangedSchema,
+  UserChangedSchema,
+} from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { type DatabaseHandle, queryRows } from "@meshwork/db";
 import {
   createEnvelope,
@@ -47,6 +51,19 @@ interface CapturedUser {
   create_time: string;
 }
 
+/** An order with its lines as the trigger's `cdc_order_state` writes it (jsonb, schema step 6). */
+interface CapturedOrder {
+  id: string;
+  user_id: string;
+  idempotency_key: string;
+  status: string;
+  total_minor: number | string;
+  currency: string;
+  create_time: string;
+  update_time: string;
+  items: { product_id: string; quantity: number | string; unit_price_minor: number | string }[];
+}
+
 type CapturedRow = {
   seq: string | number;
   event_id: string;
@@ -79,11 +96,36 @@ export function toUserChanged(row: CapturedRow, namespace: string): EventEnvelop
   return { ...envelope, subject: `${namespace}meshwork.legacy_users.v1.UserChanged` };
 }
 
-/** A captured row (a product's or a user's, by its event type) as the event the mesh reads. */
+/** A captured order row as the OrderChanged the orders service reads. */
+export function toOrderChanged(row: CapturedRow, namespace: string): EventEnvelope {
+  const o = row.payload as unknown as CapturedOrder;
+  return createEnvelope(
+    OrderChangedSchema,
+    create(OrderChangedSchema, {
+      orderId: o.id,
+      sequence: BigInt(row.seq),
+      userId: o.user_id,
+      idempotencyKey: o.idempotency_key,
+      status: o.status,
+      total: { amountMinor: BigInt(o.total_minor), currency: o.currency.trim() },
+      items: o.items.map((i) => ({
+        productId: i.product_id,
+        quantity: BigInt(i.quantity),
+        unitPriceMinor: BigInt(i.unit_price_minor),
+      })),
+      createTime: timestampFromDate(new Date(o.create_time)),
+      updateTime: timestampFromDate(new Date(o.update_time)),
+      snapshot: row.event_type === "legacy.order.snapshot",
+    }),
+    { source: SOURCE, namespace, id: row.event_id, time: new Date(row.created_at) },
+  );
+}
+
+/** A captured row (a product's, a user's or an order's, by its event type) as the event the mesh reads. */
 export function toMeshEvent(row: CapturedRow, namespace: string): EventEnvelope {
-  return row.event_type.startsWith("legacy.user.")
-    ? toUserChanged(row, namespace)
-    : toProductChanged(row, namespace);
+  if (row.event_type.startsWith("legacy.user.")) return toUserChanged(row, namespace);
+  if (row.event_type.startsWith("legacy.order.")) return toOrderChanged(row, namespace);
+  return toProductChanged(row, namespace);
 }
 
 /** A captured row as the Protobuf event the mesh reads. */

@@ -1,5 +1,5 @@
 import type { AnyTransaction, Database } from "@meshwork/db";
-import { and, desc, eq, lt } from "drizzle-orm";
+import { and, desc, eq, sql } from "drizzle-orm";
 import {
   type NewOrder,
   type Order,
@@ -45,19 +45,26 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
       return row as Order | undefined;
     },
 
-    /** The user's orders (every user's with `undefined`), newest first (ids are UUIDv7). */
+    /**
+     * The user's orders (every user's with `undefined`), newest first: by creation time, then id,
+     * as legacy lists them (`created_at DESC`). Not by id alone: the orders copied from legacy keep
+     * its random (v4) ids. Ties of the same microsecond go by id descending (legacy: ascending),
+     * so that `orders_user_created_idx` serves the page backwards. `beforeId` is the last order of
+     * the previous page; its row gives the keyset position exactly (the token stays the id).
+     */
     async listBefore(
       userId: string | undefined,
       beforeId: string | undefined,
       limit: number,
     ): Promise<Order[]> {
+      const after = beforeId
+        ? sql`(${orders.createdAt}, ${orders.id}) < (select o.created_at, o.id from orders o where o.id = ${beforeId})`
+        : undefined;
       return (await db
         .select(columns)
         .from(orders)
-        .where(
-          and(userId ? eq(orders.userId, userId) : undefined, beforeId ? lt(orders.id, beforeId) : undefined),
-        )
-        .orderBy(desc(orders.id))
+        .where(and(userId ? eq(orders.userId, userId) : undefined, after))
+        .orderBy(desc(orders.createdAt), desc(orders.id))
         .limit(limit)) as Order[];
     },
 

@@ -1,4 +1,4 @@
-import { outboxTable } from "@meshwork/events";
+import { inboxTable, outboxTable } from "@meshwork/events";
 import { sagaTable } from "@meshwork/saga";
 import { bigint, boolean, index, jsonb, pgTable, text, timestamp, unique, uuid } from "drizzle-orm/pg-core";
 import type { OrderItem } from "../../domain/order.js";
@@ -31,6 +31,8 @@ export const orders = pgTable(
   (t) => [
     unique("orders_user_key_unique").on(t.userId, t.idempotencyKey),
     index("orders_user_idx").on(t.userId, t.id),
+    // ListOrders pages newest first by (created_at, id): legacy's orders keep their (UUIDv4) ids.
+    index("orders_user_created_idx").on(t.userId, t.createdAt, t.id),
   ],
 );
 
@@ -40,5 +42,18 @@ export const sagas = sagaTable();
 /** OrderPlaced, OrderConfirmed, OrderCancelled, written with the order's changes. */
 export const outbox = outboxTable();
 
-export const schema = { orders, sagas, outbox };
+/**
+ * Strangler fig: the orders copied from the legacy monolith (its CDC's OrderChanged), with the
+ * capture sequence last applied per order; an older or repeated capture is dropped.
+ */
+export const legacyOrderSync = pgTable("legacy_order_sync", {
+  orderId: uuid("order_id").primaryKey(),
+  sequence: bigint("sequence", { mode: "number" }).notNull(),
+  appliedAt: timestamp("applied_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+});
+
+/** Events consumed (legacy's OrderChanged), recorded with their effect. */
+export const inbox = inboxTable();
+
+export const schema = { orders, sagas, outbox, legacyOrderSync, inbox };
 export type OrdersSchema = typeof schema;

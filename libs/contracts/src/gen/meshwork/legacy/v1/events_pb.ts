@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/legacy/v1/events.proto.
  */
 export const file_meshwork_legacy_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEigAIKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIIrQBCgtVc2VyQ2hhbmdlZBIPCgd1c2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEg0KBWVtYWlsGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIaCg1wYXNzd29yZF9oYXNoGAUgASgJQgOAAQESLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAcgASgIYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEigAIKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIIrQBCgtVc2VyQ2hhbmdlZBIPCgd1c2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEg0KBWVtYWlsGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIaCg1wYXNzd29yZF9oYXNoGAUgASgJQgOAAQESLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAcgASgIIr8CCgxPcmRlckNoYW5nZWQSEAoIb3JkZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSDwoHdXNlcl9pZBgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSDgoGc3RhdHVzGAUgASgJEigKBXRvdGFsGAYgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5EjMKBWl0ZW1zGAcgAygLMiQubWVzaHdvcmsubGVnYWN5LnYxLk9yZGVyQ2hhbmdlZEl0ZW0SLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzbmFwc2hvdBgKIAEoCCJSChBPcmRlckNoYW5nZWRJdGVtEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAMSGAoQdW5pdF9wcmljZV9taW5vchgDIAEoA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * ProductChanged: a product's state in the legacy database after a change of its row or of its
@@ -141,4 +141,113 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
  */
 export const UserChangedSchema: GenMessage<UserChanged> = /*@__PURE__*/
   messageDesc(file_meshwork_legacy_v1_events, 1);
+
+/**
+ * OrderChanged: an order placed in the legacy database (its row and its lines after a change,
+ * read at the commit of the transaction that made it), or a snapshot of it written by `meshctl
+ * strangler backfill`. The orders service keeps legacy's order id, so `GET /api/orders/{id}` names
+ * the same order on both sides, and stores it as it is: no saga, no stock or payment effect.
+ * Orders that came from the mesh (written into legacy by its order sync) are never captured.
+ * Like ProductChanged, the newest `sequence` per order wins.
+ *
+ * @generated from message meshwork.legacy.v1.OrderChanged
+ */
+export type OrderChanged = Message<"meshwork.legacy.v1.OrderChanged"> & {
+  /**
+   * @generated from field: string order_id = 1;
+   */
+  orderId: string;
+
+  /**
+   * The legacy cdc_outbox row's sequence: grows with every captured change.
+   *
+   * @generated from field: int64 sequence = 2;
+   */
+  sequence: bigint;
+
+  /**
+   * @generated from field: string user_id = 3;
+   */
+  userId: string;
+
+  /**
+   * The client's idempotency key in legacy: a repeat of the same PlaceOrder on the mesh finds it.
+   *
+   * @generated from field: string idempotency_key = 4;
+   */
+  idempotencyKey: string;
+
+  /**
+   * Legacy's status text, the orders contract's enum names ("ORDER_STATUS_CONFIRMED",
+   * "ORDER_STATUS_CANCELLED": legacy confirms at once; it has no in-flight states).
+   *
+   * @generated from field: string status = 5;
+   */
+  status: string;
+
+  /**
+   * @generated from field: meshwork.common.v1.Money total = 6;
+   */
+  total?: Money | undefined;
+
+  /**
+   * The order's lines, by product id.
+   *
+   * @generated from field: repeated meshwork.legacy.v1.OrderChangedItem items = 7;
+   */
+  items: OrderChangedItem[];
+
+  /**
+   * @generated from field: google.protobuf.Timestamp create_time = 8;
+   */
+  createTime?: Timestamp | undefined;
+
+  /**
+   * @generated from field: google.protobuf.Timestamp update_time = 9;
+   */
+  updateTime?: Timestamp | undefined;
+
+  /**
+   * Written by a backfill rather than by a change of the row.
+   *
+   * @generated from field: bool snapshot = 10;
+   */
+  snapshot: boolean;
+};
+
+/**
+ * Describes the message meshwork.legacy.v1.OrderChanged.
+ * Use `create(OrderChangedSchema)` to create a new message.
+ */
+export const OrderChangedSchema: GenMessage<OrderChanged> = /*@__PURE__*/
+  messageDesc(file_meshwork_legacy_v1_events, 2);
+
+/**
+ * One line of a legacy order, at the price it was placed at (in the order's currency).
+ *
+ * @generated from message meshwork.legacy.v1.OrderChangedItem
+ */
+export type OrderChangedItem = Message<"meshwork.legacy.v1.OrderChangedItem"> & {
+  /**
+   * @generated from field: string product_id = 1;
+   */
+  productId: string;
+
+  /**
+   * @generated from field: int64 quantity = 2;
+   */
+  quantity: bigint;
+
+  /**
+   * @generated from field: int64 unit_price_minor = 3;
+   */
+  unitPriceMinor: bigint;
+};
+
+/**
+ * Describes the message meshwork.legacy.v1.OrderChangedItem.
+ * Use `create(OrderChangedItemSchema)` to create a new message.
+ */
+export const OrderChangedItemSchema: GenMessage<OrderChangedItem> = /*@__PURE__*/
+  messageDesc(file_meshwork_legacy_v1_events, 3);
 
