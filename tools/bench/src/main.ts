@@ -216,6 +216,7 @@ async function measureLatency(
   await gcReport(target.server);
   const skipMs = Math.min(1000, settings.durationMs / 10);
   const startedAt = Date.now();
+  const ticksBefore = await readCpuTicks(target.server.pid);
   const { latency: l, summary } = await runFixedRate(
     {
       ...target.common,
@@ -226,13 +227,22 @@ async function measureLatency(
     },
     skipMs,
   );
+  const ticksAfter = await readCpuTicks(target.server.pid);
   const report = await gcReport(target.server);
+  // CPU per call at a rate both servers of a pair sustain: unlike the max-rate figure, it does
+  // not move with throughput (a slower server batches fewer calls per event-loop turn, so each
+  // costs more), which is what a traced/untraced comparison on a loaded machine needs.
+  const cpuUsPerCall =
+    ticksBefore !== undefined && ticksAfter !== undefined && summary.requests.succeeded > 0
+      ? ((ticksAfter - ticksBefore) * 10_000) / summary.requests.succeeded
+      : undefined;
   // Only the pauses in the window the latencies were taken from (the first `skipMs` are left out).
   const gc = report && summarizeGc(report.pauses, startedAt + skipMs);
   const saturated = l.achievedRate < rate * 0.95;
   const withoutMessage = answersWithoutMessage(summary, target.answerBytes);
   log(
     `  latency (${label}): p50 ${l.p50Ms.toFixed(2)} ms, p99 ${l.p99Ms.toFixed(2)} ms at ${l.achievedRate.toFixed(0)} req/s` +
+      (cpuUsPerCall === undefined ? "" : `, ${cpuUsPerCall.toFixed(1)} us CPU per call`) +
       (saturated ? " (saturated)" : ""),
   );
   return {
@@ -247,6 +257,7 @@ async function measureLatency(
     p99Ms: l.p99Ms,
     p999Ms: l.p999Ms,
     maxMs: l.maxMs,
+    ...(cpuUsPerCall === undefined ? {} : { cpuUsPerCall }),
     ...(gc ? { gc } : {}),
   };
 }

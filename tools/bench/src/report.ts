@@ -26,6 +26,8 @@ export interface LatencyResult {
   p99Ms: number;
   p999Ms: number;
   maxMs: number;
+  /** The server's CPU time over the run per successful call, us (Linux clock ticks: 10 ms each). */
+  cpuUsPerCall?: number;
   /** The server process's GC pauses during the run (fixtures only). */
   gc?: { major: GcPauses; minor: GcPauses };
 }

@@ -11,13 +11,25 @@
  * - `ids only`: tracing off (the id-only tracer), for scale.
  * Spans are made in bursts of 1000 with the event loop turned between them, so the exporter's
  * timers and sockets run as in a server; the CPU of the whole process is counted.
+ * Last, the receiver's own CPU per span received (all ways together): in the bench's traced row
+ * and under `meshctl up` it runs beside the services on the same cores.
  * `node tools/bench/dist/spans.js` (about half a minute; not part of `npm run bench`);
- * `SPANS_PER_ROUND` (default 100000), `SPANS_ROUNDS` (default 5).
+ * `SPANS_PER_ROUND` (default 100000), `SPANS_ROUNDS` (default 5), `SPANS_RECEIVER_PROFILE=<dir>`
+ * (a CPU profile of the receiver process, written there).
  */
 import { spawn } from "node:child_process";
+import { randomBytes } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { createTelemetry, leanSpanStarter } from "@meshwork/telemetry";
-import { type Attributes, ROOT_CONTEXT, type Span, SpanKind, type Tracer, trace } from "@opentelemetry/api";
+import {
+  type Attributes,
+  type Context,
+  ROOT_CONTEXT,
+  type Span,
+  SpanKind,
+  type Tracer,
+  trace,
+} from "@opentelemetry/api";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { BatchSpanProcessor } from "@opentelemetry/sdk-trace-base";
 
@@ -29,28 +41,67 @@ const attributes: Attributes = Object.freeze({
   "rpc.service": "meshwork.users.v1.UserService",
   "rpc.method": "GetUser",
 });
-const parent = trace.setSpanContext(ROOT_CONTEXT, {
-  traceId: "0af7651916cd43dd8448eb211c80319c",
-  spanId: "b7ad6b7169203331",
-  traceFlags: 1,
-  isRemote: true,
-});
+/**
+ * Remote parents of 4096 traces, taken in turn: the receiver then holds many traces and evicts
+ * the oldest, as in the bench's traced row (one trace per call), rather than growing one trace.
+ */
+const parents = Array.from({ length: 4096 }, () =>
+  trace.setSpanContext(ROOT_CONTEXT, {
+    traceId: randomBytes(16).toString("hex"),
+    spanId: randomBytes(8).toString("hex"),
+    traceFlags: 1,
+    isRemote: true,
+  }),
+);
+let turn = 0;
+const nextParent = () => parents[turn++ & 4095] as Context;
 
-/** The embedded receiver in a process of its own; resolves with its URL and a stop function. */
-async function startReceiverProcess(): Promise<{ url: string; stop: () => void }> {
+/**
+ * The embedded receiver in a process of its own; resolves with its URL and a stop function,
+ * which resolves with the receiver's CPU per span received (under `meshctl up`, and in the
+ * bench's traced row, it shares the machine with the services: what it spends, they lose).
+ */
+async function startReceiverProcess(): Promise<{ url: string; stop: () => Promise<string> }> {
   const script = `import { startReceiver } from "@meshwork/tracestore";
 const r = await startReceiver({ host: "127.0.0.1", port: 0 });
 console.log(r.url);
-process.on("SIGTERM", () => r.close().then(() => process.exit(0)));`;
-  const child = spawn(process.execPath, ["--input-type=module", "-e", script], {
-    cwd: fileURLToPath(new URL("..", import.meta.url)),
-    stdio: ["ignore", "pipe", "inherit"],
-  });
+const { user, system } = process.cpuUsage();
+// Spans received, counted as the receiver hands them to its store.
+let n = 0;
+const addEncoded = r.traces.addEncoded.bind(r.traces);
+r.traces.addEncoded = (spans) => ((n += spans.length), addEncoded(spans));
+process.on("SIGTERM", () => {
+  const used = process.cpuUsage({ user, system });
+  console.log(n > 0 ? ((used.user + used.system) / n).toFixed(2) + " µs CPU per span received (" + n + " spans)" : "no spans received");
+  r.close().then(() => process.exit(0));
+});`;
+  const child = spawn(
+    process.execPath,
+    [
+      ...(process.env.SPANS_RECEIVER_PROFILE
+        ? ["--cpu-prof", `--cpu-prof-dir=${process.env.SPANS_RECEIVER_PROFILE}`]
+        : []),
+      "--input-type=module",
+      "-e",
+      script,
+    ],
+    {
+      cwd: fileURLToPath(new URL("..", import.meta.url)),
+      stdio: ["ignore", "pipe", "inherit"],
+    },
+  );
   const url = await new Promise<string>((resolve, reject) => {
     child.once("exit", (code) => reject(new Error(`the receiver exited (${code}) before listening`)));
     child.stdout.once("data", (d) => resolve(String(d).trim()));
   });
-  return { url, stop: () => child.kill("SIGTERM") };
+  const stop = () =>
+    new Promise<string>((resolve) => {
+      let out = "";
+      child.stdout.on("data", (d) => (out += String(d)));
+      child.once("exit", () => resolve(out.trim()));
+      child.kill("SIGTERM");
+    });
+  return { url, stop };
 }
 
 function ending(span: Span): void {
@@ -95,10 +146,10 @@ try {
   const leanSdk = leanSpanStarter(sdkExport.tracer);
   if (!lean || !leanSdk) throw new Error("leanSpanStarter does not recognise the SDK's tracer");
   const ways: Record<string, () => void> = {
-    sdk: () => ending(tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent)),
-    lean: () => ending(lean(name, SpanKind.SERVER, attributes, parent)),
-    "lean+sdk": () => ending(leanSdk(name, SpanKind.SERVER, attributes, parent)),
-    "ids only": () => ending(off.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, parent)),
+    sdk: () => ending(tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, nextParent())),
+    lean: () => ending(lean(name, SpanKind.SERVER, attributes, nextParent())),
+    "lean+sdk": () => ending(leanSdk(name, SpanKind.SERVER, attributes, nextParent())),
+    "ids only": () => ending(off.tracer.startSpan(name, { kind: SpanKind.SERVER, attributes }, nextParent())),
   };
   const results = new Map<string, number[]>(Object.keys(ways).map((w) => [w, []]));
   for (const fn of Object.values(ways)) await round(fn); // warm-up
@@ -118,5 +169,5 @@ try {
   await traced.shutdown();
   await sdkExport.shutdown();
   await off.shutdown();
-  receiver.stop();
+  console.log(`receiver (its own process, every span of every way): ${await receiver.stop()}`);
 }
