@@ -1,6 +1,6 @@
-import { connectNats, streamName } from "@meshwork/events";
+import { connectNats, meshStreams, provision, streamName } from "@meshwork/events";
 import type { Service } from "@meshwork/runtime";
-import { createTestDatabase, type TestDatabase, uniqueName } from "@meshwork/testing";
+import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -31,6 +31,29 @@ describe("inventory's legacy consumer", () => {
     await service.start();
     nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "inventory-subjects-test");
     jsm = await jetstreamManager(nc);
+  });
+
+  it("never declares LEGACY (legacy owns it): it serves without it, and its sync starts once legacy creates it", async () => {
+    const stream = streamName(namespace, "LEGACY");
+    // Started (and SERVING) with no LEGACY stream: its sync looked and did not create it.
+    expect(
+      await jsm.streams.info(stream).then(
+        () => "exists",
+        (e: unknown) => String(e),
+      ),
+    ).toMatch(/stream not found/);
+    // Legacy declares it with its own config; inventory's durable appears on it, the config stays.
+    await provision(jsm, { streams: [meshStreams.legacy(namespace, { replicas: 1 })] });
+    const maxAge = (await jsm.streams.info(stream)).config.max_age;
+    await waitFor(
+      () =>
+        jsm.consumers.info(stream, LEGACY_SYNC_DURABLE).then(
+          () => true,
+          () => false,
+        ),
+      { what: "inventory's durable on LEGACY", timeoutMs: 20_000 },
+    );
+    expect((await jsm.streams.info(stream)).config.max_age).toBe(maxAge);
   });
   afterAll(async () => {
     await service?.shutdown();

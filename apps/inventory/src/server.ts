@@ -9,17 +9,17 @@ import { file_meshwork_legacy_v1_events } from "@meshwork/contracts/meshwork/leg
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import {
+  consumeForeignStream,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
   meshStreams,
   type OutboxPublisher,
-  provision,
   startOutboxPublisher,
 } from "@meshwork/events";
 import { createService, packageVersion, type Service, telemetryOptions } from "@meshwork/runtime";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { followProductEvents, openProductCache } from "./adapters/cache/product-cache.js";
 import { createInventoryStore } from "./adapters/db/inventory-store.js";
@@ -118,7 +118,8 @@ export const legacyProductsSubject = (ns: string) => `${ns}meshwork.legacy.v1.Pr
  * Strangler fig, reads first: a durable consumer on the LEGACY stream (its ProductChanged
  * subject only) applies the monolith's captured product changes (and backfill snapshots) here,
  * idempotently by capture sequence.
- * The stream is declared here too, so inventory starts whether or not the monolith runs.
+ * Legacy owns the stream: inventory never declares it (its NATS user may not) and its sync waits
+ * for it when legacy has not created it yet, so inventory starts whether or not the monolith runs.
  */
 async function startLegacySync(
   config: Config,
@@ -131,26 +132,29 @@ async function startLegacySync(
   const copies = { replicas: config.events.streamReplicas };
   const legacy = meshStreams.legacy(ns, copies);
   const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
-  await provision(await jetstreamManager(nc), {
-    streams: [legacy, deadLetters],
-    consumers: [
-      { stream: legacy.name, durable: LEGACY_SYNC_DURABLE, filterSubject: legacyProductsSubject(ns) },
-    ],
-  });
-  const consumer = createEventConsumer({
-    js: jetstream(nc),
-    database,
-    inbox,
-    stream: legacy.name,
+  const consumer = consumeForeignStream({
+    nc,
+    stream: legacy,
     durable: LEGACY_SYNC_DURABLE,
-    registry: createRegistry(file_meshwork_legacy_v1_events),
-    handlers: { "meshwork.legacy.v1.ProductChanged": onLegacyProductChanged(ns, logger) },
-    maxDeliver: config.events.consumer.maxDeliver,
-    backoffMs: config.events.consumer.backoffMs,
-    deadLetterSubject: deadLetterSubject(ns, SERVICE, LEGACY_SYNC_DURABLE),
+    filterSubject: legacyProductsSubject(ns),
+    deadLetters,
     logger,
-    tracer: telemetry.tracer,
-    meter: telemetry.meter,
+    consumer: () =>
+      createEventConsumer({
+        js: jetstream(nc),
+        database,
+        inbox,
+        stream: legacy.name,
+        durable: LEGACY_SYNC_DURABLE,
+        registry: createRegistry(file_meshwork_legacy_v1_events),
+        handlers: { "meshwork.legacy.v1.ProductChanged": onLegacyProductChanged(ns, logger) },
+        maxDeliver: config.events.consumer.maxDeliver,
+        backoffMs: config.events.consumer.backoffMs,
+        deadLetterSubject: deadLetterSubject(ns, SERVICE, LEGACY_SYNC_DURABLE),
+        logger,
+        tracer: telemetry.tracer,
+        meter: telemetry.meter,
+      }),
   });
   await consumer.start();
   return consumer;

@@ -1,4 +1,10 @@
-import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
+import {
+  type EventsConfig,
+  eventsEnvShape,
+  readSealingKeys,
+  type SealingKey,
+  toEventsConfig,
+} from "@meshwork/events";
 import { z } from "zod";
 
 const shape = z.object({
@@ -28,6 +34,12 @@ export interface LegacyConfig {
    * `NATS_URL`: the monolith then runs alone, as before the migration began.
    */
   events: EventsConfig | undefined;
+  /**
+   * The key ring that seals users' password hashes on LEGACY_USERS (LEGACY_SYNC_KEY or
+   * LEGACY_SYNC_KEY_FILE, `id:base64key[,...]`): its first key, the one that seals. Required
+   * with NATS_URL; the others in the ring are for users, which opens with any of them.
+   */
+  syncKey: SealingKey | undefined;
 }
 
 /** A schema's reading of `env`, or an error naming every bad variable. */
@@ -49,6 +61,12 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const events = cleaned.NATS_URL
     ? toEventsConfig(parseOrThrow(z.object(eventsEnvShape()), cleaned))
     : undefined;
+  const syncKeys = readSealingKeys(cleaned, "LEGACY_SYNC_KEY");
+  const syncKey = syncKeys?.[0];
+  if (events && !syncKey)
+    throw new Error(
+      "bad configuration: LEGACY_SYNC_KEY (or LEGACY_SYNC_KEY_FILE) is required with NATS_URL: it seals the password hashes the CDC relay publishes (`meshctl secrets` makes one)",
+    );
   return {
     host: e.HOST,
     port: e.PORT,
@@ -57,5 +75,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     tokenSecret: e.LEGACY_TOKEN_SECRET,
     seed: e.LEGACY_SEED === "true",
     events,
+    syncKey,
   };
 }

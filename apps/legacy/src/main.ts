@@ -20,30 +20,31 @@ const seeded = config.seed ? await seed(sql) : false;
 // The migration's data sync, when NATS is configured: the CDC relay (legacy -> LEGACY stream)
 // and the reverse sync (the new services' events -> legacy's tables). Not request handlers:
 // they run beside the monolith on its own database, and the monolith's code knows nothing of them.
-const sync = config.events
-  ? await (async (events) => {
-      const logger = createLogger({ service: "legacy", level: config.logLevel });
-      const database = await openDatabase(
-        {
-          url: config.databaseUrl,
-          dataDir: "",
-          pool: { max: 4, idleTimeoutS: 30, maxLifetimeS: 0, connectTimeoutS: 10 },
-        },
-        cdcSchema,
-      );
-      const relay = await startCdcRelay({ database, events, logger });
-      const reverse = await startReverseSync({ database, events, nc: relay.publisher.nc, logger });
-      const orders = await startOrderSync({ database, events, nc: relay.publisher.nc, logger });
-      return {
-        async stop() {
-          await orders.stop();
-          await reverse.stop();
-          await relay.stop();
-          await database.close();
-        },
-      };
-    })(config.events)
-  : undefined;
+const sync =
+  config.events && config.syncKey
+    ? await (async (events, syncKey) => {
+        const logger = createLogger({ service: "legacy", level: config.logLevel });
+        const database = await openDatabase(
+          {
+            url: config.databaseUrl,
+            dataDir: "",
+            pool: { max: 4, idleTimeoutS: 30, maxLifetimeS: 0, connectTimeoutS: 10 },
+          },
+          cdcSchema,
+        );
+        const relay = await startCdcRelay({ database, events, syncKey, logger });
+        const reverse = await startReverseSync({ database, events, nc: relay.publisher.nc, logger });
+        const orders = await startOrderSync({ database, events, nc: relay.publisher.nc, logger });
+        return {
+          async stop() {
+            await orders.stop();
+            await reverse.stop();
+            await relay.stop();
+            await database.close();
+          },
+        };
+      })(config.events, config.syncKey)
+    : undefined;
 
 await app.listen({ host: config.host, port: config.port });
 const address = app.server.address();

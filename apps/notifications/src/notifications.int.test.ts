@@ -8,7 +8,14 @@ import { NotificationService } from "@meshwork/contracts/meshwork/notifications/
 import { OrderCancelledSchema } from "@meshwork/contracts/meshwork/orders/v1/events";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { cloudEventHeaders, connectNats, createEnvelope, streamName } from "@meshwork/events";
+import {
+  cloudEventHeaders,
+  connectNats,
+  createEnvelope,
+  meshStreams,
+  provision,
+  streamName,
+} from "@meshwork/events";
 import { testIdentity } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
@@ -63,7 +70,8 @@ describe("notifications from users' events (real processes, NATS and databases)"
   };
 
   beforeAll(async () => {
-    const n = await start(notificationsMain, "notifications"); // first: it declares the stream too
+    // First: its consumers wait for the streams their producers declare (never declaring them).
+    const n = await start(notificationsMain, "notifications");
     const u = await start(usersMain, "users");
     const pay = await start(paymentsMain, "payments");
     notifications = n.p;
@@ -210,6 +218,17 @@ describe("notifications from users' events (real processes, NATS and databases)"
     const userId = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a60";
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "orders-test");
     try {
+      // No orders service runs here: notifications, consuming ORDERS since it started, has not
+      // declared it (only its owner may). The test declares it as orders would.
+      const jsm = await jetstreamManager(nc);
+      const orders = meshStreams.orders(namespace);
+      expect(
+        await jsm.streams.info(orders.name).then(
+          () => "exists",
+          (e: unknown) => String(e),
+        ),
+      ).toMatch(/stream not found/);
+      await provision(jsm, { streams: [orders] });
       const js = jetstream(nc);
       const cancel = async (orderId: string, reason: string, paymentRefunded: boolean) => {
         const e = createEnvelope(

@@ -11,16 +11,16 @@ import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openD
 import { createDiscovery } from "@meshwork/discovery";
 import {
   connectNats,
-  consumerOn,
+  consumeForeignStream,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
   meshStreams,
-  provision,
+  type StreamSpec,
 } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createNotificationRepository } from "./adapters/db/notification-repository.js";
 import { inbox, type NotificationsSchema, schema } from "./adapters/db/schema.js";
@@ -97,12 +97,6 @@ async function createConsumers(
   const payments = meshStreams.payments(ns, copies);
   const orders = meshStreams.orders(ns, copies);
   const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
-  await provision(await jetstreamManager(nc), {
-    streams: [users, payments, orders, deadLetters],
-    consumers: [users, payments, orders].map((s) =>
-      consumerOn(s, DURABLE, { ackWaitMs: config.events.consumer.ackWaitMs }),
-    ),
-  });
   const common = {
     js: jetstream(nc),
     database,
@@ -120,25 +114,42 @@ async function createConsumers(
     tracer: service.telemetry.tracer,
     meter: service.telemetry.meter,
   };
+  // Each stream belongs to its producer: its consumer waits for it and never declares it.
+  const foreign = (stream: StreamSpec, consumer: () => EventConsumer): EventConsumer =>
+    consumeForeignStream({
+      nc,
+      stream,
+      durable: DURABLE,
+      ackWaitMs: config.events.consumer.ackWaitMs,
+      deadLetters,
+      logger: service.logger,
+      consumer,
+    });
   return [
-    createEventConsumer({
-      ...common,
-      stream: users.name,
-      handlers: { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) },
-    }),
-    createEventConsumer({
-      ...common,
-      stream: payments.name,
-      handlers: { "meshwork.payments.v1.PaymentRefunded": onPaymentRefunded(service.logger) },
-    }),
-    createEventConsumer({
-      ...common,
-      stream: orders.name,
-      // OrderPlaced is on the stream too: no handler, so it is acked and skipped.
-      handlers: {
-        "meshwork.orders.v1.OrderConfirmed": onOrderConfirmed(service.logger),
-        "meshwork.orders.v1.OrderCancelled": onOrderCancelled(service.logger),
-      },
-    }),
+    foreign(users, () =>
+      createEventConsumer({
+        ...common,
+        stream: users.name,
+        handlers: { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) },
+      }),
+    ),
+    foreign(payments, () =>
+      createEventConsumer({
+        ...common,
+        stream: payments.name,
+        handlers: { "meshwork.payments.v1.PaymentRefunded": onPaymentRefunded(service.logger) },
+      }),
+    ),
+    foreign(orders, () =>
+      createEventConsumer({
+        ...common,
+        stream: orders.name,
+        // OrderPlaced is on the stream too: no handler, so it is acked and skipped.
+        handlers: {
+          "meshwork.orders.v1.OrderConfirmed": onOrderConfirmed(service.logger),
+          "meshwork.orders.v1.OrderCancelled": onOrderCancelled(service.logger),
+        },
+      }),
+    ),
   ];
 }

@@ -9,12 +9,12 @@ import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payment
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
 import {
+  consumeForeignStream,
   createEventConsumer,
   deadLetterSubject,
   type EventConsumer,
   meshStreams,
   type OutboxPublisher,
-  provision,
   startOutboxPublisher,
 } from "@meshwork/events";
 import { createUpstreamPolicy } from "@meshwork/resilience";
@@ -26,7 +26,7 @@ import {
   type SagaExecutor,
 } from "@meshwork/saga";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createCatalogue, priceList } from "./adapters/catalogue.js";
 import { createOrderStore, orderRepository, STATUS_CHANNEL } from "./adapters/db/order-store.js";
@@ -188,8 +188,9 @@ function startOrdersOutbox(
 
 /**
  * Strangler fig, orders follow the traffic: a durable consumer on the LEGACY stream (only its
- * OrderChanged subject) copies the monolith's orders here, idempotently by capture sequence. The
- * stream is declared here too, so orders starts whether or not the monolith runs.
+ * OrderChanged subject) copies the monolith's orders here, idempotently by capture sequence.
+ * Legacy owns the stream: orders never declares it (its NATS user may not) and its sync waits for
+ * it when legacy has not created it yet, so orders starts whether or not the monolith runs.
  */
 async function startLegacyOrderSync(
   config: Config,
@@ -202,30 +203,29 @@ async function startLegacyOrderSync(
   const copies = { replicas: config.events.streamReplicas };
   const legacy = meshStreams.legacy(ns, copies);
   const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
-  await provision(await jetstreamManager(nc), {
-    streams: [legacy, deadLetters],
-    consumers: [
-      {
+  const consumer = consumeForeignStream({
+    nc,
+    stream: legacy,
+    durable: LEGACY_ORDER_SYNC_DURABLE,
+    filterSubject: `${ns}meshwork.legacy.v1.OrderChanged`,
+    deadLetters,
+    logger,
+    consumer: () =>
+      createEventConsumer({
+        js: jetstream(nc),
+        database,
+        inbox,
         stream: legacy.name,
         durable: LEGACY_ORDER_SYNC_DURABLE,
-        filterSubject: `${ns}meshwork.legacy.v1.OrderChanged`,
-      },
-    ],
-  });
-  const consumer = createEventConsumer({
-    js: jetstream(nc),
-    database,
-    inbox,
-    stream: legacy.name,
-    durable: LEGACY_ORDER_SYNC_DURABLE,
-    registry: createRegistry(file_meshwork_legacy_v1_events),
-    handlers: { "meshwork.legacy.v1.OrderChanged": onLegacyOrderChanged(logger) },
-    maxDeliver: config.events.consumer.maxDeliver,
-    backoffMs: config.events.consumer.backoffMs,
-    deadLetterSubject: deadLetterSubject(ns, SERVICE, LEGACY_ORDER_SYNC_DURABLE),
-    logger,
-    tracer: telemetry.tracer,
-    meter: telemetry.meter,
+        registry: createRegistry(file_meshwork_legacy_v1_events),
+        handlers: { "meshwork.legacy.v1.OrderChanged": onLegacyOrderChanged(logger) },
+        maxDeliver: config.events.consumer.maxDeliver,
+        backoffMs: config.events.consumer.backoffMs,
+        deadLetterSubject: deadLetterSubject(ns, SERVICE, LEGACY_ORDER_SYNC_DURABLE),
+        logger,
+        tracer: telemetry.tracer,
+        meter: telemetry.meter,
+      }),
   });
   await consumer.start();
   return consumer;

@@ -1,7 +1,13 @@
 import { readFileSync } from "node:fs";
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
+import {
+  type EventsConfig,
+  eventsEnvShape,
+  readSealingKeys,
+  type SealingKey,
+  toEventsConfig,
+} from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 import { z } from "zod";
 import { parseKeyEncryptionKey } from "./adapters/crypto/key-encryption.js";
@@ -53,6 +59,13 @@ const shape = {
    * ExchangeLegacyToken verifies old sessions with it. Unset: the exchange is unavailable.
    */
   LEGACY_TOKEN_SECRET: z.string().min(32, "LEGACY_TOKEN_SECRET: at least 32 characters").optional(),
+  /**
+   * The key ring that opens the legacy users' sealed password hashes (`id:base64key[,...]`, the
+   * same value legacy seals with: current key first, the previous one kept during a rotation), or
+   * a file holding it (`_FILE`). Unset: sealed user captures are dead-lettered, naming their key id.
+   */
+  LEGACY_SYNC_KEY: z.string().optional(),
+  LEGACY_SYNC_KEY_FILE: z.string().optional(),
 };
 
 export interface Config {
@@ -65,6 +78,7 @@ export interface Config {
   bootstrap: BootstrapSettings;
   authFailures: AuthFailureLimits;
   legacyTokenSecret: string | undefined;
+  legacySyncKeys: SealingKey[];
 }
 
 /** Reads the users service's configuration from the environment, once. */
@@ -89,6 +103,11 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
     },
     authFailures: { maxFailures: e.USERS_AUTH_MAX_FAILURES, windowS: e.USERS_AUTH_FAILURE_WINDOW_S },
     legacyTokenSecret: e.LEGACY_TOKEN_SECRET,
+    legacySyncKeys:
+      readSealingKeys(
+        { LEGACY_SYNC_KEY: e.LEGACY_SYNC_KEY, LEGACY_SYNC_KEY_FILE: e.LEGACY_SYNC_KEY_FILE },
+        "LEGACY_SYNC_KEY",
+      ) ?? [],
   };
 }
 

@@ -138,7 +138,9 @@ async function startLegacyUserSync(
       stream,
       durable: LEGACY_USER_SYNC_DURABLE,
       registry: createRegistry(file_meshwork_legacy_v1_events),
-      handlers: { "meshwork.legacy.v1.UserChanged": onLegacyUserChanged(service.logger) },
+      handlers: {
+        "meshwork.legacy.v1.UserChanged": onLegacyUserChanged(service.logger, config.legacySyncKeys),
+      },
       maxDeliver: config.events.consumer.maxDeliver,
       backoffMs: config.events.consumer.backoffMs,
       deadLetterSubject: deadLetterSubject(ns, "users", LEGACY_USER_SYNC_DURABLE),

@@ -13,7 +13,8 @@ const RETRY_MS = 2_000;
  * LEGACY_USERS): it never declares or updates that stream, whose owner sets its config
  * (`num_replicas` from its STREAM_REPLICAS, `max_age`); declaring it here would reset what the
  * owner chose on every start, and the consumer's NATS user has no right to. Only its own durable
- * consumer (filtered to the stream's first subject) and its own dead-letter stream are provisioned.
+ * consumer (filtered to `filterSubject`, by default the stream's first subject) and its own
+ * dead-letter stream are provisioned.
  *
  * Until the owner has created the stream (the owning service not deployed yet, or starting
  * later), the consumer waits: it looks again every 2 s, with one warning, and starts once the
@@ -27,10 +28,17 @@ export function consumeForeignStream(options: {
   logger: Logger;
   /** Builds the consumer once its durable exists. */
   consumer: () => EventConsumer;
+  /** The one subject the durable reads (e.g. inventory's ProductChanged on LEGACY); default: the stream's first. */
+  filterSubject?: string;
+  /** The durable's ack wait, when it is not the server's default. */
+  ackWaitMs?: number;
   retryMs?: number;
 }): EventConsumer {
   const { nc, stream, durable, deadLetters, logger } = options;
-  const spec: ConsumerSpec = consumerOn(stream, durable);
+  const spec: ConsumerSpec = {
+    ...consumerOn(stream, durable, options.ackWaitMs === undefined ? {} : { ackWaitMs: options.ackWaitMs }),
+    ...(options.filterSubject ? { filterSubject: options.filterSubject } : {}),
+  };
   let stopped = false;
   let wake: (() => void) | undefined;
   let running: EventConsumer | undefined;

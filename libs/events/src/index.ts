@@ -37,5 +37,14 @@ export {
   outboxTable,
 } from "./outbox.js";
 export { type OutboxPublisher, startOutboxPublisher } from "./publisher.js";
+export {
+  openValue,
+  parseSealingKeys,
+  readSealingKeys,
+  type SealedValue,
+  SealedValueError,
+  type SealingKey,
+  sealValue,
+} from "./sealed-field.js";
 export { consumerOn, deadLetterSubject, meshStreams, type StreamOptions, streamName } from "./streams.js";
 export { type ConsumerSpec, provision, type StreamSpec } from "./topology.js";

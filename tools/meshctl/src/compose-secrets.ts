@@ -3,6 +3,7 @@ import { chmodSync, existsSync, mkdirSync, readFileSync, writeFileSync } from "n
 import { dirname } from "node:path";
 import { DEFAULT_BUCKET } from "@meshwork/discovery";
 import { generateIdentityKey, privateKeyFrom, publicKeyText } from "@meshwork/runtime";
+import { newLegacySyncKey } from "./identity-keys.js";
 import {
   ADMIN_USER,
   type ConfigUser,
@@ -85,8 +86,11 @@ export function writeComposeSecrets(
   values.IDENTITY_TRUST = trust.join(",");
   // Seals users' JWT signing keys in its database (AES-256-GCM).
   values.USERS_KEY_ENCRYPTION_KEY ??= randomBytes(32).toString("base64");
-  if (manifests.some((m) => m.kind === "legacy"))
+  if (manifests.some((m) => m.kind === "legacy")) {
     values.LEGACY_TOKEN_SECRET ??= randomBytes(32).toString("base64url");
+    // Seals legacy users' password hashes on LEGACY_USERS; only legacy and users get it.
+    values.LEGACY_SYNC_KEY ??= newLegacySyncKey();
+  }
   mkdirSync(dirname(file), { recursive: true });
   const body = Object.entries(values)
     .map(([k, v]) => `${k}=${v}`)

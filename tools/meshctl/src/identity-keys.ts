@@ -46,6 +46,26 @@ export function meshKeyEncryptionKeyFile(home: string): string {
   return file;
 }
 
+/** A fresh LEGACY_SYNC_KEY value: one AES-256 key with an id (`<id>:<base64>`). */
+export function newLegacySyncKey(): string {
+  return `k${new Date().toISOString().slice(0, 10).replaceAll("-", "")}:${randomBytes(32).toString("base64")}`;
+}
+
+/**
+ * The key that seals legacy users' password hashes on LEGACY_USERS (LEGACY_SYNC_KEY_FILE), shared
+ * by the monolith (it seals) and users (it opens): made once per mesh home, owner-only. A
+ * rotation puts a new `id:key` first and keeps the old one after a comma until it has aged out.
+ */
+export function meshLegacySyncKeyFile(home: string): string {
+  const file = join(home, "legacy-sync-key");
+  if (!existsSync(file)) {
+    mkdirSync(home, { recursive: true });
+    writeFileSync(file, `${newLegacySyncKey()}\n`, { mode: 0o600, flag: "wx" });
+  }
+  chmodSync(file, 0o600);
+  return file;
+}
+
 /**
  * The legacy monolith's session-token secret (LEGACY_TOKEN_SECRET), shared by the monolith (it
  * signs sessions) and users (ExchangeLegacyToken verifies them): made once per mesh home,

@@ -5,6 +5,7 @@ import { DEFAULT_BUCKET } from "@meshwork/discovery";
 import { generateIdentityKey, privateKeyFrom, publicKeyText } from "@meshwork/runtime";
 import { stringify } from "yaml";
 import { DEFAULT_EXT_AUTHZ } from "./envoy.js";
+import { newLegacySyncKey } from "./identity-keys.js";
 import {
   ADMIN_USER,
   type ConfigUser,
@@ -103,6 +104,8 @@ function legacyEnv(m: ServiceManifest): unknown[] {
     { name: "NATS_USER", value: m.name },
     secretEnv("NATS_PASSWORD", secretName(m.name)),
     secretEnv("LEGACY_TOKEN_SECRET", secretName(m.name)),
+    // Seals the users' password hashes it publishes on LEGACY_USERS.
+    secretEnv("LEGACY_SYNC_KEY", secretName(m.name)),
   ];
 }
 
@@ -145,6 +148,8 @@ function env(m: ServiceManifest, services: readonly ServiceManifest[]): unknown[
           secretEnv("USERS_KEY_ENCRYPTION_KEY", secretName(m.name)),
           // ExchangeLegacyToken checks the monolith's session tokens with the monolith's secret.
           ...(legacy ? [secretEnv("LEGACY_TOKEN_SECRET", secretName(legacy.name))] : []),
+          // Opens the legacy users' sealed password hashes (the monolith's key ring).
+          ...(legacy ? [secretEnv("LEGACY_SYNC_KEY", secretName(legacy.name))] : []),
         ]
       : []),
   ];
@@ -654,6 +659,7 @@ export function writeK8sSecrets(
     if (m.kind === "legacy") {
       // No mesh identity; the HS256 secret of its session tokens instead.
       s.LEGACY_TOKEN_SECRET ??= randomBytes(32).toString("base64url");
+      s.LEGACY_SYNC_KEY ??= newLegacySyncKey();
     } else {
       s.IDENTITY_KEY ??= generateIdentityKey().privateKey;
       trust.push(`${m.name}=${publicKeyText(privateKeyFrom(s.IDENTITY_KEY))}`);

@@ -139,10 +139,13 @@ describe("the NATS meshctl starts: a user per process, each with its own permiss
     // Nor may it delete or purge another service's stream.
     expect(await rejected((await jetstreamManager(orders)).streams.delete(stream.name))).not.toBe("resolved");
 
-    // Notifications provisions the stream it consumes and its durable consumer, and reads the one real event.
+    // Notifications may not declare the stream it consumes (only its owner sets its config); it
+    // provisions its durable consumer on it, and reads the one real event.
+    expect(await rejected(provision(await jetstreamManager(notifications), { streams: [stream] }))).not.toBe(
+      "resolved",
+    );
     const durable = "notifications";
     await provision(await jetstreamManager(notifications), {
-      streams: [stream],
       consumers: [consumerOn(stream, durable)],
     });
     const consumer = await jetstream(notifications).consumers.get(stream.name, durable);

@@ -20,9 +20,25 @@ describe("servicePermissions: who may declare a stream", () => {
     }
   });
 
-  it("keeps the owner's and the other consumers' rights as they were", () => {
+  it("lets only the owner declare its stream: no consumer creates or updates another's (issue 19, h19c)", () => {
     expect(servicePermissions("orders", mesh).publish.allow).toContain("$JS.API.STREAM.UPDATE.ORDERS");
-    expect(servicePermissions("notifications", mesh).publish.allow).toContain("$JS.API.STREAM.UPDATE.ORDERS");
+    const notifications = servicePermissions("notifications", mesh).publish.allow;
+    const inventory = servicePermissions("inventory", mesh, ["legacy"]).publish.allow;
+    const orders = servicePermissions("orders", mesh, ["legacy"]).publish.allow;
+    for (const [allow, streams] of [
+      [notifications, ["USERS", "PAYMENTS", "ORDERS"]],
+      [inventory, ["LEGACY"]],
+      [orders, ["LEGACY"]],
+    ] as const) {
+      for (const stream of streams) {
+        expect(allow).toContain(`$JS.API.CONSUMER.DURABLE.CREATE.${stream}.>`);
+        expect(allow).not.toContain(`$JS.API.STREAM.CREATE.${stream}`);
+        expect(allow).not.toContain(`$JS.API.STREAM.UPDATE.${stream}`);
+      }
+    }
+    // Each still declares its own stream and dead letters.
+    expect(notifications).toContain("$JS.API.STREAM.CREATE.DLQ_NOTIFICATIONS");
+    expect(inventory).toContain("$JS.API.STREAM.CREATE.INVENTORY");
   });
 
   it("gives LEGACY_USERS (legacy's captured users, with password hashes) consumers to users only", () => {

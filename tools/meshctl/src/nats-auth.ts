@@ -5,7 +5,8 @@ import { cacheBucket } from "@meshwork/cache";
 import { type NatsCredentials, streamName } from "@meshwork/events";
 
 /**
- * Streams a service consumes besides its own (its durable consumers live there). Every service
+ * Streams a service consumes besides its own (its durable consumers live there, and it gets no
+ * STREAM.CREATE/UPDATE on them: it waits for their owner to create them). Every service
  * owns `meshwork.<name>.>` (stream `<NAME>`) and `dlq.<name>.>` (stream `DLQ_<NAME>`). A service
  * can also declare them in its package.json (`"meshwork": { "consumes": [...] }`, what
  * `meshctl new service --consumes-events` writes), which the callers pass in.
@@ -13,14 +14,6 @@ import { type NatsCredentials, streamName } from "@meshwork/events";
 const CONSUMES: Record<string, readonly string[]> = {
   notifications: ["users", "payments", "orders"],
 };
-
-/**
- * Services that consume other services' streams without declaring them: legacy's syncs (ORDERS,
- * INVENTORY) and users' (LEGACY_USERS, and its old durable on LEGACY) only add their durable
- * consumers, so that the owner alone sets the stream's config (its replicas and max_age above
- * all). They get no STREAM.CREATE/UPDATE on those streams.
- */
-const CONSUMES_WITHOUT_DECLARING: ReadonlySet<string> = new Set(["legacy", "users"]);
 
 /**
  * Streams a service owns besides `<NAME>` on which it may declare and publish but never consume:
@@ -158,7 +151,9 @@ export function servicePermissions(
         `$KV.${mesh.bucket}.${service}.>`,
         ...registryReader(mesh.bucket),
         ...own.flatMap(streamUser),
-        ...consumed.flatMap(CONSUMES_WITHOUT_DECLARING.has(service) ? streamConsumer : streamUser),
+        // No service declares another's stream (libs/events consumeForeignStream): only its
+        // owner sets its config, and no one but the owner may create a stream of that name.
+        ...consumed.flatMap(streamConsumer),
         ...publishesOnly.flatMap((s) => streamDeclarer(streamName(ns, s.toUpperCase()))),
         ...(RETIRES[service] ?? []).map(
           (r) => `$JS.API.CONSUMER.DELETE.${streamName(ns, r.stream.toUpperCase())}.${r.durable}`,

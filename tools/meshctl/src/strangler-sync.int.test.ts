@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
@@ -27,6 +27,7 @@ const legacyMain = fileURLToPath(new URL("../../../apps/legacy/dist/main.js", im
 const inventoryMain = fileURLToPath(new URL("../../../apps/inventory/dist/main.js", import.meta.url));
 const usersMain = fileURLToPath(new URL("../../../apps/users/dist/main.js", import.meta.url));
 const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const SYNC_KEY = `k1:${randomBytes(32).toString("base64")}`;
 /** The bound a legacy write must reach inventory within (measured figures are printed). */
 const SYNC_BOUND_MS = 5_000;
 
@@ -78,7 +79,12 @@ beforeAll(async () => {
   lsql = postgres(legacyDb.url, { max: 2, onnotice: () => {} });
   const common = { NATS_URL: natsUrl, EVENTS_NAMESPACE: namespace, PORT: "0", LOG_LEVEL: "info" };
   legacy = startProcess(process.execPath, [legacyMain], {
-    env: { ...common, DATABASE_URL: legacyDb.url, LEGACY_TOKEN_SECRET: "s".repeat(40) },
+    env: {
+      ...common,
+      DATABASE_URL: legacyDb.url,
+      LEGACY_TOKEN_SECRET: "s".repeat(40),
+      LEGACY_SYNC_KEY: SYNC_KEY,
+    },
   });
   await legacy.waitForLog((l) => l.msg === "listening", 60_000);
   // The seeded catalogue predates the migration: what the relay published of it is purged, so
@@ -109,6 +115,7 @@ beforeAll(async () => {
       DISCOVERY: "static",
       USERS_BOOTSTRAP_SECRET: "b".repeat(32),
       LEGACY_TOKEN_SECRET: "s".repeat(40),
+      LEGACY_SYNC_KEY: SYNC_KEY,
     },
   });
   await users.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING", 90_000);

@@ -32,6 +32,8 @@ const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 /** The bound a legacy user change must reach the users service within (figures are printed). */
 const SYNC_BOUND_MS = 5_000;
 const SECRET = randomBytes(24).toString("base64url").padEnd(40, "x");
+/** Seals the password hashes on LEGACY_USERS: legacy seals with the first, users opens with either. */
+const SYNC_KEY = `k2:${randomBytes(32).toString("base64")},k1:${randomBytes(32).toString("base64")}`;
 const MAX_FAILURES = 3;
 const identity = testIdentity(["gateway"]);
 const namespace = `${uniqueName("su")}.`;
@@ -123,7 +125,13 @@ beforeAll(async () => {
   [legacyDb, usersDb] = await Promise.all([createTestDatabase("mw_su_l"), createTestDatabase("mw_su_u")]);
   lsql = postgres(legacyDb.url, { max: 2, onnotice: () => {} });
   usql = postgres(usersDb.url, { max: 2, onnotice: () => {} });
-  const common = { NATS_URL: natsUrl, EVENTS_NAMESPACE: namespace, PORT: "0", LEGACY_TOKEN_SECRET: SECRET };
+  const common = {
+    NATS_URL: natsUrl,
+    EVENTS_NAMESPACE: namespace,
+    PORT: "0",
+    LEGACY_TOKEN_SECRET: SECRET,
+    LEGACY_SYNC_KEY: SYNC_KEY,
+  };
   legacy = startProcess(process.execPath, [legacyMain], { env: { ...common, DATABASE_URL: legacyDb.url } });
   users = startProcess(process.execPath, [usersMain], {
     env: {
@@ -207,6 +215,37 @@ describe("strangler identity: legacy users -> users, their passwords and session
     expect((await usersClient().login({ email: u.email, password: "my old password 1" })).user?.id).toBe(
       u.id,
     );
+  });
+
+  it("the raw messages on LEGACY_USERS hold no password hash: it travels sealed (issue 19, h19c)", async () => {
+    const u = await legacyUser("sealed", "a sealed password 1");
+    await synced(u.id, u.started, () => true);
+    const [row] = await lsql<{ password_hash: string }[]>`select password_hash from users where id = ${u.id}`;
+    const hash = row?.password_hash ?? "";
+    expect(hash).toMatch(/^scrypt\$/);
+    const nc = await connectNats(natsUrl, "test");
+    try {
+      const jsm = await jetstreamManager(nc);
+      const stream = streamName(namespace, "LEGACY_USERS");
+      const { state } = await jsm.streams.info(stream);
+      expect(state.messages).toBeGreaterThan(0);
+      let mine = 0;
+      for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+        const m = await jsm.streams.getMessage(stream, { seq });
+        const data = Buffer.from(m?.data ?? []);
+        // No scrypt hash of any user, in any message: not the prefix, not this user's salt or key.
+        expect(data.includes(Buffer.from("scrypt$")), `message ${seq}`).toBe(false);
+        for (const part of hash.split("$").filter((p) => p.length >= 16))
+          expect(data.includes(Buffer.from(part)), `message ${seq}`).toBe(false);
+        if (data.includes(Buffer.from(u.id))) mine++;
+      }
+      expect(mine).toBeGreaterThan(0);
+    } finally {
+      await nc.close();
+    }
+    // ...and users opened it: the legacy password works on the mesh.
+    const res = await usersClient().login({ email: u.email, password: "a sealed password 1" });
+    expect(res.user?.id).toBe(u.id);
   });
 
   it("exchanges a real legacy session (POST /api/login) for a mesh token of the same user", async () => {

@@ -4,7 +4,12 @@ import { BUILD_COMMIT_VAR } from "@meshwork/runtime";
 import { bootstrapSecretFile } from "./admin.js";
 import { sourceCommit } from "./build-commit.js";
 import { startMeshConsole, supervisorControl } from "./console.js";
-import { meshIdentityKeys, meshKeyEncryptionKeyFile, meshLegacyTokenSecret } from "./identity-keys.js";
+import {
+  meshIdentityKeys,
+  meshKeyEncryptionKeyFile,
+  meshLegacySyncKeyFile,
+  meshLegacyTokenSecret,
+} from "./identity-keys.js";
 import { clearLeftovers } from "./leftovers.js";
 import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { childLogLevel, type LogLevel } from "./log-level.js";
@@ -174,6 +179,8 @@ interface MeshInfrastructure {
   keyEncryptionKeyFile: string;
   /** One session-token secret for the monolith (it signs) and users (ExchangeLegacyToken). */
   legacyTokenSecret: string;
+  /** Seals (legacy) and opens (users) the password hashes on LEGACY_USERS. */
+  legacySyncKeyFile: string;
   adminUrl: string | undefined;
   creds: Record<string, string>;
 }
@@ -319,6 +326,7 @@ class MeshRun {
     );
     const keyEncryptionKeyFile = meshKeyEncryptionKeyFile(options.home);
     const legacyTokenSecret = meshLegacyTokenSecret(options.home);
+    const legacySyncKeyFile = meshLegacySyncKeyFile(options.home);
     say(`NATS at ${nats.url}: ${nats.detail}`);
     if (options.otlp && options.otlp !== "off") {
       this.telemetry = await startLocalTelemetry({ home: options.home, address: options.otlp });
@@ -330,6 +338,7 @@ class MeshRun {
       identity,
       keyEncryptionKeyFile,
       legacyTokenSecret,
+      legacySyncKeyFile,
       adminUrl,
       creds: loadCredentials(options.home),
     };
@@ -495,7 +504,7 @@ class MeshRun {
         ...infra.natsEnv(manifest.name),
         ...infra.identity.env(manifest.name, "service"),
         ...(manifest.kind === "legacy" || manifest.name === "users"
-          ? { LEGACY_TOKEN_SECRET: infra.legacyTokenSecret }
+          ? { LEGACY_TOKEN_SECRET: infra.legacyTokenSecret, LEGACY_SYNC_KEY_FILE: infra.legacySyncKeyFile }
           : {}),
       };
       const database = await this.useDatabase(manifest, env, provisioned.get(manifest.name));

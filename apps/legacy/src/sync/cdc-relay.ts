@@ -3,6 +3,7 @@ import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import {
   OrderChangedSchema,
   ProductChangedSchema,
+  SealedValueSchema,
   UserChangedSchema,
 } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { type DatabaseHandle, queryRows } from "@meshwork/db";
@@ -15,6 +16,8 @@ import {
   meshStreams,
   type OutboxPublisher,
   outboxTable,
+  type SealingKey,
+  sealValue,
   startOutboxPublisher,
 } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
@@ -76,9 +79,11 @@ type CapturedRow = {
  * A captured user row as the UserChanged the users service reads, on the LEGACY_USERS stream
  * (`meshwork.legacy_users.v1.UserChanged`, not its type's `meshwork.legacy.v1.UserChanged`,
  * which is LEGACY's, readable by every consumer of the products): it carries legacy's password
- * hash. The consumer dispatches on `ce-type`, which stays the type's name.
+ * hash, sealed under `syncKey` (AES-256-GCM, bound to the user id) so that a copy of the stream
+ * is useless without the key only legacy and users hold; the clear `password_hash` field is no
+ * longer written. The consumer dispatches on `ce-type`, which stays the type's name.
  */
-export function toUserChanged(row: CapturedRow, namespace: string): EventEnvelope {
+export function toUserChanged(row: CapturedRow, namespace: string, syncKey: SealingKey): EventEnvelope {
   const u = row.payload as unknown as CapturedUser;
   const envelope = createEnvelope(
     UserChangedSchema,
@@ -87,7 +92,7 @@ export function toUserChanged(row: CapturedRow, namespace: string): EventEnvelop
       sequence: BigInt(row.seq),
       email: u.email,
       displayName: u.display_name,
-      passwordHash: u.password_hash,
+      sealedPasswordHash: create(SealedValueSchema, sealValue(syncKey, u.password_hash, u.id)),
       createTime: timestampFromDate(new Date(u.create_time)),
       snapshot: row.event_type === "legacy.user.snapshot",
     }),
@@ -122,8 +127,8 @@ export function toOrderChanged(row: CapturedRow, namespace: string): EventEnvelo
 }
 
 /** A captured row (a product's, a user's or an order's, by its event type) as the event the mesh reads. */
-export function toMeshEvent(row: CapturedRow, namespace: string): EventEnvelope {
-  if (row.event_type.startsWith("legacy.user.")) return toUserChanged(row, namespace);
+export function toMeshEvent(row: CapturedRow, namespace: string, syncKey: SealingKey): EventEnvelope {
+  if (row.event_type.startsWith("legacy.user.")) return toUserChanged(row, namespace, syncKey);
   if (row.event_type.startsWith("legacy.order.")) return toOrderChanged(row, namespace);
   return toProductChanged(row, namespace);
 }
@@ -151,6 +156,8 @@ export function toProductChanged(row: CapturedRow, namespace: string): EventEnve
 interface TranslatorOptions {
   database: CdcDatabase;
   namespace: string;
+  /** Seals the users' password hashes (LEGACY_SYNC_KEY's first key). */
+  syncKey: SealingKey;
   logger: Logger;
   batchSize: number;
   pollMs: number;
@@ -169,7 +176,7 @@ async function translateBatch(options: TranslatorOptions): Promise<number> {
     await enqueueEvents(
       tx,
       cdcEvents,
-      rows.map((r) => toMeshEvent(r, options.namespace)),
+      rows.map((r) => toMeshEvent(r, options.namespace, options.syncKey)),
     );
     await tx.execute(
       sql`update cdc_outbox set sent_at = now()
@@ -279,11 +286,13 @@ export interface CdcRelay {
 export async function startCdcRelay(options: {
   database: CdcDatabase;
   events: EventsConfig;
+  syncKey: SealingKey;
   logger: Logger;
 }): Promise<CdcRelay> {
   const { database, events, logger } = options;
   const translator = createCdcTranslator({
     database,
+    syncKey: options.syncKey,
     namespace: events.namespace,
     logger,
     ...events.outbox,

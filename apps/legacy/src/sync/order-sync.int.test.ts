@@ -1,4 +1,4 @@
-import { randomUUID } from "node:crypto";
+import { randomBytes, randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
 import { create, type DescMessage, type MessageShape } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
@@ -135,6 +135,7 @@ beforeAll(async () => {
       NATS_URL: natsUrl,
       EVENTS_NAMESPACE: namespace,
       LEGACY_TOKEN_SECRET: "s".repeat(40),
+      LEGACY_SYNC_KEY: `k1:${randomBytes(32).toString("base64")}`,
     },
   });
   const line = await legacy

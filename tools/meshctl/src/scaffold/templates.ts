@@ -372,14 +372,19 @@ function serverTs(s: ServiceSpec): string {
   if (events) {
     const names = [
       ...(s.consumes.length
-        ? ["connectNats", "consumerOn", "createEventConsumer", "deadLetterSubject", "type EventConsumer"]
+        ? [
+            "connectNats",
+            "consumeForeignStream",
+            "createEventConsumer",
+            "deadLetterSubject",
+            "type EventConsumer",
+          ]
         : []),
       ...(s.publishesEvents ? ["type OutboxPublisher", "startOutboxPublisher"] : []),
-      "provision",
       "type StreamSpec",
       "streamName",
     ];
-    const filtered = s.consumes.length ? names : names.filter((n) => n !== "provision");
+    const filtered = names;
     lines.push(
       `import { ${filtered.sort((a, b) => a.replace("type ", "").localeCompare(b.replace("type ", ""))).join(", ")} } from "@meshwork/events";`,
     );
@@ -387,7 +392,7 @@ function serverTs(s: ServiceSpec): string {
   lines.push(`import { createService, packageVersion, type Service } from "@meshwork/runtime";`);
   lines.push(`import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";`);
   if (s.consumes.length) {
-    lines.push(`import { jetstream, jetstreamManager } from "@nats-io/jetstream";`);
+    lines.push(`import { jetstream } from "@nats-io/jetstream";`);
     lines.push(`import type { NatsConnection } from "@nats-io/transport-node";`);
   }
   lines.push(`import { createItemStore } from "./adapters/db/item-store.js";`);
@@ -424,12 +429,18 @@ ${s.consumes.map((c) => `  ${c}: ${fileSymbol(c, "events")},`).join("\n")}
         subjects: [\`\${ns}dlq.\${SERVICE}.>\`],
       };
       const sources = Object.entries(CONSUMED).map(([source, file]) => ({ stream: streamOf(ns, source), file }));
-      await provision(await jetstreamManager(nc), {
-        streams: [...sources.map((x) => x.stream), deadLetters],
-        consumers: sources.map((x) => consumerOn(x.stream, SERVICE)),
-      });
       const js = jetstream(nc);
+      const conn = nc;
+      // Each stream belongs to the service that publishes it: its consumer waits for it to exist
+      // and never declares it (this service's NATS user may not).
       consumers = sources.map((x) =>
+        consumeForeignStream({
+          nc: conn,
+          stream: x.stream,
+          durable: SERVICE,
+          deadLetters,
+          logger,
+          consumer: () =>
         createEventConsumer({
           js,
           database,
@@ -444,6 +455,7 @@ ${s.consumes.map((c) => `  ${c}: ${fileSymbol(c, "events")},`).join("\n")}
           logger,
           tracer: service.telemetry.tracer,
           meter: service.telemetry.meter,
+        }),
         }),
       );
       for (const c of consumers) await c.start();
@@ -782,7 +794,7 @@ function intTestTs(s: ServiceSpec): string {
     `import { ${s.pascal}Service } from "${contract(s, s.name)}";`,
     ...(events
       ? [
-          `import { ${[...(s.consumes.length ? ["cloudEventHeaders"] : []), "connectNats", ...(s.consumes.length ? ["createEnvelope"] : []), "streamName"].join(", ")} } from "@meshwork/events";`,
+          `import { ${[...(s.consumes.length ? ["cloudEventHeaders"] : []), "connectNats", ...(s.consumes.length ? ["createEnvelope", "provision"] : []), "streamName"].join(", ")} } from "@meshwork/events";`,
         ]
       : []),
     `import type { Service } from "@meshwork/runtime";`,
@@ -839,6 +851,10 @@ function intTestTs(s: ServiceSpec): string {
     const nc = await connectNats(${natsUrl}, "test");
     const sql = postgres(db.url, { max: 1 });
     try {
+      // The producer owns its stream (this service only waits for it): declared here as it would.
+      await provision(await jetstreamManager(nc), {
+        streams: [{ name: streamName(namespace, "${(s.consumes[0] as string).toUpperCase()}"), subjects: [\`\${namespace}meshwork.${s.consumes[0]}.>\`] }],
+      });
       const js = jetstream(nc);
       const [message] = ${fileSymbol(s.consumes[0] as string, "events")}.messages;
       if (!message) throw new Error("the consumed events file has no message");

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/legacy/v1/events.proto.
  */
 export const file_meshwork_legacy_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEigAIKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIIrQBCgtVc2VyQ2hhbmdlZBIPCgd1c2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEg0KBWVtYWlsGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIaCg1wYXNzd29yZF9oYXNoGAUgASgJQgOAAQESLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAcgASgIIr8CCgxPcmRlckNoYW5nZWQSEAoIb3JkZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSDwoHdXNlcl9pZBgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSDgoGc3RhdHVzGAUgASgJEigKBXRvdGFsGAYgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5EjMKBWl0ZW1zGAcgAygLMiQubWVzaHdvcmsubGVnYWN5LnYxLk9yZGVyQ2hhbmdlZEl0ZW0SLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzbmFwc2hvdBgKIAEoCCJSChBPcmRlckNoYW5nZWRJdGVtEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAMSGAoQdW5pdF9wcmljZV9taW5vchgDIAEoA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEigAIKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIIvgBCgtVc2VyQ2hhbmdlZBIPCgd1c2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEg0KBWVtYWlsGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIaCg1wYXNzd29yZF9oYXNoGAUgASgJQgOAAQESLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAcgASgIEkIKFHNlYWxlZF9wYXNzd29yZF9oYXNoGAggASgLMh8ubWVzaHdvcmsubGVnYWN5LnYxLlNlYWxlZFZhbHVlQgOAAQEiQAoLU2VhbGVkVmFsdWUSDgoGa2V5X2lkGAEgASgJEg0KBW5vbmNlGAIgASgMEhIKCmNpcGhlcnRleHQYAyABKAwivwIKDE9yZGVyQ2hhbmdlZBIQCghvcmRlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxIPCgd1c2VyX2lkGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIOCgZzdGF0dXMYBSABKAkSKAoFdG90YWwYBiABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSMwoFaXRlbXMYByADKAsyJC5tZXNod29yay5sZWdhY3kudjEuT3JkZXJDaGFuZ2VkSXRlbRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAogASgIIlIKEE9yZGVyQ2hhbmdlZEl0ZW0SEgoKcHJvZHVjdF9pZBgBIAEoCRIQCghxdWFudGl0eRgCIAEoAxIYChB1bml0X3ByaWNlX21pbm9yGAMgASgDYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * ProductChanged: a product's state in the legacy database after a change of its row or of its
@@ -114,9 +114,8 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
   displayName: string;
 
   /**
-   * Legacy's own password hash (`scrypt$<salt>$<key>`), never the password: the users service
-   * verifies a legacy user's first mesh login with it and re-hashes to its own scheme. Only the
-   * users service consumes this event; it must never be logged or copied into another event.
+   * No longer written: legacy now sends the hash sealed, in `sealed_password_hash`. Read only for
+   * events published before the upgrade (legacy's own `scrypt$<salt>$<key>`, in the clear).
    *
    * @generated from field: string password_hash = 5;
    */
@@ -133,6 +132,17 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
    * @generated from field: bool snapshot = 7;
    */
   snapshot: boolean;
+
+  /**
+   * Legacy's own password hash (`scrypt$<salt>$<key>`, never the password), sealed with
+   * AES-256-GCM under LEGACY_SYNC_KEY, which only legacy and users hold, and bound to `user_id`
+   * (additional authenticated data): whoever reads the stream without the key learns nothing of
+   * it, and it cannot be moved to another user. The users service verifies a legacy user's first
+   * mesh login with it and re-hashes to its own scheme; it must never be logged or copied.
+   *
+   * @generated from field: meshwork.legacy.v1.SealedValue sealed_password_hash = 8;
+   */
+  sealedPasswordHash?: SealedValue | undefined;
 };
 
 /**
@@ -141,6 +151,41 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
  */
 export const UserChangedSchema: GenMessage<UserChanged> = /*@__PURE__*/
   messageDesc(file_meshwork_legacy_v1_events, 1);
+
+/**
+ * SealedValue: a value encrypted with AES-256-GCM for the one service holding the key.
+ *
+ * @generated from message meshwork.legacy.v1.SealedValue
+ */
+export type SealedValue = Message<"meshwork.legacy.v1.SealedValue"> & {
+  /**
+   * The id of the key it was sealed under (from the sender's key ring), never the key.
+   *
+   * @generated from field: string key_id = 1;
+   */
+  keyId: string;
+
+  /**
+   * The 12-byte GCM nonce, random per value.
+   *
+   * @generated from field: bytes nonce = 2;
+   */
+  nonce: Uint8Array;
+
+  /**
+   * The ciphertext followed by the 16-byte GCM tag.
+   *
+   * @generated from field: bytes ciphertext = 3;
+   */
+  ciphertext: Uint8Array;
+};
+
+/**
+ * Describes the message meshwork.legacy.v1.SealedValue.
+ * Use `create(SealedValueSchema)` to create a new message.
+ */
+export const SealedValueSchema: GenMessage<SealedValue> = /*@__PURE__*/
+  messageDesc(file_meshwork_legacy_v1_events, 2);
 
 /**
  * OrderChanged: an order placed in the legacy database (its row and its lines after a change,
@@ -220,7 +265,7 @@ export type OrderChanged = Message<"meshwork.legacy.v1.OrderChanged"> & {
  * Use `create(OrderChangedSchema)` to create a new message.
  */
 export const OrderChangedSchema: GenMessage<OrderChanged> = /*@__PURE__*/
-  messageDesc(file_meshwork_legacy_v1_events, 2);
+  messageDesc(file_meshwork_legacy_v1_events, 3);
 
 /**
  * One line of a legacy order, at the price it was placed at (in the order's currency).
@@ -249,5 +294,5 @@ export type OrderChangedItem = Message<"meshwork.legacy.v1.OrderChangedItem"> & 
  * Use `create(OrderChangedItemSchema)` to create a new message.
  */
 export const OrderChangedItemSchema: GenMessage<OrderChangedItem> = /*@__PURE__*/
-  messageDesc(file_meshwork_legacy_v1_events, 3);
+  messageDesc(file_meshwork_legacy_v1_events, 4);
 
