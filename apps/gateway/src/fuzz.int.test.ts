@@ -67,7 +67,7 @@ describe("matchRoute", () => {
           if (r) expect(path.startsWith(r.prefix)).toBe(true);
         },
       ),
-      { numRuns: fuzzParameters([], 5_000).numRuns },
+      fuzzParameters<string>([], 5_000),
     );
   });
 });

@@ -25,7 +25,9 @@ import { jwksCacheKey } from "./jwks.js";
 const ISSUER = "meshwork-users";
 const AUDIENCE = "meshwork";
 const SUBJECT = "7d1c2b3a-4e5f-4a6b-8c7d-9e0f1a2b3c4d";
-const COOLDOWN_MS = 300;
+// Long enough that a call made right after a fetch is still within it on a loaded machine (CI,
+// full gateway suite at load ~20: 'expected OK to be 16' with 300 ms).
+const COOLDOWN_MS = 3_000;
 const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
 const redisUrl = process.env.REDIS_URL ?? "redis://127.0.0.1:6379";
 const identity = testIdentity(["gateway"]);
@@ -107,8 +109,9 @@ describe("the gateway's JWKS through the multi-level cache", () => {
         jwksCooldownMs: COOLDOWN_MS,
         jwksMaxAgeMs: 60_000,
         jwksShared: shared,
-        // Generous: the machine is loaded, and the outage test stops the server outright.
-        jwksSharedTimeoutMs: 500,
+        // Generous: the machine is loaded (a slow read would mean a fetch of its own, counted
+        // below), and the outage test stops the server outright.
+        jwksSharedTimeoutMs: 2_000,
         jwtIssuer: ISSUER,
         jwtAudience: AUDIENCE,
         jwtMaxLifetimeS: 3_600,
@@ -117,8 +120,10 @@ describe("the gateway's JWKS through the multi-level cache", () => {
         corsOrigins: [],
         maxRequestBytes: 1024 * 1024,
         retryMaxAttempts: 1,
-        defaultTimeoutMs: 5_000,
-        maxTimeoutMs: 10_000,
+        // A first call fetches the key set, fills the shared tier and goes upstream: CI (full
+        // gateway suite, load ~20) saw it end DEADLINE_EXCEEDED (4) at 5 s.
+        defaultTimeoutMs: 20_000,
+        maxTimeoutMs: 20_000,
         shutdownGraceMs: 1_000,
       },
       logger: createLogger({ service: "gateway", level: "silent" }),
@@ -191,7 +196,7 @@ describe("the gateway's JWKS through the multi-level cache", () => {
     const from = Date.now();
     await waitFor(() => Date.now() - from > COOLDOWN_MS + 50, {
       what: "the JWKS cooldown",
-      timeoutMs: 5_000,
+      timeoutMs: COOLDOWN_MS + 5_000,
     });
   };
 

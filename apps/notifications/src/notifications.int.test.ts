@@ -52,6 +52,7 @@ describe("notifications from users' events (real processes, NATS and databases)"
   let client: ReturnType<typeof createClient<typeof NotificationService>>;
   let notificationsUrl = "";
 
+  const spawned: ManagedProcess[] = [];
   const start = async (main: string, name: string) => {
     const p = startProcess(process.execPath, [main], {
       env: {
@@ -64,16 +65,17 @@ describe("notifications from users' events (real processes, NATS and databases)"
         ...(name === "notifications" ? { IDENTITY_TRUST: identity.trustText } : {}),
       },
     });
-    const port = (await p.waitForLog((l) => l.msg === "listening")).port as number;
-    await p.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING");
+    spawned.push(p);
+    // Each process opens a fresh embedded PGlite: ~2 s on a quiet machine, 53 s seen at load 26.
+    const port = (await p.waitForLog((l) => l.msg === "listening", 180_000)).port as number;
+    await p.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING", 60_000);
     return { p, url: `http://127.0.0.1:${port}` };
   };
 
   beforeAll(async () => {
     // First: its consumers wait for the streams their producers declare (never declaring them).
     const n = await start(notificationsMain, "notifications");
-    const u = await start(usersMain, "users");
-    const pay = await start(paymentsMain, "payments");
+    const [u, pay] = await Promise.all([start(usersMain, "users"), start(paymentsMain, "payments")]);
     notifications = n.p;
     users = u.p;
     payments = pay.p;
@@ -88,11 +90,12 @@ describe("notifications from users' events (real processes, NATS and databases)"
     );
     notificationsUrl = n.url;
     usersClient = createClient(UserService, createConnectTransport({ baseUrl: u.url, httpVersion: "2" }));
-  });
+  }, 420_000); // CI: 'Hook timed out in 120000ms' (load ~20): three PGlite-backed processes to start
   afterAll(async () => {
     await users?.stop();
     await payments?.stop();
     await notifications?.stop();
+    for (const p of spawned) await p.stop(); // any that started while another failed to
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "cleanup");
     const jsm = await jetstreamManager(nc);
     for (const s of ["USERS", "PAYMENTS", "ORDERS", "DLQ_NOTIFICATIONS"])

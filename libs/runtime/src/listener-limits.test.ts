@@ -104,7 +104,7 @@ describe("listener limits (issue 25.2)", () => {
     prefaceOnly.preface();
     halfHeaders.preface();
     halfHeaders.halfHeaders(1, GET_HOLD);
-    await waitFor(() => prefaceOnly.closed && halfHeaders.closed, { what: "both closed", timeoutMs: 5_000 });
+    await waitFor(() => prefaceOnly.closed && halfHeaders.closed, { what: "both closed" });
     expect(Date.now() - started).toBeGreaterThanOrEqual(250);
     expect(prefaceOnly.goaway?.code).toBe(0);
     expect(await h2Get(s.port)).toBe(200);
@@ -131,7 +131,7 @@ describe("listener limits (issue 25.2)", () => {
     busy.preface();
     idle.headers(1, { ...GET_HOLD, ":path": "/" }, true); // answered at once: then idle
     busy.headers(1, GET_HOLD, false); // held open
-    await waitFor(() => idle.closed, { what: "the idle connection closed", timeoutMs: 5_000 });
+    await waitFor(() => idle.closed, { what: "the idle connection closed" });
     expect(idle.headersOn.has(1)).toBe(true);
     expect(idle.goaway?.code).toBe(0);
     expect(busy.closed).toBe(false);

@@ -590,14 +590,20 @@ describe("sagas on the real Postgres", () => {
 
   it("keeps the lease of a step longer than the lease: another executor does not take it over", async () => {
     let runs = 0;
-    const def = definition("long", {
-      authorize: async () => {
-        runs++;
-        await new Promise((r) => setTimeout(r, 600));
+    // The step lasts more than three leases. The lease itself leaves room for a loaded machine:
+    // heartbeats every 200 ms, so a renewal may be up to 400 ms late before b may take over.
+    const def = definition(
+      "long",
+      {
+        authorize: async () => {
+          runs++;
+          await new Promise((r) => setTimeout(r, 2_000));
+        },
       },
-    });
-    const a = executor([def], { owner: "long-a", leaseMs: 150 });
-    const b = executor([def], { owner: "long-b", leaseMs: 150 });
+      { stepTimeoutMs: 10_000 },
+    );
+    const a = executor([def], { owner: "long-a", leaseMs: 600 });
+    const b = executor([def], { owner: "long-b", leaseMs: 600 });
     const id = await start(def);
     await a.start();
     await waitFor(() => runs === 1, { what: "the long step to start" });

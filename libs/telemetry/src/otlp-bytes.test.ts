@@ -161,7 +161,7 @@ describe("OtlpBytesSpanProcessor", () => {
     });
     for (let i = 0; i < 3; i++) for (const span of spans) lean.onEnd(span);
     // 9 spans: two full batches of 4 go at once, the last one waits for the delay or a flush.
-    await waitFor(() => sink.bodies.length === 2, { timeoutMs: 5000 });
+    await waitFor(() => sink.bodies.length === 2, { what: "the two full batches at the sink" });
     await lean.shutdown();
     expect(sink.bodies).toHaveLength(3);
     const counts = sink.bodies.map((b) => {

@@ -164,6 +164,22 @@ export async function startMesh(
     throw err;
   }
   const started = gateway;
+  const routable = async (name: Name) => {
+    await waitFor(
+      () =>
+        started.upstreams.clusters.get(name)?.some((e) => e.health === "SERVING" && e.url === urls[name]) ??
+        false,
+      { what: `${name} routable at the gateway` },
+    );
+  };
+  // Every service routable before a test calls through the gateway: CI (load ~55) failed a first
+  // CreateProduct with 'no endpoint for cluster inventory' when only orders had been waited for.
+  try {
+    await Promise.all(SERVICES.map(routable));
+  } catch (err) {
+    await teardown().catch(() => {});
+    throw err;
+  }
   const edge = createGrpcTransport({ baseUrl: url });
   const clients = {
     users: createClient(UserService, edge),
@@ -214,14 +230,7 @@ export async function startMesh(
     endpoints: (name: string) =>
       (started.upstreams.clusters.get(name) ?? []).map((e) => ({ url: e.url, health: e.health })),
     /** Waits until the gateway routes to a SERVING instance of `name` again. */
-    async routable(name: Name) {
-      await waitFor(
-        () =>
-          started.upstreams.clusters.get(name)?.some((e) => e.health === "SERVING" && e.url === urls[name]) ??
-          false,
-        { what: `${name} routable at the gateway` },
-      );
-    },
+    routable,
     /**
      * What to read when a test fails: the gateway's view of each cluster and the last `n` output
      * lines of every service (a failure on a loaded CI machine cannot be re-run to look).

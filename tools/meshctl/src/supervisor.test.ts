@@ -187,7 +187,7 @@ describe("Supervisor", () => {
     const old = last("orders");
     supervisor.restart("orders");
     expect(old.signals).toEqual(["SIGTERM"]);
-    await waitFor(() => spawned.orders?.length === 2, { timeoutMs: 5_000 });
+    await waitFor(() => spawned.orders?.length === 2, { what: "the restarted orders process" });
     expect(supervisor.state("orders")).toBe("starting");
     expect(supervisor.status().find((c) => c.name === "orders")?.restarts).toBe(1);
   });

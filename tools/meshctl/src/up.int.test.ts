@@ -63,7 +63,8 @@ describe("npm start", () => {
       const row = await proc.waitForLine(
         (l) =>
           /^users\s+127\.0\.0\.1:\d+\s+SERVING\s+postgres meshwork_users \(role meshwork_users\)$/.test(l),
-        240_000,
+        // Build, an embedded server and eight processes: CI (load ~50) timed out at 240 s.
+        360_000,
       );
       const address = row.split(/\s+/)[1];
       expect(proc.lines.some((l) => /^SERVICE\s+ADDRESS\s+HEALTH\s+DATABASE$/.test(l))).toBe(true);
@@ -267,7 +268,7 @@ describe("npm start", () => {
     } finally {
       if (proc.child.exitCode === null) await proc.stop("SIGKILL");
     }
-  }, 360_000);
+  }, 480_000);
 });
 
 describe("meshctl up with a Postgres server", () => {

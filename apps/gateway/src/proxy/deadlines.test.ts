@@ -1,8 +1,13 @@
 import { describe, expect, it, vi } from "vitest";
 import { Deadlines, type HasDeadline } from "./deadlines.js";
 
-function item(inMs: number, expired: string[], name: string): HasDeadline & { at: number } {
-  const deadlineAt = performance.now() + inMs;
+function item(
+  inMs: number,
+  expired: string[],
+  name: string,
+  from = performance.now(),
+): HasDeadline & { at: number } {
+  const deadlineAt = from + inMs;
   return {
     deadlineAt,
     at: 0,
@@ -17,11 +22,15 @@ describe("Deadlines", () => {
   it("expires each item once its deadline passed, earliest first, not before", async () => {
     const deadlines = new Deadlines();
     const expired: string[] = [];
-    const late = item(60, expired, "late");
-    const soon = item(20, expired, "soon");
+    // One clock reading for both, and far apart: a loaded machine that stalls between two
+    // readings (or past both deadlines) must not swap them (CI: ['late', 'soon'] with 60/20 ms).
+    const now = performance.now();
+    const late = item(1_000, expired, "late", now);
+    const soon = item(20, expired, "soon", now);
     deadlines.add(late);
-    // Added after a later one: the one timer is moved earlier for it.
+    // Added after a later one: the one timer is moved earlier for it, so it expires alone.
     deadlines.add(soon);
+    await vi.waitFor(() => expect(expired).toEqual(["soon"]), { timeout: 5_000, interval: 5 });
     await vi.waitFor(() => expect(expired).toEqual(["soon", "late"]), { timeout: 5_000, interval: 5 });
     expect(soon.at).toBeGreaterThanOrEqual(soon.deadlineAt - 1);
     expect(late.at).toBeGreaterThanOrEqual(late.deadlineAt - 1);

@@ -231,7 +231,7 @@ describe("the orders reverse sync (mesh order events -> legacy's orders tables)"
     expect(await stockOf()).toEqual(stockBefore);
     const capturedAfter = (await lsql<{ n: number }[]>`select count(*)::int as n from cdc_outbox`)[0]?.n;
     expect(capturedAfter).toBe(capturedBefore);
-  }, 30_000);
+  });
 
   it("moves a status forward only: a late OrderPlaced keeps the end seen first, repeats change nothing", async () => {
     const late = randomUUID();
@@ -252,7 +252,7 @@ describe("the orders reverse sync (mesh order events -> legacy's orders tables)"
       await lsql<{ n: number }[]>`select count(*)::int as n from order_items where order_id = ${id}`
     )[0]?.n;
     expect(n).toBe(2);
-  }, 30_000);
+  });
 
   it("leaves out an order of a user legacy does not know (its foreign keys could not hold)", async () => {
     const id = randomUUID();
@@ -260,7 +260,7 @@ describe("the orders reverse sync (mesh order events -> legacy's orders tables)"
     await drained();
     const n = (await lsql<{ n: number }[]>`select count(*)::int as n from orders where id = ${id}`)[0]?.n;
     expect(n).toBe(0);
-  }, 30_000);
+  });
 
   it("cannot deadlock two replicas whose batches hold the same orders' events in opposite orders", async () => {
     // Replica 1's batch is [A placed, B confirmed], replica 2's [B placed, A confirmed], each one
@@ -319,5 +319,5 @@ describe("the orders reverse sync (mesh order events -> legacy's orders tables)"
       await r1.end({ timeout: 5 });
       await r2.end({ timeout: 5 });
     }
-  }, 30_000);
+  });
 });
