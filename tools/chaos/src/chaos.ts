@@ -9,6 +9,24 @@ import { cleanups, startPrivateInfra } from "./infra.js";
 import { eventViolations, type Observed } from "./invariants.js";
 import { describeFault, type Fault, KILLABLE, type Killable, planFaults } from "./plan.js";
 import { createRng } from "./rng.js";
+import { createWatchdog, DeadlineError, StallError, withDeadline } from "./watchdog.js";
+
+/** What one client is doing, for the stall dump. */
+interface ClientState {
+  id: number;
+  key?: string | undefined;
+  attempt: number;
+  lastError?: string | undefined;
+  awaiting: string;
+  since: number;
+}
+
+/** The driver process's live handles by kind (timers, sockets, ...), for the stall dump. */
+const countResources = () => {
+  const counts: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
+  return counts;
+};
 
 export interface ChaosOptions {
   seed: number;
@@ -21,6 +39,19 @@ export interface ChaosOptions {
   kinds?: readonly Fault["kind"][];
   /** How long the mesh may take to settle after the load. */
   quiescenceMs: number;
+  /** The run fails with a dump of every client when no order is acknowledged for this long. */
+  watchdogMs: number;
+  /** Each placeOrder attempt's deadline (sent as the call's timeout). */
+  callTimeoutMs: number;
+  /**
+   * How long past its deadline an attempt may stay unsettled before the client gives up on it
+   * (the transport should have rejected it at the deadline: each such attempt is a violation).
+   */
+  callGraceMs: number;
+  /** A fault step (a kill and restart, a Postgres restart, ...) that takes longer fails the run. */
+  faultTimeoutMs: number;
+  /** The share of faults after the first round that restart Postgres (else the seeded draw). */
+  postgresShare?: number;
   say: (line: string) => void;
   /** Runs after the check with the mesh still up (the test plants a violation here). */
   afterCheck?: (ctx: { mesh: Mesh; check: () => Promise<string[]> }) => Promise<void>;
@@ -49,6 +80,11 @@ export const DEFAULTS: Omit<ChaosOptions, "seed" | "say"> = {
   replicas: { orders: 2, payments: 2, notifications: 2 },
   ackWaitMs: 2_000,
   quiescenceMs: 120_000,
+  watchdogMs: 60_000,
+  callTimeoutMs: 10_000,
+  callGraceMs: 5_000,
+  // A restart waits up to 2 x 120 s for a service's "listening" and "announced" lines.
+  faultTimeoutMs: 300_000,
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -88,12 +124,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     replicas: o.replicas,
     ackWaitMs: o.ackWaitMs,
     ...(o.kinds ? { kinds: o.kinds } : {}),
+    ...(o.postgresShare !== undefined ? { postgresShare: o.postgresShare } : {}),
   });
   const infra = await startPrivateInfra();
   const previousPg = process.env.MESHWORK_TEST_PG_URL;
   process.env.MESHWORK_TEST_PG_URL = infra.postgresUrl;
   let mesh: Mesh | undefined;
   const slots = {} as Record<Killable, ManagedProcess[]>;
+  const urlsOf = {} as Record<Killable, string[]>;
   const cleanup = async () => {
     if (previousPg === undefined) delete process.env.MESHWORK_TEST_PG_URL;
     else process.env.MESHWORK_TEST_PG_URL = previousPg;
@@ -120,7 +158,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const m = mesh;
     for (const s of KILLABLE) {
       slots[s] = [m.procs[s]];
-      for (let i = 1; i < (o.replicas[s] ?? 1); i++) slots[s].push((await m.spawn(s)).proc);
+      urlsOf[s] = [m.urls[s]];
+      for (let i = 1; i < (o.replicas[s] ?? 1); i++) {
+        const { proc, url } = await m.spawn(s);
+        slots[s].push(proc);
+        urlsOf[s].push(url);
+      }
     }
     const admin = await m.admin();
     const products: string[] = [];
@@ -162,57 +205,107 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     let started = 0;
     let failedCalls = 0;
     const errorKinds = new Map<string, number>();
+    const hung: string[] = [];
+    let stopping = false;
     let next = 0;
-    const client = async () => {
+    const watchdog = createWatchdog({
+      stallMs: o.watchdogMs,
+      what: `seed ${o.seed}`,
+      dump: () => dumpState(),
+    });
+    const states: ClientState[] = [];
+    const client = async (id: number) => {
+      const state: ClientState = { id, attempt: 0, awaiting: "its first order", since: Date.now() };
+      states.push(state);
+      const set = (awaiting: string) => {
+        state.awaiting = awaiting;
+        state.since = Date.now();
+      };
       for (;;) {
         const job = orders[next++];
-        if (!job) return;
+        if (!job || stopping) return set("nothing (done)");
         started++;
         const user = users[job.user];
-        if (!user) return;
+        if (!user) return set("nothing (no user)");
         keysSent.set(user.id, (keysSent.get(user.id) ?? 0) + 1);
         const deadline = Date.now() + 90_000;
+        state.key = job.key;
+        state.attempt = 0;
+        state.lastError = undefined;
         for (;;) {
+          state.attempt++;
+          set(`placeOrder attempt ${state.attempt}`);
           try {
-            const res = await m.clients.orders.placeOrder(
-              { idempotencyKey: job.key, items: job.items },
-              { ...user.auth, timeoutMs: 10_000 },
+            const res = await withDeadline(
+              `placeOrder ${job.key} attempt ${state.attempt}`,
+              o.callTimeoutMs + o.callGraceMs,
+              (signal) =>
+                m.clients.orders.placeOrder(
+                  { idempotencyKey: job.key, items: job.items },
+                  { ...user.auth, timeoutMs: o.callTimeoutMs, signal },
+                ),
             );
             acknowledged.set(job.key, res.order?.id ?? "");
+            watchdog.progress();
             break;
           } catch (err) {
             failedCalls++;
+            if (err instanceof DeadlineError) {
+              const at = hung.length === 0 ? ` (first at ${new Date().toISOString()})` : "";
+              hung.push(
+                `${err.message}: the transport did not settle it at its ${o.callTimeoutMs} ms deadline${at}`,
+              );
+              // The state while it is still live: what the gateway and every service looked like.
+              if (hung.length === 1) void dumpState().then((d) => o.say(`first unsettled call:\n${d}`));
+            }
             const e = ConnectError.from(err);
-            const what = `${Code[e.code]}: ${e.rawMessage.slice(0, 120)}`;
+            const what =
+              err instanceof DeadlineError
+                ? "HUNG: not settled by the transport"
+                : `${Code[e.code]}: ${e.rawMessage.slice(0, 120)}`;
+            state.lastError = what;
             errorKinds.set(what, (errorKinds.get(what) ?? 0) + 1);
             // A refusal of the request itself is not a fault to wait out.
             if (e.code === Code.InvalidArgument || e.code === Code.PermissionDenied) break;
-            if (Date.now() > deadline) break;
+            if (Date.now() > deadline || stopping) break;
+            set("the 250 ms retry pause");
             await sleep(250);
           }
         }
       }
     };
     const faults: ChaosReport["faults"] = [];
+    let driverState = "waiting for the first fault's order count";
     const runFault = async (f: Fault) => {
       switch (f.kind) {
         case "kill": {
           const list = slots[f.service];
           const victim = list[f.instance];
+          driverState = `kill -9 ${f.service}#${f.instance}`;
           await victim?.stop("SIGKILL");
           await sleep(f.downMs);
-          list[f.instance] =
-            f.instance === 0 ? await m.start(f.service as Name) : (await m.spawn(f.service as Name)).proc;
+          driverState = `restarting ${f.service}#${f.instance} (until it announces itself)`;
+          if (f.instance === 0) {
+            list[0] = await m.start(f.service as Name);
+            urlsOf[f.service][0] = m.urls[f.service];
+          } else {
+            const { proc, url } = await m.spawn(f.service as Name);
+            list[f.instance] = proc;
+            urlsOf[f.service][f.instance] = url;
+          }
           return;
         }
         case "restart-nats":
+          driverState = "restarting NATS";
           return infra.restartNats(f.downMs);
         case "restart-postgres":
+          driverState = "restarting Postgres";
           return infra.restartPostgres(f.downMs);
         case "pause-consumer": {
           const p = slots.notifications[f.instance];
           const pid = p?.child.pid;
           if (!pid || p.child.exitCode !== null) return;
+          driverState = `notifications#${f.instance} SIGSTOPped`;
           process.kill(pid, "SIGSTOP");
           try {
             await sleep(f.pauseMs);
@@ -228,31 +321,87 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             hardDown: false,
             declineAboveMinor: 0n,
           };
-          await whenReachable(() => m.clients.payments.setFaults({ faults }, admin.auth));
+          driverState = "switching payment faults on";
+          await whenReachable(() =>
+            m.clients.payments.setFaults({ faults }, { ...admin.auth, timeoutMs: 5_000 }),
+          );
           try {
+            driverState = "payment faults on";
             await sleep(f.forMs);
           } finally {
+            driverState = "switching payment faults off";
             const off = { ...faults, failureRate: 0, addedLatencyMs: 0 };
-            await whenReachable(() => m.clients.payments.setFaults({ faults: off }, admin.auth));
+            await whenReachable(() =>
+              m.clients.payments.setFaults({ faults: off }, { ...admin.auth, timeoutMs: 5_000 }),
+            );
           }
         }
       }
     };
+    const dumpState = async (): Promise<string> => {
+      const now = Date.now();
+      const out = [
+        `driver: ${driverState}; ${started} orders started, ${acknowledged.size} acknowledged, ${hung.length} calls left unsettled by the transport`,
+        `driver process: ${JSON.stringify(countResources())}`,
+        "clients:",
+        ...states.map(
+          (c) =>
+            `  #${c.id}: ${c.key ?? "-"} attempt ${c.attempt}, awaiting ${c.awaiting} for ${now - c.since} ms; last error: ${c.lastError ?? "none"}`,
+        ),
+        "services (the gateway's view; each instance's /healthz; its last lines):",
+      ];
+      for (const s of KILLABLE) {
+        const eps = m.endpoints(s).map((e) => `${e.url} ${e.health}`);
+        out.push(`  ${s}: gateway sees ${eps.join(", ") || "none"}`);
+        await Promise.all(
+          slots[s].map(async (p, i) => {
+            const url = urlsOf[s][i];
+            const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2_000) })
+              .then(async (r) => `${r.status} ${await r.text()}`)
+              .catch((err: unknown) => `no answer (${err instanceof Error ? err.message : String(err)})`);
+            const exit = p.child.exitCode ?? p.child.signalCode;
+            out.push(
+              `  ${s}#${i} pid ${p.child.pid} ${url} ${exit === null ? "running" : `exited ${exit}`}: /healthz ${health}`,
+            );
+            for (const l of p.lines.slice(-4)) out.push(`      ${l.slice(0, 300)}`);
+          }),
+        );
+      }
+      return out.join("\n");
+    };
     const driver = async () => {
       for (const p of plan) {
-        while (started < p.atOrder) await sleep(20);
+        while (started < p.atOrder) {
+          if (stopping) return;
+          await sleep(20);
+        }
         const t = Date.now();
         const what = describeFault(p.fault);
         o.say(`  at order ${p.atOrder}: ${what}`);
         try {
-          await runFault(p.fault);
+          await withDeadline(`fault at order ${p.atOrder} (${what})`, o.faultTimeoutMs, () =>
+            runFault(p.fault),
+          );
           faults.push({ atOrder: p.atOrder, what, tookMs: Date.now() - t });
         } catch (err) {
+          // A fault step that never finishes is a hang of its own: fail the run, loudly.
+          if (err instanceof DeadlineError)
+            throw new StallError(`${err.message} while ${driverState}\n${await dumpState()}`);
           faults.push({ atOrder: p.atOrder, what, tookMs: Date.now() - t, error: String(err) });
         }
+        driverState = "waiting for the next fault's order count";
       }
+      driverState = "done";
     };
-    await Promise.all([driver(), ...Array.from({ length: o.clients * 2 }, client)]);
+    try {
+      await Promise.race([
+        Promise.all([driver(), ...Array.from({ length: o.clients * 2 }, (_, i) => client(i))]),
+        watchdog.fired,
+      ]);
+    } finally {
+      stopping = true;
+      watchdog.stop();
+    }
     const loadDone = Date.now();
 
     const observe = async (): Promise<Observed> => {
@@ -261,12 +410,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       do {
         const page = await m.clients.orders.listOrders(
           { allUsers: true, pageSize: 100, pageToken },
-          admin.auth,
+          { ...admin.auth, timeoutMs: 10_000 },
         );
         for (const x of page.orders) all.push({ id: x.id, userId: x.userId, status: statusOf(x.status) });
         pageToken = page.nextPageToken;
       } while (pageToken);
-      const sql = postgres(m.dbs.notifications.url, { max: 1, onnotice: () => {} });
+      const sql = postgres(m.dbs.notifications.url, { max: 1, connect_timeout: 5, onnotice: () => {} });
       try {
         const rows = await sql<{ userId: string; kind: string; body: string; eventId: string }[]>`
           select user_id as "userId", kind, body, event_id as "eventId" from notifications`;
@@ -281,10 +430,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         await sql.end();
       }
     };
-    const check = async () => [
-      ...(await checkConsistency({ ...m.clients, admin: admin.auth })),
-      ...eventViolations(await observe()),
-    ];
+    // Each check is bounded too: a quiescence wait that hangs is the stall this run looks for.
+    const check = () =>
+      withDeadline("the invariant check", 120_000, async () => [
+        ...(await checkConsistency({ ...m.clients, admin: admin.auth })),
+        ...eventViolations(await observe()),
+      ]);
     // Quiescence: every saga finished and every outcome notified, or the deadline.
     const settleBy = Date.now() + o.quiescenceMs;
     let violations: string[] = [];
@@ -295,6 +446,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       await sleep(1_000);
     }
     const settled = Date.now();
+    // An attempt the transport never settled is a hang even if a retry got through.
+    violations.push(...hung.map((h) => `unsettled call: ${h}`));
     // A process that died without being killed is a finding too: say how it ended.
     for (const s of KILLABLE) {
       slots[s].forEach((p, i) => {
@@ -306,7 +459,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         }
       });
     }
-    const final = await observe();
+    const final = await withDeadline("the final observation", 120_000, observe);
     await o.afterCheck?.({ mesh: m, check });
     return {
       seed: o.seed,
