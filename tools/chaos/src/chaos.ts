@@ -9,6 +9,7 @@ import { cleanups, startPrivateInfra } from "./infra.js";
 import { eventViolations, type Observed } from "./invariants.js";
 import { describeFault, type Fault, KILLABLE, type Killable, planFaults } from "./plan.js";
 import { createRng } from "./rng.js";
+import { createSession } from "./session.js";
 import { createWatchdog, DeadlineError, StallError, withDeadline } from "./watchdog.js";
 
 /** What one client is doing, for the stall dump. */
@@ -52,6 +53,8 @@ export interface ChaosOptions {
   faultTimeoutMs: number;
   /** The share of faults after the first round that restart Postgres (else the seeded draw). */
   postgresShare?: number;
+  /** The users service's access token lifetime (its default, 1 h, when absent). */
+  tokenTtlS?: number;
   say: (line: string) => void;
   /** Runs after the check with the mesh still up (the test plants a violation here). */
   afterCheck?: (ctx: { mesh: Mesh; check: () => Promise<string[]> }) => Promise<void>;
@@ -148,7 +151,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const { freePort } = await import("@meshwork/testing");
     mesh = await startMesh(
       // users on a fixed port: the gateway's JWKS URL must survive a restart of users.
-      { users: { PORT: String(await freePort()) } },
+      {
+        users: {
+          PORT: String(await freePort()),
+          ...(o.tokenTtlS !== undefined ? { USERS_TOKEN_TTL_S: String(o.tokenTtlS) } : {}),
+        },
+      },
       {
         natsUrl: infra.natsUrl,
         common: { CONSUMER_ACK_WAIT_MS: String(o.ackWaitMs), DB_CONNECT_TIMEOUT_S: "5" },
@@ -179,11 +187,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       );
       products.push(product?.id ?? "");
     }
-    const users = await Promise.all(
-      Array.from({ length: o.clients }, (_, i) =>
-        m.login(`chaos-${i}-${randomUUID().slice(0, 6)}@example.com`),
-      ),
-    );
+    const users = Array.from({ length: o.clients }, (_, i) => {
+      const email = `chaos-${i}-${randomUUID().slice(0, 6)}@example.com`;
+      return createSession(() => m.login(email), o.tokenTtlS);
+    });
+    await Promise.all(users.map((u) => u.renew()));
+    const adminSession = createSession(() => m.admin(), o.tokenTtlS);
+    await adminSession.renew();
     const orders = Array.from({ length: o.orders }, (_, i) => ({
       user: i % o.clients,
       key: `chaos-${o.seed}-${i}-${randomUUID()}`,
@@ -239,10 +249,10 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             const res = await withDeadline(
               `placeOrder ${job.key} attempt ${state.attempt}`,
               o.callTimeoutMs + o.callGraceMs,
-              (signal) =>
+              async (signal) =>
                 m.clients.orders.placeOrder(
                   { idempotencyKey: job.key, items: job.items },
-                  { ...user.auth, timeoutMs: o.callTimeoutMs, signal },
+                  { ...(await user.auth()), timeoutMs: o.callTimeoutMs, signal },
                 ),
             );
             acknowledged.set(job.key, res.order?.id ?? "");
@@ -267,6 +277,11 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             errorKinds.set(what, (errorKinds.get(what) ?? 0) + 1);
             // A refusal of the request itself is not a fault to wait out.
             if (e.code === Code.InvalidArgument || e.code === Code.PermissionDenied) break;
+            // An expired token is the client's to renew (as any client of the mesh must).
+            if (e.code === Code.Unauthenticated && /expired/.test(e.rawMessage)) {
+              set("a login (token expired)");
+              await user.renew().catch(() => {});
+            }
             if (Date.now() > deadline || stopping) break;
             set("the 250 ms retry pause");
             await sleep(250);
@@ -276,15 +291,21 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     };
     const faults: ChaosReport["faults"] = [];
     let driverState = "waiting for the first fault's order count";
+    let driverSince = Date.now();
+    const setDriver = (what: string) => {
+      driverState = what;
+      driverSince = Date.now();
+    };
     const runFault = async (f: Fault) => {
       switch (f.kind) {
         case "kill": {
           const list = slots[f.service];
           const victim = list[f.instance];
-          driverState = `kill -9 ${f.service}#${f.instance}`;
+          setDriver(`kill -9 ${f.service}#${f.instance}`);
           await victim?.stop("SIGKILL");
+          setDriver(`${f.service}#${f.instance} down for ${f.downMs} ms`);
           await sleep(f.downMs);
-          driverState = `restarting ${f.service}#${f.instance} (until it announces itself)`;
+          setDriver(`restarting ${f.service}#${f.instance} (until it announces itself)`);
           if (f.instance === 0) {
             list[0] = await m.start(f.service as Name);
             urlsOf[f.service][0] = m.urls[f.service];
@@ -296,16 +317,16 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
           return;
         }
         case "restart-nats":
-          driverState = "restarting NATS";
+          setDriver("restarting NATS");
           return infra.restartNats(f.downMs);
         case "restart-postgres":
-          driverState = "restarting Postgres";
+          setDriver("restarting Postgres");
           return infra.restartPostgres(f.downMs);
         case "pause-consumer": {
           const p = slots.notifications[f.instance];
           const pid = p?.child.pid;
           if (!pid || p.child.exitCode !== null) return;
-          driverState = `notifications#${f.instance} SIGSTOPped`;
+          setDriver(`notifications#${f.instance} SIGSTOPped`);
           process.kill(pid, "SIGSTOP");
           try {
             await sleep(f.pauseMs);
@@ -321,18 +342,21 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             hardDown: false,
             declineAboveMinor: 0n,
           };
-          driverState = "switching payment faults on";
-          await whenReachable(() =>
-            m.clients.payments.setFaults({ faults }, { ...admin.auth, timeoutMs: 5_000 }),
+          setDriver("switching payment faults on");
+          await whenReachable(async () =>
+            m.clients.payments.setFaults({ faults }, { ...(await adminSession.auth()), timeoutMs: 5_000 }),
           );
           try {
-            driverState = "payment faults on";
+            setDriver("payment faults on");
             await sleep(f.forMs);
           } finally {
-            driverState = "switching payment faults off";
+            setDriver("switching payment faults off");
             const off = { ...faults, failureRate: 0, addedLatencyMs: 0 };
-            await whenReachable(() =>
-              m.clients.payments.setFaults({ faults: off }, { ...admin.auth, timeoutMs: 5_000 }),
+            await whenReachable(async () =>
+              m.clients.payments.setFaults(
+                { faults: off },
+                { ...(await adminSession.auth()), timeoutMs: 5_000 },
+              ),
             );
           }
         }
@@ -341,7 +365,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const dumpState = async (): Promise<string> => {
       const now = Date.now();
       const out = [
-        `driver: ${driverState}; ${started} orders started, ${acknowledged.size} acknowledged, ${hung.length} calls left unsettled by the transport`,
+        `driver: ${driverState} for ${now - driverSince} ms; ${started} orders started, ${acknowledged.size} acknowledged, ${hung.length} calls left unsettled by the transport`,
         `driver process: ${JSON.stringify(countResources())}`,
         "clients:",
         ...states.map(
@@ -377,7 +401,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         }
         const t = Date.now();
         const what = describeFault(p.fault);
-        o.say(`  at order ${p.atOrder}: ${what}`);
+        o.say(
+          `  at order ${p.atOrder} (${acknowledged.size} acknowledged, +${((t - setupDone) / 1000).toFixed(0)} s): ${what}`,
+        );
         try {
           await withDeadline(`fault at order ${p.atOrder} (${what})`, o.faultTimeoutMs, () =>
             runFault(p.fault),
@@ -389,9 +415,9 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             throw new StallError(`${err.message} while ${driverState}\n${await dumpState()}`);
           faults.push({ atOrder: p.atOrder, what, tookMs: Date.now() - t, error: String(err) });
         }
-        driverState = "waiting for the next fault's order count";
+        setDriver("waiting for the next fault's order count");
       }
-      driverState = "done";
+      setDriver("done");
     };
     try {
       await Promise.race([
@@ -410,7 +436,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       do {
         const page = await m.clients.orders.listOrders(
           { allUsers: true, pageSize: 100, pageToken },
-          { ...admin.auth, timeoutMs: 10_000 },
+          { ...(await adminSession.auth()), timeoutMs: 10_000 },
         );
         for (const x of page.orders) all.push({ id: x.id, userId: x.userId, status: statusOf(x.status) });
         pageToken = page.nextPageToken;
@@ -431,9 +457,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       }
     };
     // Each check is bounded too: a quiescence wait that hangs is the stall this run looks for.
+    // It makes three calls per order, one order at a time: 2000 orders took over 120 s at load 25.
+    const checkMs = Math.max(120_000, o.orders * 150);
     const check = () =>
-      withDeadline("the invariant check", 120_000, async () => [
-        ...(await checkConsistency({ ...m.clients, admin: admin.auth })),
+      withDeadline("the invariant check", checkMs, async () => [
+        ...(await checkConsistency({
+          ...m.clients,
+          admin: { ...(await adminSession.auth()), timeoutMs: 15_000 },
+        })),
         ...eventViolations(await observe()),
       ]);
     // Quiescence: every saga finished and every outcome notified, or the deadline.
@@ -459,7 +490,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         }
       });
     }
-    const final = await withDeadline("the final observation", 120_000, observe);
+    const final = await withDeadline("the final observation", checkMs, observe);
     await o.afterCheck?.({ mesh: m, check });
     return {
       seed: o.seed,

@@ -54,6 +54,7 @@ async function main(): Promise<number> {
       faults: { type: "string" },
       "postgres-share": { type: "string" },
       "watchdog-s": { type: "string" },
+      "token-ttl-s": { type: "string" },
     },
   });
   const num = (v: string | undefined, d: number, name: string) => {
@@ -77,6 +78,9 @@ async function main(): Promise<number> {
     faults: num(values.faults, Math.max(DEFAULTS.faults, Math.floor(orders / 15)), "faults"),
     quiescenceMs: Math.max(DEFAULTS.quiescenceMs, orders * 50),
     watchdogMs: watchdogS * 1000,
+    ...(values["token-ttl-s"] !== undefined
+      ? { tokenTtlS: num(values["token-ttl-s"], 0, "token-ttl-s") }
+      : {}),
     ...(share !== undefined ? { postgresShare: share } : {}),
     say,
   });
