@@ -68,6 +68,8 @@ export interface ChaosReport {
     confirmed: number;
     cancelled: number;
     failedCalls: number;
+    /** Logins of the clients and the admin (a token is renewed at half its lifetime). */
+    logins: number;
     /** The commonest failures the clients saw, with counts. */
     errors: Array<[string, number]>;
   };
@@ -187,12 +189,18 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       );
       products.push(product?.id ?? "");
     }
+    let logins = 0;
+    const counted = async <T>(login: Promise<T>) => {
+      const s = await login;
+      logins++;
+      return s;
+    };
     const users = Array.from({ length: o.clients }, (_, i) => {
       const email = `chaos-${i}-${randomUUID().slice(0, 6)}@example.com`;
-      return createSession(() => m.login(email), o.tokenTtlS);
+      return createSession(() => counted(m.login(email)), o.tokenTtlS);
     });
     await Promise.all(users.map((u) => u.renew()));
-    const adminSession = createSession(() => m.admin(), o.tokenTtlS);
+    const adminSession = createSession(() => counted(m.admin()), o.tokenTtlS);
     await adminSession.renew();
     const orders = Array.from({ length: o.orders }, (_, i) => ({
       user: i % o.clients,
@@ -421,7 +429,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     };
     try {
       await Promise.race([
-        Promise.all([driver(), ...Array.from({ length: o.clients * 2 }, (_, i) => client(i))]),
+        Promise.all([
+          driver(),
+          // Once every order is answered the driver may still be working through its plan (it
+          // lags the clients: each fault takes seconds); each of its steps has its own deadline.
+          Promise.all(Array.from({ length: o.clients * 2 }, (_, i) => client(i))).then(() => watchdog.stop()),
+        ]),
         watchdog.fired,
       ]);
     } finally {
@@ -500,6 +513,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         confirmed: final.orders.filter((x) => x.status === "confirmed").length,
         cancelled: final.orders.filter((x) => x.status === "cancelled").length,
         failedCalls,
+        logins,
         errors: [...errorKinds].sort((a, b) => b[1] - a[1]).slice(0, 8),
       },
       faults,
@@ -521,7 +535,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 export function formatReport(r: ChaosReport): string {
   const lines = [
     `chaos report: seed ${r.seed} (repeat with --seed ${r.seed} --orders ${r.orders.planned})`,
-    `orders: ${r.orders.planned} planned, ${r.orders.acknowledged} acknowledged, ${r.orders.confirmed} confirmed, ${r.orders.cancelled} cancelled; ${r.orders.failedCalls} failed calls retried`,
+    `orders: ${r.orders.planned} planned, ${r.orders.acknowledged} acknowledged, ${r.orders.confirmed} confirmed, ${r.orders.cancelled} cancelled; ${r.orders.failedCalls} failed calls retried; ${r.orders.logins} logins`,
     ...r.orders.errors.map(([what, n]) => `  ${n} x ${what}`),
     `time: setup ${r.seconds.setup.toFixed(1)} s, load ${r.seconds.load.toFixed(1)} s, quiescence ${r.seconds.quiescence.toFixed(1)} s, total ${r.seconds.total.toFixed(1)} s`,
     `faults (${r.faults.length}):`,
