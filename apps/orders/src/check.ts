@@ -13,8 +13,8 @@ export interface CheckClients {
   orders: Client<typeof OrderService>;
   inventory: Client<typeof InventoryService>;
   payments: Client<typeof PaymentService>;
-  /** Call options that carry an admin's token (through the gateway). */
-  admin: { headers: Record<string, string> };
+  /** Call options that carry an admin's token (through the gateway), and a deadline per call. */
+  admin: { headers: Record<string, string>; timeoutMs?: number };
 }
 
 /**

@@ -8,6 +8,9 @@ describe("chaos", () => {
     const report: ChaosReport = await runChaos({
       ...DEFAULTS,
       seed: 20261206,
+      // Tokens of 20 s: the run outlives them, as the 10,000-order run outlived the default 1 h
+      // ones and stalled (issue 26); the clients and the admin must log in again.
+      tokenTtlS: 20,
       // Every kind of fault, Postgres restarts included: postgres.js is patched at install
       // (patches/postgres+3.4.10.patch) so a service survives its server going away.
       say: (line) => console.log(line),
@@ -30,6 +33,8 @@ describe("chaos", () => {
     expect(report.faults.filter((f) => f.what.startsWith("Postgres")).length).toBeGreaterThan(0);
     expect(report.faults.filter((f) => f.error)).toEqual([]);
     expect(report.orders.acknowledged).toBe(DEFAULTS.orders);
+    expect(report.orders.logins).toBeGreaterThan(DEFAULTS.clients + 1);
+    expect(report.orders.errors.filter(([what]) => /HUNG|Unauthenticated/.test(what))).toEqual([]);
     expect(report.orders.confirmed + report.orders.cancelled).toBe(DEFAULTS.orders);
     expect(report.violations).toEqual([]);
     expect(planted.filter((v) => /: 2 notifications/.test(v))).toHaveLength(1);

@@ -9,6 +9,25 @@ import { cleanups, startPrivateInfra } from "./infra.js";
 import { eventViolations, type Observed } from "./invariants.js";
 import { describeFault, type Fault, KILLABLE, type Killable, planFaults } from "./plan.js";
 import { createRng } from "./rng.js";
+import { createSession } from "./session.js";
+import { createWatchdog, DeadlineError, StallError, withDeadline } from "./watchdog.js";
+
+/** What one client is doing, for the stall dump. */
+interface ClientState {
+  id: number;
+  key?: string | undefined;
+  attempt: number;
+  lastError?: string | undefined;
+  awaiting: string;
+  since: number;
+}
+
+/** The driver process's live handles by kind (timers, sockets, ...), for the stall dump. */
+const countResources = () => {
+  const counts: Record<string, number> = {};
+  for (const r of process.getActiveResourcesInfo()) counts[r] = (counts[r] ?? 0) + 1;
+  return counts;
+};
 
 export interface ChaosOptions {
   seed: number;
@@ -21,6 +40,21 @@ export interface ChaosOptions {
   kinds?: readonly Fault["kind"][];
   /** How long the mesh may take to settle after the load. */
   quiescenceMs: number;
+  /** The run fails with a dump of every client when no order is acknowledged for this long. */
+  watchdogMs: number;
+  /** Each placeOrder attempt's deadline (sent as the call's timeout). */
+  callTimeoutMs: number;
+  /**
+   * How long past its deadline an attempt may stay unsettled before the client gives up on it
+   * (the transport should have rejected it at the deadline: each such attempt is a violation).
+   */
+  callGraceMs: number;
+  /** A fault step (a kill and restart, a Postgres restart, ...) that takes longer fails the run. */
+  faultTimeoutMs: number;
+  /** The share of faults after the first round that restart Postgres (else the seeded draw). */
+  postgresShare?: number;
+  /** The users service's access token lifetime (its default, 1 h, when absent). */
+  tokenTtlS?: number;
   say: (line: string) => void;
   /** Runs after the check with the mesh still up (the test plants a violation here). */
   afterCheck?: (ctx: { mesh: Mesh; check: () => Promise<string[]> }) => Promise<void>;
@@ -34,6 +68,8 @@ export interface ChaosReport {
     confirmed: number;
     cancelled: number;
     failedCalls: number;
+    /** Logins of the clients and the admin (a token is renewed at half its lifetime). */
+    logins: number;
     /** The commonest failures the clients saw, with counts. */
     errors: Array<[string, number]>;
   };
@@ -49,6 +85,11 @@ export const DEFAULTS: Omit<ChaosOptions, "seed" | "say"> = {
   replicas: { orders: 2, payments: 2, notifications: 2 },
   ackWaitMs: 2_000,
   quiescenceMs: 120_000,
+  watchdogMs: 60_000,
+  callTimeoutMs: 10_000,
+  callGraceMs: 5_000,
+  // A restart waits up to 2 x 120 s for a service's "listening" and "announced" lines.
+  faultTimeoutMs: 300_000,
 };
 
 const sleep = (ms: number) => new Promise((r) => setTimeout(r, ms));
@@ -88,12 +129,14 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     replicas: o.replicas,
     ackWaitMs: o.ackWaitMs,
     ...(o.kinds ? { kinds: o.kinds } : {}),
+    ...(o.postgresShare !== undefined ? { postgresShare: o.postgresShare } : {}),
   });
   const infra = await startPrivateInfra();
   const previousPg = process.env.MESHWORK_TEST_PG_URL;
   process.env.MESHWORK_TEST_PG_URL = infra.postgresUrl;
   let mesh: Mesh | undefined;
   const slots = {} as Record<Killable, ManagedProcess[]>;
+  const urlsOf = {} as Record<Killable, string[]>;
   const cleanup = async () => {
     if (previousPg === undefined) delete process.env.MESHWORK_TEST_PG_URL;
     else process.env.MESHWORK_TEST_PG_URL = previousPg;
@@ -110,7 +153,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const { freePort } = await import("@meshwork/testing");
     mesh = await startMesh(
       // users on a fixed port: the gateway's JWKS URL must survive a restart of users.
-      { users: { PORT: String(await freePort()) } },
+      {
+        users: {
+          PORT: String(await freePort()),
+          ...(o.tokenTtlS !== undefined ? { USERS_TOKEN_TTL_S: String(o.tokenTtlS) } : {}),
+        },
+      },
       {
         natsUrl: infra.natsUrl,
         common: { CONSUMER_ACK_WAIT_MS: String(o.ackWaitMs), DB_CONNECT_TIMEOUT_S: "5" },
@@ -120,7 +168,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     const m = mesh;
     for (const s of KILLABLE) {
       slots[s] = [m.procs[s]];
-      for (let i = 1; i < (o.replicas[s] ?? 1); i++) slots[s].push((await m.spawn(s)).proc);
+      urlsOf[s] = [m.urls[s]];
+      for (let i = 1; i < (o.replicas[s] ?? 1); i++) {
+        const { proc, url } = await m.spawn(s);
+        slots[s].push(proc);
+        urlsOf[s].push(url);
+      }
     }
     const admin = await m.admin();
     const products: string[] = [];
@@ -136,11 +189,19 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       );
       products.push(product?.id ?? "");
     }
-    const users = await Promise.all(
-      Array.from({ length: o.clients }, (_, i) =>
-        m.login(`chaos-${i}-${randomUUID().slice(0, 6)}@example.com`),
-      ),
-    );
+    let logins = 0;
+    const counted = async <T>(login: Promise<T>) => {
+      const s = await login;
+      logins++;
+      return s;
+    };
+    const users = Array.from({ length: o.clients }, (_, i) => {
+      const email = `chaos-${i}-${randomUUID().slice(0, 6)}@example.com`;
+      return createSession(() => counted(m.login(email)), o.tokenTtlS);
+    });
+    await Promise.all(users.map((u) => u.renew()));
+    const adminSession = createSession(() => counted(m.admin()), o.tokenTtlS);
+    await adminSession.renew();
     const orders = Array.from({ length: o.orders }, (_, i) => ({
       user: i % o.clients,
       key: `chaos-${o.seed}-${i}-${randomUUID()}`,
@@ -162,57 +223,118 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
     let started = 0;
     let failedCalls = 0;
     const errorKinds = new Map<string, number>();
+    const hung: string[] = [];
+    let stopping = false;
     let next = 0;
-    const client = async () => {
+    const watchdog = createWatchdog({
+      stallMs: o.watchdogMs,
+      what: `seed ${o.seed}`,
+      dump: () => dumpState(),
+    });
+    const states: ClientState[] = [];
+    const client = async (id: number) => {
+      const state: ClientState = { id, attempt: 0, awaiting: "its first order", since: Date.now() };
+      states.push(state);
+      const set = (awaiting: string) => {
+        state.awaiting = awaiting;
+        state.since = Date.now();
+      };
       for (;;) {
         const job = orders[next++];
-        if (!job) return;
+        if (!job || stopping) return set("nothing (done)");
         started++;
         const user = users[job.user];
-        if (!user) return;
+        if (!user) return set("nothing (no user)");
         keysSent.set(user.id, (keysSent.get(user.id) ?? 0) + 1);
         const deadline = Date.now() + 90_000;
+        state.key = job.key;
+        state.attempt = 0;
+        state.lastError = undefined;
         for (;;) {
+          state.attempt++;
+          set(`placeOrder attempt ${state.attempt}`);
           try {
-            const res = await m.clients.orders.placeOrder(
-              { idempotencyKey: job.key, items: job.items },
-              { ...user.auth, timeoutMs: 10_000 },
+            const res = await withDeadline(
+              `placeOrder ${job.key} attempt ${state.attempt}`,
+              o.callTimeoutMs + o.callGraceMs,
+              async (signal) =>
+                m.clients.orders.placeOrder(
+                  { idempotencyKey: job.key, items: job.items },
+                  { ...(await user.auth()), timeoutMs: o.callTimeoutMs, signal },
+                ),
             );
             acknowledged.set(job.key, res.order?.id ?? "");
+            watchdog.progress();
             break;
           } catch (err) {
             failedCalls++;
+            if (err instanceof DeadlineError) {
+              const at = hung.length === 0 ? ` (first at ${new Date().toISOString()})` : "";
+              hung.push(
+                `${err.message}: the transport did not settle it at its ${o.callTimeoutMs} ms deadline${at}`,
+              );
+              // The state while it is still live: what the gateway and every service looked like.
+              if (hung.length === 1) void dumpState().then((d) => o.say(`first unsettled call:\n${d}`));
+            }
             const e = ConnectError.from(err);
-            const what = `${Code[e.code]}: ${e.rawMessage.slice(0, 120)}`;
+            const what =
+              err instanceof DeadlineError
+                ? "HUNG: not settled by the transport"
+                : `${Code[e.code]}: ${e.rawMessage.slice(0, 120)}`;
+            state.lastError = what;
             errorKinds.set(what, (errorKinds.get(what) ?? 0) + 1);
             // A refusal of the request itself is not a fault to wait out.
             if (e.code === Code.InvalidArgument || e.code === Code.PermissionDenied) break;
-            if (Date.now() > deadline) break;
+            // An expired token is the client's to renew (as any client of the mesh must).
+            if (e.code === Code.Unauthenticated && /expired/.test(e.rawMessage)) {
+              set("a login (token expired)");
+              await user.renew().catch(() => {});
+            }
+            if (Date.now() > deadline || stopping) break;
+            set("the 250 ms retry pause");
             await sleep(250);
           }
         }
       }
     };
     const faults: ChaosReport["faults"] = [];
+    let driverState = "waiting for the first fault's order count";
+    let driverSince = Date.now();
+    const setDriver = (what: string) => {
+      driverState = what;
+      driverSince = Date.now();
+    };
     const runFault = async (f: Fault) => {
       switch (f.kind) {
         case "kill": {
           const list = slots[f.service];
           const victim = list[f.instance];
+          setDriver(`kill -9 ${f.service}#${f.instance}`);
           await victim?.stop("SIGKILL");
+          setDriver(`${f.service}#${f.instance} down for ${f.downMs} ms`);
           await sleep(f.downMs);
-          list[f.instance] =
-            f.instance === 0 ? await m.start(f.service as Name) : (await m.spawn(f.service as Name)).proc;
+          setDriver(`restarting ${f.service}#${f.instance} (until it announces itself)`);
+          if (f.instance === 0) {
+            list[0] = await m.start(f.service as Name);
+            urlsOf[f.service][0] = m.urls[f.service];
+          } else {
+            const { proc, url } = await m.spawn(f.service as Name);
+            list[f.instance] = proc;
+            urlsOf[f.service][f.instance] = url;
+          }
           return;
         }
         case "restart-nats":
+          setDriver("restarting NATS");
           return infra.restartNats(f.downMs);
         case "restart-postgres":
+          setDriver("restarting Postgres");
           return infra.restartPostgres(f.downMs);
         case "pause-consumer": {
           const p = slots.notifications[f.instance];
           const pid = p?.child.pid;
           if (!pid || p.child.exitCode !== null) return;
+          setDriver(`notifications#${f.instance} SIGSTOPped`);
           process.kill(pid, "SIGSTOP");
           try {
             await sleep(f.pauseMs);
@@ -228,31 +350,97 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
             hardDown: false,
             declineAboveMinor: 0n,
           };
-          await whenReachable(() => m.clients.payments.setFaults({ faults }, admin.auth));
+          setDriver("switching payment faults on");
+          await whenReachable(async () =>
+            m.clients.payments.setFaults({ faults }, { ...(await adminSession.auth()), timeoutMs: 5_000 }),
+          );
           try {
+            setDriver("payment faults on");
             await sleep(f.forMs);
           } finally {
+            setDriver("switching payment faults off");
             const off = { ...faults, failureRate: 0, addedLatencyMs: 0 };
-            await whenReachable(() => m.clients.payments.setFaults({ faults: off }, admin.auth));
+            await whenReachable(async () =>
+              m.clients.payments.setFaults(
+                { faults: off },
+                { ...(await adminSession.auth()), timeoutMs: 5_000 },
+              ),
+            );
           }
         }
       }
     };
+    const dumpState = async (): Promise<string> => {
+      const now = Date.now();
+      const out = [
+        `driver: ${driverState} for ${now - driverSince} ms; ${started} orders started, ${acknowledged.size} acknowledged, ${hung.length} calls left unsettled by the transport`,
+        `driver process: ${JSON.stringify(countResources())}`,
+        "clients:",
+        ...states.map(
+          (c) =>
+            `  #${c.id}: ${c.key ?? "-"} attempt ${c.attempt}, awaiting ${c.awaiting} for ${now - c.since} ms; last error: ${c.lastError ?? "none"}`,
+        ),
+        "services (the gateway's view; each instance's /healthz; its last lines):",
+      ];
+      for (const s of KILLABLE) {
+        const eps = m.endpoints(s).map((e) => `${e.url} ${e.health}`);
+        out.push(`  ${s}: gateway sees ${eps.join(", ") || "none"}`);
+        await Promise.all(
+          slots[s].map(async (p, i) => {
+            const url = urlsOf[s][i];
+            const health = await fetch(`${url}/healthz`, { signal: AbortSignal.timeout(2_000) })
+              .then(async (r) => `${r.status} ${await r.text()}`)
+              .catch((err: unknown) => `no answer (${err instanceof Error ? err.message : String(err)})`);
+            const exit = p.child.exitCode ?? p.child.signalCode;
+            out.push(
+              `  ${s}#${i} pid ${p.child.pid} ${url} ${exit === null ? "running" : `exited ${exit}`}: /healthz ${health}`,
+            );
+            for (const l of p.lines.slice(-4)) out.push(`      ${l.slice(0, 300)}`);
+          }),
+        );
+      }
+      return out.join("\n");
+    };
     const driver = async () => {
       for (const p of plan) {
-        while (started < p.atOrder) await sleep(20);
+        while (started < p.atOrder) {
+          if (stopping) return;
+          await sleep(20);
+        }
         const t = Date.now();
         const what = describeFault(p.fault);
-        o.say(`  at order ${p.atOrder}: ${what}`);
+        o.say(
+          `  at order ${p.atOrder} (${acknowledged.size} acknowledged, +${((t - setupDone) / 1000).toFixed(0)} s): ${what}`,
+        );
         try {
-          await runFault(p.fault);
+          await withDeadline(`fault at order ${p.atOrder} (${what})`, o.faultTimeoutMs, () =>
+            runFault(p.fault),
+          );
           faults.push({ atOrder: p.atOrder, what, tookMs: Date.now() - t });
         } catch (err) {
+          // A fault step that never finishes is a hang of its own: fail the run, loudly.
+          if (err instanceof DeadlineError)
+            throw new StallError(`${err.message} while ${driverState}\n${await dumpState()}`);
           faults.push({ atOrder: p.atOrder, what, tookMs: Date.now() - t, error: String(err) });
         }
+        setDriver("waiting for the next fault's order count");
       }
+      setDriver("done");
     };
-    await Promise.all([driver(), ...Array.from({ length: o.clients * 2 }, client)]);
+    try {
+      await Promise.race([
+        Promise.all([
+          driver(),
+          // Once every order is answered the driver may still be working through its plan (it
+          // lags the clients: each fault takes seconds); each of its steps has its own deadline.
+          Promise.all(Array.from({ length: o.clients * 2 }, (_, i) => client(i))).then(() => watchdog.stop()),
+        ]),
+        watchdog.fired,
+      ]);
+    } finally {
+      stopping = true;
+      watchdog.stop();
+    }
     const loadDone = Date.now();
 
     const observe = async (): Promise<Observed> => {
@@ -261,12 +449,12 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       do {
         const page = await m.clients.orders.listOrders(
           { allUsers: true, pageSize: 100, pageToken },
-          admin.auth,
+          { ...(await adminSession.auth()), timeoutMs: 10_000 },
         );
         for (const x of page.orders) all.push({ id: x.id, userId: x.userId, status: statusOf(x.status) });
         pageToken = page.nextPageToken;
       } while (pageToken);
-      const sql = postgres(m.dbs.notifications.url, { max: 1, onnotice: () => {} });
+      const sql = postgres(m.dbs.notifications.url, { max: 1, connect_timeout: 5, onnotice: () => {} });
       try {
         const rows = await sql<{ userId: string; kind: string; body: string; eventId: string }[]>`
           select user_id as "userId", kind, body, event_id as "eventId" from notifications`;
@@ -281,10 +469,17 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         await sql.end();
       }
     };
-    const check = async () => [
-      ...(await checkConsistency({ ...m.clients, admin: admin.auth })),
-      ...eventViolations(await observe()),
-    ];
+    // Each check is bounded too: a quiescence wait that hangs is the stall this run looks for.
+    // It makes three calls per order, one order at a time: 2000 orders took over 120 s at load 25.
+    const checkMs = Math.max(120_000, o.orders * 150);
+    const check = () =>
+      withDeadline("the invariant check", checkMs, async () => [
+        ...(await checkConsistency({
+          ...m.clients,
+          admin: { ...(await adminSession.auth()), timeoutMs: 15_000 },
+        })),
+        ...eventViolations(await observe()),
+      ]);
     // Quiescence: every saga finished and every outcome notified, or the deadline.
     const settleBy = Date.now() + o.quiescenceMs;
     let violations: string[] = [];
@@ -295,6 +490,8 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
       await sleep(1_000);
     }
     const settled = Date.now();
+    // An attempt the transport never settled is a hang even if a retry got through.
+    violations.push(...hung.map((h) => `unsettled call: ${h}`));
     // A process that died without being killed is a finding too: say how it ended.
     for (const s of KILLABLE) {
       slots[s].forEach((p, i) => {
@@ -306,7 +503,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         }
       });
     }
-    const final = await observe();
+    const final = await withDeadline("the final observation", checkMs, observe);
     await o.afterCheck?.({ mesh: m, check });
     return {
       seed: o.seed,
@@ -316,6 +513,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         confirmed: final.orders.filter((x) => x.status === "confirmed").length,
         cancelled: final.orders.filter((x) => x.status === "cancelled").length,
         failedCalls,
+        logins,
         errors: [...errorKinds].sort((a, b) => b[1] - a[1]).slice(0, 8),
       },
       faults,
@@ -337,7 +535,7 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
 export function formatReport(r: ChaosReport): string {
   const lines = [
     `chaos report: seed ${r.seed} (repeat with --seed ${r.seed} --orders ${r.orders.planned})`,
-    `orders: ${r.orders.planned} planned, ${r.orders.acknowledged} acknowledged, ${r.orders.confirmed} confirmed, ${r.orders.cancelled} cancelled; ${r.orders.failedCalls} failed calls retried`,
+    `orders: ${r.orders.planned} planned, ${r.orders.acknowledged} acknowledged, ${r.orders.confirmed} confirmed, ${r.orders.cancelled} cancelled; ${r.orders.failedCalls} failed calls retried; ${r.orders.logins} logins`,
     ...r.orders.errors.map(([what, n]) => `  ${n} x ${what}`),
     `time: setup ${r.seconds.setup.toFixed(1)} s, load ${r.seconds.load.toFixed(1)} s, quiescence ${r.seconds.quiescence.toFixed(1)} s, total ${r.seconds.total.toFixed(1)} s`,
     `faults (${r.faults.length}):`,

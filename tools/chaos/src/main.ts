@@ -32,13 +32,16 @@ async function soak(args: string[]): Promise<number> {
   return report.verdict.pass ? 0 : 1;
 }
 
-/** `chaos [--orders N] [--seed S] [--clients C] [--faults F]`: one run, its report, exit 1 on a violation. */
+/**
+ * `chaos [--orders N] [--seed S] [--clients C] [--faults F] [--postgres-share P] [--watchdog-s W]`:
+ * one run, its report, exit 1 on a violation or when no order is acknowledged for W seconds.
+ */
 async function main(): Promise<number> {
   const [command, ...rest] = process.argv.slice(2);
   if (command === "soak") return soak(rest);
   if (command !== "chaos") {
     process.stderr.write(
-      "usage: meshwork-chaos chaos [--orders N] [--seed S] [--clients C] [--faults F] | soak [--minutes M] [--rate R] [--warmup-minutes W]\n",
+      "usage: meshwork-chaos chaos [--orders N] [--seed S] [--clients C] [--faults F] [--postgres-share P] [--watchdog-s W] | soak [--minutes M] [--rate R] [--warmup-minutes W]\n",
     );
     return 2;
   }
@@ -49,6 +52,9 @@ async function main(): Promise<number> {
       seed: { type: "string" },
       clients: { type: "string" },
       faults: { type: "string" },
+      "postgres-share": { type: "string" },
+      "watchdog-s": { type: "string" },
+      "token-ttl-s": { type: "string" },
     },
   });
   const num = (v: string | undefined, d: number, name: string) => {
@@ -58,6 +64,11 @@ async function main(): Promise<number> {
     return n;
   };
   const orders = num(values.orders, DEFAULTS.orders, "orders");
+  const share = values["postgres-share"] === undefined ? undefined : Number(values["postgres-share"]);
+  if (share !== undefined && !(share >= 0 && share <= 1))
+    throw new Error(`--postgres-share: "${values["postgres-share"]}" is not a number from 0 to 1`);
+  const watchdogS = num(values["watchdog-s"], DEFAULTS.watchdogMs / 1000, "watchdog-s");
+  if (watchdogS === 0) throw new Error('--watchdog-s: "0" is not a positive number of seconds');
   const report = await runChaos({
     ...DEFAULTS,
     seed: num(values.seed, Math.floor(Math.random() * 2 ** 31), "seed"),
@@ -66,6 +77,11 @@ async function main(): Promise<number> {
     // About one fault per 15 orders, at least the default handful.
     faults: num(values.faults, Math.max(DEFAULTS.faults, Math.floor(orders / 15)), "faults"),
     quiescenceMs: Math.max(DEFAULTS.quiescenceMs, orders * 50),
+    watchdogMs: watchdogS * 1000,
+    ...(values["token-ttl-s"] !== undefined
+      ? { tokenTtlS: num(values["token-ttl-s"], 0, "token-ttl-s") }
+      : {}),
+    ...(share !== undefined ? { postgresShare: share } : {}),
     say,
   });
   process.stdout.write(`${formatReport(report)}\n`);

@@ -19,6 +19,17 @@ describe("the fault plan", () => {
       if (p.fault.kind === "pause-consumer") expect(p.fault.pauseMs).toBeGreaterThan(2_000);
     }
   });
+
+  it("restarts Postgres as often as --postgres-share asks, after one round of every kind", () => {
+    const many = { ...opts, orders: 2_000, faults: 100 };
+    const pg = (share?: number) =>
+      planFaults(createRng(9), { ...many, ...(share === undefined ? {} : { postgresShare: share }) }).filter(
+        (p) => p.fault.kind === "restart-postgres",
+      ).length;
+    expect(pg(1)).toBe(96); // 5 kinds once, then 95 restarts
+    expect(pg(0.5)).toBeGreaterThan(35);
+    expect(pg()).toBeLessThan(30);
+  });
 });
 
 describe("the event invariants", () => {

@@ -27,6 +27,11 @@ export interface PlanOptions {
   ackWaitMs: number;
   /** The kinds to draw from (default all). */
   kinds?: readonly Fault["kind"][];
+  /**
+   * The share (0-1) of the faults after the first round that restart Postgres, to reproduce
+   * what follows a restart more often; absent, the plan is the seed's usual one.
+   */
+  postgresShare?: number;
 }
 
 /**
@@ -71,7 +76,12 @@ export function planFaults(rng: Rng, o: PlanOptions): PlannedFault[] {
   const weighted: Fault["kind"][] = kinds.includes("kill") ? [...kinds, "kill"] : kinds;
   const points = Array.from({ length: o.faults }, () => rng.int(1, Math.max(1, Math.floor(o.orders * 0.9))));
   points.sort((a, b) => a - b);
-  return points.map((atOrder, i) => ({ atOrder, fault: draw[order[i] ?? rng.pick(weighted)]() }));
+  const share = o.postgresShare;
+  const kindAfterFirstRound = (): Fault["kind"] =>
+    share !== undefined && kinds.includes("restart-postgres") && rng.next() < share
+      ? "restart-postgres"
+      : rng.pick(weighted);
+  return points.map((atOrder, i) => ({ atOrder, fault: draw[order[i] ?? kindAfterFirstRound()]() }));
 }
 
 /** One line per fault, for the report. */
