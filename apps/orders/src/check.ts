@@ -53,6 +53,9 @@ export async function checkConsistency(c: CheckClients): Promise<string[]> {
         ),
         c.payments.getProviderLedger({ paymentId: order.id }, c.admin).then((r) => r.entries),
       ]);
+      // An order copied from the legacy monolith (strangler fig, legacy -> orders CDC) was
+      // placed there: no saga here, no payment or reservation in the mesh. Nothing to check.
+      if (!pay && !res && ledger.length === 0 && (await importedWithoutSaga(c, order.id))) continue;
       const books = compareWithProvider(pay, ledger);
       if (books) violations.push(`order ${order.id}: ${books}`);
       const payState = pay ? PaymentState[pay.state].toLowerCase() : "missing";
@@ -85,6 +88,17 @@ export async function checkConsistency(c: CheckClients): Promise<string[]> {
     pageToken = page.nextPageToken;
   } while (pageToken);
   return violations;
+}
+
+/** Whether orders holds no saga for this order (a copy of a legacy order, never placed here). */
+async function importedWithoutSaga(c: CheckClients, orderId: string): Promise<boolean> {
+  try {
+    await c.orders.getSaga({ id: orderId }, c.admin);
+    return false;
+  } catch (err) {
+    if (ConnectError.from(err).code === Code.NotFound) return true;
+    throw err;
+  }
 }
 
 /** Where the provider's ledger leaves a payment: its last accepted operation decides. */
