@@ -142,6 +142,33 @@ describe("payments service on the real Postgres and NATS", () => {
     }
   });
 
+  it("a void of a payment unknown here releases a hold the provider placed for it (its authorizer died before recording it)", async () => {
+    const id = randomUUID();
+    const holdsBefore = provider.holds;
+    // What a payments instance killed after the provider's answer, before its insert, leaves.
+    await provider.call("authorize", id, 100);
+    expect(provider.holds).toBe(holdsBefore + 1);
+    expect((await failure(client.getPayment({ paymentId: id }))).code).toBe(Code.NotFound);
+    // The provider down: the void fails (the saga retries it), yet its tombstone already
+    // refuses a late authorization here.
+    await client.setFaults({ faults: { ...healthy, hardDown: true } });
+    try {
+      expect((await failure(client.voidPayment({ paymentId: id }))).code).toBe(Code.Unavailable);
+      const refused = await failure(
+        client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) }),
+      );
+      expect(refused.code).toBe(Code.FailedPrecondition);
+      expect(provider.holds).toBe(holdsBefore + 1);
+    } finally {
+      await client.setFaults({ faults: healthy });
+    }
+    expect((await client.voidPayment({ paymentId: id })).payment?.state).toBe(PaymentState.VOIDED);
+    expect(provider.asked("void", id)).toBe(true);
+    expect(provider.holds).toBe(holdsBefore);
+    const late = await failure(client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) }));
+    expect(late.code).toBe(Code.FailedPrecondition);
+  });
+
   it("refunds a captured payment once and publishes PaymentRefunded through the outbox", async () => {
     const id = randomUUID();
     await client.authorizePayment({ paymentId: id, userId: user, amount: eur(777n) });

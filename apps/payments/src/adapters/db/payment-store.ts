@@ -80,15 +80,26 @@ export function createPaymentStore(
 
     capture: (id: string) => transition(db, provider, id, "capture", "authorized", "captured"),
 
-    /** Voids an authorization; for an unknown id, records a voided tombstone. */
+    /**
+     * Voids an authorization; for an id unknown here, records a voided tombstone (a late
+     * authorization is refused) and voids the id at the provider too.
+     */
     async void(id: string): Promise<Payment> {
       const [tombstone] = await db
         .insert(payments)
         .values({ id, state: "voided" })
         .onConflictDoNothing()
         .returning();
-      if (tombstone) return tombstone;
-      const p = await load(db, id, false);
+      const p = tombstone ?? (await load(db, id, false));
+      if (p?.state === "voided" && p.amountMinor === null) {
+        // A tombstone: the provider may still hold an authorization this table never recorded,
+        // the instance that asked for it killed between the provider's answer and its insert
+        // (seen in the 10,000-order chaos run: "payments says voided, but the provider's ledger
+        // says authorized"). Every void of a tombstone releases it there (idempotent at the
+        // provider); a provider failure fails the void, and the saga's compensation retries it.
+        await provider.call("void", id);
+        return p;
+      }
       if (p?.state === "declined" || p?.state === "refunded") return p; // nothing is held
       return transition(db, provider, id, "void", "authorized", "voided");
     },
