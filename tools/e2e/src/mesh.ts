@@ -9,7 +9,7 @@ import { OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { removeRegistry } from "@meshwork/discovery";
-import { connectNats, streamName } from "@meshwork/events";
+import { connectNats, meshStreams, provision, streamName } from "@meshwork/events";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
 import { generateIdentityKey } from "@meshwork/runtime";
 import type { Logger } from "@meshwork/telemetry";
@@ -52,6 +52,16 @@ export async function startMesh(
   const natsUrl = options.natsUrl ?? process.env.NATS_URL ?? "nats://127.0.0.1:4222";
   const namespace = `${uniqueName("t")}.`;
   const bucket = uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_");
+  {
+    // The streams the legacy monolith owns (it is not part of this mesh): inventory, users and
+    // orders consume them without declaring them, so their strangler syncs run (and export
+    // their consumer metrics) as in a mesh with legacy.
+    const nc = await connectNats(natsUrl, "e2e-setup");
+    await provision(await jetstreamManager(nc), {
+      streams: [meshStreams.legacy(namespace), meshStreams.legacyUsers(namespace)],
+    });
+    await nc.close();
+  }
   const dbs = Object.fromEntries(
     await Promise.all(
       SERVICES.map(async (s) => [s, await createTestDatabase(`mw_${s.slice(0, 4)}`)] as const),
@@ -124,8 +134,10 @@ export async function startMesh(
       "ORDERS",
       "DLQ_NOTIFICATIONS",
       "LEGACY",
+      "LEGACY_USERS",
       "DLQ_USERS",
       "DLQ_ORDERS",
+      "DLQ_INVENTORY",
     ])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
     for (const s of ["inventory", "orders", "gateway"])

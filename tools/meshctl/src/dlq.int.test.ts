@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { connectNats, streamName } from "@meshwork/events";
+import { connectNats, meshStreams, provision, streamName } from "@meshwork/events";
 import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
@@ -23,6 +23,9 @@ describe("meshctl events dlq", () => {
   let nc: NatsConnection;
 
   beforeAll(async () => {
+    nc = await connectNats(natsUrl, "dlq-test");
+    // USERS is the users service's stream: notifications consumes it without declaring it.
+    await provision(await jetstreamManager(nc), { streams: [meshStreams.users(namespace)] });
     notifications = startProcess(process.execPath, [notificationsMain], {
       env: {
         PORT: "0",
@@ -34,7 +37,6 @@ describe("meshctl events dlq", () => {
       },
     });
     await notifications.waitForLog((l) => l.msg === "health changed" && l.status === "SERVING");
-    nc = await connectNats(natsUrl, "dlq-test");
   });
   afterAll(async () => {
     await notifications?.stop();

@@ -96,8 +96,10 @@ export function createPaymentStore(
         // the instance that asked for it killed between the provider's answer and its insert
         // (seen in the 10,000-order chaos run: "payments says voided, but the provider's ledger
         // says authorized"). Every void of a tombstone releases it there (idempotent at the
-        // provider); a provider failure fails the void, and the saga's compensation retries it.
-        await provider.call("void", id);
+        // provider). A provider failure does not fail the void (a cancellation must not wait
+        // for the provider): the hold is reported, as when a void wins the race against an
+        // authorization, and the next void of this id tries again.
+        await provider.call("void", id).catch((err: unknown) => onHoldLeft?.(id, err));
         return p;
       }
       if (p?.state === "declined" || p?.state === "refunded") return p; // nothing is held
