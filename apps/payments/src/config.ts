@@ -16,6 +16,11 @@ const shape = {
   PAYMENTS_HARD_DOWN: z.stringbool().default(false),
   /** Authorizations above this many minor units are declined; 0: no limit. */
   PAYMENTS_DECLINE_ABOVE_MINOR: z.coerce.number().int().min(0).default(1_000_000),
+  /**
+   * How often the hold sweeper voids, at the provider, the ids of tombstones whose void the
+   * provider has not confirmed (and how old such a tombstone must be first).
+   */
+  PAYMENTS_HOLD_SWEEP_MS: z.coerce.number().int().min(10).max(3_600_000).default(5_000),
 };
 
 export interface Config {
@@ -24,6 +29,7 @@ export interface Config {
   events: EventsConfig;
   discovery: DiscoveryConfig;
   faults: Faults;
+  holdSweepMs: number;
 }
 
 /** Reads the payments service's configuration from the environment, once. */
@@ -40,5 +46,6 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
       hardDown: e.PAYMENTS_HARD_DOWN,
       declineAboveMinor: e.PAYMENTS_DECLINE_ABOVE_MINOR,
     },
+    holdSweepMs: e.PAYMENTS_HOLD_SWEEP_MS,
   };
 }

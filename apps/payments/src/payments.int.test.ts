@@ -4,12 +4,15 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { PaymentRefundedSchema } from "@meshwork/contracts/meshwork/payments/v1/events";
 import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
+import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import { connectNats, streamName } from "@meshwork/events";
 import type { Service } from "@meshwork/runtime";
 import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
+import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { type PaymentsSchema, payments, schema } from "./adapters/db/schema.js";
 import { SimulatedProvider } from "./adapters/provider/simulated-provider.js";
 import { loadConfig } from "./config.js";
 import { createPaymentsService } from "./server.js";
@@ -22,9 +25,13 @@ const failure = (p: Promise<unknown>) =>
     (e: unknown) => ConnectError.from(e),
   );
 
+/** The hold sweeper's period in these tests. */
+const SWEEP_MS = 100;
+
 describe("payments service on the real Postgres and NATS", () => {
   const namespace = `${uniqueName("t")}.`;
   let db: TestDatabase;
+  let reader: DatabaseHandle<PaymentsSchema>;
   let service: Service;
   let nc: NatsConnection;
   let provider: SimulatedProvider;
@@ -32,6 +39,15 @@ describe("payments service on the real Postgres and NATS", () => {
   let grpcClient: ReturnType<typeof createClient<typeof PaymentService>>;
   const user = randomUUID();
   const eur = (amountMinor: bigint) => ({ amountMinor, currency: "EUR" });
+  /** Whether the payment is a tombstone whose void the provider has not confirmed. */
+  const unreleasedTombstone = async (id: string) => {
+    const rows = await reader.db
+      .select({ amountMinor: payments.amountMinor, providerVoidAt: payments.providerVoidAt })
+      .from(payments)
+      .where(eq(payments.id, id));
+    if (rows.length !== 1 || rows[0]?.amountMinor !== null) throw new Error(`no tombstone for ${id}`);
+    return rows[0].providerVoidAt === null;
+  };
   const healthy = { failureRate: 0, addedLatencyMs: 0, hardDown: false, declineAboveMinor: 100_000n };
 
   beforeAll(async () => {
@@ -43,7 +59,9 @@ describe("payments service on the real Postgres and NATS", () => {
       DISCOVERY: "static",
       EVENTS_NAMESPACE: namespace,
       PAYMENTS_DECLINE_ABOVE_MINOR: "100000",
+      PAYMENTS_HOLD_SWEEP_MS: String(SWEEP_MS),
     });
+    reader = await openDatabase(config.db, schema);
     provider = new SimulatedProvider(config.faults);
     service = await createPaymentsService(config, {}, provider);
     const { url } = await service.start();
@@ -53,6 +71,7 @@ describe("payments service on the real Postgres and NATS", () => {
   });
   afterAll(async () => {
     await service?.shutdown();
+    await reader?.close();
     const jsm = await jetstreamManager(nc);
     await jsm.streams.delete(streamName(namespace, "PAYMENTS")).catch(() => {});
     await nc?.close();
@@ -149,25 +168,41 @@ describe("payments service on the real Postgres and NATS", () => {
     await provider.call("authorize", id, 100);
     expect(provider.holds).toBe(holdsBefore + 1);
     expect((await failure(client.getPayment({ paymentId: id }))).code).toBe(Code.NotFound);
-    // The provider down: the void still answers (a cancellation does not wait for the provider)
-    // and its tombstone refuses a late authorization, but the hold is left (and logged)...
+    expect((await client.voidPayment({ paymentId: id })).payment?.state).toBe(PaymentState.VOIDED);
+    expect(provider.asked("void", id)).toBe(true);
+    expect(provider.holds).toBe(holdsBefore);
+    expect(await unreleasedTombstone(id)).toBe(false);
+    const late = await failure(client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) }));
+    expect(late.code).toBe(Code.FailedPrecondition);
+  });
+
+  it("a hold the provider kept because it was down at the void is released by the sweeper once it is back, with no second void", async () => {
+    const id = randomUUID();
+    const holdsBefore = provider.holds;
+    await provider.call("authorize", id, 100);
     await client.setFaults({ faults: { ...healthy, hardDown: true } });
     try {
+      // The provider down: the void still answers (a cancellation does not wait for the
+      // provider) and its tombstone refuses a late authorization; the hold stays while it is down,
+      // through several sweeps.
       expect((await client.voidPayment({ paymentId: id })).payment?.state).toBe(PaymentState.VOIDED);
       const refused = await failure(
         client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) }),
       );
       expect(refused.code).toBe(Code.FailedPrecondition);
+      expect(await unreleasedTombstone(id)).toBe(true);
+      const sweptAt = Date.now();
+      await waitFor(async () => (Date.now() - sweptAt > 4 * SWEEP_MS ? true : undefined));
       expect(provider.holds).toBe(holdsBefore + 1);
+      expect(await unreleasedTombstone(id)).toBe(true);
     } finally {
       await client.setFaults({ faults: healthy });
     }
-    // ...until the next void of the id, which reaches the provider again.
-    expect((await client.voidPayment({ paymentId: id })).payment?.state).toBe(PaymentState.VOIDED);
+    // Nobody voids again: the sweeper finds the tombstone and voids it at the provider.
+    await waitFor(async () => ((await unreleasedTombstone(id)) ? undefined : true), { timeoutMs: 20_000 });
     expect(provider.asked("void", id)).toBe(true);
     expect(provider.holds).toBe(holdsBefore);
-    const late = await failure(client.authorizePayment({ paymentId: id, userId: user, amount: eur(100n) }));
-    expect(late.code).toBe(Code.FailedPrecondition);
+    expect((await provider.ledger(id)).map((e) => e.operation).sort()).toEqual(["authorize", "void"]);
   });
 
   it("refunds a captured payment once and publishes PaymentRefunded through the outbox", async () => {

@@ -8,6 +8,7 @@ import { createDiscovery } from "@meshwork/discovery";
 import { meshStreams, type OutboxPublisher, startOutboxPublisher } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";
+import { type HoldSweeper, startHoldSweeper } from "./adapters/db/hold-sweeper.js";
 import { createPaymentStore } from "./adapters/db/payment-store.js";
 import { createProviderLedger } from "./adapters/db/provider-ledger.js";
 import { outbox, schema } from "./adapters/db/schema.js";
@@ -50,10 +51,14 @@ export async function createPaymentsService(
   const provider = given ?? new SimulatedProvider(config.faults, Math.random, ledger);
   const logger = observe.logger ?? createLogger({ service: SERVICE, level: config.runtime.logLevel });
   const store = createPaymentStore(database.db, provider, config.events.namespace, (paymentId, err) =>
-    logger.warn({ payment_id: paymentId, err: String(err) }, "hold left at the provider after a void won"),
+    logger.warn(
+      { payment_id: paymentId, err: String(err) },
+      "hold left at the provider for now; the sweeper retries",
+    ),
   );
   const discovery = createDiscovery(config.discovery, { service: SERVICE, version: VERSION });
   let publisher: OutboxPublisher | undefined;
+  let sweeper: HoldSweeper | undefined;
   let migrated = false;
   const ready = (): PaymentRepository => {
     if (!migrated) throw new Error("payments used before start-up finished");
@@ -75,6 +80,7 @@ export async function createPaymentsService(
       observeDatabasePool(database, service.telemetry.meter);
       await ledger.load();
       migrated = true;
+      sweeper = startHoldSweeper(store, config.holdSweepMs, logger, service.telemetry.meter);
       publisher = await startOutboxPublisher({
         service: SERVICE,
         config: config.events,
@@ -90,6 +96,7 @@ export async function createPaymentsService(
     announce: (where) => discovery.announce(where),
     async onShutdown() {
       await discovery.close();
+      await sweeper?.stop();
       await publisher?.stop();
       await ledger.flush();
       if (ledgerDatabase !== database) await ledgerDatabase.close();

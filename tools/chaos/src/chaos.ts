@@ -29,6 +29,10 @@ const countResources = () => {
   return counts;
 };
 
+/** Violations that may still resolve on their own: the run waits for them until quiescence ends. */
+const UNSETTLED =
+  / is still |never notified|check failed|payments says voided, but the provider's ledger says authorized/;
+
 export interface ChaosOptions {
   seed: number;
   orders: number;
@@ -480,12 +484,13 @@ export async function runChaos(o: ChaosOptions): Promise<ChaosReport> {
         })),
         ...eventViolations(await observe()),
       ]);
-    // Quiescence: every saga finished and every outcome notified, or the deadline.
+    // Quiescence: every saga finished, every outcome notified and every hold a void left at the
+    // provider released by payments' sweeper (it retries while the provider fails), or the deadline.
     const settleBy = Date.now() + o.quiescenceMs;
     let violations: string[] = [];
     for (;;) {
       violations = await check().catch((err: unknown) => [`check failed: ${String(err)}`]);
-      const unsettled = violations.filter((v) => / is still |never notified|check failed/.test(v));
+      const unsettled = violations.filter((v) => UNSETTLED.test(v));
       if (unsettled.length === 0 || Date.now() > settleBy) break;
       await sleep(1_000);
     }

@@ -72,7 +72,7 @@ export function createPaymentStore(
   db: Database<PaymentsSchema>,
   provider: SimulatedProvider,
   namespace: string,
-  /** A hold that could not be released (the provider failed the void): for the log. */
+  /** A hold not released yet (the provider failed the void; the sweeper retries): for the log. */
   onHoldLeft?: (paymentId: string, err: unknown) => void,
 ) {
   return {
@@ -97,13 +97,38 @@ export function createPaymentStore(
         // (seen in the 10,000-order chaos run: "payments says voided, but the provider's ledger
         // says authorized"). Every void of a tombstone releases it there (idempotent at the
         // provider). A provider failure does not fail the void (a cancellation must not wait
-        // for the provider): the hold is reported, as when a void wins the race against an
-        // authorization, and the next void of this id tries again.
-        await provider.call("void", id).catch((err: unknown) => onHoldLeft?.(id, err));
+        // for the provider): the tombstone stays unreleased and the hold sweeper retries it.
+        await releaseAtProvider(db, provider, id).catch((err: unknown) => onHoldLeft?.(id, err));
         return p;
       }
       if (p?.state === "declined" || p?.state === "refunded") return p; // nothing is held
       return transition(db, provider, id, "void", "authorized", "voided");
+    },
+
+    /**
+     * The hold sweeper's pass: voids at the provider the ids of tombstones older than `minAgeMs`
+     * that it has not confirmed yet (their void failed at the provider, or its instance died
+     * before asking), oldest first, at most `limit`. Idempotent at the provider, so instances
+     * sweeping at once do no harm.
+     */
+    async releaseLeftHolds(minAgeMs: number, limit = 100): Promise<{ released: number; failed: number }> {
+      const rows = await db
+        .select({ id: payments.id })
+        .from(payments)
+        .where(
+          sql`${payments.amountMinor} IS NULL AND ${payments.providerVoidAt} IS NULL
+              AND ${payments.createdAt} < now() - make_interval(secs => ${minAgeMs / 1000})`,
+        )
+        .orderBy(payments.createdAt)
+        .limit(limit);
+      let failed = 0;
+      for (const { id } of rows) {
+        await releaseAtProvider(db, provider, id).catch((err: unknown) => {
+          failed++;
+          onHoldLeft?.(id, err);
+        });
+      }
+      return { released: rows.length - failed, failed };
     },
 
     refund: (id: string) =>
@@ -125,6 +150,19 @@ export function createPaymentStore(
       return p;
     },
   };
+}
+
+/** Voids a tombstone's id at the provider and records that the provider confirmed it. */
+async function releaseAtProvider(
+  db: Database<PaymentsSchema>,
+  provider: SimulatedProvider,
+  id: string,
+): Promise<void> {
+  await provider.call("void", id);
+  await db
+    .update(payments)
+    .set({ providerVoidAt: new Date() })
+    .where(sql`${payments.id} = ${id} AND ${payments.providerVoidAt} IS NULL`);
 }
 
 /**
@@ -157,9 +195,11 @@ async function authorize(
     const first = (await load(db, input.paymentId, false)) as Payment;
     if (first.state === "voided" && !outcome.declined) {
       // A void won the race while this authorization was at the provider: the hold it placed
-      // is released (idempotent at the provider, by payment id), or the funds stay held.
-      await provider.call("void", input.paymentId).catch((err: unknown) => {
+      // is released (idempotent at the provider, by payment id); if the provider fails, the
+      // tombstone is marked unreleased again and the hold sweeper retries.
+      await provider.call("void", input.paymentId).catch(async (err: unknown) => {
         onHoldLeft?.(input.paymentId, err);
+        await db.update(payments).set({ providerVoidAt: null }).where(eq(payments.id, input.paymentId));
       });
     }
     return replay(first, input);

@@ -1,10 +1,12 @@
 import { outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
-import { bigint, check, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { bigint, check, index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
 
 /**
  * Payments by the caller's id. A void of an id never authorized leaves a `voided` row without
- * user or amount, so an authorization that arrives late is refused.
+ * user or amount (a tombstone), so an authorization that arrives late is refused.
+ * `provider_void_at` is when the provider confirmed the void of a tombstone's id: a tombstone
+ * without it may still have a hold at the provider, and the hold sweeper voids it there.
  */
 export const payments = pgTable(
   "payments",
@@ -17,8 +19,12 @@ export const payments = pgTable(
     declineReason: text("decline_reason"),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
+    providerVoidAt: timestamp("provider_void_at", { withTimezone: true, mode: "date" }),
   },
   (t) => [
+    index("payments_unreleased_tombstones")
+      .on(t.createdAt)
+      .where(sql`${t.amountMinor} IS NULL AND ${t.providerVoidAt} IS NULL`),
     check(
       "payments_amount_ok",
       sql`(${t.amountMinor} IS NULL AND ${t.state} = 'voided') OR (${t.amountMinor} >= 0 AND ${t.userId} IS NOT NULL AND ${t.currency} IS NOT NULL)`,

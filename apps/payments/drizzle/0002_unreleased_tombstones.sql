@@ -1,0 +1,2 @@
+ALTER TABLE "payments" ADD COLUMN "provider_void_at" timestamp with time zone;--> statement-breakpoint
+CREATE INDEX "payments_unreleased_tombstones" ON "payments" USING btree ("created_at") WHERE "payments"."amount_minor" IS NULL AND "payments"."provider_void_at" IS NULL;
