@@ -5,6 +5,12 @@ import { type ConnectionLimits, DEFAULT_CONNECTION_LIMITS } from "./connection-l
 import { type IdentityConfig, identityEnvShape, toIdentityConfig } from "./identity/config.js";
 
 /**
+ * How long a readiness check may take: a dependency that hangs (a database whose socket died
+ * without a reset, say) must turn the service NOT_SERVING, not leave it SERVING forever.
+ */
+export const DEFAULT_READINESS_TIMEOUT_MS = 5_000;
+
+/**
  * The environment variables every service reads, as a zod shape to spread into a service's own
  * schema. Each process is one service, so the names are plain (`PORT`, not `USERS_PORT`).
  */
@@ -17,6 +23,8 @@ export function runtimeEnvShape(defaults: { port: number }) {
     SHUTDOWN_GRACE_MS: z.coerce.number().int().min(0).default(10_000),
     /** How often readiness checks (database, dependencies) run once the service is up. */
     HEALTH_CHECK_INTERVAL_MS: z.coerce.number().int().positive().default(5_000),
+    /** A readiness check that has not answered within this counts as failed (NOT_SERVING). */
+    READINESS_TIMEOUT_MS: z.coerce.number().int().positive().default(DEFAULT_READINESS_TIMEOUT_MS),
     /** Largest request message accepted, in bytes. */
     READ_MAX_BYTES: z.coerce
       .number()
@@ -63,6 +71,8 @@ export interface RuntimeConfig {
   logLevel: string;
   shutdownGraceMs: number;
   healthCheckIntervalMs: number;
+  /** How long one readiness check may take before it counts as failed; {@link DEFAULT_READINESS_TIMEOUT_MS} when absent. */
+  readinessTimeoutMs?: number;
   readMaxBytes: number;
   tracesExporter: "none" | "console" | "otlp";
   otlpEndpoint: string | undefined;
@@ -85,6 +95,7 @@ export function toRuntimeConfig(env: RuntimeEnv): RuntimeConfig {
     logLevel: env.LOG_LEVEL,
     shutdownGraceMs: env.SHUTDOWN_GRACE_MS,
     healthCheckIntervalMs: env.HEALTH_CHECK_INTERVAL_MS,
+    readinessTimeoutMs: env.READINESS_TIMEOUT_MS,
     readMaxBytes: env.READ_MAX_BYTES,
     tracesExporter: env.OTEL_TRACES_EXPORTER,
     otlpEndpoint: env.OTEL_EXPORTER_OTLP_ENDPOINT,

@@ -1,4 +1,5 @@
 import type { Logger, Telemetry } from "@meshwork/telemetry";
+import { DEFAULT_READINESS_TIMEOUT_MS } from "./config.js";
 import type { GrpcUnaryFastPath } from "./grpc-unary.js";
 import { type HealthRegistry, ServingStatus } from "./health.js";
 import { setHeapGrowingPercent } from "./heap.js";
@@ -30,6 +31,8 @@ export class ServiceLifecycle implements Service {
   #listener: Listener | undefined;
   #checkTimer: NodeJS.Timeout | undefined;
   #stopping: Promise<void> | undefined;
+  /** A periodic round of readiness checks is running. */
+  #checking = false;
   #withdraw: (() => Promise<void>) | undefined;
 
   constructor(options: ServiceOptions, parts: ServiceParts) {
@@ -107,9 +110,10 @@ export class ServiceLifecycle implements Service {
   }
 
   async #runChecks(): Promise<boolean> {
+    const timeoutMs = this.#options.config.readinessTimeoutMs ?? DEFAULT_READINESS_TIMEOUT_MS;
     for (const c of this.#options.readiness ?? []) {
       try {
-        await c.check();
+        await withDeadline(c.check(), timeoutMs, `did not answer within ${timeoutMs} ms`);
       } catch (err) {
         this.logger.warn({ check: c.name, err: String(err) }, "readiness check failed");
         return false;
@@ -119,11 +123,26 @@ export class ServiceLifecycle implements Service {
   }
 
   async #applyChecks(): Promise<void> {
-    if (this.#stopping) return;
-    const ok = await this.#runChecks();
-    if (this.#stopping) return;
-    const was = this.health.serving;
-    this.health.setAll(ok ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
-    if (was !== ok) this.logger.info({ status: ok ? "SERVING" : "NOT_SERVING" }, "health changed");
+    // One round at a time: a round still waiting (up to the timeout per check) skips this tick.
+    if (this.#stopping || this.#checking) return;
+    this.#checking = true;
+    try {
+      const ok = await this.#runChecks();
+      if (this.#stopping) return;
+      const was = this.health.serving;
+      this.health.setAll(ok ? ServingStatus.SERVING : ServingStatus.NOT_SERVING);
+      if (was !== ok) this.logger.info({ status: ok ? "SERVING" : "NOT_SERVING" }, "health changed");
+    } finally {
+      this.#checking = false;
+    }
   }
+}
+
+/** `work`, or a rejection with `message` once `ms` have passed (the work itself is not stopped). */
+function withDeadline(work: Promise<void>, ms: number, message: string): Promise<void> {
+  let timer: NodeJS.Timeout | undefined;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => reject(new Error(message)), ms);
+  });
+  return Promise.race([work, deadline]).finally(() => clearTimeout(timer));
 }
