@@ -47,6 +47,9 @@ describe("the wait for a pooled connection is bounded (postgres.js)", () => {
         holding += 1;
         await held;
       });
+    // Both connections opened first, by plain queries (unbounded): on a loaded machine opening a
+    // connection can take longer than the 400 ms bound, which would refuse the holders themselves.
+    await Promise.all([db.db.execute(sql`select pg_sleep(0.05)`), db.db.execute(sql`select pg_sleep(0.05)`)]);
     const holders = [hold(), hold()];
     for (const deadline = Date.now() + 10_000; holding < 2; ) {
       if (Date.now() > deadline) throw new Error("the two holders never got their connections");

@@ -107,29 +107,10 @@ export function createPaymentStore(
 
     /**
      * The hold sweeper's pass: voids at the provider the ids of tombstones older than `minAgeMs`
-     * that it has not confirmed yet (their void failed at the provider, or its instance died
-     * before asking), oldest first, at most `limit`. Idempotent at the provider, so instances
-     * sweeping at once do no harm.
+     * that it has not confirmed yet, oldest first, at most `limit`.
      */
-    async releaseLeftHolds(minAgeMs: number, limit = 100): Promise<{ released: number; failed: number }> {
-      const rows = await db
-        .select({ id: payments.id })
-        .from(payments)
-        .where(
-          sql`${payments.amountMinor} IS NULL AND ${payments.providerVoidAt} IS NULL
-              AND ${payments.createdAt} < now() - make_interval(secs => ${minAgeMs / 1000})`,
-        )
-        .orderBy(payments.createdAt)
-        .limit(limit);
-      let failed = 0;
-      for (const { id } of rows) {
-        await releaseAtProvider(db, provider, id).catch((err: unknown) => {
-          failed++;
-          onHoldLeft?.(id, err);
-        });
-      }
-      return { released: rows.length - failed, failed };
-    },
+    releaseLeftHolds: (minAgeMs: number, limit = 100) =>
+      releaseLeftHolds(db, provider, minAgeMs, limit, onHoldLeft),
 
     refund: (id: string) =>
       transition(db, provider, id, "refund", "captured", "refunded", async (tx, p) => {
@@ -150,6 +131,37 @@ export function createPaymentStore(
       return p;
     },
   };
+}
+
+/**
+ * Voids at the provider the ids of tombstones older than `minAgeMs` that it has not confirmed yet
+ * (their void failed at the provider, or its instance died before asking), oldest first, at most
+ * `limit`. Idempotent at the provider, so instances sweeping at once do no harm.
+ */
+async function releaseLeftHolds(
+  db: Database<PaymentsSchema>,
+  provider: SimulatedProvider,
+  minAgeMs: number,
+  limit: number,
+  onHoldLeft: ((paymentId: string, err: unknown) => void) | undefined,
+): Promise<{ released: number; failed: number }> {
+  const rows = await db
+    .select({ id: payments.id })
+    .from(payments)
+    .where(
+      sql`${payments.amountMinor} IS NULL AND ${payments.providerVoidAt} IS NULL
+          AND ${payments.createdAt} < now() - make_interval(secs => ${minAgeMs / 1000})`,
+    )
+    .orderBy(payments.createdAt)
+    .limit(limit);
+  let failed = 0;
+  for (const { id } of rows) {
+    await releaseAtProvider(db, provider, id).catch((err: unknown) => {
+      failed++;
+      onHoldLeft?.(id, err);
+    });
+  }
+  return { released: rows.length - failed, failed };
 }
 
 /** Voids a tombstone's id at the provider and records that the provider confirmed it. */
