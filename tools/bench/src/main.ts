@@ -43,7 +43,7 @@ import {
   stopAllServers,
   waitForQuiet,
 } from "./servers.js";
-import { type BenchSettings, readSettings } from "./settings.js";
+import { type BenchSettings, callsInFlightOf, readSettings } from "./settings.js";
 
 /** The headers h2load sends with every request (besides its own `user-agent` and `content-length`). */
 const GRPC_HEADERS = { "content-type": "application/grpc", te: "trailers" } as const;
@@ -300,7 +300,11 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
     }
     return { rate: undefined, source: `${rateFrom} was not measured; set MESHWORK_BENCH_RATE` };
   };
-  const context: StartContext = { cpu: run.placement.serverCpu, log };
+  const context: StartContext = {
+    cpu: run.placement.serverCpu,
+    log,
+    callsInFlight: callsInFlightOf(settings),
+  };
   const fail = (result: ServerResult, err: unknown) => {
     result.status = "failed";
     const message = err instanceof Error ? err.message : String(err);
@@ -492,7 +496,7 @@ async function main(): Promise<number> {
     for (const scenario of scenarios()) {
       results.push(await runScenario({ settings, placement: where, workDir }, scenario));
     }
-    const context: StartContext = { cpu: where.serverCpu, log };
+    const context: StartContext = { cpu: where.serverCpu, log, callsInFlight: callsInFlightOf(settings) };
     const wanted = (spec: ServerSpec) =>
       !settings.servers || settings.servers.some((f) => spec.name.toLowerCase().includes(f));
     if (settings.extras && wanted(runtimeFixture())) {

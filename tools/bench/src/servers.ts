@@ -50,6 +50,14 @@ export interface StartContext {
   cpu: number | undefined;
   /** Reports progress. */
   log(line: string): void;
+  /**
+   * The most calls the load generator may have in flight at once (h2load's connections × streams
+   * per connection), all from 127.0.0.1. A server that limits the calls of one client address
+   * (the gateway: 256 by default) is told to allow as many: the bench's connections stand for many
+   * clients, and a run that met such a limit measured its refusals (trailers-only answers in
+   * microseconds, which h2load counts as successes) instead of the server.
+   */
+  callsInFlight?: number;
 }
 
 /** A server a scenario can measure. */
@@ -663,6 +671,7 @@ function inFrontOfRuntime(
             PORT: "0",
             UPSTREAM_URL: upstream.url,
             ...(spec.asserts ? { IDENTITY_KEY: key.privateKey } : {}),
+            ...(context.callsInFlight ? { LOAD_CALLS_IN_FLIGHT: String(context.callsInFlight) } : {}),
           },
           context,
           ready: (proc) => listeningPort(proc),
