@@ -2,6 +2,7 @@ import http2 from "node:http2";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { grpcUnframe } from "./grpc-frame.js";
+import { errorsBetween } from "./report.js";
 import { type PreparedRequest, unaryGetUser } from "./scenarios.js";
 import { gatewayFixture, type RunningServer, type StartContext } from "./servers.js";
 import { callsInFlightOf, readSettings } from "./settings.js";
@@ -92,6 +93,7 @@ describe("the bench's gateway fixture under the fixed-rate run's connections", (
     const first = await Promise.all(sessions.map((s) => call(s, scenario.path, request)));
     expect(first.map(describeAnswer)).toEqual(Array(connections).fill("OK"));
 
+    const before = await server.outcomes?.();
     process.kill(server.pid, "SIGSTOP");
     const pending: Array<Promise<Answer>> = [];
     try {
@@ -117,5 +119,9 @@ describe("the bench's gateway fixture under the fixed-rate run's connections", (
     }
     // ...and the bench's own load meets no limit of the gateway's: every call is answered OK.
     expect(tally).toEqual({ OK: connections * streams });
+    // The gateway counted them so too (where the bench reads the names of any errors h2load missed).
+    const after = await server.outcomes?.();
+    expect(after?.OK).toBe((before?.OK ?? Number.NaN) + connections * streams);
+    expect(errorsBetween(before, after)).toEqual({});
   }, 60_000);
 });
