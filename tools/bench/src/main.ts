@@ -21,12 +21,15 @@ import { rawGrpcUnary } from "./grpc-client.js";
 import { answersWithoutMessage, ensureH2load, runFixedRate, runMaxRate } from "./h2load.js";
 import {
   type BenchReport,
+  describeWithoutMessage,
+  errorsBetween,
   formatScenario,
   type LatencyResult,
   median,
   renderTable,
   type ScenarioResult,
   type ServerResult,
+  sumErrors,
   withRatios,
   writeReport,
 } from "./report.js";
@@ -43,7 +46,7 @@ import {
   stopAllServers,
   waitForQuiet,
 } from "./servers.js";
-import { type BenchSettings, readSettings } from "./settings.js";
+import { type BenchSettings, callsInFlightOf, readSettings } from "./settings.js";
 
 /** The headers h2load sends with every request (besides its own `user-agent` and `content-length`). */
 const GRPC_HEADERS = { "content-type": "application/grpc", te: "trailers" } as const;
@@ -159,9 +162,11 @@ async function measureMaxRate(
     log(`  ${target.server.name}: warm-up ${settings.warmUpMs / 1000}s ...`);
     await runMaxRate({ ...flatOut, durationMs: settings.warmUpMs });
   }
+  const outcomesBefore = await outcomes(target.server);
   const ticksBefore = await readCpuTicks(target.server.pid);
   const { summary: s } = await runMaxRate({ ...flatOut, durationMs: settings.durationMs });
   const ticksAfter = await readCpuTicks(target.server.pid);
+  const errors = errorsBetween(outcomesBefore, await outcomes(target.server));
   let cpu = "";
   if (ticksBefore !== undefined && ticksAfter !== undefined && s.requests.succeeded > 0) {
     // Clock ticks are 10 ms on Linux.
@@ -179,6 +184,7 @@ async function measureMaxRate(
     timeout: s.requests.timeout,
     non2xx,
     withoutMessage,
+    ...(errors ? { errors } : {}),
   };
   log(
     `  ${target.server.name}: max rate ${round}: ${s.reqPerSec.toFixed(0)} req/s${cpu} (${s.requests.done} requests, ${s.requests.failed} failed)`,
@@ -189,9 +195,7 @@ async function measureMaxRate(
     );
   }
   if (withoutMessage > 0) {
-    result.notes.push(
-      `max-rate run ${round}: at least ${withoutMessage} answers without a message (gRPC errors)`,
-    );
+    result.notes.push(`max-rate run ${round}: at least ${describeWithoutMessage(withoutMessage, errors)}`);
   }
   return s.reqPerSec;
 }
@@ -216,6 +220,7 @@ async function measureLatency(
   await gcReport(target.server);
   const skipMs = Math.min(1000, settings.durationMs / 10);
   const startedAt = Date.now();
+  const outcomesBefore = await outcomes(target.server);
   const ticksBefore = await readCpuTicks(target.server.pid);
   const { latency: l, summary } = await runFixedRate(
     {
@@ -228,6 +233,7 @@ async function measureLatency(
     skipMs,
   );
   const ticksAfter = await readCpuTicks(target.server.pid);
+  const errors = errorsBetween(outcomesBefore, await outcomes(target.server));
   const report = await gcReport(target.server);
   // CPU per call at a rate both servers of a pair sustain: unlike the max-rate figure, it does
   // not move with throughput (a slower server batches fewer calls per event-loop turn, so each
@@ -252,6 +258,7 @@ async function measureLatency(
     count: l.count,
     failed: l.failed,
     withoutMessage,
+    ...(errors ? { errors } : {}),
     p50Ms: l.p50Ms,
     p90Ms: l.p90Ms,
     p99Ms: l.p99Ms,
@@ -260,6 +267,16 @@ async function measureLatency(
     ...(cpuUsPerCall === undefined ? {} : { cpuUsPerCall }),
     ...(gc ? { gc } : {}),
   };
+}
+
+/** The server's calls by outcome so far, or `undefined` (it counts none, or no answer). */
+async function outcomes(server: RunningServer): Promise<Record<string, number> | undefined> {
+  try {
+    return await server.outcomes?.();
+  } catch (err) {
+    log(`  note: ${server.name}: no outcome counts (${err instanceof Error ? err.message : String(err)})`);
+    return undefined;
+  }
 }
 
 /** The server's GC pauses since its last report, or `undefined` (not a fixture, or no answer). */
@@ -300,7 +317,11 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
     }
     return { rate: undefined, source: `${rateFrom} was not measured; set MESHWORK_BENCH_RATE` };
   };
-  const context: StartContext = { cpu: run.placement.serverCpu, log };
+  const context: StartContext = {
+    cpu: run.placement.serverCpu,
+    log,
+    callsInFlight: callsInFlightOf(settings),
+  };
   const fail = (result: ServerResult, err: unknown) => {
     result.status = "failed";
     const message = err instanceof Error ? err.message : String(err);
@@ -427,7 +448,8 @@ async function runScenario(run: Run, scenario: Scenario): Promise<ScenarioResult
           const withoutMessage = runs.reduce((n, r) => n + r.withoutMessage, 0);
           if (failed > 0) result.notes.push(`fixed-rate runs: ${failed} failed requests`);
           if (withoutMessage > 0) {
-            result.notes.push(`fixed-rate runs: ${withoutMessage} answers without a message (gRPC errors)`);
+            const errors = sumErrors(runs.map((r) => r.errors));
+            result.notes.push(`fixed-rate runs: ${describeWithoutMessage(withoutMessage, errors)}`);
           }
           if (latency.saturated && maxRate >= 2) {
             // Queueing numbers say little about the server: also measure it at half its own max.
@@ -492,7 +514,7 @@ async function main(): Promise<number> {
     for (const scenario of scenarios()) {
       results.push(await runScenario({ settings, placement: where, workDir }, scenario));
     }
-    const context: StartContext = { cpu: where.serverCpu, log };
+    const context: StartContext = { cpu: where.serverCpu, log, callsInFlight: callsInFlightOf(settings) };
     const wanted = (spec: ServerSpec) =>
       !settings.servers || settings.servers.some((f) => spec.name.toLowerCase().includes(f));
     if (settings.extras && wanted(runtimeFixture())) {

@@ -1,6 +1,14 @@
 import { describe, expect, it } from "vitest";
 import { type GcPause, summarizeGc } from "./fixtures/fixture-process.js";
-import { formatScenario, type LatencyResult, type ScenarioResult, withRatios } from "./report.js";
+import {
+  describeWithoutMessage,
+  errorsBetween,
+  formatScenario,
+  type LatencyResult,
+  type ScenarioResult,
+  sumErrors,
+  withRatios,
+} from "./report.js";
 
 const latency = (p99Ms: number, saturated = false): LatencyResult => ({
   targetRate: 1000,
@@ -184,5 +192,32 @@ describe("summarizeGc", () => {
       major: { count: 0, totalMs: 0, maxMs: 0 },
       minor: { count: 0, totalMs: 0, maxMs: 0 },
     });
+  });
+});
+
+describe("errors the server counted (issue 23: answers without a message, named)", () => {
+  it("takes the outcomes other than OK that grew between two readings", () => {
+    const before = { OK: 100, client_gone: 3, ResourceExhausted: 5 };
+    const after = { OK: 400, client_gone: 3, ResourceExhausted: 69, DeadlineExceeded: 2 };
+    expect(errorsBetween(before, after)).toEqual({ ResourceExhausted: 64, DeadlineExceeded: 2 });
+    expect(errorsBetween(undefined, after)).toBeUndefined();
+    expect(errorsBetween(before, undefined)).toBeUndefined();
+  });
+
+  it("adds up runs and names them in the note", () => {
+    const errors = sumErrors([
+      { ResourceExhausted: 64 },
+      undefined,
+      { ResourceExhausted: 1, Unavailable: 2 },
+    ]);
+    expect(errors).toEqual({ ResourceExhausted: 65, Unavailable: 2 });
+    expect(sumErrors([undefined])).toBeUndefined();
+    expect(describeWithoutMessage(67, errors)).toBe(
+      "67 answers without a message (gRPC errors); the server counted ResourceExhausted 65, Unavailable 2",
+    );
+    expect(describeWithoutMessage(3, {})).toBe(
+      "3 answers without a message (gRPC errors); the server counted no error",
+    );
+    expect(describeWithoutMessage(3, undefined)).toBe("3 answers without a message (gRPC errors)");
   });
 });

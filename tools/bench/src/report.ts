@@ -21,6 +21,8 @@ export interface LatencyResult {
   failed: number;
   /** HTTP-successful answers that carried no message: gRPC errors. */
   withoutMessage: number;
+  /** The outcomes other than OK the server counted over the run, when it counts them (the gateway). */
+  errors?: Record<string, number>;
   p50Ms: number;
   p90Ms: number;
   p99Ms: number;
@@ -53,6 +55,11 @@ export interface ServerResult {
     non2xx: number;
     /** HTTP-successful answers that carried no message: gRPC errors (a lower bound here). */
     withoutMessage: number;
+    /**
+     * The outcomes other than OK the server counted over the run, when it counts them (the
+     * gateway); `client_gone`: calls in flight when h2load stopped.
+     */
+    errors?: Record<string, number>;
   };
   /** p99 of each latency round, in the order measured. */
   p99Rounds?: number[];
@@ -115,6 +122,52 @@ export interface BenchReport {
   clientProtocols?: ClientProtocolResult[];
   /** Server memory per 1000 open streams (see extras.ts). */
   streamMemory?: StreamMemoryResult[];
+}
+
+/**
+ * The outcomes other than `OK` counted between two readings of a server's counts, by name (those
+ * that grew only); `undefined` unless both readings exist.
+ */
+export function errorsBetween(
+  before: Record<string, number> | undefined,
+  after: Record<string, number> | undefined,
+): Record<string, number> | undefined {
+  if (!before || !after) return undefined;
+  const errors: Record<string, number> = {};
+  for (const [outcome, n] of Object.entries(after)) {
+    const grew = n - (before[outcome] ?? 0);
+    if (outcome !== "OK" && grew > 0) errors[outcome] = grew;
+  }
+  return errors;
+}
+
+/** Adds up the errors of several runs; `undefined` when no run has counts. */
+export function sumErrors(
+  runs: ReadonlyArray<Record<string, number> | undefined>,
+): Record<string, number> | undefined {
+  let sum: Record<string, number> | undefined;
+  for (const errors of runs) {
+    if (!errors) continue;
+    sum ??= {};
+    for (const [outcome, n] of Object.entries(errors)) sum[outcome] = (sum[outcome] ?? 0) + n;
+  }
+  return sum;
+}
+
+/**
+ * `N answers without a message (gRPC errors)`, with what the server counted when it counts its
+ * outcomes: `...; the server counted ResourceExhausted 64`.
+ */
+export function describeWithoutMessage(
+  withoutMessage: number,
+  errors: Record<string, number> | undefined,
+): string {
+  const text = `${withoutMessage} answers without a message (gRPC errors)`;
+  if (!errors) return text;
+  const named = Object.entries(errors)
+    .sort((a, b) => b[1] - a[1])
+    .map(([outcome, n]) => `${outcome} ${n}`);
+  return `${text}; the server counted ${named.length > 0 ? named.join(", ") : "no error"}`;
 }
 
 /** Fills in each server's ratios against the scenario's baseline (where both numbers exist). */

@@ -4,6 +4,7 @@ import { setPriority } from "node:os";
 import { describe, expect, it } from "vitest";
 import {
   type CpuReading,
+  countsByCode,
   cpuTicksSpent,
   http2EchoFixture,
   readCpu,
@@ -127,3 +128,19 @@ async function post(url: string, count: number): Promise<void> {
     session.close();
   }
 }
+
+describe("countsByCode", () => {
+  it("sums a metric's samples by their code label, over routes and other labels", () => {
+    const text = [
+      "# HELP gateway_requests_total Calls answered, by route and outcome",
+      "# TYPE gateway_requests_total counter",
+      'gateway_requests_total{otel_scope_name="gateway",route="meshwork.users.v1.UserService",code="OK"} 1200',
+      'gateway_requests_total{otel_scope_name="gateway",route="meshwork.orders.v1.OrderService",code="OK"} 34',
+      'gateway_requests_total{otel_scope_name="gateway",route="meshwork.users.v1.UserService",code="ResourceExhausted"} 64',
+      'gateway_upstream_requests_total{upstream="http://127.0.0.1:1",code="OK"} 999',
+      'gateway_requests_total_other{code="OK"} 5',
+    ].join("\n");
+    expect(countsByCode(text, "gateway_requests_total")).toEqual({ OK: 1234, ResourceExhausted: 64 });
+    expect(countsByCode("", "gateway_requests_total")).toEqual({});
+  });
+});

@@ -40,6 +40,13 @@ export interface RunningServer {
    * (`fixtures/fixture-process.ts`) report them; `undefined` for other servers.
    */
   gcReport(): Promise<GcReport | undefined>;
+  /**
+   * The calls it answered so far by outcome (`OK`, a gRPC code's name such as
+   * `ResourceExhausted`, `client_gone`), for a server that counts them (the gateway, on its admin
+   * port); absent for the others. h2load sees HTTP statuses only: this names the gRPC errors
+   * among what it counts as successes.
+   */
+  outcomes?(): Promise<Record<string, number>>;
   /** SIGTERM, then SIGKILL after 5 s; removes the server's temporary files. Idempotent. */
   stop(): Promise<void>;
 }
@@ -50,6 +57,14 @@ export interface StartContext {
   cpu: number | undefined;
   /** Reports progress. */
   log(line: string): void;
+  /**
+   * The most calls the load generator may have in flight at once (h2load's connections × streams
+   * per connection), all from 127.0.0.1. A server that limits the calls of one client address
+   * (the gateway: 256 by default) is told to allow as many: the bench's connections stand for many
+   * clients, and a run that met such a limit measured its refusals (trailers-only answers in
+   * microseconds, which h2load counts as successes) instead of the server.
+   */
+  callsInFlight?: number;
 }
 
 /** A server a scenario can measure. */
@@ -663,6 +678,7 @@ function inFrontOfRuntime(
             PORT: "0",
             UPSTREAM_URL: upstream.url,
             ...(spec.asserts ? { IDENTITY_KEY: key.privateKey } : {}),
+            ...(context.callsInFlight ? { LOAD_CALLS_IN_FLIGHT: String(context.callsInFlight) } : {}),
           },
           context,
           ready: (proc) => listeningPort(proc),
@@ -678,6 +694,28 @@ function inFrontOfRuntime(
   };
 }
 
+/**
+ * Sums a Prometheus exposition's samples of `metric` by their `code` label (the gateway's
+ * `gateway_requests_total{route,code}` is one sample per route and outcome).
+ */
+export function countsByCode(exposition: string, metric: string): Record<string, number> {
+  const counts: Record<string, number> = {};
+  for (const line of exposition.split("\n")) {
+    if (!line.startsWith(`${metric}{`)) continue;
+    const code = /[{,]code="([^"]*)"/.exec(line)?.[1];
+    const value = Number(line.slice(line.lastIndexOf(" ") + 1));
+    if (code !== undefined && Number.isFinite(value)) counts[code] = (counts[code] ?? 0) + value;
+  }
+  return counts;
+}
+
+/** The gateway's calls by outcome, from its admin port's metrics. */
+async function gatewayOutcomes(adminUrl: string): Promise<Record<string, number>> {
+  const res = await fetch(`${adminUrl}/stats/prometheus`);
+  if (!res.ok) throw new Error(`${adminUrl}/stats/prometheus answered HTTP ${res.status}`);
+  return countsByCode(await res.text(), "gateway_requests_total");
+}
+
 /** The gateway row's name. */
 export const GATEWAY_SERVER = "gateway -> runtime";
 
@@ -687,7 +725,7 @@ export const GATEWAY_SERVER = "gateway -> runtime";
  * token the fixture prints.
  */
 export function gatewayFixture(): ServerSpec {
-  return inFrontOfRuntime({
+  const spec = inFrontOfRuntime({
     name: GATEWAY_SERVER,
     description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
     script: "gateway-server.js",
@@ -705,6 +743,17 @@ export function gatewayFixture(): ServerSpec {
       throw new Error("the gateway fixture printed no token");
     },
   });
+  return {
+    ...spec,
+    async start(context) {
+      const server = await spec.start(context);
+      // Its `listening` line names its admin port too.
+      const listening = server.lines.find((l) => l.includes('"listening"') && l.includes('"adminUrl"'));
+      const adminUrl = listening && (JSON.parse(listening) as { adminUrl?: string }).adminUrl;
+      if (adminUrl) server.outcomes = () => gatewayOutcomes(adminUrl);
+      return server;
+    },
+  };
 }
 
 /**

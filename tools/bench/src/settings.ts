@@ -72,3 +72,11 @@ export function readSettings(env: Record<string, string | undefined> = process.e
     extras: env.MESHWORK_BENCH_EXTRAS?.trim().toLowerCase() !== "off",
   };
 }
+
+/**
+ * The most calls h2load may have in flight at once in any run of these settings: its connections
+ * (the max-rate or the fixed-rate run's, whichever has more) × the streams of each.
+ */
+export function callsInFlightOf(settings: BenchSettings): number {
+  return Math.max(settings.clients, settings.latencyClients) * settings.streams;
+}
