@@ -18,7 +18,7 @@ export const LEGACY_SYNC_SOURCE = "meshwork/inventory/legacy-sync";
 export type LegacyApplyOutcome = "created" | "updated" | "unchanged" | "stale";
 
 type ProductRow = typeof products.$inferSelect;
-type SyncMark = typeof legacySync.$inferSelect;
+export type SyncMark = typeof legacySync.$inferSelect;
 type LegacyState = Pick<ProductRow, "sku" | "name" | "priceMinor" | "currency" | "onHand">;
 
 /**
@@ -55,7 +55,7 @@ function stateOf(e: ProductChanged): LegacyState {
 }
 
 /** Where the capture's change lands, and whether legacy must be sent the result back. */
-interface Merged {
+export interface Merged {
   state: LegacyState;
   /** Stock differs from what legacy holds, or legacy still has to apply a newer mesh write. */
   stockBack: boolean;
@@ -74,11 +74,13 @@ interface Merged {
  * count stops there and legacy gets it back. A capture from before these fields (no delta) keeps
  * the whole state.
  */
-function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark): Merged {
+export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark): Merged {
   const state = stateOf(e);
   const delta = e.legacyStockDelta === undefined ? undefined : Number(e.legacyStockDelta);
-  const nameConcurrent = Number(e.seenNameVersion ?? 0n) < mark.meshNameVersion;
-  const stockConcurrent = Number(e.seenStockVersion ?? 0n) < mark.meshStockVersion;
+  const concurrent = (seen: bigint | undefined, published: number) =>
+    seen !== undefined && Number(seen) < published;
+  const nameConcurrent = concurrent(e.seenNameVersion, mark.meshNameVersion);
+  const stockConcurrent = concurrent(e.seenStockVersion, mark.meshStockVersion);
   const merged = { ...state };
   if (nameConcurrent)
     Object.assign(merged, { name: row.name, priceMinor: row.priceMinor, currency: row.currency });
