@@ -197,8 +197,11 @@ describe("strangler: a legacy capture concurrent with a newer mesh write", () =>
     );
     // 10 - 1 (legacy's sale) + 5 (inventory's adjustment). Before the fix inventory took the
     // capture's 9 whole (its +5 rolled back) while legacy kept inventory's 15.
+    const t0 = Date.now();
     const after = await converged(id, { name: "Old name", onHand: 14 });
-    process.stdout.write(`stock race: converged at ${JSON.stringify(after)}\n`);
+    process.stdout.write(
+      `stock race: ${JSON.stringify(after)}, settled ${Date.now() - t0} ms after the commit\n`,
+    );
 
     // A legacy change taken after the mesh's writes reached legacy is not concurrent: whole state.
     await lsql`update stock set on_hand = on_hand - 2, updated_at = now() where product_id = ${id}`;
@@ -216,7 +219,11 @@ describe("strangler: a legacy capture concurrent with a newer mesh write", () =>
     );
     // Before the fix inventory took 'Legacy name' from the capture, legacy 'Mesh name' from the
     // reverse sync: each side ended on the other's name.
+    const t0 = Date.now();
     await converged(id, { name: "Mesh name", onHand: 4 });
+    process.stdout.write(
+      `rename race: both on the mesh's name, settled ${Date.now() - t0} ms after the commit\n`,
+    );
     // A later legacy rename (it has seen the mesh's) is taken.
     await lsql`update products set name = 'Renamed in legacy', updated_at = now() where id = ${id}`;
     await converged(id, { name: "Renamed in legacy", onHand: 4 });
