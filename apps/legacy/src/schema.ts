@@ -203,6 +203,45 @@ export const MIGRATIONS: readonly string[] = [
      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cdc_capture_order();
    CREATE CONSTRAINT TRIGGER order_items_cdc AFTER INSERT OR UPDATE OR DELETE ON order_items
      DEFERRABLE INITIALLY DEFERRED FOR EACH ROW EXECUTE FUNCTION cdc_capture_order();`,
+  // Step 7: a capture says what it saw of the mesh, and what legacy itself changed. The reverse
+  // sync's marks (`mesh_sync`: the versions of the mesh's last name/price and stock writes it
+  // applied here) go into every product capture, so the mesh can tell a capture taken before its
+  // newer write reached this database (concurrent) from one taken after. `legacy_delta` is the
+  // running sum of legacy's own changes to units on hand (never the reverse sync's, which carry
+  // the mesh's count): the mesh adds what it grew by, rather than taking a concurrent capture's
+  // absolute count, which knows nothing of the mesh's own sales. Counted under the product lock
+  // of step 4, so captures of one product carry it in sequence order.
+  `ALTER TABLE mesh_sync ADD COLUMN legacy_delta bigint NOT NULL DEFAULT 0;
+   CREATE OR REPLACE FUNCTION cdc_product_state(pid uuid) RETURNS jsonb LANGUAGE sql STABLE AS $$
+     SELECT jsonb_build_object(
+       'id', p.id, 'sku', p.sku, 'name', p.name,
+       'price_minor', p.price_minor, 'currency', p.currency,
+       'on_hand', COALESCE(s.on_hand, 0),
+       'create_time', p.created_at, 'update_time', GREATEST(p.updated_at, s.updated_at),
+       'seen_name_version', COALESCE(m.name_version, 0),
+       'seen_stock_version', COALESCE(m.stock_version, 0),
+       'legacy_delta', COALESCE(m.legacy_delta, 0))
+     FROM products p LEFT JOIN stock s ON s.product_id = p.id
+     LEFT JOIN mesh_sync m ON m.product_id = p.id WHERE p.id = pid
+   $$;
+   CREATE OR REPLACE FUNCTION cdc_capture() RETURNS trigger LANGUAGE plpgsql AS $$
+   DECLARE pid uuid; delta bigint := 0;
+   BEGIN
+     IF TG_TABLE_NAME = 'products' THEN pid := NEW.id; ELSE pid := NEW.product_id; END IF;
+     PERFORM 1 FROM products WHERE id = pid FOR NO KEY UPDATE;
+     IF current_setting('meshwork.origin', true) = 'mesh' THEN RETURN NULL; END IF;
+     IF TG_TABLE_NAME = 'stock' THEN
+       delta := NEW.on_hand - CASE WHEN TG_OP = 'UPDATE' THEN OLD.on_hand ELSE 0 END;
+     END IF;
+     IF delta <> 0 THEN
+       INSERT INTO mesh_sync AS m (product_id, legacy_delta) VALUES (pid, delta)
+         ON CONFLICT (product_id) DO UPDATE SET legacy_delta = m.legacy_delta + excluded.legacy_delta;
+     END IF;
+     INSERT INTO cdc_outbox (event_type, aggregate_id, payload)
+       VALUES ('legacy.product.changed', pid, cdc_product_state(pid));
+     PERFORM pg_notify('cdc_outbox', '');
+     RETURN NULL;
+   END $$;`,
 ];
 
 /** Applies the migrations not applied yet, in one transaction each, serialised by an advisory lock. */

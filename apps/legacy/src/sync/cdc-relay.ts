@@ -43,7 +43,15 @@ interface CapturedState {
   on_hand: number | string;
   create_time: string;
   update_time: string | null;
+  /** Schema step 7 on: what the capture saw of the mesh, and legacy's own running stock change. */
+  seen_name_version?: number | string;
+  seen_stock_version?: number | string;
+  legacy_delta?: number | string;
 }
+
+/** A number the capture may not carry (one taken before schema step 7). */
+const optionalBigint = (v: number | string | undefined): bigint | undefined =>
+  v === undefined || v === null ? undefined : BigInt(v);
 
 /** A user's account as the trigger's `cdc_user_state` writes it (jsonb, schema step 5). */
 interface CapturedUser {
@@ -148,6 +156,9 @@ export function toProductChanged(row: CapturedRow, namespace: string): EventEnve
       createTime: timestampFromDate(new Date(p.create_time)),
       updateTime: timestampFromDate(new Date(p.update_time ?? p.create_time)),
       snapshot: row.event_type === "legacy.product.snapshot",
+      seenNameVersion: optionalBigint(p.seen_name_version),
+      seenStockVersion: optionalBigint(p.seen_stock_version),
+      legacyStockDelta: optionalBigint(p.legacy_delta),
     }),
     { source: SOURCE, namespace, id: row.event_id, time: new Date(row.created_at) },
   );

@@ -68,6 +68,9 @@ export async function applyProductUpdated(
   event: Pick<EventContext, "source">,
 ): Promise<"applied" | "skipped"> {
   if (event.source === LEGACY_SYNC_SOURCE) return "skipped";
+  // The product's row first, as the capture trigger does: a capture either commits before this
+  // write (and its `seen_name_version` is the older mark) or reads the mark this one sets.
+  await tx.execute(sql`select 1 from products where id = ${e.productId} for no key update`);
   if (!(await claimVersion(tx, e.productId, "name_version", e.version))) return "skipped";
   await markOrigin(tx);
   await tx.execute(

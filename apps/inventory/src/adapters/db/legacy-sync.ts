@@ -6,6 +6,7 @@ import type { AnyTransaction } from "@meshwork/db";
 import { createEnvelope, type EventEnvelope, enqueueEvents } from "@meshwork/events";
 import { eq, sql } from "drizzle-orm";
 import { legacySync, outbox, products } from "./schema.js";
+import { EVENT_SOURCE, markPublished } from "./store-context.js";
 
 /**
  * The `ce-source` of the events inventory writes when it applies a legacy change: the origin
@@ -17,10 +18,19 @@ export const LEGACY_SYNC_SOURCE = "meshwork/inventory/legacy-sync";
 export type LegacyApplyOutcome = "created" | "updated" | "unchanged" | "stale";
 
 type ProductRow = typeof products.$inferSelect;
+export type SyncMark = typeof legacySync.$inferSelect;
 type LegacyState = Pick<ProductRow, "sku" | "name" | "priceMinor" | "currency" | "onHand">;
 
-/** Records `e.sequence` for its product unless a newer or equal one is recorded: false = stale. */
-async function claimSequence(tx: AnyTransaction, e: ProductChanged): Promise<boolean> {
+/**
+ * Records `e.sequence` for its product unless a newer or equal one is recorded, and returns the
+ * marks as they were before (defaults for a product seen the first time); undefined = stale.
+ */
+async function claimSequence(tx: AnyTransaction, e: ProductChanged): Promise<SyncMark | undefined> {
+  const [before] = await tx
+    .select()
+    .from(legacySync)
+    .where(eq(legacySync.productId, e.productId))
+    .for("update");
   const claimed = await tx
     .insert(legacySync)
     .values({ productId: e.productId, sequence: Number(e.sequence) })
@@ -29,8 +39,9 @@ async function claimSequence(tx: AnyTransaction, e: ProductChanged): Promise<boo
       set: { sequence: Number(e.sequence), appliedAt: sql`now()` },
       setWhere: sql`${legacySync.sequence} < ${Number(e.sequence)}`,
     })
-    .returning({ productId: legacySync.productId });
-  return claimed.length > 0;
+    .returning();
+  if (claimed.length === 0) return undefined;
+  return before ?? { ...claimed[0]!, meshNameVersion: 0, meshStockVersion: 0, legacyStockDelta: 0 };
 }
 
 function stateOf(e: ProductChanged): LegacyState {
@@ -43,10 +54,46 @@ function stateOf(e: ProductChanged): LegacyState {
   };
 }
 
+/** Where the capture's change lands, and whether legacy must be sent the result back. */
+export interface Merged {
+  state: LegacyState;
+  /** Stock differs from what legacy holds, or legacy still has to apply a newer mesh write. */
+  stockBack: boolean;
+  legacyStockDelta: number;
+}
+
+/**
+ * The state a capture leaves on an existing product. A capture that had seen the mesh's last
+ * write of a part (`seen_*_version` not below what this side published) carries the truth for it:
+ * whole state, as before. A concurrent one (taken before the mesh's newer write reached legacy)
+ * would roll that write back: for name and price the mesh's write wins (legacy gets it by the
+ * reverse sync, after its own change); for stock legacy's own change since the last capture
+ * applied (`legacy_stock_delta` grew by it) is added to this side's count, and the sum goes back
+ * to legacy (the mesh's pending write will overwrite legacy's count without legacy's change).
+ * Units never drop below what reservations hold (legacy sold what the mesh had reserved): the
+ * count stops there and legacy gets it back. A capture from before these fields (no delta) keeps
+ * the whole state.
+ */
+export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark): Merged {
+  const state = stateOf(e);
+  const delta = e.legacyStockDelta === undefined ? undefined : Number(e.legacyStockDelta);
+  const concurrent = (seen: bigint | undefined, published: number) =>
+    seen !== undefined && Number(seen) < published;
+  const nameConcurrent = concurrent(e.seenNameVersion, mark.meshNameVersion);
+  const stockConcurrent = concurrent(e.seenStockVersion, mark.meshStockVersion);
+  const merged = { ...state };
+  if (nameConcurrent)
+    Object.assign(merged, { name: row.name, priceMinor: row.priceMinor, currency: row.currency });
+  if (delta !== undefined && stockConcurrent) merged.onHand = row.onHand + (delta - mark.legacyStockDelta);
+  merged.onHand = Math.max(merged.onHand, row.reserved, 0);
+  const stockBack = merged.onHand !== row.onHand && (stockConcurrent || merged.onHand !== state.onHand);
+  return { state: merged, stockBack, legacyStockDelta: delta ?? mark.legacyStockDelta };
+}
+
 /** The events a change writes: ProductUpdated if the catalogue fields moved, StockChanged if stock did. */
 function changeEvents(
   after: ProductRow,
-  changed: { name: boolean; stock: boolean },
+  changed: { name: boolean; stock: boolean; stockBack: boolean },
   namespace: string,
 ): EventEnvelope[] {
   const events: EventEnvelope[] = [];
@@ -65,6 +112,7 @@ function changeEvents(
         options,
       ),
     );
+  // A merged count legacy does not hold goes out as the mesh's own (legacy's reverse sync applies it).
   if (changed.stock)
     events.push(
       createEnvelope(
@@ -76,54 +124,82 @@ function changeEvents(
           reserved: BigInt(after.reserved),
           available: BigInt(after.onHand - after.reserved),
         }),
-        options,
+        changed.stockBack ? { source: EVENT_SOURCE, namespace } : options,
       ),
     );
   return events;
+}
+
+/** Applies a merged capture to an existing product row; undefined when it changes nothing. */
+async function updateFromLegacy(
+  tx: AnyTransaction,
+  row: ProductRow,
+  merged: Merged,
+  namespace: string,
+): Promise<ProductRow | undefined> {
+  const { state } = merged;
+  const changed = {
+    name:
+      row.sku !== state.sku ||
+      row.name !== state.name ||
+      row.priceMinor !== state.priceMinor ||
+      row.currency !== state.currency,
+    stock: row.onHand !== state.onHand,
+    stockBack: merged.stockBack,
+  };
+  if (!changed.name && !changed.stock) return undefined;
+  const [after] = await tx
+    .update(products)
+    .set({
+      ...state,
+      received: sql`${products.received} + ${state.onHand - row.onHand}`,
+      version: sql`${products.version} + 1`,
+    })
+    .where(eq(products.id, row.id))
+    .returning();
+  if (!after) throw new Error(`product ${row.id} vanished while applying a legacy change`);
+  if (changed.stock && changed.stockBack) await markPublished(tx, "stock", [after]);
+  await enqueueEvents(tx, outbox, changeEvents(after, changed, namespace));
+  return after;
 }
 
 /**
  * Applies a product's state captured in the legacy database, in the consumer's transaction.
  * Idempotent and order-proof: the capture `sequence` is recorded per product and an event not
  * newer than the recorded one is dropped (`stale`); a state equal to the row's changes nothing
- * (no version, no event: a second backfill is a no-op). A change bumps the version and writes
- * ProductUpdated / StockChanged with the origin marker, so caches drop the old copy. Units on
- * hand follow legacy; `received` moves by the same delta, keeping the conservation check true.
+ * (no version, no event: a second backfill is a no-op). A capture concurrent with a newer write
+ * of this side is merged rather than taken whole (`mergeCapture`). A change bumps the version and
+ * writes ProductUpdated / StockChanged, with the origin marker unless legacy must get the result
+ * back, so caches drop the old copy. `received` moves with units on hand, keeping the
+ * conservation check true. The product's row is locked before its `legacy_sync` row, the order
+ * of this side's own writers (markPublished).
  */
 export async function applyLegacyProduct(
   tx: AnyTransaction,
   e: ProductChanged,
   namespace: string,
 ): Promise<LegacyApplyOutcome> {
-  if (!(await claimSequence(tx, e))) return "stale";
-  const state = stateOf(e);
   const [row] = await tx.select().from(products).where(eq(products.id, e.productId)).for("update");
-  let after: ProductRow | undefined;
-  const changed = { name: true, stock: true };
+  const mark = await claimSequence(tx, e);
+  if (!mark) return "stale";
+  const delta = e.legacyStockDelta === undefined ? 0 : Number(e.legacyStockDelta);
   if (!row) {
-    [after] = await tx
+    const state = stateOf(e);
+    const [created] = await tx
       .insert(products)
       .values({ id: e.productId, ...state, received: state.onHand })
       .returning();
-  } else {
-    changed.name =
-      row.sku !== state.sku ||
-      row.name !== state.name ||
-      row.priceMinor !== state.priceMinor ||
-      row.currency !== state.currency;
-    changed.stock = row.onHand !== state.onHand;
-    if (!changed.name && !changed.stock) return "unchanged";
-    [after] = await tx
-      .update(products)
-      .set({
-        ...state,
-        received: sql`${products.received} + ${state.onHand - row.onHand}`,
-        version: sql`${products.version} + 1`,
-      })
-      .where(eq(products.id, e.productId))
-      .returning();
+    if (!created) throw new Error(`product ${e.productId}: insert returned no row`);
+    await setLegacyDelta(tx, e.productId, delta);
+    const all = { name: true, stock: true, stockBack: false };
+    await enqueueEvents(tx, outbox, changeEvents(created, all, namespace));
+    return "created";
   }
-  if (!after) throw new Error(`product ${e.productId} vanished while applying a legacy change`);
-  await enqueueEvents(tx, outbox, changeEvents(after, changed, namespace));
-  return row ? "updated" : "created";
+  const merged = mergeCapture(e, row, mark);
+  await setLegacyDelta(tx, e.productId, merged.legacyStockDelta);
+  return (await updateFromLegacy(tx, row, merged, namespace)) ? "updated" : "unchanged";
+}
+
+async function setLegacyDelta(tx: AnyTransaction, productId: string, delta: number): Promise<void> {
+  await tx.update(legacySync).set({ legacyStockDelta: delta }).where(eq(legacySync.productId, productId));
 }

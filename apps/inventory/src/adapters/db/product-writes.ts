@@ -14,7 +14,13 @@ import {
   StockOutOfRangeError,
 } from "../../domain/inventory.js";
 import { outbox, products } from "./schema.js";
-import { EVENT_SOURCE, explainShortfall, nextVersion, type StoreContext } from "./store-context.js";
+import {
+  EVENT_SOURCE,
+  explainShortfall,
+  markPublished,
+  nextVersion,
+  type StoreContext,
+} from "./store-context.js";
 
 /** The store's changes of products: create, rename or reprice, and stock adjustments. */
 export function createProductWrites({ db, namespace, stockChanged, committed }: StoreContext) {
@@ -42,6 +48,7 @@ export function createProductWrites({ db, namespace, stockChanged, committed }: 
           .where(eq(products.id, id))
           .returning();
         if (!updated) throw new ProductNotFoundError(id);
+        await markPublished(tx, "name", [updated]);
         await enqueueEvents(tx, outbox, [
           createEnvelope(
             ProductUpdatedSchema,

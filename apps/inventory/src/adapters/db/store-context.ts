@@ -49,8 +49,9 @@ export function createStoreContext(
 ): StoreContext {
   const { namespace } = options;
   /** StockChanged for each changed row, in the transaction of the change. */
-  const stockChanged = (tx: AnyTransaction, rows: readonly StockRow[]) =>
-    enqueueEvents(
+  const stockChanged = async (tx: AnyTransaction, rows: readonly StockRow[]) => {
+    await markPublished(tx, "stock", rows);
+    await enqueueEvents(
       tx,
       outbox,
       rows.map((r) =>
@@ -67,12 +68,35 @@ export function createStoreContext(
         ),
       ),
     );
+  };
   /** Tells the service, once the transaction committed, which products changed. */
   const committed = <T>(result: T, rows: readonly { id: string; version: number }[]): T => {
     if (rows.length > 0) options.onChanged?.(rows.map((r) => ({ productId: r.id, version: r.version })));
     return result;
   };
   return { db, namespace, stockChanged, committed };
+}
+
+/**
+ * Records, for products that came from the legacy monolith (a `legacy_sync` row; none for the
+ * mesh's own), the version of a change of one part published for legacy's reverse sync, in the
+ * transaction that publishes it: a legacy capture that had not seen it is concurrent with it
+ * (adapters/db/legacy-sync.ts). The writer holds the product rows already; the legacy apply takes
+ * the product before this row too, so the two cannot deadlock.
+ */
+export async function markPublished(
+  tx: AnyTransaction,
+  part: "name" | "stock",
+  rows: readonly { id: string; version: number }[],
+): Promise<void> {
+  if (rows.length === 0) return;
+  const column = sql.raw(part === "name" ? "mesh_name_version" : "mesh_stock_version");
+  await tx.execute(
+    sql`update legacy_sync l set ${column} = greatest(l.${column}, r.version)
+        from unnest(${sql.param(rows.map((r) => r.id))}::uuid[],
+                    ${sql.param(rows.map((r) => String(r.version)))}::bigint[]) as r(id, version)
+        where l.product_id = r.id`,
+  );
 }
 
 /** Why a conditional stock update touched no row: the product is missing, or short of units. */

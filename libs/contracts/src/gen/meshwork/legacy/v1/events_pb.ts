@@ -14,13 +14,14 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/legacy/v1/events.proto.
  */
 export const file_meshwork_legacy_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEigAIKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIIvgBCgtVc2VyQ2hhbmdlZBIPCgd1c2VyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEg0KBWVtYWlsGAMgASgJEhQKDGRpc3BsYXlfbmFtZRgEIAEoCRIaCg1wYXNzd29yZF9oYXNoGAUgASgJQgOAAQESLwoLY3JlYXRlX3RpbWUYBiABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAcgASgIEkIKFHNlYWxlZF9wYXNzd29yZF9oYXNoGAggASgLMh8ubWVzaHdvcmsubGVnYWN5LnYxLlNlYWxlZFZhbHVlQgOAAQEiQAoLU2VhbGVkVmFsdWUSDgoGa2V5X2lkGAEgASgJEg0KBW5vbmNlGAIgASgMEhIKCmNpcGhlcnRleHQYAyABKAwivwIKDE9yZGVyQ2hhbmdlZBIQCghvcmRlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxIPCgd1c2VyX2lkGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIOCgZzdGF0dXMYBSABKAkSKAoFdG90YWwYBiABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSMwoFaXRlbXMYByADKAsyJC5tZXNod29yay5sZWdhY3kudjEuT3JkZXJDaGFuZ2VkSXRlbRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAogASgIIlIKEE9yZGVyQ2hhbmdlZEl0ZW0SEgoKcHJvZHVjdF9pZBgBIAEoCRIQCghxdWFudGl0eRgCIAEoAxIYChB1bml0X3ByaWNlX21pbm9yGAMgASgDYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEipgMKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIEh4KEXNlZW5fbmFtZV92ZXJzaW9uGAogASgDSACIAQESHwoSc2Vlbl9zdG9ja192ZXJzaW9uGAsgASgDSAGIAQESHwoSbGVnYWN5X3N0b2NrX2RlbHRhGAwgASgDSAKIAQFCFAoSX3NlZW5fbmFtZV92ZXJzaW9uQhUKE19zZWVuX3N0b2NrX3ZlcnNpb25CFQoTX2xlZ2FjeV9zdG9ja19kZWx0YSL4AQoLVXNlckNoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxINCgVlbWFpbBgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSGgoNcGFzc3dvcmRfaGFzaBgFIAEoCUIDgAEBEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzbmFwc2hvdBgHIAEoCBJCChRzZWFsZWRfcGFzc3dvcmRfaGFzaBgIIAEoCzIfLm1lc2h3b3JrLmxlZ2FjeS52MS5TZWFsZWRWYWx1ZUIDgAEBIkAKC1NlYWxlZFZhbHVlEg4KBmtleV9pZBgBIAEoCRINCgVub25jZRgCIAEoDBISCgpjaXBoZXJ0ZXh0GAMgASgMIr8CCgxPcmRlckNoYW5nZWQSEAoIb3JkZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSDwoHdXNlcl9pZBgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSDgoGc3RhdHVzGAUgASgJEigKBXRvdGFsGAYgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5EjMKBWl0ZW1zGAcgAygLMiQubWVzaHdvcmsubGVnYWN5LnYxLk9yZGVyQ2hhbmdlZEl0ZW0SLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzbmFwc2hvdBgKIAEoCCJSChBPcmRlckNoYW5nZWRJdGVtEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAMSGAoQdW5pdF9wcmljZV9taW5vchgDIAEoA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * ProductChanged: a product's state in the legacy database after a change of its row or of its
  * stock, or a snapshot of it written by `meshctl strangler backfill`. A consumer keeps the
  * highest `sequence` it applied per product and drops older ones: events may arrive late,
- * twice or reordered, and the state they carry is whole, so the newest wins.
+ * twice or reordered, and the state they carry is whole, so the newest wins (stock: its running
+ * `legacy_stock_delta` is cumulative too, so the newest carries every older one's change).
  *
  * @generated from message meshwork.legacy.v1.ProductChanged
  */
@@ -73,6 +74,33 @@ export type ProductChanged = Message<"meshwork.legacy.v1.ProductChanged"> & {
    * @generated from field: bool snapshot = 9;
    */
   snapshot: boolean;
+
+  /**
+   * What the legacy database had applied of the mesh's own writes when the capture was taken:
+   * the version of the last ProductUpdated and of the last StockChanged its reverse sync wrote
+   * (0: none). A consumer that has since published a newer write of that part knows the capture
+   * did not see it (the two were concurrent): for the catalogue fields the mesh's write wins,
+   * for stock the capture's own change (below) is added to the mesh's count.
+   * Unset in a capture made before these fields existed.
+   *
+   * @generated from field: optional int64 seen_name_version = 10;
+   */
+  seenNameVersion?: bigint | undefined;
+
+  /**
+   * @generated from field: optional int64 seen_stock_version = 11;
+   */
+  seenStockVersion?: bigint | undefined;
+
+  /**
+   * The running sum of every change legacy itself made to the product's units on hand (its
+   * orders, a back-office script; never the reverse sync's writes), taken with the state. Two
+   * captures' difference is what legacy changed between them, so a consumer merges a concurrent
+   * capture by adding what this grew since the last capture it applied.
+   *
+   * @generated from field: optional int64 legacy_stock_delta = 12;
+   */
+  legacyStockDelta?: bigint | undefined;
 };
 
 /**

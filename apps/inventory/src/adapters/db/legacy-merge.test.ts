@@ -1,0 +1,107 @@
+import { create } from "@bufbuild/protobuf";
+import { ProductChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import { describe, expect, it } from "vitest";
+import { mergeCapture, type SyncMark } from "./legacy-sync.js";
+import type { products } from "./schema.js";
+
+const id = "7d3c1c52-2d7e-4d53-8a43-0d8e1f0c9a11";
+// Inventory's row: stock 15 at version 6 after its own +5 (published for legacy at version 6).
+const row: typeof products.$inferSelect = {
+  id,
+  sku: "LEG-1",
+  name: "Mesh name",
+  priceMinor: 900,
+  currency: "EUR",
+  onHand: 15,
+  reserved: 2,
+  received: 15,
+  createdAt: new Date(0),
+  version: 6,
+};
+const mark: SyncMark = {
+  productId: id,
+  sequence: 10,
+  meshNameVersion: 5,
+  meshStockVersion: 6,
+  legacyStockDelta: 10,
+  appliedAt: new Date(0),
+};
+
+const capture = (fields: {
+  seenNameVersion?: bigint;
+  seenStockVersion?: bigint;
+  legacyStockDelta?: bigint;
+  onHand?: bigint;
+}) =>
+  create(ProductChangedSchema, {
+    productId: id,
+    sequence: 11n,
+    sku: "LEG-1",
+    name: "Legacy name",
+    price: { amountMinor: 900n, currency: "EUR" },
+    onHand: 9n,
+    ...fields,
+  });
+
+describe("mergeCapture (a legacy capture against inventory's newer writes)", () => {
+  it("takes a capture that had seen every mesh write whole", () => {
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: 9n }),
+      row,
+      mark,
+    );
+    expect(m.state).toMatchObject({ name: "Legacy name", onHand: 9 });
+    expect(m).toMatchObject({ stockBack: false, legacyStockDelta: 9 });
+  });
+
+  it("merges a concurrent one: the mesh's name, legacy's sale added to the mesh's count, sent back", () => {
+    const m = mergeCapture(
+      capture({ seenNameVersion: 4n, seenStockVersion: 4n, legacyStockDelta: 9n }),
+      row,
+      mark,
+    );
+    expect(m.state).toMatchObject({ name: "Mesh name", onHand: 14 });
+    expect(m).toMatchObject({ stockBack: true, legacyStockDelta: 9 });
+  });
+
+  it("a later capture of the same concurrent run adds only what legacy changed since the last one", () => {
+    // Two legacy sales (running sum 10 -> 9 -> 7); the first was merged (mark 9, row 14).
+    const after = { ...row, onHand: 14, version: 7 };
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 4n, legacyStockDelta: 7n, onHand: 7n }),
+      after,
+      { ...mark, legacyStockDelta: 9, meshStockVersion: 7 },
+    );
+    expect(m.state.onHand).toBe(12);
+    expect(m.stockBack).toBe(true);
+  });
+
+  it("a concurrent rename with no stock change leaves the count alone and sends nothing back", () => {
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 4n, legacyStockDelta: 10n }),
+      row,
+      mark,
+    );
+    expect(m.state).toMatchObject({ name: "Legacy name", onHand: 15 });
+    expect(m.stockBack).toBe(false);
+  });
+
+  it("never drops units below what reservations hold, and sends the stopped count back", () => {
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 4n, legacyStockDelta: -10n }),
+      row,
+      mark,
+    );
+    expect(m.state.onHand).toBe(2);
+    expect(m.stockBack).toBe(true);
+    const whole = mergeCapture(capture({ seenNameVersion: 5n, seenStockVersion: 6n, onHand: 1n }), row, mark);
+    expect(whole.state.onHand).toBe(2);
+    expect(whole.stockBack).toBe(true);
+  });
+
+  it("takes a capture made before the fields existed whole, as before", () => {
+    const m = mergeCapture(capture({}), row, mark);
+    expect(m.state).toMatchObject({ name: "Legacy name", onHand: 9 });
+    expect(m.stockBack).toBe(false);
+  });
+});

@@ -1,0 +1,245 @@
+import { randomBytes, randomUUID } from "node:crypto";
+import { fileURLToPath } from "node:url";
+import { createClient } from "@connectrpc/connect";
+import { createGrpcTransport } from "@connectrpc/connect-node";
+import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { connectNats, streamName } from "@meshwork/events";
+import {
+  createTestDatabase,
+  type ManagedProcess,
+  startProcess,
+  type TestDatabase,
+  uniqueName,
+  waitFor,
+} from "@meshwork/testing";
+import { jetstreamManager } from "@nats-io/jetstream";
+import postgres from "postgres";
+import { afterAll, beforeAll, describe, it } from "vitest";
+import { readSyncLag } from "./strangler-sync.js";
+
+// The two-way product sync's race on real processes: a legacy capture taken before the reverse
+// sync's write of a newer mesh change commits in legacy reaches inventory after that change.
+// Taken whole, it rolled inventory back (and legacy kept the mesh's value: the two diverged for
+// good). The interleaving is forced: a legacy transaction holds the product (its capture taken,
+// not committed) while inventory writes and legacy's reverse sync waits for that lock.
+const legacyMain = fileURLToPath(new URL("../../../apps/legacy/dist/main.js", import.meta.url));
+const inventoryMain = fileURLToPath(new URL("../../../apps/inventory/dist/main.js", import.meta.url));
+const natsUrl = process.env.NATS_URL ?? "nats://127.0.0.1:4222";
+const SYNC_KEY = `k1:${randomBytes(32).toString("base64")}`;
+
+const namespace = `${uniqueName("sr")}.`;
+let legacyDb: TestDatabase;
+let inventoryDb: TestDatabase;
+let legacy: ManagedProcess | undefined;
+let inventory: ManagedProcess | undefined;
+let inventoryUrl: string;
+let lsql: postgres.Sql;
+let isql: postgres.Sql;
+
+const client = () => createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl }));
+
+beforeAll(async () => {
+  legacyDb = await createTestDatabase("mw_race_legacy");
+  inventoryDb = await createTestDatabase("mw_race_inv");
+  lsql = postgres(legacyDb.url, { max: 3, onnotice: () => {} });
+  isql = postgres(inventoryDb.url, { max: 1, onnotice: () => {} });
+  const common = { NATS_URL: natsUrl, EVENTS_NAMESPACE: namespace, PORT: "0", LOG_LEVEL: "info" };
+  legacy = startProcess(process.execPath, [legacyMain], {
+    env: {
+      ...common,
+      DATABASE_URL: legacyDb.url,
+      LEGACY_TOKEN_SECRET: "s".repeat(40),
+      LEGACY_SYNC_KEY: SYNC_KEY,
+    },
+  });
+  await legacy.waitForLog((l) => l.msg === "listening", 60_000);
+  inventory = startProcess(process.execPath, [inventoryMain], {
+    env: { ...common, DATABASE_URL: inventoryDb.url, DISCOVERY: "static", CACHE_SHARED: "none" },
+  });
+  const line = await inventory.waitForLog((l) => l.msg === "listening", 60_000);
+  inventoryUrl = `http://127.0.0.1:${line.port}`;
+  await waitFor(
+    async () =>
+      !!(await client()
+        .listProducts({ pageSize: 1 })
+        .catch(() => undefined)),
+    {
+      what: "inventory SERVING",
+      timeoutMs: 60_000,
+    },
+  );
+}, 120_000);
+
+afterAll(async () => {
+  await inventory?.stop();
+  await legacy?.stop();
+  await lsql?.end({ timeout: 5 });
+  await isql?.end({ timeout: 5 });
+  const nc = await connectNats(natsUrl, "test");
+  const jsm = await jetstreamManager(nc);
+  const prefix = streamName(namespace, "");
+  for await (const s of jsm.streams.list())
+    if (s.config.name.startsWith(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
+  await nc.close();
+  await inventoryDb?.drop();
+  await legacyDb?.drop();
+});
+
+interface Both {
+  legacy: { name: string; onHand: number };
+  mesh: { name: string; onHand: number };
+}
+
+async function readBoth(id: string): Promise<Both> {
+  const [l] = await lsql<{ name: string; on_hand: string }[]>`
+    select p.name, s.on_hand from products p join stock s on s.product_id = p.id where p.id = ${id}`;
+  const m = (await client().getProduct({ id })).product!;
+  return {
+    legacy: { name: l!.name, onHand: Number(l!.on_hand) },
+    mesh: { name: m.name, onHand: Number(m.onHand) },
+  };
+}
+
+/** Nothing in flight either way: legacy's and inventory's outboxes drained, both consumers caught up. */
+async function settled(): Promise<boolean> {
+  const [left] = await lsql<{ n: number }[]>`
+    select ((select count(*) from cdc_outbox where sent_at is null)
+          + (select count(*) from cdc_events where sent_at is null))::int as n`;
+  if (left?.n !== 0) return false;
+  const [unsent] = await isql<{ n: number }[]>`select count(*)::int as n from outbox where sent_at is null`;
+  if (unsent?.n !== 0) return false;
+  const lag = await readSyncLag({ natsUrl, namespace });
+  return lag
+    .filter((l) => !l.flow.includes("orders") && !l.flow.includes("users"))
+    .every((l) => l.behind === 0);
+}
+
+/**
+ * Both sides agree on `expected`, read between two moments with nothing in flight (so the read is
+ * the final state, not one that an event still on its way would change).
+ */
+async function converged(id: string, expected: { name: string; onHand: number }): Promise<Both> {
+  let last: Both | undefined;
+  try {
+    await waitFor(
+      async () => {
+        if (!(await settled())) return false;
+        last = await readBoth(id);
+        const same = (s: { name: string; onHand: number }) =>
+          s.name === expected.name && s.onHand === expected.onHand;
+        return same(last.legacy) && same(last.mesh) && (await settled());
+      },
+      { what: `both sides at ${JSON.stringify(expected)}`, timeoutMs: 30_000 },
+    );
+  } catch (err) {
+    throw new Error(`${String(err)}; last read ${JSON.stringify(last)}`);
+  }
+  return readBoth(id);
+}
+
+/**
+ * Runs `legacyChange` in a legacy transaction held open after it (its capture is taken, not
+ * committed), does `meshChange` meanwhile and waits until legacy's reverse sync is blocked on the
+ * product's lock, then commits the legacy transaction.
+ */
+async function interleave(
+  legacyChange: (tx: postgres.TransactionSql) => Promise<unknown>,
+  meshChange: () => Promise<unknown>,
+): Promise<void> {
+  let release!: () => void;
+  const gate = new Promise<void>((r) => {
+    release = r;
+  });
+  let taken!: () => void;
+  const captured = new Promise<void>((r) => {
+    taken = r;
+  });
+  const held = lsql.begin(async (tx) => {
+    await legacyChange(tx);
+    taken();
+    await gate;
+  });
+  await captured;
+  try {
+    await meshChange();
+    await waitFor(
+      async () =>
+        (
+          await lsql<{ n: number }[]>`
+            select count(*)::int as n from pg_stat_activity
+            where datname = current_database() and wait_event_type = 'Lock'`
+        )[0]!.n > 0,
+      { what: "legacy's reverse sync waiting for the held product", timeoutMs: 20_000 },
+    );
+  } finally {
+    release();
+    await held;
+  }
+}
+
+async function legacyProduct(onHand: number): Promise<string> {
+  const id = randomUUID();
+  await lsql.begin(async (tx) => {
+    await tx`insert into products (id, sku, name, price_minor, currency)
+             values (${id}, ${`LEG-RACE-${id.slice(0, 8)}`}, 'Old name', 900, 'EUR')`;
+    await tx`insert into stock (product_id, on_hand) values (${id}, ${onHand})`;
+  });
+  await converged(id, { name: "Old name", onHand });
+  return id;
+}
+
+describe("strangler: a legacy capture concurrent with a newer mesh write", () => {
+  it("stock: a legacy sale and an inventory adjustment both count, on both sides", async () => {
+    const id = await legacyProduct(10);
+    await interleave(
+      (tx) => tx`update stock set on_hand = on_hand - 1, updated_at = now() where product_id = ${id}`,
+      () => client().adjustStock({ productId: id, delta: 5n }),
+    );
+    // 10 - 1 (legacy's sale) + 5 (inventory's adjustment). Before the fix inventory took the
+    // capture's 9 whole (its +5 rolled back) while legacy kept inventory's 15.
+    const t0 = Date.now();
+    const after = await converged(id, { name: "Old name", onHand: 14 });
+    process.stdout.write(
+      `stock race: ${JSON.stringify(after)}, settled ${Date.now() - t0} ms after the commit\n`,
+    );
+
+    // A legacy change taken after the mesh's writes reached legacy is not concurrent: whole state.
+    await lsql`update stock set on_hand = on_hand - 2, updated_at = now() where product_id = ${id}`;
+    await converged(id, { name: "Old name", onHand: 12 });
+    // And the mesh's own sale still reaches legacy.
+    await client().adjustStock({ productId: id, delta: -3n });
+    await converged(id, { name: "Old name", onHand: 9 });
+  }, 120_000);
+
+  it("catalogue: a legacy rename concurrent with a mesh rename ends on the mesh's name, on both sides", async () => {
+    const id = await legacyProduct(4);
+    await interleave(
+      (tx) => tx`update products set name = 'Legacy name', updated_at = now() where id = ${id}`,
+      () => client().updateProduct({ id, name: "Mesh name" }),
+    );
+    // Before the fix inventory took 'Legacy name' from the capture, legacy 'Mesh name' from the
+    // reverse sync: each side ended on the other's name.
+    const t0 = Date.now();
+    await converged(id, { name: "Mesh name", onHand: 4 });
+    process.stdout.write(
+      `rename race: both on the mesh's name, settled ${Date.now() - t0} ms after the commit\n`,
+    );
+    // A later legacy rename (it has seen the mesh's) is taken.
+    await lsql`update products set name = 'Renamed in legacy', updated_at = now() where id = ${id}`;
+    await converged(id, { name: "Renamed in legacy", onHand: 4 });
+  }, 120_000);
+
+  it("a concurrent capture carrying both a rename and a sale keeps the sale and the mesh's newer stock", async () => {
+    const id = await legacyProduct(20);
+    await interleave(
+      async (tx) => {
+        await tx`update products set name = 'Both', updated_at = now() where id = ${id}`;
+        await tx`update stock set on_hand = on_hand - 4, updated_at = now() where product_id = ${id}`;
+      },
+      () => client().adjustStock({ productId: id, delta: -6n }),
+    );
+    // The mesh wrote stock only: legacy's rename is not concurrent with any mesh rename, so it
+    // is taken; the two sales add up (20 - 4 - 6).
+    await converged(id, { name: "Both", onHand: 10 });
+  }, 120_000);
+});
