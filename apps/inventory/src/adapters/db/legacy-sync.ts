@@ -2,7 +2,7 @@ import { create } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { ProductUpdatedSchema, StockChangedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import type { ProductChanged } from "@meshwork/contracts/meshwork/legacy/v1/events";
-import type { AnyTransaction } from "@meshwork/db";
+import { type AnyTransaction, claimSequence } from "@meshwork/db";
 import { createEnvelope, type EventEnvelope, enqueueEvents } from "@meshwork/events";
 import { eq, sql } from "drizzle-orm";
 import { legacySync, outbox, products } from "./schema.js";
@@ -18,20 +18,6 @@ export type LegacyApplyOutcome = "created" | "updated" | "unchanged" | "stale";
 
 type ProductRow = typeof products.$inferSelect;
 type LegacyState = Pick<ProductRow, "sku" | "name" | "priceMinor" | "currency" | "onHand">;
-
-/** Records `e.sequence` for its product unless a newer or equal one is recorded: false = stale. */
-async function claimSequence(tx: AnyTransaction, e: ProductChanged): Promise<boolean> {
-  const claimed = await tx
-    .insert(legacySync)
-    .values({ productId: e.productId, sequence: Number(e.sequence) })
-    .onConflictDoUpdate({
-      target: legacySync.productId,
-      set: { sequence: Number(e.sequence), appliedAt: sql`now()` },
-      setWhere: sql`${legacySync.sequence} < ${Number(e.sequence)}`,
-    })
-    .returning({ productId: legacySync.productId });
-  return claimed.length > 0;
-}
 
 function stateOf(e: ProductChanged): LegacyState {
   return {
@@ -95,7 +81,8 @@ export async function applyLegacyProduct(
   e: ProductChanged,
   namespace: string,
 ): Promise<LegacyApplyOutcome> {
-  if (!(await claimSequence(tx, e))) return "stale";
+  if (!(await claimSequence(tx, legacySync, legacySync.productId, e.productId, Number(e.sequence))))
+    return "stale";
   const state = stateOf(e);
   const [row] = await tx.select().from(products).where(eq(products.id, e.productId)).for("update");
   let after: ProductRow | undefined;
