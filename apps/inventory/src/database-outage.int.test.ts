@@ -2,50 +2,32 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import type { Service } from "@meshwork/runtime";
-import { adminUrl, createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
+import { adminUrl, waitFor } from "@meshwork/testing";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "./config.js";
-import { createInventoryService } from "./server.js";
-import { removeMeshState } from "./test-mesh.js";
+import { openTestInventory, type TestInventory } from "./test-mesh.js";
 
 describe("inventory when its database goes away", () => {
-  let db: TestDatabase;
+  let t: TestInventory;
   let admin: postgres.Sql;
-  let service: Service;
   let client: ReturnType<typeof createClient<typeof InventoryService>>;
 
-  const namespace = `${uniqueName("t")}.`;
-
   beforeAll(async () => {
-    db = await createTestDatabase("mw_invdown");
+    t = await openTestInventory("mw_invdown");
     admin = postgres(adminUrl(), { max: 1, onnotice: () => {} });
-    service = await createInventoryService(
-      loadConfig({
-        PORT: "0",
-        LOG_LEVEL: "silent",
-        DATABASE_URL: db.url,
-        DISCOVERY: "static",
-        EVENTS_NAMESPACE: namespace,
-        // No readiness check during the test: the answer must come from the failed query itself.
-        HEALTH_CHECK_INTERVAL_MS: "600000",
-      }),
-    );
-    const { url } = await service.start();
+    // No readiness check during the test: the answer must come from the failed query itself.
+    const { url } = await t.start({ HEALTH_CHECK_INTERVAL_MS: "600000" });
     client = createClient(InventoryService, createGrpcTransport({ baseUrl: url }));
   });
   afterAll(async () => {
-    await admin?.unsafe(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS true`).catch(() => {});
-    await service?.shutdown();
-    await removeMeshState(namespace);
+    await admin?.unsafe(`ALTER DATABASE "${t?.db.name}" ALLOW_CONNECTIONS true`).catch(() => {});
+    await t?.close();
     await admin?.end();
-    await db?.drop();
   });
 
   const cutOff = async () => {
-    await admin.unsafe(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS false`);
-    await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${db.name} and pid <> pg_backend_pid()`;
+    await admin.unsafe(`ALTER DATABASE "${t.db.name}" ALLOW_CONNECTIONS false`);
+    await admin`select pg_terminate_backend(pid) from pg_stat_activity where datname = ${t.db.name} and pid <> pg_backend_pid()`;
   };
 
   it("answers UNAVAILABLE (not INTERNAL) while its connections are cut, and normally once they are back", async () => {
@@ -67,7 +49,7 @@ describe("inventory when its database goes away", () => {
         expect(err?.rawMessage).not.toMatch(/terminat|accepting|postgres/i);
       }
     } finally {
-      await admin.unsafe(`ALTER DATABASE "${db.name}" ALLOW_CONNECTIONS true`);
+      await admin.unsafe(`ALTER DATABASE "${t.db.name}" ALLOW_CONNECTIONS true`);
     }
     const back = await waitFor(
       () =>

@@ -2,13 +2,9 @@ import { randomUUID } from "node:crypto";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService, ReservationState } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import type { Service } from "@meshwork/runtime";
-import { createTestDatabase, type TestDatabase, uniqueName } from "@meshwork/testing";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "./config.js";
-import { createInventoryService } from "./server.js";
-import { removeMeshState } from "./test-mesh.js";
+import { openTestInventory, type TestInventory } from "./test-mesh.js";
 
 const failure = (p: Promise<unknown>) =>
   p.then(
@@ -19,35 +15,18 @@ const failure = (p: Promise<unknown>) =>
   );
 
 describe("inventory service on the real Postgres", () => {
-  let db: TestDatabase;
-  let service: Service;
+  let t: TestInventory;
   let client: ReturnType<typeof createClient<typeof InventoryService>>;
   let grpcClient: ReturnType<typeof createClient<typeof InventoryService>>;
   const eur = (amountMinor: bigint) => ({ amountMinor, currency: "EUR" });
 
-  const namespace = `${uniqueName("t")}.`;
-
   beforeAll(async () => {
-    db = await createTestDatabase("mw_inv");
-    service = await createInventoryService(
-      loadConfig({
-        PORT: "0",
-        LOG_LEVEL: "silent",
-        DATABASE_URL: db.url,
-        DISCOVERY: "static",
-        EVENTS_NAMESPACE: namespace,
-        DB_POOL_MAX: "20",
-      }),
-    );
-    const { url } = await service.start();
+    t = await openTestInventory("mw_inv");
+    const { url } = await t.start({ DB_POOL_MAX: "20" });
     client = createClient(InventoryService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
     grpcClient = createClient(InventoryService, createGrpcTransport({ baseUrl: url }));
   });
-  afterAll(async () => {
-    await service?.shutdown();
-    await removeMeshState(namespace);
-    await db?.drop();
-  });
+  afterAll(() => t?.close());
 
   let skuSeq = 0;
   const product = async (stock: number, price = 1_000n) => {
@@ -327,7 +306,7 @@ describe("inventory service on the real Postgres", () => {
       committed: 0n,
     });
     // And the database agrees: no row anywhere has more reserved than on hand.
-    const sql = postgres(db.url, { max: 1 });
+    const sql = postgres(t.db.url, { max: 1 });
     try {
       const bad = await sql`select id from products where reserved > on_hand or reserved < 0`;
       expect(bad).toHaveLength(0);

@@ -1,34 +1,23 @@
 import { connectNats, meshStreams, provision, streamName } from "@meshwork/events";
-import type { Service } from "@meshwork/runtime";
-import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
+import { waitFor } from "@meshwork/testing";
 import { type JetStreamManager, jetstream, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "./config.js";
-import { createInventoryService, LEGACY_SYNC_DURABLE } from "./server.js";
-import { removeMeshState } from "./test-mesh.js";
+import { LEGACY_SYNC_DURABLE } from "./server.js";
+import { openTestInventory, type TestInventory } from "./test-mesh.js";
 
 // Review finding 1: the LEGACY stream also carries the monolith's users (UserChanged, with
 // legacy's password hashes); inventory's consumer must never be delivered one.
 describe("inventory's legacy consumer", () => {
-  let db: TestDatabase;
-  let service: Service;
+  let t: TestInventory;
   let nc: NatsConnection;
   let jsm: JetStreamManager;
-  const namespace = `${uniqueName("t")}.`;
+  let namespace: string;
 
   beforeAll(async () => {
-    db = await createTestDatabase("mw_inv_subj");
-    service = await createInventoryService(
-      loadConfig({
-        PORT: "0",
-        LOG_LEVEL: "silent",
-        DATABASE_URL: db.url,
-        DISCOVERY: "static",
-        EVENTS_NAMESPACE: namespace,
-      }),
-    );
-    await service.start();
+    t = await openTestInventory("mw_inv_subj");
+    namespace = t.namespace;
+    await t.start();
     nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "inventory-subjects-test");
     jsm = await jetstreamManager(nc);
   });
@@ -56,10 +45,8 @@ describe("inventory's legacy consumer", () => {
     expect((await jsm.streams.info(stream)).config.max_age).toBe(maxAge);
   });
   afterAll(async () => {
-    await service?.shutdown();
     await nc?.close();
-    await removeMeshState(namespace);
-    await db?.drop();
+    await t?.close();
   });
 
   it("reads only ProductChanged: a UserChanged on the LEGACY stream is neither pending nor delivered", async () => {

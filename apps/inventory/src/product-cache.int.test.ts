@@ -5,13 +5,10 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { ProductUpdatedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { connectNats, streamName } from "@meshwork/events";
-import type { Service } from "@meshwork/runtime";
-import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
+import { waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { loadConfig } from "./config.js";
-import { createInventoryService } from "./server.js";
-import { removeMeshState } from "./test-mesh.js";
+import { openTestInventory, type TestInventory } from "./test-mesh.js";
 
 const failure = (p: Promise<unknown>) =>
   p.then(
@@ -25,34 +22,17 @@ describe.each([
   ["NATS KV", {}],
   ["Redis", { CACHE_SHARED: "redis", REDIS_URL: process.env.REDIS_URL ?? "redis://127.0.0.1:6379" }],
 ])("two inventory instances with the product cache on %s (real Postgres, NATS, Redis)", (_name, cacheEnv) => {
-  let db: TestDatabase;
-  const services: Service[] = [];
+  let t: TestInventory;
   const clients: Array<ReturnType<typeof createClient<typeof InventoryService>>> = [];
-  const namespace = `${uniqueName("t")}.`;
 
   beforeAll(async () => {
-    db = await createTestDatabase("mw_invcache");
+    t = await openTestInventory("mw_invcache");
     for (let i = 0; i < 2; i++) {
-      const service = await createInventoryService(
-        loadConfig({
-          PORT: "0",
-          LOG_LEVEL: "silent",
-          DATABASE_URL: db.url,
-          DISCOVERY: "static",
-          EVENTS_NAMESPACE: namespace,
-          ...cacheEnv,
-        }),
-      );
-      services.push(service);
-      const { url } = await service.start();
+      const { url } = await t.start(cacheEnv);
       clients.push(createClient(InventoryService, createGrpcTransport({ baseUrl: url })));
     }
   });
-  afterAll(async () => {
-    for (const s of services) await s.shutdown();
-    await removeMeshState(namespace);
-    await db?.drop();
-  });
+  afterAll(() => t?.close());
 
   const newProduct = async () => {
     const [a] = clients;
@@ -114,7 +94,7 @@ describe.each([
     const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "inventory-test");
     try {
       const jsm = await jetstreamManager(nc);
-      const stream = streamName(namespace, "INVENTORY");
+      const stream = streamName(t.namespace, "INVENTORY");
       const found = await waitFor(async () => {
         const info = await jsm.streams.info(stream);
         for (let seq = info.state.last_seq; seq >= info.state.first_seq && seq > 0; seq--) {

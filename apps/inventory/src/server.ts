@@ -9,9 +9,7 @@ import { file_meshwork_legacy_v1_events } from "@meshwork/contracts/meshwork/leg
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import {
-  consumeForeignStream,
-  createEventConsumer,
-  deadLetterSubject,
+  createForeignConsumer,
   type EventConsumer,
   meshStreams,
   type OutboxPublisher,
@@ -19,7 +17,6 @@ import {
 } from "@meshwork/events";
 import { createService, packageVersion, type Service, telemetryOptions } from "@meshwork/runtime";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { followProductEvents, openProductCache } from "./adapters/cache/product-cache.js";
 import { createInventoryStore } from "./adapters/db/inventory-store.js";
@@ -129,33 +126,16 @@ async function startLegacySync(
   telemetry: Telemetry,
 ): Promise<EventConsumer> {
   const ns = config.events.namespace;
-  const copies = { replicas: config.events.streamReplicas };
-  const legacy = meshStreams.legacy(ns, copies);
-  const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
-  const consumer = consumeForeignStream({
-    nc,
-    stream: legacy,
-    durable: LEGACY_SYNC_DURABLE,
-    filterSubject: legacyProductsSubject(ns),
-    deadLetters,
-    logger,
-    consumer: () =>
-      createEventConsumer({
-        js: jetstream(nc),
-        database,
-        inbox,
-        stream: legacy.name,
-        durable: LEGACY_SYNC_DURABLE,
-        registry: createRegistry(file_meshwork_legacy_v1_events),
-        handlers: { "meshwork.legacy.v1.ProductChanged": onLegacyProductChanged(ns, logger) },
-        maxDeliver: config.events.consumer.maxDeliver,
-        backoffMs: config.events.consumer.backoffMs,
-        deadLetterSubject: deadLetterSubject(ns, SERVICE, LEGACY_SYNC_DURABLE),
-        logger,
-        tracer: telemetry.tracer,
-        meter: telemetry.meter,
-      }),
-  });
+  const consumer = createForeignConsumer(
+    { service: SERVICE, config: config.events, nc, database, inbox, logger, telemetry },
+    {
+      stream: meshStreams.legacy(ns),
+      durable: LEGACY_SYNC_DURABLE,
+      filterSubject: legacyProductsSubject(ns),
+      registry: createRegistry(file_meshwork_legacy_v1_events),
+      handlers: { "meshwork.legacy.v1.ProductChanged": onLegacyProductChanged(ns, logger) },
+    },
+  );
   await consumer.start();
   return consumer;
 }

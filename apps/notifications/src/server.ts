@@ -11,16 +11,14 @@ import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openD
 import { createDiscovery } from "@meshwork/discovery";
 import {
   connectNats,
-  consumeForeignStream,
-  createEventConsumer,
-  deadLetterSubject,
+  createForeignConsumer,
   type EventConsumer,
+  type ForeignConsumerSpec,
   meshStreams,
   type StreamSpec,
 } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
-import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createNotificationRepository } from "./adapters/db/notification-repository.js";
 import { inbox, type NotificationsSchema, schema } from "./adapters/db/schema.js";
@@ -81,8 +79,8 @@ export async function createNotificationsService(
 }
 
 /**
- * Provisions the USERS, PAYMENTS and ORDERS streams (as their producers declare them) with this
- * service's durable consumer on each, and the consumers that turn their events into notifications.
+ * This service's durable consumer on each of the USERS, PAYMENTS and ORDERS streams (declared by
+ * their producers, never here), turning their events into notifications.
  */
 async function createConsumers(
   config: Config,
@@ -91,65 +89,38 @@ async function createConsumers(
   service: Service,
 ): Promise<EventConsumer[]> {
   const ns = config.events.namespace;
-  // The same replicas as the producers declare them (STREAM_REPLICAS is set mesh-wide).
-  const copies = { replicas: config.events.streamReplicas };
-  const users = meshStreams.users(ns, copies);
-  const payments = meshStreams.payments(ns, copies);
-  const orders = meshStreams.orders(ns, copies);
-  const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
-  const common = {
-    js: jetstream(nc),
+  const registry = createRegistry(
+    file_meshwork_users_v1_events,
+    file_meshwork_payments_v1_events,
+    file_meshwork_orders_v1_events,
+  );
+  const host = {
+    service: SERVICE,
+    config: config.events,
+    nc,
     database,
     inbox,
-    durable: DURABLE,
-    registry: createRegistry(
-      file_meshwork_users_v1_events,
-      file_meshwork_payments_v1_events,
-      file_meshwork_orders_v1_events,
-    ),
-    maxDeliver: config.events.consumer.maxDeliver,
-    backoffMs: config.events.consumer.backoffMs,
-    deadLetterSubject: deadLetterSubject(ns, SERVICE, DURABLE),
     logger: service.logger,
-    tracer: service.telemetry.tracer,
-    meter: service.telemetry.meter,
+    telemetry: service.telemetry,
   };
   // Each stream belongs to its producer: its consumer waits for it and never declares it.
-  const foreign = (stream: StreamSpec, consumer: () => EventConsumer): EventConsumer =>
-    consumeForeignStream({
-      nc,
+  const foreign = (stream: StreamSpec, handlers: ForeignConsumerSpec["handlers"]): EventConsumer =>
+    createForeignConsumer(host, {
       stream,
       durable: DURABLE,
+      registry,
+      handlers,
       ackWaitMs: config.events.consumer.ackWaitMs,
-      deadLetters,
-      logger: service.logger,
-      consumer,
     });
   return [
-    foreign(users, () =>
-      createEventConsumer({
-        ...common,
-        stream: users.name,
-        handlers: { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) },
-      }),
-    ),
-    foreign(payments, () =>
-      createEventConsumer({
-        ...common,
-        stream: payments.name,
-        handlers: { "meshwork.payments.v1.PaymentRefunded": onPaymentRefunded(service.logger) },
-      }),
-    ),
-    foreign(orders, () =>
-      createEventConsumer({
-        ...common,
-        stream: orders.name,
-        // OrderPlaced is on the stream too: no handler, so it is acked and skipped.
-        handlers: {
-          "meshwork.orders.v1.OrderConfirmed": onOrderConfirmed(service.logger),
-          "meshwork.orders.v1.OrderCancelled": onOrderCancelled(service.logger),
-        },
-      }),
-    ),
+    foreign(meshStreams.users(ns), { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) }),
+    foreign(meshStreams.payments(ns), {
+      "meshwork.payments.v1.PaymentRefunded": onPaymentRefunded(service.logger),
+    }),
+    // OrderPlaced is on the stream too: no handler, so it is acked and skipped.
+    foreign(meshStreams.orders(ns), {
+      "meshwork.orders.v1.OrderConfirmed": onOrderConfirmed(service.logger),
+      "meshwork.orders.v1.OrderCancelled": onOrderCancelled(service.logger),
+    }),
   ];
 }

@@ -9,9 +9,7 @@ import { PaymentService } from "@meshwork/contracts/meshwork/payments/v1/payment
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery, type Discovery } from "@meshwork/discovery";
 import {
-  consumeForeignStream,
-  createEventConsumer,
-  deadLetterSubject,
+  createForeignConsumer,
   type EventConsumer,
   meshStreams,
   type OutboxPublisher,
@@ -26,7 +24,6 @@ import {
   type SagaExecutor,
 } from "@meshwork/saga";
 import { createLogger, createTelemetry, type Logger, type Telemetry } from "@meshwork/telemetry";
-import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { createCatalogue, priceList } from "./adapters/catalogue.js";
 import { createOrderStore, orderRepository, STATUS_CHANNEL } from "./adapters/db/order-store.js";
@@ -200,33 +197,16 @@ async function startLegacyOrderSync(
   telemetry: Telemetry,
 ): Promise<EventConsumer> {
   const ns = config.events.namespace;
-  const copies = { replicas: config.events.streamReplicas };
-  const legacy = meshStreams.legacy(ns, copies);
-  const deadLetters = meshStreams.deadLetters(ns, SERVICE, copies);
-  const consumer = consumeForeignStream({
-    nc,
-    stream: legacy,
-    durable: LEGACY_ORDER_SYNC_DURABLE,
-    filterSubject: `${ns}meshwork.legacy.v1.OrderChanged`,
-    deadLetters,
-    logger,
-    consumer: () =>
-      createEventConsumer({
-        js: jetstream(nc),
-        database,
-        inbox,
-        stream: legacy.name,
-        durable: LEGACY_ORDER_SYNC_DURABLE,
-        registry: createRegistry(file_meshwork_legacy_v1_events),
-        handlers: { "meshwork.legacy.v1.OrderChanged": onLegacyOrderChanged(logger) },
-        maxDeliver: config.events.consumer.maxDeliver,
-        backoffMs: config.events.consumer.backoffMs,
-        deadLetterSubject: deadLetterSubject(ns, SERVICE, LEGACY_ORDER_SYNC_DURABLE),
-        logger,
-        tracer: telemetry.tracer,
-        meter: telemetry.meter,
-      }),
-  });
+  const consumer = createForeignConsumer(
+    { service: SERVICE, config: config.events, nc, database, inbox, logger, telemetry },
+    {
+      stream: meshStreams.legacy(ns),
+      durable: LEGACY_ORDER_SYNC_DURABLE,
+      filterSubject: `${ns}meshwork.legacy.v1.OrderChanged`,
+      registry: createRegistry(file_meshwork_legacy_v1_events),
+      handlers: { "meshwork.legacy.v1.OrderChanged": onLegacyOrderChanged(logger) },
+    },
+  );
   await consumer.start();
   return consumer;
 }

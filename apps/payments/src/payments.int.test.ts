@@ -1,21 +1,20 @@
 import { randomUUID } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
-import { createConnectTransport, createGrpcTransport } from "@connectrpc/connect-node";
+import { createConnectTransport } from "@connectrpc/connect-node";
 import { PaymentRefundedSchema } from "@meshwork/contracts/meshwork/payments/v1/events";
 import { PaymentService, PaymentState } from "@meshwork/contracts/meshwork/payments/v1/payments";
 import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import { connectNats, streamName } from "@meshwork/events";
-import type { Service } from "@meshwork/runtime";
-import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
+import { waitFor } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { eq } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { natsUrl, openTestPayments } from "../test/harness.js";
 import { type PaymentsSchema, payments, schema } from "./adapters/db/schema.js";
 import { SimulatedProvider } from "./adapters/provider/simulated-provider.js";
-import { loadConfig } from "./config.js";
-import { createPaymentsService } from "./server.js";
+import type { Config } from "./config.js";
 
 const failure = (p: Promise<unknown>) =>
   p.then(
@@ -29,10 +28,10 @@ const failure = (p: Promise<unknown>) =>
 const SWEEP_MS = 100;
 
 describe("payments service on the real Postgres and NATS", () => {
-  const namespace = `${uniqueName("t")}.`;
-  let db: TestDatabase;
+  const t = openTestPayments();
+  const namespace = t.namespace;
   let reader: DatabaseHandle<PaymentsSchema>;
-  let service: Service;
+  let dbConfig: Config["db"] | undefined;
   let nc: NatsConnection;
   let provider: SimulatedProvider;
   let client: ReturnType<typeof createClient<typeof PaymentService>>;
@@ -51,31 +50,28 @@ describe("payments service on the real Postgres and NATS", () => {
   const healthy = { failureRate: 0, addedLatencyMs: 0, hardDown: false, declineAboveMinor: 100_000n };
 
   beforeAll(async () => {
-    db = await createTestDatabase("mw_pay");
-    const config = loadConfig({
-      PORT: "0",
-      LOG_LEVEL: "silent",
-      DATABASE_URL: db.url,
-      DISCOVERY: "static",
-      EVENTS_NAMESPACE: namespace,
-      PAYMENTS_DECLINE_ABOVE_MINOR: "100000",
-      PAYMENTS_HOLD_SWEEP_MS: String(SWEEP_MS),
-    });
-    reader = await openDatabase(config.db, schema);
-    provider = new SimulatedProvider(config.faults);
-    service = await createPaymentsService(config, {}, provider);
-    const { url } = await service.start();
-    client = createClient(PaymentService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
-    grpcClient = createClient(PaymentService, createGrpcTransport({ baseUrl: url }));
-    nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "payments-test");
+    const db = await t.database("mw_pay");
+    const started = await t.start(
+      {
+        DATABASE_URL: db.url,
+        PAYMENTS_DECLINE_ABOVE_MINOR: "100000",
+        PAYMENTS_HOLD_SWEEP_MS: String(SWEEP_MS),
+      },
+      (config) => {
+        dbConfig = config.db;
+        provider = new SimulatedProvider(config.faults);
+        return provider;
+      },
+    );
+    reader = await openDatabase(dbConfig as Config["db"], schema);
+    client = createClient(PaymentService, createConnectTransport({ baseUrl: started.url, httpVersion: "2" }));
+    grpcClient = started.client;
+    nc = await connectNats(natsUrl, "payments-test");
   });
   afterAll(async () => {
-    await service?.shutdown();
     await reader?.close();
-    const jsm = await jetstreamManager(nc);
-    await jsm.streams.delete(streamName(namespace, "PAYMENTS")).catch(() => {});
     await nc?.close();
-    await db?.drop();
+    await t.close();
   });
 
   it("authorizes and captures, idempotently by payment id", async () => {

@@ -5,17 +5,16 @@ import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/m
 import { type DatabaseHandle, databaseServiceOptions, observeDatabasePool, openDatabase } from "@meshwork/db";
 import { createDiscovery } from "@meshwork/discovery";
 import {
-  consumeForeignStream,
-  createEventConsumer,
-  deadLetterSubject,
+  createForeignConsumer,
   type EventConsumer,
   meshStreams,
   type OutboxPublisher,
+  type StreamSpec,
   startOutboxPublisher,
 } from "@meshwork/events";
 import { createService, packageVersion, type Service } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
-import { type ConsumerInfo, JetStreamApiError, jetstream, jetstreamManager } from "@nats-io/jetstream";
+import { type ConsumerInfo, JetStreamApiError, jetstreamManager } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
 import { prepareBootstrapSecret } from "./adapters/db/bootstrap-store.js";
 import { inbox, outbox, schema, type UsersSchema } from "./adapters/db/schema.js";
@@ -128,37 +127,27 @@ async function startLegacyUserSync(
   service: Service,
 ): Promise<EventConsumer> {
   const ns = config.events.namespace;
-  const copies = { replicas: config.events.streamReplicas };
-  const deadLetters = meshStreams.deadLetters(ns, "users", copies);
-  const consumerOf = (stream: string) =>
-    createEventConsumer({
-      js: jetstream(nc),
-      database,
-      inbox,
-      stream,
-      durable: LEGACY_USER_SYNC_DURABLE,
-      registry: createRegistry(file_meshwork_legacy_v1_events),
-      handlers: {
-        "meshwork.legacy.v1.UserChanged": onLegacyUserChanged(service.logger, config.legacySyncKeys),
-      },
-      maxDeliver: config.events.consumer.maxDeliver,
-      backoffMs: config.events.consumer.backoffMs,
-      deadLetterSubject: deadLetterSubject(ns, "users", LEGACY_USER_SYNC_DURABLE),
-      redactDeadLetter: redactLegacyUserDeadLetter,
-      logger: service.logger,
-      tracer: service.telemetry.tracer,
-      meter: service.telemetry.meter,
-    });
-  const legacyUsers = meshStreams.legacyUsers(ns, copies);
-  const current = consumeForeignStream({
+  const host = {
+    service: "users",
+    config: config.events,
     nc,
-    stream: legacyUsers,
-    durable: LEGACY_USER_SYNC_DURABLE,
-    deadLetters,
+    database,
+    inbox,
     logger: service.logger,
-    consumer: () => consumerOf(legacyUsers.name),
-  });
-  const old = await drainOldLegacyUserSync(nc, meshStreams.legacy(ns).name, service.logger, consumerOf);
+    telemetry: service.telemetry,
+  };
+  const sync = {
+    durable: LEGACY_USER_SYNC_DURABLE,
+    registry: createRegistry(file_meshwork_legacy_v1_events),
+    handlers: {
+      "meshwork.legacy.v1.UserChanged": onLegacyUserChanged(service.logger, config.legacySyncKeys),
+    },
+    redactDeadLetter: redactLegacyUserDeadLetter,
+  };
+  const current = createForeignConsumer(host, { ...sync, stream: meshStreams.legacyUsers(ns) });
+  const old = await drainOldLegacyUserSync(nc, meshStreams.legacy(ns), service.logger, (stream) =>
+    createForeignConsumer(host, { ...sync, stream, durableExists: true }),
+  );
   await current.start();
   return {
     start: async () => {},
@@ -179,10 +168,11 @@ async function startLegacyUserSync(
  */
 async function drainOldLegacyUserSync(
   nc: NatsConnection,
-  stream: string,
+  legacy: StreamSpec,
   logger: Logger,
-  consumerOf: (stream: string) => EventConsumer,
+  consumerOf: (legacy: StreamSpec) => EventConsumer,
 ): Promise<EventConsumer | undefined> {
+  const stream = legacy.name;
   const jsm = await jetstreamManager(nc);
   let info: ConsumerInfo;
   try {
@@ -202,7 +192,7 @@ async function drainOldLegacyUserSync(
     { stream, durable: LEGACY_USER_SYNC_DURABLE, held, pending: info.num_pending },
     "draining the legacy user captures an older legacy left on its shared stream",
   );
-  const consumer = consumerOf(stream);
+  const consumer = consumerOf(legacy);
   await consumer.start();
   return consumer;
 }

@@ -1,13 +1,10 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
+import { createTestDatabase, waitFor } from "@meshwork/testing";
 import { eq, sql } from "drizzle-orm";
 import { pgTable, serial, text } from "drizzle-orm/pg-core";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DatabaseConfig } from "./config.js";
+import { type DriverDatabase, openDriverDatabase } from "../test/driver-database.js";
 import { invalidValueOf, isConnectionError } from "./connection-errors.js";
 import {
   createUnitOfWork,
@@ -25,28 +22,16 @@ const migrations = fileURLToPath(new URL("../test/fixtures/migrations", import.m
 const pool = { max: 3, idleTimeoutS: 5, maxLifetimeS: 60, connectTimeoutS: 5 };
 
 describe.each(["pglite", "postgres"] as const)("openDatabase on %s", (driver) => {
+  let opened: DriverDatabase<typeof schema>;
   let handle: DatabaseHandle<typeof schema>;
-  let testDb: TestDatabase | undefined;
-  let dataDir: string | undefined;
 
   beforeAll(async () => {
-    let config: DatabaseConfig;
-    if (driver === "postgres") {
-      testDb = await createTestDatabase("mw_db");
-      config = { url: testDb.url, dataDir: "unused", pool };
-    } else {
-      dataDir = mkdtempSync(join(tmpdir(), "mw-db-"));
-      config = { url: undefined, dataDir, pool };
-    }
-    handle = await openDatabase(config, schema);
+    opened = await openDriverDatabase(driver, "mw_db", schema);
+    handle = opened.handle;
     await handle.migrate(migrations);
     await handle.migrate(migrations); // idempotent
   });
-  afterAll(async () => {
-    await handle?.close();
-    await testDb?.drop();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
-  });
+  afterAll(() => opened?.close());
 
   it("reports its driver and answers ping", async () => {
     expect(handle.driver).toBe(driver);
@@ -109,7 +94,8 @@ describe.each(["pglite", "postgres"] as const)("openDatabase on %s", (driver) =>
     expect(listening).toBe(1);
     await handle.db.execute(sql`select pg_notify('mw_test_channel', 'one')`);
     await waitFor(() => heard.includes("one"));
-    if (driver === "postgres" && testDb) {
+    const testDb = opened.serverDb;
+    if (testDb) {
       // The server drops the listening connection: postgres.js reconnects and listens again.
       const admin = postgres(testDb.url, { max: 1, onnotice: () => {} });
       try {

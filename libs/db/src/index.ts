@@ -27,4 +27,5 @@ export {
   pageSize,
 } from "./paging.js";
 export { PoolWaitTimeoutError } from "./pool-metrics.js";
+export { claimSequence, type SequenceGuardTable } from "./sequence-guard.js";
 export { describeStatement } from "./tracing.js";

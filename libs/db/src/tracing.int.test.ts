@@ -1,22 +1,17 @@
-import { mkdtempSync, rmSync } from "node:fs";
-import { tmpdir } from "node:os";
-import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { createTelemetry } from "@meshwork/telemetry";
-import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { eq } from "drizzle-orm";
 import { pgTable, serial, text } from "drizzle-orm/pg-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import type { DatabaseConfig } from "./config.js";
+import { type DriverDatabase, openDriverDatabase } from "../test/driver-database.js";
 import { type DatabaseHandle, openDatabase } from "./database.js";
 import { describeStatement } from "./tracing.js";
 
 const items = pgTable("items", { id: serial("id").primaryKey(), name: text("name").notNull().unique() });
 const schema = { items };
 const migrations = fileURLToPath(new URL("../test/fixtures/migrations", import.meta.url));
-const pool = { max: 3, idleTimeoutS: 5, maxLifetimeS: 60, connectTimeoutS: 5 };
 /** A value that must never appear in a span: statements carry placeholders, not values. */
 const SECRET = "card-4111-1111-1111-1111";
 
@@ -53,27 +48,17 @@ describe.each(["pglite", "postgres"] as const)("statement spans on %s", (driver)
     serviceName: "db-test",
     spanProcessors: [new SimpleSpanProcessor(exporter)],
   });
+  let opened: DriverDatabase<typeof schema>;
   let handle: DatabaseHandle<typeof schema>;
-  let testDb: TestDatabase | undefined;
-  let dataDir: string | undefined;
 
   beforeAll(async () => {
-    let config: DatabaseConfig;
-    if (driver === "postgres") {
-      testDb = await createTestDatabase("mw_dbtrace");
-      config = { url: testDb.url, dataDir: "unused", pool };
-    } else {
-      dataDir = mkdtempSync(join(tmpdir(), "mw-dbtrace-"));
-      config = { url: undefined, dataDir, pool };
-    }
-    handle = await openDatabase(config, schema, { telemetry });
+    opened = await openDriverDatabase(driver, "mw_dbtrace", schema, { telemetry });
+    handle = opened.handle;
     await handle.migrate(migrations);
   });
   afterAll(async () => {
-    await handle?.close();
-    await testDb?.drop();
+    await opened?.close();
     await telemetry.shutdown();
-    if (dataDir) rmSync(dataDir, { recursive: true, force: true });
   });
 
   /** Runs `fn` in a fresh caller span; returns it and every span of its trace. */
@@ -108,7 +93,7 @@ describe.each(["pglite", "postgres"] as const)("statement spans on %s", (driver)
     if (driver === "postgres") {
       expect(spans[0]?.attributes).toMatchObject({
         "server.address": "127.0.0.1",
-        "db.namespace": testDb?.name,
+        "db.namespace": opened.serverDb?.name,
       });
     }
   });
@@ -141,8 +126,7 @@ describe.each(["pglite", "postgres"] as const)("statement spans on %s", (driver)
   if (driver === "postgres")
     it("records nothing, and still works, with the id-only tracer", async () => {
       const quiet = createTelemetry({ serviceName: "quiet" });
-      const config: DatabaseConfig = { url: testDb?.url, dataDir: "unused", pool };
-      const other = await openDatabase(config, schema, { telemetry: quiet });
+      const other = await openDatabase(opened.config, schema, { telemetry: quiet });
       try {
         await other.migrate(migrations);
         exporter.reset();

@@ -32,6 +32,11 @@ export function consumeForeignStream(options: {
   filterSubject?: string;
   /** The durable's ack wait, when it is not the server's default. */
   ackWaitMs?: number;
+  /**
+   * False: the durable exists already and is consumed as it is; neither it nor the dead-letter
+   * stream is declared or updated. Default true.
+   */
+  declare?: boolean;
   retryMs?: number;
 }): EventConsumer {
   const { nc, stream, durable, deadLetters, logger } = options;
@@ -53,7 +58,7 @@ export function consumeForeignStream(options: {
       if (err instanceof JetStreamApiError && err.status === 404) return false;
       throw err;
     }
-    await provision(jsm, { streams: [deadLetters], consumers: [spec] });
+    if (options.declare !== false) await provision(jsm, { streams: [deadLetters], consumers: [spec] });
     running = options.consumer();
     await running.start();
     return true;

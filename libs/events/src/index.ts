@@ -25,7 +25,11 @@ export {
   eventSubject,
   UndecodableEventError,
 } from "./envelope.js";
-export { consumeForeignStream } from "./foreign-stream.js";
+export {
+  createForeignConsumer,
+  type ForeignConsumerHost,
+  type ForeignConsumerSpec,
+} from "./foreign-consumer.js";
 export { type InboxTable, inboxTable } from "./inbox.js";
 export { connectNats, inboxPrefixOf, type NatsCredentials } from "./nats.js";
 export {

@@ -151,7 +151,7 @@ export function servicePermissions(
         `$KV.${mesh.bucket}.${service}.>`,
         ...registryReader(mesh.bucket),
         ...own.flatMap(streamUser),
-        // No service declares another's stream (libs/events consumeForeignStream): only its
+        // No service declares another's stream (libs/events createForeignConsumer): only its
         // owner sets its config, and no one but the owner may create a stream of that name.
         ...consumed.flatMap(streamConsumer),
         ...publishesOnly.flatMap((s) => streamDeclarer(streamName(ns, s.toUpperCase()))),

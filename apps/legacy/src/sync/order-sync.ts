@@ -7,18 +7,9 @@ import {
   type OrderPlaced,
 } from "@meshwork/contracts/meshwork/orders/v1/events";
 import type { AnyTransaction } from "@meshwork/db";
-import {
-  consumeForeignStream,
-  createEventConsumer,
-  deadLetterSubject,
-  type EventConsumer,
-  type EventsConfig,
-  meshStreams,
-} from "@meshwork/events";
+import { createForeignConsumer, type EventConsumer, type EventsConfig, meshStreams } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
-import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { metrics, trace } from "@opentelemetry/api";
 import { sql } from "drizzle-orm";
 import { type CdcDatabase, meshInbox } from "./cdc-relay.js";
 
@@ -152,16 +143,11 @@ export async function startOrderSync(options: {
     await tx.execute(sql`select pg_advisory_xact_lock(hashtext('legacy-order-sync-schema'))`);
     await tx.execute(sql.raw(ORDER_SYNC_SCHEMA));
   });
-  const ns = events.namespace;
   // The orders service's stream: consumed, never declared here (its owner sets its replicas).
-  const orders = meshStreams.orders(ns);
-  const deadLetters = meshStreams.deadLetters(ns, "legacy", { replicas: events.streamReplicas });
-  const make = () =>
-    createEventConsumer({
-      js: jetstream(nc),
-      database,
-      inbox: meshInbox,
-      stream: orders.name,
+  const consumer = createForeignConsumer(
+    { service: "legacy", config: events, nc, database, inbox: meshInbox, logger },
+    {
+      stream: meshStreams.orders(events.namespace),
       durable: DURABLE,
       registry: createRegistry(file_meshwork_orders_v1_events),
       handlers: {
@@ -176,21 +162,8 @@ export async function startOrderSync(options: {
           await applyOrderEnded(tx, m as OrderCancelled, "ORDER_STATUS_CANCELLED");
         },
       },
-      maxDeliver: events.consumer.maxDeliver,
-      backoffMs: events.consumer.backoffMs,
-      deadLetterSubject: deadLetterSubject(ns, "legacy", DURABLE),
-      logger,
-      tracer: trace.getTracer("meshwork-legacy"),
-      meter: metrics.getMeter("meshwork-legacy"),
-    });
-  const consumer = consumeForeignStream({
-    nc,
-    stream: orders,
-    durable: DURABLE,
-    deadLetters,
-    logger,
-    consumer: make,
-  });
+    },
+  );
   await consumer.start();
   return consumer;
 }

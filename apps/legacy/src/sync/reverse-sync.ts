@@ -6,18 +6,14 @@ import {
 } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import type { AnyTransaction } from "@meshwork/db";
 import {
-  consumeForeignStream,
-  createEventConsumer,
-  deadLetterSubject,
+  createForeignConsumer,
   type EventConsumer,
   type EventContext,
   type EventsConfig,
   meshStreams,
 } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
-import { jetstream } from "@nats-io/jetstream";
 import type { NatsConnection } from "@nats-io/transport-node";
-import { metrics, trace } from "@opentelemetry/api";
 import { sql } from "drizzle-orm";
 import { type CdcDatabase, meshInbox } from "./cdc-relay.js";
 
@@ -115,16 +111,11 @@ export async function startReverseSync(options: {
   logger: Logger;
 }): Promise<EventConsumer> {
   const { database, events, nc, logger } = options;
-  const ns = events.namespace;
   // The inventory service's stream: consumed, never declared here (its owner sets its config).
-  const inventory = meshStreams.inventory(ns);
-  const deadLetters = meshStreams.deadLetters(ns, "legacy", { replicas: events.streamReplicas });
-  const make = () =>
-    createEventConsumer({
-      js: jetstream(nc),
-      database,
-      inbox: meshInbox,
-      stream: inventory.name,
+  const consumer = createForeignConsumer(
+    { service: "legacy", config: events, nc, database, inbox: meshInbox, logger },
+    {
+      stream: meshStreams.inventory(events.namespace),
       durable: DURABLE,
       registry: createRegistry(file_meshwork_inventory_v1_events),
       handlers: {
@@ -135,21 +126,8 @@ export async function startReverseSync(options: {
           await applyStockChanged(tx, m as StockChanged, event);
         },
       },
-      maxDeliver: events.consumer.maxDeliver,
-      backoffMs: events.consumer.backoffMs,
-      deadLetterSubject: deadLetterSubject(ns, "legacy", DURABLE),
-      logger,
-      tracer: trace.getTracer("meshwork-legacy"),
-      meter: metrics.getMeter("meshwork-legacy"),
-    });
-  const consumer = consumeForeignStream({
-    nc,
-    stream: inventory,
-    durable: DURABLE,
-    deadLetters,
-    logger,
-    consumer: make,
-  });
+    },
+  );
   await consumer.start();
   return consumer;
 }

@@ -42,10 +42,11 @@ export interface EventsFixture {
  * Creates a throw-away events set-up on the real servers: a unique namespace, its stream and
  * dead-letter stream (plus any durable consumers asked for), a fresh Postgres database with an
  * outbox, an inbox and an `effects` table. For tests and benchmarks. The consumers' ack wait is
- * `ackWaitMs` (default 5 s).
+ * `ackWaitMs` (default 5 s). `streams: false` declares neither stream (nor consumers): for a test
+ * that declares the mesh's own streams in the namespace, whose subjects would overlap them.
  */
 export async function createEventsFixture(
-  options: { natsUrl?: string; durables?: string[]; ackWaitMs?: number } = {},
+  options: { natsUrl?: string; durables?: string[]; ackWaitMs?: number; streams?: boolean } = {},
 ): Promise<EventsFixture> {
   const id = uniqueName("t");
   const namespace = `${id}.`;
@@ -59,18 +60,7 @@ export async function createEventsFixture(
   await database.migrate(migrations);
   const nc = await connectNats(options.natsUrl ?? natsUrl, `test-${id}`);
   const jsm = await jetstreamManager(nc);
-  await provision(jsm, {
-    streams: [
-      { name: stream, subjects: [`${namespace}meshwork.>`] },
-      { name: dlqStream, subjects: [`${namespace}dlq.>`] },
-    ],
-    consumers: (options.durables ?? []).map((durable) => ({
-      stream,
-      durable,
-      filterSubject: `${namespace}meshwork.>`,
-      ackWaitMs: options.ackWaitMs ?? 5_000,
-    })),
-  });
+  if (options.streams !== false) await provisionStreams(jsm, namespace, stream, dlqStream, options);
   const logger = createLogger({ service: "events-test", level: process.env.TEST_LOG_LEVEL ?? "silent" });
   const telemetry = createTelemetry({ serviceName: "events-test" });
   return {
@@ -105,4 +95,26 @@ export async function createEventsFixture(
       await telemetry.shutdown();
     },
   };
+}
+
+/** The fixture's own stream and dead-letter stream, with the durables asked for. */
+async function provisionStreams(
+  jsm: JetStreamManager,
+  namespace: string,
+  stream: string,
+  dlqStream: string,
+  options: { durables?: string[]; ackWaitMs?: number },
+): Promise<void> {
+  await provision(jsm, {
+    streams: [
+      { name: stream, subjects: [`${namespace}meshwork.>`] },
+      { name: dlqStream, subjects: [`${namespace}dlq.>`] },
+    ],
+    consumers: (options.durables ?? []).map((durable) => ({
+      stream,
+      durable,
+      filterSubject: `${namespace}meshwork.>`,
+      ackWaitMs: options.ackWaitMs ?? 5_000,
+    })),
+  });
 }

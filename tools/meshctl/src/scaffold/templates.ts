@@ -371,15 +371,7 @@ function serverTs(s: ServiceSpec): string {
   lines.push(`import { createDiscovery } from "@meshwork/discovery";`);
   if (events) {
     const names = [
-      ...(s.consumes.length
-        ? [
-            "connectNats",
-            "consumeForeignStream",
-            "createEventConsumer",
-            "deadLetterSubject",
-            "type EventConsumer",
-          ]
-        : []),
+      ...(s.consumes.length ? ["connectNats", "createForeignConsumer", "type EventConsumer"] : []),
       ...(s.publishesEvents ? ["type OutboxPublisher", "startOutboxPublisher"] : []),
       "type StreamSpec",
       "streamName",
@@ -391,10 +383,7 @@ function serverTs(s: ServiceSpec): string {
   }
   lines.push(`import { createService, packageVersion, type Service } from "@meshwork/runtime";`);
   lines.push(`import { createLogger, type Logger, type Telemetry } from "@meshwork/telemetry";`);
-  if (s.consumes.length) {
-    lines.push(`import { jetstream } from "@nats-io/jetstream";`);
-    lines.push(`import type { NatsConnection } from "@nats-io/transport-node";`);
-  }
+  if (s.consumes.length) lines.push(`import type { NatsConnection } from "@nats-io/transport-node";`);
   lines.push(`import { createItemStore } from "./adapters/db/item-store.js";`);
   lines.push(
     `import { ${[...(s.consumes.length ? ["inbox"] : []), ...(s.publishesEvents ? ["outbox"] : []), "schema"].join(", ")} } from "./adapters/db/schema.js";`,
@@ -424,38 +413,23 @@ ${s.consumes.map((c) => `  ${c}: ${fileSymbol(c, "events")},`).join("\n")}
     : "";
   const consumeSetup = s.consumes.length
     ? `      nc = await connectNats(config.events.natsUrl, SERVICE, config.events.natsCredentials);
-      const deadLetters: StreamSpec = {
-        name: streamName(ns, \`DLQ_\${SERVICE.toUpperCase()}\`),
-        subjects: [\`\${ns}dlq.\${SERVICE}.>\`],
+      const host = {
+        service: SERVICE,
+        config: config.events,
+        nc,
+        database,
+        inbox,
+        logger,
+        telemetry: service.telemetry,
       };
-      const sources = Object.entries(CONSUMED).map(([source, file]) => ({ stream: streamOf(ns, source), file }));
-      const js = jetstream(nc);
-      const conn = nc;
       // Each stream belongs to the service that publishes it: its consumer waits for it to exist
       // and never declares it (this service's NATS user may not).
-      consumers = sources.map((x) =>
-        consumeForeignStream({
-          nc: conn,
-          stream: x.stream,
+      consumers = Object.entries(CONSUMED).map(([source, file]) =>
+        createForeignConsumer(host, {
+          stream: streamOf(ns, source),
           durable: SERVICE,
-          deadLetters,
-          logger,
-          consumer: () =>
-        createEventConsumer({
-          js,
-          database,
-          inbox,
-          durable: SERVICE,
-          stream: x.stream.name,
-          registry: createRegistry(x.file),
-          handlers: Object.fromEntries(x.file.messages.map((m) => [m.typeName, onEvent])),
-          maxDeliver: config.events.consumer.maxDeliver,
-          backoffMs: config.events.consumer.backoffMs,
-          deadLetterSubject: deadLetterSubject(ns, SERVICE, SERVICE),
-          logger,
-          tracer: service.telemetry.tracer,
-          meter: service.telemetry.meter,
-        }),
+          registry: createRegistry(file),
+          handlers: Object.fromEntries(file.messages.map((m) => [m.typeName, onEvent])),
         }),
       );
       for (const c of consumers) await c.start();

@@ -1,45 +1,25 @@
 import { randomUUID } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { OrderChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
-import { type DatabaseHandle, openDatabase } from "@meshwork/db";
-import { startSaga } from "@meshwork/saga";
-import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
 import { eq } from "drizzle-orm";
 import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
+import { openTestStore, startPlacementRow, type TestStore } from "../../../test/harness.js";
 import { applyLegacyOrder } from "./legacy-order-sync.js";
-import { createOrderStore, type OrderStore } from "./order-store.js";
-import { type OrdersSchema, orders, outbox, sagas, schema } from "./schema.js";
+import { orders, outbox, sagas } from "./schema.js";
 
 // Legacy's captured orders applied to the orders service's own database (strangler fig, issue 19).
-const migrations = fileURLToPath(new URL("../../../drizzle", import.meta.url));
 const kettle = "5d1c0a7e-0000-4000-8000-000000000001";
 const mug = "5d1c0a7e-0000-4000-8000-000000000003";
 
 describe("legacy orders applied to the orders database", () => {
-  let testDb: TestDatabase;
-  let handle: DatabaseHandle<OrdersSchema>;
-  let store: OrderStore;
+  let t: TestStore;
 
   beforeAll(async () => {
-    testDb = await createTestDatabase("mw_olegacy");
-    handle = await openDatabase(
-      {
-        url: testDb.url,
-        dataDir: "unused",
-        pool: { max: 3, idleTimeoutS: 5, maxLifetimeS: 60, connectTimeoutS: 5 },
-      },
-      schema,
-    );
-    await handle.migrate(migrations);
-    store = createOrderStore(handle.db, "t.");
+    t = await openTestStore("mw_olegacy");
   });
-  afterAll(async () => {
-    await handle?.close();
-    await testDb?.drop();
-  });
+  afterAll(() => t?.close());
 
   const changed = (
     id: string,
@@ -61,14 +41,14 @@ describe("legacy orders applied to the orders database", () => {
       createTime: timestampFromDate(o.at ?? new Date("2024-01-15T09:09:00.000Z")),
       updateTime: timestampFromDate(o.at ?? new Date("2024-01-15T09:09:00.000Z")),
     });
-  const apply = (e: ReturnType<typeof changed>) => handle.db.transaction((tx) => applyLegacyOrder(tx, e));
+  const apply = (e: ReturnType<typeof changed>) => t.handle.db.transaction((tx) => applyLegacyOrder(tx, e));
 
   it("stores a legacy order under its id as it is (terminal, lines by product), with no saga and no event", async () => {
     const user = randomUUID();
     const id = randomUUID();
-    const events = (await handle.db.select().from(outbox)).length;
+    const events = (await t.handle.db.select().from(outbox)).length;
     expect(await apply(changed(id, user, 10))).toBe("created");
-    const order = await store.get(user, id);
+    const order = await t.store.get(user, id);
     expect(order).toMatchObject({
       id,
       userId: user,
@@ -83,9 +63,9 @@ describe("legacy orders applied to the orders database", () => {
     });
     expect(order.createdAt.toISOString()).toBe("2024-01-15T09:09:00.000Z");
     // Legacy's key: a repeat of the client's PlaceOrder on the mesh finds this order.
-    expect((await store.findByKey(user, `client-key-${id}`))?.id).toBe(id);
-    expect(await handle.db.select().from(sagas).where(eq(sagas.id, id))).toHaveLength(0);
-    expect(await handle.db.select().from(outbox)).toHaveLength(events);
+    expect((await t.store.findByKey(user, `client-key-${id}`))?.id).toBe(id);
+    expect(await t.handle.db.select().from(sagas).where(eq(sagas.id, id))).toHaveLength(0);
+    expect(await t.handle.db.select().from(outbox)).toHaveLength(events);
   });
 
   it("is idempotent and order-proof: repeats and older captures change nothing, a newer one applies", async () => {
@@ -94,16 +74,16 @@ describe("legacy orders applied to the orders database", () => {
     expect(await apply(changed(id, user, 20))).toBe("created");
     expect(await apply(changed(id, user, 20))).toBe("stale");
     expect(await apply(changed(id, user, 19, { status: "ORDER_STATUS_CANCELLED" }))).toBe("stale");
-    expect((await store.get(user, id)).status).toBe("confirmed");
+    expect((await t.store.get(user, id)).status).toBe("confirmed");
     expect(await apply(changed(id, user, 21, { status: "ORDER_STATUS_CANCELLED" }))).toBe("updated");
-    expect((await store.get(user, id)).status).toBe("cancelled");
-    const rows = await handle.db.select().from(orders).where(eq(orders.id, id));
+    expect((await t.store.get(user, id)).status).toBe("cancelled");
+    const rows = await t.handle.db.select().from(orders).where(eq(orders.id, id));
     expect(rows).toHaveLength(1);
   });
 
   it("leaves an order the mesh placed alone, and refuses a status it cannot hold without a saga", async () => {
     const user = randomUUID();
-    const { order } = await store.place(
+    const { order } = await t.store.place(
       {
         id: uuidv7(),
         userId: user,
@@ -113,17 +93,14 @@ describe("legacy orders applied to the orders database", () => {
         totalMinor: 2999,
         currency: "EUR",
       },
-      async (tx, instance) => {
-        await startSaga(tx, sagas, { type: "order-placement", steps: [] } as never, instance);
-        return undefined;
-      },
+      startPlacementRow,
     );
     expect(await apply(changed(order.id, user, 30))).toBe("mesh-owned");
-    expect((await store.get(user, order.id)).status).toBe("pending");
+    expect((await t.store.get(user, order.id)).status).toBe("pending");
     // A legacy order whose key one of the user's mesh orders already has keeps a key of its own.
     const clash = randomUUID();
     expect(await apply(changed(clash, user, 31, { key: "mesh-placed" }))).toBe("created");
-    expect((await store.findByKey(user, "mesh-placed"))?.id).toBe(order.id);
+    expect((await t.store.findByKey(user, "mesh-placed"))?.id).toBe(order.id);
     await expect(apply(changed(randomUUID(), user, 32, { status: "ORDER_STATUS_PENDING" }))).rejects.toThrow(
       /status "ORDER_STATUS_PENDING": only ORDER_STATUS_CONFIRMED or ORDER_STATUS_CANCELLED/,
     );
@@ -135,7 +112,7 @@ describe("legacy orders applied to the orders database", () => {
     // Legacy ids are UUIDv4: their order says nothing of when they were placed.
     const ids = ["f", "0", "8"].map((c) => `${c}${randomUUID().slice(1)}`);
     for (const [n, id] of ids.entries()) await apply(changed(id, user, 40 + n, { at: at(n) }));
-    const mesh = await store.place(
+    const mesh = await t.store.place(
       {
         id: uuidv7(),
         userId: user,
@@ -145,14 +122,11 @@ describe("legacy orders applied to the orders database", () => {
         totalMinor: 2999,
         currency: "EUR",
       },
-      async (tx, instance) => {
-        await startSaga(tx, sagas, { type: "order-placement", steps: [] } as never, instance);
-        return undefined;
-      },
+      startPlacementRow,
     );
     const expected = [mesh.order.id, ids[2], ids[1], ids[0]];
-    const first = await store.listBefore(user, undefined, 2);
-    const second = await store.listBefore(user, first.at(-1)?.id, 2);
+    const first = await t.store.listBefore(user, undefined, 2);
+    const second = await t.store.listBefore(user, first.at(-1)?.id, 2);
     expect([...first, ...second].map((o) => o.id)).toEqual(expected);
   });
 });

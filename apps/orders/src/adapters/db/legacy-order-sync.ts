@@ -1,7 +1,7 @@
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import type { OrderChanged } from "@meshwork/contracts/meshwork/legacy/v1/events";
-import type { AnyTransaction } from "@meshwork/db";
-import { and, eq, ne, sql } from "drizzle-orm";
+import { type AnyTransaction, claimSequence } from "@meshwork/db";
+import { and, eq, ne } from "drizzle-orm";
 import { type OrderItem, type OrderStatus, requestHash } from "../../domain/order.js";
 import { legacyOrderSync, orders } from "./schema.js";
 
@@ -22,20 +22,6 @@ export class LegacyOrderStatusError extends Error {
       `legacy order ${orderId} has status "${status}": only ORDER_STATUS_CONFIRMED or ORDER_STATUS_CANCELLED can be copied (no saga runs for a legacy order)`,
     );
   }
-}
-
-/** Records `e.sequence` for its order unless a newer or equal one is recorded: false = stale. */
-async function claimSequence(tx: AnyTransaction, e: OrderChanged): Promise<boolean> {
-  const claimed = await tx
-    .insert(legacyOrderSync)
-    .values({ orderId: e.orderId, sequence: Number(e.sequence) })
-    .onConflictDoUpdate({
-      target: legacyOrderSync.orderId,
-      set: { sequence: Number(e.sequence), appliedAt: sql`now()` },
-      setWhere: sql`${legacyOrderSync.sequence} < ${Number(e.sequence)}`,
-    })
-    .returning({ orderId: legacyOrderSync.orderId });
-  return claimed.length > 0;
 }
 
 /**
@@ -73,7 +59,8 @@ export async function applyLegacyOrder(tx: AnyTransaction, e: OrderChanged): Pro
       .where(eq(legacyOrderSync.orderId, e.orderId));
     if (!synced) return "mesh-owned";
   }
-  if (!(await claimSequence(tx, e))) return "stale";
+  if (!(await claimSequence(tx, legacyOrderSync, legacyOrderSync.orderId, e.orderId, Number(e.sequence))))
+    return "stale";
   const currency = e.total?.currency ?? "";
   const items: OrderItem[] = e.items
     .map((i) => ({

@@ -1,66 +1,26 @@
 import { randomUUID } from "node:crypto";
-import { fileURLToPath } from "node:url";
-import { type DatabaseHandle, openDatabase } from "@meshwork/db";
-import { type SagaDefinition, startSaga } from "@meshwork/saga";
-import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
 import { eq } from "drizzle-orm";
 import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { OrderStateError, type PlacementData } from "../../domain/order.js";
-import { createOrderStore, type OrderStore, type StartPlacement } from "./order-store.js";
-import { type OrdersSchema, orders, sagas, schema } from "./schema.js";
-
-const migrations = fileURLToPath(new URL("../../../drizzle", import.meta.url));
-/** Only its type is stored with the saga row. */
-const saga = { type: "order-placement", steps: [] } as unknown as SagaDefinition<PlacementData>;
-const startPlacement: StartPlacement = async (tx, instance) => {
-  await startSaga(tx, sagas, saga, instance);
-  return undefined;
-};
+import { openTestStore, placeTestOrder, type TestStore } from "../../../test/harness.js";
+import { OrderStateError } from "../../domain/order.js";
+import { orders } from "./schema.js";
 
 describe("order store on Postgres: the checks before each saga step", () => {
-  let testDb: TestDatabase;
-  let handle: DatabaseHandle<OrdersSchema>;
-  let store: OrderStore;
+  let t: TestStore;
   const user = randomUUID();
 
   beforeAll(async () => {
-    testDb = await createTestDatabase("mw_ostore");
-    handle = await openDatabase(
-      {
-        url: testDb.url,
-        dataDir: "unused",
-        pool: { max: 3, idleTimeoutS: 5, maxLifetimeS: 60, connectTimeoutS: 5 },
-      },
-      schema,
-    );
-    await handle.migrate(migrations);
-    store = createOrderStore(handle.db, "t.");
+    t = await openTestStore("mw_ostore");
   });
-  afterAll(async () => {
-    await handle?.close();
-    await testDb?.drop();
-  });
+  afterAll(() => t?.close());
 
-  const place = async () => {
-    const { order } = await store.place(
-      {
-        id: uuidv7(),
-        userId: user,
-        idempotencyKey: randomUUID(),
-        requestHash: "h",
-        items: [{ productId: randomUUID(), quantity: 1, unitPriceMinor: 500 }],
-        totalMinor: 500,
-        currency: "EUR",
-      },
-      startPlacement,
-    );
-    return order.id;
-  };
-  const before = (id: string, step: string) => handle.db.transaction((tx) => store.beforeStep(tx, id, step));
+  const place = () => placeTestOrder(t.store, user);
+  const before = (id: string, step: string) =>
+    t.handle.db.transaction((tx) => t.store.beforeStep(tx, id, step));
   const flags = async (id: string) =>
     (
-      await handle.db
+      await t.handle.db
         .select({ captureStarted: orders.captureStarted, cancelRequested: orders.cancelRequested })
         .from(orders)
         .where(eq(orders.id, id))
@@ -72,15 +32,15 @@ describe("order store on Postgres: the checks before each saga step", () => {
     expect(await flags(id)).toEqual({ captureStarted: false, cancelRequested: false });
     expect(await before(id, "capture")).toBeUndefined();
     expect(await flags(id)).toEqual({ captureStarted: true, cancelRequested: false });
-    await expect(store.requestCancel(user, id)).rejects.toThrow(OrderStateError);
-    await expect(store.requestCancel(user, id)).rejects.toThrow(/is being paid/);
+    await expect(t.store.requestCancel(user, id)).rejects.toThrow(OrderStateError);
+    await expect(t.store.requestCancel(user, id)).rejects.toThrow(/is being paid/);
     // A retried capture step checks again and goes on.
     expect(await before(id, "capture")).toBeUndefined();
   });
 
   it("stops at the next step once a cancellation was asked for, and never marks it as being paid", async () => {
     const id = await place();
-    await store.requestCancel(user, id);
+    await t.store.requestCancel(user, id);
     expect(await before(id, "authorize")).toBe("cancelled by the customer");
     expect(await before(id, "capture")).toBe("cancelled by the customer");
     expect(await flags(id)).toEqual({ captureStarted: false, cancelRequested: true });

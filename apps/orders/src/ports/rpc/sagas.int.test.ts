@@ -1,18 +1,15 @@
 import { randomUUID } from "node:crypto";
-import { fileURLToPath } from "node:url";
 import { timestampDate } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import {
-  file_meshwork_orders_v1_orders,
   OrderService,
   SagaEventOutcome,
   SagaState,
   SagaStepStatus,
 } from "@meshwork/contracts/meshwork/orders/v1/orders";
-import { type DatabaseHandle, openDatabase } from "@meshwork/db";
-import { createService, type Service } from "@meshwork/runtime";
-import { testIdentity, testRuntimeConfig } from "@meshwork/runtime/testing";
+import type { Service } from "@meshwork/runtime";
+import { testIdentity } from "@meshwork/runtime/testing";
 import {
   createSagaExecutor,
   createSagaQueries,
@@ -21,19 +18,21 @@ import {
   type SagaExecutor,
 } from "@meshwork/saga";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
-import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
+import { waitFor } from "@meshwork/testing";
 import { eq } from "drizzle-orm";
 import { v7 as uuidv7 } from "uuid";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
-import { createOrderStore, orderRepository, type StartPlacement } from "../../adapters/db/order-store.js";
-import { type OrdersSchema, sagas, schema } from "../../adapters/db/schema.js";
-import { OrderWatch } from "../../app/order-watch.js";
-import { WatchLimit } from "../../app/watch-limit.js";
+import {
+  openTestStore,
+  placeTestOrder,
+  startTestOrderService,
+  type TestStore,
+} from "../../../test/harness.js";
+import { orderRepository, type StartPlacement } from "../../adapters/db/order-store.js";
+import { sagas } from "../../adapters/db/schema.js";
 import type { PlacementData } from "../../domain/order.js";
-import { createOrderServiceHandlers } from "./order-service.js";
 
 const identity = testIdentity(["gateway"]);
-const migrations = fileURLToPath(new URL("../../../drizzle", import.meta.url));
 const STEPS = ["reserve", "authorize", "capture"];
 
 /** The placement saga's shape with a payment that is declined: its compensation runs for real. */
@@ -53,8 +52,7 @@ const declined: SagaDefinition<PlacementData> = {
 };
 
 describe("ListSagas and GetSaga (operators)", () => {
-  let testDb: TestDatabase;
-  let handle: DatabaseHandle<OrdersSchema>;
+  let t: TestStore;
   let service: Service;
   let executor: SagaExecutor;
   let url: string;
@@ -63,16 +61,8 @@ describe("ListSagas and GetSaga (operators)", () => {
   const customer = randomUUID();
 
   beforeAll(async () => {
-    testDb = await createTestDatabase("mw_osaga");
-    handle = await openDatabase(
-      {
-        url: testDb.url,
-        dataDir: "unused",
-        pool: { max: 3, idleTimeoutS: 5, maxLifetimeS: 60, connectTimeoutS: 5 },
-      },
-      schema,
-    );
-    await handle.migrate(migrations);
+    t = await openTestStore("mw_osaga");
+    const { handle, store } = t;
     const telemetry = createTelemetry({ serviceName: "orders-saga-test" });
     executor = createSagaExecutor({
       database: handle,
@@ -90,20 +80,7 @@ describe("ListSagas and GetSaga (operators)", () => {
       const run = await executor.startIn(tx, declined, instance);
       return run;
     };
-    const store = createOrderStore(handle.db, "t.");
-    const { order } = await store.place(
-      {
-        id: uuidv7(),
-        userId: customer,
-        idempotencyKey: randomUUID(),
-        requestHash: "h",
-        items: [{ productId: randomUUID(), quantity: 1, unitPriceMinor: 500 }],
-        totalMinor: 500,
-        currency: "EUR",
-      },
-      startPlacement,
-    );
-    orderId = order.id;
+    orderId = await placeTestOrder(store, customer, startPlacement);
     executor.kick();
     await waitFor(
       async () =>
@@ -111,35 +88,16 @@ describe("ListSagas and GetSaga (operators)", () => {
       { what: "the declined order's saga to be compensated", timeoutMs: 30_000 },
     );
     const queries = createSagaQueries({ database: handle, table: sagas });
-    service = createService({
-      name: "orders",
-      config: testRuntimeConfig({ identity: identity.config() }),
-      files: [file_meshwork_orders_v1_orders],
-      services: [OrderService],
-      routes(router) {
-        router.service(
-          OrderService,
-          createOrderServiceHandlers({
-            orders: () => orderRepository(store, startPlacement),
-            catalogue: () => {
-              throw new Error("not used");
-            },
-            kick: () => {},
-            watch: () => new OrderWatch(),
-            watchLimit: new WatchLimit(4),
-            sagas: () => queries,
-            sagaSteps: () => STEPS,
-          }),
-        );
-      },
-    });
-    ({ url } = await service.start());
+    ({ service, url } = await startTestOrderService(identity.config(), {
+      orders: () => orderRepository(store, startPlacement),
+      sagas: () => queries,
+      sagaSteps: () => STEPS,
+    }));
   }, 60_000);
   afterAll(async () => {
     await executor?.stop();
     await service?.shutdown();
-    await handle?.close();
-    await testDb?.drop();
+    await t?.close();
   });
 
   const client = () => createClient(OrderService, createGrpcTransport({ baseUrl: url }));
