@@ -355,9 +355,9 @@ export function encodedSpansFromProtobuf(bytes: Uint8Array): EncodedSpans {
       const resource = attributesOf(fromBinary(ResourceSchema, resourceBytes).attributes);
       const serviceName = resource["service.name"];
       const service = typeof serviceName === "string" && serviceName ? serviceName : "unknown_service";
-      for (const [scopeStart, scopeEnd] of scopes) {
-        reader.pos = scopeStart;
-        const { head: scopeBytes, parts: spanRanges } = headAndParts(reader, scopeEnd);
+      for (let g = 0; g < scopes.length; g += 2) {
+        reader.pos = scopes[g] as number;
+        const { head: scopeBytes, parts: spanRanges } = headAndParts(reader, scopes[g + 1] as number);
         const s = fromBinary(InstrumentationScopeSchema, scopeBytes);
         const origin: SpanOrigin = {
           service,
@@ -365,8 +365,14 @@ export function encodedSpansFromProtobuf(bytes: Uint8Array): EncodedSpans {
           scope: { name: s.name, ...(s.version ? { version: s.version } : {}) },
           resourceBytes: resourceBytes.length,
         };
-        for (const [spanStart, spanEnd] of spanRanges) {
-          const span = encodedSpan(reader, body, spanStart, spanEnd, origin);
+        for (let i = 0; i < spanRanges.length; i += 2) {
+          const span = encodedSpan(
+            reader,
+            body,
+            spanRanges[i] as number,
+            spanRanges[i + 1] as number,
+            origin,
+          );
           if (typeof span === "string") {
             rejected++;
             reason ??= span;
@@ -404,21 +410,18 @@ function forEachField(
 
 /**
  * Reads a message up to `end` shaped as ResourceSpans and ScopeSpans are: field 1 one message
- * (its bytes, `head`), field 2 a repeated message (where each is, `parts`, not read yet); other
- * fields are skipped.
+ * (its bytes, `head`), field 2 a repeated message (where each is, not read yet: `parts` holds
+ * each one's start and end in turn, flat, rather than a pair per span); other fields are skipped.
  */
-function headAndParts(
-  reader: BinaryReader,
-  end: number,
-): { head: Uint8Array; parts: Array<[number, number]> } {
+function headAndParts(reader: BinaryReader, end: number): { head: Uint8Array; parts: number[] } {
   let head: Uint8Array = EMPTY;
-  const parts: Array<[number, number]> = [];
+  const parts: number[] = [];
   forEachField(reader, end, (field, wireType) => {
     if (wireType !== WireType.LengthDelimited) return false;
     if (field === 1) head = reader.bytes();
     else if (field === 2) {
       const partEnd = messageEnd(reader);
-      parts.push([reader.pos, partEnd]);
+      parts.push(reader.pos, partEnd);
       reader.pos = partEnd;
     } else return false;
     return true;
@@ -494,13 +497,10 @@ function encodedSpan(
   // the receiver's GC (36% of its CPU in the bench's traced row; see the commit message).
   const bytes = Buffer.allocUnsafe(end - start);
   body.copy(bytes, 0, start, end);
-  return {
-    traceId: body.toString("hex", traceAt, traceAt + 16),
-    spanId: body.toString("hex", spanAt, spanAt + 8),
-    bytes,
-    origin,
-    ...(links ? { links } : {}),
-  };
+  const traceId = body.toString("hex", traceAt, traceAt + 16);
+  const spanId = body.toString("hex", spanAt, spanAt + 8);
+  // Two literals rather than a spread: a spread builds the object by copying another.
+  return links ? { traceId, spanId, bytes, origin, links } : { traceId, spanId, bytes, origin };
 }
 
 /** A link's target, when its ids are well formed (as in the decoded form, others are left out). */
