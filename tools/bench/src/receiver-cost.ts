@@ -11,7 +11,8 @@
  * - `CPU`: µs of process CPU per span stored (median of the rounds);
  * - `allocated`: heap bytes (V8 heap plus ArrayBuffers) allocated per span, measured over one
  *   pass with the young generation large enough that no GC runs in it (checked);
- * - `retained`: heap bytes kept per stored span, after a full GC, with the store full.
+ * - `retained`: bytes kept per stored span, in V8's heap and in ArrayBuffers (the spans' bytes),
+ *   after full GCs, with the store full.
  * `node --expose-gc --max-semi-space-size=128 tools/bench/dist/receiver-cost.js`;
  * `RECEIVER_COST_SPANS` spans captured (default 20480), `RECEIVER_COST_ROUNDS` (default 7).
  */
@@ -108,17 +109,26 @@ for (let attempt = 0; attempt < 10 && Number.isNaN(allocated); attempt++) {
   await flushGcEntries();
   if (gcs === gcsBefore) allocated = (after - before) / passSpans;
 }
-// Retained: the full store against an empty one.
+// Retained: the full store against an empty one, each read after full GCs (ArrayBuffers are
+// freed by a sweep that may finish after the GC returns: twice, with a turn of the event loop).
+const settled = async () => {
+  for (let i = 0; i < 2; i++) {
+    gc();
+    await flushGcEntries();
+  }
+  return process.memoryUsage();
+};
 const fresh = new TraceStore();
-gc();
-const empty = heapBytes();
+const empty = await settled();
 storeAll(fresh, bodies.slice(-Math.ceil(fresh.maxTraces / 512) - 1));
-gc();
-const retained = (heapBytes() - empty) / fresh.stats().spans;
+const full = await settled();
+const retained = (full.heapUsed - empty.heapUsed) / fresh.stats().spans;
+const retainedOffHeap = (full.arrayBuffers - empty.arrayBuffers) / fresh.stats().spans;
 const sorted = [...cpu].sort((a, b) => a - b);
 console.log(
   `receiver store, ${spanCount} spans x ${rounds} rounds (${bodies.length} bodies): ` +
     `CPU ${sorted[Math.floor(rounds / 2)]?.toFixed(2)} µs/span (rounds ${cpu.map((c) => c.toFixed(2)).join(" ")}), ` +
-    `allocated ${allocated.toFixed(0)} B/span, retained ${retained.toFixed(0)} B/span ` +
+    `allocated ${allocated.toFixed(0)} B/span, retained ${retained.toFixed(0)} B/span in V8's heap ` +
+    `and ${retainedOffHeap.toFixed(0)} B/span in ArrayBuffers ` +
     `(${fresh.stats().spans} spans kept)`,
 );
