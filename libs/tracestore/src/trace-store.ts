@@ -96,7 +96,7 @@ function putSpan(entry: Entry, kept: Kept): void {
 
 /** What an encoded span is counted for against `maxBytes`. */
 function encodedBytes(span: EncodedSpan): number {
-  return span.bytes.length + span.origin.resourceBytes + ENCODED_OVERHEAD;
+  return span.size + span.origin.resourceBytes + ENCODED_OVERHEAD;
 }
 
 /** The sizes of decoded spans, measured as JSON once when added. */
