@@ -6,6 +6,7 @@ import {
   SpanStatusCode,
   trace,
 } from "@opentelemetry/api";
+import { MeterProvider, MetricReader } from "@opentelemetry/sdk-metrics";
 import {
   AlwaysOffSampler,
   BasicTracerProvider,
@@ -34,6 +35,12 @@ const remoteParent = () =>
     traceFlags: 1,
     isRemote: true,
   });
+
+/** A metric reader that collects when asked. */
+class TestReader extends MetricReader {
+  protected override async onForceFlush(): Promise<void> {}
+  protected override async onShutdown(): Promise<void> {}
+}
 
 function pipeline(spanLimits?: SpanLimits) {
   const exporter = new InMemorySpanExporter();
@@ -135,6 +142,18 @@ describe("leanSpanStarter", () => {
     expect(mine!.droppedLinksCount).toBe(1);
   });
 
+  it("counts the shared start attributes against the count limit when a span first sets its own", () => {
+    const { exporter, lean } = pipeline({ attributeCountLimit: 4 });
+    const span = lean("call", SpanKind.SERVER, start, ROOT_CONTEXT);
+    span.setAttribute("rpc.grpc.status_code", 0);
+    span.setAttribute("one.too.many", 1);
+    span.setAttribute("rpc.method", "Got");
+    span.end();
+    const [mine] = exporter.getFinishedSpans();
+    expect(mine!.attributes).toEqual({ ...start, "rpc.method": "Got", "rpc.grpc.status_code": 0 });
+    expect(mine!.droppedAttributesCount).toBe(1);
+  });
+
   it("keeps times as the SDK's span has them: wall clock, end after start, duration their difference", () => {
     const { exporter, lean } = pipeline();
     const before = Date.now();
@@ -212,5 +231,52 @@ describe("leanSpanStarter", () => {
 
   it("is not used for a tracer that is not the SDK's", () => {
     expect(leanSpanStarter(new IdOnlyTracer(new AlwaysOffSampler()))).toBeUndefined();
+  });
+
+  it("counts its spans in the SDK's span metrics when the tracer provider was given a meter provider", async () => {
+    const reader = new TestReader();
+    const provider = new BasicTracerProvider({
+      meterProvider: new MeterProvider({ readers: [reader] }),
+      spanProcessors: [new SimpleSpanProcessor(new InMemorySpanExporter())],
+    });
+    const lean = leanSpanStarter(provider.getTracer("lean-test"))!;
+    const first = lean("s.v1.S/Get", SpanKind.SERVER, start, remoteParent());
+    lean("s.v1.S/Get", SpanKind.SERVER, start, ROOT_CONTEXT).end();
+    const points = async (name: string) => {
+      const { resourceMetrics } = await reader.collect();
+      const metric = resourceMetrics.scopeMetrics
+        .flatMap((sm) => sm.metrics)
+        .find((m) => m.descriptor.name === name);
+      return (metric?.dataPoints ?? []).map((p) => [p.attributes, p.value]);
+    };
+    expect(await points("otel.sdk.span.started")).toEqual([
+      [{ "otel.span.parent.origin": "remote", "otel.span.sampling_result": "RECORD_AND_SAMPLE" }, 1],
+      [{ "otel.span.parent.origin": "none", "otel.span.sampling_result": "RECORD_AND_SAMPLE" }, 1],
+    ]);
+    expect(await points("otel.sdk.span.live")).toEqual([
+      [{ "otel.span.sampling_result": "RECORD_AND_SAMPLE" }, 1],
+    ]);
+    first.end();
+    expect(await points("otel.sdk.span.live")).toEqual([
+      [{ "otel.span.sampling_result": "RECORD_AND_SAMPLE" }, 0],
+    ]);
+  });
+
+  it("does not call the SDK's span metrics when they count nothing (no meter provider: the default)", () => {
+    const { tracer, lean, exporter } = pipeline();
+    const metrics = (tracer as unknown as { _tracerMetrics: { startSpan: (...a: unknown[]) => unknown } })
+      ._tracerMetrics;
+    let calls = 0;
+    const startSpan = metrics.startSpan.bind(metrics);
+    metrics.startSpan = (...a: unknown[]) => {
+      calls++;
+      return startSpan(...a);
+    };
+    lean("s.v1.S/Get", SpanKind.SERVER, start, remoteParent()).end();
+    expect(exporter.getFinishedSpans()).toHaveLength(1);
+    expect(calls).toBe(0);
+    // The SDK's own startSpan still calls them: the spy is where the SDK looks.
+    tracer.startSpan("sdk").end();
+    expect(calls).toBe(1);
   });
 });

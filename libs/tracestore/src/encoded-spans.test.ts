@@ -1,6 +1,7 @@
 import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import { ExportTraceServiceRequestSchema } from "@meshwork/contracts/opentelemetry/proto/collector/trace/v1/trace_service";
 import type { KeyValue } from "@meshwork/contracts/opentelemetry/proto/common/v1/common";
+import { SpanSchema } from "@meshwork/contracts/opentelemetry/proto/trace/v1/trace";
 import { describe, expect, it } from "vitest";
 import { decodeEncodedSpan, encodedSpansFromProtobuf, OtlpDecodeError, spansFromRequest } from "./otlp.js";
 import { TraceStore } from "./trace-store.js";
@@ -97,6 +98,47 @@ describe("protobuf spans kept encoded", () => {
     ]);
     // Each span holds its own bytes, not a view of the request.
     for (const s of encoded.spans) expect(s.bytes.buffer).not.toBe(body.buffer);
+  });
+
+  it("copies spans out in pieces of at most 8 KiB shared by neighbours, a larger span in one of its own", () => {
+    const span = (n: number, attribute: string) =>
+      create(SpanSchema, {
+        traceId: id(n.toString(16).padStart(32, "0")),
+        spanId: id(n.toString(16).padStart(16, "0")),
+        name: `span ${n}`,
+        kind: 2,
+        startTimeUnixNano: 1n,
+        endTimeUnixNano: 2n,
+        attributes: [str("payload", attribute)],
+      });
+    // 100 spans of about 230 bytes, one of 10,000 in the middle, and one with an invalid id.
+    const spans = Array.from({ length: 100 }, (_, i) => span(i + 1, "x".repeat(200)));
+    spans.splice(50, 0, span(1000, "y".repeat(10_000)));
+    spans.splice(20, 0, create(SpanSchema, { ...span(2000, "z"), spanId: new Uint8Array(8) }));
+    const body = toBinary(
+      ExportTraceServiceRequestSchema,
+      create(ExportTraceServiceRequestSchema, {
+        resourceSpans: [{ resource: {}, scopeSpans: [{ scope: { name: "s" }, spans }] }],
+      }),
+    );
+    const encoded = encodedSpansFromProtobuf(body);
+    expect(encoded.rejected).toBe(1);
+    const kept = spans.filter((s) => s.spanId.some((b) => b !== 0));
+    expect(encoded.spans.map((s) => Buffer.from(s.bytes))).toEqual(
+      kept.map((s) => Buffer.from(toBinary(SpanSchema, s))),
+    );
+    expect(encoded.spans.map((s) => s.size)).toEqual(encoded.spans.map((s) => s.bytes.length));
+    const pieces = new Set(encoded.spans.map((s) => s.bytes.buffer));
+    expect(pieces.has(body.buffer)).toBe(false);
+    const big = encoded.spans.find((s) => s.spanId === (1000).toString(16).padStart(16, "0"))!;
+    for (const piece of pieces) {
+      if (piece === big.bytes.buffer) expect(piece.byteLength).toBe(big.size);
+      else expect(piece.byteLength).toBeLessThanOrEqual(8 * 1024);
+    }
+    // About 23 KB of small spans: three or four pieces, and the big span's own.
+    expect(pieces.size).toBeGreaterThanOrEqual(4);
+    expect(pieces.size).toBeLessThanOrEqual(5);
+    expect(decodeEncodedSpan(big).attributes).toEqual({ payload: "y".repeat(10_000) });
   });
 
   it("a store of encoded spans lists, finds, joins links and bounds its bytes like a decoded one", () => {

@@ -307,11 +307,71 @@ export interface EncodedSpan {
   traceId: string;
   /** 16 lower-case hex digits. */
   spanId: string;
-  /** The span's own encoding (`opentelemetry.proto.trace.v1.Span`), copied out of the request. */
-  bytes: Uint8Array;
+  /**
+   * The span's own encoding (`opentelemetry.proto.trace.v1.Span`), copied out of the request: a
+   * view of a piece of at most 8 KiB it shares with the spans next to it (see `copyIntoPieces`),
+   * made when read.
+   */
+  readonly bytes: Uint8Array;
+  /** The length of {@link bytes}, without making the view. */
+  readonly size: number;
   origin: SpanOrigin;
-  /** The spans its links point to; absent when it has none. */
-  links?: { traceId: string; spanId: string }[];
+  /** The spans its links point to; absent or undefined when it has none. */
+  links?: { traceId: string; spanId: string }[] | undefined;
+}
+
+/**
+ * An {@link EncodedSpan} as the walk makes it: its bytes a range of a piece (the request body,
+ * until `copyIntoPieces` gives it its piece), with no view object of its own while it is kept.
+ */
+class SpanInPiece implements EncodedSpan {
+  constructor(
+    readonly traceId: string,
+    readonly spanId: string,
+    public piece: Buffer,
+    public start: number,
+    public end: number,
+    readonly origin: SpanOrigin,
+    readonly links: EncodedSpan["links"],
+  ) {}
+
+  get bytes(): Uint8Array {
+    return this.piece.subarray(this.start, this.end);
+  }
+
+  get size(): number {
+    return this.end - this.start;
+  }
+}
+
+/** The largest piece spans' bytes are copied into together (as Node's Buffer pool's slabs). */
+const PIECE_BYTES = 8 * 1024;
+
+/**
+ * Copies the bytes of `spans[from..]` (in request order, each a range of `body`) out of the
+ * request into pieces of at most {@link PIECE_BYTES} (a larger span gets one of its own), one
+ * copy and one ArrayBuffer per piece rather than per span, and points each span at its piece.
+ * A copy: a view would keep the whole request alive for as long as any of its spans; a piece is
+ * kept alive by any of its spans, at most 8 KiB per span kept, as a Buffer from Node's pool keeps
+ * its slab. (The copy per span before cost a temporary view per span, and a Buffer object per
+ * span kept; an ArrayBuffer per span, earlier, was most of the receiver's GC.)
+ */
+function copyIntoPieces(body: Buffer, spans: SpanInPiece[], from: number): void {
+  let i = from;
+  while (i < spans.length) {
+    const start = (spans[i] as SpanInPiece).start;
+    let j = i + 1;
+    while (j < spans.length && (spans[j] as SpanInPiece).end - start <= PIECE_BYTES) j++;
+    const end = (spans[j - 1] as SpanInPiece).end;
+    const piece = Buffer.allocUnsafeSlow(end - start);
+    body.copy(piece, 0, start, end);
+    for (; i < j; i++) {
+      const span = spans[i] as SpanInPiece;
+      span.piece = piece;
+      span.start -= start;
+      span.end -= start;
+    }
+  }
 }
 
 /** Encoded spans of a protobuf export request, and the spans that could not be kept. */
@@ -341,7 +401,7 @@ export interface EncodedSpans {
  */
 export function encodedSpansFromProtobuf(bytes: Uint8Array): EncodedSpans {
   const body = Buffer.isBuffer(bytes) ? bytes : Buffer.from(bytes.buffer, bytes.byteOffset, bytes.byteLength);
-  const spans: EncodedSpan[] = [];
+  const spans: SpanInPiece[] = [];
   let rejected = 0;
   let reason: string | undefined;
   const reader = new BinaryReader(body);
@@ -355,9 +415,9 @@ export function encodedSpansFromProtobuf(bytes: Uint8Array): EncodedSpans {
       const resource = attributesOf(fromBinary(ResourceSchema, resourceBytes).attributes);
       const serviceName = resource["service.name"];
       const service = typeof serviceName === "string" && serviceName ? serviceName : "unknown_service";
-      for (const [scopeStart, scopeEnd] of scopes) {
-        reader.pos = scopeStart;
-        const { head: scopeBytes, parts: spanRanges } = headAndParts(reader, scopeEnd);
+      for (let g = 0; g < scopes.length; g += 2) {
+        reader.pos = scopes[g] as number;
+        const { head: scopeBytes, parts: spanRanges } = headAndParts(reader, scopes[g + 1] as number);
         const s = fromBinary(InstrumentationScopeSchema, scopeBytes);
         const origin: SpanOrigin = {
           service,
@@ -365,13 +425,21 @@ export function encodedSpansFromProtobuf(bytes: Uint8Array): EncodedSpans {
           scope: { name: s.name, ...(s.version ? { version: s.version } : {}) },
           resourceBytes: resourceBytes.length,
         };
-        for (const [spanStart, spanEnd] of spanRanges) {
-          const span = encodedSpan(reader, body, spanStart, spanEnd, origin);
+        const first = spans.length;
+        for (let i = 0; i < spanRanges.length; i += 2) {
+          const span = encodedSpan(
+            reader,
+            body,
+            spanRanges[i] as number,
+            spanRanges[i + 1] as number,
+            origin,
+          );
           if (typeof span === "string") {
             rejected++;
             reason ??= span;
           } else spans.push(span);
         }
+        copyIntoPieces(body, spans, first);
       }
       reader.pos = end;
       return true;
@@ -404,21 +472,18 @@ function forEachField(
 
 /**
  * Reads a message up to `end` shaped as ResourceSpans and ScopeSpans are: field 1 one message
- * (its bytes, `head`), field 2 a repeated message (where each is, `parts`, not read yet); other
- * fields are skipped.
+ * (its bytes, `head`), field 2 a repeated message (where each is, not read yet: `parts` holds
+ * each one's start and end in turn, flat, rather than a pair per span); other fields are skipped.
  */
-function headAndParts(
-  reader: BinaryReader,
-  end: number,
-): { head: Uint8Array; parts: Array<[number, number]> } {
+function headAndParts(reader: BinaryReader, end: number): { head: Uint8Array; parts: number[] } {
   let head: Uint8Array = EMPTY;
-  const parts: Array<[number, number]> = [];
+  const parts: number[] = [];
   forEachField(reader, end, (field, wireType) => {
     if (wireType !== WireType.LengthDelimited) return false;
     if (field === 1) head = reader.bytes();
     else if (field === 2) {
       const partEnd = messageEnd(reader);
-      parts.push([reader.pos, partEnd]);
+      parts.push(reader.pos, partEnd);
       reader.pos = partEnd;
     } else return false;
     return true;
@@ -444,7 +509,7 @@ function encodedSpan(
   start: number,
   end: number,
   origin: SpanOrigin,
-): EncodedSpan | string {
+): SpanInPiece | string {
   reader.pos = start;
   let traceAt = 0;
   let traceLength = 0;
@@ -488,19 +553,10 @@ function encodedSpan(
   ) {
     return invalidIds(fromBinary(SpanSchema, body.subarray(start, end))) as string;
   }
-  // A copy: a view would keep the whole request alive for as long as any of its spans. From
-  // Node's Buffer pool (8 KiB slabs, as every small Buffer), not a Uint8Array of its own: an
-  // ArrayBuffer per span is an off-heap allocation the GC tracks one by one, and that was most of
-  // the receiver's GC (36% of its CPU in the bench's traced row; see the commit message).
-  const bytes = Buffer.allocUnsafe(end - start);
-  body.copy(bytes, 0, start, end);
-  return {
-    traceId: body.toString("hex", traceAt, traceAt + 16),
-    spanId: body.toString("hex", spanAt, spanAt + 8),
-    bytes,
-    origin,
-    ...(links ? { links } : {}),
-  };
+  const traceId = body.toString("hex", traceAt, traceAt + 16);
+  const spanId = body.toString("hex", spanAt, spanAt + 8);
+  // Still a range of the request: copyIntoPieces copies it out once its group is walked.
+  return new SpanInPiece(traceId, spanId, body, start, end, origin, links);
 }
 
 /** A link's target, when its ids are well formed (as in the decoded form, others are left out). */

@@ -257,6 +257,23 @@ describe("OTLP/JSON mapping", () => {
     const res = fromBinary(ExportTraceServiceResponseSchema, proto.body);
     expect(res.partialSuccess?.rejectedSpans).toBe(2n);
     expect(receiver.traces.getTrace(T)!.spans.map((s) => s.name)).toEqual(["kept"]);
+    // Every span kept, over protobuf: an empty ExportTraceServiceResponse, twice (one answer
+    // encoded once and sent to both), and a partial success after them still names its spans.
+    msg.resourceSpans[0]!.scopeSpans[0]!.spans.splice(1);
+    for (let i = 0; i < 2; i++) {
+      const ok = await send("/v1/traces", {
+        headers: { "content-type": "application/x-protobuf" },
+        body: toBinary(ExportTraceServiceRequestSchema, msg),
+      });
+      expect([ok.status, ok.headers["content-type"], ok.headers["content-length"]]).toEqual([
+        200,
+        "application/x-protobuf",
+        "0",
+      ]);
+      expect(fromBinary(ExportTraceServiceResponseSchema, ok.body).partialSuccess).toBeUndefined();
+    }
+    const again = await send("/v1/traces", { headers: { "content-type": "application/json" }, body });
+    expect(JSON.parse(again.body.toString()).partialSuccess.rejectedSpans).toBe("2");
   });
 });
 

@@ -171,10 +171,23 @@ function exportTraces(
   ]
     .filter(Boolean)
     .join("; ");
-  respond(res, 200, encoding, ExportTraceServiceResponseSchema, {
-    ...(rejected ? { partialSuccess: { rejectedSpans: BigInt(rejected), errorMessage: message } } : {}),
-  });
+  if (!rejected) sendEncoded(res, 200, encoding, traceExportSuccess[encoding]);
+  else
+    respond(res, 200, encoding, ExportTraceServiceResponseSchema, {
+      partialSuccess: { rejectedSpans: BigInt(rejected), errorMessage: message },
+    });
 }
+
+/**
+ * The answer to a trace export whose spans were all kept (an empty ExportTraceServiceResponse),
+ * encoded once: building and encoding it per request was 1.6% of a busy receiver's CPU.
+ */
+const traceExportSuccess: Record<OtlpEncoding, Uint8Array> = {
+  protobuf: toBinary(ExportTraceServiceResponseSchema, create(ExportTraceServiceResponseSchema)),
+  json: Buffer.from(
+    JSON.stringify(toJson(ExportTraceServiceResponseSchema, create(ExportTraceServiceResponseSchema))),
+  ),
+};
 
 /** Decodes a metrics export and refuses its data points as a partial success. */
 function exportMetrics(body: Uint8Array, encoding: OtlpEncoding, res: ServerResponse): void {
@@ -331,6 +344,11 @@ function respond<Desc extends DescMessage>(
   const msg = create(schema, init) as MessageShape<Desc>;
   const body =
     encoding === "protobuf" ? toBinary(schema, msg) : Buffer.from(JSON.stringify(toJson(schema, msg)));
+  sendEncoded(res, status, encoding, body);
+}
+
+/** Answers with `body`, a message in `encoding`. */
+function sendEncoded(res: ServerResponse, status: number, encoding: OtlpEncoding, body: Uint8Array): void {
   res.writeHead(status, {
     "content-type": encoding === "protobuf" ? "application/x-protobuf" : "application/json",
     "content-length": body.byteLength,

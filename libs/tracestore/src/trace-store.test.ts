@@ -88,6 +88,41 @@ describe("TraceStore", () => {
     expect(store.getTrace(tid(1))!.spans[0]!.name).toBe("span 1!!");
   });
 
+  it("keeps counts and bytes exact as a trace of one span gets a copy of it, a second span, then copies of both", () => {
+    const store = new TraceStore({ maxTraces: 2 });
+    const size = (s: StoredSpan) => {
+      store.add([s]);
+      return store.stats().bytes;
+    };
+    const one = size(span(1, 1));
+    // The same span again, longer, while the trace holds one span: replaced, not added.
+    const oneAgain = size(span(1, 1, { name: "span 1 again" }));
+    expect(oneAgain - one).toBe("span 1 again".length - "span 1".length);
+    expect(store.stats()).toMatchObject({ traces: 1, spans: 1 });
+    // A second span of the trace, then copies of each.
+    const two = size(span(1, 2, { parentSpanId: sid(1) }));
+    store.add([span(1, 2, { parentSpanId: sid(1), name: "span 2!" }), span(1, 1, { name: "span 1" })]);
+    expect(store.stats().spans).toBe(2);
+    expect(store.stats().bytes).toBe(two - oneAgain + one + 1);
+    expect(store.getTrace(tid(1))!.spans.map((s) => s.name)).toEqual(["span 1", "span 2!"]);
+    // Evicting the trace of two spans takes both off the counts.
+    store.add([span(2, 1)]);
+    store.add([span(3, 1)]);
+    expect(store.getTrace(tid(1))).toBeUndefined();
+    expect(store.stats()).toMatchObject({ traces: 2, spans: 2, evictedTraces: 1 });
+    expect(store.stats().bytes).toBe(2 * one);
+  });
+
+  it("counts a replaced span at the size it was added with, even if the stored object changed since", () => {
+    const store = new TraceStore();
+    store.add([span(1, 1)]);
+    const bytes = store.stats().bytes;
+    // A reader changes the object it was given (the stored span itself, for a decoded span).
+    store.getTrace(tid(1))!.spans[0]!.name = "x".repeat(1000);
+    store.add([span(1, 1)]);
+    expect(store.stats()).toMatchObject({ spans: 1, bytes });
+  });
+
   it("summarises root, services, span count, duration, status and errors; incomplete without a root", () => {
     const store = new TraceStore();
     store.add([

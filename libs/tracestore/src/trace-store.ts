@@ -36,27 +36,74 @@ export interface AttributeQuery {
   value: string;
 }
 
-/** A span as kept: decoded (added as a {@link StoredSpan}) or encoded (decoded when read). */
-interface Held {
-  decoded: StoredSpan | undefined;
-  encoded: EncodedSpan | undefined;
-  bytes: number;
+/**
+ * A span as kept, itself (no wrapper object per span): decoded (added as a {@link StoredSpan}) or
+ * encoded (an {@link EncodedSpan}, decoded when read).
+ */
+type Kept = StoredSpan | EncodedSpan;
+
+function isEncoded(kept: Kept): kept is EncodedSpan {
+  return (kept as Partial<EncodedSpan>).origin !== undefined;
 }
 
-function spanOf(held: Held): StoredSpan {
-  return held.decoded ?? decodeEncodedSpan(held.encoded as EncodedSpan);
+function spanOf(kept: Kept): StoredSpan {
+  return isEncoded(kept) ? decodeEncodedSpan(kept) : kept;
 }
 
 const NO_LINKS: readonly Pick<StoredLink, "traceId" | "spanId">[] = [];
 
-function linksOf(held: Held): readonly Pick<StoredLink, "traceId" | "spanId">[] {
-  return held.decoded?.links ?? held.encoded?.links ?? NO_LINKS;
+function linksOf(kept: Kept): readonly Pick<StoredLink, "traceId" | "spanId">[] {
+  return kept.links ?? NO_LINKS;
 }
 
 interface Entry {
-  spans: Map<string, Held>;
+  traceId: string;
+  /**
+   * The trace's spans: the one span of a trace of one span (every call of a server whose callers
+   * send no trace context), or a Map by span id once a second span arrives.
+   */
+  spans: Kept | Map<string, Kept>;
   bytes: number;
   summary: TraceSummary | undefined;
+  /** The last batch ({@link TraceStore} counts them) that added a span: evicted last in it. */
+  batch: number;
+}
+
+function spanCountOf(entry: Entry): number {
+  return entry.spans instanceof Map ? entry.spans.size : 1;
+}
+
+function keptSpans(entry: Entry): Kept[] {
+  return entry.spans instanceof Map ? [...entry.spans.values()] : [entry.spans];
+}
+
+function keptWithId(entry: Entry, spanId: string): Kept | undefined {
+  if (entry.spans instanceof Map) return entry.spans.get(spanId);
+  return entry.spans.spanId === spanId ? entry.spans : undefined;
+}
+
+/** Puts `kept` in its trace, in place of the span with its id if there is one. */
+function putSpan(entry: Entry, kept: Kept): void {
+  const { spans } = entry;
+  if (spans instanceof Map) spans.set(kept.spanId, kept);
+  else if (spans.spanId === kept.spanId) entry.spans = kept;
+  else
+    entry.spans = new Map<string, Kept>([
+      [spans.spanId, spans],
+      [kept.spanId, kept],
+    ]);
+}
+
+/** What an encoded span is counted for against `maxBytes`. */
+function encodedBytes(span: EncodedSpan): number {
+  return span.size + span.origin.resourceBytes + ENCODED_OVERHEAD;
+}
+
+/** The sizes of decoded spans, measured as JSON once when added. */
+const decodedBytes = new WeakMap<StoredSpan, number>();
+
+function keptBytes(kept: Kept): number {
+  return isEncoded(kept) ? encodedBytes(kept) : (decodedBytes.get(kept) ?? spanBytes(kept));
 }
 
 /**
@@ -77,6 +124,8 @@ export class TraceStore {
   private spanCount = 0;
   private evicted = 0;
   private rejected = 0;
+  /** Batches added so far: the number of the current one. */
+  private batches = 0;
 
   constructor(options: TraceStoreOptions = {}) {
     this.maxTraces = options.maxTraces ?? 1000;
@@ -86,7 +135,8 @@ export class TraceStore {
 
   /** Adds decoded spans, then drops the oldest traces until both limits hold again. */
   add(spans: readonly StoredSpan[]): AddResult {
-    return this.#addAll(spans, (span) => ({ decoded: span, encoded: undefined, bytes: spanBytes(span) }));
+    for (const span of spans) decodedBytes.set(span, spanBytes(span));
+    return this.#addAll(spans);
   }
 
   /**
@@ -94,47 +144,45 @@ export class TraceStore {
    * `encodedSpansFromProtobuf`), then drops the oldest traces until both limits hold again.
    */
   addEncoded(spans: readonly EncodedSpan[]): AddResult {
-    return this.#addAll(spans, (span) => ({
-      decoded: undefined,
-      encoded: span,
-      bytes: span.bytes.length + span.origin.resourceBytes + ENCODED_OVERHEAD,
-    }));
+    return this.#addAll(spans);
   }
 
-  #addAll<S extends { traceId: string; spanId: string }>(
-    spans: readonly S[],
-    hold: (s: S) => Held,
-  ): AddResult {
+  /**
+   * Stores each span as it is (this runs once per span received: no object per span besides a
+   * trace's entry, and a Map only for a trace of more than one span), then evicts.
+   */
+  #addAll(spans: readonly Kept[]): AddResult {
+    const batch = ++this.batches;
     let accepted = 0;
     let rejected = 0;
-    const touched = new Set<string>();
     for (const span of spans) {
-      const held = hold(span);
-      const { bytes } = held;
+      const bytes = keptBytes(span);
       let entry = this.traces.get(span.traceId);
-      const previous = entry?.spans.get(span.spanId);
-      if ((entry?.bytes ?? 0) - (previous?.bytes ?? 0) + bytes > this.maxBytes) {
+      const previous = entry && keptWithId(entry, span.spanId);
+      const previousBytes = previous ? keptBytes(previous) : 0;
+      if ((entry?.bytes ?? 0) - previousBytes + bytes > this.maxBytes) {
         rejected++;
         continue;
       }
       if (!entry) {
-        entry = { spans: new Map(), bytes: 0, summary: undefined };
+        entry = { traceId: span.traceId, spans: span, bytes: 0, summary: undefined, batch };
         this.traces.set(span.traceId, entry);
+      } else {
+        putSpan(entry, span);
+        entry.summary = undefined;
+        entry.batch = batch;
       }
       if (previous) {
-        entry.bytes -= previous.bytes;
-        this.bytes -= previous.bytes;
+        entry.bytes -= previousBytes;
+        this.bytes -= previousBytes;
         this.spanCount--;
       }
-      entry.spans.set(span.spanId, held);
       entry.bytes += bytes;
-      entry.summary = undefined;
       this.bytes += bytes;
       this.spanCount++;
       accepted++;
-      touched.add(span.traceId);
     }
-    this.evict(touched);
+    this.evict(batch);
     this.rejected += rejected;
     return { accepted, rejected };
   }
@@ -145,20 +193,23 @@ export class TraceStore {
    * traces in arrival order: a new iterator per dropped trace re-walks the slots of the traces
    * dropped before it, which cost a receiver at the bench's rate more than storing the spans.
    */
-  private evict(keep: Set<string>): void {
-    const over = () => this.traces.size > this.maxTraces || this.bytes > this.maxBytes;
-    if (!over()) return;
-    for (const pass of [false, true]) {
-      // First pass: traces this batch did not touch; then, if that was not enough, the batch's own.
-      for (const [id, entry] of this.traces) {
-        if (!over()) return;
-        if (!pass && keep.has(id)) continue;
-        this.traces.delete(id);
+  private evict(batch: number): void {
+    if (!this.over()) return;
+    // First pass: traces this batch did not touch; then, if that was not enough, the batch's own.
+    for (let pass = 0; pass < 2; pass++) {
+      for (const entry of this.traces.values()) {
+        if (!this.over()) return;
+        if (pass === 0 && entry.batch === batch) continue;
+        this.traces.delete(entry.traceId);
         this.bytes -= entry.bytes;
-        this.spanCount -= entry.spans.size;
+        this.spanCount -= spanCountOf(entry);
         this.evicted++;
       }
     }
+  }
+
+  private over(): boolean {
+    return this.traces.size > this.maxTraces || this.bytes > this.maxBytes;
   }
 
   /**
@@ -182,7 +233,7 @@ export class TraceStore {
     const id = traceId.toLowerCase();
     const entry = this.traces.get(id);
     if (!entry) return undefined;
-    const spans = [...entry.spans.values()].map(spanOf);
+    const spans = keptSpans(entry).map(spanOf);
     // Spans that start in the same nanosecond: a root before the rest.
     spans.sort(
       (a, b) =>
@@ -193,8 +244,8 @@ export class TraceStore {
     const linked: StoredSpan[] = [];
     for (const [otherId, other] of this.traces) {
       if (otherId === id) continue;
-      for (const held of other.spans.values())
-        if (linksOf(held).some((l) => l.traceId === id && own.has(l.spanId))) linked.push(spanOf(held));
+      for (const kept of keptSpans(other))
+        if (linksOf(kept).some((l) => l.traceId === id && own.has(l.spanId))) linked.push(spanOf(kept));
     }
     linked.sort((a, b) => compareNano(a.startTimeUnixNano, b.startTimeUnixNano));
     return { summary: this.summaryOf(id, entry), spans, ...(linked.length ? { linked } : {}) };
@@ -214,8 +265,8 @@ export class TraceStore {
     const out: TraceSummary[] = [];
     for (const [id, entry] of this.traces) {
       let hit = false;
-      for (const held of entry.spans.values()) {
-        const span = spanOf(held);
+      for (const kept of keptSpans(entry)) {
+        const span = spanOf(kept);
         if (
           queries.some(
             (q) => matches(span.attributes[q.key], q.value) || matches(span.resource[q.key], q.value),
@@ -242,7 +293,7 @@ export class TraceStore {
   }
 
   private summaryOf(traceId: string, entry: Entry): TraceSummary {
-    entry.summary ??= summarize(traceId, [...entry.spans.values()].map(spanOf));
+    entry.summary ??= summarize(traceId, keptSpans(entry).map(spanOf));
     return entry.summary;
   }
 }
