@@ -110,7 +110,6 @@ async function createConsumers(
       durable: DURABLE,
       registry,
       handlers,
-      ackWaitMs: config.events.consumer.ackWaitMs,
     });
   return [
     foreign(meshStreams.users(ns), { "meshwork.users.v1.UserRegistered": onUserRegistered(service.logger) }),

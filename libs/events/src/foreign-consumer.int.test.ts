@@ -39,7 +39,7 @@ describe("createForeignConsumer (real Postgres and NATS)", () => {
     namespace: f.namespace,
     streamReplicas: 1,
     outbox: { batchSize: 256, pollMs: 1_000, retentionMs: 3_600_000 },
-    consumer: { maxDeliver: 2, backoffMs: 50, ackWaitMs: 30_000 },
+    consumer: { maxDeliver: 2, backoffMs: 50, ackWaitMs: 7_000 },
   });
 
   const publish = async (e: EventEnvelope, msgId = e.id) => {
@@ -131,6 +131,7 @@ describe("createForeignConsumer (real Postgres and NATS)", () => {
     const durable = await f.jsm.consumers.info(users.name, DURABLE);
     expect(durable.config.filter_subject).toBe(users.subjects[0]);
     expect(durable.config.max_deliver).toBe(3); // CONSUMER_MAX_DELIVER + 1, the server's backstop
+    expect(durable.config.ack_wait).toBe(7_000 * 1_000_000); // CONSUMER_ACK_WAIT_MS, in ns
     expect((await f.jsm.streams.info(users.name)).config).toEqual(before);
   }, 90_000);
 });

@@ -45,7 +45,7 @@ export interface ForeignConsumerSpec {
   registry: Registry;
   /** Handlers by event type; other types on the subject are acked and skipped. */
   handlers: Record<string, EventHandler | BatchEventHandler>;
-  /** The durable's ack wait (e.g. CONSUMER_ACK_WAIT_MS); default: 30 s, the server's. */
+  /** The durable's ack wait; default: the host's CONSUMER_ACK_WAIT_MS (`config.consumer.ackWaitMs`). */
   ackWaitMs?: number;
   /** Rewrites a dead letter's data by event type before it is stored (blanks secrets). */
   redactDeadLetter?: (type: string, data: Uint8Array) => Uint8Array;
@@ -97,7 +97,7 @@ export function createForeignConsumer(host: ForeignConsumerHost, spec: ForeignCo
     stream: spec.stream,
     durable: spec.durable,
     filterSubject: spec.filterSubject,
-    ackWaitMs: spec.ackWaitMs,
+    ackWaitMs: spec.ackWaitMs ?? config.consumer.ackWaitMs,
     deadLetters: meshStreams.deadLetters(ns, service, { replicas: config.streamReplicas }),
     declare: !spec.durableExists,
     retryMs: spec.retryMs,
