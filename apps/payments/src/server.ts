@@ -80,7 +80,6 @@ export async function createPaymentsService(
       observeDatabasePool(database, service.telemetry.meter);
       await ledger.load();
       migrated = true;
-      sweeper = startHoldSweeper(store, config.holdSweepMs, logger, service.telemetry.meter);
       publisher = await startOutboxPublisher({
         service: SERVICE,
         config: config.events,
@@ -91,6 +90,7 @@ export async function createPaymentsService(
         tracer: service.telemetry.tracer,
         meter: service.telemetry.meter,
       });
+      sweeper = startHoldSweeper(store, config.holdSweepMs, logger, service.telemetry.meter);
     },
     ...databaseServiceOptions(database),
     announce: (where) => discovery.announce(where),

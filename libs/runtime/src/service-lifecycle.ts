@@ -5,7 +5,7 @@ import { type HealthRegistry, ServingStatus } from "./health.js";
 import { setHeapGrowingPercent } from "./heap.js";
 import type { ServiceIdentity } from "./identity/index.js";
 import { createListener, type Listener, type NodeRequestHandler } from "./listener.js";
-import type { Service, ServiceOptions } from "./service.js";
+import type { ReadinessCheck, Service, ServiceOptions } from "./service.js";
 
 /** What a service is made of, built once by `createService`. */
 export interface ServiceParts {
@@ -33,6 +33,8 @@ export class ServiceLifecycle implements Service {
   #stopping: Promise<void> | undefined;
   /** A periodic round of readiness checks is running. */
   #checking = false;
+  /** Each readiness check's call that has not settled yet. */
+  readonly #pending = new Map<ReadinessCheck, Promise<void>>();
   #withdraw: (() => Promise<void>) | undefined;
 
   constructor(options: ServiceOptions, parts: ServiceParts) {
@@ -113,13 +115,29 @@ export class ServiceLifecycle implements Service {
     const timeoutMs = this.#options.config.readinessTimeoutMs ?? DEFAULT_READINESS_TIMEOUT_MS;
     for (const c of this.#options.readiness ?? []) {
       try {
-        await withDeadline(c.check(), timeoutMs, `did not answer within ${timeoutMs} ms`);
+        await withDeadline(this.#callOnce(c), timeoutMs, `did not answer within ${timeoutMs} ms`);
       } catch (err) {
         this.logger.warn({ check: c.name, err: String(err) }, "readiness check failed");
         return false;
       }
     }
     return true;
+  }
+
+  /**
+   * The check's call in progress, or a new one: a check that hangs past its deadline is waited
+   * for again by the next round, never called a second time beside it (a pool's pings would pile
+   * up on a dead socket until the pool has no connection left).
+   */
+  #callOnce(c: ReadinessCheck): Promise<void> {
+    let call = this.#pending.get(c);
+    if (!call) {
+      call = Promise.resolve()
+        .then(() => c.check())
+        .finally(() => this.#pending.delete(c));
+      this.#pending.set(c, call);
+    }
+    return call;
   }
 
   async #applyChecks(): Promise<void> {

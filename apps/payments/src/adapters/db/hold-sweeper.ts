@@ -19,8 +19,9 @@ export function startHoldSweeper(
   logger: Logger,
   meter: Meter,
 ): HoldSweeper {
-  const released = meter.createCounter("payments.holds_released", {
-    description: "Holds released at the provider by the sweeper (tombstones whose void had not reached it)",
+  const confirmed = meter.createCounter("payments.sweeper.voids_confirmed", {
+    description:
+      "Tombstones whose void the provider confirmed through the sweeper (the void had failed or never reached it)",
   });
   let stopped = false;
   let timer: NodeJS.Timeout | undefined;
@@ -29,8 +30,14 @@ export function startHoldSweeper(
     try {
       const r = await store.releaseLeftHolds(everyMs);
       if (r.released > 0) {
-        released.add(r.released);
-        logger.info({ released: r.released, failed: r.failed }, "released holds left at the provider");
+        confirmed.add(r.released);
+        logger.info({ released: r.released }, "voided at the provider the holds tombstones left");
+      }
+      if (r.error !== undefined) {
+        logger.warn(
+          { pending: r.pending, err: String(r.error) },
+          "the provider failed a sweeper's void; the next pass retries",
+        );
       }
     } catch (err) {
       logger.warn({ err: String(err) }, "hold sweep failed; retrying at the next period");

@@ -109,8 +109,7 @@ export function createPaymentStore(
      * The hold sweeper's pass: voids at the provider the ids of tombstones older than `minAgeMs`
      * that it has not confirmed yet, oldest first, at most `limit`.
      */
-    releaseLeftHolds: (minAgeMs: number, limit = 100) =>
-      releaseLeftHolds(db, provider, minAgeMs, limit, onHoldLeft),
+    releaseLeftHolds: (minAgeMs: number, limit = 100) => releaseLeftHolds(db, provider, minAgeMs, limit),
 
     refund: (id: string) =>
       transition(db, provider, id, "refund", "captured", "refunded", async (tx, p) => {
@@ -136,15 +135,15 @@ export function createPaymentStore(
 /**
  * Voids at the provider the ids of tombstones older than `minAgeMs` that it has not confirmed yet
  * (their void failed at the provider, or its instance died before asking), oldest first, at most
- * `limit`. Idempotent at the provider, so instances sweeping at once do no harm.
+ * `limit`; stops at the provider's first failure (it is most likely down: the next pass starts
+ * over). Idempotent at the provider, so instances sweeping at once do no harm.
  */
 async function releaseLeftHolds(
   db: Database<PaymentsSchema>,
   provider: SimulatedProvider,
   minAgeMs: number,
   limit: number,
-  onHoldLeft: ((paymentId: string, err: unknown) => void) | undefined,
-): Promise<{ released: number; failed: number }> {
+): Promise<{ released: number; pending: number; error?: unknown }> {
   const rows = await db
     .select({ id: payments.id })
     .from(payments)
@@ -154,14 +153,16 @@ async function releaseLeftHolds(
     )
     .orderBy(payments.createdAt)
     .limit(limit);
-  let failed = 0;
+  let released = 0;
   for (const { id } of rows) {
-    await releaseAtProvider(db, provider, id).catch((err: unknown) => {
-      failed++;
-      onHoldLeft?.(id, err);
-    });
+    try {
+      await releaseAtProvider(db, provider, id);
+      released++;
+    } catch (error) {
+      return { released, pending: rows.length - released, error };
+    }
   }
-  return { released: rows.length - failed, failed };
+  return { released, pending: 0 };
 }
 
 /** Voids a tombstone's id at the provider and records that the provider confirmed it. */
@@ -211,7 +212,12 @@ async function authorize(
       // tombstone is marked unreleased again and the hold sweeper retries.
       await provider.call("void", input.paymentId).catch(async (err: unknown) => {
         onHoldLeft?.(input.paymentId, err);
-        await db.update(payments).set({ providerVoidAt: null }).where(eq(payments.id, input.paymentId));
+        // Best effort: the answer below stands whatever this update meets.
+        await db
+          .update(payments)
+          .set({ providerVoidAt: null })
+          .where(eq(payments.id, input.paymentId))
+          .catch((e: unknown) => onHoldLeft?.(input.paymentId, e));
       });
     }
     return replay(first, input);
