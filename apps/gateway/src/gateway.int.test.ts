@@ -568,9 +568,13 @@ describe("gateway (real sockets, a real upstream service)", () => {
     expect(limited.headers.get("retry-after")).toBe("1");
     expect(limited.headers.get("x-ratelimit-limit")).toBe("2");
     expect(limited.headers.get("x-ratelimit-remaining")).toBe("0");
-    // gRPC clients get the same, as a status.
+    // gRPC clients get the same, as a status. Three at once: on a loaded machine a single call
+    // can arrive after the bucket refilled a token (4 a second).
     const users = createClient(UserService, createGrpcTransport({ baseUrl: url }));
-    await expect(users.listUsers({})).rejects.toMatchObject({ code: Code.ResourceExhausted });
+    const burst = await Promise.allSettled([users.listUsers({}), users.listUsers({}), users.listUsers({})]);
+    const refused = burst.flatMap((r) => (r.status === "rejected" ? [ConnectError.from(r.reason)] : []));
+    expect(refused.length).toBeGreaterThan(0);
+    for (const err of refused) expect(err.code).toBe(Code.ResourceExhausted);
     // Other routes are not limited; the bucket refills (4 a second).
     expect((await users.getUser({ id: OK })).user?.id).toBe(OK);
     await waitFor(async () => (await list()).status === 200, { what: "the bucket to refill" });

@@ -87,7 +87,13 @@ describe("tracing: a PlaceOrder through the gateway is one trace across every pr
           has(all, serverOf("payments")) &&
           has(all, (s) => s.service === "notifications" && s.kind === "consumer") &&
           has(all, (s) => s.service === "orders" && s.kind === "producer");
-        return complete ? all : undefined;
+        // Each process exports in batches of its own: a child can arrive before its parent (seen at
+        // load 30: inventory's ReserveStock before orders' CLIENT span). Wait for every parent.
+        const present = new Set(all.map((s) => s.spanId));
+        const parented = all.every(
+          (s) => (s.service === "gateway" && s.kind === "server") || present.has(s.parentSpanId ?? ""),
+        );
+        return complete && parented ? all : undefined;
       },
       { what: `every process's spans in trace ${traceId}`, timeoutMs: 60_000 },
     );
