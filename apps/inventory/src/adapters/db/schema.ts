@@ -69,14 +69,15 @@ export const outbox = outboxTable();
  * highest capture sequence applied (an older or repeated ProductChanged is dropped), what legacy
  * must have seen of this side for a capture not to be concurrent with it (the versions of the
  * last ProductUpdated and StockChanged published for legacy's reverse sync, recorded with them),
- * and the running sum of legacy's own stock changes merged so far.
+ * and the running sum of legacy's own stock changes merged so far (null: none applied yet).
  */
 export const legacySync = pgTable("legacy_sync", {
   productId: uuid("product_id").primaryKey(),
   sequence: bigint("sequence", { mode: "number" }).notNull(),
   meshNameVersion: bigint("mesh_name_version", { mode: "number" }).notNull().default(0),
   meshStockVersion: bigint("mesh_stock_version", { mode: "number" }).notNull().default(0),
-  legacyStockDelta: bigint("legacy_stock_delta", { mode: "number" }).notNull().default(0),
+  /** Null until a capture carrying the sum (legacy schema step 7) is applied: no baseline yet. */
+  legacyStockDelta: bigint("legacy_stock_delta", { mode: "number" }),
   appliedAt: timestamp("applied_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });
 
