@@ -17,6 +17,7 @@ const row: typeof products.$inferSelect = {
   received: 15,
   createdAt: new Date(0),
   version: 6,
+  legacySynced: true,
 };
 const mark: SyncMark = {
   productId: id,

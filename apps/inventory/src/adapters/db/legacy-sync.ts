@@ -158,6 +158,7 @@ async function updateFromLegacy(
       ...state,
       received: sql`${products.received} + ${state.onHand - row.onHand}`,
       version: sql`${products.version} + 1`,
+      legacySynced: true,
     })
     .where(eq(products.id, row.id))
     .returning();
@@ -191,7 +192,7 @@ export async function applyLegacyProduct(
     const state = stateOf(e);
     const [created] = await tx
       .insert(products)
-      .values({ id: e.productId, ...state, received: state.onHand })
+      .values({ id: e.productId, ...state, received: state.onHand, legacySynced: true })
       .returning();
     if (!created) throw new Error(`product ${e.productId}: insert returned no row`);
     await setLegacyDelta(tx, e.productId, delta);
@@ -201,7 +202,9 @@ export async function applyLegacyProduct(
   }
   const merged = mergeCapture(e, row, mark);
   await setLegacyDelta(tx, e.productId, merged.legacyStockDelta);
-  return (await updateFromLegacy(tx, row, merged, namespace)) ? "updated" : "unchanged";
+  if (await updateFromLegacy(tx, row, merged, namespace)) return "updated";
+  if (!row.legacySynced) await tx.update(products).set({ legacySynced: true }).where(eq(products.id, row.id));
+  return "unchanged";
 }
 
 async function setLegacyDelta(tx: AnyTransaction, productId: string, delta: number | null): Promise<void> {

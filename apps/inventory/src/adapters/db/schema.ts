@@ -1,6 +1,16 @@
 import { inboxTable, outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
-import { bigint, check, index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import {
+  bigint,
+  boolean,
+  check,
+  index,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uuid,
+} from "drizzle-orm/pg-core";
 
 /**
  * The catalogue and its stock. `reserved` counts units held by open reservations; the checks make
@@ -25,6 +35,12 @@ export const products = pgTable(
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     /** Grows by one with every change of the row: caches compare it, events carry it. */
     version: bigint("version", { mode: "number" }).notNull().default(1),
+    /**
+     * The product came from the legacy monolith (its sync created or updated it; a `legacy_sync`
+     * row exists): only then do this side's writes record what they publish for legacy
+     * (markPublished). Read in the row a write already locks, so the mesh's own products pay nothing.
+     */
+    legacySynced: boolean("legacy_synced").notNull().default(false),
   },
   (t) => [
     check("products_stock_ok", sql`${t.reserved} >= 0 AND ${t.reserved} <= ${t.onHand}`),
