@@ -17,6 +17,7 @@ const row: typeof products.$inferSelect = {
   received: 15,
   createdAt: new Date(0),
   version: 6,
+  legacySynced: true,
 };
 const mark: SyncMark = {
   productId: id,
@@ -99,9 +100,31 @@ describe("mergeCapture (a legacy capture against inventory's newer writes)", () 
     expect(whole.stockBack).toBe(true);
   });
 
+  it("takes a concurrent capture whole when no baseline of legacy's sum is recorded yet, and records its sum", () => {
+    // Legacy's step 7 ran before inventory's migration: its sum (4) already holds changes the old
+    // inventory took whole. Added to the mesh's count (15 + 4) they would count twice.
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 4n, legacyStockDelta: 4n, onHand: 13n }),
+      row,
+      { ...mark, legacyStockDelta: null },
+    );
+    expect(m.state.onHand).toBe(13);
+    expect(m).toMatchObject({ stockBack: true, legacyStockDelta: 4 });
+    // The next capture of the run merges against that baseline: legacy sold 1 more.
+    const next = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 4n, legacyStockDelta: 3n, onHand: 12n }),
+      { ...row, onHand: 13, version: 7 },
+      { ...mark, legacyStockDelta: 4, meshStockVersion: 7 },
+    );
+    expect(next.state.onHand).toBe(12);
+    expect(next.legacyStockDelta).toBe(3);
+  });
+
   it("takes a capture made before the fields existed whole, as before", () => {
     const m = mergeCapture(capture({}), row, mark);
     expect(m.state).toMatchObject({ name: "Legacy name", onHand: 9 });
     expect(m.stockBack).toBe(false);
+    // ...and it leaves no baseline where none was.
+    expect(mergeCapture(capture({}), row, { ...mark, legacyStockDelta: null }).legacyStockDelta).toBeNull();
   });
 });

@@ -41,7 +41,7 @@ async function claimSequence(tx: AnyTransaction, e: ProductChanged): Promise<Syn
     })
     .returning();
   if (claimed.length === 0) return undefined;
-  return before ?? { ...claimed[0]!, meshNameVersion: 0, meshStockVersion: 0, legacyStockDelta: 0 };
+  return before ?? { ...claimed[0]!, meshNameVersion: 0, meshStockVersion: 0, legacyStockDelta: null };
 }
 
 function stateOf(e: ProductChanged): LegacyState {
@@ -59,7 +59,8 @@ export interface Merged {
   state: LegacyState;
   /** Stock differs from what legacy holds, or legacy still has to apply a newer mesh write. */
   stockBack: boolean;
-  legacyStockDelta: number;
+  /** Legacy's running sum this capture carried (the baseline of the next); null: none yet. */
+  legacyStockDelta: number | null;
 }
 
 /**
@@ -72,7 +73,8 @@ export interface Merged {
  * to legacy (the mesh's pending write will overwrite legacy's count without legacy's change).
  * Units never drop below what reservations hold (legacy sold what the mesh had reserved): the
  * count stops there and legacy gets it back. A capture from before these fields (no delta) keeps
- * the whole state.
+ * the whole state, and so does the first one carrying a delta when none was recorded yet (no
+ * baseline: legacy's sum may hold changes already taken whole); its delta becomes the baseline.
  */
 export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark): Merged {
   const state = stateOf(e);
@@ -84,7 +86,9 @@ export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark)
   const merged = { ...state };
   if (nameConcurrent)
     Object.assign(merged, { name: row.name, priceMinor: row.priceMinor, currency: row.currency });
-  if (delta !== undefined && stockConcurrent) merged.onHand = row.onHand + (delta - mark.legacyStockDelta);
+  const baseline = mark.legacyStockDelta;
+  if (delta !== undefined && baseline !== null && stockConcurrent)
+    merged.onHand = row.onHand + (delta - baseline);
   merged.onHand = Math.max(merged.onHand, row.reserved, 0);
   const stockBack = merged.onHand !== row.onHand && (stockConcurrent || merged.onHand !== state.onHand);
   return { state: merged, stockBack, legacyStockDelta: delta ?? mark.legacyStockDelta };
@@ -154,6 +158,7 @@ async function updateFromLegacy(
       ...state,
       received: sql`${products.received} + ${state.onHand - row.onHand}`,
       version: sql`${products.version} + 1`,
+      legacySynced: true,
     })
     .where(eq(products.id, row.id))
     .returning();
@@ -182,12 +187,12 @@ export async function applyLegacyProduct(
   const [row] = await tx.select().from(products).where(eq(products.id, e.productId)).for("update");
   const mark = await claimSequence(tx, e);
   if (!mark) return "stale";
-  const delta = e.legacyStockDelta === undefined ? 0 : Number(e.legacyStockDelta);
+  const delta = e.legacyStockDelta === undefined ? null : Number(e.legacyStockDelta);
   if (!row) {
     const state = stateOf(e);
     const [created] = await tx
       .insert(products)
-      .values({ id: e.productId, ...state, received: state.onHand })
+      .values({ id: e.productId, ...state, received: state.onHand, legacySynced: true })
       .returning();
     if (!created) throw new Error(`product ${e.productId}: insert returned no row`);
     await setLegacyDelta(tx, e.productId, delta);
@@ -197,9 +202,11 @@ export async function applyLegacyProduct(
   }
   const merged = mergeCapture(e, row, mark);
   await setLegacyDelta(tx, e.productId, merged.legacyStockDelta);
-  return (await updateFromLegacy(tx, row, merged, namespace)) ? "updated" : "unchanged";
+  if (await updateFromLegacy(tx, row, merged, namespace)) return "updated";
+  if (!row.legacySynced) await tx.update(products).set({ legacySynced: true }).where(eq(products.id, row.id));
+  return "unchanged";
 }
 
-async function setLegacyDelta(tx: AnyTransaction, productId: string, delta: number): Promise<void> {
+async function setLegacyDelta(tx: AnyTransaction, productId: string, delta: number | null): Promise<void> {
   await tx.update(legacySync).set({ legacyStockDelta: delta }).where(eq(legacySync.productId, productId));
 }

@@ -58,6 +58,7 @@ async function commitHeld(
       on_hand: string | number | null;
       reserved: string | number | null;
       version: string | number | null;
+      legacy_synced: boolean | null;
     }>(
       tx,
       sql`with r as (
@@ -70,9 +71,11 @@ async function commitHeld(
                                    version = ${products.version} + 1
             from ${reservationItems} i join r on i.reservation_id = r.id
             where ${products.id} = i.product_id
-            returning i.product_id, i.quantity, ${products.onHand}, ${products.reserved}, ${products.version}
+            returning i.product_id, i.quantity, ${products.onHand}, ${products.reserved}, ${products.version},
+                      ${products.legacySynced}
           )
-          select r.created_at, moved.product_id, moved.quantity, moved.on_hand, moved.reserved, moved.version
+          select r.created_at, moved.product_id, moved.quantity, moved.on_hand, moved.reserved, moved.version,
+                 moved.legacy_synced
           from r left join moved on true`,
     );
     const [first] = moved;
@@ -84,6 +87,7 @@ async function commitHeld(
         onHand: Number(m.on_hand),
         reserved: Number(m.reserved),
         version: Number(m.version),
+        legacySynced: m.legacy_synced === true,
       }));
     await stockChanged(tx, rows);
     const items = canonicalItems(

@@ -1,6 +1,16 @@
 import { inboxTable, outboxTable } from "@meshwork/events";
 import { sql } from "drizzle-orm";
-import { bigint, check, index, pgTable, primaryKey, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import {
+  bigint,
+  boolean,
+  check,
+  index,
+  pgTable,
+  primaryKey,
+  text,
+  timestamp,
+  uuid,
+} from "drizzle-orm/pg-core";
 
 /**
  * The catalogue and its stock. `reserved` counts units held by open reservations; the checks make
@@ -25,6 +35,12 @@ export const products = pgTable(
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
     /** Grows by one with every change of the row: caches compare it, events carry it. */
     version: bigint("version", { mode: "number" }).notNull().default(1),
+    /**
+     * The product came from the legacy monolith (its sync created or updated it; a `legacy_sync`
+     * row exists): only then do this side's writes record what they publish for legacy
+     * (markPublished). Read in the row a write already locks, so the mesh's own products pay nothing.
+     */
+    legacySynced: boolean("legacy_synced").notNull().default(false),
   },
   (t) => [
     check("products_stock_ok", sql`${t.reserved} >= 0 AND ${t.reserved} <= ${t.onHand}`),
@@ -69,14 +85,15 @@ export const outbox = outboxTable();
  * highest capture sequence applied (an older or repeated ProductChanged is dropped), what legacy
  * must have seen of this side for a capture not to be concurrent with it (the versions of the
  * last ProductUpdated and StockChanged published for legacy's reverse sync, recorded with them),
- * and the running sum of legacy's own stock changes merged so far.
+ * and the running sum of legacy's own stock changes merged so far (null: none applied yet).
  */
 export const legacySync = pgTable("legacy_sync", {
   productId: uuid("product_id").primaryKey(),
   sequence: bigint("sequence", { mode: "number" }).notNull(),
   meshNameVersion: bigint("mesh_name_version", { mode: "number" }).notNull().default(0),
   meshStockVersion: bigint("mesh_stock_version", { mode: "number" }).notNull().default(0),
-  legacyStockDelta: bigint("legacy_stock_delta", { mode: "number" }).notNull().default(0),
+  /** Null until a capture carrying the sum (legacy schema step 7) is applied: no baseline yet. */
+  legacyStockDelta: bigint("legacy_stock_delta", { mode: "number" }),
   appliedAt: timestamp("applied_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });
 

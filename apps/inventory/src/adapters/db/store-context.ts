@@ -14,6 +14,8 @@ export interface StockRow {
   onHand: number;
   reserved: number;
   version: number;
+  /** The product came from legacy: the change is recorded for its reverse sync (markPublished). */
+  legacySynced: boolean;
 }
 
 export const stockColumns = {
@@ -21,6 +23,7 @@ export const stockColumns = {
   onHand: products.onHand,
   reserved: products.reserved,
   version: products.version,
+  legacySynced: products.legacySynced,
 };
 
 /** Bumps the row's version: every change of a product does. */
@@ -78,17 +81,20 @@ export function createStoreContext(
 }
 
 /**
- * Records, for products that came from the legacy monolith (a `legacy_sync` row; none for the
- * mesh's own), the version of a change of one part published for legacy's reverse sync, in the
- * transaction that publishes it: a legacy capture that had not seen it is concurrent with it
- * (adapters/db/legacy-sync.ts). The writer holds the product rows already; the legacy apply takes
- * the product before this row too, so the two cannot deadlock.
+ * Records, for products that came from the legacy monolith (`legacy_synced`, read in the row the
+ * writer changed; a `legacy_sync` row exists), the version of a change of one part published for
+ * legacy's reverse sync, in the transaction that publishes it: a legacy capture that had not seen
+ * it is concurrent with it (adapters/db/legacy-sync.ts). The mesh's own products cost no
+ * statement. The writer holds the product rows already (the legacy apply sets the flag under the
+ * same row lock, so a writer's row shows it); the legacy apply takes the product before this row
+ * too, so the two cannot deadlock.
  */
 export async function markPublished(
   tx: AnyTransaction,
   part: "name" | "stock",
-  rows: readonly { id: string; version: number }[],
+  changed: readonly { id: string; version: number; legacySynced: boolean }[],
 ): Promise<void> {
+  const rows = changed.filter((r) => r.legacySynced);
   if (rows.length === 0) return;
   const column = sql.raw(part === "name" ? "mesh_name_version" : "mesh_stock_version");
   await tx.execute(
