@@ -57,15 +57,7 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
       beforeId: string | undefined,
       limit: number,
     ): Promise<Order[]> {
-      const after = beforeId
-        ? sql`(${orders.createdAt}, ${orders.id}) < (select o.created_at, o.id from orders o where o.id = ${beforeId})`
-        : undefined;
-      return (await db
-        .select(columns)
-        .from(orders)
-        .where(and(userId ? eq(orders.userId, userId) : undefined, after))
-        .orderBy(desc(orders.createdAt), desc(orders.id))
-        .limit(limit)) as Order[];
+      return (await listQuery(db, userId, beforeId, limit)) as Order[];
     },
 
     requestCancel: (userId: string, id: string) => requestCancel(db, userId, id),
@@ -113,4 +105,26 @@ export function orderRepository(store: OrderStore, startPlacement: StartPlacemen
     listBefore: (userId, beforeId, limit) => store.listBefore(userId, beforeId, limit),
     requestCancel: (userId, id) => store.requestCancel(userId, id),
   };
+}
+
+/**
+ * ListOrders' page query: one user's orders (`orders_user_created_idx`) or every user's
+ * (`orders_created_idx`, the admin's list), newest first by (created_at, id), before `beforeId`'s
+ * row. Exported for the test that checks each is served by its index, never by a sort.
+ */
+export function listQuery(
+  db: Database<OrdersSchema>,
+  userId: string | undefined,
+  beforeId: string | undefined,
+  limit: number,
+) {
+  const after = beforeId
+    ? sql`(${orders.createdAt}, ${orders.id}) < (select o.created_at, o.id from orders o where o.id = ${beforeId})`
+    : undefined;
+  return db
+    .select(columns)
+    .from(orders)
+    .where(and(userId ? eq(orders.userId, userId) : undefined, after))
+    .orderBy(desc(orders.createdAt), desc(orders.id))
+    .limit(limit);
 }

@@ -33,6 +33,8 @@ export const orders = pgTable(
     index("orders_user_idx").on(t.userId, t.id),
     // ListOrders pages newest first by (created_at, id): legacy's orders keep their (UUIDv4) ids.
     index("orders_user_created_idx").on(t.userId, t.createdAt, t.id),
+    // The admin's ListOrders (every user's orders) pages the same way.
+    index("orders_created_idx").on(t.createdAt, t.id),
   ],
 );
 
