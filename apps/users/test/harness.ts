@@ -2,12 +2,11 @@ import { mkdtempSync, rmSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { Writable } from "node:stream";
-import { connectNats, streamName } from "@meshwork/events";
+import { deleteNamespaceStreams } from "@meshwork/events/testing";
 import type { Service } from "@meshwork/runtime";
 import { testIdentity } from "@meshwork/runtime/testing";
 import { createLogger } from "@meshwork/telemetry";
 import { createTestDatabase, uniqueName, waitFor } from "@meshwork/testing";
-import { jetstreamManager } from "@nats-io/jetstream";
 import { loadConfig } from "../src/config.js";
 import { createUsersService } from "../src/server.js";
 
@@ -29,17 +28,9 @@ export interface Storage {
  */
 export async function createStorage(backend: Backend): Promise<Storage> {
   const namespace = `${uniqueName("t")}.`;
-  const removeStreams = async () => {
-    const nc = await connectNats(process.env.NATS_URL ?? "nats://127.0.0.1:4222", "test-cleanup");
-    const jsm = await jetstreamManager(nc);
-    // Every stream of the namespace: USERS, and what the service declared beside it (its dead
-    // letters, and any legacy stream a test created), so nothing is left on the shared server.
-    const prefix = streamName(namespace, "");
-    for await (const name of jsm.streams.names()) {
-      if (name.startsWith(prefix)) await jsm.streams.delete(name).catch(() => {});
-    }
-    await nc.close();
-  };
+  // Every stream of the namespace: USERS, and what the service declared beside it (its dead
+  // letters, and any legacy stream a test created), so nothing is left on the shared server.
+  const removeStreams = () => deleteNamespaceStreams(namespace);
   // A generated bootstrap secret goes here, not into the working directory's .meshwork.
   const dir = mkdtempSync(join(tmpdir(), "mw-users-"));
   const bootstrapFile = join(dir, "secrets", "bootstrap-secret");

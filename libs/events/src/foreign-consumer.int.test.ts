@@ -8,8 +8,9 @@ import type { EventConsumer, EventHandler } from "./consumer.js";
 import { listDeadLetters } from "./dlq.js";
 import { cloudEventHeaders, type EventEnvelope } from "./envelope.js";
 import { createForeignConsumer } from "./foreign-consumer.js";
-import { meshStreams, streamName } from "./streams.js";
+import { meshStreams } from "./streams.js";
 import { createEventsFixture, type EventsFixture, registry } from "./testing/fixture.js";
+import { deleteNamespaceStreams } from "./testing/index.js";
 import { effects, inbox } from "./testing/schema.js";
 
 // One function for every consumer of another service's stream: from the host's name and event
@@ -28,9 +29,7 @@ describe("createForeignConsumer (real Postgres and NATS)", () => {
   afterEach(async () => {
     await consumer?.stop();
     consumer = undefined;
-    const prefix = streamName(f.namespace, "");
-    for await (const s of f.jsm.streams.list())
-      if (s.config.name.startsWith(prefix)) await f.jsm.streams.delete(s.config.name).catch(() => {});
+    await deleteNamespaceStreams(f.namespace);
     await f.close();
   });
 

@@ -4,7 +4,8 @@ import { connect, type NatsConnection } from "@nats-io/transport-node";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import type { EventConsumer } from "./consumer.js";
 import { consumeForeignStream } from "./foreign-stream.js";
-import { meshStreams, streamName } from "./streams.js";
+import { meshStreams } from "./streams.js";
+import { deleteNamespaceStreams } from "./testing/index.js";
 
 // Issue 19 (h19c): no service declares another's stream. A consumer of a foreign stream waits for
 // its owner to create it, never creates it itself, and once it exists leaves its config alone.
@@ -42,11 +43,8 @@ beforeAll(async () => {
 });
 
 afterAll(async () => {
-  const jsm = await jetstreamManager(nc);
-  const prefix = streamName(ns, "");
-  for await (const s of jsm.streams.list())
-    if (s.config.name.startsWith(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
   await nc.close();
+  await deleteNamespaceStreams(ns, natsUrl);
 });
 
 describe("consumeForeignStream", () => {

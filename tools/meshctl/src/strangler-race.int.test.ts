@@ -3,7 +3,7 @@ import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
-import { connectNats, streamName } from "@meshwork/events";
+import { deleteNamespaceStreams } from "@meshwork/events/testing";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -12,7 +12,6 @@ import {
   uniqueName,
   waitFor,
 } from "@meshwork/testing";
-import { jetstreamManager } from "@nats-io/jetstream";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, it } from "vitest";
 import { readSyncLag } from "./strangler-sync.js";
@@ -75,12 +74,7 @@ afterAll(async () => {
   await legacy?.stop();
   await lsql?.end({ timeout: 5 });
   await isql?.end({ timeout: 5 });
-  const nc = await connectNats(natsUrl, "test");
-  const jsm = await jetstreamManager(nc);
-  const prefix = streamName(namespace, "");
-  for await (const s of jsm.streams.list())
-    if (s.config.name.startsWith(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
-  await nc.close();
+  await deleteNamespaceStreams(namespace, natsUrl);
   await inventoryDb?.drop();
   await legacyDb?.drop();
 });

@@ -6,6 +6,7 @@ import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { ProductChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { cloudEventHeaders, connectNats, createEnvelope, streamName } from "@meshwork/events";
+import { deleteNamespaceStreams } from "@meshwork/events/testing";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -139,12 +140,7 @@ afterAll(async () => {
   await legacy?.stop();
   await usql?.end({ timeout: 5 });
   await lsql?.end({ timeout: 5 });
-  const nc = await connectNats(natsUrl, "test");
-  const jsm = await jetstreamManager(nc);
-  const prefix = streamName(namespace, "");
-  for await (const s of jsm.streams.list())
-    if (s.config.name.startsWith(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
-  await nc.close();
+  await deleteNamespaceStreams(namespace, natsUrl);
   await inventoryDb?.drop();
   await usersDb?.drop();
   await legacyDb?.drop();

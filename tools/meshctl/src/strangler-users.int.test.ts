@@ -4,6 +4,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectNats, streamName } from "@meshwork/events";
+import { deleteNamespaceStreams } from "@meshwork/events/testing";
 import { createGateway, type Gateway, loadConfig } from "@meshwork/gateway/embedded";
 import { testIdentity } from "@meshwork/runtime/testing";
 import {
@@ -170,12 +171,7 @@ afterAll(async () => {
   await Promise.all([legacy?.stop(), users?.stop()]);
   await lsql?.end({ timeout: 5 });
   await usql?.end({ timeout: 5 });
-  const nc = await connectNats(natsUrl, "test");
-  const jsm = await jetstreamManager(nc);
-  const prefix = streamName(namespace, "");
-  for await (const s of jsm.streams.list())
-    if (s.config.name.startsWith(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
-  await nc.close();
+  await deleteNamespaceStreams(namespace, natsUrl);
   await Promise.all([usersDb?.drop(), legacyDb?.drop()]);
 });
 

@@ -8,6 +8,7 @@ import {
   OrderPlacedSchema,
 } from "@meshwork/contracts/meshwork/orders/v1/events";
 import { cloudEventHeaders, connectNats, createEnvelope, streamName } from "@meshwork/events";
+import { deleteNamespaceStreams } from "@meshwork/events/testing";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -156,12 +157,7 @@ beforeAll(async () => {
 afterAll(async () => {
   await legacy?.stop();
   await lsql?.end({ timeout: 5 });
-  const nc = await connectNats(natsUrl, "test");
-  const jsm = await jetstreamManager(nc);
-  const prefix = streamName(namespace, "");
-  for await (const s of jsm.streams.list())
-    if (s.config.name.startsWith(prefix)) await jsm.streams.delete(s.config.name).catch(() => {});
-  await nc.close();
+  await deleteNamespaceStreams(namespace, natsUrl);
   await db?.drop();
 });
 
