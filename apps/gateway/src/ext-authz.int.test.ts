@@ -218,6 +218,31 @@ describe("Envoy's ext_authz server (the edge signs identities for Envoy)", () =>
     expect(Number(retryAfter?.header.value)).toBeGreaterThan(0);
   });
 
+  it("answers Envoy's side question (strangler fig) before any route: a caller with no legacy session goes on unchanged", async () => {
+    /** The Check of the `meshwork.legacy_side` filter: the REST call, untranscoded, with the question. */
+    const side = (path: string, headers: Record<string, string> = {}) =>
+      grpcJsUnary<CheckAnswer>(authz, "Check", {
+        attributes: {
+          source: { address: { socket_address: { address: "10.0.0.7", port_value: 40_000 } } },
+          context_extensions: { "meshwork.question": "side" },
+          request: {
+            http: { method: "GET", path, headers: { ":authority": "edge.example.com", ...headers } },
+          },
+        },
+      });
+    // No session: OK with nothing to add, so Envoy keeps the route it picked (the new side).
+    let a = await side("/api/products?page_size=2");
+    expect(a).toMatchObject({ status: { code: 0 }, http_response: "ok_response" });
+    expect(a.ok_response?.headers).toEqual([]);
+    // A mesh token is no legacy session: the same (the Check after the transcoder verifies it).
+    a = await side(`/api/users/${SUBJECT}`, { authorization: `Bearer ${await token(["customer"])}` });
+    expect(a).toMatchObject({ status: { code: 0 }, http_response: "ok_response" });
+    expect(a.ok_response?.headers).toEqual([]);
+    // Without the question, a REST path is no route of the table: refused, as before.
+    a = await check("/api/products");
+    expect(a).toMatchObject({ status: { code: 12 }, http_response: "denied_response" });
+  });
+
   it("answers a Check without the call to authorize with INVALID_ARGUMENT, and keeps serving", async () => {
     await expect(grpcJsUnary(authz, "Check", { attributes: {} })).rejects.toMatchObject({
       code: grpc.status.INVALID_ARGUMENT,

@@ -22,6 +22,7 @@ import { type AdmissionRules, admit, type Refusal, rateLimit } from "./proxy/adm
 import type { RateLimiter } from "./ratelimit.js";
 import { matchRoute, type Route } from "./routes.js";
 import { type ExchangeOutcome, type LegacySessions, legacySessionOf } from "./strangler/legacy-sessions.js";
+import { SIDE_HEADER, SIDE_QUESTION } from "./strangler/side-question.js";
 
 /**
  * What Envoy needs to be the edge of a zero-trust mesh: services accept a caller only in an
@@ -46,7 +47,8 @@ export interface ExtAuthzOptions {
   /**
    * The strangler's legacy-session exchange (the Node gateway's own, so one cache serves both):
    * a call Envoy transcoded from the legacy REST API that carries a legacy session gets the
-   * same user's mesh token as its `authorization`; absent, legacy sessions are refused.
+   * same user's mesh token as its `authorization`, and the side question (`SIDE_QUESTION`) sends
+   * a session of a user the mesh cannot hold yet to legacy; absent, legacy sessions are refused.
    */
   sessions?: LegacySessions;
 }
@@ -125,23 +127,66 @@ function refusedRest(x: Extract<ExchangeOutcome, { ok: false }>): CheckResponse 
   });
 }
 
+/** An OK that adds these headers to the call (none: it goes on as it is). */
+function allowed(headers: HeaderValueOption[]): CheckResponse {
+  return create(CheckResponseSchema, {
+    status: { code: 0 },
+    httpResponse: { case: "okResponse", value: { headers } },
+  });
+}
+
 /**
- * The mesh authorization for a call Envoy transcoded from the legacy REST API with a legacy
- * session (the exchange's outcome), or undefined when the call has none to exchange.
+ * The exchange of the legacy session in `authorization` (its outcome), or undefined when there
+ * is none to exchange (no strangler, no legacy session).
  */
-async function exchangeLegacySession(
+function exchangeSession(
   sessions: LegacySessions | undefined,
   headers: http2.IncomingHttpHeaders,
   remote: string,
-): Promise<ExchangeOutcome | undefined> {
-  const original = headers[ORIGINAL_PATH];
-  if (!sessions || typeof original !== "string" || !original.startsWith(REST_PREFIX)) return undefined;
-  const session = legacySessionOf(headers.authorization as string | undefined);
-  if (!session) return undefined;
+): Promise<ExchangeOutcome> | undefined {
+  const session = sessions && legacySessionOf(headers.authorization as string | undefined);
+  if (!sessions || !session) return undefined;
   const trace: http2.IncomingHttpHeaders = {};
   for (const name of ["traceparent", "tracestate", "x-request-id"])
     if (typeof headers[name] === "string") trace[name] = headers[name];
   return sessions.exchange(session.token, session.expMs, remote, trace);
+}
+
+/**
+ * The mesh authorization for a call Envoy transcoded from the legacy REST API with a legacy
+ * session (the exchange's outcome), or undefined when the call has none to exchange.
+ */
+function exchangeLegacySession(
+  sessions: LegacySessions | undefined,
+  headers: http2.IncomingHttpHeaders,
+  remote: string,
+): Promise<ExchangeOutcome> | undefined {
+  const original = headers[ORIGINAL_PATH];
+  if (typeof original !== "string" || !original.startsWith(REST_PREFIX)) return undefined;
+  return exchangeSession(sessions, headers, remote);
+}
+
+/**
+ * The side question, on a REST call still untranscoded, routed to the new side: the Node
+ * gateway's rule. A legacy session of a user the mesh cannot hold yet (the exchange answers
+ * FAILED_PRECONDITION) is sent to legacy (`x-meshwork-side: legacy`); any other caller goes on
+ * as it is (no session, a mesh token, an exchanged session: the Check after the transcoder then
+ * finds that exchange in the cache). A session the exchange refuses otherwise (bad or expired:
+ * 401, locked out: 429, users unavailable: 503) gets the REST error at once, in legacy's JSON
+ * shape, as the Node gateway answers it: failures are not cached, so letting the call on would
+ * only ask the users service a second time, and a locked-out user must not reach legacy instead.
+ */
+async function answerSide(
+  sessions: LegacySessions | undefined,
+  headers: http2.IncomingHttpHeaders,
+  path: string,
+  remote: string,
+): Promise<CheckResponse> {
+  const exchanged = path.startsWith(REST_PREFIX) ? exchangeSession(sessions, headers, remote) : undefined;
+  const outcome = await exchanged;
+  if (!outcome || outcome.ok) return allowed([]);
+  if (outcome.notExchangeable) return allowed([header(SIDE_HEADER, "legacy")]);
+  return refusedRest(outcome);
 }
 
 /** Decides one call: the Check of Envoy's ext_authz. */
@@ -157,16 +202,20 @@ export function createExtAuthz(options: ExtAuthzOptions) {
     }
     const headers = headersOf(http);
     const path = http.path;
+    const address = req.attributes?.source?.address?.address;
+    const remote = address?.case === "socketAddress" ? address.value.address : "";
+    if (req.attributes?.contextExtensions[SIDE_QUESTION.key] === SIDE_QUESTION.value)
+      return answerSide(options.sessions, headers, path, remote);
     const pathKey = path.split("?", 1)[0] ?? path;
     const route = matchRoute(routes, pathKey);
     const admitted = admit(rules, route, path, pathKey, headers);
     if (!admitted.ok) return refused(admitted);
     const policy: Policy = admitted.policy;
-    const address = req.attributes?.source?.address?.address;
-    const remote = address?.case === "socketAddress" ? address.value.address : "";
     // A legacy session on a REST route the new side answers: the same user's mesh token replaces
     // it (Envoy's jwt_authn, after this filter, then verifies that token). A user the mesh cannot
-    // hold yet (FAILED_PRECONDITION) gets the REST error: Envoy cannot fall back to legacy here.
+    // hold yet was sent to legacy by the side question before the transcoder; should the exchange
+    // answer FAILED_PRECONDITION here all the same (a config without that filter, or a user whose
+    // sync broke in between), the REST error is the answer.
     const exchanged = await exchangeLegacySession(options.sessions, headers, remote);
     if (exchanged && !exchanged.ok) return refusedRest(exchanged);
     const authorization = exchanged?.authorization ?? (headers.authorization as string | undefined);
@@ -175,19 +224,11 @@ export function createExtAuthz(options: ExtAuthzOptions) {
     const limited = rateLimit(limiter, pathKey, result.identity, remote);
     if (limited) return refused(limited);
     const cluster = (route as Route).cluster;
-    return create(CheckResponseSchema, {
-      status: { code: 0 },
-      httpResponse: {
-        case: "okResponse",
-        value: {
-          headers: [
-            ...(exchanged ? [header("authorization", authorization as string)] : []),
-            // Anonymous calls (public methods) go on without one, as through the Node gateway.
-            ...(result.identity ? [header(ASSERTION_HEADER, assert.sign(result.identity, cluster))] : []),
-          ],
-        },
-      },
-    });
+    return allowed([
+      ...(exchanged ? [header("authorization", authorization as string)] : []),
+      // Anonymous calls (public methods) go on without one, as through the Node gateway.
+      ...(result.identity ? [header(ASSERTION_HEADER, assert.sign(result.identity, cluster))] : []),
+    ]);
   };
 }
 

@@ -177,4 +177,5 @@ export const ENVOY_EXTENSION_PROTOS = [
   "envoy/extensions/access_loggers/stream/v3/stream.proto",
   "envoy/extensions/retry/host/previous_hosts/v3/previous_hosts.proto",
   "envoy/extensions/filters/http/grpc_json_transcoder/v3/transcoder.proto",
+  "envoy/extensions/http/early_header_mutation/header_mutation/v3/header_mutation.proto",
 ];

@@ -2,6 +2,7 @@ import { readFileSync } from "node:fs";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { meshworkFiles } from "@meshwork/contracts";
+import { httpRoutesOf, SIDE_QUESTION } from "@meshwork/gateway";
 import { beforeAll, describe, expect, it } from "vitest";
 import { parse } from "yaml";
 import { ENVOY_CONFIG_PATH, renderEnvoyConfig, renderEnvoyYaml } from "./envoy.js";
@@ -207,7 +208,10 @@ describe("the legacy REST API in the Envoy config (strangler fig)", () => {
     const legacyOnly = routes.find((r) => r.name === "strangler legacy-only");
     for (const skipping of [list.route.weighted_clusters.clusters[0], legacyOnly])
       expect(skipping.typed_per_filter_config["envoy.filters.http.ext_authz"].disabled).toBe(true);
-    expect(list.route.weighted_clusters.clusters[1].typed_per_filter_config).toBeUndefined();
+    // The new side keeps both; it only has the side question enabled (see below).
+    expect(Object.keys(list.route.weighted_clusters.clusters[1].typed_per_filter_config)).toEqual([
+      "meshwork.legacy_side",
+    ]);
     expect(
       config.static_resources.clusters.find((c: Json) => c.name === "legacy").health_checks[0]
         .http_health_check,
@@ -226,6 +230,168 @@ describe("the legacy REST API in the Envoy config (strangler fig)", () => {
     );
     expect(names2.indexOf("google/api/http.proto")).toBeLessThan(
       names2.indexOf("meshwork/inventory/v1/inventory.proto"),
+    );
+  });
+});
+
+/** A request as Envoy's route table sees it: path, method and the other headers. */
+interface Req {
+  path: string;
+  method: string;
+  headers?: Record<string, string>;
+}
+
+/**
+ * The first route of `routes` that matches `req`, as Envoy picks it: `path`, `prefix` or
+ * `safe_regex` (these RE2 patterns read the same in JavaScript), `grpc`, and exact header matches.
+ */
+function firstMatch(routes: Json[], req: Req): Json {
+  const header = (name: string) =>
+    name === ":method" ? req.method : name === ":path" ? req.path : req.headers?.[name];
+  return routes.find((r) => {
+    const m = r.match;
+    const ok =
+      (m.path === undefined || m.path === req.path) &&
+      (m.prefix === undefined || req.path.startsWith(m.prefix)) &&
+      (m.safe_regex === undefined || new RegExp(m.safe_regex.regex).test(req.path)) &&
+      (m.grpc === undefined || (header("content-type") ?? "").startsWith("application/grpc"));
+    return (
+      ok &&
+      (m.headers ?? []).every(
+        (h: Json) => header(h.name) !== undefined && header(h.name) === h.string_match.exact,
+      )
+    );
+  });
+}
+
+/** The request headers left once the HCM's early header mutations ran (before routing). */
+function afterEarlyMutations(hcm: Json, headers: Record<string, string>): Record<string, string> {
+  const out = { ...headers };
+  for (const ext of hcm.early_header_mutation_extensions ?? [])
+    for (const m of ext.typed_config.mutations) if (m.remove) delete out[m.remove];
+  return out;
+}
+
+describe("a legacy session the mesh cannot hold yet, behind Envoy (the side question, issue 19.2)", () => {
+  const config = renderEnvoyConfig({ files: meshworkFiles, services: findServices(root) }) as Json;
+  const hcm = config.static_resources.listeners[0].filter_chains[0].filters[0].typed_config;
+  const routes = hcm.route_config.virtual_hosts[0].routes as Json[];
+  const names = hcm.http_filters.map((f: Json) => f.name) as string[];
+  // The REST routes the mesh may answer: a weighted split each.
+  const split = routes.filter((r) => r.route.weighted_clusters);
+
+  it("is valid against Envoy's schema (the early header mutation and ExtAuthzPerRoute types included)", () => {
+    const schema = EnvoySchema.load(ENVOY_EXTENSION_PROTOS);
+    expect(schema.validate(config)).toEqual([]);
+    const text = JSON.stringify(config);
+    for (const t of [
+      "envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+      "envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+    ])
+      expect(text).toContain(`"type.googleapis.com/${t}"`);
+    const rest = httpRoutesOf(meshworkFiles).filter((r) => r.template.startsWith("/api/"));
+    expect(split.map((r) => r.name)).toEqual(rest.map((r) => `strangler ${r.name}`));
+  }, 60_000);
+
+  it("asks a second ext_authz before the transcoder, disabled unless a route enables it, and has the route matched again on its answer", () => {
+    const side = hcm.http_filters.find((f: Json) => f.name === "meshwork.legacy_side");
+    const main = hcm.http_filters.find((f: Json) => f.name === "envoy.filters.http.ext_authz");
+    expect(names.indexOf("envoy.filters.http.header_mutation")).toBeLessThan(
+      names.indexOf("meshwork.legacy_side"),
+    );
+    expect(names.indexOf("meshwork.legacy_side")).toBeLessThan(
+      names.indexOf("envoy.filters.http.grpc_json_transcoder"),
+    );
+    expect(names.indexOf("envoy.filters.http.grpc_json_transcoder")).toBeLessThan(
+      names.indexOf("envoy.filters.http.ext_authz"),
+    );
+    expect(side.disabled).toBe(true);
+    expect(side.typed_config).toEqual({ ...main.typed_config, clear_route_cache: true });
+    expect(side.typed_config).toMatchObject({
+      "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
+      grpc_service: { envoy_grpc: { cluster_name: "edge_authz" } },
+      failure_mode_allow: false,
+    });
+    expect(main.typed_config.clear_route_cache).toBeUndefined();
+  });
+
+  it("enables it on the new side of every REST route only, with the question as a context extension", () => {
+    for (const r of split) {
+      const [legacySide, newSide] = r.route.weighted_clusters.clusters;
+      expect(legacySide.name, r.name).toBe("legacy");
+      expect(newSide.typed_per_filter_config["meshwork.legacy_side"], r.name).toEqual({
+        "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+        check_settings: { context_extensions: { [SIDE_QUESTION.key]: SIDE_QUESTION.value } },
+      });
+      expect(legacySide.typed_per_filter_config["meshwork.legacy_side"], r.name).toBeUndefined();
+    }
+    // Nowhere else: not on the legacy-only paths, not on the gRPC routes, not on the virtual host.
+    expect(JSON.stringify(config).split('"meshwork.legacy_side"').length - 1).toBe(split.length + 1);
+  });
+
+  it("routes a call whose answer set `x-meshwork-side: legacy` to legacy, untranscoded, on every REST route, before the split", () => {
+    const firstRpc = routes.findIndex((r) => r.name.startsWith("/meshwork."));
+    for (const r of split) {
+      const at = routes.indexOf(r);
+      const fallback = routes[at - 1];
+      expect(fallback.name).toBe(`${r.name} legacy-side`);
+      expect(at).toBeLessThan(firstRpc);
+      expect(fallback.match).toEqual({
+        safe_regex: r.match.safe_regex,
+        headers: [...r.match.headers, { name: "x-meshwork-side", string_match: { exact: "legacy" } }],
+      });
+      expect(fallback.route).toEqual({ cluster: "legacy", timeout: r.route.timeout });
+      expect(fallback.request_headers_to_remove).toEqual(["x-meshwork-side"]);
+      // Switched off by each filter's own per-route config (read when the filter runs): the chain
+      // was built for the split's new side, so the chain-level `FilterConfig.disabled` of the
+      // legacy side would come too late after the route is matched again.
+      expect(fallback.typed_per_filter_config).toEqual({
+        "envoy.filters.http.grpc_json_transcoder": {
+          "@type":
+            "type.googleapis.com/envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder",
+          proto_descriptor: "/etc/envoy/meshwork.pb",
+          services: [],
+        },
+        "envoy.filters.http.ext_authz": {
+          "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute",
+          disabled: true,
+        },
+      });
+      expect(fallback.route.request_mirror_policies).toBeUndefined();
+    }
+    // Matched as Envoy would: the same call goes to the split, and with the header to legacy.
+    const call = { path: "/api/users/0b9a4a7e", method: "GET", headers: { authorization: "Bearer x" } };
+    expect(firstMatch(routes, call).name).toBe("strangler GetUser");
+    const answered = { ...call, headers: { ...call.headers, "x-meshwork-side": "legacy" } };
+    expect(firstMatch(routes, answered).name).toBe("strangler GetUser legacy-side");
+    expect(firstMatch(routes, { ...answered, path: "/api/products" }).name).toBe(
+      "strangler ListProducts legacy-side",
+    );
+    expect(firstMatch(routes, { ...answered, method: "POST", path: "/api/orders" }).name).toBe(
+      "strangler PlaceOrder legacy-side",
+    );
+  });
+
+  it("drops a client's own `x-meshwork-side` before routing, so no client picks legacy for itself", () => {
+    expect(hcm.early_header_mutation_extensions).toEqual([
+      {
+        name: "envoy.http.early_header_mutation.header_mutation",
+        typed_config: {
+          "@type":
+            "type.googleapis.com/envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation",
+          mutations: [{ remove: "x-meshwork-side" }],
+        },
+      },
+    ]);
+    const forged = { "x-meshwork-side": "legacy", authorization: "Bearer x" };
+    const headers = afterEarlyMutations(hcm, forged);
+    expect(headers).toEqual({ authorization: "Bearer x" });
+    expect(firstMatch(routes, { path: "/api/users/0b9a4a7e", method: "GET", headers }).name).toBe(
+      "strangler GetUser",
+    );
+    // Without that (the header_mutation filter runs after the route is picked), it would not be.
+    expect(firstMatch(routes, { path: "/api/users/0b9a4a7e", method: "GET", headers: forged }).name).toBe(
+      "strangler GetUser legacy-side",
     );
   });
 });

@@ -8,6 +8,8 @@ import {
   parseRateLimits,
   policiesOf,
   type RateRule,
+  SIDE_HEADER,
+  SIDE_QUESTION,
 } from "@meshwork/gateway";
 import { stringify } from "yaml";
 import { renderShadowHop, type ShadowedRoute, shadowMirrorPolicy } from "./envoy-shadow.js";
@@ -133,6 +135,76 @@ function legacySideFilters(): Record<string, unknown> {
   };
 }
 
+/** The name of the second ext_authz filter: the side question, before the transcoder. */
+const LEGACY_SIDE_FILTER = "meshwork.legacy_side";
+
+/**
+ * What enables the side question on the new side of a REST route: `meshwork.legacy_side` is
+ * disabled in the filter chain by default, and a per-route config of its own enables it (Envoy
+ * treats a filter configured on the route as enabled), with the context extension that tells the
+ * ext_authz server which question it is asked. Only a call routed to the mesh pays that Check.
+ */
+function legacySideQuestion(): Record<string, unknown> {
+  return {
+    [LEGACY_SIDE_FILTER]: {
+      "@type": type("envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"),
+      check_settings: { context_extensions: { [SIDE_QUESTION.key]: SIDE_QUESTION.value } },
+    },
+  };
+}
+
+/**
+ * The route a call the side question sent back to legacy matches once Envoy matched it again: the
+ * REST route's path and verb with `x-meshwork-side: legacy` (set by ext_authz only: a client's is
+ * dropped before routing), to the monolith, the header not passed on. The filter chain was built
+ * for the route first matched (the new side), so the chain-level `disabled` of
+ * `legacySideFilters()` no longer applies: each filter is switched off here by its own per-route
+ * config, which it reads when it runs. The transcoder with no services is disabled; ext_authz by
+ * `disabled`. jwt_authn has no rule for `/api/` paths and RBAC lets them through, as on the
+ * legacy side of the split.
+ */
+function legacyFallbackRoute(
+  rest: { name: string; regex: string; verb: string },
+  cluster: string,
+  timeout: string,
+): Record<string, unknown> {
+  return {
+    name: `strangler ${rest.name} legacy-side`,
+    match: {
+      safe_regex: { regex: rest.regex },
+      headers: [
+        { name: ":method", string_match: { exact: rest.verb } },
+        { name: SIDE_HEADER, string_match: { exact: "legacy" } },
+      ],
+    },
+    route: { cluster, timeout },
+    request_headers_to_remove: [SIDE_HEADER],
+    typed_per_filter_config: {
+      "envoy.filters.http.grpc_json_transcoder": {
+        "@type": type("envoy.extensions.filters.http.grpc_json_transcoder.v3.GrpcJsonTranscoder"),
+        proto_descriptor: DESCRIPTORS_IN_ENVOY,
+        services: [],
+      },
+      "envoy.filters.http.ext_authz": {
+        "@type": type("envoy.extensions.filters.http.ext_authz.v3.ExtAuthzPerRoute"),
+        disabled: true,
+      },
+    },
+  };
+}
+
+/** An ext_authz filter asking the Node gateway's server (fails closed: 503 when it cannot be asked). */
+function extAuthzFilter(extra: Record<string, unknown> = {}): Record<string, unknown> {
+  return {
+    "@type": type("envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"),
+    transport_api_version: "V3",
+    grpc_service: { envoy_grpc: { cluster_name: EXT_AUTHZ_CLUSTER }, timeout: "1s" },
+    failure_mode_allow: false,
+    status_on_error: { code: "ServiceUnavailable" },
+    ...extra,
+  };
+}
+
 function jwtRequirement(policy: Policy): Record<string, unknown> | undefined {
   switch (policy.kind) {
     case "public":
@@ -163,9 +235,12 @@ function bucket(rule: RateRule) {
  * contract marks idempotent; `jwt_authn` with the users service's remote JWKS and a rule per
  * method from its access policy; `rbac` for role policies (and to deny methods with none);
  * `ext_authz` asking the Node gateway's ext_authz server, which applies the gateway's rules and
- * adds the signed identity assertion the services require; `local_ratelimit` per route;
- * `grpc_web`; `cors`; identity headers (the assertion too) stripped from clients. Clusters speak HTTP/2 with gRPC health checks, outlier detection and
- * circuit breakers with a retry budget.
+ * adds the signed identity assertion the services require; for the legacy REST API, a weighted
+ * split per route between the monolith and the transcoded RPC, where a caller the mesh cannot
+ * hold yet is sent back to the monolith by a second ext_authz (the side question);
+ * `local_ratelimit` per route; `grpc_web`; `cors`; identity headers (the assertion too) stripped
+ * from clients. Clusters speak HTTP/2 with gRPC health checks, outlier detection and circuit
+ * breakers with a retry budget.
  */
 export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown> {
   const routes = buildRoutes(options.files);
@@ -265,10 +340,19 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
           cluster: newCluster,
           service: rest.method.parent.typeName,
         });
+      const regex = templateRegex(rest.template);
+      // Before the split: a call its side question sent back to legacy, matched again.
+      restRoutes.push(
+        legacyFallbackRoute(
+          { name: rest.name, regex, verb: rest.verb },
+          legacy.name,
+          seconds(defaultTimeout),
+        ),
+      );
       restRoutes.push({
         name: `strangler ${rest.name}`,
         match: {
-          safe_regex: { regex: templateRegex(rest.template) },
+          safe_regex: { regex },
           headers: [{ name: ":method", string_match: { exact: rest.verb } }],
         },
         route: {
@@ -278,7 +362,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
             header_name: "x-meshwork-sticky",
             clusters: [
               { name: legacy.name, weight: 100, typed_per_filter_config: legacySideFilters() },
-              { name: newCluster, weight: 0 },
+              { name: newCluster, weight: 0, typed_per_filter_config: legacySideQuestion() },
             ],
           },
           ...(shadowable ? { request_mirror_policies: shadowMirrorPolicy(rest.name) } : {}),
@@ -379,6 +463,17 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
         },
       },
     ],
+    // Before routing (filters run after it): `x-meshwork-side` picks a route, so a client's own
+    // must be gone before the route is matched; only the side question's answer may set it.
+    early_header_mutation_extensions: [
+      {
+        name: "envoy.http.early_header_mutation.header_mutation",
+        typed_config: {
+          "@type": type("envoy.extensions.http.early_header_mutation.header_mutation.v3.HeaderMutation"),
+          mutations: [{ remove: SIDE_HEADER }],
+        },
+      },
+    ],
     route_config: {
       name: "mesh",
       virtual_hosts: [
@@ -421,6 +516,16 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
       ...(legacy
         ? [
             {
+              // The side question (strangler fig), on the new side of a REST route only (enabled
+              // per route): a legacy session of a user the mesh cannot hold yet is answered OK with
+              // `x-meshwork-side: legacy`, and `clear_route_cache` has the route matched again, to
+              // the legacy fallback route, before the transcoder rewrites the call. Any other
+              // caller goes on unchanged (the route cache is cleared only when a header is set).
+              name: LEGACY_SIDE_FILTER,
+              disabled: true,
+              typed_config: extAuthzFilter({ clear_route_cache: true }),
+            },
+            {
               // REST/JSON to the RPCs of the contracts' google.api.http rules, as the Node gateway's
               // transcoder: proto field names, every field printed; then the route is matched again
               // by the gRPC path, so the filters below see the RPC.
@@ -436,13 +541,7 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
         // side answers, it trades an old client's legacy session for the same user's mesh token
         // (set as `authorization`), which jwt_authn and RBAC then check as any other.
         name: "envoy.filters.http.ext_authz",
-        typed_config: {
-          "@type": type("envoy.extensions.filters.http.ext_authz.v3.ExtAuthz"),
-          transport_api_version: "V3",
-          grpc_service: { envoy_grpc: { cluster_name: EXT_AUTHZ_CLUSTER }, timeout: "1s" },
-          failure_mode_allow: false,
-          status_on_error: { code: "ServiceUnavailable" },
-        },
+        typed_config: extAuthzFilter(),
       },
       {
         name: "envoy.filters.http.jwt_authn",

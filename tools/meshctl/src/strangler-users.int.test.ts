@@ -122,6 +122,33 @@ async function getViaGateway(path: string, authorization: string) {
   return { status: res.status, side: res.headers.get("x-meshwork-side"), body: (await res.json()) as any };
 }
 
+/**
+ * A legacy user the mesh cannot hold: a mesh account took the email first, so the sync records a
+ * conflict and the session exchange answers FAILED_PRECONDITION. With a real legacy session.
+ */
+async function conflictingUser() {
+  const email = `taken.${randomBytes(4).toString("hex")}@example.com`;
+  const mesh = await usersClient().registerUser({
+    email,
+    password: "mesh password 1",
+    displayName: "Mesh",
+  });
+  const created = await legacyPost("/api/users", {
+    email,
+    password: "legacy password",
+    display_name: "Old",
+  });
+  expect(created.status).toBe(200);
+  const id = created.body.id as string;
+  await waitFor(async () => (await usql`select 1 from legacy_user_sync where user_id = ${id}`).length === 1, {
+    what: "the conflicting capture applied",
+    timeoutMs: 30_000,
+  });
+  const login = await legacyPost("/api/login", { email, password: "legacy password" });
+  expect(login.status).toBe(200);
+  return { id, email, meshId: mesh.user?.id ?? "", token: login.body.access_token as string };
+}
+
 beforeAll(async () => {
   [legacyDb, usersDb] = await Promise.all([createTestDatabase("mw_su_l"), createTestDatabase("mw_su_u")]);
   lsql = postgres(legacyDb.url, { max: 2, onnotice: () => {} });
@@ -279,40 +306,19 @@ describe("strangler identity: legacy users -> users, their passwords and session
   });
 
   it("leaves a mesh account alone when a legacy user has its email: the conflict is recorded, and the gateway serves that user from legacy", async () => {
-    const email = `taken.${randomBytes(4).toString("hex")}@example.com`;
-    const mesh = await usersClient().registerUser({
-      email,
-      password: "mesh password 1",
-      displayName: "Mesh",
-    });
-    const created = await legacyPost("/api/users", {
-      email,
-      password: "legacy password",
-      display_name: "Old",
-    });
-    expect(created.status).toBe(200);
-    await waitFor(
-      async () =>
-        (await usql`select 1 from legacy_user_sync where user_id = ${created.body.id}`).length === 1,
-      { what: "the conflicting capture applied", timeoutMs: 30_000 },
-    );
+    const { id, email, meshId, token } = await conflictingUser();
     const [sync] = await usql<{ conflict: string | null }[]>`
-      select conflict from legacy_user_sync where user_id = ${created.body.id}`;
+      select conflict from legacy_user_sync where user_id = ${id}`;
     expect(sync?.conflict).toMatch(/another account/);
-    expect(await meshRow(created.body.id)).toBeUndefined();
-    expect(await meshRow(mesh.user?.id ?? "")).toMatchObject({ email, display_name: "Mesh" });
+    expect(await meshRow(id)).toBeUndefined();
+    expect(await meshRow(meshId)).toMatchObject({ email, display_name: "Mesh" });
     // The mesh cannot hold this user yet (the exchange answers FAILED_PRECONDITION): on a route at
     // 100% the gateway serves their legacy session from legacy, not a 400, and counts it.
-    const login = await legacyPost("/api/login", { email, password: "legacy password" });
-    expect(login.status).toBe(200);
     await setRoute("GetUser", 100);
     try {
       const before = gateway?.strangler.stats.get("GetUser")?.fallbacks ?? 0;
-      const served = await getViaGateway(
-        `/api/users/${created.body.id}`,
-        `Bearer ${login.body.access_token}`,
-      );
-      expect(served).toMatchObject({ status: 200, side: "legacy", body: { id: created.body.id, email } });
+      const served = await getViaGateway(`/api/users/${id}`, `Bearer ${token}`);
+      expect(served).toMatchObject({ status: 200, side: "legacy", body: { id, email } });
       expect(gateway?.strangler.stats.get("GetUser")?.fallbacks).toBe(before + 1);
     } finally {
       await setRoute("GetUser", 0);
@@ -344,48 +350,19 @@ describe("strangler identity: legacy users -> users, their passwords and session
   it("Envoy's ext_authz (a gateway process) gives a legacy session on a transcoded REST call the same user's mesh token; a bad one gets legacy's 401", async () => {
     const u = await legacyUser("envoy");
     await synced(u.id, u.started, () => true);
-    const gw = startProcess(process.execPath, [gatewayMain], {
-      env: {
-        HOST: "127.0.0.1",
-        PORT: "0",
-        ADMIN_PORT: "0",
-        EXT_AUTHZ_PORT: "0",
-        LOG_LEVEL: "info",
-        DISCOVERY: "static",
-        UPSTREAMS: `users=${usersUrl}`,
-        JWKS_URL: `${usersUrl}/.well-known/jwks.json`,
-        IDENTITY_KEY: identity.keys.gateway?.privateKey ?? "",
-        STRANGLER_LEGACY_URL: legacyUrl,
-      },
-    });
-    let authz: ReturnType<typeof grpcJsClient> | undefined;
+    const gw = await startExtAuthzGateway();
     try {
-      const { extAuthzPort } = await gw.waitForLog((x) => x.msg === "listening", 90_000);
-      authz = grpcJsClient(
-        loadGrpcJsPackage("envoy/service/auth/v3/external_auth.proto"),
-        "envoy.service.auth.v3.Authorization",
-        `127.0.0.1:${extAuthzPort}`,
-      );
-      const client = authz;
       // The Check Envoy sends once its transcoder rewrote `GET /api/users/{id}` into GetUser.
       const check = (authorization: string, originalPath: string | null = `/api/users/${u.id}`) =>
-        grpcJsUnary<CheckAnswer>(client, "Check", {
-          attributes: {
-            source: { address: { socket_address: { address: "10.0.0.9", port_value: 40_000 } } },
-            request: {
-              http: {
-                method: "POST",
-                path: "/meshwork.users.v1.UserService/GetUser",
-                headers: {
-                  ":authority": "edge.example.com",
-                  "content-type": "application/grpc",
-                  authorization,
-                  ...(originalPath
-                    ? { "x-envoy-original-path": originalPath, "x-envoy-original-method": "GET" }
-                    : {}),
-                },
-              },
-            },
+        gw.check({
+          method: "POST",
+          path: "/meshwork.users.v1.UserService/GetUser",
+          headers: {
+            "content-type": "application/grpc",
+            authorization,
+            ...(originalPath
+              ? { "x-envoy-original-path": originalPath, "x-envoy-original-method": "GET" }
+              : {}),
           },
         });
       const ok = await check(`Bearer ${u.token}`);
@@ -412,14 +389,7 @@ describe("strangler identity: legacy users -> users, their passwords and session
       expect(added(await check(`Bearer ${u.token}`)).authorization).toBe(set.authorization);
       // A bad session: legacy's 401 shape (JSON), as the Node gateway answers it.
       const bad = await check(`Bearer ${u.token.slice(0, -4)}AAAA`);
-      expect(bad.http_response).toBe("denied_response");
-      expect(bad.status.code).toBe(Code.Unauthenticated);
-      expect(bad.denied_response?.status.code).toBe("Unauthorized");
-      expect(JSON.parse(bad.denied_response?.body ?? "{}")).toMatchObject({ error: "unauthenticated" });
-      expect(bad.denied_response?.headers.map((h) => [h.header.key, h.header.value])).toContainEqual([
-        "content-type",
-        "application/json",
-      ]);
+      expectLegacy401(bad);
       // A legacy session on a gRPC call (not transcoded from the REST API) is not exchanged.
       const direct = await check(`Bearer ${u.token}`, null);
       expect(direct).toMatchObject({
@@ -427,11 +397,139 @@ describe("strangler identity: legacy users -> users, their passwords and session
         http_response: "denied_response",
       });
     } finally {
-      authz?.close();
+      await gw.stop();
+    }
+  });
+
+  // Issue 19.2 behind Envoy: the call is sent back to legacy before the transcoder rewrites it.
+  it("Envoy's side question (a gateway process, before the transcoder): a legacy session the mesh cannot hold yet goes to legacy; none, a held user's, a mesh token go on; a bad one gets legacy's 401", async () => {
+    const held = await legacyUser("side");
+    await synced(held.id, held.started, () => true);
+    const stranger = await conflictingUser();
+    const gw = await startExtAuthzGateway();
+    try {
+      // The Check of Envoy's `meshwork.legacy_side` filter: the old client's REST call as it came.
+      const side = (path: string, authorization?: string) =>
+        gw.check({
+          method: "GET",
+          path,
+          headers: authorization ? { authorization } : {},
+          contextExtensions: { "meshwork.question": "side" },
+        });
+      const goesOn = (a: CheckAnswer) => {
+        expect(a).toMatchObject({ status: { code: 0 }, http_response: "ok_response" });
+        // Nothing set: Envoy keeps the new side (it matches the route again only when one is).
+        expect(a.ok_response?.headers).toEqual([]);
+      };
+      goesOn(await side(`/api/users/${held.id}`));
+      goesOn(await side(`/api/users/${held.id}`, `Bearer ${held.token}`));
+      const meshToken = (await usersClient().login({ email: held.email, password: held.password }))
+        .accessToken;
+      goesOn(await side(`/api/users/${held.id}`, `Bearer ${meshToken}`));
+      // The Check after the transcoder then trades the held user's session for their mesh token.
+      const after = await gw.check({
+        method: "POST",
+        path: "/meshwork.users.v1.UserService/GetUser",
+        headers: {
+          "content-type": "application/grpc",
+          authorization: `Bearer ${held.token}`,
+          "x-envoy-original-path": `/api/users/${held.id}`,
+        },
+      });
+      expect(decodeJwt(added(after).authorization?.replace(/^Bearer /, "") ?? "").sub).toBe(held.id);
+
+      // The user the mesh cannot hold yet: OK with `x-meshwork-side: legacy`, which sends the call
+      // to legacy, untranscoded; legacy serves it with the session the client sent.
+      const sent = await side(`/api/users/${stranger.id}`, `Bearer ${stranger.token}`);
+      expect(sent).toMatchObject({ status: { code: 0 }, http_response: "ok_response" });
+      expect(sent.ok_response?.headers.map((h) => [h.header.key, h.header.value])).toEqual([
+        ["x-meshwork-side", "legacy"],
+      ]);
+      const res = await fetch(`${legacyUrl}/api/users/${stranger.id}`, {
+        headers: { authorization: `Bearer ${stranger.token}` },
+      });
+      expect(res.status).toBe(200);
+      expect(await res.json()).toMatchObject({ id: stranger.id, email: stranger.email });
+      // Only on a REST call: the question on another path changes nothing.
+      goesOn(await side("/meshwork.users.v1.UserService/GetUser", `Bearer ${stranger.token}`));
+
+      // A bad session is refused at once with legacy's 401 shape, as the Node gateway answers it.
+      expectLegacy401(await side(`/api/users/${held.id}`, `Bearer ${held.token.slice(0, -4)}AAAA`));
+    } finally {
       await gw.stop();
     }
   });
 });
+
+/** A gateway process with its ext_authz server (as compose runs it for Envoy), and a Check client. */
+async function startExtAuthzGateway() {
+  const gw = startProcess(process.execPath, [gatewayMain], {
+    env: {
+      HOST: "127.0.0.1",
+      PORT: "0",
+      ADMIN_PORT: "0",
+      EXT_AUTHZ_PORT: "0",
+      LOG_LEVEL: "info",
+      DISCOVERY: "static",
+      UPSTREAMS: `users=${usersUrl}`,
+      JWKS_URL: `${usersUrl}/.well-known/jwks.json`,
+      IDENTITY_KEY: identity.keys.gateway?.privateKey ?? "",
+      STRANGLER_LEGACY_URL: legacyUrl,
+    },
+  });
+  let authz: ReturnType<typeof grpcJsClient> | undefined;
+  try {
+    const { extAuthzPort } = await gw.waitForLog((x) => x.msg === "listening", 90_000);
+    authz = grpcJsClient(
+      loadGrpcJsPackage("envoy/service/auth/v3/external_auth.proto"),
+      "envoy.service.auth.v3.Authorization",
+      `127.0.0.1:${extAuthzPort}`,
+    );
+  } catch (err) {
+    await gw.stop();
+    throw err;
+  }
+  const client = authz;
+  return {
+    /** A Check as Envoy sends it, from 10.0.0.9. */
+    check(http: {
+      method: string;
+      path: string;
+      headers: Record<string, string>;
+      contextExtensions?: Record<string, string>;
+    }) {
+      return grpcJsUnary<CheckAnswer>(client, "Check", {
+        attributes: {
+          source: { address: { socket_address: { address: "10.0.0.9", port_value: 40_000 } } },
+          ...(http.contextExtensions ? { context_extensions: http.contextExtensions } : {}),
+          request: {
+            http: {
+              method: http.method,
+              path: http.path,
+              headers: { ":authority": "edge.example.com", ...http.headers },
+            },
+          },
+        },
+      });
+    },
+    async stop() {
+      client.close();
+      await gw.stop();
+    },
+  };
+}
+
+/** Legacy's 401 for a bad session, as Envoy would answer it (JSON, `unauthenticated`). */
+function expectLegacy401(a: CheckAnswer) {
+  expect(a.http_response).toBe("denied_response");
+  expect(a.status.code).toBe(Code.Unauthenticated);
+  expect(a.denied_response?.status.code).toBe("Unauthorized");
+  expect(JSON.parse(a.denied_response?.body ?? "{}")).toMatchObject({ error: "unauthenticated" });
+  expect(a.denied_response?.headers.map((h) => [h.header.key, h.header.value])).toContainEqual([
+    "content-type",
+    "application/json",
+  ]);
+}
 
 /** Envoy's CheckResponse as grpc-js decodes it (keepCase, enums as strings). */
 interface CheckAnswer {
