@@ -172,9 +172,10 @@ function exchangeLegacySession(
  * FAILED_PRECONDITION) is sent to legacy (`x-meshwork-side: legacy`); any other caller goes on
  * as it is (no session, a mesh token, an exchanged session: the Check after the transcoder then
  * finds that exchange in the cache). A session the exchange refuses otherwise (bad or expired:
- * 401, locked out: 429, users unavailable: 503) gets the REST error at once, in legacy's JSON
- * shape, as the Node gateway answers it: failures are not cached, so letting the call on would
- * only ask the users service a second time, and a locked-out user must not reach legacy instead.
+ * 401, locked out: 429, users unavailable: 503) gets that REST error at once, in legacy's JSON
+ * shape, as the Node gateway answers it (only FAILED_PRECONDITION falls back there too); failures
+ * are not cached, so letting the call on to the Check after the transcoder would only ask the
+ * users service a second time for the same answer.
  */
 async function answerSide(
   sessions: LegacySessions | undefined,
