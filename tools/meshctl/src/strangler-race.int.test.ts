@@ -1,8 +1,11 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
+import { fromBinary } from "@bufbuild/protobuf";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { type ProductChanged, ProductChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import { connectNats, streamName } from "@meshwork/events";
 import { deleteNamespaceStreams } from "@meshwork/events/testing";
 import {
   createTestDatabase,
@@ -12,8 +15,10 @@ import {
   uniqueName,
   waitFor,
 } from "@meshwork/testing";
+import { jetstream, jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
+import { headers as natsHeaders } from "@nats-io/transport-node";
 import postgres from "postgres";
-import { afterAll, beforeAll, describe, it } from "vitest";
+import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { readSyncLag } from "./strangler-sync.js";
 
 // The two-way product sync's race on real processes: a legacy capture taken before the reverse
@@ -37,21 +42,10 @@ let isql: postgres.Sql;
 
 const client = () => createClient(InventoryService, createGrpcTransport({ baseUrl: inventoryUrl }));
 
-beforeAll(async () => {
-  legacyDb = await createTestDatabase("mw_race_legacy");
-  inventoryDb = await createTestDatabase("mw_race_inv");
-  lsql = postgres(legacyDb.url, { max: 3, onnotice: () => {} });
-  isql = postgres(inventoryDb.url, { max: 1, onnotice: () => {} });
-  const common = { NATS_URL: natsUrl, EVENTS_NAMESPACE: namespace, PORT: "0", LOG_LEVEL: "info" };
-  legacy = startProcess(process.execPath, [legacyMain], {
-    env: {
-      ...common,
-      DATABASE_URL: legacyDb.url,
-      LEGACY_TOKEN_SECRET: "s".repeat(40),
-      LEGACY_SYNC_KEY: SYNC_KEY,
-    },
-  });
-  await legacy.waitForLog((l) => l.msg === "listening", 60_000);
+const common = { NATS_URL: natsUrl, EVENTS_NAMESPACE: namespace, PORT: "0", LOG_LEVEL: "info" };
+
+/** Starts inventory on its database (again, after a stop: its durable consumer waits for it). */
+async function startInventory(): Promise<void> {
   inventory = startProcess(process.execPath, [inventoryMain], {
     env: { ...common, DATABASE_URL: inventoryDb.url, DISCOVERY: "static", CACHE_SHARED: "none" },
   });
@@ -67,6 +61,23 @@ beforeAll(async () => {
       timeoutMs: 60_000,
     },
   );
+}
+
+beforeAll(async () => {
+  legacyDb = await createTestDatabase("mw_race_legacy");
+  inventoryDb = await createTestDatabase("mw_race_inv");
+  lsql = postgres(legacyDb.url, { max: 3, onnotice: () => {} });
+  isql = postgres(inventoryDb.url, { max: 1, onnotice: () => {} });
+  legacy = startProcess(process.execPath, [legacyMain], {
+    env: {
+      ...common,
+      DATABASE_URL: legacyDb.url,
+      LEGACY_TOKEN_SECRET: "s".repeat(40),
+      LEGACY_SYNC_KEY: SYNC_KEY,
+    },
+  });
+  await legacy.waitForLog((l) => l.msg === "listening", 60_000);
+  await startInventory();
 }, 120_000);
 
 afterAll(async () => {
@@ -236,4 +247,121 @@ describe("strangler: a legacy capture concurrent with a newer mesh write", () =>
     // is taken; the two sales add up (20 - 4 - 6).
     await converged(id, { name: "Both", onHand: 10 });
   }, 120_000);
+});
+
+/** The count legacy holds for a product. */
+async function legacyOnHand(id: string): Promise<number> {
+  const [row] = await lsql<{ on_hand: string }[]>`select on_hand from stock where product_id = ${id}`;
+  return Number(row!.on_hand);
+}
+
+/** A product capture as stored on the LEGACY stream. */
+interface StreamedCapture {
+  msg: StoredMsg;
+  e: ProductChanged;
+}
+
+/** Legacy's captures of a product on the LEGACY stream, by capture sequence. */
+async function streamedCaptures(id: string): Promise<StreamedCapture[]> {
+  const nc = await connectNats(natsUrl, "test");
+  try {
+    const jsm = await jetstreamManager(nc);
+    const stream = streamName(namespace, "LEGACY");
+    const { state } = await jsm.streams.info(stream);
+    const found: StreamedCapture[] = [];
+    for (let seq = state.first_seq; seq <= state.last_seq; seq++) {
+      const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+      if (!m?.subject.endsWith("meshwork.legacy.v1.ProductChanged")) continue;
+      const e = fromBinary(ProductChangedSchema, m.data);
+      if (e.productId === id) found.push({ msg: m, e });
+    }
+    return found.sort((a, b) => Number(a.e.sequence - b.e.sequence));
+  } finally {
+    await nc.close();
+  }
+}
+
+/**
+ * Delivers a captured message again after everything on the stream: the copy is published
+ * (same headers and event id, no broker de-duplication id) and the original deleted, as a
+ * redelivery that comes after a later message would reach the consumer.
+ */
+async function redeliverLast(
+  stream: string,
+  msg: Awaited<ReturnType<typeof streamedCaptures>>[number]["msg"],
+) {
+  const nc = await connectNats(natsUrl, "test");
+  try {
+    const h = natsHeaders();
+    for (const k of msg.header.keys()) if (k !== "Nats-Msg-Id") h.set(k, msg.header.get(k));
+    await (await jetstreamManager(nc)).streams.deleteMessage(stream, msg.seq);
+    await jetstream(nc).publish(msg.subject, msg.data, { msgID: randomUUID(), headers: h });
+  } finally {
+    await nc.close();
+  }
+}
+
+describe("strangler: a later legacy capture delivered before an earlier concurrent one", () => {
+  it("keeps the earlier capture's sale, on both sides", async () => {
+    const id = await legacyProduct(10);
+    let release!: () => void;
+    const gate = new Promise<void>((r) => {
+      release = r;
+    });
+    let taken!: () => void;
+    const captured = new Promise<void>((r) => {
+      taken = r;
+    });
+    // Legacy sells 1 (capture A: 9 on hand, not committed) while inventory adds 5 (published for
+    // legacy); inventory is stopped once its event is out, so neither capture reaches it yet.
+    const held = lsql.begin(async (tx) => {
+      await tx`update stock set on_hand = on_hand - 1, updated_at = now() where product_id = ${id}`;
+      taken();
+      await gate;
+    });
+    await captured;
+    try {
+      await client().adjustStock({ productId: id, delta: 5n });
+      await waitFor(
+        async () =>
+          (await isql<{ n: number }[]>`select count(*)::int as n from outbox where sent_at is null`)[0]?.n ===
+          0,
+        { what: "inventory's +5 published", timeoutMs: 20_000 },
+      );
+      await inventory!.stop();
+      inventory = undefined;
+    } finally {
+      release();
+      await held;
+    }
+    // Legacy's reverse sync then writes inventory's 15 over legacy's 9 (its sale is left only in
+    // legacy's running sum), and legacy sells 2 more: capture B, 13 on hand, has seen the +5.
+    await waitFor(async () => (await legacyOnHand(id)) === 15, {
+      what: "legacy's reverse sync to apply inventory's +5",
+      timeoutMs: 20_000,
+    });
+    await lsql`update stock set on_hand = on_hand - 2, updated_at = now() where product_id = ${id}`;
+    let captures: StreamedCapture[] = [];
+    await waitFor(
+      async () => {
+        captures = await streamedCaptures(id);
+        return captures.at(-1)?.e.onHand === 13n;
+      },
+      { what: "capture B on the LEGACY stream", timeoutMs: 20_000 },
+    );
+    const [a, b] = captures.slice(-2);
+    expect(a!.e).toMatchObject({ onHand: 9n, legacyStockDelta: 9n });
+    expect(b!.e).toMatchObject({ onHand: 13n, legacyStockDelta: 7n });
+    expect(b!.e.seenStockVersion).toBeGreaterThan(a!.e.seenStockVersion!);
+    // A reaches inventory after B (B first, then A again: stale by its lower sequence).
+    await redeliverLast(streamName(namespace, "LEGACY"), a!.msg);
+    await startInventory();
+    // 10 - 1 + 5 - 2. Before the fix inventory took B's 13 whole and dropped A: legacy's first
+    // sale was lost on both sides.
+    const t0 = Date.now();
+    const after = await converged(id, { name: "Old name", onHand: 12 });
+    process.stdout.write(
+      `reordered captures: ${JSON.stringify(after)}, settled ${Date.now() - t0} ms after inventory's restart\n`,
+    );
+  }, 180_000);
 });

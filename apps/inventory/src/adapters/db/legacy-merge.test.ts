@@ -45,14 +45,26 @@ const capture = (fields: {
   });
 
 describe("mergeCapture (a legacy capture against inventory's newer writes)", () => {
-  it("takes a capture that had seen every mesh write whole", () => {
+  it("a capture that had seen every mesh write: its name, legacy's sale counted, nothing sent back", () => {
+    // Legacy applied the mesh's 15 (version 6), then sold 1: 14 on hand, its sum 10 -> 9.
     const m = mergeCapture(
-      capture({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: 9n }),
+      capture({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: 9n, onHand: 14n }),
       row,
       mark,
     );
-    expect(m.state).toMatchObject({ name: "Legacy name", onHand: 9 });
+    expect(m.state).toMatchObject({ name: "Legacy name", onHand: 14 });
     expect(m).toMatchObject({ stockBack: false, legacyStockDelta: 9 });
+  });
+
+  it("a count legacy holds wrongly goes back, even with no change of its own", () => {
+    // Legacy's 9 has seen every mesh write, but its sum has not moved since the last capture.
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: 10n, onHand: 9n }),
+      row,
+      mark,
+    );
+    expect(m.state.onHand).toBe(15);
+    expect(m.stockBack).toBe(true);
   });
 
   it("merges a concurrent one: the mesh's name, legacy's sale added to the mesh's count, sent back", () => {
@@ -95,6 +107,15 @@ describe("mergeCapture (a legacy capture against inventory's newer writes)", () 
     );
     expect(m.state.onHand).toBe(2);
     expect(m.stockBack).toBe(true);
+    // Only 13 of legacy's 20 units sold are counted (10 -> -3); the other 7 wait for free units.
+    expect(m.legacyStockDelta).toBe(-3);
+    const freed = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 7n, legacyStockDelta: -10n, onHand: 0n }),
+      { ...row, onHand: 9, reserved: 0, version: 8 },
+      { ...mark, meshStockVersion: 8, legacyStockDelta: -3 },
+    );
+    expect(freed.state.onHand).toBe(2);
+    expect(freed.legacyStockDelta).toBe(-10);
     const whole = mergeCapture(capture({ seenNameVersion: 5n, seenStockVersion: 6n, onHand: 1n }), row, mark);
     expect(whole.state.onHand).toBe(2);
     expect(whole.stockBack).toBe(true);
@@ -118,6 +139,37 @@ describe("mergeCapture (a legacy capture against inventory's newer writes)", () 
     );
     expect(next.state.onHand).toBe(12);
     expect(next.legacyStockDelta).toBe(3);
+  });
+
+  it("a later capture overtaking an earlier concurrent one keeps the earlier one's sale", () => {
+    // Legacy at 10, inventory at 10 (baseline: legacy's sum 0). Legacy sells 1: capture 11
+    // (sum -1, 9 on hand) is taken before inventory's +5 (its version 7) reaches legacy. The
+    // reverse sync then writes 15 over legacy's 9 (legacy's sale is gone from legacy's count, only
+    // its sum still holds it), and legacy sells 2 more: capture 12 (sum -3, 13 on hand) has seen
+    // version 7. Delivered 12 first, 11 is then stale (a lower sequence): inventory must come to
+    // 10 + 5 - 1 - 2 = 12, and so must legacy.
+    const at = { ...row, onHand: 15, reserved: 0, version: 7 };
+    const marks = { ...mark, sequence: 10, meshStockVersion: 7, legacyStockDelta: 0 };
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 7n, legacyStockDelta: -3n, onHand: 13n }),
+      at,
+      marks,
+    );
+    expect(m.state.onHand).toBe(12);
+    expect(m).toMatchObject({ stockBack: true, legacyStockDelta: -3 });
+    // In order, the same two captures come to the same count.
+    const first = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: -1n, onHand: 9n }),
+      at,
+      marks,
+    );
+    expect(first.state.onHand).toBe(14);
+    const second = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 7n, legacyStockDelta: -3n, onHand: 13n }),
+      { ...at, onHand: first.state.onHand, version: 8 },
+      { ...marks, meshStockVersion: 8, legacyStockDelta: first.legacyStockDelta },
+    );
+    expect(second.state.onHand).toBe(12);
   });
 
   it("takes a capture made before the fields existed whole, as before", () => {

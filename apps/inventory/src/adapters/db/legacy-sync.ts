@@ -57,49 +57,63 @@ function stateOf(e: ProductChanged): LegacyState {
 /** Where the capture's change lands, and whether legacy must be sent the result back. */
 export interface Merged {
   state: LegacyState;
-  /** Stock differs from what legacy holds, or legacy still has to apply a newer mesh write. */
+  /** The count differs from what legacy will hold once it applied every mesh write published. */
   stockBack: boolean;
-  /** Legacy's running sum this capture carried (the baseline of the next); null: none yet. */
+  /**
+   * The part of legacy's running sum now counted in this side's units (the baseline of the next
+   * capture): the capture's sum, less what the reservations' floor held back; null: none yet.
+   */
   legacyStockDelta: number | null;
 }
 
 /**
- * The state a capture leaves on an existing product. A capture that had seen the mesh's last
- * write of a part (`seen_*_version` not below what this side published) carries the truth for it:
- * whole state, as before. A concurrent one (taken before the mesh's newer write reached legacy)
- * would roll that write back: for name and price the mesh's write wins (legacy gets it by the
- * reverse sync, after its own change); for stock legacy's own change since the last capture
- * applied (`legacy_stock_delta` grew by it) is added to this side's count, and the sum goes back
- * to legacy (the mesh's pending write will overwrite legacy's count without legacy's change).
- * Units never drop below what reservations hold (legacy sold what the mesh had reserved): the
- * count stops there and legacy gets it back. A capture from before these fields (no delta) keeps
- * the whole state, and so does the first one carrying a delta when none was recorded yet (no
- * baseline: legacy's sum may hold changes already taken whole); its delta becomes the baseline.
+ * The state a capture leaves on an existing product.
+ *
+ * Stock keeps one invariant, whatever order captures arrive in (late, twice, a later one before an
+ * earlier one, whose lower sequence then drops it): **units on hand = the count the product
+ * started from + every change of this side's own + the part of legacy's running sum recorded as
+ * counted (`legacy_stock_delta`)**, so each legacy change is counted once. A capture carrying
+ * `legacy_stock_delta` adds what that sum grew since the recorded part, and its own on-hand count
+ * is never taken: it may have lost a legacy change that an earlier capture saw (the reverse sync
+ * wrote this side's count over it in legacy between the two), and when that earlier capture comes
+ * late it is stale. The sum is cumulative, so the newest capture carries every older change, and
+ * any set of captures ends where their newest leaves it. Units never drop below what reservations
+ * hold (legacy sold what the mesh had reserved): the count stops there, the part not counted stays
+ * out of the recorded sum, and the next capture adds it when the units are free.
+ *
+ * The result goes back to legacy unless legacy will hold it anyway: a capture that had seen this
+ * side's last stock write (`seen_stock_version` not below the last published) leaves legacy at
+ * its own count; a concurrent one leaves it at this side's count before the capture (the pending
+ * write overwrites legacy's). For name and price a concurrent capture loses to this side's write
+ * (legacy gets it by the reverse sync); one that had seen it is taken whole.
+ *
+ * A capture from before these fields (no sum) is taken whole, and so is the first one carrying a
+ * sum when none was recorded yet (no baseline: legacy's sum may hold changes already taken whole);
+ * its sum becomes the baseline.
  */
 export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark): Merged {
   const state = stateOf(e);
   const delta = e.legacyStockDelta === undefined ? undefined : Number(e.legacyStockDelta);
   const concurrent = (seen: bigint | undefined, published: number) =>
     seen !== undefined && Number(seen) < published;
-  const nameConcurrent = concurrent(e.seenNameVersion, mark.meshNameVersion);
   const stockConcurrent = concurrent(e.seenStockVersion, mark.meshStockVersion);
   const merged = { ...state };
-  if (nameConcurrent)
+  if (concurrent(e.seenNameVersion, mark.meshNameVersion))
     Object.assign(merged, { name: row.name, priceMinor: row.priceMinor, currency: row.currency });
   const baseline = mark.legacyStockDelta;
-  if (delta !== undefined && baseline !== null && stockConcurrent)
-    merged.onHand = row.onHand + (delta - baseline);
+  const counted = delta !== undefined && baseline !== null;
+  if (counted) merged.onHand = row.onHand + (delta - baseline);
   merged.onHand = Math.max(merged.onHand, row.reserved, 0);
-  const stockBack = merged.onHand !== row.onHand && (stockConcurrent || merged.onHand !== state.onHand);
-  return { state: merged, stockBack, legacyStockDelta: delta ?? mark.legacyStockDelta };
+  const legacyWillHold = stockConcurrent ? row.onHand : state.onHand;
+  return {
+    state: merged,
+    stockBack: merged.onHand !== legacyWillHold,
+    legacyStockDelta: counted ? baseline + (merged.onHand - row.onHand) : (delta ?? baseline),
+  };
 }
 
 /** The events a change writes: ProductUpdated if the catalogue fields moved, StockChanged if stock did. */
-function changeEvents(
-  after: ProductRow,
-  changed: { name: boolean; stock: boolean; stockBack: boolean },
-  namespace: string,
-): EventEnvelope[] {
+function changeEvents(after: ProductRow, changed: LegacyChanges, namespace: string): EventEnvelope[] {
   const events: EventEnvelope[] = [];
   const options = { source: LEGACY_SYNC_SOURCE, namespace };
   if (changed.name)
@@ -134,6 +148,29 @@ function changeEvents(
   return events;
 }
 
+/** What a merged capture changes on a row: each part that moved gets its event. */
+export interface LegacyChanges {
+  name: boolean;
+  stock: boolean;
+  /** The stock event goes to legacy (this side's origin, recorded by markPublished). */
+  stockBack: boolean;
+}
+
+/** The parts a merged capture changes on `row` (none: no version, no event). */
+export function legacyChanges(row: ProductRow, merged: Merged): LegacyChanges {
+  const { state } = merged;
+  return {
+    name:
+      row.sku !== state.sku ||
+      row.name !== state.name ||
+      row.priceMinor !== state.priceMinor ||
+      row.currency !== state.currency,
+    // A count legacy will not hold goes back even when this side's is unchanged.
+    stock: row.onHand !== state.onHand || merged.stockBack,
+    stockBack: merged.stockBack,
+  };
+}
+
 /** Applies a merged capture to an existing product row; undefined when it changes nothing. */
 async function updateFromLegacy(
   tx: AnyTransaction,
@@ -142,15 +179,7 @@ async function updateFromLegacy(
   namespace: string,
 ): Promise<ProductRow | undefined> {
   const { state } = merged;
-  const changed = {
-    name:
-      row.sku !== state.sku ||
-      row.name !== state.name ||
-      row.priceMinor !== state.priceMinor ||
-      row.currency !== state.currency,
-    stock: row.onHand !== state.onHand,
-    stockBack: merged.stockBack,
-  };
+  const changed = legacyChanges(row, merged);
   if (!changed.name && !changed.stock) return undefined;
   const [after] = await tx
     .update(products)
@@ -172,8 +201,10 @@ async function updateFromLegacy(
  * Applies a product's state captured in the legacy database, in the consumer's transaction.
  * Idempotent and order-proof: the capture `sequence` is recorded per product and an event not
  * newer than the recorded one is dropped (`stale`); a state equal to the row's changes nothing
- * (no version, no event: a second backfill is a no-op). A capture concurrent with a newer write
- * of this side is merged rather than taken whole (`mergeCapture`). A change bumps the version and
+ * (no version, no event: a second backfill is a no-op). A capture is merged rather than taken
+ * whole (`mergeCapture`): stock by legacy's running sum, so the newest capture counts every older
+ * one's change and dropping those loses no sale; name and price by whether it had seen this
+ * side's last write. A change bumps the version and
  * writes ProductUpdated / StockChanged, with the origin marker unless legacy must get the result
  * back, so caches drop the old copy. `received` moves with units on hand, keeping the
  * conservation check true. The product's row is locked before its `legacy_sync` row, the order

@@ -20,8 +20,10 @@ export const file_meshwork_legacy_v1_events: GenFile = /*@__PURE__*/
  * ProductChanged: a product's state in the legacy database after a change of its row or of its
  * stock, or a snapshot of it written by `meshctl strangler backfill`. A consumer keeps the
  * highest `sequence` it applied per product and drops older ones: events may arrive late,
- * twice or reordered, and the state they carry is whole, so the newest wins (stock: its running
- * `legacy_stock_delta` is cumulative too, so the newest carries every older one's change).
+ * twice or reordered, and the state they carry is whole, so the newest wins. Not for stock: a
+ * capture's `on_hand` may miss a legacy change an older capture saw (the reverse sync can write
+ * the mesh's count over it in between), so a consumer counts legacy's changes by the running
+ * `legacy_stock_delta`, which is cumulative: the newest carries every older one's change.
  *
  * @generated from message meshwork.legacy.v1.ProductChanged
  */
@@ -95,8 +97,9 @@ export type ProductChanged = Message<"meshwork.legacy.v1.ProductChanged"> & {
   /**
    * The running sum of every change legacy itself made to the product's units on hand (its
    * orders, a back-office script; never the reverse sync's writes), taken with the state. Two
-   * captures' difference is what legacy changed between them, so a consumer merges a concurrent
-   * capture by adding what this grew since the last capture it applied.
+   * captures' difference is what legacy changed between them, so a consumer adds what this grew
+   * since the part of it already counted (any capture, concurrent or not: the sum is exact where
+   * `on_hand` may not be).
    *
    * @generated from field: optional int64 legacy_stock_delta = 12;
    */
