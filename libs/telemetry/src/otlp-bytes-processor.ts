@@ -59,7 +59,11 @@ class Batch {
     for (const g of this.groups.values()) {
       if (g.scope === span.instrumentationScope && g.resource === span.resource) return g;
     }
-    const group = { resource: span.resource, scope: span.instrumentationScope, writer: new OtlpWriter(this.capacity) };
+    const group = {
+      resource: span.resource,
+      scope: span.instrumentationScope,
+      writer: new OtlpWriter(this.capacity),
+    };
     // Keyed by scope: a second resource with the same scope object (rare) is found by the scan.
     if (!this.groups.has(span.instrumentationScope)) this.groups.set(span.instrumentationScope, group);
     else this.groups.set({ ...span.instrumentationScope }, group);
@@ -165,7 +169,9 @@ export class OtlpBytesSpanProcessor implements SpanProcessor {
     if (this.#batch.count === 0) return;
     this.#ready.push(this.#batch);
     // Sized like the batch just cut (a little more), so a steady stream of spans never regrows it.
-    this.#batch = new Batch(Math.min(Math.max(16 * 1024, Math.ceil(this.#batch.largest() * 1.1)), 4 * 1024 * 1024));
+    this.#batch = new Batch(
+      Math.min(Math.max(16 * 1024, Math.ceil(this.#batch.largest() * 1.1)), 4 * 1024 * 1024),
+    );
   }
 
   /** Exports the waiting batches one at a time; resolves when none waits. */
