@@ -36,6 +36,16 @@ class Batch {
   readonly groups = new Map<InstrumentationScope, Group>();
   count = 0;
 
+  /** `capacity`: the bytes a group's writer starts with (the last batch's size: no regrowth). */
+  constructor(readonly capacity = 16 * 1024) {}
+
+  /** The bytes of the largest group: the next batch's starting capacity. */
+  largest(): number {
+    let max = 0;
+    for (const g of this.groups.values()) max = Math.max(max, g.writer.pos);
+    return max;
+  }
+
   add(span: ReadableSpan): void {
     let group = this.groups.get(span.instrumentationScope);
     if (group === undefined || group.resource !== span.resource) {
@@ -49,7 +59,11 @@ class Batch {
     for (const g of this.groups.values()) {
       if (g.scope === span.instrumentationScope && g.resource === span.resource) return g;
     }
-    const group = { resource: span.resource, scope: span.instrumentationScope, writer: new OtlpWriter() };
+    const group = {
+      resource: span.resource,
+      scope: span.instrumentationScope,
+      writer: new OtlpWriter(this.capacity),
+    };
     // Keyed by scope: a second resource with the same scope object (rare) is found by the scan.
     if (!this.groups.has(span.instrumentationScope)) this.groups.set(span.instrumentationScope, group);
     else this.groups.set({ ...span.instrumentationScope }, group);
@@ -68,10 +82,10 @@ class Batch {
     }
     const w = new OtlpWriter(size);
     for (const [resource, groups] of byResource) {
-      const rs = w.begin(1);
+      const rs = w.begin(1, 3);
       const { schemaUrl } = writeResource(w, resource);
       for (const g of groups) {
-        const ss = w.begin(2);
+        const ss = w.begin(2, 3);
         writeScope(w, g.scope);
         w.ensure(g.writer.pos);
         g.writer.buf.copy(w.buf, w.pos, 0, g.writer.pos);
@@ -154,7 +168,10 @@ export class OtlpBytesSpanProcessor implements SpanProcessor {
     }
     if (this.#batch.count === 0) return;
     this.#ready.push(this.#batch);
-    this.#batch = new Batch();
+    // Sized like the batch just cut (a little more), so a steady stream of spans never regrows it.
+    this.#batch = new Batch(
+      Math.min(Math.max(16 * 1024, Math.ceil(this.#batch.largest() * 1.1)), 4 * 1024 * 1024),
+    );
   }
 
   /** Exports the waiting batches one at a time; resolves when none waits. */

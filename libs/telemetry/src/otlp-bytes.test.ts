@@ -1,6 +1,7 @@
 import { createServer, type IncomingMessage, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { fromBinary, toJson } from "@bufbuild/protobuf";
+import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { ExportTraceServiceRequestSchema } from "@meshwork/contracts/opentelemetry/proto/collector/trace/v1/trace_service";
 import { waitFor } from "@meshwork/testing";
 import { type Attributes, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
@@ -281,4 +282,40 @@ describe("OtlpWriter", () => {
     expect([...bytes.subarray(0, 5)]).toEqual([0x0a, 0xcb, 0x01, 0x12, 0xc8]);
     expect(bytes.length).toBe(3 + 203);
   });
+
+  it("writes every nested length in the fewest bytes whatever was reserved for it", () => {
+    // Bodies whose lengths sit on each side of the 1, 2 and 3 byte varint limits.
+    for (const size of [0, 1, 125, 126, 127, 128, 16_380, 16_381, 16_382, 16_383, 16_384, 2_097_150]) {
+      const expected = new BinaryWriter()
+        .uint32((1 << 3) | 2)
+        .bytes(nested(size))
+        .finish();
+      for (const outer of [1, 2, 3] as const) {
+        for (const inner of [1, 2, 3] as const) {
+          const w = new OtlpWriter(8);
+          const at = w.begin(1, outer);
+          const body = w.begin(2, inner);
+          w.string(3, "z".repeat(size));
+          w.end(body);
+          w.end(at);
+          expect(
+            Buffer.compare(w.bytes(), Buffer.from(expected)),
+            `size ${size}, reserved ${outer}/${inner}`,
+          ).toBe(0);
+        }
+      }
+    }
+  });
 });
+
+/** Field 2 holding field 3 = `size` times "z", as protobuf-es writes it. */
+function nested(size: number): Uint8Array {
+  const inner = new BinaryWriter()
+    .uint32((3 << 3) | 2)
+    .string("z".repeat(size))
+    .finish();
+  return new BinaryWriter()
+    .uint32((2 << 3) | 2)
+    .bytes(inner)
+    .finish();
+}

@@ -130,24 +130,36 @@ export class OtlpWriter {
     }
   }
 
-  /** Starts a nested message of `field`: returns where its length goes, for {@link end}. */
-  begin(field: number): number {
+  /**
+   * Starts a nested message of `field`: returns a handle for {@link end} (where its length goes
+   * and how many bytes were reserved for it). `reserve` is how many bytes the length is expected
+   * to take (1: under 128 bytes, 2: under 16 KiB, 3: under 2 MiB); a length that takes another
+   * number is fixed up by moving the body once, so the cheap case is the one guessed right.
+   */
+  begin(field: number, reserve: 1 | 2 | 3 = 1): number {
     this.tag(field, 2);
-    this.ensure(1);
-    return this.pos++;
+    this.ensure(reserve);
+    const at = this.pos;
+    this.pos += reserve;
+    return at * 4 + reserve;
   }
 
-  /** Ends the nested message begun at `at`, writing its length. */
-  end(at: number): void {
-    const len = this.pos - at - 1;
-    if (len < 128) {
+  /** Ends the nested message of `handle` (from {@link begin}), writing its length in the fewest bytes. */
+  end(handle: number): void {
+    const reserve = handle % 4;
+    const at = (handle - reserve) / 4;
+    const len = this.pos - at - reserve;
+    if (reserve === 1 && len < 128) {
       this.buf[at] = len;
       return;
     }
-    let extra = 1;
-    for (let v = len >>> 14; v > 0; v >>>= 7) extra++;
-    this.ensure(extra);
-    this.buf.copy(this.buf, at + 1 + extra, at + 1, this.pos);
+    let size = 1;
+    for (let v = len >>> 7; v > 0; v >>>= 7) size++;
+    if (size !== reserve) {
+      if (size > reserve) this.ensure(size - reserve);
+      this.buf.copy(this.buf, at + size, at + reserve, this.pos);
+      this.pos += size - reserve;
+    }
     let p = at;
     let v = len;
     while (v > 0x7f) {
@@ -155,7 +167,6 @@ export class OtlpWriter {
       v >>>= 7;
     }
     this.buf[p] = v;
-    this.pos += extra;
   }
 }
 
@@ -260,7 +271,8 @@ function writeCount(w: OtlpWriter, field: number, count: number): void {
  * links, status, dropped counts and flags.
  */
 export function writeSpan(w: OtlpWriter, span: ReadableSpan): void {
-  const at = w.begin(2);
+  // A span's message is usually 128 bytes to 16 KiB: its length takes two bytes.
+  const at = w.begin(2, 2);
   const ctx: SpanContext = span.spanContext();
   w.hexId(1, ctx.traceId);
   w.hexId(2, ctx.spanId);
