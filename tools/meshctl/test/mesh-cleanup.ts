@@ -1,3 +1,4 @@
+import { cacheBucket } from "@meshwork/cache";
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats, streamName } from "@meshwork/events";
 import { adminUrl } from "@meshwork/testing";
@@ -23,7 +24,10 @@ export const MESH_STREAMS = [
   "DLQ_ORDERS",
 ] as const;
 
-/** Deletes the streams (those above and `extra`) and the registry bucket of a mesh's namespace. */
+/**
+ * Deletes the streams (those above and `extra`), the services' cache buckets (`KV_<ns>_cache-*`:
+ * gateway, inventory, orders and any other) and the registry bucket of a mesh's namespace.
+ */
 export async function removeMeshStreams(
   namespace: string,
   options: { natsUrl?: string; extra?: readonly string[] } = {},
@@ -33,6 +37,10 @@ export async function removeMeshStreams(
     const jsm = await jetstreamManager(nc);
     for (const s of [...MESH_STREAMS, ...(options.extra ?? [])])
       await jsm.streams.delete(streamName(namespace, s)).catch(() => {});
+    const caches = `KV_${cacheBucket(namespace, "")}`;
+    const buckets: string[] = [];
+    for await (const name of jsm.streams.names()) if (name.startsWith(caches)) buckets.push(name);
+    for (const name of buckets) await jsm.streams.delete(name).catch(() => {});
     await removeRegistry(nc, registryBucketFor(namespace));
   } finally {
     await nc.close();
