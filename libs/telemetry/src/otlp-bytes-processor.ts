@@ -31,19 +31,27 @@ interface Group {
   writer: OtlpWriter;
 }
 
+const MIN_CAPACITY = 16 * 1024;
+const MAX_CAPACITY = 4 * 1024 * 1024;
+
 /** Spans ended since the last cut, encoded by resource and scope. */
 class Batch {
   readonly groups = new Map<InstrumentationScope, Group>();
   count = 0;
 
-  /** `capacity`: the bytes a group's writer starts with (the last batch's size: no regrowth). */
-  constructor(readonly capacity = 16 * 1024) {}
+  /**
+   * `capacity`: the bytes each scope's writer starts with, from the batch before (so a steady
+   * stream of spans never regrows one); a scope not in it starts at 16 KiB.
+   */
+  constructor(readonly capacity: ReadonlyMap<InstrumentationScope, number> = new Map()) {}
 
-  /** The bytes of the largest group: the next batch's starting capacity. */
-  largest(): number {
-    let max = 0;
-    for (const g of this.groups.values()) max = Math.max(max, g.writer.pos);
-    return max;
+  /** Each scope's bytes in this batch, a tenth more (at most 4 MiB): the next batch's capacities. */
+  sizes(): Map<InstrumentationScope, number> {
+    const sizes = new Map<InstrumentationScope, number>();
+    for (const g of this.groups.values()) {
+      sizes.set(g.scope, Math.min(Math.max(MIN_CAPACITY, Math.ceil(g.writer.pos * 1.1)), MAX_CAPACITY));
+    }
+    return sizes;
   }
 
   add(span: ReadableSpan): void {
@@ -62,7 +70,7 @@ class Batch {
     const group = {
       resource: span.resource,
       scope: span.instrumentationScope,
-      writer: new OtlpWriter(this.capacity),
+      writer: new OtlpWriter(this.capacity.get(span.instrumentationScope) ?? MIN_CAPACITY),
     };
     // Keyed by scope: a second resource with the same scope object (rare) is found by the scan.
     if (!this.groups.has(span.instrumentationScope)) this.groups.set(span.instrumentationScope, group);
@@ -168,10 +176,7 @@ export class OtlpBytesSpanProcessor implements SpanProcessor {
     }
     if (this.#batch.count === 0) return;
     this.#ready.push(this.#batch);
-    // Sized like the batch just cut (a little more), so a steady stream of spans never regrows it.
-    this.#batch = new Batch(
-      Math.min(Math.max(16 * 1024, Math.ceil(this.#batch.largest() * 1.1)), 4 * 1024 * 1024),
-    );
+    this.#batch = new Batch(this.#batch.sizes());
   }
 
   /** Exports the waiting batches one at a time; resolves when none waits. */
