@@ -35,9 +35,9 @@ export interface LegacyConfig {
    */
   events: EventsConfig | undefined;
   /**
-   * The key ring that seals users' password hashes on LEGACY_USERS (LEGACY_SYNC_KEY or
-   * LEGACY_SYNC_KEY_FILE, `id:base64key[,...]`): its first key, the one that seals. Required
-   * with NATS_URL; the others in the ring are for users, which opens with any of them.
+   * The key ring that seals users' password hashes, emails and names on LEGACY_USERS
+   * (LEGACY_SYNC_KEY or LEGACY_SYNC_KEY_FILE, `id:base64key[,...]`): its first key, the one that
+   * seals. Required with NATS_URL; the others in the ring are for users, which opens with any.
    */
   syncKey: SealingKey | undefined;
 }
@@ -65,7 +65,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   const syncKey = syncKeys?.[0];
   if (events && !syncKey)
     throw new Error(
-      "bad configuration: LEGACY_SYNC_KEY (or LEGACY_SYNC_KEY_FILE) is required with NATS_URL: it seals the password hashes the CDC relay publishes (`meshctl secrets` makes one)",
+      "bad configuration: LEGACY_SYNC_KEY (or LEGACY_SYNC_KEY_FILE) is required with NATS_URL: it seals the users' password hashes, emails and names the CDC relay publishes (`meshctl secrets` makes one)",
     );
   return {
     host: e.HOST,

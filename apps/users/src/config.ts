@@ -60,9 +60,10 @@ const shape = {
    */
   LEGACY_TOKEN_SECRET: z.string().min(32, "LEGACY_TOKEN_SECRET: at least 32 characters").optional(),
   /**
-   * The key ring that opens the legacy users' sealed password hashes (`id:base64key[,...]`, the
-   * same value legacy seals with: current key first, the previous one kept during a rotation), or
-   * a file holding it (`_FILE`). Unset: sealed user captures are dead-lettered, naming their key id.
+   * The key ring that opens the legacy users' sealed password hashes, emails and names
+   * (`id:base64key[,...]`, the same value legacy seals with: current key first, the previous one
+   * kept during a rotation), or a file holding it (`_FILE`). Unset: sealed user captures are
+   * dead-lettered, naming the field and the key id.
    */
   LEGACY_SYNC_KEY: z.string().optional(),
   LEGACY_SYNC_KEY_FILE: z.string().optional(),

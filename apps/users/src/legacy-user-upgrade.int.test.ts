@@ -58,6 +58,11 @@ describe("legacy user captures moving from LEGACY to LEGACY_USERS (upgrade)", ()
 
   /** True once the users service holds `userId` (its legacy session is exchangeable). */
   async function held(userId: string): Promise<boolean> {
+    return (await account(userId)) !== undefined;
+  }
+
+  /** The account the users service holds for `userId` (exchanging its legacy session), if any. */
+  async function account(userId: string) {
     const client = createClient(
       UserService,
       createConnectTransport({ baseUrl: users?.url ?? "", httpVersion: "2" }),
@@ -71,10 +76,9 @@ describe("legacy user captures moving from LEGACY to LEGACY_USERS (upgrade)", ()
       .setExpirationTime(now + 600)
       .sign(new TextEncoder().encode(SECRET));
     try {
-      await client.exchangeLegacyToken({ legacyToken: token });
-      return true;
+      return (await client.exchangeLegacyToken({ legacyToken: token })).user;
     } catch (err) {
-      if (ConnectError.from(err).code === Code.FailedPrecondition) return false;
+      if (ConnectError.from(err).code === Code.FailedPrecondition) return undefined;
       throw err;
     }
   }
@@ -118,6 +122,11 @@ describe("legacy user captures moving from LEGACY to LEGACY_USERS (upgrade)", ()
     await capture(`${ns}meshwork.legacy.v1.UserChanged`, pending);
     users = await startUsers(storage, { LEGACY_TOKEN_SECRET: SECRET });
     await waitFor(() => held(pending), { what: "the capture left on LEGACY applied", timeoutMs: 30_000 });
+    // An old-format capture (email and name in the clear, issue 19 h19seal) still applies whole.
+    expect(await account(pending)).toMatchObject({
+      email: `${pending.slice(0, 8)}@example.com`,
+      displayName: "Upgraded",
+    });
 
     // A legacy not upgraded yet still publishes on LEGACY; an upgraded one on LEGACY_USERS.
     const late = randomUUID();

@@ -48,6 +48,7 @@ export {
   type SealedValue,
   SealedValueError,
   type SealingKey,
+  sealedFieldAad,
   sealValue,
 } from "./sealed-field.js";
 export { consumerOn, deadLetterSubject, meshStreams, type StreamOptions, streamName } from "./streams.js";

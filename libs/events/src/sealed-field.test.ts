@@ -1,6 +1,6 @@
 import { randomBytes } from "node:crypto";
 import { describe, expect, it } from "vitest";
-import { openValue, parseSealingKeys, SealedValueError, sealValue } from "./sealed-field.js";
+import { openValue, parseSealingKeys, SealedValueError, sealedFieldAad, sealValue } from "./sealed-field.js";
 
 const hash = "scrypt$16384$8$1$c2FsdA$aGFzaA";
 const key = (id: string) => ({ id, key: randomBytes(32) });
@@ -29,6 +29,17 @@ describe("sealValue / openValue", () => {
   it("refuses another user id (the value cannot be moved to another user)", () => {
     const sealed = sealValue(k1, hash, "user-1");
     expect(() => openValue([k1], sealed, "user-2")).toThrow(/does not open with key id "k1"/);
+  });
+
+  it("sealedFieldAad binds a value to its field and its record: it opens in neither another field nor another record", () => {
+    const email = sealValue(k1, "a@example.com", sealedFieldAad("user-1", "sealed_email"));
+    expect(openValue([k1], email, sealedFieldAad("user-1", "sealed_email"))).toBe("a@example.com");
+    for (const aad of [
+      sealedFieldAad("user-1", "sealed_display_name"),
+      sealedFieldAad("user-2", "sealed_email"),
+      "user-1",
+    ])
+      expect(() => openValue([k1], email, aad), aad).toThrow(SealedValueError);
   });
 
   it("refuses tampered bytes, nonce or tag, and never puts the value in the message", () => {

@@ -84,6 +84,17 @@ export function readSealingKeys(
 }
 
 /**
+ * The additional authenticated data that binds a sealed value to one field of one record:
+ * `recordId` NUL `field`. Seal and open each field of a record with its own, so a value sealed
+ * for one field opens neither in another field of the record nor in any field of another record
+ * (a sealed email cannot be replayed as a display name, or onto another user). Both sides must
+ * name the field the same way (the contract's field name, e.g. `sealed_email`).
+ */
+export function sealedFieldAad(recordId: string, field: string): string {
+  return `${recordId}\0${field}`;
+}
+
+/**
  * Seals `plaintext` under `key`, bound to `aad` (additional authenticated data, e.g. the id of
  * the record the value belongs to): the value opens only with the same key and the same `aad`,
  * so it cannot be moved to another record. A fresh random nonce per call.

@@ -88,7 +88,7 @@ export function writeComposeSecrets(
   values.USERS_KEY_ENCRYPTION_KEY ??= randomBytes(32).toString("base64");
   if (manifests.some((m) => m.kind === "legacy")) {
     values.LEGACY_TOKEN_SECRET ??= randomBytes(32).toString("base64url");
-    // Seals legacy users' password hashes on LEGACY_USERS; only legacy and users get it.
+    // Seals legacy users' password hashes, emails and names on LEGACY_USERS; only legacy and users get it.
     values.LEGACY_SYNC_KEY ??= newLegacySyncKey();
   }
   mkdirSync(dirname(file), { recursive: true });

@@ -52,9 +52,10 @@ export function newLegacySyncKey(): string {
 }
 
 /**
- * The key that seals legacy users' password hashes on LEGACY_USERS (LEGACY_SYNC_KEY_FILE), shared
- * by the monolith (it seals) and users (it opens): made once per mesh home, owner-only. A
- * rotation puts a new `id:key` first and keeps the old one after a comma until it has aged out.
+ * The key that seals legacy users' password hashes, emails and names on LEGACY_USERS
+ * (LEGACY_SYNC_KEY_FILE), shared by the monolith (it seals) and users (it opens): made once per
+ * mesh home, owner-only. A rotation puts a new `id:key` first and keeps the old one after a
+ * comma until it has aged out.
  */
 export function meshLegacySyncKeyFile(home: string): string {
   const file = join(home, "legacy-sync-key");

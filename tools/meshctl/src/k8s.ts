@@ -104,7 +104,7 @@ function legacyEnv(m: ServiceManifest): unknown[] {
     { name: "NATS_USER", value: m.name },
     secretEnv("NATS_PASSWORD", secretName(m.name)),
     secretEnv("LEGACY_TOKEN_SECRET", secretName(m.name)),
-    // Seals the users' password hashes it publishes on LEGACY_USERS.
+    // Seals the users' password hashes, emails and names it publishes on LEGACY_USERS.
     secretEnv("LEGACY_SYNC_KEY", secretName(m.name)),
   ];
 }

@@ -240,12 +240,25 @@ describe("strangler identity: legacy users -> users, their passwords and session
     );
   });
 
-  it("the raw messages on LEGACY_USERS hold no password hash: it travels sealed (issue 19, h19c)", async () => {
+  it("the raw messages on LEGACY_USERS hold no password hash, email or name: they travel sealed (issue 19, h19c, h19seal)", async () => {
     const u = await legacyUser("sealed", "a sealed password 1");
     await synced(u.id, u.started, () => true);
+    // A change of email and name travels sealed too, and users opens it.
+    const renamed = { email: `renamed.${u.email}`, name: `Sealed ${randomBytes(6).toString("hex")}` };
+    const changedAt = performance.now();
+    await lsql`update users set email = ${renamed.email}, display_name = ${renamed.name} where id = ${u.id}`;
+    await synced(u.id, changedAt, (r) => r.email === renamed.email && r.display_name === renamed.name);
     const [row] = await lsql<{ password_hash: string }[]>`select password_hash from users where id = ${u.id}`;
     const hash = row?.password_hash ?? "";
     expect(hash).toMatch(/^scrypt\$/);
+    // Every user in legacy (seeded, or created by this file, and the names they had before a
+    // change): none of their emails or names is on the stream.
+    const people = await lsql<
+      { email: string; display_name: string }[]
+    >`select email, display_name from users`;
+    const personal = [u.email, renamed.email, renamed.name, "Legacy sealed", "Legacy sync", "Legacy login"];
+    for (const p of people) personal.push(p.email, p.display_name, p.email.split("@")[0] ?? "");
+    expect(people.length).toBeGreaterThan(0);
     const nc = await connectNats(natsUrl, "test");
     try {
       const jsm = await jetstreamManager(nc);
@@ -260,15 +273,17 @@ describe("strangler identity: legacy users -> users, their passwords and session
         expect(data.includes(Buffer.from("scrypt$")), `message ${seq}`).toBe(false);
         for (const part of hash.split("$").filter((p) => p.length >= 16))
           expect(data.includes(Buffer.from(part)), `message ${seq}`).toBe(false);
+        for (const value of personal.filter((v) => v.length >= 6))
+          expect(data.includes(Buffer.from(value)), `message ${seq}: ${value}`).toBe(false);
         if (data.includes(Buffer.from(u.id))) mine++;
       }
       expect(mine).toBeGreaterThan(0);
     } finally {
       await nc.close();
     }
-    // ...and users opened it: the legacy password works on the mesh.
-    const res = await usersClient().login({ email: u.email, password: "a sealed password 1" });
-    expect(res.user?.id).toBe(u.id);
+    // ...and users opened it: the legacy password works on the mesh, with the email as changed.
+    const res = await usersClient().login({ email: renamed.email, password: "a sealed password 1" });
+    expect(res.user).toMatchObject({ id: u.id, email: renamed.email, displayName: renamed.name });
   });
 
   it("exchanges a real legacy session (POST /api/login) for a mesh token of the same user", async () => {

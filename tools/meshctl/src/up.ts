@@ -179,7 +179,7 @@ interface MeshInfrastructure {
   keyEncryptionKeyFile: string;
   /** One session-token secret for the monolith (it signs) and users (ExchangeLegacyToken). */
   legacyTokenSecret: string;
-  /** Seals (legacy) and opens (users) the password hashes on LEGACY_USERS. */
+  /** Seals (legacy) and opens (users) the password hashes, emails and names on LEGACY_USERS. */
   legacySyncKeyFile: string;
   adminUrl: string | undefined;
   creds: Record<string, string>;

@@ -17,6 +17,7 @@ import {
   type OutboxPublisher,
   outboxTable,
   type SealingKey,
+  sealedFieldAad,
   sealValue,
   startOutboxPublisher,
 } from "@meshwork/events";
@@ -83,13 +84,19 @@ type CapturedRow = {
   created_at: Date | string;
 };
 
+/** `value` sealed under `key` for one field of user `userId` (AAD: the user id and the field). */
+const sealUserField = (key: SealingKey, value: string, userId: string, field: string) =>
+  create(SealedValueSchema, sealValue(key, value, sealedFieldAad(userId, field)));
+
 /**
  * A captured user row as the UserChanged the users service reads, on the LEGACY_USERS stream
  * (`meshwork.legacy_users.v1.UserChanged`, not its type's `meshwork.legacy.v1.UserChanged`,
- * which is LEGACY's, readable by every consumer of the products): it carries legacy's password
- * hash, sealed under `syncKey` (AES-256-GCM, bound to the user id) so that a copy of the stream
- * is useless without the key only legacy and users hold; the clear `password_hash` field is no
- * longer written. The consumer dispatches on `ce-type`, which stays the type's name.
+ * which is LEGACY's, readable by every consumer of the products). Everything about the person
+ * travels sealed under `syncKey` (AES-256-GCM), so that a copy of the stream is useless without
+ * the key only legacy and users hold: the password hash bound to the user id, the email and the
+ * display name each bound to the user id and to its field. The clear `password_hash`, `email`
+ * and `display_name` fields are no longer written. The consumer dispatches on `ce-type`, which
+ * stays the type's name.
  */
 export function toUserChanged(row: CapturedRow, namespace: string, syncKey: SealingKey): EventEnvelope {
   const u = row.payload as unknown as CapturedUser;
@@ -98,9 +105,9 @@ export function toUserChanged(row: CapturedRow, namespace: string, syncKey: Seal
     create(UserChangedSchema, {
       userId: u.id,
       sequence: BigInt(row.seq),
-      email: u.email,
-      displayName: u.display_name,
       sealedPasswordHash: create(SealedValueSchema, sealValue(syncKey, u.password_hash, u.id)),
+      sealedEmail: sealUserField(syncKey, u.email, u.id, "sealed_email"),
+      sealedDisplayName: sealUserField(syncKey, u.display_name, u.id, "sealed_display_name"),
       createTime: timestampFromDate(new Date(u.create_time)),
       snapshot: row.event_type === "legacy.user.snapshot",
     }),
@@ -167,7 +174,7 @@ export function toProductChanged(row: CapturedRow, namespace: string): EventEnve
 interface TranslatorOptions {
   database: CdcDatabase;
   namespace: string;
-  /** Seals the users' password hashes (LEGACY_SYNC_KEY's first key). */
+  /** Seals the users' password hashes, emails and names (LEGACY_SYNC_KEY's first key). */
   syncKey: SealingKey;
   logger: Logger;
   batchSize: number;

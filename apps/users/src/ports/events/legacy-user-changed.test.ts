@@ -3,27 +3,60 @@ import { create, fromBinary, toBinary } from "@bufbuild/protobuf";
 import {
   ProductChangedSchema,
   SealedValueSchema,
+  type UserChanged,
   UserChangedSchema,
 } from "@meshwork/contracts/meshwork/legacy/v1/events";
-import { sealValue } from "@meshwork/events";
+import { type SealingKey, sealedFieldAad, sealValue } from "@meshwork/events";
 import { describe, expect, it } from "vitest";
-import {
-  legacyPasswordHash,
-  onLegacyUserChanged,
-  redactLegacyUserDeadLetter,
-} from "./legacy-user-changed.js";
+import { onLegacyUserChanged, openLegacyUser, redactLegacyUserDeadLetter } from "./legacy-user-changed.js";
 
-// Review finding 1: a dead-lettered user capture must not keep legacy's password hash.
+const hash = "scrypt$16384$8$1$c2FsdA$aGFzaA";
+const email = "ada.lovelace@example.com";
+const name = "Ada Lovelace";
+const current = { id: "k2", key: randomBytes(32) };
+const previous = { id: "k1", key: randomBytes(32) };
+
+/** A capture as legacy now publishes it: hash, email and display name sealed, nothing in the clear. */
+const sealed = (userId: string, key: SealingKey = current) =>
+  create(UserChangedSchema, {
+    userId,
+    sealedPasswordHash: create(SealedValueSchema, sealValue(key, hash, userId)),
+    sealedEmail: create(SealedValueSchema, sealValue(key, email, sealedFieldAad(userId, "sealed_email"))),
+    sealedDisplayName: create(
+      SealedValueSchema,
+      sealValue(key, name, sealedFieldAad(userId, "sealed_display_name")),
+    ),
+  });
+
+/** The message `openLegacyUser` throws for `e` ("" when it opens). */
+function refusal(e: UserChanged, keys: readonly SealingKey[]): string {
+  try {
+    openLegacyUser(e, keys);
+    return "";
+  } catch (err) {
+    return (err as Error).message;
+  }
+}
+
+// Review finding 1: a dead-lettered user capture must not keep legacy's password hash, nor
+// (issue 19, h19seal) the person's email or name in the clear.
 describe("redactLegacyUserDeadLetter", () => {
-  const hash = "scrypt$16384$8$1$c2FsdA$aGFzaA";
-
-  it("blanks the password hash of a UserChanged and keeps the rest", () => {
-    const e = create(UserChangedSchema, { userId: "u-1", email: "a@example.com", passwordHash: hash });
+  it("blanks the clear password hash, email and display name of a UserChanged and keeps the rest", () => {
+    const e = create(UserChangedSchema, {
+      userId: "u-1",
+      sequence: 7n,
+      email,
+      displayName: name,
+      passwordHash: hash,
+    });
     const out = redactLegacyUserDeadLetter(UserChangedSchema.typeName, toBinary(UserChangedSchema, e));
-    expect(Buffer.from(out).includes(Buffer.from(hash))).toBe(false);
+    for (const clear of [hash, email, name])
+      expect(Buffer.from(out).includes(Buffer.from(clear)), clear).toBe(false);
     expect(fromBinary(UserChangedSchema, out)).toMatchObject({
       userId: "u-1",
-      email: "a@example.com",
+      sequence: 7n,
+      email: "",
+      displayName: "",
       passwordHash: "",
     });
   });
@@ -36,31 +69,40 @@ describe("redactLegacyUserDeadLetter", () => {
     expect(redactLegacyUserDeadLetter(ProductChangedSchema.typeName, p)).toBe(p);
   });
 
-  it("a replayed redacted letter (blank hash) is refused, never applied as an empty password", async () => {
+  it("a replayed redacted letter is refused, never applied as an empty password or email", async () => {
     const handler = onLegacyUserChanged({} as never, []);
-    const e = create(UserChangedSchema, { userId: "u-1", email: "a@example.com", passwordHash: "" });
-    await expect(handler(e, {} as never, { time: new Date() } as never)).rejects.toThrow(
-      /without a password hash/,
+    const blankHash = create(UserChangedSchema, { userId: "u-1", email, passwordHash: "" });
+    await expect(handler(blankHash, {} as never, { time: new Date() } as never)).rejects.toThrow(
+      /without password hash/,
     );
+    // Published between the two upgrades (hash sealed, email in the clear), then redacted.
+    const partly = sealed("u-1");
+    partly.sealedEmail = undefined;
+    partly.email = email;
+    const letter = fromBinary(
+      UserChangedSchema,
+      redactLegacyUserDeadLetter(UserChangedSchema.typeName, toBinary(UserChangedSchema, partly)),
+    );
+    expect(refusal(letter, [current])).toMatch(/without email/);
+  });
+
+  it("a dead letter keeps the sealed fields: replayable once the key is here", () => {
+    const out = fromBinary(
+      UserChangedSchema,
+      redactLegacyUserDeadLetter(UserChangedSchema.typeName, toBinary(UserChangedSchema, sealed("u-1"))),
+    );
+    expect(openLegacyUser(out, [current])).toEqual({ passwordHash: hash, email, displayName: name });
   });
 });
 
-describe("legacyPasswordHash (issue 19: the hash travels sealed)", () => {
-  const hash = "scrypt$16384$8$1$c2FsdA$aGFzaA";
-  const current = { id: "k2", key: randomBytes(32) };
-  const previous = { id: "k1", key: randomBytes(32) };
-  const sealed = (userId: string, key = current) =>
-    create(UserChangedSchema, {
-      userId,
-      sealedPasswordHash: create(SealedValueSchema, sealValue(key, hash, userId)),
-    });
-
-  it("opens a hash sealed under the current or the previous key", () => {
-    expect(legacyPasswordHash(sealed("u-1"), [current, previous])).toBe(hash);
-    expect(legacyPasswordHash(sealed("u-1", previous), [current, previous])).toBe(hash);
+describe("openLegacyUser (issue 19: the hash, the email and the name travel sealed)", () => {
+  it("opens all three sealed under the current or the previous key", () => {
+    const opened = { passwordHash: hash, email, displayName: name };
+    expect(openLegacyUser(sealed("u-1"), [current, previous])).toEqual(opened);
+    expect(openLegacyUser(sealed("u-1", previous), [current, previous])).toEqual(opened);
   });
 
-  it("refuses, naming the key id and never the hash: unknown key, no key, a hash moved to another user", () => {
+  it("refuses, naming the key id and never a value: unknown key, no key, the event moved to another user", () => {
     const moved = sealed("u-1");
     moved.userId = "u-2";
     for (const [e, keys, re] of [
@@ -68,29 +110,51 @@ describe("legacyPasswordHash (issue 19: the hash travels sealed)", () => {
       [sealed("u-1"), [], /key id "k2", but LEGACY_SYNC_KEY is not set/],
       [moved, [current], /does not open with key id "k2"/],
     ] as const) {
-      let message = "";
-      try {
-        legacyPasswordHash(e, keys);
-      } catch (err) {
-        message = (err as Error).message;
-      }
+      const message = refusal(e, keys);
       expect(message).toMatch(re);
-      expect(message).not.toContain("scrypt");
+      for (const clear of ["scrypt", email, "ada", name]) expect(message).not.toContain(clear);
     }
   });
 
-  it("still reads the clear field of an event published before the upgrade", () => {
-    expect(legacyPasswordHash(create(UserChangedSchema, { userId: "u-1", passwordHash: hash }), [])).toBe(
-      hash,
-    );
+  it("refuses a sealed email moved onto another user id or into the display name, naming field and key id", () => {
+    const other = sealed("u-2");
+    const cases: [string, (e: UserChanged) => void, RegExp][] = [
+      ["email onto another user", (e) => (e.sealedEmail = other.sealedEmail), /sealed_email: .*key id "k2"/],
+      [
+        "name onto another user",
+        (e) => (e.sealedDisplayName = other.sealedDisplayName),
+        /sealed_display_name: .*key id "k2"/,
+      ],
+      [
+        "email as the display name",
+        (e) => (e.sealedDisplayName = e.sealedEmail),
+        /sealed_display_name: .*key id "k2"/,
+      ],
+      [
+        "display name as the email",
+        (e) => (e.sealedEmail = e.sealedDisplayName),
+        /sealed_email: .*key id "k2"/,
+      ],
+      ["email as the password hash", (e) => (e.sealedPasswordHash = e.sealedEmail), /sealed_password_hash: /],
+    ];
+    for (const [what, move, re] of cases) {
+      const e = sealed("u-1");
+      move(e);
+      const message = refusal(e, [current]);
+      expect(message, what).toMatch(re);
+      expect(message, what).toMatch(/does not open/);
+      for (const clear of ["scrypt", email, name]) expect(message, what).not.toContain(clear);
+    }
   });
 
-  it("a dead letter keeps the sealed hash (replayable once the key is here) and blanks a clear one", () => {
-    const e = sealed("u-1");
-    const out = fromBinary(
-      UserChangedSchema,
-      redactLegacyUserDeadLetter(UserChangedSchema.typeName, toBinary(UserChangedSchema, e)),
-    );
-    expect(legacyPasswordHash(out, [current])).toBe(hash);
+  it("still reads the clear fields of an event published before the upgrade (all clear, or only the hash sealed)", () => {
+    const old = create(UserChangedSchema, { userId: "u-1", email, displayName: name, passwordHash: hash });
+    expect(openLegacyUser(old, [])).toEqual({ passwordHash: hash, email, displayName: name });
+    const between = sealed("u-1");
+    between.sealedEmail = undefined;
+    between.sealedDisplayName = undefined;
+    between.email = email;
+    between.displayName = name;
+    expect(openLegacyUser(between, [current])).toEqual({ passwordHash: hash, email, displayName: name });
   });
 });

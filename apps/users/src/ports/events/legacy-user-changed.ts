@@ -1,39 +1,94 @@
 import { fromBinary, toBinary } from "@bufbuild/protobuf";
 import { type UserChanged, UserChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
-import { type EventHandler, openValue, type SealingKey } from "@meshwork/events";
+import {
+  type EventHandler,
+  openValue,
+  type SealedValue,
+  SealedValueError,
+  type SealingKey,
+  sealedFieldAad,
+} from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
 import { applyLegacyUser } from "../../adapters/db/legacy-user-sync.js";
 
+/** What a capture says about the person, opened: never logged, never copied anywhere else. */
+export interface LegacyUserFields {
+  email: string;
+  displayName: string;
+  passwordHash: string;
+}
+
+/** The event field a value comes from (named in errors, and in the AAD of a sealed one). */
+type SealedField = "sealed_password_hash" | "sealed_email" | "sealed_display_name";
+
 /**
- * The captured password hash: opened from `sealed_password_hash` with one of `keys` (bound to the
- * user id), or, from an event published before legacy sealed it, the clear `password_hash`. An
- * event that cannot be opened throws an error naming the key id (never the hash): it is retried,
- * then dead-lettered, and can be replayed once users holds the key.
+ * Opens one sealed field of `e` with one of `keys`: the hash bound to the user id, the email and
+ * the display name to the user id and their field. An error names the field and the key id,
+ * never the value.
  */
-export function legacyPasswordHash(e: UserChanged, keys: readonly SealingKey[]): string {
-  if (e.sealedPasswordHash) {
-    if (keys.length === 0)
-      throw new Error(
-        `UserChanged sealed with key id "${e.sealedPasswordHash.keyId}", but LEGACY_SYNC_KEY is not set here: not applied`,
-      );
-    return openValue(keys, e.sealedPasswordHash, e.userId);
+function openField(e: UserChanged, field: SealedField, sealed: SealedValue, keys: readonly SealingKey[]) {
+  if (keys.length === 0)
+    throw new Error(
+      `UserChanged ${field}: sealed with key id "${sealed.keyId}", but LEGACY_SYNC_KEY is not set here: not applied`,
+    );
+  const aad = field === "sealed_password_hash" ? e.userId : sealedFieldAad(e.userId, field);
+  try {
+    return openValue(keys, sealed, aad);
+  } catch (err) {
+    if (err instanceof SealedValueError)
+      throw new SealedValueError(`UserChanged ${field}: ${err.message}`, err.keyId, { cause: err });
+    throw err;
   }
-  // Legacy's users always have a hash: a blank one is a redacted dead letter replayed.
-  if (!e.passwordHash)
-    throw new Error("UserChanged without a password hash (a redacted dead letter?): not applied");
-  return e.passwordHash;
+}
+
+/**
+ * A field legacy's users always have: opened from its sealed form, or, from an event published
+ * before legacy sealed it, the clear one. A blank clear one is a redacted dead letter replayed,
+ * refused rather than applied as an empty password or email.
+ */
+function requiredField(
+  e: UserChanged,
+  field: "sealed_password_hash" | "sealed_email",
+  sealed: SealedValue | undefined,
+  clear: string,
+  keys: readonly SealingKey[],
+): string {
+  if (sealed) return openField(e, field, sealed, keys);
+  if (!clear)
+    throw new Error(
+      `UserChanged without ${field.replace("sealed_", "").replace("_", " ")} (a redacted dead letter?): not applied`,
+    );
+  return clear;
+}
+
+/**
+ * The captured account: the password hash, the email and the display name opened from their
+ * sealed fields with one of `keys`, or, field by field, the clear ones of an event published
+ * before legacy sealed them. An event that cannot be opened throws an error naming the field and
+ * the key id (never the value): it is retried, then dead-lettered, and can be replayed once users
+ * holds the key.
+ */
+export function openLegacyUser(e: UserChanged, keys: readonly SealingKey[]): LegacyUserFields {
+  return {
+    passwordHash: requiredField(e, "sealed_password_hash", e.sealedPasswordHash, e.passwordHash, keys),
+    email: requiredField(e, "sealed_email", e.sealedEmail, e.email, keys),
+    // A blank name is legacy's to allow (a back-office edit); a redacted letter fails on the email.
+    displayName: e.sealedDisplayName
+      ? openField(e, "sealed_display_name", e.sealedDisplayName, keys)
+      : e.displayName,
+  };
 }
 
 /**
  * UserChanged from the legacy monolith's CDC -> the account here (strangler fig: identity
- * follows the traffic). `keys` open the sealed password hash (LEGACY_SYNC_KEY: current and
- * previous). Logs the user id and the outcome only: never the email or the hash.
+ * follows the traffic). `keys` open the sealed password hash, email and display name
+ * (LEGACY_SYNC_KEY: current and previous). Logs the user id and the outcome only: never the
+ * email, the name or the hash.
  */
 export function onLegacyUserChanged(logger: Logger, keys: readonly SealingKey[]): EventHandler {
   return async (message, tx, event) => {
     const e = message as UserChanged;
-    const passwordHash = legacyPasswordHash(e, keys);
-    const outcome = await applyLegacyUser(tx, { ...e, passwordHash });
+    const outcome = await applyLegacyUser(tx, { ...e, ...openLegacyUser(e, keys) });
     const fields = {
       userId: e.userId,
       sequence: String(e.sequence),
@@ -47,15 +102,20 @@ export function onLegacyUserChanged(logger: Logger, keys: readonly SealingKey[])
 }
 
 /**
- * A dead-lettered UserChanged is stored without legacy's clear password hash (blanked; the sealed
- * one stays, useless without the key, so the letter can be replayed once the key is here); one that cannot
- * even be decoded is stored empty, since what it holds cannot be told apart. Other types pass.
+ * A dead-lettered UserChanged is stored without anything about the person in the clear: the clear
+ * password hash, email and display name of an event published before legacy sealed them are
+ * blanked (such a letter is refused if replayed; `strangler backfill` re-sends the user), the
+ * sealed ones stay, useless without the key, so a sealed letter can be replayed once the key is
+ * here. One that cannot even be decoded is stored empty, since what it holds cannot be told
+ * apart. Other types pass.
  */
 export function redactLegacyUserDeadLetter(type: string, data: Uint8Array): Uint8Array {
   if (type !== UserChangedSchema.typeName) return data;
   try {
     const e = fromBinary(UserChangedSchema, data);
     e.passwordHash = "";
+    e.email = "";
+    e.displayName = "";
     return toBinary(UserChangedSchema, e);
   } catch {
     return new Uint8Array();

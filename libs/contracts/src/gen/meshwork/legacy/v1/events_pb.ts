@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/legacy/v1/events.proto.
  */
 export const file_meshwork_legacy_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEipgMKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIEh4KEXNlZW5fbmFtZV92ZXJzaW9uGAogASgDSACIAQESHwoSc2Vlbl9zdG9ja192ZXJzaW9uGAsgASgDSAGIAQESHwoSbGVnYWN5X3N0b2NrX2RlbHRhGAwgASgDSAKIAQFCFAoSX3NlZW5fbmFtZV92ZXJzaW9uQhUKE19zZWVuX3N0b2NrX3ZlcnNpb25CFQoTX2xlZ2FjeV9zdG9ja19kZWx0YSL4AQoLVXNlckNoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxINCgVlbWFpbBgDIAEoCRIUCgxkaXNwbGF5X25hbWUYBCABKAkSGgoNcGFzc3dvcmRfaGFzaBgFIAEoCUIDgAEBEi8KC2NyZWF0ZV90aW1lGAYgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzbmFwc2hvdBgHIAEoCBJCChRzZWFsZWRfcGFzc3dvcmRfaGFzaBgIIAEoCzIfLm1lc2h3b3JrLmxlZ2FjeS52MS5TZWFsZWRWYWx1ZUIDgAEBIkAKC1NlYWxlZFZhbHVlEg4KBmtleV9pZBgBIAEoCRINCgVub25jZRgCIAEoDBISCgpjaXBoZXJ0ZXh0GAMgASgMIr8CCgxPcmRlckNoYW5nZWQSEAoIb3JkZXJfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSDwoHdXNlcl9pZBgDIAEoCRIXCg9pZGVtcG90ZW5jeV9rZXkYBCABKAkSDgoGc3RhdHVzGAUgASgJEigKBXRvdGFsGAYgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5EjMKBWl0ZW1zGAcgAygLMiQubWVzaHdvcmsubGVnYWN5LnYxLk9yZGVyQ2hhbmdlZEl0ZW0SLwoLY3JlYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEi8KC3VwZGF0ZV90aW1lGAkgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIQCghzbmFwc2hvdBgKIAEoCCJSChBPcmRlckNoYW5nZWRJdGVtEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIcXVhbnRpdHkYAiABKAMSGAoQdW5pdF9wcmljZV9taW5vchgDIAEoA2IGcHJvdG8z", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEipgMKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIEh4KEXNlZW5fbmFtZV92ZXJzaW9uGAogASgDSACIAQESHwoSc2Vlbl9zdG9ja192ZXJzaW9uGAsgASgDSAGIAQESHwoSbGVnYWN5X3N0b2NrX2RlbHRhGAwgASgDSAKIAQFCFAoSX3NlZW5fbmFtZV92ZXJzaW9uQhUKE19zZWVuX3N0b2NrX3ZlcnNpb25CFQoTX2xlZ2FjeV9zdG9ja19kZWx0YSKBAwoLVXNlckNoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxISCgVlbWFpbBgDIAEoCUIDgAEBEhkKDGRpc3BsYXlfbmFtZRgEIAEoCUIDgAEBEhoKDXBhc3N3b3JkX2hhc2gYBSABKAlCA4ABARIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc25hcHNob3QYByABKAgSQgoUc2VhbGVkX3Bhc3N3b3JkX2hhc2gYCCABKAsyHy5tZXNod29yay5sZWdhY3kudjEuU2VhbGVkVmFsdWVCA4ABARI6CgxzZWFsZWRfZW1haWwYCSABKAsyHy5tZXNod29yay5sZWdhY3kudjEuU2VhbGVkVmFsdWVCA4ABARJBChNzZWFsZWRfZGlzcGxheV9uYW1lGAogASgLMh8ubWVzaHdvcmsubGVnYWN5LnYxLlNlYWxlZFZhbHVlQgOAAQEiQAoLU2VhbGVkVmFsdWUSDgoGa2V5X2lkGAEgASgJEg0KBW5vbmNlGAIgASgMEhIKCmNpcGhlcnRleHQYAyABKAwivwIKDE9yZGVyQ2hhbmdlZBIQCghvcmRlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxIPCgd1c2VyX2lkGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIOCgZzdGF0dXMYBSABKAkSKAoFdG90YWwYBiABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSMwoFaXRlbXMYByADKAsyJC5tZXNod29yay5sZWdhY3kudjEuT3JkZXJDaGFuZ2VkSXRlbRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAogASgIIlIKEE9yZGVyQ2hhbmdlZEl0ZW0SEgoKcHJvZHVjdF9pZBgBIAEoCRIQCghxdWFudGl0eRgCIAEoAxIYChB1bml0X3ByaWNlX21pbm9yGAMgASgDYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * ProductChanged: a product's state in the legacy database after a change of its row or of its
@@ -135,6 +135,9 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
   sequence: bigint;
 
   /**
+   * No longer written: legacy now sends them sealed, in `sealed_email` and `sealed_display_name`.
+   * Read only for events published before the upgrade (in the clear).
+   *
    * @generated from field: string email = 3;
    */
   email: string;
@@ -174,6 +177,22 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
    * @generated from field: meshwork.legacy.v1.SealedValue sealed_password_hash = 8;
    */
   sealedPasswordHash?: SealedValue | undefined;
+
+  /**
+   * The user's email and display name, sealed like the hash (same key ring), so a copy of the
+   * stream holds no personal data in the clear. Each is bound to `user_id` AND to its field: the
+   * additional authenticated data is `<user_id>` NUL `<field name>` ("sealed_email",
+   * "sealed_display_name"), so a sealed email opens neither as a display name nor for another
+   * user. Never logged.
+   *
+   * @generated from field: meshwork.legacy.v1.SealedValue sealed_email = 9;
+   */
+  sealedEmail?: SealedValue | undefined;
+
+  /**
+   * @generated from field: meshwork.legacy.v1.SealedValue sealed_display_name = 10;
+   */
+  sealedDisplayName?: SealedValue | undefined;
 };
 
 /**
