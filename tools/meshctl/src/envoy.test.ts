@@ -306,7 +306,11 @@ describe("a legacy session the mesh cannot hold yet, behind Envoy (the side ques
       names.indexOf("envoy.filters.http.ext_authz"),
     );
     expect(side.disabled).toBe(true);
-    expect(side.typed_config).toEqual({ ...main.typed_config, clear_route_cache: true });
+    expect(side.typed_config).toEqual({
+      ...main.typed_config,
+      clear_route_cache: true,
+      stat_prefix: "legacy_side",
+    });
     expect(side.typed_config).toMatchObject({
       "@type": "type.googleapis.com/envoy.extensions.filters.http.ext_authz.v3.ExtAuthz",
       grpc_service: { envoy_grpc: { cluster_name: "edge_authz" } },

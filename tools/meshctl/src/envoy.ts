@@ -523,7 +523,8 @@ export function renderEnvoyConfig(options: EnvoyOptions): Record<string, unknown
               // caller goes on unchanged (the route cache is cleared only when a header is set).
               name: LEGACY_SIDE_FILTER,
               disabled: true,
-              typed_config: extAuthzFilter({ clear_route_cache: true }),
+              // Its own stats (`ext_authz.legacy_side.*`), apart from the Check of every call.
+              typed_config: extAuthzFilter({ clear_route_cache: true, stat_prefix: "legacy_side" }),
             },
             {
               // REST/JSON to the RPCs of the contracts' google.api.http rules, as the Node gateway's
