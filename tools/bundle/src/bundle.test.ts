@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -69,6 +70,17 @@ describe("meshwork-bundle", () => {
     expect(out.before).toBe(false); // the CommonJS module ran only when required
     expect(out.lazy).toBe(true);
     expect(out.where).toBe(join(dir, "dist/main.bundle.js")); // __filename is the bundle's
+  });
+
+  it("records the SHA-256 of each of the repository's own files it holds, not node_modules' (meshctl's freshness check)", () => {
+    const dir = service();
+    dirs.push(dir);
+    expect(bundle(dir).status).toBe(0);
+    const record = JSON.parse(readFileSync(join(dir, "dist/main.bundle.js.inputs.json"), "utf8")) as {
+      inputs: Record<string, string>;
+    };
+    const main = readFileSync(join(dir, "dist/main.js"));
+    expect(record.inputs).toEqual({ "main.js": createHash("sha256").update(main).digest("hex") });
   });
 
   it("leaves a package named by --external outside the bundle", () => {
