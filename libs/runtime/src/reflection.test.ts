@@ -93,6 +93,37 @@ describe("registerReflectionServices in process", () => {
     );
   });
 
+  it("indexes and serializes the files at the first request, once, not at registration (start-up)", async () => {
+    let reads = 0;
+    // The users file, counting reads of its FileDescriptorProto (what indexing and serializing read).
+    const counted = new Proxy(file_meshwork_users_v1_users, {
+      get(target, key, receiver) {
+        if (key === "proto") reads++;
+        return Reflect.get(target, key, receiver);
+      },
+    });
+    const transport = createRouterTransport((router) => {
+      router.service(UserService, {});
+      registerReflectionServices(router, [counted]);
+    });
+    expect(reads).toBe(0);
+    const client = createClient(ServerReflection, transport);
+    const ask = async () => {
+      const names: string[] = [];
+      for await (const r of client.serverReflectionInfo(
+        stream([{ messageRequest: { case: "fileByFilename" as const, value: usersProto } }]),
+      ))
+        names.push(...fileNames(r));
+      return names;
+    };
+    expect((await ask())[0]).toBe(usersProto);
+    const afterFirst = reads;
+    expect(afterFirst).toBeGreaterThan(0);
+    expect((await ask())[0]).toBe(usersProto);
+    // Answered from the index the first request built: only the answer's own look-up reads it.
+    expect(reads - afterFirst).toBeLessThan(afterFirst);
+  });
+
   it("answers file_by_filename with the file first, then each transitive dependency once", async () => {
     const [response] = await reflect([{ messageRequest: { case: "fileByFilename", value: usersProto } }]);
     const names = fileNames(response);

@@ -12,7 +12,7 @@
  *
  * The bundle lives beside the entry point, so paths a service resolves from its own module
  * (`new URL("../drizzle", import.meta.url)`, its package.json) resolve as before. Native addons,
- * PGlite and the OTLP/gRPC exporters stay outside (loaded from node_modules at run time). CommonJS code inside the bundle
+ * PGlite and @grpc/grpc-js stay outside (loaded from node_modules at run time). CommonJS code inside the bundle
  * gets a real `require` (for Node built-ins and anything left outside), `__filename` and
  * `__dirname` (the bundle's own). No source map by default: Node 20 parses a bundle's map eagerly
  * under `--enable-source-maps` (0.4 s of the 1.1 s above); `BUNDLE_SOURCEMAP=linked` writes one
@@ -21,7 +21,18 @@
  * A package that finds files beside its own modules (`new URL("./x.json", import.meta.url)`)
  * must stay outside the bundle: `--external PKG` (meshctl keeps `@meshwork/console`, whose UI and
  * contract comments sit in its own `dist`).
+ *
+ * Beside the bundle goes `<outfile>.inputs.json`: the SHA-256 of every file of the repository's
+ * own it was built from (everything outside node_modules: the service's and the libs' `dist`).
+ * `meshctl up` starts the bundle only while each of those files still has that content, so a
+ * `tsc` run since (a service's or a lib's, `npm run dev` included) means the entry point runs.
+ * File times cannot tell: turbo restores a cached build's files in no fixed order, and 3 of 7
+ * services' entry points came out a few ms newer than their bundles, so they ran unbundled
+ * (0.5-0.7 s more CPU each at start-up).
  */
+import { createHash } from "node:crypto";
+import { readFileSync, writeFileSync } from "node:fs";
+import { dirname, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
 
@@ -40,14 +51,17 @@ const result = await build({
   format: "esm",
   target: "node20",
   // Native addons load from node_modules. PGlite finds its WebAssembly and data files beside its
-  // own modules. The OTLP/gRPC exporters (only with OTEL_EXPORTER_OTLP_PROTOCOL=grpc) would add
-  // @grpc/grpc-js, a megabyte every process parses.
+  // own modules. @grpc/grpc-js (a megabyte every process would parse) is needed only by the
+  // OTLP/gRPC exporters when OTEL_EXPORTER_OTLP_PROTOCOL=grpc, and they require it lazily; the
+  // exporters themselves are inside: sdk-node requires all three at load, and left outside they
+  // loaded their own copies of sdk-metrics, otlp-transformer, core, resources and
+  // semantic-conventions from node_modules (245 CommonJS files, 975 kB; ~0.2 s of CPU per process).
   external: [
     "@node-rs/*",
     "*.node",
     "@electric-sql/pglite",
     "@electric-sql/pglite/*",
-    "@opentelemetry/exporter-*-otlp-grpc",
+    "@grpc/grpc-js",
     ...values.external,
   ],
   banner: {
@@ -67,7 +81,31 @@ const result = await build({
   metafile: true,
 });
 const modules = Object.keys(result.metafile.inputs).length;
+writeFileSync(
+  inputsRecordOf(outfile),
+  `${JSON.stringify({ inputs: ownInputs(result.metafile, outfile) }, null, 1)}\n`,
+);
 const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
 console.log(
   `meshwork-bundle: ${entry} -> ${outfile}: ${modules} modules, ${(bytes / 1e6).toFixed(1)} MB, ${Math.round(performance.now() - started)} ms`,
 );
+
+/** The file beside a bundle that records what it was built from. */
+function inputsRecordOf(bundle) {
+  return `${bundle}.inputs.json`;
+}
+
+/**
+ * The repository's own files the bundle holds (not under node_modules), by path relative to
+ * the bundle's directory, each with the SHA-256 (hex) of its content.
+ */
+function ownInputs(metafile, bundle) {
+  const out = {};
+  const base = dirname(resolve(bundle));
+  for (const input of Object.keys(metafile.inputs).sort()) {
+    if (input.includes("node_modules/") || input.includes(":")) continue;
+    const path = resolve(input);
+    out[relative(base, path)] = createHash("sha256").update(readFileSync(path)).digest("hex");
+  }
+  return out;
+}

@@ -1,4 +1,5 @@
 import { spawnSync } from "node:child_process";
+import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -69,6 +70,54 @@ describe("meshwork-bundle", () => {
     expect(out.before).toBe(false); // the CommonJS module ran only when required
     expect(out.lazy).toBe(true);
     expect(out.where).toBe(join(dir, "dist/main.bundle.js")); // __filename is the bundle's
+  });
+
+  it("records the SHA-256 of each of the repository's own files it holds, not node_modules' (meshctl's freshness check)", () => {
+    const dir = service();
+    dirs.push(dir);
+    expect(bundle(dir).status).toBe(0);
+    const record = JSON.parse(readFileSync(join(dir, "dist/main.bundle.js.inputs.json"), "utf8")) as {
+      inputs: Record<string, string>;
+    };
+    const main = readFileSync(join(dir, "dist/main.js"));
+    expect(record.inputs).toEqual({ "main.js": createHash("sha256").update(main).digest("hex") });
+  });
+
+  it("holds the OTLP/gRPC exporters (sdk-node loads them at start) and leaves @grpc/grpc-js, which they load lazily, outside", () => {
+    const dir = service();
+    dirs.push(dir);
+    const file = (path: string, text: string) => {
+      mkdirSync(join(dir, path, ".."), { recursive: true });
+      writeFileSync(join(dir, path), text);
+    };
+    const exporter = "node_modules/@opentelemetry/exporter-trace-otlp-grpc";
+    file(
+      `${exporter}/package.json`,
+      JSON.stringify({ name: "@opentelemetry/exporter-trace-otlp-grpc", main: "index.js" }),
+    );
+    file(
+      `${exporter}/index.js`,
+      'exports.kind = "grpc exporter";\nexports.connect = () => require("@grpc/grpc-js");\n',
+    );
+    file(
+      "node_modules/@grpc/grpc-js/package.json",
+      JSON.stringify({ name: "@grpc/grpc-js", main: "index.js" }),
+    );
+    file("node_modules/@grpc/grpc-js/index.js", "exports.loaded = true;\n");
+    file(
+      "dist/main.js",
+      'import { kind, connect } from "@opentelemetry/exporter-trace-otlp-grpc";\nconsole.log(JSON.stringify({ kind, grpc: process.argv[2] ? connect().loaded : false }));\n',
+    );
+    expect(bundle(dir).status).toBe(0);
+    rmSync(join(dir, "node_modules/@opentelemetry"), { recursive: true }); // the exporter is inside
+    const run = (...args: string[]) =>
+      spawnSync(process.execPath, [join(dir, "dist/main.bundle.js"), ...args], { encoding: "utf8" });
+    const started = run();
+    expect(started.status, started.stderr).toBe(0);
+    expect(JSON.parse(started.stdout)).toEqual({ kind: "grpc exporter", grpc: false });
+    // grpc-js is loaded from node_modules when an export over gRPC asks for it, not before.
+    expect(readFileSync(join(dir, "dist/main.bundle.js"), "utf8")).not.toContain("exports.loaded = true");
+    expect(JSON.parse(run("grpc").stdout)).toEqual({ kind: "grpc exporter", grpc: true });
   });
 
   it("leaves a package named by --external outside the bundle", () => {

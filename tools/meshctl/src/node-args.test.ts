@@ -1,9 +1,10 @@
 import { spawnSync } from "node:child_process";
-import { mkdirSync, mkdtempSync, rmSync, utimesSync, writeFileSync } from "node:fs";
+import { createHash } from "node:crypto";
+import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { afterAll, describe, expect, it } from "vitest";
-import { bundleOf, meshNodeArgs, SEMI_SPACE_MB, serviceEntry } from "./node-args.js";
+import { bundleOf, inputsRecordOf, meshNodeArgs, SEMI_SPACE_MB, serviceEntry } from "./node-args.js";
 
 describe("meshNodeArgs", () => {
   it("starts a mesh process with source maps and a small young generation", () => {
@@ -18,6 +19,15 @@ describe("meshNodeArgs", () => {
     expect(meshNodeArgs("--max-semi-space-size=32")).toEqual(["--enable-source-maps"]);
     expect(meshNodeArgs("--inspect --max-semi-space-size 8")).toEqual(["--enable-source-maps"]);
     expect(meshNodeArgs("--max-old-space-size=512")).toContain(`--max-semi-space-size=${SEMI_SPACE_MB}`);
+  });
+
+  it("adds a CPU profile of every process when MESHWORK_CPU_PROFILE_DIR names a directory", () => {
+    expect(meshNodeArgs("", true, "/tmp/profiles")).toEqual([
+      `--max-semi-space-size=${SEMI_SPACE_MB}`,
+      "--cpu-prof",
+      "--cpu-prof-dir=/tmp/profiles",
+    ]);
+    expect(meshNodeArgs("", true, "")).toEqual([`--max-semi-space-size=${SEMI_SPACE_MB}`]);
   });
 
   it("gives a process started with them a young generation of that size (V8 reads the flag)", () => {
@@ -41,20 +51,34 @@ describe("serviceEntry", () => {
   const dir = mkdtempSync(join(tmpdir(), "meshwork-entry-"));
   mkdirSync(join(dir, "dist"));
   const main = join(dir, "dist/main.js");
+  const lib = join(dir, "dist/lib.js");
   const bundle = join(dir, "dist/main.bundle.js");
+  const sha = (text: string) => createHash("sha256").update(text).digest("hex");
+  /** A bundle and the record meshwork-bundle writes beside it: built from main.js and lib.js as they are now. */
+  const bundled = () => {
+    writeFileSync(bundle, "");
+    writeFileSync(
+      inputsRecordOf(bundle),
+      JSON.stringify({
+        inputs: { "main.js": sha(readFileSync(main, "utf8")), "lib.js": sha(readFileSync(lib, "utf8")) },
+      }),
+    );
+  };
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
   it("runs the entry point when there is no bundle", () => {
-    writeFileSync(main, "");
+    writeFileSync(main, "import './lib.js';");
+    writeFileSync(lib, "export const a = 1;");
     expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
     expect(bundleOf(main)).toBe(bundle);
   });
 
-  it("runs the bundle beside it when it is as new as the entry point", () => {
-    writeFileSync(bundle, "");
-    const now = new Date();
+  it("runs the bundle while its inputs are as it recorded them, whatever the file times", () => {
+    bundled();
+    // As a build restored from turbo's cache leaves them: the entry point written after its bundle.
+    const now = Date.now() / 1000;
+    utimesSync(bundle, now - 60, now - 60);
     utimesSync(main, now, now);
-    utimesSync(bundle, now, now);
     expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
     expect(serviceEntry(dir, "dist/main.js", { MESHWORK_BUNDLE: "0" })).toEqual({
       file: main,
@@ -62,10 +86,26 @@ describe("serviceEntry", () => {
     });
   });
 
-  it("ignores a bundle older than the entry point (tsc ran since)", () => {
-    const now = Date.now() / 1000;
-    utimesSync(bundle, now - 60, now - 60);
-    utimesSync(main, now, now);
+  it("ignores a bundle when a file it was built from changed (tsc ran since, here a lib's)", () => {
+    bundled();
+    writeFileSync(lib, "export const a = 2;");
+    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+  });
+
+  it("ignores a bundle when a file it was built from is gone", () => {
+    writeFileSync(lib, "export const a = 1;");
+    bundled();
+    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
+    rmSync(lib);
+    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+  });
+
+  it("ignores a bundle without its record (built before the record existed) or with a broken one", () => {
+    writeFileSync(lib, "export const a = 1;");
+    bundled();
+    writeFileSync(inputsRecordOf(bundle), "{");
+    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    rmSync(inputsRecordOf(bundle));
     expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
   });
 });

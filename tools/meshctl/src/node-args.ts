@@ -1,5 +1,6 @@
-import { existsSync, statSync } from "node:fs";
-import { join } from "node:path";
+import { createHash } from "node:crypto";
+import { existsSync, readFileSync } from "node:fs";
+import { dirname, join } from "node:path";
 
 /**
  * The Node flags `meshctl up` starts each of its processes with.
@@ -14,11 +15,19 @@ import { join } from "node:path";
  *   SERVING, three starts each, load average 7-10). A smaller young generation also promotes less
  *   per scavenge (see `libs/runtime/src/heap.ts`). Deployments set their own flags; a
  *   `--max-semi-space-size` in `NODE_OPTIONS` wins over this one.
+ * - `--cpu-prof --cpu-prof-dir=DIR` when `MESHWORK_CPU_PROFILE_DIR=DIR` is set: a V8 CPU profile
+ *   of every process, written when it exits (Node refuses `--cpu-prof` in `NODE_OPTIONS`), to
+ *   see where a process's start-up goes.
  */
-export function meshNodeArgs(nodeOptions = process.env.NODE_OPTIONS ?? "", bundled = false): string[] {
+export function meshNodeArgs(
+  nodeOptions = process.env.NODE_OPTIONS ?? "",
+  bundled = false,
+  profileDir = process.env.MESHWORK_CPU_PROFILE_DIR,
+): string[] {
   const args = bundled ? [] : ["--enable-source-maps"];
   if (!/(^|\s)--max-semi-space-size(=|\s|$)/.test(nodeOptions))
     args.push(`--max-semi-space-size=${SEMI_SPACE_MB}`);
+  if (profileDir) args.push("--cpu-prof", `--cpu-prof-dir=${profileDir}`);
   return args;
 }
 
@@ -34,17 +43,48 @@ export interface ServiceEntry {
 /**
  * What `meshctl up` runs for a service whose built entry point is `main` (relative to `dir`): the
  * bundle `meshwork-bundle` wrote beside it (`dist/main.bundle.js`), which starts in about half
- * the CPU time, when it is there and not older than the entry point (a `tsc` run since would
- * otherwise be ignored); else the entry point. `MESHWORK_BUNDLE=0` always takes the entry point
- * (stack traces through source maps).
+ * the CPU time, while every file of the repository's own it was built from still has the content
+ * it recorded (`dist/main.bundle.js.inputs.json`, see `tools/bundle`); else the entry point (a
+ * `tsc` run since, of the service or of a lib, would otherwise be ignored). Not file times: a
+ * build restored from turbo's cache writes the entry point after its bundle as often as not.
+ * Hashing a service's ~130 own files costs a few ms. `MESHWORK_BUNDLE=0` always takes the entry
+ * point (stack traces through source maps).
  */
 export function serviceEntry(dir: string, main: string, env: NodeJS.ProcessEnv = process.env): ServiceEntry {
   const file = join(dir, main);
   const bundle = bundleOf(file);
-  if (env.MESHWORK_BUNDLE !== "0" && existsSync(bundle) && existsSync(file)) {
-    if (statSync(bundle).mtimeMs >= statSync(file).mtimeMs) return { file: bundle, bundled: true };
-  }
+  if (env.MESHWORK_BUNDLE !== "0" && existsSync(file) && bundleCurrent(bundle))
+    return { file: bundle, bundled: true };
   return { file, bundled: false };
+}
+
+/** Whether `bundle` exists and every input its record names still has the recorded content. */
+function bundleCurrent(bundle: string): boolean {
+  let inputs: Record<string, string>;
+  try {
+    if (!existsSync(bundle)) return false;
+    inputs = (JSON.parse(readFileSync(inputsRecordOf(bundle), "utf8")) as { inputs: Record<string, string> })
+      .inputs;
+  } catch {
+    return false; // no record (a bundle from before it was written) or an unreadable one
+  }
+  const base = dirname(bundle);
+  return Object.entries(inputs).every(([path, sha]) => {
+    try {
+      return (
+        createHash("sha256")
+          .update(readFileSync(join(base, path)))
+          .digest("hex") === sha
+      );
+    } catch {
+      return false; // deleted since
+    }
+  });
+}
+
+/** The record `meshwork-bundle` writes beside a bundle: what it was built from. */
+export function inputsRecordOf(bundle: string): string {
+  return `${bundle}.inputs.json`;
 }
 
 /** The bundle's path for an entry point: `dist/main.js` -> `dist/main.bundle.js`. */
