@@ -3,8 +3,9 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { startProcess, waitFor } from "@meshwork/testing";
+import { pino } from "pino";
 import { afterAll, describe, expect, it } from "vitest";
-import { createLogDestination, createLogger, LOG_BATCH_BYTES } from "./logger.js";
+import { createLogDestination, createLogger, isoTime, LOG_BATCH_BYTES } from "./logger.js";
 
 const child = fileURLToPath(new URL("../test/batched-exit-child.ts", import.meta.url));
 const dirs: string[] = [];
@@ -75,4 +76,21 @@ describe("createLogDestination", () => {
       what: "the line logged on SIGTERM",
     });
   }, 30_000);
+});
+
+/** The time in an `isoTime` fragment (`,"time":"..."`), in ms. */
+const timeOf = (fragment: string) =>
+  Date.parse((JSON.parse(`{${fragment.slice(1)}}`) as { time: string }).time);
+
+describe("isoTime", () => {
+  it("is pino's isoTime, made once per millisecond", () => {
+    const deadline = Date.now() + 50;
+    while (Date.now() < deadline) {
+      const ours = isoTime();
+      const theirs = pino.stdTimeFunctions.isoTime();
+      // The same, unless the millisecond turned between the two calls.
+      if (ours !== theirs) expect(timeOf(theirs)).toBeGreaterThan(timeOf(ours));
+      expect(Math.abs(timeOf(ours) - Date.now())).toBeLessThan(1_000);
+    }
+  });
 });

@@ -61,6 +61,22 @@ export function createLogDestination(options: LogDestinationOptions = {}): LogDe
   });
 }
 
+let lastMs = -1;
+let lastTime = "";
+
+/**
+ * pino's `isoTime`, made once per millisecond: a busy process logs several lines in one (the
+ * gateway's access log, a line per call), and `toISOString` was 0.7% of its busy time.
+ */
+export function isoTime(): string {
+  const now = Date.now();
+  if (now !== lastMs) {
+    lastMs = now;
+    lastTime = `,"time":"${new Date(now).toISOString()}"`;
+  }
+  return lastTime;
+}
+
 /**
  * Creates the process logger: pino JSON, one line per event, with `service`, `level` (as a
  * name, not pino's number), `time` (ISO) and, when a span is active, its `trace_id` and
@@ -86,7 +102,7 @@ export function createLogger(options: LoggerOptions): Logger {
           method.apply(this, scrubbed);
         },
       },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTime,
       formatters: {
         level: (label) => ({ level: label }),
       },
