@@ -386,7 +386,8 @@ async function stopGateway(p: GatewayParts): Promise<void> {
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const { config } = options;
-  const logger = options.logger ?? createLogger({ service: "gateway", level: config.logLevel });
+  // Batched: an access line per call, written a few KiB at a time (within 100 ms, and at exit).
+  const logger = options.logger ?? createLogger({ service: "gateway", level: config.logLevel, batch: true });
   const telemetry = telemetryOf(options);
   observeBuildInfo(telemetry.meter, { service: "gateway", version: VERSION, commit: buildCommit() });
   const files = options.files ?? meshworkFiles;

@@ -11,7 +11,16 @@ export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./hist
 export { recordsSpans } from "./id-tracer.js";
 export { type LeanSpanStarter, leanSpanStarter } from "./lean-span.js";
 export { errorForLog, type LoggedError, REDACT_PATHS, scrubText } from "./log-safety.js";
-export { createLogger, type Logger, type LoggerOptions } from "./logger.js";
+export {
+  createLogDestination,
+  createLogger,
+  LOG_BATCH_BYTES,
+  LOG_FLUSH_MS,
+  type LogDestination,
+  type LogDestinationOptions,
+  type Logger,
+  type LoggerOptions,
+} from "./logger.js";
 export type { OtelEnv, OtlpProtocol } from "./otel-env.js";
 export {
   type BatchLimits,

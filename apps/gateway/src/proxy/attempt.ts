@@ -1,7 +1,7 @@
 import http2 from "node:http2";
 import type { ClientMethodMetrics } from "@meshwork/telemetry";
 import type { Span } from "@opentelemetry/api";
-import { Code } from "../errors.js";
+import { Code, grpcMessage } from "../errors.js";
 import type { Endpoint } from "../upstreams.js";
 import { cutShort, endpointFailed, HeldAnswer, outcomeOf } from "./answer.js";
 import { type Blame, blameOfRequestError, blameOfReset } from "./blame.js";
@@ -157,6 +157,8 @@ export class UpstreamAttempt {
     this.#out = answerHeaders(h, this.call.requestId);
     this.#grpcAnswer = isGrpcAnswer(h);
     if (endStream) {
+      // A trailers-only gRPC answer carries its status in these headers: it must have one.
+      this.#ensureStatus(this.#out);
       this.#forward(true);
       this.#settle();
       return;
@@ -212,8 +214,25 @@ export class UpstreamAttempt {
       this.#forward(false);
     }
     if (this.#state !== "streaming") return;
-    this.call.down.finish(answerTrailers(this.#trailers));
+    const trailers = answerTrailers(this.#trailers);
+    this.#ensureStatus(trailers);
+    this.call.down.finish(trailers);
     this.#settle();
+  }
+
+  /**
+   * A gRPC answer (HTTP 200) whose upstream sent no grpc-status would reach its client with no
+   * status at all: it gets UNKNOWN and says why, what a gRPC client concludes of such an answer
+   * itself (grpc-js: UNKNOWN; the gRPC status codes guide: "Error parsing returned status",
+   * UNKNOWN), and is counted so. Other HTTP statuses are left to the client's HTTP-to-gRPC mapping.
+   */
+  #ensureStatus(out: http2.OutgoingHttpHeaders): void {
+    if (!this.#grpcAnswer || this.#httpStatus !== 200 || out["grpc-status"] !== undefined) return;
+    this.#grpcStatus = String(Code.Unknown);
+    out["grpc-status"] = this.#grpcStatus;
+    out["grpc-message"] = grpcMessage(
+      `upstream ${this.endpoint.cluster} ended the answer without grpc-status`,
+    );
   }
 
   /** The answer's headers go to the client, then whatever was held back (in one write). */

@@ -8,7 +8,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type { AuthResult, Identity } from "../auth.js";
-import { Code, errorAnswer, type Protocol, protocolOf } from "../errors.js";
+import { Code, errorAnswer, grpcMessage, type Protocol, protocolOf } from "../errors.js";
 import { matchRoute, type Route } from "../routes.js";
 import type { Endpoint } from "../upstreams.js";
 import { admit, corsOriginOf, isPreflight, preflightHeaders, type Refusal, rateLimit } from "./admission.js";
@@ -449,11 +449,11 @@ export class ProxiedCall implements ClientBytes {
       );
       if (a.body) {
         down.write(a.body);
-        down.finish(undefined);
+        down.finish({});
       }
     } else if (down.wantsTrailers && this.#unread === 0) {
       // A gRPC answer cut off mid-way still ends with a status the client can act on.
-      down.finish({ "grpc-status": String(code), "grpc-message": encodeURIComponent(message) });
+      down.finish({ "grpc-status": String(code), "grpc-message": grpcMessage(message) });
     } else {
       // (Also a client that lags: its trailers would wait behind what it has not taken.)
       down.reset();

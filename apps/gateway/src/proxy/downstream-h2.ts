@@ -1,6 +1,5 @@
 import http2 from "node:http2";
 import type { Readable, Writable } from "node:stream";
-import { Code } from "../errors.js";
 import type { Downstream } from "./downstream.js";
 
 function ignore() {
@@ -46,7 +45,6 @@ export class H2Downstream implements Downstream {
   readonly h2 = true;
   readonly body: Readable;
   readonly remoteAddress: string;
-  #trailers: http2.OutgoingHttpHeaders | undefined;
   #wantsTrailers = false;
 
   constructor(
@@ -72,16 +70,6 @@ export class H2Downstream implements Downstream {
     this.#wantsTrailers = trailers;
     h[":status"] = status;
     stream.respond(h, { endStream: end, waitForTrailers: trailers });
-    if (trailers) {
-      // `on`: it comes once per stream (`once` would add a wrapper closure per call).
-      stream.on("wantTrailers", () => {
-        try {
-          stream.sendTrailers(this.#trailers ?? { "grpc-status": String(Code.Internal) });
-        } catch {
-          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-        }
-      });
-    }
   }
 
   write(chunk: Buffer): boolean {
@@ -106,9 +94,22 @@ export class H2Downstream implements Downstream {
     onceFlushed(this.stream, fn);
   }
 
-  finish(trailers: http2.OutgoingHttpHeaders | undefined): void {
-    this.#trailers = this.#wantsTrailers ? trailers : undefined;
-    if (!this.stream.destroyed && !this.stream.writableEnded) this.stream.end();
+  finish(trailers: http2.OutgoingHttpHeaders): void {
+    const stream = this.stream;
+    if (stream.destroyed || stream.writableEnded) return;
+    if (this.#wantsTrailers) {
+      // Node asks for them after the last DATA frame, which only this end() lets go: the
+      // trailers are known by then, so there is no answer without them (no fallback status).
+      // `on`: it comes once per stream (`once` would add a wrapper closure per call).
+      stream.on("wantTrailers", () => {
+        try {
+          stream.sendTrailers(trailers);
+        } catch {
+          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+        }
+      });
+    }
+    stream.end();
   }
 
   reset(code: number = http2.constants.NGHTTP2_INTERNAL_ERROR): void {

@@ -16,7 +16,11 @@ export interface Downstream {
    */
   readonly backlog: number;
   onDrain(fn: () => void): void;
-  finish(trailers: http2.OutgoingHttpHeaders | undefined): void;
+  /**
+   * Ends the answer; `trailers` end it when it was started with trailers (gRPC over HTTP/2), and
+   * are ignored otherwise. Only the first call counts.
+   */
+  finish(trailers: http2.OutgoingHttpHeaders): void;
   /** Calls `fn` once, when everything written (and the end) has been taken, or the client is gone. */
   onFlushed(fn: () => void): void;
   /**

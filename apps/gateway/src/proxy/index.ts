@@ -23,6 +23,7 @@
 import type http from "node:http";
 import type http2 from "node:http2";
 import { clientMetricsOf, type Logger } from "@meshwork/telemetry";
+import { installLeanAsyncBind } from "./async-bind.js";
 import { ProxiedCall } from "./call.js";
 import { ClientCalls } from "./client-calls.js";
 import { Deadlines } from "./deadlines.js";
@@ -48,6 +49,8 @@ export interface GatewayProxy {
 
 /** The gateway's request handling: route, pick an endpoint, forward frames both ways. */
 export function createProxy(options: ProxyOptions): GatewayProxy {
+  // Each call's upstream stream binds an AsyncResource: without its deprecate() wrappers.
+  installLeanAsyncBind();
   const durations = new Map<string, (seconds: number) => void>();
   let accessLog: Logger | undefined;
   const shared: ProxyShared = {

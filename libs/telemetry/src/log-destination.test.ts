@@ -1,0 +1,96 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { fileURLToPath } from "node:url";
+import { startProcess, waitFor } from "@meshwork/testing";
+import { pino } from "pino";
+import { afterAll, describe, expect, it } from "vitest";
+import { createLogDestination, createLogger, isoTime, LOG_BATCH_BYTES } from "./logger.js";
+
+const child = fileURLToPath(new URL("../test/batched-exit-child.ts", import.meta.url));
+const dirs: string[] = [];
+
+async function tempFile(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "log-destination-"));
+  dirs.push(dir);
+  return join(dir, "out.log");
+}
+
+async function linesOf(file: string): Promise<string[]> {
+  const text = await readFile(file, "utf8").catch(() => "");
+  return text.split("\n").filter(Boolean);
+}
+
+/** Logs `count` lines of ~130 bytes, one per timer turn; resolves with the destination's writes once all are in `file`. */
+async function writesFor(file: string, batch: boolean, count: number): Promise<number> {
+  const destination = createLogDestination({ dest: file, batch, flushMs: 1_000 });
+  let writes = 0;
+  destination.on("write", () => writes++);
+  const logger = createLogger({ service: "t", destination });
+  for (let i = 0; i < count; i++) {
+    logger.info({ i, path: "/meshwork.users.v1.UserService/GetUser" }, "access");
+    await new Promise((r) => setTimeout(r, 1));
+  }
+  await waitFor(async () => (await linesOf(file)).length === count, { timeoutMs: 5_000, what: "every line" });
+  return writes;
+}
+
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+describe("createLogDestination", () => {
+  it("batched, writes a few KiB at a time where lines one by one are written one by one", async () => {
+    const count = 40; // ~5 KiB: one write at LOG_BATCH_BYTES, the rest at the flush
+    expect(count * 130).toBeGreaterThan(LOG_BATCH_BYTES);
+    const batched = await writesFor(await tempFile(), true, count);
+    const unbatched = await writesFor(await tempFile(), false, count);
+    expect(batched).toBeLessThanOrEqual(4);
+    expect(unbatched).toBeGreaterThan(10);
+  });
+
+  it("batched, writes a lone line within its flush interval", async () => {
+    const file = await tempFile();
+    const destination = createLogDestination({ dest: file, batch: true, flushMs: 100 });
+    createLogger({ service: "t", destination }).info("alone");
+    const started = performance.now();
+    await waitFor(async () => (await linesOf(file)).length === 1, { timeoutMs: 2_000, what: "the line" });
+    // 100 ms, plus what a loaded machine adds to a timer and a write.
+    expect(performance.now() - started).toBeLessThan(2_000);
+  });
+
+  it("batched, writes what it holds when the process exits (process.exit after SIGTERM)", async () => {
+    const exiting = startProcess(process.execPath, ["--import", "tsx", child, "exit"]);
+    expect(await exiting.exited).toBe(0);
+    await waitFor(() => exiting.logs().filter((l) => l.msg === "before exit").length === 3, {
+      timeoutMs: 2_000,
+      what: "the three lines logged before exit",
+    });
+
+    const waiting = startProcess(process.execPath, ["--import", "tsx", child, "wait"]);
+    // The line logged at start comes out by the timer while the process idles.
+    await waiting.waitForLog((l) => l.msg === "alone", 10_000);
+    expect(await waiting.stop("SIGTERM")).toBe(0);
+    await waitFor(() => waiting.logs().some((l) => l.msg === "stopping"), {
+      timeoutMs: 2_000,
+      what: "the line logged on SIGTERM",
+    });
+  }, 30_000);
+});
+
+/** The time in an `isoTime` fragment (`,"time":"..."`), in ms. */
+const timeOf = (fragment: string) =>
+  Date.parse((JSON.parse(`{${fragment.slice(1)}}`) as { time: string }).time);
+
+describe("isoTime", () => {
+  it("is pino's isoTime, made once per millisecond", () => {
+    const deadline = Date.now() + 50;
+    while (Date.now() < deadline) {
+      const ours = isoTime();
+      const theirs = pino.stdTimeFunctions.isoTime();
+      // The same, unless the millisecond turned between the two calls.
+      if (ours !== theirs) expect(timeOf(theirs)).toBeGreaterThan(timeOf(ours));
+      expect(Math.abs(timeOf(ours) - Date.now())).toBeLessThan(1_000);
+    }
+  });
+});
