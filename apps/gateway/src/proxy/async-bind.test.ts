@@ -32,6 +32,12 @@ function behaviour() {
 }
 
 describe("installLeanAsyncBind", () => {
+  it("leaves another Node major's bind alone (it copies Node 20's)", () => {
+    const own = AsyncResource.prototype.bind;
+    expect(installLeanAsyncBind("22.11.0")).toBe(false);
+    expect(AsyncResource.prototype.bind).toBe(own);
+  });
+
   it("binds as Node's bind does, without a deprecate() wrapper per bound function", () => {
     const before = behaviour();
     const wrapped = Object.getOwnPropertyDescriptor(before.bound, "asyncResource")?.get;

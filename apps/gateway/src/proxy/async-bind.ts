@@ -46,10 +46,12 @@ type Bind = (this: AsyncResource, fn: AnyFn, thisArg?: unknown) => AnyFn;
  * without the wrappers: the bound function runs `fn` in the resource's scope with the same `this`
  * and arguments, has `fn`'s length, and an enumerable, configurable `asyncResource` accessor that
  * reads and replaces a resource (not the one `fn` runs in) and warns DEP0172 once, as Node's
- * does. Idempotent.
+ * does. Idempotent. Only on Node 20, whose `bind` this one was measured against and copies;
+ * another major keeps its own (returns false then).
  */
-export function installLeanAsyncBind(): void {
-  if (installed) return;
+export function installLeanAsyncBind(nodeVersion = process.versions.node): boolean {
+  if (!nodeVersion.startsWith("20.")) return false;
+  if (installed) return true;
   installed = true;
   const original = AsyncResource.prototype.bind as unknown as Bind;
   const bind: Bind = function bind(fn, thisArg) {
@@ -72,4 +74,5 @@ export function installLeanAsyncBind(): void {
     return bound;
   };
   AsyncResource.prototype.bind = bind as unknown as AsyncResource["bind"];
+  return true;
 }
