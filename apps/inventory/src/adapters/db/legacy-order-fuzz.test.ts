@@ -71,6 +71,8 @@ class World {
   restocked = 0;
   meshAdded = 0;
   erased = 0;
+  /** Legacy's running sum carried by the newest capture applied. */
+  sumApplied = 0;
   start: number;
 
   constructor(start: number) {
@@ -132,7 +134,7 @@ class World {
       onHand: this.row.onHand,
       heldBack: this.mark.legacyHeldBack,
       name: this.row.name,
-      sumSeen: this.mark.legacyStockDelta ?? 0,
+      sumSeen: this.sumApplied,
     });
   }
 
@@ -144,6 +146,7 @@ class World {
     const before = this.mark;
     const reserved = this.row.reserved;
     this.mark = { ...before, sequence: Number(e.sequence) };
+    this.sumApplied = Number(e.legacyStockDelta);
     const merged = mergeCapture(e, this.row, before);
     this.mark.legacyStockDelta = merged.legacyStockDelta;
     this.mark.legacyHeldBack = merged.heldBack;
@@ -254,9 +257,7 @@ class World {
     expect(this.row.reserved).toBe(this.reservations.reduce((a, b) => a + b, 0));
     expect(this.row.reserved).toBeLessThanOrEqual(this.row.onHand);
     expect(this.legacy.onHand).toBeGreaterThanOrEqual(0);
-    expect(this.row.onHand - this.mark.legacyHeldBack).toBe(
-      this.start + this.meshOwn + (this.mark.legacyStockDelta ?? 0),
-    );
+    expect(this.row.onHand - this.mark.legacyHeldBack).toBe(this.start + this.meshOwn + this.sumApplied);
     expect(this.sold).toBeLessThanOrEqual(this.start + this.restocked + this.meshAdded + this.erased);
   }
 
@@ -330,6 +331,21 @@ describe("legacy product sync under any delivery order", () => {
     // over its count; legacy sells 2 (capture 3); capture 3 reaches inventory first.
     const w = run(corpus[0]!);
     expect(w.row.onHand).toBe(10 - 1 + 5 - 2);
+  });
+
+  it("the corpus: legacy selling reserved units again and again sells them once", () => {
+    // Start 5, inventory reserves 5, legacy sells 5, three times over (each capture delivered
+    // and what inventory sends back applied): legacy stays at 0 and sold 5, not 15.
+    const w = run(corpus[corpus.length - 2]!);
+    expect(w.sold).toBe(5);
+  });
+
+  it("the corpus: a released reservation takes out what legacy sold of it, with no further capture", () => {
+    // Start 5, reserve 5, legacy sells 3, capture applied, reservation released: 2 on both sides.
+    const w = new World(5);
+    for (const s of corpus[corpus.length - 1]!.steps) w.step(s);
+    expect({ mesh: w.row.onHand, legacy: w.legacy.onHand }).toEqual({ mesh: 2, legacy: 2 });
+    run(corpus[corpus.length - 1]!);
   });
 
   it("every generated history converges on both sides to each change counted once", () => {
