@@ -150,6 +150,15 @@ describe("legacy marks on the real Postgres (what inventory's writes record for 
     return undefined;
   };
 
+  /** The consistency checker's rule for `id`: on hand = received - committed, reserved = held. */
+  const expectConserved = async (id: string) => {
+    const a = (await store.audit()).find((x) => x.productId === id);
+    expect(a && { onHand: a.onHand, reserved: a.reserved }).toEqual({
+      onHand: (a?.received ?? 0) - (a?.committed ?? 0),
+      reserved: a?.held,
+    });
+  };
+
   /** A legacy product of 5 units with a baseline (sum 0), and reservations of `quantities` held. */
   async function reservedLegacyProduct(quantities: number[]): Promise<{ id: string; holds: string[] }> {
     const id = randomUUID();
@@ -176,6 +185,7 @@ describe("legacy marks on the real Postgres (what inventory's writes record for 
     expect(await lastStockChanged(id)).toEqual({ onHand: 2, heldBack: 0 });
     const [row] = await database.db.select().from(products).where(eq(products.id, id));
     expect(row).toMatchObject({ reserved: 0, received: 2 });
+    await expectConserved(id);
   });
 
   it("a commit that frees no units sends legacy the count less what it sold of them (never sold twice)", async () => {
@@ -190,9 +200,11 @@ describe("legacy marks on the real Postgres (what inventory's writes record for 
     expect(await marks(id)).toMatchObject({ onHand: 2, legacyHeldBack: 5 });
     expect(await lastStockChanged(id)).toEqual({ onHand: 2, heldBack: 5 });
     await store.commit(holds[1]!);
-    await store.adjustStock(id, 8);
+    // The answer is the row after the held-back units came out (received: 5 + 8 - 5; 5 committed).
+    expect(await store.adjustStock(id, 8)).toMatchObject({ onHand: 3, received: 8 });
     // 5 - 5 (legacy) - 5 (mesh) + 8 = 3 on both sides.
     expect(await marks(id)).toMatchObject({ onHand: 3, legacyHeldBack: 0 });
     expect(await lastStockChanged(id)).toEqual({ onHand: 3, heldBack: 0 });
+    await expectConserved(id);
   });
 });

@@ -113,7 +113,8 @@ export async function markPublished(
  * what legacy sold while reservations held the units (`legacy_held_back`), as far as units are
  * free now (never below `reserved` or 0; `received` follows, keeping conservation). One
  * statement. The rows are updated in place to the counts their StockChanged reports (so is what
- * the writer answers); returns what is still held back per product (absent: none).
+ * the writer answers, `received` too when the row carries it); returns what is still held back
+ * per product (absent: none).
  */
 export async function collectHeldBack(
   tx: AnyTransaction,
@@ -142,8 +143,10 @@ export async function collectHeldBack(
         select product_id, taken, held - taken as held_back from c`,
   );
   for (const r of result) {
-    const row = rows.find((x) => x.id === r.product_id);
+    // A writer returning the whole product row (adjustStock) gets its `received` moved too.
+    const row = rows.find((x) => x.id === r.product_id) as (StockRow & { received?: number }) | undefined;
     if (row) row.onHand -= Number(r.taken);
+    if (row?.received !== undefined) row.received -= Number(r.taken);
     if (Number(r.held_back) > 0) held.set(r.product_id, Number(r.held_back));
   }
   return held;
