@@ -8,6 +8,7 @@ import {
   type TestDatabase,
   waitFor,
 } from "@meshwork/testing";
+import { sql } from "drizzle-orm";
 import { drizzle } from "drizzle-orm/postgres-js";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -289,6 +290,35 @@ describe("the legacy monolith", () => {
       expect(Number(row?.on_hand)).toBe(77);
     } finally {
       await Promise.all([order.end(), syncClient.end(), probe.end()]);
+    }
+  });
+
+  it("leaves out of a reverse-synced count what it sold of the mesh's reserved units (held_back), not below 0", async () => {
+    const desk = SEED.products[0];
+    const d = drizzle(postgres(db.url, { max: 1, onnotice: () => {} }));
+    const apply = (version: bigint, onHand: bigint, heldBack: bigint) =>
+      d.transaction((tx) =>
+        applyStockChanged(
+          tx as never,
+          create(StockChangedSchema, { productId: desk.id, version, onHand, heldBack }),
+          {
+            source: "meshwork/inventory",
+          },
+        ),
+      );
+    const onHand = async () => {
+      const [row] = await d.execute<{ on_hand: string }>(
+        sql`SELECT on_hand FROM stock WHERE product_id = ${desk.id}`,
+      );
+      return Number(row?.on_hand);
+    };
+    try {
+      expect(await apply(2_000_000n, 7n, 3n)).toBe("applied");
+      expect(await onHand()).toBe(4);
+      expect(await apply(2_000_001n, 2n, 5n)).toBe("applied");
+      expect(await onHand()).toBe(0);
+    } finally {
+      await d.$client.end();
     }
   });
 });

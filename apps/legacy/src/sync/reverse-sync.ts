@@ -90,8 +90,11 @@ export async function applyStockChanged(
   await tx.execute(sql`select 1 from products where id = ${e.productId} for no key update`);
   if (!(await claimVersion(tx, e.productId, "stock_version", e.version))) return "skipped";
   await markOrigin(tx);
+  // Units this database sold while the mesh's reservations held them stay in the mesh's on_hand
+  // until they free up (`held_back`): left out here, so they are never sold twice.
+  const onHand = e.onHand - (e.heldBack ?? 0n);
   await tx.execute(
-    sql`update stock set on_hand = ${String(e.onHand)}, updated_at = now() where product_id = ${e.productId}`,
+    sql`update stock set on_hand = ${String(onHand > 0n ? onHand : 0n)}, updated_at = now() where product_id = ${e.productId}`,
   );
   return "applied";
 }

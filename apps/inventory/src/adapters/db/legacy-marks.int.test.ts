@@ -1,16 +1,17 @@
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { create } from "@bufbuild/protobuf";
+import { create, fromBinary } from "@bufbuild/protobuf";
+import { StockChangedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
 import { ProductChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
-import { eq } from "drizzle-orm";
+import { desc, eq } from "drizzle-orm";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../config.js";
 import { createInventoryStore, type InventoryStore } from "./inventory-store.js";
 import { applyLegacyProduct } from "./legacy-sync.js";
-import { type InventorySchema, legacySync, products, schema } from "./schema.js";
+import { type InventorySchema, legacySync, outbox, products, schema } from "./schema.js";
 
 const migrations = fileURLToPath(new URL("../../../drizzle", import.meta.url));
 
@@ -136,5 +137,74 @@ describe("legacy marks on the real Postgres (what inventory's writes record for 
     // The next concurrent capture merges against that baseline: legacy sold 1 since.
     await apply(legacyCapture(id, 3n, { onHand: 10n, seenStockVersion: 1n, legacyStockDelta: 3n }));
     expect(await marks(id)).toMatchObject({ onHand: 10, legacyStockDelta: 3 });
+  });
+
+  /** The last StockChanged this side wrote for `id` (what legacy's reverse sync applies). */
+  const lastStockChanged = async (id: string) => {
+    const rows = await database.db.select().from(outbox).orderBy(desc(outbox.seq)).limit(20);
+    for (const r of rows) {
+      if (!r.type.endsWith("StockChanged")) continue;
+      const e = fromBinary(StockChangedSchema, r.payload);
+      if (e.productId === id) return { onHand: Number(e.onHand), heldBack: Number(e.heldBack ?? 0n) };
+    }
+    return undefined;
+  };
+
+  /** The consistency checker's rule for `id`: on hand = received - committed, reserved = held. */
+  const expectConserved = async (id: string) => {
+    const a = (await store.audit()).find((x) => x.productId === id);
+    expect(a && { onHand: a.onHand, reserved: a.reserved }).toEqual({
+      onHand: (a?.received ?? 0) - (a?.committed ?? 0),
+      reserved: a?.held,
+    });
+  };
+
+  /** A legacy product of 5 units with a baseline (sum 0), and reservations of `quantities` held. */
+  async function reservedLegacyProduct(quantities: number[]): Promise<{ id: string; holds: string[] }> {
+    const id = randomUUID();
+    await apply(legacyCapture(id, 1n, { onHand: 5n, seenStockVersion: 0n, legacyStockDelta: 0n }));
+    const holds: string[] = [];
+    for (const quantity of quantities) {
+      const r = randomUUID();
+      await store.reserve(r, [{ productId: id, quantity }]);
+      holds.push(r);
+    }
+    return { id, holds };
+  }
+
+  it("what legacy sold of reserved units is taken out by the release, with no further capture", async () => {
+    const { id, holds } = await reservedLegacyProduct([5]);
+    const { version } = await marks(id);
+    // Legacy (having applied the reserve's StockChanged) sells 3: inventory stays at 5, 3 held back.
+    await apply(
+      legacyCapture(id, 2n, { onHand: 2n, seenStockVersion: BigInt(version!), legacyStockDelta: -3n }),
+    );
+    expect(await marks(id)).toMatchObject({ onHand: 5, legacyHeldBack: 3 });
+    await store.release(holds[0]!);
+    expect(await marks(id)).toMatchObject({ onHand: 2, legacyHeldBack: 0 });
+    expect(await lastStockChanged(id)).toEqual({ onHand: 2, heldBack: 0 });
+    const [row] = await database.db.select().from(products).where(eq(products.id, id));
+    expect(row).toMatchObject({ reserved: 0, received: 2 });
+    await expectConserved(id);
+  });
+
+  it("a commit that frees no units sends legacy the count less what it sold of them (never sold twice)", async () => {
+    const { id, holds } = await reservedLegacyProduct([3, 2]);
+    const { version } = await marks(id);
+    await apply(
+      legacyCapture(id, 2n, { onHand: 0n, seenStockVersion: BigInt(version!), legacyStockDelta: -5n }),
+    );
+    expect(await marks(id)).toMatchObject({ onHand: 5, legacyHeldBack: 5 });
+    await store.commit(holds[0]!);
+    // 2 still reserved: legacy writes 2 - 5 -> 0, not 2 it would sell again.
+    expect(await marks(id)).toMatchObject({ onHand: 2, legacyHeldBack: 5 });
+    expect(await lastStockChanged(id)).toEqual({ onHand: 2, heldBack: 5 });
+    await store.commit(holds[1]!);
+    // The answer is the row after the held-back units came out (received: 5 + 8 - 5; 5 committed).
+    expect(await store.adjustStock(id, 8)).toMatchObject({ onHand: 3, received: 8 });
+    // 5 - 5 (legacy) - 5 (mesh) + 8 = 3 on both sides.
+    expect(await marks(id)).toMatchObject({ onHand: 3, legacyHeldBack: 0 });
+    expect(await lastStockChanged(id)).toEqual({ onHand: 3, heldBack: 0 });
+    await expectConserved(id);
   });
 });

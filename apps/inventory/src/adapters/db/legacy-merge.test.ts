@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { ProductChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { describe, expect, it } from "vitest";
-import { mergeCapture, type SyncMark } from "./legacy-sync.js";
+import { legacyChanges, mergeCapture, type SyncMark } from "./legacy-sync.js";
 import type { products } from "./schema.js";
 
 const id = "7d3c1c52-2d7e-4d53-8a43-0d8e1f0c9a11";
@@ -25,6 +25,7 @@ const mark: SyncMark = {
   meshNameVersion: 5,
   meshStockVersion: 6,
   legacyStockDelta: 10,
+  legacyHeldBack: 0,
   appliedAt: new Date(0),
 };
 
@@ -99,26 +100,98 @@ describe("mergeCapture (a legacy capture against inventory's newer writes)", () 
     expect(m.stockBack).toBe(false);
   });
 
-  it("never drops units below what reservations hold, and sends the stopped count back", () => {
+  it("never drops units below what reservations hold; legacy gets the count less what is held back", () => {
     const m = mergeCapture(
       capture({ seenNameVersion: 5n, seenStockVersion: 4n, legacyStockDelta: -10n }),
       row,
       mark,
     );
+    // 15 - 20 = -5: units stop at the 2 reserved, 7 of legacy's sales are held back in them.
     expect(m.state.onHand).toBe(2);
+    expect(m).toMatchObject({ legacyStockDelta: -10, heldBack: 7 });
+    // Legacy will hold the mesh's pending 15: it gets 2 with 7 held back, so it writes 0.
     expect(m.stockBack).toBe(true);
-    // Only 13 of legacy's 20 units sold are counted (10 -> -3); the other 7 wait for free units.
-    expect(m.legacyStockDelta).toBe(-3);
-    const freed = mergeCapture(
-      capture({ seenNameVersion: 5n, seenStockVersion: 7n, legacyStockDelta: -10n, onHand: 0n }),
-      { ...row, onHand: 9, reserved: 0, version: 8 },
-      { ...mark, meshStockVersion: 8, legacyStockDelta: -3 },
-    );
-    expect(freed.state.onHand).toBe(2);
-    expect(freed.legacyStockDelta).toBe(-10);
     const whole = mergeCapture(capture({ seenNameVersion: 5n, seenStockVersion: 6n, onHand: 1n }), row, mark);
     expect(whole.state.onHand).toBe(2);
-    expect(whole.stockBack).toBe(true);
+    expect(whole).toMatchObject({ heldBack: 1, stockBack: false });
+  });
+
+  it("legacy keeps its lower count when the floor moved the count: the floored units are not sold again", () => {
+    // Review of issue 19: start 5, inventory reserves 5 (published, legacy applied it), legacy
+    // sells 5. Sent back, legacy would show 5 again and sell them again (15 sold of 5).
+    const reserved = { ...row, onHand: 5, reserved: 5, received: 5, version: 2 };
+    const marks = { ...mark, meshStockVersion: 2, legacyStockDelta: 0 };
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 2n, legacyStockDelta: -5n, onHand: 0n }),
+      reserved,
+      marks,
+    );
+    expect(m.state.onHand).toBe(5);
+    expect(m).toMatchObject({ stockBack: false, heldBack: 5, legacyStockDelta: -5 });
+    expect(legacyChanges(reserved, m).stock).toBe(false);
+  });
+
+  it("records what the floor held back, so this side's next stock write takes it out (no capture waited for)", () => {
+    // Start 5, reserve 5, legacy sells 3: inventory stays at 5, 3 held back; legacy keeps its 2.
+    const reserved = { ...row, onHand: 5, reserved: 5, received: 5, version: 2 };
+    const marks = { ...mark, meshStockVersion: 2, legacyStockDelta: 0 };
+    const m = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 2n, legacyStockDelta: -3n, onHand: 2n }),
+      reserved,
+      marks,
+    );
+    expect(m.state.onHand).toBe(5);
+    expect(m).toMatchObject({ heldBack: 3, stockBack: false, legacyStockDelta: -3 });
+    // A later capture counts the recorded held-back part: legacy sells 1 more after the release
+    // (which took the 3 out: 2 on hand, nothing held back) -> 1, not 5 - 1.
+    const next = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 3n, legacyStockDelta: -4n, onHand: 1n }),
+      { ...reserved, onHand: 2, reserved: 0, version: 3 },
+      { ...marks, meshStockVersion: 3, legacyStockDelta: -3, legacyHeldBack: 0 },
+    );
+    expect(next.state.onHand).toBe(1);
+    // Still held back (no stock write in between): the capture takes it out once units are free.
+    const held = mergeCapture(
+      capture({ seenNameVersion: 5n, seenStockVersion: 2n, legacyStockDelta: -3n, onHand: 2n }),
+      { ...reserved, reserved: 1 },
+      { ...marks, legacyStockDelta: -3, legacyHeldBack: 3 },
+    );
+    expect(held.state.onHand).toBe(2);
+    expect(held.heldBack).toBe(0);
+  });
+
+  it("a backfill snapshot re-baselines stock to legacy's count when nothing is pending", () => {
+    // Legacy's count was changed with its trigger off (a change the capture missed): 9 in legacy,
+    // 15 here, every sale counted (sum 10 = the recorded one) and every mesh write applied.
+    const snap = (fields: Parameters<typeof capture>[0]) => ({ ...capture(fields), snapshot: true });
+    const m = mergeCapture(
+      snap({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: 10n, onHand: 9n }),
+      row,
+      mark,
+    );
+    expect(m.state.onHand).toBe(9);
+    expect(m).toMatchObject({ stockBack: false, legacyStockDelta: 10, heldBack: 0 });
+    // Not below the reserved units: legacy keeps its count, the rest held back.
+    const low = mergeCapture(
+      snap({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: 10n, onHand: 1n }),
+      row,
+      mark,
+    );
+    expect(low.state.onHand).toBe(2);
+    expect(low).toMatchObject({ stockBack: false, heldBack: 1 });
+    // A mesh write legacy has not applied yet, or a legacy change not counted yet: merged by the sum.
+    const pending = mergeCapture(
+      snap({ seenNameVersion: 5n, seenStockVersion: 4n, legacyStockDelta: 10n, onHand: 9n }),
+      row,
+      mark,
+    );
+    expect(pending.state.onHand).toBe(15);
+    const uncounted = mergeCapture(
+      snap({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: 9n, onHand: 8n }),
+      row,
+      mark,
+    );
+    expect(uncounted.state.onHand).toBe(14);
   });
 
   it("takes a concurrent capture whole when no baseline of legacy's sum is recorded yet, and records its sum", () => {

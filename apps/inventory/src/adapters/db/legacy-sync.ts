@@ -41,7 +41,15 @@ async function claimSequence(tx: AnyTransaction, e: ProductChanged): Promise<Syn
     })
     .returning();
   if (claimed.length === 0) return undefined;
-  return before ?? { ...claimed[0]!, meshNameVersion: 0, meshStockVersion: 0, legacyStockDelta: null };
+  return (
+    before ?? {
+      ...claimed[0]!,
+      meshNameVersion: 0,
+      meshStockVersion: 0,
+      legacyStockDelta: null,
+      legacyHeldBack: 0,
+    }
+  );
 }
 
 function stateOf(e: ProductChanged): LegacyState {
@@ -57,39 +65,43 @@ function stateOf(e: ProductChanged): LegacyState {
 /** Where the capture's change lands, and whether legacy must be sent the result back. */
 export interface Merged {
   state: LegacyState;
-  /** The count differs from what legacy will hold once it applied every mesh write published. */
+  /** Legacy's count differs from what it will hold once it applied every mesh write published. */
   stockBack: boolean;
-  /**
-   * The part of legacy's running sum now counted in this side's units (the baseline of the next
-   * capture): the capture's sum, less what the reservations' floor held back; null: none yet.
-   */
+  /** Legacy's running sum the capture carried (the baseline of the next); null: none yet. */
   legacyStockDelta: number | null;
+  /** Units legacy sold that the reservations' floor keeps in `state.onHand` (legacy_held_back). */
+  heldBack: number;
 }
 
 /**
  * The state a capture leaves on an existing product.
  *
  * Stock keeps one invariant, whatever order captures arrive in (late, twice, a later one before an
- * earlier one, whose lower sequence then drops it): **units on hand = the count the product
- * started from + every change of this side's own + the part of legacy's running sum recorded as
- * counted (`legacy_stock_delta`)**, so each legacy change is counted once. A capture carrying
- * `legacy_stock_delta` adds what that sum grew since the recorded part, and its own on-hand count
- * is never taken: it may have lost a legacy change that an earlier capture saw (the reverse sync
- * wrote this side's count over it in legacy between the two), and when that earlier capture comes
- * late it is stale. The sum is cumulative, so the newest capture carries every older change, and
- * any set of captures ends where their newest leaves it. Units never drop below what reservations
- * hold (legacy sold what the mesh had reserved): the count stops there, the part not counted stays
- * out of the recorded sum, and the next capture adds it when the units are free.
+ * earlier one, whose lower sequence then drops it): **units on hand - held back = the count the
+ * product started from + every change of this side's own + legacy's running sum last applied**,
+ * so each legacy change is counted once. A capture carrying `legacy_stock_delta` adds what that
+ * sum grew since the last one, and its own on-hand count is not taken: it may have lost a legacy
+ * change that an earlier capture saw (the reverse sync wrote this side's count over it in legacy
+ * between the two), and when that earlier capture comes late it is stale. The sum is cumulative,
+ * so the newest capture carries every older change.
  *
- * The result goes back to legacy unless legacy will hold it anyway: a capture that had seen this
+ * Units never drop below what reservations hold (legacy sold what the mesh had reserved): the
+ * count stops there and the rest is recorded as held back (`heldBack`). Legacy keeps its lower
+ * count (nothing is sent back for the floor: sent, legacy would sell those units again); this
+ * side's stock writes take the held-back units out as they free up (`collectHeldBack`), and every
+ * StockChanged carries what is left, which legacy's reverse sync leaves out of its count.
+ *
+ * The count goes back to legacy unless legacy will hold it anyway: a capture that had seen this
  * side's last stock write (`seen_stock_version` not below the last published) leaves legacy at
  * its own count; a concurrent one leaves it at this side's count before the capture (the pending
  * write overwrites legacy's). For name and price a concurrent capture loses to this side's write
  * (legacy gets it by the reverse sync); one that had seen it is taken whole.
  *
- * A capture from before these fields (no sum) is taken whole, and so is the first one carrying a
- * sum when none was recorded yet (no baseline: legacy's sum may hold changes already taken whole);
- * its sum becomes the baseline.
+ * Taken whole (legacy's count is the truth, a new baseline): a capture from before these fields
+ * (no sum); the first one carrying a sum when none was recorded yet (legacy's sum may hold changes
+ * already taken whole); and a backfill snapshot that had seen this side's last stock write and
+ * carries no change not counted yet (it repairs a change legacy's trigger missed; otherwise it
+ * is merged like any capture, and the next backfill repairs).
  */
 export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark): Merged {
   const state = stateOf(e);
@@ -101,19 +113,29 @@ export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark)
   if (concurrent(e.seenNameVersion, mark.meshNameVersion))
     Object.assign(merged, { name: row.name, priceMinor: row.priceMinor, currency: row.currency });
   const baseline = mark.legacyStockDelta;
-  const counted = delta !== undefined && baseline !== null;
-  if (counted) merged.onHand = row.onHand + (delta - baseline);
-  merged.onHand = Math.max(merged.onHand, row.reserved, 0);
-  const legacyWillHold = stockConcurrent ? row.onHand : state.onHand;
+  const rebaseline = e.snapshot && !stockConcurrent && delta === baseline;
+  // The count every change adds up to (below 0 or the reserved units when legacy oversold).
+  const counted =
+    delta === undefined || baseline === null || rebaseline
+      ? state.onHand
+      : row.onHand - mark.legacyHeldBack + (delta - baseline);
+  merged.onHand = Math.max(counted, row.reserved, 0);
+  const legacyWillHold = stockConcurrent ? Math.max(row.onHand - mark.legacyHeldBack, 0) : state.onHand;
   return {
     state: merged,
-    stockBack: merged.onHand !== legacyWillHold,
-    legacyStockDelta: counted ? baseline + (merged.onHand - row.onHand) : (delta ?? baseline),
+    stockBack: Math.max(counted, 0) !== legacyWillHold,
+    legacyStockDelta: delta ?? baseline,
+    heldBack: merged.onHand - counted,
   };
 }
 
 /** The events a change writes: ProductUpdated if the catalogue fields moved, StockChanged if stock did. */
-function changeEvents(after: ProductRow, changed: LegacyChanges, namespace: string): EventEnvelope[] {
+function changeEvents(
+  after: ProductRow,
+  changed: LegacyChanges,
+  heldBack: number,
+  namespace: string,
+): EventEnvelope[] {
   const events: EventEnvelope[] = [];
   const options = { source: LEGACY_SYNC_SOURCE, namespace };
   if (changed.name)
@@ -141,6 +163,7 @@ function changeEvents(after: ProductRow, changed: LegacyChanges, namespace: stri
           onHand: BigInt(after.onHand),
           reserved: BigInt(after.reserved),
           available: BigInt(after.onHand - after.reserved),
+          heldBack: BigInt(heldBack),
         }),
         changed.stockBack ? { source: EVENT_SOURCE, namespace } : options,
       ),
@@ -193,7 +216,7 @@ async function updateFromLegacy(
     .returning();
   if (!after) throw new Error(`product ${row.id} vanished while applying a legacy change`);
   if (changed.stock && changed.stockBack) await markPublished(tx, "stock", [after]);
-  await enqueueEvents(tx, outbox, changeEvents(after, changed, namespace));
+  await enqueueEvents(tx, outbox, changeEvents(after, changed, merged.heldBack, namespace));
   return after;
 }
 
@@ -226,18 +249,26 @@ export async function applyLegacyProduct(
       .values({ id: e.productId, ...state, received: state.onHand, legacySynced: true })
       .returning();
     if (!created) throw new Error(`product ${e.productId}: insert returned no row`);
-    await setLegacyDelta(tx, e.productId, delta);
+    await setLegacyStock(tx, e.productId, delta, 0);
     const all = { name: true, stock: true, stockBack: false };
-    await enqueueEvents(tx, outbox, changeEvents(created, all, namespace));
+    await enqueueEvents(tx, outbox, changeEvents(created, all, 0, namespace));
     return "created";
   }
   const merged = mergeCapture(e, row, mark);
-  await setLegacyDelta(tx, e.productId, merged.legacyStockDelta);
+  await setLegacyStock(tx, e.productId, merged.legacyStockDelta, merged.heldBack);
   if (await updateFromLegacy(tx, row, merged, namespace)) return "updated";
   if (!row.legacySynced) await tx.update(products).set({ legacySynced: true }).where(eq(products.id, row.id));
   return "unchanged";
 }
 
-async function setLegacyDelta(tx: AnyTransaction, productId: string, delta: number | null): Promise<void> {
-  await tx.update(legacySync).set({ legacyStockDelta: delta }).where(eq(legacySync.productId, productId));
+async function setLegacyStock(
+  tx: AnyTransaction,
+  productId: string,
+  delta: number | null,
+  heldBack: number,
+): Promise<void> {
+  await tx
+    .update(legacySync)
+    .set({ legacyStockDelta: delta, legacyHeldBack: heldBack })
+    .where(eq(legacySync.productId, productId));
 }

@@ -85,15 +85,26 @@ export const outbox = outboxTable();
  * highest capture sequence applied (an older or repeated ProductChanged is dropped), what legacy
  * must have seen of this side for a capture not to be concurrent with it (the versions of the
  * last ProductUpdated and StockChanged published for legacy's reverse sync, recorded with them),
- * and the running sum of legacy's own stock changes merged so far (null: none applied yet).
+ * the running sum of legacy's own stock changes last applied (null: none applied yet), and what
+ * of it the reservations' floor has not taken out of units on hand yet.
  */
 export const legacySync = pgTable("legacy_sync", {
   productId: uuid("product_id").primaryKey(),
   sequence: bigint("sequence", { mode: "number" }).notNull(),
   meshNameVersion: bigint("mesh_name_version", { mode: "number" }).notNull().default(0),
   meshStockVersion: bigint("mesh_stock_version", { mode: "number" }).notNull().default(0),
-  /** Null until a capture carrying the sum (legacy schema step 7) is applied: no baseline yet. */
+  /**
+   * Legacy's running sum carried by the last capture applied (the next one adds what it grew
+   * since); null until a capture carrying it (legacy schema step 7) is applied: no baseline yet.
+   */
   legacyStockDelta: bigint("legacy_stock_delta", { mode: "number" }),
+  /**
+   * Units legacy sold that reservations held here: on_hand stayed at `reserved` (or 0), so this
+   * many are still in it. This side's stock writes take them out as units free up (never below
+   * `reserved` or 0) and every StockChanged carries what is left, which legacy leaves out of its
+   * count (it never sells them again).
+   */
+  legacyHeldBack: bigint("legacy_held_back", { mode: "number" }).notNull().default(0),
   appliedAt: timestamp("applied_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),
 });
 

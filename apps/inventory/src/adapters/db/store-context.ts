@@ -1,6 +1,6 @@
 import { create } from "@bufbuild/protobuf";
 import { StockChangedSchema } from "@meshwork/contracts/meshwork/inventory/v1/events";
-import type { AnyTransaction, Database, Queryable } from "@meshwork/db";
+import { type AnyTransaction, type Database, type Queryable, queryRows } from "@meshwork/db";
 import { createEnvelope, enqueueEvents } from "@meshwork/events";
 import { eq, sql } from "drizzle-orm";
 import { InsufficientStockError, type ProductChanged, ProductNotFoundError } from "../../domain/inventory.js";
@@ -53,7 +53,7 @@ export function createStoreContext(
   const { namespace } = options;
   /** StockChanged for each changed row, in the transaction of the change. */
   const stockChanged = async (tx: AnyTransaction, rows: readonly StockRow[]) => {
-    await markPublished(tx, "stock", rows);
+    const heldBack = await collectHeldBack(tx, rows);
     await enqueueEvents(
       tx,
       outbox,
@@ -66,6 +66,7 @@ export function createStoreContext(
             onHand: BigInt(r.onHand),
             reserved: BigInt(r.reserved),
             available: BigInt(r.onHand - r.reserved),
+            ...(heldBack.get(r.id) ? { heldBack: BigInt(heldBack.get(r.id) ?? 0) } : {}),
           }),
           { source: EVENT_SOURCE, namespace },
         ),
@@ -103,6 +104,52 @@ export async function markPublished(
                     ${sql.param(rows.map((r) => String(r.version)))}::bigint[]) as r(id, version)
         where l.product_id = r.id`,
   );
+}
+
+/**
+ * After a stock write of this side, for products that came from legacy (`legacy_synced`, read in
+ * the row the writer changed; the mesh's own products cost no statement): records the version
+ * published for legacy's reverse sync (markPublished's stock mark) and takes out of units on hand
+ * what legacy sold while reservations held the units (`legacy_held_back`), as far as units are
+ * free now (never below `reserved` or 0; `received` follows, keeping conservation). One
+ * statement. The rows are updated in place to the counts their StockChanged reports (so is what
+ * the writer answers, `received` too when the row carries it); returns what is still held back
+ * per product (absent: none).
+ */
+export async function collectHeldBack(
+  tx: AnyTransaction,
+  changed: readonly StockRow[],
+): Promise<Map<string, number>> {
+  const rows = changed.filter((r) => r.legacySynced);
+  const held = new Map<string, number>();
+  if (rows.length === 0) return held;
+  const result = await queryRows<{ product_id: string; taken: string | number; held_back: string | number }>(
+    tx,
+    sql`with c as (
+          select l.product_id, r.version, l.legacy_held_back as held,
+                 greatest(least(l.legacy_held_back, p.on_hand - p.reserved, p.on_hand), 0) as taken
+          from unnest(${sql.param(rows.map((r) => r.id))}::uuid[],
+                      ${sql.param(rows.map((r) => String(r.version)))}::bigint[]) as r(id, version)
+          join legacy_sync l on l.product_id = r.id
+          join products p on p.id = r.id
+        ), marked as (
+          update legacy_sync l set mesh_stock_version = greatest(l.mesh_stock_version, c.version),
+                                   legacy_held_back = c.held - c.taken
+          from c where l.product_id = c.product_id
+        ), collected as (
+          update products p set on_hand = p.on_hand - c.taken, received = p.received - c.taken
+          from c where p.id = c.product_id and c.taken > 0
+        )
+        select product_id, taken, held - taken as held_back from c`,
+  );
+  for (const r of result) {
+    // A writer returning the whole product row (adjustStock) gets its `received` moved too.
+    const row = rows.find((x) => x.id === r.product_id) as (StockRow & { received?: number }) | undefined;
+    if (row) row.onHand -= Number(r.taken);
+    if (row?.received !== undefined) row.received -= Number(r.taken);
+    if (Number(r.held_back) > 0) held.set(r.product_id, Number(r.held_back));
+  }
+  return held;
 }
 
 /** Why a conditional stock update touched no row: the product is missing, or short of units. */

@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/inventory/v1/events.proto.
  */
 export const file_meshwork_inventory_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("CiJtZXNod29yay9pbnZlbnRvcnkvdjEvZXZlbnRzLnByb3RvEhVtZXNod29yay5pbnZlbnRvcnkudjEingEKDlByb2R1Y3RVcGRhdGVkEhIKCnByb2R1Y3RfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoAxIMCgRuYW1lGAMgASgJEigKBXByaWNlGAQgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5Ei8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCJpCgxTdG9ja0NoYW5nZWQSEgoKcHJvZHVjdF9pZBgBIAEoCRIPCgd2ZXJzaW9uGAIgASgDEg8KB29uX2hhbmQYAyABKAMSEAoIcmVzZXJ2ZWQYBCABKAMSEQoJYXZhaWxhYmxlGAUgASgDYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("CiJtZXNod29yay9pbnZlbnRvcnkvdjEvZXZlbnRzLnByb3RvEhVtZXNod29yay5pbnZlbnRvcnkudjEingEKDlByb2R1Y3RVcGRhdGVkEhIKCnByb2R1Y3RfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoAxIMCgRuYW1lGAMgASgJEigKBXByaWNlGAQgASgLMhkubWVzaHdvcmsuY29tbW9uLnYxLk1vbmV5Ei8KC3VwZGF0ZV90aW1lGAUgASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcCKPAQoMU3RvY2tDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSDwoHdmVyc2lvbhgCIAEoAxIPCgdvbl9oYW5kGAMgASgDEhAKCHJlc2VydmVkGAQgASgDEhEKCWF2YWlsYWJsZRgFIAEoAxIWCgloZWxkX2JhY2sYBiABKANIAIgBAUIMCgpfaGVsZF9iYWNrYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * ProductUpdated: a product's name or price changed (UpdateProduct).
@@ -86,6 +86,16 @@ export type StockChanged = Message<"meshwork.inventory.v1.StockChanged"> & {
    * @generated from field: int64 available = 5;
    */
   available: bigint;
+
+  /**
+   * Legacy-synced products only: units legacy sold that reservations still held here, kept in
+   * `on_hand` (it never drops below `reserved`) and taken out as the units free up. Legacy's
+   * reverse sync writes `on_hand - held_back` (not below 0), so it never sells those units again.
+   * Unset (0) for the mesh's own products and when nothing is held back.
+   *
+   * @generated from field: optional int64 held_back = 6;
+   */
+  heldBack?: bigint | undefined;
 };
 
 /**
