@@ -1,16 +1,19 @@
-import { randomUUID } from "node:crypto";
-import { create } from "@bufbuild/protobuf";
+import { randomBytes, randomUUID } from "node:crypto";
+import { create, type MessageInitShape } from "@bufbuild/protobuf";
 import { timestampNow } from "@bufbuild/protobuf/wkt";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createConnectTransport } from "@connectrpc/connect-node";
-import { UserChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import { SealedValueSchema, UserChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import {
   cloudEventHeaders,
   connectNats,
   createEnvelope,
+  listDeadLetters,
   meshStreams,
   provision,
+  sealedFieldAad,
+  sealValue,
   streamName,
 } from "@meshwork/events";
 import { waitFor } from "@meshwork/testing";
@@ -22,6 +25,7 @@ import { createStorage, type RunningUsers, type Storage, startUsers } from "../t
 import { LEGACY_USER_SYNC_DURABLE } from "./server.js";
 
 const SECRET = "legacy-session-secret-".padEnd(48, "u");
+const SYNC_KEY = { id: "k1", key: randomBytes(32) };
 
 /**
  * Upgrading a mesh whose legacy published its user captures on the shared LEGACY stream: the
@@ -36,8 +40,12 @@ describe("legacy user captures moving from LEGACY to LEGACY_USERS (upgrade)", ()
   let ns: string;
   let seq = 0n;
 
-  /** A capture as legacy's CDC relay publishes it, on `subject`. */
-  async function capture(subject: string, userId: string) {
+  /** A capture as legacy's CDC relay published it before issue 19 (all in the clear), on `subject`. */
+  async function capture(
+    subject: string,
+    userId: string,
+    fields?: MessageInitShape<typeof UserChangedSchema>,
+  ) {
     seq += 1n;
     const e = createEnvelope(
       UserChangedSchema,
@@ -48,6 +56,7 @@ describe("legacy user captures moving from LEGACY to LEGACY_USERS (upgrade)", ()
         displayName: "Upgraded",
         passwordHash: "scrypt$c2FsdHNhbHQ$a2V5a2V5a2V5",
         createTime: timestampNow(),
+        ...fields,
       }),
       { source: "meshwork/legacy", namespace: ns },
     );
@@ -112,7 +121,8 @@ describe("legacy user captures moving from LEGACY to LEGACY_USERS (upgrade)", ()
   });
   afterAll(async () => {
     await users?.service.shutdown();
-    for (const s of ["LEGACY", "LEGACY_USERS"]) await jsm.streams.delete(streamName(ns, s)).catch(() => {});
+    for (const s of ["LEGACY", "LEGACY_USERS", "DLQ_USERS"])
+      await jsm.streams.delete(streamName(ns, s)).catch(() => {});
     await nc?.close();
     await storage?.remove();
   });
@@ -154,5 +164,58 @@ describe("legacy user captures moving from LEGACY to LEGACY_USERS (upgrade)", ()
     const after = randomUUID();
     await capture(`${ns}meshwork.legacy_users.v1.UserChanged`, after);
     await waitFor(() => held(after), { what: "a capture after the retirement applied", timeoutMs: 30_000 });
+  });
+
+  // Review h19seal2 finding 5: what legacy publishes now (hash, email and name sealed) applies
+  // opened; a capture that fails is dead-lettered without its clear email or name.
+  it("applies a sealed capture with its opened email and name, and dead-letters a failing one with no clear email", async () => {
+    await users?.service.shutdown();
+    users = await startUsers(storage, {
+      LEGACY_TOKEN_SECRET: SECRET,
+      LEGACY_SYNC_KEY: `${SYNC_KEY.id}:${SYNC_KEY.key.toString("base64")}`,
+      CONSUMER_MAX_DELIVER: "1",
+    });
+    const seal = (value: string, userId: string, field: string) =>
+      create(SealedValueSchema, sealValue(SYNC_KEY, value, sealedFieldAad(userId, field)));
+    const sealedUser = randomUUID();
+    await capture(`${ns}meshwork.legacy_users.v1.UserChanged`, sealedUser, {
+      email: "",
+      displayName: "",
+      passwordHash: "",
+      sealedPasswordHashV2: seal("scrypt$c2FsdHNhbHQ$a2V5a2V5a2V5", sealedUser, "sealed_password_hash_v2"),
+      sealedEmail: seal("sealed.ada@example.com", sealedUser, "sealed_email"),
+      sealedDisplayName: seal("Sealed Ada", sealedUser, "sealed_display_name"),
+    });
+    await waitFor(() => held(sealedUser), { what: "the sealed capture applied", timeoutMs: 30_000 });
+    expect(await account(sealedUser)).toMatchObject({
+      email: "sealed.ada@example.com",
+      displayName: "Sealed Ada",
+    });
+
+    // Published between the two upgrades (email and name clear), its hash sealed under a key
+    // users does not hold: refused, then dead-lettered, with the clear email and name blanked.
+    const failing = randomUUID();
+    await capture(`${ns}meshwork.legacy_users.v1.UserChanged`, failing, {
+      email: "clear.grace@example.com",
+      displayName: "Clear Grace",
+      passwordHash: "",
+      sealedPasswordHash: create(
+        SealedValueSchema,
+        sealValue({ id: "k9", key: randomBytes(32) }, "scrypt$x", failing),
+      ),
+    });
+    const dlq = streamName(ns, "DLQ_USERS");
+    const letter = await waitFor(
+      async () =>
+        (await listDeadLetters(jsm, dlq).catch(() => [])).find((l) => l.error.includes('key id "k9"')),
+      { what: "the failing capture dead-lettered", timeoutMs: 30_000 },
+    );
+    const stored = await jsm.streams.getMessage(dlq, { seq: letter.seq });
+    const bytes = Buffer.from(stored?.data ?? new Uint8Array());
+    expect(bytes.length).toBeGreaterThan(0);
+    for (const clear of ["clear.grace@example.com", "clear.grace", "Clear Grace"])
+      expect(bytes.includes(Buffer.from(clear)), clear).toBe(false);
+    expect(JSON.stringify(letter)).not.toContain("clear.grace");
+    expect(await held(failing)).toBe(false);
   });
 });

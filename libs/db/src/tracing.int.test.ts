@@ -121,6 +121,23 @@ describe.each(["pglite", "postgres"] as const)("statement spans on %s", (driver)
     expect(await handle.db.select().from(items).where(eq(items.name, SECRET))).toHaveLength(1);
   });
 
+  // Review h19seal2: a failed statement's error (Drizzle's `Failed query: ...\nparams: ...`)
+  // must not reach an exported span's status: the transaction span's status took its message.
+  it("exports a failed statement and its transaction with no parameter value in any status or event", async () => {
+    const { spans } = await traced(() =>
+      handle.db.transaction(async (tx) => {
+        await tx.insert(items).values({ name: SECRET }); // unique violation: SECRET is there
+      }),
+    );
+    const failed = spans.filter((s) => s.status.code === SpanStatusCode.ERROR);
+    expect(failed.map((s) => s.name).sort()).toEqual(["INSERT items", "transaction"]);
+    for (const s of failed) {
+      const exported = JSON.stringify({ status: s.status, events: s.events, attributes: s.attributes });
+      expect(exported, s.name).not.toContain(SECRET);
+      expect(exported, s.name).not.toMatch(/params: (?!\[redacted\])/);
+    }
+  });
+
   // Defined for the server only (not a skipped test for PGlite): PGlite takes the same path (no
   // tracer that records, no patching), and a second instance of it is slow.
   if (driver === "postgres")

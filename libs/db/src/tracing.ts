@@ -1,5 +1,5 @@
 import type { PGlite, Transaction as PGliteTransaction } from "@electric-sql/pglite";
-import { processTracer, recordsSpans } from "@meshwork/telemetry";
+import { processTracer, recordsSpans, scrubText } from "@meshwork/telemetry";
 import {
   type Attributes,
   type Context,
@@ -90,7 +90,8 @@ function end(span: Span, err?: unknown): void {
     const code = (err as { code?: unknown }).code;
     if (typeof code === "string") span.setAttribute("db.response.status_code", code);
     span.setAttribute("error.type", typeof code === "string" ? code : ((err as Error).name ?? "Error"));
-    span.setStatus({ code: SpanStatusCode.ERROR, message: (err as Error).message });
+    // Scrubbed: Postgres quotes a failing value in some messages (`invalid input syntax ...`).
+    span.setStatus({ code: SpanStatusCode.ERROR, message: scrubText(String((err as Error).message)) });
   }
   span.end();
 }

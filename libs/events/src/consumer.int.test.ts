@@ -3,7 +3,7 @@ import type { AddressInfo } from "node:net";
 import { createTelemetry } from "@meshwork/telemetry";
 import { waitFor } from "@meshwork/testing";
 import { headers as natsHeaders } from "@nats-io/transport-node";
-import { SpanKind, trace } from "@opentelemetry/api";
+import { SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { count, eq } from "drizzle-orm";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
@@ -341,6 +341,51 @@ describe("idempotent consumer, retries and dead letters (real Postgres and NATS)
     expect(span.parentSpanContext?.spanId).toBe(publishSpanId);
     expect(span.links.map((l) => [l.context.traceId, l.context.spanId])).toEqual([[traceId, publishSpanId]]);
     expect(span.attributes["messaging.operation.type"]).toBe("process");
+    await traced.shutdown();
+  });
+
+  // Review h19seal2: a failed statement's error holds its parameters (an event's email, name,
+  // hash); the CONSUMER span's exception event and status leave the process over OTLP.
+  it("exports a failed event's span with its error scrubbed: no statement parameters", async () => {
+    const exporter = new InMemorySpanExporter();
+    const traced = createTelemetry({
+      serviceName: "events-consumer",
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+    });
+    consumer = createEventConsumer({
+      js: f.js,
+      database: f.database,
+      inbox,
+      stream: f.stream,
+      durable: DURABLE,
+      handlers: {
+        "meshwork.users.v1.UserRegistered": async () => {
+          throw new Error(
+            "Failed query: insert into users values ($1, $2)\nparams: ada@example.com,scrypt$c2FsdA$a2V5",
+          );
+        },
+      },
+      registry,
+      maxDeliver: 1,
+      backoffMs: 50,
+      deadLetterSubject: f.dlqSubject,
+      logger: f.logger,
+      tracer: traced.tracer,
+      meter: f.telemetry.meter,
+    });
+    await consumer.start();
+    const e = f.event(22);
+    await publish(e);
+    const span = await waitFor(() =>
+      exporter.getFinishedSpans().find((s) => s.attributes["messaging.message.id"] === e.id),
+    );
+    expect(span.status.code).toBe(SpanStatusCode.ERROR);
+    expect(span.status.message).toBe(
+      "Error: Failed query: insert into users values ($1, $2)\nparams: [redacted]",
+    );
+    expect(span.events.map((ev) => ev.name)).toEqual(["exception"]);
+    const exported = JSON.stringify({ status: span.status, events: span.events });
+    for (const clear of ["ada@example.com", "scrypt$"]) expect(exported, clear).not.toContain(clear);
     await traced.shutdown();
   });
 

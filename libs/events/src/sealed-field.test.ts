@@ -42,6 +42,12 @@ describe("sealValue / openValue", () => {
       expect(() => openValue([k1], email, aad), aad).toThrow(SealedValueError);
   });
 
+  it("sealedFieldAad refuses a NUL in the record id or the field: two pairs never make one AAD", () => {
+    expect(() => sealedFieldAad("a", "b\0c")).toThrow(/the field holds a NUL character/);
+    expect(() => sealedFieldAad("a\0b", "c")).toThrow(/the record id holds a NUL character/);
+    expect(sealedFieldAad("a", "b")).toBe("a\0b");
+  });
+
   it("refuses tampered bytes, nonce or tag, and never puts the value in the message", () => {
     const sealed = sealValue(k1, hash, "user-1");
     for (const part of ["ciphertext", "nonce"] as const) {

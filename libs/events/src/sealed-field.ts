@@ -88,9 +88,12 @@ export function readSealingKeys(
  * `recordId` NUL `field`. Seal and open each field of a record with its own, so a value sealed
  * for one field opens neither in another field of the record nor in any field of another record
  * (a sealed email cannot be replayed as a display name, or onto another user). Both sides must
- * name the field the same way (the contract's field name, e.g. `sealed_email`).
+ * name the field the same way (the contract's field name, e.g. `sealed_email`). Throws on a NUL
+ * in either, which would make two different pairs one AAD (`a` NUL `b\0c` = `a\0b` NUL `c`).
  */
 export function sealedFieldAad(recordId: string, field: string): string {
+  if (recordId.includes("\0")) throw new Error("sealed field AAD: the record id holds a NUL character");
+  if (field.includes("\0")) throw new Error("sealed field AAD: the field holds a NUL character");
   return `${recordId}\0${field}`;
 }
 

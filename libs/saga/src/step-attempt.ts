@@ -1,3 +1,4 @@
+import { exceptionForSpan } from "@meshwork/telemetry";
 import {
   type Counter,
   context,
@@ -76,8 +77,10 @@ export async function attemptStep<D>(
     span.setStatus({ code: SpanStatusCode.OK });
     return { ok: true, value };
   } catch (err) {
-    span.recordException(err as Error);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: String((err as Error)?.message ?? err) });
+    // Scrubbed: a step's failed statement holds its parameters.
+    const exception = exceptionForSpan(err);
+    span.recordException(exception);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: exception.message });
     deps.stepFailures.add(1, { type: def.type, step: step.name, phase });
     return { ok: false, err };
   } finally {

@@ -10,7 +10,14 @@ export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./dea
 export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./histogram.js";
 export { recordsSpans } from "./id-tracer.js";
 export { type LeanSpanStarter, leanSpanStarter } from "./lean-span.js";
-export { errorForLog, type LoggedError, REDACT_PATHS, scrubText } from "./log-safety.js";
+export {
+  errorForLog,
+  exceptionForSpan,
+  type LoggedError,
+  REDACT_PATHS,
+  type SpanException,
+  scrubText,
+} from "./log-safety.js";
 export {
   createLogDestination,
   createLogger,

@@ -1,6 +1,6 @@
 import { Writable } from "node:stream";
 import { describe, expect, it } from "vitest";
-import { errorForLog, scrubText } from "./log-safety.js";
+import { errorForLog, exceptionForSpan, scrubText } from "./log-safety.js";
 import { createLogger } from "./logger.js";
 
 const HASH = "$argon2id$v=19$m=19456,t=2,p=1$c2FsdHNhbHRzYWx0$aGFzaGhhc2hoYXNo";
@@ -81,5 +81,26 @@ describe("log safety", () => {
     for (const secret of ["hunter22", "aGFzaGhhc2hoYXNo", "eyJzdWIiOiJzZWNyZXQifQ"])
       expect(out).not.toContain(secret);
     expect(out).toContain("[redacted]");
+  });
+});
+
+// Review h19seal2: what a span records of an error leaves the process over OTLP, like a log line.
+describe("exceptionForSpan", () => {
+  it("keeps an error's name and code, and scrubs its message and stack of statement parameters and hashes", () => {
+    const err = Object.assign(
+      new TypeError(
+        "Failed query: insert into users values ($1, $2)\nparams: ada@example.com,scrypt$c2FsdA$a2V5",
+      ),
+      { code: "23505", detail: "Key (email)=(ada@example.com) already exists." },
+    );
+    const out = exceptionForSpan(err);
+    expect(out).toMatchObject({
+      name: "TypeError",
+      code: "23505",
+      message: "Failed query: insert into users values ($1, $2)\nparams: [redacted]",
+    });
+    expect(JSON.stringify(out)).not.toMatch(/ada@example|scrypt\$/);
+    expect(exceptionForSpan(`token ${JWT}`)).toEqual({ name: "Error", message: "token [redacted]" });
+    expect(exceptionForSpan(42)).toEqual({ name: "Error", message: "non-error value (number)" });
   });
 });

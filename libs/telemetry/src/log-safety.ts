@@ -100,6 +100,29 @@ export function errorForLog(err: unknown, depth = 0): LoggedError | string {
   return out;
 }
 
+/** An error as a span may record it (OpenTelemetry's `Exception`): scrubbed like a log line. */
+export interface SpanException {
+  name: string;
+  message: string;
+  stack?: string;
+  code?: string | number;
+}
+
+/**
+ * What `span.recordException` and `span.setStatus` may be given for `err`: its name and code,
+ * its message and stack scrubbed ({@link scrubText}), so an exported span never carries a
+ * statement's parameters or a secret (a span's exception event and status message leave the
+ * process over OTLP, like a log line). Anything that is not an error is described by its type.
+ */
+export function exceptionForSpan(err: unknown): SpanException {
+  const safe = errorForLog(err);
+  if (typeof safe === "string") return { name: "Error", message: safe };
+  const out: SpanException = { name: safe.type, message: safe.message };
+  if (safe.stack) out.stack = safe.stack;
+  if (typeof safe.code === "string" || typeof safe.code === "number") out.code = safe.code;
+  return out;
+}
+
 /**
  * pino `redact` paths: the second guard, for a secret logged under its own name by mistake
  * (`logger.info({ password })`, a request's headers). Covers the top level and one level down.

@@ -148,7 +148,7 @@ function env(m: ServiceManifest, services: readonly ServiceManifest[]): unknown[
           secretEnv("USERS_KEY_ENCRYPTION_KEY", secretName(m.name)),
           // ExchangeLegacyToken checks the monolith's session tokens with the monolith's secret.
           ...(legacy ? [secretEnv("LEGACY_TOKEN_SECRET", secretName(legacy.name))] : []),
-          // Opens the legacy users' sealed password hashes (the monolith's key ring).
+          // Opens the legacy users' sealed password hashes, emails and names (the monolith's key ring).
           ...(legacy ? [secretEnv("LEGACY_SYNC_KEY", secretName(legacy.name))] : []),
         ]
       : []),

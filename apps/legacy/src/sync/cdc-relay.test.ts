@@ -1,9 +1,27 @@
 import { randomBytes, randomUUID } from "node:crypto";
 import { fromBinary } from "@bufbuild/protobuf";
-import { UserChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
-import { openValue, sealedFieldAad } from "@meshwork/events";
+import { type UserChanged, UserChangedSchema } from "@meshwork/contracts/meshwork/legacy/v1/events";
+import { openValue, type SealingKey, sealedFieldAad } from "@meshwork/events";
 import { describe, expect, it } from "vitest";
 import { toUserChanged } from "./cdc-relay.js";
+
+/**
+ * What a users service from before issue 19 (main's `legacyPasswordHash`, verbatim) makes of a
+ * capture: it reads the hash from field 8 (AAD the user id) or the clear field 5, and the email
+ * and name from the clear fields 3 and 4 only. Fields 9-11 are unknown to it.
+ */
+function oldUsersPasswordHash(e: UserChanged, keys: readonly SealingKey[]): string {
+  if (e.sealedPasswordHash) {
+    if (keys.length === 0)
+      throw new Error(
+        `UserChanged sealed with key id "${e.sealedPasswordHash.keyId}", but LEGACY_SYNC_KEY is not set here: not applied`,
+      );
+    return openValue(keys, e.sealedPasswordHash, e.userId);
+  }
+  if (!e.passwordHash)
+    throw new Error("UserChanged without a password hash (a redacted dead letter?): not applied");
+  return e.passwordHash;
+}
 
 // Issue 19 (review finding): any NATS user that may update its own stream can source
 // LEGACY_USERS on nats-server 2.9, so a user capture holds nothing about the person in the clear.
@@ -43,5 +61,21 @@ describe("toUserChanged", () => {
     expect(openValue([key], name, sealedFieldAad(user.id, "sealed_display_name"))).toBe(user.display_name);
     expect(() => openValue([key], email, sealedFieldAad(user.id, "sealed_display_name"))).toThrow();
     expect(() => openValue([key], email, user.id)).toThrow();
+    const hash = e.sealedPasswordHashV2 ?? expect.fail("no sealed password hash");
+    expect(openValue([key], hash, sealedFieldAad(user.id, "sealed_password_hash_v2"))).toBe(
+      user.password_hash,
+    );
+    expect(() => openValue([key], hash, user.id)).toThrow();
+  });
+
+  // Review finding (h19seal2): an old users service must refuse a new capture (retried, then
+  // dead-lettered, replayable after its upgrade), never apply it with the blank clear email and
+  // name, whatever the order the two services are upgraded in.
+  it("is refused by a users service from before the upgrade: it finds no hash there", () => {
+    const e = fromBinary(UserChangedSchema, toUserChanged(row, "ns.", key).data);
+    expect(e.sealedPasswordHash).toBeUndefined();
+    expect(() => oldUsersPasswordHash(e, [key])).toThrow(
+      "UserChanged without a password hash (a redacted dead letter?): not applied",
+    );
   });
 });

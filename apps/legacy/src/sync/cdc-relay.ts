@@ -93,10 +93,12 @@ const sealUserField = (key: SealingKey, value: string, userId: string, field: st
  * (`meshwork.legacy_users.v1.UserChanged`, not its type's `meshwork.legacy.v1.UserChanged`,
  * which is LEGACY's, readable by every consumer of the products). Everything about the person
  * travels sealed under `syncKey` (AES-256-GCM), so that a copy of the stream is useless without
- * the key only legacy and users hold: the password hash bound to the user id, the email and the
- * display name each bound to the user id and to its field. The clear `password_hash`, `email`
- * and `display_name` fields are no longer written. The consumer dispatches on `ce-type`, which
- * stays the type's name.
+ * the key only legacy and users hold: the password hash, the email and the display name each
+ * bound to the user id and to its field. The hash goes in `sealed_password_hash_v2`, not in the
+ * `sealed_password_hash` an older users service reads, so that one refuses the event (no hash)
+ * rather than apply it with a blank email and name. The clear `password_hash`, `email` and
+ * `display_name` fields and `sealed_password_hash` are no longer written. The consumer
+ * dispatches on `ce-type`, which stays the type's name.
  */
 export function toUserChanged(row: CapturedRow, namespace: string, syncKey: SealingKey): EventEnvelope {
   const u = row.payload as unknown as CapturedUser;
@@ -105,7 +107,7 @@ export function toUserChanged(row: CapturedRow, namespace: string, syncKey: Seal
     create(UserChangedSchema, {
       userId: u.id,
       sequence: BigInt(row.seq),
-      sealedPasswordHash: create(SealedValueSchema, sealValue(syncKey, u.password_hash, u.id)),
+      sealedPasswordHashV2: sealUserField(syncKey, u.password_hash, u.id, "sealed_password_hash_v2"),
       sealedEmail: sealUserField(syncKey, u.email, u.id, "sealed_email"),
       sealedDisplayName: sealUserField(syncKey, u.display_name, u.id, "sealed_display_name"),
       createTime: timestampFromDate(new Date(u.create_time)),

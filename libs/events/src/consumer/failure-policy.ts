@@ -1,4 +1,4 @@
-import type { Logger } from "@meshwork/telemetry";
+import { exceptionForSpan, type Logger } from "@meshwork/telemetry";
 import { context, SpanStatusCode } from "@opentelemetry/api";
 import type { DeadLetterer } from "./dead-letter.js";
 import type { Delivery } from "./delivery.js";
@@ -50,8 +50,10 @@ export function createSettlement(options: SettlementOptions): Settlement {
     }
     const err = state.kind === "failed" ? state.error : undefined;
     metrics.failed.add(1, attrs);
-    span.recordException(err as Error);
-    span.setStatus({ code: SpanStatusCode.ERROR, message: String(err) });
+    // Scrubbed: a failed statement's error holds its parameters (an event's personal data).
+    const exception = exceptionForSpan(err);
+    span.recordException(exception);
+    span.setStatus({ code: SpanStatusCode.ERROR, message: `${exception.name}: ${exception.message}` });
     if (msg.info.deliveryCount >= options.maxDeliver) {
       return options.deadLetter(msg, err instanceof Error ? err.message : String(err));
     }

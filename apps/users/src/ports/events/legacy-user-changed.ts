@@ -9,6 +9,7 @@ import {
   sealedFieldAad,
 } from "@meshwork/events";
 import type { Logger } from "@meshwork/telemetry";
+import { validate as isUuid } from "uuid";
 import { applyLegacyUser } from "../../adapters/db/legacy-user-sync.js";
 
 /** What a capture says about the person, opened: never logged, never copied anywhere else. */
@@ -19,12 +20,16 @@ export interface LegacyUserFields {
 }
 
 /** The event field a value comes from (named in errors, and in the AAD of a sealed one). */
-type SealedField = "sealed_password_hash" | "sealed_email" | "sealed_display_name";
+type SealedField =
+  | "sealed_password_hash"
+  | "sealed_password_hash_v2"
+  | "sealed_email"
+  | "sealed_display_name";
 
 /**
- * Opens one sealed field of `e` with one of `keys`: the hash bound to the user id, the email and
- * the display name to the user id and their field. An error names the field and the key id,
- * never the value.
+ * Opens one sealed field of `e` with one of `keys`: each bound to the user id and its field,
+ * but for `sealed_password_hash` (events from before the upgrade), bound to the user id alone.
+ * An error names the field and the key id, never the value.
  */
 function openField(e: UserChanged, field: SealedField, sealed: SealedValue, keys: readonly SealingKey[]) {
   if (keys.length === 0)
@@ -42,23 +47,27 @@ function openField(e: UserChanged, field: SealedField, sealed: SealedValue, keys
 }
 
 /**
- * A field legacy's users always have: opened from its sealed form, or, from an event published
- * before legacy sealed it, the clear one. A blank clear one is a redacted dead letter replayed,
- * refused rather than applied as an empty password or email.
+ * A value legacy's users always have, from the first of `sources` the event holds: a sealed one
+ * opened, or the clear one of an event published before legacy sealed it. A blank one (a
+ * redacted dead letter replayed, or a sealed blank) is refused rather than applied as an empty
+ * password or email.
  */
 function requiredField(
   e: UserChanged,
-  field: "sealed_password_hash" | "sealed_email",
-  sealed: SealedValue | undefined,
+  what: string,
+  sources: readonly [SealedField, SealedValue | undefined][],
   clear: string,
   keys: readonly SealingKey[],
 ): string {
-  if (sealed) return openField(e, field, sealed, keys);
-  if (!clear)
+  const found = sources.find(([, sealed]) => sealed);
+  const value = found?.[1] ? openField(e, found[0], found[1], keys) : clear;
+  if (!value)
     throw new Error(
-      `UserChanged without ${field.replace("sealed_", "").replace("_", " ")} (a redacted dead letter?): not applied`,
+      found
+        ? `UserChanged ${found[0]}: opens to a blank ${what}: not applied`
+        : `UserChanged without ${what} (a redacted dead letter?): not applied`,
     );
-  return clear;
+  return value;
 }
 
 /**
@@ -66,12 +75,21 @@ function requiredField(
  * sealed fields with one of `keys`, or, field by field, the clear ones of an event published
  * before legacy sealed them. An event that cannot be opened throws an error naming the field and
  * the key id (never the value): it is retried, then dead-lettered, and can be replayed once users
- * holds the key.
+ * holds the key. A user id that is not a UUID (legacy's ids all are) is refused before anything
+ * is opened: it is part of every value's AAD.
  */
 export function openLegacyUser(e: UserChanged, keys: readonly SealingKey[]): LegacyUserFields {
+  if (!isUuid(e.userId))
+    throw new Error(
+      `UserChanged user_id: ${JSON.stringify(e.userId.slice(0, 64))} is not a UUID: not applied`,
+    );
+  const hashSources: [SealedField, SealedValue | undefined][] = [
+    ["sealed_password_hash_v2", e.sealedPasswordHashV2],
+    ["sealed_password_hash", e.sealedPasswordHash],
+  ];
   return {
-    passwordHash: requiredField(e, "sealed_password_hash", e.sealedPasswordHash, e.passwordHash, keys),
-    email: requiredField(e, "sealed_email", e.sealedEmail, e.email, keys),
+    passwordHash: requiredField(e, "password hash", hashSources, e.passwordHash, keys),
+    email: requiredField(e, "email", [["sealed_email", e.sealedEmail]], e.email, keys),
     // A blank name is legacy's to allow (a back-office edit); a redacted letter fails on the email.
     displayName: e.sealedDisplayName
       ? openField(e, "sealed_display_name", e.sealedDisplayName, keys)

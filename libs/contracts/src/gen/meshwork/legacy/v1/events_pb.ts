@@ -14,7 +14,7 @@ import type { Message } from "@bufbuild/protobuf";
  * Describes the file meshwork/legacy/v1/events.proto.
  */
 export const file_meshwork_legacy_v1_events: GenFile = /*@__PURE__*/
-  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEipgMKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIEh4KEXNlZW5fbmFtZV92ZXJzaW9uGAogASgDSACIAQESHwoSc2Vlbl9zdG9ja192ZXJzaW9uGAsgASgDSAGIAQESHwoSbGVnYWN5X3N0b2NrX2RlbHRhGAwgASgDSAKIAQFCFAoSX3NlZW5fbmFtZV92ZXJzaW9uQhUKE19zZWVuX3N0b2NrX3ZlcnNpb25CFQoTX2xlZ2FjeV9zdG9ja19kZWx0YSKBAwoLVXNlckNoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxISCgVlbWFpbBgDIAEoCUIDgAEBEhkKDGRpc3BsYXlfbmFtZRgEIAEoCUIDgAEBEhoKDXBhc3N3b3JkX2hhc2gYBSABKAlCA4ABARIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc25hcHNob3QYByABKAgSQgoUc2VhbGVkX3Bhc3N3b3JkX2hhc2gYCCABKAsyHy5tZXNod29yay5sZWdhY3kudjEuU2VhbGVkVmFsdWVCA4ABARI6CgxzZWFsZWRfZW1haWwYCSABKAsyHy5tZXNod29yay5sZWdhY3kudjEuU2VhbGVkVmFsdWVCA4ABARJBChNzZWFsZWRfZGlzcGxheV9uYW1lGAogASgLMh8ubWVzaHdvcmsubGVnYWN5LnYxLlNlYWxlZFZhbHVlQgOAAQEiQAoLU2VhbGVkVmFsdWUSDgoGa2V5X2lkGAEgASgJEg0KBW5vbmNlGAIgASgMEhIKCmNpcGhlcnRleHQYAyABKAwivwIKDE9yZGVyQ2hhbmdlZBIQCghvcmRlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxIPCgd1c2VyX2lkGAMgASgJEhcKD2lkZW1wb3RlbmN5X2tleRgEIAEoCRIOCgZzdGF0dXMYBSABKAkSKAoFdG90YWwYBiABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSMwoFaXRlbXMYByADKAsyJC5tZXNod29yay5sZWdhY3kudjEuT3JkZXJDaGFuZ2VkSXRlbRIvCgtjcmVhdGVfdGltZRgIIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCSABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAogASgIIlIKEE9yZGVyQ2hhbmdlZEl0ZW0SEgoKcHJvZHVjdF9pZBgBIAEoCRIQCghxdWFudGl0eRgCIAEoAxIYChB1bml0X3ByaWNlX21pbm9yGAMgASgDYgZwcm90bzM", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
+  fileDesc("Ch9tZXNod29yay9sZWdhY3kvdjEvZXZlbnRzLnByb3RvEhJtZXNod29yay5sZWdhY3kudjEipgMKDlByb2R1Y3RDaGFuZ2VkEhIKCnByb2R1Y3RfaWQYASABKAkSEAoIc2VxdWVuY2UYAiABKAMSCwoDc2t1GAMgASgJEgwKBG5hbWUYBCABKAkSKAoFcHJpY2UYBSABKAsyGS5tZXNod29yay5jb21tb24udjEuTW9uZXkSDwoHb25faGFuZBgGIAEoAxIvCgtjcmVhdGVfdGltZRgHIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASLwoLdXBkYXRlX3RpbWUYCCABKAsyGi5nb29nbGUucHJvdG9idWYuVGltZXN0YW1wEhAKCHNuYXBzaG90GAkgASgIEh4KEXNlZW5fbmFtZV92ZXJzaW9uGAogASgDSACIAQESHwoSc2Vlbl9zdG9ja192ZXJzaW9uGAsgASgDSAGIAQESHwoSbGVnYWN5X3N0b2NrX2RlbHRhGAwgASgDSAKIAQFCFAoSX3NlZW5fbmFtZV92ZXJzaW9uQhUKE19zZWVuX3N0b2NrX3ZlcnNpb25CFQoTX2xlZ2FjeV9zdG9ja19kZWx0YSLIAwoLVXNlckNoYW5nZWQSDwoHdXNlcl9pZBgBIAEoCRIQCghzZXF1ZW5jZRgCIAEoAxISCgVlbWFpbBgDIAEoCUIDgAEBEhkKDGRpc3BsYXlfbmFtZRgEIAEoCUIDgAEBEhoKDXBhc3N3b3JkX2hhc2gYBSABKAlCA4ABARIvCgtjcmVhdGVfdGltZRgGIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc25hcHNob3QYByABKAgSQgoUc2VhbGVkX3Bhc3N3b3JkX2hhc2gYCCABKAsyHy5tZXNod29yay5sZWdhY3kudjEuU2VhbGVkVmFsdWVCA4ABARI6CgxzZWFsZWRfZW1haWwYCSABKAsyHy5tZXNod29yay5sZWdhY3kudjEuU2VhbGVkVmFsdWVCA4ABARJBChNzZWFsZWRfZGlzcGxheV9uYW1lGAogASgLMh8ubWVzaHdvcmsubGVnYWN5LnYxLlNlYWxlZFZhbHVlQgOAAQESRQoXc2VhbGVkX3Bhc3N3b3JkX2hhc2hfdjIYCyABKAsyHy5tZXNod29yay5sZWdhY3kudjEuU2VhbGVkVmFsdWVCA4ABASJACgtTZWFsZWRWYWx1ZRIOCgZrZXlfaWQYASABKAkSDQoFbm9uY2UYAiABKAwSEgoKY2lwaGVydGV4dBgDIAEoDCK/AgoMT3JkZXJDaGFuZ2VkEhAKCG9yZGVyX2lkGAEgASgJEhAKCHNlcXVlbmNlGAIgASgDEg8KB3VzZXJfaWQYAyABKAkSFwoPaWRlbXBvdGVuY3lfa2V5GAQgASgJEg4KBnN0YXR1cxgFIAEoCRIoCgV0b3RhbBgGIAEoCzIZLm1lc2h3b3JrLmNvbW1vbi52MS5Nb25leRIzCgVpdGVtcxgHIAMoCzIkLm1lc2h3b3JrLmxlZ2FjeS52MS5PcmRlckNoYW5nZWRJdGVtEi8KC2NyZWF0ZV90aW1lGAggASgLMhouZ29vZ2xlLnByb3RvYnVmLlRpbWVzdGFtcBIvCgt1cGRhdGVfdGltZRgJIAEoCzIaLmdvb2dsZS5wcm90b2J1Zi5UaW1lc3RhbXASEAoIc25hcHNob3QYCiABKAgiUgoQT3JkZXJDaGFuZ2VkSXRlbRISCgpwcm9kdWN0X2lkGAEgASgJEhAKCHF1YW50aXR5GAIgASgDEhgKEHVuaXRfcHJpY2VfbWlub3IYAyABKANiBnByb3RvMw", [file_google_protobuf_timestamp, file_meshwork_common_v1_money]);
 
 /**
  * ProductChanged: a product's state in the legacy database after a change of its row or of its
@@ -148,8 +148,8 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
   displayName: string;
 
   /**
-   * No longer written: legacy now sends the hash sealed, in `sealed_password_hash`. Read only for
-   * events published before the upgrade (legacy's own `scrypt$<salt>$<key>`, in the clear).
+   * No longer written: legacy now sends the hash sealed, in `sealed_password_hash_v2`. Read only
+   * for events published before the upgrade (legacy's own `scrypt$<salt>$<key>`, in the clear).
    *
    * @generated from field: string password_hash = 5;
    */
@@ -168,11 +168,9 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
   snapshot: boolean;
 
   /**
-   * Legacy's own password hash (`scrypt$<salt>$<key>`, never the password), sealed with
-   * AES-256-GCM under LEGACY_SYNC_KEY, which only legacy and users hold, and bound to `user_id`
-   * (additional authenticated data): whoever reads the stream without the key learns nothing of
-   * it, and it cannot be moved to another user. The users service verifies a legacy user's first
-   * mesh login with it and re-hashes to its own scheme; it must never be logged or copied.
+   * No longer written: legacy now sends the hash in `sealed_password_hash_v2`. Read only for
+   * events published before the upgrade: the hash sealed like that one, but bound to `user_id`
+   * alone (additional authenticated data).
    *
    * @generated from field: meshwork.legacy.v1.SealedValue sealed_password_hash = 8;
    */
@@ -193,6 +191,21 @@ export type UserChanged = Message<"meshwork.legacy.v1.UserChanged"> & {
    * @generated from field: meshwork.legacy.v1.SealedValue sealed_display_name = 10;
    */
   sealedDisplayName?: SealedValue | undefined;
+
+  /**
+   * Legacy's own password hash (`scrypt$<salt>$<key>`, never the password), sealed with
+   * AES-256-GCM under LEGACY_SYNC_KEY, which only legacy and users hold, and bound like the email
+   * to `user_id` and its field (AAD `<user_id>` NUL "sealed_password_hash_v2"): whoever reads the
+   * stream without the key learns nothing of it, and it cannot be moved to another user or field.
+   * A new field rather than field 8, so that a users service from before the email and name were
+   * sealed (which reads only 3, 4, 5 and 8) finds no hash and refuses the event (retried, then
+   * dead-lettered, replayable after its upgrade) instead of applying a blank email and name. The
+   * users service verifies a legacy user's first mesh login with it and re-hashes to its own
+   * scheme; it must never be logged or copied.
+   *
+   * @generated from field: meshwork.legacy.v1.SealedValue sealed_password_hash_v2 = 11;
+   */
+  sealedPasswordHashV2?: SealedValue | undefined;
 };
 
 /**
