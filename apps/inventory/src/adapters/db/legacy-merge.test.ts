@@ -194,6 +194,29 @@ describe("mergeCapture (a legacy capture against inventory's newer writes)", () 
     expect(uncounted.state.onHand).toBe(14);
   });
 
+  it("a backfill snapshot keeps the oversold units legacy's count (stopped at 0) cannot show", () => {
+    // Inventory committed 5 of 5 while legacy sold the same 5: 0 here, 5 held back, legacy at 0.
+    // A quiet backfill then reads legacy's 0: the 5 oversold units must still come out of the
+    // next restock (review finding: taken whole, a +10 restock gave 10 on both sides, not 5).
+    const sold: typeof row = { ...row, onHand: 0, reserved: 0, received: 0 };
+    const oversold: SyncMark = { ...mark, legacyHeldBack: 5 };
+    const snap = {
+      ...capture({ seenNameVersion: 5n, seenStockVersion: 6n, legacyStockDelta: 10n, onHand: 0n }),
+      snapshot: true,
+    };
+    const m = mergeCapture(snap, sold, oversold);
+    expect(m.state.onHand).toBe(0);
+    expect(m).toMatchObject({ stockBack: false, heldBack: 5 });
+    // Legacy at 3 with 1 held back beyond its count (on hand 2 here, 3 held back): 3 - 1 counted.
+    const partly = mergeCapture(
+      { ...snap, onHand: 3n },
+      { ...sold, onHand: 2, received: 2 },
+      { ...mark, legacyHeldBack: 3 },
+    );
+    expect(partly.state.onHand).toBe(2);
+    expect(partly.heldBack).toBe(0);
+  });
+
   it("takes a concurrent capture whole when no baseline of legacy's sum is recorded yet, and records its sum", () => {
     // Legacy's step 7 ran before inventory's migration: its sum (4) already holds changes the old
     // inventory took whole. Added to the mesh's count (15 + 4) they would count twice.

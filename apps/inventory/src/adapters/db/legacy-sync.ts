@@ -100,8 +100,9 @@ export interface Merged {
  * Taken whole (legacy's count is the truth, a new baseline): a capture from before these fields
  * (no sum); the first one carrying a sum when none was recorded yet (legacy's sum may hold changes
  * already taken whole); and a backfill snapshot that had seen this side's last stock write and
- * carries no change not counted yet (it repairs a change legacy's trigger missed; otherwise it
- * is merged like any capture, and the next backfill repairs).
+ * carries no change not counted yet (it repairs a change legacy's trigger missed, keeping the
+ * oversold units legacy's count, stopped at 0, cannot show; otherwise it is merged like any
+ * capture, and the next backfill repairs).
  */
 export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark): Merged {
   const state = stateOf(e);
@@ -114,11 +115,16 @@ export function mergeCapture(e: ProductChanged, row: ProductRow, mark: SyncMark)
     Object.assign(merged, { name: row.name, priceMinor: row.priceMinor, currency: row.currency });
   const baseline = mark.legacyStockDelta;
   const rebaseline = e.snapshot && !stockConcurrent && delta === baseline;
+  // Oversold units legacy's own count cannot show (its reverse sync stops at 0): a re-baseline
+  // keeps them, so they still come out of the next restock.
+  const hidden = Math.max(mark.legacyHeldBack - row.onHand, 0);
   // The count every change adds up to (below 0 or the reserved units when legacy oversold).
   const counted =
-    delta === undefined || baseline === null || rebaseline
+    delta === undefined || baseline === null
       ? state.onHand
-      : row.onHand - mark.legacyHeldBack + (delta - baseline);
+      : rebaseline
+        ? state.onHand - hidden
+        : row.onHand - mark.legacyHeldBack + (delta - baseline);
   merged.onHand = Math.max(counted, row.reserved, 0);
   const legacyWillHold = stockConcurrent ? Math.max(row.onHand - mark.legacyHeldBack, 0) : state.onHand;
   return {
@@ -231,7 +237,7 @@ async function updateFromLegacy(
  * writes ProductUpdated / StockChanged, with the origin marker unless legacy must get the result
  * back, so caches drop the old copy. `received` moves with units on hand, keeping the
  * conservation check true. The product's row is locked before its `legacy_sync` row, the order
- * of this side's own writers (markPublished).
+ * of this side's own writers (collectHeldBack, markPublished).
  */
 export async function applyLegacyProduct(
   tx: AnyTransaction,

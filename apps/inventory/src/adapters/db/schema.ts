@@ -28,8 +28,9 @@ export const products = pgTable(
     onHand: bigint("on_hand", { mode: "number" }).notNull(),
     reserved: bigint("reserved", { mode: "number" }).notNull().default(0),
     /**
-     * Units ever received: the initial stock plus every adjustment. Conservation: on_hand is
-     * this minus what committed reservations took (the consistency checker verifies it).
+     * Units ever received: the initial stock plus every adjustment, and for a legacy-synced
+     * product what legacy's captures added and what held-back units took out. Conservation:
+     * on_hand is this minus what committed reservations took (the consistency checker verifies it).
      */
     received: bigint("received", { mode: "number" }).notNull().default(0),
     createdAt: timestamp("created_at", { withTimezone: true, mode: "date" }).notNull().defaultNow(),

@@ -85,8 +85,9 @@ export function createStoreContext(
  * Records, for products that came from the legacy monolith (`legacy_synced`, read in the row the
  * writer changed; a `legacy_sync` row exists), the version of a change of one part published for
  * legacy's reverse sync, in the transaction that publishes it: a legacy capture that had not seen
- * it is concurrent with it (adapters/db/legacy-sync.ts). The mesh's own products cost no
- * statement. The writer holds the product rows already (the legacy apply sets the flag under the
+ * it is concurrent with it (adapters/db/legacy-sync.ts). Catalogue writes (name, price) and the
+ * legacy apply use it; this side's stock writes use collectHeldBack, which records the stock mark
+ * in the same statement. The mesh's own products cost no statement. The writer holds the product rows already (the legacy apply sets the flag under the
  * same row lock, so a writer's row shows it); the legacy apply takes the product before this row
  * too, so the two cannot deadlock.
  */

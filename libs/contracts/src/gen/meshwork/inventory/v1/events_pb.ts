@@ -91,7 +91,7 @@ export type StockChanged = Message<"meshwork.inventory.v1.StockChanged"> & {
    * Legacy-synced products only: units legacy sold that reservations still held here, kept in
    * `on_hand` (it never drops below `reserved`) and taken out as the units free up. Legacy's
    * reverse sync writes `on_hand - held_back` (not below 0), so it never sells those units again.
-   * Unset (0) for the mesh's own products and when nothing is held back.
+   * Unset for the mesh's own products' writes; 0 when nothing is held back.
    *
    * @generated from field: optional int64 held_back = 6;
    */
