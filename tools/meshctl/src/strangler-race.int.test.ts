@@ -147,18 +147,21 @@ async function converged(id: string, expected: { name: string; onHand: number })
  * committed), does `meshChange` meanwhile and waits until legacy's reverse sync is blocked on the
  * product's lock, then commits the legacy transaction.
  */
+/** A promise and the function that resolves it (a gate one side waits at, the other opens). */
+function latch(): { promise: Promise<void>; open: () => void } {
+  let open!: () => void;
+  const promise = new Promise<void>((r) => {
+    open = r;
+  });
+  return { promise, open };
+}
+
 async function interleave(
   legacyChange: (tx: postgres.TransactionSql) => Promise<unknown>,
   meshChange: () => Promise<unknown>,
 ): Promise<void> {
-  let release!: () => void;
-  const gate = new Promise<void>((r) => {
-    release = r;
-  });
-  let taken!: () => void;
-  const captured = new Promise<void>((r) => {
-    taken = r;
-  });
+  const { promise: gate, open: release } = latch();
+  const { promise: captured, open: taken } = latch();
   const held = lsql.begin(async (tx) => {
     await legacyChange(tx);
     taken();
@@ -304,14 +307,8 @@ async function redeliverLast(
 describe("strangler: a later legacy capture delivered before an earlier concurrent one", () => {
   it("keeps the earlier capture's sale, on both sides", async () => {
     const id = await legacyProduct(10);
-    let release!: () => void;
-    const gate = new Promise<void>((r) => {
-      release = r;
-    });
-    let taken!: () => void;
-    const captured = new Promise<void>((r) => {
-      taken = r;
-    });
+    const { promise: gate, open: release } = latch();
+    const { promise: captured, open: taken } = latch();
     // Legacy sells 1 (capture A: 9 on hand, not committed) while inventory adds 5 (published for
     // legacy); inventory is stopped once its event is out, so neither capture reaches it yet.
     const held = lsql.begin(async (tx) => {
