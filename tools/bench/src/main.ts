@@ -66,6 +66,11 @@ async function placement(): Promise<Placement> {
   }
   try {
     await promisify(execFile)("taskset", ["-c", "0", "true"]);
+    // This process too (every thread): it supervises the runs and, in the traced row, is the
+    // embedded trace receiver, like the collector of a deployment, off the server's core. Left
+    // unpinned it ran on CPU 0 beside the server now and then, and the traced row's figure
+    // swung with where the scheduler put it (0.75-0.86x in quiet runs of the same code).
+    await promisify(execFile)("taskset", ["-a", "-p", "-c", "1", String(process.pid)]);
     return { serverCpu: 0, loadCpu: 1 };
   } catch {
     log("note: taskset not usable (apt-get install -y util-linux): servers and h2load are not pinned");
@@ -164,7 +169,9 @@ async function measureMaxRate(
   }
   const outcomesBefore = await outcomes(target.server);
   const ticksBefore = await readCpuTicks(target.server.pid);
+  const ownBefore = process.cpuUsage();
   const { summary: s } = await runMaxRate({ ...flatOut, durationMs: settings.durationMs });
+  const own = process.cpuUsage(ownBefore);
   const ticksAfter = await readCpuTicks(target.server.pid);
   const errors = errorsBetween(outcomesBefore, await outcomes(target.server));
   let cpu = "";
@@ -173,6 +180,10 @@ async function measureMaxRate(
     const us = ((ticksAfter - ticksBefore) * 10_000) / s.requests.succeeded;
     result.cpuUsPerCallRounds = [...(result.cpuUsPerCallRounds ?? []), us];
     cpu = `, ${us.toFixed(1)} us CPU per call`;
+    // The bench's own process: h2load's supervisor, and the traced row's trace receiver.
+    const ownUs = (own.user + own.system) / s.requests.succeeded;
+    result.benchCpuUsPerCallRounds = [...(result.benchCpuUsPerCallRounds ?? []), ownUs];
+    cpu += ` (+${ownUs.toFixed(1)} us in the bench's process)`;
   }
   const non2xx = s.status["3xx"] + s.status["4xx"] + s.status["5xx"];
   const withoutMessage = answersWithoutMessage(s, target.answerBytes);

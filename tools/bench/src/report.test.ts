@@ -109,6 +109,35 @@ describe("formatScenario", () => {
     );
   });
 
+  it("gives the traced runtime's ratios to the untraced one by round, and the receiver's CPU beside them", () => {
+    const row = (server: string, reqPerSecRounds: number[], cpu: number[], bench: number[]) => ({
+      server,
+      description: "",
+      status: "ok" as const,
+      notes: [],
+      reqPerSec: reqPerSecRounds[1],
+      reqPerSecRounds,
+      cpuUsPerCallRounds: cpu,
+      benchCpuUsPerCallRounds: bench,
+      latency: latency(2),
+    });
+    const traced: ScenarioResult = {
+      ...scenario,
+      servers: [
+        row("runtime (in-memory)", [20000, 10000, 16000], [40, 80, 50], [0.2, 0.3, 0.1]),
+        row("runtime + OTLP traces", [18000, 8000, 12000], [44, 100, 55], [2.5, 3, 2]),
+      ],
+    };
+    const text = formatScenario(withRatios(traced), settings);
+    expect(text).toContain("runtime + OTLP traces / runtime, by round (issue 15.8, goal >= 0.85x req/s):");
+    expect(text).toContain("  req/s 0.90, 0.80, 0.75 (median 0.80)");
+    expect(text).toContain("  server CPU us/call 1.10, 1.25, 1.10 (median 1.10)");
+    expect(text).toContain(
+      "  bench process CPU us/call (the receiver in the traced rows): 2.5, 3.0, 2.0 against 0.2, 0.3, 0.1 untraced",
+    );
+    expect(formatScenario(withRatios(scenario), settings)).not.toContain("OTLP traces / runtime");
+  });
+
   it("lists each server's GC pauses in its latency run, where the server reported them", () => {
     const withGc: ScenarioResult = {
       ...scenario,

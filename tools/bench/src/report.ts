@@ -78,6 +78,11 @@ export interface ServerResult {
    */
   cpuUsPerCall?: number;
   cpuUsPerCallRounds?: number[];
+  /**
+   * CPU time of the bench's own process per completed call in each max-rate round, microseconds:
+   * h2load's supervisor, and in the traced row the embedded trace receiver, which runs there.
+   */
+  benchCpuUsPerCallRounds?: number[];
   /** Throughput / baseline's throughput. */
   reqPerSecRatio?: number;
   /** CPU per call / baseline's (lower is better). */
@@ -271,6 +276,8 @@ export function formatScenario(result: ScenarioResult, settings: BenchReport["se
     );
   }
   if (hop && proxy) lines.push(...gatewayVsProxy(hop, proxy));
+  const traced = result.servers.find((s) => s.server === "runtime + OTLP traces" && s.status === "ok");
+  if (traced && direct) lines.push(...tracedVsUntraced(traced, direct));
   const withGc = result.servers.flatMap((s) =>
     s.status === "ok" && s.latency?.gc
       ? [{ server: s.server, rounds: s.latencyRounds, ...s.latency.gc }]
@@ -324,6 +331,27 @@ function perRound(a: readonly number[] | undefined, b: readonly number[] | undef
   return ratios.length === 0
     ? "-"
     : `${ratios.map((r) => r.toFixed(2)).join(", ")} (median ${median(ratios).toFixed(2)})`;
+}
+
+/**
+ * Issue 15.8's ratios, the runtime exporting a span per call over OTLP to the embedded receiver
+ * over the runtime with tracing off, round by round; and what the receiver cost besides (it runs
+ * in the bench's own process, on the load generator's CPU).
+ */
+function tracedVsUntraced(traced: ServerResult, direct: ServerResult): string[] {
+  const receiver = traced.benchCpuUsPerCallRounds;
+  const idle = direct.benchCpuUsPerCallRounds;
+  return [
+    "runtime + OTLP traces / runtime, by round (issue 15.8, goal >= 0.85x req/s):",
+    `  req/s ${perRound(traced.reqPerSecRounds, direct.reqPerSecRounds)}`,
+    `  server CPU us/call ${perRound(traced.cpuUsPerCallRounds, direct.cpuUsPerCallRounds)}`,
+    ...(receiver && idle
+      ? [
+          `  bench process CPU us/call (the receiver in the traced rows): ${receiver.map((r) => r.toFixed(1)).join(", ")}` +
+            ` against ${idle.map((r) => r.toFixed(1)).join(", ")} untraced`,
+        ]
+      : []),
+  ];
 }
 
 /**
