@@ -12,6 +12,7 @@ import {
 } from "@meshwork/contracts/meshwork/users/v1/users";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { captureLogs, grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage, waitFor } from "@meshwork/testing";
+import { SpanStatusCode } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { heapGrowingPercent, setHeapGrowingPercent } from "./heap.js";
@@ -19,6 +20,8 @@ import { createService, type Service } from "./service.js";
 import { testRuntimeConfig } from "./testing.js";
 
 const USER_ID = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a11";
+const LEAKY_TOKEN = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+const LEAKY_PARAM = "private-jwk-material";
 
 /** A test double of the users handler, in memory; the runtime is what is under test here. */
 function startTestService(opts: { ready: () => boolean; slowMs?: () => number }) {
@@ -83,6 +86,13 @@ function startTestService(opts: { ready: () => boolean; slowMs?: () => number })
         },
         async login() {
           throw new ConnectError("invalid credentials", Code.Unauthenticated);
+        },
+        async rotateSigningKey() {
+          // A deliberate server fault whose text quotes a failed statement and a token.
+          throw new ConnectError(
+            `signing key store failed for ${LEAKY_TOKEN}: Failed query: update keys set k = $1\nparams: ${LEAKY_PARAM}`,
+            Code.Internal,
+          );
         },
         async listUsers() {
           // Ignores ctx.signal on purpose: the runtime must enforce the deadline anyway.
@@ -229,6 +239,21 @@ describe("service runtime over real sockets", () => {
     expect((err as ConnectError).rawMessage).toBe("internal error");
     expect(JSON.stringify(err)).not.toContain("SELECT");
     await waitFor(() => t.lines.find((l) => l.msg === "unhandled error"));
+  });
+
+  it("scrubs a server fault's message before it becomes the span's status (statement parameters, tokens)", async () => {
+    await started;
+    const users = createClient(UserService, createConnectTransport({ baseUrl: url, httpVersion: "2" }));
+    const err = await users.rotateSigningKey({}).catch((e: unknown) => ConnectError.from(e));
+    expect((err as ConnectError).code).toBe(Code.Internal);
+    const span = await waitFor(() =>
+      t.exporter.getFinishedSpans().find((s) => s.name.endsWith("/RotateSigningKey")),
+    );
+    expect(span.status.code).toBe(SpanStatusCode.ERROR);
+    expect(span.status.message).toContain("signing key store failed for [redacted]");
+    expect(span.status.message).toContain("params: [redacted]");
+    expect(JSON.stringify(span.status)).not.toContain(LEAKY_TOKEN);
+    expect(JSON.stringify(span.status)).not.toContain(LEAKY_PARAM);
   });
 
   it("ends a call at the client's deadline with DEADLINE_EXCEEDED", async () => {

@@ -2,6 +2,7 @@ import { createServer, type Server } from "node:http";
 import type { AddressInfo } from "node:net";
 import { Code, ConnectError, createClient, createRouterTransport } from "@connectrpc/connect";
 import { OrderService } from "@meshwork/contracts/meshwork/orders/v1/orders";
+import { SpanStatusCode } from "@opentelemetry/api";
 import { InMemorySpanExporter, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
 import { afterAll, describe, expect, it } from "vitest";
 import { createClientTracingInterceptor } from "./client-tracing.js";
@@ -9,6 +10,9 @@ import { recordsSpans } from "./id-tracer.js";
 import { createTelemetry, type Telemetry } from "./telemetry.js";
 
 const ORDER = "0193a1b2-c3d4-7e5f-8a9b-0c1d2e3f4a5b";
+const LEAKY_ORDER = "0193a1b2-1111-7e5f-8a9b-0c1d2e3f4a5b";
+const LEAKY_TOKEN = "eyJhbGciOiJFZERTQSJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
+const LEAKY_PARAM = "card-4242";
 const servers: Server[] = [];
 afterAll(() => {
   for (const s of servers) s.close();
@@ -37,6 +41,12 @@ function clientOf(telemetry: Telemetry) {
     (router) =>
       router.service(OrderService, {
         getOrder(req) {
+          if (req.id === LEAKY_ORDER) {
+            throw new ConnectError(
+              `lookup failed for ${LEAKY_TOKEN}: Failed query: select 1 where id = $1\nparams: ${LEAKY_PARAM}`,
+              Code.Internal,
+            );
+          }
           if (req.id !== ORDER) throw new ConnectError("no such order", Code.NotFound);
           return { order: { id: req.id } };
         },
@@ -93,6 +103,24 @@ describe("client RED metrics of the client interceptor", () => {
       seriesValue(text, "rpc_client_duration_bucket", [...method("GetOrder"), 'rpc_code="ok"', 'le="+Inf"']),
     ).toBe(3);
     expect(text.match(/^# TYPE rpc_client_duration histogram$/gm)).toHaveLength(1);
+    await telemetry.shutdown();
+  });
+});
+
+describe("client spans of the client interceptor", () => {
+  it("scrub a failed call's message before it becomes the span's status (statement parameters, tokens)", async () => {
+    const exporter = new InMemorySpanExporter();
+    const telemetry = createTelemetry({
+      serviceName: "caller",
+      spanProcessors: [new SimpleSpanProcessor(exporter)],
+    });
+    await expect(clientOf(telemetry).getOrder({ id: LEAKY_ORDER })).rejects.toThrow("lookup failed");
+    const [span] = exporter.getFinishedSpans();
+    expect(span?.status.code).toBe(SpanStatusCode.ERROR);
+    expect(span?.status.message).toContain("lookup failed for [redacted]");
+    expect(span?.status.message).toContain("params: [redacted]");
+    expect(JSON.stringify(span?.status)).not.toContain(LEAKY_TOKEN);
+    expect(JSON.stringify(span?.status)).not.toContain(LEAKY_PARAM);
     await telemetry.shutdown();
   });
 });

@@ -21,6 +21,7 @@ import {
   hasBoundInstruments,
 } from "./client-metrics.js";
 import { IdOnlyTracer } from "./id-tracer.js";
+import { scrubText } from "./log-safety.js";
 import { onStreamEnd } from "./stream-end.js";
 import { processTelemetry, processTracer } from "./telemetry.js";
 
@@ -86,7 +87,12 @@ export function endClientSpan(
     if (code !== 0) {
       const type = errorType ?? codeName(code);
       span.setAttribute("error.type", type);
-      span.setStatus({ code: SpanStatusCode.ERROR, message: message ?? type });
+      // Scrubbed like a log line: a local failure's text (a driver's, a dependency's) may quote
+      // a statement's parameters or a token, and the status leaves the process over OTLP.
+      span.setStatus({
+        code: SpanStatusCode.ERROR,
+        message: message === undefined ? type : scrubText(message),
+      });
     }
   }
   span.end();

@@ -13,6 +13,7 @@ import {
   leanSpanStarter,
   onStreamEnd,
   requestTimeout,
+  scrubText,
   type Telemetry,
   withIncomingDeadline,
 } from "@meshwork/telemetry";
@@ -192,7 +193,9 @@ function createFinisher(
       if (route.protocol === "connect") span.setAttribute("rpc.connect_rpc.error_code", codeName(code));
       else span.setAttribute("rpc.grpc.status_code", code);
       if (error && serverFaults.has(code as Code)) {
-        span.setStatus({ code: SpanStatusCode.ERROR, message: error.rawMessage });
+        // The status leaves the process over OTLP: scrubbed like a log line, in case a handler put
+        // a statement's parameters or a token into a deliberate error's text.
+        span.setStatus({ code: SpanStatusCode.ERROR, message: scrubText(error.rawMessage) });
       }
     }
     let perCode = route.byCode.get(code);
