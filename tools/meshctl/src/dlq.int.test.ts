@@ -96,4 +96,70 @@ describe("meshctl events dlq", () => {
       /\s2\s+notifications\s+\S+\s+poison-1/,
     );
   });
+  it("lists and replays one durable consumer's letters only with --consumer, refusing another's by number", async () => {
+    const jsm = await jetstreamManager(nc);
+    const dlq = streamName(namespace, "DLQ_NOTIFICATIONS");
+    const [subject] = (await jsm.streams.info(dlq)).config.subjects;
+    // Another durable of the same service gave up on an event too.
+    const h = headers();
+    h.set("ce-id", "audit-1");
+    h.set("ce-type", "meshwork.users.v1.UserRegistered");
+    h.set("dlq-original-subject", `${namespace}meshwork.users.v1.UserRegistered`);
+    h.set("dlq-consumer", "notifications-audit");
+    h.set("dlq-deliveries", "5");
+    h.set("dlq-error", "audit store down");
+    h.set("dlq-time", new Date().toISOString());
+    const audit = (await jetstream(nc).publish(subject as string, new Uint8Array([1]), { headers: h })).seq;
+    const before = await meshctlRun("list");
+    const poison = Number(/\s(\d+)\s+notifications\s+\S+\s+poison-1/.exec(before)?.[1]);
+    expect(poison).toBeGreaterThan(0);
+
+    const listed = await meshctlRun("list", "--consumer", "notifications-audit");
+    expect(listed).toContain("audit-1");
+    expect(listed).not.toContain("poison-1");
+    expect(listed).toContain("1 dead letter(s)");
+
+    // A numbered letter of another durable: refused, nothing replayed.
+    const refused = await meshctlRun(
+      "replay",
+      "--service",
+      "notifications",
+      "--consumer",
+      "notifications-audit",
+      String(poison),
+    ).then(
+      () => expect.unreachable("replay of another durable's letter succeeded"),
+      (err: { code: number; stdout: string }) => err,
+    );
+    expect(refused.code).toBe(2);
+    expect(refused.stdout).toContain(
+      `dead letter ${poison} in ${dlq} is consumer notifications's, not notifications-audit's`,
+    );
+    expect((await jsm.streams.info(dlq)).state.messages).toBe(2);
+
+    const replayed = await meshctlRun(
+      "replay",
+      "--service",
+      "notifications",
+      "--consumer",
+      "notifications",
+      "--all",
+    );
+    expect(replayed).toMatch(
+      new RegExp(`replayed \\S+#${poison}: meshwork\\.users\\.v1\\.UserRegistered poison-1`),
+    );
+    expect(replayed).not.toContain("audit-1");
+    // The audit letter stays; the poison comes back as a new letter (its payload is still bad).
+    await waitFor(
+      async () => {
+        const letters = await meshctlRun("list");
+        return (
+          letters.includes("audit-1") &&
+          new RegExp(`\\s(?!${poison}\\s)\\d+\\s+notifications\\s+\\S+\\s+poison-1`).test(letters)
+        );
+      },
+      { what: "the audit letter kept and the poison dead-lettered again" },
+    );
+    expect(await jsm.streams.getMessage(dlq, { seq: audit })).toBeTruthy();
+  });
 });

@@ -15,6 +15,8 @@ export interface DlqOptions {
   namespace: string;
   /** Limit to one consuming service's dead letters. */
   service?: string;
+  /** Limit to the dead letters of one durable consumer (a service may have several). */
+  consumer?: string;
   out: NodeJS.WritableStream;
 }
 
@@ -38,6 +40,7 @@ export async function dlqList(o: DlqOptions): Promise<number> {
     const rows: string[][] = [];
     for (const stream of await dlqStreams(jsm, o)) {
       for (const l of await listDeadLetters(jsm, stream).catch(() => [])) {
+        if (o.consumer !== undefined && l.consumer !== o.consumer) continue;
         rows.push([
           stream,
           String(l.seq),
@@ -60,10 +63,18 @@ export async function dlqList(o: DlqOptions): Promise<number> {
   }
 }
 
-/** `meshctl events dlq replay --service S (SEQ... | --all)`: publish again, then remove. */
+/**
+ * `meshctl events dlq replay --service S [--consumer C] (SEQ... | --all)`: publish again, then
+ * remove. With `--consumer`, only that durable's letters: `--all` takes its letters only, and a
+ * named one of another durable is refused before anything is replayed.
+ */
 export async function dlqReplay(o: DlqOptions & { seqs: number[]; all: boolean }): Promise<number> {
   if (!o.service) {
     o.out.write("replay needs --service <consuming service>\n");
+    return 2;
+  }
+  if (o.all === o.seqs.length > 0) {
+    o.out.write("replay takes either dead-letter sequence numbers or --all\n");
     return 2;
   }
   const nc = await connectNats(o.natsUrl, "meshctl", o.natsCredentials);
@@ -72,7 +83,8 @@ export async function dlqReplay(o: DlqOptions & { seqs: number[]; all: boolean }
     const jsm = await jetstreamManager(nc);
     const [stream] = await dlqStreams(jsm, o);
     if (!stream) return 2;
-    const seqs = o.all ? (await listDeadLetters(jsm, stream)).map((l) => l.seq) : o.seqs;
+    const seqs = await lettersToReplay(jsm, stream, o);
+    if (seqs === undefined) return 2;
     if (seqs.length === 0) {
       o.out.write("nothing to replay\n");
       return o.all ? 0 : 2;
@@ -85,4 +97,28 @@ export async function dlqReplay(o: DlqOptions & { seqs: number[]; all: boolean }
   } finally {
     await nc.close();
   }
+}
+
+/** The sequence numbers `replay` takes, or `undefined` (said why) when a named one is not there. */
+async function lettersToReplay(
+  jsm: Awaited<ReturnType<typeof jetstreamManager>>,
+  stream: string,
+  o: DlqOptions & { seqs: number[]; all: boolean },
+): Promise<number[] | undefined> {
+  const letters = await listDeadLetters(jsm, stream).catch(() => []);
+  const mine = letters.filter((l) => o.consumer === undefined || l.consumer === o.consumer);
+  if (o.all) return mine.map((l) => l.seq);
+  const known = new Map(letters.map((l) => [l.seq, l]));
+  for (const seq of o.seqs) {
+    const letter = known.get(seq);
+    if (!letter) {
+      o.out.write(`no dead letter ${seq} in ${stream} (see \`meshctl events dlq list\`)\n`);
+      return undefined;
+    }
+    if (o.consumer !== undefined && letter.consumer !== o.consumer) {
+      o.out.write(`dead letter ${seq} in ${stream} is consumer ${letter.consumer}'s, not ${o.consumer}'s\n`);
+      return undefined;
+    }
+  }
+  return o.seqs;
 }

@@ -122,10 +122,11 @@ const usage = `meshctl: run and inspect the Meshwork mesh
       http://127.0.0.1:8080, with an admin's access token: --token or MESHWORK_TOKEN). The new
       key signs from now on; the old one stays in the JWKS document, so the tokens it signed keep
       working until they expire, and is dropped after the overlap (USERS_KEY_OVERLAP_S).
-  meshctl events dlq list [--service NAME]
+  meshctl events dlq list [--service NAME] [--consumer DURABLE]
       Dead letters (events a consumer gave up on) with their error and delivery count.
-  meshctl events dlq replay --service NAME (SEQ... | --all)
-      Publish dead letters again on their original subject, then remove them.
+  meshctl events dlq replay --service NAME [--consumer DURABLE] (SEQ... | --all)
+      Publish dead letters again on their original subject, then remove them. --consumer: only
+      that durable consumer's letters (--all), or refuse a named letter of another one.
 
   NATS: NATS_URL or --nats-url (default nats://127.0.0.1:4222). \`up\` starts the nats-server
   found on the PATH, with JetStream, when nothing answers there, with a user and permissions per
@@ -187,6 +188,7 @@ function parseOptions(args: string[]) {
     options: {
       "nats-url": { type: "string" },
       service: { type: "string" },
+      consumer: { type: "string" },
       all: { type: "boolean" },
       ports: { type: "string" },
       "database-url": { type: "string" },
@@ -498,6 +500,7 @@ async function main(argv: string[]): Promise<number> {
         natsCredentials: natsAdmin,
         namespace,
         service: values.service,
+        consumer: values.consumer,
         out: process.stdout,
       };
       if (area === "dlq" && action === "list") return dlqList(o);
