@@ -43,14 +43,48 @@ export type Admission = (msg: JsMsg) => Delivery | Promise<void> | undefined;
 /**
  * A message's headers as a plain record of first values, read in one pass. `MsgHdrs.get` lists
  * and filters every key on each call, and admission reads seven headers (four `ce-*`, three for
- * the propagators): one pass over the decoded headers costs less than two of those lookups.
+ * the propagators); nats.js's own decoding (`msg.headers`) looks every name up again as it adds
+ * it. So the header block is read here from the message's raw bytes when nats.js (3.4) keeps
+ * them where {@link rawHeaderBlock} looks, and from `msg.headers` otherwise. Names are kept as
+ * sent (nats.js's exact match), values trimmed, the first of a repeated name wins.
  */
-type HeaderValues = Record<string, string | undefined>;
+export type HeaderValues = Record<string, string | undefined>;
 
-function headerValues(h: JsMsg["headers"]): HeaderValues {
+const utf8 = new TextDecoder();
+
+export function headerValues(msg: JsMsg): HeaderValues {
   const values: HeaderValues = {};
-  if (h) for (const [k, vs] of h) values[k] ??= vs[0];
+  const raw = rawHeaderBlock(msg);
+  if (raw === undefined) {
+    const h = msg.headers;
+    if (h) for (const [k, vs] of h) values[k] ??= vs[0];
+    return values;
+  }
+  const text = utf8.decode(raw);
+  // The first line is the version and status (`NATS/1.0`, `NATS/1.0 503`); then `name: value`.
+  let at = text.indexOf("\r\n");
+  while (at !== -1) {
+    const start = at + 2;
+    at = text.indexOf("\r\n", start);
+    const line = at === -1 ? text.slice(start) : text.slice(start, at);
+    const colon = line.indexOf(":");
+    if (colon > 0) values[line.slice(0, colon)] ??= line.slice(colon + 1).trim();
+  }
   return values;
+}
+
+/**
+ * The header block of a message as received (nats.js 3.4 keeps the payload with its headers in
+ * `_rdata`, their length in `_msg.hdr`), or `undefined` when it is not found there (then the
+ * caller decodes `msg.headers`; `admission.int.test.ts` tells when an upgrade moved it).
+ */
+export function rawHeaderBlock(msg: JsMsg): Uint8Array | undefined {
+  const inner = (msg as unknown as { msg?: { _rdata?: unknown; _msg?: { hdr?: unknown } } }).msg;
+  const data = inner?._rdata;
+  const hdr = inner?._msg?.hdr;
+  if (!(data instanceof Uint8Array) || typeof hdr !== "number" || hdr < 0 || hdr > data.length)
+    return undefined;
+  return data.subarray(0, hdr);
 }
 
 const headerGetter: TextMapGetter<HeaderValues> = {
@@ -62,7 +96,7 @@ const headerGetter: TextMapGetter<HeaderValues> = {
 export function createAdmission(options: AdmissionOptions): Admission {
   const { logger, metrics } = options;
   return (msg) => {
-    const h = headerValues(msg.headers);
+    const h = headerValues(msg);
     const id = h[EventHeaders.id] ?? "";
     const type = h[EventHeaders.type] ?? "";
     if (msg.info.deliveryCount > 1) metrics.redelivered.add(1, metrics.attrs);
