@@ -110,11 +110,11 @@ export interface OutboxRelay {
 
 /**
  * Creates the relay of one service's outbox. Each turn claims up to `batchSize` unsent rows
- * with `FOR UPDATE SKIP LOCKED` (so several instances never publish the same row at once),
- * publishes them with `Nats-Msg-Id` = event id (back to back, acks pipelined on one reply
- * subscription), waits for every ack, and marks them sent in the
- * same transaction, committed without waiting for the WAL flush (a lost mark only means a
- * repeated publish). If the process dies mid-batch the rows stay unsent and are published again:
+ * with `FOR UPDATE SKIP LOCKED` (so several instances never publish the same row at once) and
+ * marks them sent in the same statement, publishes them with `Nats-Msg-Id` = event id (back to
+ * back, acks pipelined on one reply subscription), waits for every ack, and only then commits,
+ * without waiting for the WAL flush (a lost mark only means a repeated publish); a publish that
+ * fails rolls the mark back. If the process dies mid-batch the rows stay unsent and are published again:
  * the stream's duplicate window drops the repeats, and consumers' inboxes absorb the rest.
  */
 export function createOutboxRelay(options: OutboxRelayOptions): OutboxRelay {

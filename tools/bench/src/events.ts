@@ -11,16 +11,18 @@
  *   committed events and the idempotent consumer (in a process of its own, `events-consumer.ts`,
  *   as in the consuming service) applies them (inbox rows + effect rows, a batch handler, one
  *   transaction per batch): N / (last effect - relay start).
- * - lag: at half the slower of the two, paced, each event's time from commit to effect: p50 / p99.
+ * - lag: at a quarter of the slower of the two (goal 4 of issue 24 sets p99 <= 50 ms there), paced,
+ *   each event's time from commit to effect: p50 / p99.
  */
 import { type ChildProcess, fork } from "node:child_process";
 import { writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
 import { dirname, join } from "node:path";
+import { type DatabaseHandle, queryRows } from "@meshwork/db";
 import { createOutboxRelay, enqueueEvents } from "@meshwork/events";
 import { createEventsFixture, effects, natsUrl, outbox } from "@meshwork/events/testing";
-import { count } from "drizzle-orm";
+import { count, sql } from "drizzle-orm";
 import type { ConsumerReport } from "./events-consumer.js";
 import { cpuTicksSpent, readCpu } from "./servers.js";
 
@@ -32,6 +34,15 @@ const DURABLE = "bench";
 const wallClock = () => Date.now();
 /** Longest wait for the consumer to apply what it was sent before the benchmark gives up. */
 const APPLY_TIMEOUT_MS = 180_000;
+
+/** The server pids of the backends connected to `database`'s database now. */
+async function backendPids(database: DatabaseHandle<Record<string, unknown>>): Promise<Set<number>> {
+  const rows = await queryRows<{ pid: number }>(
+    database.db,
+    sql`select pid from pg_stat_activity where datname = current_database()`,
+  );
+  return new Set(rows.map((r) => Number(r.pid)));
+}
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -177,8 +188,11 @@ async function main(): Promise<void> {
       await profiler.post("Profiler.enable");
       await profiler.post("Profiler.start");
     }
-    // CPU per event of each process taking part, from /proc (Linux clock ticks of 10 ms).
-    const groupOf = (pid: number, comm: string) =>
+    // CPU per event of each process taking part, from /proc (Linux clock ticks of 10 ms). Postgres
+    // in two parts: the backends serving this benchmark's database (the relay's and the
+    // consumer's pools), and the server's other processes (WAL writer, checkpointer, and on a
+    // shared machine other databases' backends), which the total still counts.
+    const groupOf = (backends: Set<number>) => (pid: number, comm: string) =>
       pid === process.pid
         ? "relay"
         : pid === consumer?.pid
@@ -186,9 +200,11 @@ async function main(): Promise<void> {
           : comm === "nats-server"
             ? "nats"
             : comm === "postgres"
-              ? "postgres"
+              ? backends.has(pid)
+                ? "postgres"
+                : "postgres-other"
               : undefined;
-    const cpuBefore = await readCpu(groupOf);
+    const cpuBefore = await readCpu(groupOf(await backendPids(f.database)));
     const start = wallClock();
     handlerCalls = 0;
     await relay.start();
@@ -197,23 +213,23 @@ async function main(): Promise<void> {
     for (const t of applied.values()) if (t > lastApplied) lastApplied = t;
     const meshRate = N / ((lastApplied - start) / 1000);
     const consumerBatches = handlerCalls;
-    const cpuSpent = cpuTicksSpent(cpuBefore, await readCpu(groupOf));
+    const cpuSpent = cpuTicksSpent(cpuBefore, await readCpu(groupOf(await backendPids(f.database))));
     const cpuUsPerEvent = Object.fromEntries(
-      ["relay", "consumer", "nats", "postgres"].map((g) => [
+      ["relay", "consumer", "nats", "postgres", "postgres-other"].map((g) => [
         g,
         Math.round(((cpuSpent.get(g) ?? 0) * 10_000) / N),
       ]),
-    ) as Record<"relay" | "consumer" | "nats" | "postgres", number>;
+    ) as Record<"relay" | "consumer" | "nats" | "postgres" | "postgres-other", number>;
     if (profiler) {
       const { profile } = await profiler.post("Profiler.stop");
       writeFileSync(process.env.MESHWORK_BENCH_PROFILE_EVENTS as string, JSON.stringify(profile));
       profiler.disconnect();
     }
 
-    // 3. lag at half of the mesh's rate, paced
+    // 3. lag at a quarter of the max rate (the rate goal 4 of issue 24 sets its p99 at), paced
     committed.clear();
     applied.clear();
-    const rate = Math.min(meshRate, commitRate) / 2;
+    const rate = Math.min(meshRate, commitRate) / 4;
     const total = Math.round(rate * LAG_SECONDS);
     const paceStart = performance.now();
     const inflight: Promise<void>[] = [];
@@ -261,15 +277,17 @@ async function main(): Promise<void> {
       eventsPerConsumerBatch: Number((N / consumerBatches).toFixed(1)),
     };
     const cpu = cpuUsPerEvent;
-    const cpuSum = cpu.relay + cpu.consumer + cpu.nats + cpu.postgres;
+    const postgresAll = cpu.postgres + cpu["postgres-other"];
+    const cpuSum = cpu.relay + cpu.consumer + cpu.nats + postgresAll;
     const lines = [
       `== ${result.scenario} ==`,
       `raw JetStream async publish   ${result.rawPublishPerSec} msg/s`,
       `outbox -> relay -> effect     ${result.meshPerSec} events/s   (${result.ratioVsRaw}x raw; goal >= 0.4x)`,
-      `CPU per event (us)            relay ${cpu.relay}, consumer ${cpu.consumer}, NATS ${cpu.nats}, Postgres ${cpu.postgres}; sum ${cpuSum} (2 cores at 0.4x raw allow ${result.cpuBudgetUsAtGoal})`,
+      `CPU per event (us)            relay ${cpu.relay}, consumer ${cpu.consumer}, NATS ${cpu.nats}, Postgres ${postgresAll}; sum ${cpuSum}   (goal <= 130; 2 cores at 0.4x raw allow ${result.cpuBudgetUsAtGoal})`,
+      `  of Postgres's               ${cpu.postgres} in this database's backends, ${cpu["postgres-other"]} in the server's other processes (WAL writer etc.; other databases' on a shared machine)`,
       `consumer batches              ${consumerBatches} transactions, ${result.eventsPerConsumerBatch} events each`,
       `producers commit              ${result.commitPerSec} tx/s (${PRODUCERS} producers, one event per transaction)`,
-      `lag at ${result.lagAtRatePerSec}/s (achieved ${result.lagAchievedPerSec}/s, ${LAG_SECONDS}s)  p50 ${result.lagP50Ms} ms  p99 ${result.lagP99Ms} ms   (goal p99 <= 50 ms)`,
+      `lag at 1/4 max, ${result.lagAtRatePerSec}/s (achieved ${result.lagAchievedPerSec}/s, ${LAG_SECONDS}s)  p50 ${result.lagP50Ms} ms  p99 ${result.lagP99Ms} ms   (goal p99 <= 50 ms)`,
       `  of it: commit -> in the stream p99 ${result.relayLagP99Ms} ms (relay), in the stream -> effect p99 ${result.consumerLagP99Ms} ms (consumer)`,
     ];
     process.stdout.write(`${lines.join("\n")}\n`);

@@ -40,20 +40,67 @@ export interface AdmissionOptions {
  */
 export type Admission = (msg: JsMsg) => Delivery | Promise<void> | undefined;
 
-const natsGetter: TextMapGetter<JsMsg["headers"]> = {
-  get: (carrier, key) => carrier?.get(key) || undefined,
-  keys: (carrier) => (carrier ? [...carrier.keys()] : []),
+/**
+ * A message's headers as a plain record of first values, read in one pass. `MsgHdrs.get` lists
+ * and filters every key on each call, and admission reads seven headers (four `ce-*`, three for
+ * the propagators); nats.js's own decoding (`msg.headers`) looks every name up again as it adds
+ * it. So the header block is read here from the message's raw bytes when nats.js (3.4) keeps
+ * them where {@link rawHeaderBlock} looks, and from `msg.headers` otherwise. Names are kept as
+ * sent (nats.js's exact match), values trimmed, the first of a repeated name wins.
+ */
+export type HeaderValues = Record<string, string | undefined>;
+
+const utf8 = new TextDecoder();
+
+export function headerValues(msg: JsMsg): HeaderValues {
+  const values: HeaderValues = {};
+  const raw = rawHeaderBlock(msg);
+  if (raw === undefined) {
+    const h = msg.headers;
+    if (h) for (const [k, vs] of h) values[k] ??= vs[0];
+    return values;
+  }
+  const text = utf8.decode(raw);
+  // The first line is the version and status (`NATS/1.0`, `NATS/1.0 503`); then `name: value`.
+  let at = text.indexOf("\r\n");
+  while (at !== -1) {
+    const start = at + 2;
+    at = text.indexOf("\r\n", start);
+    const line = at === -1 ? text.slice(start) : text.slice(start, at);
+    const colon = line.indexOf(":");
+    if (colon > 0) values[line.slice(0, colon)] ??= line.slice(colon + 1).trim();
+  }
+  return values;
+}
+
+/**
+ * The header block of a message as received (nats.js 3.4 keeps the payload with its headers in
+ * `_rdata`, their length in `_msg.hdr`), or `undefined` when it is not found there (then the
+ * caller decodes `msg.headers`; `admission.int.test.ts` tells when an upgrade moved it).
+ */
+export function rawHeaderBlock(msg: JsMsg): Uint8Array | undefined {
+  const inner = (msg as unknown as { msg?: { _rdata?: unknown; _msg?: { hdr?: unknown } } }).msg;
+  const data = inner?._rdata;
+  const hdr = inner?._msg?.hdr;
+  if (!(data instanceof Uint8Array) || typeof hdr !== "number" || hdr < 0 || hdr > data.length)
+    return undefined;
+  return data.subarray(0, hdr);
+}
+
+const headerGetter: TextMapGetter<HeaderValues> = {
+  get: (carrier, key) => carrier[key] || undefined,
+  keys: (carrier) => Object.keys(carrier),
 };
 
 /** Creates the admission step of a consumer. */
 export function createAdmission(options: AdmissionOptions): Admission {
   const { logger, metrics } = options;
   return (msg) => {
-    const h = msg.headers;
-    const id = h?.get(EventHeaders.id) ?? "";
-    const type = h?.get(EventHeaders.type) ?? "";
+    const h = headerValues(msg);
+    const id = h[EventHeaders.id] ?? "";
+    const type = h[EventHeaders.type] ?? "";
     if (msg.info.deliveryCount > 1) metrics.redelivered.add(1, metrics.attrs);
-    const { span, ctx } = startSpan(options, msg, id, type);
+    const { span, ctx } = startSpan(options, msg, h, id, type);
     const handler = options.handlers[type];
     const reject = (reason: string) => deadLetterNow(options, msg, reason, span, ctx, id);
     if (!id) return reject("the message has no ce-id header");
@@ -66,7 +113,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
       span.end();
       return undefined;
     }
-    const time = eventTime(h?.get(EventHeaders.time));
+    const time = eventTime(h[EventHeaders.time]);
     if (typeof time === "string") return reject(time);
     let message: Delivery["message"];
     try {
@@ -77,7 +124,7 @@ export function createAdmission(options: AdmissionOptions): Admission {
       span.end();
       return undefined;
     }
-    return new Delivery(msg, span, ctx, handler, message, eventContext(msg, id, type, time));
+    return new Delivery(msg, span, ctx, handler, message, eventContext(msg, h, id, type, time));
   };
 }
 
@@ -99,10 +146,11 @@ function deadLetterNow(
 function startSpan(
   options: AdmissionOptions,
   msg: JsMsg,
+  headers: HeaderValues,
   id: string,
   type: string,
 ): { span: Span; ctx: Context } {
-  const parent = propagation.extract(ROOT_CONTEXT, msg.headers, natsGetter);
+  const parent = propagation.extract(ROOT_CONTEXT, headers, headerGetter);
   // The messaging conventions: the process span links to the message's creation context (the
   // relay's publish span), and here is its child too, so it stays in the request's trace.
   const producer = trace.getSpanContext(parent);
@@ -141,12 +189,11 @@ function eventTime(header: string | undefined): Date | string {
   return time;
 }
 
-function eventContext(msg: JsMsg, id: string, type: string, time: Date): EventContext {
-  const h = msg.headers;
+function eventContext(msg: JsMsg, h: HeaderValues, id: string, type: string, time: Date): EventContext {
   return {
     id,
     type,
-    source: h?.get(EventHeaders.source) ?? "",
+    source: h[EventHeaders.source] ?? "",
     time,
     subject: msg.subject,
     deliveryCount: msg.info.deliveryCount,

@@ -27,27 +27,23 @@ export function reportUnsettled(logger: Logger, err: unknown, id: string): void 
   logger.error({ err: String(err), event_id: id }, "event could not be settled");
 }
 
+/** What a batch's settlement counts, to record once for the batch. */
+interface Tally {
+  applied: number;
+  duplicates: number;
+  /** Whether the logger writes debug lines (then each applied event gets its line, in its trace). */
+  debug: boolean;
+}
+
 /** Creates the failure policy of a consumer, with its settlement of a batch. */
 export function createSettlement(options: SettlementOptions): Settlement {
   const { logger, metrics } = options;
   const { attrs } = metrics;
 
-  /** Acks, naks or dead-letters; returns a promise only when it has to wait (dead-lettering). */
-  function settle(d: Delivery): Promise<void> | undefined {
+  /** Acks, naks or dead-letters a failed delivery; returns a promise only when it has to wait. */
+  function settleFailed(d: Delivery): Promise<void> | undefined {
     const { msg, span, event } = d;
     const state = d.state;
-    if (state.kind === "applied" || state.kind === "duplicate") {
-      msg.ack();
-      if (state.kind === "applied") {
-        metrics.processed.add(1, attrs);
-        metrics.lag.record(Math.max(0, Date.now() - event.publishTime.getTime()) / 1000, attrs);
-        logger.debug({ event_id: event.id, type: event.type }, "event processed");
-      } else {
-        metrics.duplicates.add(1, attrs);
-        span.setAttribute("meshwork.duplicate", true);
-      }
-      return;
-    }
     const err = state.kind === "failed" ? state.error : undefined;
     metrics.failed.add(1, attrs);
     // Scrubbed: a failed statement's error holds its parameters (an event's personal data).
@@ -71,14 +67,38 @@ export function createSettlement(options: SettlementOptions): Settlement {
     );
   }
 
+  /**
+   * Acks an applied or duplicate delivery and records it in the batch's tally. Runs outside the
+   * event's trace context unless a debug line is written (the ack and the counters need none):
+   * entering the context of every event was about 5% of the consumer's CPU in the events bench.
+   */
+  function settleDone(d: Delivery, tally: Tally, now: number): void {
+    d.msg.ack();
+    if (d.state.kind === "duplicate") {
+      tally.duplicates++;
+      d.span.setAttribute("meshwork.duplicate", true);
+      return;
+    }
+    tally.applied++;
+    metrics.lag.record(Math.max(0, now - d.event.publishTime.getTime()) / 1000, attrs);
+    if (tally.debug) {
+      const { event } = d;
+      context.with(d.ctx, () => logger.debug({ event_id: event.id, type: event.type }, "event processed"));
+    }
+  }
+
   return async (batch) => {
     // Settled back to back, with no await between the acks: nats.js writes what was queued in
     // one microtask, so the acks of a whole batch leave in one socket write, not one each.
     const waits: Promise<void>[] = [];
+    const tally: Tally = { applied: 0, duplicates: 0, debug: logger.isLevelEnabled("debug") };
+    const now = Date.now();
     for (const d of batch) {
       let wait: Promise<void> | undefined;
       try {
-        wait = context.with(d.ctx, () => settle(d));
+        const kind = d.state.kind;
+        if (kind === "applied" || kind === "duplicate") settleDone(d, tally, now);
+        else wait = context.with(d.ctx, () => settleFailed(d));
       } catch (err) {
         reportUnsettled(logger, err, d.event.id); // the connection closed under the ack: it will be redelivered
       }
@@ -86,6 +106,9 @@ export function createSettlement(options: SettlementOptions): Settlement {
         waits.push(wait.catch((e) => reportUnsettled(logger, e, d.event.id)).finally(() => d.finish()));
       else d.finish();
     }
+    // Counted once per batch: a counter's add hashes its attributes on every call.
+    if (tally.applied > 0) metrics.processed.add(tally.applied, attrs);
+    if (tally.duplicates > 0) metrics.duplicates.add(tally.duplicates, attrs);
     await Promise.all(waits);
   };
 }

@@ -73,10 +73,17 @@ function prepare(tracer: Tracer, row: OutboxRow): { span: Span; message: Outgoin
     },
     parent,
   );
+  // The headers are built with `append`, not `set` (which looks each name up to delete it
+  // first): the row's headers, less the trace context and what is set after them, then the
+  // message id and the span's trace context (and the row's baggage, re-injected).
+  const injected: Record<string, string> = {};
+  propagation.inject(trace.setSpan(parent, span), injected);
   const h = natsHeaders();
-  for (const [k, v] of Object.entries(row.headers))
-    if (k !== "traceparent" && k !== "tracestate") h.set(k, v);
-  h.set(MSG_ID, row.id);
-  propagation.inject(trace.setSpan(parent, span), h, { set: (c, k, v) => c.set(k, v) });
+  for (const k in row.headers) {
+    if (k === "traceparent" || k === "tracestate" || k === MSG_ID || k in injected) continue;
+    h.append(k, row.headers[k] as string);
+  }
+  h.append(MSG_ID, row.id);
+  for (const k in injected) h.append(k, injected[k] as string);
   return { span, message: { subject: row.subject, payload: row.payload, headers: h } };
 }

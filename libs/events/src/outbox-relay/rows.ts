@@ -8,8 +8,13 @@ type AnyDb = DatabaseHandle<any>["db"];
 
 /**
  * Claims up to `batchSize` unsent rows with `FOR UPDATE SKIP LOCKED` (so several instances never
- * publish the same row at once), hands them to `publish` (all at once), and marks them sent in the same
- * transaction. Resolves with how many rows it sent.
+ * publish the same row at once) and marks them sent in one statement, hands them to `publish` (all
+ * at once, in `seq` order), and commits once it resolved; if it rejects, the transaction rolls
+ * back and the rows are unsent again. Resolves with how many rows it sent.
+ *
+ * Three round trips a turn (begin; the setting and the claim, pipelined; commit) where claiming,
+ * then marking took five: fewer wake-ups of the relay and its backend per batch, which is most of
+ * a turn when batches are small (events trickling in) and the machine is loaded.
  */
 export async function claimAndPublish(
   db: AnyDb,
@@ -18,26 +23,37 @@ export async function claimAndPublish(
   publish: (rows: OutboxRow[]) => Promise<void>,
 ): Promise<number> {
   return db.transaction(async (tx) => {
-    const rows = await tx
-      .select()
+    // This transaction only marks rows as sent. If a database crash loses that mark, the rows
+    // are published again, which the broker's de-duplication and the consumers' inboxes
+    // absorb; so its commit need not wait for the WAL flush (tens of ms when the disk
+    // stalls), which would hold up the next batch. Sent now (`execute()`), and the claim right
+    // behind it on the same connection: one round trip for both.
+    const asyncCommit = tx.execute(sql`set local synchronous_commit = off`).execute();
+    const unsent = tx
+      .select({ seq: table.seq })
       .from(table)
       .where(isNull(table.sentAt))
       .orderBy(asc(table.seq))
       .limit(batchSize)
       .for("update", { skipLocked: true });
-    if (rows.length === 0) return 0;
-    // This transaction only marks rows as sent. If a database crash loses that mark, the rows
-    // are published again, which the broker's de-duplication and the consumers' inboxes
-    // absorb; so its commit need not wait for the WAL flush (tens of ms when the disk
-    // stalls), which would hold up the next batch. (Set here, not for empty polls: it only
-    // matters at commit.)
-    await tx.execute(sql`set local synchronous_commit = off`);
-    await publish(rows);
-    await tx
+    // `= any(array(...))` runs the locking subquery once, whatever plan the update gets. Only the
+    // columns a publish needs come back: `created_at` would be parsed into a Date for nothing.
+    const claim = tx
       .update(table)
       .set({ sentAt: sql`now()` })
-      // The claimed rows as one array parameter: one statement shape for every batch size.
-      .where(sql`${table.seq} = any(${sql.param(rows.map((r) => r.seq))}::bigint[])`);
+      .where(sql`${table.seq} = any(array(${unsent}))`)
+      .returning({
+        seq: table.seq,
+        id: table.id,
+        subject: table.subject,
+        type: table.type,
+        headers: table.headers,
+        payload: table.payload,
+      });
+    const [, rows] = await Promise.all([asyncCommit, claim]);
+    if (rows.length === 0) return 0;
+    rows.sort((a, b) => a.seq - b.seq); // RETURNING follows no order
+    await publish(rows);
     return rows.length;
   });
 }
