@@ -10,6 +10,7 @@ export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./dea
 export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./histogram.js";
 export { recordsSpans } from "./id-tracer.js";
 export { type LeanSpanStarter, leanSpanStarter } from "./lean-span.js";
+export { createLineWriter, jsonString, type LineLevel, type LineWriter } from "./log-line.js";
 export {
   errorForLog,
   exceptionForSpan,

@@ -49,6 +49,29 @@ describe("createLogDestination", () => {
     expect(unbatched).toBeGreaterThan(10);
   });
 
+  it("batched, hands sonic-boom whole batches (not line by line), in the order written", async () => {
+    const file = await tempFile();
+    const destination = createLogDestination({ dest: file, batch: true, flushMs: 60_000 });
+    await new Promise((r) => destination.once("ready", r));
+    const logger = createLogger({ service: "t", destination });
+    // sonic-boom's own pending bytes: each line it took was appended and measured there.
+    const pending = () => (destination as unknown as { _len: number })._len;
+    logger.info({ i: 0 }, "line");
+    logger.info({ i: 1 }, "line");
+    expect(pending()).toBe(0);
+    let i = 2;
+    for (; i * 60 < 3 * LOG_BATCH_BYTES; i++) logger.info({ i, pad: "x".repeat(20) }, "line");
+    destination.flush();
+    logger.info({ i }, "line");
+    destination.end();
+    await waitFor(async () => (await linesOf(file)).length === i + 1, {
+      timeoutMs: 5_000,
+      what: "every line",
+    });
+    const order = (await linesOf(file)).map((l) => (JSON.parse(l) as { i: number }).i);
+    expect(order).toEqual(Array.from({ length: i + 1 }, (_, k) => k));
+  });
+
   it("batched, writes a lone line within its flush interval", async () => {
     const file = await tempFile();
     const destination = createLogDestination({ dest: file, batch: true, flushMs: 100 });

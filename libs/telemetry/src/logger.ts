@@ -53,12 +53,76 @@ export interface LogDestinationOptions {
 export function createLogDestination(options: LogDestinationOptions = {}): LogDestination {
   const dest = options.dest ?? 1;
   if (!options.batch) return pino.destination({ dest, sync: false });
-  return pino.destination({
-    dest,
-    sync: false,
-    minLength: LOG_BATCH_BYTES,
-    periodicFlush: options.flushMs ?? LOG_FLUSH_MS,
-  });
+  return gatherLines(
+    pino.destination({
+      dest,
+      sync: false,
+      minLength: LOG_BATCH_BYTES,
+      periodicFlush: options.flushMs ?? LOG_FLUSH_MS,
+    }),
+  );
+}
+
+/** The sonic-boom methods {@link gatherLines} goes in front of (its own instance properties). */
+interface SonicFront {
+  write(data: string): boolean;
+  flush(cb?: ((err?: Error) => void) | null): void;
+  flushSync(): void;
+  end(): void;
+  minLength: number;
+}
+
+/**
+ * Keeps a batch's lines in an array and hands them to sonic-boom joined, once per
+ * {@link LOG_BATCH_BYTES} (or at a flush, a flushSync, the end), in the order written. sonic-boom
+ * takes each line by appending it to its pending string and measuring that string's UTF-8 length
+ * (`Buffer.byteLength`), which flattens the whole pending rope on every line: ~4 KB copied per
+ * access line (10% of the gateway's allocated bytes per call, issue 23). Its `write`, `flush` and
+ * `flushSync` are properties of each instance, which this replaces as pino itself does; its
+ * periodic flush calls `flush`, and pino's exit handler `flushSync`, so both reach the lines
+ * held here.
+ */
+function gatherLines(stream: LogDestination): LogDestination {
+  const sonic = stream as unknown as SonicFront;
+  const write = sonic.write.bind(stream);
+  const flush = sonic.flush.bind(stream);
+  const flushSync = sonic.flushSync.bind(stream);
+  const end = sonic.end.bind(stream);
+  let lines: string[] = [];
+  let length = 0;
+  const handOver = (): boolean => {
+    const batch = lines.length === 1 ? (lines[0] as string) : lines.join("");
+    lines = [];
+    length = 0;
+    return write(batch);
+  };
+  sonic.write = (line) => {
+    lines.push(line);
+    length += line.length;
+    return length < LOG_BATCH_BYTES || handOver();
+  };
+  sonic.flush = (cb) => {
+    if (length > 0) handOver();
+    flush(cb);
+  };
+  sonic.flushSync = () => {
+    if (length > 0) {
+      // Handed over without starting an asynchronous write, which flushSync would not wait for.
+      const minLength = sonic.minLength;
+      sonic.minLength = Number.POSITIVE_INFINITY;
+      try {
+        handOver();
+      } finally {
+        sonic.minLength = minLength;
+      }
+    }
+    flushSync();
+  };
+  sonic.end = () => {
+    if (length > 0) handOver();
+    end();
+  };
+  return stream;
 }
 
 let lastMs = -1;

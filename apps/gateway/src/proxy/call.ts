@@ -11,6 +11,7 @@ import type { AuthResult, Identity } from "../auth.js";
 import { Code, errorAnswer, grpcMessage, type Protocol, protocolOf } from "../errors.js";
 import { matchRoute, type Route } from "../routes.js";
 import type { Endpoint } from "../upstreams.js";
+import type { AccessEntry } from "./access-log.js";
 import { admit, corsOriginOf, isPreflight, preflightHeaders, type Refusal, rateLimit } from "./admission.js";
 import type { ClientBytes } from "./answer.js";
 import { UpstreamAttempt } from "./attempt.js";
@@ -33,20 +34,6 @@ import { backoffMs, isRetryable, mayRetry } from "./retry.js";
  * - done: answered (or the client gone); later events change nothing.
  */
 type CallState = "admitting" | "forwarding" | "done";
-
-/** One access log line's fields (the logger adds `service`, `level`, `time`, `msg`). */
-interface AccessEntry {
-  method: string;
-  protocol: Protocol;
-  status: string;
-  upstream: string | undefined;
-  duration_ms: number;
-  bytes_in: number;
-  bytes_out: number;
-  request_id: string;
-  trace_id?: string;
-  span_id?: string;
-}
 
 /** Why gRPC over HTTP/1.1 is refused at the edge. */
 export const GRPC_OVER_HTTP1 =
@@ -495,7 +482,8 @@ export class ProxiedCall implements ClientBytes {
       }
       span.end();
     }
-    if (!options.logger.isLevelEnabled("info")) return;
+    const accessLog = this.shared.accessLog;
+    if (!accessLog.enabled) return;
     const entry: AccessEntry = {
       method: this.path,
       protocol: this.protocol,
@@ -514,6 +502,6 @@ export class ProxiedCall implements ClientBytes {
       entry.trace_id = ids.traceId;
       entry.span_id = ids.spanId;
     }
-    this.shared.accessLog().info(entry, "access");
+    accessLog.write(entry);
   }
 }

@@ -22,7 +22,8 @@
  */
 import type http from "node:http";
 import type http2 from "node:http2";
-import { clientMetricsOf, type Logger } from "@meshwork/telemetry";
+import { clientMetricsOf } from "@meshwork/telemetry";
+import { AccessLog } from "./access-log.js";
 import { installLeanAsyncBind } from "./async-bind.js";
 import { ProxiedCall } from "./call.js";
 import { ClientCalls } from "./client-calls.js";
@@ -52,7 +53,6 @@ export function createProxy(options: ProxyOptions): GatewayProxy {
   // Each call's upstream stream binds an AsyncResource: without its deprecate() wrappers.
   installLeanAsyncBind();
   const durations = new Map<string, (seconds: number) => void>();
-  let accessLog: Logger | undefined;
   const shared: ProxyShared = {
     options,
     budget: new RetryBudget(options.retry),
@@ -64,11 +64,7 @@ export function createProxy(options: ProxyOptions): GatewayProxy {
       options.maxBufferedBytesTotal,
     ),
     deadlines: new Deadlines(),
-    accessLog() {
-      // A child takes its parent's level when made: made again if the level changed since.
-      if (accessLog?.level !== options.logger.level) accessLog = options.logger.child({}, { redact: [] });
-      return accessLog;
-    },
+    accessLog: new AccessLog(options.logger),
     recordDuration(route, seconds) {
       let record = durations.get(route);
       if (!record) {

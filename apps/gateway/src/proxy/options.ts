@@ -5,6 +5,7 @@ import type { Authenticator, Policy } from "../auth.js";
 import type { RateLimiter } from "../ratelimit.js";
 import type { Route } from "../routes.js";
 import type { Upstreams } from "../upstreams.js";
+import type { AccessLog } from "./access-log.js";
 import type { HeldTotal } from "./answer.js";
 import type { ClientCalls } from "./client-calls.js";
 import type { Deadlines } from "./deadlines.js";
@@ -56,14 +57,8 @@ export interface ProxyShared {
   readonly clientCalls: ClientCalls;
   /** The deadline of every call in flight, behind one timer. */
   readonly deadlines: Deadlines;
-  /**
-   * The logger of the access lines: the proxy's own, without its redaction. An access line's
-   * fields are fixed (path, protocol, status, upstream, sizes, ids) and none is named like a
-   * secret, so redaction never changes one, yet with the access log on it was 11% of the
-   * gateway's busy time in the bench (issue 23): pino runs its redaction's wildcard paths on
-   * every field of every line.
-   */
-  accessLog(): Logger;
+  /** The access lines, a line per call, into the proxy logger's destination. */
+  readonly accessLog: AccessLog;
   /** Records a finished call's duration under its route. */
   recordDuration(route: string, seconds: number): void;
 }
