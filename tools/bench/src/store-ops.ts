@@ -26,21 +26,28 @@ function ticks(pid: number): number {
 type Any = any;
 const load = (path: string): Promise<Any> => import(pathToFileURL(`${ROOT}/${path}`).href);
 
+/** The Postgres backends of these database handles (pools of one connection). */
+async function backends(...databases: Any[]): Promise<number[]> {
+  return Promise.all(
+    databases.map(async (d) => Number((await d.db.execute("select pg_backend_pid() as pid"))[0].pid)),
+  );
+}
+
 async function measure(
   name: string,
-  database: Any,
+  databases: Any[],
   setup: () => Promise<void>,
   op: () => Promise<void>,
 ): Promise<void> {
-  const [row] = await database.db.execute("select pg_backend_pid() as pid");
-  const backend = Number(row.pid);
+  const pids = await backends(...databases);
+  const pgTicks = () => pids.reduce((sum, pid) => sum + ticks(pid), 0);
   await setup();
   for (let i = 0; i < 200; i++) await op(); // warm-up: statements prepared, code optimised
   const cpu0 = process.cpuUsage();
-  const pg0 = ticks(backend);
+  const pg0 = pgTicks();
   for (let i = 0; i < OPS; i++) await op();
   const cpu = process.cpuUsage(cpu0);
-  const pg = ticks(backend) - pg0;
+  const pg = pgTicks() - pg0;
   const nodeUs = (cpu.user + cpu.system) / OPS;
   const pgUs = (pg * 10_000) / OPS;
   console.log(
@@ -62,7 +69,7 @@ async function inventory(): Promise<void> {
     const id = randomUUID();
     await measure(
       "inventory reserve + commit",
-      database,
+      [database],
       () =>
         store.createProduct({
           id,
@@ -91,19 +98,21 @@ async function payments(): Promise<void> {
   const { SimulatedProvider } = await load("apps/payments/dist/adapters/provider/simulated-provider.js");
   const { loadConfig } = await load("apps/payments/dist/config.js");
   const testDb = await createTestDatabase("mw_storeops_pay");
-  const database = await openDatabase(loadConfig({ DATABASE_URL: testDb.url, DB_POOL_MAX: "1" }).db, schema);
+  const { createProviderLedger } = await load("apps/payments/dist/adapters/db/provider-ledger.js");
+  const config = loadConfig({ DATABASE_URL: testDb.url, DB_POOL_MAX: "1" }).db;
+  const database = await openDatabase(config, schema);
+  // The provider's ledger on a pool of its own, as the service has it (server.ts).
+  const writer = await openDatabase(config, schema);
   try {
     await database.migrate(`${ROOT}/apps/payments/drizzle`);
-    const provider = new SimulatedProvider({
-      failureRate: 0,
-      addedLatencyMs: 0,
-      hardDown: false,
-      declineAboveMinor: 1_000_000,
-    });
+    const ledger = createProviderLedger(database, writer);
+    await ledger.load();
+    const faults = { failureRate: 0, addedLatencyMs: 0, hardDown: false, declineAboveMinor: 1_000_000 };
+    const provider = new SimulatedProvider(faults, Math.random, ledger);
     const store = createPaymentStore(database.db, provider, "bench.");
     await measure(
-      "payments authorize + capture",
-      database,
+      "payments authorize + capture (provider ledger in Postgres)",
+      [database, writer],
       async () => {},
       async () => {
         const paymentId = randomUUID();
@@ -112,6 +121,7 @@ async function payments(): Promise<void> {
       },
     );
   } finally {
+    await writer.close();
     await database.close();
     await testDb.drop();
   }
