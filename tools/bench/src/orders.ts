@@ -18,6 +18,7 @@ import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { startMesh } from "@meshwork/e2e";
 import postgres from "postgres";
 import { runDbosPeer } from "./orders-dbos.js";
+import { startWireCounter, wireDelta } from "./pg-wire-count.js";
 import { cpuTicksSpent, readCpu } from "./servers.js";
 
 const DURATION_S = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
@@ -33,7 +34,44 @@ function percentile(sorted: number[], p: number): number {
   return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
 }
 
+/**
+ * MESHWORK_BENCH_PROFILE=<dir>: a CPU profile of every service process, written there
+ * (MESHWORK_BENCH_PROFILE_ORDERS=<dir>: of the orders process only).
+ */
+function profileArgs(): Partial<
+  Record<"orders" | "inventory" | "payments" | "users" | "notifications", string[]>
+> {
+  const all = process.env.MESHWORK_BENCH_PROFILE;
+  const orders = process.env.MESHWORK_BENCH_PROFILE_ORDERS;
+  const args = (dir: string) => ["--cpu-prof", `--cpu-prof-dir=${dir}`];
+  if (all)
+    return Object.fromEntries(
+      (["orders", "inventory", "payments", "users", "notifications"] as const).map((n) => [n, args(all)]),
+    );
+  return orders ? { orders: args(orders) } : {};
+}
+
+/** Round trips per finished order and the statements each database ran, from the wire counter. */
+function reportWire(
+  delta: ReturnType<typeof wireDelta>,
+  dbNames: Record<string, string>,
+  done: number,
+): void {
+  for (const d of delta) {
+    const service = Object.entries(dbNames).find(([, db]) => db === d.db)?.[0] ?? d.db;
+    const per = (n: number) => (n / Math.max(1, done)).toFixed(2);
+    console.log(`round trips per order, ${service}: ${per(d.roundTrips)}`);
+    for (const s of d.statements.slice(0, 12))
+      console.log(`  ${per(s.n).padStart(6)}  ${s.text.replace(/\s+/g, " ").slice(0, 150)}`);
+  }
+}
+
 async function main(): Promise<void> {
+  // MESHWORK_BENCH_COUNT_WIRE=1: the services reach Postgres through a relay that counts round trips.
+  const wire =
+    process.env.MESHWORK_BENCH_COUNT_WIRE === "1"
+      ? await startWireCounter({ host: "127.0.0.1", port: 5432 })
+      : undefined;
   console.log("== orders: PlaceOrder through the gateway to a terminal state, every service running ==");
   const mesh = await startMesh(
     {
@@ -46,13 +84,16 @@ async function main(): Promise<void> {
     {
       // On a loaded machine (load average 30+) a 2 s registry TTL drops live services between
       // their heartbeats, and placements fail with "no endpoint": the bench waits longer.
-      common: { DISCOVERY_TTL_MS: DISCOVERY_TTL_MS },
+      common: {
+        DISCOVERY_TTL_MS: DISCOVERY_TTL_MS,
+        // MESHWORK_BENCH_LOG_LEVEL=warn: the services without their line per call (to measure its share).
+        ...(process.env.MESHWORK_BENCH_LOG_LEVEL ? { LOG_LEVEL: process.env.MESHWORK_BENCH_LOG_LEVEL } : {}),
+      },
       gateway: { DISCOVERY_TTL_MS: DISCOVERY_TTL_MS },
       gatewayLogLevel: "warn",
       // MESHWORK_BENCH_PROFILE_ORDERS=<dir>: a CPU profile of the orders process, written there.
-      nodeArgs: process.env.MESHWORK_BENCH_PROFILE_ORDERS
-        ? { orders: ["--cpu-prof", `--cpu-prof-dir=${process.env.MESHWORK_BENCH_PROFILE_ORDERS}`] }
-        : {},
+      nodeArgs: profileArgs(),
+      ...(wire ? { databaseUrl: wire.url } : {}),
     },
   );
   const db = postgres(mesh.dbs.orders.url, { max: 2, onnotice: () => {} });
@@ -114,7 +155,22 @@ async function main(): Promise<void> {
       for (const [name, proc] of Object.entries(mesh.procs)) if (proc.child.pid === pid) return name;
       return comm === "postgres" ? "postgres" : comm === "nats-server" ? "nats" : undefined;
     };
+    // What the mesh spends with no order in flight (pollers, heartbeats, relays' wake-ups), per
+    // second: at a low rate it is a large part of the CPU per order, at 250/s a small one.
+    const idleS = Number(process.env.MESHWORK_BENCH_IDLE_S ?? 5);
+    const idleBefore = await readCpu(groupOf);
+    await new Promise((r) => setTimeout(r, idleS * 1_000));
+    const idleMsPerS = Object.fromEntries(
+      [...cpuTicksSpent(idleBefore, await readCpu(groupOf))].map(([g, t]) => [g, (t * 10) / idleS]),
+    );
+    console.log(
+      `idle CPU (ms/s, no order in flight, ${idleS} s): ${Object.entries(idleMsPerS)
+        .sort((a, b) => b[1] - a[1])
+        .map(([g, ms]) => `${g} ${ms.toFixed(0)}`)
+        .join(", ")} (postgres and nats: every user of the shared servers)`,
+    );
     const cpuBefore = await readCpu(groupOf);
+    const wireBefore = wire?.snapshot();
     const placed: Array<{ id: string; started: number }> = [];
     const t0 = Date.now();
     const stopAt = t0 + DURATION_S * 1_000;
@@ -133,6 +189,12 @@ async function main(): Promise<void> {
              count(*) filter (where status = 'cancelled') as cancelled
       from orders where id = any(${ids})`;
     const maxRate = Number(outcomes?.confirmed ?? 0) / elapsed;
+    if (wire && wireBefore)
+      reportWire(
+        wireDelta(wireBefore, wire.snapshot()),
+        Object.fromEntries(Object.entries(mesh.dbs).map(([n, d]) => [n, new URL(d.url).pathname.slice(1)])),
+        done,
+      );
     const cpuSpent = cpuTicksSpent(cpuBefore, await readCpu(groupOf));
     // ms of CPU per finished order (a tick is 10 ms), by process. This process is the gateway and
     // the bench's clients, and its polls for the last orders to finish count too: an upper bound.
@@ -150,6 +212,13 @@ async function main(): Promise<void> {
         .sort((a, b) => b[1] - a[1])
         .map(([g, ms]) => `${g} ${ms}`)
         .join(", ")}; sum ${cpuSum.toFixed(1)} (2 cores at 500/s allow 4.0)`,
+    );
+    // The same less what the idle mesh would have spent over the run: the work of the orders.
+    const busyMsPerOrder = Object.entries(cpuMsPerOrder)
+      .map(([g, ms]) => [g, ms - ((idleMsPerS[g] ?? 0) * elapsed) / Math.max(1, done)] as const)
+      .sort((a, b) => b[1] - a[1]);
+    console.log(
+      `CPU per order less idle (ms): ${busyMsPerOrder.map(([g, ms]) => `${g} ${ms.toFixed(2)}`).join(", ")}`,
     );
 
     // The same saga on DBOS Transact, against the same services, in the same run.
@@ -226,6 +295,7 @@ async function main(): Promise<void> {
           cancelled: Number(outcomes?.cancelled ?? 0),
           ordersPerSecond: maxRate,
           cpuMsPerOrder,
+          idleCpuMsPerSecond: idleMsPerS,
           latency,
           dbosPeer: peer,
           statuses: Object.fromEntries(Object.entries(OrderStatus).filter(([k]) => Number.isNaN(Number(k)))),
@@ -237,6 +307,7 @@ async function main(): Promise<void> {
   } finally {
     await db.end();
     await mesh.stop();
+    await wire?.close();
   }
 }
 

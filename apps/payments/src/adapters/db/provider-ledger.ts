@@ -1,5 +1,5 @@
 import type { DatabaseHandle } from "@meshwork/db";
-import { and, asc, eq } from "drizzle-orm";
+import { and, asc, eq, sql } from "drizzle-orm";
 import type { LedgerEntry, ProviderLedger } from "../provider/simulated-provider.js";
 import { type PaymentsSchema, providerLedger } from "./schema.js";
 
@@ -31,8 +31,22 @@ export function createProviderLedger(
   const { db } = writer;
   const entries = new Map<string, LedgerEntry>();
   const writing = new Set<Promise<unknown>>();
+  // Built once (two entries per order, outside any transaction): Drizzle's insert builder
+  // otherwise builds the same text on every call.
+  const inserting = db
+    .insert(providerLedger)
+    .values({
+      paymentId: sql.placeholder("paymentId"),
+      operation: sql.placeholder("operation"),
+      amountMinor: sql.placeholder("amountMinor"),
+      declineReason: sql.placeholder("declineReason"),
+      recordedAt: sql.placeholder("recordedAt"),
+    })
+    .onConflictDoNothing()
+    .returning()
+    .prepare("provider_ledger_insert");
   const insert = async (entry: LedgerEntry): Promise<LedgerEntry> => {
-    const [row] = await db.insert(providerLedger).values(entry).onConflictDoNothing().returning();
+    const [row] = await inserting.execute({ ...entry });
     if (row) return row;
     const [standing] = await db
       .select()
