@@ -63,6 +63,13 @@ describe("cpuTicksSpent", () => {
     expect(Object.fromEntries(cpuTicksSpent(before, after))).toEqual({ postgres: 5 + 7 + 3, relay: 20 });
   });
 
+  it("takes an exited child's past off its parent's growth when the parent is in another group", () => {
+    // The events bench counts this database's backends apart from the postmaster that reaps them.
+    const before = reading(["100/1", "postgres-other", 1, 1_000], ["101/2", "postgres", 100, 500]);
+    const after = reading(["100/1", "postgres-other", 1, 1_000 + 500 + 10]);
+    expect(Object.fromEntries(cpuTicksSpent(before, after))).toEqual({ "postgres-other": 10 });
+  });
+
   it("counts a reused pid as a new process, and reads this process from /proc", async () => {
     const before = reading(["400/10", "x", 1, 70]);
     const after = reading(["400/11", "x", 1, 4]);

@@ -169,8 +169,9 @@ export async function readCpu(
  * of the second total unless a parent in the group reaped it in time, and the readings are not
  * atomic. So each process counts what it spent itself: its growth, or all of it when it started
  * in between. A process that exited in between counts through its parent's reaped-children ticks
- * when that parent is in the group (less what the child had at the first reading), else not at
- * all: its last moments are lost rather than its whole past subtracted.
+ * when its parent was read (less what the child had at the first reading; its last moments go to
+ * the parent's group), else not at all: its last moments are lost rather than its whole past
+ * subtracted.
  */
 export function cpuTicksSpent(before: CpuReading, after: CpuReading): Map<string, number> {
   const spent = new Map<string, number>();
@@ -178,8 +179,9 @@ export function cpuTicksSpent(before: CpuReading, after: CpuReading): Map<string
   const pastChildren = new Map<ProcessTicks, number>(); // a parent -> ticks its exited children had before
   for (const [key, p] of before) {
     const parent = after.has(key) ? undefined : byPid.get(p.ppid);
-    if (parent && parent.group === p.group)
-      pastChildren.set(parent, (pastChildren.get(parent) ?? 0) + p.ticks);
+    // Whatever the parent's group (the bench splits a postmaster from its backends): its
+    // reaped-children ticks now hold the child's whole past, which was spent before.
+    if (parent) pastChildren.set(parent, (pastChildren.get(parent) ?? 0) + p.ticks);
   }
   for (const [key, p] of after) {
     const grown = p.ticks - (before.get(key)?.ticks ?? 0) - (pastChildren.get(p) ?? 0);

@@ -53,7 +53,7 @@ export type HeaderValues = Record<string, string | undefined>;
 const utf8 = new TextDecoder();
 
 export function headerValues(msg: JsMsg): HeaderValues {
-  const values: HeaderValues = {};
+  const values: HeaderValues = Object.create(null);
   const raw = rawHeaderBlock(msg);
   if (raw === undefined) {
     const h = msg.headers;
@@ -82,9 +82,21 @@ export function rawHeaderBlock(msg: JsMsg): Uint8Array | undefined {
   const inner = (msg as unknown as { msg?: { _rdata?: unknown; _msg?: { hdr?: unknown } } }).msg;
   const data = inner?._rdata;
   const hdr = inner?._msg?.hdr;
-  if (!(data instanceof Uint8Array) || typeof hdr !== "number" || hdr < 0 || hdr > data.length)
+  if (!(data instanceof Uint8Array) || typeof hdr !== "number" || hdr < 12 || hdr > data.length)
     return undefined;
+  // Only what looks like a header block (`NATS/1.0...` up to a blank line): should a release keep
+  // the field names with another meaning, the caller decodes `msg.headers` rather than read
+  // payload bytes as headers.
+  if (!startsWithNats(data) || !endsWithBlankLine(data, hdr)) return undefined;
   return data.subarray(0, hdr);
+}
+
+function startsWithNats(b: Uint8Array): boolean {
+  return b[0] === 0x4e && b[1] === 0x41 && b[2] === 0x54 && b[3] === 0x53 && b[4] === 0x2f; // "NATS/"
+}
+
+function endsWithBlankLine(b: Uint8Array, end: number): boolean {
+  return b[end - 4] === 0x0d && b[end - 3] === 0x0a && b[end - 2] === 0x0d && b[end - 1] === 0x0a;
 }
 
 const headerGetter: TextMapGetter<HeaderValues> = {

@@ -1,7 +1,8 @@
 import { type Logger, scrubText } from "@meshwork/telemetry";
 import type { JetStreamClient, JsMsg } from "@nats-io/jetstream";
-import { headers as natsHeaders } from "@nats-io/transport-node";
+import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
 import { EventHeaders } from "../envelope.js";
+import { type HeaderValues, headerValues } from "./admission.js";
 import type { ConsumerMetrics } from "./metrics.js";
 
 /** Headers added to a dead letter, beside the original CloudEvents headers. */
@@ -43,7 +44,7 @@ export function createDeadLetterer(options: DeadLettererOptions): DeadLetterer {
   const { js, durable, logger, metrics } = options;
   return async (msg, error) => {
     const h = natsHeaders();
-    for (const [k, v] of msg.headers ?? []) for (const x of v) h.append(k, x);
+    const original = copyHeaders(msg, h);
     h.set(DeadLetterHeaders.subject, msg.subject);
     h.set(DeadLetterHeaders.stream, msg.info.stream);
     h.set(DeadLetterHeaders.consumer, durable);
@@ -52,9 +53,7 @@ export function createDeadLetterer(options: DeadLettererOptions): DeadLetterer {
     const reason = scrubText(error);
     h.set(DeadLetterHeaders.error, reason.slice(0, 1024).replace(/[\r\n]+/g, " "));
     h.set(DeadLetterHeaders.time, new Date().toISOString());
-    const data = options.redact
-      ? options.redact(msg.headers?.get(EventHeaders.type) ?? "", msg.data)
-      : msg.data;
+    const data = options.redact ? options.redact(original[EventHeaders.type] ?? "", msg.data) : msg.data;
     await js.publish(options.subject, data, {
       headers: h,
       msgID: `dlq:${durable}:${msg.info.stream}:${msg.info.streamSequence}`,
@@ -66,7 +65,7 @@ export function createDeadLetterer(options: DeadLettererOptions): DeadLetterer {
     metrics.deadLettered.add(1, metrics.attrs);
     logger.warn(
       {
-        event_id: msg.headers?.get(EventHeaders.id),
+        event_id: original[EventHeaders.id],
         subject: msg.subject,
         deliveries: msg.info.deliveryCount,
         error: reason,
@@ -74,4 +73,35 @@ export function createDeadLetterer(options: DeadLettererOptions): DeadLetterer {
       "event dead-lettered",
     );
   };
+}
+
+/**
+ * Copies a message's headers onto its dead letter and returns their first values. A header block
+ * nats.js refuses to decode (a name with a space or a non-ASCII character, a value with a bare
+ * CR or LF: nats-server stores such blocks as sent) would make `msg.headers` throw and leave the
+ * message unsettled with no dead letter, so the block is then read as admission reads it, and a
+ * name or value NATS refuses to send again is left out of the letter.
+ */
+export function copyHeaders(msg: JsMsg, to: MsgHdrs): HeaderValues {
+  let decoded: MsgHdrs | undefined;
+  try {
+    decoded = msg.headers;
+  } catch {
+    decoded = undefined;
+  }
+  const entries: Iterable<[string, string[]]> = decoded
+    ? decoded
+    : Object.entries(headerValues(msg)).map(([k, v]): [string, string[]] => [k, [v ?? ""]]);
+  const first: HeaderValues = Object.create(null);
+  for (const [k, vs] of entries) {
+    first[k] ??= vs[0];
+    for (const v of vs) {
+      try {
+        to.append(k, v);
+      } catch {
+        // Not sendable (see above): the letter goes without it.
+      }
+    }
+  }
+  return first;
 }

@@ -80,7 +80,7 @@ function prepare(tracer: Tracer, row: OutboxRow): { span: Span; message: Outgoin
   propagation.inject(trace.setSpan(parent, span), injected);
   const h = natsHeaders();
   for (const k in row.headers) {
-    if (k === "traceparent" || k === "tracestate" || k === MSG_ID || k in injected) continue;
+    if (k === "traceparent" || k === "tracestate" || k === MSG_ID || Object.hasOwn(injected, k)) continue;
     h.append(k, row.headers[k] as string);
   }
   h.append(MSG_ID, row.id);
