@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
+import { freePort, type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ServiceManifest } from "./services.js";
 import type { UpOptions } from "./up.js";
@@ -24,6 +24,8 @@ const min = ranks[process.env.LOG_LEVEL ?? "info"];
 const log = (level, fields, msg) => {
   if (level >= min) console.log(JSON.stringify({ level, time: Date.now(), service: "fake", ...fields, msg }));
 };
+if (process.env.ADMIN_PORT !== undefined)
+  log(30, { jwks: process.env.JWKS_URL, legacy: process.env.STRANGLER_LEGACY_URL }, "fake-gateway-env");
 if (process.env.FAKE_MODE === "crash") {
   console.error("fake: cannot start (on purpose)");
   process.exit(3);
@@ -62,6 +64,8 @@ describe("meshctl up, when its processes do not come up or stay up", () => {
   const dir = mkdtempSync(join(tmpdir(), "mw-up-life-"));
   writeFileSync(join(dir, "fake.mjs"), FAKE);
   writeFileSync(join(dir, "driver.mjs"), DRIVER);
+  // A stand-in that listens but never says so (its address stays unknown to up).
+  writeFileSync(join(dir, "fake-mute.mjs"), `process.env.FAKE_MODE = "mute";\n${FAKE}`);
   const procs: ManagedProcess[] = [];
   afterAll(async () => {
     for (const p of procs) {
@@ -217,6 +221,39 @@ describe("meshctl up, when its processes do not come up or stay up", () => {
       expect(listenedAt("edge") - listenedAt("iota")).toBeLessThan(readyAfterMs);
       expect(proc.lines.some((l) => /^iota\s+127\.0\.0\.1:\d+\s+SERVING/.test(l))).toBe(true);
       expect(proc.lines.some((l) => /^edge\s+127\.0\.0\.1:\d+\s+LIVE/.test(l))).toBe(true);
+      proc.child.kill("SIGINT");
+      expect(await exitOf(proc, 30_000)).toBe(0);
+    } finally {
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    }
+  }, 90_000);
+
+  it("with fixed ports starts the gateway with the services, at the addresses users and the monolith will listen on", async () => {
+    const [usersPort, legacyPort, gatewayPort, adminPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    // users never says where it listens: before, the gateway waited for that and never started.
+    const proc = start(
+      [
+        { ...fake("users", "service"), main: "fake-mute.mjs", port: usersPort },
+        { ...fake("mono"), port: legacyPort },
+        { ...fake("edge", "gateway"), port: gatewayPort, adminPort },
+      ],
+      { FAKE_MODE: "serve" },
+      { autoPorts: false },
+    );
+    try {
+      const line = await proc
+        .waitForLine((l) => l.includes('"msg":"fake-gateway-env"'), 60_000)
+        .catch((err: Error) => {
+          throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+        });
+      const env = JSON.parse(line.slice(line.indexOf("{"))) as { jwks?: string; legacy?: string };
+      expect(env.jwks).toBe(`http://127.0.0.1:${usersPort}/.well-known/jwks.json`);
+      expect(env.legacy).toBe(`http://127.0.0.1:${legacyPort}`);
       proc.child.kill("SIGINT");
       expect(await exitOf(proc, 30_000)).toBe(0);
     } finally {
