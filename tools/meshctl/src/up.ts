@@ -15,7 +15,7 @@ import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { childLogLevel, type LogLevel } from "./log-level.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { adminNatsCredentials, meshNatsUsers } from "./nats-auth.js";
-import { serviceEntry } from "./node-args.js";
+import { type ServiceEntry, serviceEntry } from "./node-args.js";
 import { type EmbeddedPostgresHandle, localPoolEnv, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase, type ServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -214,6 +214,7 @@ class MeshRun {
   private embedded: EmbeddedPostgresHandle | undefined;
   private meshConsole: Awaited<ReturnType<typeof startMeshConsole>> | undefined;
   private buildEnv: Record<string, string> = {};
+  private readonly entries = new Map<string, ServiceEntry>();
 
   constructor(
     private readonly options: UpOptions,
@@ -251,11 +252,16 @@ class MeshRun {
 
   async run(): Promise<number> {
     try {
-      const infra = await this.startInfrastructure();
       // What every process reports as the commit it runs (meshwork_build_info, its registry
-      // record): the tree it starts from, unless the caller says otherwise.
-      const commit = process.env[BUILD_COMMIT_VAR] || sourceCommit(this.options.root);
+      // record): the tree it starts from, unless the caller says otherwise. Asked, and each
+      // service's entry (bundle or not) checked, while NATS and Postgres start.
+      const commitAsked = process.env[BUILD_COMMIT_VAR] || sourceCommit(this.options.root);
+      const entriesChecked = this.checkEntries();
+      entriesChecked.catch(() => {}); // awaited below; a failure there ends `up`
+      const infra = await this.startInfrastructure();
+      const commit = await commitAsked;
       this.buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
+      await entriesChecked;
       this.poller = setInterval(() => void this.poll(), this.options.pollEveryMs ?? 200);
       await this.startServices(infra);
       const ready = this.startGateways(infra);
@@ -359,6 +365,14 @@ class MeshRun {
     return embedded.adminUrl;
   }
 
+  /** Which file each process runs (its bundle while current, see {@link serviceEntry}). */
+  private async checkEntries(): Promise<void> {
+    const checked = await Promise.all(
+      this.options.services.map(async (m) => [m.name, await serviceEntry(m.dir, m.main)] as const),
+    );
+    for (const [name, entry] of checked) this.entries.set(name, entry);
+  }
+
   /** Adds one process to the supervisor (which starts it). */
   private launch(
     manifest: ServiceManifest,
@@ -367,7 +381,8 @@ class MeshRun {
     i: number,
     name = manifest.name,
   ): Running {
-    const entry = serviceEntry(manifest.dir, manifest.main);
+    const entry = this.entries.get(manifest.name);
+    if (!entry) throw new Error(`no entry point checked for ${manifest.name}`);
     if (!existsSync(entry.file)) throw new Error(`${entry.file} does not exist: run \`npm run build\` first`);
     const r: Running = { manifest, name, env, database };
     this.running.push(r);
