@@ -19,8 +19,8 @@
  * for debugging a bundled process.
  *
  * A package that finds files beside its own modules (`new URL("./x.json", import.meta.url)`)
- * must stay outside the bundle: `--external PKG` (meshctl keeps `@meshwork/console`, whose UI and
- * contract comments sit in its own `dist`).
+ * must stay outside the bundle (`--external PKG`) or be told where its files are (meshctl hands
+ * the console its package's `dist`: kept outside, it cost `up` ~1 s of CPU).
  *
  * Beside the bundle goes `<outfile>.inputs.json`: the SHA-256 of every file of the repository's
  * own it was built from (everything outside node_modules: the service's and the libs' `dist`).
@@ -31,8 +31,8 @@
  * (0.5-0.7 s more CPU each at start-up).
  */
 import { createHash } from "node:crypto";
-import { readFileSync, writeFileSync } from "node:fs";
-import { dirname, relative, resolve } from "node:path";
+import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { basename, dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
 
@@ -43,9 +43,21 @@ const { values, positionals } = parseArgs({
 const [entry = "dist/main.js", outfile = "dist/main.bundle.js"] = positionals;
 const started = performance.now();
 const sourcemap = process.env.BUNDLE_SOURCEMAP || false;
+// Code reached only through `import()` goes into chunks beside the bundle (`<bundle>.chunk-*.js`,
+// same directory, so `import.meta.url` resolves alike), loaded when first imported. In one file,
+// the external modules such code imports were imported at the top: `libs/db` loads PGlite only
+// when it opens a PGlite database, but drizzle's PGlite driver, inside, imported it statically,
+// and every service loaded PGlite's 900 kB of JavaScript (~50 ms of CPU) on a Postgres server.
+const outdir = dirname(outfile);
+const name = basename(outfile, ".js");
+for (const f of existsSync(outdir) ? readdirSync(outdir) : [])
+  if (f.startsWith(`${name}.chunk-`)) rmSync(join(outdir, f)); // a previous build's
 const result = await build({
   entryPoints: [entry],
-  outfile,
+  outdir,
+  entryNames: name,
+  chunkNames: `${name}.chunk-[hash]`,
+  splitting: true,
   bundle: true,
   platform: "node",
   format: "esm",

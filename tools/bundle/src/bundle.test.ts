@@ -1,6 +1,6 @@
 import { spawnSync } from "node:child_process";
 import { createHash } from "node:crypto";
-import { mkdirSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { mkdirSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -118,6 +118,40 @@ describe("meshwork-bundle", () => {
     // grpc-js is loaded from node_modules when an export over gRPC asks for it, not before.
     expect(readFileSync(join(dir, "dist/main.bundle.js"), "utf8")).not.toContain("exports.loaded = true");
     expect(JSON.parse(run("grpc").stdout)).toEqual({ kind: "grpc exporter", grpc: true });
+  });
+
+  it("puts code reached only by import() in a chunk beside the bundle, so the external modules it imports load with it, not at start", () => {
+    const dir = service();
+    dirs.push(dir);
+    const file = (path: string, text: string) => {
+      mkdirSync(join(dir, path, ".."), { recursive: true });
+      writeFileSync(join(dir, path), text);
+    };
+    // As libs/db opens PGlite: drizzle's PGlite driver (bundled) imports PGlite (external).
+    file(
+      "node_modules/ext-dep/package.json",
+      JSON.stringify({ name: "ext-dep", type: "module", main: "index.js" }),
+    );
+    file("node_modules/ext-dep/index.js", "globalThis.extLoaded = true;\nexport const value = 42;\n");
+    file("dist/driver.js", 'import { value } from "ext-dep";\nexport const driver = () => value;\n');
+    file(
+      "dist/main.js",
+      [
+        "const before = globalThis.extLoaded ?? false;",
+        'const { driver } = await import("./driver.js");',
+        "console.log(JSON.stringify({ before, value: driver(), after: globalThis.extLoaded }));",
+      ].join("\n"),
+    );
+    const built = bundle(dir, "--external", "ext-dep");
+    expect(built.status, built.stderr).toBe(0);
+    const run = spawnSync(process.execPath, [join(dir, "dist/main.bundle.js")], { encoding: "utf8" });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ before: false, value: 42, after: true });
+    expect(readdirSync(join(dir, "dist")).filter((f) => f.startsWith("main.bundle.chunk-"))).toHaveLength(1);
+    // A rebuild replaces the chunks of the build before, not adds to them.
+    file("dist/driver.js", 'import { value } from "ext-dep";\nexport const driver = () => value + 0;\n');
+    expect(bundle(dir, "--external", "ext-dep").status).toBe(0);
+    expect(readdirSync(join(dir, "dist")).filter((f) => f.startsWith("main.bundle.chunk-"))).toHaveLength(1);
   });
 
   it("leaves a package named by --external outside the bundle", () => {

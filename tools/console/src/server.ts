@@ -2,7 +2,7 @@ import { existsSync, readFileSync } from "node:fs";
 import { createServer, type IncomingMessage, type Server, type ServerResponse } from "node:http";
 import type { AddressInfo } from "node:net";
 import { extname, join, normalize } from "node:path";
-import { fileURLToPath } from "node:url";
+import { fileURLToPath, pathToFileURL } from "node:url";
 import { create } from "@bufbuild/protobuf";
 import { Code, ConnectError, type ConnectRouter } from "@connectrpc/connect";
 import { connectNodeAdapter } from "@connectrpc/connect-node";
@@ -13,6 +13,7 @@ import {
   InvokeStreamResponseSchema,
 } from "@meshwork/contracts/meshwork/console/v1/console";
 import type { NatsCredentials } from "@meshwork/events";
+import { loadApiComments } from "./api-comments.js";
 import { Explorer } from "./explorer.js";
 import { flowMap } from "./flow.js";
 import { MeshView, type ProcessControl } from "./mesh.js";
@@ -35,8 +36,16 @@ export interface ConsoleOptions {
   namespace: string;
   /** The supervisor of `meshctl up`, for stop and restart; absent in a console on its own. */
   processes?: ProcessControl;
-  /** The built front end (default: the package's `dist/ui`). */
+  /** The built front end (default: `ui/` under {@link ConsoleOptions.assetsDir}). */
   uiDir?: string;
+  /**
+   * Where the console's build wrote its files (the front end under `ui/`, `api-comments.json`):
+   * by default the package's own `dist`, found from this module. A program that bundles the
+   * console into its own file (meshctl does: loaded from node_modules beside its bundle, the
+   * console's modules cost `meshctl up` ~1 s of CPU before it started anything) passes the
+   * package's `dist` here, since `import.meta.url` is then the bundle's.
+   */
+  assetsDir?: string;
 }
 
 /** A running console. */
@@ -140,8 +149,12 @@ export async function startConsole(options: ConsoleOptions): Promise<RunningCons
     processes: options.processes,
   });
   const receiver = new ReceiverClient(options.receiverUrl.replace(/\/$/, ""));
-  const explorer = new Explorer(options.gatewayUrl.replace(/\/$/, ""));
-  const uiDir = options.uiDir ?? fileURLToPath(new URL("../dist/ui/", import.meta.url));
+  const assetsDir = options.assetsDir ?? fileURLToPath(new URL("../dist/", import.meta.url));
+  const explorer = new Explorer(
+    options.gatewayUrl.replace(/\/$/, ""),
+    loadApiComments(pathToFileURL(join(assetsDir, "api-comments.json"))),
+  );
+  const uiDir = options.uiDir ?? join(assetsDir, "ui");
   const api = connectNodeAdapter({
     routes: routes(mesh, receiver, explorer, new SagaView(options.gatewayUrl.replace(/\/$/, ""))),
     fallback: staticFiles(normalize(uiDir)) as unknown as NonNullable<

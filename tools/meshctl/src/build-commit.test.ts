@@ -14,17 +14,17 @@ describe("sourceCommit", () => {
       encoding: "utf8",
     }).stdout.trim();
 
-  it("is the HEAD commit, -dirty with a change or an untracked file, and nothing outside a repository", () => {
-    expect(sourceCommit(dir)).toBeUndefined();
+  it("is the HEAD commit, -dirty with a change or an untracked file, and nothing outside a repository", async () => {
+    expect(await sourceCommit(dir)).toBeUndefined();
     git("init", "-q");
-    expect(sourceCommit(dir)).toBeUndefined(); // no commit yet
+    expect(await sourceCommit(dir)).toBeUndefined(); // no commit yet
     writeFileSync(join(dir, "a.txt"), "a\n");
     git("add", "a.txt");
     git("commit", "-qm", "first");
     const head = git("rev-parse", "--short=12", "HEAD");
     expect(head).toMatch(/^[0-9a-f]{12}$/);
-    expect(sourceCommit(dir)).toBe(head);
+    expect(await sourceCommit(dir)).toBe(head);
     writeFileSync(join(dir, "b.txt"), "new\n");
-    expect(sourceCommit(dir)).toBe(`${head}-dirty`);
+    expect(await sourceCommit(dir)).toBe(`${head}-dirty`);
   });
 });

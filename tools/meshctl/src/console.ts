@@ -1,5 +1,6 @@
 import { readFileSync } from "node:fs";
-import { join } from "node:path";
+import { createRequire } from "node:module";
+import { dirname, join } from "node:path";
 import { type ProcessControl, type RunningConsole, startConsole } from "@meshwork/console";
 import type { NatsCredentials } from "@meshwork/events";
 import { adminNatsCredentials } from "./nats-auth.js";
@@ -53,10 +54,20 @@ export interface MeshConsoleOptions {
   processes?: ProcessControl;
 }
 
+/**
+ * The console package's `dist` (its front end and API comments). meshctl's bundle holds the
+ * console's code (kept outside, its modules and their second copies of the libs loaded from
+ * node_modules cost `up` ~1 s of CPU before it started anything), so the console cannot find
+ * its files from its own module: they are where the package resolves.
+ */
+export function consoleAssetsDir(): string {
+  return dirname(createRequire(import.meta.url).resolve("@meshwork/console"));
+}
+
 /** Starts the console on `address` (`host:port`). */
 export function startMeshConsole(o: MeshConsoleOptions): Promise<RunningConsole> {
   const { host, port } = parseConsoleAddress(o.address);
-  return startConsole({ host, port, ...o });
+  return startConsole({ host, port, assetsDir: consoleAssetsDir(), ...o });
 }
 
 /**

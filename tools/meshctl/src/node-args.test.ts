@@ -66,46 +66,46 @@ describe("serviceEntry", () => {
   };
   afterAll(() => rmSync(dir, { recursive: true, force: true }));
 
-  it("runs the entry point when there is no bundle", () => {
+  it("runs the entry point when there is no bundle", async () => {
     writeFileSync(main, "import './lib.js';");
     writeFileSync(lib, "export const a = 1;");
-    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
     expect(bundleOf(main)).toBe(bundle);
   });
 
-  it("runs the bundle while its inputs are as it recorded them, whatever the file times", () => {
+  it("runs the bundle while its inputs are as it recorded them, whatever the file times", async () => {
     bundled();
     // As a build restored from turbo's cache leaves them: the entry point written after its bundle.
     const now = Date.now() / 1000;
     utimesSync(bundle, now - 60, now - 60);
     utimesSync(main, now, now);
-    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
-    expect(serviceEntry(dir, "dist/main.js", { MESHWORK_BUNDLE: "0" })).toEqual({
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
+    expect(await serviceEntry(dir, "dist/main.js", { MESHWORK_BUNDLE: "0" })).toEqual({
       file: main,
       bundled: false,
     });
   });
 
-  it("ignores a bundle when a file it was built from changed (tsc ran since, here a lib's)", () => {
+  it("ignores a bundle when a file it was built from changed (tsc ran since, here a lib's)", async () => {
     bundled();
     writeFileSync(lib, "export const a = 2;");
-    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
   });
 
-  it("ignores a bundle when a file it was built from is gone", () => {
+  it("ignores a bundle when a file it was built from is gone", async () => {
     writeFileSync(lib, "export const a = 1;");
     bundled();
-    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
     rmSync(lib);
-    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
   });
 
-  it("ignores a bundle without its record (built before the record existed) or with a broken one", () => {
+  it("ignores a bundle without its record (built before the record existed) or with a broken one", async () => {
     writeFileSync(lib, "export const a = 1;");
     bundled();
     writeFileSync(inputsRecordOf(bundle), "{");
-    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
     rmSync(inputsRecordOf(bundle));
-    expect(serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
   });
 });

@@ -2,7 +2,7 @@ import { mkdtempSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath, pathToFileURL } from "node:url";
-import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
+import { freePort, type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { afterAll, describe, expect, it } from "vitest";
 import type { ServiceManifest } from "./services.js";
 import type { UpOptions } from "./up.js";
@@ -24,20 +24,31 @@ const min = ranks[process.env.LOG_LEVEL ?? "info"];
 const log = (level, fields, msg) => {
   if (level >= min) console.log(JSON.stringify({ level, time: Date.now(), service: "fake", ...fields, msg }));
 };
+if (process.env.ADMIN_PORT !== undefined)
+  log(30, { jwks: process.env.JWKS_URL, legacy: process.env.STRANGLER_LEGACY_URL }, "fake-gateway-env");
 if (process.env.FAKE_MODE === "crash") {
   console.error("fake: cannot start (on purpose)");
   process.exit(3);
 }
 const gateway = process.env.ADMIN_PORT !== undefined;
 let readyAt = Infinity;
+let probes = 0;
 const server = createServer((req, res) => {
   if (gateway && req.url === "/ready") return res.writeHead(200).end();
+  // A service's health check as meshctl asks it (Connect, binary): NOT_SERVING (2), then SERVING (1).
+  if (req.url === "/grpc.health.v1.Health/Check") {
+    probes++;
+    req.resume();
+    return res.writeHead(200, { "content-type": "application/proto" }).end(Buffer.from([8, Date.now() >= readyAt ? 1 : 2]));
+  }
   if (req.url === "/healthz") return res.writeHead(Date.now() >= readyAt ? 200 : 503).end();
   res.writeHead(404).end();
 });
 server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
   if (process.env.FAKE_MODE === "mute") return;
   readyAt = gateway ? 0 : Date.now() + Number(process.env.FAKE_READY_AFTER_MS ?? 0);
+  // As the runtime does: says when it turns SERVING (here with the health checks it answered before).
+  if (readyAt > Date.now()) setTimeout(() => log(30, { status: "SERVING", probes }, "health changed"), readyAt - Date.now());
   const port = server.address().port;
   log(30, { host: "127.0.0.1", port, ...(gateway ? { adminUrl: "http://127.0.0.1:" + port } : {}) }, "listening");
   log(30, {}, "fake-info-line");
@@ -62,6 +73,8 @@ describe("meshctl up, when its processes do not come up or stay up", () => {
   const dir = mkdtempSync(join(tmpdir(), "mw-up-life-"));
   writeFileSync(join(dir, "fake.mjs"), FAKE);
   writeFileSync(join(dir, "driver.mjs"), DRIVER);
+  // A stand-in that listens but never says so (its address stays unknown to up).
+  writeFileSync(join(dir, "fake-mute.mjs"), `process.env.FAKE_MODE = "mute";\n${FAKE}`);
   const procs: ManagedProcess[] = [];
   afterAll(async () => {
     for (const p of procs) {
@@ -217,6 +230,68 @@ describe("meshctl up, when its processes do not come up or stay up", () => {
       expect(listenedAt("edge") - listenedAt("iota")).toBeLessThan(readyAfterMs);
       expect(proc.lines.some((l) => /^iota\s+127\.0\.0\.1:\d+\s+SERVING/.test(l))).toBe(true);
       expect(proc.lines.some((l) => /^edge\s+127\.0\.0\.1:\d+\s+LIVE/.test(l))).toBe(true);
+      proc.child.kill("SIGINT");
+      expect(await exitOf(proc, 30_000)).toBe(0);
+    } finally {
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    }
+  }, 90_000);
+
+  it("asks a starting service for its health when it says it listens and when it says its health changed, not every poll", async () => {
+    // Polled every 50 ms, the stand-in service answers NOT_SERVING for 1.5 s and then says it is
+    // SERVING: main's up asked it ~30 times before; now once when it listens (and at most once
+    // more when a poll falls between), then at its hint.
+    const proc = start(
+      [fake("kappa", "service")],
+      { FAKE_MODE: "serve", FAKE_READY_AFTER_MS: "1500" },
+      {
+        pollEveryMs: 50,
+      },
+    );
+    try {
+      const line = await proc
+        .waitForLine((l) => l.includes('"msg":"health changed"'), 60_000)
+        .catch((err: Error) => {
+          throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+        });
+      await proc.waitForLine((l) => l.includes("the mesh is up"), 30_000);
+      const { probes } = JSON.parse(line.slice(line.indexOf("{"))) as { probes: number };
+      expect(probes).toBeGreaterThanOrEqual(1);
+      expect(probes).toBeLessThanOrEqual(3);
+      expect(proc.lines.some((l) => /^kappa\s+127\.0\.0\.1:\d+\s+SERVING/.test(l))).toBe(true);
+      proc.child.kill("SIGINT");
+      expect(await exitOf(proc, 30_000)).toBe(0);
+    } finally {
+      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+    }
+  }, 90_000);
+
+  it("with fixed ports starts the gateway with the services, at the addresses users and the monolith will listen on", async () => {
+    const [usersPort, legacyPort, gatewayPort, adminPort] = [
+      await freePort(),
+      await freePort(),
+      await freePort(),
+      await freePort(),
+    ];
+    // users never says where it listens: before, the gateway waited for that and never started.
+    const proc = start(
+      [
+        { ...fake("users", "service"), main: "fake-mute.mjs", port: usersPort },
+        { ...fake("mono"), port: legacyPort },
+        { ...fake("edge", "gateway"), port: gatewayPort, adminPort },
+      ],
+      { FAKE_MODE: "serve" },
+      { autoPorts: false },
+    );
+    try {
+      const line = await proc
+        .waitForLine((l) => l.includes('"msg":"fake-gateway-env"'), 60_000)
+        .catch((err: Error) => {
+          throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+        });
+      const env = JSON.parse(line.slice(line.indexOf("{"))) as { jwks?: string; legacy?: string };
+      expect(env.jwks).toBe(`http://127.0.0.1:${usersPort}/.well-known/jwks.json`);
+      expect(env.legacy).toBe(`http://127.0.0.1:${legacyPort}`);
       proc.child.kill("SIGINT");
       expect(await exitOf(proc, 30_000)).toBe(0);
     } finally {

@@ -15,7 +15,7 @@ import { type LocalTelemetry, startLocalTelemetry } from "./local-telemetry.js";
 import { childLogLevel, type LogLevel } from "./log-level.js";
 import { ensureNats, type NatsHandle } from "./nats.js";
 import { adminNatsCredentials, meshNatsUsers } from "./nats-auth.js";
-import { serviceEntry } from "./node-args.js";
+import { type ServiceEntry, serviceEntry } from "./node-args.js";
 import { type EmbeddedPostgresHandle, localPoolEnv, startEmbeddedPostgres } from "./postgres.js";
 import { provisionServiceDatabase, type ServiceDatabase } from "./provision.js";
 import type { ServiceManifest } from "./services.js";
@@ -79,6 +79,14 @@ export interface UpOptions {
    * it listens or that its health changed is asked at once as well.
    */
   pollEveryMs?: number;
+  /**
+   * How often a starting service (kind `service`) is asked between its hints (default 1 s): the
+   * runtime logs `health changed` when it turns SERVING, and `up` asks at once then. Asked every
+   * 200 ms like the monolith and the gateway, each service took 20-50 health checks between
+   * listening and SERVING in a loaded start, each a new HTTP connection for meshctl and for the
+   * service while it was still loading.
+   */
+  servicePollEveryMs?: number;
 }
 
 /** The supervised name of one instance: `orders` for the first, `orders#2` for the second, ... */
@@ -195,6 +203,8 @@ class MeshRun {
   private readonly supervisor: Supervisor;
   /** The last health answer of each process that was starting. */
   private readonly health = new Map<string, string>();
+  /** When each starting process was last asked for its health (ms since the epoch). */
+  private readonly probedAt = new Map<string, number>();
   /** Set once `up` is on its way out: waits end, no further process is started. */
   private stopping = false;
   private polling = false;
@@ -214,6 +224,7 @@ class MeshRun {
   private embedded: EmbeddedPostgresHandle | undefined;
   private meshConsole: Awaited<ReturnType<typeof startMeshConsole>> | undefined;
   private buildEnv: Record<string, string> = {};
+  private readonly entries = new Map<string, ServiceEntry>();
 
   constructor(
     private readonly options: UpOptions,
@@ -251,11 +262,16 @@ class MeshRun {
 
   async run(): Promise<number> {
     try {
-      const infra = await this.startInfrastructure();
       // What every process reports as the commit it runs (meshwork_build_info, its registry
-      // record): the tree it starts from, unless the caller says otherwise.
-      const commit = process.env[BUILD_COMMIT_VAR] || sourceCommit(this.options.root);
+      // record): the tree it starts from, unless the caller says otherwise. Asked, and each
+      // service's entry (bundle or not) checked, while NATS and Postgres start.
+      const commitAsked = process.env[BUILD_COMMIT_VAR] || sourceCommit(this.options.root);
+      const entriesChecked = this.checkEntries();
+      entriesChecked.catch(() => {}); // awaited below; a failure there ends `up`
+      const infra = await this.startInfrastructure();
+      const commit = await commitAsked;
       this.buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
+      await entriesChecked;
       this.poller = setInterval(() => void this.poll(), this.options.pollEveryMs ?? 200);
       await this.startServices(infra);
       const ready = this.startGateways(infra);
@@ -359,6 +375,14 @@ class MeshRun {
     return embedded.adminUrl;
   }
 
+  /** Which file each process runs (its bundle while current, see {@link serviceEntry}). */
+  private async checkEntries(): Promise<void> {
+    const checked = await Promise.all(
+      this.options.services.map(async (m) => [m.name, await serviceEntry(m.dir, m.main)] as const),
+    );
+    for (const [name, entry] of checked) this.entries.set(name, entry);
+  }
+
   /** Adds one process to the supervisor (which starts it). */
   private launch(
     manifest: ServiceManifest,
@@ -367,7 +391,8 @@ class MeshRun {
     i: number,
     name = manifest.name,
   ): Running {
-    const entry = serviceEntry(manifest.dir, manifest.main);
+    const entry = this.entries.get(manifest.name);
+    if (!entry) throw new Error(`no entry point checked for ${manifest.name}`);
     if (!existsSync(entry.file)) throw new Error(`${entry.file} does not exist: run \`npm run build\` first`);
     const r: Running = { manifest, name, env, database };
     this.running.push(r);
@@ -392,7 +417,8 @@ class MeshRun {
 
   /**
    * Every process that is starting (at first, or after a restart) is `running` once it answers.
-   * Runs every 200 ms, and at once when a process says it listens or changed health (`hinted`).
+   * Runs every 200 ms (a service, which says when its health changes, every
+   * `servicePollEveryMs`), and at once when a process says it listens or changed health (`hinted`).
    */
   private async poll(hinted = false): Promise<void> {
     if (this.polling) {
@@ -400,17 +426,24 @@ class MeshRun {
       return;
     }
     this.polling = true;
+    const serviceEvery = this.options.servicePollEveryMs ?? 1_000;
+    let hintedPass = hinted;
     try {
       do {
         this.pollAgain = false;
+        const now = Date.now();
         await Promise.all(
           this.running.map(async (r) => {
             if (this.supervisor.state(r.name) !== "starting") return;
+            const last = this.probedAt.get(r.name) ?? Number.NEGATIVE_INFINITY;
+            if (!hintedPass && r.manifest.kind === "service" && now - last < serviceEvery) return;
+            this.probedAt.set(r.name, now);
             const state = await probeChild(r);
             this.health.set(r.name, state);
             if (state === "SERVING" || state === "LIVE") this.supervisor.running(r.name);
           }),
         );
+        hintedPass = true; // polled again because a process hinted meanwhile
       } while (this.pollAgain && !this.stopping);
     } finally {
       this.polling = false;
@@ -567,20 +600,23 @@ class MeshRun {
    */
   private async startGateways(infra: MeshInfrastructure): Promise<void> {
     // The gateway needs the addresses of users (its JWKS, fetched when a token first needs it)
-    // and of the monolith only: it starts once those two listen, while every service still
-    // starts (it follows the registry, where each announces itself when SERVING), and is LIVE
-    // once its own listeners are. Waiting for users to be SERVING as well (its migrations, keys
-    // and streams) kept the gateway, the last process to load, on the start's critical path.
+    // and of the monolith only; it follows the registry for the rest (each service announces
+    // itself when SERVING), and is LIVE once its own listeners are. With fixed ports (`npm
+    // start`) those two addresses are known before the processes listen, so it starts with the
+    // services: waiting for the monolith to listen kept the gateway, loaded alone afterwards, on
+    // the start's critical path (legacy listening at 12.9 s, gateway LIVE at 15.8 s, load 10).
+    // With `--ports auto` it starts once users and the monolith said where they listen.
     const serviceNames = this.running.map((r) => r.name);
     const servicesCount = this.options.services.filter(
       (m) => m.kind === "service" || m.kind === "legacy",
     ).length;
-    await this.until(
-      this.running
-        .filter((r) => r.manifest.name === "users" || r.manifest.kind === "legacy")
-        .map((r) => r.name),
-      (names) => names.every((n) => this.listening(n) || this.supervisor.state(n) === "given-up"),
-    );
+    if (this.options.autoPorts)
+      await this.until(
+        this.running
+          .filter((r) => r.manifest.name === "users" || r.manifest.kind === "legacy")
+          .map((r) => r.name),
+        (names) => names.every((n) => this.listening(n) || this.supervisor.state(n) === "given-up"),
+      );
     this.failWhenEveryServiceDown(serviceNames);
     const gateways = this.options.services.filter((m) => m.kind === "gateway");
     for (const [j, manifest] of gateways.entries())
@@ -600,8 +636,11 @@ class MeshRun {
 
   private gatewayEnv(manifest: ServiceManifest, infra: MeshInfrastructure): Record<string, string> {
     const { options } = this;
-    const users = this.running.find((r) => r.manifest.name === "users");
-    const legacy = this.running.find((r) => r.manifest.kind === "legacy" && r.address);
+    // The first instance's: where it listens, or with fixed ports where it will (its own port).
+    const addressOf = (r: Running | undefined) =>
+      r?.address ?? (r && !options.autoPorts ? `127.0.0.1:${r.manifest.port}` : undefined);
+    const users = addressOf(this.running.find((r) => r.manifest.name === "users"));
+    const legacy = addressOf(this.running.find((r) => r.manifest.kind === "legacy"));
     return {
       PORT: options.autoPorts ? "0" : String(manifest.port),
       ADMIN_PORT: options.autoPorts ? "0" : String(manifest.adminPort ?? 9901),
@@ -609,9 +648,9 @@ class MeshRun {
       // Endpoints from the registry the services announced themselves in.
       NATS_URL: this.nats?.url ?? "",
       DISCOVERY_BUCKET: options.registryBucket,
-      ...(users ? { JWKS_URL: `http://${users.address}/.well-known/jwks.json` } : {}),
+      ...(users ? { JWKS_URL: `http://${users}/.well-known/jwks.json` } : {}),
       // The REST API under /api/ starts on the monolith (meshctl strangler moves it).
-      ...(legacy ? { STRANGLER_LEGACY_URL: `http://${legacy.address}` } : {}),
+      ...(legacy ? { STRANGLER_LEGACY_URL: `http://${legacy}` } : {}),
       ...infra.natsEnv("gateway"),
       ...infra.identity.env(manifest.name, "gateway"),
     };
