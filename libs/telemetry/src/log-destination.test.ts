@@ -72,6 +72,30 @@ describe("createLogDestination", () => {
     expect(order).toEqual(Array.from({ length: i + 1 }, (_, k) => k));
   });
 
+  it("batched, writes the lines logged after end() while its last write runs, as sonic-boom does", async () => {
+    const file = await tempFile();
+    const destination = createLogDestination({ dest: file, batch: true, flushMs: 60_000 });
+    await new Promise((r) => destination.once("ready", r));
+    const logger = createLogger({ service: "t", destination });
+    for (let i = 0; i < 200; i++) logger.info({ i, pad: "x".repeat(40) }, "line");
+    destination.end();
+    for (let i = 200; i < 205; i++) logger.info({ i }, "line");
+    await new Promise((r) => destination.once("close", r));
+    const order = (await linesOf(file)).map((l) => (JSON.parse(l) as { i: number }).i);
+    expect(order).toEqual(Array.from({ length: 205 }, (_, k) => k));
+  });
+
+  it("batched, a flush on a destroyed destination reports the error to its callback", async () => {
+    const destination = createLogDestination({ dest: await tempFile(), batch: true, flushMs: 60_000 });
+    await new Promise((r) => destination.once("ready", r));
+    createLogger({ service: "t", destination }).info("held");
+    (destination as unknown as { destroy(): void }).destroy();
+    const err = await new Promise<Error | undefined>((resolve) =>
+      (destination as unknown as { flush(cb: (e?: Error) => void): void }).flush(resolve),
+    );
+    expect(err?.message).toMatch(/destroyed/i);
+  });
+
   it("batched, writes a lone line within its flush interval", async () => {
     const file = await tempFile();
     const destination = createLogDestination({ dest: file, batch: true, flushMs: 100 });

@@ -1,4 +1,5 @@
 import { Writable } from "node:stream";
+import { pino } from "pino";
 import { describe, expect, it } from "vitest";
 import { createLineWriter, jsonString } from "./log-line.js";
 import { createLogger } from "./logger.js";
@@ -60,5 +61,13 @@ describe("createLineWriter", () => {
     logger.warn("after");
     expect(lines.map((l) => JSON.parse(l).msg)).toEqual(["before", "access", "after"]);
     expect(JSON.parse(lines[1] as string)).toMatchObject({ level: "info", n: 1, service: "t" });
+  });
+
+  it("refuses a pino.multistream destination, which routes lines by pino's own last level", () => {
+    const logger = createLogger({
+      service: "t",
+      destination: pino.multistream([{ stream: rawLines().destination }]),
+    });
+    expect(() => createLineWriter(logger, "info", "access")).toThrow(/multistream/);
   });
 });

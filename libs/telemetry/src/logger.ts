@@ -70,6 +70,9 @@ interface SonicFront {
   flushSync(): void;
   end(): void;
   minLength: number;
+  /** sonic-boom's own state: ending (after `end()`) or destroyed. */
+  _ending?: boolean;
+  destroyed?: boolean;
 }
 
 /**
@@ -97,12 +100,27 @@ function gatherLines(stream: LogDestination): LogDestination {
     return write(batch);
   };
   sonic.write = (line) => {
+    // Once ending or destroyed, straight through: sonic-boom writes what comes while its last
+    // write runs, and refuses at once what comes after (nothing is held back to be dropped).
+    if (sonic._ending || sonic.destroyed) {
+      if (length > 0) handOver();
+      return write(line);
+    }
     lines.push(line);
     length += line.length;
     return length < LOG_BATCH_BYTES || handOver();
   };
   sonic.flush = (cb) => {
-    if (length > 0) handOver();
+    if (length > 0) {
+      try {
+        handOver();
+      } catch (err) {
+        // A destroyed stream refuses the held lines: the caller hears of it as sonic-boom says.
+        if (!cb) throw err;
+        cb(err as Error);
+        return;
+      }
+    }
     flush(cb);
   };
   sonic.flushSync = () => {

@@ -42,13 +42,29 @@ describe("the access log", () => {
     expect(log.lines[0]).toMatchObject({ status: "Unauthenticated" });
   });
 
-  it("scrubs a token out of a path's query (a Connect GET carries its request there)", () => {
+  it("logs a path without its query (a Connect GET carries its request there), and the query's length", () => {
     const { log, access } = logOf();
-    const jwt = "eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl";
-    access.write({ ...entry, method: `/meshwork.users.v1.UserService/GetUser?message=${jwt}&encoding=json` });
-    expect(log.lines[0]?.method).toBe(
-      "/meshwork.users.v1.UserService/GetUser?message=[redacted]&encoding=json",
+    const queries = [
+      "message=eyJhbGciOiJFUzI1NiJ9.eyJzdWIiOiJ4In0.c2lnbmF0dXJl&encoding=json",
+      "message=%7B%22password%22%3A%22hunter2%22%7D&encoding=json",
+      "base64=1&message=eyJwYXNzd29yZCI6Imh1bnRlcjIifQ",
+      "access_token=opaque-abc123",
+    ];
+    for (const query of queries)
+      access.write({ ...entry, method: `/meshwork.users.v1.UserService/Login?${query}` });
+    expect(log.lines.map((l) => [l.method, l.query_bytes])).toEqual(
+      queries.map((q) => ["/meshwork.users.v1.UserService/Login", q.length]),
     );
+    const text = JSON.stringify(log.lines);
+    for (const secret of ["hunter2", "eyJ", "opaque-abc123", "aHVudGVy"]) expect(text).not.toContain(secret);
+    access.write(entry);
+    expect(log.lines.at(-1)).not.toHaveProperty("query_bytes");
+  });
+
+  it("writes a number JSON cannot hold as null rather than break the line", () => {
+    const { log, access } = logOf();
+    access.write({ ...entry, duration_ms: Number.NaN, bytes_out: Number.POSITIVE_INFINITY });
+    expect(log.lines[0]).toMatchObject({ duration_ms: null, bytes_out: null, bytes_in: 17 });
   });
 
   it("without the call's span (a preflight) and none active, writes no trace ids", () => {
