@@ -18,19 +18,34 @@ export interface DeadLetter {
 
 const deadLetterKeys = new Set<string>(Object.values(DeadLetterHeaders));
 
-/** Lists the messages of a dead-letter stream, oldest first. */
+/**
+ * Lists the messages of a dead-letter stream, oldest first: at most `limit`, of the durable
+ * `consumer` only when it is given (filtered before the limit counts).
+ */
 export async function listDeadLetters(
   jsm: JetStreamManager,
   stream: string,
   limit = 1_000,
+  consumer?: string,
 ): Promise<DeadLetter[]> {
   const info = await jsm.streams.info(stream);
   const out: DeadLetter[] = [];
   for (let seq = info.state.first_seq; seq <= info.state.last_seq && out.length < limit; seq++) {
-    const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
-    if (m) out.push(toDeadLetter(seq, m.header)); // missing: deleted (replayed)
+    const letter = await getDeadLetter(jsm, stream, seq);
+    // Missing: deleted (replayed).
+    if (letter && (consumer === undefined || letter.consumer === consumer)) out.push(letter);
   }
   return out;
+}
+
+/** The dead letter at `seq` of `stream`, or `undefined` when there is none (replayed, purged). */
+export async function getDeadLetter(
+  jsm: JetStreamManager,
+  stream: string,
+  seq: number,
+): Promise<DeadLetter | undefined> {
+  const m = await jsm.streams.getMessage(stream, { seq }).catch(() => null);
+  return m ? toDeadLetter(seq, m.header) : undefined;
 }
 
 function toDeadLetter(seq: number, h: { get(key: string): string }): DeadLetter {

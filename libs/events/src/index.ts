@@ -15,7 +15,7 @@ export {
   type EventContext,
   type EventHandler,
 } from "./consumer.js";
-export { type DeadLetter, listDeadLetters, replayDeadLetter } from "./dlq.js";
+export { type DeadLetter, getDeadLetter, listDeadLetters, replayDeadLetter } from "./dlq.js";
 export {
   cloudEventHeaders,
   createEnvelope,

@@ -53,6 +53,9 @@ const GRPC_HEADERS = { "content-type": "application/grpc", te: "trailers" } as c
 
 const log = (line: string) => console.log(line);
 
+/** The machine's CPUs, read before this process pins itself (then it would read 1). */
+const machineCpus = availableParallelism();
+
 /** Where servers and h2load run. */
 interface Placement {
   serverCpu: number | undefined;
@@ -60,7 +63,7 @@ interface Placement {
 }
 
 async function placement(): Promise<Placement> {
-  if (availableParallelism() < 2) {
+  if (machineCpus < 2) {
     log("note: fewer than 2 CPUs: servers and h2load are not pinned");
     return { serverCpu: undefined, loadCpu: undefined };
   }
@@ -563,7 +566,7 @@ async function main(): Promise<number> {
     environment: {
       node: process.version,
       h2load,
-      cpus: availableParallelism(),
+      cpus: machineCpus,
       serverCpu: where.serverCpu ?? null,
       loadCpu: where.loadCpu ?? null,
     },

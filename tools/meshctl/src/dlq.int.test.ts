@@ -4,7 +4,7 @@ import { tmpdir } from "node:os";
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { promisify } from "node:util";
-import { connectNats, meshStreams, provision, streamName } from "@meshwork/events";
+import { connectNats, listDeadLetters, meshStreams, provision, streamName } from "@meshwork/events";
 import { type ManagedProcess, startProcess, uniqueName, waitFor } from "@meshwork/testing";
 import { jetstream, jetstreamManager } from "@nats-io/jetstream";
 import { headers, type NatsConnection } from "@nats-io/transport-node";
@@ -114,6 +114,11 @@ describe("meshctl events dlq", () => {
     const poison = Number(/\s(\d+)\s+notifications\s+\S+\s+poison-1/.exec(before)?.[1]);
     expect(poison).toBeGreaterThan(0);
 
+    // The filter applies before the limit: the audit letter comes after the poison.
+    expect((await listDeadLetters(jsm, dlq, 1, "notifications-audit")).map((l) => l.eventId)).toEqual([
+      "audit-1",
+    ]);
+
     const listed = await meshctlRun("list", "--consumer", "notifications-audit");
     expect(listed).toContain("audit-1");
     expect(listed).not.toContain("poison-1");
@@ -161,5 +166,14 @@ describe("meshctl events dlq", () => {
       { what: "the audit letter kept and the poison dead-lettered again" },
     );
     expect(await jsm.streams.getMessage(dlq, { seq: audit })).toBeTruthy();
+  });
+
+  it("fails a replay of a service that has no dead-letter stream (a mistyped --service), rather than say nothing", async () => {
+    const failed = await meshctlRun("replay", "--service", "notificatons", "--all").then(
+      () => expect.unreachable("replay of a missing stream succeeded"),
+      (err: { code: number; stdout: string; stderr: string }) => err,
+    );
+    expect(failed.code).toBe(1);
+    expect(failed.stdout).not.toContain("nothing to replay");
   });
 });

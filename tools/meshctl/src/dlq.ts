@@ -1,5 +1,6 @@
 import {
   connectNats,
+  getDeadLetter,
   listDeadLetters,
   type NatsCredentials,
   replayDeadLetter,
@@ -39,8 +40,7 @@ export async function dlqList(o: DlqOptions): Promise<number> {
     const jsm = await jetstreamManager(nc);
     const rows: string[][] = [];
     for (const stream of await dlqStreams(jsm, o)) {
-      for (const l of await listDeadLetters(jsm, stream).catch(() => [])) {
-        if (o.consumer !== undefined && l.consumer !== o.consumer) continue;
+      for (const l of await listDeadLetters(jsm, stream, undefined, o.consumer).catch(() => [])) {
         rows.push([
           stream,
           String(l.seq),
@@ -99,18 +99,19 @@ export async function dlqReplay(o: DlqOptions & { seqs: number[]; all: boolean }
   }
 }
 
-/** The sequence numbers `replay` takes, or `undefined` (said why) when a named one is not there. */
+/**
+ * The sequence numbers `replay` takes, or `undefined` (said why) when a named one is not there or
+ * is another durable's. A stream that cannot be read fails the command (no quiet "nothing").
+ */
 async function lettersToReplay(
   jsm: Awaited<ReturnType<typeof jetstreamManager>>,
   stream: string,
   o: DlqOptions & { seqs: number[]; all: boolean },
 ): Promise<number[] | undefined> {
-  const letters = await listDeadLetters(jsm, stream).catch(() => []);
-  const mine = letters.filter((l) => o.consumer === undefined || l.consumer === o.consumer);
-  if (o.all) return mine.map((l) => l.seq);
-  const known = new Map(letters.map((l) => [l.seq, l]));
+  if (o.all) return (await listDeadLetters(jsm, stream, undefined, o.consumer)).map((l) => l.seq);
+  await jsm.streams.info(stream); // the stream must exist (a mistyped --service fails here)
   for (const seq of o.seqs) {
-    const letter = known.get(seq);
+    const letter = await getDeadLetter(jsm, stream, seq);
     if (!letter) {
       o.out.write(`no dead letter ${seq} in ${stream} (see \`meshctl events dlq list\`)\n`);
       return undefined;
