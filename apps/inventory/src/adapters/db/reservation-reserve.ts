@@ -55,6 +55,7 @@ async function insertAndLock(
   id: string,
   items: readonly ReservationItem[],
 ): Promise<Date | undefined> {
+  // `locked` is read in the select: Postgres runs a plain SELECT CTE only when it is referenced.
   const [row] = await queryRows<{ created_at: string; locked: string | number }>(
     tx,
     sql`with ins as (
