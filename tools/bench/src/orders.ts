@@ -16,6 +16,7 @@ import { mkdir } from "node:fs/promises";
 import { join } from "node:path";
 import { OrderStatus } from "@meshwork/contracts/meshwork/orders/v1/orders";
 import { startMesh } from "@meshwork/e2e";
+import { adminUrl } from "@meshwork/testing";
 import postgres from "postgres";
 import { runDbosPeer } from "./orders-dbos.js";
 import { startWireCounter, wireDelta } from "./pg-wire-count.js";
@@ -60,18 +61,25 @@ function reportWire(
   for (const d of delta) {
     const service = Object.entries(dbNames).find(([, db]) => db === d.db)?.[0] ?? d.db;
     const per = (n: number) => (n / Math.max(1, done)).toFixed(2);
-    console.log(`round trips per order, ${service}: ${per(d.roundTrips)}`);
+    // Every connection of the service (saga polls, outbox relays, discovery included), not just the
+    // order path's: depends on throughput.
+    console.log(
+      `round trips per order (all connections of ${service} / orders, depends on throughput): ${per(d.roundTrips)}`,
+    );
     for (const s of d.statements.slice(0, 12))
       console.log(`  ${per(s.n).padStart(6)}  ${s.text.replace(/\s+/g, " ").slice(0, 150)}`);
   }
 }
 
+/** The server startMesh creates the services' databases on (MESHWORK_TEST_PG_URL, or the machine's). */
+function pgTarget(): { host: string; port: number } {
+  const url = new URL(adminUrl());
+  return { host: url.hostname.replace(/^\[(.*)\]$/, "$1"), port: Number(url.port || 5432) };
+}
+
 async function main(): Promise<void> {
   // MESHWORK_BENCH_COUNT_WIRE=1: the services reach Postgres through a relay that counts round trips.
-  const wire =
-    process.env.MESHWORK_BENCH_COUNT_WIRE === "1"
-      ? await startWireCounter({ host: "127.0.0.1", port: 5432 })
-      : undefined;
+  const wire = process.env.MESHWORK_BENCH_COUNT_WIRE === "1" ? await startWireCounter(pgTarget()) : undefined;
   console.log("== orders: PlaceOrder through the gateway to a terminal state, every service running ==");
   const mesh = await startMesh(
     {

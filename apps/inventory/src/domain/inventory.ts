@@ -164,9 +164,11 @@ export class DuplicateItemError extends Error {
 
 /** Items in a canonical order (by product id): locks are taken in this order, so never deadlock. */
 export function canonicalItems(items: readonly ReservationItem[]): ReservationItem[] {
-  const sorted = [...items].sort((a, b) =>
-    a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0,
-  );
+  // Lowercase, as Postgres returns uuids (the uuid rule accepts uppercase): the ids compare as
+  // strings with stored ones, and mixed-case duplicates are caught.
+  const sorted = items
+    .map((i) => ({ ...i, productId: i.productId.toLowerCase() }))
+    .sort((a, b) => (a.productId < b.productId ? -1 : a.productId > b.productId ? 1 : 0));
   for (let i = 1; i < sorted.length; i++) {
     if (sorted[i]?.productId === sorted[i - 1]?.productId)
       throw new DuplicateItemError(sorted[i]?.productId ?? "");

@@ -1,17 +1,32 @@
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { type DatabaseHandle, openDatabase } from "@meshwork/db";
+import { type DatabaseHandle, openDatabase, queryRows } from "@meshwork/db";
 import { createTelemetry } from "@meshwork/telemetry";
-import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
+import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
 import { SpanKind } from "@opentelemetry/api";
+import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../config.js";
+import type { ProviderOperation } from "../provider/simulated-provider.js";
 import { SimulatedProvider } from "../provider/simulated-provider.js";
 import { createPaymentStore, type PaymentStore } from "./payment-store.js";
 import { type PaymentsSchema, schema } from "./schema.js";
 
 const migrations = fileURLToPath(new URL("../../../drizzle", import.meta.url));
 const healthy = { failureRate: 0, addedLatencyMs: 0, hardDown: false, declineAboveMinor: 1_000_000 };
+
+/** A provider whose captures wait at a gate the test opens: a capture still at the provider. */
+class GatedProvider extends SimulatedProvider {
+  gate: Promise<void> | undefined;
+  arrived: (() => void) | undefined;
+  override async call(op: ProviderOperation, paymentId: string, amountMinor = 0, signal?: AbortSignal) {
+    if (op === "capture" && this.gate) {
+      this.arrived?.();
+      await this.gate;
+    }
+    return super.call(op, paymentId, amountMinor, signal);
+  }
+}
 
 describe("a payment's transitions on the real Postgres", () => {
   let testDb: TestDatabase;
@@ -66,5 +81,38 @@ describe("a payment's transitions on the real Postgres", () => {
     expect(await store.get(other)).toMatchObject({ state: "authorized" });
     provider.faults = healthy;
     expect(await store.capture(other)).toMatchObject({ state: "captured" });
+  });
+
+  it("a refund that comes while the capture is at the provider waits for it, and refunds", async () => {
+    const gated = new GatedProvider(healthy);
+    const gatedStore = createPaymentStore(database.db, gated, "t.");
+    const id = randomUUID();
+    await gatedStore.authorize({ paymentId: id, userId: randomUUID(), amountMinor: 700, currency: "EUR" });
+    let open!: () => void;
+    gated.gate = new Promise<void>((r) => {
+      open = r;
+    });
+    const arrived = new Promise<void>((r) => {
+      gated.arrived = r;
+    });
+    const capturing = gatedStore.capture(id);
+    await arrived; // the row is locked and moved, not committed
+    const refunding = gatedStore.refund(id).catch((e: unknown) => e);
+    await waitFor(
+      async () => {
+        const [r] = await queryRows<{ n: string | number }>(
+          database.db,
+          sql`select count(*) as n from pg_stat_activity
+              where datname = current_database() and wait_event_type = 'Lock'`,
+        );
+        return Number(r?.n) > 0;
+      },
+      { timeoutMs: 20_000, intervalMs: 10, what: "the refund waiting for the capture's lock" },
+    );
+    open();
+    expect(await capturing).toMatchObject({ state: "captured" });
+    // Was: PaymentNotFoundError (the update read "authorized" and did not wait; the reload did).
+    expect(await refunding).toMatchObject({ id, state: "refunded" });
+    expect(await gatedStore.get(id)).toMatchObject({ state: "refunded" });
   });
 });

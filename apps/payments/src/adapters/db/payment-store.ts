@@ -274,17 +274,25 @@ function transition(
   after?: (tx: AnyTransaction, p: Payment) => Promise<void>,
 ): Promise<Payment> {
   return db.transaction(async (tx) => {
-    const [row] = await tx
-      .update(payments)
-      .set({ state: to, updatedAt: new Date() })
-      .where(and(eq(payments.id, id), eq(payments.state, from)))
-      .returning();
+    const move = async () =>
+      (
+        await tx
+          .update(payments)
+          .set({ state: to, updatedAt: new Date() })
+          .where(and(eq(payments.id, id), eq(payments.state, from)))
+          .returning()
+      )[0];
+    let row = await move();
     if (!row) {
       const p = await load(tx, id, true);
-      // `from` now: it was not there when the update ran (an authorization committed since).
-      if (!p || p.state === from) throw new PaymentNotFoundError(id);
+      if (!p) throw new PaymentNotFoundError(id);
       if (p.state === to) return p;
-      throw new PaymentStateError(id, p.state, op);
+      if (p.state !== from) throw new PaymentStateError(id, p.state, op);
+      // `from` now, not when the update ran: it read the row as of its start and did not wait
+      // (a capture still at the provider when a refund came; an authorization committed since).
+      // The reload waited and holds the lock: the update again moves it.
+      row = await move();
+      if (!row) throw new Error(`payment ${id} moved while locked`);
     }
     await provider.call(op, id, row.amountMinor ?? 0);
     await after?.(tx, row);
