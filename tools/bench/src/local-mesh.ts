@@ -17,12 +17,12 @@ import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
 import { mkdir, readdir, readFile, writeFile } from "node:fs/promises";
 import { loadavg, tmpdir } from "node:os";
 import { join } from "node:path";
-import { createInterface } from "node:readline";
 import { connectNats, streamName } from "@meshwork/events";
-import { guardGroup, killGroup, releaseGroup } from "@meshwork/testing";
+import { killGroup, releaseGroup } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { rawGrpcUnary } from "./grpc-client.js";
 import { answersWithoutMessage, ensureH2load, runMaxRate } from "./h2load.js";
+import { type Mesh, startMeshProcess } from "./mesh-start.js";
 import { median, renderTable } from "./report.js";
 import { type PreparedRequest, unaryGetUser } from "./scenarios.js";
 import {
@@ -41,67 +41,13 @@ import { readSettings } from "./settings.js";
 const log = (line: string) => console.log(line);
 const GRPC_HEADERS = { "content-type": "application/grpc", te: "trailers" } as const;
 
-/** A running `npm start`: its lines, its meshctl process, and how long it took to be up. */
-interface Mesh {
-  lines: string[];
-  npmPid: number;
-  upMs: number;
-  /** CPU seconds of every process of the start when it was up (see {@link treeCpuSeconds}). */
-  cpuS: number;
-  /** When meshctl said its first line (the cached build done) and when Postgres was up, ms from the start. */
-  meshctlMs: number;
-  postgresMs: number;
-  exited: Promise<number | string>;
-}
-
 function startMesh(home: string, namespace: string): Promise<Mesh> {
-  const began = performance.now();
-  const child = spawn("npm", ["start", "--", "--ports", "auto"], {
+  return startMeshProcess({
+    command: "npm",
+    args: ["start", "--", "--ports", "auto"],
     cwd: repoRoot,
-    detached: true, // its own process group: SIGINT to it is Ctrl-C
-    stdio: ["ignore", "pipe", "pipe"],
     env: { ...process.env, MESHWORK_HOME: home, EVENTS_NAMESPACE: namespace, DATABASE_URL: "" },
-  });
-  // Killed with this process however it ends (a failed bench, Ctrl-C of the bench, SIGKILL).
-  if (child.pid) guardGroup(child.pid);
-  const lines: string[] = [];
-  let meshctlMs: number | undefined;
-  let postgresMs: number | undefined;
-  const exited = new Promise<number | string>((resolve) =>
-    child.once("exit", (code, signal) => resolve(code ?? signal ?? -1)),
-  );
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      // Not left running (a build under npm start can outlast the bench otherwise).
-      if (child.pid) killGroup(child.pid);
-      reject(new Error(`the mesh was not up within 180 s:\n${lines.slice(-20).join("\n")}`));
-    }, 180_000);
-    void exited.then((code) => {
-      clearTimeout(timer);
-      reject(new Error(`npm start exited (${code}) before the mesh was up:\n${lines.slice(-20).join("\n")}`));
-    });
-    for (const stream of [child.stdout, child.stderr]) {
-      createInterface({ input: stream }).on("line", (line) => {
-        lines.push(line);
-        if (line.startsWith("meshctl | ")) meshctlMs ??= performance.now() - began;
-        if (line.startsWith("meshctl | Postgres at ")) postgresMs ??= performance.now() - began;
-        if (line === "meshctl | the mesh is up; Ctrl-C stops it") {
-          clearTimeout(timer);
-          const upMs = performance.now() - began;
-          void treeCpuSeconds(child.pid as number).then((cpuS) =>
-            resolve({
-              lines,
-              npmPid: child.pid as number,
-              upMs,
-              cpuS,
-              meshctlMs: meshctlMs ?? Number.NaN,
-              postgresMs: postgresMs ?? Number.NaN,
-              exited,
-            }),
-          );
-        }
-      });
-    }
+    cpuSeconds: treeCpuSeconds,
   });
 }
 

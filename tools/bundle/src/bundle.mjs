@@ -1,8 +1,11 @@
 #!/usr/bin/env node
 /**
  * `meshwork-bundle [--external PKG]... [entry] [outfile]`: bundles a service's built entry point (default
- * `dist/main.js`) and everything it imports into one ES module (default `dist/main.bundle.js`),
- * which `meshctl up` starts instead of the entry point when it is there.
+ * `dist/main.js`) and everything it imports into an ES module (default `dist/main.bundle.js`) and
+ * the chunks beside it (`main.bundle.chunk-*.js`), which `meshctl up` starts instead of the entry
+ * point when they are there. The bundle and its chunks are one unit: the bundle imports some
+ * chunks statically at start (code it shares with import()-only code: drizzle's core,
+ * @opentelemetry/api, ...), so it does not run alone; copy or deploy them together.
  *
  * Why: a service's start-up is mostly Node loading modules. The users service loads about 940 of
  * them (its own, the libs', OpenTelemetry, Connect, drizzle, postgres.js, NATS), one file lookup,
@@ -23,15 +26,16 @@
  * the console its package's `dist`: kept outside, it cost `up` ~1 s of CPU).
  *
  * Beside the bundle goes `<outfile>.inputs.json`: the SHA-256 of every file of the repository's
- * own it was built from (everything outside node_modules: the service's and the libs' `dist`).
- * `meshctl up` starts the bundle only while each of those files still has that content, so a
+ * own it was built from (everything outside node_modules: the service's and the libs' `dist`),
+ * and of every file the build wrote (`outputs`: the bundle and its chunks). `meshctl up` starts
+ * the bundle only while each output is there as written and each input still has that content, so a
  * `tsc` run since (a service's or a lib's, `npm run dev` included) means the entry point runs.
  * File times cannot tell: turbo restores a cached build's files in no fixed order, and 3 of 7
  * services' entry points came out a few ms newer than their bundles, so they ran unbundled
  * (0.5-0.7 s more CPU each at start-up).
  */
 import { createHash } from "node:crypto";
-import { existsSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
+import { readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { basename, dirname, join, relative, resolve } from "node:path";
 import { parseArgs } from "node:util";
 import { build } from "esbuild";
@@ -50,8 +54,6 @@ const sourcemap = process.env.BUNDLE_SOURCEMAP || false;
 // and every service loaded PGlite's 900 kB of JavaScript (~50 ms of CPU) on a Postgres server.
 const outdir = dirname(outfile);
 const name = basename(outfile, ".js");
-for (const f of existsSync(outdir) ? readdirSync(outdir) : [])
-  if (f.startsWith(`${name}.chunk-`)) rmSync(join(outdir, f)); // a previous build's
 const result = await build({
   entryPoints: [entry],
   outdir,
@@ -93,9 +95,16 @@ const result = await build({
   metafile: true,
 });
 const modules = Object.keys(result.metafile.inputs).length;
+// Only now, the build done: the chunks of a build before that this one did not write again. Removed
+// before esbuild ran, a failed rebuild (a broken dependency, Ctrl-C) left a bundle without its
+// chunks; a chunk this build wrote again (same content, same name) stays for a running process
+// that has yet to import() it.
+const written = new Set(Object.keys(result.metafile.outputs).map((o) => resolve(o)));
+for (const f of readdirSync(outdir))
+  if (f.startsWith(`${name}.chunk-`) && !written.has(resolve(outdir, f))) rmSync(join(outdir, f));
 writeFileSync(
   inputsRecordOf(outfile),
-  `${JSON.stringify({ inputs: ownInputs(result.metafile, outfile) }, null, 1)}\n`,
+  `${JSON.stringify({ inputs: ownInputs(result.metafile, outfile), outputs: outputsOf(result.metafile, outfile) }, null, 1)}\n`,
 );
 const bytes = Object.values(result.metafile.outputs).reduce((sum, o) => sum + o.bytes, 0);
 console.log(
@@ -105,6 +114,21 @@ console.log(
 /** The file beside a bundle that records what it was built from. */
 function inputsRecordOf(bundle) {
   return `${bundle}.inputs.json`;
+}
+
+/**
+ * Every file this build wrote (the bundle, its chunks, their maps), by path relative to the
+ * bundle's directory, each with the SHA-256 (hex) of its content: `meshctl up` starts the bundle
+ * only while all of them are there as written (a chunk gone means an import that fails).
+ */
+function outputsOf(metafile, bundle) {
+  const out = {};
+  const base = dirname(resolve(bundle));
+  for (const output of Object.keys(metafile.outputs).sort()) {
+    const path = resolve(output);
+    out[relative(base, path)] = createHash("sha256").update(readFileSync(path)).digest("hex");
+  }
+  return out;
 }
 
 /**

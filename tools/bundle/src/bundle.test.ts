@@ -46,6 +46,41 @@ function service(): string {
   return dir;
 }
 
+/**
+ * A service whose entry point reaches a driver only through `import()`, and the driver imports
+ * an external module (as libs/db opens PGlite: drizzle's PGlite driver, bundled, imports PGlite,
+ * external). Bundle it with `--external ext-dep`.
+ */
+function lazyService(): string {
+  const dir = service();
+  const file = (path: string, text: string) => {
+    mkdirSync(join(dir, path, ".."), { recursive: true });
+    writeFileSync(join(dir, path), text);
+  };
+  file(
+    "node_modules/ext-dep/package.json",
+    JSON.stringify({ name: "ext-dep", type: "module", main: "index.js" }),
+  );
+  file("node_modules/ext-dep/index.js", "globalThis.extLoaded = true;\nexport const value = 42;\n");
+  file("dist/driver.js", 'import { value } from "ext-dep";\nexport const driver = () => value;\n');
+  file(
+    "dist/main.js",
+    [
+      "const before = globalThis.extLoaded ?? false;",
+      'const { driver } = await import("./driver.js");',
+      "console.log(JSON.stringify({ before, value: driver(), after: globalThis.extLoaded }));",
+    ].join("\n"),
+  );
+  return dir;
+}
+
+/** The chunk files beside a service's bundle. */
+function chunks(dir: string): string[] {
+  return readdirSync(join(dir, "dist"))
+    .filter((f) => f.startsWith("main.bundle.chunk-"))
+    .sort();
+}
+
 function bundle(dir: string, ...args: string[]) {
   return spawnSync(process.execPath, [bin, ...args], { cwd: dir, encoding: "utf8" });
 }
@@ -81,6 +116,42 @@ describe("meshwork-bundle", () => {
     };
     const main = readFileSync(join(dir, "dist/main.js"));
     expect(record.inputs).toEqual({ "main.js": createHash("sha256").update(main).digest("hex") });
+  });
+
+  it("records every file it wrote with its SHA-256 (meshctl runs the bundle only while all of them are there as written)", () => {
+    const dir = lazyService();
+    dirs.push(dir);
+    expect(bundle(dir, "--external", "ext-dep").status).toBe(0);
+    const record = JSON.parse(readFileSync(join(dir, "dist/main.bundle.js.inputs.json"), "utf8")) as {
+      outputs: Record<string, string>;
+    };
+    const written = readdirSync(join(dir, "dist")).filter((f) => /^main\.bundle(\.chunk-.*)?\.js$/.test(f));
+    expect(written).toHaveLength(2);
+    expect(Object.keys(record.outputs).sort()).toEqual(written.sort());
+    for (const f of written)
+      expect(record.outputs[f]).toBe(
+        createHash("sha256")
+          .update(readFileSync(join(dir, "dist", f)))
+          .digest("hex"),
+      );
+  });
+
+  it("keeps the previous build's chunks when a rebuild fails (the bundle it leaves still runs)", () => {
+    const dir = lazyService();
+    dirs.push(dir);
+    expect(bundle(dir, "--external", "ext-dep").status).toBe(0);
+    const chunksBefore = chunks(dir);
+    expect(chunksBefore).toHaveLength(1);
+    writeFileSync(
+      join(dir, "dist/driver.js"),
+      'import { value } from "./missing.js";\nexport const driver = () => value;\n',
+    );
+    const failed = bundle(dir, "--external", "ext-dep");
+    expect(failed.status).not.toBe(0);
+    expect(chunks(dir)).toEqual(chunksBefore);
+    const run = spawnSync(process.execPath, [join(dir, "dist/main.bundle.js")], { encoding: "utf8" });
+    expect(run.status, run.stderr).toBe(0);
+    expect(JSON.parse(run.stdout)).toEqual({ before: false, value: 42, after: true });
   });
 
   it("holds the OTLP/gRPC exporters (sdk-node loads them at start) and leaves @grpc/grpc-js, which they load lazily, outside", () => {
@@ -121,37 +192,21 @@ describe("meshwork-bundle", () => {
   });
 
   it("puts code reached only by import() in a chunk beside the bundle, so the external modules it imports load with it, not at start", () => {
-    const dir = service();
+    const dir = lazyService();
     dirs.push(dir);
-    const file = (path: string, text: string) => {
-      mkdirSync(join(dir, path, ".."), { recursive: true });
-      writeFileSync(join(dir, path), text);
-    };
-    // As libs/db opens PGlite: drizzle's PGlite driver (bundled) imports PGlite (external).
-    file(
-      "node_modules/ext-dep/package.json",
-      JSON.stringify({ name: "ext-dep", type: "module", main: "index.js" }),
-    );
-    file("node_modules/ext-dep/index.js", "globalThis.extLoaded = true;\nexport const value = 42;\n");
-    file("dist/driver.js", 'import { value } from "ext-dep";\nexport const driver = () => value;\n');
-    file(
-      "dist/main.js",
-      [
-        "const before = globalThis.extLoaded ?? false;",
-        'const { driver } = await import("./driver.js");',
-        "console.log(JSON.stringify({ before, value: driver(), after: globalThis.extLoaded }));",
-      ].join("\n"),
-    );
     const built = bundle(dir, "--external", "ext-dep");
     expect(built.status, built.stderr).toBe(0);
     const run = spawnSync(process.execPath, [join(dir, "dist/main.bundle.js")], { encoding: "utf8" });
     expect(run.status, run.stderr).toBe(0);
     expect(JSON.parse(run.stdout)).toEqual({ before: false, value: 42, after: true });
-    expect(readdirSync(join(dir, "dist")).filter((f) => f.startsWith("main.bundle.chunk-"))).toHaveLength(1);
+    expect(chunks(dir)).toHaveLength(1);
     // A rebuild replaces the chunks of the build before, not adds to them.
-    file("dist/driver.js", 'import { value } from "ext-dep";\nexport const driver = () => value + 0;\n');
+    writeFileSync(
+      join(dir, "dist/driver.js"),
+      'import { value } from "ext-dep";\nexport const driver = () => value + 0;\n',
+    );
     expect(bundle(dir, "--external", "ext-dep").status).toBe(0);
-    expect(readdirSync(join(dir, "dist")).filter((f) => f.startsWith("main.bundle.chunk-"))).toHaveLength(1);
+    expect(chunks(dir)).toHaveLength(1);
   });
 
   it("leaves a package named by --external outside the bundle", () => {

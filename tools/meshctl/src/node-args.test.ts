@@ -53,14 +53,23 @@ describe("serviceEntry", () => {
   const main = join(dir, "dist/main.js");
   const lib = join(dir, "dist/lib.js");
   const bundle = join(dir, "dist/main.bundle.js");
+  const chunk = join(dir, "dist/main.bundle.chunk-A1.js");
   const sha = (text: string) => createHash("sha256").update(text).digest("hex");
-  /** A bundle and the record meshwork-bundle writes beside it: built from main.js and lib.js as they are now. */
+  /**
+   * A bundle, its chunk and the record meshwork-bundle writes beside them: built from main.js and
+   * lib.js as they are now.
+   */
   const bundled = () => {
-    writeFileSync(bundle, "");
+    writeFileSync(bundle, 'import "./main.bundle.chunk-A1.js";');
+    writeFileSync(chunk, "export {};");
     writeFileSync(
       inputsRecordOf(bundle),
       JSON.stringify({
         inputs: { "main.js": sha(readFileSync(main, "utf8")), "lib.js": sha(readFileSync(lib, "utf8")) },
+        outputs: {
+          "main.bundle.js": sha(readFileSync(bundle, "utf8")),
+          "main.bundle.chunk-A1.js": sha(readFileSync(chunk, "utf8")),
+        },
       }),
     );
   };
@@ -97,6 +106,28 @@ describe("serviceEntry", () => {
     bundled();
     expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
     rmSync(lib);
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+  });
+
+  it("ignores a bundle when a chunk its build wrote is gone or changed (a failed rebuild, a rebuild under way)", async () => {
+    writeFileSync(lib, "export const a = 1;");
+    bundled();
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: bundle, bundled: true });
+    rmSync(chunk);
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    bundled();
+    writeFileSync(chunk, "export const other = 1;");
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    bundled();
+    writeFileSync(bundle, 'import "./main.bundle.chunk-B2.js";'); // rewritten, its record not yet
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+  });
+
+  it("ignores a bundle whose record names no outputs (written before chunks: they cannot be checked)", async () => {
+    writeFileSync(lib, "export const a = 1;");
+    bundled();
+    const record = JSON.parse(readFileSync(inputsRecordOf(bundle), "utf8")) as Record<string, unknown>;
+    writeFileSync(inputsRecordOf(bundle), JSON.stringify({ inputs: record.inputs }));
     expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
   });
 

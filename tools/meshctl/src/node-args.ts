@@ -1,7 +1,7 @@
 import { createHash } from "node:crypto";
 import { existsSync } from "node:fs";
 import { readFile } from "node:fs/promises";
-import { dirname, join } from "node:path";
+import { basename, dirname, join } from "node:path";
 
 /**
  * The Node flags `meshctl up` starts each of its processes with.
@@ -44,11 +44,13 @@ export interface ServiceEntry {
 /**
  * What `meshctl up` runs for a service whose built entry point is `main` (relative to `dir`): the
  * bundle `meshwork-bundle` wrote beside it (`dist/main.bundle.js`), which starts in about half
- * the CPU time, while every file of the repository's own it was built from still has the content
- * it recorded (`dist/main.bundle.js.inputs.json`, see `tools/bundle`); else the entry point (a
+ * the CPU time, while the bundle and its chunks are as that build wrote them and every file of
+ * the repository's own it was built from still has the content it recorded
+ * (`dist/main.bundle.js.inputs.json`, see `tools/bundle`); else the entry point (a
  * `tsc` run since, of the service or of a lib, would otherwise be ignored). Not file times: a
  * build restored from turbo's cache writes the entry point after its bundle as often as not.
- * Hashing a service's ~130 own files costs a few ms; read asynchronously, so `up` checks every
+ * Hashing the seven services' own files cost ~80 ms of CPU, and their bundles and chunks (30 MB)
+ * ~105 ms more (medians of 15 alternated rounds, load 12.5); read asynchronously, so `up` checks every
  * service while NATS and Postgres start (one after the other in `launch`, the seven checks held
  * back the last service's start by 0.1-0.3 s at load 13). `MESHWORK_BUNDLE=0` always takes the
  * entry point (stack traces through source maps).
@@ -65,20 +67,29 @@ export async function serviceEntry(
   return { file, bundled: false };
 }
 
-/** Whether `bundle` exists and every input its record names still has the recorded content. */
+/**
+ * Whether every file the bundle's record names is there with the recorded content: each output
+ * of its build (the bundle and its chunks, which it imports at start or later; a chunk missing
+ * after a failed rebuild crash-looped the service) and each input it was built from. A record
+ * without outputs (written before chunks) does not do: its chunks cannot be checked.
+ */
 async function bundleCurrent(bundle: string): Promise<boolean> {
-  let inputs: Record<string, string>;
+  let record: { inputs?: Record<string, string>; outputs?: Record<string, string> };
   try {
     if (!existsSync(bundle)) return false;
-    inputs = (
-      JSON.parse(await readFile(inputsRecordOf(bundle), "utf8")) as { inputs: Record<string, string> }
-    ).inputs;
+    record = JSON.parse(await readFile(inputsRecordOf(bundle), "utf8")) as typeof record;
   } catch {
     return false; // no record (a bundle from before it was written) or an unreadable one
   }
-  const base = dirname(bundle);
+  const { inputs, outputs } = record;
+  if (!inputs || !outputs || !(basename(bundle) in outputs)) return false;
+  return await sameContent(dirname(bundle), { ...outputs, ...inputs });
+}
+
+/** Whether each file (by path relative to `base`) has the SHA-256 (hex) given for it. */
+async function sameContent(base: string, files: Record<string, string>): Promise<boolean> {
   const same = await Promise.all(
-    Object.entries(inputs).map(async ([path, sha]) => {
+    Object.entries(files).map(async ([path, sha]) => {
       try {
         return (
           createHash("sha256")

@@ -76,6 +76,16 @@ export function spawnChild(r: Running, entry: ServiceEntry, prefix: string, ctx:
   };
 }
 
+/**
+ * Where `r` will listen, before it says so: the `HOST` its environment gives it (its own, else
+ * the one it inherits from `up`'s, as {@link spawnChild} builds it), or the runtime's default
+ * 127.0.0.1, with `port`. An IPv6 host is bracketed.
+ */
+export function plannedAddress(r: Running, port: number, env: NodeJS.ProcessEnv = process.env): string {
+  const host = r.env.HOST ?? env.HOST ?? "127.0.0.1";
+  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+}
+
 /** Takes the address (and the gateway's admin address) from a `listening` line; false when it is not ours. */
 function readListening(r: Running, line: string): boolean {
   try {

@@ -44,13 +44,14 @@ const server = createServer((req, res) => {
   if (req.url === "/healthz") return res.writeHead(Date.now() >= readyAt ? 200 : 503).end();
   res.writeHead(404).end();
 });
-server.listen(Number(process.env.PORT ?? 0), "127.0.0.1", () => {
+const host = process.env.HOST ?? "127.0.0.1";
+server.listen(Number(process.env.PORT ?? 0), host, () => {
   if (process.env.FAKE_MODE === "mute") return;
   readyAt = gateway ? 0 : Date.now() + Number(process.env.FAKE_READY_AFTER_MS ?? 0);
   // As the runtime does: says when it turns SERVING (here with the health checks it answered before).
   if (readyAt > Date.now()) setTimeout(() => log(30, { status: "SERVING", probes }, "health changed"), readyAt - Date.now());
   const port = server.address().port;
-  log(30, { host: "127.0.0.1", port, ...(gateway ? { adminUrl: "http://127.0.0.1:" + port } : {}) }, "listening");
+  log(30, { host, port, ...(gateway ? { adminUrl: "http://" + host + ":" + port } : {}) }, "listening");
   log(30, {}, "fake-info-line");
   log(40, {}, "fake-warn-line");
   const after = Number(process.env.FAKE_EXIT_AFTER_MS ?? 0);
@@ -266,36 +267,43 @@ describe("meshctl up, when its processes do not come up or stay up", () => {
     }
   }, 90_000);
 
-  it("with fixed ports starts the gateway with the services, at the addresses users and the monolith will listen on", async () => {
-    const [usersPort, legacyPort, gatewayPort, adminPort] = [
-      await freePort(),
-      await freePort(),
-      await freePort(),
-      await freePort(),
-    ];
-    // users never says where it listens: before, the gateway waited for that and never started.
-    const proc = start(
-      [
-        { ...fake("users", "service"), main: "fake-mute.mjs", port: usersPort },
-        { ...fake("mono"), port: legacyPort },
-        { ...fake("edge", "gateway"), port: gatewayPort, adminPort },
-      ],
-      { FAKE_MODE: "serve" },
-      { autoPorts: false },
-    );
-    try {
-      const line = await proc
-        .waitForLine((l) => l.includes('"msg":"fake-gateway-env"'), 60_000)
-        .catch((err: Error) => {
-          throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
-        });
-      const env = JSON.parse(line.slice(line.indexOf("{"))) as { jwks?: string; legacy?: string };
-      expect(env.jwks).toBe(`http://127.0.0.1:${usersPort}/.well-known/jwks.json`);
-      expect(env.legacy).toBe(`http://127.0.0.1:${legacyPort}`);
-      proc.child.kill("SIGINT");
-      expect(await exitOf(proc, 30_000)).toBe(0);
-    } finally {
-      if (proc.child.exitCode === null) await proc.stop("SIGKILL");
-    }
-  }, 90_000);
+  it.each([
+    ["the default host", undefined],
+    ["the HOST they inherit", "127.0.0.2"],
+  ])(
+    "with fixed ports starts the gateway with the services, at the addresses users and the monolith will listen on (%s)",
+    async (_, host) => {
+      const [usersPort, legacyPort, gatewayPort, adminPort] = [
+        await freePort(),
+        await freePort(),
+        await freePort(),
+        await freePort(),
+      ];
+      // users never says where it listens: before, the gateway waited for that and never started.
+      const proc = start(
+        [
+          { ...fake("users", "service"), main: "fake-mute.mjs", port: usersPort },
+          { ...fake("mono"), port: legacyPort },
+          { ...fake("edge", "gateway"), port: gatewayPort, adminPort },
+        ],
+        { FAKE_MODE: "serve", ...(host ? { HOST: host } : {}) },
+        { autoPorts: false },
+      );
+      try {
+        const line = await proc
+          .waitForLine((l) => l.includes('"msg":"fake-gateway-env"'), 60_000)
+          .catch((err: Error) => {
+            throw new Error(`${err.message}; up said:\n${proc.lines.join("\n")}`);
+          });
+        const env = JSON.parse(line.slice(line.indexOf("{"))) as { jwks?: string; legacy?: string };
+        expect(env.jwks).toBe(`http://${host ?? "127.0.0.1"}:${usersPort}/.well-known/jwks.json`);
+        expect(env.legacy).toBe(`http://${host ?? "127.0.0.1"}:${legacyPort}`);
+        proc.child.kill("SIGINT");
+        expect(await exitOf(proc, 30_000)).toBe(0);
+      } finally {
+        if (proc.child.exitCode === null) await proc.stop("SIGKILL");
+      }
+    },
+    90_000,
+  );
 });

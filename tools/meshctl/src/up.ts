@@ -28,7 +28,7 @@ import {
   type SupervisorEvent,
 } from "./supervisor.js";
 import { renderTable } from "./table.js";
-import { colours, probeChild, type Running, spawnChild } from "./up-children.js";
+import { colours, plannedAddress, probeChild, type Running, spawnChild } from "./up-children.js";
 
 export interface UpOptions {
   root: string;
@@ -636,9 +636,10 @@ class MeshRun {
 
   private gatewayEnv(manifest: ServiceManifest, infra: MeshInfrastructure): Record<string, string> {
     const { options } = this;
-    // The first instance's: where it listens, or with fixed ports where it will (its own port).
+    // The first instance's: where it listens, or with fixed ports where it will (its own port, on
+    // the host it is given).
     const addressOf = (r: Running | undefined) =>
-      r?.address ?? (r && !options.autoPorts ? `127.0.0.1:${r.manifest.port}` : undefined);
+      r?.address ?? (r && !options.autoPorts ? plannedAddress(r, r.manifest.port) : undefined);
     const users = addressOf(this.running.find((r) => r.manifest.name === "users"));
     const legacy = addressOf(this.running.find((r) => r.manifest.kind === "legacy"));
     return {
