@@ -9,7 +9,13 @@ export { type FuzzRequest, fuzzRequestArb } from "./fuzz-requests.js";
 export { grpc, grpcJsClient, grpcJsUnary, loadGrpcJsPackage } from "./grpc-js.js";
 export { captureLogs, type LogCapture } from "./logs.js";
 export { startNatsServer, type TestNatsServer } from "./nats-server.js";
-export { adminUrl, createTestDatabase, type TestDatabase, uniqueName } from "./postgres.js";
+export {
+  adminUrl,
+  createTestDatabase,
+  type TestDatabase,
+  uniqueName,
+  waitForLockWaiter,
+} from "./postgres.js";
 export { type ManagedProcess, type StartOptions, startProcess } from "./process.js";
 export { guardGroup, killGroup, releaseGroup } from "./process-guard.js";
 export { startRedisServer, type TestRedisServer } from "./redis-server.js";

@@ -1,6 +1,7 @@
 import { randomBytes } from "node:crypto";
 import postgres from "postgres";
 import { MACHINE_POSTGRES_URL } from "./embedded-postgres.js";
+import { waitFor } from "./wait.js";
 
 /**
  * The maintenance connection tests use to create and drop their own databases. Override with
@@ -47,4 +48,25 @@ export async function createTestDatabase(prefix = "mw_test"): Promise<TestDataba
       }
     },
   };
+}
+
+/**
+ * Resolves when a statement of `database` waits for a lock (`pg_stat_activity`), for tests that
+ * need a second transaction queued behind a first before they let the first go on.
+ */
+export async function waitForLockWaiter(database: TestDatabase, what: string): Promise<void> {
+  const sql = postgres(database.url, { max: 1, onnotice: () => {} });
+  try {
+    await waitFor(
+      async () => {
+        const [r] = await sql<{ n: number }[]>`
+          select count(*)::int as n from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock'`;
+        return (r?.n ?? 0) > 0;
+      },
+      { timeoutMs: 20_000, intervalMs: 10, what },
+    );
+  } finally {
+    await sql.end();
+  }
 }

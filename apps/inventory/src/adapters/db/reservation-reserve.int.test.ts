@@ -1,8 +1,8 @@
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { type DatabaseHandle, openDatabase, queryRows } from "@meshwork/db";
+import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import { createTelemetry } from "@meshwork/telemetry";
-import { createTestDatabase, type TestDatabase, uniqueName, waitFor } from "@meshwork/testing";
+import { createTestDatabase, type TestDatabase, uniqueName, waitForLockWaiter } from "@meshwork/testing";
 import { SpanKind } from "@opentelemetry/api";
 import { eq, sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
@@ -111,18 +111,7 @@ describe("a reservation's statements on the real Postgres", () => {
   }
 
   /** Resolves when a statement of this database waits for a lock. */
-  const someoneWaits = () =>
-    waitFor(
-      async () => {
-        const [r] = await queryRows<{ n: string | number }>(
-          database.db,
-          sql`select count(*) as n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'`,
-        );
-        return Number(r?.n) > 0;
-      },
-      { timeoutMs: 20_000, what: "a statement waiting for a lock", intervalMs: 10 },
-    );
+  const someoneWaits = () => waitForLockWaiter(testDb, "a statement waiting for a lock");
 
   /** Runs `hold` in a transaction that stays open until the returned `finish` is called. */
   async function heldOpen(

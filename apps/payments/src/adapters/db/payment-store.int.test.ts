@@ -1,10 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { fileURLToPath } from "node:url";
-import { type DatabaseHandle, openDatabase, queryRows } from "@meshwork/db";
+import { type DatabaseHandle, openDatabase } from "@meshwork/db";
 import { createTelemetry } from "@meshwork/telemetry";
-import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
+import { createTestDatabase, type TestDatabase, waitForLockWaiter } from "@meshwork/testing";
 import { SpanKind } from "@opentelemetry/api";
-import { sql } from "drizzle-orm";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "../../config.js";
 import type { ProviderOperation } from "../provider/simulated-provider.js";
@@ -98,17 +97,7 @@ describe("a payment's transitions on the real Postgres", () => {
     const capturing = gatedStore.capture(id);
     await arrived; // the row is locked and moved, not committed
     const refunding = gatedStore.refund(id).catch((e: unknown) => e);
-    await waitFor(
-      async () => {
-        const [r] = await queryRows<{ n: string | number }>(
-          database.db,
-          sql`select count(*) as n from pg_stat_activity
-              where datname = current_database() and wait_event_type = 'Lock'`,
-        );
-        return Number(r?.n) > 0;
-      },
-      { timeoutMs: 20_000, intervalMs: 10, what: "the refund waiting for the capture's lock" },
-    );
+    await waitForLockWaiter(testDb, "the refund waiting for the capture's lock");
     open();
     expect(await capturing).toMatchObject({ state: "captured" });
     // Was: PaymentNotFoundError (the update read "authorized" and did not wait; the reload did).

@@ -73,15 +73,17 @@ export async function createSigningKeys(
   const cutoff = () => new Date(Date.now() - overlapMs);
 
   const load = async (): Promise<KeySet> => {
+    // One cutoff per load: a key crossing it between two statements would be neither kept nor gone.
+    const before = cutoff();
     // Keys retired longer ago than the overlap are gone: no token they signed is still valid.
     await db
       .delete(signingKeys)
-      .where(and(isNotNull(signingKeys.retiredAt), lt(signingKeys.retiredAt, cutoff())));
+      .where(and(isNotNull(signingKeys.retiredAt), lt(signingKeys.retiredAt, before)));
     const published = () =>
       db
         .select()
         .from(signingKeys)
-        .where(or(isNull(signingKeys.retiredAt), gte(signingKeys.retiredAt, cutoff())))
+        .where(or(isNull(signingKeys.retiredAt), gte(signingKeys.retiredAt, before)))
         .orderBy(desc(signingKeys.createdAt), desc(signingKeys.kid));
     let rows = await published();
     if (!rows.some((r) => r.retiredAt === null)) {
