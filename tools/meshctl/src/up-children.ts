@@ -82,15 +82,19 @@ export function spawnChild(r: Running, entry: ServiceEntry, prefix: string, ctx:
  * 127.0.0.1, with `port`. An IPv6 host is bracketed.
  */
 export function plannedAddress(r: Running, port: number, env: NodeJS.ProcessEnv = process.env): string {
-  const host = r.env.HOST ?? env.HOST ?? "127.0.0.1";
-  return host.includes(":") ? `[${host}]:${port}` : `${host}:${port}`;
+  return hostPort(r.env.HOST ?? env.HOST ?? "127.0.0.1", port);
+}
+
+/** `host:port`, an IPv6 host bracketed (`[::1]:50051`), as a URL's authority wants it. */
+export function hostPort(host: string, port: number): string {
+  return host.includes(":") && !host.startsWith("[") ? `[${host}]:${port}` : `${host}:${port}`;
 }
 
 /** Takes the address (and the gateway's admin address) from a `listening` line; false when it is not ours. */
 function readListening(r: Running, line: string): boolean {
   try {
     const parsed = JSON.parse(line) as { host: string; port: number; adminUrl?: string };
-    r.address = `${parsed.host}:${parsed.port}`;
+    r.address = hostPort(parsed.host, parsed.port);
     r.env.PORT = String(parsed.port); // a restart comes back where callers know it
     if (parsed.adminUrl) {
       r.admin = parsed.adminUrl.replace(/^http:\/\//, "");
