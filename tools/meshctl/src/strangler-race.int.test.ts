@@ -14,6 +14,7 @@ import {
   type TestDatabase,
   uniqueName,
   waitFor,
+  waitForLockWaiter,
 } from "@meshwork/testing";
 import { jetstream, jetstreamManager, type StoredMsg } from "@nats-io/jetstream";
 import { headers as natsHeaders } from "@nats-io/transport-node";
@@ -170,15 +171,7 @@ async function interleave(
   await captured;
   try {
     await meshChange();
-    await waitFor(
-      async () =>
-        (
-          await lsql<{ n: number }[]>`
-            select count(*)::int as n from pg_stat_activity
-            where datname = current_database() and wait_event_type = 'Lock'`
-        )[0]!.n > 0,
-      { what: "legacy's reverse sync waiting for the held product", timeoutMs: 20_000 },
-    );
+    await waitForLockWaiter(legacyDb, "legacy's reverse sync waiting for the held product");
   } finally {
     release();
     await held;
