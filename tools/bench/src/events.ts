@@ -66,7 +66,8 @@ async function main(): Promise<void> {
     meter: f.telemetry.meter,
     batchSize: 256,
     pollMs: 1_000,
-    retentionMs: 3_600_000,
+    // MESHWORK_BENCH_OUTBOX_RETENTION_MS=0: an outbox that keeps no sent rows (deleted as claimed).
+    retentionMs: Number(process.env.MESHWORK_BENCH_OUTBOX_RETENTION_MS ?? 3_600_000),
   });
   // The consuming service, in its own process, told the fixture's names; started once the raw
   // phase's messages (on the durable's subjects too) are purged.

@@ -15,12 +15,20 @@ type AnyDb = DatabaseHandle<any>["db"];
  * Three round trips a turn (begin; the setting and the claim, pipelined; commit) where claiming,
  * then marking took five: fewer wake-ups of the relay and its backend per batch, which is most of
  * a turn when batches are small (events trickling in) and the machine is loaded.
+ *
+ * With `deleteSent` (an outbox that keeps no sent rows, `retentionMs` 0) the claim deletes the
+ * rows instead of marking them: the same lock, the same rollback on a failed publish, but one
+ * WAL record per row where the mark writes a new row version and its entries in the primary key
+ * and the id index (it cannot be a HOT update: `sent_at` is in the unsent index's predicate), and
+ * no prune later. `events-floors.js`, 20000 events, medians of 3: 7 us of Postgres CPU per event
+ * against 17.
  */
 export async function claimAndPublish(
   db: AnyDb,
   table: OutboxTable,
   batchSize: number,
   publish: (rows: OutboxRow[]) => Promise<void>,
+  deleteSent = false,
 ): Promise<number> {
   return db.transaction(async (tx) => {
     // This transaction only marks rows as sent. If a database crash loses that mark, the rows
@@ -38,18 +46,18 @@ export async function claimAndPublish(
       .for("update", { skipLocked: true });
     // `= any(array(...))` runs the locking subquery once, whatever plan the update gets. Only the
     // columns a publish needs come back: `created_at` would be parsed into a Date for nothing.
-    const claim = tx
-      .update(table)
-      .set({ sentAt: sql`now()` })
-      .where(sql`${table.seq} = any(array(${unsent}))`)
-      .returning({
-        seq: table.seq,
-        id: table.id,
-        subject: table.subject,
-        type: table.type,
-        headers: table.headers,
-        payload: table.payload,
-      });
+    const claimed = sql`${table.seq} = any(array(${unsent}))`;
+    const columns = {
+      seq: table.seq,
+      id: table.id,
+      subject: table.subject,
+      type: table.type,
+      headers: table.headers,
+      payload: table.payload,
+    };
+    const claim = deleteSent
+      ? tx.delete(table).where(claimed).returning(columns)
+      : tx.update(table).set({ sentAt: sql`now()` }).where(claimed).returning(columns);
     const [, rows] = await Promise.all([asyncCommit, claim]);
     if (rows.length === 0) return 0;
     rows.sort((a, b) => a.seq - b.seq); // RETURNING follows no order
