@@ -11,7 +11,8 @@
  *   consumer does) and with one ack per 256 (AckAll).
  * - Postgres, on a database of its own: per event, the relay's claim (an `UPDATE ... SET
  *   sent_at` of 256 rows a statement, as now, or a `DELETE` of them), and the consumer's inbox
- *   row plus one effect row (256 a transaction).
+ *   row plus one effect row (256 a transaction); and the WAL records and bytes per event of each
+ *   statement (EXPLAIN's WAL counters on one batch, rolled back: exact on a shared server).
  */
 import { readFile } from "node:fs/promises";
 import { queryRows } from "@meshwork/db";
@@ -126,10 +127,10 @@ async function natsServerPid(port: number): Promise<number> {
   throw new Error(`no nats-server process listens on ${port}`);
 }
 
-/** Commits N outbox rows (not measured), 256 a transaction. */
-async function fillOutbox(f: EventsFixture, from: number): Promise<void> {
-  for (let i = from; i < from + N; i += BATCH) {
-    const events = Array.from({ length: Math.min(BATCH, from + N - i) }, (_, k) => f.event(i + k));
+/** Commits `n` outbox rows (not measured), 256 a transaction. */
+async function fillOutbox(f: EventsFixture, from: number, n = N): Promise<void> {
+  for (let i = from; i < from + n; i += BATCH) {
+    const events = Array.from({ length: Math.min(BATCH, from + n - i) }, (_, k) => f.event(i + k));
     await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, events));
   }
 }
@@ -184,6 +185,51 @@ async function postgresRound(f: EventsFixture, round: number): Promise<Record<st
   return out;
 }
 
+/** WAL records and bytes per event of one batch of `statement` (EXPLAIN's WAL counters; rolled back). */
+async function walPerEvent(f: EventsFixture, statement: ReturnType<typeof sql>, events: number) {
+  type Plan = { Plan: { "WAL Records": number; "WAL Bytes": number } };
+  let plan: Plan["Plan"] | undefined;
+  await f.database.db
+    .transaction(async (tx) => {
+      const [row] = await queryRows<{ "QUERY PLAN": Plan[] }>(
+        tx,
+        sql`explain (analyze, wal, format json) ${statement}`,
+      );
+      plan = row?.["QUERY PLAN"][0]?.Plan;
+      tx.rollback();
+    })
+    .catch(() => {}); // the rollback
+  return {
+    records: (plan?.["WAL Records"] ?? 0) / events,
+    bytes: Math.round((plan?.["WAL Bytes"] ?? 0) / events),
+  };
+}
+
+/** The WAL each statement of the pipeline writes per event, for a batch of 256. */
+async function walFigures(f: EventsFixture): Promise<Record<string, { records: number; bytes: number }>> {
+  await fillOutbox(f, 10_000_000, BATCH);
+  const unsent = sql`select seq from outbox where sent_at is null order by seq limit ${BATCH} for update skip locked`;
+  const ids = sql.param(Array.from({ length: BATCH }, (_, k) => `wal-${k}`));
+  return {
+    claimUpdate: await walPerEvent(
+      f,
+      sql`update outbox set sent_at = now() where seq = any(array(${unsent}))`,
+      BATCH,
+    ),
+    claimDelete: await walPerEvent(f, sql`delete from outbox where seq = any(array(${unsent}))`, BATCH),
+    inbox: await walPerEvent(
+      f,
+      sql`insert into inbox (consumer, event_id, processed_at) select 'c', unnest(${ids}::text[]), now()`,
+      BATCH,
+    ),
+    effect: await walPerEvent(
+      f,
+      sql`insert into effects (event_id, value) select unnest(${ids}::text[]), 1`,
+      BATCH,
+    ),
+  };
+}
+
 function medians(rounds: Record<string, number>[]): Record<string, number> {
   const keys = Object.keys(rounds[0] ?? {});
   return Object.fromEntries(
@@ -201,6 +247,8 @@ async function main(): Promise<void> {
     const natsPid = await natsServerPid(nats.port);
     const natsRounds: Record<string, number>[] = [];
     const pgRounds: Record<string, number>[] = [];
+    const wal = await walFigures(f);
+    await f.database.db.execute(sql`delete from outbox`);
     for (let r = 0; r < ROUNDS; r++) {
       natsRounds.push(await natsRound(nats.url, natsPid, r));
       pgRounds.push(await postgresRound(f, r));
@@ -209,6 +257,7 @@ async function main(): Promise<void> {
       `== events floors: CPU us per event, medians of ${ROUNDS} rounds of ${N} ==\n` +
         `nats-server  ${JSON.stringify(medians(natsRounds))}\n` +
         `postgres     ${JSON.stringify(medians(pgRounds))}\n` +
+        `WAL per event (one batch of ${BATCH})  ${JSON.stringify(wal)}\n` +
         `rounds       ${JSON.stringify({ nats: natsRounds, postgres: pgRounds })}\n`,
     );
   } finally {
