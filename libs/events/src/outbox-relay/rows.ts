@@ -21,7 +21,8 @@ type AnyDb = DatabaseHandle<any>["db"];
  * WAL record per row where the mark writes a new row version and its entries in the primary key
  * and the id index (it cannot be a HOT update: `sent_at` is in the unsent index's predicate), and
  * no prune later. `events-floors.js`, 20000 events, medians of 3: 7 us of Postgres CPU per event
- * against 17.
+ * against 17; `events-relay.js` (this relay alone, alternated, medians of 3): Postgres 6.5 us per
+ * row against 14.5, 11730 rows/s against 9150.
  */
 export async function claimAndPublish(
   db: AnyDb,

@@ -1,0 +1,85 @@
+/**
+ * The outbox relay alone, keeping sent rows (marked sent, pruned later) against deleting them as
+ * it claims them (`retentionMs` 0), alternated in one run: `node dist/events-relay.js`
+ * (MESHWORK_BENCH_EVENTS rows a run, default 20000; MESHWORK_BENCH_ROUNDS, default 3). No
+ * consumer: rows/s the relay drains (`drainOnce`, batches of 256) and the CPU per row of its
+ * process and of its database's Postgres backends, per run and as medians.
+ */
+import { queryRows } from "@meshwork/db";
+import { createOutboxRelay, enqueueEvents } from "@meshwork/events";
+import { createEventsFixture, type EventsFixture, outbox } from "@meshwork/events/testing";
+import { sql } from "drizzle-orm";
+import { cpuTicksSpent, readCpu } from "./servers.js";
+
+const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 20_000);
+const ROUNDS = Number(process.env.MESHWORK_BENCH_ROUNDS ?? 3);
+const BATCH = 256;
+
+interface Run {
+  mode: "mark" | "delete";
+  rowsPerSec: number;
+  relayUs: number;
+  postgresUs: number;
+}
+
+async function drainRun(f: EventsFixture, from: number, retentionMs: number): Promise<Run> {
+  for (let i = 0; i < N; i += BATCH) {
+    const events = Array.from({ length: Math.min(BATCH, N - i) }, (_, k) => f.event(from + i + k));
+    await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, events));
+  }
+  const relay = createOutboxRelay({
+    database: f.database,
+    table: outbox,
+    js: f.js,
+    logger: f.logger,
+    tracer: f.telemetry.tracer,
+    meter: f.telemetry.meter,
+    batchSize: BATCH,
+    pollMs: 1_000,
+    retentionMs,
+  });
+  const pids = await queryRows<{ pid: number }>(
+    f.database.db,
+    sql`select pid from pg_stat_activity where datname = current_database()`,
+  );
+  const backends = new Set(pids.map((r) => Number(r.pid)));
+  const groupOf = (pid: number, comm: string) =>
+    pid === process.pid ? "relay" : comm === "postgres" && backends.has(pid) ? "postgres" : undefined;
+  const before = await readCpu(groupOf);
+  const began = performance.now();
+  for (let sent = 0; sent < N; ) sent += await relay.drainOnce();
+  const seconds = (performance.now() - began) / 1000;
+  const spent = cpuTicksSpent(before, await readCpu(groupOf));
+  await relay.stop();
+  await f.database.db.execute(sql`delete from ${outbox}`);
+  await f.jsm.streams.purge(f.stream);
+  return {
+    mode: retentionMs > 0 ? "mark" : "delete",
+    rowsPerSec: Math.round(N / seconds),
+    relayUs: ((spent.get("relay") ?? 0) * 10_000) / N,
+    postgresUs: ((spent.get("postgres") ?? 0) * 10_000) / N,
+  };
+}
+
+function median(xs: number[]): number {
+  const s = [...xs].sort((a, b) => a - b);
+  return s[Math.floor(s.length / 2)] as number;
+}
+
+const f = await createEventsFixture();
+try {
+  const runs: Run[] = [];
+  for (let r = 0; r < ROUNDS; r++) {
+    runs.push(await drainRun(f, 2 * r * N, 3_600_000));
+    runs.push(await drainRun(f, (2 * r + 1) * N, 0));
+  }
+  for (const r of runs) process.stdout.write(`${JSON.stringify(r)}\n`);
+  for (const mode of ["mark", "delete"] as const) {
+    const of = runs.filter((r) => r.mode === mode);
+    process.stdout.write(
+      `${mode.padEnd(6)} medians: ${median(of.map((r) => r.rowsPerSec))} rows/s, relay ${median(of.map((r) => r.relayUs))} us/row, Postgres ${median(of.map((r) => r.postgresUs))} us/row\n`,
+    );
+  }
+} finally {
+  await f.close();
+}
