@@ -23,4 +23,10 @@ describe("OUTBOX_RETENTION_H", () => {
     expect(parse({ OUTBOX_RETENTION_H: "0" }).outbox.retentionMs).toBe(0);
     expect(() => parse({ OUTBOX_RETENTION_H: "-1" })).toThrow();
   });
+
+  it("is refused when empty, not read as 0 (which deletes sent rows)", () => {
+    expect(() => parse({ OUTBOX_RETENTION_H: "" })).toThrow(/number of hours/);
+    expect(() => parse({ OUTBOX_RETENTION_H: " " })).toThrow(/number of hours/);
+    expect(parse({ OUTBOX_RETENTION_H: "1.5" }).outbox.retentionMs).toBe(1.5 * 3_600_000);
+  });
 });
