@@ -12,7 +12,10 @@
  * - Postgres, on a database of its own: per event, the relay's claim (an `UPDATE ... SET
  *   sent_at` of 256 rows a statement, as now, or a `DELETE` of them), and the consumer's inbox
  *   row plus one effect row (256 a transaction); and the WAL records and bytes per event of each
- *   statement (EXPLAIN's WAL counters on one batch, rolled back: exact on a shared server).
+ *   statement (EXPLAIN's WAL counters on one batch, rolled back: this backend's own WAL, so
+ *   the records are exact on a shared server; the bytes include the full-page images written
+ *   when a page is first touched after a checkpoint, which other databases' WAL can bring on at
+ *   any time, so the images are reported beside them).
  */
 import { readFile } from "node:fs/promises";
 import { queryRows } from "@meshwork/db";
@@ -187,7 +190,7 @@ async function postgresRound(f: EventsFixture, round: number): Promise<Record<st
 
 /** WAL records and bytes per event of one batch of `statement` (EXPLAIN's WAL counters; rolled back). */
 async function walPerEvent(f: EventsFixture, statement: ReturnType<typeof sql>, events: number) {
-  type Plan = { Plan: { "WAL Records": number; "WAL Bytes": number } };
+  type Plan = { Plan: { "WAL Records": number; "WAL Bytes": number; "WAL FPI": number } };
   let plan: Plan["Plan"] | undefined;
   await f.database.db
     .transaction(async (tx) => {
@@ -202,11 +205,15 @@ async function walPerEvent(f: EventsFixture, statement: ReturnType<typeof sql>, 
   return {
     records: (plan?.["WAL Records"] ?? 0) / events,
     bytes: Math.round((plan?.["WAL Bytes"] ?? 0) / events),
+    /** Full-page images in the batch (not per event): non-zero when a checkpoint just passed. */
+    fullPageImages: plan?.["WAL FPI"] ?? 0,
   };
 }
 
 /** The WAL each statement of the pipeline writes per event, for a batch of 256. */
-async function walFigures(f: EventsFixture): Promise<Record<string, { records: number; bytes: number }>> {
+async function walFigures(
+  f: EventsFixture,
+): Promise<Record<string, { records: number; bytes: number; fullPageImages: number }>> {
   await fillOutbox(f, 10_000_000, BATCH);
   const unsent = sql`select seq from outbox where sent_at is null order by seq limit ${BATCH} for update skip locked`;
   const ids = sql.param(Array.from({ length: BATCH }, (_, k) => `wal-${k}`));

@@ -31,6 +31,16 @@ const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 5_000);
 const PRODUCERS = Number(process.env.MESHWORK_BENCH_EVENT_PRODUCERS ?? 8);
 const LAG_SECONDS = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const DURABLE = "bench";
+/**
+ * MESHWORK_BENCH_OUTBOX_RETENTION_MS=0: an outbox that keeps no sent rows (deleted as claimed).
+ * Checked, and written to events.json, so a run of one relay is never read as the other's.
+ */
+const OUTBOX_RETENTION_MS = Number(process.env.MESHWORK_BENCH_OUTBOX_RETENTION_MS ?? 3_600_000);
+if (!Number.isFinite(OUTBOX_RETENTION_MS) || OUTBOX_RETENTION_MS < 0) {
+  throw new Error(
+    `MESHWORK_BENCH_OUTBOX_RETENTION_MS must be a number of ms >= 0, not "${process.env.MESHWORK_BENCH_OUTBOX_RETENTION_MS}"`,
+  );
+}
 /** Milliseconds since the epoch: comparable across processes and with the broker's timestamps. */
 const wallClock = () => Date.now();
 /** Longest wait for the consumer to apply what it was sent before the benchmark gives up. */
@@ -67,8 +77,7 @@ async function main(): Promise<void> {
     meter: f.telemetry.meter,
     batchSize: 256,
     pollMs: 1_000,
-    // MESHWORK_BENCH_OUTBOX_RETENTION_MS=0: an outbox that keeps no sent rows (deleted as claimed).
-    retentionMs: Number(process.env.MESHWORK_BENCH_OUTBOX_RETENTION_MS ?? 3_600_000),
+    retentionMs: OUTBOX_RETENTION_MS,
   });
   // The consuming service, in its own process, told the fixture's names; started once the raw
   // phase's messages (on the durable's subjects too) are purged.
@@ -267,6 +276,8 @@ async function main(): Promise<void> {
       scenario: "events: outbox commit -> consumer effect",
       events: N,
       producers: PRODUCERS,
+      /** 0: the relay deleted rows as it claimed them; otherwise it marked them sent. */
+      outboxRetentionMs: OUTBOX_RETENTION_MS,
       rawPublishPerSec: Math.round(rawRate),
       commitPerSec: Math.round(commitRate),
       meshPerSec: Math.round(meshRate),
