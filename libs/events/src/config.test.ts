@@ -1,5 +1,6 @@
 import { describe, expect, it } from "vitest";
-import { toNatsCredentials } from "./config.js";
+import { z } from "zod";
+import { eventsEnvShape, toEventsConfig, toNatsCredentials } from "./config.js";
 
 describe("NATS credentials", () => {
   it("are both NATS_USER and NATS_PASSWORD, or neither", () => {
@@ -11,5 +12,21 @@ describe("NATS credentials", () => {
     expect(() => toNatsCredentials({ NATS_USER: "orders" })).toThrow(
       /NATS_USER and NATS_PASSWORD go together/,
     );
+  });
+});
+
+describe("OUTBOX_RETENTION_H", () => {
+  const parse = (env: Record<string, string>) => toEventsConfig(z.object(eventsEnvShape()).parse(env));
+
+  it("may be 0 (sent rows deleted as they are claimed), not negative", () => {
+    expect(parse({}).outbox.retentionMs).toBe(24 * 3_600_000);
+    expect(parse({ OUTBOX_RETENTION_H: "0" }).outbox.retentionMs).toBe(0);
+    expect(() => parse({ OUTBOX_RETENTION_H: "-1" })).toThrow();
+  });
+
+  it("is refused when empty, not read as 0 (which deletes sent rows)", () => {
+    expect(() => parse({ OUTBOX_RETENTION_H: "" })).toThrow(/number of hours/);
+    expect(() => parse({ OUTBOX_RETENTION_H: " " })).toThrow(/number of hours/);
+    expect(parse({ OUTBOX_RETENTION_H: "1.5" }).outbox.retentionMs).toBe(1.5 * 3_600_000);
   });
 });

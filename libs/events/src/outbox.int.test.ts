@@ -125,6 +125,23 @@ describe("transactional outbox and relay (real Postgres and NATS)", () => {
     expect(row?.n).toBe(2);
   });
 
+  it("with retentionMs 0, deletes the rows it published as it claims them, and keeps those of a refused batch", async () => {
+    const r = relay(f.js, 50, { retentionMs: 0 });
+    const events = [f.event(1), f.event(2), f.event(3)];
+    await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, events));
+    expect(await r.drainOnce()).toBe(3);
+    expect((await f.jsm.streams.info(f.stream)).state.messages).toBe(3);
+    const third = await f.jsm.streams.getMessage(f.stream, { seq: 3 });
+    expect(third?.header.get("Nats-Msg-Id")).toBe(events[2]?.id);
+    expect((await f.database.db.select({ n: count() }).from(outbox))[0]?.n).toBe(0);
+
+    const stray = { ...f.event(4), subject: `${f.namespace}nostream.${f.stream}` };
+    await f.database.db.transaction((tx) => enqueueEvents(tx, outbox, [f.event(5), stray]));
+    await expect(r.drainOnce()).rejects.toThrow(/no stream/);
+    const [row] = await f.database.db.select({ n: count() }).from(outbox).where(isNull(outbox.sentAt));
+    expect(row?.n).toBe(2);
+  });
+
   it("marks rows sent in a transaction that does not wait for the WAL flush", async () => {
     // The relay's transaction, seen from inside: the setting in force when it marks rows sent.
     // The probe is queued on the transaction's connection just before the relay's UPDATE.

@@ -15,21 +15,32 @@
  *   each event's time from commit to effect: p50 / p99.
  */
 import { type ChildProcess, fork } from "node:child_process";
+import { EventEmitter, once } from "node:events";
 import { writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
 import { Session } from "node:inspector/promises";
-import { dirname, join } from "node:path";
+import { join } from "node:path";
 import { type DatabaseHandle, queryRows } from "@meshwork/db";
 import { createOutboxRelay, enqueueEvents } from "@meshwork/events";
 import { createEventsFixture, effects, natsUrl, outbox } from "@meshwork/events/testing";
 import { count, sql } from "drizzle-orm";
-import type { ConsumerReport } from "./events-consumer.js";
+import type { ConsumerReport, ProfileCommand } from "./events-consumer.js";
 import { cpuTicksSpent, readCpu } from "./servers.js";
 
 const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 5_000);
 const PRODUCERS = Number(process.env.MESHWORK_BENCH_EVENT_PRODUCERS ?? 8);
 const LAG_SECONDS = Number(process.env.MESHWORK_BENCH_DURATION_S ?? 10);
 const DURABLE = "bench";
+/**
+ * MESHWORK_BENCH_OUTBOX_RETENTION_MS=0: an outbox that keeps no sent rows (deleted as claimed).
+ * Checked, and written to events.json, so a run of one relay is never read as the other's.
+ */
+const OUTBOX_RETENTION_MS = Number(process.env.MESHWORK_BENCH_OUTBOX_RETENTION_MS ?? 3_600_000);
+if (!Number.isFinite(OUTBOX_RETENTION_MS) || OUTBOX_RETENTION_MS < 0) {
+  throw new Error(
+    `MESHWORK_BENCH_OUTBOX_RETENTION_MS must be a number of ms >= 0, not "${process.env.MESHWORK_BENCH_OUTBOX_RETENTION_MS}"`,
+  );
+}
 /** Milliseconds since the epoch: comparable across processes and with the broker's timestamps. */
 const wallClock = () => Date.now();
 /** Longest wait for the consumer to apply what it was sent before the benchmark gives up. */
@@ -66,11 +77,13 @@ async function main(): Promise<void> {
     meter: f.telemetry.meter,
     batchSize: 256,
     pollMs: 1_000,
-    retentionMs: 3_600_000,
+    retentionMs: OUTBOX_RETENTION_MS,
   });
   // The consuming service, in its own process, told the fixture's names; started once the raw
   // phase's messages (on the durable's subjects too) are purged.
   let consumer: ChildProcess | undefined;
+  /** The consumer's answers to profiling commands. */
+  const profileAnswers = new EventEmitter();
   let consumerExited: Promise<never> = new Promise(() => {});
   const startConsumer = async () => {
     const child = fork(new URL("./events-consumer.js", import.meta.url), {
@@ -83,11 +96,6 @@ async function main(): Promise<void> {
         MESHWORK_BENCH_EVENTS_DLQ_SUBJECT: f.dlqSubject,
       },
       stdio: ["ignore", "inherit", "inherit", "ipc"],
-      // With MESHWORK_BENCH_PROFILE_EVENTS=<file>, the consumer's whole run is profiled too
-      // (`CPU.*.cpuprofile` beside that file).
-      execArgv: process.env.MESHWORK_BENCH_PROFILE_EVENTS
-        ? ["--cpu-prof", `--cpu-prof-dir=${dirname(process.env.MESHWORK_BENCH_PROFILE_EVENTS)}`]
-        : [],
     });
     consumer = child;
     consumerExited = new Promise<never>((_, reject) =>
@@ -99,6 +107,7 @@ async function main(): Promise<void> {
     const ready = new Promise<void>((resolve) => {
       child.on("message", (report: ConsumerReport) => {
         if (report.kind === "ready") resolve();
+        else if (report.kind === "profiling" || report.kind === "profiled") profileAnswers.emit(report.kind);
         else {
           handlerCalls++;
           report.ids.forEach((id, i) => {
@@ -112,6 +121,12 @@ async function main(): Promise<void> {
       setTimeout(() => reject(new Error("the consumer process was not ready in 60s")), 60_000).unref(),
     );
     await Promise.race([ready, consumerExited, timeout]);
+  };
+  /** Sends the consumer a profiling command and waits for its answer. */
+  const profileConsumer = async (command: ProfileCommand, answer: "profiling" | "profiled") => {
+    const answered = once(profileAnswers, answer);
+    consumer?.send(command);
+    await Promise.race([answered, consumerExited]);
   };
   /** Waits until `n` events were applied; fails if the consumer dies or takes too long. */
   const appliedAtLeast = async (n: number) => {
@@ -180,13 +195,15 @@ async function main(): Promise<void> {
     const commitRate = N / ((performance.now() - commitStart) / 1000);
 
     // 2b. the pipeline: relay + consumer drain those N committed events
-    // MESHWORK_BENCH_PROFILE_EVENTS=<file>: a CPU profile of this process (producers and relay)
-    // in this phase alone, written there.
-    const profiler = process.env.MESHWORK_BENCH_PROFILE_EVENTS ? new Session() : undefined;
+    // MESHWORK_BENCH_PROFILE_EVENTS=<file>: CPU profiles of this process (the relay) and of the
+    // consumer in this phase alone, written there and to `<file>.consumer.cpuprofile`.
+    const profileFile = process.env.MESHWORK_BENCH_PROFILE_EVENTS;
+    const profiler = profileFile ? new Session() : undefined;
     if (profiler) {
       profiler.connect();
       await profiler.post("Profiler.enable");
       await profiler.post("Profiler.start");
+      await profileConsumer({ kind: "profile-start" }, "profiling");
     }
     // CPU per event of each process taking part, from /proc (Linux clock ticks of 10 ms). Postgres
     // in two parts: the backends serving this benchmark's database (the relay's and the
@@ -220,10 +237,11 @@ async function main(): Promise<void> {
         Math.round(((cpuSpent.get(g) ?? 0) * 10_000) / N),
       ]),
     ) as Record<"relay" | "consumer" | "nats" | "postgres" | "postgres-other", number>;
-    if (profiler) {
+    if (profiler && profileFile) {
       const { profile } = await profiler.post("Profiler.stop");
-      writeFileSync(process.env.MESHWORK_BENCH_PROFILE_EVENTS as string, JSON.stringify(profile));
+      writeFileSync(profileFile, JSON.stringify(profile));
       profiler.disconnect();
+      await profileConsumer({ kind: "profile-stop", file: `${profileFile}.consumer.cpuprofile` }, "profiled");
     }
 
     // 3. lag at a quarter of the max rate (the rate goal 4 of issue 24 sets its p99 at), paced
@@ -258,6 +276,8 @@ async function main(): Promise<void> {
       scenario: "events: outbox commit -> consumer effect",
       events: N,
       producers: PRODUCERS,
+      /** 0: the relay deleted rows as it claimed them; otherwise it marked them sent. */
+      outboxRetentionMs: OUTBOX_RETENTION_MS,
       rawPublishPerSec: Math.round(rawRate),
       commitPerSec: Math.round(commitRate),
       meshPerSec: Math.round(meshRate),

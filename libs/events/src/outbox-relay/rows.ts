@@ -15,16 +15,26 @@ type AnyDb = DatabaseHandle<any>["db"];
  * Three round trips a turn (begin; the setting and the claim, pipelined; commit) where claiming,
  * then marking took five: fewer wake-ups of the relay and its backend per batch, which is most of
  * a turn when batches are small (events trickling in) and the machine is loaded.
+ *
+ * With `deleteSent` (an outbox that keeps no sent rows, `retentionMs` 0) the claim deletes the
+ * rows instead of marking them: the same lock, the same rollback on a failed publish, but two
+ * WAL records per row (the row lock `FOR UPDATE` writes, then the delete; about 110 bytes) where
+ * the mark writes five (the lock, a new row version and its entries in the primary key and the
+ * id index: it cannot be a HOT update, `sent_at` is in the unsent index's predicate; about 800
+ * bytes), and no prune later. `events-floors.js`, 20000 events, medians of 3: 7 us of Postgres CPU per event
+ * against 17; `events-relay.js` (this relay alone, alternated, medians of 3): Postgres 6.5 us per
+ * row against 14.5, 11730 rows/s against 9150.
  */
 export async function claimAndPublish(
   db: AnyDb,
   table: OutboxTable,
   batchSize: number,
   publish: (rows: OutboxRow[]) => Promise<void>,
+  deleteSent = false,
 ): Promise<number> {
   return db.transaction(async (tx) => {
-    // This transaction only marks rows as sent. If a database crash loses that mark, the rows
-    // are published again, which the broker's de-duplication and the consumers' inboxes
+    // This transaction only marks rows as sent (or deletes them). If a database crash loses
+    // that mark or delete, the rows are published again, which the broker's de-duplication and the consumers' inboxes
     // absorb; so its commit need not wait for the WAL flush (tens of ms when the disk
     // stalls), which would hold up the next batch. Sent now (`execute()`), and the claim right
     // behind it on the same connection: one round trip for both.
@@ -38,18 +48,18 @@ export async function claimAndPublish(
       .for("update", { skipLocked: true });
     // `= any(array(...))` runs the locking subquery once, whatever plan the update gets. Only the
     // columns a publish needs come back: `created_at` would be parsed into a Date for nothing.
-    const claim = tx
-      .update(table)
-      .set({ sentAt: sql`now()` })
-      .where(sql`${table.seq} = any(array(${unsent}))`)
-      .returning({
-        seq: table.seq,
-        id: table.id,
-        subject: table.subject,
-        type: table.type,
-        headers: table.headers,
-        payload: table.payload,
-      });
+    const claimed = sql`${table.seq} = any(array(${unsent}))`;
+    const columns = {
+      seq: table.seq,
+      id: table.id,
+      subject: table.subject,
+      type: table.type,
+      headers: table.headers,
+      payload: table.payload,
+    };
+    const claim = deleteSent
+      ? tx.delete(table).where(claimed).returning(columns)
+      : tx.update(table).set({ sentAt: sql`now()` }).where(claimed).returning(columns);
     const [, rows] = await Promise.all([asyncCommit, claim]);
     if (rows.length === 0) return 0;
     rows.sort((a, b) => a.seq - b.seq); // RETURNING follows no order
