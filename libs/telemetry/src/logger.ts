@@ -18,6 +18,8 @@ export interface LoggerOptions {
    * per call (the gateway's access log).
    */
   batch?: boolean;
+  /** With `batch`: the bytes gathered per write; default {@link LOG_BATCH_BYTES} (see {@link LogDestinationOptions}). */
+  batchBytes?: number;
 }
 
 /** Bytes a batched log destination gathers before it writes (a quarter of sonic-boom's largest write). */
@@ -37,9 +39,20 @@ export interface LogDestinationOptions {
    * come while a write is under way go together in the next).
    */
   batch?: boolean;
+  /**
+   * With `batch`: the bytes gathered per write, default {@link LOG_BATCH_BYTES}. A process that
+   * logs a line per call at a high rate gathers more: each write costs about the same whatever
+   * its size (sonic-boom encodes the batch twice, hands it to libuv's thread pool and wakes a
+   * thread), so 16 KiB instead of 4 took an access line from ~4.0 to ~3.0 µs of CPU (medians of
+   * 3 runs, 300,000 lines to /dev/null, issue 23). Lines still wait at most `flushMs`.
+   */
+  batchBytes?: number;
   /** With `batch`: the longest a line waits; default {@link LOG_FLUSH_MS}. */
   flushMs?: number;
 }
+
+/** sonic-boom's largest write by default; it refuses a `minLength` that is not below its `maxWrite`. */
+const SONIC_MAX_WRITE = 16 * 1024;
 
 /**
  * Where a process's log lines go: pino's asynchronous destination (sonic-boom), flushed
@@ -53,13 +66,19 @@ export interface LogDestinationOptions {
 export function createLogDestination(options: LogDestinationOptions = {}): LogDestination {
   const dest = options.dest ?? 1;
   if (!options.batch) return pino.destination({ dest, sync: false });
+  const batchBytes = options.batchBytes ?? LOG_BATCH_BYTES;
+  if (!Number.isSafeInteger(batchBytes) || batchBytes <= 0) {
+    throw new RangeError(`createLogDestination: batchBytes must be a positive integer, got ${batchBytes}`);
+  }
   return gatherLines(
     pino.destination({
       dest,
       sync: false,
-      minLength: LOG_BATCH_BYTES,
+      minLength: batchBytes,
+      maxWrite: Math.max(SONIC_MAX_WRITE, 4 * batchBytes),
       periodicFlush: options.flushMs ?? LOG_FLUSH_MS,
     }),
+    batchBytes,
   );
 }
 
@@ -85,7 +104,7 @@ interface SonicFront {
  * periodic flush calls `flush`, and pino's exit handler `flushSync`, so both reach the lines
  * held here.
  */
-function gatherLines(stream: LogDestination): LogDestination {
+function gatherLines(stream: LogDestination, batchBytes: number): LogDestination {
   const sonic = stream as unknown as SonicFront;
   const write = sonic.write.bind(stream);
   const flush = sonic.flush.bind(stream);
@@ -108,7 +127,7 @@ function gatherLines(stream: LogDestination): LogDestination {
     }
     lines.push(line);
     length += line.length;
-    return length < LOG_BATCH_BYTES || handOver();
+    return length < batchBytes || handOver();
   };
   sonic.flush = (cb) => {
     if (length > 0) {
@@ -195,6 +214,6 @@ export function createLogger(options: LoggerOptions): Logger {
         return { trace_id: ctx.traceId, span_id: ctx.spanId };
       },
     },
-    options.destination ?? createLogDestination({ batch: options.batch }),
+    options.destination ?? createLogDestination({ batch: options.batch, batchBytes: options.batchBytes }),
   );
 }
