@@ -52,6 +52,17 @@ describe("UPSTREAM_REQUEST_OPTIONS", () => {
     expect(UPSTREAM_REQUEST_OPTIONS.bodyless).toEqual({ endStream: true, ...defaults });
   });
 
+  it("are read-only to the code that shares them (tsc: a field set for one call would go on all)", () => {
+    // Never called: tsc refuses these assignments (and this file, were they allowed).
+    const setForOneCall = () => {
+      // @ts-expect-error shared by every upstream stream
+      UPSTREAM_REQUEST_OPTIONS.body.endStream = true;
+      // @ts-expect-error shared by every upstream stream
+      UPSTREAM_REQUEST_OPTIONS.bodyless.waitForTrailers = true;
+    };
+    expect(typeof setForOneCall).toBe("function");
+  });
+
   it("open streams as Node's defaults do: a body follows, or the stream ends with its headers", async () => {
     const headers = { ":method": "POST", ":path": "/x" };
     const withBody = session.request(headers, UPSTREAM_REQUEST_OPTIONS.body);
