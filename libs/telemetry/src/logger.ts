@@ -13,12 +13,15 @@ export interface LoggerOptions {
   /** Where lines go; default stdout. Tests pass a stream to read the lines back. */
   destination?: DestinationStream;
   /**
-   * Lines to stdout are gathered into writes of {@link LOG_BATCH_BYTES} (see
-   * {@link createLogDestination}); ignored with a `destination`. For a process that logs a line
-   * per call (the gateway's access log).
+   * Lines to stdout are gathered into writes of `batchBytes` (default {@link LOG_BATCH_BYTES};
+   * see {@link createLogDestination}); ignored with a `destination`. For a process that logs a
+   * line per call (the gateway's access log).
    */
   batch?: boolean;
-  /** With `batch`: the bytes gathered per write; default {@link LOG_BATCH_BYTES} (see {@link LogDestinationOptions}). */
+  /**
+   * With `batch`: the bytes gathered per write; default {@link LOG_BATCH_BYTES} (see
+   * {@link LogDestinationOptions}). Ignored with a `destination` or without `batch`.
+   */
   batchBytes?: number;
 }
 
@@ -34,9 +37,9 @@ export interface LogDestinationOptions {
   /** A file descriptor or a file's path (appended to); default 1 (stdout). */
   dest?: number | string;
   /**
-   * Gather lines into writes of at least {@link LOG_BATCH_BYTES}, written at the latest every
-   * `flushMs` and at the process's exit. Otherwise each line is written as it comes (lines that
-   * come while a write is under way go together in the next).
+   * Gather lines into writes of at least `batchBytes` (default {@link LOG_BATCH_BYTES}), written
+   * at the latest every `flushMs` and at the process's exit. Otherwise each line is written as it
+   * comes (lines that come while a write is under way go together in the next).
    */
   batch?: boolean;
   /**
@@ -44,7 +47,8 @@ export interface LogDestinationOptions {
    * logs a line per call at a high rate gathers more: each write costs about the same whatever
    * its size (sonic-boom encodes the batch twice, hands it to libuv's thread pool and wakes a
    * thread), so 16 KiB instead of 4 took an access line from ~4.0 to ~3.0 µs of CPU (medians of
-   * 3 runs, 300,000 lines to /dev/null, issue 23). Lines still wait at most `flushMs`.
+   * 3 runs, 300,000 lines to /dev/null, issue 23). Lines still wait at most `flushMs`; a process
+   * killed outright (SIGKILL) loses what is gathered, up to this many bytes. Ignored without `batch`.
    */
   batchBytes?: number;
   /** With `batch`: the longest a line waits; default {@link LOG_FLUSH_MS}. */
@@ -57,11 +61,11 @@ const SONIC_MAX_WRITE = 16 * 1024;
 /**
  * Where a process's log lines go: pino's asynchronous destination (sonic-boom), flushed
  * synchronously at the process's exit (`process.exit` after SIGTERM included: pino registers
- * that for every asynchronous destination). Batched, it writes once per {@link LOG_BATCH_BYTES}
- * instead of once per line: with an access line per call, one `write(2)` per line was ~5-7% of
- * the gateway's busy time in the bench (issue 23). A line still reaches the file within
- * `flushMs` (sonic-boom's own unref'd timer), so a quiet process's lines are not held back; a
- * process killed outright (SIGKILL) loses at most that much.
+ * that for every asynchronous destination). Batched, it writes once per `batchBytes` (default
+ * {@link LOG_BATCH_BYTES}) instead of once per line: with an access line per call, one `write(2)`
+ * per line was ~5-7% of the gateway's busy time in the bench (issue 23). A line still reaches the
+ * file within `flushMs` (sonic-boom's own unref'd timer), so a quiet process's lines are not held
+ * back; a process killed outright (SIGKILL) loses at most that much.
  */
 export function createLogDestination(options: LogDestinationOptions = {}): LogDestination {
   const dest = options.dest ?? 1;
@@ -95,9 +99,9 @@ interface SonicFront {
 }
 
 /**
- * Keeps a batch's lines in an array and hands them to sonic-boom joined, once per
- * {@link LOG_BATCH_BYTES} (or at a flush, a flushSync, the end), in the order written. sonic-boom
- * takes each line by appending it to its pending string and measuring that string's UTF-8 length
+ * Keeps a batch's lines in an array and hands them to sonic-boom joined, once per `batchBytes`
+ * (or at a flush, a flushSync, the end), in the order written. sonic-boom takes each line by
+ * appending it to its pending string and measuring that string's UTF-8 length
  * (`Buffer.byteLength`), which flattens the whole pending rope on every line: ~4 KB copied per
  * access line (10% of the gateway's allocated bytes per call, issue 23). Its `write`, `flush` and
  * `flushSync` are properties of each instance, which this replaces as pino itself does; its
