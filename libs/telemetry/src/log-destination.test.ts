@@ -77,11 +77,13 @@ describe("createLogDestination", () => {
     expect(bytes).toBeGreaterThan(3 * LOG_BATCH_BYTES);
     expect(bytes).toBeLessThan(16 * 1024);
     destination.end();
-    for (const bad of [0, -1, 1.5, Number.NaN]) {
+    for (const bad of [0, -1, 1.5, Number.NaN, 1024 * 1024 + 1, 2 ** 31]) {
       expect(() => createLogDestination({ dest: file, batch: true, batchBytes: bad })).toThrow(
-        /batchBytes must be a positive integer/,
+        /batchBytes must be a positive integer up to 1048576, got/,
       );
     }
+    // The largest is taken (sonic-boom takes its minLength below the maxWrite given with it).
+    createLogDestination({ dest: file, batch: true, batchBytes: 1024 * 1024 }).end();
   });
 
   it("batched, hands sonic-boom whole batches (not line by line), in the order written", async () => {

@@ -59,6 +59,14 @@ export interface LogDestinationOptions {
 const SONIC_MAX_WRITE = 16 * 1024;
 
 /**
+ * The largest `batchBytes`: past some KiB a bigger batch saves nothing (a write per 16 KiB is
+ * already a small share of a line's cost), while lines held in memory, the one string they are
+ * joined into and the write handed to sonic-boom (`maxWrite` 4x the batch) grow without bound: a
+ * batch of GiBs could not even be joined into a string.
+ */
+const MAX_BATCH_BYTES = 1024 * 1024;
+
+/**
  * Where a process's log lines go: pino's asynchronous destination (sonic-boom), flushed
  * synchronously at the process's exit (`process.exit` after SIGTERM included: pino registers
  * that for every asynchronous destination). Batched, it writes once per `batchBytes` (default
@@ -71,8 +79,10 @@ export function createLogDestination(options: LogDestinationOptions = {}): LogDe
   const dest = options.dest ?? 1;
   if (!options.batch) return pino.destination({ dest, sync: false });
   const batchBytes = options.batchBytes ?? LOG_BATCH_BYTES;
-  if (!Number.isSafeInteger(batchBytes) || batchBytes <= 0) {
-    throw new RangeError(`createLogDestination: batchBytes must be a positive integer, got ${batchBytes}`);
+  if (!Number.isSafeInteger(batchBytes) || batchBytes <= 0 || batchBytes > MAX_BATCH_BYTES) {
+    throw new RangeError(
+      `createLogDestination: batchBytes must be a positive integer up to ${MAX_BATCH_BYTES}, got ${batchBytes}`,
+    );
   }
   return gatherLines(
     pino.destination({
