@@ -83,7 +83,9 @@ describe("createLogDestination", () => {
       );
     }
     // The largest is taken (sonic-boom takes its minLength below the maxWrite given with it).
-    createLogDestination({ dest: file, batch: true, batchBytes: 1024 * 1024 }).end();
+    const largest = createLogDestination({ dest: file, batch: true, batchBytes: 1024 * 1024 });
+    largest.end();
+    await new Promise((r) => largest.once("close", r));
   });
 
   it("batched, hands sonic-boom whole batches (not line by line), in the order written", async () => {
