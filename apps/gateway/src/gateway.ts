@@ -184,6 +184,24 @@ export interface Gateway {
   stop(): Promise<void>;
 }
 
+/**
+ * Bytes of log lines the gateway's logger gathers per write (the access log, a line per call):
+ * 16 KiB rather than the default 4 (a write costs about the same whatever its size; ~1 µs less
+ * CPU per access line, see `createLogDestination`'s `batchBytes`). Also for an embedding process
+ * that gives the gateway a logger of its own.
+ */
+export const GATEWAY_LOG_BATCH_BYTES = 16 * 1024;
+
+/** Batched: an access line per call, written 16 KiB at a time (within 100 ms, and at exit). */
+function gatewayLogger(config: GatewayConfig): Logger {
+  return createLogger({
+    service: "gateway",
+    level: config.logLevel,
+    batch: true,
+    batchBytes: GATEWAY_LOG_BATCH_BYTES,
+  });
+}
+
 /** The gateway package's version (`meshwork_build_info`, its registry record, telemetry). */
 const VERSION = packageVersion(import.meta.url);
 
@@ -386,8 +404,7 @@ async function stopGateway(p: GatewayParts): Promise<void> {
  */
 export function createGateway(options: GatewayOptions): Gateway {
   const { config } = options;
-  // Batched: an access line per call, written a few KiB at a time (within 100 ms, and at exit).
-  const logger = options.logger ?? createLogger({ service: "gateway", level: config.logLevel, batch: true });
+  const logger = options.logger ?? gatewayLogger(config);
   const telemetry = telemetryOf(options);
   observeBuildInfo(telemetry.meter, { service: "gateway", version: VERSION, commit: buildCommit() });
   const files = options.files ?? meshworkFiles;

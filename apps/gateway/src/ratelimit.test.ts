@@ -1,5 +1,11 @@
-import { describe, expect, it } from "vitest";
-import { DEFAULT_AUTH_RATE_LIMITS, parseRateLimits, RateLimiter, rateRefusal } from "./ratelimit.js";
+import { describe, expect, it, vi } from "vitest";
+import {
+  DEFAULT_AUTH_RATE_LIMITS,
+  parseRateLimits,
+  RateLimiter,
+  RULE_CACHE_PATHS,
+  rateRefusal,
+} from "./ratelimit.js";
 
 describe("rate limits", () => {
   it("parses rules and names a bad one", () => {
@@ -23,6 +29,23 @@ describe("rate limits", () => {
     expect(limiter.take("/a.B/Slow", "alice", at(1)).allowed).toBe(true); // its own rule
     expect(limiter.take("/a.B/Slow", "alice", at(2))).toMatchObject({ allowed: false, retryAfterS: 9 });
     expect(new RateLimiter([]).take("/x.Y/Z", "alice").allowed).toBe(true);
+  });
+
+  it("works a path's rule out once, and past the cached paths still finds every rule", () => {
+    const limiter = new RateLimiter(parseRateLimits("*=100/1s:100;a.B=1/1s:1;a.B/Slow=1/10s:1"));
+    expect(limiter.ruleFor("/a.B/Fast")?.key).toBe("a.B");
+    const split = vi.spyOn(String.prototype, "split");
+    try {
+      // The second lookup of a path is remembered: no service name is split out of it again.
+      expect(limiter.ruleFor("/a.B/Fast")?.key).toBe("a.B");
+      expect(split).not.toHaveBeenCalled();
+    } finally {
+      split.mockRestore();
+    }
+    for (let i = 0; i < RULE_CACHE_PATHS + 10; i++) expect(limiter.ruleFor(`/x.Y/M${i}`)?.key).toBe("*");
+    expect(limiter.ruleFor("/a.B/Slow")?.key).toBe("a.B/Slow");
+    expect(limiter.ruleFor("/c.D/E")?.key).toBe("*");
+    expect(new RateLimiter(parseRateLimits("a.B=1/1s:1")).ruleFor("/c.D/E")).toBeUndefined();
   });
 
   it("counts the authentication methods per client address whatever token a call carries", () => {

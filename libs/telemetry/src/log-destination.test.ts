@@ -49,6 +49,45 @@ describe("createLogDestination", () => {
     expect(unbatched).toBeGreaterThan(10);
   });
 
+  it("batched with batchBytes, gathers that many bytes per write; refuses a size that is not one", async () => {
+    const file = await tempFile();
+    const destination = createLogDestination({
+      dest: file,
+      batch: true,
+      batchBytes: 16 * 1024,
+      flushMs: 60_000,
+    });
+    await new Promise((r) => destination.once("ready", r));
+    let writes = 0;
+    destination.on("write", () => writes++);
+    const logger = createLogger({ service: "t", destination });
+    // ~15 KiB: three writes at the default LOG_BATCH_BYTES, none yet at 16 KiB.
+    const count = 100;
+    for (let i = 0; i < count; i++) logger.info({ i, pad: "x".repeat(60) }, "line");
+    // No fixed wait for writes that must not come: the one write counted below is the proof (at
+    // 4 KiB the first batch is written at once and the rest after it: two writes or more).
+    destination.flush();
+    await waitFor(async () => (await linesOf(file)).length === count, {
+      timeoutMs: 5_000,
+      what: "every line",
+    });
+    expect(writes).toBe(1);
+    // What they came to: more than three batches of the default size, less than one of 16 KiB.
+    const bytes = (await readFile(file)).length;
+    expect(bytes).toBeGreaterThan(3 * LOG_BATCH_BYTES);
+    expect(bytes).toBeLessThan(16 * 1024);
+    destination.end();
+    for (const bad of [0, -1, 1.5, Number.NaN, 1024 * 1024 + 1, 2 ** 31]) {
+      expect(() => createLogDestination({ dest: file, batch: true, batchBytes: bad })).toThrow(
+        /batchBytes must be a positive integer up to 1048576, got/,
+      );
+    }
+    // The largest is taken (sonic-boom takes its minLength below the maxWrite given with it).
+    const largest = createLogDestination({ dest: file, batch: true, batchBytes: 1024 * 1024 });
+    largest.end();
+    await new Promise((r) => largest.once("close", r));
+  });
+
   it("batched, hands sonic-boom whole batches (not line by line), in the order written", async () => {
     const file = await tempFile();
     const destination = createLogDestination({ dest: file, batch: true, flushMs: 60_000 });

@@ -2,7 +2,7 @@ import http2 from "node:http2";
 import type { ClientMethodMetrics } from "@meshwork/telemetry";
 import type { Span } from "@opentelemetry/api";
 import { Code, grpcMessage } from "../errors.js";
-import type { Endpoint } from "../upstreams.js";
+import { type Endpoint, UPSTREAM_REQUEST_OPTIONS } from "../upstreams.js";
 import { cutShort, endpointFailed, HeldAnswer, outcomeOf } from "./answer.js";
 import { type Blame, blameOfRequestError, blameOfReset } from "./blame.js";
 import type { ProxiedCall } from "./call.js";
@@ -95,7 +95,11 @@ export class UpstreamAttempt {
     const bodyless = call.method === "GET" || call.method === "HEAD";
     let up: http2.ClientHttp2Stream;
     try {
-      const opened = upstreams.request(endpoint, headers, { endStream: bodyless });
+      const opened = upstreams.request(
+        endpoint,
+        headers,
+        bodyless ? UPSTREAM_REQUEST_OPTIONS.bodyless : UPSTREAM_REQUEST_OPTIONS.body,
+      );
       if ("tooLarge" in opened) {
         // Headers past what the endpoint said it takes would have the stream reset: the
         // client's doing, answered as the gateway answers headers over its own limit.
