@@ -190,7 +190,7 @@ export function leanSpanStarter(tracer: Tracer): LeanSpanStarter | undefined {
       keepable(attributes) &&
       (extra === undefined || Object.keys(extra).length === 0)
     ) {
-      span.attributes = attributes;
+      span.baseAttributes = attributes;
       span.attributeCount = -1;
     } else {
       span.setAttributes(sanitizeAttributes(given));
@@ -225,11 +225,20 @@ function msToHrTime(ms: number): HrTime {
  * for processors and exporters, with the SDK span's behaviour (limits, ended-span warnings,
  * exception events) and fewer objects.
  */
-class LeanSpan implements Span, ReadableSpan {
-  /** The attributes; the start attributes themselves (shared) while {@link attributeCount} is -1. */
-  attributes: Attributes = NO_ATTRIBUTES;
-  /** How many attributes are set, or -1 while {@link attributes} is the shared start object. */
+export class LeanSpan implements Span, ReadableSpan {
+  /**
+   * The start attributes, kept by reference (every span of a route shares them, frozen): never
+   * copied, so the export can write them as bytes encoded once (see `writeLeanSpan`).
+   */
+  baseAttributes: Attributes = NO_ATTRIBUTES;
+  /** The attributes set on this span itself (all of them when the start ones were not kept). */
+  ownAttributes: Record<string, AttributeValue> = NO_ATTRIBUTES as Record<string, AttributeValue>;
+  /** Whether an own attribute replaced a start one (then it keeps the start one's place). */
+  ownShadowsBase = false;
+  /** How many attributes are set, or -1 while only the start ones are (not counted yet). */
   attributeCount = 0;
+  /** Start and own attributes merged, built when read, until the next `setAttribute`. */
+  #merged: Attributes | undefined;
   links: Link[] = NONE;
   events: TimedEvent[] = NONE;
   status: SpanStatus = UNSET;
@@ -240,9 +249,10 @@ class LeanSpan implements Span, ReadableSpan {
   readonly resource: Resource;
   readonly instrumentationScope: InstrumentationScope;
   /** Wall-clock start, ms since the epoch, and the monotonic clock then: times are derived lazily. */
-  readonly #startMs: number;
+  readonly startMs: number;
   readonly #startPerf: number;
-  #endMs = 0;
+  /** Wall-clock end, ms since the epoch (0 until ended). */
+  endMs = 0;
 
   constructor(
     readonly sdk: SdkTracerParts,
@@ -254,7 +264,7 @@ class LeanSpan implements Span, ReadableSpan {
   ) {
     this.resource = sdk._resource;
     this.instrumentationScope = sdk.instrumentationScope;
-    this.#startMs = Date.now();
+    this.startMs = Date.now();
     this.#startPerf = performance.now();
   }
 
@@ -262,23 +272,31 @@ class LeanSpan implements Span, ReadableSpan {
     return this.context;
   }
 
+  /** Every attribute, as the SDK's span holds them (start ones first, in their order). */
+  get attributes(): Attributes {
+    if (this.ownAttributes === NO_ATTRIBUTES) return this.baseAttributes;
+    if (this.baseAttributes === NO_ATTRIBUTES) return this.ownAttributes;
+    this.#merged ??= { ...this.baseAttributes, ...this.ownAttributes };
+    return this.#merged;
+  }
+
   get startTime(): HrTime {
-    return msToHrTime(this.#startMs);
+    return msToHrTime(this.startMs);
   }
 
   get endTime(): HrTime {
-    return this.ended ? msToHrTime(this.#endMs) : [0, 0];
+    return this.ended ? msToHrTime(this.endMs) : [0, 0];
   }
 
   get duration(): HrTime {
-    return this.ended ? msToHrTime(this.#endMs - this.#startMs) : [-1, -1];
+    return this.ended ? msToHrTime(this.endMs - this.startMs) : [-1, -1];
   }
 
   /** A time input as wall-clock ms, as the SDK's span reads it (performance-relative numbers included). */
   #ms(input: TimeInput | undefined): number {
-    if (input === undefined) return this.#startMs + (performance.now() - this.#startPerf);
+    if (input === undefined) return this.startMs + (performance.now() - this.#startPerf);
     if (typeof input === "number") {
-      return input <= performance.now() ? input + (this.#startMs - this.#startPerf) : input;
+      return input <= performance.now() ? input + (this.startMs - this.#startPerf) : input;
     }
     if (input instanceof Date) return input.getTime();
     return input[0] * 1000 + input[1] / 1_000_000;
@@ -315,21 +333,21 @@ class LeanSpan implements Span, ReadableSpan {
       diag.warn(`Invalid attribute value set for key: ${key}`);
       return this;
     }
+    const base = this.baseAttributes;
     if (this.attributeCount < 0) {
-      // The shared start attributes: this span's own copy from now on.
-      const shared = this.attributes;
-      this.attributes = { ...shared };
-      this.attributeCount = startAttributeCounts.get(shared) ?? Object.keys(shared).length;
-    } else if (this.attributes === NO_ATTRIBUTES) {
-      this.attributes = {};
+      this.attributeCount = startAttributeCounts.get(base) ?? Object.keys(base).length;
     }
-    const isNew = !Object.hasOwn(this.attributes, key);
+    const inBase = base !== NO_ATTRIBUTES && Object.hasOwn(base, key);
+    const isNew = !inBase && !Object.hasOwn(this.ownAttributes, key);
     const countLimit = this.sdk._spanLimits.attributeCountLimit;
     if (isNew && countLimit !== undefined && this.attributeCount >= countLimit) {
       this.droppedAttributesCount++;
       return this;
     }
-    (this.attributes as Record<string, AttributeValue>)[key] = this.#truncate(value);
+    if (this.ownAttributes === NO_ATTRIBUTES) this.ownAttributes = {};
+    if (inBase) this.ownShadowsBase = true;
+    this.ownAttributes[key] = this.#truncate(value);
+    this.#merged = undefined;
     if (isNew) this.attributeCount++;
     return this;
   }
@@ -419,7 +437,7 @@ class LeanSpan implements Span, ReadableSpan {
       );
       return;
     }
-    this.#endMs = Math.max(this.#ms(endTime), this.#startMs);
+    this.endMs = Math.max(this.#ms(endTime), this.startMs);
     const processor = this.sdk._spanProcessor;
     processor.onEnding?.(this);
     this.recordEnd?.();

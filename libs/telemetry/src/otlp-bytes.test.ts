@@ -16,7 +16,7 @@ import {
   SimpleSpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { leanSpanStarter } from "./lean-span.js";
+import { LeanSpan, leanSpanStarter } from "./lean-span.js";
 import { spanProcessorsFor } from "./otel-env.js";
 import { batchLimitsFromEnv, OtlpBytesSpanProcessor } from "./otlp-bytes-processor.js";
 import { OtlpWriter } from "./otlp-writer.js";
@@ -150,6 +150,59 @@ describe("OtlpBytesSpanProcessor", () => {
     ]) {
       expect(json).toContain(text);
     }
+  });
+
+  it("writes a route's lean spans from bytes encoded once, each with its own ids, times and attributes", async () => {
+    const memory = new InMemorySpanExporter();
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(memory)] });
+    const lean = leanSpanStarter(provider.getTracer("route-test"));
+    if (!lean) throw new Error("the SDK's tracer was not recognised");
+    const route: Attributes = Object.freeze({
+      "rpc.system": "grpc",
+      "rpc.service": "u.v1.U",
+      "rpc.method": "Get",
+    });
+    const plain: Attributes = { "rpc.system": "grpc", "rpc.method": "Get" };
+    const made = [
+      lean("u.v1.U/Get", SpanKind.SERVER, route, ROOT_CONTEXT),
+      lean("u.v1.U/Get", SpanKind.SERVER, route, ROOT_CONTEXT),
+      lean("u.v1.U/Get", SpanKind.SERVER, route, ROOT_CONTEXT), // a start attribute replaced
+      lean("u.v1.U/Get", SpanKind.SERVER, route, ROOT_CONTEXT), // renamed
+      lean("u.v1.U/Get", SpanKind.CLIENT, route, ROOT_CONTEXT), // another kind, same attributes
+      lean("u.v1.U/Get", SpanKind.SERVER, plain, ROOT_CONTEXT), // not frozen: no template
+      lean("u.v1.U/Get", SpanKind.SERVER, {}, ROOT_CONTEXT),
+    ];
+    made[0]?.setAttribute("rpc.grpc.status_code", 0);
+    made[1]?.setAttributes({ "rpc.grpc.status_code": 5, note: "ünï" });
+    made[2]?.setAttribute("rpc.method", "Got").setAttribute("rpc.grpc.status_code", 2);
+    made[3]?.updateName("u.v1.U/Renamed");
+    made[5]?.setAttribute("rpc.grpc.status_code", 1);
+    made[6]?.setAttribute("only.own", true);
+    for (const [i, span] of made.entries()) span.end(Date.now() + i + 0.123456);
+    // The start attributes stay shared: setting the status code copied nothing.
+    expect(made[0]).toBeInstanceOf(LeanSpan);
+    expect((made[0] as LeanSpan).baseAttributes).toBe(route);
+    expect(made[0] && (made[0] as LeanSpan).attributes).toEqual({ ...route, "rpc.grpc.status_code": 0 });
+    const spans = memory.getFinishedSpans();
+    expect(spans).toHaveLength(made.length);
+    const sdk = new OTLPTraceExporter({ url: sink.url });
+    await new Promise<void>((resolve, reject) =>
+      sdk.export(spans, (r) => (r.code === 0 ? resolve() : reject(r.error))),
+    );
+    const bytes = new OtlpBytesSpanProcessor({
+      url: sink.url,
+      headers: {},
+      timeoutMillis: 5000,
+      ...batchLimitsFromEnv({}),
+    });
+    for (const span of spans) bytes.onEnd(span);
+    await bytes.shutdown();
+    await sdk.shutdown();
+    const [fromSdk, fromLean] = sink.bodies.map((b) => decode(b as Buffer));
+    expect(fromLean).toEqual(fromSdk);
+    const json = JSON.stringify(fromLean);
+    for (const text of ["u.v1.U/Renamed", "Got", "ünï", "only.own", "SPAN_KIND_CLIENT"])
+      expect(json).toContain(text);
   });
 
   it("batches by OTEL_BSP_MAX_EXPORT_BATCH_SIZE, one request per batch with the resource once", async () => {
