@@ -131,7 +131,7 @@ export type LeanSpanStarter = (name: string, kind: SpanKind, attributes: Attribu
  * sampler decides, its id generator makes the ids, its span limits apply, and the span is handed
  * to the provider's span processors (`onStart`, `onEnding`, `onEnd`), so a `BatchSpanProcessor`
  * exports it with the configured exporter and users' own processors see it. What it saves: the
- * start attributes are kept by reference until the first `setAttribute` copies them (the SDK
+ * start attributes are kept by reference and those set later apart from them (the SDK
  * validates and copies them twice per span), times are two numbers until read (the SDK builds
  * four `[s, ns]` arrays per span), and no status, links or events objects are made until used.
  *
@@ -203,7 +203,7 @@ export function leanSpanStarter(tracer: Tracer): LeanSpanStarter | undefined {
 
 /**
  * How many attributes each shared start attributes object has (counted when first checked), so a
- * span's first `setAttribute` (the status code of every call) copies them without a keys array.
+ * span's first `setAttribute` (the status code of every call) counts them without a keys array.
  */
 const startAttributeCounts = new WeakMap<Attributes, number>();
 
@@ -227,8 +227,9 @@ function msToHrTime(ms: number): HrTime {
  */
 export class LeanSpan implements Span, ReadableSpan {
   /**
-   * The start attributes, kept by reference (every span of a route shares them, frozen): never
-   * copied, so the export can write them as bytes encoded once (see `writeLeanSpan`).
+   * The start attributes, kept by reference (every span of a route shares them, frozen): not
+   * copied unless {@link attributes} is read after the span set one of its own, so the export
+   * can write them as bytes encoded once (see `writeLeanSpan`).
    */
   baseAttributes: Attributes = NO_ATTRIBUTES;
   /** The attributes set on this span itself (all of them when the start ones were not kept). */
@@ -237,8 +238,6 @@ export class LeanSpan implements Span, ReadableSpan {
   ownShadowsBase = false;
   /** How many attributes are set, or -1 while only the start ones are (not counted yet). */
   attributeCount = 0;
-  /** Start and own attributes merged, built when read, until the next `setAttribute`. */
-  #merged: Attributes | undefined;
   links: Link[] = NONE;
   events: TimedEvent[] = NONE;
   status: SpanStatus = UNSET;
@@ -272,12 +271,20 @@ export class LeanSpan implements Span, ReadableSpan {
     return this.context;
   }
 
-  /** Every attribute, as the SDK's span holds them (start ones first, in their order). */
+  /**
+   * Every attribute, as the SDK's span holds them (start ones first, in their order). Once the
+   * span has set one of its own, this is the span's own object, as the SDK's: the start ones are
+   * merged into it when first read, so what a processor changes in it before the exporter runs
+   * (a redaction in `onEnding`/`onEnd`) is what is exported (the route's attribute bytes are then
+   * not used for this span).
+   */
   get attributes(): Attributes {
-    if (this.ownAttributes === NO_ATTRIBUTES) return this.baseAttributes;
     if (this.baseAttributes === NO_ATTRIBUTES) return this.ownAttributes;
-    this.#merged ??= { ...this.baseAttributes, ...this.ownAttributes };
-    return this.#merged;
+    if (this.attributeCount < 0) return this.baseAttributes;
+    this.ownAttributes = { ...this.baseAttributes, ...this.ownAttributes } as Record<string, AttributeValue>;
+    this.baseAttributes = NO_ATTRIBUTES;
+    this.ownShadowsBase = false;
+    return this.ownAttributes;
   }
 
   get startTime(): HrTime {
@@ -338,16 +345,16 @@ export class LeanSpan implements Span, ReadableSpan {
       this.attributeCount = startAttributeCounts.get(base) ?? Object.keys(base).length;
     }
     const inBase = base !== NO_ATTRIBUTES && Object.hasOwn(base, key);
+    // Made at the first valid attribute, kept or dropped, as the SDK's span's own object.
+    if (this.ownAttributes === NO_ATTRIBUTES) this.ownAttributes = {};
     const isNew = !inBase && !Object.hasOwn(this.ownAttributes, key);
     const countLimit = this.sdk._spanLimits.attributeCountLimit;
     if (isNew && countLimit !== undefined && this.attributeCount >= countLimit) {
       this.droppedAttributesCount++;
       return this;
     }
-    if (this.ownAttributes === NO_ATTRIBUTES) this.ownAttributes = {};
     if (inBase) this.ownShadowsBase = true;
     this.ownAttributes[key] = this.#truncate(value);
-    this.#merged = undefined;
     if (isNew) this.attributeCount++;
     return this;
   }
