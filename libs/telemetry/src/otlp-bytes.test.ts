@@ -260,6 +260,34 @@ describe("OtlpBytesSpanProcessor", () => {
     }
   });
 
+  it("writes an array of a route's frozen start attributes as it is when the span ends, not as it was first", async () => {
+    const bytes = new OtlpBytesSpanProcessor({
+      url: sink.url,
+      headers: {},
+      timeoutMillis: 5000,
+      ...batchLimitsFromEnv({}),
+    });
+    const provider = new BasicTracerProvider({ spanProcessors: [bytes] });
+    const lean = leanSpanStarter(provider.getTracer("array-test"));
+    if (!lean) throw new Error("the SDK's tracer was not recognised");
+    const tags = ["blue", "green"];
+    const route: Attributes = Object.freeze({ "rpc.method": "Get", tags }); // the array is not frozen
+    for (const tag of ["blue", "red"]) {
+      tags[0] = tag;
+      const span = lean("a.v1.A/Get", SpanKind.SERVER, route, ROOT_CONTEXT);
+      span.setAttribute("rpc.grpc.status_code", 0);
+      span.end();
+    }
+    await bytes.shutdown();
+    const request = fromBinary(ExportTraceServiceRequestSchema, sink.bodies[0] as Buffer);
+    const spans = request.resourceSpans[0]?.scopeSpans[0]?.spans ?? [];
+    const firstTags = spans.map((s) => {
+      const value = s.attributes.find((a) => a.key === "tags")?.value?.value;
+      return value?.case === "arrayValue" ? value.value.values[0]?.value.value : undefined;
+    });
+    expect(firstTags).toEqual(["blue", "red"]);
+  });
+
   it("batches by OTEL_BSP_MAX_EXPORT_BATCH_SIZE, one request per batch with the resource once", async () => {
     const spans = makeSpans();
     const lean = new OtlpBytesSpanProcessor({

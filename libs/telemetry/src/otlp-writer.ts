@@ -376,13 +376,25 @@ interface SpanTemplate {
 
 const templates = new WeakMap<Attributes, SpanTemplate>();
 
-/** The template of `span`'s start attributes, if they are frozen and it has the template's name and kind. */
+/**
+ * Whether `attributes` can no longer change: frozen, and so is every array in it (freezing is
+ * shallow: a frozen object's array can still be written), and no value is a getter's.
+ */
+function isImmutable(attributes: Attributes): boolean {
+  if (!Object.isFrozen(attributes)) return false;
+  for (const d of Object.values(Object.getOwnPropertyDescriptors(attributes))) {
+    if (!("value" in d) || (Array.isArray(d.value) && !Object.isFrozen(d.value))) return false;
+  }
+  return true;
+}
+
+/** The template of `span`'s start attributes, if they cannot change (see isImmutable) and it has the template's name and kind. */
 function templateOf(span: SplitSpan): SpanTemplate | undefined {
   const base = span.baseAttributes;
   let t = templates.get(base);
   if (t === undefined) {
     // Only an object nobody can change may stand for its bytes.
-    if (!Object.isFrozen(base)) return undefined;
+    if (!isImmutable(base)) return undefined;
     const w = new OtlpWriter(512);
     w.string(5, span.name);
     w.tag(6, 0);
