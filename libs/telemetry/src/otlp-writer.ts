@@ -308,9 +308,7 @@ export function writeSpan(w: OtlpWriter, span: ReadableSpan): void {
   // A span's message is usually 128 bytes to 16 KiB: its length takes two bytes.
   const at = w.begin(2, 2);
   writeIds(w, span);
-  w.string(5, span.name);
-  w.tag(6, 0);
-  w.varint(span.kind + 1);
+  writeHead(w, span);
   w.tag(7, 1);
   w.hrTime(span.startTime);
   w.tag(8, 1);
@@ -329,6 +327,13 @@ function writeIds(w: OtlpWriter, span: ReadableSpan): void {
   if (state) w.string(3, state);
   const parent = span.parentSpanContext;
   if (parent?.spanId) w.hexId(4, parent.spanId);
+}
+
+/** Fields 5 and 6: name and kind. */
+function writeHead(w: OtlpWriter, span: ReadableSpan): void {
+  w.string(5, span.name);
+  w.tag(6, 0);
+  w.varint(span.kind + 1);
 }
 
 /** Fields 10 to 16: dropped counts, events, links, status, flags. */
@@ -388,7 +393,7 @@ function isImmutable(attributes: Attributes): boolean {
   return true;
 }
 
-/** The template of `span`'s start attributes, if they cannot change (see isImmutable) and it has the template's name and kind. */
+/** The template of `span`'s start attributes, if they cannot change (see {@link isImmutable}). */
 function templateOf(span: SplitSpan): SpanTemplate | undefined {
   const base = span.baseAttributes;
   let t = templates.get(base);
@@ -396,16 +401,14 @@ function templateOf(span: SplitSpan): SpanTemplate | undefined {
     // Only an object nobody can change may stand for its bytes.
     if (!isImmutable(base)) return undefined;
     const w = new OtlpWriter(512);
-    w.string(5, span.name);
-    w.tag(6, 0);
-    w.varint(span.kind + 1);
+    writeHead(w, span);
     const head = Buffer.from(w.bytes());
     w.reset();
     writeAttributes(w, 9, base);
     t = { name: span.name, kind: span.kind, head, attributes: Buffer.from(w.bytes()) };
     templates.set(base, t);
   }
-  return t.name === span.name && t.kind === span.kind ? t : undefined;
+  return t;
 }
 
 /**
@@ -422,7 +425,9 @@ export function writeLeanSpan(w: OtlpWriter, span: SplitSpan): void {
   }
   const at = w.begin(2, 2);
   writeIds(w, span);
-  w.raw(t.head);
+  // The name and kind of the route's first span (a span renamed, or of another kind, writes its own).
+  if (t.name === span.name && t.kind === span.kind) w.raw(t.head);
+  else writeHead(w, span);
   w.tag(7, 1);
   w.msTime(span.startMs);
   w.tag(8, 1);
