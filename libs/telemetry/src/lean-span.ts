@@ -131,7 +131,7 @@ export type LeanSpanStarter = (name: string, kind: SpanKind, attributes: Attribu
  * sampler decides, its id generator makes the ids, its span limits apply, and the span is handed
  * to the provider's span processors (`onStart`, `onEnding`, `onEnd`), so a `BatchSpanProcessor`
  * exports it with the configured exporter and users' own processors see it. What it saves: the
- * start attributes are kept by reference until the first `setAttribute` copies them (the SDK
+ * start attributes are kept by reference and those set later apart from them (the SDK
  * validates and copies them twice per span), times are two numbers until read (the SDK builds
  * four `[s, ns]` arrays per span), and no status, links or events objects are made until used.
  *
@@ -190,7 +190,7 @@ export function leanSpanStarter(tracer: Tracer): LeanSpanStarter | undefined {
       keepable(attributes) &&
       (extra === undefined || Object.keys(extra).length === 0)
     ) {
-      span.attributes = attributes;
+      span.baseAttributes = attributes;
       span.attributeCount = -1;
     } else {
       span.setAttributes(sanitizeAttributes(given));
@@ -203,7 +203,7 @@ export function leanSpanStarter(tracer: Tracer): LeanSpanStarter | undefined {
 
 /**
  * How many attributes each shared start attributes object has (counted when first checked), so a
- * span's first `setAttribute` (the status code of every call) copies them without a keys array.
+ * span's first `setAttribute` (the status code of every call) counts them without a keys array.
  */
 const startAttributeCounts = new WeakMap<Attributes, number>();
 
@@ -225,10 +225,18 @@ function msToHrTime(ms: number): HrTime {
  * for processors and exporters, with the SDK span's behaviour (limits, ended-span warnings,
  * exception events) and fewer objects.
  */
-class LeanSpan implements Span, ReadableSpan {
-  /** The attributes; the start attributes themselves (shared) while {@link attributeCount} is -1. */
-  attributes: Attributes = NO_ATTRIBUTES;
-  /** How many attributes are set, or -1 while {@link attributes} is the shared start object. */
+export class LeanSpan implements Span, ReadableSpan {
+  /**
+   * The start attributes, kept by reference (every span of a route shares them, frozen): not
+   * copied unless {@link attributes} is read after the span set one of its own, so the export
+   * can write them as bytes encoded once (see `writeLeanSpan`).
+   */
+  baseAttributes: Attributes = NO_ATTRIBUTES;
+  /** The attributes set on this span itself (all of them when the start ones were not kept). */
+  ownAttributes: Record<string, AttributeValue> = NO_ATTRIBUTES as Record<string, AttributeValue>;
+  /** Whether an own attribute replaced a start one (then it keeps the start one's place). */
+  ownShadowsBase = false;
+  /** How many attributes are set, or -1 while only the start ones are (not counted yet). */
   attributeCount = 0;
   links: Link[] = NONE;
   events: TimedEvent[] = NONE;
@@ -240,9 +248,10 @@ class LeanSpan implements Span, ReadableSpan {
   readonly resource: Resource;
   readonly instrumentationScope: InstrumentationScope;
   /** Wall-clock start, ms since the epoch, and the monotonic clock then: times are derived lazily. */
-  readonly #startMs: number;
+  readonly startMs: number;
   readonly #startPerf: number;
-  #endMs = 0;
+  /** Wall-clock end, ms since the epoch (0 until ended). */
+  endMs = 0;
 
   constructor(
     readonly sdk: SdkTracerParts,
@@ -254,7 +263,7 @@ class LeanSpan implements Span, ReadableSpan {
   ) {
     this.resource = sdk._resource;
     this.instrumentationScope = sdk.instrumentationScope;
-    this.#startMs = Date.now();
+    this.startMs = Date.now();
     this.#startPerf = performance.now();
   }
 
@@ -262,23 +271,39 @@ class LeanSpan implements Span, ReadableSpan {
     return this.context;
   }
 
+  /**
+   * Every attribute, as the SDK's span holds them (start ones first, in their order). Once the
+   * span has set one of its own, this is the span's own object, as the SDK's: the start ones are
+   * merged into it when first read, so what a processor changes in it before the exporter runs
+   * (a redaction in `onEnding`/`onEnd`) is what is exported (the route's attribute bytes are then
+   * not used for this span).
+   */
+  get attributes(): Attributes {
+    if (this.baseAttributes === NO_ATTRIBUTES) return this.ownAttributes;
+    if (this.attributeCount < 0) return this.baseAttributes;
+    this.ownAttributes = { ...this.baseAttributes, ...this.ownAttributes } as Record<string, AttributeValue>;
+    this.baseAttributes = NO_ATTRIBUTES;
+    this.ownShadowsBase = false;
+    return this.ownAttributes;
+  }
+
   get startTime(): HrTime {
-    return msToHrTime(this.#startMs);
+    return msToHrTime(this.startMs);
   }
 
   get endTime(): HrTime {
-    return this.ended ? msToHrTime(this.#endMs) : [0, 0];
+    return this.ended ? msToHrTime(this.endMs) : [0, 0];
   }
 
   get duration(): HrTime {
-    return this.ended ? msToHrTime(this.#endMs - this.#startMs) : [-1, -1];
+    return this.ended ? msToHrTime(this.endMs - this.startMs) : [-1, -1];
   }
 
   /** A time input as wall-clock ms, as the SDK's span reads it (performance-relative numbers included). */
   #ms(input: TimeInput | undefined): number {
-    if (input === undefined) return this.#startMs + (performance.now() - this.#startPerf);
+    if (input === undefined) return this.startMs + (performance.now() - this.#startPerf);
     if (typeof input === "number") {
-      return input <= performance.now() ? input + (this.#startMs - this.#startPerf) : input;
+      return input <= performance.now() ? input + (this.startMs - this.#startPerf) : input;
     }
     if (input instanceof Date) return input.getTime();
     return input[0] * 1000 + input[1] / 1_000_000;
@@ -315,21 +340,21 @@ class LeanSpan implements Span, ReadableSpan {
       diag.warn(`Invalid attribute value set for key: ${key}`);
       return this;
     }
+    const base = this.baseAttributes;
     if (this.attributeCount < 0) {
-      // The shared start attributes: this span's own copy from now on.
-      const shared = this.attributes;
-      this.attributes = { ...shared };
-      this.attributeCount = startAttributeCounts.get(shared) ?? Object.keys(shared).length;
-    } else if (this.attributes === NO_ATTRIBUTES) {
-      this.attributes = {};
+      this.attributeCount = startAttributeCounts.get(base) ?? Object.keys(base).length;
     }
-    const isNew = !Object.hasOwn(this.attributes, key);
+    const inBase = base !== NO_ATTRIBUTES && Object.hasOwn(base, key);
+    // Made at the first valid attribute, kept or dropped, as the SDK's span's own object.
+    if (this.ownAttributes === NO_ATTRIBUTES) this.ownAttributes = {};
+    const isNew = !inBase && !Object.hasOwn(this.ownAttributes, key);
     const countLimit = this.sdk._spanLimits.attributeCountLimit;
     if (isNew && countLimit !== undefined && this.attributeCount >= countLimit) {
       this.droppedAttributesCount++;
       return this;
     }
-    (this.attributes as Record<string, AttributeValue>)[key] = this.#truncate(value);
+    if (inBase) this.ownShadowsBase = true;
+    this.ownAttributes[key] = this.#truncate(value);
     if (isNew) this.attributeCount++;
     return this;
   }
@@ -419,7 +444,7 @@ class LeanSpan implements Span, ReadableSpan {
       );
       return;
     }
-    this.#endMs = Math.max(this.#ms(endTime), this.#startMs);
+    this.endMs = Math.max(this.#ms(endTime), this.startMs);
     const processor = this.sdk._spanProcessor;
     processor.onEnding?.(this);
     this.recordEnd?.();

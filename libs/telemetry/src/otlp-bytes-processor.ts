@@ -4,8 +4,9 @@ import { type Context, context, diag, TraceFlags } from "@opentelemetry/api";
 import { type InstrumentationScope, suppressTracing } from "@opentelemetry/core";
 import type { Resource } from "@opentelemetry/resources";
 import type { ReadableSpan, Span, SpanProcessor } from "@opentelemetry/sdk-trace-base";
+import { LeanSpan } from "./lean-span.js";
 import type { OtelEnv } from "./otel-env.js";
-import { OtlpWriter, writeResource, writeScope, writeSpan } from "./otlp-writer.js";
+import { OtlpWriter, writeLeanSpan, writeResource, writeScope, writeSpan } from "./otlp-writer.js";
 
 /** The batching of the OpenTelemetry `BatchSpanProcessor` (its `OTEL_BSP_*` variables). */
 export interface BatchLimits {
@@ -59,7 +60,8 @@ class Batch {
     if (group === undefined || group.resource !== span.resource) {
       group = this.#groupOf(span);
     }
-    writeSpan(group.writer, span);
+    if (span instanceof LeanSpan) writeLeanSpan(group.writer, span);
+    else writeSpan(group.writer, span);
     this.count++;
   }
 

@@ -4,7 +4,14 @@ import { fromBinary, toJson } from "@bufbuild/protobuf";
 import { BinaryWriter } from "@bufbuild/protobuf/wire";
 import { ExportTraceServiceRequestSchema } from "@meshwork/contracts/opentelemetry/proto/collector/trace/v1/trace_service";
 import { waitFor } from "@meshwork/testing";
-import { type Attributes, ROOT_CONTEXT, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
+import {
+  type Attributes,
+  type AttributeValue,
+  ROOT_CONTEXT,
+  SpanKind,
+  SpanStatusCode,
+  trace,
+} from "@opentelemetry/api";
 import { TraceState } from "@opentelemetry/core";
 import { OTLPTraceExporter } from "@opentelemetry/exporter-trace-otlp-proto";
 import { resourceFromAttributes } from "@opentelemetry/resources";
@@ -14,9 +21,10 @@ import {
   InMemorySpanExporter,
   type ReadableSpan,
   SimpleSpanProcessor,
+  type SpanProcessor,
 } from "@opentelemetry/sdk-trace-base";
 import { afterEach, beforeEach, describe, expect, it } from "vitest";
-import { leanSpanStarter } from "./lean-span.js";
+import { LeanSpan, leanSpanStarter } from "./lean-span.js";
 import { spanProcessorsFor } from "./otel-env.js";
 import { batchLimitsFromEnv, OtlpBytesSpanProcessor } from "./otlp-bytes-processor.js";
 import { OtlpWriter } from "./otlp-writer.js";
@@ -150,6 +158,134 @@ describe("OtlpBytesSpanProcessor", () => {
     ]) {
       expect(json).toContain(text);
     }
+  });
+
+  it("writes a route's lean spans from bytes encoded once, each with its own ids, times and attributes", async () => {
+    const memory = new InMemorySpanExporter();
+    // Encoded when each span ends, as in a service: before anything reads `span.attributes`.
+    const bytes = new OtlpBytesSpanProcessor({
+      url: sink.url,
+      headers: {},
+      timeoutMillis: 5000,
+      ...batchLimitsFromEnv({}),
+    });
+    const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(memory), bytes] });
+    const lean = leanSpanStarter(provider.getTracer("route-test"));
+    if (!lean) throw new Error("the SDK's tracer was not recognised");
+    const route: Attributes = Object.freeze({
+      "rpc.system": "grpc",
+      "rpc.service": "u.v1.U",
+      "rpc.method": "Get",
+    });
+    const plain: Attributes = { "rpc.system": "grpc", "rpc.method": "Get" };
+    const made = [
+      lean("u.v1.U/Get", SpanKind.SERVER, route, ROOT_CONTEXT),
+      lean("u.v1.U/Get", SpanKind.SERVER, route, ROOT_CONTEXT),
+      lean("u.v1.U/Get", SpanKind.SERVER, route, ROOT_CONTEXT), // a start attribute replaced
+      lean("u.v1.U/Get", SpanKind.SERVER, route, ROOT_CONTEXT), // renamed
+      lean("u.v1.U/Get", SpanKind.CLIENT, route, ROOT_CONTEXT), // another kind, same attributes
+      lean("u.v1.U/Get", SpanKind.SERVER, plain, ROOT_CONTEXT), // not frozen: no template
+      lean("u.v1.U/Get", SpanKind.SERVER, {}, ROOT_CONTEXT),
+    ];
+    made[0]?.setAttribute("rpc.grpc.status_code", 0);
+    made[1]?.setAttributes({ "rpc.grpc.status_code": 5, note: "ünï" });
+    made[2]?.setAttribute("rpc.method", "Got").setAttribute("rpc.grpc.status_code", 2);
+    made[3]?.updateName("u.v1.U/Renamed");
+    made[5]?.setAttribute("rpc.grpc.status_code", 1);
+    made[6]?.setAttribute("only.own", true);
+    for (const [i, span] of made.entries()) span.end(Date.now() + i + 0.123456);
+    // Encoded from the route's bytes: nothing read the attributes, which were not merged.
+    expect((made[1] as LeanSpan).baseAttributes).toBe(route);
+    // The start attributes stay shared: setting the status code copied nothing.
+    expect(made[0]).toBeInstanceOf(LeanSpan);
+    expect((made[0] as LeanSpan).baseAttributes).toBe(route);
+    expect(made[0] && (made[0] as LeanSpan).attributes).toEqual({ ...route, "rpc.grpc.status_code": 0 });
+    const spans = memory.getFinishedSpans();
+    expect(spans).toHaveLength(made.length);
+    await bytes.forceFlush();
+    const sdk = new OTLPTraceExporter({ url: sink.url });
+    await new Promise<void>((resolve, reject) =>
+      sdk.export(spans, (r) => (r.code === 0 ? resolve() : reject(r.error))),
+    );
+    await bytes.shutdown();
+    await sdk.shutdown();
+    const [fromLean, fromSdk] = sink.bodies.map((b) => decode(b as Buffer));
+    expect(fromLean).toEqual(fromSdk);
+    const json = JSON.stringify(fromLean);
+    for (const text of ["u.v1.U/Renamed", "Got", "ünï", "only.own", "SPAN_KIND_CLIENT"])
+      expect(json).toContain(text);
+  });
+
+  it("exports what a processor changed in a lean span's attributes before the exporter, as with the SDK's span", async () => {
+    const bytes = new OtlpBytesSpanProcessor({
+      url: sink.url,
+      headers: {},
+      timeoutMillis: 5000,
+      ...batchLimitsFromEnv({}),
+    });
+    const redact: SpanProcessor = {
+      onStart: () => {},
+      onEnd: (span) => {
+        const attributes = span.attributes as Record<string, AttributeValue>;
+        if (attributes["rpc.method"] !== undefined) attributes["rpc.method"] = "REDACTED";
+        if (attributes.token !== undefined) attributes.token = "***";
+      },
+      forceFlush: async () => {},
+      shutdown: async () => {},
+    };
+    const provider = new BasicTracerProvider({ spanProcessors: [redact, bytes] });
+    const tracer = provider.getTracer("redact-test");
+    const lean = leanSpanStarter(tracer);
+    if (!lean) throw new Error("the SDK's tracer was not recognised");
+    const route: Attributes = Object.freeze({ "rpc.system": "grpc", "rpc.method": "Login" });
+    for (const span of [
+      lean("a.v1.A/Login", SpanKind.SERVER, route, ROOT_CONTEXT),
+      tracer.startSpan("a.v1.A/Login", { kind: SpanKind.SERVER, attributes: route }, ROOT_CONTEXT),
+    ]) {
+      span.setAttribute("token", "s3cr3t-value");
+      span.setAttribute("rpc.grpc.status_code", 0);
+      span.end();
+    }
+    await bytes.shutdown();
+    const request = fromBinary(ExportTraceServiceRequestSchema, sink.bodies[0] as Buffer);
+    const spans = request.resourceSpans[0]?.scopeSpans[0]?.spans ?? [];
+    expect(spans).toHaveLength(2);
+    for (const span of spans) {
+      expect(span.attributes.map((a) => [a.key, a.value?.value.value])).toEqual([
+        ["rpc.system", "grpc"],
+        ["rpc.method", "REDACTED"],
+        ["token", "***"],
+        ["rpc.grpc.status_code", 0n],
+      ]);
+    }
+  });
+
+  it("writes an array of a route's frozen start attributes as it is when the span ends, not as it was first", async () => {
+    const bytes = new OtlpBytesSpanProcessor({
+      url: sink.url,
+      headers: {},
+      timeoutMillis: 5000,
+      ...batchLimitsFromEnv({}),
+    });
+    const provider = new BasicTracerProvider({ spanProcessors: [bytes] });
+    const lean = leanSpanStarter(provider.getTracer("array-test"));
+    if (!lean) throw new Error("the SDK's tracer was not recognised");
+    const tags = ["blue", "green"];
+    const route: Attributes = Object.freeze({ "rpc.method": "Get", tags }); // the array is not frozen
+    for (const tag of ["blue", "red"]) {
+      tags[0] = tag;
+      const span = lean("a.v1.A/Get", SpanKind.SERVER, route, ROOT_CONTEXT);
+      span.setAttribute("rpc.grpc.status_code", 0);
+      span.end();
+    }
+    await bytes.shutdown();
+    const request = fromBinary(ExportTraceServiceRequestSchema, sink.bodies[0] as Buffer);
+    const spans = request.resourceSpans[0]?.scopeSpans[0]?.spans ?? [];
+    const firstTags = spans.map((s) => {
+      const value = s.attributes.find((a) => a.key === "tags")?.value?.value;
+      return value?.case === "arrayValue" ? value.value.values[0]?.value.value : undefined;
+    });
+    expect(firstTags).toEqual(["blue", "red"]);
   });
 
   it("batches by OTEL_BSP_MAX_EXPORT_BATCH_SIZE, one request per batch with the resource once", async () => {

@@ -78,16 +78,45 @@ export class OtlpWriter {
 
   /** Nanoseconds since the epoch of an `[s, ns]` time as fixed64, exactly (beyond 2^53). */
   hrTime(time: HrTime): void {
-    const s = time[0];
-    const a = (s % 65536) * 1e9 + time[1]; // < 2^47
+    this.#nanos(time[0], time[1]);
+  }
+
+  /**
+   * A wall-clock time in ms since the epoch as fixed64 nanoseconds: the same value as
+   * {@link hrTime} of the lean span's `[s, ns]` of it, without the array.
+   */
+  msTime(ms: number): void {
+    const seconds = Math.trunc(ms / 1000);
+    const nanos = Math.round((ms - seconds * 1000) * 1_000_000);
+    if (nanos >= 1_000_000_000) this.#nanos(seconds + 1, nanos - 1_000_000_000);
+    else this.#nanos(seconds, Math.max(nanos, 0));
+  }
+
+  #nanos(s: number, ns: number): void {
+    const a = (s % 65536) * 1e9 + ns; // < 2^47
     const b = Math.floor(s / 65536) * 1e9; // < 2^47
     const c = (b % 65536) * 65536 + a; // < 2^49
     const lo = c % 4294967296;
-    const hi = Math.floor(b / 65536) + Math.floor(c / 4294967296);
+    const hi = (Math.floor(b / 65536) + Math.floor(c / 4294967296)) >>> 0;
     this.ensure(8);
-    this.buf.writeUInt32LE(lo, this.pos);
-    this.buf.writeUInt32LE(hi >>> 0, this.pos + 4);
-    this.pos += 8;
+    const buf = this.buf;
+    const p = this.pos;
+    buf[p] = lo;
+    buf[p + 1] = lo >>> 8;
+    buf[p + 2] = lo >>> 16;
+    buf[p + 3] = lo >>> 24;
+    buf[p + 4] = hi;
+    buf[p + 5] = hi >>> 8;
+    buf[p + 6] = hi >>> 16;
+    buf[p + 7] = hi >>> 24;
+    this.pos = p + 8;
+  }
+
+  /** Bytes as they are (fields encoded before). */
+  raw(bytes: Uint8Array): void {
+    this.ensure(bytes.length);
+    this.buf.set(bytes, this.pos);
+    this.pos += bytes.length;
   }
 
   /** A length-delimited string field. */
@@ -97,6 +126,7 @@ export class OtlpWriter {
     if (n < 128) {
       // ASCII (the usual case) is written as it is read; anything else through Buffer.write.
       this.ensure(n + 1);
+      const buf = this.buf;
       const start = this.pos;
       let p = start + 1;
       for (let i = 0; i < n; i++) {
@@ -105,10 +135,10 @@ export class OtlpWriter {
           p = -1;
           break;
         }
-        this.buf[p++] = c;
+        buf[p++] = c;
       }
       if (p >= 0) {
-        this.buf[start] = n;
+        buf[start] = n;
         this.pos = p;
         return;
       }
@@ -124,10 +154,14 @@ export class OtlpWriter {
     const n = hex.length >>> 1;
     this.tag(field, 2);
     this.ensure(n + 1);
-    this.buf[this.pos++] = n;
-    for (let i = 0; i < n; i++) {
-      this.buf[this.pos++] = (hexDigit(hex.charCodeAt(2 * i)) << 4) | hexDigit(hex.charCodeAt(2 * i + 1));
+    // Locals, not fields, in the loop: a third of this function's time in the span micro-bench.
+    const buf = this.buf;
+    let p = this.pos;
+    buf[p++] = n;
+    for (let i = 0; i < 2 * n; i += 2) {
+      buf[p++] = (hexDigit(hex.charCodeAt(i)) << 4) | hexDigit(hex.charCodeAt(i + 1));
     }
+    this.pos = p;
   }
 
   /**
@@ -273,6 +307,19 @@ function writeCount(w: OtlpWriter, field: number, count: number): void {
 export function writeSpan(w: OtlpWriter, span: ReadableSpan): void {
   // A span's message is usually 128 bytes to 16 KiB: its length takes two bytes.
   const at = w.begin(2, 2);
+  writeIds(w, span);
+  writeHead(w, span);
+  w.tag(7, 1);
+  w.hrTime(span.startTime);
+  w.tag(8, 1);
+  w.hrTime(span.endTime);
+  writeAttributes(w, 9, span.attributes);
+  writeRest(w, span);
+  w.end(at);
+}
+
+/** Fields 1 to 4: trace id, span id, trace state, parent span id. */
+function writeIds(w: OtlpWriter, span: ReadableSpan): void {
   const ctx: SpanContext = span.spanContext();
   w.hexId(1, ctx.traceId);
   w.hexId(2, ctx.spanId);
@@ -280,14 +327,17 @@ export function writeSpan(w: OtlpWriter, span: ReadableSpan): void {
   if (state) w.string(3, state);
   const parent = span.parentSpanContext;
   if (parent?.spanId) w.hexId(4, parent.spanId);
+}
+
+/** Fields 5 and 6: name and kind. */
+function writeHead(w: OtlpWriter, span: ReadableSpan): void {
   w.string(5, span.name);
   w.tag(6, 0);
   w.varint(span.kind + 1);
-  w.tag(7, 1);
-  w.hrTime(span.startTime);
-  w.tag(8, 1);
-  w.hrTime(span.endTime);
-  writeAttributes(w, 9, span.attributes);
+}
+
+/** Fields 10 to 16: dropped counts, events, links, status, flags. */
+function writeRest(w: OtlpWriter, span: ReadableSpan): void {
   writeCount(w, 10, span.droppedAttributesCount);
   for (const event of span.events) writeEvent(w, event);
   writeCount(w, 12, span.droppedEventsCount);
@@ -303,7 +353,88 @@ export function writeSpan(w: OtlpWriter, span: ReadableSpan): void {
   }
   w.end(s);
   w.tag(16, 5);
-  w.fixed32(spanFlags(ctx.traceFlags, parent?.isRemote));
+  w.fixed32(spanFlags(span.spanContext().traceFlags, span.parentSpanContext?.isRemote));
+}
+
+/**
+ * A span that keeps its times in ms and its start attributes (shared by every span of a route,
+ * frozen) apart from those set later: the lean span.
+ */
+export interface SplitSpan extends ReadableSpan {
+  readonly startMs: number;
+  readonly endMs: number;
+  readonly baseAttributes: Attributes;
+  readonly ownAttributes: Attributes;
+  /** Whether an own attribute replaced a start one: then the span is written as any other. */
+  readonly ownShadowsBase: boolean;
+}
+
+/** The fields every span of one route's start attributes repeats, encoded once. */
+interface SpanTemplate {
+  name: string;
+  kind: number;
+  /** Fields 5 (name) and 6 (kind). */
+  head: Buffer;
+  /** Field 9, once per start attribute. */
+  attributes: Buffer;
+}
+
+const templates = new WeakMap<Attributes, SpanTemplate>();
+
+/**
+ * Whether `attributes` can no longer change: frozen, and so is every array in it (freezing is
+ * shallow: a frozen object's array can still be written), and no value is a getter's.
+ */
+function isImmutable(attributes: Attributes): boolean {
+  if (!Object.isFrozen(attributes)) return false;
+  for (const d of Object.values(Object.getOwnPropertyDescriptors(attributes))) {
+    if (!("value" in d) || (Array.isArray(d.value) && !Object.isFrozen(d.value))) return false;
+  }
+  return true;
+}
+
+/** The template of `span`'s start attributes, if they cannot change (see {@link isImmutable}). */
+function templateOf(span: SplitSpan): SpanTemplate | undefined {
+  const base = span.baseAttributes;
+  let t = templates.get(base);
+  if (t === undefined) {
+    // Only an object nobody can change may stand for its bytes.
+    if (!isImmutable(base)) return undefined;
+    const w = new OtlpWriter(512);
+    writeHead(w, span);
+    const head = Buffer.from(w.bytes());
+    w.reset();
+    writeAttributes(w, 9, base);
+    t = { name: span.name, kind: span.kind, head, attributes: Buffer.from(w.bytes()) };
+    templates.set(base, t);
+  }
+  return t;
+}
+
+/**
+ * {@link writeSpan} of a lean span, the same message: its name, kind and start attributes copied
+ * as bytes encoded for the first span of its route, its times written from ms (no `[s, ns]`
+ * arrays). Of ~0.95 µs per span encoded by `writeSpan` (the runtime's SERVER span, 221 bytes),
+ * names, keys and values were the largest part (issue 15.8).
+ */
+export function writeLeanSpan(w: OtlpWriter, span: SplitSpan): void {
+  const t = span.ownShadowsBase ? undefined : templateOf(span);
+  if (t === undefined) {
+    writeSpan(w, span);
+    return;
+  }
+  const at = w.begin(2, 2);
+  writeIds(w, span);
+  // The name and kind of the route's first span (a span renamed, or of another kind, writes its own).
+  if (t.name === span.name && t.kind === span.kind) w.raw(t.head);
+  else writeHead(w, span);
+  w.tag(7, 1);
+  w.msTime(span.startMs);
+  w.tag(8, 1);
+  w.msTime(span.endMs);
+  w.raw(t.attributes);
+  writeAttributes(w, 9, span.ownAttributes);
+  writeRest(w, span);
   w.end(at);
 }
 
