@@ -150,7 +150,7 @@ describe.skipIf(!hasPrometheus)("the metrics stack on a running mesh (real Prome
         const sagas = await query("service_type_outcome:saga_outcomes:rate5m > 0");
         return rates.length === 6 && p99.length === 6 && sagas.length > 0;
       },
-      { what: "every service's request rate to be recorded", timeoutMs: 30_000 },
+      { what: "every service's request rate to be recorded", timeoutMs: 90_000 },
     );
     // Measured: 96 s at load average 29 on two cores, about 30 s of it starting the mesh.
   }, 240_000);
