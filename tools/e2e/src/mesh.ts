@@ -28,6 +28,30 @@ const app = (name: string) => fileURLToPath(new URL(`../../../apps/${name}/dist/
 const SERVICES = ["users", "inventory", "payments", "orders", "notifications"] as const;
 export type Name = (typeof SERVICES)[number];
 
+const exitOf = (p: ManagedProcess) =>
+  p.child.exitCode !== null || p.child.signalCode !== null
+    ? `exited ${p.child.exitCode ?? p.child.signalCode}`
+    : "running";
+
+/**
+ * Waits for a starting service's `msg` log line. Fails at once if the process exits first, and
+ * either way with the process's last output lines in the error (the test that failed cannot be
+ * re-run on the loaded machine it failed on).
+ */
+async function startLine(name: string, p: ManagedProcess, msg: string): Promise<Record<string, unknown>> {
+  const exited = p.exited.then((code) => {
+    throw new Error(`${name} exited (${code}) before logging "${msg}"`);
+  });
+  try {
+    return await Promise.race([p.waitForLog((l) => l.msg === msg, 120_000), exited]);
+  } catch (err) {
+    const tail = p.lines.slice(-60).join("\n");
+    throw new Error(`${name} (pid ${p.child.pid}, ${exitOf(p)}): ${(err as Error).message}\n${tail}`);
+  } finally {
+    exited.catch(() => {});
+  }
+}
+
 /**
  * The whole mesh as real processes on the real Postgres (a database per service) and NATS, each
  * test run in its own events namespace and registry bucket, with the gateway in front (in this
@@ -101,8 +125,8 @@ export async function startMesh(
     });
     instances.push({ name, proc: p });
     // 120 s: CI runs several packages' process-starting tests at once on two cores.
-    const port = (await p.waitForLog((l) => l.msg === "listening", 120_000)).port as number;
-    await p.waitForLog((l) => l.msg === "announced", 120_000);
+    const port = (await startLine(name, p, "listening")).port as number;
+    await startLine(name, p, "announced");
     return { proc: p, url: `http://127.0.0.1:${port}` };
   };
   const start = async (name: Name) => {
@@ -253,8 +277,17 @@ export async function startMesh(
       const out: string[] = [];
       for (const s of SERVICES) {
         const eps = (started.upstreams.clusters.get(s) ?? []).map((e) => `${e.url} ${e.health}`).join(", ");
-        out.push(`== ${s} (gateway sees: ${eps || "none"}; exit ${procs[s]?.child.exitCode ?? "-"})`);
-        out.push(...(procs[s]?.lines.slice(-n) ?? []));
+        out.push(`== ${s} (gateway sees: ${eps || "none"})`);
+        // Every instance, the killed ones and one that never came up included: a restart that
+        // hung showed only the killed instance's lines when this printed `procs` alone.
+        instances
+          .filter((i) => i.name === s)
+          .forEach(({ proc }, k) => {
+            out.push(
+              `-- ${s} instance ${k + 1}, pid ${proc.child.pid}, ${exitOf(proc)}`,
+              ...proc.lines.slice(-n),
+            );
+          });
       }
       return out.join("\n");
     },
