@@ -109,7 +109,15 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
         return (want as RegExp).test(text);
       },
       { timeoutMs, what: `${selector} ${kind} ${String(want)}` },
-    );
+    ).catch(async (err: Error) => {
+      // What the page showed instead (a failure on a loaded CI machine cannot be re-run to look).
+      const seen = await page
+        .locator("main")
+        .first()
+        .innerText({ timeout: 1_000 })
+        .catch(() => "(no text)");
+      throw new Error(`${err.message}; the page showed:\n${seen.slice(0, 2_000)}`);
+    });
 
   const shot = (name: string) => page.screenshot({ path: join(artefacts, `${name}.png`), fullPage: true });
 
@@ -233,10 +241,9 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     await page.click('[data-testid="nav-explorer"]');
     await page.click('[data-testid="method-meshwork.orders.v1.OrderService/PlaceOrder"]');
     await page.locator('[data-testid="editor"]').waitFor();
-    await page.fill(
-      '[data-testid="editor"]',
-      '{"idempotencyKey": "abcdefgh-1", "items": [{"quantity": "two"}]}',
-    );
+    const bad = '{"idempotencyKey": "abcdefgh-1", "items": [{"quantity": "two"}]}';
+    await page.fill('[data-testid="editor"]', bad);
+    expect(await page.locator('[data-testid="editor"]').inputValue()).toBe(bad);
     await page.click('[data-testid="send"]');
     await until('[data-testid="result-code"]', "toBe", "INVALID_ARGUMENT");
     await until('[data-testid="result-field"]', "toContain", "items[0].quantity");

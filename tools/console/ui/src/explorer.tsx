@@ -1,5 +1,5 @@
 import type { InvokeResponse, Method, Schema } from "@meshwork/contracts/meshwork/console/v1/console";
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { consoleApi, describeError, formatMs, usePolled } from "./api.js";
 import { useSession } from "./session.js";
 
@@ -113,6 +113,11 @@ function Result({ r }: { r: InvokeResponse }) {
   );
 }
 
+/**
+ * One method's editor and result. Mounted afresh per method (`key`), so it starts from the
+ * method's template: an effect that reset the body after mounting could land after the user (or
+ * a test, on a loaded machine) had typed, and send the template instead.
+ */
 function MethodPanel({ m, schemas }: { m: Method; schemas: Map<string, Schema> }) {
   const session = useSession();
   const [body, setBody] = useState(m.templateJson);
@@ -120,11 +125,6 @@ function MethodPanel({ m, schemas }: { m: Method; schemas: Map<string, Schema> }
   const [result, setResult] = useState<InvokeResponse>();
   const [streamed, setStreamed] = useState<string[]>([]);
   const [error, setError] = useState<string>();
-  useEffect(() => {
-    setBody(m.templateJson);
-    setResult(undefined);
-    setStreamed([]);
-  }, [m.path]);
   const [service = "", name = ""] = m.path.slice(1).split("/");
   const send = async () => {
     setBusy(true);
@@ -253,7 +253,11 @@ export function Explorer({ service, method }: { service?: string; method?: strin
           ))}
         </nav>
         <div>
-          {selected ? <MethodPanel m={selected} schemas={schemas} /> : <p class="note">Pick a method.</p>}
+          {selected ? (
+            <MethodPanel key={selected.path} m={selected} schemas={schemas} />
+          ) : (
+            <p class="note">Pick a method.</p>
+          )}
         </div>
       </div>
     </section>
