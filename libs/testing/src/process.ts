@@ -60,23 +60,42 @@ export function startProcess(command: string, args: string[], options: StartOpti
   const exited = new Promise<number | string>((resolve) => {
     child.once("exit", (code, signal) => resolve(code ?? signal ?? -1));
   });
-  const parsed = () =>
-    lines.flatMap((l) => {
-      if (!l.startsWith("{")) return [];
+  // Each line is parsed once: a wait polls every 50 ms, and re-parsing a chatty process's whole
+  // output each time cost the loaded CI machine CPU in proportion to its length.
+  const parsedLines: Array<Record<string, unknown>> = [];
+  let parsedUpTo = 0;
+  const parsed = () => {
+    for (; parsedUpTo < lines.length; parsedUpTo++) {
+      const l = lines[parsedUpTo] as string;
+      if (!l.startsWith("{")) continue;
       try {
-        return [JSON.parse(l) as Record<string, unknown>];
+        parsedLines.push(JSON.parse(l) as Record<string, unknown>);
       } catch {
-        return [];
+        // not a JSON log line
       }
+    }
+    return parsedLines;
+  };
+  // A wait that times out says what the process printed last and whether it is still running:
+  // the failure of a loaded CI run cannot be re-run to look.
+  const explained = <T>(wait: Promise<T>): Promise<T> =>
+    wait.catch((err: Error) => {
+      const state =
+        child.exitCode !== null || child.signalCode !== null
+          ? `exited ${child.exitCode ?? child.signalCode}`
+          : "still running";
+      throw new Error(
+        `${err.message} (pid ${child.pid}, ${state}; its last lines:)\n${lines.slice(-40).join("\n")}`,
+      );
     });
   return {
     child,
     lines,
-    logs: parsed,
+    logs: () => parsed().slice(),
     waitForLog: (match, timeoutMs = 60_000) =>
-      waitFor(() => parsed().find(match), { timeoutMs, what: `a log line from ${command}` }),
+      explained(waitFor(() => parsed().find(match), { timeoutMs, what: `a log line from ${command}` })),
     waitForLine: (match, timeoutMs = 60_000) =>
-      waitFor(() => lines.find(match), { timeoutMs, what: `an output line from ${command}` }),
+      explained(waitFor(() => lines.find(match), { timeoutMs, what: `an output line from ${command}` })),
     exited,
     async stop(signal = "SIGTERM", killAfterMs = 30_000) {
       if (child.exitCode === null && child.signalCode === null) {

@@ -34,19 +34,16 @@ const exitOf = (p: ManagedProcess) =>
     : "running";
 
 /**
- * Waits for a starting service's `msg` log line. Fails at once if the process exits first, and
- * either way with the process's last output lines in the error (the test that failed cannot be
- * re-run on the loaded machine it failed on).
+ * Waits for a starting service's `msg` log line, and fails at once, with the process's last
+ * output lines, if it exits first (a timed-out wait names them too, see `startProcess`).
  */
 async function startLine(name: string, p: ManagedProcess, msg: string): Promise<Record<string, unknown>> {
   const exited = p.exited.then((code) => {
-    throw new Error(`${name} exited (${code}) before logging "${msg}"`);
+    const tail = p.lines.slice(-60).join("\n");
+    throw new Error(`${name} (pid ${p.child.pid}) exited (${code}) before logging "${msg}":\n${tail}`);
   });
   try {
     return await Promise.race([p.waitForLog((l) => l.msg === msg, 120_000), exited]);
-  } catch (err) {
-    const tail = p.lines.slice(-60).join("\n");
-    throw new Error(`${name} (pid ${p.child.pid}, ${exitOf(p)}): ${(err as Error).message}\n${tail}`);
   } finally {
     exited.catch(() => {});
   }
