@@ -114,9 +114,9 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
       const seen = await page
         .locator("main")
         .first()
-        .innerText({ timeout: 1_000 })
-        .catch(() => "(no text)");
-      throw new Error(`${err.message}; the page showed:\n${seen.slice(0, 2_000)}`);
+        .textContent({ timeout: 1_000 })
+        .catch(() => null);
+      throw new Error(`${err.message}; the page showed:\n${(seen ?? "(no text)").slice(0, 2_000)}`);
     });
 
   const shot = (name: string) => page.screenshot({ path: join(artefacts, `${name}.png`), fullPage: true });
