@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import { injectIds } from "@meshwork/telemetry";
 import {
   type Context,
   propagation,
@@ -139,7 +140,9 @@ export class ProxiedCall implements ClientBytes {
     );
     this.#span = span;
     this.#recording = span.isRecording();
-    this.#ctx = trace.setSpan(parent, span);
+    // Only a recording span's context is needed (its attempts' spans start in it); an id-only
+    // span's ids go upstream as they are, with the parent's baggage (see #authorized).
+    this.#ctx = this.shared.spans.idsOnly ? parent : trace.setSpan(parent, span);
     this.shared.budget.active++;
     this.down.onGone(() => this.#gone());
     const { clientCalls } = this.shared;
@@ -212,7 +215,9 @@ export class ProxiedCall implements ClientBytes {
     const assertion = identity && options.assert.sign(identity, route.cluster);
     const base = upstreamHeaders(this.down.headers, { method, path, requestId, assertion });
     // A span that records gets a CLIENT span per attempt, whose context goes upstream instead.
-    if (!this.#recording) propagation.inject(this.#ctx, base, traceSetter);
+    if (this.shared.spans.idsOnly)
+      injectIds((this.#span as Span).spanContext(), this.#ctx, base, traceSetter);
+    else if (!this.#recording) propagation.inject(this.#ctx, base, traceSetter);
     this.#upstreamHeaders = base;
     // Retried only if the contract marks the method idempotent, the call is unary (its body
     // can be kept and sent again) and the answer is UNAVAILABLE before anything was forwarded.
