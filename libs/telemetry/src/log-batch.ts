@@ -10,6 +10,11 @@ interface SonicFront {
   /** sonic-boom's own state: ending (after `end()`) or destroyed. */
   _ending?: boolean;
   destroyed?: boolean;
+  /** sonic-boom's own: starts a write of what is queued (`_bufs`, in groups measured by `_lens`). */
+  _actualWrite(): void;
+  _writingBuf: Buffer;
+  _bufs: Buffer[][];
+  _lens: number[];
 }
 
 /** UTF-8 takes at most 3 bytes per UTF-16 code unit (a surrogate pair, 2 units, takes 4). */
@@ -37,6 +42,7 @@ export function gatherLines(stream: LogDestination, batchBytes: number): LogDest
   const flushSync = sonic.flushSync.bind(stream);
   const end = sonic.end.bind(stream);
   const batch = new ByteBatch(batchBytes);
+  writeEvenWhenEmpty(sonic, stream);
   const handOver = (): boolean => write(batch.take());
   const gather = (line: string): boolean => {
     if (!batch.fits(line)) {
@@ -87,6 +93,23 @@ export function gatherLines(stream: LogDestination, batchBytes: number): LogDest
     end();
   };
   return stream;
+}
+
+/**
+ * sonic-boom's buffer mode starts a write without checking that anything is queued (its string
+ * mode writes "" then): a `flush(cb)` while its file was still opening, with nothing queued,
+ * made the open's callback throw (an uncaught TypeError, the process gone). Such a write is an
+ * empty one, as a flush with nothing queued is once the file is open: its callback is called.
+ */
+function writeEvenWhenEmpty(sonic: SonicFront, stream: LogDestination): void {
+  const actualWrite = sonic._actualWrite.bind(stream);
+  sonic._actualWrite = () => {
+    if (sonic._writingBuf.length === 0 && sonic._bufs.length === 0) {
+      sonic._bufs.push([]);
+      sonic._lens.push(0);
+    }
+    actualWrite();
+  };
 }
 
 /**
