@@ -279,8 +279,10 @@ describe("gateway (real sockets, a real upstream service)", () => {
       headers: {
         "content-type": "application/json",
         traceparent: `00-${traceId}-b7ad6b7169203331-01`,
-        tracestate: "congo=t61rcWkgMzE",
-        baggage: "tenant=acme",
+        // Spaced: what the propagators write is re-serialized without them, so these tell the
+        // gateway's own headers from the client's, which are passed along and then replaced.
+        tracestate: "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7",
+        baggage: "tenant=acme, tier=gold",
       },
       body: JSON.stringify({ id: OK }),
     });
@@ -290,7 +292,10 @@ describe("gateway (real sockets, a real upstream service)", () => {
     const sent = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(seen?.traceparent ?? "");
     expect(sent?.[1]).toBe(traceId);
     expect(sent?.[2]).not.toBe("b7ad6b7169203331");
-    expect(seen).toMatchObject({ tracestate: "congo=t61rcWkgMzE", baggage: "tenant=acme" });
+    expect(seen).toMatchObject({
+      tracestate: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+      baggage: "tenant=acme,tier=gold",
+    });
     // Without a trace from the client, a new one (and nothing else).
     const fresh = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
       method: "POST",
