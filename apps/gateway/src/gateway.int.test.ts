@@ -62,6 +62,8 @@ async function startUpstream(): Promise<{
             "grpc-timeout": ctx.requestHeader.get("grpc-timeout"),
             "connect-timeout-ms": ctx.requestHeader.get("connect-timeout-ms"),
             traceparent: ctx.requestHeader.get("traceparent"),
+            tracestate: ctx.requestHeader.get("tracestate"),
+            baggage: ctx.requestHeader.get("baggage"),
           });
           if (req.id === SLOW) {
             await new Promise<void>((resolve) => {
@@ -267,6 +269,44 @@ describe("gateway (real sockets, a real upstream service)", () => {
     const sent = /^00-([0-9a-f]{32})-([0-9a-f]{16})-0[01]$/.exec(upstream.seen[before]?.traceparent ?? "");
     expect(line.trace_id).toBe(sent?.[1]);
     expect(line.span_id).toMatch(/^[0-9a-f]{16}$/);
+  });
+
+  it("continues the client's trace upstream: its trace id, tracestate and baggage, a span id of its own", async () => {
+    const before = upstream.seen.length;
+    const traceId = "0af7651916cd43dd8448eb211c80319c";
+    const res = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
+      method: "POST",
+      headers: {
+        "content-type": "application/json",
+        traceparent: `00-${traceId}-b7ad6b7169203331-01`,
+        // Spaced: what the propagators write is re-serialized without them, so these tell the
+        // gateway's own headers from the client's, which are passed along and then replaced.
+        tracestate: "congo=t61rcWkgMzE, rojo=00f067aa0ba902b7",
+        baggage: "tenant=acme, tier=gold",
+      },
+      body: JSON.stringify({ id: OK }),
+    });
+    expect(res.status).toBe(200);
+    await res.arrayBuffer();
+    const seen = upstream.seen[before];
+    const sent = /^00-([0-9a-f]{32})-([0-9a-f]{16})-01$/.exec(seen?.traceparent ?? "");
+    expect(sent?.[1]).toBe(traceId);
+    expect(sent?.[2]).not.toBe("b7ad6b7169203331");
+    expect(seen).toMatchObject({
+      tracestate: "congo=t61rcWkgMzE,rojo=00f067aa0ba902b7",
+      baggage: "tenant=acme,tier=gold",
+    });
+    // Without a trace from the client, a new one (and nothing else).
+    const fresh = await fetch(`${url}/meshwork.users.v1.UserService/GetUser`, {
+      method: "POST",
+      headers: { "content-type": "application/json" },
+      body: JSON.stringify({ id: OK }),
+    });
+    await fresh.arrayBuffer();
+    const next = upstream.seen[before + 1];
+    expect(next?.traceparent).toMatch(/^00-[0-9a-f]{32}-[0-9a-f]{16}-0[01]$/);
+    expect(next?.traceparent?.slice(3, 35)).not.toBe(traceId);
+    expect(next).toMatchObject({ tracestate: null, baggage: null });
   });
 
   it("forwards Connect (binary over h2, JSON over HTTP/1.1 with fetch) and gRPC-Web", async () => {

@@ -2,14 +2,17 @@ import {
   type Context,
   context,
   isSpanContextValid,
+  propagation,
   type Span,
   type SpanContext,
   SpanKind,
   type SpanOptions,
+  type TextMapSetter,
   TraceFlags,
   type Tracer,
   trace,
 } from "@opentelemetry/api";
+import { W3CBaggagePropagator } from "@opentelemetry/core";
 import { RandomIdGenerator, type Sampler, SamplingDecision } from "@opentelemetry/sdk-trace-base";
 
 const NO_ATTRIBUTES = Object.freeze({});
@@ -91,4 +94,25 @@ export class IdOnlyTracer implements Tracer {
  */
 export function recordsSpans(tracer: Tracer): boolean {
   return !(tracer instanceof IdOnlyTracer);
+}
+
+const baggagePropagator = new W3CBaggagePropagator();
+
+/**
+ * Writes what the process's propagators (W3C trace context and baggage, see
+ * `installTelemetryGlobals`) would write for a span of the id-only tracer, `ids` being its
+ * {@link Span.spanContext} and `ctx` the context it was started in: `traceparent`, `tracestate`
+ * when the trace has one, and `ctx`'s `baggage` when it has any. Without a context holding the
+ * span and without the composite propagator's walk: a proxy that forwards a call per span
+ * (the gateway, issue 23) spent more on those than on the ids. For a span of another tracer, use
+ * `propagation.inject` (another propagator may be installed with it).
+ */
+export function injectIds<C>(ids: SpanContext, ctx: Context, carrier: C, setter: TextMapSetter<C>): void {
+  setter.set(
+    carrier,
+    "traceparent",
+    `00-${ids.traceId}-${ids.spanId}-0${ids.traceFlags & TraceFlags.SAMPLED}`,
+  );
+  if (ids.traceState) setter.set(carrier, "tracestate", ids.traceState.serialize());
+  if (propagation.getBaggage(ctx)) baggagePropagator.inject(ctx, carrier, setter);
 }

@@ -8,7 +8,7 @@ export {
 export { createClientTracingInterceptor, endClientSpan, rpcClientAttributes } from "./client-tracing.js";
 export { remainingIncomingMs, requestTimeout, withIncomingDeadline } from "./deadline.js";
 export type { BoundCounter, BoundHistogram, BoundHistogramOptions } from "./histogram.js";
-export { recordsSpans } from "./id-tracer.js";
+export { injectIds, recordsSpans } from "./id-tracer.js";
 export { type LeanSpanStarter, leanSpanStarter } from "./lean-span.js";
 export { createLineWriter, jsonString, type LineLevel, type LineWriter } from "./log-line.js";
 export {

@@ -1,5 +1,6 @@
 import { trace } from "@opentelemetry/api";
 import { type DestinationStream, type Logger, pino } from "pino";
+import { gatherLines } from "./log-batch.js";
 import { errorForLog, REDACT_PATHS, scrubText } from "./log-safety.js";
 
 /** A pino logger; re-exported so services do not depend on pino directly. */
@@ -45,9 +46,9 @@ export interface LogDestinationOptions {
   /**
    * With `batch`: the bytes gathered per write, default {@link LOG_BATCH_BYTES}. A process that
    * logs a line per call at a high rate gathers more: each write costs about the same whatever
-   * its size (sonic-boom encodes the batch twice, hands it to libuv's thread pool and wakes a
-   * thread), so 16 KiB instead of 4 took an access line from ~4.0 to ~3.0 µs of CPU (medians of
-   * 3 runs, 300,000 lines to /dev/null, issue 23). Lines still wait at most `flushMs`; a process
+   * its size (a write is handed to libuv's thread pool, which wakes a thread), so 16 KiB instead
+   * of 4 took an access line from ~4.0 to ~3.0 µs of CPU (medians of 3 runs, 300,000 lines to
+   * /dev/null, issue 23). Lines still wait at most `flushMs`; a process
    * killed outright (SIGKILL) loses what is gathered, up to this many bytes. Ignored without `batch`.
    */
   batchBytes?: number;
@@ -88,92 +89,14 @@ export function createLogDestination(options: LogDestinationOptions = {}): LogDe
     pino.destination({
       dest,
       sync: false,
+      // Batches go to sonic-boom as bytes (see gatherLines): no string it measures and converts again.
+      contentMode: "buffer",
       minLength: batchBytes,
       maxWrite: Math.max(SONIC_MAX_WRITE, 4 * batchBytes),
       periodicFlush: options.flushMs ?? LOG_FLUSH_MS,
     }),
     batchBytes,
   );
-}
-
-/** The sonic-boom methods {@link gatherLines} goes in front of (its own instance properties). */
-interface SonicFront {
-  write(data: string): boolean;
-  flush(cb?: ((err?: Error) => void) | null): void;
-  flushSync(): void;
-  end(): void;
-  minLength: number;
-  /** sonic-boom's own state: ending (after `end()`) or destroyed. */
-  _ending?: boolean;
-  destroyed?: boolean;
-}
-
-/**
- * Keeps a batch's lines in an array and hands them to sonic-boom joined, once per `batchBytes`
- * (or at a flush, a flushSync, the end), in the order written. sonic-boom takes each line by
- * appending it to its pending string and measuring that string's UTF-8 length
- * (`Buffer.byteLength`), which flattens the whole pending rope on every line: ~4 KB copied per
- * access line (10% of the gateway's allocated bytes per call, issue 23). Its `write`, `flush` and
- * `flushSync` are properties of each instance, which this replaces as pino itself does; its
- * periodic flush calls `flush`, and pino's exit handler `flushSync`, so both reach the lines
- * held here.
- */
-function gatherLines(stream: LogDestination, batchBytes: number): LogDestination {
-  const sonic = stream as unknown as SonicFront;
-  const write = sonic.write.bind(stream);
-  const flush = sonic.flush.bind(stream);
-  const flushSync = sonic.flushSync.bind(stream);
-  const end = sonic.end.bind(stream);
-  let lines: string[] = [];
-  let length = 0;
-  const handOver = (): boolean => {
-    const batch = lines.length === 1 ? (lines[0] as string) : lines.join("");
-    lines = [];
-    length = 0;
-    return write(batch);
-  };
-  sonic.write = (line) => {
-    // Once ending or destroyed, straight through: sonic-boom writes what comes while its last
-    // write runs, and refuses at once what comes after (nothing is held back to be dropped).
-    if (sonic._ending || sonic.destroyed) {
-      if (length > 0) handOver();
-      return write(line);
-    }
-    lines.push(line);
-    length += line.length;
-    return length < batchBytes || handOver();
-  };
-  sonic.flush = (cb) => {
-    if (length > 0) {
-      try {
-        handOver();
-      } catch (err) {
-        // A destroyed stream refuses the held lines: the caller hears of it as sonic-boom says.
-        if (!cb) throw err;
-        cb(err as Error);
-        return;
-      }
-    }
-    flush(cb);
-  };
-  sonic.flushSync = () => {
-    if (length > 0) {
-      // Handed over without starting an asynchronous write, which flushSync would not wait for.
-      const minLength = sonic.minLength;
-      sonic.minLength = Number.POSITIVE_INFINITY;
-      try {
-        handOver();
-      } finally {
-        sonic.minLength = minLength;
-      }
-    }
-    flushSync();
-  };
-  sonic.end = () => {
-    if (length > 0) handOver();
-    end();
-  };
-  return stream;
 }
 
 let lastMs = -1;

@@ -23,6 +23,11 @@ export type AttemptState = "waiting" | "held" | "streaming" | "finished";
 
 const EMPTY: http2.IncomingHttpHeaders = Object.freeze({});
 
+/** Where an upstream stream keeps its attempt, for the listeners every stream shares. */
+const ATTEMPT = Symbol("attempt");
+
+type AttemptStream = http2.ClientHttp2Stream & { [ATTEMPT]: UpstreamAttempt };
+
 /** One try of a call on one upstream endpoint. Its state changes only in {@link #setState}. */
 export class UpstreamAttempt {
   #state: AttemptState = "waiting";
@@ -131,15 +136,46 @@ export class UpstreamAttempt {
     else if (this.body) up.end(this.body);
     else call.streamBody(up);
     // `on`, not `once`: each of these comes at most once per stream (and the handlers ignore a
-    // finished attempt), and `once` wraps every listener in a closure of its own per call.
-    up.on("response", (h, flags) => this.#onResponse(up, h, flags));
-    up.on("trailers", (t) => this.#onTrailers(t));
-    up.on("end", () => this.#onEnd());
-    up.on("error", (err: NodeJS.ErrnoException) =>
-      this.#lost(`unavailable: ${err.code ?? err.message}`, this.#resetBlame(up)),
-    );
-    up.on("close", () => this.#lost(`reset the stream (code ${up.rstCode})`, this.#resetBlame(up)));
+    // finished attempt), and `once` wraps every listener in a closure of its own per call. The
+    // listeners are shared by every stream: each finds its attempt on the stream (no closures
+    // per call).
+    (up as AttemptStream)[ATTEMPT] = this;
+    up.on("response", UpstreamAttempt.#responseListener);
+    up.on("trailers", UpstreamAttempt.#trailersListener);
+    up.on("end", UpstreamAttempt.#endListener);
+    up.on("error", UpstreamAttempt.#errorListener);
+    up.on("close", UpstreamAttempt.#closeListener);
   }
+
+  static readonly #responseListener = function (
+    this: AttemptStream,
+    h: http2.IncomingHttpHeaders,
+    flags: number,
+  ): void {
+    this[ATTEMPT].#onResponse(this, h, flags);
+  };
+
+  static readonly #trailersListener = function (this: AttemptStream, t: http2.IncomingHttpHeaders): void {
+    this[ATTEMPT].#onTrailers(t);
+  };
+
+  static readonly #endListener = function (this: AttemptStream): void {
+    this[ATTEMPT].#onEnd();
+  };
+
+  static readonly #dataListener = function (this: AttemptStream, chunk: Buffer): void {
+    this[ATTEMPT].#onData(chunk);
+  };
+
+  static readonly #errorListener = function (this: AttemptStream, err: NodeJS.ErrnoException): void {
+    const attempt = this[ATTEMPT];
+    attempt.#lost(`unavailable: ${err.code ?? err.message}`, attempt.#resetBlame(this));
+  };
+
+  static readonly #closeListener = function (this: AttemptStream): void {
+    const attempt = this[ATTEMPT];
+    attempt.#lost(`reset the stream (code ${this.rstCode})`, attempt.#resetBlame(this));
+  };
 
   /** Whose fault the end of `up` is, when it ended in an error or a reset. */
   #resetBlame(up: http2.ClientHttp2Stream): Blame {
@@ -173,7 +209,7 @@ export class UpstreamAttempt {
     } else {
       this.#forward(false);
     }
-    up.on("data", (chunk: Buffer) => this.#onData(chunk));
+    up.on("data", UpstreamAttempt.#dataListener);
   }
 
   #onData(chunk: Buffer): void {

@@ -1,4 +1,6 @@
 import http2 from "node:http2";
+import type { Readable } from "node:stream";
+import { injectIds } from "@meshwork/telemetry";
 import {
   type Context,
   propagation,
@@ -34,6 +36,11 @@ import { backoffMs, isRetryable, mayRetry } from "./retry.js";
  * - done: answered (or the client gone); later events change nothing.
  */
 type CallState = "admitting" | "forwarding" | "done";
+
+/** Where a call's request body keeps its call, for the listeners every body shares. */
+const CALL = Symbol("call");
+
+type CallBody = Readable & { [CALL]: ProxiedCall };
 
 /** Why gRPC over HTTP/1.1 is refused at the edge. */
 export const GRPC_OVER_HTTP1 =
@@ -85,6 +92,10 @@ export class ProxiedCall implements ClientBytes {
   #first: Endpoint | undefined;
   bytesIn = 0;
   bytesOut = 0;
+  /** A retryable call's request, as it comes (until its end). */
+  #kept: Buffer[] | undefined;
+  /** Where a call that is not retried streams its request. */
+  #streamedTo: http2.ClientHttp2Stream | undefined;
 
   constructor(
     readonly shared: ProxyShared,
@@ -139,7 +150,9 @@ export class ProxiedCall implements ClientBytes {
     );
     this.#span = span;
     this.#recording = span.isRecording();
-    this.#ctx = trace.setSpan(parent, span);
+    // Only a recording span's context is needed (its attempts' spans start in it); an id-only
+    // span's ids go upstream as they are, with the parent's baggage (see #authorized).
+    this.#ctx = this.shared.spans.idsOnly ? parent : trace.setSpan(parent, span);
     this.shared.budget.active++;
     this.down.onGone(() => this.#gone());
     const { clientCalls } = this.shared;
@@ -212,7 +225,9 @@ export class ProxiedCall implements ClientBytes {
     const assertion = identity && options.assert.sign(identity, route.cluster);
     const base = upstreamHeaders(this.down.headers, { method, path, requestId, assertion });
     // A span that records gets a CLIENT span per attempt, whose context goes upstream instead.
-    if (!this.#recording) propagation.inject(this.#ctx, base, traceSetter);
+    if (this.shared.spans.idsOnly)
+      injectIds((this.#span as Span).spanContext(), this.#ctx, base, traceSetter);
+    else if (!this.#recording) propagation.inject(this.#ctx, base, traceSetter);
     this.#upstreamHeaders = base;
     // Retried only if the contract marks the method idempotent, the call is unary (its body
     // can be kept and sent again) and the answer is UNAVAILABLE before anything was forwarded.
@@ -225,15 +240,26 @@ export class ProxiedCall implements ClientBytes {
       this.#tryOnce(Buffer.alloc(0));
       return;
     }
-    // Keep the whole (small) request, to send it again on another endpoint if need be.
-    const chunks: Buffer[] = [];
-    this.down.body.on("data", (chunk: Buffer) => {
-      if (!this.done && this.admitChunk(chunk) && this.#keepForRetry(chunk)) chunks.push(chunk);
-    });
-    this.down.body.once("end", () => {
-      if (!this.done) this.#tryOnce(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
-    });
+    // Keep the whole (small) request, to send it again on another endpoint if need be. The
+    // listeners are shared by every call: each finds its call on the body (no closures per call).
+    const body = this.down.body as CallBody;
+    this.#kept = [];
+    body[CALL] = this;
+    body.on("data", ProxiedCall.#keptDataListener);
+    body.once("end", ProxiedCall.#keptEndListener);
   }
+
+  static readonly #keptDataListener = function (this: CallBody, chunk: Buffer): void {
+    const call = this[CALL];
+    if (!call.done && call.admitChunk(chunk) && call.#keepForRetry(chunk)) call.#kept?.push(chunk);
+  };
+
+  static readonly #keptEndListener = function (this: CallBody): void {
+    const call = this[CALL];
+    const chunks = call.#kept ?? [];
+    call.#kept = undefined;
+    if (!call.done) call.#tryOnce(chunks.length === 1 ? (chunks[0] as Buffer) : Buffer.concat(chunks));
+  };
 
   #refuse(refusal: Refusal): void {
     this.down.body.resume();
@@ -280,19 +306,30 @@ export class ProxiedCall implements ClientBytes {
 
   /** Request body: client -> upstream as it comes, with backpressure (a call not retried). */
   streamBody(up: http2.ClientHttp2Stream): void {
-    const body = this.down.body;
-    body.on("data", (chunk: Buffer) => {
-      if (!this.admitChunk(chunk)) return;
-      if (!up.write(chunk)) {
-        body.pause();
-        up.once("drain", () => body.resume());
-      }
-    });
+    const body = this.down.body as CallBody;
+    // Shared listeners, as for a kept request (a streamed call has one attempt: it is never retried).
+    this.#streamedTo = up;
+    body[CALL] = this;
+    body.on("data", ProxiedCall.#streamedDataListener);
     // An empty request (END_STREAM on its headers) has ended already, while authorization ran:
     // waiting for its "end" hung the call until its deadline (found by fuzzing, issue 26.3).
     if (body.readableEnded) up.end();
-    else body.once("end", () => up.end());
+    else body.once("end", ProxiedCall.#streamedEndListener);
   }
+
+  static readonly #streamedDataListener = function (this: CallBody, chunk: Buffer): void {
+    const call = this[CALL];
+    const up = call.#streamedTo as http2.ClientHttp2Stream;
+    if (!call.admitChunk(chunk)) return;
+    if (!up.write(chunk)) {
+      this.pause();
+      up.once("drain", () => this.resume());
+    }
+  };
+
+  static readonly #streamedEndListener = function (this: CallBody): void {
+    this[CALL].#streamedTo?.end();
+  };
 
   /**
    * Sends answer bytes to the client; false when that reset the call. The upstream is never

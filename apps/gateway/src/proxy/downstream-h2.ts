@@ -40,12 +40,21 @@ function remoteAddressOf(stream: http2.ServerHttp2Stream): string {
   return address;
 }
 
+/** Where a client's stream keeps its downstream, for the listeners every stream shares. */
+const DOWNSTREAM = Symbol("downstream");
+
+type DownstreamStream = http2.ServerHttp2Stream & { [DOWNSTREAM]: H2Downstream };
+
 /** The client side over HTTP/2: one object per call, its methods shared. */
 export class H2Downstream implements Downstream {
   readonly h2 = true;
   readonly body: Readable;
   readonly remoteAddress: string;
   #wantsTrailers = false;
+  /** What {@link finish} sends once Node asks for the trailers. */
+  #trailers: http2.OutgoingHttpHeaders | undefined;
+  /** Told once when the client leaves before its answer ended (see {@link onGone}). */
+  #gone: (() => void) | undefined;
 
   constructor(
     readonly stream: http2.ServerHttp2Stream,
@@ -100,17 +109,22 @@ export class H2Downstream implements Downstream {
     if (this.#wantsTrailers) {
       // Node asks for them after the last DATA frame, which only this end() lets go: the
       // trailers are known by then, so there is no answer without them (no fallback status).
-      // `on`: it comes once per stream (`once` would add a wrapper closure per call).
-      stream.on("wantTrailers", () => {
-        try {
-          stream.sendTrailers(trailers);
-        } catch {
-          stream.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
-        }
-      });
+      // `on`: it comes once per stream (`once` would add a wrapper closure per call); the
+      // listener is shared by every stream (no closure per call).
+      this.#trailers = trailers;
+      (stream as DownstreamStream)[DOWNSTREAM] = this;
+      stream.on("wantTrailers", H2Downstream.#wantTrailersListener);
     }
     stream.end();
   }
+
+  static readonly #wantTrailersListener = function (this: DownstreamStream): void {
+    try {
+      this.sendTrailers(this[DOWNSTREAM].#trailers ?? {});
+    } catch {
+      this.close(http2.constants.NGHTTP2_INTERNAL_ERROR);
+    }
+  };
 
   reset(code: number = http2.constants.NGHTTP2_INTERNAL_ERROR): void {
     this.stream.close(code);
@@ -122,18 +136,29 @@ export class H2Downstream implements Downstream {
 
   onGone(fn: () => void): void {
     const stream = this.stream;
-    let gone = false;
-    const once = () => {
-      if (gone) return;
-      gone = true;
-      fn();
-    };
+    this.#gone = fn;
+    (stream as DownstreamStream)[DOWNSTREAM] = this;
     // "aborted": the client reset the stream before its answer ended (emitted at once, where
     // "close" may come later, after writes still queued on the stream are given up).
-    // `on`: each comes at most once, and `once` guards the rest (no wrapper closures per call).
-    stream.on("aborted", once);
-    stream.on("close", () => {
-      if (!stream.writableFinished) once();
-    });
+    // `on`: each comes at most once, and #tellGone guards the rest (no wrapper closures per call,
+    // and the listeners are shared by every stream).
+    stream.on("aborted", H2Downstream.#abortedListener);
+    stream.on("close", H2Downstream.#closeListener);
+  }
+
+  static readonly #abortedListener = function (this: DownstreamStream): void {
+    this[DOWNSTREAM].#tellGone();
+  };
+
+  static readonly #closeListener = function (this: DownstreamStream): void {
+    if (!this.writableFinished) this[DOWNSTREAM].#tellGone();
+  };
+
+  /** Tells {@link onGone}'s function, once. */
+  #tellGone(): void {
+    const fn = this.#gone;
+    if (!fn) return;
+    this.#gone = undefined;
+    fn();
   }
 }

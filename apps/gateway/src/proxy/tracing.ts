@@ -4,6 +4,7 @@ import {
   type ClientMethodMetrics,
   type ClientMetrics,
   endClientSpan,
+  recordsSpans,
   rpcClientAttributes,
 } from "@meshwork/telemetry";
 import {
@@ -55,12 +56,19 @@ function isGrpc(protocol: Protocol): boolean {
  */
 export class ProxySpans {
   readonly #methods = new Map<string, MethodSpans>();
+  /**
+   * The tracer is the id-only one (nothing exported): its spans never record, and a call's
+   * `traceparent` is written from its span's ids (`injectIds`) without a context per call.
+   */
+  readonly idsOnly: boolean;
 
   constructor(
     readonly tracer: Tracer,
     /** Where `rpc.client.*` are recorded (the gateway's telemetry); none: attempts are not measured. */
     readonly clientMetrics?: ClientMetrics,
-  ) {}
+  ) {
+    this.idsOnly = !recordsSpans(tracer);
+  }
 
   #method(route: Route | undefined, pathKey: string): MethodSpans | undefined {
     if (!route) return undefined;

@@ -1,0 +1,100 @@
+import { mkdtemp, readFile, rm } from "node:fs/promises";
+import { tmpdir } from "node:os";
+import { join } from "node:path";
+import { waitFor } from "@meshwork/testing";
+import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
+import { createLineWriter } from "./log-line.js";
+import { createLogDestination, createLogger } from "./logger.js";
+
+const dirs: string[] = [];
+
+async function tempFile(): Promise<string> {
+  const dir = await mkdtemp(join(tmpdir(), "log-batch-"));
+  dirs.push(dir);
+  return join(dir, "out.log");
+}
+
+afterAll(async () => {
+  for (const d of dirs) await rm(d, { recursive: true, force: true });
+});
+
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+
+const BATCH = 1024;
+
+async function batched(file: string) {
+  const destination = createLogDestination({ dest: file, batch: true, batchBytes: BATCH, flushMs: 60_000 });
+  await new Promise((r) => destination.once("ready", r));
+  const logger = createLogger({ service: "t", destination });
+  return { destination, logger };
+}
+
+async function linesOf(file: string, count: number): Promise<string[]> {
+  let lines: string[] = [];
+  await waitFor(
+    async () => {
+      lines = (await readFile(file, "utf8").catch(() => "")).split("\n").filter(Boolean);
+      return lines.length === count;
+    },
+    { timeoutMs: 5_000, what: `${count} lines` },
+  );
+  return lines;
+}
+
+describe("a batched destination's bytes", () => {
+  it("converts each line to bytes once: sonic-boom neither measures nor re-encodes a batch", async () => {
+    const file = await tempFile();
+    const { destination, logger } = await batched(file);
+    const writer = createLineWriter(logger, "info", "access");
+    // Before: sonic-boom measured every line (Buffer.byteLength) and converted each written
+    // batch back to bytes (Buffer.from) to cut off what was written.
+    const byteLength = vi.spyOn(Buffer, "byteLength");
+    const from = vi.spyOn(Buffer, "from");
+    const count = 40; // ~4 KiB of ASCII lines: several batches of 1 KiB
+    for (let i = 0; i < count; i++) writer.write(`,"i":${i},"pad":"${"x".repeat(40)}"`);
+    destination.flush();
+    const lines = await linesOf(file, count);
+    expect(byteLength).not.toHaveBeenCalled();
+    // No string converted (sonic-boom itself copies a batch's bytes on Node 22.7 and later).
+    expect(from.mock.calls.filter(([value]) => typeof value === "string")).toEqual([]);
+    expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(
+      Array.from({ length: count }, (_, k) => k),
+    );
+    destination.end();
+  });
+
+  it("calls a flush back that comes before its file is open, with nothing logged, and goes on writing", async () => {
+    const file = await tempFile();
+    const destination = createLogDestination({ dest: file, batch: true, batchBytes: BATCH, flushMs: 60_000 });
+    // sonic-boom's buffer mode, asked to flush while it opens its file with nothing queued, took
+    // the bytes of a write that was not there once the file opened: an uncaught TypeError.
+    let flushed: Error | null | undefined;
+    destination.flush((err) => {
+      flushed = err ?? null;
+    });
+    await waitFor(() => flushed !== undefined, { timeoutMs: 5_000, what: "the flush's callback" });
+    expect(flushed).toBeNull();
+    createLogger({ service: "t", destination }).info({ i: 1 }, "after");
+    destination.flush();
+    const lines = await linesOf(file, 1);
+    expect(JSON.parse(lines[0] as string)).toMatchObject({ i: 1, msg: "after" });
+    destination.end();
+  });
+
+  it("keeps multi-byte characters whole across batches, and writes a line longer than a batch", async () => {
+    const file = await tempFile();
+    const { destination, logger } = await batched(file);
+    // 3-byte (€) and 4-byte (a surrogate pair) characters, lines of varying lengths so that
+    // batch ends fall everywhere; a line of ~6 KiB, more than a whole batch, in the middle.
+    const texts: string[] = [];
+    for (let i = 0; i < 60; i++) texts.push(`${"€".repeat(i % 17)}${"😀".repeat(i % 5)}ä${i}`);
+    texts.splice(30, 0, "€😀".repeat(1000));
+    for (const text of texts) logger.info({ text }, "line");
+    destination.flush();
+    const lines = await linesOf(file, texts.length);
+    expect(lines.map((l) => (JSON.parse(l) as { text: string }).text)).toEqual(texts);
+    destination.end();
+  });
+});
