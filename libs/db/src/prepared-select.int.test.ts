@@ -102,4 +102,30 @@ describe.each(["postgres", "pglite"] as const)("prepareSelect on %s", (driver) =
     expect(await nested.execute({ id: BOB })).toEqual([{ id: BOB, who: { name: "Bob", nickname: "bobby" } }]);
     expect(execute).toHaveBeenCalledTimes(driver === "postgres" ? 1 : 0);
   });
+
+  it.runIf(driver === "postgres")(
+    "refuses, when prepared, a Drizzle whose prepared query lacks what it reads, rather than run past it",
+    () => {
+      for (const part of [
+        "client",
+        "queryString",
+        "params",
+        "logger",
+        "prepare",
+        "fields",
+        "customResultMapper",
+      ]) {
+        const changed = {
+          prepare: (name: string) => {
+            const prepared = byId().prepare(name);
+            delete (prepared as unknown as Record<string, unknown>)[part];
+            return prepared;
+          },
+        };
+        expect(() => prepareSelect(changed, "people_by_id"), part).toThrow(
+          `drizzle-orm's PostgresJsPreparedQuery has no usable \`${part}\``,
+        );
+      }
+    },
+  );
 });

@@ -42,7 +42,8 @@ interface Executable {
  *
  * Only a flat selection of columns on postgres.js takes this path; anything else (PGlite, a
  * selection with nested objects or SQL expressions, a Drizzle cache) runs Drizzle's own
- * `execute`, so every query may use it.
+ * `execute`, so every query may use it. A drizzle-orm whose prepared postgres.js query lacks a
+ * part read here is refused when prepared (an Error naming the part), never run past.
  */
 export function prepareSelect<P extends Executable>(
   query: { prepare(name: string): P },
@@ -53,9 +54,36 @@ export function prepareSelect<P extends Executable>(
   return { execute: (lean ?? prepared.execute.bind(prepared)) as P["execute"] };
 }
 
+/** What each part read must be; a Drizzle that changed them is refused, not run past. */
+const EXPECTED: Record<keyof PostgresJsQueryParts, (v: unknown) => boolean> = {
+  client: (v) => typeof (v as { unsafe?: unknown } | undefined)?.unsafe === "function",
+  queryString: (v) => typeof v === "string",
+  params: Array.isArray,
+  logger: (v) => typeof (v as { logQuery?: unknown } | undefined)?.logQuery === "function",
+  prepare: (v) => typeof v === "boolean",
+  fields: (v) => v === undefined || Array.isArray(v),
+  customResultMapper: (v) => v === undefined || typeof v === "function",
+  cache: () => true,
+};
+
+/**
+ * The parts of Drizzle's prepared query this reads, checked once when prepared: a Drizzle whose
+ * `PostgresJsPreparedQuery` renamed or dropped one (this is written against 0.45's) fails here,
+ * loudly, instead of failing every call or quietly answering rows its `execute` would not.
+ */
+function readParts(prepared: Executable): PostgresJsQueryParts {
+  for (const [part, ok] of Object.entries(EXPECTED)) {
+    if (!(part in prepared) || !ok((prepared as unknown as Record<string, unknown>)[part]))
+      throw new Error(
+        `prepareSelect: drizzle-orm's PostgresJsPreparedQuery has no usable \`${part}\` (written against drizzle-orm 0.45)`,
+      );
+  }
+  return prepared as unknown as PostgresJsQueryParts;
+}
+
 function leanExecute(prepared: Executable): Executable["execute"] | undefined {
   if (!is(prepared, PostgresJsPreparedQuery)) return undefined;
-  const parts = prepared as unknown as PostgresJsQueryParts;
+  const parts = readParts(prepared);
   const { client, queryString, params, logger, prepare, fields } = parts;
   if (!fields || parts.customResultMapper || !(parts.cache === undefined || is(parts.cache, NoopCache)))
     return undefined;
