@@ -14,6 +14,7 @@ import {
   type Queryable,
   queryRows,
 } from "./database.js";
+import { prepareSelect } from "./prepared-select.js";
 
 const items = pgTable("items", { id: serial("id").primaryKey(), name: text("name").notNull().unique() });
 const schema = { items };
@@ -187,6 +188,14 @@ describe("prepared statements on postgres", () => {
     try {
       await handle.migrate(migrations);
       await handle.db.select().from(items).where(eq(items.name, "p1"));
+      // Nor a query prepared by name: behind such a pooler a named statement breaks it as well.
+      const byName = () =>
+        handle.db
+          .select()
+          .from(items)
+          .where(eq(items.name, sql.placeholder("name")));
+      await byName().prepare("items_by_name").execute({ name: "p1" });
+      await prepareSelect(byName(), "items_by_name").execute({ name: "p1" });
       expect(await preparedOn(handle.db)).toEqual([]);
     } finally {
       await handle.close();

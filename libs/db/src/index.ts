@@ -27,5 +27,6 @@ export {
   pageSize,
 } from "./paging.js";
 export { PoolWaitTimeoutError } from "./pool-metrics.js";
+export { prepareSelect } from "./prepared-select.js";
 export { claimSequence, type SequenceGuardTable } from "./sequence-guard.js";
 export { describeStatement } from "./tracing.js";

@@ -2,11 +2,12 @@ import { fileURLToPath } from "node:url";
 import { createTelemetry } from "@meshwork/telemetry";
 import { context, SpanKind, SpanStatusCode, trace } from "@opentelemetry/api";
 import { InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from "@opentelemetry/sdk-trace-base";
-import { eq } from "drizzle-orm";
+import { eq, sql } from "drizzle-orm";
 import { pgTable, serial, text } from "drizzle-orm/pg-core";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { type DriverDatabase, openDriverDatabase } from "../test/driver-database.js";
 import { type DatabaseHandle, openDatabase } from "./database.js";
+import { prepareSelect } from "./prepared-select.js";
 import { describeStatement } from "./tracing.js";
 
 const items = pgTable("items", { id: serial("id").primaryKey(), name: text("name").notNull().unique() });
@@ -119,6 +120,38 @@ describe.each(["pglite", "postgres"] as const)("statement spans on %s", (driver)
     expect(failed.attributes["db.response.status_code"]).toBe("23505");
     // Rolled back: the row kept its name.
     expect(await handle.db.select().from(items).where(eq(items.name, SECRET))).toHaveLength(1);
+  });
+
+  // Review h17d: prepareSelect runs its statement on the client Drizzle prepared it on, so the
+  // statement is traced and, given a transaction, runs in it (under its span), not on the pool.
+  it("traces prepareSelect's statements like Drizzle's, in the transaction it was prepared in", async () => {
+    const byName = (db: Pick<typeof handle.db, "select">) =>
+      prepareSelect(
+        db
+          .select()
+          .from(items)
+          .where(eq(items.name, sql.placeholder("name"))),
+        "items_by_name",
+      );
+    const found: unknown[][] = [];
+    const { caller, spans } = await traced(() =>
+      handle.db.transaction(async (tx) => {
+        await tx.insert(items).values({ name: "only in tx" });
+        found.push(await byName(tx).execute({ name: "only in tx" }));
+        found.push(await byName(tx).execute({ name: "nowhere" }));
+        tx.rollback();
+      }),
+    );
+    expect(found.map((rows) => rows.length)).toEqual([1, 0]);
+    expect(await byName(handle.db).execute({ name: "only in tx" })).toEqual([]);
+    const txSpan = spans.find((s) => s.name === "transaction") as ReadableSpan;
+    expect(parentOf(txSpan)).toBe(caller.spanId);
+    const selects = spans.filter((s) => s.name === "SELECT items");
+    expect(selects).toHaveLength(2);
+    for (const s of selects) {
+      expect(s.kind).toBe(SpanKind.CLIENT);
+      expect(parentOf(s)).toBe(txSpan.spanContext().spanId);
+    }
   });
 
   // Review h19seal2: a failed statement's error (Drizzle's `Failed query: ...\nparams: ...`)

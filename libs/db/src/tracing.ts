@@ -130,8 +130,8 @@ function targetOf(tracer: Tracer | undefined, attrs: Attributes): Target {
 
 /**
  * A postgres.js client (or a transaction's scoped client) as Drizzle should see it: each
- * `unsafe()` query (every statement Drizzle runs goes through it) optionally as a named prepared
- * statement, and a CLIENT span per statement; `begin` and `savepoint` make a `transaction` /
+ * `unsafe()` query (every statement Drizzle runs goes through it) as a named prepared statement
+ * or, with `prepare` off, as an unnamed one (whatever Drizzle asked for), and a CLIENT span per statement; `begin` and `savepoint` make a `transaction` /
  * `savepoint` span whose context their statements run in, so they are its children.
  *
  * The span ends when the query settles; it listens on the query's promise without calling its
@@ -148,7 +148,8 @@ export function instrumentPostgres<T extends postgres.Sql | postgres.Transaction
       get(t, prop, receiver) {
         if (prop === "unsafe") {
           return (query: string, params?: unknown[], opts?: postgres.UnsafeQueryOptions) => {
-            const q = t.unsafe(query, params as never, options.prepare ? { ...opts, prepare: true } : opts);
+            // Off means off, for a query `.prepare(name)`d too (Drizzle asks for a named one then).
+            const q = t.unsafe(query, params as never, { ...opts, prepare: options.prepare });
             const span = startStatement(target, query, context.active());
             if (span) {
               Promise.prototype.then.call(
