@@ -31,7 +31,9 @@ const database = await openDatabase(
   {
     url: required("MESHWORK_BENCH_EVENTS_DB"),
     dataDir: "",
-    pool: { max: 5, idleTimeoutS: 60, maxLifetimeS: 600, connectTimeoutS: 5 },
+    // One transaction at a time (the LISTEN has a connection of its own): the shared server's
+    // connection slots run out when the machine is busy.
+    pool: { max: 2, idleTimeoutS: 60, maxLifetimeS: 600, connectTimeoutS: 5 },
   },
   schema,
 );
