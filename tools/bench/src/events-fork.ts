@@ -17,17 +17,20 @@ export interface BenchChild<Command> {
   end(): Promise<void>;
 }
 
-/** How long a child may take to say it is ready. */
+/** How long a child may take to say it is ready, unless told otherwise. */
 const READY_TIMEOUT_MS = 60_000;
 
 /**
  * Forks `script` with `env` added to this process's environment; `onReport` sees every message
- * the child sends besides `ready` and the answers {@link BenchChild.ask} waits for.
+ * the child sends besides `ready` and the answers {@link BenchChild.ask} waits for. A child not
+ * ready within `readyTimeoutMs` is killed (one stuck connecting, e.g. `connectNats` waiting for
+ * its first connection, has no handler for its parent's going yet and would outlive the bench).
  */
 export async function forkBenchChild<Command, Report extends { kind: string }>(
   script: URL,
   env: Record<string, string>,
   onReport: (report: Report) => void = () => {},
+  { readyTimeoutMs = READY_TIMEOUT_MS }: { readyTimeoutMs?: number } = {},
 ): Promise<BenchChild<Command>> {
   const child = fork(script, {
     env: { ...process.env, ...env },
@@ -46,13 +49,21 @@ export async function forkBenchChild<Command, Report extends { kind: string }>(
       else onReport(report);
     });
   });
-  const timeout = new Promise<never>((_, reject) =>
-    setTimeout(
-      () => reject(new Error(`${name} was not ready in ${READY_TIMEOUT_MS / 1000}s`)),
-      READY_TIMEOUT_MS,
-    ).unref(),
-  );
-  await Promise.race([ready, exited, timeout]);
+  let timer: NodeJS.Timeout | undefined;
+  const timeout = new Promise<never>((_, reject) => {
+    timer = setTimeout(
+      () => reject(new Error(`${name} was not ready in ${readyTimeoutMs / 1000}s`)),
+      readyTimeoutMs,
+    );
+  });
+  try {
+    await Promise.race([ready, exited, timeout]);
+  } catch (err) {
+    child.kill("SIGKILL");
+    throw err;
+  } finally {
+    clearTimeout(timer);
+  }
   return {
     process: child,
     exited,
@@ -66,12 +77,19 @@ export async function forkBenchChild<Command, Report extends { kind: string }>(
           }),
         ),
       ]);
-      child.send(command as object);
+      // With a callback, a send to a child that is gone rejects here (without one, it is an
+      // 'error' event on the child, which nothing handles: the bench would die uncleaned).
+      const sent = new Promise<never>((_, reject) =>
+        child.send(command as object, (err) => {
+          if (err) reject(new Error(`${name} could not be sent ${JSON.stringify(command)}: ${err.message}`));
+        }),
+      );
       try {
-        await Promise.race([answered, exited]);
+        await Promise.race([answered, exited, sent]);
       } finally {
         controller.abort();
         answered.catch(() => {});
+        sent.catch(() => {});
       }
     },
     async end() {
