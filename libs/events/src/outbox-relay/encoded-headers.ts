@@ -83,7 +83,11 @@ export class EncodedHeaders implements MsgHdrs {
   }
 }
 
-/** Writes one header block, a line per header, into an {@link EncodedHeaders}. */
+/**
+ * Writes one header block, a line per header, into an {@link EncodedHeaders}. Each name once:
+ * nats.js writes a repeated name's values together where the name first came, this writes each
+ * line where it is appended (the relay's names are distinct: a row's keys, less those it sets).
+ */
 export class HeaderBlockWriter {
   #text = VERSION;
   #valid = true;
