@@ -6,38 +6,29 @@
  * and reports the ids it applied with the wall-clock time, so the parent can measure
  * commit-to-effect lag across processes.
  */
-import { writeFileSync } from "node:fs";
-import { Session } from "node:inspector/promises";
 import { openDatabase } from "@meshwork/db";
 import { connectNats, createEventConsumer } from "@meshwork/events";
 import { effects, inbox, registry, schema } from "@meshwork/events/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { jetstream } from "@nats-io/jetstream";
 import { sql } from "drizzle-orm";
+import {
+  createChildProfiler,
+  isProfileCommand,
+  type ProfileAnswer,
+  type ProfileCommand,
+  required,
+} from "./events-child.js";
 
 /** What the child tells its parent. */
 export type ConsumerReport =
   | { kind: "ready" }
-  /** The answer to a {@link ProfileCommand}: profiling started, or its profile was written. */
-  | { kind: "profiling" }
-  | { kind: "profiled" }
+  | ProfileAnswer
   /**
    * Events applied by one batch handler call, at `at` (ms since the epoch),
    * with the time the broker stored each (`published`, ms since the epoch).
    */
   | { kind: "applied"; ids: string[]; published: number[]; at: number };
-
-/**
- * What the parent tells the child: start a CPU profile of this process, or stop it and write it
- * to `file` (so the profile covers the pipeline phase alone, as the parent's does).
- */
-export type ProfileCommand = { kind: "profile-start" } | { kind: "profile-stop"; file: string };
-
-function required(name: string): string {
-  const value = process.env[name];
-  if (!value) throw new Error(`${name} is not set (this process is started by events.js)`);
-  return value;
-}
 
 const send = (report: ConsumerReport) => process.send?.(report);
 const wallClock = () => Date.now(); // the clock of the parent's commit times and of the broker
@@ -103,23 +94,9 @@ async function stop(): Promise<void> {
 process.on("SIGTERM", () => void stop());
 process.on("disconnect", () => void stop());
 
-let profiler: Session | undefined;
+const profile = createChildProfiler(send);
 process.on("message", (command: ProfileCommand) => {
-  void (async () => {
-    if (command.kind === "profile-start") {
-      profiler = new Session();
-      profiler.connect();
-      await profiler.post("Profiler.enable");
-      await profiler.post("Profiler.start");
-      send({ kind: "profiling" });
-    } else if (profiler) {
-      const { profile } = await profiler.post("Profiler.stop");
-      writeFileSync(command.file, JSON.stringify(profile));
-      profiler.disconnect();
-      profiler = undefined;
-      send({ kind: "profiled" });
-    }
-  })();
+  if (isProfileCommand(command)) profile(command);
 });
 
 await consumer.start();

@@ -7,24 +7,26 @@
  * - producers: N events committed one per transaction (as a service's business transactions
  *   would) by C concurrent producers: tx/s, bounded by Postgres' commit (WAL flush) rate.
  * - warm-up: 2000 events through relay and consumer, not counted.
- * - pipeline: the relay (in this process, as in the producing service) publishes those N
- *   committed events and the idempotent consumer (in a process of its own, `events-consumer.ts`,
- *   as in the consuming service) applies them (inbox rows + effect rows, a batch handler, one
- *   transaction per batch): N / (last effect - relay start).
+ * - pipeline: the relay (in a process of its own, `events-relay-process.ts`, as in the producing
+ *   service) publishes those N committed events and the idempotent consumer (in a process of its
+ *   own, `events-consumer.ts`, as in the consuming service) applies them (inbox rows + effect
+ *   rows, a batch handler, one transaction per batch): N / (last effect - relay start). This
+ *   process only commits, keeps the books and reads /proc: its CPU is reported apart ("bench"),
+ *   not in the sum (it was counted as the relay's when the relay ran here).
  * - lag: at a quarter of the slower of the two (goal 4 of issue 24 sets p99 <= 50 ms there), paced,
  *   each event's time from commit to effect: p50 / p99.
  */
-import { type ChildProcess, fork } from "node:child_process";
-import { EventEmitter, once } from "node:events";
 import { writeFileSync } from "node:fs";
 import { mkdir } from "node:fs/promises";
-import { Session } from "node:inspector/promises";
 import { join } from "node:path";
 import { type DatabaseHandle, queryRows } from "@meshwork/db";
-import { createOutboxRelay, enqueueEvents } from "@meshwork/events";
+import { enqueueEvents } from "@meshwork/events";
 import { createEventsFixture, effects, natsUrl, outbox } from "@meshwork/events/testing";
 import { count, sql } from "drizzle-orm";
-import type { ConsumerReport, ProfileCommand } from "./events-consumer.js";
+import type { ProfileCommand } from "./events-child.js";
+import type { ConsumerReport } from "./events-consumer.js";
+import { type BenchChild, forkBenchChild } from "./events-fork.js";
+import type { RelayCommand } from "./events-relay-process.js";
 import { cpuTicksSpent, readCpu } from "./servers.js";
 
 const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 5_000);
@@ -68,74 +70,38 @@ async function main(): Promise<void> {
   const applied = new Map<string, number>();
   /** Batch handler calls in the consumer: one per batch transaction (the bench has one event type). */
   let handlerCalls = 0;
-  const relay = createOutboxRelay({
-    database: f.database,
-    table: outbox,
-    js: f.js,
-    logger: f.logger,
-    tracer: f.telemetry.tracer,
-    meter: f.telemetry.meter,
-    batchSize: 256,
-    pollMs: 1_000,
-    retentionMs: OUTBOX_RETENTION_MS,
-  });
-  // The consuming service, in its own process, told the fixture's names; started once the raw
-  // phase's messages (on the durable's subjects too) are purged.
-  let consumer: ChildProcess | undefined;
-  /** The consumer's answers to profiling commands. */
-  const profileAnswers = new EventEmitter();
-  let consumerExited: Promise<never> = new Promise(() => {});
-  const startConsumer = async () => {
-    const child = fork(new URL("./events-consumer.js", import.meta.url), {
-      env: {
-        ...process.env,
-        MESHWORK_BENCH_EVENTS_DB: f.testDb.url,
-        MESHWORK_BENCH_EVENTS_NATS: natsUrl,
-        MESHWORK_BENCH_EVENTS_STREAM: f.stream,
-        MESHWORK_BENCH_EVENTS_DURABLE: DURABLE,
-        MESHWORK_BENCH_EVENTS_DLQ_SUBJECT: f.dlqSubject,
-      },
-      stdio: ["ignore", "inherit", "inherit", "ipc"],
-    });
-    consumer = child;
-    consumerExited = new Promise<never>((_, reject) =>
-      child.once("exit", (code, signal) =>
-        reject(new Error(`the consumer process exited (${signal ?? `code ${code}`})`)),
-      ),
-    );
-    consumerExited.catch(() => {}); // awaited wherever the benchmark waits on the consumer
-    const ready = new Promise<void>((resolve) => {
-      child.on("message", (report: ConsumerReport) => {
-        if (report.kind === "ready") resolve();
-        else if (report.kind === "profiling" || report.kind === "profiled") profileAnswers.emit(report.kind);
-        else {
-          handlerCalls++;
-          report.ids.forEach((id, i) => {
-            applied.set(id, report.at);
-            published.set(id, report.published[i] as number);
-          });
-        }
-      });
-    });
-    const timeout = new Promise<never>((_, reject) =>
-      setTimeout(() => reject(new Error("the consumer process was not ready in 60s")), 60_000).unref(),
-    );
-    await Promise.race([ready, consumerExited, timeout]);
+  // The relay and the consuming service, each in its own process, told the fixture's names;
+  // started once the raw phase's messages (on the durable's subjects too) are purged.
+  const childEnv = {
+    MESHWORK_BENCH_EVENTS_DB: f.testDb.url,
+    MESHWORK_BENCH_EVENTS_NATS: natsUrl,
+    MESHWORK_BENCH_EVENTS_STREAM: f.stream,
+    MESHWORK_BENCH_EVENTS_DURABLE: DURABLE,
+    MESHWORK_BENCH_EVENTS_DLQ_SUBJECT: f.dlqSubject,
+    MESHWORK_BENCH_OUTBOX_RETENTION_MS: String(OUTBOX_RETENTION_MS),
   };
-  /** Sends the consumer a profiling command and waits for its answer. */
-  const profileConsumer = async (command: ProfileCommand, answer: "profiling" | "profiled") => {
-    const answered = once(profileAnswers, answer);
-    consumer?.send(command);
-    await Promise.race([answered, consumerExited]);
+  let consumer: BenchChild<ProfileCommand> | undefined;
+  let relay: BenchChild<RelayCommand> | undefined;
+  const onApplied = (report: ConsumerReport) => {
+    if (report.kind !== "applied") return;
+    handlerCalls++;
+    report.ids.forEach((id, i) => {
+      applied.set(id, report.at);
+      published.set(id, report.published[i] as number);
+    });
   };
-  /** Waits until `n` events were applied; fails if the consumer dies or takes too long. */
+  const startRelay = () => relay?.ask({ kind: "start" }, "started");
+  const stopRelay = () => relay?.ask({ kind: "stop" }, "stopped");
+  /** Rejects when either child dies. */
+  const childDied = () => Promise.race([consumer?.exited, relay?.exited].filter((p) => p !== undefined));
+  /** Waits until `n` events were applied; fails if a child dies or it takes too long. */
   const appliedAtLeast = async (n: number) => {
     const deadline = Date.now() + APPLY_TIMEOUT_MS;
     while (applied.size < n) {
       if (Date.now() > deadline) {
         throw new Error(`only ${applied.size} of ${n} events applied after ${APPLY_TIMEOUT_MS / 1000}s`);
       }
-      await Promise.race([new Promise((r) => setTimeout(r, 5)), consumerExited]);
+      await Promise.race([new Promise((r) => setTimeout(r, 5)), childDied()]);
     }
   };
   try {
@@ -181,12 +147,17 @@ async function main(): Promise<void> {
 
     // Warm-up of the whole path (the consumer is a fresh process, its code not yet optimised):
     // 2000 events through relay and consumer, as the raw phase warms up before it counts.
-    await startConsumer();
-    await relay.start();
+    consumer = await forkBenchChild<ProfileCommand, ConsumerReport>(
+      new URL("./events-consumer.js", import.meta.url),
+      childEnv,
+      onApplied,
+    );
+    relay = await forkBenchChild(new URL("./events-relay-process.js", import.meta.url), childEnv);
+    await startRelay();
     const WARM_UP = 2_000;
     await commitAll(1_000_000, WARM_UP);
     await appliedAtLeast(WARM_UP);
-    await relay.stop();
+    await stopRelay();
     applied.clear();
 
     // 2a. producers alone: N events, one per transaction, PRODUCERS at a time (relay stopped)
@@ -195,15 +166,13 @@ async function main(): Promise<void> {
     const commitRate = N / ((performance.now() - commitStart) / 1000);
 
     // 2b. the pipeline: relay + consumer drain those N committed events
-    // MESHWORK_BENCH_PROFILE_EVENTS=<file>: CPU profiles of this process (the relay) and of the
-    // consumer in this phase alone, written there and to `<file>.consumer.cpuprofile`.
+    // MESHWORK_BENCH_PROFILE_EVENTS=<file>: CPU profiles of the relay and of the consumer in
+    // this phase alone, written to `<file>.relay.cpuprofile` and `<file>.consumer.cpuprofile`.
     const profileFile = process.env.MESHWORK_BENCH_PROFILE_EVENTS;
-    const profiler = profileFile ? new Session() : undefined;
-    if (profiler) {
-      profiler.connect();
-      await profiler.post("Profiler.enable");
-      await profiler.post("Profiler.start");
-      await profileConsumer({ kind: "profile-start" }, "profiling");
+    const profiled = [relay, consumer] as BenchChild<ProfileCommand>[];
+    if (profileFile) {
+      for (const child of profiled)
+        await child.ask({ kind: "profile-start" }, "profiling", ["profile-failed"]);
     }
     // CPU per event of each process taking part, from /proc (Linux clock ticks of 10 ms). Postgres
     // in two parts: the backends serving this benchmark's database (the relay's and the
@@ -211,20 +180,22 @@ async function main(): Promise<void> {
     // shared machine other databases' backends), which the total still counts.
     const groupOf = (backends: Set<number>) => (pid: number, comm: string) =>
       pid === process.pid
-        ? "relay"
-        : pid === consumer?.pid
-          ? "consumer"
-          : comm === "nats-server"
-            ? "nats"
-            : comm === "postgres"
-              ? backends.has(pid)
-                ? "postgres"
-                : "postgres-other"
-              : undefined;
+        ? "bench"
+        : pid === relay?.process.pid
+          ? "relay"
+          : pid === consumer?.process.pid
+            ? "consumer"
+            : comm === "nats-server"
+              ? "nats"
+              : comm === "postgres"
+                ? backends.has(pid)
+                  ? "postgres"
+                  : "postgres-other"
+                : undefined;
     const cpuBefore = await readCpu(groupOf(await backendPids(f.database)));
     const start = wallClock();
     handlerCalls = 0;
-    await relay.start();
+    await startRelay();
     await appliedAtLeast(N);
     let lastApplied = start;
     for (const t of applied.values()) if (t > lastApplied) lastApplied = t;
@@ -232,16 +203,19 @@ async function main(): Promise<void> {
     const consumerBatches = handlerCalls;
     const cpuSpent = cpuTicksSpent(cpuBefore, await readCpu(groupOf(await backendPids(f.database))));
     const cpuUsPerEvent = Object.fromEntries(
-      ["relay", "consumer", "nats", "postgres", "postgres-other"].map((g) => [
+      ["relay", "consumer", "nats", "postgres", "postgres-other", "bench"].map((g) => [
         g,
         Math.round(((cpuSpent.get(g) ?? 0) * 10_000) / N),
       ]),
-    ) as Record<"relay" | "consumer" | "nats" | "postgres" | "postgres-other", number>;
-    if (profiler && profileFile) {
-      const { profile } = await profiler.post("Profiler.stop");
-      writeFileSync(profileFile, JSON.stringify(profile));
-      profiler.disconnect();
-      await profileConsumer({ kind: "profile-stop", file: `${profileFile}.consumer.cpuprofile` }, "profiled");
+    ) as Record<"relay" | "consumer" | "nats" | "postgres" | "postgres-other" | "bench", number>;
+    if (profileFile) {
+      for (const [child, name] of [
+        [relay, "relay"],
+        [consumer, "consumer"],
+      ] as const) {
+        const file = `${profileFile}.${name}.cpuprofile`;
+        await child.ask({ kind: "profile-stop", file }, "profiled", ["profile-failed"]);
+      }
     }
 
     // 3. lag at a quarter of the max rate (the rate goal 4 of issue 24 sets its p99 at), paced
@@ -304,6 +278,7 @@ async function main(): Promise<void> {
       `raw JetStream async publish   ${result.rawPublishPerSec} msg/s`,
       `outbox -> relay -> effect     ${result.meshPerSec} events/s   (${result.ratioVsRaw}x raw; goal >= 0.4x)`,
       `CPU per event (us)            relay ${cpu.relay}, consumer ${cpu.consumer}, NATS ${cpu.nats}, Postgres ${postgresAll}; sum ${cpuSum}   (goal <= 130; 2 cores at 0.4x raw allow ${result.cpuBudgetUsAtGoal})`,
+      `  not in the sum              this process (commits, books, /proc readings) ${cpu.bench}`,
       `  of Postgres's               ${cpu.postgres} in this database's backends, ${cpu["postgres-other"]} in the server's other processes (WAL writer etc.; other databases' on a shared machine)`,
       `consumer batches              ${consumerBatches} transactions, ${result.eventsPerConsumerBatch} events each`,
       `producers commit              ${result.commitPerSec} tx/s (${PRODUCERS} producers, one event per transaction)`,
@@ -315,15 +290,8 @@ async function main(): Promise<void> {
     await mkdir(out, { recursive: true });
     writeFileSync(join(out, "events.json"), `${JSON.stringify(result, null, 2)}\n`);
   } finally {
-    if (consumer && consumer.exitCode === null && consumer.signalCode === null) {
-      const child = consumer;
-      const exited = new Promise((r) => child.once("exit", r));
-      child.kill("SIGTERM");
-      const killer = setTimeout(() => child.kill("SIGKILL"), 10_000);
-      await exited;
-      clearTimeout(killer);
-    }
-    await relay.stop();
+    await relay?.end();
+    await consumer?.end();
     await f.close();
   }
 }

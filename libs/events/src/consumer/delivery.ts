@@ -18,6 +18,13 @@ export type DeliveryState =
   | { kind: "held" }
   | { kind: "finished" };
 
+// The states that carry nothing, made once: a batch moves every delivery through three of them.
+const PENDING: DeliveryState = Object.freeze({ kind: "pending" });
+const APPLIED: DeliveryState = Object.freeze({ kind: "applied" });
+const DUPLICATE: DeliveryState = Object.freeze({ kind: "duplicate" });
+const HELD: DeliveryState = Object.freeze({ kind: "held" });
+const FINISHED: DeliveryState = Object.freeze({ kind: "finished" });
+
 /**
  * One delivery of one event that passed admission: the message, its CONSUMER span and trace
  * context, the handler it goes to and the decoded event. It lives from admission through the
@@ -25,7 +32,7 @@ export type DeliveryState =
  * below, and {@link Delivery.finish} is the one place it ends.
  */
 export class Delivery {
-  private s: DeliveryState = { kind: "pending" };
+  private s: DeliveryState = PENDING;
 
   constructor(
     readonly msg: JsMsg,
@@ -43,12 +50,12 @@ export class Delivery {
 
   /** Its effect (and inbox row) committed. */
   applied(): void {
-    this.setState({ kind: "applied" });
+    this.setState(APPLIED);
   }
 
   /** Its inbox row already existed: applied before, to be acked with no effect. */
   duplicate(): void {
-    this.setState({ kind: "duplicate" });
+    this.setState(DUPLICATE);
   }
 
   /** Its handler or its transaction failed with `error`. */
@@ -58,7 +65,7 @@ export class Delivery {
 
   /** Its batch met an outage of the database: it will be applied again, with no failure counted. */
   hold(): void {
-    this.setState({ kind: "held" });
+    this.setState(HELD);
   }
 
   /** The error of a failed delivery; `undefined` in any other state. */
@@ -74,7 +81,7 @@ export class Delivery {
   /** Ends the delivery's span; later calls do nothing. */
   finish(): void {
     if (this.s.kind === "finished") return;
-    this.setState({ kind: "finished" });
+    this.setState(FINISHED);
     this.span.end();
   }
 

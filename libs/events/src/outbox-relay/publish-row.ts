@@ -1,4 +1,4 @@
-import { headers as natsHeaders } from "@nats-io/transport-node";
+import { type MsgHdrs, headers as natsHeaders } from "@nats-io/transport-node";
 import {
   propagation,
   ROOT_CONTEXT,
@@ -9,6 +9,7 @@ import {
   trace,
 } from "@opentelemetry/api";
 import type { AckPipeline, OutgoingMessage } from "./ack-pipeline.js";
+import { HeaderBlockWriter } from "./encoded-headers.js";
 
 /** The columns of an outbox row the relay publishes. */
 export interface OutboxRow {
@@ -73,17 +74,30 @@ function prepare(tracer: Tracer, row: OutboxRow): { span: Span; message: Outgoin
     },
     parent,
   );
-  // The headers are built with `append`, not `set` (which looks each name up to delete it
-  // first): the row's headers, less the trace context and what is set after them, then the
-  // message id and the span's trace context (and the row's baggage, re-injected).
+  // Written out as one block (see EncodedHeaders), or through nats.js's headers() when a name
+  // or a value would break the block (nats.js then refuses it, and says why).
   const injected: Record<string, string> = {};
   propagation.inject(trace.setSpan(parent, span), injected);
-  const h = natsHeaders();
+  const block = new HeaderBlockWriter();
+  writeHeaders(row, injected, block);
+  const h = block.finish() ?? writeHeaders(row, injected, natsHeaders());
+  return { span, message: { subject: row.subject, payload: row.payload, headers: h } };
+}
+
+/**
+ * Appends a message's headers to `sink`: the row's, less the trace context and what is set after
+ * them, then the message id and the span's trace context (and the row's baggage, re-injected).
+ */
+function writeHeaders<Sink extends Pick<MsgHdrs, "append">>(
+  row: OutboxRow,
+  injected: Record<string, string>,
+  sink: Sink,
+): Sink {
   for (const k in row.headers) {
     if (k === "traceparent" || k === "tracestate" || k === MSG_ID || Object.hasOwn(injected, k)) continue;
-    h.append(k, row.headers[k] as string);
+    sink.append(k, row.headers[k] as string);
   }
-  h.append(MSG_ID, row.id);
-  for (const k in injected) h.append(k, injected[k] as string);
-  return { span, message: { subject: row.subject, payload: row.payload, headers: h } };
+  sink.append(MSG_ID, row.id);
+  for (const k in injected) sink.append(k, injected[k] as string);
+  return sink;
 }
