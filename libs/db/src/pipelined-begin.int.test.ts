@@ -87,10 +87,12 @@ describe("postgres.js transactions with BEGIN pipelined (patched)", () => {
   it("rolls a savepoint back inside a pipelined transaction", async () => {
     await sql.begin(async (tx) => {
       await tx`insert into items values (1001)`;
-      await tx.savepoint(async (sp) => {
-        await sp`insert into items values (1002)`;
-        throw new Error("undo the savepoint");
-      }).catch(() => {});
+      await tx
+        .savepoint(async (sp) => {
+          await sp`insert into items values (1002)`;
+          throw new Error("undo the savepoint");
+        })
+        .catch(() => {});
     });
     const ids = (await sql<{ id: number }[]>`select id from items where id > 1000`).map((r) => r.id);
     expect(ids).toEqual([1001]);
