@@ -1,4 +1,5 @@
-import { createClient } from "@connectrpc/connect";
+import { getEventListeners } from "node:events";
+import { Code, createClient, type Interceptor } from "@connectrpc/connect";
 import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
 import { file_meshwork_users_v1_users, UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectNats } from "@meshwork/events";
@@ -117,6 +118,30 @@ describe("discovery end to end: announce, watch health, balance (real NATS, real
     await expect(client.getUser({ id: ID })).rejects.toMatchObject({
       code: 14,
       rawMessage: "no healthy endpoint of users",
+    });
+  });
+
+  it("leaves a finished call's signal unaborted and unlinked from the caller's; a caller's abort still cancels", async () => {
+    await startInstance("s");
+    const caller = createDiscovery(config, { service: "caller" });
+    discoveries.push(caller);
+    const endpoints = await caller.endpoints();
+    await waitFor(() => endpoints.healthy("users").length >= 1, { what: "the instance healthy" });
+    const signals: AbortSignal[] = [];
+    const capture: Interceptor = (next) => (req) => {
+      signals.push(req.signal);
+      return next(req);
+    };
+    const client = createClient(UserService, await caller.transport("users", { interceptors: [capture] }));
+    const callerAbort = new AbortController();
+    const { user } = await client.getUser({ id: ID }, { signal: callerAbort.signal, timeoutMs: 5_000 });
+    expect(user?.id).toBe(ID);
+    // Aborting it on success built a DOMException per call (issue 24): nothing listens any more.
+    expect(signals[0]?.aborted).toBe(false);
+    expect(getEventListeners(callerAbort.signal, "abort")).toHaveLength(0);
+    callerAbort.abort();
+    await expect(client.getUser({ id: ID }, { signal: callerAbort.signal })).rejects.toMatchObject({
+      code: Code.Canceled,
     });
   });
 

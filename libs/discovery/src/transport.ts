@@ -1,5 +1,7 @@
-import type { DescMessage, MessageInitShape } from "@bufbuild/protobuf";
+import { create, type DescMessage, isMessage, type MessageInitShape } from "@bufbuild/protobuf";
 import {
+  Code,
+  ConnectError,
   type ContextValues,
   createContextValues,
   type Interceptor,
@@ -9,7 +11,12 @@ import {
   type UnaryRequest,
   type UnaryResponse,
 } from "@connectrpc/connect";
-import { createMethodUrl, runStreamingCall, runUnaryCall } from "@connectrpc/connect/protocol";
+import {
+  createDeadlineSignal,
+  createMethodUrl,
+  getAbortSignalReason,
+  runStreamingCall,
+} from "@connectrpc/connect/protocol";
 import { type ClientProtocol, DEFAULT_CLIENT_PROTOCOL } from "@meshwork/runtime";
 import type { Logger, Telemetry } from "@meshwork/telemetry";
 import type { Meter } from "@opentelemetry/api";
@@ -93,13 +100,14 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
       contextValues?: ContextValues,
     ): Promise<UnaryResponse<I, O>> {
       const c = frame(method, timeoutMs, header, contextValues);
-      return runUnaryCall<I, O>({
-        interceptors: options.interceptors,
+      return runUnary<I, O>(
+        options.interceptors,
         signal,
-        timeoutMs: c.timeoutMs,
-        req: { ...c.req, stream: false, method, message },
-        next: (req) => unaryToEndpoint(pool, req),
-      });
+        c.timeoutMs,
+        { ...c.req, stream: false, method },
+        message,
+        (req) => unaryToEndpoint(pool, req),
+      );
     },
     async stream<I extends DescMessage, O extends DescMessage>(
       method: Parameters<Transport["stream"]>[0] & { input: I; output: O },
@@ -122,6 +130,63 @@ export function createBalancedTransport(options: BalancedTransportOptions): Bala
     outliers: () => pool.outliers(),
     close: () => pool.close(),
   } as BalancedTransport;
+}
+
+type UnaryNext<I extends DescMessage, O extends DescMessage> = (
+  req: UnaryRequest<I, O>,
+) => Promise<UnaryResponse<I, O>>;
+
+/**
+ * connect's `runUnaryCall` (interceptors around `next`, the call's signal aborted by the caller's
+ * signal or the deadline, errors as ConnectError, Canceled once the signal aborted) without its
+ * abort of the call's signal when the call succeeds: that abort builds a DOMException with its
+ * stack on every call (1.4% of orders' busy time, issue 24) and nothing listens to a finished
+ * call's signal; the links to the caller's signal and the deadline timer are removed instead.
+ */
+function runUnary<I extends DescMessage, O extends DescMessage>(
+  interceptors: Interceptor[] | undefined,
+  callerSignal: AbortSignal | undefined,
+  timeoutMs: number | undefined,
+  frame: Omit<UnaryRequest<I, O>, "signal" | "message">,
+  message: MessageInitShape<I>,
+  next: UnaryNext<I, O>,
+): Promise<UnaryResponse<I, O>> {
+  // Applied per call, as connect does: an interceptor may keep per-call state in its closure.
+  const chain = (interceptors ?? []).reduceRight(
+    (n, interceptor) => interceptor(n as never) as unknown as UnaryNext<I, O>,
+    next,
+  );
+  const deadline = createDeadlineSignal(timeoutMs);
+  const controller = new AbortController();
+  const sources = callerSignal ? [callerSignal, deadline.signal] : [deadline.signal];
+  function onAbort(this: AbortSignal) {
+    if (!controller.signal.aborted) controller.abort(getAbortSignalReason(this));
+    unlink();
+  }
+  const unlink = () => {
+    for (const s of sources) s.removeEventListener("abort", onAbort);
+  };
+  const aborted = sources.find((s) => s.aborted);
+  if (aborted) onAbort.call(aborted);
+  else for (const s of sources) s.addEventListener("abort", onAbort);
+  const signal = controller.signal;
+  const input = isMessage(message, frame.method.input) ? message : create(frame.method.input, message);
+  return chain({ ...frame, message: input, signal } as UnaryRequest<I, O>).then(
+    (res) => {
+      deadline.cleanup();
+      unlink();
+      return res;
+    },
+    (reason: unknown) => {
+      const e = signal.aborted
+        ? ConnectError.from(getAbortSignalReason(signal), Code.Canceled)
+        : ConnectError.from(reason);
+      controller.abort(e);
+      deadline.cleanup();
+      unlink();
+      throw e;
+    },
+  );
 }
 
 /**
