@@ -29,6 +29,14 @@ const DISCOVERY_TTL_MS = process.env.MESHWORK_BENCH_DISCOVERY_TTL_MS ?? "10000";
 const PEER = process.env.MESHWORK_BENCH_DBOS !== "0";
 /** MESHWORK_BENCH_ORDERS_LATENCY=0 leaves out the paced latency run. */
 const LATENCY = process.env.MESHWORK_BENCH_ORDERS_LATENCY !== "0";
+/** MESHWORK_BENCH_ORDERS_RATE: the paced run's rate (orders/s) instead of half the max rate. */
+const PACED_RATE = process.env.MESHWORK_BENCH_ORDERS_RATE
+  ? Number(process.env.MESHWORK_BENCH_ORDERS_RATE)
+  : undefined;
+if (PACED_RATE !== undefined && !(PACED_RATE > 0))
+  throw new Error(
+    `MESHWORK_BENCH_ORDERS_RATE must be a rate > 0, not "${process.env.MESHWORK_BENCH_ORDERS_RATE}"`,
+  );
 
 function percentile(sorted: number[], p: number): number {
   if (sorted.length === 0) return Number.NaN;
@@ -272,10 +280,12 @@ async function main(): Promise<void> {
 
     let latency: Record<string, number> | undefined;
     if (LATENCY) {
-      // Latency at half that rate, paced.
-      const rate = Math.max(1, maxRate / 2);
+      // Latency at half that rate, paced (MESHWORK_BENCH_ORDERS_RATE: at that rate instead, the same
+      // offered load for runs to compare), with the CPU per order at that rate.
+      const rate = PACED_RATE ?? Math.max(1, maxRate / 2);
       const paced: Array<{ id: string; started: number }> = [];
       const inFlight: Promise<void>[] = [];
+      const pacedCpuBefore = await readGroups();
       const p0 = Date.now();
       for (let k = 0; Date.now() - p0 < DURATION_S * 1_000; k++) {
         const due = p0 + (k * 1_000) / rate;
@@ -301,6 +311,17 @@ async function main(): Promise<void> {
       console.log(
         `latency at ${rate.toFixed(0)}/s (achieved ${achieved.toFixed(0)}/s, ${DURATION_S} s): PlaceOrder -> terminal ` +
           `p50 ${p50.toFixed(1)} ms, p99 ${p99.toFixed(1)} ms   (goal p99 <= 100 ms)`,
+      );
+      const pacedCpu = cpuTicksSpent(pacedCpuBefore, await readGroups());
+      const pacedMs = [...pacedCpu]
+        .map(([g, t]) => [g, (t * 10) / Math.max(1, latencies.length)] as const)
+        .sort((a, b) => b[1] - a[1]);
+      console.log(
+        `CPU per order at ${rate.toFixed(0)}/s (ms): ${pacedMs.map(([g, ms]) => `${g} ${ms.toFixed(2)}`).join(", ")}; ` +
+          `sum without postgres-other ${pacedMs
+            .filter(([g]) => g !== "postgres-other")
+            .reduce((a, [, ms]) => a + ms, 0)
+            .toFixed(1)}`,
       );
       latency = { rate, achieved, p50Ms: p50, p99Ms: p99, orders: latencies.length };
     }
