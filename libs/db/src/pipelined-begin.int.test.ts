@@ -1,5 +1,5 @@
 import net from "node:net";
-import { createTestDatabase, type TestDatabase } from "@meshwork/testing";
+import { createTestDatabase, type TestDatabase, waitFor } from "@meshwork/testing";
 import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 
@@ -96,5 +96,51 @@ describe("postgres.js transactions with BEGIN pipelined (patched)", () => {
     });
     const ids = (await sql<{ id: number }[]>`select id from items where id > 1000`).map((r) => r.id);
     expect(ids).toEqual([1001]);
+  });
+
+  it("fails a statement sent after its transaction's connection closed, not runs it on the connection opened again", async () => {
+    // One connection: the pool opens it again for the next query while the transaction's
+    // function still runs (a non-SQL await before its statement).
+    const one = postgres(database.url, { max: 1, onnotice: () => {} });
+    try {
+      let release = () => {};
+      const gate = new Promise<void>((r) => {
+        release = r;
+      });
+      let statement: Promise<string> | undefined;
+      const outcome = one
+        .begin(async (tx) => {
+          await gate;
+          statement = tx`insert into items values (2001)`.then(
+            () => "ran",
+            (err: Error & { code?: string }) => String(err.code),
+          );
+          await statement;
+        })
+        .then(
+          () => "committed",
+          (err: Error & { code?: string }) => err.code,
+        );
+      const idle = () => sql<{ pid: number }[]>`
+        select pid from pg_stat_activity
+        where datname = current_database() and state = 'idle in transaction'`;
+      const [backend] = await waitFor(
+        async () => {
+          const found = await idle();
+          return found.length ? found : undefined;
+        },
+        { what: "the transaction's backend" },
+      );
+      await sql`select pg_terminate_backend(${backend?.pid ?? 0})`;
+      expect(await outcome).toBe("CONNECTION_CLOSED");
+      // The pool connects again for its next query; the transaction's statement comes after.
+      expect(await one`select 1 as x`).toEqual([{ x: 1 }]);
+      release();
+      expect(await waitFor(() => statement, { what: "the statement sent" })).toBe("CONNECTION_CLOSED");
+      const rows = await sql`select id from items where id = 2001`;
+      expect(rows).toHaveLength(0);
+    } finally {
+      await one.end();
+    }
   });
 });
