@@ -119,6 +119,16 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
       throw new Error(`${err.message}; the page showed:\n${(seen ?? "(no text)").slice(0, 2_000)}`);
     });
 
+  /**
+   * Opens a method in the explorer and waits until its own panel shows: the click re-renders
+   * later, and a panel still showing the previous method (same access badge) took the next fill
+   * (CI: WatchOrder's request typed into PlaceOrder's editor, then replaced by the template).
+   */
+  const pick = async (method: string) => {
+    await page.click(`[data-testid="method-${method}"]`);
+    await until('[data-testid="method"] h3', "toBe", `/${method}`);
+  };
+
   const shot = (name: string) => page.screenshot({ path: join(artefacts, `${name}.png`), fullPage: true });
 
   it("logs in, places an order from the explorer, opens its trace, and names a bad field", async () => {
@@ -158,7 +168,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
 
     // The explorer: PlaceOrder from reflection, with its policy, and a call through the gateway.
     await page.click('[data-testid="nav-explorer"]');
-    await page.click('[data-testid="method-meshwork.orders.v1.OrderService/PlaceOrder"]');
+    await pick("meshwork.orders.v1.OrderService/PlaceOrder");
     await until('[data-testid="access"]', "toContain", "authenticated");
     await until('[data-testid="idempotency"]', "toContain", "IDEMPOTENT");
     // The contract's comments, which reflection does not carry, come from the console's build.
@@ -187,14 +197,16 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
     await shot("2-explorer-place-order");
 
     // WatchOrder streams the order's statuses into the page until it is confirmed.
-    await page.click('[data-testid="method-meshwork.orders.v1.OrderService/WatchOrder"]');
+    await pick("meshwork.orders.v1.OrderService/WatchOrder");
     await until('[data-testid="access"]', "toContain", "authenticated");
-    await page.fill('[data-testid="editor"]', JSON.stringify({ id: response.order.id }));
+    const watch = JSON.stringify({ id: response.order.id });
+    await page.fill('[data-testid="editor"]', watch);
+    expect(await page.locator('[data-testid="editor"]').inputValue()).toBe(watch);
     await page.click('[data-testid="send"]');
     await until('[data-testid="stream"]', "toContain", "ORDER_STATUS_CONFIRMED", 60_000);
     await until('[data-testid="result-code"]', "toBe", "OK", 60_000);
     await shot("2b-watch-order");
-    await page.click('[data-testid="method-meshwork.orders.v1.OrderService/PlaceOrder"]');
+    await pick("meshwork.orders.v1.OrderService/PlaceOrder");
     await waitFor(
       async () => (await page.locator('[data-testid="editor"]').inputValue()).includes("idempotencyKey"),
       {
@@ -239,7 +251,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
 
     // Bad input: the field is named, the page stays.
     await page.click('[data-testid="nav-explorer"]');
-    await page.click('[data-testid="method-meshwork.orders.v1.OrderService/PlaceOrder"]');
+    await pick("meshwork.orders.v1.OrderService/PlaceOrder");
     await page.locator('[data-testid="editor"]').waitFor();
     const bad = '{"idempotencyKey": "abcdefgh-1", "items": [{"quantity": "two"}]}';
     await page.fill('[data-testid="editor"]', bad);
@@ -266,7 +278,7 @@ describe.skipIf(!existsSync(CHROMIUM))("the mesh console in a browser", () => {
       .locator('[data-testid="breaker-orders-payments"][data-state="closed"]')
       .waitFor({ timeout: 30_000 });
     await page.click('[data-testid="nav-explorer"]');
-    await page.click('[data-testid="method-meshwork.orders.v1.OrderService/PlaceOrder"]');
+    await pick("meshwork.orders.v1.OrderService/PlaceOrder");
     for (let i = 0; i < 3; i++) {
       await page.fill(
         '[data-testid="editor"]',
