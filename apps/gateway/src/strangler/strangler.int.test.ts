@@ -2,6 +2,7 @@ import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
+import { deleteNamespaceStreams } from "@meshwork/events/testing";
 import { SEED } from "@meshwork/legacy";
 import { testIdentity } from "@meshwork/runtime/testing";
 import {
@@ -9,6 +10,7 @@ import {
   type ManagedProcess,
   startProcess,
   type TestDatabase,
+  uniqueName,
   waitFor,
 } from "@meshwork/testing";
 import postgres from "postgres";
@@ -34,6 +36,7 @@ describe("the strangler fig at the gateway (real legacy, inventory and gateway p
   let inventoryDb: TestDatabase;
   let legacy: ManagedProcess;
   let inventory: ManagedProcess;
+  const namespace = `${uniqueName("t")}.`;
   let legacyUrl: string;
   let gateway: Gateway;
   let url: string;
@@ -85,6 +88,10 @@ describe("the strangler fig at the gateway (real legacy, inventory and gateway p
         PORT: "0",
         DISCOVERY: "static",
         IDENTITY_TRUST: identity.trustText,
+        // Its streams in a namespace of this suite's (removed after), and no shared cache tier:
+        // the default namespace's INVENTORY stream and cache bucket on the shared NATS are no test's.
+        EVENTS_NAMESPACE: namespace,
+        CACHE_SHARED: "none",
       },
     });
     const [l, i] = await Promise.all([
@@ -136,7 +143,7 @@ describe("the strangler fig at the gateway (real legacy, inventory and gateway p
   afterAll(async () => {
     await gateway?.stop();
     await Promise.all([legacy?.stop(), inventory?.stop()]);
-    await Promise.all([legacyDb?.drop(), inventoryDb?.drop()]);
+    await Promise.all([legacyDb?.drop(), inventoryDb?.drop(), deleteNamespaceStreams(namespace)]);
   });
 
   it("transcodes REST to the RPC from its google.api.http rule: path and query binding, body shape, status codes", async () => {
