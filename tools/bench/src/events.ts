@@ -27,6 +27,7 @@ import type { ProfileCommand } from "./events-child.js";
 import type { ConsumerReport } from "./events-consumer.js";
 import { type BenchChild, forkBenchChild } from "./events-fork.js";
 import type { RelayCommand } from "./events-relay-process.js";
+import { describeBatches, percentile } from "./events-stats.js";
 import { cpuTicksSpent, readCpu } from "./servers.js";
 
 const N = Number(process.env.MESHWORK_BENCH_EVENTS ?? 5_000);
@@ -57,11 +58,6 @@ async function backendPids(database: DatabaseHandle<Record<string, unknown>>): P
   return new Set(rows.map((r) => Number(r.pid)));
 }
 
-function percentile(sorted: number[], p: number): number {
-  if (sorted.length === 0) return Number.NaN;
-  return sorted[Math.min(sorted.length - 1, Math.floor((p / 100) * sorted.length))] ?? Number.NaN;
-}
-
 async function main(): Promise<void> {
   const f = await createEventsFixture({ durables: [DURABLE] });
   const committed = new Map<string, number>();
@@ -70,6 +66,8 @@ async function main(): Promise<void> {
   const applied = new Map<string, number>();
   /** Batch handler calls in the consumer: one per batch transaction (the bench has one event type). */
   let handlerCalls = 0;
+  /** Events per consumer transaction, in the order the consumer reported them. */
+  const batchSizes: number[] = [];
   // The relay and the consuming service, each in its own process, told the fixture's names;
   // started once the raw phase's messages (on the durable's subjects too) are purged.
   const childEnv = {
@@ -85,6 +83,7 @@ async function main(): Promise<void> {
   const onApplied = (report: ConsumerReport) => {
     if (report.kind !== "applied") return;
     handlerCalls++;
+    batchSizes.push(report.ids.length);
     report.ids.forEach((id, i) => {
       applied.set(id, report.at);
       published.set(id, report.published[i] as number);
@@ -195,12 +194,14 @@ async function main(): Promise<void> {
     const cpuBefore = await readCpu(groupOf(await backendPids(f.database)));
     const start = wallClock();
     handlerCalls = 0;
+    batchSizes.length = 0;
     await startRelay();
     await appliedAtLeast(N);
     let lastApplied = start;
     for (const t of applied.values()) if (t > lastApplied) lastApplied = t;
     const meshRate = N / ((lastApplied - start) / 1000);
     const consumerBatches = handlerCalls;
+    const batchShape = describeBatches(batchSizes.slice(0, consumerBatches));
     const cpuSpent = cpuTicksSpent(cpuBefore, await readCpu(groupOf(await backendPids(f.database))));
     const cpuUsPerEvent = Object.fromEntries(
       ["relay", "consumer", "nats", "postgres", "postgres-other", "bench"].map((g) => [
@@ -269,6 +270,8 @@ async function main(): Promise<void> {
       /** Consumer transactions in the pipeline phase, and events per transaction. */
       consumerBatches,
       eventsPerConsumerBatch: Number((N / consumerBatches).toFixed(1)),
+      /** Events per consumer transaction: p10/p50/p90, and the share of events in batches under 64. */
+      consumerBatchShape: batchShape,
     };
     const cpu = cpuUsPerEvent;
     const postgresAll = cpu.postgres + cpu["postgres-other"];
@@ -280,7 +283,7 @@ async function main(): Promise<void> {
       `CPU per event (us)            relay ${cpu.relay}, consumer ${cpu.consumer}, NATS ${cpu.nats}, Postgres ${postgresAll}; sum ${cpuSum}   (goal <= 130; 2 cores at 0.4x raw allow ${result.cpuBudgetUsAtGoal})`,
       `  not in the sum              this process (commits, books, /proc readings) ${cpu.bench}`,
       `  of Postgres's               ${cpu.postgres} in this database's backends, ${cpu["postgres-other"]} in the server's other processes (WAL writer etc.; other databases' on a shared machine)`,
-      `consumer batches              ${consumerBatches} transactions, ${result.eventsPerConsumerBatch} events each`,
+      `consumer batches              ${consumerBatches} transactions, ${result.eventsPerConsumerBatch} events each (p10 ${batchShape.p10}, p50 ${batchShape.p50}, p90 ${batchShape.p90}; ${batchShape.eventsInSmallBatchesPct}% of events in batches under 64)`,
       `producers commit              ${result.commitPerSec} tx/s (${PRODUCERS} producers, one event per transaction)`,
       `lag at 1/4 max, ${result.lagAtRatePerSec}/s (achieved ${result.lagAchievedPerSec}/s, ${LAG_SECONDS}s)  p50 ${result.lagP50Ms} ms  p99 ${result.lagP99Ms} ms   (goal p99 <= 50 ms)`,
       `  of it: commit -> in the stream p99 ${result.relayLagP99Ms} ms (relay), in the stream -> effect p99 ${result.consumerLagP99Ms} ms (consumer)`,
