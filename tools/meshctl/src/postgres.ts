@@ -34,9 +34,11 @@ export const LOCAL_POOL_IDLE_TIMEOUT_S = 5;
  * How many connections each service's pool may open in a local mesh (services default to 10).
  * postgres.js pipelines a busy connection's queries (one write, one read for several) rather
  * than opening and waking another backend per query: GetUser on the local mesh's server cost its
- * Postgres backends 52 us per call with 10, 37 with 4, 30 with 2 and 28 with 1, at the same
- * service CPU within the noise (medians of 5 alternated 5 s rounds, h2load 4x32 streams, load
- * 8-14). A local mesh's traffic is one person's; transactions beyond two at once wait for a
+ * Postgres backends 52 us per call with 10, 37 with 4, 30 with 2 and 28 with 1 (medians of 5
+ * alternated 5 s rounds, h2load 4x32 streams, load 8-14); the service itself spends less too
+ * (fewer reads and writes for the same results): with `--max-semi-space-size=4` as here, service
+ * + backends 332 us per call with 10 and 244 with 2 (7 alternated rounds, load 10-14). A local
+ * mesh's traffic is one person's; transactions beyond two at once wait for a
  * connection (`DB_POOL_WAIT_TIMEOUT_MS`).
  */
 export const LOCAL_POOL_MAX = 2;
