@@ -9,8 +9,10 @@
  *   pages shared between processes (Postgres' shared buffers, Node's code) once per process, so
  *   PSS (each shared page split between its users) is printed too.
  * - GetUser: max rate and CPU per call of the users service on the mesh's embedded Postgres (its
- *   own role and database, with the Node flags and pool settings of the mesh's own users process;
- *   CPU of the service plus the Postgres backends serving that database) against the users service on PGlite (the old default) and the grpc-js baseline, in this run.
+ *   own role and database, run from the file, with the Node flags and the pool settings of the
+ *   mesh's own users process: its bundle; the log level and trace export stay the bench's; CPU of
+ *   the service plus the Postgres backends serving that database) against the users service on
+ *   PGlite (the old default: `dist/main.js`, Node's defaults) and the grpc-js baseline, in this run.
  */
 import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -398,7 +400,7 @@ async function main(): Promise<number> {
       string
     >;
     const usersUrl = `postgres://meshwork_users:${encodeURIComponent(creds.meshwork_users ?? "")}@127.0.0.1:${pidFile[3]}/meshwork_users`;
-    // Run as the mesh runs its users: its Node flags and pool settings (`meshctl up` sets them).
+    // Run as the mesh runs its users: its bundle, Node flags and pool settings (`meshctl up` sets them).
     const asInMesh = await runSettingsOfPid(await meshUsersPid(mesh.npmPid));
     log(`- users on embedded Postgres runs as in the mesh: ${JSON.stringify(asInMesh)}`);
     const context = { cpu: undefined, log };

@@ -420,13 +420,15 @@ export function usersService(
     databaseUrl?: string;
     /** The key users' signing keys are sealed with in that database (a mesh's own, from its home). */
     keyEncryptionKeyFile?: string;
+    /** The file to run (a local mesh's users bundle, say); default `apps/users/dist/main.js`. */
+    script?: string;
     /** Node flags the process starts with (none: Node's defaults). */
     nodeArgs?: readonly string[];
     /** More environment (pool settings, say), over the bench's own. */
     env?: Record<string, string>;
   } = {},
 ): ServerSpec {
-  const script = join(repoRoot, "apps/users/dist/main.js");
+  const script = options.script ?? join(repoRoot, "apps/users/dist/main.js");
   const name = options.name ?? "users service";
   return {
     name,
