@@ -9,8 +9,10 @@
  *   pages shared between processes (Postgres' shared buffers, Node's code) once per process, so
  *   PSS (each shared page split between its users) is printed too.
  * - GetUser: max rate and CPU per call of the users service on the mesh's embedded Postgres (its
- *   own role and database; CPU of the service plus the Postgres backends serving that database)
- *   against the users service on PGlite (the old default) and the grpc-js baseline, in this run.
+ *   own role and database, run from the file, with the Node flags and the pool settings of the
+ *   mesh's own users process: its bundle; the log level and trace export stay the bench's; CPU of
+ *   the service plus the Postgres backends serving that database) against the users service on
+ *   PGlite (the old default: `dist/main.js`, Node's defaults) and the grpc-js baseline, in this run.
  */
 import { spawn } from "node:child_process";
 import { chmodSync, mkdtempSync, readFileSync, rmSync } from "node:fs";
@@ -22,6 +24,7 @@ import { killGroup, releaseGroup } from "@meshwork/testing";
 import { jetstreamManager } from "@nats-io/jetstream";
 import { rawGrpcUnary } from "./grpc-client.js";
 import { answersWithoutMessage, ensureH2load, runMaxRate } from "./h2load.js";
+import { runSettingsOfPid } from "./mesh-settings.js";
 import { type Mesh, startMeshProcess } from "./mesh-start.js";
 import { median, renderTable } from "./report.js";
 import { type PreparedRequest, unaryGetUser } from "./scenarios.js";
@@ -135,6 +138,18 @@ async function meshProcesses(npmPid: number): Promise<number[]> {
   });
   if (!meshctl) throw new Error("no meshctl process under npm start");
   return below(meshctl);
+}
+
+/** The mesh's users service process (its bundle or its entry point). */
+async function meshUsersPid(npmPid: number): Promise<number> {
+  for (const pid of await meshProcesses(npmPid)) {
+    try {
+      if (/\/apps\/users\/dist\//.test(readFileSync(`/proc/${pid}/cmdline`, "utf8"))) return pid;
+    } catch {
+      // gone
+    }
+  }
+  throw new Error("no users service process in the mesh");
 }
 
 async function kb(file: string, field: string): Promise<number> {
@@ -385,6 +400,9 @@ async function main(): Promise<number> {
       string
     >;
     const usersUrl = `postgres://meshwork_users:${encodeURIComponent(creds.meshwork_users ?? "")}@127.0.0.1:${pidFile[3]}/meshwork_users`;
+    // Run as the mesh runs its users: its bundle, Node flags and pool settings (`meshctl up` sets them).
+    const asInMesh = await runSettingsOfPid(await meshUsersPid(mesh.npmPid));
+    log(`- users on embedded Postgres runs as in the mesh: ${JSON.stringify(asInMesh)}`);
     const context = { cpu: undefined, log };
     const scenario = unaryGetUser();
     const specs: Array<{ spec: ServerSpec; counts: Target["counts"] }> = [
@@ -394,6 +412,7 @@ async function main(): Promise<number> {
           databaseUrl: usersUrl,
           // The mesh's users sealed its signing keys with the mesh's key encryption key.
           keyEncryptionKeyFile: join(home, "users-key-encryption-key"),
+          ...asInMesh,
         }),
         counts: (pid, cmd) =>
           cmd.startsWith("postgres: meshwork_users meshwork_users") || started[0]?.pid === pid,
@@ -466,7 +485,7 @@ async function main(): Promise<number> {
     await mkdir(join(repoRoot, ".bench"), { recursive: true });
     await writeFile(
       out,
-      `${JSON.stringify({ at: new Date().toISOString(), load: loadavg(), firstMs, cachedMs, cachedCpuS, idle, afterDemo, getUser: results, getUserRatios: { reqPerSec: rateRatio, cpu: cpuRatio, rounds: ratios } }, null, 2)}\n`,
+      `${JSON.stringify({ at: new Date().toISOString(), load: loadavg(), firstMs, cachedMs, cachedCpuS, idle, afterDemo, usersAsInMesh: asInMesh, getUser: results, getUserRatios: { reqPerSec: rateRatio, cpu: cpuRatio, rounds: ratios } }, null, 2)}\n`,
     );
     log(`results written to ${out}`);
     return results.some((r) => r.failed > 0) ? 1 : 0;

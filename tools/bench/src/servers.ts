@@ -261,6 +261,8 @@ interface LaunchOptions {
   name: string;
   script: string;
   env: Record<string, string | undefined>;
+  /** Node flags before the script (a local mesh's, say: `meshNodeArgs`). */
+  nodeArgs?: readonly string[];
   context: StartContext;
   /** Resolves with the port once the server answers; `proc` is the started process. */
   ready(proc: ManagedProcess): Promise<number>;
@@ -280,9 +282,9 @@ async function launch(options: LaunchOptions): Promise<RunningServer> {
   // With MESHWORK_BENCH_PROFILE_SERVERS=<dir>, every server process writes a CPU profile of its
   // whole run there (`CPU.*.cpuprofile`, open it in Chrome's DevTools).
   const profileDir = process.env.MESHWORK_BENCH_PROFILE_SERVERS;
-  const node = profileDir
-    ? [process.execPath, "--cpu-prof", `--cpu-prof-dir=${profileDir}`, options.script]
-    : [process.execPath, options.script];
+  const flags = [...(options.nodeArgs ?? [])];
+  if (profileDir) flags.push("--cpu-prof", `--cpu-prof-dir=${profileDir}`);
+  const node = [process.execPath, ...flags, options.script];
   const [command, args] =
     cpu === undefined ? [node[0] as string, node.slice(1)] : ["taskset", ["-c", String(cpu), ...node]];
   // taskset execs node in place, so the child's pid is the server's.
@@ -418,9 +420,15 @@ export function usersService(
     databaseUrl?: string;
     /** The key users' signing keys are sealed with in that database (a mesh's own, from its home). */
     keyEncryptionKeyFile?: string;
+    /** The file to run (a local mesh's users bundle, say); default `apps/users/dist/main.js`. */
+    script?: string;
+    /** Node flags the process starts with (none: Node's defaults). */
+    nodeArgs?: readonly string[];
+    /** More environment (pool settings, say), over the bench's own. */
+    env?: Record<string, string>;
   } = {},
 ): ServerSpec {
-  const script = join(repoRoot, "apps/users/dist/main.js");
+  const script = options.script ?? join(repoRoot, "apps/users/dist/main.js");
   const name = options.name ?? "users service";
   return {
     name,
@@ -460,7 +468,9 @@ export function usersService(
           USERS_BOOTSTRAP_SECRET: randomBytes(32).toString("base64url"),
           IDENTITY_TRUST: benchIdentity.trustText,
           USERS_KEY_ENCRYPTION_KEY_FILE: options.keyEncryptionKeyFile,
+          ...options.env,
         },
+        nodeArgs: options.nodeArgs,
         context,
         async ready() {
           const url = `http://127.0.0.1:${port}`;

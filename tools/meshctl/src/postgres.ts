@@ -31,13 +31,30 @@ export const EMBEDDED_SERVER_SETTINGS: readonly string[] = [
 export const LOCAL_POOL_IDLE_TIMEOUT_S = 5;
 
 /**
- * Pool settings every service of a local mesh gets unless the environment sets them: idle
- * pooled connections close after {@link LOCAL_POOL_IDLE_TIMEOUT_S} s (services default to 30 s).
- * Each open connection is a Postgres backend of about 15 MB RSS; after `npm run demo` the
- * services held 23 of them idle. Reconnecting on 127.0.0.1 costs a few milliseconds.
+ * How many connections each service's pool may open in a local mesh (services default to 10).
+ * postgres.js pipelines a busy connection's queries (one write, one read for several) rather
+ * than opening and waking another backend per query: GetUser on the local mesh's server cost its
+ * Postgres backends 52 us per call with 10, 37 with 4, 30 with 2 and 28 with 1 (medians of 5
+ * alternated 5 s rounds, h2load 4x32 streams, load 8-14); the service itself spends less too
+ * (fewer reads and writes for the same results): with `--max-semi-space-size=4` as here, service
+ * + backends 332 us per call with 10 and 244 with 2 (7 alternated rounds, load 10-14). A local
+ * mesh's traffic is one person's; transactions beyond two at once wait for a
+ * connection (`DB_POOL_WAIT_TIMEOUT_MS`).
+ */
+export const LOCAL_POOL_MAX = 2;
+
+/**
+ * Pool settings every service of a local mesh gets unless the environment sets them: at most
+ * {@link LOCAL_POOL_MAX} connections, and idle pooled connections close after
+ * {@link LOCAL_POOL_IDLE_TIMEOUT_S} s (services default to 10 and 30 s). Each open connection is a
+ * Postgres backend of about 15 MB RSS; after `npm run demo` the services held 23 of them idle.
+ * Reconnecting on 127.0.0.1 costs a few milliseconds.
  */
 export function localPoolEnv(env: NodeJS.ProcessEnv = process.env): Record<string, string> {
-  return env.DB_POOL_IDLE_TIMEOUT_S ? {} : { DB_POOL_IDLE_TIMEOUT_S: String(LOCAL_POOL_IDLE_TIMEOUT_S) };
+  return {
+    ...(env.DB_POOL_MAX ? {} : { DB_POOL_MAX: String(LOCAL_POOL_MAX) }),
+    ...(env.DB_POOL_IDLE_TIMEOUT_S ? {} : { DB_POOL_IDLE_TIMEOUT_S: String(LOCAL_POOL_IDLE_TIMEOUT_S) }),
+  };
 }
 
 /** Where `up` keeps the embedded server's data directory (`<home>/postgres`). */
