@@ -1,3 +1,4 @@
+import { readFileSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -106,6 +107,26 @@ describe("a batched destination's bytes", () => {
     expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(
       Array.from({ length: count }, (_, k) => k),
     );
+  });
+
+  it("calls a flush back only once the lines gathered before it are written, also when it comes during a write", async () => {
+    const file = await tempFile();
+    const { destination, logger } = await batched(file);
+    const writer = createLineWriter(logger, "info", "access");
+    // A full batch starts a write; the few lines after it are queued behind that write when the
+    // flush comes. sonic-boom calls a flush back at its next "drain", which it emits after that
+    // write when what is queued is under minLength (a batch): the queued lines were left to the
+    // periodic flush (60 s here), and a shutdown that awaited the flush, then exited, raced them.
+    const sonic = destination as unknown as { _writing: boolean };
+    let i = 0;
+    while (!sonic._writing) writer.write(`,"i":${i++},"pad":"${"w".repeat(60)}"`);
+    for (let k = 0; k < 3; k++) writer.write(`,"i":${i++},"pad":"${"w".repeat(60)}"`);
+    await new Promise<void>((resolve, reject) => destination.flush((e) => (e ? reject(e) : resolve())));
+    const lines = readFileSync(file, "utf8").split("\n").filter(Boolean);
+    expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(
+      Array.from({ length: i }, (_, k) => k),
+    );
+    destination.end();
   });
 
   it("calls a flush back that comes before its file is open, with nothing logged, and goes on writing", async () => {

@@ -13,6 +13,9 @@ interface SonicFront {
   /** sonic-boom's own: starts a write of what is queued (`_bufs`, in groups measured by `_lens`). */
   _actualWrite(): void;
   _writingBuf: Buffer;
+  /** sonic-boom's own: whether a write (or the file's opening) is under way; bytes queued or being written. */
+  _writing: boolean;
+  _len: number;
   _bufs: Buffer[][];
   _lens: number[];
 }
@@ -83,7 +86,7 @@ export function gatherLines(stream: LogDestination, batchBytes: number): LogDest
         return;
       }
     }
-    flush(cb);
+    flush(cb && untilWritten(sonic, progress, flush, cb));
   };
   sonic.flushSync = () => {
     if (batch.used > 0) {
@@ -103,6 +106,28 @@ export function gatherLines(stream: LogDestination, batchBytes: number): LogDest
     end();
   };
   return stream;
+}
+
+/**
+ * A flush's callback, called once the bytes handed to sonic-boom before the flush are written.
+ * sonic-boom calls a flush back at its next `"drain"`, and emits that once a write completes with
+ * at most `minLength` (a batch) bytes queued, without writing them: a flush during a write was
+ * called back with the lines queued behind it still in memory, left to the periodic flush, and a
+ * shutdown that awaits the flush and exits raced them. Until they are written (or nothing is
+ * queued or being written: `flushSync` writes without `"write"` events), the flush is made again.
+ */
+function untilWritten(
+  sonic: SonicFront,
+  progress: { readonly handed: number; readonly written: number },
+  flush: (cb: (err?: Error) => void) => void,
+  cb: (err?: Error) => void,
+): (err?: Error) => void {
+  const handed = progress.handed;
+  const next = (err?: Error): void => {
+    if (err || progress.written >= handed || (!sonic._writing && sonic._len === 0)) cb(err);
+    else flush(next);
+  };
+  return next;
 }
 
 /**
