@@ -1,7 +1,8 @@
-import { readFileSync } from "node:fs";
+import { execFileSync } from "node:child_process";
+import { closeSync, constants, openSync, readFileSync, readSync } from "node:fs";
 import { mkdtemp, readFile, rm } from "node:fs/promises";
 import { tmpdir } from "node:os";
-import { join } from "node:path";
+import { dirname, join } from "node:path";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, afterEach, describe, expect, it, vi } from "vitest";
 import { createLineWriter } from "./log-line.js";
@@ -108,6 +109,57 @@ describe("a batched destination's bytes", () => {
       Array.from({ length: count }, (_, k) => k),
     );
   });
+
+  it("keeps every line whole and in order on a pipe that is not read for a while (EAGAIN, partial writes)", async () => {
+    const fifo = join(dirname(await tempFile()), "pipe");
+    execFileSync("mkfifo", [fifo]);
+    const { O_NONBLOCK, O_RDONLY, O_WRONLY } = constants;
+    const reader = openSync(fifo, O_RDONLY | O_NONBLOCK);
+    const fd = openSync(fifo, O_WRONLY | O_NONBLOCK);
+    const destination = createLogDestination({ dest: fd, batch: true, batchBytes: BATCH, flushMs: 60_000 });
+    const writer = createLineWriter(createLogger({ service: "t", destination }), "info", "access");
+    // The pipe (64 KiB) is read only every other round: sonic-boom's writes fail with EAGAIN
+    // (retried after 100 ms) or write part of a batch, while batches keep coming and the slab's
+    // laps start behind the bytes still queued. Lines of 60 to ~250 bytes, batches of 1 KiB.
+    const chunks: Buffer[] = [];
+    const readAll = () => {
+      const buf = Buffer.allocUnsafe(256 * 1024);
+      for (;;) {
+        let n = 0;
+        try {
+          n = readSync(reader, buf);
+        } catch (err) {
+          if ((err as NodeJS.ErrnoException).code === "EAGAIN") return;
+          throw err;
+        }
+        if (n === 0) return;
+        chunks.push(Buffer.from(buf.subarray(0, n)));
+      }
+    };
+    const count = 24_000;
+    for (let i = 0; i < count; i++) {
+      writer.write(`,"i":${i},"pad":"${"p".repeat((i * 13) % 190)}"`);
+      if (i % 400 === 399) {
+        if ((i / 400) % 4 < 2) readAll();
+        await new Promise((r) => setTimeout(r, 5));
+      }
+    }
+    destination.end();
+    const ids: number[] = [];
+    await waitFor(
+      () => {
+        readAll();
+        const text = Buffer.concat(chunks).toString("utf8");
+        return text.split("\n").length - 1 >= count;
+      },
+      { timeoutMs: 20_000, what: `${count} lines through the pipe` },
+    );
+    for (const line of Buffer.concat(chunks).toString("utf8").split("\n").filter(Boolean)) {
+      ids.push((JSON.parse(line) as { i: number }).i);
+    }
+    closeSync(reader);
+    expect(ids).toEqual(Array.from({ length: count }, (_, k) => k));
+  }, 30_000);
 
   it("calls a flush back only once the lines gathered before it are written, also when it comes during a write", async () => {
     const file = await tempFile();
