@@ -102,7 +102,6 @@ describe("a batched destination's bytes", () => {
       writer.write(`,"i":${i},"pad":"${"z".repeat((i * 7) % 90)}"`);
       if (i % 25 === 24) await new Promise((r) => setImmediate(r));
     }
-    // end(), not flush(): sonic-boom's flush during a write leaves what is queued to its timer.
     destination.end();
     const lines = await linesOf(file, count);
     expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(
@@ -221,6 +220,25 @@ describe("a batched destination's bytes", () => {
     for (let k = 0; k < 3; k++) writer.write(`,"i":${i++},"pad":"${"w".repeat(60)}"`);
     await new Promise<void>((resolve, reject) => destination.flush((e) => (e ? reject(e) : resolve())));
     const lines = readFileSync(file, "utf8").split("\n").filter(Boolean);
+    expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(
+      Array.from({ length: i }, (_, k) => k),
+    );
+    destination.end();
+  });
+
+  it("writes what a flush without a callback finds queued behind a write once that write is done", async () => {
+    const file = await tempFile();
+    const { destination, logger } = await batched(file);
+    const writer = createLineWriter(logger, "info", "access");
+    // As above, without a callback (sonic-boom's periodic flush, a caller's last flush()): the
+    // lines queued behind the write waited for the next periodic flush (60 s here), so a line
+    // could wait up to twice the flush interval.
+    const sonic = destination as unknown as { _writing: boolean };
+    let i = 0;
+    while (!sonic._writing) writer.write(`,"i":${i++},"pad":"${"v".repeat(60)}"`);
+    for (let k = 0; k < 3; k++) writer.write(`,"i":${i++},"pad":"${"v".repeat(60)}"`);
+    destination.flush();
+    const lines = await linesOf(file, i);
     expect(lines.map((l) => (JSON.parse(l) as { i: number }).i)).toEqual(
       Array.from({ length: i }, (_, k) => k),
     );

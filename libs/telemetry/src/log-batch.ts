@@ -56,6 +56,7 @@ export function gatherLines(stream: LogDestination, batchBytes: number): LogDest
   const end = sonic.end.bind(stream);
   const batch = new ByteBatch(batchBytes, progress);
   writeEvenWhenEmpty(sonic, stream);
+  const writeQueuedAfterWrite = afterTheWrite(sonic, stream, flush);
   const handOver = (): boolean => write(batch.take());
   const gather = (line: string): boolean => {
     if (!batch.fits(line)) {
@@ -86,7 +87,11 @@ export function gatherLines(stream: LogDestination, batchBytes: number): LogDest
         return;
       }
     }
-    flush(cb && untilWritten(sonic, progress, flush, cb));
+    if (cb) flush(untilWritten(sonic, progress, flush, cb));
+    else {
+      flush(cb);
+      writeQueuedAfterWrite();
+    }
   };
   sonic.flushSync = () => {
     if (batch.used > 0) {
@@ -128,6 +133,26 @@ function untilWritten(
     else flush(next);
   };
   return next;
+}
+
+/**
+ * For a flush without a callback (sonic-boom's periodic one, a caller's `flush()`) during a write:
+ * once that write is done, what is queued behind it is written. sonic-boom leaves up to a batch
+ * (`minLength`) queued after a write: those lines waited for the next periodic flush (up to twice
+ * `flushMs` in all), and a last `flush()` left them for `flushMs`. One listener at a time, however
+ * many flushes come during a long write (a pipe not read: EAGAIN, tried again every 100 ms).
+ */
+function afterTheWrite(sonic: SonicFront, stream: LogDestination, flush: (cb: null) => void): () => void {
+  let armed = false;
+  const onDrain = (): void => {
+    armed = false;
+    if (sonic._len > 0 && !sonic._writing && !sonic.destroyed) flush(null);
+  };
+  return () => {
+    if (!sonic._writing || armed) return;
+    armed = true;
+    stream.once("drain", onDrain);
+  };
 }
 
 /**
