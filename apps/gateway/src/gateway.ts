@@ -180,7 +180,7 @@ export interface Gateway {
     /** The ext_authz server's port, when EXT_AUTHZ_PORT is set. */
     extAuthzPort: number | undefined;
   }>;
-  /** Stops taking calls, lets those in flight finish (up to the grace period), closes. */
+  /** Stops taking calls, lets those in flight finish (up to the grace period), closes, writes its log lines. */
   stop(): Promise<void>;
 }
 
@@ -396,6 +396,9 @@ async function stopGateway(p: GatewayParts): Promise<void> {
   await p.identity.auth.close();
   p.admin.closeAllConnections();
   await p.telemetry.shutdown();
+  // The last lines written before stop() resolves (main.ts exits then): pino's exit handler
+  // writes what is queued, but not a write still under way in libuv's threads.
+  await new Promise<void>((resolve) => p.logger.flush(() => resolve()));
 }
 
 /**

@@ -13,6 +13,9 @@ interface SonicFront {
   /** sonic-boom's own: starts a write of what is queued (`_bufs`, in groups measured by `_lens`). */
   _actualWrite(): void;
   _writingBuf: Buffer;
+  /** sonic-boom's own: whether a write (or the file's opening) is under way; bytes queued or being written. */
+  _writing: boolean;
+  _len: number;
   _bufs: Buffer[][];
   _lens: number[];
 }
@@ -37,12 +40,23 @@ const SLAB_BYTES = 512 * 1024;
  */
 export function gatherLines(stream: LogDestination, batchBytes: number): LogDestination {
   const sonic = stream as unknown as SonicFront;
-  const write = sonic.write.bind(stream);
+  const sonicWrite = sonic.write.bind(stream);
+  // Bytes handed to sonic-boom and bytes it wrote (its `"write"` events), in order: what is not
+  // written yet is the last `handed - written` bytes handed over (see ByteBatch).
+  const progress = { handed: 0, written: 0 };
+  stream.on("write", (n: number) => {
+    progress.written += n;
+  });
+  const write = (data: Buffer): boolean => {
+    progress.handed += data.length;
+    return sonicWrite(data);
+  };
   const flush = sonic.flush.bind(stream);
   const flushSync = sonic.flushSync.bind(stream);
   const end = sonic.end.bind(stream);
-  const batch = new ByteBatch(batchBytes);
+  const batch = new ByteBatch(batchBytes, progress);
   writeEvenWhenEmpty(sonic, stream);
+  const writeQueuedAfterWrite = afterTheWrite(sonic, stream, flush);
   const handOver = (): boolean => write(batch.take());
   const gather = (line: string): boolean => {
     if (!batch.fits(line)) {
@@ -73,7 +87,11 @@ export function gatherLines(stream: LogDestination, batchBytes: number): LogDest
         return;
       }
     }
-    flush(cb);
+    if (cb) flush(untilWritten(sonic, progress, flush, cb));
+    else {
+      flush(cb);
+      writeQueuedAfterWrite();
+    }
   };
   sonic.flushSync = () => {
     if (batch.used > 0) {
@@ -96,6 +114,48 @@ export function gatherLines(stream: LogDestination, batchBytes: number): LogDest
 }
 
 /**
+ * A flush's callback, called once the bytes handed to sonic-boom before the flush are written.
+ * sonic-boom calls a flush back at its next `"drain"`, and emits that once a write completes with
+ * at most `minLength` (a batch) bytes queued, without writing them: a flush during a write was
+ * called back with the lines queued behind it still in memory, left to the periodic flush, and a
+ * shutdown that awaits the flush and exits raced them. Until they are written (or nothing is
+ * queued or being written: `flushSync` writes without `"write"` events), the flush is made again.
+ */
+function untilWritten(
+  sonic: SonicFront,
+  progress: { readonly handed: number; readonly written: number },
+  flush: (cb: (err?: Error) => void) => void,
+  cb: (err?: Error) => void,
+): (err?: Error) => void {
+  const handed = progress.handed;
+  const next = (err?: Error): void => {
+    if (err || progress.written >= handed || (!sonic._writing && sonic._len === 0)) cb(err);
+    else flush(next);
+  };
+  return next;
+}
+
+/**
+ * For a flush without a callback (sonic-boom's periodic one, a caller's `flush()`) during a write:
+ * once that write is done, what is queued behind it is written. sonic-boom leaves up to a batch
+ * (`minLength`) queued after a write: those lines waited for the next periodic flush (up to twice
+ * `flushMs` in all), and a last `flush()` left them for `flushMs`. One listener at a time, however
+ * many flushes come during a long write (a pipe not read: EAGAIN, tried again every 100 ms).
+ */
+function afterTheWrite(sonic: SonicFront, stream: LogDestination, flush: (cb: null) => void): () => void {
+  let armed = false;
+  const onDrain = (): void => {
+    armed = false;
+    if (sonic._len > 0 && !sonic._writing && !sonic.destroyed) flush(null);
+  };
+  return () => {
+    if (!sonic._writing || armed) return;
+    armed = true;
+    stream.once("drain", onDrain);
+  };
+}
+
+/**
  * sonic-boom's buffer mode starts a write without checking that anything is queued (its string
  * mode writes "" then): a `flush(cb)` while its file was still opening, with nothing queued,
  * made the open's callback throw (an uncaught TypeError, the process gone). Such a write is an
@@ -115,7 +175,12 @@ function writeEvenWhenEmpty(sonic: SonicFront, stream: LogDestination): void {
 /**
  * The UTF-8 bytes of the lines gathered for one batch. Batches are cut from a slab of several
  * (sonic-boom keeps each until it is written): an ArrayBuffer per batch doubled the GC time of
- * a micro run (300,000 access lines).
+ * a micro run (300,000 access lines). The slab is used again from its beginning (a new lap) once
+ * what sonic-boom has not written yet lies past the room a batch takes there, and everything of
+ * the previous lap is written, so a destination that keeps up uses one slab for good. A slab
+ * outlives young-generation GCs (a batch takes ~20 ms to fill at 2,000 calls/s), so every new one
+ * was promoted and, once dead, freed only by a full GC: the bench's gateway (issue 23) took a new
+ * 512 KiB slab every ~1,300 calls, ~400 bytes of external memory per call until a full GC.
  */
 class ByteBatch {
   /** Room for a batch and the line that completes it (a longer line is measured first). */
@@ -126,8 +191,14 @@ class ByteBatch {
   #bytes: Buffer | undefined;
   /** Bytes gathered. */
   used = 0;
+  readonly #progress: { readonly handed: number; readonly written: number };
+  /** `progress.handed` when this lap of the slab began: bytes before it belong to earlier laps. */
+  #lapFrom = 0;
+  /** Whether this lap began on a new slab (nothing of an earlier lap ahead of `#start`). */
+  #fresh = true;
 
-  constructor(batchBytes: number) {
+  constructor(batchBytes: number, progress: { readonly handed: number; readonly written: number }) {
+    this.#progress = progress;
     this.#capacity = 2 * batchBytes;
     this.#slabBytes = Math.max(this.#capacity, SLAB_BYTES);
   }
@@ -154,10 +225,23 @@ class ByteBatch {
   }
 
   #next(): Buffer {
-    if (this.#slab.length - this.#start < this.#capacity) {
+    const { handed, written } = this.#progress;
+    // The bytes not written yet are the lap's last ones, [#start - pending, #start) at most.
+    const earlierLapWritten = written >= this.#lapFrom;
+    const pending = handed - written;
+    if (this.#start > 0 && earlierLapWritten && (pending === 0 || this.#start - pending >= this.#capacity)) {
+      this.#newLap(false);
+    } else if (this.#slab.length - this.#start < this.#capacity || !(this.#fresh || earlierLapWritten)) {
+      // No room, or an earlier lap's bytes not written yet may lie ahead: a new slab.
       this.#slab = Buffer.allocUnsafeSlow(this.#slabBytes);
-      this.#start = 0;
+      this.#newLap(true);
     }
     return this.#slab.subarray(this.#start, this.#start + this.#capacity);
+  }
+
+  #newLap(fresh: boolean): void {
+    this.#start = 0;
+    this.#lapFrom = this.#progress.handed;
+    this.#fresh = fresh;
   }
 }

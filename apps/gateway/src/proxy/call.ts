@@ -27,6 +27,7 @@ import {
   upstreamHeaders,
   withCors,
 } from "./headers.js";
+import { keptBytes } from "./kept-body.js";
 import type { ProxyShared } from "./options.js";
 import { backoffMs, isRetryable, mayRetry } from "./retry.js";
 
@@ -251,7 +252,7 @@ export class ProxiedCall implements ClientBytes {
 
   static readonly #keptDataListener = function (this: CallBody, chunk: Buffer): void {
     const call = this[CALL];
-    if (!call.done && call.admitChunk(chunk) && call.#keepForRetry(chunk)) call.#kept?.push(chunk);
+    if (!call.done && call.admitChunk(chunk) && call.#keepForRetry(chunk)) call.#kept?.push(keptBytes(chunk));
   };
 
   static readonly #keptEndListener = function (this: CallBody): void {
