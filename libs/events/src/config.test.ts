@@ -35,7 +35,7 @@ describe("CONSUMER_LINGER_MS", () => {
   const parse = (env: Record<string, string>) => toEventsConfig(z.object(eventsEnvShape()).parse(env));
 
   it("defaults to a few ms, may be 0 (off), and is bounded far below any ack wait", () => {
-    expect(parse({}).consumer.lingerMs).toBe(2);
+    expect(parse({}).consumer.lingerMs).toBe(5);
     expect(parse({ CONSUMER_LINGER_MS: "0" }).consumer.lingerMs).toBe(0);
     expect(parse({ CONSUMER_LINGER_MS: "10" }).consumer.lingerMs).toBe(10);
     expect(() => parse({ CONSUMER_LINGER_MS: "-1" })).toThrow();
