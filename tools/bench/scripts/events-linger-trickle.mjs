@@ -128,6 +128,7 @@ async function round(lingerMs, rate, seconds) {
     const child = fork(new URL(import.meta.url), ["publish"], {
       stdio: ["ignore", "inherit", "inherit", "ipc"],
     });
+    const exited = new Promise((resolve) => child.once("exit", resolve));
     await new Promise((resolve) => child.once("message", resolve)); // connected
     const pg0 = await backendTicks(f);
     const cpu0 = process.cpuUsage();
@@ -135,7 +136,7 @@ async function round(lingerMs, rate, seconds) {
     await done;
     const cpu = process.cpuUsage(cpu0);
     const pg = (await backendTicks(f)) - pg0;
-    await new Promise((resolve) => child.once("exit", resolve));
+    await exited;
     lags.sort((a, b) => a - b);
     return {
       consumerUs: Math.round((cpu.user + cpu.system) / total),
