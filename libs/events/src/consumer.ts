@@ -96,11 +96,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
   const apply = createBatchApplier(options);
   const settle = createSettlement({ ...options, metrics, deadLetter });
 
-  const maxBatch = options.maxBatch ?? 256;
-  const queue = new MessageQueue({
-    lingerMs: options.lingerMs ?? DEFAULT_CONSUMER_LINGER_MS,
-    minBatch: maxBatch,
-  });
+  const queue = createQueue(options);
   let inHand: Delivery[] = [];
   let outage: DatabaseOutage | undefined;
   let messages: ConsumerMessages | undefined;
@@ -151,7 +147,7 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
       loop = runFetchLoop({
         queue,
         messages,
-        maxBatch,
+        maxBatch: options.maxBatch ?? 256,
         logger,
         process: (batch) => processBatch(batch, paused),
       });
@@ -163,6 +159,12 @@ export function createEventConsumer(options: EventConsumerOptions): EventConsume
       await loop;
     },
   };
+}
+
+/** The queue of read messages: a batch short of `maxBatch` lingers up to `lingerMs` for more. */
+function createQueue(options: EventConsumerOptions): MessageQueue {
+  const lingerMs = options.lingerMs ?? DEFAULT_CONSUMER_LINGER_MS;
+  return new MessageQueue({ lingerMs, minBatch: options.maxBatch ?? 256 });
 }
 
 /** Resets a held message's ack timer (`working()`), so the broker does not redeliver it yet. */
