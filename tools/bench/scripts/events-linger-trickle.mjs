@@ -67,7 +67,7 @@ async function main() {
     console.log(
       `linger ${l} ms @ ${rate}/s: consumer ${m("consumerUs")} us/event, Postgres backends ${m("postgresUs")} us/event, ` +
         `${m("eventsPerBatch")} events/transaction, lag p50 ${m("lagP50Ms")} ms p99 ${m("lagP99Ms")} ms (medians of ${rs.length}); ` +
-        `batch sizes (last round) ${JSON.stringify(rs.at(-1).sizes)}`,
+        `transactions by events in them, all rounds ${JSON.stringify(sumHistograms(rs.map((x) => x.sizes)))}`,
     );
   }
 }
@@ -150,6 +150,15 @@ async function round(lingerMs, rate, seconds) {
     await consumer.stop();
     await f.close();
   }
+}
+
+/** The histograms of {@link histogram} added up, smallest batches first. */
+function sumHistograms(hs) {
+  const sum = {};
+  for (const h of hs) for (const [k, n] of Object.entries(h)) sum[k] = (sum[k] ?? 0) + n;
+  return Object.fromEntries(
+    Object.entries(sum).sort(([a], [b]) => Number.parseInt(a, 10) - Number.parseInt(b, 10)),
+  );
 }
 
 /** Transactions by events in them: 1, 2-3, 4-7, ... (powers of two). */
