@@ -38,7 +38,8 @@ describe("CONSUMER_LINGER_MS", () => {
     expect(parse({}).consumer.lingerMs).toBe(5);
     expect(parse({ CONSUMER_LINGER_MS: "0" }).consumer.lingerMs).toBe(0);
     expect(parse({ CONSUMER_LINGER_MS: "10" }).consumer.lingerMs).toBe(10);
-    expect(() => parse({ CONSUMER_LINGER_MS: "-1" })).toThrow();
-    expect(() => parse({ CONSUMER_LINGER_MS: "101" })).toThrow();
+    for (const bad of ["-1", "101", "2.5", "abc", "5ms"]) {
+      expect(() => parse({ CONSUMER_LINGER_MS: bad }), bad).toThrow(/CONSUMER_LINGER_MS/);
+    }
   });
 });

@@ -123,4 +123,22 @@ describe("MessageQueue", () => {
     await Promise.resolve();
     expect(second.state.value).toEqual([msg(3)]);
   });
+
+  it("counts the linger of messages a full batch left behind from their own arrival, not the batch's", async () => {
+    vi.useFakeTimers({ toFake: ["setTimeout", "clearTimeout", "setImmediate", "performance"] });
+    const q = new MessageQueue({ lingerMs: 10, minBatch: 4 });
+    q.put(msg(1));
+    vi.advanceTimersByTime(20); // msg 1 waited out an apply
+    for (const m of msgs(2, 5)) q.put(m);
+    expect(await q.take(4)).toEqual(msgs(1, 4)); // a full batch: at once
+    // msg 5 arrived just now: it lingers its own 10 ms for company.
+    const rest = watch(q.take(4));
+    await vi.advanceTimersByTimeAsync(5);
+    expect(rest.state.done).toBe(false);
+    q.put(msg(6));
+    await vi.advanceTimersByTimeAsync(4);
+    expect(rest.state.done).toBe(false);
+    await vi.advanceTimersByTimeAsync(1);
+    expect(rest.state.value).toEqual(msgs(5, 6));
+  });
 });

@@ -35,8 +35,11 @@ export interface LingerOptions {
  */
 export class MessageQueue {
   private readonly items: JsMsg[] = [];
-  /** When the oldest queued message arrived (`performance.now()`); meaningless when empty. */
-  private oldestAt = 0;
+  /**
+   * When each queued message arrived (`performance.now()`), in step with `items`; kept only with a
+   * linger. Per message, so the messages a take leaves behind keep their own arrival times.
+   */
+  private readonly arrivals: number[] = [];
   private wake: (() => void) | undefined;
   private open = true;
   private readonly linger: LingerOptions;
@@ -47,7 +50,7 @@ export class MessageQueue {
 
   /** Queues a message read from the broker. */
   put(msg: JsMsg): void {
-    if (this.items.length === 0 && this.linger.lingerMs > 0) this.oldestAt = performance.now();
+    if (this.linger.lingerMs > 0) this.arrivals.push(performance.now());
     this.items.push(msg);
     this.wake?.();
   }
@@ -74,12 +77,13 @@ export class MessageQueue {
     }
     const enough = Math.min(max, this.linger.minBatch);
     if (this.linger.lingerMs > 0 && this.open && this.items.length < enough) await this.lingerFor(enough);
+    if (this.linger.lingerMs > 0) this.arrivals.splice(0, max);
     return this.items.splice(0, max);
   }
 
   /** Waits until `enough` messages are queued, the queue closes, or the oldest one's linger ends. */
   private async lingerFor(enough: number): Promise<void> {
-    const left = this.oldestAt + this.linger.lingerMs - performance.now();
+    const left = (this.arrivals[0] ?? 0) + this.linger.lingerMs - performance.now();
     if (left <= 0) return;
     let timer: NodeJS.Timeout | undefined;
     const expired = new Promise<void>((resolve) => {
