@@ -30,3 +30,16 @@ describe("OUTBOX_RETENTION_H", () => {
     expect(parse({ OUTBOX_RETENTION_H: "1.5" }).outbox.retentionMs).toBe(1.5 * 3_600_000);
   });
 });
+
+describe("CONSUMER_LINGER_MS", () => {
+  const parse = (env: Record<string, string>) => toEventsConfig(z.object(eventsEnvShape()).parse(env));
+
+  it("defaults to a few ms, may be 0 (off), and is bounded far below any ack wait", () => {
+    expect(parse({}).consumer.lingerMs).toBe(5);
+    expect(parse({ CONSUMER_LINGER_MS: "0" }).consumer.lingerMs).toBe(0);
+    expect(parse({ CONSUMER_LINGER_MS: "10" }).consumer.lingerMs).toBe(10);
+    for (const bad of ["-1", "101", "2.5", "abc", "5ms"]) {
+      expect(() => parse({ CONSUMER_LINGER_MS: bad }), bad).toThrow(/CONSUMER_LINGER_MS/);
+    }
+  });
+});

@@ -86,6 +86,7 @@ export function createForeignConsumer(host: ForeignConsumerHost, spec: ForeignCo
       handlers: spec.handlers,
       maxDeliver: config.consumer.maxDeliver,
       backoffMs: config.consumer.backoffMs,
+      lingerMs: config.consumer.lingerMs,
       deadLetterSubject: deadLetterSubject(ns, service, spec.durable),
       redactDeadLetter: spec.redactDeadLetter,
       logger,

@@ -7,7 +7,7 @@
  * commit-to-effect lag across processes.
  */
 import { openDatabase } from "@meshwork/db";
-import { connectNats, createEventConsumer } from "@meshwork/events";
+import { connectNats, createEventConsumer, eventsEnvShape } from "@meshwork/events";
 import { effects, inbox, registry, schema } from "@meshwork/events/testing";
 import { createLogger, createTelemetry } from "@meshwork/telemetry";
 import { jetstream } from "@nats-io/jetstream";
@@ -75,6 +75,8 @@ const consumer = createEventConsumer({
   registry,
   maxDeliver: 5,
   backoffMs: 100,
+  // CONSUMER_LINGER_MS as a service reads it (unset or empty: the default), for A/B runs in one build.
+  lingerMs: eventsEnvShape().CONSUMER_LINGER_MS.parse(process.env.CONSUMER_LINGER_MS || undefined),
   deadLetterSubject: required("MESHWORK_BENCH_EVENTS_DLQ_SUBJECT"),
   logger,
   tracer: telemetry.tracer,

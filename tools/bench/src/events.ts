@@ -224,6 +224,8 @@ async function main(): Promise<void> {
     applied.clear();
     const rate = Math.min(meshRate, commitRate) / 4;
     const total = Math.round(rate * LAG_SECONDS);
+    const lagCpuBefore = await readCpu(groupOf(await backendPids(f.database)));
+    handlerCalls = 0;
     const paceStart = performance.now();
     const inflight: Promise<void>[] = [];
     for (let i = 0; i < total; i++) {
@@ -235,6 +237,9 @@ async function main(): Promise<void> {
     }
     await Promise.all(inflight);
     await appliedAtLeast(total);
+    const lagBatches = handlerCalls;
+    const lagCpu = cpuTicksSpent(lagCpuBefore, await readCpu(groupOf(await backendPids(f.database))));
+    const lagUs = (g: string) => Math.round(((lagCpu.get(g) ?? 0) * 10_000) / total);
     const lags = [...committed].map(([id, t]) => (applied.get(id) ?? Number.NaN) - t).sort((a, b) => a - b);
     // The same lag in two parts, split at the broker's timestamp (ms precision, same clock):
     // commit -> stored in the stream (relay), stored -> effect (consumer).
@@ -272,6 +277,9 @@ async function main(): Promise<void> {
       eventsPerConsumerBatch: Number((N / consumerBatches).toFixed(1)),
       /** Events per consumer transaction: p10/p50/p90, and the share of events in batches under 64. */
       consumerBatchShape: batchShape,
+      /** The paced phase (events trickling in below the max rate): events per transaction, CPU. */
+      lagEventsPerConsumerBatch: Number((total / lagBatches).toFixed(1)),
+      lagCpuUsPerEvent: { consumer: lagUs("consumer"), postgres: lagUs("postgres"), relay: lagUs("relay") },
     };
     const cpu = cpuUsPerEvent;
     const postgresAll = cpu.postgres + cpu["postgres-other"];
@@ -286,6 +294,7 @@ async function main(): Promise<void> {
       `consumer batches              ${consumerBatches} transactions, ${result.eventsPerConsumerBatch} events each (p10 ${batchShape.p10}, p50 ${batchShape.p50}, p90 ${batchShape.p90}; ${batchShape.eventsInSmallBatchesPct}% of events in batches under 64)`,
       `producers commit              ${result.commitPerSec} tx/s (${PRODUCERS} producers, one event per transaction)`,
       `lag at 1/4 max, ${result.lagAtRatePerSec}/s (achieved ${result.lagAchievedPerSec}/s, ${LAG_SECONDS}s)  p50 ${result.lagP50Ms} ms  p99 ${result.lagP99Ms} ms   (goal p99 <= 50 ms)`,
+      `  paced: consumer batches      ${result.lagEventsPerConsumerBatch} events each; CPU per event (us) consumer ${result.lagCpuUsPerEvent.consumer}, Postgres backends ${result.lagCpuUsPerEvent.postgres}, relay ${result.lagCpuUsPerEvent.relay}`,
       `  of it: commit -> in the stream p99 ${result.relayLagP99Ms} ms (relay), in the stream -> effect p99 ${result.consumerLagP99Ms} ms (consumer)`,
     ];
     process.stdout.write(`${lines.join("\n")}\n`);
