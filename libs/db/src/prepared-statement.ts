@@ -1,0 +1,148 @@
+import { Column, DrizzleQueryError, is, Param, Placeholder, SQL } from "drizzle-orm";
+import { PostgresJsSession } from "drizzle-orm/postgres-js";
+import type { Queryable } from "./database.js";
+
+/** A query Drizzle can prepare: an insert, update, delete or select not yet run. */
+interface Preparable {
+  prepare(name: string): { execute(values?: Record<string, unknown>): Promise<unknown> };
+}
+
+/** What the statement's text and columns are, read once from Drizzle's prepared query. */
+interface Shape {
+  queryString: string;
+  params: unknown[];
+  /** One decoder per returned column (undefined: the statement returns no rows). */
+  columns?: { key: string; decode(value: unknown): unknown }[];
+}
+
+/** postgres.js's `unsafe`, as Drizzle's session holds it (the pool, or a transaction's connection). */
+interface UnsafeClient {
+  unsafe(
+    text: string,
+    params: unknown[],
+    options: { prepare: boolean },
+  ): PromiseLike<unknown[]> & {
+    values(): Promise<unknown[][]>;
+  };
+}
+
+/**
+ * A statement whose shape is fixed (placeholders where the values go), built by Drizzle once and
+ * run many times on any database or transaction: `statement.execute(tx, { id, status })`
+ * answers what `build(tx).prepare(name).execute(values)` answers (the returned rows mapped by
+ * their columns, errors as `DrizzleQueryError` with the driver's error as `cause`).
+ *
+ * Why: Drizzle builds a statement's SQL text from its parts on every call, and a query
+ * prepared with `.prepare()` belongs to the session it was built on, so a statement run in
+ * a transaction (a saga step's record, an order's status) was built per call. Here the text,
+ * its parameters and each returned column's decoder are taken once from a prepared query, and
+ * a call on postgres.js is one `unsafe(...)` on the caller's connection (the transaction's, so
+ * it stays in the transaction) and a loop over the columns. `null` goes to any placeholder
+ * as SQL NULL without the column's encoder (which may not accept it).
+ *
+ * Anything else (PGlite, a Drizzle whose prepared query lacks a part read here, a returned
+ * column that is neither a column nor plain SQL) runs Drizzle's own prepare and execute.
+ */
+export function prepareStatement<R = Record<string, unknown>>(
+  name: string,
+  build: (q: Queryable) => Preparable,
+): { execute(q: Queryable, values: Record<string, unknown>): Promise<R[]> } {
+  let shape: Shape | null | undefined;
+  const viaDrizzle = (q: Queryable, values: Record<string, unknown>) => {
+    const prepared = build(q).prepare(name);
+    withNulls(prepared, values);
+    return prepared.execute(values) as Promise<R[]>;
+  };
+  return {
+    execute(q, values) {
+      const client = postgresJsClient(q);
+      if (!client) return viaDrizzle(q, values);
+      if (shape === undefined) shape = readShape(build(q).prepare(name));
+      if (shape === null) return viaDrizzle(q, values);
+      return run(client, shape, values) as Promise<R[]>;
+    },
+  };
+}
+
+/** The postgres.js client behind a Drizzle database or transaction, or undefined (PGlite). */
+function postgresJsClient(q: Queryable): UnsafeClient | undefined {
+  const session = (q as unknown as { session?: unknown }).session;
+  if (!session || !is(session, PostgresJsSession)) return undefined;
+  const client = (session as unknown as { client?: UnsafeClient }).client;
+  return typeof client?.unsafe === "function" ? client : undefined;
+}
+
+/** The parts of Drizzle's prepared postgres.js query (0.45), or null when one is not as expected. */
+function readShape(prepared: unknown): Shape | null {
+  const p = prepared as {
+    queryString?: unknown;
+    params?: unknown;
+    fields?: Array<{ path: string[]; field: unknown }>;
+    customResultMapper?: unknown;
+  };
+  if (typeof p.queryString !== "string" || !Array.isArray(p.params) || p.customResultMapper) return null;
+  if (p.fields === undefined) return { queryString: p.queryString, params: p.params };
+  if (!Array.isArray(p.fields)) return null;
+  const columns: NonNullable<Shape["columns"]> = [];
+  for (const { path, field } of p.fields) {
+    if (path.length !== 1) return null;
+    const key = path[0] as string;
+    if (is(field, Column)) columns.push({ key, decode: (v) => field.mapFromDriverValue(v) });
+    else if (is(field, SQL)) {
+      const { decoder } = field as unknown as { decoder: { mapFromDriverValue(v: unknown): unknown } };
+      columns.push({ key, decode: (v) => decoder.mapFromDriverValue(v) });
+    } else return null;
+  }
+  return { queryString: p.queryString, params: p.params, columns };
+}
+
+/**
+ * Drizzle's own execute hands `null` to the column's encoder, which may throw (a timestamp's):
+ * the placeholders given `null` become plain NULL parameters of this prepared query (built for
+ * this one call).
+ */
+function withNulls(prepared: unknown, values: Record<string, unknown>): void {
+  const p = prepared as { params?: unknown };
+  if (!Array.isArray(p.params)) return;
+  p.params = p.params.map((param) =>
+    is(param, Param) && is(param.value, Placeholder) && values[param.value.name] === null ? null : param,
+  );
+}
+
+/** The statement's parameters with `values` in their placeholders (encoded by their column). */
+function fill(params: unknown[], values: Record<string, unknown>): unknown[] {
+  return params.map((p) => {
+    const placeholder = is(p, Placeholder)
+      ? p
+      : is(p, Param) && is(p.value, Placeholder)
+        ? p.value
+        : undefined;
+    if (!placeholder) return is(p, Param) ? p.encoder.mapToDriverValue(p.value) : p;
+    if (!(placeholder.name in values))
+      throw new Error(`No value for placeholder "${placeholder.name}" was provided`);
+    const value = values[placeholder.name];
+    return value === null || value === undefined || !is(p, Param)
+      ? (value ?? null)
+      : p.encoder.mapToDriverValue(value);
+  });
+}
+
+async function run(client: UnsafeClient, shape: Shape, values: Record<string, unknown>): Promise<unknown[]> {
+  const { queryString, columns } = shape;
+  const bound = fill(shape.params, values);
+  try {
+    if (!columns) return await client.unsafe(queryString, bound, { prepare: true });
+    const rows = await client.unsafe(queryString, bound, { prepare: true }).values();
+    return rows.map((values) => {
+      const row: Record<string, unknown> = {};
+      for (let i = 0; i < columns.length; i++) {
+        const c = columns[i] as (typeof columns)[number];
+        const v = values[i];
+        row[c.key] = v === null ? null : c.decode(v);
+      }
+      return row;
+    });
+  } catch (err) {
+    throw new DrizzleQueryError(queryString, bound, err as Error);
+  }
+}
