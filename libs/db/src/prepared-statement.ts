@@ -10,7 +10,7 @@ interface Preparable {
 /** What the statement's text and columns are, read once from Drizzle's prepared query. */
 interface Shape {
   queryString: string;
-  params: unknown[];
+  params: Filler[];
   /** One decoder per returned column (undefined: the statement returns no rows). */
   columns?: { key: string; decode(value: unknown): unknown }[];
 }
@@ -81,7 +81,7 @@ function readShape(prepared: unknown): Shape | null {
     customResultMapper?: unknown;
   };
   if (typeof p.queryString !== "string" || !Array.isArray(p.params) || p.customResultMapper) return null;
-  if (p.fields === undefined) return { queryString: p.queryString, params: p.params };
+  if (p.fields === undefined) return { queryString: p.queryString, params: fillers(p.params) };
   if (!Array.isArray(p.fields)) return null;
   const columns: NonNullable<Shape["columns"]> = [];
   for (const { path, field } of p.fields) {
@@ -93,7 +93,7 @@ function readShape(prepared: unknown): Shape | null {
       columns.push({ key, decode: (v) => decoder.mapFromDriverValue(v) });
     } else return null;
   }
-  return { queryString: p.queryString, params: p.params, columns };
+  return { queryString: p.queryString, params: fillers(p.params), columns };
 }
 
 /**
@@ -109,22 +109,34 @@ function withNulls(prepared: unknown, values: Record<string, unknown>): void {
   );
 }
 
-/** The statement's parameters with `values` in their placeholders (encoded by their column). */
-function fill(params: unknown[], values: Record<string, unknown>): unknown[] {
+/** How a call fills one parameter: a value fixed when built, or a placeholder's (encoded by its column, or not). */
+type Filler = { value: unknown } | { name: string; encoder?: { mapToDriverValue(v: unknown): unknown } };
+
+/** What each parameter takes, decided once when the statement is read (no `is()` per call). */
+function fillers(params: unknown[]): Filler[] {
   return params.map((p) => {
-    const placeholder = is(p, Placeholder)
-      ? p
-      : is(p, Param) && is(p.value, Placeholder)
-        ? p.value
-        : undefined;
-    if (!placeholder) return is(p, Param) ? p.encoder.mapToDriverValue(p.value) : p;
-    if (!(placeholder.name in values))
-      throw new Error(`No value for placeholder "${placeholder.name}" was provided`);
-    const value = values[placeholder.name];
-    return value === null || value === undefined || !is(p, Param)
-      ? (value ?? null)
-      : p.encoder.mapToDriverValue(value);
+    if (is(p, Placeholder)) return { name: p.name };
+    if (is(p, Param) && is(p.value, Placeholder)) return { name: p.value.name, encoder: p.encoder };
+    if (is(p, Param)) return { value: p.encoder.mapToDriverValue(p.value) };
+    return { value: p };
   });
+}
+
+/** The statement's parameters with `values` in their placeholders; `null` goes as NULL, unencoded. */
+function fill(fillers: readonly Filler[], values: Record<string, unknown>): unknown[] {
+  const bound = new Array<unknown>(fillers.length);
+  for (let i = 0; i < fillers.length; i++) {
+    const f = fillers[i] as Filler;
+    if ("value" in f) {
+      bound[i] = f.value;
+      continue;
+    }
+    if (!(f.name in values)) throw new Error(`No value for placeholder "${f.name}" was provided`);
+    const value = values[f.name];
+    bound[i] =
+      value === null || value === undefined ? null : f.encoder ? f.encoder.mapToDriverValue(value) : value;
+  }
+  return bound;
 }
 
 async function run(client: UnsafeClient, shape: Shape, values: Record<string, unknown>): Promise<unknown[]> {
