@@ -1,3 +1,4 @@
+import { randomUUID } from "node:crypto";
 import { DrizzleQueryError, eq, sql, TransactionRollbackError } from "drizzle-orm";
 import { integer, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
@@ -13,7 +14,16 @@ const jobs = pgTable("jobs", {
   log: jsonb("log").$type<string[]>().notNull(),
   updatedAt: timestamp("updated_at", { withTimezone: true, mode: "date" }).notNull(),
 });
-const schema = { jobs };
+/** Columns Drizzle fills from a function each time it builds a statement. */
+const tokens = pgTable("tokens", {
+  id: uuid("id").primaryKey(),
+  nonce: text("nonce")
+    .notNull()
+    .$defaultFn(() => randomUUID()),
+  touched: text("touched").$onUpdate(() => randomUUID()),
+  hits: integer("hits").notNull(),
+});
+const schema = { jobs, tokens };
 
 const ONE = "0b9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a21";
 const TWO = "1c9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a22";
@@ -52,6 +62,8 @@ describe.each(["postgres", "pglite"] as const)("prepareStatement on %s", (driver
     handle = opened.handle;
     await handle.db.execute(sql`create table jobs (id uuid primary key, step integer not null, owner text,
       since timestamptz, log jsonb not null, updated_at timestamptz not null)`);
+    await handle.db.execute(sql`create table tokens (id uuid primary key, nonce text not null, touched text,
+      hits integer not null)`);
   });
   afterAll(() => opened?.close());
 
@@ -105,5 +117,26 @@ describe.each(["postgres", "pglite"] as const)("prepareStatement on %s", (driver
     expect(err).toBeInstanceOf(DrizzleQueryError);
     expect((err as DrizzleQueryError).cause).toMatchObject({ code: "22P02" });
     await expect(mine.execute(handle.db, { id: ONE })).rejects.toThrow('No value for placeholder "step"');
+  });
+
+  it("computes $defaultFn and $onUpdate values per call, as Drizzle does, not once when built", async () => {
+    const insert = prepareStatement("tokens_insert", (q) =>
+      q.insert(tokens).values({ id: ph("id"), hits: 0 }),
+    );
+    const touch = prepareStatement("tokens_touch", (q) =>
+      q
+        .update(tokens)
+        .set({ hits: ph("hits") })
+        .where(eq(tokens.id, sql.placeholder("id")))
+        .returning({ touched: tokens.touched }),
+    );
+    const ids = [randomUUID(), randomUUID()];
+    for (const id of ids) await insert.execute(handle.db, { id });
+    const nonces = await handle.db.select({ nonce: tokens.nonce }).from(tokens);
+    expect(new Set(nonces.map((r) => r.nonce)).size).toBe(2);
+    const touched = [];
+    for (const id of ids) touched.push(...(await touch.execute(handle.db, { id, hits: 1 })));
+    expect(touched).toHaveLength(2);
+    expect(touched[0]).not.toEqual(touched[1]);
   });
 });

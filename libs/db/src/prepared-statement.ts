@@ -1,4 +1,5 @@
-import { Column, DrizzleQueryError, is, Param, Placeholder, SQL } from "drizzle-orm";
+import { Column, DrizzleQueryError, getTableColumns, is, Param, Placeholder, SQL, Table } from "drizzle-orm";
+import { PgInsertBase, PgUpdateBase } from "drizzle-orm/pg-core";
 import { PostgresJsSession } from "drizzle-orm/postgres-js";
 import type { Queryable } from "./database.js";
 
@@ -41,7 +42,10 @@ interface UnsafeClient {
  * as SQL NULL without the column's encoder (which may not accept it).
  *
  * Anything else (PGlite, a Drizzle whose prepared query lacks a part read here, a returned
- * column that is neither a column nor plain SQL) runs Drizzle's own prepare and execute.
+ * column that is neither a column nor plain SQL, an insert or update of a table with a
+ * `$defaultFn` or `$onUpdate` column, whose value Drizzle computes while building the statement
+ * and would otherwise be the first call's for every call) runs Drizzle's own prepare and
+ * execute, built per call.
  */
 export function prepareStatement<R = Record<string, unknown>>(
   name: string,
@@ -57,7 +61,10 @@ export function prepareStatement<R = Record<string, unknown>>(
     execute(q, values) {
       const client = postgresJsClient(q);
       if (!client) return viaDrizzle(q, values);
-      if (shape === undefined) shape = readShape(build(q).prepare(name));
+      if (shape === undefined) {
+        const built = build(q);
+        shape = fillsPerBuild(built) ? null : readShape(built.prepare(name));
+      }
       if (shape === null) return viaDrizzle(q, values);
       return run(client, shape, values) as Promise<R[]>;
     },
@@ -70,6 +77,20 @@ function postgresJsClient(q: Queryable): UnsafeClient | undefined {
   if (!session || !is(session, PostgresJsSession)) return undefined;
   const client = (session as unknown as { client?: UnsafeClient }).client;
   return typeof client?.unsafe === "function" ? client : undefined;
+}
+
+/**
+ * Whether Drizzle fills a column of this insert or update from a JavaScript function while
+ * building it (`$defaultFn`, `$onUpdate`: a fresh id, a time): such a value must be computed
+ * per call, so the statement cannot be built once.
+ */
+function fillsPerBuild(built: unknown): boolean {
+  if (!is(built, PgInsertBase) && !is(built, PgUpdateBase)) return false;
+  const table = (built as unknown as { config?: { table?: unknown } }).config?.table;
+  if (!is(table, Table)) return true;
+  return Object.values(getTableColumns(table)).some(
+    (c) => c.defaultFn !== undefined || c.onUpdateFn !== undefined,
+  );
 }
 
 /** The parts of Drizzle's prepared postgres.js query (0.45), or null when one is not as expected. */
