@@ -1,6 +1,9 @@
 import { randomUUID } from "node:crypto";
 import { DrizzleQueryError, eq, sql, TransactionRollbackError } from "drizzle-orm";
+import { Cache } from "drizzle-orm/cache/core";
 import { integer, jsonb, pgTable, text, timestamp, uuid } from "drizzle-orm/pg-core";
+import { drizzle } from "drizzle-orm/postgres-js";
+import postgres from "postgres";
 import { afterAll, beforeAll, describe, expect, it, vi } from "vitest";
 import { type DriverDatabase, openDriverDatabase } from "../test/driver-database.js";
 import type { DatabaseHandle, Queryable } from "./database.js";
@@ -139,4 +142,35 @@ describe.each(["postgres", "pglite"] as const)("prepareStatement on %s", (driver
     expect(touched).toHaveLength(2);
     expect(touched[0]).not.toEqual(touched[1]);
   });
+
+  it.runIf(driver === "postgres")(
+    "leaves a database with a Drizzle cache to Drizzle: a write invalidates it",
+    async () => {
+      class Recording extends Cache {
+        readonly mutated: unknown[] = [];
+        strategy() {
+          return "all" as const;
+        }
+        async get() {
+          return undefined;
+        }
+        async put() {}
+        async onMutate(params: unknown) {
+          this.mutated.push(params);
+        }
+      }
+      const cache = new Recording();
+      const client = postgres(opened.config.url as string, { max: 1, onnotice: () => {} });
+      try {
+        const cached = drizzle(client, { schema, cache }) as unknown as Queryable;
+        const insert = prepareStatement("jobs_insert_cached", (q) =>
+          q.insert(jobs).values({ id: ph("id"), step: 0, owner: null, log: [], updatedAt: ph("at") }),
+        );
+        await insert.execute(cached, { id: randomUUID(), at: T0 });
+        expect(cache.mutated).toEqual([{ tables: ["jobs"] }]);
+      } finally {
+        await client.end();
+      }
+    },
+  );
 });

@@ -1,4 +1,5 @@
 import { Column, DrizzleQueryError, getTableColumns, is, Param, Placeholder, SQL, Table } from "drizzle-orm";
+import { NoopCache } from "drizzle-orm/cache/core";
 import { PgInsertBase, PgUpdateBase } from "drizzle-orm/pg-core";
 import { PostgresJsSession } from "drizzle-orm/postgres-js";
 import type { Queryable } from "./database.js";
@@ -42,7 +43,8 @@ interface UnsafeClient {
  * as SQL NULL without the column's encoder (which may not accept it).
  *
  * Anything else (PGlite, a Drizzle whose prepared query lacks a part read here, a returned
- * column that is neither a column nor plain SQL, an insert or update of a table with a
+ * column that is neither a column nor plain SQL, a database with a Drizzle cache (which a write
+ * invalidates, a read fills), an insert or update of a table with a
  * `$defaultFn` or `$onUpdate` column, whose value Drizzle computes while building the statement
  * and would otherwise be the first call's for every call) runs Drizzle's own prepare and
  * execute, built per call.
@@ -100,8 +102,10 @@ function readShape(prepared: unknown): Shape | null {
     params?: unknown;
     fields?: Array<{ path: string[]; field: unknown }>;
     customResultMapper?: unknown;
+    cache?: unknown;
   };
   if (typeof p.queryString !== "string" || !Array.isArray(p.params) || p.customResultMapper) return null;
+  if (p.cache !== undefined && !is(p.cache, NoopCache)) return null;
   if (p.fields === undefined) return { queryString: p.queryString, params: fillers(p.params) };
   if (!Array.isArray(p.fields)) return null;
   const columns: NonNullable<Shape["columns"]> = [];
