@@ -173,4 +173,23 @@ describe.each(["postgres", "pglite"] as const)("prepareStatement on %s", (driver
       }
     },
   );
+
+  it("fails where Drizzle fails when a placeholder is given undefined (not NULL in its place)", async () => {
+    const mine = prepareStatement("jobs_advance", advance);
+    const values = {
+      id: "3c9a4a7e-8a43-4a55-9d2b-3f1f0c7d2a24",
+      step: 1,
+      owner: undefined,
+      since: T0,
+      entry: "[]",
+      at: T0,
+    };
+    const outcome = (p: Promise<unknown>) =>
+      p.then(
+        (rows) => ({ rows }),
+        (e: unknown) => ({ failed: (e as Error).constructor.name }),
+      );
+    const theirs = await outcome(advance(handle.db).prepare("jobs_advance_drizzle").execute(values));
+    expect(await outcome(mine.execute(handle.db, values))).toEqual(theirs);
+  });
 });

@@ -158,8 +158,8 @@ function fill(fillers: readonly Filler[], values: Record<string, unknown>): unkn
     }
     if (!(f.name in values)) throw new Error(`No value for placeholder "${f.name}" was provided`);
     const value = values[f.name];
-    bound[i] =
-      value === null || value === undefined ? null : f.encoder ? f.encoder.mapToDriverValue(value) : value;
+    // `undefined` goes on as Drizzle sends it (postgres.js refuses it): never quietly NULL.
+    bound[i] = value === null ? null : f.encoder ? f.encoder.mapToDriverValue(value) : value;
   }
   return bound;
 }
