@@ -144,7 +144,7 @@ describe.each(["postgres", "pglite"] as const)("prepareStatement on %s", (driver
   });
 
   it.runIf(driver === "postgres")(
-    "leaves a database with a Drizzle cache to Drizzle: a write invalidates it",
+    "leaves a database with a Drizzle cache or logger to Drizzle: a write invalidates the cache, is logged",
     async () => {
       class Recording extends Cache {
         readonly mutated: unknown[] = [];
@@ -166,8 +166,14 @@ describe.each(["postgres", "pglite"] as const)("prepareStatement on %s", (driver
         const insert = prepareStatement("jobs_insert_cached", (q) =>
           q.insert(jobs).values({ id: ph("id"), step: 0, owner: null, log: [], updatedAt: ph("at") }),
         );
+        // First on a database without one: the statement is read then, the cache is per database.
+        await insert.execute(handle.db, { id: randomUUID(), at: T0 });
         await insert.execute(cached, { id: randomUUID(), at: T0 });
         expect(cache.mutated).toEqual([{ tables: ["jobs"] }]);
+        const logged: string[] = [];
+        const logging = drizzle(client, { schema, logger: { logQuery: (text) => logged.push(text) } });
+        await insert.execute(logging as unknown as Queryable, { id: randomUUID(), at: T0 });
+        expect(logged).toEqual([expect.stringMatching(/^insert into "jobs"/)]);
       } finally {
         await client.end();
       }

@@ -1,4 +1,14 @@
-import { Column, DrizzleQueryError, getTableColumns, is, Param, Placeholder, SQL, Table } from "drizzle-orm";
+import {
+  Column,
+  DrizzleQueryError,
+  getTableColumns,
+  is,
+  NoopLogger,
+  Param,
+  Placeholder,
+  SQL,
+  Table,
+} from "drizzle-orm";
 import { NoopCache } from "drizzle-orm/cache/core";
 import { PgInsertBase, PgUpdateBase } from "drizzle-orm/pg-core";
 import { PostgresJsSession } from "drizzle-orm/postgres-js";
@@ -44,7 +54,7 @@ interface UnsafeClient {
  *
  * Anything else (PGlite, a Drizzle whose prepared query lacks a part read here, a returned
  * column that is neither a column nor plain SQL, a database with a Drizzle cache (which a write
- * invalidates, a read fills), an insert or update of a table with a
+ * invalidates, a read fills) or a Drizzle logger, an insert or update of a table with a
  * `$defaultFn` or `$onUpdate` column, whose value Drizzle computes while building the statement
  * and would otherwise be the first call's for every call) runs Drizzle's own prepare and
  * execute, built per call.
@@ -77,7 +87,14 @@ export function prepareStatement<R = Record<string, unknown>>(
 function postgresJsClient(q: Queryable): UnsafeClient | undefined {
   const session = (q as unknown as { session?: unknown }).session;
   if (!session || !is(session, PostgresJsSession)) return undefined;
-  const client = (session as unknown as { client?: UnsafeClient }).client;
+  const { client, cache, logger } = session as unknown as {
+    client?: UnsafeClient;
+    cache?: unknown;
+    logger?: unknown;
+  };
+  // Per database, not once: a Drizzle cache (a write invalidates it) or logger is left to Drizzle.
+  if (!(cache === undefined || is(cache, NoopCache)) || !(logger === undefined || is(logger, NoopLogger)))
+    return undefined;
   return typeof client?.unsafe === "function" ? client : undefined;
 }
 
@@ -102,10 +119,8 @@ function readShape(prepared: unknown): Shape | null {
     params?: unknown;
     fields?: Array<{ path: string[]; field: unknown }>;
     customResultMapper?: unknown;
-    cache?: unknown;
   };
   if (typeof p.queryString !== "string" || !Array.isArray(p.params) || p.customResultMapper) return null;
-  if (p.cache !== undefined && !is(p.cache, NoopCache)) return null;
   if (p.fields === undefined) return { queryString: p.queryString, params: fillers(p.params) };
   if (!Array.isArray(p.fields)) return null;
   const columns: NonNullable<Shape["columns"]> = [];
