@@ -28,5 +28,6 @@ export {
 } from "./paging.js";
 export { PoolWaitTimeoutError } from "./pool-metrics.js";
 export { prepareSelect } from "./prepared-select.js";
+export { prepareStatement } from "./prepared-statement.js";
 export { claimSequence, type SequenceGuardTable } from "./sequence-guard.js";
 export { describeStatement } from "./tracing.js";

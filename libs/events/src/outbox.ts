@@ -1,4 +1,4 @@
-import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
+import { type AnyTransaction, type DatabaseHandle, prepareStatement } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import type { JetStreamClient } from "@nats-io/jetstream";
 import { context, type Meter, propagation, type Tracer } from "@opentelemetry/api";
@@ -56,21 +56,52 @@ export async function enqueueEvents(
   if (events.length === 0) return;
   const trace: Record<string, string> = {};
   propagation.inject(context.active(), trace);
+  const rows = events.map((e) => ({
+    id: e.id,
+    subject: e.subject,
+    type: e.type,
+    headers: { ...cloudEventHeaders(e), ...trace },
+    payload: e.data,
+    createdAt: e.time,
+  }));
+  if (rows.length === 1) {
+    await insertOne(table).execute(tx, rows[0] as (typeof rows)[number]);
+    return;
+  }
   await tx
     .insert(table)
-    .values(
-      events.map((e) => ({
-        id: e.id,
-        subject: e.subject,
-        type: e.type,
-        headers: { ...cloudEventHeaders(e), ...trace },
-        payload: e.data,
-        createdAt: e.time,
-      })),
-    )
+    .values(rows)
     // The NOTIFY rides in the RETURNING list: one round trip, not a second `select pg_notify`.
     // Postgres sends identical notifications of one transaction once, at commit.
     .returning({ notified: sql`pg_notify(${notifyChannel(table)}, '')` });
+}
+
+/** The insert of one event (the usual case), built by Drizzle once per outbox table. */
+function prepareInsertOne(table: OutboxTable) {
+  const placeholder = (name: string) => sql.placeholder(name) as unknown as string;
+  return prepareStatement(`${notifyChannel(table)}_insert_one`, (q) =>
+    q
+      .insert(table)
+      .values({
+        id: placeholder("id"),
+        subject: placeholder("subject"),
+        type: placeholder("type"),
+        headers: placeholder("headers") as unknown as Record<string, string>,
+        payload: placeholder("payload") as unknown as Uint8Array,
+        createdAt: placeholder("createdAt") as unknown as Date,
+      })
+      .returning({ notified: sql`pg_notify(${notifyChannel(table)}, '')` }),
+  );
+}
+const insertOneStatements = new WeakMap<OutboxTable, ReturnType<typeof prepareInsertOne>>();
+
+function insertOne(table: OutboxTable) {
+  let statement = insertOneStatements.get(table);
+  if (!statement) {
+    statement = prepareInsertOne(table);
+    insertOneStatements.set(table, statement);
+  }
+  return statement;
 }
 
 function notifyChannel(table: OutboxTable): string {

@@ -13,7 +13,7 @@ import {
 import type { SagaDefinition } from "./definition.js";
 import { createLeaseStore, type LeaseStore } from "./lease-store.js";
 import { SagaRun, type SagaRunDeps } from "./saga-run.js";
-import { newSagaRow, startSaga } from "./start.js";
+import { newSagaRow, prepareLeasedInsert, startSaga } from "./start.js";
 import type { SagaRow, SagaTable } from "./table.js";
 
 /** How an executor runs: its database and table, the definitions it runs, its pace. */
@@ -91,6 +91,7 @@ class SagaLoop implements SagaExecutor {
   /** Sagas this executor is driving now: never claimed again meanwhile, even past their lease. */
   private readonly driving = new Set<string>();
   private readonly started: Counter;
+  private readonly insertLeased: ReturnType<typeof prepareLeasedInsert>;
 
   constructor(private readonly options: SagaExecutorOptions) {
     const { logger, meter } = options;
@@ -103,6 +104,7 @@ class SagaLoop implements SagaExecutor {
       logger,
     });
     this.store = store;
+    this.insertLeased = prepareLeasedInsert(options.table);
     this.started = meter.createCounter("saga.started", {
       description: "Sagas started through the executor (counted once their transaction committed), by type",
     });
@@ -165,15 +167,11 @@ class SagaLoop implements SagaExecutor {
     const first = def.steps[0];
     // The saga's row and the first step's check go out together (pipelined). The step goes
     // on, or the saga runs the check again in its own transaction and acts on the reason then.
-    const inserting = tx
-      .insert(this.options.table)
-      .values({
-        ...newSagaRow(definition, instance),
-        leaseOwner: this.store.owner,
-        leaseUntil: this.store.lease(),
-      })
-      .returning()
-      .then((rows) => rows);
+    const inserting = this.insertLeased.execute(tx, {
+      ...newSagaRow(definition, instance),
+      leaseOwner: this.store.owner,
+      leaseUntil: this.store.lease(),
+    });
     const [[row], reason] = await Promise.all([
       inserting,
       first && def.beforeStep ? def.beforeStep(tx, instance.id, instance.data, first.name) : undefined,

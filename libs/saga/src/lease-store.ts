@@ -1,4 +1,4 @@
-import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
+import { type AnyTransaction, type DatabaseHandle, prepareStatement } from "@meshwork/db";
 import type { Logger } from "@meshwork/telemetry";
 import { and, eq, inArray, isNull, lte, notInArray, or, sql, TransactionRollbackError } from "drizzle-orm";
 import type { SagaHistoryEntry, SagaRow, SagaTable } from "./table.js";
@@ -70,8 +70,16 @@ export function createLeaseStore(options: {
   const db = options.database.db;
   const lease = () => new Date(Date.now() + options.leaseMs);
   const at = (current: SagaPosition) => heldAt(t, owner, current);
+  const statements = new Map<string, RecordStatement>();
   const record: LeaseStore["record"] = (current, changes, also, log) =>
-    recordIfHeld(db, t, at(current), changes, also, log);
+    recordIfHeld(
+      db,
+      recordStatement(statements, t, changes, log !== undefined && log.length > 0),
+      { owner, current },
+      changes,
+      also,
+      log,
+    );
 
   return {
     owner,
@@ -118,34 +126,86 @@ function heldAt(t: SagaTable, owner: string, current: SagaPosition) {
   );
 }
 
+/** The saga's row, while `owner` holds it at a position given by placeholders (see {@link heldAt}). */
+function heldAtPlaceholders(t: SagaTable) {
+  return and(
+    eq(t.id, sql.placeholder("held_id")),
+    eq(t.leaseOwner, sql.placeholder("held_owner")),
+    eq(t.status, sql.placeholder("held_status")),
+    eq(t.step, sql.placeholder("held_step")),
+  );
+}
+
+/** A prepared saga update, per set of changed columns (and whether it appends to the history). */
+type RecordStatement = ReturnType<typeof prepareRecord>;
+
 /**
- * `LeaseStore.record`: the update where `held` matches, with `also` in the same transaction;
- * false (and `also` rolled back) when no row matched.
+ * The update of `keys` (and `updated_at`, and the history when `appends`) where the saga is still
+ * held: built by Drizzle once per shape, not per step.
+ */
+function prepareRecord(t: SagaTable, keys: readonly string[], appends: boolean) {
+  const set: Record<string, unknown> = {};
+  for (const k of keys) set[k] = sql.placeholder(k);
+  // The history is appended in the UPDATE itself: no round trip of its own, and never out of
+  // step with the row.
+  if (appends) set.history = sql`${t.history} || ${sql.placeholder("appended")}::jsonb`;
+  set.updatedAt = sql.placeholder("updatedAt");
+  return prepareStatement<{ id: string }>(`saga_record_${keys.join("_")}${appends ? "_log" : ""}`, (q) =>
+    q
+      .update(t)
+      .set(set as SagaChanges)
+      .where(heldAtPlaceholders(t))
+      .returning({ id: t.id }),
+  );
+}
+
+/** The statement for `changes` (and a history entry or not), prepared once per shape. */
+function recordStatement(
+  cache: Map<string, RecordStatement>,
+  t: SagaTable,
+  changes: SagaChanges,
+  appends: boolean,
+): RecordStatement {
+  const keys = Object.keys(changes)
+    .filter((k) => (changes as Record<string, unknown>)[k] !== undefined)
+    .sort();
+  const key = `${keys.join(",")}|${appends}`;
+  let statement = cache.get(key);
+  if (!statement) {
+    statement = prepareRecord(t, keys, appends);
+    cache.set(key, statement);
+  }
+  return statement;
+}
+
+/**
+ * `LeaseStore.record`: the update where the saga is still held at `current`, with `also` in the
+ * same transaction; false (and `also` rolled back) when no row matched.
  */
 function recordIfHeld(
   db: AnyDb,
-  t: SagaTable,
-  held: ReturnType<typeof heldAt>,
+  statement: RecordStatement,
+  held: { owner: string; current: SagaPosition },
   changes: SagaChanges,
   also: ((tx: AnyTransaction) => Promise<unknown>) | undefined,
   log: readonly SagaHistoryEntry[] | undefined,
 ): Promise<boolean> {
-  // The history is appended in the UPDATE itself: no round trip of its own, and never out of
-  // step with the row.
-  const appended =
-    log && log.length > 0 ? { history: sql`${t.history} || ${JSON.stringify(log)}::jsonb` } : {};
+  const values: Record<string, unknown> = {
+    ...changes,
+    updatedAt: new Date(),
+    held_id: held.current.id,
+    held_owner: held.owner,
+    held_status: held.current.status,
+    held_step: held.current.step,
+  };
+  if (log && log.length > 0) values.appended = JSON.stringify(log);
   return db
     .transaction(async (tx: AnyTransaction) => {
       // The saga's update and the hooks' first statement go out together (pipelined on the
       // transaction's connection, in the order they are started: the saga's row is locked
       // first, as everywhere else): one round trip fewer. When the lease turns out lost
       // (taken over), the hooks' work is rolled back with the rest.
-      const updating = tx
-        .update(t)
-        .set({ ...changes, ...appended, updatedAt: new Date() })
-        .where(held)
-        .returning({ id: t.id })
-        .then((rows) => rows);
+      const updating = statement.execute(tx, values);
       const [saga, hooks] = await Promise.allSettled([updating, also?.(tx)]);
       if (saga.status === "rejected") throw saga.reason;
       if (saga.value.length === 0) return tx.rollback(); // the lease was lost

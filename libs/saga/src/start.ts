@@ -1,5 +1,6 @@
-import type { AnyTransaction } from "@meshwork/db";
+import { type AnyTransaction, prepareStatement } from "@meshwork/db";
 import { context, propagation } from "@opentelemetry/api";
+import { sql } from "drizzle-orm";
 import type { SagaDefinition } from "./definition.js";
 import type { SagaTable } from "./table.js";
 
@@ -29,4 +30,26 @@ export function newSagaRow<D>(definition: SagaDefinition<D>, instance: { id: str
     data: instance.data as unknown,
     traceparent: carrier.traceparent ?? null,
   };
+}
+
+/**
+ * The insert of a saga already leased to its starter (the executor's `startIn`), answering the
+ * stored row: built by Drizzle once per table, not per saga.
+ */
+export function prepareLeasedInsert(table: SagaTable) {
+  const ph = (name: string) => sql.placeholder(name) as unknown as never;
+  return prepareStatement<SagaTable["$inferSelect"]>("saga_insert_leased", (q) =>
+    q
+      .insert(table)
+      .values({
+        id: ph("id"),
+        type: ph("type"),
+        status: ph("status"),
+        data: ph("data"),
+        traceparent: ph("traceparent"),
+        leaseOwner: ph("leaseOwner"),
+        leaseUntil: ph("leaseUntil"),
+      })
+      .returning(),
+  );
 }

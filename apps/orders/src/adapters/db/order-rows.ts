@@ -1,5 +1,5 @@
 import type { DescMessage, MessageShape } from "@bufbuild/protobuf";
-import type { AnyTransaction } from "@meshwork/db";
+import { type AnyTransaction, prepareStatement } from "@meshwork/db";
 import { createEnvelope, enqueueEvents } from "@meshwork/events";
 import { eq, sql } from "drizzle-orm";
 import { type Order, OrderNotFoundError, type OrderStatus } from "../../domain/order.js";
@@ -43,6 +43,31 @@ export function notifying(status: OrderStatus) {
   };
 }
 
+/**
+ * The status update (with or without a cancel reason), built by Drizzle once per shape: it runs
+ * three times per order, in the saga's transactions. `notifying`'s NOTIFY names the status as a
+ * parameter here (the statement serves every status).
+ */
+function prepareSetStatus(withReason: boolean) {
+  return prepareStatement<Order & { notified: unknown }>(
+    withReason ? "orders_set_status_reason" : "orders_set_status",
+    (q) =>
+      q
+        .update(orders)
+        .set({
+          status: sql.placeholder("status"),
+          updatedAt: sql.placeholder("at"),
+          ...(withReason ? { cancelReason: sql.placeholder("reason") } : {}),
+        } as unknown as Partial<typeof orders.$inferInsert>)
+        .where(eq(orders.id, sql.placeholder("id")))
+        .returning({
+          ...columns,
+          notified: sql`pg_notify(${STATUS_CHANNEL}, ${orders.id}::text || ':' || ${sql.placeholder("status")}::text)`,
+        }),
+  );
+}
+const setStatusStatements = { plain: prepareSetStatus(false), withReason: prepareSetStatus(true) };
+
 /** Changes an order's status (and its cancel reason), with the NOTIFY for WatchOrder. */
 export async function setStatus(
   tx: AnyTransaction,
@@ -51,11 +76,10 @@ export async function setStatus(
   cancelReason?: string,
   at = new Date(),
 ): Promise<Order> {
-  const [row] = await tx
-    .update(orders)
-    .set({ status, updatedAt: at, ...(cancelReason === undefined ? {} : { cancelReason }) })
-    .where(eq(orders.id, id))
-    .returning(notifying(status));
+  const [row] =
+    cancelReason === undefined
+      ? await setStatusStatements.plain.execute(tx, { id, status, at })
+      : await setStatusStatements.withReason.execute(tx, { id, status, at, reason: cancelReason });
   if (!row) throw new OrderNotFoundError(id);
   const { notified: _, ...order } = row;
   return order as Order;

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { OrderPlacedSchema } from "@meshwork/contracts/meshwork/orders/v1/events";
-import type { AnyTransaction, Database } from "@meshwork/db";
+import { type AnyTransaction, type Database, prepareStatement } from "@meshwork/db";
 import { and, eq, sql, TransactionRollbackError } from "drizzle-orm";
 import {
   IdempotencyKeyReusedError,
@@ -77,6 +77,27 @@ export async function placeOrder(
   return { order: o, created: false };
 }
 
+/** The new order's insert (a no-op when its key is taken), built by Drizzle once. */
+const insertOrder = prepareStatement<Order & { notified: unknown }>("orders_insert", (q) => {
+  const ph = (name: string) => sql.placeholder(name) as unknown as never;
+  return q
+    .insert(orders)
+    .values({
+      id: ph("id"),
+      userId: ph("userId"),
+      idempotencyKey: ph("idempotencyKey"),
+      requestHash: ph("requestHash"),
+      items: ph("items"),
+      totalMinor: ph("totalMinor"),
+      currency: ph("currency"),
+      status: "pending",
+      createdAt: ph("createdAt"),
+      updatedAt: ph("createdAt"),
+    })
+    .onConflictDoNothing({ target: [orders.userId, orders.idempotencyKey] })
+    .returning(notifying("pending"));
+});
+
 /**
  * The order, its saga (with the first step's check, which reads the order) and its event go out
  * together, pipelined on the transaction's connection in the order they are started: the order
@@ -90,12 +111,7 @@ async function insertPlaced(
   startPlacement: StartPlacement,
 ): Promise<{ order: Order; run: (() => void) | undefined } | undefined> {
   const createdAt = new Date();
-  const inserting = tx
-    .insert(orders)
-    .values({ ...order, status: "pending", createdAt, updatedAt: createdAt })
-    .onConflictDoNothing({ target: [orders.userId, orders.idempotencyKey] })
-    .returning(notifying("pending"))
-    .then((rows) => rows);
+  const inserting = insertOrder.execute(tx, { ...order, createdAt });
   const [[row], started] = await Promise.all([
     inserting,
     startPlacement(tx, {

@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { OrderCancelledSchema, OrderConfirmedSchema } from "@meshwork/contracts/meshwork/orders/v1/events";
-import type { AnyTransaction } from "@meshwork/db";
+import { type AnyTransaction, prepareStatement } from "@meshwork/db";
 import { eq, sql } from "drizzle-orm";
 import type { PlacementData } from "../../domain/order.js";
 import { recordEvent, setStatus } from "./order-rows.js";
@@ -16,22 +16,27 @@ import { orders } from "./schema.js";
 export async function beforeStep(tx: AnyTransaction, id: string, step: string): Promise<string | undefined> {
   // Locks the order against a concurrent CancelOrder. Before the capture, the same statement
   // marks it as being paid, unless a cancellation came first.
-  const [row] =
-    step === "capture"
-      ? await tx
-          .update(orders)
-          .set({ captureStarted: sql`${orders.captureStarted} or not ${orders.cancelRequested}` })
-          .where(eq(orders.id, id))
-          .returning({ cancelRequested: orders.cancelRequested })
-      : await tx
-          .select({ cancelRequested: orders.cancelRequested })
-          .from(orders)
-          .where(eq(orders.id, id))
-          .for("update");
+  const [row] = await (step === "capture" ? markCapture : lockOrder).execute(tx, { id });
   if (!row) return "the order no longer exists";
   if (row.cancelRequested) return "cancelled by the customer";
   return undefined;
 }
+
+// beforeStep's two statements, built by Drizzle once (they run in every saga step's transaction).
+const markCapture = prepareStatement<{ cancelRequested: boolean }>("orders_mark_capture", (q) =>
+  q
+    .update(orders)
+    .set({ captureStarted: sql`${orders.captureStarted} or not ${orders.cancelRequested}` })
+    .where(eq(orders.id, sql.placeholder("id")))
+    .returning({ cancelRequested: orders.cancelRequested }),
+);
+const lockOrder = prepareStatement<{ cancelRequested: boolean }>("orders_lock", (q) =>
+  q
+    .select({ cancelRequested: orders.cancelRequested })
+    .from(orders)
+    .where(eq(orders.id, sql.placeholder("id")))
+    .for("update"),
+);
 
 /**
  * The order's last status and its event (which carries the same time), sent together
