@@ -2,3 +2,4 @@
 export function stampFile(root: string): string;
 export function buildNeeded(root: string): string | undefined;
 export function build(root: string): number;
+export function buildReason(setting: string | undefined, root: string): string | undefined;

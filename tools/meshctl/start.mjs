@@ -10,7 +10,7 @@
  * third_party/, patches/) changed since the last build it ran (`node_modules/.cache/meshwork/start-stamp`,
  * holding the time that build began), and meshctl's bundle is there. Anything newer, or no stamp:
  * it runs turbo as before (a cache hit when the change did not matter) and writes the stamp.
- * `MESHWORK_START_BUILD=always` runs turbo every time.
+ * `MESHWORK_START_BUILD=always` runs turbo every time, `never` never.
  */
 import { spawnSync } from "node:child_process";
 import { existsSync, mkdirSync, readdirSync, readFileSync, statSync, writeFileSync } from "node:fs";
@@ -108,10 +108,24 @@ export function build(root) {
   return 0;
 }
 
+/**
+ * Why `npm start` builds first, or undefined when it does not: `MESHWORK_START_BUILD=always`
+ * builds every time, `never` never (the caller built already: a test that runs `npm start` while
+ * other tests run the same dist/ files, which turbo's cache restore rewrites in place), anything
+ * else (unset) when {@link buildNeeded} says so.
+ */
+export function buildReason(setting, root) {
+  if (setting === "always") return "asked to";
+  if (setting === "never") return undefined;
+  if (setting !== undefined && setting !== "")
+    throw new Error(`MESHWORK_START_BUILD must be "always" or "never" (or unset), not "${setting}"`);
+  return buildNeeded(root);
+}
+
 const self = fileURLToPath(import.meta.url);
 if (process.argv[1] && fileURLToPath(pathToFileURL(process.argv[1])) === self) {
   const root = join(dirname(self), "..", "..");
-  const why = process.env.MESHWORK_START_BUILD === "always" ? "asked to" : buildNeeded(root);
+  const why = buildReason(process.env.MESHWORK_START_BUILD, root);
   if (why) {
     console.log(`npm start: building (${why})`);
     const code = build(root);

@@ -2,7 +2,7 @@ import { mkdirSync, mkdtempSync, readdirSync, renameSync, rmSync, utimesSync, wr
 import { tmpdir } from "node:os";
 import { dirname, join } from "node:path";
 import { afterEach, describe, expect, it } from "vitest";
-import { buildNeeded, stampFile } from "../start.mjs";
+import { buildNeeded, buildReason, stampFile } from "../start.mjs";
 
 const roots: string[] = [];
 afterEach(() => {
@@ -94,5 +94,17 @@ describe("npm start's build check (tools/meshctl/start.mjs)", () => {
     touch(root, "apps/users/dist/main.js");
     touch(root, "apps/users/node_modules/dep/index.js");
     expect(buildNeeded(root)).toBeUndefined();
+  });
+
+  it("MESHWORK_START_BUILD: always builds, never skips even without a stamp, unset checks, anything else is refused", () => {
+    const built = repo(Date.now());
+    const never = repo(undefined);
+    expect(buildReason("always", built)).toBe("asked to");
+    expect(buildReason("never", never)).toBeUndefined();
+    expect(buildReason(undefined, never)).toMatch(/no build recorded/);
+    expect(buildReason("", built)).toBeUndefined();
+    expect(() => buildReason("sometimes", built)).toThrow(
+      /MESHWORK_START_BUILD must be "always" or "never".*"sometimes"/,
+    );
   });
 });

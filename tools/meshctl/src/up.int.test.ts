@@ -56,7 +56,17 @@ describe("npm start", () => {
     const proc = startProcess("npm", ["start", "--", "--ports", "auto"], {
       cwd: root,
       detached: true,
-      env: { MESHWORK_HOME: home, DATABASE_URL: "", CI: "true", EVENTS_NAMESPACE: namespace },
+      // No build: turbo built everything this test runs before it (meshctl's test depends on every
+      // app's build), and a cache-hit build rewrites every dist/ file in place while other
+      // packages' tests start processes from them (CI: the gateway suite's inventory failed to
+      // import a half-written libs/runtime/dist file).
+      env: {
+        MESHWORK_HOME: home,
+        DATABASE_URL: "",
+        CI: "true",
+        EVENTS_NAMESPACE: namespace,
+        MESHWORK_START_BUILD: "never",
+      },
     });
     try {
       // Each service on its own database and login role of the one embedded server.
