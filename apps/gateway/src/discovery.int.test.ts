@@ -1,9 +1,11 @@
 import { fileURLToPath } from "node:url";
 import { createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
+import { cacheBucket } from "@meshwork/cache";
 import { InventoryService } from "@meshwork/contracts/meshwork/inventory/v1/inventory";
 import { removeRegistry } from "@meshwork/discovery";
 import { connectNats } from "@meshwork/events";
+import { deleteNamespaceStreams } from "@meshwork/events/testing";
 import {
   createTestDatabase,
   type ManagedProcess,
@@ -12,6 +14,7 @@ import {
   uniqueName,
   waitFor,
 } from "@meshwork/testing";
+import { Kvm } from "@nats-io/kv";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { loadConfig } from "./config.js";
 import { createGateway, type Gateway } from "./gateway.js";
@@ -25,6 +28,7 @@ interface ClusterDump {
 
 describe("the gateway on the discovery registry (two real inventory processes, real NATS and Postgres)", () => {
   const bucket = uniqueName("reg").replace(/[^A-Za-z0-9_-]/g, "_");
+  const namespace = `${uniqueName("t")}.`;
   const ttlMs = 2_000;
   let db: TestDatabase;
   const instances: ManagedProcess[] = [];
@@ -41,6 +45,9 @@ describe("the gateway on the discovery registry (two real inventory processes, r
         DISCOVERY_BUCKET: bucket,
         DISCOVERY_TTL_MS: String(ttlMs),
         GC_HEAP_GROWING_PERCENT: "40",
+        // Its streams and cache bucket in this suite's namespace (removed after): the default
+        // namespace's INVENTORY stream and cache bucket on the shared NATS are no test's.
+        EVENTS_NAMESPACE: namespace,
       },
     });
     instances.push(p);
@@ -76,7 +83,9 @@ describe("the gateway on the discovery registry (two real inventory processes, r
     for (const p of instances) if (p.child.exitCode === null) await p.stop();
     const nc = await connectNats(natsUrl, "cleanup");
     await removeRegistry(nc, bucket);
+    await (await new Kvm(nc).open(cacheBucket(namespace, "inventory"))).destroy().catch(() => {});
     await nc.close();
+    await deleteNamespaceStreams(namespace, natsUrl);
     await db?.drop();
   });
 
