@@ -75,7 +75,11 @@ export async function createOrdersService(
   const metrics = createOrderMetrics(telemetry.meter);
   // Counted when the placement's transaction committed (the function returned runs then).
   const repository = orderRepository(orders, async (tx, instance) => {
-    const run = await ready(parts.executor).startIn(tx, ready(parts.saga), instance);
+    // The placement inserts the order in this transaction (placement.ts): not cancelled, locked,
+    // so the first step's check (a locking read of the order) has nothing to find.
+    const run = await ready(parts.executor).startIn(tx, ready(parts.saga), instance, {
+      firstStepChecked: true,
+    });
     return () => {
       metrics.placed(instance.data);
       run();

@@ -5,7 +5,12 @@ export {
   SagaUnavailable,
   type StepContext,
 } from "./definition.js";
-export { createSagaExecutor, type SagaExecutor, type SagaExecutorOptions } from "./executor.js";
+export {
+  createSagaExecutor,
+  type SagaExecutor,
+  type SagaExecutorOptions,
+  type StartInOptions,
+} from "./executor.js";
 export {
   createSagaQueries,
   describeSagaSteps,

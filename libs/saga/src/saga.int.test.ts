@@ -228,6 +228,26 @@ describe("sagas on the real Postgres", () => {
     await e.stop();
   });
 
+  it("skips the first step's check at start when the caller vouches for it, and checks the later steps", async () => {
+    const def = definition(
+      "in-place-vouched",
+      {},
+      { beforeStep: async (tx, id, _d, step) => void (await note(id, `check ${step}`, tx)) },
+    );
+    const e = executor([def], { pollMs: 60_000 });
+    await e.start();
+    const id = uuidv7();
+    const run = await database.db.transaction((tx) =>
+      e.startIn(tx, def, { id, data: { label: id } }, { firstStepChecked: true }),
+    );
+    expect(await entries(id)).toEqual({}); // no statement of the check at start
+    run();
+    expect((await finished(id)).status).toBe("completed");
+    expect(await entries(id)).toMatchObject({ "check authorize": 1, "check capture": 1, completed: 1 });
+    expect((await entries(id))["check reserve"]).toBeUndefined();
+    await e.stop();
+  });
+
   it("starts a saga unleased when its executor is not running, and a stop reason at start compensates", async () => {
     let refuse = false;
     const def = definition(

@@ -132,11 +132,9 @@ export function placementSaga(deps: PlacementDeps): SagaDefinition<PlacementData
           ),
       },
     ],
+    // Also sets the order's status for the steps done so far: the next step's check runs in the
+    // transaction that records a step as done, so no `onStepDone` (one statement per step fewer).
     beforeStep: (tx, id, _data, step) => orders.beforeStep(tx, id, step),
-    async onStepDone(tx, id, _data, step) {
-      if (step === "reserve") await orders.stepDone(tx, id, "stock_reserved");
-      if (step === "authorize") await orders.stepDone(tx, id, "payment_authorized");
-    },
     onCompleted: (tx, id, data) => orders.confirmed(tx, id, data),
     onCompensated: (tx, id, data, reason, undone) =>
       orders.cancelled(tx, id, data, reason, { paymentRefunded: undone.includes(CAPTURE) }),

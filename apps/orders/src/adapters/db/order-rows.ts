@@ -44,8 +44,9 @@ export function notifying(status: OrderStatus) {
 }
 
 /**
- * The status update (with or without a cancel reason), built by Drizzle once per shape: it runs
- * three times per order, in the saga's transactions. `notifying`'s NOTIFY names the status as a
+ * The status update (with or without a cancel reason), built by Drizzle once per shape: it ends
+ * each order, in the saga's last transaction (the statuses on the way are set by the steps'
+ * checks, saga-hooks.ts). `notifying`'s NOTIFY names the status as a
  * parameter here (the statement serves every status).
  */
 function prepareSetStatus(withReason: boolean) {

@@ -46,6 +46,26 @@ describe("order store on Postgres: the checks before each saga step", () => {
     expect(await flags(id)).toEqual({ captureStarted: false, cancelRequested: true });
   });
 
+  it("sets the status of the steps done so far, once: a check run again keeps the order's last update", async () => {
+    const id = await place();
+    const read = async () =>
+      (
+        await t.handle.db
+          .select({ status: orders.status, updatedAt: orders.updatedAt })
+          .from(orders)
+          .where(eq(orders.id, id))
+      )[0];
+    expect(await before(id, "reserve")).toBeUndefined();
+    expect((await read())?.status).toBe("pending");
+    expect(await before(id, "authorize")).toBeUndefined();
+    const reserved = await read();
+    expect(reserved?.status).toBe("stock_reserved");
+    expect(await before(id, "authorize")).toBeUndefined(); // a retried step
+    expect(await read()).toEqual(reserved);
+    expect(await before(id, "capture")).toBeUndefined();
+    expect((await read())?.status).toBe("payment_authorized");
+  });
+
   it("says so for an order that does not exist", async () => {
     expect(await before(uuidv7(), "reserve")).toBe("the order no longer exists");
     expect(await before(uuidv7(), "capture")).toBe("the order no longer exists");

@@ -5,11 +5,10 @@ import {
   type Order,
   OrderNotFoundError,
   OrderStateError,
-  type OrderStatus,
   type PlacementData,
 } from "../../domain/order.js";
 import type { OrderRepository } from "../../domain/ports.js";
-import { columns, setStatus } from "./order-rows.js";
+import { columns } from "./order-rows.js";
 import { findByKey, placeOrder, type StartPlacement } from "./placement.js";
 import { beforeStep, cancelOrder, confirmOrder } from "./saga-hooks.js";
 import { type OrdersSchema, orders } from "./schema.js";
@@ -62,7 +61,6 @@ export function createOrderStore(db: Database<OrdersSchema>, namespace: string) 
 
     requestCancel: (userId: string, id: string) => requestCancel(db, userId, id),
     beforeStep,
-    stepDone: (tx: AnyTransaction, id: string, status: OrderStatus) => setStatus(tx, id, status),
     confirmed: (tx: AnyTransaction, id: string, placed: PlacementData) =>
       confirmOrder(tx, namespace, id, placed),
     cancelled: (

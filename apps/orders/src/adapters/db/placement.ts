@@ -99,8 +99,8 @@ const insertOrder = prepareStatement<Order & { notified: unknown }>("orders_inse
 });
 
 /**
- * The order, its saga (with the first step's check, which reads the order) and its event go out
- * together, pipelined on the transaction's connection in the order they are started: the order
+ * The order, its saga (started with the first step's check vouched for: the order is inserted
+ * here, not cancelled and locked) and its event go out together, pipelined on the transaction's connection in the order they are started: the order
  * first. Undefined when another placement won the key (the insert is a no-op): the caller rolls
  * the saga and the event back.
  */

@@ -2,6 +2,7 @@ import { v7 as uuidv7 } from "uuid";
 import {
   IdempotencyKeyReusedError,
   InvalidOrderError,
+  type NewOrder,
   type Order,
   orderTotal,
   requestHash,
@@ -30,12 +31,32 @@ export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput): 
     throw new InvalidOrderError("items: a product appears more than once");
   }
   const hash = requestHash(items);
-  const existing = await deps.orders.findByKey(userId, idempotencyKey);
-  if (existing) {
+  // No lookup by key first (one round trip per placement fewer): the insert finds a repeat by
+  // its key. A repeat that can no longer be priced (a product gone since) still gets its order.
+  let priced: Priced;
+  try {
+    priced = await priceItems(deps, items);
+  } catch (err) {
+    const existing = await deps.orders.findByKey(userId, idempotencyKey);
+    if (!existing) throw err;
     if (existing.requestHash !== hash) throw new IdempotencyKeyReusedError(idempotencyKey);
     return existing;
   }
-  // Prices from the catalogue, now: the order keeps them.
+  const { order, run } = await deps.orders.place({
+    id: uuidv7(),
+    userId,
+    idempotencyKey,
+    requestHash: hash,
+    ...priced,
+  });
+  run?.();
+  return order;
+}
+
+type Priced = { items: NewOrder["items"]; totalMinor: number; currency: string };
+
+/** The items at today's catalogue prices (the order keeps them), their total and currency. */
+async function priceItems(deps: PlaceOrderDeps, items: PlaceOrderInput["items"]): Promise<Priced> {
   const prices = await Promise.all(items.map((i) => deps.catalogue.price(i.productId)));
   const currencies = new Set(prices.map((p) => p.currency));
   if (currencies.size !== 1) {
@@ -47,15 +68,5 @@ export async function placeOrder(deps: PlaceOrderDeps, input: PlaceOrderInput): 
   // Exact, or refused: checked before the unit prices become numbers.
   const totalMinor = orderTotal(priced);
   const stored = priced.map((i) => ({ ...i, unitPriceMinor: Number(i.unitPriceMinor) }));
-  const { order, run } = await deps.orders.place({
-    id: uuidv7(),
-    userId,
-    idempotencyKey,
-    requestHash: hash,
-    items: stored,
-    totalMinor,
-    currency: [...currencies][0] as string,
-  });
-  run?.();
-  return order;
+  return { items: stored, totalMinor, currency: [...currencies][0] as string };
 }
