@@ -51,7 +51,9 @@ export interface SagaDefinition<D> {
   /**
    * Before a step runs: a reason to stop instead (a cancellation asked for), or undefined to go
    * on. Whatever it writes (a "capturing" mark) commits with its transaction: the one that starts
-   * the saga (first step), else the one that records the step before as done. In the latter it is
+   * the saga (first step; not run there when the caller of `startIn` passes `firstStepChecked`,
+   * vouching that the check would neither write nor refuse), else the one that records the step
+   * before as done. In the latter it is
    * started together with that step's `onStepDone` (one round trip fewer per step): its first
    * statement is sent after `onStepDone`'s first and sees what that wrote, but the two hooks run
    * concurrently after that, so neither may depend on the other's later statements.

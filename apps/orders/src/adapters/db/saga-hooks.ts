@@ -17,8 +17,8 @@ import { orders } from "./schema.js";
  *
  * One statement per step: the status update locks the order against a concurrent CancelOrder
  * and reads its cancellation, and the placement saga leaves `onStepDone` out (its status is set
- * here, in the same transaction). Orders' statements per order 22 -> 20 (tools/bench's wire
- * counter, MESHWORK_BENCH_COUNT_WIRE=1).
+ * here, in the same transaction). Orders' statements per order 22.2 -> 18.1 with
+ * the other cuts of that commit (tools/bench's wire counter, MESHWORK_BENCH_COUNT_WIRE=1).
  */
 export async function beforeStep(tx: AnyTransaction, id: string, step: string): Promise<string | undefined> {
   const reached = STATUS_BEFORE[step];
