@@ -747,6 +747,7 @@ export function gatewayFixture(): ServerSpec {
     description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
     script: "gateway-server.js",
     asserts: true,
+    // Node flags for the gateway's process only (`--max-semi-space-size=4`, say), to compare them.
     nodeArgs: process.env.MESHWORK_BENCH_GATEWAY_NODE_ARGS?.split(" ").filter(Boolean),
     headers(server) {
       for (const line of server.lines) {
