@@ -1,7 +1,7 @@
 import { parseUpstreams } from "@meshwork/discovery";
 import { ConfigError } from "@meshwork/runtime";
 import { describe, expect, it } from "vitest";
-import { loadConfig } from "./config.js";
+import { GATEWAY_HEAP_GROWING_PERCENT, loadConfig } from "./config.js";
 
 describe("gateway config", () => {
   it("defaults to port 8080, admin on loopback 9901, endpoints from the discovery registry", () => {
@@ -45,10 +45,13 @@ describe("gateway config", () => {
     expect(() => loadConfig({ JWT_MAX_LIFETIME_S: "0" })).toThrow(/JWT_MAX_LIFETIME_S/);
   });
 
-  it("leaves V8's heap growth alone unless GC_HEAP_GROWING_PERCENT is set", () => {
-    expect(loadConfig({}).heapGrowingPercent).toBeUndefined();
+  it("bounds V8's heap growth by default (GATEWAY_HEAP_GROWING_PERCENT); GC_HEAP_GROWING_PERCENT=0 leaves it to V8", () => {
+    expect(loadConfig({}).heapGrowingPercent).toBe(GATEWAY_HEAP_GROWING_PERCENT);
+    expect(loadConfig({ GC_HEAP_GROWING_PERCENT: "" }).heapGrowingPercent).toBe(GATEWAY_HEAP_GROWING_PERCENT);
+    expect(loadConfig({ GC_HEAP_GROWING_PERCENT: "0" }).heapGrowingPercent).toBe(0);
     expect(loadConfig({ GC_HEAP_GROWING_PERCENT: "50" }).heapGrowingPercent).toBe(50);
     expect(() => loadConfig({ GC_HEAP_GROWING_PERCENT: "1001" })).toThrow(/GC_HEAP_GROWING_PERCENT/);
+    expect(() => loadConfig({ GC_HEAP_GROWING_PERCENT: "half" })).toThrow(/GC_HEAP_GROWING_PERCENT/);
   });
 
   it("limits what one client holds, with documented defaults each variable overrides", () => {

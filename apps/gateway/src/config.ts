@@ -11,6 +11,18 @@ import { parseRouteSettings } from "./strangler/settings.js";
 import type { RouteSetting } from "./strangler/strangler.js";
 
 /**
+ * The gateway's `GC_HEAP_GROWING_PERCENT` when it is not set (0 gives the choice back to V8; see
+ * `setHeapGrowingPercent` in `@meshwork/runtime/internal`). A gateway copies every call's HTTP/2
+ * headers, which Node makes external strings that V8 puts straight into the old generation: dead
+ * after the call, freed only by a full GC. With V8's own factor its old generation fills slowly,
+ * so full GCs are rare and long and that garbage stays resident (issue 23). Bench, gateway vs
+ * the bare proxy in one run (`MESHWORK_BENCH_SERVERS=gateway,proxy`, 3 rounds, load 3-15):
+ * V8's choice: 1 full GC of 111 ms in the latency run, RSS 247 MB (proxy 122); 50: 2 full GCs
+ * of 24-28 ms, RSS 189 MB (proxy 129); 50 with `--max-semi-space-size=4`: RSS 146 MB (113).
+ */
+export const GATEWAY_HEAP_GROWING_PERCENT = 50;
+
+/**
  * What one client may hold at the edge, by default (issue 25.2). A client is an address: behind
  * a NAT or a proxy many users share one, so raise the per-client limits there.
  */
@@ -205,8 +217,8 @@ const shape = {
         return z.NEVER;
       }
     }),
-  /** As for the services: heap growth between full GCs, in percent; unset leaves it to V8. */
-  GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).optional(),
+  /** As for the services: heap growth between full GCs, in percent; 0 leaves it to V8. */
+  GC_HEAP_GROWING_PERCENT: z.coerce.number().int().min(0).max(1000).default(GATEWAY_HEAP_GROWING_PERCENT),
 };
 
 export interface GatewayConfig {
@@ -257,7 +269,7 @@ export interface GatewayConfig {
   tracesExporter?: "none" | "console" | "otlp";
   otlpEndpoint?: string;
   sampleRatio?: number;
-  /** V8's heap growing percent for the process; absent: left to V8. */
+  /** V8's heap growing percent for the process; absent: left to V8 (loadConfig: {@link GATEWAY_HEAP_GROWING_PERCENT}). */
   heapGrowingPercent?: number;
   /** Streams per connection, header and idle timeouts, connections per client; absent ones: {@link GATEWAY_LIMITS}. */
   connectionLimits?: Partial<ConnectionLimits>;

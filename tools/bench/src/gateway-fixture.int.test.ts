@@ -1,4 +1,5 @@
 import http2 from "node:http2";
+import { GATEWAY_HEAP_GROWING_PERCENT } from "@meshwork/gateway/embedded";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { grpcUnframe } from "./grpc-frame.js";
@@ -78,6 +79,16 @@ describe("the bench's gateway fixture under the fixed-rate run's connections", (
     if (server) process.kill(server.pid, "SIGCONT");
     for (const s of sessions) s.destroy();
     await server?.stop();
+  });
+
+  it("runs the gateway with the heap growing percent it is deployed with (GATEWAY_HEAP_GROWING_PERCENT)", () => {
+    // What `npm start` and the image run (the gateway's config default), unless the bench's
+    // environment sets GC_HEAP_GROWING_PERCENT for a comparison.
+    const env = process.env.GC_HEAP_GROWING_PERCENT;
+    const listening = server.lines.find((l) => l.includes('"listening"') && l.includes('"adminUrl"'));
+    const reported =
+      listening && (JSON.parse(listening) as { heapGrowingPercent?: number | null }).heapGrowingPercent;
+    expect(reported).toBe(env ? Number(env) : GATEWAY_HEAP_GROWING_PERCENT);
   });
 
   it("answers every call a stall queued (connections × streams) OK, and any error with a status and a message", async () => {

@@ -659,7 +659,11 @@ export function http2EchoFixture(): ServerSpec {
  * pinned to the servers' CPU: against the runtime row, what the hop costs.
  */
 function inFrontOfRuntime(
-  spec: Pick<ServerSpec, "name" | "description" | "headers"> & { script: string; asserts?: boolean },
+  spec: Pick<ServerSpec, "name" | "description" | "headers"> & {
+    script: string;
+    asserts?: boolean;
+    nodeArgs?: readonly string[];
+  },
 ): ServerSpec {
   const script = join(fixturesDir, spec.script);
   // A proxy that asserts its callers (the gateway) does so with a key the runtime trusts, as in
@@ -694,6 +698,7 @@ function inFrontOfRuntime(
           },
           context,
           ready: (proc) => listeningPort(proc),
+          nodeArgs: spec.nodeArgs,
           cleanup: () => upstream.stop(),
           // The proxy's own pauses (its upstream is another process).
           reportsGc: true,
@@ -742,6 +747,8 @@ export function gatewayFixture(): ServerSpec {
     description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
     script: "gateway-server.js",
     asserts: true,
+    // Node flags for the gateway's process only (`--max-semi-space-size=4`, say), to compare them.
+    nodeArgs: process.env.MESHWORK_BENCH_GATEWAY_NODE_ARGS?.split(" ").filter(Boolean),
     headers(server) {
       for (const line of server.lines) {
         if (!line.includes('"token"')) continue;
