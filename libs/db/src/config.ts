@@ -23,7 +23,8 @@ export function databaseEnvShape(defaults: { dataDir: string }) {
       .default(30 * 60),
     DB_CONNECT_TIMEOUT_S: z.coerce.number().int().positive().default(10),
     /**
-     * Longest wait of a transaction for a pooled connection (ms) before it fails UNAVAILABLE;
+     * Longest wait of a transaction, or of a single query outside one, for a pooled connection
+     * (ms) before it fails UNAVAILABLE;
      * 0 waits forever. A few seconds: more than a healthy pool ever makes anyone wait, and less
      * than a caller's deadline, so an exhausted or deadlocked pool is seen as such.
      */
@@ -60,7 +61,8 @@ export interface DatabaseConfig {
     /** Give up opening a connection after this long (s). */
     connectTimeoutS: number;
     /**
-     * Fail a transaction UNAVAILABLE when it waited this long (ms) for a connection; 0 waits
+     * Fail a transaction or a single query UNAVAILABLE when it waited this long (ms) for a
+     * connection; 0 waits
      * forever. Default {@link DEFAULT_POOL_WAIT_TIMEOUT_MS}.
      */
     waitTimeoutMs?: number;

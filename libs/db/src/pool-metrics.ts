@@ -20,7 +20,7 @@ export interface PoolProbe {
   readonly max: number;
   /** Transactions whose `begin` waits for a connection. */
   waiting: number;
-  /** Transactions refused since the start because no connection came within the wait bound. */
+  /** Transactions and single queries refused since the start: no connection within the wait bound. */
   timeouts: number;
   /** Connections this process opened, by state, as the server sees them (a fresh count each time). */
   connections(): Promise<{ used: number; idle: number }>;
@@ -103,7 +103,7 @@ function poolWaitTimeout(pool: string, waitedMs: number, max: number): ConnectEr
 export interface PoolWaitOptions {
   /** The pool's name in errors and logs (the database's name). */
   poolName: string;
-  /** Longest wait of a transaction for a connection (ms); 0 waits forever. */
+  /** Longest wait of a transaction or a single statement for a connection (ms); 0 waits forever. */
   waitTimeoutMs: number;
   /**
    * Told once per episode: when a first transaction is refused (`exhausted`, with the wait), and
@@ -112,79 +112,150 @@ export interface PoolWaitOptions {
   onEpisode?: (event: "exhausted" | "recovered", detail: Record<string, unknown>) => void;
 }
 
+/** What a queued postgres.js query shows of its state (postgres.js 3.4 internals, pinned by pool-wait.int.test.ts). */
+interface QueuedQuery {
+  /** Null until postgres.js wrote the query to a connection (then its backend's key). */
+  state?: unknown;
+  /** Set once the query was handed to the pool (postgres.js queries start when awaited). */
+  executed?: boolean;
+  /** Settles the query's promise with an error. */
+  reject(err: unknown): void;
+  /** postgres.js's public `query.cancel()`: a query still in the pool's queue leaves it, rejected. */
+  cancel(): unknown;
+}
+
+/** One pool's refusals: counted on the probe, said once per episode (see {@link PoolWaitOptions}). */
+function refusals(probe: PoolProbe, wait: PoolWaitOptions) {
+  let refused = 0; // in the current episode
+  return {
+    refuse(): ConnectError {
+      probe.timeouts += 1;
+      refused += 1;
+      if (refused === 1)
+        wait.onEpisode?.("exhausted", {
+          pool: wait.poolName,
+          waitTimeoutMs: wait.waitTimeoutMs,
+          max: probe.max,
+        });
+      return poolWaitTimeout(wait.poolName, wait.waitTimeoutMs, probe.max);
+    },
+    served(startedAt: number): void {
+      if (refused === 0) return;
+      wait.onEpisode?.("recovered", {
+        pool: wait.poolName,
+        refused,
+        waitedMs: Math.round(performance.now() - startedAt),
+      });
+      refused = 0;
+    },
+  };
+}
+
+/**
+ * Bounds the wait of a single statement on the pool (outside a transaction) for a connection:
+ * postgres.js pipelines it onto a busy connection when it can, but when every connection is held
+ * by a transaction it queues it, unbounded. A statement still queued after the bound leaves the
+ * queue (`cancel()`) rejected with the UNAVAILABLE error of a refused transaction; one already on
+ * a connection (or never awaited) is left alone. A timer per statement: ~0.6-0.9 µs of CPU each
+ * (a sweep per pool measured more, its bookkeeping costing what the timers did).
+ */
+function boundQueryWait(q: QueuedQuery, waitTimeoutMs: number, pool: ReturnType<typeof refusals>): void {
+  const issuedAt = performance.now();
+  const timer = setTimeout(() => {
+    if (q.state || !q.executed) return;
+    const reject = q.reject;
+    const err = pool.refuse();
+    q.reject = () => reject(err);
+    q.cancel();
+  }, waitTimeoutMs);
+  Promise.prototype.then.call(
+    q,
+    () => {
+      clearTimeout(timer);
+      pool.served(issuedAt);
+    },
+    () => clearTimeout(timer),
+  );
+}
+
 /**
  * Wraps a postgres.js pool so `begin` counts the transactions waiting for a connection on
  * `probe` (from the call until postgres.js hands the transaction its connection), and refuses a
  * transaction that waited longer than `wait.waitTimeoutMs` with UNAVAILABLE ({@link PoolWaitTimeoutError}).
  * postgres.js bounds only the opening of a connection (`connect_timeout`), not the wait in its
  * queue, and a queued `begin` cannot be taken out of that queue: when it gets its connection
- * after all, it rolls back at once, giving the connection back.
+ * after all, it rolls back at once, giving the connection back. A single statement outside a
+ * transaction (`unsafe`, which Drizzle runs every query through) gets the same bound and the same
+ * error: it is taken out of the queue.
  */
 export function countingWaits<T extends postgres.Sql>(sql: T, probe: PoolProbe, wait?: PoolWaitOptions): T {
   type Run = (...args: unknown[]) => Promise<unknown>;
-  let refused = 0; // in the current episode
+  const bounded = wait && wait.waitTimeoutMs > 0 ? wait : undefined;
+  const pool = refusals(probe, wait ?? { poolName: "", waitTimeoutMs: 0 });
+  type Unsafe = (...args: unknown[]) => QueuedQuery;
+  const unsafe = (...args: unknown[]) => {
+    const q = (sql.unsafe as unknown as Unsafe)(...args);
+    if (bounded) boundQueryWait(q, bounded.waitTimeoutMs, pool);
+    return q;
+  };
   return new Proxy(sql, {
     get(target, prop, receiver) {
+      if (prop === "unsafe" && bounded) return unsafe;
       if (prop !== "begin") return Reflect.get(target, prop, receiver);
-      const begin = Reflect.get(target, prop, receiver) as Run;
-      return (...args: unknown[]) => {
-        const fn = args.pop() as (tx: postgres.TransactionSql) => unknown;
-        const startedAt = performance.now();
-        probe.waiting += 1;
-        let started = false;
-        let gaveUp = false;
-        const start = () => {
-          if (!started) {
-            started = true;
-            probe.waiting -= 1;
-          }
-        };
-        const run = begin
-          .call(target, ...args, (tx: postgres.TransactionSql) => {
-            start();
-            // Its caller was already told no: roll back, giving the connection back.
-            if (gaveUp) throw new Error("transaction abandoned after its wait for a connection");
-            if (refused > 0 && wait) {
-              wait.onEpisode?.("recovered", {
-                pool: wait.poolName,
-                refused,
-                waitedMs: Math.round(performance.now() - startedAt),
-              });
-              refused = 0;
-            }
-            return fn(tx);
-          })
-          .finally(start); // a begin that failed before it got a connection waits no more
-        if (!wait || wait.waitTimeoutMs <= 0) return run;
-        return new Promise((resolve, reject) => {
-          const timer = setTimeout(() => {
-            if (started) return;
-            gaveUp = true;
-            start();
-            probe.timeouts += 1;
-            refused += 1;
-            if (refused === 1)
-              wait.onEpisode?.("exhausted", {
-                pool: wait.poolName,
-                waitTimeoutMs: wait.waitTimeoutMs,
-                max: probe.max,
-              });
-            reject(poolWaitTimeout(wait.poolName, wait.waitTimeoutMs, probe.max));
-          }, wait.waitTimeoutMs);
-          run.then(
-            (v) => {
-              clearTimeout(timer);
-              resolve(v);
-            },
-            (err) => {
-              clearTimeout(timer);
-              if (!gaveUp) reject(err);
-            },
-          );
-        });
-      };
+      return boundedBegin(Reflect.get(target, prop, receiver) as Run, target, probe, bounded, pool);
     },
   });
+}
+
+/** `begin` counted on `probe` and, with `wait`, bounded (see {@link countingWaits}). */
+function boundedBegin(
+  begin: (...args: unknown[]) => Promise<unknown>,
+  target: postgres.Sql,
+  probe: PoolProbe,
+  wait: PoolWaitOptions | undefined,
+  pool: ReturnType<typeof refusals>,
+) {
+  return (...args: unknown[]) => {
+    const fn = args.pop() as (tx: postgres.TransactionSql) => unknown;
+    const startedAt = performance.now();
+    probe.waiting += 1;
+    let started = false;
+    let gaveUp = false;
+    const start = () => {
+      if (!started) {
+        started = true;
+        probe.waiting -= 1;
+      }
+    };
+    const run = begin
+      .call(target, ...args, (tx: postgres.TransactionSql) => {
+        start();
+        // Its caller was already told no: roll back, giving the connection back.
+        if (gaveUp) throw new Error("transaction abandoned after its wait for a connection");
+        if (wait) pool.served(startedAt);
+        return fn(tx);
+      })
+      .finally(start); // a begin that failed before it got a connection waits no more
+    if (!wait) return run;
+    return new Promise((resolve, reject) => {
+      const timer = setTimeout(() => {
+        if (started) return;
+        gaveUp = true;
+        start();
+        reject(pool.refuse());
+      }, wait.waitTimeoutMs);
+      run.then(
+        (v) => {
+          clearTimeout(timer);
+          resolve(v);
+        },
+        (err) => {
+          clearTimeout(timer);
+          if (!gaveUp) reject(err);
+        },
+      );
+    });
+  };
 }
 
 /**
@@ -208,7 +279,8 @@ export function registerPoolMetrics(meter: Meter, probe: PoolProbe, poolName: st
     description: "Most connections the pool opens",
   });
   const timeouts = meter.createObservableCounter("db.client.connection.timeouts", {
-    description: "Transactions refused (UNAVAILABLE) after waiting the bound for a connection",
+    description:
+      "Transactions and single queries refused (UNAVAILABLE) after waiting the bound for a connection",
   });
   meter.addBatchObservableCallback(
     async (result) => {

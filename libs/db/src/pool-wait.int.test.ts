@@ -104,6 +104,58 @@ describe("the wait for a pooled connection is bounded (postgres.js)", () => {
     ]);
   });
 
+  it("fails a plain query (outside a transaction) that waited the bound UNAVAILABLE, as a transaction", async () => {
+    const db = await open(2, 400);
+    handles.push(db);
+    // Both connections opened first (see above), then held by two transactions.
+    await Promise.all([db.db.execute(sql`select pg_sleep(0.05)`), db.db.execute(sql`select pg_sleep(0.05)`)]);
+    let release = () => {};
+    const held = new Promise<void>((r) => {
+      release = r;
+    });
+    let holding = 0;
+    const holders = [0, 1].map(() =>
+      db.db.transaction(async (tx) => {
+        await tx.execute(sql`select 1`);
+        holding += 1;
+        await held;
+      }),
+    );
+    for (const deadline = Date.now() + 10_000; holding < 2; ) {
+      if (Date.now() > deadline) throw new Error("the two holders never got their connections");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const started = performance.now();
+    const [err, pingErr] = await Promise.all([
+      db.db.execute(sql`select 8 as n`).then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+      db.ping().then(
+        () => undefined,
+        (e: unknown) => e,
+      ),
+    ]);
+    const ms = performance.now() - started;
+    for (const e of [err, pingErr]) {
+      // Drizzle wraps the driver's error (DrizzleQueryError); the UNAVAILABLE one is in its causes.
+      const unavailable = e instanceof ConnectError ? e : (e as Error).cause;
+      expect(unavailable).toBeInstanceOf(ConnectError);
+      expect((unavailable as ConnectError).code).toBe(Code.Unavailable);
+      expect((unavailable as Error).cause).toBeInstanceOf(PoolWaitTimeoutError);
+      expect((unavailable as ConnectError).rawMessage).toBe(
+        `database pool ${testDb.name}: no connection free after waiting 400 ms (all 2 in use)`,
+      );
+      expect(isConnectionError(e)).toBe(true);
+    }
+    expect(ms).toBeGreaterThanOrEqual(390);
+    expect(ms).toBeLessThan(5_000);
+    release();
+    await Promise.all(holders);
+    // The refused query left the queue: the pool serves the next one.
+    expect(await db.db.execute(sql`select 9 as n`)).toEqual([{ n: 9 }]);
+  });
+
   it("turns the pool deadlock (a transaction waiting for a second connection of a full pool) into UNAVAILABLE", async () => {
     const db = await open(1, 300);
     handles.push(db);
