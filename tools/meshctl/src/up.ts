@@ -3,6 +3,7 @@ import { join } from "node:path";
 import { BUILD_COMMIT_VAR } from "@meshwork/runtime";
 import { bootstrapSecretFile } from "./admin.js";
 import { sourceCommit } from "./build-commit.js";
+import { CoalescedFile } from "./coalesced-file.js";
 import { startMeshConsole, supervisorControl } from "./console.js";
 import {
   meshIdentityKeys,
@@ -201,6 +202,7 @@ interface MeshInfrastructure {
 class MeshRun {
   private readonly running: Running[] = [];
   private readonly supervisor: Supervisor;
+  private readonly reportFile: CoalescedFile;
   /** The last health answer of each process that was starting. */
   private readonly health = new Map<string, string>();
   /** When each starting process was last asked for its health (ms since the epoch). */
@@ -237,8 +239,9 @@ class MeshRun {
     );
     const supervisor = new Supervisor(options.restartPolicy ?? DEFAULT_RESTART_POLICY);
     this.supervisor = supervisor;
+    this.reportFile = new CoalescedFile(supervisionFile(options.home), () => this.report());
     supervisor.onChange(() => {
-      this.report();
+      this.reportFile.changed();
       this.wake();
     });
     supervisor.onEvent((e) => {
@@ -302,14 +305,21 @@ class MeshRun {
     return this.supervisor.stopAll(signal, 15_000);
   }
 
-  /** Writes {@link supervisionFile} for `meshctl status`. */
-  private report(): void {
+  /**
+   * {@link supervisionFile} for `meshctl status` and the leftovers logic; urgent (written on the
+   * next tick) when a process id changed, else coalesced during the start (see {@link CoalescedFile}).
+   */
+  private report() {
     const byName = new Map(this.running.map((r) => [r.name, r]));
+    const children = this.supervisor.status();
     const body: SupervisionReport = {
       pid: process.pid,
-      children: this.supervisor.status().map((c) => ({ ...c, address: byName.get(c.name)?.address })),
+      children: children.map((c) => ({ ...c, address: byName.get(c.name)?.address })),
     };
-    writeFileSync(supervisionFile(this.options.home), `${JSON.stringify(body, null, 2)}\n`);
+    return {
+      text: `${JSON.stringify(body, null, 2)}\n`,
+      urgent: children.map((c) => c.pid ?? "-").join(","),
+    };
   }
 
   /** NATS (with a user per process), the identity keys, the trace receiver and Postgres. */
@@ -663,6 +673,7 @@ class MeshRun {
     for (const r of running) if (r.manifest.kind === "gateway") r.database = `admin ${r.admin}`;
     if (options.console && options.console !== "off")
       this.meshConsole = await this.startConsole(options.console);
+    this.reportFile.settle(); // current when "the mesh is up" is read, and every change from now on
     const healthOf = (r: Running) =>
       this.supervisor.state(r.name) === "given-up" ? "GIVEN-UP" : (this.health.get(r.name) ?? "?");
     options.out.write(
@@ -721,6 +732,7 @@ class MeshRun {
   private async cleanUp(): Promise<void> {
     clearInterval(this.poller);
     await this.meshConsole?.close();
+    this.reportFile.cancel();
     rmSync(supervisionFile(this.options.home), { force: true });
     await this.telemetry?.close();
     // Last, once every service has stopped using it.
