@@ -73,18 +73,7 @@ export async function createOrdersService(
   // Placement reads prices through `catalogue`, built once the cache's shared tier is open.
   const prices = priceList({ price: (id) => ready(parts.catalogue).price(id) });
   const metrics = createOrderMetrics(telemetry.meter);
-  // Counted when the placement's transaction committed (the function returned runs then).
-  const repository = orderRepository(orders, async (tx, instance) => {
-    // The placement inserts the order in this transaction (placement.ts): not cancelled, locked,
-    // so the first step's check (a locking read of the order) has nothing to find.
-    const run = await ready(parts.executor).startIn(tx, ready(parts.saga), instance, {
-      firstStepChecked: true,
-    });
-    return () => {
-      metrics.placed(instance.data);
-      run();
-    };
-  });
+  const repository = placementRepository(orders, parts, metrics);
 
   const service: Service = createService({
     name: SERVICE,
@@ -132,6 +121,28 @@ export async function createOrdersService(
     },
   });
   return service;
+}
+
+/**
+ * The order repository whose placement starts the saga in the placing transaction; counted when
+ * that transaction committed (the function returned runs then).
+ */
+function placementRepository(
+  orders: Parameters<typeof orderRepository>[0],
+  parts: OrdersParts,
+  metrics: ReturnType<typeof createOrderMetrics>,
+) {
+  return orderRepository(orders, async (tx, instance) => {
+    // The placement inserts the order in this transaction (placement.ts): not cancelled, locked,
+    // so the first step's check (a locking read of the order) has nothing to find.
+    const run = await ready(parts.executor).startIn(tx, ready(parts.saga), instance, {
+      firstStepChecked: true,
+    });
+    return () => {
+      metrics.placed(instance.data);
+      run();
+    };
+  });
 }
 
 /**
