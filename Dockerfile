@@ -32,6 +32,10 @@ COPY proto ./proto
 COPY third_party ./third_party
 RUN TURBO_TELEMETRY_DISABLED=1 npx turbo run build --filter="@meshwork/${SERVICE}..." --output-logs=errors-only \
  && npm prune --omit=dev --no-audit --no-fund
+# The Node options the service is deployed with, from its package.json's `meshwork.nodeOptions`
+# (the gateway's young generation: apps/gateway/src/node-options.ts), where `meshctl up` and the
+# bench read them too; the CMD puts them in front of the deployment's own NODE_OPTIONS.
+RUN node -p "require('./apps/${SERVICE}/package.json').meshwork?.nodeOptions ?? ''" > node-options
 
 FROM ${NODE_IMAGE}
 ARG SERVICE
@@ -50,5 +54,6 @@ ENV MESHWORK_BUILD_COMMIT=${GIT_COMMIT}
 # grpc.health.v1 Health/Check on the service's own port (the gateway's image answers it too).
 HEALTHCHECK --interval=5s --timeout=3s --start-period=10s --retries=12 \
   CMD ["sh", "-c", "exec node libs/runtime/dist/health-probe.js 127.0.0.1:${PORT:-50051}"]
-# SIGTERM reaches node itself (exec): the service drains and deregisters before it exits.
-CMD ["sh", "-c", "exec node apps/${SERVICE}/dist/main.js"]
+# SIGTERM reaches node itself (exec): the service drains and deregisters before it exits. A flag
+# the deployment sets in NODE_OPTIONS wins over the service's own (V8 takes the last).
+CMD ["sh", "-c", "export NODE_OPTIONS=\"$(cat node-options) ${NODE_OPTIONS:-}\"; exec node apps/${SERVICE}/dist/main.js"]

@@ -1,5 +1,9 @@
 import http2 from "node:http2";
-import { GATEWAY_HEAP_GROWING_PERCENT } from "@meshwork/gateway/embedded";
+import {
+  GATEWAY_HEAP_GROWING_PERCENT,
+  GATEWAY_NODE_OPTIONS,
+  semiSpaceMbOf,
+} from "@meshwork/gateway/embedded";
 import { waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { grpcUnframe } from "./grpc-frame.js";
@@ -89,6 +93,17 @@ describe("the bench's gateway fixture under the fixed-rate run's connections", (
     const reported =
       listening && (JSON.parse(listening) as { heapGrowingPercent?: number | null }).heapGrowingPercent;
     expect(reported).toBe(env ? Number(env) : GATEWAY_HEAP_GROWING_PERCENT);
+  });
+
+  it("runs the gateway with the Node options it is deployed with (its package.json's nodeOptions)", () => {
+    // Its young generation as the image and `meshctl up` start it, unless the bench's environment
+    // gives the gateway other flags for a comparison (MESHWORK_BENCH_GATEWAY_NODE_ARGS).
+    const deployed = semiSpaceMbOf(GATEWAY_NODE_OPTIONS, []);
+    expect(deployed).toBeGreaterThan(0);
+    const compared = semiSpaceMbOf("", process.env.MESHWORK_BENCH_GATEWAY_NODE_ARGS?.split(" ") ?? []);
+    const listening = server.lines.find((l) => l.includes('"listening"') && l.includes('"adminUrl"'));
+    const reported = listening && (JSON.parse(listening) as { semiSpaceMb?: number | null }).semiSpaceMb;
+    expect(reported).toBe(compared ?? deployed);
   });
 
   it("answers every call a stall queued (connections × streams) OK, and any error with a status and a message", async () => {

@@ -11,6 +11,7 @@ import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { Health, HealthCheckResponse_ServingStatus } from "@meshwork/contracts/grpc/health/v1/health";
 import { connectNats, streamName } from "@meshwork/events";
+import { GATEWAY_NODE_OPTIONS } from "@meshwork/gateway/embedded";
 import { generateIdentityKey } from "@meshwork/runtime";
 import { testIdentity } from "@meshwork/runtime/testing";
 import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
@@ -663,6 +664,8 @@ function inFrontOfRuntime(
     script: string;
     asserts?: boolean;
     nodeArgs?: readonly string[];
+    /** `NODE_OPTIONS` of the process (before any the bench's own environment has). */
+    nodeOptions?: string;
   },
 ): ServerSpec {
   const script = join(fixturesDir, spec.script);
@@ -695,6 +698,9 @@ function inFrontOfRuntime(
             UPSTREAM_URL: upstream.url,
             ...(spec.asserts ? { IDENTITY_KEY: key.privateKey } : {}),
             ...(context.callsInFlight ? { LOAD_CALLS_IN_FLIGHT: String(context.callsInFlight) } : {}),
+            ...(spec.nodeOptions
+              ? { NODE_OPTIONS: [spec.nodeOptions, process.env.NODE_OPTIONS].filter(Boolean).join(" ") }
+              : {}),
           },
           context,
           ready: (proc) => listeningPort(proc),
@@ -747,7 +753,10 @@ export function gatewayFixture(): ServerSpec {
     description: "apps/gateway (JWT verified, policy, routing) in front of the runtime fixture",
     script: "gateway-server.js",
     asserts: true,
-    // Node flags for the gateway's process only (`--max-semi-space-size=4`, say), to compare them.
+    // The Node options the gateway is deployed with (its package.json's, as the image and
+    // `meshctl up` run it); flags in MESHWORK_BENCH_GATEWAY_NODE_ARGS come after them and win
+    // (`--max-semi-space-size=16`, V8's default, say), to compare them.
+    nodeOptions: GATEWAY_NODE_OPTIONS,
     nodeArgs: process.env.MESHWORK_BENCH_GATEWAY_NODE_ARGS?.split(" ").filter(Boolean),
     headers(server) {
       for (const line of server.lines) {
@@ -784,5 +793,11 @@ export function proxyFixture(): ServerSpec {
     name: "node:http2 proxy -> runtime",
     description: "bare node:http2 pass-through proxy in front of the runtime fixture (a gateway's ceiling)",
     script: "proxy-server.js",
+    // The same Node options as the gateway it is the ceiling of: the ratios then measure what
+    // the gateway's code costs, not a V8 setting only one of them runs with (a 4 MB semi-space
+    // took the proxy's RSS from ~123 to ~105 MB too, issue 23). MESHWORK_BENCH_PROXY_NODE_ARGS:
+    // flags after them, to compare.
+    nodeOptions: GATEWAY_NODE_OPTIONS,
+    nodeArgs: process.env.MESHWORK_BENCH_PROXY_NODE_ARGS?.split(" ").filter(Boolean),
   });
 }

@@ -1,5 +1,5 @@
-import { spawn } from "node:child_process";
-import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync } from "node:fs";
+import { spawn, spawnSync } from "node:child_process";
+import { existsSync, mkdtempSync, readdirSync, readFileSync, rmSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { basename, join } from "node:path";
 import { fileURLToPath } from "node:url";
@@ -60,6 +60,40 @@ describe("one image per service, from its pruned workspace", () => {
       /^HEALTHCHECK .*\n.*node libs\/runtime\/dist\/health-probe\.js 127\.0\.0\.1:\$\{PORT/m,
     );
     expect(existsSync(join(root, "libs/runtime/src/health-probe.ts"))).toBe(true);
+  });
+
+  it("the image starts a service with its package.json's Node options, before the deployment's NODE_OPTIONS", () => {
+    const dockerfile = readFileSync(join(root, "Dockerfile"), "utf8");
+    // The build stage writes them to /app/node-options...
+    const write = /^RUN node -p "(.*)" > node-options$/m.exec(dockerfile);
+    expect(write).not.toBeNull();
+    const dir = mkdtempSync(join(tmpdir(), "meshwork-image-options-"));
+    try {
+      const service = "gateway";
+      const expression = (write?.[1] ?? "").replaceAll(/\$\{SERVICE\}/g, service);
+      const written = spawnSync(process.execPath, ["-p", expression], { cwd: root, encoding: "utf8" });
+      const gateway = manifests.find((m) => m.kind === "gateway");
+      expect(written.stdout.trim()).toBe(gateway?.nodeOptions);
+      writeFileSync(join(dir, "node-options"), written.stdout);
+      // ...and the CMD runs node with them, the environment's own after them (they win).
+      const cmd = /^CMD \["sh", "-c", (".*")\]$/m.exec(dockerfile);
+      const line = (JSON.parse(cmd?.[1] ?? '""') as string).replace(
+        /node apps\/\$\{SERVICE\}\/dist\/main\.js/,
+        "node -e 'console.log(process.env.NODE_OPTIONS)'",
+      );
+      const run = (env: Record<string, string>) =>
+        spawnSync("sh", ["-c", line], {
+          cwd: dir,
+          encoding: "utf8",
+          env: { PATH: process.env.PATH ?? "", ...env },
+        }).stdout.trim();
+      expect(run({ SERVICE: service })).toBe(gateway?.nodeOptions);
+      expect(run({ SERVICE: service, NODE_OPTIONS: "--max-semi-space-size=16" })).toBe(
+        `${gateway?.nodeOptions} --max-semi-space-size=16`,
+      );
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 
   it("the pruned context of each service holds its own app and the libraries it uses, never another app's source", async () => {

@@ -3,8 +3,17 @@ import { createHash } from "node:crypto";
 import { mkdirSync, mkdtempSync, readFileSync, rmSync, utimesSync, writeFileSync } from "node:fs";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
+import { fileURLToPath } from "node:url";
 import { afterAll, describe, expect, it } from "vitest";
-import { bundleOf, inputsRecordOf, meshNodeArgs, SEMI_SPACE_MB, serviceEntry } from "./node-args.js";
+import {
+  bundleOf,
+  inputsRecordOf,
+  meshNodeArgs,
+  SEMI_SPACE_MB,
+  serviceEntry,
+  serviceNodeOptions,
+} from "./node-args.js";
+import { findServices } from "./services.js";
 
 describe("meshNodeArgs", () => {
   it("starts a mesh process with source maps and a small young generation", () => {
@@ -44,6 +53,26 @@ describe("meshNodeArgs", () => {
     // New space holds two semi-spaces plus V8's own pages: at most a few times the semi-space.
     expect(small).toBeLessThanOrEqual(3 * SEMI_SPACE_MB * 1024 * 1024);
     expect(usual).toBeGreaterThan(small);
+  });
+});
+
+describe("serviceNodeOptions", () => {
+  it("puts a service's own Node options before the environment's, which win (as in its image)", () => {
+    expect(serviceNodeOptions(undefined, undefined)).toBe("");
+    expect(serviceNodeOptions(undefined, "--inspect")).toBe("--inspect");
+    expect(serviceNodeOptions("--max-semi-space-size=4", "")).toBe("--max-semi-space-size=4");
+    expect(serviceNodeOptions("--max-semi-space-size=4", "--max-semi-space-size=16")).toBe(
+      "--max-semi-space-size=4 --max-semi-space-size=16",
+    );
+    // A service that sets its young generation gets no second one from meshctl's default.
+    expect(meshNodeArgs(serviceNodeOptions("--max-semi-space-size=2", undefined), true)).toEqual([]);
+  });
+
+  it("starts the gateway with the options its package.json gives it", () => {
+    const gateway = findServices(fileURLToPath(new URL("../../../", import.meta.url))).find(
+      (s) => s.kind === "gateway",
+    );
+    expect(gateway?.nodeOptions).toMatch(/--max-semi-space-size=\d+/);
   });
 });
 

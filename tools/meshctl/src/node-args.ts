@@ -15,7 +15,8 @@ import { basename, dirname, join } from "node:path";
  *   with 4 MB, for the same start-up CPU (measured here: `/proc/<pid>/smaps_rollup` 4 s after
  *   SERVING, three starts each, load average 7-10). A smaller young generation also promotes less
  *   per scavenge (see `libs/runtime/src/heap.ts`). Deployments set their own flags; a
- *   `--max-semi-space-size` in `NODE_OPTIONS` wins over this one.
+ *   `--max-semi-space-size` in `NODE_OPTIONS` wins over this one, and so does a service's own
+ *   (its package.json's `meshwork.nodeOptions`, see {@link serviceNodeOptions}: the gateway's 16).
  * - `--cpu-prof --cpu-prof-dir=DIR` when `MESHWORK_CPU_PROFILE_DIR=DIR` is set: a V8 CPU profile
  *   of every process, written when it exits (Node refuses `--cpu-prof` in `NODE_OPTIONS`), to
  *   see where a process's start-up goes.
@@ -30,6 +31,18 @@ export function meshNodeArgs(
     args.push(`--max-semi-space-size=${SEMI_SPACE_MB}`);
   if (profileDir) args.push("--cpu-prof", `--cpu-prof-dir=${profileDir}`);
   return args;
+}
+
+/**
+ * The `NODE_OPTIONS` a process of a service is started with: the service's own options (its
+ * package.json's `meshwork.nodeOptions`) first, then the environment's, which win where both set
+ * a flag (V8 takes the last). What the image's CMD does (Dockerfile).
+ */
+export function serviceNodeOptions(
+  serviceOptions: string | undefined,
+  envOptions = process.env.NODE_OPTIONS,
+): string {
+  return [serviceOptions, envOptions].filter((o) => o?.trim()).join(" ");
 }
 
 /** The young generation's semi-space size, in MB, for a local mesh's processes. */

@@ -24,6 +24,11 @@ export interface ServiceManifest {
   adminPort?: number;
   /** Services whose event streams it consumes (its NATS user may read them); absent: the built-in table. */
   consumes?: string[];
+  /**
+   * Node options the service is deployed with (the gateway's `--max-semi-space-size`): put in
+   * front of `NODE_OPTIONS`, as the image's CMD does, so the environment's own still win.
+   */
+  nodeOptions?: string;
 }
 
 /**
@@ -44,6 +49,7 @@ export function findServices(root: string): ServiceManifest[] {
         kind?: "service" | "gateway" | "legacy";
         adminPort?: number;
         consumes?: string[];
+        nodeOptions?: string;
       };
     };
     try {
@@ -61,6 +67,7 @@ export function findServices(root: string): ServiceManifest[] {
       kind: pkg.meshwork.kind ?? "service",
       adminPort: pkg.meshwork.adminPort,
       ...(pkg.meshwork.consumes ? { consumes: pkg.meshwork.consumes } : {}),
+      ...(pkg.meshwork.nodeOptions ? { nodeOptions: pkg.meshwork.nodeOptions } : {}),
     });
   }
   return found.sort((a, b) => a.port - b.port);

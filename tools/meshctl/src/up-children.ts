@@ -3,7 +3,7 @@ import { createInterface } from "node:readline";
 import { checkHealth, gatewayReady, legacyHealth } from "./health.js";
 import type { LocalTelemetry } from "./local-telemetry.js";
 import { type LogLevel, shownAt } from "./log-level.js";
-import { meshNodeArgs, type ServiceEntry } from "./node-args.js";
+import { meshNodeArgs, type ServiceEntry, serviceNodeOptions } from "./node-args.js";
 import type { ServiceManifest } from "./services.js";
 import type { ChildHandle } from "./supervisor.js";
 
@@ -43,7 +43,9 @@ export interface SpawnContext {
  * its `listening` line read for its address (pinned in `r.env`, so a restart comes back there).
  */
 export function spawnChild(r: Running, entry: ServiceEntry, prefix: string, ctx: SpawnContext): ChildHandle {
-  const child = spawn(process.execPath, [...meshNodeArgs(undefined, entry.bundled), entry.file], {
+  // The service's own Node options (the gateway's young generation) as its image runs them.
+  const nodeOptions = serviceNodeOptions(r.manifest.nodeOptions);
+  const child = spawn(process.execPath, [...meshNodeArgs(nodeOptions, entry.bundled), entry.file], {
     cwd: ctx.root,
     env: {
       ...process.env,
@@ -51,6 +53,7 @@ export function spawnChild(r: Running, entry: ServiceEntry, prefix: string, ctx:
       ...ctx.telemetry?.env,
       ...r.env,
       DATABASE_URL: r.env.DATABASE_URL ?? "",
+      ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}),
     },
     stdio: ["ignore", "pipe", "pipe"],
   });
