@@ -19,6 +19,10 @@ import type { RouteSetting } from "./strangler/strangler.js";
  * the bare proxy in one run (`MESHWORK_BENCH_SERVERS=gateway,proxy`, 3 rounds, load 3-15):
  * V8's choice: 1 full GC of 111 ms in the latency run, RSS 247 MB (proxy 122); 50: 2 full GCs
  * of 24-28 ms, RSS 189 MB (proxy 129); 50 with `--max-semi-space-size=4`: RSS 146 MB (113).
+ * 30 against 50, alternated (5 runs each, one round): with a 4 MB semi-space (load 4-11) p99
+ * 1.18x against 2.04x the proxy's, req/s 0.85x against 0.59x, RSS 134 against 141 MB; with the
+ * 16 MB the gateway runs with (node-options.ts; load 18-32) the machine gave it 140-1,000 req/s,
+ * where neither had a full GC in its latency run: nothing to tell them apart, so 50 stays.
  */
 export const GATEWAY_HEAP_GROWING_PERCENT = 50;
 
