@@ -160,7 +160,8 @@ let lastStream = { bytes: new Uint8Array(0), name: "" };
  * A PubAck in the shape the broker writes it, `{"stream":"<name>","seq":<n>}` with an optional
  * `,"duplicate":true`, read from its bytes; `undefined` for anything else (a domain, an error, a
  * name with other than printable ASCII, another order), which the caller reads as JSON. Decoding
- * and `JSON.parse` of every ack were 4.6% of the relay's CPU in the events bench (main e517c13).
+ * and `JSON.parse` of every ack were 4.6% of the relay's CPU in the events bench (main e517c13)
+ * on a loaded machine; alone, 10^6 reads of one ack: 0.38-0.49 us each as JSON, 0.12-0.17 here.
  */
 export function readPubAck(data: Uint8Array): PublishAck | undefined {
   if (!startsWith(data, 0, STREAM_OPEN)) return undefined;

@@ -67,7 +67,8 @@ function claimStatement(table: OutboxTable, deleteSent: boolean): ClaimStatement
  * The claim: the batch's rows locked with `FOR UPDATE SKIP LOCKED`, marked sent (or deleted),
  * returned. Prepared once (its text and column decoders; the batch size a parameter): Drizzle's
  * building of it per batch and its generic row mapping were 6% of the relay's CPU in the events
- * bench (profile of main e517c13).
+ * bench (profile of main e517c13). The relay's own CPU for claiming 20 x 256 rows with a no-op
+ * publish, per row, alternated, medians of 8, load ~20: 18.1 -> 13.6 and 18.3 -> 14.8 us.
  */
 function prepareClaim(table: OutboxTable, deleteSent: boolean) {
   const name = `${tableName(table)}_claim_${deleteSent ? "delete" : "mark"}`;
