@@ -144,22 +144,35 @@ describe("transactional outbox and relay (real Postgres and NATS)", () => {
 
   it("marks rows sent in a transaction that does not wait for the WAL flush", async () => {
     // The relay's transaction, seen from inside: the setting in force when it marks rows sent.
-    // The probe is queued on the transaction's connection just before the relay's UPDATE.
+    // The probe is queued on the transaction's connection right behind the relay's own statements
+    // sent through `execute` (the claim, a statement prepared once, follows them).
     const settings: string[] = [];
     const probe = sql`select current_setting('synchronous_commit') as v`;
+    type Tx = Parameters<Parameters<typeof f.database.db.transaction>[0]>[0];
+    const probedAfterExecute = (t: Tx) => (query: Parameters<Tx["execute"]>[0]) => {
+      const raw = t.execute(query);
+      return new Proxy(raw, {
+        get(q, p, r) {
+          if (p !== "execute") return Reflect.get(q, p, r);
+          return () => {
+            const sent = q.execute();
+            void t.execute(probe).then((rows) => {
+              settings.push(String((rows as unknown as Array<{ v: string }>)[0]?.v));
+            });
+            return sent;
+          };
+        },
+      });
+    };
     const db = new Proxy(f.database.db, {
       get(target, prop, receiver) {
         if (prop !== "transaction") return Reflect.get(target, prop, receiver);
-        return (fn: (tx: typeof target) => Promise<unknown>) =>
+        return (fn: (tx: Tx) => Promise<unknown>) =>
           target.transaction((tx) =>
             fn(
               new Proxy(tx, {
                 get(t, p, r) {
-                  if (p === "update") {
-                    void t.execute(probe).then((rows) => {
-                      settings.push(String((rows as unknown as Array<{ v: string }>)[0]?.v));
-                    });
-                  }
+                  if (p === "execute") return probedAfterExecute(t);
                   return Reflect.get(t, p, r);
                 },
               }),

@@ -1,4 +1,4 @@
-import type { AnyTransaction, DatabaseHandle } from "@meshwork/db";
+import { type AnyTransaction, type DatabaseHandle, prepareStatement } from "@meshwork/db";
 import { context } from "@opentelemetry/api";
 import { sql } from "drizzle-orm";
 import type { InboxTable } from "../inbox.js";
@@ -28,16 +28,19 @@ export type BatchApplier = (batch: Delivery[]) => Promise<void>;
  */
 export function createBatchApplier(options: BatchApplierOptions): BatchApplier {
   const { database, inbox, durable } = options;
+  // One statement of one shape whatever the batch's size (the ids as one array parameter), its
+  // text and row mapping built once: Drizzle's building per batch was ~2% of the consumer's CPU.
+  const recordNew = prepareStatement<{ eventId: string }>(`${durable}_inbox_record_batch`, (q) =>
+    q
+      .insert(inbox)
+      .select(sql`select ${durable}, unnest(${sql.placeholder("ids")}::text[]), now()`)
+      .onConflictDoNothing()
+      .returning({ eventId: inbox.eventId }),
+  );
 
   async function applyTogether(batch: Delivery[]): Promise<void> {
     const applied = await database.db.transaction(async (tx) => {
-      // One statement of one shape whatever the batch's size (the ids as one array parameter):
-      // prepared once, and no per-row query building.
-      const rows = await tx
-        .insert(inbox)
-        .select(sql`select ${durable}, unnest(${sql.param(batch.map((d) => d.event.id))}::text[]), now()`)
-        .onConflictDoNothing()
-        .returning({ eventId: inbox.eventId });
+      const rows = await recordNew.execute(tx, { ids: batch.map((d) => d.event.id) });
       const fresh = new Set(rows.map((r) => r.eventId));
       const toApply: Delivery[] = [];
       for (const d of batch) {

@@ -129,6 +129,8 @@ function readAck(msg: Msg): Outcome {
         : `JetStream answered ${code} ${msg.headers.description}`,
     );
   }
+  const fast = readPubAck(msg.data);
+  if (fast) return fast;
   try {
     const body = msg.json<{
       stream?: string;
@@ -145,4 +147,57 @@ function readAck(msg: Msg): Outcome {
   } catch (err) {
     return new PublishNotAckedError(`unreadable ack from JetStream: ${String(err)}`);
   }
+}
+
+const ascii = (text: string) => Uint8Array.from(text, (c) => c.charCodeAt(0));
+const STREAM_OPEN = ascii('{"stream":"');
+const SEQ_KEY = ascii(',"seq":');
+const DUPLICATE_TRUE = ascii(',"duplicate":true}');
+/** The last stream name read, as bytes and as a string: every ack of a relay names the same stream. */
+let lastStream = { bytes: new Uint8Array(0), name: "" };
+
+/**
+ * A PubAck in the shape the broker writes it, `{"stream":"<name>","seq":<n>}` with an optional
+ * `,"duplicate":true`, read from its bytes; `undefined` for anything else (a domain, an error, a
+ * name with other than printable ASCII, another order), which the caller reads as JSON. Decoding
+ * and `JSON.parse` of every ack were 4.6% of the relay's CPU in the events bench (main e517c13)
+ * on a loaded machine; alone, 10^6 reads of one ack: 0.38-0.49 us each as JSON, 0.12-0.17 here.
+ */
+export function readPubAck(data: Uint8Array): PublishAck | undefined {
+  if (!startsWith(data, 0, STREAM_OPEN)) return undefined;
+  const nameStart = STREAM_OPEN.length;
+  let i = nameStart;
+  for (; i < data.length && data[i] !== 0x22; i++) {
+    const c = data[i] as number;
+    if (c < 0x20 || c > 0x7e || c === 0x5c) return undefined; // control, non-ASCII or an escape
+  }
+  if (i === nameStart || i === data.length) return undefined;
+  const stream = streamName(data, nameStart, i);
+  i++;
+  if (!startsWith(data, i, SEQ_KEY)) return undefined;
+  i += SEQ_KEY.length;
+  const digitsStart = i;
+  let seq = 0;
+  for (; i < data.length && (data[i] as number) >= 0x30 && (data[i] as number) <= 0x39; i++)
+    seq = seq * 10 + ((data[i] as number) - 0x30);
+  if (i === digitsStart || i - digitsStart > 15) return undefined;
+  if (i === data.length - 1 && data[i] === 0x7d) return { stream, seq, duplicate: false };
+  if (i + DUPLICATE_TRUE.length === data.length && startsWith(data, i, DUPLICATE_TRUE))
+    return { stream, seq, duplicate: true };
+  return undefined;
+}
+
+function startsWith(data: Uint8Array, at: number, prefix: Uint8Array): boolean {
+  if (data.length - at < prefix.length) return false;
+  for (let j = 0; j < prefix.length; j++) if (data[at + j] !== prefix[j]) return false;
+  return true;
+}
+
+/** The name between `start` and `end` (printable ASCII), the last one's string when the bytes repeat. */
+function streamName(data: Uint8Array, start: number, end: number): string {
+  const { bytes } = lastStream;
+  if (bytes.length === end - start && startsWith(data, start, bytes)) return lastStream.name;
+  const copy = data.slice(start, end);
+  lastStream = { bytes: copy, name: String.fromCharCode(...copy) };
+  return lastStream.name;
 }

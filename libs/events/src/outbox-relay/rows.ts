@@ -1,4 +1,4 @@
-import type { DatabaseHandle } from "@meshwork/db";
+import { type DatabaseHandle, prepareStatement } from "@meshwork/db";
 import { and, asc, isNotNull, isNull, lt, sql } from "drizzle-orm";
 import type { OutboxTable } from "../outbox.js";
 import type { OutboxRow } from "./publish-row.js";
@@ -32,6 +32,7 @@ export async function claimAndPublish(
   publish: (rows: OutboxRow[]) => Promise<void>,
   deleteSent = false,
 ): Promise<number> {
+  const claim = claimStatement(table, deleteSent);
   return db.transaction(async (tx) => {
     // This transaction only marks rows as sent (or deletes them). If a database crash loses
     // that mark or delete, the rows are published again, which the broker's de-duplication and the consumers' inboxes
@@ -39,12 +40,45 @@ export async function claimAndPublish(
     // stalls), which would hold up the next batch. Sent now (`execute()`), and the claim right
     // behind it on the same connection: one round trip for both.
     const asyncCommit = tx.execute(sql`set local synchronous_commit = off`).execute();
-    const unsent = tx
+    const [, rows] = await Promise.all([asyncCommit, claim.execute(tx, { limit: batchSize })]);
+    if (rows.length === 0) return 0;
+    rows.sort((a, b) => a.seq - b.seq); // RETURNING follows no order
+    await publish(rows);
+    return rows.length;
+  });
+}
+
+type ClaimStatement = ReturnType<typeof prepareClaim>;
+const claimStatements = new WeakMap<OutboxTable, { mark?: ClaimStatement; delete?: ClaimStatement }>();
+
+/** The claim of a table (marking or deleting), built by Drizzle once per outbox table and kind. */
+function claimStatement(table: OutboxTable, deleteSent: boolean): ClaimStatement {
+  let statements = claimStatements.get(table);
+  if (!statements) {
+    statements = {};
+    claimStatements.set(table, statements);
+  }
+  const kind = deleteSent ? "delete" : "mark";
+  statements[kind] ??= prepareClaim(table, deleteSent);
+  return statements[kind];
+}
+
+/**
+ * The claim: the batch's rows locked with `FOR UPDATE SKIP LOCKED`, marked sent (or deleted),
+ * returned. Prepared once (its text and column decoders; the batch size a parameter): Drizzle's
+ * building of it per batch and its generic row mapping were 6% of the relay's CPU in the events
+ * bench (profile of main e517c13). The relay's own CPU for claiming 20 x 256 rows with a no-op
+ * publish, per row, alternated, medians of 8, load ~20: 18.1 -> 13.6 and 18.3 -> 14.8 us.
+ */
+function prepareClaim(table: OutboxTable, deleteSent: boolean) {
+  const name = `${tableName(table)}_claim_${deleteSent ? "delete" : "mark"}`;
+  return prepareStatement<OutboxRow & { seq: number }>(name, (q) => {
+    const unsent = q
       .select({ seq: table.seq })
       .from(table)
       .where(isNull(table.sentAt))
       .orderBy(asc(table.seq))
-      .limit(batchSize)
+      .limit(sql.placeholder("limit") as unknown as number)
       .for("update", { skipLocked: true });
     // `= any(array(...))` runs the locking subquery once, whatever plan the update gets. Only the
     // columns a publish needs come back: `created_at` would be parsed into a Date for nothing.
@@ -57,15 +91,15 @@ export async function claimAndPublish(
       headers: table.headers,
       payload: table.payload,
     };
-    const claim = deleteSent
-      ? tx.delete(table).where(claimed).returning(columns)
-      : tx.update(table).set({ sentAt: sql`now()` }).where(claimed).returning(columns);
-    const [, rows] = await Promise.all([asyncCommit, claim]);
-    if (rows.length === 0) return 0;
-    rows.sort((a, b) => a.seq - b.seq); // RETURNING follows no order
-    await publish(rows);
-    return rows.length;
+    return deleteSent
+      ? q.delete(table).where(claimed).returning(columns)
+      : q.update(table).set({ sentAt: sql`now()` }).where(claimed).returning(columns);
   });
+}
+
+function tableName(table: OutboxTable): string {
+  // biome-ignore lint/suspicious/noExplicitAny: drizzle keeps the table name behind a symbol
+  return (table as any)[Symbol.for("drizzle:Name")] as string;
 }
 
 /** Unsent rows and the age of the oldest, in seconds. */
