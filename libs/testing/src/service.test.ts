@@ -3,7 +3,7 @@ import { startService, uniqueNamespace } from "./service.js";
 
 describe("startService", () => {
   it("starts a process in a namespace of its own, ending in '.', unless one is given", async () => {
-    const print = ["-e", "console.log(`ns=${process.env.EVENTS_NAMESPACE}`)"];
+    const print = ["-e", "console.log('ns=' + process.env.EVENTS_NAMESPACE)"];
     const a = startService(process.execPath, print);
     const b = startService(process.execPath, print);
     const shared = uniqueNamespace("mesh");
