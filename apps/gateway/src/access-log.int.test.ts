@@ -2,7 +2,7 @@ import { fileURLToPath } from "node:url";
 import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
-import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
+import { type ManagedProcess, startService, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Ids, startUsersUpstream, type UsersUpstream } from "../test/users-upstream.js";
 
@@ -25,7 +25,7 @@ describe("the gateway's batched access log", () => {
 
   beforeAll(async () => {
     upstream = await startUsersUpstream();
-    child = startProcess(process.execPath, ["--import", "tsx", main], {
+    child = startService(process.execPath, ["--import", "tsx", main], {
       env: {
         PORT: "0",
         ADMIN_PORT: "0",

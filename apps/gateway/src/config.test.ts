@@ -152,5 +152,8 @@ describe("gateway config", () => {
     expect(() => loadConfig({ CACHE_SHARED: "memcached" })).toThrow(/CACHE_SHARED/);
     expect(() => loadConfig({ REDIS_URL: "http://r" })).toThrow(/REDIS_URL/);
     expect(() => loadConfig({ EVENTS_NAMESPACE: "t1" })).toThrow(/EVENTS_NAMESPACE/);
+    // Under test (a process a test spawned inherits VITEST), the default namespace is refused.
+    expect(() => loadConfig({ VITEST: "true" })).toThrow(/^gateway: EVENTS_NAMESPACE is empty under test/);
+    expect(loadConfig({ VITEST: "true", EVENTS_NAMESPACE: "t1." }).port).toBeTypeOf("number");
   });
 });

@@ -2,7 +2,7 @@ import type { KeyObject } from "node:crypto";
 import { readFileSync } from "node:fs";
 import { cacheEnvShape } from "@meshwork/cache";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import type { NatsCredentials } from "@meshwork/events";
+import { type NatsCredentials, refuseDefaultNamespaceUnderTest } from "@meshwork/events";
 import { ConfigError, type ConnectionLimits, parseEnv, privateKeyFrom } from "@meshwork/runtime";
 import { z } from "zod";
 import { AUTH_DEFAULTS } from "./auth.js";
@@ -297,6 +297,7 @@ export type JwksSharedConfig =
 
 /** Reads the gateway's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): GatewayConfig {
+  refuseDefaultNamespaceUnderTest(env, "gateway");
   const e = parseEnv(shape, env);
   if (Boolean(e.TLS_CERT_FILE) !== Boolean(e.TLS_KEY_FILE)) {
     throw new ConfigError("invalid configuration: TLS_CERT_FILE and TLS_KEY_FILE go together");

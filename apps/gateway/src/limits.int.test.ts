@@ -5,7 +5,7 @@ import { Code, ConnectError, createClient } from "@connectrpc/connect";
 import { createGrpcTransport } from "@connectrpc/connect-node";
 import { UserService } from "@meshwork/contracts/meshwork/users/v1/users";
 import { connectRawH2, type RawH2Client } from "@meshwork/runtime/testing";
-import { type ManagedProcess, startProcess, waitFor } from "@meshwork/testing";
+import { type ManagedProcess, startService, waitFor } from "@meshwork/testing";
 import { afterAll, beforeAll, describe, expect, it } from "vitest";
 import { Ids, LARGE_PAGE, startUsersUpstream, type UsersUpstream } from "../test/users-upstream.js";
 
@@ -165,7 +165,7 @@ describe("no single-client outage at the gateway (issue 25.2)", () => {
     // The service takes 50 streams per connection: the attacker's 100 calls fill two upstream
     // connections, so the other client is served only if the gateway opens another.
     upstream = await startUsersUpstream({ connectionLimits: { maxConcurrentStreams: 50 } });
-    child = startProcess(process.execPath, ["--import", "tsx", childScript], {
+    child = startService(process.execPath, ["--import", "tsx", childScript], {
       env: {
         PORT: "0",
         ADMIN_PORT: "0",

@@ -1,7 +1,12 @@
 import { type CacheConfig, cacheEnvShape, toCacheConfig } from "@meshwork/cache";
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
+import {
+  type EventsConfig,
+  eventsEnvShape,
+  refuseDefaultNamespaceUnderTest,
+  toEventsConfig,
+} from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 
 const shape = {
@@ -22,6 +27,7 @@ export interface Config {
 
 /** Reads the inventory service's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  refuseDefaultNamespaceUnderTest(env, "inventory");
   const e = parseEnv(shape, env);
   return {
     runtime: toRuntimeConfig(e),

@@ -2,6 +2,7 @@ import {
   type EventsConfig,
   eventsEnvShape,
   readSealingKeys,
+  refuseDefaultNamespaceUnderTest,
   type SealingKey,
   toEventsConfig,
 } from "@meshwork/events";
@@ -58,6 +59,7 @@ export function loadConfig(env: Record<string, string | undefined> = process.env
   );
   const e = parseOrThrow(shape, cleaned);
   // NATS for the data sync only when NATS_URL is given (the monolith also runs alone).
+  if (cleaned.NATS_URL) refuseDefaultNamespaceUnderTest(env, "legacy");
   const events = cleaned.NATS_URL
     ? toEventsConfig(parseOrThrow(z.object(eventsEnvShape()), cleaned))
     : undefined;

@@ -1,6 +1,11 @@
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
+import {
+  type EventsConfig,
+  eventsEnvShape,
+  refuseDefaultNamespaceUnderTest,
+  toEventsConfig,
+} from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 
 const shape = {
@@ -19,6 +24,7 @@ export interface Config {
 
 /** Reads the notifications service's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  refuseDefaultNamespaceUnderTest(env, "notifications");
   const e = parseEnv(shape, env);
   return {
     runtime: toRuntimeConfig(e),

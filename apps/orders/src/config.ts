@@ -1,7 +1,12 @@
 import { type CacheConfig, cacheEnvShape, toCacheConfig } from "@meshwork/cache";
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
+import {
+  type EventsConfig,
+  eventsEnvShape,
+  refuseDefaultNamespaceUnderTest,
+  toEventsConfig,
+} from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 import { z } from "zod";
 import { DEFAULT_WATCHES_PER_USER } from "./app/watch-limit.js";
@@ -69,6 +74,7 @@ export interface Config {
 
 /** Reads the orders service's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  refuseDefaultNamespaceUnderTest(env, "orders");
   const e = parseEnv(shape, env);
   return {
     runtime: toRuntimeConfig(e),

@@ -1,6 +1,11 @@
 import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";
+import {
+  type EventsConfig,
+  eventsEnvShape,
+  refuseDefaultNamespaceUnderTest,
+  toEventsConfig,
+} from "@meshwork/events";
 import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 import { z } from "zod";
 import type { Faults } from "./domain/payment.js";
@@ -34,6 +39,7 @@ export interface Config {
 
 /** Reads the payments service's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  refuseDefaultNamespaceUnderTest(env, "payments");
   const e = parseEnv(shape, env);
   return {
     runtime: toRuntimeConfig(e),

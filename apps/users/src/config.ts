@@ -5,6 +5,7 @@ import {
   type EventsConfig,
   eventsEnvShape,
   readSealingKeys,
+  refuseDefaultNamespaceUnderTest,
   type SealingKey,
   toEventsConfig,
 } from "@meshwork/events";
@@ -84,6 +85,7 @@ export interface Config {
 
 /** Reads the users service's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
+  refuseDefaultNamespaceUnderTest(env, "users");
   const e = parseEnv(shape, env);
   return {
     runtime: toRuntimeConfig(e),

@@ -251,10 +251,10 @@ const probes = new WeakMap<object, { probe: PoolProbe; poolName: string }>();
 /**
  * Exports the connection pool of `database` as OpenTelemetry gauges on `meter` (a service's
  * meter, so they reach its `GET /metrics`): `db.client.connection.count` by state (`used`,
- * `idle`), `db.client.connection.pending_requests` (transactions waiting for a connection) and
- * `db.client.connection.max`, labelled with the pool name (the database's name). Used and idle
- * are the server's own count of the pool's connections, read at each collection on a monitoring
- * connection outside the pool; waiting is counted in this process. PGlite is one in-process
+ * `idle`), `db.client.connection.pending_requests` (transactions and single statements waiting
+ * for a connection) and `db.client.connection.max`, labelled with the pool name (the database's
+ * name). Used and idle are the server's own count of the pool's connections, read at each
+ * collection on a monitoring connection outside the pool; waiting is counted in this process. PGlite is one in-process
  * session with no pool: nothing is registered for it. Call it once per database.
  */
 export function observeDatabasePool(database: DatabaseHandle<Record<string, unknown>>, meter: Meter): void {

@@ -19,6 +19,7 @@ export {
   type Transaction,
   type UnitOfWork,
 } from "./database.js";
+export { DrizzleShapeError } from "./drizzle-internals.js";
 export {
   DEFAULT_PAGE_SIZE,
   InvalidPageTokenError,

@@ -123,6 +123,32 @@ describe("observeDatabasePool (postgres.js)", () => {
     }
   });
 
+  // Read-through hmend: single statements queue behind held connections as transactions do
+  // (bounded by DB_POOL_WAIT_TIMEOUT_MS since 9375a5e) and were not counted.
+  it("counts single statements waiting for a connection, outside a transaction", async () => {
+    const gates: Array<() => void> = [];
+    const hold = () =>
+      handle.db.transaction(async (tx) => {
+        await tx.execute(sql`select 1`);
+        await new Promise<void>((resolve) => gates.push(resolve));
+      });
+    const held = [hold(), hold()];
+    for (const deadline = Date.now() + 10_000; gates.length < 2; ) {
+      if (Date.now() > deadline) throw new Error("timed out");
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    const query = handle.db.execute(sql`select 2`).then(() => {}); // Drizzle's runs once awaited
+    const ping = handle.ping();
+    // postgres.js hands a statement to the pool a few microtasks after it is awaited.
+    const pending = () => scrape(reader).then((m) => m["db.client.connection.pending_requests"]);
+    for (const deadline = Date.now() + 2_000; (await pending()) !== 2 && Date.now() < deadline; )
+      await new Promise((r) => setTimeout(r, 10));
+    expect(await pending()).toBe(2);
+    for (const g of gates) g();
+    await Promise.all([...held, query, ping]);
+    expect((await scrape(reader))["db.client.connection.pending_requests"]).toBe(0);
+  });
+
   it("leaves nothing counted as waiting after a transaction that failed", async () => {
     await expect(
       handle.db.transaction(async (tx) => {

@@ -9,10 +9,10 @@ import type postgres from "postgres";
  *   a unique `application_name`: `active` or `idle in transaction` is in use, `idle` is idle
  *   (postgres.js's LISTEN connection shares the name but is not one of the pool's `max`: its
  *   last statement is a LISTEN, and it is left out);
- * - this process's own count of transactions waiting for a connection. A transaction holds one
- *   connection from `begin` to commit, so once every connection is held the next one waits.
- *   Single statements are pipelined by postgres.js onto busy connections and do not wait for
- *   one to be free, so they are not counted as waiting.
+ * - this process's own count of what waits for a connection: transactions (one holds a
+ *   connection from `begin` to commit, so once every connection is held the next one waits) and
+ *   single statements outside a transaction (postgres.js pipelines them onto busy connections,
+ *   but queues them while every connection is held by a transaction).
  */
 export interface PoolProbe {
   /** Unique per pool and process; set as the connections' `application_name`. */
@@ -20,6 +20,13 @@ export interface PoolProbe {
   readonly max: number;
   /** Transactions whose `begin` waits for a connection. */
   waiting: number;
+  /**
+   * Single statements issued on the pool and not settled yet (added by {@link countingWaits});
+   * those still in postgres.js's queue are waiting, counted when asked ({@link pending}).
+   */
+  readonly statements: Set<QueuedQuery>;
+  /** Transactions and single statements waiting for a connection now. */
+  pending(): number;
   /** Transactions and single queries refused since the start: no connection within the wait bound. */
   timeouts: number;
   /** Connections this process opened, by state, as the server sees them (a fresh count each time). */
@@ -53,7 +60,13 @@ export function createPoolProbe(
     applicationName,
     max,
     waiting: 0,
+    statements: new Set(),
     timeouts: 0,
+    pending() {
+      let queued = 0;
+      for (const q of this.statements) if (isQueued(q)) queued += 1;
+      return this.waiting + queued;
+    },
     async connections() {
       monitor ??= open(url, {
         max: 1,
@@ -113,7 +126,7 @@ export interface PoolWaitOptions {
 }
 
 /** What a queued postgres.js query shows of its state (postgres.js 3.4 internals, pinned by pool-wait.int.test.ts). */
-interface QueuedQuery {
+export interface QueuedQuery {
   /** Null until postgres.js wrote the query to a connection (then its backend's key). */
   state?: unknown;
   /** Set once the query was handed to the pool (postgres.js queries start when awaited). */
@@ -122,6 +135,11 @@ interface QueuedQuery {
   reject(err: unknown): void;
   /** postgres.js's public `query.cancel()`: a query still in the pool's queue leaves it, rejected. */
   cancel(): unknown;
+}
+
+/** Whether a statement waits in postgres.js's queue: handed to the pool, not yet on a connection. */
+function isQueued(q: QueuedQuery): boolean {
+  return !q.state && q.executed === true;
 }
 
 /** One pool's refusals: counted on the probe, said once per episode (see {@link PoolWaitOptions}). */
@@ -152,29 +170,44 @@ function refusals(probe: PoolProbe, wait: PoolWaitOptions) {
 }
 
 /**
- * Bounds the wait of a single statement on the pool (outside a transaction) for a connection:
- * postgres.js pipelines it onto a busy connection when it can, but when every connection is held
- * by a transaction it queues it, unbounded. A statement still queued after the bound leaves the
- * queue (`cancel()`) rejected with the UNAVAILABLE error of a refused transaction; one already on
- * a connection (or never awaited) is left alone. A timer per statement: ~0.6-0.9 µs of CPU each
- * (a sweep per pool measured more, its bookkeeping costing what the timers did).
+ * Counts a single statement on the pool (outside a transaction) in `probe.statements` until it
+ * settles, and, with a bound, bounds its wait for a connection: postgres.js pipelines it onto a
+ * busy connection when it can, but when every connection is held by a transaction it queues it,
+ * unbounded. A statement still queued after the bound leaves the queue (`cancel()`) rejected with
+ * the UNAVAILABLE error of a refused transaction; one already on a connection (or never awaited)
+ * is left alone. A timer per statement: ~0.6-0.9 µs of CPU each (a sweep per pool measured more,
+ * its bookkeeping costing what the timers did).
  */
-function boundQueryWait(q: QueuedQuery, waitTimeoutMs: number, pool: ReturnType<typeof refusals>): void {
+function trackStatement(
+  q: QueuedQuery,
+  probe: PoolProbe,
+  waitTimeoutMs: number | undefined,
+  pool: ReturnType<typeof refusals>,
+): void {
   const issuedAt = performance.now();
-  const timer = setTimeout(() => {
-    if (q.state || !q.executed) return;
-    const reject = q.reject;
-    const err = pool.refuse();
-    q.reject = () => reject(err);
-    q.cancel();
-  }, waitTimeoutMs);
+  probe.statements.add(q);
+  const timer =
+    waitTimeoutMs === undefined
+      ? undefined
+      : setTimeout(() => {
+          if (!isQueued(q)) return;
+          const reject = q.reject;
+          const err = pool.refuse();
+          q.reject = () => reject(err);
+          q.cancel();
+        }, waitTimeoutMs);
+  // Promise's own `then`, not the query's: that one would start a query never awaited.
   Promise.prototype.then.call(
     q,
     () => {
+      probe.statements.delete(q);
       clearTimeout(timer);
-      pool.served(issuedAt);
+      if (timer) pool.served(issuedAt);
     },
-    () => clearTimeout(timer),
+    () => {
+      probe.statements.delete(q);
+      clearTimeout(timer);
+    },
   );
 }
 
@@ -186,7 +219,7 @@ function boundQueryWait(q: QueuedQuery, waitTimeoutMs: number, pool: ReturnType<
  * queue, and a queued `begin` cannot be taken out of that queue: when it gets its connection
  * after all, it rolls back at once, giving the connection back. A single statement outside a
  * transaction (`unsafe`, which Drizzle runs every query through) gets the same bound and the same
- * error: it is taken out of the queue.
+ * error: it is taken out of the queue; while queued, it is counted on `probe` as waiting too.
  */
 export function countingWaits<T extends postgres.Sql>(sql: T, probe: PoolProbe, wait?: PoolWaitOptions): T {
   type Run = (...args: unknown[]) => Promise<unknown>;
@@ -195,12 +228,12 @@ export function countingWaits<T extends postgres.Sql>(sql: T, probe: PoolProbe, 
   type Unsafe = (...args: unknown[]) => QueuedQuery;
   const unsafe = (...args: unknown[]) => {
     const q = (sql.unsafe as unknown as Unsafe)(...args);
-    if (bounded) boundQueryWait(q, bounded.waitTimeoutMs, pool);
+    trackStatement(q, probe, bounded?.waitTimeoutMs, pool);
     return q;
   };
   return new Proxy(sql, {
     get(target, prop, receiver) {
-      if (prop === "unsafe" && bounded) return unsafe;
+      if (prop === "unsafe") return unsafe;
       if (prop !== "begin") return Reflect.get(target, prop, receiver);
       return boundedBegin(Reflect.get(target, prop, receiver) as Run, target, probe, bounded, pool);
     },
@@ -273,7 +306,7 @@ export function registerPoolMetrics(meter: Meter, probe: PoolProbe, poolName: st
     description: "Connections of the pool, by state (used: running a statement or in a transaction)",
   });
   const pending = meter.createObservableGauge("db.client.connection.pending_requests", {
-    description: "Transactions waiting for a connection of the pool",
+    description: "Transactions and single statements waiting for a connection of the pool",
   });
   const max = meter.createObservableGauge("db.client.connection.max", {
     description: "Most connections the pool opens",
@@ -284,7 +317,7 @@ export function registerPoolMetrics(meter: Meter, probe: PoolProbe, poolName: st
   });
   meter.addBatchObservableCallback(
     async (result) => {
-      result.observe(pending, probe.waiting, pool);
+      result.observe(pending, probe.pending(), pool);
       result.observe(max, probe.max, pool);
       result.observe(timeouts, probe.timeouts, pool);
       const now = await probe.connections().catch(() => undefined);

@@ -1,24 +1,6 @@
 import { Column, DrizzleQueryError, fillPlaceholders, is } from "drizzle-orm";
 import { NoopCache } from "drizzle-orm/cache/core";
-import { PostgresJsPreparedQuery } from "drizzle-orm/postgres-js";
-
-/** What {@link prepareSelect} reads of Drizzle's prepared postgres.js query (Drizzle 0.45). */
-interface PostgresJsQueryParts {
-  client: {
-    unsafe(
-      text: string,
-      params: unknown[],
-      options: { prepare: boolean },
-    ): { values(): Promise<unknown[][]> };
-  };
-  queryString: string;
-  params: unknown[];
-  logger: { logQuery(text: string, params: unknown[]): void };
-  prepare: boolean;
-  fields?: Array<{ path: string[]; field: unknown }>;
-  customResultMapper?: unknown;
-  cache?: unknown;
-}
+import { readPreparedQuery } from "./drizzle-internals.js";
 
 /** A prepared query's `execute`, whatever its row type. */
 interface Executable {
@@ -43,7 +25,8 @@ interface Executable {
  * Only a flat selection of columns on postgres.js takes this path; anything else (PGlite, a
  * selection with nested objects or SQL expressions, a Drizzle cache) runs Drizzle's own
  * `execute`, so every query may use it. A drizzle-orm whose prepared postgres.js query lacks a
- * part read here is refused when prepared (an Error naming the part), never run past.
+ * part read here is refused when prepared (a `DrizzleShapeError` naming the part and the
+ * drizzle-orm version; see drizzle-internals.ts), never run past.
  */
 export function prepareSelect<P extends Executable>(
   query: { prepare(name: string): P },
@@ -54,36 +37,9 @@ export function prepareSelect<P extends Executable>(
   return { execute: (lean ?? prepared.execute.bind(prepared)) as P["execute"] };
 }
 
-/** What each part read must be; a Drizzle that changed them is refused, not run past. */
-const EXPECTED: Record<keyof PostgresJsQueryParts, (v: unknown) => boolean> = {
-  client: (v) => typeof (v as { unsafe?: unknown } | undefined)?.unsafe === "function",
-  queryString: (v) => typeof v === "string",
-  params: Array.isArray,
-  logger: (v) => typeof (v as { logQuery?: unknown } | undefined)?.logQuery === "function",
-  prepare: (v) => typeof v === "boolean",
-  fields: (v) => v === undefined || Array.isArray(v),
-  customResultMapper: (v) => v === undefined || typeof v === "function",
-  cache: () => true,
-};
-
-/**
- * The parts of Drizzle's prepared query this reads, checked once when prepared: a Drizzle whose
- * `PostgresJsPreparedQuery` renamed or dropped one (this is written against 0.45's) fails here,
- * loudly, instead of failing every call or quietly answering rows its `execute` would not.
- */
-function readParts(prepared: Executable): PostgresJsQueryParts {
-  for (const [part, ok] of Object.entries(EXPECTED)) {
-    if (!(part in prepared) || !ok((prepared as unknown as Record<string, unknown>)[part]))
-      throw new Error(
-        `prepareSelect: drizzle-orm's PostgresJsPreparedQuery has no usable \`${part}\` (written against drizzle-orm 0.45)`,
-      );
-  }
-  return prepared as unknown as PostgresJsQueryParts;
-}
-
 function leanExecute(prepared: Executable): Executable["execute"] | undefined {
-  if (!is(prepared, PostgresJsPreparedQuery)) return undefined;
-  const parts = readParts(prepared);
+  const parts = readPreparedQuery(prepared, "prepareSelect");
+  if (!parts) return undefined;
   const { client, queryString, params, logger, prepare, fields } = parts;
   if (!fields || parts.customResultMapper || !(parts.cache === undefined || is(parts.cache, NoopCache)))
     return undefined;

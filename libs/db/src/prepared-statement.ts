@@ -7,12 +7,17 @@ import {
   Param,
   Placeholder,
   SQL,
-  Table,
 } from "drizzle-orm";
 import { NoopCache } from "drizzle-orm/cache/core";
 import { PgInsertBase, PgUpdateBase } from "drizzle-orm/pg-core";
-import { PostgresJsSession } from "drizzle-orm/postgres-js";
 import type { Queryable } from "./database.js";
+import {
+  builtTable,
+  readPreparedQuery,
+  readSession,
+  sqlDecoder,
+  type UnsafeClient,
+} from "./drizzle-internals.js";
 
 /** A query Drizzle can prepare: an insert, update, delete or select not yet run. */
 interface Preparable {
@@ -25,17 +30,6 @@ interface Shape {
   params: Filler[];
   /** One decoder per returned column (undefined: the statement returns no rows). */
   columns?: { key: string; decode(value: unknown): unknown }[];
-}
-
-/** postgres.js's `unsafe`, as Drizzle's session holds it (the pool, or a transaction's connection). */
-interface UnsafeClient {
-  unsafe(
-    text: string,
-    params: unknown[],
-    options: { prepare: boolean },
-  ): PromiseLike<unknown[]> & {
-    values(): Promise<unknown[][]>;
-  };
 }
 
 /**
@@ -52,12 +46,13 @@ interface UnsafeClient {
  * it stays in the transaction) and a loop over the columns. `null` goes to any placeholder
  * as SQL NULL without the column's encoder (which may not accept it).
  *
- * Anything else (PGlite, a Drizzle whose prepared query lacks a part read here, a returned
- * column that is neither a column nor plain SQL, a database with a Drizzle cache (which a write
- * invalidates, a read fills) or a Drizzle logger, an insert or update of a table with a
- * `$defaultFn` or `$onUpdate` column, whose value Drizzle computes while building the statement
- * and would otherwise be the first call's for every call) runs Drizzle's own prepare and
- * execute, built per call.
+ * Anything else (PGlite, a returned column that is neither a column nor plain SQL, a database
+ * with a Drizzle cache (which a write invalidates, a read fills) or a Drizzle logger, an insert
+ * or update of a table with a `$defaultFn` or `$onUpdate` column, whose value Drizzle computes
+ * while building the statement and would otherwise be the first call's for every call) runs
+ * Drizzle's own prepare and execute, built per call. A drizzle-orm whose prepared postgres.js
+ * query lacks a part read here is refused at the first call (a `DrizzleShapeError` naming the part
+ * and the drizzle-orm version; see drizzle-internals.ts), never run past.
  */
 export function prepareStatement<R = Record<string, unknown>>(
   name: string,
@@ -74,8 +69,12 @@ export function prepareStatement<R = Record<string, unknown>>(
       const client = postgresJsClient(q);
       if (!client) return viaDrizzle(q, values);
       if (shape === undefined) {
-        const built = build(q);
-        shape = fillsPerBuild(built) ? null : readShape(built.prepare(name));
+        try {
+          const built = build(q);
+          shape = fillsPerBuild(built) ? null : readShape(built.prepare(name));
+        } catch (err) {
+          return Promise.reject(err); // a DrizzleShapeError, as a failed call, not a throw
+        }
       }
       if (shape === null) return viaDrizzle(q, values);
       return run(client, shape, values) as Promise<R[]>;
@@ -85,17 +84,13 @@ export function prepareStatement<R = Record<string, unknown>>(
 
 /** The postgres.js client behind a Drizzle database or transaction, or undefined (PGlite). */
 function postgresJsClient(q: Queryable): UnsafeClient | undefined {
-  const session = (q as unknown as { session?: unknown }).session;
-  if (!session || !is(session, PostgresJsSession)) return undefined;
-  const { client, cache, logger } = session as unknown as {
-    client?: UnsafeClient;
-    cache?: unknown;
-    logger?: unknown;
-  };
+  const session = readSession(q, "prepareStatement");
+  if (!session) return undefined;
+  const { client, cache, logger } = session;
   // Per database, not once: a Drizzle cache (a write invalidates it) or logger is left to Drizzle.
   if (!(cache === undefined || is(cache, NoopCache)) || !(logger === undefined || is(logger, NoopLogger)))
     return undefined;
-  return typeof client?.unsafe === "function" ? client : undefined;
+  return client;
 }
 
 /**
@@ -105,31 +100,26 @@ function postgresJsClient(q: Queryable): UnsafeClient | undefined {
  */
 function fillsPerBuild(built: unknown): boolean {
   if (!is(built, PgInsertBase) && !is(built, PgUpdateBase)) return false;
-  const table = (built as unknown as { config?: { table?: unknown } }).config?.table;
-  if (!is(table, Table)) return true;
-  return Object.values(getTableColumns(table)).some(
+  return Object.values(getTableColumns(builtTable(built, "prepareStatement"))).some(
     (c) => c.defaultFn !== undefined || c.onUpdateFn !== undefined,
   );
 }
 
-/** The parts of Drizzle's prepared postgres.js query (0.45), or null when one is not as expected. */
+/**
+ * The statement read from Drizzle's prepared postgres.js query, or null when it is not one this
+ * runs (a custom result mapper, a nested selection, a field neither a column nor plain SQL).
+ */
 function readShape(prepared: unknown): Shape | null {
-  const p = prepared as {
-    queryString?: unknown;
-    params?: unknown;
-    fields?: Array<{ path: string[]; field: unknown }>;
-    customResultMapper?: unknown;
-  };
-  if (typeof p.queryString !== "string" || !Array.isArray(p.params) || p.customResultMapper) return null;
+  const p = readPreparedQuery(prepared, "prepareStatement");
+  if (!p || p.customResultMapper) return null;
   if (p.fields === undefined) return { queryString: p.queryString, params: fillers(p.params) };
-  if (!Array.isArray(p.fields)) return null;
   const columns: NonNullable<Shape["columns"]> = [];
   for (const { path, field } of p.fields) {
     if (path.length !== 1) return null;
     const key = path[0] as string;
     if (is(field, Column)) columns.push({ key, decode: (v) => field.mapFromDriverValue(v) });
     else if (is(field, SQL)) {
-      const { decoder } = field as unknown as { decoder: { mapFromDriverValue(v: unknown): unknown } };
+      const decoder = sqlDecoder(field, "prepareStatement");
       columns.push({ key, decode: (v) => decoder.mapFromDriverValue(v) });
     } else return null;
   }

@@ -31,6 +31,11 @@ export {
   type ForeignConsumerSpec,
 } from "./foreign-consumer.js";
 export { type InboxTable, inboxTable } from "./inbox.js";
+export {
+  DefaultNamespaceUnderTestError,
+  isUnderTest,
+  refuseDefaultNamespaceUnderTest,
+} from "./namespace-guard.js";
 export { connectNats, inboxPrefixOf, type NatsCredentials } from "./nats.js";
 export {
   createOutboxRelay,

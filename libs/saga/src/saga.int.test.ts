@@ -129,14 +129,22 @@ describe("sagas on the real Postgres", () => {
       const s = await status(id);
       return s && (s.status === "completed" || s.status === "compensated") ? s : undefined;
     });
-
-  it("runs every step once, in order, recording each in the same transaction as the saga's progress", async () => {
-    const def = definition("happy");
+  /** One saga of `def`, run to its end on an executor of its own (stopped once it ended). */
+  const runToEnd = async (def: SagaDefinition<Data>) => {
     const e = executor([def]);
     await e.start();
     const id = await start(def);
     e.kick();
-    expect((await finished(id)).status).toBe("completed");
+    try {
+      return { id, saga: await finished(id) };
+    } finally {
+      await e.stop();
+    }
+  };
+
+  it("runs every step once, in order, recording each in the same transaction as the saga's progress", async () => {
+    const { id, saga } = await runToEnd(definition("happy"));
+    expect(saga.status).toBe("completed");
     expect(await entries(id)).toEqual({
       reserve: 1,
       "done reserve": 1,
@@ -146,7 +154,6 @@ describe("sagas on the real Postgres", () => {
       "done capture": 1,
       completed: 1,
     });
-    await e.stop();
   });
 
   it("sends a step's onStepDone and the next step's beforeStep together, in that order, in one transaction", async () => {
@@ -175,16 +182,11 @@ describe("sagas on the real Postgres", () => {
         },
       },
     );
-    const e = executor([def]);
-    await e.start();
-    const id = await start(def);
-    e.kick();
-    const s = await finished(id);
+    const { saga: s } = await runToEnd(def);
     expect(s.failure ?? null).toBeNull();
     expect(s.status).toBe("completed");
     // Without the pipelining, each beforeStep would start only once onStepDone had finished.
     expect(Object.fromEntries(doneFinished)).toEqual({ authorize: false, capture: false });
-    await e.stop();
   });
 
   it("starts a saga in the caller's transaction and runs it right after the commit, with no claim and no poll", async () => {
@@ -293,17 +295,13 @@ describe("sagas on the real Postgres", () => {
       "undo authorize": async () => void order.push("undo authorize"),
       "undo reserve": async () => void order.push("undo reserve"),
     });
-    const e = executor([def]);
-    await e.start();
-    const id = await start(def);
-    const s = await finished(id);
+    const { id, saga: s } = await runToEnd(def);
     expect(s).toMatchObject({ status: "compensated", failure: "payment declined: over the limit" });
     expect(order).toEqual(["capture", "undo authorize", "undo reserve"]);
     const got = await entries(id);
     // The refused step is undone too (idempotently: it may have half happened).
     expect(got["undo capture"]).toBe(1);
     expect(got["compensated: payment declined: over the limit"]).toBe(1);
-    await e.stop();
   });
 
   it("retries a failing step with backoff, and compensates once its attempts are spent; compensations retry until done", async () => {
@@ -349,10 +347,8 @@ describe("sagas on the real Postgres", () => {
           step === "capture" ? "cancelled by the customer" : undefined,
       },
     );
-    const e = executor([def]);
-    await e.start();
-    const id = await start(def);
-    expect(await finished(id)).toMatchObject({ status: "compensated", failure: "cancelled by the customer" });
+    const { id, saga } = await runToEnd(def);
+    expect(saga).toMatchObject({ status: "compensated", failure: "cancelled by the customer" });
     const got = await entries(id);
     expect(got.capture).toBeUndefined();
     expect(got).toMatchObject({ "undo capture": 1, "undo authorize": 1, "undo reserve": 1 });
@@ -679,10 +675,7 @@ describe("sagas on the real Postgres", () => {
       },
       { transientBudgetMs: 400, initialDelayMs: 10, maxDelayMs: 40 },
     );
-    const e = executor([def]);
-    await e.start();
-    const id = await start(def);
-    const s = await finished(id);
+    const { id, saga: s } = await runToEnd(def);
     expect(s).toMatchObject({ status: "compensated", failure: "payments unavailable: connection refused" });
     expect(tries.length).toBeGreaterThan(def.maxAttempts);
     // The budget runs from the first failed capture: the last try is at its end, not before. The
@@ -692,7 +685,6 @@ describe("sagas on the real Postgres", () => {
     expect(spent).toBeGreaterThanOrEqual(380);
     expect(spent).toBeLessThan(5_000);
     expect(await entries(id)).toMatchObject({ "undo capture": 1, "undo authorize": 1, "undo reserve": 1 });
-    await e.stop();
   });
 
   it("with a budget, a refusal still compensates at once and an ordinary error still spends the attempts", async () => {
@@ -748,13 +740,10 @@ describe("sagas on the real Postgres", () => {
         },
       })),
     };
-    const e = executor([def]);
-    await e.start();
-    const id = await start(def);
-    expect(await finished(id)).toMatchObject({ status: "compensated", undone: ["capture"] });
+    const { id, saga } = await runToEnd(def);
+    expect(saga).toMatchObject({ status: "compensated", undone: ["capture"] });
     expect(await entries(id)).toMatchObject({ "compensated: stock lost": 1, "undid capture": 1 });
     expect((await entries(id))["undid authorize"]).toBeUndefined();
-    await e.stop();
   });
   it("keeps each step's history (attempts, errors, waits, compensations) and answers it read-only", async () => {
     let authorizeCalls = 0;

@@ -19,5 +19,6 @@ export {
 export { type ManagedProcess, type StartOptions, startProcess } from "./process.js";
 export { guardGroup, killGroup, releaseGroup } from "./process-guard.js";
 export { startRedisServer, type TestRedisServer } from "./redis-server.js";
+export { type ServiceProcess, startService, uniqueNamespace } from "./service.js";
 export { type WaitOptions, waitFor } from "./wait.js";
 export { answerStatus, isInternal, type RawAnswer, rawExchange } from "./wire.js";

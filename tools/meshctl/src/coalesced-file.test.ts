@@ -14,19 +14,24 @@ afterEach(() => {
   rmSync(dir, { recursive: true, force: true });
 });
 
-/** A file of `state` (pids urgent, health not) that counts its writes. */
+/** A file of `state` (pids urgent, health not) that counts its renders of the text. */
 function fixture() {
   const state = { pids: "1", health: "STARTING" };
   const file = join(dir, "supervisor.json");
+  const counts = { renders: 0 };
   const coalesced = new CoalescedFile(
     file,
-    () => {
-      return { text: `${state.pids} ${state.health}`, urgent: state.pids };
+    {
+      text: () => {
+        counts.renders += 1;
+        return `${state.pids} ${state.health}`;
+      },
+      urgent: () => state.pids,
     },
     100,
   );
   const written = () => (existsSync(file) ? readFileSync(file, "utf8") : undefined);
-  return { state, coalesced, written };
+  return { state, coalesced, written, counts };
 }
 
 describe("CoalescedFile", () => {
@@ -79,5 +84,32 @@ describe("CoalescedFile", () => {
     coalesced.cancel();
     vi.advanceTimersByTime(1_000);
     expect(written()).toBe("1 NOT_SERVING");
+  });
+
+  // Read-through hmend: the whole report was rendered at each change (to compare its urgent part)
+  // and again when written; it is rendered once per write, never for a change alone.
+  it("renders the text once per write, whatever the number of changes", () => {
+    const { state, coalesced, written, counts } = fixture();
+    for (const pids of ["1,2", "1,2,3"]) {
+      state.pids = pids;
+      coalesced.changed();
+    }
+    for (const health of ["NOT_SERVING", "SERVING"]) {
+      state.health = health;
+      coalesced.changed();
+    }
+    expect(counts.renders).toBe(0);
+    vi.advanceTimersToNextTimer();
+    expect(written()).toBe("1,2,3 SERVING");
+    expect(counts.renders).toBe(1);
+    state.health = "NOT_SERVING";
+    coalesced.changed();
+    coalesced.changed();
+    expect(counts.renders).toBe(1);
+    vi.advanceTimersByTime(100);
+    expect(written()).toBe("1,2,3 NOT_SERVING");
+    expect(counts.renders).toBe(2);
+    coalesced.settle();
+    expect(counts.renders).toBe(3);
   });
 });

@@ -1,10 +1,14 @@
 import { writeFileSync } from "node:fs";
 
-/** What {@link CoalescedFile} writes: the text, and the part of it that must not wait (`urgent`). */
+/**
+ * What {@link CoalescedFile} writes: the text, and the part of it that must not wait (`urgent`).
+ * Two functions, not one: `urgent` is asked at every change (it decides when to write) and must
+ * be cheap; `text` (the whole report, serialised) is rendered once per write, when it is written.
+ */
 export interface CoalescedContent {
-  text: string;
+  text(): string;
   /** When this differs from the last written one, the file is written on the next tick. */
-  urgent: string;
+  urgent(): string;
 }
 
 /**
@@ -21,14 +25,14 @@ export class CoalescedFile {
 
   constructor(
     private readonly file: string,
-    private readonly render: () => CoalescedContent,
+    private readonly content: CoalescedContent,
     private throttleMs = 100,
   ) {}
 
   /** Something changed: schedules a write (see the class). */
   changed(): void {
     if (this.#immediate) return;
-    if (this.throttleMs > 0 && this.render().urgent === this.#lastUrgent) {
+    if (this.throttleMs > 0 && this.content.urgent() === this.#lastUrgent) {
       this.#timer ??= setTimeout(() => this.flush(), this.throttleMs);
       return;
     }
@@ -38,9 +42,8 @@ export class CoalescedFile {
   /** Writes the current state now, and drops the pending write. */
   flush(): void {
     this.cancel();
-    const { text, urgent } = this.render();
-    writeFileSync(this.file, text);
-    this.#lastUrgent = urgent;
+    writeFileSync(this.file, this.content.text());
+    this.#lastUrgent = this.content.urgent();
   }
 
   /** The start is over: writes now, and every later change on the next tick. */

@@ -25,4 +25,18 @@ describe("meshctl's command line", () => {
     expect(r.status).toBe(2);
     expect(r.stderr).toMatch(/meshctl traces: Option '--limit <value>' argument missing/);
   });
+
+  it("refuses `meshctl up` under test with the default events namespace, naming EVENTS_NAMESPACE", () => {
+    // Under vitest (VITEST=true, inherited): with EVENTS_NAMESPACE empty it would declare the
+    // default namespace's streams on the shared NATS server. Refused before anything starts.
+    const r = spawnSync(process.execPath, [meshctl, "up"], {
+      encoding: "utf8",
+      timeout: 30_000,
+      env: { ...process.env, EVENTS_NAMESPACE: "", MESHWORK_HOME: "/nonexistent/meshctl-guard" },
+    });
+    expect(r.status).toBe(2);
+    expect(r.stderr).toMatch(/^meshctl up: EVENTS_NAMESPACE is empty under test \(VITEST=true\)/);
+    expect(r.stderr).not.toMatch(/\n\s+at /);
+    expect(r.stdout).toBe("");
+  });
 });

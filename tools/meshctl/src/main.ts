@@ -5,6 +5,7 @@ import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { parseArgs } from "node:util";
 import { meshworkFiles } from "@meshwork/contracts";
+import { DefaultNamespaceUnderTestError, refuseDefaultNamespaceUnderTest } from "@meshwork/events";
 import { adminCreateCommand } from "./admin.js";
 import { fetchCacheRows } from "./cache-status.js";
 import { COMPOSE_NATS_CONFIG_PATH, renderComposeNatsConfig, writeComposeSecrets } from "./compose-secrets.js";
@@ -254,6 +255,13 @@ async function main(argv: string[]): Promise<number> {
   );
   switch (command) {
     case "up": {
+      try {
+        refuseDefaultNamespaceUnderTest(process.env, "meshctl up");
+      } catch (err) {
+        if (!(err instanceof DefaultNamespaceUnderTestError)) throw err;
+        process.stderr.write(`${err.message}\n`);
+        return 2;
+      }
       if (values.ports !== undefined && values.ports !== "auto" && values.ports !== "default") {
         process.stderr.write("--ports takes `auto` or `default`\n");
         return 2;

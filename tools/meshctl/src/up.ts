@@ -239,7 +239,10 @@ class MeshRun {
     );
     const supervisor = new Supervisor(options.restartPolicy ?? DEFAULT_RESTART_POLICY);
     this.supervisor = supervisor;
-    this.reportFile = new CoalescedFile(supervisionFile(options.home), () => this.report());
+    this.reportFile = new CoalescedFile(supervisionFile(options.home), {
+      text: () => this.reportText(),
+      urgent: () => this.reportPids(),
+    });
     supervisor.onChange(() => {
       this.reportFile.changed();
       this.wake();
@@ -309,17 +312,21 @@ class MeshRun {
    * {@link supervisionFile} for `meshctl status` and the leftovers logic; urgent (written on the
    * next tick) when a process id changed, else coalesced during the start (see {@link CoalescedFile}).
    */
-  private report() {
+  private reportText() {
     const byName = new Map(this.running.map((r) => [r.name, r]));
-    const children = this.supervisor.status();
     const body: SupervisionReport = {
       pid: process.pid,
-      children: children.map((c) => ({ ...c, address: byName.get(c.name)?.address })),
+      children: this.supervisor.status().map((c) => ({ ...c, address: byName.get(c.name)?.address })),
     };
-    return {
-      text: `${JSON.stringify(body, null, 2)}\n`,
-      urgent: children.map((c) => c.pid ?? "-").join(","),
-    };
+    return `${JSON.stringify(body, null, 2)}\n`;
+  }
+
+  /** The report's urgent part: its process ids (asked at every change, so no serialising). */
+  private reportPids() {
+    return this.supervisor
+      .status()
+      .map((c) => c.pid ?? "-")
+      .join(",");
   }
 
   /** NATS (with a user per process), the identity keys, the trace receiver and Postgres. */

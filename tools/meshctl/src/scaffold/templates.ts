@@ -330,7 +330,7 @@ export function receivedEventRepository(db: Queryable): ReceivedEventRepository 
 function configTs(s: ServiceSpec, events: boolean): string {
   return `import { type DatabaseConfig, databaseEnvShape, toDatabaseConfig } from "@meshwork/db";
 import { type DiscoveryConfig, discoveryEnvShape, toDiscoveryConfig } from "@meshwork/discovery";
-${events ? `import { type EventsConfig, eventsEnvShape, toEventsConfig } from "@meshwork/events";\n` : ""}import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
+${events ? `import {\n  type EventsConfig,\n  eventsEnvShape,\n  refuseDefaultNamespaceUnderTest,\n  toEventsConfig,\n} from "@meshwork/events";\n` : ""}import { parseEnv, type RuntimeConfig, runtimeEnvShape, toRuntimeConfig } from "@meshwork/runtime";
 
 const shape = {
   ...runtimeEnvShape({ port: ${s.port} }),
@@ -346,7 +346,7 @@ ${events ? "  events: EventsConfig;\n" : ""}  discovery: DiscoveryConfig;
 
 /** Reads the ${s.name} service's configuration from the environment, once. */
 export function loadConfig(env: Record<string, string | undefined> = process.env): Config {
-  const e = parseEnv(shape, env);
+${events ? `  refuseDefaultNamespaceUnderTest(env, "${s.name}");\n` : ""}  const e = parseEnv(shape, env);
   return {
     runtime: toRuntimeConfig(e),
     db: toDatabaseConfig(e),

@@ -100,9 +100,9 @@ const insertOrder = prepareStatement<Order & { notified: unknown }>("orders_inse
 
 /**
  * The order, its saga (started with the first step's check vouched for: the order is inserted
- * here, not cancelled and locked) and its event go out together, pipelined on the transaction's connection in the order they are started: the order
- * first. Undefined when another placement won the key (the insert is a no-op): the caller rolls
- * the saga and the event back.
+ * here, not cancelled and locked) and its event go out together, pipelined on the transaction's
+ * connection in the order they are started: the order first. Undefined when another placement
+ * won the key (the insert is a no-op): the caller rolls the saga and the event back.
  */
 async function insertPlaced(
   tx: AnyTransaction,

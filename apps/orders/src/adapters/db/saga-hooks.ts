@@ -51,12 +51,14 @@ function advanceTo(capture: boolean) {
       q
         .update(orders)
         .set({
-          status: sql.placeholder("status"),
+          // In plain SQL, as Drizzle's types take no placeholder as a column's value (same `$1`;
+          // a text column's encoder changes nothing).
+          status: sql<OrderStatus>`${sql.placeholder("status")}`,
           updatedAt: sql`case when ${orders.status} = ${sql.placeholder("status")} then ${orders.updatedAt} else ${sql.placeholder("at")}::timestamptz end`,
           ...(capture
             ? { captureStarted: sql`${orders.captureStarted} or not ${orders.cancelRequested}` }
             : {}),
-        } as unknown as Partial<typeof orders.$inferInsert>)
+        })
         .where(eq(orders.id, sql.placeholder("id")))
         .returning({
           cancelRequested: orders.cancelRequested,
