@@ -30,30 +30,33 @@ class Unsupported extends Error {
 const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}$/;
 /**
  * `string.pattern`s that mean the same to RE2 (protovalidate's engine) and to a JavaScript RegExp:
- * anchored, literal ASCII letters/digits/`_`/`-` and classes of them, counted quantifiers. Other
- * patterns are left to protovalidate.
+ * anchored, literal ASCII letters/digits/`_`/`-` and classes of them, quantifiers (counts under
+ * RE2's limit of 1000). Other patterns are left to protovalidate.
  */
 const PLAIN_PATTERN =
-  /^\^(?:(?:\[(?:[A-Za-z0-9]-[A-Za-z0-9]|[A-Za-z0-9_])+-?\]|[A-Za-z0-9_])(?:\{\d+(?:,\d+)?\}|[+*?])?)+\$$/;
+  /^\^(?:(?:\[(?:[A-Za-z0-9]-[A-Za-z0-9]|[A-Za-z0-9_])+-?\]|[A-Za-z0-9_])(?:\{\d{1,3}(?:,\d{1,3})?\}|[+*?])?)+\$$/;
 
 /** The accept function of `desc`, or undefined when a rule of it is outside what is compiled here. */
 export function compileAccept(desc: DescMessage): Accept | undefined {
   try {
     const check = messageCheck(desc, new Map());
     return (m) => m.$typeName === desc.typeName && check(m);
-  } catch (err) {
-    if (err instanceof Unsupported) return undefined;
-    throw err;
+  } catch {
+    // Unsupported, or a rule protovalidate itself would refuse to compile (a bad pattern):
+    // protovalidate decides, and reports it as it always did.
+    return undefined;
   }
 }
 
+/** The mark of a message type whose check is being built. */
+const BUILDING: Check = () => false;
+
 function messageCheck(desc: DescMessage, compiling: Map<DescMessage, Check>): Check {
   const known = compiling.get(desc);
+  // A recursive type (met again while its own check is being built) is left to protovalidate.
+  if (known === BUILDING) throw new Unsupported(`${desc.typeName} is recursive`);
   if (known) return known;
-  // A recursive type is left to protovalidate rather than compiled lazily.
-  compiling.set(desc, () => {
-    throw new Unsupported(desc.typeName);
-  });
+  compiling.set(desc, BUILDING);
   if (hasAnySet(getOption(desc, messageRulesOf))) throw new Unsupported(`${desc.typeName} rules`);
   for (const o of desc.oneofs)
     if (hasAnySet(getOption(o, oneofRulesOf))) throw new Unsupported(`${o.name} rules`);
