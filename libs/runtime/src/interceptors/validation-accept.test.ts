@@ -1,5 +1,23 @@
-import { create, type DescField, type DescMessage, type Message, ScalarType } from "@bufbuild/protobuf";
+import {
+  create,
+  createFileRegistry,
+  type DescField,
+  type DescMessage,
+  type Message,
+  ScalarType,
+  setExtension,
+} from "@bufbuild/protobuf";
+import {
+  FieldDescriptorProto_Label,
+  FieldDescriptorProto_Type,
+  FieldOptionsSchema,
+  FileDescriptorProtoSchema,
+} from "@bufbuild/protobuf/wkt";
 import { createValidator } from "@bufbuild/protovalidate";
+import {
+  FieldRulesSchema,
+  field as fieldRulesOf,
+} from "@bufbuild/protovalidate/gen/buf/validate/validate_pb.js";
 import { file_meshwork_api_v1_access } from "@meshwork/contracts/meshwork/api/v1/access";
 import { file_meshwork_console_v1_console } from "@meshwork/contracts/meshwork/console/v1/console";
 import {
@@ -169,4 +187,78 @@ describe("compileAccept", () => {
       expect(accepted).toBeGreaterThan(0);
     },
   );
+
+  it("checks a message held in a oneof (its value is the oneof's, not a property of the message)", () => {
+    // message Inner { string id = 1 [(buf.validate.field).string.uuid = true]; }
+    // message Outer { oneof choice { Inner inner = 1; string other = 2; } }
+    const uuidRule = create(FieldOptionsSchema);
+    setExtension(
+      uuidRule,
+      fieldRulesOf,
+      create(FieldRulesSchema, {
+        type: { case: "string", value: { wellKnown: { case: "uuid", value: true } } },
+      }),
+    );
+    const LABEL_OPTIONAL = FieldDescriptorProto_Label.OPTIONAL;
+    const TYPE_STRING = FieldDescriptorProto_Type.STRING;
+    const TYPE_MESSAGE = FieldDescriptorProto_Type.MESSAGE;
+    const file = create(FileDescriptorProtoSchema, {
+      name: "oneof_test.proto",
+      package: "oneoftest",
+      syntax: "proto3",
+      messageType: [
+        {
+          name: "Inner",
+          field: [
+            {
+              name: "id",
+              jsonName: "id",
+              number: 1,
+              label: LABEL_OPTIONAL,
+              type: TYPE_STRING,
+              options: uuidRule,
+            },
+          ],
+        },
+        {
+          name: "Outer",
+          oneofDecl: [{ name: "choice" }],
+          field: [
+            {
+              name: "inner",
+              jsonName: "inner",
+              number: 1,
+              label: LABEL_OPTIONAL,
+              type: TYPE_MESSAGE,
+              typeName: ".oneoftest.Inner",
+              oneofIndex: 0,
+            },
+            {
+              name: "other",
+              jsonName: "other",
+              number: 2,
+              label: LABEL_OPTIONAL,
+              type: TYPE_STRING,
+              oneofIndex: 0,
+            },
+          ],
+        },
+      ],
+    });
+    const outer = createFileRegistry(file, () => undefined).getMessage("oneoftest.Outer") as DescMessage;
+    const accept = compileAccept(outer);
+    expect(accept).toBeDefined();
+    for (const [choice, valid] of [
+      [{ case: "inner", value: { id: "not-a-uuid" } }, false],
+      [{ case: "inner", value: { id: UUID } }, true],
+      [{ case: "other", value: "not-a-uuid" }, true],
+      [{ case: undefined }, true],
+    ] as const) {
+      const m = create(outer, { choice } as never) as Message;
+      expect(validator.validate(outer, m).kind === "valid", `protovalidate ${JSON.stringify(choice)}`).toBe(
+        valid,
+      );
+      expect(accept?.(m), JSON.stringify(choice)).toBe(valid);
+    }
+  });
 });

@@ -84,8 +84,9 @@ function fieldCheck(field: DescField, compiling: Map<DescMessage, Check>): Check
         throw new Unsupported(`${field.name} rules`);
       const inner = messageCheck(field.message, compiling);
       const required = rules.required;
+      const read = messageValueOf(field);
       return (m) => {
-        const v = (m as unknown as Record<string, unknown>)[key];
+        const v = read(m);
         return v === undefined ? !required : inner(v);
       };
     }
@@ -130,6 +131,20 @@ function fieldCheck(field: DescField, compiling: Map<DescMessage, Check>): Check
       return (m) => check((m as unknown as Record<string, unknown>)[key]);
     }
   }
+}
+
+/**
+ * How the value of a message field is read: a member of a oneof is not a property of the message
+ * but the value of its oneof (`{ case, value }`), so reading `m[localName]` would skip it.
+ */
+function messageValueOf(field: DescField): (m: unknown) => unknown {
+  const key = field.localName;
+  const oneof = field.oneof?.localName;
+  if (oneof === undefined) return (m) => (m as Record<string, unknown>)[key];
+  return (m) => {
+    const o = (m as Record<string, { case?: string; value?: unknown } | undefined>)[oneof];
+    return o?.case === key ? o.value : undefined;
+  };
 }
 
 /** The rules of one scalar kind: strings (length, uuid, plain patterns) and number bounds. */
