@@ -261,4 +261,45 @@ describe("compileAccept", () => {
       expect(accept?.(m), JSON.stringify(choice)).toBe(valid);
     }
   });
+
+  it("leaves a pattern's count with a leading zero to protovalidate (RE2 reads `{02}` as text)", () => {
+    const pattern = (p: string) => {
+      const options = create(FieldOptionsSchema);
+      setExtension(
+        options,
+        fieldRulesOf,
+        create(FieldRulesSchema, { type: { case: "string", value: { pattern: p } } }),
+      );
+      const file = create(FileDescriptorProtoSchema, {
+        name: `pattern_test_${p.length}.proto`,
+        package: "patterntest",
+        syntax: "proto3",
+        messageType: [
+          {
+            name: "Code",
+            field: [
+              {
+                name: "code",
+                jsonName: "code",
+                number: 1,
+                label: FieldDescriptorProto_Label.OPTIONAL,
+                type: FieldDescriptorProto_Type.STRING,
+                options,
+              },
+            ],
+          },
+        ],
+      });
+      return createFileRegistry(file, () => undefined).getMessage("patterntest.Code") as DescMessage;
+    };
+    const leadingZero = pattern("^[a-z]{02}$");
+    const ab = create(leadingZero, { code: "ab" } as never) as Message;
+    expect(validator.validate(leadingZero, ab).kind).toBe("invalid");
+    expect(compileAccept(leadingZero)).toBeUndefined();
+    // The same count without the zero is compiled, and answers as protovalidate.
+    const plain = pattern("^[a-z]{2}$");
+    const ok = create(plain, { code: "ab" } as never) as Message;
+    expect(validator.validate(plain, ok).kind).toBe("valid");
+    expect(compileAccept(plain)?.(ok)).toBe(true);
+  });
 });

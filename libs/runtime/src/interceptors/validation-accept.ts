@@ -31,10 +31,11 @@ const UUID = /^[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a
 /**
  * `string.pattern`s that mean the same to RE2 (protovalidate's engine) and to a JavaScript RegExp:
  * anchored, literal ASCII letters/digits/`_`/`-` and classes of them, quantifiers (counts under
- * RE2's limit of 1000). Other patterns are left to protovalidate.
+ * RE2's limit of 1000, without a leading zero: RE2 reads `a{02}` as the text `a{02}`, JavaScript
+ * as `aa`). Other patterns are left to protovalidate.
  */
 const PLAIN_PATTERN =
-  /^\^(?:(?:\[(?:[A-Za-z0-9]-[A-Za-z0-9]|[A-Za-z0-9_])+-?\]|[A-Za-z0-9_])(?:\{\d{1,3}(?:,\d{1,3})?\}|[+*?])?)+\$$/;
+  /^\^(?:(?:\[(?:[A-Za-z0-9]-[A-Za-z0-9]|[A-Za-z0-9_])+-?\]|[A-Za-z0-9_])(?:\{(?:0|[1-9]\d{0,2})(?:,(?:0|[1-9]\d{0,2}))?\}|[+*?])?)+\$$/;
 
 /** The accept function of `desc`, or undefined when a rule of it is outside what is compiled here. */
 export function compileAccept(desc: DescMessage): Accept | undefined {
