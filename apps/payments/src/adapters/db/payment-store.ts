@@ -1,7 +1,7 @@
 import { create } from "@bufbuild/protobuf";
 import { timestampFromDate } from "@bufbuild/protobuf/wkt";
 import { PaymentRefundedSchema } from "@meshwork/contracts/meshwork/payments/v1/events";
-import type { AnyTransaction, Database, Queryable } from "@meshwork/db";
+import { type AnyTransaction, type Database, prepareStatement, type Queryable } from "@meshwork/db";
 import { createEnvelope, enqueueEvents } from "@meshwork/events";
 import { and, eq, sql } from "drizzle-orm";
 import {
@@ -25,36 +25,21 @@ async function load(db: Queryable, id: string, lock: boolean): Promise<Payment |
 }
 
 /**
- * AuthorizePayment's first read (outside a transaction), built once per database: Drizzle
- * otherwise builds its SQL text from its parts on every call.
+ * The statements of the order path (AuthorizePayment's read and insert, outside a transaction;
+ * CapturePayment's move, in one), each built by Drizzle once and run through postgres.js
+ * directly (`prepareStatement`): Drizzle otherwise builds the SQL text per call, and its prepared
+ * queries still map every call through its session. Drizzle was 15.9% of the payments process's
+ * busy time in the orders bench (MESHWORK_BENCH_PROFILE, steady state), most of it these.
  */
-function prepareLoad(db: Database<PaymentsSchema>) {
-  return db
+const loadStatement = prepareStatement<Payment>("payments_load", (q) =>
+  q
     .select()
     .from(payments)
-    .where(eq(payments.id, sql.placeholder("id")))
-    .prepare("payments_load");
-}
-const loadQueries = new WeakMap<Database<PaymentsSchema>, ReturnType<typeof prepareLoad>>();
+    .where(eq(payments.id, sql.placeholder("id"))),
+);
 
-/** `load(db, id, false)`, through the prepared query. */
-async function loadUnlocked(db: Database<PaymentsSchema>, id: string): Promise<Payment | undefined> {
-  let query = loadQueries.get(db);
-  if (!query) {
-    query = prepareLoad(db);
-    loadQueries.set(db, query);
-  }
-  const [row] = await query.execute({ id });
-  return row;
-}
-
-/**
- * AuthorizePayment's insert (outside a transaction), built once per database like its first
- * read: Drizzle's insert builder was 5% of the payments process's busy time in the orders bench
- * (`_prepare`, MESHWORK_BENCH_PROFILE).
- */
-function prepareInsert(db: Database<PaymentsSchema>) {
-  return db
+const insertStatement = prepareStatement<Payment>("payments_insert", (q) =>
+  q
     .insert(payments)
     .values({
       id: sql.placeholder("id"),
@@ -65,22 +50,34 @@ function prepareInsert(db: Database<PaymentsSchema>) {
       declineReason: sql.placeholder("declineReason"),
     })
     .onConflictDoNothing()
-    .returning()
-    .prepare("payments_insert");
+    .returning(),
+);
+
+/** `from` -> `to` where the payment is still `from`; the moved row, none when it was not. */
+const moveStatement = prepareStatement<Payment>("payments_move", (q) =>
+  q
+    .update(payments)
+    // Drizzle's types do not take placeholders in a set; its builder does (as the saga's record).
+    .set({
+      state: sql.placeholder("to"),
+      updatedAt: sql.placeholder("updatedAt"),
+    } as unknown as Partial<Payment>)
+    .where(and(eq(payments.id, sql.placeholder("id")), eq(payments.state, sql.placeholder("from"))))
+    .returning(),
+);
+
+/** `load(db, id, false)`, through the prepared statement. */
+async function loadUnlocked(db: Database<PaymentsSchema>, id: string): Promise<Payment | undefined> {
+  const [row] = await loadStatement.execute(db, { id });
+  return row;
 }
-const insertQueries = new WeakMap<Database<PaymentsSchema>, ReturnType<typeof prepareInsert>>();
 
 /** Inserts a new payment unless its id exists; the row, or undefined when it existed. */
 async function insertNew(
   db: Database<PaymentsSchema>,
   row: Pick<Payment, "id" | "userId" | "amountMinor" | "currency" | "state" | "declineReason">,
 ): Promise<Payment | undefined> {
-  let query = insertQueries.get(db);
-  if (!query) {
-    query = prepareInsert(db);
-    insertQueries.set(db, query);
-  }
-  const [inserted] = await query.execute(row);
+  const [inserted] = await insertStatement.execute(db, row);
   return inserted;
 }
 
@@ -274,14 +271,7 @@ function transition(
   after?: (tx: AnyTransaction, p: Payment) => Promise<void>,
 ): Promise<Payment> {
   return db.transaction(async (tx) => {
-    const move = async () =>
-      (
-        await tx
-          .update(payments)
-          .set({ state: to, updatedAt: new Date() })
-          .where(and(eq(payments.id, id), eq(payments.state, from)))
-          .returning()
-      )[0];
+    const move = async () => (await moveStatement.execute(tx, { id, from, to, updatedAt: new Date() }))[0];
     let row = await move();
     if (!row) {
       const p = await load(tx, id, true);

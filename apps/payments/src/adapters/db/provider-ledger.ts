@@ -1,4 +1,4 @@
-import type { DatabaseHandle } from "@meshwork/db";
+import { type DatabaseHandle, prepareStatement } from "@meshwork/db";
 import { and, asc, eq, sql } from "drizzle-orm";
 import type { LedgerEntry, ProviderLedger } from "../provider/simulated-provider.js";
 import { type PaymentsSchema, providerLedger } from "./schema.js";
@@ -10,6 +10,25 @@ export interface StoredProviderLedger extends ProviderLedger {
   /** Waits for entries still being written (PGlite). */
   flush(): Promise<void>;
 }
+
+/**
+ * An entry's insert (two per order, outside any transaction), built by Drizzle once and run
+ * through postgres.js directly (`prepareStatement`): Drizzle's own prepared query still maps
+ * every call through its session.
+ */
+const insertStatement = prepareStatement<LedgerEntry>("provider_ledger_insert", (q) =>
+  q
+    .insert(providerLedger)
+    .values({
+      paymentId: sql.placeholder("paymentId"),
+      operation: sql.placeholder("operation"),
+      amountMinor: sql.placeholder("amountMinor"),
+      declineReason: sql.placeholder("declineReason"),
+      recordedAt: sql.placeholder("recordedAt"),
+    })
+    .onConflictDoNothing()
+    .returning(),
+);
 
 const keyOf = (e: { operation: string; paymentId: string }) => `${e.operation}:${e.paymentId}`;
 
@@ -31,22 +50,8 @@ export function createProviderLedger(
   const { db } = writer;
   const entries = new Map<string, LedgerEntry>();
   const writing = new Set<Promise<unknown>>();
-  // Built once (two entries per order, outside any transaction): Drizzle's insert builder
-  // otherwise builds the same text on every call.
-  const inserting = db
-    .insert(providerLedger)
-    .values({
-      paymentId: sql.placeholder("paymentId"),
-      operation: sql.placeholder("operation"),
-      amountMinor: sql.placeholder("amountMinor"),
-      declineReason: sql.placeholder("declineReason"),
-      recordedAt: sql.placeholder("recordedAt"),
-    })
-    .onConflictDoNothing()
-    .returning()
-    .prepare("provider_ledger_insert");
   const insert = async (entry: LedgerEntry): Promise<LedgerEntry> => {
-    const [row] = await inserting.execute({ ...entry });
+    const [row] = await insertStatement.execute(db, { ...entry });
     if (row) return row;
     const [standing] = await db
       .select()
