@@ -14,9 +14,10 @@
  * been compiled (V8 compiles functions lazily; the cache holds those compiled by then), whenever
  * no cache was accepted; other caches of the same bundle path are removed then.
  *
- * Measured (cached `npm start -- --ports auto`, CPU of every process of the start when the mesh
- * is up, 5 alternated pairs, load average 20-30): ES module bundles 6.13 s, these launchers with
- * their caches 5.42 s (medians; per pair B/A 0.93, 0.78, 0.88, 0.86, 1.09: median 0.88).
+ * Measured (cached `npm start -- --ports auto` until "the mesh is up", CPU of every process of
+ * the start then; 5 alternated pairs, medians): at load average 6-9, ES module bundles up in
+ * 7.00 s with 7.01 s of CPU, these launchers with their caches 5.98 s with 5.89 s (every pair
+ * lower: CPU B/A 0.82-0.86, median 0.83); at load 20-30, 6.13 -> 5.42 s of CPU (B/A median 0.88).
  */
 const { createHash } = require("node:crypto");
 const { mkdirSync, readdirSync, readFileSync, renameSync, rmSync, writeFileSync } = require("node:fs");
