@@ -20,6 +20,8 @@ const root = fileURLToPath(new URL("../../../", import.meta.url));
 const main = fileURLToPath(new URL("../dist/main.js", import.meta.url));
 // What `meshctl up` starts: the same service bundled into one file (tools/bundle).
 const bundle = fileURLToPath(new URL("../dist/main.bundle.js", import.meta.url));
+// ... which it runs as CommonJS through the code-cache launcher when the build wrote one.
+const launcher = fileURLToPath(new URL("../dist/main.bundle.start.cjs", import.meta.url));
 
 /** Asks the server's reflection service (v1) one question over a grpc-js bidi stream. */
 function reflect(client: grpc.Client, request: Record<string, unknown>): Promise<Record<string, unknown>> {
@@ -39,6 +41,7 @@ function reflect(client: grpc.Client, request: Record<string, unknown>): Promise
 describe.each([
   ["entry point", main],
   ["bundle", bundle],
+  ["bundle's CommonJS twin, through its code-cache launcher", launcher],
 ])("the users process (%s)", (_, entry) => {
   let storage: Storage;
   let proc: ManagedProcess;

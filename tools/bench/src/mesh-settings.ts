@@ -2,7 +2,7 @@ import { readFile } from "node:fs/promises";
 
 /** How a mesh runs one of its Node processes: its script, the flags before it, its pool settings. */
 export interface RunSettings {
-  /** The file Node runs: a service's bundle (`dist/main.bundle.js`) unless `MESHWORK_BUNDLE=0`. */
+  /** The file Node runs: a service's bundle launcher (`dist/main.bundle.start.cjs`, or `dist/main.bundle.js`) unless `MESHWORK_BUNDLE=0`. */
   script: string;
   nodeArgs: string[];
   env: Record<string, string>;

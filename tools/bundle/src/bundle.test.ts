@@ -107,6 +107,53 @@ describe("meshwork-bundle", () => {
     expect(out.where).toBe(join(dir, "dist/main.bundle.js")); // __filename is the bundle's
   });
 
+  it("writes a CommonJS twin and its launcher, which run like the bundle (code cache), top-level await included", () => {
+    const dir = service();
+    dirs.push(dir);
+    writeFileSync(
+      join(dir, "dist/main.js"),
+      `${readFileSync(join(dir, "dist/main.js"), "utf8")}\nawait new Promise((r) => setTimeout(r, 10));\nconsole.log("after await");\n`,
+    );
+    expect(bundle(dir).status).toBe(0);
+    rmSync(join(dir, "node_modules"), { recursive: true });
+    const run = spawnSync(process.execPath, [join(dir, "dist/main.bundle.start.cjs")], {
+      encoding: "utf8",
+      env: { ...process.env, MESHWORK_CODE_CACHE_DIR: join(dir, "cache"), MESHWORK_CODE_CACHE_DELAY_MS: "0" },
+    });
+    expect(run.status, run.stderr).toBe(0);
+    const [json = "", after] = run.stdout.trim().split("\n");
+    const out = JSON.parse(json) as { data: string; before: boolean; lazy: boolean; where: string };
+    expect(out).toEqual({
+      data: "beside the package",
+      before: false,
+      lazy: true,
+      where: join(dir, "dist/main.bundle.cjs"),
+    });
+    expect(after).toBe("after await");
+  });
+
+  it("gives the twin's entry point's failure after an await as a top-level await's: an uncaught error, exit code 1", () => {
+    const dir = service();
+    dirs.push(dir);
+    writeFileSync(join(dir, "dist/main.js"), 'await Promise.resolve();\nthrow new Error("no config");\n');
+    expect(bundle(dir).status).toBe(0);
+    const run = spawnSync(process.execPath, [join(dir, "dist/main.bundle.start.cjs")], { encoding: "utf8" });
+    expect(run.status).toBe(1);
+    expect(run.stderr).toContain("Error: no config");
+  });
+
+  it("writes no twin for an entry point with an export (it could not wrap it), and removes an earlier one", () => {
+    const dir = service();
+    dirs.push(dir);
+    expect(bundle(dir).status).toBe(0);
+    writeFileSync(join(dir, "dist/main.js"), 'console.log("x");\nexport const a = 1;\n');
+    expect(bundle(dir).status).toBe(0);
+    const files = readdirSync(join(dir, "dist"));
+    expect(files).toContain("main.bundle.js");
+    expect(files).not.toContain("main.bundle.cjs");
+    expect(files).not.toContain("main.bundle.start.cjs");
+  });
+
   it("records the SHA-256 of each of the repository's own files it holds, not node_modules' (meshctl's freshness check)", () => {
     const dir = service();
     dirs.push(dir);
@@ -125,8 +172,10 @@ describe("meshwork-bundle", () => {
     const record = JSON.parse(readFileSync(join(dir, "dist/main.bundle.js.inputs.json"), "utf8")) as {
       outputs: Record<string, string>;
     };
-    const written = readdirSync(join(dir, "dist")).filter((f) => /^main\.bundle(\.chunk-.*)?\.js$/.test(f));
-    expect(written).toHaveLength(2);
+    const written = readdirSync(join(dir, "dist")).filter((f) =>
+      /^main\.bundle(\.chunk-.*\.js|\.js|\.cjs|\.start\.cjs)$/.test(f),
+    );
+    expect(written).toHaveLength(4); // the bundle, its chunk, the CommonJS twin and its launcher
     expect(Object.keys(record.outputs).sort()).toEqual(written.sort());
     for (const f of written)
       expect(record.outputs[f]).toBe(

@@ -64,6 +64,17 @@ describe("what a killed meshctl up left behind", () => {
     ]);
   });
 
+  it("stops a service it ran from its bundle's code-cache launcher (what up starts when the build wrote one)", async () => {
+    const deadUp = idleProcess();
+    deadUp.kill("SIGKILL");
+    await exited(deadUp);
+    const service = idleProcess(join(dir, "dist/main.bundle.start.cjs"));
+    report(deadUp.pid as number, [{ name: "users", pid: service.pid as number }]);
+    await clearLeftovers(home, [users], () => {});
+    await exited(service);
+    expect(service.signalCode).toBe("SIGTERM");
+  });
+
   it("refuses while that meshctl up is still running with the same home", async () => {
     // (spawn returns once the child has exec'd: its command line is already its own)
     const liveUp = idleProcess("tools/meshctl/dist/main.js", "up");

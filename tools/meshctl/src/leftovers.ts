@@ -1,6 +1,6 @@
 import { readFileSync } from "node:fs";
 import { join } from "node:path";
-import { bundleOf } from "./node-args.js";
+import { bundleOf, launcherOf } from "./node-args.js";
 import type { ServiceManifest } from "./services.js";
 import { type SupervisionReport, supervisionFile } from "./up.js";
 
@@ -54,10 +54,11 @@ export async function clearLeftovers(
     // `orders#2`: a further instance of orders (`up --replicas`).
     const manifest = services.find((s) => s.name === c.name.split("#")[0]);
     if (!c.pid || !manifest || !alive(c.pid)) return [];
-    // Started from its entry point or from the bundle beside it.
+    // Started from its entry point, the bundle beside it or the bundle's code-cache launcher.
     const entry = join(manifest.dir, manifest.main);
     const line = commandLine(c.pid);
-    return line?.includes(entry) || line?.includes(bundleOf(entry)) ? [{ name: c.name, pid: c.pid }] : [];
+    const files = [entry, bundleOf(entry), launcherOf(bundleOf(entry))];
+    return files.some((f) => line?.includes(f)) ? [{ name: c.name, pid: c.pid }] : [];
   });
   if (left.length === 0) return;
   say(

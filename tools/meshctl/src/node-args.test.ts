@@ -124,6 +124,29 @@ describe("serviceEntry", () => {
     });
   });
 
+  it("runs the CommonJS twin's launcher (code cache) when the build wrote one, unless MESHWORK_CODE_CACHE=0", async () => {
+    bundled();
+    const cjs = join(dir, "dist/main.bundle.cjs");
+    const launcher = join(dir, "dist/main.bundle.start.cjs");
+    writeFileSync(cjs, "module.exports = {};");
+    writeFileSync(launcher, "require('./main.bundle.cjs');");
+    const record = JSON.parse(readFileSync(inputsRecordOf(bundle), "utf8")) as {
+      outputs: Record<string, string>;
+    };
+    record.outputs["main.bundle.cjs"] = sha(readFileSync(cjs, "utf8"));
+    record.outputs["main.bundle.start.cjs"] = sha(readFileSync(launcher, "utf8"));
+    writeFileSync(inputsRecordOf(bundle), JSON.stringify(record));
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: launcher, bundled: true });
+    expect(await serviceEntry(dir, "dist/main.js", { MESHWORK_CODE_CACHE: "0" })).toEqual({
+      file: bundle,
+      bundled: true,
+    });
+    writeFileSync(cjs, "module.exports = { changed: true };"); // not as its build wrote it
+    expect(await serviceEntry(dir, "dist/main.js", {})).toEqual({ file: main, bundled: false });
+    rmSync(cjs);
+    rmSync(launcher);
+  });
+
   it("ignores a bundle when a file it was built from changed (tsc ran since, here a lib's)", async () => {
     bundled();
     writeFileSync(lib, "export const a = 2;");

@@ -75,28 +75,34 @@ export async function serviceEntry(
 ): Promise<ServiceEntry> {
   const file = join(dir, main);
   const bundle = bundleOf(file);
-  if (env.MESHWORK_BUNDLE !== "0" && existsSync(file) && (await bundleCurrent(bundle)))
-    return { file: bundle, bundled: true };
-  return { file, bundled: false };
+  if (env.MESHWORK_BUNDLE === "0" || !existsSync(file)) return { file, bundled: false };
+  const outputs = await bundleOutputs(bundle);
+  if (!outputs) return { file, bundled: false };
+  // The CommonJS twin's launcher, which runs it with a V8 code cache (`tools/bundle`'s
+  // code-cache.cjs): a bundle built before it had none, and `MESHWORK_CODE_CACHE=0` skips it.
+  const launcher = launcherOf(bundle);
+  if (env.MESHWORK_CODE_CACHE !== "0" && basename(launcher) in outputs && basename(cjsOf(bundle)) in outputs)
+    return { file: launcher, bundled: true };
+  return { file: bundle, bundled: true };
 }
 
 /**
- * Whether every file the bundle's record names is there with the recorded content: each output
+ * The outputs of the bundle's build when every file its record names is there with the recorded content: each output
  * of its build (the bundle and its chunks, which it imports at start or later; a chunk missing
  * after a failed rebuild crash-looped the service) and each input it was built from. A record
  * without outputs (written before chunks) does not do: its chunks cannot be checked.
  */
-async function bundleCurrent(bundle: string): Promise<boolean> {
+async function bundleOutputs(bundle: string): Promise<Record<string, string> | undefined> {
   let record: { inputs?: Record<string, string>; outputs?: Record<string, string> };
   try {
-    if (!existsSync(bundle)) return false;
+    if (!existsSync(bundle)) return undefined;
     record = JSON.parse(await readFile(inputsRecordOf(bundle), "utf8")) as typeof record;
   } catch {
-    return false; // no record (a bundle from before it was written) or an unreadable one
+    return undefined; // no record (a bundle from before it was written) or an unreadable one
   }
   const { inputs, outputs } = record;
-  if (!inputs || !outputs || !(basename(bundle) in outputs)) return false;
-  return await sameContent(dirname(bundle), { ...outputs, ...inputs });
+  if (!inputs || !outputs || !(basename(bundle) in outputs)) return undefined;
+  return (await sameContent(dirname(bundle), { ...outputs, ...inputs })) ? outputs : undefined;
 }
 
 /** Whether each file (by path relative to `base`) has the SHA-256 (hex) given for it. */
@@ -125,4 +131,14 @@ export function inputsRecordOf(bundle: string): string {
 /** The bundle's path for an entry point: `dist/main.js` -> `dist/main.bundle.js`. */
 export function bundleOf(entry: string): string {
   return entry.replace(/\.js$/, ".bundle.js");
+}
+
+/** The bundle's CommonJS twin: `dist/main.bundle.js` -> `dist/main.bundle.cjs`. */
+export function cjsOf(bundle: string): string {
+  return bundle.replace(/\.js$/, ".cjs");
+}
+
+/** The launcher that runs the CommonJS twin with a code cache: `dist/main.bundle.start.cjs`. */
+export function launcherOf(bundle: string): string {
+  return bundle.replace(/\.js$/, ".start.cjs");
 }

@@ -28,7 +28,7 @@ export interface SpawnContext {
   root: string;
   logLevel: LogLevel;
   out: NodeJS.WritableStream;
-  /** The commit every process reports (`MESHWORK_BUILD_COMMIT`), when known. */
+  /** Set for every process: the commit it reports (`MESHWORK_BUILD_COMMIT`, when known) and `MESHWORK_CODE_CACHE_DIR`. */
   buildEnv: Record<string, string>;
   telemetry: LocalTelemetry | undefined;
   /**

@@ -276,7 +276,11 @@ class MeshRun {
       entriesChecked.catch(() => {}); // awaited below; a failure there ends `up`
       const infra = await this.startInfrastructure();
       const commit = await commitAsked;
-      this.buildEnv = commit ? { [BUILD_COMMIT_VAR]: commit } : {};
+      this.buildEnv = {
+        ...(commit ? { [BUILD_COMMIT_VAR]: commit } : {}),
+        // Where the bundles' launchers keep V8 code caches (see node-args.ts, serviceEntry).
+        MESHWORK_CODE_CACHE_DIR: process.env.MESHWORK_CODE_CACHE_DIR ?? join(this.options.home, "code-cache"),
+      };
       await entriesChecked;
       this.poller = setInterval(() => void this.poll(), this.options.pollEveryMs ?? 200);
       await this.startServices(infra);
