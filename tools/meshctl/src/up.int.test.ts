@@ -377,7 +377,13 @@ describe("meshctl up without a reachable NATS", () => {
 
   it("stops with a message saying how to install NATS when there is none", async () => {
     const proc = startProcess(process.execPath, [meshctl, "up", "--ports", "auto"], {
-      env: { MESHWORK_HOME: home, NATS_URL: "nats://127.0.0.1:1", PATH: "/nonexistent", DATABASE_URL: "" },
+      env: {
+        MESHWORK_HOME: home,
+        NATS_URL: "nats://127.0.0.1:1",
+        PATH: "/nonexistent",
+        DATABASE_URL: "",
+        EVENTS_NAMESPACE: `${uniqueName("mwnonats")}.`,
+      },
     });
     expect(await proc.exited).toBe(1);
     expect(proc.lines.join("\n")).toMatch(
