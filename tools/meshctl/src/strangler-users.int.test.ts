@@ -184,9 +184,6 @@ beforeAll(async () => {
       ADMIN_PORT: "0",
       LOG_LEVEL: "silent",
       DISCOVERY: "static",
-      // Static discovery declares nothing on NATS; the namespace is the test's all the same (a
-      // service under test refuses the default one).
-      EVENTS_NAMESPACE: namespace,
       UPSTREAMS: `users=${usersUrl}`,
       JWKS_URL: `${usersUrl}/.well-known/jwks.json`,
       IDENTITY_KEY: identity.keys.gateway?.privateKey,
@@ -489,6 +486,9 @@ async function startExtAuthzGateway() {
       EXT_AUTHZ_PORT: "0",
       LOG_LEVEL: "info",
       DISCOVERY: "static",
+      // Static discovery declares nothing on NATS; the namespace is the test's all the same (a
+      // service started under test refuses the default one).
+      EVENTS_NAMESPACE: namespace,
       UPSTREAMS: `users=${usersUrl}`,
       JWKS_URL: `${usersUrl}/.well-known/jwks.json`,
       IDENTITY_KEY: identity.keys.gateway?.privateKey ?? "",
