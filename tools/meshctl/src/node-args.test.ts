@@ -27,6 +27,7 @@ describe("meshNodeArgs", () => {
   it("leaves the young generation to NODE_OPTIONS when it sets one", () => {
     expect(meshNodeArgs("--max-semi-space-size=32")).toEqual(["--enable-source-maps"]);
     expect(meshNodeArgs("--inspect --max-semi-space-size 8")).toEqual(["--enable-source-maps"]);
+    expect(meshNodeArgs("--max_semi_space_size=8")).toEqual(["--enable-source-maps"]);
     expect(meshNodeArgs("--max-old-space-size=512")).toContain(`--max-semi-space-size=${SEMI_SPACE_MB}`);
   });
 

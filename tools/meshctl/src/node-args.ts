@@ -27,7 +27,8 @@ export function meshNodeArgs(
   profileDir = process.env.MESHWORK_CPU_PROFILE_DIR,
 ): string[] {
   const args = bundled ? [] : ["--enable-source-maps"];
-  if (!/(^|\s)--max-semi-space-size(=|\s|$)/.test(nodeOptions))
+  // V8 takes its flags with `-` or `_` between words (`--max_semi_space_size` too).
+  if (!/(^|\s)--max[-_]semi[-_]space[-_]size(=|\s|$)/.test(nodeOptions))
     args.push(`--max-semi-space-size=${SEMI_SPACE_MB}`);
   if (profileDir) args.push("--cpu-prof", `--cpu-prof-dir=${profileDir}`);
   return args;
